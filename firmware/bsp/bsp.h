@@ -1,0 +1,63 @@
+/* Board support: the only interface between the application and the hardware.
+ * Nothing above this header names a register. Each board implements it in
+ * bsp/<bsp>/ (selected by boards/<board>.toml); bsp/cortex_m/ holds what every
+ * Cortex-M board shares (startup, MPU fence, stack painting, fault reports). */
+#ifndef BSP_H
+#define BSP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Clocks, caches, the UART, the cost counter and the 1 ms tick. Called once from reset. */
+void bsp_init(void);
+
+/* Blocking transmit of n bytes (polled; safe in fault handlers with interrupts off). */
+void bsp_uart_write(const uint8_t *data, size_t n);
+
+/* One received byte, or -1 if none is waiting. Never blocks. */
+int bsp_uart_getc(void);
+
+/* Raw free-running cost counter in the board's unit (CPU cycles, or instructions on the
+ * emulator); 32 bits, wraps. bsp_counter_unit() says which (enum counter_unit). */
+uint32_t bsp_counter_raw(void);
+uint8_t bsp_counter_unit(void);
+
+/* Called when there is nothing to do; may sleep until the next interrupt. */
+void bsp_idle(void);
+
+/* Ends the program: on the emulator, QEMU exits with this code (semihosting); on a real
+ * board it halts (there is nobody to return to). */
+void bsp_exit(int code) __attribute__((noreturn));
+
+/* Writes text where a person can read it even without the serial link: semihosting
+ * stderr on the emulator; nothing on real boards. */
+void bsp_debug_write(const char *text);
+
+/* --- shared Cortex-M services (bsp/cortex_m) ------------------------------------ */
+
+/* 64-bit extension of bsp_counter_raw(); extended every millisecond by the tick. */
+uint64_t bsp_counter_read64(void);
+
+/* Milliseconds since boot from the SysTick interrupt. */
+uint32_t bsp_uptime_ms(void);
+
+/* Starts SysTick at 1 kHz from a core clock of hz. */
+void bsp_tick_start(uint32_t hz);
+
+/* Deepest use of the thread stack so far, in bytes, from the painted stack. */
+uint32_t bsp_stack_high_water(void);
+uint32_t bsp_stack_size(void);
+
+/* Memory figures from the linker's own symbols. */
+uint32_t bsp_flash_origin(void);
+uint32_t bsp_flash_size(void);
+uint32_t bsp_flash_used(void);
+uint32_t bsp_ram_origin(void);
+uint32_t bsp_ram_size(void);
+uint32_t bsp_ram_static(void); /* stacks + .data + .bss */
+
+/* Fault reports: bsp/cortex_m calls this sink with an encoded report before halting. */
+typedef void (*bsp_fault_sink_fn)(const uint8_t *payload, uint16_t len);
+void bsp_set_fault_sink(bsp_fault_sink_fn sink);
+
+#endif

@@ -1,0 +1,1 @@
+"""Host-side tools: build, flash, link, monitor and (later) the training compiler."""

@@ -1,0 +1,1 @@
+"""Building the firmware (offline, arm-none-eabi-gcc) and the host twin (native gcc)."""

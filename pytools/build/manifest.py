@@ -1,0 +1,137 @@
+"""Resolves firmware/build.toml + boards/<board>.toml into one build description.
+
+This is the single source of sources and flags: the offline builder (builder.py),
+PlatformIO (pio_build.py at the repository root) and the host build all call it, so
+there is no second list to drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytools.boards import Board
+from pytools.paths import FIRMWARE
+
+HOST = "host"
+
+
+@dataclass
+class BuildSpec:
+    target: str  # a board name, or "host"
+    sources: list[Path]
+    include_dirs: list[Path]
+    cflags: list[str]
+    defines: dict[str, str]
+    ldflags: list[str] = field(default_factory=list)
+    linker_script: Path | None = None
+    memory_ld: str = ""  # generated MEMORY block for the board (empty for the host)
+    forbidden_symbols: list[str] = field(default_factory=list)
+
+    def define_flags(self) -> list[str]:
+        return [f"-D{k}={v}" for k, v in sorted(self.defines.items())]
+
+    def compile_flags(self) -> list[str]:
+        return [*self.cflags, *self.define_flags(), *(f"-I{p}" for p in self.include_dirs)]
+
+
+def _manifest() -> dict:
+    return tomllib.loads((FIRMWARE / "build.toml").read_text())
+
+
+def _glob(patterns: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for pat in patterns:
+        hits = sorted(FIRMWARE.glob(pat))
+        if not hits:
+            raise FileNotFoundError(f"firmware/build.toml: '{pat}' matches no file")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+def memory_ld(board: Board) -> str:
+    """The linker MEMORY block and stack sizes, written from the board file."""
+    m = board.memory
+    return (
+        f"/* Generated from boards/{board.name}.toml by pytools.build.manifest; do not edit. */\n"
+        "MEMORY\n{\n"
+        f"    FLASH (rx)  : ORIGIN = 0x{m.flash_origin:08X}, LENGTH = {m.flash_size}\n"
+        f"    RAM   (rwx) : ORIGIN = 0x{m.ram_origin:08X}, LENGTH = {m.ram_size}\n"
+        "}\n"
+        f"__board_stack_size = {m.stack_size};\n"
+        f"__board_handler_stack_size = {m.handler_stack_size};\n"
+    )
+
+
+def source_digest(extra: list[str]) -> str:
+    """Content hash of every firmware and board file plus the flags: the build id.
+
+    Same sources and flags give the same id on any machine and in either build system.
+    """
+    h = hashlib.sha256()
+    roots = [FIRMWARE, FIRMWARE.parent / "boards"]
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.suffix in {".c", ".h", ".def", ".ld", ".toml", ".S"}:
+                h.update(str(p.relative_to(root.parent)).encode())
+                h.update(p.read_bytes())
+    for x in extra:
+        h.update(x.encode())
+    return h.hexdigest()[:12]
+
+
+def board_defines(board: Board) -> dict[str, str]:
+    return {
+        "BOARD_NAME": f'"{board.name}"',
+        "BOARD_CLOCK_HZ": f"{board.clock_hz}u",
+        "BOARD_BAUD": f"{board.baud}u",
+        "LINK_MAX_PAYLOAD": f"{board.max_payload}u",
+        "BOARD_HSE_HZ": f"{int(board.raw.get('hse_hz', 0))}u",
+        "BOARD_HSE_BYPASS": "1" if board.raw.get("hse_bypass") else "0",
+        f"BOARD_BSP_{board.bsp.upper()}": "1",
+        f"BOARD_{board.name.upper()}": "1",
+        # e.g. BOARD_UART_USART3: the BSP maps the UART to its pins and clock.
+        f"BOARD_UART_{board.raw['serial']['uart'].split()[0].upper()}": "1",
+    }
+
+
+def target_spec(board: Board) -> BuildSpec:
+    mf = _manifest()
+    common, target = mf["common"], mf["target"]
+    cpu = mf["cpu"][board.cpu]
+    bsp = mf["bsp"][board.bsp]
+    cflags = [*common["cflags"], *target["cflags"], *cpu["cflags"]]
+    ldflags = [*cpu["cflags"], *target["ldflags"]]
+    defines = board_defines(board)
+    spec = BuildSpec(
+        target=board.name,
+        sources=_glob([*common["sources"], *target["sources"], *bsp["sources"]]),
+        include_dirs=[FIRMWARE / d for d in common["include"]] + [FIRMWARE / "bsp" / "cortex_m"],
+        cflags=cflags,
+        defines=defines,
+        ldflags=ldflags,
+        linker_script=FIRMWARE / target["linker_script"],
+        memory_ld=memory_ld(board),
+        forbidden_symbols=list(target["forbidden_symbols"]),
+    )
+    spec.defines["BUILD_ID"] = f'"{source_digest([*cflags, *ldflags, *spec.define_flags()])}"'
+    return spec
+
+
+def host_spec() -> BuildSpec:
+    mf = _manifest()
+    common, host = mf["common"], mf["host"]
+    cflags = [*common["cflags"], *host["cflags"]]
+    return BuildSpec(
+        target=HOST,
+        sources=_glob(common["sources"]),
+        include_dirs=[FIRMWARE / d for d in common["include"]],
+        cflags=cflags,
+        defines={},
+    )
+
+
+def host_test_sources() -> list[Path]:
+    return _glob(_manifest()["host"]["tests"])
