@@ -15,9 +15,7 @@
 #endif
 
 /* State of the link self-test sink (DIAG_SINK). */
-static struct {
-    uint32_t received, next_index, out_of_order, chain_crc;
-} sink;
+static struct { uint32_t received, next_index, out_of_order, chain_crc; } sink;
 
 static void copy_text(char *dst, size_t cap, const char *src) {
     size_t n = strlen(src);
@@ -118,18 +116,10 @@ static void on_fault(link_reply_t *reply, const uint8_t *payload) {
     memcpy(&f, payload, sizeof f);
     volatile uint32_t *addr = (volatile uint32_t *)(uintptr_t)f.address;
     switch (f.kind) {
-        case 0:
-            *addr = 0xDEADBEEFu;
-            break;
-        case 1:
-            (void)*addr;
-            break;
-        case 2:
-            (void)overflow_stack(0);
-            break;
-        case 3:
-            __asm volatile("udf #0");
-            break;
+        case 0: *addr = 0xDEADBEEFu; break;
+        case 1: (void)*addr; break;
+        case 2: (void)overflow_stack(0); break;
+        case 3: __asm volatile("udf #0"); break;
         default:
             link_reply_error(reply, ERR_BAD_ARGUMENT, MSG_DIAG_FAULT,
                              "DIAG_FAULT kind must be 0 (write), 1 (read), 2 (stack), 3 (udf)");
@@ -143,9 +133,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
                      link_reply_t *reply) {
     const link_t *link = (const link_t *)ctx;
     switch (type) {
-        case MSG_HELLO:
-            on_hello(reply, link);
-            break;
+        case MSG_HELLO: on_hello(reply, link); break;
         case MSG_PING:
             if (len > reply->capacity) {
                 link_reply_error(reply, ERR_BAD_LENGTH, type, "PING payload exceeds max_reply");
@@ -162,14 +150,11 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
             if (expect_len(reply, type, len, sizeof(struct payload_DIAG_SINK), true, "DIAG_SINK"))
                 on_sink(reply, payload, len);
             break;
-        case MSG_DIAG_SINK_STATS:
-            on_sink_stats(reply);
-            break;
-        case MSG_DIAG_SINK_RESET:
-            memset(&sink, 0, sizeof sink);
-            break;
+        case MSG_DIAG_SINK_STATS: on_sink_stats(reply); break;
+        case MSG_DIAG_SINK_RESET: memset(&sink, 0, sizeof sink); break;
         case MSG_DIAG_FAULT:
-            if (expect_len(reply, type, len, sizeof(struct payload_DIAG_FAULT), false, "DIAG_FAULT"))
+            if (expect_len(reply, type, len, sizeof(struct payload_DIAG_FAULT), false,
+                           "DIAG_FAULT"))
                 on_fault(reply, payload);
             break;
         default: {

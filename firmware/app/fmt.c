@@ -50,9 +50,7 @@ size_t fmt_vsnprintf(char *out, size_t cap, const char *fmt, va_list ap) {
                 while (*str) put(&s, *str++);
                 break;
             }
-            case 'c':
-                put(&s, (char)va_arg(ap, int));
-                break;
+            case 'c': put(&s, (char)va_arg(ap, int)); break;
             case 'd':
             case 'i': {
                 int32_t v = (int32_t)va_arg(ap, int);
@@ -65,9 +63,7 @@ size_t fmt_vsnprintf(char *out, size_t cap, const char *fmt, va_list ap) {
                 put_uint(&s, mag, 10, 0, width, pad);
                 break;
             }
-            case 'u':
-                put_uint(&s, (uint32_t)va_arg(ap, unsigned), 10, 0, width, pad);
-                break;
+            case 'u': put_uint(&s, (uint32_t)va_arg(ap, unsigned), 10, 0, width, pad); break;
             case 'x':
             case 'X':
                 put_uint(&s, (uint32_t)va_arg(ap, unsigned), 16, *p == 'X', width, pad);
@@ -77,12 +73,8 @@ size_t fmt_vsnprintf(char *out, size_t cap, const char *fmt, va_list ap) {
                 put(&s, 'x');
                 put_uint(&s, (uint32_t)(uintptr_t)va_arg(ap, void *), 16, 0, 8, '0');
                 break;
-            case '%':
-                put(&s, '%');
-                break;
-            case '\0':
-                p--;
-                break;
+            case '%': put(&s, '%'); break;
+            case '\0': p--; break;
             default:
                 put(&s, '%');
                 put(&s, *p);

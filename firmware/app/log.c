@@ -11,7 +11,9 @@
 
 static link_t *log_link;
 
-void log_attach(link_t *link) { log_link = link; }
+void log_attach(link_t *link) {
+    log_link = link;
+}
 
 void log_printf(uint8_t level, const char *fmt, ...) {
     if (!log_link) return;

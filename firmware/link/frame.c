@@ -16,7 +16,8 @@ static void header_bytes(uint8_t h[FRAME_HEADER_SIZE], uint8_t type, uint8_t seq
     h[6] = crc8_update(0, &h[2], 4);
 }
 
-static uint32_t frame_crc(const uint8_t h[FRAME_HEADER_SIZE], const uint8_t *payload, uint16_t len) {
+static uint32_t frame_crc(const uint8_t h[FRAME_HEADER_SIZE], const uint8_t *payload,
+                          uint16_t len) {
     uint32_t crc = crc32_update(0, &h[2], FRAME_HEADER_SIZE - 2);
     return crc32_update(crc, payload, len);
 }
@@ -120,8 +121,6 @@ frame_rx_t frame_decoder_push(frame_decoder_t *d, uint8_t byte) {
             /* Skip the payload and CRC of a frame too long to hold, staying in step. */
             if (++d->pos >= (uint32_t)d->len + FRAME_TRAILER_SIZE) d->state = ST_SYNC0;
             return FRAME_RX_PENDING;
-        default:
-            d->state = ST_SYNC0;
-            return FRAME_RX_PENDING;
+        default: d->state = ST_SYNC0; return FRAME_RX_PENDING;
     }
 }

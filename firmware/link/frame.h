@@ -38,7 +38,7 @@ typedef enum {
 } frame_rx_t;
 
 typedef struct {
-    uint8_t *payload;   /* caller's buffer, capacity bytes */
+    uint8_t *payload; /* caller's buffer, capacity bytes */
     uint16_t capacity;
     /* the frame being received / just received */
     uint16_t len;

@@ -48,8 +48,7 @@ static void handle_request(link_t *l) {
 
 void link_rx_byte(link_t *l, uint8_t byte) {
     switch (frame_decoder_push(&l->dec, byte)) {
-        case FRAME_RX_PENDING:
-            break;
+        case FRAME_RX_PENDING: break;
         case FRAME_RX_OK:
             l->stats.rx_frames++;
             handle_request(l);
@@ -73,7 +72,8 @@ void link_send_unsolicited(link_t *l, uint8_t type, const uint8_t *payload, uint
     send(l, type, 0, payload, len);
 }
 
-void link_reply_error(link_reply_t *reply, uint8_t code, uint8_t request_type, const char *message) {
+void link_reply_error(link_reply_t *reply, uint8_t code, uint8_t request_type,
+                      const char *message) {
     struct payload_ERROR e = {.code = code, .request_type = request_type};
     uint16_t n = (uint16_t)sizeof e;
     memcpy(reply->payload, &e, n);

@@ -36,10 +36,18 @@
 #define MPU_RBAR REG32(0xE000ED9Cu)
 #define MPU_RASR REG32(0xE000EDA0u)
 
-static inline void cm_dsb(void) { __asm volatile("dsb 0xF" ::: "memory"); }
-static inline void cm_isb(void) { __asm volatile("isb 0xF" ::: "memory"); }
-static inline void cm_disable_irq(void) { __asm volatile("cpsid i" ::: "memory"); }
-static inline void cm_enable_irq(void) { __asm volatile("cpsie i" ::: "memory"); }
+static inline void cm_dsb(void) {
+    __asm volatile("dsb 0xF" ::: "memory");
+}
+static inline void cm_isb(void) {
+    __asm volatile("isb 0xF" ::: "memory");
+}
+static inline void cm_disable_irq(void) {
+    __asm volatile("cpsid i" ::: "memory");
+}
+static inline void cm_enable_irq(void) {
+    __asm volatile("cpsie i" ::: "memory");
+}
 
 /* Shared Cortex-M setup, called from Reset_Handler before main(). */
 void cm_mpu_init(void);

@@ -11,7 +11,9 @@
 
 static bsp_fault_sink_fn fault_sink;
 
-void bsp_set_fault_sink(bsp_fault_sink_fn sink) { fault_sink = sink; }
+void bsp_set_fault_sink(bsp_fault_sink_fn sink) {
+    fault_sink = sink;
+}
 
 static const char *fault_name(uint32_t kind) {
     switch (kind) {
@@ -65,13 +67,12 @@ __attribute__((noreturn, used)) void fault_report(uint32_t *frame, uint32_t kind
 
     uint8_t buf[sizeof f + 160];
     char *text = (char *)buf + sizeof f;
-    size_t n = fmt_snprintf(text, 160, "%s at 0x%08x: %s (pc 0x%08x, cfsr 0x%08x)",
-                            fault_name(kind), (unsigned)f.address, fault_cause(cfsr, hfsr),
-                            (unsigned)f.pc, (unsigned)cfsr);
+    size_t n =
+        fmt_snprintf(text, 160, "%s at 0x%08x: %s (pc 0x%08x, cfsr 0x%08x)", fault_name(kind),
+                     (unsigned)f.address, fault_cause(cfsr, hfsr), (unsigned)f.pc, (unsigned)cfsr);
     if (!f.address_valid)
         n = fmt_snprintf(text, 160, "%s, no fault address recorded: %s (pc 0x%08x, cfsr 0x%08x)",
-                         fault_name(kind), fault_cause(cfsr, hfsr), (unsigned)f.pc,
-                         (unsigned)cfsr);
+                         fault_name(kind), fault_cause(cfsr, hfsr), (unsigned)f.pc, (unsigned)cfsr);
     memcpy(buf, &f, sizeof f);
     if (fault_sink) fault_sink(buf, (uint16_t)(sizeof f + n));
     bsp_debug_write("FAULT: ");
@@ -81,15 +82,16 @@ __attribute__((noreturn, used)) void fault_report(uint32_t *frame, uint32_t kind
 }
 
 /* Picks the stack the exception frame was pushed to (EXC_RETURN bit 2) and reports. */
-#define FAULT_ENTRY(name, kind)                         \
-    __attribute__((naked)) void name(void) {            \
-        __asm volatile(                                 \
-            "tst lr, #4\n"                              \
-            "ite eq\n"                                  \
-            "mrseq r0, msp\n"                           \
-            "mrsne r0, psp\n"                           \
-            "mov r1, #" #kind "\n"                      \
-            "b fault_report\n");                        \
+#define FAULT_ENTRY(name, kind)              \
+    __attribute__((naked)) void name(void) { \
+        __asm volatile(                      \
+            "tst lr, #4\n"                   \
+            "ite eq\n"                       \
+            "mrseq r0, msp\n"                \
+            "mrsne r0, psp\n"                \
+            "mov r1, #" #kind                \
+            "\n"                             \
+            "b fault_report\n");             \
     }
 
 FAULT_ENTRY(HardFault_Handler, 3)

@@ -30,7 +30,9 @@ typedef void (*vector_t)(void);
  * one vector table for every board, no per-board assembly. */
 #define DEVICE_IRQS 98 /* the STM32F746 has 98; QEMU's mps2-an500 fewer */
 void bsp_irq_handler(uint32_t irqn);
-static void device_irq_dispatch(void) { bsp_irq_handler((SCB_ICSR & 0x1FFu) - 16u); }
+static void device_irq_dispatch(void) {
+    bsp_irq_handler((SCB_ICSR & 0x1FFu) - 16u);
+}
 
 #define D4 device_irq_dispatch, device_irq_dispatch, device_irq_dispatch, device_irq_dispatch
 #define D16 D4, D4, D4, D4
@@ -52,7 +54,14 @@ __attribute__((section(".vectors"), used)) const vector_t vector_table[16 + DEVI
     0,
     PendSV_Handler,
     SysTick_Handler,
-    D16, D16, D16, D16, D16, D16, device_irq_dispatch, device_irq_dispatch,
+    D16,
+    D16,
+    D16,
+    D16,
+    D16,
+    D16,
+    device_irq_dispatch,
+    device_irq_dispatch,
 };
 
 #define STACK_PAINT 0xC0FFEE11u
@@ -67,7 +76,7 @@ static __attribute__((noreturn, used)) void start_main(void) {
  * compiler frame may straddle the switch. */
 static __attribute__((naked, noreturn)) void run_on_thread_stack(uint32_t *top,
                                                                  void (*entry)(void)) {
-    (void)top; /* in r0 */
+    (void)top;   /* in r0 */
     (void)entry; /* in r1 */
     __asm volatile(
         "msr psp, r0\n"

@@ -13,7 +13,9 @@ void bsp_tick_start(uint32_t hz) {
     SYST_CSR = 7u; /* core clock, interrupt, enable */
 }
 
-uint32_t bsp_uptime_ms(void) { return uptime_ms; }
+uint32_t bsp_uptime_ms(void) {
+    return uptime_ms;
+}
 
 /* Extends the 32-bit counter; the tick calls it every millisecond, far inside the shortest
  * wrap period (2^32 cycles at 216 MHz is 19.9 s), so no wrap is ever missed. */
@@ -36,13 +38,21 @@ void SysTick_Handler(void) {
 extern uint32_t __flash_origin, __flash_size, __ram_origin, __ram_size;
 extern uint32_t __flash_image_end, __bss_end;
 
-uint32_t bsp_flash_origin(void) { return (uint32_t)(uintptr_t)&__flash_origin; }
-uint32_t bsp_flash_size(void) { return (uint32_t)(uintptr_t)&__flash_size; }
+uint32_t bsp_flash_origin(void) {
+    return (uint32_t)(uintptr_t)&__flash_origin;
+}
+uint32_t bsp_flash_size(void) {
+    return (uint32_t)(uintptr_t)&__flash_size;
+}
 uint32_t bsp_flash_used(void) {
     return (uint32_t)(uintptr_t)&__flash_image_end - (uint32_t)(uintptr_t)&__flash_origin;
 }
-uint32_t bsp_ram_origin(void) { return (uint32_t)(uintptr_t)&__ram_origin; }
-uint32_t bsp_ram_size(void) { return (uint32_t)(uintptr_t)&__ram_size; }
+uint32_t bsp_ram_origin(void) {
+    return (uint32_t)(uintptr_t)&__ram_origin;
+}
+uint32_t bsp_ram_size(void) {
+    return (uint32_t)(uintptr_t)&__ram_size;
+}
 uint32_t bsp_ram_static(void) {
     return (uint32_t)(uintptr_t)&__bss_end - (uint32_t)(uintptr_t)&__ram_origin;
 }

@@ -58,7 +58,9 @@ uint32_t bsp_counter_raw(void) {
     return (0xFFFFFFFFu - TIMER1_VALUE) * INSTRUCTIONS_PER_TICK;
 }
 
-uint8_t bsp_counter_unit(void) { return COUNTER_INSTRUCTIONS; }
+uint8_t bsp_counter_unit(void) {
+    return COUNTER_INSTRUCTIONS;
+}
 
 void bsp_idle(void) {
     /* Busy-poll: no WFI (see above). */
@@ -83,7 +85,9 @@ static uint32_t semihost(uint32_t op, const void *arg) {
     return r0;
 }
 
-void bsp_debug_write(const char *text) { (void)semihost(SYS_WRITE0, text); }
+void bsp_debug_write(const char *text) {
+    (void)semihost(SYS_WRITE0, text);
+}
 
 void bsp_exit(int code) {
     uint32_t args[2] = {ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};

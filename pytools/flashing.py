@@ -1,0 +1,54 @@
+"""Putting a built image on a real board: PlatformIO, st-flash or OpenOCD, whichever is here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from pytools.boards import Board
+from pytools.build.builder import FirmwareImage
+from pytools.errors import ToolError
+from pytools.paths import ROOT
+
+TOOLS = ("pio", "st-flash", "openocd")
+
+
+def flash_command(board: Board, image: FirmwareImage, tool: str) -> list[str]:
+    if tool == "pio":
+        # PlatformIO builds from the same manifest (pio_build.py) and uploads over ST-LINK.
+        return ["pio", "run", "-d", str(ROOT), "-e", board.name, "-t", "upload"]
+    if tool == "st-flash":
+        return ["st-flash", "--reset", "write", str(image.bin), f"0x{board.memory.flash_origin:08X}"]
+    if tool == "openocd":
+        return [
+            "openocd",
+            "-f",
+            "interface/stlink.cfg",
+            "-f",
+            "target/stm32f7x.cfg",
+            "-c",
+            f"program {image.elf} verify reset exit",
+        ]
+    raise ToolError(f"unknown flash tool '{tool}'; choose one of {', '.join(TOOLS)}")
+
+
+def pick_tool(requested: str | None) -> str:
+    if requested:
+        if not shutil.which(requested):
+            raise ToolError(f"'{requested}' is not installed")
+        return requested
+    for tool in TOOLS:
+        if shutil.which(tool):
+            return tool
+    raise ToolError(
+        "no flashing tool found: install PlatformIO (pip install platformio), "
+        "or Debian's stlink-tools (st-flash) or openocd"
+    )
+
+
+def flash_hardware(board: Board, image: FirmwareImage, tool: str | None = None) -> str:
+    chosen = pick_tool(tool)
+    cmd = flash_command(board, image, chosen)
+    if subprocess.run(cmd).returncode != 0:
+        raise ToolError(f"flashing {board.name} with {chosen} failed (command: {' '.join(cmd)})")
+    return chosen

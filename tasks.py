@@ -1,0 +1,175 @@
+"""invoke tasks: `invoke --list` shows them, `invoke --help TASK` explains one.
+
+One --board on the line serves every task on it: `invoke flash train --board
+nucleo_f746zg` flashes and trains the Nucleo, and without --board both use the emulated
+board (mps2_an500). $TINYTRAIN_BOARD sets a default.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from invoke import Context, task
+
+from pytools import emulator
+from pytools.boards import Board
+from pytools.build.builder import FirmwareImage, build_firmware
+from pytools.connect import open_link, resolve_board
+from pytools.console import board_summary, frame_line, log_line
+from pytools.errors import ToolError
+from pytools.paths import ROOT
+
+BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
+PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Prints a ToolError's message (it says what to do) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ToolError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+def _build(board: Board) -> FirmwareImage:
+    t0 = time.monotonic()
+    image = build_firmware(board)
+    print(f"built {board.name} firmware {image.build_id} in {time.monotonic() - t0:.1f} s: {image.elf}")
+    print("memory use (from the linker's --print-memory-usage):")
+    for r in image.regions.values():
+        print(f"  {r.name:<6} {r.used:>9,} of {r.size:>9,} bytes  {r.percent:5.1f} %")
+    return image
+
+
+@task
+def setup(c: Context) -> None:
+    """Install what is missing (Debian packages, .venv); the same as ./setup.sh."""
+    c.run(f"{ROOT}/setup.sh", pty=False)
+
+
+@task(help={"board": BOARD_HELP})
+@friendly
+def build(c: Context, board: str | None = None) -> None:
+    """Build the firmware for a board and print its flash and RAM use."""
+    _build(resolve_board(board))
+
+
+@task(help={"board": BOARD_HELP, "tool": "real boards: pio, st-flash or openocd (default: first found)"})
+@friendly
+def flash(c: Context, board: str | None = None, tool: str | None = None) -> None:
+    """Build and load the firmware: start the emulated board, or program a real one."""
+    b = resolve_board(board)
+    image = _build(b)
+    if b.is_emulated:
+        emu = emulator.start(b, image.elf)
+        print(f"emulated board {b.name} running: pid {emu.pid}, serial {emu.url}, log {emu.log}")
+        print("  stop it with `invoke stop`; timing figures are QEMU instruction counts (-icount shift=0)")
+    else:
+        from pytools.flashing import flash_hardware
+
+        used = flash_hardware(b, image, tool)
+        print(f"flashed {b.name} with {used}")
+
+
+@task(help={"board": BOARD_HELP})
+@friendly
+def stop(c: Context, board: str | None = None) -> None:
+    """Stop the emulated board (by its QEMU pid)."""
+    b = resolve_board(board)
+    if not b.is_emulated:
+        raise ToolError(f"{b.name} is a real board: there is nothing to stop")
+    print(f"stopped {b.name}" if emulator.stop(b.name) else f"{b.name} was not running")
+
+
+@task(help={"board": BOARD_HELP, "port": PORT_HELP})
+@friendly
+def info(c: Context, board: str | None = None, port: str | None = None) -> None:
+    """Connect, handshake and print the board's limits, memory use and link statistics."""
+    b = resolve_board(board)
+    with open_link(b, port, on_log=lambda f, e: print(log_line(e))) as link:
+        print(board_summary(b, link.board, link.info()))
+
+
+@task(help={"board": BOARD_HELP, "port": PORT_HELP, "count": "pings to send", "size": "payload bytes"})
+@friendly
+def ping(
+    c: Context, board: str | None = None, port: str | None = None, count: int = 10, size: int = 64
+) -> None:
+    """Round-trip PINGs over the link and print their latency."""
+    b = resolve_board(board)
+    with open_link(b, port) as link:
+        rtts = [link.ping(bytes(i % 256 for i in range(size))) for _ in range(count)]
+    rtts.sort()
+    print(
+        f"{count} pings of {size} bytes: min {rtts[0] * 1e3:.1f} ms, "
+        f"median {rtts[len(rtts) // 2] * 1e3:.1f} ms, max {rtts[-1] * 1e3:.1f} ms"
+    )
+
+
+@task(
+    help={
+        "board": BOARD_HELP,
+        "port": PORT_HELP,
+        "seconds": "stop after this long (default: until Ctrl-C)",
+        "frames": "also show every frame, not only logs and faults",
+    }
+)
+@friendly
+def monitor(
+    c: Context, board: str | None = None, port: str | None = None, seconds: float = 0, frames: bool = False
+) -> None:
+    """Decoded serial console: timestamped firmware logs, faults and (with --frames) frames."""
+    from pytools.link.client import BoardFaulted
+
+    b = resolve_board(board)
+    show = (lambda d, item: print(frame_line(d, item))) if frames else None
+    with open_link(
+        b, port, on_log=None if frames else (lambda f, e: print(log_line(e))), on_frame=show
+    ) as link:
+        print(f"connected to {link.board['board']} (build {link.board['build_id']}); Ctrl-C to stop")
+        deadline = time.monotonic() + seconds if seconds else float("inf")
+        try:
+            while time.monotonic() < deadline:
+                link.poll(min(0.5, max(0.0, deadline - time.monotonic())))
+        except BoardFaulted as e:
+            print(f"FAULT: {e.report['text']}")
+            raise ToolError("the board faulted and halted; see the report above") from e
+
+
+@task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
+def test(c: Context, k: str = "", x: bool = False) -> None:
+    """Run every test (Python and the C unit tests) with pytest."""
+    args = ["-q"]
+    if k:
+        args += ["-k", f"'{k}'"]
+    if x:
+        args.append("-x")
+    c.run(f"{sys.executable} -m pytest {' '.join(args)}", pty=False)
+
+
+@task
+def lint(c: Context) -> None:
+    """ruff (Python) and clang-format (C) checks; `invoke fmt` fixes what they find."""
+    c.run(f"{sys.executable} -m ruff check {ROOT}")
+    c.run(f"{sys.executable} -m ruff format --check {ROOT}")
+    c.run(f"clang-format --dry-run --Werror $(git -C {ROOT} ls-files 'firmware/*.c' 'firmware/*.h')")
+
+
+@task
+def fmt(c: Context) -> None:
+    """Format Python (ruff) and C (clang-format) in place."""
+    c.run(f"{sys.executable} -m ruff format {ROOT}")
+    c.run(f"{sys.executable} -m ruff check --fix {ROOT}")
+    c.run(f"clang-format -i $(git -C {ROOT} ls-files 'firmware/*.c' 'firmware/*.h')")

@@ -1,0 +1,80 @@
+"""Shared fixtures: the firmware image, a fresh emulated board per test, a link to it."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from pytools import emulator
+from pytools.boards import Board, load_board
+from pytools.build.builder import FirmwareImage, build_firmware
+from pytools.link.client import Link
+
+
+@pytest.fixture(scope="session")
+def emu_board() -> Board:
+    return load_board("mps2_an500")
+
+
+@pytest.fixture(scope="session")
+def image(emu_board: Board) -> FirmwareImage:
+    return build_firmware(emu_board)
+
+
+@pytest.fixture
+def emu(emu_board: Board, image: FirmwareImage) -> Iterator[emulator.Emulator]:
+    """A freshly booted emulated board under a name of its own (a user's board is untouched)."""
+    name = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    e = emulator.start(emu_board, image.elf, name=name)
+    try:
+        yield e
+    finally:
+        emulator.stop(name)
+        for suffix in (".log", ".json"):
+            (emulator.RUN / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def link(emu: emulator.Emulator) -> Iterator[Link]:
+    with Link.open(emu.url) as lk:
+        yield lk
+
+
+class CorruptingPort:
+    """Wraps a serial port and flips one random bit in a fraction of writes and reads."""
+
+    def __init__(self, inner, rate: float, seed: int, tx: bool = True, rx: bool = True) -> None:
+        self.inner, self.rate, self.tx, self.rx = inner, rate, tx, rx
+        self.rng = random.Random(seed)
+        self.injected_tx = 0
+        self.injected_rx = 0
+
+    def _flip(self, data: bytes) -> bytes:
+        b = bytearray(data)
+        bit = self.rng.randrange(len(b) * 8)
+        b[bit // 8] ^= 1 << (bit % 8)
+        return bytes(b)
+
+    def write(self, data: bytes) -> int | None:
+        if self.tx and data and self.rng.random() < self.rate:
+            data = self._flip(data)
+            self.injected_tx += 1
+        return self.inner.write(data)
+
+    def read(self, size: int = 1) -> bytes:
+        data = self.inner.read(size)
+        if self.rx and data and self.rng.random() < self.rate:
+            data = self._flip(data)
+            self.injected_rx += 1
+        return data
+
+    @property
+    def in_waiting(self) -> int:
+        return self.inner.in_waiting
+
+    def close(self) -> None:
+        self.inner.close()
