@@ -275,8 +275,6 @@ def configure(env: Any) -> None:
     appended = ("CPPPATH", "CFLAGS", "CCFLAGS", "CPPDEFINES", "LINKFLAGS", "BUILD_UNFLAGS")
     env.Append(**{k: v[k] for k in appended})
     env.Prepend(LIBPATH=v["LIBPATH"])
-    if env.get("PROGNAME", "program") == "program":
-        env.Replace(PROGNAME="firmware")  # what ststm32 would pick; named here for the action below
     print(f"pio_build.py: {board.name} from firmware/build.toml, BUILD_ID {spec.defines['BUILD_ID']}")
 
     checked: list[bool] = []
@@ -297,21 +295,28 @@ def configure(env: Any) -> None:
         return node
 
     def check_forbidden(target: list[Any], source: list[Any], env: Any) -> int:
+        """Post action of the size check: source[0] is the linked ELF."""
         nm = shutil.which("arm-none-eabi-nm", path=env["ENV"].get("PATH"))
         if not nm:
             sys.stderr.write("Error: arm-none-eabi-nm not found\n")
             return 1
-        out = subprocess.run([nm, str(target[0])], capture_output=True, text=True, check=True).stdout
-        bad = forbidden_linked(out, spec.forbidden_symbols)
+        elf = str(source[0])
+        bad = forbidden_linked(
+            subprocess.run([nm, elf], capture_output=True, text=True, check=True).stdout,
+            spec.forbidden_symbols,
+        )
         if bad:
-            sys.stderr.write(f"Error: {target[0]} links {', '.join(bad)}: the firmware must not allocate\n")
+            sys.stderr.write(
+                f"Error: {elf} links {', '.join(bad)}: the firmware must not allocate at run time\n"
+            )
             return 1
         return 0
 
     env.AddBuildMiddleware(verify_flags)
-    env.AddPostAction(
-        "$BUILD_DIR/${PROGNAME}.elf", env.VerboseAction(check_forbidden, "Checking for forbidden symbols")
-    )
+    # On "checkprogsize", the alias PlatformIO runs after every link and before every upload.
+    # Not on the ELF itself: PlatformIO attaches a pre: script's action to a file that already
+    # exists at once, and the Program builder created later drops it (works on clean builds only).
+    env.AddPostAction("checkprogsize", env.VerboseAction(check_forbidden, "Checking for forbidden symbols"))
 
 
 if "Import" in globals():  # run by PlatformIO (SCons) as `extra_scripts = pre:pio_build.py`

@@ -1,10 +1,12 @@
 """Where things are in the repository."""
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 BOARDS = ROOT / "boards"
 BUILD = ROOT / "build"
-RUN = ROOT / ".run"  # state of running emulated boards (pid, port, log)
+# State of running emulated boards (pid, port, log); tests point this elsewhere.
+RUN = Path(os.environ.get("TINYTRAIN_RUN_DIR", ROOT / ".run"))
 SHARED_MODELS = ROOT.parent / "shared" / "models"

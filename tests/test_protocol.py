@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import random
+import re
 import subprocess
 import zlib
 
@@ -94,3 +95,20 @@ def test_layout_round_trips_text_and_tail() -> None:
     assert lay.unpack(raw) == {"code": 5, "request_type": 0x10, "message": "too short"}
     with pytest.raises(ValueError):
         layout("INFO_RSP").unpack(b"\x00" * 3)
+
+
+def test_protocol_doc_lists_every_message_and_error_as_defined() -> None:
+    doc = (FIRMWARE.parent / "docs" / "protocol.md").read_text()
+    sections = {part.split("\n", 1)[0]: part for part in doc.split("\n## ")}
+    msg_row = r"\| `(\w+)` \| `(0x[0-9A-F]+)` \| (\w+) \|"
+    msgs = {m[1]: (int(m[2], 16), m[3]) for m in re.finditer(msg_row, sections["Message types"])}
+    assert msgs == {m.name: (m.code, m.direction) for m in MESSAGES}
+    errs = {
+        m[1]: int(m[2])
+        for m in re.finditer(r"\| `(\w+)` \| (\d+) \|", sections["Error and NACK reason codes"])
+    }
+    assert errs == {e.name: e.value for e in Err}
+    sizes = {
+        m[1]: int(m[2]) for m in re.finditer(r"\| `(\w+)` \| (\d+)(?: \+ text)? \| ", sections["Payloads"])
+    }
+    assert sizes == {n: LAYOUTS[n].size for n in sizes} and len(sizes) >= 6

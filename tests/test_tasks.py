@@ -1,0 +1,83 @@
+"""The invoke tasks as a user types them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pytools.connect import board_from_command_line, resolve_board
+from pytools.paths import ROOT
+
+
+@pytest.mark.parametrize(
+    ("argv", "board"),
+    [
+        (["flash", "train", "--board", "nucleo_f746zg"], "nucleo_f746zg"),
+        (["flash", "--board=disco_f746ng", "info"], "disco_f746ng"),
+        (["flash", "-b", "mps2_an500", "train"], "mps2_an500"),
+        (["flash", "train"], None),
+    ],
+)
+def test_one_board_serves_every_task_on_the_line(argv: list[str], board: str | None) -> None:
+    assert board_from_command_line(argv) == board
+
+
+def test_board_resolution_order(monkeypatch) -> None:
+    monkeypatch.setenv("TINYTRAIN_BOARD", "disco_f746ng")
+    assert resolve_board("nucleo_f746zg", ["x", "--board", "mps2_an500"]).name == "nucleo_f746zg"
+    assert resolve_board(None, ["x", "--board", "mps2_an500"]).name == "mps2_an500"
+    assert resolve_board(None, ["x"]).name == "disco_f746ng"
+    monkeypatch.delenv("TINYTRAIN_BOARD")
+    assert resolve_board(None, ["x"]).name == "mps2_an500"
+
+
+def invoke(*args: str, run_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TINYTRAIN_RUN_DIR": str(run_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.emulator
+def test_flash_info_stop_on_the_default_emulated_board(tmp_path) -> None:
+    r = invoke("flash", "info", "ping", "stop", run_dir=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "emulated board mps2_an500 running" in out
+    assert "boot: board mps2_an500" in out  # the firmware's own log, decoded
+    assert "flash      " in out and "of 1,048,576 bytes used" in out
+    assert "(320 KiB at 0x20000000)" in out
+    assert "-icount shift=0" in out  # every printed timing figure says what it is
+    assert "10 pings of 64 bytes" in out
+    assert "stopped mps2_an500" in out
+    assert not list(tmp_path.glob("*.json")), "stop left the emulator's state behind"
+
+
+@pytest.mark.emulator
+def test_board_given_once_applies_to_flash_and_info(tmp_path) -> None:
+    r = invoke("flash", "info", "--board", "mps2_an500", run_dir=tmp_path)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.count("mps2_an500") >= 3
+    finally:
+        invoke("stop", run_dir=tmp_path)
+
+
+def test_info_without_a_running_emulator_says_what_to_do(tmp_path) -> None:
+    r = invoke("info", run_dir=tmp_path)
+    assert r.returncode == 1
+    assert "not running: start it with `invoke flash`" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_an_unknown_board_is_a_clear_error(tmp_path) -> None:
+    r = invoke("build", "--board", "nucleo_f999", run_dir=tmp_path)
+    assert r.returncode == 1 and "unknown board 'nucleo_f999'" in r.stderr
