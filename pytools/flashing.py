@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from pytools.boards import Board
 from pytools.build.builder import FirmwareImage
@@ -16,7 +18,7 @@ TOOLS = ("pio", "st-flash", "openocd")
 def flash_command(board: Board, image: FirmwareImage, tool: str) -> list[str]:
     if tool == "pio":
         # PlatformIO builds from the same manifest (pio_build.py) and uploads over ST-LINK.
-        return ["pio", "run", "-d", str(ROOT), "-e", board.name, "-t", "upload"]
+        return [which("pio") or "pio", "run", "-d", str(ROOT), "-e", board.name, "-t", "upload"]
     if tool == "st-flash":
         return ["st-flash", "--reset", "write", str(image.bin), f"0x{board.memory.flash_origin:08X}"]
     if tool == "openocd":
@@ -32,13 +34,19 @@ def flash_command(board: Board, image: FirmwareImage, tool: str) -> list[str]:
     raise ToolError(f"unknown flash tool '{tool}'; choose one of {', '.join(TOOLS)}")
 
 
+def which(tool: str) -> str | None:
+    """A tool beside this Python (the project's .venv: PlatformIO) or on PATH."""
+    beside = Path(sys.executable).parent / tool
+    return str(beside) if beside.exists() else shutil.which(tool)
+
+
 def pick_tool(requested: str | None) -> str:
     if requested:
-        if not shutil.which(requested):
+        if not which(requested):
             raise ToolError(f"'{requested}' is not installed")
         return requested
     for tool in TOOLS:
-        if shutil.which(tool):
+        if which(tool):
             return tool
     raise ToolError(
         "no flashing tool found: install PlatformIO (pip install platformio), "
