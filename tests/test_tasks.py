@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -81,3 +82,14 @@ def test_info_without_a_running_emulator_says_what_to_do(tmp_path) -> None:
 def test_an_unknown_board_is_a_clear_error(tmp_path) -> None:
     r = invoke("build", "--board", "nucleo_f999", run_dir=tmp_path)
     assert r.returncode == 1 and "unknown board 'nucleo_f999'" in r.stderr
+
+
+@pytest.mark.emulator
+def test_monitor_shows_timestamped_logs_and_decoded_frames(tmp_path) -> None:
+    r = invoke("flash", "monitor", "--seconds", "1", "--frames", "stop", run_dir=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    boot = next(line for line in lines if "boot: board mps2_an500" in line)
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{3} \[board +\d+ ms\] info ", boot), boot
+    assert any(re.search(r"rx HELLO_RSP +seq=1 +80 bytes", line) for line in lines), r.stdout
+    assert "connected to mps2_an500" in r.stdout
