@@ -21,7 +21,7 @@ from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.connect import open_link, resolve_board
 from pytools.console import board_summary, frame_line, log_line
 from pytools.errors import ToolError
-from pytools.paths import ROOT
+from pytools.paths import BUILD, ROOT
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
 PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
@@ -146,6 +146,51 @@ def monitor(
         except BoardFaulted as e:
             print(f"FAULT: {e.report['text']}")
             raise ToolError("the board faulted and halted; see the report above") from e
+
+
+@task(
+    help={
+        "model": "an int8 .tflite model",
+        "board": BOARD_HELP,
+        "out": "where to write the compiled plan (default: build/models/<model>-<board>.plan)",
+    }
+)
+@friendly
+def convert(c: Context, model: str, board: str | None = None, out: str | None = None) -> None:
+    """Compile a .tflite for a board: memory report (arena, weights, SRAM/flash totals); refuses a misfit."""
+    from pathlib import Path
+
+    from pytools.model.pipeline import check_fits, convert, memory_report
+
+    b = resolve_board(board)
+    conv = convert(Path(model), b)
+    print(memory_report(conv))
+    check_fits(conv)
+    dest = Path(out) if out else BUILD / "models" / f"{conv.name}-{b.name}.plan"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(conv.compiled.blob)
+    print(f"plan: {dest} ({len(conv.compiled.blob):,} bytes); firmware with the model: {conv.image.elf}")
+
+
+@task(
+    help={
+        "model": "an int8 .tflite model",
+        "inputs": ".npy with one input per row (or a single input)",
+        "out": ".npy to write, one output row per input row, in the model's output type",
+        "board": "host (the host twin), or a board name; " + BOARD_HELP,
+        "port": PORT_HELP,
+    }
+)
+@friendly
+def infer(
+    c: Context, model: str, inputs: str, out: str, board: str | None = None, port: str | None = None
+) -> None:
+    """Run a model on the host twin (--board host) or on a board, row by row."""
+    from pathlib import Path
+
+    from pytools.model.inference import run_inference
+
+    run_inference(Path(model), Path(inputs), Path(out), board, port)
 
 
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})

@@ -60,3 +60,17 @@ def flash_hardware(board: Board, image: FirmwareImage, tool: str | None = None) 
     if subprocess.run(cmd).returncode != 0:
         raise ToolError(f"flashing {board.name} with {chosen} failed (command: {' '.join(cmd)})")
     return chosen
+
+
+def flash_image(board: Board, image: FirmwareImage) -> str:
+    """Flashes exactly this image (e.g. one with a model embedded): st-flash or OpenOCD.
+
+    PlatformIO uploads what it builds itself, which has no model in it, so it is not used here.
+    """
+    for tool in ("st-flash", "openocd"):
+        if which(tool):
+            cmd = flash_command(board, image, tool)
+            if subprocess.run(cmd).returncode != 0:
+                raise ToolError(f"flashing {board.name} with {tool} failed (command: {' '.join(cmd)})")
+            return tool
+    raise ToolError("flashing a model needs st-flash or openocd: apt-get install stlink-tools (or openocd)")

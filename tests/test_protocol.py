@@ -72,7 +72,10 @@ def test_payload_layouts_match_c_struct_sizes(tmp_path) -> None:
         + "    return 0;\n}\n"
     )
     exe = tmp_path / "sizes"
-    subprocess.run(["gcc", "-std=c11", f"-I{FIRMWARE / 'link'}", str(src), "-o", str(exe)], check=True)
+    subprocess.run(
+        ["gcc", "-std=c11", f"-I{FIRMWARE / 'link'}", f"-I{FIRMWARE / 'common'}", str(src), "-o", str(exe)],
+        check=True,
+    )
     sizes = dict(
         line.split() for line in subprocess.run([exe], capture_output=True, text=True).stdout.splitlines()
     )

@@ -5,6 +5,7 @@
 #include "bsp.h"
 #include "crc.h"
 #include "fmt.h"
+#include "model.h"
 #include "protocol.h"
 
 #ifndef BOARD_NAME
@@ -158,6 +159,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
                 on_fault(reply, payload);
             break;
         default: {
+            if (model_handle(type, payload, len, reply)) break;
             char msg[64];
             fmt_snprintf(msg, sizeof msg, "unknown message type 0x%02x", type);
             link_reply_error(reply, ERR_UNKNOWN_TYPE, type, msg);

@@ -5,12 +5,13 @@
 #include "commands.h"
 #include "link.h"
 #include "log.h"
+#include "model.h"
 #include "protocol.h"
 
 #ifndef LINK_MAX_PAYLOAD
 #error "LINK_MAX_PAYLOAD comes from boards/<board>.toml ([link] max_payload)"
 #endif
-#define LINK_MAX_REPLY 512
+#define LINK_MAX_REPLY 1024
 
 static uint8_t rx_buf[LINK_MAX_PAYLOAD];
 static uint8_t reply_buf[LINK_MAX_REPLY];
@@ -32,6 +33,7 @@ int main(void) {
     bsp_set_fault_sink(fault_to_link);
     log_info("boot: board %s, build %s, protocol v%u", BOARD_NAME, BUILD_ID,
              (unsigned)LINK_PROTOCOL_VERSION);
+    model_init();
     for (;;) {
         int c = bsp_uart_getc();
         if (c >= 0) {

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "def_types.h"
+
 #define LINK_PROTOCOL_VERSION 1u
 
 enum msg_type {
@@ -22,12 +24,6 @@ enum link_error {
 
 enum counter_unit { COUNTER_CYCLES = 0, COUNTER_INSTRUCTIONS = 1 };
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
-
-typedef uint8_t u8;
-typedef uint16_t u16;
-typedef uint32_t u32;
-typedef uint64_t u64;
-typedef int32_t i32;
 
 /* Packed, little-endian payload structs: struct payload_<NAME>. A TAIL_TEXT field is the
  * variable-length remainder of the payload and has no storage in the struct. */

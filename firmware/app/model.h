@@ -1,0 +1,15 @@
+/* The embedded model: loads the plan linked into the image at boot and serves the
+ * MODEL_INFO / TENSOR_WRITE / TENSOR_READ / INVOKE requests. */
+#ifndef APP_MODEL_H
+#define APP_MODEL_H
+
+#include <stdbool.h>
+
+#include "link.h"
+
+void model_init(void);
+
+/* Handles a model request; false if type is not one of them. */
+bool model_handle(uint8_t type, const uint8_t *payload, uint16_t len, link_reply_t *reply);
+
+#endif

@@ -1,0 +1,3 @@
+#undef PARAMS_BEGIN
+#undef FIELD
+#undef PARAMS_END

@@ -1,0 +1,40 @@
+/* int8 depthwise 2-D convolution (TFLite DEPTHWISE_CONV_2D), bit-exact with TFLite's
+ * reference reference_integer_ops::DepthwiseConvPerChannel.
+ *
+ * Layouts (NHWC); output_c = input_c * depth_multiplier, and output channel
+ * c * depth_multiplier + m is input channel c convolved with filter channel
+ * c * depth_multiplier + m:
+ *   input   int8  [batches, input_h, input_w, input_c]
+ *   filter  int8  [1, filter_h, filter_w, output_c]          (zero point 0, as TFLite requires)
+ *   bias    int32 [output_c], or ignored (may be NULL) when params.has_bias == 0
+ *   output  int8  [batches, output_h, output_w, output_c]
+ * Requantization as conv2d_s8: one multiplier/shift per output channel (per_channel == 1)
+ * or one for the tensor (per_channel == 0). */
+#ifndef KERNELS_DEPTHWISE_CONV2D_S8_H
+#define KERNELS_DEPTHWISE_CONV2D_S8_H
+
+#include "kernel.h"
+
+/* The order matters (def_struct.h defines the macros the .def expands), so keep
+ * clang-format from sorting these includes. */
+/* clang-format off */
+#include "def_struct.h"
+#include "depthwise_conv2d_s8.def"
+#include "def_struct_end.h"
+/* clang-format on */
+
+/* Operand order. */
+enum {
+    DEPTHWISE_CONV2D_S8_INPUT = 0,
+    DEPTHWISE_CONV2D_S8_FILTER = 1,
+    DEPTHWISE_CONV2D_S8_BIAS = 2,
+    DEPTHWISE_CONV2D_S8_MULTIPLIERS = 3, /* int32 Q31 output multipliers */
+    DEPTHWISE_CONV2D_S8_SHIFTS = 4,      /* int32 shifts (>0 left, <0 right) */
+    DEPTHWISE_CONV2D_S8_OUTPUT = 5,
+    DEPTHWISE_CONV2D_S8_OPERANDS = 6
+};
+
+void depthwise_conv2d_s8_run(const void *params, void *const *operands, void *scratch);
+size_t depthwise_conv2d_s8_scratch_size(const void *params);
+
+#endif

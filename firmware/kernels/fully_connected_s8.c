@@ -1,0 +1,54 @@
+/* int8 fully connected layer: TFLite's reference FullyConnected / FullyConnectedPerChannel
+ * (the double-precision requantization fully_connected.cc's reference path uses), so that
+ * the integer results are identical. See fully_connected_s8.h for operands. */
+#include "fully_connected_s8.h"
+
+/* std::round (halves away from zero) then int32, without libm. Saturates where TFLite's
+ * static_cast<int32_t> would be undefined (|v| >= 2^31, i.e. an absurd effective scale). */
+static int32_t round_to_int32(double v) {
+    if (v >= 2147483647.0) return INT32_MAX;
+    if (v <= -2147483648.0) return INT32_MIN;
+    int32_t t = (int32_t)v;    /* truncates toward zero */
+    const double frac = v - t; /* exact: the fractional part of v */
+    if (frac >= 0.5) t += 1;
+    if (frac <= -0.5) t -= 1;
+    return t;
+}
+
+void fully_connected_s8_run(const void *params, void *const *operands, void *scratch) {
+    (void)scratch;
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct fully_connected_s8_params p = *(const struct fully_connected_s8_params *)params;
+    const int8_t *input = operands[FULLY_CONNECTED_S8_INPUT];
+    const int8_t *weights = operands[FULLY_CONNECTED_S8_WEIGHTS];
+    const int32_t *bias = p.has_bias ? (const int32_t *)operands[FULLY_CONNECTED_S8_BIAS] : NULL;
+    const float *weight_scales = operands[FULLY_CONNECTED_S8_WEIGHT_SCALES];
+    int8_t *out = operands[FULLY_CONNECTED_S8_OUTPUT];
+
+    /* Row by row, so the double-precision scale is computed once per output row. */
+    for (int32_t o = 0; o < p.output_depth; ++o) {
+        const int8_t *w = weights + (size_t)o * (size_t)p.input_depth;
+        /* TFLite's expression, operation for operation: the result is the same double. */
+        const double scale = (double)p.input_scale * (double)weight_scales[p.per_channel ? o : 0] /
+                             (double)p.output_scale;
+        for (int32_t b = 0; b < p.batches; ++b) {
+            const int8_t *x = input + (size_t)b * (size_t)p.input_depth;
+            /* 32-bit accumulator as TFLite; (w - zp_w) * (x - zp_x) is at most 255 * 255 in
+             * magnitude, so depths up to ~33000 cannot overflow. */
+            int32_t acc = 0;
+            for (int32_t i = 0; i < p.input_depth; ++i) {
+                acc += ((int32_t)w[i] + p.filter_offset) * ((int32_t)x[i] + p.input_offset);
+            }
+            if (bias) acc += bias[o];
+            /* int64 so that adding the zero point to a saturated value cannot overflow. */
+            const int64_t q = (int64_t)round_to_int32((double)acc * scale) + p.output_offset;
+            out[(size_t)b * (size_t)p.output_depth + (size_t)o] =
+                (int8_t)(q < p.act_min ? p.act_min : (q > p.act_max ? p.act_max : q));
+        }
+    }
+}
+
+size_t fully_connected_s8_scratch_size(const void *params) {
+    (void)params;
+    return 0;
+}

@@ -1,0 +1,64 @@
+/* Executes a compiled plan: the static schedule the Python compiler produced. The runtime
+ * decides nothing a compiler could; it checks the plan, resolves tensor addresses and calls
+ * each operator's kernel in order. The same C runs on the board and in the host twin. */
+#ifndef RUNTIME_RUNTIME_H
+#define RUNTIME_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plan_format.h"
+
+typedef enum {
+    RT_OK = 0,
+    RT_ERR_TRUNCATED, /* shorter than its header says */
+    RT_ERR_MAGIC,     /* not a plan */
+    RT_ERR_VERSION,   /* compiled for another plan format version */
+    RT_ERR_CRC,       /* damaged */
+    RT_ERR_BOUNDS,    /* an offset, size or id points outside the plan or the arena */
+    RT_ERR_OP,        /* an operator this firmware has no kernel for */
+    RT_ERR_ARENA,     /* needs more arena than this firmware reserved */
+    RT_ERR_BOARD,     /* compiled for a board with other memory limits */
+    RT_ERR_NO_PLAN,   /* nothing loaded */
+} rt_status_t;
+
+typedef struct {
+    const uint8_t *blob;
+    uint32_t blob_size;
+    const struct plan_PLAN_HEADER *header;
+    const struct plan_PLAN_TENSOR *tensors;
+    const struct plan_PLAN_OP *ops;
+    const uint8_t *operands; /* u16 ids, read byte-wise: no alignment assumed */
+    uint32_t n_operand_ids;
+    const uint8_t *io;
+    const uint8_t *params;
+    uint32_t params_size;
+    const uint8_t *data;
+    uint8_t *arena;
+} rt_plan_t;
+
+/* Checks every field of the blob before anything runs; on failure writes why into err. */
+rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8_t *arena,
+                         uint32_t arena_capacity, char *err, size_t err_size);
+
+/* Refuses a plan compiled for other memory limits than this board's. */
+rt_status_t rt_plan_check_board(const rt_plan_t *p, uint32_t ram_size, uint32_t flash_size,
+                                char *err, size_t err_size);
+
+/* Runs every operator in order. Optional hook: called before and after each operator
+ * (phase 0 / 1), e.g. to read a cycle counter per layer. */
+typedef void (*rt_op_hook_fn)(void *ctx, uint32_t op_index, int phase);
+void rt_invoke(const rt_plan_t *p, rt_op_hook_fn hook, void *hook_ctx);
+
+/* A tensor's bytes (arena or constant data) and size; io index into inputs/outputs. */
+void *rt_tensor_data(const rt_plan_t *p, uint32_t tensor);
+uint32_t rt_tensor_size(const rt_plan_t *p, uint32_t tensor);
+uint32_t rt_input_tensor(const rt_plan_t *p, uint32_t i);
+uint32_t rt_output_tensor(const rt_plan_t *p, uint32_t i);
+
+/* Size of rt_plan_t, for callers (the host twin) that allocate it opaquely. */
+size_t rt_plan_struct_size(void);
+
+const char *rt_status_name(rt_status_t s);
+
+#endif

@@ -1,0 +1,1 @@
+"""Models: import (.tflite -> graph IR), lowering to kernel parameters, memory planning."""

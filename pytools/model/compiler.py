@@ -1,0 +1,177 @@
+"""Graph -> plan: lower every operator, give every tensor a home, plan the arena, pack.
+
+Activations and scratch live in one arena planned by lifetime (planner.py); weights,
+biases and derived constants (per-channel multipliers and shifts) stay in the plan's data
+section, i.e. in flash. RESHAPE of an arena tensor costs nothing: its output aliases its
+input and the operator is marked as a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytools.boards import Board
+from pytools.model.ir import Graph, ModelError, Tensor
+from pytools.model.kernels import KernelCall, op_defs, scratch_size
+from pytools.model.lowering import lower
+from pytools.model.plan import (
+    ALIGN,
+    NO_TENSOR,
+    OP_FLAG_NOOP,
+    STORAGE_ARENA,
+    STORAGE_CONSTANT,
+    Plan,
+    PlanOp,
+    PlanTensor,
+    pack,
+)
+from pytools.model.planner import Buffer, align_up, peak_live_bytes, plan_arena
+
+
+@dataclass
+class Compiled:
+    plan: Plan
+    blob: bytes
+    calls: list[KernelCall]
+    activation_bytes: int  # arena bytes holding activations (planned)
+    scratch_bytes: int  # largest single scratch buffer
+    peak_live: int  # the lower bound: most bytes alive at once
+
+    @property
+    def arena(self) -> int:
+        return self.plan.arena_size
+
+    @property
+    def weights(self) -> int:
+        return len(self.plan.data)
+
+    @property
+    def tables(self) -> int:
+        return len(self.blob) - len(self.plan.data)
+
+
+def _quant_of(t: Tensor) -> tuple[float, int]:
+    if t.quant is None or t.quant.per_channel:
+        return 0.0, 0
+    return float(t.quant.scale[0]), int(t.quant.zero_point[0])
+
+
+def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
+    ops = op_defs()
+    calls = [lower(graph, op) for op in graph.ops]
+    n = len(graph.ops)
+
+    # RESHAPE of an activation: the output is the input's bytes under another shape.
+    alias: dict[int, int] = {}
+    noop: set[int] = set()
+    for i, op in enumerate(graph.ops):
+        src = graph.tensor(op.inputs[0])
+        if op.kind == "RESHAPE" and src.data is None:
+            alias[op.outputs[0]] = alias.get(src.index, src.index)
+            noop.add(i)
+
+    def root(t: int) -> int:
+        return alias.get(t, t)
+
+    # Lifetimes of arena tensors, in operator steps (model inputs from 0, outputs to the end).
+    first: dict[int, int] = {root(t): 0 for t in graph.inputs}
+    last: dict[int, int] = {root(t): n for t in graph.outputs}
+    for i, call in enumerate(calls):
+        for o in call.operands:
+            if o.tensor is None or graph.tensor(o.tensor).data is not None:
+                continue
+            r = root(o.tensor)
+            first[r] = min(first.get(r, i), i)
+            last[r] = max(last.get(r, i), i)
+
+    tensors: list[PlanTensor] = []
+    plan_id: dict[int, int] = {}  # graph tensor -> plan tensor
+    data = bytearray()
+    const_at: dict[bytes, int] = {}  # digest of constant bytes -> data offset (dedup)
+    buffers: list[Buffer] = []
+
+    def add_constant(arr: np.ndarray, dtype: str, shape: tuple[int, ...], t: Tensor | None) -> int:
+        raw = np.ascontiguousarray(arr, dtype=dtype).tobytes()
+        key = hashlib.sha256(raw + dtype.encode()).digest()
+        if key not in const_at:
+            data.extend(b"\0" * (-len(data) % ALIGN))
+            const_at[key] = len(data)
+            data.extend(raw)
+        scale, zp = _quant_of(t) if t is not None else (0.0, 0)
+        tensors.append(PlanTensor(STORAGE_CONSTANT, dtype, shape, const_at[key], len(raw), scale, zp))
+        return len(tensors) - 1
+
+    def graph_tensor(t_index: int) -> int:
+        if t_index in plan_id:
+            return plan_id[t_index]
+        t = graph.tensor(t_index)
+        if len(t.shape) > 4:
+            raise ModelError(f"tensor '{t.name}' has {len(t.shape)} dimensions; at most 4 are supported")
+        if t.data is not None:
+            plan_id[t_index] = add_constant(t.data, t.dtype, t.shape, t)
+        else:
+            scale, zp = _quant_of(t)
+            tensors.append(PlanTensor(STORAGE_ARENA, t.dtype, t.shape, -1, t.nbytes, scale, zp, t.name))
+            plan_id[t_index] = len(tensors) - 1
+        return plan_id[t_index]
+
+    plan_ops: list[PlanOp] = []
+    scratch_sizes = [0]
+    for i, (op, call) in enumerate(zip(graph.ops, calls, strict=True)):
+        operand_ids = []
+        for o in call.operands:
+            if o.tensor is not None:
+                operand_ids.append(graph_tensor(o.tensor))
+            else:
+                arr = np.asarray(o.data)
+                operand_ids.append(add_constant(arr, str(arr.dtype), arr.shape[:4] or (arr.size,), None))
+        scratch = NO_TENSOR
+        need = scratch_size(call) if i not in noop else 0
+        if need:
+            tensors.append(PlanTensor(STORAGE_ARENA, "int8", (need,), -1, need, name=f"scratch{i}"))
+            scratch = len(tensors) - 1
+            buffers.append(Buffer(f"s{scratch}", need, i, i))
+            scratch_sizes.append(need)
+        plan_ops.append(
+            PlanOp(
+                code=ops[op.kind].code,
+                operands=operand_ids,
+                params=call.packed_params(),
+                scratch=scratch,
+                flags=OP_FLAG_NOOP if i in noop else 0,
+                kind=op.kind,
+            )
+        )
+    for t in [*graph.inputs, *graph.outputs]:
+        graph_tensor(t)
+
+    # One buffer per arena tensor family (a tensor and its aliases share one).
+    for g, pid in plan_id.items():
+        if tensors[pid].storage == STORAGE_ARENA and root(g) == g:
+            buffers.append(Buffer(f"t{pid}", tensors[pid].size, first.get(g, 0), last.get(g, n)))
+    offsets, arena = plan_arena(buffers)
+    for g, pid in plan_id.items():
+        if tensors[pid].storage == STORAGE_ARENA:
+            tensors[pid].offset = offsets[f"t{plan_id[root(g)]}"]
+    for op in plan_ops:
+        if op.scratch != NO_TENSOR:
+            tensors[op.scratch].offset = offsets[f"s{op.scratch}"]
+
+    plan = Plan(
+        tensors=tensors,
+        ops=plan_ops,
+        inputs=[plan_id[t] for t in graph.inputs],
+        outputs=[plan_id[t] for t in graph.outputs],
+        data=bytes(data),
+        arena_size=align_up(arena),
+        ram_limit=board.memory.ram_size,
+        flash_limit=board.memory.flash_size,
+        board=board.name,
+        model=name,
+    )
+    activations = [b for b in buffers if b.name.startswith("t")]
+    _, act_arena = plan_arena(activations)
+    return Compiled(plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers))

@@ -1,0 +1,116 @@
+"""The host twin: the firmware's own runtime and kernels, compiled for this machine, running
+a plan exactly as the board does (tests hold the two to bit-equality)."""
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
+
+import numpy as np
+
+from pytools.cdefs import Layout
+from pytools.model.ir import ModelError
+from pytools.model.plan import DTYPE_NAMES, layouts, read_header
+
+
+@cache
+def _lib() -> ctypes.CDLL:
+    from pytools.build.builder import build_host_lib
+
+    lib = ctypes.CDLL(str(build_host_lib()))
+    lib.rt_plan_struct_size.restype = ctypes.c_size_t
+    lib.rt_plan_load.restype = ctypes.c_int
+    lib.rt_plan_load.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
+    lib.rt_invoke.restype = None
+    lib.rt_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.rt_tensor_data.restype = ctypes.c_void_p
+    lib.rt_tensor_data.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    return lib
+
+
+def _aligned(nbytes: int, align: int = 16) -> np.ndarray:
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + nbytes]
+
+
+def tensor_table(blob: bytes) -> list[dict]:
+    """The plan's tensor records (shape, dtype, quantization) as dicts."""
+    h = read_header(blob)
+    lay: Layout = layouts()["PLAN_TENSOR"]
+    out = []
+    for i in range(h["n_tensors"]):
+        start = h["tensors_offset"] + i * lay.size
+        t = lay.unpack(blob[start : start + lay.size])
+        t["shape"] = tuple(t[f"dim{k}"] for k in range(t["ndim"]))
+        t["dtype_name"] = DTYPE_NAMES[t["dtype"]]
+        out.append(t)
+    return out
+
+
+def io_tensors(blob: bytes) -> tuple[list[int], list[int]]:
+    h = read_header(blob)
+    ids = np.frombuffer(blob, dtype="<u2", count=h["n_inputs"] + h["n_outputs"], offset=h["io_offset"])
+    return [int(x) for x in ids[: h["n_inputs"]]], [int(x) for x in ids[h["n_inputs"] :]]
+
+
+class HostTwin:
+    def __init__(self, blob: bytes) -> None:
+        lib = _lib()
+        try:
+            arena_size = read_header(blob)["arena_size"]
+        except ValueError:
+            arena_size = 0  # too short to read: the runtime's own check below says why
+        self.blob = _aligned(len(blob))
+        self.blob[:] = np.frombuffer(blob, dtype=np.uint8)
+        self.arena = _aligned(max(16, arena_size))
+        self.handle = ctypes.create_string_buffer(lib.rt_plan_struct_size())
+        err = ctypes.create_string_buffer(256)
+        status = lib.rt_plan_load(
+            self.handle,
+            self.blob.ctypes.data,
+            len(blob),
+            self.arena.ctypes.data,
+            self.arena.size,
+            err,
+            len(err),
+        )
+        if status != 0:
+            raise ModelError(f"the runtime refused the plan: {err.value.decode()}")
+        self.header = read_header(blob)
+        self.tensors = tensor_table(blob)
+        self.inputs, self.outputs = io_tensors(blob)
+
+    def _view(self, tid: int) -> np.ndarray:
+        t = self.tensors[tid]
+        ptr = _lib().rt_tensor_data(self.handle, tid)
+        buf = (ctypes.c_uint8 * t["size"]).from_address(ptr)
+        return np.frombuffer(buf, dtype=t["dtype_name"]).reshape(t["shape"])
+
+    def input_spec(self, i: int) -> dict:
+        return self.tensors[self.inputs[i]]
+
+    def output_spec(self, i: int) -> dict:
+        return self.tensors[self.outputs[i]]
+
+    def invoke(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if len(inputs) != len(self.inputs):
+            raise ModelError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
+        for k, (tid, x) in enumerate(zip(self.inputs, inputs, strict=True)):
+            t = self.tensors[tid]
+            x = np.asarray(x)
+            if x.dtype != np.dtype(t["dtype_name"]) or x.size * x.itemsize != t["size"]:
+                raise ModelError(
+                    f"input {k} must be {t['dtype_name']} with shape {t['shape']}, got {x.dtype} {x.shape}"
+                )
+            self._view(tid)[...] = x.reshape(t["shape"])
+        _lib().rt_invoke(self.handle, None, None)
+        return [self._view(tid).copy() for tid in self.outputs]

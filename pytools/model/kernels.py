@@ -1,0 +1,96 @@
+"""The kernel catalogue (firmware/kernels/ops.def + each kernel's .def) and a host runner.
+
+`run_kernel` executes one lowered operator with the firmware's own C kernel, compiled for
+the host (build/host/libfirmware_host.so): the same code the board runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from pytools.cdefs import Layout, parse_layouts, strip_comments
+from pytools.paths import FIRMWARE
+
+KERNELS_DIR = FIRMWARE / "kernels"
+
+
+@dataclass(frozen=True)
+class OpDef:
+    code: int  # the op's number in a plan
+    tflite: str  # TFLite builtin name
+    kernel: str  # firmware/kernels/<kernel>.{def,h,c}
+
+
+@cache
+def op_defs() -> dict[str, OpDef]:
+    """TFLite op name -> OpDef, from ops.def."""
+    text = strip_comments((KERNELS_DIR / "ops.def").read_text())
+    return {m[2]: OpDef(int(m[1]), m[2], m[3]) for m in re.finditer(r"OP\((\d+),\s*(\w+),\s*(\w+)\)", text)}
+
+
+@cache
+def params_layout(kernel: str) -> Layout:
+    path = KERNELS_DIR / f"{kernel}.def"
+    if not path.exists():
+        raise FileNotFoundError(f"kernel {kernel} has no {path.name}")
+    layouts = parse_layouts(path, "PARAMS")
+    return layouts[kernel]
+
+
+@dataclass
+class Operand:
+    """One kernel operand: a graph tensor, or a constant the lowering derived."""
+
+    tensor: int | None = None  # graph tensor index
+    data: np.ndarray | None = None  # derived constant (e.g. per-channel multipliers)
+    is_output: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.tensor is None) == (self.data is None):
+            raise ValueError("an operand is either a graph tensor or derived data, not both or neither")
+
+
+@dataclass
+class KernelCall:
+    """What the runtime executes for one operator: kernel, parameters, operands in order."""
+
+    kernel: str
+    params: dict[str, int | float]
+    operands: list[Operand] = field(default_factory=list)
+
+    def packed_params(self) -> bytes:
+        return params_layout(self.kernel).pack(**self.params)
+
+
+@cache
+def _lib() -> ctypes.CDLL:
+    from pytools.build.builder import build_host_lib
+
+    return ctypes.CDLL(str(build_host_lib()))
+
+
+def scratch_size(call: KernelCall) -> int:
+    fn = getattr(_lib(), f"{call.kernel}_scratch_size")
+    fn.restype = ctypes.c_size_t
+    fn.argtypes = [ctypes.c_char_p]
+    return int(fn(call.packed_params()))
+
+
+def run_kernel(call: KernelCall, values: list[np.ndarray]) -> None:
+    """Runs the C kernel on numpy arrays given in operand order (outputs written in place)."""
+    if len(values) != len(call.operands):
+        raise ValueError(f"{call.kernel} takes {len(call.operands)} operands, got {len(values)}")
+    for v in values:
+        if not v.flags.c_contiguous:
+            raise ValueError("operands must be C-contiguous arrays")
+    ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data if v.size else None for v in values))
+    scratch = np.zeros(max(1, scratch_size(call)), dtype=np.uint8)
+    fn = getattr(_lib(), f"{call.kernel}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
