@@ -214,7 +214,7 @@ def build_host_lib() -> Path:
     objs = _host_objs(spec)
     lib = BUILD / "host" / "libfirmware_host.so"
     if not lib.exists() or any(o.stat().st_mtime > lib.stat().st_mtime for o in objs):
-        _run([_tool("gcc"), "-shared", *map(str, objs), "-o", str(lib)], "linking the host library")
+        _run([_tool("gcc"), "-shared", *map(str, objs), "-o", str(lib), "-lm"], "linking the host library")
     return lib
 
 
@@ -233,7 +233,7 @@ def build_host_tests() -> Path:
     exe = BUILD / "host" / "unit_tests"
     all_objs = [*objs, *test_objs]
     if not exe.exists() or any(o.stat().st_mtime > exe.stat().st_mtime for o in all_objs):
-        _run([_tool("gcc"), *map(str, all_objs), "-o", str(exe)], "linking the C unit tests")
+        _run([_tool("gcc"), *map(str, all_objs), "-o", str(exe), "-lm"], "linking the C unit tests")
     return exe
 
 
