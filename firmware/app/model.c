@@ -105,9 +105,11 @@ static void on_read(const uint8_t *payload, link_reply_t *reply) {
     reply->len = (uint16_t)r.length;
 }
 
-static void on_invoke(link_reply_t *reply) {
+static void on_invoke(const uint8_t *payload, uint16_t len, link_reply_t *reply) {
+    struct payload_INVOKE range = {.first = 0, .end = plan.header->n_ops};
+    if (len == sizeof range) memcpy(&range, payload, sizeof range);
     uint64_t t0 = bsp_counter_read64();
-    rt_invoke(&plan, 0, 0);
+    rt_invoke_range(&plan, range.first, range.end, 0, 0);
     uint64_t t1 = bsp_counter_read64();
     struct payload_INVOKE_RSP r = {
         .cost = t1 - t0,
@@ -120,20 +122,39 @@ static void on_invoke(link_reply_t *reply) {
     reply->len = sizeof r;
 }
 
+static void on_arena_read(const uint8_t *payload, link_reply_t *reply) {
+    struct payload_ARENA_READ r;
+    memcpy(&r, payload, sizeof r);
+    if (r.length > reply->capacity) {
+        link_reply_error(reply, ERR_BAD_ARGUMENT, MSG_ARENA_READ, "read longer than max_reply");
+        return;
+    }
+    if (!in_range(plan.header->arena_size, r.offset, r.length, reply, MSG_ARENA_READ)) return;
+    memcpy(reply->payload, plan.arena + r.offset, r.length);
+    reply->type = MSG_TENSOR_DATA;
+    reply->len = (uint16_t)r.length;
+}
+
 bool model_handle(uint8_t type, const uint8_t *payload, uint16_t len, link_reply_t *reply) {
     if (type == MSG_MODEL_INFO) {
         on_info(reply);
         return true;
     }
-    if (type != MSG_TENSOR_WRITE && type != MSG_TENSOR_READ && type != MSG_INVOKE) return false;
+    if (type != MSG_TENSOR_WRITE && type != MSG_TENSOR_READ && type != MSG_INVOKE &&
+        type != MSG_ARENA_READ)
+        return false;
     if (status != RT_OK) {
         link_reply_error(reply, ERR_BAD_STATE, type, load_error);
         return true;
     }
     uint16_t need = type == MSG_TENSOR_WRITE  ? (uint16_t)sizeof(struct payload_TENSOR_WRITE)
                     : type == MSG_TENSOR_READ ? (uint16_t)sizeof(struct payload_TENSOR_READ)
+                    : type == MSG_ARENA_READ  ? (uint16_t)sizeof(struct payload_ARENA_READ)
                                               : 0;
-    if (len < need || (type != MSG_TENSOR_WRITE && len != need)) {
+    int ok_len = type == MSG_TENSOR_WRITE ? len >= need
+                 : type == MSG_INVOKE     ? (len == 0 || len == sizeof(struct payload_INVOKE))
+                                          : len == need;
+    if (!ok_len) {
         char msg[64];
         fmt_snprintf(msg, sizeof msg, "payload must be %s%u bytes, got %u",
                      type == MSG_TENSOR_WRITE ? "at least " : "", need, len);
@@ -142,6 +163,7 @@ bool model_handle(uint8_t type, const uint8_t *payload, uint16_t len, link_reply
     }
     if (type == MSG_TENSOR_WRITE) on_write(payload, len, reply);
     if (type == MSG_TENSOR_READ) on_read(payload, reply);
-    if (type == MSG_INVOKE) on_invoke(reply);
+    if (type == MSG_INVOKE) on_invoke(payload, len, reply);
+    if (type == MSG_ARENA_READ) on_arena_read(payload, reply);
     return true;
 }

@@ -5,12 +5,12 @@
 #include "def_types.h"
 
 #define PLAN_MAGIC 0x4C505454u /* "TTPL" little-endian */
-#define PLAN_FORMAT_VERSION 1u
+#define PLAN_FORMAT_VERSION 2u
 #define PLAN_ALIGN 16u
 #define PLAN_NO_TENSOR 0xFFFFu
 #define PLAN_OP_FLAG_NOOP 1u
 
-enum plan_storage { PLAN_STORAGE_ARENA = 0, PLAN_STORAGE_CONSTANT = 1 };
+enum plan_storage { PLAN_STORAGE_ARENA = 0, PLAN_STORAGE_CONSTANT = 1, PLAN_STORAGE_STATE = 2 };
 enum plan_dtype {
     PLAN_DTYPE_INT8 = 0,
     PLAN_DTYPE_INT32 = 1,

@@ -115,7 +115,16 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
         if (op->scratch_tensor != PLAN_NO_TENSOR && op->scratch_tensor >= h->n_tensors)
             return fail(RT_ERR_BOUNDS, err, n, "operator %u: scratch names no tensor", o, 0);
     }
+    rt_reset_state(p);
     return RT_OK;
+}
+
+void rt_reset_state(const rt_plan_t *p) {
+    for (uint32_t t = 0; t < p->header->n_tensors; t++) {
+        const struct plan_PLAN_TENSOR *T = &p->tensors[t];
+        if (T->storage == PLAN_STORAGE_STATE)
+            memcpy(p->arena + T->offset, p->data + T->init_offset, T->size);
+    }
 }
 
 rt_status_t rt_plan_check_board(const rt_plan_t *p, uint32_t ram_size, uint32_t flash_size,
@@ -129,7 +138,7 @@ rt_status_t rt_plan_check_board(const rt_plan_t *p, uint32_t ram_size, uint32_t 
 
 void *rt_tensor_data(const rt_plan_t *p, uint32_t t) {
     const struct plan_PLAN_TENSOR *T = &p->tensors[t];
-    const uint8_t *base = T->storage == PLAN_STORAGE_ARENA ? p->arena : p->data;
+    const uint8_t *base = T->storage == PLAN_STORAGE_CONSTANT ? p->data : p->arena;
     return (void *)(uintptr_t)(base + T->offset);
 }
 
@@ -144,8 +153,14 @@ uint32_t rt_output_tensor(const rt_plan_t *p, uint32_t i) {
 }
 
 void rt_invoke(const rt_plan_t *p, rt_op_hook_fn hook, void *ctx) {
+    rt_invoke_range(p, 0, p->header->n_ops, hook, ctx);
+}
+
+void rt_invoke_range(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
+                     void *ctx) {
     void *operands[MAX_OPERANDS];
-    for (uint32_t o = 0; o < p->header->n_ops; o++) {
+    if (end > p->header->n_ops) end = p->header->n_ops;
+    for (uint32_t o = first; o < end; o++) {
         const struct plan_PLAN_OP *op = &p->ops[o];
         if (hook) hook(ctx, o, 0);
         if (!(op->flags & PLAN_OP_FLAG_NOOP)) {

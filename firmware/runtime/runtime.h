@@ -50,6 +50,13 @@ rt_status_t rt_plan_check_board(const rt_plan_t *p, uint32_t ram_size, uint32_t 
 typedef void (*rt_op_hook_fn)(void *ctx, uint32_t op_index, int phase);
 void rt_invoke(const rt_plan_t *p, rt_op_hook_fn hook, void *hook_ctx);
 
+/* Runs operators [first, end): e.g. only the forward pass of a training plan (predict). */
+void rt_invoke_range(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
+                     void *ctx);
+
+/* Puts every state tensor (trained weights, biases, RNG) back to the plan's initial values. */
+void rt_reset_state(const rt_plan_t *p);
+
 /* A tensor's bytes (arena or constant data) and size; io index into inputs/outputs. */
 void *rt_tensor_data(const rt_plan_t *p, uint32_t tensor);
 uint32_t rt_tensor_size(const rt_plan_t *p, uint32_t tensor);

@@ -23,6 +23,7 @@ from pytools.model.plan import (
     OP_FLAG_NOOP,
     STORAGE_ARENA,
     STORAGE_CONSTANT,
+    STORAGE_STATE,
     Plan,
     PlanOp,
     PlanTensor,
@@ -59,7 +60,7 @@ def _quant_of(t: Tensor) -> tuple[float, int]:
     return float(t.quant.scale[0]), int(t.quant.zero_point[0])
 
 
-def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
+def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> Compiled:
     ops = op_defs()
     calls = [lower(graph, op) for op in graph.ops]
     n = len(graph.ops)
@@ -69,7 +70,7 @@ def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
     noop: set[int] = set()
     for i, op in enumerate(graph.ops):
         src = graph.tensor(op.inputs[0])
-        if op.kind == "RESHAPE" and src.data is None:
+        if op.kind == "RESHAPE" and src.data is None and not src.persistent:
             alias[op.outputs[0]] = alias.get(src.index, src.index)
             noop.add(i)
 
@@ -82,7 +83,7 @@ def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
     for i, call in enumerate(calls):
         for o in call.operands:
             if o.tensor is None or graph.tensor(o.tensor).data is not None:
-                continue
+                continue  # constants live in flash; state lives for the whole step (below)
             r = root(o.tensor)
             first[r] = min(first.get(r, i), i)
             last[r] = max(last.get(r, i), i)
@@ -110,7 +111,17 @@ def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
         t = graph.tensor(t_index)
         if len(t.shape) > 4:
             raise ModelError(f"tensor '{t.name}' has {len(t.shape)} dimensions; at most 4 are supported")
-        if t.data is not None:
+        if t.persistent:
+            init = add_constant(t.data, t.dtype, t.shape, t)
+            tensors[init].storage, tensors[init].init_offset, tensors[init].offset = (
+                STORAGE_STATE,
+                tensors[init].offset,
+                -1,
+            )
+            tensors[init].name = t.name
+            plan_id[t_index] = init
+            first[t_index], last[t_index] = 0, n  # alive for the whole step: never overwritten
+        elif t.data is not None:
             plan_id[t_index] = add_constant(t.data, t.dtype, t.shape, t)
         else:
             scale, zp = _quant_of(t)
@@ -149,12 +160,13 @@ def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
         graph_tensor(t)
 
     # One buffer per arena tensor family (a tensor and its aliases share one).
+    in_arena = (STORAGE_ARENA, STORAGE_STATE)
     for g, pid in plan_id.items():
-        if tensors[pid].storage == STORAGE_ARENA and root(g) == g:
+        if tensors[pid].storage in in_arena and root(g) == g:
             buffers.append(Buffer(f"t{pid}", tensors[pid].size, first.get(g, 0), last.get(g, n)))
     offsets, arena = plan_arena(buffers)
     for g, pid in plan_id.items():
-        if tensors[pid].storage == STORAGE_ARENA:
+        if tensors[pid].storage in in_arena:
             tensors[pid].offset = offsets[f"t{plan_id[root(g)]}"]
     for op in plan_ops:
         if op.scratch != NO_TENSOR:
@@ -171,6 +183,8 @@ def compile_graph(graph: Graph, board: Board, name: str) -> Compiled:
         flash_limit=board.memory.flash_size,
         board=board.name,
         model=name,
+        n_forward=n_forward,
+        state_size=sum(t.size for t in tensors if t.storage == STORAGE_STATE),
     )
     activations = [b for b in buffers if b.name.startswith("t")]
     _, act_arena = plan_arena(activations)

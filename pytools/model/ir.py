@@ -59,10 +59,13 @@ class Tensor:
     dtype: str  # "int8", "uint8", "int16", "int32", "int64", "float32"
     quant: Quant | None = None
     data: np.ndarray | None = None  # constant tensors (weights, biases, shapes); None for activations
+    # Persistent RAM state initialised from `data` (trained weight slices, biases, the RNG):
+    # it survives from one training step to the next.
+    persistent: bool = False
 
     @property
     def is_constant(self) -> bool:
-        return self.data is not None
+        return self.data is not None and not self.persistent
 
     @property
     def nbytes(self) -> int:

@@ -16,7 +16,7 @@ from pytools.paths import FIRMWARE
 RUNTIME_DIR = FIRMWARE / "runtime"
 DTYPES = {"int8": 0, "int32": 1, "float32": 2, "uint8": 3, "int16": 4, "int64": 5}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-STORAGE_ARENA, STORAGE_CONSTANT = 0, 1
+STORAGE_ARENA, STORAGE_CONSTANT, STORAGE_STATE = 0, 1, 2
 NO_TENSOR = 0xFFFF
 OP_FLAG_NOOP = 1
 ALIGN = 16
@@ -43,6 +43,7 @@ class PlanTensor:
     scale: float = 0.0
     zero_point: int = 0
     name: str = ""  # not stored in the blob; for reports
+    init_offset: int = 0  # state: its initial bytes in the data section
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Plan:
     flash_limit: int
     board: str
     model: str
+    n_forward: int = 0  # ops [0, n_forward) are the forward pass; 0 means all of them
+    state_size: int = 0  # arena bytes that persist between steps
     table_bytes: int = field(default=0)  # everything in the blob but the constant data
 
 
@@ -95,6 +98,7 @@ def pack(plan: Plan) -> bytes:
             size=t.size,
             scale=t.scale,
             zero_point=t.zero_point,
+            init_offset=t.init_offset,
         )
     _pad(body)
     ops_offset = len(body)
@@ -138,6 +142,8 @@ def pack(plan: Plan) -> bytes:
         n_ops=len(plan.ops),
         n_inputs=len(plan.inputs),
         n_outputs=len(plan.outputs),
+        n_forward_ops=plan.n_forward or len(plan.ops),
+        state_size=plan.state_size,
         tensors_offset=tensors_offset,
         ops_offset=ops_offset,
         operands_offset=operands_offset,

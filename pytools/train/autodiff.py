@@ -1,0 +1,198 @@
+"""Autodiff at compile time: the forward graph + a scheme -> one static training step.
+
+The step is an ordinary IR graph whose operators run in order:
+  1. the forward pass, with a CLAMP_MASK right after every operator whose output gradient
+     is needed (1 bit per element is all backward keeps of a clamp);
+  2. SOFTMAX_XENT on the logits (the input of the model's final SOFTMAX): loss, prediction,
+     and the logits' gradient;
+  3. the backward pass in reverse order. Each trained layer computes its input gradient
+     (if a layer below needs it) and then applies its own update right away, so no
+     gradient buffer outlives its layer (operator reordering).
+Pruning falls out of construction: a gradient exists only for tensors downstream of a
+trained parameter; a mask only where such a gradient passes a clamp; a saved activation
+only where a weight update reads it. Nothing below the lowest updated layer keeps anything.
+Gradients are int8 tensors, each with a float32 scale tensor (firmware/kernels/grad.h).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pytools.model.ir import Graph, ModelError, Op, Tensor
+from pytools.train.scheme import LayerUpdate, Scheme, resolve
+
+CLAMPING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MEAN")
+BACKWARD_OK = (*CLAMPING, "RESHAPE")
+
+
+@dataclass
+class TrainGraph:
+    graph: Graph  # the whole step: forward, loss, backward
+    updates: dict[int, LayerUpdate]
+    n_forward: int  # operators [0, n_forward) are the forward pass (predict = run these)
+    logits: int  # tensor ids
+    label: int
+    loss: int
+    prediction: int
+    saved: list[int] = field(default_factory=list)  # activations kept for weight updates
+    masks: list[int] = field(default_factory=list)
+    gradients: list[int] = field(default_factory=list)
+    state: list[int] = field(default_factory=list)  # trained weight slices, biases, RNG
+
+
+def _logits_op(g: Graph) -> int:
+    """The final SOFTMAX (possibly behind a DEQUANTIZE): its input is the logits."""
+    out = g.outputs[0]
+    producer = {t: op for op in g.ops for t in op.outputs}
+    op = producer.get(out)
+    if op is not None and op.kind == "DEQUANTIZE":
+        op = producer.get(op.inputs[0])
+    if op is None or op.kind != "SOFTMAX":
+        raise ModelError("training needs a classifier ending in SOFTMAX (optionally followed by DEQUANTIZE)")
+    return op.index
+
+
+def build_training_graph(fwd: Graph, scheme: Scheme, seed: int = 1) -> TrainGraph:
+    if len(fwd.inputs) != 1 or len(fwd.outputs) != 1:
+        raise ModelError("training needs a model with one input and one output")
+    softmax = _logits_op(fwd)
+    updates = resolve(fwd, scheme)
+    if not updates:
+        raise ModelError(f"the scheme ({scheme.describe()}) updates nothing in this model")
+    tensors = [Tensor(**{**t.__dict__}) for t in fwd.tensors]
+    ops: list[Op] = []
+
+    def new_tensor(name: str, shape: tuple[int, ...], dtype: str, data: np.ndarray | None = None) -> int:
+        tensors.append(Tensor(len(tensors), name, shape, dtype, None, data))
+        return len(tensors) - 1
+
+    def emit(kind: str, inputs: list[int], outputs: list[int], **options: object) -> Op:
+        op = Op(len(ops), kind, inputs, outputs, dict(options))
+        ops.append(op)
+        return op
+
+    # Which tensors carry a gradient: those downstream of a trained layer.
+    requires: set[int] = set()
+    for op in fwd.ops[:softmax]:
+        if op.index in updates or any(t in requires for t in op.inputs):
+            if op.kind not in BACKWARD_OK:
+                raise ModelError(
+                    f"{op.where()} lies between a trained layer and the loss, and {op.kind} has no "
+                    "backward kernel; train only layers above it"
+                )
+            requires.update(op.outputs)
+    tb = TrainGraph(Graph(tensors, ops, [], []), updates, 0, fwd.ops[softmax].inputs[0], -1, -1, -1)
+    # RAM state of every trained layer: the forward pass reads its weights from there too.
+    state = {i: _state_for(fwd, fwd.ops[i], u, tensors, tb) for i, u in updates.items()}
+
+    # 1. Forward (the final SOFTMAX and anything after it are replaced by the loss).
+    mask_of: dict[int, int] = {}
+    for op in fwd.ops[:softmax]:
+        trained = {}
+        if op.index in updates:
+            trained = dict(
+                train_rows=updates[op.index].rows,
+                trained_filter=state[op.index][0],
+                trained_bias=state[op.index][1],
+            )
+        emit(op.kind, list(op.inputs), list(op.outputs), **op.options, **trained, forward=op.index)
+        y = op.outputs[0]
+        if y in requires and op.kind in CLAMPING:
+            n = int(np.prod(fwd.tensor(y).shape))
+            m = new_tensor(f"{fwd.tensor(y).name}/mask", ((n + 7) // 8,), "uint8")
+            emit("CLAMP_MASK", [y], [m], forward=op.index)
+            mask_of[op.index] = m
+            tb.masks.append(m)
+    tb.n_forward = len(ops)
+
+    # 2. Loss.
+    logits = tb.logits
+    tb.label = new_tensor("label", (1,), "int32")
+    tb.loss = new_tensor("loss", (1,), "float32")
+    tb.prediction = new_tensor("prediction", (1,), "int32")
+    g_logits = new_tensor("grad/logits", fwd.tensor(logits).shape, "int8")
+    s_logits = new_tensor("grad/logits/scale", (1,), "float32")
+    emit("SOFTMAX_XENT", [logits, tb.label], [tb.loss, tb.prediction, g_logits, s_logits])
+    grad: dict[int, tuple[int, int]] = {logits: (g_logits, s_logits)}
+    tb.gradients += [g_logits]
+    rng = new_tensor("rng", (1,), "uint32", np.array([seed & 0xFFFFFFFF or 1], dtype=np.uint32))
+    tensors[rng].persistent = True
+    tb.state.append(rng)
+
+    def add_grad(t: int, g: tuple[int, int]) -> None:
+        if t not in grad:
+            grad[t] = g
+            return
+        a, b = grad[t], g  # a fork: the tensor feeds two paths, their gradients add up
+        gs = new_tensor(f"grad/{fwd.tensor(t).name}/sum", fwd.tensor(t).shape, "int8")
+        ss = new_tensor(f"grad/{fwd.tensor(t).name}/sum/scale", (1,), "float32")
+        emit("GRAD_ADD", [a[0], a[1], b[0], b[1]], [gs, ss])
+        grad[t] = (gs, ss)
+        tb.gradients.append(gs)
+
+    def new_grad(t: int) -> tuple[int, int]:
+        g = new_tensor(f"grad/{fwd.tensor(t).name}", fwd.tensor(t).shape, "int8")
+        s = new_tensor(f"grad/{fwd.tensor(t).name}/scale", (1,), "float32")
+        tb.gradients.append(g)
+        return g, s
+
+    # 3. Backward, in reverse, updating each trained layer as soon as its gradient is known.
+    for op in reversed(fwd.ops[:softmax]):
+        y = op.outputs[0]
+        if y not in requires or y not in grad:
+            continue
+        gy, sy = grad[y]
+        mask = mask_of.get(op.index, -1)
+        if op.kind == "RESHAPE":
+            if op.inputs[0] in requires:
+                add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
+            continue
+        if op.kind == "ADD":
+            gz = new_grad(y)
+            emit("GRAD_APPLY_MASK", [gy, sy, mask], list(gz), forward=op.index)
+            for x in op.inputs[:2]:
+                if x in requires:
+                    add_grad(x, gz)  # real-valued add: the gradient passes unchanged
+            continue
+        x = op.inputs[0]
+        if x in requires:
+            gx = new_grad(x)
+            emit(f"{op.kind}_GRAD_INPUT", [gy, sy, mask, *op.inputs[1:]], list(gx), forward=op.index)
+        if op.index in updates:
+            saved = x if updates[op.index].rows else -1
+            if saved >= 0:
+                tb.saved.append(saved)
+            emit(f"{op.kind}_GRAD_UPDATE", [saved, gy, sy, mask, *state[op.index], rng], [], forward=op.index)
+        if x in requires:
+            add_grad(x, gx)
+    tb.graph.inputs = [fwd.inputs[0], tb.label]
+    tb.graph.outputs = [tb.loss, tb.prediction]
+    return tb
+
+
+def _state_for(fwd: Graph, op: Op, u: LayerUpdate, tensors: list[Tensor], tb: TrainGraph) -> list[int]:
+    """The RAM copies a layer's update writes: its trained weight rows and its bias."""
+    out = []
+    w = fwd.tensor(op.inputs[1])
+    if u.rows:
+        if op.kind == "DEPTHWISE_CONV_2D":  # compact [kh, kw, rows] copy of the first channels
+            data = np.ascontiguousarray(w.data.reshape(w.shape[1], w.shape[2], -1)[:, :, : u.rows])
+        else:  # the first rows of [out, ...]: contiguous
+            data = np.ascontiguousarray(w.data[: u.rows])
+        tensors.append(Tensor(len(tensors), f"{w.name}/trained", data.shape, "int8", w.quant, data, True))
+        out.append(len(tensors) - 1)
+        tb.state.append(len(tensors) - 1)
+    else:
+        out.append(-1)
+    if u.update_bias:
+        b = fwd.tensor(op.inputs[2])
+        tensors.append(
+            Tensor(len(tensors), f"{b.name}/trained", b.shape, "int32", b.quant, b.data.copy(), True)
+        )
+        out.append(len(tensors) - 1)
+        tb.state.append(len(tensors) - 1)
+    else:
+        out.append(-1)
+    return out
