@@ -174,6 +174,32 @@ def convert(c: Context, model: str, board: str | None = None, out: str | None = 
 
 @task(
     help={
+        "model": "an int8 .tflite model (a classifier ending in SOFTMAX)",
+        "scheme": "a scheme file (schemes/*.toml) or inline: bias=22,-1=1,-3=0.25",
+        "board": BOARD_HELP,
+        "out": "where to write the training plan (default: build/models/<model>-<board>.train.plan)",
+    }
+)
+@friendly
+def compile(c: Context, model: str, scheme: str, board: str | None = None, out: str | None = None) -> None:
+    """Compile a training step: memory report by category; refuses a plan that does not fit."""
+    from pathlib import Path
+
+    from pytools.train.compile_train import check_fits, load_and_compile, report
+    from pytools.train.scheme import load_scheme
+
+    b = resolve_board(board)
+    ct = load_and_compile(Path(model), load_scheme(scheme), b)
+    print(report(ct))
+    check_fits(ct)
+    dest = Path(out) if out else BUILD / "models" / f"{ct.name}-{b.name}.train.plan"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(ct.compiled.blob)
+    print(f"training plan: {dest} ({len(ct.compiled.blob):,} bytes); firmware: {ct.image.elf}")
+
+
+@task(
+    help={
         "model": "an int8 .tflite model",
         "inputs": ".npy with one input per row (or a single input)",
         "out": ".npy to write, one output row per input row, in the model's output type",
@@ -191,6 +217,32 @@ def infer(
     from pytools.model.inference import run_inference
 
     run_inference(Path(model), Path(inputs), Path(out), board, port)
+
+
+@task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
+@friendly
+def compare_tflm(c: Context, models: str = "") -> None:
+    """Our arena against TFLite Micro's (tflite-micro's own report), as a Markdown table."""
+    from pathlib import Path
+
+    from pytools.boards import load_board
+    from pytools.model.compiler import compile_graph
+    from pytools.model.tflite_import import import_tflite
+    from pytools.model.tflm import tflm_arena_bytes
+    from pytools.paths import SHARED_MODELS
+
+    paths = [Path(p) for p in models.split(",") if p] or sorted(SHARED_MODELS.glob("*.tflite"))
+    if not paths:
+        raise ToolError("no models given and none in ../shared/models")
+    print("| model | our arena | TFLM activations | TFLM total arena | ours / TFLM total |")
+    print("|---|---|---|---|---|")
+    for p in paths:
+        data = p.read_bytes()
+        ours = compile_graph(import_tflite(data, p.stem), load_board("mps2_an500"), p.stem).arena
+        t = tflm_arena_bytes(data)
+        print(
+            f"| {p.stem} | {ours:,} B | {t['activations']:,} B | {t['total']:,} B | {ours / t['total']:.0%} |"
+        )
 
 
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})

@@ -126,3 +126,57 @@ def test_a_firmware_without_a_model_says_so(link: Link) -> None:
     assert info["status"] != 0 and "built without a model" in info["message"]
     with pytest.raises(BoardRefused, match="built without a model"):
         link.request(Msg.INVOKE)
+
+
+# --- The TensorFlow-built zoo (covers every supported op; built once per machine, cached) ---
+
+ZOO = ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny"]
+
+
+def zoo(name: str) -> bytes:
+    from tests.model_zoo import zoo_model
+
+    return zoo_model(name)
+
+
+def test_the_zoo_covers_every_supported_op() -> None:
+    from pytools.model.ir import SUPPORTED_OPS
+    from tests.model_zoo import op_names
+
+    seen = {op for name in ZOO for op in op_names(zoo(name))}
+    assert seen == set(SUPPORTED_OPS), set(SUPPORTED_OPS) - seen
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_is_bit_exact_on_the_host_twin(name: str) -> None:
+    model = zoo(name)
+    compiled = compile_model(model, name)
+    twin = HostTwin(compiled.blob)
+    for x in random_inputs(compiled.blob, np.random.default_rng(4), 6):
+        np.testing.assert_array_equal(twin.invoke([x])[0], run_tflite(model, [x])[0])
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_is_bit_exact_on_the_emulated_board(name: str) -> None:
+    model = zoo(name)
+    compiled = compile_model(model, name)
+    board = EmulatedModel(compiled)
+    try:
+        for x in random_inputs(compiled.blob, np.random.default_rng(5), 2):
+            out, _ = board.model.invoke([x])
+            np.testing.assert_array_equal(out[0], run_tflite(model, [x])[0])
+    finally:
+        board.close()
+
+
+@pytest.mark.parametrize("name", ZOO + SHARED)
+def test_our_arena_is_no_larger_than_tflite_micros(name: str) -> None:
+    """TFLite Micro's arena (tflite-micro's own report) against ours, for the same model."""
+    from pytools.model.tflm import tflm_arena_bytes
+
+    model = shared_model(name) if name.endswith(".tflite") else zoo(name)
+    ours = compile_model(model, Path(name).stem).arena
+    theirs = tflm_arena_bytes(model)
+    assert ours <= theirs["total"], (ours, theirs)
+    assert ours <= theirs["activations"] + 16, (ours, theirs)  # even against its activations alone

@@ -42,12 +42,23 @@ class BoardModel:
             out += r.payload
         return bytes(out)
 
-    def invoke(self, inputs: list[np.ndarray], timeout: float = 120.0) -> tuple[list[np.ndarray], dict]:
+    def arena_bytes(self, offset: int, size: int) -> bytes:
+        chunk = self.link.board["max_reply"]
+        out = bytearray()
+        for off in range(offset, offset + size, chunk):
+            req = layout("ARENA_READ").pack(offset=off, length=min(chunk, offset + size - off))
+            out += self.link.request(Msg.ARENA_READ, req).payload
+        return bytes(out)
+
+    def invoke(
+        self, inputs: list[np.ndarray], timeout: float = 120.0, first: int = 0, end: int | None = None
+    ) -> tuple[list[np.ndarray], dict]:
         """Outputs for one set of inputs, and the INVOKE report (cost in board units)."""
         for k, x in enumerate(inputs):
             t = self.tensors[self.inputs[k]]
             self._write(k, np.ascontiguousarray(x, dtype=t["dtype_name"]).tobytes())
-        report = layout("INVOKE_RSP").unpack(self.link.request(Msg.INVOKE, timeout=timeout).payload)
+        rng = b"" if end is None and first == 0 else layout("INVOKE").pack(first=first, end=end or 0xFFFF)
+        report = layout("INVOKE_RSP").unpack(self.link.request(Msg.INVOKE, rng, timeout=timeout).payload)
         outs = []
         for k, tid in enumerate(self.outputs):
             t = self.tensors[tid]

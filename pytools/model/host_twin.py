@@ -31,6 +31,16 @@ def _lib() -> ctypes.CDLL:
     ]
     lib.rt_invoke.restype = None
     lib.rt_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.rt_invoke_range.restype = None
+    lib.rt_invoke_range.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    lib.rt_reset_state.restype = None
+    lib.rt_reset_state.argtypes = [ctypes.c_void_p]
     lib.rt_tensor_data.restype = ctypes.c_void_p
     lib.rt_tensor_data.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     return lib
@@ -101,7 +111,8 @@ class HostTwin:
     def output_spec(self, i: int) -> dict:
         return self.tensors[self.outputs[i]]
 
-    def invoke(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def invoke(self, inputs: list[np.ndarray], first: int = 0, end: int | None = None) -> list[np.ndarray]:
+        """Runs operators [first, end) (all by default) on the inputs; returns the outputs."""
         if len(inputs) != len(self.inputs):
             raise ModelError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
         for k, (tid, x) in enumerate(zip(self.inputs, inputs, strict=True)):
@@ -112,5 +123,16 @@ class HostTwin:
                     f"input {k} must be {t['dtype_name']} with shape {t['shape']}, got {x.dtype} {x.shape}"
                 )
             self._view(tid)[...] = x.reshape(t["shape"])
-        _lib().rt_invoke(self.handle, None, None)
+        n = self.header["n_ops"]
+        _lib().rt_invoke_range(self.handle, first, n if end is None else end, None, None)
         return [self._view(tid).copy() for tid in self.outputs]
+
+    def tensor(self, tid: int) -> np.ndarray:
+        """A copy of any plan tensor (e.g. trained state, or logits after a forward pass)."""
+        return self._view(tid).copy()
+
+    def arena_bytes(self, offset: int, size: int) -> bytes:
+        return self.arena[offset : offset + size].tobytes()
+
+    def reset_state(self) -> None:
+        _lib().rt_reset_state(self.handle)

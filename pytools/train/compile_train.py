@@ -1,0 +1,135 @@
+"""A training step compiled for a board, and what its memory goes to.
+
+The arena holds every tensor of the step, planned by lifetime. The report breaks the
+arena down at its busiest step (where the peak is decided) into saved activations, masks,
+gradients, trainable state (weight slices, biases, RNG), scratch and forward activations.
+The firmware's own RAM (stacks, link buffers) comes from the linker; the peak the board
+measures adds the stack it really used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytools.boards import Board
+from pytools.build.builder import FirmwareImage, build_firmware
+from pytools.errors import ToolError
+from pytools.model.compiler import Compiled, compile_graph
+from pytools.model.ir import Graph
+from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
+from pytools.model.planner import align_up
+from pytools.train.autodiff import TrainGraph, build_training_graph
+from pytools.train.scheme import Scheme
+
+CATEGORIES = ("saved activations", "masks", "gradients", "trainable state", "scratch", "activations")
+
+
+@dataclass
+class CompiledTraining:
+    name: str
+    board: Board
+    scheme: Scheme
+    train: TrainGraph
+    compiled: Compiled
+    peak_step: int = 0
+    breakdown: dict[str, int] = field(default_factory=dict)  # arena bytes at the peak step
+    base: FirmwareImage | None = None
+    image: FirmwareImage | None = None
+    link_error: str = ""
+
+
+def _category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
+    if graph_tensor is None:
+        return "scratch"
+    if graph_tensor in tb.state:
+        return "trainable state"
+    if graph_tensor in tb.masks:
+        return "masks"
+    if graph_tensor in tb.saved:
+        return "saved activations"
+    if name.startswith("grad/"):
+        return "gradients"
+    return "activations"
+
+
+def compile_training(
+    graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True
+) -> CompiledTraining:
+    tb = build_training_graph(graph, scheme)
+    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+    ct = CompiledTraining(name, board, scheme, tb, compiled)
+    _attribute(ct)
+    if link:
+        ct.base = build_firmware(board)
+        try:
+            ct.image = build_firmware(board, compiled.blob, compiled.arena)
+        except ToolError as e:
+            ct.link_error = str(e)
+    return ct
+
+
+def _attribute(ct: CompiledTraining) -> None:
+    """Which category each arena byte belongs to at the step where the most is alive."""
+    g, calls, plan = ct.train.graph, ct.compiled.calls, ct.compiled.plan
+    n = len(g.ops)
+    live: dict[int, tuple[int, int]] = {}  # graph tensor -> (first, last)
+    for i, call in enumerate(calls):
+        for o in call.operands:
+            if o.tensor is None or g.tensor(o.tensor).is_constant:
+                continue
+            a, b = live.get(o.tensor, (i, i))
+            live[o.tensor] = (min(a, i), max(b, i))
+    for t in [*g.inputs, *ct.train.state]:
+        live[t] = (0, live.get(t, (0, n))[1])
+    for t in [*g.outputs, *ct.train.state]:
+        live[t] = (live.get(t, (0, n))[0], n)
+    best = (-1, 0)
+    for step in range(n + 1):
+        total = sum(align_up(g.tensor(t).nbytes) for t, (a, b) in live.items() if a <= step <= b)
+        best = max(best, (total, step), key=lambda x: x[0])
+    ct.peak_step = best[1]
+    ct.breakdown = dict.fromkeys(CATEGORIES, 0)
+    for t, (a, b) in live.items():
+        if a <= ct.peak_step <= b:
+            ct.breakdown[_category(ct.train, t, g.tensor(t).name)] += align_up(g.tensor(t).nbytes)
+    scratch = [pt.size for pt in plan.tensors if pt.name == f"scratch{ct.peak_step}"]
+    ct.breakdown["scratch"] += sum(align_up(s) for s in scratch)
+    ct.breakdown["flash weights"] = sum(pt.size for pt in plan.tensors if pt.storage == STORAGE_CONSTANT)
+    ct.breakdown["state total"] = sum(pt.size for pt in plan.tensors if pt.storage == STORAGE_STATE)
+
+
+def report(ct: CompiledTraining) -> str:
+    m = ct.board.memory
+    c = ct.compiled
+    lines = [
+        f"model     {ct.name}; scheme: {ct.scheme.describe()}",
+        f"step      {len(c.plan.ops)} operators ({ct.train.n_forward} forward, "
+        f"{len(c.plan.ops) - ct.train.n_forward} loss/backward/update)",
+        f"board     {ct.board.name}: {m.flash_size // 1024} KiB flash, {m.ram_size // 1024} KiB SRAM",
+        f"arena     {c.arena:,} B planned (at its busiest operator, #{ct.peak_step}):",
+    ]
+    for cat in CATEGORIES:
+        lines.append(f"  {cat:<20}{ct.breakdown[cat]:>10,} B")
+    if ct.base is not None:
+        fw_ram = ct.base.regions["RAM"].used
+        lines.append(f"firmware  {fw_ram:,} B RAM: stacks (reserved), link buffers, runtime (linker)")
+        total = ct.image.regions["RAM"].used if ct.image else fw_ram + c.arena
+        flash = ct.image.regions["FLASH"].used if ct.image else ct.base.regions["FLASH"].used + len(c.blob)
+        how = "linker" if ct.image else "sum; the link failed"
+        lines.append(f"SRAM      {total:,} B of {m.ram_size:,} ({100 * total / m.ram_size:.1f} %, {how})")
+        lines.append(f"flash     {flash:,} B of {m.flash_size:,} ({100 * flash / m.flash_size:.1f} %, {how})")
+    return "\n".join(lines)
+
+
+def check_fits(ct: CompiledTraining) -> None:
+    if ct.base is not None and ct.image is None:
+        raise ToolError(f"the training step does not fit {ct.board.name}:\n{report(ct)}\n{ct.link_error}")
+
+
+def load_and_compile(model: Path, scheme: Scheme, board: Board) -> CompiledTraining:
+    from pytools.model.tflite_import import load_tflite
+
+    if not model.is_file():
+        raise ToolError(f"no model at {model}")
+    return compile_training(load_tflite(model), scheme, board, model.stem)
