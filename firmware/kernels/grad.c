@@ -1,7 +1,5 @@
 #include "grad.h"
 
-#include <math.h>
-
 float grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale, int8_t *out) {
     uint32_t max_abs = 0;
     for (size_t i = 0; i < n; i++) {
@@ -26,5 +24,8 @@ float grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale, int8_t 
 int32_t grad_stochastic_round(float v, uint32_t *state) {
     /* 24 random bits -> u in [0, 1), exactly representable in float. */
     float u = (float)(grad_rng_next(state) >> 8) * (1.0f / 16777216.0f);
-    return (int32_t)floorf(v + u);
+    float x = v + u;
+    /* floor without libm (newlib and glibc need not agree; nothing here needs them) */
+    int32_t i = (int32_t)x; /* truncates toward zero */
+    return (x < 0.0f && (float)i != x) ? i - 1 : i;
 }

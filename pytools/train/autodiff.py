@@ -89,6 +89,7 @@ def build_training_graph(fwd: Graph, scheme: Scheme, seed: int = 1) -> TrainGrap
 
     # 1. Forward (the final SOFTMAX and anything after it are replaced by the loss).
     mask_of: dict[int, int] = {}
+    copy_of: dict[int, int] = {}  # forward op index -> its index in the training step
     for op in fwd.ops[:softmax]:
         trained = {}
         if op.index in updates:
@@ -97,12 +98,12 @@ def build_training_graph(fwd: Graph, scheme: Scheme, seed: int = 1) -> TrainGrap
                 trained_filter=state[op.index][0],
                 trained_bias=state[op.index][1],
             )
-        emit(op.kind, list(op.inputs), list(op.outputs), **op.options, **trained, forward=op.index)
+        copy_of[op.index] = emit(op.kind, list(op.inputs), list(op.outputs), **op.options, **trained).index
         y = op.outputs[0]
         if y in requires and op.kind in CLAMPING:
             n = int(np.prod(fwd.tensor(y).shape))
             m = new_tensor(f"{fwd.tensor(y).name}/mask", ((n + 7) // 8,), "uint8")
-            emit("CLAMP_MASK", [y], [m], forward=op.index)
+            emit("CLAMP_MASK", [y], [m], forward=copy_of[op.index])
             mask_of[op.index] = m
             tb.masks.append(m)
     tb.n_forward = len(ops)
@@ -149,22 +150,27 @@ def build_training_graph(fwd: Graph, scheme: Scheme, seed: int = 1) -> TrainGrap
             if op.inputs[0] in requires:
                 add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
             continue
+        f = copy_of[op.index]
+        if op.kind in ("ADD", "AVERAGE_POOL_2D", "MEAN"):
+            # The clamp's derivative first (the mask keeps the scale), then the op's own.
+            gm = new_grad(y)[0]
+            emit("GRAD_APPLY_MASK", [gy, mask], [gm], forward=f)
+            gy, mask = gm, -1
         if op.kind == "ADD":
-            gz = new_grad(y)
-            emit("GRAD_APPLY_MASK", [gy, sy, mask], list(gz), forward=op.index)
             for x in op.inputs[:2]:
                 if x in requires:
-                    add_grad(x, gz)  # real-valued add: the gradient passes unchanged
+                    add_grad(x, (gy, sy))  # a real-valued add passes the gradient unchanged
             continue
         x = op.inputs[0]
         if x in requires:
             gx = new_grad(x)
-            emit(f"{op.kind}_GRAD_INPUT", [gy, sy, mask, *op.inputs[1:]], list(gx), forward=op.index)
+            ins = [gy, sy] if op.kind in ("AVERAGE_POOL_2D", "MEAN") else [gy, sy, mask, *op.inputs[1:]]
+            emit(f"{op.kind}_GRAD_INPUT", ins, list(gx), forward=f)
         if op.index in updates:
             saved = x if updates[op.index].rows else -1
             if saved >= 0:
                 tb.saved.append(saved)
-            emit(f"{op.kind}_GRAD_UPDATE", [saved, gy, sy, mask, *state[op.index], rng], [], forward=op.index)
+            emit(f"{op.kind}_GRAD_UPDATE", [saved, gy, sy, mask, *state[op.index], rng], [], forward=f)
         if x in requires:
             add_grad(x, gx)
     tb.graph.inputs = [fwd.inputs[0], tb.label]
