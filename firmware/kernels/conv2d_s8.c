@@ -22,6 +22,8 @@ void conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
     const int32_t *bias = p.has_bias ? (const int32_t *)operands[CONV2D_S8_BIAS] : NULL;
     const int32_t *multipliers = operands[CONV2D_S8_MULTIPLIERS];
     const int32_t *shifts = operands[CONV2D_S8_SHIFTS];
+    const int8_t *trained_filter = operands[CONV2D_S8_TRAINED_FILTER];
+    const int32_t *trained_bias = operands[CONV2D_S8_TRAINED_BIAS];
     int8_t *out = operands[CONV2D_S8_OUTPUT];
 
     const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
@@ -37,7 +39,10 @@ void conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
                 const int32_t x0 = ox * p.stride_w - p.pad_w;
                 /* Output is NHWC, so writing channel after channel fills it in order. */
                 for (int32_t oc = 0; oc < p.output_c; ++oc) {
-                    const int8_t *kernel = filter + (size_t)oc * filter_size;
+                    /* The rows being trained come from their RAM copy. */
+                    const int8_t *kernel = oc < p.train_rows
+                                               ? trained_filter + (size_t)oc * filter_size
+                                               : filter + (size_t)oc * filter_size;
                     /* 32-bit accumulator as TFLite: |w * (x - zp)| <= 128 * 255, so it
                      * cannot overflow below 2^16 taps (filter_h * filter_w * input_c). */
                     int32_t acc = 0;
@@ -58,7 +63,10 @@ void conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
                             }
                         }
                     }
-                    if (bias) acc += bias[oc];
+                    if (oc < p.train_bias_rows)
+                        acc += trained_bias[oc];
+                    else if (bias)
+                        acc += bias[oc];
                     const int32_t q = p.per_channel ? oc : 0;
                     *out++ = requantize(acc, multipliers[q], shifts[q], &p);
                 }

@@ -9,7 +9,16 @@
  * Requantization: multipliers/shifts are TFLite's QuantizeMultiplier of
  * input_scale * filter_scale[c] / output_scale, one per output channel (per_channel == 1) or
  * a single pair for the whole tensor (per_channel == 0). Grouped convolution is not
- * supported (input_c must equal the filter's depth). */
+ * supported (input_c must equal the filter's depth).
+ *
+ * Training (sparse update): the rows being trained live in RAM, as their own operands,
+ * initialised from the flash filter/bias by the runtime and updated in place by
+ * conv2d_s8_grad_update:
+ *   trained_filter  int8  [train_rows, filter_h, filter_w, input_c]  output channels
+ *                         [0, train_rows) read their weights here instead of from filter
+ *   trained_bias    int32 [train_bias_rows]  output channels [0, train_bias_rows) read their
+ *                         bias here (even when has_bias == 0) instead of from bias
+ * For plain inference train_rows = train_bias_rows = 0 and both may be empty (NULL). */
 #ifndef KERNELS_CONV2D_S8_H
 #define KERNELS_CONV2D_S8_H
 
@@ -30,8 +39,10 @@ enum {
     CONV2D_S8_BIAS = 2,
     CONV2D_S8_MULTIPLIERS = 3, /* int32 Q31 output multipliers */
     CONV2D_S8_SHIFTS = 4,      /* int32 shifts (>0 left, <0 right) */
-    CONV2D_S8_OUTPUT = 5,
-    CONV2D_S8_OPERANDS = 6
+    CONV2D_S8_TRAINED_FILTER = 5,
+    CONV2D_S8_TRAINED_BIAS = 6,
+    CONV2D_S8_OUTPUT = 7,
+    CONV2D_S8_OPERANDS = 8
 };
 
 void conv2d_s8_run(const void *params, void *const *operands, void *scratch);

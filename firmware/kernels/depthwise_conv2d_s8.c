@@ -22,12 +22,13 @@ void depthwise_conv2d_s8_run(const void *params, void *const *operands, void *sc
     const int32_t *bias = p.has_bias ? (const int32_t *)operands[DEPTHWISE_CONV2D_S8_BIAS] : NULL;
     const int32_t *multipliers = operands[DEPTHWISE_CONV2D_S8_MULTIPLIERS];
     const int32_t *shifts = operands[DEPTHWISE_CONV2D_S8_SHIFTS];
+    const int8_t *trained_filter = operands[DEPTHWISE_CONV2D_S8_TRAINED_FILTER];
+    const int32_t *trained_bias = operands[DEPTHWISE_CONV2D_S8_TRAINED_BIAS];
     int8_t *out = operands[DEPTHWISE_CONV2D_S8_OUTPUT];
 
     const int32_t output_c = p.input_c * p.depth_multiplier;
     const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
     const size_t in_image = (size_t)p.input_h * in_row;
-    const size_t filter_row = (size_t)p.filter_w * (size_t)output_c;
 
     for (int32_t b = 0; b < p.batches; ++b) {
         const int8_t *image = input + (size_t)b * in_image;
@@ -40,6 +41,11 @@ void depthwise_conv2d_s8_run(const void *params, void *const *operands, void *sc
                 for (int32_t ic = 0; ic < p.input_c; ++ic) {
                     for (int32_t m = 0; m < p.depth_multiplier; ++m) {
                         const int32_t oc = ic * p.depth_multiplier + m;
+                        /* Tap (fy, fx) of channel oc is w[(fy * filter_w + fx) * stride]:
+                         * a trained channel reads the compact RAM copy, others the filter. */
+                        const int trained = oc < p.train_rows;
+                        const int8_t *w = trained ? trained_filter + oc : filter + oc;
+                        const size_t stride = trained ? (size_t)p.train_rows : (size_t)output_c;
                         /* 32-bit accumulator as TFLite; a depthwise tap sums only
                          * filter_h * filter_w products, far from overflowing. */
                         int32_t acc = 0;
@@ -53,11 +59,14 @@ void depthwise_conv2d_s8_run(const void *params, void *const *operands, void *sc
                                 const int32_t in_val =
                                     image[(size_t)y * in_row + (size_t)x * p.input_c + ic];
                                 const int32_t w_val =
-                                    filter[(size_t)fy * filter_row + (size_t)fx * output_c + oc];
+                                    w[((size_t)fy * (size_t)p.filter_w + (size_t)fx) * stride];
                                 acc += w_val * (in_val + p.input_offset);
                             }
                         }
-                        if (bias) acc += bias[oc];
+                        if (oc < p.train_bias_rows)
+                            acc += trained_bias[oc];
+                        else if (bias)
+                            acc += bias[oc];
                         const int32_t q = p.per_channel ? oc : 0;
                         *out++ = requantize(acc, multipliers[q], shifts[q], &p);
                     }

@@ -9,7 +9,16 @@
  *   bias    int32 [output_c], or ignored (may be NULL) when params.has_bias == 0
  *   output  int8  [batches, output_h, output_w, output_c]
  * Requantization as conv2d_s8: one multiplier/shift per output channel (per_channel == 1)
- * or one for the tensor (per_channel == 0). */
+ * or one for the tensor (per_channel == 0).
+ *
+ * Training (sparse update): the channels being trained live in RAM, as their own operands,
+ * initialised from the flash filter/bias by the runtime and updated in place by
+ * depthwise_conv2d_s8_grad_update:
+ *   trained_filter  int8  [filter_h, filter_w, train_rows]  (compact: only the trained
+ *                         channels) output channels [0, train_rows) read their weights here
+ *   trained_bias    int32 [train_bias_rows]  output channels [0, train_bias_rows) read their
+ *                         bias here (even when has_bias == 0) instead of from bias
+ * For plain inference train_rows = train_bias_rows = 0 and both may be empty (NULL). */
 #ifndef KERNELS_DEPTHWISE_CONV2D_S8_H
 #define KERNELS_DEPTHWISE_CONV2D_S8_H
 
@@ -30,8 +39,10 @@ enum {
     DEPTHWISE_CONV2D_S8_BIAS = 2,
     DEPTHWISE_CONV2D_S8_MULTIPLIERS = 3, /* int32 Q31 output multipliers */
     DEPTHWISE_CONV2D_S8_SHIFTS = 4,      /* int32 shifts (>0 left, <0 right) */
-    DEPTHWISE_CONV2D_S8_OUTPUT = 5,
-    DEPTHWISE_CONV2D_S8_OPERANDS = 6
+    DEPTHWISE_CONV2D_S8_TRAINED_FILTER = 5,
+    DEPTHWISE_CONV2D_S8_TRAINED_BIAS = 6,
+    DEPTHWISE_CONV2D_S8_OUTPUT = 7,
+    DEPTHWISE_CONV2D_S8_OPERANDS = 8
 };
 
 void depthwise_conv2d_s8_run(const void *params, void *const *operands, void *scratch);

@@ -23,11 +23,15 @@ void fully_connected_s8_run(const void *params, void *const *operands, void *scr
     const int8_t *weights = operands[FULLY_CONNECTED_S8_WEIGHTS];
     const int32_t *bias = p.has_bias ? (const int32_t *)operands[FULLY_CONNECTED_S8_BIAS] : NULL;
     const float *weight_scales = operands[FULLY_CONNECTED_S8_WEIGHT_SCALES];
+    const int8_t *trained_weights = operands[FULLY_CONNECTED_S8_TRAINED_WEIGHTS];
+    const int32_t *trained_bias = operands[FULLY_CONNECTED_S8_TRAINED_BIAS];
     int8_t *out = operands[FULLY_CONNECTED_S8_OUTPUT];
 
     /* Row by row, so the double-precision scale is computed once per output row. */
     for (int32_t o = 0; o < p.output_depth; ++o) {
-        const int8_t *w = weights + (size_t)o * (size_t)p.input_depth;
+        /* The rows being trained come from their RAM copy. */
+        const int8_t *w =
+            (o < p.train_rows ? trained_weights : weights) + (size_t)o * (size_t)p.input_depth;
         /* TFLite's expression, operation for operation: the result is the same double. */
         const double scale = (double)p.input_scale * (double)weight_scales[p.per_channel ? o : 0] /
                              (double)p.output_scale;
@@ -39,7 +43,10 @@ void fully_connected_s8_run(const void *params, void *const *operands, void *scr
             for (int32_t i = 0; i < p.input_depth; ++i) {
                 acc += ((int32_t)w[i] + p.filter_offset) * ((int32_t)x[i] + p.input_offset);
             }
-            if (bias) acc += bias[o];
+            if (o < p.train_bias_rows)
+                acc += trained_bias[o];
+            else if (bias)
+                acc += bias[o];
             /* int64 so that adding the zero point to a saturated value cannot overflow. */
             const int64_t q = (int64_t)round_to_int32((double)acc * scale) + p.output_offset;
             out[(size_t)b * (size_t)p.output_depth + (size_t)o] =

@@ -16,7 +16,16 @@
  *   weight_scales  float32 [output_depth] when params.per_channel, else [1]
  *   output         int8    [batches, output_depth]
  * Per tensor, a weights zero point is honoured through filter_offset, as TFLite does; per
- * channel, weights are symmetric (filter_offset is 0). */
+ * channel, weights are symmetric (filter_offset is 0).
+ *
+ * Training (sparse update): the rows being trained live in RAM, as their own operands,
+ * initialised from the flash weights/bias by the runtime and updated in place by
+ * fully_connected_s8_grad_update:
+ *   trained_weights int8  [train_rows, input_depth]  rows [0, train_rows) read their weights
+ *                         here instead of from weights (same filter_offset)
+ *   trained_bias    int32 [train_bias_rows]  rows [0, train_bias_rows) read their bias here
+ *                         (even when has_bias == 0) instead of from bias
+ * For plain inference train_rows = train_bias_rows = 0 and both may be empty (NULL). */
 #ifndef KERNELS_FULLY_CONNECTED_S8_H
 #define KERNELS_FULLY_CONNECTED_S8_H
 
@@ -36,8 +45,10 @@ enum {
     FULLY_CONNECTED_S8_WEIGHTS = 1,
     FULLY_CONNECTED_S8_BIAS = 2,
     FULLY_CONNECTED_S8_WEIGHT_SCALES = 3, /* float32 weights scales */
-    FULLY_CONNECTED_S8_OUTPUT = 4,
-    FULLY_CONNECTED_S8_OPERANDS = 5
+    FULLY_CONNECTED_S8_TRAINED_WEIGHTS = 4,
+    FULLY_CONNECTED_S8_TRAINED_BIAS = 5,
+    FULLY_CONNECTED_S8_OUTPUT = 6,
+    FULLY_CONNECTED_S8_OPERANDS = 7
 };
 
 void fully_connected_s8_run(const void *params, void *const *operands, void *scratch);

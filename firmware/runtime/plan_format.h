@@ -5,7 +5,7 @@
 #include "def_types.h"
 
 #define PLAN_MAGIC 0x4C505454u /* "TTPL" little-endian */
-#define PLAN_FORMAT_VERSION 2u
+#define PLAN_FORMAT_VERSION 3u /* 3: trained-slice operands on conv/depthwise/FC */
 #define PLAN_ALIGN 16u
 #define PLAN_NO_TENSOR 0xFFFFu
 #define PLAN_OP_FLAG_NOOP 1u
@@ -18,6 +18,7 @@ enum plan_dtype {
     PLAN_DTYPE_UINT8 = 3,
     PLAN_DTYPE_INT16 = 4,
     PLAN_DTYPE_INT64 = 5,
+    PLAN_DTYPE_UINT32 = 6,
 };
 
 #define PLAN_BEGIN(name) struct __attribute__((packed)) plan_##name {

@@ -89,11 +89,15 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
 
     for (uint32_t t = 0; t < h->n_tensors; t++) {
         const struct plan_PLAN_TENSOR *T = &p->tensors[t];
-        uint32_t limit = T->storage == PLAN_STORAGE_ARENA ? h->arena_size : h->data_size;
-        if (T->storage > PLAN_STORAGE_CONSTANT || !inside(T->offset, T->size, limit))
+        uint32_t limit = T->storage == PLAN_STORAGE_CONSTANT ? h->data_size : h->arena_size;
+        if (T->storage > PLAN_STORAGE_STATE || !inside(T->offset, T->size, limit) ||
+            (T->storage == PLAN_STORAGE_STATE && !inside(T->init_offset, T->size, h->data_size)))
             return fail(RT_ERR_BOUNDS, err, n, "tensor %u at offset %u is out of bounds", t,
                         T->offset);
     }
+    if (h->n_forward_ops > h->n_ops)
+        return fail(RT_ERR_BOUNDS, err, n, "%u forward operators of %u", h->n_forward_ops,
+                    h->n_ops);
     for (uint32_t i = 0; i < (uint32_t)h->n_inputs + h->n_outputs; i++)
         if (read_u16(p->io + 2 * i) >= h->n_tensors)
             return fail(RT_ERR_BOUNDS, err, n, "input/output %u names tensor %u", i,

@@ -40,6 +40,7 @@ class Compiled:
     activation_bytes: int  # arena bytes holding activations (planned)
     scratch_bytes: int  # largest single scratch buffer
     peak_live: int  # the lower bound: most bytes alive at once
+    plan_ids: dict[int, int]  # graph tensor -> plan tensor
 
     @property
     def arena(self) -> int:
@@ -188,4 +189,4 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
     )
     activations = [b for b in buffers if b.name.startswith("t")]
     _, act_arena = plan_arena(activations)
-    return Compiled(plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers))
+    return Compiled(plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers), plan_id)

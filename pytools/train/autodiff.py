@@ -54,7 +54,7 @@ def _logits_op(g: Graph) -> int:
     return op.index
 
 
-def build_training_graph(fwd: Graph, scheme: Scheme, seed: int = 1) -> TrainGraph:
+def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1) -> TrainGraph:
     if len(fwd.inputs) != 1 or len(fwd.outputs) != 1:
         raise ModelError("training needs a model with one input and one output")
     softmax = _logits_op(fwd)
@@ -170,7 +170,16 @@ def build_training_graph(fwd: Graph, scheme: Scheme, seed: int = 1) -> TrainGrap
             saved = x if updates[op.index].rows else -1
             if saved >= 0:
                 tb.saved.append(saved)
-            emit(f"{op.kind}_GRAD_UPDATE", [saved, gy, sy, mask, *state[op.index], rng], [], forward=f)
+            u = updates[op.index]
+            emit(
+                f"{op.kind}_GRAD_UPDATE",
+                [saved, gy, sy, mask, *state[op.index], rng],
+                [],
+                forward=f,
+                lr=lr,
+                train_rows=u.rows,
+                update_bias=u.update_bias,
+            )
         if x in requires:
             add_grad(x, gx)
     tb.graph.inputs = [fwd.inputs[0], tb.label]

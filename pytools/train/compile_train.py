@@ -54,9 +54,9 @@ def _category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
 
 
 def compile_training(
-    graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True
+    graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True, lr: float = 0.05
 ) -> CompiledTraining:
-    tb = build_training_graph(graph, scheme)
+    tb = build_training_graph(graph, scheme, lr=lr)
     compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
     ct = CompiledTraining(name, board, scheme, tb, compiled)
     _attribute(ct)
@@ -127,9 +127,9 @@ def check_fits(ct: CompiledTraining) -> None:
         raise ToolError(f"the training step does not fit {ct.board.name}:\n{report(ct)}\n{ct.link_error}")
 
 
-def load_and_compile(model: Path, scheme: Scheme, board: Board) -> CompiledTraining:
+def load_and_compile(model: Path, scheme: Scheme, board: Board, lr: float = 0.05) -> CompiledTraining:
     from pytools.model.tflite_import import load_tflite
 
     if not model.is_file():
         raise ToolError(f"no model at {model}")
-    return compile_training(load_tflite(model), scheme, board, model.stem)
+    return compile_training(load_tflite(model), scheme, board, model.stem, lr=lr)

@@ -13,13 +13,19 @@ see the very numbers TFLite's reference kernels use:
   - activation range: CalculateActivationRangeQuantized.
 
 Operands, in the kernels' order: input, filter/weights, bias, multipliers, shifts (conv and
-depthwise) or weights scales (fully connected), output. Multipliers/shifts/scales are derived
-constants: one per output channel when the filter is quantized per channel, else a single
-one (params.per_channel says which). A missing bias (an omitted optional input, -1) is passed
-as an empty int32 array with params.has_bias = 0: the kernel never reads it, so it may be
-NULL (the host runner turns an empty array into NULL). TFLite itself insists on a bias for
-int8 CONV_2D and DEPTHWISE_CONV_2D; a bias-less layer computes what TFLite computes with a
-zero bias.
+depthwise) or weights scales (fully connected), trained filter/weights, trained bias, output.
+Multipliers/shifts/scales are derived constants: one per output channel when the filter is
+quantized per channel, else a single one (params.per_channel says which).
+
+A missing bias (an omitted optional input, -1) is passed as an empty int32 array with
+params.has_bias = 0: the kernel never reads it, so it may be NULL (the host runner turns an
+empty array into NULL). TFLite itself insists on a bias for int8 CONV_2D and
+DEPTHWISE_CONV_2D; a bias-less layer computes what TFLite computes with a zero bias.
+
+The trained filter and bias are the RAM copies of the rows a sparse update trains (the
+kernels' headers: params train_rows / train_bias_rows; output channels below them read the
+RAM copy). Inference lowers every layer with train_rows = train_bias_rows = 0 and both
+operands empty (`_training`); a training plan replaces them with its RAM tensors.
 """
 
 from __future__ import annotations
@@ -92,6 +98,21 @@ def _bias(op: Op, t: Tensor | None, channels: int) -> tuple[Operand, int]:
     if t.quant is not None and np.any(t.quant.zero_point != 0):
         raise _fail(op, f"bias '{t.name}' has a non-zero zero point")
     return Operand(tensor=t.index), 1
+
+
+def _training(op: Op, channels: int) -> tuple[dict[str, int], list[Operand]]:
+    """Parameters and operands (trained filter, trained bias) of the layer: its RAM copies
+    in a training step (options from pytools/train/autodiff.py); for a layer nobody trains,
+    zero rows and empty operands, so the kernel reads everything from flash."""
+    w, b = op.options.get("trained_filter", -1), op.options.get("trained_bias", -1)
+    params = {
+        "train_rows": int(op.options.get("train_rows", 0)) if w >= 0 else 0,
+        "train_bias_rows": channels if b >= 0 else 0,
+    }
+    return params, [
+        Operand(tensor=w) if w >= 0 else Operand(data=np.zeros(0, dtype=np.int8)),
+        Operand(tensor=b) if b >= 0 else Operand(data=np.zeros(0, dtype=np.int32)),
+    ]
 
 
 def _multipliers(op: Op, real: list[float]) -> tuple[Operand, Operand]:
@@ -193,6 +214,7 @@ def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
     bias, has_bias = _bias(op, bias_t, out_c)
     mults, shifts = _multipliers(op, [s_in * s / s_out for s in scales])
     act_min, act_max = _activation(op, out)
+    train_params, trained = _training(op, out_c)
     params = {
         **window,
         "input_c": in_c,
@@ -203,6 +225,7 @@ def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
         "act_max": act_max,
         "has_bias": has_bias,
         "per_channel": int(per_channel),
+        **train_params,
     }
     return KernelCall(
         op_defs()["CONV_2D"].kernel,
@@ -213,6 +236,7 @@ def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
             bias,
             mults,
             shifts,
+            *trained,
             Operand(tensor=out.index, is_output=True),
         ],
     )
@@ -238,6 +262,7 @@ def lower_depthwise_conv2d(graph: Graph, op: Op) -> KernelCall:
     bias, has_bias = _bias(op, bias_t, out_c)
     mults, shifts = _multipliers(op, [s_in * s / s_out for s in scales])
     act_min, act_max = _activation(op, out)
+    train_params, trained = _training(op, out_c)
     params = {
         **window,
         "input_c": in_c,
@@ -248,6 +273,7 @@ def lower_depthwise_conv2d(graph: Graph, op: Op) -> KernelCall:
         "act_max": act_max,
         "has_bias": has_bias,
         "per_channel": int(per_channel),
+        **train_params,
     }
     return KernelCall(
         op_defs()["DEPTHWISE_CONV_2D"].kernel,
@@ -258,6 +284,7 @@ def lower_depthwise_conv2d(graph: Graph, op: Op) -> KernelCall:
             bias,
             mults,
             shifts,
+            *trained,
             Operand(tensor=out.index, is_output=True),
         ],
     )
@@ -297,6 +324,7 @@ def lower_fully_connected(graph: Graph, op: Op) -> KernelCall:
     # themselves, not with a Q31 multiplier: the kernel takes the scales (fully_connected_s8.h).
     scales = Operand(data=np.array(w_scales, dtype=np.float32))
     act_min, act_max = _activation(op, out)
+    train_params, trained = _training(op, units)
     params = {
         "batches": batches,
         "input_depth": depth,
@@ -310,6 +338,7 @@ def lower_fully_connected(graph: Graph, op: Op) -> KernelCall:
         "per_channel": int(q.per_channel),
         "input_scale": s_in,
         "output_scale": s_out,
+        **train_params,
     }
     return KernelCall(
         op_defs()["FULLY_CONNECTED"].kernel,
@@ -319,6 +348,7 @@ def lower_fully_connected(graph: Graph, op: Op) -> KernelCall:
             Operand(tensor=weights.index),
             bias,
             scales,
+            *trained,
             Operand(tensor=out.index, is_output=True),
         ],
     )

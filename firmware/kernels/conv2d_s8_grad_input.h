@@ -1,0 +1,123 @@
+/* Input gradient of the int8 2-D convolution (conv2d_s8): with the layer's forward pass
+ *   z = conv(x_real, W_real) + b_real,  W_real[c] = s_W[c] * W_q[c],  y_q = clamp(requant(z))
+ * and an upstream gradient G_y (dL/dy_real, int8 + scale, grad.h), this kernel computes
+ *   G_z = G_y * mask                   (clamp derivative; rounding is straight through)
+ *   G_x = conv_transpose(G_z, W_real)  (dL/dx_real)
+ * and returns G_x as int8 with the dynamic scale max|G_x| / 127.
+ *
+ * Integer arithmetic. The per-channel weight scales sit inside the sum over output channels;
+ * they are folded into the gradient as a fixed-point factor before the sum:
+ *   m[c]  = round(2^23 * s_W[c] / max s_W)                     (Q23, 0 < m[c] <= 2^23)
+ *   g'[c] = round_half_away(g_q[c] * mask * m[c] / 2^shift)    (exact product, one rounding)
+ *   acc   = sum g' * W_q                                        (int32, in scratch)
+ *   G_x   = acc * s_g * max s_W * 2^(shift - 23)
+ * shift is the smallest value in [0, 30] for which no accumulator can overflow int32 whatever
+ * the gradient: max over input channels k of sum over (c, taps) |g'|max[c] * |W_q[c, tap, k]|
+ * <= INT32_MAX, a bound computed from the weights on every call (one pass over the filter, the
+ * cost of one output pixel). The sum itself is exact; int32 rather than int64 because the
+ * whole input gradient must sit in scratch until its dynamic scale is known.
+ * Precision: the one rounding, of g', is at most half an accumulator unit, i.e. 2^-(Q+1) of one
+ * G_y quantum at the widest channel's scale, with Q = 23 - shift fractional bits left:
+ * Q ~ 24 - log2(max_k sum_(c,taps) (s_W[c] / max s_W) |W_q[c, tap, k]|), e.g. 6 for a 3x3 conv
+ * over 256 full-range output channels, 11 for a 1x1 conv over 96, 14 for a 3x3 depthwise. So
+ * the scale folding adds at most 1/128 of a G_y quantum per term, against the +-1/2 quantum
+ * the int8 G_y already carries (m[c] itself is exact to 2^-24). The int8 result then rounds
+ * acc * 127 / max|acc| (grad_requantize_s32). Masked or zero gradients are skipped.
+ *
+ * Layouts (NHWC, as conv2d_s8):
+ *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y
+ *   grad_output_scale  float32 [1]                                       s_g
+ *   mask               uint8   [ceil(batches*output_h*output_w*output_c / 8)] clamp mask bits
+ *                              (grad.h; ignored, may be NULL, when has_mask == 0)
+ *   filter             int8    [output_c, filter_h, filter_w, input_c]   the model's (flash)
+ *   trained_filter     int8    [train_rows, filter_h, filter_w, input_c] RAM copy of the rows
+ *                              being trained (their current values; may be NULL if none)
+ *   weight_scales      float32 [output_c] (per_channel) or [1]           s_W
+ *   grad_input         int8    [batches, input_h, input_w, input_c]      output: G_x quanta
+ *   grad_input_scale   float32 [1]                                       output: its scale
+ * Scratch: int32 accumulators for the whole input, then one Q23 multiplier per channel. */
+#ifndef KERNELS_CONV2D_S8_GRAD_INPUT_H
+#define KERNELS_CONV2D_S8_GRAD_INPUT_H
+
+#include "kernel.h"
+
+/* The order matters (def_struct.h defines the macros the .def expands), so keep
+ * clang-format from sorting these includes. */
+/* clang-format off */
+#include "def_struct.h"
+#include "conv2d_s8_grad_input.def"
+#include "def_struct_end.h"
+/* clang-format on */
+
+/* Operand order. */
+enum {
+    CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT = 0,
+    CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE = 1,
+    CONV2D_S8_GRAD_INPUT_MASK = 2,
+    CONV2D_S8_GRAD_INPUT_FILTER = 3,
+    CONV2D_S8_GRAD_INPUT_TRAINED_FILTER = 4,
+    CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES = 5,
+    CONV2D_S8_GRAD_INPUT_GRAD_INPUT = 6,
+    CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE = 7,
+    CONV2D_S8_GRAD_INPUT_OPERANDS = 8
+};
+
+/* --- Fixed-point helpers shared by the *_grad_input kernels (conv2d_s8, depthwise_conv2d_s8,
+ * fully_connected_s8), so the three round identically. --------------------------------------- */
+
+/* The Q23 unit: a channel whose scale is the largest gets the multiplier 2^23. */
+#define CONV_GRAD_Q 23
+
+/* round(v), halves away from zero, for 0 <= v < 2^31: exact (adding 0.5 in float is not). */
+static inline int32_t conv_grad_round_nonneg(float v) {
+    int32_t t = (int32_t)v; /* truncation; (float)t is exact: below 2^24, or t == v above 2^23 */
+    if (v - (float)t >= 0.5f) t++;
+    return t;
+}
+
+/* m[i] = round(2^23 * scales[i] / max scales) for i < n (n = channels, or 1 per tensor);
+ * returns max scales. Scales are positive (the lowering checks it). */
+static inline float conv_grad_channel_q23(const float *scales, int32_t n, int32_t *m) {
+    float max_s = scales[0];
+    for (int32_t i = 1; i < n; i++)
+        if (scales[i] > max_s) max_s = scales[i];
+    for (int32_t i = 0; i < n; i++)
+        m[i] = conv_grad_round_nonneg(scales[i] / max_s * (float)(1u << CONV_GRAD_Q));
+    return max_s;
+}
+
+/* round_half_away(g * m / 2^shift): the gradient term in accumulator units. |g| <= 128,
+ * 0 <= m <= 2^23, so g * m and the rounding half fit in int32. */
+static inline int32_t conv_grad_term(int32_t g, int32_t m, int shift) {
+    const int32_t v = g * m;
+    if (shift == 0) return v;
+    const int32_t half = (int32_t)1 << (shift - 1);
+    return v >= 0 ? (v + half) >> shift : -((half - v) >> shift);
+}
+
+/* The accumulator shift: the smallest in [0, 30] for which every input-gradient accumulator
+ * stays within int32 whatever the gradient values. b0 = max over input elements of
+ * sum |W_q| * 128 * m over the weights reaching it, w1 = the same sum of |W_q| alone; with
+ * shift, each term is at most 128 * m / 2^shift + 1/2, so every partial sum is at most
+ * b0 / 2^shift + w1 / 2 (products included). At the cap, 30, every |g'| <= 1: only a layer
+ * with over 2^31 summed |W_q| reaching one input element (> 2^24 weights) could overflow. */
+static inline int conv_grad_pick_shift(uint64_t b0, uint64_t w1) {
+    int shift = 0;
+    while (shift < 30 && (b0 >> shift) + 1u + (w1 + 1u) / 2u > (uint64_t)INT32_MAX) shift++;
+    return shift;
+}
+
+/* The real value of one accumulator unit, per unit of s_g * max s_W: 2^(shift - 23). */
+static inline float conv_grad_unit(int shift) {
+    return (float)(1u << shift) / (float)(1u << CONV_GRAD_Q);
+}
+
+/* Gradient element i with the clamp mask applied (mask may be NULL: no mask). */
+static inline int32_t conv_grad_masked(const int8_t *g, const uint8_t *mask, size_t i) {
+    return (mask && !((mask[i >> 3] >> (i & 7)) & 1)) ? 0 : (int32_t)g[i];
+}
+
+void conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch);
+size_t conv2d_s8_grad_input_scratch_size(const void *params);
+
+#endif

@@ -1,0 +1,110 @@
+/* Weight and bias update of the int8 2-D convolution (conv2d_s8): one SGD step with
+ * quantization-aware scaling (docs/method.md sections 3-5), applied in place to the RAM copy
+ * of the slice being trained, right after its gradient is computed.
+ *
+ * With G_z = G_y * mask (G_y = s_g * g_q, grad.h) and x_real = s_x * (x_q - z_x):
+ *   dL/dW_real[c, fy, fx, k] = s_g * s_x * acc,  acc = sum over (b, oy, ox) of
+ *                              g_q[.., c] * mask * (x_q - z_x)[b, y, x, k]   (int32, exact)
+ *   dL/db_real[c]            = s_g * bsum,       bsum = sum over (b, oy, ox) of g_q * mask
+ * QAS (G~_W = G_Wq * s_W^-2 with G_Wq = s_W * dL/dW_real; G~_b = G_bq * s_W^-2 * s_x^-2) makes
+ * plain SGD on the integers equal to float SGD on the real values:
+ *   W_q[c, ..] += stochastic_round(-(lr * s_g * s_x / s_W[c]) * acc), saturated to [-127, 127]
+ *   b_q[c]     += round(-(lr * s_g / (s_W[c] * s_x)) * bsum), saturated to int32
+ * The factors are float32, evaluated in exactly that order (host and board agree bit for bit);
+ * stochastic_round is grad_stochastic_round (one draw from the state per trained weight, in
+ * trained_filter's memory order, only when update_weights), the bias rounds half away from
+ * zero. acc is exact in int32 while batches * output_h * output_w <= 65,793 (|g_q| <= 128,
+ * |x_q - z_x| <= 255).
+ *
+ * Slices: weights of output channels [0, train_rows) (rows of the [output_c, ...] filter,
+ * held in RAM as trained_filter), biases of output channels [0, train_bias_rows) (in RAM as
+ * trained_bias). Bias-only updates (update_weights = 0) need neither input nor scratch.
+ *
+ * Layouts (NHWC, as conv2d_s8):
+ *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y
+ *   grad_output_scale  float32 [1]                                       s_g
+ *   mask               uint8   clamp mask bits of G_y (grad.h; ignored when has_mask == 0)
+ *   input              int8    [batches, input_h, input_w, input_c]      x_q saved by the
+ *                              forward pass (read only when update_weights)
+ *   weight_scales      float32 [output_c] (per_channel) or [1]           s_W
+ *   trained_filter     int8    [train_rows, filter_h, filter_w, input_c] updated in place
+ *   trained_bias       int32   [train_bias_rows]                         updated in place
+ *   rng_state          uint32  [1]  grad.h's xorshift32 state, advanced in place
+ * Scratch: int32 [filter_h * filter_w * input_c] (one channel's gradient) when updating
+ * weights. */
+#ifndef KERNELS_CONV2D_S8_GRAD_UPDATE_H
+#define KERNELS_CONV2D_S8_GRAD_UPDATE_H
+
+#include "grad.h"
+#include "kernel.h"
+
+/* The order matters (def_struct.h defines the macros the .def expands), so keep
+ * clang-format from sorting these includes. */
+/* clang-format off */
+#include "def_struct.h"
+#include "conv2d_s8_grad_update.def"
+#include "def_struct_end.h"
+/* clang-format on */
+
+/* Operand order. */
+enum {
+    CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT = 0,
+    CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE = 1,
+    CONV2D_S8_GRAD_UPDATE_MASK = 2,
+    CONV2D_S8_GRAD_UPDATE_INPUT = 3,
+    CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES = 4,
+    CONV2D_S8_GRAD_UPDATE_TRAINED_FILTER = 5, /* in and out */
+    CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS = 6,   /* in and out */
+    CONV2D_S8_GRAD_UPDATE_RNG_STATE = 7,      /* in and out */
+    CONV2D_S8_GRAD_UPDATE_OPERANDS = 8
+};
+
+void conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch);
+size_t conv2d_s8_grad_update_scratch_size(const void *params);
+
+/* --- The SGD steps shared by the *_grad_update kernels (conv2d_s8, depthwise_conv2d_s8,
+ * fully_connected_s8), so the three round identically. --------------------------------------- */
+
+/* w + stochastic_round(v), saturated to [-127, 127]. |v| is capped at 256 first (the result
+ * saturates anyway; the cap keeps the float-to-int conversion defined), NaN counts as 0. */
+static inline int8_t conv_grad_step_weight(int8_t w, float v, uint32_t *rng) {
+    if (v > 256.0f)
+        v = 256.0f;
+    else if (v < -256.0f)
+        v = -256.0f;
+    else if (v != v)
+        v = 0.0f;
+    const int32_t n = (int32_t)w + grad_stochastic_round(v, rng);
+    return (int8_t)(n > 127 ? 127 : (n < -127 ? -127 : n));
+}
+
+/* b + round(v) (halves away from zero), saturated to int32; NaN counts as 0. */
+static inline int32_t conv_grad_step_bias(int32_t b, float v) {
+    const float cap = 4294967296.0f; /* 2^32: beyond it the sum saturates whatever b is */
+    if (v > cap)
+        v = cap;
+    else if (v < -cap)
+        v = -cap;
+    else if (v != v)
+        v = 0.0f;
+    int64_t d = (int64_t)v;          /* truncation */
+    const float frac = v - (float)d; /* exact: below 2^24 d is exact, above it v is whole */
+    if (frac >= 0.5f) d++;
+    if (frac <= -0.5f) d--;
+    const int64_t n = (int64_t)b + d;
+    return (int32_t)(n > INT32_MAX ? INT32_MAX : (n < INT32_MIN ? INT32_MIN : n));
+}
+
+/* The QAS factors of one channel: the int8 weight step per unit of the int32 weight-gradient
+ * accumulator, and the int32 bias step per unit of the gradient sum. */
+static inline float conv_grad_weight_factor(float lr, float grad_scale, float input_scale,
+                                            float weight_scale) {
+    return -(lr * grad_scale * input_scale / weight_scale);
+}
+
+static inline float conv_grad_bias_factor(float lr, float grad_scale, float input_scale,
+                                          float weight_scale) {
+    return -(lr * grad_scale / (weight_scale * input_scale));
+}
+
+#endif

@@ -1,0 +1,116 @@
+"""Lowering of the conv / depthwise / fully-connected gradient and update operators.
+
+Their parameters are the forward layer's geometry (copied from its own lowering) plus the
+training fields; their operands follow each kernel's header (firmware/kernels/*_grad_*.h).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pytools.model.ir import Graph, ModelError, Op
+from pytools.model.kernels import KernelCall, Operand, params_layout
+from pytools.model.lowering import lowers
+from pytools.model.lowering.training import forward_call
+
+KERNEL = {
+    "CONV_2D": "conv2d_s8",
+    "DEPTHWISE_CONV_2D": "depthwise_conv2d_s8",
+    "FULLY_CONNECTED": "fully_connected_s8",
+}
+MAX_POSITIONS = 65_793  # int32 weight-gradient accumulation is exact up to this many (grad_update.h)
+
+
+def _empty(dtype: str) -> Operand:
+    return Operand(data=np.zeros(0, dtype=dtype))
+
+
+def _tensor_or(t: int, dtype: str) -> Operand:
+    return Operand(tensor=t) if t >= 0 else _empty(dtype)
+
+
+def _params(kernel: str, fwd: dict, **extra: object) -> dict:
+    names = params_layout(kernel).names
+    p = {k: v for k, v in fwd.items() if k in names}
+    p.update({k: v for k, v in extra.items() if k in names})
+    missing = set(names) - set(p)
+    if missing:
+        raise ModelError(f"{kernel}: no value for {sorted(missing)}")
+    return p
+
+
+def _weight_scales(g: Graph, fwd_op: Op) -> Operand:
+    w = g.tensor(fwd_op.inputs[1])
+    assert w.quant is not None
+    return Operand(data=np.asarray(w.quant.scale, dtype=np.float32))
+
+
+def _kind(op: Op) -> str:
+    return op.kind.rsplit("_GRAD_", 1)[0]
+
+
+def _grad_input(g: Graph, op: Op) -> KernelCall:
+    fwd_op = g.ops[op.options["forward"]]
+    kernel = KERNEL[_kind(op)] + "_grad_input"
+    gy, sy, mask = op.inputs[:3]
+    gx, sx = op.outputs
+    fwd = forward_call(g, op).params
+    params = _params(kernel, fwd, has_mask=int(mask >= 0), train_rows=fwd["train_rows"])
+    trained = fwd_op.options.get("trained_filter", -1)
+    return KernelCall(
+        kernel,
+        params,
+        [
+            Operand(gy),
+            Operand(sy),
+            _tensor_or(mask, "uint8"),
+            Operand(fwd_op.inputs[1]),
+            _tensor_or(trained, "int8"),
+            _weight_scales(g, fwd_op),
+            Operand(gx, is_output=True),
+            Operand(sx, is_output=True),
+        ],
+    )
+
+
+def _grad_update(g: Graph, op: Op) -> KernelCall:
+    fwd_op = g.ops[op.options["forward"]]
+    kernel = KERNEL[_kind(op)] + "_grad_update"
+    x, gy, sy, mask, w_ram, b_ram, rng = op.inputs
+    fwd = forward_call(g, op).params
+    inp = g.tensor(fwd_op.inputs[0])
+    assert inp.quant is not None
+    positions = int(np.prod(g.tensor(fwd_op.outputs[0]).shape[:-1]))
+    if positions > MAX_POSITIONS:
+        raise ModelError(
+            f"{fwd_op.where()}: {positions} output positions exceed the {MAX_POSITIONS} the "
+            "weight-gradient accumulator takes exactly; train a later layer"
+        )
+    params = _params(
+        kernel,
+        fwd,
+        has_mask=int(mask >= 0),
+        update_weights=int(w_ram >= 0),
+        update_bias=int(b_ram >= 0),
+        lr=float(op.options["lr"]),
+        input_scale=float(inp.quant.scale[0]),
+    )
+    return KernelCall(
+        kernel,
+        params,
+        [
+            Operand(gy),
+            Operand(sy),
+            _tensor_or(mask, "uint8"),
+            _tensor_or(x, "int8"),
+            _weight_scales(g, fwd_op),
+            _tensor_or(w_ram, "int8"),
+            _tensor_or(b_ram, "int32"),
+            Operand(rng),
+        ],
+    )
+
+
+for _k in KERNEL:
+    lowers(f"{_k}_GRAD_INPUT")(_grad_input)
+    lowers(f"{_k}_GRAD_UPDATE")(_grad_update)

@@ -1,0 +1,50 @@
+"""Running a compiled training step, on the host twin or on a board, one sample at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pytools.model.host_twin import HostTwin, tensor_table
+from pytools.train.compile_train import CompiledTraining
+
+
+class Trainer:
+    """step(x, label) -> (loss, prediction); predict(x) -> class; state() -> trained tensors.
+
+    backend is a HostTwin, or a BoardModel (pytools/model/board_runner.py) on a board whose
+    firmware embeds the same plan: both run the same C, so they stay bit-identical.
+    """
+
+    def __init__(self, ct: CompiledTraining, backend: object | None = None) -> None:
+        self.ct = ct
+        self.backend = backend if backend is not None else HostTwin(ct.compiled.blob)
+        self.tensors = tensor_table(ct.compiled.blob)
+        ids = ct.compiled.plan_ids
+        self.logits = ids[ct.train.logits]
+        self.n_forward = ct.train.n_forward
+        self.state_ids = {ct.train.graph.tensor(t).name: ids[t] for t in ct.train.state}
+
+    def _invoke(self, x: np.ndarray, label: int, end: int | None = None) -> list[np.ndarray]:
+        lab = np.array([label], dtype=np.int32)
+        if isinstance(self.backend, HostTwin):
+            return self.backend.invoke([x, lab], 0, end)
+        outs, _ = self.backend.invoke([x, lab], end=end)
+        return outs
+
+    def step(self, x: np.ndarray, label: int) -> tuple[float, int]:
+        loss, pred = self._invoke(x, label)
+        return float(loss.reshape(-1)[0]), int(pred.reshape(-1)[0])
+
+    def _tensor(self, tid: int) -> np.ndarray:
+        t = self.tensors[tid]
+        if isinstance(self.backend, HostTwin):
+            return self.backend.tensor(tid)
+        raw = self.backend.arena_bytes(t["offset"], t["size"])
+        return np.frombuffer(raw, dtype=t["dtype_name"]).reshape(t["shape"])
+
+    def predict(self, x: np.ndarray) -> int:
+        self._invoke(x, 0, end=self.n_forward)
+        return int(np.argmax(self._tensor(self.logits).reshape(-1)))
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: self._tensor(tid).copy() for name, tid in self.state_ids.items()}
