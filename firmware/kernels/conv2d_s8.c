@@ -2,6 +2,8 @@
  * integer results are identical. See conv2d_s8.h for layouts and operands. */
 #include "conv2d_s8.h"
 
+#include "dsp.h"
+
 #include "fixedpoint.h"
 
 /* acc (+ bias) scaled to the output's quanta, offset by its zero point and clamped to the
@@ -13,7 +15,16 @@ static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift,
     return (int8_t)fp_clamp(acc, p->act_min, p->act_max);
 }
 
+/* The build chooses: the optimized kernel (conv2d_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
+ * else this reference. */
 void conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        conv2d_s8_dsp_run(params, operands, scratch);
+    else
+        conv2d_s8_ref_run(params, operands, scratch);
+}
+
+void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;

@@ -3,6 +3,8 @@
  * the integer results are identical. See fully_connected_s8.h for operands. */
 #include "fully_connected_s8.h"
 
+#include "dsp.h"
+
 /* std::round (halves away from zero) then int32, without libm. Saturates where TFLite's
  * static_cast<int32_t> would be undefined (|v| >= 2^31, i.e. an absurd effective scale). */
 static int32_t round_to_int32(double v) {
@@ -15,7 +17,16 @@ static int32_t round_to_int32(double v) {
     return t;
 }
 
+/* The build chooses: the optimized kernel (fully_connected_s8_dsp.c) when KERNELS_USE_DSP()
+ * (dsp.h), else this reference. */
 void fully_connected_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        fully_connected_s8_dsp_run(params, operands, scratch);
+    else
+        fully_connected_s8_ref_run(params, operands, scratch);
+}
+
+void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct fully_connected_s8_params p = *(const struct fully_connected_s8_params *)params;

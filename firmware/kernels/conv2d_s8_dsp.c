@@ -1,0 +1,300 @@
+/* int8 2-D convolution with the Armv7E-M DSP SIMD instructions (dsp.h): bit-identical with
+ * conv2d_s8_ref_run (conv2d_s8.c), which is TFLite's reference ConvPerChannel.
+ *
+ * Exactness: every product w * (x - zp) and every partial sum is the reference's, in
+ * another order; int32 addition is associative and the sums cannot overflow (see
+ * conv2d_s8.c), so the accumulators are equal. Requantization is the reference's.
+ *
+ * The GEMM path (whenever one output pixel's patch, filter_h * filter_w * input_c taps,
+ * fits the stack buffers; 1x1 convolutions are the hot case):
+ *   - a tile of output pixels has its patches widened once to 16-bit lanes, the input
+ *     offset already added (x - zp fits 16 bits; taps in the padding become 0, which
+ *     contributes nothing, exactly as the reference skips them);
+ *   - the filter rows of two output channels are widened the same way (once per tile);
+ *   - the inner loop computes 2 output channels x 2 pixels, 8 taps per iteration, with
+ *     nothing but LDRD and SMLAD (two 16x16 multiply-accumulates per instruction); the two
+ *     pixels (and the two filter rows) are interleaved 4 taps at a time, so one pointer each
+ *     walks them.
+ * Both operands are widened in the same lane order (SXTB16 yields bytes 0,2 then, rotated,
+ * bytes 1,3), so lanes pair up tap for tap. Larger patches take the direct path: per output
+ * pixel and pair of channels, the taps' input channels four at a time, unpacked on the fly.
+ * The stack holds the buffers (no scratch: plans and arenas are unchanged). */
+#include "conv2d_s8.h"
+#include "dsp.h"
+#include "fixedpoint.h"
+
+#if defined(HOST_BUILD)
+int kernels_dsp_host = 0;
+#endif
+
+/* Stack buffers, in groups (4 taps as 16-bit lanes, 8 bytes). */
+#define CONV_XBUF_GROUPS 512 /* 4 KB: the widened patches of a tile of output pixels */
+#define CONV_WBUF_GROUPS 256 /* 2 KB: the widened filter rows of two output channels */
+#define CONV_TILE_MAX 32     /* output pixels per tile */
+
+struct conv_ops {
+    const int8_t *input, *filter, *trained_filter;
+    const int32_t *bias, *trained_bias, *multipliers, *shifts;
+    int8_t *out;
+};
+
+/* One output channel's requantization: the reference's fixed-point steps (fixedpoint.h),
+ * with the channel's multiplier and shift and the layer's constants loaded once. */
+struct requant {
+    int32_t multiplier, shift, output_offset, act_min, act_max;
+};
+
+static inline struct requant requant_of(int32_t oc, const struct conv2d_s8_params *p,
+                                        const struct conv_ops *o) {
+    const int32_t q = p->per_channel ? oc : 0;
+    const struct requant r = {o->multipliers[q], o->shifts[q], p->output_offset, p->act_min,
+                              p->act_max};
+    return r;
+}
+
+static inline int8_t requantize(int32_t acc, const struct requant *r) {
+    acc = fp_multiply_by_quantized_multiplier(acc, r->multiplier, (int)r->shift);
+    acc += r->output_offset;
+    return (int8_t)fp_clamp(acc, r->act_min, r->act_max);
+}
+
+static inline int8_t finish(int32_t acc, int32_t oc, const struct conv2d_s8_params *p,
+                            const struct conv_ops *o) {
+    const struct requant r = requant_of(oc, p, o);
+    return requantize(acc, &r);
+}
+
+/* The bias the reference adds to output channel oc (0 if none). */
+static inline int32_t bias_of(int32_t oc, const struct conv2d_s8_params *p,
+                              const struct conv_ops *o) {
+    if (oc < p->train_bias_rows) return o->trained_bias[oc];
+    return o->bias ? o->bias[oc] : 0;
+}
+
+/* Output channel oc's filter row: the trained RAM copy below train_rows, as the reference. */
+static inline const int8_t *row_of(int32_t oc, size_t filter_size, const struct conv2d_s8_params *p,
+                                   const struct conv_ops *o) {
+    return (oc < p->train_rows ? o->trained_filter : o->filter) + (size_t)oc * filter_size;
+}
+
+/* A group: 4 taps as 16-bit lanes, in SXTB16 order (low word: taps 0 and 2, high word: taps
+ * 1 and 3). Two rows (pixels, or filter rows) are interleaved group by group, so a row's
+ * groups sit at dst[0], dst[2], dst[4], ... */
+static inline uint64_t group(uint32_t even, uint32_t odd) {
+    return (uint64_t)even | ((uint64_t)odd << 32);
+}
+
+/* n int8 values (+ offset, as 16-bit lanes) into ceil(n / 4) groups of a row; a partial last
+ * group is padded with zero lanes (not offset). src == NULL: n zero lanes (a tap in the
+ * padding). Returns the row's next group. */
+static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n, uint32_t off2, int32_t off) {
+    int32_t i = 0;
+    if (src == NULL) {
+        for (; i < n; i += 4, dst += 2) *dst = 0;
+        return dst;
+    }
+    for (; i + 4 <= n; i += 4, dst += 2) {
+        const uint32_t v = dsp_read4(src + i);
+        *dst = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    }
+    if (i < n) {
+        int32_t lane[4] = {0, 0, 0, 0};
+        for (int32_t k = 0; i + k < n; ++k) lane[k] = (int32_t)src[i + k] + off;
+        *dst = group(((uint32_t)lane[0] & 0xFFFFu) | ((uint32_t)lane[2] << 16),
+                     ((uint32_t)lane[1] & 0xFFFFu) | ((uint32_t)lane[3] << 16));
+        dst += 2;
+    }
+    return dst;
+}
+
+/* Zero groups of a row, from dst up to end. */
+static void widen_zeros(uint64_t *dst, const uint64_t *end) {
+    for (; dst < end; dst += 2) *dst = 0;
+}
+
+/* acc[0..3] += (x0.w0, x0.w1, x1.w0, x1.w1) over an interleaved pair of widened pixel
+ * patches x (x0, x1) and of filter rows w (w0, w1), `groups` groups per row (a multiple of
+ * 2): 8 taps per iteration, nothing but LDRD and SMLAD. */
+/* One group of both rows: 16 multiply-accumulates in 4 LDRD and 8 SMLAD. */
+static inline void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_t a[4]) {
+    uint32_t xe, xo, we, wo, ve, vo;
+    dsp_load_pair(x, &xe, &xo); /* pixel 0 */
+    dsp_load_pair(w, &we, &wo); /* channel 0 */
+    a[0] = dsp_smlad(xe, we, a[0]);
+    a[0] = dsp_smlad(xo, wo, a[0]);
+    dsp_load_pair(w, &ve, &vo); /* channel 1 */
+    a[1] = dsp_smlad(xe, ve, a[1]);
+    a[1] = dsp_smlad(xo, vo, a[1]);
+    dsp_load_pair(x, &xe, &xo); /* pixel 1 */
+    a[2] = dsp_smlad(xe, we, a[2]);
+    a[2] = dsp_smlad(xo, wo, a[2]);
+    a[3] = dsp_smlad(xe, ve, a[3]);
+    a[3] = dsp_smlad(xo, vo, a[3]);
+}
+
+static inline void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
+    int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+    for (int32_t k = groups >> 1; k > 0; --k) {
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+    }
+    acc[0] = a[0];
+    acc[1] = a[1];
+    acc[2] = a[2];
+    acc[3] = a[3];
+}
+
+/* Groups in one widened patch: each tap's channels padded to 4 lanes, the patch to 8. */
+static int32_t patch_groups(const struct conv2d_s8_params *p) {
+    const int32_t groups = p->filter_h * p->filter_w * ((p->input_c + 3) / 4);
+    return (groups + 1) & ~1;
+}
+
+/* Widens output pixel `pix`'s input patch (taps in the padding are zero lanes) into one row
+ * of an interleaved pair. */
+static void widen_patch(uint64_t *dst, int32_t pix, int32_t groups,
+                        const struct conv2d_s8_params *p, const struct conv_ops *o, uint32_t off2) {
+    const uint64_t *const end = dst + 2 * groups;
+    const int32_t ox = pix % p->output_w;
+    const int32_t oy = (pix / p->output_w) % p->output_h;
+    const int32_t b = pix / (p->output_w * p->output_h);
+    const int8_t *image =
+        o->input + (size_t)b * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+        const int32_t y = y0 + fy * p->dilation_h;
+        for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+            const int32_t x = x0 + fx * p->dilation_w;
+            const int inside = y >= 0 && y < p->input_h && x >= 0 && x < p->input_w;
+            const int8_t *src =
+                inside ? image + ((size_t)y * (size_t)p->input_w + (size_t)x) * (size_t)p->input_c
+                       : NULL;
+            dst = widen(dst, src, p->input_c, off2, p->input_offset);
+        }
+    }
+    widen_zeros(dst, end);
+}
+
+/* Widens output channel oc's filter row, tap by tap as widen_patch lays out the input. */
+static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct conv2d_s8_params *p,
+                      const struct conv_ops *o) {
+    const uint64_t *const end = dst + 2 * groups;
+    const int32_t taps = p->filter_h * p->filter_w;
+    const int8_t *row = row_of(oc, (size_t)taps * (size_t)p->input_c, p, o);
+    for (int32_t t = 0; t < taps; ++t)
+        dst = widen(dst, row + (size_t)t * p->input_c, p->input_c, 0, 0);
+    widen_zeros(dst, end);
+}
+
+static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups) {
+    uint64_t xbuf[CONV_XBUF_GROUPS];
+    uint64_t wbuf[CONV_WBUF_GROUPS];
+    int32_t tile = CONV_XBUF_GROUPS / groups;
+    if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
+    tile &= ~1;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int32_t cout = p->output_c;
+    const int32_t npix = p->batches * p->output_h * p->output_w;
+    for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
+        const int32_t n = npix - pix0 < tile ? npix - pix0 : tile;
+        /* Pixel t is row t % 2 of pair t / 2. */
+        for (int32_t t = 0; t < n; ++t)
+            widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2);
+        if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
+        for (int32_t oc = 0; oc < cout; oc += 2) {
+            const int two = oc + 1 < cout;
+            widen_row(wbuf, oc, groups, p, o);
+            if (two)
+                widen_row(wbuf + 1, oc + 1, groups, p, o);
+            else
+                widen_zeros(wbuf + 1, wbuf + 2 * groups);
+            const int32_t b0 = bias_of(oc, p, o), b1 = two ? bias_of(oc + 1, p, o) : 0;
+            const struct requant r0 = requant_of(oc, p, o),
+                                 r1 = requant_of(two ? oc + 1 : oc, p, o);
+            int8_t *dst = o->out + (size_t)pix0 * (size_t)cout + (size_t)oc;
+            for (int32_t t = 0; t < n; t += 2) {
+                int32_t acc[4] = {b0, b1, b0, b1};
+                gemm_2x2(xbuf + t * groups, wbuf, groups, acc);
+                dst[0] = requantize(acc[0], &r0);
+                if (two) dst[1] = requantize(acc[1], &r1);
+                dst += cout;
+                if (t + 1 < n) {
+                    dst[0] = requantize(acc[2], &r0);
+                    if (two) dst[1] = requantize(acc[3], &r1);
+                    dst += cout;
+                }
+            }
+        }
+    }
+}
+
+/* acc += sum over n channels of w * (x + offset): 4 channels per step unpacked on the fly. */
+static inline int32_t dot_direct(const int8_t *x, const int8_t *w, int32_t n, uint32_t off2,
+                                 int32_t off, int32_t acc) {
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t xv = dsp_read4(x + i), wv = dsp_read4(w + i);
+        acc = dsp_smlad(dsp_sxtab16(off2, xv), dsp_sxtb16(wv), acc);
+        acc = dsp_smlad(dsp_sxtab16_hi(off2, xv), dsp_sxtb16_hi(wv), acc);
+    }
+    for (; i < n; ++i) acc += (int32_t)w[i] * ((int32_t)x[i] + off);
+    return acc;
+}
+
+/* Patches too large for the buffers: per output pixel and channel, tap by tap. */
+static void conv_direct(const struct conv2d_s8_params *p, const struct conv_ops *o) {
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const size_t filter_row = (size_t)p->filter_w * (size_t)p->input_c;
+    const size_t filter_size = (size_t)p->filter_h * filter_row;
+    int8_t *out = o->out;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *image =
+            o->input + (size_t)b * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+        for (int32_t oy = 0; oy < p->output_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            for (int32_t ox = 0; ox < p->output_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                for (int32_t oc = 0; oc < p->output_c; ++oc) {
+                    const int8_t *kernel = row_of(oc, filter_size, p, o);
+                    int32_t acc = bias_of(oc, p, o);
+                    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+                        const int32_t y = y0 + fy * p->dilation_h;
+                        if (y < 0 || y >= p->input_h) continue;
+                        for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+                            const int32_t x = x0 + fx * p->dilation_w;
+                            if (x < 0 || x >= p->input_w) continue;
+                            const int8_t *in_px =
+                                image +
+                                ((size_t)y * (size_t)p->input_w + (size_t)x) * (size_t)p->input_c;
+                            const int8_t *w =
+                                kernel + (size_t)fy * filter_row + (size_t)fx * p->input_c;
+                            acc = dot_direct(in_px, w, p->input_c, off2, p->input_offset, acc);
+                        }
+                    }
+                    *out++ = finish(acc, oc, p, o);
+                }
+            }
+        }
+    }
+}
+
+void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
+    (void)scratch;
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;
+    const struct conv_ops o = {
+        .input = operands[CONV2D_S8_INPUT],
+        .filter = operands[CONV2D_S8_FILTER],
+        .trained_filter = operands[CONV2D_S8_TRAINED_FILTER],
+        .bias = p.has_bias ? (const int32_t *)operands[CONV2D_S8_BIAS] : NULL,
+        .trained_bias = operands[CONV2D_S8_TRAINED_BIAS],
+        .multipliers = operands[CONV2D_S8_MULTIPLIERS],
+        .shifts = operands[CONV2D_S8_SHIFTS],
+        .out = operands[CONV2D_S8_OUTPUT],
+    };
+    const int32_t groups = patch_groups(&p);
+    if (2 * groups <= CONV_WBUF_GROUPS)
+        conv_gemm(&p, &o, groups);
+    else
+        conv_direct(&p, &o);
+}

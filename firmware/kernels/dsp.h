@@ -1,0 +1,149 @@
+/* A portable shim for the Armv7E-M DSP SIMD instructions the optimized kernels use
+ * (*_dsp.c): on a core with the DSP extension (__ARM_FEATURE_SIMD32, e.g. the Cortex-M7)
+ * each dsp_* function is one instruction: GCC's arm_acle.h intrinsic (SXTB16, SXTAB16,
+ * SMLAD, SMLABB, SMLATT), or one line of assembly where GCC has no intrinsic or would not
+ * emit the instruction (post-indexed LDRD, SXTB16/SXTAB16 with their ROR #8). Elsewhere (the
+ * host twin) each is plain C with exactly the instruction's semantics (16-bit lanes wrap, the
+ * 32-bit accumulations wrap), so the host runs the very same optimized code paths and tests
+ * compare them bit for bit with the reference kernels.
+ *
+ * Selection of the optimized kernels (KERNELS_USE_DSP()):
+ *   - built with -DKERNELS_DSP=1 (firmware/build.toml, [cpu.cortex-m7] cflags): always;
+ *   - host builds (HOST_BUILD): at run time, when kernels_dsp_host is nonzero (a global
+ *     Python sets through ctypes; 0, the reference kernels, by default);
+ *   - otherwise: never (the reference kernels; the optimized code is not even linked). */
+#ifndef KERNELS_DSP_H
+#define KERNELS_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kernel.h"
+
+/* The optimized forward kernels (conv2d_s8_dsp.c, depthwise_conv2d_s8_dsp.c,
+ * fully_connected_s8_dsp.c) and the reference kernels, behind the same interface as X_run
+ * (kernel.h): X_run calls X_dsp_run when KERNELS_USE_DSP(), X_ref_run otherwise; all give
+ * bit-identical results. Host builds export all of them, so tests compare them directly. */
+void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void depthwise_conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void fully_connected_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+
+#ifndef KERNELS_DSP
+#define KERNELS_DSP 0
+#endif
+
+#if KERNELS_DSP
+#define KERNELS_USE_DSP() 1
+#elif defined(HOST_BUILD)
+/* Defined in conv2d_s8_dsp.c; host builds only. */
+extern int kernels_dsp_host;
+#define KERNELS_USE_DSP() (kernels_dsp_host != 0)
+#else
+#define KERNELS_USE_DSP() 0
+#endif
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+
+/* Lanes 0 and 2 of x (bytes 0 and 2), sign-extended to two 16-bit lanes. */
+static inline uint32_t dsp_sxtb16(uint32_t x) {
+    return (uint32_t)__sxtb16((int8x4_t)x);
+}
+/* Two 16-bit lanes: a.lo + sext(x.byte0), a.hi + sext(x.byte2) (each lane wraps). */
+static inline uint32_t dsp_sxtab16(uint32_t a, uint32_t x) {
+    return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x);
+}
+/* acc + a.lo * b.lo + a.hi * b.hi (signed 16-bit lanes). */
+static inline int32_t dsp_smlad(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+/* acc + a.lo * b.lo, and acc + a.hi * b.hi. */
+static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+/* *lo, *hi = the two words at *p, then *p += 1: one post-indexed LDRD. (GCC splits a 64-bit
+ * load whose halves are used apart into two LDR; hence the one line of assembly.) */
+static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi) {
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*lo), "=r"(*hi), "+r"(*p) : "m"(**p));
+}
+/* The odd bytes (1 and 3): SXTB16 / SXTAB16 with their built-in rotation, which GCC does not
+ * fold from dsp_ror8 by itself. */
+static inline uint32_t dsp_sxtb16_hi(uint32_t x) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline uint32_t dsp_sxtab16_hi(uint32_t a, uint32_t x) {
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+#else
+
+static inline uint32_t dsp_lane16(int32_t v) {
+    return (uint32_t)v & 0xFFFFu;
+}
+
+static inline uint32_t dsp_sxtb16(uint32_t x) {
+    return dsp_lane16((int8_t)(x & 0xFFu)) | (dsp_lane16((int8_t)((x >> 16) & 0xFFu)) << 16);
+}
+static inline uint32_t dsp_sxtab16(uint32_t a, uint32_t x) {
+    const uint32_t lo = (a + (uint32_t)(int32_t)(int8_t)(x & 0xFFu)) & 0xFFFFu;
+    const uint32_t hi = ((a >> 16) + (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xFFu)) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+static inline int32_t dsp_smlad(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t lo = (int32_t)(int16_t)(a & 0xFFFFu) * (int32_t)(int16_t)(b & 0xFFFFu);
+    const int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t m = (int32_t)(int16_t)(a & 0xFFFFu) * (int32_t)(int16_t)(b & 0xFFFFu);
+    return (int32_t)((uint32_t)acc + (uint32_t)m);
+}
+static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t m = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)m);
+}
+static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi) {
+    const uint64_t v = **p;
+    *lo = (uint32_t)v;
+    *hi = (uint32_t)(v >> 32);
+    ++*p;
+}
+#endif
+
+/* Rotate right by 8: SXTB16 of it yields bytes 1 and 3. */
+static inline uint32_t dsp_ror8(uint32_t x) {
+    return (x >> 8) | (x << 24);
+}
+
+#if !(defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP))
+static inline uint32_t dsp_sxtb16_hi(uint32_t x) {
+    return dsp_sxtb16(dsp_ror8(x));
+}
+static inline uint32_t dsp_sxtab16_hi(uint32_t a, uint32_t x) {
+    return dsp_sxtab16(a, dsp_ror8(x));
+}
+#endif
+
+/* Four int8 from any address (Cortex-M7 LDR handles unaligned addresses; memcpy lets the
+ * compiler use it). */
+static inline uint32_t dsp_read4(const int8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* A 16-bit lane pair holding v in both lanes (for sxtab16). */
+static inline uint32_t dsp_pair(int32_t v) {
+    return ((uint32_t)v & 0xFFFFu) * 0x00010001u;
+}
+
+#endif

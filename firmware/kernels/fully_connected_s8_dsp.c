@@ -1,0 +1,79 @@
+/* int8 fully connected layer with the Armv7E-M DSP SIMD instructions (dsp.h): bit-identical
+ * with fully_connected_s8_ref_run (fully_connected_s8.c), TFLite's reference FullyConnected.
+ *
+ * Two weight rows at a time share each input word: four inputs are loaded as one word and
+ * widened to 16-bit lanes with the input offset added (SXTAB16), each row's four weights
+ * likewise with the weights offset, then two SMLAD per row. Every product is the
+ * reference's; int32 sums cannot overflow (see fully_connected_s8.c), so the accumulators
+ * are equal. The requantization is the reference's double-precision expression. */
+#include "dsp.h"
+#include "fully_connected_s8.h"
+
+/* As fully_connected_s8.c: std::round then int32, saturating. */
+static int32_t round_to_int32(double v) {
+    if (v >= 2147483647.0) return INT32_MAX;
+    if (v <= -2147483648.0) return INT32_MIN;
+    int32_t t = (int32_t)v;
+    const double frac = v - t;
+    if (frac >= 0.5) t += 1;
+    if (frac <= -0.5) t -= 1;
+    return t;
+}
+
+static inline int8_t finish(int32_t acc, double scale, const struct fully_connected_s8_params *p) {
+    const int64_t q = (int64_t)round_to_int32((double)acc * scale) + p->output_offset;
+    return (int8_t)(q < p->act_min ? p->act_min : (q > p->act_max ? p->act_max : q));
+}
+
+void fully_connected_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
+    (void)scratch;
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct fully_connected_s8_params p = *(const struct fully_connected_s8_params *)params;
+    const int8_t *input = operands[FULLY_CONNECTED_S8_INPUT];
+    const int8_t *weights = operands[FULLY_CONNECTED_S8_WEIGHTS];
+    const int32_t *bias = p.has_bias ? (const int32_t *)operands[FULLY_CONNECTED_S8_BIAS] : NULL;
+    const float *weight_scales = operands[FULLY_CONNECTED_S8_WEIGHT_SCALES];
+    const int8_t *trained_weights = operands[FULLY_CONNECTED_S8_TRAINED_WEIGHTS];
+    const int32_t *trained_bias = operands[FULLY_CONNECTED_S8_TRAINED_BIAS];
+    int8_t *out = operands[FULLY_CONNECTED_S8_OUTPUT];
+
+    const int32_t depth = p.input_depth;
+    const uint32_t xoff2 = dsp_pair(p.input_offset), woff2 = dsp_pair(p.filter_offset);
+    for (int32_t o = 0; o < p.output_depth; o += 2) {
+        const int two = o + 1 < p.output_depth;
+        const int32_t o1 = two ? o + 1 : o; /* a lone last row is computed twice */
+        /* The rows being trained come from their RAM copy. */
+        const int8_t *w0 = (o < p.train_rows ? trained_weights : weights) + (size_t)o * depth;
+        const int8_t *w1 = (o1 < p.train_rows ? trained_weights : weights) + (size_t)o1 * depth;
+        /* TFLite's expression, operation for operation: the same doubles as the reference. */
+        const double scale0 = (double)p.input_scale * (double)weight_scales[p.per_channel ? o : 0] /
+                              (double)p.output_scale;
+        const double scale1 = (double)p.input_scale *
+                              (double)weight_scales[p.per_channel ? o1 : 0] /
+                              (double)p.output_scale;
+        const int32_t bias0 = o < p.train_bias_rows ? trained_bias[o] : (bias ? bias[o] : 0);
+        const int32_t bias1 = o1 < p.train_bias_rows ? trained_bias[o1] : (bias ? bias[o1] : 0);
+        for (int32_t b = 0; b < p.batches; ++b) {
+            const int8_t *x = input + (size_t)b * (size_t)depth;
+            int32_t acc0 = bias0, acc1 = bias1;
+            int32_t i = 0;
+            for (; i + 4 <= depth; i += 4) {
+                const uint32_t xv = dsp_read4(x + i);
+                const uint32_t xa = dsp_sxtab16(xoff2, xv), xb = dsp_sxtab16_hi(xoff2, xv);
+                const uint32_t va = dsp_read4(w0 + i), vb = dsp_read4(w1 + i);
+                acc0 = dsp_smlad(xa, dsp_sxtab16(woff2, va), acc0);
+                acc0 = dsp_smlad(xb, dsp_sxtab16_hi(woff2, va), acc0);
+                acc1 = dsp_smlad(xa, dsp_sxtab16(woff2, vb), acc1);
+                acc1 = dsp_smlad(xb, dsp_sxtab16_hi(woff2, vb), acc1);
+            }
+            for (; i < depth; ++i) {
+                const int32_t xi = (int32_t)x[i] + p.input_offset;
+                acc0 += ((int32_t)w0[i] + p.filter_offset) * xi;
+                acc1 += ((int32_t)w1[i] + p.filter_offset) * xi;
+            }
+            int8_t *dst = out + (size_t)b * (size_t)p.output_depth + (size_t)o;
+            dst[0] = finish(acc0, scale0, &p);
+            if (two) dst[1] = finish(acc1, scale1, &p);
+        }
+    }
+}

@@ -1,0 +1,500 @@
+"""The DSP SIMD forward kernels (firmware/kernels/*_dsp.c, selected by -DKERNELS_DSP=1 in
+firmware/build.toml's [cpu.cortex-m7] cflags) against the reference kernels, bit for bit.
+
+On the host, dsp.h gives the SIMD instructions portable C twins, and the host library exports
+both X_ref_run and X_dsp_run (X_run picks by the global kernels_dsp_host), so the optimized
+code paths are compared directly with the reference on randomized cases (odd channel counts,
+strides, paddings, dilations, zero points, per-channel and per-tensor, trained slices), and
+with TFLite's reference through the usual lowering.
+
+On the emulated board (the firmware built for the Cortex-M7 runs them as real SMLAD/SXTB16),
+whole models must match TFLite's reference, and the cost of a 1x1 convolution is measured in
+instructions (QEMU -icount shift=0) for the optimized build and for a reference build (the
+same BuildSpec without -DKERNELS_DSP=1, built into its own directory).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from pytools.model.kernels import KernelCall, _lib
+from pytools.model.lowering import lower
+from tests.kernels.support import check_bit_exact, quant
+from tests.kernels.test_conv_kernels import (
+    Case,
+    _graph,
+    conv_case,
+    depthwise_case,
+    fc_case,
+)
+
+KERNELS = ("conv2d_s8", "depthwise_conv2d_s8", "fully_connected_s8")
+# Operand indices of the trained slices (kernels' headers).
+TRAINED = {
+    "conv2d_s8": (5, 6),
+    "depthwise_conv2d_s8": (5, 6),
+    "fully_connected_s8": (4, 5),
+}
+
+
+@contextmanager
+def dsp_on_host(enabled: bool = True) -> Iterator[None]:
+    """X_run dispatches to X_dsp_run while inside (host builds only)."""
+    flag = ctypes.c_int.in_dll(_lib(), "kernels_dsp_host")
+    old = flag.value
+    flag.value = int(enabled)
+    try:
+        yield
+    finally:
+        flag.value = old
+
+
+def _operands(case_graph, call: KernelCall, rng: np.random.Generator) -> list[np.ndarray]:
+    """Operand arrays in order: a random input, the lowering's constants, a zeroed output."""
+    arrays = []
+    for operand in call.operands:
+        if operand.data is not None:
+            arrays.append(np.ascontiguousarray(operand.data))
+            continue
+        t = case_graph.tensor(operand.tensor)
+        if operand.is_output:
+            arrays.append(np.zeros(t.shape, dtype=t.dtype))
+        elif t.data is not None:
+            arrays.append(np.ascontiguousarray(t.data, dtype=t.dtype))
+        else:
+            arrays.append(rng.integers(-128, 128, t.shape, dtype=np.int8))
+    return arrays
+
+
+def _with_trained_slice(
+    call: KernelCall, arrays: list[np.ndarray], rng: np.random.Generator
+) -> tuple[KernelCall, list[np.ndarray]]:
+    """The same call with the first rows read from RAM copies that differ from the flash
+    weights (train_rows > 0, train_bias_rows > 0), as a training step runs it."""
+    kernel = call.kernel
+    w_idx, b_idx = TRAINED[kernel]
+    w = arrays[1]
+    if kernel == "depthwise_conv2d_s8":
+        channels = w.shape[-1]
+        rows = int(rng.integers(1, channels + 1))
+        trained_w = np.ascontiguousarray(w.reshape(-1, channels)[:, :rows]).copy()  # [taps, rows]
+    else:
+        channels = w.shape[0]
+        rows = int(rng.integers(1, channels + 1))
+        trained_w = w.reshape(channels, -1)[:rows].copy()
+    trained_w = np.clip(trained_w.astype(np.int16) + rng.integers(-3, 4, trained_w.shape), -127, 127)
+    bias_rows = int(rng.integers(1, channels + 1))
+    trained_b = rng.integers(-20000, 20000, bias_rows).astype(np.int32)
+    params = dict(call.params, train_rows=rows, train_bias_rows=bias_rows)
+    out = list(arrays)
+    out[w_idx] = np.ascontiguousarray(trained_w.astype(np.int8))
+    out[b_idx] = trained_b
+    return dataclasses.replace(call, params=params), out
+
+
+def _run(call: KernelCall, arrays: list[np.ndarray], variant: str) -> np.ndarray:
+    """Runs X_<variant>_run on copies of arrays; returns the output."""
+    arrays = [a.copy() for a in arrays]
+    ptrs = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data if a.size else None for a in arrays))
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    scratch = np.zeros(16, dtype=np.uint8)
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    return arrays[-1]
+
+
+def _compare(case: Case, seed: int, trained: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    g = case.graph
+    call = lower(g, g.ops[0])
+    arrays = _operands(g, call, rng)
+    if trained:
+        call, arrays = _with_trained_slice(call, arrays, rng)
+    ref = _run(call, arrays, "ref")
+    dsp = _run(call, arrays, "dsp")
+    np.testing.assert_array_equal(dsp, ref)
+    return ref
+
+
+# --- (a) host: optimized vs reference, and vs TFLite --------------------------------------
+
+SEEDS = range(60)
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_conv2d_dsp_matches_reference(seed: int, trained: bool) -> None:
+    _compare(conv_case(seed), seed, trained)
+
+
+def _conv1x1_case(seed: int) -> Case:
+    """1x1 convolutions (the GEMM path's hot case): odd channel counts, strides, batches."""
+    rng = np.random.default_rng(7000 + seed)
+    n, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    in_c, out_c = int(rng.integers(1, 80)), int(rng.integers(1, 40))
+    stride = int(rng.integers(1, 3))
+    per_channel = bool(rng.random() < 0.7)
+    scales = (10 ** rng.uniform(-3, -1.5, out_c if per_channel else 1)).astype(np.float32)
+    wts = rng.integers(-127, 128, (out_c, 1, 1, in_c), dtype=np.int8)
+    in_q = quant(0.02, int(rng.integers(-128, 128)))
+    bias = (rng.integers(-5000, 5000, out_c).astype(np.int32), quant(list(0.02 * scales), 0))
+    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+    out_scale = float(0.02 * np.median(scales) * np.sqrt(in_c) * 70 / 25)
+    out_q = quant(out_scale, int(rng.integers(-50, 50)))
+    options = {"padding": "VALID", "stride_h": stride, "stride_w": stride, "activation": "NONE"}
+    g = _graph(
+        "CONV_2D",
+        (n, h, w, in_c),
+        in_q,
+        wts,
+        quant(list(scales), 0, 0),
+        bias,
+        (n, oh, ow, out_c),
+        out_q,
+        options,
+    )
+    return Case(g, out_q, "NONE")
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", range(40))
+def test_conv2d_1x1_dsp_matches_reference(seed: int, trained: bool) -> None:
+    _compare(_conv1x1_case(seed), seed, trained)
+
+
+def test_conv2d_dsp_large_patch_takes_the_direct_path() -> None:
+    """A patch beyond the stack buffers (3x3x64 = 576 taps) runs the direct (unbuffered) path."""
+    for seed, (c, k) in enumerate([(64, 3), (200, 3), (513, 1), (130, 2)]):
+        rng = np.random.default_rng(seed)
+        wts = rng.integers(-127, 128, (5, k, k, c), dtype=np.int8)
+        g = _graph(
+            "CONV_2D",
+            (1, 4, 5, c),
+            quant(0.02, -7),
+            wts,
+            quant(0.01),
+            None,
+            (1, 4, 5, 5),
+            quant(2.0, 3),
+            {"padding": "SAME", "stride_h": 1, "stride_w": 1, "activation": "NONE"},
+        )
+        for trained in (False, True):
+            _compare(Case(g, quant(2.0, 3), "NONE"), seed, trained)
+
+
+def test_the_random_cases_are_informative() -> None:
+    """Most outputs spread over many values (a saturated output would match anything)."""
+    outs = [_compare(_conv1x1_case(s), s, False) for s in range(40)]
+    outs += [_compare(conv_case(s), s, False) for s in range(40)]
+    outs += [_compare(_depthwise3x3_case(s), s, False) for s in range(40)]
+    spread = [np.unique(o).size >= 8 for o in outs if o.size >= 32]
+    assert len(spread) >= 60 and np.mean(spread) >= 0.8, (len(spread), np.mean(spread))
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_depthwise_dsp_matches_reference(seed: int, trained: bool) -> None:
+    _compare(depthwise_case(seed), seed, trained)
+
+
+def _depthwise3x3_case(seed: int) -> Case:
+    """Depthwise 3x3, depth multiplier 1 (the channel-vectorized path): any channel count,
+    strides 1 and 2, SAME and VALID padding, dilation now and then."""
+    rng = np.random.default_rng(8000 + seed)
+    c = int(rng.integers(1, 41))
+    stride, dil = int(rng.integers(1, 3)), int(rng.choice([1, 1, 1, 2]))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    h, w = int(rng.integers(2 * dil + 1, 12)), int(rng.integers(2 * dil + 1, 12))
+    per_channel = bool(rng.random() < 0.8)
+    scales = (10 ** rng.uniform(-2.5, -1.5, c if per_channel else 1)).astype(np.float32)
+    wts = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+    bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
+    out_q = quant(float(0.02 * np.median(scales) * 3 * 73 / 25), int(rng.integers(-30, 30)))
+
+    def size(n: int) -> int:
+        return -(-n // stride) if padding == "SAME" else -(-(n - 2 * dil) // stride)
+
+    options = {
+        "padding": padding,
+        "stride_h": stride,
+        "stride_w": stride,
+        "dilation_h": dil,
+        "dilation_w": dil,
+        "depth_multiplier": 1,
+        "activation": "NONE",
+    }
+    in_q = quant(0.02, int(rng.integers(-128, 128)))
+    w_q = quant(list(scales), 0, 3)
+    shapes = ((1, h, w, c), (1, size(h), size(w), c))
+    g = _graph("DEPTHWISE_CONV_2D", shapes[0], in_q, wts, w_q, bias, shapes[1], out_q, options)
+    return Case(g, out_q, "NONE")
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", range(40))
+def test_depthwise3x3_dsp_matches_reference(seed: int, trained: bool) -> None:
+    _compare(_depthwise3x3_case(seed), seed, trained)
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("seed", range(30))
+def test_fully_connected_dsp_matches_reference(seed: int, per_channel: bool, trained: bool) -> None:
+    _compare(fc_case(seed, per_channel), seed, trained)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fully_connected_dsp_weights_zero_point(seed: int) -> None:
+    _compare(fc_case(100 + seed, per_channel=False, weights_zp=True), seed, trained=False)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dsp_kernels_are_bit_exact_with_tflite(seed: int) -> None:
+    """Through X_run with the optimized kernels selected: TFLite's reference, bit for bit."""
+    with dsp_on_host():
+        cases = (
+            conv_case(seed),
+            _conv1x1_case(seed),
+            depthwise_case(seed),
+            _depthwise3x3_case(seed),
+            fc_case(seed, seed % 2 == 0),
+        )
+        for case in cases:
+            graph = case.oracle if case.oracle is not None else case.graph
+            check_bit_exact(graph, np.random.default_rng(seed))
+
+
+def test_the_host_dispatch_follows_the_flag() -> None:
+    """X_run runs the reference by default on the host and the optimized kernel when asked:
+    the kernels_dsp_host global exists and both paths agree through X_run too."""
+    case = _conv1x1_case(3)
+    call = lower(case.graph, case.graph.ops[0])
+    arrays = _operands(case.graph, call, np.random.default_rng(3))
+    assert ctypes.c_int.in_dll(_lib(), "kernels_dsp_host").value == 0
+    a = _run_dispatch(call, arrays)
+    with dsp_on_host():
+        b = _run_dispatch(call, arrays)
+    np.testing.assert_array_equal(a, b)
+
+
+def _run_dispatch(call: KernelCall, arrays: list[np.ndarray]) -> np.ndarray:
+    from pytools.model.kernels import run_kernel
+
+    arrays = [a.copy() for a in arrays]
+    run_kernel(call, arrays)
+    return arrays[-1]
+
+
+# --- (b), (c) the emulated Cortex-M7: whole models, and the cost of 1x1 convolutions -------
+
+DSP_FLAG = "-DKERNELS_DSP=1"
+
+
+def _firmware(compiled, dsp: bool):
+    """The firmware for mps2_an500 with this plan: as firmware/build.toml builds it (the DSP
+    kernels), or (dsp=False) from the same BuildSpec without -DKERNELS_DSP=1, i.e. the
+    reference kernels, compiled into a directory of its own (build/kernels_ref/...) so the
+    two builds never share objects."""
+    from unittest import mock
+
+    from pytools.boards import load_board
+    from pytools.build import builder, manifest
+
+    board = load_board("mps2_an500")
+    spec = manifest.target_spec(board)
+    assert DSP_FLAG in spec.cflags, "firmware/build.toml should select the DSP kernels for the Cortex-M7"
+    if dsp:
+        return board, builder.build_firmware(board, compiled.blob, compiled.arena)
+    ref = dataclasses.replace(
+        spec,
+        cflags=[f for f in spec.cflags if f != DSP_FLAG],
+        ldflags=[f for f in spec.ldflags if f != DSP_FLAG],
+        defines=dict(spec.defines),
+    )
+    with (
+        mock.patch.object(builder, "target_spec", lambda _board: ref),
+        mock.patch.object(builder, "BUILD", builder.BUILD / "kernels_ref"),
+    ):
+        return board, builder.build_firmware(board, compiled.blob, compiled.arena)
+
+
+def _on_board(compiled, dsp: bool, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """Outputs and INVOKE costs (instructions) of the plan on a fresh emulated board."""
+    from pytools import emulator
+    from pytools.link.client import Link
+    from pytools.model.board_runner import BoardModel
+    from pytools.model.host_twin import io_tensors, tensor_table
+
+    board, image = _firmware(compiled, dsp)
+    name = f"test-dsp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    emulator.start(board, image.elf, name=name)
+    try:
+        with Link.open(emulator.find(name).url) as link:
+            ins, outs = io_tensors(compiled.blob)
+            model = BoardModel(link, tensor_table(compiled.blob), ins, outs)
+            results, costs = [], []
+            for x in inputs:
+                out, report = model.invoke([x])
+                assert report["counter_unit"] == 1  # instructions (-icount shift=0)
+                results.append(out[0])
+                costs.append(int(report["cost"]))
+            return results, costs
+    finally:
+        emulator.stop(name)
+        for suffix in (".log", ".json"):
+            (emulator.RUN / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def _conv_graph_1x1(h: int, w: int, cin: int, cout: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    wts = rng.integers(-127, 128, (cout, 1, 1, cin), dtype=np.int8)
+    scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
+    bias = (rng.integers(-5000, 5000, cout).astype(np.int32), quant(list(0.02 * scales), 0))
+    out_q = quant(float(0.02 * np.median(scales) * np.sqrt(cin) * 70 / 25), 5)
+    options = {"padding": "VALID", "stride_h": 1, "stride_w": 1, "activation": "NONE"}
+    return _graph(
+        "CONV_2D",
+        (1, h, w, cin),
+        quant(0.02, -3),
+        wts,
+        quant(list(scales), 0, 0),
+        bias,
+        (1, h, w, cout),
+        out_q,
+        options,
+    )
+
+
+def _pointwise_net(seed: int = 0):
+    """A small 1x1-heavy network (pointwise, depthwise 3x3, pointwise, general 3x3, FC), built
+    as an IR graph and exported with pytools.model.tflite_export for the oracle."""
+    from pytools.model.ir import Graph, Op, Tensor
+
+    rng = np.random.default_rng(seed)
+    tensors: list[Tensor] = []
+    ops: list[Op] = []
+
+    def tensor(shape, q, data=None, dtype="int8") -> int:
+        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
+        return len(tensors) - 1
+
+    def layer(kind, x, cout, k, options, depthwise=False, fc=False) -> int:
+        xt = tensors[x]
+        cin = xt.shape[-1]
+        in_s = float(xt.quant.scale[0])
+        scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
+        if fc:
+            depth = int(np.prod(xt.shape[1:]))
+            wshape, axis, taps = (cout, depth), 0, depth
+        elif depthwise:
+            wshape, axis, taps = (1, k, k, cout), 3, k * k
+        else:
+            wshape, axis, taps = (cout, k, k, cin), 0, k * k * cin
+        wts = rng.integers(-127, 128, wshape, dtype=np.int8)
+        w = tensor(wshape, quant(list(scales), 0, axis), wts)
+        b = tensor(
+            (cout,),
+            quant(list(np.float32(in_s) * scales), 0),
+            rng.integers(-3000, 3000, cout).astype(np.int32),
+            "int32",
+        )
+        out_scale = float(in_s * np.median(scales) * np.sqrt(taps) * 73 / 25)
+        shape = (1, cout) if fc else (*xt.shape[:3], cout)
+        y = tensor(shape, quant(out_scale, int(rng.integers(-20, 20))))
+        ops.append(Op(len(ops), kind, [x, w, b], [y], options))
+        return y
+
+    conv = {"padding": "SAME", "stride_h": 1, "stride_w": 1, "activation": "RELU"}
+    x = tensor((1, 12, 12, 16), quant(0.03, -5))
+    y = layer("CONV_2D", x, 48, 1, conv)
+    y = layer("DEPTHWISE_CONV_2D", y, 48, 3, {**conv, "depth_multiplier": 1}, depthwise=True)
+    y = layer("CONV_2D", y, 32, 1, conv)
+    y = layer("CONV_2D", y, 24, 3, conv)
+    y = layer("CONV_2D", y, 40, 1, {**conv, "activation": "NONE"})
+    y = layer("FULLY_CONNECTED", y, 10, 1, {"activation": "NONE", "keep_num_dims": False}, fc=True)
+    return Graph(tensors, ops, inputs=[0], outputs=[y])
+
+
+def _compile(graph, name: str):
+    from pytools.boards import load_board
+    from pytools.model.compiler import compile_graph
+
+    return compile_graph(graph, load_board("mps2_an500"), name)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", ["pointwise_net", "mobilenet_tiny"])
+def test_models_with_dsp_kernels_are_bit_exact_on_the_emulated_board(name: str) -> None:
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+    from pytools.model.tflite_import import import_tflite
+
+    if name == "mobilenet_tiny":
+        from tests.model_zoo import zoo_model
+
+        model = zoo_model(name)
+        graph = import_tflite(model, name)
+    else:
+        graph = _pointwise_net()
+        model = write_tflite(graph)
+    compiled = _compile(graph, name)
+    from tests.test_models import random_inputs
+
+    inputs = random_inputs(compiled.blob, np.random.default_rng(11), 2)
+    expected = [run_tflite(model, [x])[0] for x in inputs]
+    cost = {}
+    for dsp in (True, False):
+        outs, costs = _on_board(compiled, dsp, inputs)
+        for got, want in zip(outs, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+        cost[dsp] = min(costs)
+    print(
+        f"\n{name}: {cost[False]:,} instructions per inference with the reference kernels, "
+        f"{cost[True]:,} with the DSP kernels ({cost[False] / cost[True]:.2f}x)"
+    )
+    assert cost[True] < cost[False]
+
+
+@pytest.mark.emulator
+def test_1x1_convolution_cost_on_the_emulated_board() -> None:
+    """Single-op 1x1 convolution plans (MACs = H*W*Cin*Cout); the cost is the whole INVOKE
+    (runtime included), in instructions, for the DSP build and for the reference build.
+
+    The goal of 1 MAC per instruction is NOT reached for 16x16x64 -> 64: the inner loop does
+    32 MACs in 26 instructions (8 LDRD + 16 SMLAD + 2 loop), 1.23 MAC/instruction, but the
+    reference's fixed-point requantization, which these kernels keep, costs ~40 instructions
+    per output, i.e. ~0.6 per MAC at 64 input channels on its own. So the measured speed-up
+    over the reference build is asserted instead."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+
+    shapes = [(16, 16, 64, 64), (8, 8, 128, 128), (4, 4, 256, 256), (16, 16, 32, 32)]
+    rate = {}
+    for h, w, cin, cout in shapes:
+        graph = _conv_graph_1x1(h, w, cin, cout)
+        compiled = _compile(graph, f"conv1x1_{h}x{w}x{cin}x{cout}")
+        x = np.random.default_rng(5).integers(-128, 128, (1, h, w, cin), dtype=np.int8)
+        want = run_tflite(write_tflite(graph), [x])[0]
+        assert np.unique(want).size > 64  # an informative output
+        macs = h * w * cin * cout
+        for dsp in (True, False):
+            outs, costs = _on_board(compiled, dsp, [x])
+            np.testing.assert_array_equal(outs[0], want)
+            rate[(h, w, cin, cout, dsp)] = macs / costs[0]
+        ref, opt = rate[(h, w, cin, cout, False)], rate[(h, w, cin, cout, True)]
+        print(
+            f"\n1x1 conv {h}x{w}x{cin} -> {cout} ({macs:,} MACs): reference {ref:.3f} MAC/instruction, "
+            f"DSP {opt:.3f} ({opt / ref:.2f}x)"
+        )
+    ref, opt = rate[(16, 16, 64, 64, False)], rate[(16, 16, 64, 64, True)]
+    assert opt / ref >= 3.5, (ref, opt)
+    assert opt >= 0.5, opt
