@@ -219,6 +219,43 @@ def infer(
     run_inference(Path(model), Path(inputs), Path(out), board, port)
 
 
+@task(
+    help={
+        "model": "an int8 .tflite classifier",
+        "scheme": "a scheme file or inline (bias=22,-1=1,-3=0.25)",
+        "board": BOARD_HELP,
+        "port": PORT_HELP,
+        "out": "also write the results as Markdown to this file",
+        "suite": "run the whole benchmark suite (zoo models, MobileNetV2-w0.35) and write BENCHMARKS.md",
+    }
+)
+@friendly
+def bench(
+    c: Context,
+    model: str = "",
+    scheme: str = "",
+    board: str | None = None,
+    port: str | None = None,
+    out: str = "",
+    suite: bool = False,
+) -> None:
+    """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
+    from pathlib import Path
+
+    from pytools.bench import run_bench, write_benchmarks
+
+    b = resolve_board(board)
+    if suite:
+        dest = Path(out) if out else ROOT / "BENCHMARKS.md"
+        write_benchmarks(dest, board_name=b.name, command=f"invoke bench --suite --board {b.name}")
+        print(f"wrote {dest}")
+        return
+    if not model or not scheme:
+        raise ToolError("give --model and --scheme (or --suite for the whole benchmark)")
+    result = run_bench(Path(model), scheme, b.name, Path(out) if out else None, port=port)
+    print(result["markdown"])
+
+
 @task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:

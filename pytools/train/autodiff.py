@@ -100,7 +100,11 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
             )
         copy_of[op.index] = emit(op.kind, list(op.inputs), list(op.outputs), **op.options, **trained).index
         y = op.outputs[0]
-        if y in requires and op.kind in CLAMPING:
+        # The logits' clamp is int8 saturation, not an activation: pass the loss gradient
+        # straight through it, or saturated logits would stop all learning for good (seen on
+        # MobileNetV2 and the zoo CNN at lr 0.05: loss stuck at ln(classes)).
+        plain_logits = y == tb.logits and op.options.get("activation", "NONE") == "NONE"
+        if y in requires and op.kind in CLAMPING and not plain_logits:
             n = int(np.prod(fwd.tensor(y).shape))
             m = new_tensor(f"{fwd.tensor(y).name}/mask", ((n + 7) // 8,), "uint8")
             emit("CLAMP_MASK", [y], [m], forward=copy_of[op.index])

@@ -1,0 +1,130 @@
+"""The training benchmark (pytools/bench.py): measured peak SRAM, step cost and its split, and
+honest reports for steps that do not fit or boards that are not attached."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pytools import bench
+from pytools.boards import load_board
+from pytools.build.builder import build_firmware
+from pytools.errors import ToolError
+from pytools.model.tflite_import import load_tflite
+from pytools.paths import ROOT
+from pytools.train.compile_train import compile_training
+from pytools.train.scheme import load_scheme
+from tests.model_zoo import zoo_model, zoo_path
+
+HEAD_ONLY = str(ROOT / "schemes" / "head_only.toml")
+
+
+@pytest.fixture(autouse=True)
+def _own_run_dir(tmp_path, monkeypatch):
+    """Emulators started here are recorded under the test's own directory."""
+    monkeypatch.setattr(bench.emulator, "RUN", tmp_path)
+
+
+def _model(name: str):
+    zoo_model(name)  # built with TensorFlow and cached on first use
+    return zoo_path(name)
+
+
+@pytest.mark.emulator
+def test_peak_sram_is_the_linker_figure_minus_the_reserved_stack_plus_the_high_water(tmp_path) -> None:
+    model = _model("cnn_int8_io")
+    out = tmp_path / "bench.md"
+    res = bench.run_bench(model, HEAD_ONLY, "mps2_an500", out, steps=3)
+    assert res["fits"] and res["cost"]["unit"] == "instructions"
+    mem = res["memory"]
+
+    # Independently: link the same plan again and read the linker's RAM figure; the reserved
+    # stack comes from the board file; the high-water mark is what the firmware measured.
+    board = load_board("mps2_an500")
+    ct = compile_training(load_tflite(model), load_scheme(HEAD_ONLY), board, model.stem, link=False)
+    image = build_firmware(board, ct.compiled.blob, ct.compiled.arena)
+    linker_ram = image.regions["RAM"].used
+    assert mem["linker_ram"] == linker_ram == mem["firmware_ram_static"]
+    assert mem["reserved_thread_stack"] == board.memory.stack_size
+    assert 0 < mem["stack_high_water"] < board.memory.stack_size
+    assert mem["peak_sram"] == linker_ram - board.memory.stack_size + mem["stack_high_water"]
+    assert mem["linker_flash"] == image.regions["FLASH"].used
+    assert mem["arena"] == ct.compiled.arena
+    assert 0 < sum(mem["arena_breakdown"].values()) <= ct.compiled.arena
+
+    cost, macs = res["cost"], res["macs"]
+    assert len(cost["steps"]) == 3 and cost["step"] > 1_000_000
+    assert len(cost["per_op"]) == res["operators"]["step"]
+    assert macs["forward"] == macs["model_forward"] > 0  # head-only: the forward is the model's
+    assert 0 < macs["per_unit"] < 1
+    text = out.read_text()
+    assert bench.PEAK_FORMULA in text and board.timing_note in text and "does not fit" not in text
+
+
+@pytest.mark.emulator
+def test_forward_plus_backward_is_the_whole_step() -> None:
+    # lr=0 and one sample for every step: every step does the same work, so the two INVOKE
+    # ranges must add up to one whole INVOKE within the timer's tick (40 instructions) per range.
+    res = bench.run_bench(
+        _model("mlp"), HEAD_ONLY, "mps2_an500", None, steps=5, per_op=False, fixed_input=True, lr=0.0
+    )
+    cost = res["cost"]
+    assert cost["granularity"] == 40
+    assert max(cost["steps"]) - min(cost["steps"]) <= 2 * cost["granularity"]
+    assert cost["forward"] > 0 and cost["backward_update"] > 0
+    assert abs(cost["split_sum"] - cost["step"]) <= cost["granularity"] * 2
+
+
+def test_a_step_that_does_not_fit_is_reported_not_raised(monkeypatch) -> None:
+    real = load_board("mps2_an500")
+    small = dataclasses.replace(
+        real, name="mps2_an500_tiny_ram", memory=dataclasses.replace(real.memory, ram_size=32 * 1024)
+    )
+    monkeypatch.setattr(bench, "load_board", lambda name: small)
+    started = []
+    monkeypatch.setattr(bench.emulator, "start", lambda *a, **k: started.append(a))
+    res = bench.run_bench(_model("cnn_int8_io"), HEAD_ONLY, "mps2_an500_tiny_ram", None)
+    mem = res["memory"]
+    assert not res["fits"] and res["cost"] is None and not started
+    assert mem["overflow"]["RAM"] == mem["linker_ram"] - small.memory.ram_size > 0
+    assert mem["arena_breakdown"]["activations"] > 0
+    assert f"over RAM by {mem['overflow']['RAM']:,} B" in res["markdown"]
+    assert "does not fit" in res["markdown"]
+
+
+def test_a_real_board_is_refused_unless_attached(monkeypatch) -> None:
+    from pytools import connect
+
+    def no_stlink() -> str:
+        raise ToolError("no ST-LINK virtual COM port found")
+
+    monkeypatch.setattr(connect, "find_stlink_port", no_stlink)
+    with pytest.raises(ToolError, match="real board and none is attached"):
+        bench.run_bench(_model("mlp"), HEAD_ONLY, "nucleo_f746zg", None)
+    res = bench.run_bench(_model("mlp"), HEAD_ONLY, "nucleo_f746zg", None, link_only=True)
+    assert res["fits"] and res["cost"] is None and res["memory"]["linker_ram"] > 0
+    assert "CPU cycles at 216 MHz" in res["timing_note"]
+
+
+def test_macs_count_the_forward_layers_and_the_backward_of_the_step() -> None:
+    graph = load_tflite(_model("mobilenet_tiny"))
+    ct = compile_training(
+        graph, load_scheme("bias=3,-1=1,-2=0.25"), load_board("mps2_an500"), "mobilenet_tiny", link=False
+    )
+    macs = bench.step_macs(ct)
+    ops = ct.train.graph.ops
+    nf = ct.train.n_forward
+    assert sum(macs[:nf]) == sum(bench.graph_macs(graph).values())
+    fc = next(op for op in graph.ops if op.kind == "FULLY_CONNECTED")
+    conv = [op for op in graph.ops if op.kind == "CONV_2D"][-1]  # layer -2
+    fc_macs, conv_macs = bench.op_macs(graph, fc), bench.op_macs(graph, conv)
+    w = graph.tensor(conv.inputs[1])
+    by_kind = {}
+    for op, m in zip(ops[nf:], macs[nf:], strict=True):
+        by_kind.setdefault(op.kind, []).append(m)
+    assert by_kind["FULLY_CONNECTED_GRAD_UPDATE"] == [fc_macs]
+    assert by_kind["FULLY_CONNECTED_GRAD_INPUT"] == [fc_macs]
+    # layer -2 trains a quarter of its rows; layer -3 (a projection) its bias only
+    assert conv_macs * (w.shape[0] // 4) // w.shape[0] in by_kind["CONV_2D_GRAD_UPDATE"]
+    assert 0 in by_kind["CONV_2D_GRAD_UPDATE"]
