@@ -3,7 +3,9 @@
  *
  * Exactness: every product w * (x - zp) and every partial sum is the reference's, in
  * another order; int32 addition is associative and the sums cannot overflow (see
- * conv2d_s8.c), so the accumulators are equal. Requantization is the reference's.
+ * conv2d_s8.c), so the accumulators are equal. Requantization: requant_fast.h (5
+ * instructions per output, proved bit-identical with fixedpoint.h) for channel pairs on its
+ * fast path (right shifts, the usual case), hoisted per pair; the reference's otherwise.
  *
  * The GEMM path (whenever one output pixel's patch, filter_h * filter_w * input_c taps,
  * fits the stack buffers; 1x1 convolutions are the hot case):
@@ -11,7 +13,7 @@
  *     offset already added (x - zp fits 16 bits; taps in the padding become 0, which
  *     contributes nothing, exactly as the reference skips them);
  *   - the filter rows of two output channels are widened the same way (once per tile);
- *   - the inner loop computes 2 output channels x 2 pixels, 8 taps per iteration, with
+ *   - the inner loop computes 2 output channels x 2 pixels, 16 taps per iteration, with
  *     nothing but LDRD and SMLAD (two 16x16 multiply-accumulates per instruction); the two
  *     pixels (and the two filter rows) are interleaved 4 taps at a time, so one pointer each
  *     walks them.
@@ -22,6 +24,7 @@
 #include "conv2d_s8.h"
 #include "dsp.h"
 #include "fixedpoint.h"
+#include "requant_fast.h"
 
 #if defined(HOST_BUILD)
 int kernels_dsp_host = 0;
@@ -93,6 +96,11 @@ static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n, uint32_t off
         for (; i < n; i += 4, dst += 2) *dst = 0;
         return dst;
     }
+    for (; i + 8 <= n; i += 8, dst += 4) { /* two groups per iteration */
+        const uint32_t v = dsp_read4(src + i), u = dsp_read4(src + i + 4);
+        dst[0] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+        dst[2] = group(dsp_sxtab16(off2, u), dsp_sxtab16_hi(off2, u));
+    }
     for (; i + 4 <= n; i += 4, dst += 2) {
         const uint32_t v = dsp_read4(src + i);
         *dst = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
@@ -107,16 +115,15 @@ static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n, uint32_t off
     return dst;
 }
 
+#define CONV_INLINE static inline __attribute__((always_inline))
+
 /* Zero groups of a row, from dst up to end. */
 static void widen_zeros(uint64_t *dst, const uint64_t *end) {
     for (; dst < end; dst += 2) *dst = 0;
 }
 
-/* acc[0..3] += (x0.w0, x0.w1, x1.w0, x1.w1) over an interleaved pair of widened pixel
- * patches x (x0, x1) and of filter rows w (w0, w1), `groups` groups per row (a multiple of
- * 2): 8 taps per iteration, nothing but LDRD and SMLAD. */
 /* One group of both rows: 16 multiply-accumulates in 4 LDRD and 8 SMLAD. */
-static inline void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_t a[4]) {
+CONV_INLINE void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_t a[4]) {
     uint32_t xe, xo, we, wo, ve, vo;
     dsp_load_pair(x, &xe, &xo); /* pixel 0 */
     dsp_load_pair(w, &we, &wo); /* channel 0 */
@@ -132,9 +139,19 @@ static inline void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_
     a[3] = dsp_smlad(xo, vo, a[3]);
 }
 
-static inline void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
+/* acc[0..3] += (x0.w0, x0.w1, x1.w0, x1.w1) over an interleaved pair of widened pixel
+ * patches x (x0, x1) and of filter rows w (w0, w1), `groups` groups per row (a multiple of
+ * 2): nothing but LDRD and SMLAD. */
+CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
-    for (int32_t k = groups >> 1; k > 0; --k) {
+    /* 4 groups (64 MACs) per iteration, then a last pair of groups if any. */
+    for (int32_t k = groups >> 2; k > 0; --k) {
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+    }
+    if (groups & 2) {
         gemm_2x2_group(&x, &w, a);
         gemm_2x2_group(&x, &w, a);
     }
@@ -186,6 +203,70 @@ static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct co
     widen_zeros(dst, end);
 }
 
+/* Output pixels 0 .. n - 1 of a tile (widened in xbuf) for the output channel pair whose
+ * rows are widened in wbuf: requantized with requant_fast.h (both channels on its fast path,
+ * two channels; `full`: the activation range is all of int8, so SSAT is the whole clamp). */
+CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                           int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                           const int32_t s1[2], int32_t c, int32_t lo, int32_t hi, int full) {
+    const int32_t b0 = b[0], b1 = b[1], m20 = m2[0], m21 = m2[1], s10 = s1[0], s11 = s1[1];
+    const size_t step = 2 * (size_t)groups;
+    for (int32_t t = n >> 1; t > 0; --t, x += step) {
+        int32_t acc[4] = {b0, b1, b0, b1};
+        gemm_2x2(x, wbuf, groups, acc);
+        int32_t y0 = rq_fused(acc[0], m20, s10, c), y1 = rq_fused(acc[1], m21, s11, c);
+        int32_t y2 = rq_fused(acc[2], m20, s10, c), y3 = rq_fused(acc[3], m21, s11, c);
+        if (!full) {
+            y0 = fp_clamp(y0, lo, hi);
+            y1 = fp_clamp(y1, lo, hi);
+            y2 = fp_clamp(y2, lo, hi);
+            y3 = fp_clamp(y3, lo, hi);
+        }
+        dst[0] = (int8_t)y0;
+        dst[1] = (int8_t)y1;
+        dst += cout;
+        dst[0] = (int8_t)y2;
+        dst[1] = (int8_t)y3;
+        dst += cout;
+    }
+    if (n & 1) { /* the last pixel of an odd tile (its partner: zero lanes) */
+        int32_t acc[4] = {b0, b1, b0, b1};
+        gemm_2x2(x, wbuf, groups, acc);
+        dst[0] = (int8_t)fp_clamp(rq_fused(acc[0], m20, s10, c), lo, hi);
+        dst[1] = (int8_t)fp_clamp(rq_fused(acc[1], m21, s11, c), lo, hi);
+    }
+}
+
+static void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                           int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                           const int32_t s1[2], int32_t c) {
+    pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, -128, 127, 1);
+}
+static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                            int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                            const int32_t s1[2], int32_t c, int32_t lo, int32_t hi) {
+    pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, lo, hi, 0);
+}
+
+/* The same with the reference's requantization (channels off the fast path, a lone last
+ * channel). */
+static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                     int8_t *dst, int32_t cout, const int32_t b[2], const struct requant *r0,
+                     const struct requant *r1, int two) {
+    for (int32_t t = 0; t < n; t += 2, x += 2 * (size_t)groups) {
+        int32_t acc[4] = {b[0], b[1], b[0], b[1]};
+        gemm_2x2(x, wbuf, groups, acc);
+        dst[0] = requantize(acc[0], r0);
+        if (two) dst[1] = requantize(acc[1], r1);
+        dst += cout;
+        if (t + 1 < n) {
+            dst[0] = requantize(acc[2], r0);
+            if (two) dst[1] = requantize(acc[3], r1);
+            dst += cout;
+        }
+    }
+}
+
 static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups) {
     uint64_t xbuf[CONV_XBUF_GROUPS];
     uint64_t wbuf[CONV_WBUF_GROUPS];
@@ -195,6 +276,10 @@ static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o
     const uint32_t off2 = dsp_pair(p->input_offset);
     const int32_t cout = p->output_c;
     const int32_t npix = p->batches * p->output_h * p->output_w;
+    /* Layer constants of the fast requantization (requant_fast.h, step 4). */
+    const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    const int32_t c = offset_ok ? 1 + 2 * p->output_offset : 0;
+    const int full = p->act_min <= -128 && p->act_max >= 127;
     for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
         const int32_t n = npix - pix0 < tile ? npix - pix0 : tile;
         /* Pixel t is row t % 2 of pair t / 2. */
@@ -208,21 +293,21 @@ static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o
                 widen_row(wbuf + 1, oc + 1, groups, p, o);
             else
                 widen_zeros(wbuf + 1, wbuf + 2 * groups);
-            const int32_t b0 = bias_of(oc, p, o), b1 = two ? bias_of(oc + 1, p, o) : 0;
+            const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
             const struct requant r0 = requant_of(oc, p, o),
                                  r1 = requant_of(two ? oc + 1 : oc, p, o);
             int8_t *dst = o->out + (size_t)pix0 * (size_t)cout + (size_t)oc;
-            for (int32_t t = 0; t < n; t += 2) {
-                int32_t acc[4] = {b0, b1, b0, b1};
-                gemm_2x2(xbuf + t * groups, wbuf, groups, acc);
-                dst[0] = requantize(acc[0], &r0);
-                if (two) dst[1] = requantize(acc[1], &r1);
-                dst += cout;
-                if (t + 1 < n) {
-                    dst[0] = requantize(acc[2], &r0);
-                    if (two) dst[1] = requantize(acc[3], &r1);
-                    dst += cout;
-                }
+            if (two && offset_ok && rq_fast_ok(r0.multiplier, r0.shift) &&
+                rq_fast_ok(r1.multiplier, r1.shift)) {
+                const int32_t m2[2] = {rq_m2(r0.multiplier), rq_m2(r1.multiplier)};
+                const int32_t s1[2] = {rq_s1(r0.shift), rq_s1(r1.shift)};
+                if (full)
+                    pair_fast_full(xbuf, wbuf, groups, n, dst, cout, b, m2, s1, c);
+                else
+                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, b, m2, s1, c, p->act_min,
+                                    p->act_max);
+            } else {
+                pair_ref(xbuf, wbuf, groups, n, dst, cout, b, &r0, &r1, two);
             }
         }
     }

@@ -134,10 +134,11 @@ static inline uint32_t dsp_sxtab16_hi(uint32_t a, uint32_t x) {
 #endif
 
 /* Four int8 from any address (Cortex-M7 LDR handles unaligned addresses; memcpy lets the
- * compiler use it). */
+ * compiler use it). __builtin_memcpy, not memcpy: the firmware is built -ffreestanding, where
+ * a plain memcpy stays a library call (a dozen instructions per word). */
 static inline uint32_t dsp_read4(const int8_t *p) {
     uint32_t v;
-    memcpy(&v, p, sizeof v);
+    __builtin_memcpy(&v, p, sizeof v);
     return v;
 }
 

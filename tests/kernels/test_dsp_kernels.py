@@ -294,6 +294,115 @@ def _run_dispatch(call: KernelCall, arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[-1]
 
 
+# --- requant_fast.h against fixedpoint.h, exhaustively on the edges -------------------------
+
+REQUANT_SWEEP_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "fixedpoint.h"
+#include "requant_fast.h"
+
+static uint64_t state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+static long long checks = 0, bad = 0;
+
+/* rq_multiply == the reference; on the fast path also the fused offset + int8 clamp. */
+static void check(int32_t x, int32_t m, int sh, int32_t off) {
+    const int32_t want = fp_multiply_by_quantized_multiplier(x, m, sh);
+    ++checks;
+    if (rq_multiply(x, m, sh) != want && bad++ < 10)
+        printf("mismatch x=%d m=%d shift=%d\n", x, m, sh);
+    if (rq_fast_ok(m, sh) &&
+        rq_fused(x, rq_m2(m), rq_s1(sh), 1 + 2 * off) != fp_clamp(want + off, -128, 127) &&
+        bad++ < 10)
+        printf("fused mismatch x=%d m=%d shift=%d offset=%d\n", x, m, sh, off);
+}
+
+/* x around the reference's rounding ties of shift sh: the first rounding's result v near
+ * k 2^e + 2^(e-1) (the second rounding's tie), x near v 2^31 / m (the first one's). */
+static void ties(int32_t m, int sh, int64_t k, int32_t off) {
+    if (sh >= 0 || m == 0) return;
+    const int e = -sh;
+    const int64_t v = k * ((int64_t)1 << e) + ((int64_t)1 << (e - 1));
+    const int64_t x = (int64_t)((__int128)v * ((__int128)1 << 31) / m);
+    for (int64_t d = -3; d <= 3; ++d)
+        if (x + d >= INT32_MIN && x + d <= INT32_MAX) check((int32_t)(x + d), m, sh, off);
+}
+
+int main(int argc, char **argv) {
+    const long long random_triples = argc > 1 ? atoll(argv[1]) : 1000000;
+    static const int32_t xs[] = {INT32_MIN, INT32_MIN + 1, -65536, -256, -3, -2, -1, 0, 1,
+                                 2, 3, 256, 65535, INT32_MAX - 1, INT32_MAX};
+    static const int32_t offs[] = {-128, -1, 0, 5, 127};
+    /* Every edge: each shift, edge multipliers, edge x, ties for many k. */
+    for (int sh = -31; sh <= 30; ++sh) {
+        int32_t ms[8] = {0, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1, 1518500250,
+                         (int32_t)(0x40000000u | (rnd() >> 34)), 0};
+        ms[7] = (int32_t)(0x40000000u | (rnd() >> 34));
+        for (int j = 0; j < 8; ++j) {
+            for (unsigned i = 0; i < sizeof xs / sizeof xs[0]; ++i)
+                for (unsigned o = 0; o < sizeof offs / sizeof offs[0]; ++o)
+                    check(xs[i], ms[j], sh, offs[o]);
+            for (int64_t k = -300; k <= 300; ++k) ties(ms[j], sh, k, (int32_t)(k % 128));
+            for (int t = 0; t < 200; ++t) {
+                const int64_t k = (int64_t)(int32_t)(rnd() >> 32) >> (-sh > 1 ? -sh - 1 : 0);
+                ties(ms[j], sh, k, 0);
+            }
+        }
+    }
+    /* Random triples: x uniform, small, or power-of-two scaled; multipliers in [2^30, 2^31). */
+    for (long long i = 0; i < random_triples; ++i) {
+        const uint64_t r = rnd(), q = rnd();
+        const int sh = (int)(r % 62) - 31;
+        const int32_t m = (r >> 14) % 1000 == 0 ? 0 : (int32_t)(0x40000000u | (uint32_t)(r >> 34));
+        const int32_t off = (int32_t)((r >> 40) % 256) - 128;
+        int32_t x = (int32_t)(q >> 32);
+        if ((q & 3) == 1) x = (int32_t)(q >> 40) - (1 << 23);
+        if ((q & 3) == 2) x >>= (q >> 3) & 31;
+        check(x, m, sh, off);
+        ties(m, sh, (int64_t)(int32_t)(rnd() >> 32) >> (-sh > 1 ? -sh - 1 : 0), off);
+    }
+    printf("%lld %lld\n", checks, bad);
+    return bad != 0;
+}
+"""
+
+
+def _requant_sweep(tmp_path, random_triples: int) -> int:
+    """Compiles the sweep with the host compiler (requant_fast.h's portable C, the very
+    expressions the DSP build runs as SMMLAR/QADD/SSAT) and returns the checks made."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
+    src.write_text(REQUANT_SWEEP_C)
+    flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels}"]
+    subprocess.run([cc, *flags, str(src), "-o", str(exe)], check=True)
+    p = subprocess.run([str(exe), str(random_triples)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    checks, bad = map(int, p.stdout.split()[-2:])
+    assert bad == 0
+    return checks
+
+
+def test_fast_requantization_is_bit_identical_with_the_reference(tmp_path) -> None:
+    """requant_fast.h (its proof is in the header) against fp_multiply_by_quantized_multiplier:
+    every shift -31..30 with edge multipliers (2^30, 2^31 - 1, ...) and edge x (INT32_MIN/MAX,
+    0, +-1, ...), x around both rounding ties, and random triples; a few million checks here
+    (a one-off sweep of 500M random triples, 973M checks, found no difference either)."""
+    assert _requant_sweep(tmp_path, 1_500_000) > 3_000_000
+
+
 # --- (b), (c) the emulated Cortex-M7: whole models, and the cost of 1x1 convolutions -------
 
 DSP_FLAG = "-DKERNELS_DSP=1"
@@ -469,11 +578,15 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
     """Single-op 1x1 convolution plans (MACs = H*W*Cin*Cout); the cost is the whole INVOKE
     (runtime included), in instructions, for the DSP build and for the reference build.
 
-    The goal of 1 MAC per instruction is NOT reached for 16x16x64 -> 64: the inner loop does
-    32 MACs in 26 instructions (8 LDRD + 16 SMLAD + 2 loop), 1.23 MAC/instruction, but the
-    reference's fixed-point requantization, which these kernels keep, costs ~40 instructions
-    per output, i.e. ~0.6 per MAC at 64 input channels on its own. So the measured speed-up
-    over the reference build is asserted instead."""
+    16x16x64 -> 64 reaches 0.85 MAC/instruction (0.51 with the reference's requantization),
+    not 1.0. Per 2x2 block (2 pixels x 2 channels, 256 MACs at 64 input channels): the inner
+    loop is 48 LDRD/SMLAD + 8 loop = 200 instructions (1.28 MAC/instruction at best); the
+    requantization is 5 instructions per output (requant_fast.h), but GCC spills the block's
+    constants and pointers, so the block's setup, requantization and stores take ~55 instead
+    of the ~35 they need (~0.98 MAC/instruction); and widening (int8 -> 16-bit lanes) the
+    filter rows once per 32-pixel tile and the pixels once costs another ~0.1 MAC/instruction
+    worth. Closing the gap needs the block written in assembly (no spills) and larger tiles
+    (stack) or pre-widened filters."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
 
@@ -496,5 +609,7 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
             f"DSP {opt:.3f} ({opt / ref:.2f}x)"
         )
     ref, opt = rate[(16, 16, 64, 64, False)], rate[(16, 16, 64, 64, True)]
-    assert opt / ref >= 3.5, (ref, opt)
-    assert opt >= 0.5, opt
+    assert opt / ref >= 6.0, (ref, opt)
+    assert opt >= 0.83, opt
+    assert rate[(8, 8, 128, 128, True)] >= 0.87
+    assert rate[(4, 4, 256, 256, True)] >= 0.82
