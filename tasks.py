@@ -71,6 +71,11 @@ def build(c: Context, board: str | None = None) -> None:
 def flash(c: Context, board: str | None = None, tool: str | None = None) -> None:
     """Build and load the firmware: start the emulated board, or program a real one."""
     b = resolve_board(board)
+    if b.is_emulated and "train" in sys.argv[1:]:
+        # The firmware to run is the training firmware, which embeds the plan `train` compiles:
+        # `train` (re)starts the emulated board with it. Starting a plain one here would be wasted.
+        print(f"flash: `train` will start the emulated board {b.name} with its training firmware")
+        return
     image = _build(b)
     if b.is_emulated:
         emu = emulator.start(b, image.elf)
@@ -217,6 +222,56 @@ def infer(
     from pytools.model.inference import run_inference
 
     run_inference(Path(model), Path(inputs), Path(out), board, port)
+
+
+@task(
+    help={
+        "board": BOARD_HELP,
+        "dataset": "the data set (datasets/): digits",
+        "scheme": "a scheme file in schemes/ (e.g. head_only) or inline (bias=3,-1=1,-2=0.5)",
+        "epochs": "passes over the fine-tuning split",
+        "lr": "learning rate (SGD with QAS, in real-valued units)",
+        "split": "how the data set is split (digits: writers)",
+        "model": "a pretrained int8 .tflite classifier (default: the digits model, built once)",
+        "out": "session folder (default: sessions/<time>-<board>-<dataset>/)",
+        "limit": "train on at most this many samples per epoch",
+        "port": PORT_HELP,
+        "seed": "sample order",
+    }
+)
+@friendly
+def train(
+    c: Context,
+    board: str | None = None,
+    dataset: str = "digits",
+    scheme: str = "",
+    epochs: int = 3,
+    lr: float = 0.01,
+    split: str = "writers",
+    model: str = "",
+    out: str = "",
+    limit: int = 0,
+    port: str | None = None,
+    seed: int = 0,
+) -> None:
+    """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
+    from pathlib import Path
+
+    from pytools.session import DEFAULT_SCHEME, run_training_session
+
+    run_training_session(
+        resolve_board(board).name,
+        dataset=dataset,
+        scheme=scheme or DEFAULT_SCHEME,
+        epochs=epochs,
+        lr=lr,
+        split=split,
+        port=port,
+        out_dir=Path(out) if out else None,
+        model=Path(model) if model else None,
+        seed=seed,
+        limit=limit or None,
+    )  # prints its progress, its summary and where the session folder is
 
 
 @task(

@@ -93,3 +93,15 @@ def test_monitor_shows_timestamped_logs_and_decoded_frames(tmp_path) -> None:
     assert re.match(r"\d\d:\d\d:\d\d\.\d{3} \[board +\d+ ms\] info ", boot), boot
     assert any(re.search(r"rx HELLO_RSP +seq=1 +80 bytes", line) for line in lines), r.stdout
     assert "connected to mps2_an500" in r.stdout
+
+
+@pytest.mark.emulator
+def test_flash_train_with_no_board_runs_a_session_on_the_emulated_board(tmp_path) -> None:
+    r = invoke(
+        "flash", "train", "--epochs", "1", "--limit", "30", "--out", str(tmp_path / "s"), run_dir=tmp_path
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "flash: `train` will start the emulated board mps2_an500" in r.stdout
+    assert "held-out accuracy by epoch (0 = before training)" in r.stdout
+    assert (tmp_path / "s" / "steps.jsonl").read_text().count("\n") == 30
+    assert not list((tmp_path).glob("*.json")), "the session left an emulator running"

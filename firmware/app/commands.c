@@ -55,7 +55,13 @@ static void on_hello(link_reply_t *reply, const link_t *link) {
     r.clock_hz = BOARD_CLOCK_HZ;
     r.uptime_ms = bsp_uptime_ms();
     copy_text(r.board, sizeof r.board, BOARD_NAME);
-    copy_text(r.build_id, sizeof r.build_id, BUILD_ID);
+    char id[sizeof r.build_id];
+    uint32_t crc = model_plan_crc();
+    if (crc)
+        fmt_snprintf(id, sizeof id, "%s-%08x", BUILD_ID, (unsigned)crc);
+    else
+        fmt_snprintf(id, sizeof id, "%s", BUILD_ID);
+    copy_text(r.build_id, sizeof r.build_id, id);
     reply_struct(reply, MSG_HELLO_RSP, &r, sizeof r);
 }
 

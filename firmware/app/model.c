@@ -35,6 +35,10 @@ void model_init(void) {
     }
 }
 
+uint32_t model_plan_crc(void) {
+    return status == RT_OK ? plan.header->crc32 : 0;
+}
+
 static void on_info(link_reply_t *reply) {
     struct payload_MODEL_INFO_RSP r;
     memset(&r, 0, sizeof r);

@@ -189,9 +189,19 @@ def build_firmware(board: Board, plan: bytes | None = None, arena: int = 0) -> F
         elf=elf,
         bin=bin_file,
         map=map_file,
-        build_id=spec.defines["BUILD_ID"].strip('"'),
+        build_id=_build_id(spec.defines["BUILD_ID"].strip('"'), plan),
         regions=parse_memory_usage(text),
     )
+
+
+def _build_id(firmware_id: str, plan: bytes | None) -> str:
+    """What the board says in HELLO: the firmware's id, plus the embedded plan's CRC-32 (its
+    header's) when it carries one (app/commands.c builds the same string)."""
+    if not plan:
+        return firmware_id
+    from pytools.model.plan import read_header
+
+    return f"{firmware_id}-{read_header(plan)['crc32']:08x}"
 
 
 def _check_forbidden(elf: Path, forbidden: list[str]) -> None:

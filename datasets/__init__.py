@@ -1,0 +1,69 @@
+"""Real data sets for training sessions: loaded, checked, and split for a transfer.
+
+Each data set is one module here (datasets/digits.py) with NAME, CLASSES, SHAPE (one
+sample), SPLITS (the split names it knows, the default first) and split(name) -> Split.
+Samples are float32 in the real domain; quantize() turns them into a model's integer input
+by that input's own quantization.
+
+    names()                         -> ["digits"]
+    load_split("digits", "writers") -> Split(pretrain, finetune, held_out)
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from pytools.errors import ToolError
+
+DATASETS = {"digits": "datasets.digits"}  # name -> module
+
+
+class DataError(ToolError):
+    """A data set is unknown, missing or not what it should be; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Part:
+    x: np.ndarray  # float32 [n, *SHAPE], real values (digits: pixel / 16, in [0, 1])
+    y: np.ndarray  # int64 [n], class labels 0 .. CLASSES - 1
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Split:
+    pretrain: Part  # what a pretrained model may have seen
+    finetune: Part  # what a session trains on
+    held_out: Part  # what nobody trains on: the accuracy a session reports
+
+
+def names() -> list[str]:
+    return sorted(DATASETS)
+
+
+def module(name: str) -> ModuleType:
+    """The data set's module, or a DataError listing the known ones."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(names())}")
+    return importlib.import_module(DATASETS[name])
+
+
+def load_split(name: str, split: str | None = None) -> Split:
+    """The data set's parts under a named split (default: its first)."""
+    mod = module(name)
+    split = split or mod.SPLITS[0]
+    if split not in mod.SPLITS:
+        raise DataError(f"unknown split '{split}' of {name}; known splits: {', '.join(mod.SPLITS)}")
+    return mod.split(split)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
+    """Real values as an affine-quantized integer tensor: round(x / scale) + zero_point, saturated."""
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)

@@ -1,0 +1,844 @@
+"""The daily training session: fine-tune a model on the board, sample by sample, from the host.
+
+run_training_session() loads a data set (datasets/), compiles the training step for the
+board, puts the firmware holding that step on the board, streams every fine-tuning sample
+to it (one SGD step per sample, computed on the device), measures held-out accuracy on the
+device before training and after each epoch, and writes a session folder:
+
+    config.json    every argument, the board, the data set's split sizes, the firmware build
+                   id the board reported, the plan and arena sizes, the timing note
+    steps.jsonl    one line per training step: epoch, step, sample, label, prediction, loss,
+                   cost (the board's counter unit, from INVOKE's report), wall time, link
+                   retransmits so far
+    epochs.jsonl   one line per epoch (0 = before training): held-out accuracy, mean loss
+    loss.png, accuracy.png, summary.txt, board.log (the firmware's own log lines),
+    emulator.log (QEMU's output, emulated boards only)
+
+Which board runs it:
+- emulated: a running emulated board (`invoke flash`'s) is reused only if it runs this very
+  plan from its initial state; otherwise the session starts its own emulator under a name
+  of its own and stops it at the end, on errors and on Ctrl-C too;
+- real: the board on --port (or the ST-LINK's port) must run the firmware built for this
+  plan; else the error says what to flash and how.
+
+A board proves which plan it runs with two things. The build id in HELLO is a hash of the
+firmware's sources, board file and flags: it does not change with the embedded plan, so the
+session also compares MODEL_INFO (model name, plan size, arena size, operator and tensor
+counts) with the plan it compiled, and reads the trained state back (ARENA_READ) to know
+whether it still holds the plan's initial weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from tqdm import tqdm
+
+import datasets
+from pytools import emulator
+from pytools.boards import Board
+from pytools.build.builder import FirmwareImage
+from pytools.connect import open_link, port_url, resolve_board
+from pytools.console import log_line
+from pytools.errors import ToolError
+from pytools.link.client import Link, LinkStats
+from pytools.link.protocol import Msg, layout
+from pytools.model.board_runner import BoardModel
+from pytools.model.host_twin import io_tensors, tensor_table
+from pytools.model.ir import Graph, ModelError
+from pytools.model.plan import read_header
+from pytools.model.tflite_import import import_tflite
+from pytools.paths import ROOT
+from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
+from pytools.train.scheme import Scheme, load_scheme
+from pytools.train.trainer import Trainer
+
+# Biases of the last 3 layers, the classifier and half of the layer before it: on the digits
+# transfer it reaches 0.828 held-out accuracy after 5 epochs against 0.609 for the classifier
+# alone (docs/training.md), and its state is 4.6 KB.
+DEFAULT_SCHEME = "bias=3,-1=1,-2=0.5"
+DEFAULT_SPLIT = "writers"
+SESSIONS = ROOT / "sessions"
+SCHEMES = ROOT / "schemes"
+MATPLOTLIB_PIN = "matplotlib==3.11.2"  # as requirements.txt pins it
+
+
+# ---------------------------------------------------------------- inputs: data, model, scheme
+
+
+def _default_model(dataset: str) -> tuple[bytes, str, str]:
+    """The pretrained model for a data set: (bytes, name, where it comes from)."""
+    if dataset == "digits":
+        # The builder lives with the tests (it trains with TensorFlow once, then is cached).
+        from tests import digits as digits_model
+
+        data = digits_model.pretrained_model()
+        where = f"pretrained on digits 0-4 of the first 7 writers, cached at {digits_model.model_path()}"
+        return data, digits_model.NAME, where
+    raise ToolError(f"there is no pretrained model for the dataset '{dataset}': give one with --model")
+
+
+def _load_model(model: Path | None, dataset: str) -> tuple[bytes, str, str]:
+    if model is None:
+        return _default_model(dataset)
+    path = Path(model)
+    if not path.is_file():
+        raise ToolError(f"no model at {path}")
+    return path.read_bytes(), path.stem, str(path)
+
+
+def _scheme(spec: str) -> Scheme:
+    """A scheme: inline (bias=3,-1=1), a .toml file, or the name of one in schemes/."""
+    named = SCHEMES / f"{spec}.toml"
+    if spec and "=" not in spec and not Path(spec).exists() and named.is_file():
+        spec = str(named)
+    try:
+        return load_scheme(spec)
+    except ToolError as e:
+        known = ", ".join(sorted(p.stem for p in SCHEMES.glob("*.toml")))
+        raise ToolError(
+            f"bad scheme: {e}. A scheme is inline (e.g. {DEFAULT_SCHEME}: biases of the last 3 "
+            f"layers, all of layer -1, half of layer -2), a .toml file, or one of schemes/: {known}"
+        ) from e
+
+
+def check_classifier(graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str) -> None:
+    """Refuses a model that is not a classifier of this data set's samples and classes."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ModelError(
+            f"{source} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+            "a training session needs a classifier with one input and one output"
+        )
+    producer = {t: op for op in graph.ops for t in op.outputs}
+    last = producer.get(graph.outputs[0])
+    if last is not None and last.kind == "DEQUANTIZE":
+        last = producer.get(last.inputs[0])
+    if last is None or last.kind != "SOFTMAX":
+        kind = last.kind if last is not None else "no operator"
+        raise ModelError(
+            f"{source} is not a classifier: its output comes from {kind}, not SOFTMAX "
+            "(a training session needs class probabilities to compute a cross-entropy loss)"
+        )
+    out = graph.tensor(graph.outputs[0])
+    if int(np.prod(out.shape)) != classes:
+        raise ModelError(
+            f"{source} outputs {out.shape}: {int(np.prod(out.shape))} classes, the data set has {classes}"
+        )
+    inp = graph.tensor(graph.inputs[0])
+    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
+        raise ModelError(
+            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
+        )
+    if inp.dtype != "float32" and inp.quant is None:
+        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+
+
+def model_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Real-valued samples [n, ...] as the model's input tensor takes them, one per row."""
+    t = graph.tensor(graph.inputs[0])
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), *t.shape)
+    if t.dtype == "float32":
+        return x
+    return datasets.quantize(x, float(t.quant.scale[0]), int(t.quant.zero_point[0]), t.dtype)
+
+
+def subset(y: np.ndarray, limit: int | None) -> np.ndarray:
+    """Indices of the first `limit` samples, taking the classes in turn (all if limit is None)."""
+    if limit is None or limit >= len(y):
+        return np.arange(len(y))
+    if limit < 1:
+        raise ToolError(f"limit must be at least 1, got {limit}")
+    rank = np.zeros(len(y), dtype=np.int64)  # how many of the same class come before
+    seen: dict[int, int] = {}
+    for i, c in enumerate(y.tolist()):
+        rank[i] = seen.get(c, 0)
+        seen[c] = rank[i] + 1
+    order = np.lexsort((np.arange(len(y)), rank))  # by rank, then dataset order
+    return np.sort(order[:limit])
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise ToolError(
+            f"the session's plots need matplotlib, which is not installed ({e}): "
+            f"`.venv/bin/pip install {MATPLOTLIB_PIN}` (or ./setup.sh, which installs requirements.txt)"
+        ) from e
+
+
+# ---------------------------------------------------------------- the board
+
+
+class _RecordingBoard(BoardModel):
+    """BoardModel that keeps INVOKE's last report (the step's cost in counter units)."""
+
+    last: dict[str, Any]
+
+    def invoke(
+        self, inputs: list[np.ndarray], timeout: float = 120.0, first: int = 0, end: int | None = None
+    ) -> tuple[list[np.ndarray], dict]:
+        outs, rep = super().invoke(inputs, timeout, first, end)
+        self.last = rep
+        return outs, rep
+
+
+@dataclass
+class _Connection:
+    link: Link
+    url: str
+    emulator_name: str | None = None  # the emulator this session started (and must stop)
+    emulator_pid: int | None = None
+    reused: str | None = None  # name of a running emulated board reused as it was
+    fresh_state: bool = True
+
+
+def _model_info(link: Link) -> dict[str, Any]:
+    return layout("MODEL_INFO_RSP").unpack(link.request(Msg.MODEL_INFO).payload)
+
+
+def plan_mismatches(hello: dict[str, Any], info: dict[str, Any], ct: CompiledTraining) -> list[str]:
+    """How the board's firmware differs from the one built for this plan (empty: it matches)."""
+    assert ct.image is not None
+    want = ct.image.build_id
+    out = []
+    if hello.get("board") != ct.board.name:
+        out.append(f"it is a {hello.get('board')!r} board, the plan is for {ct.board.name}")
+    if hello.get("build_id") != want:
+        out.append(f"it runs firmware build {hello.get('build_id')}, this plan's firmware is build {want}")
+    if info["status"] != 0:
+        out.append(f"it has no usable model ({info['message'].strip() or 'none embedded'})")
+        return out
+    h = read_header(ct.compiled.blob)
+    theirs = (info["model"], info["plan_size"], info["arena_size"], info["n_ops"], info["n_tensors"])
+    ours = (h["model"], len(ct.compiled.blob), h["arena_size"], h["n_ops"], h["n_tensors"])
+    if theirs != ours:
+        out.append(
+            "it embeds another plan: model {!r}, {:,} B plan, {:,} B arena, {} operators, {} tensors; "
+            "this one is {!r}, {:,} B, {:,} B, {}, {}".format(*theirs, *ours)
+        )
+    return out
+
+
+def _state_is_initial(trainer: Trainer, initial: dict[str, np.ndarray]) -> bool:
+    now = trainer.state()
+    return all(np.array_equal(now[k], v) for k, v in initial.items())
+
+
+def _flash_instructions(board: Board, image: FirmwareImage) -> str:
+    from pytools.flashing import flash_command
+
+    st = " ".join(flash_command(board, image, "st-flash"))
+    ocd = flash_command(board, image, "openocd")
+    ocd_text = " ".join(f'"{a}"' if " " in a else a for a in ocd)
+    return (
+        f"flash the firmware built for this plan ({image.elf}), then run the session again:\n"
+        f"  {st}\n"
+        f"or\n  {ocd_text}\n"
+        "(`invoke flash` loads the firmware without a plan, so it cannot be used for this)"
+    )
+
+
+def _probe(url: str, board: Board, ct: CompiledTraining, initial: dict[str, np.ndarray]) -> list[str]:
+    """Why the emulated board at url cannot be reused for this plan (empty: it can)."""
+    try:
+        with Link.open(url, baudrate=board.baud, retries=2) as link:
+            problems = plan_mismatches(link.board, _model_info(link), ct)
+            if not problems:
+                ins, outs = io_tensors(ct.compiled.blob)
+                board_model = BoardModel(link, tensor_table(ct.compiled.blob), ins, outs)
+                if not _state_is_initial(Trainer(ct, board_model), initial):
+                    problems.append("its trained state is no longer the plan's initial state")
+            return problems
+    except (ToolError, OSError) as e:
+        return [f"it did not answer ({e})"]
+
+
+def _connect(
+    board: Board,
+    ct: CompiledTraining,
+    port: str | None,
+    initial: dict[str, np.ndarray],
+    on_log: Callable[[Any, dict[str, Any]], None],
+    own: list[str],
+) -> _Connection:
+    """A link to a board that runs this plan: reused, started, or checked (real boards)."""
+    assert ct.image is not None
+    if board.is_emulated and not port:
+        running = emulator.find(board.name)
+        if running is not None:
+            problems = _probe(running.url, board, ct, initial)
+            if not problems:
+                print(
+                    f"reusing the running emulated board {board.name} (pid {running.pid}): it runs this plan"
+                )
+                link = open_link(board, running.url, on_log=on_log)
+                return _Connection(link, running.url, reused=running.name)
+            print(f"not reusing the running emulated board {board.name}: {'; '.join(problems)}")
+        name = f"session-{board.name}-{os.getpid()}"
+        own.append(name)  # before the start, so that an interrupted start is cleaned up too
+        emu = emulator.start(board, ct.image.elf, name=name)
+        print(f"started emulated board {board.name} as '{name}': pid {emu.pid}, serial {emu.url}")
+        link = open_link(board, emu.url, on_log=on_log)
+        return _Connection(link, emu.url, emulator_name=name, emulator_pid=emu.pid)
+
+    url = port_url(board, port)
+    link = open_link(board, url, on_log=on_log)
+    try:
+        problems = plan_mismatches(link.board, _model_info(link), ct)
+        if problems:
+            what = (
+                f"leave out the port and the session starts an emulated board with this plan's "
+                f"firmware ({ct.image.elf})"
+                if board.is_emulated
+                else _flash_instructions(board, ct.image)
+            )
+            raise ToolError(
+                f"the board on {url} does not run the firmware for this training plan: "
+                f"{'; '.join(problems)}.\n{what}"
+            )
+    except BaseException:
+        link.close()
+        raise
+    return _Connection(link, url)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM arrived: the session ends like on Ctrl-C, through its finally blocks."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM ends the session through its finally blocks (the emulator is stopped)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# ---------------------------------------------------------------- the session folder
+
+
+def _session_path(out_dir: Path | None, board: str, dataset: str) -> Path:
+    """Where the session will write (checked now, created once the board answers)."""
+    if out_dir is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        return SESSIONS / f"{stamp}-{board}-{dataset}"
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        raise ToolError(f"{out} already holds a session (config.json): choose another folder")
+    return out
+
+
+def _create(path: Path, explicit: bool) -> Path:
+    if explicit:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    out, k = path, 1
+    while True:  # two sessions started in the same second get -2, -3, ...
+        try:
+            out.mkdir(parents=True)
+            return out
+        except FileExistsError:
+            k += 1
+            out = path.with_name(f"{path.name}-{k}")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf or NaN: such a value is written as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonl(f: IO[str], row: dict[str, Any]) -> None:
+    f.write(json.dumps(_finite(row), default=_jsonable, allow_nan=False) + "\n")
+    f.flush()
+
+
+def _plots(folder: Path, steps: list[dict[str, Any]], epochs: list[dict[str, Any]], title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(1, len(steps) + 1)
+    loss = np.array([s["loss"] for s in steps], dtype=float)
+    ax.plot(x, loss, lw=0.6, alpha=0.35, color="tab:blue", label="loss of each step (before its update)")
+    if len(loss):
+        w = max(1, min(25, len(loss) // 10))
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(x[w - 1 :], smooth, color="tab:blue", label=f"moving mean over {w} steps")
+    end = 0
+    for e in epochs[1:]:
+        start, end = end, end + e["steps"]
+        ax.hlines(e["train_loss"], start + 0.5, end + 0.5, colors="tab:red", lw=2)
+        ax.axvline(end + 0.5, color="grey", lw=0.5, ls=":")
+    if len(epochs) > 1:
+        ax.plot([], [], color="tab:red", lw=2, label="mean of the epoch")
+    ax.set_title(f"Training loss on the device\n{title}", fontsize=10)
+    ax.set_xlabel("training step (one sample per step; dotted lines: epoch ends)")
+    ax.set_yscale("symlog", linthresh=1.0)  # the first steps on new classes cost 10-40 nats
+    ax.set_ylabel("cross-entropy loss (nats; log scale above 1)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(folder / "loss.png", dpi=110)
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ep = [e["epoch"] for e in epochs]
+    ax.plot(
+        ep, [100 * e["held_out_accuracy"] for e in epochs], "o-", label="held-out writers (on the device)"
+    )
+    trained = [e for e in epochs if e["train_accuracy"] is not None]
+    ax.plot(
+        [e["epoch"] for e in trained],
+        [100 * e["train_accuracy"] for e in trained],
+        "s--",
+        label="fine-tuning samples, during the epoch (before each update)",
+    )
+    for e in epochs:
+        acc = 100 * e["held_out_accuracy"]
+        ax.annotate(f"{acc:.1f}", (e["epoch"], acc), textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set_title(f"Accuracy\n{title}", fontsize=10)
+    ax.set_xlabel("epoch (0: before training)")
+    ax.set_ylabel("accuracy (% of samples)")
+    ax.set_xticks(ep)
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(folder / "accuracy.png", dpi=110)
+
+
+# ---------------------------------------------------------------- the session
+
+
+@dataclass
+class _Inputs:
+    """Everything a session needs before it touches a board."""
+
+    dataset: str
+    split: str
+    classes: int
+    sizes: dict[str, int]  # of the split's parts
+    model_bytes: bytes
+    model_name: str
+    model_source: str
+    graph: Graph
+    scheme: Scheme
+    ct: CompiledTraining
+    image: FirmwareImage
+    chosen: np.ndarray  # indices into the fine-tuning part
+    x_train: np.ndarray  # the model's input type, one row per sample
+    y_train: np.ndarray
+    x_held: np.ndarray
+    y_held: np.ndarray
+
+
+def _prepare(
+    board: Board,
+    dataset: str,
+    scheme: str,
+    lr: float,
+    split: str,
+    model: Path | None,
+    limit: int | None,
+) -> _Inputs:
+    """Steps 1-3: the data, the model, and the training step compiled and linked for the board."""
+    ds = datasets.module(dataset)
+    parts = datasets.load_split(dataset, split)
+    scheme_obj = _scheme(scheme)
+    _require_matplotlib()
+    model_bytes, model_name, model_source = _load_model(model, dataset)
+    graph = import_tflite(model_bytes, model_name)
+    check_classifier(graph, ds.CLASSES, ds.SHAPE, model_source if model else model_name)
+    chosen = subset(parts.finetune.y, limit)
+    print(
+        f"data      {dataset} (split {split}): {len(chosen)} of {len(parts.finetune)} fine-tuning samples "
+        f"per epoch, {len(parts.held_out)} held out (pretraining part: {len(parts.pretrain)})"
+    )
+    print(f"source    {model_name}: {model_source}")
+    ct = compile_training(graph, scheme_obj, board, model_name, link=True, lr=lr)
+    check_fits(ct)  # a step that does not fit is refused, with the memory breakdown
+    assert ct.image is not None
+    print(report(ct))
+    sizes = {
+        "pretrain": len(parts.pretrain),
+        "finetune": len(parts.finetune),
+        "held_out": len(parts.held_out),
+    }
+    return _Inputs(
+        dataset=dataset,
+        split=split,
+        classes=ds.CLASSES,
+        sizes=sizes,
+        model_bytes=model_bytes,
+        model_name=model_name,
+        model_source=model_source,
+        graph=graph,
+        scheme=scheme_obj,
+        ct=ct,
+        image=ct.image,
+        chosen=chosen,
+        x_train=model_inputs(graph, parts.finetune.x[chosen]),
+        y_train=parts.finetune.y[chosen],
+        x_held=model_inputs(graph, parts.held_out.x),
+        y_held=parts.held_out.y,
+    )
+
+
+def _config(
+    arguments: dict[str, Any], started: dt.datetime, board: Board, inp: _Inputs, conn: _Connection
+) -> dict[str, Any]:
+    ct, image, hello = inp.ct, inp.image, conn.link.board
+    t_in = inp.graph.tensor(inp.graph.inputs[0])
+    return {
+        "arguments": arguments,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "board": {
+            "name": board.name,
+            "description": board.description,
+            "emulated": board.is_emulated,
+            "serial": conn.url,
+            "emulator": {"name": conn.emulator_name, "pid": conn.emulator_pid, "reused": conn.reused},
+            "counter_unit": board.counter_unit,
+            "timing_note": board.timing_note,
+            "fresh_state": conn.fresh_state,
+        },
+        "firmware": {
+            "build_id": hello["build_id"],  # as the board reported it in HELLO
+            "built_build_id": image.build_id,
+            "elf": image.elf,
+            "protocol_version": hello["protocol_version"],
+            "max_payload": hello["max_payload"],
+        },
+        "dataset": {
+            "name": inp.dataset,
+            "split": inp.split,
+            "classes": inp.classes,
+            "sizes": inp.sizes,
+            "finetune_used": len(inp.y_train),
+        },
+        "model": {
+            "name": inp.model_name,
+            "source": inp.model_source,
+            "sha256": hashlib.sha256(inp.model_bytes).hexdigest(),
+            "input_shape": t_in.shape,
+            "input_dtype": t_in.dtype,
+        },
+        "scheme": {
+            "spec": arguments["scheme"],
+            "description": inp.scheme.describe(),
+            "bias_layers": inp.scheme.bias_layers,
+            "weights": {str(k): v for k, v in sorted(inp.scheme.weights.items())},
+        },
+        "plan": {
+            "size": len(ct.compiled.blob),
+            "arena": ct.compiled.arena,
+            "operators": len(ct.compiled.plan.ops),
+            "forward_operators": ct.train.n_forward,
+            "arena_breakdown": ct.breakdown,
+            "sram_used": image.regions["RAM"].used,
+            "flash_used": image.regions["FLASH"].used,
+        },
+    }
+
+
+def _median(v: list[float]) -> float:
+    return float(statistics.median(v)) if v else float("nan")
+
+
+class _Run:
+    """Training and evaluation on the connected board, and the records they leave (step 5)."""
+
+    def __init__(self, folder: Path, inp: _Inputs, link: Link, unit: str) -> None:
+        self.inp, self.link, self.unit = inp, link, unit
+        ins, outs = io_tensors(inp.ct.compiled.blob)
+        self.board = _RecordingBoard(link, tensor_table(inp.ct.compiled.blob), ins, outs)
+        self.trainer = Trainer(inp.ct, self.board)
+        self.steps: list[dict[str, Any]] = []
+        self.epochs: list[dict[str, Any]] = []
+        self.steps_file = open(folder / "steps.jsonl", "w")  # closed by close()
+        self.epochs_file = open(folder / "epochs.jsonl", "w")
+
+    def close(self) -> None:
+        self.steps_file.close()
+        self.epochs_file.close()
+
+    def evaluate(self, epoch: int) -> int:
+        """Held-out samples classified on the device (the forward pass only): how many are right."""
+        x, y = self.inp.x_held, self.inp.y_held
+        correct = 0
+        bar = tqdm(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample", dynamic_ncols=True)
+        for k in bar:
+            correct += int(self.trainer.predict(x[k]) == int(y[k]))
+            bar.set_postfix(acc=f"{correct / (k + 1):.3f}", refresh=False)
+        bar.close()
+        return correct
+
+    def before(self) -> None:
+        correct = self.evaluate(0)
+        n = len(self.inp.y_held)
+        self._epoch_row(
+            {
+                "epoch": 0,
+                "held_out_accuracy": correct / n,
+                "held_out_correct": correct,
+                "held_out_samples": n,
+                "train_loss": None,
+                "train_accuracy": None,
+                "steps": 0,
+            }
+        )
+        print(f"epoch 0   held-out accuracy {correct / n:.3f} ({correct}/{n}), before training")
+
+    def epoch(self, epoch: int, epochs: int, order: np.ndarray) -> None:
+        """One SGD step on the device per fine-tuning sample, in this order; then held-out accuracy."""
+        x, y = self.inp.x_train, self.inp.y_train
+        losses: list[float] = []
+        hits = 0
+        t0 = time.monotonic()
+        bar = tqdm(order, desc=f"epoch {epoch}/{epochs} train", unit="step", dynamic_ncols=True)
+        for k, i in enumerate(bar, start=1):
+            label = int(y[i])
+            t_step = time.perf_counter()
+            loss, pred = self.trainer.step(x[i], label)
+            ms = 1000 * (time.perf_counter() - t_step)
+            losses.append(loss)
+            hits += int(pred == label)
+            self._step_row(
+                {
+                    "epoch": epoch,
+                    "step": k,
+                    "sample": int(self.inp.chosen[i]),
+                    "label": label,
+                    "prediction": pred,
+                    "loss": loss,
+                    "cost": int(self.board.last["cost"]),
+                    "ms": round(ms, 3),
+                    "retransmits": self.link.stats.retransmits,
+                }
+            )
+            live = {"loss": f"{loss:.3f}", "epoch mean": f"{np.mean(losses):.3f}", "acc": f"{hits / k:.3f}"}
+            bar.set_postfix(live, refresh=False)
+        bar.close()
+        seconds = time.monotonic() - t0
+        correct = self.evaluate(epoch)
+        n = len(self.inp.y_held)
+        cost = _median([s["cost"] for s in self.steps[-len(order) :]])
+        self._epoch_row(
+            {
+                "epoch": epoch,
+                "held_out_accuracy": correct / n,
+                "held_out_correct": correct,
+                "held_out_samples": n,
+                "train_loss": float(np.mean(losses)),
+                "train_accuracy": hits / len(order),
+                "steps": len(order),
+                "median_cost": cost,
+                "train_seconds": round(seconds, 3),
+                "retransmits": self.link.stats.retransmits,
+            }
+        )
+        print(
+            f"epoch {epoch}   held-out accuracy {correct / n:.3f} ({correct}/{n}); training: mean loss "
+            f"{np.mean(losses):.3f}, accuracy {hits / len(order):.3f}; per step {cost:,.0f} {self.unit} "
+            f"on the board, {1000 * seconds / len(order):.1f} ms in all"
+        )
+
+    def _step_row(self, row: dict[str, Any]) -> None:
+        self.steps.append(row)
+        _jsonl(self.steps_file, row)
+
+    def _epoch_row(self, row: dict[str, Any]) -> None:
+        self.epochs.append(row)
+        _jsonl(self.epochs_file, row)
+
+
+def run_training_session(
+    board_name: str | None,
+    dataset: str = "digits",
+    scheme: str = DEFAULT_SCHEME,
+    epochs: int = 3,
+    lr: float = 0.01,
+    split: str = DEFAULT_SPLIT,
+    port: str | None = None,
+    out_dir: Path | None = None,
+    model: Path | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+) -> Path:
+    """Fine-tunes a model on a board from the host, sample by sample; returns the session folder.
+
+    board_name: a board (boards/*.toml); None: --board elsewhere on the line, $TINYTRAIN_BOARD,
+    else the emulated board. dataset/split: datasets.names() and the data set's SPLITS.
+    scheme: inline (bias=3,-1=1,-2=0.5), a .toml file or a name in schemes/. lr: SGD learning
+    rate in real units (QAS). port: the board's serial port or pyserial URL. out_dir: the
+    session folder (default sessions/<UTC time>-<board>-<dataset>/). model: an int8 .tflite
+    classifier (default: the data set's pretrained model). seed: the sample order of each
+    epoch. limit: train on only this many fine-tuning samples (classes in turn; for tests).
+    """
+    t_start, started = time.monotonic(), dt.datetime.now(dt.UTC)
+    arguments = {
+        "board_name": board_name,
+        "dataset": dataset,
+        "scheme": scheme,
+        "epochs": epochs,
+        "lr": lr,
+        "split": split,
+        "port": port,
+        "out_dir": out_dir,
+        "model": model,
+        "seed": seed,
+        "limit": limit,
+    }
+    if epochs < 1:
+        raise ToolError(f"epochs must be at least 1, got {epochs}")
+    if not math.isfinite(lr) or lr < 0:
+        raise ToolError(f"lr must be a finite number >= 0, got {lr}")
+    board = resolve_board(board_name)
+    inp = _prepare(board, dataset, scheme, lr, split, model, limit)  # steps 1-3
+    initial = Trainer(inp.ct).state()  # the plan's initial trained state (on the host twin)
+    path = _session_path(out_dir, board.name, dataset)
+    folder: Path | None = None
+
+    board_log: list[str] = []
+
+    def on_log(frame: Any, entry: dict[str, Any]) -> None:
+        board_log.append(log_line(entry))
+        tqdm.write(board_log[-1])
+
+    own: list[str] = []  # the emulator this session started, by name
+    conn: _Connection | None = None
+    run: _Run | None = None
+    status = "interrupted"
+    try:
+        with _sigterm_as_exit():
+            conn = _connect(board, inp.ct, port, initial, on_log, own)  # step 4
+            folder = _create(path, explicit=out_dir is not None)
+            print(f"session   {folder}")
+            run = _Run(folder, inp, conn.link, board.counter_unit)
+            if conn.emulator_name is None and conn.reused is None:
+                conn.fresh_state = _state_is_initial(run.trainer, initial)
+                if not conn.fresh_state:
+                    print(
+                        "note      the board's trained state is not the plan's initial state: it has "
+                        "trained since its last reset, and this session carries on from there "
+                        "(reset the board for a fresh start)"
+                    )
+            _write_json(folder / "config.json", _config(arguments, started, board, inp, conn))
+            run.before()  # step 5
+            rng = np.random.default_rng(seed)
+            for epoch in range(1, epochs + 1):
+                run.epoch(epoch, epochs, rng.permutation(len(inp.y_train)))
+            status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted (Ctrl-C)"
+        raise
+    except _Terminated:
+        status = "terminated (SIGTERM)"
+        raise
+    except BaseException as e:
+        status = f"failed: {type(e).__name__}: {e}"
+        raise
+    finally:
+        if run is not None:
+            run.close()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.link.close()
+        for name in own:  # step 7: the emulator this session started, whatever happened
+            emulator.stop(name)
+            print(f"stopped emulated board '{name}'")
+            if folder is not None:
+                with contextlib.suppress(OSError):
+                    shutil.move(emulator.RUN / f"{name}.log", folder / "emulator.log")
+        if folder is not None:  # step 6 (a session that never reached the board leaves no folder)
+            if board_log:
+                (folder / "board.log").write_text("\n".join(board_log) + "\n")
+            title = f"{inp.model_name} on {board.name}, {dataset} ({split}), scheme {scheme}, lr {lr:g}"
+            stats = conn.link.stats if conn is not None else None
+            _finish(folder, status, run, board, f"{title}, seed {seed}", time.monotonic() - t_start, stats)
+    assert folder is not None
+    return folder
+
+
+def _finish(
+    folder: Path,
+    status: str,
+    run: _Run | None,
+    board: Board,
+    title: str,
+    seconds: float,
+    stats: LinkStats | None,
+) -> None:
+    """summary.txt (always) and the plots (once an epoch is done); prints where they are."""
+    steps = run.steps if run else []
+    epochs = run.epochs if run else []
+    unit = board.counter_unit
+    lines = [f"training session: {title}", f"board {board.name} ({board.description}): {status}"]
+    if epochs:
+        acc = ", ".join(f"{e['held_out_accuracy']:.3f}" for e in epochs)
+        lines.append(f"held-out accuracy by epoch (0 = before training): {acc}")
+    if len(epochs) > 1:
+        lines.append(
+            "mean training loss by epoch: " + ", ".join(f"{e['train_loss']:.3f}" for e in epochs[1:])
+        )
+    if steps:
+        costs = [s["cost"] for s in steps]
+        ms = [s["ms"] for s in steps]
+        lines.append(
+            f"cost per training step on the board: median {_median(costs):,.0f} {unit} "
+            f"(min {min(costs):,}, max {max(costs):,}); {board.timing_note}"
+        )
+        lines.append(
+            f"wall time per training step: median {_median(ms):.1f} ms, link included; {len(steps)} steps"
+        )
+    if stats is not None:
+        lines.append(
+            f"link: {stats.requests:,} requests, {stats.retransmits} retransmitted, "
+            f"{stats.timeouts} time-outs, {stats.nacks} NACKs, {stats.damaged_rx} damaged replies"
+        )
+    lines.append(f"session time {seconds:.1f} s")
+    text = "\n".join(lines) + "\n"
+    (folder / "summary.txt").write_text(text)
+    if len(epochs) > 1:
+        _plots(folder, steps, epochs, title)
+    print(text, end="")
+    print(f"session folder: {folder}")
