@@ -51,7 +51,14 @@ from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.ir import Graph, Op, Tensor
 from pytools.model.planner import align_up
 from pytools.paths import ROOT
-from pytools.train.compile_train import CATEGORIES, CompiledTraining, compile_training
+from pytools.train.compile_train import (
+    CATEGORIES,
+    CompiledTraining,
+    arena_profile,
+    category,
+    compile_training,
+    lifetimes,
+)
 from pytools.train.scheme import load_scheme
 
 PEAK_FORMULA = "peak SRAM = linker static RAM - reserved thread stack + measured thread-stack high-water"
@@ -128,59 +135,17 @@ def step_macs(ct: CompiledTraining) -> list[int]:
 # ------------------------------------------------------------------------------- memory
 
 
-def _lifetimes(ct: CompiledTraining) -> dict[int, tuple[int, int]]:
-    """Graph tensor -> (first, last) operator it is alive at, as compile_train counts it."""
-    g, calls = ct.train.graph, ct.compiled.calls
-    n = len(g.ops)
-    live: dict[int, tuple[int, int]] = {}
-    for i, call in enumerate(calls):
-        for o in call.operands:
-            if o.tensor is None or g.tensor(o.tensor).is_constant:
-                continue
-            a, b = live.get(o.tensor, (i, i))
-            live[o.tensor] = (min(a, i), max(b, i))
-    for t in [*g.inputs, *ct.train.state]:
-        live[t] = (0, live.get(t, (0, n))[1])
-    for t in [*g.outputs, *ct.train.state]:
-        live[t] = (live.get(t, (0, n))[0], n)
-    return live
-
-
-def arena_profile(ct: CompiledTraining) -> list[dict[str, int]]:
-    """Arena bytes alive at each operator of the step, by category (compile_train's rules).
-
-    compile_train reports the busiest operator only; this gives every operator, so the
-    backward part's own peak can be told apart from the forward pass's.
-    """
-    from pytools.train.compile_train import _category
-
-    g = ct.train.graph
-    live = _lifetimes(ct)
-    scratch = {pt.name: align_up(pt.size) for pt in ct.compiled.plan.tensors if pt.name.startswith("scratch")}
-    profile = []
-    for step in range(len(g.ops) + 1):
-        cats = dict.fromkeys(CATEGORIES, 0)
-        for t, (a, b) in live.items():
-            if a <= step <= b:
-                cats[_category(ct.train, t, g.tensor(t).name)] += align_up(g.tensor(t).nbytes)
-        cats["scratch"] += scratch.get(f"scratch{step}", 0)
-        profile.append(cats)
-    return profile
-
-
 def live_tensors(ct: CompiledTraining, step: int) -> list[tuple[str, tuple[int, ...], int, str]]:
     """(name, shape, bytes, category) of the arena tensors alive at an operator, largest first."""
-    from pytools.train.compile_train import _category
-
     g = ct.train.graph
     out = [
         (
             g.tensor(t).name,
             g.tensor(t).shape,
             align_up(g.tensor(t).nbytes),
-            _category(ct.train, t, g.tensor(t).name),
+            category(ct.train, t, g.tensor(t).name),
         )
-        for t, (a, b) in _lifetimes(ct).items()
+        for t, (a, b) in lifetimes(ct).items()
         if a <= step <= b
     ]
     return sorted(out, key=lambda x: -x[2])

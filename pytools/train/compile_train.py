@@ -39,7 +39,7 @@ class CompiledTraining:
     link_error: str = ""
 
 
-def _category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
+def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
     if graph_tensor is None:
         return "scratch"
     if graph_tensor in tb.state:
@@ -69,11 +69,11 @@ def compile_training(
     return ct
 
 
-def _attribute(ct: CompiledTraining) -> None:
-    """Which category each arena byte belongs to at the step where the most is alive."""
-    g, calls, plan = ct.train.graph, ct.compiled.calls, ct.compiled.plan
+def lifetimes(ct: CompiledTraining) -> dict[int, tuple[int, int]]:
+    """Graph tensor -> (first, last) operator at which it is alive in the arena."""
+    g, calls = ct.train.graph, ct.compiled.calls
     n = len(g.ops)
-    live: dict[int, tuple[int, int]] = {}  # graph tensor -> (first, last)
+    live: dict[int, tuple[int, int]] = {}
     for i, call in enumerate(calls):
         for o in call.operands:
             if o.tensor is None or g.tensor(o.tensor).is_constant:
@@ -84,17 +84,32 @@ def _attribute(ct: CompiledTraining) -> None:
         live[t] = (0, live.get(t, (0, n))[1])
     for t in [*g.outputs, *ct.train.state]:
         live[t] = (live.get(t, (0, n))[0], n)
-    best = (-1, 0)
-    for step in range(n + 1):
-        total = sum(align_up(g.tensor(t).nbytes) for t, (a, b) in live.items() if a <= step <= b)
-        best = max(best, (total, step), key=lambda x: x[0])
-    ct.peak_step = best[1]
-    ct.breakdown = dict.fromkeys(CATEGORIES, 0)
-    for t, (a, b) in live.items():
-        if a <= ct.peak_step <= b:
-            ct.breakdown[_category(ct.train, t, g.tensor(t).name)] += align_up(g.tensor(t).nbytes)
-    scratch = [pt.size for pt in plan.tensors if pt.name == f"scratch{ct.peak_step}"]
-    ct.breakdown["scratch"] += sum(align_up(s) for s in scratch)
+    return live
+
+
+def arena_profile(ct: CompiledTraining) -> list[dict[str, int]]:
+    """Arena bytes alive at each operator of the step (and after the last), by category."""
+    g = ct.train.graph
+    live = lifetimes(ct)
+    scratch = {pt.name: align_up(pt.size) for pt in ct.compiled.plan.tensors if pt.name.startswith("scratch")}
+    profile = []
+    for step in range(len(g.ops) + 1):
+        cats = dict.fromkeys(CATEGORIES, 0)
+        for t, (a, b) in live.items():
+            if a <= step <= b:
+                cats[category(ct.train, t, g.tensor(t).name)] += align_up(g.tensor(t).nbytes)
+        cats["scratch"] += scratch.get(f"scratch{step}", 0)
+        profile.append(cats)
+    return profile
+
+
+def _attribute(ct: CompiledTraining) -> None:
+    """The arena by category at its busiest operator (tensors alone decide which that is)."""
+    profile = arena_profile(ct)
+    tensors_only = [sum(c.values()) - c["scratch"] for c in profile]
+    ct.peak_step = tensors_only.index(max(tensors_only))
+    ct.breakdown = dict(profile[ct.peak_step])
+    plan = ct.compiled.plan
     ct.breakdown["flash weights"] = sum(pt.size for pt in plan.tensors if pt.storage == STORAGE_CONSTANT)
     ct.breakdown["state total"] = sum(pt.size for pt in plan.tensors if pt.storage == STORAGE_STATE)
 
