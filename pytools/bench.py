@@ -697,14 +697,15 @@ SUITE_LR = 0.0
 
 
 def _zoo_entries() -> list[Entry]:
-    """The project's zoo (tests/model_zoo.py) with a head-only and a sparse scheme each."""
+    """The project's zoo (pytools/pretrain/zoo.py) with a head-only and a sparse scheme each."""
     try:
-        from tests.model_zoo import zoo_model, zoo_path
+        from pytools.pretrain.zoo import zoo_model, zoo_path
     except ImportError as e:
         raise ToolError(
-            "the benchmark suite builds its models with tests/model_zoo.py: run it from the repository root"
+            "the benchmark suite builds its models with pytools/pretrain/zoo.py (TensorFlow): "
+            "run ./setup.sh first"
         ) from e
-    from tests.model_zoo import ZOO
+    from pytools.pretrain.zoo import ZOO
 
     sparse = {
         "cnn_int8_io": "bias=2,-1=1,-2=0.25",  # MAX_POOL and PAD below: no backward kernel
@@ -731,11 +732,11 @@ def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str 
     from pytools.model.tflm import tflm_arena_bytes
 
     try:
-        from tests.mobilenet_v2 import mobilenet_v2_path
-        from tests.mobilenet_v2 import samples as mobilenet_v2_samples
+        from pytools.pretrain.mobilenet_v2 import mobilenet_v2_path
+        from pytools.pretrain.mobilenet_v2 import samples as mobilenet_v2_samples
     except ImportError as e:
         raise ToolError(
-            "the suite builds MobileNetV2 with tests/mobilenet_v2.py: run it from the root"
+            "the suite builds MobileNetV2 with pytools/pretrain/mobilenet_v2.py: run it from the root"
         ) from e
     t0 = time.monotonic()
     zoo = [
@@ -831,7 +832,7 @@ def _suite_markdown(
         "can dual-issue, so cycles and instructions differ in either direction), of "
         f"{_kernels_sentence(mb['kernels'])}. "
         "Each step trains on the next of 16 unseen samples of the model's own kind "
-        "(tests/model_zoo.py's synthetic images or features; 128x128 ones for MobileNetV2). The "
+        "(pytools/pretrain/zoo.py's synthetic images or features; 128x128 ones for MobileNetV2). The "
         "costs are those of a step of the model as given: the steps run at learning rate 0, so every "
         "kernel runs, updates included, but the measured steps do not change the model (a zero update "
         "costs ~0.1 % less than a real one; section 2 shows MobileNetV2 learning at 0.05 too). The "
@@ -840,7 +841,7 @@ def _suite_markdown(
         "Memory figures are the linker's, and peak SRAM is measured on the running board: "
         f"{PEAK_FORMULA}. Sizes are in bytes (KiB = 1,024 B); the paper's KB are as the paper gives them.",
         "",
-        "## 1. The project's zoo models (tests/model_zoo.py)",
+        "## 1. The project's zoo models (pytools/pretrain/zoo.py)",
         "",
         "| model | scheme | fits | peak SRAM (B) | arena (B) | trainable state (B) | flash (B) | "
         f"step ({board.counter_unit}) | forward | backward + update | MACs per step | "
@@ -901,7 +902,8 @@ def _mbv2_section(
         "",
         "Keras' own `MobileNetV2(alpha=0.35, input_shape=(128, 128, 3), weights=None)`, batch 1, with a "
         "10-class head (a transfer-learning head; Keras' 1000-class one alone is 1.28 MB of int8 weights), "
-        "BatchNorm statistics re-estimated on 64 images, full-int8 export (tests/mobilenet_v2.py): "
+        "BatchNorm statistics re-estimated on 64 images, full-int8 export "
+        "(pytools/pretrain/mobilenet_v2.py): "
         f"{macs['model_forward'] / 1e6:.1f} M MACs and {mb['model_params'] / 1e6:.2f} M parameters "
         "(the paper's w0.35: 17 M MACs, 0.25 M parameters; Keras keeps the last conv at 1280 channels). "
         f"Scheme `{MBV2_SCHEME}`: {mb['scheme']}.",

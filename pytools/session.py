@@ -85,7 +85,7 @@ def _default_model(dataset: str) -> tuple[bytes, str, str]:
     """The pretrained model for a data set: (bytes, name, where it comes from)."""
     if dataset == "digits":
         # The builder lives with the tests (it trains with TensorFlow once, then is cached).
-        from tests import digits as digits_model
+        from pytools.pretrain import digits as digits_model
 
         data = digits_model.pretrained_model()
         where = f"pretrained on digits 0-4 of the first 7 writers, cached at {digits_model.model_path()}"

@@ -13,9 +13,9 @@ from pytools.build.builder import build_firmware
 from pytools.errors import ToolError
 from pytools.model.tflite_import import load_tflite
 from pytools.paths import ROOT
+from pytools.pretrain.zoo import zoo_model, zoo_path
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import load_scheme
-from tests.model_zoo import zoo_model, zoo_path
 
 HEAD_ONLY = str(ROOT / "schemes" / "head_only.toml")
 

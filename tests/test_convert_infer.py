@@ -61,7 +61,7 @@ def test_convert_refuses_a_model_that_does_not_fit_with_the_breakdown(tmp_path) 
 
 
 def test_convert_prints_the_memory_report_of_a_model_that_fits(tmp_path) -> None:
-    from tests.model_zoo import zoo_model
+    from pytools.pretrain.zoo import zoo_model
 
     model = tmp_path / "cnn.tflite"
     model.write_bytes(zoo_model("cnn_int8_io"))
@@ -74,7 +74,7 @@ def test_convert_prints_the_memory_report_of_a_model_that_fits(tmp_path) -> None
 
 @pytest.mark.parametrize("board", ["host", pytest.param("mps2_an500", marks=pytest.mark.emulator)])
 def test_infer_writes_one_output_row_per_input_row_like_tflite(tmp_path, board: str) -> None:
-    from tests.model_zoo import zoo_model
+    from pytools.pretrain.zoo import zoo_model
 
     data = zoo_model("cnn_float_io")  # float input and output: QUANTIZE/DEQUANTIZE at the edges
     model = tmp_path / "m.tflite"
@@ -101,7 +101,7 @@ def test_infer_writes_one_output_row_per_input_row_like_tflite(tmp_path, board: 
 
 
 def test_infer_names_the_expected_input(tmp_path) -> None:
-    from tests.model_zoo import zoo_model
+    from pytools.pretrain.zoo import zoo_model
 
     model = tmp_path / "m.tflite"
     model.write_bytes(zoo_model("cnn_int8_io"))

@@ -17,7 +17,7 @@ from pytools.model import tflm
 from pytools.model.ir import SUPPORTED_OPS
 from pytools.model.oracle import run_tflite
 from pytools.paths import SHARED_MODELS
-from tests.model_zoo import (
+from pytools.pretrain.zoo import (
     ZOO,
     cache_key,
     io_dtypes,

@@ -134,14 +134,14 @@ ZOO = ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny"]
 
 
 def zoo(name: str) -> bytes:
-    from tests.model_zoo import zoo_model
+    from pytools.pretrain.zoo import zoo_model
 
     return zoo_model(name)
 
 
 def test_the_zoo_covers_every_supported_op() -> None:
     from pytools.model.ir import SUPPORTED_OPS
-    from tests.model_zoo import op_names
+    from pytools.pretrain.zoo import op_names
 
     seen = {op for name in ZOO for op in op_names(zoo(name))}
     assert seen == set(SUPPORTED_OPS), set(SUPPORTED_OPS) - seen

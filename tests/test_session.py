@@ -31,11 +31,11 @@ from pytools.build.builder import build_firmware
 from pytools.errors import ToolError
 from pytools.model.ir import ModelError
 from pytools.model.tflite_import import import_tflite
+from pytools.pretrain import digits
 from pytools.session import run_training_session
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import parse_scheme_text
 from pytools.train.trainer import Trainer
-from tests import digits
 
 BOARD = "mps2_an500"
 LIMIT, EPOCHS, SEED = 150, 2, 0

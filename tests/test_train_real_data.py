@@ -1,7 +1,7 @@
 """Training on real data: fine-tuning on the host twin (the board's own C) lowers the loss,
 raises held-out accuracy, and lands where float SGD with the same scheme lands.
 
-Data and model (tests/digits.py): scikit-learn's handwritten digits, 8x8. A small int8 CNN
+Data and model (pytools/pretrain/digits.py): scikit-learn's handwritten digits, 8x8. A small int8 CNN
 (Conv 3x3 8 -> Conv 3x3 16 -> Dense 32 -> Dense 10 -> Softmax) is pretrained on the first 7
 forms' digits 0-4 only, so it has never seen a 5-9 and scores 0.465 on the held-out part
 (0.92 of its 0-4, none of its 5-9). It is fine-tuned on the next 3 forms (381 samples, all ten
@@ -51,11 +51,11 @@ import pytest
 from pytools.boards import load_board
 from pytools.model.ir import Graph
 from pytools.model.tflite_import import import_tflite
+from pytools.pretrain import digits
+from pytools.pretrain.zoo import _tf, quantize_input
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import parse_scheme_text, resolve, trainable_ops
 from pytools.train.trainer import Trainer
-from tests import digits
-from tests.model_zoo import _tf, quantize_input
 
 BOARD = "mps2_an500"
 SCHEME = "bias=3,-1=1,-2=0.5"

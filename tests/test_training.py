@@ -15,10 +15,10 @@ from pytools.link.client import Link
 from pytools.model.board_runner import BoardModel
 from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.tflite_import import import_tflite
+from pytools.pretrain.zoo import zoo_model
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import load_scheme
 from pytools.train.trainer import Trainer
-from tests.model_zoo import zoo_model
 
 BOARD = load_board("mps2_an500")
 

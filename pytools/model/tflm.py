@@ -39,7 +39,7 @@ with a 64 MiB arena, and returns in bytes:
                  bisection (each try in a forked child, ~20 ms). It differs from total:
                  - for tiny models, upwards: the Prepare temporaries, taken while the tail
                    is still growing, outgrow the final plan, and the printed head does not
-                   count them (the 64-32-10 MLP of tests/model_zoo.py: total 1,856, minimum
+                   count them (the 64-32-10 MLP of pytools/pretrain/zoo.py: total 1,856, minimum
                    2,248; an arena in between makes TFLM fail, or even abort the process);
                  - by up to 15 bytes downwards: tail allocations are aligned down from the
                    arena's end, so an arena whose size is not a multiple of 16 can need a

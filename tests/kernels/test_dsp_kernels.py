@@ -548,7 +548,7 @@ def test_models_with_dsp_kernels_are_bit_exact_on_the_emulated_board(name: str) 
     from pytools.model.tflite_import import import_tflite
 
     if name == "mobilenet_tiny":
-        from tests.model_zoo import zoo_model
+        from pytools.pretrain.zoo import zoo_model
 
         model = zoo_model(name)
         graph = import_tflite(model, name)

@@ -9,13 +9,13 @@ keras.applications builds it (weights=None), with the recipe of ../shared/docs/t
   SOFTMAX aborts. Each BatchNorm layer gets momentum 0 and the network runs once in training
   mode on a batch, so every moving mean and variance becomes that batch's (BN recalibration);
   operators, MACs and parameters do not change;
-- full-int8 export (tests.model_zoo._export: Optimize.DEFAULT + representative dataset +
+- full-int8 export (pytools.pretrain.zoo._export: Optimize.DEFAULT + representative dataset +
   TFLITE_BUILTINS_INT8, int8 input and output).
 
 The classifier has CLASSES (10) outputs, as a transfer-learning head would (the paper trains
 downstream heads); Keras' 1000-class head alone would be 1.28 MB of int8 weights, more than
 the board's 1 MB of flash, and would say nothing about training. The images are the zoo's
-structured synthetic images (tests.model_zoo._images) at 128x128, scaled to [-1, 1] as
+structured synthetic images (pytools.pretrain.zoo._images) at 128x128, scaled to [-1, 1] as
 MobileNetV2's preprocessing expects.
 
 The bytes are cached as build/test_models/mobilenet_v2_035_128-<key>.tflite, keyed like the
@@ -24,7 +24,7 @@ zoo (this file's builder source, the zoo helpers it uses, TensorFlow/Keras/numpy
     mobilenet_v2_path()  -> Path of the cached .tflite (built on first use, ~1 min with TF)
     mobilenet_v2()       -> its bytes
     samples(n, seed)     -> n labelled images in the model's input range (float), for training
-    python -m tests.mobilenet_v2   builds it and prints its operators, MACs and size
+    python -m pytools.pretrain.mobilenet_v2   builds it and prints its operators, MACs and size
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.model_zoo import CACHE, CLASSES, _export, _images, _tf, op_names
+from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names
 
 NAME = "mobilenet_v2_035_128"
 SIZE = 128

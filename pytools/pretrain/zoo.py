@@ -427,7 +427,7 @@ def zoo_model(name: str) -> bytes:
     return model
 
 
-if __name__ == "__main__":  # python -m tests.model_zoo: build (or load) all; print a summary
+if __name__ == "__main__":  # python -m pytools.pretrain.zoo: build (or load) all; print a summary
     for n in zoo_names():
         b = zoo_model(n)
         print(f"{n:15} {len(b):6} B  acc {held_out_accuracy(n, b):.2f}  {' '.join(op_names(b))}")

@@ -1,5 +1,5 @@
 """A small int8 CNN pretrained on scikit-learn's handwritten digits, for the training tests,
-cached like tests/model_zoo.py's models.
+cached like pytools/pretrain/zoo.py's models.
 
 The data and its writer-block split (pretrain / finetune / held_out) live in
 datasets/digits.py; the tests reach the split through this module (digits.split()).
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from datasets.digits import FINETUNE_END, PRETRAIN_CLASSES, PRETRAIN_END, load, split
-from tests import model_zoo
-from tests.model_zoo import CACHE, CLASSES
+from pytools.pretrain import zoo as model_zoo
+from pytools.pretrain.zoo import CACHE, CLASSES
 
 NAME = "digits_cnn"
 PRETRAIN_EPOCHS = 30
