@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
+
+# Emulators started by tests keep their state and logs out of the user's .run/ (set before
+# pytools.paths is imported: it reads this once).
+os.environ.setdefault("TINYTRAIN_RUN_DIR", tempfile.mkdtemp(prefix="tinytrain-test-run-"))
 
 from pytools import emulator
 from pytools.boards import Board, load_board
