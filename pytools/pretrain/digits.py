@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +84,5 @@ def pretrained_model() -> bytes:
         raise RuntimeError(f"{NAME}: unexpected operators {ops}")
     if model_zoo.io_dtypes(model) != (["int8"], ["int8"]):
         raise RuntimeError(f"{NAME}: input/output types {model_zoo.io_dtypes(model)}, not int8")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=CACHE, prefix=f".{NAME}-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(model)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)  # atomic; a concurrent build of the same key writes an equivalent model
-    for stale in CACHE.glob(f"{NAME}-*.tflite"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    model_zoo.store_cached(NAME, path, model)
     return model

@@ -32,14 +32,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names
+from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names, store_cached
 
 NAME = "mobilenet_v2_035_128"
 SIZE = 128
@@ -151,15 +149,7 @@ def mobilenet_v2_path() -> Path:
         return path
     model = _build()
     check(model)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=CACHE, prefix=f".{NAME}-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(model)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    for stale in CACHE.glob(f"{NAME}-*.tflite"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    store_cached(NAME, path, model)
     return path
 
 

@@ -337,6 +337,22 @@ ZOO: dict[str, ZooModel] = {
 _COMMON: tuple[Callable[..., Any], ...] = (_blur, _images, _tf, _train, _export, _cnn, _build)
 
 
+def store_cached(name: str, path: Path, model: bytes) -> None:
+    """Writes a built model to its cache path atomically and drops its stale versions.
+
+    Not part of _COMMON: how a model is stored does not change what is built.
+    """
+    CACHE.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=CACHE, prefix=f".{name}-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(model)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)  # atomic; a concurrent build of the same key writes an equivalent model
+    for stale in CACHE.glob(f"{name}-*.tflite"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+
+
 def zoo_names() -> list[str]:
     return list(ZOO)
 
@@ -415,15 +431,7 @@ def zoo_model(name: str) -> bytes:
         return path.read_bytes()
     model = _build(ZOO[name])
     check_model(name, model)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=CACHE, prefix=f".{name}-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(model)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)  # atomic; a concurrent build of the same key writes an equivalent model
-    for stale in CACHE.glob(f"{name}-*.tflite"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    store_cached(name, path, model)
     return model
 
 
