@@ -35,6 +35,7 @@
 #ifndef KERNELS_CONV2D_S8_GRAD_UPDATE_H
 #define KERNELS_CONV2D_S8_GRAD_UPDATE_H
 
+#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
 #include "grad.h"
 #include "kernel.h"
 
@@ -105,6 +106,25 @@ static inline float conv_grad_weight_factor(float lr, float grad_scale, float in
 static inline float conv_grad_bias_factor(float lr, float grad_scale, float input_scale,
                                           float weight_scale) {
     return -(lr * grad_scale / (weight_scale * input_scale));
+}
+
+/* The bias step of output channels [0, rows) of a layer whose output gradient is laid out
+ * [positions][channels] (conv and depthwise: batch x height x width pixels; fully connected:
+ * batch rows): each channel's masked gradient summed over the positions, times its QAS
+ * factor, added to the int32 bias with rounding and saturation. */
+static inline void conv_grad_update_bias(int32_t *bias, int32_t rows, size_t positions,
+                                         size_t channels, const int8_t *grad_out,
+                                         const uint8_t *mask, float lr, float grad_scale,
+                                         float input_scale, const float *scales,
+                                         int32_t per_channel) {
+    for (int32_t c = 0; c < rows; ++c) {
+        int32_t sum = 0;
+        for (size_t pos = 0; pos < positions; ++pos)
+            sum += conv_grad_masked(grad_out, mask, pos * channels + (size_t)c);
+        const float f =
+            conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
+        bias[c] = conv_grad_step_bias(bias[c], f * (float)sum);
+    }
 }
 
 #endif

@@ -62,16 +62,9 @@ void depthwise_conv2d_s8_grad_update_run(const void *params, void *const *operan
         }
     }
 
-    const int32_t bias_rows = p.update_bias ? p.train_bias_rows : 0;
     const size_t positions = (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w;
-    for (int32_t c = 0; c < bias_rows; ++c) {
-        int32_t sum = 0;
-        for (size_t pos = 0; pos < positions; ++pos)
-            sum += conv_grad_masked(grad_out, mask, pos * output_c + (size_t)c);
-        const float f =
-            conv_grad_bias_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
-        bias[c] = conv_grad_step_bias(bias[c], f * (float)sum);
-    }
+    conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, positions, output_c,
+                          grad_out, mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
 size_t depthwise_conv2d_s8_grad_update_scratch_size(const void *params) {

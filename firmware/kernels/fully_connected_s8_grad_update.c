@@ -40,15 +40,8 @@ void fully_connected_s8_grad_update_run(const void *params, void *const *operand
             w[i] = conv_grad_step_weight(w[i], f * (float)acc[i], rng);
     }
 
-    const int32_t bias_rows = p.update_bias ? p.train_bias_rows : 0;
-    for (int32_t o = 0; o < bias_rows; ++o) {
-        int32_t sum = 0;
-        for (int32_t b = 0; b < p.batches; ++b)
-            sum += conv_grad_masked(grad_out, mask, (size_t)b * units + (size_t)o);
-        const float f =
-            conv_grad_bias_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? o : 0]);
-        bias[o] = conv_grad_step_bias(bias[o], f * (float)sum);
-    }
+    conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)p.batches, units,
+                          grad_out, mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
 size_t fully_connected_s8_grad_update_scratch_size(const void *params) {
