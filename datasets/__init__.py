@@ -15,6 +15,7 @@ whose data is missing raises a DataError naming that command. Splits are determi
 
     names()                         -> ["basic_motions", "digits", "fashion_mnist", "hapt", "mnist"]
     load_split("digits", "writers") -> Split(pretrain, finetune, held_out)
+    resize(x, h, w), resample(x, steps)   bilinear / linear, for transfers across resolutions
 """
 
 from __future__ import annotations
@@ -86,6 +87,35 @@ def stratified(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
             raise DataError(f"class {c} has {len(members)} samples, fewer than {per_class}")
         picked.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(picked))
+
+
+def _interp_axis(x: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Linear interpolation of x along axis to n points, first and last points kept."""
+    m = x.shape[axis]
+    if m == n:
+        return x.astype(np.float32, copy=True)
+    pos = np.linspace(0.0, m - 1.0, n)
+    lo = np.clip(np.floor(pos).astype(int), 0, max(m - 2, 0))
+    frac = (pos - lo).reshape([-1 if a == axis % x.ndim else 1 for a in range(x.ndim)])
+    hi = np.minimum(lo + 1, m - 1)
+    a, b = np.take(x, lo, axis=axis), np.take(x, hi, axis=axis)
+    return (a + (b - a) * frac).astype(np.float32)
+
+
+def resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Images [n, H, W, C] resized to [n, height, width, C], bilinear (corners aligned).
+
+    For a transfer between resolutions, e.g. sklearn's 8x8 digits into a 28x28 backbone.
+    """
+    return _interp_axis(_interp_axis(x, height, 1), width, 2)
+
+
+def resample(x: np.ndarray, steps: int) -> np.ndarray:
+    """Time series [n, 1, T, C] linearly resampled to [n, 1, steps, C] (ends kept).
+
+    For a transfer between window lengths, e.g. BasicMotions' 100 steps into a 128-step backbone.
+    """
+    return _interp_axis(x, steps, 2)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:

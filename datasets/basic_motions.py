@@ -3,7 +3,11 @@
 The data: `BasicMotions_TRAIN.ts` and `BasicMotions_TEST.ts` from the PyPI wheel aeon==1.6.0
 (only those files are installed, by ./setup.sh, not aeon): 40 + 40 recordings of 10 s at
 10 Hz, 6 channels (3-D accelerometer, 3-D gyroscope), each labelled Standing, Running,
-Walking or Badminton (10 per class in each file). Values are the archive's as they are.
+Walking or Badminton (10 per class in each file). Values are the archive's as they are; their
+units are not documented and are not HAPT's: over TRAIN the accelerometer axes have standard
+deviations of 7.1, 6.8 and 3.5 and reach 29 (the standing class's mean |acc| is 0.79, so not
+g with gravity), the gyroscope axes 2.1, 1.8 and 3.5, reaching 35. A HAPT backbone needs them
+rescaled (and resampled: datasets.resample) before a transfer.
 
 A sample is float32 [1, 100, 6]: NHWC with height 1, time along the width and the six axes as
 channels, so the 2-D convolutions of a (1, k)-kernel IMU backbone take it directly.

