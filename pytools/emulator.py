@@ -102,7 +102,9 @@ def _prepare_flash(board: Board, name: str) -> Path | None:
     persist = board.raw["persist"]
     start = persist["region_origin"] - board.qemu["persist_backend_base"]
     if start < 0 or start + persist["region_size"] > size:
-        raise ToolError(f"boards/{board.name}.toml: the [persist] region lies outside the QEMU memory backend")
+        raise ToolError(
+            f"boards/{board.name}.toml: the [persist] region lies outside the QEMU memory backend"
+        )
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         f.truncate(size)

@@ -67,7 +67,9 @@ def reset(link: Link, timeout: float = 10.0) -> list[str]:
 def save_aborted(link: Link, n_bytes: int, timeout: float = SAVE_TIMEOUT) -> list[str]:
     """Power loss mid-save: the board programs n_bytes of the new slot (data, then header, then
     the commit word), then resets itself. Reconnects; the new boot's log lines."""
-    return _send_and_await_boot(link, Msg.DIAG_SAVE_ABORT, layout("DIAG_SAVE_ABORT").pack(bytes=n_bytes), timeout)
+    return _send_and_await_boot(
+        link, Msg.DIAG_SAVE_ABORT, layout("DIAG_SAVE_ABORT").pack(bytes=n_bytes), timeout
+    )
 
 
 def slot_capacity(board: Board) -> int:

@@ -35,7 +35,9 @@ SCHEME = "bias=4,-1=1,-2=0.5,-3=0.25"
 
 
 def compiled(lr: float = 0.05):
-    return compile_training(import_tflite(zoo_model("mobilenet_tiny"), "m"), load_scheme(SCHEME), BOARD, "m", False, lr)
+    return compile_training(
+        import_tflite(zoo_model("mobilenet_tiny"), "m"), load_scheme(SCHEME), BOARD, "m", False, lr
+    )
 
 
 def samples(ct, n: int, seed: int) -> list[tuple[np.ndarray, int]]:
@@ -89,7 +91,9 @@ def test_board_files_keep_the_slots_out_of_the_image() -> None:
         # the linker's own section table: nothing loaded into the region
         import subprocess
 
-        out = subprocess.run(["arm-none-eabi-objdump", "-h", str(image.elf)], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["arm-none-eabi-objdump", "-h", str(image.elf)], capture_output=True, text=True
+        ).stdout
         for m in re.finditer(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)", out, re.M):
             size, lma = int(m[2], 16), int(m[4], 16)
             if size and 0x08000000 <= lma < 0x08100000:
@@ -125,7 +129,9 @@ def test_saved_weights_survive_a_reset_and_a_restart_bit_identical(ct, elf, name
         assert not same(board.state(), saved)  # trained on after the save
 
         log = persist.reset(link)  # the chip's own reset (AIRCR.SYSRESETREQ)
-        assert any(f"restored {info['state_size']} bytes of trained state from slot 0, sequence 1" in t for t in log), log
+        assert any(
+            f"restored {info['state_size']} bytes of trained state from slot 0, sequence 1" in t for t in log
+        ), log
         assert same(board.state(), saved)
         after = persist.info(link)
         assert (after["restored_slot"], after["restored_sequence"], after["newest_slot"]) == (0, 1, 0)
@@ -161,7 +167,11 @@ def test_a_reset_in_the_middle_of_a_save_keeps_the_last_good_copy(ct, elf, name)
 
         # Power lost after half the data, after all the data, after data + header (no commit
         # word): each time the board comes back with the copy of slot 0.
-        for cut, status in ((padded // 2 // 4 * 4, "erased"), (padded, "erased"), (padded + 32, "uncommitted (torn save)")):
+        for cut, status in (
+            (padded // 2 // 4 * 4, "erased"),
+            (padded, "erased"),
+            (padded + 32, "uncommitted (torn save)"),
+        ):
             log = persist.save_aborted(link, cut)
             assert any("restored" in t and "slot 0, sequence 1" in t for t in log), (cut, log)
             assert same(board.state(), good), cut
@@ -178,7 +188,11 @@ def test_a_reset_in_the_middle_of_a_save_keeps_the_last_good_copy(ct, elf, name)
         assert any("slot 1, sequence 2" in t for t in log), log
         assert same(board.state(), newest)
         i = persist.info(link)
-        assert (i["slot0_status_name"], i["slot1_status_name"], i["newest_slot"]) == ("uncommitted (torn save)", "valid", 1)
+        assert (i["slot0_status_name"], i["slot1_status_name"], i["newest_slot"]) == (
+            "uncommitted (torn save)",
+            "valid",
+            1,
+        )
 
         # Both slots gone: the board boots with the plan's own initial weights.
         persist.erase(link)
@@ -197,9 +211,13 @@ def test_state_saved_by_another_plan_is_never_restored(ct, elf, name) -> None:
     emulator.stop(name)
     other = compiled(lr=0.01)  # same model and scheme, another plan (its CRC differs)
     assert other.compiled.blob != ct.compiled.blob
-    emu = emulator.start(BOARD, build_firmware(BOARD, other.compiled.blob, other.compiled.arena).elf, name=name)
+    emu = emulator.start(
+        BOARD, build_firmware(BOARD, other.compiled.blob, other.compiled.arena).elf, name=name
+    )
     with Link.open(emu.url) as link:
-        assert any("no saved state for this plan (slot 0 other plan" in e["text"] for e in link.logs), link.logs
+        assert any("no saved state for this plan (slot 0 other plan" in e["text"] for e in link.logs), (
+            link.logs
+        )
         assert same(board_trainer(other, link).state(), Trainer(other).state())
         assert persist.info(link)["restored_slot"] == persist.NO_SLOT
 

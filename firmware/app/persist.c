@@ -55,13 +55,13 @@ persist_slot_info_t persist_check(const persist_flash_t *f, uint32_t slot, uint3
     struct persist_header h;
     memcpy(&h, base, sizeof h);
     if (read_u32(base + COMMIT_OFFSET) != PERSIST_COMMIT) {
-        info.status = all_erased(base, COMMIT_OFFSET + 4u) ? PERSIST_SLOT_ERASED
-                                                           : PERSIST_SLOT_UNCOMMITTED;
+        info.status =
+            all_erased(base, COMMIT_OFFSET + 4u) ? PERSIST_SLOT_ERASED : PERSIST_SLOT_UNCOMMITTED;
         return info;
     }
     if (h.magic != PERSIST_MAGIC || h.format != PERSIST_FORMAT ||
-        h.header_size != PERSIST_HEADER_SIZE || crc32_update(0, base, HEADER_CRC_BYTES) != h.header_crc ||
-        h.length > persist_capacity(f))
+        h.header_size != PERSIST_HEADER_SIZE ||
+        crc32_update(0, base, HEADER_CRC_BYTES) != h.header_crc || h.length > persist_capacity(f))
         return info;
     info.sequence = h.sequence;
     info.length = h.length;
@@ -146,7 +146,8 @@ static void put(writer_t *w, const uint8_t *data, uint32_t n) {
 }
 
 persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const persist_state_t *s,
-                              uint32_t stop_after, uint32_t *slot_out, persist_slot_info_t *written) {
+                              uint32_t stop_after, uint32_t *slot_out,
+                              persist_slot_info_t *written) {
     uint32_t length = persist_state_size(s);
     if (length > persist_capacity(f)) return PERSIST_ERR_TOO_LARGE;
     persist_slot_info_t info[PERSIST_SLOTS];
@@ -198,7 +199,7 @@ bool persist_erase_all(const persist_flash_t *f) {
 }
 
 const char *persist_slot_status_name(uint8_t status) {
-    static const char *const names[] = {"valid",      "erased",    "uncommitted (torn save)",
+    static const char *const names[] = {"valid",      "erased",     "uncommitted (torn save)",
                                         "bad header", "other plan", "bad data"};
     return status < sizeof names / sizeof names[0] ? names[status] : "?";
 }

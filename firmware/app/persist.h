@@ -36,7 +36,7 @@
  * is a multiple of 4, and (like NOR flash) can only clear bits of an erased slot. */
 typedef struct {
     void *ctx;
-    uint32_t slot_size; /* bytes per slot, header included */
+    uint32_t slot_size;                              /* bytes per slot, header included */
     const uint8_t *(*map)(void *ctx, uint32_t slot); /* the slot's bytes, for reading */
     bool (*erase)(void *ctx, uint32_t slot);         /* every byte 0xFF afterwards */
     bool (*program)(void *ctx, uint32_t slot, uint32_t offset, const uint8_t *data, uint32_t n);

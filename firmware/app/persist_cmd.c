@@ -70,9 +70,10 @@ void persist_boot(void) {
     if (slot == PERSIST_NO_SLOT) {
         persist_slot_info_t both[PERSIST_SLOTS];
         (void)persist_newest(&flash, p->header->crc32, size, both);
-        log_info("persist: no saved state for this plan (slot 0 %s, slot 1 %s); the plan's initial "
-                 "weights",
-                 persist_slot_status_name(both[0].status), persist_slot_status_name(both[1].status));
+        log_info(
+            "persist: no saved state for this plan (slot 0 %s, slot 1 %s); the plan's initial "
+            "weights",
+            persist_slot_status_name(both[0].status), persist_slot_status_name(both[1].status));
         return;
     }
     boot.restored_slot = (uint8_t)slot;
@@ -114,7 +115,8 @@ static void on_save(link_reply_t *reply) {
     uint64_t t0 = bsp_counter_read64();
     uint32_t slot = 0;
     persist_slot_info_t written;
-    persist_result_t r = persist_save(&flash, p->header->crc32, &s, PERSIST_NO_LIMIT, &slot, &written);
+    persist_result_t r =
+        persist_save(&flash, p->header->crc32, &s, PERSIST_NO_LIMIT, &slot, &written);
     uint64_t t1 = bsp_counter_read64();
     if (r != PERSIST_OK) {
         save_error(r, MSG_SAVE, persist_state_size(&s), reply);

@@ -13,7 +13,8 @@ uint32_t bsp_persist_slot_size(void) {
 }
 
 uint32_t bsp_persist_slot_addr(uint32_t slot) {
-    return slot == 0 ? (uint32_t)(uintptr_t)&__persist_slot0 : (uint32_t)(uintptr_t)&__persist_slot1;
+    return slot == 0 ? (uint32_t)(uintptr_t)&__persist_slot0
+                     : (uint32_t)(uintptr_t)&__persist_slot1;
 }
 
 #define AIRCR_VECTKEY (0x05FAu << 16)
