@@ -8,6 +8,7 @@ programs part of the new slot and resets itself): it must boot with the last goo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import uuid
@@ -20,6 +21,7 @@ from pytools import emulator, persist
 from pytools.boards import load_board
 from pytools.build.builder import build_firmware
 from pytools.build.manifest import PERSIST_HEADER_SIZE, persist_region
+from pytools.errors import ToolError
 from pytools.link.client import BoardRefused, Link
 from pytools.model.board_runner import BoardModel
 from pytools.model.host_twin import io_tensors, tensor_table
@@ -99,6 +101,22 @@ def test_board_files_keep_the_slots_out_of_the_image() -> None:
             if size and 0x08000000 <= lma < 0x08100000:
                 assert lma + size <= r.region_origin or lma >= r.region_origin + r.region_size, m[1]
     assert not persist_region(BOARD).in_flash  # the emulator's slots are in its PSRAM
+
+
+def test_a_state_larger_than_a_slot_is_reported_and_a_bad_region_refused() -> None:
+    board = load_board("nucleo_f746zg")
+    cap = persist_region(board).capacity
+    assert cap == 96 * 1024 - PERSIST_HEADER_SIZE
+    assert persist.fit_note(board, cap).startswith("persist ")
+    assert persist.fit_note(board, cap + 1).startswith("WARNING") and "SAVE will refuse" in persist.fit_note(
+        board, cap + 1
+    )
+    # A region that would put the slots in the middle of the image, or over the vector table, or
+    # half in flash: refused before anything links.
+    for change in ({"region_origin": 0x08000000, "slot0": 0x08000000}, {"region_size": 0x100000}):
+        raw = {**board.raw, "persist": {**board.raw["persist"], **change}}
+        with pytest.raises(ToolError, match=r"\[persist\]"):
+            persist_region(dataclasses.replace(board, raw=raw))
 
 
 @pytest.mark.emulator
