@@ -276,6 +276,33 @@ def train(
 
 @task(
     help={
+        "out": "the trained model to write (.tflite)",
+        "board": BOARD_HELP,
+        "model": "the .tflite the board was trained from (default: the digits model of invoke train)",
+        "scheme": "the scheme it was trained with (default: invoke train's)",
+        "lr": "the learning rate it was trained with (part of the plan)",
+        "port": PORT_HELP,
+    }
+)
+@friendly
+def pull(
+    c: Context,
+    out: str,
+    board: str | None = None,
+    model: str = "",
+    scheme: str = "",
+    lr: float = 0.01,
+    port: str | None = None,
+) -> None:
+    """Read the trained weights from the board and write them into a copy of the original .tflite."""
+    from pytools.export import pull as pull_trained
+
+    for line in pull_trained(board, out, model=model, scheme=scheme, lr=lr, port=port):
+        print(line)
+
+
+@task(
+    help={
         "model": "an int8 .tflite classifier",
         "scheme": "a scheme file or inline (bias=22,-1=1,-3=0.25)",
         "board": BOARD_HELP,

@@ -4,6 +4,12 @@
 session, records pid/port/log in .run/<name>.json, and returns once QEMU listens. QEMU
 holds the guest until the first client connects, so that client sees the boot log.
 `stop` ends QEMU by that pid. Semihosting passes the firmware's exit code out as QEMU's.
+
+Persistence: the machine's RAM (mps2-an500: the 16 MB PSRAM at 0x60000000, where
+boards/mps2_an500.toml puts the slots for trained state) is a file, .run/<name>.flash,
+mapped shared. A guest reset (AIRCR.SYSRESETREQ) re-loads only the ELF's segments, and a new
+QEMU under the same name maps the same file, so saved state survives both. `stop` keeps the
+file; `erase_flash` deletes it.
 """
 
 from __future__ import annotations
@@ -79,8 +85,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(board: Board, elf: Path, port: int) -> list[str]:
+def flash_file(name: str) -> Path:
+    """The file behind the emulated board's persistence region (kept across restarts)."""
+    return RUN / f"{name}.flash"
+
+
+def _prepare_flash(board: Board, name: str) -> Path | None:
+    """Creates the backing file on first use: sparse, with the slots reading as erased flash
+    (0xFF) rather than zeros."""
+    size = board.qemu.get("persist_backend_size")
+    if not size:
+        return None
+    path = flash_file(name)
+    if path.exists() and path.stat().st_size == size:
+        return path
+    persist = board.raw["persist"]
+    start = persist["region_origin"] - board.qemu["persist_backend_base"]
+    if start < 0 or start + persist["region_size"] > size:
+        raise ToolError(
+            f"boards/{board.name}.toml: the [persist] region lies outside the QEMU memory backend"
+        )
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.truncate(size)
+        f.seek(start)
+        f.write(b"\xff" * persist["region_size"])
+    tmp.replace(path)
+    return path
+
+
+def erase_flash(name: str) -> None:
+    """Forgets what the emulated board named `name` persisted (its backing file)."""
+    flash_file(name).unlink(missing_ok=True)
+
+
+def command(board: Board, elf: Path, port: int, flash: Path | None = None) -> list[str]:
     q = board.qemu
+    backend = []
+    if flash is not None:
+        backend = [
+            "-object",
+            f"memory-backend-file,id=persist,size={q['persist_backend_size']},mem-path={flash},share=on",
+            "-machine",
+            "memory-backend=persist",
+        ]
     return [
         QEMU,
         "-M",
@@ -94,6 +142,7 @@ def command(board: Board, elf: Path, port: int) -> list[str]:
         "enable=on,target=native",
         "-icount",
         q["icount"],
+        *backend,
         "-kernel",
         str(elf),
     ]
@@ -106,13 +155,14 @@ def start(board: Board, elf: Path, name: str | None = None) -> Emulator:
     name = name or board.name
     stop(name)
     RUN.mkdir(parents=True, exist_ok=True)
+    flash = _prepare_flash(board, name)
     log = RUN / f"{name}.log"
     for _ in range(5):  # another process may grab the free port between probe and bind
         port = _free_port()
         with open(log, "wb") as out:
             try:
                 proc = subprocess.Popen(
-                    command(board, elf, port),
+                    command(board, elf, port, flash),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

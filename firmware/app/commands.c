@@ -6,6 +6,7 @@
 #include "crc.h"
 #include "fmt.h"
 #include "model.h"
+#include "persist_cmd.h"
 #include "protocol.h"
 
 #ifndef BOARD_NAME
@@ -166,6 +167,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
             break;
         default: {
             if (model_handle(type, payload, len, reply)) break;
+            if (persist_handle(type, payload, len, reply)) break;
             char msg[64];
             fmt_snprintf(msg, sizeof msg, "unknown message type 0x%02x", type);
             link_reply_error(reply, ERR_UNKNOWN_TYPE, type, msg);

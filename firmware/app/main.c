@@ -6,6 +6,7 @@
 #include "link.h"
 #include "log.h"
 #include "model.h"
+#include "persist_cmd.h"
 #include "protocol.h"
 
 #ifndef LINK_MAX_PAYLOAD
@@ -34,6 +35,7 @@ int main(void) {
     log_info("boot: board %s, build %s, protocol v%u", BOARD_NAME, BUILD_ID,
              (unsigned)LINK_PROTOCOL_VERSION);
     model_init();
+    persist_boot(); /* the trained state saved before the last reset, if any */
     for (;;) {
         int c = bsp_uart_getc();
         if (c >= 0) {

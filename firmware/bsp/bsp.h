@@ -5,6 +5,7 @@
 #ifndef BSP_H
 #define BSP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,5 +60,20 @@ uint32_t bsp_ram_static(void); /* stacks + .data + .bss */
 /* Fault reports: bsp/cortex_m calls this sink with an encoded report before halting. */
 typedef void (*bsp_fault_sink_fn)(const uint8_t *payload, uint16_t len);
 void bsp_set_fault_sink(bsp_fault_sink_fn sink);
+
+/* --- persistence region: trained state that survives a reset ------------------------ */
+/* Two slots of non-volatile memory outside the image (app/persist.c decides what goes in
+ * them). Addresses and the slot size come from boards/<board>.toml [persist] through the
+ * generated memory.ld, which also keeps the image out of them. Real boards: flash sectors
+ * (bsp/stm32f7/flash.c). Emulated board: its file-backed PSRAM (bsp/mps2_an500/flash.c). */
+uint32_t bsp_persist_slot_size(void);
+uint32_t bsp_persist_slot_addr(uint32_t slot);
+/* Every byte of the slot reads 0xFF afterwards; false if the hardware reported an error. */
+bool bsp_persist_erase(uint32_t slot);
+/* Programs n bytes (offset and n multiples of 4) of an erased slot; false on an error. */
+bool bsp_persist_program(uint32_t slot, uint32_t offset, const uint8_t *data, uint32_t n);
+
+/* Resets the chip (AIRCR.SYSRESETREQ), as the reset button would. */
+void bsp_reset(void) __attribute__((noreturn));
 
 #endif

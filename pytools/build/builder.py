@@ -183,7 +183,9 @@ def build_firmware(board: Board, plan: bytes | None = None, arena: int = 0) -> F
             )
         raise ToolError(f"linking for {board.name} failed:\n{text}")
     _check_forbidden(elf, spec.forbidden_symbols)
-    _run([_tool(CROSS + "objcopy"), "-O", "binary", str(elf), str(bin_file)], "objcopy")
+    # Gaps (the persistence region on real boards) as erased flash: flashing the .bin leaves
+    # the slots erased, never half-written.
+    _run([_tool(CROSS + "objcopy"), "-O", "binary", "--gap-fill", "0xff", str(elf), str(bin_file)], "objcopy")
     return FirmwareImage(
         board=board.name,
         elf=elf,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytools.boards import Board
+from pytools.errors import ToolError
 from pytools.paths import FIRMWARE
 
 HOST = "host"
@@ -51,9 +52,72 @@ def _glob(patterns: list[str]) -> list[Path]:
     return out
 
 
-def memory_ld(board: Board) -> str:
-    """The linker MEMORY block and stack sizes, written from the board file."""
+@dataclass(frozen=True)
+class PersistRegion:
+    """boards/<board>.toml [persist]: where trained state is kept across resets.
+
+    region: the whole range the slots' erases touch (whole flash sectors), kept free of the
+    image; slots: the two slot addresses; slot_size: bytes per slot, header included.
+    """
+
+    region_origin: int
+    region_size: int
+    slots: tuple[int, int]
+    slot_size: int
+    in_flash: bool  # inside the board's flash range: the linker reserves it (real boards)
+
+    @property
+    def capacity(self) -> int:
+        """Bytes of state one slot holds (the slot minus its header, app/persist.h)."""
+        return self.slot_size - PERSIST_HEADER_SIZE
+
+
+PERSIST_HEADER_SIZE = 64  # PERSIST_HEADER_SIZE in firmware/app/persist.h (checked by a test)
+
+
+def persist_region(board: Board) -> PersistRegion:
+    """The board's persistence region, checked: slots inside it, apart, word-aligned, and
+    either inside the flash (reserved from the image) or clear of both flash and RAM."""
+    p = board.raw.get("persist")
+    if p is None:
+        raise ToolError(f"boards/{board.name}.toml has no [persist] section (where trained state is kept)")
+    try:
+        r = PersistRegion(
+            int(p["region_origin"]),
+            int(p["region_size"]),
+            (int(p["slot0"]), int(p["slot1"])),
+            int(p["slot_size"]),
+            False,
+        )
+    except KeyError as e:
+        raise ToolError(f"boards/{board.name}.toml [persist]: missing key {e}") from e
     m = board.memory
+    end = r.region_origin + r.region_size
+    flash_end = m.flash_origin + m.flash_size
+    a, b = sorted(r.slots)
+    bad = []
+    if any(s % 4 for s in (*r.slots, r.slot_size, r.region_origin, r.region_size)):
+        bad.append("addresses and sizes must be multiples of 4")
+    if r.slot_size <= PERSIST_HEADER_SIZE:
+        bad.append(f"slot_size must exceed the {PERSIST_HEADER_SIZE}-byte slot header")
+    if a < r.region_origin or b + r.slot_size > end or a + r.slot_size > b:
+        bad.append("the two slots must lie inside the region without overlapping")
+    in_flash = m.flash_origin <= r.region_origin and end <= flash_end
+    overlaps = r.region_origin < flash_end and end > m.flash_origin
+    overlaps_ram = r.region_origin < m.ram_origin + m.ram_size and end > m.ram_origin
+    if (overlaps and not in_flash) or overlaps_ram:
+        bad.append("the region must lie wholly inside the flash, or clear of both flash and RAM")
+    if in_flash and r.region_origin == m.flash_origin:
+        bad.append("the region cannot start the flash: the vector table is there")
+    if bad:
+        raise ToolError(f"boards/{board.name}.toml [persist]: " + "; ".join(bad))
+    return PersistRegion(r.region_origin, r.region_size, r.slots, r.slot_size, in_flash)
+
+
+def memory_ld(board: Board) -> str:
+    """The linker MEMORY block, stack sizes and persistence slots, written from the board file."""
+    m = board.memory
+    p = persist_region(board)
     return (
         f"/* Generated from boards/{board.name}.toml by pytools.build.manifest; do not edit. */\n"
         "MEMORY\n{\n"
@@ -62,6 +126,13 @@ def memory_ld(board: Board) -> str:
         "}\n"
         f"__board_stack_size = {m.stack_size};\n"
         f"__board_handler_stack_size = {m.handler_stack_size};\n"
+        "/* Persistence slots (app/persist.c); sections.ld keeps the image out of the region. */\n"
+        f"__persist_region_origin = 0x{p.region_origin:08X};\n"
+        f"__persist_region_size = {p.region_size};\n"
+        f"__persist_in_flash = {int(p.in_flash)};\n"
+        f"__persist_slot0 = 0x{p.slots[0]:08X};\n"
+        f"__persist_slot1 = 0x{p.slots[1]:08X};\n"
+        f"__persist_slot_size = {p.slot_size};\n"
     )
 
 

@@ -134,6 +134,9 @@ def report(ct: CompiledTraining) -> str:
         how = "linker" if ct.image else "sum; the link failed"
         lines.append(f"SRAM      {total:,} B of {m.ram_size:,} ({100 * total / m.ram_size:.1f} %, {how})")
         lines.append(f"flash     {flash:,} B of {m.flash_size:,} ({100 * flash / m.flash_size:.1f} %, {how})")
+    from pytools.persist import fit_note  # does the trained state fit a persistence slot?
+
+    lines.append(fit_note(ct.board, ct.breakdown["state total"]))
     return "\n".join(lines)
 
 

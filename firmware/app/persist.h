@@ -1,0 +1,110 @@
+/* Trained state in non-volatile memory: two alternating slots, each with a header that
+ * carries a sequence number, the CRC-32 of the plan the state belongs to, the data length
+ * and the data's CRC-32.
+ *
+ * Slot layout (offsets in bytes, little-endian):
+ *   0   magic "TTSV"          16  plan_crc32
+ *   4   format (u16)          20  length (bytes of data)
+ *   6   header_size (u16)     24  data_crc32
+ *   8   sequence              28  header_crc32 (of bytes 0..27)
+ *   12  reserved (0)          32  commit word "CMIT": programmed last
+ *   36..63 reserved (erased)  64  data, `length` bytes (padded with 0xFF to a word)
+ *
+ * A save erases the slot that does not hold the newest good copy, programs the data, then
+ * the header, then the commit word: a reset at any moment leaves either the old copy or
+ * both copies intact, never a half-written one that passes the checks. At boot the valid
+ * slot with the highest sequence (serial-number arithmetic, so the count may wrap) whose
+ * plan CRC is the loaded plan's is restored.
+ *
+ * Portable C with no hardware in it: the flash is reached through persist_flash_t, so the
+ * host unit tests (firmware/tests/test_persist.c) run it against a RAM fake. */
+#ifndef APP_PERSIST_H
+#define APP_PERSIST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PERSIST_MAGIC 0x56535454u  /* "TTSV" little-endian */
+#define PERSIST_COMMIT 0x54494D43u /* "CMIT" little-endian */
+#define PERSIST_FORMAT 1u
+#define PERSIST_HEADER_SIZE 64u /* data starts here: a multiple of every program unit */
+#define PERSIST_SLOTS 2u
+#define PERSIST_NO_SLOT 0xFFu
+#define PERSIST_NO_LIMIT 0xFFFFFFFFu
+
+/* Erase/program/read of the two slots. Program takes a word-aligned offset and a length that
+ * is a multiple of 4, and (like NOR flash) can only clear bits of an erased slot. */
+typedef struct {
+    void *ctx;
+    uint32_t slot_size;                              /* bytes per slot, header included */
+    const uint8_t *(*map)(void *ctx, uint32_t slot); /* the slot's bytes, for reading */
+    bool (*erase)(void *ctx, uint32_t slot);         /* every byte 0xFF afterwards */
+    bool (*program)(void *ctx, uint32_t slot, uint32_t offset, const uint8_t *data, uint32_t n);
+} persist_flash_t;
+
+/* Where the state lives in RAM: count pieces, saved and restored in order. */
+typedef struct {
+    void *ctx;
+    uint32_t count;
+    uint8_t *(*piece)(void *ctx, uint32_t i, uint32_t *size);
+} persist_state_t;
+
+typedef enum {
+    PERSIST_SLOT_VALID = 0,
+    PERSIST_SLOT_ERASED = 1,      /* header never written (or erased): nothing there */
+    PERSIST_SLOT_UNCOMMITTED = 2, /* header written, commit word missing: a torn save */
+    PERSIST_SLOT_BAD_HEADER = 3,  /* wrong magic, format or header CRC, or a length too large */
+    PERSIST_SLOT_OTHER_PLAN = 4,  /* a good copy, of another plan's state */
+    PERSIST_SLOT_BAD_DATA = 5,    /* data CRC mismatch (torn or damaged data) */
+} persist_slot_status_t;
+
+typedef struct {
+    uint8_t status; /* persist_slot_status_t */
+    uint32_t sequence;
+    uint32_t length;
+    uint32_t plan_crc;
+} persist_slot_info_t;
+
+typedef enum {
+    PERSIST_OK = 0,
+    PERSIST_ERR_TOO_LARGE, /* the state does not fit a slot */
+    PERSIST_ERR_FLASH,     /* erase or program failed */
+    PERSIST_ERR_VERIFY,    /* read back, the slot does not check out */
+    PERSIST_ABORTED,       /* stopped on purpose after stop_after bytes (power-loss test) */
+} persist_result_t;
+
+/* Bytes of state a slot can hold. */
+uint32_t persist_capacity(const persist_flash_t *f);
+
+/* Total bytes of the state. */
+uint32_t persist_state_size(const persist_state_t *s);
+
+/* Checks one slot against the plan (plan_crc) and the state size it must have. */
+persist_slot_info_t persist_check(const persist_flash_t *f, uint32_t slot, uint32_t plan_crc,
+                                  uint32_t length);
+
+/* The slot holding the newest valid copy (PERSIST_NO_SLOT if none); info[] gets both slots. */
+uint32_t persist_newest(const persist_flash_t *f, uint32_t plan_crc, uint32_t length,
+                        persist_slot_info_t info[PERSIST_SLOTS]);
+
+/* True if a is a later sequence number than b (serial-number arithmetic, wraps). */
+bool persist_seq_after(uint32_t a, uint32_t b);
+
+/* Copies the newest valid copy into the state; returns its slot (info in *restored), or
+ * PERSIST_NO_SLOT and leaves the state untouched. */
+uint32_t persist_restore(const persist_flash_t *f, uint32_t plan_crc, const persist_state_t *s,
+                         persist_slot_info_t *restored);
+
+/* Writes the state to the slot not holding the newest copy, with the next sequence number.
+ * stop_after: program at most this many bytes of the slot (data first, then header, then the
+ * commit word) and return PERSIST_ABORTED: a power loss mid-save, for tests. Otherwise
+ * PERSIST_NO_LIMIT. *slot and *written say where and what. */
+persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const persist_state_t *s,
+                              uint32_t stop_after, uint32_t *slot, persist_slot_info_t *written);
+
+/* Erases both slots. */
+bool persist_erase_all(const persist_flash_t *f);
+
+const char *persist_slot_status_name(uint8_t status);
+
+#endif

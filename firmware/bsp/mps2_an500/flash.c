@@ -1,0 +1,35 @@
+/* The emulated board's persistence region: the machine's 16 MB PSRAM at 0x60000000 (the
+ * RAM QEMU's mps2-an500 maps there, the only RAM of the machine that takes a memory
+ * backend). pytools/emulator.py backs it with a file (memory-backend-file, share=on), so
+ * the slots survive a guest reset (QEMU re-loads only the ELF's segments) and a restart of
+ * QEMU. It behaves like NOR flash: erase sets every byte to 0xFF, program can only clear
+ * bits, 32 bits at a time. */
+#include <stdint.h>
+
+#include "bsp.h"
+#include "cortex_m.h"
+
+static bool in_slot(uint32_t slot, uint32_t offset, uint32_t n) {
+    uint32_t size = bsp_persist_slot_size();
+    return slot < 2u && offset <= size && n <= size - offset && (offset & 3u) == 0 && (n & 3u) == 0;
+}
+
+bool bsp_persist_erase(uint32_t slot) {
+    if (!in_slot(slot, 0, 0)) return false;
+    volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)bsp_persist_slot_addr(slot);
+    for (uint32_t i = 0; i < bsp_persist_slot_size() / 4u; i++) p[i] = 0xFFFFFFFFu;
+    cm_dsb();
+    return true;
+}
+
+bool bsp_persist_program(uint32_t slot, uint32_t offset, const uint8_t *data, uint32_t n) {
+    if (!in_slot(slot, offset, n)) return false;
+    volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)(bsp_persist_slot_addr(slot) + offset);
+    for (uint32_t i = 0; i < n / 4u; i++) {
+        uint32_t w = (uint32_t)data[4 * i] | (uint32_t)data[4 * i + 1] << 8 |
+                     (uint32_t)data[4 * i + 2] << 16 | (uint32_t)data[4 * i + 3] << 24;
+        p[i] &= w; /* NOR flash: programming clears bits, never sets them */
+    }
+    cm_dsb();
+    return true;
+}
