@@ -7,6 +7,7 @@
 #include "fmt.h"
 #include "model.h"
 #include "protocol.h"
+#include "train.h"
 
 #ifndef BOARD_NAME
 #error "BOARD_NAME comes from boards/<board>.toml through the build"
@@ -166,6 +167,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
             break;
         default: {
             if (model_handle(type, payload, len, reply)) break;
+            if (train_handle(type, payload, len, link->dec.capacity, reply)) break;
             char msg[64];
             fmt_snprintf(msg, sizeof msg, "unknown message type 0x%02x", type);
             link_reply_error(reply, ERR_UNKNOWN_TYPE, type, msg);

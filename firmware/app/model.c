@@ -39,6 +39,10 @@ uint32_t model_plan_crc(void) {
     return status == RT_OK ? plan.header->crc32 : 0;
 }
 
+const rt_plan_t *model_plan(void) {
+    return status == RT_OK ? &plan : 0;
+}
+
 static void on_info(link_reply_t *reply) {
     struct payload_MODEL_INFO_RSP r;
     memset(&r, 0, sizeof r);
