@@ -237,6 +237,9 @@ def infer(
         "limit": "train on at most this many samples per epoch",
         "port": PORT_HELP,
         "seed": "sample order",
+        "held-out": "evaluate on at most this many held-out samples (default: all)",
+        "resume": "carry on the session in --out (default: the latest) on the board it ran on, after "
+        "its host process died: each sample is still trained exactly once",
     }
 )
 @friendly
@@ -253,6 +256,8 @@ def train(
     limit: int = 0,
     port: str | None = None,
     seed: int = 0,
+    resume: bool = False,
+    held_out: int = 0,
 ) -> None:
     """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
     from pathlib import Path
@@ -271,6 +276,8 @@ def train(
         model=Path(model) if model else None,
         seed=seed,
         limit=limit or None,
+        resume=resume,
+        held_out=held_out or None,
     )  # prints its progress, its summary and where the session folder is
 
 

@@ -6,6 +6,7 @@ BoardTraining: a training step, with the training messages (SAMPLE, TRAIN, EVAL,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,11 @@ class BoardTraining:
 
     def __init__(self, link: Link) -> None:
         self.link = link
+        # How long to wait for a STEP_RESULT before asking again: a step's own time grows with the
+        # model, so the wait follows the slowest step seen (a repeat is never trained twice: the
+        # board answers it from its reply cache). A fixed long wait would stall on every reply
+        # that a damaged frame lost.
+        self.slowest = 0.0
         r = link.request(Msg.TRAIN_CONFIG)
         if r.type != Msg.TRAIN_CONFIG_RSP:
             raise LinkError(f"TRAIN_CONFIG answered with 0x{r.type:02x}")
@@ -152,29 +158,33 @@ class BoardTraining:
             head = layout("SAMPLE").pack(sample_id=sample_id, offset=off, label=label)
             self.link.request(Msg.SAMPLE, head + data[off : off + chunk])
 
-    def _result(self, type_: int, payload: bytes, timeout: float) -> StepResult:
-        r = self.link.request(type_, payload, timeout=timeout)
+    def _result(self, type_: int, payload: bytes, timeout: float | None) -> StepResult:
+        wait = timeout if timeout is not None else max(self.link.timeout, 3 * self.slowest)
+        t0, retransmits = time.monotonic(), self.link.stats.retransmits
+        r = self.link.request(type_, payload, timeout=wait)
+        if self.link.stats.retransmits == retransmits:
+            self.slowest = max(self.slowest, time.monotonic() - t0)
         if r.type != Msg.STEP_RESULT:
             raise LinkError(f"{Msg(type_).name} answered with 0x{r.type:02x}")
         return StepResult.unpack(r.payload)
 
     def train(
-        self, sample_id: int, x: np.ndarray, label: int, epoch: int = 0, timeout: float = 120.0
+        self, sample_id: int, x: np.ndarray, label: int, epoch: int = 0, timeout: float | None = None
     ) -> StepResult:
         """One training step on sample_id (the board's next id): SAMPLE chunks, then TRAIN."""
         self.load(sample_id, x, label)
         return self.replay(sample_id, epoch, timeout)
 
-    def replay(self, sample_id: int, epoch: int = 0, timeout: float = 120.0) -> StepResult:
+    def replay(self, sample_id: int, epoch: int = 0, timeout: float | None = None) -> StepResult:
         """TRAIN alone: for an id already trained, the board's kept result (nothing trains)."""
         return self._result(Msg.TRAIN, layout("TRAIN").pack(sample_id=sample_id, epoch=epoch), timeout)
 
-    def evaluate(self, sample_id: int, x: np.ndarray, label: int, timeout: float = 120.0) -> StepResult:
+    def evaluate(self, sample_id: int, x: np.ndarray, label: int, timeout: float | None = None) -> StepResult:
         """Loss and prediction against the label, without training."""
         self.load(sample_id, x, label)
         return self._result(Msg.EVAL, layout("EVAL").pack(sample_id=sample_id), timeout)
 
-    def predict(self, sample_id: int, x: np.ndarray, timeout: float = 120.0) -> StepResult:
+    def predict(self, sample_id: int, x: np.ndarray, timeout: float | None = None) -> StepResult:
         """The forward pass alone: the predicted class."""
         self.load(sample_id, x, 0)
         return self._result(Msg.PREDICT, layout("PREDICT").pack(sample_id=sample_id), timeout)
