@@ -129,15 +129,36 @@ def ping(
         "port": PORT_HELP,
         "seconds": "stop after this long (default: until Ctrl-C)",
         "frames": "also show every frame, not only logs and faults",
+        "session": "follow a running `invoke train` session from its folder (a path, or 'latest')",
     }
 )
 @friendly
 def monitor(
-    c: Context, board: str | None = None, port: str | None = None, seconds: float = 0, frames: bool = False
+    c: Context,
+    board: str | None = None,
+    port: str | None = None,
+    seconds: float = 0,
+    frames: bool = False,
+    session: str = "",
 ) -> None:
-    """Decoded serial console: timestamped firmware logs, faults and (with --frames) frames."""
+    """Decoded serial console: timestamped firmware logs, faults and (with --frames) frames.
+
+    With --session DIR (or --session latest): a running `invoke train` session, live from its
+    folder (the training process owns the serial port): step, loss, running accuracy, samples per
+    second, stack high-water and peak SRAM, the firmware's log lines and each epoch's result."""
     from pytools.link.client import BoardFaulted
 
+    if session:
+        from pathlib import Path
+
+        from pytools.console import follow_session
+        from pytools.session import latest_session
+
+        folder = latest_session() if session == "latest" else Path(session)
+        if not (folder / "config.json").exists() and not (folder / "steps.jsonl").exists():
+            raise ToolError(f"{folder} is not a session folder (no config.json)")
+        follow_session(folder, seconds)
+        return
     b = resolve_board(board)
     show = (lambda d, item: print(frame_line(d, item))) if frames else None
     with open_link(

@@ -358,3 +358,58 @@ def test_results_older_than_the_kept_window_are_refused_not_retrained(
 def test_a_firmware_without_a_training_plan_refuses_training_messages(link: Link) -> None:
     refused(lambda: link.request(Msg.TRAIN_CONFIG), Err.BAD_STATE, "no usable model")
     refused(lambda: link.request(Msg.TRAIN, bytes(8)), Err.BAD_STATE, "no usable model")
+
+
+def test_invoke_monitor_follows_a_running_session_live(
+    run_dir: Path, board_emu: emulator.Emulator, tmp_path: Path
+) -> None:
+    """`invoke monitor --session` tails the folder a training process writes, while it runs."""
+    from pytools.console import follow_session
+
+    limit, epochs = 60, 2
+    folder = tmp_path / "s"
+    code = (
+        "import sys; from pathlib import Path; from pytools.session import run_training_session; "
+        f"run_training_session('{BOARD}', epochs={epochs}, limit={limit}, seed=1, held_out=60, "
+        "out_dir=Path(sys.argv[1]))"
+    )
+    env = {**os.environ, "TINYTRAIN_RUN_DIR": str(run_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    shown: list[tuple[float, str]] = []
+    try:
+        follow_session(
+            folder, seconds=180, interval=0.1, out=lambda line: shown.append((time.monotonic(), line))
+        )
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [line for _, line in shown]
+    steps = jsonl(folder / "steps.jsonl")
+    epochs_rows = jsonl(folder / "epochs.jsonl")
+    status = [line for line in lines if " step " in line and "board trained" in line]
+    trained = [int(line.rsplit("board trained ", 1)[1]) for line in status]
+    # Live: several views while the steps came in, each further on than the last.
+    assert len(status) >= 3 and trained == sorted(set(trained)), trained
+    assert trained[-1] == limit * epochs
+    last = steps[-1]
+    mine = [s for s in steps if s["epoch"] == epochs]
+    acc = sum(s["prediction"] == s["label"] for s in mine) / len(mine)
+    assert f"epoch {epochs}/{epochs} step {limit}/{limit}: loss {last['loss']:.3f}" in status[-1]
+    assert f"epoch accuracy {acc:.3f}" in status[-1]
+    assert f"stack high-water {max(s['stack_high_water'] for s in steps):,} B" in status[-1]
+    rate = float(status[-1].split(" samples/s")[0].rsplit(", ", 1)[1])
+    assert rate > 0
+    # The firmware's own log lines (it logs every 100 trained samples), and each epoch's result.
+    assert any("trained 100 samples (epoch 2)" in line for line in lines)
+    for e in epochs_rows:
+        want = f"epoch {e['epoch']} done: held-out accuracy {e['held_out_accuracy']:.3f}"
+        assert any(want in line for line in lines), want
+    assert lines[-1].startswith("session ended:") and lines[-1].endswith("completed")
