@@ -413,3 +413,17 @@ def test_invoke_monitor_follows_a_running_session_live(
         want = f"epoch {e['epoch']} done: held-out accuracy {e['held_out_accuracy']:.3f}"
         assert any(want in line for line in lines), want
     assert lines[-1].startswith("session ended:") and lines[-1].endswith("completed")
+
+
+def test_the_trainer_drives_a_board_with_the_training_messages(
+    run_dir: Path, board_emu: emulator.Emulator, ct: CompiledTraining, samples
+) -> None:
+    x, y = samples
+    twin = Trainer(ct)
+    with Link.open(board_emu.url) as link:
+        board = Trainer(ct, BoardTraining(link))
+        for k in range(12):
+            assert board.step(x[k], int(y[k])) == twin.step(x[k], int(y[k])), k
+        assert_same_state(board.state(), twin.state())
+        assert [board.predict(x[k]) for k in range(20, 30)] == [twin.predict(x[k]) for k in range(20, 30)]
+        assert board.backend.status()["samples_trained"] == 12

@@ -20,6 +20,16 @@ from pytools.model.plan import DTYPE_NAMES
 WRITE_HEADER = layout("TENSOR_WRITE").size
 
 
+def read_arena(link: Link, offset: int, size: int) -> bytes:
+    """Raw arena bytes (e.g. the trained state), with ARENA_READ in chunks of max_reply."""
+    chunk = link.board["max_reply"]
+    out = bytearray()
+    for off in range(offset, offset + size, chunk):
+        req = layout("ARENA_READ").pack(offset=off, length=min(chunk, offset + size - off))
+        out += link.request(Msg.ARENA_READ, req).payload
+    return bytes(out)
+
+
 class BoardModel:
     """The model embedded in the firmware of a connected board."""
 
@@ -51,12 +61,7 @@ class BoardModel:
         return bytes(out)
 
     def arena_bytes(self, offset: int, size: int) -> bytes:
-        chunk = self.link.board["max_reply"]
-        out = bytearray()
-        for off in range(offset, offset + size, chunk):
-            req = layout("ARENA_READ").pack(offset=off, length=min(chunk, offset + size - off))
-            out += self.link.request(Msg.ARENA_READ, req).payload
-        return bytes(out)
+        return read_arena(self.link, offset, size)
 
     def invoke(
         self, inputs: list[np.ndarray], timeout: float = 120.0, first: int = 0, end: int | None = None
@@ -133,6 +138,10 @@ class BoardTraining:
         self.config = layout("TRAIN_CONFIG_RSP").unpack(r.payload)
         self.dtype = np.dtype(DTYPE_NAMES[self.config["sample_dtype"]])
         self.shape = tuple(self.config[f"dim{k}"] for k in range(self.config["sample_ndim"]))
+
+    def arena_bytes(self, offset: int, size: int) -> bytes:
+        """Raw arena bytes (the trained state)."""
+        return read_arena(self.link, offset, size)
 
     def status(self) -> dict[str, Any]:
         r = self.link.request(Msg.TRAIN_STATUS)
