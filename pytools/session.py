@@ -620,6 +620,7 @@ class _Run:
         self.trainer = Trainer(inp.ct, self.board)  # state() reads the board's trained state
         self.steps = _read_jsonl(folder / "steps.jsonl")
         self.epochs = _read_jsonl(folder / "epochs.jsonl")
+        self.final: dict[str, Any] | None = None  # the board's TRAIN_STATUS at the end
         self.steps_file = _append(folder / "steps.jsonl")
         self.epochs_file = _append(folder / "epochs.jsonl")
 
@@ -969,6 +970,7 @@ def run_training_session(
             run.before()  # step 5
             for epoch in range(1, epochs + 1):
                 run.epoch(epoch, epochs, orders[epoch - 1])
+            run.final = run.status()
             status = "completed"
     except KeyboardInterrupt:
         status = "interrupted (Ctrl-C)"
@@ -1030,6 +1032,12 @@ def _finish(
         )
         lines.append(
             f"wall time per training step: median {_median(ms):.1f} ms, link included; {len(steps)} steps"
+        )
+    if run is not None and run.final is not None:
+        f = run.final
+        lines.append(
+            f"board: {f['samples_trained']:,} samples trained since boot ({f['replays']} results replayed "
+            f"to a resumed host, never trained twice); trained state CRC-32 0x{f['state_crc']:08x}"
         )
     if stats is not None:
         lines.append(

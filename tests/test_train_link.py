@@ -130,14 +130,14 @@ def check_session_against_twin(
     return twin
 
 
-def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
-    run_dir: Path, board_emu: emulator.Emulator, ct: CompiledTraining, samples, tmp_path: Path
-) -> None:
-    limit, epochs, kill_after = 40, 2, 15
-    folder = tmp_path / "s"
+def session_killed_after(
+    folder: Path, run_dir: Path, limit: int, epochs: int, seed: int, kill_after: int
+) -> int:
+    """Runs a session in a host process of its own and SIGKILLs it once it has logged
+    kill_after steps (no finally block runs: the link is simply cut). Returns the steps logged."""
     code = (
         "import sys; from pathlib import Path; from pytools.session import run_training_session; "
-        f"run_training_session('{BOARD}', epochs={epochs}, limit={limit}, seed=3, held_out=60, "
+        f"run_training_session('{BOARD}', epochs={epochs}, limit={limit}, seed={seed}, held_out=60, "
         "out_dir=Path(sys.argv[1]))"
     )
     env = {**os.environ, "TINYTRAIN_RUN_DIR": str(run_dir)}
@@ -148,15 +148,15 @@ def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    steps_file = folder / "steps.jsonl"
     try:
         deadline = time.monotonic() + 120
-        steps_file = folder / "steps.jsonl"
         while time.monotonic() < deadline and proc.poll() is None:
             if steps_file.exists() and steps_file.read_text().count("\n") >= kill_after:
                 break
             time.sleep(0.005)
         assert proc.poll() is None, "the session ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)  # no finally block runs: the link is simply cut
+        proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
@@ -164,6 +164,15 @@ def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
             proc.wait()
     logged = steps_file.read_text().count("\n")
     assert kill_after <= logged < limit * epochs
+    return logged
+
+
+def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
+    run_dir: Path, board_emu: emulator.Emulator, ct: CompiledTraining, samples, tmp_path: Path
+) -> None:
+    limit, epochs, kill_after = 40, 2, 15
+    folder = tmp_path / "s"
+    logged = session_killed_after(folder, run_dir, limit, epochs, 3, kill_after)
 
     # The killed host may have trained a step it never logged; make sure that case is covered:
     # train the next step here, as the dead process would have, without a line in steps.jsonl.
@@ -206,6 +215,13 @@ def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
     # A second resume of a finished session trains nothing more.
     session.run_training_session(BOARD, resume=True, out_dir=folder)
     assert board_state(board_emu.url, ct)[1]["samples_trained"] == status["samples_trained"]
+    assert len(jsonl(folder / "steps.jsonl")) == limit * epochs
+
+    # A board that rebooted since (its count is back to 0) cannot carry the session on.
+    emulator.stop(BOARD)
+    emulator.start(load_board(BOARD), ct.image.elf)
+    with pytest.raises(ToolError, match=r"the board was reset or trained by someone else since"):
+        session.run_training_session(BOARD, resume=True, out_dir=folder)
     assert len(jsonl(folder / "steps.jsonl")) == limit * epochs
 
 
@@ -427,3 +443,29 @@ def test_the_trainer_drives_a_board_with_the_training_messages(
         assert_same_state(board.state(), twin.state())
         assert [board.predict(x[k]) for k in range(20, 30)] == [twin.predict(x[k]) for k in range(20, 30)]
         assert board.backend.status()["samples_trained"] == 12
+
+
+def test_a_killed_host_that_started_its_own_emulator_resumes_on_it(
+    run_dir: Path, ct: CompiledTraining, samples, tmp_path: Path
+) -> None:
+    """The killed process had started the emulator itself (nothing was running): the emulator
+    outlives it, the resumed session carries on there and stops it at the end."""
+    limit, epochs = 30, 2
+    folder = tmp_path / "s"
+    try:
+        logged = session_killed_after(folder, run_dir, limit, epochs, 4, 10)
+        name = json.loads((folder / "config.json").read_text())["board"]["emulator"]["name"]
+        assert name.startswith("session-") and emulator.find(name) is not None
+        session.run_training_session(BOARD, resume=True, out_dir=folder)
+        assert emulator.find(name) is None, "the resumed session did not stop the emulator it took over"
+    finally:
+        for state in run_dir.glob("*.json"):
+            emulator.stop(state.stem)
+    steps = jsonl(folder / "steps.jsonl")
+    assert len(steps) == limit * epochs and not any(s["replayed"] for s in steps[:logged])
+    twin = check_session_against_twin(folder, ct, samples, limit * epochs)
+    summary = (folder / "summary.txt").read_text()
+    assert "completed" in summary and f"state CRC-32 0x{state_crc(twin):08x}" in summary
+    assert f"board: {limit * epochs:,} samples trained since boot" in summary
+    with pytest.raises(ToolError, match=r"is not running any more, and its trained state went with it"):
+        session.run_training_session(BOARD, resume=True, out_dir=folder)
