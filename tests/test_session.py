@@ -226,3 +226,14 @@ def test_limit_takes_the_classes_in_turn() -> None:
     assert len(picked) == 30 and np.all(np.diff(picked) > 0)
     assert np.bincount(y[picked], minlength=10).tolist() == [3] * 10
     assert len(session.subset(y, None)) == len(y) == 381
+
+
+def test_a_folder_with_a_session_is_resumed_not_overwritten(tmp_path) -> None:
+    held = tmp_path / "s"
+    held.mkdir()
+    (held / "config.json").write_text("{}")
+    with pytest.raises(ToolError, match=r"already holds a session .*carry that session on with --resume"):
+        run_training_session(BOARD, epochs=1, limit=5, out_dir=held)
+    assert (held / "config.json").read_text() == "{}"
+    with pytest.raises(ToolError, match=r"nothing to resume in .*empty: it holds no session"):
+        run_training_session(BOARD, resume=True, out_dir=tmp_path / "empty")
