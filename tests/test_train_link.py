@@ -325,6 +325,10 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(
         sample(4, 0, x[4].tobytes(), int(y[4]))  # a complete sample of another id
         refusals.append(refused(lambda: bt.replay(3), Err.NO_SAMPLE, "the loaded sample is 4"))
         refusals.append(refused(lambda: bt.replay(4), Err.OUT_OF_ORDER, "TRAIN 4 skips ahead"))
+        # A generic TENSOR_WRITE writes the arena the loaded sample lives in: the sample is dropped.
+        sample(3, 0, good, int(y[3]))
+        link.request(Msg.TENSOR_WRITE, layout("TENSOR_WRITE").pack(io=0, index=0, offset=0) + bytes(64))
+        refusals.append(refused(lambda: bt.replay(3), Err.NO_SAMPLE, "no sample is loaded"))
         with pytest.raises(ToolError, match=r"a sample is 64 bytes \(int8 \[1, 8, 8, 1\]\).*this one is 128"):
             bt.load(3, np.zeros(128, np.int8))  # refused by the host, before anything is sent
 

@@ -166,6 +166,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
                 on_fault(reply, payload);
             break;
         default: {
+            if (type == MSG_TENSOR_WRITE || type == MSG_INVOKE) train_drop_sample();
             if (model_handle(type, payload, len, reply)) break;
             if (train_handle(type, payload, len, link->dec.capacity, reply)) break;
             char msg[64];

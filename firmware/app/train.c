@@ -331,6 +331,10 @@ static void on_eval(uint8_t type, const uint8_t *payload, link_reply_t *reply) {
     finish(&r, reply);
 }
 
+void train_drop_sample(void) {
+    st.loaded = false;
+}
+
 static const char *name_of(uint8_t type) {
     switch (type) {
         case MSG_TRAIN_CONFIG: return "TRAIN_CONFIG";

@@ -22,4 +22,8 @@
 bool train_handle(uint8_t type, const uint8_t *payload, uint16_t len, uint16_t max_payload,
                   link_reply_t *reply);
 
+/* Forgets the loaded sample: the generic TENSOR_WRITE and INVOKE write the arena bytes it
+ * lives in, so after them a TRAIN needs a fresh SAMPLE (NO_SAMPLE otherwise). */
+void train_drop_sample(void);
+
 #endif
