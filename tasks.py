@@ -129,15 +129,36 @@ def ping(
         "port": PORT_HELP,
         "seconds": "stop after this long (default: until Ctrl-C)",
         "frames": "also show every frame, not only logs and faults",
+        "session": "follow a running `invoke train` session from its folder (a path, or 'latest')",
     }
 )
 @friendly
 def monitor(
-    c: Context, board: str | None = None, port: str | None = None, seconds: float = 0, frames: bool = False
+    c: Context,
+    board: str | None = None,
+    port: str | None = None,
+    seconds: float = 0,
+    frames: bool = False,
+    session: str = "",
 ) -> None:
-    """Decoded serial console: timestamped firmware logs, faults and (with --frames) frames."""
+    """Decoded serial console: timestamped firmware logs, faults and (with --frames) frames.
+
+    With --session DIR (or --session latest): a running `invoke train` session, live from its
+    folder (the training process owns the serial port): step, loss, running accuracy, samples per
+    second, stack high-water and peak SRAM, the firmware's log lines and each epoch's result."""
     from pytools.link.client import BoardFaulted
 
+    if session:
+        from pathlib import Path
+
+        from pytools.console import follow_session
+        from pytools.session import latest_session
+
+        folder = latest_session() if session == "latest" else Path(session)
+        if not (folder / "config.json").exists() and not (folder / "steps.jsonl").exists():
+            raise ToolError(f"{folder} is not a session folder (no config.json)")
+        follow_session(folder, seconds)
+        return
     b = resolve_board(board)
     show = (lambda d, item: print(frame_line(d, item))) if frames else None
     with open_link(
@@ -237,6 +258,9 @@ def infer(
         "limit": "train on at most this many samples per epoch",
         "port": PORT_HELP,
         "seed": "sample order",
+        "held-out": "evaluate on at most this many held-out samples (default: all)",
+        "resume": "carry on the session in --out (default: the latest) on the board it ran on, after "
+        "its host process died: each sample is still trained exactly once",
     }
 )
 @friendly
@@ -253,6 +277,8 @@ def train(
     limit: int = 0,
     port: str | None = None,
     seed: int = 0,
+    resume: bool = False,
+    held_out: int = 0,
 ) -> None:
     """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
     from pathlib import Path
@@ -271,6 +297,8 @@ def train(
         model=Path(model) if model else None,
         seed=seed,
         limit=limit or None,
+        resume=resume,
+        held_out=held_out or None,
     )  # prints its progress, its summary and where the session folder is
 
 

@@ -1,8 +1,13 @@
-"""Human-readable views of what the board says: board summary, logs, frames, faults."""
+"""Human-readable views of what the board says: board summary, logs, frames, faults, and a
+training session followed live from its folder."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pytools.boards import Board
@@ -58,3 +63,116 @@ def board_summary(board: Board, hello: dict[str, Any], info: dict[str, Any]) -> 
         f"{info['rx_duplicates']} retransmitted), tx {info['tx_frames']:,}",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- a training session, live
+
+
+class SessionTail:
+    """Follows a session folder that `invoke train` is writing (the training process owns the
+    serial port, so the monitor reads what it appends): steps.jsonl, epochs.jsonl, board.log.
+
+    poll() returns the new lines to show: the firmware's log lines, one status line when steps
+    arrived (epoch, step, loss, running accuracy of the epoch, samples per second, stack
+    high-water and the peak SRAM it implies), and each epoch's held-out result.
+    """
+
+    WINDOW = 50  # steps over which loss and speed are averaged
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.offsets: dict[str, int] = {}
+        self.partial: dict[str, str] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.config: dict[str, Any] = {}
+        self.sram_base: int | None = None  # linker RAM minus the reserved thread stack
+
+    def _new_lines(self, name: str) -> list[str]:
+        path = self.folder / name
+        try:
+            with open(path, "rb") as f:
+                f.seek(self.offsets.get(name, 0))
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offsets[name] = self.offsets.get(name, 0) + len(data)
+        text = self.partial.pop(name, "") + data.decode("utf-8", "replace")
+        lines = text.split("\n")
+        if lines[-1]:
+            self.partial[name] = lines[-1]  # written in part so far: wait for its end
+        return [line for line in lines[:-1] if line.strip()]
+
+    def _load_config(self) -> None:
+        if self.config:
+            return
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            self.config = json.loads((self.folder / "config.json").read_text())
+            from pytools.boards import load_board
+
+            with contextlib.suppress(Exception):
+                stack = load_board(self.config["board"]["name"]).memory.stack_size
+                self.sram_base = self.config["plan"]["sram_used"] - stack
+
+    def status_line(self) -> str:
+        s = self.steps[-1]
+        epochs = self.config.get("arguments", {}).get("epochs", "?")
+        per_epoch = self.config.get("dataset", {}).get("finetune_used", "?")
+        mine = [r for r in self.steps if r["epoch"] == s["epoch"]]
+        acc = sum(r["prediction"] == r["label"] for r in mine) / len(mine)
+        recent = self.steps[-self.WINDOW :]
+        mean = sum(r["loss"] for r in recent if r["loss"] is not None) / len(recent)
+        timed = [r["time"] for r in recent if r.get("time") is not None and not r.get("replayed")]
+        rate = (len(timed) - 1) / (timed[-1] - timed[0]) if len(timed) > 1 and timed[-1] > timed[0] else 0.0
+        hw = max(r.get("stack_high_water", 0) for r in self.steps)
+        memory = f"stack high-water {hw:,} B"
+        if self.sram_base is not None and hw:
+            memory += f" (peak SRAM {self.sram_base + hw:,} B)"
+        loss = "nan" if s["loss"] is None else f"{s['loss']:.3f}"
+        return (
+            f"{stamp()} epoch {s['epoch']}/{epochs} step {s['step']}/{per_epoch}: loss {loss} "
+            f"(mean of last {len(recent)} {mean:.3f}), epoch accuracy {acc:.3f}, "
+            f"{rate:.1f} samples/s, {memory}; board trained {s.get('samples_trained', '?')}"
+        )
+
+    def poll(self) -> list[str]:
+        self._load_config()
+        out = list(self._new_lines("board.log"))
+        rows = []
+        for line in self._new_lines("steps.jsonl"):
+            with contextlib.suppress(json.JSONDecodeError):
+                rows.append(json.loads(line))
+        self.steps += rows
+        if rows:
+            out.append(self.status_line())
+        for line in self._new_lines("epochs.jsonl"):
+            with contextlib.suppress(json.JSONDecodeError):
+                e = json.loads(line)
+                extra = "" if e["train_loss"] is None else f"; mean training loss {e['train_loss']:.3f}"
+                out.append(
+                    f"{stamp()} epoch {e['epoch']} done: held-out accuracy {e['held_out_accuracy']:.3f} "
+                    f"({e['held_out_correct']}/{e['held_out_samples']}){extra}"
+                )
+        return out
+
+    def finished(self) -> bool:
+        return (self.folder / "summary.txt").exists()
+
+
+def follow_session(
+    folder: Path, seconds: float = 0, interval: float = 0.5, out: Callable[[str], None] = print
+) -> None:
+    """Shows a session live until it ends (its summary.txt appears), or for `seconds`."""
+    tail = SessionTail(folder)
+    deadline = time.monotonic() + seconds if seconds else float("inf")
+    out(f"following the session in {folder} (Ctrl-C to stop)")
+    while True:
+        done = tail.finished()  # before the last read, so nothing written before it is missed
+        for line in tail.poll():
+            out(line)
+        if done:
+            summary = (folder / "summary.txt").read_text().splitlines()
+            out(f"session ended: {summary[1] if len(summary) > 1 else ''}")
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)

@@ -7,12 +7,21 @@ device before training and after each epoch, and writes a session folder:
 
     config.json    every argument, the board, the data set's split sizes, the firmware build
                    id the board reported, the plan and arena sizes, the timing note
-    steps.jsonl    one line per training step: epoch, step, sample, label, prediction, loss,
-                   cost (the board's counter unit, from INVOKE's report), wall time, link
-                   retransmits so far
-    epochs.jsonl   one line per epoch (0 = before training): held-out accuracy, mean loss
-    loss.png, accuracy.png, summary.txt, board.log (the firmware's own log lines),
-    emulator.log (QEMU's output, emulated boards only)
+    steps.jsonl    one line per training step: epoch, step, sample, the board's sample id,
+                   label, prediction, loss, cost (the board's counter unit, from STEP_RESULT),
+                   samples trained, stack high-water, replayed, wall time, link retransmits
+    epochs.jsonl   one line per epoch (0 = before training): held-out accuracy and loss, mean loss
+    loss.png, accuracy.png, summary.txt, board.log (the firmware's own log lines, appended as
+    they come), resumes.jsonl (one line per --resume), emulator.log (emulated boards only)
+
+The board trains with the training messages (docs/protocol.md, "Training over the link"):
+SAMPLE chunks sized by what the board reports, then TRAIN of a sample id; held-out samples
+go through EVAL, which trains nothing. The board counts the samples it trained, and step g of
+a session trains its sample id first_sample_id + g (config.json). So a session whose host
+process died (killed, cable pulled) is carried on with `invoke train --resume`: the board
+says how far it got, the steps it trained but the dead process did not log are answered
+again from the board's kept results (not trained again), and training goes on from the next
+sample. Every sample is trained exactly once, and the session's files are appended to.
 
 Which board runs it:
 - emulated: a running emulated board (`invoke flash`'s) is reused only if it runs this very
@@ -58,7 +67,7 @@ from pytools.console import log_line
 from pytools.errors import ToolError
 from pytools.link.client import Link, LinkStats
 from pytools.link.protocol import Msg, layout
-from pytools.model.board_runner import BoardModel
+from pytools.model.board_runner import BoardModel, BoardTraining, StepResult
 from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.ir import Graph, ModelError
 from pytools.model.plan import read_header
@@ -183,19 +192,6 @@ def _require_matplotlib() -> None:
 
 
 # ---------------------------------------------------------------- the board
-
-
-class _RecordingBoard(BoardModel):
-    """BoardModel that keeps INVOKE's last report (the step's cost in counter units)."""
-
-    last: dict[str, Any]
-
-    def invoke(
-        self, inputs: list[np.ndarray], timeout: float = 120.0, first: int = 0, end: int | None = None
-    ) -> tuple[list[np.ndarray], dict]:
-        outs, rep = super().invoke(inputs, timeout, first, end)
-        self.last = rep
-        return outs, rep
 
 
 @dataclass
@@ -349,7 +345,10 @@ def _session_path(out_dir: Path | None, board: str, dataset: str) -> Path:
         return SESSIONS / f"{stamp}-{board}-{dataset}"
     out = Path(out_dir)
     if (out / "config.json").exists():
-        raise ToolError(f"{out} already holds a session (config.json): choose another folder")
+        raise ToolError(
+            f"{out} already holds a session (config.json): choose another folder, or carry that "
+            "session on with --resume"
+        )
     return out
 
 
@@ -479,6 +478,7 @@ def _prepare(
     split: str,
     model: Path | None,
     limit: int | None,
+    held_out: int | None = None,
 ) -> _Inputs:
     """Steps 1-3: the data, the model, and the training step compiled and linked for the board."""
     ds = datasets.module(dataset)
@@ -489,9 +489,10 @@ def _prepare(
     graph = import_tflite(model_bytes, model_name)
     check_classifier(graph, ds.CLASSES, ds.SHAPE, model_source if model else model_name)
     chosen = subset(parts.finetune.y, limit)
+    held = subset(parts.held_out.y, held_out)
     print(
         f"data      {dataset} (split {split}): {len(chosen)} of {len(parts.finetune)} fine-tuning samples "
-        f"per epoch, {len(parts.held_out)} held out (pretraining part: {len(parts.pretrain)})"
+        f"per epoch, {len(held)} of {len(parts.held_out)} held out (pretraining part: {len(parts.pretrain)})"
     )
     print(f"source    {model_name}: {model_source}")
     ct = compile_training(graph, scheme_obj, board, model_name, link=True, lr=lr)
@@ -518,8 +519,8 @@ def _prepare(
         chosen=chosen,
         x_train=model_inputs(graph, parts.finetune.x[chosen]),
         y_train=parts.finetune.y[chosen],
-        x_held=model_inputs(graph, parts.held_out.x),
-        y_held=parts.held_out.y,
+        x_held=model_inputs(graph, parts.held_out.x[held]),
+        y_held=parts.held_out.y[held],
     )
 
 
@@ -584,36 +585,69 @@ def _median(v: list[float]) -> float:
     return float(statistics.median(v)) if v else float("nan")
 
 
-class _Run:
-    """Training and evaluation on the connected board, and the records they leave (step 5)."""
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a session's .jsonl file; a line torn by a killed process is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            rows.append(json.loads(line))
+    return rows
 
-    def __init__(self, folder: Path, inp: _Inputs, link: Link, unit: str) -> None:
-        self.inp, self.link, self.unit = inp, link, unit
+
+def _append(path: Path) -> IO[str]:
+    """Opens a session's .jsonl file to append to (never truncated: a resumed session adds)."""
+    f = open(path, "a")  # closed by _Run.close()
+    if f.tell() and not path.read_bytes().endswith(b"\n"):
+        f.write("\n")  # a line torn by a killed process stays apart from the next
+    return f
+
+
+class _Run:
+    """Training and evaluation on the connected board, and the records they leave (step 5).
+
+    The steps of a session are numbered 0, 1, ... across its epochs; step g trains the board's
+    sample id first_id + g, so the board's count of trained samples says how far the session
+    got, even if this process was killed (see resume()).
+    """
+
+    def __init__(self, folder: Path, inp: _Inputs, link: Link, unit: str, first_id: int) -> None:
+        self.inp, self.link, self.unit, self.first_id = inp, link, unit, first_id
         ins, outs = io_tensors(inp.ct.compiled.blob)
-        self.board = _RecordingBoard(link, tensor_table(inp.ct.compiled.blob), ins, outs)
-        self.trainer = Trainer(inp.ct, self.board)
-        self.steps: list[dict[str, Any]] = []
-        self.epochs: list[dict[str, Any]] = []
-        self.steps_file = open(folder / "steps.jsonl", "w")  # closed by close()
-        self.epochs_file = open(folder / "epochs.jsonl", "w")
+        self.board = BoardModel(link, tensor_table(inp.ct.compiled.blob), ins, outs)
+        self.training = BoardTraining(link)
+        self.trainer = Trainer(inp.ct, self.board)  # state() reads the board's trained state
+        self.steps = _read_jsonl(folder / "steps.jsonl")
+        self.epochs = _read_jsonl(folder / "epochs.jsonl")
+        self.final: dict[str, Any] | None = None  # the board's TRAIN_STATUS at the end
+        self.steps_file = _append(folder / "steps.jsonl")
+        self.epochs_file = _append(folder / "epochs.jsonl")
 
     def close(self) -> None:
         self.steps_file.close()
         self.epochs_file.close()
 
-    def evaluate(self, epoch: int) -> int:
-        """Held-out samples classified on the device (the forward pass only): how many are right."""
+    def status(self) -> dict[str, Any]:
+        return self.training.status()
+
+    def evaluate(self, epoch: int) -> tuple[int, float]:
+        """Held-out samples evaluated on the device (EVAL trains nothing): (right, mean loss)."""
         x, y = self.inp.x_held, self.inp.y_held
-        correct = 0
+        correct, losses = 0, []
         bar = tqdm(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample", dynamic_ncols=True)
         for k in bar:
-            correct += int(self.trainer.predict(x[k]) == int(y[k]))
+            r = self.training.evaluate(k, x[k], int(y[k]))
+            correct += int(r.correct)
+            losses.append(r.loss)
             bar.set_postfix(acc=f"{correct / (k + 1):.3f}", refresh=False)
         bar.close()
-        return correct
+        return correct, float(np.mean(losses))
 
     def before(self) -> None:
-        correct = self.evaluate(0)
+        if any(e["epoch"] == 0 for e in self.epochs):
+            return  # done before this process was started (a resumed session)
+        correct, loss = self.evaluate(0)
         n = len(self.inp.y_held)
         self._epoch_row(
             {
@@ -621,6 +655,7 @@ class _Run:
                 "held_out_accuracy": correct / n,
                 "held_out_correct": correct,
                 "held_out_samples": n,
+                "held_out_loss": loss,
                 "train_loss": None,
                 "train_accuracy": None,
                 "steps": 0,
@@ -628,58 +663,102 @@ class _Run:
         )
         print(f"epoch 0   held-out accuracy {correct / n:.3f} ({correct}/{n}), before training")
 
-    def epoch(self, epoch: int, epochs: int, order: np.ndarray) -> None:
-        """One SGD step on the device per fine-tuning sample, in this order; then held-out accuracy."""
-        x, y = self.inp.x_train, self.inp.y_train
-        losses: list[float] = []
-        hits = 0
-        t0 = time.monotonic()
-        bar = tqdm(order, desc=f"epoch {epoch}/{epochs} train", unit="step", dynamic_ncols=True)
-        for k, i in enumerate(bar, start=1):
-            label = int(y[i])
-            t_step = time.perf_counter()
-            loss, pred = self.trainer.step(x[i], label)
-            ms = 1000 * (time.perf_counter() - t_step)
-            losses.append(loss)
-            hits += int(pred == label)
-            self._step_row(
-                {
-                    "epoch": epoch,
-                    "step": k,
-                    "sample": int(self.inp.chosen[i]),
-                    "label": label,
-                    "prediction": pred,
-                    "loss": loss,
-                    "cost": int(self.board.last["cost"]),
-                    "ms": round(ms, 3),
-                    "retransmits": self.link.stats.retransmits,
-                }
+    def _row(self, g: int, epoch: int, order: np.ndarray, r: StepResult, ms: float | None) -> None:
+        n = len(order)
+        i = int(order[g % n])
+        label = int(self.inp.y_train[i])
+        if r.label != label or r.sample_id != self.first_id + g:
+            raise ToolError(
+                f"the board's result for sample id {r.sample_id} (label {r.label}) is not step {g} of "
+                f"this session (sample id {self.first_id + g}, label {label}): the board is not where "
+                "this session left it"
             )
-            live = {"loss": f"{loss:.3f}", "epoch mean": f"{np.mean(losses):.3f}", "acc": f"{hits / k:.3f}"}
-            bar.set_postfix(live, refresh=False)
+        self._step_row(
+            {
+                "epoch": epoch,
+                "step": g % n + 1,
+                "sample": int(self.inp.chosen[i]),
+                "sample_id": r.sample_id,
+                "label": label,
+                "prediction": r.prediction,
+                "loss": r.loss,
+                "cost": r.cost,
+                "samples_trained": r.samples_trained,
+                "stack_high_water": r.stack_high_water,
+                "replayed": r.replayed,
+                "ms": None if ms is None else round(ms, 3),
+                "retransmits": self.link.stats.retransmits,
+                "time": round(time.time(), 3),
+            }
+        )
+
+    def resume(self, orders: list[np.ndarray]) -> int:
+        """Steps the board trained that this session has no line of (it was killed between a
+        TRAIN and its line): the board answers them from its kept results, training nothing.
+        Returns how many."""
+        trained = self.status()["samples_trained"] - self.first_id
+        logged = len(self.steps)
+        total = sum(len(o) for o in orders)
+        if not logged <= trained <= total:
+            raise ToolError(
+                f"the board has trained {trained + self.first_id} samples since it booted; this session "
+                f"began at its sample {self.first_id} and has {logged} of {total} steps logged: the board "
+                "was reset or trained by someone else since. Start a new session"
+            )
+        n = len(orders[0])
+        for g in range(logged, trained):
+            epoch = g // n + 1
+            self._row(g, epoch, orders[epoch - 1], self.training.replay(self.first_id + g, epoch), None)
+        return trained - logged
+
+    def epoch(self, epoch: int, epochs: int, order: np.ndarray) -> None:
+        """One SGD step on the device per fine-tuning sample, in this order; then held-out accuracy.
+
+        Steps already in steps.jsonl (a resumed session) are not trained again."""
+        x, y, n = self.inp.x_train, self.inp.y_train, len(order)
+        start = min(max(0, len(self.steps) - (epoch - 1) * n), n)
+        if start == n and any(e["epoch"] == epoch for e in self.epochs):
+            return
+        t0 = time.monotonic()
+        bar = tqdm(range(start, n), desc=f"epoch {epoch}/{epochs} train", unit="step", dynamic_ncols=True)
+        for k in bar:
+            i = int(order[k])
+            g = (epoch - 1) * n + k
+            t_step = time.perf_counter()
+            r = self.training.train(self.first_id + g, x[i], int(y[i]), epoch)
+            ms = 1000 * (time.perf_counter() - t_step)
+            self._row(g, epoch, order, r, ms)
+            mine = self.steps[-(k + 1) :]
+            acc = np.mean([s["prediction"] == s["label"] for s in mine])
+            live = {"loss": f"{r.loss:.3f}", "epoch mean": f"{np.mean([s['loss'] for s in mine]):.3f}"}
+            bar.set_postfix({**live, "acc": f"{acc:.3f}"}, refresh=False)
         bar.close()
         seconds = time.monotonic() - t0
-        correct = self.evaluate(epoch)
-        n = len(self.inp.y_held)
-        cost = _median([s["cost"] for s in self.steps[-len(order) :]])
+        mine = [s for s in self.steps if s["epoch"] == epoch]
+        losses = [s["loss"] for s in mine]
+        hits = sum(s["prediction"] == s["label"] for s in mine)
+        correct, held_loss = self.evaluate(epoch)
+        nh = len(self.inp.y_held)
+        cost = _median([s["cost"] for s in mine])
         self._epoch_row(
             {
                 "epoch": epoch,
-                "held_out_accuracy": correct / n,
+                "held_out_accuracy": correct / nh,
                 "held_out_correct": correct,
-                "held_out_samples": n,
+                "held_out_samples": nh,
+                "held_out_loss": held_loss,
                 "train_loss": float(np.mean(losses)),
-                "train_accuracy": hits / len(order),
-                "steps": len(order),
+                "train_accuracy": hits / n,
+                "steps": n,
                 "median_cost": cost,
                 "train_seconds": round(seconds, 3),
                 "retransmits": self.link.stats.retransmits,
             }
         )
         print(
-            f"epoch {epoch}   held-out accuracy {correct / n:.3f} ({correct}/{n}); training: mean loss "
-            f"{np.mean(losses):.3f}, accuracy {hits / len(order):.3f}; per step {cost:,.0f} {self.unit} "
-            f"on the board, {1000 * seconds / len(order):.1f} ms in all"
+            f"epoch {epoch}   held-out accuracy {correct / nh:.3f} ({correct}/{nh}); training: mean loss "
+            f"{np.mean(losses):.3f}, accuracy {hits / n:.3f}; per step {cost:,.0f} {self.unit} "
+            f"on the board, {1000 * seconds / max(1, n - start):.1f} ms in all"
         )
 
     def _step_row(self, row: dict[str, Any]) -> None:
@@ -689,6 +768,87 @@ class _Run:
     def _epoch_row(self, row: dict[str, Any]) -> None:
         self.epochs.append(row)
         _jsonl(self.epochs_file, row)
+
+
+class _BoardLog:
+    """The firmware's LOG lines: printed, and appended to the session's board.log as they come
+    (a monitor can tail it); kept in memory until the session folder exists."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.file: IO[str] | None = None
+
+    def __call__(self, frame: Any, entry: dict[str, Any]) -> None:
+        line = log_line(entry)
+        self.lines.append(line)
+        tqdm.write(line)
+        if self.file is not None:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+    def attach(self, path: Path) -> None:
+        self.file = open(path, "a")  # closed by close()
+        for line in self.lines:
+            self.file.write(line + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def latest_session(root: Path | None = None) -> Path:
+    """The most recently started session folder under sessions/ (by its config.json's time)."""
+    root = SESSIONS if root is None else root
+    found = sorted(root.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ToolError(f"no session folder under {root}: run `invoke train` first, or name one")
+    return found[-1].parent
+
+
+def _resume_target(out_dir: Path | None) -> tuple[Path, dict[str, Any]]:
+    folder = latest_session() if out_dir is None else Path(out_dir)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ToolError(f"nothing to resume in {folder}: it holds no session (config.json)")
+    return folder, json.loads(path.read_text())
+
+
+def _reconnect(
+    board: Board, ct: CompiledTraining, port: str | None, cfg: dict[str, Any], on_log: Any, own: list[str]
+) -> _Connection:
+    """A link to the board a session ran on, to resume it: its emulator (if it still runs) or
+    its port. The board must still run the session's firmware and plan."""
+    assert ct.image is not None
+    emu = cfg["board"]["emulator"]
+    name = emu["name"] or emu["reused"]
+    if board.is_emulated and not port:
+        running = emulator.find(name) if name else None
+        if running is None:
+            raise ToolError(
+                f"the emulated board this session ran on ('{name}') is not running any more, and its "
+                "trained state went with it: start a new session"
+            )
+        url = running.url
+    else:
+        url = port_url(board, port or cfg["board"]["serial"])
+    link = open_link(board, url, on_log=on_log)
+    try:
+        problems = plan_mismatches(link.board, _model_info(link), ct)
+        if link.board["build_id"] != cfg["firmware"]["build_id"]:
+            problems.append(
+                f"it runs build {link.board['build_id']}, the session ran {cfg['firmware']['build_id']}"
+            )
+        if problems:
+            raise ToolError(f"cannot resume the session on {url}: {'; '.join(problems)}")
+    except BaseException:
+        link.close()
+        raise
+    if emu["name"] and board.is_emulated and not port:
+        own.append(emu["name"])  # the session started it: this process stops it at the end
+        return _Connection(link, url, emulator_name=emu["name"], emulator_pid=emu["pid"])
+    return _Connection(link, url, reused=emu["reused"])
 
 
 def run_training_session(
@@ -703,6 +863,8 @@ def run_training_session(
     model: Path | None = None,
     seed: int = 0,
     limit: int | None = None,
+    resume: bool = False,
+    held_out: int | None = None,
 ) -> Path:
     """Fine-tunes a model on a board from the host, sample by sample; returns the session folder.
 
@@ -713,8 +875,28 @@ def run_training_session(
     session folder (default sessions/<UTC time>-<board>-<dataset>/). model: an int8 .tflite
     classifier (default: the data set's pretrained model). seed: the sample order of each
     epoch. limit: train on only this many fine-tuning samples (classes in turn; for tests).
+    held_out: evaluate on only this many held-out samples (classes in turn; default all).
+    resume: carry on the session in out_dir (default: the latest under sessions/) on the board
+    it ran on, with the settings in its config.json (the other arguments but port are
+    ignored): the board says how many samples it trained, and the session continues with the
+    next, so each sample is trained exactly once. Its files are appended to.
     """
     t_start, started = time.monotonic(), dt.datetime.now(dt.UTC)
+    saved: dict[str, Any] | None = None
+    if resume:
+        out_dir, saved = _resume_target(out_dir)
+        a = saved["arguments"]
+        board_name, dataset, scheme, epochs, lr = (
+            a["board_name"],
+            a["dataset"],
+            a["scheme"],
+            a["epochs"],
+            a["lr"],
+        )
+        split, seed, limit, held_out = a["split"], a["seed"], a["limit"], a.get("held_out")
+        model = Path(a["model"]) if a["model"] else None
+        port = port or a["port"]
+        board_name = board_name or saved["board"]["name"]
     arguments = {
         "board_name": board_name,
         "dataset": dataset,
@@ -727,34 +909,39 @@ def run_training_session(
         "model": model,
         "seed": seed,
         "limit": limit,
+        "held_out": held_out,
     }
     if epochs < 1:
         raise ToolError(f"epochs must be at least 1, got {epochs}")
     if not math.isfinite(lr) or lr < 0:
         raise ToolError(f"lr must be a finite number >= 0, got {lr}")
     board = resolve_board(board_name)
-    inp = _prepare(board, dataset, scheme, lr, split, model, limit)  # steps 1-3
+    inp = _prepare(board, dataset, scheme, lr, split, model, limit, held_out)  # steps 1-3
     initial = Trainer(inp.ct).state()  # the plan's initial trained state (on the host twin)
-    path = _session_path(out_dir, board.name, dataset)
+    path = Path(out_dir) if resume and out_dir is not None else _session_path(out_dir, board.name, dataset)
     folder: Path | None = None
 
-    board_log: list[str] = []
-
-    def on_log(frame: Any, entry: dict[str, Any]) -> None:
-        board_log.append(log_line(entry))
-        tqdm.write(board_log[-1])
-
+    board_log = _BoardLog()
     own: list[str] = []  # the emulator this session started, by name
     conn: _Connection | None = None
     run: _Run | None = None
     status = "interrupted"
     try:
         with _sigterm_as_exit():
-            conn = _connect(board, inp.ct, port, initial, on_log, own)  # step 4
-            folder = _create(path, explicit=out_dir is not None)
-            print(f"session   {folder}")
-            run = _Run(folder, inp, conn.link, board.counter_unit)
-            if conn.emulator_name is None and conn.reused is None:
+            if saved is not None:
+                conn = _reconnect(board, inp.ct, port, saved, board_log, own)
+                folder = path
+            else:
+                conn = _connect(board, inp.ct, port, initial, board_log, own)  # step 4
+                folder = _create(path, explicit=out_dir is not None)
+            board_log.attach(folder / "board.log")
+            print(f"session   {folder}{' (resumed)' if saved else ''}")
+            if saved is None:
+                first_id = BoardTraining(conn.link).status()["samples_trained"]
+            else:
+                first_id = saved.get("first_sample_id", 0)
+            run = _Run(folder, inp, conn.link, board.counter_unit, first_id)
+            if saved is None and conn.emulator_name is None and conn.reused is None:
                 conn.fresh_state = _state_is_initial(run.trainer, initial)
                 if not conn.fresh_state:
                     print(
@@ -762,11 +949,28 @@ def run_training_session(
                         "trained since its last reset, and this session carries on from there "
                         "(reset the board for a fresh start)"
                     )
-            _write_json(folder / "config.json", _config(arguments, started, board, inp, conn))
-            run.before()  # step 5
+            if saved is None:
+                config = _config(arguments, started, board, inp, conn)
+                config["first_sample_id"] = first_id
+                _write_json(folder / "config.json", config)
             rng = np.random.default_rng(seed)
+            orders = [rng.permutation(len(inp.y_train)) for _ in range(epochs)]
+            if saved is not None:
+                st = run.status()
+                replayed = run.resume(orders)
+                done = st["samples_trained"] - first_id
+                print(
+                    f"resumed   the board has trained {done} of this session's {sum(map(len, orders))} "
+                    f"steps ({replayed} answered again from its kept results, none trained twice)"
+                )
+                with open(folder / "resumes.jsonl", "a") as f:
+                    _jsonl(
+                        f, {"utc": started.isoformat(timespec="seconds"), "board": st, "replayed": replayed}
+                    )
+            run.before()  # step 5
             for epoch in range(1, epochs + 1):
-                run.epoch(epoch, epochs, rng.permutation(len(inp.y_train)))
+                run.epoch(epoch, epochs, orders[epoch - 1])
+            run.final = run.status()
             status = "completed"
     except KeyboardInterrupt:
         status = "interrupted (Ctrl-C)"
@@ -789,9 +993,8 @@ def run_training_session(
             if folder is not None:
                 with contextlib.suppress(OSError):
                     shutil.move(emulator.RUN / f"{name}.log", folder / "emulator.log")
+        board_log.close()
         if folder is not None:  # step 6 (a session that never reached the board leaves no folder)
-            if board_log:
-                (folder / "board.log").write_text("\n".join(board_log) + "\n")
             title = f"{inp.model_name} on {board.name}, {dataset} ({split}), scheme {scheme}, lr {lr:g}"
             stats = conn.link.stats if conn is not None else None
             _finish(folder, status, run, board, f"{title}, seed {seed}", time.monotonic() - t_start, stats)
@@ -822,13 +1025,19 @@ def _finish(
         )
     if steps:
         costs = [s["cost"] for s in steps]
-        ms = [s["ms"] for s in steps]
+        ms = [s["ms"] for s in steps if s.get("ms") is not None]  # replayed steps have none
         lines.append(
             f"cost per training step on the board: median {_median(costs):,.0f} {unit} "
             f"(min {min(costs):,}, max {max(costs):,}); {board.timing_note}"
         )
         lines.append(
             f"wall time per training step: median {_median(ms):.1f} ms, link included; {len(steps)} steps"
+        )
+    if run is not None and run.final is not None:
+        f = run.final
+        lines.append(
+            f"board: {f['samples_trained']:,} samples trained since boot ({f['replays']} results replayed "
+            f"to a resumed host, never trained twice); trained state CRC-32 0x{f['state_crc']:08x}"
         )
     if stats is not None:
         lines.append(

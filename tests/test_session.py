@@ -20,6 +20,7 @@ import json
 import math
 import struct
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -117,6 +118,13 @@ def test_a_session_on_the_emulated_board(run_dir, tmp_path, capsys) -> None:
     for k, s in enumerate(steps):
         assert s["label"] == part.y[s["sample"]]
         assert twin.step(x[k], s["label"]) == (s["loss"], s["prediction"]), k
+    # Each step trained once, in order (TRAIN of sample ids 0, 1, ...), and the board's final
+    # trained state is the twin's: its CRC-32 (TRAIN_STATUS, in summary.txt) equals the twin's.
+    assert [s["sample_id"] for s in steps] == list(range(LIMIT * EPOCHS))
+    crc = 0
+    for _, tid in sorted(twin.state_ids.items(), key=lambda kv: kv[1]):
+        crc = zlib.crc32(twin._tensor(tid).tobytes(), crc)
+    assert f"trained state CRC-32 0x{crc:08x}" in (folder / "summary.txt").read_text()
 
     epochs = jsonl(folder / "epochs.jsonl")
     assert [e["epoch"] for e in epochs] == list(range(EPOCHS + 1))
@@ -218,3 +226,14 @@ def test_limit_takes_the_classes_in_turn() -> None:
     assert len(picked) == 30 and np.all(np.diff(picked) > 0)
     assert np.bincount(y[picked], minlength=10).tolist() == [3] * 10
     assert len(session.subset(y, None)) == len(y) == 381
+
+
+def test_a_folder_with_a_session_is_resumed_not_overwritten(tmp_path) -> None:
+    held = tmp_path / "s"
+    held.mkdir()
+    (held / "config.json").write_text("{}")
+    with pytest.raises(ToolError, match=r"already holds a session .*carry that session on with --resume"):
+        run_training_session(BOARD, epochs=1, limit=5, out_dir=held)
+    assert (held / "config.json").read_text() == "{}"
+    with pytest.raises(ToolError, match=r"nothing to resume in .*empty: it holds no session"):
+        run_training_session(BOARD, resume=True, out_dir=tmp_path / "empty")

@@ -8,6 +8,7 @@
 #include "model.h"
 #include "persist_cmd.h"
 #include "protocol.h"
+#include "train.h"
 
 #ifndef BOARD_NAME
 #error "BOARD_NAME comes from boards/<board>.toml through the build"
@@ -166,7 +167,9 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
                 on_fault(reply, payload);
             break;
         default: {
+            if (type == MSG_TENSOR_WRITE || type == MSG_INVOKE) train_drop_sample();
             if (model_handle(type, payload, len, reply)) break;
+            if (train_handle(type, payload, len, link->dec.capacity, reply)) break;
             if (persist_handle(type, payload, len, reply)) break;
             char msg[64];
             fmt_snprintf(msg, sizeof msg, "unknown message type 0x%02x", type);

@@ -14,7 +14,8 @@ void model_init(void);
  * the build id, so a build id names the firmware AND the plan it runs. */
 uint32_t model_plan_crc(void);
 
-/* The loaded plan, or 0 if none loaded (app/persist_cmd.c saves and restores its state). */
+/* The loaded plan, or 0 without a usable one (app/train.c runs training steps on it;
+ * app/persist_cmd.c saves and restores its state). */
 const rt_plan_t *model_plan(void);
 
 /* Handles a model request; false if type is not one of them. */

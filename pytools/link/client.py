@@ -164,6 +164,12 @@ class Link:
                     if item.reason == "header" or item.seq == seq:
                         return None  # our reply may be the damaged one: ask again now
                     continue
+                if item.seq == 0 and item.type == Msg.NACK:
+                    # The board got a frame whose header was damaged, so it cannot say whose: it
+                    # can only be ours (one request is outstanding). Ask again now, not after the
+                    # time-out; if it was not ours, the board answers the repeat from its cache.
+                    self.stats.nacks += 1
+                    return None
                 if item.seq == 0:
                     self._unsolicited(item)
                 elif item.seq != seq:

@@ -1,15 +1,33 @@
-"""Running an embedded model on a board over the serial link: inputs in, INVOKE, outputs out."""
+"""Running an embedded model on a board over the serial link.
+
+BoardModel: any plan, with the generic messages (TENSOR_WRITE in, INVOKE, TENSOR_READ out).
+BoardTraining: a training step, with the training messages (SAMPLE, TRAIN, EVAL, PREDICT).
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pytools.errors import ToolError
 from pytools.link.client import Link, LinkError
 from pytools.link.protocol import Msg, layout
+from pytools.model.plan import DTYPE_NAMES
 
 WRITE_HEADER = layout("TENSOR_WRITE").size
+
+
+def read_arena(link: Link, offset: int, size: int) -> bytes:
+    """Raw arena bytes (e.g. the trained state), with ARENA_READ in chunks of max_reply."""
+    chunk = link.board["max_reply"]
+    out = bytearray()
+    for off in range(offset, offset + size, chunk):
+        req = layout("ARENA_READ").pack(offset=off, length=min(chunk, offset + size - off))
+        out += link.request(Msg.ARENA_READ, req).payload
+    return bytes(out)
 
 
 class BoardModel:
@@ -43,12 +61,7 @@ class BoardModel:
         return bytes(out)
 
     def arena_bytes(self, offset: int, size: int) -> bytes:
-        chunk = self.link.board["max_reply"]
-        out = bytearray()
-        for off in range(offset, offset + size, chunk):
-            req = layout("ARENA_READ").pack(offset=off, length=min(chunk, offset + size - off))
-            out += self.link.request(Msg.ARENA_READ, req).payload
-        return bytes(out)
+        return read_arena(self.link, offset, size)
 
     def invoke(
         self, inputs: list[np.ndarray], timeout: float = 120.0, first: int = 0, end: int | None = None
@@ -64,3 +77,123 @@ class BoardModel:
             t = self.tensors[tid]
             outs.append(np.frombuffer(self._read(k, t["size"]), dtype=t["dtype_name"]).reshape(t["shape"]))
         return outs, report
+
+
+SAMPLE_HEADER = layout("SAMPLE").size
+KINDS = ("train", "eval", "predict")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A STEP_RESULT: what one TRAIN, EVAL or PREDICT did on the board."""
+
+    sample_id: int
+    kind: str  # train, eval, predict
+    replayed: bool  # a TRAIN of an id already trained: the kept result, nothing trained
+    epoch: int
+    label: int | None
+    prediction: int
+    correct: bool
+    loss: float  # before the update; NaN for predict
+    cost: int  # counter units (board's counter_unit)
+    samples_trained: int
+    stack_high_water: int
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> StepResult:
+        r = layout("STEP_RESULT").unpack(payload)
+        return cls(
+            sample_id=r["sample_id"],
+            kind=KINDS[r["kind"]],
+            replayed=bool(r["replayed"]),
+            epoch=r["epoch"],
+            label=None if r["label"] == 0xFFFF else r["label"],
+            prediction=r["prediction"],
+            correct=bool(r["correct"]),
+            loss=float(r["loss"]),
+            cost=r["cost"],
+            samples_trained=r["samples_trained"],
+            stack_high_water=r["stack_high_water"],
+        )
+
+
+class BoardTraining:
+    """The training step embedded in a board's firmware, driven by the training messages.
+
+    Samples go in SAMPLE chunks of the size the board reports (TRAIN_CONFIG's chunk_max);
+    TRAIN, EVAL and PREDICT name the sample by id. The board trains each sample id once:
+    see docs/protocol.md, "Training over the link".
+    """
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        # How long to wait for a STEP_RESULT before asking again: a step's own time grows with the
+        # model, so the wait follows the slowest step seen (a repeat is never trained twice: the
+        # board answers it from its reply cache). A fixed long wait would stall on every reply
+        # that a damaged frame lost.
+        self.slowest = 0.0
+        r = link.request(Msg.TRAIN_CONFIG)
+        if r.type != Msg.TRAIN_CONFIG_RSP:
+            raise LinkError(f"TRAIN_CONFIG answered with 0x{r.type:02x}")
+        self.config = layout("TRAIN_CONFIG_RSP").unpack(r.payload)
+        self.dtype = np.dtype(DTYPE_NAMES[self.config["sample_dtype"]])
+        self.shape = tuple(self.config[f"dim{k}"] for k in range(self.config["sample_ndim"]))
+
+    def arena_bytes(self, offset: int, size: int) -> bytes:
+        """Raw arena bytes (the trained state)."""
+        return read_arena(self.link, offset, size)
+
+    def status(self) -> dict[str, Any]:
+        r = self.link.request(Msg.TRAIN_STATUS)
+        if r.type != Msg.TRAIN_STATUS_RSP:
+            raise LinkError(f"TRAIN_STATUS answered with 0x{r.type:02x}")
+        return layout("TRAIN_STATUS_RSP").unpack(r.payload)
+
+    def sample_bytes(self, x: np.ndarray) -> bytes:
+        """x as the plan's input bytes; refuses another size (before anything is sent)."""
+        data = np.ascontiguousarray(x, dtype=self.dtype).tobytes()
+        if len(data) != self.config["sample_size"]:
+            raise ToolError(
+                f"a sample is {self.config['sample_size']} bytes ({self.dtype} {list(self.shape)}) "
+                f"for the board's plan; this one is {len(data)} bytes"
+            )
+        return data
+
+    def load(self, sample_id: int, x: np.ndarray | bytes, label: int = 0) -> None:
+        """Writes one sample (and its label) to the board, in chunks it accepts."""
+        data = x if isinstance(x, bytes) else self.sample_bytes(x)
+        chunk = self.config["chunk_max"]
+        for off in range(0, max(len(data), 1), chunk):
+            head = layout("SAMPLE").pack(sample_id=sample_id, offset=off, label=label)
+            self.link.request(Msg.SAMPLE, head + data[off : off + chunk])
+
+    def _result(self, type_: int, payload: bytes, timeout: float | None) -> StepResult:
+        wait = timeout if timeout is not None else max(self.link.timeout, 3 * self.slowest)
+        t0, retransmits = time.monotonic(), self.link.stats.retransmits
+        r = self.link.request(type_, payload, timeout=wait)
+        if self.link.stats.retransmits == retransmits:
+            self.slowest = max(self.slowest, time.monotonic() - t0)
+        if r.type != Msg.STEP_RESULT:
+            raise LinkError(f"{Msg(type_).name} answered with 0x{r.type:02x}")
+        return StepResult.unpack(r.payload)
+
+    def train(
+        self, sample_id: int, x: np.ndarray, label: int, epoch: int = 0, timeout: float | None = None
+    ) -> StepResult:
+        """One training step on sample_id (the board's next id): SAMPLE chunks, then TRAIN."""
+        self.load(sample_id, x, label)
+        return self.replay(sample_id, epoch, timeout)
+
+    def replay(self, sample_id: int, epoch: int = 0, timeout: float | None = None) -> StepResult:
+        """TRAIN alone: for an id already trained, the board's kept result (nothing trains)."""
+        return self._result(Msg.TRAIN, layout("TRAIN").pack(sample_id=sample_id, epoch=epoch), timeout)
+
+    def evaluate(self, sample_id: int, x: np.ndarray, label: int, timeout: float | None = None) -> StepResult:
+        """Loss and prediction against the label, without training."""
+        self.load(sample_id, x, label)
+        return self._result(Msg.EVAL, layout("EVAL").pack(sample_id=sample_id), timeout)
+
+    def predict(self, sample_id: int, x: np.ndarray, timeout: float | None = None) -> StepResult:
+        """The forward pass alone: the predicted class."""
+        self.load(sample_id, x, 0)
+        return self._result(Msg.PREDICT, layout("PREDICT").pack(sample_id=sample_id), timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pytools.model.board_runner import BoardTraining
 from pytools.model.host_twin import HostTwin, tensor_table
 from pytools.train.compile_train import CompiledTraining
 
@@ -11,8 +12,10 @@ from pytools.train.compile_train import CompiledTraining
 class Trainer:
     """step(x, label) -> (loss, prediction); predict(x) -> class; state() -> trained tensors.
 
-    backend is a HostTwin, or a BoardModel (pytools/model/board_runner.py) on a board whose
-    firmware embeds the same plan: both run the same C, so they stay bit-identical.
+    backend is a HostTwin, or, on a board whose firmware embeds the same plan (the same C, so
+    bit-identical): a BoardTraining (the training messages: each step is a TRAIN of the board's
+    next sample id, trained exactly once) or a BoardModel (generic TENSOR_WRITE and INVOKE, for
+    any plan). Both board backends read the trained state with ARENA_READ.
     """
 
     def __init__(self, ct: CompiledTraining, backend: object | None = None) -> None:
@@ -32,6 +35,9 @@ class Trainer:
         return outs
 
     def step(self, x: np.ndarray, label: int) -> tuple[float, int]:
+        if isinstance(self.backend, BoardTraining):
+            r = self.backend.train(self.backend.status()["samples_trained"], x, label)
+            return r.loss, r.prediction
         loss, pred = self._invoke(x, label)
         return float(loss.reshape(-1)[0]), int(pred.reshape(-1)[0])
 
@@ -43,6 +49,8 @@ class Trainer:
         return np.frombuffer(raw, dtype=t["dtype_name"]).reshape(t["shape"])
 
     def predict(self, x: np.ndarray) -> int:
+        if isinstance(self.backend, BoardTraining):
+            return self.backend.predict(0, x).prediction
         self._invoke(x, 0, end=self.n_forward)
         return int(np.argmax(self._tensor(self.logits).reshape(-1)))
 
