@@ -261,6 +261,7 @@ def infer(
         "held-out": "evaluate on at most this many held-out samples (default: all)",
         "resume": "carry on the session in --out (default: the latest) on the board it ran on, after "
         "its host process died: each sample is still trained exactly once",
+        "save": "save the trained state to the board's flash at the end (default on; --no-save)",
     }
 )
 @friendly
@@ -279,6 +280,7 @@ def train(
     seed: int = 0,
     resume: bool = False,
     held_out: int = 0,
+    save: bool = True,
 ) -> None:
     """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
     from pathlib import Path
@@ -299,6 +301,7 @@ def train(
         limit=limit or None,
         resume=resume,
         held_out=held_out or None,
+        save=save,
     )  # prints its progress, its summary and where the session folder is
 
 
@@ -310,6 +313,9 @@ def train(
         "scheme": "the scheme it was trained with (default: invoke train's)",
         "lr": "the learning rate it was trained with (part of the plan)",
         "port": PORT_HELP,
+        "session": "take board, model, scheme and lr from a session folder (or 'latest'); on the "
+        "emulated board, boot it from the flash the session saved, and check the export's "
+        "predictions against the board's on held-out samples",
     }
 )
 @friendly
@@ -321,11 +327,12 @@ def pull(
     scheme: str = "",
     lr: float = 0.01,
     port: str | None = None,
+    session: str = "",
 ) -> None:
     """Read the trained weights from the board and write them into a copy of the original .tflite."""
     from pytools.export import pull as pull_trained
 
-    for line in pull_trained(board, out, model=model, scheme=scheme, lr=lr, port=port):
+    for line in pull_trained(board, out, model=model, scheme=scheme, lr=lr, port=port, session=session):
         print(line)
 
 

@@ -114,6 +114,36 @@ def _prepare_flash(board: Board, name: str) -> Path | None:
     return path
 
 
+def _region(board: Board) -> tuple[int, int]:
+    """(offset in the backing file, size) of the persistence region."""
+    persist = board.raw["persist"]
+    return persist["region_origin"] - board.qemu["persist_backend_base"], persist["region_size"]
+
+
+def export_flash(board: Board, name: str, dest: Path) -> None:
+    """Copies the persistence region of the emulated board `name` to dest (just the region:
+    the backing file is the machine's whole 16 MB PSRAM)."""
+    start, size = _region(board)
+    with open(flash_file(name), "rb") as f:
+        f.seek(start)
+        dest.write_bytes(f.read(size))
+
+
+def import_flash(board: Board, name: str, src: Path) -> None:
+    """Gives the emulated board `name` the persistence region saved by export_flash."""
+    start, size = _region(board)
+    data = src.read_bytes()
+    if len(data) != size:
+        raise ToolError(
+            f"{src} holds {len(data):,} B, not the {size:,} B of {board.name}'s persistence region"
+        )
+    path = _prepare_flash(board, name)
+    assert path is not None
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(data)
+
+
 def erase_flash(name: str) -> None:
     """Forgets what the emulated board named `name` persisted (its backing file)."""
     flash_file(name).unlink(missing_ok=True)

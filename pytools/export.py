@@ -11,13 +11,20 @@ the board runs.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.host_twin import tensor_table
+from pytools.model.ir import Graph
 from pytools.train.compile_train import CompiledTraining
 
 
@@ -126,6 +133,53 @@ def export_trained(
     return bytes(out), lines
 
 
+def _session_settings(session: str) -> tuple[Path, dict[str, Any]]:
+    """A session folder ('latest' or a path) and the arguments it was trained with."""
+    from pytools.session import latest_session
+
+    folder = latest_session() if session == "latest" else Path(session)
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise ToolError(f"{folder} holds no training session (config.json): name a folder under sessions/")
+    return folder, json.loads(cfg.read_text())
+
+
+@contextlib.contextmanager
+def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator[str]:
+    """An emulated board booted from a finished session's flash: the session's firmware and
+    plan, with the trained state it saved restored at boot. Stopped (and its copy of the
+    flash forgotten) afterwards."""
+    from pytools import emulator
+    from pytools.session import BOARD_FLASH
+
+    saved = folder / BOARD_FLASH
+    if not saved.is_file():
+        raise ToolError(
+            f"{folder} has no {BOARD_FLASH}: that session did not save its trained state to the "
+            "emulated board's flash (it ran with --no-save, on a reused emulator, or did not finish). "
+            "Pull from the running board instead (--port)"
+        )
+    assert ct.image is not None
+    name = f"pull-{os.getpid()}"
+    emulator.RUN.mkdir(parents=True, exist_ok=True)
+    try:
+        emulator.import_flash(board, name, saved)
+        emu = emulator.start(board, ct.image.elf, name=name)
+        yield emu.url
+    finally:
+        emulator.stop(name)
+        emulator.erase_flash(name)
+        (emulator.RUN / f"{name}.log").unlink(missing_ok=True)
+
+
+def _litert_predictions(model: bytes, graph: Graph, xs: np.ndarray) -> np.ndarray:
+    """TFLite's own predictions (reference kernels, the bit-exact oracle of the engine)."""
+    from pytools.model.oracle import run_tflite
+
+    shape = graph.tensor(graph.inputs[0]).shape
+    return np.array([int(np.argmax(run_tflite(model, [x.reshape(shape)])[0])) for x in xs])
+
+
 def pull(
     board_name: str | None,
     out: str,
@@ -133,49 +187,88 @@ def pull(
     scheme: str = "",
     lr: float = 0.01,
     port: str | None = None,
+    session: str = "",
+    check: int = 50,
 ) -> list[str]:
     """Reads the trained state from the board and writes the trained .tflite; the report lines.
 
     The board must run the training plan of (model, scheme, lr): the state's layout comes from
     that plan, so the plan is compiled again here and its build id checked against the board's.
+    session: take model, scheme, lr and board from a session folder ('latest' or a path); on
+    the emulated board without --port, boot the session's firmware from the flash it saved.
+    check: with a session, that many held-out samples of its data set are predicted by the
+    board and by the exported model in TFLite's interpreter, and must agree.
     """
-    from pathlib import Path
-
     from pytools.connect import open_link, resolve_board
     from pytools.model.board_runner import BoardModel
     from pytools.model.host_twin import io_tensors
     from pytools.model.tflite_import import import_tflite
     from pytools.session import DEFAULT_SCHEME, _load_model, _model_info, _scheme, plan_mismatches
     from pytools.train.compile_train import compile_training
+    from pytools.train.trainer import Trainer
 
+    folder: Path | None = None
+    dataset = "digits"
+    if session:
+        folder, cfg = _session_settings(session)
+        a = cfg["arguments"]
+        board_name = board_name or cfg["board"]["name"]
+        model, scheme, lr, dataset = a["model"] or "", a["scheme"], a["lr"], a["dataset"]
     board = resolve_board(board_name)
     if not out.endswith(".tflite"):
         raise ToolError(f"--out must name a .tflite file, got {out!r}")
-    model_bytes, model_name, source = _load_model(Path(model) if model else None, "digits")
+    model_bytes, model_name, source = _load_model(Path(model) if model else None, dataset)
     spec = scheme or DEFAULT_SCHEME
-    ct = compile_training(
-        import_tflite(model_bytes, model_name), _scheme(spec), board, model_name, link=True, lr=lr
-    )
+    graph = import_tflite(model_bytes, model_name)
+    ct = compile_training(graph, _scheme(spec), board, model_name, link=True, lr=lr)
     if ct.image is None:
         raise ToolError(f"this training plan does not fit {board.name}: no board can be running it")
     lines = [f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: build {ct.image.build_id}"]
-    with open_link(board, port) as link:
+    with contextlib.ExitStack() as stack:
+        if folder is not None and board.is_emulated and not port:
+            port = stack.enter_context(_session_board(board, folder, ct))
+            lines.append(f"board     emulated {board.name}, booted from {folder / 'board-flash.bin'}")
+        link = stack.enter_context(open_link(board, port))
         problems = plan_mismatches(link.board, _model_info(link), ct)
         if problems:
             raise ToolError(
                 f"the board does not run this training plan: {'; '.join(problems)}. Give the --model, "
-                "--scheme and --lr it was trained with."
+                "--scheme and --lr it was trained with (or --session)."
             )
         ins, outs = io_tensors(ct.compiled.blob)
-        state = read_state(ct, BoardModel(link, tensor_table(ct.compiled.blob), ins, outs))
+        reader = BoardModel(link, tensor_table(ct.compiled.blob), ins, outs)
+        state = read_state(ct, reader)
         lines.append(
             f"board     {link.board['board']}, build {link.board['build_id']}: "
             f"{len(state)} state tensors read"
         )
-    data, changes = export_trained(model_bytes, ct, state)
+        data, changes = export_trained(model_bytes, ct, state)
+        if folder is not None and check > 0:
+            xs = _held_out(dataset, cfg["dataset"]["split"], graph, check)
+            on_board = np.array([Trainer(ct, reader).predict(x) for x in xs])
+            in_tflite = _litert_predictions(data, graph, xs)
+            agree = int((on_board == in_tflite).sum())
+            lines.append(
+                f"check     {agree} of {len(xs)} held-out {dataset} samples: the exported model's "
+                "predictions in TFLite's interpreter equal the board's"
+            )
+            if agree != len(xs):
+                raise ToolError(
+                    f"the exported model disagrees with the board on {len(xs) - agree} of {len(xs)} "
+                    "held-out samples: not written (a bug: please report it with the session folder)"
+                )
     Path(out).write_bytes(data)
     lines += changes
     lines.append(
         f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
     )
     return lines
+
+
+def _held_out(dataset: str, split: str, graph: Graph, n: int) -> np.ndarray:
+    """The first n held-out samples of a session's split, as the model's input type."""
+    import datasets
+    from pytools.session import model_inputs, subset
+
+    held = datasets.load_split(dataset, split).held_out
+    return model_inputs(graph, held.x[subset(held.y, n)])

@@ -621,6 +621,7 @@ class _Run:
         self.steps = _read_jsonl(folder / "steps.jsonl")
         self.epochs = _read_jsonl(folder / "epochs.jsonl")
         self.final: dict[str, Any] | None = None  # the board's TRAIN_STATUS at the end
+        self.saved: str | None = None  # what the SAVE to flash at the end did
         self.steps_file = _append(folder / "steps.jsonl")
         self.epochs_file = _append(folder / "epochs.jsonl")
 
@@ -865,6 +866,7 @@ def run_training_session(
     limit: int | None = None,
     resume: bool = False,
     held_out: int | None = None,
+    save: bool = True,
 ) -> Path:
     """Fine-tunes a model on a board from the host, sample by sample; returns the session folder.
 
@@ -876,6 +878,8 @@ def run_training_session(
     classifier (default: the data set's pretrained model). seed: the sample order of each
     epoch. limit: train on only this many fine-tuning samples (classes in turn; for tests).
     held_out: evaluate on only this many held-out samples (classes in turn; default all).
+    save: at the end, save the trained state to the board's flash (restored at its next boot;
+    `invoke pull --session` exports it).
     resume: carry on the session in out_dir (default: the latest under sessions/) on the board
     it ran on, with the settings in its config.json (the other arguments but port are
     ignored): the board says how many samples it trained, and the session continues with the
@@ -971,6 +975,9 @@ def run_training_session(
             for epoch in range(1, epochs + 1):
                 run.epoch(epoch, epochs, orders[epoch - 1])
             run.final = run.status()
+            if save:
+                run.saved = _save_to_flash(conn.link)
+                print(f"flash     {run.saved}")
             status = "completed"
     except KeyboardInterrupt:
         status = "interrupted (Ctrl-C)"
@@ -993,6 +1000,11 @@ def run_training_session(
             if folder is not None:
                 with contextlib.suppress(OSError):
                     shutil.move(emulator.RUN / f"{name}.log", folder / "emulator.log")
+                # The emulated board's flash goes with the session: `invoke pull --session`
+                # boots it again from there and reads the weights it saved.
+                if emulator.flash_file(name).exists():
+                    emulator.export_flash(board, name, folder / BOARD_FLASH)
+                emulator.erase_flash(name)
         board_log.close()
         if folder is not None:  # step 6 (a session that never reached the board leaves no folder)
             title = f"{inp.model_name} on {board.name}, {dataset} ({split}), scheme {scheme}, lr {lr:g}"
@@ -1000,6 +1012,25 @@ def run_training_session(
             _finish(folder, status, run, board, f"{title}, seed {seed}", time.monotonic() - t_start, stats)
     assert folder is not None
     return folder
+
+
+BOARD_FLASH = "board-flash.bin"  # an emulated board's persistence file, kept in its session
+
+
+def _save_to_flash(link: Link) -> str:
+    """SAVEs the board's trained state to flash; what happened, in words (a board that cannot
+    save says why, and the session still completes: its results are in the folder)."""
+    from pytools import persist
+    from pytools.link.client import LinkError
+
+    try:
+        r = persist.save(link)
+    except LinkError as e:
+        return f"trained state NOT saved to flash: {e}"
+    return (
+        f"trained state saved ({r['length']:,} B) to slot {r['slot']}, sequence {r['sequence']}: "
+        "the board restores it at boot"
+    )
 
 
 def _finish(
@@ -1039,6 +1070,8 @@ def _finish(
             f"board: {f['samples_trained']:,} samples trained since boot ({f['replays']} results replayed "
             f"to a resumed host, never trained twice); trained state CRC-32 0x{f['state_crc']:08x}"
         )
+    if run is not None and run.saved is not None:
+        lines.append(f"flash: {run.saved}")
     if stats is not None:
         lines.append(
             f"link: {stats.requests:,} requests, {stats.retransmits} retransmitted, "

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import datasets
-from pytools import emulator, session
+from pytools import emulator, export, session
 from pytools.boards import load_board
 from pytools.build.builder import build_firmware
 from pytools.errors import ToolError
@@ -136,6 +136,22 @@ def test_a_session_on_the_emulated_board(run_dir, tmp_path, capsys) -> None:
         assert w >= 400 and h >= 300, (name, w, h)
     summary = (folder / "summary.txt").read_text()
     assert "completed" in summary and f"{after:.3f}" in summary and "instructions" in summary
+
+    # The session saved the trained state to the board's flash and kept that flash in its
+    # folder; `invoke pull --session` boots the board from it (the state restored at boot) and
+    # exports the weights. TFLite's own interpreter then predicts as the host twin, and the
+    # board agreed with the export on the samples pull checked.
+    assert "flash: trained state saved" in summary and (folder / session.BOARD_FLASH).is_file()
+    out = tmp_path / "trained.tflite"
+    lines = export.pull(None, str(out), session=str(folder), check=20)
+    assert any(line.startswith("check     20 of 20 held-out") for line in lines), lines
+    exported = out.read_bytes()
+    assert exported != model
+    held = datasets.load_split("digits").held_out
+    xs = session.model_inputs(graph, held.x[:60])
+    expected = np.array([twin.predict(x) for x in xs])
+    np.testing.assert_array_equal(export._litert_predictions(exported, graph, xs), expected)
+    assert not (export._litert_predictions(model, graph, xs) == expected).all()  # it did train
 
 
 @pytest.mark.emulator
