@@ -10,7 +10,8 @@ The step is an ordinary IR graph whose operators run in order:
      gradient buffer outlives its layer (operator reordering).
 Pruning falls out of construction: a gradient exists only for tensors downstream of a
 trained parameter; a mask only where such a gradient passes a clamp; a saved activation
-only where a weight update reads it. Nothing below the lowest updated layer keeps anything.
+only where a weight update (or a MAX_POOL_2D's input gradient) reads it. Nothing below
+the lowest updated layer keeps anything.
 Gradients are int8 tensors, each with a float32 scale tensor (firmware/kernels/grad.h).
 """
 
@@ -23,8 +24,18 @@ import numpy as np
 from pytools.model.ir import Graph, ModelError, Op, Tensor
 from pytools.train.scheme import LayerUpdate, Scheme, resolve
 
-CLAMPING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MEAN")
-BACKWARD_OK = (*CLAMPING, "RESHAPE")
+CLAMPING = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "MEAN",
+)
+BACKWARD_OK = (*CLAMPING, "RESHAPE", "PAD")
+# Operators whose gradient is their own kernel after the mask (no weights).
+POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
 
 
 @dataclass
@@ -36,7 +47,7 @@ class TrainGraph:
     label: int
     loss: int
     prediction: int
-    saved: list[int] = field(default_factory=list)  # activations kept for weight updates
+    saved: list[int] = field(default_factory=list)  # kept for weight updates and max pools
     masks: list[int] = field(default_factory=list)
     gradients: list[int] = field(default_factory=list)
     state: list[int] = field(default_factory=list)  # trained weight slices, biases, RNG
@@ -155,7 +166,7 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
                 add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
             continue
         f = copy_of[op.index]
-        if op.kind in ("ADD", "AVERAGE_POOL_2D", "MEAN"):
+        if op.kind in ("ADD", *POOLING):
             # The clamp's derivative first (the mask keeps the scale), then the op's own.
             gm = new_grad(y)[0]
             emit("GRAD_APPLY_MASK", [gy, mask], [gm], forward=f)
@@ -168,7 +179,14 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
         x = op.inputs[0]
         if x in requires:
             gx = new_grad(x)
-            ins = [gy, sy] if op.kind in ("AVERAGE_POOL_2D", "MEAN") else [gy, sy, mask, *op.inputs[1:]]
+            if op.kind == "MAX_POOL_2D":  # where each window's maximum was: the input decides
+                ins = [x, gy, sy]
+                if x not in tb.saved:
+                    tb.saved.append(x)
+            elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD"):
+                ins = [gy, sy]
+            else:
+                ins = [gy, sy, mask, *op.inputs[1:]]
             emit(f"{op.kind}_GRAD_INPUT", ins, list(gx), forward=f)
         if op.index in updates:
             saved = x if updates[op.index].rows else -1
