@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pytools.model.ir import Graph, ModelError, Op, Tensor
+from pytools.model.kernels import op_defs
 from pytools.train.scheme import LayerUpdate, Scheme, resolve
 
 CLAMPING = (
@@ -65,7 +66,11 @@ def _logits_op(g: Graph) -> int:
     return op.index
 
 
-def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1) -> TrainGraph:
+def build_training_graph(
+    fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1, float_grads: bool = False
+) -> TrainGraph:
+    """float_grads: the float-gradient build option (gradients float32 instead of int8 with a
+    dynamic scale; each backward operator becomes its `_F32` variant), to compare accuracy."""
     if len(fwd.inputs) != 1 or len(fwd.outputs) != 1:
         raise ModelError("training needs a model with one input and one output")
     softmax = _logits_op(fwd)
@@ -79,7 +84,17 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
         tensors.append(Tensor(len(tensors), name, shape, dtype, None, data))
         return len(tensors) - 1
 
+    grad_dtype = "float32" if float_grads else "int8"
+
     def emit(kind: str, inputs: list[int], outputs: list[int], **options: object) -> Op:
+        if float_grads and tb.n_forward:  # set once the forward pass is emitted
+            if f"{kind}_F32" not in op_defs():
+                raise ModelError(
+                    f"the float-gradient option has no kernel for {kind} yet (it covers "
+                    + ", ".join(k.removesuffix("_F32") for k in op_defs() if k.endswith("_F32"))
+                    + ")"
+                )
+            kind = f"{kind}_F32"
         op = Op(len(ops), kind, inputs, outputs, dict(options))
         ops.append(op)
         return op
@@ -128,7 +143,7 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
     tb.label = new_tensor("label", (1,), "int32")
     tb.loss = new_tensor("loss", (1,), "float32")
     tb.prediction = new_tensor("prediction", (1,), "int32")
-    g_logits = new_tensor("grad/logits", fwd.tensor(logits).shape, "int8")
+    g_logits = new_tensor("grad/logits", fwd.tensor(logits).shape, grad_dtype)
     s_logits = new_tensor("grad/logits/scale", (1,), "float32")
     emit("SOFTMAX_XENT", [logits, tb.label], [tb.loss, tb.prediction, g_logits, s_logits])
     grad: dict[int, tuple[int, int]] = {logits: (g_logits, s_logits)}
@@ -142,14 +157,14 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
             grad[t] = g
             return
         a, b = grad[t], g  # a fork: the tensor feeds two paths, their gradients add up
-        gs = new_tensor(f"grad/{fwd.tensor(t).name}/sum", fwd.tensor(t).shape, "int8")
+        gs = new_tensor(f"grad/{fwd.tensor(t).name}/sum", fwd.tensor(t).shape, grad_dtype)
         ss = new_tensor(f"grad/{fwd.tensor(t).name}/sum/scale", (1,), "float32")
         emit("GRAD_ADD", [a[0], a[1], b[0], b[1]], [gs, ss])
         grad[t] = (gs, ss)
         tb.gradients.append(gs)
 
     def new_grad(t: int) -> tuple[int, int]:
-        g = new_tensor(f"grad/{fwd.tensor(t).name}", fwd.tensor(t).shape, "int8")
+        g = new_tensor(f"grad/{fwd.tensor(t).name}", fwd.tensor(t).shape, grad_dtype)
         s = new_tensor(f"grad/{fwd.tensor(t).name}/scale", (1,), "float32")
         tb.gradients.append(g)
         return g, s

@@ -59,7 +59,7 @@ def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
 def compile_training(
     graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True, lr: float = 0.05
 ) -> CompiledTraining:
-    tb = build_training_graph(graph, scheme, lr=lr)
+    tb = build_training_graph(graph, scheme, lr=lr, float_grads=scheme.float_gradients)
     patching, patched = list(scheme.patch), None
     if scheme.patch_auto:
         found = search(

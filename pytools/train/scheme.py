@@ -28,6 +28,10 @@ A scheme may also run the model's frozen first stage patch by patch
 (inline: "patch=0-5x4+6-9x2"), or `patch = "auto"` (inline "patch=auto"): the compiler
 searches stage ends and patch counts (pytools.model.lowering.patch.search) and keeps the
 smallest planned arena.
+
+`gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
+the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
+to compare accuracy against (docs/training.md). The default is "int8".
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Scheme:
     weights: dict[int, float] = field(default_factory=dict)  # layer (negative index) -> ratio
     patch: list[Patching] = field(default_factory=list)  # frozen first stages run in patches
     patch_auto: bool = False  # choose the patching with the smallest planned arena
+    float_gradients: bool = False  # the float-gradient build option (accuracy reference)
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
@@ -60,6 +65,8 @@ class Scheme:
             text += "; " + ", ".join(p.describe() for p in self.patch)
         elif self.patch_auto:
             text += "; first stage in patches (chosen by arena)"
+        if self.float_gradients:
+            text += "; float32 gradients"
         return text
 
 
@@ -109,6 +116,12 @@ def _patch(s: Scheme, spec: object, where: str) -> None:
             raise ToolError(f"{where}: patch: {p.describe()} is not a valid stage")
 
 
+def _gradients(value: object, where: str) -> bool:
+    if value not in ("int8", "float32"):
+        raise ToolError(f'{where}: gradients must be "int8" or "float32", not {value!r}')
+    return value == "float32"
+
+
 def parse_scheme_text(text: str) -> Scheme:
     """The command-line form: "bias=22,-1=1,-3=0.25" (optionally ",patch=22x2")."""
     s = Scheme()
@@ -118,6 +131,9 @@ def parse_scheme_text(text: str) -> Scheme:
             raise ToolError(f"scheme item '{item}' is not key=value")
         if key.strip() == "patch":
             _patch(s, value.strip(), f"scheme '{text}'")
+            continue
+        if key.strip() == "gradients":
+            s.float_gradients = _gradients(value.strip(), f"scheme '{text}'")
             continue
         try:
             if key.strip() == "bias":
@@ -139,15 +155,18 @@ def load_scheme(spec: str) -> Scheme:
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ToolError(f"{path}: not valid TOML: {e}") from e
-        unknown = set(d) - {"bias_layers", "weights", "patch"}
+        unknown = set(d) - {"bias_layers", "weights", "patch", "gradients"}
         if unknown:
             raise ToolError(
-                f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights] and [patch]"
+                f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
+                "[[patch]] and gradients"
             )
         weights = {int(k): float(v) for k, v in d.get("weights", {}).items()}
         scheme = Scheme(int(d.get("bias_layers", 0)), weights)
         if "patch" in d:
             _patch(scheme, d["patch"], str(path))
+        if "gradients" in d:
+            scheme.float_gradients = _gradients(d["gradients"], str(path))
         return _check(scheme, str(path))
     return parse_scheme_text(spec)
 
