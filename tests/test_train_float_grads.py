@@ -26,7 +26,6 @@ from pytools.build.builder import build_firmware
 from pytools.link.client import Link
 from pytools.model.board_runner import BoardModel
 from pytools.model.host_twin import io_tensors, tensor_table
-from pytools.model.ir import ModelError
 from pytools.model.tflite_import import import_tflite
 from pytools.pretrain.zoo import zoo_model
 from pytools.train.compile_train import compile_training
@@ -72,12 +71,29 @@ def test_lr_zero_changes_nothing_with_float_gradients(data) -> None:
             np.testing.assert_array_equal(before[k], after[k], err_msg=k)
 
 
-def test_what_the_option_has_no_kernel_for_is_refused() -> None:
-    """mobilenet_tiny's depthwise layer needs MEAN's input gradient, which has no float kernel."""
-    model = import_tflite(zoo_model("mobilenet_tiny"), "m")
-    scheme = load_scheme("-3=0.25,gradients=float32")
-    with pytest.raises(ModelError, match="float-gradient option has no kernel for MEAN_GRAD_INPUT"):
-        compile_training(model, scheme, load_board("mps2_an500"), "m", False)
+def test_every_backward_operator_has_a_float_variant() -> None:
+    """A MobileNet-style step (depthwise, ADD forks, MEAN; cnn_int8_io adds the pools and PAD)
+    compiles with float gradients, and its first steps track the int8 step's losses."""
+    board = load_board("mps2_an500")
+    for name, scheme in (
+        ("mobilenet_tiny", "bias=8,-1=1,-2=0.5,-3=0.25,-5=0.125"),
+        ("cnn_int8_io", "bias=3,-3=1"),
+    ):
+        model = import_tflite(zoo_model(name), name)
+        i8 = compile_training(model, load_scheme(scheme), board, name, False, 0.01)
+        f32 = compile_training(model, load_scheme(scheme + ",gradients=float32"), board, name, False, 0.01)
+        kinds = [op.kind for op in f32.train.graph.ops[f32.train.n_forward :]]
+        assert all(k.endswith("_F32") for k in kinds), kinds
+        assert [k.removesuffix("_F32") for k in kinds] == [
+            op.kind for op in i8.train.graph.ops[i8.train.n_forward :]
+        ]
+        rng = np.random.default_rng(3)
+        shape = model.tensor(model.inputs[0]).shape
+        xs = [(rng.integers(-128, 128, shape, dtype=np.int8), int(rng.integers(10))) for _ in range(6)]
+        a, b = Trainer(i8), Trainer(f32)
+        la, lb = [a.step(x, y)[0] for x, y in xs], [b.step(x, y)[0] for x, y in xs]
+        assert la[0] == lb[0]  # the first loss comes before any update
+        assert np.allclose(la, lb, rtol=0.05), (la, lb)
 
 
 @pytest.mark.emulator
