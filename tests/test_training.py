@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 
@@ -13,6 +14,7 @@ from pytools.boards import load_board
 from pytools.build.builder import build_firmware
 from pytools.link.client import Link
 from pytools.model.board_runner import BoardModel
+from pytools.model.compiler import compile_graph
 from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.tflite_import import import_tflite
 from pytools.pretrain.zoo import zoo_model
@@ -167,3 +169,25 @@ def test_max_pool_and_pad_backward_on_the_board_match_the_host_twin() -> None:
     twin_state = twin.state()
     for k in twin_state:
         np.testing.assert_array_equal(board_state[k], twin_state[k], err_msg=k)
+
+
+def test_two_pass_depthwise_gradients_shrink_the_arena_and_change_nothing() -> None:
+    """Where a depthwise input gradient's whole-input int32 scratch decides the arena, the
+    compiler runs it in two passes over one channel's scratch: a smaller arena, the same
+    bits (the kernel itself: tests/kernels/test_dw_grad_two_pass.py)."""
+    ct = compiled("mobilenet_tiny", "bias=12,-1=1,-4=0.5,-7=0.25")
+    g = ct.train.graph
+    two = [op for op in g.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"]
+    assert two
+    for op in two:
+        op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT"
+    one = dataclasses.replace(ct, compiled=compile_graph(g, BOARD, "m", n_forward=ct.train.n_forward))
+    for op in two:
+        op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
+    assert ct.compiled.arena < one.compiled.arena
+    data = samples(ct, 8, seed=9)
+    a, b = Trainer(ct), Trainer(one)
+    assert [a.step(x, y) for x, y in data] == [b.step(x, y) for x, y in data]
+    sa, sb = a.state(), b.state()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)

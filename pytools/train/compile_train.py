@@ -76,7 +76,7 @@ def compile_training(
         patched = patch_stages(tb.graph, patching)
     if patched is not None:
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
-    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+    compiled = _two_pass_where_it_helps(tb, board, name)
     ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched)
     _attribute(ct)
     if link:
@@ -86,6 +86,23 @@ def compile_training(
         except ToolError as e:
             ct.link_error = str(e)
     return ct
+
+
+def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str) -> Compiled:
+    """The step compiled; each depthwise input gradient whose whole-input int32 scratch
+    decides the arena runs as DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS instead (bit-identical, one
+    channel's scratch, twice the work), kept only where the planned arena shrinks."""
+    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+    candidates = [op for op in tb.graph.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]
+    scratch = {pt.name: pt.size for pt in compiled.plan.tensors if pt.name.startswith("scratch")}
+    for op in sorted(candidates, key=lambda o: -scratch.get(f"scratch{o.index}", 0)):
+        op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
+        trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+        if trial.arena < compiled.arena:
+            compiled = trial
+        else:
+            op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT"
+    return compiled
 
 
 def lifetimes(ct: CompiledTraining) -> dict[int, tuple[int, int]]:
