@@ -10,7 +10,8 @@ The step is an ordinary IR graph whose operators run in order:
      gradient buffer outlives its layer (operator reordering).
 Pruning falls out of construction: a gradient exists only for tensors downstream of a
 trained parameter; a mask only where such a gradient passes a clamp; a saved activation
-only where a weight update reads it. Nothing below the lowest updated layer keeps anything.
+only where a weight update (or a MAX_POOL_2D's input gradient) reads it. Nothing below
+the lowest updated layer keeps anything.
 Gradients are int8 tensors, each with a float32 scale tensor (firmware/kernels/grad.h).
 """
 
@@ -21,10 +22,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pytools.model.ir import Graph, ModelError, Op, Tensor
+from pytools.model.kernels import op_defs
 from pytools.train.scheme import LayerUpdate, Scheme, resolve
 
-CLAMPING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MEAN")
-BACKWARD_OK = (*CLAMPING, "RESHAPE")
+CLAMPING = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "MEAN",
+)
+BACKWARD_OK = (*CLAMPING, "RESHAPE", "PAD")
+# Operators whose gradient is their own kernel after the mask (no weights).
+POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
 
 
 @dataclass
@@ -36,7 +48,7 @@ class TrainGraph:
     label: int
     loss: int
     prediction: int
-    saved: list[int] = field(default_factory=list)  # activations kept for weight updates
+    saved: list[int] = field(default_factory=list)  # kept for weight updates and max pools
     masks: list[int] = field(default_factory=list)
     gradients: list[int] = field(default_factory=list)
     state: list[int] = field(default_factory=list)  # trained weight slices, biases, RNG
@@ -54,7 +66,11 @@ def _logits_op(g: Graph) -> int:
     return op.index
 
 
-def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1) -> TrainGraph:
+def build_training_graph(
+    fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1, float_grads: bool = False
+) -> TrainGraph:
+    """float_grads: the float-gradient build option (gradients float32 instead of int8 with a
+    dynamic scale; each backward operator becomes its `_F32` variant), to compare accuracy."""
     if len(fwd.inputs) != 1 or len(fwd.outputs) != 1:
         raise ModelError("training needs a model with one input and one output")
     softmax = _logits_op(fwd)
@@ -68,7 +84,17 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
         tensors.append(Tensor(len(tensors), name, shape, dtype, None, data))
         return len(tensors) - 1
 
+    grad_dtype = "float32" if float_grads else "int8"
+
     def emit(kind: str, inputs: list[int], outputs: list[int], **options: object) -> Op:
+        if float_grads and tb.n_forward:  # set once the forward pass is emitted
+            if f"{kind}_F32" not in op_defs():
+                raise ModelError(
+                    f"the float-gradient option has no kernel for {kind} yet (it covers "
+                    + ", ".join(k.removesuffix("_F32") for k in op_defs() if k.endswith("_F32"))
+                    + ")"
+                )
+            kind = f"{kind}_F32"
         op = Op(len(ops), kind, inputs, outputs, dict(options))
         ops.append(op)
         return op
@@ -117,7 +143,7 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
     tb.label = new_tensor("label", (1,), "int32")
     tb.loss = new_tensor("loss", (1,), "float32")
     tb.prediction = new_tensor("prediction", (1,), "int32")
-    g_logits = new_tensor("grad/logits", fwd.tensor(logits).shape, "int8")
+    g_logits = new_tensor("grad/logits", fwd.tensor(logits).shape, grad_dtype)
     s_logits = new_tensor("grad/logits/scale", (1,), "float32")
     emit("SOFTMAX_XENT", [logits, tb.label], [tb.loss, tb.prediction, g_logits, s_logits])
     grad: dict[int, tuple[int, int]] = {logits: (g_logits, s_logits)}
@@ -131,14 +157,14 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
             grad[t] = g
             return
         a, b = grad[t], g  # a fork: the tensor feeds two paths, their gradients add up
-        gs = new_tensor(f"grad/{fwd.tensor(t).name}/sum", fwd.tensor(t).shape, "int8")
+        gs = new_tensor(f"grad/{fwd.tensor(t).name}/sum", fwd.tensor(t).shape, grad_dtype)
         ss = new_tensor(f"grad/{fwd.tensor(t).name}/sum/scale", (1,), "float32")
         emit("GRAD_ADD", [a[0], a[1], b[0], b[1]], [gs, ss])
         grad[t] = (gs, ss)
         tb.gradients.append(gs)
 
     def new_grad(t: int) -> tuple[int, int]:
-        g = new_tensor(f"grad/{fwd.tensor(t).name}", fwd.tensor(t).shape, "int8")
+        g = new_tensor(f"grad/{fwd.tensor(t).name}", fwd.tensor(t).shape, grad_dtype)
         s = new_tensor(f"grad/{fwd.tensor(t).name}/scale", (1,), "float32")
         tb.gradients.append(g)
         return g, s
@@ -155,7 +181,7 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
                 add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
             continue
         f = copy_of[op.index]
-        if op.kind in ("ADD", "AVERAGE_POOL_2D", "MEAN"):
+        if op.kind in ("ADD", *POOLING):
             # The clamp's derivative first (the mask keeps the scale), then the op's own.
             gm = new_grad(y)[0]
             emit("GRAD_APPLY_MASK", [gy, mask], [gm], forward=f)
@@ -168,7 +194,14 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
         x = op.inputs[0]
         if x in requires:
             gx = new_grad(x)
-            ins = [gy, sy] if op.kind in ("AVERAGE_POOL_2D", "MEAN") else [gy, sy, mask, *op.inputs[1:]]
+            if op.kind == "MAX_POOL_2D":  # where each window's maximum was: the input decides
+                ins = [x, gy, sy]
+                if x not in tb.saved:
+                    tb.saved.append(x)
+            elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD"):
+                ins = [gy, sy]
+            else:
+                ins = [gy, sy, mask, *op.inputs[1:]]
             emit(f"{op.kind}_GRAD_INPUT", ins, list(gx), forward=f)
         if op.index in updates:
             saved = x if updates[op.index].rows else -1

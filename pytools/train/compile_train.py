@@ -16,7 +16,8 @@ from pytools.boards import Board
 from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.errors import ToolError
 from pytools.model.compiler import Compiled, compile_graph
-from pytools.model.ir import Graph
+from pytools.model.ir import Graph, ModelError
+from pytools.model.lowering.patch import Patched, Patching, patch_stages, search
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
 from pytools.train.autodiff import TrainGraph, build_training_graph
@@ -37,6 +38,8 @@ class CompiledTraining:
     base: FirmwareImage | None = None
     image: FirmwareImage | None = None
     link_error: str = ""
+    patching: list[Patching] = field(default_factory=list)  # stages run in patches
+    patched: Patched | None = None
 
 
 def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
@@ -56,9 +59,25 @@ def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
 def compile_training(
     graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True, lr: float = 0.05
 ) -> CompiledTraining:
-    tb = build_training_graph(graph, scheme, lr=lr)
-    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
-    ct = CompiledTraining(name, board, scheme, tb, compiled)
+    tb = build_training_graph(graph, scheme, lr=lr, float_grads=scheme.float_gradients)
+    patching, patched = list(scheme.patch), None
+    if scheme.patch_auto:
+        found = search(
+            tb.graph, lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena
+        )
+        if found:
+            patching, _, patched = found[0]
+    elif patching:
+        # The scheme numbers the model's operators; the step keeps them for its frozen
+        # start (no CLAMP_MASK precedes the first trained layer). Check rather than assume.
+        for i in range(max(p.until for p in patching) + 1):
+            if i >= len(graph.ops) or tb.graph.ops[i].outputs != graph.ops[i].outputs:
+                raise ModelError(f"patch: operator #{i} of the step is not the model's #{i}")
+        patched = patch_stages(tb.graph, patching)
+    if patched is not None:
+        tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
+    compiled = _two_pass_where_it_helps(tb, board, name)
+    ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched)
     _attribute(ct)
     if link:
         ct.base = build_firmware(board)
@@ -67,6 +86,23 @@ def compile_training(
         except ToolError as e:
             ct.link_error = str(e)
     return ct
+
+
+def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str) -> Compiled:
+    """The step compiled; each depthwise input gradient whose whole-input int32 scratch
+    decides the arena runs as DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS instead (bit-identical, one
+    channel's scratch, twice the work), kept only where the planned arena shrinks."""
+    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+    candidates = [op for op in tb.graph.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]
+    scratch = {pt.name: pt.size for pt in compiled.plan.tensors if pt.name.startswith("scratch")}
+    for op in sorted(candidates, key=lambda o: -scratch.get(f"scratch{o.index}", 0)):
+        op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
+        trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+        if trial.arena < compiled.arena:
+            compiled = trial
+        else:
+            op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT"
+    return compiled
 
 
 def lifetimes(ct: CompiledTraining) -> dict[int, tuple[int, int]]:
@@ -121,6 +157,14 @@ def report(ct: CompiledTraining) -> str:
         f"model     {ct.name}; scheme: {ct.scheme.describe()}",
         f"step      {len(c.plan.ops)} operators ({ct.train.n_forward} forward, "
         f"{len(c.plan.ops) - ct.train.n_forward} loss/backward/update)",
+    ]
+    if ct.patched is not None and ct.patching:
+        done, once = ct.patched.patched_macs, ct.patched.stage_macs
+        lines.append(
+            f"patches   {', '.join(p.describe() for p in ct.patching)}: {done:,} MACs for the stages' "
+            f"{once:,} (+{100 * (done - once) / max(1, once):.1f} % recomputed)"
+        )
+    lines += [
         f"board     {ct.board.name}: {m.flash_size // 1024} KiB flash, {m.ram_size // 1024} KiB SRAM",
         f"arena     {c.arena:,} B planned (at its busiest operator, #{ct.peak_step}):",
     ]

@@ -12,6 +12,26 @@ small TOML file:
     -7 = 0.125
 
 or the same on the command line: "bias=22,-1=1,-3=0.25,-7=0.125".
+
+A scheme may also run the model's frozen first stage patch by patch
+(pytools/model/lowering/patch.py), which decides the peak memory at high resolution:
+
+    [[patch]]
+    start = 0       # the model's forward operators #0..#5 form a stage
+    until = 5
+    patches = 4     # its output computed in 4 x 4 spatial patches
+    [[patch]]       # a second stage, #6..#9 in 2 x 2
+    start = 6
+    until = 9
+    patches = 2
+
+(inline: "patch=0-5x4+6-9x2"), or `patch = "auto"` (inline "patch=auto"): the compiler
+searches stage ends and patch counts (pytools.model.lowering.patch.search) and keeps the
+smallest planned arena.
+
+`gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
+the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
+to compare accuracy against (docs/training.md). The default is "int8".
 """
 
 from __future__ import annotations
@@ -23,6 +43,7 @@ from pathlib import Path
 
 from pytools.errors import ToolError
 from pytools.model.ir import Graph
+from pytools.model.lowering.patch import Patching
 
 TRAINABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 RATIOS = (0.125, 0.25, 0.5, 1.0)
@@ -32,11 +53,21 @@ RATIOS = (0.125, 0.25, 0.5, 1.0)
 class Scheme:
     bias_layers: int = 0
     weights: dict[int, float] = field(default_factory=dict)  # layer (negative index) -> ratio
+    patch: list[Patching] = field(default_factory=list)  # frozen first stages run in patches
+    patch_auto: bool = False  # choose the patching with the smallest planned arena
+    float_gradients: bool = False  # the float-gradient build option (accuracy reference)
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
         parts += [f"weights of layer {k} at {r:g}" for k, r in sorted(self.weights.items())]
-        return ", ".join(parts) or "nothing"
+        text = ", ".join(parts) or "nothing"
+        if self.patch:
+            text += "; " + ", ".join(p.describe() for p in self.patch)
+        elif self.patch_auto:
+            text += "; first stage in patches (chosen by arena)"
+        if self.float_gradients:
+            text += "; float32 gradients"
+        return text
 
 
 @dataclass(frozen=True)
@@ -61,13 +92,49 @@ def _check(scheme: Scheme, where: str) -> Scheme:
     return scheme
 
 
+def _patch(s: Scheme, spec: object, where: str) -> None:
+    """`patch = "auto"`, [[patch]] tables (start, until, patches), or the inline
+    "START-UNTILxPATCHES+..."."""
+    if spec == "auto":
+        s.patch_auto = True
+        return
+    try:
+        if isinstance(spec, list):
+            for table in spec:
+                if not isinstance(table, dict) or set(table) != {"start", "until", "patches"}:
+                    raise ValueError("each [[patch]] takes start, until and patches")
+                s.patch.append(Patching(int(table["start"]), int(table["until"]), int(table["patches"])))
+        else:
+            for item in str(spec).split("+"):
+                span, _, count = item.partition("x")
+                start, _, until = span.partition("-")
+                s.patch.append(Patching(int(start), int(until), int(count)))
+    except (ValueError, TypeError) as e:
+        raise ToolError(f'{where}: patch: {e} (give "auto", or stages as start, until, patches)') from e
+    for p in s.patch:
+        if not 0 <= p.start <= p.until or p.patches < 1:
+            raise ToolError(f"{where}: patch: {p.describe()} is not a valid stage")
+
+
+def _gradients(value: object, where: str) -> bool:
+    if value not in ("int8", "float32"):
+        raise ToolError(f'{where}: gradients must be "int8" or "float32", not {value!r}')
+    return value == "float32"
+
+
 def parse_scheme_text(text: str) -> Scheme:
-    """The command-line form: "bias=22,-1=1,-3=0.25"."""
+    """The command-line form: "bias=22,-1=1,-3=0.25" (optionally ",patch=22x2")."""
     s = Scheme()
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
             raise ToolError(f"scheme item '{item}' is not key=value")
+        if key.strip() == "patch":
+            _patch(s, value.strip(), f"scheme '{text}'")
+            continue
+        if key.strip() == "gradients":
+            s.float_gradients = _gradients(value.strip(), f"scheme '{text}'")
+            continue
         try:
             if key.strip() == "bias":
                 s.bias_layers = int(value)
@@ -88,11 +155,19 @@ def load_scheme(spec: str) -> Scheme:
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ToolError(f"{path}: not valid TOML: {e}") from e
-        unknown = set(d) - {"bias_layers", "weights"}
+        unknown = set(d) - {"bias_layers", "weights", "patch", "gradients"}
         if unknown:
-            raise ToolError(f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers and [weights]")
+            raise ToolError(
+                f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
+                "[[patch]] and gradients"
+            )
         weights = {int(k): float(v) for k, v in d.get("weights", {}).items()}
-        return _check(Scheme(int(d.get("bias_layers", 0)), weights), str(path))
+        scheme = Scheme(int(d.get("bias_layers", 0)), weights)
+        if "patch" in d:
+            _patch(scheme, d["patch"], str(path))
+        if "gradients" in d:
+            scheme.float_gradients = _gradients(d["gradients"], str(path))
+        return _check(scheme, str(path))
     return parse_scheme_text(spec)
 
 

@@ -17,6 +17,7 @@ from pytools.model.kernels import KernelCall
 
 Lowering = Callable[[Graph, Op], KernelCall]
 _LOWERINGS: dict[str, Lowering] = {}
+_LOADED: list[bool] = []  # set once every module has registered (one may register before)
 
 
 def lowers(*kinds: str) -> Callable[[Lowering], Lowering]:
@@ -31,10 +32,11 @@ def lowers(*kinds: str) -> Callable[[Lowering], Lowering]:
 def _load_all() -> None:
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    _LOADED.append(True)
 
 
 def lower(graph: Graph, op: Op) -> KernelCall:
-    if not _LOWERINGS:
+    if not _LOADED:
         _load_all()
     fn = _LOWERINGS.get(op.kind)
     if fn is None:

@@ -163,6 +163,9 @@ def _window(op: Op, inp: Tensor, out: Tensor, fh: int, fw: int, out_c: int) -> d
     if len(inp.shape) != 4:
         raise _fail(op, f"input '{inp.name}' has shape {inp.shape}; expected NHWC")
     n, h, w, _ = inp.shape
+    patch = o.get("patch_pad")
+    if patch is not None:
+        return _patch_window(op, inp, out, fh, fw, (sh, sw, dh, dw), patch)
     oh, ow = _out_size(padding, h, fh, sh, dh), _out_size(padding, w, fw, sw, dw)
     if oh < 1 or ow < 1:
         raise _fail(op, f"a {fh}x{fw} filter (dilation {dh}x{dw}) does not fit a {h}x{w} input")
@@ -182,6 +185,39 @@ def _window(op: Op, inp: Tensor, out: Tensor, fh: int, fw: int, out_c: int) -> d
         "dilation_w": dw,
         "pad_h": _pad_before(h, fh, sh, dh, oh),
         "pad_w": _pad_before(w, fw, sw, dw, ow),
+    }
+
+
+def _patch_window(
+    op: Op, inp: Tensor, out: Tensor, fh: int, fw: int, steps: tuple[int, int, int, int], pad: tuple[int, int]
+) -> dict[str, int]:
+    """The window of one patch of a layer (pytools/model/lowering/patch.py): the input and
+    output are the patch's buffers, and the padding before them is what the patch needs. It
+    is the same implicit padding TFLite applies at the tensor's edge (positions outside the
+    input count as its zero point), so the kernel computes exactly the full layer's values."""
+    sh, sw, dh, dw = steps
+    pad_h, pad_w = int(pad[0]), int(pad[1])
+    n, h, w, _ = inp.shape
+    _, oh, ow, _ = out.shape
+    if pad_h < 0 or pad_w < 0 or n != out.shape[0]:
+        raise _fail(op, f"patch padding ({pad_h}, {pad_w}) or batch ({n}) is not valid")
+    # Every output position must read at least one input position of the patch buffer.
+    if (oh - 1) * sh - pad_h >= h or (ow - 1) * sw - pad_w >= w:
+        raise _fail(op, f"a {oh}x{ow} patch output reads beyond its {h}x{w} input patch")
+    return {
+        "batches": n,
+        "input_h": h,
+        "input_w": w,
+        "filter_h": fh,
+        "filter_w": fw,
+        "output_h": oh,
+        "output_w": ow,
+        "stride_h": sh,
+        "stride_w": sw,
+        "dilation_h": dh,
+        "dilation_w": dw,
+        "pad_h": pad_h,
+        "pad_w": pad_w,
     }
 
 

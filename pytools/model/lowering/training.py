@@ -1,5 +1,6 @@
 """Lowering of the training step's own operators (pytools/train/autodiff.py emits them):
-clamp masks, mask application, gradient sums, pooling/mean input gradients, and the loss.
+clamp masks, mask application, gradient sums, pooling/mean/pad input gradients, and the
+loss.
 Conv/depthwise/FC gradients are in training_conv.py."""
 
 from __future__ import annotations
@@ -72,6 +73,30 @@ def _avg_pool_grad(g: Graph, op: Op) -> KernelCall:
     for k in ("act_min", "act_max", "input_offset", "output_offset"):
         p.pop(k, None)
     return KernelCall("avg_pool_s8_grad_input", p, _grad_io(op))
+
+
+@lowers("MAX_POOL_2D_GRAD_INPUT")
+def _max_pool_grad(g: Graph, op: Op) -> KernelCall:
+    p = dict(forward_call(g, op).params)
+    for k in ("act_min", "act_max"):
+        p.pop(k, None)
+    x, gy, sy = op.inputs
+    gx, sx = op.outputs
+    operands = [
+        Operand(x),
+        Operand(gy),
+        Operand(sy),
+        Operand(gx, is_output=True),
+        Operand(sx, is_output=True),
+    ]
+    return KernelCall("max_pool_s8_grad_input", p, operands)
+
+
+@lowers("PAD_GRAD_INPUT")
+def _pad_grad(g: Graph, op: Op) -> KernelCall:
+    p = dict(forward_call(g, op).params)
+    p.pop("pad_value", None)
+    return KernelCall("pad_s8_grad_input", p, _grad_io(op))
 
 
 @lowers("MEAN_GRAD_INPUT")

@@ -114,3 +114,10 @@ def _grad_update(g: Graph, op: Op) -> KernelCall:
 for _k in KERNEL:
     lowers(f"{_k}_GRAD_INPUT")(_grad_input)
     lowers(f"{_k}_GRAD_UPDATE")(_grad_update)
+
+
+@lowers("DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS")
+def _grad_input_2pass(g: Graph, op: Op) -> KernelCall:
+    """The same operands and parameters; the kernel keeps one channel's accumulators."""
+    call = _grad_input(g, op)
+    return KernelCall(call.kernel + "_2pass", call.params, call.operands)

@@ -1,0 +1,58 @@
+/* Input gradient of conv2d_s8 in float32. See conv2d_s8_grad_input_f32.h. */
+#include "conv2d_s8_grad_input_f32.h"
+
+#include "grad.h"
+
+void conv2d_s8_grad_input_f32_run(const void *params, void *const *operands, void *scratch) {
+    (void)scratch;
+    const struct conv2d_s8_grad_input_f32_params p =
+        *(const struct conv2d_s8_grad_input_f32_params *)params;
+    const float *grad_out = operands[CONV2D_S8_GRAD_INPUT_F32_GRAD_OUTPUT];
+    const float s_g = *(const float *)operands[CONV2D_S8_GRAD_INPUT_F32_GRAD_OUTPUT_SCALE];
+    const uint8_t *mask =
+        p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_INPUT_F32_MASK] : NULL;
+    const int8_t *filter = operands[CONV2D_S8_GRAD_INPUT_F32_FILTER];
+    const int8_t *trained = operands[CONV2D_S8_GRAD_INPUT_F32_TRAINED_FILTER];
+    const float *scales = operands[CONV2D_S8_GRAD_INPUT_F32_WEIGHT_SCALES];
+    float *grad_in = operands[CONV2D_S8_GRAD_INPUT_F32_GRAD_INPUT];
+
+    const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
+    const size_t in_image = (size_t)p.input_h * in_row;
+    const size_t filter_size = (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c;
+    for (size_t i = 0; i < (size_t)p.batches * in_image; ++i) grad_in[i] = 0.0f;
+    size_t idx = 0; /* flat index of G_y[b, oy, ox, c] */
+    for (int32_t b = 0; b < p.batches; ++b) {
+        float *image = grad_in + (size_t)b * in_image;
+        for (int32_t oy = 0; oy < p.output_h; ++oy) {
+            const int32_t y0 = oy * p.stride_h - p.pad_h;
+            for (int32_t ox = 0; ox < p.output_w; ++ox) {
+                const int32_t x0 = ox * p.stride_w - p.pad_w;
+                for (int32_t c = 0; c < p.output_c; ++c, ++idx) {
+                    if (grad_out[idx] == 0.0f || (mask && !grad_mask_get(mask, idx))) continue;
+                    const float g = s_g * grad_out[idx] * scales[p.per_channel ? c : 0];
+                    const int8_t *kernel =
+                        (c < p.train_rows ? trained : filter) + (size_t)c * filter_size;
+                    for (int32_t fy = 0; fy < p.filter_h; ++fy) {
+                        const int32_t y = y0 + fy * p.dilation_h;
+                        if (y < 0 || y >= p.input_h) continue;
+                        for (int32_t fx = 0; fx < p.filter_w; ++fx) {
+                            const int32_t x = x0 + fx * p.dilation_w;
+                            if (x < 0 || x >= p.input_w) continue;
+                            float *a = image + (size_t)y * in_row + (size_t)x * p.input_c;
+                            const int8_t *w =
+                                kernel +
+                                ((size_t)fy * (size_t)p.filter_w + (size_t)fx) * (size_t)p.input_c;
+                            for (int32_t k = 0; k < p.input_c; ++k) a[k] += g * (float)w[k];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    *(float *)operands[CONV2D_S8_GRAD_INPUT_F32_GRAD_INPUT_SCALE] = 1.0f;
+}
+
+size_t conv2d_s8_grad_input_f32_scratch_size(const void *params) {
+    (void)params;
+    return 0;
+}
