@@ -12,19 +12,23 @@
  * equal; the int8 requantization (grad_requantize_s32) is then the same call. Zero terms (masked
  * or zero gradients, which the reference skips) add nothing.
  *
- * Speed. The gather keeps 2 pixels x 4 input channels in registers: per output channel c one
- * LDRD (the two pixels' g', laid out in pairs on the stack), one LDR (4 int8 weights, W[c,
- * k..k+3]), 4 SXTB (with their built-in rotation) and 8 MLA, against the reference's load,
- * multiply, add and store of an int32 accumulator per MAC. g' does not fit 16 bits (it carries the
- * channel's Q23 scale), hence MLA rather than SMLAD. The overflow bound is one pass over the
- * weights, output channel by output channel, with per-input-channel sums kept in the accumulators'
- * scratch while it is free. */
+ * Speed. The gather works on tiles of up to 32 pairs of pixels by 16 output channels: the
+ * tile's g' (one LDRD per channel and pair, laid out on the stack) and the 16 channels'
+ * weights for 4 input channels (one word each, gathered once per tile, whichever array holds
+ * the row: trained or flash) make the inner step, per output channel, one LDRD, one LDR,
+ * 4 SXTB and 8 MLA for 8 MACs; on the Cortex-M7 it is assembly using all 14 registers, so
+ * nothing spills. g' does not fit 16 bits (it carries the channel's Q23 scale), hence MLA
+ * rather than SMLAD. The overflow bound (the reference's sums, exactly) is one pass over the
+ * weights, two input channels at a time. */
+#include <stddef.h>
+
 #include "conv2d_s8_grad_input.h"
 #include "dsp.h"
 #include "grad.h"
 
-/* Output channels whose g' the stack holds at once (for 2 pixels: 512 B). */
-#define GI_CHUNK 64
+/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (g' on the stack: 4 KB). */
+#define GI_C 16
+#define GI_PAIRS 32
 
 struct gi {
     const int8_t *grad_out;
@@ -34,53 +38,112 @@ struct gi {
     int32_t input_c, output_c, train_rows, per_channel, shift;
 };
 
-/* The reference's bound (conv_grad_pick_shift's b0 and w1), for any filter: per input channel
- * k, the sums over (c, taps) of |W| * 128 * m[c] and of |W|. */
-static int shift_reference(const struct conv2d_s8_grad_input_params *p, const int8_t *filter,
-                           const int8_t *trained, const int32_t *m) {
-    const size_t filter_size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
-    const size_t taps = (size_t)p->filter_h * (size_t)p->filter_w;
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t k = 0; k < p->input_c; ++k) {
-        uint64_t bk = 0, wk = 0;
-        for (int32_t c = 0; c < p->output_c; ++c) {
-            const int8_t *w = (c < p->train_rows ? trained : filter) + (size_t)c * filter_size;
-            uint64_t s = 0;
-            for (size_t t = 0; t < taps; ++t) {
-                const int32_t v = w[t * (size_t)p->input_c + (size_t)k];
-                s += (uint64_t)(v < 0 ? -v : v);
-            }
-            bk += s * 128u * (uint64_t)m[p->per_channel ? c : 0];
-            wk += s;
-        }
-        if (bk > b0) b0 = bk;
-        if (wk > w1) w1 = wk;
-    }
-    return conv_grad_pick_shift(b0, w1);
+/* The same bound for a 1x1 filter, two input channels at a time with their four sums in
+ * registers (the weights read down the columns; 7 instructions per weight against 19 for the
+ * loops as the reference nests them). The sums are the reference's, exactly (integers). */
+static inline uint32_t abs8(int32_t v) {
+    return (uint32_t)((v ^ (v >> 31)) - (v >> 31));
 }
 
-/* The same bound for a 1x1 filter, with the loops exchanged (the weights read in memory
- * order): bk and wk per input channel in `sums` (3 words per channel: bk as two, then wk).
- * The sums are the reference's, exactly (integers). */
-static int shift_1x1(const struct gi *g, uint32_t *sums) {
-    const int32_t n = g->input_c;
-    uint64_t *bk = (uint64_t *)(void *)sums;
-    uint32_t *wk = sums + 2 * n;
-    for (int32_t k = 0; k < n; ++k) bk[k] = 0, wk[k] = 0;
-    for (int32_t c = 0; c < g->output_c; ++c) {
-        const int8_t *w = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * (size_t)n;
-        const uint32_t mc = 128u * (uint32_t)g->m[g->per_channel ? c : 0]; /* <= 2^30 */
-        for (int32_t k = 0; k < n; ++k) {
-            const int32_t v = w[k];
-            const uint32_t a = (uint32_t)(v < 0 ? -v : v);
-            bk[k] += (uint64_t)a * mc;
-            wk[k] += a; /* < 2^32: at most 128 per output channel, and output_c < 2^24 */
-        }
+/* The sums over `count` rows (stride bytes apart) of |w[0]| * m, |w[1]| * m, |w[0]|, |w[1]|,
+ * m stepping by mstep (0: one multiplier for all). */
+struct bound2 {
+    uint32_t s0[2], s1[2]; /* 64-bit sums as (low, high) words */
+    uint32_t a0, a1;
+    int32_t stride, count;
+};
+static inline uint64_t u64_of(const uint32_t v[2]) {
+    return (uint64_t)v[0] | ((uint64_t)v[1] << 32);
+}
+static inline void u64_set(uint32_t v[2], uint64_t x) {
+    v[0] = (uint32_t)x;
+    v[1] = (uint32_t)(x >> 32);
+}
+
+static inline __attribute__((always_inline)) void bound2_c(const int8_t *w, const int32_t *m,
+                                                           int32_t mstep, int two,
+                                                           struct bound2 *b) {
+    uint64_t s0 = u64_of(b->s0), s1 = u64_of(b->s1);
+    uint32_t a0 = b->a0, a1 = b->a1;
+    for (int32_t count = b->count; count > 0; --count, w += b->stride, m += mstep) {
+        const uint32_t mc = (uint32_t)*m, u0 = abs8(w[0]), u1 = two ? abs8(w[1]) : 0;
+        s0 += (uint64_t)u0 * mc;
+        s1 += (uint64_t)u1 * mc;
+        a0 += u0;
+        a1 += u1;
     }
+    u64_set(b->s0, s0);
+    u64_set(b->s1, s1);
+    b->a0 = a0, b->a1 = a1;
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+_Static_assert(offsetof(struct bound2, stride) == 24 && offsetof(struct bound2, count) == 28,
+               "bound2_m7's offsets");
+/* bound2_c for two input channels and per-channel multipliers, b->count >= 1, in assembly:
+ * 14 instructions per output channel, all in registers (GCC's loop spilled to 22). */
+static __attribute__((noinline)) void bound2_m7(const int8_t *w, const int32_t *m,
+                                                struct bound2 *b) {
+    register const int8_t *r0 __asm__("r0") = w;
+    register const int32_t *r1 __asm__("r1") = m;
+    register struct bound2 *r2 __asm__("r2") = b;
+    __asm__ volatile(
+        "push {r2}\n"
+        "ldm r2, {r3, r4, r5, r6, r7, r8, r9, r11}\n"
+        "1:\n"
+        "ldrsb r12, [r0]\n"
+        "ldrsb lr, [r0, #1]\n"
+        "ldr r2, [r1], #4\n"
+        "add r0, r0, r9\n"
+        "eor r10, r12, r12, asr #31\n"
+        "add r12, r10, r12, lsr #31\n"
+        "eor r10, lr, lr, asr #31\n"
+        "add lr, r10, lr, lsr #31\n"
+        "umlal r3, r4, r12, r2\n"
+        "umlal r5, r6, lr, r2\n"
+        "add r7, r7, r12\n"
+        "add r8, r8, lr\n"
+        "subs r11, r11, #1\n"
+        "bne 1b\n"
+        "pop {r2}\n"
+        "stm r2, {r3, r4, r5, r6, r7, r8}\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2)
+        :
+        : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#endif
+
+static inline void bound2(const int8_t *w, const int32_t *m, int32_t mstep, int two,
+                          struct bound2 *b) {
+    if (b->count <= 0) return;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (mstep == 1 && two) {
+        bound2_m7(w, m, b);
+        return;
+    }
+#endif
+    if (two)
+        bound2_c(w, m, mstep, 1, b);
+    else
+        bound2_c(w, m, mstep, 0, b);
+}
+
+static int shift_1x1(const struct gi *g) {
+    const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
+    const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     uint64_t b0 = 0, w1 = 0;
-    for (int32_t k = 0; k < n; ++k) {
-        if (bk[k] > b0) b0 = bk[k];
-        if (wk[k] > w1) w1 = wk[k];
+    for (int32_t k = 0; k < n; k += 2) {
+        const int two = k + 1 < n;
+        /* a0, a1 < 2^32: 128 per output channel, < 2^24 of them */
+        struct bound2 b = {{0, 0}, {0, 0}, 0, 0, n, tr};
+        if (tr > 0) bound2(g->trained + k, g->m, mstep, two, &b);
+        b.count = g->output_c - tr;
+        bound2(g->filter + (size_t)tr * (size_t)n + k, g->m + tr * mstep, mstep, two, &b);
+        const uint64_t s0 = 128u * u64_of(b.s0), s1 = 128u * u64_of(b.s1);
+        if (s0 > b0) b0 = s0;
+        if (s1 > b0) b0 = s1;
+        if (b.a0 > w1) w1 = b.a0;
+        if (b.a1 > w1) w1 = b.a1;
     }
     return conv_grad_pick_shift(b0, w1);
 }
@@ -100,88 +163,66 @@ static void load_terms(const struct gi *g, int32_t *gp, int32_t c0, int32_t n, i
     }
 }
 
-/* a[0..3] (pixel 0) and a[4..7] (pixel 1) += sum over n output channels of g' * W[c, k..k+3];
- * w points at W[c0, k], rows `stride` bytes apart. The weight rows of trained and flash
- * channels differ, so the caller splits a chunk at train_rows. */
-static inline __attribute__((always_inline)) void gather_2x4(const int32_t *gp, int32_t n,
-                                                             const int8_t *w, size_t stride,
-                                                             int32_t a[8]) {
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    int32_t b0 = a[4], b1 = a[5], b2 = a[6], b3 = a[7];
-    for (; n > 0; --n, gp += 2, w += stride) {
-        const int32_t g0 = gp[0], g1 = gp[1];
-        const uint32_t wv = dsp_read4(w);
-        const int32_t w0 = (int8_t)wv, w1 = (int8_t)(wv >> 8), w2 = (int8_t)(wv >> 16);
-        const int32_t w3 = (int32_t)wv >> 24;
-        a0 += g0 * w0;
-        b0 += g1 * w0;
-        a1 += g0 * w1;
-        b1 += g1 * w1;
-        a2 += g0 * w2;
-        b2 += g1 * w2;
-        a3 += g0 * w3;
-        b3 += g1 * w3;
-    }
-    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
-    a[4] = b0, a[5] = b1, a[6] = b2, a[7] = b3;
+/* acc[0..3] (pixel 0, input channels k..k+3) and acc[4..7] (pixel 1) += the sums over
+ * GI_C output channels j of g'[pair j] * W[j, k..k+3]: gp holds the pairs (pixel 0's g',
+ * pixel 1's), t the weights as one word per channel (4 int8, channels k..k+3). On the
+ * Cortex-M7: one block of assembly, per channel one LDRD (g'), one LDR (weights), 4 SXTB /
+ * ASR and 8 MLA, nothing spilled (all 14 registers). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define GI_STEP                 \
+    "ldrd r10, r11, [r8], #8\n" \
+    "ldr r12, [r9], #4\n"       \
+    "sxtb lr, r12\n"            \
+    "mla r0, r10, lr, r0\n"     \
+    "mla r4, r11, lr, r4\n"     \
+    "sxtb lr, r12, ror #8\n"    \
+    "mla r1, r10, lr, r1\n"     \
+    "mla r5, r11, lr, r5\n"     \
+    "sxtb lr, r12, ror #16\n"   \
+    "mla r2, r10, lr, r2\n"     \
+    "mla r6, r11, lr, r6\n"     \
+    "asr lr, r12, #24\n"        \
+    "mla r3, r10, lr, r3\n"     \
+    "mla r7, r11, lr, r7\n"
+#define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
+static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_t *t,
+                                                int32_t *acc) {
+    register const int32_t *r0 __asm__("r0") = gp;
+    register const uint32_t *r1 __asm__("r1") = t;
+    register int32_t *r2 __asm__("r2") = acc;
+    __asm__ volatile(
+        "push {r2}\n"
+        "mov r8, r0\n"
+        "mov r9, r1\n"
+        "ldm r2, {r0, r1, r2, r3, r4, r5, r6, r7}\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
+        "pop {r12}\n"
+        "stm r12, {r0, r1, r2, r3, r4, r5, r6, r7}\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2)
+        :
+        : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
-
-/* One tail input channel k (input_c % 4 of them). */
-static inline void gather_2x1(const int32_t *gp, int32_t n, const int8_t *w, size_t stride,
-                              int32_t a[2]) {
-    int32_t a0 = a[0], b0 = a[1];
-    for (; n > 0; --n, gp += 2, w += stride) {
-        a0 += gp[0] * (int32_t)*w;
-        b0 += gp[1] * (int32_t)*w;
+#undef GI_STEP4
+#undef GI_STEP
+#define gather gather_m7
+#else
+static void gather(const int32_t *gp, const uint32_t *t, int32_t *acc) {
+    for (int32_t j = 0; j < GI_C; ++j, gp += 2) {
+        const uint32_t wv = t[j];
+        const int32_t w[4] = {(int8_t)wv, (int8_t)(wv >> 8), (int8_t)(wv >> 16), (int32_t)wv >> 24};
+        for (int32_t i = 0; i < 4; ++i) {
+            acc[i] += gp[0] * w[i];
+            acc[4 + i] += gp[1] * w[i];
+        }
     }
-    a[0] = a0, a[1] = b0;
 }
+#endif
 
-/* acc rows d0 and d1 (d1 NULL: none) += the gathered sums over output channels [c0, c0 + n)
- * (first: = instead of +=). */
-static void gather_chunk(const struct gi *g, const int32_t *gp, int32_t c0, int32_t n, int32_t *d0,
-                         int32_t *d1, int first) {
-    const int32_t kc = g->input_c;
-    const size_t stride = (size_t)kc;
-    /* The chunk's channels read from one weight array at a time (trained rows, then flash). */
-    int32_t parts[2][2] = {{c0, 0}, {0, 0}}; /* {first channel, count} */
-    int32_t np = 1;
-    if (c0 < g->train_rows && c0 + n > g->train_rows) {
-        parts[0][1] = g->train_rows - c0;
-        parts[1][0] = g->train_rows;
-        parts[1][1] = c0 + n - g->train_rows;
-        np = 2;
-    } else {
-        parts[0][1] = n;
-    }
-    int32_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (!first) {
-            for (int32_t j = 0; j < 4; ++j) {
-                a[j] = d0[k + j];
-                a[4 + j] = d1 ? d1[k + j] : 0;
-            }
-        }
-        for (int32_t q = 0; q < np; ++q) {
-            const int32_t c = parts[q][0];
-            const int8_t *w = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * stride;
-            gather_2x4(gp + 2 * (c - c0), parts[q][1], w + k, stride, a);
-        }
-        for (int32_t j = 0; j < 4; ++j) d0[k + j] = a[j];
-        if (d1)
-            for (int32_t j = 0; j < 4; ++j) d1[k + j] = a[4 + j];
-    }
-    for (; k < kc; ++k) {
-        int32_t a[2] = {first ? 0 : d0[k], first || !d1 ? 0 : d1[k]};
-        for (int32_t q = 0; q < np; ++q) {
-            const int32_t c = parts[q][0];
-            const int8_t *w = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * stride;
-            gather_2x1(gp + 2 * (c - c0), parts[q][1], w + k, stride, a);
-        }
-        d0[k] = a[0];
-        if (d1) d1[k] = a[1];
-    }
+/* 4 int8 from row + k, the bytes past n zero. */
+static inline uint32_t weights4(const int8_t *row, int32_t k, int32_t n) {
+    if (k + 4 <= n) return dsp_read4(row + k);
+    uint32_t v = 0;
+    for (int32_t i = 0; k + i < n; ++i) v |= (uint32_t)(uint8_t)row[k + i] << (8 * i);
+    return v;
 }
 
 /* The input pixel output pixel q reads through a 1x1 filter (flat NHW index), or -1 if it
@@ -199,32 +240,68 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     const size_t n_in =
         (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
     const int32_t n_out = p->batches * p->output_h * p->output_w;
-    const int32_t n_pix = p->batches * p->input_h * p->input_w;
-    /* The bound's sums fit in the accumulators while they are still unused (3 words per input
-     * channel); else the reference's loop order. */
-    if (n_pix >= 3)
-        g->shift = shift_1x1(g, (uint32_t *)acc);
-    else
-        g->shift = shift_reference(p, g->filter, g->trained, g->m);
+    const int32_t kc = p->input_c;
+    g->shift = shift_1x1(g);
     /* Every input pixel receives from exactly one output pixel when the map is the identity;
      * otherwise the pixels no output reads keep a zero gradient. */
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
     if (!identity)
         for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    int32_t gp[2 * GI_CHUNK];
-    for (int32_t q = 0; q < n_out; q += 2) {
-        const int32_t s0 = identity ? q : source_pixel(p, q);
-        const int32_t s1 = q + 1 >= n_out ? -1 : (identity ? q + 1 : source_pixel(p, q + 1));
-        if (s0 < 0 && s1 < 0) continue;
-        /* A lone pixel runs as pixel 0 of the pair (the other's terms zero). */
-        const int32_t q0 = s0 >= 0 ? q : q + 1, q1 = s0 >= 0 && s1 >= 0 ? q + 1 : -1;
-        int32_t *d0 = acc + (size_t)(s0 >= 0 ? s0 : s1) * (size_t)p->input_c;
-        int32_t *d1 = q1 >= 0 ? acc + (size_t)s1 * (size_t)p->input_c : NULL;
-        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_CHUNK) {
-            const int32_t n = p->output_c - c0 < GI_CHUNK ? p->output_c - c0 : GI_CHUNK;
-            load_terms(g, gp, c0, n, q0, q1);
-            gather_chunk(g, gp, c0, n, d0, d1, c0 == 0);
+    int32_t gp[GI_PAIRS * 2 * GI_C]; /* g' of a tile's pairs for a chunk of output channels */
+    int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2];       /* and the accumulator rows they reach */
+    uint32_t t[GI_C];                /* the chunk's weights for 4 input channels */
+    int32_t next = 0;                /* the next output pixel to pair up */
+    while (next < n_out) {
+        /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
+        int32_t pairs = 0;
+        while (pairs < GI_PAIRS && next < n_out) {
+            int32_t got = 0;
+            while (got < 2 && next < n_out) {
+                const int32_t src = identity ? next : source_pixel(p, next);
+                if (src >= 0) {
+                    q[pairs][got] = next;
+                    dst[pairs][got] = acc + (size_t)src * (size_t)kc;
+                    ++got;
+                }
+                ++next;
+            }
+            if (got == 0) break;
+            if (got == 1) q[pairs][1] = -1, dst[pairs][1] = NULL;
+            ++pairs;
+        }
+        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
+            const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
+            for (int32_t i = 0; i < pairs; ++i) {
+                int32_t *gi = gp + (size_t)i * 2 * GI_C;
+                load_terms(g, gi, c0, n, q[i][0], q[i][1]);
+                for (int32_t j = 2 * n; j < 2 * GI_C; ++j) gi[j] = 0;
+            }
+            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash */
+            for (int32_t j = 0; j < n; ++j) {
+                const int32_t c = c0 + j;
+                rows[j] = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * (size_t)kc;
+            }
+            for (int32_t j = n; j < GI_C; ++j) t[j] = 0;
+            for (int32_t k = 0; k < kc; k += 4) {
+                const int32_t nk = kc - k < 4 ? kc - k : 4;
+                for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j], k, kc);
+                for (int32_t i = 0; i < pairs; ++i) {
+                    int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
+                    int32_t a[8];
+                    for (int32_t j = 0; j < 8; ++j) a[j] = 0;
+                    if (c0 > 0) {
+                        for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
+                        if (d1)
+                            for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
+                    }
+                    gather(gp + (size_t)i * 2 * GI_C, t, a);
+                    for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
+                    if (d1)
+                        for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
+                }
+            }
         }
     }
 }

@@ -1,0 +1,133 @@
+"""The optimized gradient kernels (firmware/kernels/*_grad_*_dsp.c) against the reference ones,
+bit for bit.
+
+On the host the library exports both X_ref_run and X_dsp_run (dsp.h's portable twins of the
+instructions), so they are compared directly on randomized layers (tests/kernels/grad_support.py's
+make_layer: odd channel counts and tails, strides, paddings, masks, per-channel and per-tensor
+scales, trained RAM rows that differ from flash and straddle the kernels' channel blocks). On the
+emulated Cortex-M7 the firmware build's objects (the assembly paths) run the same calls and must
+give what the host's reference gives. The reference kernels themselves are checked against
+TensorFlow in test_conv_grads.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytools.model.kernels import KernelCall, _lib, run_kernel, scratch_size
+from tests.kernels import grad_support as gs
+
+
+def _run(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
+    """X_<variant>_run on copies of the operands; returns them all after the call."""
+    values = [v.copy() for v in values]
+    ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data if v.size else None for v in values))
+    scratch = np.zeros(max(1, scratch_size(call)), np.uint8)
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    return values
+
+
+def _pointwise(seed: int, **force: Any) -> gs.Layer:
+    """A 1x1 convolution (the optimized path): channel counts across the kernel's 4-channel
+    and 16-channel blocks, up to 12x12 pixels (several 32-pair tiles), strides 1-2, SAME and
+    VALID, masks, trained rows anywhere."""
+    rng = np.random.default_rng(50_000 + seed)
+    opts: dict[str, Any] = dict(fh=1, fw=1, dh=1, dw=1)
+    opts["in_c"] = int(rng.integers(1, 70))
+    opts["out_c"] = int(rng.integers(1, 150))
+    if seed % 3 == 0:
+        opts["h"], opts["w"] = int(rng.integers(6, 13)), int(rng.integers(6, 13))
+    if seed % 4 == 0:
+        opts["sh"] = opts["sw"] = 1
+    opts.update(force)
+    return gs.make_layer("conv", seed, **opts)
+
+
+def _same(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarray]:
+    ref = _run(call, values, "ref")
+    dsp = _run(call, values, "dsp")
+    for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
+        np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
+    return ref
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_conv2d_grad_input_1x1_dsp_matches_reference(seed: int) -> None:
+    call, values = gs.grad_input_call(_pointwise(seed))
+    out = _same(call, values)
+    assert out[7][0] > 0 or not np.any(out[6])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conv2d_grad_input_other_filters_dsp_matches_reference(seed: int) -> None:
+    """Other filters run the reference inside the optimized entry point: still identical."""
+    call, values = gs.grad_input_call(gs.make_layer("conv", seed))
+    _same(call, values)
+
+
+def test_conv2d_grad_input_dsp_edge_cases() -> None:
+    """Per-tensor scales, no mask, every row trained, none trained, one channel each way, and
+    gradients large enough that the accumulator shift is nonzero."""
+    cases = [
+        dict(per_channel=False),
+        dict(has_mask=False),
+        dict(train_rows=0),
+        dict(in_c=1, out_c=1),
+        dict(in_c=3, out_c=200, h=3, w=3),
+        dict(in_c=67, out_c=17, h=12, w=12, sh=1, sw=1, padding="VALID"),
+        dict(in_c=64, out_c=256, h=2, w=2),
+    ]
+    for i, force in enumerate(cases):
+        layer = _pointwise(1000 + i, **force)
+        call, values = gs.grad_input_call(layer)
+        out = _same(call, values)
+        assert np.any(out[6]), force
+
+
+def test_the_random_layers_are_informative() -> None:
+    """The compared gradients spread over many values (all-zero gradients would match anything)."""
+    spread = []
+    for seed in range(40):
+        call, values = gs.grad_input_call(_pointwise(seed))
+        g = _run(call, values, "dsp")[6]
+        spread.append(np.unique(g).size >= 16)
+    assert np.mean(spread) >= 0.8
+
+
+@pytest.mark.emulator
+def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_path) -> None:
+    """The firmware build's objects (KERNELS_DSP=1: the assembly) on QEMU mps2-an500, against
+    the host's reference kernels, bit for bit."""
+    calls = []
+    for seed in range(12):
+        calls.append(gs.grad_input_call(_pointwise(seed)))
+    calls.append(gs.grad_input_call(_pointwise(99, in_c=64, out_c=256, h=4, w=4)))
+    calls.append(gs.grad_input_call(_pointwise(98, per_channel=False, in_c=20, out_c=40)))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+def test_the_host_dispatch_runs_the_optimized_gradient_kernels_when_asked() -> None:
+    """X_run follows kernels_dsp_host for the gradient kernels too."""
+    flag = ctypes.c_int.in_dll(_lib(), "kernels_dsp_host")
+    call, values = gs.grad_input_call(_pointwise(7))
+    ref = _run(call, values, "ref")
+    old = flag.value
+    try:
+        flag.value = 1
+        mine = [v.copy() for v in values]
+        run_kernel(call, mine)
+    finally:
+        flag.value = old
+    np.testing.assert_array_equal(mine[6], ref[6])
