@@ -163,11 +163,18 @@ static void load_terms(const struct gi *g, int32_t *gp, int32_t c0, int32_t n, i
     }
 }
 
-/* acc[0..3] (pixel 0, input channels k..k+3) and acc[4..7] (pixel 1) += the sums over
- * GI_C output channels j of g'[pair j] * W[j, k..k+3]: gp holds the pairs (pixel 0's g',
- * pixel 1's), t the weights as one word per channel (4 int8, channels k..k+3). On the
- * Cortex-M7: one block of assembly, per channel one LDRD (g'), one LDR (weights), 4 SXTB /
- * ASR and 8 MLA, nothing spilled (all 14 registers). */
+/* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
+ * (pixel 1), written to st0 and st1 (4 int32 each). */
+struct gather_io {
+    const int32_t *ld0, *ld1;
+    int32_t *st0, *st1;
+};
+
+/* st0[0..3] = ld0[0..3] + the sums over GI_C output channels j of g'[pixel 0, j] * W[j, k..k+3],
+ * st1 the same for pixel 1: gp holds the pairs (pixel 0's g', pixel 1's), t the weights as one
+ * word per channel (4 int8, channels k..k+3). On the Cortex-M7: one block of assembly, per
+ * channel one LDRD (g'), one LDR (weights), 4 SXTB / ASR and 8 MLA, nothing spilled (all 14
+ * registers), the accumulators loaded and stored with LDM / STM. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 #define GI_STEP                 \
     "ldrd r10, r11, [r8], #8\n" \
@@ -185,18 +192,27 @@ static void load_terms(const struct gi *g, int32_t *gp, int32_t c0, int32_t n, i
     "mla r3, r10, lr, r3\n"     \
     "mla r7, r11, lr, r7\n"
 #define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
+_Static_assert(offsetof(struct gather_io, ld1) == 4 && offsetof(struct gather_io, st0) == 8 &&
+                   offsetof(struct gather_io, st1) == 12,
+               "gather_m7's offsets");
 static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_t *t,
-                                                int32_t *acc) {
+                                                const struct gather_io *io) {
     register const int32_t *r0 __asm__("r0") = gp;
     register const uint32_t *r1 __asm__("r1") = t;
-    register int32_t *r2 __asm__("r2") = acc;
+    register const struct gather_io *r2 __asm__("r2") = io;
     __asm__ volatile(
         "push {r2}\n"
         "mov r8, r0\n"
         "mov r9, r1\n"
-        "ldm r2, {r0, r1, r2, r3, r4, r5, r6, r7}\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
+        "ldr r12, [r2, #4]\n"
+        "ldm r12, {r4, r5, r6, r7}\n"
+        "ldr r12, [r2]\n"
+        "ldm r12, {r0, r1, r2, r3}\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
         "pop {r12}\n"
-        "stm r12, {r0, r1, r2, r3, r4, r5, r6, r7}\n"
+        "ldr r8, [r12, #8]\n"
+        "stm r8, {r0, r1, r2, r3}\n"
+        "ldr r8, [r12, #12]\n"
+        "stm r8, {r4, r5, r6, r7}\n"
         : "+r"(r0), "+r"(r1), "+r"(r2)
         :
         : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
@@ -205,15 +221,18 @@ static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_
 #undef GI_STEP
 #define gather gather_m7
 #else
-static void gather(const int32_t *gp, const uint32_t *t, int32_t *acc) {
+static void gather(const int32_t *gp, const uint32_t *t, const struct gather_io *io) {
+    int32_t a[8];
+    for (int32_t i = 0; i < 4; ++i) a[i] = io->ld0[i], a[4 + i] = io->ld1[i];
     for (int32_t j = 0; j < GI_C; ++j, gp += 2) {
         const uint32_t wv = t[j];
         const int32_t w[4] = {(int8_t)wv, (int8_t)(wv >> 8), (int8_t)(wv >> 16), (int32_t)wv >> 24};
         for (int32_t i = 0; i < 4; ++i) {
-            acc[i] += gp[0] * w[i];
-            acc[4 + i] += gp[1] * w[i];
+            a[i] += gp[0] * w[i];
+            a[4 + i] += gp[1] * w[i];
         }
     }
+    for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
 }
 #endif
 
@@ -252,7 +271,9 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
     int32_t *dst[GI_PAIRS][2];       /* and the accumulator rows they reach */
     uint32_t t[GI_C];                /* the chunk's weights for 4 input channels */
-    int32_t next = 0;                /* the next output pixel to pair up */
+    static const int32_t zeros[4] = {0, 0, 0, 0};
+    int32_t spare[4]; /* where a lone pixel's partner goes */
+    int32_t next = 0; /* the next output pixel to pair up */
     while (next < n_out) {
         /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
         int32_t pairs = 0;
@@ -289,14 +310,20 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j], k, kc);
                 for (int32_t i = 0; i < pairs; ++i) {
                     int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
-                    int32_t a[8];
-                    for (int32_t j = 0; j < 8; ++j) a[j] = 0;
+                    if (nk == 4) { /* straight from and to the accumulators */
+                        const struct gather_io io = {c0 > 0 ? d0 : zeros, c0 > 0 && d1 ? d1 : zeros,
+                                                     d0, d1 ? d1 : spare};
+                        gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                        continue;
+                    }
+                    int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                     if (c0 > 0) {
                         for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
                         if (d1)
                             for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
                     }
-                    gather(gp + (size_t)i * 2 * GI_C, t, a);
+                    const struct gather_io io = {a, a + 4, a, a + 4};
+                    gather(gp + (size_t)i * 2 * GI_C, t, &io);
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                     if (d1)
                         for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
