@@ -131,3 +131,30 @@ def test_the_host_dispatch_runs_the_optimized_gradient_kernels_when_asked() -> N
     finally:
         flag.value = old
     np.testing.assert_array_equal(mine[6], ref[6])
+
+
+def _depthwise(seed: int, **force: Any) -> gs.Layer:
+    """A depthwise layer: multiplier 1 (the optimized path) mostly, up to 300 channels (several
+    128-channel blocks), 1x1 to 5x5 filters, strides, dilations, SAME and VALID."""
+    rng = np.random.default_rng(60_000 + seed)
+    opts: dict[str, Any] = dict(mult=1 if seed % 5 else int(rng.integers(1, 4)))
+    opts["in_c"] = int(rng.integers(1, 300)) if seed % 3 == 0 else int(rng.integers(1, 40))
+    opts.update(force)
+    return gs.make_layer("dw", seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_depthwise_grad_input_dsp_matches_reference(seed: int) -> None:
+    call, values = gs.grad_input_call(_depthwise(seed))
+    _same(call, values)
+
+
+@pytest.mark.emulator
+def test_depthwise_grad_input_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [gs.grad_input_call(_depthwise(seed)) for seed in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
