@@ -9,7 +9,8 @@
  * with the same terms (g' computed by the same conv_grad_term, the same shift) in another
  * order. The shift bounds the sum of the terms' absolute values by INT32_MAX
  * (conv_grad_pick_shift), so no partial sum overflows in any order and the int32 results are
- * equal; the int8 requantization (grad_requantize_s32) is then the same call. Zero terms (masked
+ * equal; the int8 requantization is grad_requantize_s32's (dsp.h's bit-identical
+ * dsp_grad_requantize_s32, without a 64-bit division per element). Zero terms (masked
  * or zero gradients, which the reference skips) add nothing.
  *
  * Speed. The gather works on tiles of up to 32 pairs of pixels by 16 output channels: the
@@ -364,6 +365,6 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
         .shift = 0,
     };
     grad_input_1x1(&p, &g, acc);
-    *grad_in_scale = grad_requantize_s32(
+    *grad_in_scale = dsp_grad_requantize_s32(
         acc, n_in, grad_out_scale * max_scale * conv_grad_unit(g.shift), grad_in);
 }

@@ -6,7 +6,8 @@
  * by the same bound) are added to the same accumulators, in another order: per output pixel,
  * the g' of a block of channels first, then tap by tap the block's channels. The shift bounds
  * the sum of the terms' absolute values by INT32_MAX, so no partial sum overflows in any order
- * and the int32 sums are equal; the int8 requantization is the same call. Zero terms (masked or
+ * and the int32 sums are equal; the int8 requantization is grad_requantize_s32's (dsp.h's
+ * bit-identical dsp_grad_requantize_s32). Zero terms (masked or
  * zero gradients, which the reference skips) add nothing.
  *
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
@@ -121,6 +122,6 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
             }
         }
     }
-    *grad_in_scale =
-        grad_requantize_s32(acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
+    *grad_in_scale = dsp_grad_requantize_s32(
+        acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
 }

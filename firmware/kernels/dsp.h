@@ -154,4 +154,34 @@ static inline uint32_t dsp_pair(int32_t v) {
     return ((uint32_t)v & 0xFFFFu) * 0x00010001u;
 }
 
+/* grad_requantize_s32 (grad.c), bit-identical, without its 64-bit division per element (a
+ * library call of ~100 instructions on the Cortex-M7): q = round_half_away(acc * 127 / max|acc|)
+ * is estimated in float (r * (1 / M) is within 10^-5 of the exact quotient r / M <= 128, so the
+ * truncated estimate is off by at most one) and then corrected with exact 64-bit products:
+ * the result is the largest q with q * M <= r, i.e. the reference's integer quotient, whatever
+ * the float rounding. Returns the scale, computed by the reference's expression. */
+static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale,
+                                            int8_t *out) {
+    uint32_t max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t a = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
+        if (a > max_abs) max_abs = a;
+    }
+    if (max_abs == 0) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+        return 0.0f;
+    }
+    const uint64_t m = max_abs, half = max_abs / 2u;
+    const float inv = 1.0f / (float)max_abs;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t v = acc[i];
+        const uint64_t r = (uint64_t)(v < 0 ? 0u - (uint32_t)v : (uint32_t)v) * 127u + half;
+        uint32_t q = (uint32_t)((float)r * inv);
+        if ((uint64_t)(q + 1u) * m <= r) ++q;
+        if ((uint64_t)q * m > r) --q;
+        out[i] = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
+    }
+    return (float)max_abs * acc_scale / 127.0f;
+}
+
 #endif

@@ -158,3 +158,75 @@ def test_depthwise_grad_input_on_the_emulated_cortex_m7(tmp_path) -> None:
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+GRAD_REQUANT_SWEEP_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "dsp.h"
+#include "grad.h"
+
+static uint64_t state = 0x2545F4914F6CDD1Dull;
+static uint64_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+/* Arrays of n values: random magnitudes at every scale, the extremes, and values whose
+ * quotient acc * 127 / max lies exactly on a rounding tie or one unit beside it. */
+int main(int argc, char **argv) {
+    const long rounds = argc > 1 ? atol(argv[1]) : 1000;
+    static int32_t acc[512];
+    static int8_t a[512], b[512];
+    long bad = 0, checks = 0;
+    for (long r = 0; r < rounds; ++r) {
+        const int n = 1 + (int)(rnd() % 512);
+        const int bits = 1 + (int)(rnd() % 31);
+        for (int i = 0; i < n; ++i) acc[i] = (int32_t)(rnd() >> 32) >> (32 - bits);
+        if (r % 7 == 0) acc[rnd() % n] = INT32_MIN;
+        if (r % 7 == 1) acc[rnd() % n] = INT32_MAX;
+        /* ties: with M = max|acc|, acc * 127 + M / 2 = k * M (+-1) */
+        uint32_t m = 0;
+        for (int i = 0; i < n; ++i) {
+            const uint32_t v = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
+            if (v > m) m = v;
+        }
+        for (int i = 0; i < n && m > 0; i += 3) {
+            const uint64_t k = rnd() % 128, target = k * m - m / 2 + (rnd() % 3) - 1;
+            const uint64_t v = target / 127;
+            if (v <= m) acc[i] = (rnd() & 1) ? (int32_t)v : -(int32_t)v;
+        }
+        const float sa = grad_requantize_s32(acc, (size_t)n, 0.37f, a);
+        const float sb = dsp_grad_requantize_s32(acc, (size_t)n, 0.37f, b);
+        for (int i = 0; i < n; ++i, ++checks)
+            if (a[i] != b[i] && bad++ < 10) printf("acc %d: %d vs %d\n", acc[i], a[i], b[i]);
+        if (sa != sb && bad++ < 10) printf("scale %g vs %g\n", sa, sb);
+    }
+    printf("%ld %ld\n", checks, bad);
+    return bad != 0;
+}
+"""
+
+
+def test_fast_gradient_requantization_is_bit_identical(tmp_path) -> None:
+    """dsp.h's dsp_grad_requantize_s32 (float estimate, exact 64-bit correction) against grad.c's
+    grad_requantize_s32 (64-bit division): random arrays at every magnitude, INT32_MIN/MAX, and
+    values on and beside the rounding ties, compiled with the host compiler."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
+    src.write_text(GRAD_REQUANT_SWEEP_C)
+    flags = ["-std=gnu11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", f"-I{kernels}"]
+    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe)], check=True)
+    p = subprocess.run([str(exe), "20000"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    checks, bad = map(int, p.stdout.split()[-2:])
+    assert bad == 0 and checks > 4_000_000
