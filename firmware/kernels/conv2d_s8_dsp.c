@@ -337,14 +337,8 @@ _Static_assert(offsetof(struct pair_m7, w) == 28 && offsetof(struct pair_m7, tai
                    offsetof(struct pair_m7, dst) == 40 && offsetof(struct pair_m7, pairs) == 48,
                "pair_fast_m7's offsets");
 
-/* pair_fast for k->pairs pixel pairs (k->pairs >= 1, at least 4 groups), full activation
- * range: the same instructions as gemm_2x2 and rq_fused (SMMLAR, ADD with ASR #31, ASR, QADD,
- * SSAT with ASR #1), written as one block so that nothing spills: the 2x2 block's bias,
- * multiply-accumulates, requantization and stores take 3 + 46 per 4 groups + 37
- * instructions. */
-static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pair_m7 *k) {
-    register const uint64_t *rx __asm__("r0") = x;
-    register struct pair_m7 *rk __asm__("r1") = k;
+/* One group of the 2x2 block: pixels at r0 (LDM), channels at r11; accumulators r2, r3, r12,
+ * lr = (pixel 0, channel 0), (0, 1), (1, 0), (1, 1). */
 #define M7_GROUP                  \
     "ldm r0!, {r4, r5, r6, r8}\n" \
     "ldrd r9, r10, [r11], #8\n"   \
@@ -357,69 +351,93 @@ static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pai
     "smlad r3, r5, r10, r3\n"     \
     "smlad lr, r6, r9, lr\n"      \
     "smlad lr, r8, r10, lr\n"
-    __asm__ volatile(
-        /* r2, r3, r12, lr: the accumulators of (pixel 0, channel 0), (0, 1), (1, 0), (1, 1). */
-        "0:\n"
-        "ldrd r2, r3, [r1, #0]\n"
-        "ldrd r12, lr, [r1, #0]\n"
-        "ldrd r11, r7, [r1, #28]\n"
-        "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
-        "subs r7, r7, #1\n"
-        "bne 1b\n"
-        "ldr r7, [r1, #36]\n"
-        "cbz r7, 2f\n" M7_GROUP M7_GROUP
-        "2:\n"
-        "ldrd r4, r5, [r1, #8]\n"
-        "smmlar r2, r2, r4, r2\n"
-        "smmlar r12, r12, r4, r12\n"
-        "smmlar r3, r3, r5, r3\n"
-        "smmlar lr, lr, r5, lr\n"
-        "add r2, r2, r2, asr #31\n"
-        "add r12, r12, r12, asr #31\n"
-        "add r3, r3, r3, asr #31\n"
-        "add lr, lr, lr, asr #31\n"
-        "ldrd r4, r5, [r1, #16]\n"
-        "asr r2, r2, r4\n"
-        "asr r12, r12, r4\n"
-        "asr r3, r3, r5\n"
-        "asr lr, lr, r5\n"
-        "ldr r4, [r1, #24]\n"
-        "qadd r2, r2, r4\n"
-        "qadd r12, r12, r4\n"
-        "qadd r3, r3, r4\n"
-        "qadd lr, lr, r4\n"
-        "ssat r2, #8, r2, asr #1\n"
-        "ssat r12, #8, r12, asr #1\n"
-        "ssat r3, #8, r3, asr #1\n"
-        "ssat lr, #8, lr, asr #1\n"
-        "ldrd r5, r6, [r1, #40]\n"
-        "strb r2, [r5]\n"
-        "strb r3, [r5, #1]\n"
-        "add r5, r5, r6\n"
-        "strb r12, [r5]\n"
-        "strb lr, [r5, #1]\n"
-        "add r5, r5, r6\n"
-        "ldr r8, [r1, #48]\n"
-        "str r5, [r1, #40]\n"
-        "subs r8, r8, #1\n"
-        "str r8, [r1, #48]\n"
-        "bne 0b\n"
-        : "+r"(rx)
-        : "r"(rk)
-        : "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc",
-          "memory");
-#undef M7_GROUP
+/* A block's start: the biases, the filter rows and the iteration count (r7). */
+#define M7_START               \
+    "0:\n"                     \
+    "ldrd r2, r3, [r1, #0]\n"  \
+    "ldrd r12, lr, [r1, #0]\n" \
+    "ldrd r11, r7, [r1, #28]\n"
+/* Requantization (requant_fast.h's rq_fused, 4 outputs), stores, the next pair. */
+#define M7_FINISH                  \
+    "ldrd r4, r5, [r1, #8]\n"      \
+    "smmlar r2, r2, r4, r2\n"      \
+    "smmlar r12, r12, r4, r12\n"   \
+    "smmlar r3, r3, r5, r3\n"      \
+    "smmlar lr, lr, r5, lr\n"      \
+    "add r2, r2, r2, asr #31\n"    \
+    "add r12, r12, r12, asr #31\n" \
+    "add r3, r3, r3, asr #31\n"    \
+    "add lr, lr, lr, asr #31\n"    \
+    "ldrd r4, r5, [r1, #16]\n"     \
+    "asr r2, r2, r4\n"             \
+    "asr r12, r12, r4\n"           \
+    "asr r3, r3, r5\n"             \
+    "asr lr, lr, r5\n"             \
+    "ldr r4, [r1, #24]\n"          \
+    "qadd r2, r2, r4\n"            \
+    "qadd r12, r12, r4\n"          \
+    "qadd r3, r3, r4\n"            \
+    "qadd lr, lr, r4\n"            \
+    "ssat r2, #8, r2, asr #1\n"    \
+    "ssat r12, #8, r12, asr #1\n"  \
+    "ssat r3, #8, r3, asr #1\n"    \
+    "ssat lr, #8, lr, asr #1\n"    \
+    "ldrd r5, r6, [r1, #40]\n"     \
+    "strb r2, [r5]\n"              \
+    "strb r3, [r5, #1]\n"          \
+    "add r5, r5, r6\n"             \
+    "strb r12, [r5]\n"             \
+    "strb lr, [r5, #1]\n"          \
+    "add r5, r5, r6\n"             \
+    "ldr r8, [r1, #48]\n"          \
+    "str r5, [r1, #40]\n"          \
+    "subs r8, r8, #1\n"            \
+    "str r8, [r1, #48]\n"          \
+    "bne 0b\n"
+#define M7_CLOBBERS \
+    "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+
+/* pair_fast for k->pairs pixel pairs (k->pairs >= 1), full activation range, at least 4
+ * groups: the same instructions as gemm_2x2 and rq_fused (SMMLAR, ADD with ASR #31, ASR,
+ * QADD, SSAT with ASR #1), written as one block so that nothing spills: the 2x2 block's bias,
+ * multiply-accumulates, requantization and stores take 3 + 46 per 4 groups + 37
+ * instructions. */
+static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
+                              "subs r7, r7, #1\n"
+                              "bne 1b\n"
+                              "ldr r7, [r1, #36]\n"
+                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH
+                     : "+r"(rx)
+                     : "r"(rk)
+                     : M7_CLOBBERS);
 }
+
+/* The same for exactly 2 groups (8 input channels of a 1x1 convolution): no loop. */
+static __attribute__((noinline)) void pair_fast_m7_2(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START M7_GROUP M7_GROUP M7_FINISH : "+r"(rx) : "r"(rk) : M7_CLOBBERS);
+}
+#undef M7_CLOBBERS
+#undef M7_FINISH
+#undef M7_START
+#undef M7_GROUP
 #endif
 
 static void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                            int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
                            const int32_t s1[2], int32_t c) {
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-    if (groups >= 4 && n >= 2) {
+    if (n >= 2) {
         struct pair_m7 k = {b[0], b[1],        m2[0],      m2[1], s1[0], s1[1], c,
                             wbuf, groups >> 2, groups & 2, dst,   cout,  n >> 1};
-        pair_fast_m7(x, &k);
+        if (groups == 2)
+            pair_fast_m7_2(x, &k);
+        else
+            pair_fast_m7(x, &k);
         x += (size_t)(n & ~1) * (size_t)groups;
         dst += (size_t)(n & ~1) * (size_t)cout;
         n &= 1;

@@ -609,3 +609,37 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
     assert opt >= 1.0, opt
     assert rate[(8, 8, 128, 128, True)] >= 1.05
     assert rate[(4, 4, 256, 256, True)] >= 1.0
+
+
+@pytest.mark.emulator
+def test_narrow_1x1_convolutions_on_the_emulated_board() -> None:
+    """The assembly's variants by input depth (2 groups: no loop; 4 and more: the loop, with and
+    without its 2-group tail), odd pixel counts and channel counts, against TFLite."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+
+    for h, w, cin, cout in [(5, 7, 4, 6), (8, 8, 8, 48), (3, 5, 12, 9), (6, 6, 24, 16), (4, 3, 40, 11)]:
+        rng = np.random.default_rng(cin)
+        scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
+        bias = (rng.integers(-50 * cin, 50 * cin, cout).astype(np.int32), quant(list(0.02 * scales), 0))
+        out_q = quant(float(0.02 * np.median(scales) * np.sqrt(cin) * 73 * 74 / 25), 5)  # ~25 quanta per std
+        options = {"padding": "VALID", "stride_h": 1, "stride_w": 1, "activation": "NONE"}
+        wts = rng.integers(-127, 128, (cout, 1, 1, cin), dtype=np.int8)
+        shapes = ((1, h, w, cin), (1, h, w, cout))
+        graph = _graph(
+            "CONV_2D",
+            shapes[0],
+            quant(0.02, -3),
+            wts,
+            quant(list(scales), 0, 0),
+            bias,
+            shapes[1],
+            out_q,
+            options,
+        )
+        compiled = _compile(graph, f"narrow_{h}x{w}x{cin}x{cout}")
+        x = np.random.default_rng(cin).integers(-128, 128, (1, h, w, cin), dtype=np.int8)
+        want = run_tflite(write_tflite(graph), [x])[0]
+        outs, _ = _on_board(compiled, True, [x])
+        np.testing.assert_array_equal(outs[0], want)
+        assert np.mean((want > -128) & (want < 127)) > 0.5 and np.unique(want).size >= 16
