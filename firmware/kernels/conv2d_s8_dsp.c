@@ -139,11 +139,12 @@ static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n, uint32_t off
         const uint32_t v = dsp_read4(src + i);
         *dst = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
     }
-    if (i < n) {
-        int32_t lane[4] = {0, 0, 0, 0};
-        for (int32_t k = 0; i + k < n; ++k) lane[k] = (int32_t)src[i + k] + off;
-        *dst = group(((uint32_t)lane[0] & 0xFFFFu) | ((uint32_t)lane[2] << 16),
-                     ((uint32_t)lane[1] & 0xFFFFu) | ((uint32_t)lane[3] << 16));
+    if (i < n) { /* 1 to 3 values left (the tail lanes stay zero, not offset) */
+        const int32_t r = n - i;
+        const uint32_t l0 = (uint32_t)((int32_t)src[i] + off) & 0xFFFFu;
+        const uint32_t l1 = r > 1 ? (uint32_t)((int32_t)src[i + 1] + off) & 0xFFFFu : 0u;
+        const uint32_t l2 = r > 2 ? (uint32_t)((int32_t)src[i + 2] + off) << 16 : 0u;
+        *dst = group(l0 | l2, l1);
         dst += 2;
     }
     return dst;
