@@ -230,3 +230,34 @@ def test_fast_gradient_requantization_is_bit_identical(tmp_path) -> None:
     assert p.returncode == 0, p.stdout
     checks, bad = map(int, p.stdout.split()[-2:])
     assert bad == 0 and checks > 4_000_000
+
+
+def _update(layer: gs.Layer, seed: int) -> tuple[KernelCall, list[np.ndarray]]:
+    lr = float(10 ** np.random.default_rng(seed).uniform(-3, 0))  # steps of a few to many quanta
+    call, values = gs.update_call(layer, lr, True, seed % 4 != 0, 0x1234567 + seed)
+    return call, [np.ascontiguousarray(v) for v in values[:8]]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_grad_update_1x1_dsp_matches_reference(seed: int) -> None:
+    """New weights, biases and generator state identical (the stochastic rounding draws in the
+    same order), on 1x1 layers with every kind of trained slice and mask."""
+    call, values = _update(_pointwise(seed), seed)
+    out = _same(call, values)
+    assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_conv2d_grad_update_other_filters_dsp_matches_reference(seed: int) -> None:
+    _same(*_update(gs.make_layer("conv", 300 + seed), seed))
+
+
+@pytest.mark.emulator
+def test_conv2d_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_update(_pointwise(seed, train_rows=3), seed) for seed in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
