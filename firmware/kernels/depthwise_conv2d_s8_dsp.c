@@ -104,9 +104,10 @@ static void interior_columns(const struct depthwise_conv2d_s8_params *p, int32_t
 }
 
 /* One output pixel at the border: only the taps inside the image. */
-static inline __attribute__((always_inline)) void dw_border(
-    const struct dw *d, const struct group *g, const int8_t *image, int8_t *dst, int32_t c,
-    int32_t oy, int32_t ox, int32_t fy0, int32_t fy1, int32_t cc, int full) {
+static __attribute__((noinline)) void dw_border(const struct dw *d, const struct group *g,
+                                                const int8_t *image, int8_t *dst, int32_t c,
+                                                int32_t oy, int32_t ox, int32_t fy0, int32_t fy1,
+                                                int32_t cc, int full) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, fw = p->filter_w;
     const uint32_t off2 = dsp_pair(p->input_offset);
