@@ -35,6 +35,14 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch);
 void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch);
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch);
+void fully_connected_s8_grad_input_ref_run(const void *params, void *const *operands,
+                                           void *scratch);
+void fully_connected_s8_grad_input_dsp_run(const void *params, void *const *operands,
+                                           void *scratch);
+void fully_connected_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                            void *scratch);
+void fully_connected_s8_grad_update_dsp_run(const void *params, void *const *operands,
+                                            void *scratch);
 void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *operands,
                                             void *scratch);
 void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,

@@ -261,3 +261,26 @@ def test_conv2d_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fully_connected_grads_dsp_match_reference(seed: int) -> None:
+    """Fully connected input gradient and update (run as 1x1 convolutions; a weight zero point
+    takes the reference): every operand identical, the generator state included."""
+    force: dict[str, Any] = {"depth": int(np.random.default_rng(seed).integers(1, 300))} if seed % 2 else {}
+    layer = gs.make_layer("fc", seed, **force)
+    _same(*gs.grad_input_call(layer))
+    _same(*_update(layer, seed))
+
+
+@pytest.mark.emulator
+def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = []
+    for seed in range(6):
+        layer = gs.make_layer("fc", 500 + seed, per_channel=True, train_rows=2)
+        calls += [gs.grad_input_call(layer), _update(layer, seed)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
