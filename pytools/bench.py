@@ -1052,7 +1052,7 @@ def _suite_markdown(
         "kernel runs, updates included, but the measured steps do not change the model (a zero update "
         "costs ~0.1 % less than a real one; section 2 shows MobileNetV2 learning at 0.05 too). The "
         "gradient kernels skip zero gradients, so backward costs vary with the data: the step column "
-        "is a median of 5 whole steps; section 3 has every step, the range and the losses. "
+        "is a median of 5 whole steps; section 4 has every step, the range and the losses. "
         "Memory figures are the linker's, and peak SRAM is measured on the running board: "
         f"{PEAK_FORMULA}. Sizes are in bytes (KiB = 1,024 B); the paper's KB are as the paper gives them.",
         "",
