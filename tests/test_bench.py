@@ -128,3 +128,37 @@ def test_macs_count_the_forward_layers_and_the_backward_of_the_step() -> None:
     # layer -2 trains a quarter of its rows; layer -3 (a projection) its bias only
     assert conv_macs * (w.shape[0] // 4) // w.shape[0] in by_kind["CONV_2D_GRAD_UPDATE"]
     assert 0 in by_kind["CONV_2D_GRAD_UPDATE"]
+
+
+@pytest.mark.emulator
+def test_reference_and_optimized_kernels_train_alike_and_the_layers_add_up() -> None:
+    """The same sparse steps with the firmware as built (DSP kernels) and without
+    -DKERNELS_DSP=1 (reference kernels): identical losses (the kernels are bit-identical, so the
+    steps are too), the optimized step cheaper, and the per-layer figures summing to the
+    per-operator ones."""
+    from pytools.pretrain.zoo import ZOO
+
+    model = _model("mobilenet_tiny")
+    scheme = "bias=8,-1=1,-2=0.125,-5=0.25"
+    data = ZOO["mobilenet_tiny"].data(4, 2)
+    opt = bench.run_bench(model, scheme, "mps2_an500", None, steps=2, samples=data, lr=0.05)
+    ref = bench.run_bench(
+        model, scheme, "mps2_an500", None, steps=2, samples=data, lr=0.05, kernels="reference"
+    )
+    assert opt["kernels"].startswith("optimized") and "conv2d_s8_grad_input" in opt["kernels"]
+    assert ref["kernels"] == "reference C (non-DSP)"
+    assert opt["cost"]["losses"] == ref["cost"]["losses"]
+    assert ref["cost"]["step"] > 3 * opt["cost"]["step"]
+    for res in (opt, ref):
+        layers = bench.per_layer(res)
+        assert sum(layers["totals"].values()) + layers["other"] == res["cost"]["per_op_sum"]
+        nf = res["operators"]["forward"]
+        forward_layers = {i for i in range(nf) if res["op_kinds"][i] != "CLAMP_MASK"}
+        assert {i for i, *_ in layers["layers"]} == forward_layers
+        assert layers["totals"]["update"] > 0 and layers["totals"]["backward"] > 0
+    table = bench.layer_table(opt, ref)
+    assert "DEPTHWISE_CONV_2D 3x3" in table and "**total**" in table
+    row = bench.comparison_rows("mobilenet_tiny", opt, ref)
+    assert f"{ref['cost']['step']:,}" in row and f"{opt['cost']['step']:,}" in row
+    with pytest.raises(ToolError, match="kernels must be"):
+        bench.run_bench(model, scheme, "mps2_an500", None, kernels="fast")

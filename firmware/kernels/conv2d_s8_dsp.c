@@ -14,13 +14,20 @@
  *     contributes nothing, exactly as the reference skips them);
  *   - the filter rows of two output channels are widened the same way (once per tile);
  *   - the inner loop computes 2 output channels x 2 pixels, 16 taps per iteration, with
- *     nothing but LDRD and SMLAD (two 16x16 multiply-accumulates per instruction); the two
+ *     nothing but loads and SMLAD (two 16x16 multiply-accumulates per instruction); the two
  *     pixels (and the two filter rows) are interleaved 4 taps at a time, so one pointer each
- *     walks them.
+ *     walks them. On the Cortex-M7 the block (bias, inner loop, requantization, stores) is one
+ *     piece of assembly for the common case (full activation range, >= 16 taps), so nothing
+ *     spills: 16 MACs in 11 instructions (LDM, 2 LDRD, 8 SMLAD), 1.01 MAC/instruction for a
+ *     whole 16x16x64 -> 64 layer.
  * Both operands are widened in the same lane order (SXTB16 yields bytes 0,2 then, rotated,
  * bytes 1,3), so lanes pair up tap for tap. Larger patches take the direct path: per output
  * pixel and pair of channels, the taps' input channels four at a time, unpacked on the fly.
- * The stack holds the buffers (no scratch: plans and arenas are unchanged). */
+ * The stack holds the buffers (no scratch: plans and arenas are unchanged). The assembly is
+ * checked against TFLite on the emulated board (tests/kernels/test_dsp_kernels.py); the
+ * host runs the portable C of the same steps. */
+#include <stddef.h>
+
 #include "conv2d_s8.h"
 #include "dsp.h"
 #include "fixedpoint.h"
@@ -31,9 +38,12 @@ int kernels_dsp_host = 0;
 #endif
 
 /* Stack buffers, in groups (4 taps as 16-bit lanes, 8 bytes). */
-#define CONV_XBUF_GROUPS 512 /* 4 KB: the widened patches of a tile of output pixels */
-#define CONV_WBUF_GROUPS 256 /* 2 KB: the widened filter rows of two output channels */
-#define CONV_TILE_MAX 32     /* output pixels per tile */
+/* One stack buffer: the widened filter rows of two output channels, then the widened patches
+ * of a tile of output pixels, as many as fit. A larger tile widens each filter row fewer
+ * times (once per tile). */
+#define CONV_BUF_GROUPS 768  /* 6 KB */
+#define CONV_WBUF_GROUPS 256 /* at most 2 KB of it for the two filter rows (else: direct path) */
+#define CONV_TILE_MAX 64     /* output pixels per tile */
 
 struct conv_ops {
     const int8_t *input, *filter, *trained_filter;
@@ -96,6 +106,30 @@ static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n, uint32_t off
         for (; i < n; i += 4, dst += 2) *dst = 0;
         return dst;
     }
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    /* The same as the loop below, 8 values in 10 instructions (GCC's took 14): LDR (any
+     * alignment), SXTAB16 and a post-indexed STRD per group. */
+    if (n >= 8) {
+        const int8_t *s8 = src;
+        int32_t k = n >> 3;
+        __asm__ volatile(
+            "1:\n"
+            "ldr r4, [%[s]], #4\n"
+            "ldr r5, [%[s]], #4\n"
+            "sxtab16 r6, %[o], r4\n"
+            "sxtab16 r7, %[o], r4, ror #8\n"
+            "strd r6, r7, [%[d]], #16\n"
+            "sxtab16 r6, %[o], r5\n"
+            "sxtab16 r7, %[o], r5, ror #8\n"
+            "strd r6, r7, [%[d]], #16\n"
+            "subs %[k], %[k], #1\n"
+            "bne 1b\n"
+            : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
+            : [o] "r"(off2)
+            : "r4", "r5", "r6", "r7", "cc", "memory");
+        i = n & ~7;
+    }
+#endif
     for (; i + 8 <= n; i += 8, dst += 4) { /* two groups per iteration */
         const uint32_t v = dsp_read4(src + i), u = dsp_read4(src + i + 4);
         dst[0] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
@@ -105,11 +139,12 @@ static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n, uint32_t off
         const uint32_t v = dsp_read4(src + i);
         *dst = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
     }
-    if (i < n) {
-        int32_t lane[4] = {0, 0, 0, 0};
-        for (int32_t k = 0; i + k < n; ++k) lane[k] = (int32_t)src[i + k] + off;
-        *dst = group(((uint32_t)lane[0] & 0xFFFFu) | ((uint32_t)lane[2] << 16),
-                     ((uint32_t)lane[1] & 0xFFFFu) | ((uint32_t)lane[3] << 16));
+    if (i < n) { /* 1 to 3 values left (the tail lanes stay zero, not offset) */
+        const int32_t r = n - i;
+        const uint32_t l0 = (uint32_t)((int32_t)src[i] + off) & 0xFFFFu;
+        const uint32_t l1 = r > 1 ? (uint32_t)((int32_t)src[i + 1] + off) & 0xFFFFu : 0u;
+        const uint32_t l2 = r > 2 ? (uint32_t)((int32_t)src[i + 2] + off) << 16 : 0u;
+        *dst = group(l0 | l2, l1);
         dst += 2;
     }
     return dst;
@@ -122,7 +157,50 @@ static void widen_zeros(uint64_t *dst, const uint64_t *end) {
     for (; dst < end; dst += 2) *dst = 0;
 }
 
-/* One group of both rows: 16 multiply-accumulates in 4 LDRD and 8 SMLAD. */
+/* acc[0..3] += (x0.w0, x0.w1, x1.w0, x1.w1) over an interleaved pair of widened pixel
+ * patches x (x0, x1) and of filter rows w (w0, w1), `groups` groups per row (a multiple of
+ * 2): nothing but loads and SMLAD. On the Cortex-M7 it is one block of assembly: per group one
+ * LDM (both pixels' four words), two LDRD (each channel's two words) and eight SMLAD, 16 MACs
+ * in 11 instructions, with no spill (the portable C below needs 4 LDRD, and GCC's register
+ * allocation around it spilled). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define CONV_GROUP_ASM              \
+    "ldm %[x]!, {r4, r5, r6, r8}\n" \
+    "ldrd r9, r10, [%[w]], #8\n"    \
+    "smlad %[a0], r4, r9, %[a0]\n"  \
+    "smlad %[a0], r5, r10, %[a0]\n" \
+    "smlad %[a2], r6, r9, %[a2]\n"  \
+    "smlad %[a2], r8, r10, %[a2]\n" \
+    "ldrd r9, r10, [%[w]], #8\n"    \
+    "smlad %[a1], r4, r9, %[a1]\n"  \
+    "smlad %[a1], r5, r10, %[a1]\n" \
+    "smlad %[a3], r6, r9, %[a3]\n"  \
+    "smlad %[a3], r8, r10, %[a3]\n"
+
+CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t n = groups >> 2;
+    if (n > 0) /* 4 groups (64 MACs) per iteration */
+        __asm__ volatile("1:\n" CONV_GROUP_ASM CONV_GROUP_ASM CONV_GROUP_ASM CONV_GROUP_ASM
+                         "subs %[n], %[n], #1\n"
+                         "bne 1b\n"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+                           [w] "+r"(w), [n] "+r"(n)
+                         :
+                         : "r4", "r5", "r6", "r8", "r9", "r10", "cc", "memory");
+    if (groups & 2)
+        __asm__ volatile(
+            CONV_GROUP_ASM CONV_GROUP_ASM
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w)
+            :
+            : "r4", "r5", "r6", "r8", "r9", "r10", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#else
+/* One group of both rows: 16 multiply-accumulates. */
 CONV_INLINE void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_t a[4]) {
     uint32_t xe, xo, we, wo, ve, vo;
     dsp_load_pair(x, &xe, &xo); /* pixel 0 */
@@ -139,12 +217,8 @@ CONV_INLINE void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_t 
     a[3] = dsp_smlad(xo, vo, a[3]);
 }
 
-/* acc[0..3] += (x0.w0, x0.w1, x1.w0, x1.w1) over an interleaved pair of widened pixel
- * patches x (x0, x1) and of filter rows w (w0, w1), `groups` groups per row (a multiple of
- * 2): nothing but LDRD and SMLAD. */
 CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
-    /* 4 groups (64 MACs) per iteration, then a last pair of groups if any. */
     for (int32_t k = groups >> 2; k > 0; --k) {
         gemm_2x2_group(&x, &w, a);
         gemm_2x2_group(&x, &w, a);
@@ -160,6 +234,7 @@ CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, 
     acc[2] = a[2];
     acc[3] = a[3];
 }
+#endif
 
 /* Groups in one widened patch: each tap's channels padded to 4 lanes, the patch to 8. */
 static int32_t patch_groups(const struct conv2d_s8_params *p) {
@@ -172,6 +247,14 @@ static int32_t patch_groups(const struct conv2d_s8_params *p) {
 static void widen_patch(uint64_t *dst, int32_t pix, int32_t groups,
                         const struct conv2d_s8_params *p, const struct conv_ops *o, uint32_t off2) {
     const uint64_t *const end = dst + 2 * groups;
+    if (p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+        p->pad_h == 0 && p->pad_w == 0 && p->input_w == p->output_w &&
+        p->input_h == p->output_h) { /* pointwise: output pixel = input pixel */
+        dst = widen(dst, o->input + (size_t)pix * (size_t)p->input_c, p->input_c, off2,
+                    p->input_offset);
+        widen_zeros(dst, end);
+        return;
+    }
     const int32_t ox = pix % p->output_w;
     const int32_t oy = (pix / p->output_w) % p->output_h;
     const int32_t b = pix / (p->output_w * p->output_h);
@@ -198,8 +281,12 @@ static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct co
     const uint64_t *const end = dst + 2 * groups;
     const int32_t taps = p->filter_h * p->filter_w;
     const int8_t *row = row_of(oc, (size_t)taps * (size_t)p->input_c, p, o);
-    for (int32_t t = 0; t < taps; ++t)
-        dst = widen(dst, row + (size_t)t * p->input_c, p->input_c, 0, 0);
+    if (p->input_c % 4 == 0) { /* the taps' groups are whole: one run */
+        dst = widen(dst, row, taps * p->input_c, 0, 0);
+    } else {
+        for (int32_t t = 0; t < taps; ++t)
+            dst = widen(dst, row + (size_t)t * p->input_c, p->input_c, 0, 0);
+    }
     widen_zeros(dst, end);
 }
 
@@ -237,9 +324,126 @@ CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t grou
     }
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The constants of pair_fast_m7, at the offsets its assembly reads (dst and pairs are
+ * updated as it goes). */
+struct pair_m7 {
+    int32_t b0, b1, m20, m21, s10, s11, c;
+    const uint64_t *w;
+    int32_t iters, tail;
+    int8_t *dst;
+    int32_t cout, pairs;
+};
+_Static_assert(offsetof(struct pair_m7, w) == 28 && offsetof(struct pair_m7, tail) == 36 &&
+                   offsetof(struct pair_m7, dst) == 40 && offsetof(struct pair_m7, pairs) == 48,
+               "pair_fast_m7's offsets");
+
+/* One group of the 2x2 block: pixels at r0 (LDM), channels at r11; accumulators r2, r3, r12,
+ * lr = (pixel 0, channel 0), (0, 1), (1, 0), (1, 1). */
+#define M7_GROUP                  \
+    "ldm r0!, {r4, r5, r6, r8}\n" \
+    "ldrd r9, r10, [r11], #8\n"   \
+    "smlad r2, r4, r9, r2\n"      \
+    "smlad r2, r5, r10, r2\n"     \
+    "smlad r12, r6, r9, r12\n"    \
+    "smlad r12, r8, r10, r12\n"   \
+    "ldrd r9, r10, [r11], #8\n"   \
+    "smlad r3, r4, r9, r3\n"      \
+    "smlad r3, r5, r10, r3\n"     \
+    "smlad lr, r6, r9, lr\n"      \
+    "smlad lr, r8, r10, lr\n"
+/* A block's start: the biases, the filter rows and the iteration count (r7). */
+#define M7_START               \
+    "0:\n"                     \
+    "ldrd r2, r3, [r1, #0]\n"  \
+    "ldrd r12, lr, [r1, #0]\n" \
+    "ldrd r11, r7, [r1, #28]\n"
+/* Requantization (requant_fast.h's rq_fused, 4 outputs), stores, the next pair. */
+#define M7_FINISH                  \
+    "ldrd r4, r5, [r1, #8]\n"      \
+    "smmlar r2, r2, r4, r2\n"      \
+    "smmlar r12, r12, r4, r12\n"   \
+    "smmlar r3, r3, r5, r3\n"      \
+    "smmlar lr, lr, r5, lr\n"      \
+    "add r2, r2, r2, asr #31\n"    \
+    "add r12, r12, r12, asr #31\n" \
+    "add r3, r3, r3, asr #31\n"    \
+    "add lr, lr, lr, asr #31\n"    \
+    "ldrd r4, r5, [r1, #16]\n"     \
+    "asr r2, r2, r4\n"             \
+    "asr r12, r12, r4\n"           \
+    "asr r3, r3, r5\n"             \
+    "asr lr, lr, r5\n"             \
+    "ldr r4, [r1, #24]\n"          \
+    "qadd r2, r2, r4\n"            \
+    "qadd r12, r12, r4\n"          \
+    "qadd r3, r3, r4\n"            \
+    "qadd lr, lr, r4\n"            \
+    "ssat r2, #8, r2, asr #1\n"    \
+    "ssat r12, #8, r12, asr #1\n"  \
+    "ssat r3, #8, r3, asr #1\n"    \
+    "ssat lr, #8, lr, asr #1\n"    \
+    "ldrd r5, r6, [r1, #40]\n"     \
+    "strb r2, [r5]\n"              \
+    "strb r3, [r5, #1]\n"          \
+    "add r5, r5, r6\n"             \
+    "strb r12, [r5]\n"             \
+    "strb lr, [r5, #1]\n"          \
+    "add r5, r5, r6\n"             \
+    "ldr r8, [r1, #48]\n"          \
+    "str r5, [r1, #40]\n"          \
+    "subs r8, r8, #1\n"            \
+    "str r8, [r1, #48]\n"          \
+    "bne 0b\n"
+#define M7_CLOBBERS \
+    "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+
+/* pair_fast for k->pairs pixel pairs (k->pairs >= 1), full activation range, at least 4
+ * groups: the same instructions as gemm_2x2 and rq_fused (SMMLAR, ADD with ASR #31, ASR,
+ * QADD, SSAT with ASR #1), written as one block so that nothing spills: the 2x2 block's bias,
+ * multiply-accumulates, requantization and stores take 3 + 46 per 4 groups + 37
+ * instructions. */
+static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
+                              "subs r7, r7, #1\n"
+                              "bne 1b\n"
+                              "ldr r7, [r1, #36]\n"
+                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH
+                     : "+r"(rx)
+                     : "r"(rk)
+                     : M7_CLOBBERS);
+}
+
+/* The same for exactly 2 groups (8 input channels of a 1x1 convolution): no loop. */
+static __attribute__((noinline)) void pair_fast_m7_2(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START M7_GROUP M7_GROUP M7_FINISH : "+r"(rx) : "r"(rk) : M7_CLOBBERS);
+}
+#undef M7_CLOBBERS
+#undef M7_FINISH
+#undef M7_START
+#undef M7_GROUP
+#endif
+
 static void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                            int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
                            const int32_t s1[2], int32_t c) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 2) {
+        struct pair_m7 k = {b[0], b[1],        m2[0],      m2[1], s1[0], s1[1], c,
+                            wbuf, groups >> 2, groups & 2, dst,   cout,  n >> 1};
+        if (groups == 2)
+            pair_fast_m7_2(x, &k);
+        else
+            pair_fast_m7(x, &k);
+        x += (size_t)(n & ~1) * (size_t)groups;
+        dst += (size_t)(n & ~1) * (size_t)cout;
+        n &= 1;
+    }
+#endif
     pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, -128, 127, 1);
 }
 static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
@@ -268,9 +472,9 @@ static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, in
 }
 
 static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups) {
-    uint64_t xbuf[CONV_XBUF_GROUPS];
-    uint64_t wbuf[CONV_WBUF_GROUPS];
-    int32_t tile = CONV_XBUF_GROUPS / groups;
+    uint64_t buf[CONV_BUF_GROUPS];
+    uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
+    int32_t tile = (CONV_BUF_GROUPS - 2 * groups) / groups;
     if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
     tile &= ~1;
     const uint32_t off2 = dsp_pair(p->input_offset);

@@ -2,120 +2,275 @@
  * bit-identical with depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c), TFLite's reference
  * DepthwiseConvPerChannel.
  *
- * Channel-vectorized (depth_multiplier 1, the MobileNet case): for each output pixel, four
- * channels at a time, each tap loads four input bytes and four filter bytes as one word each
- * (NHWC input and [1, h, w, channels] filter keep channels adjacent), widens them to 16-bit
- * lanes (the input offset added by SXTAB16) and multiply-accumulates every lane on its own
- * (SMLABB / SMLATT). Channels whose group of four is not whole, or straddles train_rows (a
- * trained channel reads the compact RAM copy, its neighbour the filter), and other depth
- * multipliers take the reference's per-channel arithmetic. Every product and sum is the
- * reference's; requantization is the reference's fixed-point code. */
+ * Channel-vectorized (depth_multiplier 1, the MobileNet case), four channels at a time, and
+ * the channel group is the outer loop: its filter taps are widened to 16-bit lanes once
+ * (SXTB16, on the stack), its biases and requantization constants loaded once, and then every
+ * output pixel takes, per tap, one input word (four channels), two SXTAB16 (the input offset
+ * added), one LDRD of the widened taps and four 16x16 multiply-accumulates (SMLABB / SMLATT,
+ * one lane each). Interior pixels run all taps from a table of offsets (3x3 unrolled); pixels
+ * at the border only the taps inside the image, as the reference skips the padding.
+ * Requantization: requant_fast.h (5 instructions per output, proved bit-identical with
+ * fixedpoint.h) when the group's four channels are on its fast path, else the reference's.
+ * Channels whose group of four is not whole, or straddles train_rows (a trained channel reads
+ * the compact RAM copy, its neighbour the filter), take the reference's per-channel
+ * arithmetic; other depth multipliers, and filters of more than DW_TAPS_MAX taps, the
+ * reference kernel. Every product and sum is the reference's, in another order (int32 sums of
+ * these products cannot overflow: see depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8.h"
 #include "dsp.h"
 #include "fixedpoint.h"
+#include "requant_fast.h"
 
-static inline int8_t requantize(int32_t acc, int32_t oc, const int32_t *multipliers,
-                                const int32_t *shifts, const struct depthwise_conv2d_s8_params *p) {
-    const int32_t q = p->per_channel ? oc : 0;
-    acc = fp_multiply_by_quantized_multiplier(acc, multipliers[q], (int)shifts[q]);
-    acc += p->output_offset;
-    return (int8_t)fp_clamp(acc, p->act_min, p->act_max);
+#define DW_TAPS_MAX 25 /* 5x5; larger filters run the reference */
+
+struct dw {
+    struct depthwise_conv2d_s8_params p;
+    const int8_t *input, *filter, *trained_filter;
+    const int32_t *bias, *trained_bias, *multipliers, *shifts;
+    int8_t *out;
+    size_t in_row;
+    int32_t toff[DW_TAPS_MAX]; /* input offset of tap t from the window's corner, in bytes */
+};
+
+static inline int32_t bias_of(const struct dw *d, int32_t c) {
+    if (c < d->p.train_bias_rows) return d->trained_bias[c];
+    return d->bias ? d->bias[c] : 0;
+}
+
+static inline int8_t requantize(const struct dw *d, int32_t acc, int32_t c) {
+    const int32_t q = d->p.per_channel ? c : 0;
+    acc = fp_multiply_by_quantized_multiplier(acc, d->multipliers[q], (int)d->shifts[q]);
+    acc += d->p.output_offset;
+    return (int8_t)fp_clamp(acc, d->p.act_min, d->p.act_max);
+}
+
+/* A channel group's constants. */
+struct group {
+    uint64_t w[DW_TAPS_MAX]; /* tap t: (even lanes: channels c, c+2) | (odd: c+1, c+3) << 32 */
+    int32_t bias[4], m2[4], s1[4];
+    int fast;
+};
+
+/* Accumulates taps [t0, t1) of a row of the window at x (4 channels): a0..a3 for c..c+3. */
+#define DW_TAP(t)                                                                 \
+    do {                                                                          \
+        const uint32_t xv = dsp_read4(x + toff[t]);                               \
+        const uint32_t xe = dsp_sxtab16(off2, xv), xo = dsp_sxtab16_hi(off2, xv); \
+        const uint32_t we = (uint32_t)g->w[t], wo = (uint32_t)(g->w[t] >> 32);    \
+        a0 = dsp_smlabb(xe, we, a0);                                              \
+        a2 = dsp_smlatt(xe, we, a2);                                              \
+        a1 = dsp_smlabb(xo, wo, a1);                                              \
+        a3 = dsp_smlatt(xo, wo, a3);                                              \
+    } while (0)
+
+/* Requantizes and stores the four channels of one output pixel (the biases are already in
+ * the accumulators). */
+static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
+                                                           const struct group *g, int8_t *dst,
+                                                           int32_t c, int32_t a0, int32_t a1,
+                                                           int32_t a2, int32_t a3, int32_t cc,
+                                                           int full) {
+    if (g->fast) {
+        int32_t y0 = rq_fused(a0, g->m2[0], g->s1[0], cc),
+                y1 = rq_fused(a1, g->m2[1], g->s1[1], cc);
+        int32_t y2 = rq_fused(a2, g->m2[2], g->s1[2], cc),
+                y3 = rq_fused(a3, g->m2[3], g->s1[3], cc);
+        if (!full) {
+            y0 = fp_clamp(y0, d->p.act_min, d->p.act_max);
+            y1 = fp_clamp(y1, d->p.act_min, d->p.act_max);
+            y2 = fp_clamp(y2, d->p.act_min, d->p.act_max);
+            y3 = fp_clamp(y3, d->p.act_min, d->p.act_max);
+        }
+        dst[0] = (int8_t)y0;
+        dst[1] = (int8_t)y1;
+        dst[2] = (int8_t)y2;
+        dst[3] = (int8_t)y3;
+    } else {
+        dst[0] = requantize(d, a0, c);
+        dst[1] = requantize(d, a1, c + 1);
+        dst[2] = requantize(d, a2, c + 2);
+        dst[3] = requantize(d, a3, c + 3);
+    }
+}
+
+/* The output columns [lo, hi) whose window lies inside the image horizontally. */
+static void interior_columns(const struct depthwise_conv2d_s8_params *p, int32_t *lo, int32_t *hi) {
+    const int32_t span = (p->filter_w - 1) * p->dilation_w;
+    int32_t a = 0, b = p->output_w;
+    while (a < b && a * p->stride_w - p->pad_w < 0) ++a;
+    while (b > a && (b - 1) * p->stride_w - p->pad_w + span >= p->input_w) --b;
+    *lo = a;
+    *hi = b;
+}
+
+/* One output pixel at the border: only the taps inside the image. */
+static __attribute__((noinline)) void dw_border(const struct dw *d, const struct group *g,
+                                                const int8_t *image, int8_t *dst, int32_t c,
+                                                int32_t oy, int32_t ox, int32_t fy0, int32_t fy1,
+                                                int32_t cc, int full) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, fw = p->filter_w;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int32_t *toff = d->toff;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    int32_t fx0 = 0, fx1 = fw;
+    while (fx0 < fx1 && x0 + fx0 * p->dilation_w < 0) ++fx0;
+    while (fx1 > fx0 && x0 + (fx1 - 1) * p->dilation_w >= p->input_w) --fx1;
+    /* The window's corner (it may lie in the padding; only taps inside are read). */
+    const int8_t *x = image + (ptrdiff_t)y0 * (ptrdiff_t)d->in_row + (ptrdiff_t)x0 * ch;
+    int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+    for (int32_t fy = fy0; fy < fy1; ++fy)
+        for (int32_t t = fy * fw + fx0; t < fy * fw + fx1; ++t) DW_TAP(t);
+    dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+}
+
+/* One channel group (channels c..c+3) over every output pixel of batch b. */
+static inline __attribute__((always_inline)) void dw_group(const struct dw *d, struct group *g,
+                                                           int32_t b, int32_t c, int32_t taps9,
+                                                           int full) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int32_t cc = 1 + 2 * p->output_offset;
+    const int32_t *toff = d->toff;
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *dst =
+        d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch + (size_t)c;
+    const int32_t fh = p->filter_h, taps = p->filter_h * p->filter_w;
+    const ptrdiff_t xstep = (ptrdiff_t)p->stride_w * ch;
+    int32_t lo, hi;
+    interior_columns(p, &lo, &hi);
+    for (int32_t oy = 0; oy < p->output_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        int32_t fy0 = 0, fy1 = fh;
+        while (fy0 < fy1 && y0 + fy0 * p->dilation_h < 0) ++fy0;
+        while (fy1 > fy0 && y0 + (fy1 - 1) * p->dilation_h >= p->input_h) --fy1;
+        int32_t ox = 0;
+        if (fy0 == 0 && fy1 == fh) {
+            for (; ox < lo; ++ox, dst += ch)
+                dw_border(d, g, image, dst, c, oy, ox, fy0, fy1, cc, full);
+            const int8_t *x = image + (ptrdiff_t)y0 * (ptrdiff_t)d->in_row +
+                              (ptrdiff_t)(lo * p->stride_w - p->pad_w) * ch;
+            for (; ox < hi; ++ox, dst += ch, x += xstep) {
+                int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+                if (taps9) {
+                    DW_TAP(0);
+                    DW_TAP(1);
+                    DW_TAP(2);
+                    DW_TAP(3);
+                    DW_TAP(4);
+                    DW_TAP(5);
+                    DW_TAP(6);
+                    DW_TAP(7);
+                    DW_TAP(8);
+                } else {
+                    for (int32_t t = 0; t < taps; ++t) DW_TAP(t);
+                }
+                dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+            }
+        }
+        for (; ox < p->output_w; ++ox, dst += ch)
+            dw_border(d, g, image, dst, c, oy, ox, fy0, fy1, cc, full);
+    }
+}
+
+static void dw_group_9_full(const struct dw *d, struct group *g, int32_t b, int32_t c) {
+    dw_group(d, g, b, c, 1, 1);
+}
+static void dw_group_any(const struct dw *d, struct group *g, int32_t b, int32_t c) {
+    dw_group(d, g, b, c, d->p.filter_h * d->p.filter_w == 9,
+             d->p.act_min <= -128 && d->p.act_max >= 127);
+}
+
+/* One channel c over every output pixel of batch b, as the reference. */
+static void dw_channel(const struct dw *d, int32_t b, int32_t c) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c;
+    const int trained = c < p->train_rows;
+    const int8_t *w = trained ? d->trained_filter : d->filter;
+    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
+    int8_t *dst =
+        d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch + (size_t)c;
+    const int32_t bias = bias_of(d, c);
+    for (int32_t oy = 0; oy < p->output_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        for (int32_t ox = 0; ox < p->output_w; ++ox, dst += ch) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            int32_t acc = 0;
+            for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+                const int32_t y = y0 + fy * p->dilation_h;
+                if (y < 0 || y >= p->input_h) continue;
+                for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+                    const int32_t xx = x0 + fx * p->dilation_w;
+                    if (xx < 0 || xx >= p->input_w) continue;
+                    const int32_t in_val = image[(size_t)y * d->in_row + (size_t)xx * ch + c];
+                    const int32_t w_val =
+                        w[((size_t)fy * (size_t)p->filter_w + (size_t)fx) * wstride + (size_t)c];
+                    acc += w_val * (in_val + p->input_offset);
+                }
+            }
+            *dst = requantize(d, acc + bias, c);
+        }
+    }
 }
 
 void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
+    struct dw d;
+    struct group g;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
-    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
-    if (p.depth_multiplier != 1) {
+    d.p = *(const struct depthwise_conv2d_s8_params *)params;
+    const struct depthwise_conv2d_s8_params *p = &d.p;
+    const int32_t taps = p->filter_h * p->filter_w;
+    if (p->depth_multiplier != 1 || taps > DW_TAPS_MAX) {
         depthwise_conv2d_s8_ref_run(params, operands, scratch);
         return;
     }
-    const int8_t *input = operands[DEPTHWISE_CONV2D_S8_INPUT];
-    const int8_t *filter = operands[DEPTHWISE_CONV2D_S8_FILTER];
-    const int32_t *bias = p.has_bias ? (const int32_t *)operands[DEPTHWISE_CONV2D_S8_BIAS] : NULL;
-    const int32_t *multipliers = operands[DEPTHWISE_CONV2D_S8_MULTIPLIERS];
-    const int32_t *shifts = operands[DEPTHWISE_CONV2D_S8_SHIFTS];
-    const int8_t *trained_filter = operands[DEPTHWISE_CONV2D_S8_TRAINED_FILTER];
-    const int32_t *trained_bias = operands[DEPTHWISE_CONV2D_S8_TRAINED_BIAS];
-    int8_t *out = operands[DEPTHWISE_CONV2D_S8_OUTPUT];
-
-    const int32_t channels = p.input_c;
-    const size_t in_row = (size_t)p.input_w * (size_t)channels;
-    const size_t in_image = (size_t)p.input_h * in_row;
-    const uint32_t off2 = dsp_pair(p.input_offset);
-
-    for (int32_t b = 0; b < p.batches; ++b) {
-        const int8_t *image = input + (size_t)b * in_image;
-        for (int32_t oy = 0; oy < p.output_h; ++oy) {
-            const int32_t y0 = oy * p.stride_h - p.pad_h;
-            /* The taps inside the image, in rows: the same for every output column's rows. */
-            int32_t fy0 = 0, fy1 = p.filter_h;
-            while (fy0 < fy1 && y0 + fy0 * p.dilation_h < 0) ++fy0;
-            while (fy1 > fy0 && y0 + (fy1 - 1) * p.dilation_h >= p.input_h) --fy1;
-            for (int32_t ox = 0; ox < p.output_w; ++ox) {
-                const int32_t x0 = ox * p.stride_w - p.pad_w;
-                int32_t fx0 = 0, fx1 = p.filter_w;
-                while (fx0 < fx1 && x0 + fx0 * p.dilation_w < 0) ++fx0;
-                while (fx1 > fx0 && x0 + (fx1 - 1) * p.dilation_w >= p.input_w) --fx1;
-                int32_t c = 0;
-                while (c < channels) {
-                    /* Four channels read from one filter array (all trained, or none). */
-                    const int whole =
-                        c + 4 <= channels && (c + 4 <= p.train_rows || c >= p.train_rows);
-                    const int trained = c < p.train_rows;
-                    const int8_t *w = trained ? trained_filter : filter;
-                    const size_t wstride = trained ? (size_t)p.train_rows : (size_t)channels;
-                    if (whole) {
-                        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                        for (int32_t fy = fy0; fy < fy1; ++fy) {
-                            const int8_t *in_row_p =
-                                image + (size_t)(y0 + fy * p.dilation_h) * in_row + (size_t)c;
-                            const int8_t *w_row = w + (size_t)fy * (size_t)p.filter_w * wstride + c;
-                            for (int32_t fx = fx0; fx < fx1; ++fx) {
-                                const uint32_t xv = dsp_read4(
-                                    in_row_p + (size_t)(x0 + fx * p.dilation_w) * (size_t)channels);
-                                const uint32_t wv = dsp_read4(w_row + (size_t)fx * wstride);
-                                const uint32_t xe = dsp_sxtab16(off2, xv),
-                                               xo = dsp_sxtab16_hi(off2, xv);
-                                const uint32_t we = dsp_sxtb16(wv), wo = dsp_sxtb16_hi(wv);
-                                a0 = dsp_smlabb(xe, we, a0); /* channel c */
-                                a2 = dsp_smlatt(xe, we, a2); /* c + 2 */
-                                a1 = dsp_smlabb(xo, wo, a1); /* c + 1 */
-                                a3 = dsp_smlatt(xo, wo, a3); /* c + 3 */
-                            }
-                        }
-                        int32_t acc[4] = {a0, a1, a2, a3};
-                        for (int32_t k = 0; k < 4; ++k) {
-                            const int32_t oc = c + k;
-                            if (oc < p.train_bias_rows)
-                                acc[k] += trained_bias[oc];
-                            else if (bias)
-                                acc[k] += bias[oc];
-                            *out++ = requantize(acc[k], oc, multipliers, shifts, &p);
-                        }
-                        c += 4;
-                        continue;
-                    }
-                    /* One channel, as the reference. */
-                    int32_t acc = 0;
-                    for (int32_t fy = fy0; fy < fy1; ++fy) {
-                        const int32_t y = y0 + fy * p.dilation_h;
-                        for (int32_t fx = fx0; fx < fx1; ++fx) {
-                            const int32_t x = x0 + fx * p.dilation_w;
-                            const int32_t in_val =
-                                image[(size_t)y * in_row + (size_t)x * channels + c];
-                            const int32_t w_val =
-                                w[((size_t)fy * (size_t)p.filter_w + (size_t)fx) * wstride + c];
-                            acc += w_val * (in_val + p.input_offset);
-                        }
-                    }
-                    if (c < p.train_bias_rows)
-                        acc += trained_bias[c];
-                    else if (bias)
-                        acc += bias[c];
-                    *out++ = requantize(acc, c, multipliers, shifts, &p);
-                    ++c;
-                }
+    d.input = operands[DEPTHWISE_CONV2D_S8_INPUT];
+    d.filter = operands[DEPTHWISE_CONV2D_S8_FILTER];
+    d.bias = p->has_bias ? (const int32_t *)operands[DEPTHWISE_CONV2D_S8_BIAS] : NULL;
+    d.multipliers = operands[DEPTHWISE_CONV2D_S8_MULTIPLIERS];
+    d.shifts = operands[DEPTHWISE_CONV2D_S8_SHIFTS];
+    d.trained_filter = operands[DEPTHWISE_CONV2D_S8_TRAINED_FILTER];
+    d.trained_bias = operands[DEPTHWISE_CONV2D_S8_TRAINED_BIAS];
+    d.out = operands[DEPTHWISE_CONV2D_S8_OUTPUT];
+    const int32_t ch = p->input_c;
+    d.in_row = (size_t)p->input_w * (size_t)ch;
+    for (int32_t t = 0; t < taps; ++t) {
+        const int32_t fy = t / p->filter_w, fx = t % p->filter_w;
+        d.toff[t] = fy * p->dilation_h * (int32_t)d.in_row + fx * p->dilation_w * ch;
+    }
+    const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    const int full = p->act_min <= -128 && p->act_max >= 127;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        for (int32_t c = 0; c < ch;) {
+            /* Four channels read from one filter array (all trained, or none). */
+            const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
+            if (!whole) {
+                dw_channel(&d, b, c);
+                ++c;
+                continue;
             }
+            const int trained = c < p->train_rows;
+            const int8_t *w = (trained ? d.trained_filter : d.filter) + c;
+            const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
+            for (int32_t t = 0; t < taps; ++t) {
+                const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
+                g.w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
+            }
+            g.fast = offset_ok;
+            for (int k = 0; k < 4; ++k) {
+                const int32_t q = p->per_channel ? c + k : 0;
+                g.bias[k] = bias_of(&d, c + k);
+                g.fast = g.fast && rq_fast_ok(d.multipliers[q], d.shifts[q]);
+                g.m2[k] = rq_m2(d.multipliers[q]);
+                g.s1[k] = rq_s1(d.shifts[q]);
+            }
+            if (taps == 9 && full)
+                dw_group_9_full(&d, &g, b, c);
+            else
+                dw_group_any(&d, &g, b, c);
+            c += 4;
         }
     }
 }

@@ -30,6 +30,23 @@ void depthwise_conv2d_s8_ref_run(const void *params, void *const *operands, void
 void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void fully_connected_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+/* The same for the gradient kernels (*_grad_*_dsp.c). */
+void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch);
+void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch);
+void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch);
+void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch);
+void fully_connected_s8_grad_input_ref_run(const void *params, void *const *operands,
+                                           void *scratch);
+void fully_connected_s8_grad_input_dsp_run(const void *params, void *const *operands,
+                                           void *scratch);
+void fully_connected_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                            void *scratch);
+void fully_connected_s8_grad_update_dsp_run(const void *params, void *const *operands,
+                                            void *scratch);
+void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *operands,
+                                            void *scratch);
+void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
+                                            void *scratch);
 
 #ifndef KERNELS_DSP
 #define KERNELS_DSP 0
@@ -145,6 +162,38 @@ static inline uint32_t dsp_read4(const int8_t *p) {
 /* A 16-bit lane pair holding v in both lanes (for sxtab16). */
 static inline uint32_t dsp_pair(int32_t v) {
     return ((uint32_t)v & 0xFFFFu) * 0x00010001u;
+}
+
+/* grad_requantize_s32 (grad.c), bit-identical, without its 64-bit division per element (a
+ * library call of ~100 instructions on the Cortex-M7): q = round_half_away(acc * 127 / max|acc|)
+ * is estimated in float (|acc| * (127 / M) + 1/2 is within 10^-5 of the exact quotient
+ * (127 |acc| + floor(M / 2)) / M <= 127.5, so the truncated estimate is off by at most one) and
+ * then corrected with exact 64-bit products:
+ * the result is the largest q with q * M <= r, i.e. the reference's integer quotient, whatever
+ * the float rounding. Returns the scale, computed by the reference's expression. */
+static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale,
+                                            int8_t *out) {
+    uint32_t max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t a = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
+        if (a > max_abs) max_abs = a;
+    }
+    if (max_abs == 0) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+        return 0.0f;
+    }
+    const uint64_t m = max_abs, half = max_abs / 2u;
+    const float k = 127.0f / (float)max_abs;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t v = acc[i];
+        const uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+        const uint64_t r = (uint64_t)a * 127u + half;
+        uint32_t q = (uint32_t)((float)a * k + 0.5f);
+        if ((uint64_t)(q + 1u) * m <= r) ++q;
+        if ((uint64_t)q * m > r) --q;
+        out[i] = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
+    }
+    return (float)max_abs * acc_scale / 127.0f;
 }
 
 #endif

@@ -578,15 +578,11 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
     """Single-op 1x1 convolution plans (MACs = H*W*Cin*Cout); the cost is the whole INVOKE
     (runtime included), in instructions, for the DSP build and for the reference build.
 
-    16x16x64 -> 64 reaches 0.85 MAC/instruction (0.51 with the reference's requantization),
-    not 1.0. Per 2x2 block (2 pixels x 2 channels, 256 MACs at 64 input channels): the inner
-    loop is 48 LDRD/SMLAD + 8 loop = 200 instructions (1.28 MAC/instruction at best); the
-    requantization is 5 instructions per output (requant_fast.h), but GCC spills the block's
-    constants and pointers, so the block's setup, requantization and stores take ~55 instead
-    of the ~35 they need (~0.98 MAC/instruction); and widening (int8 -> 16-bit lanes) the
-    filter rows once per 32-pixel tile and the pixels once costs another ~0.1 MAC/instruction
-    worth. Closing the gap needs the block written in assembly (no spills) and larger tiles
-    (stack) or pre-widened filters."""
+    16x16x64 -> 64 reaches 1.01 MAC/instruction (issue 7's bar: 1.0; the DSP limit is 2). Per
+    2x2 block (2 pixels x 2 channels, 256 MACs at 64 input channels) the assembly of
+    conv2d_s8_dsp.c's pair_fast_m7 takes 3 + 4 x 46 + 37 = 224 instructions (1.14
+    MAC/instruction); widening the pixels once and each filter row once per 46-pixel tile, and
+    the per-channel-pair setup, take the rest."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
 
@@ -609,7 +605,41 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
             f"DSP {opt:.3f} ({opt / ref:.2f}x)"
         )
     ref, opt = rate[(16, 16, 64, 64, False)], rate[(16, 16, 64, 64, True)]
-    assert opt / ref >= 6.0, (ref, opt)
-    assert opt >= 0.83, opt
-    assert rate[(8, 8, 128, 128, True)] >= 0.87
-    assert rate[(4, 4, 256, 256, True)] >= 0.82
+    assert opt / ref >= 8.0, (ref, opt)
+    assert opt >= 1.0, opt
+    assert rate[(8, 8, 128, 128, True)] >= 1.05
+    assert rate[(4, 4, 256, 256, True)] >= 1.0
+
+
+@pytest.mark.emulator
+def test_narrow_1x1_convolutions_on_the_emulated_board() -> None:
+    """The assembly's variants by input depth (2 groups: no loop; 4 and more: the loop, with and
+    without its 2-group tail), odd pixel counts and channel counts, against TFLite."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+
+    for h, w, cin, cout in [(5, 7, 4, 6), (8, 8, 8, 48), (3, 5, 12, 9), (6, 6, 24, 16), (4, 3, 40, 11)]:
+        rng = np.random.default_rng(cin)
+        scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
+        bias = (rng.integers(-50 * cin, 50 * cin, cout).astype(np.int32), quant(list(0.02 * scales), 0))
+        out_q = quant(float(0.02 * np.median(scales) * np.sqrt(cin) * 73 * 74 / 25), 5)  # ~25 quanta per std
+        options = {"padding": "VALID", "stride_h": 1, "stride_w": 1, "activation": "NONE"}
+        wts = rng.integers(-127, 128, (cout, 1, 1, cin), dtype=np.int8)
+        shapes = ((1, h, w, cin), (1, h, w, cout))
+        graph = _graph(
+            "CONV_2D",
+            shapes[0],
+            quant(0.02, -3),
+            wts,
+            quant(list(scales), 0, 0),
+            bias,
+            shapes[1],
+            out_q,
+            options,
+        )
+        compiled = _compile(graph, f"narrow_{h}x{w}x{cin}x{cout}")
+        x = np.random.default_rng(cin).integers(-128, 128, (1, h, w, cin), dtype=np.int8)
+        want = run_tflite(write_tflite(graph), [x])[0]
+        outs, _ = _on_board(compiled, True, [x])
+        np.testing.assert_array_equal(outs[0], want)
+        assert np.mean((want > -128) & (want < 127)) > 0.5 and np.unique(want).size >= 16

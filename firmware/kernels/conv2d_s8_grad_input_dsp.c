@@ -1,0 +1,370 @@
+/* Input gradient of conv2d_s8, optimized: bit-identical with conv2d_s8_grad_input_ref_run
+ * (conv2d_s8_grad_input.c) for every layer; 1x1 filters (all of MobileNetV2's backward convs)
+ * take a faster path, any other filter the reference.
+ *
+ * Exactness. The reference scatters: for each output-gradient element (pixel, c) it adds
+ * g'[pixel, c] * W[c, k] to acc[input pixel, k] for every k. With a 1x1 filter an input pixel
+ * receives from at most one output pixel, so the same sums can be gathered instead:
+ *   acc[pixel', k] = sum over c of g'[pixel, c] * W[c, k]
+ * with the same terms (g' computed by the same conv_grad_term, the same shift) in another
+ * order. The shift bounds the sum of the terms' absolute values by INT32_MAX
+ * (conv_grad_pick_shift), so no partial sum overflows in any order and the int32 results are
+ * equal; the int8 requantization is grad_requantize_s32's (dsp.h's bit-identical
+ * dsp_grad_requantize_s32, without a 64-bit division per element). Zero terms (masked
+ * or zero gradients, which the reference skips) add nothing.
+ *
+ * Speed. The gather works on tiles of up to 32 pairs of pixels by 16 output channels: the
+ * tile's g' (one LDRD per channel and pair, laid out on the stack) and the 16 channels'
+ * weights for 4 input channels (one word each, gathered once per tile, whichever array holds
+ * the row: trained or flash) make the inner step, per output channel, one LDRD, one LDR,
+ * 4 SXTB and 8 MLA for 8 MACs; on the Cortex-M7 it is assembly using all 14 registers, so
+ * nothing spills. g' does not fit 16 bits (it carries the channel's Q23 scale), hence MLA
+ * rather than SMLAD. The overflow bound (the reference's sums, exactly) is one pass over the
+ * weights, two input channels at a time. */
+#include <stddef.h>
+
+#include "conv2d_s8_grad_input.h"
+#include "dsp.h"
+#include "grad.h"
+
+/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (g' on the stack: 4 KB). */
+#define GI_C 16
+#define GI_PAIRS 32
+
+struct gi {
+    const int8_t *grad_out;
+    const uint8_t *mask;
+    const int8_t *filter, *trained;
+    const int32_t *m;
+    int32_t input_c, output_c, train_rows, per_channel, shift;
+};
+
+/* The same bound for a 1x1 filter, two input channels at a time with their four sums in
+ * registers (the weights read down the columns; 7 instructions per weight against 19 for the
+ * loops as the reference nests them). The sums are the reference's, exactly (integers). */
+static inline uint32_t abs8(int32_t v) {
+    return (uint32_t)((v ^ (v >> 31)) - (v >> 31));
+}
+
+/* The sums over `count` rows (stride bytes apart) of |w[0]| * m, |w[1]| * m, |w[0]|, |w[1]|,
+ * m stepping by mstep (0: one multiplier for all). */
+struct bound2 {
+    uint32_t s0[2], s1[2]; /* 64-bit sums as (low, high) words */
+    uint32_t a0, a1;
+    int32_t stride, count;
+};
+static inline uint64_t u64_of(const uint32_t v[2]) {
+    return (uint64_t)v[0] | ((uint64_t)v[1] << 32);
+}
+static inline void u64_set(uint32_t v[2], uint64_t x) {
+    v[0] = (uint32_t)x;
+    v[1] = (uint32_t)(x >> 32);
+}
+
+static inline __attribute__((always_inline)) void bound2_c(const int8_t *w, const int32_t *m,
+                                                           int32_t mstep, int two,
+                                                           struct bound2 *b) {
+    uint64_t s0 = u64_of(b->s0), s1 = u64_of(b->s1);
+    uint32_t a0 = b->a0, a1 = b->a1;
+    for (int32_t count = b->count; count > 0; --count, w += b->stride, m += mstep) {
+        const uint32_t mc = (uint32_t)*m, u0 = abs8(w[0]), u1 = two ? abs8(w[1]) : 0;
+        s0 += (uint64_t)u0 * mc;
+        s1 += (uint64_t)u1 * mc;
+        a0 += u0;
+        a1 += u1;
+    }
+    u64_set(b->s0, s0);
+    u64_set(b->s1, s1);
+    b->a0 = a0, b->a1 = a1;
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+_Static_assert(offsetof(struct bound2, stride) == 24 && offsetof(struct bound2, count) == 28,
+               "bound2_m7's offsets");
+/* bound2_c for two input channels and per-channel multipliers, b->count >= 1, in assembly:
+ * 14 instructions per output channel, all in registers (GCC's loop spilled to 22). */
+static __attribute__((noinline)) void bound2_m7(const int8_t *w, const int32_t *m,
+                                                struct bound2 *b) {
+    register const int8_t *r0 __asm__("r0") = w;
+    register const int32_t *r1 __asm__("r1") = m;
+    register struct bound2 *r2 __asm__("r2") = b;
+    __asm__ volatile(
+        "push {r2}\n"
+        "ldm r2, {r3, r4, r5, r6, r7, r8, r9, r11}\n"
+        "1:\n"
+        "ldrsb r12, [r0]\n"
+        "ldrsb lr, [r0, #1]\n"
+        "ldr r2, [r1], #4\n"
+        "add r0, r0, r9\n"
+        "eor r10, r12, r12, asr #31\n"
+        "add r12, r10, r12, lsr #31\n"
+        "eor r10, lr, lr, asr #31\n"
+        "add lr, r10, lr, lsr #31\n"
+        "umlal r3, r4, r12, r2\n"
+        "umlal r5, r6, lr, r2\n"
+        "add r7, r7, r12\n"
+        "add r8, r8, lr\n"
+        "subs r11, r11, #1\n"
+        "bne 1b\n"
+        "pop {r2}\n"
+        "stm r2, {r3, r4, r5, r6, r7, r8}\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2)
+        :
+        : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#endif
+
+static inline void bound2(const int8_t *w, const int32_t *m, int32_t mstep, int two,
+                          struct bound2 *b) {
+    if (b->count <= 0) return;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (mstep == 1 && two) {
+        bound2_m7(w, m, b);
+        return;
+    }
+#endif
+    if (two)
+        bound2_c(w, m, mstep, 1, b);
+    else
+        bound2_c(w, m, mstep, 0, b);
+}
+
+static int shift_1x1(const struct gi *g) {
+    const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
+    const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t k = 0; k < n; k += 2) {
+        const int two = k + 1 < n;
+        /* a0, a1 < 2^32: 128 per output channel, < 2^24 of them */
+        struct bound2 b = {{0, 0}, {0, 0}, 0, 0, n, tr};
+        if (tr > 0) bound2(g->trained + k, g->m, mstep, two, &b);
+        b.count = g->output_c - tr;
+        bound2(g->filter + (size_t)tr * (size_t)n + k, g->m + tr * mstep, mstep, two, &b);
+        const uint64_t s0 = 128u * u64_of(b.s0), s1 = 128u * u64_of(b.s1);
+        if (s0 > b0) b0 = s0;
+        if (s1 > b0) b0 = s1;
+        if (b.a0 > w1) w1 = b.a0;
+        if (b.a1 > w1) w1 = b.a1;
+    }
+    return conv_grad_pick_shift(b0, w1);
+}
+
+/* g' for output channels [c0, c0 + n) of output pixels q0 and q1 (q1 < 0: none), into gp as
+ * pairs (q0's, q1's); a pixel whose input lies in the padding gets zeros. */
+static void load_terms(const struct gi *g, int32_t *gp, int32_t c0, int32_t n, int32_t q0,
+                       int32_t q1) {
+    const size_t i0 = (size_t)q0 * (size_t)g->output_c + (size_t)c0;
+    const size_t i1 = (size_t)(q1 < 0 ? 0 : q1) * (size_t)g->output_c + (size_t)c0;
+    for (int32_t j = 0; j < n; ++j) {
+        const int32_t mc = g->m[g->per_channel ? c0 + j : 0];
+        const int32_t v0 = q0 < 0 ? 0 : conv_grad_masked(g->grad_out, g->mask, i0 + (size_t)j);
+        const int32_t v1 = q1 < 0 ? 0 : conv_grad_masked(g->grad_out, g->mask, i1 + (size_t)j);
+        gp[2 * j] = v0 ? conv_grad_term(v0, mc, g->shift) : 0;
+        gp[2 * j + 1] = v1 ? conv_grad_term(v1, mc, g->shift) : 0;
+    }
+}
+
+/* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
+ * (pixel 1), written to st0 and st1 (4 int32 each). */
+struct gather_io {
+    const int32_t *ld0, *ld1;
+    int32_t *st0, *st1;
+};
+
+/* st0[0..3] = ld0[0..3] + the sums over GI_C output channels j of g'[pixel 0, j] * W[j, k..k+3],
+ * st1 the same for pixel 1: gp holds the pairs (pixel 0's g', pixel 1's), t the weights as one
+ * word per channel (4 int8, channels k..k+3). On the Cortex-M7: one block of assembly, per
+ * channel one LDRD (g'), one LDR (weights), 4 SXTB / ASR and 8 MLA, nothing spilled (all 14
+ * registers), the accumulators loaded and stored with LDM / STM. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define GI_STEP                 \
+    "ldrd r10, r11, [r8], #8\n" \
+    "ldr r12, [r9], #4\n"       \
+    "sxtb lr, r12\n"            \
+    "mla r0, r10, lr, r0\n"     \
+    "mla r4, r11, lr, r4\n"     \
+    "sxtb lr, r12, ror #8\n"    \
+    "mla r1, r10, lr, r1\n"     \
+    "mla r5, r11, lr, r5\n"     \
+    "sxtb lr, r12, ror #16\n"   \
+    "mla r2, r10, lr, r2\n"     \
+    "mla r6, r11, lr, r6\n"     \
+    "asr lr, r12, #24\n"        \
+    "mla r3, r10, lr, r3\n"     \
+    "mla r7, r11, lr, r7\n"
+#define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
+_Static_assert(offsetof(struct gather_io, ld1) == 4 && offsetof(struct gather_io, st0) == 8 &&
+                   offsetof(struct gather_io, st1) == 12,
+               "gather_m7's offsets");
+static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_t *t,
+                                                const struct gather_io *io) {
+    register const int32_t *r0 __asm__("r0") = gp;
+    register const uint32_t *r1 __asm__("r1") = t;
+    register const struct gather_io *r2 __asm__("r2") = io;
+    __asm__ volatile(
+        "push {r2}\n"
+        "mov r8, r0\n"
+        "mov r9, r1\n"
+        "ldr r12, [r2, #4]\n"
+        "ldm r12, {r4, r5, r6, r7}\n"
+        "ldr r12, [r2]\n"
+        "ldm r12, {r0, r1, r2, r3}\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
+        "pop {r12}\n"
+        "ldr r8, [r12, #8]\n"
+        "stm r8, {r0, r1, r2, r3}\n"
+        "ldr r8, [r12, #12]\n"
+        "stm r8, {r4, r5, r6, r7}\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2)
+        :
+        : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#undef GI_STEP4
+#undef GI_STEP
+#define gather gather_m7
+#else
+static void gather(const int32_t *gp, const uint32_t *t, const struct gather_io *io) {
+    int32_t a[8];
+    for (int32_t i = 0; i < 4; ++i) a[i] = io->ld0[i], a[4 + i] = io->ld1[i];
+    for (int32_t j = 0; j < GI_C; ++j, gp += 2) {
+        const uint32_t wv = t[j];
+        const int32_t w[4] = {(int8_t)wv, (int8_t)(wv >> 8), (int8_t)(wv >> 16), (int32_t)wv >> 24};
+        for (int32_t i = 0; i < 4; ++i) {
+            a[i] += gp[0] * w[i];
+            a[4 + i] += gp[1] * w[i];
+        }
+    }
+    for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
+}
+#endif
+
+/* 4 int8 from row + k, the bytes past n zero. */
+static inline uint32_t weights4(const int8_t *row, int32_t k, int32_t n) {
+    if (k + 4 <= n) return dsp_read4(row + k);
+    uint32_t v = 0;
+    for (int32_t i = 0; k + i < n; ++i) v |= (uint32_t)(uint8_t)row[k + i] << (8 * i);
+    return v;
+}
+
+/* The input pixel output pixel q reads through a 1x1 filter (flat NHW index), or -1 if it
+ * lies in the padding. */
+static int32_t source_pixel(const struct conv2d_s8_grad_input_params *p, int32_t q) {
+    const int32_t ox = q % p->output_w, oy = (q / p->output_w) % p->output_h;
+    const int32_t b = q / (p->output_w * p->output_h);
+    const int32_t y = oy * p->stride_h - p->pad_h, x = ox * p->stride_w - p->pad_w;
+    if (y < 0 || y >= p->input_h || x < 0 || x >= p->input_w) return -1;
+    return (b * p->input_h + y) * p->input_w + x;
+}
+
+static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
+                           int32_t *acc) {
+    const size_t n_in =
+        (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+    const int32_t n_out = p->batches * p->output_h * p->output_w;
+    const int32_t kc = p->input_c;
+    g->shift = shift_1x1(g);
+    /* Every input pixel receives from exactly one output pixel when the map is the identity;
+     * otherwise the pixels no output reads keep a zero gradient. */
+    const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
+                         p->output_h == p->input_h && p->output_w == p->input_w;
+    if (!identity)
+        for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    int32_t gp[GI_PAIRS * 2 * GI_C]; /* g' of a tile's pairs for a chunk of output channels */
+    int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2];       /* and the accumulator rows they reach */
+    uint32_t t[GI_C];                /* the chunk's weights for 4 input channels */
+    static const int32_t zeros[4] = {0, 0, 0, 0};
+    int32_t spare[4]; /* where a lone pixel's partner goes */
+    int32_t next = 0; /* the next output pixel to pair up */
+    while (next < n_out) {
+        /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
+        int32_t pairs = 0;
+        while (pairs < GI_PAIRS && next < n_out) {
+            int32_t got = 0;
+            while (got < 2 && next < n_out) {
+                const int32_t src = identity ? next : source_pixel(p, next);
+                if (src >= 0) {
+                    q[pairs][got] = next;
+                    dst[pairs][got] = acc + (size_t)src * (size_t)kc;
+                    ++got;
+                }
+                ++next;
+            }
+            if (got == 0) break;
+            if (got == 1) q[pairs][1] = -1, dst[pairs][1] = NULL;
+            ++pairs;
+        }
+        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
+            const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
+            for (int32_t i = 0; i < pairs; ++i) {
+                int32_t *gi = gp + (size_t)i * 2 * GI_C;
+                load_terms(g, gi, c0, n, q[i][0], q[i][1]);
+                for (int32_t j = 2 * n; j < 2 * GI_C; ++j) gi[j] = 0;
+            }
+            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash */
+            for (int32_t j = 0; j < n; ++j) {
+                const int32_t c = c0 + j;
+                rows[j] = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * (size_t)kc;
+            }
+            for (int32_t j = n; j < GI_C; ++j) t[j] = 0;
+            for (int32_t k = 0; k < kc; k += 4) {
+                const int32_t nk = kc - k < 4 ? kc - k : 4;
+                for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j], k, kc);
+                for (int32_t i = 0; i < pairs; ++i) {
+                    int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
+                    if (nk == 4) { /* straight from and to the accumulators */
+                        const struct gather_io io = {c0 > 0 ? d0 : zeros, c0 > 0 && d1 ? d1 : zeros,
+                                                     d0, d1 ? d1 : spare};
+                        gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                        continue;
+                    }
+                    int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    if (c0 > 0) {
+                        for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
+                        if (d1)
+                            for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
+                    }
+                    const struct gather_io io = {a, a + 4, a, a + 4};
+                    gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                    for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
+                    if (d1)
+                        for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
+                }
+            }
+        }
+    }
+}
+
+void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct conv2d_s8_grad_input_params p =
+        *(const struct conv2d_s8_grad_input_params *)params;
+    if (p.filter_h != 1 || p.filter_w != 1) {
+        conv2d_s8_grad_input_ref_run(params, operands, scratch);
+        return;
+    }
+    const float grad_out_scale = *(const float *)operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
+    const float *scales = operands[CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
+    int8_t *grad_in = operands[CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
+    float *grad_in_scale = operands[CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
+    const size_t n_in =
+        (size_t)p.batches * (size_t)p.input_h * (size_t)p.input_w * (size_t)p.input_c;
+    int32_t *acc = scratch;
+    int32_t *m = acc + n_in; /* Q23 channel multipliers, as the reference's scratch */
+    const int32_t n_scales = p.per_channel ? p.output_c : 1;
+    const float max_scale = conv_grad_channel_q23(scales, n_scales, m);
+    struct gi g = {
+        .grad_out = operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT],
+        .mask = p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_INPUT_MASK] : NULL,
+        .filter = operands[CONV2D_S8_GRAD_INPUT_FILTER],
+        .trained = operands[CONV2D_S8_GRAD_INPUT_TRAINED_FILTER],
+        .m = m,
+        .input_c = p.input_c,
+        .output_c = p.output_c,
+        .train_rows = p.train_rows,
+        .per_channel = p.per_channel,
+        .shift = 0,
+    };
+    grad_input_1x1(&p, &g, acc);
+    *grad_in_scale = dsp_grad_requantize_s32(
+        acc, n_in, grad_out_scale * max_scale * conv_grad_unit(g.shift), grad_in);
+}

@@ -1,0 +1,136 @@
+/* Weight and bias update of conv2d_s8, optimized: bit-identical with
+ * conv2d_s8_grad_update_ref_run (conv2d_s8_grad_update.c) for every layer; 1x1 filters take the
+ * faster path below, any other filter the reference.
+ *
+ * Exactness. The weight gradient of a trained row c, acc[k] = sum over output positions of
+ * g[pos, c] * (x[pos, k] - z_x), is the same sum of the same integer products in another order
+ * (int32, wrapping as the reference's would: the sums are equal modulo 2^32, hence equal).
+ * Positions whose gradient is zero or masked, or whose input lies in the padding, add nothing
+ * and are skipped, as the reference skips them. The update itself (the QAS factor, the
+ * stochastic rounding with its generator drawn once per weight in memory order) and the bias
+ * update are the reference's own code, called in the same order, so the generator's state
+ * after the call is the same too.
+ *
+ * Speed. The positions with a gradient are paired up; for a pair and 4 input channels, two
+ * words of input (SXTAB16 adds the input offset while widening to 16-bit lanes), PKHBT / PKHTB
+ * to put the two positions' values of one channel side by side, and one SMLAD per channel with
+ * the pair's two gradients: 8 multiply-accumulates in about 16 instructions, against the
+ * reference's load, multiply-add and store of an accumulator per MAC. */
+#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
+#include "conv2d_s8_grad_update.h"
+#include "dsp.h"
+
+#define GU_PAIRS 64 /* position pairs gathered at once (768 B of stack) */
+
+struct gu_pair {
+    const int8_t *x0, *x1; /* the two positions' input pixels */
+    uint32_t g;            /* their gradients as 16-bit lanes (g0 low, g1 high) */
+};
+
+/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lane pairs: PKHBT and PKHTB. */
+static inline uint32_t pack_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t pack_hi(uint32_t a, uint32_t b) {
+    return (b & 0xFFFF0000u) | (a >> 16);
+}
+
+/* acc[k..k+3] += sum over n pairs of g0 * (x0[k + i] + offset) + g1 * (x1[k + i] + offset). */
+static void accumulate4(const struct gu_pair *pp, int32_t n, int32_t k, uint32_t off2,
+                        int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (; n > 0; --n, ++pp) {
+        const uint32_t v0 = dsp_read4(pp->x0 + k), v1 = dsp_read4(pp->x1 + k), g = pp->g;
+        const uint32_t e0 = dsp_sxtab16(off2, v0), e1 = dsp_sxtab16(off2, v1); /* k, k + 2 */
+        const uint32_t o0 = dsp_sxtab16_hi(off2, v0),
+                       o1 = dsp_sxtab16_hi(off2, v1); /* k + 1, k + 3 */
+        a0 = dsp_smlad(pack_lo(e0, e1), g, a0);
+        a2 = dsp_smlad(pack_hi(e0, e1), g, a2);
+        a1 = dsp_smlad(pack_lo(o0, o1), g, a1);
+        a3 = dsp_smlad(pack_hi(o0, o1), g, a3);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* The input pixel output position q reads through a 1x1 filter, or NULL in the padding. */
+static const int8_t *source(const struct conv2d_s8_grad_update_params *p, const int8_t *input,
+                            int32_t q) {
+    const int32_t ox = q % p->output_w, oy = (q / p->output_w) % p->output_h;
+    const int32_t b = q / (p->output_w * p->output_h);
+    const int32_t y = oy * p->stride_h - p->pad_h, x = ox * p->stride_w - p->pad_w;
+    if (y < 0 || y >= p->input_h || x < 0 || x >= p->input_w) return NULL;
+    return input +
+           ((size_t)(b * p->input_h + y) * (size_t)p->input_w + (size_t)x) * (size_t)p->input_c;
+}
+
+/* acc[k] += the chunk's pairs' sums, every input channel. */
+static void accumulate(const struct gu_pair *pp, int32_t n, int32_t kc, int32_t offset,
+                       int32_t *acc) {
+    const uint32_t off2 = dsp_pair(offset);
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4) accumulate4(pp, n, k, off2, acc + k);
+    for (; k < kc; ++k) {
+        int32_t a = acc[k];
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t g0 = (int16_t)(pp[i].g & 0xFFFFu), g1 = (int16_t)(pp[i].g >> 16);
+            a += g0 * ((int32_t)pp[i].x0[k] + offset) + g1 * ((int32_t)pp[i].x1[k] + offset);
+        }
+        acc[k] = a;
+    }
+}
+
+void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct conv2d_s8_grad_update_params p =
+        *(const struct conv2d_s8_grad_update_params *)params;
+    if (p.filter_h != 1 || p.filter_w != 1) {
+        conv2d_s8_grad_update_ref_run(params, operands, scratch);
+        return;
+    }
+    const int8_t *grad_out = operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT];
+    const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
+    const uint8_t *mask = p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL;
+    const int8_t *input = operands[CONV2D_S8_GRAD_UPDATE_INPUT];
+    const float *scales = operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES];
+    int8_t *filter = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_FILTER];
+    int32_t *bias = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS];
+    uint32_t *rng = operands[CONV2D_S8_GRAD_UPDATE_RNG_STATE];
+    const int32_t kc = p.input_c;
+    const size_t oc = (size_t)p.output_c;
+    const int32_t positions = p.batches * p.output_h * p.output_w;
+
+    const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
+    struct gu_pair pairs[GU_PAIRS];
+    for (int32_t c = 0; c < weight_rows; ++c) {
+        int32_t *acc = scratch;
+        for (int32_t k = 0; k < kc; ++k) acc[k] = 0;
+        int32_t n = 0, half = 0; /* pairs gathered; 1: pairs[n] has its first position */
+        for (int32_t q = 0; q < positions; ++q) {
+            const int32_t g = conv_grad_masked(grad_out, mask, (size_t)q * oc + (size_t)c);
+            if (g == 0) continue;
+            const int8_t *x = source(&p, input, q);
+            if (x == NULL) continue; /* padding: x_real = 0 */
+            if (!half) {
+                pairs[n].x0 = pairs[n].x1 = x; /* a lone last position pairs with itself, g1 = 0 */
+                pairs[n].g = (uint32_t)g & 0xFFFFu;
+                half = 1;
+                continue;
+            }
+            pairs[n].x1 = x;
+            pairs[n].g |= (uint32_t)g << 16;
+            half = 0;
+            if (++n == GU_PAIRS) {
+                accumulate(pairs, n, kc, p.input_offset, acc);
+                n = 0;
+            }
+        }
+        if (n + half) accumulate(pairs, n + half, kc, p.input_offset, acc);
+        const float f =
+            conv_grad_weight_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
+        int8_t *w = filter + (size_t)c * (size_t)kc;
+        for (int32_t t = 0; t < kc; ++t) w[t] = conv_grad_step_weight(w[t], f * (float)acc[t], rng);
+    }
+
+    conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
+                          grad_out, mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+}

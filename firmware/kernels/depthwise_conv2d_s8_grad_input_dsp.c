@@ -1,0 +1,180 @@
+/* Input gradient of depthwise_conv2d_s8, optimized: bit-identical with
+ * depthwise_conv2d_s8_grad_input_ref_run (depthwise_conv2d_s8_grad_input.c). Depth multiplier 1
+ * (the MobileNet case) takes the faster path below; other multipliers the reference.
+ *
+ * Exactness. The same terms g' * W (g' by the same conv_grad_term with the same shift, computed
+ * by the same bound) are added to the same accumulators, in another order: per output pixel,
+ * the g' of a block of channels first, then tap by tap the block's channels. The shift bounds
+ * the sum of the terms' absolute values by INT32_MAX, so no partial sum overflows in any order
+ * and the int32 sums are equal; the int8 requantization is grad_requantize_s32's (dsp.h's
+ * bit-identical dsp_grad_requantize_s32). Zero terms (masked or
+ * zero gradients, which the reference skips) add nothing.
+ *
+ * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
+ * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
+ * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
+ * the four accumulators adjacent in memory. */
+#include "conv2d_s8_grad_input.h"
+#include "depthwise_conv2d_s8_grad_input.h"
+#include "dsp.h"
+#include "grad.h"
+
+#define DWGI_BLOCK 128 /* channels whose g' the stack holds at once (512 B) */
+
+/* a[i] += g[i] * w[i] for i < 4 * groups (w int8). On the Cortex-M7 in assembly: per 4
+ * channels LDM (4 g'), LDM (4 accumulators), LDR (4 weights), SXTB / ASR, 4 MLA, STM. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static __attribute__((noinline)) void axpy4(int32_t *a, const int32_t *g, const int8_t *w,
+                                            int32_t groups) {
+    register int32_t *r0 __asm__("r0") = a;
+    register const int32_t *r1 __asm__("r1") = g;
+    register const int8_t *r2 __asm__("r2") = w;
+    register int32_t r3 __asm__("r3") = groups;
+    __asm__ volatile(
+        "1:\n"
+        "ldm r1!, {r4, r5, r6, r7}\n"
+        "ldm r0, {r8, r9, r10, r11}\n"
+        "ldr r12, [r2], #4\n"
+        "sxtb lr, r12\n"
+        "mla r8, r4, lr, r8\n"
+        "sxtb lr, r12, ror #8\n"
+        "mla r9, r5, lr, r9\n"
+        "sxtb lr, r12, ror #16\n"
+        "mla r10, r6, lr, r10\n"
+        "asr lr, r12, #24\n"
+        "mla r11, r7, lr, r11\n"
+        "stm r0!, {r8, r9, r10, r11}\n"
+        "subs r3, r3, #1\n"
+        "bne 1b\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
+        :
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#else
+static void axpy4(int32_t *a, const int32_t *g, const int8_t *w, int32_t groups) {
+    for (int32_t i = 0; i < 4 * groups; i += 4) {
+        const uint32_t wv = dsp_read4(w + i);
+        a[i] += g[i] * (int8_t)wv;
+        a[i + 1] += g[i + 1] * (int8_t)(wv >> 8);
+        a[i + 2] += g[i + 2] * (int8_t)(wv >> 16);
+        a[i + 3] += g[i + 3] * ((int32_t)wv >> 24);
+    }
+}
+#endif
+
+/* a[i] += g[i] * w[i] for i < n (w int8). */
+static inline void axpy(int32_t *a, const int32_t *g, const int8_t *w, int32_t n) {
+    const int32_t n4 = n & ~3;
+    if (n4) axpy4(a, g, w, n4 >> 2);
+    for (int32_t i = n4; i < n; ++i) a[i] += g[i] * (int32_t)w[i];
+}
+
+/* The reference's g' (conv_grad_term of the masked gradient) for n elements from flat index
+ * i0, without branches: |g * m| rounded half up after the shift, the sign put back; m steps
+ * by mstep (0: one multiplier). */
+static inline int32_t term(int32_t g, int32_t m, int32_t half, int shift) {
+    const int32_t v = g * m, s = v >> 31;
+    return ((((v ^ s) - s) + half) >> shift ^ s) - s;
+}
+
+static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i0, int32_t n,
+                  const int32_t *m, int32_t mstep, int shift) {
+    const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
+    const int8_t *g = grad + i0;
+    if (!mask) {
+        for (int32_t j = 0; j < n; ++j, m += mstep) gp[j] = term(g[j], *m, half, shift);
+        return;
+    }
+    for (int32_t j = 0; j < n; ++j, m += mstep) {
+        const size_t i = i0 + (size_t)j;
+        const int32_t keep = -(int32_t)((mask[i >> 3] >> (i & 7)) & 1); /* 0 or all ones */
+        gp[j] = term(g[j] & keep, *m, half, shift);
+    }
+}
+
+void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
+                                            void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct depthwise_conv2d_s8_grad_input_params p =
+        *(const struct depthwise_conv2d_s8_grad_input_params *)params;
+    if (p.depth_multiplier != 1) {
+        depthwise_conv2d_s8_grad_input_ref_run(params, operands, scratch);
+        return;
+    }
+    const int8_t *grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
+    const float grad_out_scale =
+        *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
+    const uint8_t *mask =
+        p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
+    const int8_t *filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
+    const int8_t *trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
+    const float *scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
+    int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
+    float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
+
+    const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
+    const int32_t tr = p.train_rows < ch ? p.train_rows : ch;
+    const size_t in_row = (size_t)p.input_w * (size_t)ch;
+    const size_t in_image = (size_t)p.input_h * in_row;
+    const size_t n_in = (size_t)p.batches * in_image;
+    const int32_t taps = p.filter_h * p.filter_w;
+    int32_t *acc = scratch;
+    int32_t *m = acc + n_in; /* Q23 channel multipliers, as the reference's scratch */
+    const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
+
+    /* The reference's overflow bound: channel c receives one term per tap. */
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t c = 0; c < ch; ++c) {
+        const int8_t *w = c < tr ? trained + c : filter + c;
+        const size_t stride = c < tr ? (size_t)tr : (size_t)ch;
+        uint64_t s = 0;
+        for (int32_t t = 0; t < taps; ++t) {
+            const int32_t v = w[(size_t)t * stride];
+            s += (uint64_t)(v < 0 ? -v : v);
+        }
+        const uint64_t bk = s * 128u * (uint64_t)m[p.per_channel ? c : 0];
+        if (bk > b0) b0 = bk;
+        if (s > w1) w1 = s;
+    }
+    const int shift = conv_grad_pick_shift(b0, w1);
+
+    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    int32_t gbuf[DWGI_BLOCK];
+    for (int32_t b = 0; b < p.batches; ++b) {
+        int32_t *image = acc + (size_t)b * in_image;
+        for (int32_t oy = 0; oy < p.output_h; ++oy) {
+            const int32_t y0 = oy * p.stride_h - p.pad_h;
+            for (int32_t ox = 0; ox < p.output_w; ++ox) {
+                const int32_t x0 = ox * p.stride_w - p.pad_w;
+                const size_t idx0 =
+                    (((size_t)b * (size_t)p.output_h + (size_t)oy) * (size_t)p.output_w +
+                     (size_t)ox) *
+                    (size_t)ch;
+                for (int32_t c0 = 0; c0 < ch; c0 += DWGI_BLOCK) {
+                    const int32_t n = ch - c0 < DWGI_BLOCK ? ch - c0 : DWGI_BLOCK;
+                    terms(gbuf, grad_out, mask, idx0 + (size_t)c0, n, m + (p.per_channel ? c0 : 0),
+                          p.per_channel ? 1 : 0, shift);
+                    /* The block's channels read trained rows below tr, flash rows above. */
+                    const int32_t split = tr < c0 ? c0 : (tr > c0 + n ? c0 + n : tr);
+                    for (int32_t fy = 0; fy < p.filter_h; ++fy) {
+                        const int32_t y = y0 + fy * p.dilation_h;
+                        if (y < 0 || y >= p.input_h) continue;
+                        for (int32_t fx = 0; fx < p.filter_w; ++fx) {
+                            const int32_t x = x0 + fx * p.dilation_w;
+                            if (x < 0 || x >= p.input_w) continue;
+                            const size_t t = (size_t)fy * (size_t)p.filter_w + (size_t)fx;
+                            int32_t *a = image + (size_t)y * in_row + (size_t)x * (size_t)ch;
+                            if (split > c0)
+                                axpy(a + c0, gbuf, trained + t * (size_t)tr + c0, split - c0);
+                            if (c0 + n > split)
+                                axpy(a + split, gbuf + (split - c0),
+                                     filter + t * (size_t)ch + split, c0 + n - split);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    *grad_in_scale = dsp_grad_requantize_s32(
+        acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
+}

@@ -1,0 +1,59 @@
+/* Weight and bias update of fully_connected_s8, optimized: bit-identical with
+ * fully_connected_s8_grad_update_ref_run (fully_connected_s8_grad_update.c).
+ *
+ * The reference's arithmetic is, step for step, that of a 1x1 convolution's update over
+ * `batches` positions of input_depth channels with output_depth output channels: the same
+ * weight gradient sums, the same QAS factor and stochastic rounding in the same order (so the
+ * generator's state ends the same), the same bias update; the operands and the scratch are laid
+ * out alike. So the layer runs as that convolution through conv2d_s8_grad_update_dsp_run;
+ * a batch of one (no pairs of positions to multiply-accumulate with SMLAD) runs the reference. */
+#include "conv2d_s8_grad_update.h"
+#include "dsp.h"
+#include "fully_connected_s8_grad_update.h"
+
+_Static_assert((int)FULLY_CONNECTED_S8_GRAD_UPDATE_INPUT == (int)CONV2D_S8_GRAD_UPDATE_INPUT &&
+                   (int)FULLY_CONNECTED_S8_GRAD_UPDATE_WEIGHT_SCALES ==
+                       (int)CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES &&
+                   (int)FULLY_CONNECTED_S8_GRAD_UPDATE_TRAINED_WEIGHTS ==
+                       (int)CONV2D_S8_GRAD_UPDATE_TRAINED_FILTER &&
+                   (int)FULLY_CONNECTED_S8_GRAD_UPDATE_RNG_STATE ==
+                       (int)CONV2D_S8_GRAD_UPDATE_RNG_STATE,
+               "the fully-connected and conv update operands line up");
+
+void fully_connected_s8_grad_update_dsp_run(const void *params, void *const *operands,
+                                            void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct fully_connected_s8_grad_update_params p =
+        *(const struct fully_connected_s8_grad_update_params *)params;
+    if (p.batches < 2) { /* one position: nothing to pair up (measured slower than the reference) */
+        fully_connected_s8_grad_update_ref_run(params, operands, scratch);
+        return;
+    }
+    const struct conv2d_s8_grad_update_params c = {
+        .batches = p.batches,
+        .input_h = 1,
+        .input_w = 1,
+        .input_c = p.input_depth,
+        .filter_h = 1,
+        .filter_w = 1,
+        .output_h = 1,
+        .output_w = 1,
+        .output_c = p.output_depth,
+        .stride_h = 1,
+        .stride_w = 1,
+        .dilation_h = 1,
+        .dilation_w = 1,
+        .pad_h = 0,
+        .pad_w = 0,
+        .input_offset = p.input_offset,
+        .has_mask = p.has_mask,
+        .per_channel = p.per_channel,
+        .train_rows = p.train_rows,
+        .train_bias_rows = p.train_bias_rows,
+        .update_weights = p.update_weights,
+        .update_bias = p.update_bias,
+        .lr = p.lr,
+        .input_scale = p.input_scale,
+    };
+    conv2d_s8_grad_update_dsp_run(&c, operands, scratch);
+}

@@ -1,0 +1,286 @@
+"""The optimized gradient kernels (firmware/kernels/*_grad_*_dsp.c) against the reference ones,
+bit for bit.
+
+On the host the library exports both X_ref_run and X_dsp_run (dsp.h's portable twins of the
+instructions), so they are compared directly on randomized layers (tests/kernels/grad_support.py's
+make_layer: odd channel counts and tails, strides, paddings, masks, per-channel and per-tensor
+scales, trained RAM rows that differ from flash and straddle the kernels' channel blocks). On the
+emulated Cortex-M7 the firmware build's objects (the assembly paths) run the same calls and must
+give what the host's reference gives. The reference kernels themselves are checked against
+TensorFlow in test_conv_grads.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytools.model.kernels import KernelCall, _lib, run_kernel, scratch_size
+from tests.kernels import grad_support as gs
+
+
+def _run(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
+    """X_<variant>_run on copies of the operands; returns them all after the call."""
+    values = [v.copy() for v in values]
+    ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data if v.size else None for v in values))
+    scratch = np.zeros(max(1, scratch_size(call)), np.uint8)
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    return values
+
+
+def _pointwise(seed: int, **force: Any) -> gs.Layer:
+    """A 1x1 convolution (the optimized path): channel counts across the kernel's 4-channel
+    and 16-channel blocks, up to 12x12 pixels (several 32-pair tiles), strides 1-2, SAME and
+    VALID, masks, trained rows anywhere."""
+    rng = np.random.default_rng(50_000 + seed)
+    opts: dict[str, Any] = dict(fh=1, fw=1, dh=1, dw=1)
+    opts["in_c"] = int(rng.integers(1, 70))
+    opts["out_c"] = int(rng.integers(1, 150))
+    if seed % 3 == 0:
+        opts["h"], opts["w"] = int(rng.integers(6, 13)), int(rng.integers(6, 13))
+    if seed % 4 == 0:
+        opts["sh"] = opts["sw"] = 1
+    opts.update(force)
+    return gs.make_layer("conv", seed, **opts)
+
+
+def _same(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarray]:
+    ref = _run(call, values, "ref")
+    dsp = _run(call, values, "dsp")
+    for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
+        np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
+    return ref
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_conv2d_grad_input_1x1_dsp_matches_reference(seed: int) -> None:
+    call, values = gs.grad_input_call(_pointwise(seed))
+    out = _same(call, values)
+    assert out[7][0] > 0 or not np.any(out[6])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conv2d_grad_input_other_filters_dsp_matches_reference(seed: int) -> None:
+    """Other filters run the reference inside the optimized entry point: still identical."""
+    call, values = gs.grad_input_call(gs.make_layer("conv", seed))
+    _same(call, values)
+
+
+def test_conv2d_grad_input_dsp_edge_cases() -> None:
+    """Per-tensor scales, no mask, every row trained, none trained, one channel each way, and
+    gradients large enough that the accumulator shift is nonzero."""
+    cases = [
+        dict(per_channel=False),
+        dict(has_mask=False),
+        dict(train_rows=0),
+        dict(in_c=1, out_c=1),
+        dict(in_c=3, out_c=200, h=3, w=3),
+        dict(in_c=67, out_c=17, h=12, w=12, sh=1, sw=1, padding="VALID"),
+        dict(in_c=64, out_c=256, h=2, w=2),
+    ]
+    for i, force in enumerate(cases):
+        layer = _pointwise(1000 + i, **force)
+        call, values = gs.grad_input_call(layer)
+        out = _same(call, values)
+        assert np.any(out[6]), force
+
+
+def test_the_random_layers_are_informative() -> None:
+    """The compared gradients spread over many values (all-zero gradients would match anything)."""
+    spread = []
+    for seed in range(40):
+        call, values = gs.grad_input_call(_pointwise(seed))
+        g = _run(call, values, "dsp")[6]
+        spread.append(np.unique(g).size >= 16)
+    assert np.mean(spread) >= 0.8
+
+
+@pytest.mark.emulator
+def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_path) -> None:
+    """The firmware build's objects (KERNELS_DSP=1: the assembly) on QEMU mps2-an500, against
+    the host's reference kernels, bit for bit."""
+    calls = []
+    for seed in range(12):
+        calls.append(gs.grad_input_call(_pointwise(seed)))
+    calls.append(gs.grad_input_call(_pointwise(99, in_c=64, out_c=256, h=4, w=4)))
+    calls.append(gs.grad_input_call(_pointwise(98, per_channel=False, in_c=20, out_c=40)))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+def test_the_host_dispatch_runs_the_optimized_gradient_kernels_when_asked() -> None:
+    """X_run follows kernels_dsp_host for the gradient kernels too."""
+    flag = ctypes.c_int.in_dll(_lib(), "kernels_dsp_host")
+    call, values = gs.grad_input_call(_pointwise(7))
+    ref = _run(call, values, "ref")
+    old = flag.value
+    try:
+        flag.value = 1
+        mine = [v.copy() for v in values]
+        run_kernel(call, mine)
+    finally:
+        flag.value = old
+    np.testing.assert_array_equal(mine[6], ref[6])
+
+
+def _depthwise(seed: int, **force: Any) -> gs.Layer:
+    """A depthwise layer: multiplier 1 (the optimized path) mostly, up to 300 channels (several
+    128-channel blocks), 1x1 to 5x5 filters, strides, dilations, SAME and VALID."""
+    rng = np.random.default_rng(60_000 + seed)
+    opts: dict[str, Any] = dict(mult=1 if seed % 5 else int(rng.integers(1, 4)))
+    opts["in_c"] = int(rng.integers(1, 300)) if seed % 3 == 0 else int(rng.integers(1, 40))
+    opts.update(force)
+    return gs.make_layer("dw", seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_depthwise_grad_input_dsp_matches_reference(seed: int) -> None:
+    call, values = gs.grad_input_call(_depthwise(seed))
+    _same(call, values)
+
+
+@pytest.mark.emulator
+def test_depthwise_grad_input_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [gs.grad_input_call(_depthwise(seed)) for seed in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+GRAD_REQUANT_SWEEP_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "dsp.h"
+#include "grad.h"
+
+static uint64_t state = 0x2545F4914F6CDD1Dull;
+static uint64_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+/* Arrays of n values: random magnitudes at every scale, the extremes, and values whose
+ * quotient acc * 127 / max lies exactly on a rounding tie or one unit beside it. */
+int main(int argc, char **argv) {
+    const long rounds = argc > 1 ? atol(argv[1]) : 1000;
+    static int32_t acc[512];
+    static int8_t a[512], b[512];
+    long bad = 0, checks = 0;
+    for (long r = 0; r < rounds; ++r) {
+        const int n = 1 + (int)(rnd() % 512);
+        const int bits = 1 + (int)(rnd() % 31);
+        for (int i = 0; i < n; ++i) acc[i] = (int32_t)(rnd() >> 32) >> (32 - bits);
+        if (r % 7 == 0) acc[rnd() % n] = INT32_MIN;
+        if (r % 7 == 1) acc[rnd() % n] = INT32_MAX;
+        /* ties: with M = max|acc|, acc * 127 + M / 2 = k * M (+-1) */
+        uint32_t m = 0;
+        for (int i = 0; i < n; ++i) {
+            const uint32_t v = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
+            if (v > m) m = v;
+        }
+        for (int i = 0; i < n && m > 0; i += 3) {
+            const uint64_t k = rnd() % 128, target = k * m - m / 2 + (rnd() % 3) - 1;
+            const uint64_t v = target / 127;
+            if (v <= m) acc[i] = (rnd() & 1) ? (int32_t)v : -(int32_t)v;
+        }
+        const float sa = grad_requantize_s32(acc, (size_t)n, 0.37f, a);
+        const float sb = dsp_grad_requantize_s32(acc, (size_t)n, 0.37f, b);
+        for (int i = 0; i < n; ++i, ++checks)
+            if (a[i] != b[i] && bad++ < 10) printf("acc %d: %d vs %d\n", acc[i], a[i], b[i]);
+        if (sa != sb && bad++ < 10) printf("scale %g vs %g\n", sa, sb);
+    }
+    printf("%ld %ld\n", checks, bad);
+    return bad != 0;
+}
+"""
+
+
+def test_fast_gradient_requantization_is_bit_identical(tmp_path) -> None:
+    """dsp.h's dsp_grad_requantize_s32 (float estimate, exact 64-bit correction) against grad.c's
+    grad_requantize_s32 (64-bit division): random arrays at every magnitude, INT32_MIN/MAX, and
+    values on and beside the rounding ties, compiled with the host compiler."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
+    src.write_text(GRAD_REQUANT_SWEEP_C)
+    flags = ["-std=gnu11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", f"-I{kernels}"]
+    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe)], check=True)
+    p = subprocess.run([str(exe), "20000"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    checks, bad = map(int, p.stdout.split()[-2:])
+    assert bad == 0 and checks > 4_000_000
+
+
+def _update(layer: gs.Layer, seed: int) -> tuple[KernelCall, list[np.ndarray]]:
+    lr = float(10 ** np.random.default_rng(seed).uniform(-3, 0))  # steps of a few to many quanta
+    call, values = gs.update_call(layer, lr, True, seed % 4 != 0, 0x1234567 + seed)
+    return call, [np.ascontiguousarray(v) for v in values[:8]]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_grad_update_1x1_dsp_matches_reference(seed: int) -> None:
+    """New weights, biases and generator state identical (the stochastic rounding draws in the
+    same order), on 1x1 layers with every kind of trained slice and mask."""
+    call, values = _update(_pointwise(seed), seed)
+    out = _same(call, values)
+    assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_conv2d_grad_update_other_filters_dsp_matches_reference(seed: int) -> None:
+    _same(*_update(gs.make_layer("conv", 300 + seed), seed))
+
+
+@pytest.mark.emulator
+def test_conv2d_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_update(_pointwise(seed, train_rows=3), seed) for seed in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fully_connected_grads_dsp_match_reference(seed: int) -> None:
+    """Fully connected input gradient and update (run as 1x1 convolutions; a weight zero point
+    takes the reference): every operand identical, the generator state included."""
+    force: dict[str, Any] = {"depth": int(np.random.default_rng(seed).integers(1, 300))} if seed % 2 else {}
+    layer = gs.make_layer("fc", seed, **force)
+    _same(*gs.grad_input_call(layer))
+    _same(*_update(layer, seed))
+
+
+@pytest.mark.emulator
+def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = []
+    for seed in range(6):
+        layer = gs.make_layer("fc", 500 + seed, per_channel=True, train_rows=2)
+        calls += [gs.grad_input_call(layer), _update(layer, seed)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
