@@ -183,6 +183,7 @@ def build_training_graph(fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int
                 lr=lr,
                 train_rows=u.rows,
                 update_bias=u.update_bias,
+                qas=scheme.qas,
             )
         if x in requires:
             add_grad(x, gx)

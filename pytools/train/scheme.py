@@ -12,6 +12,9 @@ small TOML file:
     -7 = 0.125
 
 or the same on the command line: "bias=22,-1=1,-3=0.25,-7=0.125".
+
+`qas = false` (inline "qas=0") turns quantization-aware scaling off, for the ablation only:
+the update is then plain SGD on the int8 weights and int32 biases (docs/training.md).
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ RATIOS = (0.125, 0.25, 0.5, 1.0)
 class Scheme:
     bias_layers: int = 0
     weights: dict[int, float] = field(default_factory=dict)  # layer (negative index) -> ratio
+    qas: bool = True  # False: SGD on the integers without QAS (an ablation)
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
         parts += [f"weights of layer {k} at {r:g}" for k, r in sorted(self.weights.items())]
-        return ", ".join(parts) or "nothing"
+        return ", ".join(parts) + ("" if self.qas else ", without QAS") if parts else "nothing"
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,11 @@ def parse_scheme_text(text: str) -> Scheme:
         try:
             if key.strip() == "bias":
                 s.bias_layers = int(value)
+            elif key.strip() == "qas":
+                s.qas = {"1": True, "true": True, "0": False, "false": False}[value.strip().lower()]
             else:
                 s.weights[int(key)] = float(value)
-        except ValueError as e:
+        except (ValueError, KeyError) as e:
             raise ToolError(f"scheme item '{item}': {e}") from e
     return _check(s, f"scheme '{text}'")
 
@@ -88,11 +94,15 @@ def load_scheme(spec: str) -> Scheme:
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ToolError(f"{path}: not valid TOML: {e}") from e
-        unknown = set(d) - {"bias_layers", "weights"}
+        unknown = set(d) - {"bias_layers", "weights", "qas"}
         if unknown:
-            raise ToolError(f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers and [weights]")
+            raise ToolError(
+                f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], qas"
+            )
+        if not isinstance(d.get("qas", True), bool):
+            raise ToolError(f"{path}: qas must be true or false")
         weights = {int(k): float(v) for k, v in d.get("weights", {}).items()}
-        return _check(Scheme(int(d.get("bias_layers", 0)), weights), str(path))
+        return _check(Scheme(int(d.get("bias_layers", 0)), weights, d.get("qas", True)), str(path))
     return parse_scheme_text(spec)
 
 
