@@ -311,6 +311,51 @@ def bench(
     print(result["markdown"])
 
 
+@task(
+    help={
+        "model": "a pretrained int8 .tflite classifier (default: the data set's own pretrained model)",
+        "dataset": "the data set (datasets/): digits, ...",
+        "budget": "peak training SRAM allowed: firmware static RAM + training arena (e.g. 64KB)",
+        "out": "the scheme file to write (default: schemes/<model>-<dataset>-<budget>.toml)",
+        "board": BOARD_HELP,
+        "lr": "learning rate of the measuring fine-tuning runs (SGD with QAS, real units)",
+        "steps": "fine-tuning steps per measured part (fixed budget)",
+        "seeds": "comma-separated sample-order seeds; each part's gain is their mean",
+        "split": "how the data set is split (default: its first split)",
+    }
+)
+@friendly
+def plan(
+    c: Context,
+    dataset: str = "digits",
+    budget: str = "64KB",
+    model: str = "",
+    out: str = "",
+    board: str | None = None,
+    lr: float = 0.01,
+    steps: int = 500,
+    seeds: str = "0",
+    split: str = "",
+) -> None:
+    """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
+    from pathlib import Path
+
+    from pytools.plan.run import parse_budget
+    from pytools.plan.run import plan as run_plan
+
+    run_plan(
+        resolve_board(board),
+        dataset,
+        parse_budget(budget),
+        model=Path(model) if model else None,
+        out=Path(out) if out else None,
+        lr=lr,
+        steps=steps,
+        seeds=tuple(int(s) for s in seeds.split(",") if s),
+        split=split or None,
+    )
+
+
 @task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:
