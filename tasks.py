@@ -356,6 +356,21 @@ def plan(
     )
 
 
+@task(
+    help={
+        "tasks": "comma-separated task names (default: all; pytools/results.py TASKS)",
+        "board": BOARD_HELP,
+    }
+)
+@friendly
+def results(c: Context, tasks: str = "", board: str | None = None) -> None:
+    """Regenerate docs/RESULTS.md and docs/results/: accuracy and peak SRAM of each scheme, per task."""
+    from pytools.results import OUT_MD, run_all
+
+    _, seconds = run_all(resolve_board(board), [t for t in tasks.split(",") if t] or None)
+    print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")
+
+
 @task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:

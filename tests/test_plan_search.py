@@ -134,3 +134,10 @@ def test_invoke_plan_writes_its_files(tmp_path: Path) -> None:
     assert info["memory"] == p.linked_ram and info["budget"] == 26_000
     assert np.isfinite(info["measured_gain"])
     assert p.seconds["total"] < 600
+    # the finalists were fine-tuned as a whole; the chosen one is the best measured, and the
+    # best single part is among them
+    finals = info["finalists"]
+    assert info["measured_gain"] == max(f["measured_gain"] for f in finals)
+    assert p.result.best_single is not None
+    assert list(p.result.best_single[0]) in [f["genome"] for f in finals]
+    assert all(f["memory"] <= 26_000 for f in finals)

@@ -37,6 +37,8 @@ class Data:
     x_eval: np.ndarray
     y_eval: np.ndarray
     eval_name: str  # "validation" (the planner) or "held-out" (results)
+    x_float_train: np.ndarray | None = None  # the real-valued samples (the float path's inputs)
+    x_float_eval: np.ndarray | None = None
 
 
 def load(dataset: str, model: Path | None, split: str | None = None, validation: bool = True) -> Data:

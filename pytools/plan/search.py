@@ -114,6 +114,7 @@ class Result:
     compiles: int  # distinct schemes compiled
     history: list[float] = field(default_factory=list)  # best score after each generation
     best_single: tuple[Genome, float] | None = None  # the best single part that fits
+    finalists: list[tuple[Genome, float, int]] = field(default_factory=list)  # best scored, best first
 
 
 def _better(a: tuple[float, int], b: tuple[float, int]) -> bool:
@@ -130,6 +131,7 @@ def evolve(
     patience: int = 15,
     seed: int = 0,
     progress: bool = True,
+    finalists: int = 6,
 ) -> Result:
     rng = np.random.default_rng(seed)
     n = len(gains.weights)
@@ -200,6 +202,9 @@ def evolve(
     bar.close()
     if best is None:
         raise ToolError(f"no scheme fits the budget of {budget:,} B (the smallest candidates do not)")
+    ranked = sorted((g for g, f in fitness.items() if f), key=key, reverse=True)[:finalists]
+    if best_single and best_single not in ranked:
+        ranked.append(best_single)
     return Result(
         best,
         fit(best)[0],
@@ -208,6 +213,7 @@ def evolve(
         getattr(memory, "compiles", len(fitness)),
         history,
         (best_single, fit(best_single)[0]) if best_single else None,
+        [(g, fit(g)[0], fit(g)[1]) for g in ranked],
     )
 
 
