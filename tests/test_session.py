@@ -169,8 +169,8 @@ def test_a_real_board_without_this_plan_is_refused_with_what_to_flash(run_dir, t
 
 
 def test_unknown_dataset_split_and_bad_scheme_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(ToolError, match=r"unknown dataset 'mnist'; known datasets: digits"):
-        run_training_session(BOARD, dataset="mnist", out_dir=tmp_path / "a")
+    with pytest.raises(ToolError, match=r"unknown dataset 'cifar10'; known datasets: basic_motions, digits"):
+        run_training_session(BOARD, dataset="cifar10", out_dir=tmp_path / "a")
     with pytest.raises(ToolError, match=r"unknown split 'random' of digits; known splits: writers"):
         run_training_session(BOARD, split="random", out_dir=tmp_path / "b")
     with pytest.raises(ToolError, match=r"bad scheme: .*ratio 0\.3 is not one of .*schemes/: .*head_only"):
