@@ -65,7 +65,8 @@ class TaskSpec:
     epochs: int = 5
     plan_steps: int = 1000
     plan_seeds: tuple[int, ...] = (0, 1)
-    unavailable: str = ""  # why the task cannot run here (then it is listed, not run)
+    lr_grid: bool = True  # False: every row but the one without QAS trains at `lr` (saves time)
+    missing: Callable[[], str] = lambda: ""  # why the task cannot run here ("" = it can)
 
 
 @dataclass
@@ -108,14 +109,63 @@ def _digits_keras() -> Any:
     return model
 
 
-def _missing(what: str) -> Callable[[], Any]:
-    def f() -> Any:
-        raise ToolError(what)
+def _backbone_model(name: str) -> Callable[[], tuple[str, bytes]]:
+    def f() -> tuple[str, bytes]:
+        from pytools.pretrain import backbones  # branch `data`
+
+        return name, backbones.model_path(name).read_bytes()
 
     return f
 
 
-BACKBONE_MISSING = "the pretrained backbones (branch `data`, models/) are not in this tree yet"
+def _backbone_keras(name: str) -> Callable[[], Any]:
+    """The backbone's float Keras model. backbones.py keeps only the .tflite, so the float
+    weights come from its own seeded, deterministic training, run once and cached (keyed by the
+    .tflite's hash; its float accuracy is checked against models/<name>.json)."""
+
+    def f() -> Any:
+        import hashlib
+
+        from pytools.pretrain import backbones
+
+        spec = backbones.BACKBONES[name]
+        key = hashlib.sha256(backbones.model_path(name).read_bytes()).hexdigest()[:16]
+        cache = BUILD / "results" / f"{name}-float-{key}.npz"
+        model = spec.make(None)
+        if not cache.exists():
+            data = datasets.load_split(spec.dataset, spec.split)
+            trained, _ = backbones._train(spec, data.pretrain.x, data.pretrain.y)
+            info = json.loads((backbones.MODELS / f"{name}.json").read_text())
+            pred = np.argmax(trained.predict(data.held_out.x, batch_size=256, verbose=0), axis=1)
+            acc = float(np.mean(pred == data.held_out.y))
+            if abs(acc - info["float_accuracy"]) > 0.005:
+                raise ToolError(
+                    f"{name}: retrained float backbone scores {acc:.4f}, models/{name}.json says "
+                    f"{info['float_accuracy']}: not the same weights"
+                )
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, **{f"w{i}": w for i, w in enumerate(trained.get_weights())})
+        w = np.load(cache)
+        model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
+        return model
+
+    return f
+
+
+def _backbone_missing(name: str, extra: str = "") -> Callable[[], str]:
+    def f() -> str:
+        try:
+            from pytools.pretrain import backbones
+        except ImportError:
+            return (
+                "the pretrained backbones (pytools/pretrain/backbones.py, branch `data`) are not in this tree"
+            )
+        if not backbones.model_path(name).exists():
+            return f"models/{name}.tflite does not exist (run `invoke pretrain`)"
+        return extra
+
+    return f
+
 
 TASKS = [
     TaskSpec(
@@ -132,40 +182,56 @@ TASKS = [
         "1. Fashion-MNIST backbone -> MNIST digits (new classes, new domain)",
         "mnist",
         ["transfer"],
-        _missing(BACKBONE_MISSING),
-        _missing(BACKBONE_MISSING),
+        _backbone_model("fashion_mbv2"),
+        _backbone_keras("fashion_mbv2"),
         budget=64 * 1024,
-        unavailable=BACKBONE_MISSING,
+        epochs=2,
+        plan_steps=1000,
+        plan_seeds=(0,),
+        lr_grid=False,
+        missing=_backbone_missing("fashion_mbv2"),
     ),
     TaskSpec(
         "fashion_to_digits",
         "2. Fashion-MNIST backbone -> sklearn digits (43 new writers, 8x8 upscaled, few-shot)",
         "digits",
         ["writers"],
-        _missing(BACKBONE_MISSING),
-        _missing(BACKBONE_MISSING),
+        _backbone_model("fashion_mbv2"),
+        _backbone_keras("fashion_mbv2"),
         budget=64 * 1024,
-        unavailable=BACKBONE_MISSING + "; the 28x28 upscaled digits too",
+        plan_seeds=(0,),
+        lr_grid=False,
+        missing=_backbone_missing(
+            "fashion_mbv2", "the digits data set has no 28x28 (upscaled) split for a 28x28 backbone yet"
+        ),
     ),
     TaskSpec(
         "hapt_users",
         "3. HAPT backbone -> each of users 21-30 (personalisation)",
         "hapt",
         [f"user{u}" for u in range(21, 31)],
-        _missing(BACKBONE_MISSING),
-        _missing(BACKBONE_MISSING),
+        _backbone_model("hapt_cnn1d"),
+        _backbone_keras("hapt_cnn1d"),
         budget=64 * 1024,
-        unavailable=BACKBONE_MISSING,
+        plan_seeds=(0,),
+        lr_grid=False,
+        missing=_backbone_missing("hapt_cnn1d"),
     ),
     TaskSpec(
         "hapt_to_basicmotions",
         "4. HAPT backbone -> BasicMotions (smartwatch, four new classes)",
         "basic_motions",
         ["standard"],
-        _missing(BACKBONE_MISSING),
-        _missing(BACKBONE_MISSING),
+        _backbone_model("hapt_cnn1d"),
+        _backbone_keras("hapt_cnn1d"),
         budget=64 * 1024,
-        unavailable=BACKBONE_MISSING + "; and a 4-class head",
+        plan_seeds=(0,),
+        lr_grid=False,
+        missing=_backbone_missing(
+            "hapt_cnn1d",
+            "BasicMotions windows are 1x100x6 at 10 Hz and have 4 classes; the HAPT backbone takes "
+            "1x128x6 at 50 Hz with a 6-class head: no resampling or head replacement exists yet",
+        ),
     ),
 ]
 
@@ -199,9 +265,12 @@ def int8_accuracy(d: Data, board: Board, scheme: Scheme, lr: float, steps: int, 
 def float_accuracy(keras_model: Callable[[], Any], d: Data, lr: float, steps: int, seed: int) -> float:
     """The whole float network fine-tuned in TensorFlow: plain SGD, batch 1, the int8 path's
     sample order, sparse categorical cross-entropy on its softmax output."""
+    import os
+
     from pytools.pretrain.zoo import _tf
 
-    _tf()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: no C++ chatter
+    _tf().get_logger().setLevel("ERROR")  # nor Keras' retracing notes
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -209,7 +278,8 @@ def float_accuracy(keras_model: Callable[[], Any], d: Data, lr: float, steps: in
     model.compile(optimizer=keras.optimizers.SGD(lr), loss=keras.losses.SparseCategoricalCrossentropy())
     order = orders(len(d.y_train), steps, seed)
     assert d.x_float_train is not None and d.x_float_eval is not None
-    model.fit(d.x_float_train[order], d.y_train[order], batch_size=1, epochs=1, shuffle=False, verbose=0)
+    if steps:
+        model.fit(d.x_float_train[order], d.y_train[order], batch_size=1, epochs=1, shuffle=False, verbose=0)
     pred = np.argmax(model.predict(d.x_float_eval, verbose=0, batch_size=256), axis=-1)
     return float(np.mean(pred == d.y_eval))
 
@@ -231,7 +301,7 @@ class TaskResult:
     seconds: float
 
 
-def run_task(spec: TaskSpec, board: Board, progress: bool = True) -> TaskResult:
+def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path = OUT_DIR) -> TaskResult:
     t0 = time.monotonic()
     name, blob = spec.model()
     n = len(trainable_ops(import_tflite(blob, name)))
@@ -252,7 +322,7 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True) -> TaskResult:
                 spec.dataset,
                 spec.budget,
                 model=model_path,
-                out=OUT_DIR / f"{spec.name}-plan.toml",
+                out=out_dir / f"{spec.name}-plan.toml",
                 lr=spec.lr,
                 steps=spec.plan_steps,
                 seeds=spec.plan_seeds,
@@ -289,13 +359,19 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True) -> TaskResult:
                     result.append(row)
                     continue
             factors = NO_QAS_LR_FACTORS if scheme is not None and not scheme.qas else LR_FACTORS
+            if not spec.lr_grid and (scheme is None or scheme.qas):
+                factors = (1.0,)
 
             def acc(data: Data, lr: float, steps: int, seed: int, s: Scheme | None = scheme) -> float:
                 if s is None:
                     return float_accuracy(spec.keras, data, lr, steps, seed)
                 return int8_accuracy(data, board, s, lr, steps, seed)
 
-            grid = {f * spec.lr: acc(val, f * spec.lr, steps_val, 0) for f in factors}
+            grid = (
+                {f * spec.lr: acc(val, f * spec.lr, steps_val, 0) for f in factors}
+                if len(factors) > 1
+                else {spec.lr: 0.0}
+            )
             row.lr = max(grid, key=lambda k: (grid[k], -abs(np.log(k / spec.lr))))
             row.accuracy = [acc(held, row.lr, steps, s) for s in SEEDS]
             result.append(row)
@@ -406,11 +482,18 @@ def _verdict(tr: TaskResult) -> list[str]:
     return out
 
 
-def write(results: list[TaskResult], skipped: list[TaskSpec], seconds: float, command: str) -> None:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+def write(
+    results: list[TaskResult],
+    skipped: list[tuple[TaskSpec, str]],
+    seconds: float,
+    command: str,
+    md: Path = OUT_MD,
+    out_dir: Path = OUT_DIR,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     for tr in results:
-        _plot(tr, OUT_DIR / f"{tr.spec.name}.png")
-        (OUT_DIR / f"{tr.spec.name}.json").write_text(
+        _plot(tr, out_dir / f"{tr.spec.name}.png")
+        (out_dir / f"{tr.spec.name}.json").write_text(
             json.dumps(
                 {
                     "pretrained": tr.pretrained,
@@ -460,14 +543,14 @@ def write(results: list[TaskResult], skipped: list[TaskSpec], seconds: float, co
         lines += _task_md(tr)
     if skipped:
         lines += ["## Not run here", ""]
-        lines += [f"- {s.title}: {s.unavailable}." for s in skipped]
+        lines += [f"- {s.title}: {why}." for s, why in skipped]
         lines += [
             "",
             "The code runs them as soon as their backbones exist: each task is a `TaskSpec` in "
             "`pytools/results.py` (data set, splits, int8 backbone, float Keras backbone, budget).",
             "",
         ]
-    OUT_MD.write_text("\n".join(lines).rstrip() + "\n")
+    md.write_text("\n".join(lines).rstrip() + "\n")
 
 
 def run_all(
@@ -478,9 +561,12 @@ def run_all(
     if only and len(chosen) != len(only):
         raise ToolError(f"unknown task in {only}; tasks: {', '.join(t.name for t in TASKS)}")
     results = []
+    skipped: list[tuple[TaskSpec, str]] = []
     for spec in chosen:
-        if spec.unavailable:
-            print(f"{spec.name}: not run ({spec.unavailable})")
+        why = spec.missing()
+        if why:
+            print(f"{spec.name}: not run ({why})")
+            skipped.append((spec, why))
             continue
         tr = run_task(spec, board, progress)
         print(f"{spec.name}: {tr.seconds:.0f} s")
@@ -488,7 +574,6 @@ def run_all(
             print(f"  {r.name:<42} lr {r.lr:<8g} {_fmt_acc(r.accuracy):>12}  {r.sram or r.note or '-'}")
         results.append(tr)
     seconds = time.monotonic() - t0
-    skipped = [t for t in chosen if t.unavailable]
     cmd = "invoke results" + (f" --tasks {','.join(only)}" if only else "")
     write(results, skipped, seconds, cmd)
     return results, seconds
