@@ -470,6 +470,7 @@ def _verdict(tr: TaskResult) -> list[str]:
     cls = _mean(tr, "int8 classifier only")
     bias = _mean(tr, "int8 biases only")
     noqas = _mean(tr, "int8 sparse, no QAS")
+    full = _mean(tr, "int8 full update")
     gap = 100 * (ours - cloud)
     out = [
         f"Ours against the cloud baseline: {gap:+.1f} points "
@@ -479,6 +480,11 @@ def _verdict(tr: TaskResult) -> list[str]:
         f"Against classifier only {100 * (ours - cls):+.1f}, biases only {100 * (ours - bias):+.1f}, "
         f"the same scheme without QAS {100 * (ours - noqas):+.1f} points.",
     ]
+    if np.isfinite(full):
+        out.append(
+            f"The int8 full update (no memory budget) against the cloud baseline: "
+            f"{100 * (full - cloud):+.1f} points."
+        )
     return out
 
 

@@ -21,7 +21,7 @@ import pytest
 from pytools.boards import load_board
 from pytools.plan.contribution import analyze
 from pytools.plan.finetune import load
-from pytools.plan.run import parse_budget, plan
+from pytools.plan.run import fit_steps, parse_budget, plan
 from pytools.plan.search import Gains, Memory, evolve, exhaustive, scheme_of
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import load_scheme
@@ -119,6 +119,14 @@ def test_planner_figures_are_the_linker_s(setup: tuple) -> None:
         ct = compile_training(d.graph, scheme_of(g), board, d.model_name, link=True)
         assert ct.image is not None
         assert ct.image.regions["RAM"].used == mem(g)
+
+
+def test_steps_fit_the_time_limit(setup: tuple) -> None:
+    board, d, _, _ = setup
+    said: list[str] = []
+    assert fit_steps(d, board, 600, 1, 1e6, said.append) == 600 and not said
+    few = fit_steps(d, board, 600, 1, 1e-3, said.append)  # 1 ms for ~20 runs: the floor
+    assert few == 50 and "using 50 " in said[0]
 
 
 def test_invoke_plan_writes_its_files(tmp_path: Path) -> None:

@@ -87,6 +87,8 @@ def compile_for(graph: Graph, scheme: Scheme, board: Board, name: str, lr: float
 
 
 def accuracy(tr: Trainer, x: np.ndarray, y: np.ndarray) -> float:
+    if not len(y):
+        return float("nan")
     return float(np.mean([tr.predict(xi) == yi for xi, yi in zip(x, y, strict=True)]))
 
 

@@ -14,6 +14,7 @@ import json
 import re
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,14 @@ from pytools.plan.contribution import Analysis, analyze
 from pytools.plan.finetune import Data, compile_for, load, run
 from pytools.plan.search import Memory, Result, evolve, scheme_of
 from pytools.train.compile_train import compile_training, report
-from pytools.train.scheme import Scheme
+from pytools.train.scheme import Scheme, trainable_ops
 
 SCHEMES = ROOT / "schemes"
 DEFAULT_LR = 0.01  # as `invoke train`'s default
 DEFAULT_STEPS = 500  # fine-tuning steps per measured part
 EVAL_LIMIT = 400  # validation samples per measurement
+MAX_SECONDS = 480.0  # the fine-tuning runs' share of the 10 minutes `invoke plan` may take
+FINALISTS = 6
 
 
 def parse_budget(text: str) -> int:
@@ -138,6 +141,34 @@ def plot(an: Analysis, chosen: Scheme, budget: int, memory: int, path: Path) -> 
     plt.close(fig)
 
 
+def fit_steps(
+    d: Data, board: Board, steps: int, n_seeds: int, max_seconds: float, say: Callable[..., None]
+) -> int:
+    """Steps per run such that every run (each part, the base, the finalists; each seed) fits
+    max_seconds. One probe times the costliest kind of step: every bias and the classifier,
+    which backpropagates through every layer."""
+    n = len(trainable_ops(d.graph))
+    ct = compile_for(d.graph, Scheme(n, {-1: 1.0}), board, d.model_name, DEFAULT_LR)
+    probe = min(steps, 100)
+    t = time.monotonic()
+    run(ct, d, probe, 0, 0)
+    t_step = (time.monotonic() - t) / max(probe, 1)
+    t = time.monotonic()
+    run(ct, d, 0, 0, min(EVAL_LIMIT, len(d.y_eval)))
+    t_eval = time.monotonic() - t
+    runs = (n + 4 * (n - 1) + 1 + FINALISTS + 1) * n_seeds
+    per_run = max_seconds / runs
+    fitted = max(50, int((per_run - t_eval) / t_step))
+    if fitted < steps:
+        say(
+            f"time      {t_step * 1e3:.2f} ms per step, {t_eval:.1f} s per evaluation, up to {runs} runs: "
+            f"{steps} steps per run would take {runs * (steps * t_step + t_eval):.0f} s; using {fitted} "
+            f"(the runs' limit is {max_seconds:.0f} s)"
+        )
+        return fitted
+    return steps
+
+
 def plan(
     board: Board,
     dataset: str,
@@ -152,6 +183,7 @@ def plan(
     base: str = "classifier",
     progress: bool = True,
     log: bool = True,
+    max_seconds: float = MAX_SECONDS,
 ) -> Plan:
     say = print if log else (lambda *a, **k: None)
     t0 = time.monotonic()
@@ -166,6 +198,7 @@ def plan(
         f"memory    budget {budget:,} B; firmware static RAM {mem.firmware_ram:,} B (linker) "
         "+ each candidate's planned arena"
     )
+    steps = fit_steps(d, board, steps, len(seeds), max_seconds, say)
     times["setup"] = time.monotonic() - t0
 
     t = time.monotonic()
@@ -178,7 +211,7 @@ def plan(
     )
 
     t = time.monotonic()
-    res = evolve(an.gains(), mem, budget, seed=search_seed, progress=progress)
+    res = evolve(an.gains(), mem, budget, seed=search_seed, progress=progress, finalists=FINALISTS)
     times["search"] = time.monotonic() - t
     say(
         f"search    {res.evaluated} candidates scored, {res.compiles} schemes compiled, "
