@@ -397,6 +397,28 @@ def compare_tflm(c: Context, models: str = "") -> None:
         )
 
 
+@task(help={"only": "comma-separated backbone names (default: all: fashion_mbv2, hapt_cnn1d)"})
+@friendly
+def pretrain(c: Context, only: str = "") -> None:
+    """Train the backbones on real data and write them, full int8, to models/ (a few minutes)."""
+    from pytools.pretrain.backbones import BACKBONES
+    from pytools.pretrain.backbones import pretrain as run_pretrain
+
+    names = [n for n in only.split(",") if n] or list(BACKBONES)
+    unknown = sorted(set(names) - set(BACKBONES))
+    if unknown:
+        raise ToolError(f"unknown backbone(s) {', '.join(unknown)}; known: {', '.join(BACKBONES)}")
+    for info in run_pretrain(names):
+        shape = "x".join(map(str, info["input_shape"]))
+        print(
+            f"{info['file']}: input {shape} int8, {info['classes']} classes, "
+            f"{info['bytes']:,} B, {info['forward_macs']:,} MACs; held-out accuracy float "
+            f"{info['float_accuracy']:.4f}, int8 {info['int8_accuracy']:.4f} ({info['held_out_samples']:,} "
+            f"samples); trained in {info['train_seconds']:.0f} s"
+        )
+    print("wrote models/README.md")
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run every test (Python and the C unit tests) with pytest."""
