@@ -76,6 +76,9 @@ def test_search_respects_the_budget_and_beats_single_parts(setup: tuple, budget:
     gains = an.gains()
     res = evolve(gains, mem, budget, seed=1, progress=False)
     chosen = scheme_of(res.genome)
+    # every candidate holds the base the gains were measured on: the classifier, its bias
+    for g in [res.genome, *(f[0] for f in res.finalists)]:
+        assert g[0] >= gains.min_bias and all(g[1 + p] == r for p, r in gains.required.items()), g
     # within the budget by the compiler, and by the linker
     ct = compile_training(d.graph, chosen, board, d.model_name, link=True)
     assert ct.image is not None

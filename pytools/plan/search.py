@@ -159,7 +159,7 @@ def evolve(
         rate = 1.5 / (n + 1)
         if rng.random() < rate:
             out[0] = (
-                int(np.clip(out[0] + rng.integers(-3, 4), 0, ks[-1]))
+                int(np.clip(out[0] + rng.integers(-3, 4), ks[0], ks[-1]))
                 if rng.random() < 0.7
                 else int(rng.choice(ks))
             )
