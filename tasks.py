@@ -322,6 +322,8 @@ def bench(
         "steps": "fine-tuning steps per measured part (fixed budget)",
         "seeds": "comma-separated sample-order seeds; each part's gain is their mean",
         "split": "how the data set is split (default: its first split)",
+        "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
+        "watch_to_hapt (BasicMotions -> HAPT windows)",
     }
 )
 @friendly
@@ -336,6 +338,7 @@ def plan(
     steps: int = 500,
     seeds: str = "0",
     split: str = "",
+    adapt: str = "",
 ) -> None:
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
@@ -353,6 +356,7 @@ def plan(
         steps=steps,
         seeds=tuple(int(s) for s in seeds.split(",") if s),
         split=split or None,
+        adapt=adapt or None,
     )
 
 

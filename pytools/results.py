@@ -39,7 +39,7 @@ from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import BUILD, ROOT
-from pytools.plan.finetune import Data, orders, run
+from pytools.plan.finetune import Data, load, orders, run
 from pytools.plan.run import plan
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import Scheme, parse_scheme_text, trainable_ops
@@ -50,6 +50,7 @@ OUT_DIR = DOCS / "results"
 SEEDS = (0, 1, 2)
 NO_QAS_LR_FACTORS = (1.0, 1e2, 1e4, 1e6)  # without QAS the same lr moves weights s_W^2 times less
 LR_FACTORS = (1 / 3, 1.0, 3.0)
+GRID_STEPS = 2000  # at most this many steps per learning-rate trial
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TaskSpec:
     plan_steps: int = 1000
     plan_seeds: tuple[int, ...] = (0, 1)
     plan_split: str | None = None  # the split `invoke plan` analyses (default: the first of splits)
+    adapt: str | None = None  # finetune.ADAPTERS name: the samples as the backbone takes them
     lr_grid: bool = True  # False: every row but the one without QAS trains at `lr` (saves time)
     missing: Callable[[], str] = lambda: ""  # why the task cannot run here ("" = it can)
 
@@ -186,8 +188,8 @@ TASKS = [
         _backbone_model("fashion_mbv2"),
         _backbone_keras("fashion_mbv2"),
         budget=64 * 1024,
-        epochs=2,
-        plan_steps=1000,
+        epochs=1,
+        plan_steps=500,
         plan_seeds=(0,),
         lr_grid=False,
         missing=_backbone_missing("fashion_mbv2"),
@@ -202,9 +204,8 @@ TASKS = [
         budget=64 * 1024,
         plan_seeds=(0,),
         lr_grid=False,
-        missing=_backbone_missing(
-            "fashion_mbv2", "the digits data set has no 28x28 (upscaled) split for a 28x28 backbone yet"
-        ),
+        adapt="upscale28",
+        missing=_backbone_missing("fashion_mbv2"),
     ),
     TaskSpec(
         "hapt_users",
@@ -229,11 +230,8 @@ TASKS = [
         budget=64 * 1024,
         plan_seeds=(0,),
         lr_grid=False,
-        missing=_backbone_missing(
-            "hapt_cnn1d",
-            "BasicMotions windows are 1x100x6 at 10 Hz and have 4 classes; the HAPT backbone takes "
-            "1x128x6 at 50 Hz with a 6-class head: no resampling or head replacement exists yet",
-        ),
+        adapt="watch_to_hapt",
+        missing=_backbone_missing("hapt_cnn1d"),
     ),
 ]
 
@@ -241,22 +239,8 @@ TASKS = [
 # ---------------------------------------------------------------- runs
 
 
-def _data(spec: TaskSpec, split: str, name: str, blob: bytes, validation: bool) -> Data:
-    from pytools.plan.finetune import validation_split
-    from pytools.session import check_classifier, model_inputs
-
-    ds = datasets.module(spec.dataset)
-    parts = datasets.load_split(spec.dataset, split)
-    graph = import_tflite(blob, name)
-    check_classifier(graph, ds.CLASSES, ds.SHAPE, name)
-    x, y = parts.finetune.x, parts.finetune.y
-    if validation:
-        tr, va = validation_split(y)
-        xt, yt, xe, ye = x[tr], y[tr], x[va], y[va]
-    else:
-        xt, yt, xe, ye = x, y, parts.held_out.x, parts.held_out.y
-    ev = "validation" if validation else "held-out"
-    return Data(name, blob, graph, model_inputs(graph, xt), yt, model_inputs(graph, xe), ye, ev, xt, xe)
+def _data(spec: TaskSpec, split: str, model: Path, validation: bool) -> Data:
+    return load(spec.dataset, model, split, validation=validation, adapt=spec.adapt)
 
 
 def int8_accuracy(d: Data, board: Board, scheme: Scheme, lr: float, steps: int, seed: int) -> float:
@@ -310,15 +294,15 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path 
     out: dict[str, list[Row]] = {}
     pretrained: dict[str, float] = {}
     plan_summary = ""
+    model_path = BUILD / "results" / f"{name}.tflite"
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(blob)
     for split in spec.splits:
-        val = _data(spec, split, name, blob, validation=True)
-        held = _data(spec, split, name, blob, validation=False)
-        steps_val = spec.epochs * len(val.y_train)
+        val = _data(spec, split, model_path, validation=True)
+        held = _data(spec, split, model_path, validation=False)
+        steps_val = min(spec.epochs * len(val.y_train), GRID_STEPS)
         steps = spec.epochs * len(held.y_train)
         if not plan_summary:  # one plan per task (on its first split's validation part)
-            model_path = BUILD / "results" / f"{name}.tflite"
-            model_path.parent.mkdir(parents=True, exist_ok=True)
-            model_path.write_bytes(blob)
             p = plan(
                 board,
                 spec.dataset,
@@ -331,6 +315,7 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path 
                 split=spec.plan_split or split,
                 progress=progress,
                 log=False,
+                adapt=spec.adapt,
             )
             ours = p.scheme
             plan_summary = (

@@ -16,6 +16,7 @@ import numpy as np
 
 import datasets
 from pytools.boards import Board
+from pytools.errors import ToolError
 from pytools.model.ir import Graph
 from pytools.model.tflite_import import import_tflite
 from pytools.train.compile_train import CompiledTraining, compile_training
@@ -41,24 +42,85 @@ class Data:
     x_float_eval: np.ndarray | None = None
 
 
-def load(dataset: str, model: Path | None, split: str | None = None, validation: bool = True) -> Data:
+def upscale28(x: np.ndarray) -> np.ndarray:
+    """sklearn digits (8x8, [0, 1]) as a 28x28 backbone takes them: each pixel a 3x3 block
+    (24x24), then a 2-pixel empty border, as MNIST centres a 20x20 digit in 28x28."""
+    big = np.kron(x[..., 0], np.ones((3, 3), np.float32))
+    return np.pad(big, ((0, 0), (2, 2), (2, 2)))[..., None].astype(np.float32)
+
+
+def watch_to_hapt(x: np.ndarray) -> np.ndarray:
+    """BasicMotions recordings (10 s at 10 Hz, accelerometer in m/s^2) as the HAPT backbone's
+    windows (2.56 s at 50 Hz, accelerometer in g): acceleration / 9.80665, linear interpolation
+    to 50 Hz, the centre 128 samples. Gyroscopes are rad/s in both."""
+    x = np.asarray(x, np.float32)[:, 0]  # [n, 100, 6]
+    t_in = np.arange(x.shape[1]) / 10.0
+    t_out = np.arange(x.shape[1] * 5) / 50.0
+    up = np.stack([[np.interp(t_out, t_in, r[:, c]) for c in range(r.shape[1])] for r in x])  # [n, 6, 500]
+    start = (up.shape[2] - 128) // 2
+    w = up[:, :, start : start + 128].transpose(0, 2, 1).copy()
+    w[:, :, :3] /= 9.80665
+    return w[:, None].astype(np.float32)
+
+
+ADAPTERS = {
+    "upscale28": upscale28,
+    "watch_to_hapt": watch_to_hapt,
+}  # name -> samples as a backbone takes them
+
+
+def load(
+    dataset: str,
+    model: Path | None,
+    split: str | None = None,
+    validation: bool = True,
+    adapt: str | None = None,
+) -> Data:
     """The data set and a model for it. validation=True: train on part of the fine-tuning split
     and evaluate on the rest (the planner never sees the held-out part); False: train on the whole
-    fine-tuning split and evaluate on the held-out part."""
+    fine-tuning split and evaluate on the held-out part. adapt: an ADAPTERS name, applied to the
+    samples first. A model whose head has more outputs than the data set has classes is accepted
+    (the extra outputs are simply never the label)."""
     from pytools.session import _load_model, check_classifier, model_inputs
 
     ds = datasets.module(dataset)
     parts = datasets.load_split(dataset, split)
     blob, name, source = _load_model(model, dataset)
     graph = import_tflite(blob, name)
-    check_classifier(graph, ds.CLASSES, ds.SHAPE, source)
-    x, y = model_inputs(graph, parts.finetune.x), parts.finetune.y
+    fx, hx = parts.finetune.x, parts.held_out.x
+    if adapt:
+        if adapt not in ADAPTERS:
+            raise ToolError(f"unknown adapter '{adapt}'; known: {', '.join(ADAPTERS)}")
+        fx, hx = ADAPTERS[adapt](fx), ADAPTERS[adapt](hx)
+    outputs = int(np.prod(graph.tensor(graph.outputs[0]).shape))
+    check_classifier(graph, max(ds.CLASSES, outputs), fx.shape[1:], source)
+    y = parts.finetune.y
     if not validation:
         return Data(
-            name, blob, graph, x, y, model_inputs(graph, parts.held_out.x), parts.held_out.y, "held-out"
+            name,
+            blob,
+            graph,
+            model_inputs(graph, fx),
+            y,
+            model_inputs(graph, hx),
+            parts.held_out.y,
+            "held-out",
+            fx,
+            hx,
         )
     train, val = validation_split(y)
-    return Data(name, blob, graph, x[train], y[train], x[val], y[val], "validation")
+    return Data(
+        name,
+        blob,
+        graph,
+        model_inputs(graph, fx[train]),
+        y[train],
+        model_inputs(graph, fx[val]),
+        y[val],
+        "validation",
+        fx[train],
+        fx[val],
+    )
 
 
 def validation_split(y: np.ndarray, fraction: float = VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:

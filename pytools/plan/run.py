@@ -184,11 +184,12 @@ def plan(
     progress: bool = True,
     log: bool = True,
     max_seconds: float = MAX_SECONDS,
+    adapt: str | None = None,
 ) -> Plan:
     say = print if log else (lambda *a, **k: None)
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    d: Data = load(dataset, model, split, validation=True)
+    d: Data = load(dataset, model, split, validation=True, adapt=adapt)
     say(
         f"data      {dataset}: {len(d.y_train)} training / {len(d.y_eval)} validation samples "
         "(of the fine-tuning split)"
