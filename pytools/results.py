@@ -66,6 +66,7 @@ class TaskSpec:
     epochs: int = 5
     plan_steps: int = 1000
     plan_seeds: tuple[int, ...] = (0, 1)
+    plan_seconds: float = 480.0  # the plan's fine-tuning runs' time limit (invoke plan: 480 s)
     plan_split: str | None = None  # the split `invoke plan` analyses (default: the first of splits)
     adapt: str | None = None  # finetune.ADAPTERS name: the samples as the backbone takes them
     lr_grid: bool = True  # False: every row but the one without QAS trains at `lr` (saves time)
@@ -190,6 +191,7 @@ TASKS = [
         budget=64 * 1024,
         epochs=1,
         plan_steps=500,
+        plan_seconds=150.0,
         plan_seeds=(0,),
         lr_grid=False,
         missing=_backbone_missing("fashion_mbv2"),
@@ -205,6 +207,7 @@ TASKS = [
         plan_seeds=(0,),
         lr_grid=False,
         adapt="upscale28",
+        plan_seconds=150.0,
         missing=_backbone_missing("fashion_mbv2"),
     ),
     TaskSpec(
@@ -316,6 +319,7 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path 
                 progress=progress,
                 log=False,
                 adapt=spec.adapt,
+                max_seconds=spec.plan_seconds,
             )
             ours = p.scheme
             plan_summary = (
