@@ -423,19 +423,19 @@ def _task_md(tr: TaskResult) -> list[str]:
     lines.append(
         f"Data: `{spec.dataset}`, split `{spec.splits[0]}`"
         + (f" (and {len(spec.splits) - 1} more, one run each)" if multi else "")
-        + f": fine-tuning on {len(ds.finetune)} samples, {spec.epochs} epochs, batch 1; "
+        + f": fine-tuning on {len(ds.finetune)} samples, {spec.epochs} epoch(s), batch 1; "
         f"held out: {len(ds.held_out)} samples. {tr.plan_summary}."
     )
     lines.append("")
     pre = tr.pretrained
     pre_txt = f"{100 * np.mean(list(pre.values())):.1f}" + (
-        f" (worst user {100 * min(pre.values()):.1f})" if multi else ""
+        f" | {100 * min(pre.values()):.1f}" if multi else ""
     )
     head = "| | scheme | lr | held-out accuracy (%) | peak training SRAM |"
     if multi:
-        head = "| | scheme | lr | mean over users (%) | worst user (%) | peak training SRAM |"
+        head = "| | scheme | lr (first user's) | mean over users (%) | worst user (%) | peak training SRAM |"
     lines += [head, "|---|---|---|---|---|" + ("---|" if multi else "")]
-    lines.append(f"| pretrained | — | — | {pre_txt} |" + (" |" if multi else "") + " — |")
+    lines.append(f"| pretrained | — | — | {pre_txt} | — |")
     rows0 = next(iter(tr.rows.values()))
     for i, r in enumerate(rows0):
         sram = f"{r.sram:,} B" if r.sram else ("— (cloud)" if "float32" in r.name else r.note or "—")

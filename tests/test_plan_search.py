@@ -152,3 +152,15 @@ def test_invoke_plan_writes_its_files(tmp_path: Path) -> None:
     assert p.result.best_single is not None
     assert list(p.result.best_single[0]) in [f["genome"] for f in finals]
     assert all(f["memory"] <= 26_000 for f in finals)
+    # with a budget that holds the whole update, it is a finalist
+    big = plan(
+        load_board(BOARD),
+        "digits",
+        64 * 1024,
+        out=tmp_path / "big.toml",
+        steps=200,
+        progress=False,
+        log=False,
+    )
+    full = json.loads(big.files[3].read_text())
+    assert [4, 1.0, 1.0, 1.0, 1.0] in [f["genome"] for f in full["finalists"]]

@@ -219,6 +219,15 @@ def plan(
         f"{len(res.history)} generations, {times['search']:.1f} s"
     )
 
+    # The largest candidate (every measured part at its largest ratio, biases of every measured
+    # k) is a finalist too when it fits: on small or noisy validation sets the summed gains
+    # can miss that it is simply the best.
+    gains = an.gains()
+    everything = (gains.ks()[-1], *(max(gains.choices(pos)) for pos in range(len(gains.weights))))
+    m_all = mem(everything)
+    if m_all is not None and m_all <= budget and everything not in [f[0] for f in res.finalists]:
+        res.finalists.append((everything, gains.score(everything), m_all))
+
     # The summed gain assumes the parts add up; they do not quite (measured: a scheme's whole gain
     # is well below the sum of its parts'). So the best-scoring few, and the best single part,
     # are fine-tuned as a whole on the same validation runs, and the best measured one is chosen.
