@@ -373,6 +373,70 @@ def bench(
     print(result["markdown"])
 
 
+@task(
+    help={
+        "model": "a pretrained int8 .tflite classifier (default: the data set's own pretrained model)",
+        "dataset": "the data set (datasets/): digits, ...",
+        "budget": "peak training SRAM allowed: firmware static RAM + training arena (e.g. 64KB)",
+        "out": "the scheme file to write (default: schemes/<model>-<dataset>-<budget>.toml)",
+        "board": BOARD_HELP,
+        "lr": "learning rate of the measuring fine-tuning runs (SGD with QAS, real units)",
+        "steps": "fine-tuning steps per measured part (fixed budget)",
+        "seeds": "comma-separated sample-order seeds; each part's gain is their mean",
+        "split": "how the data set is split (default: its first split)",
+        "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
+        "watch_to_hapt (BasicMotions -> HAPT windows)",
+    }
+)
+@friendly
+def plan(
+    c: Context,
+    dataset: str = "digits",
+    budget: str = "64KB",
+    model: str = "",
+    out: str = "",
+    board: str | None = None,
+    lr: float = 0.01,
+    steps: int = 500,
+    seeds: str = "0",
+    split: str = "",
+    adapt: str = "",
+) -> None:
+    """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
+    from pathlib import Path
+
+    from pytools.plan.run import parse_budget
+    from pytools.plan.run import plan as run_plan
+
+    run_plan(
+        resolve_board(board),
+        dataset,
+        parse_budget(budget),
+        model=Path(model) if model else None,
+        out=Path(out) if out else None,
+        lr=lr,
+        steps=steps,
+        seeds=tuple(int(s) for s in seeds.split(",") if s),
+        split=split or None,
+        adapt=adapt or None,
+    )
+
+
+@task(
+    help={
+        "tasks": "comma-separated task names (default: all; pytools/results.py TASKS)",
+        "board": BOARD_HELP,
+    }
+)
+@friendly
+def results(c: Context, tasks: str = "", board: str | None = None) -> None:
+    """Regenerate docs/RESULTS.md and docs/results/: accuracy and peak SRAM of each scheme, per task."""
+    from pytools.results import OUT_MD, run_all
+
+    _, seconds = run_all(resolve_board(board), [t for t in tasks.split(",") if t] or None)
+    print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")
+
+
 @task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:

@@ -216,6 +216,7 @@ def build_training_graph(
                 lr=lr,
                 train_rows=u.rows,
                 update_bias=u.update_bias,
+                qas=scheme.qas,
             )
         if x in requires:
             add_grad(x, gx)

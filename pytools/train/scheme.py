@@ -32,6 +32,9 @@ smallest planned arena.
 `gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
 the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
 to compare accuracy against (docs/training.md). The default is "int8".
+
+`qas = false` (inline "qas=0") turns quantization-aware scaling off, for the ablation only:
+the update is then plain SGD on the int8 weights and int32 biases (docs/training.md).
 """
 
 from __future__ import annotations
@@ -56,11 +59,14 @@ class Scheme:
     patch: list[Patching] = field(default_factory=list)  # frozen first stages run in patches
     patch_auto: bool = False  # choose the patching with the smallest planned arena
     float_gradients: bool = False  # the float-gradient build option (accuracy reference)
+    qas: bool = True  # False: SGD on the integers without QAS (an ablation)
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
         parts += [f"weights of layer {k} at {r:g}" for k, r in sorted(self.weights.items())]
         text = ", ".join(parts) or "nothing"
+        if parts and not self.qas:
+            text += ", without QAS"
         if self.patch:
             text += "; " + ", ".join(p.describe() for p in self.patch)
         elif self.patch_auto:
@@ -138,9 +144,11 @@ def parse_scheme_text(text: str) -> Scheme:
         try:
             if key.strip() == "bias":
                 s.bias_layers = int(value)
+            elif key.strip() == "qas":
+                s.qas = {"1": True, "true": True, "0": False, "false": False}[value.strip().lower()]
             else:
                 s.weights[int(key)] = float(value)
-        except ValueError as e:
+        except (ValueError, KeyError) as e:
             raise ToolError(f"scheme item '{item}': {e}") from e
     return _check(s, f"scheme '{text}'")
 
@@ -155,14 +163,16 @@ def load_scheme(spec: str) -> Scheme:
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ToolError(f"{path}: not valid TOML: {e}") from e
-        unknown = set(d) - {"bias_layers", "weights", "patch", "gradients"}
+        unknown = set(d) - {"bias_layers", "weights", "patch", "gradients", "qas"}
         if unknown:
             raise ToolError(
                 f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-                "[[patch]] and gradients"
+                "[[patch]], gradients and qas"
             )
+        if not isinstance(d.get("qas", True), bool):
+            raise ToolError(f"{path}: qas must be true or false")
         weights = {int(k): float(v) for k, v in d.get("weights", {}).items()}
-        scheme = Scheme(int(d.get("bias_layers", 0)), weights)
+        scheme = Scheme(int(d.get("bias_layers", 0)), weights, qas=d.get("qas", True))
         if "patch" in d:
             _patch(scheme, d["patch"], str(path))
         if "gradients" in d:

@@ -86,6 +86,13 @@ def _grad_update(g: Graph, op: Op) -> KernelCall:
             f"{fwd_op.where()}: {positions} output positions exceed the {MAX_POSITIONS} the "
             "weight-gradient accumulator takes exactly; train a later layer"
         )
+    s_x, scales = float(inp.quant.scale[0]), _weight_scales(g, fwd_op)
+    if not op.options.get("qas", True):
+        # The ablation without QAS: plain SGD on the integers, dW_q = -lr * s_W * dL/dW and
+        # db_q = -lr * s_W * s_x * dL/db. The kernels' QAS factors are lr*s_g*s_x/s_W (weights)
+        # and lr*s_g/(s_W*s_x) (biases); s_x -> 1 and s_W -> 1/(s_W*s_x) turn them into these.
+        scales = Operand(data=(1.0 / (scales.data.astype(np.float64) * s_x)).astype(np.float32))
+        s_x = 1.0
     params = _params(
         kernel,
         fwd,
@@ -93,7 +100,7 @@ def _grad_update(g: Graph, op: Op) -> KernelCall:
         update_weights=int(w_ram >= 0),
         update_bias=int(b_ram >= 0),
         lr=float(op.options["lr"]),
-        input_scale=float(inp.quant.scale[0]),
+        input_scale=s_x,
     )
     return KernelCall(
         kernel,
@@ -103,7 +110,7 @@ def _grad_update(g: Graph, op: Op) -> KernelCall:
             Operand(sy),
             _tensor_or(mask, "uint8"),
             _tensor_or(x, "int8"),
-            _weight_scales(g, fwd_op),
+            scales,
             _tensor_or(w_ram, "int8"),
             _tensor_or(b_ram, "int32"),
             Operand(rng),
