@@ -34,7 +34,7 @@ Genome = tuple[int, ...]  # (k, ratio of layer -n, ..., ratio of layer -1); rati
 def scheme_of(genome: Genome, qas: bool = True) -> Scheme:
     n = len(genome) - 1
     weights = {pos - n: float(r) for pos, r in enumerate(genome[1:]) if r}
-    return Scheme(int(genome[0]), weights, qas)
+    return Scheme(int(genome[0]), weights, qas=qas)
 
 
 def genome_of(scheme: Scheme, n: int) -> Genome:
