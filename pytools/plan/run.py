@@ -11,6 +11,7 @@ Writes next to the scheme file (--out, default schemes/<model>-<dataset>-<budget
 from __future__ import annotations
 
 import json
+import math
 import re
 import textwrap
 import time
@@ -147,6 +148,8 @@ def fit_steps(
     """Steps per run such that every run (each part, the base, the finalists; each seed) fits
     max_seconds. One probe times the costliest kind of step: every bias and the classifier,
     which backpropagates through every layer."""
+    if math.isinf(max_seconds):  # no limit: the steps asked for (reproducible on any machine)
+        return steps
     n = len(trainable_ops(d.graph))
     ct = compile_for(d.graph, Scheme(n, {-1: 1.0}), board, d.model_name, DEFAULT_LR)
     probe = min(steps, 100)
