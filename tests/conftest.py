@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,18 @@ class CorruptingPort:
 
     def close(self) -> None:
         self.inner.close()
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch) -> Path:
+    """A temporary emulator run directory: emulator.RUN is patched, because the conftest has
+    imported pytools before any test could set TINYTRAIN_RUN_DIR."""
+    d = tmp_path / "run"
+    d.mkdir()
+    monkeypatch.setattr(emulator, "RUN", d)
+    return d
+
+
+def jsonl(path: Path) -> list[dict]:
+    """The rows of a session's .jsonl file."""
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -37,22 +37,11 @@ from pytools.session import run_training_session
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import parse_scheme_text
 from pytools.train.trainer import Trainer
+from tests.conftest import jsonl
 
 BOARD = "mps2_an500"
 LIMIT, EPOCHS, SEED = 150, 2, 0
 FILES = ("config.json", "steps.jsonl", "epochs.jsonl", "loss.png", "accuracy.png", "summary.txt", "board.log")
-
-
-@pytest.fixture
-def run_dir(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    d.mkdir()
-    monkeypatch.setattr(emulator, "RUN", d)
-    return d
-
-
-def jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def png_size(path) -> tuple[int, int]:

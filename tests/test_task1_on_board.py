@@ -8,13 +8,11 @@ task is docs/RESULTS.md's, on the host twin, which this shows the board matches)
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 import datasets
-from pytools import emulator, session
+from pytools import session
 from pytools.boards import load_board
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
@@ -22,22 +20,11 @@ from pytools.session import run_training_session
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import load_scheme
 from pytools.train.trainer import Trainer
+from tests.conftest import jsonl
 
 MODEL = ROOT / "models" / "fashion_mbv2.tflite"
 SCHEME = ROOT / "docs" / "results" / "fashion_to_mnist-plan.toml"  # written by invoke results
 LIMIT, HELD_OUT, SEED, LR = 60, 100, 3, 0.01
-
-
-@pytest.fixture
-def run_dir(tmp_path, monkeypatch):
-    d = tmp_path / "run"
-    d.mkdir()
-    monkeypatch.setattr(emulator, "RUN", d)
-    return d
-
-
-def jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.emulator

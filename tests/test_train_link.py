@@ -40,7 +40,7 @@ from pytools.pretrain import digits
 from pytools.train.compile_train import CompiledTraining, compile_training
 from pytools.train.scheme import parse_scheme_text
 from pytools.train.trainer import Trainer
-from tests.conftest import CorruptingPort
+from tests.conftest import CorruptingPort, jsonl
 
 pytestmark = pytest.mark.emulator
 
@@ -61,14 +61,6 @@ def samples() -> tuple[np.ndarray, np.ndarray]:
     graph = import_tflite(digits.pretrained_model(), digits.NAME)
     part = datasets.load_split("digits").finetune
     return session.model_inputs(graph, part.x), part.y
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "run"
-    d.mkdir()
-    monkeypatch.setattr(emulator, "RUN", d)
-    return d
 
 
 @pytest.fixture
@@ -108,10 +100,6 @@ def assert_same_state(board: dict[str, np.ndarray], twin: dict[str, np.ndarray])
     assert board.keys() == twin.keys()
     for name in twin:
         assert board[name].tobytes() == twin[name].tobytes(), name
-
-
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def check_session_against_twin(
