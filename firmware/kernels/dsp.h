@@ -47,6 +47,10 @@ void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *ope
                                             void *scratch);
 void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
                                             void *scratch);
+void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                             void *scratch);
+void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
+                                             void *scratch);
 
 #ifndef KERNELS_DSP
 #define KERNELS_DSP 0

@@ -284,3 +284,24 @@ def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
         want = _run(call, values, "ref")
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_depthwise_grad_update_dsp_matches_reference(seed: int) -> None:
+    """Depthwise update: weights, biases and generator state identical; multiplier 1 (the
+    4-channel blocks, tails of 1-3 channels, trained slices of any width) mostly, 1x1 to 5x5
+    filters, strides, dilations, SAME and VALID, masks."""
+    call, values = _update(_depthwise(seed), seed)
+    out = _same(call, values)
+    assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
+
+
+@pytest.mark.emulator
+def test_depthwise_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_update(_depthwise(s, mult=1, in_c=9 + s, train_rows=5 + s), s) for s in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
