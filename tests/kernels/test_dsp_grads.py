@@ -305,3 +305,44 @@ def test_depthwise_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
+
+
+def _kxk(seed: int, **force: Any) -> gs.Layer:
+    """A convolution with a filter larger than 1x1 (2x2 to 5x5, square or not): odd channel
+    counts across the 4-channel groups, strides 1-3, dilations, SAME and VALID, masks, trained
+    rows anywhere (none, some, all)."""
+    rng = np.random.default_rng(70_000 + seed)
+    opts: dict[str, Any] = {}
+    opts["fh"], opts["fw"] = (int(v) for v in rng.choice([2, 3, 3, 3, 5, 1], 2))
+    if opts["fh"] == opts["fw"] == 1:
+        opts["fw"] = 3
+    opts["in_c"] = int(rng.integers(1, 40))
+    opts["out_c"] = int(rng.integers(1, 40))
+    if seed % 3 == 0:
+        opts["sh"] = opts["sw"] = 1
+    elif seed % 3 == 1:
+        opts["sh"] = opts["sw"] = 2
+    if seed % 5 == 0:
+        opts["train_rows"] = int(rng.integers(1, opts["out_c"] + 1))
+    opts.update(force)
+    return gs.make_layer("conv", 80_000 + seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_grad_update_kxk_dsp_matches_reference(seed: int) -> None:
+    """Filters larger than 1x1: new weights, biases and generator state identical."""
+    call, values = _update(_kxk(seed), seed)
+    assert call.params["filter_h"] * call.params["filter_w"] > 1
+    out = _same(call, values)
+    assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
+
+
+@pytest.mark.emulator
+def test_conv2d_grad_update_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_update(_kxk(s, train_rows=1 + s % 3, out_c=3 + s), s) for s in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
