@@ -1,6 +1,6 @@
 /* Input gradient of conv2d_s8, optimized: bit-identical with conv2d_s8_grad_input_ref_run
  * (conv2d_s8_grad_input.c) for every layer; 1x1 filters (all of MobileNetV2's backward convs)
- * take a faster path, any other filter the reference.
+ * take the path below, larger filters the same gather tap by tap (grad_input_kxk).
  *
  * Exactness. The reference scatters: for each output-gradient element (pixel, c) it adds
  * g'[pixel, c] * W[c, k] to acc[input pixel, k] for every k. With a 1x1 filter an input pixel
@@ -334,14 +334,142 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     }
 }
 
+/* shift_1x1's bound for any filter: per pair of input channels, the sums over output
+ * channels and taps (the weights of tap t of every row, filter_size bytes apart), the
+ * reference's sums exactly (integers, another order). */
+static int shift_kxk(const struct gi *g, int32_t taps) {
+    const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
+    const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
+    const int32_t fs = taps * n; /* filter_size */
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t k = 0; k < n; k += 2) {
+        const int two = k + 1 < n;
+        struct bound2 b = {{0, 0}, {0, 0}, 0, 0, fs, 0};
+        for (int32_t t = 0; t < taps; ++t) {
+            b.count = tr;
+            bound2(g->trained + (size_t)t * (size_t)n + k, g->m, mstep, two, &b);
+            b.count = g->output_c - tr;
+            bound2(g->filter + (size_t)tr * (size_t)fs + (size_t)t * (size_t)n + k,
+                   g->m + tr * mstep, mstep, two, &b);
+        }
+        const uint64_t s0 = 128u * u64_of(b.s0), s1 = 128u * u64_of(b.s1);
+        if (s0 > b0) b0 = s0;
+        if (s1 > b0) b0 = s1;
+        if (b.a0 > w1) w1 = b.a0;
+        if (b.a1 > w1) w1 = b.a1;
+    }
+    return conv_grad_pick_shift(b0, w1);
+}
+
+/* Filters larger than 1x1. For a fixed tap, distinct output pixels read distinct input
+ * pixels, so each tap is a 1x1 gather whose results add to the accumulators: a tile of pairs
+ * of output pixels and a chunk of output channels get their g' once (load_terms), then tap by
+ * tap the chunk's weights of that tap for 4 input channels are gathered (one word per
+ * channel) and the same assembly step adds g' * W into both pixels' accumulators. A pixel
+ * whose tap reads the padding adds into a spare buffer (its g' times weights, discarded)
+ * so the step stays branch-free; a pair with both pixels there is skipped. */
+static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct gi *g,
+                           int32_t *acc) {
+    const size_t n_in =
+        (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+    const int32_t n_out = p->batches * p->output_h * p->output_w;
+    const int32_t kc = p->input_c, fw = p->filter_w, taps = p->filter_h * p->filter_w;
+    const size_t filter_size = (size_t)taps * (size_t)kc;
+    g->shift = shift_kxk(g, taps);
+    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    int32_t gp[GI_PAIRS * 2 * GI_C]; /* g' of a tile's pairs for a chunk of output channels */
+    int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
+    int32_t y0[GI_PAIRS][2], x0[GI_PAIRS][2], img[GI_PAIRS][2]; /* tap (0, 0)'s input pixel */
+    int32_t *dst[GI_PAIRS][2]; /* the accumulator rows a tap reaches (NULL: padding) */
+    uint32_t t[GI_C];          /* the chunk's weights of a tap for 4 input channels */
+    static const int32_t zeros[4] = {0, 0, 0, 0};
+    int32_t spare[4];               /* where a pixel in the padding goes */
+    int32_t ob = 0, oy = 0, ox = 0; /* the next output pixel, q = next */
+    for (int32_t next = 0; next < n_out;) {
+        int32_t pairs = 0;
+        for (; pairs < GI_PAIRS && next < n_out; ++pairs) {
+            for (int32_t h = 0; h < 2; ++h) {
+                if (next >= n_out) {
+                    q[pairs][h] = -1, y0[pairs][h] = x0[pairs][h] = img[pairs][h] = 0;
+                    continue;
+                }
+                q[pairs][h] = next++;
+                y0[pairs][h] = oy * p->stride_h - p->pad_h;
+                x0[pairs][h] = ox * p->stride_w - p->pad_w;
+                img[pairs][h] = ob;
+                if (++ox == p->output_w) {
+                    ox = 0;
+                    if (++oy == p->output_h) oy = 0, ++ob;
+                }
+            }
+        }
+        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
+            const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
+            for (int32_t i = 0; i < pairs; ++i) {
+                int32_t *gi = gp + (size_t)i * 2 * GI_C;
+                load_terms(g, gi, c0, n, q[i][0], q[i][1]);
+                for (int32_t j = 2 * n; j < 2 * GI_C; ++j) gi[j] = 0;
+            }
+            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash */
+            for (int32_t j = 0; j < n; ++j) {
+                const int32_t c = c0 + j;
+                rows[j] = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * filter_size;
+            }
+            for (int32_t j = n; j < GI_C; ++j) t[j] = 0;
+            for (int32_t tap = 0; tap < taps; ++tap) {
+                const int32_t dy = (tap / fw) * p->dilation_h, dx = (tap % fw) * p->dilation_w;
+                int32_t live = 0; /* pairs with a pixel inside the input, moved to the front */
+                int32_t *gl[GI_PAIRS];
+                for (int32_t i = 0; i < pairs; ++i) {
+                    for (int32_t h = 0; h < 2; ++h) {
+                        const int32_t y = y0[i][h] + dy, x = x0[i][h] + dx;
+                        dst[live][h] =
+                            q[i][h] >= 0 && y >= 0 && y < p->input_h && x >= 0 && x < p->input_w
+                                ? acc + (((size_t)img[i][h] * (size_t)p->input_h + (size_t)y) *
+                                             (size_t)p->input_w +
+                                         (size_t)x) *
+                                            (size_t)kc
+                                : NULL;
+                    }
+                    gl[live] = gp + (size_t)i * 2 * GI_C;
+                    if (dst[live][0] || dst[live][1]) ++live;
+                }
+                if (live == 0) continue;
+                const size_t toff = (size_t)tap * (size_t)kc;
+                for (int32_t k = 0; k < kc; k += 4) {
+                    const int32_t nk = kc - k < 4 ? kc - k : 4;
+                    for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j] + toff, k, kc);
+                    for (int32_t i = 0; i < live; ++i) {
+                        int32_t *d0 = dst[i][0] ? dst[i][0] + k : NULL;
+                        int32_t *d1 = dst[i][1] ? dst[i][1] + k : NULL;
+                        if (nk == 4) { /* straight from and to the accumulators */
+                            const struct gather_io io = {d0 ? d0 : zeros, d1 ? d1 : zeros,
+                                                         d0 ? d0 : spare, d1 ? d1 : spare};
+                            gather(gl[i], t, &io);
+                            continue;
+                        }
+                        int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                        if (d0)
+                            for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
+                        if (d1)
+                            for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
+                        const struct gather_io io = {a, a + 4, a, a + 4};
+                        gather(gl[i], t, &io);
+                        if (d0)
+                            for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
+                        if (d1)
+                            for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
-    if (p.filter_h != 1 || p.filter_w != 1) {
-        conv2d_s8_grad_input_ref_run(params, operands, scratch);
-        return;
-    }
     const float grad_out_scale = *(const float *)operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
     const float *scales = operands[CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
@@ -364,7 +492,10 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
         .per_channel = p.per_channel,
         .shift = 0,
     };
-    grad_input_1x1(&p, &g, acc);
+    if (p.filter_h == 1 && p.filter_w == 1)
+        grad_input_1x1(&p, &g, acc);
+    else
+        grad_input_kxk(&p, &g, acc);
     *grad_in_scale = dsp_grad_requantize_s32(
         acc, n_in, grad_out_scale * max_scale * conv_grad_unit(g.shift), grad_in);
 }
