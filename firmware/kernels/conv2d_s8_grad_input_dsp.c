@@ -1,6 +1,6 @@
 /* Input gradient of conv2d_s8, optimized: bit-identical with conv2d_s8_grad_input_ref_run
  * (conv2d_s8_grad_input.c) for every layer; 1x1 filters (all of MobileNetV2's backward convs)
- * take the path below, larger filters the same gather tap by tap (grad_input_kxk).
+ * take the path below, larger filters a scatter of each pixel's nonzero terms (grad_input_kxk).
  *
  * Exactness. The reference scatters: for each output-gradient element (pixel, c) it adds
  * g'[pixel, c] * W[c, k] to acc[input pixel, k] for every k. With a 1x1 filter an input pixel
@@ -361,104 +361,99 @@ static int shift_kxk(const struct gi *g, int32_t taps) {
     return conv_grad_pick_shift(b0, w1);
 }
 
-/* Filters larger than 1x1. For a fixed tap, distinct output pixels read distinct input
- * pixels, so each tap is a 1x1 gather whose results add to the accumulators: a tile of pairs
- * of output pixels and a chunk of output channels get their g' once (load_terms), then tap by
- * tap the chunk's weights of that tap for 4 input channels are gathered (one word per
- * channel) and the same assembly step adds g' * W into both pixels' accumulators. A pixel
- * whose tap reads the padding adds into a spare buffer (its g' times weights, discarded)
- * so the step stays branch-free; a pair with both pixels there is skipped. */
+/* The taps [lo, hi) along one axis whose input lies inside it: 0 <= o + f * d < size. */
+static inline void tap_range(int32_t o, int32_t d, int32_t f_n, int32_t size, int32_t *lo,
+                             int32_t *hi) {
+    *lo = o >= 0 ? 0 : (-o + d - 1) / d;
+    if (o + (f_n - 1) * d < size)
+        *hi = f_n;
+    else
+        *hi = o >= size ? 0 : (size - o + d - 1) / d;
+    if (*hi < *lo) *hi = *lo;
+}
+
+#define GK_LIST 64 /* nonzero terms of one output pixel held at once (512 B of stack) */
+
+/* One nonzero g' of an output pixel and its output channel's weight row (trained or flash). */
+struct gk_term {
+    int32_t g;
+    const int8_t *w;
+};
+
+/* a[k] += sum over the n terms of g' * w[off + k], k < kc: per 4 input channels the 4 sums in
+ * registers, per term one word of weights (SXTB with rotation for each byte) and 4 MLA. */
+static void scatter(int32_t *a, const struct gk_term *list, int32_t n, size_t off, int32_t kc) {
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        int32_t a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+        const size_t o = off + (size_t)k;
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t g = list[i].g;
+            const uint32_t w = dsp_read4(list[i].w + o);
+            a0 += g * (int32_t)(int8_t)w;
+            a1 += g * (int32_t)(int8_t)(w >> 8);
+            a2 += g * (int32_t)(int8_t)(w >> 16);
+            a3 += g * ((int32_t)w >> 24);
+        }
+        a[k] = a0, a[k + 1] = a1, a[k + 2] = a2, a[k + 3] = a3;
+    }
+    for (; k < kc; ++k) {
+        int32_t s = a[k];
+        for (int32_t i = 0; i < n; ++i) s += list[i].g * (int32_t)list[i].w[off + (size_t)k];
+        a[k] = s;
+    }
+}
+
+/* Filters larger than 1x1: the reference's scatter, output pixel by output pixel, with the
+ * zero terms dropped once per pixel instead of per tap: the pixel's nonzero g' (up to
+ * GK_LIST at a time) listed with their weight rows, then for each tap inside the input
+ * (bounded once per pixel, not checked per tap) the list added into the input pixel's
+ * accumulators 4 input channels at a time. Same terms, same accumulators, another order. */
 static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct gi *g,
                            int32_t *acc) {
     const size_t n_in =
         (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
-    const int32_t n_out = p->batches * p->output_h * p->output_w;
     const int32_t kc = p->input_c, fw = p->filter_w, taps = p->filter_h * p->filter_w;
     const size_t filter_size = (size_t)taps * (size_t)kc;
+    const size_t in_row = (size_t)p->input_w * (size_t)kc;
+    const size_t oc = (size_t)p->output_c;
     g->shift = shift_kxk(g, taps);
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    int32_t gp[GI_PAIRS * 2 * GI_C]; /* g' of a tile's pairs for a chunk of output channels */
-    int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
-    int32_t y0[GI_PAIRS][2], x0[GI_PAIRS][2], img[GI_PAIRS][2]; /* tap (0, 0)'s input pixel */
-    int32_t *dst[GI_PAIRS][2]; /* the accumulator rows a tap reaches (NULL: padding) */
-    uint32_t t[GI_C];          /* the chunk's weights of a tap for 4 input channels */
-    static const int32_t zeros[4] = {0, 0, 0, 0};
-    int32_t spare[4];               /* where a pixel in the padding goes */
-    int32_t ob = 0, oy = 0, ox = 0; /* the next output pixel, q = next */
-    for (int32_t next = 0; next < n_out;) {
-        int32_t pairs = 0;
-        for (; pairs < GI_PAIRS && next < n_out; ++pairs) {
-            for (int32_t h = 0; h < 2; ++h) {
-                if (next >= n_out) {
-                    q[pairs][h] = -1, y0[pairs][h] = x0[pairs][h] = img[pairs][h] = 0;
-                    continue;
-                }
-                q[pairs][h] = next++;
-                y0[pairs][h] = oy * p->stride_h - p->pad_h;
-                x0[pairs][h] = ox * p->stride_w - p->pad_w;
-                img[pairs][h] = ob;
-                if (++ox == p->output_w) {
-                    ox = 0;
-                    if (++oy == p->output_h) oy = 0, ++ob;
-                }
-            }
-        }
-        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
-            const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
-            for (int32_t i = 0; i < pairs; ++i) {
-                int32_t *gi = gp + (size_t)i * 2 * GI_C;
-                load_terms(g, gi, c0, n, q[i][0], q[i][1]);
-                for (int32_t j = 2 * n; j < 2 * GI_C; ++j) gi[j] = 0;
-            }
-            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash */
-            for (int32_t j = 0; j < n; ++j) {
-                const int32_t c = c0 + j;
-                rows[j] = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * filter_size;
-            }
-            for (int32_t j = n; j < GI_C; ++j) t[j] = 0;
-            for (int32_t tap = 0; tap < taps; ++tap) {
-                const int32_t dy = (tap / fw) * p->dilation_h, dx = (tap % fw) * p->dilation_w;
-                int32_t live = 0; /* pairs with a pixel inside the input, moved to the front */
-                int32_t *gl[GI_PAIRS];
-                for (int32_t i = 0; i < pairs; ++i) {
-                    for (int32_t h = 0; h < 2; ++h) {
-                        const int32_t y = y0[i][h] + dy, x = x0[i][h] + dx;
-                        dst[live][h] =
-                            q[i][h] >= 0 && y >= 0 && y < p->input_h && x >= 0 && x < p->input_w
-                                ? acc + (((size_t)img[i][h] * (size_t)p->input_h + (size_t)y) *
-                                             (size_t)p->input_w +
-                                         (size_t)x) *
-                                            (size_t)kc
-                                : NULL;
+    struct gk_term list[GK_LIST];
+    size_t q = 0; /* flat index of the output pixel */
+    for (int32_t b = 0; b < p->batches; ++b) {
+        int32_t *image = acc + (size_t)b * (size_t)p->input_h * in_row;
+        for (int32_t oy = 0; oy < p->output_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t fy_lo, fy_hi;
+            tap_range(y0, p->dilation_h, p->filter_h, p->input_h, &fy_lo, &fy_hi);
+            for (int32_t ox = 0; ox < p->output_w; ++ox, ++q) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t fx_lo, fx_hi;
+                tap_range(x0, p->dilation_w, fw, p->input_w, &fx_lo, &fx_hi);
+                if (fy_lo == fy_hi || fx_lo == fx_hi) continue;
+                for (int32_t c0 = 0; c0 < p->output_c; c0 += GK_LIST) {
+                    const int32_t c1 = p->output_c - c0 < GK_LIST ? p->output_c : c0 + GK_LIST;
+                    int32_t n = 0;
+                    for (int32_t c = c0; c < c1; ++c) {
+                        const int32_t v =
+                            conv_grad_masked(g->grad_out, g->mask, q * oc + (size_t)c);
+                        if (v == 0) continue;
+                        const int32_t gs =
+                            conv_grad_term(v, g->m[g->per_channel ? c : 0], g->shift);
+                        if (gs == 0) continue;
+                        list[n].g = gs;
+                        list[n].w =
+                            (c < g->train_rows ? g->trained : g->filter) + (size_t)c * filter_size;
+                        ++n;
                     }
-                    gl[live] = gp + (size_t)i * 2 * GI_C;
-                    if (dst[live][0] || dst[live][1]) ++live;
-                }
-                if (live == 0) continue;
-                const size_t toff = (size_t)tap * (size_t)kc;
-                for (int32_t k = 0; k < kc; k += 4) {
-                    const int32_t nk = kc - k < 4 ? kc - k : 4;
-                    for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j] + toff, k, kc);
-                    for (int32_t i = 0; i < live; ++i) {
-                        int32_t *d0 = dst[i][0] ? dst[i][0] + k : NULL;
-                        int32_t *d1 = dst[i][1] ? dst[i][1] + k : NULL;
-                        if (nk == 4) { /* straight from and to the accumulators */
-                            const struct gather_io io = {d0 ? d0 : zeros, d1 ? d1 : zeros,
-                                                         d0 ? d0 : spare, d1 ? d1 : spare};
-                            gather(gl[i], t, &io);
-                            continue;
+                    if (n == 0) continue;
+                    for (int32_t fy = fy_lo; fy < fy_hi; ++fy) {
+                        int32_t *row = image + (size_t)(y0 + fy * p->dilation_h) * in_row;
+                        for (int32_t fx = fx_lo; fx < fx_hi; ++fx) {
+                            int32_t *a = row + (size_t)(x0 + fx * p->dilation_w) * (size_t)kc;
+                            scatter(a, list, n, (size_t)(fy * fw + fx) * (size_t)kc, kc);
                         }
-                        int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                        if (d0)
-                            for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
-                        if (d1)
-                            for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
-                        const struct gather_io io = {a, a + 4, a, a + 4};
-                        gather(gl[i], t, &io);
-                        if (d0)
-                            for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
-                        if (d1)
-                            for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
                     }
                 }
             }

@@ -1,6 +1,6 @@
 /* Weight and bias update of conv2d_s8, optimized: bit-identical with
  * conv2d_s8_grad_update_ref_run (conv2d_s8_grad_update.c) for every layer; 1x1 filters take the
- * path below, larger filters the same arithmetic tap by tap (grad_update_kxk).
+ * path below, larger filters grad_update_kxk (SXTAB16 / SMLABB / SMLATT along runs of taps).
  *
  * Exactness. The weight gradient of a trained row c, acc[k] = sum over output positions of
  * g[pos, c] * (x[pos, k] - z_x), is the same sum of the same integer products in another order
@@ -79,51 +79,38 @@ static void accumulate(const struct gu_pair *pp, int32_t n, int32_t kc, int32_t 
     }
 }
 
-/* Pairs of positions being gathered for one tap: pairs[0, n) complete, pairs[n] holding its
- * first position when half. */
-struct gu_gather {
-    struct gu_pair pairs[GU_PAIRS];
-    int32_t n, half, kc, offset;
-    int32_t *acc; /* the tap's kc accumulators */
-};
+/* The taps [lo, hi) along one axis whose input lies inside it: 0 <= o + f * d < size. */
+static inline void tap_range(int32_t o, int32_t d, int32_t f_n, int32_t size, int32_t *lo,
+                             int32_t *hi) {
+    *lo = o >= 0 ? 0 : (-o + d - 1) / d;
+    if (o + (f_n - 1) * d < size)
+        *hi = f_n;
+    else
+        *hi = o >= size ? 0 : (size - o + d - 1) / d;
+    if (*hi < *lo) *hi = *lo;
+}
 
-static inline void gather_push(struct gu_gather *gg, const int8_t *x, int32_t g) {
-    struct gu_pair *pp = &gg->pairs[gg->n];
-    if (!gg->half) {
-        pp->x0 = pp->x1 = x; /* a lone last position pairs with itself, g1 = 0 */
-        pp->g = (uint32_t)g & 0xFFFFu;
-        gg->half = 1;
-        return;
+/* a[j] += g * (x[j] + offset) for j < n; gg = g in both 16-bit lanes, off2 the offset in both.
+ * Per 4 values: one word of input, SXTAB16 (the offset added while widening), SMLABB / SMLATT. */
+static inline void axpy_run(int32_t *a, const int8_t *x, int32_t n, int32_t g, uint32_t gg,
+                            int32_t offset, uint32_t off2) {
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const uint32_t v = dsp_read4(x + j);
+        const uint32_t e = dsp_sxtab16(off2, v), o = dsp_sxtab16_hi(off2, v);
+        a[j] = dsp_smlabb(e, gg, a[j]);
+        a[j + 1] = dsp_smlabb(o, gg, a[j + 1]);
+        a[j + 2] = dsp_smlatt(e, gg, a[j + 2]);
+        a[j + 3] = dsp_smlatt(o, gg, a[j + 3]);
     }
-    pp->x1 = x;
-    pp->g |= (uint32_t)g << 16;
-    gg->half = 0;
-    if (++gg->n == GU_PAIRS) {
-        accumulate(gg->pairs, gg->n, gg->kc, gg->offset, gg->acc);
-        gg->n = 0;
-    }
+    for (; j < n; ++j) a[j] += g * ((int32_t)x[j] + offset);
 }
 
-static inline void gather_flush(struct gu_gather *gg) {
-    if (gg->n + gg->half) accumulate(gg->pairs, gg->n + gg->half, gg->kc, gg->offset, gg->acc);
-    gg->n = gg->half = 0;
-}
-
-/* The output columns [lo, hi) whose tap at offset e (= fx * dilation - pad) reads inside
- * the input: 0 <= ox * stride + e < size. */
-static inline void valid_columns(int32_t e, int32_t stride, int32_t size, int32_t out, int32_t *lo,
-                                 int32_t *hi) {
-    int32_t l = e >= 0 ? 0 : (-e + stride - 1) / stride;
-    int32_t h = size - e <= 0 ? 0 : (size - e + stride - 1) / stride;
-    if (h > out) h = out;
-    if (l > h) l = h;
-    *lo = l, *hi = h;
-}
-
-/* Filters larger than 1x1: per trained row and per tap, the positions with a gradient whose
- * input under that tap lies inside the image (rows and columns bounded once per row, not per
- * tap and position) are paired up and accumulated into the tap's kc sums as the 1x1 path
- * does; then the reference's update, weight by weight in memory order. */
+/* Filters larger than 1x1: per trained row, the positions with a gradient (scanned once,
+ * zeros skipped as the reference skips them), the taps inside the input bounded once per
+ * position (not checked per tap), and per filter row the valid taps' inputs, contiguous in
+ * memory when the dilation along x is 1, as one run into the accumulators (the same
+ * [fy][fx][k] order); then the reference's update, weight by weight in memory order. */
 static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void *const *operands,
                             void *scratch) {
     const struct conv2d_s8_grad_update_params p = *pp;
@@ -135,45 +122,48 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
     int8_t *filter = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_FILTER];
     int32_t *bias = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS];
     uint32_t *rng = operands[CONV2D_S8_GRAD_UPDATE_RNG_STATE];
-    const int32_t kc = p.input_c;
+    const int32_t kc = p.input_c, fw = p.filter_w;
     const size_t oc = (size_t)p.output_c;
     const size_t in_row = (size_t)p.input_w * (size_t)kc;
     const size_t in_image = (size_t)p.input_h * in_row;
-    const size_t filter_size = (size_t)p.filter_h * (size_t)p.filter_w * (size_t)kc;
+    const size_t filter_size = (size_t)p.filter_h * (size_t)fw * (size_t)kc;
     const int32_t positions = p.batches * p.output_h * p.output_w;
+    const uint32_t off2 = dsp_pair(p.input_offset);
 
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
-    struct gu_gather gg;
-    gg.kc = kc, gg.offset = p.input_offset;
     for (int32_t c = 0; c < weight_rows; ++c) {
         int32_t *acc = scratch;
         for (size_t t = 0; t < filter_size; ++t) acc[t] = 0;
-        for (int32_t fy = 0; fy < p.filter_h; ++fy) {
-            for (int32_t fx = 0; fx < p.filter_w; ++fx) {
-                gg.acc = acc + ((size_t)fy * (size_t)p.filter_w + (size_t)fx) * (size_t)kc;
-                gg.n = gg.half = 0;
-                const int32_t ex = fx * p.dilation_w - p.pad_w;
-                int32_t ox_lo, ox_hi;
-                valid_columns(ex, p.stride_w, p.input_w, p.output_w, &ox_lo, &ox_hi);
-                if (ox_lo == ox_hi) continue;
-                const size_t x_step = (size_t)p.stride_w * (size_t)kc;
-                for (int32_t b = 0; b < p.batches; ++b) {
-                    const int8_t *image = input + (size_t)b * in_image;
-                    for (int32_t oy = 0; oy < p.output_h; ++oy) {
-                        const int32_t y = oy * p.stride_h - p.pad_h + fy * p.dilation_h;
-                        if (y < 0 || y >= p.input_h) continue; /* padding: x_real = 0 */
-                        const size_t row =
-                            ((size_t)b * (size_t)p.output_h + (size_t)oy) * (size_t)p.output_w;
-                        const int8_t *x =
-                            image + (size_t)y * in_row + (size_t)(ox_lo * p.stride_w + ex) * kc;
-                        size_t gi = (row + (size_t)ox_lo) * oc + (size_t)c;
-                        for (int32_t ox = ox_lo; ox < ox_hi; ++ox, x += x_step, gi += oc) {
-                            const int32_t g = conv_grad_masked(grad_out, mask, gi);
-                            if (g != 0) gather_push(&gg, x, g);
+        size_t gi = (size_t)c; /* flat index of g[pos, c] */
+        for (int32_t b = 0; b < p.batches; ++b) {
+            const int8_t *image = input + (size_t)b * in_image;
+            for (int32_t oy = 0; oy < p.output_h; ++oy) {
+                const int32_t y0 = oy * p.stride_h - p.pad_h;
+                int32_t fy_lo, fy_hi;
+                tap_range(y0, p.dilation_h, p.filter_h, p.input_h, &fy_lo, &fy_hi);
+                for (int32_t ox = 0; ox < p.output_w; ++ox, gi += oc) {
+                    const int32_t g = conv_grad_masked(grad_out, mask, gi);
+                    if (g == 0 || fy_lo == fy_hi) continue;
+                    const int32_t x0 = ox * p.stride_w - p.pad_w;
+                    int32_t fx_lo, fx_hi;
+                    tap_range(x0, p.dilation_w, fw, p.input_w, &fx_lo, &fx_hi);
+                    if (fx_lo == fx_hi) continue;
+                    const uint32_t gg = dsp_pair(g);
+                    for (int32_t fy = fy_lo; fy < fy_hi; ++fy) {
+                        const int8_t *x = image + (size_t)(y0 + fy * p.dilation_h) * in_row +
+                                          (size_t)(x0 + fx_lo * p.dilation_w) * (size_t)kc;
+                        int32_t *a = acc + (size_t)(fy * fw + fx_lo) * (size_t)kc;
+                        if (p.dilation_w == 1) { /* the valid taps' inputs are contiguous */
+                            axpy_run(a, x, (fx_hi - fx_lo) * kc, g, gg, p.input_offset, off2);
+                            continue;
+                        }
+                        for (int32_t fx = fx_lo; fx < fx_hi; ++fx) {
+                            axpy_run(a, x, kc, g, gg, p.input_offset, off2);
+                            a += kc;
+                            x += (size_t)p.dilation_w * (size_t)kc;
                         }
                     }
                 }
-                gather_flush(&gg);
             }
         }
         const float f =
