@@ -168,9 +168,7 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
         }
         const float f =
             conv_grad_weight_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
-        int8_t *w = filter + (size_t)c * filter_size;
-        for (size_t t = 0; t < filter_size; ++t)
-            w[t] = conv_grad_step_weight(w[t], f * (float)acc[t], rng);
+        dsp_step_weights(filter + (size_t)c * filter_size, 1, acc, 1, filter_size, f, rng);
     }
 
     conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
@@ -225,8 +223,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         if (n + half) accumulate(pairs, n + half, kc, p.input_offset, acc);
         const float f =
             conv_grad_weight_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
-        int8_t *w = filter + (size_t)c * (size_t)kc;
-        for (int32_t t = 0; t < kc; ++t) w[t] = conv_grad_step_weight(w[t], f * (float)acc[t], rng);
+        dsp_step_weights(filter + (size_t)c * (size_t)kc, 1, acc, 1, (size_t)kc, f, rng);
     }
 
     conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,

@@ -136,10 +136,8 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
             const int32_t c = c0 + j;
             const float f = conv_grad_weight_factor(p.lr, grad_scale, p.input_scale,
                                                     scales[p.per_channel ? c : 0]);
-            for (int32_t t = 0; t < taps; ++t) {
-                int8_t *w = filter + (size_t)t * (size_t)p.train_rows + (size_t)c;
-                *w = conv_grad_step_weight(*w, f * (float)acc[t * 4 + j], rng);
-            }
+            dsp_step_weights(filter + (size_t)c, (size_t)p.train_rows, acc + j, 4, (size_t)taps, f,
+                             rng);
         }
     }
 

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "grad.h"
 #include "kernel.h"
 
 /* The optimized forward kernels (conv2d_s8_dsp.c, depthwise_conv2d_s8_dsp.c,
@@ -198,6 +199,35 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
         out[i] = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
     }
     return (float)max_abs * acc_scale / 127.0f;
+}
+
+/* w[i * w_stride] = conv_grad_step_weight(w[i * w_stride], f * (float)acc[i * acc_stride], rng)
+ * for i < n, in that order (conv2d_s8_grad_update.h; the draws of grad_stochastic_round,
+ * grad.c): the same float operations in the same order (the build passes -ffp-contract=off),
+ * so the same weights and the same generator state, with the generator's state and the
+ * factor in registers for the whole loop instead of a call per weight that reloads them
+ * (an int8 store may alias the state, so the compiler must reload it after each one). */
+static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *acc,
+                                    size_t acc_stride, size_t n, float f, uint32_t *rng) {
+    uint32_t s = *rng;
+    for (size_t i = 0; i < n; ++i, w += w_stride, acc += acc_stride) {
+        float v = f * (float)*acc;
+        if (v > 256.0f)
+            v = 256.0f;
+        else if (v < -256.0f)
+            v = -256.0f;
+        else if (v != v)
+            v = 0.0f;
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        const float x = v + (float)(s >> 8) * (1.0f / 16777216.0f);
+        int32_t r = (int32_t)x; /* truncates toward zero; then floor */
+        if (x < 0.0f && (float)r != x) r -= 1;
+        const int32_t q = (int32_t)*w + r;
+        *w = (int8_t)(q > 127 ? 127 : (q < -127 ? -127 : q));
+    }
+    *rng = s;
 }
 
 #endif
