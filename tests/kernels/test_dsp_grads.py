@@ -385,3 +385,82 @@ def test_conv2d_grad_input_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+STEP_SWEEP_C = r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "conv2d_s8_grad_update.h"
+#include "dsp.h"
+
+static uint64_t state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+/* Rows of weights stepped by conv_grad_step_weight one by one and by dsp_step_weights (strided
+ * like the depthwise update): factors at every scale (steps of a fraction of a quantum to far
+ * past the 256 cap), infinite and NaN factors, accumulators up to INT32_MIN / INT32_MAX, weights
+ * at the saturation edges. */
+int main(int argc, char **argv) {
+    const long rounds = argc > 1 ? atol(argv[1]) : 1000;
+    static int32_t acc[4 * 300];
+    static int8_t wa[300 * 3], wb[300 * 3];
+    long bad = 0, checks = 0;
+    for (long r = 0; r < rounds; ++r) {
+        const size_t n = 1 + rnd() % 300, ws = 1 + rnd() % 3, as = 1 + rnd() % 4;
+        const int bits = 1 + (int)(rnd() % 31);
+        for (size_t i = 0; i < n * as; ++i) acc[i] = (int32_t)(rnd() >> 32) >> (32 - bits);
+        if (r % 5 == 0) acc[0] = INT32_MIN, acc[(n - 1) * as] = INT32_MAX;
+        for (size_t i = 0; i < n * ws; ++i)
+            wa[i] = wb[i] = (int8_t)(rnd() % 2 ? rnd() : (rnd() % 2 ? 127 : -127));
+        float f = ldexpf((float)(rnd() % 1000) / 1000.0f - 0.5f, -(int)(rnd() % 40));
+        if (r % 97 == 0) f = INFINITY;
+        if (r % 89 == 0) f = NAN;
+        if (r % 83 == 0) f = -INFINITY;
+        uint32_t sa = (uint32_t)rnd() | 1u, sb = sa;
+        for (size_t i = 0; i < n; ++i)
+            wa[i * ws] = conv_grad_step_weight(wa[i * ws], f * (float)acc[i * as], &sa);
+        dsp_step_weights(wb, ws, acc, as, n, f, &sb);
+        for (size_t i = 0; i < n * ws; ++i, ++checks)
+            if (wa[i] != wb[i] && bad++ < 10) printf("w %zu: %d vs %d\n", i, wa[i], wb[i]);
+        if (sa != sb && bad++ < 10) printf("state %u vs %u\n", sa, sb);
+    }
+    printf("%ld %ld\n", checks, bad);
+    return bad != 0;
+}
+"""
+
+
+def test_fast_weight_step_is_bit_identical(tmp_path) -> None:
+    """dsp.h's dsp_step_weights against conv_grad_step_weight (conv2d_s8_grad_update.h, grad.c's
+    generator) weight by weight: same weights and same generator state, over factors at every
+    scale, inf and NaN, extreme accumulators and strides, compiled with the host compiler."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
+    src.write_text(STEP_SWEEP_C)
+    flags = [
+        "-std=gnu11",
+        "-O2",
+        "-ffp-contract=off",
+        "-Wall",
+        "-Wextra",
+        f"-I{kernels}",
+        f"-I{kernels.parent / 'common'}",
+    ]
+    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe), "-lm"], check=True)
+    p = subprocess.run([str(exe), "20000"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    checks, bad = map(int, p.stdout.split()[-2:])
+    assert bad == 0 and checks > 3_000_000
