@@ -179,6 +179,11 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_update_params p =
         *(const struct conv2d_s8_grad_update_params *)params;
+    if (!p.update_weights || p.train_rows <= 0) {
+        /* biases only: the reference's own loop, nothing here to speed up */
+        conv2d_s8_grad_update_ref_run(params, operands, scratch);
+        return;
+    }
     if (p.filter_h != 1 || p.filter_w != 1) {
         grad_update_kxk(&p, operands, scratch);
         return;

@@ -107,7 +107,7 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
     const struct depthwise_conv2d_s8_grad_update_params p =
         *(const struct depthwise_conv2d_s8_grad_update_params *)params;
     const int32_t taps = p.filter_h * p.filter_w;
-    if (p.depth_multiplier != 1 || taps > DWGU_TAPS) {
+    if (p.depth_multiplier != 1 || taps > DWGU_TAPS || !p.update_weights || p.train_rows <= 0) {
         depthwise_conv2d_s8_grad_update_ref_run(params, operands, scratch);
         return;
     }

@@ -206,11 +206,21 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
  * grad.c): the same float operations in the same order (the build passes -ffp-contract=off),
  * so the same weights and the same generator state, with the generator's state and the
  * factor in registers for the whole loop instead of a call per weight that reloads them
- * (an int8 store may alias the state, so the compiler must reload it after each one). */
+ * (an int8 store may alias the state, so the compiler must reload it after each one), and
+ * zero gradients (rows or taps no nonzero gradient reached) without the float steps. */
 static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *acc,
                                     size_t acc_stride, size_t n, float f, uint32_t *rng) {
     uint32_t s = *rng;
     for (size_t i = 0; i < n; ++i, w += w_stride, acc += acc_stride) {
+        if (*acc == 0) {
+            /* v = f * 0 is a zero (or NaN, which counts as 0) whatever f: x = u in [0, 1)
+             * floors to 0, so the draw is made and the weight only saturates. */
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            if (*w < -127) *w = -127;
+            continue;
+        }
         float v = f * (float)*acc;
         if (v > 256.0f)
             v = 256.0f;
