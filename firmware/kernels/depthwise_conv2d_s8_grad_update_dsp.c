@@ -25,24 +25,30 @@
 
 #define DWGU_TAPS 25 /* taps whose 4 channels' accumulators the stack holds (400 B) */
 
+/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums
+ * (dsp_bias_sums) and the same float step per channel, channel by channel. */
+static void update_bias(int32_t *bias, int32_t rows, size_t positions, size_t channels,
+                        const int8_t *grad_out, const uint8_t *mask, float lr, float grad_scale,
+                        float input_scale, const float *scales, int32_t per_channel) {
+    int32_t sums[DSP_BIAS_CHUNK];
+    for (int32_t c0 = 0; c0 < rows; c0 += DSP_BIAS_CHUNK) {
+        const int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
+        dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
+        for (int32_t j = 0; j < n; ++j) {
+            const int32_t c = c0 + j;
+            const float f =
+                conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
+            bias[c] = conv_grad_step_bias(bias[c], f * (float)sums[j]);
+        }
+    }
+}
+
 /* n (1..4) int8 from p as a word, the bytes past n zero; n == 4 reads one word. */
 static inline __attribute__((always_inline)) uint32_t read_n(const int8_t *p, int32_t n) {
     if (n == 4) return dsp_read4(p);
     uint32_t v = 0;
     for (int32_t i = 0; i < n; ++i) v |= (uint32_t)(uint8_t)p[i] << (8 * i);
     return v;
-}
-
-/* 0xFF in byte j (j < n) iff mask bit i + j is set (all ones without a mask). */
-static inline uint32_t mask_bytes(const uint8_t *mask, size_t i, int32_t n) {
-    if (mask == NULL) return 0xFFFFFFFFu;
-    const size_t byte = i >> 3;
-    const uint32_t sh = (uint32_t)(i & 7u);
-    uint32_t bits = mask[byte];
-    if (sh + (uint32_t)n > 8u) bits |= (uint32_t)mask[byte + 1] << 8; /* only when needed */
-    bits = (bits >> sh) & ((1u << n) - 1u);
-    /* bit j to bit 8j (the shifted copies do not overlap), then each 1 to 0xFF */
-    return ((bits * 0x00204081u) & 0x01010101u) * 0xFFu;
 }
 
 /* The first valid tap index and one past the last along one axis: the tap f is valid iff
@@ -76,7 +82,8 @@ static inline __attribute__((always_inline)) void block_grads(
             tap_range(y0, p->dilation_h, p->filter_h, p->input_h, &fy_lo, &fy_hi);
             for (int32_t ox = 0; ox < p->output_w; ++ox, ++pos) {
                 const size_t gi = pos * oc + (size_t)c0;
-                const uint32_t g = read_n(grad_out + gi, n) & mask_bytes(mask, gi, n);
+                const uint32_t g =
+                    read_n(grad_out + gi, n) & (mask ? dsp_mask_bytes(mask, gi, n) : 0xFFFFFFFFu);
                 if (g == 0 || fy_lo == fy_hi) continue;
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 int32_t fx_lo, fx_hi;
@@ -107,7 +114,7 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
     const struct depthwise_conv2d_s8_grad_update_params p =
         *(const struct depthwise_conv2d_s8_grad_update_params *)params;
     const int32_t taps = p.filter_h * p.filter_w;
-    if (p.depth_multiplier != 1 || taps > DWGU_TAPS || !p.update_weights || p.train_rows <= 0) {
+    if (p.depth_multiplier != 1 || taps > DWGU_TAPS) {
         depthwise_conv2d_s8_grad_update_ref_run(params, operands, scratch);
         return;
     }
@@ -142,6 +149,6 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
     }
 
     const size_t positions = (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w;
-    conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, positions, (size_t)p.input_c,
-                          grad_out, mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, positions, (size_t)p.input_c, grad_out,
+                mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }

@@ -201,6 +201,58 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
     return (float)max_abs * acc_scale / 127.0f;
 }
 
+/* 0xFF in byte j (j < n <= 4) iff bit i + j of the clamp mask is set (grad.h's layout). */
+static inline uint32_t dsp_mask_bytes(const uint8_t *mask, size_t i, int32_t n) {
+    const size_t byte = i >> 3;
+    const uint32_t sh = (uint32_t)(i & 7u);
+    uint32_t bits = mask[byte];
+    if (sh + (uint32_t)n > 8u) bits |= (uint32_t)mask[byte + 1] << 8; /* only when needed */
+    bits = (bits >> sh) & ((1u << n) - 1u);
+    /* bit j to bit 8j (the shifted copies do not overlap), then each 1 to 0xFF */
+    return ((bits * 0x00204081u) & 0x01010101u) * 0xFFu;
+}
+
+#define DSP_BIAS_CHUNK 64 /* channels whose sums dsp_bias_sums keeps at once (512 B) */
+
+/* sums[j] = the sum over positions of g[pos * channels + c0 + j], masked (bit clear: 0) when
+ * mask is given, for j < n <= DSP_BIAS_CHUNK: the bias gradients of conv_grad_update_bias
+ * (conv2d_s8_grad_update.h), the same integers. Per position and 4 channels one word of
+ * gradients, its 4 mask bits spread to bytes, and SXTAB16 into two pairs of 16-bit lane sums
+ * (at most 255 values of magnitude <= 128 per lane before they are added to the int32 sums,
+ * so no lane overflows), instead of an index computation, a mask bit and a byte load per
+ * element channel by channel. */
+static inline void dsp_bias_sums(const int8_t *g, const uint8_t *mask, size_t positions,
+                                 size_t channels, int32_t c0, int32_t n, int32_t *sums) {
+    const int32_t groups = n >> 2;
+    uint32_t lanes[DSP_BIAS_CHUNK / 2]; /* per group: channels (0, 2), then (1, 3) */
+    for (int32_t j = 0; j < n; ++j) sums[j] = 0;
+    for (size_t p0 = 0; p0 < positions; p0 += 255) {
+        const size_t p1 = positions - p0 < 255 ? positions : p0 + 255;
+        for (int32_t q = 0; q < 2 * groups; ++q) lanes[q] = 0;
+        for (size_t pos = p0; pos < p1; ++pos) {
+            const size_t i0 = pos * channels + (size_t)c0;
+            const int8_t *row = g + i0;
+            for (int32_t q = 0; q < groups; ++q) {
+                uint32_t v = dsp_read4(row + 4 * q);
+                if (mask) v &= dsp_mask_bytes(mask, i0 + 4u * (size_t)q, 4);
+                lanes[2 * q] = dsp_sxtab16(lanes[2 * q], v);
+                lanes[2 * q + 1] = dsp_sxtab16_hi(lanes[2 * q + 1], v);
+            }
+            for (int32_t j = 4 * groups; j < n; ++j) {
+                const size_t i = i0 + (size_t)(j - 4 * groups) + 4u * (size_t)groups;
+                if (!mask || ((mask[i >> 3] >> (i & 7u)) & 1u)) sums[j] += g[i];
+            }
+        }
+        for (int32_t q = 0; q < groups; ++q) {
+            const uint32_t e = lanes[2 * q], o = lanes[2 * q + 1];
+            sums[4 * q] += (int16_t)(e & 0xFFFFu);
+            sums[4 * q + 1] += (int16_t)(o & 0xFFFFu);
+            sums[4 * q + 2] += (int16_t)(e >> 16);
+            sums[4 * q + 3] += (int16_t)(o >> 16);
+        }
+    }
+}
+
 /* w[i * w_stride] = conv_grad_step_weight(w[i * w_stride], f * (float)acc[i * acc_stride], rng)
  * for i < n, in that order (conv2d_s8_grad_update.h; the draws of grad_stochastic_round,
  * grad.c): the same float operations in the same order (the build passes -ffp-contract=off),

@@ -464,3 +464,23 @@ def test_fast_weight_step_is_bit_identical(tmp_path) -> None:
     assert p.returncode == 0, p.stdout
     checks, bad = map(int, p.stdout.split()[-2:])
     assert bad == 0 and checks > 3_000_000
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bias_updates_over_many_positions_dsp_match_reference(seed: int) -> None:
+    """The bias sums in 16-bit lanes flushed every 255 positions, channel chunks of 64 and
+    tails: two 16x16 images (512 positions), up to 150 channels, biases only and with weights,
+    masked and not, depthwise and 1x1 and 3x3 convolutions."""
+    rng = np.random.default_rng(90_000 + seed)
+    c = int(rng.integers(60, 151))
+    big = dict(n=2, h=16, w=16, sh=1, sw=1, padding="SAME", has_mask=seed % 2 == 0, train_bias_rows=c)
+    layers = [
+        _depthwise(seed, mult=1, in_c=c, train_rows=int(rng.integers(0, 5)), **big),
+        _pointwise(seed, in_c=5, out_c=c, train_rows=int(rng.integers(0, 3)), **big),
+        _kxk(seed, fh=3, fw=3, in_c=3, out_c=c, train_rows=int(rng.integers(0, 3)), **big),
+    ]
+    for layer in layers:
+        call, values = _update(layer, 1 + seed % 3)
+        assert call.params["train_bias_rows"] == c and call.params["update_bias"] == 1
+        out = _same(call, values)
+        assert not np.array_equal(out[6], values[6])
