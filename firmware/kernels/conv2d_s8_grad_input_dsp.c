@@ -114,8 +114,8 @@ static __attribute__((noinline)) void bound2_m7(const int8_t *w, const int32_t *
 }
 #endif
 
-static inline void bound2(const int8_t *w, const int32_t *m, int32_t mstep, int two,
-                          struct bound2 *b) {
+static inline __attribute__((always_inline)) void bound2(const int8_t *w, const int32_t *m,
+                                                         int32_t mstep, int two, struct bound2 *b) {
     if (b->count <= 0) return;
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
     if (mstep == 1 && two) {
