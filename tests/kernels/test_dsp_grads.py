@@ -484,3 +484,73 @@ def test_bias_updates_over_many_positions_dsp_match_reference(seed: int) -> None
         assert call.params["train_bias_rows"] == c and call.params["update_bias"] == 1
         out = _same(call, values)
         assert not np.array_equal(out[6], values[6])
+
+
+def _board_matches_twin(tflite: bytes, name: str, scheme: str, steps: int, trained: int) -> None:
+    """`steps` training steps on the emulated board (its firmware: the optimized kernels) and on
+    the host twin (the reference kernels): every loss and all trained state bit-identical, and at
+    least `trained` trained weight tensors moved."""
+    import os
+    import uuid
+
+    from pytools import emulator
+    from pytools.build.builder import build_firmware
+    from pytools.link.client import Link
+    from pytools.model.board_runner import BoardModel
+    from pytools.model.host_twin import io_tensors, tensor_table
+    from pytools.model.tflite_import import import_tflite
+    from pytools.train.compile_train import compile_training
+    from pytools.train.scheme import load_scheme
+    from pytools.train.trainer import Trainer
+
+    board_spec = __import__("pytools.boards", fromlist=["load_board"]).load_board("mps2_an500")
+    ct = compile_training(import_tflite(tflite, name), load_scheme(scheme), board_spec, name, True, 0.05)
+    g = ct.train.graph
+    x = g.tensor(g.inputs[0])
+    rng = np.random.default_rng(7)
+    classes = g.tensor(ct.train.logits).shape[-1]
+    data = [
+        (rng.integers(-128, 128, x.shape, dtype=np.int8), int(rng.integers(classes))) for _ in range(steps)
+    ]
+    twin = Trainer(ct)
+    twin_losses = [twin.step(a, y) for a, y in data]
+    emu_name = f"test-dsp2-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    elf = build_firmware(board_spec, ct.compiled.blob, ct.compiled.arena).elf
+    emu = emulator.start(board_spec, elf, name=emu_name)
+    try:
+        with Link.open(emu.url) as link:
+            ins, outs = io_tensors(ct.compiled.blob)
+            board = Trainer(ct, BoardModel(link, tensor_table(ct.compiled.blob), ins, outs))
+            board_losses = [board.step(a, y) for a, y in data]
+            board_state = board.state()
+    finally:
+        emulator.stop(emu_name)
+    twin_state = twin.state()
+    assert board_losses == twin_losses
+    assert board_state.keys() == twin_state.keys()
+    for k in twin_state:
+        np.testing.assert_array_equal(board_state[k], twin_state[k], err_msg=k)
+    initial = Trainer(ct).state()
+    moved = [k for k in twin_state if "trained" in k and not np.array_equal(initial[k], twin_state[k])]
+    assert len(moved) >= trained, moved
+
+
+@pytest.mark.emulator
+def test_training_kxk_convs_on_the_board_matches_the_host_twin() -> None:
+    """hapt_cnn1d with every layer trained: the (1, k) convolutions' input gradients and
+    updates (strides 2, padding), end to end, board (optimized) against host twin (reference)."""
+    from pathlib import Path
+
+    model = (Path(__file__).resolve().parents[2] / "models" / "hapt_cnn1d.tflite").read_bytes()
+    _board_matches_twin(model, "hapt_cnn1d", "bias=5,-1=1,-2=1,-3=1,-4=1,-5=1", 12, 5)
+
+
+@pytest.mark.emulator
+def test_training_depthwise_and_stem_on_the_board_matches_the_host_twin() -> None:
+    """mobilenet_tiny with a depthwise layer's weights (half its channels), the 3x3 stem's and
+    the head trained: the depthwise and k x k updates end to end."""
+    from pytools.pretrain.zoo import zoo_model
+
+    _board_matches_twin(
+        zoo_model("mobilenet_tiny"), "mobilenet_tiny", "bias=15,-1=1,-4=0.5,-7=1,-15=1", 12, 4
+    )
