@@ -89,6 +89,13 @@ static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     return __smlatt((int32_t)a, (int32_t)b, acc);
 }
+/* acc + a.lo * b.hi, and acc + a.hi * b.lo. */
+static inline int32_t dsp_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t dsp_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlatb((int32_t)a, (int32_t)b, acc);
+}
 /* *lo, *hi = the two words at *p, then *p += 1: one post-indexed LDRD. (GCC splits a 64-bit
  * load whose halves are used apart into two LDR; hence the one line of assembly.) */
 static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi) {
@@ -131,6 +138,14 @@ static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     const int32_t m = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)m);
+}
+static inline int32_t dsp_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t m = (int32_t)(int16_t)(a & 0xFFFFu) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)m);
+}
+static inline int32_t dsp_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t m = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b & 0xFFFFu);
     return (int32_t)((uint32_t)acc + (uint32_t)m);
 }
 static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi) {

@@ -322,9 +322,10 @@ def _kxk(seed: int, **force: Any) -> gs.Layer:
         opts["sh"] = opts["sw"] = 1
     elif seed % 3 == 1:
         opts["sh"] = opts["sw"] = 2
-    if seed % 5 == 0:
-        opts["train_rows"] = int(rng.integers(1, opts["out_c"] + 1))
+    rows = int(rng.integers(1, 1_000))
     opts.update(force)
+    if seed % 5 == 0 and "train_rows" not in force:
+        opts["train_rows"] = 1 + rows % opts["out_c"]
     return gs.make_layer("conv", 80_000 + seed, **opts)
 
 
@@ -554,3 +555,25 @@ def test_training_depthwise_and_stem_on_the_board_matches_the_host_twin() -> Non
     _board_matches_twin(
         zoo_model("mobilenet_tiny"), "mobilenet_tiny", "bias=15,-1=1,-4=0.5,-7=1,-15=1", 12, 4
     )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conv2d_grad_update_narrow_kxk_dsp_matches_reference(seed: int) -> None:
+    """Fewer than 8 input channels (the 4-rows-per-pass path): 1-7 channels, trained row counts
+    with tails of 1-3 rows, strides, dilations, padding, masks."""
+    _same(*_update(_narrow(seed), seed))
+
+
+def _narrow(seed: int) -> gs.Layer:
+    rng = np.random.default_rng(95_000 + seed)
+    return _kxk(seed, in_c=int(rng.integers(1, 8)), out_c=int(rng.integers(1, 20)))
+
+
+def test_the_narrow_kxk_updates_are_informative() -> None:
+    """Most of those layers do move their weights (a no-op update would match anything)."""
+    moved = []
+    for seed in range(30):
+        call, values = _update(_narrow(seed), seed)
+        out = _run(call, values, "dsp")
+        moved.append(call.params["train_rows"] > 0 and not np.array_equal(out[5], values[5]))
+    assert np.mean(moved) >= 0.6, np.mean(moved)
