@@ -7,15 +7,17 @@
  * (int32, wrapping as the reference's would: the sums are equal modulo 2^32, hence equal).
  * Positions whose gradient is zero or masked, or whose input lies in the padding, add nothing
  * and are skipped, as the reference skips them. The update itself (the QAS factor, the
- * stochastic rounding with its generator drawn once per weight in memory order) and the bias
- * update are the reference's own code, called in the same order, so the generator's state
- * after the call is the same too.
+ * stochastic rounding with its generator drawn once per weight in memory order) is the
+ * reference's float arithmetic in the same order (dsp_step_weights, dsp.h), the bias update
+ * the same integer sums (dsp_bias_sums) and the reference's conv_grad_step_bias, so the
+ * weights, the biases and the generator's state after the call are the same too.
  *
  * Speed. The positions with a gradient are paired up; for a pair and 4 input channels, two
  * words of input (SXTAB16 adds the input offset while widening to 16-bit lanes), PKHBT / PKHTB
  * to put the two positions' values of one channel side by side, and one SMLAD per channel with
  * the pair's two gradients: 8 multiply-accumulates in about 16 instructions, against the
- * reference's load, multiply-add and store of an accumulator per MAC. */
+ * reference's load, multiply-add and store of an accumulator per MAC. Larger filters: see
+ * grad_update_kxk and rows4_grads. */
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
 #include "conv2d_s8_grad_update.h"
 #include "dsp.h"

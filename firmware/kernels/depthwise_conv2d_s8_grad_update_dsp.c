@@ -6,10 +6,12 @@
  * Exactness. The weight gradient of a trained channel c and tap t, acc[t] = sum over output
  * positions of g[pos, c] * (x[pos under t, c] - z_x), is the same sum of the same integer
  * products in another order (int32, equal modulo 2^32, hence equal). Zero or masked gradients
- * and taps in the padding add nothing, as the reference skips them. The update (the QAS factor,
- * the stochastic rounding drawing the generator once per weight, channel by channel and tap by
- * tap within a channel) and the bias update are the reference's own code called in the
- * reference's order, so the weights, the biases and the generator's state end identical.
+ * and taps in the padding add nothing, as the reference skips them. The update draws the
+ * generator once per weight, channel by channel and tap by tap within a channel, as the
+ * reference does, with the reference's float operations in the same order (dsp_step_weights,
+ * dsp.h); the bias gradients are the same integer sums (dsp_bias_sums) stepped by the
+ * reference's conv_grad_step_bias. So the weights, the biases and the generator's state end
+ * identical.
  *
  * Speed. The reference walks one channel at a time over all positions and taps, an index
  * computation, a bounds check, a byte load, a multiply-add and a load and store of an
@@ -17,7 +19,8 @@
  * of gradients (masked with the 4 mask bits spread to bytes), SXTB16 into (c, c+2) and
  * (c+1, c+3); per valid tap (bounds computed once per row and per position, not per tap) one
  * word of input, SXTAB16 adding the input offset while widening, and SMLABB / SMLATT into the
- * tap's four accumulators (on the stack). */
+ * tap's four accumulators (on the stack). The biases: 4 channels per word of gradients into
+ * 16-bit lane sums (dsp_bias_sums). */
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
 #include "conv2d_s8_grad_update.h"
 #include "depthwise_conv2d_s8_grad_update.h"
