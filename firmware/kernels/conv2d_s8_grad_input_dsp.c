@@ -1,6 +1,6 @@
 /* Input gradient of conv2d_s8, optimized: bit-identical with conv2d_s8_grad_input_ref_run
  * (conv2d_s8_grad_input.c) for every layer; 1x1 filters (all of MobileNetV2's backward convs)
- * take a faster path, any other filter the reference.
+ * take the path below, larger filters a scatter of each pixel's nonzero terms (grad_input_kxk).
  *
  * Exactness. The reference scatters: for each output-gradient element (pixel, c) it adds
  * g'[pixel, c] * W[c, k] to acc[input pixel, k] for every k. With a 1x1 filter an input pixel
@@ -114,8 +114,8 @@ static __attribute__((noinline)) void bound2_m7(const int8_t *w, const int32_t *
 }
 #endif
 
-static inline void bound2(const int8_t *w, const int32_t *m, int32_t mstep, int two,
-                          struct bound2 *b) {
+static inline __attribute__((always_inline)) void bound2(const int8_t *w, const int32_t *m,
+                                                         int32_t mstep, int two, struct bound2 *b) {
     if (b->count <= 0) return;
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
     if (mstep == 1 && two) {
@@ -334,14 +334,137 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     }
 }
 
+/* shift_1x1's bound for any filter: per pair of input channels, the sums over output
+ * channels and taps (the weights of tap t of every row, filter_size bytes apart), the
+ * reference's sums exactly (integers, another order). */
+static int shift_kxk(const struct gi *g, int32_t taps) {
+    const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
+    const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
+    const int32_t fs = taps * n; /* filter_size */
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t k = 0; k < n; k += 2) {
+        const int two = k + 1 < n;
+        struct bound2 b = {{0, 0}, {0, 0}, 0, 0, fs, 0};
+        for (int32_t t = 0; t < taps; ++t) {
+            b.count = tr;
+            bound2(g->trained + (size_t)t * (size_t)n + k, g->m, mstep, two, &b);
+            b.count = g->output_c - tr;
+            bound2(g->filter + (size_t)tr * (size_t)fs + (size_t)t * (size_t)n + k,
+                   g->m + tr * mstep, mstep, two, &b);
+        }
+        const uint64_t s0 = 128u * u64_of(b.s0), s1 = 128u * u64_of(b.s1);
+        if (s0 > b0) b0 = s0;
+        if (s1 > b0) b0 = s1;
+        if (b.a0 > w1) w1 = b.a0;
+        if (b.a1 > w1) w1 = b.a1;
+    }
+    return conv_grad_pick_shift(b0, w1);
+}
+
+/* The taps [lo, hi) along one axis whose input lies inside it: 0 <= o + f * d < size. */
+static inline void tap_range(int32_t o, int32_t d, int32_t f_n, int32_t size, int32_t *lo,
+                             int32_t *hi) {
+    *lo = o >= 0 ? 0 : (-o + d - 1) / d;
+    if (o + (f_n - 1) * d < size)
+        *hi = f_n;
+    else
+        *hi = o >= size ? 0 : (size - o + d - 1) / d;
+    if (*hi < *lo) *hi = *lo;
+}
+
+#define GK_LIST 64 /* nonzero terms of one output pixel held at once (512 B of stack) */
+
+/* One nonzero g' of an output pixel and its output channel's weight row (trained or flash). */
+struct gk_term {
+    int32_t g;
+    const int8_t *w;
+};
+
+/* a[k] += sum over the n terms of g' * w[off + k], k < kc: per 4 input channels the 4 sums in
+ * registers, per term one word of weights (SXTB with rotation for each byte) and 4 MLA. */
+static void scatter(int32_t *a, const struct gk_term *list, int32_t n, size_t off, int32_t kc) {
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        int32_t a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+        const size_t o = off + (size_t)k;
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t g = list[i].g;
+            const uint32_t w = dsp_read4(list[i].w + o);
+            a0 += g * (int32_t)(int8_t)w;
+            a1 += g * (int32_t)(int8_t)(w >> 8);
+            a2 += g * (int32_t)(int8_t)(w >> 16);
+            a3 += g * ((int32_t)w >> 24);
+        }
+        a[k] = a0, a[k + 1] = a1, a[k + 2] = a2, a[k + 3] = a3;
+    }
+    for (; k < kc; ++k) {
+        int32_t s = a[k];
+        for (int32_t i = 0; i < n; ++i) s += list[i].g * (int32_t)list[i].w[off + (size_t)k];
+        a[k] = s;
+    }
+}
+
+/* Filters larger than 1x1: the reference's scatter, output pixel by output pixel, with the
+ * zero terms dropped once per pixel instead of per tap: the pixel's nonzero g' (up to
+ * GK_LIST at a time) listed with their weight rows, then for each tap inside the input
+ * (bounded once per pixel, not checked per tap) the list added into the input pixel's
+ * accumulators 4 input channels at a time. Same terms, same accumulators, another order. */
+static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct gi *g,
+                           int32_t *acc) {
+    const size_t n_in =
+        (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+    const int32_t kc = p->input_c, fw = p->filter_w, taps = p->filter_h * p->filter_w;
+    const size_t filter_size = (size_t)taps * (size_t)kc;
+    const size_t in_row = (size_t)p->input_w * (size_t)kc;
+    const size_t oc = (size_t)p->output_c;
+    g->shift = shift_kxk(g, taps);
+    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    struct gk_term list[GK_LIST];
+    size_t q = 0; /* flat index of the output pixel */
+    for (int32_t b = 0; b < p->batches; ++b) {
+        int32_t *image = acc + (size_t)b * (size_t)p->input_h * in_row;
+        for (int32_t oy = 0; oy < p->output_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t fy_lo, fy_hi;
+            tap_range(y0, p->dilation_h, p->filter_h, p->input_h, &fy_lo, &fy_hi);
+            for (int32_t ox = 0; ox < p->output_w; ++ox, ++q) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t fx_lo, fx_hi;
+                tap_range(x0, p->dilation_w, fw, p->input_w, &fx_lo, &fx_hi);
+                if (fy_lo == fy_hi || fx_lo == fx_hi) continue;
+                for (int32_t c0 = 0; c0 < p->output_c; c0 += GK_LIST) {
+                    const int32_t c1 = p->output_c - c0 < GK_LIST ? p->output_c : c0 + GK_LIST;
+                    int32_t n = 0;
+                    for (int32_t c = c0; c < c1; ++c) {
+                        const int32_t v =
+                            conv_grad_masked(g->grad_out, g->mask, q * oc + (size_t)c);
+                        if (v == 0) continue;
+                        const int32_t gs =
+                            conv_grad_term(v, g->m[g->per_channel ? c : 0], g->shift);
+                        if (gs == 0) continue;
+                        list[n].g = gs;
+                        list[n].w =
+                            (c < g->train_rows ? g->trained : g->filter) + (size_t)c * filter_size;
+                        ++n;
+                    }
+                    if (n == 0) continue;
+                    for (int32_t fy = fy_lo; fy < fy_hi; ++fy) {
+                        int32_t *row = image + (size_t)(y0 + fy * p->dilation_h) * in_row;
+                        for (int32_t fx = fx_lo; fx < fx_hi; ++fx) {
+                            int32_t *a = row + (size_t)(x0 + fx * p->dilation_w) * (size_t)kc;
+                            scatter(a, list, n, (size_t)(fy * fw + fx) * (size_t)kc, kc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
-    if (p.filter_h != 1 || p.filter_w != 1) {
-        conv2d_s8_grad_input_ref_run(params, operands, scratch);
-        return;
-    }
     const float grad_out_scale = *(const float *)operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
     const float *scales = operands[CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
@@ -364,7 +487,10 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
         .per_channel = p.per_channel,
         .shift = 0,
     };
-    grad_input_1x1(&p, &g, acc);
+    if (p.filter_h == 1 && p.filter_w == 1)
+        grad_input_1x1(&p, &g, acc);
+    else
+        grad_input_kxk(&p, &g, acc);
     *grad_in_scale = dsp_grad_requantize_s32(
         acc, n_in, grad_out_scale * max_scale * conv_grad_unit(g.shift), grad_in);
 }

@@ -1,26 +1,46 @@
 /* Weight and bias update of conv2d_s8, optimized: bit-identical with
  * conv2d_s8_grad_update_ref_run (conv2d_s8_grad_update.c) for every layer; 1x1 filters take the
- * faster path below, any other filter the reference.
+ * path below, larger filters grad_update_kxk (SXTAB16 / SMLABB / SMLATT along runs of taps).
  *
  * Exactness. The weight gradient of a trained row c, acc[k] = sum over output positions of
  * g[pos, c] * (x[pos, k] - z_x), is the same sum of the same integer products in another order
  * (int32, wrapping as the reference's would: the sums are equal modulo 2^32, hence equal).
  * Positions whose gradient is zero or masked, or whose input lies in the padding, add nothing
  * and are skipped, as the reference skips them. The update itself (the QAS factor, the
- * stochastic rounding with its generator drawn once per weight in memory order) and the bias
- * update are the reference's own code, called in the same order, so the generator's state
- * after the call is the same too.
+ * stochastic rounding with its generator drawn once per weight in memory order) is the
+ * reference's float arithmetic in the same order (dsp_step_weights, dsp.h), the bias update
+ * the same integer sums (dsp_bias_sums) and the reference's conv_grad_step_bias, so the
+ * weights, the biases and the generator's state after the call are the same too.
  *
  * Speed. The positions with a gradient are paired up; for a pair and 4 input channels, two
  * words of input (SXTAB16 adds the input offset while widening to 16-bit lanes), PKHBT / PKHTB
  * to put the two positions' values of one channel side by side, and one SMLAD per channel with
  * the pair's two gradients: 8 multiply-accumulates in about 16 instructions, against the
- * reference's load, multiply-add and store of an accumulator per MAC. */
+ * reference's load, multiply-add and store of an accumulator per MAC. Larger filters: see
+ * grad_update_kxk and rows4_grads. */
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
 #include "conv2d_s8_grad_update.h"
 #include "dsp.h"
 
 #define GU_PAIRS 64 /* position pairs gathered at once (768 B of stack) */
+
+/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums
+ * (dsp_bias_sums) and the same float step per channel, channel by channel. */
+static void update_bias(int32_t *bias, int32_t rows, size_t positions, size_t channels,
+                        const int8_t *grad_out, const uint8_t *mask, float lr, float grad_scale,
+                        float input_scale, const float *scales, int32_t per_channel) {
+    int32_t sums[DSP_BIAS_CHUNK];
+    for (int32_t c0 = 0; c0 < rows; c0 += DSP_BIAS_CHUNK) {
+        const int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
+        dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
+        for (int32_t j = 0; j < n; ++j) {
+            const int32_t c = c0 + j;
+            const float f =
+                conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
+            bias[c] = conv_grad_step_bias(bias[c], f * (float)sums[j]);
+        }
+    }
+}
 
 struct gu_pair {
     const int8_t *x0, *x1; /* the two positions' input pixels */
@@ -79,12 +99,219 @@ static void accumulate(const struct gu_pair *pp, int32_t n, int32_t kc, int32_t 
     }
 }
 
+/* The taps [lo, hi) along one axis whose input lies inside it: 0 <= o + f * d < size. */
+static inline void tap_range(int32_t o, int32_t d, int32_t f_n, int32_t size, int32_t *lo,
+                             int32_t *hi) {
+    *lo = o >= 0 ? 0 : (-o + d - 1) / d;
+    if (o + (f_n - 1) * d < size)
+        *hi = f_n;
+    else
+        *hi = o >= size ? 0 : (size - o + d - 1) / d;
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* a[j] += g * (x[j] + offset) for j < n; gg = g in both 16-bit lanes, off2 the offset in both.
+ * Per 4 values: one word of input, SXTAB16 (the offset added while widening), SMLABB / SMLATT. */
+static inline void axpy_run(int32_t *a, const int8_t *x, int32_t n, int32_t g, uint32_t gg,
+                            int32_t offset, uint32_t off2) {
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const uint32_t v = dsp_read4(x + j);
+        const uint32_t e = dsp_sxtab16(off2, v), o = dsp_sxtab16_hi(off2, v);
+        a[j] = dsp_smlabb(e, gg, a[j]);
+        a[j + 1] = dsp_smlabb(o, gg, a[j + 1]);
+        a[j + 2] = dsp_smlatt(e, gg, a[j + 2]);
+        a[j + 3] = dsp_smlatt(o, gg, a[j + 3]);
+    }
+    for (; j < n; ++j) a[j] += g * ((int32_t)x[j] + offset);
+}
+
+/* Narrow inputs (fewer than 8 channels: first layers such as a 3x3 stem on RGB, where a run
+ * of taps is a few values and the per-row path's overheads per position and run dominate)
+ * take 4 rows per pass (rows4_grads). With wider inputs the per-row path was faster on sparse
+ * gradients (measured on hapt_cnn1d: a position where 1 of the 4 rows has a gradient costs
+ * rows4 all 4 rows' products). */
+#define GU_ROWS4_MAX 128 /* filter sizes whose 4 rows of sums the stack holds (2 KB) */
+
+/* a[4 j + r] += g_r * (x[j] + offset) for j < n, r < 4; ge = (g0, g2), go = (g1, g3) as 16-bit
+ * lanes. Per 4 values: one word of input, SXTAB16 twice, 16 SMLAxy (each product once). */
+static inline void axpy4_run(int32_t *a, const int8_t *x, int32_t n, uint32_t ge, uint32_t go,
+                             int32_t offset, uint32_t off2) {
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4, a += 16) {
+        const uint32_t v = dsp_read4(x + j);
+        const uint32_t e = dsp_sxtab16(off2, v),
+                       o = dsp_sxtab16_hi(off2, v); /* (x0, x2), (x1, x3) */
+        a[0] = dsp_smlabb(ge, e, a[0]);
+        a[1] = dsp_smlabb(go, e, a[1]);
+        a[2] = dsp_smlatb(ge, e, a[2]);
+        a[3] = dsp_smlatb(go, e, a[3]);
+        a[4] = dsp_smlabb(ge, o, a[4]);
+        a[5] = dsp_smlabb(go, o, a[5]);
+        a[6] = dsp_smlatb(ge, o, a[6]);
+        a[7] = dsp_smlatb(go, o, a[7]);
+        a[8] = dsp_smlabt(ge, e, a[8]);
+        a[9] = dsp_smlabt(go, e, a[9]);
+        a[10] = dsp_smlatt(ge, e, a[10]);
+        a[11] = dsp_smlatt(go, e, a[11]);
+        a[12] = dsp_smlabt(ge, o, a[12]);
+        a[13] = dsp_smlabt(go, o, a[13]);
+        a[14] = dsp_smlatt(ge, o, a[14]);
+        a[15] = dsp_smlatt(go, o, a[15]);
+    }
+    for (; j < n; ++j, a += 4) {
+        const uint32_t v = (uint32_t)((int32_t)x[j] + offset);
+        a[0] = dsp_smlabb(ge, v, a[0]);
+        a[1] = dsp_smlabb(go, v, a[1]);
+        a[2] = dsp_smlatb(ge, v, a[2]);
+        a[3] = dsp_smlatb(go, v, a[3]);
+    }
+}
+
+/* acc[4 t + r] = the weight gradient of row c0 + r (r < nr <= 4) at filter element t: the
+ * gradients of 4 rows are one word per position (masked, SXTB16 into (g0, g2), (g1, g3)), so
+ * positions are scanned once for 4 rows and each input value, widened once, feeds 4 rows. */
+static void rows4_grads(const struct conv2d_s8_grad_update_params *p, const int8_t *grad_out,
+                        const uint8_t *mask, const int8_t *input, int32_t c0, int32_t nr,
+                        int32_t *acc) {
+    const int32_t kc = p->input_c, fw = p->filter_w;
+    const size_t oc = (size_t)p->output_c;
+    const size_t in_row = (size_t)p->input_w * (size_t)kc;
+    const size_t in_image = (size_t)p->input_h * in_row;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    size_t gi = (size_t)c0;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *image = input + (size_t)b * in_image;
+        for (int32_t oy = 0; oy < p->output_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t fy_lo, fy_hi;
+            tap_range(y0, p->dilation_h, p->filter_h, p->input_h, &fy_lo, &fy_hi);
+            for (int32_t ox = 0; ox < p->output_w; ++ox, gi += oc) {
+                if (fy_lo == fy_hi) continue;
+                uint32_t g;
+                if (nr == 4) {
+                    g = dsp_read4(grad_out + gi);
+                } else {
+                    g = 0;
+                    for (int32_t r = 0; r < nr; ++r)
+                        g |= (uint32_t)(uint8_t)grad_out[gi + r] << (8 * r);
+                }
+                if (mask) g &= dsp_mask_bytes(mask, gi, nr);
+                if (g == 0) continue;
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t fx_lo, fx_hi;
+                tap_range(x0, p->dilation_w, fw, p->input_w, &fx_lo, &fx_hi);
+                if (fx_lo == fx_hi) continue;
+                const uint32_t ge = dsp_sxtb16(g), go = dsp_sxtb16_hi(g);
+                for (int32_t fy = fy_lo; fy < fy_hi; ++fy) {
+                    const int8_t *x = image + (size_t)(y0 + fy * p->dilation_h) * in_row +
+                                      (size_t)(x0 + fx_lo * p->dilation_w) * (size_t)kc;
+                    int32_t *a = acc + (size_t)(fy * fw + fx_lo) * (size_t)kc * 4u;
+                    if (p->dilation_w == 1) { /* the valid taps' inputs are contiguous */
+                        axpy4_run(a, x, (fx_hi - fx_lo) * kc, ge, go, p->input_offset, off2);
+                        continue;
+                    }
+                    for (int32_t fx = fx_lo; fx < fx_hi; ++fx) {
+                        axpy4_run(a, x, kc, ge, go, p->input_offset, off2);
+                        a += (size_t)kc * 4u;
+                        x += (size_t)p->dilation_w * (size_t)kc;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Filters larger than 1x1: per trained row, the positions with a gradient (scanned once,
+ * zeros skipped as the reference skips them), the taps inside the input bounded once per
+ * position (not checked per tap), and per filter row the valid taps' inputs, contiguous in
+ * memory when the dilation along x is 1, as one run into the accumulators (the same
+ * [fy][fx][k] order); then the reference's update, weight by weight in memory order. */
+static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void *const *operands,
+                            void *scratch) {
+    const struct conv2d_s8_grad_update_params p = *pp;
+    const int8_t *grad_out = operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT];
+    const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
+    const uint8_t *mask = p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL;
+    const int8_t *input = operands[CONV2D_S8_GRAD_UPDATE_INPUT];
+    const float *scales = operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES];
+    int8_t *filter = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_FILTER];
+    int32_t *bias = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS];
+    uint32_t *rng = operands[CONV2D_S8_GRAD_UPDATE_RNG_STATE];
+    const int32_t kc = p.input_c, fw = p.filter_w;
+    const size_t oc = (size_t)p.output_c;
+    const size_t in_row = (size_t)p.input_w * (size_t)kc;
+    const size_t in_image = (size_t)p.input_h * in_row;
+    const size_t filter_size = (size_t)p.filter_h * (size_t)fw * (size_t)kc;
+    const int32_t positions = p.batches * p.output_h * p.output_w;
+    const uint32_t off2 = dsp_pair(p.input_offset);
+
+    const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
+    int32_t c = 0;
+    if (filter_size <= GU_ROWS4_MAX && kc < 8) { /* 4 rows at a time, the sums on the stack */
+        int32_t acc4[4 * GU_ROWS4_MAX];
+        for (; c < weight_rows; c += 4) {
+            const int32_t nr = weight_rows - c < 4 ? weight_rows - c : 4;
+            for (size_t t = 0; t < 4 * filter_size; ++t) acc4[t] = 0;
+            rows4_grads(&p, grad_out, mask, input, c, nr, acc4);
+            for (int32_t r = 0; r < nr; ++r) { /* the reference's steps, row by row */
+                const float f = conv_grad_weight_factor(p.lr, grad_scale, p.input_scale,
+                                                        scales[p.per_channel ? c + r : 0]);
+                dsp_step_weights(filter + (size_t)(c + r) * filter_size, 1, acc4 + r, 4,
+                                 filter_size, f, rng);
+            }
+        }
+    }
+    for (; c < weight_rows; ++c) {
+        int32_t *acc = scratch;
+        for (size_t t = 0; t < filter_size; ++t) acc[t] = 0;
+        size_t gi = (size_t)c; /* flat index of g[pos, c] */
+        for (int32_t b = 0; b < p.batches; ++b) {
+            const int8_t *image = input + (size_t)b * in_image;
+            for (int32_t oy = 0; oy < p.output_h; ++oy) {
+                const int32_t y0 = oy * p.stride_h - p.pad_h;
+                int32_t fy_lo, fy_hi;
+                tap_range(y0, p.dilation_h, p.filter_h, p.input_h, &fy_lo, &fy_hi);
+                for (int32_t ox = 0; ox < p.output_w; ++ox, gi += oc) {
+                    const int32_t g = conv_grad_masked(grad_out, mask, gi);
+                    if (g == 0 || fy_lo == fy_hi) continue;
+                    const int32_t x0 = ox * p.stride_w - p.pad_w;
+                    int32_t fx_lo, fx_hi;
+                    tap_range(x0, p.dilation_w, fw, p.input_w, &fx_lo, &fx_hi);
+                    if (fx_lo == fx_hi) continue;
+                    const uint32_t gg = dsp_pair(g);
+                    for (int32_t fy = fy_lo; fy < fy_hi; ++fy) {
+                        const int8_t *x = image + (size_t)(y0 + fy * p.dilation_h) * in_row +
+                                          (size_t)(x0 + fx_lo * p.dilation_w) * (size_t)kc;
+                        int32_t *a = acc + (size_t)(fy * fw + fx_lo) * (size_t)kc;
+                        if (p.dilation_w == 1) { /* the valid taps' inputs are contiguous */
+                            axpy_run(a, x, (fx_hi - fx_lo) * kc, g, gg, p.input_offset, off2);
+                            continue;
+                        }
+                        for (int32_t fx = fx_lo; fx < fx_hi; ++fx) {
+                            axpy_run(a, x, kc, g, gg, p.input_offset, off2);
+                            a += kc;
+                            x += (size_t)p.dilation_w * (size_t)kc;
+                        }
+                    }
+                }
+            }
+        }
+        const float f =
+            conv_grad_weight_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
+        dsp_step_weights(filter + (size_t)c * filter_size, 1, acc, 1, filter_size, f, rng);
+    }
+
+    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
+                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+}
+
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_update_params p =
         *(const struct conv2d_s8_grad_update_params *)params;
     if (p.filter_h != 1 || p.filter_w != 1) {
-        conv2d_s8_grad_update_ref_run(params, operands, scratch);
+        grad_update_kxk(&p, operands, scratch);
         return;
     }
     const int8_t *grad_out = operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT];
@@ -127,10 +354,9 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         if (n + half) accumulate(pairs, n + half, kc, p.input_offset, acc);
         const float f =
             conv_grad_weight_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
-        int8_t *w = filter + (size_t)c * (size_t)kc;
-        for (int32_t t = 0; t < kc; ++t) w[t] = conv_grad_step_weight(w[t], f * (float)acc[t], rng);
+        dsp_step_weights(filter + (size_t)c * (size_t)kc, 1, acc, 1, (size_t)kc, f, rng);
     }
 
-    conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
-                          grad_out, mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
+                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }

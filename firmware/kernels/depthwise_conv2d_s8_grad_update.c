@@ -4,8 +4,19 @@
 
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
 #include "conv2d_s8_grad_update.h"
+#include "dsp.h"
 
+/* The build chooses: the optimized kernel (depthwise_conv2d_s8_grad_update_dsp.c) when
+ * KERNELS_USE_DSP() (dsp.h), else this reference. */
 void depthwise_conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        depthwise_conv2d_s8_grad_update_dsp_run(params, operands, scratch);
+    else
+        depthwise_conv2d_s8_grad_update_ref_run(params, operands, scratch);
+}
+
+void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                             void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct depthwise_conv2d_s8_grad_update_params p =
         *(const struct depthwise_conv2d_s8_grad_update_params *)params;

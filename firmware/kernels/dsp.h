@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "grad.h"
 #include "kernel.h"
 
 /* The optimized forward kernels (conv2d_s8_dsp.c, depthwise_conv2d_s8_dsp.c,
@@ -47,6 +48,10 @@ void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *ope
                                             void *scratch);
 void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
                                             void *scratch);
+void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                             void *scratch);
+void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
+                                             void *scratch);
 
 #ifndef KERNELS_DSP
 #define KERNELS_DSP 0
@@ -83,6 +88,13 @@ static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+/* acc + a.lo * b.hi, and acc + a.hi * b.lo. */
+static inline int32_t dsp_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t dsp_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlatb((int32_t)a, (int32_t)b, acc);
 }
 /* *lo, *hi = the two words at *p, then *p += 1: one post-indexed LDRD. (GCC splits a 64-bit
  * load whose halves are used apart into two LDR; hence the one line of assembly.) */
@@ -126,6 +138,14 @@ static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 }
 static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     const int32_t m = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)m);
+}
+static inline int32_t dsp_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t m = (int32_t)(int16_t)(a & 0xFFFFu) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)m);
+}
+static inline int32_t dsp_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t m = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b & 0xFFFFu);
     return (int32_t)((uint32_t)acc + (uint32_t)m);
 }
 static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi) {
@@ -194,6 +214,97 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
         out[i] = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
     }
     return (float)max_abs * acc_scale / 127.0f;
+}
+
+/* 0xFF in byte j (j < n <= 4) iff bit i + j of the clamp mask is set (grad.h's layout). */
+static inline uint32_t dsp_mask_bytes(const uint8_t *mask, size_t i, int32_t n) {
+    const size_t byte = i >> 3;
+    const uint32_t sh = (uint32_t)(i & 7u);
+    uint32_t bits = mask[byte];
+    if (sh + (uint32_t)n > 8u) bits |= (uint32_t)mask[byte + 1] << 8; /* only when needed */
+    bits = (bits >> sh) & ((1u << n) - 1u);
+    /* bit j to bit 8j (the shifted copies do not overlap), then each 1 to 0xFF */
+    return ((bits * 0x00204081u) & 0x01010101u) * 0xFFu;
+}
+
+#define DSP_BIAS_CHUNK 64 /* channels whose sums dsp_bias_sums keeps at once (512 B) */
+
+/* sums[j] = the sum over positions of g[pos * channels + c0 + j], masked (bit clear: 0) when
+ * mask is given, for j < n <= DSP_BIAS_CHUNK: the bias gradients of conv_grad_update_bias
+ * (conv2d_s8_grad_update.h), the same integers. Per position and 4 channels one word of
+ * gradients, its 4 mask bits spread to bytes, and SXTAB16 into two pairs of 16-bit lane sums
+ * (at most 255 values of magnitude <= 128 per lane before they are added to the int32 sums,
+ * so no lane overflows), instead of an index computation, a mask bit and a byte load per
+ * element channel by channel. */
+static inline void dsp_bias_sums(const int8_t *g, const uint8_t *mask, size_t positions,
+                                 size_t channels, int32_t c0, int32_t n, int32_t *sums) {
+    const int32_t groups = n >> 2;
+    uint32_t lanes[DSP_BIAS_CHUNK / 2]; /* per group: channels (0, 2), then (1, 3) */
+    for (int32_t j = 0; j < n; ++j) sums[j] = 0;
+    for (size_t p0 = 0; p0 < positions; p0 += 255) {
+        const size_t p1 = positions - p0 < 255 ? positions : p0 + 255;
+        for (int32_t q = 0; q < 2 * groups; ++q) lanes[q] = 0;
+        for (size_t pos = p0; pos < p1; ++pos) {
+            const size_t i0 = pos * channels + (size_t)c0;
+            const int8_t *row = g + i0;
+            for (int32_t q = 0; q < groups; ++q) {
+                uint32_t v = dsp_read4(row + 4 * q);
+                if (mask) v &= dsp_mask_bytes(mask, i0 + 4u * (size_t)q, 4);
+                lanes[2 * q] = dsp_sxtab16(lanes[2 * q], v);
+                lanes[2 * q + 1] = dsp_sxtab16_hi(lanes[2 * q + 1], v);
+            }
+            for (int32_t j = 4 * groups; j < n; ++j) {
+                const size_t i = i0 + (size_t)(j - 4 * groups) + 4u * (size_t)groups;
+                if (!mask || ((mask[i >> 3] >> (i & 7u)) & 1u)) sums[j] += g[i];
+            }
+        }
+        for (int32_t q = 0; q < groups; ++q) {
+            const uint32_t e = lanes[2 * q], o = lanes[2 * q + 1];
+            sums[4 * q] += (int16_t)(e & 0xFFFFu);
+            sums[4 * q + 1] += (int16_t)(o & 0xFFFFu);
+            sums[4 * q + 2] += (int16_t)(e >> 16);
+            sums[4 * q + 3] += (int16_t)(o >> 16);
+        }
+    }
+}
+
+/* w[i * w_stride] = conv_grad_step_weight(w[i * w_stride], f * (float)acc[i * acc_stride], rng)
+ * for i < n, in that order (conv2d_s8_grad_update.h; the draws of grad_stochastic_round,
+ * grad.c): the same float operations in the same order (the build passes -ffp-contract=off),
+ * so the same weights and the same generator state, with the generator's state and the
+ * factor in registers for the whole loop instead of a call per weight that reloads them
+ * (an int8 store may alias the state, so the compiler must reload it after each one), and
+ * zero gradients (rows or taps no nonzero gradient reached) without the float steps. */
+static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *acc,
+                                    size_t acc_stride, size_t n, float f, uint32_t *rng) {
+    uint32_t s = *rng;
+    for (size_t i = 0; i < n; ++i, w += w_stride, acc += acc_stride) {
+        if (*acc == 0) {
+            /* v = f * 0 is a zero (or NaN, which counts as 0) whatever f: x = u in [0, 1)
+             * floors to 0, so the draw is made and the weight only saturates. */
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            if (*w < -127) *w = -127;
+            continue;
+        }
+        float v = f * (float)*acc;
+        if (v > 256.0f)
+            v = 256.0f;
+        else if (v < -256.0f)
+            v = -256.0f;
+        else if (v != v)
+            v = 0.0f;
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        const float x = v + (float)(s >> 8) * (1.0f / 16777216.0f);
+        int32_t r = (int32_t)x; /* truncates toward zero; then floor */
+        if (x < 0.0f && (float)r != x) r -= 1;
+        const int32_t q = (int32_t)*w + r;
+        *w = (int8_t)(q > 127 ? 127 : (q < -127 ? -127 : q));
+    }
+    *rng = s;
 }
 
 #endif

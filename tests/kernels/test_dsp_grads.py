@@ -284,3 +284,296 @@ def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
         want = _run(call, values, "ref")
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_depthwise_grad_update_dsp_matches_reference(seed: int) -> None:
+    """Depthwise update: weights, biases and generator state identical; multiplier 1 (the
+    4-channel blocks, tails of 1-3 channels, trained slices of any width) mostly, 1x1 to 5x5
+    filters, strides, dilations, SAME and VALID, masks."""
+    call, values = _update(_depthwise(seed), seed)
+    out = _same(call, values)
+    assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
+
+
+@pytest.mark.emulator
+def test_depthwise_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_update(_depthwise(s, mult=1, in_c=9 + s, train_rows=5 + s), s) for s in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
+
+
+def _kxk(seed: int, **force: Any) -> gs.Layer:
+    """A convolution with a filter larger than 1x1 (2x2 to 5x5, square or not): odd channel
+    counts across the 4-channel groups, strides 1-3, dilations, SAME and VALID, masks, trained
+    rows anywhere (none, some, all)."""
+    rng = np.random.default_rng(70_000 + seed)
+    opts: dict[str, Any] = {}
+    opts["fh"], opts["fw"] = (int(v) for v in rng.choice([2, 3, 3, 3, 5, 1], 2))
+    if opts["fh"] == opts["fw"] == 1:
+        opts["fw"] = 3
+    opts["in_c"] = int(rng.integers(1, 40))
+    opts["out_c"] = int(rng.integers(1, 40))
+    if seed % 3 == 0:
+        opts["sh"] = opts["sw"] = 1
+    elif seed % 3 == 1:
+        opts["sh"] = opts["sw"] = 2
+    rows = int(rng.integers(1, 1_000))
+    opts.update(force)
+    if seed % 5 == 0 and "train_rows" not in force:
+        opts["train_rows"] = 1 + rows % opts["out_c"]
+    return gs.make_layer("conv", 80_000 + seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_grad_update_kxk_dsp_matches_reference(seed: int) -> None:
+    """Filters larger than 1x1: new weights, biases and generator state identical."""
+    call, values = _update(_kxk(seed), seed)
+    assert call.params["filter_h"] * call.params["filter_w"] > 1
+    out = _same(call, values)
+    assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
+
+
+@pytest.mark.emulator
+def test_conv2d_grad_update_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_update(_kxk(s, train_rows=1 + s % 3, out_c=3 + s), s) for s in range(10)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_grad_input_kxk_dsp_matches_reference(seed: int) -> None:
+    """Filters larger than 1x1: the int8 input gradient and its scale identical."""
+    call, values = gs.grad_input_call(_kxk(seed))
+    assert call.params["filter_h"] * call.params["filter_w"] > 1
+    out = _same(call, values)
+    assert out[7][0] > 0 or not np.any(out[6])
+
+
+def test_conv2d_grad_input_kxk_dsp_edge_cases() -> None:
+    """Per-tensor scales, no mask, no trained rows, one channel each way, more output channels
+    than a 16-channel chunk with a large sum of weights (nonzero shift), 5x5 on a tiny image."""
+    cases = [
+        dict(per_channel=False),
+        dict(has_mask=False),
+        dict(train_rows=0),
+        dict(in_c=1, out_c=1),
+        dict(in_c=3, out_c=37, fh=3, fw=3, sh=2, sw=2),
+        dict(in_c=64, out_c=200, fh=3, fw=3, h=5, w=5, sh=1, sw=1),
+        dict(in_c=5, out_c=7, fh=5, fw=5, h=4, w=4, padding="SAME"),
+    ]
+    for i, force in enumerate(cases):
+        call, values = gs.grad_input_call(_kxk(2000 + i, **force))
+        out = _same(call, values)
+        assert np.any(out[6]), force
+
+
+@pytest.mark.emulator
+def test_conv2d_grad_input_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [gs.grad_input_call(_kxk(s)) for s in range(10)]
+    calls.append(gs.grad_input_call(_kxk(99, in_c=32, out_c=60, fh=3, fw=3, h=5, w=5, sh=1, sw=1)))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+STEP_SWEEP_C = r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "conv2d_s8_grad_update.h"
+#include "dsp.h"
+
+static uint64_t state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+/* Rows of weights stepped by conv_grad_step_weight one by one and by dsp_step_weights (strided
+ * like the depthwise update): factors at every scale (steps of a fraction of a quantum to far
+ * past the 256 cap), infinite and NaN factors, accumulators up to INT32_MIN / INT32_MAX, weights
+ * at the saturation edges. */
+int main(int argc, char **argv) {
+    const long rounds = argc > 1 ? atol(argv[1]) : 1000;
+    static int32_t acc[4 * 300];
+    static int8_t wa[300 * 3], wb[300 * 3];
+    long bad = 0, checks = 0;
+    for (long r = 0; r < rounds; ++r) {
+        const size_t n = 1 + rnd() % 300, ws = 1 + rnd() % 3, as = 1 + rnd() % 4;
+        const int bits = 1 + (int)(rnd() % 31);
+        for (size_t i = 0; i < n * as; ++i) acc[i] = (int32_t)(rnd() >> 32) >> (32 - bits);
+        if (r % 5 == 0) acc[0] = INT32_MIN, acc[(n - 1) * as] = INT32_MAX;
+        for (size_t i = 0; i < n * ws; ++i)
+            wa[i] = wb[i] = (int8_t)(rnd() % 2 ? rnd() : (rnd() % 2 ? 127 : -127));
+        float f = ldexpf((float)(rnd() % 1000) / 1000.0f - 0.5f, -(int)(rnd() % 40));
+        if (r % 97 == 0) f = INFINITY;
+        if (r % 89 == 0) f = NAN;
+        if (r % 83 == 0) f = -INFINITY;
+        uint32_t sa = (uint32_t)rnd() | 1u, sb = sa;
+        for (size_t i = 0; i < n; ++i)
+            wa[i * ws] = conv_grad_step_weight(wa[i * ws], f * (float)acc[i * as], &sa);
+        dsp_step_weights(wb, ws, acc, as, n, f, &sb);
+        for (size_t i = 0; i < n * ws; ++i, ++checks)
+            if (wa[i] != wb[i] && bad++ < 10) printf("w %zu: %d vs %d\n", i, wa[i], wb[i]);
+        if (sa != sb && bad++ < 10) printf("state %u vs %u\n", sa, sb);
+    }
+    printf("%ld %ld\n", checks, bad);
+    return bad != 0;
+}
+"""
+
+
+def test_fast_weight_step_is_bit_identical(tmp_path) -> None:
+    """dsp.h's dsp_step_weights against conv_grad_step_weight (conv2d_s8_grad_update.h, grad.c's
+    generator) weight by weight: same weights and same generator state, over factors at every
+    scale, inf and NaN, extreme accumulators and strides, compiled with the host compiler."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
+    src.write_text(STEP_SWEEP_C)
+    flags = [
+        "-std=gnu11",
+        "-O2",
+        "-ffp-contract=off",
+        "-Wall",
+        "-Wextra",
+        f"-I{kernels}",
+        f"-I{kernels.parent / 'common'}",
+    ]
+    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe), "-lm"], check=True)
+    p = subprocess.run([str(exe), "20000"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    checks, bad = map(int, p.stdout.split()[-2:])
+    assert bad == 0 and checks > 3_000_000
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bias_updates_over_many_positions_dsp_match_reference(seed: int) -> None:
+    """The bias sums in 16-bit lanes flushed every 255 positions, channel chunks of 64 and
+    tails: two 16x16 images (512 positions), up to 150 channels, biases only and with weights,
+    masked and not, depthwise and 1x1 and 3x3 convolutions."""
+    rng = np.random.default_rng(90_000 + seed)
+    c = int(rng.integers(60, 151))
+    big = dict(n=2, h=16, w=16, sh=1, sw=1, padding="SAME", has_mask=seed % 2 == 0, train_bias_rows=c)
+    layers = [
+        _depthwise(seed, mult=1, in_c=c, train_rows=int(rng.integers(0, 5)), **big),
+        _pointwise(seed, in_c=5, out_c=c, train_rows=int(rng.integers(0, 3)), **big),
+        _kxk(seed, fh=3, fw=3, in_c=3, out_c=c, train_rows=int(rng.integers(0, 3)), **big),
+    ]
+    for layer in layers:
+        call, values = _update(layer, 1 + seed % 3)
+        assert call.params["train_bias_rows"] == c and call.params["update_bias"] == 1
+        out = _same(call, values)
+        assert not np.array_equal(out[6], values[6])
+
+
+def _board_matches_twin(tflite: bytes, name: str, scheme: str, steps: int, trained: int) -> None:
+    """`steps` training steps on the emulated board (its firmware: the optimized kernels) and on
+    the host twin (the reference kernels): every loss and all trained state bit-identical, and at
+    least `trained` trained weight tensors moved."""
+    import os
+    import uuid
+
+    from pytools import emulator
+    from pytools.build.builder import build_firmware
+    from pytools.link.client import Link
+    from pytools.model.board_runner import BoardModel
+    from pytools.model.host_twin import io_tensors, tensor_table
+    from pytools.model.tflite_import import import_tflite
+    from pytools.train.compile_train import compile_training
+    from pytools.train.scheme import load_scheme
+    from pytools.train.trainer import Trainer
+
+    board_spec = __import__("pytools.boards", fromlist=["load_board"]).load_board("mps2_an500")
+    ct = compile_training(import_tflite(tflite, name), load_scheme(scheme), board_spec, name, True, 0.05)
+    g = ct.train.graph
+    x = g.tensor(g.inputs[0])
+    rng = np.random.default_rng(7)
+    classes = g.tensor(ct.train.logits).shape[-1]
+    data = [
+        (rng.integers(-128, 128, x.shape, dtype=np.int8), int(rng.integers(classes))) for _ in range(steps)
+    ]
+    twin = Trainer(ct)
+    twin_losses = [twin.step(a, y) for a, y in data]
+    emu_name = f"test-dsp2-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    elf = build_firmware(board_spec, ct.compiled.blob, ct.compiled.arena).elf
+    emu = emulator.start(board_spec, elf, name=emu_name)
+    try:
+        with Link.open(emu.url) as link:
+            ins, outs = io_tensors(ct.compiled.blob)
+            board = Trainer(ct, BoardModel(link, tensor_table(ct.compiled.blob), ins, outs))
+            board_losses = [board.step(a, y) for a, y in data]
+            board_state = board.state()
+    finally:
+        emulator.stop(emu_name)
+    twin_state = twin.state()
+    assert board_losses == twin_losses
+    assert board_state.keys() == twin_state.keys()
+    for k in twin_state:
+        np.testing.assert_array_equal(board_state[k], twin_state[k], err_msg=k)
+    initial = Trainer(ct).state()
+    moved = [k for k in twin_state if "trained" in k and not np.array_equal(initial[k], twin_state[k])]
+    assert len(moved) >= trained, moved
+
+
+@pytest.mark.emulator
+def test_training_kxk_convs_on_the_board_matches_the_host_twin() -> None:
+    """hapt_cnn1d with every layer trained: the (1, k) convolutions' input gradients and
+    updates (strides 2, padding), end to end, board (optimized) against host twin (reference)."""
+    from pathlib import Path
+
+    model = (Path(__file__).resolve().parents[2] / "models" / "hapt_cnn1d.tflite").read_bytes()
+    _board_matches_twin(model, "hapt_cnn1d", "bias=5,-1=1,-2=1,-3=1,-4=1,-5=1", 12, 5)
+
+
+@pytest.mark.emulator
+def test_training_depthwise_and_stem_on_the_board_matches_the_host_twin() -> None:
+    """mobilenet_tiny with a depthwise layer's weights (half its channels), the 3x3 stem's and
+    the head trained: the depthwise and k x k updates end to end."""
+    from pytools.pretrain.zoo import zoo_model
+
+    _board_matches_twin(
+        zoo_model("mobilenet_tiny"), "mobilenet_tiny", "bias=15,-1=1,-4=0.5,-7=1,-15=1", 12, 4
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conv2d_grad_update_narrow_kxk_dsp_matches_reference(seed: int) -> None:
+    """Fewer than 8 input channels (the 4-rows-per-pass path): 1-7 channels, trained row counts
+    with tails of 1-3 rows, strides, dilations, padding, masks."""
+    _same(*_update(_narrow(seed), seed))
+
+
+def _narrow(seed: int) -> gs.Layer:
+    rng = np.random.default_rng(95_000 + seed)
+    return _kxk(seed, in_c=int(rng.integers(1, 8)), out_c=int(rng.integers(1, 20)))
+
+
+def test_the_narrow_kxk_updates_are_informative() -> None:
+    """Most of those layers do move their weights (a no-op update would match anything)."""
+    moved = []
+    for seed in range(30):
+        call, values = _update(_narrow(seed), seed)
+        out = _run(call, values, "dsp")
+        moved.append(call.params["train_rows"] > 0 and not np.array_equal(out[5], values[5]))
+    assert np.mean(moved) >= 0.6, np.mean(moved)
