@@ -917,6 +917,27 @@ def _zoo_entries() -> list[Entry]:
         data = ZOO[name].data(SUITE_SAMPLES, 2)  # unseen samples of the model's own kind
         out.append(Entry(zoo_path(name), str(ROOT / "schemes" / "head_only.toml"), "head only", data))
         out.append(Entry(zoo_path(name), sp, "sparse", data))
+    return out + _backbone_entries()
+
+
+# The committed backbones (models/, invoke pretrain) with the schemes invoke plan chose for
+# them under 64 KB, on held-out samples of their transfer data sets.
+BACKBONES = {
+    "fashion_mbv2": ("schemes/fashion_mbv2-mnist-64KB.toml", "mnist", "transfer"),
+    "hapt_cnn1d": ("schemes/hapt_cnn1d-hapt-64KB.toml", "hapt", "users"),
+}
+
+
+def _backbone_entries() -> list[Entry]:
+    import datasets
+
+    out = []
+    for name, (scheme, dataset, split) in BACKBONES.items():
+        held = datasets.load_split(dataset, split).held_out
+        data = (held.x[:SUITE_SAMPLES].astype(np.float32), held.y[:SUITE_SAMPLES])
+        model = ROOT / "models" / f"{name}.tflite"
+        out.append(Entry(model, str(ROOT / "schemes" / "head_only.toml"), "head only", data))
+        out.append(Entry(model, str(ROOT / scheme), "sparse", data))
     return out
 
 
@@ -1058,7 +1079,7 @@ def _suite_markdown(
         "Memory figures are the linker's, and peak SRAM is measured on the running board: "
         f"{PEAK_FORMULA}. Sizes are in bytes (KiB = 1,024 B); the paper's KB are as the paper gives them.",
         "",
-        "## 1. The project's zoo models (pytools/pretrain/zoo.py)",
+        "## 1. The project's zoo models (pytools/pretrain/zoo.py) and backbones (models/)",
         "",
         "| model | scheme | fits | peak SRAM (B) | arena (B) | trainable state (B) | flash (B) | "
         f"step ({board.counter_unit}) | forward | backward + update | MACs per step | "
@@ -1081,8 +1102,12 @@ def _suite_markdown(
         )
     lines += [
         "",
-        "Sparse schemes, in the inline scheme syntax (pytools/train/scheme.py): "
-        + "; ".join(f"{r['model'].rsplit('-', 1)[0]} `{e.scheme}`" for e, r in zoo if e.label == "sparse")
+        "Sparse schemes, inline (pytools/train/scheme.py) or the file invoke plan wrote: "
+        + "; ".join(
+            f"{r['model'].rsplit('-', 1)[0]} `{e.scheme.removeprefix(str(ROOT) + '/')}`"
+            for e, r in zoo
+            if e.label == "sparse"
+        )
         + ". Head only: `schemes/head_only.toml` (the classifier's weights and bias).",
     ]
     lines += _mbv2_section(mb, mb_learning, mb_nucleo, mb_larger, tflm)
