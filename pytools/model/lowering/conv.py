@@ -245,37 +245,9 @@ def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
         raise _fail(
             op, f"grouped convolution ({in_c} input channels, filter depth {filt_c}) is not supported"
         )
-    window = _window(op, inp, out, fh, fw, out_c)
-    scales, per_channel = _filter_scales(op, filt, out_c, 0, "filter")
-    bias, has_bias = _bias(op, bias_t, out_c)
-    mults, shifts = _multipliers(op, [s_in * s / s_out for s in scales])
-    act_min, act_max = _activation(op, out)
-    train_params, trained = _training(op, out_c)
-    params = {
-        **window,
-        "input_c": in_c,
-        "output_c": out_c,
-        "input_offset": -zp_in,
-        "output_offset": zp_out,
-        "act_min": act_min,
-        "act_max": act_max,
-        "has_bias": has_bias,
-        "per_channel": int(per_channel),
-        **train_params,
-    }
-    return KernelCall(
-        op_defs()["CONV_2D"].kernel,
-        params,
-        [
-            Operand(tensor=inp.index),
-            Operand(tensor=filt.index),
-            bias,
-            mults,
-            shifts,
-            *trained,
-            Operand(tensor=out.index, is_output=True),
-        ],
-    )
+    shape = {"input_c": in_c, "output_c": out_c}
+    quant = (s_in, zp_in, s_out, zp_out)
+    return _conv_call(op, "CONV_2D", (inp, filt, bias_t, out), (fh, fw, out_c), 0, shape, quant)
 
 
 @lowers("DEPTHWISE_CONV_2D")
@@ -293,16 +265,35 @@ def lower_depthwise_conv2d(graph: Graph, op: Op) -> KernelCall:
     declared = int(op.options.get("depth_multiplier", multiplier))
     if declared not in (0, multiplier):
         raise _fail(op, f"depth_multiplier {declared} contradicts the shapes ({in_c} -> {out_c} channels)")
+    shape = {"input_c": in_c, "depth_multiplier": multiplier}
+    quant = (s_in, zp_in, s_out, zp_out)
+    return _conv_call(op, "DEPTHWISE_CONV_2D", (inp, filt, bias_t, out), (fh, fw, out_c), 3, shape, quant)
+
+
+def _conv_call(
+    op: Op,
+    kind: str,
+    io: tuple[Tensor, Tensor, Tensor | None, Tensor],
+    window_shape: tuple[int, int, int],
+    channel_axis: int,
+    shape: dict[str, int],
+    quant: tuple[float, int, float, int],
+) -> KernelCall:
+    """The kernel call of a convolution or a depthwise convolution: they differ only in their
+    shape parameters and in the filter axis that holds the output channels.
+    io: (input, filter, bias, output); quant: (s_in, zp_in, s_out, zp_out)."""
+    inp, filt, bias_t, out = io
+    s_in, zp_in, s_out, zp_out = quant
+    fh, fw, out_c = window_shape
     window = _window(op, inp, out, fh, fw, out_c)
-    scales, per_channel = _filter_scales(op, filt, out_c, 3, "filter")
+    scales, per_channel = _filter_scales(op, filt, out_c, channel_axis, "filter")
     bias, has_bias = _bias(op, bias_t, out_c)
     mults, shifts = _multipliers(op, [s_in * s / s_out for s in scales])
     act_min, act_max = _activation(op, out)
     train_params, trained = _training(op, out_c)
     params = {
         **window,
-        "input_c": in_c,
-        "depth_multiplier": multiplier,
+        **shape,
         "input_offset": -zp_in,
         "output_offset": zp_out,
         "act_min": act_min,
@@ -312,7 +303,7 @@ def lower_depthwise_conv2d(graph: Graph, op: Op) -> KernelCall:
         **train_params,
     }
     return KernelCall(
-        op_defs()["DEPTHWISE_CONV_2D"].kernel,
+        op_defs()[kind].kernel,
         params,
         [
             Operand(tensor=inp.index),
