@@ -3,8 +3,8 @@
 For each transfer task, rows:
     pretrained                   the backbone before fine-tuning (int8, host twin)
     float32 cloud baseline       the float Keras backbone, the whole network fine-tuned in
-                                 TensorFlow (plain SGD, batch 1, the same sample order,
-                                 BatchNorm frozen)
+                                 TensorFlow (plain SGD, batch 1, the same sample order
+                                 and lr schedule, BatchNorm frozen)
     int8 classifier only         scheme "bias=1,-1=1"
     int8 biases only             biases of every trainable layer
     int8 sparse, no QAS          ours' scheme with qas = false
@@ -43,6 +43,7 @@ from pytools.model.tflite_import import import_tflite
 from pytools.paths import BUILD, ROOT
 from pytools.plan.finetune import Data, load, orders, run
 from pytools.plan.run import plan
+from pytools.train import schedule as schedules
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import Scheme, parse_scheme_text, trainable_ops
 
@@ -78,6 +79,7 @@ class TaskSpec:
         True  # False: the int8 rows with QAS train at `lr` (the cloud and no-QAS rows keep their grids)
     )
     missing: Callable[[], str] = lambda: ""  # why the task cannot run here ("" = it can)
+    schedule: str = schedules.DEFAULT  # every row's lr schedule (pytools/train/schedule.py)
 
 
 @dataclass
@@ -248,14 +250,23 @@ def _data(spec: TaskSpec, split: str, model: Path, validation: bool) -> Data:
     return load(spec.dataset, model, split, validation=validation, adapt=spec.adapt)
 
 
-def int8_accuracy(d: Data, board: Board, scheme: Scheme, lr: float, steps: int, seed: int) -> float:
+def int8_accuracy(
+    d: Data, board: Board, scheme: Scheme, lr: float, steps: int, seed: int, schedule: str = schedules.DEFAULT
+) -> float:
     ct = compile_training(d.graph, scheme, board, d.model_name, link=False, lr=lr)
-    return run(ct, d, steps, seed)[0]
+    return run(ct, d, steps, seed, schedule=schedule)[0]
 
 
-def float_accuracy(keras_model: Callable[[], Any], d: Data, lr: float, steps: int, seed: int) -> float:
+def float_accuracy(
+    keras_model: Callable[[], Any],
+    d: Data,
+    lr: float,
+    steps: int,
+    seed: int,
+    schedule: str = schedules.DEFAULT,
+) -> float:
     """The whole float network fine-tuned in TensorFlow: plain SGD, batch 1, the int8 path's
-    sample order, sparse categorical cross-entropy on its softmax output."""
+    sample order and lr schedule, sparse categorical cross-entropy on its softmax output."""
     import os
 
     from pytools.pretrain.zoo import _tf
@@ -272,7 +283,8 @@ def float_accuracy(keras_model: Callable[[], Any], d: Data, lr: float, steps: in
             # fashion_mbv2 -> MNIST fell to 16 % with BatchNorm training at batch 1); the int8
             # model has it folded into the convolutions anyway.
             layer.trainable = False
-    model.compile(optimizer=keras.optimizers.SGD(lr), loss=keras.losses.SparseCategoricalCrossentropy())
+    opt = keras.optimizers.SGD(schedules.keras_lr(schedule, lr, steps))
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy())
     order = orders(len(d.y_train), steps, seed)
     assert d.x_float_train is not None and d.x_float_eval is not None
     if steps:
@@ -366,8 +378,8 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path 
 
             def acc(data: Data, lr: float, steps: int, seed: int, s: Scheme | None = scheme) -> float:
                 if s is None:
-                    return float_accuracy(spec.keras, data, lr, steps, seed)
-                return int8_accuracy(data, board, s, lr, steps, seed)
+                    return float_accuracy(spec.keras, data, lr, steps, seed, spec.schedule)
+                return int8_accuracy(data, board, s, lr, steps, seed, spec.schedule)
 
             grid = (
                 {f * spec.lr: acc(val, f * spec.lr, steps_val, 0) for f in factors}
@@ -540,6 +552,12 @@ def write(
         "activations, masks, gradients, trainable state), as `invoke compile` reports it. `invoke "
         "plan`, the learning-rate choice and everything else that is tuned sees only the validation "
         "part of the fine-tuning split, never the held-out part.",
+        "",
+        "Learning-rate schedule: every row, the cloud baseline included, decays its lr linearly "
+        "from the chosen lr to 0 over the run (`pytools/train/schedule.py`; Keras' PolynomialDecay "
+        "with power 1 in the cloud). On the board the host sends each step's factor with its TRAIN. "
+        "With a constant lr, batch-1 SGD ends wherever the last samples pushed the weights, and the "
+        "spread over seeds is wide (see the schedule module's notes).",
         "",
         "Learning rates: each row picks its lr on the validation part (one seed, at most "
         f"{GRID_STEPS} steps) from the task lr times {', '.join(f'{f:.3g}' for f in LR_FACTORS)}; the "

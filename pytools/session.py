@@ -73,6 +73,7 @@ from pytools.model.ir import Graph, ModelError
 from pytools.model.plan import read_header
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
+from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
 from pytools.train.scheme import Scheme, load_scheme
 from pytools.train.trainer import Trainer
@@ -612,8 +613,11 @@ class _Run:
     got, even if this process was killed (see resume()).
     """
 
-    def __init__(self, folder: Path, inp: _Inputs, link: Link, unit: str, first_id: int) -> None:
+    def __init__(
+        self, folder: Path, inp: _Inputs, link: Link, unit: str, first_id: int, schedule: str, epochs: int
+    ) -> None:
         self.inp, self.link, self.unit, self.first_id = inp, link, unit, first_id
+        self.schedule, self.total_steps = schedule, epochs * len(inp.y_train)
         ins, outs = io_tensors(inp.ct.compiled.blob)
         self.board = BoardModel(link, tensor_table(inp.ct.compiled.blob), ins, outs)
         self.training = BoardTraining(link)
@@ -668,11 +672,11 @@ class _Run:
         n = len(order)
         i = int(order[g % n])
         label = int(self.inp.y_train[i])
-        if r.label != label or r.sample_id != self.first_id + g:
+        if r.label != label or r.sample_id != self.first_id + g or r.lr_scale != self.lr_scale(g):
             raise ToolError(
-                f"the board's result for sample id {r.sample_id} (label {r.label}) is not step {g} of "
-                f"this session (sample id {self.first_id + g}, label {label}): the board is not where "
-                "this session left it"
+                f"the board's result for sample id {r.sample_id} (label {r.label}, lr scale "
+                f"{r.lr_scale:g}) is not step {g} of this session (sample id {self.first_id + g}, label "
+                f"{label}, lr scale {self.lr_scale(g):g}): the board is not where this session left it"
             )
         self._step_row(
             {
@@ -683,6 +687,7 @@ class _Run:
                 "label": label,
                 "prediction": r.prediction,
                 "loss": r.loss,
+                "lr_scale": r.lr_scale,
                 "cost": r.cost,
                 "samples_trained": r.samples_trained,
                 "stack_high_water": r.stack_high_water,
@@ -692,6 +697,10 @@ class _Run:
                 "time": round(time.time(), 3),
             }
         )
+
+    def lr_scale(self, g: int) -> float:
+        """Step g's learning-rate factor: the schedule over all the session's steps."""
+        return schedules.lr_scale(self.schedule, g, self.total_steps)
 
     def resume(self, orders: list[np.ndarray]) -> int:
         """Steps the board trained that this session has no line of (it was killed between a
@@ -726,7 +735,7 @@ class _Run:
             i = int(order[k])
             g = (epoch - 1) * n + k
             t_step = time.perf_counter()
-            r = self.training.train(self.first_id + g, x[i], int(y[i]), epoch)
+            r = self.training.train(self.first_id + g, x[i], int(y[i]), epoch, lr_scale=self.lr_scale(g))
             ms = 1000 * (time.perf_counter() - t_step)
             self._row(g, epoch, order, r, ms)
             mine = self.steps[-(k + 1) :]
@@ -858,6 +867,7 @@ def run_training_session(
     scheme: str = DEFAULT_SCHEME,
     epochs: int = 3,
     lr: float = 0.01,
+    lr_schedule: str = schedules.DEFAULT,
     split: str = DEFAULT_SPLIT,
     port: str | None = None,
     out_dir: Path | None = None,
@@ -873,7 +883,8 @@ def run_training_session(
     board_name: a board (boards/*.toml); None: --board elsewhere on the line, $TINYTRAIN_BOARD,
     else the emulated board. dataset/split: datasets.names() and the data set's SPLITS.
     scheme: inline (bias=3,-1=1,-2=0.5), a .toml file or a name in schemes/. lr: SGD learning
-    rate in real units (QAS). port: the board's serial port or pyserial URL. out_dir: the
+    rate in real units (QAS). lr_schedule: pytools/train/schedule.py's SCHEDULES, over all the
+    session's steps (linear: from lr down to 0). port: the board's serial port or pyserial URL. out_dir: the
     session folder (default sessions/<UTC time>-<board>-<dataset>/). model: an int8 .tflite
     classifier (default: the data set's pretrained model). seed: the sample order of each
     epoch. limit: train on only this many fine-tuning samples (classes in turn; for tests).
@@ -898,6 +909,7 @@ def run_training_session(
             a["lr"],
         )
         split, seed, limit, held_out = a["split"], a["seed"], a["limit"], a.get("held_out")
+        lr_schedule = a.get("lr_schedule", "constant")  # sessions before schedules trained at a constant lr
         model = Path(a["model"]) if a["model"] else None
         port = port or a["port"]
         board_name = board_name or saved["board"]["name"]
@@ -907,6 +919,7 @@ def run_training_session(
         "scheme": scheme,
         "epochs": epochs,
         "lr": lr,
+        "lr_schedule": lr_schedule,
         "split": split,
         "port": port,
         "out_dir": out_dir,
@@ -919,6 +932,8 @@ def run_training_session(
         raise ToolError(f"epochs must be at least 1, got {epochs}")
     if not math.isfinite(lr) or lr < 0:
         raise ToolError(f"lr must be a finite number >= 0, got {lr}")
+    if lr_schedule not in schedules.SCHEDULES:
+        raise ToolError(f"unknown lr schedule '{lr_schedule}': use one of {', '.join(schedules.SCHEDULES)}")
     board = resolve_board(board_name)
     inp = _prepare(board, dataset, scheme, lr, split, model, limit, held_out)  # steps 1-3
     initial = Trainer(inp.ct).state()  # the plan's initial trained state (on the host twin)
@@ -944,7 +959,7 @@ def run_training_session(
                 first_id = BoardTraining(conn.link).status()["samples_trained"]
             else:
                 first_id = saved.get("first_sample_id", 0)
-            run = _Run(folder, inp, conn.link, board.counter_unit, first_id)
+            run = _Run(folder, inp, conn.link, board.counter_unit, first_id, lr_schedule, epochs)
             if saved is None and conn.emulator_name is None and conn.reused is None:
                 conn.fresh_state = _state_is_initial(run.trainer, initial)
                 if not conn.fresh_state:

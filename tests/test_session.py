@@ -106,7 +106,10 @@ def test_a_session_on_the_emulated_board(run_dir, tmp_path, capsys) -> None:
     x = session.model_inputs(graph, part.x[[s["sample"] for s in steps]])
     for k, s in enumerate(steps):
         assert s["label"] == part.y[s["sample"]]
-        assert twin.step(x[k], s["label"]) == (s["loss"], s["prediction"]), k
+        # The default schedule decays the lr linearly over the session's steps: 1 - k / steps.
+        scale = float(np.float32(1 - k / len(steps)))
+        assert s["lr_scale"] == scale, k
+        assert twin.step(x[k], s["label"], scale) == (s["loss"], s["prediction"]), k
     # Each step trained once, in order (TRAIN of sample ids 0, 1, ...), and the board's final
     # trained state is the twin's: its CRC-32 (TRAIN_STATUS, in summary.txt) equals the twin's.
     assert [s["sample_id"] for s in steps] == list(range(LIMIT * EPOCHS))

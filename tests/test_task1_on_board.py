@@ -57,7 +57,7 @@ def test_task1_on_the_emulated_board_equals_the_host_twin(run_dir, tmp_path) -> 
     order = np.random.default_rng(SEED).permutation(len(y))
     twin = Trainer(ct)
     for k, i in enumerate(order):
-        loss, pred = twin.step(x[i], int(y[i]))
+        loss, pred = twin.step(x[i], int(y[i]), float(np.float32(1 - k / len(order))))  # linear decay
         assert (steps[k]["label"], steps[k]["loss"], steps[k]["prediction"]) == (int(y[i]), loss, pred), k
     held = session.subset(parts.held_out.y, HELD_OUT)
     xh = session.model_inputs(graph, parts.held_out.x[held])

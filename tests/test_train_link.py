@@ -37,6 +37,7 @@ from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
 from pytools.pretrain import digits
+from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, compile_training
 from pytools.train.scheme import parse_scheme_text
 from pytools.train.trainer import Trainer
@@ -82,10 +83,14 @@ def board_state(url: str, ct: CompiledTraining) -> tuple[dict[str, np.ndarray], 
         return trainer.state(), BoardTraining(link).status()
 
 
-def twin_after(ct: CompiledTraining, x: np.ndarray, y: np.ndarray) -> tuple[Trainer, list[tuple[float, int]]]:
-    """The host twin trained once on these samples, in order; each step's (loss, prediction)."""
+def twin_after(
+    ct: CompiledTraining, x: np.ndarray, y: np.ndarray, schedule: str = "constant"
+) -> tuple[Trainer, list[tuple[float, int]]]:
+    """The host twin trained once on these samples, in order, the lr following `schedule` over
+    them (a session's: linear); each step's (loss, prediction)."""
     twin = Trainer(ct)
-    return twin, [twin.step(x[k], int(y[k])) for k in range(len(y))]
+    n = len(y)
+    return twin, [twin.step(x[k], int(y[k]), schedules.lr_scale(schedule, k, n)) for k in range(n)]
 
 
 def state_crc(trainer: Trainer) -> int:
@@ -111,9 +116,10 @@ def check_session_against_twin(
     assert [s["sample_id"] for s in steps] == list(range(first, first + total))
     x_all, y_all = samples
     idx = [s["sample"] for s in steps]
-    twin, results = twin_after(ct, x_all[idx], y_all[idx])
-    for s, (loss, pred) in zip(steps, results, strict=True):
+    twin, results = twin_after(ct, x_all[idx], y_all[idx], "linear")  # the sessions' default
+    for k, (s, (loss, pred)) in enumerate(zip(steps, results, strict=True)):
         assert s["label"] == y_all[s["sample"]]
+        assert s["lr_scale"] == schedules.lr_scale("linear", k, total)
         assert (s["loss"], s["prediction"]) == (loss, pred), s
     return twin
 
@@ -175,7 +181,8 @@ def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
         assert g >= logged
         if g == logged:
             i = chosen[orders[g // limit][g % limit]]
-            bt.train(st["samples_trained"], x_all[i], int(y_all[i]), g // limit + 1)
+            scale = schedules.lr_scale("linear", g, limit * epochs)  # as the session would have
+            bt.train(st["samples_trained"], x_all[i], int(y_all[i]), g // limit + 1, lr_scale=scale)
             g += 1
     unlogged = g - logged
     assert unlogged >= 1
@@ -299,7 +306,11 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(
             refused(lambda: link.request(Msg.EVAL, b"\0\0\0\0"), Err.NO_SAMPLE, "EVAL 0 before its SAMPLE"),
             refused(lambda: link.request(Msg.PREDICT, b"\0\0\0\0"), Err.NO_SAMPLE, "PREDICT 0"),
             refused(
-                lambda: link.request(Msg.TRAIN, b"\3\0"), Err.BAD_LENGTH, "TRAIN payload must be 8 bytes"
+                lambda: link.request(Msg.TRAIN, b"\3\0"), Err.BAD_LENGTH, "TRAIN payload must be 12 bytes"
+            ),
+            *(
+                refused(lambda v=v: bt.replay(3, lr_scale=v), Err.BAD_ARGUMENT, "lr_scale must be a number")
+                for v in (float("nan"), float("inf"), -0.5, 1e6)
             ),
             refused(lambda: sample(3, 8, good[8:]), Err.SAMPLE_SIZE, "has no chunk at offset 0"),
         ]
@@ -335,14 +346,25 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(
             kept[1].cost,
         )
         assert bt.status()["state_crc"] == before["state_crc"]
-        # And training goes on exactly where it was, in step with the twin.
-        r = bt.train(3, x[3], int(y[3]), 1)
-        assert (r.loss, r.prediction, r.samples_trained) == (*twin.step(x[3], int(y[3])), 4)
+        # And training goes on exactly where it was, in step with the twin, with the schedule's
+        # factor applied alike (0.37: a factor that is not a power of two).
+        r = bt.train(3, x[3], int(y[3]), 1, lr_scale=0.37)
+        assert (r.loss, r.prediction, r.samples_trained) == (*twin.step(x[3], int(y[3]), 0.37), 4)
+        assert r.lr_scale == np.float32(0.37)
         assert_same_state(reader.state(), twin.state())
+        # A factor of 0 moves no weight nor bias (the sample is counted, and the stochastic
+        # rounding generator, part of the state, still draws its numbers).
+        held = reader.state()
+        assert bt.train(4, x[4], int(y[4]), 1, lr_scale=0.0).samples_trained == 5
+        twin.step(x[4], int(y[4]), 0.0)
+        now = reader.state()
+        moved = [k for k in held if held[k].tobytes() != now[k].tobytes()]
+        assert moved and all(held[k].dtype == np.uint32 for k in moved), moved  # the generator alone
+        assert bt.status()["state_crc"] == state_crc(twin)
         e = bt.evaluate(77, x[9], int(y[9]))
         p = bt.predict(78, x[9])
         assert (e.kind, p.kind) == ("eval", "predict") and e.prediction == p.prediction == twin.predict(x[9])
-        assert bt.status()["samples_trained"] == 4 and bt.status()["state_crc"] == state_crc(twin)
+        assert bt.status()["samples_trained"] == 5 and bt.status()["state_crc"] == state_crc(twin)
 
 
 def test_results_older_than_the_kept_window_are_refused_not_retrained(
@@ -365,7 +387,7 @@ def test_results_older_than_the_kept_window_are_refused_not_retrained(
 
 def test_a_firmware_without_a_training_plan_refuses_training_messages(link: Link) -> None:
     refused(lambda: link.request(Msg.TRAIN_CONFIG), Err.BAD_STATE, "no usable model")
-    refused(lambda: link.request(Msg.TRAIN, bytes(8)), Err.BAD_STATE, "no usable model")
+    refused(lambda: link.request(Msg.TRAIN, bytes(12)), Err.BAD_STATE, "no usable model")
 
 
 def test_invoke_monitor_follows_a_running_session_live(

@@ -5,6 +5,7 @@
 #include "bsp.h"
 #include "crc.h"
 #include "fmt.h"
+#include "grad.h"
 #include "log.h"
 #include "model.h"
 #include "protocol.h"
@@ -301,9 +302,23 @@ static void on_train(const uint8_t *payload, link_reply_t *reply) {
         refuse(reply, ERR_OUT_OF_ORDER, MSG_TRAIN, msg);
         return;
     }
+    /* Written as a negated range test so that NaN fails it too. */
+    if (!(t.lr_scale >= 0.0f && t.lr_scale <= TRAIN_LR_SCALE_MAX)) {
+        fmt_snprintf(msg, sizeof msg,
+                     "TRAIN %u: lr_scale must be a number from 0 to %u (1: the plan's lr); "
+                     "nothing was trained",
+                     (unsigned)t.sample_id, (unsigned)TRAIN_LR_SCALE_MAX);
+        refuse(reply, ERR_BAD_ARGUMENT, MSG_TRAIN, msg);
+        return;
+    }
     if (!have_sample(t.sample_id, MSG_TRAIN, "TRAIN", reply)) return;
     struct payload_STEP_RESULT r;
+    /* The schedule's factor reaches every update kernel through grad_lr_scale; it is put back
+     * to 1 at once so that nothing else (EVAL, PREDICT, the generic INVOKE) ever sees it. */
+    grad_lr_scale = t.lr_scale;
     run(cfg.plan->header->n_ops, KIND_TRAIN, &r);
+    grad_lr_scale = 1.0f;
+    r.lr_scale = t.lr_scale;
     r.epoch = t.epoch;
     st.trained++;
     st.last_epoch = t.epoch;

@@ -17,6 +17,10 @@
 /* TRAIN results kept for replays (a host that lost replies re-asks at most this far back). */
 #define TRAIN_RESULTS_KEPT 32u
 
+/* The largest learning-rate schedule factor a TRAIN may carry: a bound on typos (1e6 for
+ * 1e-6), not on schedules, which stay at or below 1 in practice. */
+#define TRAIN_LR_SCALE_MAX 1000u
+
 /* Handles a training request; false if type is not one of them. max_payload: the largest
  * request payload the link accepts (SAMPLE chunks are sized from it). */
 bool train_handle(uint8_t type, const uint8_t *payload, uint16_t len, uint16_t max_payload,

@@ -100,12 +100,12 @@ static inline int32_t conv_grad_step_bias(int32_t b, float v) {
  * accumulator, and the int32 bias step per unit of the gradient sum. */
 static inline float conv_grad_weight_factor(float lr, float grad_scale, float input_scale,
                                             float weight_scale) {
-    return -(lr * grad_scale * input_scale / weight_scale);
+    return -(lr * grad_lr_scale * grad_scale * input_scale / weight_scale);
 }
 
 static inline float conv_grad_bias_factor(float lr, float grad_scale, float input_scale,
                                           float weight_scale) {
-    return -(lr * grad_scale / (weight_scale * input_scale));
+    return -(lr * grad_lr_scale * grad_scale / (weight_scale * input_scale));
 }
 
 /* The bias step of output channels [0, rows) of a layer whose output gradient is laid out

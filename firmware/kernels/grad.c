@@ -1,5 +1,7 @@
 #include "grad.h"
 
+float grad_lr_scale = 1.0f;
+
 float grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale, int8_t *out) {
     uint32_t max_abs = 0;
     for (size_t i = 0; i < n; i++) {

@@ -58,6 +58,11 @@ static inline uint32_t grad_rng_next(uint32_t *state) {
     return x;
 }
 
+/* The learning-rate schedule's factor for the current step, multiplied into every update's
+ * plan-time lr (kernels/conv2d_s8_grad_update.h's QAS factors are the only readers). The
+ * runtime sets it before a step (rt_set_lr_scale); 1.0 leaves the plan's lr exactly as is. */
+extern float grad_lr_scale;
+
 /* floor(v + u) with u uniform in [0, 1) from the generator: E[result] = v. */
 int32_t grad_stochastic_round(float v, uint32_t *state);
 

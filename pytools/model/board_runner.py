@@ -98,6 +98,7 @@ class StepResult:
     cost: int  # counter units (board's counter_unit)
     samples_trained: int
     stack_high_water: int
+    lr_scale: float = 0.0  # TRAIN: the learning-rate schedule factor it trained with
 
     @classmethod
     def unpack(cls, payload: bytes) -> StepResult:
@@ -114,6 +115,7 @@ class StepResult:
             cost=r["cost"],
             samples_trained=r["samples_trained"],
             stack_high_water=r["stack_high_water"],
+            lr_scale=float(r["lr_scale"]),
         )
 
 
@@ -178,15 +180,26 @@ class BoardTraining:
         return StepResult.unpack(r.payload)
 
     def train(
-        self, sample_id: int, x: np.ndarray, label: int, epoch: int = 0, timeout: float | None = None
+        self,
+        sample_id: int,
+        x: np.ndarray,
+        label: int,
+        epoch: int = 0,
+        timeout: float | None = None,
+        lr_scale: float = 1.0,
     ) -> StepResult:
-        """One training step on sample_id (the board's next id): SAMPLE chunks, then TRAIN."""
+        """One training step on sample_id (the board's next id): SAMPLE chunks, then TRAIN, at
+        the plan's lr times lr_scale (the learning-rate schedule's factor for this step)."""
         self.load(sample_id, x, label)
-        return self.replay(sample_id, epoch, timeout)
+        return self.replay(sample_id, epoch, timeout, lr_scale)
 
-    def replay(self, sample_id: int, epoch: int = 0, timeout: float | None = None) -> StepResult:
-        """TRAIN alone: for an id already trained, the board's kept result (nothing trains)."""
-        return self._result(Msg.TRAIN, layout("TRAIN").pack(sample_id=sample_id, epoch=epoch), timeout)
+    def replay(
+        self, sample_id: int, epoch: int = 0, timeout: float | None = None, lr_scale: float = 1.0
+    ) -> StepResult:
+        """TRAIN alone: for an id already trained, the board's kept result (nothing trains; the
+        kept result's lr_scale is the one it trained with)."""
+        payload = layout("TRAIN").pack(sample_id=sample_id, epoch=epoch, lr_scale=lr_scale)
+        return self._result(Msg.TRAIN, payload, timeout)
 
     def evaluate(self, sample_id: int, x: np.ndarray, label: int, timeout: float | None = None) -> StepResult:
         """Loss and prediction against the label, without training."""

@@ -111,8 +111,12 @@ class HostTwin:
     def output_spec(self, i: int) -> dict:
         return self.tensors[self.outputs[i]]
 
-    def invoke(self, inputs: list[np.ndarray], first: int = 0, end: int | None = None) -> list[np.ndarray]:
-        """Runs operators [first, end) (all by default) on the inputs; returns the outputs."""
+    def invoke(
+        self, inputs: list[np.ndarray], first: int = 0, end: int | None = None, lr_scale: float = 1.0
+    ) -> list[np.ndarray]:
+        """Runs operators [first, end) (all by default) on the inputs; returns the outputs.
+        lr_scale: the learning-rate schedule's factor for this step, as the board's TRAIN
+        applies it (kernels/grad.h's grad_lr_scale, put back to 1 afterwards)."""
         if len(inputs) != len(self.inputs):
             raise ModelError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
         for k, (tid, x) in enumerate(zip(self.inputs, inputs, strict=True)):
@@ -124,7 +128,12 @@ class HostTwin:
                 )
             self._view(tid)[...] = x.reshape(t["shape"])
         n = self.header["n_ops"]
-        _lib().rt_invoke_range(self.handle, first, n if end is None else end, None, None)
+        scale = ctypes.c_float.in_dll(_lib(), "grad_lr_scale")
+        scale.value = lr_scale
+        try:
+            _lib().rt_invoke_range(self.handle, first, n if end is None else end, None, None)
+        finally:
+            scale.value = 1.0
         return [self._view(tid).copy() for tid in self.outputs]
 
     def tensor(self, tid: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.ir import Graph
 from pytools.model.tflite_import import import_tflite
+from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, compile_training
 from pytools.train.scheme import Scheme
 from pytools.train.trainer import Trainer
@@ -155,12 +156,21 @@ def accuracy(tr: Trainer, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def run(
-    ct: CompiledTraining, d: Data, steps: int, seed: int, eval_limit: int | None = None
+    ct: CompiledTraining,
+    d: Data,
+    steps: int,
+    seed: int,
+    eval_limit: int | None = None,
+    schedule: str = schedules.DEFAULT,
 ) -> tuple[float, float]:
-    """Fine-tunes a fresh copy of the compiled step for `steps` samples; (accuracy, mean loss of
-    the last epoch's steps) on d's evaluation part (its first eval_limit samples)."""
+    """Fine-tunes a fresh copy of the compiled step for `steps` samples, its lr following
+    `schedule` over those steps; (accuracy, mean loss of the last epoch's steps) on d's
+    evaluation part (its first eval_limit samples)."""
     tr = Trainer(ct)
-    losses = [tr.step(d.x_train[i], int(d.y_train[i]))[0] for i in orders(len(d.y_train), steps, seed)]
+    losses = [
+        tr.step(d.x_train[i], int(d.y_train[i]), schedules.lr_scale(schedule, t, steps))[0]
+        for t, i in enumerate(orders(len(d.y_train), steps, seed))
+    ]
     k = len(d.y_eval) if eval_limit is None else eval_limit
     tail = losses[-len(d.y_train) :] if losses else [float("nan")]
     return accuracy(tr, d.x_eval[:k], d.y_eval[:k]), float(np.mean(tail))

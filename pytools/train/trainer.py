@@ -27,18 +27,23 @@ class Trainer:
         self.n_forward = ct.train.n_forward
         self.state_ids = {ct.train.graph.tensor(t).name: ids[t] for t in ct.train.state}
 
-    def _invoke(self, x: np.ndarray, label: int, end: int | None = None) -> list[np.ndarray]:
+    def _invoke(
+        self, x: np.ndarray, label: int, end: int | None = None, lr_scale: float = 1.0
+    ) -> list[np.ndarray]:
         lab = np.array([label], dtype=np.int32)
         if isinstance(self.backend, HostTwin):
-            return self.backend.invoke([x, lab], 0, end)
+            return self.backend.invoke([x, lab], 0, end, lr_scale=lr_scale)
+        if lr_scale != 1.0:
+            raise ValueError("INVOKE trains at the plan's lr; a schedule needs the TRAIN messages")
         outs, _ = self.backend.invoke([x, lab], end=end)
         return outs
 
-    def step(self, x: np.ndarray, label: int) -> tuple[float, int]:
+    def step(self, x: np.ndarray, label: int, lr_scale: float = 1.0) -> tuple[float, int]:
+        """One SGD step at the plan's lr times lr_scale (pytools/train/schedule.py)."""
         if isinstance(self.backend, BoardTraining):
-            r = self.backend.train(self.backend.status()["samples_trained"], x, label)
+            r = self.backend.train(self.backend.status()["samples_trained"], x, label, lr_scale=lr_scale)
             return r.loss, r.prediction
-        loss, pred = self._invoke(x, label)
+        loss, pred = self._invoke(x, label, lr_scale=lr_scale)
         return float(loss.reshape(-1)[0]), int(pred.reshape(-1)[0])
 
     def _tensor(self, tid: int) -> np.ndarray:
