@@ -261,8 +261,12 @@ def infer(
         "seed": "sample order",
         "held-out": "evaluate on at most this many held-out samples (default: all)",
         "resume": "carry on the session in --out (default: the latest) on the board it ran on, after "
-        "its host process died: each sample is still trained exactly once",
-        "save": "save the trained state to the board's flash at the end (default on; --no-save)",
+        "its host process died or the board was reset (it goes back to its last checkpoint): each "
+        "sample is still trained exactly once",
+        "save": "save the trained state to the board's flash, with checkpoints during the session "
+        "(default on; --no-save: the flash is never written)",
+        "save-every": "a checkpoint (SAVE to flash) every N steps; default: at each epoch's end; 0: only at "
+        "the end. After a reset, --resume trains again the steps since the last one",
     }
 )
 @friendly
@@ -283,11 +287,19 @@ def train(
     resume: bool = False,
     held_out: int = 0,
     save: bool = True,
+    save_every: str = "",
 ) -> None:
     """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
     from pathlib import Path
 
+    from pytools.errors import ToolError
     from pytools.session import DEFAULT_SCHEME, run_training_session
+
+    try:
+        every = int(save_every) if save_every.strip() else None  # "": at each epoch's end
+    except ValueError:
+        msg = f"--save-every takes a number of steps (0: only at the end), not {save_every!r}"
+        raise ToolError(msg) from None
 
     run_training_session(
         resolve_board(board).name,
@@ -305,6 +317,7 @@ def train(
         resume=resume,
         held_out=held_out or None,
         save=save,
+        save_every=every,
     )  # prints its progress, its summary and where the session folder is
 
 

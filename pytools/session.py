@@ -13,6 +13,12 @@ device before training and after each epoch, and writes a session folder:
     epochs.jsonl   one line per epoch (0 = before training): held-out accuracy and loss, mean loss
     loss.png, accuracy.png, summary.txt, board.log (the firmware's own log lines, appended as
     they come), resumes.jsonl (one line per --resume), emulator.log (emulated boards only)
+    checkpoints.jsonl  one line per SAVE of the trained state to the board's flash: when asked
+                   ("saving") and when done ("saved"): the board's count of trained samples and
+                   its state's CRC-32 at the save, slot, sequence
+    rolled_back.jsonl  lines a --resume took out of the files above because the board had lost
+                   those steps (it was reset, or lost power, after its last checkpoint)
+    board-flash.bin    an emulated board's flash, kept when the session ends
 
 The board trains with the training messages (docs/protocol.md, "Training over the link"):
 SAMPLE chunks sized by what the board reports, then TRAIN of a sample id; held-out samples
@@ -22,6 +28,15 @@ process died (killed, cable pulled) is carried on with `invoke train --resume`: 
 says how far it got, the steps it trained but the dead process did not log are answered
 again from the board's kept results (not trained again), and training goes on from the next
 sample. Every sample is trained exactly once, and the session's files are appended to.
+
+Checkpoints: the session SAVEs the board's trained state to its flash during training (at
+each epoch's end by default, every save_every steps if given) and at the end; the board keeps
+its count of trained samples with the state and restores both at boot. A board that was reset
+(or lost power) mid-session comes back at its last checkpoint, below what the session logged:
+--resume checks that the board stands exactly at one of the session's checkpoints (count and
+state CRC), moves the lines after it to rolled_back.jsonl, and trains those samples again, in
+the same order at the same per-step lr factor, so the end state is still every sample trained
+once (_Run.roll_back).
 
 Which board runs it:
 - emulated: a running emulated board (`invoke flash`'s) is reused only if it runs this very
@@ -614,10 +629,22 @@ class _Run:
     """
 
     def __init__(
-        self, folder: Path, inp: _Inputs, link: Link, unit: str, first_id: int, schedule: str, epochs: int
+        self,
+        folder: Path,
+        inp: _Inputs,
+        link: Link,
+        unit: str,
+        first_id: int,
+        schedule: str,
+        epochs: int,
+        save_every: int | None = None,
     ) -> None:
-        self.inp, self.link, self.unit, self.first_id = inp, link, unit, first_id
+        self.folder, self.inp, self.link, self.unit, self.first_id = folder, inp, link, unit, first_id
         self.schedule, self.total_steps = schedule, epochs * len(inp.y_train)
+        # Checkpoints: None at each epoch's end, N every N steps, 0 none (only the final save).
+        self.save_every = save_every
+        self.checkpoints = _read_jsonl(folder / CHECKPOINTS)
+        self.checkpoint_error: str | None = None  # a SAVE the board refused: no more tries
         ins, outs = io_tensors(inp.ct.compiled.blob)
         self.board = BoardModel(link, tensor_table(inp.ct.compiled.blob), ins, outs)
         self.training = BoardTraining(link)
@@ -632,6 +659,126 @@ class _Run:
     def close(self) -> None:
         self.steps_file.close()
         self.epochs_file.close()
+
+    # ------------------------------------------------------------ checkpoints and roll-back
+
+    def checkpoint(self, epoch: int, final: bool = False) -> dict[str, Any] | None:
+        """SAVEs the board's trained state (with its count of trained samples) to its flash and
+        records it in checkpoints.jsonl: a line before the SAVE ("saving": the board may finish
+        it even if this process dies) and one after ("saved"). A checkpoint at the count of the
+        last one is not saved again. Returns the saved line (None: nothing saved)."""
+        from pytools import persist
+        from pytools.link.client import LinkError
+
+        if self.checkpoint_error is not None:
+            return None
+        st = self.status()
+        count = st["samples_trained"]
+        saved = [c for c in self.checkpoints if c["status"] == "saved"]
+        if saved and saved[-1]["samples_trained"] == count and saved[-1]["state_crc"] == st["state_crc"]:
+            return saved[-1]
+        row = {
+            "utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "samples_trained": count,
+            "steps": count - self.first_id,
+            "epoch": epoch,
+            "state_crc": st["state_crc"],
+            "final": final,
+        }
+        self._checkpoint_row({**row, "status": "saving"})
+        try:
+            r = persist.save(self.link)
+        except LinkError as e:
+            self.checkpoint_error = str(e)
+            self._checkpoint_row({**row, "status": "failed", "error": str(e)})
+            tqdm.write(f"WARNING   checkpoint at sample {count} NOT saved: {e}; no further checkpoints")
+            return None
+        done = {**row, "status": "saved", **{k: r[k] for k in ("slot", "sequence", "length", "cost")}}
+        self._checkpoint_row(done)
+        return done
+
+    def _checkpoint_row(self, row: dict[str, Any]) -> None:
+        self.checkpoints.append(row)
+        with open(self.folder / CHECKPOINTS, "a") as f:
+            _jsonl(f, row)
+            os.fsync(f.fileno())  # a power cut of the host too must not lose a checkpoint's line
+
+    def _after_step(self, g: int, epoch: int) -> None:
+        """Step g (0-based, of the session) is logged: a checkpoint if one is due."""
+        if self.save_every and (g + 1) % self.save_every == 0:
+            self.checkpoint(epoch)
+
+    def restart_points(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """Where a board that lost steps may stand: the session's start (nothing trained yet)
+        and every checkpoint SAVE it asked for (a "saving" one too: the board may have finished
+        it), each with the state CRC it had."""
+        points = []
+        if config.get("first_state_crc") is not None:
+            points.append(
+                {"samples_trained": self.first_id, "state_crc": config["first_state_crc"], "what": "start"}
+            )
+        seen = {(p["samples_trained"], p["state_crc"]) for p in points}
+        for c in self.checkpoints:
+            key = (c["samples_trained"], c["state_crc"])
+            if c["status"] in ("saving", "saved") and key not in seen:
+                seen.add(key)
+                points.append({**c, "what": "checkpoint"})
+        return points
+
+    def roll_back(self, st: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        """The board stands before the last logged step (it was reset, or lost power, and
+        restored its last checkpoint from flash): the session's records go back to where the
+        board is, so those steps are trained again. Lines are moved to rolled_back.jsonl, not
+        deleted. Refuses a board that stands at no point this session saved."""
+        count, crc = st["samples_trained"], st["state_crc"]
+        points = self.restart_points(config)
+        match = [p for p in points if p["samples_trained"] == count and p["state_crc"] == crc]
+        if not match:
+            known = ", ".join(f"{p['samples_trained']} (CRC 0x{p['state_crc']:08x})" for p in points)
+            raise ToolError(
+                f"the board has trained {count} samples and its trained state has CRC-32 0x{crc:08x}; "
+                f"this session logged {len(self.steps)} steps from sample {self.first_id} and can "
+                f"carry on only from its start or a checkpoint it saved: {known or 'none'}. The board "
+                "was reset to a state this session did not save (another session's, an older "
+                "firmware's slot, or erased flash after training elsewhere). Start a new session"
+            )
+        n = len(self.inp.y_train)
+        done = count - self.first_id
+        keep_steps = [s for s in self.steps if s["sample_id"] < count]
+        keep_epochs = [e for e in self.epochs if e["epoch"] * n <= done]
+        keep_ckpt = [c for c in self.checkpoints if c["samples_trained"] <= count]
+        moved = {
+            "steps.jsonl": self.steps[len(keep_steps) :],
+            "epochs.jsonl": [e for e in self.epochs if e["epoch"] * n > done],
+            CHECKPOINTS: [c for c in self.checkpoints if c["samples_trained"] > count],
+        }
+        utc = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        # First the copies, then the files without them: a crash in between leaves a line in
+        # both places, never in neither.
+        with open(self.folder / ROLLED_BACK, "a") as f:
+            for name, rows in moved.items():
+                for row in rows:
+                    _jsonl(f, {"utc": utc, "file": name, "to_samples_trained": count, "row": row})
+            os.fsync(f.fileno())
+        self.steps_file.close()
+        self.epochs_file.close()
+        kept = (("steps.jsonl", keep_steps), ("epochs.jsonl", keep_epochs), (CHECKPOINTS, keep_ckpt))
+        for name, rows in kept:
+            tmp = self.folder / f"{name}.tmp"
+            with open(tmp, "w") as f:
+                for row in rows:
+                    _jsonl(f, row)
+            os.replace(tmp, self.folder / name)
+        self.steps, self.epochs, self.checkpoints = keep_steps, keep_epochs, keep_ckpt
+        self.steps_file = _append(self.folder / "steps.jsonl")
+        self.epochs_file = _append(self.folder / "epochs.jsonl")
+        return {
+            "to_samples_trained": count,
+            "to": match[0]["what"],
+            "steps": len(moved["steps.jsonl"]),
+            "epochs": [e["epoch"] for e in moved["epochs.jsonl"]],
+            "checkpoints": len(moved[CHECKPOINTS]),
+        }
 
     def status(self) -> dict[str, Any]:
         return self.training.status()
@@ -711,9 +858,9 @@ class _Run:
         total = sum(len(o) for o in orders)
         if not logged <= trained <= total:
             raise ToolError(
-                f"the board has trained {trained + self.first_id} samples since it booted; this session "
-                f"began at its sample {self.first_id} and has {logged} of {total} steps logged: the board "
-                "was reset or trained by someone else since. Start a new session"
+                f"the board has trained {trained + self.first_id} samples; this session began at its "
+                f"sample {self.first_id} and has {logged} of {total} steps logged: the board was "
+                "trained by someone else since. Start a new session"
             )
         n = len(orders[0])
         for g in range(logged, trained):
@@ -738,12 +885,15 @@ class _Run:
             r = self.training.train(self.first_id + g, x[i], int(y[i]), epoch, lr_scale=self.lr_scale(g))
             ms = 1000 * (time.perf_counter() - t_step)
             self._row(g, epoch, order, r, ms)
+            self._after_step(g, epoch)
             mine = self.steps[-(k + 1) :]
             acc = np.mean([s["prediction"] == s["label"] for s in mine])
             live = {"loss": f"{r.loss:.3f}", "epoch mean": f"{np.mean([s['loss'] for s in mine]):.3f}"}
             bar.set_postfix({**live, "acc": f"{acc:.3f}"}, refresh=False)
         bar.close()
         seconds = time.monotonic() - t0
+        if self.save_every is None:  # the default: a checkpoint at each epoch's end
+            self.checkpoint(epoch)
         mine = [s for s in self.steps if s["epoch"] == epoch]
         losses = [s["loss"] for s in mine]
         hits = sum(s["prediction"] == s["label"] for s in mine)
@@ -825,20 +975,53 @@ def _resume_target(out_dir: Path | None) -> tuple[Path, dict[str, Any]]:
     return folder, json.loads(path.read_text())
 
 
+def _power_on(board: Board, ct: CompiledTraining, name: str, folder: Path) -> emulator.Emulator | None:
+    """Starts the session's emulated board again (a power cycle) with the flash it had: its
+    own file if it is still there (the board or the host was killed), else the copy the
+    session kept in its folder when it ended. None: no flash is left."""
+    assert ct.image is not None
+    kept = folder / BOARD_FLASH
+    if not emulator.flash_file(name).exists():
+        if not kept.is_file():
+            return None
+        emulator.import_flash(board, name, kept)
+    emu = emulator.start(board, ct.image.elf, name=name)
+    print(
+        f"started   the emulated board '{name}' again (it was not running), with its flash: "
+        f"pid {emu.pid}, serial {emu.url}"
+    )
+    return emu
+
+
 def _reconnect(
-    board: Board, ct: CompiledTraining, port: str | None, cfg: dict[str, Any], on_log: Any, own: list[str]
+    board: Board,
+    ct: CompiledTraining,
+    port: str | None,
+    cfg: dict[str, Any],
+    on_log: Any,
+    own: list[str],
+    folder: Path,
 ) -> _Connection:
-    """A link to the board a session ran on, to resume it: its emulator (if it still runs) or
-    its port. The board must still run the session's firmware and plan."""
+    """A link to the board a session ran on, to resume it: its emulator (started again from
+    its flash if it stopped) or its port. The board must still run the session's firmware and
+    plan."""
     assert ct.image is not None
     emu = cfg["board"]["emulator"]
     name = emu["name"] or emu["reused"]
+    pid = emu["pid"]
     if board.is_emulated and not port:
         running = emulator.find(name) if name else None
+        if running is None and name:
+            if emu["name"]:
+                own.append(name)  # before the start: an interrupted start is cleaned up too
+            running = _power_on(board, ct, name, folder)
+            if running is not None:
+                pid = running.pid
         if running is None:
             raise ToolError(
-                f"the emulated board this session ran on ('{name}') is not running any more, and its "
-                "trained state went with it: start a new session"
+                f"the emulated board this session ran on ('{name}') is not running any more, and "
+                f"neither its flash file nor a copy in the session folder ({BOARD_FLASH}) is left: "
+                "its trained state went with it. Start a new session"
             )
         url = running.url
     else:
@@ -856,8 +1039,9 @@ def _reconnect(
         link.close()
         raise
     if emu["name"] and board.is_emulated and not port:
-        own.append(emu["name"])  # the session started it: this process stops it at the end
-        return _Connection(link, url, emulator_name=emu["name"], emulator_pid=emu["pid"])
+        if emu["name"] not in own:
+            own.append(emu["name"])  # the session started it: this process stops it at the end
+        return _Connection(link, url, emulator_name=emu["name"], emulator_pid=pid)
     return _Connection(link, url, reused=emu["reused"])
 
 
@@ -877,6 +1061,7 @@ def run_training_session(
     resume: bool = False,
     held_out: int | None = None,
     save: bool = True,
+    save_every: int | None = None,
 ) -> Path:
     """Fine-tunes a model on a board from the host, sample by sample; returns the session folder.
 
@@ -889,12 +1074,19 @@ def run_training_session(
     classifier (default: the data set's pretrained model). seed: the sample order of each
     epoch. limit: train on only this many fine-tuning samples (classes in turn; for tests).
     held_out: evaluate on only this many held-out samples (classes in turn; default all).
-    save: at the end, save the trained state to the board's flash (restored at its next boot;
-    `invoke pull --session` exports it).
+    save: save the trained state to the board's flash (restored at its next boot, with the
+    board's count of trained samples; `invoke pull --session` exports it): checkpoints during
+    the session, and at the end. False: the flash is never written.
+    save_every: a checkpoint every this many steps; None (the default) at each epoch's end;
+    0 only at the end. Each is a line in checkpoints.jsonl.
     resume: carry on the session in out_dir (default: the latest under sessions/) on the board
-    it ran on, with the settings in its config.json (the other arguments but port are
-    ignored): the board says how many samples it trained, and the session continues with the
-    next, so each sample is trained exactly once. Its files are appended to.
+    it ran on, with the settings in its config.json (the other arguments but port and save
+    are ignored): the board says how many samples it trained, and the session continues with
+    the next, so each sample is trained exactly once. Its files are appended to. A board that
+    was reset (or lost power; an emulated board that is not running is started again from its
+    flash) stands at its last checkpoint: the steps after it are moved from the session's
+    files to rolled_back.jsonl and trained again, so the result is still every sample
+    trained once, in order, at its step's lr.
     """
     t_start, started = time.monotonic(), dt.datetime.now(dt.UTC)
     saved: dict[str, Any] | None = None
@@ -909,6 +1101,7 @@ def run_training_session(
             a["lr"],
         )
         split, seed, limit, held_out = a["split"], a["seed"], a["limit"], a.get("held_out")
+        save_every = a.get("save_every")  # sessions before checkpoints: at each epoch's end now
         lr_schedule = a.get("lr_schedule", "constant")  # sessions before schedules trained at a constant lr
         model = Path(a["model"]) if a["model"] else None
         port = port or a["port"]
@@ -927,7 +1120,10 @@ def run_training_session(
         "seed": seed,
         "limit": limit,
         "held_out": held_out,
+        "save_every": save_every,
     }
+    if save_every is not None and save_every < 0:
+        raise ToolError(f"save_every must be 0 (only at the end) or a number of steps, got {save_every}")
     if epochs < 1:
         raise ToolError(f"epochs must be at least 1, got {epochs}")
     if not math.isfinite(lr) or lr < 0:
@@ -948,7 +1144,7 @@ def run_training_session(
     try:
         with _sigterm_as_exit():
             if saved is not None:
-                conn = _reconnect(board, inp.ct, port, saved, board_log, own)
+                conn = _reconnect(board, inp.ct, port, saved, board_log, own, path)
                 folder = path
             else:
                 conn = _connect(board, inp.ct, port, initial, board_log, own)  # step 4
@@ -959,7 +1155,8 @@ def run_training_session(
                 first_id = BoardTraining(conn.link).status()["samples_trained"]
             else:
                 first_id = saved.get("first_sample_id", 0)
-            run = _Run(folder, inp, conn.link, board.counter_unit, first_id, lr_schedule, epochs)
+            every = save_every if save else 0
+            run = _Run(folder, inp, conn.link, board.counter_unit, first_id, lr_schedule, epochs, every)
             if saved is None and conn.emulator_name is None and conn.reused is None:
                 conn.fresh_state = _state_is_initial(run.trainer, initial)
                 if not conn.fresh_state:
@@ -971,11 +1168,28 @@ def run_training_session(
             if saved is None:
                 config = _config(arguments, started, board, inp, conn)
                 config["first_sample_id"] = first_id
+                # Where the session starts, as a board that lost every step must stand to redo
+                # them all (see _Run.roll_back).
+                config["first_state_crc"] = run.status()["state_crc"]
+                config["plan"]["crc32"] = run.training.config["plan_crc"]
                 _write_json(folder / "config.json", config)
+            elif saved["plan"].get("crc32", plan_crc := run.training.config["plan_crc"]) != plan_crc:
+                raise ToolError(
+                    f"cannot resume the session in {folder}: the board runs plan CRC-32 0x{plan_crc:08x}, "
+                    f"the session trained 0x{saved['plan']['crc32']:08x}. Start a new session"
+                )
             rng = np.random.default_rng(seed)
             orders = [rng.permutation(len(inp.y_train)) for _ in range(epochs)]
             if saved is not None:
                 st = run.status()
+                rolled: dict[str, Any] | None = None
+                if st["samples_trained"] - first_id < len(run.steps):
+                    rolled = run.roll_back(st, saved)
+                    print(
+                        f"rollback  the board stands at its {rolled['to']} (sample {st['samples_trained']}): "
+                        f"it lost {rolled['steps']} steps, which are trained again (their lines moved to "
+                        f"{ROLLED_BACK})"
+                    )
                 replayed = run.resume(orders)
                 done = st["samples_trained"] - first_id
                 print(
@@ -984,14 +1198,20 @@ def run_training_session(
                 )
                 with open(folder / "resumes.jsonl", "a") as f:
                     _jsonl(
-                        f, {"utc": started.isoformat(timespec="seconds"), "board": st, "replayed": replayed}
+                        f,
+                        {
+                            "utc": started.isoformat(timespec="seconds"),
+                            "board": st,
+                            "replayed": replayed,
+                            "rolled_back": rolled,
+                        },
                     )
             run.before()  # step 5
             for epoch in range(1, epochs + 1):
                 run.epoch(epoch, epochs, orders[epoch - 1])
             run.final = run.status()
             if save:
-                run.saved = _save_to_flash(conn.link)
+                run.saved = _saved_text(run.checkpoint(epochs, final=True), run.checkpoint_error)
                 print(f"flash     {run.saved}")
             status = "completed"
     except KeyboardInterrupt:
@@ -1032,19 +1252,18 @@ def run_training_session(
 BOARD_FLASH = "board-flash.bin"  # an emulated board's persistence file, kept in its session
 
 
-def _save_to_flash(link: Link) -> str:
-    """SAVEs the board's trained state to flash; what happened, in words (a board that cannot
-    save says why, and the session still completes: its results are in the folder)."""
-    from pytools import persist
-    from pytools.link.client import LinkError
+CHECKPOINTS = "checkpoints.jsonl"  # one line per SAVE to the board's flash (asked, then done)
+ROLLED_BACK = "rolled_back.jsonl"  # lines a resume took back: steps the board lost in a reset
 
-    try:
-        r = persist.save(link)
-    except LinkError as e:
-        return f"trained state NOT saved to flash: {e}"
+
+def _saved_text(saved: dict[str, Any] | None, error: str | None) -> str:
+    """What the save to flash at the end did, in words (a board that cannot save says why, and
+    the session still completes: its results are in the folder)."""
+    if saved is None:
+        return f"trained state NOT saved to flash: {error}"
     return (
-        f"trained state saved ({r['length']:,} B) to slot {r['slot']}, sequence {r['sequence']}: "
-        "the board restores it at boot"
+        f"trained state saved ({saved['length']:,} B, {saved['samples_trained']:,} samples trained) to "
+        f"slot {saved['slot']}, sequence {saved['sequence']}: the board restores it at boot"
     )
 
 
@@ -1082,7 +1301,7 @@ def _finish(
     if run is not None and run.final is not None:
         f = run.final
         lines.append(
-            f"board: {f['samples_trained']:,} samples trained since boot ({f['replays']} results replayed "
+            f"board: {f['samples_trained']:,} samples trained ({f['replays']} results replayed "
             f"to a resumed host, never trained twice); trained state CRC-32 0x{f['state_crc']:08x}"
         )
     if run is not None and run.saved is not None:

@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 
 import datasets
-from pytools import emulator, session
+from pytools import emulator, persist, session
 from pytools.boards import load_board
+from pytools.build.manifest import persist_region
 from pytools.errors import ToolError
 from pytools.link.client import BoardRefused, Link
 from pytools.link.protocol import Err, Msg, layout
@@ -125,14 +126,23 @@ def check_session_against_twin(
 
 
 def session_killed_after(
-    folder: Path, run_dir: Path, limit: int, epochs: int, seed: int, kill_after: int
+    folder: Path,
+    run_dir: Path,
+    limit: int,
+    epochs: int,
+    seed: int,
+    kill_after: int,
+    save_every: int | None = None,
+    kill: str = "host",
 ) -> int:
-    """Runs a session in a host process of its own and SIGKILLs it once it has logged
-    kill_after steps (no finally block runs: the link is simply cut). Returns the steps logged."""
+    """Runs a session in a host process of its own and, once it has logged kill_after steps,
+    SIGKILLs it (kill="host": no finally block runs, the link is simply cut), or its emulated
+    board's QEMU (kill="board": a power cut; the host fails on the closed link and ends as it
+    does on any error), or both (kill="both"). Returns the steps logged."""
     code = (
         "import sys; from pathlib import Path; from pytools.session import run_training_session; "
         f"run_training_session('{BOARD}', epochs={epochs}, limit={limit}, seed={seed}, held_out=60, "
-        "out_dir=Path(sys.argv[1]))"
+        f"save_every={save_every}, out_dir=Path(sys.argv[1]))"
     )
     env = {**os.environ, "TINYTRAIN_RUN_DIR": str(run_dir)}
     proc = subprocess.Popen(
@@ -150,8 +160,15 @@ def session_killed_after(
                 break
             time.sleep(0.005)
         assert proc.poll() is None, "the session ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        if kill in ("host", "both"):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        if kill in ("board", "both"):
+            emu = json.loads((folder / "config.json").read_text())["board"]["emulator"]
+            qemu = emulator.find(emu["name"] or emu["reused"])
+            assert qemu is not None
+            os.kill(qemu.pid, signal.SIGKILL)
+            assert proc.wait(60) != 0  # the host's link closed under it: the session failed
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -212,12 +229,28 @@ def test_a_killed_host_resumes_and_every_sample_is_trained_exactly_once(
     assert board_state(board_emu.url, ct)[1]["samples_trained"] == status["samples_trained"]
     assert len(jsonl(folder / "steps.jsonl")) == limit * epochs
 
-    # A board that rebooted since (its count is back to 0) cannot carry the session on.
+    # A board restarted since comes back with its last checkpoint (the final save), its count
+    # included: a resume trains nothing more.
     emulator.stop(BOARD)
-    emulator.start(load_board(BOARD), ct.image.elf)
-    with pytest.raises(ToolError, match=r"the board was reset or trained by someone else since"):
+    emu = emulator.start(load_board(BOARD), ct.image.elf)
+    session.run_training_session(BOARD, resume=True, out_dir=folder)
+    assert board_state(emu.url, ct)[1]["samples_trained"] == status["samples_trained"]
+    assert board_state(emu.url, ct)[1]["state_crc"] == state_crc(twin)
+    assert len(jsonl(folder / "steps.jsonl")) == limit * epochs
+
+    # A board whose flash was erased and that then trained elsewhere stands at no point this
+    # session saved: refused, and the session's files are left as they were.
+    emulator.stop(BOARD)
+    emulator.erase_flash(BOARD)
+    emu = emulator.start(load_board(BOARD), ct.image.elf)
+    with Link.open(emu.url) as link:
+        bt = BoardTraining(link)
+        for k in range(3):
+            bt.train(k, x_all[k], int(y_all[k]))
+    with pytest.raises(ToolError, match=r"can carry on only from its start or a checkpoint it saved"):
         session.run_training_session(BOARD, resume=True, out_dir=folder)
     assert len(jsonl(folder / "steps.jsonl")) == limit * epochs
+    assert not (folder / session.ROLLED_BACK).exists()
 
 
 def _orders(seed: int, n: int, epochs: int) -> list[np.ndarray]:
@@ -480,6 +513,164 @@ def test_a_killed_host_that_started_its_own_emulator_resumes_on_it(
     twin = check_session_against_twin(folder, ct, samples, limit * epochs)
     summary = (folder / "summary.txt").read_text()
     assert "completed" in summary and f"state CRC-32 0x{state_crc(twin):08x}" in summary
-    assert f"board: {limit * epochs:,} samples trained since boot" in summary
-    with pytest.raises(ToolError, match=r"is not running any more, and its trained state went with it"):
+    assert f"board: {limit * epochs:,} samples trained (" in summary
+    # The session stopped its emulator at the end and kept its flash: a resume starts the board
+    # again from that flash, which holds the final state and count, and trains nothing.
+    session.run_training_session(BOARD, resume=True, out_dir=folder)
+    assert emulator.find(name) is None
+    assert len(jsonl(folder / "steps.jsonl")) == limit * epochs
+    assert f"state CRC-32 0x{state_crc(twin):08x}" in (folder / "summary.txt").read_text()
+    # Without that flash nothing is left to resume from.
+    (folder / session.BOARD_FLASH).unlink()
+    with pytest.raises(ToolError, match=r"is not running any more, and neither its flash file"):
         session.run_training_session(BOARD, resume=True, out_dir=folder)
+
+
+def test_the_count_is_saved_with_the_state_and_an_older_slot_restores_without_it(
+    run_dir: Path, board_emu: emulator.Emulator, ct: CompiledTraining, samples
+) -> None:
+    """SAVE keeps the board's count of trained samples (and the last epoch) with the state: after
+    a reset, sample ids carry on from the saved state. A slot written by the firmware before
+    that (format 1) is restored without a count: ids start at 0 again, and the boot log says so."""
+    x, y = samples
+    twin = Trainer(ct)
+    with Link.open(board_emu.url) as link:
+        bt = BoardTraining(link)
+        for k in range(5):
+            r = bt.train(k, x[k], int(y[k]), 2)
+            assert (r.loss, r.prediction) == twin.step(x[k], int(y[k]))
+        saved_crc = bt.status()["state_crc"]
+        assert saved_crc == state_crc(twin)
+        assert persist.save(link)["sequence"] == 1
+        for k in range(5, 7):
+            bt.train(k, x[k], int(y[k]), 2)
+        log = persist.reset(link)  # the two steps after the save are lost
+        assert any("from slot 0, sequence 1; 5 samples trained, epoch 2" in t for t in log), log
+        st = bt.status()
+        assert (st["samples_trained"], st["last_id"], st["last_epoch"]) == (5, 4, 2)
+        assert st["state_crc"] == saved_crc
+        # Samples before the reset are not trained again, and their results are gone with it
+        # (a zeroed result slot must not pass for sample 0's).
+        refused(lambda: bt.replay(4), Err.RESULT_GONE, "trained before the last reset", "holds 5 samples")
+        refused(lambda: bt.replay(0), Err.RESULT_GONE, "trained before the last reset")
+        refused(lambda: bt.replay(6), Err.OUT_OF_ORDER, "next sample id is 5")
+        assert bt.status()["state_crc"] == saved_crc
+        # Training carries on from the saved state, in step with the twin.
+        r = bt.train(5, x[5], int(y[5]), 2)
+        assert (r.loss, r.prediction, r.samples_trained) == (*twin.step(x[5], int(y[5])), 6)
+        assert bt.status()["state_crc"] == state_crc(twin)
+
+    # The same slot as the older firmware wrote it: format 1, nothing at offset 12, bytes 36..63
+    # erased, the header CRC over bytes 0..27.
+    emulator.stop(BOARD)
+    board = load_board(BOARD)
+    at = persist_region(board).slots[0] - board.qemu["persist_backend_base"]
+    with open(emulator.flash_file(BOARD), "r+b") as f:
+        f.seek(at)
+        h = bytearray(f.read(64))
+        assert int.from_bytes(h[4:6], "little") == 2 and int.from_bytes(h[12:16], "little") == 5
+        h[4:6] = (1).to_bytes(2, "little")
+        h[12:16] = bytes(4)
+        h[36:64] = b"\xff" * 28
+        h[28:32] = zlib.crc32(bytes(h[:28])).to_bytes(4, "little")
+        f.seek(at)
+        f.write(h)
+    emu = emulator.start(board, ct.image.elf)
+    with Link.open(emu.url) as link:
+        text = [e["text"] for e in link.logs]
+        assert any("from slot 0, sequence 1; format 1: no sample count, ids start at 0" in t for t in text), (
+            text
+        )
+        st = BoardTraining(link).status()
+        assert (st["samples_trained"], st["state_crc"]) == (0, saved_crc)
+
+
+def test_a_board_reset_after_a_checkpoint_rolls_the_session_back_and_trains_those_steps_again(
+    run_dir: Path, board_emu: emulator.Emulator, ct: CompiledTraining, samples, tmp_path: Path
+) -> None:
+    """The host is killed in epoch 2, and the board reset: it comes back with the checkpoint of
+    epoch 1's end. The resume moves the lost steps' lines to rolled_back.jsonl, trains them
+    again, and the board ends with the twin's state, every sample trained once."""
+    limit, epochs = 30, 2
+    folder = tmp_path / "s"
+    logged = session_killed_after(folder, run_dir, limit, epochs, 6, 40)  # checkpoints: epoch ends
+    before = session._read_jsonl(folder / "steps.jsonl")
+    saved = [c for c in jsonl(folder / session.CHECKPOINTS) if c["status"] == "saved"]
+    assert [(c["samples_trained"], c["epoch"]) for c in saved] == [(limit, 1)]
+    with Link.open(board_emu.url) as link:
+        log = persist.reset(link)
+        assert any(f"; {limit} samples trained, epoch 1" in t for t in log), log
+        st = BoardTraining(link).status()
+        assert (st["samples_trained"], st["state_crc"]) == (limit, saved[0]["state_crc"])
+
+    session.run_training_session(BOARD, resume=True, out_dir=folder)
+    (resume,) = jsonl(folder / "resumes.jsonl")
+    assert resume["rolled_back"] == {
+        "to_samples_trained": limit,
+        "to": "checkpoint",
+        "steps": logged - limit,
+        "epochs": [],  # epoch 1's held-out row was taken on the checkpoint's state: it stays
+        "checkpoints": 0,
+    }
+    moved = [r for r in jsonl(folder / session.ROLLED_BACK) if r["file"] == "steps.jsonl"]
+    assert [r["row"] for r in moved] == before[limit:]  # the lost lines, kept
+    steps = jsonl(folder / "steps.jsonl")
+    assert len(steps) == limit * epochs and "completed" in (folder / "summary.txt").read_text()
+    # Trained again: the same sample ids, lr factors, losses and predictions as the lost lines.
+    keys = ("sample_id", "sample", "lr_scale", "loss", "prediction")
+    assert [[s[k] for k in keys] for s in steps[limit:logged]] == [
+        [b[k] for k in keys] for b in before[limit:]
+    ]
+    assert not any(s["replayed"] for s in steps)
+    twin = check_session_against_twin(folder, ct, samples, limit * epochs)
+    state, status = board_state(board_emu.url, ct)
+    assert_same_state(state, twin.state())
+    assert status["samples_trained"] == limit * epochs and status["state_crc"] == state_crc(twin)
+    final = [c for c in jsonl(folder / session.CHECKPOINTS) if c["status"] == "saved"]
+    assert [c["samples_trained"] for c in final] == [limit, 2 * limit]
+    assert final[-1]["state_crc"] == state_crc(twin)
+
+    # A board that runs another plan than the one the session trained is refused.
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config["plan"]["crc32"] ^= 1
+    path.write_text(json.dumps(config))
+    with pytest.raises(ToolError, match=r"the board runs plan CRC-32 0x[0-9a-f]{8}, the session trained"):
+        session.run_training_session(BOARD, resume=True, out_dir=folder)
+
+
+def test_a_power_cut_loses_only_the_steps_since_the_last_checkpoint(
+    run_dir: Path, ct: CompiledTraining, samples, tmp_path: Path
+) -> None:
+    """The session's own emulated board loses power mid-epoch (QEMU killed): the host fails and
+    keeps the board's flash in the session folder; the resume starts the board again from it,
+    where it stands at the last checkpoint (every 7 steps), and trains the rest again."""
+    limit, epochs, every = 30, 2, 7
+    folder = tmp_path / "s"
+    try:
+        logged = session_killed_after(folder, run_dir, limit, epochs, 8, 24, save_every=every, kill="board")
+        assert "failed" in (folder / "summary.txt").read_text()
+        assert (folder / session.BOARD_FLASH).is_file()
+        saved = [c["samples_trained"] for c in jsonl(folder / session.CHECKPOINTS) if c["status"] == "saved"]
+        assert saved == list(range(every, every * len(saved) + 1, every)) and len(saved) >= 3
+        name = json.loads((folder / "config.json").read_text())["board"]["emulator"]["name"]
+        assert emulator.find(name) is None
+        session.run_training_session(BOARD, resume=True, out_dir=folder)
+        assert emulator.find(name) is None, "the resumed session did not stop the emulator it started"
+    finally:
+        for state in run_dir.glob("*.json"):
+            emulator.stop(state.stem)
+    (resume,) = jsonl(folder / "resumes.jsonl")
+    back = resume["board"]["samples_trained"]
+    assert back == saved[-1] < logged
+    assert resume["rolled_back"]["to_samples_trained"] == back
+    assert resume["rolled_back"]["steps"] == logged - back
+    assert any(
+        f"{back} samples trained, epoch 1" in line for line in (folder / "board.log").read_text().splitlines()
+    )
+    steps = jsonl(folder / "steps.jsonl")
+    assert len(steps) == limit * epochs
+    twin = check_session_against_twin(folder, ct, samples, limit * epochs)
+    summary = (folder / "summary.txt").read_text()
+    assert "completed" in summary and f"state CRC-32 0x{state_crc(twin):08x}" in summary
+    assert f"{limit * epochs:,} samples trained) to slot" in summary  # the final save

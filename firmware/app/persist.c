@@ -4,22 +4,39 @@
 
 #include "crc.h"
 
-/* The first 32 bytes of a slot; the commit word follows at offset 32. */
+/* The first 32 bytes of a slot; the commit word follows at offset 32, then the extension. */
 struct __attribute__((packed)) persist_header {
     uint32_t magic;
     uint16_t format;
     uint16_t header_size;
     uint32_t sequence;
-    uint32_t reserved;
+    uint32_t samples_trained; /* format 1: reserved (0) */
     uint32_t plan_crc;
     uint32_t length;
     uint32_t data_crc;
-    uint32_t header_crc; /* CRC-32 of the 28 bytes above */
+    uint32_t header_crc; /* CRC-32 of the 28 bytes above, then of the extension (format 2) */
+};
+/* Bytes 36..63 (format 2): where training stood. Programmed with the header, before the
+ * commit word; format 1 left them erased. */
+struct __attribute__((packed)) persist_header_ext {
+    uint16_t last_epoch;
+    uint16_t reserved0;
+    uint32_t reserved[6];
 };
 #define COMMIT_OFFSET 32u
+#define EXT_OFFSET 36u
 #define HEADER_CRC_BYTES 28u
 
 _Static_assert(sizeof(struct persist_header) == 32, "slot header layout");
+_Static_assert(EXT_OFFSET + sizeof(struct persist_header_ext) == PERSIST_HEADER_SIZE,
+               "the extension fills the header");
+
+static uint32_t header_crc(const uint8_t *base, uint16_t format) {
+    uint32_t crc = crc32_update(0, base, HEADER_CRC_BYTES);
+    if (format != PERSIST_FORMAT_OLD)
+        crc = crc32_update(crc, base + EXT_OFFSET, sizeof(struct persist_header_ext));
+    return crc;
+}
 
 static uint32_t read_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -56,16 +73,24 @@ persist_slot_info_t persist_check(const persist_flash_t *f, uint32_t slot, uint3
     memcpy(&h, base, sizeof h);
     if (read_u32(base + COMMIT_OFFSET) != PERSIST_COMMIT) {
         info.status =
-            all_erased(base, COMMIT_OFFSET + 4u) ? PERSIST_SLOT_ERASED : PERSIST_SLOT_UNCOMMITTED;
+            all_erased(base, PERSIST_HEADER_SIZE) ? PERSIST_SLOT_ERASED : PERSIST_SLOT_UNCOMMITTED;
         return info;
     }
-    if (h.magic != PERSIST_MAGIC || h.format != PERSIST_FORMAT ||
-        h.header_size != PERSIST_HEADER_SIZE ||
-        crc32_update(0, base, HEADER_CRC_BYTES) != h.header_crc || h.length > persist_capacity(f))
+    if (h.magic != PERSIST_MAGIC ||
+        (h.format != PERSIST_FORMAT && h.format != PERSIST_FORMAT_OLD) ||
+        h.header_size != PERSIST_HEADER_SIZE || header_crc(base, h.format) != h.header_crc ||
+        h.length > persist_capacity(f))
         return info;
+    info.format = (uint8_t)h.format;
     info.sequence = h.sequence;
     info.length = h.length;
     info.plan_crc = h.plan_crc;
+    if (h.format != PERSIST_FORMAT_OLD) { /* format 1 has no count: it reads 0 */
+        struct persist_header_ext x;
+        memcpy(&x, base + EXT_OFFSET, sizeof x);
+        info.meta.samples_trained = h.samples_trained;
+        info.meta.last_epoch = x.last_epoch;
+    }
     if (h.plan_crc != plan_crc || h.length != length) {
         info.status = PERSIST_SLOT_OTHER_PLAN;
         return info;
@@ -146,7 +171,7 @@ static void put(writer_t *w, const uint8_t *data, uint32_t n) {
 }
 
 persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const persist_state_t *s,
-                              uint32_t stop_after, uint32_t *slot_out,
+                              const persist_meta_t *meta, uint32_t stop_after, uint32_t *slot_out,
                               persist_slot_info_t *written) {
     uint32_t length = persist_state_size(s);
     if (length > persist_capacity(f)) return PERSIST_ERR_TOO_LARGE;
@@ -169,17 +194,27 @@ persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const
     }
     flush(&w);
 
+    /* The header as it will read back (commit word included), so its CRC is computed over
+     * the very bytes the check reads. */
+    uint8_t head[PERSIST_HEADER_SIZE];
     struct persist_header h = {
         .magic = PERSIST_MAGIC,
         .format = PERSIST_FORMAT,
         .header_size = PERSIST_HEADER_SIZE,
         .sequence = sequence,
+        .samples_trained = meta ? meta->samples_trained : 0u,
         .plan_crc = plan_crc,
         .length = length,
         .data_crc = crc,
     };
-    h.header_crc = crc32_update(0, (const uint8_t *)&h, HEADER_CRC_BYTES);
-    program(&w, 0, (const uint8_t *)&h, sizeof h);
+    struct persist_header_ext x = {.last_epoch = meta ? meta->last_epoch : 0u};
+    memset(head, 0xFF, sizeof head);
+    memcpy(head, &h, sizeof h);
+    memcpy(head + EXT_OFFSET, &x, sizeof x);
+    h.header_crc = header_crc(head, PERSIST_FORMAT);
+    memcpy(head, &h, sizeof h);
+    program(&w, 0, head, sizeof h);
+    program(&w, EXT_OFFSET, head + EXT_OFFSET, sizeof x);
     const uint32_t commit = PERSIST_COMMIT;
     program(&w, COMMIT_OFFSET, (const uint8_t *)&commit, sizeof commit);
     if (w.result != PERSIST_OK) return w.result;
@@ -188,7 +223,9 @@ persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const
      * read back anyway, so a flash that silently failed is reported, not trusted. */
     persist_slot_info_t check = persist_check(f, slot, plan_crc, length);
     if (written) *written = check;
-    if (check.status != PERSIST_SLOT_VALID || check.sequence != sequence) return PERSIST_ERR_VERIFY;
+    if (check.status != PERSIST_SLOT_VALID || check.sequence != sequence ||
+        check.meta.samples_trained != h.samples_trained || check.meta.last_epoch != x.last_epoch)
+        return PERSIST_ERR_VERIFY;
     return PERSIST_OK;
 }
 

@@ -1,14 +1,22 @@
 /* Trained state in non-volatile memory: two alternating slots, each with a header that
  * carries a sequence number, the CRC-32 of the plan the state belongs to, the data length
- * and the data's CRC-32.
+ * and the data's CRC-32, and where training stood when the state was saved (the board's
+ * count of trained samples and the last sample's epoch), so that sample ids carry on after a
+ * reset from where the saved state stands.
  *
- * Slot layout (offsets in bytes, little-endian):
+ * Slot layout, format 2 (offsets in bytes, little-endian):
  *   0   magic "TTSV"          16  plan_crc32
- *   4   format (u16)          20  length (bytes of data)
+ *   4   format (u16, 2)       20  length (bytes of data)
  *   6   header_size (u16)     24  data_crc32
- *   8   sequence              28  header_crc32 (of bytes 0..27)
- *   12  reserved (0)          32  commit word "CMIT": programmed last
- *   36..63 reserved (erased)  64  data, `length` bytes (padded with 0xFF to a word)
+ *   8   sequence              28  header_crc32 (of bytes 0..27, then 36..63)
+ *   12  samples_trained       32  commit word "CMIT": programmed last
+ *   36  last_epoch (u16)      38..63 reserved (0)
+ *   64  data, `length` bytes (padded with 0xFF to a word)
+ *
+ * Format 1 (firmware before checkpoints) had 0 at 12, bytes 36..63 erased, and its header
+ * CRC over bytes 0..27 only. Such a slot is still restored, without a count: the board's
+ * sample ids start again at 0 (the boot log says so), and a session checkpoint never
+ * matches it (the host compares the state's CRC too).
  *
  * A save erases the slot that does not hold the newest good copy, programs the data, then
  * the header, then the commit word: a reset at any moment leaves either the old copy or
@@ -26,8 +34,9 @@
 
 #define PERSIST_MAGIC 0x56535454u  /* "TTSV" little-endian */
 #define PERSIST_COMMIT 0x54494D43u /* "CMIT" little-endian */
-#define PERSIST_FORMAT 1u
-#define PERSIST_HEADER_SIZE 64u /* data starts here: a multiple of every program unit */
+#define PERSIST_FORMAT 2u          /* what a save writes */
+#define PERSIST_FORMAT_OLD 1u      /* still restored: the state without a trained-sample count */
+#define PERSIST_HEADER_SIZE 64u    /* data starts here: a multiple of every program unit */
 #define PERSIST_SLOTS 2u
 #define PERSIST_NO_SLOT 0xFFu
 #define PERSIST_NO_LIMIT 0xFFFFFFFFu
@@ -58,11 +67,19 @@ typedef enum {
     PERSIST_SLOT_BAD_DATA = 5,    /* data CRC mismatch (torn or damaged data) */
 } persist_slot_status_t;
 
+/* Where training stood when the state was saved (restored with it). */
+typedef struct {
+    uint32_t samples_trained; /* the board's count: also the next sample id */
+    uint16_t last_epoch;      /* the epoch the host gave the last trained sample */
+} persist_meta_t;
+
 typedef struct {
     uint8_t status; /* persist_slot_status_t */
+    uint8_t format; /* PERSIST_FORMAT, or PERSIST_FORMAT_OLD: no meta (it reads 0) */
     uint32_t sequence;
     uint32_t length;
     uint32_t plan_crc;
+    persist_meta_t meta;
 } persist_slot_info_t;
 
 typedef enum {
@@ -95,12 +112,13 @@ bool persist_seq_after(uint32_t a, uint32_t b);
 uint32_t persist_restore(const persist_flash_t *f, uint32_t plan_crc, const persist_state_t *s,
                          persist_slot_info_t *restored);
 
-/* Writes the state to the slot not holding the newest copy, with the next sequence number.
- * stop_after: program at most this many bytes of the slot (data first, then header, then the
- * commit word) and return PERSIST_ABORTED: a power loss mid-save, for tests. Otherwise
- * PERSIST_NO_LIMIT. *slot and *written say where and what. */
+/* Writes the state (and meta: where training stands) to the slot not holding the newest
+ * copy, with the next sequence number. stop_after: program at most this many bytes of the slot
+ * (data first, then header, then the commit word) and return PERSIST_ABORTED: a power loss
+ * mid-save, for tests. Otherwise PERSIST_NO_LIMIT. *slot and *written say where and what. */
 persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const persist_state_t *s,
-                              uint32_t stop_after, uint32_t *slot, persist_slot_info_t *written);
+                              const persist_meta_t *meta, uint32_t stop_after, uint32_t *slot,
+                              persist_slot_info_t *written);
 
 /* Erases both slots. */
 bool persist_erase_all(const persist_flash_t *f);

@@ -9,6 +9,7 @@
 #include "persist.h"
 #include "protocol.h"
 #include "runtime.h"
+#include "train.h"
 
 static const uint8_t *flash_map(void *ctx, uint32_t slot) {
     (void)ctx;
@@ -78,8 +79,30 @@ void persist_boot(void) {
     }
     boot.restored_slot = (uint8_t)slot;
     boot.restored_sequence = info.sequence;
-    log_info("persist: restored %u bytes of trained state from slot %u, sequence %u",
-             (unsigned)info.length, (unsigned)slot, (unsigned)info.sequence);
+    if (info.format == PERSIST_FORMAT_OLD) {
+        /* Restored without a count: what the weights hold is known, how many samples went into
+         * them is not. Sample ids start at 0 again; a session's checkpoint never matches this
+         * state (the host compares the state CRC), so it cannot be mistaken for one. */
+        log_warn(
+            "persist: restored %u bytes of trained state from slot %u, sequence %u; format 1: "
+            "no sample count, ids start at 0",
+            (unsigned)info.length, (unsigned)slot, (unsigned)info.sequence);
+        return;
+    }
+    train_restore(info.meta.samples_trained, info.meta.last_epoch);
+    /* At most 120 characters (a LOG frame's text). */
+    log_info(
+        "persist: restored %u bytes of trained state from slot %u, sequence %u; %u samples "
+        "trained, epoch %u",
+        (unsigned)info.length, (unsigned)slot, (unsigned)info.sequence,
+        (unsigned)info.meta.samples_trained, (unsigned)info.meta.last_epoch);
+}
+
+/* Where training stands now: saved with the state. */
+static persist_meta_t progress(void) {
+    persist_meta_t m;
+    train_progress(&m.samples_trained, &m.last_epoch);
+    return m;
 }
 
 /* The loaded plan and its state, or an error reply. */
@@ -115,8 +138,9 @@ static void on_save(link_reply_t *reply) {
     uint64_t t0 = bsp_counter_read64();
     uint32_t slot = 0;
     persist_slot_info_t written;
+    persist_meta_t meta = progress();
     persist_result_t r =
-        persist_save(&flash, p->header->crc32, &s, PERSIST_NO_LIMIT, &slot, &written);
+        persist_save(&flash, p->header->crc32, &s, &meta, PERSIST_NO_LIMIT, &slot, &written);
     uint64_t t1 = bsp_counter_read64();
     if (r != PERSIST_OK) {
         save_error(r, MSG_SAVE, persist_state_size(&s), reply);
@@ -169,7 +193,8 @@ static void on_save_abort(const uint8_t *payload, link_reply_t *reply) {
     const rt_plan_t *p = need_state(MSG_DIAG_SAVE_ABORT, &s, reply);
     if (!p) return;
     uint32_t slot = 0;
-    persist_result_t r = persist_save(&flash, p->header->crc32, &s, a.bytes, &slot, 0);
+    persist_meta_t meta = progress();
+    persist_result_t r = persist_save(&flash, p->header->crc32, &s, &meta, a.bytes, &slot, 0);
     if (r != PERSIST_OK && r != PERSIST_ABORTED) {
         save_error(r, MSG_DIAG_SAVE_ABORT, persist_state_size(&s), reply);
         return;

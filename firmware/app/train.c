@@ -35,7 +35,8 @@ static struct {
 
 /* The training state: what has been trained (kept across host sessions), what is loaded. */
 static struct {
-    uint32_t trained; /* samples trained since boot: also the next sample id */
+    uint32_t trained;  /* samples trained into the state (restored at boot): the next sample id */
+    uint32_t restored; /* the count restored at boot: results before it were never kept */
     uint16_t last_epoch;
     bool loaded;
     uint32_t loaded_id, loaded_bytes;
@@ -280,6 +281,14 @@ static void on_train(const uint8_t *payload, link_reply_t *reply) {
     char msg[112];
     if (t.sample_id < st.trained) { /* trained before: the kept result, nothing trained */
         struct payload_STEP_RESULT *k = &st.kept[t.sample_id % TRAIN_RESULTS_KEPT];
+        if (t.sample_id < st.restored && k->sample_id != t.sample_id) {
+            fmt_snprintf(msg, sizeof msg,
+                         "sample %u was trained before the last reset (the state restored from "
+                         "flash holds %u samples); its result is not kept",
+                         (unsigned)t.sample_id, (unsigned)st.restored);
+            refuse(reply, ERR_RESULT_GONE, MSG_TRAIN, msg);
+            return;
+        }
         if (k->sample_id != t.sample_id) {
             fmt_snprintf(msg, sizeof msg,
                          "sample %u was trained already (the board has trained %u); its result is "
@@ -344,6 +353,19 @@ static void on_eval(uint8_t type, const uint8_t *payload, link_reply_t *reply) {
         st.predicts++;
     }
     finish(&r, reply);
+}
+
+void train_progress(uint32_t *samples_trained, uint16_t *last_epoch) {
+    *samples_trained = st.trained;
+    *last_epoch = st.last_epoch;
+}
+
+void train_restore(uint32_t samples_trained, uint16_t last_epoch) {
+    st.trained = st.restored = samples_trained;
+    st.last_epoch = last_epoch;
+    /* No kept result belongs to an id before the count: a zeroed slot must not pass for
+     * sample 0's. */
+    for (uint32_t k = 0; k < TRAIN_RESULTS_KEPT; k++) st.kept[k].sample_id = NO_ID;
 }
 
 void train_drop_sample(void) {

@@ -1,11 +1,11 @@
-/* Training over the link (protocol v2): TRAIN_CONFIG, SAMPLE, TRAIN, EVAL, PREDICT and
+/* Training over the link (protocol v2+): TRAIN_CONFIG, SAMPLE, TRAIN, EVAL, PREDICT and
  * TRAIN_STATUS on the plan embedded in the image (app/model.c).
  *
  * Exactly once across host sessions: the board numbers the samples it trains 0, 1, 2, ...
- * (its count of trained samples is the next id). A TRAIN of the next id trains; a TRAIN of
- * an id already trained is answered with the result kept from when it ran, and trains
- * nothing, whichever host process asks (HELLO does not reset this); a TRAIN that skips
- * ahead is refused. A restarted host asks TRAIN_STATUS and carries on from there. */
+ * (its count of trained samples is the next id; restored with the state at boot, else 0). A TRAIN
+ * of the next id trains; a TRAIN of an id already trained is answered with the result kept from
+ * when it ran, and trains nothing, whichever host process asks (HELLO does not reset this); a TRAIN
+ * that skips ahead is refused. A restarted host asks TRAIN_STATUS and carries on from there. */
 #ifndef APP_TRAIN_H
 #define APP_TRAIN_H
 
@@ -25,6 +25,15 @@
  * request payload the link accepts (SAMPLE chunks are sized from it). */
 bool train_handle(uint8_t type, const uint8_t *payload, uint16_t len, uint16_t max_payload,
                   link_reply_t *reply);
+
+/* Where training stands: the count of trained samples (the next sample id) and the epoch
+ * of the last one. A SAVE keeps them with the state. */
+void train_progress(uint32_t *samples_trained, uint16_t *last_epoch);
+
+/* At boot, after the state was restored from flash: the count and epoch saved with it, so
+ * sample ids carry on where the restored state stands. Results of the samples before it are
+ * not kept (a TRAIN of one is refused with RESULT_GONE, nothing trained). */
+void train_restore(uint32_t samples_trained, uint16_t last_epoch);
 
 /* Forgets the loaded sample: the generic TENSOR_WRITE and INVOKE write the arena bytes it
  * lives in, so after them a TRAIN needs a fresh SAMPLE (NO_SAMPLE otherwise). */

@@ -58,11 +58,17 @@ static void reset_fake(void) {
     memset(&fake, 0, sizeof fake);
     memset(fake.mem, 0xFF, sizeof fake.mem);
 }
+static persist_meta_t meta = {1234u, 3u};
 static uint32_t save(uint32_t stop_after, persist_result_t want) {
     uint32_t slot = 99;
     persist_slot_info_t w;
-    persist_result_t r = persist_save(&flash, PLAN, &state, stop_after, &slot, &w);
+    persist_result_t r = persist_save(&flash, PLAN, &state, &meta, stop_after, &slot, &w);
     return r == want ? slot : 99;
+}
+/* The header CRC of a format-2 slot: bytes 0..27, then the extension 36..63. */
+static void rewrite_header_crc(uint8_t *h) {
+    uint32_t hcrc = crc32_update(crc32_update(0, h, 28), h + 36, 28);
+    memcpy(h + 28, &hcrc, 4);
 }
 
 TEST(persist_save_then_restore_round_trips_the_state) {
@@ -185,12 +191,11 @@ TEST(persist_sequence_wraps_around) {
     reset_fake();
     fill(1);
     CHECK_EQ(save(PERSIST_NO_LIMIT, PERSIST_OK), 0);
-    /* Give slot 0's copy sequence 0xFFFFFFFF (header CRC recomputed over bytes 0..27). */
+    /* Give slot 0's copy sequence 0xFFFFFFFF (header CRC recomputed). */
     uint8_t *h = fake.mem[0];
     uint32_t seq = 0xFFFFFFFFu;
     memcpy(h + 8, &seq, 4);
-    uint32_t hcrc = crc32_update(0, h, 28);
-    memcpy(h + 28, &hcrc, 4);
+    rewrite_header_crc(h);
     persist_slot_info_t info[2];
     CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), 0);
     CHECK_EQ(info[0].sequence, 0xFFFFFFFFu);
@@ -239,11 +244,84 @@ TEST(persist_refuses_state_larger_than_a_slot_and_reports_flash_errors) {
     persist_flash_t small = flash;
     small.slot_size = PERSIST_HEADER_SIZE + 100u;
     uint32_t slot;
-    CHECK_EQ(persist_save(&small, PLAN, &state, PERSIST_NO_LIMIT, &slot, 0), PERSIST_ERR_TOO_LARGE);
+    CHECK_EQ(persist_save(&small, PLAN, &state, &meta, PERSIST_NO_LIMIT, &slot, 0),
+             PERSIST_ERR_TOO_LARGE);
     CHECK_EQ(fake.programmed, 0);
     fake.fail_erase = 1;
-    CHECK_EQ(persist_save(&flash, PLAN, &state, PERSIST_NO_LIMIT, &slot, 0), PERSIST_ERR_FLASH);
+    CHECK_EQ(persist_save(&flash, PLAN, &state, &meta, PERSIST_NO_LIMIT, &slot, 0),
+             PERSIST_ERR_FLASH);
     fake.fail_erase = 0;
     fake.fail_program = 1;
-    CHECK_EQ(persist_save(&flash, PLAN, &state, PERSIST_NO_LIMIT, &slot, 0), PERSIST_ERR_FLASH);
+    CHECK_EQ(persist_save(&flash, PLAN, &state, &meta, PERSIST_NO_LIMIT, &slot, 0),
+             PERSIST_ERR_FLASH);
+}
+
+TEST(persist_keeps_the_trained_sample_count_and_epoch_with_the_state) {
+    reset_fake();
+    fill(5);
+    meta = (persist_meta_t){77u, 2u};
+    CHECK_EQ(save(PERSIST_NO_LIMIT, PERSIST_OK), 0);
+    fill(6);
+    meta = (persist_meta_t){0xFFFFFFF0u, 65535u};
+    CHECK_EQ(save(PERSIST_NO_LIMIT, PERSIST_OK), 1);
+    persist_slot_info_t info[2], restored;
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), 1);
+    CHECK_EQ(info[0].format, PERSIST_FORMAT);
+    CHECK_EQ(info[0].meta.samples_trained, 77u);
+    CHECK_EQ(info[0].meta.last_epoch, 2u);
+    CHECK_EQ(persist_restore(&flash, PLAN, &state, &restored), 1);
+    CHECK_EQ(restored.meta.samples_trained, 0xFFFFFFF0u);
+    CHECK_EQ(restored.meta.last_epoch, 65535u);
+    /* The count and the epoch are under the header CRC: a flipped bit in either is refused. */
+    fake.mem[1][12] ^= 0x08;
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), 0);
+    CHECK_EQ(info[1].status, PERSIST_SLOT_BAD_HEADER);
+    fake.mem[1][12] ^= 0x08;
+    fake.mem[1][36] ^= 0x01;
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), 0);
+    CHECK_EQ(info[1].status, PERSIST_SLOT_BAD_HEADER);
+    fake.mem[1][36] ^= 0x01;
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), 1);
+    meta = (persist_meta_t){1234u, 3u};
+}
+
+TEST(persist_a_format_1_slot_is_restored_without_a_count) {
+    /* A slot written by the firmware before checkpoints: format 1, 0 at offset 12, bytes 36..63
+     * erased, the header CRC over bytes 0..27 only. Built here byte by byte, as it wrote it. */
+    reset_fake();
+    fill(8);
+    uint32_t want = state_crc();
+    CHECK_EQ(save(PERSIST_NO_LIMIT, PERSIST_OK), 0);
+    uint8_t *h = fake.mem[0];
+    const uint16_t one = 1;
+    const uint32_t zero = 0;
+    memcpy(h + 4, &one, 2);
+    memcpy(h + 12, &zero, 4);
+    memset(h + 36, 0xFF, 28);
+    uint32_t hcrc = crc32_update(0, h, 28);
+    memcpy(h + 28, &hcrc, 4);
+    fill(0);
+    persist_slot_info_t info;
+    CHECK_EQ(persist_restore(&flash, PLAN, &state, &info), 0);
+    CHECK_EQ(state_crc(), want);
+    CHECK_EQ(info.format, PERSIST_FORMAT_OLD);
+    CHECK_EQ(info.meta.samples_trained, 0u);
+    CHECK_EQ(info.meta.last_epoch, 0u);
+    /* The next save goes to slot 1 in format 2 with the next sequence, and wins. */
+    fill(9);
+    want = state_crc();
+    CHECK_EQ(save(PERSIST_NO_LIMIT, PERSIST_OK), 1);
+    fill(0);
+    CHECK_EQ(persist_restore(&flash, PLAN, &state, &info), 1);
+    CHECK_EQ(state_crc(), want);
+    CHECK_EQ(info.format, PERSIST_FORMAT);
+    CHECK_EQ(info.sequence, 2u);
+    CHECK_EQ(info.meta.samples_trained, 1234u);
+    /* A format the firmware does not know is a bad header. */
+    const uint16_t three = 3;
+    memcpy(fake.mem[1] + 4, &three, 2);
+    rewrite_header_crc(fake.mem[1]);
+    persist_slot_info_t both[2];
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), both), 0);
+    CHECK_EQ(both[1].status, PERSIST_SLOT_BAD_HEADER);
 }
