@@ -128,9 +128,11 @@ class SessionTail:
         if self.sram_base is not None and hw:
             memory += f" (peak SRAM {self.sram_base + hw:,} B)"
         loss = "nan" if s["loss"] is None else f"{s['loss']:.3f}"
+        lr = self.config.get("arguments", {}).get("lr")
+        lr_now = f", lr {lr * s['lr_scale']:.3g}" if lr is not None and s.get("lr_scale") is not None else ""
         return (
             f"{stamp()} epoch {s['epoch']}/{epochs} step {s['step']}/{per_epoch}: loss {loss} "
-            f"(mean of last {len(recent)} {mean:.3f}), epoch accuracy {acc:.3f}, "
+            f"(mean of last {len(recent)} {mean:.3f}){lr_now}, epoch accuracy {acc:.3f}, "
             f"{rate:.1f} samples/s, {memory}; board trained {s.get('samples_trained', '?')}"
         )
 

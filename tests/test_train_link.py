@@ -467,6 +467,7 @@ def test_invoke_monitor_follows_a_running_session_live(
     acc = sum(s["prediction"] == s["label"] for s in mine) / len(mine)
     assert f"epoch {epochs}/{epochs} step {limit}/{limit}: loss {last['loss']:.3f}" in status[-1]
     assert f"epoch accuracy {acc:.3f}" in status[-1]
+    assert f"lr {0.01 * last['lr_scale']:.3g}," in status[-1]  # the session's lr, as the schedule has it now
     assert f"stack high-water {max(s['stack_high_water'] for s in steps):,} B" in status[-1]
     rate = float(status[-1].split(" samples/s")[0].rsplit(", ", 1)[1])
     assert rate > 0
