@@ -51,30 +51,43 @@ struct dw2 {
 };
 
 /* U = channel c's g' of batch b at its positions (the rest stays zero). Returns whether any
- * is nonzero. */
+ * is nonzero. Everything in locals: the stores into U could alias the structure's fields. */
 static int fill(const struct dw2 *d, int32_t b, int32_t c, int32_t *u) {
     const struct depthwise_conv2d_s8_grad_input_2pass_params *p = d->p;
     const size_t ch = (size_t)p->input_c;
+    const int8_t *grad = d->grad_out;
+    const uint8_t *mask = d->mask;
     const int32_t mc = d->m[p->per_channel ? c : 0];
     const int shift = d->shift;
     const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
     const int32_t py = (p->filter_h - 1) * p->dilation_h - p->pad_h;
     const int32_t px = (p->filter_w - 1) * p->dilation_w - p->pad_w;
+    const int32_t uh = d->uh, uw = d->uw, sh = p->stride_h, sw = p->stride_w;
+    const int32_t oh = p->output_h, ow = p->output_w;
+    /* The output columns whose position lies inside U (the same for every row). */
+    int32_t ox0 = 0, ox1 = ow;
+    while (ox0 < ox1 && ox0 * sw + px < 0) ++ox0;
+    while (ox1 > ox0 && (ox1 - 1) * sw + px >= uw) --ox1;
     int32_t any = 0;
-    for (int32_t oy = 0; oy < p->output_h; ++oy) {
-        const int32_t y = oy * p->stride_h + py;
-        if (y < 0 || y >= d->uh) continue;
-        int32_t *row = u + (size_t)y * (size_t)d->uw;
+    for (int32_t oy = 0; oy < oh; ++oy) {
+        const int32_t y = oy * sh + py;
+        if (y < 0 || y >= uh) continue;
+        int32_t *dst = u + (size_t)y * (size_t)uw + ox0 * sw + px;
         size_t i =
-            (((size_t)b * (size_t)p->output_h + (size_t)oy) * (size_t)p->output_w) * ch + (size_t)c;
-        int32_t x = px;
-        for (int32_t ox = 0; ox < p->output_w; ++ox, i += ch, x += p->stride_w) {
-            if (x < 0 || x >= d->uw) continue;
-            int32_t g = d->grad_out[i];
-            if (d->mask) g &= -(int32_t)((d->mask[i >> 3] >> (i & 7)) & 1); /* 0 or all ones */
-            const int32_t t = term(g, mc, half, shift);
-            row[x] = t;
-            any |= t;
+            (((size_t)b * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox0) * ch + (size_t)c;
+        if (mask) {
+            for (int32_t ox = ox0; ox < ox1; ++ox, i += ch, dst += sw) {
+                const int32_t g = grad[i] & -(int32_t)((mask[i >> 3] >> (i & 7)) & 1);
+                const int32_t t = term(g, mc, half, shift);
+                *dst = t;
+                any |= t;
+            }
+        } else {
+            for (int32_t ox = ox0; ox < ox1; ++ox, i += ch, dst += sw) {
+                const int32_t t = term(grad[i], mc, half, shift);
+                *dst = t;
+                any |= t;
+            }
         }
     }
     return any != 0;
