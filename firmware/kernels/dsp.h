@@ -53,6 +53,8 @@ void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *op
 void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
                                              void *scratch);
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
                                                   void *scratch);
@@ -159,6 +161,29 @@ static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi)
     *lo = (uint32_t)v;
     *hi = (uint32_t)(v >> 32);
     ++*p;
+}
+#endif
+
+/* 0xFF in byte i where the signed byte a_i >= b_i, else 0x00: SSUB8 sets the GE flag of each
+ * byte lane whose signed difference is >= 0, SEL then picks 0xFF or 0x00 by them (one block of
+ * assembly: nothing may touch the flags between the two). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t dsp_ge8(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__(
+        "ssub8 %0, %1, %2\n"
+        "sel %0, %3, %4"
+        : "=&r"(r)
+        : "r"(a), "r"(b), "r"(0xFFFFFFFFu), "r"(0u)
+        : "cc");
+    return r;
+}
+#else
+static inline uint32_t dsp_ge8(uint32_t a, uint32_t b) {
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8)
+        if ((int8_t)(a >> i) >= (int8_t)(b >> i)) r |= 0xFFu << i;
+    return r;
 }
 #endif
 

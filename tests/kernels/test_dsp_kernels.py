@@ -744,3 +744,47 @@ def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
     board = gs.run_on_board(calls, tmp_path)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
+
+
+# --- clamp_mask_s8 (clamp_mask_s8_dsp.c: four byte lanes per comparison) -------------------
+
+MASK_RANGES = [(-128, 127), (-129, 128), (-5, 127), (-128, 40), (-20, 30), (0, 0), (10, 11)]
+MASK_RANGES += [(126, 127), (127, 300), (-300, -128), (-128, -127), (-1000, 1000), (3, 5)]
+
+
+def _mask_call(seed: int) -> tuple[KernelCall, list[np.ndarray], np.ndarray]:
+    """Random outputs of any length (tails of 1 to 7), the edges of the range among them, and
+    an oracle: numpy's comparison packed LSB first (grad.h's layout)."""
+    from pytools.model.kernels import Operand
+
+    rng = np.random.default_rng(9500 + seed)
+    n = int(rng.choice([1, 7, 8, 9, 31, 64, 1000, 1003, 4099]))
+    lo, hi = MASK_RANGES[seed % len(MASK_RANGES)]
+    y = rng.integers(-128, 128, n).astype(np.int8)
+    edges = [v for v in (lo, hi, lo + 1, hi - 1, -128, 127) if -128 <= v <= 127]
+    y[rng.integers(0, n, min(n, 12))] = rng.choice(edges, min(n, 12))
+    mask = np.full((n + 7) // 8, 0xA5, np.uint8)
+    call = KernelCall(
+        "clamp_mask_s8", {"size": n, "act_min": lo, "act_max": hi}, [Operand(data=y), Operand(data=mask)]
+    )
+    bits = (y.astype(np.int32) > lo) & (y.astype(np.int32) < hi)
+    return call, [y, mask], np.packbits(bits, bitorder="little")
+
+
+@pytest.mark.parametrize("seed", range(39))
+def test_clamp_mask_dsp_matches_reference_and_numpy(seed: int) -> None:
+    call, arrays, want = _mask_call(seed)
+    got = _run(call, arrays, "dsp")
+    np.testing.assert_array_equal(got, _run(call, arrays, "ref"))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.emulator
+def test_clamp_mask_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    from tests.kernels import grad_support as gs
+
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "clamp_mask_s8"])
+    calls = [_mask_call(seed) for seed in range(26)]
+    board = gs.run_on_board([(c, a) for c, a, _ in calls], tmp_path)
+    for (_, _, want), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], want)
