@@ -53,6 +53,8 @@ void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *op
 void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
                                              void *scratch);
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void mean_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);

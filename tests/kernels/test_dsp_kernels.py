@@ -788,3 +788,54 @@ def test_clamp_mask_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
     board = gs.run_on_board([(c, a) for c, a, _ in calls], tmp_path)
     for (_, _, want), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], want)
+
+
+# --- MEAN (mean_s8_dsp.c: spatial means four channels at a time) ---------------------------
+
+
+def _mean_case(seed: int):
+    """Spatial means (axes 1, 2 of NHWC; up to 20x20 positions, several 255-position flushes
+    of the 16-bit lane sums; channel counts across the 64-channel chunks and their tails),
+    and every fifth seed another reduction (the reference's path)."""
+    from tests.kernels.test_other_kernels import _mean_graph, rand_scale, rand_zp
+
+    rng = np.random.default_rng(9700 + seed)
+    shape = [
+        int(rng.integers(1, 3)),
+        int(rng.integers(1, 21)),
+        int(rng.integers(1, 21)),
+        int(rng.integers(1, 150)),
+    ]
+    qin = quant(rand_scale(rng, 0.01, 0.2), rand_zp(rng))
+    qout = quant(float(qin.scale[0]) * float(rng.uniform(0.05, 1.5)), rand_zp(rng))
+    axes = [1, 2] if seed % 5 else [[3], [0, 1], [1, 2, 3]][seed % 3]
+    return _mean_graph(shape, axes, bool(seed % 2), qin, qout)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_mean_dsp_matches_reference(seed: int) -> None:
+    g = _mean_case(seed)
+    call = lower(g, g.ops[0])
+    arrays = _operands(g, call, np.random.default_rng(seed))
+    np.testing.assert_array_equal(_run(call, arrays, "dsp"), _run(call, arrays, "ref"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mean_dsp_is_bit_exact_with_tflite(seed: int) -> None:
+    with dsp_on_host():
+        check_bit_exact(_mean_case(seed), np.random.default_rng(seed))
+
+
+@pytest.mark.emulator
+def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    from tests.kernels import grad_support as gs
+
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "mean_s8"])
+    calls = []
+    for seed in range(8):
+        g = _mean_case(seed)
+        call = lower(g, g.ops[0])
+        calls.append((call, _operands(g, call, np.random.default_rng(seed))))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, arrays), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
