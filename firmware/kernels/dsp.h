@@ -53,6 +53,10 @@ void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *op
 void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
                                              void *scratch);
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void grad_add_ref_run(const void *params, void *const *operands, void *scratch);
+void grad_add_dsp_run(const void *params, void *const *operands, void *scratch);
+/* grad_add.c's common unit, shared with grad_add_dsp.c. */
+int32_t grad_add_unit_multiplier(float s, float s_max);
 void mean_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);

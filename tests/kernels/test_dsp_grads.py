@@ -666,3 +666,42 @@ def test_depthwise_grad_input_2pass_on_the_emulated_cortex_m7(tmp_path, monkeypa
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 2
+
+
+# --- grad_add (grad_add_dsp.c: the division-free requantization) -------------------------
+
+
+def _grad_add_call(seed: int) -> tuple[KernelCall, list[np.ndarray]]:
+    """Two int8 gradients with scales far apart, equal, or one zero (seed % 7 == 0: both)."""
+    from pytools.model.kernels import Operand
+
+    rng = np.random.default_rng(80_000 + seed)
+    n = int(rng.choice([1, 5, 64, 896, 2048, 3001]))
+    a = rng.integers(-128, 128, n).astype(np.int8)
+    b = rng.integers(-128, 128, n).astype(np.int8)
+    s_a = np.float32(10 ** rng.uniform(-4, 0))
+    s_b = [s_a, np.float32(10 ** rng.uniform(-4, 0)), np.float32(0.0)][seed % 3]
+    if seed % 7 == 0:
+        s_a = s_b = np.float32(0.0)
+    values = [a, np.array([s_a], np.float32), b, np.array([s_b], np.float32)]
+    values += [np.zeros(n, np.int8), np.zeros(1, np.float32)]
+    return KernelCall("grad_add", {"size": n}, [Operand(data=v) for v in values]), values
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_grad_add_dsp_matches_reference(seed: int) -> None:
+    call, values = _grad_add_call(seed)
+    out = _same(call, values)  # the float scale too, bit for bit (array_equal on float32)
+    assert out[5].tobytes() == _run(call, values, "dsp")[5].tobytes()
+
+
+@pytest.mark.emulator
+def test_grad_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "grad_add"])
+    calls = [_grad_add_call(seed) for seed in range(12)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"grad_add operand {k} on the board")
+    assert sum(bool(np.any(g[4])) for g in board) >= 8
