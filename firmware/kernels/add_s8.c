@@ -2,6 +2,7 @@
  * See add_s8.h for layouts and operands. */
 #include "add_s8.h"
 
+#include "dsp.h"
 #include "fixedpoint.h"
 
 /* One element, the same integer steps as TFLite's AddFunc. The three scalings use
@@ -23,7 +24,16 @@ static inline int8_t add_one(int32_t x1, int32_t x2, const struct add_s8_params 
     return (int8_t)fp_clamp(raw_output, p->act_min, p->act_max);
 }
 
+/* The build chooses: the optimized kernel (add_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
+ * this reference. */
 void add_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        add_s8_dsp_run(params, operands, scratch);
+    else
+        add_s8_ref_run(params, operands, scratch);
+}
+
+void add_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct add_s8_params p = *(const struct add_s8_params *)params;

@@ -236,10 +236,63 @@ CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, 
 }
 #endif
 
-/* Groups in one widened patch: each tap's channels padded to 4 lanes, the patch to 8. */
+#define CONV_DENSE_MAX 256 /* taps x input channels of a densely packed patch */
+#define CONV_DENSE_GROUPS ((CONV_DENSE_MAX + 8) / 8) /* its bytes, in buffer groups */
+
+/* Whether patches pack densely, tap after tap with no lanes between (the stem's 3x3x3 = 27
+ * taps take 7 groups instead of 9): a filter wider than 1x1 over input channels that are not
+ * a multiple of 4, a small patch, and an input zero point that is an int8 (the padding taps
+ * are written as it, which the input offset turns into a zero lane). The filter row is then
+ * widened in one run too, as its layout is the same (fh, fw, input channel). */
+static int dense_patch(const struct conv2d_s8_params *p) {
+    const int32_t taps = p->filter_h * p->filter_w;
+    return taps > 1 && p->input_c % 4 != 0 && taps * p->input_c <= CONV_DENSE_MAX &&
+           p->input_offset >= -127 && p->input_offset <= 128;
+}
+
+/* Groups in one widened patch: each tap's channels padded to 4 lanes (dense: the whole patch
+ * padded to 4 lanes once), the patch to 8. */
 static int32_t patch_groups(const struct conv2d_s8_params *p) {
-    const int32_t groups = p->filter_h * p->filter_w * ((p->input_c + 3) / 4);
+    const int32_t groups = dense_patch(p) ? (p->filter_h * p->filter_w * p->input_c + 3) / 4
+                                          : p->filter_h * p->filter_w * ((p->input_c + 3) / 4);
     return (groups + 1) & ~1;
+}
+
+/* widen_patch for dense patches (dense_patch): the patch's bytes in a row (padding taps and
+ * the tail: the zero point) in tmp (the end of conv_gemm's buffer), widened in one run: every
+ * lane gets the offset, so those lanes are 0. */
+static __attribute__((noinline)) void widen_dense(uint64_t *dst, int32_t pix, int32_t groups,
+                                                  const struct conv2d_s8_params *p,
+                                                  const struct conv_ops *o, uint32_t off2,
+                                                  int8_t *tmp) {
+    const int32_t ox = pix % p->output_w;
+    const int32_t oy = (pix / p->output_w) % p->output_h;
+    const int32_t b = pix / (p->output_w * p->output_h);
+    const int8_t *image =
+        o->input + (size_t)b * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    const int8_t zp = (int8_t)(-p->input_offset);
+    const int32_t ic = p->input_c;
+    int8_t *t = tmp;
+    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+        const int32_t y = y0 + fy * p->dilation_h;
+        for (int32_t fx = 0; fx < p->filter_w; ++fx, t += ic) {
+            const int32_t x = x0 + fx * p->dilation_w;
+            if (y >= 0 && y < p->input_h && x >= 0 && x < p->input_w) {
+                const int8_t *src =
+                    image + ((size_t)y * (size_t)p->input_w + (size_t)x) * (size_t)ic;
+                if (ic == 3) { /* the stem: one halfword and one byte */
+                    __builtin_memcpy(t, src, 3);
+                } else {
+                    for (int32_t k = 0; k < ic; ++k) t[k] = src[k];
+                }
+            } else {
+                for (int32_t k = 0; k < ic; ++k) t[k] = zp;
+            }
+        }
+    }
+    for (; t < tmp + 4 * groups; ++t) *t = zp;
+    widen(dst, tmp, 4 * groups, off2, p->input_offset);
 }
 
 /* Widens output pixel `pix`'s input patch (taps in the padding are zero lanes) into one row
@@ -281,7 +334,7 @@ static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct co
     const uint64_t *const end = dst + 2 * groups;
     const int32_t taps = p->filter_h * p->filter_w;
     const int8_t *row = row_of(oc, (size_t)taps * (size_t)p->input_c, p, o);
-    if (p->input_c % 4 == 0) { /* the taps' groups are whole: one run */
+    if (p->input_c % 4 == 0 || dense_patch(p)) { /* whole groups, or dense: one run */
         dst = widen(dst, row, taps * p->input_c, 0, 0);
     } else {
         for (int32_t t = 0; t < taps; ++t)
@@ -474,7 +527,11 @@ static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, in
 static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups) {
     uint64_t buf[CONV_BUF_GROUPS];
     uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
-    int32_t tile = (CONV_BUF_GROUPS - 2 * groups) / groups;
+    /* Dense patches are gathered in the buffer's last CONV_DENSE_GROUPS groups. */
+    const int dense = dense_patch(p);
+    const int32_t reserved = dense ? CONV_DENSE_GROUPS : 0;
+    int8_t *const tmp = dense ? (int8_t *)(buf + CONV_BUF_GROUPS - CONV_DENSE_GROUPS) : NULL;
+    int32_t tile = (CONV_BUF_GROUPS - reserved - 2 * groups) / groups;
     if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
     tile &= ~1;
     const uint32_t off2 = dsp_pair(p->input_offset);
@@ -487,8 +544,13 @@ static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o
     for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
         const int32_t n = npix - pix0 < tile ? npix - pix0 : tile;
         /* Pixel t is row t % 2 of pair t / 2. */
-        for (int32_t t = 0; t < n; ++t)
-            widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2);
+        if (tmp != NULL) { /* dense: one test per tile */
+            for (int32_t t = 0; t < n; ++t)
+                widen_dense(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2, tmp);
+        } else {
+            for (int32_t t = 0; t < n; ++t)
+                widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2);
+        }
         if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
         for (int32_t oc = 0; oc < cout; oc += 2) {
             const int two = oc + 1 < cout;

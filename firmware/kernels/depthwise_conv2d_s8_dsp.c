@@ -22,6 +22,9 @@
 #include "requant_fast.h"
 
 #define DW_TAPS_MAX 25 /* 5x5; larger filters run the reference */
+/* Words of dw_group_padded's copy of a channel group's input on the stack (1.6 KB): windows
+ * spanning up to 20x20 pixels (a 3x3 filter over 18x18 outputs). */
+#define DW_PAD_WORDS 400
 
 struct dw {
     struct depthwise_conv2d_s8_params p;
@@ -174,6 +177,94 @@ static inline __attribute__((always_inline)) void dw_group(const struct dw *d, s
     }
 }
 
+/* One channel group over every output pixel of batch b from a copy of its four channels'
+ * input on the stack (one word per pixel), bordered by the padding: padding words hold the
+ * input zero point in each byte, whose offset input is 0, so a padding tap adds 0 exactly as
+ * the reference's skipped tap adds nothing, and every output pixel runs the same unrolled
+ * taps (dw_border's per-pixel tap ranges cost about three times an interior pixel). The copy
+ * costs about a word per input pixel, so dw_padded_pays() takes it only where border pixels
+ * are many: stride 1 and at least a fifth of the outputs at the border (4x4 to 16x16 maps
+ * with SAME padding). */
+static inline __attribute__((always_inline)) void dw_group_padded(const struct dw *d,
+                                                                  struct group *g, int32_t b,
+                                                                  int32_t c, uint32_t *buf,
+                                                                  int32_t ph, int32_t pw, int taps9,
+                                                                  int full) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int32_t cc = 1 + 2 * p->output_offset;
+    const uint32_t padw = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    uint32_t *q = buf;
+    for (int32_t y = -p->pad_h; y < ph - p->pad_h; ++y) {
+        if (y < 0 || y >= p->input_h) {
+            for (int32_t i = 0; i < pw; ++i) *q++ = padw;
+            continue;
+        }
+        const int8_t *src = image + (size_t)y * d->in_row;
+        for (int32_t x = -p->pad_w; x < pw - p->pad_w; ++x)
+            *q++ = x < 0 || x >= p->input_w ? padw : dsp_read4(src + (size_t)x * (size_t)ch);
+    }
+    const int32_t taps = p->filter_h * p->filter_w;
+    int32_t toff[DW_TAPS_MAX];
+    for (int32_t t = 0; t < taps; ++t) {
+        const int32_t fy = t / p->filter_w, fx = t % p->filter_w;
+        toff[t] = (fy * p->dilation_h * pw + fx * p->dilation_w) * 4;
+    }
+    int8_t *dst =
+        d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch + (size_t)c;
+    const int32_t xstep = p->stride_w * 4;
+    for (int32_t oy = 0; oy < p->output_h; ++oy) {
+        const int8_t *x = (const int8_t *)(buf + (size_t)oy * (size_t)p->stride_h * (size_t)pw);
+        for (int32_t ox = 0; ox < p->output_w; ++ox, dst += ch, x += xstep) {
+            int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+            if (taps9) {
+                DW_TAP(0);
+                DW_TAP(1);
+                DW_TAP(2);
+                DW_TAP(3);
+                DW_TAP(4);
+                DW_TAP(5);
+                DW_TAP(6);
+                DW_TAP(7);
+                DW_TAP(8);
+            } else {
+                for (int32_t t = 0; t < taps; ++t) DW_TAP(t);
+            }
+            dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+        }
+    }
+}
+
+static void dw_group_padded_9_full(const struct dw *d, struct group *g, int32_t b, int32_t c,
+                                   uint32_t *buf, int32_t ph, int32_t pw) {
+    dw_group_padded(d, g, b, c, buf, ph, pw, 1, 1);
+}
+static void dw_group_padded_any(const struct dw *d, struct group *g, int32_t b, int32_t c,
+                                uint32_t *buf, int32_t ph, int32_t pw) {
+    dw_group_padded(d, g, b, c, buf, ph, pw, d->p.filter_h * d->p.filter_w == 9,
+                    d->p.act_min <= -128 && d->p.act_max >= 127);
+}
+
+/* Whether dw_group_padded pays (see there), and its copy's size (every window of every output
+ * pixel, padding included) fits DW_PAD_WORDS. */
+static int dw_padded_pays(const struct depthwise_conv2d_s8_params *p, int32_t *ph, int32_t *pw) {
+    *ph = (p->output_h - 1) * p->stride_h + (p->filter_h - 1) * p->dilation_h + 1;
+    *pw = (p->output_w - 1) * p->stride_w + (p->filter_w - 1) * p->dilation_w + 1;
+    if (p->stride_h != 1 || p->stride_w != 1 || (int64_t)*ph * *pw > DW_PAD_WORDS) return 0;
+    if (p->input_offset < -127 || p->input_offset > 128 || p->pad_h < 0 || p->pad_w < 0) return 0;
+    int32_t lo, hi;
+    interior_columns(p, &lo, &hi);
+    int32_t rows = 0; /* output rows whose windows lie inside vertically */
+    for (int32_t oy = 0; oy < p->output_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        rows += y0 >= 0 && y0 + (p->filter_h - 1) * p->dilation_h < p->input_h;
+    }
+    const int64_t all = (int64_t)p->output_h * p->output_w, inner = (int64_t)rows * (hi - lo);
+    return 5 * (all - inner) >= all;
+}
+
 static void dw_group_9_full(const struct dw *d, struct group *g, int32_t b, int32_t c) {
     dw_group(d, g, b, c, 1, 1);
 }
@@ -215,6 +306,46 @@ static void dw_channel(const struct dw *d, int32_t b, int32_t c) {
     }
 }
 
+/* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */
+static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
+    const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    const int full = p->act_min <= -128 && p->act_max >= 127;
+    struct group g;
+    uint32_t buf[DW_PAD_WORDS];
+    for (int32_t b = 0; b < p->batches; ++b) {
+        for (int32_t c = 0; c < ch;) {
+            const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
+            if (!whole) {
+                dw_channel(d, b, c);
+                ++c;
+                continue;
+            }
+            const int trained = c < p->train_rows;
+            const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
+            const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
+            for (int32_t t = 0; t < taps; ++t) {
+                const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
+                g.w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
+            }
+            g.fast = offset_ok;
+            for (int k = 0; k < 4; ++k) {
+                const int32_t q = p->per_channel ? c + k : 0;
+                g.bias[k] = bias_of(d, c + k);
+                g.fast = g.fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
+                g.m2[k] = rq_m2(d->multipliers[q]);
+                g.s1[k] = rq_s1(d->shifts[q]);
+            }
+            if (taps == 9 && full)
+                dw_group_padded_9_full(d, &g, b, c, buf, ph, pw);
+            else
+                dw_group_padded_any(d, &g, b, c, buf, ph, pw);
+            c += 4;
+        }
+    }
+}
+
 void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     struct dw d;
     struct group g;
@@ -242,6 +373,11 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
     }
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int full = p->act_min <= -128 && p->act_max >= 127;
+    int32_t ph, pw;
+    if (dw_padded_pays(p, &ph, &pw)) { /* out of line: the loop below compiles as before */
+        dw_run_padded(&d, ph, pw);
+        return;
+    }
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
             /* Four channels read from one filter array (all trained, or none). */

@@ -52,6 +52,20 @@ void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *op
                                              void *scratch);
 void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
                                              void *scratch);
+void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void grad_add_ref_run(const void *params, void *const *operands, void *scratch);
+void grad_add_dsp_run(const void *params, void *const *operands, void *scratch);
+/* grad_add.c's common unit, shared with grad_add_dsp.c. */
+int32_t grad_add_unit_multiplier(float s, float s_max);
+void mean_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
+                                                  void *scratch);
+void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
+                                                  void *scratch);
 
 #ifndef KERNELS_DSP
 #define KERNELS_DSP 0
@@ -156,6 +170,29 @@ static inline void dsp_load_pair(const uint64_t **p, uint32_t *lo, uint32_t *hi)
 }
 #endif
 
+/* 0xFF in byte i where the signed byte a_i >= b_i, else 0x00: SSUB8 sets the GE flag of each
+ * byte lane whose signed difference is >= 0, SEL then picks 0xFF or 0x00 by them (one block of
+ * assembly: nothing may touch the flags between the two). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t dsp_ge8(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__(
+        "ssub8 %0, %1, %2\n"
+        "sel %0, %3, %4"
+        : "=&r"(r)
+        : "r"(a), "r"(b), "r"(0xFFFFFFFFu), "r"(0u)
+        : "cc");
+    return r;
+}
+#else
+static inline uint32_t dsp_ge8(uint32_t a, uint32_t b) {
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8)
+        if ((int8_t)(a >> i) >= (int8_t)(b >> i)) r |= 0xFFu << i;
+    return r;
+}
+#endif
+
 /* Rotate right by 8: SXTB16 of it yields bytes 1 and 3. */
 static inline uint32_t dsp_ror8(uint32_t x) {
     return (x >> 8) | (x << 24);
@@ -184,6 +221,19 @@ static inline uint32_t dsp_pair(int32_t v) {
     return ((uint32_t)v & 0xFFFFu) * 0x00010001u;
 }
 
+/* One element of grad_requantize_s32's rounding (grad.c): round_half_away(v * 127 / max_abs)
+ * for |v| <= max_abs > 0, with half = max_abs / 2 and k = 127.0f / (float)max_abs; see
+ * dsp_grad_requantize_s32 below for why the float estimate and its correction are exact. */
+static inline int8_t dsp_grad_round_s32(int32_t v, uint32_t max_abs, uint32_t half, float k) {
+    const uint64_t m = max_abs;
+    const uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+    const uint64_t r = (uint64_t)a * 127u + half;
+    uint32_t q = (uint32_t)((float)a * k + 0.5f);
+    if ((uint64_t)(q + 1u) * m <= r) ++q;
+    if ((uint64_t)q * m > r) --q;
+    return (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
+}
+
 /* grad_requantize_s32 (grad.c), bit-identical, without its 64-bit division per element (a
  * library call of ~100 instructions on the Cortex-M7): q = round_half_away(acc * 127 / max|acc|)
  * is estimated in float (|acc| * (127 / M) + 1/2 is within 10^-5 of the exact quotient
@@ -202,17 +252,9 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
         for (size_t i = 0; i < n; i++) out[i] = 0;
         return 0.0f;
     }
-    const uint64_t m = max_abs, half = max_abs / 2u;
+    const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
-    for (size_t i = 0; i < n; i++) {
-        const int32_t v = acc[i];
-        const uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
-        const uint64_t r = (uint64_t)a * 127u + half;
-        uint32_t q = (uint32_t)((float)a * k + 0.5f);
-        if ((uint64_t)(q + 1u) * m <= r) ++q;
-        if ((uint64_t)q * m > r) --q;
-        out[i] = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
-    }
+    for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32(acc[i], max_abs, half, k);
     return (float)max_abs * acc_scale / 127.0f;
 }
 

@@ -1,18 +1,28 @@
 /* G = G_a + G_b through a common fixed-point unit. See grad_add.h. */
 #include "grad_add.h"
 
+#include "dsp.h"
 #include "grad.h"
 
 /* round(s / s_max * 2^GRAD_ADD_FRAC_BITS) for 0 <= s <= s_max: the product is at most 2^22,
  * where floats are spaced at most 0.5 apart, so adding 0.5 is exact and truncation rounds
  * half up. */
-static int32_t unit_multiplier(float s, float s_max) {
+int32_t grad_add_unit_multiplier(float s, float s_max) {
     if (!(s > 0.0f)) return 0;
     const float r = s / s_max * (float)(1L << GRAD_ADD_FRAC_BITS);
     return (int32_t)(r + 0.5f);
 }
 
+/* The build chooses: the optimized kernel (grad_add_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
+ * this reference. */
 void grad_add_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        grad_add_dsp_run(params, operands, scratch);
+    else
+        grad_add_ref_run(params, operands, scratch);
+}
+
+void grad_add_ref_run(const void *params, void *const *operands, void *scratch) {
     const struct grad_add_params p = *(const struct grad_add_params *)params;
     const int8_t *a = operands[GRAD_ADD_A];
     const float s_a = *(const float *)operands[GRAD_ADD_A_SCALE];
@@ -29,8 +39,8 @@ void grad_add_run(const void *params, void *const *operands, void *scratch) {
         *out_scale = 0.0f;
         return;
     }
-    const int32_t m_a = unit_multiplier(s_a, s_max);
-    const int32_t m_b = unit_multiplier(s_b, s_max);
+    const int32_t m_a = grad_add_unit_multiplier(s_a, s_max);
+    const int32_t m_b = grad_add_unit_multiplier(s_b, s_max);
     /* |g| <= 128 and m <= 2^22: |acc| <= 2^30. */
     for (size_t i = 0; i < n; ++i) acc[i] = (int32_t)a[i] * m_a + (int32_t)b[i] * m_b;
     /* The unit s_max / 2^22: a power-of-two scaling, exact. */

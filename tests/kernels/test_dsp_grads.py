@@ -65,6 +65,16 @@ def test_conv2d_grad_input_1x1_dsp_matches_reference(seed: int) -> None:
     assert out[7][0] > 0 or not np.any(out[6])
 
 
+@pytest.mark.emulator
+def test_training_with_two_pass_depthwise_on_the_board_matches_the_host_twin() -> None:
+    """mobilenet_tiny with a scheme whose depthwise input gradients run in two passes (as
+    MobileNetV2's do), through residual ADDs and clamp masks: the optimized two-pass kernel,
+    ADD and clamp masks on the board against the host twin's reference kernels."""
+    from pytools.pretrain.zoo import zoo_model
+
+    _board_matches_twin(zoo_model("mobilenet_tiny"), "mobilenet_tiny", "bias=12,-1=1,-4=0.5,-7=0.25", 12, 3)
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_conv2d_grad_input_other_filters_dsp_matches_reference(seed: int) -> None:
     """Other filters run the reference inside the optimized entry point: still identical."""
@@ -577,3 +587,121 @@ def test_the_narrow_kxk_updates_are_informative() -> None:
         out = _run(call, values, "dsp")
         moved.append(call.params["train_rows"] > 0 and not np.array_equal(out[5], values[5]))
     assert np.mean(moved) >= 0.6, np.mean(moved)
+
+
+# --- depthwise_conv2d_s8_grad_input_2pass -------------------------------------------------
+
+DW2_PLANE = 144  # depthwise_conv2d_s8_grad_input_2pass_dsp.c's stack plane (int32 entries)
+
+
+def _two_pass(layer: gs.Layer) -> tuple[KernelCall, list[np.ndarray]]:
+    call, values = gs.grad_input_call(layer)
+    return KernelCall(call.kernel + "_2pass", call.params, call.operands), values
+
+
+def _fast_two_pass(call: KernelCall) -> bool:
+    """Whether the optimized two-pass kernel takes its own path (else it calls the reference)."""
+    p = call.params
+    uh = p["input_h"] + (p["filter_h"] - 1) * p["dilation_h"]
+    uw = p["input_w"] + (p["filter_w"] - 1) * p["dilation_w"]
+    if p["stride_h"] > 1 or p["stride_w"] > 1:  # the scatter plane V
+        uh = max(
+            (p["output_h"] - 1) * p["stride_h"] + (p["filter_h"] - 1) * p["dilation_h"] + 1,
+            p["pad_h"] + p["input_h"],
+        )
+        uw = max(
+            (p["output_w"] - 1) * p["stride_w"] + (p["filter_w"] - 1) * p["dilation_w"] + 1,
+            p["pad_w"] + p["input_w"],
+        )
+    return p["depth_multiplier"] == 1 and uh * uw <= DW2_PLANE and p["filter_h"] * p["filter_w"] <= 25
+
+
+def _dw_small(seed: int) -> gs.Layer:
+    """A depthwise layer whose padded gradient plane fits the optimized path, mostly: inputs up
+    to 12x12, 1x1 to 5x5 filters, strides 1-3, dilations, SAME and VALID, masks, trained rows,
+    up to 300 channels; every 7th seed a larger plane (the reference fallback)."""
+    rng = np.random.default_rng(70_000 + seed)
+    fh, fw = (int(v) for v in rng.choice([1, 3, 3, 3, 5], 2))
+    opts: dict[str, Any] = dict(mult=1 if seed % 9 else 2, fh=fh, fw=fw)
+    opts["h"] = int(rng.integers(fh, 13 - fh if seed % 7 else 20))
+    opts["w"] = int(rng.integers(fw, 13 - fw if seed % 7 else 20))
+    opts["in_c"] = int(rng.integers(1, 300)) if seed % 3 == 0 else int(rng.integers(1, 40))
+    if seed % 4 == 0:
+        opts["sh"] = opts["sw"] = 1
+    if seed == 5:
+        opts["density"] = 0.0
+    return gs.make_layer("dw", seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_depthwise_grad_input_2pass_dsp_matches_reference(seed: int) -> None:
+    call, values = _two_pass(_dw_small(seed))
+    _same(call, values)
+
+
+def test_depthwise_grad_input_2pass_cases_take_the_optimized_path() -> None:
+    """Most random cases above run the optimized path itself, with nonzero gradients, and the
+    paper model's shapes (8x8x192 3x3 SAME at strides 1 and 2) do too."""
+    calls = [_two_pass(_dw_small(seed)) for seed in range(60)]
+    fast = [c for c in calls if _fast_two_pass(c[0])]
+    assert len(fast) >= 40
+    assert sum(bool(np.any(_run(c, v, "dsp")[6])) for c, v in fast) >= len(fast) - 3
+    for sh in (1, 2):
+        shape = dict(h=8, w=8, in_c=192, mult=1, fh=3, fw=3, sh=sh, sw=sh, padding="SAME")
+        layer = gs.make_layer("dw", 900 + sh, **shape)
+        call, values = _two_pass(layer)
+        assert _fast_two_pass(call)
+        assert np.any(_same(call, values)[6])
+
+
+@pytest.mark.emulator
+def test_depthwise_grad_input_2pass_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    kernel = "depthwise_conv2d_s8_grad_input_2pass"
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, kernel])
+    calls = [_two_pass(_dw_small(seed)) for seed in range(12)]
+    calls.append(_two_pass(gs.make_layer("dw", 903, h=8, w=8, in_c=192, mult=1, fh=3, fw=3, sh=1, sw=1)))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 2
+
+
+# --- grad_add (grad_add_dsp.c: the division-free requantization) -------------------------
+
+
+def _grad_add_call(seed: int) -> tuple[KernelCall, list[np.ndarray]]:
+    """Two int8 gradients with scales far apart, equal, or one zero (seed % 7 == 0: both)."""
+    from pytools.model.kernels import Operand
+
+    rng = np.random.default_rng(80_000 + seed)
+    n = int(rng.choice([1, 5, 64, 896, 2048, 3001]))
+    a = rng.integers(-128, 128, n).astype(np.int8)
+    b = rng.integers(-128, 128, n).astype(np.int8)
+    s_a = np.float32(10 ** rng.uniform(-4, 0))
+    s_b = [s_a, np.float32(10 ** rng.uniform(-4, 0)), np.float32(0.0)][seed % 3]
+    if seed % 7 == 0:
+        s_a = s_b = np.float32(0.0)
+    values = [a, np.array([s_a], np.float32), b, np.array([s_b], np.float32)]
+    values += [np.zeros(n, np.int8), np.zeros(1, np.float32)]
+    return KernelCall("grad_add", {"size": n}, [Operand(data=v) for v in values]), values
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_grad_add_dsp_matches_reference(seed: int) -> None:
+    call, values = _grad_add_call(seed)
+    out = _same(call, values)  # the float scale too, bit for bit (array_equal on float32)
+    assert out[5].tobytes() == _run(call, values, "dsp")[5].tobytes()
+
+
+@pytest.mark.emulator
+def test_grad_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "grad_add"])
+    calls = [_grad_add_call(seed) for seed in range(12)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"grad_add operand {k} on the board")
+    assert sum(bool(np.any(g[4])) for g in board) >= 8

@@ -206,19 +206,27 @@ def test_depthwise_dsp_matches_reference(seed: int, trained: bool) -> None:
     _compare(depthwise_case(seed), seed, trained)
 
 
-def _depthwise3x3_case(seed: int) -> Case:
+def _depthwise3x3_case(seed: int, large: bool = False, gain: bool = False) -> Case:
     """Depthwise 3x3, depth multiplier 1 (the channel-vectorized path): any channel count,
-    strides 1 and 2, SAME and VALID padding, dilation now and then."""
-    rng = np.random.default_rng(8000 + seed)
+    strides 1 and 2, SAME and VALID padding, dilation now and then. Small maps run from the
+    padded copy on the stack; large ones (beyond its 400 words) at the image's own border.
+    gain: real multipliers from 0.3 to 4 (left shifts too; the exact path, not the fused one)
+    with small weights, so that outputs still spread."""
+    rng = np.random.default_rng(8000 + seed + (1000 if large else 0) + (2000 if gain else 0))
     c = int(rng.integers(1, 41))
     stride, dil = int(rng.integers(1, 3)), int(rng.choice([1, 1, 1, 2]))
     padding = str(rng.choice(["SAME", "VALID"]))
-    h, w = int(rng.integers(2 * dil + 1, 12)), int(rng.integers(2 * dil + 1, 12))
+    lo, hi = (2 * dil + 1, 12) if not large else (2 * dil + 40 // stride, 2 * dil + 60 // stride)
+    h, w = int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
     per_channel = bool(rng.random() < 0.8)
     scales = (10 ** rng.uniform(-2.5, -1.5, c if per_channel else 1)).astype(np.float32)
     wts = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
     bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
     out_q = quant(float(0.02 * np.median(scales) * 3 * 73 / 25), int(rng.integers(-30, 30)))
+    if gain:
+        wts = rng.integers(-2, 3, (1, 3, 3, c), dtype=np.int8)
+        bias = (rng.integers(-100, 100, c).astype(np.int32), bias[1])
+        out_q = quant(float(0.02 * np.median(scales) / rng.uniform(0.5, 3)), int(rng.integers(-30, 30)))
 
     def size(n: int) -> int:
         return -(-n // stride) if padding == "SAME" else -(-(n - 2 * dil) // stride)
@@ -243,6 +251,32 @@ def _depthwise3x3_case(seed: int) -> Case:
 @pytest.mark.parametrize("seed", range(40))
 def test_depthwise3x3_dsp_matches_reference(seed: int, trained: bool) -> None:
     _compare(_depthwise3x3_case(seed), seed, trained)
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", range(10))
+def test_depthwise3x3_large_maps_dsp_matches_reference(seed: int, trained: bool) -> None:
+    _compare(_depthwise3x3_case(seed, large=True), seed, trained)
+
+
+@pytest.mark.parametrize("large", [False, True])
+@pytest.mark.parametrize("seed", range(20))
+def test_depthwise3x3_left_shifts_dsp_matches_reference(seed: int, large: bool) -> None:
+    """Real multipliers of 1/2 and more (requantization shifts >= 0) take the exact path."""
+    _compare(_depthwise3x3_case(seed, large=large, gain=True), seed, seed % 2 == 0)
+
+
+def test_the_left_shift_cases_are_informative() -> None:
+    """Their outputs spread (most clip at such gains, but not all), and their multipliers are
+    at or above 1/2: requantization shifts >= 0, which the fused path does not take."""
+    outs, shifts = [], []
+    for seed in range(20):
+        case = _depthwise3x3_case(seed, gain=True)
+        outs.append(_compare(case, seed, False))
+        call = lower(case.graph, case.graph.ops[0])
+        shifts.append(_operands(case.graph, call, np.random.default_rng(seed))[4])
+    assert np.mean([np.unique(o).size >= 8 for o in outs]) >= 0.8
+    assert np.mean([np.any(sh >= 0) for sh in shifts]) >= 0.8
 
 
 @pytest.mark.parametrize("trained", [False, True])
@@ -643,3 +677,165 @@ def test_narrow_1x1_convolutions_on_the_emulated_board() -> None:
         outs, _ = _on_board(compiled, True, [x])
         np.testing.assert_array_equal(outs[0], want)
         assert np.mean((want > -128) & (want < 127)) > 0.5 and np.unique(want).size >= 16
+
+
+# --- ADD (add_s8_dsp.c: per-input tables, the fused output requantization) -----------------
+
+
+def _add_case(seed: int):
+    """A residual ADD of 16 to ~14,000 elements (the tables' path from 512), the activations,
+    zero points and scales at random; every fourth seed broadcasts along some dimensions."""
+    from tests.kernels.test_other_kernels import ACTS, one_op, rand_scale, rand_zp, t8
+
+    rng = np.random.default_rng(9000 + seed)
+    shape = [1, int(rng.integers(4, 20)), int(rng.integers(4, 20)), int(rng.integers(1, 40))]
+    a_shape, b_shape = list(shape), list(shape)
+    if seed % 4 == 3:
+        for k in range(1, 4):
+            r = rng.random()
+            if r < 0.3:
+                a_shape[k] = 1
+            elif r < 0.5:
+                b_shape[k] = 1
+    s1, s2 = rand_scale(rng, 0.005, 0.2), rand_scale(rng, 0.005, 0.2)
+    so = (s1 + s2) * float(rng.uniform(0.4, 2.0))
+    a = t8(a_shape, quant(s1, rand_zp(rng)), "a")
+    b = t8(b_shape, quant(s2, rand_zp(rng)), "b")
+    out = t8(shape, quant(so, rand_zp(rng)), "out")
+    return one_op("ADD", [a, b], out, {"activation": str(rng.choice(ACTS))})
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_add_dsp_matches_reference(seed: int) -> None:
+    g = _add_case(seed)
+    call = lower(g, g.ops[0])
+    arrays = _operands(g, call, np.random.default_rng(seed))
+    np.testing.assert_array_equal(_run(call, arrays, "dsp"), _run(call, arrays, "ref"))
+
+
+def test_add_cases_are_informative_and_take_the_table_path() -> None:
+    outs = []
+    for seed in range(40):
+        g = _add_case(seed)
+        call = lower(g, g.ops[0])
+        outs.append(_run(call, _operands(g, call, np.random.default_rng(seed)), "ref"))
+    assert np.mean([o.size >= 512 for o in outs]) >= 0.6
+    assert np.mean([np.unique(o).size >= 8 for o in outs if o.size >= 512]) >= 0.8
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_add_dsp_is_bit_exact_with_tflite(seed: int) -> None:
+    with dsp_on_host():
+        check_bit_exact(_add_case(seed), np.random.default_rng(seed))
+
+
+@pytest.mark.emulator
+def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    """The firmware build's add_s8 (the Cortex-M7 objects) on the emulated board against the
+    host's reference kernel, on the same random calls."""
+    from tests.kernels import grad_support as gs
+
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "add_s8"])
+    calls = []
+    for seed in range(10):
+        g = _add_case(seed)
+        call = lower(g, g.ops[0])
+        calls.append((call, _operands(g, call, np.random.default_rng(seed))))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, arrays), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
+
+
+# --- clamp_mask_s8 (clamp_mask_s8_dsp.c: four byte lanes per comparison) -------------------
+
+MASK_RANGES = [(-128, 127), (-129, 128), (-5, 127), (-128, 40), (-20, 30), (0, 0), (10, 11)]
+MASK_RANGES += [(126, 127), (127, 300), (-300, -128), (-128, -127), (-1000, 1000), (3, 5)]
+
+
+def _mask_call(seed: int) -> tuple[KernelCall, list[np.ndarray], np.ndarray]:
+    """Random outputs of any length (tails of 1 to 7), the edges of the range among them, and
+    an oracle: numpy's comparison packed LSB first (grad.h's layout)."""
+    from pytools.model.kernels import Operand
+
+    rng = np.random.default_rng(9500 + seed)
+    n = int(rng.choice([1, 7, 8, 9, 31, 64, 1000, 1003, 4099]))
+    lo, hi = MASK_RANGES[seed % len(MASK_RANGES)]
+    y = rng.integers(-128, 128, n).astype(np.int8)
+    edges = [v for v in (lo, hi, lo + 1, hi - 1, -128, 127) if -128 <= v <= 127]
+    y[rng.integers(0, n, min(n, 12))] = rng.choice(edges, min(n, 12))
+    mask = np.full((n + 7) // 8, 0xA5, np.uint8)
+    call = KernelCall(
+        "clamp_mask_s8", {"size": n, "act_min": lo, "act_max": hi}, [Operand(data=y), Operand(data=mask)]
+    )
+    bits = (y.astype(np.int32) > lo) & (y.astype(np.int32) < hi)
+    return call, [y, mask], np.packbits(bits, bitorder="little")
+
+
+@pytest.mark.parametrize("seed", range(39))
+def test_clamp_mask_dsp_matches_reference_and_numpy(seed: int) -> None:
+    call, arrays, want = _mask_call(seed)
+    got = _run(call, arrays, "dsp")
+    np.testing.assert_array_equal(got, _run(call, arrays, "ref"))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.emulator
+def test_clamp_mask_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    from tests.kernels import grad_support as gs
+
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "clamp_mask_s8"])
+    calls = [_mask_call(seed) for seed in range(26)]
+    board = gs.run_on_board([(c, a) for c, a, _ in calls], tmp_path)
+    for (_, _, want), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], want)
+
+
+# --- MEAN (mean_s8_dsp.c: spatial means four channels at a time) ---------------------------
+
+
+def _mean_case(seed: int):
+    """Spatial means (axes 1, 2 of NHWC; up to 20x20 positions, several 255-position flushes
+    of the 16-bit lane sums; channel counts across the 64-channel chunks and their tails),
+    and every fifth seed another reduction (the reference's path)."""
+    from tests.kernels.test_other_kernels import _mean_graph, rand_scale, rand_zp
+
+    rng = np.random.default_rng(9700 + seed)
+    shape = [
+        int(rng.integers(1, 3)),
+        int(rng.integers(1, 21)),
+        int(rng.integers(1, 21)),
+        int(rng.integers(1, 150)),
+    ]
+    qin = quant(rand_scale(rng, 0.01, 0.2), rand_zp(rng))
+    qout = quant(float(qin.scale[0]) * float(rng.uniform(0.05, 1.5)), rand_zp(rng))
+    axes = [1, 2] if seed % 5 else [[3], [0, 1], [1, 2, 3]][seed % 3]
+    return _mean_graph(shape, axes, bool(seed % 2), qin, qout)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_mean_dsp_matches_reference(seed: int) -> None:
+    g = _mean_case(seed)
+    call = lower(g, g.ops[0])
+    arrays = _operands(g, call, np.random.default_rng(seed))
+    np.testing.assert_array_equal(_run(call, arrays, "dsp"), _run(call, arrays, "ref"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mean_dsp_is_bit_exact_with_tflite(seed: int) -> None:
+    with dsp_on_host():
+        check_bit_exact(_mean_case(seed), np.random.default_rng(seed))
+
+
+@pytest.mark.emulator
+def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+    from tests.kernels import grad_support as gs
+
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "mean_s8"])
+    calls = []
+    for seed in range(8):
+        g = _mean_case(seed)
+        call = lower(g, g.ops[0])
+        calls.append((call, _operands(g, call, np.random.default_rng(seed))))
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, arrays), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
