@@ -32,6 +32,6 @@ def test_the_cloud_baseline_follows_the_same_line() -> None:
     keras_lr = schedule.keras_lr("linear", lr, steps)
     for t in (0, 1, 100, 249, 250, 300):
         want = lr * schedule.lr_scale("linear", t, steps)
-        # Keras computes 1 - t / steps in float32 too: equal to float32 rounding of the 1
+        # Keras computes 1 - t / steps in float32 as well: equal up to float32 rounding
         assert float(keras_lr(t)) == pytest.approx(want, abs=lr * 1e-6), t
     assert schedule.keras_lr("constant", lr, steps) == lr
