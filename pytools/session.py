@@ -80,7 +80,7 @@ from pytools.build.builder import FirmwareImage
 from pytools.connect import open_link, port_url, resolve_board
 from pytools.console import log_line
 from pytools.errors import ToolError
-from pytools.link.client import Link, LinkStats
+from pytools.link.client import BoardRefused, Link, LinkStats
 from pytools.link.protocol import Msg, layout
 from pytools.model.board_runner import BoardModel, BoardTraining, StepResult
 from pytools.model.host_twin import io_tensors, tensor_table
@@ -668,10 +668,10 @@ class _Run:
         it even if this process dies) and one after ("saved"). A checkpoint at the count of the
         last one is not saved again. Returns the saved line (None: nothing saved)."""
         from pytools import persist
-        from pytools.link.client import LinkError
+        from pytools.link.client import BoardRefused, LinkError
 
-        if self.checkpoint_error is not None:
-            return None
+        if self.checkpoint_error is not None and not final:
+            return None  # after a failed SAVE only the final one is tried again
         st = self.status()
         count = st["samples_trained"]
         saved = [c for c in self.checkpoints if c["status"] == "saved"]
@@ -685,13 +685,19 @@ class _Run:
             "state_crc": st["state_crc"],
             "final": final,
         }
+        # The step lines up to here reach the disk before the checkpoint's: a checkpoint line
+        # must never be ahead of the steps it covers (a resume replays from the step log).
+        for f in (self.steps_file, self.epochs_file):
+            f.flush()
+            os.fsync(f.fileno())
         self._checkpoint_row({**row, "status": "saving"})
         try:
             r = persist.save(self.link)
-        except LinkError as e:
+        except (LinkError, BoardRefused) as e:  # a refused SAVE (state too large, flash failed) too
             self.checkpoint_error = str(e)
             self._checkpoint_row({**row, "status": "failed", "error": str(e)})
-            tqdm.write(f"WARNING   checkpoint at sample {count} NOT saved: {e}; no further checkpoints")
+            then = "" if final else "; only the final save will be tried again"
+            tqdm.write(f"WARNING   checkpoint at sample {count} NOT saved: {e}{then}")
             return None
         done = {**row, "status": "saved", **{k: r[k] for k in ("slot", "sequence", "length", "cost")}}
         self._checkpoint_row(done)
@@ -702,6 +708,22 @@ class _Run:
         with open(self.folder / CHECKPOINTS, "a") as f:
             _jsonl(f, row)
             os.fsync(f.fileno())  # a power cut of the host too must not lose a checkpoint's line
+
+    def _explain_reset(self, g: int, refused: Exception) -> None:
+        """A TRAIN or SAMPLE refused because the board went back (a reset or power cut while
+        this process ran: it restored its last checkpoint) is said in those words, with what to
+        do; any other refusal is left as the board worded it."""
+        try:
+            count = self.status()["samples_trained"]
+        except ToolError:
+            return  # the board does not answer either: the refusal stands as it is
+        if count < self.first_id + g:
+            raise ToolError(
+                f"the board went back to {count} trained samples while this session was at step "
+                f"{g} (sample id {self.first_id + g}): it was reset and restored its last "
+                f"checkpoint. Run `invoke train --resume --out {self.folder}` to roll the session "
+                f"back to it and train the lost steps again ({refused})"
+            ) from refused
 
     def _after_step(self, g: int, epoch: int) -> None:
         """Step g (0-based, of the session) is logged: a checkpoint if one is due."""
@@ -882,7 +904,11 @@ class _Run:
             i = int(order[k])
             g = (epoch - 1) * n + k
             t_step = time.perf_counter()
-            r = self.training.train(self.first_id + g, x[i], int(y[i]), epoch, lr_scale=self.lr_scale(g))
+            try:
+                r = self.training.train(self.first_id + g, x[i], int(y[i]), epoch, lr_scale=self.lr_scale(g))
+            except BoardRefused as e:
+                self._explain_reset(g, e)
+                raise
             ms = 1000 * (time.perf_counter() - t_step)
             self._row(g, epoch, order, r, ms)
             self._after_step(g, epoch)
@@ -1080,8 +1106,8 @@ def run_training_session(
     save_every: a checkpoint every this many steps; None (the default) at each epoch's end;
     0 only at the end. Each is a line in checkpoints.jsonl.
     resume: carry on the session in out_dir (default: the latest under sessions/) on the board
-    it ran on, with the settings in its config.json (the other arguments but port and save
-    are ignored): the board says how many samples it trained, and the session continues with
+    it ran on, with the settings in its config.json, --no-save included (the other arguments
+    but port are ignored): the board says how many samples it trained, and the session continues with
     the next, so each sample is trained exactly once. Its files are appended to. A board that
     was reset (or lost power; an emulated board that is not running is started again from its
     flash) stands at its last checkpoint: the steps after it are moved from the session's
@@ -1103,6 +1129,7 @@ def run_training_session(
         split, seed, limit, held_out = a["split"], a["seed"], a["limit"], a.get("held_out")
         save_every = a.get("save_every")  # sessions before checkpoints: at each epoch's end now
         lr_schedule = a.get("lr_schedule", "constant")  # sessions before schedules trained at a constant lr
+        save = a.get("save", save)  # a --no-save session stays one (older sessions: as asked now)
         model = Path(a["model"]) if a["model"] else None
         port = port or a["port"]
         board_name = board_name or saved["board"]["name"]
@@ -1121,6 +1148,7 @@ def run_training_session(
         "limit": limit,
         "held_out": held_out,
         "save_every": save_every,
+        "save": save,
     }
     if save_every is not None and save_every < 0:
         raise ToolError(f"save_every must be 0 (only at the end) or a number of steps, got {save_every}")
@@ -1128,8 +1156,10 @@ def run_training_session(
         raise ToolError(f"epochs must be at least 1, got {epochs}")
     if not math.isfinite(lr) or lr < 0:
         raise ToolError(f"lr must be a finite number >= 0, got {lr}")
-    if lr_schedule not in schedules.SCHEDULES:
-        raise ToolError(f"unknown lr schedule '{lr_schedule}': use one of {', '.join(schedules.SCHEDULES)}")
+    try:
+        schedules.check(lr_schedule)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
     board = resolve_board(board_name)
     inp = _prepare(board, dataset, scheme, lr, split, model, limit, held_out)  # steps 1-3
     initial = Trainer(inp.ct).state()  # the plan's initial trained state (on the host twin)

@@ -60,7 +60,8 @@ static inline uint32_t grad_rng_next(uint32_t *state) {
 
 /* The learning-rate schedule's factor for the current step, multiplied into every update's
  * plan-time lr (kernels/conv2d_s8_grad_update.h's QAS factors are the only readers). The
- * runtime sets it before a step (rt_set_lr_scale); 1.0 leaves the plan's lr exactly as is. */
+ * board's TRAIN (app/train.c) sets it for one step and puts it back, as the host twin does
+ * (pytools/model/host_twin.py); 1.0 leaves the plan's lr exactly as is. */
 extern float grad_lr_scale;
 
 /* floor(v + u) with u uniform in [0, 1) from the generator: E[result] = v. */

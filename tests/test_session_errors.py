@@ -1,0 +1,88 @@
+"""How a training session meets a board that refuses: a SAVE the board refuses mid-session
+(the session goes on and tries the final save), and a board that went back to its checkpoint
+while the host ran (said in those words, with the command that recovers). The _Run parts are
+driven with a stand-in board (no emulator): what is checked is the session's own handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytools import persist
+from pytools.errors import ToolError
+from pytools.link.client import BoardRefused
+from pytools.link.protocol import Err, Msg
+from pytools.session import CHECKPOINTS, _Run
+
+
+class _Board:
+    """TRAIN_STATUS of a board that has trained `count` samples."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def status(self) -> dict[str, Any]:
+        return {"samples_trained": self.count, "state_crc": 0x1234 + self.count}
+
+
+def _run(folder: Path, board: _Board, first_id: int = 0) -> _Run:
+    run = _Run.__new__(_Run)  # only the parts checkpoint() and _explain_reset() use
+    run.folder, run.first_id, run.link = folder, first_id, None
+    run.checkpoints, run.checkpoint_error = [], None
+    run.steps_file = open(folder / "steps.jsonl", "a")
+    run.epochs_file = open(folder / "epochs.jsonl", "a")
+    run.status = board.status  # type: ignore[method-assign]
+    return run
+
+
+def test_a_refused_save_mid_session_is_recorded_and_the_final_save_is_still_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = _Board(30)
+    answers: list[Exception | dict[str, Any]] = [
+        BoardRefused(Err.FLASH_FAILED, Msg.SAVE, "programming slot 1 failed at word 12"),
+        {"slot": 0, "sequence": 4, "length": 4652, "cost": 1000},
+    ]
+
+    def save(link: object) -> dict[str, Any]:
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    monkeypatch.setattr(persist, "save", save)
+    run = _run(tmp_path, board)
+    try:
+        assert run.checkpoint(1) is None  # refused: the session goes on (no exception)
+        board.count = 45
+        assert run.checkpoint(2) is None  # after a failure the periodic ones are skipped
+        done = run.checkpoint(3, final=True)  # but the final save is tried again
+    finally:
+        run.steps_file.close()
+        run.epochs_file.close()
+    assert done is not None and done["samples_trained"] == 45 and done["sequence"] == 4
+    rows = [json.loads(line) for line in (tmp_path / CHECKPOINTS).read_text().splitlines()]
+    assert [(r["status"], r["samples_trained"]) for r in rows] == [
+        ("saving", 30),
+        ("failed", 30),
+        ("saving", 45),
+        ("saved", 45),
+    ]
+    assert "FLASH_FAILED" in rows[1]["error"]
+
+
+def test_a_board_that_went_back_while_the_host_ran_is_explained(tmp_path: Path) -> None:
+    refused = BoardRefused(Err.OUT_OF_ORDER, Msg.TRAIN, "TRAIN 57 skips ahead: the board has trained 30")
+    run = _run(tmp_path, _Board(30))
+    try:
+        with pytest.raises(ToolError, match=r"went back to 30 trained samples.*step 57.*--resume --out") as e:
+            run._explain_reset(57, refused)
+        assert e.value.__cause__ is refused
+        # A refusal with the board where the session is: left as the board worded it.
+        run._explain_reset(30, refused)
+    finally:
+        run.steps_file.close()
+        run.epochs_file.close()
