@@ -55,8 +55,11 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void grad_add_ref_run(const void *params, void *const *operands, void *scratch);
 void grad_add_dsp_run(const void *params, void *const *operands, void *scratch);
-/* grad_add.c's common unit, shared with grad_add_dsp.c. */
-int32_t grad_add_unit_multiplier(float s, float s_max);
+/* grad_add.c's body, shared with grad_add_dsp.c: the two differ only in the requantizer
+ * (grad_requantize_s32, or dsp_grad_requantize_s32 below), bit-identical with each other. */
+void grad_add_run_with(const void *params, void *const *operands, void *scratch,
+                       float (*requantize)(const int32_t *acc, size_t n, float acc_scale,
+                                           int8_t *out));
 void mean_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
