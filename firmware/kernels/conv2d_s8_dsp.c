@@ -629,6 +629,248 @@ static void conv_direct(const struct conv2d_s8_params *p, const struct conv_ops 
     }
 }
 
+/* The narrow path: pointwise convolutions over 8 or 16 input channels (MobileNetV2's expansions
+ * 8 -> 48 and 16 -> 96 and projections 16 -> 8 in the patched first stages). With 8 or 16
+ * MACs per output, the GEMM path's per-output requantization, stores and per-pair setup weigh
+ * as much as the MACs (0.42-0.50 MAC/instruction). Here each output channel is one record
+ * packed once per call (its 8 filter taps widened to 16-bit lanes in SXTB16 order, then the
+ * accumulator's start, rq_m2, rq_s1 and the layer's c: 8 words), and each output pixel keeps
+ * its 8 widened inputs in 4 registers while the records stream past: per output one LDM of 8
+ * registers, 4 SMLAD, requant_fast.h's 5 instructions and one STRB (11 instructions for 8
+ * MACs). 16 input channels take two passes over the pixel's channels: the first (records of
+ * 5 words: taps 0-7 and the bias) stores each partial sum into the accumulator word of the
+ * second pass's record (LDM, 4 SMLAD, STR), the second is the 8-channel pass over taps 8-15.
+ * The records live on the stack (no scratch: plans and arenas are unchanged). Only for the
+ * full activation range and channels all on requant_fast.h's fast path, output channels a
+ * multiple of 4 (the loops are unrolled 4 times); the rest takes the GEMM path. The partial
+ * sums are the reference's products in another order (exact, see above). */
+#define NARROW_BUF_WORDS 1536 /* 6 KB: output_c <= 192 (8 channels) or 118 (16 channels) */
+
+/* The pass state shared with the assembly (its offsets are fixed below). */
+struct narrow_frame {
+    const int8_t *in; /* the next pixel's input channels */
+    int8_t *out;      /* the next pixel's outputs */
+    uint32_t *rec0;   /* first-pass records (16 channels; 5 words each), else rec1 */
+    uint32_t *rec1;   /* last-pass records (8 words each) */
+    uint32_t *rec_end;
+    int32_t npix;
+    uint32_t off2; /* the input offset in both 16-bit lanes */
+};
+
+static int narrow_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
+    const int32_t words = p->input_c == 8 ? 8 : 13;
+    if (!((p->input_c == 8 || p->input_c == 16) && p->filter_h == 1 && p->filter_w == 1 &&
+          p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
+          p->input_h == p->output_h && p->input_w == p->output_w && p->output_c % 4 == 0 &&
+          p->output_c * words <= NARROW_BUF_WORDS && p->act_min <= -128 && p->act_max >= 127 &&
+          p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30) &&
+          p->input_offset >= -32768 && p->input_offset < 32768))
+        return 0;
+    for (int32_t oc = 0; oc < (p->per_channel ? p->output_c : 1); ++oc) {
+        const struct requant r = requant_of(oc, p, o);
+        if (!rq_fast_ok(r.multiplier, r.shift)) return 0;
+    }
+    return 1;
+}
+
+/* 8 filter taps widened into 4 words, in the order the pixel's inputs are (SXTB16). */
+static uint32_t *narrow_taps(uint32_t *dst, const int8_t *w) {
+    const uint32_t a = dsp_read4(w), b = dsp_read4(w + 4);
+    dst[0] = dsp_sxtb16(a);
+    dst[1] = dsp_sxtb16_hi(a);
+    dst[2] = dsp_sxtb16(b);
+    dst[3] = dsp_sxtb16_hi(b);
+    return dst + 4;
+}
+
+/* The records of all output channels (struct narrow_frame); buf holds output_c * 8 words (8
+ * input channels) or output_c * 13 (16). */
+static void narrow_pack(uint32_t *buf, struct narrow_frame *f, const struct conv2d_s8_params *p,
+                        const struct conv_ops *o) {
+    const int32_t cout = p->output_c, two = p->input_c == 16;
+    uint32_t *r0 = buf, *r1 = two ? buf + 5 * cout : buf;
+    f->rec0 = r0;
+    f->rec1 = r1;
+    f->rec_end = r1 + 8 * cout;
+    const uint32_t c = (uint32_t)(1 + 2 * p->output_offset);
+    for (int32_t oc = 0; oc < cout; ++oc, r1 += 8) {
+        const int8_t *row = row_of(oc, (size_t)p->input_c, p, o);
+        const uint32_t bias = (uint32_t)bias_of(oc, p, o);
+        if (two) {
+            r0 = narrow_taps(r0, row);
+            *r0++ = bias;
+            narrow_taps(r1, row + 8);
+            r1[4] = 0; /* the first pass's partial sum, per pixel */
+        } else {
+            narrow_taps(r1, row);
+            r1[4] = bias;
+        }
+        const struct requant r = requant_of(oc, p, o);
+        r1[5] = (uint32_t)rq_m2(r.multiplier);
+        r1[6] = (uint32_t)rq_s1(r.shift);
+        r1[7] = c;
+    }
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+_Static_assert(offsetof(struct narrow_frame, out) == 4 &&
+                   offsetof(struct narrow_frame, rec0) == 8 &&
+                   offsetof(struct narrow_frame, rec1) == 12 &&
+                   offsetof(struct narrow_frame, rec_end) == 16 &&
+                   offsetof(struct narrow_frame, npix) == 20 &&
+                   offsetof(struct narrow_frame, off2) == 24,
+               "narrow_m7's offsets");
+
+/* Registers: r0-r3 the pixel's 8 widened inputs, r12 the record pointer, lr the output
+ * pointer; the stack holds the frame ([sp]) and rec_end ([sp, #4]). */
+/* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, m2 r9, s1
+ * r10, c r11), 8 MACs, rq_fused, one byte out. */
+#define NARROW_OUT              \
+    "ldm r12!, {r4-r11}\n"      \
+    "smlad r8, r0, r4, r8\n"    \
+    "smlad r8, r1, r5, r8\n"    \
+    "smlad r8, r2, r6, r8\n"    \
+    "smlad r8, r3, r7, r8\n"    \
+    "smmlar r9, r8, r9, r8\n"   \
+    "add r9, r9, r9, asr #31\n" \
+    "asr r9, r9, r10\n"         \
+    "qadd r9, r9, r11\n"        \
+    "ssat r9, #8, r9, asr #1\n" \
+    "strb r9, [lr], #1\n"
+/* One output of the first pass (16 channels): taps r4-r7 and the bias r8; the partial sum goes
+ * to the accumulator word of the last pass's record (r9). */
+#define NARROW_PART          \
+    "ldm r12!, {r4-r8}\n"    \
+    "smlad r8, r0, r4, r8\n" \
+    "smlad r8, r1, r5, r8\n" \
+    "smlad r8, r2, r6, r8\n" \
+    "smlad r8, r3, r7, r8\n" \
+    "str r8, [r9], #32\n"
+/* 8 input bytes at r4 + OFS widened (+ the offset, r6) into r0-r3. */
+#define NARROW_WIDEN(OFS)          \
+    "ldr r5, [r4, #" #OFS          \
+    "]\n"                          \
+    "ldr r7, [r4, #" #OFS          \
+    " + 4]\n"                      \
+    "sxtab16 r0, r6, r5\n"         \
+    "sxtab16 r1, r6, r5, ror #8\n" \
+    "sxtab16 r2, r6, r7\n"         \
+    "sxtab16 r3, r6, r7, ror #8\n"
+/* The last pass over all records, then the next pixel (frame at [sp]). */
+#define NARROW_LAST(STEP)                              \
+    "ldr lr, [r12, #4]\n"                              \
+    "ldr r12, [r12, #12]\n"                            \
+    "1:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
+    "ldr r4, [sp, #4]\n"                               \
+    "cmp r12, r4\n"                                    \
+    "bne 1b\n"                                         \
+    "ldr r12, [sp]\n"                                  \
+    "str lr, [r12, #4]\n"                              \
+    "ldr r4, [r12, #0]\n"                              \
+    "add r4, r4, #" #STEP                              \
+    "\n"                                               \
+    "str r4, [r12, #0]\n"                              \
+    "ldr r4, [r12, #20]\n"                             \
+    "subs r4, r4, #1\n"                                \
+    "str r4, [r12, #20]\n"                             \
+    "bne 2b\n"                                         \
+    "add sp, sp, #8\n"                                 \
+    "pop {r4-r11, pc}\n"
+
+/* f->npix pixels of 8 input channels (npix >= 1). */
+static __attribute__((naked, noinline)) void narrow8_m7(struct narrow_frame *f) {
+    (void)f;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n"
+        "ldr r4, [r0, #16]\n"
+        "push {r0, r4}\n"
+        "2:\n"
+        "ldr r12, [sp]\n"
+        "ldr r4, [r12, #0]\n"
+        "ldr r6, [r12, #24]\n" NARROW_WIDEN(0) NARROW_LAST(8));
+}
+
+/* f->npix pixels of 16 input channels (npix >= 1): the first pass over channels 0-7, the last
+ * over 8-15. */
+static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f) {
+    (void)f;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n"
+        "ldr r4, [r0, #16]\n"
+        "push {r0, r4}\n"
+        "2:\n"
+        "ldr r12, [sp]\n"
+        "ldr r4, [r12, #0]\n"
+        "ldr r6, [r12, #24]\n" NARROW_WIDEN(0) "ldr r9, [r12, #12]\n"
+        "ldr r12, [r12, #8]\n"
+        "mov r10, r9\n"
+        "add r9, r9, #16\n"
+        "3:\n" NARROW_PART NARROW_PART NARROW_PART NARROW_PART "cmp r12, r10\n"
+        "bne 3b\n"
+        "ldr r12, [sp]\n"
+        "ldr r4, [r12, #0]\n"
+        "ldr r6, [r12, #24]\n" NARROW_WIDEN(8) NARROW_LAST(16));
+}
+#undef NARROW_LAST
+#undef NARROW_WIDEN
+#undef NARROW_PART
+#undef NARROW_OUT
+#else
+/* 8 input bytes (+ the offset) as 4 words of 16-bit lanes, in SXTB16 order. */
+static void narrow_widen(uint32_t x[4], const int8_t *in, uint32_t off2) {
+    const uint32_t a = dsp_read4(in), b = dsp_read4(in + 4);
+    x[0] = dsp_sxtab16(off2, a);
+    x[1] = dsp_sxtab16_hi(off2, a);
+    x[2] = dsp_sxtab16(off2, b);
+    x[3] = dsp_sxtab16_hi(off2, b);
+}
+
+static int32_t narrow_dot(const uint32_t x[4], const uint32_t *r, int32_t acc) {
+    acc = dsp_smlad(x[0], r[0], acc);
+    acc = dsp_smlad(x[1], r[1], acc);
+    acc = dsp_smlad(x[2], r[2], acc);
+    return dsp_smlad(x[3], r[3], acc);
+}
+
+/* The assembly's steps in portable C (the host twin). */
+static void narrow_c(struct narrow_frame *f, int two) {
+    const size_t step = two ? 16 : 8;
+    for (; f->npix > 0; --f->npix, f->in += step) {
+        uint32_t x[4];
+        narrow_widen(x, f->in, f->off2);
+        if (two) {
+            uint32_t *q = f->rec1 + 4;
+            for (const uint32_t *r = f->rec0; r < f->rec1; r += 5, q += 8)
+                *q = (uint32_t)narrow_dot(x, r, (int32_t)r[4]);
+            narrow_widen(x, f->in + 8, f->off2);
+        }
+        for (const uint32_t *r = f->rec1; r < f->rec_end; r += 8) {
+            const int32_t acc = narrow_dot(x, r, (int32_t)r[4]);
+            *f->out++ = (int8_t)rq_fused(acc, (int32_t)r[5], (int32_t)r[6], (int32_t)r[7]);
+        }
+    }
+}
+#endif
+
+static __attribute__((noinline)) void conv_narrow(const struct conv2d_s8_params *p,
+                                                  const struct conv_ops *o) {
+    uint32_t buf[NARROW_BUF_WORDS];
+    struct narrow_frame f = {.in = o->input,
+                             .out = o->out,
+                             .npix = p->batches * p->output_h * p->output_w,
+                             .off2 = dsp_pair(p->input_offset)};
+    if (f.npix <= 0) return;
+    narrow_pack(buf, &f, p, o);
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (p->input_c == 16)
+        narrow16_m7(&f);
+    else
+        narrow8_m7(&f);
+#else
+    narrow_c(&f, p->input_c == 16);
+#endif
+}
+
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
@@ -644,7 +886,9 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
         .out = operands[CONV2D_S8_OUTPUT],
     };
     const int32_t groups = patch_groups(&p);
-    if (2 * groups <= CONV_WBUF_GROUPS)
+    if (narrow_ok(&p, &o))
+        conv_narrow(&p, &o);
+    else if (2 * groups <= CONV_WBUF_GROUPS)
         conv_gemm(&p, &o, groups);
     else
         conv_direct(&p, &o);
