@@ -642,8 +642,9 @@ static void conv_direct(const struct conv2d_s8_params *p, const struct conv_ops 
  * second pass's record (LDM, 4 SMLAD, STR), the second is the 8-channel pass over taps 8-15.
  * The records live on the stack (no scratch: plans and arenas are unchanged). Only for the
  * full activation range and channels all on requant_fast.h's fast path, output channels a
- * multiple of 4 (the loops are unrolled 4 times); the rest takes the GEMM path. The partial
- * sums are the reference's products in another order (exact, see above). */
+ * multiple of 4 (the loops are unrolled 8 times, entered halfway when output_c % 8 == 4); the rest
+ * takes the GEMM path. The partial sums are the reference's products in another order (exact, see
+ * above). */
 #define NARROW_BUF_WORDS 1536 /* 6 KB: output_c <= 192 (8 channels) or 118 (16 channels) */
 
 /* The pass state shared with the assembly (its offsets are fixed below). */
@@ -655,6 +656,7 @@ struct narrow_frame {
     uint32_t *rec_end;
     int32_t npix;
     uint32_t off2; /* the input offset in both 16-bit lanes */
+    int32_t head;  /* output_c % 8 == 4: the loops (8 outputs per iteration) start halfway */
 };
 
 static int narrow_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
@@ -718,11 +720,13 @@ _Static_assert(offsetof(struct narrow_frame, out) == 4 &&
                    offsetof(struct narrow_frame, rec1) == 12 &&
                    offsetof(struct narrow_frame, rec_end) == 16 &&
                    offsetof(struct narrow_frame, npix) == 20 &&
-                   offsetof(struct narrow_frame, off2) == 24,
+                   offsetof(struct narrow_frame, off2) == 24 &&
+                   offsetof(struct narrow_frame, head) == 28,
                "narrow_m7's offsets");
 
 /* Registers: r0-r3 the pixel's 8 widened inputs, r12 the record pointer, lr the output
- * pointer; the stack holds the frame ([sp]) and rec_end ([sp, #4]). */
+ * pointer; the stack holds the frame ([sp]) and rec_end ([sp, #4]). The loops take 8 outputs
+ * per iteration (the end test costs 3 instructions: no register is free for rec_end). */
 /* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, m2 r9, s1
  * r10, c r11), 8 MACs, rq_fused, one byte out. */
 #define NARROW_OUT              \
@@ -759,8 +763,12 @@ _Static_assert(offsetof(struct narrow_frame, out) == 4 &&
 /* The last pass over all records, then the next pixel (frame at [sp]). */
 #define NARROW_LAST(STEP)                              \
     "ldr lr, [r12, #4]\n"                              \
+    "ldr r4, [r12, #28]\n"                             \
     "ldr r12, [r12, #12]\n"                            \
+    "cmp r4, #0\n"                                     \
+    "bne 5f\n"                                         \
     "1:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
+    "5:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
     "ldr r4, [sp, #4]\n"                               \
     "cmp r12, r4\n"                                    \
     "bne 1b\n"                                         \
@@ -802,10 +810,14 @@ static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f)
         "ldr r12, [sp]\n"
         "ldr r4, [r12, #0]\n"
         "ldr r6, [r12, #24]\n" NARROW_WIDEN(0) "ldr r9, [r12, #12]\n"
+        "ldr r4, [r12, #28]\n"
         "ldr r12, [r12, #8]\n"
         "mov r10, r9\n"
         "add r9, r9, #16\n"
-        "3:\n" NARROW_PART NARROW_PART NARROW_PART NARROW_PART "cmp r12, r10\n"
+        "cmp r4, #0\n"
+        "bne 6f\n"
+        "3:\n" NARROW_PART NARROW_PART NARROW_PART NARROW_PART "6:\n" NARROW_PART NARROW_PART
+            NARROW_PART NARROW_PART "cmp r12, r10\n"
         "bne 3b\n"
         "ldr r12, [sp]\n"
         "ldr r4, [r12, #0]\n"
@@ -858,7 +870,8 @@ static __attribute__((noinline)) void conv_narrow(const struct conv2d_s8_params 
     struct narrow_frame f = {.in = o->input,
                              .out = o->out,
                              .npix = p->batches * p->output_h * p->output_w,
-                             .off2 = dsp_pair(p->input_offset)};
+                             .off2 = dsp_pair(p->input_offset),
+                             .head = p->output_c % 8 == 4};
     if (f.npix <= 0) return;
     narrow_pack(buf, &f, p, o);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
