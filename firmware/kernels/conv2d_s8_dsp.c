@@ -629,43 +629,53 @@ static void conv_direct(const struct conv2d_s8_params *p, const struct conv_ops 
     }
 }
 
-/* The narrow path: pointwise convolutions over 8 or 16 input channels (MobileNetV2's expansions
- * 8 -> 48 and 16 -> 96 and projections 16 -> 8 in the patched first stages). With 8 or 16
- * MACs per output, the GEMM path's per-output requantization, stores and per-pair setup weigh
- * as much as the MACs (0.42-0.50 MAC/instruction). Here each output channel is one record
- * packed once per call (its 8 filter taps widened to 16-bit lanes in SXTB16 order, then the
- * accumulator's start, rq_m2, rq_s1 and the layer's c: 8 words), and each output pixel keeps
- * its 8 widened inputs in 4 registers while the records stream past: per output one LDM of 8
- * registers, 4 SMLAD, requant_fast.h's 5 instructions and one STRB (11 instructions for 8
- * MACs). 16 input channels take two passes over the pixel's channels: the first (records of
- * 5 words: taps 0-7 and the bias) stores each partial sum into the accumulator word of the
- * second pass's record (LDM, 4 SMLAD, STR), the second is the 8-channel pass over taps 8-15.
- * The records live on the stack (no scratch: plans and arenas are unchanged). Only for the
- * full activation range and channels all on requant_fast.h's fast path, output channels a
- * multiple of 4 (the loops are unrolled 8 times, entered halfway when output_c % 8 == 4); the rest
- * takes the GEMM path. The partial sums are the reference's products in another order (exact, see
- * above). */
-#define NARROW_BUF_WORDS 1536 /* 6 KB: output_c <= 192 (8 channels) or 118 (16 channels) */
+/* The narrow path: pointwise convolutions over few input channels, 8 per pass (MobileNetV2's
+ * expansions 8 -> 48 and 16 -> 96 and projections 16 -> 8 in the patched first stages, and
+ * the projections to 8-24 channels). With 8 or 16 MACs per output, the GEMM path's per-output
+ * requantization, stores and per-pair setup weigh as much as the MACs (0.42-0.50
+ * MAC/instruction). Here each output channel has records packed once per call, and each
+ * output pixel keeps 8 widened input channels in 4 registers while the records stream past:
+ *   - the last pass (input channels input_c - 8 .. input_c - 1): 8 words per output channel
+ *     (its 8 filter taps widened to 16-bit lanes in SXTB16 order, the accumulator's start,
+ *     rq_m2, rq_s1 and the layer's c); per output one LDM of 8 registers, 4 SMLAD,
+ *     requant_fast.h's 5 instructions and one STRB: 11 instructions for 8 MACs;
+ *   - each earlier pass (input_c > 8): 5 words per output channel (8 taps and the
+ *     accumulator's start: the bias for the first pass, else the partial sum the previous
+ *     pass stored there); per output LDM, 4 SMLAD and a STR of the partial sum into the
+ *     next pass's record: 6 instructions for 8 MACs.
+ * The records live on the stack (no scratch: plans and arenas are unchanged), hence the
+ * limit on output_c * (5 * passes + 3) words. Only for the full activation range and channels
+ * all on requant_fast.h's fast path, output channels a multiple of 4 (the loops are unrolled
+ * 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM path. The partial
+ * sums are the reference's products in another order (exact, see above). */
+#define NARROW_BUF_WORDS 1536 /* 6 KB, as conv_gemm's buffer */
 
 /* The pass state shared with the assembly (its offsets are fixed below). */
 struct narrow_frame {
     const int8_t *in; /* the next pixel's input channels */
     int8_t *out;      /* the next pixel's outputs */
-    uint32_t *rec0;   /* first-pass records (16 channels; 5 words each), else rec1 */
-    uint32_t *rec1;   /* last-pass records (8 words each) */
+    uint32_t *rec0;   /* the first pass's records (5 words each; = rec1 for 8 channels) */
+    uint32_t *rec1;   /* the last pass's records (8 words each) */
     uint32_t *rec_end;
     int32_t npix;
-    uint32_t off2; /* the input offset in both 16-bit lanes */
-    int32_t head;  /* output_c % 8 == 4: the loops (8 outputs per iteration) start halfway */
+    uint32_t off2;      /* the input offset in both 16-bit lanes */
+    int32_t head;       /* output_c % 8 == 4: the loops (8 outputs per iteration) start halfway */
+    int32_t mid;        /* passes between the first and the last (input_c / 8 - 2, or 0) */
+    int32_t pass_bytes; /* an earlier pass's records: 20 * output_c */
 };
 
+/* Words of records per output channel, input_c / 8 passes. */
+static int32_t narrow_words(int32_t input_c) {
+    return 5 * (input_c / 8 - 1) + 8;
+}
+
 static int narrow_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
-    const int32_t words = p->input_c == 8 ? 8 : 13;
-    if (!((p->input_c == 8 || p->input_c == 16) && p->filter_h == 1 && p->filter_w == 1 &&
+    if (!(p->input_c % 8 == 0 && p->input_c > 0 && p->filter_h == 1 && p->filter_w == 1 &&
           p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
           p->input_h == p->output_h && p->input_w == p->output_w && p->output_c % 4 == 0 &&
-          p->output_c * words <= NARROW_BUF_WORDS && p->act_min <= -128 && p->act_max >= 127 &&
-          p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30) &&
+          p->output_c > 0 && p->input_c <= NARROW_BUF_WORDS &&
+          p->output_c * narrow_words(p->input_c) <= NARROW_BUF_WORDS && p->act_min <= -128 &&
+          p->act_max >= 127 && p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30) &&
           p->input_offset >= -32768 && p->input_offset < 32768))
         return 0;
     for (int32_t oc = 0; oc < (p->per_channel ? p->output_c : 1); ++oc) {
@@ -685,48 +695,50 @@ static uint32_t *narrow_taps(uint32_t *dst, const int8_t *w) {
     return dst + 4;
 }
 
-/* The records of all output channels (struct narrow_frame); buf holds output_c * 8 words (8
- * input channels) or output_c * 13 (16). */
+/* The records of all passes (struct narrow_frame): output_c * narrow_words(input_c) words. */
 static void narrow_pack(uint32_t *buf, struct narrow_frame *f, const struct conv2d_s8_params *p,
                         const struct conv_ops *o) {
-    const int32_t cout = p->output_c, two = p->input_c == 16;
-    uint32_t *r0 = buf, *r1 = two ? buf + 5 * cout : buf;
-    f->rec0 = r0;
-    f->rec1 = r1;
-    f->rec_end = r1 + 8 * cout;
+    const int32_t cout = p->output_c, passes = p->input_c / 8;
+    uint32_t *const last = buf + 5 * (size_t)(passes - 1) * (size_t)cout;
+    f->rec0 = buf;
+    f->rec1 = last;
+    f->rec_end = last + 8 * (size_t)cout;
+    f->mid = passes > 2 ? passes - 2 : 0;
+    f->pass_bytes = 20 * cout;
     const uint32_t c = (uint32_t)(1 + 2 * p->output_offset);
-    for (int32_t oc = 0; oc < cout; ++oc, r1 += 8) {
+    for (int32_t oc = 0; oc < cout; ++oc) {
         const int8_t *row = row_of(oc, (size_t)p->input_c, p, o);
         const uint32_t bias = (uint32_t)bias_of(oc, p, o);
-        if (two) {
-            r0 = narrow_taps(r0, row);
-            *r0++ = bias;
-            narrow_taps(r1, row + 8);
-            r1[4] = 0; /* the first pass's partial sum, per pixel */
-        } else {
-            narrow_taps(r1, row);
-            r1[4] = bias;
+        for (int32_t j = 0; j + 1 < passes; ++j) {
+            uint32_t *r = buf + 5 * ((size_t)j * (size_t)cout + (size_t)oc);
+            narrow_taps(r, row + 8 * j);
+            r[4] = j == 0 ? bias : 0; /* later passes: the partial sum, per pixel */
         }
-        const struct requant r = requant_of(oc, p, o);
-        r1[5] = (uint32_t)rq_m2(r.multiplier);
-        r1[6] = (uint32_t)rq_s1(r.shift);
-        r1[7] = c;
+        uint32_t *r = last + 8 * (size_t)oc;
+        narrow_taps(r, row + 8 * (passes - 1));
+        r[4] = passes == 1 ? bias : 0;
+        const struct requant q = requant_of(oc, p, o);
+        r[5] = (uint32_t)rq_m2(q.multiplier);
+        r[6] = (uint32_t)rq_s1(q.shift);
+        r[7] = c;
     }
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-_Static_assert(offsetof(struct narrow_frame, out) == 4 &&
-                   offsetof(struct narrow_frame, rec0) == 8 &&
-                   offsetof(struct narrow_frame, rec1) == 12 &&
-                   offsetof(struct narrow_frame, rec_end) == 16 &&
-                   offsetof(struct narrow_frame, npix) == 20 &&
-                   offsetof(struct narrow_frame, off2) == 24 &&
-                   offsetof(struct narrow_frame, head) == 28,
-               "narrow_m7's offsets");
+_Static_assert(
+    offsetof(struct narrow_frame, out) == 4 && offsetof(struct narrow_frame, rec0) == 8 &&
+        offsetof(struct narrow_frame, rec1) == 12 && offsetof(struct narrow_frame, rec_end) == 16 &&
+        offsetof(struct narrow_frame, npix) == 20 && offsetof(struct narrow_frame, off2) == 24 &&
+        offsetof(struct narrow_frame, head) == 28 && offsetof(struct narrow_frame, mid) == 32 &&
+        offsetof(struct narrow_frame, pass_bytes) == 36,
+    "narrow_m7's offsets");
 
-/* Registers: r0-r3 the pixel's 8 widened inputs, r12 the record pointer, lr the output
- * pointer; the stack holds the frame ([sp]) and rec_end ([sp, #4]). The loops take 8 outputs
- * per iteration (the end test costs 3 instructions: no register is free for rec_end). */
+/* Registers: r0-r3 the pixel's 8 widened inputs, r12 the record pointer; in the last pass lr
+ * the output pointer; in the earlier ones r9 the next pass's accumulator words, r10 the pass's
+ * end, r11 the input pointer and lr the passes left. The stack holds the frame ([sp]),
+ * rec_end ([sp, #4]), off2 ([sp, #8]), mid ([sp, #12]), pass_bytes ([sp, #16]) and head
+ * ([sp, #20]). The loops take 8 outputs per iteration (the last pass's end test costs 3
+ * instructions: no register is free for rec_end). */
 /* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, m2 r9, s1
  * r10, c r11), 8 MACs, rq_fused, one byte out. */
 #define NARROW_OUT              \
@@ -741,30 +753,52 @@ _Static_assert(offsetof(struct narrow_frame, out) == 4 &&
     "qadd r9, r9, r11\n"        \
     "ssat r9, #8, r9, asr #1\n" \
     "strb r9, [lr], #1\n"
-/* One output of the first pass (16 channels): taps r4-r7 and the bias r8; the partial sum goes
- * to the accumulator word of the last pass's record (r9). */
-#define NARROW_PART          \
+/* One output of an earlier pass: taps r4-r7 and the accumulator's start r8; the partial sum
+ * goes to the accumulator word of the next pass's record (r9, records of STRIDE bytes). */
+#define NARROW_PART(STRIDE)  \
     "ldm r12!, {r4-r8}\n"    \
     "smlad r8, r0, r4, r8\n" \
     "smlad r8, r1, r5, r8\n" \
     "smlad r8, r2, r6, r8\n" \
     "smlad r8, r3, r7, r8\n" \
-    "str r8, [r9], #32\n"
-/* 8 input bytes at r4 + OFS widened (+ the offset, r6) into r0-r3. */
-#define NARROW_WIDEN(OFS)          \
-    "ldr r5, [r4, #" #OFS          \
-    "]\n"                          \
-    "ldr r7, [r4, #" #OFS          \
-    " + 4]\n"                      \
+    "str r8, [r9], #" #STRIDE "\n"
+/* The next 8 input bytes (r11, advanced) widened (+ the offset) into r0-r3. */
+#define NARROW_WIDEN               \
+    "ldr r6, [sp, #8]\n"           \
+    "ldr r7, [r11, #4]\n"          \
+    "ldr r5, [r11], #8\n"          \
     "sxtab16 r0, r6, r5\n"         \
     "sxtab16 r1, r6, r5, ror #8\n" \
     "sxtab16 r2, r6, r7\n"         \
     "sxtab16 r3, r6, r7, ror #8\n"
-/* The last pass over all records, then the next pixel (frame at [sp]). */
-#define NARROW_LAST(STEP)                              \
+/* An earlier pass over the records at r12 up to r10 (8 per iteration, entered halfway per
+ * head); LABEL: a fresh local label pair. */
+#define NARROW_PASS(STRIDE, A, B) \
+    "ldr r4, [sp, #20]\n"                                                                 \
+    "cmp r4, #0\n"                                                                        \
+    "bne " #B "f\n" #A ":\n" NARROW_PART(STRIDE) NARROW_PART(STRIDE) NARROW_PART(STRIDE)  \
+        NARROW_PART(STRIDE) #B ":\n" NARROW_PART(STRIDE) NARROW_PART(STRIDE)              \
+            NARROW_PART(STRIDE) NARROW_PART(STRIDE) "cmp r12, r10\n"                      \
+    "bne " #A "b\n"
+
+/* f->npix pixels (npix >= 1) of input_c channels: input_c / 8 - 1 earlier passes (mid + 1 when
+ * input_c > 8, else none: `first` is 0), then the last. */
+#define NARROW_BODY(FIRST)                             \
+    "push {r4-r11, lr}\n"                              \
+    "ldr r4, [r0, #16]\n"                              \
+    "ldr r5, [r0, #24]\n"                              \
+    "ldr r6, [r0, #32]\n"                              \
+    "ldr r7, [r0, #36]\n"                              \
+    "ldr r8, [r0, #28]\n"                              \
+    "push {r0, r4, r5, r6, r7, r8}\n"                  \
+    "2:\n"                                             \
+    "ldr r12, [sp]\n"                                  \
+    "ldr r11, [r12, #0]\n" FIRST NARROW_WIDEN          \
+    "ldr r12, [sp]\n"                                  \
+    "str r11, [r12, #0]\n"                             \
     "ldr lr, [r12, #4]\n"                              \
-    "ldr r4, [r12, #28]\n"                             \
     "ldr r12, [r12, #12]\n"                            \
+    "ldr r4, [sp, #20]\n"                              \
     "cmp r4, #0\n"                                     \
     "bne 5f\n"                                         \
     "1:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
@@ -774,56 +808,44 @@ _Static_assert(offsetof(struct narrow_frame, out) == 4 &&
     "bne 1b\n"                                         \
     "ldr r12, [sp]\n"                                  \
     "str lr, [r12, #4]\n"                              \
-    "ldr r4, [r12, #0]\n"                              \
-    "add r4, r4, #" #STEP                              \
-    "\n"                                               \
-    "str r4, [r12, #0]\n"                              \
     "ldr r4, [r12, #20]\n"                             \
     "subs r4, r4, #1\n"                                \
     "str r4, [r12, #20]\n"                             \
     "bne 2b\n"                                         \
-    "add sp, sp, #8\n"                                 \
+    "add sp, sp, #24\n"                                \
     "pop {r4-r11, pc}\n"
+/* The earlier passes (input_c > 8): mid passes into 5-word records, then one into the last
+ * pass's 8-word records. */
+#define NARROW_FIRST \
+    "ldr r12, [r12, #8]\n"            \
+    "ldr lr, [sp, #12]\n"             \
+    "cmp lr, #0\n"                    \
+    "beq 4f\n"                        \
+    "7:\n" NARROW_WIDEN               \
+    "ldr r4, [sp, #16]\n"             \
+    "add r10, r12, r4\n"              \
+    "add r9, r10, #16\n" NARROW_PASS(20, 3, 6) \
+    "subs lr, lr, #1\n"               \
+    "bne 7b\n"                        \
+    "4:\n" NARROW_WIDEN               \
+    "ldr r10, [sp]\n"                 \
+    "ldr r10, [r10, #12]\n"           \
+    "add r9, r10, #16\n" NARROW_PASS(32, 8, 9)
 
-/* f->npix pixels of 8 input channels (npix >= 1). */
+/* 8 input channels: the last pass only. */
 static __attribute__((naked, noinline)) void narrow8_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(
-        "push {r4-r11, lr}\n"
-        "ldr r4, [r0, #16]\n"
-        "push {r0, r4}\n"
-        "2:\n"
-        "ldr r12, [sp]\n"
-        "ldr r4, [r12, #0]\n"
-        "ldr r6, [r12, #24]\n" NARROW_WIDEN(0) NARROW_LAST(8));
+    __asm__ volatile(NARROW_BODY(""));
 }
 
-/* f->npix pixels of 16 input channels (npix >= 1): the first pass over channels 0-7, the last
- * over 8-15. */
-static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f) {
+/* 16 or more input channels. */
+static __attribute__((naked, noinline)) void narrow_passes_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(
-        "push {r4-r11, lr}\n"
-        "ldr r4, [r0, #16]\n"
-        "push {r0, r4}\n"
-        "2:\n"
-        "ldr r12, [sp]\n"
-        "ldr r4, [r12, #0]\n"
-        "ldr r6, [r12, #24]\n" NARROW_WIDEN(0) "ldr r9, [r12, #12]\n"
-        "ldr r4, [r12, #28]\n"
-        "ldr r12, [r12, #8]\n"
-        "mov r10, r9\n"
-        "add r9, r9, #16\n"
-        "cmp r4, #0\n"
-        "bne 6f\n"
-        "3:\n" NARROW_PART NARROW_PART NARROW_PART NARROW_PART "6:\n" NARROW_PART NARROW_PART
-            NARROW_PART NARROW_PART "cmp r12, r10\n"
-        "bne 3b\n"
-        "ldr r12, [sp]\n"
-        "ldr r4, [r12, #0]\n"
-        "ldr r6, [r12, #24]\n" NARROW_WIDEN(8) NARROW_LAST(16));
+    __asm__ volatile(NARROW_BODY(NARROW_FIRST));
 }
-#undef NARROW_LAST
+#undef NARROW_FIRST
+#undef NARROW_BODY
+#undef NARROW_PASS
 #undef NARROW_WIDEN
 #undef NARROW_PART
 #undef NARROW_OUT
@@ -845,18 +867,24 @@ static int32_t narrow_dot(const uint32_t x[4], const uint32_t *r, int32_t acc) {
 }
 
 /* The assembly's steps in portable C (the host twin). */
-static void narrow_c(struct narrow_frame *f, int two) {
-    const size_t step = two ? 16 : 8;
-    for (; f->npix > 0; --f->npix, f->in += step) {
+static void narrow_c(struct narrow_frame *f) {
+    const int32_t earlier = f->rec1 == f->rec0 ? 0 : f->mid + 1;
+    const size_t cout = (size_t)f->pass_bytes / 20;
+    for (; f->npix > 0; --f->npix) {
         uint32_t x[4];
-        narrow_widen(x, f->in, f->off2);
-        if (two) {
-            uint32_t *q = f->rec1 + 4;
-            for (const uint32_t *r = f->rec0; r < f->rec1; r += 5, q += 8)
+        const uint32_t *r = f->rec0;
+        for (int32_t j = 0; j < earlier; ++j) {
+            narrow_widen(x, f->in, f->off2);
+            f->in += 8;
+            /* the next pass's accumulator words: 5-word records, or the last pass's 8 */
+            const size_t stride = j + 1 < earlier ? 5 : 8;
+            uint32_t *q = (j + 1 < earlier ? (uint32_t *)r + 5 * cout : f->rec1) + 4;
+            for (size_t oc = 0; oc < cout; ++oc, r += 5, q += stride)
                 *q = (uint32_t)narrow_dot(x, r, (int32_t)r[4]);
-            narrow_widen(x, f->in + 8, f->off2);
         }
-        for (const uint32_t *r = f->rec1; r < f->rec_end; r += 8) {
+        narrow_widen(x, f->in, f->off2);
+        f->in += 8;
+        for (r = f->rec1; r < f->rec_end; r += 8) {
             const int32_t acc = narrow_dot(x, r, (int32_t)r[4]);
             *f->out++ = (int8_t)rq_fused(acc, (int32_t)r[5], (int32_t)r[6], (int32_t)r[7]);
         }
@@ -875,12 +903,12 @@ static __attribute__((noinline)) void conv_narrow(const struct conv2d_s8_params 
     if (f.npix <= 0) return;
     narrow_pack(buf, &f, p, o);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-    if (p->input_c == 16)
-        narrow16_m7(&f);
+    if (p->input_c > 8)
+        narrow_passes_m7(&f);
     else
         narrow8_m7(&f);
 #else
-    narrow_c(&f, p->input_c == 16);
+    narrow_c(&f);
 #endif
 }
 
