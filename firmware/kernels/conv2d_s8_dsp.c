@@ -781,8 +781,8 @@ _Static_assert(
             NARROW_PART(STRIDE) NARROW_PART(STRIDE) "cmp r12, r10\n"                      \
     "bne " #A "b\n"
 
-/* f->npix pixels (npix >= 1) of input_c channels: input_c / 8 - 1 earlier passes (mid + 1 when
- * input_c > 8, else none: `first` is 0), then the last. */
+/* f->npix pixels (npix >= 1) of input_c channels: the earlier passes (FIRST: none for 8
+ * channels, else mid middle ones and the penultimate), then the last. */
 #define NARROW_BODY(FIRST)                             \
     "push {r4-r11, lr}\n"                              \
     "ldr r4, [r0, #16]\n"                              \
@@ -814,22 +814,20 @@ _Static_assert(
     "bne 2b\n"                                         \
     "add sp, sp, #24\n"                                \
     "pop {r4-r11, pc}\n"
-/* The earlier passes (input_c > 8): mid passes into 5-word records, then one into the last
- * pass's 8-word records. */
-#define NARROW_FIRST \
-    "ldr r12, [r12, #8]\n"            \
-    "ldr lr, [sp, #12]\n"             \
-    "cmp lr, #0\n"                    \
-    "beq 4f\n"                        \
-    "7:\n" NARROW_WIDEN               \
-    "ldr r4, [sp, #16]\n"             \
-    "add r10, r12, r4\n"              \
+/* The middle passes (input_c >= 24: mid >= 1 of them), into 5-word records. */
+#define NARROW_MID \
+    "ldr lr, [sp, #12]\n"                      \
+    "7:\n" NARROW_WIDEN                        \
+    "ldr r4, [sp, #16]\n"                      \
+    "add r10, r12, r4\n"                       \
     "add r9, r10, #16\n" NARROW_PASS(20, 3, 6) \
-    "subs lr, lr, #1\n"               \
-    "bne 7b\n"                        \
-    "4:\n" NARROW_WIDEN               \
-    "ldr r10, [sp]\n"                 \
-    "ldr r10, [r10, #12]\n"           \
+    "subs lr, lr, #1\n"                        \
+    "bne 7b\n"
+/* The last earlier pass, into the last pass's 8-word records. */
+#define NARROW_PENULTIMATE  \
+    NARROW_WIDEN            \
+    "ldr r10, [sp]\n"       \
+    "ldr r10, [r10, #12]\n" \
     "add r9, r10, #16\n" NARROW_PASS(32, 8, 9)
 
 /* 8 input channels: the last pass only. */
@@ -838,12 +836,19 @@ static __attribute__((naked, noinline)) void narrow8_m7(struct narrow_frame *f) 
     __asm__ volatile(NARROW_BODY(""));
 }
 
-/* 16 or more input channels. */
+/* 16 input channels: two passes. */
+static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f) {
+    (void)f;
+    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_PENULTIMATE));
+}
+
+/* 24 or more input channels. */
 static __attribute__((naked, noinline)) void narrow_passes_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY(NARROW_FIRST));
+    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_MID NARROW_PENULTIMATE));
 }
-#undef NARROW_FIRST
+#undef NARROW_PENULTIMATE
+#undef NARROW_MID
 #undef NARROW_BODY
 #undef NARROW_PASS
 #undef NARROW_WIDEN
@@ -903,8 +908,10 @@ static __attribute__((noinline)) void conv_narrow(const struct conv2d_s8_params 
     if (f.npix <= 0) return;
     narrow_pack(buf, &f, p, o);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-    if (p->input_c > 8)
+    if (p->input_c > 16)
         narrow_passes_m7(&f);
+    else if (p->input_c == 16)
+        narrow16_m7(&f);
     else
         narrow8_m7(&f);
 #else
