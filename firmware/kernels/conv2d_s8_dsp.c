@@ -649,6 +649,7 @@ static void conv_direct(const struct conv2d_s8_params *p, const struct conv_ops 
  * 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM path. The partial
  * sums are the reference's products in another order (exact, see above). */
 #define NARROW_BUF_WORDS 1536 /* 6 KB, as conv_gemm's buffer */
+#define NARROW_MAX_C 64       /* more passes per chunk of output channels would not pay */
 
 /* The pass state shared with the assembly (its offsets are fixed below). */
 struct narrow_frame {
@@ -662,6 +663,7 @@ struct narrow_frame {
     int32_t head;       /* output_c % 8 == 4: the loops (8 outputs per iteration) start halfway */
     int32_t mid;        /* passes between the first and the last (input_c / 8 - 2, or 0) */
     int32_t pass_bytes; /* an earlier pass's records: 20 * output_c */
+    int32_t skip;       /* output channels of other chunks between two pixels' outputs */
 };
 
 /* Words of records per output channel, input_c / 8 passes. */
@@ -673,10 +675,10 @@ static int narrow_ok(const struct conv2d_s8_params *p, const struct conv_ops *o)
     if (!(p->input_c % 8 == 0 && p->input_c > 0 && p->filter_h == 1 && p->filter_w == 1 &&
           p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
           p->input_h == p->output_h && p->input_w == p->output_w && p->output_c % 4 == 0 &&
-          p->output_c > 0 && p->input_c <= NARROW_BUF_WORDS &&
-          p->output_c * narrow_words(p->input_c) <= NARROW_BUF_WORDS && p->act_min <= -128 &&
-          p->act_max >= 127 && p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30) &&
-          p->input_offset >= -32768 && p->input_offset < 32768))
+          p->output_c > 0 && p->input_c <= NARROW_MAX_C &&
+          (p->input_c > 16 || p->output_c * narrow_words(p->input_c) <= NARROW_BUF_WORDS) &&
+          p->act_min <= -128 && p->act_max >= 127 && p->output_offset >= -(1 << 30) &&
+          p->output_offset < (1 << 30) && p->input_offset >= -32768 && p->input_offset < 32768))
         return 0;
     for (int32_t oc = 0; oc < (p->per_channel ? p->output_c : 1); ++oc) {
         const struct requant r = requant_of(oc, p, o);
@@ -695,10 +697,11 @@ static uint32_t *narrow_taps(uint32_t *dst, const int8_t *w) {
     return dst + 4;
 }
 
-/* The records of all passes (struct narrow_frame): output_c * narrow_words(input_c) words. */
-static void narrow_pack(uint32_t *buf, struct narrow_frame *f, const struct conv2d_s8_params *p,
-                        const struct conv_ops *o) {
-    const int32_t cout = p->output_c, passes = p->input_c / 8;
+/* The records of all passes (struct narrow_frame) for output channels oc0 .. oc0 + cout - 1:
+ * cout * narrow_words(input_c) words. */
+static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int32_t cout,
+                        const struct conv2d_s8_params *p, const struct conv_ops *o) {
+    const int32_t passes = p->input_c / 8;
     uint32_t *const last = buf + 5 * (size_t)(passes - 1) * (size_t)cout;
     f->rec0 = buf;
     f->rec1 = last;
@@ -706,15 +709,16 @@ static void narrow_pack(uint32_t *buf, struct narrow_frame *f, const struct conv
     f->mid = passes > 2 ? passes - 2 : 0;
     f->pass_bytes = 20 * cout;
     const uint32_t c = (uint32_t)(1 + 2 * p->output_offset);
-    for (int32_t oc = 0; oc < cout; ++oc) {
+    for (int32_t k = 0; k < cout; ++k) {
+        const int32_t oc = oc0 + k;
         const int8_t *row = row_of(oc, (size_t)p->input_c, p, o);
         const uint32_t bias = (uint32_t)bias_of(oc, p, o);
         for (int32_t j = 0; j + 1 < passes; ++j) {
-            uint32_t *r = buf + 5 * ((size_t)j * (size_t)cout + (size_t)oc);
+            uint32_t *r = buf + 5 * ((size_t)j * (size_t)cout + (size_t)k);
             narrow_taps(r, row + 8 * j);
             r[4] = j == 0 ? bias : 0; /* later passes: the partial sum, per pixel */
         }
-        uint32_t *r = last + 8 * (size_t)oc;
+        uint32_t *r = last + 8 * (size_t)k;
         narrow_taps(r, row + 8 * (passes - 1));
         r[4] = passes == 1 ? bias : 0;
         const struct requant q = requant_of(oc, p, o);
@@ -730,7 +734,8 @@ _Static_assert(
         offsetof(struct narrow_frame, rec1) == 12 && offsetof(struct narrow_frame, rec_end) == 16 &&
         offsetof(struct narrow_frame, npix) == 20 && offsetof(struct narrow_frame, off2) == 24 &&
         offsetof(struct narrow_frame, head) == 28 && offsetof(struct narrow_frame, mid) == 32 &&
-        offsetof(struct narrow_frame, pass_bytes) == 36,
+        offsetof(struct narrow_frame, pass_bytes) == 36 &&
+        offsetof(struct narrow_frame, skip) == 40,
     "narrow_m7's offsets");
 
 /* Registers: r0-r3 the pixel's 8 widened inputs, r12 the record pointer; in the last pass lr
@@ -783,7 +788,7 @@ _Static_assert(
 
 /* f->npix pixels (npix >= 1) of input_c channels: the earlier passes (FIRST: none for 8
  * channels, else mid middle ones and the penultimate), then the last. */
-#define NARROW_BODY(FIRST)                             \
+#define NARROW_BODY(FIRST, SKIP)                       \
     "push {r4-r11, lr}\n"                              \
     "ldr r4, [r0, #16]\n"                              \
     "ldr r5, [r0, #24]\n"                              \
@@ -806,7 +811,7 @@ _Static_assert(
     "ldr r4, [sp, #4]\n"                               \
     "cmp r12, r4\n"                                    \
     "bne 1b\n"                                         \
-    "ldr r12, [sp]\n"                                  \
+    "ldr r12, [sp]\n" SKIP                             \
     "str lr, [r12, #4]\n"                              \
     "ldr r4, [r12, #20]\n"                             \
     "subs r4, r4, #1\n"                                \
@@ -833,19 +838,21 @@ _Static_assert(
 /* 8 input channels: the last pass only. */
 static __attribute__((naked, noinline)) void narrow8_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY(""));
+    __asm__ volatile(NARROW_BODY("", ""));
 }
 
 /* 16 input channels: two passes. */
 static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_PENULTIMATE));
+    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_PENULTIMATE, ""));
 }
 
-/* 24 or more input channels. */
+/* 24 or more input channels, a chunk of the output channels (skip: the others). */
 static __attribute__((naked, noinline)) void narrow_passes_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_MID NARROW_PENULTIMATE));
+    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_MID NARROW_PENULTIMATE,
+                                 "ldr r4, [r12, #40]\n"
+                                 "add lr, lr, r4\n"));
 }
 #undef NARROW_PENULTIMATE
 #undef NARROW_MID
@@ -893,6 +900,7 @@ static void narrow_c(struct narrow_frame *f) {
             const int32_t acc = narrow_dot(x, r, (int32_t)r[4]);
             *f->out++ = (int8_t)rq_fused(acc, (int32_t)r[5], (int32_t)r[6], (int32_t)r[7]);
         }
+        f->out += f->skip;
     }
 }
 #endif
@@ -900,23 +908,31 @@ static void narrow_c(struct narrow_frame *f) {
 static __attribute__((noinline)) void conv_narrow(const struct conv2d_s8_params *p,
                                                   const struct conv_ops *o) {
     uint32_t buf[NARROW_BUF_WORDS];
-    struct narrow_frame f = {.in = o->input,
-                             .out = o->out,
-                             .npix = p->batches * p->output_h * p->output_w,
-                             .off2 = dsp_pair(p->input_offset),
-                             .head = p->output_c % 8 == 4};
-    if (f.npix <= 0) return;
-    narrow_pack(buf, &f, p, o);
+    const int32_t npix = p->batches * p->output_h * p->output_w, cout = p->output_c;
+    if (npix <= 0) return;
+    /* Output channels per chunk (a multiple of 4); 8 and 16 input channels: one chunk. */
+    int32_t chunk = (NARROW_BUF_WORDS / narrow_words(p->input_c)) & ~3;
+    if (chunk > cout) chunk = cout;
+    for (int32_t oc0 = 0; oc0 < cout; oc0 += chunk) {
+        const int32_t n = cout - oc0 < chunk ? cout - oc0 : chunk;
+        struct narrow_frame f = {.in = o->input,
+                                 .out = o->out + oc0,
+                                 .npix = npix,
+                                 .off2 = dsp_pair(p->input_offset),
+                                 .head = n % 8 == 4,
+                                 .skip = cout - n};
+        narrow_pack(buf, &f, oc0, n, p, o);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-    if (p->input_c > 16)
-        narrow_passes_m7(&f);
-    else if (p->input_c == 16)
-        narrow16_m7(&f);
-    else
-        narrow8_m7(&f);
+        if (p->input_c > 16)
+            narrow_passes_m7(&f);
+        else if (p->input_c == 16)
+            narrow16_m7(&f);
+        else
+            narrow8_m7(&f);
 #else
-    narrow_c(&f);
+        narrow_c(&f);
 #endif
+    }
 }
 
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {

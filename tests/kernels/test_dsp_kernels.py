@@ -180,7 +180,8 @@ def _narrow_case(seed: int) -> Case:
     rng = np.random.default_rng(9000 + seed)
     n, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 10)), int(rng.integers(1, 10))
     in_c = 8 * int(rng.integers(3, 13)) if seed % 4 == 3 else (8 if seed % 2 == 0 else 16)
-    limit = 4 * (1536 // (5 * (in_c // 8 - 1) + 8) // 4)  # the narrow path's buffer (words)
+    # 8 and 16 channels: the narrow path's buffer (1536 words); more: chunks of output channels
+    limit = 4 * (1536 // (5 * (in_c // 8 - 1) + 8) // 4) if in_c <= 16 else 200
     out_c = 4 * int(rng.integers(1, limit // 4 + 1))
     if seed % 7 == 3:
         out_c = int(rng.integers(1, 40))  # mostly not a multiple of 4
@@ -742,6 +743,7 @@ def test_narrow_1x1_convolutions_on_the_emulated_board() -> None:
     # conv2d_s8_dsp.c's narrow path (8 or 16 input channels, output channels a multiple of 4)
     shapes += [(7, 5, 16, 96), (9, 9, 16, 8), (3, 3, 8, 4), (1, 1, 16, 116), (2, 3, 8, 192)]
     shapes += [(6, 5, 48, 8), (4, 4, 96, 16), (3, 3, 24, 20), (5, 3, 32, 28)]
+    shapes += [(3, 4, 24, 148), (2, 3, 64, 100), (3, 3, 56, 36)]  # chunks of output channels
     for h, w, cin, cout in shapes:
         rng = np.random.default_rng(cin)
         scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
