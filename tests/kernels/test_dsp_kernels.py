@@ -173,13 +173,15 @@ def test_conv2d_1x1_dsp_matches_reference(seed: int, trained: bool) -> None:
 
 def _narrow_case(seed: int) -> Case:
     """Pointwise convolutions over 8, 16 or more input channels, a multiple of 8
-    (conv2d_s8_dsp.c's narrow path, one pass per 8):
+    (conv2d_s8_dsp.c's narrow path, one pass per 8; beyond 16, from 64 output pixels):
     output channels a multiple of 4 up to its buffer's limit (and a few beyond it, or not a
     multiple of 4, or with a clamped activation range: the GEMM path), batches, per-channel
     and per-tensor, ReLU6 over [0, 6] (the full int8 range, as MobileNetV2's)."""
     rng = np.random.default_rng(9000 + seed)
     n, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 10)), int(rng.integers(1, 10))
     in_c = 8 * int(rng.integers(3, 13)) if seed % 4 == 3 else (8 if seed % 2 == 0 else 16)
+    if in_c > 16:  # taken from 64 output pixels on
+        h, w = int(rng.integers(6, 13)), int(rng.integers(6, 13))
     # 8 and 16 channels: the narrow path's buffer (1536 words); more: chunks of output channels
     limit = 4 * (1536 // (5 * (in_c // 8 - 1) + 8) // 4) if in_c <= 16 else 200
     out_c = 4 * int(rng.integers(1, limit // 4 + 1))
@@ -742,8 +744,8 @@ def test_narrow_1x1_convolutions_on_the_emulated_board() -> None:
     shapes = [(5, 7, 4, 6), (8, 8, 8, 48), (3, 5, 12, 9), (6, 6, 24, 16), (4, 3, 40, 11)]
     # conv2d_s8_dsp.c's narrow path (8 or 16 input channels, output channels a multiple of 4)
     shapes += [(7, 5, 16, 96), (9, 9, 16, 8), (3, 3, 8, 4), (1, 1, 16, 116), (2, 3, 8, 192)]
-    shapes += [(6, 5, 48, 8), (4, 4, 96, 16), (3, 3, 24, 20), (5, 3, 32, 28)]
-    shapes += [(3, 4, 24, 148), (2, 3, 64, 100), (3, 3, 56, 36)]  # chunks of output channels
+    shapes += [(8, 8, 48, 8), (8, 8, 96, 16), (8, 9, 24, 20), (9, 8, 32, 28)]
+    shapes += [(8, 8, 24, 148), (8, 8, 64, 100), (8, 10, 56, 36)]  # chunks of output channels
     for h, w, cin, cout in shapes:
         rng = np.random.default_rng(cin)
         scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
