@@ -664,17 +664,17 @@ static void conv_direct(const struct conv2d_s8_params *p, const struct conv_ops 
 
 /* The pass state shared with the assembly (its offsets are fixed below). */
 struct narrow_frame {
-    const int8_t *in; /* the next pixel's input channels */
-    int8_t *out;      /* the next pixel's outputs */
-    uint32_t *rec0;   /* the first pass's records (5 words each; = rec1 for 8 channels) */
-    uint32_t *rec1;   /* the last pass's records (8 words each) */
-    uint32_t *rec_end;
-    int32_t npix;
     uint32_t off2;      /* the input offset in both 16-bit lanes */
     int32_t head;       /* output_c % 8 == 4: the loops (8 outputs per iteration) start halfway */
+    const int8_t *in;   /* the next pixel's input channels */
+    uint32_t *rec0;     /* the first pass's records (5 words each; = rec1 for 8 channels) */
+    int8_t *out;        /* the next pixel's outputs */
+    int32_t npix;       /* pixels left */
+    uint32_t *rec_end;  /* the end of the last pass's records */
     int32_t mid;        /* passes between the first and the last (input_c / 8 - 2, or 0) */
     int32_t pass_bytes; /* an earlier pass's records: 20 * output_c */
     int32_t skip;       /* output channels of other chunks between two pixels' outputs */
+    uint32_t *rec1;     /* the last pass's records (8 words each) */
 };
 
 /* Words of records per output channel, input_c / 8 passes. */
@@ -745,21 +745,23 @@ static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int3
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-_Static_assert(
-    offsetof(struct narrow_frame, out) == 4 && offsetof(struct narrow_frame, rec0) == 8 &&
-        offsetof(struct narrow_frame, rec1) == 12 && offsetof(struct narrow_frame, rec_end) == 16 &&
-        offsetof(struct narrow_frame, npix) == 20 && offsetof(struct narrow_frame, off2) == 24 &&
-        offsetof(struct narrow_frame, head) == 28 && offsetof(struct narrow_frame, mid) == 32 &&
-        offsetof(struct narrow_frame, pass_bytes) == 36 &&
-        offsetof(struct narrow_frame, skip) == 40,
-    "narrow_m7's offsets");
+_Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narrow_frame, in) == 8 &&
+                   offsetof(struct narrow_frame, rec0) == 12 &&
+                   offsetof(struct narrow_frame, out) == 16 &&
+                   offsetof(struct narrow_frame, npix) == 20 &&
+                   offsetof(struct narrow_frame, rec_end) == 24 &&
+                   offsetof(struct narrow_frame, mid) == 28 &&
+                   offsetof(struct narrow_frame, pass_bytes) == 32 &&
+                   offsetof(struct narrow_frame, skip) == 36 &&
+                   offsetof(struct narrow_frame, rec1) == 40 && sizeof(struct narrow_frame) == 44,
+               "narrow_m7's offsets: the assembly copies the frame to its stack");
 
 /* Registers: r0-r3 the pixel's 8 widened inputs, r12 the record pointer; in the last pass lr
  * the output pointer; in the earlier ones r9 the next pass's accumulator words, r10 the pass's
- * end, r11 the input pointer and lr the passes left. The stack holds the frame ([sp]),
- * rec_end ([sp, #4]), off2 ([sp, #8]), mid ([sp, #12]), pass_bytes ([sp, #16]) and head
- * ([sp, #20]). The loops take 8 outputs per iteration (the last pass's end test costs 3
- * instructions: no register is free for rec_end). */
+ * end, r11 the input pointer and lr the middle passes left. The frame is copied to the stack
+ * (the same offsets from sp), so that one LDM starts a pixel. The loops take 8 outputs per
+ * iteration (the last pass's end test costs 3 instructions: no register is free for
+ * rec_end). */
 /* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, m2 r9, s1
  * r10, c r11), 8 MACs, rq_fused, one byte out. */
 #define NARROW_OUT              \
@@ -783,104 +785,102 @@ _Static_assert(
     "smlad r8, r2, r6, r8\n" \
     "smlad r8, r3, r7, r8\n" \
     "str r8, [r9], #" #STRIDE "\n"
-/* The next 8 input bytes (r11, advanced) widened (+ the offset) into r0-r3. */
-#define NARROW_WIDEN               \
-    "ldr r6, [sp, #8]\n"           \
+/* The next 8 input bytes (r11, advanced) widened (+ the offset, r6) into r0-r3. */
+#define NARROW_WIDEN_R6            \
     "ldr r7, [r11, #4]\n"          \
     "ldr r5, [r11], #8\n"          \
     "sxtab16 r0, r6, r5\n"         \
     "sxtab16 r1, r6, r5, ror #8\n" \
     "sxtab16 r2, r6, r7\n"         \
     "sxtab16 r3, r6, r7, ror #8\n"
+/* The same with the offset reloaded (after records overwrote r6). */
+#define NARROW_WIDEN "ldr r6, [sp, #0]\n" NARROW_WIDEN_R6
 /* An earlier pass over the records at r12 up to r10 (8 per iteration, entered halfway per
- * head); LABEL: a fresh local label pair. */
+ * head); A, B: a fresh pair of local labels. */
 #define NARROW_PASS(STRIDE, A, B) \
-    "ldr r4, [sp, #20]\n"                                                                 \
-    "cmp r4, #0\n"                                                                        \
-    "bne " #B "f\n" #A ":\n" NARROW_PART(STRIDE) NARROW_PART(STRIDE) NARROW_PART(STRIDE)  \
-        NARROW_PART(STRIDE) #B ":\n" NARROW_PART(STRIDE) NARROW_PART(STRIDE)              \
-            NARROW_PART(STRIDE) NARROW_PART(STRIDE) "cmp r12, r10\n"                      \
+    "ldr r4, [sp, #4]\n"                                                                 \
+    "cmp r4, #0\n"                                                                       \
+    "bne " #B "f\n" #A ":\n" NARROW_PART(STRIDE) NARROW_PART(STRIDE) NARROW_PART(STRIDE) \
+        NARROW_PART(STRIDE) #B ":\n" NARROW_PART(STRIDE) NARROW_PART(STRIDE)             \
+            NARROW_PART(STRIDE) NARROW_PART(STRIDE) "cmp r12, r10\n"                     \
     "bne " #A "b\n"
 
 /* f->npix pixels (npix >= 1) of input_c channels: the earlier passes (FIRST: none for 8
- * channels, else mid middle ones and the penultimate), then the last. */
-#define NARROW_BODY(FIRST, SKIP)                       \
+ * channels, else the middle ones and the penultimate; each widens its inputs; they leave r12
+ * at rec1, lr at out and r8 the head flag), the last pass's inputs widened (LAST), the last
+ * pass, SKIP (chunks: the other chunks' outputs). */
+#define NARROW_BODY(FIRST, LAST, SKIP)                 \
     "push {r4-r11, lr}\n"                              \
-    "ldr r4, [r0, #16]\n"                              \
-    "ldr r5, [r0, #24]\n"                              \
-    "ldr r6, [r0, #32]\n"                              \
-    "ldr r7, [r0, #36]\n"                              \
-    "ldr r8, [r0, #28]\n"                              \
-    "push {r0, r4, r5, r6, r7, r8}\n"                  \
+    "sub sp, sp, #44\n"                                \
+    "ldm r0, {r1-r11}\n"                               \
+    "stm sp, {r1-r11}\n"                               \
     "2:\n"                                             \
-    "ldr r12, [sp]\n"                                  \
-    "ldr r11, [r12, #0]\n" FIRST NARROW_WIDEN          \
-    "ldr r12, [sp]\n"                                  \
-    "str r11, [r12, #0]\n"                             \
-    "ldr lr, [r12, #4]\n"                              \
-    "ldr r12, [r12, #12]\n"                            \
-    "ldr r4, [sp, #20]\n"                              \
-    "cmp r4, #0\n"                                     \
+    "ldm sp, {r6, r8, r11, r12, lr}\n" FIRST LAST      \
+    "str r11, [sp, #8]\n"                              \
+    "cmp r8, #0\n"                                     \
     "bne 5f\n"                                         \
     "1:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
     "5:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
-    "ldr r4, [sp, #4]\n"                               \
+    "ldr r4, [sp, #24]\n"                              \
     "cmp r12, r4\n"                                    \
-    "bne 1b\n"                                         \
-    "ldr r12, [sp]\n" SKIP                             \
-    "str lr, [r12, #4]\n"                              \
-    "ldr r4, [r12, #20]\n"                             \
+    "bne 1b\n" SKIP                                    \
+    "str lr, [sp, #16]\n"                              \
+    "ldr r4, [sp, #20]\n"                              \
     "subs r4, r4, #1\n"                                \
-    "str r4, [r12, #20]\n"                             \
+    "str r4, [sp, #20]\n"                              \
     "bne 2b\n"                                         \
-    "add sp, sp, #24\n"                                \
+    "add sp, sp, #44\n"                                \
     "pop {r4-r11, pc}\n"
 /* The middle passes (input_c >= 24: mid >= 1 of them), into 5-word records. */
 #define NARROW_MID \
-    "ldr lr, [sp, #12]\n"                      \
+    "ldr lr, [sp, #28]\n"                      \
     "7:\n" NARROW_WIDEN                        \
-    "ldr r4, [sp, #16]\n"                      \
+    "ldr r4, [sp, #32]\n"                      \
     "add r10, r12, r4\n"                       \
     "add r9, r10, #16\n" NARROW_PASS(20, 3, 6) \
     "subs lr, lr, #1\n"                        \
-    "bne 7b\n"
-/* The last earlier pass, into the last pass's 8-word records. */
-#define NARROW_PENULTIMATE  \
-    NARROW_WIDEN            \
-    "ldr r10, [sp]\n"       \
-    "ldr r10, [r10, #12]\n" \
-    "add r9, r10, #16\n" NARROW_PASS(32, 8, 9)
+    "bne 7b\n"                                 \
+    "ldr lr, [sp, #16]\n"
+/* The last earlier pass, into the last pass's 8-word records (WIDEN: its inputs). */
+#define NARROW_PENULTIMATE(WIDEN) \
+    WIDEN                         \
+        "ldr r10, [sp, #40]\n"    \
+        "add r9, r10, #16\n" NARROW_PASS(32, 8, 9) "ldr r8, [sp, #4]\n"
+#define NARROW_SKIP       \
+    "ldr r4, [sp, #36]\n" \
+    "add lr, lr, r4\n"
 
 /* 8 input channels: the last pass only. */
 static __attribute__((naked, noinline)) void narrow8_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("", ""));
+    __asm__ volatile(NARROW_BODY("", NARROW_WIDEN_R6, ""));
 }
 
 /* 16 input channels: two passes. */
 static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_PENULTIMATE, ""));
+    __asm__ volatile(NARROW_BODY(NARROW_PENULTIMATE(NARROW_WIDEN_R6), NARROW_WIDEN, ""));
 }
 
 /* 24 or more input channels, all output channels. */
 static __attribute__((naked, noinline)) void narrow_passes_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_MID NARROW_PENULTIMATE, ""));
+    __asm__ volatile(NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN, ""));
 }
 
 /* The same for a chunk of the output channels (skip: the others). */
 static __attribute__((naked, noinline)) void narrow_chunk_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("ldr r12, [r12, #8]\n" NARROW_MID NARROW_PENULTIMATE,
-                                 "ldr r4, [r12, #40]\n"
-                                 "add lr, lr, r4\n"));
+    __asm__ volatile(
+        NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN, NARROW_SKIP));
 }
+#undef NARROW_SKIP
 #undef NARROW_PENULTIMATE
 #undef NARROW_MID
 #undef NARROW_BODY
 #undef NARROW_PASS
 #undef NARROW_WIDEN
+#undef NARROW_WIDEN_R6
 #undef NARROW_PART
 #undef NARROW_OUT
 #else
