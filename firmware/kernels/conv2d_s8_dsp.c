@@ -22,7 +22,7 @@
  *     whole 16x16x64 -> 64 layer.
  * The narrow path (pointwise convolutions over 8, 16 or a few more input channels, a multiple
  * of 8; see "The narrow path" below) streams per-output-channel records past one pixel's
- * inputs held in registers, which takes 0.63-0.74 of the GEMM path's instructions at 8 or 16
+ * inputs held in registers, which takes 0.60-0.74 of the GEMM path's instructions at 8 or 16
  * input channels.
  * Both operands are widened in the same lane order (SXTB16 yields bytes 0,2 then, rotated,
  * bytes 1,3), so lanes pair up tap for tap. Larger patches take the direct path: per output
