@@ -844,8 +844,8 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
 /* The last earlier pass, into the last pass's 8-word records (WIDEN: its inputs). */
 #define NARROW_PENULTIMATE(WIDEN) \
     WIDEN                         \
-        "ldr r10, [sp, #40]\n"    \
-        "add r9, r10, #16\n" NARROW_PASS(32, 8, 9) "ldr r8, [sp, #4]\n"
+    "ldr r10, [sp, #40]\n"        \
+    "add r9, r10, #16\n" NARROW_PASS(32, 8, 9) "ldr r8, [sp, #4]\n"
 #define NARROW_SKIP       \
     "ldr r4, [sp, #36]\n" \
     "add lr, lr, r4\n"
