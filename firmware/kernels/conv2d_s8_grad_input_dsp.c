@@ -28,8 +28,8 @@
 #include "grad.h"
 
 /* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (g' on the stack: 4 KB). */
-#define GI_C 16
-#define GI_PAIRS 32
+#define GI_C 32
+#define GI_PAIRS 16
 
 struct gi {
     const int8_t *grad_out;
@@ -149,19 +149,43 @@ static int shift_1x1(const struct gi *g) {
     return conv_grad_pick_shift(b0, w1);
 }
 
-/* g' for output channels [c0, c0 + n) of output pixels q0 and q1 (q1 < 0: none), into gp as
- * pairs (q0's, q1's); a pixel whose input lies in the padding gets zeros. */
-static void load_terms(const struct gi *g, int32_t *gp, int32_t c0, int32_t n, int32_t q0,
-                       int32_t q1) {
-    const size_t i0 = (size_t)q0 * (size_t)g->output_c + (size_t)c0;
-    const size_t i1 = (size_t)(q1 < 0 ? 0 : q1) * (size_t)g->output_c + (size_t)c0;
-    for (int32_t j = 0; j < n; ++j) {
-        const int32_t mc = g->m[g->per_channel ? c0 + j : 0];
-        const int32_t v0 = q0 < 0 ? 0 : conv_grad_masked(g->grad_out, g->mask, i0 + (size_t)j);
-        const int32_t v1 = q1 < 0 ? 0 : conv_grad_masked(g->grad_out, g->mask, i1 + (size_t)j);
-        gp[2 * j] = v0 ? conv_grad_term(v0, mc, g->shift) : 0;
-        gp[2 * j + 1] = v1 ? conv_grad_term(v1, mc, g->shift) : 0;
+/* g' of output pixel q (flat NHW; q < 0: none) and output channel c (c >= c_end: none). */
+static inline int32_t term_at(const struct gi *g, int32_t q, int32_t c, int32_t c_end) {
+    if (q < 0 || c >= c_end) return 0;
+    const int32_t v =
+        conv_grad_masked(g->grad_out, g->mask, (size_t)q * (size_t)g->output_c + (size_t)c);
+    return v ? conv_grad_term(v, g->m[g->per_channel ? c : 0], g->shift) : 0;
+}
+
+/* Two signed 16-bit lanes (a, b), each taken mod 2^16. */
+static inline uint32_t lanes16(int32_t a, int32_t b) {
+    return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
+}
+
+/* The split g' = hi * 2^16 + lo with lo = the signed low half: hi = (g' - lo) / 2^16, exact
+ * (|g'| <= 2^30, so |hi| <= 2^14 + 1 fits 16 bits). */
+static inline int32_t hi16(int32_t v) {
+    return (int32_t)((uint32_t)v - (uint32_t)(int32_t)(int16_t)v) >> 16;
+}
+
+/* The split terms of output pixels q0 and q1 for output channels [c0, c0 + GI_C) (channels
+ * past c_end zero): per pair of channels j, lo[2j] = (q0's lo of c0 + 2j, of c0 + 2j + 1) as
+ * 16-bit lanes, lo[2j + 1] the same for q1, hi likewise. Returns whether any hi lane is
+ * nonzero (else the pixel pair's hi pass is skipped: its sums are zero). */
+static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, int32_t c0,
+                           int32_t c_end, int32_t q0, int32_t q1) {
+    uint32_t any = 0;
+    for (int32_t j = 0; j < GI_C / 2; ++j) {
+        const int32_t c = c0 + 2 * j;
+        const int32_t a0 = term_at(g, q0, c, c_end), b0 = term_at(g, q0, c + 1, c_end);
+        const int32_t a1 = term_at(g, q1, c, c_end), b1 = term_at(g, q1, c + 1, c_end);
+        lo[2 * j] = lanes16(a0, b0);
+        lo[2 * j + 1] = lanes16(a1, b1);
+        hi[2 * j] = lanes16(hi16(a0), hi16(b0));
+        hi[2 * j + 1] = lanes16(hi16(a1), hi16(b1));
+        any |= hi[2 * j] | hi[2 * j + 1];
     }
+    return any;
 }
 
 /* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
@@ -171,34 +195,33 @@ struct gather_io {
     int32_t *st0, *st1;
 };
 
-/* st0[0..3] = ld0[0..3] + the sums over GI_C output channels j of g'[pixel 0, j] * W[j, k..k+3],
- * st1 the same for pixel 1: gp holds the pairs (pixel 0's g', pixel 1's), t the weights as one
- * word per channel (4 int8, channels k..k+3). On the Cortex-M7: one block of assembly, per
- * channel one LDRD (g'), one LDR (weights), 4 SXTB / ASR and 8 MLA, nothing spilled (all 14
+/* st0[0..3] = ld0[0..3] + the sums over the GI_C / 2 channel pairs j of
+ * SMLAD(gp[2j], t[4j + i]) (i = 0..3), st1 the same with gp[2j + 1], all mod 2^32: gp holds one
+ * half of the split terms (load_terms), t per channel pair the weights of input channels
+ * k..k+3 as 16-bit lane pairs (the pair's two channels). On the Cortex-M7: one block of
+ * assembly, per channel pair 3 LDRD and 8 SMLAD for 16 products, nothing spilled (all 14
  * registers), the accumulators loaded and stored with LDM / STM. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-#define GI_STEP                 \
-    "ldrd r10, r11, [r8], #8\n" \
-    "ldr r12, [r9], #4\n"       \
-    "sxtb lr, r12\n"            \
-    "mla r0, r10, lr, r0\n"     \
-    "mla r4, r11, lr, r4\n"     \
-    "sxtb lr, r12, ror #8\n"    \
-    "mla r1, r10, lr, r1\n"     \
-    "mla r5, r11, lr, r5\n"     \
-    "sxtb lr, r12, ror #16\n"   \
-    "mla r2, r10, lr, r2\n"     \
-    "mla r6, r11, lr, r6\n"     \
-    "asr lr, r12, #24\n"        \
-    "mla r3, r10, lr, r3\n"     \
-    "mla r7, r11, lr, r7\n"
+#define GI_STEP                   \
+    "ldrd r10, r11, [r8], #8\n"   \
+    "ldrd r12, lr, [r9], #8\n"    \
+    "smlad r0, r10, r12, r0\n"    \
+    "smlad r4, r11, r12, r4\n"    \
+    "smlad r1, r10, lr, r1\n"     \
+    "smlad r5, r11, lr, r5\n"     \
+    "ldrd r12, lr, [r9], #8\n"    \
+    "smlad r2, r10, r12, r2\n"    \
+    "smlad r6, r11, r12, r6\n"    \
+    "smlad r3, r10, lr, r3\n"     \
+    "smlad r7, r11, lr, r7\n"
 #define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
+_Static_assert(GI_C == 32, "gather_m7 unrolls 16 channel pairs");
 _Static_assert(offsetof(struct gather_io, ld1) == 4 && offsetof(struct gather_io, st0) == 8 &&
                    offsetof(struct gather_io, st1) == 12,
                "gather_m7's offsets");
-static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_t *t,
+static __attribute__((noinline)) void gather_m7(const uint32_t *gp, const uint32_t *t,
                                                 const struct gather_io *io) {
-    register const int32_t *r0 __asm__("r0") = gp;
+    register const uint32_t *r0 __asm__("r0") = gp;
     register const uint32_t *r1 __asm__("r1") = t;
     register const struct gather_io *r2 __asm__("r2") = io;
     __asm__ volatile(
@@ -222,23 +245,22 @@ static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_
 #undef GI_STEP
 #define gather gather_m7
 #else
-static void gather(const int32_t *gp, const uint32_t *t, const struct gather_io *io) {
+static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io) {
     int32_t a[8];
     for (int32_t i = 0; i < 4; ++i) a[i] = io->ld0[i], a[4 + i] = io->ld1[i];
-    for (int32_t j = 0; j < GI_C; ++j, gp += 2) {
-        const uint32_t wv = t[j];
-        const int32_t w[4] = {(int8_t)wv, (int8_t)(wv >> 8), (int8_t)(wv >> 16), (int32_t)wv >> 24};
+    for (int32_t j = 0; j < GI_C / 2; ++j, gp += 2, t += 4) {
         for (int32_t i = 0; i < 4; ++i) {
-            a[i] += gp[0] * w[i];
-            a[4 + i] += gp[1] * w[i];
+            a[i] = dsp_smlad(gp[0], t[i], a[i]);
+            a[4 + i] = dsp_smlad(gp[1], t[i], a[4 + i]);
         }
     }
     for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
 }
 #endif
 
-/* 4 int8 from row + k, the bytes past n zero. */
+/* 4 int8 from row + k, the bytes past n zero (row NULL: all zero). */
 static inline uint32_t weights4(const int8_t *row, int32_t k, int32_t n) {
+    if (!row) return 0;
     if (k + 4 <= n) return dsp_read4(row + k);
     uint32_t v = 0;
     for (int32_t i = 0; k + i < n; ++i) v |= (uint32_t)(uint8_t)row[k + i] << (8 * i);
@@ -255,6 +277,11 @@ static int32_t source_pixel(const struct conv2d_s8_grad_input_params *p, int32_t
     return (b * p->input_h + y) * p->input_w + x;
 }
 
+/* d[i] += h[i] * 2^16 for i < n, mod 2^32 (the hi pass's sums into the lo pass's). */
+static inline void add_hi(int32_t *d, const int32_t *h, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) d[i] = (int32_t)((uint32_t)d[i] + ((uint32_t)h[i] << 16));
+}
+
 static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
                            int32_t *acc) {
     const size_t n_in =
@@ -268,10 +295,12 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                          p->output_h == p->input_h && p->output_w == p->input_w;
     if (!identity)
         for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    int32_t gp[GI_PAIRS * 2 * GI_C]; /* g' of a tile's pairs for a chunk of output channels */
-    int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2];       /* and the accumulator rows they reach */
-    uint32_t t[GI_C];                /* the chunk's weights for 4 input channels */
+    uint32_t lo[GI_PAIRS * GI_C]; /* a tile's split terms for a chunk of output channels */
+    uint32_t hi[GI_PAIRS * GI_C];
+    uint32_t any_hi[GI_PAIRS];     /* per pair: whether its hi terms are not all zero */
+    int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach */
+    uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
     static const int32_t zeros[4] = {0, 0, 0, 0};
     int32_t spare[4]; /* where a lone pixel's partner goes */
     int32_t next = 0; /* the next output pixel to pair up */
@@ -295,26 +324,46 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
         }
         for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
             const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
-            for (int32_t i = 0; i < pairs; ++i) {
-                int32_t *gi = gp + (size_t)i * 2 * GI_C;
-                load_terms(g, gi, c0, n, q[i][0], q[i][1]);
-                for (int32_t j = 2 * n; j < 2 * GI_C; ++j) gi[j] = 0;
-            }
-            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash */
-            for (int32_t j = 0; j < n; ++j) {
+            for (int32_t i = 0; i < pairs; ++i)
+                any_hi[i] = load_terms(g, lo + (size_t)i * GI_C, hi + (size_t)i * GI_C, c0,
+                                       c0 + n, q[i][0], q[i][1]);
+            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash (or none) */
+            for (int32_t j = 0; j < GI_C; ++j) {
                 const int32_t c = c0 + j;
-                rows[j] = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * (size_t)kc;
+                rows[j] = j >= n                ? NULL
+                          : c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
+                                              : g->filter + (size_t)c * (size_t)kc;
             }
-            for (int32_t j = n; j < GI_C; ++j) t[j] = 0;
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
-                for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j], k, kc);
+                /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
+                for (int32_t j = 0; j < GI_C / 2; ++j) {
+                    const uint32_t wa = weights4(rows[2 * j], k, kc);
+                    const uint32_t wb = weights4(rows[2 * j + 1], k, kc);
+                    const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16(dsp_ror8(wa));
+                    const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16(dsp_ror8(wb));
+                    uint32_t *tj = t + 4 * j;
+                    tj[0] = (a02 & 0xFFFFu) | (b02 << 16);
+                    tj[1] = (a13 & 0xFFFFu) | (b13 << 16);
+                    tj[2] = (a02 >> 16) | (b02 & 0xFFFF0000u);
+                    tj[3] = (a13 >> 16) | (b13 & 0xFFFF0000u);
+                }
                 for (int32_t i = 0; i < pairs; ++i) {
                     int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
+                    const uint32_t *gl = lo + (size_t)i * GI_C, *gh = hi + (size_t)i * GI_C;
+                    int32_t h[8];
+                    if (any_hi[i]) {
+                        const struct gather_io ioh = {zeros, zeros, h, h + 4};
+                        gather(gh, t, &ioh);
+                    }
                     if (nk == 4) { /* straight from and to the accumulators */
                         const struct gather_io io = {c0 > 0 ? d0 : zeros, c0 > 0 && d1 ? d1 : zeros,
                                                      d0, d1 ? d1 : spare};
-                        gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                        gather(gl, t, &io);
+                        if (any_hi[i]) {
+                            add_hi(d0, h, 4);
+                            if (d1) add_hi(d1, h + 4, 4);
+                        }
                         continue;
                     }
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -324,7 +373,8 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                             for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
                     }
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                    gather(gl, t, &io);
+                    if (any_hi[i]) add_hi(a, h, 8);
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                     if (d1)
                         for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
