@@ -149,9 +149,9 @@ static int shift_1x1(const struct gi *g) {
     return conv_grad_pick_shift(b0, w1);
 }
 
-/* g' of output pixel q (flat NHW; q < 0: none) and output channel c (c >= c_end: none). */
-static inline int32_t term_at(const struct gi *g, int32_t q, int32_t c, int32_t c_end) {
-    if (q < 0 || c >= c_end) return 0;
+/* g' of output pixel q (flat NHW; q < 0: none) and output channel c. */
+static inline int32_t term_at(const struct gi *g, int32_t q, int32_t c) {
+    if (q < 0) return 0;
     const int32_t v =
         conv_grad_masked(g->grad_out, g->mask, (size_t)q * (size_t)g->output_c + (size_t)c);
     return v ? conv_grad_term(v, g->m[g->per_channel ? c : 0], g->shift) : 0;
@@ -168,24 +168,80 @@ static inline int32_t hi16(int32_t v) {
     return (int32_t)((uint32_t)v - (uint32_t)(int32_t)(int16_t)v) >> 16;
 }
 
-/* The split terms of output pixels q0 and q1 for output channels [c0, c0 + GI_C) (channels
- * past c_end zero): per pair of channels j, lo[2j] = (q0's lo of c0 + 2j, of c0 + 2j + 1) as
- * 16-bit lanes, lo[2j + 1] the same for q1, hi likewise. Returns whether any hi lane is
- * nonzero (else the pixel pair's hi pass is skipped: its sums are zero). */
-static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, int32_t c0,
-                           int32_t c_end, int32_t q0, int32_t q1) {
-    uint32_t any = 0;
-    for (int32_t j = 0; j < GI_C / 2; ++j) {
-        const int32_t c = c0 + 2 * j;
-        const int32_t a0 = term_at(g, q0, c, c_end), b0 = term_at(g, q0, c + 1, c_end);
-        const int32_t a1 = term_at(g, q1, c, c_end), b1 = term_at(g, q1, c + 1, c_end);
-        lo[2 * j] = lanes16(a0, b0);
-        lo[2 * j + 1] = lanes16(a1, b1);
-        hi[2 * j] = lanes16(hi16(a0), hi16(b0));
-        hi[2 * j + 1] = lanes16(hi16(a1), hi16(b1));
-        any |= hi[2 * j] | hi[2 * j + 1];
+/* d[k] += hs * w[k] for k < kc, mod 2^32: one outlier term's hi part (hs = hi * 2^16) added
+ * along its weight row, 4 input channels per word of weights. */
+static void add_outlier(int32_t *d, const int8_t *w, int32_t kc, uint32_t hs) {
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        const uint32_t wv = dsp_read4(w + k);
+        d[k] = (int32_t)((uint32_t)d[k] + hs * (uint32_t)(int32_t)(int8_t)wv);
+        d[k + 1] = (int32_t)((uint32_t)d[k + 1] + hs * (uint32_t)(int32_t)(int8_t)(wv >> 8));
+        d[k + 2] = (int32_t)((uint32_t)d[k + 2] + hs * (uint32_t)(int32_t)(int8_t)(wv >> 16));
+        d[k + 3] = (int32_t)((uint32_t)d[k + 3] + hs * (uint32_t)((int32_t)wv >> 24));
     }
-    return any;
+    for (; k < kc; ++k) d[k] = (int32_t)((uint32_t)d[k] + hs * (uint32_t)(int32_t)w[k]);
+}
+
+/* Terms beyond 16 bits in a pixel pair and chunk up to which the chunk stays one pass, their
+ * excess added row by row (add_outlier, ~4.5 instructions per input channel each) rather than
+ * by a second pass over the chunk (~50 per 4 input channels): about 11 - 220 / input_c. */
+static inline uint32_t gi_outliers(int32_t kc) {
+    return kc >= 64 ? 8u : kc >= 24 ? 3u : 0u;
+}
+
+/* The split terms of output pixels q0 and q1 (accumulator rows d0 and d1) for the n <= GI_C
+ * output channels chans (the rest of the chunk zero; rows[j] = channel chans[j]'s weights), as
+ * 16-bit lane pairs: per pair of channels j, lo[2j] = (q0's part of channel 2j, of 2j + 1),
+ * lo[2j + 1] the same for q1, hi likewise. Every term g' = X * 2^16 + h * 2^8 + l:
+ *   one pass (returns 0; at most `outliers` terms beyond int16): h = 0, l = the signed low
+ *     half, X = hi16(g');
+ *   two passes (returns 1): l = g' mod 2^8 in [0, 255], h = g' >> 8 when |h| < 2^15 (|g'| <
+ *     2^23), else the same from the signed low half, X = hi16(g'); h in hi for gather2.
+ * The X parts are added into d0 / d1 at once (add_outlier): the accumulators then hold partial
+ * sums mod 2^32, exact once every part is in (the whole sum fits int32). */
+static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, const int32_t *chans,
+                           int32_t n, int32_t q0, int32_t q1, int32_t *d0, int32_t *d1,
+                           const int8_t *const *rows, int32_t kc, uint32_t outliers) {
+    uint32_t wide = 0, far = 0;
+    for (int32_t j = 0; j < GI_C; j += 2) {
+        const int32_t c = j < n ? chans[j] : -1, c1 = j + 1 < n ? chans[j + 1] : -1;
+        const int32_t a0 = c >= 0 ? term_at(g, q0, c) : 0;
+        const int32_t b0 = c1 >= 0 ? term_at(g, q0, c1) : 0;
+        const int32_t a1 = c >= 0 ? term_at(g, q1, c) : 0;
+        const int32_t b1 = c1 >= 0 ? term_at(g, q1, c1) : 0;
+        lo[j] = lanes16(a0, b0);
+        lo[j + 1] = lanes16(a1, b1);
+        hi[j] = lanes16(a0 >> 8, b0 >> 8);
+        hi[j + 1] = lanes16(a1 >> 8, b1 >> 8);
+        /* beyond int16: v + 2^15 outside [0, 2^16); h beyond int16: v + 2^23 outside [0, 2^24) */
+        wide += ((uint32_t)a0 + 0x8000u > 0xFFFFu) + ((uint32_t)b0 + 0x8000u > 0xFFFFu) +
+                ((uint32_t)a1 + 0x8000u > 0xFFFFu) + ((uint32_t)b1 + 0x8000u > 0xFFFFu);
+        far |= (((uint32_t)a0 + 0x800000u) | ((uint32_t)b0 + 0x800000u) |
+                ((uint32_t)a1 + 0x800000u) | ((uint32_t)b1 + 0x800000u)) >>
+               24;
+    }
+    if (wide == 0) return 0;
+    const uint32_t two = wide > outliers;
+    if (two)
+        for (int32_t j = 0; j < GI_C; ++j) lo[j] &= 0x00FF00FFu; /* l = the low byte */
+    if (two && !far) return 1;
+    /* The terms with an X part: again one by one (without far ones, only those beyond int16,
+     * whose h = g' >> 8, in its lane, is outside [-128, 127]). */
+    for (int32_t j = 0; j < n; ++j)
+        for (int32_t e = 0; e < 2; ++e) {
+            const int32_t h = (int16_t)(hi[(j & ~1) + e] >> ((j & 1) * 16));
+            if (!far && h >= -128 && h <= 127) continue;
+            const int32_t v = term_at(g, e ? q1 : q0, chans[j]);
+            if ((uint32_t)v + (two ? 0x800000u : 0x8000u) <= (two ? 0xFFFFFFu : 0xFFFFu)) continue;
+            const int32_t x = hi16(v), r = (int32_t)(int16_t)v;
+            add_outlier(e ? d1 : d0, rows[j], kc, (uint32_t)x << 16);
+            /* the lanes of r: one pass (l = r), or two (l = r mod 2^8, h = r >> 8) */
+            const int32_t w = (j & ~1) + e, sh = (j & 1) * 16;
+            const uint32_t keep = ~(0xFFFFu << sh);
+            lo[w] = (lo[w] & keep) | ((uint32_t)(two ? r & 0xFF : r & 0xFFFF) << sh);
+            hi[w] = (hi[w] & keep) | (((uint32_t)(r >> 8) & 0xFFFFu) << sh);
+        }
+    return two;
 }
 
 /* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
@@ -202,17 +258,17 @@ struct gather_io {
  * assembly, per channel pair 3 LDRD and 8 SMLAD for 16 products, nothing spilled (all 14
  * registers), the accumulators loaded and stored with LDM / STM. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-#define GI_STEP                   \
-    "ldrd r10, r11, [r8], #8\n"   \
-    "ldrd r12, lr, [r9], #8\n"    \
-    "smlad r0, r10, r12, r0\n"    \
-    "smlad r4, r11, r12, r4\n"    \
-    "smlad r1, r10, lr, r1\n"     \
-    "smlad r5, r11, lr, r5\n"     \
-    "ldrd r12, lr, [r9], #8\n"    \
-    "smlad r2, r10, r12, r2\n"    \
-    "smlad r6, r11, r12, r6\n"    \
-    "smlad r3, r10, lr, r3\n"     \
+#define GI_STEP                 \
+    "ldrd r10, r11, [r8], #8\n" \
+    "ldrd r12, lr, [r9], #8\n"  \
+    "smlad r0, r10, r12, r0\n"  \
+    "smlad r4, r11, r12, r4\n"  \
+    "smlad r1, r10, lr, r1\n"   \
+    "smlad r5, r11, lr, r5\n"   \
+    "ldrd r12, lr, [r9], #8\n"  \
+    "smlad r2, r10, r12, r2\n"  \
+    "smlad r6, r11, r12, r6\n"  \
+    "smlad r3, r10, lr, r3\n"   \
     "smlad r7, r11, lr, r7\n"
 #define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
 _Static_assert(GI_C == 32, "gather_m7 unrolls 16 channel pairs");
@@ -241,9 +297,66 @@ static __attribute__((noinline)) void gather_m7(const uint32_t *gp, const uint32
         :
         : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
+/* The two passes of a pixel pair in one call: st = ld + (the hi pass << 8) + the lo pass
+ * (gather's sums of gh, then of gl, against the same weights t), mod 2^32. The hi pass starts
+ * with SMUAD (no accumulators to clear); the ld values are added at the end. */
+static __attribute__((noinline)) void gather2_m7(const uint32_t *gl, const uint32_t *gh,
+                                                 const uint32_t *t, const struct gather_io *io) {
+    register const uint32_t *r0 __asm__("r0") = gl;
+    register const uint32_t *r1 __asm__("r1") = gh;
+    register const uint32_t *r2 __asm__("r2") = t;
+    register const struct gather_io *r3 __asm__("r3") = io;
+    __asm__ volatile(
+        "push {r0, r2, r3}\n"
+        "mov r8, r1\n"
+        "mov r9, r2\n"
+        "ldrd r10, r11, [r8], #8\n"
+        "ldrd r12, lr, [r9], #8\n"
+        "smuad r0, r10, r12\n"
+        "smuad r4, r11, r12\n"
+        "smuad r1, r10, lr\n"
+        "smuad r5, r11, lr\n"
+        "ldrd r12, lr, [r9], #8\n"
+        "smuad r2, r10, r12\n"
+        "smuad r6, r11, r12\n"
+        "smuad r3, r10, lr\n"
+        "smuad r7, r11, lr\n" GI_STEP GI_STEP GI_STEP GI_STEP4 GI_STEP4 GI_STEP4
+        "lsl r0, r0, #8\n"
+        "lsl r1, r1, #8\n"
+        "lsl r2, r2, #8\n"
+        "lsl r3, r3, #8\n"
+        "lsl r4, r4, #8\n"
+        "lsl r5, r5, #8\n"
+        "lsl r6, r6, #8\n"
+        "lsl r7, r7, #8\n"
+        "ldr r8, [sp]\n"
+        "ldr r9, [sp, #4]\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
+        "ldr r12, [sp, #8]\n"
+        "ldr r8, [r12]\n"
+        "ldm r8, {r8, r9, r10, r11}\n"
+        "add r0, r0, r8\n"
+        "add r1, r1, r9\n"
+        "add r2, r2, r10\n"
+        "add r3, r3, r11\n"
+        "ldr r8, [r12, #4]\n"
+        "ldm r8, {r8, r9, r10, r11}\n"
+        "add r4, r4, r8\n"
+        "add r5, r5, r9\n"
+        "add r6, r6, r10\n"
+        "add r7, r7, r11\n"
+        "ldr r8, [r12, #8]\n"
+        "stm r8, {r0, r1, r2, r3}\n"
+        "ldr r8, [r12, #12]\n"
+        "stm r8, {r4, r5, r6, r7}\n"
+        "add sp, sp, #12\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
+        :
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
 #undef GI_STEP4
 #undef GI_STEP
 #define gather gather_m7
+#define gather2 gather2_m7
 #else
 static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io) {
     int32_t a[8];
@@ -255,6 +368,25 @@ static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io
         }
     }
     for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
+}
+static void gather2(const uint32_t *gl, const uint32_t *gh, const uint32_t *t,
+                    const struct gather_io *io) {
+    uint32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int32_t j = 0; j < GI_C / 2; ++j)
+        for (int32_t i = 0; i < 4; ++i) {
+            a[i] = (uint32_t)dsp_smlad(gh[2 * j], t[4 * j + i], (int32_t)a[i]);
+            a[4 + i] = (uint32_t)dsp_smlad(gh[2 * j + 1], t[4 * j + i], (int32_t)a[4 + i]);
+        }
+    for (int32_t i = 0; i < 8; ++i) a[i] <<= 8;
+    for (int32_t j = 0; j < GI_C / 2; ++j)
+        for (int32_t i = 0; i < 4; ++i) {
+            a[i] = (uint32_t)dsp_smlad(gl[2 * j], t[4 * j + i], (int32_t)a[i]);
+            a[4 + i] = (uint32_t)dsp_smlad(gl[2 * j + 1], t[4 * j + i], (int32_t)a[4 + i]);
+        }
+    for (int32_t i = 0; i < 4; ++i) {
+        io->st0[i] = (int32_t)(a[i] + (uint32_t)io->ld0[i]);
+        io->st1[i] = (int32_t)(a[4 + i] + (uint32_t)io->ld1[i]);
+    }
 }
 #endif
 
@@ -277,9 +409,15 @@ static int32_t source_pixel(const struct conv2d_s8_grad_input_params *p, int32_t
     return (b * p->input_h + y) * p->input_w + x;
 }
 
-/* d[i] += h[i] * 2^16 for i < n, mod 2^32 (the hi pass's sums into the lo pass's). */
-static inline void add_hi(int32_t *d, const int32_t *h, int32_t n) {
-    for (int32_t i = 0; i < n; ++i) d[i] = (int32_t)((uint32_t)d[i] + ((uint32_t)h[i] << 16));
+/* Whether output channel c has a nonzero (masked) gradient at any pixel of the tile's pairs. */
+static int channel_live(const struct gi *g, const int32_t (*q)[2], int32_t pairs, int32_t c) {
+    for (int32_t i = 0; i < pairs; ++i)
+        for (int32_t e = 0; e < 2; ++e)
+            if (q[i][e] >= 0 &&
+                conv_grad_masked(g->grad_out, g->mask,
+                                 (size_t)q[i][e] * (size_t)g->output_c + (size_t)c) != 0)
+                return 1;
+    return 0;
 }
 
 static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
@@ -289,18 +427,18 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     const int32_t n_out = p->batches * p->output_h * p->output_w;
     const int32_t kc = p->input_c;
     g->shift = shift_1x1(g);
-    /* Every input pixel receives from exactly one output pixel when the map is the identity;
-     * otherwise the pixels no output reads keep a zero gradient. */
+    /* With the identity map every input pixel receives from exactly one output pixel;
+     * otherwise the pixels no output reads keep a zero gradient. The accumulators start at
+     * zero either way: outlier terms are added into them before the chunk's gathers. */
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
-    if (!identity)
-        for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
     uint32_t lo[GI_PAIRS * GI_C]; /* a tile's split terms for a chunk of output channels */
     uint32_t hi[GI_PAIRS * GI_C];
-    uint32_t any_hi[GI_PAIRS];     /* per pair: whether its hi terms are not all zero */
-    int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach */
-    uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
+    uint32_t two[GI_PAIRS];    /* per pair: whether it takes the second (hi) pass */
+    int32_t q[GI_PAIRS][2];    /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2]; /* and the accumulator rows they reach */
+    uint32_t t[GI_C * 2];      /* the chunk's weights for 4 input channels, as lane pairs */
     static const int32_t zeros[4] = {0, 0, 0, 0};
     int32_t spare[4]; /* where a lone pixel's partner goes */
     int32_t next = 0; /* the next output pixel to pair up */
@@ -322,18 +460,26 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             if (got == 1) q[pairs][1] = -1, dst[pairs][1] = NULL;
             ++pairs;
         }
-        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
-            const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
-            for (int32_t i = 0; i < pairs; ++i)
-                any_hi[i] = load_terms(g, lo + (size_t)i * GI_C, hi + (size_t)i * GI_C, c0,
-                                       c0 + n, q[i][0], q[i][1]);
+        /* Chunks of the output channels with a nonzero gradient somewhere in the tile (the
+         * others, masked or zero at every pixel of it, add nothing: the reference skips them
+         * term by term). */
+        int32_t cnext = 0;
+        while (cnext < p->output_c) {
+            int32_t chans[GI_C], n = 0;
+            for (; n < GI_C && cnext < p->output_c; ++cnext)
+                if (channel_live(g, q, pairs, cnext)) chans[n++] = cnext;
+            if (n == 0) break;
             const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash (or none) */
             for (int32_t j = 0; j < GI_C; ++j) {
-                const int32_t c = c0 + j;
-                rows[j] = j >= n                ? NULL
+                const int32_t c = j < n ? chans[j] : 0;
+                rows[j] = j >= n              ? NULL
                           : c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
                                               : g->filter + (size_t)c * (size_t)kc;
             }
+            for (int32_t i = 0; i < pairs; ++i)
+                two[i] =
+                    load_terms(g, lo + (size_t)i * GI_C, hi + (size_t)i * GI_C, chans, n, q[i][0],
+                               q[i][1], dst[i][0], dst[i][1], rows, kc, gi_outliers(kc));
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
@@ -351,30 +497,23 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 for (int32_t i = 0; i < pairs; ++i) {
                     int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
                     const uint32_t *gl = lo + (size_t)i * GI_C, *gh = hi + (size_t)i * GI_C;
-                    int32_t h[8];
-                    if (any_hi[i]) {
-                        const struct gather_io ioh = {zeros, zeros, h, h + 4};
-                        gather(gh, t, &ioh);
-                    }
                     if (nk == 4) { /* straight from and to the accumulators */
-                        const struct gather_io io = {c0 > 0 ? d0 : zeros, c0 > 0 && d1 ? d1 : zeros,
-                                                     d0, d1 ? d1 : spare};
-                        gather(gl, t, &io);
-                        if (any_hi[i]) {
-                            add_hi(d0, h, 4);
-                            if (d1) add_hi(d1, h + 4, 4);
-                        }
+                        const struct gather_io io = {d0, d1 ? d1 : zeros, d0, d1 ? d1 : spare};
+                        if (two[i])
+                            gather2(gl, gh, t, &io);
+                        else
+                            gather(gl, t, &io);
                         continue;
                     }
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    if (c0 > 0) {
-                        for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
-                        if (d1)
-                            for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
-                    }
+                    for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
+                    if (d1)
+                        for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    gather(gl, t, &io);
-                    if (any_hi[i]) add_hi(a, h, 8);
+                    if (two[i])
+                        gather2(gl, gh, t, &io);
+                    else
+                        gather(gl, t, &io);
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                     if (d1)
                         for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
