@@ -390,9 +390,29 @@ static void gather2(const uint32_t *gl, const uint32_t *gh, const uint32_t *t,
 }
 #endif
 
-/* 4 int8 from row + k, the bytes past n zero (row NULL: all zero). */
+/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    return (a >> 16) | (b & 0xFFFF0000u);
+}
+#endif
+
+/* 4 int8 from row + k, the bytes past n zero. */
 static inline uint32_t weights4(const int8_t *row, int32_t k, int32_t n) {
-    if (!row) return 0;
     if (k + 4 <= n) return dsp_read4(row + k);
     uint32_t v = 0;
     for (int32_t i = 0; k + i < n; ++i) v |= (uint32_t)(uint8_t)row[k + i] << (8 * i);
@@ -469,12 +489,12 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             for (; n < GI_C && cnext < p->output_c; ++cnext)
                 if (channel_live(g, q, pairs, cnext)) chans[n++] = cnext;
             if (n == 0) break;
-            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash (or none) */
+            /* The chunk's weight rows, trained or flash; past n, any row (its terms are zero). */
+            const int8_t *rows[GI_C];
             for (int32_t j = 0; j < GI_C; ++j) {
-                const int32_t c = j < n ? chans[j] : 0;
-                rows[j] = j >= n              ? NULL
-                          : c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
-                                              : g->filter + (size_t)c * (size_t)kc;
+                const int32_t c = chans[j < n ? j : 0];
+                rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
+                                            : g->filter + (size_t)c * (size_t)kc;
             }
             for (int32_t i = 0; i < pairs; ++i)
                 two[i] =
@@ -484,15 +504,17 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
                 for (int32_t j = 0; j < GI_C / 2; ++j) {
-                    const uint32_t wa = weights4(rows[2 * j], k, kc);
-                    const uint32_t wb = weights4(rows[2 * j + 1], k, kc);
-                    const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16(dsp_ror8(wa));
-                    const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16(dsp_ror8(wb));
+                    const uint32_t wa =
+                        nk == 4 ? dsp_read4(rows[2 * j] + k) : weights4(rows[2 * j], k, kc);
+                    const uint32_t wb =
+                        nk == 4 ? dsp_read4(rows[2 * j + 1] + k) : weights4(rows[2 * j + 1], k, kc);
+                    const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
+                    const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
                     uint32_t *tj = t + 4 * j;
-                    tj[0] = (a02 & 0xFFFFu) | (b02 << 16);
-                    tj[1] = (a13 & 0xFFFFu) | (b13 << 16);
-                    tj[2] = (a02 >> 16) | (b02 & 0xFFFF0000u);
-                    tj[3] = (a13 >> 16) | (b13 & 0xFFFF0000u);
+                    tj[0] = pk_lo(a02, b02);
+                    tj[1] = pk_lo(a13, b13);
+                    tj[2] = pk_hi(a02, b02);
+                    tj[3] = pk_hi(a13, b13);
                 }
                 for (int32_t i = 0; i < pairs; ++i) {
                     int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
