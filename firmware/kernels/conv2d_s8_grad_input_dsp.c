@@ -149,12 +149,31 @@ static int shift_1x1(const struct gi *g) {
     return conv_grad_pick_shift(b0, w1);
 }
 
-/* g' of output pixel q (flat NHW; q < 0: none) and output channel c. */
-static inline int32_t term_at(const struct gi *g, int32_t q, int32_t c) {
-    if (q < 0) return 0;
-    const int32_t v =
-        conv_grad_masked(g->grad_out, g->mask, (size_t)q * (size_t)g->output_c + (size_t)c);
-    return v ? conv_grad_term(v, g->m[g->per_channel ? c : 0], g->shift) : 0;
+/* v[j] = g' of output pixel q (flat NHW; q < 0: none) and output channel chans[j] for j < n,
+ * 0 up to GI_C: conv_grad_term's rounding without its branches (for p < 0 and shift > 0,
+ * -((half - p) >> shift) = (p + half - 1) >> shift, as 2^shift = 2 half). */
+static void pixel_terms(const struct gi *g, int32_t q, const int32_t *chans, int32_t n,
+                        int32_t *v) {
+    int32_t j = 0;
+    if (q >= 0) {
+        const size_t base = (size_t)q * (size_t)g->output_c;
+        const int8_t *gr = g->grad_out + base;
+        const uint8_t *mask = g->mask;
+        const int32_t *m = g->m;
+        const int32_t mmask = g->per_channel ? -1 : 0, s = g->shift;
+        const int32_t half = s ? 1 << (s - 1) : 0, neg = s ? 1 : 0;
+        for (; j < n; ++j) {
+            const int32_t c = chans[j];
+            int32_t x = gr[c];
+            if (mask) {
+                const size_t i = base + (size_t)c;
+                x &= -(int32_t)((mask[i >> 3] >> (i & 7u)) & 1u);
+            }
+            const int32_t t = x * m[c & mmask];
+            v[j] = (t + half - ((t < 0) & neg)) >> s;
+        }
+    }
+    for (; j < GI_C; ++j) v[j] = 0;
 }
 
 /* Two signed 16-bit lanes (a, b), each taken mod 2^16. */
@@ -202,13 +221,12 @@ static inline uint32_t gi_outliers(int32_t kc) {
 static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, const int32_t *chans,
                            int32_t n, int32_t q0, int32_t q1, int32_t *d0, int32_t *d1,
                            const int8_t *const *rows, int32_t kc, uint32_t outliers) {
+    int32_t va[GI_C], vb[GI_C]; /* q0's terms, q1's */
+    pixel_terms(g, q0, chans, n, va);
+    pixel_terms(g, q1, chans, n, vb);
     uint32_t wide = 0, far = 0;
     for (int32_t j = 0; j < GI_C; j += 2) {
-        const int32_t c = j < n ? chans[j] : -1, c1 = j + 1 < n ? chans[j + 1] : -1;
-        const int32_t a0 = c >= 0 ? term_at(g, q0, c) : 0;
-        const int32_t b0 = c1 >= 0 ? term_at(g, q0, c1) : 0;
-        const int32_t a1 = c >= 0 ? term_at(g, q1, c) : 0;
-        const int32_t b1 = c1 >= 0 ? term_at(g, q1, c1) : 0;
+        const int32_t a0 = va[j], b0 = va[j + 1], a1 = vb[j], b1 = vb[j + 1];
         lo[j] = lanes16(a0, b0);
         lo[j + 1] = lanes16(a1, b1);
         hi[j] = lanes16(a0 >> 8, b0 >> 8);
@@ -225,13 +243,10 @@ static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, const
     if (two)
         for (int32_t j = 0; j < GI_C; ++j) lo[j] &= 0x00FF00FFu; /* l = the low byte */
     if (two && !far) return 1;
-    /* The terms with an X part: again one by one (without far ones, only those beyond int16,
-     * whose h = g' >> 8, in its lane, is outside [-128, 127]). */
+    /* The terms with an X part, one by one. */
     for (int32_t j = 0; j < n; ++j)
         for (int32_t e = 0; e < 2; ++e) {
-            const int32_t h = (int16_t)(hi[(j & ~1) + e] >> ((j & 1) * 16));
-            if (!far && h >= -128 && h <= 127) continue;
-            const int32_t v = term_at(g, e ? q1 : q0, chans[j]);
+            const int32_t v = e ? vb[j] : va[j];
             if ((uint32_t)v + (two ? 0x800000u : 0x8000u) <= (two ? 0xFFFFFFu : 0xFFFFu)) continue;
             const int32_t x = hi16(v), r = (int32_t)(int16_t)v;
             add_outlier(e ? d1 : d0, rows[j], kc, (uint32_t)x << 16);
