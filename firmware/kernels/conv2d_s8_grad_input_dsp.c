@@ -162,6 +162,29 @@ static void pixel_terms(const struct gi *g, int32_t q, const int32_t *chans, int
         const int32_t *m = g->m;
         const int32_t mmask = g->per_channel ? -1 : 0, s = g->shift;
         const int32_t half = s ? 1 << (s - 1) : 0, neg = s ? 1 : 0;
+        if (n > 0 && chans[n - 1] == chans[0] + n - 1) {
+            /* Consecutive channels (the usual chunk): the gradients, multipliers and mask bits
+             * walked in order, the mask a byte at a time. */
+            const int32_t c0 = chans[0], ms = g->per_channel ? 1 : 0;
+            const int8_t *gc = gr + c0;
+            const int32_t *mp = m + (c0 & mmask);
+            if (!mask) {
+                for (; j < n; ++j, mp += ms) {
+                    const int32_t t = gc[j] * *mp;
+                    v[j] = (t + half - ((t < 0) & neg)) >> s;
+                }
+            } else {
+                const size_t bit = base + (size_t)c0;
+                const uint8_t *mb = mask + (bit >> 3);
+                uint32_t bits = (uint32_t)*mb++ >> (bit & 7u), left = 8u - (uint32_t)(bit & 7u);
+                for (; j < n; ++j, mp += ms) {
+                    if (!left) bits = *mb++, left = 8;
+                    const int32_t t = (gc[j] & -(int32_t)(bits & 1u)) * *mp;
+                    bits >>= 1, --left;
+                    v[j] = (t + half - ((t < 0) & neg)) >> s;
+                }
+            }
+        }
         for (; j < n; ++j) {
             const int32_t c = chans[j];
             int32_t x = gr[c];
