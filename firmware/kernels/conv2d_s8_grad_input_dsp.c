@@ -13,21 +13,32 @@
  * dsp_grad_requantize_s32, without a 64-bit division per element). Zero terms (masked
  * or zero gradients, which the reference skips) add nothing.
  *
- * Speed. The gather works on tiles of up to 32 pairs of pixels by 16 output channels: the
- * tile's g' (one LDRD per channel and pair, laid out on the stack) and the 16 channels'
- * weights for 4 input channels (one word each, gathered once per tile, whichever array holds
- * the row: trained or flash) make the inner step, per output channel, one LDRD, one LDR,
- * 4 SXTB and 8 MLA for 8 MACs; on the Cortex-M7 it is assembly using all 14 registers, so
- * nothing spills. g' does not fit 16 bits (it carries the channel's Q23 scale), hence MLA
- * rather than SMLAD. The overflow bound (the reference's sums, exactly) is one pass over the
- * weights, two input channels at a time. */
+ * The sums are also exact mod 2^32, which lets a term be split into parts summed separately
+ * (each part's sum wraps, their total does not): the 32-bit wrap-around is the only overflow
+ * arithmetic used below.
+ *
+ * Speed. g' does not fit 16 bits in general (it carries the channel's Q23 scale: on
+ * MobileNetV2 most are 17 to 20 bits), so one SMLAD cannot take two terms. Instead, per tile of
+ * up to 16 pairs of pixels by a chunk of 32 output channels, each pair's terms are split
+ * (load_terms) into 16-bit lanes, two output channels per word, against the chunk's weights as
+ * lane pairs of the same two channels (built once per chunk and 4 input channels, PKHBT):
+ *   - when all of a pair's terms fit 16 bits (or only a few do not: their excess over the
+ *     signed low half is added row by row, add_outlier), one SMLAD pass: per channel pair,
+ *     3 LDRD and 8 SMLAD for 16 products (gather_m7);
+ *   - else two passes in one call, g' = h * 2^8 + l, l in [0, 255] (gather2_m7): the h sums
+ *     shifted by 8, then the l sums, i.e. one SMLAD per product, against 1 MLA + 1/2 SXTB +
+ *     loads before; terms beyond 2^23 (small layers) put their excess in add_outlier too.
+ * Both are assembly on the Cortex-M7 using all 14 registers. Output channels with no nonzero
+ * gradient anywhere in the tile are left out of its chunks. The overflow bound (the
+ * reference's sums, exactly) is one pass over the weights, two input channels at a time. */
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
 #include "dsp.h"
 #include "grad.h"
 
-/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (g' on the stack: 4 KB). */
+/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (the split terms on the
+ * stack: 4 KB). */
 #define GI_C 32
 #define GI_PAIRS 16
 
