@@ -13,23 +13,34 @@
  * dsp_grad_requantize_s32, without a 64-bit division per element). Zero terms (masked
  * or zero gradients, which the reference skips) add nothing.
  *
- * Speed. The gather works on tiles of up to 32 pairs of pixels by 16 output channels: the
- * tile's g' (one LDRD per channel and pair, laid out on the stack) and the 16 channels'
- * weights for 4 input channels (one word each, gathered once per tile, whichever array holds
- * the row: trained or flash) make the inner step, per output channel, one LDRD, one LDR,
- * 4 SXTB and 8 MLA for 8 MACs; on the Cortex-M7 it is assembly using all 14 registers, so
- * nothing spills. g' does not fit 16 bits (it carries the channel's Q23 scale), hence MLA
- * rather than SMLAD. The overflow bound (the reference's sums, exactly) is one pass over the
- * weights, two input channels at a time. */
+ * The sums are also exact mod 2^32, which lets a term be split into parts summed separately
+ * (each part's sum wraps, their total does not): the 32-bit wrap-around is the only overflow
+ * arithmetic used below.
+ *
+ * Speed. g' does not fit 16 bits in general (it carries the channel's Q23 scale: on
+ * MobileNetV2 most are 17 to 20 bits), so one SMLAD cannot take two terms. Instead, per tile of
+ * up to 16 pairs of pixels by a chunk of 32 output channels, each pair's terms are split
+ * (load_terms) into 16-bit lanes, two output channels per word, against the chunk's weights as
+ * lane pairs of the same two channels (built once per chunk and 4 input channels, PKHBT):
+ *   - when all of a pair's terms fit 16 bits (or only a few do not: their excess over the
+ *     signed low half is added row by row, add_outlier), one SMLAD pass: per channel pair,
+ *     3 LDRD and 8 SMLAD for 16 products (gather_m7);
+ *   - else two passes in one call, g' = h * 2^8 + l, l in [0, 255] (gather2_m7): the h sums
+ *     shifted by 8, then the l sums, i.e. one SMLAD per product, against 1 MLA + 1/2 SXTB +
+ *     loads before; terms beyond 2^23 (small layers) put their excess in add_outlier too.
+ * Both are assembly on the Cortex-M7 using all 14 registers. Output channels with no nonzero
+ * gradient anywhere in the tile are left out of its chunks. The overflow bound (the
+ * reference's sums, exactly) is one pass over the weights, two input channels at a time. */
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
 #include "dsp.h"
 #include "grad.h"
 
-/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (g' on the stack: 4 KB). */
-#define GI_C 16
-#define GI_PAIRS 32
+/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (the split terms on the
+ * stack: 4 KB). */
+#define GI_C 32
+#define GI_PAIRS 16
 
 struct gi {
     const int8_t *grad_out;
@@ -149,19 +160,137 @@ static int shift_1x1(const struct gi *g) {
     return conv_grad_pick_shift(b0, w1);
 }
 
-/* g' for output channels [c0, c0 + n) of output pixels q0 and q1 (q1 < 0: none), into gp as
- * pairs (q0's, q1's); a pixel whose input lies in the padding gets zeros. */
-static void load_terms(const struct gi *g, int32_t *gp, int32_t c0, int32_t n, int32_t q0,
-                       int32_t q1) {
-    const size_t i0 = (size_t)q0 * (size_t)g->output_c + (size_t)c0;
-    const size_t i1 = (size_t)(q1 < 0 ? 0 : q1) * (size_t)g->output_c + (size_t)c0;
-    for (int32_t j = 0; j < n; ++j) {
-        const int32_t mc = g->m[g->per_channel ? c0 + j : 0];
-        const int32_t v0 = q0 < 0 ? 0 : conv_grad_masked(g->grad_out, g->mask, i0 + (size_t)j);
-        const int32_t v1 = q1 < 0 ? 0 : conv_grad_masked(g->grad_out, g->mask, i1 + (size_t)j);
-        gp[2 * j] = v0 ? conv_grad_term(v0, mc, g->shift) : 0;
-        gp[2 * j + 1] = v1 ? conv_grad_term(v1, mc, g->shift) : 0;
+/* v[j] = g' of output pixel q (flat NHW; q < 0: none) and output channel chans[j] for j < n,
+ * 0 up to GI_C: conv_grad_term's rounding without its branches (for p < 0 and shift > 0,
+ * -((half - p) >> shift) = (p + half - 1) >> shift, as 2^shift = 2 half). */
+static void pixel_terms(const struct gi *g, int32_t q, const int32_t *chans, int32_t n,
+                        int32_t *v) {
+    int32_t j = 0;
+    if (q >= 0) {
+        const size_t base = (size_t)q * (size_t)g->output_c;
+        const int8_t *gr = g->grad_out + base;
+        const uint8_t *mask = g->mask;
+        const int32_t *m = g->m;
+        const int32_t mmask = g->per_channel ? -1 : 0, s = g->shift;
+        const int32_t half = s ? 1 << (s - 1) : 0, neg = s ? 1 : 0;
+        if (n > 0 && chans[n - 1] == chans[0] + n - 1) {
+            /* Consecutive channels (the usual chunk): the gradients, multipliers and mask bits
+             * walked in order, the mask a byte at a time. */
+            const int32_t c0 = chans[0], ms = g->per_channel ? 1 : 0;
+            const int8_t *gc = gr + c0;
+            const int32_t *mp = m + (c0 & mmask);
+            if (!mask) {
+                for (; j < n; ++j, mp += ms) {
+                    const int32_t t = gc[j] * *mp;
+                    v[j] = (t + half - ((t < 0) & neg)) >> s;
+                }
+            } else {
+                const size_t bit = base + (size_t)c0;
+                const uint8_t *mb = mask + (bit >> 3);
+                uint32_t bits = (uint32_t)*mb++ >> (bit & 7u), left = 8u - (uint32_t)(bit & 7u);
+                for (; j < n; ++j, mp += ms) {
+                    if (!left) bits = *mb++, left = 8;
+                    const int32_t t = (gc[j] & -(int32_t)(bits & 1u)) * *mp;
+                    bits >>= 1, --left;
+                    v[j] = (t + half - ((t < 0) & neg)) >> s;
+                }
+            }
+        }
+        for (; j < n; ++j) {
+            const int32_t c = chans[j];
+            int32_t x = gr[c];
+            if (mask) {
+                const size_t i = base + (size_t)c;
+                x &= -(int32_t)((mask[i >> 3] >> (i & 7u)) & 1u);
+            }
+            const int32_t t = x * m[c & mmask];
+            v[j] = (t + half - ((t < 0) & neg)) >> s;
+        }
     }
+    for (; j < GI_C; ++j) v[j] = 0;
+}
+
+/* Two signed 16-bit lanes (a, b), each taken mod 2^16. */
+static inline uint32_t lanes16(int32_t a, int32_t b) {
+    return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
+}
+
+/* The split g' = hi * 2^16 + lo with lo = the signed low half: hi = (g' - lo) / 2^16, exact
+ * (|g'| <= 2^30, so |hi| <= 2^14 + 1 fits 16 bits). */
+static inline int32_t hi16(int32_t v) {
+    return (int32_t)((uint32_t)v - (uint32_t)(int32_t)(int16_t)v) >> 16;
+}
+
+/* d[k] += hs * w[k] for k < kc, mod 2^32: one outlier term's hi part (hs = hi * 2^16) added
+ * along its weight row, 4 input channels per word of weights. */
+static void add_outlier(int32_t *d, const int8_t *w, int32_t kc, uint32_t hs) {
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        const uint32_t wv = dsp_read4(w + k);
+        d[k] = (int32_t)((uint32_t)d[k] + hs * (uint32_t)(int32_t)(int8_t)wv);
+        d[k + 1] = (int32_t)((uint32_t)d[k + 1] + hs * (uint32_t)(int32_t)(int8_t)(wv >> 8));
+        d[k + 2] = (int32_t)((uint32_t)d[k + 2] + hs * (uint32_t)(int32_t)(int8_t)(wv >> 16));
+        d[k + 3] = (int32_t)((uint32_t)d[k + 3] + hs * (uint32_t)((int32_t)wv >> 24));
+    }
+    for (; k < kc; ++k) d[k] = (int32_t)((uint32_t)d[k] + hs * (uint32_t)(int32_t)w[k]);
+}
+
+/* Terms beyond 16 bits in a pixel pair and chunk up to which the chunk stays one pass, their
+ * excess added row by row (add_outlier, ~4.5 instructions per input channel each) rather than
+ * by a second pass over the chunk (~50 per 4 input channels): about 11 - 220 / input_c. */
+static inline uint32_t gi_outliers(int32_t kc) {
+    return kc >= 64 ? 8u : kc >= 24 ? 3u : 0u;
+}
+
+/* The split terms of output pixels q0 and q1 (accumulator rows d0 and d1) for the n <= GI_C
+ * output channels chans (the rest of the chunk zero; rows[j] = channel chans[j]'s weights), as
+ * 16-bit lane pairs: per pair of channels j, lo[2j] = (q0's part of channel 2j, of 2j + 1),
+ * lo[2j + 1] the same for q1, hi likewise. Every term g' = X * 2^16 + h * 2^8 + l:
+ *   one pass (returns 0; at most `outliers` terms beyond int16): h = 0, l = the signed low
+ *     half, X = hi16(g');
+ *   two passes (returns 1): l = g' mod 2^8 in [0, 255], h = g' >> 8 when |h| < 2^15 (|g'| <
+ *     2^23), else the same from the signed low half, X = hi16(g'); h in hi for gather2.
+ * The X parts are added into d0 / d1 at once (add_outlier): the accumulators then hold partial
+ * sums mod 2^32, exact once every part is in (the whole sum fits int32). */
+static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, const int32_t *chans,
+                           int32_t n, int32_t q0, int32_t q1, int32_t *d0, int32_t *d1,
+                           const int8_t *const *rows, int32_t kc, uint32_t outliers) {
+    int32_t va[GI_C], vb[GI_C]; /* q0's terms, q1's */
+    pixel_terms(g, q0, chans, n, va);
+    pixel_terms(g, q1, chans, n, vb);
+    uint32_t wide = 0, far = 0;
+    for (int32_t j = 0; j < GI_C; j += 2) {
+        const int32_t a0 = va[j], b0 = va[j + 1], a1 = vb[j], b1 = vb[j + 1];
+        lo[j] = lanes16(a0, b0);
+        lo[j + 1] = lanes16(a1, b1);
+        hi[j] = lanes16(a0 >> 8, b0 >> 8);
+        hi[j + 1] = lanes16(a1 >> 8, b1 >> 8);
+        /* beyond int16: v + 2^15 outside [0, 2^16); h beyond int16: v + 2^23 outside [0, 2^24) */
+        wide += ((uint32_t)a0 + 0x8000u > 0xFFFFu) + ((uint32_t)b0 + 0x8000u > 0xFFFFu) +
+                ((uint32_t)a1 + 0x8000u > 0xFFFFu) + ((uint32_t)b1 + 0x8000u > 0xFFFFu);
+        far |= (((uint32_t)a0 + 0x800000u) | ((uint32_t)b0 + 0x800000u) |
+                ((uint32_t)a1 + 0x800000u) | ((uint32_t)b1 + 0x800000u)) >>
+               24;
+    }
+    if (wide == 0) return 0;
+    const uint32_t two = wide > outliers;
+    if (two)
+        for (int32_t j = 0; j < GI_C; ++j) lo[j] &= 0x00FF00FFu; /* l = the low byte */
+    if (two && !far) return 1;
+    /* The terms with an X part, one by one. */
+    for (int32_t j = 0; j < n; ++j)
+        for (int32_t e = 0; e < 2; ++e) {
+            const int32_t v = e ? vb[j] : va[j];
+            if ((uint32_t)v + (two ? 0x800000u : 0x8000u) <= (two ? 0xFFFFFFu : 0xFFFFu)) continue;
+            const int32_t x = hi16(v), r = (int32_t)(int16_t)v;
+            add_outlier(e ? d1 : d0, rows[j], kc, (uint32_t)x << 16);
+            /* the lanes of r: one pass (l = r), or two (l = r mod 2^8, h = r >> 8) */
+            const int32_t w = (j & ~1) + e, sh = (j & 1) * 16;
+            const uint32_t keep = ~(0xFFFFu << sh);
+            lo[w] = (lo[w] & keep) | ((uint32_t)(two ? r & 0xFF : r & 0xFFFF) << sh);
+            hi[w] = (hi[w] & keep) | (((uint32_t)(r >> 8) & 0xFFFFu) << sh);
+        }
+    return two;
 }
 
 /* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
@@ -171,34 +300,33 @@ struct gather_io {
     int32_t *st0, *st1;
 };
 
-/* st0[0..3] = ld0[0..3] + the sums over GI_C output channels j of g'[pixel 0, j] * W[j, k..k+3],
- * st1 the same for pixel 1: gp holds the pairs (pixel 0's g', pixel 1's), t the weights as one
- * word per channel (4 int8, channels k..k+3). On the Cortex-M7: one block of assembly, per
- * channel one LDRD (g'), one LDR (weights), 4 SXTB / ASR and 8 MLA, nothing spilled (all 14
+/* st0[0..3] = ld0[0..3] + the sums over the GI_C / 2 channel pairs j of
+ * SMLAD(gp[2j], t[4j + i]) (i = 0..3), st1 the same with gp[2j + 1], all mod 2^32: gp holds one
+ * half of the split terms (load_terms), t per channel pair the weights of input channels
+ * k..k+3 as 16-bit lane pairs (the pair's two channels). On the Cortex-M7: one block of
+ * assembly, per channel pair 3 LDRD and 8 SMLAD for 16 products, nothing spilled (all 14
  * registers), the accumulators loaded and stored with LDM / STM. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 #define GI_STEP                 \
     "ldrd r10, r11, [r8], #8\n" \
-    "ldr r12, [r9], #4\n"       \
-    "sxtb lr, r12\n"            \
-    "mla r0, r10, lr, r0\n"     \
-    "mla r4, r11, lr, r4\n"     \
-    "sxtb lr, r12, ror #8\n"    \
-    "mla r1, r10, lr, r1\n"     \
-    "mla r5, r11, lr, r5\n"     \
-    "sxtb lr, r12, ror #16\n"   \
-    "mla r2, r10, lr, r2\n"     \
-    "mla r6, r11, lr, r6\n"     \
-    "asr lr, r12, #24\n"        \
-    "mla r3, r10, lr, r3\n"     \
-    "mla r7, r11, lr, r7\n"
+    "ldrd r12, lr, [r9], #8\n"  \
+    "smlad r0, r10, r12, r0\n"  \
+    "smlad r4, r11, r12, r4\n"  \
+    "smlad r1, r10, lr, r1\n"   \
+    "smlad r5, r11, lr, r5\n"   \
+    "ldrd r12, lr, [r9], #8\n"  \
+    "smlad r2, r10, r12, r2\n"  \
+    "smlad r6, r11, r12, r6\n"  \
+    "smlad r3, r10, lr, r3\n"   \
+    "smlad r7, r11, lr, r7\n"
 #define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
+_Static_assert(GI_C == 32, "gather_m7 unrolls 16 channel pairs");
 _Static_assert(offsetof(struct gather_io, ld1) == 4 && offsetof(struct gather_io, st0) == 8 &&
                    offsetof(struct gather_io, st1) == 12,
                "gather_m7's offsets");
-static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_t *t,
+static __attribute__((noinline)) void gather_m7(const uint32_t *gp, const uint32_t *t,
                                                 const struct gather_io *io) {
-    register const int32_t *r0 __asm__("r0") = gp;
+    register const uint32_t *r0 __asm__("r0") = gp;
     register const uint32_t *r1 __asm__("r1") = t;
     register const struct gather_io *r2 __asm__("r2") = io;
     __asm__ volatile(
@@ -218,22 +346,117 @@ static __attribute__((noinline)) void gather_m7(const int32_t *gp, const uint32_
         :
         : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
+/* The two passes of a pixel pair in one call: st = ld + (the hi pass << 8) + the lo pass
+ * (gather's sums of gh, then of gl, against the same weights t), mod 2^32. The hi pass starts
+ * with SMUAD (no accumulators to clear); the ld values are added at the end. */
+static __attribute__((noinline)) void gather2_m7(const uint32_t *gl, const uint32_t *gh,
+                                                 const uint32_t *t, const struct gather_io *io) {
+    register const uint32_t *r0 __asm__("r0") = gl;
+    register const uint32_t *r1 __asm__("r1") = gh;
+    register const uint32_t *r2 __asm__("r2") = t;
+    register const struct gather_io *r3 __asm__("r3") = io;
+    __asm__ volatile(
+        "push {r0, r2, r3}\n"
+        "mov r8, r1\n"
+        "mov r9, r2\n"
+        "ldrd r10, r11, [r8], #8\n"
+        "ldrd r12, lr, [r9], #8\n"
+        "smuad r0, r10, r12\n"
+        "smuad r4, r11, r12\n"
+        "smuad r1, r10, lr\n"
+        "smuad r5, r11, lr\n"
+        "ldrd r12, lr, [r9], #8\n"
+        "smuad r2, r10, r12\n"
+        "smuad r6, r11, r12\n"
+        "smuad r3, r10, lr\n"
+        "smuad r7, r11, lr\n" GI_STEP GI_STEP GI_STEP GI_STEP4 GI_STEP4 GI_STEP4
+        "lsl r0, r0, #8\n"
+        "lsl r1, r1, #8\n"
+        "lsl r2, r2, #8\n"
+        "lsl r3, r3, #8\n"
+        "lsl r4, r4, #8\n"
+        "lsl r5, r5, #8\n"
+        "lsl r6, r6, #8\n"
+        "lsl r7, r7, #8\n"
+        "ldr r8, [sp]\n"
+        "ldr r9, [sp, #4]\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
+        "ldr r12, [sp, #8]\n"
+        "ldr r8, [r12]\n"
+        "ldm r8, {r8, r9, r10, r11}\n"
+        "add r0, r0, r8\n"
+        "add r1, r1, r9\n"
+        "add r2, r2, r10\n"
+        "add r3, r3, r11\n"
+        "ldr r8, [r12, #4]\n"
+        "ldm r8, {r8, r9, r10, r11}\n"
+        "add r4, r4, r8\n"
+        "add r5, r5, r9\n"
+        "add r6, r6, r10\n"
+        "add r7, r7, r11\n"
+        "ldr r8, [r12, #8]\n"
+        "stm r8, {r0, r1, r2, r3}\n"
+        "ldr r8, [r12, #12]\n"
+        "stm r8, {r4, r5, r6, r7}\n"
+        "add sp, sp, #12\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
+        :
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
 #undef GI_STEP4
 #undef GI_STEP
 #define gather gather_m7
+#define gather2 gather2_m7
 #else
-static void gather(const int32_t *gp, const uint32_t *t, const struct gather_io *io) {
+static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io) {
     int32_t a[8];
     for (int32_t i = 0; i < 4; ++i) a[i] = io->ld0[i], a[4 + i] = io->ld1[i];
-    for (int32_t j = 0; j < GI_C; ++j, gp += 2) {
-        const uint32_t wv = t[j];
-        const int32_t w[4] = {(int8_t)wv, (int8_t)(wv >> 8), (int8_t)(wv >> 16), (int32_t)wv >> 24};
+    for (int32_t j = 0; j < GI_C / 2; ++j, gp += 2, t += 4) {
         for (int32_t i = 0; i < 4; ++i) {
-            a[i] += gp[0] * w[i];
-            a[4 + i] += gp[1] * w[i];
+            a[i] = dsp_smlad(gp[0], t[i], a[i]);
+            a[4 + i] = dsp_smlad(gp[1], t[i], a[4 + i]);
         }
     }
     for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
+}
+static void gather2(const uint32_t *gl, const uint32_t *gh, const uint32_t *t,
+                    const struct gather_io *io) {
+    uint32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int32_t j = 0; j < GI_C / 2; ++j)
+        for (int32_t i = 0; i < 4; ++i) {
+            a[i] = (uint32_t)dsp_smlad(gh[2 * j], t[4 * j + i], (int32_t)a[i]);
+            a[4 + i] = (uint32_t)dsp_smlad(gh[2 * j + 1], t[4 * j + i], (int32_t)a[4 + i]);
+        }
+    for (int32_t i = 0; i < 8; ++i) a[i] <<= 8;
+    for (int32_t j = 0; j < GI_C / 2; ++j)
+        for (int32_t i = 0; i < 4; ++i) {
+            a[i] = (uint32_t)dsp_smlad(gl[2 * j], t[4 * j + i], (int32_t)a[i]);
+            a[4 + i] = (uint32_t)dsp_smlad(gl[2 * j + 1], t[4 * j + i], (int32_t)a[4 + i]);
+        }
+    for (int32_t i = 0; i < 4; ++i) {
+        io->st0[i] = (int32_t)(a[i] + (uint32_t)io->ld0[i]);
+        io->st1[i] = (int32_t)(a[4 + i] + (uint32_t)io->ld1[i]);
+    }
+}
+#endif
+
+/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    return (a >> 16) | (b & 0xFFFF0000u);
 }
 #endif
 
@@ -255,6 +478,17 @@ static int32_t source_pixel(const struct conv2d_s8_grad_input_params *p, int32_t
     return (b * p->input_h + y) * p->input_w + x;
 }
 
+/* Whether output channel c has a nonzero (masked) gradient at any pixel of the tile's pairs. */
+static int channel_live(const struct gi *g, const int32_t (*q)[2], int32_t pairs, int32_t c) {
+    for (int32_t i = 0; i < pairs; ++i)
+        for (int32_t e = 0; e < 2; ++e)
+            if (q[i][e] >= 0 &&
+                conv_grad_masked(g->grad_out, g->mask,
+                                 (size_t)q[i][e] * (size_t)g->output_c + (size_t)c) != 0)
+                return 1;
+    return 0;
+}
+
 static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
                            int32_t *acc) {
     const size_t n_in =
@@ -262,16 +496,18 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     const int32_t n_out = p->batches * p->output_h * p->output_w;
     const int32_t kc = p->input_c;
     g->shift = shift_1x1(g);
-    /* Every input pixel receives from exactly one output pixel when the map is the identity;
-     * otherwise the pixels no output reads keep a zero gradient. */
+    /* With the identity map every input pixel receives from exactly one output pixel;
+     * otherwise the pixels no output reads keep a zero gradient. The accumulators start at
+     * zero either way: outlier terms are added into them before the chunk's gathers. */
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
-    if (!identity)
-        for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    int32_t gp[GI_PAIRS * 2 * GI_C]; /* g' of a tile's pairs for a chunk of output channels */
-    int32_t q[GI_PAIRS][2];          /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2];       /* and the accumulator rows they reach */
-    uint32_t t[GI_C];                /* the chunk's weights for 4 input channels */
+    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    uint32_t lo[GI_PAIRS * GI_C]; /* a tile's split terms for a chunk of output channels */
+    uint32_t hi[GI_PAIRS * GI_C];
+    uint32_t two[GI_PAIRS];    /* per pair: whether it takes the second (hi) pass */
+    int32_t q[GI_PAIRS][2];    /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2]; /* and the accumulator rows they reach */
+    uint32_t t[GI_C * 2];      /* the chunk's weights for 4 input channels, as lane pairs */
     static const int32_t zeros[4] = {0, 0, 0, 0};
     int32_t spare[4]; /* where a lone pixel's partner goes */
     int32_t next = 0; /* the next output pixel to pair up */
@@ -293,38 +529,62 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             if (got == 1) q[pairs][1] = -1, dst[pairs][1] = NULL;
             ++pairs;
         }
-        for (int32_t c0 = 0; c0 < p->output_c; c0 += GI_C) {
-            const int32_t n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
-            for (int32_t i = 0; i < pairs; ++i) {
-                int32_t *gi = gp + (size_t)i * 2 * GI_C;
-                load_terms(g, gi, c0, n, q[i][0], q[i][1]);
-                for (int32_t j = 2 * n; j < 2 * GI_C; ++j) gi[j] = 0;
+        /* Chunks of the output channels with a nonzero gradient somewhere in the tile (the
+         * others, masked or zero at every pixel of it, add nothing: the reference skips them
+         * term by term). */
+        int32_t cnext = 0;
+        while (cnext < p->output_c) {
+            int32_t chans[GI_C], n = 0;
+            for (; n < GI_C && cnext < p->output_c; ++cnext)
+                if (channel_live(g, q, pairs, cnext)) chans[n++] = cnext;
+            if (n == 0) break;
+            /* The chunk's weight rows, trained or flash; past n, any row (its terms are zero). */
+            const int8_t *rows[GI_C];
+            for (int32_t j = 0; j < GI_C; ++j) {
+                const int32_t c = chans[j < n ? j : 0];
+                rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
+                                            : g->filter + (size_t)c * (size_t)kc;
             }
-            const int8_t *rows[GI_C]; /* the chunk's weight rows, trained or flash */
-            for (int32_t j = 0; j < n; ++j) {
-                const int32_t c = c0 + j;
-                rows[j] = (c < g->train_rows ? g->trained : g->filter) + (size_t)c * (size_t)kc;
-            }
-            for (int32_t j = n; j < GI_C; ++j) t[j] = 0;
+            for (int32_t i = 0; i < pairs; ++i)
+                two[i] =
+                    load_terms(g, lo + (size_t)i * GI_C, hi + (size_t)i * GI_C, chans, n, q[i][0],
+                               q[i][1], dst[i][0], dst[i][1], rows, kc, gi_outliers(kc));
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
-                for (int32_t j = 0; j < n; ++j) t[j] = weights4(rows[j], k, kc);
+                /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
+                for (int32_t j = 0; j < GI_C / 2; ++j) {
+                    const uint32_t wa =
+                        nk == 4 ? dsp_read4(rows[2 * j] + k) : weights4(rows[2 * j], k, kc);
+                    const uint32_t wb =
+                        nk == 4 ? dsp_read4(rows[2 * j + 1] + k) : weights4(rows[2 * j + 1], k, kc);
+                    const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
+                    const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
+                    uint32_t *tj = t + 4 * j;
+                    tj[0] = pk_lo(a02, b02);
+                    tj[1] = pk_lo(a13, b13);
+                    tj[2] = pk_hi(a02, b02);
+                    tj[3] = pk_hi(a13, b13);
+                }
                 for (int32_t i = 0; i < pairs; ++i) {
                     int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
+                    const uint32_t *gl = lo + (size_t)i * GI_C, *gh = hi + (size_t)i * GI_C;
                     if (nk == 4) { /* straight from and to the accumulators */
-                        const struct gather_io io = {c0 > 0 ? d0 : zeros, c0 > 0 && d1 ? d1 : zeros,
-                                                     d0, d1 ? d1 : spare};
-                        gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                        const struct gather_io io = {d0, d1 ? d1 : zeros, d0, d1 ? d1 : spare};
+                        if (two[i])
+                            gather2(gl, gh, t, &io);
+                        else
+                            gather(gl, t, &io);
                         continue;
                     }
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    if (c0 > 0) {
-                        for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
-                        if (d1)
-                            for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
-                    }
+                    for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
+                    if (d1)
+                        for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    gather(gp + (size_t)i * 2 * GI_C, t, &io);
+                    if (two[i])
+                        gather2(gl, gh, t, &io);
+                    else
+                        gather(gl, t, &io);
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                     if (d1)
                         for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];

@@ -705,3 +705,130 @@ def test_grad_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"grad_add operand {k} on the board")
     assert sum(bool(np.any(g[4])) for g in board) >= 8
+
+
+# --- The 1x1 input gradient's split terms (conv2d_s8_grad_input_dsp.c's load_terms): one SMLAD
+# pass when a pixel pair's terms fit 16 bits, a few wider ones added row by row, else two passes
+# (g' = h * 2^8 + l), and the X * 2^16 parts of terms beyond 2^23. The helpers below recompute
+# the reference's terms (conv2d_s8_grad_input.h: m, shift, g') to show which paths a layer takes.
+
+
+def _round_nonneg(v: np.ndarray) -> np.ndarray:
+    t = np.floor(v).astype(np.int64)
+    return t + ((v - t.astype(np.float32)) >= np.float32(0.5))
+
+
+def _ref_terms(call: KernelCall, values: list[np.ndarray]) -> np.ndarray:
+    """The reference's g' (int64, masked) of a 1x1 call: [pixels, output_c]."""
+    p = call.params
+    g = values[0].reshape(-1, int(p["output_c"])).astype(np.int64)
+    if p["has_mask"]:
+        bits = np.unpackbits(values[2], bitorder="little")[: g.size].reshape(g.shape)
+        g = g * bits
+    scales = values[5].astype(np.float32)
+    m = _round_nonneg((scales / scales.max()).astype(np.float32) * np.float32(2**23))
+    if not p["per_channel"]:
+        m = np.full(int(p["output_c"]), m[0])
+    tr = int(p["train_rows"])
+    w = values[3].reshape(int(p["output_c"]), -1).astype(np.int64).copy()
+    if tr:
+        w[:tr] = values[4].reshape(tr, -1)[:tr]
+    aw = np.abs(w)
+    b0 = int((aw * 128 * m[:, None]).sum(0).max())
+    w1 = int(aw.sum(0).max())
+    shift = 0
+    while shift < 30 and (b0 >> shift) + 1 + (w1 + 1) // 2 > 2**31 - 1:
+        shift += 1
+    v = g * m[None, :]
+    if shift == 0:
+        return v
+    half = 1 << (shift - 1)
+    return np.where(v >= 0, (v + half) >> shift, -((half - v) >> shift))
+
+
+def _sparse_wide(seed: int, in_c: int, out_c: int, wide: int) -> tuple[KernelCall, list[np.ndarray]]:
+    """A 1x1 layer whose gradients are small (|g| <= 3) but for `wide` large ones per image:
+    pixel pairs with no, a few (row-by-row outliers) or many wide terms."""
+    layer = _pointwise(seed, in_c=in_c, out_c=out_c, h=4, w=4, sh=1, sw=1, padding="VALID")
+    call, values = gs.grad_input_call(layer)
+    rng = np.random.default_rng(seed)
+    g = rng.integers(-3, 4, values[0].shape).astype(np.int8)
+    flat = g.reshape(-1)
+    flat[rng.choice(flat.size, min(wide, flat.size), replace=False)] = rng.choice(
+        [-128, -127, 127], min(wide, flat.size)
+    )
+    values[0] = g
+    return call, values
+
+
+def _dead_channels(seed: int) -> tuple[KernelCall, list[np.ndarray]]:
+    """Output channels whose gradient is zero at every pixel (a chunk drops them)."""
+    call, values = gs.grad_input_call(_pointwise(seed, out_c=90, in_c=21, h=5, w=5))
+    rng = np.random.default_rng(seed)
+    g = values[0].copy()
+    g[..., rng.random(g.shape[-1]) < 0.6] = 0
+    values[0] = g
+    return call, values
+
+
+def _split_cases() -> list[tuple[KernelCall, list[np.ndarray]]]:
+    cases = [
+        _sparse_wide(7000 + i, in_c, out_c, wide)
+        for i, (in_c, out_c, wide) in enumerate(
+            [(112, 300, 0), (112, 300, 3), (112, 300, 40), (13, 70, 2), (33, 64, 5), (70, 33, 200), (5, 2, 6)]
+        )
+    ]
+    cases += [_dead_channels(7100 + i) for i in range(4)]
+    return cases
+
+
+def test_conv2d_grad_input_1x1_split_terms_dsp_matches_reference() -> None:
+    for call, values in _split_cases():
+        out = _same(call, values)
+        assert np.any(out[6])
+
+
+def test_the_recomputed_terms_are_the_references() -> None:
+    """_ref_terms (what the path coverage below is judged by) reproduces the reference's output
+    on the stride-1 VALID cases: G_x = round_half_away(127 * acc / max |acc|), acc = g' . W."""
+    for call, values in _split_cases()[:7]:
+        p = call.params
+        t = _ref_terms(call, values)
+        w = values[3].reshape(int(p["output_c"]), -1).astype(np.int64).copy()
+        tr = int(p["train_rows"])
+        if tr:
+            w[:tr] = values[4].reshape(tr, -1)[:tr]
+        acc = t @ w
+        big = int(np.abs(acc).max())
+        q = np.sign(acc) * ((np.abs(acc) * 127 + big // 2) // big)
+        ref = _run(call, values, "ref")[6]
+        np.testing.assert_array_equal(q.reshape(ref.shape), ref)
+
+
+def test_the_1x1_cases_take_every_split_path() -> None:
+    """Among the compared layers: pixel pairs whose terms all fit 16 bits, pairs with only a
+    few wider terms, pairs with many, and terms beyond 2^23 (the X part)."""
+    one = few = many = far = 0
+    calls = [gs.grad_input_call(_pointwise(s)) for s in range(80)] + _split_cases()
+    for call, values in calls:
+        t = _ref_terms(call, values)
+        far += int(np.any(np.abs(t) >= 2**23))
+        n = t.shape[0] - t.shape[0] % 2
+        pairs = t[:n].reshape(n // 2, 2, t.shape[1])
+        for c0 in range(0, t.shape[1], 32):
+            wide = (np.abs(pairs[:, :, c0 : c0 + 32]) >= 2**15).sum((1, 2))
+            one += int(np.sum(wide == 0))
+            few += int(np.sum((wide > 0) & (wide <= 3)))
+            many += int(np.sum(wide > 8))
+    assert min(one, few, many) >= 20 and far >= 3, (one, few, many, far)
+
+
+@pytest.mark.emulator
+def test_conv2d_grad_input_1x1_split_terms_on_the_emulated_cortex_m7(tmp_path) -> None:
+    """The split-term cases through the firmware build's assembly (gather_m7, gather2_m7)."""
+    calls = _split_cases()
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
