@@ -1186,6 +1186,9 @@ def run_training_session(
             else:
                 first_id = saved.get("first_sample_id", 0)
             every = save_every if save else 0
+            note = flash_wear_note(board, every, epochs * len(inp.y_train))
+            if note:
+                print(note)
             run = _Run(folder, inp, conn.link, board.counter_unit, first_id, lr_schedule, epochs, every)
             if saved is None and conn.emulator_name is None and conn.reused is None:
                 conn.fresh_state = _state_is_initial(run.trainer, initial)
@@ -1284,6 +1287,28 @@ BOARD_FLASH = "board-flash.bin"  # an emulated board's persistence file, kept in
 
 CHECKPOINTS = "checkpoints.jsonl"  # one line per SAVE to the board's flash (asked, then done)
 ROLLED_BACK = "rolled_back.jsonl"  # lines a resume took back: steps the board lost in a reset
+
+
+FLASH_ERASE_CYCLES = 10_000  # STM32F746 datasheet: flash endurance, cycles per sector (minimum)
+WEAR_NOTE_SAVES = 100  # a session asking more SAVEs than this on a real board is told what they cost
+
+
+def flash_wear_note(board: Board, save_every: int | None, steps: int) -> str:
+    """A warning when --save-every asks many SAVEs of a real board's flash (each erases a
+    sector: up to 2 s on the STM32F746, and a sector survives about 10,000 erases); "" else.
+    The emulated board's flash is a file: no note."""
+    if board.is_emulated or not save_every or steps <= 0:
+        return ""
+    saves = steps // save_every + 1  # and the final one
+    if saves <= WEAR_NOTE_SAVES:
+        return ""
+    per_slot = -(-saves // 2)  # the two slots alternate
+    return (
+        f"note      --save-every {save_every}: {saves:,} SAVEs this session, each erasing a flash "
+        f"sector of {board.name} (up to 2 s each; {per_slot:,} erases per slot of the "
+        f"~{FLASH_ERASE_CYCLES:,} a sector survives). A larger --save-every (or the default, each "
+        "epoch's end) checkpoints with far less wear"
+    )
 
 
 def _saved_text(saved: dict[str, Any] | None, error: str | None) -> str:

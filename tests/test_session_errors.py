@@ -86,3 +86,17 @@ def test_a_board_that_went_back_while_the_host_ran_is_explained(tmp_path: Path) 
     finally:
         run.steps_file.close()
         run.epochs_file.close()
+
+
+def test_many_saves_on_a_real_board_get_a_note_on_their_cost() -> None:
+    from pytools.boards import load_board
+    from pytools.session import flash_wear_note
+
+    nucleo, emulated = load_board("nucleo_f746zg"), load_board("mps2_an500")
+    note = flash_wear_note(nucleo, 5, 1143)
+    assert "--save-every 5: 229 SAVEs" in note and "115 erases per slot" in note and "10,000" in note
+    assert flash_wear_note(nucleo, 500, 1143) == ""  # 3 SAVEs
+    assert (
+        flash_wear_note(nucleo, None, 1143) == flash_wear_note(nucleo, 0, 1143) == ""
+    )  # epoch ends; final only
+    assert flash_wear_note(emulated, 1, 1143) == ""  # a file, not a sector
