@@ -200,7 +200,7 @@ def pull(
     board and by the exported model in TFLite's interpreter, and must agree.
     """
     from pytools.connect import open_link, resolve_board
-    from pytools.model.board_runner import BoardModel
+    from pytools.model.board_runner import BoardModel, BoardTraining
     from pytools.model.host_twin import io_tensors
     from pytools.model.tflite_import import import_tflite
     from pytools.session import DEFAULT_SCHEME, _load_model, _model_info, _scheme, plan_mismatches
@@ -243,6 +243,8 @@ def pull(
             f"{len(state)} state tensors read"
         )
         data, changes = export_trained(model_bytes, ct, state)
+        if folder is not None:
+            lines.append(_state_note(folder, cfg, BoardTraining(link).status()))
         if folder is not None and check > 0:
             xs = _held_out(dataset, cfg["dataset"]["split"], graph, check)
             on_board = np.array([Trainer(ct, reader).predict(x) for x in xs])
@@ -263,6 +265,25 @@ def pull(
         f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
     )
     return lines
+
+
+def _state_note(folder: Path, cfg: dict, status: dict) -> str:
+    """Which of the session's states the board holds: its final one, or an earlier checkpoint
+    (a final save that failed, a session that did not finish), said so that an export of the
+    earlier weights is not mistaken for the session's result."""
+    from pytools.session import _read_jsonl
+
+    first = cfg.get("first_sample_id", 0)
+    total = first + len(_read_jsonl(folder / "steps.jsonl"))
+    have = status["samples_trained"]
+    if have == total:
+        crc = status["state_crc"]
+        return f"state     the session's final state: {have - first:,} samples trained (CRC-32 0x{crc:08x})"
+    return (
+        f"note      the board holds the state after {have - first:,} of the session's {total - first:,} "
+        f"steps (a checkpoint: the steps after it were not saved to flash); this export has those "
+        "weights, not the session's last"
+    )
 
 
 def _held_out(dataset: str, split: str, graph: Graph, n: int) -> np.ndarray:

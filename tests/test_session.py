@@ -137,6 +137,7 @@ def test_a_session_on_the_emulated_board(run_dir, tmp_path, capsys) -> None:
     out = tmp_path / "trained.tflite"
     lines = export.pull(None, str(out), session=str(folder), check=20)
     assert any(line.startswith("check     20 of 20 held-out") for line in lines), lines
+    assert f"state     the session's final state: {LIMIT * EPOCHS} samples trained" in "\n".join(lines)
     exported = out.read_bytes()
     assert exported != model
     held = datasets.load_split("digits").held_out

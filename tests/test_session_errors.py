@@ -100,3 +100,15 @@ def test_many_saves_on_a_real_board_get_a_note_on_their_cost() -> None:
         flash_wear_note(nucleo, None, 1143) == flash_wear_note(nucleo, 0, 1143) == ""
     )  # epoch ends; final only
     assert flash_wear_note(emulated, 1, 1143) == ""  # a file, not a sector
+
+
+def test_pull_says_when_the_board_holds_a_checkpoint_not_the_final_state(tmp_path: Path) -> None:
+    from pytools.export import _state_note
+
+    (tmp_path / "steps.jsonl").write_text("{}\n" * 40)
+    cfg = {"first_sample_id": 5}
+    assert _state_note(tmp_path, cfg, {"samples_trained": 45, "state_crc": 0xAB}).startswith(
+        "state     the session's final state: 40 samples trained (CRC-32 0x000000ab)"
+    )
+    note = _state_note(tmp_path, cfg, {"samples_trained": 35, "state_crc": 0xAB})
+    assert "after 30 of the session's 40 steps" in note and "not the session's last" in note
