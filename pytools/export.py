@@ -146,8 +146,8 @@ def _session_settings(session: str) -> tuple[Path, dict[str, Any]]:
 
 @contextlib.contextmanager
 def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator[str]:
-    """An emulated board booted from a finished session's flash: the session's firmware and
-    plan, with the trained state it saved restored at boot. Stopped (and its copy of the
+    """An emulated board booted from a session's flash: the session's firmware and plan, with
+    the trained state it last saved (its final save, or a checkpoint) restored at boot. Stopped (and its copy of the
     flash forgotten) afterwards."""
     from pytools import emulator
     from pytools.session import BOARD_FLASH
@@ -156,7 +156,8 @@ def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator
     if not saved.is_file():
         raise ToolError(
             f"{folder} has no {BOARD_FLASH}: that session did not save its trained state to the "
-            "emulated board's flash (it ran with --no-save, on a reused emulator, or did not finish). "
+            "emulated board's flash (it ran with --no-save, on a reused emulator, or stopped before "
+            "its first checkpoint). "
             "Pull from the running board instead (--port)"
         )
     assert ct.image is not None
