@@ -147,8 +147,8 @@ def _session_settings(session: str) -> tuple[Path, dict[str, Any]]:
 @contextlib.contextmanager
 def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator[str]:
     """An emulated board booted from a session's flash: the session's firmware and plan, with
-    the trained state it last saved (its final save, or a checkpoint) restored at boot. Stopped (and its copy of the
-    flash forgotten) afterwards."""
+    the trained state it last saved (its final save, or a checkpoint) restored at boot.
+    Stopped (and its copy of the flash forgotten) afterwards."""
     from pytools import emulator
     from pytools.session import BOARD_FLASH
 
