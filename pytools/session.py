@@ -1206,7 +1206,10 @@ def run_training_session(
                 config["first_state_crc"] = run.status()["state_crc"]
                 config["plan"]["crc32"] = run.training.config["plan_crc"]
                 _write_json(folder / "config.json", config)
-            elif saved["plan"].get("crc32", plan_crc := run.training.config["plan_crc"]) != plan_crc:
+            elif saved["plan"].get("crc32") not in (None, run.training.config["plan_crc"]):
+                # Defence in depth: _reconnect already refused a board whose build id (firmware
+                # and plan CRC) is not the session's; sessions before checkpoints have no crc32.
+                plan_crc = run.training.config["plan_crc"]
                 raise ToolError(
                     f"cannot resume the session in {folder}: the board runs plan CRC-32 0x{plan_crc:08x}, "
                     f"the session trained 0x{saved['plan']['crc32']:08x}. Start a new session"
