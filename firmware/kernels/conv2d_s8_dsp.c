@@ -315,6 +315,27 @@ CONV_INLINE void copy_runs(int8_t *d, const int8_t *src, size_t step, int32_t fh
     }
 }
 
+/* The stem's patch (3x3 taps over 3 channels, wholly inside: three runs of 9 bytes, `step`
+ * apart) widened straight into its 8 groups, without the copy: the 27 bytes and the zero
+ * point (lane 27, which the offset makes 0) as 7 words, each read where it starts (LDR takes
+ * any alignment; no read past the third run's last byte), one byte or half spliced in where a
+ * word spans two runs; the 8th group is zero. The lanes are widen_dense's. */
+CONV_INLINE void widen_stem(uint64_t *dst, const int8_t *r0, size_t step, uint32_t off2,
+                            uint32_t zp) {
+    const int8_t *r1 = r0 + step, *r2 = r1 + step;
+    uint32_t w[7];
+    w[0] = dsp_read4(r0);
+    w[1] = dsp_read4(r0 + 4);
+    w[2] = (uint32_t)(uint8_t)r0[8] | (dsp_read4(r1) << 8);
+    w[3] = dsp_read4(r1 + 3);
+    w[4] = (dsp_read4(r1 + 7) & 0xFFFFu) | (dsp_read4(r2) << 16);
+    w[5] = dsp_read4(r2 + 2);
+    w[6] = (dsp_read4(r2 + 5) >> 8) | (zp << 24);
+    for (int32_t g = 0; g < 7; ++g)
+        dst[2 * g] = group(dsp_sxtab16(off2, w[g]), dsp_sxtab16_hi(off2, w[g]));
+    dst[14] = 0;
+}
+
 static __attribute__((noinline)) void widen_dense_tile(uint64_t *xbuf, int32_t pix0, int32_t n,
                                                        int32_t groups,
                                                        const struct conv2d_s8_params *p,
@@ -335,7 +356,7 @@ static __attribute__((noinline)) void widen_dense_tile(uint64_t *xbuf, int32_t p
         while (xhi < ow && xhi * p->stride_w - p->pad_w + fw <= iw) ++xhi;
     }
     const size_t col_step = (size_t)p->stride_w * (size_t)ic;
-    const int stem = fh == 3 && run == 9; /* the 3x3 stem over 3 channels: constant runs */
+    const int stem = fh == 3 && fw == 3 && ic == 3 && groups == 8; /* widen_stem */
     int32_t ox = pix0 % ow, oy = (pix0 / ow) % oh, b = pix0 / (ow * oh);
     for (int32_t t = 0; t < n;) {
         /* A stretch of one output row: pixels ox .. ox + m - 1. */
@@ -350,11 +371,12 @@ static __attribute__((noinline)) void widen_dense_tile(uint64_t *xbuf, int32_t p
             uint64_t *dst = xbuf + (t >> 1) * 2 * groups + (t & 1);
             const int32_t x = ox + k;
             if (y_in && x >= xlo && x < xhi) {
-                if (stem)
-                    copy_runs(tmp, src, row_step, 3, 9);
-                else
+                if (stem) {
+                    widen_stem(dst, src, row_step, off2, (uint8_t)zp);
+                } else {
                     copy_runs(tmp, src, row_step, fh, run);
-                widen(dst, tmp, bytes, off2, p->input_offset);
+                    widen(dst, tmp, bytes, off2, p->input_offset);
+                }
             } else {
                 widen_dense(dst, pix0 + t, groups, p, o, off2, tmp);
             }
