@@ -126,3 +126,39 @@ def test_stem_on_the_emulated_board() -> None:
         print(f"\nstem {h}x{w}x3 -> {cout}: {costs[0]:,} instructions, {rate:.3f} MAC/instruction")
         if h >= 34:
             assert rate >= 0.55, (h, w, rate)
+
+
+@pytest.mark.emulator
+def test_dense_patches_of_seven_groups_on_the_emulated_board() -> None:
+    """Dense patches of 25-28 bytes (7 groups and a zero 8th: the unrolled 7-group block),
+    besides the stem: 5x5 over 1 channel, 2x2 over 7 (all 28 lanes used), 3x3 over 3 with
+    stride 1; SAME padding (the border's per-tap gather), batches of 2; against TFLite."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+
+    for h, w, cin, k, cout, stride in [(11, 9, 1, 5, 10, 1), (8, 9, 7, 2, 6, 2), (7, 10, 3, 3, 8, 1)]:
+        rng = np.random.default_rng(k * cin)
+        taps = k * k * cin
+        wts = rng.integers(-127, 128, (cout, k, k, cin), dtype=np.int8)
+        scales = (10 ** rng.uniform(-2.5, -1.5, cout)).astype(np.float32)
+        bias = (rng.integers(-50 * taps, 50 * taps, cout).astype(np.int32), quant(list(0.02 * scales), 0))
+        out_q = quant(float(0.02 * np.median(scales) * np.sqrt(taps) * 73 * 74 / 25), 5)
+        options = {"padding": "SAME", "stride_h": stride, "stride_w": stride, "activation": "NONE"}
+        oh, ow = _out_size("SAME", h, k, stride, 1), _out_size("SAME", w, k, stride, 1)
+        graph = _graph(
+            "CONV_2D",
+            (2, h, w, cin),
+            quant(0.02, 7),
+            wts,
+            quant(list(scales), 0, 0),
+            bias,
+            (2, oh, ow, cout),
+            out_q,
+            options,
+        )
+        compiled = _compile(graph, f"dense7_{h}x{w}x{cin}x{k}")
+        x = rng.integers(-128, 128, (2, h, w, cin), dtype=np.int8)
+        want = run_tflite(write_tflite(graph), [x])[0]
+        assert np.mean((want > -128) & (want < 127)) > 0.5 and np.unique(want).size >= 16
+        outs, _ = _on_board(compiled, True, [x])
+        np.testing.assert_array_equal(outs[0], want)
