@@ -440,6 +440,48 @@ static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct co
     widen_zeros(dst, end);
 }
 
+/* Both filter rows of an output channel pair, rows a and b of n bytes (a multiple of 4: whole
+ * groups, input_c % 4 == 0), widened together in widen_row's layout (per group 4 words: a's
+ * even and odd lanes, then b's, contiguous, so one STM stores them), the rest up to end zero.
+ * 112 bytes: ~130 instructions for both rows, where two widen_row calls took ~400. */
+static void widen_rows2(uint64_t *dst, const int8_t *a, const int8_t *b, int32_t n,
+                        const uint64_t *end) {
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 8) {
+        int32_t k = n >> 3;
+        __asm__ volatile(
+            "1:\n"
+            "ldr r4, [%[a]], #4\n"
+            "ldr r5, [%[b]], #4\n"
+            "sxtb16 r6, r4\n"
+            "sxtb16 r7, r4, ror #8\n"
+            "sxtb16 r8, r5\n"
+            "sxtb16 r9, r5, ror #8\n"
+            "stm %[d]!, {r6, r7, r8, r9}\n"
+            "ldr r4, [%[a]], #4\n"
+            "ldr r5, [%[b]], #4\n"
+            "sxtb16 r6, r4\n"
+            "sxtb16 r7, r4, ror #8\n"
+            "sxtb16 r8, r5\n"
+            "sxtb16 r9, r5, ror #8\n"
+            "stm %[d]!, {r6, r7, r8, r9}\n"
+            "subs %[k], %[k], #1\n"
+            "bne 1b\n"
+            : [a] "+r"(a), [b] "+r"(b), [d] "+r"(dst), [k] "+r"(k)
+            :
+            : "r4", "r5", "r6", "r7", "r8", "r9", "cc", "memory");
+        i = n & ~7;
+    }
+#endif
+    for (; i < n; i += 4, a += 4, b += 4, dst += 2) {
+        const uint32_t u = dsp_read4(a), v = dsp_read4(b);
+        dst[0] = group(dsp_sxtb16(u), dsp_sxtb16_hi(u));
+        dst[1] = group(dsp_sxtb16(v), dsp_sxtb16_hi(v));
+    }
+    for (; dst < end; ++dst) *dst = 0;
+}
+
 /* Output pixels 0 .. n - 1 of a tile (widened in xbuf) for the output channel pair whose
  * rows are widened in wbuf: requantized with requant_fast.h (both channels on its fast path,
  * two channels; `full`: the activation range is all of int8, so SSAT is the whole clamp). */
@@ -601,7 +643,7 @@ static void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t grou
     if (n >= 2) {
         struct pair_m7 k = {b[0], b[1],        m2[0],      m2[1], s1[0], s1[1], c,
                             wbuf, groups >> 2, groups & 2, dst,   cout,  n >> 1};
-        if (groups == 8 && last_zero)
+        if (last_zero && groups == 8)
             pair_fast_m7_7(x, &k);
         else if (groups == 2)
             pair_fast_m7_2(x, &k);
@@ -673,11 +715,17 @@ static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o
         if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
         for (int32_t oc = 0; oc < cout; oc += 2) {
             const int two = oc + 1 < cout;
-            widen_row(wbuf, oc, groups, p, o);
-            if (two)
-                widen_row(wbuf + 1, oc + 1, groups, p, o);
-            else
-                widen_zeros(wbuf + 1, wbuf + 2 * groups);
+            if (two && p->input_c % 4 == 0) {
+                const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+                widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size,
+                            wbuf + 2 * groups);
+            } else {
+                widen_row(wbuf, oc, groups, p, o);
+                if (two)
+                    widen_row(wbuf + 1, oc + 1, groups, p, o);
+                else
+                    widen_zeros(wbuf + 1, wbuf + 2 * groups);
+            }
             const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
             const struct requant r0 = requant_of(oc, p, o),
                                  r1 = requant_of(two ? oc + 1 : oc, p, o);
