@@ -636,9 +636,9 @@ static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct p
 #endif
 
 /* last_zero: the last of the groups is zero in every pixel and row (the stem). */
-static void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                           int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
-                           const int32_t s1[2], int32_t c, int last_zero) {
+CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                                int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                                const int32_t s1[2], int32_t c, int last_zero) {
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
     if (n >= 2) {
         struct pair_m7 k = {b[0], b[1],        m2[0],      m2[1], s1[0], s1[1], c,
@@ -683,6 +683,31 @@ static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, in
     }
 }
 
+/* conv_gemm's channel pairs from 0 on while both channels are on requant_fast.h's fast path,
+ * for a full-range layer whose filter rows are whole groups (input_c % 4 == 0): the same
+ * steps as conv_gemm's loop, in a function of their own so that the per-pair setup keeps its
+ * values in registers (4x4x112 -> 1280, 640 pairs: ~1/3 fewer instructions between blocks).
+ * Returns the first output channel left to conv_gemm's loop. */
+static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, uint64_t *wbuf,
+                                                         int32_t groups, int32_t n, int8_t *out,
+                                                         const struct conv2d_s8_params *p,
+                                                         const struct conv_ops *o, int32_t c) {
+    const int32_t cout = p->output_c;
+    const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+    const uint64_t *const wend = wbuf + 2 * groups;
+    int32_t oc = 0;
+    for (; oc + 1 < cout; oc += 2) {
+        const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(oc + 1, p, o);
+        if (!rq_fast_ok(r0.multiplier, r0.shift) || !rq_fast_ok(r1.multiplier, r1.shift)) break;
+        widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size, wend);
+        const int32_t b[2] = {bias_of(oc, p, o), bias_of(oc + 1, p, o)};
+        const int32_t m2[2] = {rq_m2(r0.multiplier), rq_m2(r1.multiplier)};
+        const int32_t s1[2] = {rq_s1(r0.shift), rq_s1(r1.shift)};
+        pair_fast_full(xbuf, wbuf, groups, n, out + oc, cout, b, m2, s1, c, 0);
+    }
+    return oc;
+}
+
 static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups) {
     uint64_t buf[CONV_BUF_GROUPS];
     uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
@@ -713,7 +738,11 @@ static void conv_gemm(const struct conv2d_s8_params *p, const struct conv_ops *o
                 widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2);
         }
         if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
-        for (int32_t oc = 0; oc < cout; oc += 2) {
+        int32_t oc = 0;
+        if (full && offset_ok && p->input_c % 4 == 0)
+            oc = pairs_fast_full(xbuf, wbuf, groups, n, o->out + (size_t)pix0 * (size_t)cout, p, o,
+                                 c);
+        for (; oc < cout; oc += 2) {
             const int two = oc + 1 < cout;
             if (two && p->input_c % 4 == 0) {
                 const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
