@@ -162,3 +162,62 @@ def test_dense_patches_of_seven_groups_on_the_emulated_board() -> None:
         assert np.mean((want > -128) & (want < 127)) > 0.5 and np.unique(want).size >= 16
         outs, _ = _on_board(compiled, True, [x])
         np.testing.assert_array_equal(outs[0], want)
+
+
+def _mixed_case(seed: int) -> Case:
+    """Wide 1x1 (and 3x3) convolutions, input_c a multiple of 4, with the full activation range
+    and a few output channels whose real multiplier is >= 1/2 (off requant_fast.h's fast path):
+    the fast channel pairs' own loop (pairs_fast_full) stops at the first such pair and the
+    generic loop finishes the layer."""
+    rng = np.random.default_rng(13000 + seed)
+    k = int(rng.choice([1, 1, 3]))
+    in_c = 4 * int(rng.integers(1, 40))
+    out_c = int(rng.integers(2, 40))
+    h, w = int(rng.integers(k, 8)), int(rng.integers(k, 8))
+    scales = (10 ** rng.uniform(-3, -1.5, out_c)).astype(np.float32)
+    out_scale = float(0.02 * np.median(scales) * np.sqrt(in_c * k * k) * 73 * 74 / 25)
+    slow = rng.choice(out_c, size=int(rng.integers(1, 3)), replace=False)
+    scales[slow] = np.float32(out_scale / 0.02 * rng.uniform(0.6, 3.0))  # multiplier 0.6-3
+    wts = rng.integers(-127, 128, (out_c, k, k, in_c), dtype=np.int8)
+    bias = (rng.integers(-5000, 5000, out_c).astype(np.int32), quant(list(0.02 * scales), 0))
+    out_q = quant(out_scale, int(rng.integers(-20, 20)))
+    options = {"padding": "SAME", "stride_h": 1, "stride_w": 1, "activation": "NONE"}
+    g = _graph(
+        "CONV_2D",
+        (1, h, w, in_c),
+        quant(0.02, -3),
+        wts,
+        quant(list(scales), 0, 0),
+        bias,
+        (1, h, w, out_c),
+        out_q,
+        options,
+    )
+    return Case(g, out_q, "NONE")
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", range(30))
+def test_mixed_fast_path_channels_match_reference(seed: int, trained: bool) -> None:
+    _compare(_mixed_case(seed), seed, trained)
+
+
+@pytest.mark.parametrize("seed", range(0, 30, 5))
+def test_mixed_fast_path_channels_are_bit_exact_with_tflite(seed: int) -> None:
+    with dsp_on_host():
+        check_bit_exact(_mixed_case(seed).graph, np.random.default_rng(seed))
+
+
+@pytest.mark.emulator
+def test_mixed_fast_path_channels_on_the_emulated_board() -> None:
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+
+    for seed in (0, 1, 2):
+        graph = _mixed_case(seed).graph
+        compiled = _compile(graph, f"mixed_{seed}")
+        shape = graph.tensor(0).shape
+        x = np.random.default_rng(seed).integers(-128, 128, shape, dtype=np.int8)
+        want = run_tflite(write_tflite(graph), [x])[0]
+        outs, _ = _on_board(compiled, True, [x])
+        np.testing.assert_array_equal(outs[0], want)
