@@ -323,16 +323,20 @@ CONV_INLINE void copy_runs(int8_t *d, const int8_t *src, size_t step, int32_t fh
 CONV_INLINE void widen_stem(uint64_t *dst, const int8_t *r0, size_t step, uint32_t off2,
                             uint32_t zp) {
     const int8_t *r1 = r0 + step, *r2 = r1 + step;
-    uint32_t w[7];
-    w[0] = dsp_read4(r0);
-    w[1] = dsp_read4(r0 + 4);
-    w[2] = (uint32_t)(uint8_t)r0[8] | (dsp_read4(r1) << 8);
-    w[3] = dsp_read4(r1 + 3);
-    w[4] = (dsp_read4(r1 + 7) & 0xFFFFu) | (dsp_read4(r2) << 16);
-    w[5] = dsp_read4(r2 + 2);
-    w[6] = (dsp_read4(r2 + 5) >> 8) | (zp << 24);
-    for (int32_t g = 0; g < 7; ++g)
-        dst[2 * g] = group(dsp_sxtab16(off2, w[g]), dsp_sxtab16_hi(off2, w[g]));
+    uint32_t v = dsp_read4(r0);
+    dst[0] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    v = dsp_read4(r0 + 4);
+    dst[2] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    v = (uint32_t)(uint8_t)r0[8] | (dsp_read4(r1) << 8);
+    dst[4] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    v = dsp_read4(r1 + 3);
+    dst[6] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    v = (dsp_read4(r1 + 7) & 0xFFFFu) | (dsp_read4(r2) << 16);
+    dst[8] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    v = dsp_read4(r2 + 2);
+    dst[10] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    v = (dsp_read4(r2 + 5) >> 8) | (zp << 24);
+    dst[12] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
     dst[14] = 0;
 }
 
