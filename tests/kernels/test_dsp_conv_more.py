@@ -110,7 +110,7 @@ def _stem_graph(h: int, w: int, cout: int, seed: int = 0, padding: str = "VALID"
 def test_stem_on_the_emulated_board() -> None:
     """The stem's patch shapes (and a SAME-padded one: the border fallback) against TFLite, in
     instructions per whole INVOKE (runtime included). 37x39x3 -> 18x19x16 took 353,960
-    instructions before the run copy (0.417 MAC/instruction); bar: 0.55."""
+    instructions before the run copy (0.417 MAC/instruction), 208,480 after; bar: 0.65."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
 
@@ -125,7 +125,7 @@ def test_stem_on_the_emulated_board() -> None:
         rate = want.size * 27 / costs[0]
         print(f"\nstem {h}x{w}x3 -> {cout}: {costs[0]:,} instructions, {rate:.3f} MAC/instruction")
         if h >= 34:
-            assert rate >= 0.55, (h, w, rate)
+            assert rate >= 0.65, (h, w, rate)
 
 
 @pytest.mark.emulator
