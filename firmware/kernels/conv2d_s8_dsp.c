@@ -365,7 +365,7 @@ static __attribute__((noinline)) void widen_dense_tile(uint64_t *xbuf, int32_t p
         xhi = xlo;
         while (xhi < ow && xhi * p->stride_w - p->pad_w + fw <= iw) ++xhi;
     }
-    const size_t col_step = (size_t)p->stride_w * (size_t)ic;
+    const ptrdiff_t col_step = (ptrdiff_t)p->stride_w * (ptrdiff_t)ic;
     const int stem = fh == 3 && fw == 3 && ic == 3 && groups == 8; /* widen_stem */
     int32_t ox = pix0 % ow, oy = (pix0 / ow) % oh, b = pix0 / (ow * oh);
     for (int32_t t = 0; t < n;) {
@@ -374,13 +374,14 @@ static __attribute__((noinline)) void widen_dense_tile(uint64_t *xbuf, int32_t p
         if (m > n - t) m = n - t;
         const int32_t y0 = oy * p->stride_h - p->pad_h;
         const int y_in = y0 >= 0 && y0 + (fh - 1) * p->dilation_h < ih;
-        const int8_t *src = o->input + (((size_t)b * (size_t)ih + (size_t)y0) * (size_t)iw +
-                                        (size_t)(ox * p->stride_w) - (size_t)p->pad_w) *
-                                           (size_t)ic;
-        for (int32_t k = 0; k < m; ++k, ++t, src += col_step) {
+        /* The patch's first byte, as an offset (a pointer only once inside the image). */
+        ptrdiff_t at = (((ptrdiff_t)b * ih + y0) * iw + (ptrdiff_t)ox * p->stride_w - p->pad_w) *
+                       (ptrdiff_t)ic;
+        for (int32_t k = 0; k < m; ++k, ++t, at += col_step) {
             uint64_t *dst = xbuf + (t >> 1) * 2 * groups + (t & 1);
             const int32_t x = ox + k;
             if (y_in && x >= xlo && x < xhi) {
+                const int8_t *src = o->input + at;
                 if (stem) {
                     widen_stem(dst, src, row_step, off2, (uint8_t)zp);
                 } else {
