@@ -306,8 +306,121 @@ static void dw_channel(const struct dw *d, int32_t b, int32_t c) {
     }
 }
 
-/* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */
-static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw) {
+/* --- Stride 1, 3x3, dilation 1: a pre-widened copy ------------------------------------------
+ * As dw_group_padded, but the copy on the stack holds each input pixel of the group already
+ * widened (two words: SXTAB16 of the even and of the odd channels, the input offset added),
+ * so every output pixel's nine taps are one LDRD of the input pair, one LDRD of the widened
+ * weight pair and four multiply-accumulates: the nine-fold widening of each input word, and
+ * the tap offsets a register-starved loop reloads, are gone. Padding is a pair of zero words
+ * (an offset input of 0, adding nothing, as the reference's skipped tap). The copy holds
+ * DW_WIDE_PIX pixels, so larger maps go in bands of output rows (each band widens its rows
+ * plus the two below it). The products and sums are dw_group_padded's. */
+#define DW_WIDE_PIX (DW_PAD_WORDS / 2)
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* lo, hi = the two words at p + off bytes (off a constant): one LDRD. */
+#define DW_LDRD(p, off, lo, hi)     \
+    __asm__("ldrd %0, %1, [%2, %3]" \
+            : "=r"(lo), "=r"(hi)    \
+            : "r"(p), "i"(off), "m"(*(const uint32_t(*)[(off) / 4 + 2])(p)))
+#else
+#define DW_LDRD(p, off, lo, hi)    \
+    do {                           \
+        (lo) = (p)[(off) / 4];     \
+        (hi) = (p)[(off) / 4 + 1]; \
+    } while (0)
+#endif
+
+/* Tap t, the input pair at row pointer r + off bytes. */
+#define DW_WTAP(r, off, t)           \
+    do {                             \
+        uint32_t xe, xo, we, wo;     \
+        DW_LDRD(r, off, xe, xo);     \
+        DW_LDRD(wp, t * 8, we, wo);  \
+        a0 = dsp_smlabb(xe, we, a0); \
+        a2 = dsp_smlatt(xe, we, a2); \
+        a1 = dsp_smlabb(xo, wo, a1); \
+        a3 = dsp_smlatt(xo, wo, a3); \
+    } while (0)
+
+/* The band of output rows dw_group_wide takes at once: 0 if the layer is not its kind, or
+ * fewer than two rows of its width fit the copy. */
+static int32_t dw_wide_band(const struct depthwise_conv2d_s8_params *p) {
+    if (p->stride_h != 1 || p->stride_w != 1 || p->filter_h != 3 || p->filter_w != 3 ||
+        p->dilation_h != 1 || p->dilation_w != 1 || p->pad_h < 0 || p->pad_w < 0)
+        return 0;
+    const int32_t pw = p->output_w + 2, band = DW_WIDE_PIX / pw - 2;
+    return band >= 2 ? band : 0;
+}
+
+static inline __attribute__((always_inline)) void dw_group_wide(const struct dw *d,
+                                                                const struct group *g, int32_t b,
+                                                                int32_t c, uint32_t *buf,
+                                                                int32_t band, int full) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, pw = p->output_w + 2;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int32_t cc = 1 + 2 * p->output_offset;
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *dst =
+        d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch + (size_t)c;
+    /* The copy's columns [ilo, ihi) lie inside the image. */
+    const int32_t ilo = p->pad_w < pw ? p->pad_w : pw;
+    const int32_t ihi = p->input_w + p->pad_w < pw ? p->input_w + p->pad_w : pw;
+    const uint32_t *wp = (const uint32_t *)g->w;
+    for (int32_t oy0 = 0; oy0 < p->output_h; oy0 += band) {
+        const int32_t rows = p->output_h - oy0 < band ? p->output_h - oy0 : band;
+        uint32_t *q = buf;
+        for (int32_t r = 0; r < rows + 2; ++r) {
+            const int32_t y = oy0 - p->pad_h + r;
+            if (y < 0 || y >= p->input_h) {
+                memset(q, 0, (size_t)pw * 8);
+                q += 2 * pw;
+                continue;
+            }
+            int32_t i = 0;
+            for (; i < ilo; ++i, q += 2) q[0] = q[1] = 0;
+            const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
+            for (; i < ihi; ++i, q += 2, s += ch) {
+                const uint32_t v = dsp_read4(s);
+                q[0] = dsp_sxtab16(off2, v);
+                q[1] = dsp_sxtab16_hi(off2, v);
+            }
+            for (; i < pw; ++i, q += 2) q[0] = q[1] = 0;
+        }
+        for (int32_t oy = 0; oy < rows; ++oy) {
+            const uint32_t *r0 = buf + (size_t)oy * 2 * (size_t)pw;
+            const uint32_t *r1 = r0 + 2 * pw, *r2 = r1 + 2 * pw;
+            for (int32_t ox = 0; ox < p->output_w; ++ox, dst += ch, r0 += 2, r1 += 2, r2 += 2) {
+                int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+                DW_WTAP(r0, 0, 0);
+                DW_WTAP(r0, 8, 1);
+                DW_WTAP(r0, 16, 2);
+                DW_WTAP(r1, 0, 3);
+                DW_WTAP(r1, 8, 4);
+                DW_WTAP(r1, 16, 5);
+                DW_WTAP(r2, 0, 6);
+                DW_WTAP(r2, 8, 7);
+                DW_WTAP(r2, 16, 8);
+                dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+            }
+        }
+    }
+}
+
+static void dw_group_wide_full(const struct dw *d, const struct group *g, int32_t b, int32_t c,
+                               uint32_t *buf, int32_t band) {
+    dw_group_wide(d, g, b, c, buf, band, 1);
+}
+static void dw_group_wide_clamped(const struct dw *d, const struct group *g, int32_t b, int32_t c,
+                                  uint32_t *buf, int32_t band) {
+    dw_group_wide(d, g, b, c, buf, band, 0);
+}
+
+/* The kernel's channel loop (below) with dw_group_padded for every whole group of four, or
+ * dw_group_wide when band > 0. */
+static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw,
+                                                    int32_t band) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
@@ -337,7 +450,11 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
                 g.m2[k] = rq_m2(d->multipliers[q]);
                 g.s1[k] = rq_s1(d->shifts[q]);
             }
-            if (taps == 9 && full)
+            if (band > 0 && full)
+                dw_group_wide_full(d, &g, b, c, buf, band);
+            else if (band > 0)
+                dw_group_wide_clamped(d, &g, b, c, buf, band);
+            else if (taps == 9 && full)
                 dw_group_padded_9_full(d, &g, b, c, buf, ph, pw);
             else
                 dw_group_padded_any(d, &g, b, c, buf, ph, pw);
@@ -373,9 +490,10 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
     }
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int full = p->act_min <= -128 && p->act_max >= 127;
-    int32_t ph, pw;
-    if (dw_padded_pays(p, &ph, &pw)) { /* out of line: the loop below compiles as before */
-        dw_run_padded(&d, ph, pw);
+    int32_t ph = 0, pw = 0;
+    const int32_t band = dw_wide_band(p);
+    if (band > 0 || dw_padded_pays(p, &ph, &pw)) { /* out of line: the loop below as before */
+        dw_run_padded(&d, ph, pw, band);
         return;
     }
     for (int32_t b = 0; b < p->batches; ++b) {
