@@ -316,6 +316,9 @@ static void dw_channel(const struct dw *d, int32_t b, int32_t c) {
  * DW_WIDE_PIX pixels, so larger maps go in bands of output rows (each band widens its rows
  * plus the two below it). The products and sums are dw_group_padded's. */
 #define DW_WIDE_PIX (DW_PAD_WORDS / 2)
+/* dw_group_wide's stores: dw_store with the clamp (any requantization and clamp), or
+ * dw_store_packed (the fast requantization) without a clamp, or with one inside int8. */
+enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* lo, hi = the two words at p + off bytes (off a constant): one LDRD. */
@@ -343,6 +346,52 @@ static void dw_channel(const struct dw *d, int32_t b, int32_t c) {
         a3 = dsp_smlatt(xo, wo, a3); \
     } while (0)
 
+/* The four signed bytes of a word clamped to those of lo and hi (lo <= hi in every byte):
+ * SSUB8 sets each byte's GE flag where a >= b, SEL picks by them (one block of assembly:
+ * nothing may touch the flags in between). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
+    uint32_t t, r;
+    __asm__(
+        "ssub8 %1, %2, %3\n"
+        "sel %0, %2, %3\n"
+        "ssub8 %1, %0, %4\n"
+        "sel %0, %4, %0"
+        : "=&r"(r), "=&r"(t)
+        : "r"(v), "r"(lo), "r"(hi)
+        : "cc");
+    return r;
+}
+#else
+static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        int8_t x = (int8_t)(v >> i);
+        const int8_t l = (int8_t)(lo >> i), h = (int8_t)(hi >> i);
+        x = x >= l ? x : l;
+        x = x >= h ? h : x;
+        r |= (uint32_t)(uint8_t)x << i;
+    }
+    return r;
+}
+#endif
+
+/* dw_store on the fast path for a clamp inside the int8 range (lo4, hi4: act_min and act_max
+ * in every byte) or none (clamp 0): the four saturated outputs packed into one word, clamped
+ * four at a time (the same min and max, per byte) and stored at once. */
+static inline __attribute__((always_inline)) void dw_store_packed(
+    const struct group *g, int8_t *dst, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t cc,
+    uint32_t lo4, uint32_t hi4, int clamp) {
+    const int32_t y0 = rq_fused(a0, g->m2[0], g->s1[0], cc),
+                  y1 = rq_fused(a1, g->m2[1], g->s1[1], cc);
+    const int32_t y2 = rq_fused(a2, g->m2[2], g->s1[2], cc),
+                  y3 = rq_fused(a3, g->m2[3], g->s1[3], cc);
+    uint32_t v = ((uint32_t)y0 & 0xFFu) | ((uint32_t)y1 & 0xFFu) << 8 |
+                 ((uint32_t)y2 & 0xFFu) << 16 | (uint32_t)y3 << 24;
+    if (clamp) v = dw_clamp8(v, lo4, hi4);
+    __builtin_memcpy(dst, &v, sizeof v);
+}
+
 /* The band of output rows dw_group_wide takes at once: 0 if the layer is not its kind, or
  * fewer than two rows of its width fit the copy. */
 static int32_t dw_wide_band(const struct depthwise_conv2d_s8_params *p) {
@@ -356,9 +405,11 @@ static int32_t dw_wide_band(const struct depthwise_conv2d_s8_params *p) {
 static inline __attribute__((always_inline)) void dw_group_wide(const struct dw *d,
                                                                 const struct group *g, int32_t b,
                                                                 int32_t c, uint32_t *buf,
-                                                                int32_t band, int full) {
+                                                                int32_t band, int mode) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, pw = p->output_w + 2;
+    const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    const uint32_t hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
     const uint32_t off2 = dsp_pair(p->input_offset);
     const int32_t cc = 1 + 2 * p->output_offset;
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
@@ -402,19 +453,26 @@ static inline __attribute__((always_inline)) void dw_group_wide(const struct dw 
                 DW_WTAP(r2, 0, 6);
                 DW_WTAP(r2, 8, 7);
                 DW_WTAP(r2, 16, 8);
-                dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+                if (mode == DW_STORE_ANY)
+                    dw_store(d, g, dst, c, a0, a1, a2, a3, cc, 0);
+                else
+                    dw_store_packed(g, dst, a0, a1, a2, a3, cc, lo4, hi4, mode == DW_PACK_CLAMP);
             }
         }
     }
 }
 
-static void dw_group_wide_full(const struct dw *d, const struct group *g, int32_t b, int32_t c,
-                               uint32_t *buf, int32_t band) {
-    dw_group_wide(d, g, b, c, buf, band, 1);
+static void dw_group_wide_packed(const struct dw *d, const struct group *g, int32_t b, int32_t c,
+                                 uint32_t *buf, int32_t band) {
+    dw_group_wide(d, g, b, c, buf, band, DW_PACK);
 }
-static void dw_group_wide_clamped(const struct dw *d, const struct group *g, int32_t b, int32_t c,
-                                  uint32_t *buf, int32_t band) {
-    dw_group_wide(d, g, b, c, buf, band, 0);
+static void dw_group_wide_packed_clamp(const struct dw *d, const struct group *g, int32_t b,
+                                       int32_t c, uint32_t *buf, int32_t band) {
+    dw_group_wide(d, g, b, c, buf, band, DW_PACK_CLAMP);
+}
+static void dw_group_wide_any(const struct dw *d, const struct group *g, int32_t b, int32_t c,
+                              uint32_t *buf, int32_t band) {
+    dw_group_wide(d, g, b, c, buf, band, DW_STORE_ANY);
 }
 
 /* The kernel's channel loop (below) with dw_group_padded for every whole group of four, or
@@ -425,6 +483,9 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
     const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int full = p->act_min <= -128 && p->act_max >= 127;
+    /* A clamp the packed store does per byte: inside the int8 range (where the saturated
+     * outputs lie) and not empty. */
+    const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     struct group g;
     uint32_t buf[DW_PAD_WORDS];
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -450,10 +511,12 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
                 g.m2[k] = rq_m2(d->multipliers[q]);
                 g.s1[k] = rq_s1(d->shifts[q]);
             }
-            if (band > 0 && full)
-                dw_group_wide_full(d, &g, b, c, buf, band);
+            if (band > 0 && g.fast && full)
+                dw_group_wide_packed(d, &g, b, c, buf, band);
+            else if (band > 0 && g.fast && clamp8)
+                dw_group_wide_packed_clamp(d, &g, b, c, buf, band);
             else if (band > 0)
-                dw_group_wide_clamped(d, &g, b, c, buf, band);
+                dw_group_wide_any(d, &g, b, c, buf, band);
             else if (taps == 9 && full)
                 dw_group_padded_9_full(d, &g, b, c, buf, ph, pw);
             else
