@@ -97,3 +97,72 @@ def test_the_clamp_cases_are_informative() -> None:
             inside += int(((out > lo) & (out < hi)).sum())
     total = at_lo + at_hi + inside
     assert at_lo > 0.05 * total and at_hi > 0.01 * total and inside > 0.3 * total, (at_lo, at_hi, inside)
+
+
+def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
+    """Depthwise 3x3 stride-1 layers in a row (SAME and VALID; RELU6, RELU, NONE,
+    RELU_N1_TO_1), as an IR graph exported with pytools.model.tflite_export for the oracle."""
+    from pytools.model.ir import Graph, Op, Tensor
+
+    rng = np.random.default_rng(seed)
+    tensors: list[Tensor] = []
+    ops: list[Op] = []
+
+    def tensor(shape, q, data=None, dtype="int8") -> int:
+        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
+        return len(tensors) - 1
+
+    x = tensor((1, h, w, c), quant(0.03, -5))
+    for padding, activation, bound in (
+        ("SAME", "RELU6", 6.0),
+        ("VALID", "RELU", 3.0),
+        ("SAME", "NONE", 3.0),
+        ("SAME", "RELU_N1_TO_1", 1.0),
+    ):
+        xt = tensors[x]
+        in_s = float(xt.quant.scale[0])
+        scales = (bound / (3 * 73 * 74 * in_s) * 10 ** rng.uniform(-0.5, 0.3, c)).astype(np.float32)
+        wt = tensor(
+            (1, 3, 3, c), quant(list(scales), 0, 3), rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+        )
+        b = tensor(
+            (c,),
+            quant(list(np.float32(in_s) * scales), 0),
+            rng.integers(-3000, 3000, c).astype(np.int32),
+            "int32",
+        )
+        zp = int(rng.integers(-100, 0))
+        oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - 2, xt.shape[2] - 2)
+        y = tensor((1, oh, ow, c), quant(bound / (127 - zp), zp))
+        options = {
+            "padding": padding,
+            "stride_h": 1,
+            "stride_w": 1,
+            "dilation_h": 1,
+            "dilation_w": 1,
+            "depth_multiplier": 1,
+            "activation": activation,
+        }
+        ops.append(Op(len(ops), "DEPTHWISE_CONV_2D", [x, wt, b], [y], options))
+        x = y
+    return Graph(tensors, ops, inputs=[0], outputs=[x])
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18)])
+def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, int, int]) -> None:
+    """On the Cortex-M7 build (real LDRD, SSUB8/SEL), against TFLite's reference; 8x8x48 runs
+    in one band of the copy, 40x40x18 in bands of two rows with a partial group of channels."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+    from tests.kernels.test_dsp_kernels import _compile, _on_board
+    from tests.test_models import random_inputs
+
+    graph = _depthwise_chain(*shape)
+    compiled = _compile(graph, "dw_chain_{}x{}x{}".format(*shape))
+    inputs = random_inputs(compiled.blob, np.random.default_rng(3), 2)
+    expected = [run_tflite(write_tflite(graph), [x])[0] for x in inputs]
+    outs, _ = _on_board(compiled, True, inputs)
+    for got, want in zip(outs, expected, strict=True):
+        assert np.unique(want).size > 20  # the outputs spread
+        np.testing.assert_array_equal(got, want)
