@@ -47,7 +47,7 @@ static inline int8_t requantize(const struct dw *d, int32_t acc, int32_t c) {
     return (int8_t)fp_clamp(acc, d->p.act_min, d->p.act_max);
 }
 
-/* A channel group's constants. */
+/* A channel group's constants (w first: DW_LDRD_W addresses it from the group). */
 struct group {
     uint64_t w[DW_TAPS_MAX]; /* tap t: (even lanes: channels c, c+2) | (odd: c+1, c+3) << 32 */
     int32_t bias[4], m2[4], s1[4];
@@ -326,11 +326,20 @@ enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
     __asm__("ldrd %0, %1, [%2, %3]" \
             : "=r"(lo), "=r"(hi)    \
             : "r"(p), "i"(off), "m"(*(const uint32_t(*)[(off) / 4 + 2])(p)))
+/* we, wo = the group's widened weights of tap t (constant): one LDRD; the memory operand is
+ * the group itself, so the compiler orders it after the stores of its uint64_t taps. */
+#define DW_LDRD_W(g, t, we, wo) \
+    __asm__("ldrd %0, %1, [%2, %3]" : "=r"(we), "=r"(wo) : "r"(g), "i"((t)*8), "m"(*(g)))
 #else
 #define DW_LDRD(p, off, lo, hi)    \
     do {                           \
         (lo) = (p)[(off) / 4];     \
         (hi) = (p)[(off) / 4 + 1]; \
+    } while (0)
+#define DW_LDRD_W(g, t, we, wo)             \
+    do {                                    \
+        (we) = (uint32_t)(g)->w[t];         \
+        (wo) = (uint32_t)((g)->w[t] >> 32); \
     } while (0)
 #endif
 
@@ -339,7 +348,7 @@ enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
     do {                             \
         uint32_t xe, xo, we, wo;     \
         DW_LDRD(r, off, xe, xo);     \
-        DW_LDRD(wp, t * 8, we, wo);  \
+        DW_LDRD_W(g, t, we, wo);     \
         a0 = dsp_smlabb(xe, we, a0); \
         a2 = dsp_smlatt(xe, we, a2); \
         a1 = dsp_smlabb(xo, wo, a1); \
@@ -418,7 +427,6 @@ static inline __attribute__((always_inline)) void dw_group_wide(const struct dw 
     /* The copy's columns [ilo, ihi) lie inside the image. */
     const int32_t ilo = p->pad_w < pw ? p->pad_w : pw;
     const int32_t ihi = p->input_w + p->pad_w < pw ? p->input_w + p->pad_w : pw;
-    const uint32_t *wp = (const uint32_t *)g->w;
     for (int32_t oy0 = 0; oy0 < p->output_h; oy0 += band) {
         const int32_t rows = p->output_h - oy0 < band ? p->output_h - oy0 : band;
         uint32_t *q = buf;
