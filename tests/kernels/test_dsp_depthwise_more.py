@@ -22,8 +22,8 @@ from tests.kernels.test_dsp_kernels import _compare, _operands, _run
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 
-def _case(seed: int, activation: str, large: bool = False) -> Case:
-    rng = np.random.default_rng(31000 + seed + (500 if large else 0))
+def _case(seed: int, activation: str, large: bool = False, stride: int = 1) -> Case:
+    rng = np.random.default_rng(31000 + seed + (500 if large else 0) + 1000 * stride)
     c = int(rng.choice([int(rng.integers(1, 41)), 16, 48, 96, 144]))
     padding = str(rng.choice(["SAME", "VALID"]))
     lo, hi = (3, 14) if not large else (14, 52)
@@ -42,8 +42,8 @@ def _case(seed: int, activation: str, large: bool = False) -> Case:
     out_q = quant(float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2)), zp)
     options = {
         "padding": padding,
-        "stride_h": 1,
-        "stride_w": 1,
+        "stride_h": stride,
+        "stride_w": stride,
         "dilation_h": 1,
         "dilation_w": 1,
         "depth_multiplier": 1,
@@ -51,7 +51,13 @@ def _case(seed: int, activation: str, large: bool = False) -> Case:
     }
     in_q = quant(0.02, int(rng.integers(-128, 128)))
     w_q = quant(list(scales), 0, 3)
-    out = (1, h, w, c) if padding == "SAME" else (1, h - 2, w - 2, c)
+    if padding == "VALID":
+        h, w = max(h, 3), max(w, 3)
+
+    def size(n: int) -> int:
+        return -(-n // stride) if padding == "SAME" else -(-(n - 2) // stride)
+
+    out = (1, size(h), size(w), c)
     g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, out, out_q, options)
     return Case(g, out_q, activation)
 
@@ -61,6 +67,15 @@ def _case(seed: int, activation: str, large: bool = False) -> Case:
 @pytest.mark.parametrize("seed", range(25))
 def test_depthwise3x3_s1_matches_reference(seed: int, activation: str, trained: bool) -> None:
     _compare(_case(seed, activation), seed, trained)
+
+
+@pytest.mark.parametrize("large", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("seed", range(15))
+def test_depthwise3x3_s2_matches_reference(seed: int, activation: str, large: bool) -> None:
+    """Stride 2: small maps with padding take the wide path in bands of 4 rows or more;
+    VALID ones and wide maps the others."""
+    _compare(_case(seed, activation, large=large, stride=2), seed, seed % 2 == 0)
 
 
 @pytest.mark.parametrize("trained", [False, True])
@@ -100,8 +115,8 @@ def test_the_clamp_cases_are_informative() -> None:
 
 
 def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
-    """Depthwise 3x3 stride-1 layers in a row (SAME and VALID; RELU6, RELU, NONE,
-    RELU_N1_TO_1), as an IR graph exported with pytools.model.tflite_export for the oracle."""
+    """Depthwise 3x3 layers in a row (stride 1 SAME and VALID, stride 2 SAME; RELU6, RELU,
+    NONE, RELU_N1_TO_1), as an IR graph exported with pytools.model.tflite_export for the oracle."""
     from pytools.model.ir import Graph, Op, Tensor
 
     rng = np.random.default_rng(seed)
@@ -113,11 +128,12 @@ def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
         return len(tensors) - 1
 
     x = tensor((1, h, w, c), quant(0.03, -5))
-    for padding, activation, bound in (
-        ("SAME", "RELU6", 6.0),
-        ("VALID", "RELU", 3.0),
-        ("SAME", "NONE", 3.0),
-        ("SAME", "RELU_N1_TO_1", 1.0),
+    for padding, activation, bound, st in (
+        ("SAME", "RELU6", 6.0, 1),
+        ("VALID", "RELU", 3.0, 1),
+        ("SAME", "NONE", 3.0, 1),
+        ("SAME", "RELU6", 6.0, 2),
+        ("SAME", "RELU_N1_TO_1", 1.0, 1),
     ):
         xt = tensors[x]
         in_s = float(xt.quant.scale[0])
@@ -133,11 +149,12 @@ def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
         )
         zp = int(rng.integers(-100, 0))
         oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - 2, xt.shape[2] - 2)
+        oh, ow = -(-oh // st), -(-ow // st)
         y = tensor((1, oh, ow, c), quant(bound / (127 - zp), zp))
         options = {
             "padding": padding,
-            "stride_h": 1,
-            "stride_w": 1,
+            "stride_h": st,
+            "stride_w": st,
             "dilation_h": 1,
             "dilation_w": 1,
             "depth_multiplier": 1,
@@ -149,7 +166,7 @@ def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
 
 
 @pytest.mark.emulator
-@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18)])
+@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18), (20, 20, 24)])
 def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, int, int]) -> None:
     """On the Cortex-M7 build (real LDRD, SSUB8/SEL), against TFLite's reference; 8x8x48 runs
     in one band of the copy, 40x40x18 in bands of two rows with a partial group of channels."""
