@@ -9,6 +9,10 @@
  * added), one LDRD of the widened taps and four 16x16 multiply-accumulates (SMLABB / SMLATT,
  * one lane each). Interior pixels run all taps from a table of offsets (3x3 unrolled); pixels
  * at the border only the taps inside the image, as the reference skips the padding.
+ * 3x3 layers at stride 1 (and at stride 2 where windows reach the padding) run instead from
+ * a pre-widened, zero-bordered copy of the group's input on the stack (dw_group_wide): per
+ * tap one LDRD of inputs, one of weights and the four multiply-accumulates, and on the fast
+ * requantization the four outputs clamped per byte and stored as one word.
  * Requantization: requant_fast.h (5 instructions per output, proved bit-identical with
  * fixedpoint.h) when the group's four channels are on its fast path, else the reference's.
  * Channels whose group of four is not whole, or straddles train_rows (a trained channel reads
