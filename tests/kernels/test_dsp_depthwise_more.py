@@ -1,0 +1,185 @@
+"""The depthwise 3x3 stride-1 path from a pre-widened copy (depthwise_conv2d_s8_dsp.c,
+dw_group_wide) and its packed stores (four outputs clamped per byte and stored as one word),
+against the reference kernel bit for bit on the host, and against TFLite's reference.
+
+The cases are the layers that path takes: stride 1, dilation 1, depth multiplier 1, SAME and
+VALID padding, maps from 1x1 to beyond one band of the copy (several bands, or too wide for
+it: the other paths), channel counts with and without a partial group of four, trained
+slices, and every fused activation (the packed clamp for RELU, RELU6 and RELU_N1_TO_1, none
+for NONE), with output zero points that put the clamp bounds anywhere in the int8 range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytools.model.lowering import lower
+from tests.kernels.support import check_bit_exact, quant
+from tests.kernels.test_conv_kernels import Case, _graph
+from tests.kernels.test_dsp_kernels import _compare, _operands, _run
+
+ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def _case(seed: int, activation: str, large: bool = False, stride: int = 1) -> Case:
+    rng = np.random.default_rng(31000 + seed + (500 if large else 0) + 1000 * stride)
+    c = int(rng.choice([int(rng.integers(1, 41)), 16, 48, 96, 144]))
+    padding = str(rng.choice(["SAME", "VALID"]))
+    lo, hi = (3, 14) if not large else (14, 52)
+    h, w = int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+    if padding == "SAME" and not large and rng.random() < 0.2:
+        h, w = int(rng.integers(1, 3)), int(rng.integers(1, 3))  # windows all padding but one
+    per_channel = bool(rng.random() < 0.8)
+    # Real outputs of about `bound` (the activation's upper bound; 3 for RELU): an output
+    # scale that puts that bound inside the int8 range, so both ends of the clamp bite.
+    bound = {"NONE": 3.0, "RELU": 3.0, "RELU6": 6.0, "RELU_N1_TO_1": 1.0}[activation]
+    spread = 3 * 73 * 74 * 0.02  # the accumulator's spread, in input x filter quanta
+    scales = (bound / spread * 10 ** rng.uniform(-0.5, 0.3, c if per_channel else 1)).astype(np.float32)
+    wts = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+    bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
+    zp = int(rng.integers(-128, 128)) if activation == "NONE" else int(rng.integers(-128, 0))
+    out_q = quant(float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2)), zp)
+    options = {
+        "padding": padding,
+        "stride_h": stride,
+        "stride_w": stride,
+        "dilation_h": 1,
+        "dilation_w": 1,
+        "depth_multiplier": 1,
+        "activation": activation,
+    }
+    in_q = quant(0.02, int(rng.integers(-128, 128)))
+    w_q = quant(list(scales), 0, 3)
+    if padding == "VALID":
+        h, w = max(h, 3), max(w, 3)
+
+    def size(n: int) -> int:
+        return -(-n // stride) if padding == "SAME" else -(-(n - 2) // stride)
+
+    out = (1, size(h), size(w), c)
+    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, out, out_q, options)
+    return Case(g, out_q, activation)
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("seed", range(25))
+def test_depthwise3x3_s1_matches_reference(seed: int, activation: str, trained: bool) -> None:
+    _compare(_case(seed, activation), seed, trained)
+
+
+@pytest.mark.parametrize("large", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("seed", range(15))
+def test_depthwise3x3_s2_matches_reference(seed: int, activation: str, large: bool) -> None:
+    """Stride 2: small maps with padding take the wide path in bands of 4 rows or more;
+    VALID ones and wide maps the others."""
+    _compare(_case(seed, activation, large=large, stride=2), seed, seed % 2 == 0)
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("seed", range(6))
+def test_depthwise3x3_s1_large_maps_match_reference(seed: int, activation: str, trained: bool) -> None:
+    _compare(_case(seed, activation, large=True), seed, trained)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("seed", range(4))
+def test_depthwise3x3_s1_is_bit_exact_with_tflite(seed: int, activation: str) -> None:
+    """The optimized kernel (X_run dispatches to it inside dsp_on_host) against TFLite."""
+    from tests.kernels.test_dsp_kernels import dsp_on_host
+
+    with dsp_on_host():
+        check_bit_exact(_case(seed, activation, large=seed % 2 == 1).graph, np.random.default_rng(seed))
+
+
+def test_the_clamp_cases_are_informative() -> None:
+    """The activations clamp: a good share of the outputs sit at each bound somewhere, and
+    the rest spread (so a clamp per byte that picked the wrong side would show)."""
+    at_lo = at_hi = inside = 0
+    for seed in range(25):
+        for activation in ("RELU", "RELU6", "RELU_N1_TO_1"):
+            case = _case(seed, activation)
+            g = case.graph
+            call = lower(g, g.ops[0])
+            arrays = _operands(g, call, np.random.default_rng(seed))
+            out = _run(call, arrays, "dsp").astype(np.int32)
+            lo, hi = call.params["act_min"], call.params["act_max"]
+            at_lo += int((out == lo).sum())
+            at_hi += int((out == hi).sum() if hi < 127 else 0)
+            inside += int(((out > lo) & (out < hi)).sum())
+    total = at_lo + at_hi + inside
+    assert at_lo > 0.05 * total and at_hi > 0.01 * total and inside > 0.3 * total, (at_lo, at_hi, inside)
+
+
+def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
+    """Depthwise 3x3 layers in a row (stride 1 SAME and VALID, stride 2 SAME; RELU6, RELU,
+    NONE, RELU_N1_TO_1), as an IR graph exported with pytools.model.tflite_export for the oracle."""
+    from pytools.model.ir import Graph, Op, Tensor
+
+    rng = np.random.default_rng(seed)
+    tensors: list[Tensor] = []
+    ops: list[Op] = []
+
+    def tensor(shape, q, data=None, dtype="int8") -> int:
+        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
+        return len(tensors) - 1
+
+    x = tensor((1, h, w, c), quant(0.03, -5))
+    for padding, activation, bound, st in (
+        ("SAME", "RELU6", 6.0, 1),
+        ("VALID", "RELU", 3.0, 1),
+        ("SAME", "NONE", 3.0, 1),
+        ("SAME", "RELU6", 6.0, 2),
+        ("SAME", "RELU_N1_TO_1", 1.0, 1),
+    ):
+        xt = tensors[x]
+        in_s = float(xt.quant.scale[0])
+        scales = (bound / (3 * 73 * 74 * in_s) * 10 ** rng.uniform(-0.5, 0.3, c)).astype(np.float32)
+        wt = tensor(
+            (1, 3, 3, c), quant(list(scales), 0, 3), rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+        )
+        b = tensor(
+            (c,),
+            quant(list(np.float32(in_s) * scales), 0),
+            rng.integers(-3000, 3000, c).astype(np.int32),
+            "int32",
+        )
+        zp = int(rng.integers(-100, 0))
+        oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - 2, xt.shape[2] - 2)
+        oh, ow = -(-oh // st), -(-ow // st)
+        y = tensor((1, oh, ow, c), quant(bound / (127 - zp), zp))
+        options = {
+            "padding": padding,
+            "stride_h": st,
+            "stride_w": st,
+            "dilation_h": 1,
+            "dilation_w": 1,
+            "depth_multiplier": 1,
+            "activation": activation,
+        }
+        ops.append(Op(len(ops), "DEPTHWISE_CONV_2D", [x, wt, b], [y], options))
+        x = y
+    return Graph(tensors, ops, inputs=[0], outputs=[x])
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18), (20, 20, 24)])
+def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, int, int]) -> None:
+    """On the Cortex-M7 build (real LDRD, SSUB8/SEL), against TFLite's reference; 8x8x48 runs
+    in one band of the copy, 40x40x18 in bands of two rows with a partial group of channels."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+    from tests.kernels.test_dsp_kernels import _compile, _on_board
+    from tests.test_models import random_inputs
+
+    graph = _depthwise_chain(*shape)
+    compiled = _compile(graph, "dw_chain_{}x{}x{}".format(*shape))
+    inputs = random_inputs(compiled.blob, np.random.default_rng(3), 2)
+    expected = [run_tflite(write_tflite(graph), [x])[0] for x in inputs]
+    outs, _ = _on_board(compiled, True, inputs)
+    for got, want in zip(outs, expected, strict=True):
+        assert np.unique(want).size > 20  # the outputs spread
+        np.testing.assert_array_equal(got, want)
