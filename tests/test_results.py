@@ -84,3 +84,48 @@ def test_writes_the_report(task: tuple[results.TaskResult, Path], tmp_path: Path
     assert "no backbone" in text
     for f in ("digits.png", "digits.json", "digits-plan.toml", "digits-plan.png", "digits-plan.memory.txt"):
         assert (out / f).exists(), f
+
+
+def test_a_partial_run_keeps_the_other_tasks_earlier_results(
+    task: tuple[results.TaskResult, Path], tmp_path: Path
+) -> None:
+    """`invoke results --tasks X` rewrites X's section and keeps every other task's section from
+    the JSON an earlier run wrote, saying so, instead of dropping them from the table."""
+    tr, out = task
+    md = tmp_path / "RESULTS.md"
+    results.write([tr], [], 12.0, "invoke results", md=md, out_dir=out)  # the "earlier run"
+    earlier = results.load_result(tr.spec, out)
+    assert earlier is not None and earlier.plan_summary == tr.plan_summary
+    assert [r.accuracy for r in earlier.rows["writers"]] == [r.accuracy for r in tr.rows["writers"]]
+    other = dataclasses.replace(tr, spec=results.TASKS[1])  # a task this partial run did rerun
+    md2 = tmp_path / "RESULTS2.md"
+    results.write(
+        [tr, other], [], 1.0, "invoke results --tasks fashion_to_mnist", md=md2, out_dir=out, kept=["digits"]
+    )
+    text = md2.read_text()
+    assert "Tasks `digits` were not run this time" in text
+    assert text.count("| **int8 sparse + QAS (ours)** |") == 2  # both sections are in the table
+    assert results.load_result(results.TASKS[2], out) is None  # never run: nothing to keep
+
+
+def test_run_all_with_tasks_reruns_those_and_keeps_the_rest(
+    task: tuple[results.TaskResult, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tr, _ = task
+    ran: list[str] = []
+
+    def run_task(spec: results.TaskSpec, board: object, progress: bool) -> results.TaskResult:
+        ran.append(spec.name)
+        return dataclasses.replace(tr, spec=spec)
+
+    got: dict = {}
+    monkeypatch.setattr(results, "run_task", run_task)
+    monkeypatch.setattr(
+        results, "load_result", lambda spec, out_dir=None: tr if spec.name == "digits" else None
+    )
+    monkeypatch.setattr(
+        results, "write", lambda res, skipped, seconds, cmd, kept=None: got.update(res=res, kept=kept)
+    )
+    results.run_all(load_board("mps2_an500"), ["fashion_to_mnist"], progress=False)
+    assert ran == ["fashion_to_mnist"]
+    assert [t.spec.name for t in got["res"]] == ["digits", "fashion_to_mnist"] and got["kept"] == ["digits"]
