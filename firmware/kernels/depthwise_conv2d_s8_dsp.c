@@ -70,6 +70,24 @@ struct group {
         a3 = dsp_smlatt(xo, wo, a3);                                              \
     } while (0)
 
+/* Every tap of one output pixel: unrolled for a 3x3 filter (taps9), a loop otherwise. */
+#define DW_TAPS(taps9, taps)                                \
+    do {                                                    \
+        if (taps9) {                                        \
+            DW_TAP(0);                                      \
+            DW_TAP(1);                                      \
+            DW_TAP(2);                                      \
+            DW_TAP(3);                                      \
+            DW_TAP(4);                                      \
+            DW_TAP(5);                                      \
+            DW_TAP(6);                                      \
+            DW_TAP(7);                                      \
+            DW_TAP(8);                                      \
+        } else {                                            \
+            for (int32_t t = 0; t < (taps); ++t) DW_TAP(t); \
+        }                                                   \
+    } while (0)
+
 /* Requantizes and stores the four channels of one output pixel (the biases are already in
  * the accumulators). */
 static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
@@ -160,19 +178,7 @@ static inline __attribute__((always_inline)) void dw_group(const struct dw *d, s
                               (ptrdiff_t)(lo * p->stride_w - p->pad_w) * ch;
             for (; ox < hi; ++ox, dst += ch, x += xstep) {
                 int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
-                if (taps9) {
-                    DW_TAP(0);
-                    DW_TAP(1);
-                    DW_TAP(2);
-                    DW_TAP(3);
-                    DW_TAP(4);
-                    DW_TAP(5);
-                    DW_TAP(6);
-                    DW_TAP(7);
-                    DW_TAP(8);
-                } else {
-                    for (int32_t t = 0; t < taps; ++t) DW_TAP(t);
-                }
+                DW_TAPS(taps9, taps);
                 dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
             }
         }
@@ -223,19 +229,7 @@ static inline __attribute__((always_inline)) void dw_group_padded(const struct d
         const int8_t *x = (const int8_t *)(buf + (size_t)oy * (size_t)p->stride_h * (size_t)pw);
         for (int32_t ox = 0; ox < p->output_w; ++ox, dst += ch, x += xstep) {
             int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
-            if (taps9) {
-                DW_TAP(0);
-                DW_TAP(1);
-                DW_TAP(2);
-                DW_TAP(3);
-                DW_TAP(4);
-                DW_TAP(5);
-                DW_TAP(6);
-                DW_TAP(7);
-                DW_TAP(8);
-            } else {
-                for (int32_t t = 0; t < taps; ++t) DW_TAP(t);
-            }
+            DW_TAPS(taps9, taps);
             dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
         }
     }

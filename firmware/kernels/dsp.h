@@ -53,6 +53,14 @@ void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *op
 void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
                                              void *scratch);
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
+/* The fully-connected gradient kernels run as a 1x1 convolution over `batches` pixels of
+ * 1x1 maps (fully_connected_s8_grad_{input,update}_dsp.c): the conv parameter fields they
+ * share, filled from fully-connected parameters p, as designated initializers. */
+#define DSP_FC_AS_CONV_1X1(p)                                                                      \
+    .batches = (p).batches, .input_h = 1, .input_w = 1, .input_c = (p).input_depth, .filter_h = 1, \
+    .filter_w = 1, .output_h = 1, .output_w = 1, .output_c = (p).output_depth, .stride_h = 1,      \
+    .stride_w = 1, .dilation_h = 1, .dilation_w = 1, .pad_h = 0, .pad_w = 0,                       \
+    .has_mask = (p).has_mask, .per_channel = (p).per_channel, .train_rows = (p).train_rows
 void grad_add_ref_run(const void *params, void *const *operands, void *scratch);
 void grad_add_dsp_run(const void *params, void *const *operands, void *scratch);
 /* grad_add.c's body, shared with grad_add_dsp.c: the two differ only in the requantizer

@@ -31,24 +31,7 @@ void fully_connected_s8_grad_input_dsp_run(const void *params, void *const *oper
         return;
     }
     const struct conv2d_s8_grad_input_params c = {
-        .batches = p.batches,
-        .input_h = 1,
-        .input_w = 1,
-        .input_c = p.input_depth,
-        .filter_h = 1,
-        .filter_w = 1,
-        .output_h = 1,
-        .output_w = 1,
-        .output_c = p.output_depth,
-        .stride_h = 1,
-        .stride_w = 1,
-        .dilation_h = 1,
-        .dilation_w = 1,
-        .pad_h = 0,
-        .pad_w = 0,
-        .has_mask = p.has_mask,
-        .per_channel = p.per_channel,
-        .train_rows = p.train_rows,
+        DSP_FC_AS_CONV_1X1(p),
     };
     conv2d_s8_grad_input_dsp_run(&c, operands, scratch);
 }
