@@ -84,14 +84,12 @@ def board_state(url: str, ct: CompiledTraining) -> tuple[dict[str, np.ndarray], 
         return trainer.state(), BoardTraining(link).status()
 
 
-def twin_after(
-    ct: CompiledTraining, x: np.ndarray, y: np.ndarray, schedule: str = "constant"
-) -> tuple[Trainer, list[tuple[float, int]]]:
-    """The host twin trained once on these samples, in order, the lr following `schedule` over
-    them (a session's: linear); each step's (loss, prediction)."""
+def twin_after(ct: CompiledTraining, x: np.ndarray, y: np.ndarray) -> tuple[Trainer, list[tuple[float, int]]]:
+    """The host twin trained once on these samples, in order, the lr decaying linearly over
+    them as a session's does; each step's (loss, prediction)."""
     twin = Trainer(ct)
     n = len(y)
-    return twin, [twin.step(x[k], int(y[k]), schedules.lr_scale(schedule, k, n)) for k in range(n)]
+    return twin, [twin.step(x[k], int(y[k]), schedules.lr_scale("linear", k, n)) for k in range(n)]
 
 
 def state_crc(trainer: Trainer) -> int:
@@ -117,7 +115,7 @@ def check_session_against_twin(
     assert [s["sample_id"] for s in steps] == list(range(first, first + total))
     x_all, y_all = samples
     idx = [s["sample"] for s in steps]
-    twin, results = twin_after(ct, x_all[idx], y_all[idx], "linear")  # the sessions' default
+    twin, results = twin_after(ct, x_all[idx], y_all[idx])
     for k, (s, (loss, pred)) in enumerate(zip(steps, results, strict=True)):
         assert s["label"] == y_all[s["sample"]]
         assert s["lr_scale"] == schedules.lr_scale("linear", k, total)

@@ -46,6 +46,12 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+@cache
+def _lr_scale() -> ctypes.c_float:
+    """kernels/grad.h's grad_lr_scale in the host library (looked up once)."""
+    return ctypes.c_float.in_dll(_lib(), "grad_lr_scale")
+
+
 def _aligned(nbytes: int, align: int = 16) -> np.ndarray:
     raw = np.zeros(nbytes + align, dtype=np.uint8)
     start = -raw.ctypes.data % align
@@ -128,7 +134,7 @@ class HostTwin:
                 )
             self._view(tid)[...] = x.reshape(t["shape"])
         n = self.header["n_ops"]
-        scale = ctypes.c_float.in_dll(_lib(), "grad_lr_scale")
+        scale = _lr_scale()
         scale.value = lr_scale
         try:
             _lib().rt_invoke_range(self.handle, first, n if end is None else end, None, None)
