@@ -80,7 +80,7 @@ from pytools.build.builder import FirmwareImage
 from pytools.connect import open_link, port_url, resolve_board
 from pytools.console import log_line
 from pytools.errors import ToolError
-from pytools.link.client import BoardRefused, Link, LinkStats
+from pytools.link.client import BoardRefused, Link, LinkError, LinkStats
 from pytools.link.protocol import Msg, layout
 from pytools.model.board_runner import BoardModel, BoardTraining, StepResult
 from pytools.model.host_twin import io_tensors, tensor_table
@@ -668,7 +668,6 @@ class _Run:
         it even if this process dies) and one after ("saved"). A checkpoint at the count of the
         last one is not saved again. Returns the saved line (None: nothing saved)."""
         from pytools import persist
-        from pytools.link.client import BoardRefused, LinkError
 
         if self.checkpoint_error is not None and not final:
             return None  # after a failed SAVE only the final one is tried again
