@@ -1,0 +1,175 @@
+"""A folder of images, one sub-folder per class (the class name is the sub-folder's name).
+
+    my_images/cat/*.png, my_images/dog/*.jpg            the tool splits them
+    my_images/train/cat/..., my_images/test/cat/...     the user's own split
+
+Classes are the sub-folders' names, sorted, so the label map does not depend on the order
+a file system lists them in. Images anywhere below a class folder count (sorted by path);
+hidden files are skipped, other non-image files are skipped with a note. Each image is
+turned upright by its EXIF orientation (phones store it so), converted to grey ("L",
+ITU-R 601-2 luma) or RGB as the model's channel count asks, resized to the model's height
+and width (bilinear) when it differs, and its pixels 0..255 become pixel / 255 in [0, 1],
+as the built-in image data sets do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datasets import DataError
+from datasets.files.arrays import one_line
+from datasets.files.raw import Raw, RawPart
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+MODES = {1: "L", 3: "RGB"}
+SPLIT_FOLDERS = ("train", "test")
+
+
+def _pillow() -> tuple[Any, Any]:
+    """PIL's Image and ImageOps modules, imported only when a folder is read."""
+    try:
+        from PIL import Image, ImageOps
+    except ImportError as e:
+        raise DataError(
+            f"reading image folders needs Pillow, which is not installed ({e}): run ./setup.sh "
+            "(it installs requirements.txt)"
+        ) from e
+    return Image, ImageOps
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _class_folders(root: Path) -> list[Path]:
+    entries = _visible(root)
+    folders = [p for p in entries if p.is_dir()]
+    loose = [p for p in entries if p.is_file() and p.suffix.lower() in EXTENSIONS]
+    if not folders:
+        what = f"{len(loose)} images but no class sub-folders" if loose else "no class sub-folders"
+        raise DataError(
+            f"{root}: holds {what}: put each class's images in a sub-folder named after the "
+            f"class ({root}/cat/1.png, {root}/dog/1.png, ...)"
+        )
+    if loose:
+        raise DataError(
+            f"{root}: holds images outside the class sub-folders (e.g. {loose[0].name}): move "
+            "each into the sub-folder of its class"
+        )
+    return folders
+
+
+def _image(path: Path, shape: tuple[int, int, int], counts: dict[str, int]) -> np.ndarray:
+    """One image as uint8 [H, W, C] for the model; counts what had to be done to it."""
+    image_mod, image_ops = _pillow()
+    height, width, channels = shape
+    try:
+        with image_mod.open(path) as im:
+            im = image_ops.exif_transpose(im)  # loads the pixels: a truncated file fails here
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                raise DataError(
+                    f"{path}: a {im.mode} ({'16' if 'I;16' in im.mode else '32'}-bit) image: export "
+                    "8-bit grey or RGB PNG/JPEG"
+                )
+            if im.mode != MODES[channels]:
+                counts[f"{im.mode} to {MODES[channels]}"] = (
+                    counts.get(f"{im.mode} to {MODES[channels]}", 0) + 1
+                )
+                im = im.convert(MODES[channels])
+            if im.size != (width, height):
+                key = f"resized from {im.size[0]}x{im.size[1]}"
+                counts[key] = counts.get(key, 0) + 1
+                im = im.resize((width, height), image_mod.Resampling.BILINEAR)
+            pixels = np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, image_mod.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable image ({one_line(e)}): re-export it or delete it") from e
+    return pixels.reshape(height, width, channels)
+
+
+def _images_of(folder: Path, notes_skipped: list[Path]) -> list[Path]:
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
+            continue
+        (found if p.suffix.lower() in EXTENSIONS else notes_skipped).append(p)
+    return found
+
+
+def _part(
+    root: Path, classes: list[str], shape: tuple[int, int, int], digest: Any, notes: list[str], required: bool
+) -> RawPart:
+    """The images under root/<class> for each class; `required`: an empty class is an error."""
+    skipped: list[Path] = []
+    paths, labels = [], []
+    for k, name in enumerate(classes):
+        folder = root / name
+        found = _images_of(folder, skipped) if folder.is_dir() else []
+        if required and not found:
+            raise DataError(
+                f"{folder}: no images in this class folder ({', '.join(EXTENSIONS)}): add the "
+                "class's images or remove the folder"
+            )
+        paths += found
+        labels += [k] * len(found)
+    counts: dict[str, int] = {}
+    x = np.empty((len(paths), *shape), dtype=np.uint8)
+    for i, p in enumerate(paths):
+        digest.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+        x[i] = _image(p, shape, counts)
+    if skipped:
+        kinds = sorted({p.suffix or p.name for p in skipped})
+        notes.append(f"{root}: skipped {len(skipped)} files that are not images ({', '.join(kinds[:6])})")
+    for what, n in sorted(counts.items()):
+        extra = ""
+        if what.startswith("resized"):
+            w, h = (int(v) for v in what.split()[-1].split("x"))
+            if abs(w / h - shape[1] / shape[0]) > 0.01 * shape[1] / shape[0]:
+                extra = " (aspect ratio not kept: stretched)"
+        notes.append(f"{root}: {n} images {what} to {shape[1]}x{shape[0]}{extra}")
+    rel = [str(p.relative_to(root)) for p in paths]
+
+    def where(i: int) -> str:
+        return f"image {rel[i]}"
+
+    # pixels 0..255 as reals in [0, 1], as the built-in image data sets give them
+    real = x.astype(np.float32) / 255.0
+    return RawPart(real, np.asarray(labels, dtype=np.int64), "the images", "the class folders", where=where)
+
+
+def read(root: Path, shape: tuple[int, int, int]) -> Raw:
+    """The folder's images for a model taking [H, W, C] = `shape` (C: 1 grey, 3 RGB)."""
+    if shape[2] not in MODES:
+        raise DataError(
+            f"{root}: the model takes {shape[2]} channels; image folders give 1 (grey) or 3 (RGB): "
+            "for other inputs use an .npz or a hook"
+        )
+    digest = hashlib.sha256()
+    notes: list[str] = []
+    folders = _class_folders(root)
+    if [f.name for f in folders] == list(SPLIT_FOLDERS) and all(
+        any(p.is_dir() for p in _visible(f)) for f in folders
+    ):
+        train_classes = [f.name for f in _class_folders(folders[0])]
+        test_classes = [f.name for f in _class_folders(folders[1])]
+        classes = sorted(set(train_classes) | set(test_classes))
+        train = _part(folders[0], classes, shape, digest, notes, required=True)
+        test = _part(folders[1], classes, shape, digest, notes, required=False)
+        return Raw(
+            str(root),
+            "images",
+            train,
+            test,
+            "train/ and test/ folders",
+            tuple(classes),
+            digest.hexdigest(),
+            notes,
+        )
+    classes = [f.name for f in folders]
+    part = _part(root, classes, shape, digest, notes, required=True)
+    return Raw(str(root), "images", part, None, None, tuple(classes), digest.hexdigest(), notes)
