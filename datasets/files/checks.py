@@ -99,7 +99,7 @@ def _integer_labels(source: str, part: RawPart, y: np.ndarray, classes: int) -> 
         bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
         if len(bad):
             raise DataError(
-                f"{source}: {part.where(int(bad[0]))}: label {y[bad[0]]!r} in {part.y_name} is not a "
+                f"{source}: {part.where(int(bad[0]))}: label {float(y[bad[0]]):g} in {part.y_name} is not a "
                 "whole number: labels are class indices (or strings, mapped to indices)"
             )
     y = y.astype(np.int64)
@@ -184,7 +184,7 @@ def _sample_shape_note(
     what = f"{size} features per sample" if len(sample) == 1 else f"samples of shape {sample} ({size} values)"
     if size != model.size:
         raise DataError(
-            f"{raw.source}: {part.x_name} has {what}, the model takes {model.shape} ({model.size} values): "
+            f"{raw.source}: {part.x_name}: {what}, but the model takes {model.shape} ({model.size} values): "
             f"give samples of shape {model.shape} (or {model.size} values each), e.g. resize or crop them"
         )
     x = x.reshape(len(x), *model.shape)
@@ -288,9 +288,9 @@ def balance_notes(y: np.ndarray, k: int, names: tuple[str, ...] | None, what: st
     small, large = int(np.argmin(counts)), int(np.argmax(counts))
     if counts[small] > 0 and counts[large] >= IMBALANCE * counts[small]:
         notes.append(
-            f"heavy class imbalance in {what}: class {label[large]} has {counts[large]} samples, "
-            f"{label[small]} {counts[small]} ({counts[large] / counts[small]:.0f}x): the model will favour "
-            "the large classes; collect more of the small ones or use fewer of the large"
+            f"heavy class imbalance in {what}: class {label[large]} has {counts[large]} samples, class "
+            f"{label[small]} only {counts[small]} ({counts[large] / counts[small]:.0f}x): the model will "
+            "favour the large classes; collect more of the small ones or use fewer of the large"
         )
     return notes
 

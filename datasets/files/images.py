@@ -26,7 +26,7 @@ from datasets.files.raw import Raw, RawPart
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 MODES = {1: "L", 3: "RGB"}
-SPLIT_FOLDERS = ("train", "test")
+SPLIT_FOLDERS = ("test", "train")  # sorted, as _class_folders lists them
 
 
 def _pillow() -> tuple[Any, Any]:
@@ -155,11 +155,12 @@ def read(root: Path, shape: tuple[int, int, int]) -> Raw:
     if [f.name for f in folders] == list(SPLIT_FOLDERS) and all(
         any(p.is_dir() for p in _visible(f)) for f in folders
     ):
-        train_classes = [f.name for f in _class_folders(folders[0])]
-        test_classes = [f.name for f in _class_folders(folders[1])]
+        test_dir, train_dir = folders
+        train_classes = [f.name for f in _class_folders(train_dir)]
+        test_classes = [f.name for f in _class_folders(test_dir)]
         classes = sorted(set(train_classes) | set(test_classes))
-        train = _part(folders[0], classes, shape, digest, notes, required=True)
-        test = _part(folders[1], classes, shape, digest, notes, required=False)
+        train = _part(train_dir, classes, shape, digest, notes, required=True)
+        test = _part(test_dir, classes, shape, digest, notes, required=False)
         return Raw(
             str(root),
             "images",
