@@ -156,13 +156,10 @@ def test_fashion_mnist_as_png_folders(tmp_path: Path, fashion_model: dict) -> No
         # the folders are read class by class (sorted names), then file by file
         order = sorted(idx, key=lambda i: (names.index(fashion_mnist.LABELS[y[i]].replace("/", "-")), i))
         assert np.array_equal(part.x, x[order])  # pixel / 255, exactly as the built-in loader
-        built_in = datasets.quantize(
+        built_in = datasets.quantize(  # as the session quantizes a built-in data set's samples
             x[order], fashion_model["input_scale"], fashion_model["input_zero_point"], "int8"
         )
-        ours = datasets.quantize(
-            part.x, fashion_model["input_scale"], fashion_model["input_zero_point"], "int8"
-        )
-        assert np.array_equal(ours, built_in)
+        assert np.array_equal(u.model_inputs(part), built_in)  # what the session sends the board
         assert [names[c] for c in part.y] == [fashion_mnist.LABELS[y[i]].replace("/", "-") for i in order]
     assert any("skipped 1 files that are not images (.txt)" in n for n in u.notes)
     assert any(n.startswith("0 of 125,440 input values clip") for n in u.notes)  # 160 x 784
@@ -228,6 +225,34 @@ def test_digits_npz(tmp_path: Path) -> None:
     assert np.array_equal(
         np.array(s.label_names)[s.split.held_out.y], words[y[np.array(s.split_info["held_out_indices"])]]
     )
+
+
+def test_csv_variants(tmp_path: Path) -> None:
+    """What spreadsheets and pandas write: no header; pandas' default (row index column,
+    numbered header); semicolons; tabs. Each reads back the same digits."""
+    x, y = _digits()
+    x, y = x[:100], y[:100]
+    flat = [",".join(f"{v:g}" for v in row) for row in x.reshape(100, -1)]
+    files = {
+        "plain.csv": [f"{r},{c}" for r, c in zip(flat, y, strict=True)],
+        "pandas.csv": [",".join(["", *map(str, range(64)), "label"])]
+        + [f"{i},{r},{c}" for i, (r, c) in enumerate(zip(flat, y, strict=True))],
+        "semicolons.csv": [f"{r.replace(',', ';')};{c}" for r, c in zip(flat, y, strict=True)],
+        "tabs.tsv": ["\t".join([*(f"f{j}" for j in range(64)), "y"])]
+        + [f"{r.replace(',', chr(9))}\t{c}" for r, c in zip(flat, y, strict=True)],
+    }
+    for name, lines in files.items():
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        u = load(str(tmp_path / name), **DIGITS)
+        held = np.array(u.split_info["held_out_indices"])
+        assert np.array_equal(u.split.held_out.x, x[held]) and np.array_equal(u.split.held_out.y, y[held]), (
+            name
+        )
+        assert ("row index (as pandas writes): dropped" in " ".join(u.notes)) == (name == "pandas.csv")
+    # a decimal comma gets its own hint
+    (tmp_path / "comma.csv").write_text("a;b;label\n0,5;1;0\n1;0,25;1\n")
+    with pytest.raises(DataError, match=r"line 2, column 0 \('a'\): '0,5', not a number \(a decimal comma\?"):
+        load(str(tmp_path / "comma.csv"), **{**DIGITS, "input_shape": (2,)})
 
 
 def test_fewer_classes_and_balance_notes(tmp_path: Path) -> None:
@@ -358,6 +383,12 @@ BAD: dict[str, tuple[str, Callable[[Path], None], dict, str]] = {
         {},
         r"d\.npz: sample 100 \(x\[100\], y\[100\]\): label 12 is out of range: the model has 10 outputs "
         r"\(labels 0 \.\. 9\): relabel",
+    ),
+    "1-based labels": (
+        "d.npz",
+        lambda p: _digits_npz(p, y=_digits()[1][:300] + 1),
+        {},
+        r"label 10 is out of range: .* relabel your classes 0 \.\. 9 \(yours run 1 \.\. 10: subtract 1\)",
     ),
     "negative label": (
         "d.npz",

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from datasets import DataError, Part, Split
+from datasets import DATASETS, DataError, Part, Split, quantize
 from datasets.files import checks, hook, images, npz, table
+from datasets.files.checks import ModelInput
 from datasets.files.raw import Raw
 from datasets.files.splitting import stratified
 
@@ -53,7 +54,16 @@ class UserData:
     notes: tuple[str, ...]  # what a user should read: clipping, classes, balance, reshapes
     source: str  # the file, folder or hook as given
     format: str  # "npz", "csv", "images" or "hook"
+    model_input: ModelInput  # what it was checked against: shape, outputs, input type, quantization
     sha256: str | None = field(default=None)  # digest of the bytes read (None for a hook)
+
+    def model_inputs(self, part: Part) -> np.ndarray:
+        """A part's inputs in the model's input type: quantized by its scale and zero point,
+        unless they came quantized (or the model takes float32)."""
+        m = self.model_input
+        if self.quantized or not m.integer:
+            return part.x
+        return quantize(part.x, m.scale, m.zero_point, m.dtype)
 
     def record(self) -> dict[str, Any]:
         """What a session writes down about its data (JSON-ready)."""
@@ -74,15 +84,13 @@ def is_path_spec(spec: str) -> bool:
     """True when `spec` names a user's data (a file, a folder, a hook module:function) rather
     than a built-in data set's name. A bare name is a path only if it exists and is no
     built-in's name (write ./digits for a folder called digits)."""
-    import datasets  # the registry of built-in names
-
     if hook.is_hook(spec) and not Path(spec).exists():
         return True
     if "/" in spec or "\\" in spec or spec.startswith(("~", ".")):
         return True
     if Path(spec).suffix.lower() in (".npz", *CSV_SUFFIXES):
         return True
-    return spec not in datasets.DATASETS and Path(spec).exists()
+    return spec not in DATASETS and Path(spec).exists()
 
 
 def _read(spec: str, model: checks.ModelInput, label_column: str | int | None) -> Raw:
@@ -126,7 +134,7 @@ def load(
     only, a name or an index (default: the last column)."""
     if not 0.0 < held_out < 1.0:
         raise DataError(f"held_out {held_out}: the fraction of each class held out, between 0 and 1")
-    model = checks.ModelInput(
+    model = ModelInput(
         tuple(int(d) for d in input_shape),
         int(classes),
         input_dtype,
@@ -165,5 +173,6 @@ def load(
         notes=tuple(notes),
         source=raw.source,
         format=raw.format,
+        model_input=model,
         sha256=raw.sha256,
     )

@@ -106,9 +106,11 @@ def _integer_labels(source: str, part: RawPart, y: np.ndarray, classes: int) -> 
     bad = np.flatnonzero((y < 0) | (y >= classes))
     if len(bad):
         i = int(bad[0])
+        one_based = y.min() == 1 and y.max() == classes  # a common slip, worth naming
+        hint = f" (yours run 1 .. {classes}: subtract 1)" if one_based else ""
         raise DataError(
             f"{source}: {part.where(i)}: label {y[i]} is out of range: the model has {classes} outputs "
-            f"(labels 0 .. {classes - 1}): relabel your classes 0 .. {classes - 1}, or use a model "
+            f"(labels 0 .. {classes - 1}): relabel your classes 0 .. {classes - 1}{hint}, or use a model "
             "with more outputs"
         )
     return y

@@ -3,7 +3,7 @@ index; the last by default).
 
 A header row is optional: the first row is a header when it has a non-numeric cell where the
 second row has a number (or when it is all non-numeric, or numbered 0..n-1 as pandas writes
-column names). The delimiter is the first line's most frequent of , ; and tab. A first
+column names). The delimiter is a tab or a semicolon if the first line has one, else a comma. A first
 column named "" or "Unnamed: 0" holding 0, 1, 2, ... is the row index pandas writes by
 default: it is dropped, with a note. Labels may be integers (the model's output index) or
 strings (mapped by checks.py). Line numbers in errors are the file's own, counting from 1.
@@ -21,8 +21,6 @@ import numpy as np
 from datasets import DataError
 from datasets.files.raw import Raw, RawPart
 
-DELIMITERS = (",", ";", "\t")
-
 
 def is_number(cell: str) -> bool:
     try:
@@ -35,7 +33,8 @@ def is_number(cell: str) -> bool:
 def _rows(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
     """Non-blank rows, cells stripped, and each row's line number."""
     first = next(line for line in text.splitlines() if line.strip())
-    delimiter = max(DELIMITERS, key=first.count)
+    # a tab or a semicolon on the first line is the delimiter (with ";", commas are decimal commas)
+    delimiter = next((d for d in ("\t", ";") if d in first), ",")
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows, lines = [], []
     try:
@@ -111,6 +110,8 @@ def _features(path: Path, cells: list[list[str]], lines: list[int], names: list[
         for j, cell in enumerate(row):
             if not is_number(cell):
                 what = "an empty cell" if not cell else f"{cell[:40]!r}, not a number"
+                if is_number(cell.replace(",", ".", 1)):
+                    what += " (a decimal comma? write decimal points)"
                 raise DataError(
                     f"{path}: line {lines[i]}, column {names[j]}: {what}: features must be numbers "
                     "(fill or drop the sample; a text column other than the label has to be encoded "
