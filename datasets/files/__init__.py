@@ -26,6 +26,7 @@ This package does not import pytools: the arrow runs from pytools to datasets.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,11 @@ class UserData:
         }
 
 
-def is_path_spec(spec: str) -> bool:
+def is_path_spec(spec: str | os.PathLike[str]) -> bool:
     """True when `spec` names a user's data (a file, a folder, a hook module:function) rather
     than a built-in data set's name. A bare name is a path only if it exists and is no
     built-in's name (write ./digits for a folder called digits)."""
+    spec = os.fspath(spec)
     if hook.is_hook(spec) and not Path(spec).exists():
         return True
     if "/" in spec or "\\" in spec or spec.startswith(("~", ".")):
@@ -116,7 +118,7 @@ def _read(spec: str, model: checks.ModelInput, label_column: str | int | None) -
 
 
 def load(
-    spec: str,
+    spec: str | os.PathLike[str],
     *,
     input_shape: tuple[int, ...],
     classes: int,
@@ -132,12 +134,17 @@ def load(
     quantization. x, y data are split seeded and stratified, `held_out` of each class held
     out; a given split (x_train/x_test, train/ and test/ folders) is kept. label_column: CSV
     only, a name or an index (default: the last column)."""
+    spec = os.fspath(spec)
+    try:
+        dtype = np.dtype(input_dtype).name
+    except TypeError as e:
+        raise DataError(f"input_dtype {input_dtype!r}: not a numpy type name (int8, uint8, float32)") from e
     if not 0.0 < held_out < 1.0:
         raise DataError(f"held_out {held_out}: the fraction of each class held out, between 0 and 1")
     model = ModelInput(
         tuple(int(d) for d in input_shape),
         int(classes),
-        input_dtype,
+        dtype,
         float(input_scale),
         int(input_zero_point),
     )

@@ -261,23 +261,28 @@ def inputs(raw: Raw, model: ModelInput) -> tuple[list[np.ndarray], bool, list[st
 def quantization_notes(xs: list[np.ndarray], model: ModelInput) -> list[str]:
     """How the real inputs fare quantized by the model's input: values that clip, levels used."""
     info = np.iinfo(model.dtype)
-    q = np.concatenate([np.round(x.reshape(-1) / np.float32(model.scale)) + model.zero_point for x in xs])
-    clipped = int(np.count_nonzero((q < info.min) | (q > info.max)))
+    clipped = total = 0
+    q_min, q_max = np.inf, -np.inf
+    for x in xs:  # part by part: no copy of all the data at once
+        q = np.round(x.reshape(-1) / np.float32(model.scale)) + model.zero_point  # as datasets.quantize
+        clipped += int(np.count_nonzero((q < info.min) | (q > info.max)))
+        total += q.size
+        q_min, q_max = min(q_min, float(q.min(initial=np.inf))), max(q_max, float(q.max(initial=-np.inf)))
     lo = (info.min - model.zero_point) * model.scale
     hi = (info.max - model.zero_point) * model.scale
     note = (
-        f"{clipped:,} of {q.size:,} input values clip when quantized with scale {model.scale:.6g} and zero "
+        f"{clipped:,} of {total:,} input values clip when quantized with scale {model.scale:.6g} and zero "
         f"point {model.zero_point} ({model.dtype} holds {lo:.6g} .. {hi:.6g})"
     )
-    if clipped > 0.01 * q.size:
+    if clipped > 0.01 * total:
         note += ": are the inputs scaled as the model was trained (e.g. pixels / 255)?"
     notes = [note]
-    qc = np.clip(q, info.min, info.max)
-    used, levels = int(qc.max() - qc.min()) + 1, int(info.max) - int(info.min) + 1
+    q_lo, q_hi = int(np.clip(q_min, info.min, info.max)), int(np.clip(q_max, info.min, info.max))
+    used, levels = q_hi - q_lo + 1, int(info.max) - int(info.min) + 1
     if used < levels // 16:
         notes.append(
             f"the inputs span only {used} of {levels} quantization levels "
-            f"({int(qc.min())} .. {int(qc.max())}): are they scaled as the model was trained?"
+            f"({q_lo} .. {q_hi}): are they scaled as the model was trained?"
         )
     return notes
 

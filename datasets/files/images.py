@@ -1,7 +1,8 @@
 """A folder of images, one sub-folder per class (the class name is the sub-folder's name).
 
     my_images/cat/*.png, my_images/dog/*.jpg            the tool splits them
-    my_images/train/cat/..., my_images/test/cat/...     the user's own split
+    my_images/train/cat/..., my_images/test/cat/...     the user's own split (val/ or
+                                                        validation/ may stand for test/)
 
 Classes are the sub-folders' names, sorted, so the label map does not depend on the order
 a file system lists them in. Images anywhere below a class folder count (sorted by path);
@@ -15,6 +16,7 @@ as the built-in image data sets do.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,10 @@ from datasets import DataError
 from datasets.files.arrays import one_line
 from datasets.files.raw import Raw, RawPart
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MODES = {1: "L", 3: "RGB"}
-SPLIT_FOLDERS = ("test", "train")  # sorted, as _class_folders lists them
+TRAIN_FOLDER = "train"
+HELD_OUT_FOLDERS = ("test", "val", "validation")  # the first present is held out
 
 
 def _pillow() -> tuple[Any, Any]:
@@ -63,12 +66,12 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _image(path: Path, shape: tuple[int, int, int], counts: dict[str, int]) -> np.ndarray:
-    """One image as uint8 [H, W, C] for the model; counts what had to be done to it."""
+def _image(path: Path, data: bytes, shape: tuple[int, int, int], counts: dict[str, int]) -> np.ndarray:
+    """One image (the file's bytes) as uint8 [H, W, C] for the model; counts what was done to it."""
     image_mod, image_ops = _pillow()
     height, width, channels = shape
     try:
-        with image_mod.open(path) as im:
+        with image_mod.open(io.BytesIO(data)) as im:
             im = image_ops.exif_transpose(im)  # loads the pixels: a truncated file fails here
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 raise DataError(
@@ -120,8 +123,9 @@ def _part(
     counts: dict[str, int] = {}
     x = np.empty((len(paths), *shape), dtype=np.uint8)
     for i, p in enumerate(paths):
-        digest.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
-        x[i] = _image(p, shape, counts)
+        data = p.read_bytes()
+        digest.update(str(p.relative_to(root)).encode() + b"\0" + data)
+        x[i] = _image(p, data, shape, counts)
     if skipped:
         kinds = sorted({p.suffix or p.name for p in skipped})
         notes.append(f"{root}: skipped {len(skipped)} files that are not images ({', '.join(kinds[:6])})")
@@ -152,25 +156,24 @@ def read(root: Path, shape: tuple[int, int, int]) -> Raw:
     digest = hashlib.sha256()
     notes: list[str] = []
     folders = _class_folders(root)
-    if [f.name for f in folders] == list(SPLIT_FOLDERS) and all(
-        any(p.is_dir() for p in _visible(f)) for f in folders
+    by_name = {f.name: f for f in folders}
+    held_name = next((n for n in HELD_OUT_FOLDERS if n in by_name), None)
+    if (
+        TRAIN_FOLDER in by_name
+        and held_name is not None
+        and set(by_name) <= {TRAIN_FOLDER, *HELD_OUT_FOLDERS}
+        and all(any(p.is_dir() for p in _visible(f)) for f in folders)
     ):
-        test_dir, train_dir = folders
+        train_dir, test_dir = by_name[TRAIN_FOLDER], by_name[held_name]
+        for other in sorted(set(by_name) - {TRAIN_FOLDER, held_name}):
+            notes.append(f"{root}/{other}: not used (train/ is trained on, {held_name}/ held out)")
         train_classes = [f.name for f in _class_folders(train_dir)]
         test_classes = [f.name for f in _class_folders(test_dir)]
         classes = sorted(set(train_classes) | set(test_classes))
         train = _part(train_dir, classes, shape, digest, notes, required=True)
         test = _part(test_dir, classes, shape, digest, notes, required=False)
-        return Raw(
-            str(root),
-            "images",
-            train,
-            test,
-            "train/ and test/ folders",
-            tuple(classes),
-            digest.hexdigest(),
-            notes,
-        )
+        given = f"{TRAIN_FOLDER}/ and {held_name}/ folders"
+        return Raw(str(root), "images", train, test, given, tuple(classes), digest.hexdigest(), notes)
     classes = [f.name for f in folders]
     part = _part(root, classes, shape, digest, notes, required=True)
     return Raw(str(root), "images", part, None, None, tuple(classes), digest.hexdigest(), notes)

@@ -134,6 +134,12 @@ def read(path: Path, label_column: str | int | None) -> Raw:
         rows, lines = rows[1:], lines[1:]
     if not rows:
         raise DataError(f"{path}: has a header but no data rows: add one row per sample")
+    notes = []
+    if all(r[-1] == "" for r in rows) and (header is None or header[-1] == ""):
+        # a delimiter at the end of every line (spreadsheet exports): an empty last column
+        rows = [r[:-1] for r in rows]
+        header = header[:-1] if header is not None else None
+        notes.append(f"{path}: every line ends with a delimiter: the empty last column is ignored")
     width = len(header) if header is not None else len(rows[0])
     for row, line in zip(rows, lines, strict=True):
         if len(row) != width:
@@ -146,7 +152,6 @@ def read(path: Path, label_column: str | int | None) -> Raw:
         raise DataError(f"{path}: rows have a single column: expected features, then a label column")
     label = _label_index(path, header, width, label_column)
     names = [f"{j} ('{header[j]}')" if header is not None and header[j] else str(j) for j in range(width)]
-    notes = []
     keep = [j for j in range(width) if j != label]
     if (
         header is not None
