@@ -255,6 +255,50 @@ def test_csv_variants(tmp_path: Path) -> None:
         load(str(tmp_path / "comma.csv"), **{**DIGITS, "input_shape": (2,)})
 
 
+def test_quantization_and_overlap_notes(tmp_path: Path) -> None:
+    """Inputs on the wrong scale are named: raw 0..16 digit values for a model trained on
+    [0, 1] clip; for a model whose int8 step is 1.6 they use 11 levels. Held-out samples
+    identical to training ones are counted."""
+    x, y = _digits()
+    np.savez(tmp_path / "raw.npz", x=x * 16, y=y)
+    u = load(str(tmp_path / "raw.npz"), **DIGITS)
+    over_1 = int(np.count_nonzero(np.round(x * 16 * 255) - 128 > 127))
+    assert over_1 > 0.01 * x.size
+    assert any(
+        n.startswith(f"{over_1:,} of {x.size:,}") and n.endswith("(e.g. pixels / 255)?") for n in u.notes
+    )
+    coarse = load(str(tmp_path / "raw.npz"), **{**DIGITS, "input_scale": 16 / 10})  # 0..16 in steps of 1.6
+    assert "the inputs span only 11 of 256 quantization levels (-128 .. -118)" in " ".join(coarse.notes)
+
+    np.savez(tmp_path / "leak.npz", x_train=x[:500], y_train=y[:500], x_test=x[450:600], y_test=y[450:600])
+    leak = load(str(tmp_path / "leak.npz"), **{**DIGITS, "input_dtype": np.int8})  # a numpy type is fine too
+    train_rows = {r.tobytes() for r in x[:500]}
+    # 50 shared by construction, more if some digits repeat exactly
+    dups = sum(r.tobytes() in train_rows for r in x[450:600])
+    assert any(n.startswith(f"{dups} held-out samples are identical to training samples") for n in leak.notes)
+    assert dups >= 50
+
+
+def test_train_and_val_folders(tmp_path: Path) -> None:
+    """train/ and val/ (a labelling tool's export): val/ is held out; a class missing from
+    it is noted; a CSV whose every line ends with a delimiter loses that empty column."""
+    x, y = fashion_mnist.load("test")
+    _write_pngs(tmp_path / "train", x, y, datasets.stratified(y, 2, seed=0))
+    _write_pngs(tmp_path / "val", x, y, datasets.stratified(y, 1, seed=1)[:8])  # classes 0-7 only
+    u = load(str(tmp_path), **IMAGE)
+    assert u.split_info["parts"] == "train/ and val/ folders" and len(u.split.held_out) == 8
+    assert any(n.startswith("classes [") and "have no held-out samples" in n for n in u.notes)
+
+    rows = [
+        ",".join(f"{v:g}" for v in r) + f",{c},"
+        for r, c in zip(_digits()[0][:30].reshape(30, -1), _digits()[1][:30], strict=True)
+    ]
+    (tmp_path / "trailing.csv").write_text("\n".join(rows) + "\n")
+    t = load(str(tmp_path / "trailing.csv"), **DIGITS)
+    assert len(t.split.finetune) + len(t.split.held_out) == 30
+    assert any("the empty last column is ignored" in n for n in t.notes)
+
+
 def test_fewer_classes_and_balance_notes(tmp_path: Path) -> None:
     x, y = _digits()
     keep = np.flatnonzero(y < 4)
