@@ -328,13 +328,15 @@ def test_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "    return x[:900], y[:900], x[900:], y[900:]\n"
     )
     path_before, modules_before = list(sys.path), set(sys.modules)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as in a user's shell: still no __pycache__
     u = load(f"{tmp_path}/my_front_end.py:load", **DIGITS)
     assert u.format == "hook" and u.sha256 is None and len(u.split.finetune) + len(u.split.held_out) == len(y)
     assert sys.path == path_before and set(sys.modules) == modules_before
     monkeypatch.chdir(tmp_path)
     v = load("my_front_end:split", **DIGITS)
     assert np.array_equal(v.split.finetune.x, x[:900]) and np.array_equal(v.split.held_out.y, y[900:])
-    assert sys.path == path_before
+    assert sys.path == path_before and not sys.dont_write_bytecode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_front_end.py", "x.npy", "y.npy"]
     sys.modules.pop("my_front_end", None)
 
 
@@ -670,6 +672,13 @@ BAD: dict[str, tuple[str, Callable[[Path], None], dict, str]] = {
         {"hook": "load"},
         r"hook .*h\.py:load: key 'x' is not an array \(.*\): give numpy arrays",
     ),
+    "hook's dependency missing": (
+        "needs_more.py",
+        lambda p: p.write_text("import no_such_dependency_xyz\n\ndef load():\n    pass\n"),
+        {"hook_spec": "needs_more:load", "chdir": True},
+        r"hook needs_more:load: importing 'needs_more' failed: No module named 'no_such_dependency_xyz': "
+        r"install it",
+    ),
     "no such file": (
         "missing.npz",
         lambda p: None,
@@ -680,13 +689,17 @@ BAD: dict[str, tuple[str, Callable[[Path], None], dict, str]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_files_get_one_line_errors_and_nothing_changes(case: str, tmp_path: Path) -> None:
+def test_bad_files_get_one_line_errors_and_nothing_changes(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, write, extra, expected = BAD[case]
     target = tmp_path / name
     write(target)
     extra = dict(extra)  # the table is shared by every case
     kw = extra.pop("kw", DIGITS)
     spec = extra.pop("hook_spec", f"{target}:{extra.pop('hook')}" if "hook" in extra else str(target))
+    if extra.pop("chdir", False):
+        monkeypatch.chdir(tmp_path)
     before, cwd_before, path_before = _snapshot(tmp_path), sorted(os.listdir(".")), list(sys.path)
     with pytest.raises(DataError) as e:
         load(spec, **kw, **extra)

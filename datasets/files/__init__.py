@@ -95,7 +95,8 @@ def is_path_spec(spec: str | os.PathLike[str]) -> bool:
     return spec not in DATASETS and Path(spec).exists()
 
 
-def _read(spec: str, model: checks.ModelInput, label_column: str | int | None) -> Raw:
+def _read(spec: str, model: ModelInput, label_column: str | int | None) -> Raw:
+    """The reader for the spec's format (a hook, an image folder, an .npz or a CSV)."""
     if hook.is_hook(spec) and not Path(spec).exists():
         raw = hook.read(spec)
     else:
@@ -107,10 +108,10 @@ def _read(spec: str, model: checks.ModelInput, label_column: str | int | None) -
         elif path.suffix.lower() == ".npz":
             raw = npz.read(path)
         elif path.suffix.lower() in CSV_SUFFIXES:
-            return table.read(path, label_column)
+            raw = table.read(path, label_column)
         else:
             raise DataError(f"{spec}: unknown kind of data file ('{path.suffix}'): give {FORMATS}")
-    if label_column is not None:
+    if label_column is not None and raw.format != "csv":
         raise DataError(
             f"{spec}: a label column is chosen in CSV files only; a {raw.format} names its labels"
         )

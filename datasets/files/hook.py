@@ -32,14 +32,17 @@ def is_hook(spec: str) -> bool:
 
 
 @contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """The current folder first on sys.path while importing; sys.path as it was afterwards."""
-    saved = list(sys.path)
+def _importing() -> Iterator[None]:
+    """While importing a hook: the current folder first on sys.path, and no __pycache__
+    written next to the user's files (loading writes nothing); both as they were afterwards."""
+    saved, bytecode = list(sys.path), sys.dont_write_bytecode
     sys.path.insert(0, os.getcwd())
+    sys.dont_write_bytecode = True
     try:
         yield
     finally:
         sys.path[:] = saved
+        sys.dont_write_bytecode = bytecode
 
 
 def _module(spec: str, name: str) -> ModuleType:
@@ -53,7 +56,7 @@ def _module(spec: str, name: str) -> ModuleType:
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[unique] = module  # dataclasses and pickling look their module up there
         try:
-            with _cwd_on_path():
+            with _importing():
                 loader_spec.loader.exec_module(module)
         except Exception as e:
             raise DataError(f"hook {spec}: importing {path} failed: {type(e).__name__}: {one_line(e)}") from e
@@ -61,9 +64,11 @@ def _module(spec: str, name: str) -> ModuleType:
             sys.modules.pop(unique, None)
         return module
     try:
-        with _cwd_on_path():
+        with _importing():
             return importlib.import_module(name)
     except ModuleNotFoundError as e:
+        if e.name is not None and not name.startswith(e.name):  # the hook's own import failed
+            raise DataError(f"hook {spec}: importing '{name}' failed: {one_line(e)}: install it") from e
         raise DataError(
             f"hook {spec}: cannot import module '{name}' ({one_line(e)}): run from the folder that "
             f"holds it, add it to PYTHONPATH, or give its file: path/to/{name.split('.')[-1]}.py:function"
