@@ -23,7 +23,7 @@ from PIL import Image
 
 import datasets
 from datasets import DataError, digits, fashion_mnist, hapt
-from datasets.files import is_path_spec, load
+from datasets.files import UserData, is_path_spec, load
 from pytools.model.tflite_import import import_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +166,15 @@ def test_fashion_mnist_as_png_folders(tmp_path: Path, fashion_model: dict) -> No
     assert _snapshot(tmp_path) == before  # loading wrote nothing
 
 
+def _order(idx: np.ndarray, y: np.ndarray, u: UserData) -> tuple[np.ndarray, np.ndarray]:
+    """The original indices of a split image folder's fine-tuning and held-out samples (the
+    folder is read class by class, sorted names, then by file name: the zero-padded index)."""
+    names = [fashion_mnist.LABELS[c].replace("/", "-") for c in range(10)]
+    order = np.array(sorted(idx, key=lambda i: (u.label_names.index(names[y[i]]), i)))
+    held = np.array(u.split_info["held_out_indices"])
+    return np.delete(order, held), order[held]
+
+
 def test_image_folder_converts_and_resizes(tmp_path: Path) -> None:
     """Grey PNGs for an RGB model: three equal channels; bigger JPEGs for a 14x14 model:
     resized (bilinear), with a note; the tool splits a plain class-folder tree."""
@@ -179,6 +188,24 @@ def test_image_folder_converts_and_resizes(tmp_path: Path) -> None:
     assert np.array_equal(both[..., 0], both[..., 1]) and np.array_equal(both[..., 0], both[..., 2])
     assert any("50 images L to RGB" in n for n in rgb.notes)
     assert rgb.split_info["method"] == "stratified" and rgb.split_info["held_out_per_class"] == [1] * 10
+
+    # the pixel scale follows the model's input range: a model on raw pixels (scale 1, zero
+    # point -128, like the ResNet-8 in ../shared/models) gets pixel - 128; one on [-1, 1]
+    # gets pixel / 127.5 - 1; fashion_mbv2 ([0, 1]) got pixel / 255 above
+    raw_model = {**IMAGE, "input_scale": 1.0, "input_zero_point": -128}
+    r = load(str(tmp_path / "png"), **raw_model)
+    pixels = np.round(x * 255).astype(np.int16)
+    held = r.split.held_out
+    assert np.array_equal(r.model_inputs(held), (pixels[_order(idx, y, r)[1]] - 128).astype(np.int8))
+    assert (
+        f"{tmp_path / 'png'}: pixels become the pixel values 0 .. 255 (the range the model's input covers)"
+        in r.notes
+    )
+    signed = load(str(tmp_path / "png"), **{**IMAGE, "input_scale": 1 / 128, "input_zero_point": 0})
+    assert np.array_equal(
+        signed.split.held_out.x, pixels[_order(idx, y, signed)[1]].astype(np.float32) / 127.5 - 1
+    )
+    assert any("pixels become pixel / 127.5 - 1 in [-1, 1]" in n for n in signed.notes)
 
     for i in idx[:20]:
         folder = tmp_path / "jpg" / str(y[i])

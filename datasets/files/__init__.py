@@ -104,7 +104,7 @@ def _read(spec: str, model: ModelInput, label_column: str | int | None) -> Raw:
         if not path.exists():
             raise DataError(f"{spec}: no such file or folder: give {FORMATS}")
         if path.is_dir():
-            raw = images.read(path, model.image_shape(spec))
+            raw = images.read(path, model.image_shape(spec), model.pixels())
         elif path.suffix.lower() == ".npz":
             raw = npz.read(path)
         elif path.suffix.lower() in CSV_SUFFIXES:

@@ -53,6 +53,20 @@ class ModelInput:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    def pixels(self) -> str:
+        """How image pixels 0..255 become this model's real inputs (a key of images.PIXELS),
+        judged by the real range its quantized input covers: up to 255 (a model trained on
+        raw pixels), down to -1 ([-1, 1]), else [0, 1]. A float32 input says nothing: [0, 1]."""
+        if not self.integer:
+            return "unit"
+        info = np.iinfo(self.dtype)
+        lo, hi = (info.min - self.zero_point) * self.scale, (info.max - self.zero_point) * self.scale
+        if hi >= 128:
+            return "raw"
+        if lo <= -0.5:
+            return "signed"
+        return "unit"
+
     def image_shape(self, source: str) -> tuple[int, int, int]:
         """(H, W, C) of an image model (leading 1s dropped; (H, W) is grey)."""
         s = list(self.shape)

@@ -9,8 +9,10 @@ a file system lists them in. Images anywhere below a class folder count (sorted 
 hidden files are skipped, other non-image files are skipped with a note. Each image is
 turned upright by its EXIF orientation (phones store it so), converted to grey ("L",
 ITU-R 601-2 luma) or RGB as the model's channel count asks, resized to the model's height
-and width (bilinear) when it differs, and its pixels 0..255 become pixel / 255 in [0, 1],
-as the built-in image data sets do.
+and width (bilinear) when it differs. Its pixels 0..255 become real values on the scale
+the model's input covers (PIXELS; checks.ModelInput.pixels chooses from its quantization):
+pixel / 255 in [0, 1] as the built-in image data sets, pixel / 127.5 - 1 in [-1, 1], or
+the pixel values themselves; a note says which.
 """
 
 from __future__ import annotations
@@ -28,6 +30,22 @@ from datasets.files.raw import Raw, RawPart
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MODES = {1: "L", 3: "RGB"}
+PIXELS = {  # how pixels 0..255 become real values, for a model trained on that range
+    "unit": "pixel / 255 in [0, 1]",
+    "signed": "pixel / 127.5 - 1 in [-1, 1]",
+    "raw": "the pixel values 0 .. 255",
+}
+
+
+def real_pixels(x: np.ndarray, pixels: str) -> np.ndarray:
+    """uint8 pixels as float32 reals on the model's scale (PIXELS)."""
+    if pixels == "unit":
+        return x.astype(np.float32) / 255.0  # as fashion_mnist.load, to the bit
+    if pixels == "signed":
+        return x.astype(np.float32) / 127.5 - 1.0
+    return x.astype(np.float32)
+
+
 TRAIN_FOLDER = "train"
 HELD_OUT_FOLDERS = ("test", "val", "validation")  # the first present is held out
 
@@ -105,7 +123,13 @@ def _images_of(folder: Path, notes_skipped: list[Path]) -> list[Path]:
 
 
 def _part(
-    root: Path, classes: list[str], shape: tuple[int, int, int], digest: Any, notes: list[str], required: bool
+    root: Path,
+    classes: list[str],
+    shape: tuple[int, int, int],
+    pixels: str,
+    digest: Any,
+    notes: list[str],
+    required: bool,
 ) -> RawPart:
     """The images under root/<class> for each class; `required`: an empty class is an error."""
     skipped: list[Path] = []
@@ -141,20 +165,25 @@ def _part(
     def where(i: int) -> str:
         return f"image {rel[i]}"
 
-    # pixels 0..255 as reals in [0, 1], as the built-in image data sets give them
-    real = x.astype(np.float32) / 255.0
-    return RawPart(real, np.asarray(labels, dtype=np.int64), "the images", "the class folders", where=where)
+    return RawPart(
+        real_pixels(x, pixels),
+        np.asarray(labels, dtype=np.int64),
+        "the images",
+        "the class folders",
+        where=where,
+    )
 
 
-def read(root: Path, shape: tuple[int, int, int]) -> Raw:
-    """The folder's images for a model taking [H, W, C] = `shape` (C: 1 grey, 3 RGB)."""
+def read(root: Path, shape: tuple[int, int, int], pixels: str) -> Raw:
+    """The folder's images for a model taking [H, W, C] = `shape` (C: 1 grey, 3 RGB), its
+    pixels as real values by `pixels` (a key of PIXELS)."""
     if shape[2] not in MODES:
         raise DataError(
             f"{root}: the model takes {shape[2]} channels; image folders give 1 (grey) or 3 (RGB): "
             "for other inputs use an .npz or a hook"
         )
     digest = hashlib.sha256()
-    notes: list[str] = []
+    notes = [f"{root}: pixels become {PIXELS[pixels]} (the range the model's input covers)"]
     folders = _class_folders(root)
     by_name = {f.name: f for f in folders}
     held_name = next((n for n in HELD_OUT_FOLDERS if n in by_name), None)
@@ -170,10 +199,10 @@ def read(root: Path, shape: tuple[int, int, int]) -> Raw:
         train_classes = [f.name for f in _class_folders(train_dir)]
         test_classes = [f.name for f in _class_folders(test_dir)]
         classes = sorted(set(train_classes) | set(test_classes))
-        train = _part(train_dir, classes, shape, digest, notes, required=True)
-        test = _part(test_dir, classes, shape, digest, notes, required=False)
+        train = _part(train_dir, classes, shape, pixels, digest, notes, required=True)
+        test = _part(test_dir, classes, shape, pixels, digest, notes, required=False)
         given = f"{TRAIN_FOLDER}/ and {held_name}/ folders"
         return Raw(str(root), "images", train, test, given, tuple(classes), digest.hexdigest(), notes)
     classes = [f.name for f in folders]
-    part = _part(root, classes, shape, digest, notes, required=True)
+    part = _part(root, classes, shape, pixels, digest, notes, required=True)
     return Raw(str(root), "images", part, None, None, tuple(classes), digest.hexdigest(), notes)
