@@ -109,6 +109,10 @@ def test_hapt_windows_as_csv(tmp_path: Path, hapt_model: dict) -> None:
         assert p.x.shape == (len(idx), 1, 128, 6) and p.x.dtype == np.float32
         assert np.array_equal(p.x, part.x[idx])
         assert [u.label_names[c] for c in p.y] == [hapt.ACTIVITIES[c] for c in part.y[idx]]
+        built_in = datasets.quantize(
+            part.x[idx], hapt_model["input_scale"], hapt_model["input_zero_point"], "int8"
+        )
+        assert np.array_equal(u.model_inputs(p), built_in)  # what the board receives
     # each class holds out round(20 %) of its windows (classes in the label map's order)
     counts = np.bincount(part.y, minlength=6)
     expected = [int(np.floor(counts[hapt.ACTIVITIES.index(a)] * 0.2 + 0.5)) for a in u.label_names]
