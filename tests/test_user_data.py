@@ -225,6 +225,26 @@ def test_image_folder_converts_and_resizes(tmp_path: Path) -> None:
     )
 
 
+def test_phone_photos_upright_and_progress(tmp_path: Path) -> None:
+    """A phone's JPEG stored on its side with EXIF orientation 6 loads upright (bright top,
+    dark bottom as displayed), its size as displayed in the note; progress counts images."""
+    shown = np.zeros((400, 300), np.uint8)  # displayed: 300 wide, 400 high, top half white
+    shown[:200] = 255
+    stored = Image.fromarray(shown).transpose(Image.Transpose.ROTATE_90)  # 400 x 300 on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            stored.save(tmp_path / c / f"IMG_{i}.jpg", exif=exif.tobytes(), quality=95)
+    calls: list[tuple[int, int]] = []
+    u = load(str(tmp_path), **IMAGE, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 6) for i in range(1, 7)]
+    img = u.split.finetune.x[0, :, :, 0]
+    assert img[:12].min() > 0.9 and img[16:].max() < 0.1  # upright, not on its side
+    assert f"{tmp_path}: 6 images resized from 300x400 to 28x28 (aspect ratio not kept: stretched)" in u.notes
+
+
 def test_digits_npz(tmp_path: Path) -> None:
     """sklearn digits as .npz: x, y split by the tool; x_train... kept; int8 inputs kept."""
     x, y = _digits()

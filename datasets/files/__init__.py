@@ -27,6 +27,7 @@ This package does not import pytools: the arrow runs from pytools to datasets.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,9 @@ def is_path_spec(spec: str | os.PathLike[str]) -> bool:
     return spec not in DATASETS and Path(spec).exists()
 
 
-def _read(spec: str, model: ModelInput, label_column: str | int | None) -> Raw:
+def _read(
+    spec: str, model: ModelInput, label_column: str | int | None, progress: images.Progress | None
+) -> Raw:
     """The reader for the spec's format (a hook, an image folder, an .npz or a CSV)."""
     if hook.is_hook(spec) and not Path(spec).exists():
         raw = hook.read(spec)
@@ -104,7 +107,7 @@ def _read(spec: str, model: ModelInput, label_column: str | int | None) -> Raw:
         if not path.exists():
             raise DataError(f"{spec}: no such file or folder: give {FORMATS}")
         if path.is_dir():
-            raw = images.read(path, model.image_shape(spec), model.pixels())
+            raw = images.read(path, model.image_shape(spec), model.pixels(), progress)
         elif path.suffix.lower() == ".npz":
             raw = npz.read(path)
         elif path.suffix.lower() in CSV_SUFFIXES:
@@ -129,12 +132,15 @@ def load(
     seed: int = 0,
     held_out: float = 0.2,
     label_column: str | int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> UserData:
     """A user's data set for a model: input_shape is one sample's (no batch dimension),
     classes its number of outputs, input_dtype/scale/zero_point its input tensor's type and
     quantization. x, y data are split seeded and stratified, `held_out` of each class held
     out; a given split (x_train/x_test, train/ and test/ folders) is kept. label_column: CSV
-    only, a name or an index (default: the last column)."""
+    only, a name or an index (default: the last column; a string of digits, as a command
+    line gives it, is an index unless the header has a column of that name). progress:
+    called as progress(done, total) after each image of a folder (the one slow format)."""
     spec = os.fspath(spec)
     try:
         dtype = np.dtype(input_dtype).name
@@ -149,7 +155,7 @@ def load(
         float(input_scale),
         int(input_zero_point),
     )
-    raw = _read(spec, model, label_column)
+    raw = _read(spec, model, label_column, progress)
     ys, names, k, label_notes = checks.labels(raw, model)
     xs, quantized, input_notes = checks.inputs(raw, model)
     notes = [*raw.notes, *input_notes, *label_notes]

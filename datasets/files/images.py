@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from datasets.files.raw import Raw, RawPart
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MODES = {1: "L", 3: "RGB"}
+ORIENTATION = 0x0112  # the EXIF tag
+Progress = Callable[[int, int], None]  # (images done, images in all)
 PIXELS = {  # how pixels 0..255 become real values, for a model trained on that range
     "unit": "pixel / 255 in [0, 1]",
     "signed": "pixel / 127.5 - 1 in [-1, 1]",
@@ -90,6 +93,12 @@ def _image(path: Path, data: bytes, shape: tuple[int, int, int], counts: dict[st
     height, width, channels = shape
     try:
         with image_mod.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # stored on its side
+                w, h = h, w
+            # a JPEG decodes straight to a smaller size (1/2 .. 1/8) when it is much bigger
+            # than the model's input: a phone photo decodes ~10x faster, then is resized below
+            im.draft(MODES[channels], (max(width, height), max(width, height)))
             im = image_ops.exif_transpose(im)  # loads the pixels: a truncated file fails here
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 raise DataError(
@@ -97,13 +106,13 @@ def _image(path: Path, data: bytes, shape: tuple[int, int, int], counts: dict[st
                     "8-bit grey or RGB PNG/JPEG"
                 )
             if im.mode != MODES[channels]:
-                counts[f"{im.mode} to {MODES[channels]}"] = (
-                    counts.get(f"{im.mode} to {MODES[channels]}", 0) + 1
-                )
-                im = im.convert(MODES[channels])
-            if im.size != (width, height):
-                key = f"resized from {im.size[0]}x{im.size[1]}"
+                key = f"{im.mode} to {MODES[channels]}"
                 counts[key] = counts.get(key, 0) + 1
+                im = im.convert(MODES[channels])
+            if (w, h) != (width, height):
+                key = f"resized from {w}x{h}"
+                counts[key] = counts.get(key, 0) + 1
+            if im.size != (width, height):
                 im = im.resize((width, height), image_mod.Resampling.BILINEAR)
             pixels = np.asarray(im, dtype=np.uint8)
     except DataError:
@@ -122,16 +131,11 @@ def _images_of(folder: Path, notes_skipped: list[Path]) -> list[Path]:
     return found
 
 
-def _part(
-    root: Path,
-    classes: list[str],
-    shape: tuple[int, int, int],
-    pixels: str,
-    digest: Any,
-    notes: list[str],
-    required: bool,
-) -> RawPart:
-    """The images under root/<class> for each class; `required`: an empty class is an error."""
+def _listing(
+    root: Path, classes: list[str], required: bool, notes: list[str]
+) -> tuple[list[Path], list[int]]:
+    """The image files under root/<class> for each class, and their labels; `required`: an
+    empty class is an error."""
     skipped: list[Path] = []
     paths, labels = [], []
     for k, name in enumerate(classes):
@@ -144,15 +148,41 @@ def _part(
             )
         paths += found
         labels += [k] * len(found)
-    counts: dict[str, int] = {}
-    x = np.empty((len(paths), *shape), dtype=np.uint8)
-    for i, p in enumerate(paths):
-        data = p.read_bytes()
-        digest.update(str(p.relative_to(root)).encode() + b"\0" + data)
-        x[i] = _image(p, data, shape, counts)
     if skipped:
         kinds = sorted({p.suffix or p.name for p in skipped})
         notes.append(f"{root}: skipped {len(skipped)} files that are not images ({', '.join(kinds[:6])})")
+    return paths, labels
+
+
+def _decode(
+    root: Path,
+    parts: list[tuple[Path, list[Path], list[int]]],
+    shape: tuple[int, int, int],
+    pixels: str,
+    progress: Progress | None,
+) -> tuple[list[RawPart], str, list[str]]:
+    """Every listed image decoded (progress reported per image): one RawPart per (folder,
+    paths, labels), the digest of the files' names and bytes, and notes."""
+    digest, counts = hashlib.sha256(), {}
+    total, done = sum(len(paths) for _, paths, _ in parts), 0
+    out = []
+    for folder, paths, labels in parts:
+        x = np.empty((len(paths), *shape), dtype=np.uint8)
+        for i, p in enumerate(paths):
+            data = p.read_bytes()
+            digest.update(str(p.relative_to(root)).encode() + b"\0" + data)
+            x[i] = _image(p, data, shape, counts)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        rel = [str(p.relative_to(folder)) for p in paths]
+
+        def where(i: int, rel: list[str] = rel) -> str:
+            return f"image {rel[i]}"
+
+        y = np.asarray(labels, dtype=np.int64)
+        out.append(RawPart(real_pixels(x, pixels), y, "the images", "the class folders", where=where))
+    notes = []
     for what, n in sorted(counts.items()):
         extra = ""
         if what.startswith("resized"):
@@ -160,29 +190,17 @@ def _part(
             if abs(w / h - shape[1] / shape[0]) > 0.01 * shape[1] / shape[0]:
                 extra = " (aspect ratio not kept: stretched)"
         notes.append(f"{root}: {n} images {what} to {shape[1]}x{shape[0]}{extra}")
-    rel = [str(p.relative_to(root)) for p in paths]
-
-    def where(i: int) -> str:
-        return f"image {rel[i]}"
-
-    return RawPart(
-        real_pixels(x, pixels),
-        np.asarray(labels, dtype=np.int64),
-        "the images",
-        "the class folders",
-        where=where,
-    )
+    return out, digest.hexdigest(), notes
 
 
-def read(root: Path, shape: tuple[int, int, int], pixels: str) -> Raw:
+def read(root: Path, shape: tuple[int, int, int], pixels: str, progress: Progress | None = None) -> Raw:
     """The folder's images for a model taking [H, W, C] = `shape` (C: 1 grey, 3 RGB), its
-    pixels as real values by `pixels` (a key of PIXELS)."""
+    pixels as real values by `pixels` (a key of PIXELS); progress(done, total) per image."""
     if shape[2] not in MODES:
         raise DataError(
             f"{root}: the model takes {shape[2]} channels; image folders give 1 (grey) or 3 (RGB): "
             "for other inputs use an .npz or a hook"
         )
-    digest = hashlib.sha256()
     notes = [f"{root}: pixels become {PIXELS[pixels]} (the range the model's input covers)"]
     folders = _class_folders(root)
     by_name = {f.name: f for f in folders}
@@ -199,10 +217,14 @@ def read(root: Path, shape: tuple[int, int, int], pixels: str) -> Raw:
         train_classes = [f.name for f in _class_folders(train_dir)]
         test_classes = [f.name for f in _class_folders(test_dir)]
         classes = sorted(set(train_classes) | set(test_classes))
-        train = _part(train_dir, classes, shape, pixels, digest, notes, required=True)
-        test = _part(test_dir, classes, shape, pixels, digest, notes, required=False)
+        listed = [
+            (train_dir, *_listing(train_dir, classes, True, notes)),
+            (test_dir, *_listing(test_dir, classes, False, notes)),
+        ]
+        (train, test), digest, decoded = _decode(root, listed, shape, pixels, progress)
         given = f"{TRAIN_FOLDER}/ and {held_name}/ folders"
-        return Raw(str(root), "images", train, test, given, tuple(classes), digest.hexdigest(), notes)
+        return Raw(str(root), "images", train, test, given, tuple(classes), digest, notes + decoded)
     classes = [f.name for f in folders]
-    part = _part(root, classes, shape, pixels, digest, notes, required=True)
-    return Raw(str(root), "images", part, None, None, tuple(classes), digest.hexdigest(), notes)
+    listed = [(root, *_listing(root, classes, True, notes))]
+    (part,), digest, decoded = _decode(root, listed, shape, pixels, progress)
+    return Raw(str(root), "images", part, None, None, tuple(classes), digest, notes + decoded)
