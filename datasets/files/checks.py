@@ -183,7 +183,7 @@ def labels(raw: Raw, model: ModelInput) -> tuple[list[np.ndarray], tuple[str, ..
         raise DataError(
             f"{raw.source}: {name} has no samples in {where} ({parts[0].y_name}; classes present: "
             f"{present}{' ...' if np.count_nonzero(counts) > SHOWN else ''}): every class 0 .. {k - 1} "
-            "needs samples to train on: add some, or number the classes consecutively"
+            "needs samples to train on: add some, or number the classes consecutively from 0"
         )
     if k < model.classes:
         notes.append(f"data set has {k} classes, model has {model.classes} outputs: trains on the first {k}")
