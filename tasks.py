@@ -56,7 +56,7 @@ def _build(board: Board) -> FirmwareImage:
 @task
 def setup(c: Context) -> None:
     """Install what is missing (Debian packages, .venv); the same as ./setup.sh."""
-    c.run(f"{ROOT}/setup.sh", pty=False)
+    _run([str(ROOT / "setup.sh")])
 
 
 @task(help={"board": BOARD_HELP})
@@ -501,28 +501,50 @@ def pretrain(c: Context, only: str = "") -> None:
     print("wrote models/README.md")
 
 
+def _run(cmd: list[str]) -> None:
+    """Runs a command from an argument list, never through a shell: a value given on the command
+    line (a -k expression, a path) is one argument, whatever quotes or semicolons it holds."""
+    import subprocess
+
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code:
+        sys.exit(code)
+
+
+def _c_files() -> list[str]:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "firmware/*.c", "firmware/*.h"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [str(ROOT / f) for f in out.split()]
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run every test (Python and the C unit tests) with pytest."""
     args = ["-q"]
     if k:
-        args += ["-k", f"'{k}'"]
+        args += ["-k", k]  # one argument, passed as it is (no shell)
     if x:
         args.append("-x")
-    c.run(f"{sys.executable} -m pytest {' '.join(args)}", pty=False)
+    _run([sys.executable, "-m", "pytest", *args])
 
 
 @task
 def lint(c: Context) -> None:
     """ruff (Python) and clang-format (C) checks; `invoke fmt` fixes what they find."""
-    c.run(f"{sys.executable} -m ruff check {ROOT}")
-    c.run(f"{sys.executable} -m ruff format --check {ROOT}")
-    c.run(f"clang-format --dry-run --Werror $(git -C {ROOT} ls-files 'firmware/*.c' 'firmware/*.h')")
+    _run([sys.executable, "-m", "ruff", "check", str(ROOT)])
+    _run([sys.executable, "-m", "ruff", "format", "--check", str(ROOT)])
+    _run(["clang-format", "--dry-run", "--Werror", *_c_files()])
 
 
 @task
 def fmt(c: Context) -> None:
     """Format Python (ruff) and C (clang-format) in place."""
-    c.run(f"{sys.executable} -m ruff format {ROOT}")
-    c.run(f"{sys.executable} -m ruff check --fix {ROOT}")
-    c.run(f"clang-format -i $(git -C {ROOT} ls-files 'firmware/*.c' 'firmware/*.h')")
+    _run([sys.executable, "-m", "ruff", "format", str(ROOT)])
+    _run([sys.executable, "-m", "ruff", "check", "--fix", str(ROOT)])
+    _run(["clang-format", "-i", *_c_files()])
