@@ -43,10 +43,18 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _build(board: Board) -> FirmwareImage:
+DIAG_HELP = (
+    "the diagnostic build: carries out the link self-tests, fault injection (DIAG_FAULT), the "
+    "power-loss save and PERSIST_ERASE, which every other build refuses. Never for a board that "
+    "holds trained state you want to keep"
+)
+
+
+def _build(board: Board, diag: bool = False) -> FirmwareImage:
     t0 = time.monotonic()
-    image = build_firmware(board)
-    print(f"built {board.name} firmware {image.build_id} in {time.monotonic() - t0:.1f} s: {image.elf}")
+    image = build_firmware(board, diag=diag)
+    what = " diagnostic (--diag)" if diag else ""
+    print(f"built {board.name}{what} firmware {image.build_id} in {time.monotonic() - t0:.1f} s: {image.elf}")
     print("memory use (from the linker's --print-memory-usage):")
     for r in image.regions.values():
         print(f"  {r.name:<6} {r.used:>9,} of {r.size:>9,} bytes  {r.percent:5.1f} %")
@@ -59,16 +67,22 @@ def setup(c: Context) -> None:
     _run([str(ROOT / "setup.sh")])
 
 
-@task(help={"board": BOARD_HELP})
+@task(help={"board": BOARD_HELP, "diag": DIAG_HELP})
 @friendly
-def build(c: Context, board: str | None = None) -> None:
+def build(c: Context, board: str | None = None, diag: bool = False) -> None:
     """Build the firmware for a board and print its flash and RAM use."""
-    _build(resolve_board(board))
+    _build(resolve_board(board), diag)
 
 
-@task(help={"board": BOARD_HELP, "tool": "real boards: pio, st-flash or openocd (default: first found)"})
+@task(
+    help={
+        "board": BOARD_HELP,
+        "tool": "real boards: pio, st-flash or openocd (default: first found)",
+        "diag": DIAG_HELP,
+    }
+)
 @friendly
-def flash(c: Context, board: str | None = None, tool: str | None = None) -> None:
+def flash(c: Context, board: str | None = None, tool: str | None = None, diag: bool = False) -> None:
     """Build and load the firmware: start the emulated board, or program a real one."""
     b = resolve_board(board)
     if b.is_emulated and "train" in sys.argv[1:]:
@@ -76,7 +90,7 @@ def flash(c: Context, board: str | None = None, tool: str | None = None) -> None
         # `train` (re)starts the emulated board with it. Starting a plain one here would be wasted.
         print(f"flash: `train` will start the emulated board {b.name} with its training firmware")
         return
-    image = _build(b)
+    image = _build(b, diag)
     if b.is_emulated:
         emu = emulator.start(b, image.elf)
         print(f"emulated board {b.name} running: pid {emu.pid}, serial {emu.url}, log {emu.log}")
@@ -331,7 +345,11 @@ def train(
         "port": PORT_HELP,
         "session": "take board, model, scheme and lr from a session folder (or 'latest'); on the "
         "emulated board, boot it from the flash the session saved, and check the export's "
-        "predictions against the board's on held-out samples",
+        "predictions against the board's on held-out samples. Refused when the board does not "
+        "hold the session's final state (a damaged slot, a failed final save): the error says what "
+        "it holds",
+        "allow-older": "with --session: export the session's earlier checkpoint the board holds when its "
+        "final state is not there (never the untrained state)",
     }
 )
 @friendly
@@ -344,11 +362,15 @@ def pull(
     lr: float = 0.01,
     port: str | None = None,
     session: str = "",
+    allow_older: bool = False,
 ) -> None:
     """Read the trained weights from the board and write them into a copy of the original .tflite."""
     from pytools.export import pull as pull_trained
 
-    for line in pull_trained(board, out, model=model, scheme=scheme, lr=lr, port=port, session=session):
+    lines = pull_trained(
+        board, out, model=model, scheme=scheme, lr=lr, port=port, session=session, allow_older=allow_older
+    )
+    for line in lines:
         print(line)
 
 

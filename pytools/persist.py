@@ -15,6 +15,7 @@ from pytools.link.client import BoardRefused, Link, LinkError
 from pytools.link.protocol import Msg, layout
 from pytools.paths import FIRMWARE
 
+
 def _slot_statuses() -> dict[int, tuple[str, str]]:
     """code -> (short name, what failed), from firmware/app/persist_status.def (the C enum's source)."""
     text = (FIRMWARE / "app" / "persist_status.def").read_text()
@@ -33,6 +34,8 @@ def status_text(code: int) -> str:
     does not match the header's: ...")."""
     short, doc = STATUSES.get(code, (f"status {code}", "unknown to this version of the tools"))
     return f"{short} ({doc})"
+
+
 SAVE_TIMEOUT = 20.0  # seconds: erasing a 128 KB STM32F746 sector takes up to 2 s (RM0385)
 
 
