@@ -200,8 +200,11 @@ def convert(c: Context, model: str, board: str | None = None, out: str | None = 
     """Compile a .tflite for a board: memory report (arena, weights, SRAM/flash totals); refuses a misfit."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.model.pipeline import check_fits, convert, memory_report
 
+    if out:
+        validate.output_file(out)  # before the build
     b = resolve_board(board)
     conv = convert(Path(model), b)
     print(memory_report(conv))
@@ -225,9 +228,12 @@ def compile(c: Context, model: str, scheme: str, board: str | None = None, out: 
     """Compile a training step: memory report by category; refuses a plan that does not fit."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.train.compile_train import check_fits, load_and_compile, report
     from pytools.train.scheme import load_scheme
 
+    if out:
+        validate.output_file(out)  # before the build
     b = resolve_board(board)
     ct = load_and_compile(Path(model), load_scheme(scheme), b)
     print(report(ct))
@@ -397,8 +403,11 @@ def bench(
     """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.bench import run_bench, write_benchmarks
 
+    if out:
+        validate.output_file(out)  # before the benchmark runs
     b = resolve_board(board)
     if suite:
         dest = Path(out) if out else ROOT / "BENCHMARKS.md"
@@ -443,8 +452,20 @@ def plan(
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.plan.run import parse_budget
     from pytools.plan.run import plan as run_plan
+
+    validate.lr(lr)
+    validate.integer(steps, "--steps", 1, 10**7)
+    try:
+        seed_list = tuple(
+            validate.integer(int(s), "--seeds", 0, validate.SEED_MAX) for s in seeds.split(",") if s
+        )
+    except ValueError:
+        raise ToolError(f"--seeds takes comma-separated whole numbers (e.g. 0,1,2), not {seeds!r}") from None
+    if out:
+        validate.output_file(out, "--out", ".toml")
 
     run_plan(
         resolve_board(board),
@@ -454,7 +475,7 @@ def plan(
         out=Path(out) if out else None,
         lr=lr,
         steps=steps,
-        seeds=tuple(int(s) for s in seeds.split(",") if s),
+        seeds=seed_list,
         split=split or None,
         adapt=adapt or None,
     )

@@ -90,7 +90,7 @@ from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
-from pytools.train.scheme import Scheme, load_scheme
+from pytools.train.scheme import Scheme, load_scheme, named_scheme
 from pytools.train.trainer import Trainer
 
 # Biases of the last 3 layers, the classifier and half of the layer before it: on the digits
@@ -129,9 +129,7 @@ def _load_model(model: Path | None, dataset: str) -> tuple[bytes, str, str]:
 
 def _scheme(spec: str) -> Scheme:
     """A scheme: inline (bias=3,-1=1), a .toml file, or the name of one in schemes/."""
-    named = SCHEMES / f"{spec}.toml"
-    if spec and "=" not in spec and not Path(spec).exists() and named.is_file():
-        spec = str(named)
+    spec = named_scheme(spec, SCHEMES)
     try:
         return load_scheme(spec)
     except ToolError as e:

@@ -168,3 +168,32 @@ def json_file(path: Path) -> Any:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ToolError(f"{path}: not readable JSON ({e})") from None
+
+
+def npy_array(path: str | Path, option: str = "--inputs") -> Any:
+    """A numeric array from a .npy file (numpy's own format; never a pickle)."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise ToolError(f"{option}: no file at {p}")
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+            if magic != b"\x93NUMPY":
+                raise ToolError(
+                    f"{option} {p} is not a .npy file (numpy.save's format): save the inputs with "
+                    "numpy.save, one input per row"
+                )
+            f.seek(0)
+            x = np.load(f, allow_pickle=False)
+    except ToolError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "allow_pickle" in msg or "pickled" in msg:
+            msg = "it holds Python objects (an object array), not numbers"
+        raise ToolError(f"{option} {p}: cannot read it as a numeric array: {msg}") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":
+        raise ToolError(f"{option} {p} holds {getattr(x, 'dtype', type(x))}: give integers or floats")
+    return x
