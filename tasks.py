@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from invoke import Context, task
+import invoke
+from invoke import Context
+from invoke.exceptions import ParseError
 
 from pytools import emulator
 from pytools.boards import Board
@@ -22,6 +24,32 @@ from pytools.connect import open_link, resolve_board
 from pytools.console import board_summary, frame_line, log_line
 from pytools.errors import ToolError
 from pytools.paths import BUILD, ROOT
+
+
+class _NumberArgument(invoke.Argument):
+    """An int or float option: a value that is not a number is a one-line error (invoke's own
+    cast would print a traceback)."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            what = "a whole number" if self.kind is int else "a number"
+            raise ParseError(f"error: --{self.name} takes {what}, not {value!r}") from None
+
+
+class _Task(invoke.Task):
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[invoke.Argument]:
+        args = super().get_arguments(ignore_unknown_help)
+        for a in args:
+            if a.kind in (int, float):
+                a.__class__ = _NumberArgument
+        return args
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    return invoke.task(*args, klass=_Task, **kwargs)
+
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
 PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
@@ -127,6 +155,10 @@ def ping(
     c: Context, board: str | None = None, port: str | None = None, count: int = 10, size: int = 64
 ) -> None:
     """Round-trip PINGs over the link and print their latency."""
+    from pytools import validate
+
+    validate.integer(count, "--count", 1, 1_000_000)
+    validate.integer(size, "--size", 0, 65_535, "the board says at connection how much it takes")
     b = resolve_board(board)
     with open_link(b, port) as link:
         rtts = [link.ping(bytes(i % 256 for i in range(size))) for _ in range(count)]
