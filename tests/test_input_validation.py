@@ -223,3 +223,13 @@ def test_infer_refuses_object_arrays_and_non_npy_inputs_before_converting(tmp_pa
                "/proc/tinytrain/y.npy", "--board", "host", run_dir=tmp_path / "run")  # fmt: skip
     assert "--out" in one_line_error(r)
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_infer_refuses_an_empty_input_array() -> None:
+    from pytools.model.inference import rows_for
+
+    spec = {"shape": [1, 4], "dtype_name": "int8"}
+    assert rows_for(np.zeros((3, 4), np.int8), spec, "x.npy").shape == (3, 1, 4)
+    for empty in (np.zeros((0, 4), np.int8), np.zeros((0,), np.int8)):
+        with pytest.raises(ToolError, match="holds no inputs"):
+            rows_for(empty, spec, "x.npy")

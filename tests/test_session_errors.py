@@ -143,7 +143,10 @@ def test_pull_refuses_an_older_checkpoint_unless_asked_and_says_which_slot_faile
         session_state(tmp_path, cfg, info, st, False)
     msg = str(e.value)
     assert "checkpoint after 20 of its 40 steps" in msg and "lose the last 20 steps" in msg
-    assert "saved its final state (40 steps) to slot 1, sequence 2, and slot 1 now fails its check: bad data" in msg
+    assert (
+        "saved its final state (40 steps) to slot 1, sequence 2, and slot 1 now fails its check: bad data"
+        in msg
+    )
     assert "slot 0: sequence 1, the session's checkpoint at 20 steps, valid" in msg
     assert "--allow-older" in msg and "were not saved" not in msg
     note = session_state(tmp_path, cfg, info, st, True)

@@ -25,6 +25,8 @@ def rows_for(x: np.ndarray, spec: dict, what: str) -> np.ndarray:
     if x.dtype != dtype:
         raise ToolError(f"{what} holds {x.dtype}; the model's input is {dtype} with shape {shape}")
     per_row = int(np.prod(shape))
+    if x.size == 0:
+        raise ToolError(f"{what} holds no inputs (shape {x.shape}); each row must hold one of shape {shape}")
     if x.shape == shape:
         return x.reshape(1, *shape)
     if x.ndim >= 1 and int(np.prod(x.shape[1:])) == per_row:

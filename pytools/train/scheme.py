@@ -134,12 +134,12 @@ def parse_scheme_text(text: str) -> Scheme:
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ToolError(f"scheme item '{item}' is not key=value")
+            raise ToolError(f"scheme item {item!r} is not key=value")
         if key.strip() == "patch":
-            _patch(s, value.strip(), f"scheme '{text}'")
+            _patch(s, value.strip(), f"scheme {text!r}")
             continue
         if key.strip() == "gradients":
-            s.float_gradients = _gradients(value.strip(), f"scheme '{text}'")
+            s.float_gradients = _gradients(value.strip(), f"scheme {text!r}")
             continue
         try:
             if key.strip() == "bias":
@@ -149,8 +149,8 @@ def parse_scheme_text(text: str) -> Scheme:
             else:
                 s.weights[int(key)] = float(value)
         except (ValueError, KeyError) as e:
-            raise ToolError(f"scheme item '{item}': {e}") from e
-    return _check(s, f"scheme '{text}'")
+            raise ToolError(f"scheme item {item!r}: {e}") from e
+    return _check(s, f"scheme {text!r}")
 
 
 def _is_file(path: Path) -> bool:
