@@ -310,11 +310,11 @@ def session_state(
             what += f"the session's checkpoint at {mine[-1]['samples_trained'] - first:,} steps, "
         elif mine:
             what += f"where the session saved {mine[-1]['samples_trained'] - first:,} steps, "
-        return f"slot {k}: {what}{persist.status_text(code)}"
+        return f"slot {k}: {what}{'valid' if code == persist.VALID else persist.status_text(code)}"
 
     restored = info["restored_slot"]
     on_board = (
-        "on the board: "
+        "On the board: "
         + "; ".join(slot_line(k) for k in (0, 1))
         + (
             f"; restored at boot: slot {restored} (sequence {info['restored_sequence']})"
@@ -357,16 +357,22 @@ def session_state(
             f"steps (CRC-32 0x{crc:08x}): exporting it would lose the last {lost:,} steps"
         )
         if allow_older:
-            return f"note      {what}, as --allow-older asked ({why}). {on_board}"
+            return (
+                f"note      exported the session's checkpoint after {have - first:,} of its "
+                f"{total - first:,} steps (CRC-32 0x{crc:08x}), as --allow-older asked: the last "
+                f"{lost:,} steps are not in it, because {why}. {on_board}"
+            )
         raise ToolError(
             f"not exported: {what}, because {why}. {on_board}. To export that checkpoint anyway, "
             "give --allow-older"
         )
-    if (have, crc) == start or (restored == persist.NO_SLOT and have == first):
+    if restored == persist.NO_SLOT and have == first:
         what = (
-            f"the board holds the state the session started from ({have:,} samples trained: "
-            "the plan's initial weights if 0), none of the session's training"
+            "the board restored no saved state at boot, so it holds the plan's initial (untrained) "
+            "weights, none of the session's training"
         )
+    elif (have, crc) == start:
+        what = f"the board holds the state the session started from ({have:,} samples trained)"
     else:
         what = f"the board's state ({have:,} samples trained, CRC-32 0x{crc:08x}) is none this session saved"
     raise ToolError(

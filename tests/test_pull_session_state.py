@@ -51,7 +51,7 @@ def test_pull_refuses_a_damaged_final_save_and_never_exports_the_untrained_model
     assert "restored at boot: slot 0 (sequence 1)" in msg and "--allow-older" in msg
     assert "were not saved" not in msg and not out.exists()
     lines = export.pull(None, str(out), session=str(folder), check=5, allow_older=True)
-    assert any(x.startswith("note      the board holds the session's checkpoint after 10") for x in lines)
+    assert any(x.startswith("note      exported the session's checkpoint after 10 of its 20") for x in lines)
     assert out.is_file()
     out.unlink()
 
@@ -61,7 +61,9 @@ def test_pull_refuses_a_damaged_final_save_and_never_exports_the_untrained_model
         with pytest.raises(ToolError) as e:
             export.pull(None, str(out), session=str(folder), check=0, allow_older=allow)
         msg = str(e.value)
-        assert "the state the session started from" in msg and "restored at boot: nothing" in msg, msg
+        assert "holds the plan's initial (untrained) weights" in msg and "restored at boot: nothing" in msg, (
+            msg
+        )
         assert (
             "slot 0: bad header" in msg
             and "slot 1: sequence 2, where the session saved 20 steps, bad data" in msg

@@ -150,7 +150,8 @@ def test_pull_refuses_an_older_checkpoint_unless_asked_and_says_which_slot_faile
     assert "slot 0: sequence 1, the session's checkpoint at 20 steps, valid" in msg
     assert "--allow-older" in msg and "were not saved" not in msg
     note = session_state(tmp_path, cfg, info, st, True)
-    assert note.startswith("note      the board holds the session's checkpoint after 20 of its 40 steps")
+    assert note.startswith("note      exported the session's checkpoint after 20 of its 40 steps")
+    assert "as --allow-older asked: the last 20 steps are not in it, because" in note
 
 
 def test_pull_never_exports_the_untrained_state(tmp_path: Path) -> None:
@@ -163,6 +164,6 @@ def test_pull_never_exports_the_untrained_state(tmp_path: Path) -> None:
         with pytest.raises(ToolError) as e:
             session_state(tmp_path, cfg, info, st, allow)
         msg = str(e.value)
-        assert "the state the session started from" in msg and "restored at boot: nothing" in msg
+        assert "holds the plan's initial (untrained) weights" in msg and "restored at boot: nothing" in msg
         assert "slot 0: sequence 1, where the session saved 20 steps, bad data" in msg
         assert "slot 1: bad header (the header's CRC-32" in msg
