@@ -110,3 +110,20 @@ def test_the_diag_build_refuses_a_fault_write_into_the_trained_state(ct, name) -
         ):
             link.request(Msg.DIAG_FAULT, fault(0, top))
         assert training.status()["state_crc"] == crc
+
+
+def test_invoke_build_diag_builds_the_diagnostic_firmware_apart(capsys) -> None:
+    from invoke import Context
+
+    import tasks
+    from pytools.build.manifest import target_spec
+    from pytools.paths import BUILD
+
+    tasks.build.body(Context(), board=BOARD.name, diag=True)
+    out = capsys.readouterr().out
+    assert (
+        f"built {BOARD.name} diagnostic (--diag) firmware" in out and str(BUILD / f"{BOARD.name}-diag") in out
+    )
+    assert target_spec(BOARD, diag=True).defines["FIRMWARE_DIAG"] == "1"
+    assert target_spec(BOARD).defines["FIRMWARE_DIAG"] == "0"
+    assert target_spec(BOARD, diag=True).defines["BUILD_ID"] != target_spec(BOARD).defines["BUILD_ID"]
