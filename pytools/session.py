@@ -356,7 +356,7 @@ def _session_path(out_dir: Path | None, board: str, dataset: str) -> Path:
     """Where the session will write (checked now, created once the board answers)."""
     if out_dir is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        return SESSIONS / f"{stamp}-{board}-{dataset}"
+        return SESSIONS / f"{stamp}-{board}-{validate.label(dataset)}"  # inside sessions/, whatever the name
     out = Path(out_dir)
     if (out / "config.json").exists():
         raise ToolError(

@@ -42,6 +42,15 @@ def name(value: Any, what: str) -> str:
     return value
 
 
+def label(value: str) -> str:
+    """A safe piece of a file name made from a free text (a data set given as a path, e.g.
+    "../data/my recordings.npz" -> "my_recordings"): a session folder named after it stays in
+    sessions/."""
+    stem = Path(value.replace("\\", "/")).stem if value else ""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-")[:40]
+    return cleaned or "data"
+
+
 def lr(value: Any, option: str = "--lr") -> float:
     """A learning rate in [0, LR_MAX], with the reason for the bound."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -124,7 +133,8 @@ def session_config(cfg: Any, where: Path) -> dict[str, Any]:
             if emu.get(key) is not None:
                 name(emu[key], f"{where}: emulator {key}")
         a = cfg["arguments"]
-        name(a["dataset"], f"{where}: dataset")
+        if not isinstance(a["dataset"], str):
+            raise ToolError(f"{where}: dataset must be a name or a file, not {a['dataset']!r}")
         if a.get("board_name") is not None:
             name(a["board_name"], f"{where}: board name")
         if a.get("lr") is not None:
@@ -145,8 +155,10 @@ def training(
     save_every: Any,
     out_dir: Path | None,
 ) -> None:
-    """`invoke train`'s options, all checked before the data set loads or a board starts."""
-    name(dataset, "--dataset")
+    """`invoke train`'s options, all checked before the data set loads or a board starts.
+    (The data set itself is checked by its loader: a built-in name, or a user's file.)"""
+    if not isinstance(dataset, str) or not dataset.strip() or "\0" in dataset:
+        raise ToolError(f"--dataset must name a data set (e.g. digits), got {dataset!r}")
     integer(epochs, "--epochs", 1, EPOCHS_MAX, "a TRAIN carries its epoch in 16 bits")
     lr(lr_value)
     integer(seed, "--seed", 0, SEED_MAX)

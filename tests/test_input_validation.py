@@ -113,15 +113,22 @@ def test_board_names_are_only_the_board_files_names(name: str) -> None:
         load_board(name or "x/")
 
 
-def test_a_session_config_with_a_traversing_board_or_dataset_is_refused(tmp_path) -> None:
-    for field, bad in (("board", "../../x"), ("dataset", "../../etc")):
-        cfg = session_config("session-ok")
-        if field == "board":
-            cfg["board"]["name"] = bad
-        else:
-            cfg["arguments"]["dataset"] = bad
-        with pytest.raises(ToolError, match="not a valid name"):
-            validate.session_config(cfg, tmp_path / "config.json")
+def test_a_session_config_with_a_traversing_board_is_refused(tmp_path) -> None:
+    cfg = session_config("session-ok")
+    cfg["board"]["name"] = "../../x"
+    with pytest.raises(ToolError, match="not a valid name"):
+        validate.session_config(cfg, tmp_path / "config.json")
+
+
+@pytest.mark.parametrize(
+    "dataset", ["digits", "../../../../etc/x", "/abs/my recordings.npz", "a\\..\\b", "..", ""]
+)
+def test_a_default_session_folder_stays_in_sessions_whatever_the_data_set_is_called(dataset: str) -> None:
+    from pytools.session import SESSIONS, _session_path
+
+    path = _session_path(None, "mps2_an500", dataset)
+    assert path.parent == SESSIONS and ".." not in path.name and "/" not in path.name
+    assert validate.NAME.fullmatch(path.name.split("Z-", 1)[1]), path.name
 
 
 # ------------------------------------------------------------------ finding 5: no shell
