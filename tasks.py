@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from invoke import Context, task
+import invoke
+from invoke import Context
+from invoke.exceptions import ParseError
 
 from pytools import emulator
 from pytools.boards import Board
@@ -22,6 +24,32 @@ from pytools.connect import open_link, resolve_board
 from pytools.console import board_summary, frame_line, log_line
 from pytools.errors import ToolError
 from pytools.paths import BUILD, ROOT
+
+
+class _NumberArgument(invoke.Argument):
+    """An int or float option: a value that is not a number is a one-line error (invoke's own
+    cast would print a traceback)."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            what = "a whole number" if self.kind is int else "a number"
+            raise ParseError(f"error: --{self.name} takes {what}, not {value!r}") from None
+
+
+class _Task(invoke.Task):
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[invoke.Argument]:
+        args = super().get_arguments(ignore_unknown_help)
+        for a in args:
+            if a.kind in (int, float):
+                a.__class__ = _NumberArgument
+        return args
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    return invoke.task(*args, klass=_Task, **kwargs)
+
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
 PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
@@ -43,10 +71,18 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _build(board: Board) -> FirmwareImage:
+DIAG_HELP = (
+    "the diagnostic build: carries out the link self-tests, fault injection (DIAG_FAULT), the "
+    "power-loss save and PERSIST_ERASE, which every other build refuses. Never for a board that "
+    "holds trained state you want to keep"
+)
+
+
+def _build(board: Board, diag: bool = False) -> FirmwareImage:
     t0 = time.monotonic()
-    image = build_firmware(board)
-    print(f"built {board.name} firmware {image.build_id} in {time.monotonic() - t0:.1f} s: {image.elf}")
+    image = build_firmware(board, diag=diag)
+    what = " diagnostic (--diag)" if diag else ""
+    print(f"built {board.name}{what} firmware {image.build_id} in {time.monotonic() - t0:.1f} s: {image.elf}")
     print("memory use (from the linker's --print-memory-usage):")
     for r in image.regions.values():
         print(f"  {r.name:<6} {r.used:>9,} of {r.size:>9,} bytes  {r.percent:5.1f} %")
@@ -56,19 +92,25 @@ def _build(board: Board) -> FirmwareImage:
 @task
 def setup(c: Context) -> None:
     """Install what is missing (Debian packages, .venv); the same as ./setup.sh."""
-    c.run(f"{ROOT}/setup.sh", pty=False)
+    _run([str(ROOT / "setup.sh")])
 
 
-@task(help={"board": BOARD_HELP})
+@task(help={"board": BOARD_HELP, "diag": DIAG_HELP})
 @friendly
-def build(c: Context, board: str | None = None) -> None:
+def build(c: Context, board: str | None = None, diag: bool = False) -> None:
     """Build the firmware for a board and print its flash and RAM use."""
-    _build(resolve_board(board))
+    _build(resolve_board(board), diag)
 
 
-@task(help={"board": BOARD_HELP, "tool": "real boards: pio, st-flash or openocd (default: first found)"})
+@task(
+    help={
+        "board": BOARD_HELP,
+        "tool": "real boards: pio, st-flash or openocd (default: first found)",
+        "diag": DIAG_HELP,
+    }
+)
 @friendly
-def flash(c: Context, board: str | None = None, tool: str | None = None) -> None:
+def flash(c: Context, board: str | None = None, tool: str | None = None, diag: bool = False) -> None:
     """Build and load the firmware: start the emulated board, or program a real one."""
     b = resolve_board(board)
     if b.is_emulated and "train" in sys.argv[1:]:
@@ -76,7 +118,7 @@ def flash(c: Context, board: str | None = None, tool: str | None = None) -> None
         # `train` (re)starts the emulated board with it. Starting a plain one here would be wasted.
         print(f"flash: `train` will start the emulated board {b.name} with its training firmware")
         return
-    image = _build(b)
+    image = _build(b, diag)
     if b.is_emulated:
         emu = emulator.start(b, image.elf)
         print(f"emulated board {b.name} running: pid {emu.pid}, serial {emu.url}, log {emu.log}")
@@ -113,6 +155,10 @@ def ping(
     c: Context, board: str | None = None, port: str | None = None, count: int = 10, size: int = 64
 ) -> None:
     """Round-trip PINGs over the link and print their latency."""
+    from pytools import validate
+
+    validate.integer(count, "--count", 1, 1_000_000)
+    validate.integer(size, "--size", 0, 65_535, "the board says at connection how much it takes")
     b = resolve_board(board)
     with open_link(b, port) as link:
         rtts = [link.ping(bytes(i % 256 for i in range(size))) for _ in range(count)]
@@ -186,8 +232,11 @@ def convert(c: Context, model: str, board: str | None = None, out: str | None = 
     """Compile a .tflite for a board: memory report (arena, weights, SRAM/flash totals); refuses a misfit."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.model.pipeline import check_fits, convert, memory_report
 
+    if out:
+        validate.output_file(out)  # before the build
     b = resolve_board(board)
     conv = convert(Path(model), b)
     print(memory_report(conv))
@@ -211,9 +260,12 @@ def compile(c: Context, model: str, scheme: str, board: str | None = None, out: 
     """Compile a training step: memory report by category; refuses a plan that does not fit."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.train.compile_train import check_fits, load_and_compile, report
     from pytools.train.scheme import load_scheme
 
+    if out:
+        validate.output_file(out)  # before the build
     b = resolve_board(board)
     ct = load_and_compile(Path(model), load_scheme(scheme), b)
     print(report(ct))
@@ -331,7 +383,11 @@ def train(
         "port": PORT_HELP,
         "session": "take board, model, scheme and lr from a session folder (or 'latest'); on the "
         "emulated board, boot it from the flash the session saved, and check the export's "
-        "predictions against the board's on held-out samples",
+        "predictions against the board's on held-out samples. Refused when the board does not "
+        "hold the session's final state (a damaged slot, a failed final save): the error says what "
+        "it holds",
+        "allow-older": "with --session: export the session's earlier checkpoint the board holds when its "
+        "final state is not there (never the untrained state)",
     }
 )
 @friendly
@@ -344,11 +400,15 @@ def pull(
     lr: float = 0.01,
     port: str | None = None,
     session: str = "",
+    allow_older: bool = False,
 ) -> None:
     """Read the trained weights from the board and write them into a copy of the original .tflite."""
     from pytools.export import pull as pull_trained
 
-    for line in pull_trained(board, out, model=model, scheme=scheme, lr=lr, port=port, session=session):
+    lines = pull_trained(
+        board, out, model=model, scheme=scheme, lr=lr, port=port, session=session, allow_older=allow_older
+    )
+    for line in lines:
         print(line)
 
 
@@ -375,8 +435,11 @@ def bench(
     """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.bench import run_bench, write_benchmarks
 
+    if out:
+        validate.output_file(out)  # before the benchmark runs
     b = resolve_board(board)
     if suite:
         dest = Path(out) if out else ROOT / "BENCHMARKS.md"
@@ -421,8 +484,20 @@ def plan(
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
 
+    from pytools import validate
     from pytools.plan.run import parse_budget
     from pytools.plan.run import plan as run_plan
+
+    validate.lr(lr)
+    validate.integer(steps, "--steps", 1, 10**7)
+    try:
+        seed_list = tuple(
+            validate.integer(int(s), "--seeds", 0, validate.SEED_MAX) for s in seeds.split(",") if s
+        )
+    except ValueError:
+        raise ToolError(f"--seeds takes comma-separated whole numbers (e.g. 0,1,2), not {seeds!r}") from None
+    if out:
+        validate.output_file(out, "--out", ".toml")
 
     run_plan(
         resolve_board(board),
@@ -432,7 +507,7 @@ def plan(
         out=Path(out) if out else None,
         lr=lr,
         steps=steps,
-        seeds=tuple(int(s) for s in seeds.split(",") if s),
+        seeds=seed_list,
         split=split or None,
         adapt=adapt or None,
     )
@@ -501,28 +576,50 @@ def pretrain(c: Context, only: str = "") -> None:
     print("wrote models/README.md")
 
 
+def _run(cmd: list[str]) -> None:
+    """Runs a command from an argument list, never through a shell: a value given on the command
+    line (a -k expression, a path) is one argument, whatever quotes or semicolons it holds."""
+    import subprocess
+
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code:
+        sys.exit(code)
+
+
+def _c_files() -> list[str]:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "firmware/*.c", "firmware/*.h"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [str(ROOT / f) for f in out.split()]
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run every test (Python and the C unit tests) with pytest."""
     args = ["-q"]
     if k:
-        args += ["-k", f"'{k}'"]
+        args += ["-k", k]  # one argument, passed as it is (no shell)
     if x:
         args.append("-x")
-    c.run(f"{sys.executable} -m pytest {' '.join(args)}", pty=False)
+    _run([sys.executable, "-m", "pytest", *args])
 
 
 @task
 def lint(c: Context) -> None:
     """ruff (Python) and clang-format (C) checks; `invoke fmt` fixes what they find."""
-    c.run(f"{sys.executable} -m ruff check {ROOT}")
-    c.run(f"{sys.executable} -m ruff format --check {ROOT}")
-    c.run(f"clang-format --dry-run --Werror $(git -C {ROOT} ls-files 'firmware/*.c' 'firmware/*.h')")
+    _run([sys.executable, "-m", "ruff", "check", str(ROOT)])
+    _run([sys.executable, "-m", "ruff", "format", "--check", str(ROOT)])
+    _run(["clang-format", "--dry-run", "--Werror", *_c_files()])
 
 
 @task
 def fmt(c: Context) -> None:
     """Format Python (ruff) and C (clang-format) in place."""
-    c.run(f"{sys.executable} -m ruff format {ROOT}")
-    c.run(f"{sys.executable} -m ruff check --fix {ROOT}")
-    c.run(f"clang-format -i $(git -C {ROOT} ls-files 'firmware/*.c' 'firmware/*.h')")
+    _run([sys.executable, "-m", "ruff", "format", str(ROOT)])
+    _run([sys.executable, "-m", "ruff", "check", "--fix", str(ROOT)])
+    _run(["clang-format", "-i", *_c_files()])

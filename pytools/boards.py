@@ -60,15 +60,19 @@ def board_names() -> list[str]:
 
 def load_board(name: str | None) -> Board:
     name = name or DEFAULT_BOARD
+    # Only a board file's own name: a name from a command line or a session's config.json is
+    # never taken as a path (no "../x", no absolute path).
+    if name not in board_names():
+        raise ToolError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")
     path = BOARDS / f"{name}.toml"
-    if not path.is_file():
-        raise ToolError(f"unknown board '{name}'; known boards: {', '.join(board_names())}")
     try:
         d = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ToolError(f"{path}: not valid TOML: {e}") from e
     try:
         m = d["memory"]
+        if d["name"] != name:  # it names build folders and emulator files
+            raise ToolError(f"{path}: name = {d['name']!r}, but the file is {name}.toml")
         return Board(
             name=d["name"],
             description=d["description"],

@@ -26,6 +26,7 @@ from pathlib import Path
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.paths import RUN
+from pytools.validate import name as valid_name
 
 QEMU = "qemu-system-arm"
 
@@ -76,7 +77,7 @@ def _is_qemu(pid: int) -> bool:
 
 
 def _state_file(name: str) -> Path:
-    return RUN / f"{name}.json"
+    return RUN / f"{valid_name(name, 'emulator name')}.json"
 
 
 def _free_port() -> int:
@@ -87,7 +88,7 @@ def _free_port() -> int:
 
 def flash_file(name: str) -> Path:
     """The file behind the emulated board's persistence region (kept across restarts)."""
-    return RUN / f"{name}.flash"
+    return RUN / f"{valid_name(name, 'emulator name')}.flash"
 
 
 def _prepare_flash(board: Board, name: str) -> Path | None:
@@ -182,7 +183,7 @@ def start(board: Board, elf: Path, name: str | None = None) -> Emulator:
     """Starts the emulated board (replacing one already running under the same name)."""
     if not board.is_emulated:
         raise ToolError(f"{board.name} is a real board; only emulated boards run in QEMU")
-    name = name or board.name
+    name = valid_name(name or board.name, "emulator name")  # it names files in RUN
     stop(name)
     RUN.mkdir(parents=True, exist_ok=True)
     flash = _prepare_flash(board, name)

@@ -12,7 +12,6 @@ the board runs.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pytools import validate
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.host_twin import tensor_table
@@ -141,7 +141,7 @@ def _session_settings(session: str) -> tuple[Path, dict[str, Any]]:
     cfg = folder / "config.json"
     if not cfg.is_file():
         raise ToolError(f"{folder} holds no training session (config.json): name a folder under sessions/")
-    return folder, json.loads(cfg.read_text())
+    return folder, validate.session_config(validate.json_file(cfg), cfg)
 
 
 @contextlib.contextmanager
@@ -190,6 +190,7 @@ def pull(
     port: str | None = None,
     session: str = "",
     check: int = 50,
+    allow_older: bool = False,
 ) -> list[str]:
     """Reads the trained state from the board and writes the trained .tflite; the report lines.
 
@@ -199,7 +200,10 @@ def pull(
     the emulated board without --port, boot the session's firmware from the flash it saved.
     check: with a session, that many held-out samples of its data set are predicted by the
     board and by the exported model in TFLite's interpreter, and must agree.
+    allow_older: with a session, export an earlier checkpoint of it when the board does not hold
+    its final state (refused otherwise: see session_state).
     """
+    from pytools import persist
     from pytools.connect import open_link, resolve_board
     from pytools.model.board_runner import BoardModel, BoardTraining
     from pytools.model.host_twin import io_tensors
@@ -208,6 +212,7 @@ def pull(
     from pytools.train.compile_train import compile_training
     from pytools.train.trainer import Trainer
 
+    validate.output_file(out, "--out", ".tflite")  # before anything is built or started
     folder: Path | None = None
     dataset = "digits"
     if session:
@@ -215,9 +220,10 @@ def pull(
         a = cfg["arguments"]
         board_name = board_name or cfg["board"]["name"]
         model, scheme, lr, dataset = a["model"] or "", a["scheme"], a["lr"], a["dataset"]
+    elif allow_older:
+        raise ToolError("--allow-older goes with --session (it allows a session's earlier checkpoint)")
+    validate.lr(lr)
     board = resolve_board(board_name)
-    if not out.endswith(".tflite"):
-        raise ToolError(f"--out must name a .tflite file, got {out!r}")
     model_bytes, model_name, source = _load_model(Path(model) if model else None, dataset)
     spec = scheme or DEFAULT_SCHEME
     graph = import_tflite(model_bytes, model_name)
@@ -236,6 +242,8 @@ def pull(
                 f"the board does not run this training plan: {'; '.join(problems)}. Give the --model, "
                 "--scheme and --lr it was trained with (or --session)."
             )
+        if folder is not None:  # the board must hold the session's final state (or an allowed checkpoint)
+            note = session_state(folder, cfg, persist.info(link), BoardTraining(link).status(), allow_older)
         ins, outs = io_tensors(ct.compiled.blob)
         reader = BoardModel(link, tensor_table(ct.compiled.blob), ins, outs)
         state = read_state(ct, reader)
@@ -245,7 +253,7 @@ def pull(
         )
         data, changes = export_trained(model_bytes, ct, state)
         if folder is not None:
-            lines.append(_state_note(folder, cfg, BoardTraining(link).status()))
+            lines.append(note)
         if folder is not None and check > 0:
             xs = _held_out(dataset, cfg["dataset"]["split"], graph, check)
             on_board = np.array([Trainer(ct, reader).predict(x) for x in xs])
@@ -268,22 +276,107 @@ def pull(
     return lines
 
 
-def _state_note(folder: Path, cfg: dict, status: dict) -> str:
-    """Which of the session's states the board holds: its final one, or an earlier checkpoint
-    (a final save that failed, a session that did not finish), said so that an export of the
-    earlier weights is not mistaken for the session's result."""
-    from pytools.session import _read_jsonl
+def session_state(
+    folder: Path, cfg: dict[str, Any], info: dict[str, Any], status: dict[str, Any], allow_older: bool
+) -> str:
+    """Which of the session's states the board holds; the report line when it may be exported.
+
+    The board's state (its count of trained samples and the state's CRC-32, TRAIN_STATUS) must be
+    the session's final one: its count after the last logged step, and the CRC-32 of its final
+    save when it made one. Anything else is refused with what the board holds (each slot and the
+    check it failed, PERSIST_INFO) and what that means for the session:
+    - an earlier checkpoint of the session (the newest slot is damaged, the final save failed, or
+      the session stopped early): exported only with allow_older, and said so;
+    - the state the session started from (no slot restored: the plan's initial weights), or a
+      state this session never saved: never exported.
+    """
+    from pytools import persist
+    from pytools.session import CHECKPOINTS, _read_jsonl
 
     first = cfg.get("first_sample_id", 0)
     total = first + len(_read_jsonl(folder / "steps.jsonl"))
-    have = status["samples_trained"]
-    if have == total:
-        crc = status["state_crc"]
+    ckpts = _read_jsonl(folder / CHECKPOINTS)
+    at_end = [c for c in ckpts if c["samples_trained"] == total]
+    final = next((c for c in reversed(at_end) if c["status"] == "saved"), None)
+    have, crc = status["samples_trained"], status["state_crc"]
+    if have == total and (final is None or final["state_crc"] == crc):
         return f"state     the session's final state: {have - first:,} samples trained (CRC-32 0x{crc:08x})"
-    return (
-        f"note      the board holds the state after {have - first:,} of the session's {total - first:,} "
-        f"steps (a checkpoint: the steps after it were not saved to flash); this export has those "
-        "weights, not the session's last"
+
+    def slot_line(k: int) -> str:
+        code, seq = info[f"slot{k}_status"], info[f"slot{k}_sequence"]
+        what = f"sequence {seq}, " if code in (0, 4, 5, 9) else ""
+        mine = [c for c in ckpts if c["status"] == "saved" and c["slot"] == k and c["sequence"] == seq]
+        if mine and code == persist.VALID:
+            what += f"the session's checkpoint at {mine[-1]['samples_trained'] - first:,} steps, "
+        elif mine:
+            what += f"where the session saved {mine[-1]['samples_trained'] - first:,} steps, "
+        return f"slot {k}: {what}{'valid' if code == persist.VALID else persist.status_text(code)}"
+
+    restored = info["restored_slot"]
+    on_board = (
+        "On the board: "
+        + "; ".join(slot_line(k) for k in (0, 1))
+        + (
+            f"; restored at boot: slot {restored} (sequence {info['restored_sequence']})"
+            if restored != persist.NO_SLOT
+            else "; restored at boot: nothing"
+        )
+    )
+    # Why the final state is not there.
+    if final is not None:
+        k, seq = final["slot"], final["sequence"]
+        code = info[f"slot{k}_status"]
+        if code != persist.VALID:
+            why = (
+                f"the session saved its final state ({total - first:,} steps) to slot {k}, sequence {seq}, "
+                f"and slot {k} now fails its check: {persist.status_text(code)}"
+            )
+        elif info[f"slot{k}_sequence"] != seq:
+            why = (
+                f"the session saved its final state to slot {k}, sequence {seq}; slot {k} now holds "
+                f"sequence {info[f'slot{k}_sequence']} (saved over since)"
+            )
+        else:
+            why = f"the board did not restore the session's final save (slot {k}, sequence {seq})"
+    elif at_end and at_end[-1]["status"] == "failed":
+        why = f"the session's final save failed ({at_end[-1].get('error', 'no reason logged')})"
+    elif at_end:
+        why = "the session's final save was asked for but never confirmed (its host stopped during it)"
+    else:
+        why = (
+            f"the session never saved its state after its last step ({total - first:,} steps): it ran "
+            "with --no-save or stopped before its final save"
+        )
+    points = [c for c in ckpts if c["status"] in ("saving", "saved")]
+    match = [c for c in points if (c["samples_trained"], c["state_crc"]) == (have, crc)]
+    start = (first, cfg.get("first_state_crc"))
+    if match and have != total:
+        lost = total - have
+        what = (
+            f"the board holds the session's checkpoint after {have - first:,} of its {total - first:,} "
+            f"steps (CRC-32 0x{crc:08x}): exporting it would lose the last {lost:,} steps"
+        )
+        if allow_older:
+            return (
+                f"note      exported the session's checkpoint after {have - first:,} of its "
+                f"{total - first:,} steps (CRC-32 0x{crc:08x}), as --allow-older asked: the last "
+                f"{lost:,} steps are not in it, because {why}. {on_board}"
+            )
+        raise ToolError(
+            f"not exported: {what}, because {why}. {on_board}. To export that checkpoint anyway, "
+            "give --allow-older"
+        )
+    if restored == persist.NO_SLOT and have == first:
+        what = (
+            "the board restored no saved state at boot, so it holds the plan's initial (untrained) "
+            "weights, none of the session's training"
+        )
+    elif (have, crc) == start:
+        what = f"the board holds the state the session started from ({have:,} samples trained)"
+    else:
+        what = f"the board's state ({have:,} samples trained, CRC-32 0x{crc:08x}) is none this session saved"
+    raise ToolError(
+        f"not exported: {what}, because {why}. {on_board}. There is nothing of this session to export"
     )
 
 

@@ -74,7 +74,7 @@ import numpy as np
 from tqdm import tqdm
 
 import datasets
-from pytools import emulator
+from pytools import emulator, validate
 from pytools.boards import Board
 from pytools.build.builder import FirmwareImage
 from pytools.connect import open_link, port_url, resolve_board
@@ -90,7 +90,7 @@ from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
-from pytools.train.scheme import Scheme, load_scheme
+from pytools.train.scheme import Scheme, load_scheme, named_scheme
 from pytools.train.trainer import Trainer
 
 # Biases of the last 3 layers, the classifier and half of the layer before it: on the digits
@@ -129,9 +129,7 @@ def _load_model(model: Path | None, dataset: str) -> tuple[bytes, str, str]:
 
 def _scheme(spec: str) -> Scheme:
     """A scheme: inline (bias=3,-1=1), a .toml file, or the name of one in schemes/."""
-    named = SCHEMES / f"{spec}.toml"
-    if spec and "=" not in spec and not Path(spec).exists() and named.is_file():
-        spec = str(named)
+    spec = named_scheme(spec, SCHEMES)
     try:
         return load_scheme(spec)
     except ToolError as e:
@@ -358,7 +356,7 @@ def _session_path(out_dir: Path | None, board: str, dataset: str) -> Path:
     """Where the session will write (checked now, created once the board answers)."""
     if out_dir is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        return SESSIONS / f"{stamp}-{board}-{dataset}"
+        return SESSIONS / f"{stamp}-{board}-{validate.label(dataset)}"  # inside sessions/, whatever the name
     out = Path(out_dir)
     if (out / "config.json").exists():
         raise ToolError(
@@ -997,7 +995,7 @@ def _resume_target(out_dir: Path | None) -> tuple[Path, dict[str, Any]]:
     path = folder / "config.json"
     if not path.is_file():
         raise ToolError(f"nothing to resume in {folder}: it holds no session (config.json)")
-    return folder, json.loads(path.read_text())
+    return folder, validate.session_config(validate.json_file(path), path)
 
 
 def _power_on(board: Board, ct: CompiledTraining, name: str, folder: Path) -> emulator.Emulator | None:
@@ -1149,12 +1147,11 @@ def run_training_session(
         "save_every": save_every,
         "save": save,
     }
-    if save_every is not None and save_every < 0:
-        raise ToolError(f"save_every must be 0 (only at the end) or a number of steps, got {save_every}")
-    if epochs < 1:
-        raise ToolError(f"epochs must be at least 1, got {epochs}")
-    if not math.isfinite(lr) or lr < 0:
-        raise ToolError(f"lr must be a finite number >= 0, got {lr}")
+    # Every option, and the folder to write, before anything loads or starts (pytools/validate.py).
+    validate.training(
+        dataset=dataset, epochs=epochs, lr_value=lr, seed=seed, limit=limit, held_out=held_out,
+        save_every=save_every, out_dir=out_dir if out_dir is not None else SESSIONS,
+    )  # fmt: skip
     try:
         schedules.check(lr_schedule)
     except ValueError as e:

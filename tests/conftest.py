@@ -29,7 +29,9 @@ def emu_board() -> Board:
 
 @pytest.fixture(scope="session")
 def image(emu_board: Board) -> FirmwareImage:
-    return build_firmware(emu_board)
+    """The diagnostic build (--diag): the link tests drive its self-test sink and fault
+    injection, which every other build refuses."""
+    return build_firmware(emu_board, diag=True)
 
 
 @pytest.fixture

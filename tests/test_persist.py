@@ -61,7 +61,8 @@ def ct():
 
 @pytest.fixture(scope="module")
 def elf(ct):
-    return build_firmware(BOARD, ct.compiled.blob, ct.compiled.arena).elf
+    """The diagnostic build: the power-loss save (DIAG_SAVE_ABORT) and PERSIST_ERASE need it."""
+    return build_firmware(BOARD, ct.compiled.blob, ct.compiled.arena, diag=True).elf
 
 
 @pytest.fixture

@@ -192,9 +192,9 @@ def test_unknown_dataset_split_and_bad_scheme_are_clear_errors(tmp_path) -> None
         run_training_session(BOARD, split="random", out_dir=tmp_path / "b")
     with pytest.raises(ToolError, match=r"bad scheme: .*ratio 0\.3 is not one of .*schemes/: .*head_only"):
         run_training_session(BOARD, scheme="bias=3,-1=0.3", out_dir=tmp_path / "c")
-    with pytest.raises(ToolError, match=r"epochs must be at least 1"):
+    with pytest.raises(ToolError, match=r"--epochs must be a whole number from 1 to 65,535"):
         run_training_session(BOARD, epochs=0)
-    with pytest.raises(ToolError, match=r"save_every must be 0 \(only at the end\) or a number of steps"):
+    with pytest.raises(ToolError, match=r"--save-every must be .*\(0: only at the end\)"):
         run_training_session(BOARD, save_every=-1, out_dir=tmp_path / "d")
     assert session._scheme("head_only").bias_layers == 1  # a name in schemes/
     assert not list(tmp_path.iterdir())  # refused before any session folder

@@ -102,13 +102,68 @@ def test_many_saves_on_a_real_board_get_a_note_on_their_cost() -> None:
     assert flash_wear_note(emulated, 1, 1143) == ""  # a file, not a sector
 
 
-def test_pull_says_when_the_board_holds_a_checkpoint_not_the_final_state(tmp_path: Path) -> None:
-    from pytools.export import _state_note
+def _pull_case(tmp_path: Path, final_slot_status: int, board: tuple[int, int], restored: int):
+    """A session of 40 steps from sample 5 that checkpointed at 20 steps (slot 0, sequence 1) and
+    saved its final state at 40 (slot 1, sequence 2); the board's PERSIST_INFO and TRAIN_STATUS."""
+    import json
 
     (tmp_path / "steps.jsonl").write_text("{}\n" * 40)
-    cfg = {"first_sample_id": 5}
-    assert _state_note(tmp_path, cfg, {"samples_trained": 45, "state_crc": 0xAB}).startswith(
-        "state     the session's final state: 40 samples trained (CRC-32 0x000000ab)"
+    rows = [
+        {"samples_trained": 25, "state_crc": 0x25, "status": "saved", "slot": 0, "sequence": 1},
+        {"samples_trained": 45, "state_crc": 0x45, "status": "saved", "slot": 1, "sequence": 2},
+    ]
+    (tmp_path / "checkpoints.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"first_sample_id": 5, "first_state_crc": 0x05}
+    info = {
+        "slot0_status": 0,
+        "slot0_sequence": 1,
+        "slot1_status": final_slot_status,
+        "slot1_sequence": 2,
+        "restored_slot": restored,
+        "restored_sequence": 1 if restored == 0 else 0,
+    }
+    return cfg, info, {"samples_trained": board[0], "state_crc": board[1]}
+
+
+def test_pull_exports_the_sessions_final_state(tmp_path: Path) -> None:
+    from pytools.export import session_state
+
+    cfg, info, st = _pull_case(tmp_path, 0, (45, 0x45), 1)
+    assert session_state(tmp_path, cfg, info, st, False).startswith(
+        "state     the session's final state: 40 samples trained (CRC-32 0x00000045)"
     )
-    note = _state_note(tmp_path, cfg, {"samples_trained": 35, "state_crc": 0xAB})
-    assert "after 30 of the session's 40 steps" in note and "not the session's last" in note
+
+
+def test_pull_refuses_an_older_checkpoint_unless_asked_and_says_which_slot_failed(tmp_path: Path) -> None:
+    """Issue 16, finding 3: the newest slot damaged, the board restored the older checkpoint."""
+    from pytools.export import session_state
+
+    cfg, info, st = _pull_case(tmp_path, 5, (25, 0x25), 0)  # slot 1: bad data
+    with pytest.raises(ToolError) as e:
+        session_state(tmp_path, cfg, info, st, False)
+    msg = str(e.value)
+    assert "checkpoint after 20 of its 40 steps" in msg and "lose the last 20 steps" in msg
+    assert (
+        "saved its final state (40 steps) to slot 1, sequence 2, and slot 1 now fails its check: bad data"
+        in msg
+    )
+    assert "slot 0: sequence 1, the session's checkpoint at 20 steps, valid" in msg
+    assert "--allow-older" in msg and "were not saved" not in msg
+    note = session_state(tmp_path, cfg, info, st, True)
+    assert note.startswith("note      exported the session's checkpoint after 20 of its 40 steps")
+    assert "as --allow-older asked: the last 20 steps are not in it, because" in note
+
+
+def test_pull_never_exports_the_untrained_state(tmp_path: Path) -> None:
+    """Both slots damaged: the board booted with the plan's initial weights."""
+    from pytools.export import session_state
+
+    cfg, info, st = _pull_case(tmp_path, 3, (5, 0x05), 255)
+    info["slot0_status"], info["slot1_sequence"] = 5, 0  # a bad header's sequence is not read
+    for allow in (False, True):
+        with pytest.raises(ToolError) as e:
+            session_state(tmp_path, cfg, info, st, allow)
+        msg = str(e.value)
+        assert "holds the plan's initial (untrained) weights" in msg and "restored at boot: nothing" in msg
+        assert "slot 0: sequence 1, where the session saved 20 steps, bad data" in msg
+        assert "slot 1: bad header (the header's CRC-32" in msg

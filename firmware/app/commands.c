@@ -16,6 +16,9 @@
 #ifndef BUILD_ID
 #error "BUILD_ID comes from the build"
 #endif
+#ifndef FIRMWARE_DIAG
+#error "FIRMWARE_DIAG (0 or 1) comes from the build: 1 only in a --diag build"
+#endif
 
 /* State of the link self-test sink (DIAG_SINK). */
 static struct { uint32_t received, next_index, out_of_order, chain_crc; } sink;
@@ -120,10 +123,35 @@ static __attribute__((noinline)) uint32_t overflow_stack(uint32_t depth) {
     return overflow_stack(depth + 1u) + pad[0];
 }
 
+/* True if [a, a + 4) overlaps [lo, lo + n). */
+static bool overlaps(uint32_t a, uint32_t lo, uint32_t n) {
+    return a < lo + n && a + 4u > lo;
+}
+
 static void on_fault(link_reply_t *reply, const uint8_t *payload) {
     struct payload_DIAG_FAULT f;
     memcpy(&f, payload, sizeof f);
     volatile uint32_t *addr = (volatile uint32_t *)(uintptr_t)f.address;
+    char msg[112];
+    if (f.kind == 0) {
+        /* A write is only a fault test where it cannot change what the board holds: never into
+         * the firmware's own RAM (stacks, .data, .bss: the arena and the trained state) nor
+         * into a persistence slot. There it would corrupt the state a later SAVE persists. */
+        const uint32_t ram = bsp_ram_origin(), used = bsp_ram_static();
+        const uint32_t slot_size = bsp_persist_slot_size();
+        const char *what = overlaps(f.address, ram, used)
+                               ? "the firmware's RAM (stacks, data, arena, state)"
+                           : overlaps(f.address, bsp_persist_slot_addr(0), slot_size) ||
+                                   overlaps(f.address, bsp_persist_slot_addr(1), slot_size)
+                               ? "a persistence slot"
+                               : 0;
+        if (what) {
+            fmt_snprintf(msg, sizeof msg, "refused: a write to 0x%08x would change %s",
+                         (unsigned)f.address, what);
+            link_reply_error(reply, ERR_BAD_ARGUMENT, MSG_DIAG_FAULT, msg);
+            return;
+        }
+    }
     switch (f.kind) {
         case 0: *addr = 0xDEADBEEFu; break;
         case 1: (void)*addr; break;
@@ -134,13 +162,35 @@ static void on_fault(link_reply_t *reply, const uint8_t *payload) {
                              "DIAG_FAULT kind must be 0 (write), 1 (read), 2 (stack), 3 (udf)");
             return;
     }
-    /* Reached only if the access did not fault. */
-    link_reply_error(reply, ERR_BAD_STATE, MSG_DIAG_FAULT, "the access did not fault");
+    /* Reached only if the access did not fault: say what it did. */
+    fmt_snprintf(msg, sizeof msg,
+                 f.kind == 0
+                     ? "the access did not fault: 0xDEADBEEF written to 0x%08x, outside the "
+                       "firmware's RAM and slots"
+                     : "the access did not fault: 0x%08x read, nothing changed",
+                 (unsigned)f.address);
+    link_reply_error(reply, ERR_BAD_STATE, MSG_DIAG_FAULT, msg);
+}
+
+/* Diagnostic and destructive requests: carried out only by a diagnostic build. */
+static bool diag_only(uint8_t type) {
+    return type == MSG_DIAG_SINK || type == MSG_DIAG_SINK_STATS || type == MSG_DIAG_SINK_RESET ||
+           type == MSG_DIAG_FAULT || type == MSG_DIAG_SAVE_ABORT || type == MSG_PERSIST_ERASE;
 }
 
 void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t len,
                      link_reply_t *reply) {
     const link_t *link = (const link_t *)ctx;
+    if (!FIRMWARE_DIAG && diag_only(type)) {
+        char msg[112];
+        fmt_snprintf(
+            msg, sizeof msg,
+            "request 0x%02x is diagnostic or destructive: this firmware was not built with "
+            "--diag",
+            type);
+        link_reply_error(reply, ERR_BAD_STATE, type, msg);
+        return;
+    }
     switch (type) {
         case MSG_HELLO: on_hello(reply, link); break;
         case MSG_PING:

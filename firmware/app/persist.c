@@ -76,11 +76,21 @@ persist_slot_info_t persist_check(const persist_flash_t *f, uint32_t slot, uint3
             all_erased(base, PERSIST_HEADER_SIZE) ? PERSIST_SLOT_ERASED : PERSIST_SLOT_UNCOMMITTED;
         return info;
     }
-    if (h.magic != PERSIST_MAGIC ||
-        (h.format != PERSIST_FORMAT && h.format != PERSIST_FORMAT_OLD) ||
-        h.header_size != PERSIST_HEADER_SIZE || header_crc(base, h.format) != h.header_crc ||
-        h.length > persist_capacity(f))
+    /* The checks in order; the first that fails is the slot's status (PERSIST_INFO reports it). */
+    if (h.magic != PERSIST_MAGIC) {
+        info.status = PERSIST_SLOT_BAD_MAGIC;
         return info;
+    }
+    if ((h.format != PERSIST_FORMAT && h.format != PERSIST_FORMAT_OLD) ||
+        h.header_size != PERSIST_HEADER_SIZE) {
+        info.status = PERSIST_SLOT_BAD_FORMAT;
+        return info;
+    }
+    if (header_crc(base, h.format) != h.header_crc) return info; /* PERSIST_SLOT_BAD_HEADER */
+    if (h.length > persist_capacity(f)) {
+        info.status = PERSIST_SLOT_BAD_LENGTH;
+        return info;
+    }
     info.format = (uint8_t)h.format;
     info.sequence = h.sequence;
     info.length = h.length;
@@ -91,8 +101,12 @@ persist_slot_info_t persist_check(const persist_flash_t *f, uint32_t slot, uint3
         info.meta.samples_trained = h.samples_trained;
         info.meta.last_epoch = x.last_epoch;
     }
-    if (h.plan_crc != plan_crc || h.length != length) {
+    if (h.plan_crc != plan_crc) {
         info.status = PERSIST_SLOT_OTHER_PLAN;
+        return info;
+    }
+    if (h.length != length) {
+        info.status = PERSIST_SLOT_WRONG_LENGTH;
         return info;
     }
     if (crc32_update(0, base + PERSIST_HEADER_SIZE, h.length) != h.data_crc) {
@@ -236,7 +250,10 @@ bool persist_erase_all(const persist_flash_t *f) {
 }
 
 const char *persist_slot_status_name(uint8_t status) {
-    static const char *const names[] = {"valid",      "erased",     "uncommitted (torn save)",
-                                        "bad header", "other plan", "bad data"};
+    static const char *const names[] = {
+#define SLOT_STATUS(name, code, short_name, doc) [code] = short_name,
+#include "persist_status.def"
+#undef SLOT_STATUS
+    };
     return status < sizeof names / sizeof names[0] ? names[status] : "?";
 }

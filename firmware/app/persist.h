@@ -58,13 +58,11 @@ typedef struct {
     uint8_t *(*piece)(void *ctx, uint32_t i, uint32_t *size);
 } persist_state_t;
 
+/* The check a slot failed, or VALID (app/persist_status.def). */
 typedef enum {
-    PERSIST_SLOT_VALID = 0,
-    PERSIST_SLOT_ERASED = 1,      /* header never written (or erased): nothing there */
-    PERSIST_SLOT_UNCOMMITTED = 2, /* header written, commit word missing: a torn save */
-    PERSIST_SLOT_BAD_HEADER = 3,  /* wrong magic, format or header CRC, or a length too large */
-    PERSIST_SLOT_OTHER_PLAN = 4,  /* a good copy, of another plan's state */
-    PERSIST_SLOT_BAD_DATA = 5,    /* data CRC mismatch (torn or damaged data) */
+#define SLOT_STATUS(name, code, short_name, doc) PERSIST_SLOT_##name = code,
+#include "persist_status.def"
+#undef SLOT_STATUS
 } persist_slot_status_t;
 
 /* Where training stood when the state was saved (restored with it). */
@@ -123,6 +121,7 @@ persist_result_t persist_save(const persist_flash_t *f, uint32_t plan_crc, const
 /* Erases both slots. */
 bool persist_erase_all(const persist_flash_t *f);
 
+/* The status's short name ("bad data"): for logs. */
 const char *persist_slot_status_name(uint8_t status);
 
 #endif

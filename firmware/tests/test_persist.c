@@ -179,7 +179,7 @@ TEST(persist_never_restores_another_plans_state) {
     CHECK_EQ(state_crc(), mine); /* untouched */
     /* the same plan CRC with another length is not this plan's state either */
     CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state) - 1u, info), PERSIST_NO_SLOT);
-    CHECK_EQ(info[0].status, PERSIST_SLOT_OTHER_PLAN);
+    CHECK_EQ(info[0].status, PERSIST_SLOT_WRONG_LENGTH);
 }
 
 TEST(persist_sequence_wraps_around) {
@@ -230,7 +230,7 @@ TEST(persist_both_slots_bad_restores_nothing) {
     CHECK_EQ(state_crc(), before);
     CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), PERSIST_NO_SLOT);
     CHECK_EQ(info[0].status, PERSIST_SLOT_BAD_DATA);
-    CHECK_EQ(info[1].status, PERSIST_SLOT_BAD_HEADER);
+    CHECK_EQ(info[1].status, PERSIST_SLOT_BAD_FORMAT); /* the first check that fails */
     /* a zero-filled slot (never erased) is a bad header, not a copy */
     memset(fake.mem[0], 0, SLOT);
     CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), PERSIST_NO_SLOT);
@@ -317,11 +317,35 @@ TEST(persist_a_format_1_slot_is_restored_without_a_count) {
     CHECK_EQ(info.format, PERSIST_FORMAT);
     CHECK_EQ(info.sequence, 2u);
     CHECK_EQ(info.meta.samples_trained, 1234u);
-    /* A format the firmware does not know is a bad header. */
+    /* A format the firmware does not know is reported as such. */
     const uint16_t three = 3;
     memcpy(fake.mem[1] + 4, &three, 2);
     rewrite_header_crc(fake.mem[1]);
     persist_slot_info_t both[2];
     CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), both), 0);
-    CHECK_EQ(both[1].status, PERSIST_SLOT_BAD_HEADER);
+    CHECK_EQ(both[1].status, PERSIST_SLOT_BAD_FORMAT);
+}
+
+TEST(persist_info_names_the_check_a_slot_failed) {
+    /* Each header field damaged on its own gives the status of its own check, in the order
+     * persist_check runs them: what PERSIST_INFO reports per slot, and `invoke pull` says. */
+    reset_fake();
+    fill(5);
+    CHECK_EQ(save(PERSIST_NO_LIMIT, PERSIST_OK), 0);
+    persist_slot_info_t info[2];
+    uint8_t saved[PERSIST_HEADER_SIZE];
+    memcpy(saved, fake.mem[0], sizeof saved);
+    fake.mem[0][0] ^= 0x01; /* magic */
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), PERSIST_NO_SLOT);
+    CHECK_EQ(info[0].status, PERSIST_SLOT_BAD_MAGIC);
+    memcpy(fake.mem[0], saved, sizeof saved);
+    const uint32_t huge = SLOT; /* a length larger than a slot, under a good header CRC */
+    memcpy(fake.mem[0] + 20, &huge, 4);
+    rewrite_header_crc(fake.mem[0]);
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), PERSIST_NO_SLOT);
+    CHECK_EQ(info[0].status, PERSIST_SLOT_BAD_LENGTH);
+    memcpy(fake.mem[0], saved, sizeof saved);
+    CHECK_EQ(persist_newest(&flash, PLAN, persist_state_size(&state), info), 0);
+    CHECK_EQ(info[0].status, PERSIST_SLOT_VALID);
+    CHECK(strcmp(persist_slot_status_name(PERSIST_SLOT_BAD_MAGIC), "bad magic") == 0);
 }

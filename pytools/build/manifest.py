@@ -168,16 +168,19 @@ def board_defines(board: Board) -> dict[str, str]:
     }
 
 
-def target_spec(board: Board) -> BuildSpec:
+def target_spec(board: Board, diag: bool = False) -> BuildSpec:
+    """The firmware build for a board. diag: the diagnostic build (`invoke build --diag`), the
+    only one that carries out the link self-tests, fault injection, the power-loss save and the
+    erase of the saved state (FIRMWARE_DIAG=1; app/commands.c); the others refuse them."""
     mf = _manifest()
     common, target = mf["common"], mf["target"]
     cpu = mf["cpu"][board.cpu]
     bsp = mf["bsp"][board.bsp]
     cflags = [*common["cflags"], *target["cflags"], *cpu["cflags"]]
     ldflags = [*cpu["cflags"], *target["ldflags"]]
-    defines = board_defines(board)
+    defines = {**board_defines(board), "FIRMWARE_DIAG": "1" if diag else "0"}
     spec = BuildSpec(
-        target=board.name,
+        target=board.name + ("-diag" if diag else ""),
         sources=_glob([*common["sources"], *target["sources"], *bsp["sources"]]),
         include_dirs=[FIRMWARE / d for d in common["include"]] + [FIRMWARE / "bsp" / "cortex_m"],
         cflags=cflags,

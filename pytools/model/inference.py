@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pytools import emulator
+from pytools import emulator, validate
 from pytools.boards import DEFAULT_BOARD, Board, load_board
 from pytools.connect import open_link, resolve_board
 from pytools.errors import ToolError
@@ -25,6 +25,8 @@ def rows_for(x: np.ndarray, spec: dict, what: str) -> np.ndarray:
     if x.dtype != dtype:
         raise ToolError(f"{what} holds {x.dtype}; the model's input is {dtype} with shape {shape}")
     per_row = int(np.prod(shape))
+    if x.size == 0:
+        raise ToolError(f"{what} holds no inputs (shape {x.shape}); each row must hold one of shape {shape}")
     if x.shape == shape:
         return x.reshape(1, *shape)
     if x.ndim >= 1 and int(np.prod(x.shape[1:])) == per_row:
@@ -33,6 +35,11 @@ def rows_for(x: np.ndarray, spec: dict, what: str) -> np.ndarray:
 
 
 def run_inference(model: Path, inputs: Path, out: Path, board_name: str | None, port: str | None) -> None:
+    # Every file checked before anything is built, started or written (pytools/validate.py).
+    x = validate.npy_array(inputs, "--inputs")
+    validate.output_file(out, "--out", ".npy")
+    if not Path(model).is_file():
+        raise ToolError(f"--model: no file at {model}")
     on_host = (board_name or "") == HOST
     board: Board = load_board(DEFAULT_BOARD) if on_host else resolve_board(board_name)
     conv = convert(model, board)
@@ -44,9 +51,7 @@ def run_inference(model: Path, inputs: Path, out: Path, board_name: str | None, 
         raise ToolError(
             f"invoke infer runs models with one input and one output; {model.name} has {len(ins)}/{len(outs)}"
         )
-    if not inputs.is_file():
-        raise ToolError(f"no inputs at {inputs}")
-    rows = rows_for(np.load(inputs), tensors[ins[0]], str(inputs))
+    rows = rows_for(x, tensors[ins[0]], str(inputs))
     results: list[np.ndarray] = []
     if on_host:
         twin = HostTwin(blob)

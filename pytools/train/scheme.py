@@ -134,12 +134,12 @@ def parse_scheme_text(text: str) -> Scheme:
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ToolError(f"scheme item '{item}' is not key=value")
+            raise ToolError(f"scheme item {item!r} is not key=value")
         if key.strip() == "patch":
-            _patch(s, value.strip(), f"scheme '{text}'")
+            _patch(s, value.strip(), f"scheme {text!r}")
             continue
         if key.strip() == "gradients":
-            s.float_gradients = _gradients(value.strip(), f"scheme '{text}'")
+            s.float_gradients = _gradients(value.strip(), f"scheme {text!r}")
             continue
         try:
             if key.strip() == "bias":
@@ -149,35 +149,90 @@ def parse_scheme_text(text: str) -> Scheme:
             else:
                 s.weights[int(key)] = float(value)
         except (ValueError, KeyError) as e:
-            raise ToolError(f"scheme item '{item}': {e}") from e
-    return _check(s, f"scheme '{text}'")
+            raise ToolError(f"scheme item {item!r}: {e}") from e
+    return _check(s, f"scheme {text!r}")
+
+
+def _is_file(path: Path) -> bool:
+    """path.is_file(), false for what cannot be a file name at all (longer than the system
+    allows, a NUL byte): such a spec is an inline scheme, checked as one."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def named_scheme(spec: str, folder: Path) -> str:
+    """A scheme's name in `folder` (e.g. "head_only" for schemes/head_only.toml) as that file's
+    path; any other spec as it is. Only a plain name is looked up there: never a path."""
+    from pytools.validate import NAME
+
+    if NAME.fullmatch(spec) and ".." not in spec and not _is_file(Path(spec)):
+        named = folder / f"{spec}.toml"
+        if named.is_file():
+            return str(named)
+    return spec
+
+
+def _whole(value: object, what: str) -> int:
+    """An integer from TOML (an int, not a bool or a float)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ToolError(f"{what} must be a whole number, not {value!r}")
+    return value
+
+
+def _scheme_file(path: Path) -> Scheme:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ToolError(f"{path}: not UTF-8 text (byte {e.start}): a scheme is a TOML text file") from None
+    except OSError as e:
+        raise ToolError(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ToolError(f"{path}: not valid TOML: {e}") from e
+    unknown = set(d) - {"bias_layers", "weights", "patch", "gradients", "qas"}
+    if unknown:
+        raise ToolError(
+            f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
+            "[[patch]], gradients and qas"
+        )
+    if not isinstance(d.get("qas", True), bool):
+        raise ToolError(f"{path}: qas must be true or false")
+    table = d.get("weights", {})
+    if not isinstance(table, dict):
+        raise ToolError(f"{path}: weights must be a table ([weights], then layer = ratio lines)")
+    weights = {}
+    for k, v in table.items():
+        try:
+            layer = int(k)
+        except ValueError:
+            raise ToolError(
+                f"{path}: [weights] key {k!r} is not a layer number (-1 is the classifier)"
+            ) from None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ToolError(
+                f"{path}: [weights] {k} = {v!r}: a ratio is a number ({', '.join(map(str, RATIOS))})"
+            )
+        weights[layer] = float(v)
+    scheme = Scheme(_whole(d.get("bias_layers", 0), f"{path}: bias_layers"), weights, qas=d.get("qas", True))
+    if "patch" in d:
+        _patch(scheme, d["patch"], str(path))
+    if "gradients" in d:
+        scheme.float_gradients = _gradients(d["gradients"], str(path))
+    return _check(scheme, str(path))
 
 
 def load_scheme(spec: str) -> Scheme:
     """A scheme file (.toml) or the command-line form."""
+    if not isinstance(spec, str):
+        raise ToolError(f"a scheme is a file name or inline text (bias=3,-1=1), not {spec!r}")
     path = Path(spec)
-    if path.suffix == ".toml" or path.is_file():
-        if not path.is_file():
+    if path.suffix == ".toml" or _is_file(path):
+        if not _is_file(path):
             raise ToolError(f"no scheme file at {path}")
-        try:
-            d = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ToolError(f"{path}: not valid TOML: {e}") from e
-        unknown = set(d) - {"bias_layers", "weights", "patch", "gradients", "qas"}
-        if unknown:
-            raise ToolError(
-                f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-                "[[patch]], gradients and qas"
-            )
-        if not isinstance(d.get("qas", True), bool):
-            raise ToolError(f"{path}: qas must be true or false")
-        weights = {int(k): float(v) for k, v in d.get("weights", {}).items()}
-        scheme = Scheme(int(d.get("bias_layers", 0)), weights, qas=d.get("qas", True))
-        if "patch" in d:
-            _patch(scheme, d["patch"], str(path))
-        if "gradients" in d:
-            scheme.float_gradients = _gradients(d["gradients"], str(path))
-        return _check(scheme, str(path))
+        return _scheme_file(path)
     return parse_scheme_text(spec)
 
 
