@@ -55,6 +55,10 @@ class Compiled:
         return len(self.blob) - len(self.plan.data)
 
 
+# The operators whose output is their input's bytes unchanged (the reshape kernel).
+ALIASING_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
 def _quant_of(t: Tensor) -> tuple[float, int]:
     if t.quant is None or t.quant.per_channel:
         return 0.0, 0
@@ -66,12 +70,13 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
     calls = [lower(graph, op) for op in graph.ops]
     n = len(graph.ops)
 
-    # RESHAPE of an activation: the output is the input's bytes under another shape.
+    # RESHAPE (and SQUEEZE, EXPAND_DIMS) of an activation: the output is the input's bytes
+    # under another shape.
     alias: dict[int, int] = {}
     noop: set[int] = set()
     for i, op in enumerate(graph.ops):
         src = graph.tensor(op.inputs[0])
-        if op.kind == "RESHAPE" and src.data is None and not src.persistent:
+        if op.kind in ALIASING_OPS and src.data is None and not src.persistent:
             alias[op.outputs[0]] = alias.get(src.index, src.index)
             noop.add(i)
 

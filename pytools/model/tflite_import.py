@@ -123,6 +123,16 @@ _OPTIONS_TYPE = {
     "SOFTMAX": BuiltinOptions.SoftmaxOptions,
     "QUANTIZE": BuiltinOptions.QuantizeOptions,
     "DEQUANTIZE": BuiltinOptions.DequantizeOptions,
+    # Shape and movement operators (issue 12).
+    "TRANSPOSE": BuiltinOptions.TransposeOptions,
+    "CONCATENATION": BuiltinOptions.ConcatenationOptions,
+    "STRIDED_SLICE": BuiltinOptions.StridedSliceOptions,
+    "SLICE": BuiltinOptions.SliceOptions,
+    "SQUEEZE": BuiltinOptions.SqueezeOptions,
+    "EXPAND_DIMS": BuiltinOptions.ExpandDimsOptions,
+    "RESIZE_NEAREST_NEIGHBOR": BuiltinOptions.ResizeNearestNeighborOptions,
+    "DEPTH_TO_SPACE": BuiltinOptions.DepthToSpaceOptions,
+    "SPACE_TO_DEPTH": BuiltinOptions.SpaceToDepthOptions,
 }
 # Per op: (min, max) number of inputs, and which inputs may be -1 (omitted). Every op has 1 output.
 _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
@@ -138,6 +148,16 @@ _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "SOFTMAX": (1, 1, ()),
     "QUANTIZE": (1, 1, ()),
     "DEQUANTIZE": (1, 1, ()),
+    # Shape and movement operators (issue 12).
+    "TRANSPOSE": (2, 2, ()),
+    "CONCATENATION": (1, 1 << 16, ()),
+    "STRIDED_SLICE": (4, 4, ()),
+    "SLICE": (3, 3, ()),
+    "SQUEEZE": (1, 1, ()),
+    "EXPAND_DIMS": (2, 2, ()),
+    "RESIZE_NEAREST_NEIGHBOR": (2, 2, ()),
+    "DEPTH_TO_SPACE": (1, 1, ()),
+    "SPACE_TO_DEPTH": (1, 1, ()),
 }
 assert set(_OPTIONS_TYPE) == set(SUPPORTED_OPS) == set(_ARITY)
 
@@ -610,6 +630,30 @@ class _Importer:
         if k == "SOFTMAX":
             beta = 0.0 if t is None else float(self.r.scalar(t, 0, _F32, 0.0, self.where + " options"))
             return {"beta": beta}
+        return self.movement_options(k, t)
+
+    def movement_options(self, k: str, t: _Table | None) -> dict[str, Any]:
+        """Options of the shape and movement operators (issue 12); their constant operands
+        (perm, begin/end/strides, sizes, axis) stay inputs, checked by the lowering."""
+        if k == "CONCATENATION":
+            return {"axis": self._int(t, 0, _I32, 0), "activation": self._act(t, 1)}
+        if k == "STRIDED_SLICE":
+            names = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+            o: dict[str, Any] = {n: self._int(t, slot, _I32, 0) for slot, n in enumerate(names)}
+            o["offset"] = bool(self._int(t, 5, _U8, 0))
+            return o
+        if k == "SQUEEZE":
+            dims = None if t is None else self.r.ints(t, 0, "i", 4, self.where + " squeeze_dims")
+            return {"squeeze_dims": dims or []}
+        if k == "RESIZE_NEAREST_NEIGHBOR":
+            return {
+                "align_corners": bool(self._int(t, 0, _U8, 0)),
+                "half_pixel_centers": bool(self._int(t, 1, _U8, 0)),
+            }
+        if k in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+            o = {"block_size": self._int(t, 0, _I32, 0)}
+            self._positive(o, "block_size")
+            return o
         return {}
 
     def const_ints(self, op: Op, k: int, what: str) -> np.ndarray:
