@@ -60,7 +60,7 @@ _VERSIONS = {
     "SQUEEZE": 1,
     "EXPAND_DIMS": 1,
     "RESIZE_NEAREST_NEIGHBOR": 3,
-    "DEPTH_TO_SPACE": 2,
+    "DEPTH_TO_SPACE": 1,
     "SPACE_TO_DEPTH": 2,
 }
 

@@ -21,7 +21,15 @@ from pytools.model.lowering.movement import simplify_transpose
 from pytools.model.oracle import run_tflite
 from pytools.model.tflite_export import write_tflite
 from tests.kernels.support import check_bit_exact, quant, run_ours
-from tests.kernels.test_other_kernels import const_i32, not_constant, one_op, rand_scale, rand_shape, rand_zp, t8
+from tests.kernels.test_other_kernels import (
+    const_i32,
+    not_constant,
+    one_op,
+    rand_scale,
+    rand_shape,
+    rand_zp,
+    t8,
+)
 
 SEEDS = range(30)
 
@@ -117,3 +125,226 @@ def test_concatenation_refuses_what_tflite_refuses():
     g = one_op("CONCATENATION", [t8((2, 3), quant(0.1), "a")], t8((3, 3), quant(0.1), "y"), {"axis": 1})
     with pytest.raises(ModelError, match=r"CONCATENATION.*does not fit the output"):
         lower(g, g.ops[0])
+
+
+# ---- STRIDED_SLICE / SLICE ------------------------------------------------------------
+
+
+def _strided_slice_case(rng: np.random.Generator):
+    """Random begin/end/strides (negative indices and steps, out-of-range ends that TFLite
+    clamps), masks, and a shrunk axis now and then; the output shape from numpy's slicing
+    of an index grid, which follows the same Python semantics."""
+    rank = int(rng.integers(1, 6))  # up to 5-D
+    shape = rand_shape(rng, rank, 6 if rank < 4 else 4)
+    n = int(rng.integers(1, rank + 1))  # TFLite takes dimensions past len(begin) whole
+    begin, end, strides = [], [], []
+    bm = em = sm = 0
+    index: list[object] = []
+    for k in range(n):
+        size = shape[k]
+        if rng.random() < 0.2:  # shrink: one index, possibly negative
+            b = int(rng.integers(-size, size))
+            begin.append(b)
+            end.append(b + 1)
+            strides.append(1)
+            sm |= 1 << k
+            index.append(b)
+            continue
+        stride = int(rng.choice([1, 1, 2, 3, -1, -2]))
+        b = int(rng.integers(-size - 2, size + 2))
+        e = int(rng.integers(-size - 2, size + 2))
+        use_b, use_e = rng.random() < 0.25, rng.random() < 0.25
+        bm |= use_b << k
+        em |= use_e << k
+        begin.append(b)
+        end.append(e)
+        strides.append(stride)
+        index.append(slice(None if use_b else b, None if use_e else e, stride))
+    out_shape = np.empty(shape, np.int8)[tuple(index)].shape
+    options = {"begin_mask": bm, "end_mask": em, "shrink_axis_mask": sm}
+    return shape, (begin, end, strides), options, out_shape
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_strided_slice(seed):
+    rng = np.random.default_rng(seed)
+    while True:  # redraw empty slices: empty tensors are not supported (tested below)
+        shape, (begin, end, strides), options, out_shape = _strided_slice_case(rng)
+        if 0 not in out_shape:
+            break
+    dtype, q = _dtype(rng), _q(rng)
+    inputs = [_tensor(shape, dtype, q, "x"), const_i32(begin), const_i32(end), const_i32(strides)]
+    graph = one_op("STRIDED_SLICE", inputs, _tensor(out_shape, dtype, q, "y"), options)
+    (out,) = check_bit_exact(graph, rng)
+    if out.size > 4:
+        not_constant(out)
+
+
+def test_strided_slice_refuses_ellipsis_and_empty_slices():
+    q = quant(0.1)
+    consts = [const_i32([0, 0]), const_i32([2, 2]), const_i32([1, 1])]
+    g = one_op("STRIDED_SLICE", [t8((3, 3), q, "x"), *consts], t8((2, 2), q, "y"), {"ellipsis_mask": 1})
+    with pytest.raises(ModelError, match=r"STRIDED_SLICE.*ellipsis_mask"):
+        lower(g, g.ops[0])
+    consts = [const_i32([2]), const_i32([1]), const_i32([1])]
+    g = one_op("STRIDED_SLICE", [t8((3,), q, "x"), *consts], t8((0,), q, "y"))
+    with pytest.raises(ModelError, match=r"STRIDED_SLICE.*empty"):
+        lower(g, g.ops[0])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_slice(seed):
+    rng = np.random.default_rng(seed)
+    rank = int(rng.integers(1, 6))
+    shape = rand_shape(rng, rank, 6 if rank < 4 else 4)
+    begin = [int(rng.integers(0, d)) for d in shape]
+    size = [
+        int(rng.integers(1, d - b + 1)) if rng.random() < 0.8 else -1
+        for d, b in zip(shape, begin, strict=True)
+    ]
+    out_shape = [d - b if s == -1 else s for d, b, s in zip(shape, begin, size, strict=True)]
+    dtype, q = _dtype(rng), _q(rng)
+    graph = one_op(
+        "SLICE",
+        [_tensor(shape, dtype, q, "x"), const_i32(begin), const_i32(size)],
+        _tensor(out_shape, dtype, q, "y"),
+    )
+    (out,) = check_bit_exact(graph, rng)
+    if out.size > 4:
+        not_constant(out)
+
+
+def test_slice_rejects_out_of_range():
+    q = quant(0.1)
+    g = one_op("SLICE", [t8((4, 4), q, "x"), const_i32([1, 2]), const_i32([2, 3])], t8((2, 3), q, "y"))
+    with pytest.raises(ModelError, match=r"SLICE.*do not fit"):
+        lower(g, g.ops[0])
+
+
+# ---- SQUEEZE / EXPAND_DIMS ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_squeeze_and_expand_dims(seed):
+    rng = np.random.default_rng(seed)
+    rank = int(rng.integers(1, 5))
+    shape = [int(d) if rng.random() < 0.6 else 1 for d in rand_shape(rng, rank, 5)]
+    if 1 not in shape:
+        shape[int(rng.integers(0, rank))] = 1
+    ones = [k for k, d in enumerate(shape) if d == 1]
+    dims = (
+        []
+        if rng.random() < 0.3
+        else [k - rank if rng.random() < 0.3 else k for k in ones if rng.random() < 0.7]
+    )
+    drop = set(ones) if not dims else {d % rank for d in dims}
+    dtype, q = _dtype(rng), _q(rng)
+    squeezed = [d for k, d in enumerate(shape) if k not in drop]
+    graph = one_op(
+        "SQUEEZE", [_tensor(shape, dtype, q, "x")], _tensor(squeezed, dtype, q, "y"), {"squeeze_dims": dims}
+    )
+    (out,) = check_bit_exact(graph, rng)
+    axis = int(rng.integers(-rank - 1, rank + 1))
+    k = axis + rank + 1 if axis < 0 else axis
+    graph = one_op(
+        "EXPAND_DIMS",
+        [_tensor(shape, dtype, q, "x"), const_i32([axis])],
+        _tensor([*shape[:k], 1, *shape[k:]], dtype, q, "y"),
+    )
+    (out,) = check_bit_exact(graph, rng)
+    if out.size > 4:
+        not_constant(out)
+
+
+def test_squeeze_rejects_a_dimension_that_is_not_1():
+    q = quant(0.1)
+    g = one_op("SQUEEZE", [t8((1, 3), q, "x")], t8((1,), q, "y"), {"squeeze_dims": [1]})
+    with pytest.raises(ModelError, match=r"SQUEEZE.*dimension 1.*not 1"):
+        lower(g, g.ops[0])
+
+
+# ---- RESIZE_NEAREST_NEIGHBOR ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_resize_nearest_neighbor(seed):
+    """Up- and down-scaling by ratios whose float32 arithmetic lands near .5 boundaries,
+    with each of align_corners / half_pixel_centers."""
+    rng = np.random.default_rng(seed)
+    b, h, w, c = (
+        int(rng.integers(1, 3)),
+        int(rng.integers(1, 9)),
+        int(rng.integers(1, 9)),
+        int(rng.integers(1, 4)),
+    )
+    oh, ow = int(rng.integers(1, 20)), int(rng.integers(1, 20))
+    align, half = [(False, False), (True, False), (False, True)][seed % 3]
+    dtype, q = _dtype(rng), _q(rng)
+    graph = one_op(
+        "RESIZE_NEAREST_NEIGHBOR",
+        [_tensor((b, h, w, c), dtype, q, "x"), const_i32([oh, ow])],
+        _tensor((b, oh, ow, c), dtype, q, "y"),
+        {"align_corners": align, "half_pixel_centers": half},
+    )
+    (out,) = check_bit_exact(graph, rng)
+    if out.size > 4 and h * w > 1:
+        not_constant(out)
+
+
+def test_resize_nearest_neighbor_large_ratios():
+    """Sizes where (i + offset) * scale rounds in float32 unlike in exact arithmetic."""
+    rng = np.random.default_rng(4)
+    q = quant(0.1, 2)
+    for (h, w), (oh, ow) in (((7, 3), (97, 61)), ((97, 61), (7, 3)), ((3, 5), (300, 2))):
+        for align, half in ((False, False), (True, False), (False, True)):
+            graph = one_op(
+                "RESIZE_NEAREST_NEIGHBOR",
+                [t8((1, h, w, 2), q, "x"), const_i32([oh, ow])],
+                t8((1, oh, ow, 2), q, "y"),
+                {"align_corners": align, "half_pixel_centers": half},
+            )
+            check_bit_exact(graph, rng, trials=1)
+
+
+# ---- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_depth_to_space_and_space_to_depth(seed):
+    rng = np.random.default_rng(seed)
+    bs = int(rng.integers(1, 4))
+    b, h, w, c = (
+        int(rng.integers(1, 3)),
+        int(rng.integers(1, 5)),
+        int(rng.integers(1, 5)),
+        int(rng.integers(1, 4)),
+    )
+    dtype, q = _dtype(rng), _q(rng)
+    deep = _tensor((b, h, w, c * bs * bs), dtype, q, "deep")
+    wide = _tensor((b, h * bs, w * bs, c), dtype, q, "wide")
+    (out,) = check_bit_exact(one_op("DEPTH_TO_SPACE", [deep], wide, {"block_size": bs}), rng)
+    if out.size > 4:
+        not_constant(out)
+    deep = _tensor((b, h, w, c * bs * bs), dtype, q, "deep")
+    wide = _tensor((b, h * bs, w * bs, c), dtype, q, "wide")
+    (out,) = check_bit_exact(one_op("SPACE_TO_DEPTH", [wide], deep, {"block_size": bs}), rng)
+    if out.size > 4:
+        not_constant(out)
+
+
+def test_space_to_depth_rejects_indivisible_input():
+    q = quant(0.1)
+    g = one_op("SPACE_TO_DEPTH", [t8((1, 3, 4, 1), q, "x")], t8((1, 1, 2, 4), q, "y"), {"block_size": 2})
+    with pytest.raises(ModelError, match=r"SPACE_TO_DEPTH.*multiple of block_size 2"):
+        lower(g, g.ops[0])
+
+
+def test_kernels_copy_the_quanta_as_tflite_does():
+    """A movement op whose output is quantized unlike its input: TFLite's kernels copy the
+    int8 values unchanged (the reals change); so do ours."""
+    rng = np.random.default_rng(9)
+    x, y = t8((2, 3, 4), quant(0.1, 5), "x"), t8((4, 3, 2), quant(0.37, -20), "y")
+    (out,) = check_bit_exact(one_op("TRANSPOSE", [x, const_i32([2, 1, 0])], y), rng)
+    data = rng.integers(-128, 128, (2, 3, 4), dtype=np.int8)
+    assert np.array_equal(run_ours(one_op("TRANSPOSE", [x, const_i32([2, 1, 0])], y), [data])[0], data.T)
+    assert math.prod(out.shape) == 24
