@@ -502,16 +502,13 @@ class _Importer:
         if ns != nz:
             raise _Bad(f"quantization has {ns} scales but {nz} zero points")
         assert scale is not None and zp is not None
-        if ns > 1:
-            if not 0 <= axis < len(shape):
-                raise _Bad(f"per-channel quantization along dimension {axis} of shape {list(shape)}")
-            if shape[axis] != ns:
-                raise _Bad(
-                    f"per-channel quantization has {ns} scales, but dimension {axis} of shape "
-                    f"{list(shape)} has {shape[axis]} channels"
-                )
-        elif axis < 0:
-            raise _Bad(f"quantized_dimension {axis} is negative")
+        # quantized_dimension and the channel count are not checked here: TFLite Micro does
+        # not check them when it loads a model, only the kernels that read scales per channel
+        # do (the convolution and fully-connected filters: lowering/conv.py checks them the
+        # same way). LiteRT refuses at load a per-channel dimension outside the tensor's rank
+        # or a count unlike that dimension's size, on every tensor; TFLM's person_detect.tflite
+        # has such per-channel biases (quantized_dimension 3 on 1-D biases), whose scales no
+        # kernel reads, and TFLM runs it. Quant.axis keeps the file's value.
         if not np.all(np.isfinite(scale)) or np.any(scale < 0):
             raise _Bad(
                 f"quantization scale {scale[~np.isfinite(scale) | (scale < 0)][0]} is not a valid scale"
