@@ -10,6 +10,7 @@ checks that the output is not constant keep a degenerate case from passing vacuo
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -348,3 +349,101 @@ def test_kernels_copy_the_quanta_as_tflite_does():
     data = rng.integers(-128, 128, (2, 3, 4), dtype=np.int8)
     assert np.array_equal(run_ours(one_op("TRANSPOSE", [x, const_i32([2, 1, 0])], y), [data])[0], data.T)
     assert math.prod(out.shape) == 24
+
+
+# ---- MEAN over any axes of up to 6 dimensions; MAX_POOL_2D windows ----------------------
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mean_any_axes_of_5_and_6_dimensions(seed):
+    """Rank 5 and 6: adjacent kept or averaged dimensions merge to fit the 4-D kernel."""
+    rng = np.random.default_rng(3000 + seed)
+    while True:
+        rank = int(rng.integers(5, 7))
+        shape = rand_shape(rng, rank, 4)
+        axes = sorted(int(a) for a in rng.choice(rank, int(rng.integers(1, rank)), replace=False))
+        flags = [int(k in axes) for k in range(rank)]
+        if 1 + sum(a != b for a, b in itertools.pairwise(flags)) <= 4:  # runs of kept/averaged
+            break
+    keep = bool(rng.random() < 0.5)
+    out_shape = (
+        [1 if k in axes else d for k, d in enumerate(shape)]
+        if keep
+        else [d for k, d in enumerate(shape) if k not in axes]
+    )
+    qin = quant(rand_scale(rng, 0.01, 0.2), rand_zp(rng))
+    qout = quant(rand_scale(rng, 0.005, 0.2), rand_zp(rng))
+    graph = one_op(
+        "MEAN", [t8(shape, qin, "x"), const_i32(axes)], t8(out_shape or [1], qout, "y"), {"keep_dims": keep}
+    )
+    if not out_shape:
+        graph.tensors[-1].shape = ()
+    check_bit_exact(graph, rng)
+
+
+def test_mean_refuses_what_does_not_merge_to_4_dimensions():
+    q = quant(0.1)
+    g = one_op("MEAN", [t8((2, 2, 2, 2, 2), q, "x"), const_i32([0, 2, 4])], t8((2, 2), q, "y"))
+    with pytest.raises(ModelError, match=r"MEAN.*rank 5"):
+        lower(g, g.ops[0])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_max_pool_large_windows(seed):
+    """Windows up to 9x9, larger than the input under SAME padding, strides up to 5."""
+    rng = np.random.default_rng(4000 + seed)
+    h, w, c = int(rng.integers(1, 12)), int(rng.integers(1, 12)), int(rng.integers(1, 5))
+    fh, fw = (int(v) for v in rng.integers(1, 10, 2))
+    sh, sw = (int(v) for v in rng.integers(1, 6, 2))
+    padding = "SAME" if seed % 2 or fh > h or fw > w else "VALID"
+    oh, ow = (-(-h // sh), -(-w // sw)) if padding == "SAME" else ((h - fh) // sh + 1, (w - fw) // sw + 1)
+    q = quant(0.05, rand_zp(rng))
+    opts = {"padding": padding, "filter_h": fh, "filter_w": fw, "stride_h": sh, "stride_w": sw}
+    graph = one_op("MAX_POOL_2D", [t8((1, h, w, c), q, "x")], t8((1, oh, ow, c), q, "y"), opts)
+    check_bit_exact(graph, rng)
+
+
+# ---- TFLite Micro agrees ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tflite_micro_agrees(seed):
+    """TFLite Micro (what Cortex-M users compare against) gives the same bits as TFLite's
+    reference kernels and ours on these operators."""
+    run_tflm = pytest.importorskip("pytools.model.tflm").run_tflm
+    rng = np.random.default_rng(5000 + seed)
+    q = _q(rng)
+    shape = rand_shape(rng, 4, 5)
+    perm = [int(p) for p in rng.permutation(4)]
+    shape[2], shape[3] = max(shape[2], 2), 4
+    b, e, s = [0, 0, 1, 0], [1, 5, 5, 4], [1, 1, 2, 1]
+    sliced = np.empty(shape, np.int8)[:1, :5, 1:5:2, :4].shape
+    graphs = [
+        one_op("TRANSPOSE", [t8(shape, q, "x"), const_i32(perm)], t8([shape[p] for p in perm], q, "y")),
+        one_op(
+            "CONCATENATION", [t8(shape, q, "a"), t8(shape, q, "b")], t8([*shape[:3], 8], q, "y"), {"axis": 3}
+        ),
+        one_op(
+            "STRIDED_SLICE",
+            [t8(shape, q, "x"), const_i32(b), const_i32(e), const_i32(s)],
+            t8(sliced, q, "y"),
+        ),
+        one_op(
+            "RESIZE_NEAREST_NEIGHBOR",
+            [t8(shape, q, "x"), const_i32([7, 3])],
+            t8([shape[0], 7, 3, 4], q, "y"),
+            {"half_pixel_centers": bool(seed % 2)},
+        ),
+        one_op(
+            "DEPTH_TO_SPACE",
+            [t8(shape, q, "x")],
+            t8([shape[0], 2 * shape[1], 2 * shape[2], 1], q, "y"),
+            {"block_size": 2},
+        ),
+        one_op("MEAN", [t8(shape, q, "x"), const_i32([0, 3])], t8(shape[1:3], _q(rng), "y")),
+    ]
+    for graph in graphs:
+        x = [rng.integers(-128, 128, graph.tensor(i).shape, dtype=np.int8) for i in graph.inputs]
+        ours = run_ours(graph, x)[0]
+        np.testing.assert_array_equal(ours, run_tflite(write_tflite(graph), x)[0])
+        np.testing.assert_array_equal(ours, run_tflm(write_tflite(graph), x)[0].reshape(ours.shape))
