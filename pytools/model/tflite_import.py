@@ -19,11 +19,13 @@ against the file size before it is read:
   runs over a vector whose length the file size bounds, so the work is linear in the size.
 
 Structural damage and inconsistencies (indices out of range, a buffer whose size is not shape
-x item size, scale and zero-point counts that differ from each other or from the channel
-count, wrong operand counts) raise ModelError("<name>: malformed or truncated .tflite file:
+x item size, scale and zero-point counts that differ from each other, wrong operand counts)
+raise ModelError("<name>: malformed or truncated .tflite file:
 <where>: <what>"), e.g. "tensor #5 'conv/w': refers to buffer 99, the model has 12". Things that are
 well-formed but that the engine cannot run (an operator, a type, a dynamic shape, several
-subgraphs) raise ModelError naming the operator or tensor. Only fields the IR needs are read:
+subgraphs) raise ModelError naming the operator or tensor. A per-channel quantization's
+dimension and channel count are left to the operator that reads the scales, as TFLite Micro
+does (see quant()). Only fields the IR needs are read:
 damage to metadata or signature definitions goes unnoticed, as in TFLite itself. The
 `tflite` package is used only for the names of operators and tensor types.
 
@@ -37,8 +39,12 @@ What the IR gets
   padding/stride_h/stride_w/filter_h/filter_w/activation; MEAN keep_dims and axes (a list,
   negative axes made positive); PAD paddings ([[before, after], ...]); RESHAPE new_shape
   (always the output tensor's concrete shape, after checking it against the ReshapeOptions or
-  the constant shape tensor, either of which may hold one -1); SOFTMAX beta. The constant
-  axes / paddings / shape tensors stay as inputs too.
+  the constant shape tensor, either of which may hold one -1); SOFTMAX beta; CONCATENATION
+  axis (as stored) and activation; STRIDED_SLICE begin_mask/end_mask/ellipsis_mask/
+  new_axis_mask/shrink_axis_mask/offset; SQUEEZE squeeze_dims; RESIZE_NEAREST_NEIGHBOR
+  align_corners/half_pixel_centers; DEPTH_TO_SPACE / SPACE_TO_DEPTH block_size. The constant
+  axes / paddings / shape / perm / begin / end / strides / size tensors stay as inputs (the
+  lowering checks them).
 - Tensors: shape, dtype (int8, uint8, int16, int32, int64, float32), Quant (None when the
   file has no scales; axis = quantized_dimension) and, for tensors with a non-empty buffer,
   `data` as a numpy array of the tensor's dtype and shape (a writable copy, not a view of
