@@ -528,30 +528,28 @@ def results(c: Context, tasks: str = "", board: str | None = None) -> None:
     print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")
 
 
-@task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
+@task(help={"models": "comma-separated .tflite files or glob patterns (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:
-    """Our arena against TFLite Micro's (tflite-micro's own report), as a Markdown table."""
-    from pathlib import Path
-
+    """Our arena against TFLite Micro's (tflite-micro's own report), as a Markdown table: one
+    row per model, with the reason on its row when either side cannot take it."""
     from pytools.boards import load_board
     from pytools.model.compiler import compile_graph
     from pytools.model.tflite_import import import_tflite
-    from pytools.model.tflm import tflm_arena_bytes
+    from pytools.model.tflm import COMPARE_HEADER, compare_row, expand_model_paths
     from pytools.paths import SHARED_MODELS
 
-    paths = [Path(p) for p in models.split(",") if p] or sorted(SHARED_MODELS.glob("*.tflite"))
+    paths = expand_model_paths(models, SHARED_MODELS)
     if not paths:
-        raise ToolError("no models given and none in ../shared/models")
-    print("| model | our arena | TFLM activations | TFLM total arena | ours / TFLM total |")
-    print("|---|---|---|---|---|")
+        raise ToolError(f"no models given and none in {SHARED_MODELS}")
+    board = load_board("mps2_an500")
+
+    def our_arena(data: bytes, name: str) -> int:
+        return compile_graph(import_tflite(data, name), board, name).arena
+
+    print("\n".join(COMPARE_HEADER))
     for p in paths:
-        data = p.read_bytes()
-        ours = compile_graph(import_tflite(data, p.stem), load_board("mps2_an500"), p.stem).arena
-        t = tflm_arena_bytes(data)
-        print(
-            f"| {p.stem} | {ours:,} B | {t['activations']:,} B | {t['total']:,} B | {ours / t['total']:.0%} |"
-        )
+        print(compare_row(p, our_arena), flush=True)
 
 
 @task(help={"only": "comma-separated backbone names (default: all: fashion_mbv2, hapt_cnn1d)"})

@@ -116,6 +116,47 @@ def graph_all_ops(weight_lim: int = 127) -> Graph:
     return g.graph([x], [y], "all_ops")
 
 
+def graph_movement_ops() -> Graph:
+    """The shape and movement operators (issue 12), with non-default options."""
+    g = GraphMaker(3)
+    q = quant(0.05, -3)
+    x = g.t("input", (1, 4, 6, 8), "int8", q)
+    perm = g.t("perm", (4,), "int32", None, [0, 2, 1, 3])
+    x1 = g.t("transposed", (1, 6, 4, 8), "int8", q)
+    g.op("TRANSPOSE", [x, perm], [x1])
+    x2 = g.t("concat", (1, 6, 4, 16), "int8", q)
+    g.op("CONCATENATION", [x1, x1], [x2], axis=-1, activation="NONE")
+    begin, end = (
+        g.t("begin", (4,), "int32", None, [0, 5, 0, 1]),
+        g.t("end", (4,), "int32", None, [1, 0, 4, 16]),
+    )
+    strides = g.t("strides", (4,), "int32", None, [1, -2, 1, 2])
+    x3 = g.t("strided", (1, 3, 4, 8), "int8", q)
+    g.op(
+        "STRIDED_SLICE", [x2, begin, end, strides], [x3], begin_mask=1, end_mask=4, ellipsis_mask=0,
+        new_axis_mask=0, shrink_axis_mask=0, offset=False,
+    )  # fmt: skip
+    sb, ss = (
+        g.t("slice_begin", (4,), "int32", None, [0, 1, 0, 0]),
+        g.t("slice_size", (4,), "int32", None, [1, 2, -1, 8]),
+    )
+    x4 = g.t("sliced", (1, 2, 4, 8), "int8", q)
+    g.op("SLICE", [x3, sb, ss], [x4])
+    x5 = g.t("s2d", (1, 1, 2, 32), "int8", q)
+    g.op("SPACE_TO_DEPTH", [x4], [x5], block_size=2)
+    x6 = g.t("d2s", (1, 2, 4, 8), "int8", q)
+    g.op("DEPTH_TO_SPACE", [x5], [x6], block_size=2)
+    size = g.t("size", (2,), "int32", None, [3, 7])
+    x7 = g.t("resized", (1, 3, 7, 8), "int8", q)
+    g.op("RESIZE_NEAREST_NEIGHBOR", [x6, size], [x7], align_corners=False, half_pixel_centers=True)
+    x8 = g.t("squeezed", (3, 7, 8), "int8", q)
+    g.op("SQUEEZE", [x7], [x8], squeeze_dims=[0])
+    axis = g.t("axis", (1,), "int32", None, [-1])
+    y = g.t("output", (3, 7, 8, 1), "int8", q)
+    g.op("EXPAND_DIMS", [x8, axis], [y])
+    return g.graph([x], [y], "movement_ops")
+
+
 def graph_optional_inputs() -> Graph:
     """No bias (-1 and omitted), RESHAPE without a shape tensor, a uint8 input, two outputs."""
     g = GraphMaker(2)
@@ -204,8 +245,8 @@ def check_graph(g: Graph) -> None:
             assert q.scale.dtype == np.float32 and q.zero_point.dtype == np.int64
             assert q.scale.ndim == 1 and q.scale.shape == q.zero_point.shape and q.scale.size >= 1
             assert np.all(np.isfinite(q.scale)) and np.all(q.scale >= 0)
-            if q.per_channel:
-                assert 0 <= q.axis < len(t.shape) and t.shape[q.axis] == q.scale.size
+            # A per-channel layout (axis, count) is checked by the operator that reads the scales
+            # per channel, as TFLite Micro does (tflite_import.py, "quant").
     for k, op in enumerate(g.ops):
         assert op.index == k and op.kind in SUPPORTED_OPS
         assert op.outputs and all(0 <= x < n for x in op.outputs)

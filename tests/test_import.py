@@ -19,6 +19,7 @@ from tflite.BuiltinOptions import BuiltinOptions as BOpt
 from tflite.TensorType import TensorType as TT
 
 from pytools.model.ir import SUPPORTED_OPS, ModelError
+from pytools.model.lowering import lower
 from pytools.model.tflite_export import write_tflite
 from pytools.model.tflite_import import import_tflite, load_tflite
 from pytools.paths import SHARED_MODELS
@@ -34,6 +35,7 @@ from tests.import_support import (
     conv_options,
     graph_all_ops,
     graph_diff,
+    graph_movement_ops,
     graph_optional_inputs,
     offset_like_fields,
     options_table,
@@ -60,7 +62,7 @@ def structural(msg: str) -> bool:
 # 1. Round trip through the exporter
 
 
-@pytest.mark.parametrize("make", [graph_all_ops, graph_optional_inputs])
+@pytest.mark.parametrize("make", [graph_all_ops, graph_optional_inputs, graph_movement_ops])
 def test_round_trip(make, tmp_path) -> None:
     g = make()
     data = write_tflite(g)
@@ -78,7 +80,7 @@ def test_round_trip(make, tmp_path) -> None:
 
 
 def test_round_trip_covers_every_op_and_type() -> None:
-    graphs = [graph_all_ops(), graph_optional_inputs()]
+    graphs = [graph_all_ops(), graph_optional_inputs(), graph_movement_ops()]
     kinds = {op.kind for g in graphs for op in g.ops}
     assert kinds == set(SUPPORTED_OPS)
     assert {t.dtype for g in graphs for t in g.tensors} == {
@@ -401,17 +403,9 @@ INCONSISTENT = {
         lambda m: setattr(m.buffers[1], "data", bytes(5)),
         "tensor #1 'w': shape [3, 1, 1, 2] x int8 needs 6 bytes, but buffer 1 holds 5",
     ),
-    "channel count": (
-        lambda m: m.subgraphs[0].tensors[1].__dict__.update(scale=[0.1, 0.2], zero_point=[0, 0]),
-        "tensor #1 'w': per-channel quantization has 2 scales, but dimension 0 of shape [3, 1, 1, 2] has 3",
-    ),
     "zero point count": (
         lambda m: setattr(m.subgraphs[0].tensors[2], "zero_point", [0, 0]),
         "tensor #2 'b': quantization has 3 scales but 2 zero points",
-    ),
-    "quantized dimension": (
-        lambda m: setattr(m.subgraphs[0].tensors[1], "axis", 4),
-        "tensor #1 'w': per-channel quantization along dimension 4 of shape [3, 1, 1, 2]",
     ),
     "zero point range": (
         lambda m: setattr(m.subgraphs[0].tensors[0], "zero_point", [200]),
@@ -456,6 +450,49 @@ def test_inconsistent_model(case: str) -> None:
     assert expected in msg, msg
     if case != "version":
         assert "malformed or truncated .tflite file" in msg
+
+
+# Per-channel layouts: TFLite Micro's rule, not LiteRT's. TFLM does not check a tensor's
+# quantized_dimension or channel count when it loads a model; the kernels that read scales per
+# channel (the filters) do. person_detect.tflite has per-channel biases along dimension 3 of
+# 1-D tensors: LiteRT refuses it, TFLM runs it (tests/test_movement_models.py runs one).
+PER_CHANNEL_LAYOUTS = {
+    "bias along a dimension past its rank": (
+        lambda m: setattr(m.subgraphs[0].tensors[2], "axis", 3),
+        None,
+    ),
+    "bias with fewer scales than channels": (
+        lambda m: m.subgraphs[0].tensors[2].__dict__.update(scale=[0.01, 0.02], zero_point=[0, 0]),
+        None,
+    ),
+    "filter with fewer scales than channels": (
+        lambda m: m.subgraphs[0].tensors[1].__dict__.update(scale=[0.1, 0.2], zero_point=[0, 0]),
+        "operator #0 (CONV_2D): filter 'w' has 2 scales for 3 channels",
+    ),
+    "filter along a dimension past its rank": (
+        lambda m: setattr(m.subgraphs[0].tensors[1], "axis", 4),
+        "operator #0 (CONV_2D): filter 'w' of shape [3, 1, 1, 2] is quantized along dimension 4; "
+        "its 3 channels are dimension 0",
+    ),
+    "filter along another dimension": (
+        lambda m: setattr(m.subgraphs[0].tensors[1], "axis", 3),
+        "operator #0 (CONV_2D): filter 'w' of shape [3, 1, 1, 2] is quantized along dimension 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PER_CHANNEL_LAYOUTS))
+def test_per_channel_layouts_follow_tflite_micro(case: str) -> None:
+    """Imported as TFLM loads them; refused, naming the operator, where TFLM's kernel refuses."""
+    edit, refusal = PER_CHANNEL_LAYOUTS[case]
+    g = import_tflite(write_raw(_edit(edit)), "m")
+    check_graph(g)
+    if refusal is None:
+        lower(g, g.ops[0])
+    else:
+        with pytest.raises(ModelError) as e:
+            lower(g, g.ops[0])
+        assert refusal in str(e.value), str(e.value)
 
 
 def test_reshape_checks_new_shape() -> None:

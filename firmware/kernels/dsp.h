@@ -68,6 +68,9 @@ void grad_add_dsp_run(const void *params, void *const *operands, void *scratch);
 void grad_add_run_with(const void *params, void *const *operands, void *scratch,
                        float (*requantize)(const int32_t *acc, size_t n, float acc_scale,
                                            int8_t *out));
+/* The optimized TRANSPOSE (transpose_dsp.c: blocked int8 transposes, no SIMD needed). */
+void transpose_ref_run(const void *params, void *const *operands, void *scratch);
+void transpose_dsp_run(const void *params, void *const *operands, void *scratch);
 void mean_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);

@@ -9,6 +9,7 @@ input and the operator is marked as a no-op.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +56,28 @@ class Compiled:
         return len(self.blob) - len(self.plan.data)
 
 
+# The operators whose output is their input's bytes unchanged (the reshape kernel).
+ALIASING_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
 def _quant_of(t: Tensor) -> tuple[float, int]:
     if t.quant is None or t.quant.per_channel:
         return 0.0, 0
     return float(t.quant.scale[0]), int(t.quant.zero_point[0])
+
+
+def plan_shape(t: Tensor, model_io: bool) -> tuple[int, ...]:
+    """The shape a plan records: at most 4 dimensions. The kernels take their shapes from
+    their parameters, so an intermediate tensor of rank 5 or 6 (between a RESHAPE and a
+    TRANSPOSE, as in ShuffleNet's channel shuffle) is recorded with its leading dimensions
+    merged: the same bytes. The model's inputs and outputs keep their shapes for the host."""
+    if len(t.shape) <= 4:
+        return t.shape
+    if model_io:
+        raise ModelError(
+            f"model input or output '{t.name}' has {len(t.shape)} dimensions; at most 4 are supported"
+        )
+    return (math.prod(t.shape[:-3]), *t.shape[-3:])
 
 
 def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> Compiled:
@@ -66,12 +85,13 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
     calls = [lower(graph, op) for op in graph.ops]
     n = len(graph.ops)
 
-    # RESHAPE of an activation: the output is the input's bytes under another shape.
+    # RESHAPE (and SQUEEZE, EXPAND_DIMS) of an activation: the output is the input's bytes
+    # under another shape.
     alias: dict[int, int] = {}
     noop: set[int] = set()
     for i, op in enumerate(graph.ops):
         src = graph.tensor(op.inputs[0])
-        if op.kind == "RESHAPE" and src.data is None and not src.persistent:
+        if op.kind in ALIASING_OPS and src.data is None and not src.persistent:
             alias[op.outputs[0]] = alias.get(src.index, src.index)
             noop.add(i)
 
@@ -110,10 +130,9 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
         if t_index in plan_id:
             return plan_id[t_index]
         t = graph.tensor(t_index)
-        if len(t.shape) > 4:
-            raise ModelError(f"tensor '{t.name}' has {len(t.shape)} dimensions; at most 4 are supported")
+        shape = plan_shape(t, t_index in graph.inputs or t_index in graph.outputs)
         if t.persistent:
-            init = add_constant(t.data, t.dtype, t.shape, t)
+            init = add_constant(t.data, t.dtype, shape, t)
             tensors[init].storage, tensors[init].init_offset, tensors[init].offset = (
                 STORAGE_STATE,
                 tensors[init].offset,
@@ -123,10 +142,10 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
             plan_id[t_index] = init
             first[t_index], last[t_index] = 0, n  # alive for the whole step: never overwritten
         elif t.data is not None:
-            plan_id[t_index] = add_constant(t.data, t.dtype, t.shape, t)
+            plan_id[t_index] = add_constant(t.data, t.dtype, shape, t)
         else:
             scale, zp = _quant_of(t)
-            tensors.append(PlanTensor(STORAGE_ARENA, t.dtype, t.shape, -1, t.nbytes, scale, zp, t.name))
+            tensors.append(PlanTensor(STORAGE_ARENA, t.dtype, shape, -1, t.nbytes, scale, zp, t.name))
             plan_id[t_index] = len(tensors) - 1
         return plan_id[t_index]
 

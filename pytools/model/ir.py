@@ -28,6 +28,16 @@ SUPPORTED_OPS = (
     "SOFTMAX",
     "QUANTIZE",
     "DEQUANTIZE",
+    # Shape and movement operators (issue 12).
+    "TRANSPOSE",
+    "CONCATENATION",
+    "STRIDED_SLICE",
+    "SLICE",
+    "SQUEEZE",
+    "EXPAND_DIMS",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "DEPTH_TO_SPACE",
+    "SPACE_TO_DEPTH",
 )
 
 # Fused activations (Conv/DepthwiseConv/FC/Add/Pool options), as TFLite names them.

@@ -52,6 +52,16 @@ _VERSIONS = {
     "SOFTMAX": 2,
     "QUANTIZE": 1,
     "DEQUANTIZE": 2,
+    # Shape and movement operators (issue 12): the versions of their int8 kernels.
+    "TRANSPOSE": 2,
+    "CONCATENATION": 2,
+    "STRIDED_SLICE": 2,
+    "SLICE": 2,
+    "SQUEEZE": 1,
+    "EXPAND_DIMS": 1,
+    "RESIZE_NEAREST_NEIGHBOR": 3,
+    "DEPTH_TO_SPACE": 1,
+    "SPACE_TO_DEPTH": 2,
 }
 
 
@@ -144,7 +154,56 @@ def _options(b: flatbuffers.Builder, op: Op) -> tuple[int, int]:
     if k == "DEQUANTIZE":
         _mod("DequantizeOptions").DequantizeOptionsStart(b)
         return BOpt.DequantizeOptions, _mod("DequantizeOptions").DequantizeOptionsEnd(b)
+    moved = _movement_options(b, op)
+    if moved is not None:
+        return moved
     raise ModelError(f"{op.where()}: cannot write {k} to .tflite")
+
+
+def _movement_options(b: flatbuffers.Builder, op: Op) -> tuple[int, int] | None:
+    """The options of the shape and movement operators (issue 12), or None for another op."""
+    o, k = op.options, op.kind
+    if k in ("TRANSPOSE", "SLICE", "EXPAND_DIMS"):
+        name = {"TRANSPOSE": "TransposeOptions", "SLICE": "SliceOptions", "EXPAND_DIMS": "ExpandDimsOptions"}[
+            k
+        ]
+        getattr(_mod(name), f"{name}Start")(b)
+        return getattr(BOpt, name), getattr(_mod(name), f"{name}End")(b)
+    if k == "CONCATENATION":
+        m = _mod("ConcatenationOptions")
+        m.ConcatenationOptionsStart(b)
+        m.ConcatenationOptionsAddAxis(b, int(o["axis"]))
+        m.ConcatenationOptionsAddFusedActivationFunction(b, _ACT[o.get("activation", "NONE")])
+        return BOpt.ConcatenationOptions, m.ConcatenationOptionsEnd(b)
+    if k == "STRIDED_SLICE":
+        m = _mod("StridedSliceOptions")
+        m.StridedSliceOptionsStart(b)
+        m.StridedSliceOptionsAddBeginMask(b, int(o.get("begin_mask", 0)))
+        m.StridedSliceOptionsAddEndMask(b, int(o.get("end_mask", 0)))
+        m.StridedSliceOptionsAddEllipsisMask(b, int(o.get("ellipsis_mask", 0)))
+        m.StridedSliceOptionsAddNewAxisMask(b, int(o.get("new_axis_mask", 0)))
+        m.StridedSliceOptionsAddShrinkAxisMask(b, int(o.get("shrink_axis_mask", 0)))
+        m.StridedSliceOptionsAddOffset(b, bool(o.get("offset", False)))
+        return BOpt.StridedSliceOptions, m.StridedSliceOptionsEnd(b)
+    if k == "SQUEEZE":
+        m = _mod("SqueezeOptions")
+        dims = _vec(b, m.SqueezeOptionsStartSqueezeDimsVector, list(o.get("squeeze_dims", [])), "i32")
+        m.SqueezeOptionsStart(b)
+        m.SqueezeOptionsAddSqueezeDims(b, dims)
+        return BOpt.SqueezeOptions, m.SqueezeOptionsEnd(b)
+    if k == "RESIZE_NEAREST_NEIGHBOR":
+        m = _mod("ResizeNearestNeighborOptions")
+        m.ResizeNearestNeighborOptionsStart(b)
+        m.ResizeNearestNeighborOptionsAddAlignCorners(b, bool(o.get("align_corners", False)))
+        m.ResizeNearestNeighborOptionsAddHalfPixelCenters(b, bool(o.get("half_pixel_centers", False)))
+        return BOpt.ResizeNearestNeighborOptions, m.ResizeNearestNeighborOptionsEnd(b)
+    if k in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+        name = "DepthToSpaceOptions" if k == "DEPTH_TO_SPACE" else "SpaceToDepthOptions"
+        m = _mod(name)
+        getattr(m, f"{name}Start")(b)
+        getattr(m, f"{name}AddBlockSize")(b, int(o["block_size"]))
+        return getattr(BOpt, name), getattr(m, f"{name}End")(b)
+    return None
 
 
 def _quant(b: flatbuffers.Builder, t: Tensor) -> int | None:

@@ -19,11 +19,13 @@ against the file size before it is read:
   runs over a vector whose length the file size bounds, so the work is linear in the size.
 
 Structural damage and inconsistencies (indices out of range, a buffer whose size is not shape
-x item size, scale and zero-point counts that differ from each other or from the channel
-count, wrong operand counts) raise ModelError("<name>: malformed or truncated .tflite file:
+x item size, scale and zero-point counts that differ from each other, wrong operand counts)
+raise ModelError("<name>: malformed or truncated .tflite file:
 <where>: <what>"), e.g. "tensor #5 'conv/w': refers to buffer 99, the model has 12". Things that are
 well-formed but that the engine cannot run (an operator, a type, a dynamic shape, several
-subgraphs) raise ModelError naming the operator or tensor. Only fields the IR needs are read:
+subgraphs) raise ModelError naming the operator or tensor. A per-channel quantization's
+dimension and channel count are left to the operator that reads the scales, as TFLite Micro
+does (see quant()). Only fields the IR needs are read:
 damage to metadata or signature definitions goes unnoticed, as in TFLite itself. The
 `tflite` package is used only for the names of operators and tensor types.
 
@@ -37,8 +39,12 @@ What the IR gets
   padding/stride_h/stride_w/filter_h/filter_w/activation; MEAN keep_dims and axes (a list,
   negative axes made positive); PAD paddings ([[before, after], ...]); RESHAPE new_shape
   (always the output tensor's concrete shape, after checking it against the ReshapeOptions or
-  the constant shape tensor, either of which may hold one -1); SOFTMAX beta. The constant
-  axes / paddings / shape tensors stay as inputs too.
+  the constant shape tensor, either of which may hold one -1); SOFTMAX beta; CONCATENATION
+  axis (as stored) and activation; STRIDED_SLICE begin_mask/end_mask/ellipsis_mask/
+  new_axis_mask/shrink_axis_mask/offset; SQUEEZE squeeze_dims; RESIZE_NEAREST_NEIGHBOR
+  align_corners/half_pixel_centers; DEPTH_TO_SPACE / SPACE_TO_DEPTH block_size. The constant
+  axes / paddings / shape / perm / begin / end / strides / size tensors stay as inputs (the
+  lowering checks them).
 - Tensors: shape, dtype (int8, uint8, int16, int32, int64, float32), Quant (None when the
   file has no scales; axis = quantized_dimension) and, for tensors with a non-empty buffer,
   `data` as a numpy array of the tensor's dtype and shape (a writable copy, not a view of
@@ -123,6 +129,16 @@ _OPTIONS_TYPE = {
     "SOFTMAX": BuiltinOptions.SoftmaxOptions,
     "QUANTIZE": BuiltinOptions.QuantizeOptions,
     "DEQUANTIZE": BuiltinOptions.DequantizeOptions,
+    # Shape and movement operators (issue 12).
+    "TRANSPOSE": BuiltinOptions.TransposeOptions,
+    "CONCATENATION": BuiltinOptions.ConcatenationOptions,
+    "STRIDED_SLICE": BuiltinOptions.StridedSliceOptions,
+    "SLICE": BuiltinOptions.SliceOptions,
+    "SQUEEZE": BuiltinOptions.SqueezeOptions,
+    "EXPAND_DIMS": BuiltinOptions.ExpandDimsOptions,
+    "RESIZE_NEAREST_NEIGHBOR": BuiltinOptions.ResizeNearestNeighborOptions,
+    "DEPTH_TO_SPACE": BuiltinOptions.DepthToSpaceOptions,
+    "SPACE_TO_DEPTH": BuiltinOptions.SpaceToDepthOptions,
 }
 # Per op: (min, max) number of inputs, and which inputs may be -1 (omitted). Every op has 1 output.
 _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
@@ -138,6 +154,16 @@ _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "SOFTMAX": (1, 1, ()),
     "QUANTIZE": (1, 1, ()),
     "DEQUANTIZE": (1, 1, ()),
+    # Shape and movement operators (issue 12).
+    "TRANSPOSE": (2, 2, ()),
+    "CONCATENATION": (1, 1 << 16, ()),
+    "STRIDED_SLICE": (4, 4, ()),
+    "SLICE": (3, 3, ()),
+    "SQUEEZE": (1, 1, ()),
+    "EXPAND_DIMS": (2, 2, ()),
+    "RESIZE_NEAREST_NEIGHBOR": (2, 2, ()),
+    "DEPTH_TO_SPACE": (1, 1, ()),
+    "SPACE_TO_DEPTH": (1, 1, ()),
 }
 assert set(_OPTIONS_TYPE) == set(SUPPORTED_OPS) == set(_ARITY)
 
@@ -482,16 +508,13 @@ class _Importer:
         if ns != nz:
             raise _Bad(f"quantization has {ns} scales but {nz} zero points")
         assert scale is not None and zp is not None
-        if ns > 1:
-            if not 0 <= axis < len(shape):
-                raise _Bad(f"per-channel quantization along dimension {axis} of shape {list(shape)}")
-            if shape[axis] != ns:
-                raise _Bad(
-                    f"per-channel quantization has {ns} scales, but dimension {axis} of shape "
-                    f"{list(shape)} has {shape[axis]} channels"
-                )
-        elif axis < 0:
-            raise _Bad(f"quantized_dimension {axis} is negative")
+        # quantized_dimension and the channel count are not checked here: TFLite Micro does
+        # not check them when it loads a model, only the kernels that read scales per channel
+        # do (the convolution and fully-connected filters: lowering/conv.py checks them the
+        # same way). LiteRT refuses at load a per-channel dimension outside the tensor's rank
+        # or a count unlike that dimension's size, on every tensor; TFLM's person_detect.tflite
+        # has such per-channel biases (quantized_dimension 3 on 1-D biases), whose scales no
+        # kernel reads, and TFLM runs it. Quant.axis keeps the file's value.
         if not np.all(np.isfinite(scale)) or np.any(scale < 0):
             raise _Bad(
                 f"quantization scale {scale[~np.isfinite(scale) | (scale < 0)][0]} is not a valid scale"
@@ -610,6 +633,30 @@ class _Importer:
         if k == "SOFTMAX":
             beta = 0.0 if t is None else float(self.r.scalar(t, 0, _F32, 0.0, self.where + " options"))
             return {"beta": beta}
+        return self.movement_options(k, t)
+
+    def movement_options(self, k: str, t: _Table | None) -> dict[str, Any]:
+        """Options of the shape and movement operators (issue 12); their constant operands
+        (perm, begin/end/strides, sizes, axis) stay inputs, checked by the lowering."""
+        if k == "CONCATENATION":
+            return {"axis": self._int(t, 0, _I32, 0), "activation": self._act(t, 1)}
+        if k == "STRIDED_SLICE":
+            names = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+            o: dict[str, Any] = {n: self._int(t, slot, _I32, 0) for slot, n in enumerate(names)}
+            o["offset"] = bool(self._int(t, 5, _U8, 0))
+            return o
+        if k == "SQUEEZE":
+            dims = None if t is None else self.r.ints(t, 0, "i", 4, self.where + " squeeze_dims")
+            return {"squeeze_dims": dims or []}
+        if k == "RESIZE_NEAREST_NEIGHBOR":
+            return {
+                "align_corners": bool(self._int(t, 0, _U8, 0)),
+                "half_pixel_centers": bool(self._int(t, 1, _U8, 0)),
+            }
+        if k in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+            o = {"block_size": self._int(t, 0, _I32, 0)}
+            self._positive(o, "block_size")
+            return o
         return {}
 
     def const_ints(self, op: Op, k: int, what: str) -> np.ndarray:

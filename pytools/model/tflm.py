@@ -59,11 +59,14 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import glob
 import os
+import pickle
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,8 +130,11 @@ def _interpreter(model: bytes, arena_size: int) -> Any:
 def _io_counts(model: bytes) -> tuple[int, int]:
     import tflite
 
-    g = tflite.Model.GetRootAsModel(model, 0).Subgraphs(0)
-    return g.InputsLength(), g.OutputsLength()
+    try:
+        g = tflite.Model.GetRootAsModel(model, 0).Subgraphs(0)
+        return g.InputsLength(), g.OutputsLength()
+    except Exception as e:  # the generated reader fails in many ways on a damaged file
+        raise TflmError(f"not a readable .tflite model (its subgraph cannot be read: {e})") from None
 
 
 def _invoke(it: Any, inputs: list[np.ndarray], n_in: int) -> None:
@@ -240,3 +246,101 @@ def _minimum_arena(model: bytes, used: int) -> int:
         else:
             lo = mid
     return hi
+
+
+# ---- invoke compare-tflm -----------------------------------------------------------------
+
+COMPARE_HEADER = (
+    "| model | our arena | TFLM activations | TFLM total arena | ours / TFLM total | note |",
+    "|---|---|---|---|---|---|",
+)
+
+
+def expand_model_paths(spec: str, default_dir: Path) -> list[Path]:
+    """The models a comma-separated list names: files, or glob patterns (which the shell
+    does not expand inside one comma-joined word); a pattern that matches nothing stays as
+    given, so that its row says the file is missing. Empty: every .tflite in default_dir."""
+    if not spec.strip():
+        return sorted(default_dir.glob("*.tflite"))
+    paths: list[Path] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if item:
+            paths.extend([Path(p) for p in sorted(glob.glob(item))] or [Path(item)])
+    return paths
+
+
+def _reason(e: BaseException) -> str:
+    """One table cell: the error's message on one line (TFLM's logs joined), no pipes."""
+    if isinstance(e, ToolError):
+        text = str(e)
+    else:  # not one of the errors we raise on purpose: name the type, so it can be reported
+        text = f"unexpected {type(e).__name__}: {e}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " / ".join(lines).replace("|", "\\|")
+
+
+def isolated(fn: Callable[[bytes], dict[str, int]], model: bytes) -> dict[str, int]:
+    """fn(model) in a forked child, so that TFLite Micro aborting or crashing on a model
+    (it does on some damaged files and arena sizes) costs that model only. Returns fn's
+    result; raises TflmError with fn's error, or saying how the child died."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no Python cleanup, nothing but the pickled outcome on the pipe
+        try:
+            os.close(r)
+            faulthandler.disable()
+            try:
+                outcome = ("ok", fn(model))
+            except BaseException as e:  # every failure goes back to the parent
+                outcome = ("error", _reason(e))
+            with os.fdopen(w, "wb") as f:
+                f.write(pickle.dumps(outcome))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        payload = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        raise TflmError(f"TFLite Micro crashed on the model ({how})")
+    kind, value = pickle.loads(payload)
+    if kind != "ok":
+        raise TflmError(value)
+    return value
+
+
+def compare_row(
+    path: Path,
+    ours: Callable[[bytes, str], int],
+    tflm: Callable[[bytes], dict[str, int]] = tflm_arena_bytes,
+) -> str:
+    """One model's row of the compare-tflm table: our arena (bytes, from `ours`) and TFLite
+    Micro's (`tflm`, run isolated), each side on its own: when one side cannot take the
+    model, the row still gives the other side's figures and says why in the note."""
+    name = path.stem
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"| {name} | - | - | - | - | cannot read {path}: {e.strerror or e} |"
+    notes: list[str] = []
+    arena: int | None = None
+    theirs: dict[str, int] | None = None
+    try:
+        arena = ours(data, name)
+    except Exception as e:  # one model's failure must not hide the others' rows
+        notes.append(f"ours: {_reason(e)}")
+    try:
+        theirs = isolated(tflm, data)
+    except TflmError as e:
+        notes.append(f"TFLM: {_reason(e)}")
+    cells = [
+        f"{arena:,} B" if arena is not None else "-",
+        f"{theirs['activations']:,} B" if theirs else "-",
+        f"{theirs['total']:,} B" if theirs else "-",
+        f"{arena / theirs['total']:.0%}" if arena is not None and theirs else "-",
+    ]
+    return f"| {name} | {' | '.join(cells)} | {'; '.join(notes)} |"

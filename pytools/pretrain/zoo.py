@@ -16,7 +16,7 @@ changes. Builds are seeded (keras.utils.set_random_seed, op determinism, oneDNN 
 rebuild on the same machine gives the same bytes; another CPU may round float training
 differently, which is why tests never compare bytes, only behaviour.
 
-    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny"]
+    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny"]
     zoo_model(name)     -> .tflite bytes (built and cached on first use)
     ZOO[name].ops       -> the operators the model must contain
     op_names(model)     -> the model's operators in execution order (builtin names)
@@ -267,6 +267,35 @@ def _mobilenet_tiny(batch: int | None) -> Any:
     return Model(inp, layers.Softmax()(x), name="mobilenet_tiny")
 
 
+def _movement_tiny(batch: int | None) -> Any:
+    """The shape and movement operators as TensorFlow's converter writes them: ShuffleNet's
+    channel shuffle (RESHAPE to 5-D, TRANSPOSE, RESHAPE), a concatenation, space-to-depth and
+    nearest-neighbour resizes, a crop and a strided slice, and a slice, between convolutions so
+    that the moved values matter. (NOT_IN_THE_ZOO says why DEPTH_TO_SPACE, SQUEEZE and
+    EXPAND_DIMS are not here.)"""
+    import tensorflow as tf
+    from keras import Input, Model, layers
+
+    inp = Input((32, 32, 3), batch_size=batch)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)  # 16x16x16
+    s = layers.Reshape((16, 16, 4, 4))(x)
+    s = layers.Permute((1, 2, 4, 3))(s)
+    s = layers.Reshape((16, 16, 16))(s)
+    b = layers.DepthwiseConv2D(3, padding="same", activation="relu")(s)
+    x = layers.Concatenate()([s, b])  # 16x16x32
+    x = layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2))(x)  # 8x8x128
+    x = layers.Conv2D(16, 1, activation="relu")(x)
+    x = layers.Lambda(lambda t: tf.image.resize(t, (16, 16), method="nearest"))(x)  # 16x16x16
+    x = layers.Cropping2D(((1, 1), (2, 0)))(x)  # 14x14x16
+    x = layers.Lambda(lambda t: t[:, ::2, 1::2, :])(x)  # 7x7x16
+    x = layers.Lambda(lambda t: tf.image.resize(t, (14, 14), method="nearest"))(x)
+    x = layers.Lambda(lambda t: tf.slice(t, [0, 1, 1, 0], [-1, 12, 12, 16]))(x)
+    x = layers.Conv2D(24, 3, strides=2, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(CLASSES)(x)
+    return Model(inp, layers.Softmax()(x), name="movement_tiny")
+
+
 def _build(spec: ZooModel) -> bytes:
     """Trains spec's model on 1,500 samples (seed 1) and exports it (200 calibration samples)."""
     x, y = spec.data(1500, 1)
@@ -286,6 +315,26 @@ _CNN_OPS = (
     "FULLY_CONNECTED",
     "SOFTMAX",
 )
+
+MOVEMENT_OPS = (
+    "CONV_2D",
+    "RESHAPE",
+    "TRANSPOSE",
+    "DEPTHWISE_CONV_2D",
+    "CONCATENATION",
+    "SPACE_TO_DEPTH",
+    "STRIDED_SLICE",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "SLICE",
+    "MEAN",
+    "FULLY_CONNECTED",
+    "SOFTMAX",
+)
+# Supported operators no zoo model can hold; tests/kernels covers them. The converter turns
+# tf.squeeze / tf.expand_dims with fixed shapes into RESHAPE, and writes int8 DEPTH_TO_SPACE
+# as version 2, which LiteRT's reference resolver (the zoo's accuracy check) does not
+# register (TFLite Micro runs it: tests/kernels/test_movement_kernels.py).
+NOT_IN_THE_ZOO = ("SQUEEZE", "EXPAND_DIMS", "DEPTH_TO_SPACE")
 
 ZOO: dict[str, ZooModel] = {
     m.name: m
@@ -329,6 +378,16 @@ ZOO: dict[str, ZooModel] = {
             epochs=3,
             lr=3e-3,
             summary="32x32x3 MobileNetV2-style, 4 inverted residual blocks, int8 input/output",
+        ),
+        ZooModel(
+            "movement_tiny",
+            _movement_tiny,
+            _images_32x32x3,
+            "int8",
+            MOVEMENT_OPS,
+            epochs=6,
+            lr=3e-3,
+            summary="32x32x3 CNN through every shape and movement operator the converter writes",
         ),
     )
 }

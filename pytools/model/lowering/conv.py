@@ -75,10 +75,16 @@ def _filter_scales(op: Op, t: Tensor, channels: int, axis: int, role: str) -> tu
     as TFLite's int8 per-channel kernels assume (they ignore the filter zero point)."""
     q: Quant = t.quant  # type: ignore[assignment]
     if q.per_channel:
+        # TFLite Micro's checks (the importer leaves them to the kernel that reads the scales):
+        # one scale per element of the quantized dimension, and that is the channel axis.
         if q.scale.size != channels:
             raise _fail(op, f"{role} '{t.name}' has {q.scale.size} scales for {channels} channels")
-        if q.axis != axis:
-            raise _fail(op, f"{role} '{t.name}' is quantized along axis {q.axis}, expected {axis}")
+        if not 0 <= q.axis < len(t.shape) or t.shape[q.axis] != channels:
+            raise _fail(
+                op,
+                f"{role} '{t.name}' of shape {list(t.shape)} is quantized along dimension {q.axis}; "
+                f"its {channels} channels are dimension {axis}",
+            )
     if np.any(q.zero_point != 0):
         raise _fail(op, f"{role} '{t.name}' has a non-zero zero point; int8 filters must be symmetric")
     scales = [f32(s) for s in q.scale]

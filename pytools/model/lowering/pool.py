@@ -110,6 +110,23 @@ def mean_multiplier(op: Op, input_scale: float, output_scale: float, count: int)
     return (multiplier << fold) // count, shift - fold
 
 
+def merge_reduce_dims(shape: list[int], reduce: list[int]) -> tuple[list[int], list[int]]:
+    """The same mean on at most 4 dimensions where the input has more: adjacent dimensions
+    that are both kept or both averaged merge into one (row-major order is unchanged, and so
+    are the sums). Ranks up to 4 stay as they are, so the spatial mean of NHWC keeps its
+    optimized path (mean_s8_dsp.c)."""
+    if len(shape) <= 4:
+        return shape, reduce
+    dims, flags = [shape[0]], [reduce[0]]
+    for d, r in zip(shape[1:], reduce[1:], strict=True):
+        if r == flags[-1]:
+            dims[-1] *= d
+        else:
+            dims.append(d)
+            flags.append(r)
+    return dims, flags
+
+
 @lowers("MEAN")
 def lower_mean(graph: Graph, op: Op) -> KernelCall:
     (x,), (out,) = operands(graph, op, 1)
@@ -132,8 +149,9 @@ def lower_mean(graph: Graph, op: Op) -> KernelCall:
         out_shape = [d for k, d in enumerate(x.shape) if k not in axes]
     expect_shape(op, out, out_shape)
 
-    dims = to_4d(op, x.shape, "the input")
-    reduce = [0] * (4 - rank) + [1 if k in axes else 0 for k in range(rank)]
+    dims, flags = merge_reduce_dims(list(x.shape), [1 if k in axes else 0 for k in range(rank)])
+    dims = to_4d(op, dims, "the input (after merging adjacent kept or averaged dimensions)")
+    reduce = [0] * (4 - len(flags)) + flags
     count = math.prod(d for d, r in zip(dims, reduce, strict=True) if r)
     multiplier, shift = mean_multiplier(op, in_scale, out_scale, count)
     params: dict[str, int | float] = {f"dim{k}": dims[k] for k in range(4)}
