@@ -152,15 +152,25 @@ class Link:
             raise Disconnected(f"lost the serial port: {e}") from e
         return data
 
+    def _receive(self) -> list[fr.Frame | fr.Damaged]:
+        """Frames (and damage reports) from whatever arrived; a quiet line may time one out."""
+        data = self._read_some()
+        return self._dec.feed(data) if data else self._dec.idle()
+
     def _await(self, seq: int, wait: float) -> fr.Frame | None:
         """The reply to seq, or None when it is time to retransmit."""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            for item in self._dec.feed(self._read_some()):
+            for item in self._receive():
                 if self.on_frame:
                     self.on_frame("rx", item)
                 if isinstance(item, fr.Damaged):
                     self.stats.damaged_rx += 1
+                    if item.reason == "old_protocol":
+                        raise LinkError(
+                            f"the board speaks an older link protocol (frames of v3 or before), these "
+                            f"tools v{protocol_version()}: flash this project's firmware (invoke flash)"
+                        )
                     if item.reason == "header" or item.seq == seq:
                         return None  # our reply may be the damaged one: ask again now
                     continue
@@ -204,7 +214,7 @@ class Link:
         """Reads for a while without a request (logs, faults)."""
         deadline = time.monotonic() + duration
         while time.monotonic() < deadline:
-            for item in self._dec.feed(self._read_some()):
+            for item in self._receive():
                 if self.on_frame:
                     self.on_frame("rx", item)
                 if isinstance(item, fr.Frame) and item.seq == 0:
@@ -214,12 +224,17 @@ class Link:
 
     def hello(self) -> dict[str, Any]:
         r = self.request(Msg.HELLO)
-        self.board = layout("HELLO_RSP").unpack(r.payload)
-        if self.board["protocol_version"] != protocol_version():
+        # The version first, from the payload's first two bytes: another version's HELLO_RSP
+        # may have another layout.
+        version = int.from_bytes(r.payload[:2], "little")
+        if r.type != Msg.HELLO_RSP or version != protocol_version():
             raise LinkError(
-                f"board speaks protocol v{self.board['protocol_version']}, "
+                f"board speaks protocol v{version}, "
                 f"these tools v{protocol_version()}: flash this project's firmware (invoke flash)"
             )
+        self.board = layout("HELLO_RSP").unpack(r.payload)
+        # Replies are bounded by what the board announced, not by the 65,535 a length can say.
+        self._dec.max_payload = self.board["max_reply"]
         return self.board
 
     def ping(self, data: bytes = b"") -> float:
