@@ -158,9 +158,14 @@ class Link:
         return self._dec.feed(data) if data else self._dec.idle()
 
     def _await(self, seq: int, wait: float) -> fr.Frame | None:
-        """The reply to seq, or None when it is time to retransmit."""
+        """The reply to seq, or None when it is time to retransmit.
+
+        A damage report or NACK means "ask again now", but only once what arrived with it
+        is read: the reply may be right behind it.
+        """
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            again = False
             for item in self._receive():
                 if self.on_frame:
                     self.on_frame("rx", item)
@@ -172,15 +177,15 @@ class Link:
                             f"tools v{protocol_version()}: flash this project's firmware (invoke flash)"
                         )
                     if item.reason == "header" or item.seq == seq:
-                        return None  # our reply may be the damaged one: ask again now
+                        again = True  # our reply may be the damaged one
                     continue
                 if item.seq == 0 and item.type == Msg.NACK:
                     # The board got a frame whose header was damaged, so it cannot say whose: it
                     # can only be ours (one request is outstanding). Ask again now, not after the
                     # time-out; if it was not ours, the board answers the repeat from its cache.
                     self.stats.nacks += 1
-                    return None
-                if item.seq == 0:
+                    again = True
+                elif item.seq == 0:
                     self._unsolicited(item)
                 elif item.seq != seq:
                     self.stats.stale_rx += 1  # a late copy of an earlier reply
@@ -189,9 +194,11 @@ class Link:
                     reason = layout("NACK").unpack(item.payload)["reason"]
                     if reason == Err.TOO_LONG:
                         raise LinkError("the board cannot take a frame this long (NACK TOO_LONG)")
-                    return None
+                    again = True
                 else:
                     return item
+            if again:
+                return None
         self.stats.timeouts += 1
         return None
 
