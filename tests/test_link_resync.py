@@ -48,7 +48,8 @@ def test_the_documented_resync_figure_is_the_one_the_c_test_measures() -> None:
     name = "every_prefix_of_every_message_then_a_new_hello_is_answered_within_one_retry"
     r = subprocess.run([build_host_tests(), name], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    m = re.search(r"resync: (\d+) cuts, worst HELLO answer (\d+) ms after its last byte \(gap (\d+) ms\)", r.stdout)
+    figure = r"resync: (\d+) cuts, worst HELLO answer (\d+) ms after its last byte \(gap (\d+) ms\)"
+    m = re.search(figure, r.stdout)
     assert m, r.stdout
     cuts, worst, gap = map(int, m.groups())
     assert cuts > 100_000 and worst <= gap + 1 < RETRY_S * 1000
@@ -223,7 +224,7 @@ def test_a_sender_dying_mid_frame_costs_the_next_host_at_most_one_retry(emu) -> 
         allowance = 2 * len(dead) / QEMU_MIN_BYTES_PER_S
         answers[f"{what}, right behind"] = _hello_answer_s(s, 2 * n + 2, before=dead, allowance=allowance)
     s.close()
-    print("HELLO answer after a dead sender (s):", {k: None if v is None else round(v, 3) for k, v in answers.items()})
+    print("HELLO answered after (s):", {k: None if v is None else round(v, 3) for k, v in answers.items()})
     assert all(v is not None for v in answers.values()), answers
     with Link.open(emu.url) as link:
         info = link.info()

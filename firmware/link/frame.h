@@ -65,9 +65,9 @@ typedef struct {
     uint32_t pos;
     uint32_t crc;
     uint8_t crc_bytes[FRAME_TRAILER_SIZE];
-    uint32_t taken;     /* bytes of the current candidate frame so far (0 while hunting) */
-    uint32_t since_ok;  /* bytes since the end of the last good frame (saturates) */
-    uint32_t last_ms;   /* time of the last byte */
+    uint32_t taken;    /* bytes of the current candidate frame so far (0 while hunting) */
+    uint32_t since_ok; /* bytes since the end of the last good frame (saturates) */
+    uint32_t last_ms;  /* time of the last byte */
     uint8_t window[FRAME_OVERHEAD]; /* the last bytes seen: a whole HELLO frame fits */
     uint8_t window_fill;
     bool hello_pending; /* a HELLO was seen inside the frame in progress */

@@ -10,10 +10,10 @@
 #include "protocol.h"
 #include "unit.h"
 
-#define RX_CAP 4096u             /* the boards' max_payload */
-#define GAP_MS LINK_RX_GAP_MS    /* the default (real boards') inter-byte timeout */
-#define RETRY_MS 500u            /* the host's retry interval (pytools/link/client.py timeout) */
-#define BYTE_US 87u              /* one byte at 115200 baud 8N1 */
+#define RX_CAP 4096u          /* the boards' max_payload */
+#define GAP_MS LINK_RX_GAP_MS /* the default (real boards') inter-byte timeout */
+#define RETRY_MS 500u         /* the host's retry interval (pytools/link/client.py timeout) */
+#define BYTE_US 87u           /* one byte at 115200 baud 8N1 */
 
 static uint64_t now_us;
 static uint32_t now_ms(void) {
@@ -302,7 +302,7 @@ TEST(frame_fuzz_never_wedges_the_link) {
         uint8_t type = message_types[rnd() % sizeof message_types];
         size_t n = frame_encode(wire, sizeof wire, type, (uint8_t)rnd(), payload, len);
         switch (rnd() % 6) {
-            case 0: n = rnd() % n; break;                         /* truncated */
+            case 0: n = rnd() % n; break; /* truncated */
             case 1: wire[rnd() % n] ^= (uint8_t)(1u << (rnd() % 8)); break;
             case 2: encode_header_only(wire, type, (uint8_t)rnd(), (uint16_t)rnd()); break;
             case 3: n = corrupt_header(wire, n); break;
