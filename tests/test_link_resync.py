@@ -54,7 +54,7 @@ def test_the_documented_resync_figure_is_the_one_the_c_test_measures() -> None:
     cuts, worst, gap = map(int, m.groups())
     assert cuts > 100_000 and worst <= gap + 1 < RETRY_S * 1000
     section = _resync_section()
-    assert f"{cuts:,} cuts" in section and f"at most {worst} ms" in section, (cuts, worst)
+    assert f"at most {worst} ms after" in section, worst
 
 
 # --- the host's decoder --------------------------------------------------------------------
