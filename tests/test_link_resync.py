@@ -22,7 +22,7 @@ import pytest
 
 from pytools.build.builder import build_host_tests
 from pytools.link import frame as fr
-from pytools.link.client import Link
+from pytools.link.client import Link, LinkError
 from pytools.link.protocol import MESSAGES, Msg, layout
 from pytools.paths import FIRMWARE
 
@@ -167,6 +167,14 @@ def test_an_old_board_is_told_apart_from_a_dead_one() -> None:
     head += bytes([fr._crc8(head)])
     old = fr.SYNC + head + b"\x01" + struct.pack("<I", zlib.crc32(head + b"\x01"))
     assert fr.Decoder().feed(old) == [fr.Damaged("old_protocol")]
+
+    class OldBoard(_FakeBoard):
+        def write(self, data: bytes) -> int:
+            self.rx += old  # v3 firmware: this header fails its CRC-8, so it NACKs BAD_HEADER
+            return len(data)
+
+    with pytest.raises(LinkError, match=r"older link protocol.*flash this project's firmware"):
+        Link(OldBoard()).hello()
 
 
 # --- the emulated board ----------------------------------------------------------------
