@@ -175,9 +175,11 @@ static bool window_holds_hello(const frame_decoder_t *d) {
     return crc32_update(0, &w[2], FRAME_HEADER_SIZE - 2) == get_u32le(&w[FRAME_HEADER_SIZE]);
 }
 
-static void window_push(frame_decoder_t *d, uint8_t byte) {
+static void window_push(frame_decoder_t *d, uint8_t byte, bool after_silence) {
     memmove(d->window, d->window + 1, FRAME_OVERHEAD - 1);
     d->window[FRAME_OVERHEAD - 1] = byte;
+    d->window_silent =
+        (uint16_t)((d->window_silent >> 1) | (after_silence ? 1u << (FRAME_OVERHEAD - 1) : 0u));
     if (d->window_fill < FRAME_OVERHEAD) d->window_fill++;
 }
 
@@ -206,12 +208,13 @@ frame_rx_t frame_decoder_poll(frame_decoder_t *d, uint32_t now_ms) {
 
 frame_rx_t frame_decoder_push(frame_decoder_t *d, uint8_t byte, uint32_t now_ms) {
     if (gap_expired(d, now_ms)) hunt(d); /* the caller did not poll: drop it silently */
+    bool after_silence = (uint32_t)(now_ms - d->last_ms) >= FRAME_RESYNC_SILENCE_MS;
     d->last_ms = now_ms;
     d->resynced = false;
     bool pending = d->hello_pending;
     uint8_t pending_seq = d->hello_seq;
     frame_rx_t r = step(d, byte);
-    window_push(d, byte);
+    window_push(d, byte, after_silence);
     if (r == FRAME_RX_OK) {
         d->since_ok = 0; /* a HELLO kept inside this frame was its data */
         return r;
@@ -222,14 +225,16 @@ frame_rx_t frame_decoder_push(frame_decoder_t *d, uint8_t byte, uint32_t now_ms)
     /* A whole HELLO that no good frame overlaps, and that the state machine did not take
      * (it was inside another frame when the HELLO began). */
     if (d->since_ok >= FRAME_OVERHEAD && window_holds_hello(d)) {
-        if (d->state >= ST_HEADER && d->taken > FRAME_OVERHEAD) {
-            /* Inside a frame that began before it: data, or a new host after a dead one.
-             * That frame's end (CRC) or silence (gap) will tell. */
+        bool new_host = d->window_silent & 1u; /* its first byte came after a pause */
+        if (d->state >= ST_HEADER && d->taken > FRAME_OVERHEAD && !new_host) {
+            /* Inside a frame that began before it: data, or a new host right behind a dead
+             * one. That frame's end (CRC) or silence (gap) will tell. */
             d->hello_pending = true;
             d->hello_seq = d->window[5];
             return r;
         }
-        /* The frame that held its start has ended bad, or began inside it: take it now. */
+        /* After a pause, or the frame that held its start has ended bad, or began inside
+         * it: a new host; take it now. */
         hunt(d);
         return deliver_hello(d, d->window[5]);
     }

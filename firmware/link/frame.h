@@ -12,10 +12,11 @@
  *  - after a bad header the hunt for the sync resumes inside the header bytes already taken;
  *  - a frame longer than the receiver's capacity is refused at its header and its bytes are
  *    hunted through, never skipped by a count the header gave;
- *  - a whole HELLO frame seen inside another frame is kept: when that frame turns out bad
- *    (CRC) or dead (gap), the HELLO is delivered; when it turns out good, the HELLO was
- *    its data and is forgotten. A new host is therefore answered at its first HELLO
- *    whatever state a dead sender left the decoder in. */
+ *  - a whole HELLO frame seen inside another frame is a new host's when it came after a
+ *    pause (FRAME_RESYNC_SILENCE_MS) and is answered at once; otherwise it is kept: when
+ *    that frame turns out bad (CRC) or dead (gap), the HELLO is delivered; when it turns
+ *    out good, the HELLO was its data and is forgotten. A new host is therefore answered
+ *    at its first HELLO whatever state a dead sender left the decoder in. */
 #ifndef LINK_FRAME_H
 #define LINK_FRAME_H
 
@@ -29,6 +30,12 @@
 #define FRAME_TRAILER_SIZE 4u
 #define FRAME_OVERHEAD (FRAME_HEADER_SIZE + FRAME_TRAILER_SIZE)
 #define FRAME_HELLO_TYPE 0x01u /* MSG_HELLO; link.c checks the two agree */
+/* A HELLO inside another frame whose first byte came after this much quiet (two ticks of a
+ * 1 ms clock: at least 1 ms) is a new host's, answered at once: a live sender does not
+ * pause mid-frame, and only a payload that carries a whole valid HELLO frame could be
+ * mistaken, and only after such a pause. Without the pause, the frame's end or the gap
+ * decides. */
+#define FRAME_RESYNC_SILENCE_MS 2u
 
 /* Byte sink the encoder writes to (a UART, a buffer in a test). */
 typedef void (*frame_write_fn)(void *ctx, const uint8_t *data, size_t len);
@@ -70,7 +77,8 @@ typedef struct {
     uint32_t last_ms;  /* time of the last byte */
     uint8_t window[FRAME_OVERHEAD]; /* the last bytes seen: a whole HELLO frame fits */
     uint8_t window_fill;
-    bool hello_pending; /* a HELLO was seen inside the frame in progress */
+    uint16_t window_silent; /* bit i: window[i] came after FRAME_RESYNC_SILENCE_MS of quiet */
+    bool hello_pending;     /* a HELLO was seen inside the frame in progress */
     uint8_t hello_seq;
 } frame_decoder_t;
 

@@ -98,11 +98,12 @@ static const uint8_t message_types[] = {
  * checks the document states it). */
 TEST(every_prefix_of_every_message_then_a_new_hello_is_answered_within_one_retry) {
     static const uint16_t lengths[] = {0, 1, 12, 80, 1024, RX_CAP};
-    static const uint32_t pauses_ms[] = {0, GAP_MS, 1000}; /* before the new host speaks */
+    /* Before the new host speaks: none, just past the resync silence, the gap, 1 s. */
+    static const uint32_t pauses_ms[] = {0, FRAME_RESYNC_SILENCE_MS + 1, GAP_MS, 1000};
     static uint8_t wire[RX_CAP + FRAME_OVERHEAD], payload[RX_CAP];
     static uint8_t rx_copy[RX_CAP];
     for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)(i * 7u + 1u);
-    long worst = 0;
+    long worst = 0, worst_after_pause = 0;
     unsigned cases = 0;
     for (size_t t = 0; t < sizeof message_types; t++) {
         for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
@@ -132,6 +133,7 @@ TEST(every_prefix_of_every_message_then_a_new_hello_is_answered_within_one_retry
                         return;
                     }
                     if (ms > worst) worst = ms;
+                    if (pauses_ms[p] && ms > worst_after_pause) worst_after_pause = ms;
                     cases++;
                 }
                 l = base;
@@ -141,9 +143,12 @@ TEST(every_prefix_of_every_message_then_a_new_hello_is_answered_within_one_retry
             }
         }
     }
-    printf("resync: %u cuts, worst HELLO answer %ld ms after its last byte (gap %u ms)\n", cases,
-           worst, (unsigned)GAP_MS);
+    printf(
+        "resync: %u cuts, worst HELLO answer %ld ms after its last byte (gap %u ms); "
+        "%ld ms after a pause\n",
+        cases, worst, (unsigned)GAP_MS, worst_after_pause);
     CHECK(worst <= (long)GAP_MS + 1);
+    CHECK(worst_after_pause <= 1); /* a new host after a pause is answered at once */
 }
 
 /* xorshift32: seeded, the same stream everywhere. */
@@ -319,4 +324,17 @@ TEST(frame_fuzz_never_wedges_the_link) {
     }
     long ms = hello_answer_ms(77);
     CHECK(ms >= 0 && ms <= (long)GAP_MS + 1);
+}
+
+TEST(a_hello_after_a_pause_inside_a_dead_frame_is_answered_at_once) {
+    setup();
+    static uint8_t payload[2000], wire[2100];
+    memset(payload, 0x33, sizeof payload);
+    size_t n = frame_encode(wire, sizeof wire, MSG_DIAG_SINK, 3, payload, sizeof payload);
+    send_bytes(wire, 200);                            /* the sender dies here */
+    now_us += (FRAME_RESYNC_SILENCE_MS + 1u) * 1000u; /* well inside the gap */
+    CHECK_EQ(hello_answer_ms(21), 0);
+    CHECK_EQ(l.stats.rx_resyncs, 1);
+    CHECK_EQ(l.stats.rx_timeouts, 0);
+    (void)n;
 }
