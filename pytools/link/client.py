@@ -63,13 +63,20 @@ class LinkStats:
 
 LogCallback = Callable[[fr.Frame, dict[str, Any]], None]
 
+# What the retry timer allows an emulated board's socket per byte. QEMU feeds its UART at
+# 9-19 kB/s on an idle machine but at 2-5 kB/s on one loaded by parallel builds; timed for
+# 115200 baud, a 4 KB request was retransmitted while the board was still receiving it, the
+# copies queued behind the next requests, and under load the queue grew until a request
+# went unanswered 21 times (seen on main's firmware too: 30 4 KB requests, 81 retransmits).
+EMULATOR_BYTES_PER_SECOND = 2_000.0
+
 
 @dataclass
 class Link:
     port: Port
     timeout: float = 0.5  # seconds to wait for a reply before retransmitting (plus transfer time)
     retries: int = 20
-    bytes_per_second: float = 11_520.0  # 115200 baud 8N1; QEMU's socket runs at ~13-19 kB/s
+    bytes_per_second: float = 11_520.0  # 115200 baud 8N1; see EMULATOR_BYTES_PER_SECOND
     on_log: LogCallback | None = None
     on_frame: Callable[[str, fr.Frame | fr.Damaged], None] | None = None  # every frame, for monitors
     stats: LinkStats = field(default_factory=LinkStats)
@@ -86,7 +93,8 @@ class Link:
     def open(cls, url: str, baudrate: int = 115_200, **kw: Any) -> Link:
         """Opens any pyserial URL (/dev/ttyACM0, COM3, socket://127.0.0.1:PORT) and says HELLO."""
         port = open_port(url, baudrate)
-        link = cls(port, bytes_per_second=baudrate / 10, **kw)
+        bps = EMULATOR_BYTES_PER_SECOND if url.startswith("socket://") else baudrate / 10
+        link = cls(port, bytes_per_second=bps, **kw)
         try:
             link.hello()
         except BaseException:
