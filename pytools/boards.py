@@ -38,6 +38,7 @@ class Board:
     counter_source: str
     baud: int
     max_payload: int
+    rx_gap_ms: int  # inter-byte timeout of the board's link, in its bsp_uptime_ms() units
     qemu: dict[str, Any] = field(default_factory=dict)
     pio: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -92,6 +93,7 @@ def load_board(name: str | None) -> Board:
             counter_source=d["counter"]["source"],
             baud=int(d["serial"]["baud"]),
             max_payload=int(d["link"]["max_payload"]),
+            rx_gap_ms=int(d["link"]["rx_gap_ms"]),
             qemu=d.get("qemu", {}),
             pio=d.get("pio", {}),
             raw=d,

@@ -60,7 +60,8 @@ def board_summary(board: Board, hello: dict[str, Any], info: dict[str, Any]) -> 
         f"timing     {board.timing_note}",
         f"link       max payload {hello['max_payload']:,} bytes; rx {info['rx_frames']:,} frames "
         f"({info['rx_bad_header']} bad header, {info['rx_bad_crc']} bad CRC, "
-        f"{info['rx_duplicates']} retransmitted), tx {info['tx_frames']:,}",
+        f"{info['rx_duplicates']} retransmitted, {info['rx_timeouts']} timed out, "
+        f"{info['rx_resyncs']} HELLO resyncs), tx {info['tx_frames']:,}",
     ]
     return "\n".join(lines)
 

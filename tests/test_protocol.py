@@ -55,7 +55,7 @@ def test_c_crc32_is_zlib_crc32(clib: ctypes.CDLL) -> None:
 def test_python_decoder_reads_c_frames_and_flags_damage(clib: ctypes.CDLL) -> None:
     good = c_encode(clib, 0x83, 7, b"abcdef")
     bad = bytearray(good)
-    bad[9] ^= 0x10  # a payload byte
+    bad[fr.HEADER_SIZE + 2] ^= 0x10  # a payload byte
     items = fr.Decoder().feed(b"\x00\xa5noise" + good + bytes(bad) + good)
     frames = [i for i in items if isinstance(i, fr.Frame)]
     damaged = [i for i in items if isinstance(i, fr.Damaged)]

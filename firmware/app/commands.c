@@ -52,6 +52,7 @@ static void on_hello(link_reply_t *reply, const link_t *link) {
     r.protocol_version = LINK_PROTOCOL_VERSION;
     r.max_payload = link->dec.capacity;
     r.max_reply = link->reply_capacity;
+    r.rx_gap_ms = (uint8_t)(link->dec.gap_ms > 255u ? 255u : link->dec.gap_ms);
     r.counter_unit = bsp_counter_unit();
     r.flash_origin = bsp_flash_origin();
     r.flash_size = bsp_flash_size();
@@ -90,6 +91,8 @@ static void on_info(link_reply_t *reply, const link_t *link) {
     r.rx_too_long = link->stats.rx_too_long;
     r.rx_duplicates = link->stats.rx_duplicates;
     r.tx_frames = link->stats.tx_frames;
+    r.rx_timeouts = link->stats.rx_timeouts;
+    r.rx_resyncs = link->stats.rx_resyncs;
     reply_struct(reply, MSG_INFO_RSP, &r, sizeof r);
 }
 

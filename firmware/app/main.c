@@ -39,8 +39,9 @@ int main(void) {
     for (;;) {
         int c = bsp_uart_getc();
         if (c >= 0) {
-            link_rx_byte(&link, (uint8_t)c);
+            link_rx_byte(&link, (uint8_t)c, bsp_uptime_ms());
         } else {
+            link_poll(&link, bsp_uptime_ms()); /* drops a frame whose sender went silent */
             bsp_idle();
         }
     }

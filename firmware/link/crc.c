@@ -1,15 +1,5 @@
 #include "crc.h"
 
-uint8_t crc8_update(uint8_t crc, const uint8_t *data, size_t len) {
-    for (size_t i = 0; i < len; i++) {
-        crc ^= data[i];
-        for (int b = 0; b < 8; b++) {
-            crc = (uint8_t)((crc & 0x80u) ? ((unsigned)crc << 1) ^ 0x07u : ((unsigned)crc << 1));
-        }
-    }
-    return crc;
-}
-
 /* A 16-entry nibble table: 64 bytes of flash instead of 1 KB, fast enough for a UART. */
 static const uint32_t crc32_nibble[16] = {
     0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,

@@ -1,12 +1,10 @@
-/* CRC-8 (poly 0x07, init 0) for frame headers and CRC-32 (IEEE 802.3, as zlib.crc32)
- * for whole frames. Streaming: pass the previous value back in to continue. */
+/* CRC-32 (IEEE 802.3, as zlib.crc32) for frame headers and whole frames.
+ * Streaming: pass the previous value back in to continue. */
 #ifndef LINK_CRC_H
 #define LINK_CRC_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-uint8_t crc8_update(uint8_t crc, const uint8_t *data, size_t len);
 
 /* crc32_update(0, ...) starts a new CRC; the result is the finished CRC-32 of everything
  * passed so far, so crc32_update(crc32_update(0, a), b) == crc32(a || b). */

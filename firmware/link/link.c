@@ -4,11 +4,13 @@
 
 #include "protocol.h"
 
+_Static_assert(MSG_HELLO == FRAME_HELLO_TYPE, "frame.h must know HELLO's code to resynchronise");
+
 void link_init(link_t *l, uint8_t *rx_buf, uint16_t rx_capacity, uint8_t *reply_buf,
                uint16_t reply_capacity, frame_write_fn write, void *write_ctx,
                link_handler_fn handler, void *handler_ctx) {
     memset(l, 0, sizeof *l);
-    frame_decoder_init(&l->dec, rx_buf, rx_capacity);
+    frame_decoder_init(&l->dec, rx_buf, rx_capacity, LINK_RX_GAP_MS);
     l->reply_buf = reply_buf;
     l->reply_capacity = reply_capacity;
     l->write = write;
@@ -46,11 +48,12 @@ static void handle_request(link_t *l) {
     send(l, reply.type, d->seq, l->reply_buf, reply.len);
 }
 
-void link_rx_byte(link_t *l, uint8_t byte) {
-    switch (frame_decoder_push(&l->dec, byte)) {
+static void on_rx(link_t *l, frame_rx_t r) {
+    switch (r) {
         case FRAME_RX_PENDING: break;
         case FRAME_RX_OK:
             l->stats.rx_frames++;
+            if (l->dec.resynced) l->stats.rx_resyncs++;
             handle_request(l);
             break;
         case FRAME_RX_BAD_HEADER:
@@ -65,7 +68,20 @@ void link_rx_byte(link_t *l, uint8_t byte) {
             l->stats.rx_too_long++;
             send_nack(l, l->dec.seq, ERR_TOO_LONG);
             break;
+        case FRAME_RX_TIMEOUT:
+            /* No NACK: the sender is gone, or it retransmits on its own timer. */
+            l->stats.rx_timeouts++;
+            break;
     }
+}
+
+void link_poll(link_t *l, uint32_t now_ms) {
+    on_rx(l, frame_decoder_poll(&l->dec, now_ms));
+}
+
+void link_rx_byte(link_t *l, uint8_t byte, uint32_t now_ms) {
+    link_poll(l, now_ms);
+    on_rx(l, frame_decoder_push(&l->dec, byte, now_ms));
 }
 
 void link_send_unsolicited(link_t *l, uint8_t type, const uint8_t *payload, uint16_t len) {

@@ -42,17 +42,17 @@ static void send_frame(uint8_t type, uint8_t seq, const char *text, int flip_bit
     size_t n =
         frame_encode(wire, sizeof wire, type, seq, (const uint8_t *)text, (uint16_t)strlen(text));
     if (flip_bit >= 0) wire[flip_bit / 8] ^= (uint8_t)(1u << (flip_bit % 8));
-    for (size_t i = 0; i < n; i++) link_rx_byte(&l, wire[i]);
+    for (size_t i = 0; i < n; i++) link_rx_byte(&l, wire[i], 0);
 }
 
 /* Decodes the frames the link sent. */
 static int sent_frames(uint8_t types[8], uint8_t seqs[8]) {
     static uint8_t buf[512];
     frame_decoder_t d;
-    frame_decoder_init(&d, buf, sizeof buf);
+    frame_decoder_init(&d, buf, sizeof buf, 0);
     int n = 0;
     for (size_t i = 0; i < out_len; i++) {
-        if (frame_decoder_push(&d, out[i]) == FRAME_RX_OK && n < 8) {
+        if (frame_decoder_push(&d, out[i], 0) == FRAME_RX_OK && n < 8) {
             types[n] = d.type;
             seqs[n] = d.seq;
             n++;
@@ -101,7 +101,7 @@ TEST(hello_resets_duplicate_detection) {
 
 TEST(a_damaged_payload_is_nacked_with_its_sequence) {
     setup();
-    send_frame(0x02, 9, "payload", 8 * 9); /* a payload bit */
+    send_frame(0x02, 9, "payload", 8 * (FRAME_HEADER_SIZE + 2)); /* a payload bit */
     uint8_t t[8], s[8];
     CHECK_EQ(sent_frames(t, s), 1);
     CHECK_EQ(t[0], MSG_NACK);
@@ -132,9 +132,9 @@ TEST(an_error_reply_carries_code_request_and_text) {
     send_frame(0x55, 3, "", -1);
     static uint8_t buf[512];
     frame_decoder_t d;
-    frame_decoder_init(&d, buf, sizeof buf);
+    frame_decoder_init(&d, buf, sizeof buf, 0);
     frame_rx_t r = FRAME_RX_PENDING;
-    for (size_t i = 0; i < out_len; i++) r = frame_decoder_push(&d, out[i]);
+    for (size_t i = 0; i < out_len; i++) r = frame_decoder_push(&d, out[i], 0);
     CHECK_EQ(r, FRAME_RX_OK);
     CHECK_EQ(d.type, MSG_ERROR);
     CHECK_EQ(buf[0], ERR_UNKNOWN_TYPE);

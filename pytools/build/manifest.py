@@ -159,6 +159,7 @@ def board_defines(board: Board) -> dict[str, str]:
         "BOARD_CLOCK_HZ": f"{board.clock_hz}u",
         "BOARD_BAUD": f"{board.baud}u",
         "LINK_MAX_PAYLOAD": f"{board.max_payload}u",
+        "LINK_RX_GAP_MS": f"{board.rx_gap_ms}u",
         "BOARD_HSE_HZ": f"{int(board.raw.get('hse_hz', 0))}u",
         "BOARD_HSE_BYPASS": "1" if board.raw.get("hse_bypass") else "0",
         f"BOARD_BSP_{board.bsp.upper()}": "1",

@@ -63,13 +63,20 @@ class LinkStats:
 
 LogCallback = Callable[[fr.Frame, dict[str, Any]], None]
 
+# What the retry timer allows an emulated board's socket per byte. QEMU feeds its UART at
+# 9-19 kB/s on an idle machine but at 2-5 kB/s on one loaded by parallel builds; timed for
+# 115200 baud, a 4 KB request was retransmitted while the board was still receiving it, the
+# copies queued behind the next requests, and under load the queue grew until a request
+# went unanswered 21 times (seen on main's firmware too: 30 4 KB requests, 81 retransmits).
+EMULATOR_BYTES_PER_SECOND = 2_000.0
+
 
 @dataclass
 class Link:
     port: Port
     timeout: float = 0.5  # seconds to wait for a reply before retransmitting (plus transfer time)
     retries: int = 20
-    bytes_per_second: float = 11_520.0  # 115200 baud 8N1; QEMU's socket runs at ~13-19 kB/s
+    bytes_per_second: float = 11_520.0  # 115200 baud 8N1; see EMULATOR_BYTES_PER_SECOND
     on_log: LogCallback | None = None
     on_frame: Callable[[str, fr.Frame | fr.Damaged], None] | None = None  # every frame, for monitors
     stats: LinkStats = field(default_factory=LinkStats)
@@ -86,7 +93,8 @@ class Link:
     def open(cls, url: str, baudrate: int = 115_200, **kw: Any) -> Link:
         """Opens any pyserial URL (/dev/ttyACM0, COM3, socket://127.0.0.1:PORT) and says HELLO."""
         port = open_port(url, baudrate)
-        link = cls(port, bytes_per_second=baudrate / 10, **kw)
+        bps = EMULATOR_BYTES_PER_SECOND if url.startswith("socket://") else baudrate / 10
+        link = cls(port, bytes_per_second=bps, **kw)
         try:
             link.hello()
         except BaseException:
@@ -152,25 +160,40 @@ class Link:
             raise Disconnected(f"lost the serial port: {e}") from e
         return data
 
+    def _receive(self) -> list[fr.Frame | fr.Damaged]:
+        """Frames (and damage reports) from whatever arrived; a quiet line may time one out."""
+        data = self._read_some()
+        return self._dec.feed(data) if data else self._dec.idle()
+
     def _await(self, seq: int, wait: float) -> fr.Frame | None:
-        """The reply to seq, or None when it is time to retransmit."""
+        """The reply to seq, or None when it is time to retransmit.
+
+        A damage report or NACK means "ask again now", but only once what arrived with it
+        is read: the reply may be right behind it.
+        """
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            for item in self._dec.feed(self._read_some()):
+            again = False
+            for item in self._receive():
                 if self.on_frame:
                     self.on_frame("rx", item)
                 if isinstance(item, fr.Damaged):
                     self.stats.damaged_rx += 1
+                    if item.reason == "old_protocol":
+                        raise LinkError(
+                            f"the board speaks an older link protocol (frames of v3 or before), these "
+                            f"tools v{protocol_version()}: flash this project's firmware (invoke flash)"
+                        )
                     if item.reason == "header" or item.seq == seq:
-                        return None  # our reply may be the damaged one: ask again now
+                        again = True  # our reply may be the damaged one
                     continue
                 if item.seq == 0 and item.type == Msg.NACK:
                     # The board got a frame whose header was damaged, so it cannot say whose: it
                     # can only be ours (one request is outstanding). Ask again now, not after the
                     # time-out; if it was not ours, the board answers the repeat from its cache.
                     self.stats.nacks += 1
-                    return None
-                if item.seq == 0:
+                    again = True
+                elif item.seq == 0:
                     self._unsolicited(item)
                 elif item.seq != seq:
                     self.stats.stale_rx += 1  # a late copy of an earlier reply
@@ -179,9 +202,11 @@ class Link:
                     reason = layout("NACK").unpack(item.payload)["reason"]
                     if reason == Err.TOO_LONG:
                         raise LinkError("the board cannot take a frame this long (NACK TOO_LONG)")
-                    return None
+                    again = True
                 else:
                     return item
+            if again:
+                return None
         self.stats.timeouts += 1
         return None
 
@@ -204,7 +229,7 @@ class Link:
         """Reads for a while without a request (logs, faults)."""
         deadline = time.monotonic() + duration
         while time.monotonic() < deadline:
-            for item in self._dec.feed(self._read_some()):
+            for item in self._receive():
                 if self.on_frame:
                     self.on_frame("rx", item)
                 if isinstance(item, fr.Frame) and item.seq == 0:
@@ -214,12 +239,17 @@ class Link:
 
     def hello(self) -> dict[str, Any]:
         r = self.request(Msg.HELLO)
-        self.board = layout("HELLO_RSP").unpack(r.payload)
-        if self.board["protocol_version"] != protocol_version():
+        # The version first, from the payload's first two bytes: another version's HELLO_RSP
+        # may have another layout.
+        version = int.from_bytes(r.payload[:2], "little")
+        if r.type != Msg.HELLO_RSP or version != protocol_version():
             raise LinkError(
-                f"board speaks protocol v{self.board['protocol_version']}, "
+                f"board speaks protocol v{version}, "
                 f"these tools v{protocol_version()}: flash this project's firmware (invoke flash)"
             )
+        self.board = layout("HELLO_RSP").unpack(r.payload)
+        # Replies are bounded by what the board announced, not by the 65,535 a length can say.
+        self._dec.max_payload = self.board["max_reply"]
         return self.board
 
     def ping(self, data: bytes = b"") -> float:
