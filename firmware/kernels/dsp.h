@@ -73,6 +73,8 @@ void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void mul_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void mul_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
                                                   void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,

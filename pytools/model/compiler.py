@@ -15,7 +15,7 @@ import numpy as np
 
 from pytools.boards import Board
 from pytools.model.ir import Graph, ModelError, Tensor
-from pytools.model.kernels import KernelCall, op_defs, scratch_size
+from pytools.model.kernels import KernelCall, op_code, scratch_size
 from pytools.model.lowering import lower
 from pytools.model.plan import (
     ALIGN,
@@ -62,7 +62,6 @@ def _quant_of(t: Tensor) -> tuple[float, int]:
 
 
 def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> Compiled:
-    ops = op_defs()
     calls = [lower(graph, op) for op in graph.ops]
     n = len(graph.ops)
 
@@ -149,7 +148,7 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
             scratch_sizes.append(need)
         plan_ops.append(
             PlanOp(
-                code=ops[op.kind].code,
+                code=op_code(op.kind, call.kernel),
                 operands=operand_ids,
                 params=call.packed_params(),
                 scratch=scratch,

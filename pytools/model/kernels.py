@@ -33,6 +33,19 @@ def op_defs() -> dict[str, OpDef]:
     return {m[2]: OpDef(int(m[1]), m[2], m[3]) for m in re.finditer(r"OP\((\d+),\s*(\w+),\s*(\w+)\)", text)}
 
 
+def op_code(kind: str, kernel: str) -> int:
+    """The plan op code of an operator of `kind` lowered to `kernel`: its own ops.def line
+    when that names the kernel, else the one line that does (QUANTIZE with an int8 input is
+    lowered to requantize_s8, the line QUANTIZE_S8)."""
+    ops = op_defs()
+    if kind in ops and ops[kind].kernel == kernel:
+        return ops[kind].code
+    codes = [d.code for d in ops.values() if d.kernel == kernel]
+    if len(codes) != 1:
+        raise KeyError(f"{kind} lowered to {kernel}: ops.def has {len(codes)} lines with that kernel, not 1")
+    return codes[0]
+
+
 @cache
 def params_layout(kernel: str) -> Layout:
     path = KERNELS_DIR / f"{kernel}.def"
