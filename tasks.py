@@ -462,6 +462,12 @@ def ops_table(c: Context) -> None:
     print(f"wrote {write()}")
 
 
+def _table_reason(e: Exception) -> str:
+    """An error in one table cell: its first line and the lines naming operators."""
+    lines = str(e).splitlines() or [type(e).__name__]
+    return " ".join([lines[0], *(x.strip() + ";" for x in lines[1:] if x.startswith("  "))]).replace("|", "/")
+
+
 @task(help={"models": "comma-separated .tflite files (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:
@@ -479,10 +485,18 @@ def compare_tflm(c: Context, models: str = "") -> None:
         raise ToolError("no models given and none in ../shared/models")
     print("| model | our arena | TFLM activations | TFLM total arena | ours / TFLM total |")
     print("|---|---|---|---|---|")
-    for p in paths:
-        data = p.read_bytes()
-        ours = compile_graph(import_tflite(data, p.stem), load_board("mps2_an500"), p.stem).arena
-        t = tflm_arena_bytes(data)
+    for p in paths:  # each model on its own row: one that cannot be read or run says why
+        try:
+            data = p.read_bytes()
+            ours = compile_graph(import_tflite(data, p.stem), load_board("mps2_an500"), p.stem).arena
+        except (OSError, ToolError) as e:
+            print(f"| {p.stem} | refused: {_table_reason(e)} | | | |")
+            continue
+        try:
+            t = tflm_arena_bytes(data)
+        except ToolError as e:
+            print(f"| {p.stem} | {ours:,} B | TFLM: {_table_reason(e)} | | |")
+            continue
         print(
             f"| {p.stem} | {ours:,} B | {t['activations']:,} B | {t['total']:,} B | {ours / t['total']:.0%} |"
         )
