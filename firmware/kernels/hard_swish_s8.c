@@ -2,6 +2,8 @@
  * See hard_swish_s8.h. */
 #include "hard_swish_s8.h"
 
+#include "dsp.h"
+
 /* gemmlowp's SaturatingRoundingDoublingHighMul on int16: round(a * b / 2^15). */
 static inline int16_t srdhm16(int16_t a, int16_t b) {
     if (a == b && a == INT16_MIN) return INT16_MAX;
@@ -30,7 +32,16 @@ static inline int16_t sat_left_shift16(int16_t value, int amount) {
     return (int16_t)(r > INT16_MAX ? INT16_MAX : (r < INT16_MIN ? INT16_MIN : r));
 }
 
+/* The build chooses: the table-driven kernel (hard_swish_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
+ * else this reference. */
 void hard_swish_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        hard_swish_s8_dsp_run(params, operands, scratch);
+    else
+        hard_swish_s8_ref_run(params, operands, scratch);
+}
+
+void hard_swish_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loop on plain locals. */
     const struct hard_swish_s8_params p = *(const struct hard_swish_s8_params *)params;

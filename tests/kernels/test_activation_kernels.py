@@ -225,3 +225,55 @@ def test_quantize_int8_to_int8(seed: int) -> None:
     call = lower(graph, graph.ops[0])
     assert call.kernel == "requantize_s8"
     assert op_code("QUANTIZE", call.kernel) != op_code("QUANTIZE", "quantize_f32_s8")
+
+
+# ---- the table-driven DSP variants (dsp.h, dsp_unary_by_table) ---------------------------
+
+TABLE_MIN = 1024  # dsp.h DSP_TABLE_MIN
+TABLE_KERNELS = {
+    "HARD_SWISH": "hard_swish_s8",
+    "RELU": "relu_s8",
+    "RELU6": "relu_s8",
+    "RELU_N1_TO_1": "relu_s8",
+    "LEAKY_RELU": "leaky_relu_s8",
+    "QUANTIZE": "requantize_s8",
+}
+
+
+def _run_variant(call, arrays: list[np.ndarray], variant: str) -> np.ndarray:
+    """X_ref_run or X_dsp_run of the host library, called directly."""
+    import ctypes
+
+    from pytools.model.kernels import _lib
+
+    arrays = [a.copy() for a in arrays]
+    ptrs = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, None)
+    return arrays[-1]
+
+
+@pytest.mark.parametrize("kind", TABLE_KERNELS)
+@pytest.mark.parametrize("seed", range(4))
+def test_table_kernels_on_large_maps(kind: str, seed: int) -> None:
+    """From DSP_TABLE_MIN elements the DSP build looks each output up in a table the reference
+    fills once: the DSP and reference variants agree (counts not a multiple of 4 included),
+    and both builds' dispatch agrees with TFLite."""
+    rng = np.random.default_rng(8000 + seed)
+    h, w, c = (2 * int(rng.integers(lo, hi)) + 1 for lo, hi in ((6, 15), (6, 15), (4, 9)))  # odd: a tail
+    x = t8((1, h, w, c), quant(rand_scale(rng, 0.005, 0.3), rand_zp(rng)), "x")
+    out_q = quant(float(x.quant.scale[0]) * float(rng.uniform(0.3, 1.5)), rand_zp(rng))
+    graph = one_op(kind, [x], t8((1, h, w, c), out_q, "y"), {"alpha": 0.1} if kind == "LEAKY_RELU" else {})
+    call = lower(graph, graph.ops[0])
+    assert (
+        call.kernel == TABLE_KERNELS[kind] and call.params["count"] >= TABLE_MIN and call.params["count"] % 4
+    )
+    arrays = [rng.integers(-128, 128, x.shape, dtype=np.int8), np.zeros(x.shape, dtype=np.int8)]
+    ref, dsp = _run_variant(call, arrays, "ref"), _run_variant(call, arrays, "dsp")
+    np.testing.assert_array_equal(dsp, ref)
+    assert np.unique(ref).size > 2
+    _check(graph, rng)
+    with dsp_on_host():
+        _check(graph, np.random.default_rng(seed))
