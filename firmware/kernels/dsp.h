@@ -75,6 +75,8 @@ void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scra
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void mul_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void mul_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void sub_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 /* The elementwise int8 -> int8 kernels that run by table (dsp_unary_by_table below). */
 void hard_swish_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void hard_swish_s8_dsp_run(const void *params, void *const *operands, void *scratch);

@@ -124,7 +124,26 @@ def test_sub(seed: int) -> None:
     def so(s1: float, s2: float) -> float:
         return (s1 + s2) * float(rng.uniform(0.4, 2.0))
 
-    _check(_binary(rng, "SUB", so, {"activation": str(rng.choice(ACTS))}), rng)
+    graph = _binary(rng, "SUB", so, {"activation": str(rng.choice(ACTS))})
+    _check(graph, rng)
+    with dsp_on_host():  # tables from 512 output elements, else the reference
+        _check(graph, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sub_large_maps(seed: int) -> None:
+    """[1, H, W, C] - [1, H, W, C] or - [1, 1, 1, C], beyond the DSP kernel's table threshold."""
+    rng = np.random.default_rng(1500 + seed)
+    h, c = int(rng.integers(8, 20)), int(rng.integers(8, 40))
+    s1, s2 = rand_scale(rng, 0.005, 0.2), rand_scale(rng, 0.005, 0.2)
+    a = t8((1, h, h, c), quant(s1, rand_zp(rng)), "a")
+    b = t8((1, 1, 1, c) if seed % 2 else (1, h, h, c), quant(s2, rand_zp(rng)), "b")
+    out = t8((1, h, h, c), quant((s1 + s2) * float(rng.uniform(0.4, 2.0)), rand_zp(rng)), "out")
+    graph = one_op("SUB", [a, b], out, {"activation": "NONE"})
+    assert h * h * c >= 512
+    _check(graph, rng)
+    with dsp_on_host():
+        _check(graph, np.random.default_rng(1500 + seed))
 
 
 # ---- MAXIMUM / MINIMUM -------------------------------------------------------------------
