@@ -61,8 +61,24 @@ def _quant_of(t: Tensor) -> tuple[float, int]:
     return float(t.quant.scale[0]), int(t.quant.zero_point[0])
 
 
+def lower_all(graph: Graph) -> list[KernelCall]:
+    """Every operator's KernelCall; operators the kernels cannot run (a quantization, shape or
+    option outside what they do) are all named in one ModelError, not only the first."""
+    calls, errors = [], []
+    for op in graph.ops:
+        try:
+            calls.append(lower(graph, op))
+        except ModelError as e:
+            errors.append(str(e))
+    if len(errors) == 1:
+        raise ModelError(errors[0])
+    if errors:
+        raise ModelError(f"{len(errors)} operators cannot run here:\n" + "\n".join(f"  {e}" for e in errors))
+    return calls
+
+
 def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> Compiled:
-    calls = [lower(graph, op) for op in graph.ops]
+    calls = lower_all(graph)
     n = len(graph.ops)
 
     # RESHAPE of an activation: the output is the input's bytes under another shape.

@@ -37,8 +37,10 @@ What the IR gets
   padding/stride_h/stride_w/filter_h/filter_w/activation; MEAN keep_dims and axes (a list,
   negative axes made positive); PAD paddings ([[before, after], ...]); RESHAPE new_shape
   (always the output tensor's concrete shape, after checking it against the ReshapeOptions or
-  the constant shape tensor, either of which may hold one -1); SOFTMAX beta. The constant
-  axes / paddings / shape tensors stay as inputs too.
+  the constant shape tensor, either of which may hold one -1); SOFTMAX beta; MUL and SUB
+  activation; LEAKY_RELU alpha. The constant axes / paddings / shape tensors stay as inputs
+  too. A model with operators outside SUPPORTED_OPS is refused with one error naming all
+  of them.
 - Tensors: shape, dtype (int8, uint8, int16, int32, int64, float32), Quant (None when the
   file has no scales; axis = quantized_dimension) and, for tensors with a non-empty buffer,
   `data` as a numpy array of the tensor's dtype and shape (a writable copy, not a view of

@@ -296,3 +296,23 @@ def test_table_kernels_on_large_maps(kind: str, seed: int) -> None:
     _check(graph, rng)
     with dsp_on_host():
         _check(graph, np.random.default_rng(seed))
+
+
+def test_compiling_names_every_operator_the_kernels_cannot_run() -> None:
+    """Two operators with quantizations no kernel takes: one error at compile time names both."""
+    from pytools.boards import load_board
+    from pytools.model.compiler import compile_graph
+    from tests.import_support import GraphMaker
+
+    g = GraphMaker(0)
+    x = g.t("x", (1, 8), "int8", quant(0.1, 0))
+    s = g.t("sig", (1, 8), "int8", quant(0.01, 3))  # LOGISTIC's output must be (1/256, -128)
+    g.op("LOGISTIC", [x], [s])
+    m = g.t("max", (1, 8), "int8", quant(0.1, 0))
+    g.op("MAXIMUM", [s, x], [m])  # inputs of different quantization
+    with pytest.raises(ModelError) as e:
+        compile_graph(g.graph([x], [m], "two_bad"), load_board("mps2_an500"), "two_bad")
+    msg = str(e.value)
+    assert msg.startswith("2 operators cannot run here:\n")
+    assert "operator #0 (LOGISTIC): output 'sig' has scale" in msg
+    assert "operator #1 (MAXIMUM): input 'sig'" in msg and "must share quantization" in msg
