@@ -528,6 +528,15 @@ def results(c: Context, tasks: str = "", board: str | None = None) -> None:
     print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")
 
 
+@task
+@friendly
+def ops_table(c: Context) -> None:
+    """Regenerate docs/operators.md (operators, forward/backward kernels, DSP) from ops.def."""
+    from pytools.model.ops_table import write
+
+    print(f"wrote {write()}")
+
+
 @task(help={"models": "comma-separated .tflite files or glob patterns (default: ../shared/models/*.tflite)"})
 @friendly
 def compare_tflm(c: Context, models: str = "") -> None:

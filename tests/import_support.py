@@ -97,6 +97,7 @@ def graph_all_ops(weight_lim: int = 127) -> Graph:
     )  # fmt: skip
     x7 = g.t("add", (1, 3, 2, 8), "int8", quant(0.12, -100))
     g.op("ADD", [x5, x6], [x7], activation="NONE")
+    x7 = _elementwise_chain(g, x7, x6, x5)
     axes = g.t("axes", (2,), "int32", None, [1, -2])
     x8 = g.t("mean", (1, 1, 1, 8), "int8", quant(0.12, -100))
     g.op("MEAN", [x7, axes], [x8], keep_dims=True, axes=[1, 2])
@@ -155,6 +156,39 @@ def graph_movement_ops() -> Graph:
     y = g.t("output", (3, 7, 8, 1), "int8", q)
     g.op("EXPAND_DIMS", [x8, axis], [y])
     return g.graph([x], [y], "movement_ops")
+
+
+def _elementwise_chain(g: GraphMaker, x: int, y: int, z: int) -> int:
+    """The elementwise and activation operators (issue 12) in a chain on [1, 3, 2, 8] tensors,
+    ending in the quantization of x (0.12, -100)."""
+    shape = (1, 3, 2, 8)
+    se = g.t("se/scale", (1, 1, 1, 8), "int8", quant(1 / 256, -128))
+    logits = g.t("se/logits", (1, 1, 1, 8), "int8", quant(0.1, 3), [-40, -5, 0, 3, 9, 30, 60, 127])
+    g.op("LOGISTIC", [logits], [se])
+    t = g.t("mul", shape, "int8", quant(0.05, -128))
+    g.op("MUL", [x, y], [t], activation="RELU")
+    t2 = g.t("mul_se", shape, "int8", quant(0.05, -128))
+    g.op("MUL", [t, se], [t2], activation="NONE")
+    t3 = g.t("sub", shape, "int8", quant(0.1, 0))
+    g.op("SUB", [t2, z], [t3], activation="RELU6")
+    t4 = g.t("tanh", shape, "int8", quant(1 / 128, 0))
+    g.op("TANH", [t3], [t4])
+    t5 = g.t("hard_swish", shape, "int8", quant(0.01, -20))
+    g.op("HARD_SWISH", [t4], [t5])
+    prev = t5
+    for kind in ("RELU", "RELU6", "RELU_N1_TO_1"):
+        nxt = g.t(kind.lower(), shape, "int8", quant(0.02, -128))
+        g.op(kind, [prev], [nxt])
+        prev = nxt
+    t6 = g.t("leaky_relu", shape, "int8", quant(0.02, -1))
+    g.op("LEAKY_RELU", [prev], [t6], alpha=0.125)
+    t7 = g.t("maximum", shape, "int8", quant(0.02, -1))
+    g.op("MAXIMUM", [t6, t6], [t7])
+    t8 = g.t("minimum", shape, "int8", quant(0.02, -1))
+    g.op("MINIMUM", [t7, t6], [t8])
+    out = g.t("requantized", shape, "int8", quant(0.12, -100))
+    g.op("QUANTIZE", [t8], [out])
+    return out
 
 
 def graph_optional_inputs() -> Graph:

@@ -290,7 +290,7 @@ def test_operator_code_fields(code: RawCode, kind: str) -> None:
     if kind == "SOFTMAX":
         assert import_tflite(data).ops[0].kind == "SOFTMAX"
     else:
-        assert f"operator #0 ({kind}) is not supported" in import_error(data)
+        assert f"operator #0 ({kind}): inputs" in import_error(data)
 
 
 def test_unsupported_op_is_named_with_index_and_output() -> None:
@@ -302,8 +302,45 @@ def test_unsupported_op_is_named_with_index_and_output() -> None:
     codes = [RawCode(BO.SOFTMAX, BO.SOFTMAX), RawCode(BO.SQUARED_DIFFERENCE, BO.SQUARED_DIFFERENCE)]
     ops = [RawOp(0, [0], [1]), RawOp(1, [1, 1], [2])]
     msg = import_error(write_raw(tiny(codes, ops, tensors)))
-    assert "operator #1 (SQUARED_DIFFERENCE) is not supported; supported: CONV_2D, DEPTHWISE_CONV_2D" in msg
-    assert "tensor #2 'sqdiff_out'" in msg and "malformed" not in msg
+    assert msg.startswith("m.tflite: 1 operator of the model has no forward kernel here")
+    assert (
+        "operator #1 (SQUARED_DIFFERENCE): inputs tensor #1 'mid', tensor #1 'mid'; outputs tensor #2" in msg
+    )
+    assert "Supported operators: CONV_2D, DEPTHWISE_CONV_2D" in msg and "malformed" not in msg
+    assert "operators before #1 are all supported: the model cut there (output tensor #1 'mid')" in msg
+
+
+def test_every_unsupported_op_is_named_in_one_message() -> None:
+    """Three unsupported operators (one custom) among supported ones: one error names each
+    with its index, inputs and outputs, says the forward kernel is missing, and what works."""
+    tensors = [RawTensor(name, [1, 4], scale=[0.1]) for name in ("in", "a", "b", "c", "d", "e")]
+    codes = [
+        RawCode(BO.SOFTMAX, BO.SOFTMAX),
+        RawCode(BO.SQUARED_DIFFERENCE, BO.SQUARED_DIFFERENCE),
+        RawCode(BO.GELU, 127),
+        RawCode(BO.CUSTOM, BO.CUSTOM, custom="MyPostProcess"),
+    ]
+    ops = [
+        RawOp(0, [0], [1]),
+        RawOp(1, [1, 0], [2]),
+        RawOp(0, [2], [3]),
+        RawOp(2, [3], [4]),
+        RawOp(3, [4], [5]),
+    ]
+    msg = import_error(write_raw(tiny(codes, ops, tensors, outputs=[5])))
+    assert msg.count("\n") >= 4, msg
+    assert "3 operators of the model have no forward kernel here (the forward kernel is missing" in msg
+    assert (
+        "operator #1 (SQUARED_DIFFERENCE): inputs tensor #1 'a', tensor #0 'in'; outputs tensor #2 'b'" in msg
+    )
+    assert "operator #3 (GELU): inputs tensor #3 'c'; outputs tensor #4 'd'" in msg
+    assert (
+        "operator #4 is the custom operator 'MyPostProcess': inputs tensor #4 'd'; outputs tensor #5 'e'"
+        in msg
+    )
+    assert "operator #0 " not in msg and "operator #2 " not in msg  # the supported ones are not named
+    assert "re-convert the model with builtin int8 operators only" in msg
+    assert "operators before #1 are all supported: the model cut there (output tensor #1 'a')" in msg
 
 
 def test_custom_op_is_named() -> None:

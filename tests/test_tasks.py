@@ -105,3 +105,28 @@ def test_flash_train_with_no_board_runs_a_session_on_the_emulated_board(tmp_path
     assert "held-out accuracy by epoch (0 = before training)" in r.stdout
     assert (tmp_path / "s" / "steps.jsonl").read_text().count("\n") == 30
     assert not list((tmp_path).glob("*.json")), "the session left an emulator running"
+
+
+def test_compare_tflm_gives_each_model_its_row(tmp_path) -> None:
+    """A model that cannot be imported gets a row saying why, and the others still get theirs."""
+    from pytools.model.tflite_export import write_tflite
+    from tests.import_support import GraphMaker, quant
+    from tests.test_import import BO, RawCode, RawOp, RawTensor, tiny, write_raw
+
+    tensors = [RawTensor(n, [1, 4], scale=[0.1]) for n in ("in", "a", "b")]
+    codes = [RawCode(BO.SOFTMAX, BO.SOFTMAX), RawCode(BO.GELU, 127)]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(write_raw(tiny(codes, [RawOp(0, [0], [1]), RawOp(1, [1], [2])], tensors)))
+    g = GraphMaker(1)
+    x = g.t("x", (1, 16), "int8", quant(0.1, 3))
+    y = g.t("y", (1, 16), "int8", quant(1 / 256, -128))
+    g.op("LOGISTIC", [x], [y])
+    good = tmp_path / "good.tflite"
+    good.write_bytes(write_tflite(g.graph([x], [y], "good")))
+    r = invoke("compare-tflm", "--models", f"{bad},{good}", run_dir=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| bad") or line.startswith("| good")]
+    assert len(rows) == 2, r.stdout
+    assert "refused: bad: 1 operator of the model has no forward kernel" in rows[0]
+    assert "operator #1 (GELU): inputs tensor #1 'a'; outputs tensor #2 'b'" in rows[0]
+    assert re.match(r"\| good \| [\d,]+ B \| [\d,]+ B \| [\d,]+ B \| \d+% \|", rows[1]), rows[1]

@@ -76,6 +76,19 @@ void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void mul_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void mul_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void sub_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+/* The elementwise int8 -> int8 kernels that run by table (dsp_unary_by_table below). */
+void hard_swish_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void hard_swish_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void relu_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void relu_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void leaky_relu_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void leaky_relu_s8_dsp_run(const void *params, void *const *operands, void *scratch);
+void requantize_s8_ref_run(const void *params, void *const *operands, void *scratch);
+void requantize_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
                                                   void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
@@ -228,6 +241,45 @@ static inline uint32_t dsp_read4(const int8_t *p) {
     uint32_t v;
     __builtin_memcpy(&v, p, sizeof v);
     return v;
+}
+
+#define DSP_TABLE_MIN 1024  /* elements from which a 256-entry table pays (dsp_unary_by_table) */
+#define DSP_TABLE_PARAMS 64 /* the largest parameter block dsp_unary_by_table copies */
+
+/* An elementwise int8 -> int8 kernel whose output element depends on its input element
+ * alone, whose parameters begin with the element count (int32) and whose operands are
+ * (input, output), run by table: the reference kernel `ref` computes the outputs of all 256
+ * int8 values once (a 256-byte table on the stack), then each word of four inputs becomes
+ * four lookups and one word store. Bit-identical with the reference by construction; below
+ * DSP_TABLE_MIN elements the reference runs as it is. */
+static inline void dsp_unary_by_table(kernel_run_fn ref, const void *params, size_t params_size,
+                                      void *const *operands, void *scratch) {
+    int32_t count;
+    __builtin_memcpy(&count, params, sizeof count);
+    if (count < DSP_TABLE_MIN || params_size > DSP_TABLE_PARAMS) {
+        ref(params, operands, scratch);
+        return;
+    }
+    uint8_t p[DSP_TABLE_PARAMS];
+    __builtin_memcpy(p, params, params_size);
+    const int32_t n = 256;
+    __builtin_memcpy(p, &n, sizeof n);
+    int8_t all[256], table[256];
+    for (int32_t u = 0; u < 256; ++u) all[u] = (int8_t)(uint8_t)u; /* indexed by the byte */
+    void *table_operands[2] = {all, table};
+    ref(p, table_operands, scratch);
+
+    const int8_t *in = operands[0];
+    int8_t *out = operands[1];
+    const uint8_t *t = (const uint8_t *)table;
+    int32_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        const uint32_t w = dsp_read4(in + i);
+        const uint32_t r = (uint32_t)t[w & 0xFFu] | ((uint32_t)t[(w >> 8) & 0xFFu] << 8) |
+                           ((uint32_t)t[(w >> 16) & 0xFFu] << 16) | ((uint32_t)t[w >> 24] << 24);
+        __builtin_memcpy(out + i, &r, sizeof r);
+    }
+    for (; i < count; ++i) out[i] = table[(uint8_t)in[i]];
 }
 
 /* A 16-bit lane pair holding v in both lanes (for sxtab16). */

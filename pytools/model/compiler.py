@@ -16,7 +16,7 @@ import numpy as np
 
 from pytools.boards import Board
 from pytools.model.ir import Graph, ModelError, Tensor
-from pytools.model.kernels import KernelCall, op_defs, scratch_size
+from pytools.model.kernels import KernelCall, op_code, scratch_size
 from pytools.model.lowering import lower
 from pytools.model.plan import (
     ALIGN,
@@ -80,9 +80,24 @@ def plan_shape(t: Tensor, model_io: bool) -> tuple[int, ...]:
     return (math.prod(t.shape[:-3]), *t.shape[-3:])
 
 
+def lower_all(graph: Graph) -> list[KernelCall]:
+    """Every operator's KernelCall; operators the kernels cannot run (a quantization, shape or
+    option outside what they do) are all named in one ModelError, not only the first."""
+    calls, errors = [], []
+    for op in graph.ops:
+        try:
+            calls.append(lower(graph, op))
+        except ModelError as e:
+            errors.append(str(e))
+    if len(errors) == 1:
+        raise ModelError(errors[0])
+    if errors:
+        raise ModelError(f"{len(errors)} operators cannot run here:\n" + "\n".join(f"  {e}" for e in errors))
+    return calls
+
+
 def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> Compiled:
-    ops = op_defs()
-    calls = [lower(graph, op) for op in graph.ops]
+    calls = lower_all(graph)
     n = len(graph.ops)
 
     # RESHAPE (and SQUEEZE, EXPAND_DIMS) of an activation: the output is the input's bytes
@@ -168,7 +183,7 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
             scratch_sizes.append(need)
         plan_ops.append(
             PlanOp(
-                code=ops[op.kind].code,
+                code=op_code(op.kind, call.kernel),
                 operands=operand_ids,
                 params=call.packed_params(),
                 scratch=scratch,

@@ -2,7 +2,8 @@
 
 A Graph is what an imported int8 .tflite holds, in plain Python/numpy: tensors (shape,
 type, quantization, constant data) and operators (kind, inputs, outputs, options), in the
-model's execution order. It knows nothing of TFLite's flatbuffer or of any kernel.
+model's execution order. It knows nothing of TFLite's flatbuffer or of any kernel; only the
+list of operators it may hold comes from the kernels' one list (ops.def).
 """
 
 from __future__ import annotations
@@ -13,32 +14,11 @@ from typing import Any
 import numpy as np
 
 from pytools.errors import ToolError
+from pytools.model.kernels import forward_ops
 
-# The operators the engine runs (the .tflite builtin names).
-SUPPORTED_OPS = (
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "FULLY_CONNECTED",
-    "ADD",
-    "AVERAGE_POOL_2D",
-    "MAX_POOL_2D",
-    "MEAN",
-    "PAD",
-    "RESHAPE",
-    "SOFTMAX",
-    "QUANTIZE",
-    "DEQUANTIZE",
-    # Shape and movement operators (issue 12).
-    "TRANSPOSE",
-    "CONCATENATION",
-    "STRIDED_SLICE",
-    "SLICE",
-    "SQUEEZE",
-    "EXPAND_DIMS",
-    "RESIZE_NEAREST_NEIGHBOR",
-    "DEPTH_TO_SPACE",
-    "SPACE_TO_DEPTH",
-)
+# The operators the engine runs (the .tflite builtin names), from the one list:
+# firmware/kernels/ops.def (docs/operators.md has their kernels).
+SUPPORTED_OPS: tuple[str, ...] = forward_ops()
 
 # Fused activations (Conv/DepthwiseConv/FC/Add/Pool options), as TFLite names them.
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")

@@ -27,10 +27,68 @@ class OpDef:
 
 
 @cache
+def _ops_def_text() -> str:
+    return strip_comments((KERNELS_DIR / "ops.def").read_text())
+
+
+@cache
 def op_defs() -> dict[str, OpDef]:
-    """TFLite op name -> OpDef, from ops.def."""
-    text = strip_comments((KERNELS_DIR / "ops.def").read_text())
-    return {m[2]: OpDef(int(m[1]), m[2], m[3]) for m in re.finditer(r"OP\((\d+),\s*(\w+),\s*(\w+)\)", text)}
+    """Operator name -> OpDef, from ops.def's OP lines, in their order."""
+    text = _ops_def_text()
+    return {m[2]: OpDef(int(m[1]), m[2], m[3]) for m in re.finditer(r"\bOP\((\d+),\s*(\w+),\s*(\w+)\)", text)}
+
+
+@cache
+def _annotations(macro: str) -> tuple[tuple[str, str], ...]:
+    """(builtin, runtime operator) of each FORWARD or BACKWARD line of ops.def."""
+    pairs = tuple(
+        (m[1], m[2]) for m in re.finditer(rf"^\s*{macro}\((\w+),\s*(\w+)\)", _ops_def_text(), re.MULTILINE)
+    )
+    ops = op_defs()
+    for builtin, name in pairs:
+        if builtin not in ops or name not in ops:
+            raise ValueError(f"ops.def: {macro}({builtin}, {name}) names an operator without an OP line")
+    return pairs
+
+
+@cache
+def forward_ops() -> tuple[str, ...]:
+    """The TFLite builtin operators the engine runs: the OP lines named after a builtin
+    (tflite's BuiltinOperator), in ops.def's order. pytools.model.ir.SUPPORTED_OPS."""
+    from tflite.BuiltinOperator import BuiltinOperator
+
+    builtins = {k for k in vars(BuiltinOperator) if not k.startswith("_")}
+    return tuple(name for name in op_defs() if name in builtins)
+
+
+def forward_kernels(builtin: str) -> list[OpDef]:
+    """The builtin's forward kernels: its own OP line, then its FORWARD lines."""
+    ops = op_defs()
+    return [ops[builtin], *(ops[n] for b, n in _annotations("FORWARD") if b == builtin)]
+
+
+def backward_ops(builtin: str) -> list[OpDef]:
+    """The runtime operators of the builtin's backward pass (its BACKWARD lines)."""
+    ops = op_defs()
+    return [ops[n] for b, n in _annotations("BACKWARD") if b == builtin]
+
+
+def has_dsp_variant(kernel: str) -> bool:
+    """Whether firmware/kernels/<kernel>_dsp.c exists (the build selects it on the M7)."""
+    return (KERNELS_DIR / f"{kernel}_dsp.c").exists()
+
+
+def op_code(kind: str, kernel: str) -> int:
+    """The plan op code of an operator of `kind` lowered to `kernel`: its own ops.def line
+    when that names the kernel, else the one line that does (QUANTIZE with an int8 input is
+    lowered to requantize_s8, the line QUANTIZE_S8)."""
+    ops = op_defs()
+    if kind in ops and ops[kind].kernel == kernel:
+        return ops[kind].code
+    codes = [d.code for d in ops.values() if d.kernel == kernel]
+    if len(codes) != 1:
+        raise KeyError(f"{kind} lowered to {kernel}: ops.def has {len(codes)} lines with that kernel, not 1")
+    return codes[0]
 
 
 @cache

@@ -62,6 +62,24 @@ _VERSIONS = {
     "RESIZE_NEAREST_NEIGHBOR": 3,
     "DEPTH_TO_SPACE": 1,
     "SPACE_TO_DEPTH": 2,
+    # Elementwise and activation operators (issue 12).
+    "MUL": 2,
+    "SUB": 2,
+    "LOGISTIC": 2,
+    "TANH": 2,
+    "HARD_SWISH": 1,
+    "RELU": 2,
+    "RELU6": 2,
+    "RELU_N1_TO_1": 1,
+    "LEAKY_RELU": 2,
+    "MAXIMUM": 2,
+    "MINIMUM": 2,
+}
+# Elementwise and activation operators (issue 12) whose options table is empty.
+_EMPTY_OPTIONS = {
+    "HARD_SWISH": "HardSwishOptions",
+    "MAXIMUM": "MaximumMinimumOptions",
+    "MINIMUM": "MaximumMinimumOptions",
 }
 
 
@@ -157,6 +175,23 @@ def _options(b: flatbuffers.Builder, op: Op) -> tuple[int, int]:
     moved = _movement_options(b, op)
     if moved is not None:
         return moved
+    # Elementwise and activation operators (issue 12).
+    if k in ("MUL", "SUB"):
+        m = _mod(f"{k.title()}Options")
+        getattr(m, f"{k.title()}OptionsStart")(b)
+        getattr(m, f"{k.title()}OptionsAddFusedActivationFunction")(b, act)
+        return getattr(BOpt, f"{k.title()}Options"), getattr(m, f"{k.title()}OptionsEnd")(b)
+    if k == "LEAKY_RELU":
+        m = _mod("LeakyReluOptions")
+        m.LeakyReluOptionsStart(b)
+        m.LeakyReluOptionsAddAlpha(b, float(o["alpha"]))
+        return BOpt.LeakyReluOptions, m.LeakyReluOptionsEnd(b)
+    if k in _EMPTY_OPTIONS:
+        name = _EMPTY_OPTIONS[k]
+        getattr(_mod(name), f"{name}Start")(b)
+        return getattr(BOpt, name), getattr(_mod(name), f"{name}End")(b)
+    if k in ("LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1"):
+        return BOpt.NONE, 0
     raise ModelError(f"{op.where()}: cannot write {k} to .tflite")
 
 
@@ -276,7 +311,8 @@ def write_tflite(graph: Graph) -> bytes:
         _mod("Operator").OperatorAddInputs(b, ins)
         _mod("Operator").OperatorAddOutputs(b, outs)
         _mod("Operator").OperatorAddBuiltinOptionsType(b, opt_type)
-        _mod("Operator").OperatorAddBuiltinOptions(b, opt)
+        if opt:
+            _mod("Operator").OperatorAddBuiltinOptions(b, opt)
         ops.append(_mod("Operator").OperatorEnd(b))
 
     sg = _mod("SubGraph")

@@ -42,9 +42,10 @@ What the IR gets
   the constant shape tensor, either of which may hold one -1); SOFTMAX beta; CONCATENATION
   axis (as stored) and activation; STRIDED_SLICE begin_mask/end_mask/ellipsis_mask/
   new_axis_mask/shrink_axis_mask/offset; SQUEEZE squeeze_dims; RESIZE_NEAREST_NEIGHBOR
-  align_corners/half_pixel_centers; DEPTH_TO_SPACE / SPACE_TO_DEPTH block_size. The constant
-  axes / paddings / shape / perm / begin / end / strides / size tensors stay as inputs (the
-  lowering checks them).
+  align_corners/half_pixel_centers; DEPTH_TO_SPACE / SPACE_TO_DEPTH block_size; MUL and SUB
+  activation; LEAKY_RELU alpha. The constant axes / paddings / shape / perm / begin / end /
+  strides / size tensors stay as inputs (the lowering checks them). A model with operators
+  outside SUPPORTED_OPS is refused with one error naming all of them.
 - Tensors: shape, dtype (int8, uint8, int16, int32, int64, float32), Quant (None when the
   file has no scales; axis = quantized_dimension) and, for tensors with a non-empty buffer,
   `data` as a numpy array of the tensor's dtype and shape (a writable copy, not a view of
@@ -139,6 +140,18 @@ _OPTIONS_TYPE = {
     "RESIZE_NEAREST_NEIGHBOR": BuiltinOptions.ResizeNearestNeighborOptions,
     "DEPTH_TO_SPACE": BuiltinOptions.DepthToSpaceOptions,
     "SPACE_TO_DEPTH": BuiltinOptions.SpaceToDepthOptions,
+    # Elementwise and activation operators (issue 12).
+    "MUL": BuiltinOptions.MulOptions,
+    "SUB": BuiltinOptions.SubOptions,
+    "LOGISTIC": BuiltinOptions.NONE,
+    "TANH": BuiltinOptions.NONE,
+    "HARD_SWISH": BuiltinOptions.HardSwishOptions,
+    "RELU": BuiltinOptions.NONE,
+    "RELU6": BuiltinOptions.NONE,
+    "RELU_N1_TO_1": BuiltinOptions.NONE,
+    "LEAKY_RELU": BuiltinOptions.LeakyReluOptions,
+    "MAXIMUM": BuiltinOptions.MaximumMinimumOptions,
+    "MINIMUM": BuiltinOptions.MaximumMinimumOptions,
 }
 # Per op: (min, max) number of inputs, and which inputs may be -1 (omitted). Every op has 1 output.
 _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
@@ -164,6 +177,18 @@ _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "RESIZE_NEAREST_NEIGHBOR": (2, 2, ()),
     "DEPTH_TO_SPACE": (1, 1, ()),
     "SPACE_TO_DEPTH": (1, 1, ()),
+    # Elementwise and activation operators (issue 12).
+    "MUL": (2, 2, ()),
+    "SUB": (2, 2, ()),
+    "LOGISTIC": (1, 1, ()),
+    "TANH": (1, 1, ()),
+    "HARD_SWISH": (1, 1, ()),
+    "RELU": (1, 1, ()),
+    "RELU6": (1, 1, ()),
+    "RELU_N1_TO_1": (1, 1, ()),
+    "LEAKY_RELU": (1, 1, ()),
+    "MAXIMUM": (2, 2, ()),
+    "MINIMUM": (2, 2, ()),
 }
 assert set(_OPTIONS_TYPE) == set(SUPPORTED_OPS) == set(_ARITY)
 
@@ -353,9 +378,7 @@ class _Importer:
         self.raw = [self.raw_tensor(i, p) for i, p in enumerate(tensor_pos)]
         nt = len(self.raw)
         raw_ops = [self.raw_op(i, p, codes) for i, p in enumerate(op_pos)]
-        for i, raw in enumerate(raw_ops):
-            if raw[0] not in SUPPORTED_OPS:
-                self.unsupported(i, raw)
+        self.refuse_unsupported(raw_ops)
         self.where = "subgraph 0"
         for what, lst in (("inputs", sg_inputs), ("outputs", sg_outputs)):
             for t in lst:
@@ -403,17 +426,44 @@ class _Importer:
         opt_pos = r.ref(t, 4, "builtin_options")
         return kind, inputs, outputs, (opt_type, opt_pos, custom if code == _CUSTOM else "")
 
-    def unsupported(self, i: int, raw: tuple[str, list[int], list[int], tuple[int, int, str]]) -> None:
-        kind, _, outputs, (_, _, custom) = raw
-        out = ", ".join(self.tname(o) for o in outputs) or "no output tensor"
+    def refuse_unsupported(
+        self, raw_ops: list[tuple[str, list[int], list[int], tuple[int, int, str]]]
+    ) -> None:
+        """One ModelError naming every operator without a forward kernel (index, kind, input
+        and output tensors) and what would work instead; nothing if all are supported."""
+        bad = [i for i, raw in enumerate(raw_ops) if raw[0] not in SUPPORTED_OPS]
+        if not bad:
+            return
+        lines, custom = [], False
+        for i in bad:
+            kind, inputs, outputs, (_, _, code) = raw_ops[i]
+            what = f"operator #{i} ({kind})"
+            if code:
+                what = f"operator #{i} is the custom operator '{code}'"
+                custom = True
+            ins = ", ".join(self.tname(x) for x in inputs if x >= 0) or "none"
+            outs = ", ".join(self.tname(o) for o in outputs) or "none"
+            lines.append(f"  {what}: inputs {ins}; outputs {outs}")
+        n = len(bad)
+        msg = [
+            f"{n} operator{'s' if n > 1 else ''} of the model {'have' if n > 1 else 'has'} no forward kernel "
+            "here (the forward kernel is missing, so even a frozen layer cannot run):",
+            *lines,
+        ]
         if custom:
-            raise self.err(
-                f"operator #{i} is the custom operator '{custom}' (output {out}); custom operators are not "
-                "supported: re-convert the model with builtin int8 operators only"
+            msg.append(
+                "Custom operators are not supported: re-convert the model with builtin int8 operators only."
             )
-        raise self.err(
-            f"operator #{i} ({kind}) is not supported; supported: {', '.join(SUPPORTED_OPS)} (output {out})"
-        )
+        first = bad[0]
+        if first > 0:
+            earlier = {y for raw in raw_ops[:first] for y in raw[2]}
+            cut = ", ".join(dict.fromkeys(self.tname(x) for x in raw_ops[first][1] if x in earlier))
+            msg.append(
+                f"The operators before #{first} are all supported: the model cut there (output {cut}) "
+                "would import, and the rest could run on the host."
+            )
+        msg.append(f"Supported operators: {', '.join(SUPPORTED_OPS)} (docs/operators.md).")
+        raise self.err("\n".join(msg))
 
     # ---------------------------------------------------------------------------------------
     def raw_tensor(self, i: int, pos: int) -> _RawTensor:
@@ -633,6 +683,13 @@ class _Importer:
         if k == "SOFTMAX":
             beta = 0.0 if t is None else float(self.r.scalar(t, 0, _F32, 0.0, self.where + " options"))
             return {"beta": beta}
+        # Elementwise and activation operators (issue 12).
+        if k in ("MUL", "SUB"):
+            return {"activation": self._act(t, 0)}
+        if k == "LEAKY_RELU":
+            return {
+                "alpha": 0.0 if t is None else float(self.r.scalar(t, 0, _F32, 0.0, self.where + " options"))
+            }
         return self.movement_options(k, t)
 
     def movement_options(self, k: str, t: _Table | None) -> dict[str, Any]:

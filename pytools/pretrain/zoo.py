@@ -16,7 +16,7 @@ changes. Builds are seeded (keras.utils.set_random_seed, op determinism, oneDNN 
 rebuild on the same machine gives the same bytes; another CPU may round float training
 differently, which is why tests never compare bytes, only behaviour.
 
-    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny"]
+    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny", "se_net"]
     zoo_model(name)     -> .tflite bytes (built and cached on first use)
     ZOO[name].ops       -> the operators the model must contain
     op_names(model)     -> the model's operators in execution order (builtin names)
@@ -296,6 +296,37 @@ def _movement_tiny(batch: int | None) -> Any:
     return Model(inp, layers.Softmax()(x), name="movement_tiny")
 
 
+def _se_net(batch: int | None) -> Any:
+    """The elementwise and activation operators as TensorFlow's converter writes them: a
+    strided Conv with hard-swish -> DW with LeakyReLU -> squeeze-excite (GAP, Conv ReLU, Conv
+    sigmoid, MUL [1,H,W,C] x [1,1,1,C]) -> two 1x1 Convs (one tanh: the converter requantizes
+    both to a common scale with int8 QUANTIZE) -> MAXIMUM + ReLU, SUB, MINIMUM -> Add -> GAP
+    -> Dense -> Softmax. Not here, because every zoo model is checked against TFLite Micro
+    too: a clip to [-1, 1] (RELU_N1_TO_1, which TFLM lacks) and a ReLU6 after the GAP (a
+    RELU6 whose output scale differs from its input's: TFLM clamps without rescaling, so it
+    disagrees with TFLite's reference, which the firmware follows)."""
+    from keras import Input, Model, layers
+
+    inp = Input((32, 32, 3), batch_size=batch)
+    x = layers.Conv2D(16, 3, strides=2, padding="same")(inp)
+    x = layers.Activation("hard_swish")(x)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.LeakyReLU(0.1)(x)
+    s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    s = layers.Conv2D(4, 1, activation="relu")(s)
+    s = layers.Conv2D(16, 1, activation="sigmoid")(s)
+    x = layers.Multiply()([x, s])
+    a = layers.Conv2D(24, 1)(x)
+    b = layers.Conv2D(24, 1, activation="tanh")(x)
+    d = layers.Subtract()([a, b])
+    m = layers.ReLU()(layers.Maximum()([a, b]))
+    n = layers.Minimum()([a, d])
+    x = layers.Add()([m, n])
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(CLASSES)(x)
+    return Model(inp, layers.Softmax()(x), name="se_net")
+
+
 def _build(spec: ZooModel) -> bytes:
     """Trains spec's model on 1,500 samples (seed 1) and exports it (200 calibration samples)."""
     x, y = spec.data(1500, 1)
@@ -334,7 +365,9 @@ MOVEMENT_OPS = (
 # tf.squeeze / tf.expand_dims with fixed shapes into RESHAPE, and writes int8 DEPTH_TO_SPACE
 # as version 2, which LiteRT's reference resolver (the zoo's accuracy check) does not
 # register (TFLite Micro runs it: tests/kernels/test_movement_kernels.py).
-NOT_IN_THE_ZOO = ("SQUEEZE", "EXPAND_DIMS", "DEPTH_TO_SPACE")
+# RELU_N1_TO_1 and RELU6: TFLite Micro, which checks every zoo model too, has no RELU_N1_TO_1
+# and its RELU6 ignores a rescale (_se_net); the kernel tests check them against TFLite.
+NOT_IN_THE_ZOO = ("SQUEEZE", "EXPAND_DIMS", "DEPTH_TO_SPACE", "RELU_N1_TO_1", "RELU6")
 
 ZOO: dict[str, ZooModel] = {
     m.name: m
@@ -388,6 +421,27 @@ ZOO: dict[str, ZooModel] = {
             epochs=6,
             lr=3e-3,
             summary="32x32x3 CNN through every shape and movement operator the converter writes",
+        ),
+        ZooModel(
+            "se_net",
+            _se_net,
+            _images_32x32x3,
+            "int8",
+            (
+                "HARD_SWISH",
+                "LEAKY_RELU",
+                "LOGISTIC",
+                "MUL",
+                "QUANTIZE",
+                "TANH",
+                "MAXIMUM",
+                "RELU",
+                "SUB",
+                "MINIMUM",
+            ),
+            epochs=6,
+            lr=3e-3,
+            summary="32x32x3 squeeze-excite net with the elementwise and activation operators, int8 I/O",
         ),
     )
 }

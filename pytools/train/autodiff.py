@@ -23,7 +23,7 @@ import numpy as np
 
 from pytools.model.ir import Graph, ModelError, Op, Tensor
 from pytools.model.kernels import op_defs
-from pytools.train.scheme import LayerUpdate, Scheme, resolve
+from pytools.train.scheme import LayerUpdate, Scheme, resolve, trainable_ops
 
 CLAMPING = (
     "CONV_2D",
@@ -66,6 +66,67 @@ def _logits_op(g: Graph) -> int:
     return op.index
 
 
+def blocked_ops(fwd: Graph, updates: dict[int, LayerUpdate], end: int) -> tuple[set[int], list[Op]]:
+    """The tensors that carry a gradient (downstream of a trained layer, before operator
+    `end`, the loss), and the operators on their path that have no backward kernel."""
+    requires: set[int] = set()
+    blocked: list[Op] = []
+    for op in fwd.ops[:end]:
+        if op.index in updates or any(t in requires for t in op.inputs):
+            if op.kind not in BACKWARD_OK:
+                blocked.append(op)
+            requires.update(op.outputs)
+    return requires, blocked
+
+
+def untrainable(fwd: Graph, scheme: Scheme, blocked: list[Op], end: int) -> ModelError:
+    """The error for a scheme that would train through operators without a backward kernel:
+    every one of them with its tensors, and the nearest scheme that keeps every such
+    operator frozen (the same updates restricted to the layers after the last of them,
+    or, when that leaves nothing, the biases of those layers)."""
+    n = len(blocked)
+    lines = [
+        f"the scheme ({scheme.describe()}) trains through {n} operator{'s' if n > 1 else ''} "
+        "whose backward kernel is missing (the forward kernels exist: frozen, they run):",
+        *(
+            f"  {op.where()}: inputs {_names(fwd, op.inputs)}; outputs {_names(fwd, op.outputs)}"
+            for op in blocked
+        ),
+        "Backward kernels exist for: " + ", ".join(BACKWARD_OK) + " (docs/operators.md).",
+    ]
+    layers = trainable_ops(fwd)
+    last = max(op.index for op in blocked)
+    nearest = None
+    while True:  # a branch may hold more such operators: restrict until none is in the way
+        above = [i for i in layers if i > last]
+        if not above:
+            break
+        nearest = scheme.restricted_to_last(len(above))
+        if not nearest.bias_layers and not nearest.weights:
+            nearest.bias_layers = len(above)
+        more = blocked_ops(fwd, resolve(fwd, nearest), end)[1]
+        if not more:
+            break
+        last, nearest = max(op.index for op in more), None
+    if nearest is None:
+        kinds = ", ".join(dict.fromkeys(op.kind for op in blocked))
+        lines.append(
+            f"No trainable layer lies after {fwd.ops[last].where()}: nothing in this model can be trained "
+            f"until {kinds} {'have backward kernels' if ',' in kinds else 'has a backward kernel'}."
+        )
+    else:
+        k = len([i for i in layers if i > last])
+        lines.append(
+            f'Nearest scheme that keeps them frozen: "{nearest.inline()}" ({nearest.describe()}), '
+            f"which trains only the {k} trainable layer{'s' if k > 1 else ''} after {fwd.ops[last].where()}."
+        )
+    return ModelError("\n".join(lines))
+
+
+def _names(g: Graph, indices: list[int]) -> str:
+    return ", ".join(f"'{g.tensor(i).name}'" for i in indices if i >= 0) or "none"
+
+
 def build_training_graph(
     fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1, float_grads: bool = False
 ) -> TrainGraph:
@@ -100,15 +161,9 @@ def build_training_graph(
         return op
 
     # Which tensors carry a gradient: those downstream of a trained layer.
-    requires: set[int] = set()
-    for op in fwd.ops[:softmax]:
-        if op.index in updates or any(t in requires for t in op.inputs):
-            if op.kind not in BACKWARD_OK:
-                raise ModelError(
-                    f"{op.where()} lies between a trained layer and the loss, and {op.kind} has no "
-                    "backward kernel; train only layers above it"
-                )
-            requires.update(op.outputs)
+    requires, blocked = blocked_ops(fwd, updates, softmax)
+    if blocked:
+        raise untrainable(fwd, scheme, blocked, softmax)
     tb = TrainGraph(Graph(tensors, ops, [], []), updates, 0, fwd.ops[softmax].inputs[0], -1, -1, -1)
     # RAM state of every trained layer: the forward pass reads its weights from there too.
     state = {i: _state_for(fwd, fwd.ops[i], u, tensors, tb) for i, u in updates.items()}

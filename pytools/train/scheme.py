@@ -75,6 +75,26 @@ class Scheme:
             text += "; float32 gradients"
         return text
 
+    def inline(self) -> str:
+        """The command-line form of the layer choice ("bias=2,-1=1,-3=0.25"), plus the
+        options that differ from the defaults (patches are not repeated)."""
+        parts = [f"bias={self.bias_layers}"] if self.bias_layers else []
+        parts += [f"{k}={r:g}" for k, r in sorted(self.weights.items(), reverse=True)]
+        if self.float_gradients:
+            parts.append("gradients=float32")
+        if not self.qas:
+            parts.append("qas=0")
+        return ",".join(parts)
+
+    def restricted_to_last(self, n: int) -> Scheme:
+        """The same updates for the last n trainable layers only (no patches)."""
+        return Scheme(
+            bias_layers=min(self.bias_layers, n),
+            weights={k: r for k, r in self.weights.items() if -k <= n},
+            float_gradients=self.float_gradients,
+            qas=self.qas,
+        )
+
 
 @dataclass(frozen=True)
 class LayerUpdate:

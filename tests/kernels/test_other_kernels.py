@@ -467,12 +467,14 @@ def test_dequantize_rejects_float_input():
         lower(g, g.ops[0])
 
 
-def test_quantize_rejects_per_channel_and_int8_input():
+def test_quantize_rejects_per_channel_and_int16_input():
+    # (an int8 input is a requantization: tests/kernels/test_activation_kernels.py)
     g = _quantize_graph((2, 3), quant([0.1, 0.2, 0.3], 0, axis=1))
     with pytest.raises(ModelError, match=r"QUANTIZE.*per channel"):
         lower(g, g.ops[0])
-    g = one_op("QUANTIZE", [t8((4,), quant(0.1), "x")], t8((4,), quant(0.2), "y"))
-    with pytest.raises(ModelError, match=r"QUANTIZE.*float32"):
+    x = Tensor(0, "x", (4,), "int16", quant(0.1))
+    g = one_op("QUANTIZE", [x], t8((4,), quant(0.2), "y"))
+    with pytest.raises(ModelError, match=r"QUANTIZE.*'x' is int16; only float32"):
         lower(g, g.ops[0])
 
 

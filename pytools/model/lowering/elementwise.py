@@ -1,5 +1,6 @@
 """Lowering of the elementwise ops: ADD (int8, with broadcasting), QUANTIZE (float32 ->
-int8) and DEQUANTIZE (int8 -> float32).
+int8; an int8 input goes to lowering/activation.py's requantization) and DEQUANTIZE (int8 ->
+float32), and the broadcasting helpers the other binary ops share (lowering/binary.py).
 
 The ADD parameters are TFLite's own (kernels/add.cc Prepare): left shift 20, each input
 rescaled to twice the larger input scale, then to the output scale.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from pytools.model.ir import Graph, ModelError, Op
+from pytools.model.ir import Graph, ModelError, Op, Tensor
 from pytools.model.kernels import KernelCall, Operand
 from pytools.model.lowering import lowers
 from pytools.model.lowering._checks import (
@@ -26,7 +27,7 @@ from pytools.model.quant import quantize_multiplier
 ADD_LEFT_SHIFT = 20  # TFLite's left_shift for 8-bit ADD
 
 
-def _smaller_than_one(op: Op, real: float, what: str) -> tuple[int, int]:
+def smaller_than_one_multiplier(op: Op, real: float, what: str) -> tuple[int, int]:
     """TFLite QuantizeMultiplierSmallerThanOneExp: a multiplier in (0, 1), shift <= 0."""
     if not 0.0 < real < 1.0:
         raise ModelError(
@@ -53,7 +54,7 @@ def broadcast_shape(op: Op, a: tuple[int, ...], b: tuple[int, ...]) -> list[int]
     return out
 
 
-def _broadcast_strides(shape4: list[int], out4: list[int]) -> list[int]:
+def broadcast_strides(shape4: list[int], out4: list[int]) -> list[int]:
     """Row-major element strides of shape4, 0 along the dimensions broadcast to out4."""
     strides = [0, 0, 0, 0]
     step = 1
@@ -61,6 +62,20 @@ def _broadcast_strides(shape4: list[int], out4: list[int]) -> list[int]:
         strides[k] = step if shape4[k] == out4[k] and shape4[k] != 1 else 0
         step *= shape4[k]
     return strides
+
+
+def broadcast_params(op: Op, a: Tensor, b: Tensor, out: Tensor) -> dict[str, int | float]:
+    """The output shape (dim0..3) and each input's strides (in1_stride0..3, in2_stride0..3)
+    of a binary elementwise kernel with broadcasting, after checking the output's shape."""
+    out_shape = broadcast_shape(op, a.shape, b.shape)
+    expect_shape(op, out, out_shape)
+    out4 = to_4d(op, out_shape, "the output")
+    st1 = broadcast_strides(to_4d(op, a.shape, "input 1"), out4)
+    st2 = broadcast_strides(to_4d(op, b.shape, "input 2"), out4)
+    params: dict[str, int | float] = {f"dim{k}": out4[k] for k in range(4)}
+    params |= {f"in1_stride{k}": st1[k] for k in range(4)}
+    params |= {f"in2_stride{k}": st2[k] for k in range(4)}
+    return params
 
 
 @lowers("ADD")
@@ -75,13 +90,15 @@ def lower_add(graph: Graph, op: Op) -> KernelCall:
     expect_shape(op, out, out_shape)
     out4 = to_4d(op, out_shape, "the output")
     a4, b4 = to_4d(op, a.shape, "input 1"), to_4d(op, b.shape, "input 2")
-    st1, st2 = _broadcast_strides(a4, out4), _broadcast_strides(b4, out4)
+    st1, st2 = broadcast_strides(a4, out4), broadcast_strides(b4, out4)
 
     # kernels/add.cc Prepare, in double as there (the scales are float32 values).
     twice_max_input_scale = 2.0 * max(s1, s2)
-    m1, sh1 = _smaller_than_one(op, s1 / twice_max_input_scale, "input 1")
-    m2, sh2 = _smaller_than_one(op, s2 / twice_max_input_scale, "input 2")
-    mo, sho = _smaller_than_one(op, twice_max_input_scale / (float(1 << ADD_LEFT_SHIFT) * so), "output")
+    m1, sh1 = smaller_than_one_multiplier(op, s1 / twice_max_input_scale, "input 1")
+    m2, sh2 = smaller_than_one_multiplier(op, s2 / twice_max_input_scale, "input 2")
+    mo, sho = smaller_than_one_multiplier(
+        op, twice_max_input_scale / (float(1 << ADD_LEFT_SHIFT) * so), "output"
+    )
     act_min, act_max = fused_activation(op, out)
 
     params: dict[str, int | float] = {f"dim{k}": out4[k] for k in range(4)}
@@ -111,6 +128,10 @@ def lower_add(graph: Graph, op: Op) -> KernelCall:
 @lowers("QUANTIZE")
 def lower_quantize(graph: Graph, op: Op) -> KernelCall:
     (x,), (out,) = operands(graph, op, 1)
+    if x.dtype == "int8":  # int8 -> int8: a requantization
+        from pytools.model.lowering.activation import lower_requantize
+
+        return lower_requantize(graph, op)
     require_dtype(op, x, "float32", "input")
     scale, zp = int8_per_tensor(op, out, "output")
     nonempty(op, x, "input")

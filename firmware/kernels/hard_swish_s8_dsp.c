@@ -1,0 +1,10 @@
+/* int8 HARD_SWISH, optimized: by table (dsp.h, dsp_unary_by_table): the reference
+ * (hard_swish_s8.c) computes the outputs of all 256 int8 inputs once, then every element is a
+ * lookup, four per word; bit-identical with hard_swish_s8_ref_run by construction. */
+#include "dsp.h"
+#include "hard_swish_s8.h"
+
+void hard_swish_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
+    dsp_unary_by_table(hard_swish_s8_ref_run, params, sizeof(struct hard_swish_s8_params), operands,
+                       scratch);
+}

@@ -1,0 +1,9 @@
+/* int8 RELU / RELU6 / RELU_N1_TO_1, optimized: by table (dsp.h, dsp_unary_by_table): the reference
+ * (relu_s8.c) computes the outputs of all 256 int8 inputs once, then every element is a
+ * lookup, four per word; bit-identical with relu_s8_ref_run by construction. */
+#include "dsp.h"
+#include "relu_s8.h"
+
+void relu_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
+    dsp_unary_by_table(relu_s8_ref_run, params, sizeof(struct relu_s8_params), operands, scratch);
+}

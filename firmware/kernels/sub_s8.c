@@ -1,0 +1,59 @@
+/* int8 SUB: TFLite's reference SubElementwise per element, with broadcasting done by
+ * strides. See sub_s8.h for layouts and operands. */
+#include "sub_s8.h"
+
+#include "dsp.h"
+#include "fixedpoint.h"
+
+/* One element, the same integer steps as TFLite's SubElementwise (its scalings are
+ * MultiplyByQuantizedMultiplierSmallerThanOneExp: the general multiply for the non-positive
+ * shifts the lowering guarantees). */
+static inline int8_t sub_one(int32_t x1, int32_t x2, const struct sub_s8_params *p) {
+    const int32_t shifted1 = (p->input1_offset + x1) * ((int32_t)1 << p->left_shift);
+    const int32_t shifted2 = (p->input2_offset + x2) * ((int32_t)1 << p->left_shift);
+    const int32_t scaled1 =
+        fp_multiply_by_quantized_multiplier(shifted1, p->input1_multiplier, (int)p->input1_shift);
+    const int32_t scaled2 =
+        fp_multiply_by_quantized_multiplier(shifted2, p->input2_multiplier, (int)p->input2_shift);
+    const int32_t raw = fp_multiply_by_quantized_multiplier(scaled1 - scaled2, p->output_multiplier,
+                                                            (int)p->output_shift) +
+                        p->output_offset;
+    return (int8_t)fp_clamp(raw, p->act_min, p->act_max);
+}
+
+/* The build chooses: the optimized kernel (sub_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
+ * this reference. */
+void sub_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        sub_s8_dsp_run(params, operands, scratch);
+    else
+        sub_s8_ref_run(params, operands, scratch);
+}
+
+void sub_s8_ref_run(const void *params, void *const *operands, void *scratch) {
+    (void)scratch;
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct sub_s8_params p = *(const struct sub_s8_params *)params;
+    const int8_t *in1 = operands[SUB_S8_INPUT1];
+    const int8_t *in2 = operands[SUB_S8_INPUT2];
+    int8_t *out = operands[SUB_S8_OUTPUT];
+
+    for (int32_t i0 = 0; i0 < p.dim0; ++i0) {
+        for (int32_t i1 = 0; i1 < p.dim1; ++i1) {
+            for (int32_t i2 = 0; i2 < p.dim2; ++i2) {
+                const int8_t *a =
+                    in1 + i0 * p.in1_stride0 + i1 * p.in1_stride1 + i2 * p.in1_stride2;
+                const int8_t *b =
+                    in2 + i0 * p.in2_stride0 + i1 * p.in2_stride1 + i2 * p.in2_stride2;
+                for (int32_t i3 = 0; i3 < p.dim3; ++i3) {
+                    *out++ = sub_one(a[i3 * p.in1_stride3], b[i3 * p.in2_stride3], &p);
+                }
+            }
+        }
+    }
+}
+
+size_t sub_s8_scratch_size(const void *params) {
+    (void)params;
+    return 0;
+}

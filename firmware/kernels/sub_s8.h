@@ -1,0 +1,24 @@
+/* int8 elementwise SUB, bit-exact with TFLite's reference SubElementwise: ADD's arithmetic
+ * (add_s8.h) with the second scaled input subtracted instead of added.
+ * Layouts: input1, input2, output int8, row-major; params.dim0..3 is the output shape and
+ * each input is addressed through its own strides (0 along broadcast dimensions). */
+#ifndef KERNELS_SUB_S8_H
+#define KERNELS_SUB_S8_H
+
+#include "kernel.h"
+
+/* The .def is expanded between these two headers (kept in separate blocks so that include
+ * sorting cannot reorder them). */
+#include "def_struct.h"
+
+#include "sub_s8.def"
+
+#include "def_struct_end.h"
+
+/* Operand order. */
+enum { SUB_S8_INPUT1 = 0, SUB_S8_INPUT2 = 1, SUB_S8_OUTPUT = 2, SUB_S8_OPERANDS = 3 };
+
+void sub_s8_run(const void *params, void *const *operands, void *scratch);
+size_t sub_s8_scratch_size(const void *params);
+
+#endif
