@@ -20,7 +20,7 @@ from pytools.boards import Board
 from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.connect import open_link, resolve_board
 from pytools.console import board_summary, frame_line, log_line
-from pytools.errors import ToolError
+from pytools.errors import USER_ERRORS, ToolError
 from pytools.paths import BUILD, ROOT
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
@@ -28,13 +28,13 @@ PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Prints a ToolError's message (it says what to do) instead of a traceback."""
+    """Prints a ToolError's or DataError's message (it says what to do) instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ToolError as e:
+        except USER_ERRORS as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:

@@ -204,7 +204,7 @@ def pull(
     from pytools.model.board_runner import BoardModel, BoardTraining
     from pytools.model.host_twin import io_tensors
     from pytools.model.tflite_import import import_tflite
-    from pytools.session import DEFAULT_SCHEME, _load_model, _model_info, _scheme, plan_mismatches
+    from pytools.session import DEFAULT_SCHEME, load_model, model_info, plan_mismatches, resolve_scheme
     from pytools.train.compile_train import compile_training
     from pytools.train.trainer import Trainer
 
@@ -218,10 +218,10 @@ def pull(
     board = resolve_board(board_name)
     if not out.endswith(".tflite"):
         raise ToolError(f"--out must name a .tflite file, got {out!r}")
-    model_bytes, model_name, source = _load_model(Path(model) if model else None, dataset)
+    model_bytes, model_name, source = load_model(Path(model) if model else None, dataset)
     spec = scheme or DEFAULT_SCHEME
     graph = import_tflite(model_bytes, model_name)
-    ct = compile_training(graph, _scheme(spec), board, model_name, link=True, lr=lr)
+    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=True, lr=lr)
     if ct.image is None:
         raise ToolError(f"this training plan does not fit {board.name}: no board can be running it")
     lines = [f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: build {ct.image.build_id}"]
@@ -230,7 +230,7 @@ def pull(
             port = stack.enter_context(_session_board(board, folder, ct))
             lines.append(f"board     emulated {board.name}, booted from {folder / 'board-flash.bin'}")
         link = stack.enter_context(open_link(board, port))
-        problems = plan_mismatches(link.board, _model_info(link), ct)
+        problems = plan_mismatches(link.board, model_info(link), ct)
         if problems:
             raise ToolError(
                 f"the board does not run this training plan: {'; '.join(problems)}. Give the --model, "
@@ -272,10 +272,10 @@ def _state_note(folder: Path, cfg: dict, status: dict) -> str:
     """Which of the session's states the board holds: its final one, or an earlier checkpoint
     (a final save that failed, a session that did not finish), said so that an export of the
     earlier weights is not mistaken for the session's result."""
-    from pytools.session import _read_jsonl
+    from pytools.session import read_jsonl
 
     first = cfg.get("first_sample_id", 0)
-    total = first + len(_read_jsonl(folder / "steps.jsonl"))
+    total = first + len(read_jsonl(folder / "steps.jsonl"))
     have = status["samples_trained"]
     if have == total:
         crc = status["state_crc"]

@@ -82,11 +82,11 @@ def load(
     fine-tuning split and evaluate on the held-out part. adapt: an ADAPTERS name, applied to the
     samples first. A model whose head has more outputs than the data set has classes is accepted
     (the extra outputs are simply never the label)."""
-    from pytools.session import _load_model, check_classifier, model_inputs
+    from pytools.session import check_classifier, load_model, model_inputs
 
     ds = datasets.module(dataset)
     parts = datasets.load_split(dataset, split)
-    blob, name, source = _load_model(model, dataset)
+    blob, name, source = load_model(model, dataset)
     graph = import_tflite(blob, name)
     fx, hx = parts.finetune.x, parts.held_out.x
     if adapt:

@@ -1,0 +1,63 @@
+"""The end of a session: summary.txt, the plots, and where they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytools.boards import Board
+from pytools.link.client import LinkStats
+from pytools.session.loop import Run, median
+from pytools.session.plots import write_plots
+
+
+def finish(
+    folder: Path,
+    status: str,
+    run: Run | None,
+    board: Board,
+    title: str,
+    seconds: float,
+    stats: LinkStats | None,
+) -> None:
+    """summary.txt (always) and the plots (once an epoch is done); prints where they are."""
+    steps = run.steps if run else []
+    epochs = run.epochs if run else []
+    unit = board.counter_unit
+    lines = [f"training session: {title}", f"board {board.name} ({board.description}): {status}"]
+    if epochs:
+        acc = ", ".join(f"{e['held_out_accuracy']:.3f}" for e in epochs)
+        lines.append(f"held-out accuracy by epoch (0 = before training): {acc}")
+    if len(epochs) > 1:
+        lines.append(
+            "mean training loss by epoch: " + ", ".join(f"{e['train_loss']:.3f}" for e in epochs[1:])
+        )
+    if steps:
+        costs = [s["cost"] for s in steps]
+        ms = [s["ms"] for s in steps if s.get("ms") is not None]  # replayed steps have none
+        lines.append(
+            f"cost per training step on the board: median {median(costs):,.0f} {unit} "
+            f"(min {min(costs):,}, max {max(costs):,}); {board.timing_note}"
+        )
+        lines.append(
+            f"wall time per training step: median {median(ms):.1f} ms, link included; {len(steps)} steps"
+        )
+    if run is not None and run.final is not None:
+        f = run.final
+        lines.append(
+            f"board: {f['samples_trained']:,} samples trained ({f['replays']} results replayed "
+            f"to a resumed host, never trained twice); trained state CRC-32 0x{f['state_crc']:08x}"
+        )
+    if run is not None and run.saved is not None:
+        lines.append(f"flash: {run.saved}")
+    if stats is not None:
+        lines.append(
+            f"link: {stats.requests:,} requests, {stats.retransmits} retransmitted, "
+            f"{stats.timeouts} time-outs, {stats.nacks} NACKs, {stats.damaged_rx} damaged replies"
+        )
+    lines.append(f"session time {seconds:.1f} s")
+    text = "\n".join(lines) + "\n"
+    (folder / "summary.txt").write_text(text)
+    if len(epochs) > 1:
+        write_plots(folder, steps, epochs, title)
+    print(text, end="")
+    print(f"session folder: {folder}")
