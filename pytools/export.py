@@ -213,8 +213,11 @@ def pull(
     if session:
         folder, cfg = _session_settings(session)
         a = cfg["arguments"]
+        model, scheme, dataset = a["model"] or "", a["scheme"], a["dataset"]
+        lr = a["lr"] if a["lr"] is not None else cfg["lr"]["value"]  # None: the sweep chose it
+        if cfg["board"].get("host_twin"):
+            return _pull_twin_session(folder, cfg, out, model, scheme or DEFAULT_SCHEME, lr, check)
         board_name = board_name or cfg["board"]["name"]
-        model, scheme, lr, dataset = a["model"] or "", a["scheme"], a["lr"], a["dataset"]
     board = resolve_board(board_name)
     if not out.endswith(".tflite"):
         raise ToolError(f"--out must name a .tflite file, got {out!r}")
@@ -247,7 +250,7 @@ def pull(
         if folder is not None:
             lines.append(_state_note(folder, cfg, BoardTraining(link).status()))
         if folder is not None and check > 0:
-            xs = _held_out(dataset, cfg["dataset"]["split"], graph, check)
+            xs = _held_out(cfg, graph, check)
             on_board = np.array([Trainer(ct, reader).predict(x) for x in xs])
             in_tflite = _litert_predictions(data, graph, xs)
             agree = int((on_board == in_tflite).sum())
@@ -287,10 +290,72 @@ def _state_note(folder: Path, cfg: dict, status: dict) -> str:
     )
 
 
-def _held_out(dataset: str, split: str, graph: Graph, n: int) -> np.ndarray:
-    """The first n held-out samples of a session's split, as the model's input type."""
-    import datasets
-    from pytools.session import model_inputs, subset
+def _held_out(cfg: dict, graph: Graph, n: int) -> np.ndarray:
+    """The first n held-out samples of a session's data (resolved as the session did:
+    pytools.session.load_data), as the model's input type."""
+    from pytools.session import load_data, model_inputs, subset
 
-    held = datasets.load_split(dataset, split).held_out
+    d, a = cfg["dataset"], cfg["arguments"]
+    spec = d.get("spec", a["dataset"])
+    split = d["split"] if d.get("kind", "builtin") == "builtin" else None
+    held = load_data(spec, graph, split, a["seed"]).parts.held_out
     return model_inputs(graph, held.x[subset(held.y, n)])
+
+
+def _pull_twin_session(
+    folder: Path, cfg: dict, out: str, model: str, spec: str, lr: float, check: int
+) -> list[str]:
+    """A session that ran on the host twin (--board host): its trained tensors are in its
+    trained_state.npz, written into a copy of the .tflite; no board is asked. The check runs
+    the twin with that state against the exported model in TFLite's interpreter."""
+    from pytools.boards import DEFAULT_BOARD, load_board
+    from pytools.model.host_twin import HostTwin
+    from pytools.model.tflite_import import import_tflite
+    from pytools.session import load_model, resolve_scheme
+    from pytools.session.folder import TRAINED_STATE
+    from pytools.train.compile_train import compile_training
+    from pytools.train.trainer import Trainer
+
+    if not out.endswith(".tflite"):
+        raise ToolError(f"--out must name a .tflite file, got {out!r}")
+    saved = folder / TRAINED_STATE
+    if not saved.is_file():
+        raise ToolError(f"{folder} ran on the host twin but has no {TRAINED_STATE}: it did not complete")
+    board = load_board(cfg["board"].get("plan_board") or DEFAULT_BOARD)
+    model_bytes, model_name, source = load_model(Path(model) if model else None, cfg["arguments"]["dataset"])
+    graph = import_tflite(model_bytes, model_name)
+    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=False, lr=lr)
+    with np.load(saved) as z:
+        by_name = {k: z[k] for k in z.files}
+    g = ct.train.graph
+    missing = [g.tensor(t).name for t in ct.train.state if g.tensor(t).name not in by_name]
+    if missing:
+        raise ToolError(f"{saved} lacks the plan's state tensors {missing}: not this session's plan")
+    state = {t: by_name[g.tensor(t).name] for t in ct.train.state}
+    data, changes = export_trained(model_bytes, ct, state)
+    lines = [
+        f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: a host-twin session, from {saved}"
+    ]
+    if check > 0:
+        twin = HostTwin(ct.compiled.blob)
+        for t, v in state.items():
+            twin.set_tensor(ct.compiled.plan_ids[t], v)
+        xs = _held_out(cfg, graph, check)
+        on_twin = np.array([Trainer(ct, twin).predict(x) for x in xs])
+        in_tflite = _litert_predictions(data, graph, xs)
+        agree = int((on_twin == in_tflite).sum())
+        lines.append(
+            f"check     {agree} of {len(xs)} held-out samples: the exported model's predictions in "
+            "TFLite's interpreter equal the twin's"
+        )
+        if agree != len(xs):
+            raise ToolError(
+                f"the exported model disagrees with the twin on {len(xs) - agree} of {len(xs)} held-out "
+                "samples: not written (a bug: please report it with the session folder)"
+            )
+    Path(out).write_bytes(data)
+    lines += changes
+    lines.append(
+        f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
+    )
+    return lines

@@ -5,8 +5,10 @@ board, puts the firmware holding that step on the board, streams every fine-tuni
 to it (one SGD step per sample, computed on the device), measures held-out accuracy on the
 device before training and after each epoch, and writes a session folder:
 
-    config.json    every argument, the board, the data set's split sizes, the firmware build
-                   id the board reported, the plan and arena sizes, the timing note
+    config.json    every argument, the board (or "host_twin": true), the data spec, its split
+                   and sizes, the lr and how it was chosen, the epochs, the firmware build id
+                   the board reported, the plan and arena sizes, the timing note
+    trained_state.npz  the trained tensors at the end, read back from the board or the twin
     steps.jsonl    one line per training step: epoch, step, sample, the board's sample id,
                    label, prediction, loss, cost (the board's counter unit, from STEP_RESULT),
                    samples trained, stack high-water, replayed, wall time, link retransmits
@@ -52,8 +54,9 @@ counts) with the plan it compiled, and reads the trained state back (ARENA_READ)
 whether it still holds the plan's initial weights.
 The package, by what each part is:
 
-    inputs.py   the data set, the model, the scheme, and the training step compiled for the
-                board: everything checked before a board is touched (prepare, load_data)
+    inputs.py   the data set (load_data: the one place --dataset is resolved), the model,
+                the scheme, and the training step compiled for the board: everything checked
+                before a board is touched (prepare)
     board.py    bringing up the board: reuse or start an emulated board, check a real one
                 runs this plan's firmware, find a session's board again to resume it
     loop.py     training and evaluation over the link, step by step: steps.jsonl, epochs.jsonl,
@@ -61,15 +64,21 @@ The package, by what each part is:
     folder.py   the session folder: its path, config.json, the .jsonl files, the latest session
     plots.py    loss.png and accuracy.png
     summary.py  summary.txt at the end
+    twin.py     the host twin behind the board's training calls (--board host)
+    lr_sweep.py the learning rate when none is given: a short sweep on the twin
     run.py      run_training_session(): the whole session, arguments to folder
 """
 
 from pytools.session.board import model_info, plan_mismatches
 from pytools.session.folder import BOARD_FLASH, CHECKPOINTS, ROLLED_BACK, SESSIONS, latest_session, read_jsonl
 from pytools.session.inputs import (
+    DEFAULT_DATASET,
+    DEFAULT_LR,
     DEFAULT_SCHEME,
-    DEFAULT_SPLIT,
     check_classifier,
+    default_split,
+    is_user_data,
+    load_data,
     load_model,
     model_inputs,
     resolve_scheme,
@@ -81,14 +90,18 @@ from pytools.session.run import run_training_session
 __all__ = [
     "BOARD_FLASH",
     "CHECKPOINTS",
+    "DEFAULT_DATASET",
+    "DEFAULT_LR",
     "DEFAULT_SCHEME",
-    "DEFAULT_SPLIT",
     "ROLLED_BACK",
     "SESSIONS",
     "Run",
     "check_classifier",
+    "default_split",
     "flash_wear_note",
+    "is_user_data",
     "latest_session",
+    "load_data",
     "load_model",
     "model_info",
     "model_inputs",

@@ -32,7 +32,7 @@ from pytools.train.trainer import Trainer
 
 @dataclass
 class Connection:
-    link: Link
+    link: Link | None  # None: the host twin (--board host), no board and no link
     url: str
     emulator_name: str | None = None  # the emulator this session started (and must stop)
     emulator_pid: int | None = None

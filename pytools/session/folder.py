@@ -27,6 +27,9 @@ BOARD_FLASH = "board-flash.bin"  # an emulated board's persistence file, kept in
 
 
 CHECKPOINTS = "checkpoints.jsonl"  # one line per SAVE to the board's flash (asked, then done)
+TWIN_COST_UNIT = "ns"  # a host-twin session's step cost: the host's clock around the step
+TWIN_TIMING_NOTE = "nanoseconds of the host's clock (the host twin's speed, not the board's)"
+TRAINED_STATE = "trained_state.npz"  # the trained tensors at the end, read from the board or the twin
 ROLLED_BACK = "rolled_back.jsonl"  # lines a resume took back: steps the board lost in a reset
 
 
@@ -83,35 +86,64 @@ def write_row(f: IO[str], row: dict[str, Any]) -> None:
 def session_config(
     arguments: dict[str, Any], started: dt.datetime, board: Board, inp: Inputs, conn: Connection
 ) -> dict[str, Any]:
-    ct, image, hello = inp.ct, inp.image, conn.link.board
+    """config.json: the arguments, and what they resolved to (board, firmware, data, lr, plan).
+    A session on the host twin (--board host) says so in "board" ("host_twin": true, and the
+    board whose memory limits the plan was compiled for) and has no firmware."""
+    ct, image = inp.ct, inp.image
     t_in = inp.graph.tensor(inp.graph.inputs[0])
-    return {
-        "arguments": arguments,
-        "started_utc": started.isoformat(timespec="seconds"),
-        "board": {
-            "name": board.name,
-            "description": board.description,
-            "emulated": board.is_emulated,
-            "serial": conn.url,
-            "emulator": {"name": conn.emulator_name, "pid": conn.emulator_pid, "reused": conn.reused},
-            "counter_unit": board.counter_unit,
-            "timing_note": board.timing_note,
-            "fresh_state": conn.fresh_state,
-        },
-        "firmware": {
+    on_twin = conn.link is None
+    board_info = {
+        "name": "host" if on_twin else board.name,
+        "host_twin": on_twin,
+        "description": (
+            f"the host twin: the firmware's runtime and kernels compiled for this machine, the plan "
+            f"compiled for {board.name}"
+            if on_twin
+            else board.description
+        ),
+        "plan_board": board.name,
+        "emulated": board.is_emulated and not on_twin,
+        "serial": conn.url,
+        "emulator": {"name": conn.emulator_name, "pid": conn.emulator_pid, "reused": conn.reused},
+        "counter_unit": TWIN_COST_UNIT if on_twin else board.counter_unit,
+        "timing_note": TWIN_TIMING_NOTE if on_twin else board.timing_note,
+        "fresh_state": conn.fresh_state,
+    }
+    firmware = None
+    if conn.link is not None and image is not None:
+        hello = conn.link.board
+        firmware = {
             "build_id": hello["build_id"],  # as the board reported it in HELLO
             "built_build_id": image.build_id,
             "elf": image.elf,
             "protocol_version": hello["protocol_version"],
             "max_payload": hello["max_payload"],
-        },
+        }
+    plan = {
+        "size": len(ct.compiled.blob),
+        "arena": ct.compiled.arena,
+        "operators": len(ct.compiled.plan.ops),
+        "forward_operators": ct.train.n_forward,
+        "arena_breakdown": ct.breakdown,
+    }
+    if image is not None:
+        plan |= {"sram_used": image.regions["RAM"].used, "flash_used": image.regions["FLASH"].used}
+    return {
+        "arguments": arguments,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "board": board_info,
+        "firmware": firmware,
         "dataset": {
-            "name": inp.dataset,
+            "name": inp.data.name,
+            "spec": inp.data.spec,  # as given: a built-in name, a path or module:function
+            "kind": inp.data.kind,
             "split": inp.split,
             "classes": inp.classes,
             "sizes": inp.sizes,
             "finetune_used": len(inp.y_train),
+            **({"details": inp.data.details} if inp.data.details else {}),
         },
+        "lr": inp.lr_record,
         "model": {
             "name": inp.model_name,
             "source": inp.model_source,
@@ -125,15 +157,7 @@ def session_config(
             "bias_layers": inp.scheme.bias_layers,
             "weights": {str(k): v for k, v in sorted(inp.scheme.weights.items())},
         },
-        "plan": {
-            "size": len(ct.compiled.blob),
-            "arena": ct.compiled.arena,
-            "operators": len(ct.compiled.plan.ops),
-            "forward_operators": ct.train.n_forward,
-            "arena_breakdown": ct.breakdown,
-            "sram_used": image.regions["RAM"].used,
-            "flash_used": image.regions["FLASH"].used,
-        },
+        "plan": plan,
     }
 
 

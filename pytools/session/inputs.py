@@ -3,8 +3,13 @@ the board (prepare()), all checked before any board is touched."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -15,17 +20,36 @@ from pytools.errors import ToolError
 from pytools.model.ir import Graph, ModelError
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
+from pytools.session.lr_sweep import sweep_lr
 from pytools.session.plots import require_matplotlib
+from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
 from pytools.train.scheme import Scheme, load_scheme
 
 DEFAULT_SCHEME = "bias=3,-1=1,-2=0.5"
-DEFAULT_SPLIT = "writers"
+DEFAULT_DATASET = "digits"
+DEFAULT_LR = 0.01  # the Python API's; `invoke train` without --lr sweeps (lr_sweep.py)
 SCHEMES = ROOT / "schemes"
+# Default epochs: about this many training steps in all, in 1 to MAX_DEFAULT_EPOCHS passes
+# (digits' 381 fine-tuning samples: 3 epochs; HAPT's 1,945: 1; one HAPT user's 215: 5).
+DEFAULT_STEPS = 1000
+MAX_DEFAULT_EPOCHS = 5
+
+
+def default_split(dataset: str) -> str:
+    """A built-in data set's default split: the first it lists (datasets/<name>.py SPLITS)."""
+    return datasets.module(dataset).SPLITS[0]
+
+
+def default_epochs(finetune_samples: int) -> int:
+    """Epochs when none are given: about DEFAULT_STEPS steps, at least 1, at most MAX_DEFAULT_EPOCHS."""
+    return max(1, min(MAX_DEFAULT_EPOCHS, math.ceil(DEFAULT_STEPS / max(1, finetune_samples))))
 
 
 def default_model(dataset: str) -> tuple[bytes, str, str]:
-    """The pretrained model for a data set: (bytes, name, where it comes from)."""
+    """The pretrained model for a data set: (bytes, name, where it comes from). digits: the
+    small CNN pretrained on digits 0-4 (built once); any other data set: the backbone in
+    models/ pretrained on its pretraining part (pytools/pretrain/backbones.py), if one is."""
     if dataset == "digits":
         # The builder lives with the tests (it trains with TensorFlow once, then is cached).
         from pytools.pretrain import digits as digits_model
@@ -33,11 +57,23 @@ def default_model(dataset: str) -> tuple[bytes, str, str]:
         data = digits_model.pretrained_model()
         where = f"pretrained on digits 0-4 of the first 7 writers, cached at {digits_model.model_path()}"
         return data, digits_model.NAME, where
+    from pytools.pretrain.backbones import BACKBONES, model_path
+
+    for name, spec in BACKBONES.items():
+        path = model_path(name)
+        if spec.dataset == dataset and path.is_file():
+            where = f"{path}, pretrained on the '{spec.split}' split's pretraining part of {dataset}"
+            return path.read_bytes(), name, where
     raise ToolError(f"there is no pretrained model for the dataset '{dataset}': give one with --model")
 
 
 def load_model(model: Path | None, dataset: str) -> tuple[bytes, str, str]:
     if model is None:
+        if is_user_data(dataset):
+            raise ToolError(
+                f"--dataset {dataset} is your own data: give the model to fine-tune on it with --model "
+                "(an int8 .tflite classifier whose input takes one sample)"
+            )
         return default_model(dataset)
     path = Path(model)
     if not path.is_file():
@@ -94,6 +130,8 @@ def check_classifier(graph: Graph, classes: int, sample_shape: tuple[int, ...], 
 def model_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
     """Real-valued samples [n, ...] as the model's input tensor takes them, one per row."""
     t = graph.tensor(graph.inputs[0])
+    if t.dtype != "float32" and np.asarray(x).dtype == np.dtype(t.dtype):
+        return np.asarray(x).reshape(len(x), *t.shape)  # already in the model's input type
     x = np.asarray(x, dtype=np.float32).reshape(len(x), *t.shape)
     if t.dtype == "float32":
         return x
@@ -115,67 +153,200 @@ def subset(y: np.ndarray, limit: int | None) -> np.ndarray:
     return np.sort(order[:limit])
 
 
+# ---------------------------------------------------------------- the data
+
+
+USER_DATA_SUFFIXES = (".npz", ".csv")
+_HOOK = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def is_user_data(spec: str) -> bool:
+    """Whether --dataset names the user's own data (a file, a folder, a module:function hook)
+    rather than a built-in data set (datasets.names())."""
+    if spec in datasets.DATASETS:
+        return False
+    return (
+        Path(spec).suffix.lower() in USER_DATA_SUFFIXES
+        or "/" in spec
+        or os.sep in spec
+        or Path(spec).exists()
+        or _HOOK.fullmatch(spec) is not None
+    )
+
+
+@dataclass
+class Data:
+    """A session's data, resolved from --dataset and --split by load_data()."""
+
+    spec: str  # as given: a built-in data set's name, a path, or module:function
+    kind: str  # "builtin" or "user"
+    name: str  # short, for the session folder's name and titles
+    split: str  # the built-in split's name, or how the user's data was split
+    classes: int
+    shape: tuple[int, ...]  # of one sample
+    parts: datasets.Split
+    details: dict[str, Any] = field(default_factory=dict)  # what the loader reports: into config.json
+
+
+def check_user_data(spec: str, split: str | None) -> ModuleType:
+    """The checks on the user's own --dataset that need no model: it exists, the loaders for
+    it are there, no --split (a built-in data set's) is given. Returns datasets.files."""
+    hook = _HOOK.fullmatch(spec) is not None and not Path(spec).exists()
+    if not hook and not Path(spec).exists():
+        raise ToolError(
+            f"--dataset {spec}: no such file or folder. Give a built-in data set "
+            f"({', '.join(datasets.names())}), a .npz or .csv file, a folder with one sub-folder of "
+            "images per class, or a module:function that returns the arrays"
+        )
+    try:
+        from datasets import files  # type: ignore[attr-defined]
+    except ImportError:
+        raise ToolError(
+            f"--dataset {spec}: this version reads only the built-in data sets "
+            f"({', '.join(datasets.names())}); training on your own files (.npz, .csv, image folders, "
+            "module:function) needs datasets/files.py, which it does not have yet"
+        ) from None
+    if split:
+        raise ToolError(
+            f"--split {split}: splits are the built-in data sets' (e.g. hapt: users, user21); your own "
+            f"data ({spec}) is split by the tool, seeded, or by its own x_train/x_test"
+        )
+    return files
+
+
+def _user_data(spec: str, graph: Graph, split: str | None, seed: int) -> Data:
+    """The user's own data, through datasets/files.py (the loaders of .npz, .csv, image
+    folders and module:function hooks), which checks it against the model's input and outputs."""
+    files = check_user_data(spec, split)
+    hook = _HOOK.fullmatch(spec) is not None and not Path(spec).exists()
+    t_in, t_out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    shape = tuple(t_in.shape[1:]) if len(t_in.shape) > 1 and t_in.shape[0] == 1 else tuple(t_in.shape)
+    outputs = int(np.prod(t_out.shape))
+    got = files.load(spec, input_shape=shape, classes=outputs, seed=seed)
+    parts = got if isinstance(got, datasets.Split) else getattr(got, "split", got)
+    details = {
+        k: getattr(got, k)
+        for k in ("source", "split_name", "label_map", "clipped", "classes", "note")
+        if hasattr(got, k) and not callable(getattr(got, k))
+    }
+    classes = int(details.get("classes") or outputs)
+    name = re.sub(r"[^\w.-]+", "_", Path(spec).stem if not hook else spec.replace(":", "-"))
+    how = str(details.get("split_name") or f"split by the tool (seed {seed})")
+    return Data(spec, "user", name, how, classes, shape, parts, details)
+
+
+def load_data(spec: str, graph: Graph | None, split: str | None, seed: int) -> Data:
+    """The one place a session's --dataset is resolved: a built-in data set by name (its own
+    default split unless --split names another), or the user's own data (a path or
+    module:function, handed to datasets/files.py, split seeded by seed, checked against the
+    model's graph, which it needs)."""
+    if is_user_data(spec):
+        if graph is None:
+            raise ToolError(
+                f"--dataset {spec}: your own data is loaded against the model: load the model first"
+            )
+        return _user_data(spec, graph, split, seed)
+    mod = datasets.module(spec)  # a DataError listing the known ones
+    split = split or default_split(spec)
+    parts = datasets.load_split(spec, split)
+    return Data(spec, "builtin", spec, split, mod.CLASSES, tuple(mod.SHAPE), parts)
+
+
 @dataclass
 class Inputs:
     """Everything a session needs before it touches a board."""
 
-    dataset: str
-    split: str
-    classes: int
-    sizes: dict[str, int]  # of the split's parts
+    data: Data
+    lr: float  # the learning rate the step is compiled with: --lr, or the sweep's choice
+    lr_record: dict[str, Any]  # how it was chosen (config.json "lr")
     model_bytes: bytes
     model_name: str
     model_source: str
     graph: Graph
     scheme: Scheme
     ct: CompiledTraining
-    image: FirmwareImage
+    image: FirmwareImage | None  # None on the host twin (nothing is linked for a board)
     chosen: np.ndarray  # indices into the fine-tuning part
     x_train: np.ndarray  # the model's input type, one row per sample
     y_train: np.ndarray
     x_held: np.ndarray
     y_held: np.ndarray
 
+    @property
+    def dataset(self) -> str:
+        return self.data.spec
+
+    @property
+    def split(self) -> str:
+        return self.data.split
+
+    @property
+    def classes(self) -> int:
+        return self.data.classes
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Of the split's parts."""
+        p = self.data.parts
+        return {"pretrain": len(p.pretrain), "finetune": len(p.finetune), "held_out": len(p.held_out)}
+
 
 def prepare(
     board: Board,
     dataset: str,
     scheme: str,
-    lr: float,
-    split: str,
+    lr: float | None,
+    split: str | None,
     model: Path | None,
     limit: int | None,
     held_out: int | None = None,
+    seed: int = 0,
+    lr_schedule: str = schedules.DEFAULT,
+    link: bool = True,
 ) -> Inputs:
-    """Steps 1-3: the data, the model, and the training step compiled and linked for the board."""
-    ds = datasets.module(dataset)
-    parts = datasets.load_split(dataset, split)
+    """Steps 1-3: the data, the model, the learning rate (a sweep on the host twin when lr is
+    None), and the training step compiled (and linked for the board, unless link is False:
+    the host twin needs only the plan)."""
+    # The data is checked before the model: an unknown data set, a wrong split or a missing
+    # file is the first thing to say. A built-in data set loads without the model; the user's
+    # own is loaded against it (its input shape and outputs).
+    user = is_user_data(dataset)
+    data = None if user else load_data(dataset, None, split, seed)
+    if user:
+        check_user_data(dataset, split)
     scheme_obj = resolve_scheme(scheme)
     require_matplotlib()
     model_bytes, model_name, model_source = load_model(model, dataset)
     graph = import_tflite(model_bytes, model_name)
-    check_classifier(graph, ds.CLASSES, ds.SHAPE, model_source if model else model_name)
+    if data is None:
+        data = load_data(dataset, graph, split, seed)
+    parts = data.parts
+    check_classifier(graph, data.classes, data.shape, model_source if model else model_name)
     chosen = subset(parts.finetune.y, limit)
     held = subset(parts.held_out.y, held_out)
     print(
-        f"data      {dataset} (split {split}): {len(chosen)} of {len(parts.finetune)} fine-tuning samples "
-        f"per epoch, {len(held)} of {len(parts.held_out)} held out (pretraining part: {len(parts.pretrain)})"
+        f"data      {dataset} (split {data.split}): {len(chosen)} of {len(parts.finetune)} fine-tuning "
+        f"samples per epoch, {len(held)} of {len(parts.held_out)} held out (pretraining part: "
+        f"{len(parts.pretrain)})"
     )
     print(f"source    {model_name}: {model_source}")
-    ct = compile_training(graph, scheme_obj, board, model_name, link=True, lr=lr)
+    x_train, y_train = model_inputs(graph, parts.finetune.x[chosen]), parts.finetune.y[chosen]
+    if lr is None:
+        lr, lr_record = sweep_lr(graph, scheme_obj, board, model_name, x_train, y_train, seed, lr_schedule)
+    else:
+        lr_record = {"how": "given (--lr)", "value": lr}
+    if link:
+        print(
+            f"compile   the training step, linked into {board.name}'s firmware (the first build compiles it)"
+        )
+    ct = compile_training(graph, scheme_obj, board, model_name, link=link, lr=lr)
     check_fits(ct)  # a step that does not fit is refused, with the memory breakdown
-    assert ct.image is not None
+    assert ct.image is not None or not link
     print(report(ct))
-    sizes = {
-        "pretrain": len(parts.pretrain),
-        "finetune": len(parts.finetune),
-        "held_out": len(parts.held_out),
-    }
     return Inputs(
-        dataset=dataset,
-        split=split,
-        classes=ds.CLASSES,
-        sizes=sizes,
+        data=data,
+        lr=lr,
+        lr_record=lr_record,
         model_bytes=model_bytes,
         model_name=model_name,
         model_source=model_source,
@@ -184,8 +355,8 @@ def prepare(
         ct=ct,
         image=ct.image,
         chosen=chosen,
-        x_train=model_inputs(graph, parts.finetune.x[chosen]),
-        y_train=parts.finetune.y[chosen],
+        x_train=x_train,
+        y_train=y_train,
         x_held=model_inputs(graph, parts.held_out.x[held]),
         y_held=parts.held_out.y[held],
     )

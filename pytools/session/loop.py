@@ -19,8 +19,10 @@ from pytools.errors import ToolError
 from pytools.link.client import BoardRefused, Link, LinkError
 from pytools.model.board_runner import BoardModel, BoardTraining, StepResult
 from pytools.model.host_twin import io_tensors, tensor_table
+from pytools.progress import progress
 from pytools.session.folder import CHECKPOINTS, ROLLED_BACK, append_to, read_jsonl, write_row
 from pytools.session.inputs import Inputs
+from pytools.session.twin import TwinTraining
 from pytools.train import schedule as schedules
 from pytools.train.trainer import Trainer
 
@@ -44,12 +46,13 @@ class Run:
         self,
         folder: Path,
         inp: Inputs,
-        link: Link,
+        link: Link | None,
         unit: str,
         first_id: int,
         schedule: str,
         epochs: int,
         save_every: int | None = None,
+        twin: TwinTraining | None = None,
     ) -> None:
         self.folder, self.inp, self.link, self.unit, self.first_id = folder, inp, link, unit, first_id
         self.schedule, self.total_steps = schedule, epochs * len(inp.y_train)
@@ -57,10 +60,18 @@ class Run:
         self.save_every = save_every
         self.checkpoints = read_jsonl(folder / CHECKPOINTS)
         self.checkpoint_error: str | None = None  # a SAVE the board refused: no more tries
-        ins, outs = io_tensors(inp.ct.compiled.blob)
-        self.board = BoardModel(link, tensor_table(inp.ct.compiled.blob), ins, outs)
-        self.training = BoardTraining(link)
-        self.trainer = Trainer(inp.ct, self.board)  # state() reads the board's trained state
+        # The board over its link, or (--board host, no link) the host twin answering the same
+        # calls: everything below runs the same either way.
+        self.training: BoardTraining | TwinTraining
+        self.where = "on the host twin" if twin is not None else "on the board"
+        if twin is not None:
+            self.training, self.trainer = twin, twin.trainer
+        else:
+            assert link is not None
+            ins, outs = io_tensors(inp.ct.compiled.blob)
+            board = BoardModel(link, tensor_table(inp.ct.compiled.blob), ins, outs)
+            self.training = BoardTraining(link)
+            self.trainer = Trainer(inp.ct, board)  # state() reads the board's trained state
         self.steps = read_jsonl(folder / "steps.jsonl")
         self.epochs = read_jsonl(folder / "epochs.jsonl")
         self.final: dict[str, Any] | None = None  # the board's TRAIN_STATUS at the end
@@ -71,6 +82,11 @@ class Run:
     def close(self) -> None:
         self.steps_file.close()
         self.epochs_file.close()
+
+    @property
+    def retransmits(self) -> int:
+        """Frames the link sent again so far (the host twin has no link: 0)."""
+        return self.link.stats.retransmits if self.link is not None else 0
 
     # ------------------------------------------------------------ checkpoints and roll-back
 
@@ -220,7 +236,7 @@ class Run:
         """Held-out samples evaluated on the device (EVAL trains nothing): (right, mean loss)."""
         x, y = self.inp.x_held, self.inp.y_held
         correct, losses = 0, []
-        bar = tqdm(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample", dynamic_ncols=True)
+        bar = progress(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample")
         for k in bar:
             r = self.training.evaluate(k, x[k], int(y[k]))
             correct += int(r.correct)
@@ -273,7 +289,7 @@ class Run:
                 "stack_high_water": r.stack_high_water,
                 "replayed": r.replayed,
                 "ms": None if ms is None else round(ms, 3),
-                "retransmits": self.link.stats.retransmits,
+                "retransmits": self.retransmits,
                 "time": round(time.time(), 3),
             }
         )
@@ -310,7 +326,7 @@ class Run:
         if start == n and any(e["epoch"] == epoch for e in self.epochs):
             return
         t0 = time.monotonic()
-        bar = tqdm(range(start, n), desc=f"epoch {epoch}/{epochs} train", unit="step", dynamic_ncols=True)
+        bar = progress(range(start, n), desc=f"epoch {epoch}/{epochs} train", unit="step")
         for k in bar:
             i = int(order[k])
             g = (epoch - 1) * n + k
@@ -349,13 +365,13 @@ class Run:
                 "steps": n,
                 "median_cost": cost,
                 "train_seconds": round(seconds, 3),
-                "retransmits": self.link.stats.retransmits,
+                "retransmits": self.retransmits,
             }
         )
         print(
             f"epoch {epoch}   held-out accuracy {correct / nh:.3f} ({correct}/{nh}); training: mean loss "
             f"{np.mean(losses):.3f}, accuracy {hits / n:.3f}; per step {cost:,.0f} {self.unit} "
-            f"on the board, {1000 * seconds / max(1, n - start):.1f} ms in all"
+            f"{self.where}, {1000 * seconds / max(1, n - start):.1f} ms in all"
         )
 
     def _step_row(self, row: dict[str, Any]) -> None:

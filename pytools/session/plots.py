@@ -43,7 +43,7 @@ def write_plots(folder: Path, steps: list[dict[str, Any]], epochs: list[dict[str
         ax.axvline(end + 0.5, color="grey", lw=0.5, ls=":")
     if len(epochs) > 1:
         ax.plot([], [], color="tab:red", lw=2, label="mean of the epoch")
-    ax.set_title(f"Training loss on the device\n{title}", fontsize=10)
+    ax.set_title(f"Training loss\n{title}", fontsize=10)
     ax.set_xlabel("training step (one sample per step; dotted lines: epoch ends)")
     ax.set_yscale("symlog", linthresh=1.0)  # the first steps on new classes cost 10-40 nats
     ax.set_ylabel("cross-entropy loss (nats; log scale above 1)")
@@ -57,7 +57,10 @@ def write_plots(folder: Path, steps: list[dict[str, Any]], epochs: list[dict[str
     ax = fig.add_subplot()
     ep = [e["epoch"] for e in epochs]
     ax.plot(
-        ep, [100 * e["held_out_accuracy"] for e in epochs], "o-", label="held-out writers (on the device)"
+        ep,
+        [100 * e["held_out_accuracy"] for e in epochs],
+        "o-",
+        label="held-out samples (on the device or its twin)",
     )
     trained = [e for e in epochs if e["train_accuracy"] is not None]
     ax.plot(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pytools.boards import Board
 from pytools.link.client import LinkStats
+from pytools.session.folder import TWIN_COST_UNIT, TWIN_TIMING_NOTE
 from pytools.session.loop import Run, median
 from pytools.session.plots import write_plots
 
@@ -18,12 +19,20 @@ def finish(
     title: str,
     seconds: float,
     stats: LinkStats | None,
+    twin: bool = False,
 ) -> None:
-    """summary.txt (always) and the plots (once an epoch is done); prints where they are."""
+    """summary.txt (always) and the plots (once an epoch is done); prints where they are.
+    twin: the session ran on the host twin, its plan compiled for board."""
     steps = run.steps if run else []
     epochs = run.epochs if run else []
-    unit = board.counter_unit
-    lines = [f"training session: {title}", f"board {board.name} ({board.description}): {status}"]
+    unit = TWIN_COST_UNIT if twin else board.counter_unit
+    timing = TWIN_TIMING_NOTE if twin else board.timing_note
+    where = "the host twin" if twin else "the board"
+    if twin:
+        ran = f"host twin (the firmware's C on this machine; plan for {board.name}): {status}"
+    else:
+        ran = f"board {board.name} ({board.description}): {status}"
+    lines = [f"training session: {title}", ran]
     if epochs:
         acc = ", ".join(f"{e['held_out_accuracy']:.3f}" for e in epochs)
         lines.append(f"held-out accuracy by epoch (0 = before training): {acc}")
@@ -35,16 +44,16 @@ def finish(
         costs = [s["cost"] for s in steps]
         ms = [s["ms"] for s in steps if s.get("ms") is not None]  # replayed steps have none
         lines.append(
-            f"cost per training step on the board: median {median(costs):,.0f} {unit} "
-            f"(min {min(costs):,}, max {max(costs):,}); {board.timing_note}"
+            f"cost per training step on {where}: median {median(costs):,.0f} {unit} "
+            f"(min {min(costs):,}, max {max(costs):,}); {timing}"
         )
-        lines.append(
-            f"wall time per training step: median {median(ms):.1f} ms, link included; {len(steps)} steps"
-        )
+        link = "" if twin else ", link included"
+        lines.append(f"wall time per training step: median {median(ms):.1f} ms{link}; {len(steps)} steps")
     if run is not None and run.final is not None:
         f = run.final
+        who = "twin" if twin else "board"
         lines.append(
-            f"board: {f['samples_trained']:,} samples trained ({f['replays']} results replayed "
+            f"{who}: {f['samples_trained']:,} samples trained ({f['replays']} results replayed "
             f"to a resumed host, never trained twice); trained state CRC-32 0x{f['state_crc']:08x}"
         )
     if run is not None and run.saved is not None:
