@@ -50,6 +50,7 @@ def default_model(dataset: str) -> tuple[bytes, str, str]:
     """The pretrained model for a data set: (bytes, name, where it comes from). digits: the
     small CNN pretrained on digits 0-4 (built once); any other data set: the backbone in
     models/ pretrained on its pretraining part (pytools/pretrain/backbones.py), if one is."""
+    datasets.module(dataset)  # an unknown name is said as such (a DataError listing the known ones)
     if dataset == "digits":
         # The builder lives with the tests (it trains with TensorFlow once, then is cached).
         from pytools.pretrain import digits as digits_model
