@@ -44,3 +44,24 @@ def test_progress_to_a_pipe_is_lines_and_to_a_terminal_is_tqdm(monkeypatch) -> N
     assert r.stderr.splitlines()[-1].startswith("work: 30/30 (100 %)")
     monkeypatch.setattr(progress_mod, "is_terminal", lambda stream=None: True)
     assert type(progress(range(3), desc="x")).__name__ == "tqdm"
+
+
+def test_a_long_build_says_what_it_compiles_and_a_short_one_says_nothing(capsys, monkeypatch) -> None:
+    from pytools.build import builder
+
+    clock = iter([0.0, 1.0, 6.0, 30.0])  # start; a file done at 1 s, one at 6 s; the end at 30 s
+    monkeypatch.setattr(builder.time, "monotonic", lambda: next(clock, 0.0))
+    lines = builder.StaleProgress(78, "mps2_an500: compiling 78 of 78 C files")
+    lines.done()
+    lines.done()
+    lines.close()
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "build     mps2_an500: compiling 78 of 78 C files (a first build takes a while; later ones reuse it)",
+        "build     2/78 compiled, 6 s",
+        "build     mps2_an500: compiling 78 of 78 C files: done in 30.0 s",
+    ]
+    quiet = builder.StaleProgress(1, "plan.S")
+    quiet.done()
+    quiet.close()
+    assert capsys.readouterr().err == ""
