@@ -98,12 +98,23 @@ def test_monitor_shows_timestamped_logs_and_decoded_frames(tmp_path) -> None:
 @pytest.mark.emulator
 def test_flash_train_with_no_board_runs_a_session_on_the_emulated_board(tmp_path) -> None:
     r = invoke(
-        "flash", "train", "--epochs", "1", "--limit", "30", "--out", str(tmp_path / "s"), run_dir=tmp_path
+        "flash",
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "30",
+        "--held-out",
+        "100",  # all 510 held-out samples, twice, on an emulator sharing 2 cores: past the time-out
+        "--out",
+        str(tmp_path / "s"),
+        run_dir=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "flash: `train` will start the emulated board mps2_an500" in r.stdout
     assert "held-out accuracy by epoch (0 = before training)" in r.stdout
     assert (tmp_path / "s" / "steps.jsonl").read_text().count("\n") == 30
+    assert "lr sweep" in r.stderr and "<- chosen" in r.stdout  # no --lr: swept on the host twin
     assert not list((tmp_path).glob("*.json")), "the session left an emulator running"
 
 
