@@ -14,15 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import invoke
-from invoke import Context
+from invoke import Context, Task
 from invoke.exceptions import ParseError
 
 from pytools import emulator
-from pytools.boards import Board
+from pytools.boards import HOST, Board
 from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.connect import open_link, resolve_board
 from pytools.console import board_summary, frame_line, log_line
-from pytools.errors import ToolError
+from pytools.errors import USER_ERRORS, ToolError
 from pytools.paths import BUILD, ROOT
 
 
@@ -47,8 +47,63 @@ class _Task(invoke.Task):
         return args
 
 
+# One meaning per short flag in every task: only these options have one (invoke would otherwise
+# give each option the first free letter of its name, task by task: -b was --budget in plan,
+# -p --split in train and --port elsewhere). tests/test_tasks.py holds every task to it.
+SHORT_FLAGS = {
+    "board": "b",
+    "dataset": "d",
+    "epochs": "e",
+    "lr": "l",
+    "model": "m",
+    "out": "o",
+    "port": "p",
+    "scheme": "s",
+}
+
+
+class OneMeaningTask(_Task):
+    """A task whose short flags come from SHORT_FLAGS alone (and whose number options say
+    what they take instead of a traceback, _Task)."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)  # auto_shortflags is off
+        flag = SHORT_FLAGS.get(name)
+        if flag and flag not in taken_names and flag not in opts["names"]:
+            opts["names"].append(flag)
+        return opts
+
+
 def task(*args: Any, **kwargs: Any) -> Any:
-    return invoke.task(*args, klass=_Task, **kwargs)
+    """invoke's @task, with the short flags of SHORT_FLAGS (and no others)."""
+    kwargs.setdefault("klass", OneMeaningTask)
+    kwargs.setdefault("auto_shortflags", False)
+    if len(args) == 1 and callable(args[0]) and not isinstance(args[0], Task):
+        return invoke.task(**kwargs)(args[0])
+    return invoke.task(*args, **kwargs)
+
+
+def _datasets_help() -> str:
+    """The data sets --dataset takes, from the registry (and the user's own files once the
+    loaders for them, datasets/files.py, are there)."""
+    import importlib.util
+
+    import datasets
+
+    text = "a built-in data set: " + ", ".join(datasets.names())
+    if importlib.util.find_spec("datasets.files") is not None:
+        text += (
+            "; or your own data: a .npz or .csv file, a folder of class folders of images, module:function"
+        )
+    return text
+
+
+def _splits_help() -> str:
+    """Each built-in data set's splits, its default first (the registry's SPLITS)."""
+    import datasets
+
+    per = "; ".join(f"{n}: {', '.join(datasets.module(n).SPLITS)}" for n in datasets.names())
+    return f"how the data set is split (default: its first): {per}"
 
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
@@ -56,13 +111,13 @@ PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Prints a ToolError's message (it says what to do) instead of a traceback."""
+    """Prints a ToolError's or DataError's message (it says what to do) instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ToolError as e:
+        except USER_ERRORS as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt:
@@ -299,14 +354,17 @@ def infer(
 
 @task(
     help={
-        "board": BOARD_HELP,
-        "dataset": "the data set (datasets/): digits",
+        "board": "host (the bit-exact host twin, at this machine's speed: tune lr, epochs and scheme "
+        "before spending board time), or a " + BOARD_HELP,
+        "dataset": _datasets_help() + " (default: digits)",
         "scheme": "a scheme file in schemes/ (e.g. head_only) or inline (bias=3,-1=1,-2=0.5)",
-        "epochs": "passes over the fine-tuning split",
-        "lr": "learning rate (SGD with QAS, in real-valued units)",
+        "epochs": "passes over the fine-tuning split (default: about 1,000 steps, 1 to 5 passes)",
+        "lr": "learning rate (SGD with QAS, in real-valued units); default: a short sweep on the host "
+        "twin picks it (printed, and kept in config.json)",
         "lr-schedule": "linear (decays the lr to 0 over the session's steps; the default) or constant",
-        "split": "how the data set is split (digits: writers)",
-        "model": "a pretrained int8 .tflite classifier (default: the digits model, built once)",
+        "split": _splits_help(),
+        "model": "a pretrained int8 .tflite classifier (default: the data set's own: digits_cnn, built "
+        "once, or the backbone in models/ for hapt and fashion_mnist)",
         "out": "session folder (default: sessions/<time>-<board>-<dataset>/)",
         "limit": "train on at most this many samples per epoch",
         "port": PORT_HELP,
@@ -327,10 +385,10 @@ def train(
     board: str | None = None,
     dataset: str = "digits",
     scheme: str = "",
-    epochs: int = 3,
-    lr: float = 0.01,
+    epochs: int = 0,
+    lr: float = -1.0,
     lr_schedule: str = "linear",
-    split: str = "writers",
+    split: str = "",
     model: str = "",
     out: str = "",
     limit: int = 0,
@@ -344,7 +402,6 @@ def train(
     """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
     from pathlib import Path
 
-    from pytools.errors import ToolError
     from pytools.session import DEFAULT_SCHEME, run_training_session
 
     try:
@@ -353,14 +410,20 @@ def train(
         msg = f"--save-every takes a number of steps (0: only at the end), not {save_every!r}"
         raise ToolError(msg) from None
 
+    if lr == -1.0:
+        lr_given: float | None = None  # not given: a sweep on the host twin picks it
+    elif lr < 0:
+        raise ToolError(f"--lr must be a number >= 0, got {lr}")
+    else:
+        lr_given = lr
     run_training_session(
-        resolve_board(board).name,
+        board if board == HOST else resolve_board(board).name,
         dataset=dataset,
         scheme=scheme or DEFAULT_SCHEME,
-        epochs=epochs,
-        lr=lr,
+        epochs=epochs or None,  # 0: not given
+        lr=lr_given,
         lr_schedule=lr_schedule,
-        split=split,
+        split=split or None,
         port=port,
         out_dir=Path(out) if out else None,
         model=Path(model) if model else None,
@@ -438,6 +501,12 @@ def bench(
     from pytools import validate
     from pytools.bench import run_bench, write_benchmarks
 
+    if board == HOST:
+        raise ToolError(
+            "invoke bench measures a board: its peak SRAM, flash and cost per step; the host twin has "
+            "none of these. Give a board (default: the emulated board), or use `invoke train --board "
+            "host` to try a scheme on the twin"
+        )
     if out:
         validate.output_file(out)  # before the benchmark runs
     b = resolve_board(board)
@@ -455,14 +524,14 @@ def bench(
 @task(
     help={
         "model": "a pretrained int8 .tflite classifier (default: the data set's own pretrained model)",
-        "dataset": "the data set (datasets/): digits, ...",
+        "dataset": _datasets_help() + " (default: digits)",
         "budget": "peak training SRAM allowed: firmware static RAM + training arena (e.g. 64KB)",
         "out": "the scheme file to write (default: schemes/<model>-<dataset>-<budget>.toml)",
         "board": BOARD_HELP,
         "lr": "learning rate of the measuring fine-tuning runs (SGD with QAS, real units)",
         "steps": "fine-tuning steps per measured part (fixed budget)",
         "seeds": "comma-separated sample-order seeds; each part's gain is their mean",
-        "split": "how the data set is split (default: its first split)",
+        "split": _splits_help(),
         "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
         "watch_to_hapt (BasicMotions -> HAPT windows)",
     }
@@ -488,6 +557,11 @@ def plan(
     from pytools.plan.run import parse_budget
     from pytools.plan.run import plan as run_plan
 
+    if board == HOST:
+        raise ToolError(
+            "invoke plan fine-tunes every candidate on the host twin already; --board names the board "
+            "whose memory the scheme must fit (default: the emulated board, the Nucleo's limits)"
+        )
     validate.lr(lr)
     validate.integer(steps, "--steps", 1, 10**7)
     try:

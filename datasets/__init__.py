@@ -26,8 +26,6 @@ from types import ModuleType
 
 import numpy as np
 
-from pytools.errors import ToolError
-
 DATASETS = {  # name -> module
     "basic_motions": "datasets.basic_motions",
     "digits": "datasets.digits",
@@ -37,8 +35,12 @@ DATASETS = {  # name -> module
 }
 
 
-class DataError(ToolError):
-    """A data set is unknown, missing or not what it should be; the message says what to do."""
+class DataError(Exception):
+    """A data set is unknown, missing or not what it should be; the message says what to do.
+
+    Not a pytools.errors.ToolError: datasets/ stands on its own (pytools imports it, never the
+    reverse). The tools treat it as one: pytools.errors.USER_ERRORS holds both, and the tasks'
+    error handler prints either's message without a traceback."""
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import DataError
-from pytools.errors import ToolError
-from pytools.paths import ROOT
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository (datasets/ does not import pytools)
 
 DATA_DIR = Path(os.environ.get("TINYTRAIN_DATA", ROOT / ".venv" / "share" / "tinytrain-data"))
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -171,7 +171,7 @@ if __name__ == "__main__":
         sys.exit("usage: python -m datasets.sources install")
     try:
         names = install()
-    except ToolError as e:
+    except DataError as e:
         sys.exit(f"error: {e}")
     if names:
         print(f"setup: installed data files {', '.join(names)} in {DATA_DIR}")

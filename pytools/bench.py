@@ -47,7 +47,7 @@ import numpy as np
 
 from pytools import emulator
 from pytools.boards import Board, load_board
-from pytools.errors import ToolError
+from pytools.errors import USER_ERRORS, ToolError
 from pytools.link.client import Link
 from pytools.link.protocol import Msg, layout
 from pytools.model.host_twin import io_tensors, tensor_table
@@ -1378,7 +1378,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(res["markdown"])
         return 0 if res["fits"] else 1
-    except ToolError as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,9 @@ from pytools.errors import ToolError
 from pytools.paths import BOARDS
 
 DEFAULT_BOARD = "mps2_an500"
+# --board host: not a board but the host twin (the firmware's C compiled for this machine),
+# for the tasks that can run there (infer, train).
+HOST = "host"
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ class SessionTail:
 
     def status_line(self) -> str:
         s = self.steps[-1]
-        epochs = self.config.get("arguments", {}).get("epochs", "?")
+        # What the session resolved ("epochs"; none given: its default), else what was asked.
+        epochs = self.config.get("epochs") or self.config.get("arguments", {}).get("epochs") or "?"
         per_epoch = self.config.get("dataset", {}).get("finetune_used", "?")
         mine = [r for r in self.steps if r["epoch"] == s["epoch"]]
         acc = sum(r["prediction"] == r["label"] for r in mine) / len(mine)

@@ -208,7 +208,7 @@ def pull(
     from pytools.model.board_runner import BoardModel, BoardTraining
     from pytools.model.host_twin import io_tensors
     from pytools.model.tflite_import import import_tflite
-    from pytools.session import DEFAULT_SCHEME, _load_model, _model_info, _scheme, plan_mismatches
+    from pytools.session import DEFAULT_SCHEME, load_model, model_info, plan_mismatches, resolve_scheme
     from pytools.train.compile_train import compile_training
     from pytools.train.trainer import Trainer
 
@@ -218,16 +218,19 @@ def pull(
     if session:
         folder, cfg = _session_settings(session)
         a = cfg["arguments"]
+        model, scheme, dataset = a["model"] or "", a["scheme"], a["dataset"]
+        lr = a["lr"] if a["lr"] is not None else cfg["lr"]["value"]  # None: the sweep chose it
+        if cfg["board"].get("host_twin"):
+            return _pull_twin_session(folder, cfg, out, model, scheme or DEFAULT_SCHEME, lr, check)
         board_name = board_name or cfg["board"]["name"]
-        model, scheme, lr, dataset = a["model"] or "", a["scheme"], a["lr"], a["dataset"]
     elif allow_older:
         raise ToolError("--allow-older goes with --session (it allows a session's earlier checkpoint)")
     validate.lr(lr)
     board = resolve_board(board_name)
-    model_bytes, model_name, source = _load_model(Path(model) if model else None, dataset)
+    model_bytes, model_name, source = load_model(Path(model) if model else None, dataset)
     spec = scheme or DEFAULT_SCHEME
     graph = import_tflite(model_bytes, model_name)
-    ct = compile_training(graph, _scheme(spec), board, model_name, link=True, lr=lr)
+    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=True, lr=lr)
     if ct.image is None:
         raise ToolError(f"this training plan does not fit {board.name}: no board can be running it")
     lines = [f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: build {ct.image.build_id}"]
@@ -236,7 +239,7 @@ def pull(
             port = stack.enter_context(_session_board(board, folder, ct))
             lines.append(f"board     emulated {board.name}, booted from {folder / 'board-flash.bin'}")
         link = stack.enter_context(open_link(board, port))
-        problems = plan_mismatches(link.board, _model_info(link), ct)
+        problems = plan_mismatches(link.board, model_info(link), ct)
         if problems:
             raise ToolError(
                 f"the board does not run this training plan: {'; '.join(problems)}. Give the --model, "
@@ -255,7 +258,7 @@ def pull(
         if folder is not None:
             lines.append(note)
         if folder is not None and check > 0:
-            xs = _held_out(dataset, cfg["dataset"]["split"], graph, check)
+            xs = _held_out(cfg, graph, check)
             on_board = np.array([Trainer(ct, reader).predict(x) for x in xs])
             in_tflite = _litert_predictions(data, graph, xs)
             agree = int((on_board == in_tflite).sum())
@@ -291,11 +294,11 @@ def session_state(
       state this session never saved: never exported.
     """
     from pytools import persist
-    from pytools.session import CHECKPOINTS, _read_jsonl
+    from pytools.session import CHECKPOINTS, read_jsonl
 
     first = cfg.get("first_sample_id", 0)
-    total = first + len(_read_jsonl(folder / "steps.jsonl"))
-    ckpts = _read_jsonl(folder / CHECKPOINTS)
+    total = first + len(read_jsonl(folder / "steps.jsonl"))
+    ckpts = read_jsonl(folder / CHECKPOINTS)
     at_end = [c for c in ckpts if c["samples_trained"] == total]
     final = next((c for c in reversed(at_end) if c["status"] == "saved"), None)
     have, crc = status["samples_trained"], status["state_crc"]
@@ -380,10 +383,72 @@ def session_state(
     )
 
 
-def _held_out(dataset: str, split: str, graph: Graph, n: int) -> np.ndarray:
-    """The first n held-out samples of a session's split, as the model's input type."""
-    import datasets
-    from pytools.session import model_inputs, subset
+def _held_out(cfg: dict, graph: Graph, n: int) -> np.ndarray:
+    """The first n held-out samples of a session's data (resolved as the session did:
+    pytools.session.load_data), as the model's input type."""
+    from pytools.session import load_data, model_inputs, subset
 
-    held = datasets.load_split(dataset, split).held_out
+    d, a = cfg["dataset"], cfg["arguments"]
+    spec = d.get("spec", a["dataset"])
+    split = d["split"] if d.get("kind", "builtin") == "builtin" else None
+    held = load_data(spec, graph, split, a["seed"]).parts.held_out
     return model_inputs(graph, held.x[subset(held.y, n)])
+
+
+def _pull_twin_session(
+    folder: Path, cfg: dict, out: str, model: str, spec: str, lr: float, check: int
+) -> list[str]:
+    """A session that ran on the host twin (--board host): its trained tensors are in its
+    trained_state.npz, written into a copy of the .tflite; no board is asked. The check runs
+    the twin with that state against the exported model in TFLite's interpreter."""
+    from pytools.boards import DEFAULT_BOARD, load_board
+    from pytools.model.host_twin import HostTwin
+    from pytools.model.tflite_import import import_tflite
+    from pytools.session import load_model, resolve_scheme
+    from pytools.session.folder import TRAINED_STATE
+    from pytools.train.compile_train import compile_training
+    from pytools.train.trainer import Trainer
+
+    if not out.endswith(".tflite"):
+        raise ToolError(f"--out must name a .tflite file, got {out!r}")
+    saved = folder / TRAINED_STATE
+    if not saved.is_file():
+        raise ToolError(f"{folder} ran on the host twin but has no {TRAINED_STATE}: it did not complete")
+    board = load_board(cfg["board"].get("plan_board") or DEFAULT_BOARD)
+    model_bytes, model_name, source = load_model(Path(model) if model else None, cfg["arguments"]["dataset"])
+    graph = import_tflite(model_bytes, model_name)
+    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=False, lr=lr)
+    with np.load(saved) as z:
+        by_name = {k: z[k] for k in z.files}
+    g = ct.train.graph
+    missing = [g.tensor(t).name for t in ct.train.state if g.tensor(t).name not in by_name]
+    if missing:
+        raise ToolError(f"{saved} lacks the plan's state tensors {missing}: not this session's plan")
+    state = {t: by_name[g.tensor(t).name] for t in ct.train.state}
+    data, changes = export_trained(model_bytes, ct, state)
+    lines = [
+        f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: a host-twin session, from {saved}"
+    ]
+    if check > 0:
+        twin = HostTwin(ct.compiled.blob)
+        for t, v in state.items():
+            twin.set_tensor(ct.compiled.plan_ids[t], v)
+        xs = _held_out(cfg, graph, check)
+        on_twin = np.array([Trainer(ct, twin).predict(x) for x in xs])
+        in_tflite = _litert_predictions(data, graph, xs)
+        agree = int((on_twin == in_tflite).sum())
+        lines.append(
+            f"check     {agree} of {len(xs)} held-out samples: the exported model's predictions in "
+            "TFLite's interpreter equal the twin's"
+        )
+        if agree != len(xs):
+            raise ToolError(
+                f"the exported model disagrees with the twin on {len(xs) - agree} of {len(xs)} held-out "
+                "samples: not written (a bug: please report it with the session folder)"
+            )
+    Path(out).write_bytes(data)
+    lines += changes
+    lines.append(
+        f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
+    )
+    return lines

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 import datasets
 from pytools.boards import Board
@@ -43,6 +42,7 @@ from pytools.model.tflite_import import import_tflite
 from pytools.paths import BUILD, ROOT
 from pytools.plan.finetune import Data, load, orders, run
 from pytools.plan.run import plan
+from pytools.progress import progress as progress_bar
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import Scheme, parse_scheme_text, trainable_ops
@@ -362,7 +362,9 @@ def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path 
             0
         ]
         result: list[Row] = []
-        for label, scheme, note in tqdm(rows, desc=f"{spec.name}/{split}", disable=not progress, leave=False):
+        for label, scheme, note in progress_bar(
+            rows, desc=f"{spec.name}/{split}", disable=not progress, leave=False
+        ):
             row = Row(label, scheme.describe() if scheme else "all layers, float32", note=note)
             if scheme is not None:
                 row.sram, why = _sram(held, board, scheme)

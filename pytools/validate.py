@@ -159,8 +159,10 @@ def training(
     (The data set itself is checked by its loader: a built-in name, or a user's file.)"""
     if not isinstance(dataset, str) or not dataset.strip() or "\0" in dataset:
         raise ToolError(f"--dataset must name a data set (e.g. digits), got {dataset!r}")
-    integer(epochs, "--epochs", 1, EPOCHS_MAX, "a TRAIN carries its epoch in 16 bits")
-    lr(lr_value)
+    if epochs is not None:  # None: the session picks the data set's default
+        integer(epochs, "--epochs", 1, EPOCHS_MAX, "a TRAIN carries its epoch in 16 bits")
+    if lr_value is not None:  # None: a short sweep on the host twin picks it
+        lr(lr_value)
     integer(seed, "--seed", 0, SEED_MAX)
     if limit is not None:
         integer(limit, "--limit", 1, 2**31 - 1)

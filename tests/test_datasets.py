@@ -22,6 +22,20 @@ import datasets
 from datasets import DataError, basic_motions, fashion_mnist, hapt, mnist, sources
 
 
+def test_datasets_does_not_import_pytools() -> None:
+    """The arrow runs one way: pytools uses datasets/, datasets/ stands on its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, datasets, datasets.sources\n"
+        "for n in datasets.names(): datasets.module(n)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pytools'))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
 def test_names_and_unknown_split() -> None:
     assert datasets.names() == ["basic_motions", "digits", "fashion_mnist", "hapt", "mnist"]
     with pytest.raises(DataError, match=r"unknown split 'user5' of hapt; known splits: users, user21, "):

@@ -1,4 +1,4 @@
-"""The daily training session (pytools/session.py) end to end on the emulated board, and its
+"""The daily training session (pytools/session/) end to end on the emulated board, and its
 clear errors.
 
 The setting of the end-to-end test: the digits transfer (datasets/digits.py), the default
@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 import datasets
+from datasets import DataError
 from pytools import emulator, export, session
 from pytools.boards import load_board
 from pytools.build.builder import build_firmware
@@ -33,6 +34,8 @@ from pytools.errors import ToolError
 from pytools.model.ir import ModelError
 from pytools.model.tflite_import import import_tflite
 from pytools.pretrain import digits
+from pytools.session import board as session_board
+from pytools.session import run as session_run
 from pytools.session import run_training_session
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import parse_scheme_text
@@ -160,7 +163,7 @@ def test_a_running_board_with_this_plan_is_reused_and_left_running(run_dir, tmp_
         assert config["board"]["emulator"] == {"name": None, "pid": None, "reused": BOARD}
         # It has trained now: a second session would not reuse it.
         initial = Trainer(ct).state()
-        problems = session._probe(running.url, board, ct, initial)
+        problems = session_board.probe(running.url, board, ct, initial)
         assert problems == ["its trained state is no longer the plan's initial state"]
     finally:
         emulator.stop(board.name)
@@ -186,9 +189,9 @@ def test_a_real_board_without_this_plan_is_refused_with_what_to_flash(run_dir, t
 
 
 def test_unknown_dataset_split_and_bad_scheme_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(ToolError, match=r"unknown dataset 'cifar10'; known datasets: basic_motions, digits"):
+    with pytest.raises(DataError, match=r"unknown dataset 'cifar10'; known datasets: basic_motions, digits"):
         run_training_session(BOARD, dataset="cifar10", out_dir=tmp_path / "a")
-    with pytest.raises(ToolError, match=r"unknown split 'random' of digits; known splits: writers"):
+    with pytest.raises(DataError, match=r"unknown split 'random' of digits; known splits: writers"):
         run_training_session(BOARD, split="random", out_dir=tmp_path / "b")
     with pytest.raises(ToolError, match=r"bad scheme: .*ratio 0\.3 is not one of .*schemes/: .*head_only"):
         run_training_session(BOARD, scheme="bias=3,-1=0.3", out_dir=tmp_path / "c")
@@ -196,7 +199,7 @@ def test_unknown_dataset_split_and_bad_scheme_are_clear_errors(tmp_path) -> None
         run_training_session(BOARD, epochs=0)
     with pytest.raises(ToolError, match=r"--save-every must be .*\(0: only at the end\)"):
         run_training_session(BOARD, save_every=-1, out_dir=tmp_path / "d")
-    assert session._scheme("head_only").bias_layers == 1  # a name in schemes/
+    assert session.resolve_scheme("head_only").bias_layers == 1  # a name in schemes/
     assert not list(tmp_path.iterdir())  # refused before any session folder
 
 
@@ -217,7 +220,7 @@ def test_a_step_that_does_not_fit_is_refused_with_the_breakdown(monkeypatch, tmp
     small = dataclasses.replace(
         real, name="mps2_an500_tiny_ram", memory=dataclasses.replace(real.memory, ram_size=24 * 1024)
     )
-    monkeypatch.setattr(session, "resolve_board", lambda name: small)
+    monkeypatch.setattr(session_run, "resolve_board", lambda name: small)
     with pytest.raises(
         ToolError, match=r"(?s)does not fit mps2_an500_tiny_ram.*trainable state.*RAM overflowed"
     ):
@@ -227,7 +230,7 @@ def test_a_step_that_does_not_fit_is_refused_with_the_breakdown(monkeypatch, tmp
 
 def test_missing_scikit_learn_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
-    with pytest.raises(ToolError, match=r"scikit-learn, which is not installed.*pip install scikit-learn=="):
+    with pytest.raises(DataError, match=r"scikit-learn, which is not installed.*pip install scikit-learn=="):
         datasets.load_split("digits")
 
 

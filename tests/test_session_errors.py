@@ -1,6 +1,6 @@
 """How a training session meets a board that refuses: a SAVE the board refuses mid-session
 (the session goes on and tries the final save), and a board that went back to its checkpoint
-while the host ran (said in those words, with the command that recovers). The _Run parts are
+while the host ran (said in those words, with the command that recovers). The Run parts are
 driven with a stand-in board (no emulator): what is checked is the session's own handling."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pytools import persist
 from pytools.errors import ToolError
 from pytools.link.client import BoardRefused
 from pytools.link.protocol import Err, Msg
-from pytools.session import CHECKPOINTS, _Run
+from pytools.session import CHECKPOINTS, Run
 
 
 class _Board:
@@ -28,8 +28,8 @@ class _Board:
         return {"samples_trained": self.count, "state_crc": 0x1234 + self.count}
 
 
-def _run(folder: Path, board: _Board, first_id: int = 0) -> _Run:
-    run = _Run.__new__(_Run)  # only the parts checkpoint() and _explain_reset() use
+def _run(folder: Path, board: _Board, first_id: int = 0) -> Run:
+    run = Run.__new__(Run)  # only the parts checkpoint() and _explain_reset() use
     run.folder, run.first_id, run.link = folder, first_id, None
     run.checkpoints, run.checkpoint_error = [], None
     run.steps_file = open(folder / "steps.jsonl", "a")

@@ -98,12 +98,23 @@ def test_monitor_shows_timestamped_logs_and_decoded_frames(tmp_path) -> None:
 @pytest.mark.emulator
 def test_flash_train_with_no_board_runs_a_session_on_the_emulated_board(tmp_path) -> None:
     r = invoke(
-        "flash", "train", "--epochs", "1", "--limit", "30", "--out", str(tmp_path / "s"), run_dir=tmp_path
+        "flash",
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "30",
+        "--held-out",
+        "100",  # all 510 held-out samples, twice, on an emulator sharing 2 cores: past the time-out
+        "--out",
+        str(tmp_path / "s"),
+        run_dir=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "flash: `train` will start the emulated board mps2_an500" in r.stdout
     assert "held-out accuracy by epoch (0 = before training)" in r.stdout
     assert (tmp_path / "s" / "steps.jsonl").read_text().count("\n") == 30
+    assert "lr sweep" in r.stderr and "<- chosen" in r.stdout  # no --lr: swept on the host twin
     assert not list((tmp_path).glob("*.json")), "the session left an emulator running"
 
 
@@ -130,3 +141,45 @@ def test_compare_tflm_gives_each_model_its_row(tmp_path) -> None:
     assert "refused: bad: 1 operator of the model has no forward kernel" in rows[0]
     assert "operator #1 (GELU): inputs tensor #1 'a'; outputs tensor #2 'b'" in rows[0]
     assert re.match(r"\| good \| [\d,]+ B \| [\d,]+ B \| [\d,]+ B \| \d+% \|", rows[1]), rows[1]
+
+
+def test_each_short_flag_means_one_option_in_every_task() -> None:
+    from invoke import Task
+
+    import tasks
+
+    meaning: dict[str, set[str]] = {}
+    for name in dir(tasks):
+        t = getattr(tasks, name)
+        if isinstance(t, Task):
+            for arg in t.get_arguments():
+                for flag in (n for n in arg.names if len(n) == 1 and n != arg.name):
+                    meaning.setdefault(flag, set()).add(arg.name)
+    assert {f: m for f, m in meaning.items() if len(m) > 1} == {}
+    assert meaning["b"] == {"board"}  # plan's --budget took -b before
+    plan = {a.name: a.names for a in tasks.plan.get_arguments()}
+    assert plan["budget"] == ("budget",) and "b" in plan["board"]
+
+
+def test_train_help_lists_what_it_accepts() -> None:
+    import datasets
+
+    r = subprocess.run(
+        [sys.executable, "-m", "invoke", "--help", "train"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = " ".join(r.stdout.split())
+    for name in datasets.names():
+        assert name in text
+        assert f"{name}: {', '.join(datasets.module(name).SPLITS)}" in text  # its splits, default first
+    assert "host (the bit-exact host twin" in text and "a short sweep on the host twin" in text
+
+
+def test_plan_and_bench_say_why_they_do_not_run_on_the_host_twin(tmp_path) -> None:
+    r = invoke("plan", "--board", "host", run_dir=tmp_path)
+    assert r.returncode == 1 and "fine-tunes every candidate on the host twin already" in r.stderr
+    r = invoke("bench", "--board", "host", "--suite", run_dir=tmp_path)
+    assert r.returncode == 1 and "the host twin has none of these" in r.stderr

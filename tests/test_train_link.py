@@ -38,6 +38,7 @@ from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
 from pytools.pretrain import digits
+from pytools.session import board as session_board
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, compile_training
 from pytools.train.scheme import parse_scheme_text
@@ -272,7 +273,7 @@ def test_a_session_through_2_percent_corrupted_frames_ends_with_the_twins_weight
         ports.append(port)
         return link
 
-    monkeypatch.setattr(session, "open_link", corrupted)
+    monkeypatch.setattr(session_board, "open_link", corrupted)
     limit, epochs = 30, 2
     folder = session.run_training_session(
         BOARD, epochs=epochs, limit=limit, seed=5, out_dir=tmp_path / "s", held_out=120
@@ -593,7 +594,7 @@ def test_a_board_reset_after_a_checkpoint_rolls_the_session_back_and_trains_thos
     limit, epochs = 30, 2
     folder = tmp_path / "s"
     logged = session_killed_after(folder, run_dir, limit, epochs, 6, 40)  # checkpoints: epoch ends
-    before = session._read_jsonl(folder / "steps.jsonl")
+    before = session.read_jsonl(folder / "steps.jsonl")
     saved = [c for c in jsonl(folder / session.CHECKPOINTS) if c["status"] == "saved"]
     assert [(c["samples_trained"], c["epoch"]) for c in saved] == [(limit, 1)]
     with Link.open(board_emu.url) as link:

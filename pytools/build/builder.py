@@ -12,6 +12,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from pytools.errors import ToolError
 from pytools.paths import BUILD, FIRMWARE
 
 CROSS = "arm-none-eabi-"
+PROGRESS_SECONDS = 5.0  # a long build says how far it got at least this often
 
 
 @dataclass
@@ -89,14 +93,49 @@ def _compile_all(cc: str, spec: BuildSpec, sources: list[Path], obj_dir: Path) -
         obj_dir.mkdir(parents=True)
         stamp.write_text(json.dumps([cc, *flags]))
 
+    stale = [src for src in sources if _stale(obj_dir / _obj_name(src), src)]
+    # A first build for a board takes tens of seconds: say so, and how far it got, rather than
+    # sit silent (a build with nothing to compile says nothing).
+    lines = StaleProgress(len(stale), f"{spec.target}: compiling {len(stale)} of {len(sources)} C files")
+
     def one(src: Path) -> Path:
         obj = obj_dir / _obj_name(src)
-        if _stale(obj, src):
+        if src in stale:
             _run([cc, *flags, "-MMD", "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
+            lines.done()
         return obj
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(one, sources))
+        out = list(pool.map(one, sources))
+    lines.close()
+    return out
+
+
+class StaleProgress:
+    """Lines saying what a long build compiles: one when it starts, one every PROGRESS_SECONDS,
+    one at the end with the time taken. A build of a few files (a plan's) says nothing."""
+
+    QUIET_BELOW = 5  # files: fewer take a second or two
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.n = total, what, 0
+        self.t0 = self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.loud = total >= self.QUIET_BELOW
+        if self.loud:
+            print(f"build     {what} (a first build takes a while; later ones reuse it)", file=sys.stderr)
+
+    def done(self) -> None:
+        with self.lock:
+            self.n += 1
+            now = time.monotonic()
+            if self.loud and now - self.last >= PROGRESS_SECONDS and self.n < self.total:
+                self.last = now
+                print(f"build     {self.n}/{self.total} compiled, {now - self.t0:.0f} s", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.loud:
+            print(f"build     {self.what}: done in {time.monotonic() - self.t0:.1f} s", file=sys.stderr)
 
 
 _REGION = re.compile(r"^\s*(\w+):\s+(\d+)\s*(B|KB|MB|GB)\s+(\d+)\s*(B|KB|MB|GB)\s+[\d.]+%", re.M)

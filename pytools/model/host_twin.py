@@ -146,6 +146,14 @@ class HostTwin:
         """A copy of any plan tensor (e.g. trained state, or logits after a forward pass)."""
         return self._view(tid).copy()
 
+    def set_tensor(self, tid: int, value: np.ndarray) -> None:
+        """Writes a plan tensor in place (e.g. a trained state saved by an earlier session)."""
+        view = self._view(tid)
+        value = np.asarray(value)
+        if value.dtype != view.dtype or value.size != view.size:
+            raise ModelError(f"tensor {tid} is {view.dtype} {view.shape}, got {value.dtype} {value.shape}")
+        view[...] = value.reshape(view.shape)
+
     def arena_bytes(self, offset: int, size: int) -> bytes:
         return self.arena[offset : offset + size].tobytes()
 

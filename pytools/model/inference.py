@@ -6,17 +6,15 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pytools import emulator, validate
-from pytools.boards import DEFAULT_BOARD, Board, load_board
+from pytools.boards import DEFAULT_BOARD, HOST, Board, load_board
 from pytools.connect import open_link, resolve_board
 from pytools.errors import ToolError
 from pytools.model.board_runner import BoardModel
 from pytools.model.host_twin import HostTwin, io_tensors, tensor_table
 from pytools.model.pipeline import Converted, check_fits, convert
-
-HOST = "host"
+from pytools.progress import progress
 
 
 def rows_for(x: np.ndarray, spec: dict, what: str) -> np.ndarray:
@@ -55,7 +53,7 @@ def run_inference(model: Path, inputs: Path, out: Path, board_name: str | None, 
     results: list[np.ndarray] = []
     if on_host:
         twin = HostTwin(blob)
-        for row in tqdm(rows, desc=f"{model.stem} on the host twin", unit="row"):
+        for row in progress(rows, desc=f"{model.stem} on the host twin", unit="row"):
             results.append(twin.invoke([row])[0])
     else:
         results = _on_board(board, conv, rows, tensors, ins, outs, port)
@@ -87,7 +85,7 @@ def _on_board(
     try:
         with open_link(board, port) as link:
             bm = BoardModel(link, tensors, ins, outs)
-            bar = tqdm(rows, desc=f"{conv.name} on {board.name}", unit="row")
+            bar = progress(rows, desc=f"{conv.name} on {board.name}", unit="row")
             for row in bar:
                 o, report = bm.invoke([row])
                 results.append(o[0])

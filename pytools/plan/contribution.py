@@ -22,12 +22,12 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.plan.finetune import Data, compile_for, run
 from pytools.plan.search import Gains, Genome, Memory, scheme_of
+from pytools.progress import progress as progress_bar
 from pytools.train.scheme import RATIOS, trainable_ops
 
 BASES = ("classifier", "none")
@@ -117,7 +117,7 @@ def analyze(
         an.memory["base"] = m
     an.base_accuracy = accuracy(base_g, steps) if any(base_g) else an.pretrained
     bias_open = True
-    for name, g in tqdm(parts, desc="contribution", unit="run", disable=not progress, leave=False):
+    for name, g in progress_bar(parts, desc="contribution", unit="run", disable=not progress, leave=False):
         is_bias = g[0] > gains.min_bias
         if is_bias and not bias_open:
             an.skipped[name] = "a smaller k was refused or over the budget"

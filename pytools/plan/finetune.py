@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-import datasets
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.ir import Graph
@@ -82,19 +81,19 @@ def load(
     fine-tuning split and evaluate on the held-out part. adapt: an ADAPTERS name, applied to the
     samples first. A model whose head has more outputs than the data set has classes is accepted
     (the extra outputs are simply never the label)."""
-    from pytools.session import _load_model, check_classifier, model_inputs
+    from pytools.session import check_classifier, load_data, load_model, model_inputs
 
-    ds = datasets.module(dataset)
-    parts = datasets.load_split(dataset, split)
-    blob, name, source = _load_model(model, dataset)
+    blob, name, source = load_model(model, dataset)
     graph = import_tflite(blob, name)
+    data = load_data(dataset, graph, split, 0)  # the session's resolution of --dataset, --split
+    parts = data.parts
     fx, hx = parts.finetune.x, parts.held_out.x
     if adapt:
         if adapt not in ADAPTERS:
             raise ToolError(f"unknown adapter '{adapt}'; known: {', '.join(ADAPTERS)}")
         fx, hx = ADAPTERS[adapt](fx), ADAPTERS[adapt](hx)
     outputs = int(np.prod(graph.tensor(graph.outputs[0]).shape))
-    check_classifier(graph, max(ds.CLASSES, outputs), fx.shape[1:], source)
+    check_classifier(graph, max(data.classes, outputs), fx.shape[1:], source)
     y = parts.finetune.y
     if not validation:
         return Data(

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pytools.boards import Board
 from pytools.errors import ToolError
@@ -28,6 +27,7 @@ from pytools.paths import ROOT
 from pytools.plan.contribution import Analysis, analyze
 from pytools.plan.finetune import Data, compile_for, load, run
 from pytools.plan.search import Memory, Result, evolve, scheme_of
+from pytools.progress import progress as progress_bar
 from pytools.train.compile_train import compile_training, report
 from pytools.train.scheme import Scheme, trainable_ops
 
@@ -236,7 +236,9 @@ def plan(
     # are fine-tuned as a whole on the same validation runs, and the best measured one is chosen.
     t = time.monotonic()
     finals = []
-    for g, score, m in tqdm(res.finalists, desc="finalists", unit="run", disable=not progress, leave=False):
+    for g, score, m in progress_bar(
+        res.finalists, desc="finalists", unit="run", disable=not progress, leave=False
+    ):
         ct = compile_for(d.graph, scheme_of(g), board, d.model_name, lr)
         acc = float(np.mean([run(ct, d, steps, s, EVAL_LIMIT)[0] for s in seeds]))
         finals.append(

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from pytools.boards import Board
 from pytools.build.builder import build_firmware
 from pytools.errors import ToolError
 from pytools.model.ir import Graph, ModelError
+from pytools.progress import progress as progress_bar
 from pytools.train.scheme import Scheme, trainable_ops
 
 Genome = tuple[int, ...]  # (k, ratio of layer -n, ..., ratio of layer -1); ratio 0.0 = frozen
@@ -180,7 +180,7 @@ def evolve(
     history: list[float] = []
     best: Genome | None = None
     stale = 0
-    bar = tqdm(range(generations), desc="search", unit="gen", disable=not progress, leave=False)
+    bar = progress_bar(range(generations), desc="search", unit="gen", disable=not progress, leave=False)
     for _ in bar:
         pop = sorted(set(pop), key=key, reverse=True)
         top = pop[0]

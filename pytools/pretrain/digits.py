@@ -15,9 +15,6 @@ TensorFlow / Keras / numpy / scikit-learn versions.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +52,8 @@ _SOURCES = (load, split, _digits_cnn, _build, *model_zoo._COMMON)
 
 
 def cache_key() -> str:
-    h = hashlib.sha256(
-        repr((PRETRAIN_END, FINETUNE_END, PRETRAIN_CLASSES, PRETRAIN_EPOCHS, PRETRAIN_LR)).encode()
-    )
-    for fn in _SOURCES:
-        h.update(inspect.getsource(fn).encode())
-    for dist in ("tensorflow-cpu", "keras", "numpy", "scikit-learn"):
-        try:
-            v = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            v = "absent"
-        h.update(f"{dist}=={v}\n".encode())
-    return h.hexdigest()[:16]
+    params = (PRETRAIN_END, FINETUNE_END, PRETRAIN_CLASSES, PRETRAIN_EPOCHS, PRETRAIN_LR)
+    return model_zoo.source_key(params, _SOURCES, (*model_zoo.TF_DISTS, "scikit-learn"))
 
 
 def model_path() -> Path:

@@ -29,15 +29,12 @@ zoo (this file's builder source, the zoo helpers it uses, TensorFlow/Keras/numpy
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import inspect
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names, store_cached
+from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names, source_key, store_cached
 
 NAME = "mobilenet_v2_035_128"
 SIZE = 128
@@ -104,16 +101,8 @@ def _build() -> bytes:
 
 
 def cache_key() -> str:
-    h = hashlib.sha256(repr((NAME, SIZE, ALPHA, CLASSES, CALIBRATION, REPRESENTATIVE)).encode())
-    for fn in (_keras_model, _data, _recalibrate_batchnorm, _build, _export, _images, _tf):
-        h.update(inspect.getsource(fn).encode())
-    for dist in ("tensorflow-cpu", "keras", "numpy"):
-        try:
-            v = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            v = "absent"
-        h.update(f"{dist}=={v}\n".encode())
-    return h.hexdigest()[:16]
+    params = (NAME, SIZE, ALPHA, CLASSES, CALIBRATION, REPRESENTATIVE)
+    return source_key(params, (_keras_model, _data, _recalibrate_batchnorm, _build, _export, _images, _tf))
 
 
 def check(model: bytes) -> None:

@@ -32,7 +32,7 @@ import inspect
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -470,19 +470,32 @@ def zoo_names() -> list[str]:
     return list(ZOO)
 
 
-def cache_key(name: str) -> str:
-    """Hash of the model's and the helpers' source and of the TensorFlow/Keras/numpy versions."""
-    spec = ZOO[name]
-    h = hashlib.sha256(repr((spec.io_dtype, spec.epochs, spec.lr)).encode())
-    for fn in (spec.make, spec.data, *_COMMON):
+TF_DISTS = ("tensorflow-cpu", "keras", "numpy")  # the packages a cached model's bytes depend on
+
+
+def source_key(
+    params: object, functions: Iterable[Callable[..., Any]], dists: Iterable[str] = TF_DISTS
+) -> str:
+    """The cache key of a model built by code: a hash of its parameters' repr, the source of
+    the functions that build it, and the installed versions of the packages it is built with.
+    Every cached model under build/test_models is keyed by this one function (the zoo, the
+    digits model, MobileNetV2), so a change to any of them rebuilds it."""
+    h = hashlib.sha256(repr(params).encode())
+    for fn in functions:
         h.update(inspect.getsource(fn).encode())
-    for dist in ("tensorflow-cpu", "keras", "numpy"):
+    for dist in dists:
         try:
             v = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             v = "absent"
         h.update(f"{dist}=={v}\n".encode())
     return h.hexdigest()[:16]
+
+
+def cache_key(name: str) -> str:
+    """Hash of the model's and the helpers' source and of the TensorFlow/Keras/numpy versions."""
+    spec = ZOO[name]
+    return source_key((spec.io_dtype, spec.epochs, spec.lr), (spec.make, spec.data, *_COMMON))
 
 
 def zoo_path(name: str) -> Path:

@@ -1,0 +1,361 @@
+"""A session's inputs: the data set, the model, the scheme, and the training step compiled for
+the board (prepare()), all checked before any board is touched."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+import datasets
+from pytools.boards import Board
+from pytools.build.builder import FirmwareImage
+from pytools.errors import ToolError
+from pytools.model.ir import Graph, ModelError
+from pytools.model.tflite_import import import_tflite
+from pytools.paths import ROOT
+from pytools.session.lr_sweep import sweep_lr
+from pytools.session.plots import require_matplotlib
+from pytools.train import schedule as schedules
+from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
+from pytools.train.scheme import Scheme, load_scheme, named_scheme
+
+DEFAULT_SCHEME = "bias=3,-1=1,-2=0.5"
+DEFAULT_DATASET = "digits"
+DEFAULT_LR = 0.01  # the Python API's; `invoke train` without --lr sweeps (lr_sweep.py)
+SCHEMES = ROOT / "schemes"
+# Default epochs: about this many training steps in all, in 1 to MAX_DEFAULT_EPOCHS passes
+# (digits' 381 fine-tuning samples: 3 epochs; HAPT's 1,945: 1; one HAPT user's 215: 5).
+DEFAULT_STEPS = 1000
+MAX_DEFAULT_EPOCHS = 5
+
+
+def default_split(dataset: str) -> str:
+    """A built-in data set's default split: the first it lists (datasets/<name>.py SPLITS)."""
+    return datasets.module(dataset).SPLITS[0]
+
+
+def default_epochs(finetune_samples: int) -> int:
+    """Epochs when none are given: about DEFAULT_STEPS steps, at least 1, at most MAX_DEFAULT_EPOCHS."""
+    return max(1, min(MAX_DEFAULT_EPOCHS, math.ceil(DEFAULT_STEPS / max(1, finetune_samples))))
+
+
+def default_model(dataset: str) -> tuple[bytes, str, str]:
+    """The pretrained model for a data set: (bytes, name, where it comes from). digits: the
+    small CNN pretrained on digits 0-4 (built once); any other data set: the backbone in
+    models/ pretrained on its pretraining part (pytools/pretrain/backbones.py), if one is."""
+    datasets.module(dataset)  # an unknown name is said as such (a DataError listing the known ones)
+    if dataset == "digits":
+        # The builder lives with the tests (it trains with TensorFlow once, then is cached).
+        from pytools.pretrain import digits as digits_model
+
+        data = digits_model.pretrained_model()
+        where = f"pretrained on digits 0-4 of the first 7 writers, cached at {digits_model.model_path()}"
+        return data, digits_model.NAME, where
+    from pytools.pretrain.backbones import BACKBONES, model_path
+
+    for name, spec in BACKBONES.items():
+        path = model_path(name)
+        if spec.dataset == dataset and path.is_file():
+            where = f"{path}, pretrained on the '{spec.split}' split's pretraining part of {dataset}"
+            return path.read_bytes(), name, where
+    raise ToolError(f"there is no pretrained model for the dataset '{dataset}': give one with --model")
+
+
+def load_model(model: Path | None, dataset: str) -> tuple[bytes, str, str]:
+    if model is None:
+        if is_user_data(dataset):
+            raise ToolError(
+                f"--dataset {dataset} is your own data: give the model to fine-tune on it with --model "
+                "(an int8 .tflite classifier whose input takes one sample)"
+            )
+        return default_model(dataset)
+    path = Path(model)
+    if not path.is_file():
+        raise ToolError(f"no model at {path}")
+    return path.read_bytes(), path.stem, str(path)
+
+
+def resolve_scheme(spec: str) -> Scheme:
+    """A scheme: inline (bias=3,-1=1), a .toml file, or the name of one in schemes/."""
+    spec = named_scheme(spec, SCHEMES)
+    try:
+        return load_scheme(spec)
+    except ToolError as e:
+        known = ", ".join(sorted(p.stem for p in SCHEMES.glob("*.toml")))
+        raise ToolError(
+            f"bad scheme: {e}. A scheme is inline (e.g. {DEFAULT_SCHEME}: biases of the last 3 "
+            f"layers, all of layer -1, half of layer -2), a .toml file, or one of schemes/: {known}"
+        ) from e
+
+
+def check_classifier(graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str) -> None:
+    """Refuses a model that is not a classifier of this data set's samples and classes."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ModelError(
+            f"{source} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+            "a training session needs a classifier with one input and one output"
+        )
+    producer = {t: op for op in graph.ops for t in op.outputs}
+    last = producer.get(graph.outputs[0])
+    if last is not None and last.kind == "DEQUANTIZE":
+        last = producer.get(last.inputs[0])
+    if last is None or last.kind != "SOFTMAX":
+        kind = last.kind if last is not None else "no operator"
+        raise ModelError(
+            f"{source} is not a classifier: its output comes from {kind}, not SOFTMAX "
+            "(a training session needs class probabilities to compute a cross-entropy loss)"
+        )
+    out = graph.tensor(graph.outputs[0])
+    if int(np.prod(out.shape)) != classes:
+        raise ModelError(
+            f"{source} outputs {out.shape}: {int(np.prod(out.shape))} classes, the data set has {classes}"
+        )
+    inp = graph.tensor(graph.inputs[0])
+    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
+        raise ModelError(
+            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
+        )
+    if inp.dtype != "float32" and inp.quant is None:
+        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+
+
+def model_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Real-valued samples [n, ...] as the model's input tensor takes them, one per row."""
+    t = graph.tensor(graph.inputs[0])
+    if t.dtype != "float32" and np.asarray(x).dtype == np.dtype(t.dtype):
+        return np.asarray(x).reshape(len(x), *t.shape)  # already in the model's input type
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), *t.shape)
+    if t.dtype == "float32":
+        return x
+    return datasets.quantize(x, float(t.quant.scale[0]), int(t.quant.zero_point[0]), t.dtype)
+
+
+def subset(y: np.ndarray, limit: int | None) -> np.ndarray:
+    """Indices of the first `limit` samples, taking the classes in turn (all if limit is None)."""
+    if limit is None or limit >= len(y):
+        return np.arange(len(y))
+    if limit < 1:
+        raise ToolError(f"limit must be at least 1, got {limit}")
+    rank = np.zeros(len(y), dtype=np.int64)  # how many of the same class come before
+    seen: dict[int, int] = {}
+    for i, c in enumerate(y.tolist()):
+        rank[i] = seen.get(c, 0)
+        seen[c] = rank[i] + 1
+    order = np.lexsort((np.arange(len(y)), rank))  # by rank, then dataset order
+    return np.sort(order[:limit])
+
+
+# ---------------------------------------------------------------- the data
+
+
+USER_DATA_SUFFIXES = (".npz", ".csv")
+_HOOK = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def is_user_data(spec: str) -> bool:
+    """Whether --dataset names the user's own data (a file, a folder, a module:function hook)
+    rather than a built-in data set (datasets.names())."""
+    if spec in datasets.DATASETS:
+        return False
+    return (
+        Path(spec).suffix.lower() in USER_DATA_SUFFIXES
+        or "/" in spec
+        or os.sep in spec
+        or Path(spec).exists()
+        or _HOOK.fullmatch(spec) is not None
+    )
+
+
+@dataclass
+class Data:
+    """A session's data, resolved from --dataset and --split by load_data()."""
+
+    spec: str  # as given: a built-in data set's name, a path, or module:function
+    kind: str  # "builtin" or "user"
+    name: str  # short, for the session folder's name and titles
+    split: str  # the built-in split's name, or how the user's data was split
+    classes: int
+    shape: tuple[int, ...]  # of one sample
+    parts: datasets.Split
+    details: dict[str, Any] = field(default_factory=dict)  # what the loader reports: into config.json
+
+
+def check_user_data(spec: str, split: str | None) -> ModuleType:
+    """The checks on the user's own --dataset that need no model: it exists, the loaders for
+    it are there, no --split (a built-in data set's) is given. Returns datasets.files."""
+    hook = _HOOK.fullmatch(spec) is not None and not Path(spec).exists()
+    if not hook and not Path(spec).exists():
+        raise ToolError(
+            f"--dataset {spec}: no such file or folder. Give a built-in data set "
+            f"({', '.join(datasets.names())}), a .npz or .csv file, a folder with one sub-folder of "
+            "images per class, or a module:function that returns the arrays"
+        )
+    try:
+        from datasets import files  # type: ignore[attr-defined]
+    except ImportError:
+        raise ToolError(
+            f"--dataset {spec}: this version reads only the built-in data sets "
+            f"({', '.join(datasets.names())}); training on your own files (.npz, .csv, image folders, "
+            "module:function) needs datasets/files.py, which it does not have yet"
+        ) from None
+    if split:
+        raise ToolError(
+            f"--split {split}: splits are the built-in data sets' (e.g. hapt: users, user21); your own "
+            f"data ({spec}) is split by the tool, seeded, or by its own x_train/x_test"
+        )
+    return files
+
+
+def _user_data(spec: str, graph: Graph, split: str | None, seed: int) -> Data:
+    """The user's own data, through datasets/files.py (the loaders of .npz, .csv, image
+    folders and module:function hooks), which checks it against the model's input and outputs."""
+    files = check_user_data(spec, split)
+    hook = _HOOK.fullmatch(spec) is not None and not Path(spec).exists()
+    t_in, t_out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    shape = tuple(t_in.shape[1:]) if len(t_in.shape) > 1 and t_in.shape[0] == 1 else tuple(t_in.shape)
+    outputs = int(np.prod(t_out.shape))
+    got = files.load(spec, input_shape=shape, classes=outputs, seed=seed)
+    parts = got if isinstance(got, datasets.Split) else getattr(got, "split", got)
+    details = {
+        k: getattr(got, k)
+        for k in ("source", "split_name", "label_map", "clipped", "classes", "note")
+        if hasattr(got, k) and not callable(getattr(got, k))
+    }
+    classes = int(details.get("classes") or outputs)
+    name = re.sub(r"[^\w.-]+", "_", Path(spec).stem if not hook else spec.replace(":", "-"))
+    how = str(details.get("split_name") or f"split by the tool (seed {seed})")
+    return Data(spec, "user", name, how, classes, shape, parts, details)
+
+
+def load_data(spec: str, graph: Graph | None, split: str | None, seed: int) -> Data:
+    """The one place a session's --dataset is resolved: a built-in data set by name (its own
+    default split unless --split names another), or the user's own data (a path or
+    module:function, handed to datasets/files.py, split seeded by seed, checked against the
+    model's graph, which it needs)."""
+    if is_user_data(spec):
+        if graph is None:
+            raise ToolError(
+                f"--dataset {spec}: your own data is loaded against the model: load the model first"
+            )
+        return _user_data(spec, graph, split, seed)
+    mod = datasets.module(spec)  # a DataError listing the known ones
+    split = split or default_split(spec)
+    parts = datasets.load_split(spec, split)
+    return Data(spec, "builtin", spec, split, mod.CLASSES, tuple(mod.SHAPE), parts)
+
+
+@dataclass
+class Inputs:
+    """Everything a session needs before it touches a board."""
+
+    data: Data
+    lr: float  # the learning rate the step is compiled with: --lr, or the sweep's choice
+    lr_record: dict[str, Any]  # how it was chosen (config.json "lr")
+    model_bytes: bytes
+    model_name: str
+    model_source: str
+    graph: Graph
+    scheme: Scheme
+    ct: CompiledTraining
+    image: FirmwareImage | None  # None on the host twin (nothing is linked for a board)
+    chosen: np.ndarray  # indices into the fine-tuning part
+    x_train: np.ndarray  # the model's input type, one row per sample
+    y_train: np.ndarray
+    x_held: np.ndarray
+    y_held: np.ndarray
+
+    @property
+    def dataset(self) -> str:
+        return self.data.spec
+
+    @property
+    def split(self) -> str:
+        return self.data.split
+
+    @property
+    def classes(self) -> int:
+        return self.data.classes
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Of the split's parts."""
+        p = self.data.parts
+        return {"pretrain": len(p.pretrain), "finetune": len(p.finetune), "held_out": len(p.held_out)}
+
+
+def prepare(
+    board: Board,
+    dataset: str,
+    scheme: str,
+    lr: float | None,
+    split: str | None,
+    model: Path | None,
+    limit: int | None,
+    held_out: int | None = None,
+    seed: int = 0,
+    lr_schedule: str = schedules.DEFAULT,
+    link: bool = True,
+) -> Inputs:
+    """Steps 1-3: the data, the model, the learning rate (a sweep on the host twin when lr is
+    None), and the training step compiled (and linked for the board, unless link is False:
+    the host twin needs only the plan)."""
+    # The data is checked before the model: an unknown data set, a wrong split or a missing
+    # file is the first thing to say. A built-in data set loads without the model; the user's
+    # own is loaded against it (its input shape and outputs).
+    user = is_user_data(dataset)
+    data = None if user else load_data(dataset, None, split, seed)
+    if user:
+        check_user_data(dataset, split)
+    scheme_obj = resolve_scheme(scheme)
+    require_matplotlib()
+    model_bytes, model_name, model_source = load_model(model, dataset)
+    graph = import_tflite(model_bytes, model_name)
+    if data is None:
+        data = load_data(dataset, graph, split, seed)
+    parts = data.parts
+    check_classifier(graph, data.classes, data.shape, model_source if model else model_name)
+    chosen = subset(parts.finetune.y, limit)
+    held = subset(parts.held_out.y, held_out)
+    print(
+        f"data      {dataset} (split {data.split}): {len(chosen)} of {len(parts.finetune)} fine-tuning "
+        f"samples per epoch, {len(held)} of {len(parts.held_out)} held out (pretraining part: "
+        f"{len(parts.pretrain)})"
+    )
+    print(f"source    {model_name}: {model_source}")
+    x_train, y_train = model_inputs(graph, parts.finetune.x[chosen]), parts.finetune.y[chosen]
+    if lr is None:
+        lr, lr_record = sweep_lr(graph, scheme_obj, board, model_name, x_train, y_train, seed, lr_schedule)
+    else:
+        lr_record = {"how": "given (--lr)", "value": lr}
+    if link:
+        print(
+            f"compile   the training step, linked into {board.name}'s firmware (the first build compiles it)"
+        )
+    ct = compile_training(graph, scheme_obj, board, model_name, link=link, lr=lr)
+    check_fits(ct)  # a step that does not fit is refused, with the memory breakdown
+    assert ct.image is not None or not link
+    print(report(ct))
+    return Inputs(
+        data=data,
+        lr=lr,
+        lr_record=lr_record,
+        model_bytes=model_bytes,
+        model_name=model_name,
+        model_source=model_source,
+        graph=graph,
+        scheme=scheme_obj,
+        ct=ct,
+        image=ct.image,
+        chosen=chosen,
+        x_train=x_train,
+        y_train=y_train,
+        x_held=model_inputs(graph, parts.held_out.x[held]),
+        y_held=parts.held_out.y[held],
+    )
