@@ -66,26 +66,49 @@ def build(c: Context, board: str | None = None) -> None:
     _build(resolve_board(board))
 
 
-@task(help={"board": BOARD_HELP, "tool": "real boards: pio, st-flash or openocd (default: first found)"})
+@task(
+    help={
+        "board": BOARD_HELP,
+        "tool": "real boards: pyocd, openocd, st-flash, pio-openocd or pio-st-flash (default: first found)",
+        "port": PORT_HELP,
+        "model": "real boards: the model whose training plan the firmware carries (default: invoke train's)",
+        "scheme": "real boards: its scheme (default: invoke train's)",
+        "lr": "real boards: its learning rate (default: invoke train's, 0.01)",
+    }
+)
 @friendly
-def flash(c: Context, board: str | None = None, tool: str | None = None) -> None:
-    """Build and load the firmware: start the emulated board, or program a real one."""
+def flash(
+    c: Context,
+    board: str | None = None,
+    tool: str | None = None,
+    port: str | None = None,
+    model: str = "",
+    scheme: str = "",
+    lr: float = 0.01,
+) -> None:
+    """Build and load the firmware: start the emulated board, or program a real one with the
+    training firmware `invoke train` needs (its plan and build id), then check HELLO's build id."""
     b = resolve_board(board)
     if b.is_emulated and "train" in sys.argv[1:]:
         # The firmware to run is the training firmware, which embeds the plan `train` compiles:
         # `train` (re)starts the emulated board with it. Starting a plain one here would be wasted.
         print(f"flash: `train` will start the emulated board {b.name} with its training firmware")
         return
-    image = _build(b)
     if b.is_emulated:
+        image = _build(b)
         emu = emulator.start(b, image.elf)
         print(f"emulated board {b.name} running: pid {emu.pid}, serial {emu.url}, log {emu.log}")
         print("  stop it with `invoke stop`; timing figures are QEMU instruction counts (-icount shift=0)")
-    else:
-        from pytools.flashing import flash_hardware
+        return
+    from pathlib import Path
 
-        used = flash_hardware(b, image, tool)
-        print(f"flashed {b.name} with {used}")
+    from pytools.flashing import check_running, flash_image, training_image
+
+    image = training_image(b, Path(model) if model else None, scheme, lr)
+    print(f"built {b.name} training firmware {image.build_id}: {image.elf}")
+    done = flash_image(b, image, tool)
+    got = check_running(b, image, port)
+    print(f"flashed {b.name} with {done.tool}; the board answers HELLO with build id {got} (the image's)")
 
 
 @task(help={"board": BOARD_HELP})

@@ -5,10 +5,10 @@ Every tool (build, linker script, flash, emulator, reports) reads them from here
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytools.build import toml
 from pytools.errors import ToolError
 from pytools.paths import BOARDS
 
@@ -64,8 +64,8 @@ def load_board(name: str | None) -> Board:
     if not path.is_file():
         raise ToolError(f"unknown board '{name}'; known boards: {', '.join(board_names())}")
     try:
-        d = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        d = toml.loads(path.read_text())
+    except toml.TOMLDecodeError as e:
         raise ToolError(f"{path}: not valid TOML: {e}") from e
     try:
         m = d["memory"]

@@ -8,11 +8,11 @@ there is no second list to drift.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytools.boards import Board
+from pytools.build import toml
 from pytools.errors import ToolError
 from pytools.paths import FIRMWARE
 
@@ -39,7 +39,7 @@ class BuildSpec:
 
 
 def _manifest() -> dict:
-    return tomllib.loads((FIRMWARE / "build.toml").read_text())
+    return toml.loads((FIRMWARE / "build.toml").read_text())
 
 
 def _glob(patterns: list[str]) -> list[Path]:
