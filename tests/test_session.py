@@ -40,6 +40,7 @@ from pytools.train.trainer import Trainer
 from tests.conftest import jsonl
 
 BOARD = "mps2_an500"
+EMULATED_BOARDS = ("mps2_an500", "mps2_an386")  # Cortex-M7, Cortex-M4
 LIMIT, EPOCHS, SEED = 150, 2, 0
 FILES = ("config.json", "steps.jsonl", "epochs.jsonl", "loss.png", "accuracy.png", "summary.txt", "board.log")
 
@@ -52,18 +53,22 @@ def png_size(path) -> tuple[int, int]:
 
 
 @pytest.mark.emulator
-def test_a_session_on_the_emulated_board(run_dir, tmp_path, capsys) -> None:
-    board = load_board(BOARD)
+@pytest.mark.parametrize("board_name", EMULATED_BOARDS)
+def test_a_session_on_the_emulated_board(board_name: str, run_dir, tmp_path, capsys) -> None:
+    """The main job (`invoke train`) on each emulated board: the Cortex-M7 and the Cortex-M4."""
+    board = load_board(board_name)
     # A board started as `invoke flash` does: the same build id, but no training plan in it.
     users = emulator.start(board, build_firmware(board).elf)
     try:
-        folder = run_training_session(BOARD, epochs=EPOCHS, limit=LIMIT, seed=SEED, out_dir=tmp_path / "s")
+        folder = run_training_session(
+            board_name, epochs=EPOCHS, limit=LIMIT, seed=SEED, out_dir=tmp_path / "s"
+        )
         printed = capsys.readouterr().out
         assert users.alive(), "the session stopped a board it did not start"
     finally:
         emulator.stop(board.name)
     assert folder == tmp_path / "s"
-    assert f"not reusing the running emulated board {BOARD}" in printed and "no usable model" in printed
+    assert f"not reusing the running emulated board {board_name}" in printed and "no usable model" in printed
     assert f"session folder: {folder}" in printed
     for name in FILES:
         assert (folder / name).is_file(), name
@@ -75,7 +80,7 @@ def test_a_session_on_the_emulated_board(run_dir, tmp_path, capsys) -> None:
     firmware_id = build_firmware(board).build_id
     assert build_id == config["firmware"]["built_build_id"]
     assert build_id.startswith(firmware_id + "-") and len(build_id) == len(firmware_id) + 9
-    assert f"boot: board {BOARD}, build {firmware_id}" in (folder / "board.log").read_text()
+    assert f"boot: board {board_name}, build {firmware_id}" in (folder / "board.log").read_text()
     assert config["arguments"]["limit"] == LIMIT and config["scheme"]["spec"] == session.DEFAULT_SCHEME
     assert config["dataset"]["sizes"] == {"pretrain": 455, "finetune": 381, "held_out": 510}
     assert config["plan"]["size"] > 0 and config["plan"]["arena"] > 0
