@@ -524,6 +524,32 @@ def pretrain(c: Context, only: str = "") -> None:
     print("wrote models/README.md")
 
 
+@task(
+    help={
+        "board": BOARD_HELP,
+        "port": PORT_HELP,
+        "tool": "real boards: the flashing tool (see `invoke flash --help`)",
+        "flash": "real boards: flash the main job's firmware first (default on; --no-flash: test what runs)",
+    }
+)
+@friendly
+def hil(
+    c: Context, board: str | None = None, port: str | None = None, tool: str | None = None, flash: bool = True
+) -> None:
+    """The on-board test suite: link, kernels, training, persistence, cost, memory; a report in hil/."""
+    from pytools.hil import run_hil
+
+    run = run_hil(resolve_board(board).name, port=port, tool=tool, flash=flash)
+    for check in run.checks:
+        mark = "ok  " if check.passed else "skip" if check.passed is None else "FAIL"
+        print(f"{mark} {check.name:<12} {check.figure}")
+        if check.passed is False:
+            print(f"     {check.detail}")
+    print(f"report: {run.folder / 'report.md'} and {run.folder / 'junit.xml'}")
+    if not run.passed:
+        raise ToolError(f"the HIL suite failed on {run.board.name}: see {run.folder / 'report.md'}")
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run every test (Python and the C unit tests) with pytest."""

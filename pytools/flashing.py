@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytools.boards import Board, load_board
 from pytools.build.builder import FirmwareImage
@@ -154,12 +155,12 @@ def selected_plan_files(board_name: str) -> tuple[Path, Path]:
     return d / "plan.bin", d / "plan.json"
 
 
-def training_image(
+def compile_training_firmware(
     board: Board, model: Path | None = None, scheme: str = "", lr: float = DEFAULT_LR
-) -> FirmwareImage:
-    """The firmware `invoke train` needs on this board: the training step of the default
-    session (or of model/scheme/lr) compiled, its plan linked in. The plan is also left in
-    build/<board>/selected-plan/ so that `pio run -t upload` builds the same image."""
+) -> tuple[Any, Any]:
+    """The training step `invoke train` runs on this board (the default session's: the digits
+    model, DEFAULT_SCHEME, lr 0.01; or model/scheme/lr), compiled and linked: (the
+    CompiledTraining, its graph). Refuses a step that does not fit."""
     from pytools.model.tflite_import import import_tflite
     from pytools.session import DEFAULT_SCHEME
     from pytools.train.compile_train import check_fits, compile_training
@@ -175,6 +176,19 @@ def training_image(
     ct = compile_training(graph, load_scheme(scheme or DEFAULT_SCHEME), board, name, link=True, lr=lr)
     check_fits(ct)
     assert ct.image is not None
+    return ct, graph
+
+
+def training_image(
+    board: Board, model: Path | None = None, scheme: str = "", lr: float = DEFAULT_LR
+) -> FirmwareImage:
+    """The firmware `invoke train` needs on this board, its plan linked in. The plan is also
+    left in build/<board>/selected-plan/ so that `pio run -t upload` builds the same image."""
+    from pytools.session import DEFAULT_SCHEME
+
+    ct, _ = compile_training_firmware(board, model, scheme, lr)
+    assert ct.image is not None
+    name = Path(model).stem if model else ct.name
     what = f"{name}, {scheme or DEFAULT_SCHEME}, lr {lr:g}"
     select_plan(board, ct.compiled.blob, ct.compiled.arena, ct.image.build_id, what)
     return ct.image
