@@ -3,6 +3,10 @@ check which finds a difference fails and says so in both reports."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -105,3 +109,60 @@ def test_the_corrupting_port_flips_exactly_one_bit_when_it_strikes() -> None:
     port = hil._CorruptingPort(Echo(), 1.0, seed=1)
     port.write(b"\x00" * 32)
     assert sum(bin(b).count("1") for b in port.inner.sent) == 1 and port.injected == 1
+
+
+@pytest.mark.emulator
+def test_a_host_that_keeps_sending_during_a_slow_erase_loses_nothing(run_dir) -> None:
+    """A flash erase that takes time (simulated on the emulated M4: 100 ms of virtual time, some
+    seconds of wall time under QEMU): the host's SAVE waits without retransmitting (it holds off
+    while the board erases), and a host that keeps sending anyway (a SAVE followed at once by
+    20 PINGs, about 700 B: within the 1 KB receive ring that the erase loop fills, as the STM32's
+    RAM-resident USART interrupt does) gets every reply, in order, exact. 40 PINGs (1.5 KB)
+    overflow the ring and lose replies: a host must not have more than the ring in flight, and
+    the stop-and-wait client never has more than one request."""
+    from pytools import emulator, persist
+    from pytools.flashing import compile_training_firmware
+    from pytools.link import frame as fr
+    from pytools.link.client import Link
+    from pytools.link.protocol import Msg
+
+    board = load_board("mps2_an386")
+    slow = dataclasses.replace(
+        board,
+        name="mps2_an386_slow_erase",
+        raw={**board.raw, "persist": {**board.raw["persist"], "simulated_erase_us": 100_000}},
+    )
+    ct, _ = compile_training_firmware(slow)
+    name = f"slow-erase-{uuid.uuid4().hex[:6]}"
+    emu = emulator.start(slow, ct.image.elf, name=name)
+    try:
+        with Link.open(emu.url) as link:
+            link.request(Msg.PING, b"x")
+            virtual0 = link.info()["counter"]
+            t0 = time.monotonic()
+            first = persist.save(link)
+            seconds = time.monotonic() - t0
+            erase_cost = link.info()["counter"] - virtual0
+            assert erase_cost >= 100_000_000, "the erase took its simulated 100 ms (instructions)"
+            assert seconds > link.timeout, "longer than a reply normally takes: the host had to hold off"
+            assert link.stats.retransmits == 0 and link.stats.timeouts == 0, (seconds, link.stats)
+
+            # A host that does not wait: SAVE, then PINGs straight behind it, all in flight.
+            rng = random.Random(3)
+            pings = [(seq, rng.randbytes(rng.randrange(8, 24))) for seq in range(100, 120)]
+            assert sum(len(fr.encode(Msg.PING, s, p)) for s, p in pings) < 1024
+            burst = fr.encode(Msg.SAVE, 99) + b"".join(fr.encode(Msg.PING, s, p) for s, p in pings)
+            link.port.write(burst)
+            dec, got = fr.Decoder(), []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len([f for f in got if f.seq >= 99]) < 1 + len(pings):
+                got += [f for f in dec.feed(link.port.read(4096)) if isinstance(f, fr.Frame)]
+            replies = [f for f in got if f.seq >= 99]
+            assert [f.seq for f in replies] == [99, *(s for s, _ in pings)]
+            assert replies[0].type == Msg.SAVE_RSP
+            assert [(f.type, f.payload) for f in replies[1:]] == [(Msg.PONG, p) for _, p in pings]
+            assert not [f for f in dec.feed(b"") if isinstance(f, fr.Damaged)]
+            assert persist.info(link)["slot1_status_name"] == "valid" or first["slot"] == 1
+    finally:
+        emulator.stop(name)
+        emulator.erase_flash(name)

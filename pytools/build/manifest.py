@@ -215,6 +215,8 @@ def board_defines(board: Board) -> dict[str, str]:
         "LINK_MAX_PAYLOAD": f"{board.max_payload}u",
         "BOARD_HSE_HZ": f"{int(board.raw.get('hse_hz', 0))}u",
         "BOARD_HSE_BYPASS": "1" if board.raw.get("hse_bypass") else "0",
+        # Emulated boards: how long a slot erase takes (simulated; 0 = instant), in microseconds.
+        "BOARD_PERSIST_ERASE_US": f"{int(board.raw.get('persist', {}).get('simulated_erase_us', 0))}u",
         f"BOARD_BSP_{board.bsp.upper()}": "1",
         f"BOARD_{board.name.upper()}": "1",
         # e.g. BOARD_UART_USART3: the BSP maps the UART to its pins and clock.

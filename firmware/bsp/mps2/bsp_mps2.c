@@ -50,7 +50,26 @@ void bsp_uart_write(const uint8_t *data, size_t n) {
     }
 }
 
+/* Bytes taken from the UART while the persistence "flash" is busy (flash.c's simulated erase),
+ * as the STM32 boards' RAM-resident USART interrupt does during a real erase; the main loop
+ * reads them before the UART's own. */
+#define RX_RING_SIZE 1024u
+static uint8_t rx_ring[RX_RING_SIZE];
+static uint32_t rx_head, rx_tail, rx_dropped;
+
+void mps2_uart_rx_service(void) {
+    while (UART_STATE & UART_STATE_RXFULL) {
+        uint8_t byte = (uint8_t)(UART_DATA & 0xFFu);
+        if (rx_head - rx_tail < RX_RING_SIZE) {
+            rx_ring[rx_head++ % RX_RING_SIZE] = byte;
+        } else {
+            rx_dropped++;
+        }
+    }
+}
+
 int bsp_uart_getc(void) {
+    if (rx_tail != rx_head) return rx_ring[rx_tail++ % RX_RING_SIZE];
     if (UART_STATE & UART_STATE_RXFULL) return (int)(UART_DATA & 0xFFu);
     return -1;
 }
