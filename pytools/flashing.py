@@ -29,7 +29,7 @@ from typing import Any
 from pytools.boards import Board, load_board
 from pytools.build.builder import FirmwareImage
 from pytools.errors import ToolError
-from pytools.paths import BUILD
+from pytools.paths import BUILD, ROOT
 
 # In order of preference when no --tool is given.
 TOOLS = ("pyocd", "openocd", "st-flash", "pio-openocd", "pio-st-flash")
@@ -172,8 +172,12 @@ def compile_training_firmware(
         data, name = digits.pretrained_model(), digits.NAME
     else:
         data, name = Path(model).read_bytes(), Path(model).stem
+    spec = scheme or DEFAULT_SCHEME
+    named = ROOT / "schemes" / f"{spec}.toml"  # a scheme named as `invoke train` takes it: head_only ...
+    if "=" not in spec and not Path(spec).exists() and named.is_file():
+        spec = str(named)
     graph = import_tflite(data, name)
-    ct = compile_training(graph, load_scheme(scheme or DEFAULT_SCHEME), board, name, link=True, lr=lr)
+    ct = compile_training(graph, load_scheme(spec), board, name, link=True, lr=lr)
     check_fits(ct)
     assert ct.image is not None
     return ct, graph

@@ -186,7 +186,7 @@ def test_a_real_board_without_this_plan_is_refused_with_what_to_flash(run_dir, t
     msg = str(e.value)
     assert "does not run the firmware for this training plan" in msg
     assert "no usable model" in msg and "st-flash --reset write" in msg and "0x08000000" in msg
-    assert "`invoke flash` loads the firmware without a plan" in msg
+    assert "`invoke flash --board nucleo_f746zg` with this session's --model, --scheme and --lr" in msg
     assert not (tmp_path / "s").exists()  # no session folder for a session that never started
 
 
