@@ -332,7 +332,8 @@ def configure(env: Any) -> None:
     asm = plan_asm(plan, arena, build_dir / "plan")
 
     env.Replace(SRC_FILTER=v["SRC_FILTER"], LDSCRIPT_PATH=v["LDSCRIPT_PATH"])
-    env.Append(PIOBUILDFILES=[env.Object(str(build_dir / "plan" / "plan.o"), str(asm))])
+    # PlatformIO's documented way for a pre: script to add sources outside src_dir.
+    env.BuildSources(str(build_dir / "plan_obj"), str(asm.parent), "+<plan.S>")
     appended = ("CPPPATH", "CFLAGS", "CCFLAGS", "CPPDEFINES", "LINKFLAGS", "BUILD_UNFLAGS")
     env.Append(**{k: v[k] for k in appended})
     env.Prepend(LIBPATH=v["LIBPATH"])

@@ -349,8 +349,8 @@ class FakeEnv(dict):
     def Exit(self, code: int) -> None:
         raise SystemExit(code)
 
-    def Object(self, target: str, source: str) -> tuple[str, str]:
-        return (target, source)
+    def BuildSources(self, variant_dir: str, src_dir: str, src_filter: str) -> None:
+        self.setdefault("built_sources", []).append((variant_dir, src_dir, src_filter))
 
 
 # --- the training plan: PlatformIO builds what `invoke flash` flashes --------------------------
@@ -381,7 +381,7 @@ def test_pio_builds_the_same_firmware_and_plan_as_invoke_flash(tmp_path: Path):
     assert image_build_id(firmware_id, plan) == image.build_id
     assert image.build_id.endswith(f"-{read_header(plan)['crc32']:08x}")
     assert spec.defines["BUILD_ID"].strip('"') == firmware_id
-    assert env["PIOBUILDFILES"] == [(str(tmp_path / "plan" / "plan.o"), str(asm))]
+    assert env["built_sources"] == [(str(tmp_path / "plan_obj"), str(asm.parent), "+<plan.S>")]
 
 
 def test_pio_refuses_to_build_without_a_plan(tmp_path: Path, monkeypatch):
