@@ -113,7 +113,7 @@ def test_the_corrupting_port_flips_exactly_one_bit_when_it_strikes() -> None:
 
 @pytest.mark.emulator
 def test_a_host_that_keeps_sending_during_a_slow_erase_loses_nothing(run_dir) -> None:
-    """A flash erase that takes time (simulated on the emulated M4: 100 ms of virtual time, some
+    """A flash erase that takes time (simulated on the emulated M4: 50 ms of virtual time, some
     seconds of wall time under QEMU): the host's SAVE waits without retransmitting (it holds off
     while the board erases), and a host that keeps sending anyway (a SAVE followed at once by
     20 PINGs, about 700 B: within the 1 KB receive ring that the erase loop fills, as the STM32's
@@ -130,7 +130,7 @@ def test_a_host_that_keeps_sending_during_a_slow_erase_loses_nothing(run_dir) ->
     slow = dataclasses.replace(
         board,
         name="mps2_an386_slow_erase",
-        raw={**board.raw, "persist": {**board.raw["persist"], "simulated_erase_us": 100_000}},
+        raw={**board.raw, "persist": {**board.raw["persist"], "simulated_erase_us": 50_000}},
     )
     ct, _ = compile_training_firmware(slow)
     name = f"slow-erase-{uuid.uuid4().hex[:6]}"
@@ -143,7 +143,7 @@ def test_a_host_that_keeps_sending_during_a_slow_erase_loses_nothing(run_dir) ->
             first = persist.save(link)
             seconds = time.monotonic() - t0
             erase_cost = link.info()["counter"] - virtual0
-            assert erase_cost >= 100_000_000, "the erase took its simulated 100 ms (instructions)"
+            assert erase_cost >= 50_000_000, "the erase took its simulated 50 ms (instructions)"
             assert seconds > link.timeout, "longer than a reply normally takes: the host had to hold off"
             assert link.stats.retransmits == 0 and link.stats.timeouts == 0, (seconds, link.stats)
 

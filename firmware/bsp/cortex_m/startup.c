@@ -71,7 +71,8 @@ __attribute__((section(".vectors"), used)) const vector_t vector_table[16 + DEVI
  * (erase, program) fetches its vector without waiting for the flash. VTOR needs the table
  * aligned to its size rounded up to a power of two (114 words: 512 bytes). */
 #define N_VECTORS (16 + DEVICE_IRQS)
-static vector_t ram_vector_table[N_VECTORS] __attribute__((aligned(512)));
+static vector_t ram_vector_table[N_VECTORS]
+    __attribute__((section(".ram_vectors"), aligned(512), used));
 
 #define STACK_PAINT 0xC0FFEE11u
 

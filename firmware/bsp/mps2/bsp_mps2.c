@@ -52,7 +52,8 @@ void bsp_uart_write(const uint8_t *data, size_t n) {
 
 /* Bytes taken from the UART while the persistence "flash" is busy (flash.c's simulated erase),
  * as the STM32 boards' RAM-resident USART interrupt does during a real erase; the main loop
- * reads them before the UART's own. */
+ * reads them before the UART's own. Only boards that simulate an erase time have the ring. */
+#if BOARD_PERSIST_ERASE_US
 #define RX_RING_SIZE 1024u
 static uint8_t rx_ring[RX_RING_SIZE];
 static uint32_t rx_head, rx_tail, rx_dropped;
@@ -67,9 +68,12 @@ void mps2_uart_rx_service(void) {
         }
     }
 }
+#endif
 
 int bsp_uart_getc(void) {
+#if BOARD_PERSIST_ERASE_US
     if (rx_tail != rx_head) return rx_ring[rx_tail++ % RX_RING_SIZE];
+#endif
     if (UART_STATE & UART_STATE_RXFULL) return (int)(UART_DATA & 0xFFu);
     return -1;
 }

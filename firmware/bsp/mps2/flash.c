@@ -20,6 +20,7 @@
 #endif
 #define INSTRUCTIONS_PER_US 1000u /* -icount shift=0: 1 ns per instruction */
 
+#if BOARD_PERSIST_ERASE_US
 void mps2_uart_rx_service(void); /* bsp_mps2.c */
 
 static void simulated_erase_time(uint32_t instructions) {
@@ -28,6 +29,7 @@ static void simulated_erase_time(uint32_t instructions) {
         mps2_uart_rx_service();
     }
 }
+#endif
 
 static bool in_slot(uint32_t slot, uint32_t offset, uint32_t n) {
     uint32_t size = bsp_persist_slot_size();
@@ -39,7 +41,9 @@ bool bsp_persist_erase(uint32_t slot) {
     volatile uint32_t *p = (volatile uint32_t *)(uintptr_t)bsp_persist_slot_addr(slot);
     for (uint32_t i = 0; i < bsp_persist_slot_size() / 4u; i++) p[i] = 0xFFFFFFFFu;
     cm_dsb();
-    if (BOARD_PERSIST_ERASE_US) simulated_erase_time(BOARD_PERSIST_ERASE_US * INSTRUCTIONS_PER_US);
+#if BOARD_PERSIST_ERASE_US
+    simulated_erase_time(BOARD_PERSIST_ERASE_US * INSTRUCTIONS_PER_US);
+#endif
     return true;
 }
 
