@@ -7,11 +7,19 @@ environment: the sources (as build_src_filter), include dirs, C flags, defines, 
 the generated memory.ld (written to $BUILD_DIR, which is on the linker's search path, so
 sections.ld's `INCLUDE memory.ld` finds it) and sections.ld as the linker script.
 
-What PlatformIO adds on its own (platformio-core 6.1, platform ststm32 without a framework:
-builder/main.py and builder/frameworks/_bare.py), and what happens to it:
-  * CCFLAGS  -Os -ffunction-sections -fdata-sections -Wall -mthumb -mcpu=<board cpu>, appended
-    AFTER ours (pre: scripts run before the platform's builder). -Os would beat our -O2, so
-    it is removed through BUILD_UNFLAGS (see unflags()); the rest repeat flags of ours.
+The training plan: the image `invoke flash` puts on a board carries the compiled training
+plan (its build id is <firmware>-<plan CRC>). configure() runs `python -m pytools.flashing
+select-plan --board <env>` with the project's .venv Python (the same function `invoke flash`
+uses), which leaves the plan in build/<board>/selected-plan/; the plan.S written from it
+(pytools.build.builder.PLAN_ASM, as the offline build) is compiled in. Without the .venv it
+uses the plan `invoke flash` last selected, and without that it stops with what to run.
+
+What PlatformIO adds on its own (platformio-core 6.1, platform ststm32 without a framework),
+and what happens to it:
+  * CCFLAGS  an optimisation level (-Os today) and flags that repeat ours, appended AFTER ours
+    (pre: scripts run before the platform's builder). BUILD_UNFLAGS removes every
+    optimisation level other than ours, whatever the platform version adds (see unflags());
+    the flag check below catches anything else that would override ours.
   * LINKFLAGS -Os -Wl,--gc-sections,--relax -mthumb -mcpu=<board cpu>: harmless (no LTO).
     LIBS c gcc m stdc++: nano.specs turns -lc into -lc_nano and -lstdc++ into -lstdc++_nano.
     The firmware is C, so -lstdc++ is removed (BUILD_UNFLAGS) unless a C++ source appears:
@@ -50,8 +58,9 @@ if TYPE_CHECKING:
 _CXX_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++"}
 PIO_SOURCE_SUFFIXES = {".c", *_CXX_SUFFIXES, ".S", ".spp", ".SPP", ".sx", ".s", ".asm", ".ASM"}
 
-# CCFLAGS that ststm32's builder/frameworks/_bare.py appends after ours (plus -mcpu=<board cpu>).
-PIO_BARE_CCFLAGS = ("-Os", "-ffunction-sections", "-fdata-sections", "-Wall", "-mthumb")
+# Every optimisation level GCC takes: all but ours go to BUILD_UNFLAGS, so no platform
+# version's own choice (ststm32 appends -Os) can override ours.
+OPTIMISATION_LEVELS = ("-O", "-O0", "-O1", "-O2", "-O3", "-Os", "-Oz", "-Og", "-Ofast")
 
 # Flags that only mean something to the C compiler: they go to CFLAGS (C only) rather than
 # CCFLAGS (C, C++ and preprocessed assembly).
@@ -110,10 +119,11 @@ def flag_conflicts(effective: list[str], ours: list[str], exempt: Iterable[str] 
 def unflags(spec: BuildSpec) -> list[str]:
     """What BUILD_UNFLAGS removes from PlatformIO's own additions.
 
-    Its CCFLAGS that would override one of ours (-Os), and the C++ library for C firmware.
+    Every optimisation level but ours (whichever one the platform adds), and the C++ library
+    for C firmware. Removing a flag nobody added does nothing.
     """
-    keys = {flag_key(f) for f in spec.cflags} - {None}
-    out = [f for f in PIO_BARE_CCFLAGS if flag_key(f) in keys and f not in spec.cflags]
+    ours = [f for f in spec.cflags if flag_key(f) == "-O"]
+    out = [f for f in OPTIMISATION_LEVELS if ours and f not in ours]
     if not any(s.suffix in _CXX_SUFFIXES for s in spec.sources):
         out.append("-lstdc++")
     return out
@@ -218,6 +228,49 @@ def ini_problems(board: Board, options: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def selected_plan(board_name: str, project_dir: Path, python: Path | None = None) -> tuple[bytes, int]:
+    """The training plan `invoke flash` puts in this board's firmware: (plan, arena bytes).
+
+    With the project's .venv Python, the plan is selected afresh the way `invoke flash` does
+    (python -m pytools.flashing select-plan); otherwise the one it selected last is used.
+    """
+    from pytools.flashing import selected_plan_files
+
+    venv = python or project_dir / ".venv" / "bin" / "python"
+    if venv.exists():
+        p = subprocess.run(
+            [str(venv), "-m", "pytools.flashing", "select-plan", "--board", board_name],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+        )
+        if p.returncode != 0:
+            raise ValueError(f"selecting the training plan failed: {(p.stdout + p.stderr).strip()}")
+    plan, meta = selected_plan_files(board_name)
+    if not plan.is_file() or not meta.is_file():
+        raise ValueError(
+            f"no training plan selected for {board_name}: run `invoke flash --board {board_name}` "
+            "once (or ./setup.sh, so that the project's .venv exists)"
+        )
+    import json
+
+    return plan.read_bytes(), int(json.loads(meta.read_text())["arena"])
+
+
+def plan_asm(plan: bytes, arena: int, build_dir: Path) -> Path:
+    """Writes the plan and plan.S (the offline builder's PLAN_ASM) into build_dir; plan.S's path."""
+    from pytools.build.builder import PLAN_ASM
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    blob = build_dir / "plan.bin"
+    blob.write_bytes(plan)
+    asm = build_dir / "plan.S"
+    text = PLAN_ASM.format(incbin=f'    .incbin "{blob}"', arena=arena)
+    if not asm.is_file() or asm.read_text() != text:
+        asm.write_text(text)
+    return asm
+
+
 def forbidden_linked(nm_output: str, forbidden: Iterable[str]) -> list[str]:
     """Forbidden symbols in `nm` output (the last word of each line is a symbol name)."""
     names = {line.split()[-1] for line in nm_output.splitlines() if line.strip()}
@@ -271,11 +324,23 @@ def configure(env: Any) -> None:
     if not memory.is_file() or memory.read_text() != spec.memory_ld:
         memory.write_text(spec.memory_ld)
 
+    try:
+        plan, arena = selected_plan(board.name, Path(project_dir))
+    except (ValueError, OSError) as e:
+        _fail(env, str(e))
+        return
+    asm = plan_asm(plan, arena, build_dir / "plan")
+
     env.Replace(SRC_FILTER=v["SRC_FILTER"], LDSCRIPT_PATH=v["LDSCRIPT_PATH"])
+    # PlatformIO's documented way for a pre: script to add sources outside src_dir.
+    env.BuildSources(str(build_dir / "plan_obj"), str(asm.parent), "+<plan.S>")
     appended = ("CPPPATH", "CFLAGS", "CCFLAGS", "CPPDEFINES", "LINKFLAGS", "BUILD_UNFLAGS")
     env.Append(**{k: v[k] for k in appended})
     env.Prepend(LIBPATH=v["LIBPATH"])
-    print(f"pio_build.py: {board.name} from firmware/build.toml, BUILD_ID {spec.defines['BUILD_ID']}")
+    print(
+        f"pio_build.py: {board.name} from firmware/build.toml, BUILD_ID {spec.defines['BUILD_ID']}, "
+        f"training plan {len(plan):,} B (arena {arena:,} B) from build/{board.name}/selected-plan"
+    )
 
     checked: list[bool] = []
 
@@ -321,4 +386,11 @@ def configure(env: Any) -> None:
 
 if "Import" in globals():  # run by PlatformIO (SCons) as `extra_scripts = pre:pio_build.py`
     globals()["Import"]("env")
-    configure(globals()["env"])
+    try:
+        configure(globals()["env"])
+    except ImportError as e:  # e.g. a package pytools needs is missing from PlatformIO's Python
+        sys.stderr.write(
+            f"Error: pio_build.py cannot import the project's build code ({e}); "
+            "run PlatformIO from the project's .venv (./setup.sh)\n"
+        )
+        globals()["env"].Exit(1)

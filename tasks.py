@@ -17,7 +17,7 @@ import invoke
 from invoke import Context, Task
 from invoke.exceptions import ParseError
 
-from pytools import emulator
+from pytools import emulator, validate
 from pytools.boards import HOST, Board
 from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.connect import open_link, resolve_board
@@ -160,29 +160,52 @@ def build(c: Context, board: str | None = None, diag: bool = False) -> None:
 @task(
     help={
         "board": BOARD_HELP,
-        "tool": "real boards: pio, st-flash or openocd (default: first found)",
+        "tool": "real boards: pyocd, openocd, st-flash, pio-openocd or pio-st-flash (default: first found)",
+        "port": PORT_HELP,
+        "model": "real boards: the model whose training plan the firmware carries (default: invoke train's)",
+        "scheme": "real boards: its scheme (default: invoke train's)",
+        "lr": "real boards: its learning rate (default: invoke train's, 0.01)",
         "diag": DIAG_HELP,
     }
 )
 @friendly
-def flash(c: Context, board: str | None = None, tool: str | None = None, diag: bool = False) -> None:
-    """Build and load the firmware: start the emulated board, or program a real one."""
+def flash(
+    c: Context,
+    board: str | None = None,
+    tool: str | None = None,
+    port: str | None = None,
+    model: str = "",
+    scheme: str = "",
+    lr: float = 0.01,
+    diag: bool = False,
+) -> None:
+    """Build and load the firmware: start the emulated board, or program a real one with the
+    training firmware `invoke train` needs (its plan and build id), then check HELLO's build id."""
     b = resolve_board(board)
     if b.is_emulated and "train" in sys.argv[1:]:
         # The firmware to run is the training firmware, which embeds the plan `train` compiles:
         # `train` (re)starts the emulated board with it. Starting a plain one here would be wasted.
         print(f"flash: `train` will start the emulated board {b.name} with its training firmware")
         return
-    image = _build(b, diag)
     if b.is_emulated:
+        image = _build(b, diag)
         emu = emulator.start(b, image.elf)
         print(f"emulated board {b.name} running: pid {emu.pid}, serial {emu.url}, log {emu.log}")
         print("  stop it with `invoke stop`; timing figures are QEMU instruction counts (-icount shift=0)")
-    else:
-        from pytools.flashing import flash_hardware
+        return
+    from pathlib import Path
 
-        used = flash_hardware(b, image, tool)
-        print(f"flashed {b.name} with {used}")
+    from pytools.flashing import check_running, flash_image, training_image
+
+    if diag:  # the diagnostic firmware (no training plan): link self-tests, fault injection, erase
+        image = _build(b, diag)
+    else:
+        validate.lr(lr)
+        image = training_image(b, Path(model) if model else None, scheme, lr)
+        print(f"built {b.name} training firmware {image.build_id}: {image.elf}")
+    done = flash_image(b, image, tool)
+    got = check_running(b, image, port)
+    print(f"flashed {b.name} with {done.tool}; the board answers HELLO with build id {got} (the image's)")
 
 
 @task(help={"board": BOARD_HELP})
@@ -677,6 +700,32 @@ def _c_files() -> list[str]:
         check=True,
     ).stdout
     return [str(ROOT / f) for f in out.split()]
+
+
+@task(
+    help={
+        "board": BOARD_HELP,
+        "port": PORT_HELP,
+        "tool": "real boards: the flashing tool (see `invoke flash --help`)",
+        "flash": "real boards: flash the main job's firmware first (default on; --no-flash: test what runs)",
+    }
+)
+@friendly
+def hil(
+    c: Context, board: str | None = None, port: str | None = None, tool: str | None = None, flash: bool = True
+) -> None:
+    """The on-board test suite: link, kernels, training, persistence, cost, memory; a report in hil/."""
+    from pytools.hil import run_hil
+
+    run = run_hil(resolve_board(board).name, port=port, tool=tool, flash=flash)
+    for check in run.checks:
+        mark = "ok  " if check.passed else "skip" if check.passed is None else "FAIL"
+        print(f"{mark} {check.name:<12} {check.figure}")
+        if check.passed is False:
+            print(f"     {check.detail}")
+    print(f"report: {run.folder / 'report.md'} and {run.folder / 'junit.xml'}")
+    if not run.passed:
+        raise ToolError(f"the HIL suite failed on {run.board.name}: see {run.folder / 'report.md'}")
 
 
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})

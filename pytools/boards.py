@@ -5,10 +5,10 @@ Every tool (build, linker script, flash, emulator, reports) reads them from here
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytools.build import toml
 from pytools.errors import ToolError
 from pytools.paths import BOARDS
 
@@ -70,8 +70,8 @@ def load_board(name: str | None) -> Board:
         raise ToolError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")
     path = BOARDS / f"{name}.toml"
     try:
-        d = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        d = toml.loads(path.read_text())
+    except toml.TOMLDecodeError as e:
         raise ToolError(f"{path}: not valid TOML: {e}") from e
     try:
         m = d["memory"]

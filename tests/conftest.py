@@ -102,3 +102,32 @@ def run_dir(tmp_path, monkeypatch) -> Path:
 def jsonl(path: Path) -> list[dict]:
     """The rows of a session's .jsonl file."""
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# --- the same tests on every emulated core -------------------------------------------------
+
+EMULATED_BOARDS = ("mps2_an500", "mps2_an386")  # Cortex-M7, Cortex-M4
+
+
+@pytest.fixture(params=EMULATED_BOARDS, ids=["cortex-m7", "cortex-m4"])
+def any_board(request) -> Board:
+    """Each emulated board in turn (tests that must hold on every core)."""
+    return load_board(request.param)
+
+
+@pytest.fixture
+def any_emu(any_board: Board) -> Iterator[emulator.Emulator]:
+    name = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    e = emulator.start(any_board, build_firmware(any_board).elf, name=name)
+    try:
+        yield e
+    finally:
+        emulator.stop(name)
+        for suffix in (".log", ".json", ".flash"):
+            (emulator.RUN / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def any_link(any_emu: emulator.Emulator) -> Iterator[Link]:
+    with Link.open(any_emu.url) as lk:
+        yield lk

@@ -1,8 +1,10 @@
-"""The firmware running on the emulated board (QEMU mps2-an500), driven over its serial link."""
+"""The firmware running on the emulated boards (QEMU mps2-an500, Cortex-M7; the tests that must
+hold on every core also on mps2-an386, Cortex-M4), driven over its serial link."""
 
 from __future__ import annotations
 
 import random
+import re
 import socket
 import struct
 import time
@@ -19,11 +21,12 @@ from tests.conftest import CorruptingPort
 pytestmark = pytest.mark.emulator
 
 
-def test_boots_and_reports_the_boards_real_memory_limits(link: Link, emu_board) -> None:
-    m = emu_board.memory
+def test_boots_and_reports_the_boards_real_memory_limits(any_link: Link, any_board) -> None:
+    link, m = any_link, any_board.memory
     hello = link.board
-    assert hello["board"] == "mps2_an500"
-    assert (hello["flash_size"], hello["ram_size"]) == (1024 * 1024, 320 * 1024)
+    assert hello["board"] == any_board.name
+    real = {"mps2_an500": (1024 * 1024, 320 * 1024), "mps2_an386": (512 * 1024, 128 * 1024)}
+    assert (hello["flash_size"], hello["ram_size"]) == real[any_board.name]
     info = link.info()
     assert (info["flash_origin"], info["flash_size"]) == (m.flash_origin, m.flash_size)
     assert (info["ram_origin"], info["ram_size"]) == (m.ram_origin, m.ram_size)
@@ -32,7 +35,12 @@ def test_boots_and_reports_the_boards_real_memory_limits(link: Link, emu_board) 
     assert info["stack_size"] == m.stack_size
     assert 0 < info["stack_high_water"] < info["stack_size"]
     assert info["counter_unit"] == 1  # instructions, not cycles
-    assert any(e["text"].startswith("boot: board mps2_an500") for e in link.logs)
+    assert any(e["text"].startswith(f"boot: board {any_board.name}") for e in link.logs)
+    # The banner says what answered: on an emulator, the core QEMU models and no chip id.
+    core, part = {"mps2_an500": ("Cortex-M7", "c27"), "mps2_an386": ("Cortex-M4", "c24")}[any_board.name]
+    (chip,) = [e["text"] for e in link.logs if e["text"].startswith("chip ")]
+    assert re.match(rf"chip emulated {core} cpuid 0x41[0-9a-f]f{part}[0-9a-f]: no idcode", chip), chip
+    assert not [e for e in link.logs if e["text"].startswith("bring-up:")], "nothing fell back"
 
 
 def test_counter_is_deterministic_instruction_count(link: Link) -> None:
@@ -165,8 +173,11 @@ def _fault(link: Link, kind: int, address: int = 0) -> dict:
 
 
 @pytest.mark.parametrize("kind", [0, 1], ids=["write", "read"])
-def test_access_past_the_ram_limit_faults_with_its_address(emu, link: Link, emu_board, kind: int) -> None:
-    limit = emu_board.memory.ram_origin + emu_board.memory.ram_size
+def test_access_past_the_ram_limit_faults_with_its_address(
+    any_emu, any_link: Link, any_board, kind: int
+) -> None:
+    emu, link = any_emu, any_link
+    limit = any_board.memory.ram_origin + any_board.memory.ram_size
     report = _fault(link, kind, limit + 8)
     assert report["kind"] == 4 and report["address_valid"] == 1  # MemManage
     assert report["address"] == limit + 8
@@ -181,7 +192,8 @@ def test_the_last_word_inside_the_limit_does_not_fault(link: Link, emu_board) ->
         link.request(Msg.DIAG_FAULT, layout("DIAG_FAULT").pack(kind=0, address=limit - 4))
 
 
-def test_a_thread_stack_overflow_hits_the_guard_and_is_reported(emu, link: Link) -> None:
+def test_a_thread_stack_overflow_hits_the_guard_and_is_reported(any_emu, any_link: Link) -> None:
+    emu, link = any_emu, any_link
     report = _fault(link, 2)
     assert report["kind"] == 4
     assert "stack overflow" in report["text"]

@@ -172,8 +172,10 @@ class Started(AssertionError):
 @pytest.fixture
 def nothing_starts(monkeypatch, run_dir) -> None:
     """Starting an emulator, opening a link or building firmware fails the case."""
-    from pytools import connect, session
+    from pytools import connect
     from pytools.link import client
+    from pytools.session import board as session_board
+    from pytools.session import inputs as session_inputs
     from pytools.train import compile_train
 
     def forbid(what: str) -> Any:
@@ -185,9 +187,9 @@ def nothing_starts(monkeypatch, run_dir) -> None:
     monkeypatch.setattr(emulator, "start", forbid("an emulator"))
     monkeypatch.setattr(client.Link, "open", forbid("a link"))
     monkeypatch.setattr(connect, "open_link", forbid("a link"))
-    monkeypatch.setattr(session, "open_link", forbid("a link"))
+    monkeypatch.setattr(session_board, "open_link", forbid("a link"))
     monkeypatch.setattr(compile_train, "build_firmware", forbid("a firmware build"))
-    monkeypatch.setattr(session, "compile_training", forbid("the training compiler"))
+    monkeypatch.setattr(session_inputs, "compile_training", forbid("the training compiler"))
 
 
 def refused(task: Any, capsys, **kwargs: Any) -> str:

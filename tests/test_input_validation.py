@@ -124,9 +124,9 @@ def test_a_session_config_with_a_traversing_board_is_refused(tmp_path) -> None:
     "dataset", ["digits", "../../../../etc/x", "/abs/my recordings.npz", "a\\..\\b", "..", ""]
 )
 def test_a_default_session_folder_stays_in_sessions_whatever_the_data_set_is_called(dataset: str) -> None:
-    from pytools.session import SESSIONS, _session_path
+    from pytools.session.folder import SESSIONS, session_path
 
-    path = _session_path(None, "mps2_an500", dataset)
+    path = session_path(None, "mps2_an500", dataset)
     assert path.parent == SESSIONS and ".." not in path.name and "/" not in path.name
     assert validate.NAME.fullmatch(path.name.split("Z-", 1)[1]), path.name
 

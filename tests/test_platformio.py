@@ -66,7 +66,7 @@ def test_ini_has_one_environment_per_pio_board():
 def test_ini_environment_matches_its_board_file(name: str):
     toml = TOMLS[name]
     opts = env_options(read_ini(), name)
-    assert opts["platform"] == "ststm32"
+    assert opts["platform"].split("@")[0] in ("ststm32", "platformio/ststm32")
     assert opts["board"] == toml["pio"]["board"]
     assert opts["upload_protocol"] == toml["pio"]["upload_protocol"] == "stlink"
     assert int(opts["monitor_speed"]) == toml["serial"]["baud"]
@@ -166,9 +166,10 @@ def test_unflags_remove_only_platformios_flags(spec: BuildSpec, tmp_path: Path):
     unflags = pio_build.scons_vars(spec, tmp_path, FIRMWARE)["BUILD_UNFLAGS"]
     assert not set(unflags) & {*spec.cflags, *spec.ldflags}
     assert "-Os" in unflags, "ststm32's -Os would override our -O2"
+    assert {"-O0", "-O3", "-Og", "-Oz"} <= set(unflags), "any platform version's level goes"
     # What PlatformIO's compile line looks like after BUILD_UNFLAGS: ours still win.
     cpu = next(f for f in spec.cflags if f.startswith("-mcpu="))
-    pio_adds = [f for f in [*pio_build.PIO_BARE_CCFLAGS, cpu] if f not in unflags]
+    pio_adds = [f for f in [*PIO_ADDS_TODAY, cpu] if f not in unflags]
     assert pio_build.flag_conflicts([*spec.cflags, *pio_adds], spec.cflags) == []
 
 
@@ -185,15 +186,16 @@ def test_configure_applies_the_mapping(spec: BuildSpec, tmp_path: Path):
     assert [t for t, _ in env.post_actions] == ["checkprogsize"]
     (verify,) = env.middlewares
     # PlatformIO's platform then appends its flags; BUILD_UNFLAGS removes the conflicting ones.
-    env["CCFLAGS"] += [f for f in pio_build.PIO_BARE_CCFLAGS if f not in v["BUILD_UNFLAGS"]]
+    env["CCFLAGS"] += [f for f in PIO_ADDS_TODAY if f not in v["BUILD_UNFLAGS"]]
     env["CPPDEFINES"] += [("F_CPU", "216000000L"), ("PLATFORMIO", 60119), "STM32F746xx"]
     node = object()
     assert verify(env, node) is node
 
 
 def test_configure_stops_a_build_whose_flags_were_overridden(spec: BuildSpec, tmp_path: Path):
+    other_fpu = "-mfpu=fpv5-d16" if "-mfpu=fpv4-sp-d16" in spec.cflags else "-mfpu=fpv4-sp-d16"
     for key, extra in [
-        ("CCFLAGS", "-mfpu=fpv4-sp-d16"),
+        ("CCFLAGS", other_fpu),
         ("CCFLAGS", "-O0"),
         ("LINKFLAGS", "-mfloat-abi=soft"),
     ]:
@@ -291,6 +293,19 @@ def test_pio_reads_the_project_offline():
         assert opts["extra_scripts"] == ["pre:pio_build.py"]
 
 
+# What ststm32's bare-metal builder appends today (builder/frameworks/_bare.py): only used
+# here, to show that BUILD_UNFLAGS and the flag check cope with it.
+PIO_ADDS_TODAY = ("-Os", "-ffunction-sections", "-fdata-sections", "-Wall", "-mthumb")
+
+
+@pytest.fixture(autouse=True)
+def _no_plan_compile(request, monkeypatch):
+    """configure() selects the training plan with the .venv (a compile per call): tests that do
+    not check the plan itself get a small fixed one."""
+    if request.node.name != "test_pio_builds_the_same_firmware_and_plan_as_invoke_flash":
+        monkeypatch.setattr(pio_build, "selected_plan", lambda board, project: (b"PLAN" * 4, 64))
+
+
 class FakeEnv(dict):
     """Just enough of PlatformIO's SCons environment for pio_build.configure()."""
 
@@ -333,3 +348,50 @@ class FakeEnv(dict):
 
     def Exit(self, code: int) -> None:
         raise SystemExit(code)
+
+    def BuildSources(self, variant_dir: str, src_dir: str, src_filter: str) -> None:
+        self.setdefault("built_sources", []).append((variant_dir, src_dir, src_filter))
+
+
+# --- the training plan: PlatformIO builds what `invoke flash` flashes --------------------------
+
+
+def test_pio_builds_the_same_firmware_and_plan_as_invoke_flash(tmp_path: Path):
+    """PlatformIO cannot download its platform here, so the two builds are compared where they
+    can be: the plan pio_build.py selects (through the .venv, as in a real `pio run`) is the
+    one `invoke flash` embeds, its plan.S is the offline builder's, and the defines (BUILD_ID
+    included) are the same; the firmware id plus the plan's CRC is the build id HELLO says."""
+    from pytools.build.builder import image_build_id
+    from pytools.flashing import training_image
+    from pytools.model.plan import read_header
+
+    board = load_board("nucleo_f746zg")
+    image = training_image(board)
+    plan, arena = pio_build.selected_plan(board.name, ROOT)
+    offline_plan = (image.elf.parent / "plan.bin").read_bytes()
+    assert plan == offline_plan
+    asm = pio_build.plan_asm(plan, arena, tmp_path / "plan")
+    offline_asm = (image.elf.parent / "plan.S").read_text()
+    moved = offline_asm.replace(str(image.elf.parent / "plan.bin"), str(tmp_path / "plan" / "plan.bin"))
+    assert asm.read_text() == moved
+    env = FakeEnv(board.name, tmp_path, env_options(read_ini(), board.name))
+    pio_build.configure(env)
+    spec = target_spec(board)
+    firmware_id = dict(pio_build.define_items(env["CPPDEFINES"]))["BUILD_ID"].strip('\\"')
+    assert image_build_id(firmware_id, plan) == image.build_id
+    assert image.build_id.endswith(f"-{read_header(plan)['crc32']:08x}")
+    assert spec.defines["BUILD_ID"].strip('"') == firmware_id
+    assert env["built_sources"] == [(str(tmp_path / "plan_obj"), str(asm.parent), "+<plan.S>")]
+
+
+def test_pio_refuses_to_build_without_a_plan(tmp_path: Path, monkeypatch):
+    def no_plan(board, project):
+        raise ValueError("no training plan selected for nucleo_f746zg: run `invoke flash`")
+
+    monkeypatch.setattr(pio_build, "selected_plan", no_plan)
+    with pytest.raises(SystemExit):
+        pio_build.configure(FakeEnv("nucleo_f746zg", tmp_path, env_options(read_ini(), "nucleo_f746zg")))
+
+
+def test_the_platform_is_pinned():
+    assert re.fullmatch(r"(platformio/)?ststm32@\d+\.\d+\.\d+", read_ini()["env"]["platform"])

@@ -34,6 +34,13 @@ int main(void) {
     bsp_set_fault_sink(fault_to_link);
     log_info("boot: board %s, build %s, protocol v%u", BOARD_NAME, BUILD_ID,
              (unsigned)LINK_PROTOCOL_VERSION);
+    static char line[120];
+    bsp_describe_chip(line, sizeof line);
+    log_info("%s", line); /* which chip answered: id, flash size, unique id */
+    bsp_describe_clock(line, sizeof line);
+    log_info("%s", line);
+    const char *problem = bsp_bringup_problem();
+    if (problem) log_warn("bring-up: %s", problem); /* e.g. no HSE: running on the HSI */
     model_init();
     persist_boot(); /* the trained state saved before the last reset, if any */
     for (;;) {

@@ -34,6 +34,16 @@ void bsp_exit(int code) __attribute__((noreturn));
  * stderr on the emulator; nothing on real boards. */
 void bsp_debug_write(const char *text);
 
+/* Lines for the boot log (each fits one LOG frame, 120 characters). The chip: which one
+ * answered (STM32: DBGMCU IDCODE, flash size and 96-bit unique id from the factory data;
+ * emulator: what it emulates). The clock: what runs and from which source. */
+size_t bsp_describe_chip(char *buf, size_t n);
+size_t bsp_describe_clock(char *buf, size_t n);
+
+/* NULL after a clean bring-up; otherwise what failed and what runs instead (a clock that did
+ * not start, and the fallback taken). main() logs it as a warning once the UART runs. */
+const char *bsp_bringup_problem(void);
+
 /* --- shared Cortex-M services (bsp/cortex_m) ------------------------------------ */
 
 /* 64-bit extension of bsp_counter_raw(); extended every millisecond by the tick. */
@@ -65,7 +75,7 @@ void bsp_set_fault_sink(bsp_fault_sink_fn sink);
 /* Two slots of non-volatile memory outside the image (app/persist.c decides what goes in
  * them). Addresses and the slot size come from boards/<board>.toml [persist] through the
  * generated memory.ld, which also keeps the image out of them. Real boards: flash sectors
- * (bsp/stm32f7/flash.c). Emulated board: its file-backed PSRAM (bsp/mps2_an500/flash.c). */
+ * (bsp/stm32/flash.c). Emulated boards: their file-backed PSRAM (bsp/mps2/flash.c). */
 uint32_t bsp_persist_slot_size(void);
 uint32_t bsp_persist_slot_addr(uint32_t slot);
 /* Every byte of the slot reads 0xFF afterwards; false if the hardware reported an error. */

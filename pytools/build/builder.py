@@ -235,12 +235,12 @@ def build_firmware(
         elf=elf,
         bin=bin_file,
         map=map_file,
-        build_id=_build_id(spec.defines["BUILD_ID"].strip('"'), plan),
+        build_id=image_build_id(spec.defines["BUILD_ID"].strip('"'), plan),
         regions=parse_memory_usage(text),
     )
 
 
-def _build_id(firmware_id: str, plan: bytes | None) -> str:
+def image_build_id(firmware_id: str, plan: bytes | None) -> str:
     """What the board says in HELLO: the firmware's id, plus the embedded plan's CRC-32 (its
     header's) when it carries one (app/commands.c builds the same string)."""
     if not plan:

@@ -8,11 +8,11 @@ there is no second list to drift.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytools.boards import Board
+from pytools.build import toml
 from pytools.errors import ToolError
 from pytools.paths import FIRMWARE
 
@@ -39,7 +39,7 @@ class BuildSpec:
 
 
 def _manifest() -> dict:
-    return tomllib.loads((FIRMWARE / "build.toml").read_text())
+    return toml.loads((FIRMWARE / "build.toml").read_text())
 
 
 def _glob(patterns: list[str]) -> list[Path]:
@@ -65,6 +65,8 @@ class PersistRegion:
     slots: tuple[int, int]
     slot_size: int
     in_flash: bool  # inside the board's flash range: the linker reserves it (real boards)
+    # (first sector, sector count) each slot's erase touches (in_flash only; else (0, 0))
+    sectors: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
 
     @property
     def capacity(self) -> int:
@@ -109,21 +111,68 @@ def persist_region(board: Board) -> PersistRegion:
         bad.append("the region must lie wholly inside the flash, or clear of both flash and RAM")
     if in_flash and r.region_origin == m.flash_origin:
         bad.append("the region cannot start the flash: the vector table is there")
+    sectors = ((0, 0), (0, 0))
+    if in_flash and not bad:
+        try:
+            sectors = _slot_sectors(board, r)
+        except ToolError as e:
+            bad.append(str(e))
     if bad:
         raise ToolError(f"boards/{board.name}.toml [persist]: " + "; ".join(bad))
-    return PersistRegion(r.region_origin, r.region_size, r.slots, r.slot_size, in_flash)
+    return PersistRegion(r.region_origin, r.region_size, r.slots, r.slot_size, in_flash, sectors)
+
+
+def flash_sectors(board: Board) -> list[tuple[int, int]]:
+    """(start address, size) of each flash sector, from boards/<board>.toml [flash] sector_sizes."""
+    sizes = board.raw.get("flash", {}).get("sector_sizes")
+    if not sizes:
+        raise ToolError("slots in flash need [flash] sector_sizes (the chip's sector map, in bytes)")
+    if sum(sizes) != board.memory.flash_size:
+        raise ToolError(f"[flash] sector_sizes add up to {sum(sizes):,} B, not the flash size")
+    out, addr = [], board.memory.flash_origin
+    for size in sizes:
+        out.append((addr, int(size)))
+        addr += int(size)
+    return out
+
+
+def _slot_sectors(board: Board, r: PersistRegion) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The sectors each slot's erase touches: the slot must start a sector and its sectors must
+    lie in the region. Two slots that each start a sector and do not overlap never share one,
+    so each is erased on its own."""
+    sectors = flash_sectors(board)
+    out = []
+    for slot in r.slots:
+        hit = [i for i, (a, n) in enumerate(sectors) if a < slot + r.slot_size and a + n > slot]
+        first, last = hit[0], hit[-1]
+        if sectors[first][0] != slot:
+            raise ToolError(f"slot 0x{slot:08X} does not start a flash sector")
+        end = sectors[last][0] + sectors[last][1]
+        if end > r.region_origin + r.region_size:
+            raise ToolError(f"erasing slot 0x{slot:08X} touches flash up to 0x{end:08X}, past the region")
+        out.append((first, last - first + 1))
+    return out[0], out[1]
 
 
 def memory_ld(board: Board) -> str:
     """The linker MEMORY block, stack sizes and persistence slots, written from the board file."""
     m = board.memory
     p = persist_region(board)
+    code_ram = board.raw["memory"].get("code_ram_origin"), board.raw["memory"].get("code_ram_size")
+    if code_ram[0] is not None and code_ram[1]:
+        code_region = f"    CODE_RAM (rwx) : ORIGIN = 0x{int(code_ram[0]):08X}, LENGTH = {int(code_ram[1])}\n"
+        code_alias = ""
+    else:  # RAM-resident code (RAMFUNC) goes to the RAM itself
+        code_region, code_alias = "", 'REGION_ALIAS("CODE_RAM", RAM);\n'
+    (s0, n0), (s1, n1) = p.sectors
     return (
         f"/* Generated from boards/{board.name}.toml by pytools.build.manifest; do not edit. */\n"
         "MEMORY\n{\n"
         f"    FLASH (rx)  : ORIGIN = 0x{m.flash_origin:08X}, LENGTH = {m.flash_size}\n"
         f"    RAM   (rwx) : ORIGIN = 0x{m.ram_origin:08X}, LENGTH = {m.ram_size}\n"
+        f"{code_region}"
         "}\n"
+        f"{code_alias}"
         f"__board_stack_size = {m.stack_size};\n"
         f"__board_handler_stack_size = {m.handler_stack_size};\n"
         "/* Persistence slots (app/persist.c); sections.ld keeps the image out of the region. */\n"
@@ -133,6 +182,11 @@ def memory_ld(board: Board) -> str:
         f"__persist_slot0 = 0x{p.slots[0]:08X};\n"
         f"__persist_slot1 = 0x{p.slots[1]:08X};\n"
         f"__persist_slot_size = {p.slot_size};\n"
+        "/* Flash sectors each slot's erase takes (first, count), from [flash] sector_sizes. */\n"
+        f"__persist_slot0_sector = {s0};\n"
+        f"__persist_slot0_sectors = {n0};\n"
+        f"__persist_slot1_sector = {s1};\n"
+        f"__persist_slot1_sectors = {n1};\n"
     )
 
 
@@ -162,6 +216,8 @@ def board_defines(board: Board) -> dict[str, str]:
         "LINK_RX_GAP_MS": f"{board.rx_gap_ms}u",
         "BOARD_HSE_HZ": f"{int(board.raw.get('hse_hz', 0))}u",
         "BOARD_HSE_BYPASS": "1" if board.raw.get("hse_bypass") else "0",
+        # Emulated boards: how long a slot erase takes (simulated; 0 = instant), in microseconds.
+        "BOARD_PERSIST_ERASE_US": f"{int(board.raw.get('persist', {}).get('simulated_erase_us', 0))}u",
         f"BOARD_BSP_{board.bsp.upper()}": "1",
         f"BOARD_{board.name.upper()}": "1",
         # e.g. BOARD_UART_USART3: the BSP maps the UART to its pins and clock.
@@ -175,6 +231,16 @@ def target_spec(board: Board, diag: bool = False) -> BuildSpec:
     erase of the saved state (FIRMWARE_DIAG=1; app/commands.c); the others refuse them."""
     mf = _manifest()
     common, target = mf["common"], mf["target"]
+    if board.cpu not in mf["cpu"]:
+        raise ToolError(
+            f"boards/{board.name}.toml: cpu '{board.cpu}' has no [cpu.{board.cpu}] flags in "
+            f"firmware/build.toml (supported: {', '.join(sorted(mf['cpu']))})"
+        )
+    if board.bsp not in mf["bsp"]:
+        raise ToolError(
+            f"boards/{board.name}.toml: bsp '{board.bsp}' has no [bsp.{board.bsp}] sources in "
+            f"firmware/build.toml (known: {', '.join(sorted(mf['bsp']))})"
+        )
     cpu = mf["cpu"][board.cpu]
     bsp = mf["bsp"][board.bsp]
     cflags = [*common["cflags"], *target["cflags"], *cpu["cflags"]]
@@ -183,7 +249,7 @@ def target_spec(board: Board, diag: bool = False) -> BuildSpec:
     spec = BuildSpec(
         target=board.name + ("-diag" if diag else ""),
         sources=_glob([*common["sources"], *target["sources"], *bsp["sources"]]),
-        include_dirs=[FIRMWARE / d for d in common["include"]] + [FIRMWARE / "bsp" / "cortex_m"],
+        include_dirs=[FIRMWARE / d for d in [*common["include"], "bsp/cortex_m", *bsp.get("include", [])]],
         cflags=cflags,
         defines=defines,
         ldflags=ldflags,

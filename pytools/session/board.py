@@ -82,7 +82,8 @@ def flash_instructions(board: Board, image: FirmwareImage) -> str:
         f"flash the firmware built for this plan ({image.elf}), then run the session again:\n"
         f"  {st}\n"
         f"or\n  {ocd_text}\n"
-        "(`invoke flash` loads the firmware without a plan, so it cannot be used for this)"
+        f"or `invoke flash --board {board.name}` with this session's --model, --scheme and --lr "
+        "(it builds and flashes this training firmware and checks the build id the board reports)"
     )
 
 

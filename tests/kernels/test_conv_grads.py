@@ -409,9 +409,11 @@ def test_forward_reads_the_trained_slice(kind: str, seed: int) -> None:
 
 
 @pytest.mark.emulator
-def test_same_results_on_the_emulated_cortex_m7(tmp_path) -> None:
-    """Every kernel, a couple of cases each, on QEMU mps2-an500 (the firmware build's objects):
-    outputs, updated weights, biases and generator state identical to the host's."""
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_same_results_on_the_emulated_cortex_m7(tmp_path, board_name: str) -> None:
+    """Every kernel, a couple of cases each, on QEMU mps2-an500 (the firmware build's objects),
+    and on the Cortex-M4 (mps2-an386, its build's objects): outputs, updated weights, biases and
+    generator state identical to the host's."""
     calls = []
     for kind in gs.KINDS:
         for seed in (0, 1):
@@ -425,7 +427,7 @@ def test_same_results_on_the_emulated_cortex_m7(tmp_path) -> None:
         mine = copy.deepcopy(values)
         run_kernel(call, mine)
         host.append(mine)
-    board = gs.run_on_board(calls, tmp_path)
+    board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, _), h, b in zip(calls, host, board, strict=True):
         for k, (hv, bv) in enumerate(zip(h, b, strict=True)):
             assert np.array_equal(hv, bv), f"{call.kernel} operand {k} differs on the board"

@@ -112,15 +112,16 @@ def test_the_random_layers_are_informative() -> None:
 
 
 @pytest.mark.emulator
-def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_path) -> None:
-    """The firmware build's objects (KERNELS_DSP=1: the assembly) on QEMU mps2-an500, against
-    the host's reference kernels, bit for bit."""
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_path, board_name: str) -> None:
+    """The firmware build's objects (KERNELS_DSP=1: the assembly) on QEMU mps2-an500, and the
+    Cortex-M4 build's on mps2-an386, against the host's reference kernels, bit for bit."""
     calls = []
     for seed in range(12):
         calls.append(gs.grad_input_call(_pointwise(seed)))
     calls.append(gs.grad_input_call(_pointwise(99, in_c=64, out_c=256, h=4, w=4)))
     calls.append(gs.grad_input_call(_pointwise(98, per_channel=False, in_c=20, out_c=40)))
-    board = gs.run_on_board(calls, tmp_path)
+    board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, values), got in zip(calls, board, strict=True):
         want = _run(call, values, "ref")
         for k, (w, b) in enumerate(zip(want, got, strict=True)):

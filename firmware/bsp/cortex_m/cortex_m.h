@@ -1,4 +1,4 @@
-/* Architectural (ARMv7-M) registers shared by every Cortex-M7 board. */
+/* Architectural (ARMv7-M) registers shared by every Cortex-M4 and Cortex-M7 board. */
 #ifndef CORTEX_M_H
 #define CORTEX_M_H
 
@@ -6,6 +6,7 @@
 
 #define REG32(addr) (*(volatile uint32_t *)(addr))
 
+#define SCB_CPUID REG32(0xE000ED00u)
 #define SCB_ICSR REG32(0xE000ED04u)
 #define SCB_VTOR REG32(0xE000ED08u)
 #define SCB_AIRCR REG32(0xE000ED0Cu)
@@ -36,6 +37,13 @@
 #define MPU_RBAR REG32(0xE000ED9Cu)
 #define MPU_RASR REG32(0xE000EDA0u)
 
+/* Code that must run while the flash cannot be read (an erase or program stalls every fetch
+ * from it for up to seconds): the erase/program routines, and the receive interrupt path
+ * with the vector table they reach it through. sections.ld places .ramfunc in CODE_RAM (the
+ * board's executable RAM: ITCM on the STM32F7, else the RAM) and Reset_Handler copies it
+ * there. long_call: RAM is beyond a BL's reach from flash. */
+#define RAMFUNC __attribute__((section(".ramfunc"), noinline, long_call))
+
 static inline void cm_dsb(void) {
     __asm volatile("dsb 0xF" ::: "memory");
 }
@@ -47,6 +55,15 @@ static inline void cm_disable_irq(void) {
 }
 static inline void cm_enable_irq(void) {
     __asm volatile("cpsie i" ::: "memory");
+}
+/* BASEPRI: interrupts of this priority value and below (numerically higher) wait. */
+static inline uint32_t cm_get_basepri(void) {
+    uint32_t v;
+    __asm volatile("mrs %0, basepri" : "=r"(v));
+    return v;
+}
+static inline void cm_set_basepri(uint32_t v) {
+    __asm volatile("msr basepri, %0" ::"r"(v) : "memory");
 }
 
 /* Shared Cortex-M setup, called from Reset_Handler before main(). */

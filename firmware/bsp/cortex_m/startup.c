@@ -10,6 +10,7 @@
 
 extern uint32_t __handler_stack_top, __thread_stack_bottom, __thread_stack_top;
 extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end;
+extern uint32_t __ramfunc_start, __ramfunc_end, __ramfunc_load;
 
 int main(void);
 void Reset_Handler(void);
@@ -28,9 +29,11 @@ typedef void (*vector_t)(void);
 
 /* Device interrupts all enter one dispatcher that asks the board which handler runs:
  * one vector table for every board, no per-board assembly. */
-#define DEVICE_IRQS 98 /* the STM32F746 has 98; QEMU's mps2-an500 fewer */
-void bsp_irq_handler(uint32_t irqn);
-static void device_irq_dispatch(void) {
+#define DEVICE_IRQS 98 /* the STM32F746 has 98, the STM32F446 97; QEMU's mps2 machines fewer */
+/* RAM-resident, as the board's handler it calls: a byte received during a flash erase is
+ * taken through here while the flash cannot be read (bsp/stm32/flash.c). */
+RAMFUNC void bsp_irq_handler(uint32_t irqn);
+static RAMFUNC void device_irq_dispatch(void) {
     bsp_irq_handler((SCB_ICSR & 0x1FFu) - 16u);
 }
 
@@ -64,6 +67,13 @@ __attribute__((section(".vectors"), used)) const vector_t vector_table[16 + DEVI
     device_irq_dispatch,
 };
 
+/* The table the core uses: a RAM copy, so that an interrupt taken while the flash is busy
+ * (erase, program) fetches its vector without waiting for the flash. VTOR needs the table
+ * aligned to its size rounded up to a power of two (114 words: 512 bytes). */
+#define N_VECTORS (16 + DEVICE_IRQS)
+static vector_t ram_vector_table[N_VECTORS]
+    __attribute__((section(".ram_vectors"), aligned(512), used));
+
 #define STACK_PAINT 0xC0FFEE11u
 
 /* Runs on the thread stack (PSP) from here on. */
@@ -90,10 +100,14 @@ static __attribute__((naked, noreturn)) void run_on_thread_stack(uint32_t *top,
 __attribute__((noreturn)) void Reset_Handler(void) {
     /* Runs on the MSP (the exception stack): the whole thread stack can be painted. */
     memcpy(&__data_start, &__data_load, (size_t)((char *)&__data_end - (char *)&__data_start));
+    memcpy(&__ramfunc_start, &__ramfunc_load,
+           (size_t)((char *)&__ramfunc_end - (char *)&__ramfunc_start));
     memset(&__bss_start, 0, (size_t)((char *)&__bss_end - (char *)&__bss_start));
     for (uint32_t *p = &__thread_stack_bottom; p < &__thread_stack_top; p++) *p = STACK_PAINT;
 
-    SCB_VTOR = (uint32_t)(uintptr_t)vector_table;
+    memcpy(ram_vector_table, vector_table, sizeof ram_vector_table);
+    cm_dsb();
+    SCB_VTOR = (uint32_t)(uintptr_t)ram_vector_table;
     SCB_CPACR |= (0xFu << 20); /* CP10, CP11: FPU full access (the ABI is hard-float) */
     cm_dsb();
     cm_isb();

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "cache.h"
-#include "stm32f7_regs.h"
+#include "stm32_family.h"
 
 /* CCSIDR: LineSize [2:0] = log2(words per line) - 2, Associativity [12:3] = ways - 1,
  * NumSets [27:13] = sets - 1. */

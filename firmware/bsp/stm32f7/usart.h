@@ -6,7 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "stm32f7_regs.h"
+#include "cortex_m.h"
+#include "stm32_family.h"
 
 #if defined(BOARD_UART_USART3) && !defined(BOARD_UART_USART1)
 /* NUCLEO-F746ZG (UM1974): USART3 on PD8 (TX) / PD9 (RX), clocked from APB1. */
@@ -24,7 +25,7 @@
 void usart_init(void);
 
 /* The USART interrupt: moves the received byte into the ring, counts errors. */
-void usart_irq(void);
+RAMFUNC void usart_irq(void);
 
 /* True when bsp_uart_getc() has a byte. */
 bool usart_rx_pending(void);

@@ -1,4 +1,5 @@
-/* Board support for QEMU's mps2-an500 (emulated Cortex-M7).
+/* Board support for QEMU's mps2-an500 (emulated Cortex-M7) and mps2-an386 (emulated
+ * Cortex-M4): the same CMSDK peripherals at the same addresses.
  *  - UART0: CMSDK APB UART at 0x40004000. Receive BUSY-POLLS: in QEMU 7.2 the UART model
  *    never asks its backend for more bytes while the CPU sleeps in WFI, so an
  *    interrupt-driven receive stalls forever.
@@ -11,6 +12,7 @@
 
 #include "bsp.h"
 #include "cortex_m.h"
+#include "fmt.h"
 #include "protocol.h"
 
 #define UART0_BASE 0x40004000u
@@ -48,7 +50,30 @@ void bsp_uart_write(const uint8_t *data, size_t n) {
     }
 }
 
+/* Bytes taken from the UART while the persistence "flash" is busy (flash.c's simulated erase),
+ * as the STM32 boards' RAM-resident USART interrupt does during a real erase; the main loop
+ * reads them before the UART's own. Only boards that simulate an erase time have the ring. */
+#if BOARD_PERSIST_ERASE_US
+#define RX_RING_SIZE 1024u
+static uint8_t rx_ring[RX_RING_SIZE];
+static uint32_t rx_head, rx_tail, rx_dropped;
+
+void mps2_uart_rx_service(void) {
+    while (UART_STATE & UART_STATE_RXFULL) {
+        uint8_t byte = (uint8_t)(UART_DATA & 0xFFu);
+        if (rx_head - rx_tail < RX_RING_SIZE) {
+            rx_ring[rx_head++ % RX_RING_SIZE] = byte;
+        } else {
+            rx_dropped++;
+        }
+    }
+}
+#endif
+
 int bsp_uart_getc(void) {
+#if BOARD_PERSIST_ERASE_US
+    if (rx_tail != rx_head) return rx_ring[rx_tail++ % RX_RING_SIZE];
+#endif
     if (UART_STATE & UART_STATE_RXFULL) return (int)(UART_DATA & 0xFFu);
     return -1;
 }
@@ -66,7 +91,30 @@ void bsp_idle(void) {
     /* Busy-poll: no WFI (see above). */
 }
 
-void bsp_irq_handler(uint32_t irqn) {
+/* An emulator has no DBGMCU IDCODE, factory flash size or unique id: say so, with what it
+ * does have (the core's CPUID, which QEMU models); the limits are the board file's. */
+size_t bsp_describe_chip(char *buf, size_t n) {
+    uint32_t cpuid = SCB_CPUID;
+    uint32_t part = (cpuid >> 4) & 0xFFFu; /* 0xC24 Cortex-M4, 0xC27 Cortex-M7 */
+    return fmt_snprintf(buf, n,
+                        "chip emulated Cortex-M%s cpuid 0x%08x: no idcode, flash size or uid "
+                        "(reported 0); limits from the board file",
+                        part == 0xC24u   ? "4"
+                        : part == 0xC27u ? "7"
+                                         : "?",
+                        (unsigned)cpuid);
+}
+
+size_t bsp_describe_clock(char *buf, size_t n) {
+    return fmt_snprintf(buf, n, "clock %u MHz CMSDK timer; cost counter in instructions (-icount)",
+                        (unsigned)(BOARD_CLOCK_HZ / 1000000u));
+}
+
+const char *bsp_bringup_problem(void) {
+    return 0; /* no clock tree to fail */
+}
+
+RAMFUNC void bsp_irq_handler(uint32_t irqn) {
     (void)irqn;
     bsp_debug_write("unexpected device interrupt\n");
     bsp_exit(2);
