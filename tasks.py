@@ -408,7 +408,7 @@ def train(
     board: str | None = None,
     dataset: str = "digits",
     scheme: str = "",
-    epochs: int = 0,
+    epochs: str = "",
     lr: float = -1.0,
     lr_schedule: str = "linear",
     split: str = "",
@@ -433,17 +433,18 @@ def train(
         msg = f"--save-every takes a number of steps (0: only at the end), not {save_every!r}"
         raise ToolError(msg) from None
 
-    if lr == -1.0:
-        lr_given: float | None = None  # not given: a sweep on the host twin picks it
-    elif lr < 0:
-        raise ToolError(f"--lr must be a number >= 0, got {lr}")
-    else:
-        lr_given = lr
+    # Not given (the defaults "" and -1): the data set's size picks the epochs, a sweep on the
+    # host twin the lr; any other value is checked (pytools/validate.py) before anything starts.
+    try:
+        epochs_given = None if str(epochs).strip() == "" else int(epochs)
+    except ValueError:
+        raise ToolError(f"--epochs takes a whole number, not {epochs!r}") from None
+    lr_given = None if lr == -1.0 else validate.lr(lr)
     run_training_session(
         board if board == HOST else resolve_board(board).name,
         dataset=dataset,
         scheme=scheme or DEFAULT_SCHEME,
-        epochs=epochs or None,  # 0: not given
+        epochs=epochs_given,
         lr=lr_given,
         lr_schedule=lr_schedule,
         split=split or None,

@@ -138,7 +138,7 @@ def test_compare_tflm_gives_each_model_its_row(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| bad") or line.startswith("| good")]
     assert len(rows) == 2, r.stdout
-    assert "refused: bad: 1 operator of the model has no forward kernel" in rows[0]
+    assert "ours: bad: 1 operator of the model has no forward kernel" in rows[0]
     assert "operator #1 (GELU): inputs tensor #1 'a'; outputs tensor #2 'b'" in rows[0]
     assert re.match(r"\| good \| [\d,]+ B \| [\d,]+ B \| [\d,]+ B \| \d+% \|", rows[1]), rows[1]
 
