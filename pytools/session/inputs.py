@@ -210,7 +210,7 @@ def check_user_data(spec: str, split: str | None) -> None:
 
 def _loading_progress(desc: str) -> tuple[Any, Any]:
     """A progress(done, total) callback for datasets.files.load, drawn by pytools/progress.py
-    (a bar on a terminal, lines in a log), and a function that closes it."""
+    (a bar on a terminal, lines in a log), and a function that closes it (ok: the load worked)."""
     bar: list[Any] = []
 
     def step(done: int, total: int) -> None:
@@ -218,8 +218,13 @@ def _loading_progress(desc: str) -> tuple[Any, Any]:
             bar.append(progress(iter(()), desc, unit="image", total=total))
         bar[0].update(done - bar[0].n)
 
-    def close() -> None:
-        if bar:
+    def close(ok: bool) -> None:
+        # After an error, only the error's line is said: a log's last progress line is not written
+        # and a terminal's bar is cleared.
+        if bar and ok:
+            bar[0].close()
+        elif bar and hasattr(bar[0], "leave"):
+            bar[0].leave = False
             bar[0].close()
 
     return step, close
@@ -250,8 +255,10 @@ def _user_data(spec: str, graph: Graph, split: str | None, seed: int, label_colu
             label_column=label_column,
             progress=step,
         )
-    finally:
-        close()
+    except BaseException:
+        close(ok=False)
+        raise
+    close(ok=True)
     hook = files.hook.is_hook(spec) and not Path(spec).exists()
     name = re.sub(r"[^\w.-]+", "_", Path(spec).stem if not hook else spec.replace(":", "-"))
     if ud.split_info.get("method") == "given":
