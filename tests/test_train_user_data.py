@@ -76,7 +76,7 @@ def test_an_npz_trains_the_same_on_the_emulated_board_and_the_host_twin(
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "split by the tool, stratified (seed 2)" in r.stdout
+    assert "(split stratified by the tool (seed 2))" in r.stdout
     twin = tmp_path / "twin"
     _train(capsys, board="host", dataset=str(data), model=str(digits_tflite), limit=12, held_out=10,
            out=str(twin), **SHORT)  # fmt: skip

@@ -264,7 +264,7 @@ def _user_data(spec: str, graph: Graph, split: str | None, seed: int, label_colu
     if ud.split_info.get("method") == "given":
         how = f"as given in {Path(spec).name} ({', '.join(map(str, ud.split_info.get('parts', ())))})"
     else:
-        how = f"split by the tool, stratified (seed {seed})"
+        how = f"stratified by the tool (seed {seed})"
     details = {**ud.record(), "seed": seed, "label_column": label_column}
     return Data(spec, "user", name, how, ud.classes, shape, ud.split, details, ud)
 
