@@ -24,6 +24,7 @@ import datasets
 import tasks
 from datasets import fashion_mnist, hapt
 from pytools import connect, emulator
+from pytools.model.tflite_import import import_tflite
 from pytools.pretrain import digits as digits_model
 from pytools.session import board as session_board
 from pytools.session import inputs as session_inputs
@@ -232,3 +233,31 @@ def test_bad_files_get_one_error_line_and_nothing_starts(
         assert e.value.code == 1 and len(err) == 1 and err[0].startswith("error: "), (what, err)
         assert piece in err[0] and Path(kwargs["dataset"]).name in err[0], (what, err[0])
         assert not out.exists(), what
+
+
+def test_plan_takes_the_same_files_and_label_column(tmp_path, capsys, digits_tflite) -> None:
+    """invoke plan's data (pytools/plan/finetune.py) is the session's: a digits CSV with its
+    label column first gives the digits' own quantized inputs; --label-column on a built-in
+    data set is refused."""
+    from pytools.plan.finetune import load as plan_load
+
+    part = datasets.load_split("digits").finetune
+    x, y = part.x[:100], part.y[:100]
+    rows = [f"{c}," + ",".join(f"{v:.9g}" for v in r) for r, c in zip(x.reshape(100, -1), y, strict=True)]
+    f = tmp_path / "digits.csv"
+    f.write_text("\n".join(["label," + ",".join(f"p{i}" for i in range(64)), *rows]) + "\n")
+    d = plan_load(str(f), digits_tflite, label_column="label")
+    expected = datasets.quantize(x, 1 / 255, -128, "int8").reshape(100, -1)
+    got = np.concatenate([d.x_train, d.x_eval]).reshape(-1, 64)
+    labels = np.concatenate([d.y_train, d.y_eval])
+    graph = import_tflite(digits_tflite.read_bytes(), "digits")
+    session_data = session_inputs.load_data(str(f), graph, None, 0, "label")
+    assert got.dtype == np.int8 and 75 <= len(got) < 100  # 20 % of each class held out, never seen
+    assert len(got) == len(session_data.parts.finetune)  # the session's split
+    for row, label in zip(got, labels, strict=True):
+        hits = np.flatnonzero((expected == row).all(axis=1))
+        assert len(hits) and label in y[hits]
+    with pytest.raises(SystemExit):
+        tasks.plan.body(Context(), dataset="digits", label_column="label")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --label-column label: "), err
