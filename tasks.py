@@ -108,6 +108,9 @@ def _splits_help() -> str:
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
 PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
+LABEL_COLUMN_HELP = (
+    "your own CSV's label column: its name in the header or its index from 0 (default: the last)"
+)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -400,6 +403,7 @@ def infer(
         "(default on; --no-save: the flash is never written)",
         "save-every": "a checkpoint (SAVE to flash) every N steps; default: at each epoch's end; 0: only at "
         "the end. After a reset, --resume trains again the steps since the last one",
+        "label-column": LABEL_COLUMN_HELP,
     }
 )
 @friendly
@@ -421,6 +425,7 @@ def train(
     held_out: int = 0,
     save: bool = True,
     save_every: str = "",
+    label_column: str = "",
 ) -> None:
     """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
     from pathlib import Path
@@ -457,6 +462,7 @@ def train(
         held_out=held_out or None,
         save=save,
         save_every=every,
+        label_column=label_column or None,
     )  # prints its progress, its summary and where the session folder is
 
 
@@ -558,6 +564,7 @@ def bench(
         "split": _splits_help(),
         "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
         "watch_to_hapt (BasicMotions -> HAPT windows)",
+        "label-column": LABEL_COLUMN_HELP,
     }
 )
 @friendly
@@ -573,6 +580,7 @@ def plan(
     seeds: str = "0",
     split: str = "",
     adapt: str = "",
+    label_column: str = "",
 ) -> None:
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
@@ -608,6 +616,7 @@ def plan(
         seeds=seed_list,
         split=split or None,
         adapt=adapt or None,
+        label_column=label_column or None,
     )
 
 

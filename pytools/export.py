@@ -386,13 +386,24 @@ def session_state(
 def _held_out(cfg: dict, graph: Graph, n: int) -> np.ndarray:
     """The first n held-out samples of a session's data (resolved as the session did:
     pytools.session.load_data), as the model's input type."""
-    from pytools.session import load_data, model_inputs, subset
+    from pytools.session import load_data, subset
 
     d, a = cfg["dataset"], cfg["arguments"]
     spec = d.get("spec", a["dataset"])
-    split = d["split"] if d.get("kind", "builtin") == "builtin" else None
-    held = load_data(spec, graph, split, a["seed"]).parts.held_out
-    return model_inputs(graph, held.x[subset(held.y, n)])
+    user = d.get("kind", "builtin") == "user"
+    split = None if user else d["split"]
+    # The user's own data: its recorded seed and label column (the split is the seeded one).
+    details = d.get("details", {}) if user else {}
+    seed = details.get("seed", a["seed"])
+    data = load_data(spec, graph, split, seed, details.get("label_column", a.get("label_column")))
+    if user and details.get("sha256") and data.details.get("sha256") != details["sha256"]:
+        raise ToolError(
+            f"{spec} has changed since the session trained on it (its SHA-256 differs from the one "
+            "in config.json): the check needs the session's own held-out samples: restore the file "
+            "the session trained on"
+        )
+    held = data.parts.held_out
+    return data.inputs(graph, held, subset(held.y, n))
 
 
 def _pull_twin_session(

@@ -9,15 +9,15 @@ and end with byte-identical trained tensors (each read back from where it traine
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
 
 import datasets
+from datasets.files import is_path_spec
 from pytools.errors import ToolError
 from pytools.pretrain import digits
+from pytools.session import inputs as session_inputs
 from pytools.session import run_training_session
 from pytools.session.inputs import default_epochs, is_user_data, load_data
 from tests.conftest import jsonl
@@ -104,35 +104,33 @@ def test_default_epochs_aim_at_about_a_thousand_steps() -> None:
     assert [default_epochs(n) for n in (40, 215, 381, 1945, 5000)] == [5, 5, 3, 1, 1]
 
 
-def test_a_path_or_hook_is_user_data_and_a_clear_error_until_the_loaders_exist(tmp_path, monkeypatch) -> None:
+def test_a_path_or_hook_is_user_data_by_the_loaders_rule(tmp_path) -> None:
     assert not is_user_data("hapt") and not is_user_data("cifar10")
     assert is_user_data("my.npz") and is_user_data("rec/x.csv") and is_user_data("mypkg.audio:load")
     folder = tmp_path / "images"
     folder.mkdir()
     assert is_user_data(str(folder))
-    monkeypatch.setitem(sys.modules, "datasets.files", None)  # as before datasets/files.py
+    for spec in ("hapt", "my.npz", "rec/x.csv", "mypkg.audio:load", str(folder), "./digits", "nope"):
+        assert is_user_data(spec) == is_path_spec(spec), spec  # one rule, the loaders'
     with pytest.raises(ToolError, match=r"--dataset .*my\.npz: no such file or folder"):
         run_training_session("host", dataset=str(tmp_path / "my.npz"), out_dir=tmp_path / "a")
-    data = tmp_path / "rec.npz"
-    np.savez(data, x=np.zeros((4, 8, 8, 1)), y=np.zeros(4))
-    with pytest.raises(ToolError, match=r"rec\.npz: this version reads only the built-in data sets"):
-        run_training_session("host", dataset=str(data), out_dir=tmp_path / "b")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "a").exists()
 
 
 def test_user_data_goes_through_datasets_files_load(tmp_path, monkeypatch) -> None:
-    """The hand-off to the user-file loaders: what they are asked and what the session keeps.
-    A stand-in datasets.files returns digits' own split, so the run is checkable."""
+    """The hand-off to the user-file loaders: what they are asked (the model input's type and
+    quantization, its outputs, the seed) and what the session keeps (their record)."""
     calls = []
+    real_load = session_inputs.files.load
 
-    def load(spec, *, input_shape, classes, seed):
-        calls.append((spec, input_shape, classes, seed))
-        return datasets.load_split("digits")
+    def load(spec, **kw):
+        calls.append((spec, kw))
+        return real_load(spec, **kw)
 
-    monkeypatch.setitem(sys.modules, "datasets.files", types.SimpleNamespace(load=load))
-    monkeypatch.setattr(datasets, "files", sys.modules["datasets.files"], raising=False)
+    monkeypatch.setattr(session_inputs.files, "load", load)
+    part = datasets.load_split("digits").finetune
     data = tmp_path / "my_recordings.npz"
-    data.write_bytes(b"")
+    np.savez(data, x=part.x[:60], y=part.y[:60])
     with pytest.raises(ToolError, match=r"is your own data: give the model to fine-tune on it with --model"):
         run_training_session("host", dataset=str(data), out_dir=tmp_path / "m")
     digits.pretrained_model()  # built and cached once
@@ -147,10 +145,16 @@ def test_user_data_goes_through_datasets_files_load(tmp_path, monkeypatch) -> No
         seed=3,
         out_dir=tmp_path / "s",
     )
-    assert calls == [(str(data), (8, 8, 1), 10, 3)]
+    ((spec, kw),) = calls
+    assert spec == str(data) and kw["input_shape"] == (8, 8, 1) and kw["classes"] == 10
+    assert kw["input_dtype"] == "int8" and kw["input_zero_point"] == -128 and kw["seed"] == 3
+    assert abs(kw["input_scale"] - 1 / 255) < 1e-9 and kw["label_column"] is None
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["dataset"]["spec"] == str(data) and cfg["dataset"]["kind"] == "user"
     assert cfg["dataset"]["name"] == "my_recordings" and "seed 3" in cfg["dataset"]["split"]
+    details = cfg["dataset"]["details"]
+    assert details["format"] == "npz" and details["seed"] == 3 and details["split"]["seed"] == 3
+    assert details["sha256"] and details["sizes"] == {"finetune": 49, "held_out": 11}  # 20 % of each class
     with pytest.raises(ToolError, match=r"--split writers: splits are the built-in data sets'"):
         run_training_session("host", dataset=str(data), model=model, split="writers", out_dir=tmp_path / "t")
 

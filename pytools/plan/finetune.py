@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+import datasets
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.ir import Graph
@@ -75,6 +76,7 @@ def load(
     split: str | None = None,
     validation: bool = True,
     adapt: str | None = None,
+    label_column: str | None = None,
 ) -> Data:
     """The data set and a model for it. validation=True: train on part of the fine-tuning split
     and evaluate on the rest (the planner never sees the held-out part); False: train on the whole
@@ -85,7 +87,7 @@ def load(
 
     blob, name, source = load_model(model, dataset)
     graph = import_tflite(blob, name)
-    data = load_data(dataset, graph, split, 0)  # the session's resolution of --dataset, --split
+    data = load_data(dataset, graph, split, 0, label_column)  # the session's resolution of --dataset
     parts = data.parts
     fx, hx = parts.finetune.x, parts.held_out.x
     if adapt:
@@ -95,14 +97,22 @@ def load(
     outputs = int(np.prod(graph.tensor(graph.outputs[0]).shape))
     check_classifier(graph, max(data.classes, outputs), fx.shape[1:], source)
     y = parts.finetune.y
+
+    def inputs(part: datasets.Part, x: np.ndarray, which: np.ndarray) -> np.ndarray:
+        # The user's own data through its loader (never quantized twice); adapted samples are real.
+        if adapt:
+            return model_inputs(graph, x[which])
+        return data.inputs(graph, part, which)
+
+    every_f, every_h = np.arange(len(fx)), np.arange(len(hx))
     if not validation:
         return Data(
             name,
             blob,
             graph,
-            model_inputs(graph, fx),
+            inputs(parts.finetune, fx, every_f),
             y,
-            model_inputs(graph, hx),
+            inputs(parts.held_out, hx, every_h),
             parts.held_out.y,
             "held-out",
             fx,
@@ -113,9 +123,9 @@ def load(
         name,
         blob,
         graph,
-        model_inputs(graph, fx[train]),
+        inputs(parts.finetune, fx, train),
         y[train],
-        model_inputs(graph, fx[val]),
+        inputs(parts.finetune, fx, val),
         y[val],
         "validation",
         fx[train],

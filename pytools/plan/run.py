@@ -188,11 +188,12 @@ def plan(
     log: bool = True,
     max_seconds: float = MAX_SECONDS,
     adapt: str | None = None,
+    label_column: str | None = None,
 ) -> Plan:
     say = print if log else (lambda *a, **k: None)
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    d: Data = load(dataset, model, split, validation=True, adapt=adapt)
+    d: Data = load(dataset, model, split, validation=True, adapt=adapt, label_column=label_column)
     say(
         f"data      {dataset}: {len(d.y_train)} training / {len(d.y_eval)} validation samples "
         "(of the fine-tuning split)"

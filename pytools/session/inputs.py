@@ -4,22 +4,22 @@ the board (prepare()), all checked before any board is touched."""
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 import datasets
+from datasets import files
 from pytools.boards import Board
 from pytools.build.builder import FirmwareImage
 from pytools.errors import ToolError
 from pytools.model.ir import Graph, ModelError
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import ROOT
+from pytools.progress import progress
 from pytools.session.lr_sweep import sweep_lr
 from pytools.session.plots import require_matplotlib
 from pytools.train import schedule as schedules
@@ -95,8 +95,12 @@ def resolve_scheme(spec: str) -> Scheme:
         ) from e
 
 
-def check_classifier(graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str) -> None:
-    """Refuses a model that is not a classifier of this data set's samples and classes."""
+def check_classifier(
+    graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str, fewer: bool = False
+) -> None:
+    """Refuses a model that is not a classifier of this data set's samples and classes.
+    fewer: the data set may have fewer classes than the model has outputs (the user's own
+    data: it trains on the first K outputs, labels 0 .. K-1)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ModelError(
             f"{source} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
@@ -113,7 +117,8 @@ def check_classifier(graph: Graph, classes: int, sample_shape: tuple[int, ...], 
             "(a training session needs class probabilities to compute a cross-entropy loss)"
         )
     out = graph.tensor(graph.outputs[0])
-    if int(np.prod(out.shape)) != classes:
+    outputs = int(np.prod(out.shape))
+    if outputs != classes and not (fewer and classes <= outputs):
         raise ModelError(
             f"{source} outputs {out.shape}: {int(np.prod(out.shape))} classes, the data set has {classes}"
         )
@@ -155,22 +160,10 @@ def subset(y: np.ndarray, limit: int | None) -> np.ndarray:
 # ---------------------------------------------------------------- the data
 
 
-USER_DATA_SUFFIXES = (".npz", ".csv")
-_HOOK = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-
 def is_user_data(spec: str) -> bool:
     """Whether --dataset names the user's own data (a file, a folder, a module:function hook)
-    rather than a built-in data set (datasets.names())."""
-    if spec in datasets.DATASETS:
-        return False
-    return (
-        Path(spec).suffix.lower() in USER_DATA_SUFFIXES
-        or "/" in spec
-        or os.sep in spec
-        or Path(spec).exists()
-        or _HOOK.fullmatch(spec) is not None
-    )
+    rather than a built-in data set (datasets.names()): datasets.files' rule, the one rule."""
+    return files.is_path_spec(spec)
 
 
 @dataclass
@@ -185,66 +178,115 @@ class Data:
     shape: tuple[int, ...]  # of one sample
     parts: datasets.Split
     details: dict[str, Any] = field(default_factory=dict)  # what the loader reports: into config.json
+    user: files.UserData | None = None  # the user's own data as loaded (None: a built-in data set)
+
+    def inputs(self, graph: Graph, part: datasets.Part, which: np.ndarray) -> np.ndarray:
+        """Samples `which` of a part, as the model's input tensor takes them, one per row.
+        The user's own data goes through its loader's model_inputs (which knows whether the
+        file held real values or values already in the model's input type: never quantized
+        twice); a built-in data set's real values through model_inputs()."""
+        if self.user is None:
+            return model_inputs(graph, part.x[which])
+        x = self.user.model_inputs(datasets.Part(part.x[which], part.y[which]))
+        return np.asarray(x).reshape(len(x), *graph.tensor(graph.inputs[0]).shape)
 
 
-def check_user_data(spec: str, split: str | None) -> ModuleType:
-    """The checks on the user's own --dataset that need no model: it exists, the loaders for
-    it are there, no --split (a built-in data set's) is given. Returns datasets.files."""
-    hook = _HOOK.fullmatch(spec) is not None and not Path(spec).exists()
-    if not hook and not Path(spec).exists():
+def check_user_data(spec: str, split: str | None) -> None:
+    """The checks on the user's own --dataset that need no model: it exists, no --split (a
+    built-in data set's) is given."""
+    hook = files.hook.is_hook(spec) and not Path(spec).exists()
+    if not hook and not Path(spec).expanduser().exists():
         raise ToolError(
             f"--dataset {spec}: no such file or folder. Give a built-in data set "
             f"({', '.join(datasets.names())}), a .npz or .csv file, a folder with one sub-folder of "
             "images per class, or a module:function that returns the arrays"
         )
-    try:
-        from datasets import files  # type: ignore[attr-defined]
-    except ImportError:
-        raise ToolError(
-            f"--dataset {spec}: this version reads only the built-in data sets "
-            f"({', '.join(datasets.names())}); training on your own files (.npz, .csv, image folders, "
-            "module:function) needs datasets/files.py, which it does not have yet"
-        ) from None
     if split:
         raise ToolError(
             f"--split {split}: splits are the built-in data sets' (e.g. hapt: users, user21); your own "
             f"data ({spec}) is split by the tool, seeded, or by its own x_train/x_test"
         )
-    return files
 
 
-def _user_data(spec: str, graph: Graph, split: str | None, seed: int) -> Data:
-    """The user's own data, through datasets/files.py (the loaders of .npz, .csv, image
-    folders and module:function hooks), which checks it against the model's input and outputs."""
-    files = check_user_data(spec, split)
-    hook = _HOOK.fullmatch(spec) is not None and not Path(spec).exists()
+def _loading_progress(desc: str) -> tuple[Any, Any]:
+    """A progress(done, total) callback for datasets.files.load, drawn by pytools/progress.py
+    (a bar on a terminal, lines in a log), and a function that closes it (ok: the load worked)."""
+    bar: list[Any] = []
+
+    def step(done: int, total: int) -> None:
+        if not bar:
+            bar.append(progress(iter(()), desc, unit="image", total=total))
+        bar[0].update(done - bar[0].n)
+
+    def close(ok: bool) -> None:
+        # After an error, only the error's line is said: a log's last progress line is not written
+        # and a terminal's bar is cleared.
+        if bar and ok:
+            bar[0].close()
+        elif bar and hasattr(bar[0], "leave"):
+            bar[0].leave = False
+            bar[0].close()
+
+    return step, close
+
+
+def _user_data(spec: str, graph: Graph, split: str | None, seed: int, label_column: str | None) -> Data:
+    """The user's own data, through datasets.files (the loaders of .npz, .csv, image folders
+    and module:function hooks), which checks it against the model's input (shape, type,
+    quantization) and outputs (label range), and splits it seeded."""
+    check_user_data(spec, split)
     t_in, t_out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
     shape = tuple(t_in.shape[1:]) if len(t_in.shape) > 1 and t_in.shape[0] == 1 else tuple(t_in.shape)
     outputs = int(np.prod(t_out.shape))
-    got = files.load(spec, input_shape=shape, classes=outputs, seed=seed)
-    parts = got if isinstance(got, datasets.Split) else getattr(got, "split", got)
-    details = {
-        k: getattr(got, k)
-        for k in ("source", "split_name", "label_map", "clipped", "classes", "note")
-        if hasattr(got, k) and not callable(getattr(got, k))
-    }
-    classes = int(details.get("classes") or outputs)
+    if t_in.quant is not None:
+        scale, zero_point = float(t_in.quant.scale[0]), int(t_in.quant.zero_point[0])
+    else:  # a float32 input: nothing to quantize with
+        scale, zero_point = 1.0, 0
+    step, close = _loading_progress(f"reading {Path(spec).name}")
+    try:
+        ud = files.load(
+            spec,
+            input_shape=shape,
+            classes=outputs,
+            input_dtype=t_in.dtype,
+            input_scale=scale,
+            input_zero_point=zero_point,
+            seed=seed,
+            label_column=label_column,
+            progress=step,
+        )
+    except BaseException:
+        close(ok=False)
+        raise
+    close(ok=True)
+    hook = files.hook.is_hook(spec) and not Path(spec).exists()
     name = re.sub(r"[^\w.-]+", "_", Path(spec).stem if not hook else spec.replace(":", "-"))
-    how = str(details.get("split_name") or f"split by the tool (seed {seed})")
-    return Data(spec, "user", name, how, classes, shape, parts, details)
+    if ud.split_info.get("method") == "given":
+        how = f"as given in {Path(spec).name} ({', '.join(map(str, ud.split_info.get('parts', ())))})"
+    else:
+        how = f"stratified by the tool (seed {seed})"
+    details = {**ud.record(), "seed": seed, "label_column": label_column}
+    return Data(spec, "user", name, how, ud.classes, shape, ud.split, details, ud)
 
 
-def load_data(spec: str, graph: Graph | None, split: str | None, seed: int) -> Data:
+def load_data(
+    spec: str, graph: Graph | None, split: str | None, seed: int, label_column: str | None = None
+) -> Data:
     """The one place a session's --dataset is resolved: a built-in data set by name (its own
     default split unless --split names another), or the user's own data (a path or
     module:function, handed to datasets/files.py, split seeded by seed, checked against the
     model's graph, which it needs)."""
+    if label_column is not None and not is_user_data(spec):
+        raise ToolError(
+            f"--label-column {label_column}: a label column is chosen in your own CSV files; "
+            f"the built-in data set {spec} has its labels"
+        )
     if is_user_data(spec):
         if graph is None:
             raise ToolError(
                 f"--dataset {spec}: your own data is loaded against the model: load the model first"
             )
-        return _user_data(spec, graph, split, seed)
+        return _user_data(spec, graph, split, seed, label_column)
     mod = datasets.module(spec)  # a DataError listing the known ones
     split = split or default_split(spec)
     parts = datasets.load_split(spec, split)
@@ -302,6 +344,7 @@ def prepare(
     seed: int = 0,
     lr_schedule: str = schedules.DEFAULT,
     link: bool = True,
+    label_column: str | None = None,
 ) -> Inputs:
     """Steps 1-3: the data, the model, the learning rate (a sweep on the host twin when lr is
     None), and the training step compiled (and linked for the board, unless link is False:
@@ -310,7 +353,7 @@ def prepare(
     # file is the first thing to say. A built-in data set loads without the model; the user's
     # own is loaded against it (its input shape and outputs).
     user = is_user_data(dataset)
-    data = None if user else load_data(dataset, None, split, seed)
+    data = None if user else load_data(dataset, None, split, seed, label_column)
     if user:
         check_user_data(dataset, split)
     scheme_obj = resolve_scheme(scheme)
@@ -318,9 +361,12 @@ def prepare(
     model_bytes, model_name, model_source = load_model(model, dataset)
     graph = import_tflite(model_bytes, model_name)
     if data is None:
-        data = load_data(dataset, graph, split, seed)
+        data = load_data(dataset, graph, split, seed, label_column)
     parts = data.parts
-    check_classifier(graph, data.classes, data.shape, model_source if model else model_name)
+    check_classifier(graph, data.classes, data.shape, model_source if model else model_name, fewer=user)
+    # The loader's notes (clipping, balance, "trains on the first K" outputs): one line each.
+    for note in data.user.notes if data.user is not None else ():
+        print(f"note      {note}")
     chosen = subset(parts.finetune.y, limit)
     held = subset(parts.held_out.y, held_out)
     print(
@@ -329,7 +375,7 @@ def prepare(
         f"{len(parts.pretrain)})"
     )
     print(f"source    {model_name}: {model_source}")
-    x_train, y_train = model_inputs(graph, parts.finetune.x[chosen]), parts.finetune.y[chosen]
+    x_train, y_train = data.inputs(graph, parts.finetune, chosen), parts.finetune.y[chosen]
     if lr is None:
         lr, lr_record = sweep_lr(graph, scheme_obj, board, model_name, x_train, y_train, seed, lr_schedule)
     else:
@@ -356,6 +402,6 @@ def prepare(
         chosen=chosen,
         x_train=x_train,
         y_train=y_train,
-        x_held=model_inputs(graph, parts.held_out.x[held]),
+        x_held=data.inputs(graph, parts.held_out, held),
         y_held=parts.held_out.y[held],
     )

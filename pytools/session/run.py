@@ -71,6 +71,7 @@ def run_training_session(
     held_out: int | None = None,
     save: bool = True,
     save_every: int | None = None,
+    label_column: str | None = None,
 ) -> Path:
     """Fine-tunes a model on a board from the host, sample by sample; returns the session folder.
 
@@ -88,7 +89,8 @@ def run_training_session(
     (default sessions/<UTC time>-<board>-<dataset>/). model: an int8 .tflite classifier
     (default: the data set's pretrained model). seed: the sample order of each epoch (and of
     the lr sweep's, and of the split of the user's own data). limit: train on only this many
-    fine-tuning samples (classes in turn; for tests).
+    fine-tuning samples (classes in turn; for tests). label_column: the user's CSV's label
+    column (a name or an index; default: its last).
     held_out: evaluate on only this many held-out samples (classes in turn; default all).
     save: save the trained state to the board's flash (restored at its next boot, with the
     board's count of trained samples; `invoke pull --session` exports it): checkpoints during
@@ -119,6 +121,7 @@ def run_training_session(
         epochs = a["epochs"] if a["epochs"] is not None else saved["epochs"]
         lr = a["lr"] if a["lr"] is not None else saved["lr"]["value"]
         split, seed, limit, held_out = a["split"], a["seed"], a["limit"], a.get("held_out")
+        label_column = a.get("label_column")
         split = split or saved["dataset"]["split"]
         save_every = a.get("save_every")  # sessions before checkpoints: at each epoch's end now
         lr_schedule = a.get("lr_schedule", "constant")  # sessions before schedules trained at a constant lr
@@ -142,6 +145,7 @@ def run_training_session(
         "held_out": held_out,
         "save_every": save_every,
         "save": save,
+        "label_column": label_column,
     }
     # Every option, and the folder to write, before anything loads or starts (pytools/validate.py).
     validate.training(
@@ -165,8 +169,9 @@ def run_training_session(
     else:
         board = resolve_board(board_name)
     inp = prepare(
-        board, dataset, scheme, lr, split, model, limit, held_out, seed, lr_schedule, link=not on_twin
-    )  # steps 1-3
+        board, dataset, scheme, lr, split, model, limit, held_out, seed, lr_schedule,
+        link=not on_twin, label_column=label_column,
+    )  # fmt: skip  # steps 1-3
     lr = inp.lr
     if epochs is None:
         epochs = default_epochs(len(inp.y_train))
