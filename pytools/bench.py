@@ -696,7 +696,9 @@ def _layer_of(op: Op, nf: int) -> int:
 
 
 def _phase(i: int, kind: str, nf: int) -> str:
-    return "forward" if i < nf else ("loss" if kind == "SOFTMAX_XENT" else "backward")
+    from pytools.train.losses import LOSS_OPS
+
+    return "forward" if i < nf else ("loss" if kind in (*LOSS_OPS, "LOGITS_S32") else "backward")
 
 
 def _per_op_table(res: dict[str, Any], max_rows: int) -> str:

@@ -57,9 +57,20 @@ def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
 
 
 def compile_training(
-    graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True, lr: float = 0.05
+    graph: Graph,
+    scheme: Scheme,
+    board: Board,
+    name: str,
+    link: bool = True,
+    lr: float = 0.05,
+    loss: str = "auto",
+    saturated_loss: bool = False,
 ) -> CompiledTraining:
-    tb = build_training_graph(graph, scheme, lr=lr, float_grads=scheme.float_gradients)
+    """loss: auto | ce | bce | mse (pytools/train/losses.py); ct.train.head says what was
+    picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff)."""
+    tb = build_training_graph(
+        graph, scheme, lr=lr, float_grads=scheme.float_gradients, loss=loss, saturated_loss=saturated_loss
+    )
     patching, patched = list(scheme.patch), None
     if scheme.patch_auto:
         found = search(
@@ -155,6 +166,7 @@ def report(ct: CompiledTraining) -> str:
     c = ct.compiled
     lines = [
         f"model     {ct.name}; scheme: {ct.scheme.describe()}",
+        *([f"loss      {ct.train.head.describe()}"] if ct.train.head else []),
         f"step      {len(c.plan.ops)} operators ({ct.train.n_forward} forward, "
         f"{len(c.plan.ops) - ct.train.n_forward} loss/backward/update)",
     ]
@@ -189,9 +201,11 @@ def check_fits(ct: CompiledTraining) -> None:
         raise ToolError(f"the training step does not fit {ct.board.name}:\n{report(ct)}\n{ct.link_error}")
 
 
-def load_and_compile(model: Path, scheme: Scheme, board: Board, lr: float = 0.05) -> CompiledTraining:
+def load_and_compile(
+    model: Path, scheme: Scheme, board: Board, lr: float = 0.05, loss: str = "auto"
+) -> CompiledTraining:
     from pytools.model.tflite_import import load_tflite
 
     if not model.is_file():
         raise ToolError(f"no model at {model}")
-    return compile_training(load_tflite(model), scheme, board, model.stem, lr=lr)
+    return compile_training(load_tflite(model), scheme, board, model.stem, lr=lr, loss=loss)
