@@ -27,6 +27,7 @@ void mse_s32_run(const void *params, void *const *operands, void *scratch) {
     const float two_over_n = 2.0f / (float)n;
     float sum = 0.0f, comp = 0.0f; /* Kahan summation of the squared errors */
     float g_max = 0.0f;
+    int bad = !config_ok;
     for (size_t i = 0; i < n && config_ok; ++i) {
         const float x = s * (float)((int64_t)outputs[i] - p.input_zero_point);
         const float t = p.target_float ? target32[i]
@@ -38,11 +39,12 @@ void mse_s32_run(const void *params, void *const *operands, void *scratch) {
         sum = u;
         const float g = d * two_over_n;
         const float a = g < 0.0f ? -g : g;
-        if (!(a <= g_max)) g_max = a; /* a NaN propagates into g_max: zero gradient below */
+        if (!(a == a)) bad = 1; /* a NaN target (or an infinite difference): trains nothing */
+        if (a > g_max) g_max = a;
         g_bits[i] = loss_to_bits(g);
     }
-    *loss = config_ok ? sum / (float)n : NAN;
-    if (!config_ok) g_max = 0.0f;
+    *loss = bad ? NAN : sum / (float)n;
+    if (bad) g_max = 0.0f; /* loss_grad_to_s8 then writes a zero gradient */
     /* The divisor is 1: 2 / N is already in G. */
     *grad_scale = loss_grad_to_s8(g_bits, n, g_max, 1.0f, grad);
 }
