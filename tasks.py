@@ -25,6 +25,10 @@ from pytools.paths import BUILD, ROOT
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
 PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
+LOSS_HELP = (
+    "auto (picked from the graph, and said), ce (softmax cross-entropy, on SOFTMAX or logits), "
+    "bce (binary cross-entropy, on LOGISTIC or logits), mse (regression; an autoencoder: target = input)"
+)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -200,14 +204,17 @@ def convert(c: Context, model: str, board: str | None = None, out: str | None = 
 
 @task(
     help={
-        "model": "an int8 .tflite model (a classifier ending in SOFTMAX)",
+        "model": "an int8 .tflite model (a classifier, a binary classifier, a regression or an autoencoder)",
         "scheme": "a scheme file (schemes/*.toml) or inline: bias=22,-1=1,-3=0.25",
         "board": BOARD_HELP,
         "out": "where to write the training plan (default: build/models/<model>-<board>.train.plan)",
+        "loss": LOSS_HELP,
     }
 )
 @friendly
-def compile(c: Context, model: str, scheme: str, board: str | None = None, out: str | None = None) -> None:
+def compile(
+    c: Context, model: str, scheme: str, board: str | None = None, out: str | None = None, loss: str = "auto"
+) -> None:
     """Compile a training step: memory report by category; refuses a plan that does not fit."""
     from pathlib import Path
 
@@ -215,7 +222,7 @@ def compile(c: Context, model: str, scheme: str, board: str | None = None, out: 
     from pytools.train.scheme import load_scheme
 
     b = resolve_board(board)
-    ct = load_and_compile(Path(model), load_scheme(scheme), b)
+    ct = load_and_compile(Path(model), load_scheme(scheme), b, loss=loss)
     print(report(ct))
     check_fits(ct)
     dest = Path(out) if out else BUILD / "models" / f"{ct.name}-{b.name}.train.plan"
@@ -360,6 +367,7 @@ def pull(
         "port": PORT_HELP,
         "out": "also write the results as Markdown to this file",
         "suite": "run the whole benchmark suite (zoo models, MobileNetV2-w0.35) and write BENCHMARKS.md",
+        "loss": LOSS_HELP,
     }
 )
 @friendly
@@ -371,6 +379,7 @@ def bench(
     port: str | None = None,
     out: str = "",
     suite: bool = False,
+    loss: str = "auto",
 ) -> None:
     """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
     from pathlib import Path
@@ -385,7 +394,7 @@ def bench(
         return
     if not model or not scheme:
         raise ToolError("give --model and --scheme (or --suite for the whole benchmark)")
-    result = run_bench(Path(model), scheme, b.name, Path(out) if out else None, port=port)
+    result = run_bench(Path(model), scheme, b.name, Path(out) if out else None, port=port, loss=loss)
     print(result["markdown"])
 
 
@@ -402,6 +411,7 @@ def bench(
         "split": "how the data set is split (default: its first split)",
         "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
         "watch_to_hapt (BasicMotions -> HAPT windows)",
+        "loss": LOSS_HELP,
     }
 )
 @friendly
@@ -417,6 +427,7 @@ def plan(
     seeds: str = "0",
     split: str = "",
     adapt: str = "",
+    loss: str = "auto",
 ) -> None:
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
@@ -435,6 +446,7 @@ def plan(
         seeds=tuple(int(s) for s in seeds.split(",") if s),
         split=split or None,
         adapt=adapt or None,
+        loss=loss,
     )
 
 

@@ -13,10 +13,10 @@ calibrated on logits ten times smaller than it ends up needing, so its output sc
 tight (about 0.004: logits saturate beyond about +0.6). It is fine-tuned on the host twin
 (the board's C) to swap its two classes, at lr 0.3, 4 epochs of 300 samples, 10 seeds
 (sample orders). A run is stuck when its trained state did not change at all during the
-last epoch. The control froze with both logits at one int8 bound (loss exactly ln 2) or
-at opposite bounds (the wrong way round for some samples). The control is the same step with the loss of the saturated int8 output
-(`saturated_loss`, what the engine computed before for this head: checked bit for bit against
-the previous engine's losses when this was written).
+last epoch. The control is the same step with the loss of the saturated int8 output
+(`saturated_loss`, what the engine computed before for this head: checked against the
+previous engine's losses, equal, when this was written). It froze with both logits at one
+int8 bound (loss exactly ln 2) or at opposite bounds (the wrong way round for some samples).
 Measured: control stuck in 5 of 10 seeds; the default in 0 of 10.
 """
 
@@ -101,7 +101,9 @@ def _sweep(model: bytes, saturated_loss: bool) -> list[dict]:
         after = tr.state()
         frozen = all(np.array_equal(before[k], after[k]) for k in before)
         acc = float(np.mean([tr.predict(xq[i]) == y[i] for i in range(SAMPLES)]))
-        runs.append(dict(seed=seed, stuck=frozen, loss=float(np.mean(losses)), acc=acc, ceiling=both_at_ceiling))
+        runs.append(
+            dict(seed=seed, stuck=frozen, loss=float(np.mean(losses)), acc=acc, ceiling=both_at_ceiling)
+        )
     return runs
 
 
@@ -112,7 +114,8 @@ def test_saturated_logits_no_longer_freeze_fine_tuning(model) -> None:
         for r in runs:
             print(
                 f"  seed {r['seed']}: last-epoch loss {r['loss']:.3f}, accuracy {r['acc']:.2f}, "
-                f"steps with both int8 logits at one bound: {r['ceiling']}, {'STUCK' if r['stuck'] else 'moving'}"
+                f"steps with both int8 logits at one bound: {r['ceiling']}, "
+                + ("STUCK" if r["stuck"] else "moving")
             )
     # The task drives the logits into the int8 bounds, and the old loss freezes there.
     assert sum(r["stuck"] for r in control) >= 3
