@@ -710,9 +710,11 @@ def _layer_of(op: Op, nf: int) -> int:
 
 
 def _phase(i: int, kind: str, nf: int) -> str:
-    from pytools.train.losses import LOSS_OPS
+    from pytools.train.losses import LOSS_OPS, LOSS_OPS_F32
 
-    return "forward" if i < nf else ("loss" if kind in (*LOSS_OPS, "LOGITS_S32") else "backward")
+    return (
+        "forward" if i < nf else ("loss" if kind in (*LOSS_OPS, *LOSS_OPS_F32, "LOGITS_S32") else "backward")
+    )
 
 
 def _per_op_table(res: dict[str, Any], max_rows: int) -> str:

@@ -82,6 +82,11 @@ void softmax_xent_rows(const struct softmax_xent_rows_args *args, void *scratch)
     }
     *loss = bad_label ? NAN : loss_sum / (float)rows;
 
+    if (args->grad_f32) {
+        for (size_t i = 0; i < n; ++i) args->grad_f32[i] = loss_from_bits(g_bits[i]);
+        *grad_scale = rows > 0 ? 1.0f / (float)rows : 0.0f;
+        return;
+    }
     /* Below 2^-96 (or NaN) the gradient is taken as 0: see the header. */
     *grad_scale = loss_grad_to_s8(g_bits, n, g_max, (float)rows, grad);
 }
@@ -100,6 +105,7 @@ void softmax_xent_s32_run(const void *params, void *const *operands, void *scrat
         .predicted = operands[SOFTMAX_XENT_S32_PREDICTED],
         .grad = operands[SOFTMAX_XENT_S32_GRAD],
         .grad_scale = operands[SOFTMAX_XENT_S32_GRAD_SCALE],
+        .grad_f32 = NULL,
     };
     softmax_xent_rows(&args, scratch);
 }

@@ -55,6 +55,8 @@ struct softmax_xent_rows_args {
     int32_t *predicted;
     int8_t *grad;
     float *grad_scale;
+    float *grad_f32; /* not NULL: the float gradient G goes here instead of grad, with the
+                        scale 1 / batches (the float-gradient option's convention) */
 };
 void softmax_xent_rows(const struct softmax_xent_rows_args *args, void *scratch);
 

@@ -18,6 +18,7 @@ void softmax_xent_s8_run(const void *params, void *const *operands, void *scratc
         .predicted = operands[SOFTMAX_XENT_S8_PREDICTED],
         .grad = operands[SOFTMAX_XENT_S8_GRAD],
         .grad_scale = operands[SOFTMAX_XENT_S8_GRAD_SCALE],
+        .grad_f32 = NULL,
     };
     softmax_xent_rows(&args, scratch);
 }

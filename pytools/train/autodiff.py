@@ -76,14 +76,12 @@ def build_training_graph(
     for a CONV_2D -> RESHAPE head, which froze for good once both logits sat at +127
     (tests/test_no_stuck_runs.py shows it against the default)."""
     head = choose(fwd, loss)
-    # The int32 path (LOGITS_S32) needs a recomputable output layer; the float-gradient
-    # option keeps the int8 SOFTMAX_XENT it was built with (its _F32 twin).
-    exact = head.layer >= 0 and not float_grads and not saturated_loss
+    # The int32 path (LOGITS_S32) needs a recomputable output layer; else the int8 SOFTMAX_XENT.
+    exact = head.layer >= 0 and not saturated_loss
     if not exact and head.loss != "ce":
         raise ModelError(
             f"--loss {head.loss} needs the output layer to be a FULLY_CONNECTED (or a CONV_2D over its "
             "whole input) without a fused activation"
-            + (", and int8 gradients (not the float-gradient option)" if float_grads else "")
         )
     softmax = head.end
     updates = resolve(fwd, scheme)
@@ -99,7 +97,8 @@ def build_training_graph(
     grad_dtype = "float32" if float_grads else "int8"
 
     def emit(kind: str, inputs: list[int], outputs: list[int], **options: object) -> Op:
-        if float_grads and tb.n_forward:  # set once the forward pass is emitted
+        # Once the forward pass is emitted (LOGITS_S32 is forward arithmetic, no gradient).
+        if float_grads and tb.n_forward and kind != "LOGITS_S32":
             if f"{kind}_F32" not in op_defs():
                 raise ModelError(
                     f"the float-gradient option has no kernel for {kind} yet (it covers "

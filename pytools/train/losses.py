@@ -36,6 +36,7 @@ NAMES = {
 }
 # The loss operators a training step may end its forward part with (ops.def names).
 LOSS_OPS = ("SOFTMAX_XENT", "SOFTMAX_XENT_S32", "SIGMOID_XENT_S32", "MSE_S32")
+LOSS_OPS_F32 = ("SOFTMAX_XENT_F32", "SOFTMAX_XENT_S32_F32")  # the float-gradient option's
 
 
 @dataclass

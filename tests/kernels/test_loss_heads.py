@@ -22,7 +22,7 @@ import pytest
 
 from pytools.model.ir import Graph, Op, Tensor
 from tests.kernels.support import quant, run_ours
-from tests.kernels.test_misc_grads import assert_close, assert_fails, check_against_tf, run, scalar
+from tests.kernels.test_misc_grads import assert_close, assert_fails, check_against_tf, f64_xent, run, scalar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # after the log level is set
@@ -145,6 +145,25 @@ def test_softmax_xent_s32_against_tf(seed):
             x8,
         )
         assert abs(clamped_loss - loss) > 1e-4 or not np.allclose(clamped_g, ref_g, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_softmax_xent_s32_f32_is_the_same_head_in_float(seed):
+    """The float-gradient option's head: the same loss and prediction as softmax_xent_s32,
+    and the float gradient G (scale 1 / batches) to float rounding of float64's."""
+    rng = np.random.default_rng(1300 + seed)
+    b, k = int(rng.integers(1, 4)), int(rng.choice([2, 10]))
+    q = rng.integers(-2000, 2000, (b, k)).astype(np.int32)
+    labels = rng.integers(0, k, b).astype(np.int32)
+    params = dict(batches=b, classes=k, input_scale=0.01, label_smoothing=0.0)
+    loss, pred, _ = _head("softmax_xent_s32", q, labels, params)
+    loss_f, gs = scalar(), scalar()
+    pred_f, g = np.zeros(b, np.int32), np.zeros(q.size, np.float32)
+    run("softmax_xent_s32_f32", params, [q, labels, loss_f, pred_f, g, gs])
+    assert float(loss_f[0]) == loss and np.array_equal(pred_f, pred)
+    x = (np.float32(0.01) * q.astype(np.float32)).astype(np.float32)
+    _, g64 = f64_xent(x, labels, 0.0)
+    np.testing.assert_allclose(float(gs[0]) * g.reshape(b, k), g64, rtol=0, atol=1e-6)
 
 
 def test_softmax_xent_s32_unsticks_both_logits_at_the_ceiling():
