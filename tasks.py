@@ -25,6 +25,7 @@ from pytools.paths import BUILD, ROOT
 
 BOARD_HELP = "board name (boards/*.toml); default: the one given elsewhere on the line, else mps2_an500"
 PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the ST-LINK port)"
+NEW_HEAD_HELP = "replace the output layer by a new classifier with this many classes (0: keep it)"
 LOSS_HELP = (
     "auto (picked from the graph, and said), ce (softmax cross-entropy, on SOFTMAX or logits), "
     "bce (binary cross-entropy, on LOGISTIC or logits), mse (regression; an autoencoder: target = input)"
@@ -209,11 +210,18 @@ def convert(c: Context, model: str, board: str | None = None, out: str | None = 
         "board": BOARD_HELP,
         "out": "where to write the training plan (default: build/models/<model>-<board>.train.plan)",
         "loss": LOSS_HELP,
+        "new_head": NEW_HEAD_HELP,
     }
 )
 @friendly
 def compile(
-    c: Context, model: str, scheme: str, board: str | None = None, out: str | None = None, loss: str = "auto"
+    c: Context,
+    model: str,
+    scheme: str,
+    board: str | None = None,
+    out: str | None = None,
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
     """Compile a training step: memory report by category; refuses a plan that does not fit."""
     from pathlib import Path
@@ -222,7 +230,7 @@ def compile(
     from pytools.train.scheme import load_scheme
 
     b = resolve_board(board)
-    ct = load_and_compile(Path(model), load_scheme(scheme), b, loss=loss)
+    ct = load_and_compile(Path(model), load_scheme(scheme), b, loss=loss, new_head=new_head)
     print(report(ct))
     check_fits(ct)
     dest = Path(out) if out else BUILD / "models" / f"{ct.name}-{b.name}.train.plan"
@@ -368,6 +376,7 @@ def pull(
         "out": "also write the results as Markdown to this file",
         "suite": "run the whole benchmark suite (zoo models, MobileNetV2-w0.35) and write BENCHMARKS.md",
         "loss": LOSS_HELP,
+        "new_head": NEW_HEAD_HELP,
     }
 )
 @friendly
@@ -380,6 +389,7 @@ def bench(
     out: str = "",
     suite: bool = False,
     loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
     """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
     from pathlib import Path
@@ -394,7 +404,9 @@ def bench(
         return
     if not model or not scheme:
         raise ToolError("give --model and --scheme (or --suite for the whole benchmark)")
-    result = run_bench(Path(model), scheme, b.name, Path(out) if out else None, port=port, loss=loss)
+    result = run_bench(
+        Path(model), scheme, b.name, Path(out) if out else None, port=port, loss=loss, new_head=new_head
+    )
     print(result["markdown"])
 
 
@@ -412,6 +424,7 @@ def bench(
         "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
         "watch_to_hapt (BasicMotions -> HAPT windows)",
         "loss": LOSS_HELP,
+        "new_head": NEW_HEAD_HELP,
     }
 )
 @friendly
@@ -428,6 +441,7 @@ def plan(
     split: str = "",
     adapt: str = "",
     loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
@@ -447,6 +461,7 @@ def plan(
         split=split or None,
         adapt=adapt or None,
         loss=loss,
+        new_head=new_head,
     )
 
 

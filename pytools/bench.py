@@ -425,6 +425,7 @@ def run_bench(
     lr: float = 0.05,
     kernels: str = "optimized",
     loss: str = "auto",
+    new_head: int = 0,
 ) -> dict[str, Any]:
     """Benchmarks one training step of model_path under scheme_spec on a board.
 
@@ -440,7 +441,8 @@ def run_bench(
     skip zeros, so the backward cost depends on the data); lr: the step's learning rate;
     kernels: "optimized" (the firmware as firmware/build.toml builds it: the DSP SIMD
     variants on the Cortex-M7) or "reference" (the same firmware without -DKERNELS_DSP=1);
-    loss: auto | ce | bce | mse (pytools/train/losses.py).
+    loss: auto | ce | bce | mse (pytools/train/losses.py); new_head: replace the output layer by
+    a new_head-class one first (pytools/train/new_head.py).
     Returns a dict of figures, each with its unit; see the module docstring. A step that
     does not fit is returned with fits=False and the overflow, not raised.
     """
@@ -449,7 +451,9 @@ def run_bench(
     if kernels == "reference":
         with reference_kernels():
             args = dict(steps=steps, per_op=per_op, port=port, link_only=link_only)
-            args |= dict(fixed_input=fixed_input, samples=samples, seed=seed, lr=lr, loss=loss)
+            args |= dict(
+                fixed_input=fixed_input, samples=samples, seed=seed, lr=lr, loss=loss, new_head=new_head
+            )
             res = run_bench(model_path, scheme_spec, board_name, out_md, **args)  # type: ignore[arg-type]
             res["kernels_choice"] = "reference"
             return res
@@ -462,6 +466,10 @@ def run_bench(
         raise ToolError(f"no model at {model_path}")
     scheme = load_scheme(scheme_spec)
     graph = load_tflite(model_path)
+    if new_head:
+        from pytools.train.new_head import replace_head
+
+        graph, _ = replace_head(graph, new_head)
     ct = compile_training(graph, scheme, board, model_path.stem, lr=lr, loss=loss)
     macs = step_macs(ct)
     nf = ct.train.n_forward

@@ -189,12 +189,18 @@ def plan(
     max_seconds: float = MAX_SECONDS,
     adapt: str | None = None,
     loss: str = "auto",
+    new_head: int = 0,
 ) -> Plan:
     say = print if log else (lambda *a, **k: None)
     t0 = time.monotonic()
     times: dict[str, float] = {}
     d: Data = load(dataset, model, split, validation=True, adapt=adapt)
     d.loss = loss
+    if new_head:
+        from pytools.train.new_head import replace_head
+
+        d.graph, note = replace_head(d.graph, new_head)
+        say(note)
     say(
         f"data      {dataset}: {len(d.y_train)} training / {len(d.y_eval)} validation samples "
         "(of the fine-tuning split)"

@@ -202,10 +202,17 @@ def check_fits(ct: CompiledTraining) -> None:
 
 
 def load_and_compile(
-    model: Path, scheme: Scheme, board: Board, lr: float = 0.05, loss: str = "auto"
+    model: Path, scheme: Scheme, board: Board, lr: float = 0.05, loss: str = "auto", new_head: int = 0
 ) -> CompiledTraining:
+    """new_head: replace the output layer by a new_head-class one first (pytools/train/new_head.py)."""
     from pytools.model.tflite_import import load_tflite
 
     if not model.is_file():
         raise ToolError(f"no model at {model}")
-    return compile_training(load_tflite(model), scheme, board, model.stem, lr=lr, loss=loss)
+    graph = load_tflite(model)
+    if new_head:
+        from pytools.train.new_head import replace_head
+
+        graph, note = replace_head(graph, new_head)
+        print(note)
+    return compile_training(graph, scheme, board, model.stem, lr=lr, loss=loss)

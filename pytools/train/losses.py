@@ -56,7 +56,7 @@ def _producers(g: Graph) -> dict[int, Op]:
     return {t: op for op in g.ops for t in op.outputs}
 
 
-def _fc_like(g: Graph, op: Op) -> bool:
+def fc_like(g: Graph, op: Op) -> bool:
     """FULLY_CONNECTED, or a CONV_2D whose filter covers its whole input with one output
     position (what LOGITS_S32 computes), without a fused activation."""
     if op.options.get("activation", "NONE") != "NONE":
@@ -132,5 +132,5 @@ def choose(g: Graph, loss: str = "auto") -> Head:
         elif not autoencoder and why == "as asked":
             why = "target = a float32 vector given with each sample"
     layer = output_layer(g, out)
-    fc = layer is not None and _fc_like(g, layer)
+    fc = layer is not None and fc_like(g, layer)
     return Head(loss, why, end, out, layer.index if fc else -1, target)
