@@ -32,9 +32,9 @@ void logits_s32_run(const void *params, void *const *operands, void *scratch) {
             (o < p.train_rows ? trained_weights : weights) + (size_t)o * (size_t)p.input_depth;
         const int32_t ch = p.per_channel ? o : 0;
         /* fully_connected_s8's expression, operation for operation (the same double). */
-        const double scale =
-            p.fixed_point ? 0.0
-                          : (double)p.input_scale * (double)weight_scales[ch] / (double)p.output_scale;
+        const double scale = p.fixed_point ? 0.0
+                                           : (double)p.input_scale * (double)weight_scales[ch] /
+                                                 (double)p.output_scale;
         for (int32_t b = 0; b < p.batches; ++b) {
             const int8_t *x = input + (size_t)b * (size_t)p.input_depth;
             int32_t acc = 0;
@@ -45,9 +45,9 @@ void logits_s32_run(const void *params, void *const *operands, void *scratch) {
                 acc += trained_bias[o];
             else if (bias)
                 acc += bias[o];
-            const int32_t r = p.fixed_point
-                                  ? fp_multiply_by_quantized_multiplier(acc, multipliers[ch], shifts[ch])
-                                  : round_to_int32((double)acc * scale);
+            const int32_t r = p.fixed_point ? fp_multiply_by_quantized_multiplier(
+                                                  acc, multipliers[ch], shifts[ch])
+                                            : round_to_int32((double)acc * scale);
             /* int64: adding the zero point to a value near the int32 limits cannot wrap. */
             const int64_t q = (int64_t)r + p.output_offset;
             out[(size_t)b * (size_t)p.output_depth + (size_t)o] =

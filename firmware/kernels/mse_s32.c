@@ -30,8 +30,8 @@ void mse_s32_run(const void *params, void *const *operands, void *scratch) {
     int bad = !config_ok;
     for (size_t i = 0; i < n && config_ok; ++i) {
         const float x = s * (float)((int64_t)outputs[i] - p.input_zero_point);
-        const float t = p.target_float ? target32[i]
-                                       : ts * (float)((int32_t)target8[i] - p.target_zero_point);
+        const float t =
+            p.target_float ? target32[i] : ts * (float)((int32_t)target8[i] - p.target_zero_point);
         const float d = x - t;
         const float y = d * d - comp;
         const float u = sum + y;

@@ -46,10 +46,10 @@ void sigmoid_xent_s32_run(const void *params, void *const *operands, void *scrat
             const float x = s * (float)((int64_t)logits[row + c] - p.input_zero_point);
             const float ax = x < 0.0f ? -x : x;
             const float e = loss_exp_nonpositive(-ax);
-            const float sig_abs = 1.0f / (1.0f + e);  /* sigmoid(|x|) */
-            const float sig_nabs = e / (1.0f + e);    /* sigmoid(-|x|) */
-            const float sig = x >= 0.0f ? sig_abs : sig_nabs;     /* sigmoid(x) */
-            const float one_m = x >= 0.0f ? sig_nabs : sig_abs;   /* 1 - sigmoid(x) */
+            const float sig_abs = 1.0f / (1.0f + e);            /* sigmoid(|x|) */
+            const float sig_nabs = e / (1.0f + e);              /* sigmoid(-|x|) */
+            const float sig = x >= 0.0f ? sig_abs : sig_nabs;   /* sigmoid(x) */
+            const float one_m = x >= 0.0f ? sig_nabs : sig_abs; /* 1 - sigmoid(x) */
             const float g = t ? -one_m : sig;
             /* max(-x, 0) for t = 1, max(x, 0) for t = 0 */
             const float margin = t ? (x < 0.0f ? -x : 0.0f) : (x > 0.0f ? x : 0.0f);

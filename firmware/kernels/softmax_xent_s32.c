@@ -7,8 +7,7 @@
 #include "loss_math.h"
 
 /* Logit i of the current call, widened to int64 so that differences cannot overflow. */
-#define LOGIT(i) \
-    (args->logits8 ? (int64_t)args->logits8[(i)] : (int64_t)args->logits32[(i)])
+#define LOGIT(i) (args->logits8 ? (int64_t)args->logits8[(i)] : (int64_t)args->logits32[(i)])
 
 void softmax_xent_rows(const struct softmax_xent_rows_args *args, void *scratch) {
     const int32_t *labels = args->labels;
