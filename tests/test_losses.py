@@ -7,7 +7,8 @@ Models are built here with TensorFlow and exported full-int8 (int8 input and out
     sparse scheme, the loss falls on the host twin, and the evaluation's anomaly score
     (reconstruction error) separates anomalous samples from normal ones;
   - a binary classifier ending in FULLY_CONNECTED with 1 output (logits), trained with bce;
-  - a classifier ending in logits (Dense 3, no SOFTMAX): auto picks ce on the logits.
+  - a classifier ending in logits (Dense 3, no SOFTMAX): auto picks ce on the logits;
+  - a regression (Dense 6-16-2) trained with mse against float32 target vectors.
 """
 
 from __future__ import annotations
@@ -226,3 +227,38 @@ def test_losses_that_do_not_fit_the_graph_are_refused(autoencoder) -> None:
     ae = import_tflite(autoencoder, "ae")
     with pytest.raises(ModelError, match=r"the float-gradient option has no kernel for MSE_S32 yet"):
         compile_training(ae, load_scheme("bias=1,gradients=float32"), EMU, "ae", link=False)
+
+
+def test_a_regression_trains_with_mse_against_float_targets() -> None:
+    keras = _keras()
+    keras.utils.set_random_seed(8)
+
+    def make(batch):
+        i = keras.Input((6,), batch_size=batch)
+        h = keras.layers.Dense(16, activation="relu")(i)
+        return keras.Model(i, keras.layers.Dense(2)(h))
+
+    r = np.random.default_rng(0)
+    x = r.normal(0, 1, (800, 6)).astype(np.float32)
+    w = r.normal(0, 0.5, (6, 2)).astype(np.float32)
+    y = (x @ w).astype(np.float32)
+    m = make(None)
+    m.compile(keras.optimizers.Adam(0.01), "mse")
+    m.fit(x, y, epochs=3, verbose=0)
+    e = make(1)
+    e.set_weights(m.get_weights())
+    g = import_tflite(_export(e, x[:100]), "reg")
+    head = choose(g, "mse")
+    assert (head.loss, head.target) == ("mse", "vector")
+    ct = compile_training(g, load_scheme("bias=2,-1=1"), EMU, "reg", link=False, lr=0.01, loss="mse")
+    target = ct.train.graph.tensor(ct.train.label)
+    assert (target.dtype, target.shape) == ("float32", (1, 2))
+    y2 = y + np.float32(0.5)  # the new task: every target shifted
+    xq = _quantize(g, x)
+    tr = Trainer(ct)
+    before = evaluate(tr, xq[600:], y2[600:])["mean_loss"]
+    for i in range(600):
+        tr.step(xq[i], y2[i].reshape(1, 2))
+    after = evaluate(tr, xq[600:], y2[600:])["mean_loss"]
+    print(f"\nregression MSE on held-out samples: {before:.4f} -> {after:.4f}")
+    assert after < 0.5 * before
