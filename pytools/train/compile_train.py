@@ -87,6 +87,7 @@ def compile_training(
         patched = patch_stages(tb.graph, patching)
     if patched is not None:
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
+        tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name)
     ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched)
     _attribute(ct)
