@@ -111,6 +111,11 @@ PORT_HELP = "serial port or pyserial URL (default: the emulator's socket, or the
 LABEL_COLUMN_HELP = (
     "your own CSV's label column: its name in the header or its index from 0 (default: the last)"
 )
+NEW_HEAD_HELP = "replace the output layer by a new classifier with this many classes (0: keep it)"
+LOSS_HELP = (
+    "auto (picked from the graph, and said), ce (softmax cross-entropy, on SOFTMAX or logits), "
+    "bce (binary cross-entropy, on LOGISTIC or logits), mse (regression; an autoencoder: target = input)"
+)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -330,14 +335,24 @@ def convert(c: Context, model: str, board: str | None = None, out: str | None = 
 
 @task(
     help={
-        "model": "an int8 .tflite model (a classifier ending in SOFTMAX)",
+        "model": "an int8 .tflite model (a classifier, a binary classifier, a regression or an autoencoder)",
         "scheme": "a scheme file (schemes/*.toml) or inline: bias=22,-1=1,-3=0.25",
         "board": BOARD_HELP,
         "out": "where to write the training plan (default: build/models/<model>-<board>.train.plan)",
+        "loss": LOSS_HELP,
+        "new_head": NEW_HEAD_HELP,
     }
 )
 @friendly
-def compile(c: Context, model: str, scheme: str, board: str | None = None, out: str | None = None) -> None:
+def compile(
+    c: Context,
+    model: str,
+    scheme: str,
+    board: str | None = None,
+    out: str | None = None,
+    loss: str = "auto",
+    new_head: int = 0,
+) -> None:
     """Compile a training step: memory report by category; refuses a plan that does not fit."""
     from pathlib import Path
 
@@ -348,7 +363,7 @@ def compile(c: Context, model: str, scheme: str, board: str | None = None, out: 
     if out:
         validate.output_file(out)  # before the build
     b = resolve_board(board)
-    ct = load_and_compile(Path(model), load_scheme(scheme), b)
+    ct = load_and_compile(Path(model), load_scheme(scheme), b, loss=loss, new_head=new_head)
     print(report(ct))
     check_fits(ct)
     dest = Path(out) if out else BUILD / "models" / f"{ct.name}-{b.name}.train.plan"
@@ -513,6 +528,8 @@ def pull(
         "port": PORT_HELP,
         "out": "also write the results as Markdown to this file",
         "suite": "run the whole benchmark suite (zoo models, MobileNetV2-w0.35) and write BENCHMARKS.md",
+        "loss": LOSS_HELP,
+        "new_head": NEW_HEAD_HELP,
     }
 )
 @friendly
@@ -524,6 +541,8 @@ def bench(
     port: str | None = None,
     out: str = "",
     suite: bool = False,
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
     """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
     from pathlib import Path
@@ -547,7 +566,9 @@ def bench(
         return
     if not model or not scheme:
         raise ToolError("give --model and --scheme (or --suite for the whole benchmark)")
-    result = run_bench(Path(model), scheme, b.name, Path(out) if out else None, port=port)
+    result = run_bench(
+        Path(model), scheme, b.name, Path(out) if out else None, port=port, loss=loss, new_head=new_head
+    )
     print(result["markdown"])
 
 
@@ -565,6 +586,8 @@ def bench(
         "adapt": "turn the samples into what the model takes: upscale28 (8x8 digits -> 28x28), "
         "watch_to_hapt (BasicMotions -> HAPT windows)",
         "label-column": LABEL_COLUMN_HELP,
+        "loss": LOSS_HELP,
+        "new_head": NEW_HEAD_HELP,
     }
 )
 @friendly
@@ -581,6 +604,8 @@ def plan(
     split: str = "",
     adapt: str = "",
     label_column: str = "",
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
     """Choose a sparse-update scheme under a memory budget (contribution analysis, evolutionary search)."""
     from pathlib import Path
@@ -617,6 +642,8 @@ def plan(
         split=split or None,
         adapt=adapt or None,
         label_column=label_column or None,
+        loss=loss,
+        new_head=new_head,
     )
 
 

@@ -275,6 +275,11 @@ class _Feed:
         self.x_tensor = g.tensor(g.inputs[0])
         self.spec = bench.tensors[bench.inputs[0]]
         self.classes = _prod(g.tensor(ct.train.logits).shape)
+        head = ct.train.head
+        if head is not None and head.loss == "bce" and self.classes == 1:
+            self.classes = 2  # one sigmoid output: labels 0 and 1
+        # A regression's MSE takes a float32 target vector instead of a label.
+        self.target = g.tensor(ct.train.label) if head is not None and head.target == "vector" else None
         self.samples = samples
         self.rng = np.random.default_rng(seed)
         self.k = 0
@@ -284,12 +289,19 @@ class _Feed:
             xs, ys = self.samples
             i = self.k % len(ys)
             self.k += 1
+            if self.target is not None:
+                return [
+                    _as_input(xs[i], self.x_tensor),
+                    np.asarray(ys[i], np.float32).reshape(self.target.shape),
+                ]
             return [_as_input(xs[i], self.x_tensor), np.array([int(ys[i])], dtype=np.int32)]
         if self.spec["dtype_name"] == "float32":
             x = self.rng.normal(0.0, 1.0, self.spec["shape"]).astype(np.float32)
         else:
             info = np.iinfo(self.spec["dtype_name"])
             x = self.rng.integers(info.min, info.max + 1, self.spec["shape"]).astype(self.spec["dtype_name"])
+        if self.target is not None:
+            return [x, self.rng.normal(0.0, 1.0, self.target.shape).astype(np.float32)]
         return [x, np.array([self.rng.integers(0, self.classes)], dtype=np.int32)]
 
 
@@ -412,6 +424,8 @@ def run_bench(
     seed: int = 0,
     lr: float = 0.05,
     kernels: str = "optimized",
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> dict[str, Any]:
     """Benchmarks one training step of model_path under scheme_spec on a board.
 
@@ -426,7 +440,9 @@ def run_bench(
     as the model's input (default: random int8 samples and labels; the gradient kernels
     skip zeros, so the backward cost depends on the data); lr: the step's learning rate;
     kernels: "optimized" (the firmware as firmware/build.toml builds it: the DSP SIMD
-    variants on the Cortex-M7) or "reference" (the same firmware without -DKERNELS_DSP=1).
+    variants on the Cortex-M7) or "reference" (the same firmware without -DKERNELS_DSP=1);
+    loss: auto | ce | bce | mse (pytools/train/losses.py); new_head: replace the output layer by
+    a new_head-class one first (pytools/train/new_head.py).
     Returns a dict of figures, each with its unit; see the module docstring. A step that
     does not fit is returned with fits=False and the overflow, not raised.
     """
@@ -435,7 +451,9 @@ def run_bench(
     if kernels == "reference":
         with reference_kernels():
             args = dict(steps=steps, per_op=per_op, port=port, link_only=link_only)
-            args |= dict(fixed_input=fixed_input, samples=samples, seed=seed, lr=lr)
+            args |= dict(
+                fixed_input=fixed_input, samples=samples, seed=seed, lr=lr, loss=loss, new_head=new_head
+            )
             res = run_bench(model_path, scheme_spec, board_name, out_md, **args)  # type: ignore[arg-type]
             res["kernels_choice"] = "reference"
             return res
@@ -448,7 +466,11 @@ def run_bench(
         raise ToolError(f"no model at {model_path}")
     scheme = load_scheme(scheme_spec)
     graph = load_tflite(model_path)
-    ct = compile_training(graph, scheme, board, model_path.stem, lr=lr)
+    if new_head:
+        from pytools.train.new_head import replace_head
+
+        graph, _ = replace_head(graph, new_head)
+    ct = compile_training(graph, scheme, board, model_path.stem, lr=lr, loss=loss)
     macs = step_macs(ct)
     nf = ct.train.n_forward
     res: dict[str, Any] = {
@@ -696,7 +718,11 @@ def _layer_of(op: Op, nf: int) -> int:
 
 
 def _phase(i: int, kind: str, nf: int) -> str:
-    return "forward" if i < nf else ("loss" if kind == "SOFTMAX_XENT" else "backward")
+    from pytools.train.losses import LOSS_OPS, LOSS_OPS_F32
+
+    return (
+        "forward" if i < nf else ("loss" if kind in (*LOSS_OPS, *LOSS_OPS_F32, "LOGITS_S32") else "backward")
+    )
 
 
 def _per_op_table(res: dict[str, Any], max_rows: int) -> str:

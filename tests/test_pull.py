@@ -87,8 +87,11 @@ def test_pulled_model_predicts_as_the_board_bit_for_bit(tmp_path: Path) -> None:
         with Link.open(emu.url) as link:
             board = Trainer(ct, BoardModel(link, tensor_table(ct.compiled.blob), ins, outs))
             for x in held:
-                board_pred.append(board.predict(x))
+                # The forward pass alone: its int8 logits are what the exported model outputs
+                # (predict runs on into the loss head, whose buffers may reuse theirs).
+                board._invoke(x, 0, end=board.n_forward)
                 board_logits.append(board._tensor(board.logits).reshape(-1).copy())
+                board_pred.append(int(np.argmax(board_logits[-1])))
     finally:
         emulator.stop(name)
         emulator.erase_flash(name)

@@ -40,10 +40,12 @@ def _step(scheme: str, lr: float, sample: int) -> dict[str, np.ndarray]:
     x = quantize_input(model, s.finetune.x[sample])
     label = int(s.finetune.y[sample])
     head = next(op for op in reversed(g.ops) if op.kind == "FULLY_CONNECTED")
-    tr.predict(x)  # forward only: nothing is updated
+    wide = next(op.outputs[0] for op in ct.train.graph.ops if op.kind == "LOGITS_S32")
+    tr.predict(x)  # forward and loss head only: nothing is updated
     out = {
         "x": tr._tensor(ct.compiled.plan_ids[head.inputs[0]]).reshape(-1).astype(np.int64),
-        "logits": tr._tensor(tr.logits).reshape(-1).astype(np.int64),
+        # The loss reads the head's un-clamped values (LOGITS_S32; predict runs it).
+        "logits": tr._tensor(ct.compiled.plan_ids[wide]).reshape(-1).astype(np.int64),
     }
     before = tr.state()
     tr.step(x, label)

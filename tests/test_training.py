@@ -46,12 +46,12 @@ def test_training_only_the_head_keeps_nothing_below_it() -> None:
     tb, g = ct.train, ct.train.graph
     head = max(op.index for op in g.ops[: tb.n_forward] if op.kind == "FULLY_CONNECTED")
     made_by = producers(g)
-    # The one saved activation is the head's input. No mask: the logits' int8 saturation
-    # passes the loss gradient straight through (a saturated head must still learn).
+    # The one saved activation is the head's input. No mask: the loss reads the head's
+    # un-clamped int32 values (LOGITS_S32), so nothing is clamped on the loss's path.
     assert tb.saved == [g.ops[head].inputs[0]]
     assert tb.masks == [] and not any(made_by.get(t) for t in tb.masks)
     backward = g.ops[tb.n_forward :]
-    assert [op.kind for op in backward] == ["SOFTMAX_XENT", "FULLY_CONNECTED_GRAD_UPDATE"]
+    assert [op.kind for op in backward] == ["LOGITS_S32", "SOFTMAX_XENT_S32", "FULLY_CONNECTED_GRAD_UPDATE"]
 
 
 def test_nothing_below_the_lowest_updated_layer_keeps_anything_for_backward() -> None:

@@ -60,8 +60,15 @@ static uint16_t operand(const rt_plan_t *p, const struct plan_PLAN_OP *op, uint3
     return (uint16_t)(b[0] | (b[1] << 8));
 }
 
+/* Is this operator a loss head (pytools/train/losses.py)? Its operand 0 is what the loss
+ * reads: int8 logits (SOFTMAX_XENT) or the output layer's un-clamped int32 values. */
+static bool is_loss(uint16_t code) {
+    return code == TRAIN_OP_SOFTMAX_XENT || code == TRAIN_OP_SOFTMAX_XENT_S32 ||
+           code == TRAIN_OP_SIGMOID_XENT_S32 || code == TRAIN_OP_MSE_S32;
+}
+
 /* A training plan (pytools/train/autodiff.py) takes (sample, label int32[1]), gives
- * (loss float32[1], prediction int32[1]), and has one SOFTMAX_XENT on int8 logits. */
+ * (loss float32[1], prediction int32[1]), and has one loss head (is_loss). */
 static bool probe(void) {
     if (cfg.probed) return cfg.plan != 0;
     cfg.probed = true;
@@ -81,19 +88,25 @@ static bool probe(void) {
         return probe_fail("the embedded plan's inputs and outputs are not a batch-1 training step");
     for (uint32_t o = 0; o < h->n_ops; o++) {
         const struct plan_PLAN_OP *op = &p->ops[o];
-        if (op->code != TRAIN_OP_SOFTMAX_XENT) continue;
+        if (!is_loss(op->code)) continue;
         cfg.logits = operand(p, op, 0);
         cfg.loss_end = o + 1u;
-        uint32_t n = rt_tensor_size(p, cfg.logits);
-        if (p->tensors[cfg.logits].dtype != PLAN_DTYPE_INT8 || n == 0 || n >= NO_LABEL)
-            return probe_fail("the embedded plan's logits are not int8 [1, classes]");
+        const bool int8 = op->code == TRAIN_OP_SOFTMAX_XENT;
+        const uint8_t dtype = int8 ? PLAN_DTYPE_INT8 : PLAN_DTYPE_INT32;
+        uint32_t n = rt_tensor_size(p, cfg.logits) / (int8 ? 1u : 4u);
+        if (p->tensors[cfg.logits].dtype != dtype || n == 0 || n >= NO_LABEL)
+            return probe_fail("the embedded plan's logits are not [1, classes]");
         if (h->n_forward_ops == 0 || h->n_forward_ops > o)
             return probe_fail("the embedded plan's forward pass is not before its loss");
+        /* The labels a sample may carry: classes; 0/1 for one sigmoid output; for MSE (its
+         * target is the input) any, e.g. an anomaly flag that only evaluation reads. */
+        if (op->code == TRAIN_OP_SIGMOID_XENT_S32 && n == 1) n = 2;
+        if (op->code == TRAIN_OP_MSE_S32) n = NO_LABEL;
         cfg.classes = (uint16_t)n;
         cfg.plan = p;
         return true;
     }
-    return probe_fail("the embedded plan has no loss (SOFTMAX_XENT): it is not a training step");
+    return probe_fail("the embedded plan has no loss head: it is not a training step");
 }
 
 static void refuse(link_reply_t *reply, uint8_t code, uint8_t type, const char *msg) {
@@ -239,7 +252,9 @@ static bool have_sample(uint32_t id, uint8_t type, const char *what, link_reply_
  * arena bytes, so every TRAIN/EVAL/PREDICT needs a fresh SAMPLE. */
 static void run(uint32_t end, uint8_t kind, struct payload_STEP_RESULT *r) {
     const rt_plan_t *p = cfg.plan;
-    int32_t label = st.loaded_label;
+    /* PREDICT runs the loss head too, for its prediction, with no label (-1: it trains
+     * nothing and its loss is NaN). */
+    int32_t label = kind == KIND_PREDICT ? -1 : (int32_t)st.loaded_label;
     memcpy(rt_tensor_data(p, cfg.label), &label, sizeof label);
     uint64_t t0 = bsp_counter_read64();
     rt_invoke_range(p, 0, end, 0, 0);
@@ -249,15 +264,14 @@ static void run(uint32_t end, uint8_t kind, struct payload_STEP_RESULT *r) {
     r->kind = kind;
     r->cost = t1 - t0;
     if (kind == KIND_PREDICT) {
-        /* Argmax of the int8 logits, ties to the lowest class (as SOFTMAX_XENT and numpy). */
-        const int8_t *q = (const int8_t *)rt_tensor_data(p, cfg.logits);
-        uint16_t best = 0;
-        for (uint16_t c = 1; c < cfg.classes; c++)
-            if (q[c] > q[best]) best = c;
+        /* The loss head's prediction: the argmax of the (un-clamped) logits, ties to the
+         * lowest class; for one sigmoid output, logit > 0. */
+        int32_t pred;
+        memcpy(&pred, rt_tensor_data(p, cfg.prediction), sizeof pred);
         uint32_t nan = 0x7FC00000u;
         memcpy(&r->loss, &nan, sizeof r->loss);
         r->label = NO_LABEL;
-        r->prediction = best;
+        r->prediction = (uint16_t)pred;
     } else {
         int32_t pred;
         memcpy(&r->loss, rt_tensor_data(p, cfg.loss), sizeof r->loss);
@@ -349,7 +363,7 @@ static void on_eval(uint8_t type, const uint8_t *payload, link_reply_t *reply) {
         run(cfg.loss_end, KIND_EVAL, &r);
         st.evals++;
     } else {
-        run(cfg.plan->header->n_forward_ops, KIND_PREDICT, &r);
+        run(cfg.loss_end, KIND_PREDICT, &r);
         st.predicts++;
     }
     finish(&r, reply);

@@ -1,30 +1,8 @@
 /* Softmax cross-entropy with a float32 logits gradient. See softmax_xent_s8_f32.h. */
 #include "softmax_xent_s8_f32.h"
 
+#include "loss_math.h"
 #include "softmax_xent_s8.h"
-
-/* exp(x) for x <= 0, as softmax_xent_s8 computes it (no libm: the host and the board must
- * agree): x = k ln2 + r, exp(r) by its degree-7 Taylor polynomial, times 2^k from bits. */
-static float exp_nonpositive(float x) {
-    if (!(x >= -87.0f)) return 0.0f;
-    const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f;
-    const int32_t k = (int32_t)(x * 1.44269504089f - 0.5f);
-    const float kf = (float)k;
-    const float r = (x - kf * ln2_hi) - kf * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } two_k = {.u = (uint32_t)(k + 127) << 23};
-    return p * two_k.f;
-}
 
 void softmax_xent_s8_f32_run(const void *params, void *const *operands, void *scratch) {
     const struct softmax_xent_s8_f32_params p = *(const struct softmax_xent_s8_f32_params *)params;
@@ -62,10 +40,10 @@ void softmax_xent_s8_f32_run(const void *params, void *const *operands, void *sc
         int32_t q_max = q[0];
         for (int32_t c = 1; c < k_n; ++c) q_max = q[c] > q_max ? q[c] : q_max;
         float sum = 0.0f;
-        for (int32_t c = 0; c < k_n; ++c) sum += exp_nonpositive(s * (float)(q[c] - q_max));
+        for (int32_t c = 0; c < k_n; ++c) sum += loss_exp_nonpositive(s * (float)(q[c] - q_max));
         for (int32_t c = 0; c < k_n; ++c) {
             const float target = (c == label ? 1.0f - eps : 0.0f) + eps_k;
-            g[c] = exp_nonpositive(s * (float)(q[c] - q_max)) / sum - target;
+            g[c] = loss_exp_nonpositive(s * (float)(q[c] - q_max)) / sum - target;
         }
     }
     /* The loss is the mean over rows: its gradient carries 1 / rows, as softmax_xent_s8's. */

@@ -97,7 +97,7 @@ def analyze(
             parts.append((f"{pos - n}@{r:g}", tuple(g)))
 
     def accuracy(g: Genome, k_steps: int) -> float:
-        ct = compile_for(d.graph, scheme_of(g if any(g) else (1, *g[1:])), board, d.model_name, lr)
+        ct = compile_for(d.graph, scheme_of(g if any(g) else (1, *g[1:])), board, d.model_name, lr, d.loss)
         accs = []
         for s in seeds:
             accs.append(run(ct, d, k_steps, s, eval_limit)[0])

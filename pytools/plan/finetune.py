@@ -41,6 +41,7 @@ class Data:
     eval_name: str  # "validation" (the planner) or "held-out" (results)
     x_float_train: np.ndarray | None = None  # the real-valued samples (the float path's inputs)
     x_float_eval: np.ndarray | None = None
+    loss: str = "auto"  # the training loss (pytools/train/losses.py), as `invoke plan --loss`
 
 
 def upscale28(x: np.ndarray) -> np.ndarray:
@@ -154,8 +155,10 @@ def orders(n: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.permutation(n) for _ in range(epochs)])[:steps]
 
 
-def compile_for(graph: Graph, scheme: Scheme, board: Board, name: str, lr: float) -> CompiledTraining:
-    return compile_training(graph, scheme, board, name, link=False, lr=lr)
+def compile_for(
+    graph: Graph, scheme: Scheme, board: Board, name: str, lr: float, loss: str = "auto"
+) -> CompiledTraining:
+    return compile_training(graph, scheme, board, name, link=False, lr=lr, loss=loss)
 
 
 def accuracy(tr: Trainer, x: np.ndarray, y: np.ndarray) -> float:

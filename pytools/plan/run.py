@@ -151,7 +151,7 @@ def fit_steps(
     if math.isinf(max_seconds):  # no limit: the steps asked for (reproducible on any machine)
         return steps
     n = len(trainable_ops(d.graph))
-    ct = compile_for(d.graph, Scheme(n, {-1: 1.0}), board, d.model_name, DEFAULT_LR)
+    ct = compile_for(d.graph, Scheme(n, {-1: 1.0}), board, d.model_name, DEFAULT_LR, d.loss)
     probe = min(steps, 100)
     t = time.monotonic()
     run(ct, d, probe, 0, 0)
@@ -189,16 +189,24 @@ def plan(
     max_seconds: float = MAX_SECONDS,
     adapt: str | None = None,
     label_column: str | None = None,
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> Plan:
     say = print if log else (lambda *a, **k: None)
     t0 = time.monotonic()
     times: dict[str, float] = {}
     d: Data = load(dataset, model, split, validation=True, adapt=adapt, label_column=label_column)
+    d.loss = loss
+    if new_head:
+        from pytools.train.new_head import replace_head
+
+        d.graph, note = replace_head(d.graph, new_head)
+        say(note)
     say(
         f"data      {dataset}: {len(d.y_train)} training / {len(d.y_eval)} validation samples "
         "(of the fine-tuning split)"
     )
-    mem = Memory(d.graph, board, d.model_name)
+    mem = Memory(d.graph, board, d.model_name, d.loss)
     say(
         f"memory    budget {budget:,} B; firmware static RAM {mem.firmware_ram:,} B (linker) "
         "+ each candidate's planned arena"
@@ -240,7 +248,7 @@ def plan(
     for g, score, m in progress_bar(
         res.finalists, desc="finalists", unit="run", disable=not progress, leave=False
     ):
-        ct = compile_for(d.graph, scheme_of(g), board, d.model_name, lr)
+        ct = compile_for(d.graph, scheme_of(g), board, d.model_name, lr, d.loss)
         acc = float(np.mean([run(ct, d, steps, s, EVAL_LIMIT)[0] for s in seeds]))
         finals.append(
             {"genome": list(g), "score": score, "memory": m, "measured_gain": acc - an.base_accuracy}
@@ -254,7 +262,7 @@ def plan(
     times["finalists"] = time.monotonic() - t
 
     t = time.monotonic()
-    linked = compile_training(d.graph, chosen, board, d.model_name, link=True, lr=lr)
+    linked = compile_training(d.graph, chosen, board, d.model_name, link=True, lr=lr, loss=d.loss)
     rep = report(linked)
     linked_ram = linked.image.regions["RAM"].used if linked.image else 0
     if linked_ram != memory:

@@ -47,8 +47,8 @@ class Memory:
     the trainable state too). Linking the step into the firmware gives exactly this sum
     (`invoke compile` reports it); plan.py checks it for the chosen scheme. Cached per scheme."""
 
-    def __init__(self, graph: Graph, board: Board, name: str) -> None:
-        self.graph, self.board, self.name = graph, board, name
+    def __init__(self, graph: Graph, board: Board, name: str, loss: str = "auto") -> None:
+        self.graph, self.board, self.name, self.loss = graph, board, name, loss
         self.n = len(trainable_ops(graph))
         self.firmware_ram = build_firmware(board).regions["RAM"].used
         self.cache: dict[Genome, int | None] = {}
@@ -62,7 +62,9 @@ class Memory:
 
             self.compiles += 1
             try:
-                ct = compile_training(self.graph, scheme_of(genome), self.board, self.name, link=False)
+                ct = compile_training(
+                    self.graph, scheme_of(genome), self.board, self.name, link=False, loss=self.loss
+                )
                 self.cache[genome] = self.firmware_ram + ct.compiled.arena
             except (ModelError, ToolError) as e:
                 self.cache[genome] = None

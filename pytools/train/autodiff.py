@@ -3,8 +3,10 @@
 The step is an ordinary IR graph whose operators run in order:
   1. the forward pass, with a CLAMP_MASK right after every operator whose output gradient
      is needed (1 bit per element is all backward keeps of a clamp);
-  2. SOFTMAX_XENT on the logits (the input of the model's final SOFTMAX): loss, prediction,
-     and the logits' gradient;
+  2. the loss (pytools/train/losses.py chooses it: softmax or binary cross-entropy, or
+     mean squared error), taken from the output layer's un-clamped int32 values (LOGITS_S32)
+     where it can be recomputed, else from the int8 logits (SOFTMAX_XENT): loss,
+     prediction, and the output's gradient;
   3. the backward pass in reverse order. Each trained layer computes its input gradient
      (if a layer below needs it) and then applies its own update right away, so no
      gradient buffer outlives its layer (operator reordering).
@@ -23,6 +25,7 @@ import numpy as np
 
 from pytools.model.ir import Graph, ModelError, Op, Tensor
 from pytools.model.kernels import op_defs
+from pytools.train.losses import Head, choose
 from pytools.train.scheme import LayerUpdate, Scheme, resolve, trainable_ops
 
 CLAMPING = (
@@ -44,26 +47,16 @@ class TrainGraph:
     graph: Graph  # the whole step: forward, loss, backward
     updates: dict[int, LayerUpdate]
     n_forward: int  # operators [0, n_forward) are the forward pass (predict = run these)
-    logits: int  # tensor ids
-    label: int
+    logits: int  # tensor ids: the int8 output the loss is about (logits or reconstruction)
+    label: int  # the step's second input: int32 label, or float32 target vector (head.target)
     loss: int
     prediction: int
+    head: Head | None = None  # which loss, from which tensor (pytools/train/losses.py)
+    loss_end: int = 0  # operators [0, loss_end) give the loss and prediction (evaluation)
     saved: list[int] = field(default_factory=list)  # kept for weight updates and max pools
     masks: list[int] = field(default_factory=list)
     gradients: list[int] = field(default_factory=list)
     state: list[int] = field(default_factory=list)  # trained weight slices, biases, RNG
-
-
-def _logits_op(g: Graph) -> int:
-    """The final SOFTMAX (possibly behind a DEQUANTIZE): its input is the logits."""
-    out = g.outputs[0]
-    producer = {t: op for op in g.ops for t in op.outputs}
-    op = producer.get(out)
-    if op is not None and op.kind == "DEQUANTIZE":
-        op = producer.get(op.inputs[0])
-    if op is None or op.kind != "SOFTMAX":
-        raise ModelError("training needs a classifier ending in SOFTMAX (optionally followed by DEQUANTIZE)")
-    return op.index
 
 
 def blocked_ops(fwd: Graph, updates: dict[int, LayerUpdate], end: int) -> tuple[set[int], list[Op]]:
@@ -128,13 +121,30 @@ def _names(g: Graph, indices: list[int]) -> str:
 
 
 def build_training_graph(
-    fwd: Graph, scheme: Scheme, lr: float = 0.05, seed: int = 1, float_grads: bool = False
+    fwd: Graph,
+    scheme: Scheme,
+    lr: float = 0.05,
+    seed: int = 1,
+    float_grads: bool = False,
+    loss: str = "auto",
+    saturated_loss: bool = False,
 ) -> TrainGraph:
     """float_grads: the float-gradient build option (gradients float32 instead of int8 with a
-    dynamic scale; each backward operator becomes its `_F32` variant), to compare accuracy."""
-    if len(fwd.inputs) != 1 or len(fwd.outputs) != 1:
-        raise ModelError("training needs a model with one input and one output")
-    softmax = _logits_op(fwd)
+    dynamic scale; each backward operator becomes its `_F32` variant), to compare accuracy.
+    loss: auto | ce | bce | mse (pytools/train/losses.py; the TrainGraph's head says which).
+    saturated_loss: a control, not a mode to train with. The loss of the int8 (saturated)
+    output with the clamp's exact derivative (a mask): what the engine did before issue 12
+    for a CONV_2D -> RESHAPE head, which froze for good once both logits sat at +127
+    (tests/test_no_stuck_runs.py shows it against the default)."""
+    head = choose(fwd, loss)
+    # The int32 path (LOGITS_S32) needs a recomputable output layer; else the int8 SOFTMAX_XENT.
+    exact = head.layer >= 0 and not saturated_loss
+    if not exact and head.loss != "ce":
+        raise ModelError(
+            f"--loss {head.loss} needs the output layer to be a FULLY_CONNECTED (or a CONV_2D over its "
+            "whole input) without a fused activation"
+        )
+    softmax = head.end
     updates = resolve(fwd, scheme)
     if not updates:
         raise ModelError(f"the scheme ({scheme.describe()}) updates nothing in this model")
@@ -148,7 +158,8 @@ def build_training_graph(
     grad_dtype = "float32" if float_grads else "int8"
 
     def emit(kind: str, inputs: list[int], outputs: list[int], **options: object) -> Op:
-        if float_grads and tb.n_forward:  # set once the forward pass is emitted
+        # Once the forward pass is emitted (LOGITS_S32 is forward arithmetic, no gradient).
+        if float_grads and tb.n_forward and kind != "LOGITS_S32":
             if f"{kind}_F32" not in op_defs():
                 raise ModelError(
                     f"the float-gradient option has no kernel for {kind} yet (it covers "
@@ -164,7 +175,7 @@ def build_training_graph(
     requires, blocked = blocked_ops(fwd, updates, softmax)
     if blocked:
         raise untrainable(fwd, scheme, blocked, softmax)
-    tb = TrainGraph(Graph(tensors, ops, [], []), updates, 0, fwd.ops[softmax].inputs[0], -1, -1, -1)
+    tb = TrainGraph(Graph(tensors, ops, [], []), updates, 0, head.output, -1, -1, -1, head)
     # RAM state of every trained layer: the forward pass reads its weights from there too.
     state = {i: _state_for(fwd, fwd.ops[i], u, tensors, tb) for i, u in updates.items()}
 
@@ -181,11 +192,19 @@ def build_training_graph(
             )
         copy_of[op.index] = emit(op.kind, list(op.inputs), list(op.outputs), **op.options, **trained).index
         y = op.outputs[0]
-        # The logits' clamp is int8 saturation, not an activation: pass the loss gradient
-        # straight through it, or saturated logits would stop all learning for good (seen on
-        # MobileNetV2 and the zoo CNN at lr 0.05: loss stuck at ln(classes)).
-        plain_logits = y == tb.logits and op.options.get("activation", "NONE") == "NONE"
-        if y in requires and op.kind in CLAMPING and not plain_logits:
+        # The output layer's clamp is int8 saturation, not an activation. With the loss taken
+        # from its un-clamped values nothing is clamped on the loss's path; from the int8
+        # logits, the gradient passes straight through it (a mask there stopped all learning
+        # for good: MobileNetV2 and the zoo CNN at lr 0.05, loss stuck at ln(classes)). Either
+        # way no mask, also where RESHAPEs follow the layer (MCUNet's CONV_2D -> RESHAPE).
+        plain_output = not saturated_loss and (
+            op.index == head.layer
+            or (
+                op.outputs[0] == _through_reshapes(fwd, head.output)
+                and op.options.get("activation", "NONE") == "NONE"
+            )
+        )
+        if y in requires and op.kind in CLAMPING and not plain_output:
             n = int(np.prod(fwd.tensor(y).shape))
             m = new_tensor(f"{fwd.tensor(y).name}/mask", ((n + 7) // 8,), "uint8")
             emit("CLAMP_MASK", [y], [m], forward=copy_of[op.index])
@@ -195,12 +214,31 @@ def build_training_graph(
 
     # 2. Loss.
     logits = tb.logits
-    tb.label = new_tensor("label", (1,), "int32")
+    out_t = fwd.tensor(logits)
+    if head.target == "vector":
+        tb.label = new_tensor("target", out_t.shape, "float32")
+    else:
+        tb.label = new_tensor("label", (1,), "int32")
     tb.loss = new_tensor("loss", (1,), "float32")
     tb.prediction = new_tensor("prediction", (1,), "int32")
-    g_logits = new_tensor("grad/logits", fwd.tensor(logits).shape, grad_dtype)
+    g_logits = new_tensor("grad/logits", out_t.shape, grad_dtype)
     s_logits = new_tensor("grad/logits/scale", (1,), "float32")
-    emit("SOFTMAX_XENT", [logits, tb.label], [tb.loss, tb.prediction, g_logits, s_logits])
+    loss_outs = [tb.loss, tb.prediction, g_logits, s_logits]
+    if exact:
+        layer = fwd.ops[head.layer]
+        wide = new_tensor(f"{out_t.name}/int32", out_t.shape, "int32")
+        tensors[wide].quant = out_t.quant  # the same scale and zero point, without the clamp
+        emit("LOGITS_S32", [layer.inputs[0]], [wide], forward=copy_of[head.layer])
+        if head.loss == "mse":
+            target = fwd.inputs[0] if head.target == "input" else tb.label
+            emit("MSE_S32", [wide, target], loss_outs)
+        elif head.loss == "bce":
+            emit("SIGMOID_XENT_S32", [wide, tb.label], loss_outs)
+        else:
+            emit("SOFTMAX_XENT_S32", [wide, tb.label], loss_outs)
+    else:
+        emit("SOFTMAX_XENT", [logits, tb.label], loss_outs)
+    tb.loss_end = len(ops)
     grad: dict[int, tuple[int, int]] = {logits: (g_logits, s_logits)}
     tb.gradients += [g_logits]
     rng = new_tensor("rng", (1,), "uint32", np.array([seed & 0xFFFFFFFF or 1], dtype=np.uint32))
@@ -278,6 +316,14 @@ def build_training_graph(
     tb.graph.inputs = [fwd.inputs[0], tb.label]
     tb.graph.outputs = [tb.loss, tb.prediction]
     return tb
+
+
+def _through_reshapes(g: Graph, t: int) -> int:
+    """The tensor RESHAPEs turned into t (t itself if none did)."""
+    prod = {o: op for op in g.ops for o in op.outputs}
+    while t in prod and prod[t].kind == "RESHAPE":
+        t = prod[t].inputs[0]
+    return t
 
 
 def _state_for(fwd: Graph, op: Op, u: LayerUpdate, tensors: list[Tensor], tb: TrainGraph) -> list[int]:

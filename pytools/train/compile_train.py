@@ -57,9 +57,20 @@ def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
 
 
 def compile_training(
-    graph: Graph, scheme: Scheme, board: Board, name: str, link: bool = True, lr: float = 0.05
+    graph: Graph,
+    scheme: Scheme,
+    board: Board,
+    name: str,
+    link: bool = True,
+    lr: float = 0.05,
+    loss: str = "auto",
+    saturated_loss: bool = False,
 ) -> CompiledTraining:
-    tb = build_training_graph(graph, scheme, lr=lr, float_grads=scheme.float_gradients)
+    """loss: auto | ce | bce | mse (pytools/train/losses.py); ct.train.head says what was
+    picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff)."""
+    tb = build_training_graph(
+        graph, scheme, lr=lr, float_grads=scheme.float_gradients, loss=loss, saturated_loss=saturated_loss
+    )
     patching, patched = list(scheme.patch), None
     if scheme.patch_auto:
         found = search(
@@ -76,6 +87,7 @@ def compile_training(
         patched = patch_stages(tb.graph, patching)
     if patched is not None:
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
+        tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name)
     ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched)
     _attribute(ct)
@@ -155,6 +167,7 @@ def report(ct: CompiledTraining) -> str:
     c = ct.compiled
     lines = [
         f"model     {ct.name}; scheme: {ct.scheme.describe()}",
+        *([f"loss      {ct.train.head.describe()}"] if ct.train.head else []),
         f"step      {len(c.plan.ops)} operators ({ct.train.n_forward} forward, "
         f"{len(c.plan.ops) - ct.train.n_forward} loss/backward/update)",
     ]
@@ -189,9 +202,18 @@ def check_fits(ct: CompiledTraining) -> None:
         raise ToolError(f"the training step does not fit {ct.board.name}:\n{report(ct)}\n{ct.link_error}")
 
 
-def load_and_compile(model: Path, scheme: Scheme, board: Board, lr: float = 0.05) -> CompiledTraining:
+def load_and_compile(
+    model: Path, scheme: Scheme, board: Board, lr: float = 0.05, loss: str = "auto", new_head: int = 0
+) -> CompiledTraining:
+    """new_head: replace the output layer by a new_head-class one first (pytools/train/new_head.py)."""
     from pytools.model.tflite_import import load_tflite
 
     if not model.is_file():
         raise ToolError(f"no model at {model}")
-    return compile_training(load_tflite(model), scheme, board, model.stem, lr=lr)
+    graph = load_tflite(model)
+    if new_head:
+        from pytools.train.new_head import replace_head
+
+        graph, note = replace_head(graph, new_head)
+        print(note)
+    return compile_training(graph, scheme, board, model.stem, lr=lr, loss=loss)

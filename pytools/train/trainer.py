@@ -25,12 +25,17 @@ class Trainer:
         ids = ct.compiled.plan_ids
         self.logits = ids[ct.train.logits]
         self.n_forward = ct.train.n_forward
+        self.loss_end = ct.train.loss_end or None
+        self.prediction = ids[ct.train.prediction]
         self.state_ids = {ct.train.graph.tensor(t).name: ids[t] for t in ct.train.state}
 
     def _invoke(
-        self, x: np.ndarray, label: int, end: int | None = None, lr_scale: float = 1.0
+        self, x: np.ndarray, label: int | np.ndarray, end: int | None = None, lr_scale: float = 1.0
     ) -> list[np.ndarray]:
-        lab = np.array([label], dtype=np.int32)
+        if np.ndim(label):  # a regression's float32 target vector (pytools/train/losses.py)
+            lab = np.asarray(label, dtype=np.float32)
+        else:
+            lab = np.array([label], dtype=np.int32)
         if isinstance(self.backend, HostTwin):
             return self.backend.invoke([x, lab], 0, end, lr_scale=lr_scale)
         if lr_scale != 1.0:
@@ -38,8 +43,10 @@ class Trainer:
         outs, _ = self.backend.invoke([x, lab], end=end)
         return outs
 
-    def step(self, x: np.ndarray, label: int, lr_scale: float = 1.0) -> tuple[float, int]:
-        """One SGD step at the plan's lr times lr_scale (pytools/train/schedule.py)."""
+    def step(self, x: np.ndarray, label: int | np.ndarray, lr_scale: float = 1.0) -> tuple[float, int]:
+        """One SGD step at the plan's lr times lr_scale (pytools/train/schedule.py). label: the
+        class (0/1 for one sigmoid output; ignored by an autoencoder's MSE), or a float32
+        target vector for a regression's MSE."""
         if isinstance(self.backend, BoardTraining):
             r = self.backend.train(self.backend.status()["samples_trained"], x, label, lr_scale=lr_scale)
             return r.loss, r.prediction
@@ -53,11 +60,28 @@ class Trainer:
         raw = self.backend.arena_bytes(t["offset"], t["size"])
         return np.frombuffer(raw, dtype=t["dtype_name"]).reshape(t["shape"])
 
+    def evaluate(self, x: np.ndarray, label: int | np.ndarray) -> tuple[float, int]:
+        """(loss, prediction) without training: the forward pass and the loss head only. For
+        an autoencoder's MSE the loss is the sample's anomaly score (reconstruction error)."""
+        if isinstance(self.backend, BoardTraining):
+            r = self.backend.evaluate(0, x, int(label))
+            return r.loss, r.prediction
+        loss, pred = self._invoke(x, label, end=self.loss_end)
+        return float(loss.reshape(-1)[0]), int(pred.reshape(-1)[0])
+
     def predict(self, x: np.ndarray) -> int:
+        """The loss head's prediction (argmax of the un-clamped logits; logit > 0 for one
+        sigmoid output), with no label, as the board's PREDICT."""
         if isinstance(self.backend, BoardTraining):
             return self.backend.predict(0, x).prediction
-        self._invoke(x, 0, end=self.n_forward)
-        return int(np.argmax(self._tensor(self.logits).reshape(-1)))
+        if self.loss_end is None:  # a TrainGraph from before the loss heads: argmax of int8
+            self._invoke(x, 0, end=self.n_forward)
+            return int(np.argmax(self._tensor(self.logits).reshape(-1)))
+        no_label = np.full(
+            self.tensors[self.ct.compiled.plan_ids[self.ct.train.label]]["shape"], np.nan, np.float32
+        )
+        self._invoke(x, -1 if self.ct.train.head.target != "vector" else no_label, end=self.loss_end)
+        return int(self._tensor(self.prediction).reshape(-1)[0])
 
     def state(self) -> dict[str, np.ndarray]:
         return {name: self._tensor(tid).copy() for name, tid in self.state_ids.items()}

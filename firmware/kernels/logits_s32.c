@@ -1,0 +1,62 @@
+/* The output layer's un-saturated requantized values. See logits_s32.h. */
+#include "logits_s32.h"
+
+#include "fixedpoint.h"
+
+/* std::round (halves away from zero) then int32, saturating (fully_connected_s8.c's). */
+static int32_t round_to_int32(double v) {
+    if (v >= 2147483647.0) return INT32_MAX;
+    if (v <= -2147483648.0) return INT32_MIN;
+    int32_t t = (int32_t)v;
+    const double frac = v - t;
+    if (frac >= 0.5) t += 1;
+    if (frac <= -0.5) t -= 1;
+    return t;
+}
+
+void logits_s32_run(const void *params, void *const *operands, void *scratch) {
+    (void)scratch;
+    const struct logits_s32_params p = *(const struct logits_s32_params *)params;
+    const int8_t *input = operands[LOGITS_S32_INPUT];
+    const int8_t *weights = operands[LOGITS_S32_WEIGHTS];
+    const int32_t *bias = p.has_bias ? (const int32_t *)operands[LOGITS_S32_BIAS] : NULL;
+    const float *weight_scales = operands[LOGITS_S32_WEIGHT_SCALES];
+    const int32_t *multipliers = operands[LOGITS_S32_MULTIPLIERS];
+    const int32_t *shifts = operands[LOGITS_S32_SHIFTS];
+    const int8_t *trained_weights = operands[LOGITS_S32_TRAINED_WEIGHTS];
+    const int32_t *trained_bias = operands[LOGITS_S32_TRAINED_BIAS];
+    int32_t *out = operands[LOGITS_S32_OUTPUT];
+
+    for (int32_t o = 0; o < p.output_depth; ++o) {
+        const int8_t *w =
+            (o < p.train_rows ? trained_weights : weights) + (size_t)o * (size_t)p.input_depth;
+        const int32_t ch = p.per_channel ? o : 0;
+        /* fully_connected_s8's expression, operation for operation (the same double). */
+        const double scale = p.fixed_point ? 0.0
+                                           : (double)p.input_scale * (double)weight_scales[ch] /
+                                                 (double)p.output_scale;
+        for (int32_t b = 0; b < p.batches; ++b) {
+            const int8_t *x = input + (size_t)b * (size_t)p.input_depth;
+            int32_t acc = 0;
+            for (int32_t i = 0; i < p.input_depth; ++i) {
+                acc += ((int32_t)w[i] + p.filter_offset) * ((int32_t)x[i] + p.input_offset);
+            }
+            if (o < p.train_bias_rows)
+                acc += trained_bias[o];
+            else if (bias)
+                acc += bias[o];
+            const int32_t r = p.fixed_point ? fp_multiply_by_quantized_multiplier(
+                                                  acc, multipliers[ch], shifts[ch])
+                                            : round_to_int32((double)acc * scale);
+            /* int64: adding the zero point to a value near the int32 limits cannot wrap. */
+            const int64_t q = (int64_t)r + p.output_offset;
+            out[(size_t)b * (size_t)p.output_depth + (size_t)o] =
+                (int32_t)(q > INT32_MAX ? INT32_MAX : (q < INT32_MIN ? INT32_MIN : q));
+        }
+    }
+}
+
+size_t logits_s32_scratch_size(const void *params) {
+    (void)params;
+    return 0;
+}
