@@ -32,7 +32,6 @@ from flwr.serverapp.strategy import FedAvg
 from pytools.fleet.aggregate import SliceTensor, fedavg
 from pytools.fleet.client import FleetClient, FleetSettings
 from pytools.fleet.plan_file import read_plan
-
 from pytools.fleet.report import ROUNDS_FILE
 
 

@@ -39,7 +39,7 @@ from pytools.fleet.state import StateRefused, load_to_board, load_to_twin, merge
 from pytools.link.client import Link
 from pytools.model.board_runner import BoardModel, BoardTraining
 from pytools.model.host_twin import io_tensors, tensor_table
-from pytools.session import Inputs, Run, TwinTraining, model_info, plan_mismatches, prepare
+from pytools.session import Inputs, Run, TwinTraining, model_info, plan_mismatches, prepare, subset
 from pytools.train.trainer import Trainer
 
 OWN_STATE = "own_state.npz"
@@ -83,8 +83,8 @@ def client_inputs(s: FleetSettings, client: int, link: bool) -> Inputs:
         idx_t, idx_h = np.arange(len(inp.y_train)), np.arange(len(inp.y_held))
     else:
         idx_t, idx_h = partitions.deal(inp.y_train, inp.y_held, s.boards, part, s.seed)[client]
-    if s.held_out is not None:
-        idx_h = idx_h[: s.held_out]
+    if s.held_out is not None:  # the first held_out samples, classes in turn (as a session's)
+        idx_h = idx_h[subset(inp.y_held[idx_h], s.held_out)]
     return replace(
         inp,
         chosen=inp.chosen[idx_t],

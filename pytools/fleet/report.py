@@ -137,7 +137,8 @@ def _plots(folder: Path, res: dict[str, Any]) -> None:
 def summary_text(res: dict[str, Any]) -> str:
     s = res["settings"]
     lines = [
-        f"fleet of {s['boards']} clients on {s['board']}: {s['dataset']}, partition {s['partition'] or 'default'}, "
+        f"fleet of {s['boards']} clients on {s['board']}: {s['dataset']}, "
+        f"partition {s['partition'] or 'default'}, "
         f"scheme {s['scheme']}, lr {s['lr']:g}, {s['rounds']} rounds, rounding {s['rounding']}",
     ]
     for r in res["rounds"]:
