@@ -19,6 +19,7 @@ the trained state is read back and its slice returned with the sample count.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import zlib
@@ -76,9 +77,13 @@ def client_inputs(s: FleetSettings, client: int, link: bool) -> Inputs:
     board = load_board(DEFAULT_BOARD if s.board == HOST else s.board)
     split = partitions.user_split(client, s.boards) if part.kind == "users" else s.split
     model = Path(s.model) if s.model else None
-    inp = prepare(
-        board, s.dataset, s.scheme, s.lr, split, model, None, None, s.seed, s.lr_schedule, link=link
-    )
+    # One client at a time: compiling links the firmware in the shared build folder, which the
+    # builder does not share between processes (the first links it, the others reuse it).
+    with open(Path(s.folder) / "build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        inp = prepare(
+            board, s.dataset, s.scheme, s.lr, split, model, None, None, s.seed, s.lr_schedule, link=link
+        )
     if part.kind == "users":
         idx_t, idx_h = np.arange(len(inp.y_train)), np.arange(len(inp.y_held))
     else:
