@@ -279,6 +279,7 @@ def _rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "rounds.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.timeout(900)
 def test_a_twin_fleet_on_flower_survives_a_client_killed_mid_round(tmp_path) -> None:
     from pytools.fleet.runtime import run_fleet
 
@@ -298,7 +299,7 @@ def test_a_twin_fleet_on_flower_survives_a_client_killed_mid_round(tmp_path) -> 
     # Round 2 went on without client 1 (its process died halfway through its samples); it came
     # back for round 3 with its board's state and the round's global slice.
     assert [r["clients_trained"] for r in rounds] == [[0, 1], [0], [0, 1]]
-    assert any("17" in f or "exit" in f.lower() or f for f in rounds[1]["failures"])
+    assert len(rounds[1]["failures"]) == 1 and not rounds[0]["failures"] and not rounds[2]["failures"]
     assert all(r["all_trained_once"] for r in rounds)
     rows = _rows(folder)
     train = [r for r in rows if r["phase"] == "train" and "error" not in r]
@@ -316,6 +317,7 @@ def test_a_twin_fleet_on_flower_survives_a_client_killed_mid_round(tmp_path) -> 
 
 @pytest.mark.emulator
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_a_fleet_of_emulated_boards_end_to_end(tmp_path) -> None:
     from pytools.fleet.runtime import run_fleet
 
