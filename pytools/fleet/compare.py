@@ -51,7 +51,55 @@ def local_only(folder: Path) -> dict[int, float]:
     return out
 
 
-def table(folder: Path, local: dict[int, float]) -> str:
+def cloud(folder: Path) -> dict[int, float]:
+    """The cloud baseline: the float backbone, the whole network fine-tuned in TensorFlow on all
+    clients' fine-tuning samples together (plain SGD, batch 1, shuffled, as many passes as the
+    fleet had rounds, the fleet's lr decayed linearly as the results' cloud rows), scored on each
+    client's held-out samples."""
+    import os
+
+    import numpy as np
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from pytools.plan.finetune import load
+    from pytools.results import float_backbone
+    from pytools.session import subset
+    from pytools.train import schedule as schedules
+
+    s = json.loads((folder / "config.json").read_text())["settings"]
+    users = [partitions.user_split(k, s["boards"]) for k in range(s["boards"])]
+    parts = [load(s["dataset"], Path(s["model"]) if s["model"] else None, u, validation=False) for u in users]
+    x = np.concatenate([d.x_float_train for d in parts])
+    y = np.concatenate([d.y_train for d in parts])
+    keras.utils.set_random_seed(s["seed"])
+    from pytools.pretrain import backbones
+
+    names = [n for n, b in backbones.BACKBONES.items() if b.dataset == s["dataset"]]
+    if s["model"] or not names:
+        raise SystemExit(f"the cloud baseline needs the float weights of {s['dataset']}'s own backbone")
+    model = float_backbone(names[0])
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # batch 1: frozen statistics, as the results' cloud rows
+    steps = s["rounds"] * len(y)
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedules.keras_lr("linear", s["lr"], steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+    )
+    rng = np.random.default_rng(s["seed"])
+    order = np.concatenate([rng.permutation(len(y)) for _ in range(s["rounds"])])
+    model.fit(x[order], y[order], batch_size=1, epochs=1, shuffle=False, verbose=0)
+    out = {}
+    for k, d in enumerate(parts):
+        keep = subset(d.y_eval, s["held_out"])
+        pred = np.argmax(model.predict(d.x_float_eval[keep], verbose=0, batch_size=256), axis=-1)
+        out[k] = float(np.mean(pred == d.y_eval[keep]))
+    return out
+
+
+def table(folder: Path, local: dict[int, float], cloud_acc: dict[int, float]) -> str:
     res = json.loads((folder / "results.json").read_text())
     s = res["settings"]
     last = res["rounds"][-1]
@@ -84,6 +132,11 @@ def table(folder: Path, local: dict[int, float]) -> str:
         row("one local epoch (the fleet's round 1, before any averaging)", first, "—"),
         row("fleet: final global model (sparse-slice FedAvg)", glob, f"{res['slice_bytes']:,} B"),
         row("fleet + one local personalisation epoch", pers, f"{res['slice_bytes']:,} B"),
+        row(
+            "cloud baseline: float, whole network, all clients' data centralised",
+            cloud_acc,
+            "all samples leave the boards",
+        ),
         f"| full model, for reference | | | | {res['model_bytes']:,} B (.tflite) |",
     ]
     return "\n".join(lines) + "\n"
@@ -91,7 +144,7 @@ def table(folder: Path, local: dict[int, float]) -> str:
 
 def main(argv: list[str]) -> None:
     folder = Path(argv[0])
-    text = table(folder, local_only(folder))
+    text = table(folder, local_only(folder), cloud(folder))
     doc = ROOT / "docs" / "FLEET.md"
     body = doc.read_text()
     start, end = body.index(MARK_BEGIN) + len(MARK_BEGIN), body.index(MARK_END)
