@@ -44,6 +44,7 @@ from pytools.session import Inputs, Run, TwinTraining, model_info, plan_mismatch
 from pytools.train.trainer import Trainer
 
 OWN_STATE = "own_state.npz"
+LINK_TIMEOUT, LINK_RETRIES = 2.0, 40  # seconds per try, tries: about 80 s before a board is given up
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,9 @@ class FleetClient:
             url = emu.url
         else:
             url = self.port or ""
-        link = open_link(board, url, on_log=self._on_log)
+        # Patient retransmission: a fleet runs several boards (emulators) on one machine, and a
+        # starved one may not answer for many seconds; a repeat is never executed twice.
+        link = open_link(board, url, on_log=self._on_log, timeout=LINK_TIMEOUT, retries=LINK_RETRIES)
         problems = plan_mismatches(link.board, model_info(link), ct)
         if problems:
             link.close()
