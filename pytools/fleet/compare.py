@@ -144,7 +144,17 @@ def table(folder: Path, local: dict[int, float], cloud_acc: dict[int, float]) ->
 
 def main(argv: list[str]) -> None:
     folder = Path(argv[0])
-    text = table(folder, local_only(folder), cloud(folder))
+    # The baselines depend only on the fleet's settings: kept in the folder, computed once.
+    cache = folder / "baselines.json"
+    if cache.exists():
+        got = json.loads(cache.read_text())
+        local, cloud_acc = ({int(k): v for k, v in got[n].items()} for n in ("local_only", "cloud"))
+    else:
+        local, cloud_acc = local_only(folder), cloud(folder)
+        cache.write_text(json.dumps({"local_only": local, "cloud": cloud_acc}, indent=2) + "\n")
+    if len(argv) > 1 and argv[1] == "--baselines-only":
+        return
+    text = table(folder, local, cloud_acc)
     doc = ROOT / "docs" / "FLEET.md"
     body = doc.read_text()
     start, end = body.index(MARK_BEGIN) + len(MARK_BEGIN), body.index(MARK_END)
