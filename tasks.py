@@ -483,6 +483,76 @@ def train(
 
 @task(
     help={
+        "board": "host (every client on its own host twin: fast) or a "
+        + BOARD_HELP
+        + "; emulated boards are "
+        "started by their clients, real ones need --port",
+        "boards": "clients, one board each (default 4)",
+        "dataset": _datasets_help() + " (default: hapt)",
+        "split": _splits_help(),
+        "partition": "users (HAPT users 21-30 as clients, the default for hapt), dirichlet:ALPHA (labels "
+        "dealt by a seeded Dirichlet draw; the default for other data sets, ALPHA 0.5) or iid",
+        "rounds": "FedAvg rounds (default 3); each round trains every client's samples once",
+        "scheme": "the sparse update (default for hapt: schemes/hapt_cnn1d-hapt-64KB)",
+        "lr": "learning rate, the same on every board (it is compiled into the plan); default 0.01",
+        "model": "a pretrained int8 .tflite classifier (default: the data set's own)",
+        "rounding": "requantization of the average: stochastic (deterministic stochastic rounding, as the "
+        "boards' own updates; default) or nearest (half to even)",
+        "min-clients": "a round goes on with this many replies (default: half the boards)",
+        "round-timeout": "seconds a round waits for a client (default 120 on the twin, 900 on boards)",
+        "held-out": "score each client on at most this many of its held-out samples (default: all)",
+        "port": "real boards: one serial port per client, comma-separated",
+        "seed": "sample orders, partitions and the stochastic rounding",
+        "out": "fleet folder (default: sessions/fleet-<time>/)",
+    }
+)
+@friendly
+def fleet(
+    c: Context,
+    board: str | None = None,
+    boards: int = 4,
+    dataset: str = "hapt",
+    split: str = "",
+    partition: str = "",
+    rounds: int = 3,
+    scheme: str = "",
+    lr: float = 0.01,
+    model: str = "",
+    rounding: str = "stochastic",
+    min_clients: int = 0,
+    round_timeout: float = 0.0,
+    held_out: int = 0,
+    port: str | None = None,
+    seed: int = 0,
+    out: str = "",
+) -> None:
+    """Fleet learning on Flower: each board trains its sparse slice on its own data; FedAvg of the slices."""
+    from pathlib import Path
+
+    from pytools.fleet.runtime import run_fleet
+
+    run_fleet(
+        board if board == HOST else resolve_board(board).name,
+        dataset=dataset,
+        split=split or None,
+        boards=boards,
+        rounds=rounds,
+        partition=partition,
+        scheme=scheme,
+        lr=lr,
+        model=model or None,
+        seed=seed,
+        held_out=held_out or None,
+        rounding=rounding,
+        min_clients=min_clients or None,
+        round_timeout=round_timeout or None,
+        out=Path(out) if out else None,
+        ports=[p.strip() for p in port.split(",")] if port else None,
+    )
+
+
+@task(
+    help={
         "out": "the trained model to write (.tflite)",
         "board": BOARD_HELP,
         "model": "the .tflite the board was trained from (default: the digits model of invoke train)",

@@ -165,6 +165,12 @@ def _backbone_keras(name: str) -> Callable[[], Any]:
     return f
 
 
+def float_backbone(name: str) -> Any:
+    """The backbone's float Keras model, its weights as pretrained (the fleet comparison's cloud
+    baseline starts from it too: pytools/fleet/compare.py)."""
+    return _backbone_keras(name)()
+
+
 def _backbone_missing(name: str, extra: str = "") -> Callable[[], str]:
     def f() -> str:
         try:

@@ -8,6 +8,7 @@
 #include "model.h"
 #include "persist_cmd.h"
 #include "protocol.h"
+#include "state_load.h"
 #include "train.h"
 
 #ifndef BOARD_NAME
@@ -224,6 +225,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
             if (model_handle(type, payload, len, reply)) break;
             if (train_handle(type, payload, len, link->dec.capacity, reply)) break;
             if (persist_handle(type, payload, len, reply)) break;
+            if (state_load_handle(type, payload, len, reply)) break;
             char msg[64];
             fmt_snprintf(msg, sizeof msg, "unknown message type 0x%02x", type);
             link_reply_error(reply, ERR_UNKNOWN_TYPE, type, msg);

@@ -9,6 +9,7 @@
 #include "persist.h"
 #include "protocol.h"
 #include "runtime.h"
+#include "state_load.h"
 #include "train.h"
 
 static const uint8_t *flash_map(void *ctx, uint32_t slot) {
@@ -135,6 +136,11 @@ static void on_save(link_reply_t *reply) {
     persist_state_t s;
     const rt_plan_t *p = need_state(MSG_SAVE, &s, reply);
     if (!p) return;
+    char why[72];
+    if (!state_load_trusted(why, sizeof why)) { /* never a partial or refused load to flash */
+        link_reply_error(reply, ERR_BAD_STATE, MSG_SAVE, why);
+        return;
+    }
     uint64_t t0 = bsp_counter_read64();
     uint32_t slot = 0;
     persist_slot_info_t written;

@@ -10,6 +10,7 @@
 #include "model.h"
 #include "protocol.h"
 #include "runtime.h"
+#include "state_load.h"
 
 /* Operator codes, from the one list (kernels/ops.def): the loss head is found by its code. */
 enum {
@@ -423,6 +424,12 @@ bool train_handle(uint8_t type, const uint8_t *payload, uint16_t len, uint16_t m
         fmt_snprintf(msg, sizeof msg, "%s payload must be %s%u bytes, got %u", name_of(type),
                      at_least ? "at least " : "", need, len);
         refuse(reply, ERR_BAD_LENGTH, type, msg);
+        return true;
+    }
+    char why[72];
+    if ((type == MSG_TRAIN || type == MSG_EVAL || type == MSG_PREDICT) &&
+        !state_load_trusted(why, sizeof why)) {
+        refuse(reply, ERR_BAD_STATE, type, why); /* a partial or refused STATE_LOAD */
         return true;
     }
     switch (type) {

@@ -75,17 +75,20 @@ from pytools.session.inputs import (
     DEFAULT_DATASET,
     DEFAULT_LR,
     DEFAULT_SCHEME,
+    Inputs,
     check_classifier,
     default_split,
     is_user_data,
     load_data,
     load_model,
     model_inputs,
+    prepare,
     resolve_scheme,
     subset,
 )
 from pytools.session.loop import Run, flash_wear_note
 from pytools.session.run import run_training_session
+from pytools.session.twin import TwinTraining
 
 __all__ = [
     "BOARD_FLASH",
@@ -95,7 +98,9 @@ __all__ = [
     "DEFAULT_SCHEME",
     "ROLLED_BACK",
     "SESSIONS",
+    "Inputs",
     "Run",
+    "TwinTraining",
     "check_classifier",
     "default_split",
     "flash_wear_note",
@@ -106,6 +111,7 @@ __all__ = [
     "model_info",
     "model_inputs",
     "plan_mismatches",
+    "prepare",
     "read_jsonl",
     "resolve_scheme",
     "run_training_session",

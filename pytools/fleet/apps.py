@@ -1,0 +1,197 @@
+"""The fleet's Flower apps: the ServerApp (aggregation, rounds, evaluation) and the ClientApp
+(one per board). They run on Flower's deployment runtime (pytools/fleet/runtime.py starts a
+SuperLink and one SuperNode per client on loopback; `flwr run` submits the app in
+pytools/fleet/flower_app/). Both read the fleet's settings from its folder (config.json, and
+plan.npz: the slice's layout and the plan's initial slice, which the server holds instead of
+compiling the model, so it never sees a sample).
+
+Per round, each client's reply carries its trained slice and its metrics (samples, held-out
+accuracy of its local model, bytes sent); the server averages the slices (aggregate.fedavg:
+real-valued FedAvg requantized into the int8/int32 layout) and sends the global slice to every
+client's EVALUATE, which loads it onto the board (STATE_LOAD) and scores it on the client's
+held-out samples; the fleet's global accuracy is their sum of correct answers over the sum of
+samples: the global model on everyone's held-out data. After the last round one more TRAIN
+message with "personalise" trains each client one more epoch from the final global state
+(the fleet + personalisation result), which is not aggregated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from pytools.fleet.aggregate import SliceTensor, fedavg
+from pytools.fleet.client import FleetClient, FleetSettings
+from pytools.fleet.plan_file import read_plan
+from pytools.fleet.report import ROUNDS_FILE
+
+
+def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+
+def from_record(rec: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: rec[k].numpy() for k in rec.keys()}
+
+
+def _row(folder: Path, row: dict[str, Any]) -> None:
+    with open(folder / ROUNDS_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+class QuantizedFedAvg(FedAvg):
+    """Flower's FedAvg, with the average taken by aggregate.fedavg (exact, requantized)."""
+
+    def __init__(self, plan: list[SliceTensor], folder: Path, rounding: str, seed: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.plan, self.folder, self.rounding, self.seed = plan, folder, rounding, seed
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        valid, errors = self._check_and_log_replies(replies, is_train=True)
+        for m in errors:
+            _row(
+                self.folder,
+                {
+                    "round": server_round,
+                    "phase": "train",
+                    "node": m.metadata.src_node_id,
+                    "error": m.error.reason,
+                },
+            )
+        if not valid:
+            return None, None
+        states, counts = [], []
+        for m in valid:
+            metrics = dict(m.content["metrics"])
+            _row(self.folder, {"round": server_round, "phase": "train", **metrics})
+            states.append(from_record(m.content["arrays"]))
+            counts.append(int(metrics["num-examples"]))
+        avg = fedavg(self.plan, states, counts, self.rounding, self.seed, server_round)
+        agg = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
+        return to_record(avg), agg
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        valid, errors = self._check_and_log_replies(replies, is_train=False)
+        for m in errors:
+            _row(
+                self.folder,
+                {
+                    "round": server_round,
+                    "phase": "evaluate",
+                    "node": m.metadata.src_node_id,
+                    "error": m.error.reason,
+                },
+            )
+        if not valid:
+            return None
+        correct = held = 0
+        for m in valid:
+            metrics = dict(m.content["metrics"])
+            _row(self.folder, {"round": server_round, "phase": "evaluate", **metrics})
+            correct += int(metrics["global-correct"])
+            held += int(metrics["held-out"])
+        return MetricRecord({"global-accuracy": correct / held, "global-correct": correct, "held-out": held})
+
+
+server = ServerApp()
+
+
+@server.main()
+def server_main(grid: Grid, context: Context) -> None:
+    folder = Path(str(context.run_config["fleet-dir"]))
+    s = FleetSettings.load(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    plan, initial = read_plan(folder)
+    min_clients = int(cfg["min_clients"])
+    # Round 1 starts when every board is up (a board's first message builds and boots it);
+    # later rounds go on with at least min_clients.
+    t0 = time.monotonic()
+    while len(list(grid.get_node_ids())) < s.boards:
+        if time.monotonic() - t0 > float(cfg["connect_timeout"]):
+            break
+        time.sleep(0.5)
+    strategy = QuantizedFedAvg(
+        plan,
+        folder,
+        s.rounding,
+        s.seed,
+        min_train_nodes=min_clients,
+        min_evaluate_nodes=min_clients,
+        min_available_nodes=min_clients,
+    )
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=to_record(initial),
+        num_rounds=s.rounds,
+        timeout=float(cfg["round_timeout"]),
+    )
+    final = from_record(result.arrays)
+    np.savez(folder / "global_slice.npz", **final)
+    # Fleet + personalisation: one more epoch per client from the final global state, kept local.
+    nodes = list(grid.get_node_ids())
+    content = RecordDict(
+        {"arrays": result.arrays, "config": ConfigRecord({"server-round": s.rounds + 1, "personalise": 1})}
+    )
+    msgs = [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=n) for n in nodes]
+    for m in grid.send_and_receive(msgs, timeout=float(cfg["round_timeout"])):
+        if m.has_error():
+            _row(folder, {"round": s.rounds + 1, "phase": "personalise", "error": m.error.reason})
+        else:
+            _row(folder, {"round": s.rounds + 1, "phase": "personalise", **dict(m.content["metrics"])})
+    (folder / "server_done.json").write_text(json.dumps({"rounds": s.rounds, "utc": time.time()}) + "\n")
+
+
+client = ClientApp()
+
+
+def _client(context: Context) -> FleetClient:
+    nc = context.node_config
+    port = str(nc.get("port", "")) or None
+    return FleetClient(Path(str(nc["fleet-dir"])), int(nc["client"]), port)
+
+
+@client.train()
+def client_train(msg: Message, context: Context) -> Message:
+    c = _client(context)
+    try:
+        cfg = msg.content["config"]
+        rnd = int(cfg["server-round"])
+        personalise = bool(cfg.get("personalise", 0))
+        die_round = int(context.node_config.get("die-in-round", 0))
+        marker = c.folder / f"died-in-round-{rnd}"
+        die_after = 0
+        if die_round == rnd and not marker.exists():
+            marker.write_text("this client's process exits mid-round (fault test)\n")
+            die_after = max(1, len(c.inp.y_train) // 2)
+        sl, metrics = c.train_round(
+            rnd,
+            from_record(msg.content["arrays"]),
+            name="personalise" if personalise else None,
+            die_after=die_after,
+        )
+    finally:
+        c.close()
+    content = RecordDict({"arrays": to_record(sl), "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+@client.evaluate()
+def client_evaluate(msg: Message, context: Context) -> Message:
+    c = _client(context)
+    try:
+        rnd = int(msg.content["config"]["server-round"])
+        metrics = c.evaluate(rnd, from_record(msg.content["arrays"]))
+    finally:
+        c.close()
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -1,0 +1,287 @@
+"""One fleet client: it owns one board, trains a round there on its own samples, and loads the
+fleet's global state onto it.
+
+A client is rebuilt from its settings for every Flower message (a ClientApp process may be new
+each time), so nothing it needs lives only in memory:
+- an emulated board is a QEMU process named fleet-<fleet id>-<client>: started by the client's
+  first message, found again by the next ones, started again from its flash file (the board
+  restores its last checkpoint at boot) if it stopped; a real board is on --port;
+- on the host twin (--board host) the twin is built again each message and the client's own
+  state (the RNG its stochastic rounding uses) is kept in the client folder (own_state.npz).
+
+A training round is a session epoch (pytools.session.Run) in the client's round folder:
+each of the client's samples trained once, in a seeded order, on the board's next sample ids
+(the board counts them, so ids carry on across rounds), a checkpoint SAVE to flash at its end,
+the held-out accuracy of the trained (local) model on the client's own held-out samples. Then
+the trained state is read back and its slice returned with the sample count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytools import emulator
+from pytools.boards import DEFAULT_BOARD, HOST, load_board
+from pytools.connect import open_link
+from pytools.console import log_line
+from pytools.errors import ToolError
+from pytools.fleet import partition as partitions
+from pytools.fleet.aggregate import SliceTensor, slice_layout
+from pytools.fleet.state import StateRefused, load_to_board, load_to_twin, merge, state_blob
+from pytools.link.client import Link
+from pytools.model.board_runner import BoardModel, BoardTraining
+from pytools.model.host_twin import io_tensors, tensor_table
+from pytools.session import Inputs, Run, TwinTraining, model_info, plan_mismatches, prepare, subset
+from pytools.train.trainer import Trainer
+
+OWN_STATE = "own_state.npz"
+LINK_TIMEOUT, LINK_RETRIES = 2.0, 40  # seconds per try, tries: about 80 s before a board is given up
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What every client and the server agree on (the fleet's config.json "settings")."""
+
+    fleet_id: str
+    folder: str
+    board: str  # "host" or a board name
+    dataset: str
+    split: str | None
+    partition: str
+    boards: int
+    scheme: str
+    lr: float
+    model: str | None
+    seed: int
+    held_out: int | None
+    rounds: int
+    rounding: str
+    lr_schedule: str = "constant"
+
+    @classmethod
+    def load(cls, folder: Path) -> FleetSettings:
+        return cls(**json.loads((folder / "config.json").read_text())["settings"])
+
+
+def client_inputs(s: FleetSettings, client: int, link: bool) -> Inputs:
+    """The training step and this client's own samples (and only those)."""
+    part = partitions.parse(s.partition, s.dataset, s.split)
+    board = load_board(DEFAULT_BOARD if s.board == HOST else s.board)
+    split = partitions.user_split(client, s.boards) if part.kind == "users" else s.split
+    model = Path(s.model) if s.model else None
+    # One client at a time: compiling links the firmware in the shared build folder, which the
+    # builder does not share between processes (the first links it, the others reuse it).
+    with open(Path(s.folder) / "build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        inp = prepare(
+            board, s.dataset, s.scheme, s.lr, split, model, None, None, s.seed, s.lr_schedule, link=link
+        )
+    if part.kind == "users":
+        idx_t, idx_h = np.arange(len(inp.y_train)), np.arange(len(inp.y_held))
+    else:
+        idx_t, idx_h = partitions.deal(inp.y_train, inp.y_held, s.boards, part, s.seed)[client]
+    if s.held_out is not None:  # the first held_out samples, classes in turn (as a session's)
+        idx_h = idx_h[subset(inp.y_held[idx_h], s.held_out)]
+    return replace(
+        inp,
+        chosen=inp.chosen[idx_t],
+        x_train=inp.x_train[idx_t],
+        y_train=inp.y_train[idx_t],
+        x_held=inp.x_held[idx_h],
+        y_held=inp.y_held[idx_h],
+    )
+
+
+class FleetClient:
+    """Client `client` of the fleet in `folder`: its board, its samples, its rounds."""
+
+    def __init__(self, folder: Path, client: int, port: str | None = None) -> None:
+        self.s = FleetSettings.load(folder)
+        self.client, self.port = client, port
+        self.folder = folder / f"client-{client}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.on_twin = self.s.board == HOST
+        self.inp = client_inputs(self.s, client, link=not self.on_twin)
+        self.plan: list[SliceTensor] = slice_layout(self.inp.ct)
+        self.link: Link | None = None
+        self.twin: TwinTraining | None = None
+        self.log = open(self.folder / "board.log", "a")  # closed by close()
+        if self.on_twin:
+            self.twin = TwinTraining(self.inp.ct)
+            own = self.folder / OWN_STATE
+            if own.exists():  # this client's own tensors (its RNG) from its last round
+                with np.load(own) as f:
+                    for t in self.plan:
+                        if t.kind == "local":
+                            self.twin.twin.set_tensor(self.twin.trainer.state_ids[t.name], f[t.name])
+            self.plan_crc = int(self.twin.config["plan_crc"])
+        else:
+            self.link = self._board()
+            self.training = BoardTraining(self.link)
+            self.plan_crc = int(self.training.config["plan_crc"])
+
+    @property
+    def emulator_name(self) -> str:
+        return f"fleet-{self.s.fleet_id}-{self.client}"
+
+    def _on_log(self, frame: Any, entry: dict[str, Any]) -> None:
+        self.log.write(log_line(entry) + "\n")
+        self.log.flush()
+
+    def _board(self) -> Link:
+        board = load_board(self.s.board)
+        ct = self.inp.ct
+        assert ct.image is not None
+        if board.is_emulated and not self.port:
+            emu = emulator.find(self.emulator_name)
+            if emu is None:  # first round, or the board stopped: from its flash (its checkpoint)
+                emu = emulator.start(board, ct.image.elf, name=self.emulator_name)
+                self.log.write(f"started emulated board {self.emulator_name}: pid {emu.pid}\n")
+            url = emu.url
+        else:
+            url = self.port or ""
+        # Patient retransmission: a fleet runs several boards (emulators) on one machine, and a
+        # starved one may not answer for many seconds; a repeat is never executed twice.
+        link = open_link(board, url, on_log=self._on_log, timeout=LINK_TIMEOUT, retries=LINK_RETRIES)
+        problems = plan_mismatches(link.board, model_info(link), ct)
+        if problems:
+            link.close()
+            raise ToolError(
+                f"client {self.client}'s board does not run the fleet's plan: {'; '.join(problems)}"
+            )
+        return link
+
+    def close(self) -> None:
+        if self.link is not None:
+            with contextlib.suppress(Exception):
+                self.link.close()
+        self.log.close()
+
+    # ------------------------------------------------------------------ state
+
+    def _run(self, where: Path) -> Run:
+        where.mkdir(parents=True, exist_ok=True)
+        unit = "ns" if self.on_twin else load_board(self.s.board).counter_unit
+        first = self.twin.trained if self.twin is not None else self.training.status()["samples_trained"]
+        save_every = 0 if self.on_twin else None  # a checkpoint at the round's end (no flash on the twin)
+        return Run(where, self.inp, self.link, unit, first, self.s.lr_schedule, 1, save_every, twin=self.twin)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The board's whole trained state (ARENA_READ; the twin's tensors), by state tensor name."""
+        if self.twin is not None:
+            return self.twin.trainer.state()
+        assert self.link is not None
+        blob = self.inp.ct.compiled.blob
+        ins, outs = io_tensors(blob)
+        return Trainer(self.inp.ct, BoardModel(self.link, tensor_table(blob), ins, outs)).state()
+
+    def load(self, global_slice: dict[str, np.ndarray], claimed_crc: int | None = None) -> int:
+        """Loads the fleet's slice onto the board (its own local tensors kept): STATE_LOAD, checked
+        by the board against the plan's CRC and the state's CRC-32. Returns the state CRC-32."""
+        blob = state_blob(self.plan, merge(self.plan, global_slice, self.state()))
+        if self.twin is not None:
+            load_to_twin(self.twin, self.plan, self.plan_crc, blob, claimed_crc)
+            crc = self.twin.state_crc()
+        else:
+            assert self.link is not None
+            load_to_board(self.link, self.plan_crc, blob, claimed_crc)
+            crc = self.training.status()["state_crc"]
+        if crc != zlib.crc32(blob):
+            raise StateRefused(
+                f"after STATE_LOAD the board's state CRC-32 is 0x{crc:08x}, not 0x{zlib.crc32(blob):08x}"
+            )
+        return crc
+
+    def slice_of(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {t.name: state[t.name] for t in self.plan if t.kind != "local"}
+
+    # ------------------------------------------------------------------ rounds
+
+    def train_round(
+        self,
+        rnd: int,
+        global_slice: dict[str, np.ndarray] | None,
+        name: str | None = None,
+        die_after: int = 0,
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Loads the global slice (None: the board's state as it is, the plan's initial one in
+        round 1), trains each own sample once, evaluates on the own held-out samples; returns the
+        trained slice and the round's metrics. die_after > 0: the process exits after that many
+        steps (fault tests: a client killed mid-round)."""
+        loaded = self.load(global_slice) if global_slice is not None else None
+        run = self._run(self.folder / (name or f"round-{rnd}"))
+        n = len(self.inp.y_train)
+        order = np.random.default_rng([self.s.seed, self.client, rnd]).permutation(n)
+        try:
+            if die_after:
+                x, y = self.inp.x_train, self.inp.y_train
+                for k, i in enumerate(order[:die_after]):
+                    run.training.train(run.first_id + k, x[i], int(y[i]), 1)
+                os._exit(17)  # the fault tests' client process killed mid-round
+            run.epoch(1, 1, order)
+            st = run.status()
+            steps = [s for s in run.steps if s["epoch"] == 1]
+            once = st["samples_trained"] - run.first_id == n and sorted(s["sample"] for s in steps) == sorted(
+                int(c) for c in self.inp.chosen
+            )
+            if not once:
+                raise ToolError(
+                    f"client {self.client} round {rnd}: its samples were not each trained exactly once"
+                )
+            ep = run.epochs[-1]
+            state = run.trainer.state()
+        finally:
+            run.close()
+        if self.twin is not None:
+            np.savez(
+                self.folder / OWN_STATE, **{t.name: state[t.name] for t in self.plan if t.kind == "local"}
+            )
+        sl = self.slice_of(state)
+        metrics = {
+            "client": self.client,
+            "round": rnd,
+            "num-examples": n,
+            "first-sample-id": run.first_id,
+            "samples-trained": st["samples_trained"],
+            "trained-once": int(once),
+            "local-accuracy": ep["held_out_accuracy"],
+            "local-correct": ep["held_out_correct"],
+            "held-out": ep["held_out_samples"],
+            "train-loss": ep["train_loss"],
+            "bytes-sent": sum(a.nbytes for a in sl.values()),
+            "loaded-crc": -1 if loaded is None else loaded,
+            "state-crc": st["state_crc"],
+            "plan-crc": self.plan_crc,
+        }
+        (self.folder / (name or f"round-{rnd}") / "round.json").write_text(
+            json.dumps(metrics, indent=2) + "\n"
+        )
+        return sl, metrics
+
+    def evaluate(self, rnd: int, global_slice: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The global model on this client's own held-out samples (loaded onto the board first)."""
+        self.load(global_slice)
+        run = self._run(self.folder / f"round-{rnd}-global")
+        try:
+            correct, loss = run.evaluate(rnd)
+        finally:
+            run.close()
+        n = len(self.inp.y_held)
+        return {
+            "client": self.client,
+            "round": rnd,
+            "global-accuracy": correct / n,
+            "global-correct": correct,
+            "held-out": n,
+            "global-loss": loss,
+            "num-examples": n,
+        }
