@@ -41,6 +41,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,12 @@ from pytools.plan.run import plan
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import Scheme, parse_scheme_text, trainable_ops
+
+# Before anything here (or in a spawned worker, which imports this module first) loads
+# TensorFlow: oneDNN off, as pytools/pretrain/zoo.py builds the backbones (its kernels' sums
+# depend on the CPU), and no C++ chatter.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 DOCS = ROOT / "docs"
 OUT_MD = DOCS / "RESULTS.md"
@@ -144,9 +151,16 @@ def _digits_keras() -> Any:
     trained = model_zoo._train(digits._digits_cnn, pre.x, pre.y, digits.PRETRAIN_EPOCHS, digits.PRETRAIN_LR)
     model = digits._digits_cnn(None)
     model.set_weights(trained.get_weights())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **{f"w{i}": w for i, w in enumerate(trained.get_weights())})
+    _save_weights(cache, trained.get_weights())
     return model
+
+
+def _save_weights(cache: Path, weights: list[np.ndarray]) -> None:
+    """Written whole or not at all (a temporary file renamed): a reader never sees half a file."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **{f"w{i}": w for i, w in enumerate(weights)})
+    os.replace(tmp, cache)
 
 
 def _backbone_model(name: str) -> Callable[[], tuple[str, bytes]]:
@@ -183,8 +197,7 @@ def _backbone_keras(name: str) -> Callable[[], Any]:
                     f"{name}: retrained float backbone scores {acc:.4f}, models/{name}.json says "
                     f"{info['float_accuracy']}: not the same weights"
                 )
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, **{f"w{i}": w for i, w in enumerate(trained.get_weights())})
+            _save_weights(cache, trained.get_weights())
         w = np.load(cache)
         model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
         return model
@@ -358,11 +371,8 @@ def int8_accuracy(
 def _deterministic_tf() -> None:
     """TensorFlow with op determinism (zoo._tf) on one thread: a reduction's order then does not
     depend on the machine's core count, so another machine of the kind gets the same numbers."""
-    import os
-
     from pytools.pretrain.zoo import _tf
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: no C++ chatter
     tf = _tf()
     tf.get_logger().setLevel("ERROR")  # nor Keras' retracing notes
     try:
@@ -612,6 +622,8 @@ def run_tasks(
         paths[spec.name].parent.mkdir(parents=True, exist_ok=True)
         if not paths[spec.name].exists() or paths[spec.name].read_bytes() != blob:
             paths[spec.name].write_bytes(blob)
+        _deterministic_tf()  # TensorFlow's settings before anything loads it
+        spec.keras()  # the float weights built and cached here, once, not by each worker
         graphs[spec.name] = import_tflite(blob, name)
         names[spec.name] = name
         n_ops[spec.name] = len(trainable_ops(graphs[spec.name]))
@@ -1182,6 +1194,14 @@ def run_all(
         else:
             runnable.append(spec)
     results = run_tasks(runnable, board, progress) if runnable else []
+    if results:  # the runs, kept before anything can fail in the report (build/, not committed)
+        import pickle
+
+        (BUILD / "results" / "last_run.pkl").write_bytes(
+            pickle.dumps(
+                [(tr.spec.name, {k: v for k, v in tr.__dict__.items() if k != "spec"}) for tr in results]
+            )
+        )
     for tr in results:
         print(f"{tr.spec.name}:")
         for r in tr.rows:
