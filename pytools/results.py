@@ -4,19 +4,33 @@ For each transfer task, rows:
     pretrained                   the backbone before fine-tuning (int8, host twin)
     float32 cloud baseline       the float Keras backbone, the whole network fine-tuned in
                                  TensorFlow (plain SGD, batch 1, the same sample order
-                                 and lr schedule, BatchNorm frozen)
+                                 and lr schedule, BatchNorm frozen; op determinism, seeded,
+                                 one thread: the same numbers on any machine of the kind)
     int8 classifier only         scheme "bias=1,-1=1"
     int8 biases only             biases of every trainable layer
     int8 sparse, no QAS          ours' scheme with qas = false
     int8 sparse + QAS (ours)     the scheme `invoke plan` chooses under the task's budget
     int8 full update             every bias and every weight, if the step fits the board
 Every int8 row runs on the host twin (the board's C, bit-identical with the board for the same
-plan, seed and sample order). Each row's learning rate is chosen from a small grid on the
-validation part of the fine-tuning split (one seed); the table's accuracy is on the held-out
-part: mean and standard deviation over three sample-order seeds, training on the whole
-fine-tuning split. Peak training SRAM is the linker's total for the firmware with the step
-linked in: its static RAM (stacks, link buffers, runtime) plus the planned training arena,
-as `invoke compile` reports it.
+plan, seed and sample order).
+
+A task's runs ("units") are its seeds (SEEDS) on each of its splits, or, where the held-out set
+is too small to resolve a point (TaskSpec.resplits: BasicMotions, 40 recordings), repeated
+stratified splits of all its recordings, one seed each. Each row's learning rate is the grid
+value with the best MEAN validation accuracy over the units (the validation part of each
+unit's fine-tuning data, never its held-out part); ours and the cloud baseline use every
+unit, the other rows (not part of the verdict) the first GRID_SEEDS_OTHERS seeds. The table
+gives the mean and a 95 % Student-t interval over the task's replicates (seeds; users; splits),
+and the verdict "ours vs cloud" comes from the t interval of the paired difference over the
+same replicates, against MARGIN points. It is checked again with each of the two rows' lr
+flipped to its grid runner-up.
+
+Peak training SRAM is the linker's total for the firmware with the step linked in: its static
+RAM (stacks, link buffers, runtime) plus the planned training arena, as `invoke compile`
+reports it.
+
+Runs go to a pool of WORKERS spawned processes; every run is
+deterministic on its own (fresh model, seeded order), so the pool's scheduling changes nothing.
 
 Tasks whose backbone or data set is not available here are listed with the reason; the
 table holds what exists.
@@ -27,6 +41,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,27 +49,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 import datasets
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.model.tflite_import import import_tflite
 from pytools.paths import BUILD, ROOT
-from pytools.plan.finetune import Data, load, orders, run
+from pytools.plan.finetune import Data, load, orders, run, validation_split
 from pytools.plan.run import plan
-from pytools.progress import progress as progress_bar
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import Scheme, parse_scheme_text, trainable_ops
 
+# Before anything here (or in a spawned worker, which imports this module first) loads
+# TensorFlow: oneDNN off, as pytools/pretrain/zoo.py builds the backbones (its kernels' sums
+# depend on the CPU), and no C++ chatter.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 DOCS = ROOT / "docs"
 OUT_MD = DOCS / "RESULTS.md"
 OUT_DIR = DOCS / "results"
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)  # sample-order seeds of every row (and of the lr choice of ours and the cloud)
+GRID_SEEDS_OTHERS = 2  # the rows outside the verdict choose their lr on the first 2 seeds (CPU time)
+MARGIN = 1.0  # points: "within" means ours is at most this far below the cloud baseline
+CONFIDENCE = 0.95
+WORKERS = 2  # processes running the fine-tuning runs (the sandbox has 2 cores)
 NO_QAS_LR_FACTORS = (1.0, 1e2, 1e4, 1e6)  # without QAS the same lr moves weights s_W^2 times less
 LR_FACTORS = (1 / 3, 1.0, 3.0)
 CLOUD_LR_FACTORS = (0.1, 1 / 3, 1.0, 3.0)  # plain float SGD at batch 1 wants a small lr (fashion_mbv2: 0.003)
 GRID_STEPS = 1500  # at most this many steps per learning-rate trial
+GRID_EXTEND = 2  # a best lr at a grid's edge: try up to this many more steps beyond it
 
 
 @dataclass
@@ -80,6 +106,11 @@ class TaskSpec:
     )
     missing: Callable[[], str] = lambda: ""  # why the task cannot run here ("" = it can)
     schedule: str = schedules.DEFAULT  # every row's lr schedule (pytools/train/schedule.py)
+    # > 0: the held-out set is too small to resolve a point (BasicMotions: 40 samples, 2.5 points
+    # each), so the units are this many stratified splits of all the split's recordings (its
+    # fine-tuning and held-out parts pooled, each split holding out as many of each class as the
+    # original held-out part), split r trained with seed r.
+    resplits: int = 0
 
 
 @dataclass
@@ -87,9 +118,12 @@ class Row:
     name: str
     scheme: str  # inline scheme, or a description
     lr: float = 0.0
-    accuracy: list[float] = field(default_factory=list)  # held out, one per seed
+    accuracy: list[float] = field(default_factory=list)  # held out, one per unit (TaskResult.units)
     sram: int | None = None  # linker's RAM total, bytes
     note: str = ""
+    grid: dict[str, float] = field(default_factory=dict)  # lr (repr) -> mean validation accuracy
+    runner_up: float | None = None  # the grid's second-best lr
+    runner_up_accuracy: list[float] = field(default_factory=list)  # held out at runner_up (ours, cloud)
 
 
 # ---------------------------------------------------------------- backbones
@@ -117,9 +151,16 @@ def _digits_keras() -> Any:
     trained = model_zoo._train(digits._digits_cnn, pre.x, pre.y, digits.PRETRAIN_EPOCHS, digits.PRETRAIN_LR)
     model = digits._digits_cnn(None)
     model.set_weights(trained.get_weights())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **{f"w{i}": w for i, w in enumerate(trained.get_weights())})
+    _save_weights(cache, trained.get_weights())
     return model
+
+
+def _save_weights(cache: Path, weights: list[np.ndarray]) -> None:
+    """Written whole or not at all (a temporary file renamed): a reader never sees half a file."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **{f"w{i}": w for i, w in enumerate(weights)})
+    os.replace(tmp, cache)
 
 
 def _backbone_model(name: str) -> Callable[[], tuple[str, bytes]]:
@@ -156,8 +197,7 @@ def _backbone_keras(name: str) -> Callable[[], Any]:
                     f"{name}: retrained float backbone scores {acc:.4f}, models/{name}.json says "
                     f"{info['float_accuracy']}: not the same weights"
                 )
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, **{f"w{i}": w for i, w in enumerate(trained.get_weights())})
+            _save_weights(cache, trained.get_weights())
         w = np.load(cache)
         model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
         return model
@@ -244,16 +284,87 @@ TASKS = [
         budget=64 * 1024,
         plan_seeds=(0,),
         adapt="watch_to_hapt",
+        resplits=20,
         missing=_backbone_missing("hapt_cnn1d"),
     ),
 ]
 
 
+# ---------------------------------------------------------------- units and data
+
+CLOUD = "float32, whole network (cloud baseline)"
+OURS = "int8 sparse + QAS (ours)"
+VERDICT_ROWS = (CLOUD, OURS)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One run of a row: a split (a user, for personalisation), a resplit of it or None, a seed."""
+
+    split: str
+    resplit: int | None
+    seed: int
+
+
+def units(spec: TaskSpec) -> list[Unit]:
+    if spec.resplits:
+        return [Unit(spec.splits[0], r, r) for r in range(spec.resplits)]
+    return [Unit(s, None, seed) for s in spec.splits for seed in SEEDS]
+
+
+def replicate(spec: TaskSpec, u: Unit) -> str:
+    """The unit's replicate, the level the intervals are over: the user where a task has several
+    splits (its seeds averaged), else the resplit, else the seed."""
+    if len(spec.splits) > 1:
+        return u.split
+    return f"split {u.resplit}" if u.resplit is not None else f"seed {u.seed}"
+
+
+def replicate_kind(spec: TaskSpec) -> str:
+    if len(spec.splits) > 1:
+        return f"{len(spec.splits)} users (each the mean of {len(SEEDS)} seeds)"
+    if spec.resplits:
+        return f"{spec.resplits} repeated stratified splits (split r trained with seed r)"
+    return f"{len(SEEDS)} seeds"
+
+
+def _grid_units(spec: TaskSpec, label: str) -> list[Unit]:
+    us = units(spec)
+    if label in VERDICT_ROWS or spec.resplits:
+        return us
+    return [u for u in us if u.seed in SEEDS[:GRID_SEEDS_OTHERS]]
+
+
+def _data(spec: TaskSpec, split: str, model: Path, validation: bool, resplit: int | None = None) -> Data:
+    if resplit is None:
+        return load(spec.dataset, model, split, validation=validation, adapt=spec.adapt)
+    return resplit_data(
+        load(spec.dataset, model, split, validation=False, adapt=spec.adapt), resplit, validation
+    )
+
+
+def resplit_data(d: Data, r: int, validation: bool) -> Data:
+    """Split r of d's fine-tuning and held-out samples pooled: a seeded, class-stratified draw
+    holding out as many of each class as d's held-out part; validation=True: the fine-tuning
+    part of it split as finetune.validation_split does (train / validation)."""
+    assert d.x_float_train is not None and d.x_float_eval is not None
+    x = np.concatenate([d.x_train, d.x_eval])
+    xf = np.concatenate([d.x_float_train, d.x_float_eval])
+    y = np.concatenate([d.y_train, d.y_eval])
+    rng = np.random.default_rng(r)
+    held = np.zeros(len(y), bool)
+    for c in np.unique(y):
+        k = int(np.sum(d.y_eval == c))
+        held[rng.choice(np.flatnonzero(y == c), size=k, replace=False)] = True
+    train, ev = np.flatnonzero(~held), np.flatnonzero(held)
+    name = "held-out"
+    if validation:
+        t, v = validation_split(y[train])
+        train, ev, name = train[t], train[v], "validation"
+    return Data(d.model_name, d.model, d.graph, x[train], y[train], x[ev], y[ev], name, xf[train], xf[ev])
+
+
 # ---------------------------------------------------------------- runs
-
-
-def _data(spec: TaskSpec, split: str, model: Path, validation: bool) -> Data:
-    return load(spec.dataset, model, split, validation=validation, adapt=spec.adapt)
 
 
 def int8_accuracy(
@@ -261,6 +372,20 @@ def int8_accuracy(
 ) -> float:
     ct = compile_training(d.graph, scheme, board, d.model_name, link=False, lr=lr)
     return run(ct, d, steps, seed, schedule=schedule)[0]
+
+
+def _deterministic_tf() -> None:
+    """TensorFlow with op determinism (zoo._tf) on one thread: a reduction's order then does not
+    depend on the machine's core count, so another machine of the kind gets the same numbers."""
+    from pytools.pretrain.zoo import _tf
+
+    tf = _tf()
+    tf.get_logger().setLevel("ERROR")  # nor Keras' retracing notes
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already initialised in this process (it keeps its first setting)
 
 
 def float_accuracy(
@@ -272,13 +397,9 @@ def float_accuracy(
     schedule: str = schedules.DEFAULT,
 ) -> float:
     """The whole float network fine-tuned in TensorFlow: plain SGD, batch 1, the int8 path's
-    sample order and lr schedule, sparse categorical cross-entropy on its softmax output."""
-    import os
-
-    from pytools.pretrain.zoo import _tf
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: no C++ chatter
-    _tf().get_logger().setLevel("ERROR")  # nor Keras' retracing notes
+    sample order and lr schedule, sparse categorical cross-entropy on its softmax output.
+    Deterministic: op determinism, keras.utils.set_random_seed(seed), one thread, no XLA."""
+    _deterministic_tf()
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -290,7 +411,7 @@ def float_accuracy(
             # model has it folded into the convolutions anyway.
             layer.trainable = False
     opt = keras.optimizers.SGD(schedules.keras_lr(schedule, lr, steps))
-    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy())
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
     order = orders(len(d.y_train), steps, seed)
     assert d.x_float_train is not None and d.x_float_eval is not None
     if steps:
@@ -299,115 +420,414 @@ def float_accuracy(
     return float(np.mean(pred == d.y_eval))
 
 
-def _sram(d: Data, board: Board, scheme: Scheme) -> tuple[int | None, str]:
-    ct = compile_training(d.graph, scheme, board, d.model_name, link=True)
+def _sram(graph: Any, name: str, board: Board, scheme: Scheme) -> tuple[int | None, str]:
+    ct = compile_training(graph, scheme, board, name, link=True)
     if ct.image is None:
         total = ct.base.regions["RAM"].used + ct.compiled.arena if ct.base else 0
         return None, f"does not fit {board.name}: {total:,} B of {board.memory.ram_size:,}"
     return ct.image.regions["RAM"].used, ""
 
 
+@dataclass(frozen=True)
+class Job:
+    """One fine-tuning run (or, steps0, the pretrained model's accuracy) of a task's unit."""
+
+    task: str
+    row: int  # the row's index in the task's rows (-1: pretrained)
+    unit: Unit
+    validation: bool
+    scheme: Scheme | None = field(compare=False, hash=False)  # None: the float cloud baseline
+    lr: float = 0.0
+    steps0: bool = False
+
+
+# The pool's workers are spawned (a fork after TensorFlow has loaded can deadlock): each gets
+# the context as picklable parts (a task spec's fields but its closures, which come back from
+# TASKS by name) and keeps its own caches of data and compiled steps.
+_CTX: dict[str, Any] = {}
+_DATA: dict[tuple, Data] = {}
+_STEPS: dict[tuple, Any] = {}
+_CLOSURES = ("model", "keras", "missing")
+
+
+def _context(specs: list[TaskSpec], board: Board, model_paths: dict[str, Path]) -> tuple:
+    fields = [{k: v for k, v in s.__dict__.items() if k not in _CLOSURES} for s in specs]
+    return fields, board, model_paths
+
+
+def _set_context(fields: list[dict[str, Any]], board: Board, model_paths: dict[str, Path]) -> None:
+    import dataclasses
+
+    known = {t.name: t for t in TASKS}
+    specs = [dataclasses.replace(known[f["name"]], **f) for f in fields]
+    _CTX.update(specs={s.name: s for s in specs}, board=board, paths=model_paths)
+    _DATA.clear()
+    _STEPS.clear()
+
+
+def _job_data(spec: TaskSpec, u: Unit, validation: bool) -> Data:
+    key = (spec.name, u.split, u.resplit, validation)
+    if key not in _DATA:
+        _DATA[key] = _data(spec, u.split, _CTX["paths"][spec.name], validation, u.resplit)
+    return _DATA[key]
+
+
+def steps_of(spec: TaskSpec, d: Data) -> int:
+    """A run's length: the task's epochs over the training part (capped at GRID_STEPS on the
+    validation runs of the lr choice)."""
+    steps = spec.epochs * len(d.y_train)
+    return min(steps, GRID_STEPS) if d.eval_name == "validation" else steps
+
+
+def do_job(job: Job) -> float:
+    spec: TaskSpec = _CTX["specs"][job.task]
+    d = _job_data(spec, job.unit, job.validation)
+    if job.scheme is None:
+        return float_accuracy(spec.keras, d, job.lr, steps_of(spec, d), job.unit.seed, spec.schedule)
+    key = (d.model_name, repr(job.scheme), job.lr)
+    if key not in _STEPS:
+        _STEPS[key] = compile_training(
+            d.graph, job.scheme, _CTX["board"], d.model_name, link=False, lr=job.lr
+        )
+    if job.steps0:
+        return run(_STEPS[key], d, 0, 0)[0]
+    return run(_STEPS[key], d, steps_of(spec, d), job.unit.seed, schedule=spec.schedule)[0]
+
+
+def _do_plan(spec_name: str, out_dir: Path) -> tuple[Scheme, str]:
+    spec: TaskSpec = _CTX["specs"][spec_name]
+    split = spec.plan_split or spec.splits[0]
+    p = plan(
+        _CTX["board"],
+        spec.dataset,
+        spec.budget,
+        model=_CTX["paths"][spec.name],
+        out=out_dir / f"{spec.name}-plan.toml",
+        lr=spec.lr,
+        steps=spec.plan_steps,
+        seeds=spec.plan_seeds,
+        split=split,
+        progress=False,
+        log=False,
+        adapt=spec.adapt,
+        max_seconds=spec.plan_seconds,
+    )
+    summary = (
+        f"`invoke plan` under {spec.budget // 1024} KB (on the validation part of split `{split}`): "
+        f"{p.scheme.describe()} "
+        f"({p.memory:,} B; {p.analysis.runs} analysis runs, {p.result.compiles} schemes "
+        f"compiled, {p.seconds['total']:.0f} s)"
+    )
+    return p.scheme, summary
+
+
+def _plan_job(args: tuple[str, Path]) -> tuple[Scheme, str]:
+    return _do_plan(*args)
+
+
+class Pool:
+    """Runs jobs on `workers` spawned processes (in this process when workers == 1), results in
+    the jobs' order, with a progress bar."""
+
+    def __init__(self, workers: int, progress: bool, context: tuple) -> None:
+        self.progress = progress
+        self.pool = None
+        _set_context(*context)
+        if workers > 1:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(workers, _set_context, context)
+
+    def map(self, fn: Callable[[Any], Any], jobs: list[Any], desc: str) -> list[Any]:
+        bar = tqdm(total=len(jobs), desc=desc, disable=not self.progress, unit="run", leave=False)
+        out: list[Any] = [None] * len(jobs)
+        if self.pool is None:
+            for i, j in enumerate(jobs):
+                out[i] = fn(j)
+                bar.update()
+        else:
+            for i, r in self.pool.imap_unordered(_indexed, [(fn, i, j) for i, j in enumerate(jobs)]):
+                out[i] = r
+                bar.update()
+        bar.close()
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
+def _indexed(args: tuple[Callable[[Any], Any], int, Any]) -> tuple[int, Any]:
+    fn, i, job = args
+    return i, fn(job)
+
+
 @dataclass
 class TaskResult:
     spec: TaskSpec
-    rows: dict[str, list[Row]]  # split -> rows
-    pretrained: dict[str, float]
+    rows: list[Row]
+    units: list[Unit]
+    pretrained: dict[str, float]  # replicate -> accuracy
+    held_out: dict[str, int]  # split (or "split r") -> held-out samples
     plan_summary: str
     seconds: float
+    section: str = ""  # its Markdown section, as written (a partial rerun keeps it verbatim)
 
 
-def run_task(spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path = OUT_DIR) -> TaskResult:
+def _row_plan(spec: TaskSpec, ours: Scheme, n: int) -> list[tuple[str, Scheme | None]]:
+    return [
+        (CLOUD, None),
+        ("int8 classifier only", parse_scheme_text("bias=1,-1=1")),
+        ("int8 biases only", Scheme(n)),
+        ("int8 sparse, no QAS", Scheme(ours.bias_layers, dict(ours.weights), qas=False)),
+        (OURS, ours),
+        ("int8 full update", Scheme(n, {-i: 1.0 for i in range(1, n + 1)})),
+    ]
+
+
+def _factors(spec: TaskSpec, scheme: Scheme | None) -> tuple[float, ...]:
+    if scheme is None:
+        return CLOUD_LR_FACTORS
+    if not scheme.qas:
+        return NO_QAS_LR_FACTORS
+    return LR_FACTORS if spec.lr_grid else (1.0,)
+
+
+def _grid_means(acc: dict[Job, float], task: str, row: int) -> dict[float, float]:
+    """A row's grid: lr -> mean validation accuracy over the units it was run on."""
+    grid: dict[float, list[float]] = {}
+    for j, a in acc.items():
+        if j.task == task and j.row == row and j.validation:
+            grid.setdefault(j.lr, []).append(a)
+    return {lr: float(np.mean(v)) for lr, v in grid.items()}
+
+
+def _ranked(grid: dict[float, float], base: float) -> list[float]:
+    """The grid's lrs, best mean validation accuracy first; ties to the lr nearer the task's."""
+    return sorted(grid, key=lambda k: (-round(grid[k], 12), abs(np.log(k / base)), k))
+
+
+def run_tasks(
+    specs: list[TaskSpec],
+    board: Board,
+    progress: bool = True,
+    out_dir: Path = OUT_DIR,
+    workers: int = WORKERS,
+) -> list[TaskResult]:
+    """Every task's rows, all tasks' runs of one phase (plans; the lr grids; held-out runs) in
+    one pool so both cores stay busy."""
     t0 = time.monotonic()
-    name, blob = spec.model()
-    n = len(trainable_ops(import_tflite(blob, name)))
-    out: dict[str, list[Row]] = {}
-    pretrained: dict[str, float] = {}
-    plan_summary = ""
-    model_path = BUILD / "results" / f"{name}.tflite"
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    model_path.write_bytes(blob)
-    for split in spec.splits:
-        val = _data(spec, split, model_path, validation=True)
-        held = _data(spec, split, model_path, validation=False)
-        steps_val = min(spec.epochs * len(val.y_train), GRID_STEPS)
-        steps = spec.epochs * len(held.y_train)
-        if not plan_summary:  # one plan per task (on its first split's validation part)
-            p = plan(
-                board,
-                spec.dataset,
-                spec.budget,
-                model=model_path,
-                out=out_dir / f"{spec.name}-plan.toml",
-                lr=spec.lr,
-                steps=spec.plan_steps,
-                seeds=spec.plan_seeds,
-                split=spec.plan_split or split,
-                progress=progress,
-                log=False,
-                adapt=spec.adapt,
-                max_seconds=spec.plan_seconds,
-            )
-            ours = p.scheme
-            plan_summary = (
-                f"`invoke plan` under {spec.budget // 1024} KB (on split `{spec.plan_split or split}`): "
-                f"{ours.describe()} "
-                f"({p.memory:,} B; {p.analysis.runs} analysis runs, {p.result.compiles} schemes "
-                f"compiled, {p.seconds['total']:.0f} s)"
-            )
-        no_qas = Scheme(ours.bias_layers, dict(ours.weights), qas=False)
-        full = Scheme(n, {-i: 1.0 for i in range(1, n + 1)})
-        rows = [
-            ("float32, whole network (cloud baseline)", None, "TensorFlow SGD"),
-            ("int8 classifier only", parse_scheme_text("bias=1,-1=1"), ""),
-            ("int8 biases only", Scheme(n), ""),
-            ("int8 sparse, no QAS", no_qas, ""),
-            ("int8 sparse + QAS (ours)", ours, ""),
-            ("int8 full update", full, ""),
+    paths: dict[str, Path] = {}
+    n_ops: dict[str, int] = {}
+    graphs: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for spec in specs:
+        name, blob = spec.model()
+        paths[spec.name] = BUILD / "results" / f"{name}.tflite"
+        paths[spec.name].parent.mkdir(parents=True, exist_ok=True)
+        if not paths[spec.name].exists() or paths[spec.name].read_bytes() != blob:
+            paths[spec.name].write_bytes(blob)
+        _deterministic_tf()  # TensorFlow's settings before anything loads it
+        spec.keras()  # the float weights built and cached here, once, not by each worker
+        graphs[spec.name] = import_tflite(blob, name)
+        names[spec.name] = name
+        n_ops[spec.name] = len(trainable_ops(graphs[spec.name]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pool = Pool(workers, progress, _context(specs, board, paths))
+    acc: dict[Job, float] = {}
+    try:
+        planned = pool.map(_plan_job, [(s.name, out_dir) for s in specs], "plans")
+        rows: dict[str, list[tuple[Row, Scheme | None]]] = {}
+        grid_jobs: list[Job] = []
+        for spec, (ours, _) in zip(specs, planned, strict=True):
+            rows[spec.name] = []
+            for k, (label, scheme) in enumerate(_row_plan(spec, ours, n_ops[spec.name])):
+                row = Row(label, scheme.describe() if scheme else "all layers, float32")
+                rows[spec.name].append((row, scheme))
+                if scheme is not None:
+                    row.sram, why = _sram(graphs[spec.name], names[spec.name], board, scheme)
+                    if row.sram is None and label == "int8 full update":
+                        row.note = why
+                        continue
+                fs = _factors(spec, scheme)
+                if len(fs) > 1:
+                    grid_jobs += [
+                        Job(spec.name, k, u, True, scheme, f * spec.lr)
+                        for f in fs
+                        for u in _grid_units(spec, label)
+                    ]
+        pre_jobs = [
+            Job(s.name, -1, u, False, Scheme(1), s.lr, steps0=True)
+            for s in specs
+            for u in units(s)
+            if u.seed == units(s)[0].seed or s.resplits
         ]
-        pretrained[split] = run(compile_training(held.graph, Scheme(1), board, name, link=False), held, 0, 0)[
-            0
-        ]
-        result: list[Row] = []
-        for label, scheme, note in progress_bar(
-            rows, desc=f"{spec.name}/{split}", disable=not progress, leave=False
-        ):
-            row = Row(label, scheme.describe() if scheme else "all layers, float32", note=note)
-            if scheme is not None:
-                row.sram, why = _sram(held, board, scheme)
-                if row.sram is None and scheme is full:
-                    row.note = why
-                    result.append(row)
+        got = pool.map(do_job, grid_jobs + pre_jobs, "lr grids")
+        acc.update(zip(grid_jobs + pre_jobs, got, strict=True))
+        for round_ in range(GRID_EXTEND):
+            # A best lr at the grid's edge may not be the best: one more step beyond it.
+            more = []
+            for spec in specs:
+                for k, (row, scheme) in enumerate(rows[spec.name]):
+                    means = _grid_means(acc, spec.name, k)
+                    if len(means) < 2:
+                        continue
+                    best, tried = _ranked(means, spec.lr)[0], sorted(means)
+                    fs = _factors(spec, scheme)
+                    ratio = fs[-1] / fs[-2]
+                    new = best * ratio if best == tried[-1] else best / ratio if best == tried[0] else None
+                    if new is not None:
+                        more += [Job(spec.name, k, u, True, scheme, new) for u in _grid_units(spec, row.name)]
+            if not more:
+                break
+            got = pool.map(do_job, more, f"lr grids, edges {round_ + 1}")
+            acc.update(zip(more, got, strict=True))
+        held_jobs: list[Job] = []
+        for spec in specs:
+            for k, (row, scheme) in enumerate(rows[spec.name]):
+                if row.note:
                     continue
-            factors = LR_FACTORS if scheme is None or scheme.qas else NO_QAS_LR_FACTORS
-            if scheme is None:
-                factors = CLOUD_LR_FACTORS
-            if not spec.lr_grid and scheme is not None and scheme.qas:
-                factors = (1.0,)
-
-            def acc(data: Data, lr: float, steps: int, seed: int, s: Scheme | None = scheme) -> float:
-                if s is None:
-                    return float_accuracy(spec.keras, data, lr, steps, seed, spec.schedule)
-                return int8_accuracy(data, board, s, lr, steps, seed, spec.schedule)
-
-            grid = (
-                {f * spec.lr: acc(val, f * spec.lr, steps_val, 0) for f in factors}
-                if len(factors) > 1
-                else {spec.lr: 0.0}
+                means = _grid_means(acc, spec.name, k)
+                if means:
+                    ranked = _ranked(means, spec.lr)
+                    row.grid = {repr(lr): means[lr] for lr in sorted(means)}
+                    row.lr = ranked[0]
+                    if row.name in VERDICT_ROWS:
+                        row.runner_up = ranked[1]
+                else:
+                    row.lr = spec.lr
+                lrs = [row.lr] + ([row.runner_up] if row.runner_up is not None else [])
+                held_jobs += [Job(spec.name, k, u, False, scheme, lr) for lr in lrs for u in units(spec)]
+        got = pool.map(do_job, held_jobs, "held-out runs")
+        acc.update(zip(held_jobs, got, strict=True))
+    finally:
+        pool.close()
+    out = []
+    for spec, (_, summary) in zip(specs, planned, strict=True):
+        us = units(spec)
+        for k, (row, _) in enumerate(rows[spec.name]):
+            if row.note:
+                continue
+            row.accuracy = [acc[Job(spec.name, k, u, False, None, row.lr)] for u in us]
+            if row.runner_up is not None:
+                row.runner_up_accuracy = [acc[Job(spec.name, k, u, False, None, row.runner_up)] for u in us]
+        pre: dict[str, list[float]] = {}
+        for j in pre_jobs:
+            if j.task == spec.name:
+                pre.setdefault(replicate(spec, j.unit), []).append(acc[j])
+        out.append(
+            TaskResult(
+                spec,
+                [r for r, _ in rows[spec.name]],
+                us,
+                {key: float(np.mean(v)) for key, v in pre.items()},
+                _held_out_sizes(spec),
+                summary,
+                0.0,
             )
-            row.lr = max(grid, key=lambda k: (grid[k], -abs(np.log(k / spec.lr))))
-            row.accuracy = [acc(held, row.lr, steps, s) for s in SEEDS]
-            result.append(row)
-        out[split] = result
-    return TaskResult(spec, out, pretrained, plan_summary, time.monotonic() - t0)
+        )
+    seconds = time.monotonic() - t0
+    for tr in out:  # the phases are shared: each task's time is its share of the runs
+        tr.seconds = seconds / len(out)
+    return out
+
+
+def _held_out_sizes(spec: TaskSpec) -> dict[str, int]:
+    if spec.resplits:
+        n = len(datasets.load_split(spec.dataset, spec.splits[0]).held_out)
+        return {f"split {r}": n for r in range(spec.resplits)}
+    return {s: len(datasets.load_split(spec.dataset, s).held_out) for s in spec.splits}
+
+
+def run_task(
+    spec: TaskSpec, board: Board, progress: bool = True, out_dir: Path = OUT_DIR, workers: int = WORKERS
+) -> TaskResult:
+    return run_tasks([spec], board, progress, out_dir, workers)[0]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def per_replicate(tr: TaskResult, accs: list[float]) -> np.ndarray:
+    """A row's accuracies (one per unit) averaged per replicate, in the units' order."""
+    groups: dict[str, list[float]] = {}
+    for u, a in zip(tr.units, accs, strict=True):
+        groups.setdefault(replicate(tr.spec, u), []).append(a)
+    return np.array([np.mean(v) for v in groups.values()])
+
+
+def t_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval of the mean of x (its replicates)."""
+    from scipy import stats
+
+    x = np.asarray(x, float)
+    m = float(np.mean(x))
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+@dataclass
+class Verdict:
+    word: str  # "better", "within", "worse", "inconclusive"
+    diff: tuple[float, float, float]  # ours - cloud, points: mean, low, high
+
+    def text(self) -> str:
+        m, lo, hi = self.diff
+        what = {
+            "better": "better (the whole interval above 0)",
+            "within": f"within {MARGIN:g} point (the interval's low end above -{MARGIN:g}: target met)",
+            "worse": f"**worse** (the whole interval below -{MARGIN:g}: target not met)",
+            "inconclusive": f"inconclusive (the interval spans -{MARGIN:g})",
+        }[self.word]
+        return f"{m:+.1f} points [{lo:+.1f}, {hi:+.1f}]: {what}"
+
+
+def verdict(ours: list[float], cloud: list[float], tr: TaskResult) -> Verdict:
+    """From the interval of the paired difference ours - cloud over the replicates (the same
+    seeds, users or splits, the same sample orders), in points, against MARGIN."""
+    d = 100 * (per_replicate(tr, ours) - per_replicate(tr, cloud))
+    m, lo, hi = t_interval(d)
+    if lo > 0:
+        word = "better"
+    elif hi < -MARGIN:
+        word = "worse"
+    elif lo >= -MARGIN:
+        word = "within"
+    else:
+        word = "inconclusive"
+    return Verdict(word, (m, lo, hi))
+
+
+def _row(tr: TaskResult, name: str) -> Row:
+    return next(r for r in tr.rows if r.name == name)
+
+
+def verdicts(tr: TaskResult) -> dict[str, Verdict]:
+    """The verdict as chosen, and with each verdict row's lr flipped to its grid runner-up."""
+    ours, cloud = _row(tr, OURS), _row(tr, CLOUD)
+    out = {"chosen": verdict(ours.accuracy, cloud.accuracy, tr)}
+    if ours.runner_up_accuracy:
+        out[f"ours at its runner-up lr {ours.runner_up:g}"] = verdict(
+            ours.runner_up_accuracy, cloud.accuracy, tr
+        )
+    if cloud.runner_up_accuracy:
+        out[f"the cloud at its runner-up lr {cloud.runner_up:g}"] = verdict(
+            ours.accuracy, cloud.runner_up_accuracy, tr
+        )
+    return out
 
 
 # ---------------------------------------------------------------- the report
 
 
-def _fmt_acc(accs: list[float]) -> str:
+def _fmt_acc(tr: TaskResult, accs: list[float]) -> str:
     if not accs:
         return "—"
-    return f"{100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f}"
+    m, lo, hi = t_interval(100 * per_replicate(tr, accs))
+    return f"{m:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
 def _plot(tr: TaskResult, path: Path) -> None:
@@ -416,20 +836,17 @@ def _plot(tr: TaskResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = next(iter(tr.rows.values()))
-    labels = [r.name for r in rows]
-    means = [
-        100 * np.mean([np.mean(tr.rows[s][i].accuracy or [np.nan]) for s in tr.rows])
-        for i in range(len(rows))
-    ]
-    errs = [100 * np.std(rows[i].accuracy) if rows[i].accuracy else 0 for i in range(len(rows))]
+    labels = [r.name for r in tr.rows]
+    cis = [t_interval(100 * per_replicate(tr, r.accuracy)) if r.accuracy else (np.nan,) * 3 for r in tr.rows]
+    means = [c[0] for c in cis]
+    errs = np.array([[c[0] - c[1], c[2] - c[0]] if np.isfinite(c[1]) else [0, 0] for c in cis]).T
     pre = 100 * np.mean(list(tr.pretrained.values()))
     fig, ax = plt.subplots(figsize=(9, 3.8))
     colors = ["grey", "#9ecae1", "#6baed6", "#fdae6b", "#e6550d", "#31a354"]
-    ax.barh(range(len(rows))[::-1], means, xerr=errs, color=colors[: len(rows)])
+    ax.barh(range(len(labels))[::-1], means, xerr=errs, color=colors[: len(labels)], capsize=3)
     ax.axvline(pre, color="black", ls="--", lw=1, label=f"pretrained {pre:.1f}")
-    ax.set_yticks(range(len(rows))[::-1], labels, fontsize=8)
-    ax.set_xlabel("held-out accuracy (%), mean ± std over 3 seeds")
+    ax.set_yticks(range(len(labels))[::-1], labels, fontsize=8)
+    ax.set_xlabel(f"held-out accuracy (%), mean and 95 % t interval over {replicate_kind(tr.spec)}")
     ax.set_title(tr.spec.title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -437,77 +854,189 @@ def _plot(tr: TaskResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _held_text(tr: TaskResult) -> str:
+    spec, sizes = tr.spec, tr.held_out
+    if spec.resplits:
+        n = next(iter(sizes.values()))
+        ds = datasets.load_split(spec.dataset, spec.splits[0])
+        total = len(ds.finetune) + len(ds.held_out)
+        return (
+            f"{n} samples held out by each of {spec.resplits} repeated stratified splits of all {total} "
+            f"recordings of split `{spec.splits[0]}` (as many of each class as its own held-out part; "
+            f"{n} samples alone resolve only {100 / n:.1f} points): {n * spec.resplits} held-out predictions "
+            "per row and lr"
+        )
+    if len(sizes) > 1:
+        return (
+            f"{min(sizes.values())}-{max(sizes.values())} samples per user ({sum(sizes.values())} in all; "
+            "each user's later recording)"
+        )
+    return f"{next(iter(sizes.values()))} samples"
+
+
 def _task_md(tr: TaskResult) -> list[str]:
     spec = tr.spec
     lines = [f"## {spec.title}", ""]
-    multi = len(tr.rows) > 1
+    multi = len(spec.splits) > 1
     ds = datasets.load_split(spec.dataset, spec.splits[0])
     lines.append(
         f"Data: `{spec.dataset}`, split `{spec.splits[0]}`"
         + (f" (and {len(spec.splits) - 1} more, one run each)" if multi else "")
         + f": fine-tuning on {len(ds.finetune)} samples, {spec.epochs} epoch(s), batch 1; "
-        f"held out: {len(ds.held_out)} samples. {tr.plan_summary}."
+        f"held out: {_held_text(tr)}. {tr.plan_summary}."
     )
-    lines.append("")
+    lines += [
+        "",
+        f"Accuracy: mean and 95 % Student-t interval over {replicate_kind(spec)}"
+        + ("; worst user: the lowest user mean" if multi else "")
+        + ". lr: the grid value with the best mean validation accuracy (runner-up in brackets for the "
+        "verdict's rows).",
+        "",
+    ]
     pre = tr.pretrained
     pre_txt = f"{100 * np.mean(list(pre.values())):.1f}" + (
         f" | {100 * min(pre.values()):.1f}" if multi else ""
     )
     head = "| | scheme | lr | held-out accuracy (%) | peak training SRAM |"
     if multi:
-        head = "| | scheme | lr (first user's) | mean over users (%) | worst user (%) | peak training SRAM |"
+        head = "| | scheme | lr | mean over users (%) | worst user (%) | peak training SRAM |"
     lines += [head, "|---|---|---|---|---|" + ("---|" if multi else "")]
     lines.append(f"| pretrained | — | — | {pre_txt} | — |")
-    rows0 = next(iter(tr.rows.values()))
-    for i, r in enumerate(rows0):
-        sram = f"{r.sram:,} B" if r.sram else ("— (cloud)" if "float32" in r.name else r.note or "—")
-        bold = "**" if "ours" in r.name else ""
+    for r in tr.rows:
+        sram = f"{r.sram:,} B" if r.sram else ("— (cloud)" if r.name == CLOUD else r.note or "—")
+        bold = "**" if r.name == OURS else ""
+        lr = (
+            "—"
+            if not r.accuracy
+            else f"{r.lr:g}" + (f" ({r.runner_up:g})" if r.runner_up is not None else "")
+        )
+        acc = _fmt_acc(tr, r.accuracy)
+        cells = f"{bold}{acc}{bold}"
         if multi:
-            per_user = [np.mean(tr.rows[s][i].accuracy) for s in tr.rows if tr.rows[s][i].accuracy]
-            acc = f"{100 * np.mean(per_user):.1f}" if per_user else "—"
-            worst = f"{100 * min(per_user):.1f}" if per_user else "—"
-            lines.append(f"| {bold}{r.name}{bold} | {r.scheme} | {r.lr:g} | {acc} | {worst} | {sram} |")
-        else:
-            acc = _fmt_acc(r.accuracy)
-            lines.append(f"| {bold}{r.name}{bold} | {r.scheme} | {r.lr:g} | {bold}{acc}{bold} | {sram} |")
+            worst = f"{100 * min(per_replicate(tr, r.accuracy)):.1f}" if r.accuracy else "—"
+            cells += f" | {worst}"
+        lines.append(f"| {bold}{r.name}{bold} | {r.scheme} | {lr} | {cells} | {sram} |")
     lines.append("")
-    lines += _verdict(tr)
+    grids = [
+        f"{r.name}: " + ", ".join(f"{float(lr):g} {100 * v:.1f}" for lr, v in r.grid.items())
+        for r in tr.rows
+        if r.grid
+    ]
+    if grids:
+        lines += ["Validation grids (lr: mean validation accuracy %): " + "; ".join(grids) + ".", ""]
+    lines += _verdict_md(tr)
     lines += [
         "",
         f"![{spec.name}](results/{spec.name}.png)",
         f"![{spec.name} plan](results/{spec.name}-plan.png)",
+        "",
     ]
-    lines += ["", f"Task time: {tr.seconds:.0f} s.", ""]
     return lines
 
 
 def _mean(tr: TaskResult, name: str) -> float:
-    vals = [np.mean(r.accuracy) for rows in tr.rows.values() for r in rows if r.name == name and r.accuracy]
-    return float(np.mean(vals)) if vals else float("nan")
+    r = _row(tr, name)
+    return float(np.mean(per_replicate(tr, r.accuracy))) if r.accuracy else float("nan")
 
 
-def _verdict(tr: TaskResult) -> list[str]:
-    ours = _mean(tr, "int8 sparse + QAS (ours)")
-    cloud = _mean(tr, "float32, whole network (cloud baseline)")
-    cls = _mean(tr, "int8 classifier only")
-    bias = _mean(tr, "int8 biases only")
-    noqas = _mean(tr, "int8 sparse, no QAS")
-    full = _mean(tr, "int8 full update")
-    gap = 100 * (ours - cloud)
-    out = [
-        f"Ours against the cloud baseline: {gap:+.1f} points "
+def _verdict_md(tr: TaskResult) -> list[str]:
+    vs = verdicts(tr)
+    chosen = vs.pop("chosen")
+    ours = _mean(tr, OURS)
+    out = [f"**Ours against the cloud baseline** (paired over {replicate_kind(tr.spec)}): {chosen.text()}."]
+    flips = [f"{k}: {v.text()}" for k, v in vs.items()]
+    changed = [k for k, v in vs.items() if v.word != chosen.word]
+    out.append(
+        "Robustness, each lr choice flipped to its runner-up: "
+        + ("; ".join(flips) if flips else "no runner-up (no lr grid)")
+        + ". "
         + (
-            "(within 1 point: target met)." if gap >= -1 else "(**more than 1 point below: target not met**)."
-        ),
-        f"Against classifier only {100 * (ours - cls):+.1f}, biases only {100 * (ours - bias):+.1f}, "
-        f"the same scheme without QAS {100 * (ours - noqas):+.1f} points.",
+            f"The verdict **would change** ({'; '.join(changed)})."
+            if changed
+            else "The verdict would not change."
+        )
+        + f" The epochs ({tr.spec.epochs}) and the sample orders are the task's, the same for every row, "
+        "not chosen."
+    )
+    others = [
+        ("classifier only", "int8 classifier only"),
+        ("biases only", "int8 biases only"),
+        ("the same scheme without QAS", "int8 sparse, no QAS"),
     ]
-    if np.isfinite(full):
+    out.append(
+        "Ours against "
+        + ", ".join(f"{k} {100 * (ours - _mean(tr, n)):+.1f}" for k, n in others)
+        + " points (means)."
+    )
+    full = _row(tr, "int8 full update")
+    if full.accuracy:
         out.append(
-            f"The int8 full update (no memory budget) against the cloud baseline: "
-            f"{100 * (full - cloud):+.1f} points."
+            "The int8 full update (no memory budget) against the cloud baseline: "
+            f"{verdict(full.accuracy, _row(tr, CLOUD).accuracy, tr).text()}."
         )
     return out
+
+
+def _summary(tr: TaskResult) -> dict[str, Any]:
+    """The figures the README quotes, from the same rows as the section."""
+    cols = {"cloud": CLOUD, "classifier": "int8 classifier only", "biases": "int8 biases only", "ours": OURS}
+    out: dict[str, Any] = {k: _fmt_acc(tr, _row(tr, n).accuracy) for k, n in cols.items()}
+    v = verdicts(tr)
+    out["verdict"] = v["chosen"].text()
+    out["robust"] = all(x.word == v["chosen"].word for x in v.values())
+    return out
+
+
+README = ROOT / "README.md"
+README_BEGIN = "<!-- invoke results: begin (generated from docs/results/*.json; do not edit) -->"
+README_END = "<!-- invoke results: end -->"
+
+
+def readme_table(results: list[TaskResult]) -> str:
+    lines = [
+        README_BEGIN,
+        "| task | cloud float32 | int8 classifier only | int8 biases only | ours (planned sparse + QAS) "
+        "| ours - cloud, points [95 %]: verdict | robust to each lr's runner-up |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for tr in results:
+        s = _summary(tr)
+        lines.append(
+            f"| {tr.spec.title} | {s['cloud']} | {s['classifier']} | {s['biases']} | **{s['ours']}** | "
+            f"{s['verdict'].replace('**', '')} | {'yes' if s['robust'] else 'no'} |"
+        )
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(results: list[TaskResult], readme: Path = README) -> None:
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ToolError(
+            f"{readme} lacks the markers {README_BEGIN!r} ... {README_END!r} around the results table: "
+            "put them back where the table goes"
+        )
+    a = text.index(README_BEGIN)
+    b = text.index(README_END) + len(README_END)
+    readme.write_text(text[:a] + readme_table(results) + text[b:])
+
+
+def _to_json(tr: TaskResult) -> str:
+    return (
+        json.dumps(
+            {
+                "units": [u.__dict__ for u in tr.units],
+                "pretrained": tr.pretrained,
+                "held_out": tr.held_out,
+                "rows": [{**r.__dict__} for r in tr.rows],
+                "seconds": tr.seconds,
+                "plan_summary": tr.plan_summary,
+                "section": tr.section,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def write(
@@ -518,36 +1047,34 @@ def write(
     md: Path = OUT_MD,
     out_dir: Path = OUT_DIR,
     kept: list[str] | None = None,
+    cpu_seconds: float | None = None,
+    readme: Path | None = README,
 ) -> None:
-    """kept: tasks whose results come from an earlier run's JSON (not rewritten here)."""
+    """kept: tasks whose results come from an earlier run's JSON: their sections are copied
+    verbatim (byte for byte), their files are not rewritten."""
     kept = kept or []
     out_dir.mkdir(parents=True, exist_ok=True)
     for tr in results:
         if tr.spec.name in kept:
             continue
+        tr.section = "\n".join(_task_md(tr))
         _plot(tr, out_dir / f"{tr.spec.name}.png")
-        (out_dir / f"{tr.spec.name}.json").write_text(
-            json.dumps(
-                {
-                    "pretrained": tr.pretrained,
-                    "rows": {s: [{**r.__dict__} for r in rows] for s, rows in tr.rows.items()},
-                    "seconds": tr.seconds,
-                    "plan_summary": tr.plan_summary,
-                },
-                indent=1,
-            )
-            + "\n"
-        )
+        (out_dir / f"{tr.spec.name}.json").write_text(_to_json(tr))
+    cpu = ""
+    if cpu_seconds is not None:
+        cpu = f", {cpu_seconds / 60:.1f} min of CPU (user + sys, all processes)"
     lines = [
         "# Results: on-device int8 fine-tuning against float fine-tuning in the cloud",
         "",
-        f"Generated by `{command}` on {dt.date.today().isoformat()} in {seconds / 60:.1f} min "
-        "(2-core sandbox); regenerate with the same command. Do not edit by hand.",
+        f"Generated by `{command}` on {dt.date.today().isoformat()} in {seconds / 60:.1f} min{cpu} "
+        f"(2-core sandbox, {WORKERS} worker processes); regenerate with the same command. "
+        "Do not edit by hand.",
         *(
             [
                 "",
                 f"Tasks {', '.join(f'`{k}`' for k in kept)} were not run this time: their sections are "
-                "an earlier run's (docs/results/<task>.json); `invoke results` alone reruns every task.",
+                "an earlier run's, copied verbatim (docs/results/<task>.json); `invoke results` alone "
+                "reruns every task.",
             ]
             if kept
             else []
@@ -558,7 +1085,9 @@ def write(
         "- **pretrained**: the backbone before fine-tuning (int8, host twin);",
         "- **float32, whole network (cloud baseline)**: the float Keras backbone (the weights the int8 "
         "model was exported from), every layer fine-tuned in TensorFlow: plain SGD, batch 1, the same "
-        "epochs and sample order, BatchNorm frozen (in inference mode: batch-1 statistics wreck it);",
+        "epochs, sample orders and lr schedule, BatchNorm frozen (in inference mode: batch-1 statistics "
+        "wreck it); deterministic: TensorFlow's op determinism, `keras.utils.set_random_seed(seed)`, one "
+        "thread, no XLA, oneDNN off;",
         "- **int8 classifier only**: the last layer's weights and bias (`bias=1,-1=1`);",
         "- **int8 biases only**: the biases of every trainable layer;",
         "- **int8 sparse, no QAS**: our scheme with `qas = false` (plain SGD on the integers);",
@@ -567,31 +1096,48 @@ def write(
         "- **int8 full update**: every bias and every weight, where the step fits the board.",
         "",
         "Every int8 row runs on the host twin: the board's C kernels and plan, bit-identical with the "
-        "board for the same plan, seed and sample order. Accuracy is on the held-out part (writers, "
-        "users or recordings nobody trains on): mean ± standard deviation over three sample-order "
-        f"seeds ({', '.join(map(str, SEEDS))}), training on the whole fine-tuning split. Peak training "
-        "SRAM is the linker's RAM total for the firmware with the training step linked in: its static "
-        "RAM (stacks, link buffers, runtime) plus the planned training arena (activations, saved "
-        "activations, masks, gradients, trainable state), as `invoke compile` reports it. `invoke "
-        "plan`, the learning-rate choice and everything else that is tuned sees only the validation "
-        "part of the fine-tuning split, never the held-out part.",
+        "board for the same plan, seed and sample order. Peak training SRAM is the linker's RAM total "
+        "for the firmware with the training step linked in: its static RAM (stacks, link buffers, "
+        "runtime) plus the planned training arena (activations, saved activations, masks, gradients, "
+        "trainable state), as `invoke compile` reports it.",
+        "",
+        f"Seeds and intervals: every row is run with the sample-order seeds {', '.join(map(str, SEEDS))} on "
+        "the whole fine-tuning part, and scored on the held-out part (writers, users or recordings "
+        "nobody trains on; each task states its size). Where a task's held-out part is too small to "
+        "resolve the differences claimed (BasicMotions: 40 samples, 2.5 points each), the runs are "
+        "instead repeated stratified splits of all its recordings, split r trained with seed r. A row's "
+        f"figure is the mean and the {CONFIDENCE:.0%} Student-t interval (t quantile with n - 1 degrees of "
+        "freedom times the standard error) over the task's replicates: its seeds; its users (each the "
+        "mean of its seeds); its splits.",
+        "",
+        f"Verdict: ours against the cloud baseline is the mean and {CONFIDENCE:.0%} t interval of the "
+        "paired difference over the same replicates (both rows see the same seeds, splits and sample "
+        f"orders): **better** if the whole interval is above 0, **within** {MARGIN:g} point (the target) "
+        f"if its low end is at or above -{MARGIN:g}, **worse** if the whole interval is below -{MARGIN:g}, "
+        f"**inconclusive** if it spans -{MARGIN:g}. Each task then flips each of the two rows' lr to its "
+        "grid runner-up (by mean validation accuracy) and says whether the verdict would change. The "
+        "epochs and the sample orders are fixed per task, the same for every row, not chosen.",
+        "",
+        "Learning rates: chosen on validation data only: each unit's fine-tuning part split 70/30 "
+        "(class-stratified, `pytools/plan/finetune.py` validation_split), trained on the 70 % (at most "
+        f"{GRID_STEPS} steps) and scored on the 30 %; a row's lr is the grid value with the best MEAN "
+        "validation accuracy over the same seeds (or splits, or users and seeds) as its table figure "
+        f"(the rows outside the verdict: over the first {GRID_SEEDS_OTHERS} seeds, to save CPU time); a "
+        f"best lr at a grid's edge gets up to {GRID_EXTEND} more grid steps beyond it. "
+        f"Grids: the task lr times {', '.join(f'{f:.3g}' for f in LR_FACTORS)}; the cloud baseline the "
+        f"task lr times {', '.join(f'{f:.3g}' for f in CLOUD_LR_FACTORS)}; the row without QAS the task "
+        f"lr times {', '.join(f'{f:g}' for f in NO_QAS_LR_FACTORS)} (without QAS the right lr differs per "
+        "layer by s_W^2, which no single lr fixes: that is what QAS is for). `invoke plan` also sees only "
+        "the validation part of its split (BasicMotions: the archive's TRAIN recordings, some of which "
+        "the repeated splits then hold out: the scheme, not the scores, was chosen on them).",
         "",
         "Learning-rate schedule: every row, the cloud baseline included, decays its lr linearly "
         "from the chosen lr to 0 over the run (`pytools/train/schedule.py`; Keras' PolynomialDecay "
-        "with power 1 in the cloud). On the board the host sends each step's factor with its TRAIN. "
-        "With a constant lr, batch-1 SGD ends wherever the last samples pushed the weights, and the "
-        "spread over seeds is wide (see the schedule module's notes).",
-        "",
-        "Learning rates: each row picks its lr on the validation part (one seed, at most "
-        f"{GRID_STEPS} steps) from the task lr times {', '.join(f'{f:.3g}' for f in LR_FACTORS)}; the "
-        f"cloud baseline from the task lr times {', '.join(f'{f:.3g}' for f in CLOUD_LR_FACTORS)}; "
-        "the row without QAS from the task lr times "
-        f"{', '.join(f'{f:g}' for f in NO_QAS_LR_FACTORS)} (without QAS the right lr differs per layer "
-        "by s_W^2, which no single lr fixes: that is what QAS is for).",
+        "with power 1 in the cloud). On the board the host sends each step's factor with its TRAIN.",
         "",
     ]
     for tr in results:
-        lines += _task_md(tr)
+        lines += tr.section.split("\n")
     if skipped:
         lines += ["## Not run here", ""]
         lines += [f"- {s.title}: {why}." for s, why in skipped]
@@ -602,42 +1148,71 @@ def write(
             "",
         ]
     md.write_text("\n".join(lines).rstrip() + "\n")
+    if readme is not None:
+        update_readme(results, readme)
 
 
 def load_result(spec: TaskSpec, out_dir: Path = OUT_DIR) -> TaskResult | None:
-    """A task's result as an earlier run wrote it (docs/results/<task>.json); None if none."""
+    """A task's result as an earlier run wrote it (docs/results/<task>.json); None if none, or
+    if it predates the per-unit format (then the task must be rerun)."""
     path = out_dir / f"{spec.name}.json"
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
-    rows = {split: [Row(**r) for r in rs] for split, rs in d["rows"].items()}
-    summary = d.get("plan_summary") or f"Scheme chosen by `invoke plan`: results/{spec.name}-plan.toml"
-    return TaskResult(spec, rows, d["pretrained"], summary, d.get("seconds", 0.0))
+    if "units" not in d or not d.get("section"):
+        return None
+    return TaskResult(
+        spec,
+        [Row(**r) for r in d["rows"]],
+        [Unit(**u) for u in d["units"]],
+        d["pretrained"],
+        d["held_out"],
+        d["plan_summary"],
+        d["seconds"],
+        d["section"],
+    )
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def run_all(
     board: Board, only: list[str] | None = None, progress: bool = True
 ) -> tuple[list[TaskResult], float]:
     """Runs every task (or those in `only`) and writes RESULTS.md. With `only`, the other tasks
-    keep the results an earlier run wrote to docs/results/ (said so in the report), so the table
-    stays whole."""
-    t0 = time.monotonic()
+    keep the sections an earlier run wrote (docs/results/<task>.json), byte for byte, said so in
+    the report, so the table stays whole."""
+    t0, c0 = time.monotonic(), _cpu_seconds()
     chosen = [t for t in TASKS if not only or t.name in only]
     if only and len(chosen) != len(only):
         raise ToolError(f"unknown task in {only}; tasks: {', '.join(t.name for t in TASKS)}")
-    results = []
     skipped: list[tuple[TaskSpec, str]] = []
+    runnable = []
     for spec in chosen:
         why = spec.missing()
         if why:
             print(f"{spec.name}: not run ({why})")
             skipped.append((spec, why))
-            continue
-        tr = run_task(spec, board, progress)
-        print(f"{spec.name}: {tr.seconds:.0f} s")
-        for r in next(iter(tr.rows.values())):
-            print(f"  {r.name:<42} lr {r.lr:<8g} {_fmt_acc(r.accuracy):>12}  {r.sram or r.note or '-'}")
-        results.append(tr)
+        else:
+            runnable.append(spec)
+    results = run_tasks(runnable, board, progress) if runnable else []
+    if results:  # the runs, kept before anything can fail in the report (build/, not committed)
+        import pickle
+
+        (BUILD / "results" / "last_run.pkl").write_bytes(
+            pickle.dumps(
+                [(tr.spec.name, {k: v for k, v in tr.__dict__.items() if k != "spec"}) for tr in results]
+            )
+        )
+    for tr in results:
+        print(f"{tr.spec.name}:")
+        for r in tr.rows:
+            print(f"  {r.name:<42} lr {r.lr:<8g} {_fmt_acc(tr, r.accuracy):>20}  {r.sram or r.note or '-'}")
+        print(f"  verdict: {verdicts(tr)['chosen'].text()}")
     seconds = time.monotonic() - t0
     cmd = "invoke results" + (f" --tasks {','.join(only)}" if only else "")
     kept: list[str] = []
@@ -652,5 +1227,5 @@ def run_all(
             if tr is not None:
                 merged.append(tr)
         results = merged
-    write(results, skipped, seconds, cmd, kept=kept)
+    write(results, skipped, seconds, cmd, kept=kept, cpu_seconds=_cpu_seconds() - c0)
     return results, seconds
