@@ -118,7 +118,8 @@ def any_board(request) -> Board:
 @pytest.fixture
 def any_emu(any_board: Board) -> Iterator[emulator.Emulator]:
     name = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    e = emulator.start(any_board, build_firmware(any_board).elf, name=name)
+    # The diagnostic build: the fault and stack-guard tests on every core inject faults (DIAG_FAULT).
+    e = emulator.start(any_board, build_firmware(any_board, diag=True).elf, name=name)
     try:
         yield e
     finally:
