@@ -99,7 +99,16 @@ class _CorruptingPort:
         return self.inner.write(self._maybe_flip(data))
 
     def read(self, size: int = 1) -> bytes:
-        return self._maybe_flip(self.inner.read(size))
+        # The rate is per 64 bytes read, not per read call: the host reads byte by byte while
+        # QEMU trickles a reply in, and a per-call rate damaged almost every long reply.
+        data = self.inner.read(size)
+        if not data or self.rng.random() >= self.rate * len(data) / 64:
+            return data
+        b = bytearray(data)
+        bit = self.rng.randrange(len(b) * 8)
+        b[bit // 8] ^= 1 << (bit % 8)
+        self.injected += 1
+        return bytes(b)
 
     @property
     def in_waiting(self) -> int:
