@@ -21,6 +21,7 @@ from pytools.model.ir import Graph
 from pytools.plan import finetune
 from pytools.progress import progress
 from pytools.train import schedule as schedules
+from pytools.train.losses import LOSS_OPS
 from pytools.train.scheme import Scheme
 from pytools.train.trainer import Trainer
 
@@ -34,7 +35,7 @@ def _evaluate(tr: Trainer, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(accuracy, mean loss) without training: the forward pass and loss of each sample."""
     twin = tr.backend
     ops = tr.ct.compiled.plan.ops
-    end = next(i for i, op in enumerate(ops) if op.kind == "SOFTMAX_XENT") + 1
+    end = next(i for i, op in enumerate(ops) if op.kind in LOSS_OPS) + 1  # the loss head (train.c is_loss)
     right, losses = 0, []
     for xi, yi in zip(x, y, strict=True):
         loss, pred = twin.invoke([xi, np.array([yi], np.int32)], 0, end)
