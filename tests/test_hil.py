@@ -64,7 +64,6 @@ def test_a_board_that_trains_differently_from_the_twin_fails_the_training_check(
     """The host twin here trains at half the learning rate: the board (at the plan's) no longer
     matches it, and the suite must say so instead of passing."""
     monkeypatch.setattr(hil, "TRAIN_STEPS", 3)
-    monkeypatch.setattr(hil, "LINK_PINGS", 5)
     real_step = Trainer.step
     monkeypatch.setattr(Trainer, "step", lambda self, x, label, lr_scale=1.0: real_step(self, x, label, 0.5))
     run = hil.run_hil("mps2_an386")

@@ -280,7 +280,7 @@ def test_a_session_through_2_percent_corrupted_frames_ends_with_the_twins_weight
     )
     (port,) = ports
     print(f"damaged: {port.injected_tx} requests, {port.injected_rx} replies")
-    assert port.injected_tx >= 5 and port.injected_rx >= 20, (port.injected_tx, port.injected_rx)
+    assert port.injected_tx >= 5 and port.injected_rx >= 5, (port.injected_tx, port.injected_rx)
     summary = (folder / "summary.txt").read_text()
     assert "completed" in summary
     twin = check_session_against_twin(folder, ct, samples, limit * epochs)
