@@ -115,7 +115,8 @@ def test_1000_frames_with_2_percent_corruption_arrive_exactly_once_in_order(emu)
         info = link.info()
     assert stats == {"received": 1000, "next_index": 1000, "out_of_order": 0, "chain_crc": chain}
     # The test is only meaningful if damage really happened, both ways.
-    assert corrupt.injected_tx >= 8 and corrupt.injected_rx >= 8, (corrupt.injected_tx, corrupt.injected_rx)
+    # Reads are damaged per 64 bytes read (tests/conftest.py), so fewer of them than writes.
+    assert corrupt.injected_tx >= 8 and corrupt.injected_rx >= 3, (corrupt.injected_tx, corrupt.injected_rx)
     assert link.stats.retransmits >= corrupt.injected_tx
     assert info["rx_duplicates"] >= 1  # some damaged replies made the host repeat an executed request
 
