@@ -815,16 +815,23 @@ def _c_files() -> list[str]:
         "port": PORT_HELP,
         "tool": "real boards: the flashing tool (see `invoke flash --help`)",
         "flash": "real boards: flash the main job's firmware first (default on; --no-flash: test what runs)",
+        "diag": "link the plan into the diagnostic firmware, so the torn-save check runs (default on; "
+        "--no-diag: test the very image `invoke train` flashes, torn save skipped)",
     }
 )
 @friendly
 def hil(
-    c: Context, board: str | None = None, port: str | None = None, tool: str | None = None, flash: bool = True
+    c: Context,
+    board: str | None = None,
+    port: str | None = None,
+    tool: str | None = None,
+    flash: bool = True,
+    diag: bool = True,
 ) -> None:
     """The on-board test suite: link, kernels, training, persistence, cost, memory; a report in hil/."""
     from pytools.hil import run_hil
 
-    run = run_hil(resolve_board(board).name, port=port, tool=tool, flash=flash)
+    run = run_hil(resolve_board(board).name, port=port, tool=tool, flash=flash, diag=diag)
     for check in run.checks:
         mark = "ok  " if check.passed else "skip" if check.passed is None else "FAIL"
         print(f"{mark} {check.name:<12} {check.figure}")

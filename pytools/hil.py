@@ -1,8 +1,10 @@
 """`invoke hil`: the on-board test suite, run against any board (emulated or real).
 
-It puts the main job's training firmware on the board (the default `invoke train` plan: the
-digits model, its scheme and lr, built by pytools.flashing.training_image), then checks, each
-with its figure:
+It puts the main job's training plan on the board (the default `invoke train` plan: the
+digits model, its scheme and lr) linked into the DIAGNOSTIC firmware (`invoke build --diag`:
+the same kernels and runtime, plus the fault-injection requests a lab needs, such as tearing a
+save); `--no-diag` tests the very image `invoke train` flashes instead (its torn-save check is
+then skipped, and says so). Then it checks, each with its figure:
 
   identity      HELLO: board name, firmware build id and plan CRC are the image's; the boot
                 banner's chip line (DBGMCU IDCODE, flash size, unique id; what an emulator is)
@@ -342,8 +344,12 @@ def _boot_logs_by_reset(url: str, board: Board) -> list[str]:
         return persist.reset(link)
 
 
-def run_hil(board_name: str, port: str | None = None, tool: str | None = None, flash: bool = True) -> HilRun:
-    """Runs every check against the board; writes the report; returns the run."""
+def run_hil(
+    board_name: str, port: str | None = None, tool: str | None = None, flash: bool = True, diag: bool = True
+) -> HilRun:
+    """Runs every check against the board; writes the report; returns the run. diag: link the
+    plan into the diagnostic firmware (build/<board>-diag), so the torn-save check runs."""
+    from pytools.build.builder import build_firmware
     from pytools.flashing import check_running, compile_training_firmware, flash_image
 
     board = load_board(board_name)
@@ -352,9 +358,10 @@ def run_hil(board_name: str, port: str | None = None, tool: str | None = None, f
     folder.mkdir(parents=True, exist_ok=True)
     run = HilRun(board, folder)
     ct, graph = compile_training_firmware(board)
-    image = ct.image
+    image = build_firmware(board, ct.compiled.blob, ct.compiled.arena, diag=True) if diag else ct.image
     run.facts = {
         "board": f"{board.name} ({board.description})",
+        "firmware": "the diagnostic build with the plan" if diag else "invoke train's own image",
         "firmware build id": image.build_id,
         "plan CRC-32": image.build_id.rsplit("-", 1)[-1],
         "plan": f"{ct.name}: {ct.scheme.describe()}",

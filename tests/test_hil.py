@@ -38,12 +38,10 @@ def test_the_suite_passes_on_the_emulated_boards_and_writes_its_reports(
     assert f"{hil.TRAIN_STEPS} of {hil.TRAIN_STEPS} steps bit-exact" in by["training"].figure
     assert f"{hil.KERNEL_SAMPLES} of {hil.KERNEL_SAMPLES} forward passes bit-exact" in by["kernels"].figure
     assert "instructions per training step" in by["cost"].figure
-    # The torn save needs DIAG_SAVE_ABORT, which only a --diag build carries out (the main
-    # job's firmware refuses it, and the suite says so); tests/test_persist.py tears saves
-    # on the diagnostic build.
-    detail = by["persistence"].detail
-    skipped = "torn save skipped: the firmware refuses DIAG_SAVE_ABORT"
-    assert "previous save restored" in detail or skipped in detail
+    # The suite links the plan into the diagnostic build, which carries out DIAG_SAVE_ABORT:
+    # the torn save runs, and the save before it is the one restored.
+    assert "torn save (64 B then power lost): previous save restored" in by["persistence"].detail
+    assert run.facts["firmware"].startswith("the diagnostic build")
     assert "0 wrong answers" in by["link"].figure and " 0 bits flipped" not in by["link"].figure
     core = {"mps2_an500": "Cortex-M7", "mps2_an386": "Cortex-M4"}[board_name]
     assert run.facts["chip"].startswith(f"emulated {core}")
