@@ -11,6 +11,7 @@
 #include "bsp.h"
 #include "clock.h"
 #include "usart.h"
+#include "usart_ring.h"
 
 #ifndef BOARD_BAUD
 #error "BOARD_BAUD comes from boards/<board>.toml ([serial] baud)"
@@ -25,30 +26,9 @@
  * f_ck / baud rounded (45 MHz / 115200 -> 391, +0.03 %; 16 MHz HSI fallback -> 139). */
 #define USART_BRR_VALUE ((clock_pclk1_hz() + BOARD_BAUD / 2u) / BOARD_BAUD)
 
-#define USART_IRQ_PRIORITY 0x00u /* highest; see the deadline above */
-
-#define RX_RING_SIZE 1024u
-_Static_assert((RX_RING_SIZE & (RX_RING_SIZE - 1u)) == 0u, "ring size must be a power of two");
-
-/* Single producer (the interrupt writes head), single consumer (the thread writes tail);
- * free-running indices, so head - tail is the fill level even across wrap. */
-static volatile uint8_t rx_ring[RX_RING_SIZE];
-static volatile uint32_t rx_head, rx_tail;
 static bool usart_ready;
 
-/* Nothing reads these but a debugger (bsp.h has no error counter yet). */
-static volatile struct {
-    uint32_t overrun;
-    uint32_t line_error;
-    uint32_t ring_full;
-} usart_errors;
-
-static void gpio_af(uint32_t port, uint32_t pin, uint32_t af, uint32_t pull) {
-    GPIO_PUPDR(port) = (GPIO_PUPDR(port) & ~(3u << (2u * pin))) | (pull << (2u * pin));
-    uint32_t shift = 4u * (pin % 8u);
-    GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << shift)) | (af << shift);
-    GPIO_MODER(port) = (GPIO_MODER(port) & ~(3u << (2u * pin))) | (GPIO_MODE_AF << (2u * pin));
-}
+#define USART_IRQ_PRIORITY 0x00u /* highest; see the deadline above */
 
 void usart_init(void) {
     RCC_AHB1ENR |= RCC_AHB1ENR_GPIOAEN;
@@ -85,28 +65,8 @@ RAMFUNC void usart_irq(void) {
         uint8_t byte = (uint8_t)USART_DR(LINK_USART);
         if (sr & USART_SR_ORE) usart_errors.overrun++;
         if (sr & (USART_SR_FE | USART_SR_NF | USART_SR_PE)) usart_errors.line_error++;
-        if (sr & USART_SR_RXNE) {
-            uint32_t head = rx_head;
-            if (head - rx_tail < RX_RING_SIZE) {
-                rx_ring[head % RX_RING_SIZE] = byte;
-                rx_head = head + 1u;
-            } else {
-                usart_errors.ring_full++;
-            }
-        }
+        if (sr & USART_SR_RXNE) rx_ring_push(byte);
     }
-}
-
-bool usart_rx_pending(void) {
-    return rx_head != rx_tail;
-}
-
-int bsp_uart_getc(void) {
-    uint32_t tail = rx_tail;
-    if (tail == rx_head) return -1;
-    uint8_t byte = rx_ring[tail % RX_RING_SIZE];
-    rx_tail = tail + 1u;
-    return byte;
 }
 
 void bsp_uart_write(const uint8_t *data, size_t n) {

@@ -9,6 +9,7 @@
 #include "bsp.h"
 #include "clock.h"
 #include "usart.h"
+#include "usart_ring.h"
 
 #ifndef BOARD_BAUD
 #error "BOARD_BAUD comes from boards/<board>.toml ([serial] baud)"
@@ -33,30 +34,9 @@
  * 139, +0.08 %). BRR must be >= 16. The kernel clock is the one that runs (clock.h). */
 #define USART_BRR_VALUE ((USART_KERNEL_HZ + BOARD_BAUD / 2u) / BOARD_BAUD)
 
-#define USART_IRQ_PRIORITY 0x00u /* highest; see the deadline above */
-
-#define RX_RING_SIZE 1024u
-_Static_assert((RX_RING_SIZE & (RX_RING_SIZE - 1u)) == 0u, "ring size must be a power of two");
-
-/* Single producer (the interrupt writes head), single consumer (the thread writes tail);
- * free-running indices, so head - tail is the fill level even across wrap. */
-static volatile uint8_t rx_ring[RX_RING_SIZE];
-static volatile uint32_t rx_head, rx_tail;
 static bool usart_ready;
 
-/* Nothing reads these but a debugger (bsp.h has no error counter yet). */
-static volatile struct {
-    uint32_t overrun;    /* ORE: a byte arrived before the previous one was taken */
-    uint32_t line_error; /* framing, noise or parity */
-    uint32_t ring_full;  /* taken from the USART but dropped: the thread fell behind */
-} usart_errors;
-
-static void gpio_af(uint32_t port, uint32_t pin, uint32_t af, uint32_t pull) {
-    GPIO_PUPDR(port) = (GPIO_PUPDR(port) & ~(3u << (2u * pin))) | (pull << (2u * pin));
-    uint32_t shift = 4u * (pin % 8u);
-    GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << shift)) | (af << shift);
-    GPIO_MODER(port) = (GPIO_MODER(port) & ~(3u << (2u * pin))) | (GPIO_MODE_AF << (2u * pin));
-}
+#define USART_IRQ_PRIORITY 0x00u /* highest; see the deadline above */
 
 static void clocks_enable(void) {
 #if defined(BOARD_UART_USART3)
@@ -109,13 +89,7 @@ RAMFUNC void usart_irq(void) {
     uint32_t isr = USART_ISR(LINK_USART);
     if (isr & USART_ISR_RXNE) {
         uint8_t byte = (uint8_t)USART_RDR(LINK_USART); /* the read clears RXNE */
-        uint32_t head = rx_head;
-        if (head - rx_tail < RX_RING_SIZE) {
-            rx_ring[head % RX_RING_SIZE] = byte;
-            rx_head = head + 1u; /* after the byte: the thread may read it from here on */
-        } else {
-            usart_errors.ring_full++;
-        }
+        rx_ring_push(byte);
     }
     /* ORE also raises this interrupt (RXNEIE) and keeps it raised until cleared. */
     if (isr & USART_ISR_ORE) {
@@ -126,18 +100,6 @@ RAMFUNC void usart_irq(void) {
         USART_ICR(LINK_USART) = USART_ICR_FECF | USART_ICR_NCF | USART_ICR_PECF;
         usart_errors.line_error++;
     }
-}
-
-bool usart_rx_pending(void) {
-    return rx_head != rx_tail;
-}
-
-int bsp_uart_getc(void) {
-    uint32_t tail = rx_tail;
-    if (tail == rx_head) return -1;
-    uint8_t byte = rx_ring[tail % RX_RING_SIZE];
-    rx_tail = tail + 1u; /* after the read: frees the slot for the interrupt */
-    return byte;
 }
 
 void bsp_uart_write(const uint8_t *data, size_t n) {
