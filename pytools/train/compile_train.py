@@ -17,6 +17,7 @@ from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.errors import ToolError
 from pytools.model.compiler import Compiled, compile_graph
 from pytools.model.ir import Graph, ModelError
+from pytools.model.lowering.fold import Folded, fold_pads
 from pytools.model.lowering.patch import Patched, Patching, patch_stages, search
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
@@ -40,6 +41,7 @@ class CompiledTraining:
     link_error: str = ""
     patching: list[Patching] = field(default_factory=list)  # stages run in patches
     patched: Patched | None = None
+    folded: Folded | None = None  # the model's PADs folded into their convolutions
 
 
 def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
@@ -65,13 +67,20 @@ def compile_training(
     lr: float = 0.05,
     loss: str = "auto",
     saturated_loss: bool = False,
+    fold: bool = True,
 ) -> CompiledTraining:
     """loss: auto | ce | bce | mse (pytools/train/losses.py); ct.train.head says what was
-    picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff)."""
+    picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff).
+    The model's PAD -> convolution pairs are folded first (lowering/fold.py); a scheme's patch
+    stages still number the model's own operators and are translated. fold=False keeps every
+    PAD a copy (the comparison the tests and benchmarks make)."""
+    folded = fold_pads(graph) if fold else Folded(graph, {op.index: op.index for op in graph.ops}, [])
+    graph = folded.graph
     tb = build_training_graph(
         graph, scheme, lr=lr, float_grads=scheme.float_gradients, loss=loss, saturated_loss=saturated_loss
     )
-    patching, patched = list(scheme.patch), None
+    patching = [_renumbered(p, folded) for p in scheme.patch]
+    patched: Patched | None = None
     if scheme.patch_auto:
         found = search(
             tb.graph, lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena
@@ -89,7 +98,7 @@ def compile_training(
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name)
-    ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched)
+    ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded)
     _attribute(ct)
     if link:
         ct.base = build_firmware(board)
@@ -98,6 +107,15 @@ def compile_training(
         except ToolError as e:
             ct.link_error = str(e)
     return ct
+
+
+def _renumbered(p: Patching, folded: Folded) -> Patching:
+    """A stage of the model's operators in the folded graph's numbers (a folded PAD is its
+    convolution: a stage may start or end at either)."""
+    n = len(folded.index_map)
+    if not 0 <= p.start <= p.until < n:
+        raise ModelError(f"patch: {p.describe()} is not a range of the model's {n} operators")
+    return Patching(folded.index_map[p.start], folded.index_map[p.until], p.patches)
 
 
 def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str) -> Compiled:
