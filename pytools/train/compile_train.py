@@ -18,7 +18,7 @@ from pytools.errors import ToolError
 from pytools.model.compiler import Compiled, compile_graph
 from pytools.model.ir import Graph, ModelError
 from pytools.model.lowering.fold import Folded, fold_pads
-from pytools.model.lowering.patch import Patched, Patching, patch_stages, search
+from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
 from pytools.train.autodiff import TrainGraph, build_training_graph
@@ -42,6 +42,7 @@ class CompiledTraining:
     patching: list[Patching] = field(default_factory=list)  # stages run in patches
     patched: Patched | None = None
     folded: Folded | None = None  # the model's PADs folded into their convolutions
+    patch_note: str = ""  # what patch=auto chose and why
 
 
 def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
@@ -81,12 +82,16 @@ def compile_training(
     )
     patching = [_renumbered(p, folded) for p in scheme.patch]
     patched: Patched | None = None
+    note = ""
     if scheme.patch_auto:
-        found = search(
-            tb.graph, lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena
+        baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
+        auto = choose(
+            tb.graph,
+            lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
+            baseline,
+            scheme.patch_budget,
         )
-        if found:
-            patching, _, patched = found[0]
+        patching, patched, note = auto.stages, auto.patched, auto.note
     elif patching:
         # The scheme numbers the model's operators; the step keeps them for its frozen
         # start (no CLAMP_MASK precedes the first trained layer). Check rather than assume.
@@ -99,6 +104,7 @@ def compile_training(
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name)
     ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded)
+    ct.patch_note = note
     _attribute(ct)
     if link:
         ct.base = build_firmware(board)
@@ -189,6 +195,10 @@ def report(ct: CompiledTraining) -> str:
         f"step      {len(c.plan.ops)} operators ({ct.train.n_forward} forward, "
         f"{len(c.plan.ops) - ct.train.n_forward} loss/backward/update)",
     ]
+    if ct.folded is not None and ct.folded.folded:
+        lines.append(f"folded    {ct.folded.describe()}")
+    if ct.patch_note:
+        lines.append(ct.patch_note)
     if ct.patched is not None and ct.patching:
         done, once = ct.patched.patched_macs, ct.patched.stage_macs
         lines.append(
