@@ -54,8 +54,8 @@ BLOCKS: tuple[tuple[int, int, int, int], ...] = (
     (4, 5, 48, 1),
     (6, 7, 96, 2),  # 8 -> 4
     (6, 5, 96, 1),  # expanded 576: its projection is the 1x1 conv with 576 input channels
-    (4, 3, 96, 1),
-    (6, 7, 160, 1),
+    (3, 3, 96, 1),
+    (3, 7, 160, 1),
 )
 CALIBRATION = 64
 REPRESENTATIVE = 100
