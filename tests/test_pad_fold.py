@@ -11,8 +11,8 @@ agree to within one quantization step of the coarser of the two scales.
 from __future__ import annotations
 
 import ctypes
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest

@@ -146,7 +146,9 @@ def check(model: bytes) -> None:
     last = g.Operators(g.OperatorsLength() - 1)
     scale = float(g.Tensors(last.Inputs(0)).Quantization().ScaleAsNumpy()[0])
     if not 1e-4 < scale < 10:
-        raise RuntimeError(f"{NAME}: logit scale {scale:g}: degenerate (recalibrate the BatchNorm statistics)")
+        raise RuntimeError(
+            f"{NAME}: logit scale {scale:g}: degenerate (recalibrate the BatchNorm statistics)"
+        )
     out = run_tflite(model, [np.zeros((1, SIZE, SIZE, 3), np.int8)])[0]
     if out.shape != (1, CLASSES):
         raise RuntimeError(f"{NAME}: output shape {out.shape}")

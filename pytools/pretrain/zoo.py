@@ -16,8 +16,8 @@ changes. Builds are seeded (keras.utils.set_random_seed, op determinism, oneDNN 
 rebuild on the same machine gives the same bytes; another CPU may round float training
 differently, which is why tests never compare bytes, only behaviour.
 
-    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny", "pad_fold",
-                            "se_net"]
+    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny",
+                            "pad_fold", "se_net"]
     zoo_model(name)     -> .tflite bytes (built and cached on first use)
     ZOO[name].ops       -> the operators the model must contain
     op_names(model)     -> the model's operators in execution order (builtin names)

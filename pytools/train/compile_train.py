@@ -103,7 +103,9 @@ def compile_training(
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name)
-    ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded)
+    ct = CompiledTraining(
+        name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
+    )
     ct.patch_note = note
     _attribute(ct)
     if link:

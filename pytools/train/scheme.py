@@ -154,7 +154,9 @@ def _budget(value: object, where: str) -> float:
             raise ValueError
         budget = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ToolError(f"{where}: patch_budget must be a number >= 0 (0.5 = half the stages' MACs)") from None
+        raise ToolError(
+            f"{where}: patch_budget must be a number >= 0 (0.5 = half the stages' MACs)"
+        ) from None
     if not 0 <= budget <= 100:
         raise ToolError(f"{where}: patch_budget {budget} is outside 0..100 (a fraction of the stages' MACs)")
     return budget

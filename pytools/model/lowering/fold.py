@@ -141,8 +141,12 @@ def fold_pads(graph: Graph) -> Folded:
         if op.index in new_input:
             inputs[0] = new_input[op.index]
         index_map[op.index] = len(ops)
-        ops.append(Op(len(ops), op.kind, inputs, list(op.outputs), new_options.get(op.index, dict(op.options))))
+        ops.append(
+            Op(len(ops), op.kind, inputs, list(op.outputs), new_options.get(op.index, dict(op.options)))
+        )
     for p, c in pairs:
         index_map[p] = index_map[c]
-    folded = Graph(list(graph.tensors), ops, list(graph.inputs), list(graph.outputs), graph.name, graph.description)
+    folded = Graph(
+        list(graph.tensors), ops, list(graph.inputs), list(graph.outputs), graph.name, graph.description
+    )
     return Folded(folded, index_map, pairs)

@@ -381,7 +381,9 @@ def choose(
     recomputed MACs (`_best`)."""
     found = search(graph, arena_of, slack=slack)
     if not found:
-        return AutoChoice([], None, baseline, "patch=auto: no stage of the first operators can run in patches")
+        return AutoChoice(
+            [], None, baseline, "patch=auto: no stage of the first operators can run in patches"
+        )
 
     def extra(r: tuple[list[Patching], int, Patched]) -> float:
         return (r[2].patched_macs - r[2].stage_macs) / max(1, r[2].stage_macs)
