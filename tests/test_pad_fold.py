@@ -205,7 +205,9 @@ def _dilated_graph(pads: list[list[int]], padding: str):
         ([[0, 0], [2, 1], [1, 0], [0, 0]], "SAME"),
     ],
 )
-def test_dilated_strided_asymmetric_folds_are_bit_exact(pads: list[list[int]], padding: str, dsp: bool) -> None:
+def test_dilated_strided_asymmetric_folds_are_bit_exact(
+    pads: list[list[int]], padding: str, dsp: bool
+) -> None:
     """Asymmetric PADs before a dilated, strided CONV_2D (VALID, and SAME: the two paddings
     add up), and a PAD before a depthwise, folded, against TFLite."""
     from pytools.model.tflite_export import write_tflite
