@@ -225,3 +225,36 @@ def test_dilated_strided_asymmetric_folds_are_bit_exact(
             ref = run_tflite(model, [x])[0]
             assert np.unique(ref).size > 3
             np.testing.assert_array_equal(twin.invoke([x])[0], ref)
+
+
+@pytest.mark.emulator
+def test_training_through_folded_pads_on_the_emulated_board_matches_the_twin() -> None:
+    import os
+    import uuid
+
+    from pytools import emulator
+    from pytools.build.builder import build_firmware
+    from pytools.link.client import Link
+    from pytools.model.board_runner import BoardModel
+    from pytools.model.host_twin import io_tensors, tensor_table
+
+    ct = compile_training(_graph(), load_scheme(SCHEME), BOARD, "pad_fold", link=False)
+    assert "PAD" not in [op.kind for op in ct.train.graph.ops]
+    rng = np.random.default_rng(8)
+    data = [(x, int(rng.integers(10))) for x in _inputs(3, seed=9)]
+    twin = Trainer(ct)
+    twin_steps = [twin.step(x, y) for x, y in data]
+    name = f"test-padfold-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    emu = emulator.start(BOARD, build_firmware(BOARD, ct.compiled.blob, ct.compiled.arena).elf, name=name)
+    try:
+        with Link.open(emu.url) as link:
+            ins, outs = io_tensors(ct.compiled.blob)
+            board = Trainer(ct, BoardModel(link, tensor_table(ct.compiled.blob), ins, outs))
+            board_steps = [board.step(x, y) for x, y in data]
+            board_state = board.state()
+    finally:
+        emulator.stop(name)
+    assert board_steps == twin_steps
+    twin_state = twin.state()
+    for k in twin_state:
+        np.testing.assert_array_equal(board_state[k], twin_state[k], err_msg=k)
