@@ -75,7 +75,7 @@ class Scheme:
         if self.patch:
             text += "; " + ", ".join(p.describe() for p in self.patch)
         elif self.patch_auto:
-            text += "; first stage in patches (chosen by arena)"
+            text += f"; first stages in patches (chosen by arena, recompute budget {self.patch_budget:.0%})"
         if self.float_gradients:
             text += "; float32 gradients"
         return text
