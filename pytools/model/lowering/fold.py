@@ -60,7 +60,9 @@ def _spatial_pads(graph: Graph, op: Op) -> tuple[int, int, int, int] | None:
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         return None  # a constant pad value (PADV2 form)
     x, pads_t, out = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(op.outputs[0])
-    if pads_t.data is None or len(x.shape) != 4 or x.dtype != "int8" or out.dtype != "int8":
+    if pads_t.data is None or x.data is not None or len(x.shape) != 4:
+        return None  # paddings unknown at compile time, or a constant padded (left as it is)
+    if x.dtype != "int8" or out.dtype != "int8":
         return None
     if x.quant is None or out.quant is None or x.quant.per_channel or out.quant.per_channel:
         return None
