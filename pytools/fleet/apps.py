@@ -168,17 +168,20 @@ def client_train(msg: Message, context: Context) -> Message:
         cfg = msg.content["config"]
         rnd = int(cfg["server-round"])
         personalise = bool(cfg.get("personalise", 0))
-        die_round = int(context.node_config.get("die-in-round", 0))
-        marker = c.folder / f"died-in-round-{rnd}"
-        die_after = 0
-        if die_round == rnd and not marker.exists():
-            marker.write_text("this client's process exits mid-round (fault test)\n")
-            die_after = max(1, len(c.inp.y_train) // 2)
+        # Fault tests (runtime.run_fleet's `fault`): once, in that round, halfway through.
+        fault = str(context.node_config.get("fault", ""))
+        fault_round = int(context.node_config.get("fault-in-round", 0))
+        marker = c.folder / f"fault-in-round-{rnd}"
+        fault_after = 0
+        if fault and fault_round == rnd and not marker.exists():
+            marker.write_text(f"fault test: {fault} halfway through this round\n")
+            fault_after = max(1, len(c.inp.y_train) // 2)
         sl, metrics = c.train_round(
             rnd,
             from_record(msg.content["arrays"]),
             name="personalise" if personalise else None,
-            die_after=die_after,
+            fault=fault if fault_after else "",
+            fault_after=fault_after,
         )
     finally:
         c.close()
