@@ -18,6 +18,7 @@ message with "personalise" trains each client one more epoch from the final glob
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -161,9 +162,30 @@ def _client(context: Context) -> FleetClient:
     return FleetClient(Path(str(nc["fleet-dir"])), int(nc["client"]), port)
 
 
+def _process_age() -> float:
+    """Seconds since this ClientApp process started (Flower starts one per message)."""
+    ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(metrics: dict[str, Any], t_start: float, t_ready: float) -> dict[str, Any]:
+    """Where a message's time went: the process start and imports before the handler ran,
+    bringing the client up (its inputs, its board), and the work itself."""
+    now = time.monotonic()
+    return {
+        **metrics,
+        "seconds-before-handler": round(_process_age() - (now - t_start), 2),
+        "seconds-client-up": round(t_ready - t_start, 2),
+        "seconds-work": round(now - t_ready, 2),
+    }
+
+
 @client.train()
 def client_train(msg: Message, context: Context) -> Message:
+    t_start = time.monotonic()
     c = _client(context)
+    t_ready = time.monotonic()
     try:
         cfg = msg.content["config"]
         rnd = int(cfg["server-round"])
@@ -185,16 +207,20 @@ def client_train(msg: Message, context: Context) -> Message:
         )
     finally:
         c.close()
+    metrics = _timed(metrics, t_start, t_ready)
     content = RecordDict({"arrays": to_record(sl), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
 
 @client.evaluate()
 def client_evaluate(msg: Message, context: Context) -> Message:
+    t_start = time.monotonic()
     c = _client(context)
+    t_ready = time.monotonic()
     try:
         rnd = int(msg.content["config"]["server-round"])
         metrics = c.evaluate(rnd, from_record(msg.content["arrays"]))
     finally:
         c.close()
+    metrics = _timed(metrics, t_start, t_ready)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -378,7 +378,7 @@ class FleetClient:
             "loaded-crc": -1 if loaded is None else loaded,
             "state-crc": st["state_crc"],
             "plan-crc": self.plan_crc,
-            "scored-on": "twin" if self.on_twin else self.s.eval_on,
+            "scored-on-twin": int(self.on_twin or self.s.eval_on == "twin"),
         }
         (self.folder / (name or f"round-{rnd}") / "round.json").write_text(
             json.dumps(metrics, indent=2) + "\n"
