@@ -247,20 +247,25 @@ class FleetClient:
         first = self.twin.trained if self.twin is not None else self.training.status()["samples_trained"]
         save_every = 0 if self.on_twin else None  # a checkpoint at the round's end (no flash on the twin)
         args = (where, self.inp, self.link, unit, first, self.s.lr_schedule, 1, save_every)
-        if self.twin is None and self.s.eval_on == "twin":
+        if self.twin is None:
             return TwinScoredRun(*args, scorer=self.score)
         return Run(*args, twin=self.twin)
 
     def score(self, state: dict[str, np.ndarray]) -> tuple[int, float, int]:
-        """The held-out samples scored with this state: (correct, mean loss, spot-checked).
+        """The held-out samples scored with `state`, which the board (or the twin) holds:
+        (correct, mean loss, samples the board scored).
 
-        On the twin fleet, by the twin itself; on a board, by a host twin holding the board's
-        state (loaded with STATE_LOAD's checks), the board scoring the first SPOT_CHECK samples
-        too: each of its answers must be the twin's, bit for bit, or the round fails."""
+        On the twin fleet, by the twin itself; on a board with eval_on "board", by the board,
+        every sample; with "twin" (the default), by a host twin holding the same state (loaded
+        with STATE_LOAD's checks), the board scoring the first SPOT_CHECK samples too: each of its
+        answers must be the twin's, bit for bit, or the round fails."""
         x, y = self.inp.x_held, self.inp.y_held
         if self.twin is not None:
             rs = [self.twin.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
             return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), 0
+        if self.s.eval_on == "board":
+            rs = [self.training.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
+            return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), len(y)
         if self._scoring is None:
             self._scoring = TwinTraining(self.inp.ct)
         load_to_twin(self._scoring, self.plan, self.plan_crc, state_blob(self.plan, state))
@@ -325,6 +330,9 @@ class FleetClient:
         (it reboots at its last checkpoint) and the round goes on: the board refuses the next
         sample, so the round fails with the board's words."""
         loaded = self.load(global_slice) if global_slice is not None else None
+        # The global model this message brought (the fleet's after the previous round), scored
+        # on the own held-out samples before training on it: no evaluation round trip of its own.
+        glob = self.score(self.loaded) if loaded is not None and rnd > 1 else None
         run = self._run(self.folder / (name or f"round-{rnd}"))
         n = len(self.inp.y_train)
         order = np.random.default_rng([self.s.seed, self.client, rnd]).permutation(n)
@@ -380,38 +388,16 @@ class FleetClient:
             "plan-crc": self.plan_crc,
             "scored-on-twin": int(self.on_twin or self.s.eval_on == "twin"),
         }
+        if glob is not None:
+            correct, loss, checked = glob
+            metrics |= {
+                "global-round": rnd - 1,
+                "global-accuracy": correct / len(self.inp.y_held),
+                "global-correct": correct,
+                "global-loss": loss,
+                "spot-checked-on-board": checked,
+            }
         (self.folder / (name or f"round-{rnd}") / "round.json").write_text(
             json.dumps(metrics, indent=2) + "\n"
         )
         return sl, metrics
-
-    def evaluate(self, rnd: int, global_slice: dict[str, np.ndarray]) -> dict[str, Any]:
-        """The global model on this client's own held-out samples: loaded onto the board first
-        (STATE_LOAD), then scored (on the twin with the loaded state, spot-checked against the
-        board; or, with eval_on "board", on the board)."""
-        crc = self.load(global_slice)
-        where = self.folder / f"round-{rnd}-global"
-        where.mkdir(parents=True, exist_ok=True)
-        checked = 0
-        if self.twin is None and self.s.eval_on == "board":
-            run = self._run(where)
-            try:
-                correct, loss = run.evaluate(rnd)
-            finally:
-                run.close()
-        else:
-            correct, loss, checked = self.score(self.loaded)
-        n = len(self.inp.y_held)
-        metrics = {
-            "client": self.client,
-            "round": rnd,
-            "global-accuracy": correct / n,
-            "global-correct": correct,
-            "held-out": n,
-            "global-loss": loss,
-            "num-examples": n,
-            "state-crc": crc,
-            "spot-checked-on-board": checked,
-        }
-        (where / "evaluate.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        return metrics
