@@ -316,7 +316,8 @@ def test_a_twin_fleet_on_flower_survives_a_client_killed_mid_round(tmp_path) -> 
 
 
 @pytest.mark.emulator
-@pytest.mark.timeout(900)
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_a_board_reset_mid_round_does_not_stall_the_fleet_and_the_client_rejoins_at_its_checkpoint(
     tmp_path,
 ) -> None:
