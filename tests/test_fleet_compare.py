@@ -61,5 +61,6 @@ def test_the_results_section_states_where_the_fleet_loses_from_the_numbers(tmp_p
         "**The personalisation epoch loses** against the global model on user 22 (65.0 % against 70.0 %)"
         in text
     )
+    assert "No gain from federating" not in text  # no user ties local-only here
     assert "1,000 B per round" in text and "25 % of the 4,000-byte .tflite" in text
     assert "took 200 s on Flower" in text and "31 s a round" in text

@@ -15,6 +15,7 @@ final global model on each client's held-out samples, and fleet + one personalis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -187,6 +188,13 @@ def losses(folder: Path, local: dict[int, float], cloud_acc: dict[int, float]) -
                     f"Accuracy, {name} against {other}: below on no user (mean {pct(mean(acc))} against "
                     f"{pct(mean(ref))})."
                 )
+    ties = [k for k in sorted(glob) if k in local and glob[k] == local[k]]
+    if ties:
+        out.append(
+            f"**No gain from federating** on {len(ties)} of {len(glob)} users: the global model only "
+            f"ties local-only training there ({', '.join(f'user {users[k]}' for k in ties)}), while each "
+            "client sent and received its slice every round."
+        )
     w = worse(pers, glob)
     if w:
         out.append(f"**The personalisation epoch loses** against the global model on {', '.join(w)}.")
@@ -264,7 +272,10 @@ def baselines(folder: Path) -> tuple[dict[int, float], dict[int, float]]:
 
 def main(argv: list[str]) -> None:
     folder = Path(argv[0])
-    local, cloud_acc = baselines(folder)
+    # The baselines' sessions print their progress: on stderr, so that --section's stdout is
+    # the Markdown section alone (`... --section > fleet-section.md`).
+    with contextlib.redirect_stdout(sys.stderr):
+        local, cloud_acc = baselines(folder)
     if len(argv) > 1 and argv[1] == "--baselines-only":
         return
     if len(argv) > 1 and argv[1] == "--section":
