@@ -491,7 +491,13 @@ def train(
         "dataset": _datasets_help() + " (default: hapt)",
         "split": _splits_help(),
         "partition": "users (HAPT users 21-30 as clients, the default for hapt), dirichlet:ALPHA (labels "
-        "dealt by a seeded Dirichlet draw; the default for other data sets, ALPHA 0.5) or iid",
+        "dealt by a seeded Dirichlet draw; the default for other data sets, ALPHA 0.5), column:NAME (your "
+        ".csv's column or .npz's array of group ids: client k owns the k-th group) or iid; each client's "
+        "share is listed in the fleet folder's partition.json",
+        "label-column": LABEL_COLUMN_HELP,
+        "limit": "train each client on at most this many of its own samples per round (default: all)",
+        "eval-on": "where held-out samples are scored: twin (the host twin with the board's read-back "
+        "state, the board scoring the first 3 too, bit for bit; default) or board (every one on the board)",
         "rounds": "FedAvg rounds (default 3); each round trains every client's samples once",
         "scheme": "the sparse update (default for hapt: schemes/hapt_cnn1d-hapt-64KB)",
         "lr": "learning rate, the same on every board (it is compiled into the plan); default 0.01",
@@ -525,6 +531,9 @@ def fleet(
     port: str | None = None,
     seed: int = 0,
     out: str = "",
+    label_column: str = "",
+    limit: int = 0,
+    eval_on: str = "twin",
 ) -> None:
     """Fleet learning on Flower: each board trains its sparse slice on its own data; FedAvg of the slices."""
     from pathlib import Path
@@ -548,6 +557,9 @@ def fleet(
         round_timeout=round_timeout or None,
         out=Path(out) if out else None,
         ports=[p.strip() for p in port.split(",")] if port else None,
+        label_column=label_column or None,
+        limit=limit or None,
+        eval_on=eval_on,
     )
 
 

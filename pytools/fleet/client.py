@@ -1,8 +1,13 @@
 """One fleet client: it owns one board, trains a round there on its own samples, and loads the
 fleet's global state onto it.
 
-A client is rebuilt from its settings for every Flower message (a ClientApp process may be new
-each time), so nothing it needs lives only in memory:
+A client is rebuilt from its settings for every Flower message (Flower starts a new ClientApp
+process for each message), so nothing it needs lives only in memory, and nothing costly is done
+again per message:
+- its inputs (the compiled training step, the firmware image, its own samples) are prepared once
+  by the orchestrator and kept in client-<k>/inputs.pkl, keyed by the fleet's settings: a
+  message loads them (a fraction of a second) instead of loading the data set and compiling the
+  plan again (seconds to tens of seconds on a loaded machine);
 - an emulated board is a QEMU process named fleet-<fleet id>-<client>: started by the client's
   first message, found again by the next ones, started again from its flash file (the board
   restores its last checkpoint at boot) if it stopped; a real board is on --port;
@@ -14,6 +19,14 @@ each of the client's samples trained once, in a seeded order, on the board's nex
 (the board counts them, so ids carry on across rounds), a checkpoint SAVE to flash at its end,
 the held-out accuracy of the trained (local) model on the client's own held-out samples. Then
 the trained state is read back and its slice returned with the sample count.
+
+Held-out samples are scored on the host twin, which runs the same C as the board and agrees with
+it bit for bit: the board's trained state is read back (ARENA_READ, needed anyway for the slice)
+and loaded into a twin with STATE_LOAD's checks, and the board itself evaluates the first
+SPOT_CHECK held-out samples, whose loss and prediction must be the twin's exactly (else the
+round fails, naming the sample). Scoring every held-out sample over an emulator's link cost as
+much as training (two passes per round); `--eval-on board` (FleetSettings.eval_on) scores them
+all on the board as before.
 """
 
 from __future__ import annotations
@@ -22,14 +35,15 @@ import contextlib
 import fcntl
 import json
 import os
+import pickle
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pytools import emulator
+from pytools import emulator, persist
 from pytools.boards import DEFAULT_BOARD, HOST, load_board
 from pytools.connect import open_link
 from pytools.console import log_line
@@ -44,6 +58,10 @@ from pytools.session import Inputs, Run, TwinTraining, model_info, plan_mismatch
 from pytools.train.trainer import Trainer
 
 OWN_STATE = "own_state.npz"
+INPUTS_CACHE = "inputs.pkl"
+SPOT_CHECK = 3  # held-out samples the board scores too: its answers must be the twin's
+EVAL_ON = ("twin", "board")
+FAULTS = ("exit", "reset")  # fault tests: the client's process exits, or its board resets, mid-round
 LINK_TIMEOUT, LINK_RETRIES = 2.0, 40  # seconds per try, tries: about 80 s before a board is given up
 
 
@@ -66,6 +84,9 @@ class FleetSettings:
     rounds: int
     rounding: str
     lr_schedule: str = "constant"
+    limit: int | None = None  # fine-tuning samples per client per round (None: all of its own)
+    eval_on: str = "twin"  # where held-out samples are scored: "twin" (spot-checked) or "board"
+    label_column: str | None = None  # a CSV's label column (the user's own data)
 
     @classmethod
     def load(cls, folder: Path) -> FleetSettings:
@@ -73,7 +94,28 @@ class FleetSettings:
 
 
 def client_inputs(s: FleetSettings, client: int, link: bool) -> Inputs:
-    """The training step and this client's own samples (and only those)."""
+    """The training step and this client's own samples (and only those): from the client's
+    inputs cache when it holds these settings' (the orchestrator fills it before the run),
+    else prepared (data loaded, plan compiled and linked) and cached."""
+    cache = Path(s.folder) / f"client-{client}" / INPUTS_CACHE
+    key = json.dumps([asdict(s), client, link], sort_keys=True)
+    if cache.exists():
+        # Written by this fleet's own orchestrator or client, in the fleet's own folder.
+        with open(cache, "rb") as f:
+            got = pickle.load(f)
+        inp = got["inputs"]
+        if got["key"] == key and (inp.ct.image is None or Path(inp.ct.image.elf).exists()):
+            return inp
+    inp = _prepare_client(s, client, link)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump({"key": key, "inputs": inp}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(cache)
+    return inp
+
+
+def _prepare_client(s: FleetSettings, client: int, link: bool) -> Inputs:
     part = partitions.parse(s.partition, s.dataset, s.split)
     board = load_board(DEFAULT_BOARD if s.board == HOST else s.board)
     split = partitions.user_split(client, s.boards) if part.kind == "users" else s.split
@@ -83,22 +125,52 @@ def client_inputs(s: FleetSettings, client: int, link: bool) -> Inputs:
     with open(Path(s.folder) / "build.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         inp = prepare(
-            board, s.dataset, s.scheme, s.lr, split, model, None, None, s.seed, s.lr_schedule, link=link
+            board,
+            s.dataset,
+            s.scheme,
+            s.lr,
+            split,
+            model,
+            None,
+            None,
+            s.seed,
+            s.lr_schedule,
+            link=link,
+            label_column=s.label_column,
         )
     if part.kind == "users":
         idx_t, idx_h = np.arange(len(inp.y_train)), np.arange(len(inp.y_held))
     else:
-        idx_t, idx_h = partitions.deal(inp.y_train, inp.y_held, s.boards, part, s.seed)[client]
+        idx_t, idx_h = partitions.client_share(Path(s.folder), inp, s.boards, part, s.seed)[client]
+    if s.limit is not None:  # the first `limit` of its own samples, classes in turn (as a session's)
+        idx_t = idx_t[subset(inp.y_train[idx_t], s.limit)]
     if s.held_out is not None:  # the first held_out samples, classes in turn (as a session's)
         idx_h = idx_h[subset(inp.y_held[idx_h], s.held_out)]
+    # The data set itself is not kept: the client needs its own samples and the compiled step.
     return replace(
         inp,
+        data=None,
         chosen=inp.chosen[idx_t],
         x_train=inp.x_train[idx_t],
         y_train=inp.y_train[idx_t],
         x_held=inp.x_held[idx_h],
         y_held=inp.y_held[idx_h],
     )
+
+
+class TwinScoredRun(Run):
+    """A session epoch on the board whose held-out scoring is done by `scorer` (the client's
+    twin, spot-checked against the board) instead of an EVAL per sample over the link."""
+
+    def __init__(self, *args: Any, scorer: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.scorer = scorer
+        self.scored_state: dict[str, np.ndarray] | None = None
+
+    def evaluate(self, epoch: int) -> tuple[int, float]:
+        self.scored_state = self.trainer.state()  # ARENA_READ: the trained state, read once
+        correct, loss, _ = self.scorer(self.scored_state)
+        return correct, loss
 
 
 class FleetClient:
@@ -114,6 +186,7 @@ class FleetClient:
         self.plan: list[SliceTensor] = slice_layout(self.inp.ct)
         self.link: Link | None = None
         self.twin: TwinTraining | None = None
+        self._scoring: TwinTraining | None = None  # the twin that scores a board's held-out samples
         self.log = open(self.folder / "board.log", "a")  # closed by close()
         if self.on_twin:
             self.twin = TwinTraining(self.inp.ct)
@@ -173,7 +246,41 @@ class FleetClient:
         unit = "ns" if self.on_twin else load_board(self.s.board).counter_unit
         first = self.twin.trained if self.twin is not None else self.training.status()["samples_trained"]
         save_every = 0 if self.on_twin else None  # a checkpoint at the round's end (no flash on the twin)
-        return Run(where, self.inp, self.link, unit, first, self.s.lr_schedule, 1, save_every, twin=self.twin)
+        args = (where, self.inp, self.link, unit, first, self.s.lr_schedule, 1, save_every)
+        if self.twin is None:
+            return TwinScoredRun(*args, scorer=self.score)
+        return Run(*args, twin=self.twin)
+
+    def score(self, state: dict[str, np.ndarray]) -> tuple[int, float, int]:
+        """The held-out samples scored with `state`, which the board (or the twin) holds:
+        (correct, mean loss, samples the board scored).
+
+        On the twin fleet, by the twin itself; on a board with eval_on "board", by the board,
+        every sample; with "twin" (the default), by a host twin holding the same state (loaded
+        with STATE_LOAD's checks), the board scoring the first SPOT_CHECK samples too: each of its
+        answers must be the twin's, bit for bit, or the round fails."""
+        x, y = self.inp.x_held, self.inp.y_held
+        if self.twin is not None:
+            rs = [self.twin.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
+            return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), 0
+        if self.s.eval_on == "board":
+            rs = [self.training.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
+            return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), len(y)
+        if self._scoring is None:
+            self._scoring = TwinTraining(self.inp.ct)
+        load_to_twin(self._scoring, self.plan, self.plan_crc, state_blob(self.plan, state))
+        rs = [self._scoring.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
+        checked = min(SPOT_CHECK, len(y))
+        for k in range(checked):
+            b = self.training.evaluate(k, x[k], int(y[k]))
+            t = rs[k]
+            if b.prediction != t.prediction or np.float32(b.loss).tobytes() != np.float32(t.loss).tobytes():
+                raise ToolError(
+                    f"client {self.client}: held-out sample {k}: the board answers class {b.prediction}, "
+                    f"loss {b.loss!r}; the host twin with the board's state answers class {t.prediction}, "
+                    f"loss {t.loss!r}: they must agree bit for bit (score on the board: --eval-on board)"
+                )
+        return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), checked
 
     def state(self) -> dict[str, np.ndarray]:
         """The board's whole trained state (ARENA_READ; the twin's tensors), by state tensor name."""
@@ -186,8 +293,10 @@ class FleetClient:
 
     def load(self, global_slice: dict[str, np.ndarray], claimed_crc: int | None = None) -> int:
         """Loads the fleet's slice onto the board (its own local tensors kept): STATE_LOAD, checked
-        by the board against the plan's CRC and the state's CRC-32. Returns the state CRC-32."""
-        blob = state_blob(self.plan, merge(self.plan, global_slice, self.state()))
+        by the board against the plan's CRC and the state's CRC-32. Returns the state CRC-32;
+        the state loaded is kept in self.loaded."""
+        self.loaded = merge(self.plan, global_slice, self.state())
+        blob = state_blob(self.plan, self.loaded)
         if self.twin is not None:
             load_to_twin(self.twin, self.plan, self.plan_crc, blob, claimed_crc)
             crc = self.twin.state_crc()
@@ -211,22 +320,36 @@ class FleetClient:
         rnd: int,
         global_slice: dict[str, np.ndarray] | None,
         name: str | None = None,
-        die_after: int = 0,
+        fault: str = "",
+        fault_after: int = 0,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Loads the global slice (None: the board's state as it is, the plan's initial one in
         round 1), trains each own sample once, evaluates on the own held-out samples; returns the
-        trained slice and the round's metrics. die_after > 0: the process exits after that many
-        steps (fault tests: a client killed mid-round)."""
+        trained slice and the round's metrics. fault (fault tests), after fault_after steps:
+        "exit", this process exits (a client killed mid-round); "reset", the board is reset
+        (it reboots at its last checkpoint) and the round goes on: the board refuses the next
+        sample, so the round fails with the board's words."""
         loaded = self.load(global_slice) if global_slice is not None else None
+        # The global model this message brought (the fleet's after the previous round), scored
+        # on the own held-out samples before training on it: no evaluation round trip of its own.
+        glob = self.score(self.loaded) if loaded is not None and rnd > 1 else None
         run = self._run(self.folder / (name or f"round-{rnd}"))
         n = len(self.inp.y_train)
         order = np.random.default_rng([self.s.seed, self.client, rnd]).permutation(n)
         try:
-            if die_after:
+            if fault:
+                if fault not in FAULTS:
+                    raise ToolError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
                 x, y = self.inp.x_train, self.inp.y_train
-                for k, i in enumerate(order[:die_after]):
+                for k, i in enumerate(order):
+                    if k == fault_after:
+                        if fault == "exit":
+                            os._exit(17)  # the fault tests' client process killed mid-round
+                        assert self.link is not None, "a reset needs a board"
+                        self.log.write(f"round {rnd}: fault test: the board is reset after {k} steps\n")
+                        persist.reset(self.link)
                     run.training.train(run.first_id + k, x[i], int(y[i]), 1)
-                os._exit(17)  # the fault tests' client process killed mid-round
+                raise ToolError(f"client {self.client} round {rnd}: the fault ({fault}) did not happen")
             run.epoch(1, 1, order)
             st = run.status()
             steps = [s for s in run.steps if s["epoch"] == 1]
@@ -238,7 +361,8 @@ class FleetClient:
                     f"client {self.client} round {rnd}: its samples were not each trained exactly once"
                 )
             ep = run.epochs[-1]
-            state = run.trainer.state()
+            scored = getattr(run, "scored_state", None)
+            state = scored if scored is not None else run.trainer.state()
         finally:
             run.close()
         if self.twin is not None:
@@ -257,31 +381,23 @@ class FleetClient:
             "local-correct": ep["held_out_correct"],
             "held-out": ep["held_out_samples"],
             "train-loss": ep["train_loss"],
+            "train-seconds": ep["train_seconds"],
             "bytes-sent": sum(a.nbytes for a in sl.values()),
             "loaded-crc": -1 if loaded is None else loaded,
             "state-crc": st["state_crc"],
             "plan-crc": self.plan_crc,
+            "scored-on-twin": int(self.on_twin or self.s.eval_on == "twin"),
         }
+        if glob is not None:
+            correct, loss, checked = glob
+            metrics |= {
+                "global-round": rnd - 1,
+                "global-accuracy": correct / len(self.inp.y_held),
+                "global-correct": correct,
+                "global-loss": loss,
+                "spot-checked-on-board": checked,
+            }
         (self.folder / (name or f"round-{rnd}") / "round.json").write_text(
             json.dumps(metrics, indent=2) + "\n"
         )
         return sl, metrics
-
-    def evaluate(self, rnd: int, global_slice: dict[str, np.ndarray]) -> dict[str, Any]:
-        """The global model on this client's own held-out samples (loaded onto the board first)."""
-        self.load(global_slice)
-        run = self._run(self.folder / f"round-{rnd}-global")
-        try:
-            correct, loss = run.evaluate(rnd)
-        finally:
-            run.close()
-        n = len(self.inp.y_held)
-        return {
-            "client": self.client,
-            "round": rnd,
-            "global-accuracy": correct / n,
-            "global-correct": correct,
-            "held-out": n,
-            "global-loss": loss,
-            "num-examples": n,
-        }

@@ -7,10 +7,15 @@ boards), scored on the same held-out samples. The fleet's rows come from its res
 final global model on each client's held-out samples, and fleet + one personalisation epoch.
 
     .venv/bin/python -m pytools.fleet.compare sessions/fleet-<time>   (writes docs/FLEET.md's table)
+    .venv/bin/python -m pytools.fleet.compare sessions/fleet-<time> --section
+        prints the comparison as a Markdown section for docs/RESULTS.md (results_section()):
+        the table, the commands that regenerate it, and where the fleet loses, each statement
+        computed from the numbers in the table
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -142,17 +147,139 @@ def table(folder: Path, local: dict[int, float], cloud_acc: dict[int, float]) ->
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> None:
-    folder = Path(argv[0])
-    # The baselines depend only on the fleet's settings: kept in the folder, computed once.
+FLEET_COMMAND = "invoke fleet --boards 4 --dataset hapt --split users --rounds 3"
+
+
+def _per_client(d: dict) -> dict[int, float]:
+    return {int(k): float(v) for k, v in d.items()}
+
+
+def losses(folder: Path, local: dict[int, float], cloud_acc: dict[int, float]) -> list[str]:
+    """Where the fleet loses, in words, from the fleet's results and the baselines: every
+    client whose accuracy is below local-only or cloud training, the bytes it costs, the time."""
+    res = json.loads((folder / "results.json").read_text())
+    cfg = json.loads((folder / "config.json").read_text())
+    s = res["settings"]
+    users = {k: partitions.HAPT_USERS[k] for k in range(s["boards"])}
+    glob = _per_client(res["rounds"][-1]["global_accuracy_per_client"])
+    pers = _per_client(res["personalised_accuracy_per_client"])
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f} %"
+
+    def worse(a: dict[int, float], b: dict[int, float]) -> list[str]:
+        return [
+            f"user {users[k]} ({pct(a[k])} against {pct(b[k])})" for k in sorted(a) if k in b and a[k] < b[k]
+        ]
+
+    def mean(d: dict[int, float]) -> float:
+        return sum(d.values()) / len(d) if d else float("nan")
+
+    out = []
+    for name, acc in (("the fleet's global model", glob), ("fleet + personalisation", pers)):
+        for other, ref in (("local-only training", local), ("the cloud baseline", cloud_acc)):
+            w = worse(acc, ref)
+            if w:
+                out.append(
+                    f"**Accuracy, {name} below {other}** on {len(w)} of {len(acc)} users: {', '.join(w)}."
+                )
+            else:
+                out.append(
+                    f"Accuracy, {name} against {other}: below on no user (mean {pct(mean(acc))} against "
+                    f"{pct(mean(ref))})."
+                )
+    ties = [k for k in sorted(glob) if k in local and glob[k] == local[k]]
+    if ties:
+        out.append(
+            f"**No gain from federating** on {len(ties)} of {len(glob)} users: the global model only "
+            f"ties local-only training there ({', '.join(f'user {users[k]}' for k in ties)}), while each "
+            "client sent and received its slice every round."
+        )
+    w = worse(pers, glob)
+    if w:
+        out.append(f"**The personalisation epoch loses** against the global model on {', '.join(w)}.")
+    sl, full = res["slice_bytes"], res["model_bytes"]
+    out.append(
+        f"**Bytes**: each client sends its trained slice, {sl:,} B per round, and receives as much "
+        f"({2 * sl * s['rounds']:,} B over {s['rounds']} rounds, plus the personalisation's download); "
+        f"that is {100 * sl / full:.0f} % of the {full:,}-byte .tflite per round. Local-only training "
+        "sends nothing; the cloud baseline sends every sample."
+    )
+    if cfg.get("flower_seconds"):
+        train = [
+            x["train-seconds"]
+            for r in range(1, s["rounds"] + 1)
+            for x in _train_rows(folder)
+            if x["round"] == r and "train-seconds" in x
+        ]
+        per_round = max(train) if train else None
+        out.append(
+            f"**Time**: the run took {cfg['flower_seconds']:.0f} s on Flower for {s['rounds']} rounds "
+            "and the personalisation epoch"
+            + (
+                f" (the slowest board's local epoch alone: {per_round:.0f} s a round)"
+                if per_round is not None
+                else ""
+            )
+            + "; every round waits for the slowest board, and Flower starts a process per message."
+        )
+    return out
+
+
+def _train_rows(folder: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (folder / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    return [x for x in rows if x.get("phase") == "train" and "error" not in x]
+
+
+def results_section(folder: Path, heading: str = "##") -> str:
+    """The fleet comparison as a Markdown section for docs/RESULTS.md: the table (local-only,
+    fleet, fleet + personalisation, cloud; bytes per round against the full model), the
+    commands that regenerate it, and where the fleet loses (computed from the numbers)."""
+    local, cloud_acc = baselines(folder)
+    lines = [
+        f"{heading} Fleet learning: sparse-slice FedAvg on Flower against local and cloud training",
+        "",
+        "Regenerate with",
+        "",
+        "```",
+        FLEET_COMMAND,
+        ".venv/bin/python -m pytools.fleet.compare sessions/fleet-<time> --section",
+        "```",
+        "",
+        "(local-only runs on the host twin, bit-exact with the boards; the cloud baseline fine-tunes "
+        "the float backbone in TensorFlow; details in docs/FLEET.md).",
+        "",
+        table(folder, local, cloud_acc),
+        "Where the fleet loses:",
+        "",
+        *[f"- {x}" for x in losses(folder, local, cloud_acc)],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def baselines(folder: Path) -> tuple[dict[int, float], dict[int, float]]:
+    """Local-only and cloud accuracies per client; they depend only on the fleet's settings,
+    so they are computed once and kept in the folder (baselines.json)."""
     cache = folder / "baselines.json"
     if cache.exists():
         got = json.loads(cache.read_text())
         local, cloud_acc = ({int(k): v for k, v in got[n].items()} for n in ("local_only", "cloud"))
-    else:
-        local, cloud_acc = local_only(folder), cloud(folder)
-        cache.write_text(json.dumps({"local_only": local, "cloud": cloud_acc}, indent=2) + "\n")
+        return local, cloud_acc
+    local, cloud_acc = local_only(folder), cloud(folder)
+    cache.write_text(json.dumps({"local_only": local, "cloud": cloud_acc}, indent=2) + "\n")
+    return local, cloud_acc
+
+
+def main(argv: list[str]) -> None:
+    folder = Path(argv[0])
+    # The baselines' sessions print their progress: on stderr, so that --section's stdout is
+    # the Markdown section alone (`... --section > fleet-section.md`).
+    with contextlib.redirect_stdout(sys.stderr):
+        local, cloud_acc = baselines(folder)
     if len(argv) > 1 and argv[1] == "--baselines-only":
+        return
+    if len(argv) > 1 and argv[1] == "--section":
+        print(results_section(folder), end="")
         return
     text = table(folder, local, cloud_acc)
     doc = ROOT / "docs" / "FLEET.md"

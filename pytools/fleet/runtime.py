@@ -33,8 +33,9 @@ from typing import Any
 from pytools import emulator
 from pytools.boards import HOST, load_board
 from pytools.errors import ToolError
+from pytools.fleet import partition as partitions
 from pytools.fleet.aggregate import DEFAULT_ROUNDING, ROUNDINGS, slice_layout
-from pytools.fleet.client import FleetSettings, client_inputs
+from pytools.fleet.client import EVAL_ON, FleetSettings, client_inputs
 from pytools.fleet.plan_file import write_plan
 from pytools.model.plan import read_header
 from pytools.paths import ROOT
@@ -154,20 +155,30 @@ def run_fleet(
     round_timeout: float | None = None,
     out: Path | None = None,
     ports: list[str] | None = None,
-    kill_client: tuple[int, int] | None = None,
+    fault: tuple[int, int, str] | None = None,
+    limit: int | None = None,
+    eval_on: str = "twin",
+    label_column: str | None = None,
 ) -> Path:
     """Runs a fleet of `boards` clients for `rounds` rounds; returns the fleet folder.
 
     board: "host" (every client on its own host twin) or a board name (emulated: each client
     starts its own; real: one --port per client, in `ports`). min_clients: a round goes on with
     at least this many replies (default: half the boards, at least 1); a client that does not
-    reply within round_timeout is left out of that round. kill_client (client, round): that
-    client's process exits halfway through its training in that round (the fault test).
+    reply within round_timeout is left out of that round. fault (client, round, "exit" or
+    "reset"), the fault tests: halfway through its training in that round, that client's process
+    exits, or its board is reset. limit: fine-tuning samples per client per round (default all).
+    eval_on: where held-out samples are scored ("twin": the host twin with the board's state,
+    spot-checked against the board; "board": every sample on the board).
     """
     from pytools.fleet.report import write_report
 
     if boards < 1 or rounds < 1:
         raise ToolError(f"a fleet needs --boards >= 1 and --rounds >= 1, got {boards} and {rounds}")
+    if eval_on not in EVAL_ON:
+        raise ToolError(f"--eval-on {eval_on!r}: one of {', '.join(EVAL_ON)}")
+    if limit is not None and limit < 1:
+        raise ToolError(f"--limit must be at least 1, got {limit}")
     if rounding not in ROUNDINGS:
         raise ToolError(f"--rounding {rounding!r}: one of {', '.join(ROUNDINGS)}")
     if not (math.isfinite(lr) and lr >= 0):
@@ -177,11 +188,17 @@ def run_fleet(
         raise ToolError(f"{len(ports)} ports for {boards} boards: give one --port per board, comma-separated")
     if not on_twin and not load_board(board).is_emulated and not ports:
         raise ToolError(f"{board} is a real board: give one serial port per client (--port a,b,...)")
+    part = partitions.parse(partition, dataset, split)  # a bad --partition: said before anything starts
+    if part.kind == "users":
+        partitions.user_split(boards - 1, boards)
     min_clients = min_clients or max(1, boards // 2)
     round_timeout = round_timeout or (120.0 if on_twin else 900.0)
     folder = fleet_folder(out)
     folder.mkdir(parents=True, exist_ok=True)
     fleet_id = folder.name.removeprefix("fleet-").lower()[-12:] + f"-{os.getpid()}"
+    given = dataset
+    if part.kind == "column":  # the groups out of the data (a CSV's column is no feature)
+        dataset = partitions.prepare_groups(folder, dataset, part)
     s = FleetSettings(
         fleet_id=fleet_id,
         folder=str(folder),
@@ -197,6 +214,9 @@ def run_fleet(
         held_out=held_out,
         rounds=rounds,
         rounding=rounding,
+        limit=limit,
+        eval_on=eval_on,
+        label_column=label_column,
     )
     config: dict[str, Any] = {
         "settings": asdict(s),
@@ -204,19 +224,35 @@ def run_fleet(
         "round_timeout": round_timeout,
         "connect_timeout": 600.0,
         "ports": ports,
-        "kill_client": kill_client,
+        "fault": fault,
+        "dataset_given": given,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"fleet     {folder}: {boards} clients on {board}, {dataset}, {rounds} rounds")
     # The plan, once: the firmware every client's board runs is built here, and the server
-    # gets the slice's layout and initial values without the model or the data.
-    inp = client_inputs(s, 0, link=not on_twin)
+    # gets the slice's layout and initial values without the model or the data. Each client's
+    # inputs (the compiled step and its own samples) are prepared here too, once, into its
+    # inputs cache: a Flower message then loads them instead of compiling again.
+    t_prep = time.monotonic()
+    inputs = [client_inputs(s, k, link=not on_twin) for k in range(boards)]
+    inp = inputs[0]
+    groups = partitions.client_groups(folder, boards) if part.kind == "column" else None
+    shares = [
+        partitions.share(k, x.y_train, x.y_held, groups[k] if groups else None) for k, x in enumerate(inputs)
+    ]
+    partitions.write_shares(folder, part, shares)
     plan = slice_layout(inp.ct)
     initial = Trainer(inp.ct).state()
     write_plan(folder, plan, initial, read_header(inp.ct.compiled.blob)["crc32"])
     config["model_bytes"] = len(inp.model_bytes)
+    config["prepare_seconds"] = round(time.monotonic() - t_prep, 1)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for sh in shares:
+        print(
+            f"client {sh['client']}  {sh['finetune']} fine-tuning, {sh['held_out']} held-out samples"
+            + (f" (group {sh['group']})" if sh["group"] is not None else "")
+        )
 
     home = folder / "flwr-home"
     home.mkdir(exist_ok=True)
@@ -226,6 +262,9 @@ def run_fleet(
     )
     env["FLWR_HOME"] = str(home)
     env["PYTHONUNBUFFERED"] = "1"
+    # A SuperExec looks for new messages every second by default; a fleet's rounds wait on it
+    # several times each (train, evaluate): five times a second costs nothing on loopback.
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2")
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])  # Flower starts flower-superexec by name
     link_port = _free_port()
     connection = f'[superlink.fleet]\naddress = "127.0.0.1:{link_port}"\ninsecure = true\n'
@@ -243,8 +282,8 @@ def run_fleet(
             node = f"fleet-dir='{folder}' client={k}"
             if ports:
                 node += f" port='{ports[k]}'"
-            if kill_client and kill_client[0] == k:
-                node += f" die-in-round={kill_client[1]}"
+            if fault and fault[0] == k:
+                node += f" fault='{fault[2]}' fault-in-round={fault[1]}"
             p, _ = procs.start(
                 f"supernode-{k}",
                 [
@@ -289,6 +328,8 @@ def run_fleet(
                     )
             time.sleep(0.5)
         print(f"flower    the ServerApp finished {rounds} rounds in {time.monotonic() - t0:.0f} s")
+        config["flower_seconds"] = round(time.monotonic() - t0, 1)
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     finally:
         procs.stop_all()
         if not on_twin and not ports:
