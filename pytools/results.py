@@ -71,6 +71,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DOCS = ROOT / "docs"
 OUT_MD = DOCS / "RESULTS.md"
 OUT_DIR = DOCS / "results"
+# The fleet comparison (issue 17) is made by its own runs (`invoke fleet`, then
+# `python -m pytools.fleet.compare FOLDER --section > docs/fleet/results-section.md`): far too
+# long to redo inside `invoke results`, so RESULTS.md carries that file as it was written.
+FLEET_SECTION = DOCS / "fleet" / "results-section.md"
 SEEDS = (0, 1, 2, 3, 4)  # sample-order seeds of every row (and of the lr choice of ours and the cloud)
 GRID_SEEDS_OTHERS = 2  # the rows outside the verdict choose their lr on the first 2 seeds (CPU time)
 MARGIN = 1.0  # points: "within" means ours is at most this far below the cloud baseline
@@ -1138,6 +1142,14 @@ def write(
     ]
     for tr in results:
         lines += tr.section.split("\n")
+    if FLEET_SECTION.is_file():
+        lines += [
+            *FLEET_SECTION.read_text().rstrip().split("\n"),
+            "",
+            f"(This section is {FLEET_SECTION.relative_to(ROOT)}, copied verbatim: the fleet's own runs "
+            "make it, with the commands above, not `invoke results`.)",
+            "",
+        ]
     if skipped:
         lines += ["## Not run here", ""]
         lines += [f"- {s.title}: {why}." for s, why in skipped]

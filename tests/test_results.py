@@ -259,3 +259,18 @@ def test_run_all_with_tasks_reruns_those_and_keeps_the_rest(
     results.run_all(load_board("mps2_an500"), ["fashion_to_mnist"], progress=False)
     assert ran == ["fashion_to_mnist"]
     assert [t.spec.name for t in got["res"]] == ["digits", "fashion_to_mnist"] and got["kept"] == ["digits"]
+
+
+def test_the_fleet_comparison_is_carried_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESULTS.md carries the fleet's comparison (docs/fleet/results-section.md) as written."""
+    section = tmp_path / "fleet" / "results-section.md"
+    section.parent.mkdir()
+    section.write_text("## Fleet learning: a table\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    monkeypatch.setattr(results, "FLEET_SECTION", section)
+    monkeypatch.setattr(results, "ROOT", tmp_path)
+    md = tmp_path / "RESULTS.md"
+    results.write([], [], 1.0, "invoke results", md=md, out_dir=tmp_path / "out", readme=None)
+    assert section.read_text().rstrip() in md.read_text()
+    section.unlink()
+    results.write([], [], 1.0, "invoke results", md=md, out_dir=tmp_path / "out", readme=None)
+    assert "Fleet learning" not in md.read_text()
