@@ -2,7 +2,6 @@
  * See add_s8.h for layouts and operands. */
 #include "add_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
 
 /* One element, the same integer steps as TFLite's AddFunc. The three scalings use
@@ -22,15 +21,6 @@ static inline int8_t add_one(int32_t x1, int32_t x2, const struct add_s8_params 
         fp_multiply_by_quantized_multiplier(raw_sum, p->output_multiplier, (int)p->output_shift) +
         p->output_offset;
     return (int8_t)fp_clamp(raw_output, p->act_min, p->act_max);
-}
-
-/* The build chooses: the optimized kernel (add_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void add_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        add_s8_dsp_run(params, operands, scratch);
-    else
-        add_s8_ref_run(params, operands, scratch);
 }
 
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch) {

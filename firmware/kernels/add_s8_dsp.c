@@ -72,3 +72,13 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
         }
     }
 }
+
+/* The selector, the runtime's entry for add_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (add_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void add_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        add_s8_dsp_run(params, operands, scratch);
+    else
+        add_s8_ref_run(params, operands, scratch);
+}

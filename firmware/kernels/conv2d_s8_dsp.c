@@ -1184,3 +1184,13 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
     else
         conv_direct(&p, &o);
 }
+
+/* The selector, the runtime's entry for conv2d_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (conv2d_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        conv2d_s8_dsp_run(params, operands, scratch);
+    else
+        conv2d_s8_ref_run(params, operands, scratch);
+}

@@ -2,17 +2,7 @@
  * strides. See mul_s8.h for layouts and operands. */
 #include "mul_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
-
-/* The build chooses: the optimized kernel (mul_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void mul_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        mul_s8_dsp_run(params, operands, scratch);
-    else
-        mul_s8_ref_run(params, operands, scratch);
-}
 
 void mul_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

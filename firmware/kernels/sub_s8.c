@@ -2,7 +2,6 @@
  * strides. See sub_s8.h for layouts and operands. */
 #include "sub_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
 
 /* One element, the same integer steps as TFLite's SubElementwise (its scalings are
@@ -19,15 +18,6 @@ static inline int8_t sub_one(int32_t x1, int32_t x2, const struct sub_s8_params 
                                                             (int)p->output_shift) +
                         p->output_offset;
     return (int8_t)fp_clamp(raw, p->act_min, p->act_max);
-}
-
-/* The build chooses: the optimized kernel (sub_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void sub_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        sub_s8_dsp_run(params, operands, scratch);
-    else
-        sub_s8_ref_run(params, operands, scratch);
 }
 
 void sub_s8_ref_run(const void *params, void *const *operands, void *scratch) {
