@@ -36,8 +36,8 @@
  * (conv2d_s8_direct_dsp.c): per output pixel and pair of channels, the taps' input channels four at
  * a time, unpacked on the fly. The stack holds the buffers (no scratch: plans and arenas are
  * unchanged). The assembly is checked against TFLite on the emulated board
- * (tests/kernels/test_dsp_kernels.py and test_dsp_conv_more.py); the host runs the portable C of
- * the same steps. */
+ * (tests/kernels/conv/test_dsp_kernels.py and test_dsp_conv_more.py); the host runs the portable C
+ * of the same steps. */
 #include "conv2d_s8_dsp.h"
 
 #if defined(HOST_BUILD)
