@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from pytools.model.lowering import lower
-from tests.kernels.support import check_bit_exact, quant
 from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run
+from tests.kernels.support import check_bit_exact, quant
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 

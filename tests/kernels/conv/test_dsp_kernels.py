@@ -27,7 +27,6 @@ import pytest
 
 from pytools.model.kernels import KernelCall, _lib
 from pytools.model.lowering import lower
-from tests.kernels.support import check_bit_exact, quant
 from tests.kernels.conv.test_conv_kernels import (
     Case,
     _graph,
@@ -35,6 +34,7 @@ from tests.kernels.conv.test_conv_kernels import (
     depthwise_case,
     fc_case,
 )
+from tests.kernels.support import check_bit_exact, quant
 
 KERNELS = ("conv2d_s8", "depthwise_conv2d_s8", "fully_connected_s8")
 # Operand indices of the trained slices (kernels' headers).
