@@ -1,7 +1,8 @@
 """Packed little-endian struct layouts parsed from the firmware's .def files.
 
 The firmware's .def files are X-macro lists (FIELD(u32, name), ARRAY(char, name, n),
-TAIL_TEXT(name)) between <KIND>_BEGIN(NAME) and <KIND>_END(NAME). C expands them into packed
+TAIL_TEXT(name), or `#include "shared.def"` for a run of fields several layouts share) between
+<KIND>_BEGIN(NAME) and <KIND>_END(NAME). C expands them into packed
 structs; this module reads the same lines, so Python and C share one definition.
 """
 
@@ -63,21 +64,41 @@ class Layout:
 
 
 def parse_layouts(path: Path, kind: str) -> dict[str, Layout]:
-    """Every <kind>_BEGIN(NAME) ... <kind>_END(NAME) block of a .def file."""
+    """Every <kind>_BEGIN(NAME) ... <kind>_END(NAME) block of a .def file.
+
+    A block may hold `#include "other.def"` lines: a shared run of fields (the convolution
+    geometry, firmware/kernels/conv2d_geometry.def) that C expands in place, so its fields are
+    read from that file, next to this one, at that point of the layout.
+    """
     text = strip_comments(path.read_text())
     layouts: dict[str, Layout] = {}
     for block in re.finditer(rf"{kind}_BEGIN\((\w+)\)(.*?){kind}_END\(\1\)", text, flags=re.S):
         fields: list[tuple[str, str]] = []
-        tail = None
-        for line in block[2].splitlines():
-            line = line.strip()
-            if m := re.fullmatch(r"FIELD\((\w+),\s*(\w+)\)", line):
-                fields.append((m[2], TYPES[m[1]]))
-            elif m := re.fullmatch(r"ARRAY\(char,\s*(\w+),\s*(\d+)\)", line):
-                fields.append((m[1], f"{m[2]}s"))
-            elif m := re.fullmatch(r"TAIL_TEXT\((\w+)\)", line):
-                tail = m[1]
-            elif line:
-                raise ValueError(f"{path.name}: cannot parse '{line}'")
+        tail = _parse_fields(path, block[2], fields, (path.resolve(),))
         layouts[block[1]] = Layout(block[1], fields, tail)
     return layouts
+
+
+def _parse_fields(path: Path, body: str, fields: list[tuple[str, str]], seen: tuple[Path, ...]) -> str | None:
+    """Appends the fields of a block's body (following its #include lines) to `fields`;
+    returns the name of its text tail, if any."""
+    tail = None
+    for line in body.splitlines():
+        line = line.strip()
+        if m := re.fullmatch(r"FIELD\((\w+),\s*(\w+)\)", line):
+            fields.append((m[2], TYPES[m[1]]))
+        elif m := re.fullmatch(r"ARRAY\(char,\s*(\w+),\s*(\d+)\)", line):
+            fields.append((m[1], f"{m[2]}s"))
+        elif m := re.fullmatch(r"TAIL_TEXT\((\w+)\)", line):
+            tail = m[1]
+        elif m := re.fullmatch(r'#include\s+"([\w.]+\.def)"', line):
+            inc = (path.parent / m[1]).resolve()
+            if inc in seen:
+                raise ValueError(f"{path.name}: {m[1]} includes itself")
+            if not inc.is_file():
+                raise ValueError(f"{path.name}: included {m[1]} is not in {path.parent}")
+            if _parse_fields(inc, strip_comments(inc.read_text()), fields, (*seen, inc)) is not None:
+                raise ValueError(f"{m[1]}: an included block cannot have a text tail")
+        elif line:
+            raise ValueError(f"{path.name}: cannot parse '{line}'")
+    return tail

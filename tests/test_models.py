@@ -146,7 +146,7 @@ def test_the_zoo_covers_every_supported_op() -> None:
     seen = {op for name in ZOO for op in op_names(zoo(name))}
     # Every zoo model is checked against TFLite Micro too, which has no RELU_N1_TO_1 and whose
     # RELU6 ignores a rescale (pytools/pretrain/zoo.py, _se_net): those two are checked against
-    # TFLite's reference in tests/kernels/test_activation_kernels.py only.
+    # TFLite's reference in tests/kernels/elementwise/test_activation_kernels.py only.
     assert seen == set(SUPPORTED_OPS) - set(NOT_IN_THE_ZOO), set(SUPPORTED_OPS) - seen
 
 

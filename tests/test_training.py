@@ -174,7 +174,7 @@ def test_max_pool_and_pad_backward_on_the_board_match_the_host_twin() -> None:
 def test_two_pass_depthwise_gradients_shrink_the_arena_and_change_nothing() -> None:
     """Where a depthwise input gradient's whole-input int32 scratch decides the arena, the
     compiler runs it in two passes over one channel's scratch: a smaller arena, the same
-    bits (the kernel itself: tests/kernels/test_dw_grad_two_pass.py)."""
+    bits (the kernel itself: tests/kernels/conv/test_dw_grad_two_pass.py)."""
     ct = compiled("mobilenet_tiny", "bias=12,-1=1,-4=0.5,-7=0.25")
     g = ct.train.graph
     two = [op for op in g.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"]

@@ -1,8 +1,8 @@
 /* int8 ADD: TFLite's reference AddFunc per element, with broadcasting done by strides.
  * See add_s8.h for layouts and operands. */
 #include "add_s8.h"
+#include "broadcast4.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
 
 /* One element, the same integer steps as TFLite's AddFunc. The three scalings use
@@ -24,13 +24,14 @@ static inline int8_t add_one(int32_t x1, int32_t x2, const struct add_s8_params 
     return (int8_t)fp_clamp(raw_output, p->act_min, p->act_max);
 }
 
-/* The build chooses: the optimized kernel (add_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void add_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        add_s8_dsp_run(params, operands, scratch);
-    else
-        add_s8_ref_run(params, operands, scratch);
+/* One innermost run of the broadcast walk (broadcast4.h). */
+static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
+                              int32_t sb, const void *ctx) {
+    const struct add_s8_params *p = ctx;
+    for (int32_t i3 = 0; i3 < n; ++i3) {
+        *out++ = add_one(a[i3 * sa], b[i3 * sb], p);
+    }
+    return out;
 }
 
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch) {
@@ -41,24 +42,13 @@ void add_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *in2 = operands[ADD_S8_INPUT2];
     int8_t *out = operands[ADD_S8_OUTPUT];
 
-    /* The output is written in row-major order; each input follows its own strides, which
-     * are 0 along the dimensions it is broadcast over. */
-    for (int32_t i0 = 0; i0 < p.dim0; ++i0) {
-        for (int32_t i1 = 0; i1 < p.dim1; ++i1) {
-            for (int32_t i2 = 0; i2 < p.dim2; ++i2) {
-                const int8_t *a =
-                    in1 + i0 * p.in1_stride0 + i1 * p.in1_stride1 + i2 * p.in1_stride2;
-                const int8_t *b =
-                    in2 + i0 * p.in2_stride0 + i1 * p.in2_stride1 + i2 * p.in2_stride2;
-                for (int32_t i3 = 0; i3 < p.dim3; ++i3) {
-                    *out++ = add_one(a[i3 * p.in1_stride3], b[i3 * p.in2_stride3], &p);
-                }
-            }
-        }
-    }
+    const struct broadcast4 s = broadcast4_of(&p);
+    broadcast4_s8(&s, in1, in2, out, add_row, &p);
 }
 
 size_t add_s8_scratch_size(const void *params) {
     (void)params;
     return 0;
 }
+
+BROADCAST4_CHECK(add_s8);

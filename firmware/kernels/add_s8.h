@@ -21,7 +21,11 @@
 /* Operand order. */
 enum { ADD_S8_INPUT1 = 0, ADD_S8_INPUT2 = 1, ADD_S8_OUTPUT = 2, ADD_S8_OPERANDS = 3 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in add_s8_dsp.c. */
 void add_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (add_s8.c), bit-exact with TFLite's reference; it calls no variant. */
+void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t add_s8_scratch_size(const void *params);
 
 #endif

@@ -9,6 +9,7 @@
  * reference's. Tables cost 512 reference scalings, so outputs of fewer than ADD_TABLE_MIN
  * elements run the reference kernel. Broadcasting follows the same strides. */
 #include "add_s8.h"
+#include "broadcast4.h"
 #include "dsp.h"
 #include "fixedpoint.h"
 #include "requant_fast.h"
@@ -22,6 +23,36 @@ static void scale_table(int32_t *t, int32_t offset, int32_t left_shift, int32_t 
         const int32_t shifted = (offset + x) * ((int32_t)1 << left_shift);
         t[(uint8_t)x] = fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
     }
+}
+
+/* The constants of add_s8_dsp_run's rows (broadcast4.h walks them). */
+struct add_rows {
+    const int32_t *t1, *t2;
+    int32_t m2, s1, cc, lo, hi, multiplier, shift, output_offset;
+};
+
+/* One innermost run, requant_fast.h's fused output scaling. */
+static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                   int32_t sa, int32_t sb, const void *ctx) {
+    const struct add_rows *r = ctx;
+    for (int32_t i3 = 0; i3 < n; ++i3, a += sa, b += sb) {
+        const int32_t raw = r->t1[(uint8_t)*a] + r->t2[(uint8_t)*b];
+        *out++ = (int8_t)fp_clamp(rq_fused(raw, r->m2, r->s1, r->cc), r->lo, r->hi);
+    }
+    return out;
+}
+
+/* One innermost run, the reference's output scaling. */
+static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
+                              int32_t sb, const void *ctx) {
+    const struct add_rows *r = ctx;
+    for (int32_t i3 = 0; i3 < n; ++i3, a += sa, b += sb) {
+        const int32_t raw = r->t1[(uint8_t)*a] + r->t2[(uint8_t)*b];
+        const int32_t y = fp_multiply_by_quantized_multiplier(raw, r->multiplier, (int)r->shift) +
+                          r->output_offset;
+        *out++ = (int8_t)fp_clamp(y, r->lo, r->hi);
+    }
+    return out;
 }
 
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
@@ -46,29 +77,21 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
                      p.act_min >= -128 && p.act_max <= 127;
     const int32_t m2 = rq_m2(p.output_multiplier), s1 = rq_s1(p.output_shift);
     const int32_t cc = 1 + 2 * p.output_offset, lo = p.act_min, hi = p.act_max;
-    for (int32_t i0 = 0; i0 < p.dim0; ++i0) {
-        for (int32_t i1 = 0; i1 < p.dim1; ++i1) {
-            for (int32_t i2 = 0; i2 < p.dim2; ++i2) {
-                const int8_t *a =
-                    in1 + i0 * p.in1_stride0 + i1 * p.in1_stride1 + i2 * p.in1_stride2;
-                const int8_t *b =
-                    in2 + i0 * p.in2_stride0 + i1 * p.in2_stride1 + i2 * p.in2_stride2;
-                const int32_t sa = p.in1_stride3, sb = p.in2_stride3;
-                if (fast) {
-                    for (int32_t i3 = 0; i3 < p.dim3; ++i3, a += sa, b += sb) {
-                        const int32_t raw = t1[(uint8_t)*a] + t2[(uint8_t)*b];
-                        *out++ = (int8_t)fp_clamp(rq_fused(raw, m2, s1, cc), lo, hi);
-                    }
-                } else {
-                    for (int32_t i3 = 0; i3 < p.dim3; ++i3, a += sa, b += sb) {
-                        const int32_t raw = t1[(uint8_t)*a] + t2[(uint8_t)*b];
-                        const int32_t y = fp_multiply_by_quantized_multiplier(
-                                              raw, p.output_multiplier, (int)p.output_shift) +
-                                          p.output_offset;
-                        *out++ = (int8_t)fp_clamp(y, lo, hi);
-                    }
-                }
-            }
-        }
-    }
+    const struct add_rows r = {
+        t1, t2, m2, s1, cc, lo, hi, p.output_multiplier, p.output_shift, p.output_offset};
+    const struct broadcast4 s = broadcast4_of(&p);
+    if (fast)
+        broadcast4_s8(&s, in1, in2, out, add_row_fast, &r);
+    else
+        broadcast4_s8(&s, in1, in2, out, add_row, &r);
+}
+
+/* The selector, the runtime's entry for add_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (add_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void add_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        add_s8_dsp_run(params, operands, scratch);
+    else
+        add_s8_ref_run(params, operands, scratch);
 }

@@ -1,17 +1,7 @@
 /* The 1-bit clamp mask of a forward output. See clamp_mask_s8.h. */
 #include "clamp_mask_s8.h"
 
-#include "dsp.h"
 #include "grad.h"
-
-/* The build chooses: the optimized kernel (clamp_mask_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void clamp_mask_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        clamp_mask_s8_dsp_run(params, operands, scratch);
-    else
-        clamp_mask_s8_ref_run(params, operands, scratch);
-}
 
 void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

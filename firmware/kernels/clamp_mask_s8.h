@@ -27,7 +27,12 @@ enum {
     CLAMP_MASK_S8_OPERANDS = 2
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in clamp_mask_s8_dsp.c. */
 void clamp_mask_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (clamp_mask_s8.c), bit-exact with TFLite's reference; it calls no variant.
+ */
+void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t clamp_mask_s8_scratch_size(const void *params);
 
 #endif

@@ -45,3 +45,13 @@ void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scra
         mask[whole] = (uint8_t)byte;
     }
 }
+
+/* The selector, the runtime's entry for clamp_mask_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (clamp_mask_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void clamp_mask_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        clamp_mask_s8_dsp_run(params, operands, scratch);
+    else
+        clamp_mask_s8_ref_run(params, operands, scratch);
+}

@@ -2,8 +2,6 @@
  * integer results are identical. See conv2d_s8.h for layouts and operands. */
 #include "conv2d_s8.h"
 
-#include "dsp.h"
-
 #include "fixedpoint.h"
 
 /* acc (+ bias) scaled to the output's quanta, offset by its zero point and clamped to the
@@ -13,15 +11,6 @@ static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift,
     acc = fp_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
     acc += p->output_offset;
     return (int8_t)fp_clamp(acc, p->act_min, p->act_max);
-}
-
-/* The build chooses: the optimized kernel (conv2d_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        conv2d_s8_dsp_run(params, operands, scratch);
-    else
-        conv2d_s8_ref_run(params, operands, scratch);
 }
 
 void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch) {

@@ -45,7 +45,11 @@ enum {
     CONV2D_S8_OPERANDS = 8
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in conv2d_s8_dsp.c. */
 void conv2d_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (conv2d_s8.c), bit-exact with TFLite's reference; it calls no variant. */
+void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t conv2d_s8_scratch_size(const void *params);
 
 #endif

@@ -2,17 +2,7 @@
  * scale. See conv2d_s8_grad_input.h for the arithmetic and operands. */
 #include "conv2d_s8_grad_input.h"
 
-#include "dsp.h"
 #include "grad.h"
-
-/* The build chooses: the optimized kernel (conv2d_s8_grad_input_dsp.c) when KERNELS_USE_DSP()
- * (dsp.h), else this reference. */
-void conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        conv2d_s8_grad_input_dsp_run(params, operands, scratch);
-    else
-        conv2d_s8_grad_input_ref_run(params, operands, scratch);
-}
 
 void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */

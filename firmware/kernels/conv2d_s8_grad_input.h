@@ -117,7 +117,12 @@ static inline int32_t conv_grad_masked(const int8_t *g, const uint8_t *mask, siz
     return (mask && !((mask[i >> 3] >> (i & 7)) & 1)) ? 0 : (int32_t)g[i];
 }
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in conv2d_s8_grad_input_dsp.c. */
 void conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (conv2d_s8_grad_input.c), bit-exact with TFLite's reference; it calls no
+ * variant. */
+void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch);
 size_t conv2d_s8_grad_input_scratch_size(const void *params);
 
 #endif

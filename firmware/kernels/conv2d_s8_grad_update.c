@@ -3,16 +3,6 @@
 #include "conv2d_s8_grad_update.h"
 
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
-#include "dsp.h"
-
-/* The build chooses: the optimized kernel (conv2d_s8_grad_update_dsp.c) when KERNELS_USE_DSP()
- * (dsp.h), else this reference. */
-void conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        conv2d_s8_grad_update_dsp_run(params, operands, scratch);
-    else
-        conv2d_s8_grad_update_ref_run(params, operands, scratch);
-}
 
 void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */

@@ -60,7 +60,12 @@ enum {
     CONV2D_S8_GRAD_UPDATE_OPERANDS = 8
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in conv2d_s8_grad_update_dsp.c. */
 void conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (conv2d_s8_grad_update.c), bit-exact with TFLite's reference; it calls no
+ * variant. */
+void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch);
 size_t conv2d_s8_grad_update_scratch_size(const void *params);
 
 /* --- The SGD steps shared by the *_grad_update kernels (conv2d_s8, depthwise_conv2d_s8,

@@ -360,3 +360,13 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
                 p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
+
+/* The selector, the runtime's entry for conv2d_s8_grad_update (ops.def): the DSP variant above when
+ * the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (conv2d_s8_grad_update.c).
+ * The DSP variant falls back to the reference itself for the shapes it does not take. */
+void conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        conv2d_s8_grad_update_dsp_run(params, operands, scratch);
+    else
+        conv2d_s8_grad_update_ref_run(params, operands, scratch);
+}

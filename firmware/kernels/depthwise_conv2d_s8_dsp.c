@@ -617,3 +617,13 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
         }
     }
 }
+
+/* The selector, the runtime's entry for depthwise_conv2d_s8 (ops.def): the DSP variant above when
+ * the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (depthwise_conv2d_s8.c). The
+ * DSP variant falls back to the reference itself for the shapes it does not take. */
+void depthwise_conv2d_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        depthwise_conv2d_s8_dsp_run(params, operands, scratch);
+    else
+        depthwise_conv2d_s8_ref_run(params, operands, scratch);
+}

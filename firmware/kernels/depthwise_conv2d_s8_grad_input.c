@@ -3,17 +3,7 @@
 #include "depthwise_conv2d_s8_grad_input.h"
 
 #include "conv2d_s8_grad_input.h"
-#include "dsp.h"
 #include "grad.h"
-
-/* The build chooses: the optimized kernel (depthwise_conv2d_s8_grad_input_dsp.c) when
- * KERNELS_USE_DSP() (dsp.h), else this reference. */
-void depthwise_conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        depthwise_conv2d_s8_grad_input_dsp_run(params, operands, scratch);
-    else
-        depthwise_conv2d_s8_grad_input_ref_run(params, operands, scratch);
-}
 
 void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *operands,
                                             void *scratch) {

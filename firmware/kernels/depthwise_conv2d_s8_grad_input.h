@@ -45,7 +45,13 @@ enum {
     DEPTHWISE_CONV2D_S8_GRAD_INPUT_OPERANDS = 8
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in depthwise_conv2d_s8_grad_input_dsp.c. */
 void depthwise_conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (depthwise_conv2d_s8_grad_input.c), bit-exact with TFLite's reference; it
+ * calls no variant. */
+void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *operands,
+                                            void *scratch);
 size_t depthwise_conv2d_s8_grad_input_scratch_size(const void *params);
 
 #endif

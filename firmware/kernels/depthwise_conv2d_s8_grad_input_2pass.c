@@ -4,7 +4,6 @@
 
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
-#include "dsp.h"
 
 struct dw_grad {
     struct depthwise_conv2d_s8_grad_input_2pass_params p;
@@ -58,16 +57,6 @@ static void channel(const struct dw_grad *d, int32_t ic, int32_t *acc) {
             }
         }
     }
-}
-
-/* The build chooses: the optimized kernel (depthwise_conv2d_s8_grad_input_2pass_dsp.c) when
- * KERNELS_USE_DSP() (dsp.h), else this reference. */
-void depthwise_conv2d_s8_grad_input_2pass_run(const void *params, void *const *operands,
-                                              void *scratch) {
-    if (KERNELS_USE_DSP())
-        depthwise_conv2d_s8_grad_input_2pass_dsp_run(params, operands, scratch);
-    else
-        depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
 }
 
 void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,

@@ -22,8 +22,14 @@
 #include "def_struct_end.h"
 /* clang-format on */
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in depthwise_conv2d_s8_grad_input_2pass_dsp.c. */
 void depthwise_conv2d_s8_grad_input_2pass_run(const void *params, void *const *operands,
                                               void *scratch);
+/* The reference kernel (depthwise_conv2d_s8_grad_input_2pass.c), bit-exact with TFLite's reference;
+ * it calls no variant. */
+void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
+                                                  void *scratch);
 size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params);
 
 #endif

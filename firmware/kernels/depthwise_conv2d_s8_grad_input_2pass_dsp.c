@@ -302,3 +302,15 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
     *grad_in_scale =
         (float)max_abs * (grad_out_scale * max_scale * conv_grad_unit(d.shift)) / 127.0f;
 }
+
+/* The selector, the runtime's entry for depthwise_conv2d_s8_grad_input_2pass (ops.def): the DSP
+ * variant above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
+ * (depthwise_conv2d_s8_grad_input_2pass.c). The DSP variant falls back to the reference itself for
+ * the shapes it does not take. */
+void depthwise_conv2d_s8_grad_input_2pass_run(const void *params, void *const *operands,
+                                              void *scratch) {
+    if (KERNELS_USE_DSP())
+        depthwise_conv2d_s8_grad_input_2pass_dsp_run(params, operands, scratch);
+    else
+        depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
+}

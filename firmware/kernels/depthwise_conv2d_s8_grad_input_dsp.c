@@ -178,3 +178,14 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
     *grad_in_scale = dsp_grad_requantize_s32(
         acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
 }
+
+/* The selector, the runtime's entry for depthwise_conv2d_s8_grad_input (ops.def): the DSP variant
+ * above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
+ * (depthwise_conv2d_s8_grad_input.c). The DSP variant falls back to the reference itself for the
+ * shapes it does not take. */
+void depthwise_conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        depthwise_conv2d_s8_grad_input_dsp_run(params, operands, scratch);
+    else
+        depthwise_conv2d_s8_grad_input_ref_run(params, operands, scratch);
+}

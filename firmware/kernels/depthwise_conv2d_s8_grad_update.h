@@ -44,7 +44,13 @@ enum {
     DEPTHWISE_CONV2D_S8_GRAD_UPDATE_OPERANDS = 8
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in depthwise_conv2d_s8_grad_update_dsp.c. */
 void depthwise_conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (depthwise_conv2d_s8_grad_update.c), bit-exact with TFLite's reference; it
+ * calls no variant. */
+void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                             void *scratch);
 size_t depthwise_conv2d_s8_grad_update_scratch_size(const void *params);
 
 #endif

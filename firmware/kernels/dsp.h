@@ -21,38 +21,25 @@
 #include "grad.h"
 #include "kernel.h"
 
-/* The optimized forward kernels (conv2d_s8_dsp.c, depthwise_conv2d_s8_dsp.c,
- * fully_connected_s8_dsp.c) and the reference kernels, behind the same interface as X_run
- * (kernel.h): X_run calls X_dsp_run when KERNELS_USE_DSP(), X_ref_run otherwise; all give
- * bit-identical results. Host builds export all of them, so tests compare them directly. */
-void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch);
+/* The DSP variants (X_dsp.c), behind the same interface as X_run (kernel.h). Each X_dsp.c
+ * also holds X's selector X_run: X_dsp_run when KERNELS_USE_DSP(), else X_ref_run (X.c,
+ * declared in X.h). A DSP variant may call its reference (for shapes it does not take); a
+ * reference never calls a variant. All give bit-identical results; host builds export all
+ * of them, so tests compare them directly. */
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void depthwise_conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void fully_connected_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 /* The same for the gradient kernels (*_grad_*_dsp.c). */
-void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch);
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch);
-void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch);
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch);
-void fully_connected_s8_grad_input_ref_run(const void *params, void *const *operands,
-                                           void *scratch);
 void fully_connected_s8_grad_input_dsp_run(const void *params, void *const *operands,
                                            void *scratch);
-void fully_connected_s8_grad_update_ref_run(const void *params, void *const *operands,
-                                            void *scratch);
 void fully_connected_s8_grad_update_dsp_run(const void *params, void *const *operands,
-                                            void *scratch);
-void depthwise_conv2d_s8_grad_input_ref_run(const void *params, void *const *operands,
                                             void *scratch);
 void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
                                             void *scratch);
-void depthwise_conv2d_s8_grad_update_ref_run(const void *params, void *const *operands,
-                                             void *scratch);
 void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands,
                                              void *scratch);
-void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
 /* The fully-connected gradient kernels run as a 1x1 convolution over `batches` pixels of
  * 1x1 maps (fully_connected_s8_grad_{input,update}_dsp.c): the conv parameter fields they
  * share, filled from fully-connected parameters p, as designated initializers. */
@@ -61,36 +48,19 @@ void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
     .filter_w = 1, .output_h = 1, .output_w = 1, .output_c = (p).output_depth, .stride_h = 1,      \
     .stride_w = 1, .dilation_h = 1, .dilation_w = 1, .pad_h = 0, .pad_w = 0,                       \
     .has_mask = (p).has_mask, .per_channel = (p).per_channel, .train_rows = (p).train_rows
-void grad_add_ref_run(const void *params, void *const *operands, void *scratch);
 void grad_add_dsp_run(const void *params, void *const *operands, void *scratch);
-/* grad_add.c's body, shared with grad_add_dsp.c: the two differ only in the requantizer
- * (grad_requantize_s32, or dsp_grad_requantize_s32 below), bit-identical with each other. */
-void grad_add_run_with(const void *params, void *const *operands, void *scratch,
-                       float (*requantize)(const int32_t *acc, size_t n, float acc_scale,
-                                           int8_t *out));
 /* The optimized TRANSPOSE (transpose_dsp.c: blocked int8 transposes, no SIMD needed). */
-void transpose_ref_run(const void *params, void *const *operands, void *scratch);
 void transpose_dsp_run(const void *params, void *const *operands, void *scratch);
-void mean_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void clamp_mask_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void mul_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void mul_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void sub_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 /* The elementwise int8 -> int8 kernels that run by table (dsp_unary_by_table below). */
-void hard_swish_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void hard_swish_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void relu_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void relu_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void leaky_relu_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void leaky_relu_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void requantize_s8_ref_run(const void *params, void *const *operands, void *scratch);
 void requantize_s8_dsp_run(const void *params, void *const *operands, void *scratch);
-void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
-                                                  void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
                                                   void *scratch);
 

@@ -3,8 +3,6 @@
  * the integer results are identical. See fully_connected_s8.h for operands. */
 #include "fully_connected_s8.h"
 
-#include "dsp.h"
-
 /* std::round (halves away from zero) then int32, without libm. Saturates where TFLite's
  * static_cast<int32_t> would be undefined (|v| >= 2^31, i.e. an absurd effective scale). */
 static int32_t round_to_int32(double v) {
@@ -15,15 +13,6 @@ static int32_t round_to_int32(double v) {
     if (frac >= 0.5) t += 1;
     if (frac <= -0.5) t -= 1;
     return t;
-}
-
-/* The build chooses: the optimized kernel (fully_connected_s8_dsp.c) when KERNELS_USE_DSP()
- * (dsp.h), else this reference. */
-void fully_connected_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        fully_connected_s8_dsp_run(params, operands, scratch);
-    else
-        fully_connected_s8_ref_run(params, operands, scratch);
 }
 
 void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch) {

@@ -51,7 +51,12 @@ enum {
     FULLY_CONNECTED_S8_OPERANDS = 7
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in fully_connected_s8_dsp.c. */
 void fully_connected_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (fully_connected_s8.c), bit-exact with TFLite's reference; it calls no
+ * variant. */
+void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t fully_connected_s8_scratch_size(const void *params);
 
 #endif

@@ -3,17 +3,7 @@
 #include "fully_connected_s8_grad_input.h"
 
 #include "conv2d_s8_grad_input.h"
-#include "dsp.h"
 #include "grad.h"
-
-/* The build chooses: the optimized kernel (fully_connected_s8_grad_input_dsp.c) when
- * KERNELS_USE_DSP() (dsp.h), else this reference. */
-void fully_connected_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        fully_connected_s8_grad_input_dsp_run(params, operands, scratch);
-    else
-        fully_connected_s8_grad_input_ref_run(params, operands, scratch);
-}
 
 void fully_connected_s8_grad_input_ref_run(const void *params, void *const *operands,
                                            void *scratch) {

@@ -43,7 +43,13 @@ enum {
     FULLY_CONNECTED_S8_GRAD_INPUT_OPERANDS = 8
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in fully_connected_s8_grad_input_dsp.c. */
 void fully_connected_s8_grad_input_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (fully_connected_s8_grad_input.c), bit-exact with TFLite's reference; it
+ * calls no variant. */
+void fully_connected_s8_grad_input_ref_run(const void *params, void *const *operands,
+                                           void *scratch);
 size_t fully_connected_s8_grad_input_scratch_size(const void *params);
 
 #endif

@@ -35,3 +35,14 @@ void fully_connected_s8_grad_input_dsp_run(const void *params, void *const *oper
     };
     conv2d_s8_grad_input_dsp_run(&c, operands, scratch);
 }
+
+/* The selector, the runtime's entry for fully_connected_s8_grad_input (ops.def): the DSP variant
+ * above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
+ * (fully_connected_s8_grad_input.c). The DSP variant falls back to the reference itself for the
+ * shapes it does not take. */
+void fully_connected_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        fully_connected_s8_grad_input_dsp_run(params, operands, scratch);
+    else
+        fully_connected_s8_grad_input_ref_run(params, operands, scratch);
+}

@@ -4,16 +4,6 @@
 
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
 #include "conv2d_s8_grad_update.h"
-#include "dsp.h"
-
-/* The build chooses: the optimized kernel (fully_connected_s8_grad_update_dsp.c) when
- * KERNELS_USE_DSP() (dsp.h), else this reference. */
-void fully_connected_s8_grad_update_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        fully_connected_s8_grad_update_dsp_run(params, operands, scratch);
-    else
-        fully_connected_s8_grad_update_ref_run(params, operands, scratch);
-}
 
 void fully_connected_s8_grad_update_ref_run(const void *params, void *const *operands,
                                             void *scratch) {

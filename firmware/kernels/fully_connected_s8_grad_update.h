@@ -44,7 +44,13 @@ enum {
     FULLY_CONNECTED_S8_GRAD_UPDATE_OPERANDS = 8
 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in fully_connected_s8_grad_update_dsp.c. */
 void fully_connected_s8_grad_update_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (fully_connected_s8_grad_update.c), bit-exact with TFLite's reference; it
+ * calls no variant. */
+void fully_connected_s8_grad_update_ref_run(const void *params, void *const *operands,
+                                            void *scratch);
 size_t fully_connected_s8_grad_update_scratch_size(const void *params);
 
 #endif

@@ -1,7 +1,6 @@
 /* G = G_a + G_b through a common fixed-point unit. See grad_add.h. */
 #include "grad_add.h"
 
-#include "dsp.h"
 #include "grad.h"
 
 /* round(s / s_max * 2^GRAD_ADD_FRAC_BITS) for 0 <= s <= s_max: the product is at most 2^22,
@@ -11,15 +10,6 @@ static int32_t unit_multiplier(float s, float s_max) {
     if (!(s > 0.0f)) return 0;
     const float r = s / s_max * (float)(1L << GRAD_ADD_FRAC_BITS);
     return (int32_t)(r + 0.5f);
-}
-
-/* The build chooses: the optimized kernel (grad_add_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void grad_add_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        grad_add_dsp_run(params, operands, scratch);
-    else
-        grad_add_ref_run(params, operands, scratch);
 }
 
 void grad_add_ref_run(const void *params, void *const *operands, void *scratch) {

@@ -54,7 +54,16 @@ enum {
 /* Fraction bits of the common unit: max(s_a, s_b) / 2^GRAD_ADD_FRAC_BITS. */
 #define GRAD_ADD_FRAC_BITS 22
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in grad_add_dsp.c. */
 void grad_add_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (grad_add.c), bit-exact with TFLite's reference; it calls no variant. */
+void grad_add_ref_run(const void *params, void *const *operands, void *scratch);
+/* grad_add.c's body, shared with grad_add_dsp.c: the two differ only in the requantizer
+ * (grad_requantize_s32, or dsp.h's dsp_grad_requantize_s32), bit-identical with each other. */
+void grad_add_run_with(const void *params, void *const *operands, void *scratch,
+                       float (*requantize)(const int32_t *acc, size_t n, float acc_scale,
+                                           int8_t *out));
 size_t grad_add_scratch_size(const void *params);
 
 #endif

@@ -10,3 +10,13 @@
 void grad_add_dsp_run(const void *params, void *const *operands, void *scratch) {
     grad_add_run_with(params, operands, scratch, dsp_grad_requantize_s32);
 }
+
+/* The selector, the runtime's entry for grad_add (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (grad_add.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void grad_add_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        grad_add_dsp_run(params, operands, scratch);
+    else
+        grad_add_ref_run(params, operands, scratch);
+}

@@ -2,8 +2,6 @@
  * See hard_swish_s8.h. */
 #include "hard_swish_s8.h"
 
-#include "dsp.h"
-
 /* gemmlowp's SaturatingRoundingDoublingHighMul on int16: round(a * b / 2^15). */
 static inline int16_t srdhm16(int16_t a, int16_t b) {
     if (a == b && a == INT16_MIN) return INT16_MAX;
@@ -30,15 +28,6 @@ static inline int16_t rdbpot16(int16_t x, int exponent) {
 static inline int16_t sat_left_shift16(int16_t value, int amount) {
     const int64_t r = (int64_t)value * ((int64_t)1 << amount);
     return (int16_t)(r > INT16_MAX ? INT16_MAX : (r < INT16_MIN ? INT16_MIN : r));
-}
-
-/* The build chooses: the table-driven kernel (hard_swish_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void hard_swish_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        hard_swish_s8_dsp_run(params, operands, scratch);
-    else
-        hard_swish_s8_ref_run(params, operands, scratch);
 }
 
 void hard_swish_s8_ref_run(const void *params, void *const *operands, void *scratch) {

@@ -19,7 +19,12 @@
 /* Operand order. */
 enum { HARD_SWISH_S8_INPUT = 0, HARD_SWISH_S8_OUTPUT = 1, HARD_SWISH_S8_OPERANDS = 2 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in hard_swish_s8_dsp.c. */
 void hard_swish_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (hard_swish_s8.c), bit-exact with TFLite's reference; it calls no variant.
+ */
+void hard_swish_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t hard_swish_s8_scratch_size(const void *params);
 
 #endif

@@ -8,3 +8,13 @@ void hard_swish_s8_dsp_run(const void *params, void *const *operands, void *scra
     dsp_unary_by_table(hard_swish_s8_ref_run, params, sizeof(struct hard_swish_s8_params), operands,
                        scratch);
 }
+
+/* The selector, the runtime's entry for hard_swish_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (hard_swish_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void hard_swish_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        hard_swish_s8_dsp_run(params, operands, scratch);
+    else
+        hard_swish_s8_ref_run(params, operands, scratch);
+}

@@ -1,17 +1,7 @@
 /* int8 LEAKY_RELU: TFLite's reference QuantizeLeakyRelu. See leaky_relu_s8.h. */
 #include "leaky_relu_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
-
-/* The build chooses: the table-driven kernel (leaky_relu_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void leaky_relu_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        leaky_relu_s8_dsp_run(params, operands, scratch);
-    else
-        leaky_relu_s8_ref_run(params, operands, scratch);
-}
 
 void leaky_relu_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

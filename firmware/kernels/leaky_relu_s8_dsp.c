@@ -8,3 +8,13 @@ void leaky_relu_s8_dsp_run(const void *params, void *const *operands, void *scra
     dsp_unary_by_table(leaky_relu_s8_ref_run, params, sizeof(struct leaky_relu_s8_params), operands,
                        scratch);
 }
+
+/* The selector, the runtime's entry for leaky_relu_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (leaky_relu_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void leaky_relu_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        leaky_relu_s8_dsp_run(params, operands, scratch);
+    else
+        leaky_relu_s8_ref_run(params, operands, scratch);
+}

@@ -4,7 +4,7 @@
  *
  * Why not libm: glibc on the host and newlib on the board need not round alike, and the
  * host twin must produce the board's bits. Each function is within a few ulp of the true
- * value (tests/kernels/test_misc_grads.py and test_loss_heads.py hold them to it). */
+ * value (tests/kernels/test_misc_grads.py and losses/test_loss_heads.py hold them to it). */
 #ifndef KERNELS_LOSS_MATH_H
 #define KERNELS_LOSS_MATH_H
 

@@ -1,5 +1,17 @@
 /* int8 MAXIMUM / MINIMUM with broadcasting by strides. See maximum_minimum_s8.h. */
 #include "maximum_minimum_s8.h"
+#include "broadcast4.h"
+
+/* One innermost run of the broadcast walk (broadcast4.h). */
+static inline int8_t *max_min_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                  int32_t sa, int32_t sb, const void *ctx) {
+    const struct maximum_minimum_s8_params *p = ctx;
+    for (int32_t i3 = 0; i3 < n; ++i3) {
+        const int8_t x = a[i3 * sa], y = b[i3 * sb];
+        *out++ = p->is_maximum ? (x > y ? x : y) : (x < y ? x : y);
+    }
+    return out;
+}
 
 void maximum_minimum_s8_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
@@ -9,23 +21,13 @@ void maximum_minimum_s8_run(const void *params, void *const *operands, void *scr
     const int8_t *in2 = operands[MAXIMUM_MINIMUM_S8_INPUT2];
     int8_t *out = operands[MAXIMUM_MINIMUM_S8_OUTPUT];
 
-    for (int32_t i0 = 0; i0 < p.dim0; ++i0) {
-        for (int32_t i1 = 0; i1 < p.dim1; ++i1) {
-            for (int32_t i2 = 0; i2 < p.dim2; ++i2) {
-                const int8_t *a =
-                    in1 + i0 * p.in1_stride0 + i1 * p.in1_stride1 + i2 * p.in1_stride2;
-                const int8_t *b =
-                    in2 + i0 * p.in2_stride0 + i1 * p.in2_stride1 + i2 * p.in2_stride2;
-                for (int32_t i3 = 0; i3 < p.dim3; ++i3) {
-                    const int8_t x = a[i3 * p.in1_stride3], y = b[i3 * p.in2_stride3];
-                    *out++ = p.is_maximum ? (x > y ? x : y) : (x < y ? x : y);
-                }
-            }
-        }
-    }
+    const struct broadcast4 s = broadcast4_of(&p);
+    broadcast4_s8(&s, in1, in2, out, max_min_row, &p);
 }
 
 size_t maximum_minimum_s8_scratch_size(const void *params) {
     (void)params;
     return 0;
 }
+
+BROADCAST4_CHECK(maximum_minimum_s8);

@@ -1,17 +1,7 @@
 /* int8 MEAN: TFLite's reference QuantizedMeanOrSum (compute_sum = false). See mean_s8.h. */
 #include "mean_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
-
-/* The build chooses: the optimized kernel (mean_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void mean_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        mean_s8_dsp_run(params, operands, scratch);
-    else
-        mean_s8_ref_run(params, operands, scratch);
-}
 
 void mean_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

@@ -37,3 +37,13 @@ void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
         }
     }
 }
+
+/* The selector, the runtime's entry for mean_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (mean_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void mean_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        mean_s8_dsp_run(params, operands, scratch);
+    else
+        mean_s8_ref_run(params, operands, scratch);
+}

@@ -1,17 +1,22 @@
 /* int8 MUL: TFLite's reference MulElementwise per element, with broadcasting done by
  * strides. See mul_s8.h for layouts and operands. */
 #include "mul_s8.h"
+#include "broadcast4.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
 
-/* The build chooses: the optimized kernel (mul_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h), else
- * this reference. */
-void mul_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        mul_s8_dsp_run(params, operands, scratch);
-    else
-        mul_s8_ref_run(params, operands, scratch);
+/* One innermost run of the broadcast walk (broadcast4.h). */
+static inline int8_t *mul_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
+                              int32_t sb, const void *ctx) {
+    const struct mul_s8_params *p = ctx;
+    for (int32_t i3 = 0; i3 < n; ++i3) {
+        const int32_t prod = (p->input1_offset + a[i3 * sa]) * (p->input2_offset + b[i3 * sb]);
+        const int32_t y =
+            fp_multiply_by_quantized_multiplier(prod, p->output_multiplier, (int)p->output_shift) +
+            p->output_offset;
+        *out++ = (int8_t)fp_clamp(y, p->act_min, p->act_max);
+    }
+    return out;
 }
 
 void mul_s8_ref_run(const void *params, void *const *operands, void *scratch) {
@@ -22,27 +27,13 @@ void mul_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *in2 = operands[MUL_S8_INPUT2];
     int8_t *out = operands[MUL_S8_OUTPUT];
 
-    for (int32_t i0 = 0; i0 < p.dim0; ++i0) {
-        for (int32_t i1 = 0; i1 < p.dim1; ++i1) {
-            for (int32_t i2 = 0; i2 < p.dim2; ++i2) {
-                const int8_t *a =
-                    in1 + i0 * p.in1_stride0 + i1 * p.in1_stride1 + i2 * p.in1_stride2;
-                const int8_t *b =
-                    in2 + i0 * p.in2_stride0 + i1 * p.in2_stride1 + i2 * p.in2_stride2;
-                for (int32_t i3 = 0; i3 < p.dim3; ++i3) {
-                    const int32_t prod = (p.input1_offset + a[i3 * p.in1_stride3]) *
-                                         (p.input2_offset + b[i3 * p.in2_stride3]);
-                    const int32_t y = fp_multiply_by_quantized_multiplier(prod, p.output_multiplier,
-                                                                          (int)p.output_shift) +
-                                      p.output_offset;
-                    *out++ = (int8_t)fp_clamp(y, p.act_min, p.act_max);
-                }
-            }
-        }
-    }
+    const struct broadcast4 s = broadcast4_of(&p);
+    broadcast4_s8(&s, in1, in2, out, mul_row, &p);
 }
 
 size_t mul_s8_scratch_size(const void *params) {
     (void)params;
     return 0;
 }
+
+BROADCAST4_CHECK(mul_s8);

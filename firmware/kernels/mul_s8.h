@@ -21,7 +21,11 @@
 /* Operand order. */
 enum { MUL_S8_INPUT1 = 0, MUL_S8_INPUT2 = 1, MUL_S8_OUTPUT = 2, MUL_S8_OPERANDS = 3 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in mul_s8_dsp.c. */
 void mul_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (mul_s8.c), bit-exact with TFLite's reference; it calls no variant. */
+void mul_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t mul_s8_scratch_size(const void *params);
 
 #endif

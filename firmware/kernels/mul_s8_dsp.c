@@ -10,6 +10,7 @@
  * 64-bit multiply and rounding per element. Outputs whose multiplier is off the fast path
  * (a real multiplier of 1/2 or more) or whose innermost strides are other than 0 or 1 run the
  * reference kernel. */
+#include "broadcast4.h"
 #include "dsp.h"
 #include "fixedpoint.h"
 #include "mul_s8.h"
@@ -26,6 +27,41 @@ static inline void widen4(const int8_t *row, int32_t stride, uint32_t offset_pai
     const uint32_t w = dsp_read4(row);
     *even = dsp_sxtab16(offset_pair, w);
     *odd = dsp_sxtab16_hi(offset_pair, w);
+}
+
+/* The constants of mul_s8_dsp_run's rows (broadcast4.h walks them). */
+struct mul_rows {
+    uint32_t off1, off2;
+    int32_t m2, s1, cc, lo, hi, input1_offset, input2_offset;
+};
+
+/* One innermost run (strides 0 or 1), four elements per step. */
+static inline int8_t *mul_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
+                              int32_t sb, const void *ctx) {
+    const struct mul_rows *r = ctx;
+    const int32_t m2 = r->m2, s1 = r->s1, cc = r->cc, lo = r->lo, hi = r->hi;
+    const uint32_t a_bcast = dsp_pair(r->input1_offset + a[0]);
+    const uint32_t b_bcast = dsp_pair(r->input2_offset + b[0]);
+    int32_t i3 = 0;
+    for (; i3 + 4 <= n; i3 += 4) {
+        uint32_t a02, a13, b02, b13;
+        widen4(a + i3 * sa, sa, r->off1, a_bcast, &a02, &a13);
+        widen4(b + i3 * sb, sb, r->off2, b_bcast, &b02, &b13);
+        const int32_t y0 = rq_fused(dsp_smlabb(a02, b02, 0), m2, s1, cc);
+        const int32_t y1 = rq_fused(dsp_smlabb(a13, b13, 0), m2, s1, cc);
+        const int32_t y2 = rq_fused(dsp_smlatt(a02, b02, 0), m2, s1, cc);
+        const int32_t y3 = rq_fused(dsp_smlatt(a13, b13, 0), m2, s1, cc);
+        out[0] = (int8_t)fp_clamp(y0, lo, hi);
+        out[1] = (int8_t)fp_clamp(y1, lo, hi);
+        out[2] = (int8_t)fp_clamp(y2, lo, hi);
+        out[3] = (int8_t)fp_clamp(y3, lo, hi);
+        out += 4;
+    }
+    for (; i3 < n; ++i3) {
+        const int32_t prod = (r->input1_offset + a[i3 * sa]) * (r->input2_offset + b[i3 * sb]);
+        *out++ = (int8_t)fp_clamp(rq_fused(prod, m2, s1, cc), lo, hi);
+    }
+    return out;
 }
 
 void mul_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
@@ -47,38 +83,18 @@ void mul_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const uint32_t off1 = dsp_pair(p.input1_offset), off2 = dsp_pair(p.input2_offset);
     const int32_t m2 = rq_m2(p.output_multiplier), s1 = rq_s1(p.output_shift);
     const int32_t cc = 1 + 2 * p.output_offset, lo = p.act_min, hi = p.act_max;
-    const int32_t sa = p.in1_stride3, sb = p.in2_stride3;
 
-    for (int32_t i0 = 0; i0 < p.dim0; ++i0) {
-        for (int32_t i1 = 0; i1 < p.dim1; ++i1) {
-            for (int32_t i2 = 0; i2 < p.dim2; ++i2) {
-                const int8_t *a =
-                    in1 + i0 * p.in1_stride0 + i1 * p.in1_stride1 + i2 * p.in1_stride2;
-                const int8_t *b =
-                    in2 + i0 * p.in2_stride0 + i1 * p.in2_stride1 + i2 * p.in2_stride2;
-                const uint32_t a_bcast = dsp_pair(p.input1_offset + a[0]);
-                const uint32_t b_bcast = dsp_pair(p.input2_offset + b[0]);
-                int32_t i3 = 0;
-                for (; i3 + 4 <= p.dim3; i3 += 4) {
-                    uint32_t a02, a13, b02, b13;
-                    widen4(a + i3 * sa, sa, off1, a_bcast, &a02, &a13);
-                    widen4(b + i3 * sb, sb, off2, b_bcast, &b02, &b13);
-                    const int32_t y0 = rq_fused(dsp_smlabb(a02, b02, 0), m2, s1, cc);
-                    const int32_t y1 = rq_fused(dsp_smlabb(a13, b13, 0), m2, s1, cc);
-                    const int32_t y2 = rq_fused(dsp_smlatt(a02, b02, 0), m2, s1, cc);
-                    const int32_t y3 = rq_fused(dsp_smlatt(a13, b13, 0), m2, s1, cc);
-                    out[0] = (int8_t)fp_clamp(y0, lo, hi);
-                    out[1] = (int8_t)fp_clamp(y1, lo, hi);
-                    out[2] = (int8_t)fp_clamp(y2, lo, hi);
-                    out[3] = (int8_t)fp_clamp(y3, lo, hi);
-                    out += 4;
-                }
-                for (; i3 < p.dim3; ++i3) {
-                    const int32_t prod =
-                        (p.input1_offset + a[i3 * sa]) * (p.input2_offset + b[i3 * sb]);
-                    *out++ = (int8_t)fp_clamp(rq_fused(prod, m2, s1, cc), lo, hi);
-                }
-            }
-        }
-    }
+    const struct mul_rows r = {off1, off2, m2, s1, cc, lo, hi, p.input1_offset, p.input2_offset};
+    const struct broadcast4 s = broadcast4_of(&p);
+    broadcast4_s8(&s, in1, in2, out, mul_row, &r);
+}
+
+/* The selector, the runtime's entry for mul_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (mul_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void mul_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        mul_s8_dsp_run(params, operands, scratch);
+    else
+        mul_s8_ref_run(params, operands, scratch);
 }

@@ -1,17 +1,7 @@
 /* int8 RELU family as operators: TFLite's ReluX. See relu_s8.h. */
 #include "relu_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
-
-/* The build chooses: the table-driven kernel (relu_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void relu_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        relu_s8_dsp_run(params, operands, scratch);
-    else
-        relu_s8_ref_run(params, operands, scratch);
-}
 
 void relu_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

@@ -18,7 +18,11 @@
 /* Operand order. */
 enum { RELU_S8_INPUT = 0, RELU_S8_OUTPUT = 1, RELU_S8_OPERANDS = 2 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in relu_s8_dsp.c. */
 void relu_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (relu_s8.c), bit-exact with TFLite's reference; it calls no variant. */
+void relu_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t relu_s8_scratch_size(const void *params);
 
 #endif

@@ -32,7 +32,7 @@
  *    clamp to [act_min, act_max] (within int8) is the reference's clamp.
  *
  * On the host (no DSP extension) each instruction is plain C with its exact semantics, so
- * tests/kernels/test_dsp_kernels.py sweeps the very same expressions against fixedpoint.h. */
+ * tests/kernels/conv/test_dsp_kernels.py sweeps the very same expressions against fixedpoint.h. */
 #ifndef KERNELS_REQUANT_FAST_H
 #define KERNELS_REQUANT_FAST_H
 

@@ -1,17 +1,7 @@
 /* int8 -> int8 QUANTIZE: TFLite's reference Requantize. See requantize_s8.h. */
 #include "requantize_s8.h"
 
-#include "dsp.h"
 #include "fixedpoint.h"
-
-/* The build chooses: the table-driven kernel (requantize_s8_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void requantize_s8_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        requantize_s8_dsp_run(params, operands, scratch);
-    else
-        requantize_s8_ref_run(params, operands, scratch);
-}
 
 void requantize_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

@@ -18,7 +18,12 @@
 /* Operand order. */
 enum { REQUANTIZE_S8_INPUT = 0, REQUANTIZE_S8_OUTPUT = 1, REQUANTIZE_S8_OPERANDS = 2 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in requantize_s8_dsp.c. */
 void requantize_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (requantize_s8.c), bit-exact with TFLite's reference; it calls no variant.
+ */
+void requantize_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t requantize_s8_scratch_size(const void *params);
 
 #endif

@@ -8,3 +8,13 @@ void requantize_s8_dsp_run(const void *params, void *const *operands, void *scra
     dsp_unary_by_table(requantize_s8_ref_run, params, sizeof(struct requantize_s8_params), operands,
                        scratch);
 }
+
+/* The selector, the runtime's entry for requantize_s8 (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (requantize_s8.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void requantize_s8_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        requantize_s8_dsp_run(params, operands, scratch);
+    else
+        requantize_s8_ref_run(params, operands, scratch);
+}

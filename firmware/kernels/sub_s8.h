@@ -18,7 +18,11 @@
 /* Operand order. */
 enum { SUB_S8_INPUT1 = 0, SUB_S8_INPUT2 = 1, SUB_S8_OUTPUT = 2, SUB_S8_OPERANDS = 3 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in sub_s8_dsp.c. */
 void sub_s8_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (sub_s8.c), bit-exact with TFLite's reference; it calls no variant. */
+void sub_s8_ref_run(const void *params, void *const *operands, void *scratch);
 size_t sub_s8_scratch_size(const void *params);
 
 #endif

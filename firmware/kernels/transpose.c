@@ -2,18 +2,8 @@
 #include "transpose.h"
 
 #include "copy_run.h"
-#include "dsp.h"
 
 #define TRANSPOSE_RANK 6
-
-/* The build chooses: the optimized kernel (transpose_dsp.c) when KERNELS_USE_DSP() (dsp.h),
- * else this reference. */
-void transpose_run(const void *params, void *const *operands, void *scratch) {
-    if (KERNELS_USE_DSP())
-        transpose_dsp_run(params, operands, scratch);
-    else
-        transpose_ref_run(params, operands, scratch);
-}
 
 void transpose_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;

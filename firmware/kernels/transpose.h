@@ -18,7 +18,11 @@
 /* Operand order. */
 enum { TRANSPOSE_INPUT = 0, TRANSPOSE_OUTPUT = 1, TRANSPOSE_OPERANDS = 2 };
 
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
+ * else the reference. It lives in transpose_dsp.c. */
 void transpose_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (transpose.c), bit-exact with TFLite's reference; it calls no variant. */
+void transpose_ref_run(const void *params, void *const *operands, void *scratch);
 size_t transpose_scratch_size(const void *params);
 
 #endif

@@ -82,3 +82,13 @@ void transpose_dsp_run(const void *params, void *const *operands, void *scratch)
                     out += plane;
                 }
 }
+
+/* The selector, the runtime's entry for transpose (ops.def): the DSP variant above when the
+ * build enables it (KERNELS_USE_DSP(), dsp.h), else the reference (transpose.c). The DSP
+ * variant falls back to the reference itself for the shapes it does not take. */
+void transpose_run(const void *params, void *const *operands, void *scratch) {
+    if (KERNELS_USE_DSP())
+        transpose_dsp_run(params, operands, scratch);
+    else
+        transpose_ref_run(params, operands, scratch);
+}

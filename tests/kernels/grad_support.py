@@ -1,4 +1,4 @@
-"""Support for tests/kernels/test_conv_grads.py: random int8 conv / depthwise / fully connected
+"""Support for tests/kernels/conv/test_conv_grads.py: random int8 conv / depthwise / fully connected
 layers with an upstream gradient, calls of the backward and update kernels, the float reference
 in TensorFlow (autodiff of the dequantized layer), the stochastic-rounding generator, and a
 bare-metal harness that runs the same kernel calls on the emulated Cortex-M7.

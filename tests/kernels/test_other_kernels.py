@@ -468,7 +468,7 @@ def test_dequantize_rejects_float_input():
 
 
 def test_quantize_rejects_per_channel_and_int16_input():
-    # (an int8 input is a requantization: tests/kernels/test_activation_kernels.py)
+    # (an int8 input is a requantization: tests/kernels/elementwise/test_activation_kernels.py)
     g = _quantize_graph((2, 3), quant([0.1, 0.2, 0.3], 0, axis=1))
     with pytest.raises(ModelError, match=r"QUANTIZE.*per channel"):
         lower(g, g.ops[0])

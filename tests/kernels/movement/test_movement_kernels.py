@@ -457,7 +457,7 @@ def test_transpose_optimized_matches_the_reference(seed):
     """The blocked 4x4 int8 transpose against the reference kernel bit for bit on the host
     (dsp_on_host), on shapes whose inner swap fills whole blocks, partial blocks and none;
     and both against TFLite."""
-    from tests.kernels.test_dsp_kernels import dsp_on_host
+    from tests.kernels.conv.test_dsp_kernels import dsp_on_host
 
     rng = np.random.default_rng(6000 + seed)
     rank = int(rng.integers(2, 6))

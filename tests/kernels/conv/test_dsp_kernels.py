@@ -27,14 +27,14 @@ import pytest
 
 from pytools.model.kernels import KernelCall, _lib
 from pytools.model.lowering import lower
-from tests.kernels.support import check_bit_exact, quant
-from tests.kernels.test_conv_kernels import (
+from tests.kernels.conv.test_conv_kernels import (
     Case,
     _graph,
     conv_case,
     depthwise_case,
     fc_case,
 )
+from tests.kernels.support import check_bit_exact, quant
 
 KERNELS = ("conv2d_s8", "depthwise_conv2d_s8", "fully_connected_s8")
 # Operand indices of the trained slices (kernels' headers).
@@ -477,7 +477,7 @@ def _requant_sweep(tmp_path, random_triples: int) -> int:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no host C compiler")
-    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
     src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
     src.write_text(REQUANT_SWEEP_C)
     flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{kernels}"]

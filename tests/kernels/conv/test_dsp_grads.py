@@ -232,7 +232,7 @@ def test_fast_gradient_requantization_is_bit_identical(tmp_path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no host C compiler")
-    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
     src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
     src.write_text(GRAD_REQUANT_SWEEP_C)
     flags = ["-std=gnu11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", f"-I{kernels}"]
@@ -459,7 +459,7 @@ def test_fast_weight_step_is_bit_identical(tmp_path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no host C compiler")
-    kernels = Path(__file__).resolve().parents[2] / "firmware" / "kernels"
+    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
     src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
     src.write_text(STEP_SWEEP_C)
     flags = [
@@ -553,7 +553,7 @@ def test_training_kxk_convs_on_the_board_matches_the_host_twin() -> None:
     updates (strides 2, padding), end to end, board (optimized) against host twin (reference)."""
     from pathlib import Path
 
-    model = (Path(__file__).resolve().parents[2] / "models" / "hapt_cnn1d.tflite").read_bytes()
+    model = (Path(__file__).resolve().parents[3] / "models" / "hapt_cnn1d.tflite").read_bytes()
     _board_matches_twin(model, "hapt_cnn1d", "bias=5,-1=1,-2=1,-3=1,-4=1,-5=1", 12, 5)
 
 

@@ -14,8 +14,8 @@ import pytest
 from pytools.model.ir import Graph, ModelError
 from pytools.model.kernels import op_code
 from pytools.model.lowering import lower
+from tests.kernels.conv.test_dsp_kernels import dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
-from tests.kernels.test_dsp_kernels import dsp_on_host
 from tests.kernels.test_other_kernels import ACTS, not_constant, one_op, rand_scale, rand_shape, rand_zp, t8
 
 SEEDS = range(30)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from pytools.model.lowering import lower
+from tests.kernels.conv.test_conv_kernels import Case, _graph
+from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run
 from tests.kernels.support import check_bit_exact, quant
-from tests.kernels.test_conv_kernels import Case, _graph
-from tests.kernels.test_dsp_kernels import _compare, _operands, _run
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -89,7 +89,7 @@ def test_depthwise3x3_s1_large_maps_match_reference(seed: int, activation: str, 
 @pytest.mark.parametrize("seed", range(4))
 def test_depthwise3x3_s1_is_bit_exact_with_tflite(seed: int, activation: str) -> None:
     """The optimized kernel (X_run dispatches to it inside dsp_on_host) against TFLite."""
-    from tests.kernels.test_dsp_kernels import dsp_on_host
+    from tests.kernels.conv.test_dsp_kernels import dsp_on_host
 
     with dsp_on_host():
         check_bit_exact(_case(seed, activation, large=seed % 2 == 1).graph, np.random.default_rng(seed))
@@ -172,7 +172,7 @@ def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, in
     in one band of the copy, 40x40x18 in bands of two rows with a partial group of channels."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
-    from tests.kernels.test_dsp_kernels import _compile, _on_board
+    from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
     from tests.test_models import random_inputs
 
     graph = _depthwise_chain(*shape)

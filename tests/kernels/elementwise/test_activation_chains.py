@@ -92,7 +92,7 @@ def test_chain_is_bit_exact_on_the_host_twin(family: str) -> None:
 @pytest.mark.emulator
 @pytest.mark.parametrize("family", CHAINS)
 def test_chain_is_bit_exact_on_the_emulated_board(family: str) -> None:
-    from tests.kernels.test_dsp_kernels import _on_board
+    from tests.kernels.conv.test_dsp_kernels import _on_board
 
     compiled, inputs, expected = _case(family)
     cost = {}

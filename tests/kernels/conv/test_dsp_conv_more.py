@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.kernels.conv.test_conv_kernels import Case, _graph, _out_size
+from tests.kernels.conv.test_dsp_kernels import _compare, _compile, _on_board, dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
-from tests.kernels.test_conv_kernels import Case, _graph, _out_size
-from tests.kernels.test_dsp_kernels import _compare, _compile, _on_board, dsp_on_host
 
 
 def _dense_case(seed: int) -> Case:

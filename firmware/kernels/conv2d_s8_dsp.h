@@ -1,0 +1,182 @@
+/* What the DSP variants of conv2d_s8 share (conv2d_s8_dsp.c selects one of them): the
+ * operands, the reference's requantization and bias and filter-row choice per output channel,
+ * the widening of int8 runs to 16-bit lanes, the stack buffer's size, and the entry of each
+ * variant. Internal to conv2d_s8_*_dsp.c; the runtime calls conv2d_s8_run (conv2d_s8.h).
+ *
+ * Variants (one file each):
+ *   conv2d_s8_1x1_narrow_dsp.c  pointwise convolutions over few input channels (records of
+ *                               each output channel streamed past one pixel in registers);
+ *   conv2d_s8_gemm_dsp.c        any patch that fits the stack buffer: tiles of widened
+ *                               patches times pairs of widened filter rows (2x2 SMLAD blocks);
+ *   conv2d_s8_stem_dsp.c        the GEMM variant's widening of dense patches (input channels
+ *                               not a multiple of 4: the 3-channel stem), straight from the
+ *                               image;
+ *   conv2d_s8_direct_dsp.c      patches too large for the buffer, tap by tap.
+ * Each variant that keeps a buffer says its size (X_buffer_size), as CMSIS-NN's
+ * *_get_buffer_size; the buffers are still on the stack. */
+#ifndef KERNELS_CONV2D_S8_DSP_H
+#define KERNELS_CONV2D_S8_DSP_H
+
+#include <stddef.h>
+
+#include "conv2d_s8.h"
+#include "dsp.h"
+#include "fixedpoint.h"
+#include "requant_fast.h"
+
+/* Stack buffers, in groups (4 taps as 16-bit lanes, 8 bytes). */
+/* One stack buffer: the widened filter rows of two output channels, then the widened patches
+ * of a tile of output pixels, as many as fit. A larger tile widens each filter row fewer
+ * times (once per tile). */
+#define CONV_BUF_GROUPS 768  /* 6 KB */
+#define CONV_WBUF_GROUPS 256 /* at most 2 KB of it for the two filter rows (else: direct path) */
+#define CONV_TILE_MAX 64     /* output pixels per tile */
+
+struct conv_ops {
+    const int8_t *input, *filter, *trained_filter;
+    const int32_t *bias, *trained_bias, *multipliers, *shifts;
+    int8_t *out;
+};
+
+/* One output channel's requantization: the reference's fixed-point steps (fixedpoint.h),
+ * with the channel's multiplier and shift and the layer's constants loaded once. */
+struct requant {
+    int32_t multiplier, shift, output_offset, act_min, act_max;
+};
+
+static inline struct requant requant_of(int32_t oc, const struct conv2d_s8_params *p,
+                                        const struct conv_ops *o) {
+    const int32_t q = p->per_channel ? oc : 0;
+    const struct requant r = {o->multipliers[q], o->shifts[q], p->output_offset, p->act_min,
+                              p->act_max};
+    return r;
+}
+
+static inline int8_t requantize(int32_t acc, const struct requant *r) {
+    acc = fp_multiply_by_quantized_multiplier(acc, r->multiplier, (int)r->shift);
+    acc += r->output_offset;
+    return (int8_t)fp_clamp(acc, r->act_min, r->act_max);
+}
+
+static inline int8_t finish(int32_t acc, int32_t oc, const struct conv2d_s8_params *p,
+                            const struct conv_ops *o) {
+    const struct requant r = requant_of(oc, p, o);
+    return requantize(acc, &r);
+}
+
+/* The bias the reference adds to output channel oc (0 if none). */
+static inline int32_t bias_of(int32_t oc, const struct conv2d_s8_params *p,
+                              const struct conv_ops *o) {
+    if (oc < p->train_bias_rows) return o->trained_bias[oc];
+    return o->bias ? o->bias[oc] : 0;
+}
+
+/* Output channel oc's filter row: the trained RAM copy below train_rows, as the reference. */
+static inline const int8_t *row_of(int32_t oc, size_t filter_size, const struct conv2d_s8_params *p,
+                                   const struct conv_ops *o) {
+    return (oc < p->train_rows ? o->trained_filter : o->filter) + (size_t)oc * filter_size;
+}
+
+/* A group: 4 taps as 16-bit lanes, in SXTB16 order (low word: taps 0 and 2, high word: taps
+ * 1 and 3). Two rows (pixels, or filter rows) are interleaved group by group, so a row's
+ * groups sit at dst[0], dst[2], dst[4], ... */
+static inline uint64_t group(uint32_t even, uint32_t odd) {
+    return (uint64_t)even | ((uint64_t)odd << 32);
+}
+
+/* n int8 values (+ offset, as 16-bit lanes) into ceil(n / 4) groups of a row; a partial last
+ * group is padded with zero lanes (not offset). src == NULL: n zero lanes (a tap in the
+ * padding). Returns the row's next group. */
+__attribute__((unused)) static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n,
+                                               uint32_t off2, int32_t off) {
+    int32_t i = 0;
+    if (src == NULL) {
+        for (; i < n; i += 4, dst += 2) *dst = 0;
+        return dst;
+    }
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    /* The same as the loop below, 8 values in 10 instructions (GCC's took 14): LDR (any
+     * alignment), SXTAB16 and a post-indexed STRD per group. */
+    if (n >= 8) {
+        const int8_t *s8 = src;
+        int32_t k = n >> 3;
+        __asm__ volatile(
+            "1:\n"
+            "ldr r4, [%[s]], #4\n"
+            "ldr r5, [%[s]], #4\n"
+            "sxtab16 r6, %[o], r4\n"
+            "sxtab16 r7, %[o], r4, ror #8\n"
+            "strd r6, r7, [%[d]], #16\n"
+            "sxtab16 r6, %[o], r5\n"
+            "sxtab16 r7, %[o], r5, ror #8\n"
+            "strd r6, r7, [%[d]], #16\n"
+            "subs %[k], %[k], #1\n"
+            "bne 1b\n"
+            : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
+            : [o] "r"(off2)
+            : "r4", "r5", "r6", "r7", "cc", "memory");
+        i = n & ~7;
+    }
+#endif
+    for (; i + 8 <= n; i += 8, dst += 4) { /* two groups per iteration */
+        const uint32_t v = dsp_read4(src + i), u = dsp_read4(src + i + 4);
+        dst[0] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+        dst[2] = group(dsp_sxtab16(off2, u), dsp_sxtab16_hi(off2, u));
+    }
+    for (; i + 4 <= n; i += 4, dst += 2) {
+        const uint32_t v = dsp_read4(src + i);
+        *dst = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+    }
+    if (i < n) { /* 1 to 3 values left (the tail lanes stay zero, not offset) */
+        const int32_t r = n - i;
+        const uint32_t l0 = (uint32_t)((int32_t)src[i] + off) & 0xFFFFu;
+        const uint32_t l1 = r > 1 ? (uint32_t)((int32_t)src[i + 1] + off) & 0xFFFFu : 0u;
+        const uint32_t l2 = r > 2 ? (uint32_t)((int32_t)src[i + 2] + off) << 16 : 0u;
+        *dst = group(l0 | l2, l1);
+        dst += 2;
+    }
+    return dst;
+}
+
+#define CONV_INLINE static inline __attribute__((always_inline))
+
+#define CONV_DENSE_MAX 256 /* taps x input channels of a densely packed patch */
+#define CONV_DENSE_GROUPS ((CONV_DENSE_MAX + 8) / 8) /* its bytes, in buffer groups */
+
+/* Whether patches pack densely, tap after tap with no lanes between (the stem's 3x3x3 = 27
+ * taps take 7 groups instead of 9): a filter wider than 1x1 over input channels that are not
+ * a multiple of 4, a small patch, and an input zero point that is an int8 (the padding taps
+ * are written as it, which the input offset turns into a zero lane). The filter row is then
+ * widened in one run too, as its layout is the same (fh, fw, input channel). */
+static inline int dense_patch(const struct conv2d_s8_params *p) {
+    const int32_t taps = p->filter_h * p->filter_w;
+    return taps > 1 && p->input_c % 4 != 0 && taps * p->input_c <= CONV_DENSE_MAX &&
+           p->input_offset >= -127 && p->input_offset <= 128;
+}
+
+/* Groups in one widened patch: each tap's channels padded to 4 lanes (dense: the whole patch
+ * padded to 4 lanes once), the patch to 8. */
+static inline int32_t patch_groups(const struct conv2d_s8_params *p) {
+    const int32_t groups = dense_patch(p) ? (p->filter_h * p->filter_w * p->input_c + 3) / 4
+                                          : p->filter_h * p->filter_w * ((p->input_c + 3) / 4);
+    return (groups + 1) & ~1;
+}
+
+/* The variants' entries (p: the layer, o: its operands). */
+/* conv2d_s8_1x1_narrow_dsp.c: whether the narrow variant takes the layer, and the variant. */
+int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o);
+void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o);
+size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p);
+/* conv2d_s8_gemm_dsp.c: groups = patch_groups(p), with 2 * groups <= CONV_WBUF_GROUPS. */
+void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups);
+size_t conv2d_s8_gemm_dsp_buffer_size(const struct conv2d_s8_params *p);
+/* conv2d_s8_stem_dsp.c: a tile's dense patches (dense_patch(p)) widened into xbuf, gathered
+ * through tmp (CONV_DENSE_GROUPS groups at the end of the GEMM variant's buffer). */
+void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int32_t pix0, int32_t n, int32_t groups,
+                                   const struct conv2d_s8_params *p, const struct conv_ops *o,
+                                   uint32_t off2, int8_t *tmp);
+size_t conv2d_s8_stem_dsp_buffer_size(const struct conv2d_s8_params *p);
+/* conv2d_s8_direct_dsp.c: any layer (no buffer). */
+void conv2d_s8_direct_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o);
+
+#endif

@@ -1,0 +1,477 @@
+/* conv2d_s8's GEMM variant: any layer whose patch fits the stack buffer (1x1 convolutions
+ * are the hot case; the stem's dense patches are widened by conv2d_s8_stem_dsp.c). See
+ * conv2d_s8_dsp.c for the method and its exactness. */
+#include "conv2d_s8_dsp.h"
+
+/* Zero groups of a row, from dst up to end. */
+static void widen_zeros(uint64_t *dst, const uint64_t *end) {
+    for (; dst < end; dst += 2) *dst = 0;
+}
+
+/* acc[0..3] += (x0.w0, x0.w1, x1.w0, x1.w1) over an interleaved pair of widened pixel
+ * patches x (x0, x1) and of filter rows w (w0, w1), `groups` groups per row (a multiple of
+ * 2): nothing but loads and SMLAD. On the Cortex-M7 it is one block of assembly: per group one
+ * LDM (both pixels' four words), two LDRD (each channel's two words) and eight SMLAD, 16 MACs
+ * in 11 instructions, with no spill (the portable C below needs 4 LDRD, and GCC's register
+ * allocation around it spilled). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define CONV_GROUP_ASM              \
+    "ldm %[x]!, {r4, r5, r6, r8}\n" \
+    "ldrd r9, r10, [%[w]], #8\n"    \
+    "smlad %[a0], r4, r9, %[a0]\n"  \
+    "smlad %[a0], r5, r10, %[a0]\n" \
+    "smlad %[a2], r6, r9, %[a2]\n"  \
+    "smlad %[a2], r8, r10, %[a2]\n" \
+    "ldrd r9, r10, [%[w]], #8\n"    \
+    "smlad %[a1], r4, r9, %[a1]\n"  \
+    "smlad %[a1], r5, r10, %[a1]\n" \
+    "smlad %[a3], r6, r9, %[a3]\n"  \
+    "smlad %[a3], r8, r10, %[a3]\n"
+
+CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t n = groups >> 2;
+    if (n > 0) /* 4 groups (64 MACs) per iteration */
+        __asm__ volatile("1:\n" CONV_GROUP_ASM CONV_GROUP_ASM CONV_GROUP_ASM CONV_GROUP_ASM
+                         "subs %[n], %[n], #1\n"
+                         "bne 1b\n"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+                           [w] "+r"(w), [n] "+r"(n)
+                         :
+                         : "r4", "r5", "r6", "r8", "r9", "r10", "cc", "memory");
+    if (groups & 2)
+        __asm__ volatile(
+            CONV_GROUP_ASM CONV_GROUP_ASM
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w)
+            :
+            : "r4", "r5", "r6", "r8", "r9", "r10", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#else
+/* One group of both rows: 16 multiply-accumulates. */
+CONV_INLINE void gemm_2x2_group(const uint64_t **x, const uint64_t **w, int32_t a[4]) {
+    uint32_t xe, xo, we, wo, ve, vo;
+    dsp_load_pair(x, &xe, &xo); /* pixel 0 */
+    dsp_load_pair(w, &we, &wo); /* channel 0 */
+    a[0] = dsp_smlad(xe, we, a[0]);
+    a[0] = dsp_smlad(xo, wo, a[0]);
+    dsp_load_pair(w, &ve, &vo); /* channel 1 */
+    a[1] = dsp_smlad(xe, ve, a[1]);
+    a[1] = dsp_smlad(xo, vo, a[1]);
+    dsp_load_pair(x, &xe, &xo); /* pixel 1 */
+    a[2] = dsp_smlad(xe, we, a[2]);
+    a[2] = dsp_smlad(xo, wo, a[2]);
+    a[3] = dsp_smlad(xe, ve, a[3]);
+    a[3] = dsp_smlad(xo, vo, a[3]);
+}
+
+CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, int32_t acc[4]) {
+    int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+    for (int32_t k = groups >> 2; k > 0; --k) {
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+    }
+    if (groups & 2) {
+        gemm_2x2_group(&x, &w, a);
+        gemm_2x2_group(&x, &w, a);
+    }
+    acc[0] = a[0];
+    acc[1] = a[1];
+    acc[2] = a[2];
+    acc[3] = a[3];
+}
+#endif
+
+/* Widens output pixel `pix`'s input patch (taps in the padding are zero lanes) into one row
+ * of an interleaved pair. */
+static void widen_patch(uint64_t *dst, int32_t pix, int32_t groups,
+                        const struct conv2d_s8_params *p, const struct conv_ops *o, uint32_t off2) {
+    const uint64_t *const end = dst + 2 * groups;
+    if (p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+        p->pad_h == 0 && p->pad_w == 0 && p->input_w == p->output_w &&
+        p->input_h == p->output_h) { /* pointwise: output pixel = input pixel */
+        dst = widen(dst, o->input + (size_t)pix * (size_t)p->input_c, p->input_c, off2,
+                    p->input_offset);
+        widen_zeros(dst, end);
+        return;
+    }
+    const int32_t ox = pix % p->output_w;
+    const int32_t oy = (pix / p->output_w) % p->output_h;
+    const int32_t b = pix / (p->output_w * p->output_h);
+    const int8_t *image =
+        o->input + (size_t)b * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+        const int32_t y = y0 + fy * p->dilation_h;
+        for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+            const int32_t x = x0 + fx * p->dilation_w;
+            const int inside = y >= 0 && y < p->input_h && x >= 0 && x < p->input_w;
+            const int8_t *src =
+                inside ? image + ((size_t)y * (size_t)p->input_w + (size_t)x) * (size_t)p->input_c
+                       : NULL;
+            dst = widen(dst, src, p->input_c, off2, p->input_offset);
+        }
+    }
+    widen_zeros(dst, end);
+}
+
+/* Widens output channel oc's filter row, tap by tap as widen_patch lays out the input. */
+static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct conv2d_s8_params *p,
+                      const struct conv_ops *o) {
+    const uint64_t *const end = dst + 2 * groups;
+    const int32_t taps = p->filter_h * p->filter_w;
+    const int8_t *row = row_of(oc, (size_t)taps * (size_t)p->input_c, p, o);
+    if (p->input_c % 4 == 0 || dense_patch(p)) { /* whole groups, or dense: one run */
+        dst = widen(dst, row, taps * p->input_c, 0, 0);
+    } else {
+        for (int32_t t = 0; t < taps; ++t)
+            dst = widen(dst, row + (size_t)t * p->input_c, p->input_c, 0, 0);
+    }
+    widen_zeros(dst, end);
+}
+
+/* Both filter rows of an output channel pair, rows a and b of n bytes (a multiple of 4: whole
+ * groups, input_c % 4 == 0), widened together in widen_row's layout (per group 4 words: a's
+ * even and odd lanes, then b's, contiguous, so one STM stores them), the rest up to end zero.
+ * 112 bytes: ~130 instructions for both rows, where two widen_row calls took ~400. */
+static void widen_rows2(uint64_t *dst, const int8_t *a, const int8_t *b, int32_t n,
+                        const uint64_t *end) {
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 8) {
+        int32_t k = n >> 3;
+        __asm__ volatile(
+            "1:\n"
+            "ldr r4, [%[a]], #4\n"
+            "ldr r5, [%[b]], #4\n"
+            "sxtb16 r6, r4\n"
+            "sxtb16 r7, r4, ror #8\n"
+            "sxtb16 r8, r5\n"
+            "sxtb16 r9, r5, ror #8\n"
+            "stm %[d]!, {r6, r7, r8, r9}\n"
+            "ldr r4, [%[a]], #4\n"
+            "ldr r5, [%[b]], #4\n"
+            "sxtb16 r6, r4\n"
+            "sxtb16 r7, r4, ror #8\n"
+            "sxtb16 r8, r5\n"
+            "sxtb16 r9, r5, ror #8\n"
+            "stm %[d]!, {r6, r7, r8, r9}\n"
+            "subs %[k], %[k], #1\n"
+            "bne 1b\n"
+            : [a] "+r"(a), [b] "+r"(b), [d] "+r"(dst), [k] "+r"(k)
+            :
+            : "r4", "r5", "r6", "r7", "r8", "r9", "cc", "memory");
+        i = n & ~7;
+    }
+#endif
+    for (; i < n; i += 4, a += 4, b += 4, dst += 2) {
+        const uint32_t u = dsp_read4(a), v = dsp_read4(b);
+        dst[0] = group(dsp_sxtb16(u), dsp_sxtb16_hi(u));
+        dst[1] = group(dsp_sxtb16(v), dsp_sxtb16_hi(v));
+    }
+    for (; dst < end; ++dst) *dst = 0;
+}
+
+/* Output pixels 0 .. n - 1 of a tile (widened in xbuf) for the output channel pair whose
+ * rows are widened in wbuf: requantized with requant_fast.h (both channels on its fast path,
+ * two channels; `full`: the activation range is all of int8, so SSAT is the whole clamp). */
+CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                           int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                           const int32_t s1[2], int32_t c, int32_t lo, int32_t hi, int full) {
+    const int32_t b0 = b[0], b1 = b[1], m20 = m2[0], m21 = m2[1], s10 = s1[0], s11 = s1[1];
+    const size_t step = 2 * (size_t)groups;
+    for (int32_t t = n >> 1; t > 0; --t, x += step) {
+        int32_t acc[4] = {b0, b1, b0, b1};
+        gemm_2x2(x, wbuf, groups, acc);
+        int32_t y0 = rq_fused(acc[0], m20, s10, c), y1 = rq_fused(acc[1], m21, s11, c);
+        int32_t y2 = rq_fused(acc[2], m20, s10, c), y3 = rq_fused(acc[3], m21, s11, c);
+        if (!full) {
+            y0 = fp_clamp(y0, lo, hi);
+            y1 = fp_clamp(y1, lo, hi);
+            y2 = fp_clamp(y2, lo, hi);
+            y3 = fp_clamp(y3, lo, hi);
+        }
+        dst[0] = (int8_t)y0;
+        dst[1] = (int8_t)y1;
+        dst += cout;
+        dst[0] = (int8_t)y2;
+        dst[1] = (int8_t)y3;
+        dst += cout;
+    }
+    if (n & 1) { /* the last pixel of an odd tile (its partner: zero lanes) */
+        int32_t acc[4] = {b0, b1, b0, b1};
+        gemm_2x2(x, wbuf, groups, acc);
+        dst[0] = (int8_t)fp_clamp(rq_fused(acc[0], m20, s10, c), lo, hi);
+        dst[1] = (int8_t)fp_clamp(rq_fused(acc[1], m21, s11, c), lo, hi);
+    }
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The constants of pair_fast_m7, at the offsets its assembly reads (dst and pairs are
+ * updated as it goes). */
+struct pair_m7 {
+    int32_t b0, b1, m20, m21, s10, s11, c;
+    const uint64_t *w;
+    int32_t iters, tail;
+    int8_t *dst;
+    int32_t cout, pairs;
+};
+_Static_assert(offsetof(struct pair_m7, w) == 28 && offsetof(struct pair_m7, tail) == 36 &&
+                   offsetof(struct pair_m7, dst) == 40 && offsetof(struct pair_m7, pairs) == 48,
+               "pair_fast_m7's offsets");
+
+/* One group of the 2x2 block: pixels at r0 (LDM), channels at r11; accumulators r2, r3, r12,
+ * lr = (pixel 0, channel 0), (0, 1), (1, 0), (1, 1). */
+#define M7_GROUP                  \
+    "ldm r0!, {r4, r5, r6, r8}\n" \
+    "ldrd r9, r10, [r11], #8\n"   \
+    "smlad r2, r4, r9, r2\n"      \
+    "smlad r2, r5, r10, r2\n"     \
+    "smlad r12, r6, r9, r12\n"    \
+    "smlad r12, r8, r10, r12\n"   \
+    "ldrd r9, r10, [r11], #8\n"   \
+    "smlad r3, r4, r9, r3\n"      \
+    "smlad r3, r5, r10, r3\n"     \
+    "smlad lr, r6, r9, lr\n"      \
+    "smlad lr, r8, r10, lr\n"
+/* A block's start: the biases, the filter rows and the iteration count (r7). */
+#define M7_START               \
+    "0:\n"                     \
+    "ldrd r2, r3, [r1, #0]\n"  \
+    "ldrd r12, lr, [r1, #0]\n" \
+    "ldrd r11, r7, [r1, #28]\n"
+/* Requantization (requant_fast.h's rq_fused, 4 outputs), stores, the next pair. */
+#define M7_FINISH                  \
+    "ldrd r4, r5, [r1, #8]\n"      \
+    "smmlar r2, r2, r4, r2\n"      \
+    "smmlar r12, r12, r4, r12\n"   \
+    "smmlar r3, r3, r5, r3\n"      \
+    "smmlar lr, lr, r5, lr\n"      \
+    "add r2, r2, r2, asr #31\n"    \
+    "add r12, r12, r12, asr #31\n" \
+    "add r3, r3, r3, asr #31\n"    \
+    "add lr, lr, lr, asr #31\n"    \
+    "ldrd r4, r5, [r1, #16]\n"     \
+    "asr r2, r2, r4\n"             \
+    "asr r12, r12, r4\n"           \
+    "asr r3, r3, r5\n"             \
+    "asr lr, lr, r5\n"             \
+    "ldr r4, [r1, #24]\n"          \
+    "qadd r2, r2, r4\n"            \
+    "qadd r12, r12, r4\n"          \
+    "qadd r3, r3, r4\n"            \
+    "qadd lr, lr, r4\n"            \
+    "ssat r2, #8, r2, asr #1\n"    \
+    "ssat r12, #8, r12, asr #1\n"  \
+    "ssat r3, #8, r3, asr #1\n"    \
+    "ssat lr, #8, lr, asr #1\n"    \
+    "ldrd r5, r6, [r1, #40]\n"     \
+    "strb r2, [r5]\n"              \
+    "strb r3, [r5, #1]\n"          \
+    "add r5, r5, r6\n"             \
+    "strb r12, [r5]\n"             \
+    "strb lr, [r5, #1]\n"          \
+    "add r5, r5, r6\n"             \
+    "ldr r8, [r1, #48]\n"          \
+    "str r5, [r1, #40]\n"          \
+    "subs r8, r8, #1\n"            \
+    "str r8, [r1, #48]\n"          \
+    "bne 0b\n"
+#define M7_CLOBBERS \
+    "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+
+/* pair_fast for k->pairs pixel pairs (k->pairs >= 1), full activation range, at least 4
+ * groups: the same instructions as gemm_2x2 and rq_fused (SMMLAR, ADD with ASR #31, ASR,
+ * QADD, SSAT with ASR #1), written as one block so that nothing spills: the 2x2 block's bias,
+ * multiply-accumulates, requantization and stores take 3 + 46 per 4 groups + 37
+ * instructions. */
+static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
+                              "subs r7, r7, #1\n"
+                              "bne 1b\n"
+                              "ldr r7, [r1, #36]\n"
+                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH
+                     : "+r"(rx)
+                     : "r"(rk)
+                     : M7_CLOBBERS);
+}
+
+/* The same for exactly 2 groups (8 input channels of a 1x1 convolution): no loop. */
+static __attribute__((noinline)) void pair_fast_m7_2(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START M7_GROUP M7_GROUP M7_FINISH : "+r"(rx) : "r"(rk) : M7_CLOBBERS);
+}
+
+/* The same for 8 groups of which the 8th is zero in both operands (the stem's 3x3x3 = 27
+ * taps densely packed: 7 groups; conv2d_s8_gemm_dsp keeps the pixel pairs 8 groups apart): 7 groups
+ * unrolled, no loop, the pixel pointer stepped past the zero group (3 + 77 + 1 + 37
+ * instructions per 2x2 block; the loop over 8 took 3 + 92 + 6 + 37). Skipping zero lanes
+ * drops products that are 0. */
+static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP
+                     "add r0, r0, #16\n" M7_FINISH
+                     : "+r"(rx)
+                     : "r"(rk)
+                     : M7_CLOBBERS);
+}
+#undef M7_CLOBBERS
+#undef M7_FINISH
+#undef M7_START
+#undef M7_GROUP
+#endif
+
+/* last_zero: the last of the groups is zero in every pixel and row (the stem). */
+CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                                int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                                const int32_t s1[2], int32_t c, int last_zero) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 2) {
+        struct pair_m7 k = {b[0], b[1],        m2[0],      m2[1], s1[0], s1[1], c,
+                            wbuf, groups >> 2, groups & 2, dst,   cout,  n >> 1};
+        if (last_zero && groups == 8)
+            pair_fast_m7_7(x, &k);
+        else if (groups == 2)
+            pair_fast_m7_2(x, &k);
+        else
+            pair_fast_m7(x, &k);
+        x += (size_t)(n & ~1) * (size_t)groups;
+        dst += (size_t)(n & ~1) * (size_t)cout;
+        n &= 1;
+    }
+#else
+    (void)last_zero;
+#endif
+    pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, -128, 127, 1);
+}
+static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                            int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
+                            const int32_t s1[2], int32_t c, int32_t lo, int32_t hi) {
+    pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, lo, hi, 0);
+}
+
+/* The same with the reference's requantization (channels off the fast path, a lone last
+ * channel). */
+static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
+                     int8_t *dst, int32_t cout, const int32_t b[2], const struct requant *r0,
+                     const struct requant *r1, int two) {
+    for (int32_t t = 0; t < n; t += 2, x += 2 * (size_t)groups) {
+        int32_t acc[4] = {b[0], b[1], b[0], b[1]};
+        gemm_2x2(x, wbuf, groups, acc);
+        dst[0] = requantize(acc[0], r0);
+        if (two) dst[1] = requantize(acc[1], r1);
+        dst += cout;
+        if (t + 1 < n) {
+            dst[0] = requantize(acc[2], r0);
+            if (two) dst[1] = requantize(acc[3], r1);
+            dst += cout;
+        }
+    }
+}
+
+/* the GEMM variant's channel pairs from 0 on while both channels are on requant_fast.h's fast path,
+ * for a full-range layer whose filter rows are whole groups (input_c % 4 == 0): the same
+ * steps as the GEMM variant's loop, in a function of their own so that the per-pair setup keeps its
+ * values in registers (4x4x112 -> 1280, 640 pairs: ~1/3 fewer instructions between blocks).
+ * Returns the first output channel left to the GEMM variant's loop. */
+static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, uint64_t *wbuf,
+                                                         int32_t groups, int32_t n, int8_t *out,
+                                                         const struct conv2d_s8_params *p,
+                                                         const struct conv_ops *o, int32_t c) {
+    const int32_t cout = p->output_c;
+    const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+    const uint64_t *const wend = wbuf + 2 * groups;
+    int32_t oc = 0;
+    for (; oc + 1 < cout; oc += 2) {
+        const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(oc + 1, p, o);
+        if (!rq_fast_ok(r0.multiplier, r0.shift) || !rq_fast_ok(r1.multiplier, r1.shift)) break;
+        widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size, wend);
+        const int32_t b[2] = {bias_of(oc, p, o), bias_of(oc + 1, p, o)};
+        const int32_t m2[2] = {rq_m2(r0.multiplier), rq_m2(r1.multiplier)};
+        const int32_t s1[2] = {rq_s1(r0.shift), rq_s1(r1.shift)};
+        pair_fast_full(xbuf, wbuf, groups, n, out + oc, cout, b, m2, s1, c, 0);
+    }
+    return oc;
+}
+
+void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
+                        int32_t groups) {
+    uint64_t buf[CONV_BUF_GROUPS];
+    uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
+    /* Dense patches are gathered in the buffer's last CONV_DENSE_GROUPS groups. */
+    const int dense = dense_patch(p);
+    const int32_t reserved = dense ? CONV_DENSE_GROUPS : 0;
+    int8_t *const tmp = dense ? (int8_t *)(buf + CONV_BUF_GROUPS - CONV_DENSE_GROUPS) : NULL;
+    int32_t tile = (CONV_BUF_GROUPS - reserved - 2 * groups) / groups;
+    if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
+    tile &= ~1;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int32_t cout = p->output_c;
+    const int32_t npix = p->batches * p->output_h * p->output_w;
+    /* Layer constants of the fast requantization (requant_fast.h, step 4). */
+    const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    const int32_t c = offset_ok ? 1 + 2 * p->output_offset : 0;
+    const int full = p->act_min <= -128 && p->act_max >= 127;
+    /* Dense patches of 4k + 1 .. 4k + 4 bytes fill an odd number of groups, padded to even by
+     * a zero group (widen_dense, widen_stem, widen_row). */
+    const int last_zero = dense && ((p->filter_h * p->filter_w * p->input_c + 3) / 4) % 2 == 1;
+    for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
+        const int32_t n = npix - pix0 < tile ? npix - pix0 : tile;
+        /* Pixel t is row t % 2 of pair t / 2. */
+        if (tmp != NULL) { /* dense: one test per tile */
+            conv2d_s8_stem_dsp_widen_tile(xbuf, pix0, n, groups, p, o, off2, tmp);
+        } else {
+            for (int32_t t = 0; t < n; ++t)
+                widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2);
+        }
+        if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
+        int32_t oc = 0;
+        if (full && offset_ok && p->input_c % 4 == 0)
+            oc = pairs_fast_full(xbuf, wbuf, groups, n, o->out + (size_t)pix0 * (size_t)cout, p, o,
+                                 c);
+        for (; oc < cout; oc += 2) {
+            const int two = oc + 1 < cout;
+            if (two && p->input_c % 4 == 0) {
+                const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+                widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size,
+                            wbuf + 2 * groups);
+            } else {
+                widen_row(wbuf, oc, groups, p, o);
+                if (two)
+                    widen_row(wbuf + 1, oc + 1, groups, p, o);
+                else
+                    widen_zeros(wbuf + 1, wbuf + 2 * groups);
+            }
+            const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
+            const struct requant r0 = requant_of(oc, p, o),
+                                 r1 = requant_of(two ? oc + 1 : oc, p, o);
+            int8_t *dst = o->out + (size_t)pix0 * (size_t)cout + (size_t)oc;
+            if (two && offset_ok && rq_fast_ok(r0.multiplier, r0.shift) &&
+                rq_fast_ok(r1.multiplier, r1.shift)) {
+                const int32_t m2[2] = {rq_m2(r0.multiplier), rq_m2(r1.multiplier)};
+                const int32_t s1[2] = {rq_s1(r0.shift), rq_s1(r1.shift)};
+                if (full)
+                    pair_fast_full(xbuf, wbuf, groups, n, dst, cout, b, m2, s1, c, last_zero);
+                else
+                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, b, m2, s1, c, p->act_min,
+                                    p->act_max);
+            } else {
+                pair_ref(xbuf, wbuf, groups, n, dst, cout, b, &r0, &r1, two);
+            }
+        }
+    }
+}
+
+size_t conv2d_s8_gemm_dsp_buffer_size(const struct conv2d_s8_params *p) {
+    (void)p;
+    return CONV_BUF_GROUPS * sizeof(uint64_t);
+}
