@@ -36,8 +36,16 @@ CLAMPING = (
     "AVERAGE_POOL_2D",
     "MAX_POOL_2D",
     "MEAN",
+    "MUL",
 )
-BACKWARD_OK = (*CLAMPING, "RESHAPE", "PAD")
+# Functions of one variable: their input gradient is G_y times the float function's
+# derivative at the saved input (unary_s8_grad_input, a table of it); no mask, the
+# derivative already is 0 where RELU6 and RELU_N1_TO_1 clamp.
+UNARY = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU")
+# Shape changes of unchanged row-major data: the gradient is the output's gradient, the
+# same bytes and scale in the input's shape (the compiler aliases the tensors).
+PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+BACKWARD_OK = (*CLAMPING, *PASS_THROUGH, "PAD", *UNARY, "CONCATENATION", "TRANSPOSE")
 # Operators whose gradient is their own kernel after the mask (no weights).
 POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
 
@@ -269,12 +277,22 @@ def build_training_graph(
             continue
         gy, sy = grad[y]
         mask = mask_of.get(op.index, -1)
-        if op.kind == "RESHAPE":
+        if op.kind in PASS_THROUGH:
             if op.inputs[0] in requires:
                 add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
             continue
         f = copy_of[op.index]
-        if op.kind in ("ADD", *POOLING):
+        if op.kind in ("CONCATENATION", "TRANSPOSE"):
+            # The forward movement kernel on the int8 gradient: the same values moved, the
+            # same scale (CONCATENATION's int8 inputs are quantized as its output).
+            for k, x in enumerate(op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]):
+                if x in requires:
+                    gx = new_tensor(f"grad/{fwd.tensor(x).name}", fwd.tensor(x).shape, grad_dtype)
+                    tb.gradients.append(gx)
+                    emit(f"{op.kind}_GRAD_INPUT", [gy], [gx], forward=f, input=k)
+                    add_grad(x, (gx, sy))
+            continue
+        if op.kind in ("ADD", "MUL", *POOLING):
             # The clamp's derivative first (the mask keeps the scale), then the op's own.
             gm = new_grad(y)[0]
             emit("GRAD_APPLY_MASK", [gy, mask], [gm], forward=f)
@@ -284,11 +302,26 @@ def build_training_graph(
                 if x in requires:
                     add_grad(x, (gy, sy))  # a real-valued add passes the gradient unchanged
             continue
+        if op.kind == "MUL":
+            # Each input's gradient is G_y times the other input (summed where broadcast).
+            for k, x in enumerate(op.inputs[:2]):
+                if x in requires:
+                    other = op.inputs[1 - k]
+                    if other not in tb.saved:
+                        tb.saved.append(other)
+                    gx = new_grad(x)
+                    emit("MUL_GRAD_INPUT", [gy, sy, other], list(gx), forward=f, input=k)
+                    add_grad(x, gx)
+            continue
         x = op.inputs[0]
         if x in requires:
             gx = new_grad(x)
             if op.kind == "MAX_POOL_2D":  # where each window's maximum was: the input decides
                 ins = [x, gy, sy]
+                if x not in tb.saved:
+                    tb.saved.append(x)
+            elif op.kind in UNARY:  # the derivative at the input the forward saw
+                ins = [gy, sy, x]
                 if x not in tb.saved:
                     tb.saved.append(x)
             elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD"):
