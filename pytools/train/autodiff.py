@@ -42,9 +42,11 @@ CLAMPING = (
 # derivative at the saved input (unary_s8_grad_input, a table of it); no mask, the
 # derivative already is 0 where RELU6 and RELU_N1_TO_1 clamp.
 UNARY = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU")
-# Shape changes of unchanged row-major data: the gradient is the output's gradient, the
-# same bytes and scale in the input's shape (the compiler aliases the tensors).
-PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+# The gradient is the output's gradient, the same bytes and scale: shape changes of
+# unchanged row-major data (the compiler aliases the tensors), and QUANTIZE, which on the
+# gradient's path is an int8 -> int8 requantization of the same real values (its rounding
+# passes straight through, grad.h).
+PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE")
 BACKWARD_OK = (*CLAMPING, *PASS_THROUGH, "PAD", *UNARY, "CONCATENATION", "TRANSPOSE")
 # Operators whose gradient is their own kernel after the mask (no weights).
 POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
