@@ -21,7 +21,7 @@ def _net(activation_after_fc: bool = False) -> Graph:
     g = GraphMaker(3)
     x = g.t("image", (1, 4, 4, 3), "int8", quant(0.05, 0))
 
-    def whole_slice(name: str, src: int, shape: tuple[int, ...], q) -> int:  # noqa: ANN001
+    def whole_slice(name: str, src: int, shape: tuple[int, ...], q) -> int:
         r = len(shape)
         begin, end = (
             g.t(f"{name}/begin", (r,), "int32", None, [0] * r),
@@ -60,6 +60,12 @@ def _net(activation_after_fc: bool = False) -> Graph:
     return g.graph([x], [probs], "refusal_net")
 
 
+def _slice_line(index: int, src: str, name: str) -> str:
+    """The refusal's line for one of _net's slices."""
+    consts = ", ".join(f"'{name}/{c}'" for c in ("begin", "end", "strides"))
+    return f"operator #{index} (STRIDED_SLICE): inputs '{src}', {consts}; outputs '{name}'"
+
+
 def _refusal(graph: Graph, scheme: str) -> str:
     with pytest.raises(ModelError) as e:
         build_training_graph(graph, parse_scheme_text(scheme))
@@ -74,14 +80,8 @@ def test_every_operator_without_backward_is_named_with_the_nearest_scheme(scheme
     n = 2 if both else 1
     assert msg.startswith(f"the scheme ({parse_scheme_text(scheme).describe()}) trains through {n} operator")
     assert "whose backward kernel is missing (the forward kernels exist" in msg
-    assert (
-        "operator #1 (STRIDED_SLICE): inputs 'conv1', 'slice1/begin', 'slice1/end', 'slice1/strides'; outputs 'slice1'"
-        in msg
-    ) == both
-    assert (
-        "operator #3 (STRIDED_SLICE): inputs 'conv2', 'slice2/begin', 'slice2/end', 'slice2/strides'; outputs 'slice2'"
-        in msg
-    )
+    assert (_slice_line(1, "conv1", "slice1") in msg) == both
+    assert _slice_line(3, "conv2", "slice2") in msg
     assert "Backward kernels exist for: CONV_2D" in msg
     suggested = re.search(r'Nearest scheme that keeps them frozen: "([^"]+)"', msg)
     assert suggested, msg
@@ -95,10 +95,7 @@ def test_every_operator_without_backward_is_named_with_the_nearest_scheme(scheme
 
 def test_nothing_trainable_after_the_last_such_operator_is_said() -> None:
     msg = _refusal(_net(activation_after_fc=True), "bias=1")
-    assert (
-        "operator #6 (STRIDED_SLICE): inputs 'fc', 'fc/slice/begin', 'fc/slice/end', 'fc/slice/strides'; outputs 'fc/slice'"
-        in msg
-    )
+    assert _slice_line(6, "fc", "fc/slice") in msg
     assert "No trainable layer lies after operator #6 (STRIDED_SLICE)" in msg
     assert "until STRIDED_SLICE has a backward kernel" in msg
     assert "Nearest scheme" not in msg

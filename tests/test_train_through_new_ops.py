@@ -81,7 +81,7 @@ def se_model() -> tuple[bytes, object, object]:
             layers.Softmax(),
         ]
 
-        def tail(h):  # noqa: ANN001, ANN202 - keras tensors
+        def tail(h):
             pad, pool, conv_a, dw_b, cat, hsw, gap, sq, ex, mul, gap2, dense, soft = rest
             h = pool(pad(h))
             h = hsw(cat([conv_a(h), dw_b(h)]))

@@ -37,6 +37,7 @@ CLAMPING = (
     "MAX_POOL_2D",
     "MEAN",
     "MUL",
+    "SUB",
 )
 # Functions of one variable: their input gradient is G_y times the float function's
 # derivative at the saved input (unary_s8_grad_input, a table of it); no mask, the
@@ -47,7 +48,7 @@ UNARY = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEA
 # gradient's path is an int8 -> int8 requantization of the same real values (its rounding
 # passes straight through, grad.h).
 PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE")
-BACKWARD_OK = (*CLAMPING, *PASS_THROUGH, "PAD", *UNARY, "CONCATENATION", "TRANSPOSE")
+BACKWARD_OK = (*CLAMPING, *PASS_THROUGH, "PAD", *UNARY, "CONCATENATION", "TRANSPOSE", "MAXIMUM", "MINIMUM")
 # Operators whose gradient is their own kernel after the mask (no weights).
 POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
 
@@ -294,15 +295,27 @@ def build_training_graph(
                     emit(f"{op.kind}_GRAD_INPUT", [gy], [gx], forward=f, input=k)
                     add_grad(x, (gx, sy))
             continue
-        if op.kind in ("ADD", "MUL", *POOLING):
+        if op.kind in ("ADD", "SUB", "MUL", *POOLING):
             # The clamp's derivative first (the mask keeps the scale), then the op's own.
             gm = new_grad(y)[0]
             emit("GRAD_APPLY_MASK", [gy, mask], [gm], forward=f)
             gy, mask = gm, -1
-        if op.kind == "ADD":
-            for x in op.inputs[:2]:
-                if x in requires:
+        if op.kind in ("ADD", "SUB", "MAXIMUM", "MINIMUM"):
+            for k, x in enumerate(op.inputs[:2]):
+                if x not in requires:
+                    continue
+                if op.kind == "ADD" and fwd.tensor(x).shape == fwd.tensor(y).shape:
                     add_grad(x, (gy, sy))  # a real-valued add passes the gradient unchanged
+                    continue
+                # Summed where x is broadcast, negated for SUB's second input, and for
+                # MAXIMUM / MINIMUM routed to the input that won (both inputs decide).
+                ins = [gy, sy]
+                if op.kind in ("MAXIMUM", "MINIMUM"):
+                    ins += [op.inputs[k], op.inputs[1 - k]]
+                    tb.saved.extend(t for t in op.inputs[:2] if t not in tb.saved)
+                gx = new_grad(x)
+                emit(f"{op.kind}_GRAD_INPUT", ins, list(gx), forward=f, input=k)
+                add_grad(x, gx)
             continue
         if op.kind == "MUL":
             # Each input's gradient is G_y times the other input (summed where broadcast).

@@ -62,7 +62,9 @@ def test_concatenation_grad_input(seed: int) -> None:
             scale_out=False,
         )
         gx, _ = run_grad(g, op, {n + 1: gy})
-        np.testing.assert_allclose(np.float32(s_y) * gx.astype(np.float32), refs[k].numpy(), rtol=1e-6, atol=0)
+        np.testing.assert_allclose(
+            np.float32(s_y) * gx.astype(np.float32), refs[k].numpy(), rtol=1e-6, atol=0
+        )
         if n > 1:  # the neighbour's slice (where one of the same shape exists) is not this one
             j = (k + 1) % n
             if shapes[j] == s:

@@ -131,7 +131,10 @@ def test_the_negative_checks_bite() -> None:
 def test_a_broadcast_too_wide_for_int32_is_refused() -> None:
     g, op = grad_graph(
         "MUL",
-        [Tensor(0, "a", (1, 1, 1, 1), "int8", quant(0.1, 0)), Tensor(0, "b", (1, 300, 300, 1), "int8", quant(0.1, 0))],
+        [
+            Tensor(0, "a", (1, 1, 1, 1), "int8", quant(0.1, 0)),
+            Tensor(0, "b", (1, 300, 300, 1), "int8", quant(0.1, 0)),
+        ],
         Tensor(0, "y", (1, 300, 300, 1), "int8", quant(0.1, 0)),
         "MUL_GRAD_INPUT",
         ["gy", "sy", "in1"],

@@ -2,6 +2,9 @@
 (issue 12; pytools/train/autodiff.py emits them):
 - MUL_GRAD_INPUT: mul_s8_grad_input, for one of MUL's inputs (option `input`: 0 or 1),
   from MUL's own broadcast geometry;
+- ADD_GRAD_INPUT (a broadcast input), SUB/MAXIMUM/MINIMUM_GRAD_INPUT: binary_s8_grad_input,
+  G_y summed over the broadcast dimensions, negated for SUB's second input, routed to the
+  input that won for MAXIMUM and MINIMUM;
 - LOGISTIC/TANH/HARD_SWISH/RELU/RELU6/RELU_N1_TO_1/LEAKY_RELU_GRAD_INPUT:
   unary_s8_grad_input, given the float function's derivative at each of the 256 dequantized
   int8 inputs as an int32 table of 23 bits (derivative_table);
@@ -65,6 +68,35 @@ def _mul_grad(g: Graph, op: Op) -> KernelCall:
     return KernelCall("mul_s8_grad_input", params, _grad_io(op, Operand(f.index)))
 
 
+# ---- ADD (broadcast), SUB, MAXIMUM, MINIMUM: derivatives 0 or +-1 ----------------------
+
+# select: which elements pass, comparing this input with the other (TensorFlow's
+# MaximumGrad gives x the gradient where x >= y, MinimumGrad where x <= y; y gets the rest).
+_SELECT = {"MAXIMUM": (1, 2), "MINIMUM": (3, 4)}  # (input 1, input 2): this 1 >=, 2 >, 3 <=, 4 < other
+
+
+@lowers("ADD_GRAD_INPUT", "SUB_GRAD_INPUT", "MAXIMUM_GRAD_INPUT", "MINIMUM_GRAD_INPUT")
+def _binary_grad(g: Graph, op: Op) -> KernelCall:
+    """Inputs: G_y, its scale, and for MAXIMUM / MINIMUM this and the other forward input."""
+    fwd_op = _forward(g, op)
+    fwd = lower(g, fwd_op).params
+    k = int(op.options["input"])
+    this, other = (1, 2) if k == 0 else (2, 1)
+    x = g.tensor(fwd_op.inputs[k])
+    select = _SELECT[fwd_op.kind][k] if fwd_op.kind in _SELECT else 0
+    params: dict[str, int | float] = {f"dim{d}": fwd[f"dim{d}"] for d in range(4)}
+    params |= {f"this_stride{d}": fwd[f"in{this}_stride{d}"] for d in range(4)}
+    params |= {f"other_stride{d}": fwd[f"in{other}_stride{d}"] for d in range(4)}
+    params |= {
+        "this_size": math.prod(x.shape),
+        "sign": -1 if fwd_op.kind == "SUB" and k == 1 else 1,
+        "select": select,
+    }
+    # Without a selection the kernel reads neither input: G_y stands in (alive already).
+    a, b = (op.inputs[2], op.inputs[3]) if select else (op.inputs[0], op.inputs[0])
+    return KernelCall("binary_s8_grad_input", params, _grad_io(op, Operand(a), Operand(b)))
+
+
 # ---- functions of one variable: derivative tables ------------------------------------
 
 
@@ -99,7 +131,9 @@ TABLE_MAX = 2**23 - 1  # |G_y_q| <= 128 times this fits an int32
 UNARY_GRADS = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU")
 
 
-def derivative_table(kind: str, scale: float, zero_point: int, alpha: float = 0.2) -> tuple[np.ndarray, float]:
+def derivative_table(
+    kind: str, scale: float, zero_point: int, alpha: float = 0.2
+) -> tuple[np.ndarray, float]:
     """(int32 [256] table indexed by the input's byte, its float32 scale): the derivative of
     the operator's float function at each dequantized int8 input s (q - z), in float32 as the
     kernels dequantize."""
@@ -148,7 +182,9 @@ def _concatenation_grad(g: Graph, op: Op) -> KernelCall:
     out = g.tensor(fwd_op.outputs[0])
     rank = len(out.shape)
     if rank > SLICE_RANK:
-        raise ModelError(f"{fwd_op.where()}: rank {rank}; CONCATENATION's gradient supports at most {SLICE_RANK}")
+        raise ModelError(
+            f"{fwd_op.where()}: rank {rank}; CONCATENATION's gradient supports at most {SLICE_RANK}"
+        )
     axis = int(fwd_op.options.get("axis", 0)) % rank
     k = int(op.options["input"])
     start = sum(g.tensor(i).shape[axis] for i in xs[:k])
