@@ -225,3 +225,28 @@ def test_the_board_trains_bit_identically_with_the_twin(se_model) -> None:
     for k in twin_state:
         np.testing.assert_array_equal(state[k], twin_state[k], err_msg=k)
     assert twin_steps[-1][0] != twin_steps[0][0]
+
+
+def test_the_zoo_se_net_trains_from_its_first_layer() -> None:
+    """The zoo's se_net (the converter's HARD_SWISH, LEAKY_RELU, squeeze-excite with LOGISTIC
+    and MUL, TANH, int8 QUANTIZE, MAXIMUM, RELU, SUB, MINIMUM, ADD) with every layer trained:
+    the gradient passes every one of them, and relearning shifted labels lowers the held-out
+    loss (measured: 5.48 -> 2.85 in 100 steps at lr 0.05)."""
+    from pytools.pretrain import zoo
+    from pytools.train.scheme import trainable_ops
+
+    g = import_tflite(zoo.zoo_model("se_net"), "se_net")
+    n = len(trainable_ops(g))
+    ct = compile_training(g, load_scheme(f"bias={n},-{n}=1"), BOARD, "se_net", link=False, lr=0.05)
+    backward = {op.kind for op in ct.train.graph.ops[ct.train.loss_end :]}
+    want = {"SUB", "MAXIMUM", "MINIMUM", "TANH", "LEAKY_RELU", "RELU", "HARD_SWISH", "LOGISTIC", "MUL"}
+    assert {f"{k}_GRAD_INPUT" for k in want} <= backward, backward
+    x, y = zoo._images(150, 32, 32, 3, 5)
+    y = (y + 1) % zoo.CLASSES
+    xq = _quantize(g, x)
+    tr = Trainer(ct)
+    before = np.mean([tr.evaluate(xq[i], int(y[i]))[0] for i in range(100, 150)])
+    for i in range(100):
+        tr.step(xq[i], int(y[i]))
+    after = np.mean([tr.evaluate(xq[i], int(y[i]))[0] for i in range(100, 150)])
+    assert after < 0.7 * before, (before, after)
