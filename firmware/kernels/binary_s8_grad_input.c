@@ -35,8 +35,7 @@ void binary_s8_grad_input_run(const void *params, void *const *operands, void *s
                     i0 * p.other_stride0 + i1 * p.other_stride1 + i2 * p.other_stride2;
                 for (int32_t i3 = 0; i3 < p.dim3; ++i3, ++gy) {
                     const int32_t at = t + i3 * p.this_stride3;
-                    if (p.select == 0 ||
-                        selected(p.select, x[at], o[u + i3 * p.other_stride3]))
+                    if (p.select == 0 || selected(p.select, x[at], o[u + i3 * p.other_stride3]))
                         acc[at] += *gy;
                 }
             }

@@ -4,8 +4,7 @@
 #include "grad.h"
 
 void unary_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
-    const struct unary_s8_grad_input_params p =
-        *(const struct unary_s8_grad_input_params *)params;
+    const struct unary_s8_grad_input_params p = *(const struct unary_s8_grad_input_params *)params;
     const int8_t *x = operands[UNARY_S8_GRAD_INPUT_INPUT];
     const int8_t *gy = operands[UNARY_S8_GRAD_INPUT_GRAD_Y];
     const float s_y = *(const float *)operands[UNARY_S8_GRAD_INPUT_GRAD_Y_SCALE];
@@ -20,7 +19,6 @@ void unary_s8_grad_input_run(const void *params, void *const *operands, void *sc
 }
 
 size_t unary_s8_grad_input_scratch_size(const void *params) {
-    const struct unary_s8_grad_input_params p =
-        *(const struct unary_s8_grad_input_params *)params;
+    const struct unary_s8_grad_input_params p = *(const struct unary_s8_grad_input_params *)params;
     return (size_t)p.count * sizeof(int32_t);
 }

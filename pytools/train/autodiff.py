@@ -12,7 +12,8 @@ The step is an ordinary IR graph whose operators run in order:
      gradient buffer outlives its layer (operator reordering).
 Pruning falls out of construction: a gradient exists only for tensors downstream of a
 trained parameter; a mask only where such a gradient passes a clamp; a saved activation
-only where a weight update (or a MAX_POOL_2D's input gradient) reads it. Nothing below
+only where a weight update or an input gradient reads it (MAX_POOL_2D's input, MUL's
+other factor, an activation's input, MAXIMUM/MINIMUM's inputs). Nothing below
 the lowest updated layer keeps anything.
 Gradients are int8 tensors, each with a float32 scale tensor (firmware/kernels/grad.h).
 """
