@@ -13,7 +13,8 @@ refused it, "no backward kernel").
   backward step's int8 requantization.
 - Fine-tuned on the host twin to swap its two classes, the loss goes down.
 - On the emulated board the same steps give the same losses and predictions and a
-  bit-identical trained state (the same C).
+  bit-identical trained state (the same C), for this model and for the zoo's se_net trained
+  from its first layer (SUB, MAXIMUM, MINIMUM, TANH, LEAKY_RELU, RELU, int8 QUANTIZE).
 """
 
 from __future__ import annotations
@@ -196,17 +197,37 @@ def test_the_loss_goes_down_on_the_twin(se_model) -> None:
     assert np.mean(after) < 0.5 * np.mean(before), (np.mean(before), np.mean(after))
 
 
+def _se_net_step(lr: float = 0.05) -> tuple[Graph, CompiledTraining]:
+    """The zoo's se_net with every layer trained."""
+    from pytools.pretrain import zoo
+    from pytools.train.scheme import trainable_ops
+
+    g = import_tflite(zoo.zoo_model("se_net"), "se_net")
+    n = len(trainable_ops(g))
+    return g, compile_training(g, load_scheme(f"bias={n},-{n}=1"), BOARD, "se_net", link=False, lr=lr)
+
+
 @pytest.mark.emulator
-def test_the_board_trains_bit_identically_with_the_twin(se_model) -> None:
+@pytest.mark.parametrize("which", ["se_concat_pool", "zoo_se_net"])
+def test_the_board_trains_bit_identically_with_the_twin(se_model, which: str) -> None:
+    """12 steps of each model (the second through SUB, MAXIMUM, MINIMUM, TANH, LEAKY_RELU)."""
     from pytools import emulator
     from pytools.build.builder import build_firmware
     from pytools.link.client import Link
     from pytools.model.board_runner import BoardModel
     from pytools.model.host_twin import io_tensors, tensor_table
 
-    g, ct = _compile(se_model[0])
-    x, y = _data(12, 3)
-    data = [(q, int(1 - y[i])) for i, q in enumerate(_quantize(g, x))]
+    if which == "se_concat_pool":
+        g, ct = _compile(se_model[0])
+        x, y = _data(12, 3)
+        labels = 1 - y
+    else:
+        from pytools.pretrain import zoo
+
+        g, ct = _se_net_step()
+        x, y = zoo._images(12, 32, 32, 3, 6)
+        labels = (y + 1) % zoo.CLASSES
+    data = [(q, int(labels[i])) for i, q in enumerate(_quantize(g, x))]
     twin = Trainer(ct)
     twin_steps = [twin.step(q, lab) for q, lab in data]
     name = f"test-new-op-grads-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -233,11 +254,8 @@ def test_the_zoo_se_net_trains_from_its_first_layer() -> None:
     the gradient passes every one of them, and relearning shifted labels lowers the held-out
     loss (measured: 5.48 -> 2.85 in 100 steps at lr 0.05)."""
     from pytools.pretrain import zoo
-    from pytools.train.scheme import trainable_ops
 
-    g = import_tflite(zoo.zoo_model("se_net"), "se_net")
-    n = len(trainable_ops(g))
-    ct = compile_training(g, load_scheme(f"bias={n},-{n}=1"), BOARD, "se_net", link=False, lr=0.05)
+    g, ct = _se_net_step()
     backward = {op.kind for op in ct.train.graph.ops[ct.train.loss_end :]}
     want = {"SUB", "MAXIMUM", "MINIMUM", "TANH", "LEAKY_RELU", "RELU", "HARD_SWISH", "LOGISTIC", "MUL"}
     assert {f"{k}_GRAD_INPUT" for k in want} <= backward, backward
