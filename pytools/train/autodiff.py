@@ -49,7 +49,17 @@ UNARY = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEA
 # gradient's path is an int8 -> int8 requantization of the same real values (its rounding
 # passes straight through, grad.h).
 PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE")
-BACKWARD_OK = (*CLAMPING, *PASS_THROUGH, "PAD", *UNARY, "CONCATENATION", "TRANSPOSE", "MAXIMUM", "MINIMUM")
+BACKWARD_OK = (
+    *CLAMPING,
+    *PASS_THROUGH,
+    "PAD",
+    *UNARY,
+    "CONCATENATION",
+    "TRANSPOSE",
+    "MAXIMUM",
+    "MINIMUM",
+    "RESIZE_NEAREST_NEIGHBOR",
+)
 # Operators whose gradient is their own kernel after the mask (no weights).
 POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
 
@@ -340,7 +350,7 @@ def build_training_graph(
                 ins = [gy, sy, x]
                 if x not in tb.saved:
                     tb.saved.append(x)
-            elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD"):
+            elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD", "RESIZE_NEAREST_NEIGHBOR"):
                 ins = [gy, sy]
             else:
                 ins = [gy, sy, mask, *op.inputs[1:]]

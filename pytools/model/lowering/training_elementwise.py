@@ -11,7 +11,9 @@
 - CONCATENATION_GRAD_INPUT: the strided_slice kernel cuts input `input`'s part out of the
   output gradient (the scale passes unchanged: CONCATENATION's int8 inputs share the
   output's quantization, so the real values are the same);
-- TRANSPOSE_GRAD_INPUT: the transpose kernel with the inverse permutation.
+- TRANSPOSE_GRAD_INPUT: the transpose kernel with the inverse permutation;
+- RESIZE_NEAREST_NEIGHBOR_GRAD_INPUT: resize_nearest_neighbor_grad_input, given which input
+  row and column each output row and column copies (nearest_indices).
 """
 
 from __future__ import annotations
@@ -218,3 +220,35 @@ def _transpose_grad(g: Graph, op: Op) -> KernelCall:
     params |= {f"in_dim{d}": dims6[d] for d in range(TRANSPOSE_RANK)}
     params |= {f"perm{d}": perm6[d] for d in range(TRANSPOSE_RANK)}
     return KernelCall("transpose", params, [Operand(op.inputs[0]), Operand(op.outputs[0], is_output=True)])
+
+
+def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """The input index each output index copies: TFLite's GetNearestNeighbor in float32, the
+    forward kernel's steps (resize_nearest_neighbor.c's nearest())."""
+    if align_corners and out_size > 1:
+        scale = F32(in_size - 1) / F32(out_size - 1)
+    else:
+        scale = F32(in_size) / F32(out_size)
+    offset = F32(0.5) if half_pixel_centers else F32(0.0)
+    out = np.zeros(out_size, np.int32)
+    for i in range(out_size):
+        v = (F32(i) + offset) * scale
+        r = int(v)
+        if align_corners and v - F32(r) >= F32(0.5):
+            r += 1
+        out[i] = min(r, in_size - 1)
+    return out
+
+
+@lowers("RESIZE_NEAREST_NEIGHBOR_GRAD_INPUT")
+def _resize_nearest_grad(g: Graph, op: Op) -> KernelCall:
+    fwd = lower(g, _forward(g, op)).params
+    align, half = bool(fwd["align_corners"]), bool(fwd["half_pixel_centers"])
+    rows = nearest_indices(int(fwd["input_h"]), int(fwd["output_h"]), align, half)
+    cols = nearest_indices(int(fwd["input_w"]), int(fwd["output_w"]), align, half)
+    names = ("batches", "input_h", "input_w", "channels", "output_h", "output_w")
+    return KernelCall(
+        "resize_nearest_neighbor_grad_input",
+        {k: fwd[k] for k in names},
+        _grad_io(op, Operand(data=rows), Operand(data=cols)),
+    )
