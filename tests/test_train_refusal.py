@@ -16,9 +16,21 @@ from tests.import_support import GraphMaker, quant
 
 
 def _net(activation_after_fc: bool = False) -> Graph:
-    """conv -> LOGISTIC -> conv -> HARD_SWISH -> reshape -> FC [-> HARD_SWISH] -> SOFTMAX."""
+    """conv -> STRIDED_SLICE -> conv -> STRIDED_SLICE -> reshape -> FC [-> STRIDED_SLICE] ->
+    SOFTMAX, each slice taking the whole tensor (STRIDED_SLICE has no backward kernel yet)."""
     g = GraphMaker(3)
     x = g.t("image", (1, 4, 4, 3), "int8", quant(0.05, 0))
+
+    def whole_slice(name: str, src: int, shape: tuple[int, ...], q) -> int:
+        r = len(shape)
+        begin, end = (
+            g.t(f"{name}/begin", (r,), "int32", None, [0] * r),
+            g.t(f"{name}/end", (r,), "int32", None, list(shape)),
+        )
+        strides = g.t(f"{name}/strides", (r,), "int32", None, [1] * r)
+        y = g.t(name, shape, "int8", q)
+        g.op("STRIDED_SLICE", [src, begin, end, strides], [y])
+        return y
 
     def conv(name: str, src: int, cin: int, cout: int) -> int:
         w = g.weights(f"{name}/w", (cout, 1, 1, cin), quant(0.01, 0))
@@ -31,11 +43,9 @@ def _net(activation_after_fc: bool = False) -> Graph:
         return y
 
     c1 = conv("conv1", x, 3, 4)
-    s1 = g.t("sigmoid1", (1, 4, 4, 4), "int8", quant(1 / 256, -128))
-    g.op("LOGISTIC", [c1], [s1])
+    s1 = whole_slice("slice1", c1, (1, 4, 4, 4), quant(0.1, 0))
     c2 = conv("conv2", s1, 4, 4)
-    h = g.t("hswish2", (1, 4, 4, 4), "int8", quant(0.05, -10))
-    g.op("HARD_SWISH", [c2], [h])
+    h = whole_slice("slice2", c2, (1, 4, 4, 4), quant(0.1, 0))
     shape = g.t("shape", (2,), "int32", None, [1, 64])
     flat = g.t("flat", (1, 64), "int8", quant(0.05, -10))
     g.op("RESHAPE", [h, shape], [flat], new_shape=[1, 64])
@@ -44,12 +54,16 @@ def _net(activation_after_fc: bool = False) -> Graph:
     logits = g.t("fc", (1, 5), "int8", quant(0.2, 0))
     g.op("FULLY_CONNECTED", [flat, fw, fb], [logits], activation="NONE", keep_num_dims=False)
     if activation_after_fc:
-        act = g.t("fc/hswish", (1, 5), "int8", quant(0.2, 0))
-        g.op("HARD_SWISH", [logits], [act])
-        logits = act
+        logits = whole_slice("fc/slice", logits, (1, 5), quant(0.2, 0))
     probs = g.t("probs", (1, 5), "int8", quant(1 / 256, -128))
     g.op("SOFTMAX", [logits], [probs], beta=1.0)
     return g.graph([x], [probs], "refusal_net")
+
+
+def _slice_line(index: int, src: str, name: str) -> str:
+    """The refusal's line for one of _net's slices."""
+    consts = ", ".join(f"'{name}/{c}'" for c in ("begin", "end", "strides"))
+    return f"operator #{index} (STRIDED_SLICE): inputs '{src}', {consts}; outputs '{name}'"
 
 
 def _refusal(graph: Graph, scheme: str) -> str:
@@ -62,18 +76,18 @@ def _refusal(graph: Graph, scheme: str) -> str:
 def test_every_operator_without_backward_is_named_with_the_nearest_scheme(scheme: str) -> None:
     g = _net()
     msg = _refusal(g, scheme)
-    both = scheme != "bias=2,-1=1"  # biases of the last two layers reach only HARD_SWISH
+    both = scheme != "bias=2,-1=1"  # biases of the last two layers reach only the second slice
     n = 2 if both else 1
     assert msg.startswith(f"the scheme ({parse_scheme_text(scheme).describe()}) trains through {n} operator")
     assert "whose backward kernel is missing (the forward kernels exist" in msg
-    assert ("operator #1 (LOGISTIC): inputs 'conv1'; outputs 'sigmoid1'" in msg) == both
-    assert "operator #3 (HARD_SWISH): inputs 'conv2'; outputs 'hswish2'" in msg
+    assert (_slice_line(1, "conv1", "slice1") in msg) == both
+    assert _slice_line(3, "conv2", "slice2") in msg
     assert "Backward kernels exist for: CONV_2D" in msg
     suggested = re.search(r'Nearest scheme that keeps them frozen: "([^"]+)"', msg)
     assert suggested, msg
     want = "bias=1,-1=1" if scheme == "bias=2,-1=1" else "bias=1"
     assert suggested[1] == want
-    assert "trains only the 1 trainable layer after operator #3 (HARD_SWISH)" in msg
+    assert "trains only the 1 trainable layer after operator #3 (STRIDED_SLICE)" in msg
     # ... and the suggestion compiles.
     tb = build_training_graph(g, parse_scheme_text(suggested[1]))
     assert list(tb.updates) == [5]
@@ -81,9 +95,9 @@ def test_every_operator_without_backward_is_named_with_the_nearest_scheme(scheme
 
 def test_nothing_trainable_after_the_last_such_operator_is_said() -> None:
     msg = _refusal(_net(activation_after_fc=True), "bias=1")
-    assert "operator #6 (HARD_SWISH): inputs 'fc'; outputs 'fc/hswish'" in msg
-    assert "No trainable layer lies after operator #6 (HARD_SWISH)" in msg
-    assert "until HARD_SWISH has a backward kernel" in msg
+    assert _slice_line(6, "fc", "fc/slice") in msg
+    assert "No trainable layer lies after operator #6 (STRIDED_SLICE)" in msg
+    assert "until STRIDED_SLICE has a backward kernel" in msg
     assert "Nearest scheme" not in msg
 
 

@@ -12,7 +12,8 @@ The step is an ordinary IR graph whose operators run in order:
      gradient buffer outlives its layer (operator reordering).
 Pruning falls out of construction: a gradient exists only for tensors downstream of a
 trained parameter; a mask only where such a gradient passes a clamp; a saved activation
-only where a weight update (or a MAX_POOL_2D's input gradient) reads it. Nothing below
+only where a weight update or an input gradient reads it (MAX_POOL_2D's input, MUL's
+other factor, an activation's input, MAXIMUM/MINIMUM's inputs). Nothing below
 the lowest updated layer keeps anything.
 Gradients are int8 tensors, each with a float32 scale tensor (firmware/kernels/grad.h).
 """
@@ -36,8 +37,29 @@ CLAMPING = (
     "AVERAGE_POOL_2D",
     "MAX_POOL_2D",
     "MEAN",
+    "MUL",
+    "SUB",
 )
-BACKWARD_OK = (*CLAMPING, "RESHAPE", "PAD")
+# Functions of one variable: their input gradient is G_y times the float function's
+# derivative at the saved input (unary_s8_grad_input, a table of it); no mask, the
+# derivative already is 0 where RELU6 and RELU_N1_TO_1 clamp.
+UNARY = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU")
+# The gradient is the output's gradient, the same bytes and scale: shape changes of
+# unchanged row-major data (the compiler aliases the tensors), and QUANTIZE, which on the
+# gradient's path is an int8 -> int8 requantization of the same real values (its rounding
+# passes straight through, grad.h).
+PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE")
+BACKWARD_OK = (
+    *CLAMPING,
+    *PASS_THROUGH,
+    "PAD",
+    *UNARY,
+    "CONCATENATION",
+    "TRANSPOSE",
+    "MAXIMUM",
+    "MINIMUM",
+    "RESIZE_NEAREST_NEIGHBOR",
+)
 # Operators whose gradient is their own kernel after the mask (no weights).
 POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
 
@@ -269,20 +291,53 @@ def build_training_graph(
             continue
         gy, sy = grad[y]
         mask = mask_of.get(op.index, -1)
-        if op.kind == "RESHAPE":
+        if op.kind in PASS_THROUGH:
             if op.inputs[0] in requires:
                 add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
             continue
         f = copy_of[op.index]
-        if op.kind in ("ADD", *POOLING):
+        if op.kind in ("CONCATENATION", "TRANSPOSE"):
+            # The forward movement kernel on the int8 gradient: the same values moved, the
+            # same scale (CONCATENATION's int8 inputs are quantized as its output).
+            for k, x in enumerate(op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]):
+                if x in requires:
+                    gx = new_tensor(f"grad/{fwd.tensor(x).name}", fwd.tensor(x).shape, grad_dtype)
+                    tb.gradients.append(gx)
+                    emit(f"{op.kind}_GRAD_INPUT", [gy], [gx], forward=f, input=k)
+                    add_grad(x, (gx, sy))
+            continue
+        if op.kind in ("ADD", "SUB", "MUL", *POOLING):
             # The clamp's derivative first (the mask keeps the scale), then the op's own.
             gm = new_grad(y)[0]
             emit("GRAD_APPLY_MASK", [gy, mask], [gm], forward=f)
             gy, mask = gm, -1
-        if op.kind == "ADD":
-            for x in op.inputs[:2]:
-                if x in requires:
+        if op.kind in ("ADD", "SUB", "MAXIMUM", "MINIMUM"):
+            for k, x in enumerate(op.inputs[:2]):
+                if x not in requires:
+                    continue
+                if op.kind == "ADD" and fwd.tensor(x).shape == fwd.tensor(y).shape:
                     add_grad(x, (gy, sy))  # a real-valued add passes the gradient unchanged
+                    continue
+                # Summed where x is broadcast, negated for SUB's second input, and for
+                # MAXIMUM / MINIMUM routed to the input that won (both inputs decide).
+                ins = [gy, sy]
+                if op.kind in ("MAXIMUM", "MINIMUM"):
+                    ins += [op.inputs[k], op.inputs[1 - k]]
+                    tb.saved.extend(t for t in op.inputs[:2] if t not in tb.saved)
+                gx = new_grad(x)
+                emit(f"{op.kind}_GRAD_INPUT", ins, list(gx), forward=f, input=k)
+                add_grad(x, gx)
+            continue
+        if op.kind == "MUL":
+            # Each input's gradient is G_y times the other input (summed where broadcast).
+            for k, x in enumerate(op.inputs[:2]):
+                if x in requires:
+                    other = op.inputs[1 - k]
+                    if other not in tb.saved:
+                        tb.saved.append(other)
+                    gx = new_grad(x)
+                    emit("MUL_GRAD_INPUT", [gy, sy, other], list(gx), forward=f, input=k)
+                    add_grad(x, gx)
             continue
         x = op.inputs[0]
         if x in requires:
@@ -291,7 +346,11 @@ def build_training_graph(
                 ins = [x, gy, sy]
                 if x not in tb.saved:
                     tb.saved.append(x)
-            elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD"):
+            elif op.kind in UNARY:  # the derivative at the input the forward saw
+                ins = [gy, sy, x]
+                if x not in tb.saved:
+                    tb.saved.append(x)
+            elif op.kind in ("AVERAGE_POOL_2D", "MEAN", "PAD", "RESIZE_NEAREST_NEIGHBOR"):
                 ins = [gy, sy]
             else:
                 ins = [gy, sy, mask, *op.inputs[1:]]
