@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from pytools.model.ir import Tensor
+from tests.kernels.elementwise.test_grad_mul import CASES, _case, _sum_to
 from tests.kernels.grad_op_support import grad_graph, run_grad
 from tests.kernels.support import quant
-from tests.kernels.elementwise.test_grad_mul import CASES, _case, _sum_to
 from tests.kernels.test_misc_grads import assert_close, assert_fails, close, rand_grad, requantize_ref
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
