@@ -419,6 +419,9 @@ def infer(
         "save-every": "a checkpoint (SAVE to flash) every N steps; default: at each epoch's end; 0: only at "
         "the end. After a reset, --resume trains again the steps since the last one",
         "label-column": LABEL_COLUMN_HELP,
+        "loss": LOSS_HELP + "; a session trains ce, bce (labels 0/1) or an autoencoder's mse (labels, "
+        "if any: 0 normal, else anomalous; reports the reconstruction error and ROC AUC)",
+        "new-head": NEW_HEAD_HELP + "; initialised seeded by --seed, kept by the session for invoke pull",
     }
 )
 @friendly
@@ -441,8 +444,10 @@ def train(
     save: bool = True,
     save_every: str = "",
     label_column: str = "",
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
-    """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
+    """Stream a data set to the board and train on it there: progress, held-out metrics, a session folder."""
     from pathlib import Path
 
     from pytools.session import DEFAULT_SCHEME, run_training_session
@@ -478,6 +483,8 @@ def train(
         save=save,
         save_every=every,
         label_column=label_column or None,
+        loss=loss,
+        new_head=new_head or None,
     )  # prints its progress, its summary and where the session folder is
 
 
