@@ -335,7 +335,28 @@ def load_data(
         outputs = label_classes(head, graph)
         if outputs == 0:  # a regression: check_model says why a session cannot train it
             check_model(graph, head, 0, (), spec)
-        return _user_data(spec, graph, split, seed, label_column, outputs)
+        try:
+            return _user_data(spec, graph, split, seed, label_column, outputs)
+        except datasets.DataError as e:
+            if "out of range" not in str(e) or (head.loss == "ce" and head.layer < 0):
+                raise
+            # The loader counts "outputs" as the labels the loss takes: say what they mean here.
+            if head.loss == "ce":
+                what = (
+                    f"--loss ce on the model's {outputs} outputs takes labels 0 .. {outputs - 1}; "
+                    "for K classes give the model a new K-class head: --new-head K"
+                )
+            elif head.loss == "bce":
+                what = (
+                    f"--loss bce ({head.why}) on {outputs if outputs > 2 else 'a single'} output"
+                    f"{'s' if outputs > 2 else ''} takes labels 0 .. {outputs - 1}"
+                    + (" (a binary classifier: 0 or 1)" if outputs == 2 else " (one-vs-rest)")
+                    + "; for more classes use --loss ce on a model with one output per class "
+                    "(a model ending in logits or SOFTMAX: --new-head K gives it K)"
+                )
+            else:
+                what = f"--loss mse ({head.why}): labels only mark samples normal (0) or anomalous (1)"
+            raise datasets.DataError(f"{what}. {e}") from None
     mod = datasets.module(spec)  # a DataError listing the known ones
     split = split or default_split(spec)
     parts = datasets.load_split(spec, split)
