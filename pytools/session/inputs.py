@@ -97,6 +97,43 @@ def resolve_scheme(spec: str) -> Scheme:
         ) from e
 
 
+def check_classifier(
+    graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str, fewer: bool = False
+) -> None:
+    """Refuses a model that is not a SOFTMAX classifier of this data set's samples and classes
+    (the planner's check, pytools/plan/finetune.py; a session takes any loss: check_model).
+    fewer: the data set may have fewer classes than the model has outputs (the user's own
+    data: it trains on the first K outputs, labels 0 .. K-1)."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ModelError(
+            f"{source} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+            "a training session needs a classifier with one input and one output"
+        )
+    producer = {t: op for op in graph.ops for t in op.outputs}
+    last = producer.get(graph.outputs[0])
+    if last is not None and last.kind == "DEQUANTIZE":
+        last = producer.get(last.inputs[0])
+    if last is None or last.kind != "SOFTMAX":
+        kind = last.kind if last is not None else "no operator"
+        raise ModelError(
+            f"{source} is not a classifier: its output comes from {kind}, not SOFTMAX "
+            "(a training session needs class probabilities to compute a cross-entropy loss)"
+        )
+    out = graph.tensor(graph.outputs[0])
+    outputs = int(np.prod(out.shape))
+    if outputs != classes and not (fewer and classes <= outputs):
+        raise ModelError(
+            f"{source} outputs {out.shape}: {int(np.prod(out.shape))} classes, the data set has {classes}"
+        )
+    inp = graph.tensor(graph.inputs[0])
+    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
+        raise ModelError(
+            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
+        )
+    if inp.dtype != "float32" and inp.quant is None:
+        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+
+
 def check_model(
     graph: Graph, head: Head, classes: int, sample_shape: tuple[int, ...], source: str, fewer: bool = False
 ) -> None:
