@@ -404,8 +404,9 @@ def infer(
         "twin picks it (printed, and kept in config.json)",
         "lr-schedule": "linear (decays the lr to 0 over the session's steps; the default) or constant",
         "split": _splits_help(),
-        "model": "a pretrained int8 .tflite classifier (default: the data set's own: digits_cnn, built "
-        "once, or the backbone in models/ for hapt and fashion_mnist)",
+        "model": "a pretrained int8 .tflite: a classifier ending in SOFTMAX, logits or LOGISTIC, or an "
+        "autoencoder (see --loss; default: the data set's own: digits_cnn, built once, or the backbone in "
+        "models/ for hapt and fashion_mnist)",
         "out": "session folder (default: sessions/<time>-<board>-<dataset>/)",
         "limit": "train on at most this many samples per epoch",
         "port": PORT_HELP,
