@@ -30,6 +30,7 @@ from datasets import DataError
 from pytools.boards import HOST
 from pytools.errors import ToolError
 from pytools.model.ir import ModelError
+from pytools.model.tflite_export import write_tflite
 from pytools.model.tflite_import import import_tflite
 from pytools.pretrain.zoo import ZOO, zoo_model
 from pytools.session import run_training_session
@@ -186,6 +187,25 @@ def test_what_does_not_fit_the_loss_is_refused_with_what_to_do(tmp_path, logisti
     ):
         run_training_session(HOST, dataset="digits", out_dir=tmp_path / "e", **common)
     assert not [p for p in tmp_path.iterdir() if p.is_dir()], "a refused session left a folder"
+
+    # The same classifier without its LOGISTIC (one logit): auto takes it as a regression, which
+    # a session cannot stream targets for; the refusal names --loss bce, which then trains.
+    g = import_tflite(logistic_model.read_bytes(), "b")
+    assert g.ops[-1].kind == "LOGISTIC"
+    g.outputs = [g.ops[-1].inputs[0]]
+    g.ops = g.ops[:-1]
+    logit = tmp_path / "one_logit.tflite"
+    logit.write_bytes(write_tflite(g))
+    common["model"] = logit
+    with pytest.raises(
+        ModelError, match=r"its targets are float32 vectors.*one logit of a binary classifier: --loss bce"
+    ):
+        run_training_session(HOST, dataset=str(ok), out_dir=tmp_path / "f", **common)
+    folder = run_training_session(
+        HOST, dataset=str(ok), out_dir=tmp_path / "g", loss="bce", limit=10, **common
+    )
+    cfg = json.loads((folder / "config.json").read_text())
+    assert (cfg["loss"]["loss"], cfg["loss"]["why"]) == ("bce", "as asked")
 
 
 def _ae_npz(path: Path) -> Path:

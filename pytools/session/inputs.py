@@ -174,6 +174,7 @@ def check_model(
             "its targets are float32 vectors, one per sample (a regression); a training session "
             "streams class labels. Train a regression with pytools.train.trainer.Trainer (step(x, "
             "target)), or give an autoencoder (output the size of the input) or a classifier"
+            + ("; one logit of a binary classifier: --loss bce (labels 0/1)" if per_row == 1 else "")
         )
     inp = graph.tensor(graph.inputs[0])
     if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
@@ -371,7 +372,7 @@ def load_data(
         head = choose(graph, loss)
         outputs = label_classes(head, graph)
         if outputs == 0:  # a regression: check_model says why a session cannot train it
-            check_model(graph, head, 0, (), spec)
+            check_model(graph, head, 0, (), "the model")
         try:
             return _user_data(spec, graph, split, seed, label_column, outputs)
         except datasets.DataError as e:
