@@ -4,6 +4,8 @@
   - a binary classifier ending in LOGISTIC, trained with bce through `invoke train` on the
     emulated board and with `--board host`: the same per-step losses and predictions, and
     byte-identical trained states;
+  - an autoencoder trained with mse (target = the input) by `invoke train` on the emulated
+    board and on the twin: the same steps, held-out reconstruction errors and states;
   - a 10-class model given a new 3-class head on a user's .npz, trained on the emulated board,
     then `invoke pull --session`: the emulated board boots from the flash the session saved,
     and the exported .tflite (3 outputs) gives the board's logits bit for bit in TFLite.
@@ -23,9 +25,9 @@ import pytest
 from pytools.model.tflite_import import import_tflite
 from pytools.pretrain.zoo import zoo_model
 from tests.conftest import jsonl
-from tests.test_train_losses import SCHEME, _mlp_npz, _train, binary_npz, logistic_model
+from tests.test_train_losses import SCHEME, _ae_npz, _mlp_npz, _train, autoencoder, binary_npz, logistic_model
 
-__all__ = ["logistic_model"]  # a fixture
+__all__ = ["autoencoder", "logistic_model"]  # fixtures
 
 pytestmark = pytest.mark.emulator
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,4 +101,26 @@ def test_a_new_head_session_on_the_board_pulls_a_model_with_that_head(tmp_path) 
     assert "state     the session's final state: 60 samples trained" in said
     g = import_tflite(exported.read_bytes(), "mlp3")
     assert g.tensor(g.outputs[0]).shape[-1] == 3
+    assert not list((tmp_path / "run").glob("*.json")), "an emulator was left running"
+
+
+def test_an_autoencoder_session_is_the_same_on_the_board_and_the_twin(tmp_path, capsys, autoencoder) -> None:
+    model = tmp_path / "ae.tflite"
+    model.write_bytes(autoencoder)
+    data = _ae_npz(tmp_path / "machine_sounds.npz")
+    args = {"epochs": 1, "lr": 0.01, "seed": 3, "limit": 30, "held_out": 20}
+    common = ["--dataset", str(data), "--model", str(model), "--scheme", SCHEME]
+    common += [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+    out = _invoke(tmp_path, "train", *common, "--out", str(tmp_path / "board"))
+    assert "loss      mse (mean squared error)" in out and "ROC AUC" in out
+    twin_out = str(tmp_path / "twin")
+    _train(capsys, board="host", dataset=str(data), model=str(model), scheme=SCHEME, out=twin_out, **args)
+    board, twin = tmp_path / "board", tmp_path / "twin"
+    assert _steps(board) == _steps(twin) and {s[1] for s in _steps(board)} == {0}
+    for a, b in zip(jsonl(board / "epochs.jsonl"), jsonl(twin / "epochs.jsonl"), strict=True):
+        assert (a["held_out_loss"], a["held_out_auc"]) == (b["held_out_loss"], b["held_out_auc"])
+    s_board, s_twin = _state(board), _state(twin)
+    assert s_board.keys() == s_twin.keys() and s_board
+    for k in s_board:
+        assert np.array_equal(s_board[k], s_twin[k]), k
     assert not list((tmp_path / "run").glob("*.json")), "an emulator was left running"
