@@ -174,6 +174,15 @@ def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator
         (emulator.RUN / f"{name}.log").unlink(missing_ok=True)
 
 
+def _litert_predictions(model: bytes, graph: Graph, xs: np.ndarray) -> np.ndarray:
+    """TFLite's own argmax predictions (reference kernels, the bit-exact oracle of the engine);
+    tests/test_session.py compares a session's twin with them."""
+    from pytools.model.oracle import run_tflite
+
+    shape = graph.tensor(graph.inputs[0]).shape
+    return np.array([int(np.argmax(run_tflite(model, [x.reshape(shape)])[0])) for x in xs])
+
+
 def tflite_tensor_values(model: bytes, name: str, xs: np.ndarray) -> list[np.ndarray]:
     """The values of the tensor called name, for each input of xs, in TFLite's interpreter with
     its reference kernels (the bit-exact oracle of the engine), every tensor kept."""
