@@ -28,6 +28,7 @@ from invoke import Context
 import tasks
 from datasets import DataError
 from pytools.boards import HOST
+from pytools.console import SessionTail
 from pytools.errors import ToolError
 from pytools.model.ir import ModelError
 from pytools.model.tflite_export import write_tflite
@@ -244,6 +245,10 @@ def test_an_autoencoder_session_trains_with_mse_and_reports_anomaly_scores(
     assert "loss: mse (mean squared error)" in summary and "held-out ROC AUC" in summary
     assert "accuracy by epoch" not in summary
     assert (folder / "held_out.png").is_file() and not (folder / "accuracy.png").exists()
+    # `invoke monitor --session` shows the same figures, and no accuracy.
+    shown = SessionTail(folder).poll()
+    assert any("epoch 3 done: held-out mse" in line and "ROC AUC" in line for line in shown), shown
+    assert not any("accuracy" in line for line in shown), shown
 
     exported = tmp_path / "ae_trained.tflite"
     said = _pull(capsys, out=str(exported), session=str(folder))
