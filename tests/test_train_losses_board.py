@@ -29,7 +29,7 @@ from tests.test_train_losses import SCHEME, _ae_npz, _mlp_npz, _train, autoencod
 
 __all__ = ["autoencoder", "logistic_model"]  # fixtures
 
-pytestmark = pytest.mark.emulator
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 
 
