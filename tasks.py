@@ -404,8 +404,9 @@ def infer(
         "twin picks it (printed, and kept in config.json)",
         "lr-schedule": "linear (decays the lr to 0 over the session's steps; the default) or constant",
         "split": _splits_help(),
-        "model": "a pretrained int8 .tflite classifier (default: the data set's own: digits_cnn, built "
-        "once, or the backbone in models/ for hapt and fashion_mnist)",
+        "model": "a pretrained int8 .tflite: a classifier ending in SOFTMAX, logits or LOGISTIC, or an "
+        "autoencoder (see --loss; default: the data set's own: digits_cnn, built once, or the backbone in "
+        "models/ for hapt and fashion_mnist)",
         "out": "session folder (default: sessions/<time>-<board>-<dataset>/)",
         "limit": "train on at most this many samples per epoch",
         "port": PORT_HELP,
@@ -419,6 +420,9 @@ def infer(
         "save-every": "a checkpoint (SAVE to flash) every N steps; default: at each epoch's end; 0: only at "
         "the end. After a reset, --resume trains again the steps since the last one",
         "label-column": LABEL_COLUMN_HELP,
+        "loss": LOSS_HELP + "; a session trains ce, bce (labels 0/1) or an autoencoder's mse (labels, "
+        "if any: 0 normal, else anomalous; reports the reconstruction error and ROC AUC)",
+        "new-head": NEW_HEAD_HELP + "; initialised seeded by --seed, kept by the session for invoke pull",
     }
 )
 @friendly
@@ -441,8 +445,10 @@ def train(
     save: bool = True,
     save_every: str = "",
     label_column: str = "",
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> None:
-    """Stream a data set to the board and train on it there: progress, held-out accuracy, a session folder."""
+    """Stream a data set to the board and train on it there: progress, held-out metrics, a session folder."""
     from pathlib import Path
 
     from pytools.session import DEFAULT_SCHEME, run_training_session
@@ -478,6 +484,8 @@ def train(
         save=save,
         save_every=every,
         label_column=label_column or None,
+        loss=loss,
+        new_head=new_head or None,
     )  # prints its progress, its summary and where the session folder is
 
 

@@ -130,11 +130,14 @@ class SessionTail:
         if self.sram_base is not None and hw:
             memory += f" (peak SRAM {self.sram_base + hw:,} B)"
         loss = "nan" if s["loss"] is None else f"{s['loss']:.3f}"
+        # An autoencoder's mse (config.json "loss") has no accuracy: its loss is the metric.
+        classifies = self.config.get("loss", {}).get("loss") != "mse"
+        accuracy = f", epoch accuracy {acc:.3f}" if classifies else ""
         lr = self.config.get("arguments", {}).get("lr")
         lr_now = f", lr {lr * s['lr_scale']:.3g}" if lr is not None and s.get("lr_scale") is not None else ""
         return (
             f"{stamp()} epoch {s['epoch']}/{epochs} step {s['step']}/{per_epoch}: loss {loss} "
-            f"(mean of last {len(recent)} {mean:.3f}){lr_now}, epoch accuracy {acc:.3f}, "
+            f"(mean of last {len(recent)} {mean:.3f}){lr_now}{accuracy}, "
             f"{rate:.1f} samples/s, {memory}; board trained {s.get('samples_trained', '?')}"
         )
 
@@ -152,10 +155,15 @@ class SessionTail:
             with contextlib.suppress(json.JSONDecodeError):
                 e = json.loads(line)
                 extra = "" if e["train_loss"] is None else f"; mean training loss {e['train_loss']:.3f}"
-                out.append(
-                    f"{stamp()} epoch {e['epoch']} done: held-out accuracy {e['held_out_accuracy']:.3f} "
-                    f"({e['held_out_correct']}/{e['held_out_samples']}){extra}"
-                )
+                if e["held_out_accuracy"] is None:  # mse: the reconstruction error (and AUC)
+                    auc = e.get("held_out_auc")
+                    held = f"held-out mse {e['held_out_loss']:.4g}" + (f", ROC AUC {auc:.3f}" if auc else "")
+                else:
+                    held = (
+                        f"held-out accuracy {e['held_out_accuracy']:.3f} "
+                        f"({e['held_out_correct']}/{e['held_out_samples']})"
+                    )
+                out.append(f"{stamp()} epoch {e['epoch']} done: {held}{extra}")
         return out
 
     def finished(self) -> bool:

@@ -26,6 +26,7 @@ from pytools.errors import ToolError
 from pytools.model.host_twin import tensor_table
 from pytools.model.ir import Graph
 from pytools.train.compile_train import CompiledTraining
+from pytools.train.trainer import Trainer
 
 
 class ArenaReader(Protocol):
@@ -174,11 +175,67 @@ def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator
 
 
 def _litert_predictions(model: bytes, graph: Graph, xs: np.ndarray) -> np.ndarray:
-    """TFLite's own predictions (reference kernels, the bit-exact oracle of the engine)."""
+    """TFLite's own argmax predictions (reference kernels, the bit-exact oracle of the engine);
+    tests/test_session.py compares a session's twin with them."""
     from pytools.model.oracle import run_tflite
 
     shape = graph.tensor(graph.inputs[0]).shape
     return np.array([int(np.argmax(run_tflite(model, [x.reshape(shape)])[0])) for x in xs])
+
+
+def tflite_tensor_values(model: bytes, name: str, xs: np.ndarray) -> list[np.ndarray]:
+    """The values of the tensor called name, for each input of xs, in TFLite's interpreter with
+    its reference kernels (the bit-exact oracle of the engine), every tensor kept."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(
+        model_content=model,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=True,
+    )
+    it.allocate_tensors()
+    found = [d["index"] for d in it.get_tensor_details() if d["name"] == name]
+    if len(found) != 1:
+        raise ToolError(f"the exported model has {len(found)} tensors named {name!r}: cannot check it")
+    inp = it.get_input_details()[0]
+    out = []
+    for x in xs:
+        it.set_tensor(inp["index"], np.asarray(x, dtype=inp["dtype"]).reshape(inp["shape"]))
+        it.invoke()
+        out.append(it.get_tensor(found[0]).copy())
+    return out
+
+
+def check_held_out(data: bytes, ct: CompiledTraining, trained: Trainer, xs: np.ndarray, what: str) -> str:
+    """The exported model against what trained it (trained: the board's or the twin's Trainer,
+    holding the trained state), on held-out samples: the int8 values of the tensor the loss is
+    about (the logits, or an autoencoder's reconstruction) after the forward pass, in TFLite's
+    interpreter and on the device, bit for bit; for a classifier, their predictions too. The
+    report line; a ToolError (nothing written) on any difference. what: "board" or "twin"."""
+    tensor = ct.train.graph.tensor(ct.train.logits).name
+    ours = [trained.forward_output(x).reshape(-1) for x in xs]
+    theirs = [v.reshape(-1) for v in tflite_tensor_values(data, tensor, xs)]
+    same = sum(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    if same != len(xs):
+        raise ToolError(
+            f"the exported model's '{tensor}' differs from the {what}'s on {len(xs) - same} of {len(xs)} "
+            "held-out samples: not written (a bug: please report it with the session folder)"
+        )
+    head = ct.train.head
+    if head is not None and head.loss == "mse":
+        return f"its reconstruction ('{tensor}') in TFLite's interpreter equals the {what}'s, bit for bit"
+    # A classifier: the predictions too (the device's un-clamped logits against TFLite's int8
+    # values: equal wherever the int8 values do not tie at their ceiling).
+    if head is not None and head.loss == "bce" and ours and ours[0].size == 1:
+        zp = int(ct.train.graph.tensor(ct.train.logits).quant.zero_point[0])
+        in_tflite = [int(v[0] > zp) for v in theirs]
+    else:
+        in_tflite = [int(np.argmax(v)) for v in theirs]
+    agree = sum(int(trained.predict(x)) == p for x, p in zip(xs, in_tflite, strict=True))
+    return (
+        f"predictions in TFLite's interpreter equal the {what}'s on {agree} (its logits '{tensor}' bit for "
+        "bit on all)"
+    )
 
 
 def pull(
@@ -207,7 +264,6 @@ def pull(
     from pytools.connect import open_link, resolve_board
     from pytools.model.board_runner import BoardModel, BoardTraining
     from pytools.model.host_twin import io_tensors
-    from pytools.model.tflite_import import import_tflite
     from pytools.session import DEFAULT_SCHEME, load_model, model_info, plan_mismatches, resolve_scheme
     from pytools.train.compile_train import compile_training
     from pytools.train.trainer import Trainer
@@ -215,6 +271,7 @@ def pull(
     validate.output_file(out, "--out", ".tflite")  # before anything is built or started
     folder: Path | None = None
     dataset = "digits"
+    cfg: dict[str, Any] = {}
     if session:
         folder, cfg = _session_settings(session)
         a = cfg["arguments"]
@@ -229,11 +286,13 @@ def pull(
     board = resolve_board(board_name)
     model_bytes, model_name, source = load_model(Path(model) if model else None, dataset)
     spec = scheme or DEFAULT_SCHEME
-    graph = import_tflite(model_bytes, model_name)
-    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=True, lr=lr)
+    graph, loss, head_note = session_model(cfg, model_bytes, model_name)
+    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=True, lr=lr, loss=loss)
     if ct.image is None:
         raise ToolError(f"this training plan does not fit {board.name}: no board can be running it")
     lines = [f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: build {ct.image.build_id}"]
+    if head_note:
+        lines.append(f"head      {head_note}")
     with contextlib.ExitStack() as stack:
         if folder is not None and board.is_emulated and not port:
             port = stack.enter_context(_session_board(board, folder, ct))
@@ -243,7 +302,8 @@ def pull(
         if problems:
             raise ToolError(
                 f"the board does not run this training plan: {'; '.join(problems)}. Give the --model, "
-                "--scheme and --lr it was trained with (or --session)."
+                "--scheme and --lr it was trained with (or --session; a session trained with --loss or "
+                "--new-head: --session, which knows them)."
             )
         if folder is not None:  # the board must hold the session's final state (or an allowed checkpoint)
             note = session_state(folder, cfg, persist.info(link), BoardTraining(link).status(), allow_older)
@@ -254,29 +314,58 @@ def pull(
             f"board     {link.board['board']}, build {link.board['build_id']}: "
             f"{len(state)} state tensors read"
         )
-        data, changes = export_trained(model_bytes, ct, state)
+        data, changes = _export(model_bytes, graph, ct, state, head_note)
         if folder is not None:
             lines.append(note)
         if folder is not None and check > 0:
             xs = _held_out(cfg, graph, check)
-            on_board = np.array([Trainer(ct, reader).predict(x) for x in xs])
-            in_tflite = _litert_predictions(data, graph, xs)
-            agree = int((on_board == in_tflite).sum())
-            lines.append(
-                f"check     {agree} of {len(xs)} held-out {dataset} samples: the exported model's "
-                "predictions in TFLite's interpreter equal the board's"
-            )
-            if agree != len(xs):
-                raise ToolError(
-                    f"the exported model disagrees with the board on {len(xs) - agree} of {len(xs)} "
-                    "held-out samples: not written (a bug: please report it with the session folder)"
-                )
+            said = check_held_out(data, ct, Trainer(ct, reader), xs, "board")
+            lines.append(f"check     {len(xs)} of {len(xs)} held-out {dataset} samples: {said}")
     Path(out).write_bytes(data)
-    lines += changes
-    lines.append(
-        f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
+    return lines + changes + [_wrote(out, data, head_note)]
+
+
+def session_model(cfg: dict[str, Any], model_bytes: bytes, model_name: str) -> tuple[Graph, str, str | None]:
+    """The model a session trained (with the new head it gave it: --new-head, drawn again from
+    the seed config.json kept), the loss it trained with, and the new head's line (None: the
+    model's own head). cfg: the session's config.json ({}: no session, the model as it is)."""
+    from pytools.model.tflite_import import import_tflite
+    from pytools.session import model_head
+
+    a = cfg.get("arguments", {})
+    loss, new_head = a.get("loss") or "auto", a.get("new_head") or 0
+    seed = (cfg.get("head") or {}).get("seed")
+    graph, _head, note = model_head(
+        import_tflite(model_bytes, model_name), loss, new_head, a.get("seed", 0) if seed is None else seed
     )
-    return lines
+    return graph, loss, note
+
+
+def _export(
+    model_bytes: bytes,
+    graph: Graph,
+    ct: CompiledTraining,
+    state: dict[int, np.ndarray],
+    head_note: str | None,
+) -> tuple[bytes, list[str]]:
+    """The trained .tflite and a line per change: the original file patched in place, or (a new
+    head: other shapes than the original's buffers) the graph written as a new flatbuffer."""
+    if not head_note:
+        return export_trained(model_bytes, ct, state)
+    from pytools.train.new_head import export_graph
+
+    data = export_graph(graph, ct, state)
+    lines = [
+        f"{p.op_kind} {ct.train.graph.tensor(p.model_tensor).name} ({p.kind}): trained"
+        for p in trained_params(ct)
+    ]
+    return data, lines
+
+
+def _wrote(out: str, data: bytes, head_note: str | None) -> str:
+    if head_note:
+        return f"wrote     {out} ({len(data):,} B; a new flatbuffer: the model with its new, trained head)"
+    return f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
 
 
 def session_state(
@@ -395,7 +484,8 @@ def _held_out(cfg: dict, graph: Graph, n: int) -> np.ndarray:
     # The user's own data: its recorded seed and label column (the split is the seeded one).
     details = d.get("details", {}) if user else {}
     seed = details.get("seed", a["seed"])
-    data = load_data(spec, graph, split, seed, details.get("label_column", a.get("label_column")))
+    label_column = details.get("label_column", a.get("label_column"))
+    data = load_data(spec, graph, split, seed, label_column, loss=a.get("loss") or "auto")
     if user and details.get("sha256") and data.details.get("sha256") != details["sha256"]:
         raise ToolError(
             f"{spec} has changed since the session trained on it (its SHA-256 differs from the one "
@@ -414,7 +504,6 @@ def _pull_twin_session(
     the twin with that state against the exported model in TFLite's interpreter."""
     from pytools.boards import DEFAULT_BOARD, load_board
     from pytools.model.host_twin import HostTwin
-    from pytools.model.tflite_import import import_tflite
     from pytools.session import load_model, resolve_scheme
     from pytools.session.folder import TRAINED_STATE
     from pytools.train.compile_train import compile_training
@@ -427,8 +516,8 @@ def _pull_twin_session(
         raise ToolError(f"{folder} ran on the host twin but has no {TRAINED_STATE}: it did not complete")
     board = load_board(cfg["board"].get("plan_board") or DEFAULT_BOARD)
     model_bytes, model_name, source = load_model(Path(model) if model else None, cfg["arguments"]["dataset"])
-    graph = import_tflite(model_bytes, model_name)
-    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=False, lr=lr)
+    graph, loss, head_note = session_model(cfg, model_bytes, model_name)
+    ct = compile_training(graph, resolve_scheme(spec), board, model_name, link=False, lr=lr, loss=loss)
     with np.load(saved) as z:
         by_name = {k: z[k] for k in z.files}
     g = ct.train.graph
@@ -436,30 +525,18 @@ def _pull_twin_session(
     if missing:
         raise ToolError(f"{saved} lacks the plan's state tensors {missing}: not this session's plan")
     state = {t: by_name[g.tensor(t).name] for t in ct.train.state}
-    data, changes = export_trained(model_bytes, ct, state)
+    data, changes = _export(model_bytes, graph, ct, state, head_note)
     lines = [
         f"plan      {model_name} ({source}), scheme {spec}, lr {lr:g}: a host-twin session, from {saved}"
     ]
+    if head_note:
+        lines.append(f"head      {head_note}")
     if check > 0:
         twin = HostTwin(ct.compiled.blob)
         for t, v in state.items():
             twin.set_tensor(ct.compiled.plan_ids[t], v)
         xs = _held_out(cfg, graph, check)
-        on_twin = np.array([Trainer(ct, twin).predict(x) for x in xs])
-        in_tflite = _litert_predictions(data, graph, xs)
-        agree = int((on_twin == in_tflite).sum())
-        lines.append(
-            f"check     {agree} of {len(xs)} held-out samples: the exported model's predictions in "
-            "TFLite's interpreter equal the twin's"
-        )
-        if agree != len(xs):
-            raise ToolError(
-                f"the exported model disagrees with the twin on {len(xs) - agree} of {len(xs)} held-out "
-                "samples: not written (a bug: please report it with the session folder)"
-            )
+        said = check_held_out(data, ct, Trainer(ct, twin), xs, "twin")
+        lines.append(f"check     {len(xs)} of {len(xs)} held-out samples: {said}")
     Path(out).write_bytes(data)
-    lines += changes
-    lines.append(
-        f"wrote     {out} ({len(data):,} B; only the trained weights and biases differ from the original)"
-    )
-    return lines
+    return lines + changes + [_wrote(out, data, head_note)]

@@ -208,16 +208,22 @@ def test_unknown_dataset_split_and_bad_scheme_are_clear_errors(tmp_path) -> None
     assert not list(tmp_path.iterdir())  # refused before any session folder
 
 
-def test_a_model_that_is_not_a_classifier_is_refused() -> None:
+def test_a_model_ending_in_logits_is_trained_with_ce_and_a_mismatch_is_refused() -> None:
     graph = import_tflite(digits.pretrained_model(), digits.NAME)
     softmax = graph.ops[-1]
     assert softmax.kind == "SOFTMAX"
     graph.ops = graph.ops[:-1]
     graph.outputs = [softmax.inputs[0]]  # the logits
+    graph, head, note = session.model_head(graph, "auto", 0, 0)
+    assert head.loss == "ce" and "10 linear outputs: taken as logits" in head.why and note is None
+    session.check_model(graph, head, 10, (8, 8, 1), "m.tflite")  # accepted
     with pytest.raises(
-        ModelError, match=r"m\.tflite is not a classifier: its output comes from FULLY_CONNECTED"
+        ModelError, match=r"m\.tflite has 10 outputs \(classes\), the data set has 12 classes.*--new-head 12"
     ):
-        session.check_classifier(graph, 10, (8, 8, 1), "m.tflite")
+        session.check_model(graph, head, 12, (8, 8, 1), "m.tflite")
+    with pytest.raises(ModelError, match=r"--loss mse does not fit.*|not the size of its input"):
+        g2, h2, _ = session.model_head(graph, "mse", 0, 0)
+        session.check_model(g2, h2, 10, (8, 8, 1), "m.tflite")
 
 
 def test_a_step_that_does_not_fit_is_refused_with_the_breakdown(monkeypatch, tmp_path) -> None:

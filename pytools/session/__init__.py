@@ -2,19 +2,23 @@
 
 run_training_session() loads a data set (datasets/), compiles the training step for the
 board, puts the firmware holding that step on the board, streams every fine-tuning sample
-to it (one SGD step per sample, computed on the device), measures held-out accuracy on the
-device before training and after each epoch, and writes a session folder:
+to it (one SGD step per sample, computed on the device), measures the held-out metric of its
+loss (accuracy; an autoencoder's reconstruction error and ROC AUC) on the device before
+training and after each epoch, and writes a session folder:
 
-    config.json    every argument, the board (or "host_twin": true), the data spec, its split
-                   and sizes, the lr and how it was chosen, the epochs, the firmware build id
-                   the board reported, the plan and arena sizes, the timing note
+    config.json    every argument, the loss and the head (--loss, --new-head), the board (or
+                   "host_twin": true), the data spec, its split and sizes, the lr and how it
+                   was chosen, the epochs, the firmware build id the board reported, the plan
+                   and arena sizes, the timing note
     trained_state.npz  the trained tensors at the end, read back from the board or the twin
     steps.jsonl    one line per training step: epoch, step, sample, the board's sample id,
                    label, prediction, loss, cost (the board's counter unit, from STEP_RESULT),
                    samples trained, stack high-water, replayed, wall time, link retransmits
-    epochs.jsonl   one line per epoch (0 = before training): held-out accuracy and loss, mean loss
-    loss.png, accuracy.png, summary.txt, board.log (the firmware's own log lines, appended as
-    they come), resumes.jsonl (one line per --resume), emulator.log (emulated boards only)
+    epochs.jsonl   one line per epoch (0 = before training): held-out accuracy (mse: AUC) and
+                   loss, mean loss
+    loss.png, accuracy.png (held_out.png for an autoencoder's mse), summary.txt, board.log (the
+    firmware's own log lines, appended as they come), resumes.jsonl (one line per --resume),
+    emulator.log (emulated boards only)
     checkpoints.jsonl  one line per SAVE of the trained state to the board's flash: when asked
                    ("saving") and when done ("saved"): the board's count of trained samples and
                    its state's CRC-32 at the save, slot, sequence
@@ -54,7 +58,8 @@ counts) with the plan it compiled, and reads the trained state back (ARENA_READ)
 whether it still holds the plan's initial weights.
 The package, by what each part is:
 
-    inputs.py   the data set (load_data: the one place --dataset is resolved), the model,
+    inputs.py   the data set (load_data: the one place --dataset is resolved), the model
+                (with its new head, model_head) and its loss (check_model),
                 the scheme, and the training step compiled for the board: everything checked
                 before a board is touched (prepare)
     board.py    bringing up the board: reuse or start an emulated board, check a real one
@@ -62,7 +67,7 @@ The package, by what each part is:
     loop.py     training and evaluation over the link, step by step: steps.jsonl, epochs.jsonl,
                 checkpoints, roll-back (Run)
     folder.py   the session folder: its path, config.json, the .jsonl files, the latest session
-    plots.py    loss.png and accuracy.png
+    plots.py    loss.png and accuracy.png (or held_out.png: mse)
     summary.py  summary.txt at the end
     twin.py     the host twin behind the board's training calls (--board host)
     lr_sweep.py the learning rate when none is given: a short sweep on the twin
@@ -77,10 +82,12 @@ from pytools.session.inputs import (
     DEFAULT_SCHEME,
     Inputs,
     check_classifier,
+    check_model,
     default_split,
     is_user_data,
     load_data,
     load_model,
+    model_head,
     model_inputs,
     prepare,
     resolve_scheme,
@@ -102,12 +109,14 @@ __all__ = [
     "Run",
     "TwinTraining",
     "check_classifier",
+    "check_model",
     "default_split",
     "flash_wear_note",
     "is_user_data",
     "latest_session",
     "load_data",
     "load_model",
+    "model_head",
     "model_info",
     "model_inputs",
     "plan_mismatches",

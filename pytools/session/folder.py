@@ -17,6 +17,7 @@ from pytools import validate
 from pytools.boards import Board
 from pytools.errors import ToolError
 from pytools.paths import ROOT
+from pytools.train.losses import NAMES
 
 if TYPE_CHECKING:
     from pytools.session.board import Connection
@@ -152,6 +153,22 @@ def session_config(
             "input_shape": t_in.shape,
             "input_dtype": t_in.dtype,
         },
+        "loss": {
+            "asked": inp.loss_asked,
+            "loss": inp.head.loss,
+            "name": NAMES[inp.head.loss],
+            "why": inp.head.why,
+            "target": inp.head.target,  # label (a class, 0/1), or input (an autoencoder)
+            "tensor": inp.graph.tensor(inp.head.output).name,
+            "metric": metric_name(inp.head.loss),
+        },
+        "head": {
+            "new": inp.new_head is not None,
+            "classes": inp.new_head,  # --new-head's; None: the model's own head
+            "seed": arguments["seed"] if inp.new_head else None,  # `invoke pull` draws it again
+            "outputs": int(inp.graph.tensor(inp.head.output).shape[-1]),
+            "note": inp.head_note,
+        },
         "scheme": {
             "spec": arguments["scheme"],
             "description": inp.scheme.describe(),
@@ -160,6 +177,13 @@ def session_config(
         },
         "plan": plan,
     }
+
+
+def metric_name(loss: str) -> str:
+    """What the session's held-out evaluation reports for a loss (pytools/train/evaluate.py)."""
+    if loss == "mse":
+        return "mean reconstruction error (anomaly score); ROC AUC when labels mark anomalies"
+    return "accuracy"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,8 @@ from pytools.session.lr_sweep import sweep_lr
 from pytools.session.plots import require_matplotlib
 from pytools.train import schedule as schedules
 from pytools.train.compile_train import CompiledTraining, check_fits, compile_training, report
+from pytools.train.losses import LOSSES, Head, choose, label_classes
+from pytools.train.new_head import replace_head
 from pytools.train.scheme import Scheme, load_scheme, named_scheme
 
 DEFAULT_SCHEME = "bias=3,-1=1,-2=0.5"
@@ -98,7 +100,8 @@ def resolve_scheme(spec: str) -> Scheme:
 def check_classifier(
     graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str, fewer: bool = False
 ) -> None:
-    """Refuses a model that is not a classifier of this data set's samples and classes.
+    """Refuses a model that is not a SOFTMAX classifier of this data set's samples and classes
+    (the planner's check, pytools/plan/finetune.py; a session takes any loss: check_model).
     fewer: the data set may have fewer classes than the model has outputs (the user's own
     data: it trains on the first K outputs, labels 0 .. K-1)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -129,6 +132,78 @@ def check_classifier(
         )
     if inp.dtype != "float32" and inp.quant is None:
         raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+
+
+def check_model(
+    graph: Graph, head: Head, classes: int, sample_shape: tuple[int, ...], source: str, fewer: bool = False
+) -> None:
+    """Refuses a model whose loss (head, pytools/train/losses.py choose()) does not fit this data
+    set's samples and labels, saying what would. fewer: the data set may have fewer classes
+    than the model has outputs (the user's own data: it trains on the first K, labels 0 .. K-1).
+
+    ce: the data set's classes are the model's outputs; bce: one output takes labels 0 and 1
+    (several outputs: one-vs-rest, a label per output); mse on an autoencoder: the labels only
+    mark held-out samples as normal (0) or anomalous (non-zero); a regression's mse needs a
+    float32 target vector per sample, which a session does not stream."""
+    t_out = graph.tensor(head.output)
+    per_row = int(t_out.shape[-1]) if t_out.shape else 1
+    new_head = f" (or --new-head {classes}: a new {classes}-class head)"
+    if head.loss == "ce" and (classes > per_row or (classes != per_row and not fewer)):
+        raise ModelError(
+            f"{source} has {per_row} outputs (classes), the data set has {classes} classes: give a model "
+            f"with {classes} outputs{new_head if head.layer >= 0 else ''}"
+        )
+    if head.loss == "bce" and per_row == 1 and classes > 2:
+        raise ModelError(
+            f"--loss bce on {source}'s single output is a binary classifier (labels 0 and 1); the data "
+            f"set has {classes} classes: use --loss ce on a model with {classes} outputs"
+            + (
+                f" (this one: --new-head {classes} --loss ce)"
+                if head.layer >= 0 and not _ends_in(graph, head, "LOGISTIC")
+                else ""
+            )
+        )
+    if head.loss == "bce" and per_row > 1 and classes > per_row:
+        raise ModelError(
+            f"--loss bce on {source}'s {per_row} outputs (one-vs-rest) takes labels 0 .. {per_row - 1}; "
+            f"the data set has {classes} classes: give a model with {classes} outputs"
+        )
+    if head.loss == "mse" and head.target != "input":
+        raise ModelError(
+            f"--loss mse on {source}: its output ({per_row} values) is not the size of its input, so "
+            "its targets are float32 vectors, one per sample (a regression); a training session "
+            "streams class labels. Train a regression with pytools.train.trainer.Trainer (step(x, "
+            "target)), or give an autoencoder (output the size of the input) or a classifier"
+            + ("; one logit of a binary classifier: --loss bce (labels 0/1)" if per_row == 1 else "")
+        )
+    inp = graph.tensor(graph.inputs[0])
+    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
+        raise ModelError(
+            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
+        )
+    if inp.dtype != "float32" and inp.quant is None:
+        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+
+
+def _ends_in(graph: Graph, head: Head, kind: str) -> bool:
+    """Whether the loss takes its input from an activation of this kind (SOFTMAX, LOGISTIC)."""
+    return head.end < len(graph.ops) and graph.ops[head.end].kind == kind
+
+
+def model_head(graph: Graph, loss: str, new_head: int, seed: int) -> tuple[Graph, Head, str | None]:
+    """The model as a session trains it: with a new new_head-class head if asked (seeded by
+    the session's seed, so `invoke pull` builds the same one), and the loss it takes (--loss,
+    or what auto picks); and the new head's line (None: the model's own head)."""
+    note = None
+    if new_head:
+        graph, note = replace_head(graph, new_head, seed=seed)
+    try:
+        head = choose(graph, loss)
+    except ModelError as e:
+        raise ModelError(
+            f"{e}; losses are {', '.join(LOSSES)} (auto picks from the model's output)"
+        ) from None
+    return graph, head, note
 
 
 def model_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
@@ -230,14 +305,16 @@ def _loading_progress(desc: str) -> tuple[Any, Any]:
     return step, close
 
 
-def _user_data(spec: str, graph: Graph, split: str | None, seed: int, label_column: str | None) -> Data:
+def _user_data(
+    spec: str, graph: Graph, split: str | None, seed: int, label_column: str | None, outputs: int
+) -> Data:
     """The user's own data, through datasets.files (the loaders of .npz, .csv, image folders
     and module:function hooks), which checks it against the model's input (shape, type,
-    quantization) and outputs (label range), and splits it seeded."""
+    quantization) and the labels its loss takes (outputs: losses.label_classes), and splits
+    it seeded."""
     check_user_data(spec, split)
-    t_in, t_out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    t_in = graph.tensor(graph.inputs[0])
     shape = tuple(t_in.shape[1:]) if len(t_in.shape) > 1 and t_in.shape[0] == 1 else tuple(t_in.shape)
-    outputs = int(np.prod(t_out.shape))
     if t_in.quant is not None:
         scale, zero_point = float(t_in.quant.scale[0]), int(t_in.quant.zero_point[0])
     else:  # a float32 input: nothing to quantize with
@@ -270,12 +347,18 @@ def _user_data(spec: str, graph: Graph, split: str | None, seed: int, label_colu
 
 
 def load_data(
-    spec: str, graph: Graph | None, split: str | None, seed: int, label_column: str | None = None
+    spec: str,
+    graph: Graph | None,
+    split: str | None,
+    seed: int,
+    label_column: str | None = None,
+    loss: str = "auto",
 ) -> Data:
     """The one place a session's --dataset is resolved: a built-in data set by name (its own
     default split unless --split names another), or the user's own data (a path or
     module:function, handed to datasets/files.py, split seeded by seed, checked against the
-    model's graph, which it needs)."""
+    model's graph, which it needs, with its new head if it has one, and the labels its loss
+    takes: losses.label_classes)."""
     if label_column is not None and not is_user_data(spec):
         raise ToolError(
             f"--label-column {label_column}: a label column is chosen in your own CSV files; "
@@ -286,7 +369,32 @@ def load_data(
             raise ToolError(
                 f"--dataset {spec}: your own data is loaded against the model: load the model first"
             )
-        return _user_data(spec, graph, split, seed, label_column)
+        head = choose(graph, loss)
+        outputs = label_classes(head, graph)
+        if outputs == 0:  # a regression: check_model says why a session cannot train it
+            check_model(graph, head, 0, (), "the model")
+        try:
+            return _user_data(spec, graph, split, seed, label_column, outputs)
+        except datasets.DataError as e:
+            if "out of range" not in str(e) or (head.loss == "ce" and head.layer < 0):
+                raise
+            # The loader counts "outputs" as the labels the loss takes: say what they mean here.
+            if head.loss == "ce":
+                what = (
+                    f"--loss ce on the model's {outputs} outputs takes labels 0 .. {outputs - 1}; "
+                    "for K classes give the model a new K-class head: --new-head K"
+                )
+            elif head.loss == "bce":
+                what = (
+                    f"--loss bce ({head.why}) on {outputs if outputs > 2 else 'a single'} output"
+                    f"{'s' if outputs > 2 else ''} takes labels 0 .. {outputs - 1}"
+                    + (" (a binary classifier: 0 or 1)" if outputs == 2 else " (one-vs-rest)")
+                    + "; for more classes use --loss ce on a model with one output per class "
+                    "(a model ending in logits or SOFTMAX: --new-head K gives it K)"
+                )
+            else:
+                what = f"--loss mse ({head.why}): labels only mark samples normal (0) or anomalous (1)"
+            raise datasets.DataError(f"{what}. {e}") from None
     mod = datasets.module(spec)  # a DataError listing the known ones
     split = split or default_split(spec)
     parts = datasets.load_split(spec, split)
@@ -303,7 +411,11 @@ class Inputs:
     model_bytes: bytes
     model_name: str
     model_source: str
-    graph: Graph
+    graph: Graph  # with its new head, if --new-head gave it one
+    head: Head  # the loss and the tensor it is about (pytools/train/losses.py)
+    loss_asked: str  # --loss as given (auto: head.why says what it picked)
+    new_head: int | None  # --new-head's classes (None: the model's own head)
+    head_note: str | None  # what the new head is (replace_head's line)
     scheme: Scheme
     ct: CompiledTraining
     image: FirmwareImage | None  # None on the host twin (nothing is linked for a board)
@@ -345,10 +457,13 @@ def prepare(
     lr_schedule: str = schedules.DEFAULT,
     link: bool = True,
     label_column: str | None = None,
+    loss: str = "auto",
+    new_head: int = 0,
 ) -> Inputs:
-    """Steps 1-3: the data, the model, the learning rate (a sweep on the host twin when lr is
-    None), and the training step compiled (and linked for the board, unless link is False:
-    the host twin needs only the plan)."""
+    """Steps 1-3: the data, the model (with a new new_head-class head if asked: model_head),
+    the loss (pytools/train/losses.py: loss, or what auto picks), the learning rate (a sweep on
+    the host twin when lr is None), and the training step compiled (and linked for the board,
+    unless link is False: the host twin needs only the plan)."""
     # The data is checked before the model: an unknown data set, a wrong split or a missing
     # file is the first thing to say. A built-in data set loads without the model; the user's
     # own is loaded against it (its input shape and outputs).
@@ -359,16 +474,30 @@ def prepare(
     scheme_obj = resolve_scheme(scheme)
     require_matplotlib()
     model_bytes, model_name, model_source = load_model(model, dataset)
-    graph = import_tflite(model_bytes, model_name)
+    graph, head, head_note = model_head(import_tflite(model_bytes, model_name), loss, new_head, seed)
+    source = model_source if model else model_name
     if data is None:
-        data = load_data(dataset, graph, split, seed, label_column)
+        data = load_data(dataset, graph, split, seed, label_column, loss=loss)
     parts = data.parts
-    check_classifier(graph, data.classes, data.shape, model_source if model else model_name, fewer=user)
+    check_model(graph, head, data.classes, data.shape, source, fewer=user)
+    if head_note:
+        print(head_note)
+    print(f"loss      {head.describe()}")
     # The loader's notes (clipping, balance, "trains on the first K" outputs): one line each.
     for note in data.user.notes if data.user is not None else ():
         print(f"note      {note}")
     chosen = subset(parts.finetune.y, limit)
     held = subset(parts.held_out.y, held_out)
+    y_chosen = parts.finetune.y[chosen]
+    if head.target == "input" and (y_chosen == 0).any() and (y_chosen != 0).any():
+        # An autoencoder learns what is normal: the samples labelled anomalous are held-out
+        # material (their scores give the ROC AUC), never trained on.
+        print(
+            f"note      autoencoder (mse, target = the input): trains on the {int((y_chosen == 0).sum())} "
+            f"fine-tuning samples labelled normal (0), not the {int((y_chosen != 0).sum())} labelled "
+            "anomalous (non-zero)"
+        )
+        chosen = chosen[y_chosen == 0]
     print(
         f"data      {dataset} (split {data.split}): {len(chosen)} of {len(parts.finetune)} fine-tuning "
         f"samples per epoch, {len(held)} of {len(parts.held_out)} held out (pretraining part: "
@@ -377,14 +506,16 @@ def prepare(
     print(f"source    {model_name}: {model_source}")
     x_train, y_train = data.inputs(graph, parts.finetune, chosen), parts.finetune.y[chosen]
     if lr is None:
-        lr, lr_record = sweep_lr(graph, scheme_obj, board, model_name, x_train, y_train, seed, lr_schedule)
+        lr, lr_record = sweep_lr(
+            graph, scheme_obj, board, model_name, x_train, y_train, seed, lr_schedule, loss=loss
+        )
     else:
         lr_record = {"how": "given (--lr)", "value": lr}
     if link:
         print(
             f"compile   the training step, linked into {board.name}'s firmware (the first build compiles it)"
         )
-    ct = compile_training(graph, scheme_obj, board, model_name, link=link, lr=lr)
+    ct = compile_training(graph, scheme_obj, board, model_name, link=link, lr=lr, loss=loss)
     check_fits(ct)  # a step that does not fit is refused, with the memory breakdown
     assert ct.image is not None or not link
     print(report(ct))
@@ -396,6 +527,10 @@ def prepare(
         model_name=model_name,
         model_source=model_source,
         graph=graph,
+        head=head,
+        loss_asked=loss,
+        new_head=new_head or None,
+        head_note=head_note,
         scheme=scheme_obj,
         ct=ct,
         image=ct.image,

@@ -24,6 +24,7 @@ from pytools.session.folder import CHECKPOINTS, ROLLED_BACK, append_to, read_jso
 from pytools.session.inputs import Inputs
 from pytools.session.twin import TwinTraining
 from pytools.train import schedule as schedules
+from pytools.train.evaluate import metrics
 from pytools.train.trainer import Trainer
 
 FLASH_ERASE_CYCLES = 10_000  # STM32F746 datasheet: flash endurance, cycles per sector (minimum)
@@ -232,37 +233,75 @@ class Run:
     def status(self) -> dict[str, Any]:
         return self.training.status()
 
-    def evaluate(self, epoch: int) -> tuple[int, float]:
-        """Held-out samples evaluated on the device (EVAL trains nothing): (right, mean loss)."""
+    @property
+    def classifies(self) -> bool:
+        """Whether the session's loss scores classes (ce, bce: accuracy) or not (mse)."""
+        return self.inp.head.loss != "mse"
+
+    def held_out(self, epoch: int) -> dict[str, Any]:
+        """Held-out samples evaluated on the device (EVAL trains nothing): the metrics of the
+        session's loss (pytools/train/evaluate.py): accuracy for ce/bce; for mse the mean
+        reconstruction error (each sample's loss is its anomaly score) and, when the labels
+        mark normal (0) and anomalous samples, the ROC AUC. "correct" counts right predictions."""
         x, y = self.inp.x_held, self.inp.y_held
-        correct, losses = 0, []
+        correct, losses, preds = 0, [], []
         bar = progress(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample")
         for k in bar:
             r = self.training.evaluate(k, x[k], int(y[k]))
             correct += int(r.correct)
             losses.append(r.loss)
-            bar.set_postfix(acc=f"{correct / (k + 1):.3f}", refresh=False)
+            preds.append(r.prediction)
+            if self.classifies:
+                bar.set_postfix(acc=f"{correct / (k + 1):.3f}", refresh=False)
+            else:
+                bar.set_postfix(mse=f"{np.mean(losses):.4g}", refresh=False)
         bar.close()
-        return correct, float(np.mean(losses))
+        m = metrics(self.inp.head, losses, preds, [int(v) for v in y])
+        m.pop("anomaly_scores", None)
+        return {**m, "correct": correct}
+
+    def evaluate(self, epoch: int) -> tuple[int, float]:
+        """Held-out samples evaluated on the device: (right, mean loss)."""
+        m = self.held_out(epoch)
+        return int(m["correct"]), float(m["mean_loss"])  # type: ignore[arg-type]
+
+    def _held_out_fields(self, m: dict[str, Any]) -> dict[str, Any]:
+        """An epoch line's held-out figures, for the session's loss."""
+        n = len(self.inp.y_held)
+        row: dict[str, Any] = {
+            "held_out_accuracy": m["correct"] / n if self.classifies else None,
+            "held_out_correct": m["correct"] if self.classifies else None,
+            "held_out_samples": n,
+            "held_out_loss": m["mean_loss"],
+        }
+        if not self.classifies:
+            row["held_out_auc"] = m.get("auc")
+            row["held_out_threshold_accuracy"] = m.get("threshold_accuracy")
+        return row
+
+    def held_out_text(self, row: dict[str, Any]) -> str:
+        """An epoch line's held-out figures in words."""
+        if self.classifies:
+            n = row["held_out_samples"]
+            return f"held-out accuracy {row['held_out_accuracy']:.3f} ({row['held_out_correct']}/{n})"
+        auc = row.get("held_out_auc")
+        text = f"held-out reconstruction error (mse) {row['held_out_loss']:.4g}"
+        if auc is not None:
+            text += f", ROC AUC {auc:.3f} (best threshold: {row['held_out_threshold_accuracy']:.3f} right)"
+        return text
 
     def before(self) -> None:
         if any(e["epoch"] == 0 for e in self.epochs):
             return  # done before this process was started (a resumed session)
-        correct, loss = self.evaluate(0)
-        n = len(self.inp.y_held)
-        self._epoch_row(
-            {
-                "epoch": 0,
-                "held_out_accuracy": correct / n,
-                "held_out_correct": correct,
-                "held_out_samples": n,
-                "held_out_loss": loss,
-                "train_loss": None,
-                "train_accuracy": None,
-                "steps": 0,
-            }
-        )
-        print(f"epoch 0   held-out accuracy {correct / n:.3f} ({correct}/{n}), before training")
+        row = {
+            "epoch": 0,
+            **self._held_out_fields(self.held_out(0)),
+            "train_loss": None,
+            "train_accuracy": None,
+            "steps": 0,
+        }
+        self._epoch_row(row)
+        print(f"epoch 0   {self.held_out_text(row)}, before training")
 
     def _row(self, g: int, epoch: int, order: np.ndarray, r: StepResult, ms: float | None) -> None:
         n = len(order)
@@ -340,9 +379,10 @@ class Run:
             self._row(g, epoch, order, r, ms)
             self._after_step(g, epoch)
             mine = self.steps[-(k + 1) :]
-            acc = np.mean([s["prediction"] == s["label"] for s in mine])
-            live = {"loss": f"{r.loss:.3f}", "epoch mean": f"{np.mean([s['loss'] for s in mine]):.3f}"}
-            bar.set_postfix({**live, "acc": f"{acc:.3f}"}, refresh=False)
+            live = {"loss": f"{r.loss:.4g}", "epoch mean": f"{np.mean([s['loss'] for s in mine]):.4g}"}
+            if self.classifies:
+                live["acc"] = f"{np.mean([s['prediction'] == s['label'] for s in mine]):.3f}"
+            bar.set_postfix(live, refresh=False)
         bar.close()
         seconds = time.monotonic() - t0
         if self.save_every is None:  # the default: a checkpoint at each epoch's end
@@ -350,28 +390,24 @@ class Run:
         mine = [s for s in self.steps if s["epoch"] == epoch]
         losses = [s["loss"] for s in mine]
         hits = sum(s["prediction"] == s["label"] for s in mine)
-        correct, held_loss = self.evaluate(epoch)
-        nh = len(self.inp.y_held)
+        held = self._held_out_fields(self.held_out(epoch))
         cost = median([s["cost"] for s in mine])
-        self._epoch_row(
-            {
-                "epoch": epoch,
-                "held_out_accuracy": correct / nh,
-                "held_out_correct": correct,
-                "held_out_samples": nh,
-                "held_out_loss": held_loss,
-                "train_loss": float(np.mean(losses)),
-                "train_accuracy": hits / n,
-                "steps": n,
-                "median_cost": cost,
-                "train_seconds": round(seconds, 3),
-                "retransmits": self.retransmits,
-            }
-        )
+        row = {
+            "epoch": epoch,
+            **held,
+            "train_loss": float(np.mean(losses)),
+            "train_accuracy": hits / n if self.classifies else None,
+            "steps": n,
+            "median_cost": cost,
+            "train_seconds": round(seconds, 3),
+            "retransmits": self.retransmits,
+        }
+        self._epoch_row(row)
+        train_acc = f", accuracy {hits / n:.3f}" if self.classifies else ""
         print(
-            f"epoch {epoch}   held-out accuracy {correct / nh:.3f} ({correct}/{nh}); training: mean loss "
-            f"{np.mean(losses):.3f}, accuracy {hits / n:.3f}; per step {cost:,.0f} {self.unit} "
-            f"{self.where}, {1000 * seconds / max(1, n - start):.1f} ms in all"
+            f"epoch {epoch}   {self.held_out_text(row)}; training: mean loss {np.mean(losses):.4g}"
+            f"{train_acc}; per step {cost:,.0f} {self.unit} {self.where}, "
+            f"{1000 * seconds / max(1, n - start):.1f} ms in all"
         )
 
     def _step_row(self, row: dict[str, Any]) -> None:

@@ -4,8 +4,10 @@ Each candidate lr fine-tunes a fresh copy of the step on part of the session's o
 fine-tuning samples (one seeded pass, at most SWEEP_STEPS steps, the session's lr schedule)
 and is scored on the rest (a stratified validation part: the held-out samples are never
 looked at). The best validation accuracy wins; a tie goes to the lower validation loss, then
-to the smaller lr. The twin is the board's own C, bit-exact, so the sweep ranks the lrs as the
-board would, in seconds. The table is printed and kept in config.json ("lr").
+to the smaller lr. With a mean-squared-error loss (an autoencoder, `--loss mse`) there is no
+accuracy: the lowest validation loss (mean reconstruction error) wins. The twin is the board's
+own C, bit-exact, so the sweep ranks the lrs as the board would, in seconds. The table is
+printed and kept in config.json ("lr").
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pytools.model.ir import Graph
 from pytools.plan import finetune
 from pytools.progress import progress
 from pytools.train import schedule as schedules
-from pytools.train.losses import LOSS_OPS
+from pytools.train.losses import loss_op_index
 from pytools.train.scheme import Scheme
 from pytools.train.trainer import Trainer
 
@@ -35,7 +37,7 @@ def _evaluate(tr: Trainer, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(accuracy, mean loss) without training: the forward pass and loss of each sample."""
     twin = tr.backend
     ops = tr.ct.compiled.plan.ops
-    end = next(i for i, op in enumerate(ops) if op.kind in LOSS_OPS) + 1  # the loss head (train.c is_loss)
+    end = loss_op_index(ops) + 1  # the loss head (train.c is_loss)
     right, losses = 0, []
     for xi, yi in zip(x, y, strict=True):
         loss, pred = twin.invoke([xi, np.array([yi], np.int32)], 0, end)
@@ -54,9 +56,10 @@ def sweep_lr(
     seed: int,
     schedule: str = schedules.DEFAULT,
     lrs: tuple[float, ...] = SWEEP_LRS,
+    loss: str = "auto",
 ) -> tuple[float, dict[str, Any]]:
     """(the chosen lr, the record of the sweep). x: the session's fine-tuning samples in the
-    model's input type, y their labels."""
+    model's input type, y their labels. loss: as the session's (pytools/train/losses.py)."""
     t0 = time.monotonic()
     if len(y) < 2:
         return 0.01, {"how": "default (too few fine-tuning samples to sweep)", "value": 0.01}
@@ -71,25 +74,26 @@ def sweep_lr(
         f"fine-tuning samples per lr, scored on {len(yv)} others (validation; the held-out part is not used)"
     )
     rows = []
+    by_loss = False  # mse: no accuracy to rank by
     for lr in progress(lrs, desc="lr sweep", unit="lr"):
-        ct = finetune.compile_for(graph, scheme, board, name, lr)
+        ct = finetune.compile_for(graph, scheme, board, name, lr, loss=loss)
+        by_loss = ct.train.head is not None and ct.train.head.loss == "mse"
         tr = Trainer(ct)
         for t, i in enumerate(order):
             tr.step(x[train][i], int(y[train][i]), schedules.lr_scale(schedule, t, steps))
-        acc, loss = _evaluate(tr, xv, yv)
-        rows.append({"lr": lr, "validation_accuracy": acc, "validation_loss": loss})
+        v_acc, v_loss = _evaluate(tr, xv, yv)
+        rows.append({"lr": lr, "validation_accuracy": v_acc, "validation_loss": v_loss})
 
     def key(r: dict[str, Any]) -> tuple[float, float, float]:
-        loss = r["validation_loss"]
-        return (-r["validation_accuracy"], loss if math.isfinite(loss) else math.inf, r["lr"])
+        v = r["validation_loss"]
+        acc = 0.0 if by_loss else -r["validation_accuracy"]
+        return (acc, v if math.isfinite(v) else math.inf, r["lr"])
 
     best = min(rows, key=key)
     for r in rows:
         mark = "  <- chosen" if r is best else ""
-        print(
-            f"          lr {r['lr']:<6g} validation accuracy {r['validation_accuracy']:.3f}, "
-            f"loss {r['validation_loss']:.3f}{mark}"
-        )
+        acc = "" if by_loss else f"validation accuracy {r['validation_accuracy']:.3f}, "
+        print(f"          lr {r['lr']:<6g} {acc}loss {r['validation_loss']:.4g}{mark}")
     seconds = time.monotonic() - t0
     print(f"lr        {best['lr']:g} (sweep took {seconds:.1f} s; give --lr to choose it yourself)")
     record = {
@@ -99,6 +103,7 @@ def sweep_lr(
         "train_samples": len(train),
         "validation_samples": len(yv),
         "schedule": schedule,
+        "ranked_by": "validation loss" if by_loss else "validation accuracy, then loss",
         "seed": seed,
         "candidates": rows,
         "seconds": round(seconds, 2),

@@ -51,6 +51,7 @@ from pytools.session.loop import BoardLog, Run, flash_wear_note, saved_text
 from pytools.session.summary import finish
 from pytools.session.twin import TwinTraining
 from pytools.train import schedule as schedules
+from pytools.train.losses import LOSSES
 from pytools.train.trainer import Trainer
 
 
@@ -72,6 +73,8 @@ def run_training_session(
     save: bool = True,
     save_every: int | None = None,
     label_column: str | None = None,
+    loss: str = "auto",
+    new_head: int | None = None,
 ) -> Path:
     """Fine-tunes a model on a board from the host, sample by sample; returns the session folder.
 
@@ -91,6 +94,12 @@ def run_training_session(
     the lr sweep's, and of the split of the user's own data). limit: train on only this many
     fine-tuning samples (classes in turn; for tests). label_column: the user's CSV's label
     column (a name or an index; default: its last).
+    loss: auto | ce | bce | mse (pytools/train/losses.py): softmax cross-entropy on a SOFTMAX
+    output or on logits, binary cross-entropy on a LOGISTIC output or one logit (labels 0/1),
+    mean squared error of an autoencoder (target = the input; labels, if any, mark held-out
+    samples normal 0 / anomalous: the ROC AUC of the reconstruction error); auto picks from the
+    model's output and says what it picked. new_head: replace the model's output layer by a
+    new_head-class one first (pytools/train/new_head.py, seeded by seed), trained by the scheme.
     held_out: evaluate on only this many held-out samples (classes in turn; default all).
     save: save the trained state to the board's flash (restored at its next boot, with the
     board's count of trained samples; `invoke pull --session` exports it): checkpoints during
@@ -127,6 +136,7 @@ def run_training_session(
         lr_schedule = a.get("lr_schedule", "constant")  # sessions before schedules trained at a constant lr
         save = a.get("save", save)  # a --no-save session stays one (older sessions: as asked now)
         model = Path(a["model"]) if a["model"] else None
+        loss, new_head = a.get("loss", "auto"), a.get("new_head")  # older sessions: a SOFTMAX's ce
         port = port or a["port"]
         board_name = board_name or saved["board"]["name"]
     arguments = {
@@ -146,7 +156,15 @@ def run_training_session(
         "save_every": save_every,
         "save": save,
         "label_column": label_column,
+        "loss": loss,
+        "new_head": new_head,
     }
+    if loss not in LOSSES:
+        raise ToolError(f"--loss {loss!r}: one of {', '.join(LOSSES)} (auto picks from the model's output)")
+    if new_head is not None and (isinstance(new_head, bool) or not isinstance(new_head, int) or new_head < 2):
+        raise ToolError(
+            f"--new-head {new_head!r}: the number of classes of the new head, a whole number of at least 2"
+        )
     # Every option, and the folder to write, before anything loads or starts (pytools/validate.py).
     validate.training(
         dataset=dataset, epochs=epochs, lr_value=lr, seed=seed, limit=limit, held_out=held_out,
@@ -170,7 +188,7 @@ def run_training_session(
         board = resolve_board(board_name)
     inp = prepare(
         board, dataset, scheme, lr, split, model, limit, held_out, seed, lr_schedule,
-        link=not on_twin, label_column=label_column,
+        link=not on_twin, label_column=label_column, loss=loss, new_head=new_head or 0,
     )  # fmt: skip  # steps 1-3
     lr = inp.lr
     if epochs is None:
@@ -312,9 +330,16 @@ def run_training_session(
         board_log.close()
         if folder is not None:  # step 6 (a session that never reached the board leaves no folder)
             on = f"the host twin (plan for {board.name})" if on_twin else board.name
-            title = f"{inp.model_name} on {on}, {dataset} ({inp.split}), scheme {scheme}, lr {lr:g}"
+            head = f" with a new {inp.new_head}-class head" if inp.new_head else ""
+            title = (
+                f"{inp.model_name}{head} on {on}, {dataset} ({inp.split}), loss {inp.head.loss}, "
+                f"scheme {scheme}, lr {lr:g}"
+            )
             stats = conn.link.stats if conn is not None and conn.link is not None else None
             seconds = time.monotonic() - t_start
-            finish(folder, status, run, board, f"{title}, seed {seed}", seconds, stats, twin=on_twin)
+            finish(
+                folder, status, run, board, f"{title}, seed {seed}", seconds, stats, twin=on_twin,
+                loss=inp.head.loss,
+            )  # fmt: skip
     assert folder is not None
     return folder

@@ -9,6 +9,7 @@ from pytools.link.client import LinkStats
 from pytools.session.folder import TWIN_COST_UNIT, TWIN_TIMING_NOTE
 from pytools.session.loop import Run, median
 from pytools.session.plots import write_plots
+from pytools.train.losses import NAMES
 
 
 def finish(
@@ -20,9 +21,11 @@ def finish(
     seconds: float,
     stats: LinkStats | None,
     twin: bool = False,
+    loss: str = "ce",
 ) -> None:
     """summary.txt (always) and the plots (once an epoch is done); prints where they are.
-    twin: the session ran on the host twin, its plan compiled for board."""
+    twin: the session ran on the host twin, its plan compiled for board. loss: the session's
+    (ce, bce: accuracy; mse: the reconstruction error and, when known, the ROC AUC)."""
     steps = run.steps if run else []
     epochs = run.epochs if run else []
     unit = TWIN_COST_UNIT if twin else board.counter_unit
@@ -32,13 +35,23 @@ def finish(
         ran = f"host twin (the firmware's C on this machine; plan for {board.name}): {status}"
     else:
         ran = f"board {board.name} ({board.description}): {status}"
-    lines = [f"training session: {title}", ran]
-    if epochs:
+    lines = [f"training session: {title}", ran, f"loss: {loss} ({NAMES[loss]})"]
+    if epochs and loss != "mse":
         acc = ", ".join(f"{e['held_out_accuracy']:.3f}" for e in epochs)
         lines.append(f"held-out accuracy by epoch (0 = before training): {acc}")
+    elif epochs:
+        err = ", ".join(f"{e['held_out_loss']:.4g}" for e in epochs)
+        lines.append(
+            f"held-out reconstruction error (mse, the anomaly score) by epoch (0 = before training): {err}"
+        )
+        if any(e.get("held_out_auc") is not None for e in epochs):
+            auc = ", ".join(
+                "n/a" if e.get("held_out_auc") is None else f"{e['held_out_auc']:.3f}" for e in epochs
+            )
+            lines.append(f"held-out ROC AUC (normal 0 vs anomalous labels) by epoch: {auc}")
     if len(epochs) > 1:
         lines.append(
-            "mean training loss by epoch: " + ", ".join(f"{e['train_loss']:.3f}" for e in epochs[1:])
+            "mean training loss by epoch: " + ", ".join(f"{e['train_loss']:.4g}" for e in epochs[1:])
         )
     if steps:
         costs = [s["cost"] for s in steps]
@@ -67,6 +80,6 @@ def finish(
     text = "\n".join(lines) + "\n"
     (folder / "summary.txt").write_text(text)
     if len(epochs) > 1:
-        write_plots(folder, steps, epochs, title)
+        write_plots(folder, steps, epochs, title, loss)
     print(text, end="")
     print(f"session folder: {folder}")

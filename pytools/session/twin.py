@@ -24,9 +24,10 @@ import numpy as np
 from pytools.errors import ToolError
 from pytools.model.board_runner import StepResult
 from pytools.model.host_twin import HostTwin
+from pytools.model.ir import ModelError
 from pytools.model.plan import read_header
 from pytools.train.compile_train import CompiledTraining
-from pytools.train.losses import LOSS_OPS
+from pytools.train.losses import loss_op_index
 from pytools.train.trainer import Trainer
 
 
@@ -39,10 +40,10 @@ class TwinTraining:
         self.trainer = Trainer(ct, self.twin)  # state() reads the twin's trained state
         ops = ct.compiled.plan.ops
         # The loss head, as firmware/app/train.c finds it (is_loss): pytools/train/losses.py.
-        loss_ops = [i for i, op in enumerate(ops) if op.kind in LOSS_OPS]
-        if len(loss_ops) != 1:
-            raise ToolError(f"the plan has {len(loss_ops)} loss operators: it is not a training step")
-        self.loss_end = loss_ops[0] + 1  # [0, loss_end): the loss without training (EVAL)
+        try:
+            self.loss_end = loss_op_index(ops) + 1  # [0, loss_end): the loss without training (EVAL)
+        except ModelError as e:
+            raise ToolError(str(e)) from None
         self.n_forward = ct.train.n_forward
         self.n_ops = len(ops)
         header = read_header(blob)

@@ -22,7 +22,9 @@ Losses:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,32 @@ NAMES = {
 # The loss operators a training step may end its forward part with (ops.def names).
 LOSS_OPS = ("SOFTMAX_XENT", "SOFTMAX_XENT_S32", "SIGMOID_XENT_S32", "MSE_S32")
 LOSS_OPS_F32 = ("SOFTMAX_XENT_F32", "SOFTMAX_XENT_S32_F32")  # the float-gradient option's
+
+
+def loss_op_index(ops: Sequence[Any]) -> int:
+    """The index of a training plan's loss operator among its operators (anything with a
+    `.kind`: the plan's or the training graph's), as firmware/app/train.c's is_loss finds it:
+    the forward part and the loss are operators [0, index + 1), which EVAL runs without
+    training. A plan with no loss operator, or more than one, is not a training step."""
+    found = [i for i, op in enumerate(ops) if op.kind in LOSS_OPS]
+    if len(found) != 1:
+        raise ModelError(
+            f"the plan has {len(found)} loss operators ({', '.join(LOSS_OPS)}): it is not a training step"
+        )
+    return found[0]
+
+
+def label_classes(head: Head, g: Graph) -> int:
+    """How many label values a data set may use for this loss: ce the classes (outputs per
+    row); bce with one output 2 (0/1), with several (one-vs-rest) one per output; an
+    autoencoder's mse 2 (0 normal, 1 anomalous: the labels only score the anomaly detection);
+    a regression's mse none (its targets are float32 vectors, not labels: 0)."""
+    per_row = int(g.tensor(head.output).shape[-1]) if g.tensor(head.output).shape else 1
+    if head.loss == "ce":
+        return per_row
+    if head.loss == "bce":
+        return 2 if per_row == 1 else per_row
+    return 2 if head.target == "input" else 0
 
 
 @dataclass

@@ -83,5 +83,12 @@ class Trainer:
         self._invoke(x, -1 if self.ct.train.head.target != "vector" else no_label, end=self.loss_end)
         return int(self._tensor(self.prediction).reshape(-1)[0])
 
+    def forward_output(self, x: np.ndarray) -> np.ndarray:
+        """The forward pass alone (no loss, no update): the int8 values of the tensor the loss is
+        about (the logits, or an autoencoder's reconstruction), as the model computes them. Read
+        before the loss head runs, which may reuse their buffer. Not on BoardTraining."""
+        self._invoke(x, 0, end=self.n_forward)
+        return self._tensor(self.logits).copy()
+
     def state(self) -> dict[str, np.ndarray]:
         return {name: self._tensor(tid).copy() for name, tid in self.state_ids.items()}
