@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from datasets import DataError
 from pytools.bench import learning_rate, measure, samples
 from pytools.boards import load_board
 from pytools.errors import ToolError
@@ -68,7 +69,7 @@ def test_bad_samples_are_refused_with_one_line_that_says_what_to_do(mlp, tmp_pat
         _choose(path, graph, ct, samples_file=str(csv))
     bad = tmp_path / "shape.npz"
     np.savez(bad, x=np.zeros((10, 5), np.float32), y=np.zeros(10, np.int64))
-    with pytest.raises(Exception, match="shape.npz") as e:
+    with pytest.raises((ToolError, DataError), match=r"shape\.npz") as e:
         _choose(path, graph, ct, samples_file=str(bad))
     assert "\n" not in str(e.value)
     with pytest.raises(ToolError, match="not both"):
@@ -144,3 +145,36 @@ def test_the_trial_flags_a_loss_that_blows_up(mlp) -> None:
     b2, a2, d2 = learning_rate.trial(cool, choice)
     assert not d2 and a2 <= b2 * learning_rate.GROWTH + learning_rate.SLACK
     assert diverged and after > before, (before, after)
+
+
+def test_invoke_bench_takes_samples_and_refuses_what_it_cannot_read(tmp_path) -> None:
+    """The one command line: --samples, --lr and --dataset reach run_bench; bad ones get one line."""
+    import os
+    import subprocess
+    import sys
+
+    from pytools.paths import ROOT
+
+    zoo_model("mlp")
+    csv = tmp_path / "mine.csv"
+    csv.write_text("1,2,3\n")
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TINYTRAIN_RUN_DIR": str(tmp_path)}
+        cmd = [sys.executable, "-m", "invoke", "bench", "--model", str(zoo_path("mlp")), "--scheme", SCHEME]
+        return subprocess.run(
+            cmd + list(args), cwd=ROOT, capture_output=True, text=True, env=env, timeout=300
+        )
+
+    r = bench("--samples", str(csv))
+    assert r.returncode == 1 and "give an .npz (x, y or x_train, y_train)" in r.stderr, r.stderr
+    r = bench("--lr", "7")
+    assert r.returncode == 1 and "--lr 7 is outside" in r.stderr, r.stderr
+    r = bench("--dataset", str(tmp_path / "missing.npz"))
+    assert r.returncode == 1 and "missing.npz" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (
+        not subprocess.run(
+            [sys.executable, "-m", "pytools.bench"], cwd=ROOT, capture_output=True, text=True
+        ).returncode
+        == 0
+    )  # no second command line: `python -m pytools.bench` is gone
