@@ -58,7 +58,11 @@ from pytools.model.plan import STORAGE_STATE, read_header
 from pytools.train.compile_train import CompiledTraining, compile_training
 from pytools.train.scheme import load_scheme
 
-STATE_CHUNK = 1024
+# Writes go in 1 KB chunks and the link waits patiently (as a fleet's does): on a machine
+# loaded by parallel builds QEMU's UART slows to ~2 kB/s, and 4 KB frames then went unanswered
+# 21 times over. Counts are instructions under -icount, so a slow host changes no figure.
+CHUNK = 1024
+LINK_TIMEOUT, LINK_RETRIES = 2.0, 40
 EMPTY_INVOKES = 25  # empty INVOKEs [0, 0) whose mean is the dispatch overhead of one INVOKE
 
 
@@ -96,7 +100,7 @@ class BoardBench:
         self.n_ops = info["n_ops"]
 
     def write_inputs(self, xs: list[np.ndarray]) -> None:
-        chunk = self.link.board["max_payload"] - layout("TENSOR_WRITE").size
+        chunk = min(self.link.board["max_payload"] - layout("TENSOR_WRITE").size, CHUNK)
         for k, x in enumerate(xs):
             t = self.tensors[self.inputs[k]]
             data = np.ascontiguousarray(x, dtype=t["dtype_name"]).tobytes()
@@ -124,8 +128,7 @@ class BoardBench:
         if not state:
             return
         head = layout("STATE_LOAD")
-        # 1 KB chunks: a loaded emulator answers small frames within the link's retry timer.
-        room = min(int(self.link.board["max_payload"]) - head.size, STATE_CHUNK)
+        room = min(int(self.link.board["max_payload"]) - head.size, CHUNK)
         crc = zlib.crc32(state)
         for off in range(0, len(state), room):
             fields = {"plan_crc": self.plan_crc, "state_size": len(state), "state_crc": crc, "offset": off}
@@ -416,7 +419,7 @@ def _run_on_board(
 
         flash_image(board, ct.image)
     try:
-        with Link.open(port, baudrate=board.baud) as link:
+        with Link.open(port, baudrate=board.baud, timeout=LINK_TIMEOUT, retries=LINK_RETRIES) as link:
             return measure(link, ct, steps, per_op, feed)
     finally:
         if name:

@@ -108,6 +108,7 @@ def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str 
             "the suite builds MobileNetV2 with pytools/pretrain/mobilenet_v2.py: run it from the root"
         ) from e
     t0 = time.monotonic()
+    made_at = commit()  # before the runs: the code they measured
     zoo = [
         (e, run_bench(e.model, e.scheme, board_name, None, samples=e.samples, lr=SUITE_LR))
         for e in _zoo_entries()
@@ -140,7 +141,18 @@ def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str 
     elapsed = time.monotonic() - t0
     refs = [(e, r, zoo_ref[id(e)]) for e, r in zoo if id(e) in zoo_ref]
     text = _suite_markdown(
-        command, board_name, zoo, mb_run, mb_learning, mb_nucleo, mb_larger, tflm, elapsed, refs, mb_ref
+        command,
+        board_name,
+        zoo,
+        mb_run,
+        mb_learning,
+        mb_nucleo,
+        mb_larger,
+        tflm,
+        elapsed,
+        refs,
+        mb_ref,
+        made_at,
     )
     Path(out_md).write_text(text)
     return {
@@ -224,13 +236,15 @@ def _suite_markdown(
     elapsed: float,
     refs: list[tuple[Entry, dict[str, Any], dict[str, Any]]] | None = None,
     mb_ref: dict[str, Any] | None = None,
+    made_at: str = "",
 ) -> str:
     board = load_board(board_name)
+    made_at = made_at or commit()
     lines = [
         "# Benchmarks: one on-device training step",
         "",
         f"Produced by `{command}` (`pytools.bench.write_benchmarks`, one `run_bench` per row; the "
-        f"command is repeated at the end) on {mb['date']} at commit {commit()}, in {elapsed:.0f} s on a "
+        f"command is repeated at the end) on {mb['date']} at commit {made_at}, in {elapsed:.0f} s on a "
         f"2-core host. Board: **{board.name}** ({board.description}); firmware build "
         f"{mb.get('build_id', '?')}.",
         "",
@@ -306,7 +320,7 @@ def _suite_markdown(
         "",
         "## 5. How this file was made",
         "",
-        f"`{command}` on {mb['date']}, at commit {commit()}, board {board.name}, in {elapsed:.0f} s. "
+        f"`{command}` on {mb['date']}, at commit {made_at}, board {board.name}, in {elapsed:.0f} s. "
         "Other engineers may change kernels after that commit: rerun the command to bring the figures "
         "up to date.",
         "",
