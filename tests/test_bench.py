@@ -93,6 +93,7 @@ def test_the_whole_step_is_the_sum_of_its_parts_on_the_same_state() -> None:
     assert abs(pc["residual"]) <= pc["tolerance"]
     assert pc["dispatch"] == round((n - 1) * cost["dispatch_overhead"], 1)
     assert "Whole step against its parts" in res["markdown"]
+    assert not list(emulator.RUN.glob("bench-*"))  # the emulator's log, record and flash removed
 
 
 def test_a_step_that_does_not_fit_is_reported_not_raised(monkeypatch) -> None:

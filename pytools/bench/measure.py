@@ -424,7 +424,7 @@ def _run_on_board(
     finally:
         if name:
             emulator.stop(name)
-            for suffix in (".log", ".json"):
+            for suffix in (".log", ".json", ".flash"):  # the emulated flash too: nothing persists
                 (emulator.RUN / f"{name}{suffix}").unlink(missing_ok=True)
 
 
