@@ -618,6 +618,18 @@ def pull(
         "port": PORT_HELP,
         "out": "also write the results as Markdown to this file",
         "suite": "run the whole benchmark suite (zoo models, MobileNetV2-w0.35) and write BENCHMARKS.md",
+        "samples": "an .npz of samples to train on: x, y (or x_train, y_train), read as --dataset reads it",
+        "dataset": _datasets_help()
+        + " to train on (default: the model's own data set for a zoo or suite model, else seeded "
+        "inputs labelled with the model's own prediction)",
+        "label-column": LABEL_COLUMN_HELP,
+        "lr": "learning rate of the measured steps (default: the first of 0.01, 0.005, 0.002, 0.001 whose "
+        "steps do not diverge on the host twin; a given one is checked the same way)",
+        "steps": "steps measured (each as one INVOKE and as forward + backward from the same state)",
+        "per-op": "also measure the last step one operator at a time (per-operator and per-layer tables)",
+        "kernels": "optimized (the firmware as built, DSP variants) or reference (without -DKERNELS_DSP=1)",
+        "link-only": "memory figures from the linker only: nothing runs (a real board need not be attached)",
+        "seed": "seed of the split of your own data and of drawn samples",
         "loss": LOSS_HELP,
         "new_head": NEW_HEAD_HELP,
     }
@@ -631,10 +643,19 @@ def bench(
     port: str | None = None,
     out: str = "",
     suite: bool = False,
+    samples: str = "",
+    dataset: str = "",
+    label_column: str = "",
+    lr: float = -1.0,
+    steps: int = 5,
+    per_op: bool = True,
+    kernels: str = "optimized",
+    link_only: bool = False,
+    seed: int = 0,
     loss: str = "auto",
     new_head: int = 0,
 ) -> None:
-    """Peak SRAM (measured), flash, cost per training step (forward/backward) and MACs."""
+    """Peak SRAM (measured), flash, cost per training step (forward/backward, per operator) and MACs."""
     from pathlib import Path
 
     from pytools import validate
@@ -646,6 +667,8 @@ def bench(
             "none of these. Give a board (default: the emulated board), or use `invoke train --board "
             "host` to try a scheme on the twin"
         )
+    # -1: not given (run_bench picks a rate that does not diverge); anything else is checked now.
+    lr_given = None if lr == -1.0 else validate.lr(lr)
     if out:
         validate.output_file(out)  # before the benchmark runs
     b = resolve_board(board)
@@ -657,7 +680,22 @@ def bench(
     if not model or not scheme:
         raise ToolError("give --model and --scheme (or --suite for the whole benchmark)")
     result = run_bench(
-        Path(model), scheme, b.name, Path(out) if out else None, port=port, loss=loss, new_head=new_head
+        Path(model),
+        scheme,
+        b.name,
+        Path(out) if out else None,
+        steps=steps,
+        per_op=per_op,
+        port=port,
+        link_only=link_only,
+        samples_file=samples,
+        dataset=dataset,
+        label_column=label_column or None,
+        seed=seed,
+        lr=lr_given,
+        kernels=kernels,
+        loss=loss,
+        new_head=new_head,
     )
     print(result["markdown"])
 
