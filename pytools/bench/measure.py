@@ -204,7 +204,7 @@ KERNELS = ("optimized", "reference")
 def reference_kernels() -> Iterator[None]:
     """Firmware built inside links the reference kernels: firmware/build.toml's spec without
     -DKERNELS_DSP=1, compiled into build/kernels_ref/ so the two builds never share objects
-    (tests/kernels/test_dsp_kernels.py builds its reference firmware the same way)."""
+    (tests/kernels/conv/test_dsp_kernels.py builds its reference firmware the same way)."""
     from pytools.build import builder
 
     spec_of, build_dir = builder.target_spec, builder.BUILD

@@ -348,7 +348,7 @@ def _kernels_section(
         "as firmware/build.toml builds it (`-DKERNELS_DSP=1`: the Cortex-M7 DSP SIMD variants of "
         f"{', '.join(_dsp_kernels(mb['kernels']))}) and with the same firmware built without that "
         "flag (every kernel reference C). Both give bit-identical results (tests/kernels/"
-        "test_dsp_kernels.py, test_dsp_grads.py, tests/test_training.py). Step: median of whole "
+        "test_dsp_kernels.py, conv/test_dsp_grads.py, tests/test_training.py). Step: median of whole "
         "steps; forward, backward, update: sums of one-operator INVOKEs over one step (forward "
         "includes the clamp masks; backward the input gradients; update the weight and bias "
         "updates; the loss and gradient sums are in neither). **Ours are instruction counts on the "
@@ -366,7 +366,7 @@ def _kernels_section(
         f"more input channels, {_ratio(nm, nc)} for the narrow ones (fewer than 32 input channels: "
         "per output, the requantization and the widening weigh more against 8 or 16 MACs); "
         "single 1x1 layers such as 16x16x64 -> 64 are held at or above 1.0 by "
-        "tests/kernels/test_dsp_kernels.py. The paper's figures, for "
+        "tests/kernels/conv/test_dsp_kernels.py. The paper's figures, for "
         f"context: {PAPER['peak_kb']} KB and {PAPER['ms']} ms per image on the STM32F746 at 216 MHz "
         f"(= {paper_cycles / 1e6:.1f} M cycles, their own optimized kernels on silicon); ours: "
         f"{mega(so)} instructions per step on the emulator, not comparable unit for unit.",
