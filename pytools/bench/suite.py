@@ -347,7 +347,7 @@ def _kernels_section(
         "The same steps (model, scheme, samples, lr 0) on the same emulated board, with the firmware "
         "as firmware/build.toml builds it (`-DKERNELS_DSP=1`: the Cortex-M7 DSP SIMD variants of "
         f"{', '.join(_dsp_kernels(mb['kernels']))}) and with the same firmware built without that "
-        "flag (every kernel reference C). Both give bit-identical results (tests/kernels/"
+        "flag (every kernel reference C). Both give bit-identical results (tests/kernels/conv/"
         "test_dsp_kernels.py, conv/test_dsp_grads.py, tests/test_training.py). Step: median of whole "
         "steps; forward, backward, update: sums of one-operator INVOKEs over one step (forward "
         "includes the clamp masks; backward the input gradients; update the weight and bias "
