@@ -255,6 +255,47 @@ def test_an_autoencoder_session_trains_with_mse_and_reports_anomaly_scores(
     assert "check     50 of 50 held-out samples: its reconstruction" in said and "bit for bit" in said
 
 
+def test_an_autoencoder_trains_on_a_training_part_of_normal_samples_only(
+    tmp_path, capsys, autoencoder
+) -> None:
+    """What an anomaly detector's recordings look like: x_train holds normal sounds only, x_test
+    normal and anomalous. The loader takes it for an autoencoder (and says so); a classifier's
+    loader still refuses a class with no training samples."""
+    from datasets import files
+
+    model = tmp_path / "ae.tflite"
+    model.write_bytes(autoencoder)
+    normal, odd = _normal(200, 31) + SHIFT, _anomalous(40, 32) + SHIFT
+    data = tmp_path / "given.npz"
+    np.savez(
+        data,
+        x_train=normal[:160].astype(np.float32),
+        y_train=np.zeros(160, np.int64),
+        x_test=np.concatenate([normal[160:], odd]).astype(np.float32),
+        y_test=np.array([0] * 40 + [1] * 40, np.int64),
+    )
+    folder = tmp_path / "s"
+    out = _train(capsys, board="host", dataset=str(data), model=str(model), epochs=2, lr=0.01, seed=3,
+                 scheme="bias=2,-1=1,-2=0.5", out=str(folder))  # fmt: skip
+    assert "the training part holds normal samples (0) only" in out, out
+    epochs = jsonl(folder / "epochs.jsonl")
+    assert len(steps := jsonl(folder / "steps.jsonl")) == 2 * 160 and {s["label"] for s in steps} == {0}
+    assert (
+        epochs[-1]["held_out_auc"] is not None
+        and epochs[-1]["held_out_loss"] < epochs[0]["held_out_loss"] * 1.5
+    )
+    shape = normal.shape[1:]
+    common = dict(input_shape=shape, classes=2, input_dtype="float32", input_scale=1.0, input_zero_point=0)
+    with pytest.raises(DataError, match="class 1 has no samples in the training part"):
+        files.load(data, **common)
+    assert files.load(data, anomaly=True, **common).classes == 2
+    no_normal = tmp_path / "no_normal.npz"
+    np.savez(no_normal, x_train=odd.astype(np.float32), y_train=np.ones(40, np.int64),
+             x_test=normal[:40].astype(np.float32), y_test=np.zeros(40, np.int64))  # fmt: skip
+    with pytest.raises(DataError, match="class 0 has no samples"):
+        files.load(no_normal, anomaly=True, **common)
+
+
 def _mlp_npz(path: Path, classes: int) -> tuple[Path, tuple[int, ...]]:
     g = import_tflite(zoo_model("mlp"), "mlp")
     shape = tuple(g.tensor(g.inputs[0]).shape[1:])

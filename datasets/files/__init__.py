@@ -133,6 +133,7 @@ def load(
     held_out: float = 0.2,
     label_column: str | int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    anomaly: bool = False,
 ) -> UserData:
     """A user's data set for a model: input_shape is one sample's (no batch dimension),
     classes its number of outputs, input_dtype/scale/zero_point its input tensor's type and
@@ -140,7 +141,10 @@ def load(
     out; a given split (x_train/x_test, train/ and test/ folders) is kept. label_column: CSV
     only, a name or an index (default: the last column; a string of digits, as a command
     line gives it, is an index unless the header has a column of that name). progress:
-    called as progress(done, total) after each image of a folder (the one slow format)."""
+    called as progress(done, total) after each image of a folder (the one slow format).
+    anomaly: the labels only mark samples normal (0) or anomalous (non-zero), as an
+    autoencoder is scored: the training part may then hold normal samples alone (what an
+    anomaly detector is trained on), so only class 0 must be there."""
     spec = os.fspath(spec)
     try:
         dtype = np.dtype(input_dtype).name
@@ -154,6 +158,7 @@ def load(
         dtype,
         float(input_scale),
         int(input_zero_point),
+        anomaly=bool(anomaly),
     )
     raw = _read(spec, model, label_column, progress)
     ys, names, k, label_notes = checks.labels(raw, model)

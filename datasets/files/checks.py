@@ -32,6 +32,7 @@ class ModelInput:
     dtype: str
     scale: float
     zero_point: int
+    anomaly: bool = False  # labels mark normal (0) / anomalous samples: class 0 alone may be trained on
 
     def __post_init__(self) -> None:
         if not self.shape or any(int(d) < 1 for d in self.shape):
@@ -175,6 +176,15 @@ def labels(raw: Raw, model: ModelInput) -> tuple[list[np.ndarray], tuple[str, ..
         raise DataError(f"{raw.source}: {parts[0].x_name} holds no samples: give at least one per class")
     counts = np.bincount(ys[0], minlength=k)
     empty = np.flatnonzero(counts == 0)
+    if model.anomaly and raw.test is not None:
+        # An anomaly detector trains on normal samples; the anomalies it is scored on are in
+        # the test part. Only "normal" must be there to train on.
+        if len(empty) and counts[0] > 0:
+            notes.append(
+                "the training part holds normal samples (0) only: trained on those, anomalies scored "
+                "in the test part"
+            )
+        empty = empty[empty == 0]
     if len(empty):
         c = int(empty[0])
         name = f"class {c} ('{names[c]}')" if names else f"class {c}"

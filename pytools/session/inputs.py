@@ -306,7 +306,13 @@ def _loading_progress(desc: str) -> tuple[Any, Any]:
 
 
 def _user_data(
-    spec: str, graph: Graph, split: str | None, seed: int, label_column: str | None, outputs: int
+    spec: str,
+    graph: Graph,
+    split: str | None,
+    seed: int,
+    label_column: str | None,
+    outputs: int,
+    anomaly: bool = False,
 ) -> Data:
     """The user's own data, through datasets.files (the loaders of .npz, .csv, image folders
     and module:function hooks), which checks it against the model's input (shape, type,
@@ -331,6 +337,7 @@ def _user_data(
             seed=seed,
             label_column=label_column,
             progress=step,
+            anomaly=anomaly,
         )
     except BaseException:
         close(ok=False)
@@ -374,7 +381,8 @@ def load_data(
         if outputs == 0:  # a regression: check_model says why a session cannot train it
             check_model(graph, head, 0, (), "the model")
         try:
-            return _user_data(spec, graph, split, seed, label_column, outputs)
+            anomaly = head.loss == "mse" and head.target == "input"  # labels mark anomalies only
+            return _user_data(spec, graph, split, seed, label_column, outputs, anomaly)
         except datasets.DataError as e:
             if "out of range" not in str(e) or (head.loss == "ce" and head.layer < 0):
                 raise
