@@ -167,10 +167,10 @@ class TwinScoredRun(Run):
         self.scorer = scorer
         self.scored_state: dict[str, np.ndarray] | None = None
 
-    def evaluate(self, epoch: int) -> tuple[int, float]:
+    def held_out_results(self, epoch: int) -> list[Any]:
         self.scored_state = self.trainer.state()  # ARENA_READ: the trained state, read once
-        correct, loss, _ = self.scorer(self.scored_state)
-        return correct, loss
+        rs, _ = self.scorer(self.scored_state)
+        return rs
 
 
 class FleetClient:
@@ -248,12 +248,17 @@ class FleetClient:
         save_every = 0 if self.on_twin else None  # a checkpoint at the round's end (no flash on the twin)
         args = (where, self.inp, self.link, unit, first, self.s.lr_schedule, 1, save_every)
         if self.twin is None:
-            return TwinScoredRun(*args, scorer=self.score)
+            return TwinScoredRun(*args, scorer=self.score_results)
         return Run(*args, twin=self.twin)
 
     def score(self, state: dict[str, np.ndarray]) -> tuple[int, float, int]:
-        """The held-out samples scored with `state`, which the board (or the twin) holds:
-        (correct, mean loss, samples the board scored).
+        """The held-out samples scored with `state`: (correct, mean loss, samples the board scored)."""
+        rs, on_board = self.score_results(state)
+        return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), on_board
+
+    def score_results(self, state: dict[str, np.ndarray]) -> tuple[list[Any], int]:
+        """The held-out samples scored with `state`, which the board (or the twin) holds: each
+        sample's result, and how many the board scored.
 
         On the twin fleet, by the twin itself; on a board with eval_on "board", by the board,
         every sample; with "twin" (the default), by a host twin holding the same state (loaded
@@ -261,11 +266,9 @@ class FleetClient:
         answers must be the twin's, bit for bit, or the round fails."""
         x, y = self.inp.x_held, self.inp.y_held
         if self.twin is not None:
-            rs = [self.twin.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
-            return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), 0
+            return [self.twin.evaluate(k, x[k], int(y[k])) for k in range(len(y))], 0
         if self.s.eval_on == "board":
-            rs = [self.training.evaluate(k, x[k], int(y[k])) for k in range(len(y))]
-            return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), len(y)
+            return [self.training.evaluate(k, x[k], int(y[k])) for k in range(len(y))], len(y)
         if self._scoring is None:
             self._scoring = TwinTraining(self.inp.ct)
         load_to_twin(self._scoring, self.plan, self.plan_crc, state_blob(self.plan, state))
@@ -280,7 +283,7 @@ class FleetClient:
                     f"loss {b.loss!r}; the host twin with the board's state answers class {t.prediction}, "
                     f"loss {t.loss!r}: they must agree bit for bit (score on the board: --eval-on board)"
                 )
-        return sum(int(r.correct) for r in rs), float(np.mean([r.loss for r in rs])), checked
+        return rs, checked
 
     def state(self) -> dict[str, np.ndarray]:
         """The board's whole trained state (ARENA_READ; the twin's tensors), by state tensor name."""

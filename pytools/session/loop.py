@@ -243,22 +243,28 @@ class Run:
         session's loss (pytools/train/evaluate.py): accuracy for ce/bce; for mse the mean
         reconstruction error (each sample's loss is its anomaly score) and, when the labels
         mark normal (0) and anomalous samples, the ROC AUC. "correct" counts right predictions."""
-        x, y = self.inp.x_held, self.inp.y_held
-        correct, losses, preds = 0, [], []
-        bar = progress(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample")
-        for k in bar:
-            r = self.training.evaluate(k, x[k], int(y[k]))
-            correct += int(r.correct)
-            losses.append(r.loss)
-            preds.append(r.prediction)
-            if self.classifies:
-                bar.set_postfix(acc=f"{correct / (k + 1):.3f}", refresh=False)
-            else:
-                bar.set_postfix(mse=f"{np.mean(losses):.4g}", refresh=False)
-        bar.close()
-        m = metrics(self.inp.head, losses, preds, [int(v) for v in y])
+        y = self.inp.y_held
+        rs = self.held_out_results(epoch)
+        correct = sum(int(r.correct) for r in rs)
+        m = metrics(self.inp.head, [r.loss for r in rs], [r.prediction for r in rs], [int(v) for v in y])
         m.pop("anomaly_scores", None)
         return {**m, "correct": correct}
+
+    def held_out_results(self, epoch: int) -> list[Any]:
+        """Each held-out sample's result (correct, loss, prediction), by an EVAL on the device.
+        The one place held-out samples are scored: a subclass scores them elsewhere (the fleet's
+        board clients: on a host twin holding the board's state, pytools/fleet/client.py)."""
+        x, y = self.inp.x_held, self.inp.y_held
+        rs: list[Any] = []
+        bar = progress(range(len(y)), desc=f"epoch {epoch} held-out", unit="sample")
+        for k in bar:
+            rs.append(self.training.evaluate(k, x[k], int(y[k])))
+            if self.classifies:
+                bar.set_postfix(acc=f"{sum(int(r.correct) for r in rs) / (k + 1):.3f}", refresh=False)
+            else:
+                bar.set_postfix(mse=f"{np.mean([r.loss for r in rs]):.4g}", refresh=False)
+        bar.close()
+        return rs
 
     def evaluate(self, epoch: int) -> tuple[int, float]:
         """Held-out samples evaluated on the device: (right, mean loss)."""
