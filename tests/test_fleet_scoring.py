@@ -55,3 +55,32 @@ def test_a_plain_session_scores_on_the_board() -> None:
     run, board = _run(Run, calls)
     m = run.held_out(1)
     assert board.evals == 4 and not calls and m["correct"] == 4
+
+
+def test_a_round_whose_global_model_a_failed_client_never_scored_says_so(tmp_path) -> None:
+    """Round r's global model is scored by each client in its round r+1 message: a client that
+    fails then leaves round r's figure to the others, and the report names it."""
+    import json
+
+    from pytools.fleet import report
+
+    settings = dict(boards=2, board="host", dataset="d", partition="", scheme="s", lr=0.01, rounds=2,
+                    rounding="stochastic")  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps({"settings": settings, "model_bytes": 100}))
+
+    def train(r: int, c: int) -> dict:
+        return {"round": r, "phase": "train", "client": c, "num-examples": 8, "trained-once": 1,
+                "local-accuracy": 1.0, "bytes-sent": 10}  # fmt: skip
+
+    def ev(r: int, c: int) -> dict:
+        return {"round": r, "phase": "evaluate", "client": c, "global-correct": 4, "held-out": 4,
+                "global-accuracy": 1.0}  # fmt: skip
+
+    rows = [train(1, 0), train(1, 1), ev(1, 0), train(2, 0), ev(2, 0), ev(2, 1)]
+    rows.append({"round": 2, "phase": "train", "client": 1, "error": "board reset"})
+    (tmp_path / report.ROUNDS_FILE).write_text("".join(json.dumps(x) + "\n" for x in rows))
+    res = report.results(tmp_path)
+    assert res["rounds"][0]["global_unscored"] == [1] and res["rounds"][1]["global_unscored"] == []
+    text = report.summary_text(res)
+    assert "round 1:" in text and "clients [1] not scored" in text.split("round 2:")[0]
+    assert "not scored" not in text.split("round 2:")[1]

@@ -48,6 +48,9 @@ def results(folder: Path) -> dict[str, Any]:
                 "local_accuracy": {x["client"]: x["local-accuracy"] for x in train},
                 "global_accuracy_per_client": {x["client"]: x["global-accuracy"] for x in ev},
                 "global_accuracy": correct / held if held else None,
+                # A round's global model is scored by each client when the next message brings it:
+                # a client that failed then is missing here, and the figure says so.
+                "global_unscored": sorted(set(range(s["boards"])) - {x["client"] for x in ev}),
                 "bytes_sent": {x["client"]: x["bytes-sent"] for x in train},
                 "failures": [x["error"][:300] for x in errors],
             }
@@ -144,6 +147,8 @@ def summary_text(res: dict[str, Any]) -> str:
     for r in res["rounds"]:
         loc = ", ".join(f"{c}: {v:.3f}" for c, v in sorted(r["local_accuracy"].items()))
         glo = "-" if r["global_accuracy"] is None else f"{r['global_accuracy']:.3f}"
+        if r["global_accuracy"] is not None and r.get("global_unscored"):
+            glo += f" (clients {r['global_unscored']} not scored: they failed before scoring it)"
         lines.append(
             f"round {r['round']}: clients {r['clients_trained']} trained {r['samples']} samples "
             f"(each once: {r['all_trained_once']}); local accuracy {{{loc}}}; global accuracy {glo}"
