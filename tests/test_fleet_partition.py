@@ -150,3 +150,20 @@ def test_column_partition_refusals(tmp_path) -> None:
         partitions.prepare_groups(folder, str(n), partitions.parse("column:site", str(n), None))
     with pytest.raises(ToolError, match=r"shape \[30\]: one id per sample \(40\)"):
         partitions.prepare_groups(folder, str(n), partitions.parse("column:user", str(n), None))
+
+
+def test_the_column_partition_reads_the_csv_as_the_loader_does(tmp_path) -> None:
+    """A byte-order mark and spaces around header cells are the loader's to drop, so the group
+    column is found; a file that is not UTF-8 is refused as the loader refuses it (no silent
+    rewrite that would merge 'café' and 'cafè')."""
+    rows = ["f1 , user , label", "0.5,u1,café", "0.25,u2,cafè"]
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    data = partitions.prepare_groups(folder, str(bom), partitions.parse("column:user", str(bom), None))
+    assert Path(data).read_text().splitlines() == ["f1,label", "0.5,café", "0.25,cafè"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("\n".join(rows).encode("latin-1") + b"\n")
+    with pytest.raises(ToolError, match=r"not UTF-8 text .* save the CSV as UTF-8"):
+        partitions.prepare_groups(folder, str(latin), partitions.parse("column:user", str(latin), None))

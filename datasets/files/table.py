@@ -30,11 +30,34 @@ def is_number(cell: str) -> bool:
     return True
 
 
+def delimiter_of(text: str) -> str:
+    """A tab or a semicolon on the first non-blank line is the delimiter (with ";", commas are
+    decimal commas), else a comma."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return next((d for d in ("\t", ";") if d in first), ",")
+
+
+def decode(path: Path, data: bytes) -> str:
+    """The file's bytes as text: UTF-8 (a byte-order mark dropped), or a DataError saying what to do."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}): save the CSV as UTF-8") from e
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty: expected one row per sample, features then a label")
+    return text
+
+
+def read_rows(path: Path) -> tuple[list[list[str]], str]:
+    """The CSV's non-blank rows, cells stripped, and its delimiter: what the loader reads, for
+    any other tool that needs the file's columns (the fleet's column partition)."""
+    text = decode(path, path.read_bytes())
+    return _rows(path, text)[0], delimiter_of(text)
+
+
 def _rows(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
     """Non-blank rows, cells stripped, and each row's line number."""
-    first = next(line for line in text.splitlines() if line.strip())
-    # a tab or a semicolon on the first line is the delimiter (with ";", commas are decimal commas)
-    delimiter = next((d for d in ("\t", ";") if d in first), ",")
+    delimiter = delimiter_of(text)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows, lines = [], []
     try:
@@ -122,12 +145,7 @@ def _features(path: Path, cells: list[list[str]], lines: list[int], names: list[
 
 def read(path: Path, label_column: str | int | None) -> Raw:
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}): save the CSV as UTF-8") from e
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty: expected one row per sample, features then a label")
+    text = decode(path, data)
     rows, lines = _rows(path, text)
     header = rows[0] if _is_header(rows, label_column) else None
     if header is not None:

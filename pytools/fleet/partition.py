@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from datasets import DataError
+from datasets.files import table
 from pytools.errors import ToolError
 
 GROUPS_FILE = "groups.npz"  # the column partition's group id per sample, in the fleet folder
@@ -129,15 +131,6 @@ def deal(
 # ---------------------------------------------------------------- the column partition
 
 
-def _csv_rows(text: str) -> tuple[list[list[str]], str]:
-    """Non-blank rows and the delimiter, by the CSV loader's rule (datasets/files/table.py): a
-    tab or a semicolon on the first line is the delimiter, else a comma."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = next((d for d in ("\t", ";") if d in first), ",")
-    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in row)]
-    return rows, delimiter
-
-
 def prepare_groups(folder: Path, dataset: str, part: Partition) -> str:
     """For the column partition: writes the group id of every sample to folder/groups.npz and
     returns the data set the clients load: a CSV without the group column (written into the
@@ -169,7 +162,10 @@ def prepare_groups(folder: Path, dataset: str, part: Partition) -> str:
                 )
         np.savez(folder / GROUPS_FILE, **groups)
         return str(path)
-    rows, delimiter = _csv_rows(path.read_text(errors="replace"))
+    try:  # the rows exactly as the CSV loader reads them (encoding, delimiter, stripped cells)
+        rows, delimiter = table.read_rows(path)
+    except DataError as e:
+        raise ToolError(str(e)) from None
     if not rows or name not in rows[0]:
         raise ToolError(
             f"{dataset}: no column {name!r} in its header row ({', '.join(rows[0][:12]) if rows else 'empty'}"
