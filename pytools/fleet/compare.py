@@ -147,7 +147,12 @@ def table(folder: Path, local: dict[int, float], cloud_acc: dict[int, float]) ->
     return "\n".join(lines) + "\n"
 
 
-FLEET_COMMAND = "invoke fleet --boards 4 --dataset hapt --split users --rounds 3"
+def fleet_command(s: dict) -> str:
+    """The `invoke fleet` command line of the fleet run these settings record."""
+    return (
+        f"invoke fleet --boards {s['boards']} --dataset {s['dataset']} --split {s['split'] or 'users'} "
+        f"--rounds {s['rounds']} --board {s['board']} --lr {s['lr']:g}"
+    )
 
 
 def _per_client(d: dict) -> dict[int, float]:
@@ -242,7 +247,7 @@ def results_section(folder: Path, heading: str = "##") -> str:
         "Regenerate with",
         "",
         "```",
-        FLEET_COMMAND,
+        fleet_command(json.loads((folder / "results.json").read_text())["settings"]),
         ".venv/bin/python -m pytools.fleet.compare sessions/fleet-<time> --section",
         "```",
         "",
