@@ -97,6 +97,17 @@ def resolve_scheme(spec: str) -> Scheme:
         ) from e
 
 
+def check_input(graph: Graph, sample_shape: tuple[int, ...], source: str) -> None:
+    """Refuses a model whose input does not take this data set's samples."""
+    inp = graph.tensor(graph.inputs[0])
+    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
+        raise ModelError(
+            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
+        )
+    if inp.dtype != "float32" and inp.quant is None:
+        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+
+
 def check_classifier(
     graph: Graph, classes: int, sample_shape: tuple[int, ...], source: str, fewer: bool = False
 ) -> None:
@@ -125,13 +136,7 @@ def check_classifier(
         raise ModelError(
             f"{source} outputs {out.shape}: {int(np.prod(out.shape))} classes, the data set has {classes}"
         )
-    inp = graph.tensor(graph.inputs[0])
-    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
-        raise ModelError(
-            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
-        )
-    if inp.dtype != "float32" and inp.quant is None:
-        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+    check_input(graph, sample_shape, source)
 
 
 def check_model(
@@ -176,13 +181,7 @@ def check_model(
             "target)), or give an autoencoder (output the size of the input) or a classifier"
             + ("; one logit of a binary classifier: --loss bce (labels 0/1)" if per_row == 1 else "")
         )
-    inp = graph.tensor(graph.inputs[0])
-    if int(np.prod(inp.shape)) != int(np.prod(sample_shape)):
-        raise ModelError(
-            f"{source} takes inputs of shape {inp.shape}; the data set's samples are {sample_shape}"
-        )
-    if inp.dtype != "float32" and inp.quant is None:
-        raise ModelError(f"{source}: its {inp.dtype} input has no quantization to convert samples with")
+    check_input(graph, sample_shape, source)
 
 
 def _ends_in(graph: Graph, head: Head, kind: str) -> bool:
