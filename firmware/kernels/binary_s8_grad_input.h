@@ -9,8 +9,8 @@
  * int8 saturation (ADD, SUB) are a mask applied to G_y beforehand (grad_apply_mask).
  * G_y's values are summed in int32 (exact) and requantized (grad_requantize_s32) to G_x's
  * own dynamic scale, at accumulator scale s_y.
- * Layouts: G_y int8 [dim0..3]; X and O int8 as the forward read them (this_stride*,
- * other_stride*; read only when select != 0, else any valid pointer: the lowering passes
+ * Layouts: G_y int8 [dim0..3]; X and O int8 as the forward read them (in1_stride*,
+ * in2_stride*; read only when select != 0, else any valid pointer: the lowering passes
  * G_y); G_x int8 [this_size]; scales float32 [1]. G_x must not alias G_y.
  * Scratch: int32 [this_size]. */
 #ifndef KERNELS_BINARY_S8_GRAD_INPUT_H

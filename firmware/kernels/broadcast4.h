@@ -61,4 +61,27 @@ static inline __attribute__((always_inline)) void broadcast4_s8(const struct bro
     }
 }
 
+/* The same walk for kernels that address their operands themselves (the input gradients of
+ * MUL, ADD, SUB, MAXIMUM/MINIMUM, which sum into the broadcast input): `run` gets, for each
+ * innermost run of n elements, the output's element index at its start and each input's
+ * element offset there, with the inputs' innermost strides. */
+typedef void (*broadcast4_run_fn)(int32_t out_at, int32_t at1, int32_t at2, int32_t n, int32_t s1,
+                                  int32_t s2, void *ctx);
+
+static inline __attribute__((always_inline)) void broadcast4_walk(const struct broadcast4 *s,
+                                                                  broadcast4_run_fn run,
+                                                                  void *ctx) {
+    int32_t out_at = 0;
+    for (int32_t i0 = 0; i0 < s->dim0; ++i0) {
+        for (int32_t i1 = 0; i1 < s->dim1; ++i1) {
+            for (int32_t i2 = 0; i2 < s->dim2; ++i2) {
+                const int32_t at1 = i0 * s->in1_stride0 + i1 * s->in1_stride1 + i2 * s->in1_stride2;
+                const int32_t at2 = i0 * s->in2_stride0 + i1 * s->in2_stride1 + i2 * s->in2_stride2;
+                run(out_at, at1, at2, s->dim3, s->in1_stride3, s->in2_stride3, ctx);
+                out_at += s->dim3;
+            }
+        }
+    }
+}
+
 #endif

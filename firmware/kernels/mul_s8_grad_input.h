@@ -9,7 +9,7 @@
  * int32 (|.| <= 127 * 255) and summed in int32 (the lowering refuses a broadcast that sums
  * more than 66,000 of them, which could overflow), then requantized (grad_requantize_s32)
  * to G_x's own dynamic scale, at accumulator scale s_y * s_f.
- * Layouts: G_y int8 [dim0..3], F int8 as the forward read it (other_stride*), G_x int8
+ * Layouts: G_y int8 [dim0..3], F int8 as the forward read it (in2_stride*), G_x int8
  * [this_size] (the input's own shape); scales float32 [1]. G_x must not alias G_y or F.
  * Scratch: int32 [this_size]. */
 #ifndef KERNELS_MUL_S8_GRAD_INPUT_H

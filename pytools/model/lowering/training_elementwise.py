@@ -64,8 +64,9 @@ def _mul_grad(g: Graph, op: Op) -> KernelCall:
             f"(it is broadcast over them); the int32 accumulator holds at most {MUL_MAX_SUMMED}"
         )
     params: dict[str, int | float] = {f"dim{d}": fwd[f"dim{d}"] for d in range(4)}
-    params |= {f"this_stride{d}": fwd[f"in{this}_stride{d}"] for d in range(4)}
-    params |= {f"other_stride{d}": fwd[f"in{other}_stride{d}"] for d in range(4)}
+    # broadcast4.def: in1 is this input (its gradient sums where its stride is 0), in2 the other
+    params |= {f"in1_stride{d}": fwd[f"in{this}_stride{d}"] for d in range(4)}
+    params |= {f"in2_stride{d}": fwd[f"in{other}_stride{d}"] for d in range(4)}
     params |= {"this_size": size, "other_offset": fwd[f"input{other}_offset"], "other_scale": s_f}
     return KernelCall("mul_s8_grad_input", params, _grad_io(op, Operand(f.index)))
 
@@ -87,8 +88,9 @@ def _binary_grad(g: Graph, op: Op) -> KernelCall:
     x = g.tensor(fwd_op.inputs[k])
     select = _SELECT[fwd_op.kind][k] if fwd_op.kind in _SELECT else 0
     params: dict[str, int | float] = {f"dim{d}": fwd[f"dim{d}"] for d in range(4)}
-    params |= {f"this_stride{d}": fwd[f"in{this}_stride{d}"] for d in range(4)}
-    params |= {f"other_stride{d}": fwd[f"in{other}_stride{d}"] for d in range(4)}
+    # broadcast4.def: in1 is this input (its gradient sums where its stride is 0), in2 the other
+    params |= {f"in1_stride{d}": fwd[f"in{this}_stride{d}"] for d in range(4)}
+    params |= {f"in2_stride{d}": fwd[f"in{other}_stride{d}"] for d in range(4)}
     params |= {
         "this_size": math.prod(x.shape),
         "sign": -1 if fwd_op.kind == "SUB" and k == 1 else 1,
