@@ -98,8 +98,11 @@ def test_slice_grad_input(seed: int) -> None:
     rank = int(rng.integers(1, 6))
     shape = tuple(int(d) for d in rng.integers(1, 7, rank))
     begin = [int(rng.integers(0, d)) for d in shape]
-    size = [-1 if rng.random() < 0.25 else int(rng.integers(1, d - b + 1)) for d, b in zip(shape, begin)]
-    out_shape = tuple(d - b if s == -1 else s for d, b, s in zip(shape, begin, size))
+    size = [
+        -1 if rng.random() < 0.25 else int(rng.integers(1, d - b + 1))
+        for d, b in zip(shape, begin, strict=True)
+    ]
+    out_shape = tuple(d - b if s == -1 else s for d, b, s in zip(shape, begin, size, strict=True))
     gy, s_y = rand_grad(rng, out_shape)
     ref = _tape(lambda x: tf.slice(x, begin, size), shape, gy, s_y)
     gx = _check("SLICE", [_ints("begin", begin), _ints("size", size)], shape, out_shape, gy, s_y, ref)
