@@ -49,16 +49,18 @@ UNARY = ("LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEA
 # gradient's path is an int8 -> int8 requantization of the same real values (its rounding
 # passes straight through, grad.h).
 PASS_THROUGH = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE")
+# Operators that only move values: their input gradients are movements of G_y with its
+# scale (pytools/model/lowering/training_elementwise.py, training_slicing.py).
+MOVING = ("CONCATENATION", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
 BACKWARD_OK = (
     *CLAMPING,
     *PASS_THROUGH,
     "PAD",
     *UNARY,
-    "CONCATENATION",
-    "TRANSPOSE",
     "MAXIMUM",
     "MINIMUM",
     "RESIZE_NEAREST_NEIGHBOR",
+    *MOVING,
 )
 # Operators whose gradient is their own kernel after the mask (no weights).
 POOLING = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN")
@@ -296,9 +298,10 @@ def build_training_graph(
                 add_grad(op.inputs[0], (gy, sy))  # same bytes, another shape
             continue
         f = copy_of[op.index]
-        if op.kind in ("CONCATENATION", "TRANSPOSE"):
-            # The forward movement kernel on the int8 gradient: the same values moved, the
-            # same scale (CONCATENATION's int8 inputs are quantized as its output).
+        if op.kind in MOVING:
+            # A movement kernel on the int8 gradient: the same values moved back, the same
+            # scale (CONCATENATION's int8 inputs are quantized as its output; a slice's
+            # gradient is G_y scattered into zeros).
             for k, x in enumerate(op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]):
                 if x in requires:
                     gx = new_tensor(f"grad/{fwd.tensor(x).name}", fwd.tensor(x).shape, grad_dtype)
