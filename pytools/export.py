@@ -174,38 +174,6 @@ def _session_board(board: Board, folder: Path, ct: CompiledTraining) -> Iterator
         (emulator.RUN / f"{name}.log").unlink(missing_ok=True)
 
 
-def _litert_predictions(model: bytes, graph: Graph, xs: np.ndarray) -> np.ndarray:
-    """TFLite's own argmax predictions (reference kernels, the bit-exact oracle of the engine);
-    tests/test_session.py compares a session's twin with them."""
-    from pytools.model.oracle import run_tflite
-
-    shape = graph.tensor(graph.inputs[0]).shape
-    return np.array([int(np.argmax(run_tflite(model, [x.reshape(shape)])[0])) for x in xs])
-
-
-def tflite_tensor_values(model: bytes, name: str, xs: np.ndarray) -> list[np.ndarray]:
-    """The values of the tensor called name, for each input of xs, in TFLite's interpreter with
-    its reference kernels (the bit-exact oracle of the engine), every tensor kept."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(
-        model_content=model,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-        experimental_preserve_all_tensors=True,
-    )
-    it.allocate_tensors()
-    found = [d["index"] for d in it.get_tensor_details() if d["name"] == name]
-    if len(found) != 1:
-        raise ToolError(f"the exported model has {len(found)} tensors named {name!r}: cannot check it")
-    inp = it.get_input_details()[0]
-    out = []
-    for x in xs:
-        it.set_tensor(inp["index"], np.asarray(x, dtype=inp["dtype"]).reshape(inp["shape"]))
-        it.invoke()
-        out.append(it.get_tensor(found[0]).copy())
-    return out
-
-
 def check_held_out(data: bytes, ct: CompiledTraining, trained: Trainer, xs: np.ndarray, what: str) -> str:
     """The exported model against what trained it (trained: the board's or the twin's Trainer,
     holding the trained state), on held-out samples: the int8 values of the tensor the loss is
@@ -214,7 +182,12 @@ def check_held_out(data: bytes, ct: CompiledTraining, trained: Trainer, xs: np.n
     report line; a ToolError (nothing written) on any difference. what: "board" or "twin"."""
     tensor = ct.train.graph.tensor(ct.train.logits).name
     ours = [trained.forward_output(x).reshape(-1) for x in xs]
-    theirs = [v.reshape(-1) for v in tflite_tensor_values(data, tensor, xs)]
+    from pytools.model.oracle import tflite_tensor_values
+
+    try:
+        theirs = [v.reshape(-1) for v in tflite_tensor_values(data, tensor, xs)]
+    except ValueError as e:
+        raise ToolError(f"the exported model cannot be checked: {e}") from None
     same = sum(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
     if same != len(xs):
         raise ToolError(
