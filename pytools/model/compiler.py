@@ -3,7 +3,8 @@
 Activations and scratch live in one arena planned by lifetime (planner.py); weights,
 biases and derived constants (per-channel multipliers and shifts) stay in the plan's data
 section, i.e. in flash. RESHAPE of an arena tensor costs nothing: its output aliases its
-input and the operator is marked as a no-op.
+input and the operator is marked as a no-op. A forward graph's PAD -> convolution pairs
+are folded into the convolution first (lowering/fold.py: exact, and the PAD's copy is gone).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pytools.boards import Board
 from pytools.model.ir import Graph, ModelError, Tensor
 from pytools.model.kernels import KernelCall, op_code, scratch_size
 from pytools.model.lowering import lower
+from pytools.model.lowering.fold import fold_pads
 from pytools.model.plan import (
     ALIGN,
     NO_TENSOR,
@@ -42,6 +44,7 @@ class Compiled:
     scratch_bytes: int  # largest single scratch buffer
     peak_live: int  # the lower bound: most bytes alive at once
     plan_ids: dict[int, int]  # graph tensor -> plan tensor
+    graph: Graph | None = None  # the graph compiled (a forward graph's PADs folded)
 
     @property
     def arena(self) -> int:
@@ -96,7 +99,12 @@ def lower_all(graph: Graph) -> list[KernelCall]:
     return calls
 
 
-def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> Compiled:
+def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0, fold: bool = True) -> Compiled:
+    """n_forward: a training step's forward operators (0: the graph is a forward graph, whose
+    PADs are folded here unless fold is False; a training step's were folded before autodiff,
+    pytools/train/compile_train.py)."""
+    if n_forward == 0 and fold:
+        graph = fold_pads(graph).graph
     calls = lower_all(graph)
     n = len(graph.ops)
 
@@ -223,4 +231,6 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0) -> 
     )
     activations = [b for b in buffers if b.name.startswith("t")]
     _, act_arena = plan_arena(activations)
-    return Compiled(plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers), plan_id)
+    return Compiled(
+        plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers), plan_id, graph
+    )

@@ -16,7 +16,8 @@ changes. Builds are seeded (keras.utils.set_random_seed, op determinism, oneDNN 
 rebuild on the same machine gives the same bytes; another CPU may round float training
 differently, which is why tests never compare bytes, only behaviour.
 
-    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny", "se_net"]
+    zoo_names()         -> ["cnn_int8_io", "cnn_float_io", "mlp", "mobilenet_tiny", "movement_tiny",
+                            "pad_fold", "se_net"]
     zoo_model(name)     -> .tflite bytes (built and cached on first use)
     ZOO[name].ops       -> the operators the model must contain
     op_names(model)     -> the model's operators in execution order (builtin names)
@@ -327,6 +328,31 @@ def _se_net(batch: int | None) -> Any:
     return Model(inp, layers.Softmax()(x), name="se_net")
 
 
+def _pad_fold(batch: int | None) -> Any:
+    """Explicit ZeroPadding2D before VALID strided convolutions, as a PyTorch export (MCUNet)
+    pads: symmetric, so unlike SAME on an even input, and the converter keeps each PAD
+    (pytools/model/lowering/fold.py folds them): PAD 1 -> Conv 3x3/2, PAD 2 -> DW 5x5/2,
+    PAD 3 -> DW 7x7/2, an asymmetric PAD ((1, 2), (2, 1)) -> DW 3x3/1, then Conv 1x1 -> GAP
+    -> Dense -> Softmax."""
+    from keras import Input, Model, layers
+
+    inp = Input((32, 32, 3), batch_size=batch)
+    x = layers.Conv2D(12, 3, padding="same", activation="relu6")(inp)  # 32x32x12
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.Conv2D(16, 3, strides=2, activation="relu6")(x)  # 16x16x16
+    x = layers.ZeroPadding2D(2)(x)
+    x = layers.DepthwiseConv2D(5, strides=2, activation="relu6")(x)  # 8x8x16
+    x = layers.ZeroPadding2D(((1, 2), (2, 1)))(x)
+    x = layers.DepthwiseConv2D(3, activation="relu6")(x)  # 9x9x16
+    x = layers.Conv2D(24, 1, activation="relu6")(x)
+    x = layers.ZeroPadding2D(3)(x)
+    x = layers.DepthwiseConv2D(7, strides=2, activation="relu6")(x)  # 5x5x24
+    x = layers.Conv2D(32, 1, activation="relu6")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(CLASSES)(x)
+    return Model(inp, layers.Softmax()(x), name="pad_fold")
+
+
 def _build(spec: ZooModel) -> bytes:
     """Trains spec's model on 1,500 samples (seed 1) and exports it (200 calibration samples)."""
     x, y = spec.data(1500, 1)
@@ -421,6 +447,16 @@ ZOO: dict[str, ZooModel] = {
             epochs=6,
             lr=3e-3,
             summary="32x32x3 CNN through every shape and movement operator the converter writes",
+        ),
+        ZooModel(
+            "pad_fold",
+            _pad_fold,
+            _images_32x32x3,
+            "int8",
+            ("PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"),
+            epochs=6,
+            lr=3e-3,
+            summary="32x32x3 CNN with explicit PADs before strided 3x3 conv, 5x5 and 7x7 depthwise",
         ),
         ZooModel(
             "se_net",

@@ -17,7 +17,8 @@ from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.errors import ToolError
 from pytools.model.compiler import Compiled, compile_graph
 from pytools.model.ir import Graph, ModelError
-from pytools.model.lowering.patch import Patched, Patching, patch_stages, search
+from pytools.model.lowering.fold import Folded, fold_pads
+from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
 from pytools.train.autodiff import TrainGraph, build_training_graph
@@ -40,6 +41,8 @@ class CompiledTraining:
     link_error: str = ""
     patching: list[Patching] = field(default_factory=list)  # stages run in patches
     patched: Patched | None = None
+    folded: Folded | None = None  # the model's PADs folded into their convolutions
+    patch_note: str = ""  # what patch=auto chose and why
 
 
 def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
@@ -65,19 +68,30 @@ def compile_training(
     lr: float = 0.05,
     loss: str = "auto",
     saturated_loss: bool = False,
+    fold: bool = True,
 ) -> CompiledTraining:
     """loss: auto | ce | bce | mse (pytools/train/losses.py); ct.train.head says what was
-    picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff)."""
+    picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff).
+    The model's PAD -> convolution pairs are folded first (lowering/fold.py); a scheme's patch
+    stages still number the model's own operators and are translated. fold=False keeps every
+    PAD a copy (the comparison the tests and benchmarks make)."""
+    folded = fold_pads(graph) if fold else Folded(graph, {op.index: op.index for op in graph.ops}, [])
+    graph = folded.graph
     tb = build_training_graph(
         graph, scheme, lr=lr, float_grads=scheme.float_gradients, loss=loss, saturated_loss=saturated_loss
     )
-    patching, patched = list(scheme.patch), None
+    patching = [_renumbered(p, folded) for p in scheme.patch]
+    patched: Patched | None = None
+    note = ""
     if scheme.patch_auto:
-        found = search(
-            tb.graph, lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena
+        baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
+        auto = choose(
+            tb.graph,
+            lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
+            baseline,
+            scheme.patch_budget,
         )
-        if found:
-            patching, _, patched = found[0]
+        patching, patched, note = auto.stages, auto.patched, auto.note
     elif patching:
         # The scheme numbers the model's operators; the step keeps them for its frozen
         # start (no CLAMP_MASK precedes the first trained layer). Check rather than assume.
@@ -89,7 +103,10 @@ def compile_training(
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name)
-    ct = CompiledTraining(name, board, scheme, tb, compiled, patching=patching, patched=patched)
+    ct = CompiledTraining(
+        name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
+    )
+    ct.patch_note = note
     _attribute(ct)
     if link:
         ct.base = build_firmware(board)
@@ -98,6 +115,15 @@ def compile_training(
         except ToolError as e:
             ct.link_error = str(e)
     return ct
+
+
+def _renumbered(p: Patching, folded: Folded) -> Patching:
+    """A stage of the model's operators in the folded graph's numbers (a folded PAD is its
+    convolution: a stage may start or end at either)."""
+    n = len(folded.index_map)
+    if not 0 <= p.start <= p.until < n:
+        raise ModelError(f"patch: {p.describe()} is not a range of the model's {n} operators")
+    return Patching(folded.index_map[p.start], folded.index_map[p.until], p.patches)
 
 
 def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str) -> Compiled:
@@ -171,6 +197,10 @@ def report(ct: CompiledTraining) -> str:
         f"step      {len(c.plan.ops)} operators ({ct.train.n_forward} forward, "
         f"{len(c.plan.ops) - ct.train.n_forward} loss/backward/update)",
     ]
+    if ct.folded is not None and ct.folded.folded:
+        lines.append(f"folded    {ct.folded.describe()}")
+    if ct.patch_note:
+        lines.append(ct.patch_note)
     if ct.patched is not None and ct.patching:
         done, once = ct.patched.patched_macs, ct.patched.stage_macs
         lines.append(

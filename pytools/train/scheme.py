@@ -26,8 +26,12 @@ A scheme may also run the model's frozen first stage patch by patch
     patches = 2
 
 (inline: "patch=0-5x4+6-9x2"), or `patch = "auto"` (inline "patch=auto"): the compiler
-searches stage ends and patch counts (pytools.model.lowering.patch.search) and keeps the
-smallest planned arena.
+searches stage ends and patch counts (pytools.model.lowering.patch.choose) and keeps the
+smallest planned arena whose stages recompute at most `patch_budget` (default 0.5, inline
+"patch_budget=0.25") of their own MACs, or no patching when none plans a smaller arena than
+the unpatched step; the compile report says what it chose and why. Stage numbers count the
+model's own operators (a PAD folded into its convolution, pytools/model/lowering/fold.py,
+numbers as that convolution).
 
 `gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
 the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
@@ -58,6 +62,7 @@ class Scheme:
     weights: dict[int, float] = field(default_factory=dict)  # layer (negative index) -> ratio
     patch: list[Patching] = field(default_factory=list)  # frozen first stages run in patches
     patch_auto: bool = False  # choose the patching with the smallest planned arena
+    patch_budget: float = 0.5  # patch=auto: recomputed MACs at most this fraction of the stages'
     float_gradients: bool = False  # the float-gradient build option (accuracy reference)
     qas: bool = True  # False: SGD on the integers without QAS (an ablation)
 
@@ -70,7 +75,7 @@ class Scheme:
         if self.patch:
             text += "; " + ", ".join(p.describe() for p in self.patch)
         elif self.patch_auto:
-            text += "; first stage in patches (chosen by arena)"
+            text += f"; first stages in patches (chosen by arena, recompute budget {self.patch_budget:.0%})"
         if self.float_gradients:
             text += "; float32 gradients"
         return text
@@ -142,6 +147,21 @@ def _patch(s: Scheme, spec: object, where: str) -> None:
             raise ToolError(f"{where}: patch: {p.describe()} is not a valid stage")
 
 
+def _budget(value: object, where: str) -> float:
+    """patch_budget: a fraction >= 0 (0.5: the patched stages may recompute half their MACs)."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        budget = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ToolError(
+            f"{where}: patch_budget must be a number >= 0 (0.5 = half the stages' MACs)"
+        ) from None
+    if not 0 <= budget <= 100:
+        raise ToolError(f"{where}: patch_budget {budget} is outside 0..100 (a fraction of the stages' MACs)")
+    return budget
+
+
 def _gradients(value: object, where: str) -> bool:
     if value not in ("int8", "float32"):
         raise ToolError(f'{where}: gradients must be "int8" or "float32", not {value!r}')
@@ -160,6 +180,9 @@ def parse_scheme_text(text: str) -> Scheme:
             continue
         if key.strip() == "gradients":
             s.float_gradients = _gradients(value.strip(), f"scheme {text!r}")
+            continue
+        if key.strip() == "patch_budget":
+            s.patch_budget = _budget(value.strip(), f"scheme {text!r}")
             continue
         try:
             if key.strip() == "bias":
@@ -212,11 +235,11 @@ def _scheme_file(path: Path) -> Scheme:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ToolError(f"{path}: not valid TOML: {e}") from e
-    unknown = set(d) - {"bias_layers", "weights", "patch", "gradients", "qas"}
+    unknown = set(d) - {"bias_layers", "weights", "patch", "patch_budget", "gradients", "qas"}
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-            "[[patch]], gradients and qas"
+            "[[patch]], patch_budget, gradients and qas"
         )
     if not isinstance(d.get("qas", True), bool):
         raise ToolError(f"{path}: qas must be true or false")
@@ -239,6 +262,8 @@ def _scheme_file(path: Path) -> Scheme:
     scheme = Scheme(_whole(d.get("bias_layers", 0), f"{path}: bias_layers"), weights, qas=d.get("qas", True))
     if "patch" in d:
         _patch(scheme, d["patch"], str(path))
+    if "patch_budget" in d:
+        scheme.patch_budget = _budget(d["patch_budget"], str(path))
     if "gradients" in d:
         scheme.float_gradients = _gradients(d["gradients"], str(path))
     return _check(scheme, str(path))

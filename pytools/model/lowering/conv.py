@@ -169,9 +169,9 @@ def _window(op: Op, inp: Tensor, out: Tensor, fh: int, fw: int, out_c: int) -> d
     if len(inp.shape) != 4:
         raise _fail(op, f"input '{inp.name}' has shape {inp.shape}; expected NHWC")
     n, h, w, _ = inp.shape
-    patch = o.get("patch_pad")
-    if patch is not None:
-        return _patch_window(op, inp, out, fh, fw, (sh, sw, dh, dw), patch)
+    explicit = o.get("patch_pad", o.get("explicit_pad"))
+    if explicit is not None:
+        return _explicit_window(op, inp, out, fh, fw, (sh, sw, dh, dw), explicit)
     oh, ow = _out_size(padding, h, fh, sh, dh), _out_size(padding, w, fw, sw, dw)
     if oh < 1 or ow < 1:
         raise _fail(op, f"a {fh}x{fw} filter (dilation {dh}x{dw}) does not fit a {h}x{w} input")
@@ -194,22 +194,26 @@ def _window(op: Op, inp: Tensor, out: Tensor, fh: int, fw: int, out_c: int) -> d
     }
 
 
-def _patch_window(
+def _explicit_window(
     op: Op, inp: Tensor, out: Tensor, fh: int, fw: int, steps: tuple[int, int, int, int], pad: tuple[int, int]
 ) -> dict[str, int]:
-    """The window of one patch of a layer (pytools/model/lowering/patch.py): the input and
-    output are the patch's buffers, and the padding before them is what the patch needs. It
-    is the same implicit padding TFLite applies at the tensor's edge (positions outside the
-    input count as its zero point), so the kernel computes exactly the full layer's values."""
+    """A window with an explicit padding before the first row and column, the output's size
+    taken from the output tensor (the rows after the input are positions the kernel's bounds
+    check drops, so the padding after is whatever the output needs). Two users: one patch of
+    a layer (option "patch_pad", pytools/model/lowering/patch.py: the input and output are
+    the patch's buffers, the padding what the patch needs) and a PAD folded into the layer
+    (option "explicit_pad", pytools/model/lowering/fold.py). It is the same implicit padding
+    TFLite applies at the tensor's edge (positions outside the input count as its zero
+    point), so the kernel computes exactly the full layer's values."""
     sh, sw, dh, dw = steps
     pad_h, pad_w = int(pad[0]), int(pad[1])
     n, h, w, _ = inp.shape
     _, oh, ow, _ = out.shape
     if pad_h < 0 or pad_w < 0 or n != out.shape[0]:
-        raise _fail(op, f"patch padding ({pad_h}, {pad_w}) or batch ({n}) is not valid")
-    # Every output position must read at least one input position of the patch buffer.
+        raise _fail(op, f"explicit padding ({pad_h}, {pad_w}) or batch ({n}) is not valid")
+    # Every output position must read at least one input position of the (patch) buffer.
     if (oh - 1) * sh - pad_h >= h or (ow - 1) * sw - pad_w >= w:
-        raise _fail(op, f"a {oh}x{ow} patch output reads beyond its {h}x{w} input patch")
+        raise _fail(op, f"a {oh}x{ow} output reads beyond its {h}x{w} input")
     return {
         "batches": n,
         "input_h": h,

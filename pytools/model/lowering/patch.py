@@ -354,3 +354,68 @@ def search(
                     if p1 <= sides[0] and p2 <= sides[1]:
                         attempt([Patching(0, u1, p1), Patching(u1 + 1, u2, p2)])
     return _best(results, slack)
+
+
+@dataclass
+class AutoChoice:
+    """What `patch = "auto"` chose, and why, in words the compile report prints."""
+
+    stages: list[Patching]
+    patched: Patched | None
+    arena: int  # the planned arena with the choice (the unpatched one when nothing is chosen)
+    note: str
+
+
+def choose(
+    graph: Graph,
+    arena_of: Callable[[Patched], int],
+    baseline: int,
+    budget: float,
+    slack: int = 1024,
+) -> AutoChoice:
+    """The memory-minimal patching of the graph's first stages whose recomputed MACs stay
+    within `budget` times the stages' own MACs (1.0: each stage may be computed up to twice),
+    or none when no candidate plans a smaller arena than the unpatched `baseline` by more than
+    `slack` bytes (the peak is then elsewhere, typically in the backward pass, and a patching
+    would only cost MACs). Among candidates within `slack` of the smallest arena, the fewest
+    recomputed MACs (`_best`)."""
+    found = search(graph, arena_of, slack=slack)
+    if not found:
+        return AutoChoice(
+            [], None, baseline, "patch=auto: no stage of the first operators can run in patches"
+        )
+
+    def extra(r: tuple[list[Patching], int, Patched]) -> float:
+        return (r[2].patched_macs - r[2].stage_macs) / max(1, r[2].stage_macs)
+
+    within = [r for r in found if extra(r) <= budget]
+    smallest = min(found, key=lambda r: r[1])
+    tried = f"{len(found)} candidates tried"
+    if not within:
+        return AutoChoice(
+            [],
+            None,
+            baseline,
+            f"patch=auto: none chosen: every one of {len(found)} candidates recomputes more than "
+            f"{budget:.0%} of its stages' MACs (budget)",
+        )
+    best = _best(within, slack)[0]
+    if best[1] >= baseline - slack:
+        return AutoChoice(
+            [],
+            None,
+            baseline,
+            f"patch=auto: none chosen: the best within the {budget:.0%} recompute budget "
+            f"({', '.join(p.describe() for p in best[0])}) plans {best[1]:,} B against {baseline:,} B "
+            f"unpatched; the arena's peak is not in the first stages ({tried}; the smallest at any "
+            f"recompute, {smallest[1]:,} B)",
+        )
+    return AutoChoice(
+        best[0],
+        best[2],
+        best[1],
+        f"patch=auto: {', '.join(p.describe() for p in best[0])}: arena {baseline:,} -> {best[1]:,} B "
+        f"({baseline - best[1]:,} B less), {extra(best):+.1%} MACs recomputed in its stages "
+        f"(budget {budget:.0%}; {tried}, the smallest arena within {slack:,} B of the best with the "
+        "fewest recomputed MACs)",
+    )
