@@ -32,9 +32,11 @@
 #include "dsp.h"
 #include "grad.h"
 
-/* int32 entries of the padded plane U (or V) on the stack (576 B): inputs up to 10x10 at 3x3. */
-#define DW2_PLANE 144
-#define DW2_TAPS 25 /* filter taps held at once (5x5) */
+/* int32 entries of the padded plane U (or V) on the stack (1.6 KB): inputs up to 14x14 at 7x7
+ * (MCUNet's 7x7/2 over 8x8 scatters into 13x13), 16x16 at 5x5, 18x18 at 3x3. */
+#define DW2_PLANE 400
+#define DW2_ROW 64  /* entries of one accumulator row: inputs up to 64 wide */
+#define DW2_TAPS 49 /* filter taps held at once (7x7) */
 
 /* The reference's g' (conv_grad_term of the masked gradient) without branches: |g * m|
  * rounded half up after the shift, the sign put back. */
@@ -158,12 +160,47 @@ static inline void correlate3x3_row(const int32_t *u, int32_t uw, int32_t y, con
     }
 }
 
+/* The same for a fh x fw filter, dilation 1: constants in the 5x5 and 7x7 instances, so the
+ * taps unroll into a load of U, a load of the tap and a multiply-accumulate each (the loop
+ * below for any filter costs about three times that). */
+static inline __attribute__((always_inline)) void correlate_kxk_row(const int32_t *u, int32_t uw,
+                                                                    int32_t y, const int32_t *w,
+                                                                    int32_t width, int32_t *out,
+                                                                    int32_t fh, int32_t fw) {
+    for (int32_t x = 0; x < width; ++x) {
+        int32_t s = 0;
+        const int32_t *r = u + (size_t)(y + fh - 1) * (size_t)uw + x; /* taps fy = 0 */
+        for (int32_t fy = 0; fy < fh; ++fy, r -= uw) {
+#pragma GCC unroll 7
+            for (int32_t fx = 0; fx < fw; ++fx) s += r[fw - 1 - fx] * w[fy * fw + fx];
+        }
+        out[x] = s;
+    }
+}
+static void correlate5x5_row(const int32_t *u, int32_t uw, int32_t y, const int32_t *w,
+                             int32_t width, int32_t *out) {
+    correlate_kxk_row(u, uw, y, w, width, out, 5, 5);
+}
+static void correlate7x7_row(const int32_t *u, int32_t uw, int32_t y, const int32_t *w,
+                             int32_t width, int32_t *out) {
+    correlate_kxk_row(u, uw, y, w, width, out, 7, 7);
+}
+
 /* The same for any filter. */
 static void correlate_any(const struct dw2 *d, const int32_t *u, int32_t y, const int32_t *w,
                           int32_t *out) {
     const struct depthwise_conv2d_s8_grad_input_2pass_params *p = d->p;
-    if (p->filter_h == 3 && p->filter_w == 3 && p->dilation_h == 1 && p->dilation_w == 1) {
+    const int dil1 = p->dilation_h == 1 && p->dilation_w == 1;
+    if (p->filter_h == 3 && p->filter_w == 3 && dil1) {
         correlate3x3_row(u, d->uw, y, w, p->input_w, out);
+        return;
+    }
+    if (p->filter_h == 5 && p->filter_w == 5 && dil1) {
+        correlate5x5_row(u, d->uw, y, w, p->input_w, out);
+        return;
+    }
+    if (p->filter_h == 7 && p->filter_w == 7 && dil1) {
+        correlate7x7_row(u, d->uw, y, w, p->input_w, out);
         return;
     }
     for (int32_t x = 0; x < p->input_w; ++x) {
@@ -203,7 +240,7 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
     }
     const int32_t taps = p.filter_h * p.filter_w;
     if (p.depth_multiplier != 1 || (int64_t)uh * uw > DW2_PLANE || taps > DW2_TAPS || p.pad_h < 0 ||
-        p.pad_w < 0) {
+        p.pad_w < 0 || p.input_w > DW2_ROW) {
         depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
         return;
     }
@@ -248,7 +285,7 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
     d.shift = conv_grad_pick_shift(b0, w1);
 
     int32_t u[DW2_PLANE];
-    int32_t row[DW2_PLANE];
+    int32_t row[DW2_ROW];
     int32_t wt[DW2_TAPS];
     for (int32_t i = 0; i < uh * uw; ++i) u[i] = 0; /* gather: once (see fill) */
 
