@@ -36,7 +36,7 @@
  * unpacking (4x4x576 -> 96: 0.36 MAC/instruction direct). */
 #define CONV_WBUF_GROUPS_1X1 384
 _Static_assert(2 * CONV_WBUF_GROUPS_1X1 <= CONV_BUF_GROUPS, "a GEMM tile holds 2 pixels");
-#define CONV_TILE_MAX 64     /* output pixels per tile */
+#define CONV_TILE_MAX 64 /* output pixels per tile */
 
 struct conv_ops {
     const int8_t *input, *filter, *trained_filter;

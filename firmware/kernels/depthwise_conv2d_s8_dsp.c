@@ -19,7 +19,10 @@
  * the compact RAM copy, its neighbour the filter), take the reference's per-channel
  * arithmetic; other depth multipliers, and filters of more than DW_TAPS_MAX taps, the
  * reference kernel. Every product and sum is the reference's, in another order (int32 sums of
- * these products cannot overflow: see depthwise_conv2d_s8.c). */
+ * these products cannot overflow: see depthwise_conv2d_s8.c).
+ * This file is also the selector (depthwise_conv2d_s8_dsp_run): filters beyond 3x3 at
+ * dilation 1 (5x5, 7x7) take the k x k variant, depthwise_conv2d_s8_kxk_dsp.c; what the
+ * variants share is in depthwise_conv2d_s8_dsp.h. */
 #include "depthwise_conv2d_s8_dsp.h"
 
 /* Accumulates taps [t0, t1) of a row of the window at x (4 channels): a0..a3 for c..c+3. */

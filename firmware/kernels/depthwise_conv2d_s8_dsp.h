@@ -42,7 +42,6 @@ struct group {
     int fast;
 };
 
-
 /* Loads channel group c..c+3 (whole, all trained or none): its taps widened to 16-bit lanes,
  * biases, requantization constants and whether requant_fast.h takes all four. */
 static inline void dw_group_load(const struct dw *d, struct group *g, int32_t c) {

@@ -58,8 +58,8 @@ static struct tile kxk_tile(const struct depthwise_conv2d_s8_params *p) {
 
 /* Copies the group's input window at (y0, x0) (may reach into the padding), h x w pixels,
  * widened, into buf. */
-static void kxk_copy(const struct dw *d, const int8_t *image, uint64_t *buf, int32_t y0,
-                     int32_t x0, int32_t h, int32_t w) {
+static void kxk_copy(const struct dw *d, const int8_t *image, uint64_t *buf, int32_t y0, int32_t x0,
+                     int32_t h, int32_t w) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c;
     const uint32_t off2 = dsp_pair(p->input_offset);
@@ -85,12 +85,9 @@ static void kxk_copy(const struct dw *d, const int8_t *image, uint64_t *buf, int
 
 /* The outputs of one tile from its copy (row pitch in_w pixels); fw is a constant in the
  * 5x5 and 7x7 instances, so the filter row unrolls. */
-static inline __attribute__((always_inline)) void kxk_outputs(const struct dw *d,
-                                                              const struct group *g,
-                                                              const uint64_t *buf, int32_t in_w,
-                                                              int32_t rows, int32_t cols,
-                                                              int8_t *dst, int32_t c, int32_t fh,
-                                                              int32_t fw, int full) {
+static inline __attribute__((always_inline)) void kxk_outputs(
+    const struct dw *d, const struct group *g, const uint64_t *buf, int32_t in_w, int32_t rows,
+    int32_t cols, int8_t *dst, int32_t c, int32_t fh, int32_t fw, int full) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, sh = p->stride_h, sw = p->stride_w;
     const int32_t cc = 1 + 2 * p->output_offset;
@@ -160,7 +157,8 @@ void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d) {
                     const int32_t in_w = (cols - 1) * p->stride_w + fw;
                     kxk_copy(d, image + c, buf, oy * p->stride_h - p->pad_h,
                              ox * p->stride_w - p->pad_w, in_h, in_w);
-                    int8_t *dst = out + ((size_t)oy * (size_t)p->output_w + (size_t)ox) * (size_t)ch +
+                    int8_t *dst = out +
+                                  ((size_t)oy * (size_t)p->output_w + (size_t)ox) * (size_t)ch +
                                   (size_t)c;
                     if (fh == 5 && fw == 5)
                         kxk_outputs_5(d, &g, buf, in_w, rows, cols, dst, c, full);

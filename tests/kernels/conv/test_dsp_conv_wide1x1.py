@@ -13,7 +13,9 @@ from tests.kernels.conv.test_dsp_kernels import _compare, dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
 
 
-def _case(seed: int, in_c: int | None = None, hw: tuple[int, int] | None = None, out_c: int | None = None) -> Case:
+def _case(
+    seed: int, in_c: int | None = None, hw: tuple[int, int] | None = None, out_c: int | None = None
+) -> Case:
     rng = np.random.default_rng(52000 + seed)
     in_c = in_c or int(rng.choice([512, 516, 576, 640, 700, 768]))
     out_c = out_c or int(rng.integers(1, 50))
@@ -64,7 +66,12 @@ def test_wide_1x1_is_bit_exact_on_the_emulated_board() -> None:
 
     for k, (in_c, hw, out_c) in enumerate([(576, (4, 4), 96), (768, (3, 5), 33)]):
         g = _case(100 + k, in_c, hw, out_c).graph
-        graph = Graph(g.tensors, [Op(0, "CONV_2D", g.ops[0].inputs, g.ops[0].outputs, g.ops[0].options)], g.inputs, g.outputs)
+        graph = Graph(
+            g.tensors,
+            [Op(0, "CONV_2D", g.ops[0].inputs, g.ops[0].outputs, g.ops[0].options)],
+            g.inputs,
+            g.outputs,
+        )
         compiled = _compile(graph, f"wide1x1_{in_c}")
         inputs = random_inputs(compiled.blob, np.random.default_rng(7), 2)
         expected = [run_tflite(write_tflite(graph), [x])[0] for x in inputs]

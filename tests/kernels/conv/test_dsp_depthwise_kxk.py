@@ -59,7 +59,9 @@ def _case(seed: int, explicit: bool = False, large: bool = False, tflite: bool =
     else:
         padding = str(rng.choice(["SAME", "VALID"]))
         options["padding"] = padding
-        oh, ow = (-(-n // stride) if padding == "SAME" else -(-(n - k + 1) // stride) for n, k in ((h, fh), (w, fw)))
+        oh, ow = (
+            -(-n // stride) if padding == "SAME" else -(-(n - k + 1) // stride) for n, k in ((h, fh), (w, fw))
+        )
     in_q = quant(in_s, int(rng.integers(-128, 128)))
     w_q = quant(list(scales), 0, 3)
     g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, (1, oh, ow, c), out_q, options)
@@ -150,8 +152,15 @@ def _kxk_chain(h: int, w: int, c: int, seed: int = 0):
         xt = tensors[x]
         in_s = float(xt.quant.scale[0])
         scales = (bound / (k * 73 * 74 * in_s) * 10 ** rng.uniform(-0.3, 0.3, c)).astype(np.float32)
-        wt = tensor((1, k, k, c), quant(list(scales), 0, 3), rng.integers(-127, 128, (1, k, k, c), dtype=np.int8))
-        b = tensor((c,), quant(list(np.float32(in_s) * scales), 0), rng.integers(-3000, 3000, c).astype(np.int32), "int32")
+        wt = tensor(
+            (1, k, k, c), quant(list(scales), 0, 3), rng.integers(-127, 128, (1, k, k, c), dtype=np.int8)
+        )
+        b = tensor(
+            (c,),
+            quant(list(np.float32(in_s) * scales), 0),
+            rng.integers(-3000, 3000, c).astype(np.int32),
+            "int32",
+        )
         zp = int(rng.integers(-100, 0))
         oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - k + 1, xt.shape[2] - k + 1)
         oh, ow = -(-oh // st), -(-ow // st)
