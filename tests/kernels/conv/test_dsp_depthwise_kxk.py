@@ -177,3 +177,21 @@ def _kxk_chain(h: int, w: int, c: int, seed: int = 0):
         ops.append(Op(len(ops), "DEPTHWISE_CONV_2D", [x, wt, b], [y], options))
         x = y
     return Graph(tensors, ops, inputs=[0], outputs=[x])
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_mcunet_forward_with_dsp_kernels_is_bit_exact_on_the_emulated_board() -> None:
+    """MCUNet-5FPS (5x5 and 7x7 depthwise layers, folded PADs as explicit padding, a 4x4x576
+    pointwise conv) on the Cortex-M7 build against TFLite's reference."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_import import load_tflite
+    from pytools.pretrain.mcunet import mcunet_path
+    from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
+
+    path = mcunet_path()
+    compiled = _compile(load_tflite(path), path.stem)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 128, 128, 3), dtype=np.int8)
+    (got,), _ = _on_board(compiled, True, [x])
+    want = run_tflite(path.read_bytes(), [x])[0]
+    np.testing.assert_array_equal(got, want)
