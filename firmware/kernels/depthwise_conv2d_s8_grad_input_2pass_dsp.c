@@ -167,7 +167,27 @@ static inline __attribute__((always_inline)) void correlate_kxk_row(const int32_
                                                                     int32_t y, const int32_t *w,
                                                                     int32_t width, int32_t *out,
                                                                     int32_t fh, int32_t fw) {
-    for (int32_t x = 0; x < width; ++x) {
+    int32_t x = 0;
+    /* Four outputs at a time: each tap's weight loaded once for four multiply-accumulates. */
+    for (; x + 4 <= width; x += 4) {
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const int32_t *r = u + (size_t)(y + fh - 1) * (size_t)uw + x; /* taps fy = 0 */
+        for (int32_t fy = 0; fy < fh; ++fy, r -= uw) {
+#pragma GCC unroll 7
+            for (int32_t fx = 0; fx < fw; ++fx) {
+                const int32_t wv = w[fy * fw + fx], *q = r + (fw - 1 - fx);
+                s0 += q[0] * wv;
+                s1 += q[1] * wv;
+                s2 += q[2] * wv;
+                s3 += q[3] * wv;
+            }
+        }
+        out[x] = s0;
+        out[x + 1] = s1;
+        out[x + 2] = s2;
+        out[x + 3] = s3;
+    }
+    for (; x < width; ++x) {
         int32_t s = 0;
         const int32_t *r = u + (size_t)(y + fh - 1) * (size_t)uw + x; /* taps fy = 0 */
         for (int32_t fy = 0; fy < fh; ++fy, r -= uw) {
