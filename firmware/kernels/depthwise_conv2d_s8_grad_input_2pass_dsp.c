@@ -106,6 +106,18 @@ static int fill(const struct dw2 *d, int32_t b, int32_t c, int32_t *u) {
  * by scattering each nonzero g' onto its taps as the reference does, but with no bounds
  * checks (V holds every tap of every output pixel) and the taps' weights in wt. Returns
  * whether any g' is nonzero. */
+/* Adds t * wt[k] to the taps of the output pixel at row (dilation 1, V's row pitch uw): fh and
+ * fw are constants in the 5x5 and 7x7 instances, so the taps unroll into a load of the tap, a
+ * load of V, a multiply-accumulate and a store each, with no offset table. */
+static inline __attribute__((always_inline)) void scatter_taps(int32_t *row, int32_t uw, int32_t t,
+                                                               const int32_t *wt, int32_t fh,
+                                                               int32_t fw) {
+    for (int32_t fy = 0; fy < fh; ++fy, row += uw) {
+#pragma GCC unroll 7
+        for (int32_t fx = 0; fx < fw; ++fx) row[fx] += t * wt[fy * fw + fx];
+    }
+}
+
 static int scatter(const struct dw2 *d, int32_t b, int32_t c, const int32_t *wt, int32_t *v) {
     const struct depthwise_conv2d_s8_grad_input_2pass_params *p = d->p;
     const size_t ch = (size_t)p->input_c;
@@ -116,6 +128,9 @@ static int scatter(const struct dw2 *d, int32_t b, int32_t c, const int32_t *wt,
     const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
     const int32_t oh = p->output_h, ow = p->output_w, taps = p->filter_h * p->filter_w;
     const int32_t uw = d->uw;
+    const int dil1 = p->dilation_h == 1 && p->dilation_w == 1;
+    const int k77 = dil1 && p->filter_h == 7 && p->filter_w == 7;
+    const int k55 = dil1 && p->filter_h == 5 && p->filter_w == 5;
     for (int32_t i = 0; i < d->uh * uw; ++i) v[i] = 0;
     int32_t any = 0;
     size_t i = ((size_t)b * (size_t)oh * (size_t)ow) * ch + (size_t)c;
@@ -127,7 +142,12 @@ static int scatter(const struct dw2 *d, int32_t b, int32_t c, const int32_t *wt,
             const int32_t t = term(g, mc, half, shift);
             if (t == 0) continue;
             any = 1;
-            for (int32_t k = 0; k < taps; ++k) row[d->toff[k]] += t * wt[k];
+            if (k77)
+                scatter_taps(row, uw, t, wt, 7, 7);
+            else if (k55)
+                scatter_taps(row, uw, t, wt, 5, 5);
+            else
+                for (int32_t k = 0; k < taps; ++k) row[d->toff[k]] += t * wt[k];
         }
     }
     return any;
