@@ -45,8 +45,8 @@ int kernels_dsp_host = 0;
 #endif
 
 /* The DSP variant for the layer, as CMSIS-NN's arm_convolve_wrapper_s8 picks one: the narrow
- * 1x1 variant where it takes the layer, else the GEMM variant where the patch fits its buffer,
- * else the direct one. */
+ * 1x1 variant where it takes the layer, else the GEMM variant where the patch fits its buffer
+ * (a wider one for 1x1 filters: CONV_WBUF_GROUPS_1X1), else the direct one. */
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
@@ -62,9 +62,10 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
         .out = operands[CONV2D_S8_OUTPUT],
     };
     const int32_t groups = patch_groups(&p);
+    const int one = p.filter_h == 1 && p.filter_w == 1;
     if (conv2d_s8_1x1_narrow_dsp_ok(&p, &o))
         conv2d_s8_1x1_narrow_dsp(&p, &o);
-    else if (2 * groups <= CONV_WBUF_GROUPS)
+    else if (2 * groups <= (one ? CONV_WBUF_GROUPS_1X1 : CONV_WBUF_GROUPS))
         conv2d_s8_gemm_dsp(&p, &o, groups);
     else
         conv2d_s8_direct_dsp(&p, &o);

@@ -19,44 +19,11 @@
  * the compact RAM copy, its neighbour the filter), take the reference's per-channel
  * arithmetic; other depth multipliers, and filters of more than DW_TAPS_MAX taps, the
  * reference kernel. Every product and sum is the reference's, in another order (int32 sums of
- * these products cannot overflow: see depthwise_conv2d_s8.c). */
-#include "depthwise_conv2d_s8.h"
-#include "dsp.h"
-#include "fixedpoint.h"
-#include "requant_fast.h"
-
-#define DW_TAPS_MAX 25 /* 5x5; larger filters run the reference */
-/* Words of dw_group_padded's copy of a channel group's input on the stack (1.6 KB): windows
- * spanning up to 20x20 pixels (a 3x3 filter over 18x18 outputs). */
-#define DW_PAD_WORDS 400
-
-struct dw {
-    struct depthwise_conv2d_s8_params p;
-    const int8_t *input, *filter, *trained_filter;
-    const int32_t *bias, *trained_bias, *multipliers, *shifts;
-    int8_t *out;
-    size_t in_row;
-    int32_t toff[DW_TAPS_MAX]; /* input offset of tap t from the window's corner, in bytes */
-};
-
-static inline int32_t bias_of(const struct dw *d, int32_t c) {
-    if (c < d->p.train_bias_rows) return d->trained_bias[c];
-    return d->bias ? d->bias[c] : 0;
-}
-
-static inline int8_t requantize(const struct dw *d, int32_t acc, int32_t c) {
-    const int32_t q = d->p.per_channel ? c : 0;
-    acc = fp_multiply_by_quantized_multiplier(acc, d->multipliers[q], (int)d->shifts[q]);
-    acc += d->p.output_offset;
-    return (int8_t)fp_clamp(acc, d->p.act_min, d->p.act_max);
-}
-
-/* A channel group's constants (w first: DW_LDRD_W addresses it from the group). */
-struct group {
-    uint64_t w[DW_TAPS_MAX]; /* tap t: (even lanes: channels c, c+2) | (odd: c+1, c+3) << 32 */
-    int32_t bias[4], m2[4], s1[4];
-    int fast;
-};
+ * these products cannot overflow: see depthwise_conv2d_s8.c).
+ * This file is also the selector (depthwise_conv2d_s8_dsp_run): filters beyond 3x3 at
+ * dilation 1 (5x5, 7x7) take the k x k variant, depthwise_conv2d_s8_kxk_dsp.c; what the
+ * variants share is in depthwise_conv2d_s8_dsp.h. */
+#include "depthwise_conv2d_s8_dsp.h"
 
 /* Accumulates taps [t0, t1) of a row of the window at x (4 channels): a0..a3 for c..c+3. */
 #define DW_TAP(t)                                                                 \
@@ -87,36 +54,6 @@ struct group {
             for (int32_t t = 0; t < (taps); ++t) DW_TAP(t); \
         }                                                   \
     } while (0)
-
-/* Requantizes and stores the four channels of one output pixel (the biases are already in
- * the accumulators). */
-static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
-                                                           const struct group *g, int8_t *dst,
-                                                           int32_t c, int32_t a0, int32_t a1,
-                                                           int32_t a2, int32_t a3, int32_t cc,
-                                                           int full) {
-    if (g->fast) {
-        int32_t y0 = rq_fused(a0, g->m2[0], g->s1[0], cc),
-                y1 = rq_fused(a1, g->m2[1], g->s1[1], cc);
-        int32_t y2 = rq_fused(a2, g->m2[2], g->s1[2], cc),
-                y3 = rq_fused(a3, g->m2[3], g->s1[3], cc);
-        if (!full) {
-            y0 = fp_clamp(y0, d->p.act_min, d->p.act_max);
-            y1 = fp_clamp(y1, d->p.act_min, d->p.act_max);
-            y2 = fp_clamp(y2, d->p.act_min, d->p.act_max);
-            y3 = fp_clamp(y3, d->p.act_min, d->p.act_max);
-        }
-        dst[0] = (int8_t)y0;
-        dst[1] = (int8_t)y1;
-        dst[2] = (int8_t)y2;
-        dst[3] = (int8_t)y3;
-    } else {
-        dst[0] = requantize(d, a0, c);
-        dst[1] = requantize(d, a1, c + 1);
-        dst[2] = requantize(d, a2, c + 2);
-        dst[3] = requantize(d, a3, c + 3);
-    }
-}
 
 /* The output columns [lo, hi) whose window lies inside the image horizontally. */
 static void interior_columns(const struct depthwise_conv2d_s8_params *p, int32_t *lo, int32_t *hi) {
@@ -272,7 +209,7 @@ static void dw_group_any(const struct dw *d, struct group *g, int32_t b, int32_t
 }
 
 /* One channel c over every output pixel of batch b, as the reference. */
-static void dw_channel(const struct dw *d, int32_t b, int32_t c) {
+void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c;
     const int trained = c < p->train_rows;
@@ -518,7 +455,7 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
         for (int32_t c = 0; c < ch;) {
             const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
             if (!whole) {
-                dw_channel(d, b, c);
+                depthwise_conv2d_s8_dsp_channel(d, b, c);
                 ++c;
                 continue;
             }
@@ -577,6 +514,10 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
         const int32_t fy = t / p->filter_w, fx = t % p->filter_w;
         d.toff[t] = fy * p->dilation_h * (int32_t)d.in_row + fx * p->dilation_w * ch;
     }
+    if (depthwise_conv2d_s8_kxk_dsp_takes(p)) { /* 5x5, 7x7: depthwise_conv2d_s8_kxk_dsp.c */
+        depthwise_conv2d_s8_kxk_dsp_run(&d);
+        return;
+    }
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int full = p->act_min <= -128 && p->act_max >= 127;
     int32_t ph = 0, pw = 0;
@@ -590,7 +531,7 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
             /* Four channels read from one filter array (all trained, or none). */
             const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
             if (!whole) {
-                dw_channel(&d, b, c);
+                depthwise_conv2d_s8_dsp_channel(&d, b, c);
                 ++c;
                 continue;
             }

@@ -32,9 +32,11 @@
 #include "dsp.h"
 #include "grad.h"
 
-/* int32 entries of the padded plane U (or V) on the stack (576 B): inputs up to 10x10 at 3x3. */
-#define DW2_PLANE 144
-#define DW2_TAPS 25 /* filter taps held at once (5x5) */
+/* int32 entries of the padded plane U (or V) on the stack (1.6 KB): inputs up to 14x14 at 7x7
+ * (MCUNet's 7x7/2 over 8x8 scatters into 13x13), 16x16 at 5x5, 18x18 at 3x3. */
+#define DW2_PLANE 400
+#define DW2_ROW 64  /* entries of one accumulator row: inputs up to 64 wide */
+#define DW2_TAPS 49 /* filter taps held at once (7x7) */
 
 /* The reference's g' (conv_grad_term of the masked gradient) without branches: |g * m|
  * rounded half up after the shift, the sign put back. */
@@ -104,6 +106,18 @@ static int fill(const struct dw2 *d, int32_t b, int32_t c, int32_t *u) {
  * by scattering each nonzero g' onto its taps as the reference does, but with no bounds
  * checks (V holds every tap of every output pixel) and the taps' weights in wt. Returns
  * whether any g' is nonzero. */
+/* Adds t * wt[k] to the taps of the output pixel at row (dilation 1, V's row pitch uw): fh and
+ * fw are constants in the 5x5 and 7x7 instances, so the taps unroll into a load of the tap, a
+ * load of V, a multiply-accumulate and a store each, with no offset table. */
+static inline __attribute__((always_inline)) void scatter_taps(int32_t *row, int32_t uw, int32_t t,
+                                                               const int32_t *wt, int32_t fh,
+                                                               int32_t fw) {
+    for (int32_t fy = 0; fy < fh; ++fy, row += uw) {
+#pragma GCC unroll 7
+        for (int32_t fx = 0; fx < fw; ++fx) row[fx] += t * wt[fy * fw + fx];
+    }
+}
+
 static int scatter(const struct dw2 *d, int32_t b, int32_t c, const int32_t *wt, int32_t *v) {
     const struct depthwise_conv2d_s8_grad_input_2pass_params *p = d->p;
     const size_t ch = (size_t)p->input_c;
@@ -114,6 +128,9 @@ static int scatter(const struct dw2 *d, int32_t b, int32_t c, const int32_t *wt,
     const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
     const int32_t oh = p->output_h, ow = p->output_w, taps = p->filter_h * p->filter_w;
     const int32_t uw = d->uw;
+    const int dil1 = p->dilation_h == 1 && p->dilation_w == 1;
+    const int k77 = dil1 && p->filter_h == 7 && p->filter_w == 7;
+    const int k55 = dil1 && p->filter_h == 5 && p->filter_w == 5;
     for (int32_t i = 0; i < d->uh * uw; ++i) v[i] = 0;
     int32_t any = 0;
     size_t i = ((size_t)b * (size_t)oh * (size_t)ow) * ch + (size_t)c;
@@ -125,7 +142,12 @@ static int scatter(const struct dw2 *d, int32_t b, int32_t c, const int32_t *wt,
             const int32_t t = term(g, mc, half, shift);
             if (t == 0) continue;
             any = 1;
-            for (int32_t k = 0; k < taps; ++k) row[d->toff[k]] += t * wt[k];
+            if (k77)
+                scatter_taps(row, uw, t, wt, 7, 7);
+            else if (k55)
+                scatter_taps(row, uw, t, wt, 5, 5);
+            else
+                for (int32_t k = 0; k < taps; ++k) row[d->toff[k]] += t * wt[k];
         }
     }
     return any;
@@ -158,12 +180,67 @@ static inline void correlate3x3_row(const int32_t *u, int32_t uw, int32_t y, con
     }
 }
 
+/* The same for a fh x fw filter, dilation 1: constants in the 5x5 and 7x7 instances, so the
+ * taps unroll into a load of U, a load of the tap and a multiply-accumulate each (the loop
+ * below for any filter costs about three times that). */
+static inline __attribute__((always_inline)) void correlate_kxk_row(const int32_t *u, int32_t uw,
+                                                                    int32_t y, const int32_t *w,
+                                                                    int32_t width, int32_t *out,
+                                                                    int32_t fh, int32_t fw) {
+    int32_t x = 0;
+    /* Four outputs at a time: each tap's weight loaded once for four multiply-accumulates. */
+    for (; x + 4 <= width; x += 4) {
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const int32_t *r = u + (size_t)(y + fh - 1) * (size_t)uw + x; /* taps fy = 0 */
+        for (int32_t fy = 0; fy < fh; ++fy, r -= uw) {
+#pragma GCC unroll 7
+            for (int32_t fx = 0; fx < fw; ++fx) {
+                const int32_t wv = w[fy * fw + fx], *q = r + (fw - 1 - fx);
+                s0 += q[0] * wv;
+                s1 += q[1] * wv;
+                s2 += q[2] * wv;
+                s3 += q[3] * wv;
+            }
+        }
+        out[x] = s0;
+        out[x + 1] = s1;
+        out[x + 2] = s2;
+        out[x + 3] = s3;
+    }
+    for (; x < width; ++x) {
+        int32_t s = 0;
+        const int32_t *r = u + (size_t)(y + fh - 1) * (size_t)uw + x; /* taps fy = 0 */
+        for (int32_t fy = 0; fy < fh; ++fy, r -= uw) {
+#pragma GCC unroll 7
+            for (int32_t fx = 0; fx < fw; ++fx) s += r[fw - 1 - fx] * w[fy * fw + fx];
+        }
+        out[x] = s;
+    }
+}
+static void correlate5x5_row(const int32_t *u, int32_t uw, int32_t y, const int32_t *w,
+                             int32_t width, int32_t *out) {
+    correlate_kxk_row(u, uw, y, w, width, out, 5, 5);
+}
+static void correlate7x7_row(const int32_t *u, int32_t uw, int32_t y, const int32_t *w,
+                             int32_t width, int32_t *out) {
+    correlate_kxk_row(u, uw, y, w, width, out, 7, 7);
+}
+
 /* The same for any filter. */
 static void correlate_any(const struct dw2 *d, const int32_t *u, int32_t y, const int32_t *w,
                           int32_t *out) {
     const struct depthwise_conv2d_s8_grad_input_2pass_params *p = d->p;
-    if (p->filter_h == 3 && p->filter_w == 3 && p->dilation_h == 1 && p->dilation_w == 1) {
+    const int dil1 = p->dilation_h == 1 && p->dilation_w == 1;
+    if (p->filter_h == 3 && p->filter_w == 3 && dil1) {
         correlate3x3_row(u, d->uw, y, w, p->input_w, out);
+        return;
+    }
+    if (p->filter_h == 5 && p->filter_w == 5 && dil1) {
+        correlate5x5_row(u, d->uw, y, w, p->input_w, out);
+        return;
+    }
+    if (p->filter_h == 7 && p->filter_w == 7 && dil1) {
+        correlate7x7_row(u, d->uw, y, w, p->input_w, out);
         return;
     }
     for (int32_t x = 0; x < p->input_w; ++x) {
@@ -203,7 +280,7 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
     }
     const int32_t taps = p.filter_h * p.filter_w;
     if (p.depth_multiplier != 1 || (int64_t)uh * uw > DW2_PLANE || taps > DW2_TAPS || p.pad_h < 0 ||
-        p.pad_w < 0) {
+        p.pad_w < 0 || p.input_w > DW2_ROW) {
         depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
         return;
     }
@@ -248,7 +325,7 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
     d.shift = conv_grad_pick_shift(b0, w1);
 
     int32_t u[DW2_PLANE];
-    int32_t row[DW2_PLANE];
+    int32_t row[DW2_ROW];
     int32_t wt[DW2_TAPS];
     for (int32_t i = 0; i < uh * uw; ++i) u[i] = 0; /* gather: once (see fill) */
 

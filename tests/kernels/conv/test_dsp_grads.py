@@ -592,7 +592,9 @@ def test_the_narrow_kxk_updates_are_informative() -> None:
 
 # --- depthwise_conv2d_s8_grad_input_2pass -------------------------------------------------
 
-DW2_PLANE = 144  # depthwise_conv2d_s8_grad_input_2pass_dsp.c's stack plane (int32 entries)
+# depthwise_conv2d_s8_grad_input_2pass_dsp.c's stack plane (int32 entries), accumulator row
+# and taps held at once.
+DW2_PLANE, DW2_ROW, DW2_TAPS = 400, 64, 49
 
 
 def _two_pass(layer: gs.Layer) -> tuple[KernelCall, list[np.ndarray]]:
@@ -614,7 +616,12 @@ def _fast_two_pass(call: KernelCall) -> bool:
             (p["output_w"] - 1) * p["stride_w"] + (p["filter_w"] - 1) * p["dilation_w"] + 1,
             p["pad_w"] + p["input_w"],
         )
-    return p["depth_multiplier"] == 1 and uh * uw <= DW2_PLANE and p["filter_h"] * p["filter_w"] <= 25
+    return (
+        p["depth_multiplier"] == 1
+        and uh * uw <= DW2_PLANE
+        and p["filter_h"] * p["filter_w"] <= DW2_TAPS
+        and p["input_w"] <= DW2_ROW
+    )
 
 
 def _dw_small(seed: int) -> gs.Layer:
@@ -655,12 +662,44 @@ def test_depthwise_grad_input_2pass_cases_take_the_optimized_path() -> None:
         assert np.any(_same(call, values)[6])
 
 
+def _dw_kxk(seed: int) -> gs.Layer:
+    """5x5 and 7x7 depthwise layers (the unrolled correlations and the 7x7 scatter): MCUNet's
+    shapes (8x8 and 4x4 maps, 7x7/2 from 8x8) and random ones, masks, trained rows."""
+    rng = np.random.default_rng(71_000 + seed)
+    k = 5 if seed % 2 == 0 else 7
+    opts: dict[str, Any] = dict(mult=1, fh=k, fw=k, padding=str(rng.choice(["SAME", "VALID"])))
+    if seed < 4:  # MCUNet-5FPS's trained depthwise layers
+        h, c, st = [(8, 160, 1), (8, 288, 2), (4, 576, 1), (4, 288, 1)][seed]
+        opts.update(h=h, w=h, in_c=c, sh=st, sw=st, padding="SAME")
+    else:
+        opts["sh"] = opts["sw"] = int(rng.integers(1, 3))
+        lo = k if opts["padding"] == "VALID" else 1
+        opts["h"], opts["w"] = int(rng.integers(lo, 13)), int(rng.integers(lo, 13))
+        opts["in_c"] = int(rng.integers(1, 70))
+    return gs.make_layer("dw", seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_depthwise_grad_input_2pass_kxk_dsp_matches_reference(seed: int) -> None:
+    call, values = _two_pass(_dw_kxk(seed))
+    _same(call, values)
+
+
+def test_depthwise_grad_input_2pass_kxk_cases_take_the_optimized_path() -> None:
+    calls = [_two_pass(_dw_kxk(seed)) for seed in range(24)]
+    assert all(_fast_two_pass(c) for c, _ in calls[:4])  # MCUNet's shapes
+    fast = [c for c in calls if _fast_two_pass(c[0])]
+    assert len(fast) >= 20
+    assert sum(bool(np.any(_run(c, v, "dsp")[6])) for c, v in fast) >= len(fast) - 2
+
+
 @pytest.mark.emulator
 def test_depthwise_grad_input_2pass_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
     kernel = "depthwise_conv2d_s8_grad_input_2pass"
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, kernel])
     calls = [_two_pass(_dw_small(seed)) for seed in range(12)]
     calls.append(_two_pass(gs.make_layer("dw", 903, h=8, w=8, in_c=192, mult=1, fh=3, fw=3, sh=1, sw=1)))
+    calls += [_two_pass(_dw_kxk(seed)) for seed in (0, 1, 4, 5, 6, 7)]  # 5x5 and 7x7
     board = gs.run_on_board(calls, tmp_path)
     for (call, values), got in zip(calls, board, strict=True):
         want = _run(call, values, "ref")

@@ -1,0 +1,111 @@
+/* What the depthwise DSP variants share (private to depthwise_conv2d_s8_dsp.c, the selector
+ * and the 3x3 variants, and depthwise_conv2d_s8_kxk_dsp.c): the operands, a channel group's
+ * widened taps and requantization constants, the per-channel fallback, the stores. */
+#ifndef DEPTHWISE_CONV2D_S8_DSP_H
+#define DEPTHWISE_CONV2D_S8_DSP_H
+
+#include "depthwise_conv2d_s8.h"
+#include "dsp.h"
+#include "fixedpoint.h"
+#include "requant_fast.h"
+
+#define DW_TAPS_MAX 49 /* 7x7; larger filters run the reference */
+/* Words of dw_group_padded's copy of a channel group's input on the stack (1.6 KB): windows
+ * spanning up to 20x20 pixels (a 3x3 filter over 18x18 outputs). */
+#define DW_PAD_WORDS 400
+
+struct dw {
+    struct depthwise_conv2d_s8_params p;
+    const int8_t *input, *filter, *trained_filter;
+    const int32_t *bias, *trained_bias, *multipliers, *shifts;
+    int8_t *out;
+    size_t in_row;
+    int32_t toff[DW_TAPS_MAX]; /* input offset of tap t from the window's corner, in bytes */
+};
+
+static inline int32_t bias_of(const struct dw *d, int32_t c) {
+    if (c < d->p.train_bias_rows) return d->trained_bias[c];
+    return d->bias ? d->bias[c] : 0;
+}
+
+static inline int8_t requantize(const struct dw *d, int32_t acc, int32_t c) {
+    const int32_t q = d->p.per_channel ? c : 0;
+    acc = fp_multiply_by_quantized_multiplier(acc, d->multipliers[q], (int)d->shifts[q]);
+    acc += d->p.output_offset;
+    return (int8_t)fp_clamp(acc, d->p.act_min, d->p.act_max);
+}
+
+/* A channel group's constants (w first: DW_LDRD_W addresses it from the group). */
+struct group {
+    uint64_t w[DW_TAPS_MAX]; /* tap t: (even lanes: channels c, c+2) | (odd: c+1, c+3) << 32 */
+    int32_t bias[4], m2[4], s1[4];
+    int fast;
+};
+
+/* Loads channel group c..c+3 (whole, all trained or none): its taps widened to 16-bit lanes,
+ * biases, requantization constants and whether requant_fast.h takes all four. */
+static inline void dw_group_load(const struct dw *d, struct group *g, int32_t c) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int trained = c < p->train_rows;
+    const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
+    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+    const int32_t taps = p->filter_h * p->filter_w;
+    for (int32_t t = 0; t < taps; ++t) {
+        const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
+        g->w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
+    }
+    g->fast = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    for (int k = 0; k < 4; ++k) {
+        const int32_t q = p->per_channel ? c + k : 0;
+        g->bias[k] = bias_of(d, c + k);
+        g->fast = g->fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
+        g->m2[k] = rq_m2(d->multipliers[q]);
+        g->s1[k] = rq_s1(d->shifts[q]);
+    }
+}
+
+/* Whether channels c..c+3 form a whole group read from one filter array. */
+static inline int dw_group_whole(const struct depthwise_conv2d_s8_params *p, int32_t c) {
+    return c + 4 <= p->input_c && (c + 4 <= p->train_rows || c >= p->train_rows);
+}
+
+/* Requantizes and stores the four channels of one output pixel (the biases are already in
+ * the accumulators). */
+static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
+                                                           const struct group *g, int8_t *dst,
+                                                           int32_t c, int32_t a0, int32_t a1,
+                                                           int32_t a2, int32_t a3, int32_t cc,
+                                                           int full) {
+    if (g->fast) {
+        int32_t y0 = rq_fused(a0, g->m2[0], g->s1[0], cc),
+                y1 = rq_fused(a1, g->m2[1], g->s1[1], cc);
+        int32_t y2 = rq_fused(a2, g->m2[2], g->s1[2], cc),
+                y3 = rq_fused(a3, g->m2[3], g->s1[3], cc);
+        if (!full) {
+            y0 = fp_clamp(y0, d->p.act_min, d->p.act_max);
+            y1 = fp_clamp(y1, d->p.act_min, d->p.act_max);
+            y2 = fp_clamp(y2, d->p.act_min, d->p.act_max);
+            y3 = fp_clamp(y3, d->p.act_min, d->p.act_max);
+        }
+        dst[0] = (int8_t)y0;
+        dst[1] = (int8_t)y1;
+        dst[2] = (int8_t)y2;
+        dst[3] = (int8_t)y3;
+    } else {
+        dst[0] = requantize(d, a0, c);
+        dst[1] = requantize(d, a1, c + 1);
+        dst[2] = requantize(d, a2, c + 2);
+        dst[3] = requantize(d, a3, c + 3);
+    }
+}
+
+/* One channel c over every output pixel of batch b, as the reference
+ * (depthwise_conv2d_s8_dsp.c). */
+void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c);
+
+/* The k x k variant (depthwise_conv2d_s8_kxk_dsp.c): whether it takes the layer, and the
+ * layer through it. */
+int depthwise_conv2d_s8_kxk_dsp_takes(const struct depthwise_conv2d_s8_params *p);
+void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d);
+
+#endif
