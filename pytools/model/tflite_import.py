@@ -162,7 +162,7 @@ _ARITY: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "AVERAGE_POOL_2D": (1, 1, ()),
     "MAX_POOL_2D": (1, 1, ()),
     "MEAN": (2, 2, ()),
-    "PAD": (2, 2, ()),
+    "PAD": (2, 3, ()),  # PADV2: the pad value as a third input
     "RESHAPE": (1, 2, ()),
     "SOFTMAX": (1, 1, ()),
     "QUANTIZE": (1, 1, ()),
@@ -414,6 +414,8 @@ class _Importer:
             raise _Bad(f"uses operator code {idx}, the model has {len(codes)}")
         code, custom = codes[idx]
         kind = _OP_NAMES.get(code, f"builtin operator {code}")
+        if kind == "PADV2":  # PAD with its pad value as a third input: TFLite runs both with one kernel
+            kind = "PAD"
         self.where = f"operator #{i} ({kind})"
         inputs = r.ints(t, 1, "i", 4, "inputs") or []
         outputs = r.ints(t, 2, "i", 4, "outputs") or []
@@ -423,6 +425,8 @@ class _Importer:
                 if not (0 <= x < nt or (x == -1 and role == "input")):
                     raise _Bad(f"{role} {k} refers to tensor {x}, the model has {nt}")
         opt_type = int(r.scalar(t, 3, _U8, 0, "builtin_options_type"))
+        if kind == "PAD" and opt_type == BuiltinOptions.PadV2Options:
+            opt_type = BuiltinOptions.PadOptions  # both empty tables
         opt_pos = r.ref(t, 4, "builtin_options")
         return kind, inputs, outputs, (opt_type, opt_pos, custom if code == _CUSTOM else "")
 
@@ -674,6 +678,8 @@ class _Importer:
         if k == "MEAN":
             return {"keep_dims": bool(self._int(t, 0, _U8, 0)), "axes": self.mean_axes(op)}
         if k == "PAD":
+            if len(op.inputs) == 3 and self.pad_value(op) == self.tensors[op.outputs[0]].quant.zero_point[0]:
+                op.inputs = op.inputs[:2]  # PADV2 padding with real 0.0: a plain PAD (and folds as one)
             return {"paddings": self.paddings(op)}
         if k == "RESHAPE":
             spec = None
@@ -740,6 +746,26 @@ class _Importer:
                 raise _Bad(f"axis {a} is out of range for an input of rank {rank}")
             axes.append(a + rank if a < 0 else a)
         return axes
+
+    def pad_value(self, op: Op) -> int:
+        """PADV2's pad value: a constant int8 scalar quantized as the output (TFLite's pad.cc
+        writes its raw value into the output)."""
+        c, out = self.tensors[op.inputs[2]], self.tensors[op.outputs[0]]
+        if c.data is None or c.data.size != 1:
+            what = self.tname(op.inputs[2])
+            raise self.err(f"{self.where}: the pad value ({what}) must be a constant scalar")
+        same = (
+            c.quant is not None
+            and out.quant is not None
+            and np.array_equal(c.quant.scale, out.quant.scale)
+            and np.array_equal(c.quant.zero_point, out.quant.zero_point)
+        )
+        if c.dtype != out.dtype or not same:
+            raise self.err(
+                f"{self.where}: the pad value ({self.tname(op.inputs[2])}, {c.dtype}) must have the "
+                "output's type and quantization, as TFLite requires"
+            )
+        return int(c.data.reshape(-1)[0])
 
     def paddings(self, op: Op) -> list[list[int]]:
         data = self.const_ints(op, 1, "the paddings")

@@ -30,8 +30,13 @@ def lower_pad(graph: Graph, op: Op) -> KernelCall:
     _, out_zp = int8_per_tensor(op, out, "output")
     same_quantization(op, x, out)
     nonempty(op, x, "input")
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        raise ModelError(f"{op.where()}: constant pad values are not supported (PADV2)")
+    pad_value = out_zp
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:  # PADV2: its constant pad value, quantized as the output
+        c = graph.tensor(op.inputs[2])
+        if c.data is None or c.data.size != 1 or c.dtype != "int8":
+            raise ModelError(f"{op.where()}: the pad value '{c.name}' must be a constant int8 scalar")
+        same_quantization(op, c, out)
+        pad_value = int(c.data.reshape(-1)[0])
     rank = len(x.shape)
     pads = constant_ints(graph, op, 1, "paddings")
     if len(pads) != 2 * rank:
@@ -49,7 +54,7 @@ def lower_pad(graph: Graph, op: Op) -> KernelCall:
     params: dict[str, int | float] = {f"in_dim{k}": in4[k] for k in range(4)}
     params |= {f"before{k}": before4[k] for k in range(4)}
     params |= {f"out_dim{k}": out4[k] for k in range(4)}
-    params["pad_value"] = out_zp
+    params["pad_value"] = pad_value
     return KernelCall("pad_s8", params, [Operand(tensor=x.index), Operand(tensor=out.index, is_output=True)])
 
 
