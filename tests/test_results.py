@@ -274,3 +274,68 @@ def test_the_fleet_comparison_is_carried_verbatim(tmp_path: Path, monkeypatch: p
     section.unlink()
     results.write([], [], 1.0, "invoke results", md=md, out_dir=tmp_path / "out", readme=None)
     assert "Fleet learning" not in md.read_text()
+
+
+# ---------------------------------------------------------------- the plan of work (issue 18: 30 min)
+
+# The budget in runs: BUDGET_SECONDS on WORKERS cores at the mean CPU cost of a fine-tuning run of
+# the current plan of work (1.5 s: 2,955 CPU s over 1,941 runs, COSTS as measured). A change that
+# multiplies the runs (the run of 2026-12-06 made 1,226 grid runs before its held-out runs, 2,614
+# in all) fails here before anyone waits hours for it.
+MEAN_RUN_SECONDS = 1.5
+MAX_RUNS = int(results.BUDGET_SECONDS * results.WORKERS / MEAN_RUN_SECONDS)
+
+
+def _runnable() -> list[results.TaskSpec]:
+    return [t for t in results.TASKS if not t.missing()]
+
+
+def test_the_full_run_fits_the_30_minute_budget() -> None:
+    work = results.plan_of_work(_runnable())
+    print("\n" + results.format_plan_of_work(work))
+    runs = sum(w.runs for w in work if w.stage != "plan")
+    assert runs <= MAX_RUNS, (runs, MAX_RUNS)
+    assert results.estimated_seconds(work) <= results.BUDGET_SECONDS
+    # the claims' floor: every row over >= 5 seeds (or splits), the verdict rows' grids on every unit
+    for spec in _runnable():
+        n_units = len(results.units(spec))
+        assert n_units >= 5 * len(spec.splits) or spec.resplits >= 5
+        held = next(w for w in work if w.task == spec.name and w.stage == "held out")
+        assert held.runs >= 6 * n_units  # six rows, each on every unit
+        assert results._grid_units(spec, results.CLOUD) == results.units(spec)
+        assert results._grid_units(spec, results.OURS) == results.units(spec)
+
+
+def test_the_dry_run_counts_the_runs_run_tasks_makes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every task through run_tasks with the runs recorded instead of made (each lr's validation
+    accuracy rising with the lr, so every grid extends at its top edge GRID_EXTEND times: the
+    dry-run's upper bound is then the count itself)."""
+    specs = [dataclasses.replace(s, keras=lambda: None) for s in _runnable()]
+    made: list[results.Job] = []
+
+    def do_job(job: results.Job) -> float:
+        made.append(job)
+        return job.lr / (1 + job.lr)
+
+    monkeypatch.setattr(results, "do_job", do_job)
+    monkeypatch.setattr(results, "_plan_job", lambda a: (results.parse_scheme_text("bias=1,-1=1"), "plan"))
+    monkeypatch.setattr(results, "_sram", lambda *a: (1000, ""))
+    results.run_tasks(specs, load_board("mps2_an500"), progress=False, out_dir=tmp_path, workers=1)
+    made = list(dict.fromkeys(made))  # the warm-up run before the pool is the first pretrained run
+    counted: dict[tuple[str, str], int] = {}
+    for j in made:
+        stage = "pretrained" if j.steps0 else "validation" if j.validation else "held out"
+        counted[j.task, stage] = counted.get((j.task, stage), 0) + 1
+    planned: dict[tuple[str, str], int] = {}
+    for w in results.plan_of_work(specs):
+        stage = {"lr grid": "validation", "lr grid edges, at most": "validation"}.get(w.stage, w.stage)
+        if stage != "plan":
+            planned[w.task, stage] = planned.get((w.task, stage), 0) + w.runs
+    assert counted == planned
+
+
+def test_the_pool_starts_the_longest_job_first_and_keeps_the_order() -> None:
+    started: list[int] = []
+    pool = results.Pool(1, False, results._context([], load_board("mps2_an500"), {}))
+    out = pool.map(lambda j: started.append(j) or 10 * j, [1, 3, 2], "t", cost=float)
+    assert started == [3, 2, 1] and out == [10, 30, 20]
