@@ -279,10 +279,11 @@ def test_the_fleet_comparison_is_carried_verbatim(tmp_path: Path, monkeypatch: p
 # ---------------------------------------------------------------- the plan of work (issue 18: 30 min)
 
 # The budget in runs: BUDGET_SECONDS on WORKERS cores at the mean CPU cost of a fine-tuning run of
-# the current plan of work (1.5 s: 2,955 CPU s over 1,941 runs, COSTS as measured). A change that
-# multiplies the runs (the run of 2026-12-06 made 1,226 grid runs before its held-out runs, 2,614
-# in all) fails here before anyone waits hours for it.
-MEAN_RUN_SECONDS = 1.5
+# the plan of work (1.6 s: 3,116 CPU s over 1,941 runs, edges at most, COSTS as measured): 2,250.
+# A change that multiplies the runs fails here before anyone waits hours for it (the plan of the
+# run of 2026-12-06, which made 1,226 grid and pretrained runs before its edges and held-out runs,
+# counts 2,614).
+MEAN_RUN_SECONDS = 1.6
 MAX_RUNS = int(results.BUDGET_SECONDS * results.WORKERS / MEAN_RUN_SECONDS)
 
 
@@ -339,3 +340,32 @@ def test_the_pool_starts_the_longest_job_first_and_keeps_the_order() -> None:
     pool = results.Pool(1, False, results._context([], load_board("mps2_an500"), {}))
     out = pool.map(lambda j: started.append(j) or 10 * j, [1, 3, 2], "t", cost=float)
     assert started == [3, 2, 1] and out == [10, 30, 20]
+
+
+def test_a_plan_is_reused_only_for_identical_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    planned: list[int] = []
+
+    def plan_now(spec: results.TaskSpec, out_dir: Path) -> tuple[results.Scheme, str]:
+        planned.append(spec.budget)
+        for ext in results.PLAN_FILES:
+            (out_dir / f"{spec.name}-plan{ext}").write_text(f"bias_layers = {len(planned)}\n")
+        return results.parse_scheme_text(f"bias={len(planned)}"), f"plan {len(planned)}"
+
+    monkeypatch.setattr(results, "_plan_now", plan_now)
+    monkeypatch.setattr(results, "PLAN_CACHE", tmp_path / "cache")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(digits.pretrained_model())
+    board = load_board("mps2_an500")
+    out = tmp_path / "out"
+    out.mkdir()
+    for budget in (28 * 1024, 28 * 1024, 32 * 1024, 28 * 1024):
+        spec = dataclasses.replace(results.TASKS[0], budget=budget)
+        results._set_context(*results._context([spec], board, {spec.name: model}))
+        scheme, summary = results._do_plan(spec.name, out)
+        assert scheme.bias_layers == (1 if budget == 28 * 1024 else 2), (budget, scheme)
+    assert planned == [28 * 1024, 32 * 1024]  # the second and fourth calls reused the first plan
+    assert summary == "plan 1 (reused: planned earlier with identical inputs)"
+    assert (out / "digits-plan.toml").read_text() == "bias_layers = 1\n"  # the files restored too
+    model.write_bytes(model.read_bytes() + b"\0")  # another model: planned again
+    results._do_plan(results.TASKS[0].name, out)
+    assert len(planned) == 3
