@@ -33,7 +33,9 @@ reports it.
 
 Runs go to a pool of WORKERS spawned processes, longest first (WorkModel's estimate); every run
 is deterministic on its own (fresh model, seeded order), so the pool's scheduling changes
-nothing. The firmware and the host twin are built once, before the pool starts.
+nothing. The firmware and the host twin are built once, before the pool starts. A task's
+`invoke plan` is reused from build/results/plans/ when every input it depends on is identical
+(plan_key; a fresh clone plans every task).
 
 Tasks whose backbone or data set is not available here are listed with the reason; the
 table holds what exists.
