@@ -779,14 +779,19 @@ def plan(
     help={
         "tasks": "comma-separated task names (default: all; pytools/results.py TASKS)",
         "board": BOARD_HELP,
+        "dry-run": "print the runs each task and stage would make and their estimated CPU time; run nothing",
     }
 )
 @friendly
-def results(c: Context, tasks: str = "", board: str | None = None) -> None:
+def results(c: Context, tasks: str = "", board: str | None = None, dry_run: bool = False) -> None:
     """Regenerate docs/RESULTS.md and docs/results/: accuracy and peak SRAM of each scheme, per task."""
-    from pytools.results import OUT_MD, run_all
+    from pytools.results import OUT_MD, dry_run_text, run_all
 
-    _, seconds = run_all(resolve_board(board), [t for t in tasks.split(",") if t] or None)
+    only = [t for t in tasks.split(",") if t] or None
+    if dry_run:
+        print(dry_run_text(only))
+        return
+    _, seconds = run_all(resolve_board(board), only)
     print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")
 
 
