@@ -369,3 +369,9 @@ def test_a_plan_is_reused_only_for_identical_inputs(monkeypatch: pytest.MonkeyPa
     model.write_bytes(model.read_bytes() + b"\0")  # another model: planned again
     results._do_plan(results.TASKS[0].name, out)
     assert len(planned) == 3
+
+
+def test_the_committed_results_carry_the_committed_fleet_comparison() -> None:
+    if not results.FLEET_SECTION.is_file():
+        pytest.skip("no fleet comparison committed (docs/fleet/results-section.md)")
+    assert results.FLEET_SECTION.read_text().rstrip() in results.OUT_MD.read_text()
