@@ -133,6 +133,35 @@ def test_t_interval_and_verdicts() -> None:
     assert word([0.0, 0.001, -0.001, 0.002, -0.002]) == "within"
     assert word([-0.05, -0.06, -0.04, -0.05, -0.055]) == "worse"
     assert word([0.0, -0.04, 0.01, -0.03, 0.02]) == "inconclusive"
+    assert word([-0.005, -0.02, -0.01, -0.003, -0.015]) == "behind"  # below 0, spans -1
+
+
+def test_the_verdict_is_the_claim_every_lr_choice_makes() -> None:
+    """A task's verdict holds at the chosen lrs AND with each single lr at its runner-up: the
+    strongest claim they share (better meets within, worse meets behind), else inconclusive."""
+    rw = results.robust_word
+    assert rw(["better", "better", "better"]) == "better"
+    assert rw(["better", "within", "better"]) == "within"
+    assert rw(["better", "within", "inconclusive"]) == "inconclusive"
+    assert rw(["worse", "behind", "worse"]) == "behind"
+    assert rw(["worse", "worse"]) == "worse"
+    assert rw(["within", "behind"]) == "inconclusive"
+    assert rw(["better", "worse"]) == "inconclusive"
+    assert rw(["inconclusive"]) == "inconclusive"
+    # and the property itself: flipping any one verdict to another word it shares a claim with
+    # never makes the robust word claim something that verdict does not
+    words = list(results.CLAIMS)
+    for a in words:
+        for b in words:
+            w = rw([a, b])
+            assert w == "inconclusive" or (w in results.CLAIMS[a] and w in results.CLAIMS[b])
+
+
+def test_accuracy_intervals_stay_inside_0_and_100() -> None:
+    tr = results.TaskResult(SPEC, [], [results.Unit("writers", None, s) for s in range(4)], {}, {}, "", 0.0)
+    text = results._fmt_acc(tr, [1.0, 1.0, 0.95, 1.0])  # t interval [94.8, 102.7]
+    assert text == "98.8 [94.8, 100.0]", text
+    assert results._fmt_acc(tr, [0.0, 0.0, 0.05, 0.0]) == "1.2 [0.0, 5.2]"
 
 
 def test_users_are_the_replicates_of_personalisation() -> None:
@@ -210,14 +239,16 @@ def test_a_partial_run_keeps_the_other_sections_byte_for_byte(
 def test_the_readme_quotes_the_same_figures(task: tuple[results.TaskResult, Path], tmp_path: Path) -> None:
     tr, out = task
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n\n{results.README_BEGIN}\nold\n{results.README_END}\n\nrest\n")
+    readme.write_text(f"intro\n\n{results.README_BEGIN}\nstale table\n{results.README_END}\n\nrest\n")
     md = tmp_path / "RESULTS.md"
     results.write([tr], [], 1.0, "invoke results", md=md, out_dir=out, readme=readme)
     text = readme.read_text()
-    assert text.startswith("intro\n\n") and text.endswith("\n\nrest\n") and "old" not in text
+    assert text.startswith("intro\n\n") and text.endswith("\n\nrest\n") and "stale table" not in text
     ours = results._fmt_acc(tr, results._row(tr, results.OURS).accuracy)
     v = results.verdicts(tr)["chosen"].text()
     assert f"**{ours}**" in text and v.replace("**", "") in text
+    robust = results.ROBUST_TEXT[results.robust_word([x.word for x in results.verdicts(tr).values()])]
+    assert f"| {robust} |" in text and f"**Verdict: {robust}**" in md.read_text()
     assert f"| **{ours}** |" in md.read_text() and v in md.read_text()
     no_markers = tmp_path / "R2.md"
     no_markers.write_text("nothing\n")
