@@ -1086,7 +1086,9 @@ class Verdict:
             "better": "better (the whole interval above 0)",
             "within": f"within {MARGIN:g} point (the interval's low end above -{MARGIN:g}: target met)",
             "worse": f"**worse** (the whole interval below -{MARGIN:g}: target not met)",
-            "behind": f"**behind** (the whole interval below 0, but it spans -{MARGIN:g}: target not shown met)",
+            "behind": (
+                f"**behind** (the whole interval below 0, but it spans -{MARGIN:g}: target not shown met)"
+            ),
             "inconclusive": f"inconclusive (the interval spans -{MARGIN:g})",
         }[self.word]
         return f"{m:+.1f} points [{lo:+.1f}, {hi:+.1f}]: {what}"
@@ -1471,7 +1473,8 @@ def write(
         f"both -{MARGIN:g} and 0. This is computed three times: at the chosen lrs, with "
         "ours' lr flipped to its grid runner-up (by mean validation accuracy), and with the cloud's "
         "flipped to its runner-up. A task's verdict is the strongest claim all three make (better also "
-        "meets within; worse also meets behind); where they share none it is **inconclusive**, and the section says which flip breaks "
+        "meets within; worse also meets behind); where they share none it is **inconclusive**, and the "
+        "section says which flip breaks "
         "it. So no verdict changes when any single lr choice moves to its runner-up. The epochs and "
         "the sample orders are fixed per task, the same for every row, not chosen.",
         "",
