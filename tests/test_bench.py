@@ -182,3 +182,24 @@ def test_reference_and_optimized_kernels_train_alike_and_the_layers_add_up() -> 
     assert f"{ref['cost']['step']:,}" in row and f"{opt['cost']['step']:,}" in row
     with pytest.raises(ToolError, match="kernels must be"):
         bench.run_bench(model, scheme, "mps2_an500", None, kernels="fast")
+
+
+@pytest.mark.emulator
+def test_the_mcunet_section_states_each_ratio_against_mit_and_its_bar() -> None:
+    """BENCHMARKS.md section 3 (pytools/bench/suite.py): ours / MIT's for peak SRAM and the step,
+    each against issue 14's bar, and the Nucleo link, from the runs' own figures (a small model
+    stands in for MCUNet here: the suite runs MCUNet itself)."""
+    from pytools.bench import suite
+
+    run = bench.run_bench(_model("mlp"), HEAD_ONLY, "mps2_an500", None, steps=1, lr=0.0)
+    nucleo = bench.run_bench(_model("mlp"), HEAD_ONLY, "nucleo_f746zg", None, link_only=True)
+    text = "\n".join(suite.mcunet_section(run, nucleo))
+    peak = run["memory"]["peak_sram"] / (suite.MIT_ENGINE["peak_kb"] * 1024)
+    step = run["cost"]["step"] / suite.MIT_ENGINE["step"]
+    assert f"| {peak:.2f}x | <= 0.6x: **met** |" in text  # a tiny model is far under both bars
+    assert f"| {step:.2f}x | <= 0.5x: **met** |" in text
+    assert f"SRAM {nucleo['memory']['linker_ram']:,} of " in text and "fits" in text
+    # Over a bar, the row says so.
+    big = dict(run, cost=dict(run["cost"], step=int(suite.MIT_ENGINE["step"] * 0.51)))
+    assert "| 0.51x | <= 0.5x: **not met** |" in "\n".join(suite.mcunet_section(big, nucleo))
+    assert "QEMU counts a multi-register load or store" in text

@@ -1,6 +1,7 @@
 """The benchmark suite behind BENCHMARKS.md (`invoke bench --suite`): the project's zoo models
 and backbones with a head-only and a sparse scheme each, MobileNetV2-w0.35 at 128x128 against
-the NUCLEO-F746ZG, and the optimized kernels against the reference kernels, one run_bench per
+the NUCLEO-F746ZG, MCUNet-5FPS with MIT's 49kb scheme against MIT's engine, and the optimized
+kernels against the reference kernels, one run_bench per
 row; the document says the command, the date and the commit it was made at."""
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ MBV2_SCHEME = "schemes/mbv2_sparse.toml"
 # The same scheme plus 1/8 of the final 1x1 conv (112 -> 1280): 17,920 B more trainable state.
 MBV2_LARGER = "bias=20,-1=1,-2=0.125,-5=0.25,-8=0.125,-11=0.25,-14=0.125,patch=0-5x4+6-9x2"
 PAPER = {"peak_kb": 141, "ms": 373, "clock_hz": 216_000_000}
+# Issue 7's bars for MobileNetV2 (issue 14, item 6): peak SRAM and instructions per step.
+MBV2_BARS = {"peak_sram": 100 * 1024, "step": 40_000_000}
+# MIT's engine (TinyEngine's training demo) on MCUNet-5FPS 128x128 with its "49kb" scheme, as
+# issue 14 measured it on this emulated board; the bars are issue 14's ratios of these.
+MCUNET_SCHEME = "schemes/mcunet_49kb.toml"
+MIT_ENGINE = {"arena_kb": 189.8, "weights_kb": 47.7, "peak_kb": 237.5, "step": 106e6, "inference": 65e6}
+MCUNET_BARS = {"peak_sram": 0.6, "step": 0.5}
 
 
 def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str = "") -> dict[str, Any]:
@@ -138,6 +146,7 @@ def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str 
             mb, str(ROOT / MBV2_SCHEME), mb_data, n_steps, mb_learning["lr"]
         )
     tflm = tflm_arena_bytes(mb.read_bytes())
+    mc_run, mc_nucleo = _mcunet_runs(board_name)
     elapsed = time.monotonic() - t0
     refs = [(e, r, zoo_ref[id(e)]) for e, r in zoo if id(e) in zoo_ref]
     text = _suite_markdown(
@@ -153,6 +162,7 @@ def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str 
         refs,
         mb_ref,
         made_at,
+        (mc_run, mc_nucleo),
     )
     Path(out_md).write_text(text)
     return {
@@ -163,9 +173,22 @@ def write_benchmarks(out_md: Path, board_name: str = "mps2_an500", command: str 
         "mobilenet_v2_learning": mb_learning,
         "mobilenet_v2_nucleo": mb_nucleo,
         "mobilenet_v2_larger": mb_larger,
+        "mcunet": mc_run,
+        "mcunet_nucleo": mc_nucleo,
         "tflm": tflm,
         "seconds": elapsed,
     }
+
+
+def _mcunet_runs(board_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MCUNet-5FPS with MIT's 49kb scheme: the step on the board, and the Nucleo link."""
+    from pytools.pretrain.mcunet import mcunet_path
+    from pytools.pretrain.mcunet import samples as mcunet_samples
+
+    path = mcunet_path()
+    scheme = str(ROOT / MCUNET_SCHEME)
+    run = run_bench(path, scheme, board_name, None, samples=mcunet_samples(SUITE_SAMPLES, 5), lr=SUITE_LR)
+    return run, run_bench(path, scheme, "nucleo_f746zg", None, link_only=True)
 
 
 def logit_mask_after(
@@ -219,7 +242,7 @@ def _kernels_sentence(kernels: str) -> str:
     if kernels.startswith("optimized"):
         return (
             f"the firmware as built: {kernels.replace('; the rest reference C', '')}, reference C "
-            "for every other kernel (section 3 compares them with the reference kernels)"
+            "for every other kernel (section 4 compares them with the reference kernels)"
         )
     return f"the firmware's kernels ({kernels})"
 
@@ -237,6 +260,7 @@ def _suite_markdown(
     refs: list[tuple[Entry, dict[str, Any], dict[str, Any]]] | None = None,
     mb_ref: dict[str, Any] | None = None,
     made_at: str = "",
+    mcunet: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> str:
     board = load_board(board_name)
     made_at = made_at or commit()
@@ -260,10 +284,10 @@ def _suite_markdown(
         "kernel runs, updates included, but the measured steps do not change the model (a zero update "
         "costs ~0.1 % less than a real one; section 2 shows MobileNetV2 learning, at a rate checked "
         "not to diverge). The gradient kernels skip zero gradients, so backward costs vary with the "
-        "data: the step column is a median of 5 whole steps; section 4 has every step, the range and "
+        "data: the step column is a median of 5 whole steps; section 5 has every step, the range and "
         "the losses. Each step is also measured in parts (forward and backward; the last one operator "
         "by operator) from the same trained state and sample, and the parts add up to the whole step "
-        "once the extra INVOKEs' measured overhead is taken off (section 4, \"Whole step against its "
+        "once the extra INVOKEs' measured overhead is taken off (section 5, \"Whole step against its "
         "parts\"). Memory figures are the linker's, and peak SRAM is measured on the running board: "
         f"{PEAK_FORMULA}. Sizes are in bytes (KiB = 1,024 B); the paper's KB are as the paper gives them.",
         "",
@@ -301,9 +325,11 @@ def _suite_markdown(
     if count_note(board.counter_unit):
         lines += ["", count_note(board.counter_unit)]
     lines += _mbv2_section(mb, mb_learning, mb_nucleo, mb_larger, tflm)
+    if mcunet is not None:
+        lines += mcunet_section(*mcunet)
     if mb_ref is not None and mb_ref.get("cost") and mb.get("cost"):
         lines += _kernels_section(mb, mb_ref, refs or [])
-    lines += ["", "## 4. Every run in detail", ""]
+    lines += ["", "## 5. Every run in detail", ""]
     for _, r in zoo:
         lines += [r["markdown"], ""]
     for _, _, r in refs or []:
@@ -318,7 +344,11 @@ def _suite_markdown(
         "",
         mb_larger["markdown"],
         "",
-        "## 5. How this file was made",
+    ]
+    for r in mcunet or ():
+        lines += [r["markdown"], ""]
+    lines += [
+        "## 6. How this file was made",
         "",
         f"`{command}` on {mb['date']}, at commit {made_at}, board {board.name}, in {elapsed:.0f} s. "
         "Other engineers may change kernels after that commit: rerun the command to bring the figures "
@@ -342,7 +372,7 @@ def _kernels_section(
     rows += [comparison_rows(f"{r['model'].rsplit('-', 1)[0]}, {e.label}", r, ref) for e, r, ref in refs]
     return [
         "",
-        "## 3. Optimized kernels against the reference kernels",
+        "## 4. Optimized kernels against the reference kernels",
         "",
         "The same steps (model, scheme, samples, lr 0) on the same emulated board, with the firmware "
         "as firmware/build.toml builds it (`-DKERNELS_DSP=1`: the Cortex-M7 DSP SIMD variants of "
@@ -378,6 +408,63 @@ def _kernels_section(
         "",
         count_note(mb["cost"]["unit"]),
     ]
+
+
+def _bar_text(what: str, value: float, bar: float, fmt: Any) -> str:
+    """'what X: met (<= bar)' or 'what X: not met (bar <= Y, Z over)'."""
+    if value <= bar:
+        return f"{what} {fmt(value)}: **met** (at most {fmt(bar)})"
+    return f"{what} {fmt(value)}: **not met** (at most {fmt(bar)}; {fmt(value - bar)} over)"
+
+
+def mcunet_section(run: dict[str, Any], nucleo: dict[str, Any]) -> list[str]:
+    """Section 3: MCUNet-5FPS with MIT's 49kb scheme against MIT's engine (issue 14's bars)."""
+    mem, cost = run["memory"], run["cost"]
+    nm = nucleo["memory"]
+    mit_peak = MIT_ENGINE["peak_kb"] * 1024
+    lines = [
+        "",
+        "## 3. MCUNet-5FPS at 128x128 with MIT's 49kb scheme, against MIT's engine",
+        "",
+        "MCUNet-5FPS rebuilt from its published architecture by pytools/pretrain/mcunet.py (a "
+        "reconstructed layer table, BatchNorm statistics re-estimated, full-int8 export; the weights "
+        f"are not MIT's). Scheme `{MCUNET_SCHEME}` (MIT's 49kb sparse update): {run['scheme']}. MIT's "
+        "engine figures are issue 14's, measured on this emulated board; their KB are 1,024 B.",
+        "",
+        "| figure | MIT's engine | ours | ours / MIT's | issue 14's bar |",
+        "|---|---:|---:|---:|---|",
+    ]
+    verdict = "fits" if nucleo["fits"] else "**does not fit**"
+    spare = 1 - nm["linker_flash"] / nm["flash_limit"]
+    link = (
+        f"nucleo_f746zg link: {verdict}: SRAM {nm['linker_ram']:,} of {nm['ram_limit']:,} B, flash "
+        f"{nm['linker_flash']:,} of {nm['flash_limit']:,} B ({spare:.1%} spare)"
+    )
+    if cost is None or not run["fits"]:
+        over = ", ".join(f"{r} over by {n:,} B" for r, n in mem["overflow"].items())
+        lines.append(f"| training step on {run['board']} | | not run: does not fit ({over}) | | |")
+        return [*lines, "", link + "."]
+    peak_ratio = mem["peak_sram"] / mit_peak
+    step_ratio = cost["step"] / MIT_ENGINE["step"]
+    lines += [
+        f"| peak SRAM (measured on {run['board']}) | {MIT_ENGINE['peak_kb']} KB (arena "
+        f"{MIT_ENGINE['arena_kb']} + weights {MIT_ENGINE['weights_kb']}) | {kb(mem['peak_sram'])} | "
+        f"{peak_ratio:.2f}x | <= {MCUNET_BARS['peak_sram']}x: "
+        f"{'**met**' if peak_ratio <= MCUNET_BARS['peak_sram'] else '**not met**'} |",
+        f"| {cost['unit']} per training step (median of {len(cost['steps'])}) | "
+        f"~{MIT_ENGINE['step'] / 1e6:.0f} M | {mega(cost['step'], cost['unit'])} | {step_ratio:.2f}x | "
+        f"<= {MCUNET_BARS['step']}x: {'**met**' if step_ratio <= MCUNET_BARS['step'] else '**not met**'} |",
+        f"| of it forward (inference) | ~{MIT_ENGINE['inference'] / 1e6:.0f} M | "
+        f"{mega(cost['forward'], cost['unit'])} | {cost['forward'] / MIT_ENGINE['inference']:.2f}x | |",
+        f"| of it loss + backward + update | | {mega(cost['backward_update'], cost['unit'])} | | |",
+        f"| trainable state in SRAM | | {kb(mem['trainable_state'])} | | |",
+        "",
+        link + ".",
+    ]
+    note = count_note(load_board(run["board"]).counter_unit)
+    if note:
+        lines += ["", note]
+    return lines
 
 
 def _ratio(a: int, b: int) -> str:
@@ -453,6 +540,15 @@ def _mbv2_section(
         f"64-bit host) | {kb(tflm['total'])}, of which {tflm['activations']:,} B activations | |",
         f"| our forward activations at their busiest operator | {kb(mem['inference_activations'])} | |",
     ]
+    if mb["fits"] and cost is not None:
+        lines += [
+            "",
+            "Issue 14's bars for this row (item 6): "
+            + _bar_text("peak SRAM", mem["peak_sram"], MBV2_BARS["peak_sram"], kb)
+            + "; "
+            + _bar_text("instructions per step", cost["step"], MBV2_BARS["step"], mega)
+            + ".",
+        ]
     note = count_note(load_board(mb["board"]).counter_unit)
     if note:
         lines += ["", note]
