@@ -203,3 +203,14 @@ def test_the_mcunet_section_states_each_ratio_against_mit_and_its_bar() -> None:
     big = dict(run, cost=dict(run["cost"], step=int(suite.MIT_ENGINE["step"] * 0.51)))
     assert "| 0.51x | <= 0.5x: **not met** |" in "\n".join(suite.mcunet_section(big, nucleo))
     assert "QEMU counts a multi-register load or store" in text
+
+
+def test_a_bar_says_met_or_by_how_much_it_is_missed() -> None:
+    from pytools.bench import report, suite
+
+    assert suite._bar_text("peak SRAM", 102_400, 102_400, report.kb) == (
+        "peak SRAM 102,400 B (100.0 KiB): **met** (at most 102,400 B (100.0 KiB))"
+    )
+    assert suite._bar_text("step", 59_800_000, 40_000_000, report.mega) == (
+        "step 59.80 M: **not met** (at most 40.00 M; 19.80 M over)"
+    )
