@@ -157,14 +157,16 @@ def _digits_keras() -> Any:
     from pytools.pretrain import zoo as model_zoo
 
     cache = BUILD / "results" / f"digits_float-{digits.cache_key()}.npz"
-    model = digits._digits_cnn(None)
+    model = digits.digits_cnn(None)
     if cache.exists():
         w = np.load(cache)
         model.set_weights([w[f"w{i}"] for i in range(len(w.files))])
         return model
     pre = digits.split().pretrain
-    trained = model_zoo._train(digits._digits_cnn, pre.x, pre.y, digits.PRETRAIN_EPOCHS, digits.PRETRAIN_LR)
-    model = digits._digits_cnn(None)
+    trained = model_zoo.train_keras(
+        digits.digits_cnn, pre.x, pre.y, digits.PRETRAIN_EPOCHS, digits.PRETRAIN_LR
+    )
+    model = digits.digits_cnn(None)
     model.set_weights(trained.get_weights())
     _save_weights(cache, trained.get_weights())
     return model
@@ -203,7 +205,7 @@ def _backbone_keras(name: str) -> Callable[[], Any]:
         model = spec.make(None)
         if not cache.exists():
             data = datasets.load_split(spec.dataset, spec.split)
-            trained, _ = backbones._train(spec, data.pretrain.x, data.pretrain.y)
+            trained, _ = backbones.train_backbone(spec, data.pretrain.x, data.pretrain.y)
             info = json.loads((backbones.MODELS / f"{name}.json").read_text())
             pred = np.argmax(trained.predict(data.held_out.x, batch_size=256, verbose=0), axis=1)
             acc = float(np.mean(pred == data.held_out.y))
@@ -395,11 +397,11 @@ def int8_accuracy(
 
 
 def _deterministic_tf() -> None:
-    """TensorFlow with op determinism (zoo._tf) on one thread: a reduction's order then does not
+    """TensorFlow with op determinism (zoo.import_tf) on one thread: a reduction's order then does not
     depend on the machine's core count, so another machine of the kind gets the same numbers."""
-    from pytools.pretrain.zoo import _tf
+    from pytools.pretrain.zoo import import_tf
 
-    tf = _tf()
+    tf = import_tf()
     tf.get_logger().setLevel("ERROR")  # nor Keras' retracing notes
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)

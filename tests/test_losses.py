@@ -33,16 +33,16 @@ D = 64  # the autoencoder's input size
 
 def _keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pytools.pretrain.zoo import _tf
+    from pytools.pretrain.zoo import import_tf
 
-    _tf()
+    import_tf()
     import keras
 
     return keras
 
 
 def _export(model, rep: np.ndarray) -> bytes:
-    from pytools.pretrain.zoo import _export as export
+    from pytools.pretrain.zoo import export_tflite as export
 
     return export(model, rep, "int8")
 

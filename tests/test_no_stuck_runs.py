@@ -50,9 +50,9 @@ def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def model() -> bytes:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pytools.pretrain.zoo import _export, _tf
+    from pytools.pretrain.zoo import export_tflite, import_tf
 
-    _tf()
+    import_tf()
     import keras
 
     keras.utils.set_random_seed(7)
@@ -73,7 +73,7 @@ def model() -> bytes:
     w[-2], w[-1] = w[-2] * 0.1, w[-1] * 0.1  # the head calibrated on small logits: a tight scale
     export = make(1)
     export.set_weights(w)
-    return _export(export, x[:100], "int8")
+    return export_tflite(export, x[:100], "int8")
 
 
 def _sweep(model: bytes, saturated_loss: bool) -> list[dict]:

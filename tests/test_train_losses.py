@@ -46,9 +46,9 @@ SCHEME = "bias=2,-1=1,-2=0.5"
 
 def _keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pytools.pretrain.zoo import _tf
+    from pytools.pretrain.zoo import import_tf
 
-    _tf()
+    import_tf()
     import keras
 
     return keras
@@ -70,7 +70,7 @@ NEW_TASK = 1.4  # radians: the pretrained classifier is near chance on it
 @pytest.fixture(scope="module")
 def logistic_model(tmp_path_factory) -> Path:
     """A binary classifier ending in LOGISTIC (Dense 16 relu -> Dense 1 sigmoid), full int8."""
-    from pytools.pretrain.zoo import _export
+    from pytools.pretrain.zoo import export_tflite
 
     keras = _keras()
     keras.utils.set_random_seed(5)
@@ -87,7 +87,7 @@ def logistic_model(tmp_path_factory) -> Path:
     one = make(1)
     one.set_weights(m.get_weights())
     path = tmp_path_factory.mktemp("models") / "binary.tflite"
-    path.write_bytes(_export(one, x[:200], "int8"))
+    path.write_bytes(export_tflite(one, x[:200], "int8"))
     assert [op.kind for op in import_tflite(path.read_bytes(), "b").ops][-1] == "LOGISTIC"
     return path
 

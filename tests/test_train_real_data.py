@@ -52,7 +52,7 @@ from pytools.boards import load_board
 from pytools.model.ir import Graph
 from pytools.model.tflite_import import import_tflite
 from pytools.pretrain import digits
-from pytools.pretrain.zoo import _tf, quantize_input
+from pytools.pretrain.zoo import import_tf, quantize_input
 from pytools.train.compile_train import compile_training
 from pytools.train.scheme import parse_scheme_text, resolve, trainable_ops
 from pytools.train.trainer import Trainer
@@ -146,7 +146,7 @@ def int8_finetune(d: Data, scheme: str, lr: float, seed: int, epochs: int = EPOC
 def float_finetune(d: Data, scheme: str, lr: float, seed: int, epochs: int = EPOCHS) -> Run:
     """The same graph in float (weights dequantized from the .tflite), trained with the same
     scheme, plain SGD at batch 1, in the same order."""
-    tf = _tf()
+    tf = import_tf()
     g = d.graph
     updates = resolve(g, parse_scheme_text(scheme))
     softmax = next(op.index for op in g.ops if op.kind == "SOFTMAX")

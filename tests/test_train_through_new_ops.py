@@ -58,9 +58,9 @@ def se_model() -> tuple[bytes, object, object]:
     """(the int8 .tflite, the float Keras model it was converted from; its `first` and `rest`
     are its layer objects, for TensorFlow's gradients at inner tensors)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pytools.pretrain.zoo import _export, _tf, _train
+    from pytools.pretrain.zoo import export_tflite, import_tf, train_keras
 
-    _tf()
+    import_tf()
     import keras
     from keras import layers
 
@@ -95,8 +95,8 @@ def se_model() -> tuple[bytes, object, object]:
         return model
 
     x, y = _data(300, 1)
-    export = _train(make, x, y, 3, 0.01)
-    return _export(export, x[:100], "int8"), export
+    export = train_keras(make, x, y, 3, 0.01)
+    return export_tflite(export, x[:100], "int8"), export
 
 
 def _tf_gradients(export: object, x: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,9 +130,9 @@ def resize_model() -> tuple[bytes, object]:
     """A chain with RESIZE_NEAREST_NEIGHBOR (Keras' nearest Resizing, 4x6 -> 8x12) and
     TRANSPOSE (Permute of H and W) between two convs: (the int8 .tflite, the float model)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pytools.pretrain.zoo import _export, _tf, _train
+    from pytools.pretrain.zoo import export_tflite, import_tf, train_keras
 
-    _tf()
+    import_tf()
     import keras
     from keras import layers
 
@@ -147,8 +147,8 @@ def resize_model() -> tuple[bytes, object]:
         return keras.Model(i, layers.Softmax()(h))
 
     x, y = _resize_data(300, 1)
-    export = _train(make, x, y, 3, 0.01)
-    return _export(export, x[:100], "int8"), export
+    export = train_keras(make, x, y, 3, 0.01)
+    return export_tflite(export, x[:100], "int8"), export
 
 
 def _quantize(g: Graph, x: np.ndarray) -> np.ndarray:
@@ -301,7 +301,7 @@ def test_the_board_trains_bit_identically_with_the_twin(se_model, resize_model, 
         from pytools.pretrain import zoo
 
         g, ct = _se_net_step()
-        x, y = zoo._images(12, 32, 32, 3, 6)
+        x, y = zoo.synthetic_images(12, 32, 32, 3, 6)
         labels = (y + 1) % zoo.CLASSES
     data = [(q, int(labels[i])) for i, q in enumerate(_quantize(g, x))]
     twin = Trainer(ct)
@@ -335,7 +335,7 @@ def test_the_zoo_se_net_trains_from_its_first_layer() -> None:
     backward = {op.kind for op in ct.train.graph.ops[ct.train.loss_end :]}
     want = {"SUB", "MAXIMUM", "MINIMUM", "TANH", "LEAKY_RELU", "RELU", "HARD_SWISH", "LOGISTIC", "MUL"}
     assert {f"{k}_GRAD_INPUT" for k in want} <= backward, backward
-    x, y = zoo._images(150, 32, 32, 3, 5)
+    x, y = zoo.synthetic_images(150, 32, 32, 3, 5)
     y = (y + 1) % zoo.CLASSES
     xq = _quantize(g, x)
     tr = Trainer(ct)

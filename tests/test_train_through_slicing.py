@@ -47,9 +47,9 @@ def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def model() -> tuple[bytes, object]:
     """(the int8 .tflite, the float Keras model it was converted from)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pytools.pretrain.zoo import _export, _tf, _train
+    from pytools.pretrain.zoo import export_tflite, import_tf, train_keras
 
-    tf = _tf()
+    tf = import_tf()
     import keras
     from keras import layers
 
@@ -66,8 +66,8 @@ def model() -> tuple[bytes, object]:
         return keras.Model(i, layers.Softmax()(h))
 
     x, y = _data(300, 1)
-    export = _train(make, x, y, 3, 0.01)
-    return _export(export, x[:100], "int8"), export
+    export = train_keras(make, x, y, 3, 0.01)
+    return export_tflite(export, x[:100], "int8"), export
 
 
 def _quantize(g: Graph, x: np.ndarray) -> np.ndarray:

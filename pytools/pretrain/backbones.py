@@ -1,7 +1,7 @@
 """Pretrained backbones on real data, for transfer on the device: `invoke pretrain`.
 
 Two full-int8 classifiers, trained with Keras (seeded, op determinism, oneDNN off) and
-exported through pytools.pretrain.zoo._export (Optimize.DEFAULT + representative dataset +
+exported through pytools.pretrain.zoo.export_tflite (Optimize.DEFAULT + representative dataset +
 TFLITE_BUILTINS_INT8, int8 input and output, batch 1), written to models/ with their
 measured figures (models/<name>.json, models/README.md). The transfer tasks replace the
 classifier head (the last FULLY_CONNECTED) and train a sparse part of the rest.
@@ -40,7 +40,7 @@ import numpy as np
 
 import datasets
 from pytools.paths import ROOT
-from pytools.pretrain.zoo import _export, _tf, io_dtypes, op_names
+from pytools.pretrain.zoo import export_tflite, import_tf, io_dtypes, op_names
 
 MODELS = ROOT / "models"
 COMMAND = ".venv/bin/invoke pretrain"
@@ -157,9 +157,9 @@ BACKBONES: dict[str, Backbone] = {
 # ---------------------------------------------------------------- training and export
 
 
-def _train(spec: Backbone, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+def train_backbone(spec: Backbone, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     """Trains spec.make(None) (free batch); returns it and spec.make(1) with its weights."""
-    _tf()
+    import_tf()
     import keras
 
     keras.backend.clear_session()  # layer names (they end up in the .tflite) restart from 0
@@ -219,11 +219,11 @@ def build(name: str) -> dict[str, Any]:
     spec = BACKBONES[name]
     data = datasets.load_split(spec.dataset, spec.split)
     t0 = time.monotonic()
-    float_model, export = _train(spec, data.pretrain.x, data.pretrain.y)
+    float_model, export = train_backbone(spec, data.pretrain.x, data.pretrain.y)
     train_s = time.monotonic() - t0
     rng = np.random.default_rng(SEED)
     rep = data.pretrain.x[rng.choice(len(data.pretrain), spec.representative, replace=False)]
-    model = _export(export, rep, "int8")
+    model = export_tflite(export, rep, "int8")
     check(name, model)
     held = data.held_out
     float_pred = np.argmax(float_model.predict(held.x, batch_size=256, verbose=0), axis=1)

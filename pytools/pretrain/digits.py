@@ -30,7 +30,7 @@ PRETRAIN_LR = 3e-3
 # ---------------------------------------------------------------- the pretrained model
 
 
-def _digits_cnn(batch: int | None) -> Any:
+def digits_cnn(batch: int | None) -> Any:
     from keras import Input, Model, layers
 
     inp = Input((8, 8, 1), batch_size=batch)
@@ -44,11 +44,11 @@ def _digits_cnn(batch: int | None) -> Any:
 
 def _build() -> bytes:
     pre = split().pretrain
-    model = model_zoo._train(_digits_cnn, pre.x, pre.y, PRETRAIN_EPOCHS, PRETRAIN_LR)
-    return model_zoo._export(model, pre.x, "int8")
+    model = model_zoo.train_keras(digits_cnn, pre.x, pre.y, PRETRAIN_EPOCHS, PRETRAIN_LR)
+    return model_zoo.export_tflite(model, pre.x, "int8")
 
 
-_SOURCES = (load, split, _digits_cnn, _build, *model_zoo._COMMON)
+_SOURCES = (load, split, digits_cnn, _build, *model_zoo.BUILD_SOURCES)
 
 
 def cache_key() -> str:

@@ -32,8 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from pytools.pretrain.mobilenet_v2 import _recalibrate_batchnorm
-from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names, source_key, store_cached
+from pytools.pretrain.mobilenet_v2 import recalibrate_batchnorm
+from pytools.pretrain.zoo import (
+    CACHE,
+    CLASSES,
+    cached_build,
+    export_tflite,
+    import_tf,
+    op_names,
+    source_key,
+    synthetic_images,
+)
 
 NAME = "mcunet_5fps_128"
 SIZE = 128
@@ -62,7 +71,7 @@ REPRESENTATIVE = 100
 
 
 def _keras_model(batch: int | None) -> Any:
-    _tf()
+    import_tf()
     import keras
     from keras import layers
 
@@ -97,18 +106,18 @@ def _keras_model(batch: int | None) -> Any:
 
 def _data(n: int, seed: int) -> np.ndarray:
     """n structured 128x128x3 images in [-1, 1]."""
-    x, _ = _images(n, SIZE, SIZE, 3, seed)
+    x, _ = synthetic_images(n, SIZE, SIZE, 3, seed)
     return (2.0 * x - 1.0).astype(np.float32)
 
 
 def samples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n labelled 128x128x3 images in [-1, 1] (the zoo's 10 synthetic classes), for training."""
-    x, y = _images(n, SIZE, SIZE, 3, seed)
+    x, y = synthetic_images(n, SIZE, SIZE, 3, seed)
     return (2.0 * x - 1.0).astype(np.float32), y
 
 
 def _build() -> bytes:
-    _tf()
+    import_tf()
     import keras
 
     keras.backend.clear_session()
@@ -116,14 +125,17 @@ def _build() -> bytes:
     model = _keras_model(1)
     free = _keras_model(None)  # the same layers with a free batch, for the recalibration
     free.set_weights(model.get_weights())
-    _recalibrate_batchnorm(free, _data(CALIBRATION, 1))
+    recalibrate_batchnorm(free, _data(CALIBRATION, 1))
     model.set_weights(free.get_weights())
-    return _export(model, _data(REPRESENTATIVE, 2), "int8")
+    return export_tflite(model, _data(REPRESENTATIVE, 2), "int8")
 
 
 def cache_key() -> str:
     params = (NAME, SIZE, STEM, FIRST, BLOCKS, CLASSES, CALIBRATION, REPRESENTATIVE)
-    return source_key(params, (_keras_model, _data, _recalibrate_batchnorm, _build, _export, _images, _tf))
+    return source_key(
+        params,
+        (_keras_model, _data, recalibrate_batchnorm, _build, export_tflite, synthetic_images, import_tf),
+    )
 
 
 def check(model: bytes) -> None:
@@ -156,13 +168,7 @@ def check(model: bytes) -> None:
 
 def mcunet_path() -> Path:
     """The cached .tflite, built (with TensorFlow), checked and cached on first use."""
-    path = CACHE / f"{NAME}-{cache_key()}.tflite"
-    if path.exists():
-        return path
-    model = _build()
-    check(model)
-    store_cached(NAME, path, model)
-    return path
+    return cached_build(NAME, CACHE / f"{NAME}-{cache_key()}.tflite", _build, check)
 
 
 def mcunet() -> bytes:

@@ -9,13 +9,13 @@ keras.applications builds it (weights=None), with the recipe of ../shared/docs/t
   SOFTMAX aborts. Each BatchNorm layer gets momentum 0 and the network runs once in training
   mode on a batch, so every moving mean and variance becomes that batch's (BN recalibration);
   operators, MACs and parameters do not change;
-- full-int8 export (pytools.pretrain.zoo._export: Optimize.DEFAULT + representative dataset +
+- full-int8 export (pytools.pretrain.zoo.export_tflite: Optimize.DEFAULT + representative dataset +
   TFLITE_BUILTINS_INT8, int8 input and output).
 
 The classifier has CLASSES (10) outputs, as a transfer-learning head would (the paper trains
 downstream heads); Keras' 1000-class head alone would be 1.28 MB of int8 weights, more than
 the board's 1 MB of flash, and would say nothing about training. The images are the zoo's
-structured synthetic images (pytools.pretrain.zoo._images) at 128x128, scaled to [-1, 1] as
+structured synthetic images (pytools.pretrain.zoo.synthetic_images) at 128x128, scaled to [-1, 1] as
 MobileNetV2's preprocessing expects.
 
 The bytes are cached as build/test_models/mobilenet_v2_035_128-<key>.tflite, keyed like the
@@ -34,7 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from pytools.pretrain.zoo import CACHE, CLASSES, _export, _images, _tf, op_names, source_key, store_cached
+from pytools.pretrain.zoo import (
+    CACHE,
+    CLASSES,
+    cached_build,
+    export_tflite,
+    import_tf,
+    op_names,
+    source_key,
+    synthetic_images,
+)
 
 NAME = "mobilenet_v2_035_128"
 SIZE = 128
@@ -45,7 +54,7 @@ REPRESENTATIVE = 100  # images for the int8 calibration
 
 def _keras_model() -> Any:
     """keras.applications.MobileNetV2(alpha=0.35, 128x128x3, weights=None), batch 1, 10 classes."""
-    _tf()
+    import_tf()
     import keras
 
     keras.backend.clear_session()
@@ -58,17 +67,17 @@ def _keras_model() -> Any:
 
 def _data(n: int, seed: int) -> np.ndarray:
     """n structured 128x128x3 images in [-1, 1] (MobileNetV2's input range)."""
-    x, _ = _images(n, SIZE, SIZE, 3, seed)
+    x, _ = synthetic_images(n, SIZE, SIZE, 3, seed)
     return (2.0 * x - 1.0).astype(np.float32)
 
 
 def samples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n labelled 128x128x3 images in [-1, 1] (the zoo's 10 synthetic classes), for training."""
-    x, y = _images(n, SIZE, SIZE, 3, seed)
+    x, y = synthetic_images(n, SIZE, SIZE, 3, seed)
     return (2.0 * x - 1.0).astype(np.float32), y
 
 
-def _recalibrate_batchnorm(model: Any, x: np.ndarray) -> None:
+def recalibrate_batchnorm(model: Any, x: np.ndarray) -> None:
     """Every BatchNorm's moving statistics := those of one batch (momentum 0, training mode).
 
     The batch goes through the model in one call, so each layer's statistics are those of
@@ -86,7 +95,7 @@ def _recalibrate_batchnorm(model: Any, x: np.ndarray) -> None:
 
 
 def _build() -> bytes:
-    _tf()
+    import_tf()
     import keras
 
     model = _keras_model()
@@ -95,14 +104,17 @@ def _build() -> bytes:
         input_shape=(SIZE, SIZE, 3), alpha=ALPHA, weights=None, include_top=True, classes=CLASSES
     )
     free.set_weights(model.get_weights())
-    _recalibrate_batchnorm(free, _data(CALIBRATION, 1))
+    recalibrate_batchnorm(free, _data(CALIBRATION, 1))
     model.set_weights(free.get_weights())
-    return _export(model, _data(REPRESENTATIVE, 2), "int8")
+    return export_tflite(model, _data(REPRESENTATIVE, 2), "int8")
 
 
 def cache_key() -> str:
     params = (NAME, SIZE, ALPHA, CLASSES, CALIBRATION, REPRESENTATIVE)
-    return source_key(params, (_keras_model, _data, _recalibrate_batchnorm, _build, _export, _images, _tf))
+    return source_key(
+        params,
+        (_keras_model, _data, recalibrate_batchnorm, _build, export_tflite, synthetic_images, import_tf),
+    )
 
 
 def check(model: bytes) -> None:
@@ -133,13 +145,7 @@ def check(model: bytes) -> None:
 
 def mobilenet_v2_path() -> Path:
     """The cached .tflite, built (with TensorFlow), checked and cached on first use."""
-    path = CACHE / f"{NAME}-{cache_key()}.tflite"
-    if path.exists():
-        return path
-    model = _build()
-    check(model)
-    store_cached(NAME, path, model)
-    return path
+    return cached_build(NAME, CACHE / f"{NAME}-{cache_key()}.tflite", _build, check)
 
 
 def mobilenet_v2() -> bytes:

@@ -22,7 +22,7 @@ differently, which is why tests never compare bytes, only behaviour.
     ZOO[name].ops       -> the operators the model must contain
     op_names(model)     -> the model's operators in execution order (builtin names)
 
-Add a new helper that builders use to _COMMON, so that editing it invalidates the cache.
+Add a new helper that builders use to BUILD_SOURCES, so that editing it invalidates the cache.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _blur(x: np.ndarray, sigma: float, axes: tuple[int, ...]) -> np.ndarray:
     return x
 
 
-def _images(n: int, h: int, w: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(n: int, h: int, w: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n images in [0, 1], shape (n, h, w, c), in CLASSES classes, and their labels.
 
     Each class has a smooth random pattern and an oriented grating (direction, period and
@@ -132,7 +132,7 @@ def _images(n: int, h: int, w: int, c: int, seed: int) -> tuple[np.ndarray, np.n
 
 def _features(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n 64-feature vectors (8x8 one-channel images, flattened and standardised)."""
-    x, y = _images(n, 8, 8, 1, seed)
+    x, y = synthetic_images(n, 8, 8, 1, seed)
     x = x.reshape(n, 64)
     return ((x - 0.5) / 0.2).astype(np.float32), y
 
@@ -140,7 +140,7 @@ def _features(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- TensorFlow side
 
 
-def _tf() -> Any:
+def import_tf() -> Any:
     """TensorFlow, imported quietly and made deterministic."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -150,13 +150,15 @@ def _tf() -> Any:
     return tf
 
 
-def _train(make: Callable[[int | None], Any], x: np.ndarray, y: np.ndarray, epochs: int, lr: float) -> Any:
+def train_keras(
+    make: Callable[[int | None], Any], x: np.ndarray, y: np.ndarray, epochs: int, lr: float
+) -> Any:
     """Trains make(None) (free batch) briefly, returns make(1) (batch 1) with its weights.
 
     A batch of 1 in the exported model keeps Flatten/Reshape static (a dynamic batch brings
     SHAPE/STRIDED_SLICE/PACK ops); training needs a free batch.
     """
-    _tf()
+    import_tf()
     import keras
 
     keras.backend.clear_session()  # layer names (they end up in the .tflite) restart from 0
@@ -172,9 +174,9 @@ def _train(make: Callable[[int | None], Any], x: np.ndarray, y: np.ndarray, epoc
     return export
 
 
-def _export(model: Any, rep: np.ndarray, io: str) -> bytes:
+def export_tflite(model: Any, rep: np.ndarray, io: str) -> bytes:
     """Full-int8 conversion; int8 (or float32) input and output."""
-    tf = _tf()
+    tf = import_tf()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
@@ -222,11 +224,11 @@ def _cnn_float_io(batch: int | None) -> Any:
 
 
 def _images_32x32x3(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return _images(n, 32, 32, 3, seed)
+    return synthetic_images(n, 32, 32, 3, seed)
 
 
 def _images_28x28x1(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return _images(n, 28, 28, 1, seed)
+    return synthetic_images(n, 28, 28, 1, seed)
 
 
 def _mlp(batch: int | None) -> Any:
@@ -356,8 +358,8 @@ def _pad_fold(batch: int | None) -> Any:
 def _build(spec: ZooModel) -> bytes:
     """Trains spec's model on 1,500 samples (seed 1) and exports it (200 calibration samples)."""
     x, y = spec.data(1500, 1)
-    model = _train(spec.make, x, y, spec.epochs, spec.lr)
-    return _export(model, x[:200], spec.io_dtype)
+    model = train_keras(spec.make, x, y, spec.epochs, spec.lr)
+    return export_tflite(model, x[:200], spec.io_dtype)
 
 
 _CNN_OPS = (
@@ -483,13 +485,21 @@ ZOO: dict[str, ZooModel] = {
 }
 
 # Helpers every model depends on: their source is part of every cache key.
-_COMMON: tuple[Callable[..., Any], ...] = (_blur, _images, _tf, _train, _export, _cnn, _build)
+BUILD_SOURCES: tuple[Callable[..., Any], ...] = (
+    _blur,
+    synthetic_images,
+    import_tf,
+    train_keras,
+    export_tflite,
+    _cnn,
+    _build,
+)
 
 
 def store_cached(name: str, path: Path, model: bytes) -> None:
     """Writes a built model to its cache path atomically and drops its stale versions.
 
-    Not part of _COMMON: how a model is stored does not change what is built.
+    Not part of BUILD_SOURCES: how a model is stored does not change what is built.
     """
     CACHE.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=CACHE, prefix=f".{name}-", suffix=".tmp")
@@ -500,6 +510,15 @@ def store_cached(name: str, path: Path, model: bytes) -> None:
     for stale in CACHE.glob(f"{name}-*.tflite"):
         if stale != path:
             stale.unlink(missing_ok=True)
+
+
+def cached_build(name: str, path: Path, build: Callable[[], bytes], check: Callable[[bytes], object]) -> Path:
+    """path (its cache key in its name), built with TensorFlow, checked and stored on first use."""
+    if not path.exists():
+        model = build()
+        check(model)
+        store_cached(name, path, model)
+    return path
 
 
 def zoo_names() -> list[str]:
@@ -531,7 +550,7 @@ def source_key(
 def cache_key(name: str) -> str:
     """Hash of the model's and the helpers' source and of the TensorFlow/Keras/numpy versions."""
     spec = ZOO[name]
-    return source_key((spec.io_dtype, spec.epochs, spec.lr), (spec.make, spec.data, *_COMMON))
+    return source_key((spec.io_dtype, spec.epochs, spec.lr), (spec.make, spec.data, *BUILD_SOURCES))
 
 
 def zoo_path(name: str) -> Path:
