@@ -780,16 +780,25 @@ def plan(
         "tasks": "comma-separated task names (default: all; pytools/results.py TASKS)",
         "board": BOARD_HELP,
         "dry-run": "print the runs each task and stage would make and their estimated CPU time; run nothing",
+        "render": "rewrite the report (RESULTS.md, README's table) from the runs stored in "
+        "docs/results/*.json, after a change to how results are reported; run nothing",
     }
 )
 @friendly
-def results(c: Context, tasks: str = "", board: str | None = None, dry_run: bool = False) -> None:
+def results(
+    c: Context, tasks: str = "", board: str | None = None, dry_run: bool = False, render: bool = False
+) -> None:
     """Regenerate docs/RESULTS.md and docs/results/: accuracy and peak SRAM of each scheme, per task."""
     from pytools.results import OUT_MD, dry_run_text, run_all
+    from pytools.results import render as render_report
 
     only = [t for t in tasks.split(",") if t] or None
     if dry_run:
         print(dry_run_text(only))
+        return
+    if render:
+        render_report()
+        print(f"rewrote {OUT_MD} and README.md's table from docs/results/*.json (nothing rerun)")
         return
     _, seconds = run_all(resolve_board(board), only)
     print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")

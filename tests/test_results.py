@@ -406,3 +406,37 @@ def test_the_committed_results_carry_the_committed_fleet_comparison() -> None:
     if not results.FLEET_SECTION.is_file():
         pytest.skip("no fleet comparison committed (docs/fleet/results-section.md)")
     assert results.FLEET_SECTION.read_text().rstrip() in results.OUT_MD.read_text()
+
+
+def test_render_rewrites_the_report_from_the_stored_runs_and_runs_nothing(
+    task: tuple[results.TaskResult, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`invoke results --render`: each section and the README's table come from the JSON of the
+    runs as the code now words them; the figures are untouched and the provenance line keeps the
+    run's own; a second render changes nothing; a task never run is refused."""
+    tr, out = task
+    md, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    readme.write_text(f"{results.README_BEGIN}\nstale table\n{results.README_END}\n")
+    results.write([tr], [], 60.0, "invoke results", md=md, out_dir=out, readme=readme, cpu_seconds=90.0)
+    hapt = next(s for s in results.TASKS if s.name == "hapt_users")
+    monkeypatch.setattr(results, "TASKS", [tr.spec])
+    monkeypatch.setattr(results, "_task_md", lambda t: ["## " + t.spec.title, "", "reworded section"])
+    monkeypatch.setattr(results, "run_tasks", lambda *a, **k: pytest.fail("render ran a task"))
+    monkeypatch.setattr(results, "_plot", lambda *a, **k: pytest.fail("render redrew a plot"))
+    stored = json.loads((out / f"{tr.spec.name}.json").read_text())
+    assert "reworded section" not in md.read_text()
+    results.render(md, out, readme)
+    text = md.read_text()
+    assert "reworded section" in text
+    assert "Figures from `invoke results` on " in text and "in 1.0 min, 1.5 min of CPU" in text
+    again = json.loads((out / f"{tr.spec.name}.json").read_text())
+    assert again["section"].endswith("reworded section")
+    assert {k: v for k, v in again.items() if k != "section"} == {
+        k: v for k, v in stored.items() if k != "section"
+    }
+    assert results.readme_table([tr]) in readme.read_text()
+    results.render(md, out, readme)
+    assert md.read_text() == text  # idempotent, the run's line kept
+    monkeypatch.setattr(results, "TASKS", [tr.spec, hapt])
+    with pytest.raises(results.ToolError, match="no stored run of hapt_users"):
+        results.render(md, out, readme)
