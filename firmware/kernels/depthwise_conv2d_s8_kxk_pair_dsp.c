@@ -205,6 +205,30 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
 
 enum { KP_STORE_ANY, KP_PACK, KP_PACK_CLAMP };
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The 5x5 and 7x7 filters' taps of one output pixel in one block of assembly, where loads can
+ * take four words at once: per pair, one LDM of the four channels' inputs (r4-r7), two LDRD of
+ * their weights (r8, r9; post-indexed: the weights of a set are consecutive), four SMLAD;
+ * after each filter row, the copy's row pointer steps by adj to the next row. (The C loop
+ * below is the same arithmetic; the compiler does not merge its loads into an LDM.) */
+#define KP_ASM 1
+#define KP_ASM_PAIR                          \
+    "ldmia %[r]!, {r4, r5, r6, r8}\n\t"      \
+    "ldrd r9, r10, [%[w]], #8\n\t"            \
+    "smlad %[a0], r4, r9, %[a0]\n\t"         \
+    "smlad %[a1], r5, r10, %[a1]\n\t"         \
+    "ldrd r9, r10, [%[w]], #8\n\t"            \
+    "smlad %[a2], r6, r9, %[a2]\n\t"         \
+    "smlad %[a3], r8, r10, %[a3]\n\t"
+#define KP_ASM_ROW3 KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR "add %[r], %[r], %[adj]\n\t"
+#define KP_ASM_ROW4 KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR "add %[r], %[r], %[adj]\n\t"
+#define KP_ASM_OUT                                                                            \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [r] "+r"(r), [w] "+r"(w)
+#define KP_ASM_CLOBBERS "r4", "r5", "r6", "r8", "r9", "r10", "memory"
+#else
+#define KP_ASM 0
+#endif
+
 /* The outputs of one tile from its copy (row pitch w2 pairs); fh and np are constants in the
  * 5x5 and 7x7 instances, so the filter unrolls. */
 static inline __attribute__((always_inline)) void kp_outputs(
@@ -218,6 +242,9 @@ static inline __attribute__((always_inline)) void kp_outputs(
     const uint32_t hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
     const size_t out_row = (size_t)p->output_w * (size_t)ch;
     const int32_t pitch = 4 * w2;
+    /* Bytes from the end of a filter row's pairs in the copy to the next row's first. */
+    const int32_t adj = (pitch - 4 * np) * 4;
+    (void)adj;
     for (int32_t oy = 0; oy < rows; ++oy) {
         const uint32_t *row = buf + (size_t)oy * (size_t)sh * (size_t)pitch;
         int8_t *o = dst + (size_t)oy * out_row;
@@ -225,18 +252,22 @@ static inline __attribute__((always_inline)) void kp_outputs(
             int32_t a0 = rq->bias[0], a1 = rq->bias[1], a2 = rq->bias[2], a3 = rq->bias[3];
             const uint32_t *r = row + 4 * (q >> 1);
             const uint32_t *w = kw->w[q & 1][0];
-            for (int32_t fy = 0; fy < fh; ++fy, r += pitch, w += 4 * np) {
-                /* The filter row unrolled in the 5x5 and 7x7 instances (np a constant). */
-                if (np == 3) {
-                    KP_PAIR(r, w, 0);
-                    KP_PAIR(r, w, 1);
-                    KP_PAIR(r, w, 2);
-                } else if (np == 4) {
-                    KP_PAIR(r, w, 0);
-                    KP_PAIR(r, w, 1);
-                    KP_PAIR(r, w, 2);
-                    KP_PAIR(r, w, 3);
-                } else {
+#if KP_ASM
+            if (fh == 5 && np == 3) {
+                __asm__ volatile(KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3
+                                 : KP_ASM_OUT
+                                 : [adj] "r"(adj)
+                                 : KP_ASM_CLOBBERS);
+            } else if (fh == 7 && np == 4) {
+                __asm__ volatile(KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4
+                                     KP_ASM_ROW4 KP_ASM_ROW4
+                                 : KP_ASM_OUT
+                                 : [adj] "r"(adj)
+                                 : KP_ASM_CLOBBERS);
+            } else
+#endif
+            {
+                for (int32_t fy = 0; fy < fh; ++fy, r += pitch, w += 4 * np) {
                     const uint32_t *rj = r, *wj = w;
                     for (int32_t j = 0; j < np; ++j, rj += 4, wj += 4) KP_PAIR(rj, wj, 0);
                 }
