@@ -251,7 +251,8 @@ static inline __attribute__((always_inline)) void kp_outputs(
         for (int32_t ox = 0, q = 0; ox < cols; ++ox, o += ch, q += sw) {
             int32_t a0 = rq->bias[0], a1 = rq->bias[1], a2 = rq->bias[2], a3 = rq->bias[3];
             const uint32_t *r = row + 4 * (q >> 1);
-            const uint32_t *w = kw->w[q & 1][0];
+            /* (From the struct's address: w walks the whole set, not one pair's array.) */
+            const uint32_t *w = (const uint32_t *)kw + (q & 1) * KP_ROW_PAIRS_MAX * 4;
 #if KP_ASM
             if (fh == 5 && np == 3) {
                 __asm__ volatile(KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3
@@ -280,8 +281,18 @@ static inline __attribute__((always_inline)) void kp_outputs(
     }
 }
 
+/* The host twin's instances are not auto-vectorized: GCC 12.2 (x86-64, -O2) vectorizes the
+ * portable SMLAD loop of the 7x7 instance into wrong sums (measured: outputs off by a few
+ * quanta against the reference; right at -O1, with -fno-tree-vectorize, or under
+ * -fsanitize=undefined, which finds nothing). */
+#if KP_ASM
+#define KP_NO_VECTORIZE
+#else
+#define KP_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
+#endif
+
 #define KP_INSTANCE(name, fh_, np_, mode)                                                     \
-    static void name(const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, \
+    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, \
                      const uint32_t *buf, int32_t w2, int32_t rows, int32_t cols, int8_t *dst, \
                      int32_t c) {                                                             \
         kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode);                   \
