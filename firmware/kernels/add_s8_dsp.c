@@ -1,14 +1,14 @@
 /* int8 ADD, optimized: bit-identical with add_s8_ref_run (add_s8.c), TFLite's AddFunc, by the
  * tables add_s8_dsp.h describes (shared with SUB). Broadcasting follows the same strides. */
-#include "add_s8.h"
 #include "add_s8_dsp.h"
+#include "add_s8.h"
 
-static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
-                            int32_t sb, const void *ctx) {
+static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                   int32_t sa, int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, 1, 1);
 }
 static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
-                       int32_t sb, const void *ctx) {
+                              int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, 1, 0);
 }
 

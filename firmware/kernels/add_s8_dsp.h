@@ -44,8 +44,10 @@ static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_
                                                 int32_t act_max) {
     addsub_scale_table(t1, in1_offset, left_shift, in1_multiplier, in1_shift);
     addsub_scale_table(t2, in2_offset, left_shift, in2_multiplier, in2_shift);
-    struct addsub_rows r = {t1, t2, rq_m2(out_multiplier), rq_s1(out_shift), 1 + 2 * out_offset,
-                            act_min, act_max, out_multiplier, out_shift, out_offset, 0, 0};
+    struct addsub_rows r = {
+        t1,      t2,      rq_m2(out_multiplier), rq_s1(out_shift), 1 + 2 * out_offset,
+        act_min, act_max, out_multiplier,        out_shift,        out_offset,
+        0,       0};
     /* requant_fast.h's step 4 needs the offset within +-2^30 and the clamp within int8 (the
      * reference clamps to [act_min, act_max], then stores the int8). */
     r.fast = rq_fast_ok(out_multiplier, out_shift) && out_offset >= -(1 << 30) &&
@@ -54,15 +56,15 @@ static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_
     return r;
 }
 
-#define ADDSUB_ROWS(p, t1, t2)                                                                  \
-    addsub_rows_of(t1, t2, (p).input1_offset, (p).input2_offset, (p).left_shift,               \
-                   (p).input1_multiplier, (p).input1_shift, (p).input2_multiplier,             \
+#define ADDSUB_ROWS(p, t1, t2)                                                                   \
+    addsub_rows_of(t1, t2, (p).input1_offset, (p).input2_offset, (p).left_shift,                 \
+                   (p).input1_multiplier, (p).input1_shift, (p).input2_multiplier,               \
                    (p).input2_shift, (p).output_multiplier, (p).output_shift, (p).output_offset, \
                    (p).act_min, (p).act_max)
 
 /* One output element from the two scaled inputs' sum (or difference) raw. */
 static inline __attribute__((always_inline)) int32_t addsub_out(const struct addsub_rows *r,
-                                                               int32_t raw, int fast) {
+                                                                int32_t raw, int fast) {
     if (fast) {
         const int32_t y = rq_fused(raw, r->m2, r->s1, r->cc);
         return r->clamp ? fp_clamp(y, r->lo, r->hi) : y;
@@ -75,9 +77,9 @@ static inline __attribute__((always_inline)) int32_t addsub_out(const struct add
 /* One innermost run (broadcast4_row_s8) with sign +1 (ADD) or -1 (SUB), a constant: where both
  * inputs are contiguous, four elements per step (one word of each input, one word stored). */
 static inline __attribute__((always_inline)) int8_t *addsub_row(const int8_t *a, const int8_t *b,
-                                                               int8_t *out, int32_t n, int32_t sa,
-                                                               int32_t sb, const void *ctx,
-                                                               int sign, int fast) {
+                                                                int8_t *out, int32_t n, int32_t sa,
+                                                                int32_t sb, const void *ctx,
+                                                                int sign, int fast) {
     const struct addsub_rows *r = ctx;
     const int32_t *t1 = r->t1, *t2 = r->t2;
     int32_t i = 0;

@@ -114,7 +114,8 @@ static inline __attribute__((always_inline)) void dw_group(const struct dw *d, s
             const int8_t *x = image + (ptrdiff_t)y0 * (ptrdiff_t)d->in_row +
                               (ptrdiff_t)(lo * p->stride_w - p->pad_w) * ch;
             for (; ox < hi; ++ox, dst += ch, x += xstep) {
-                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2], a3 = g->rq.bias[3];
+                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2],
+                        a3 = g->rq.bias[3];
                 DW_TAPS(taps9, taps);
                 dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, full);
             }
@@ -319,7 +320,8 @@ static inline __attribute__((always_inline)) void dw_group_wide(const struct dw 
             const uint32_t *r1 = r0 + 2 * pw, *r2 = r1 + 2 * pw;
             for (int32_t ox = 0; ox < p->output_w;
                  ++ox, dst += ch, r0 += 2 * st, r1 += 2 * st, r2 += 2 * st) {
-                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2], a3 = g->rq.bias[3];
+                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2],
+                        a3 = g->rq.bias[3];
                 DW_WTAP(r0, 0, 0);
                 DW_WTAP(r0, 8, 1);
                 DW_WTAP(r0, 16, 2);
@@ -332,7 +334,8 @@ static inline __attribute__((always_inline)) void dw_group_wide(const struct dw 
                 if (mode == DW_STORE_ANY)
                     dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, 0);
                 else
-                    dw_store_packed(&g->rq, dst, a0, a1, a2, a3, cc, lo4, hi4, mode == DW_PACK_CLAMP);
+                    dw_store_packed(&g->rq, dst, a0, a1, a2, a3, cc, lo4, hi4,
+                                    mode == DW_PACK_CLAMP);
             }
         }
     }

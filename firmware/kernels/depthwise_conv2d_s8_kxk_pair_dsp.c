@@ -12,9 +12,10 @@
  * (2j, 2j+1) of each filter row from pair j; one starting at an odd column takes taps
  * (2j - 1, 2j) from the pair before it, so both read whole pairs: the group's weights are
  * kept as two sets of pairs (even and odd starts, zero outside the filter), fw / 2 + 1 pairs
- * per filter row. Per pair and output pixel: two 64-bit loads of inputs, two of weights and
- * four SMLAD, i.e. eight instructions for up to eight products (against twelve on
- * SMLABB/SMLATT); a 5x5 row is three pairs (one half empty), a 7x7 row four.
+ * per filter row. Per pair and output pixel: one LDM of the four channels' inputs, two LDRD
+ * of their weights and four SMLAD (assembly, for 5x5 and 7x7), i.e. seven instructions for up
+ * to eight products (against twelve on SMLABB/SMLATT); a 5x5 row is three pairs (one half
+ * empty), a 7x7 row four.
  * The copy holds KP_PAIRS pairs (1.6 KB); kp_tile picks the tile of outputs that copies the
  * fewest pairs per output. Outputs are requantized four at a time (dw_store_packed on the
  * fast path). Channels outside a whole group (the last c % 4, or a group straddling
@@ -23,7 +24,7 @@
  * overflow: see depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
-#define KP_PAIRS 100       /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
+#define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
 #define KP_ROW_PAIRS_MAX 28 /* filter_h * (filter_w / 2 + 1) weight pairs per set (7x7's) */
 
 /* The group's weights: [start parity][fy * np + j][channel k] = (w(fx0), w(fx0 + 1)) of
@@ -39,7 +40,7 @@ static int32_t kp_np(const struct depthwise_conv2d_s8_params *p) {
 int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p) {
     if (p->depth_multiplier != 1 || p->dilation_h != 1 || p->dilation_w != 1) return 0;
     if (p->filter_h < 1 || p->filter_w < 1 || p->stride_h < 1 || p->stride_w < 1) return 0;
-    if (p->filter_h <= 3 && p->filter_w <= 3) return 0; /* the 3x3 variants' */
+    if (p->filter_h <= 3 && p->filter_w <= 3) return 0;            /* the 3x3 variants' */
     if (p->input_offset < -255 || p->input_offset > 255) return 0; /* 16-bit offset inputs */
     return p->filter_h * kp_np(p) <= KP_ROW_PAIRS_MAX;
 }
@@ -143,8 +144,8 @@ static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c
 
 /* Copies the group's input rows [y0, y0 + h), pixel columns [x0, x0 + 2 * w2) (any of them
  * may lie in the padding) into buf as pairs. */
-static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int32_t y0,
-                    int32_t x0, int32_t h, int32_t w2) {
+static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int32_t y0, int32_t x0,
+                    int32_t h, int32_t w2) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c;
     const uint32_t off2 = dsp_pair(p->input_offset);
@@ -190,39 +191,39 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
 
 /* One pair j of a filter row: the four channels' SMLAD (r, w: the row's first pair of
  * inputs and of weights; offsets in bytes, constants once unrolled). */
-#define KP_PAIR(r, w, j)                  \
-    do {                                  \
-        uint32_t x0, x1, w0, w1;          \
-        DW_LDRD(r, (j)*16, x0, x1);       \
-        DW_LDRD(w, (j)*16, w0, w1);       \
-        a0 = dsp_smlad(x0, w0, a0);       \
-        a1 = dsp_smlad(x1, w1, a1);       \
-        DW_LDRD(r, (j)*16 + 8, x0, x1);   \
-        DW_LDRD(w, (j)*16 + 8, w0, w1);   \
-        a2 = dsp_smlad(x0, w0, a2);       \
-        a3 = dsp_smlad(x1, w1, a3);       \
+#define KP_PAIR(r, w, j)                \
+    do {                                \
+        uint32_t x0, x1, w0, w1;        \
+        DW_LDRD(r, (j)*16, x0, x1);     \
+        DW_LDRD(w, (j)*16, w0, w1);     \
+        a0 = dsp_smlad(x0, w0, a0);     \
+        a1 = dsp_smlad(x1, w1, a1);     \
+        DW_LDRD(r, (j)*16 + 8, x0, x1); \
+        DW_LDRD(w, (j)*16 + 8, w0, w1); \
+        a2 = dsp_smlad(x0, w0, a2);     \
+        a3 = dsp_smlad(x1, w1, a3);     \
     } while (0)
 
 enum { KP_STORE_ANY, KP_PACK, KP_PACK_CLAMP };
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* The 5x5 and 7x7 filters' taps of one output pixel in one block of assembly, where loads can
- * take four words at once: per pair, one LDM of the four channels' inputs (r4-r7), two LDRD of
- * their weights (r8, r9; post-indexed: the weights of a set are consecutive), four SMLAD;
+ * take four words at once: per pair, one LDM of the four channels' inputs (r4-r6, r8), two
+ * LDRD of their weights (r9, r10; post-indexed: a set's weights are consecutive), four SMLAD;
  * after each filter row, the copy's row pointer steps by adj to the next row. (The C loop
  * below is the same arithmetic; the compiler does not merge its loads into an LDM.) */
 #define KP_ASM 1
-#define KP_ASM_PAIR                          \
-    "ldmia %[r]!, {r4, r5, r6, r8}\n\t"      \
-    "ldrd r9, r10, [%[w]], #8\n\t"            \
-    "smlad %[a0], r4, r9, %[a0]\n\t"         \
-    "smlad %[a1], r5, r10, %[a1]\n\t"         \
-    "ldrd r9, r10, [%[w]], #8\n\t"            \
-    "smlad %[a2], r6, r9, %[a2]\n\t"         \
+#define KP_ASM_PAIR                     \
+    "ldmia %[r]!, {r4, r5, r6, r8}\n\t" \
+    "ldrd r9, r10, [%[w]], #8\n\t"      \
+    "smlad %[a0], r4, r9, %[a0]\n\t"    \
+    "smlad %[a1], r5, r10, %[a1]\n\t"   \
+    "ldrd r9, r10, [%[w]], #8\n\t"      \
+    "smlad %[a2], r6, r9, %[a2]\n\t"    \
     "smlad %[a3], r8, r10, %[a3]\n\t"
 #define KP_ASM_ROW3 KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR "add %[r], %[r], %[adj]\n\t"
 #define KP_ASM_ROW4 KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR "add %[r], %[r], %[adj]\n\t"
-#define KP_ASM_OUT                                                                            \
+#define KP_ASM_OUT \
     [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [r] "+r"(r), [w] "+r"(w)
 #define KP_ASM_CLOBBERS "r4", "r5", "r6", "r8", "r9", "r10", "memory"
 #else
@@ -256,13 +257,12 @@ static inline __attribute__((always_inline)) void kp_outputs(
 #if KP_ASM
             if (fh == 5 && np == 3) {
                 __asm__ volatile(KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3
-                                 : KP_ASM_OUT
+:KP_ASM_OUT
                                  : [adj] "r"(adj)
                                  : KP_ASM_CLOBBERS);
             } else if (fh == 7 && np == 4) {
                 __asm__ volatile(KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4
-                                     KP_ASM_ROW4 KP_ASM_ROW4
-                                 : KP_ASM_OUT
+                                     KP_ASM_ROW4 KP_ASM_ROW4:KP_ASM_OUT
                                  : [adj] "r"(adj)
                                  : KP_ASM_CLOBBERS);
             } else
@@ -291,11 +291,11 @@ static inline __attribute__((always_inline)) void kp_outputs(
 #define KP_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
 #endif
 
-#define KP_INSTANCE(name, fh_, np_, mode)                                                     \
-    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, \
-                     const uint32_t *buf, int32_t w2, int32_t rows, int32_t cols, int8_t *dst, \
-                     int32_t c) {                                                             \
-        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode);                   \
+#define KP_INSTANCE(name, fh_, np_, mode)                                                          \
+    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                   \
+                                     const struct kp_weights *kw, const uint32_t *buf, int32_t w2, \
+                                     int32_t rows, int32_t cols, int8_t *dst, int32_t c) {         \
+        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode);                        \
     }
 KP_INSTANCE(kp_outputs_5_pack, 5, 3, KP_PACK)
 KP_INSTANCE(kp_outputs_5_clamp, 5, 3, KP_PACK_CLAMP)

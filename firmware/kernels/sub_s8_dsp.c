@@ -3,12 +3,12 @@
 #include "add_s8_dsp.h"
 #include "sub_s8.h"
 
-static inline int8_t *sub_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
-                            int32_t sb, const void *ctx) {
+static inline int8_t *sub_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                   int32_t sa, int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, -1, 1);
 }
 static inline int8_t *sub_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
-                       int32_t sb, const void *ctx) {
+                              int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, -1, 0);
 }
 
