@@ -62,42 +62,51 @@ static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_
                    (p).input2_shift, (p).output_multiplier, (p).output_shift, (p).output_offset, \
                    (p).act_min, (p).act_max)
 
-/* One output element from the two scaled inputs' sum (or difference) raw. */
+/* One output element from the two scaled inputs' sum (or difference) raw; fast and clamp are
+ * constants in each row instance (no branch per element). */
 static inline __attribute__((always_inline)) int32_t addsub_out(const struct addsub_rows *r,
-                                                                int32_t raw, int fast) {
+                                                                int32_t raw, int fast, int clamp) {
     if (fast) {
         const int32_t y = rq_fused(raw, r->m2, r->s1, r->cc);
-        return r->clamp ? fp_clamp(y, r->lo, r->hi) : y;
+        return clamp ? fp_clamp(y, r->lo, r->hi) : y;
     }
     const int32_t y =
         fp_multiply_by_quantized_multiplier(raw, r->multiplier, (int)r->shift) + r->output_offset;
     return fp_clamp(y, r->lo, r->hi);
 }
 
+/* Element k (a constant) of the words va and vb. */
+#define ADDSUB_ELEMENT(k)                                                                \
+    addsub_out(r,                                                                        \
+               sign > 0 ? t1[(va >> (8 * (k))) & 0xFFu] + t2[(vb >> (8 * (k))) & 0xFFu]  \
+                        : t1[(va >> (8 * (k))) & 0xFFu] - t2[(vb >> (8 * (k))) & 0xFFu], \
+               fast, clamp)
+
 /* One innermost run (broadcast4_row_s8) with sign +1 (ADD) or -1 (SUB), a constant: where both
  * inputs are contiguous, four elements per step (one word of each input, one word stored). */
 static inline __attribute__((always_inline)) int8_t *addsub_row(const int8_t *a, const int8_t *b,
                                                                 int8_t *out, int32_t n, int32_t sa,
                                                                 int32_t sb, const void *ctx,
-                                                                int sign, int fast) {
+                                                                int sign, int fast, int clamp) {
     const struct addsub_rows *r = ctx;
     const int32_t *t1 = r->t1, *t2 = r->t2;
+    /* Opaque bases: knowing the tables are on the stack, GCC would rebuild each lookup's
+     * address from sp (three instructions) instead of one indexed load. */
+    __asm__("" : "+r"(t1), "+r"(t2));
     int32_t i = 0;
     if (sa == 1 && sb == 1) {
         for (; i + 4 <= n; i += 4, a += 4, b += 4, out += 4) {
             const uint32_t va = dsp_read4(a), vb = dsp_read4(b);
-            uint32_t v = 0;
-            for (int k = 0; k < 4; ++k) {
-                const int32_t x1 = t1[(uint8_t)(va >> (8 * k))], x2 = t2[(uint8_t)(vb >> (8 * k))];
-                const int32_t y = addsub_out(r, sign > 0 ? x1 + x2 : x1 - x2, fast);
-                v |= ((uint32_t)y & 0xFFu) << (8 * k);
-            }
+            const int32_t y0 = ADDSUB_ELEMENT(0), y1 = ADDSUB_ELEMENT(1);
+            const int32_t y2 = ADDSUB_ELEMENT(2), y3 = ADDSUB_ELEMENT(3);
+            const uint32_t v = ((uint32_t)y0 & 0xFFu) | ((uint32_t)y1 & 0xFFu) << 8 |
+                               ((uint32_t)y2 & 0xFFu) << 16 | (uint32_t)y3 << 24;
             __builtin_memcpy(out, &v, sizeof v);
         }
     }
     for (; i < n; ++i, a += sa, b += sb) {
         const int32_t x1 = t1[(uint8_t)*a], x2 = t2[(uint8_t)*b];
-        *out++ = (int8_t)addsub_out(r, sign > 0 ? x1 + x2 : x1 - x2, fast);
+        *out++ = (int8_t)addsub_out(r, sign > 0 ? x1 + x2 : x1 - x2, fast, clamp);
     }
     return out;
 }

@@ -5,11 +5,15 @@
 
 static inline int8_t *sub_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                    int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row(a, b, out, n, sa, sb, ctx, -1, 1);
+    return addsub_row(a, b, out, n, sa, sb, ctx, -1, 1, 0);
+}
+static inline int8_t *sub_row_fast_clamp(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                         int32_t sa, int32_t sb, const void *ctx) {
+    return addsub_row(a, b, out, n, sa, sb, ctx, -1, 1, 1);
 }
 static inline int8_t *sub_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
                               int32_t sb, const void *ctx) {
-    return addsub_row(a, b, out, n, sa, sb, ctx, -1, 0);
+    return addsub_row(a, b, out, n, sa, sb, ctx, -1, 0, 1);
 }
 
 void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
@@ -26,8 +30,10 @@ void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     int32_t t1[256], t2[256];
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
     const struct broadcast4 s = broadcast4_of(&p);
-    if (r.fast)
+    if (r.fast && !r.clamp)
         broadcast4_s8(&s, in1, in2, out, sub_row_fast, &r);
+    else if (r.fast)
+        broadcast4_s8(&s, in1, in2, out, sub_row_fast_clamp, &r);
     else
         broadcast4_s8(&s, in1, in2, out, sub_row, &r);
 }
