@@ -26,6 +26,8 @@
 
 #define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
 #define KP_ROW_PAIRS_MAX 28 /* filter_h * (filter_w / 2 + 1) weight pairs per set (7x7's) */
+_Static_assert(KP_PAIRS * 4 >= 2 * (2 * KP_ROW_PAIRS_MAX + 2),
+               "kp_weights_load's taps fit the copy");
 
 /* The group's weights: [start parity][fy * np + j][channel k] = (w(fx0), w(fx0 + 1)) of
  * channel c + k, fx0 = 2j (even start) or 2j - 1 (odd start), 0 outside the filter. */
@@ -117,16 +119,17 @@ static inline void kp_pack(uint32_t *q, uint32_t ea, uint32_t oa, uint32_t eb, u
 /* Channel group c..c+3's weight sets (see struct kp_weights): each tap widened once (even
  * lanes: channels c, c+2; odd: c+1, c+3), then packed in pairs as kp_copy packs inputs; the
  * odd-start set only where some output starts at an odd column (an odd stride). */
-static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c) {
+static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c, uint32_t *tmp) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int trained = c < p->train_rows;
     const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
     const int32_t fh = p->filter_h, fw = p->filter_w, np = kp_np(p);
     const int sets = p->stride_w % 2 ? 2 : 1;
-    uint32_t e[2 * KP_ROW_PAIRS_MAX + 2], o[2 * KP_ROW_PAIRS_MAX + 2];
+    /* e[1 + fx], o[1 + fx]: tap fx widened (in tmp: the copy's buffer, free until kp_copy). */
+    uint32_t *e = tmp, *o = tmp + 2 * KP_ROW_PAIRS_MAX + 2;
     for (int32_t fy = 0; fy < fh; ++fy) {
-        /* e[1 + fx], o[1 + fx]: tap fx widened; zero for fx in {-1, fw, ...} */
+        /* zero for fx in {-1, fw, ...} */
         e[0] = o[0] = 0;
         for (int32_t fx = 0; fx < 2 * np; ++fx) {
             const uint32_t v = fx < fw ? dsp_read4(w + (size_t)(fy * fw + fx) * wstride) : 0;
@@ -325,7 +328,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
                 ++c;
                 continue;
             }
-            kp_weights_load(d, &kw, c);
+            kp_weights_load(d, &kw, c, buf);
             dw_rq_load(d, &rq, c);
             kp_outputs_fn run = kp_outputs_any;
             if (rq.fast && (full || clamp8)) {
