@@ -80,10 +80,10 @@ static __attribute__((noinline)) void dw_border(const struct dw *d, const struct
     while (fx1 > fx0 && x0 + (fx1 - 1) * p->dilation_w >= p->input_w) --fx1;
     /* The window's corner (it may lie in the padding; only taps inside are read). */
     const int8_t *x = image + (ptrdiff_t)y0 * (ptrdiff_t)d->in_row + (ptrdiff_t)x0 * ch;
-    int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+    int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2], a3 = g->rq.bias[3];
     for (int32_t fy = fy0; fy < fy1; ++fy)
         for (int32_t t = fy * fw + fx0; t < fy * fw + fx1; ++t) DW_TAP(t);
-    dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+    dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, full);
 }
 
 /* One channel group (channels c..c+3) over every output pixel of batch b. */
@@ -114,9 +114,10 @@ static inline __attribute__((always_inline)) void dw_group(const struct dw *d, s
             const int8_t *x = image + (ptrdiff_t)y0 * (ptrdiff_t)d->in_row +
                               (ptrdiff_t)(lo * p->stride_w - p->pad_w) * ch;
             for (; ox < hi; ++ox, dst += ch, x += xstep) {
-                int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2],
+                        a3 = g->rq.bias[3];
                 DW_TAPS(taps9, taps);
-                dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+                dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, full);
             }
         }
         for (; ox < p->output_w; ++ox, dst += ch)
@@ -165,9 +166,9 @@ static inline __attribute__((always_inline)) void dw_group_padded(const struct d
     for (int32_t oy = 0; oy < p->output_h; ++oy) {
         const int8_t *x = (const int8_t *)(buf + (size_t)oy * (size_t)p->stride_h * (size_t)pw);
         for (int32_t ox = 0; ox < p->output_w; ++ox, dst += ch, x += xstep) {
-            int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+            int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2], a3 = g->rq.bias[3];
             DW_TAPS(taps9, taps);
-            dw_store(d, g, dst, c, a0, a1, a2, a3, cc, full);
+            dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, full);
         }
     }
 }
@@ -255,87 +256,6 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c) {
  * dw_store_packed (the fast requantization) without a clamp, or with one inside int8. */
 enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
 
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-/* lo, hi = the two words at p + off bytes (off a constant): one LDRD. */
-#define DW_LDRD(p, off, lo, hi)     \
-    __asm__("ldrd %0, %1, [%2, %3]" \
-            : "=r"(lo), "=r"(hi)    \
-            : "r"(p), "i"(off), "m"(*(const uint32_t(*)[(off) / 4 + 2])(p)))
-/* we, wo = the group's widened weights of tap t (constant): one LDRD; the memory operand is
- * the group itself, so the compiler orders it after the stores of its uint64_t taps. */
-#define DW_LDRD_W(g, t, we, wo) \
-    __asm__("ldrd %0, %1, [%2, %3]" : "=r"(we), "=r"(wo) : "r"(g), "i"((t)*8), "m"(*(g)))
-#else
-#define DW_LDRD(p, off, lo, hi)    \
-    do {                           \
-        (lo) = (p)[(off) / 4];     \
-        (hi) = (p)[(off) / 4 + 1]; \
-    } while (0)
-#define DW_LDRD_W(g, t, we, wo)             \
-    do {                                    \
-        (we) = (uint32_t)(g)->w[t];         \
-        (wo) = (uint32_t)((g)->w[t] >> 32); \
-    } while (0)
-#endif
-
-/* Tap t, the input pair at row pointer r + off bytes. */
-#define DW_WTAP(r, off, t)           \
-    do {                             \
-        uint32_t xe, xo, we, wo;     \
-        DW_LDRD(r, off, xe, xo);     \
-        DW_LDRD_W(g, t, we, wo);     \
-        a0 = dsp_smlabb(xe, we, a0); \
-        a2 = dsp_smlatt(xe, we, a2); \
-        a1 = dsp_smlabb(xo, wo, a1); \
-        a3 = dsp_smlatt(xo, wo, a3); \
-    } while (0)
-
-/* The four signed bytes of a word clamped to those of lo and hi (lo <= hi in every byte):
- * SSUB8 sets each byte's GE flag where a >= b, SEL picks by them (one block of assembly:
- * nothing may touch the flags in between). */
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
-    uint32_t t, r;
-    __asm__(
-        "ssub8 %1, %2, %3\n"
-        "sel %0, %2, %3\n"
-        "ssub8 %1, %0, %4\n"
-        "sel %0, %4, %0"
-        : "=&r"(r), "=&r"(t)
-        : "r"(v), "r"(lo), "r"(hi)
-        : "cc");
-    return r;
-}
-#else
-static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
-    uint32_t r = 0;
-    for (int i = 0; i < 32; i += 8) {
-        int8_t x = (int8_t)(v >> i);
-        const int8_t l = (int8_t)(lo >> i), h = (int8_t)(hi >> i);
-        x = x >= l ? x : l;
-        x = x >= h ? h : x;
-        r |= (uint32_t)(uint8_t)x << i;
-    }
-    return r;
-}
-#endif
-
-/* dw_store on the fast path for a clamp inside the int8 range (lo4, hi4: act_min and act_max
- * in every byte) or none (clamp 0): the four saturated outputs packed into one word, clamped
- * four at a time (the same min and max, per byte) and stored at once. */
-static inline __attribute__((always_inline)) void dw_store_packed(
-    const struct group *g, int8_t *dst, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t cc,
-    uint32_t lo4, uint32_t hi4, int clamp) {
-    const int32_t y0 = rq_fused(a0, g->m2[0], g->s1[0], cc),
-                  y1 = rq_fused(a1, g->m2[1], g->s1[1], cc);
-    const int32_t y2 = rq_fused(a2, g->m2[2], g->s1[2], cc),
-                  y3 = rq_fused(a3, g->m2[3], g->s1[3], cc);
-    uint32_t v = ((uint32_t)y0 & 0xFFu) | ((uint32_t)y1 & 0xFFu) << 8 |
-                 ((uint32_t)y2 & 0xFFu) << 16 | (uint32_t)y3 << 24;
-    if (clamp) v = dw_clamp8(v, lo4, hi4);
-    __builtin_memcpy(dst, &v, sizeof v);
-}
-
 /* The band of output rows dw_group_wide takes at once: 0 if the layer is not its kind, or
  * fewer than two rows of its width fit the copy. */
 static int32_t dw_wide_band(const struct depthwise_conv2d_s8_params *p) {
@@ -400,7 +320,8 @@ static inline __attribute__((always_inline)) void dw_group_wide(const struct dw 
             const uint32_t *r1 = r0 + 2 * pw, *r2 = r1 + 2 * pw;
             for (int32_t ox = 0; ox < p->output_w;
                  ++ox, dst += ch, r0 += 2 * st, r1 += 2 * st, r2 += 2 * st) {
-                int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2],
+                        a3 = g->rq.bias[3];
                 DW_WTAP(r0, 0, 0);
                 DW_WTAP(r0, 8, 1);
                 DW_WTAP(r0, 16, 2);
@@ -411,9 +332,10 @@ static inline __attribute__((always_inline)) void dw_group_wide(const struct dw 
                 DW_WTAP(r2, 8, 7);
                 DW_WTAP(r2, 16, 8);
                 if (mode == DW_STORE_ANY)
-                    dw_store(d, g, dst, c, a0, a1, a2, a3, cc, 0);
+                    dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, 0);
                 else
-                    dw_store_packed(g, dst, a0, a1, a2, a3, cc, lo4, hi4, mode == DW_PACK_CLAMP);
+                    dw_store_packed(&g->rq, dst, a0, a1, a2, a3, cc, lo4, hi4,
+                                    mode == DW_PACK_CLAMP);
             }
         }
     }
@@ -466,17 +388,17 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
                 const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
                 g.w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
             }
-            g.fast = offset_ok;
+            g.rq.fast = offset_ok;
             for (int k = 0; k < 4; ++k) {
                 const int32_t q = p->per_channel ? c + k : 0;
-                g.bias[k] = bias_of(d, c + k);
-                g.fast = g.fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
-                g.m2[k] = rq_m2(d->multipliers[q]);
-                g.s1[k] = rq_s1(d->shifts[q]);
+                g.rq.bias[k] = bias_of(d, c + k);
+                g.rq.fast = g.rq.fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
+                g.rq.m2[k] = rq_m2(d->multipliers[q]);
+                g.rq.s1[k] = rq_s1(d->shifts[q]);
             }
-            if (band > 0 && g.fast && full)
+            if (band > 0 && g.rq.fast && full)
                 dw_group_wide_packed(d, &g, b, c, buf, band);
-            else if (band > 0 && g.fast && clamp8)
+            else if (band > 0 && g.rq.fast && clamp8)
                 dw_group_wide_packed_clamp(d, &g, b, c, buf, band);
             else if (band > 0)
                 dw_group_wide_any(d, &g, b, c, buf, band);
@@ -514,7 +436,11 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
         const int32_t fy = t / p->filter_w, fx = t % p->filter_w;
         d.toff[t] = fy * p->dilation_h * (int32_t)d.in_row + fx * p->dilation_w * ch;
     }
-    if (depthwise_conv2d_s8_kxk_dsp_takes(p)) { /* 5x5, 7x7: depthwise_conv2d_s8_kxk_dsp.c */
+    if (depthwise_conv2d_s8_kxk_pair_dsp_takes(p)) { /* 5x5, 7x7: two taps per SMLAD */
+        depthwise_conv2d_s8_kxk_pair_dsp_run(&d);
+        return;
+    }
+    if (depthwise_conv2d_s8_kxk_dsp_takes(p)) { /* the other k x k: kxk_dsp.c */
         depthwise_conv2d_s8_kxk_dsp_run(&d);
         return;
     }
@@ -542,13 +468,13 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
                 const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
                 g.w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
             }
-            g.fast = offset_ok;
+            g.rq.fast = offset_ok;
             for (int k = 0; k < 4; ++k) {
                 const int32_t q = p->per_channel ? c + k : 0;
-                g.bias[k] = bias_of(&d, c + k);
-                g.fast = g.fast && rq_fast_ok(d.multipliers[q], d.shifts[q]);
-                g.m2[k] = rq_m2(d.multipliers[q]);
-                g.s1[k] = rq_s1(d.shifts[q]);
+                g.rq.bias[k] = bias_of(&d, c + k);
+                g.rq.fast = g.rq.fast && rq_fast_ok(d.multipliers[q], d.shifts[q]);
+                g.rq.m2[k] = rq_m2(d.multipliers[q]);
+                g.rq.s1[k] = rq_s1(d.shifts[q]);
             }
             if (taps == 9 && full)
                 dw_group_9_full(&d, &g, b, c);

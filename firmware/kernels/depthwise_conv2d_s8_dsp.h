@@ -1,6 +1,7 @@
 /* What the depthwise DSP variants share (private to depthwise_conv2d_s8_dsp.c, the selector
- * and the 3x3 variants, and depthwise_conv2d_s8_kxk_dsp.c): the operands, a channel group's
- * widened taps and requantization constants, the per-channel fallback, the stores. */
+ * and the 3x3 variants, depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the
+ * operands, a channel group's widened taps and requantization constants, the per-channel fallback,
+ * the stores. */
 #ifndef DEPTHWISE_CONV2D_S8_DSP_H
 #define DEPTHWISE_CONV2D_S8_DSP_H
 
@@ -35,11 +36,30 @@ static inline int8_t requantize(const struct dw *d, int32_t acc, int32_t c) {
     return (int8_t)fp_clamp(acc, d->p.act_min, d->p.act_max);
 }
 
+/* A channel group's biases and requantization constants, and whether requant_fast.h takes
+ * all four channels. */
+struct dw_rq {
+    int32_t bias[4], m2[4], s1[4];
+    int fast;
+};
+
+/* Loads channel group c..c+3's biases and requantization constants. */
+static inline void dw_rq_load(const struct dw *d, struct dw_rq *rq, int32_t c) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    rq->fast = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    for (int k = 0; k < 4; ++k) {
+        const int32_t q = p->per_channel ? c + k : 0;
+        rq->bias[k] = bias_of(d, c + k);
+        rq->fast = rq->fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
+        rq->m2[k] = rq_m2(d->multipliers[q]);
+        rq->s1[k] = rq_s1(d->shifts[q]);
+    }
+}
+
 /* A channel group's constants (w first: DW_LDRD_W addresses it from the group). */
 struct group {
     uint64_t w[DW_TAPS_MAX]; /* tap t: (even lanes: channels c, c+2) | (odd: c+1, c+3) << 32 */
-    int32_t bias[4], m2[4], s1[4];
-    int fast;
+    struct dw_rq rq;
 };
 
 /* Loads channel group c..c+3 (whole, all trained or none): its taps widened to 16-bit lanes,
@@ -54,14 +74,7 @@ static inline void dw_group_load(const struct dw *d, struct group *g, int32_t c)
         const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
         g->w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
     }
-    g->fast = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
-    for (int k = 0; k < 4; ++k) {
-        const int32_t q = p->per_channel ? c + k : 0;
-        g->bias[k] = bias_of(d, c + k);
-        g->fast = g->fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
-        g->m2[k] = rq_m2(d->multipliers[q]);
-        g->s1[k] = rq_s1(d->shifts[q]);
-    }
+    dw_rq_load(d, &g->rq, c);
 }
 
 /* Whether channels c..c+3 form a whole group read from one filter array. */
@@ -72,7 +85,7 @@ static inline int dw_group_whole(const struct depthwise_conv2d_s8_params *p, int
 /* Requantizes and stores the four channels of one output pixel (the biases are already in
  * the accumulators). */
 static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
-                                                           const struct group *g, int8_t *dst,
+                                                           const struct dw_rq *g, int8_t *dst,
                                                            int32_t c, int32_t a0, int32_t a1,
                                                            int32_t a2, int32_t a3, int32_t cc,
                                                            int full) {
@@ -99,6 +112,87 @@ static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
     }
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* lo, hi = the two words at p + off bytes (off a constant): one LDRD. */
+#define DW_LDRD(p, off, lo, hi)     \
+    __asm__("ldrd %0, %1, [%2, %3]" \
+            : "=r"(lo), "=r"(hi)    \
+            : "r"(p), "i"(off), "m"(*(const uint32_t(*)[(off) / 4 + 2])(p)))
+/* we, wo = the group's widened weights of tap t (constant): one LDRD; the memory operand is
+ * the group itself, so the compiler orders it after the stores of its uint64_t taps. */
+#define DW_LDRD_W(g, t, we, wo) \
+    __asm__("ldrd %0, %1, [%2, %3]" : "=r"(we), "=r"(wo) : "r"(g), "i"((t)*8), "m"(*(g)))
+#else
+#define DW_LDRD(p, off, lo, hi)    \
+    do {                           \
+        (lo) = (p)[(off) / 4];     \
+        (hi) = (p)[(off) / 4 + 1]; \
+    } while (0)
+#define DW_LDRD_W(g, t, we, wo)             \
+    do {                                    \
+        (we) = (uint32_t)(g)->w[t];         \
+        (wo) = (uint32_t)((g)->w[t] >> 32); \
+    } while (0)
+#endif
+
+/* Tap t, the input pair at row pointer r + off bytes. */
+#define DW_WTAP(r, off, t)           \
+    do {                             \
+        uint32_t xe, xo, we, wo;     \
+        DW_LDRD(r, off, xe, xo);     \
+        DW_LDRD_W(g, t, we, wo);     \
+        a0 = dsp_smlabb(xe, we, a0); \
+        a2 = dsp_smlatt(xe, we, a2); \
+        a1 = dsp_smlabb(xo, wo, a1); \
+        a3 = dsp_smlatt(xo, wo, a3); \
+    } while (0)
+
+/* The four signed bytes of a word clamped to those of lo and hi (lo <= hi in every byte):
+ * SSUB8 sets each byte's GE flag where a >= b, SEL picks by them (one block of assembly:
+ * nothing may touch the flags in between). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
+    uint32_t t, r;
+    __asm__(
+        "ssub8 %1, %2, %3\n"
+        "sel %0, %2, %3\n"
+        "ssub8 %1, %0, %4\n"
+        "sel %0, %4, %0"
+        : "=&r"(r), "=&r"(t)
+        : "r"(v), "r"(lo), "r"(hi)
+        : "cc");
+    return r;
+}
+#else
+static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        int8_t x = (int8_t)(v >> i);
+        const int8_t l = (int8_t)(lo >> i), h = (int8_t)(hi >> i);
+        x = x >= l ? x : l;
+        x = x >= h ? h : x;
+        r |= (uint32_t)(uint8_t)x << i;
+    }
+    return r;
+}
+#endif
+
+/* dw_store on the fast path for a clamp inside the int8 range (lo4, hi4: act_min and act_max
+ * in every byte) or none (clamp 0): the four saturated outputs packed into one word, clamped
+ * four at a time (the same min and max, per byte) and stored at once. */
+static inline __attribute__((always_inline)) void dw_store_packed(
+    const struct dw_rq *g, int8_t *dst, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t cc,
+    uint32_t lo4, uint32_t hi4, int clamp) {
+    const int32_t y0 = rq_fused(a0, g->m2[0], g->s1[0], cc),
+                  y1 = rq_fused(a1, g->m2[1], g->s1[1], cc);
+    const int32_t y2 = rq_fused(a2, g->m2[2], g->s1[2], cc),
+                  y3 = rq_fused(a3, g->m2[3], g->s1[3], cc);
+    uint32_t v = ((uint32_t)y0 & 0xFFu) | ((uint32_t)y1 & 0xFFu) << 8 |
+                 ((uint32_t)y2 & 0xFFu) << 16 | (uint32_t)y3 << 24;
+    if (clamp) v = dw_clamp8(v, lo4, hi4);
+    __builtin_memcpy(dst, &v, sizeof v);
+}
+
 /* One channel c over every output pixel of batch b, as the reference
  * (depthwise_conv2d_s8_dsp.c). */
 void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c);
@@ -107,5 +201,11 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c);
  * layer through it. */
 int depthwise_conv2d_s8_kxk_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d);
+
+/* The k x k variant with two taps per SMLAD (depthwise_conv2d_s8_kxk_pair_dsp.c): whether it
+ * takes the layer, the layer through it, and the bytes of its buffers (on the stack). */
+int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p);
+void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
+size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
 
 #endif

@@ -96,7 +96,7 @@ static inline __attribute__((always_inline)) void kxk_outputs(
         const uint64_t *row = buf + (size_t)oy * (size_t)sh * (size_t)in_w;
         int8_t *o = dst + (size_t)oy * out_row;
         for (int32_t ox = 0; ox < cols; ++ox, o += ch, row += sw) {
-            int32_t a0 = g->bias[0], a1 = g->bias[1], a2 = g->bias[2], a3 = g->bias[3];
+            int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2], a3 = g->rq.bias[3];
             const uint64_t *r = row, *wt = g->w;
             for (int32_t fy = 0; fy < fh; ++fy, r += in_w, wt += fw) {
                 /* The filter row unrolled where fw is a constant (-O2 leaves a 7-tap loop). */
@@ -111,7 +111,7 @@ static inline __attribute__((always_inline)) void kxk_outputs(
                     a3 = dsp_smlatt(xo, wo, a3);
                 }
             }
-            dw_store(d, g, o, c, a0, a1, a2, a3, cc, full);
+            dw_store(d, &g->rq, o, c, a0, a1, a2, a3, cc, full);
         }
     }
 }

@@ -3,18 +3,6 @@
  * the integer results are identical. See fully_connected_s8.h for operands. */
 #include "fully_connected_s8.h"
 
-/* std::round (halves away from zero) then int32, without libm. Saturates where TFLite's
- * static_cast<int32_t> would be undefined (|v| >= 2^31, i.e. an absurd effective scale). */
-static int32_t round_to_int32(double v) {
-    if (v >= 2147483647.0) return INT32_MAX;
-    if (v <= -2147483648.0) return INT32_MIN;
-    int32_t t = (int32_t)v;    /* truncates toward zero */
-    const double frac = v - t; /* exact: the fractional part of v */
-    if (frac >= 0.5) t += 1;
-    if (frac <= -0.5) t -= 1;
-    return t;
-}
-
 void fully_connected_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
@@ -22,33 +10,27 @@ void fully_connected_s8_ref_run(const void *params, void *const *operands, void 
     const int8_t *input = operands[FULLY_CONNECTED_S8_INPUT];
     const int8_t *weights = operands[FULLY_CONNECTED_S8_WEIGHTS];
     const int32_t *bias = p.has_bias ? (const int32_t *)operands[FULLY_CONNECTED_S8_BIAS] : NULL;
-    const float *weight_scales = operands[FULLY_CONNECTED_S8_WEIGHT_SCALES];
+    const int32_t *scales = operands[FULLY_CONNECTED_S8_SCALES];
     const int8_t *trained_weights = operands[FULLY_CONNECTED_S8_TRAINED_WEIGHTS];
     const int32_t *trained_bias = operands[FULLY_CONNECTED_S8_TRAINED_BIAS];
     int8_t *out = operands[FULLY_CONNECTED_S8_OUTPUT];
 
-    /* Row by row, so the double-precision scale is computed once per output row. */
+    /* Row by row, so the double-precision scale is read once per output row. */
     for (int32_t o = 0; o < p.output_depth; ++o) {
         /* The rows being trained come from their RAM copy. */
         const int8_t *w =
             (o < p.train_rows ? trained_weights : weights) + (size_t)o * (size_t)p.input_depth;
-        /* TFLite's expression, operation for operation: the result is the same double. */
-        const double scale = (double)p.input_scale * (double)weight_scales[p.per_channel ? o : 0] /
-                             (double)p.output_scale;
+        /* TFLite's double, computed when the model was lowered. */
+        const double scale = fc_scale(scales, p.per_channel ? o : 0);
         for (int32_t b = 0; b < p.batches; ++b) {
             const int8_t *x = input + (size_t)b * (size_t)p.input_depth;
-            /* 32-bit accumulator as TFLite; (w - zp_w) * (x - zp_x) is at most 255 * 255 in
-             * magnitude, so depths up to ~33000 cannot overflow. */
-            int32_t acc = 0;
-            for (int32_t i = 0; i < p.input_depth; ++i) {
-                acc += ((int32_t)w[i] + p.filter_offset) * ((int32_t)x[i] + p.input_offset);
-            }
+            int32_t acc = fc_row_sum(w, x, p.input_depth, p.filter_offset, p.input_offset);
             if (o < p.train_bias_rows)
                 acc += trained_bias[o];
             else if (bias)
                 acc += bias[o];
             /* int64 so that adding the zero point to a saturated value cannot overflow. */
-            const int64_t q = (int64_t)round_to_int32((double)acc * scale) + p.output_offset;
+            const int64_t q = (int64_t)fc_round_to_int32((double)acc * scale) + p.output_offset;
             out[(size_t)b * (size_t)p.output_depth + (size_t)o] =
                 (int8_t)(q < p.act_min ? p.act_min : (q > p.act_max ? p.act_max : q));
         }

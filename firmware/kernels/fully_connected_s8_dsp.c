@@ -5,23 +5,13 @@
  * widened to 16-bit lanes with the input offset added (SXTAB16), each row's four weights
  * likewise with the weights offset, then two SMLAD per row. Every product is the
  * reference's; int32 sums cannot overflow (see fully_connected_s8.c), so the accumulators
- * are equal. The requantization is the reference's double-precision expression. */
+ * are equal. The requantization is the reference's: the effective scale from the plan, one
+ * software-double multiply and round per output. */
 #include "dsp.h"
 #include "fully_connected_s8.h"
 
-/* As fully_connected_s8.c: std::round then int32, saturating. */
-static int32_t round_to_int32(double v) {
-    if (v >= 2147483647.0) return INT32_MAX;
-    if (v <= -2147483648.0) return INT32_MIN;
-    int32_t t = (int32_t)v;
-    const double frac = v - t;
-    if (frac >= 0.5) t += 1;
-    if (frac <= -0.5) t -= 1;
-    return t;
-}
-
 static inline int8_t finish(int32_t acc, double scale, const struct fully_connected_s8_params *p) {
-    const int64_t q = (int64_t)round_to_int32((double)acc * scale) + p->output_offset;
+    const int64_t q = (int64_t)fc_round_to_int32((double)acc * scale) + p->output_offset;
     return (int8_t)(q < p->act_min ? p->act_min : (q > p->act_max ? p->act_max : q));
 }
 
@@ -32,7 +22,7 @@ void fully_connected_s8_dsp_run(const void *params, void *const *operands, void 
     const int8_t *input = operands[FULLY_CONNECTED_S8_INPUT];
     const int8_t *weights = operands[FULLY_CONNECTED_S8_WEIGHTS];
     const int32_t *bias = p.has_bias ? (const int32_t *)operands[FULLY_CONNECTED_S8_BIAS] : NULL;
-    const float *weight_scales = operands[FULLY_CONNECTED_S8_WEIGHT_SCALES];
+    const int32_t *scales = operands[FULLY_CONNECTED_S8_SCALES];
     const int8_t *trained_weights = operands[FULLY_CONNECTED_S8_TRAINED_WEIGHTS];
     const int32_t *trained_bias = operands[FULLY_CONNECTED_S8_TRAINED_BIAS];
     int8_t *out = operands[FULLY_CONNECTED_S8_OUTPUT];
@@ -45,12 +35,9 @@ void fully_connected_s8_dsp_run(const void *params, void *const *operands, void 
         /* The rows being trained come from their RAM copy. */
         const int8_t *w0 = (o < p.train_rows ? trained_weights : weights) + (size_t)o * depth;
         const int8_t *w1 = (o1 < p.train_rows ? trained_weights : weights) + (size_t)o1 * depth;
-        /* TFLite's expression, operation for operation: the same doubles as the reference. */
-        const double scale0 = (double)p.input_scale * (double)weight_scales[p.per_channel ? o : 0] /
-                              (double)p.output_scale;
-        const double scale1 = (double)p.input_scale *
-                              (double)weight_scales[p.per_channel ? o1 : 0] /
-                              (double)p.output_scale;
+        /* TFLite's doubles, computed when the model was lowered (fully_connected_s8.h). */
+        const double scale0 = fc_scale(scales, p.per_channel ? o : 0);
+        const double scale1 = fc_scale(scales, p.per_channel ? o1 : 0);
         const int32_t bias0 = o < p.train_bias_rows ? trained_bias[o] : (bias ? bias[o] : 0);
         const int32_t bias1 = o1 < p.train_bias_rows ? trained_bias[o1] : (bias ? bias[o1] : 0);
         for (int32_t b = 0; b < p.batches; ++b) {

@@ -2,17 +2,7 @@
 #include "logits_s32.h"
 
 #include "fixedpoint.h"
-
-/* std::round (halves away from zero) then int32, saturating (fully_connected_s8.c's). */
-static int32_t round_to_int32(double v) {
-    if (v >= 2147483647.0) return INT32_MAX;
-    if (v <= -2147483648.0) return INT32_MIN;
-    int32_t t = (int32_t)v;
-    const double frac = v - t;
-    if (frac >= 0.5) t += 1;
-    if (frac <= -0.5) t -= 1;
-    return t;
-}
+#include "fully_connected_s8.h"
 
 void logits_s32_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
@@ -20,7 +10,7 @@ void logits_s32_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *input = operands[LOGITS_S32_INPUT];
     const int8_t *weights = operands[LOGITS_S32_WEIGHTS];
     const int32_t *bias = p.has_bias ? (const int32_t *)operands[LOGITS_S32_BIAS] : NULL;
-    const float *weight_scales = operands[LOGITS_S32_WEIGHT_SCALES];
+    const int32_t *scales = operands[LOGITS_S32_SCALES];
     const int32_t *multipliers = operands[LOGITS_S32_MULTIPLIERS];
     const int32_t *shifts = operands[LOGITS_S32_SHIFTS];
     const int8_t *trained_weights = operands[LOGITS_S32_TRAINED_WEIGHTS];
@@ -31,23 +21,18 @@ void logits_s32_run(const void *params, void *const *operands, void *scratch) {
         const int8_t *w =
             (o < p.train_rows ? trained_weights : weights) + (size_t)o * (size_t)p.input_depth;
         const int32_t ch = p.per_channel ? o : 0;
-        /* fully_connected_s8's expression, operation for operation (the same double). */
-        const double scale = p.fixed_point ? 0.0
-                                           : (double)p.input_scale * (double)weight_scales[ch] /
-                                                 (double)p.output_scale;
+        /* fully_connected_s8's double, from the plan (fully_connected_s8.h). */
+        const double scale = p.fixed_point ? 0.0 : fc_scale(scales, ch);
         for (int32_t b = 0; b < p.batches; ++b) {
             const int8_t *x = input + (size_t)b * (size_t)p.input_depth;
-            int32_t acc = 0;
-            for (int32_t i = 0; i < p.input_depth; ++i) {
-                acc += ((int32_t)w[i] + p.filter_offset) * ((int32_t)x[i] + p.input_offset);
-            }
+            int32_t acc = fc_row_sum(w, x, p.input_depth, p.filter_offset, p.input_offset);
             if (o < p.train_bias_rows)
                 acc += trained_bias[o];
             else if (bias)
                 acc += bias[o];
             const int32_t r = p.fixed_point ? fp_multiply_by_quantized_multiplier(
                                                   acc, multipliers[ch], shifts[ch])
-                                            : round_to_int32((double)acc * scale);
+                                            : fc_round_to_int32((double)acc * scale);
             /* int64: adding the zero point to a value near the int32 limits cannot wrap. */
             const int64_t q = (int64_t)r + p.output_offset;
             out[(size_t)b * (size_t)p.output_depth + (size_t)o] =

@@ -14,7 +14,8 @@
  *   weights          int8    [output_depth, input_depth] (a conv filter [out, kh, kw, c]
  *                            is that, row-major)
  *   bias             int32   [output_depth], or ignored when has_bias == 0
- *   weight_scales    float32 [output_depth] or [1]      (fixed_point == 0; else ignored)
+ *   scales           int32   [2 * output_depth] or [2]  (fixed_point == 0; else ignored):
+ *                            fully_connected_s8's effective scales, doubles as word pairs
  *   multipliers      int32   [output_depth] or [1]      (fixed_point == 1; else ignored)
  *   shifts           int32   [output_depth] or [1]      (fixed_point == 1; else ignored)
  *   trained_weights  int8    [train_rows, input_depth]
@@ -36,7 +37,7 @@ enum {
     LOGITS_S32_INPUT = 0,
     LOGITS_S32_WEIGHTS = 1,
     LOGITS_S32_BIAS = 2,
-    LOGITS_S32_WEIGHT_SCALES = 3,
+    LOGITS_S32_SCALES = 3,
     LOGITS_S32_MULTIPLIERS = 4,
     LOGITS_S32_SHIFTS = 5,
     LOGITS_S32_TRAINED_WEIGHTS = 6,

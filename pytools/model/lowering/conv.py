@@ -358,8 +358,12 @@ def lower_fully_connected(graph: Graph, op: Op) -> KernelCall:
             _check_bias_scale(op, bias_t, s_in * s_w)
         w_scales, filter_offset = [s_w], -zp_w
     # TFLite's reference FULLY_CONNECTED requantizes in double from the float scales
-    # themselves, not with a Q31 multiplier: the kernel takes the scales (fully_connected_s8.h).
-    scales = Operand(data=np.array(w_scales, dtype=np.float32))
+    # themselves, not with a Q31 multiplier: round(acc * (double(s_in) * double(s_w) /
+    # double(s_out))). That double is computed here, once, by the same IEEE operations in the
+    # same order (the same bits as the C expression), and the kernel reads it instead of
+    # recomputing it in software doubles on every call (fully_connected_s8.h). The plan has no
+    # float64 type: each double travels as two int32 words, little-endian like the targets.
+    scales = Operand(data=fc_effective_scales(s_in, w_scales, s_out))
     act_min, act_max = _activation(op, out)
     train_params, trained = _training(op, units)
     params = {
@@ -389,6 +393,13 @@ def lower_fully_connected(graph: Graph, op: Op) -> KernelCall:
             Operand(tensor=out.index, is_output=True),
         ],
     )
+
+
+def fc_effective_scales(s_in: float, w_scales: list[float], s_out: float) -> np.ndarray:
+    """TFLite's FULLY_CONNECTED effective scales double(s_in) * double(s_w) / double(s_out),
+    one per entry of w_scales, as int32 words (the low word of each double first)."""
+    eff = np.array([float(s_in) * float(s_w) / float(s_out) for s_w in w_scales], dtype="<f8")
+    return eff.view("<i4").astype(np.int32)
 
 
 def _check_bias_scale(op: Op, bias: Tensor, product: float) -> None:

@@ -57,7 +57,7 @@ def _logits(g: Graph, op: Op) -> KernelCall:
             output_scale=1.0,
         )
         inp, w, bias, mults, shifts, tw, tb, _ = ops
-        operands = [inp, w, bias, _empty(np.float32), mults, shifts, tw, tb, out]
+        operands = [inp, w, bias, _empty(np.int32), mults, shifts, tw, tb, out]
     else:
         raise ModelError(
             f"{op.where()}: the loss reads a FULLY_CONNECTED or a whole-input CONV_2D output layer, "

@@ -23,9 +23,15 @@ from tests.kernels.support import check_bit_exact, quant
 ACTIVATIONS = ("NONE", "RELU", "RELU6")
 
 
-def _case(seed: int, explicit: bool = False, large: bool = False, tflite: bool = False) -> Case:
+def _case(
+    seed: int,
+    explicit: bool = False,
+    large: bool = False,
+    tflite: bool = False,
+    filt: tuple[int, int] | None = None,
+) -> Case:
     rng = np.random.default_rng(47000 + seed + (1000 if explicit else 0) + (2000 if large else 0))
-    fh, fw = [(5, 5), (7, 7), (5, 5), (7, 7), (5, 3), (1, 7), (4, 4)][seed % 7]
+    fh, fw = filt or [(5, 5), (7, 7), (5, 5), (7, 7), (5, 3), (1, 7), (4, 4)][seed % 7]
     stride = int(rng.choice([1, 2, 2, 3]))
     c = int(rng.choice([int(rng.integers(1, 30)), 16, 24, 48]))
     lo, hi = (max(fh, fw), max(fh, fw) + 12) if not large else (30, 70)
@@ -97,6 +103,41 @@ def test_depthwise_kxk_large_maps_match_reference(seed: int, explicit: bool) -> 
 def test_depthwise_kxk_is_bit_exact_with_tflite(seed: int) -> None:
     with dsp_on_host():
         check_bit_exact(_case(seed, large=seed % 2 == 1, tflite=True).graph, np.random.default_rng(seed))
+
+
+# Filters too tall for the pair variant's weight sets (filter_h * (filter_w / 2 + 1) > 28):
+# the 16-bit-lane k x k variant (depthwise_conv2d_s8_kxk_dsp.c) takes them.
+TALL = [(12, 4), (16, 3), (9, 5), (13, 3), (7, 6)]
+
+
+def _takes(variant: str, call) -> bool:
+    import ctypes
+
+    from pytools.model.kernels import _lib
+
+    fn = getattr(_lib(), f"depthwise_conv2d_s8_{variant}_dsp_takes")
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p]
+    return bool(fn(call.packed_params()))
+
+
+def test_the_variants_split_the_cases() -> None:
+    """5x5, 7x7 and the other filters of the cases above take the pair variant; the tall ones
+    the 16-bit-lane one (both stay tested)."""
+    for seed in range(7):
+        call = lower(_case(seed).graph, _case(seed).graph.ops[0])
+        assert _takes("kxk_pair", call), call.params
+    for seed, filt in enumerate(TALL):
+        call = lower(_case(seed, filt=filt).graph, _case(seed, filt=filt).graph.ops[0])
+        pair = call.params["filter_h"] * (call.params["filter_w"] // 2 + 1) <= 28
+        assert _takes("kxk_pair", call) == pair and _takes("kxk", call), call.params
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("seed", range(10))
+def test_depthwise_kxk_tall_filters_match_reference(seed: int, trained: bool) -> None:
+    filt = TALL[seed % len(TALL)]
+    _compare(_case(seed, seed % 2 == 1, large=seed >= 5, filt=filt), seed, trained)
 
 
 def test_the_kxk_cases_are_informative() -> None:

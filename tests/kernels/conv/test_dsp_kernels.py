@@ -774,12 +774,14 @@ def test_narrow_1x1_convolutions_on_the_emulated_board() -> None:
         assert np.mean((want > -128) & (want < 127)) > 0.5 and np.unique(want).size >= 16
 
 
-# --- ADD (add_s8_dsp.c: per-input tables, the fused output requantization) -----------------
+# --- ADD and SUB (add_s8_dsp.c, sub_s8_dsp.c: per-input tables shared in add_s8_dsp.h, four
+# contiguous elements per step, the fused output requantization) -------------------------------
 
 
-def _add_case(seed: int):
-    """A residual ADD of 16 to ~14,000 elements (the tables' path from 512), the activations,
-    zero points and scales at random; every fourth seed broadcasts along some dimensions."""
+def _add_case(seed: int, kind: str = "ADD"):
+    """A residual ADD (or a SUB) of 16 to ~14,000 elements (the tables' path from 512; odd
+    lengths leave a tail after the four-element steps), the activations, zero points and scales
+    at random; every fourth seed broadcasts along some dimensions."""
     from tests.kernels.test_other_kernels import ACTS, one_op, rand_scale, rand_zp, t8
 
     rng = np.random.default_rng(9000 + seed)
@@ -797,12 +799,13 @@ def _add_case(seed: int):
     a = t8(a_shape, quant(s1, rand_zp(rng)), "a")
     b = t8(b_shape, quant(s2, rand_zp(rng)), "b")
     out = t8(shape, quant(so, rand_zp(rng)), "out")
-    return one_op("ADD", [a, b], out, {"activation": str(rng.choice(ACTS))})
+    return one_op(kind, [a, b], out, {"activation": str(rng.choice(ACTS))})
 
 
+@pytest.mark.parametrize("kind", ["ADD", "SUB"])
 @pytest.mark.parametrize("seed", range(40))
-def test_add_dsp_matches_reference(seed: int) -> None:
-    g = _add_case(seed)
+def test_add_dsp_matches_reference(seed: int, kind: str) -> None:
+    g = _add_case(seed, kind)
     call = lower(g, g.ops[0])
     arrays = _operands(g, call, np.random.default_rng(seed))
     np.testing.assert_array_equal(_run(call, arrays, "dsp"), _run(call, arrays, "ref"))
@@ -818,22 +821,23 @@ def test_add_cases_are_informative_and_take_the_table_path() -> None:
     assert np.mean([np.unique(o).size >= 8 for o in outs if o.size >= 512]) >= 0.8
 
 
+@pytest.mark.parametrize("kind", ["ADD", "SUB"])
 @pytest.mark.parametrize("seed", range(6))
-def test_add_dsp_is_bit_exact_with_tflite(seed: int) -> None:
+def test_add_dsp_is_bit_exact_with_tflite(seed: int, kind: str) -> None:
     with dsp_on_host():
-        check_bit_exact(_add_case(seed), np.random.default_rng(seed))
+        check_bit_exact(_add_case(seed, kind), np.random.default_rng(seed))
 
 
 @pytest.mark.emulator
 def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
-    """The firmware build's add_s8 (the Cortex-M7 objects) on the emulated board against the
+    """The firmware build's add_s8 and sub_s8 (the Cortex-M7 objects) on the emulated board against the
     host's reference kernel, on the same random calls."""
     from tests.kernels import grad_support as gs
 
-    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "add_s8"])
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "add_s8", "sub_s8"])
     calls = []
     for seed in range(10):
-        g = _add_case(seed)
+        g = _add_case(seed, "SUB" if seed % 3 == 2 else "ADD")
         call = lower(g, g.ops[0])
         calls.append((call, _operands(g, call, np.random.default_rng(seed))))
     board = gs.run_on_board(calls, tmp_path)

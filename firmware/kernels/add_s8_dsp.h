@@ -1,0 +1,114 @@
+/* What the ADD and SUB DSP variants share (add_s8_dsp.c, sub_s8_dsp.c): both scale each input
+ * as TFLite's AddFunc / SubElementwise do, MultiplyByQuantizedMultiplier((x + offset) <<
+ * left_shift, M, s), which depends on the int8 x alone, so the reference's own arithmetic
+ * (fixedpoint.h) fills one 256-entry table per input, and an element is two lookups and one
+ * addition or subtraction, instead of two 64-bit multiplies and roundings. The output scaling
+ * takes requant_fast.h's fused path (SMMLAR, ADD, ASR, QADD, SSAT; proved bit-identical with
+ * fixedpoint.h) when the output multiplier is on it, else the reference's. The tables cost 512
+ * reference scalings, so outputs of fewer than ADDSUB_TABLE_MIN elements run the reference
+ * kernel. add_s8.def and sub_s8.def have the same fields, which ADDSUB_ROWS reads. */
+#ifndef KERNELS_ADD_S8_DSP_H
+#define KERNELS_ADD_S8_DSP_H
+
+#include "broadcast4.h"
+#include "dsp.h"
+#include "fixedpoint.h"
+#include "requant_fast.h"
+
+#define ADDSUB_TABLE_MIN 512 /* elements below which the tables do not pay */
+
+/* The constants of a kernel's rows (broadcast4.h walks them). */
+struct addsub_rows {
+    const int32_t *t1, *t2; /* the inputs' scaled values, indexed by (uint8_t)x */
+    int32_t m2, s1, cc, lo, hi, multiplier, shift, output_offset;
+    int fast;  /* requant_fast.h's output scaling */
+    int clamp; /* the clamp narrower than int8 (the fast path's saturation is int8's) */
+};
+
+/* The reference's scaled input value for every int8 x, indexed by (uint8_t)x. */
+static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_shift,
+                                      int32_t multiplier, int32_t shift) {
+    for (int32_t x = -128; x < 128; ++x) {
+        const int32_t shifted = (offset + x) * ((int32_t)1 << left_shift);
+        t[(uint8_t)x] = fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
+    }
+}
+
+/* Fills the tables t1 and t2 (256 entries each) and returns the rows' constants. */
+static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_t in1_offset,
+                                                int32_t in2_offset, int32_t left_shift,
+                                                int32_t in1_multiplier, int32_t in1_shift,
+                                                int32_t in2_multiplier, int32_t in2_shift,
+                                                int32_t out_multiplier, int32_t out_shift,
+                                                int32_t out_offset, int32_t act_min,
+                                                int32_t act_max) {
+    addsub_scale_table(t1, in1_offset, left_shift, in1_multiplier, in1_shift);
+    addsub_scale_table(t2, in2_offset, left_shift, in2_multiplier, in2_shift);
+    struct addsub_rows r = {
+        t1,      t2,      rq_m2(out_multiplier), rq_s1(out_shift), 1 + 2 * out_offset,
+        act_min, act_max, out_multiplier,        out_shift,        out_offset,
+        0,       0};
+    /* requant_fast.h's step 4 needs the offset within +-2^30 and the clamp within int8 (the
+     * reference clamps to [act_min, act_max], then stores the int8). */
+    r.fast = rq_fast_ok(out_multiplier, out_shift) && out_offset >= -(1 << 30) &&
+             out_offset < (1 << 30) && act_min >= -128 && act_max <= 127;
+    r.clamp = act_min > -128 || act_max < 127;
+    return r;
+}
+
+#define ADDSUB_ROWS(p, t1, t2)                                                                   \
+    addsub_rows_of(t1, t2, (p).input1_offset, (p).input2_offset, (p).left_shift,                 \
+                   (p).input1_multiplier, (p).input1_shift, (p).input2_multiplier,               \
+                   (p).input2_shift, (p).output_multiplier, (p).output_shift, (p).output_offset, \
+                   (p).act_min, (p).act_max)
+
+/* One output element from the two scaled inputs' sum (or difference) raw; fast and clamp are
+ * constants in each row instance (no branch per element). */
+static inline __attribute__((always_inline)) int32_t addsub_out(const struct addsub_rows *r,
+                                                                int32_t raw, int fast, int clamp) {
+    if (fast) {
+        const int32_t y = rq_fused(raw, r->m2, r->s1, r->cc);
+        return clamp ? fp_clamp(y, r->lo, r->hi) : y;
+    }
+    const int32_t y =
+        fp_multiply_by_quantized_multiplier(raw, r->multiplier, (int)r->shift) + r->output_offset;
+    return fp_clamp(y, r->lo, r->hi);
+}
+
+/* Element k (a constant) of the words va and vb. */
+#define ADDSUB_ELEMENT(k)                                                                \
+    addsub_out(r,                                                                        \
+               sign > 0 ? t1[(va >> (8 * (k))) & 0xFFu] + t2[(vb >> (8 * (k))) & 0xFFu]  \
+                        : t1[(va >> (8 * (k))) & 0xFFu] - t2[(vb >> (8 * (k))) & 0xFFu], \
+               fast, clamp)
+
+/* One innermost run (broadcast4_row_s8) with sign +1 (ADD) or -1 (SUB), a constant: where both
+ * inputs are contiguous, four elements per step (one word of each input, one word stored). */
+static inline __attribute__((always_inline)) int8_t *addsub_row(const int8_t *a, const int8_t *b,
+                                                                int8_t *out, int32_t n, int32_t sa,
+                                                                int32_t sb, const void *ctx,
+                                                                int sign, int fast, int clamp) {
+    const struct addsub_rows *r = ctx;
+    const int32_t *t1 = r->t1, *t2 = r->t2;
+    /* Opaque bases: knowing the tables are on the stack, GCC would rebuild each lookup's
+     * address from sp (three instructions) instead of one indexed load. */
+    __asm__("" : "+r"(t1), "+r"(t2));
+    int32_t i = 0;
+    if (sa == 1 && sb == 1) {
+        for (; i + 4 <= n; i += 4, a += 4, b += 4, out += 4) {
+            const uint32_t va = dsp_read4(a), vb = dsp_read4(b);
+            const int32_t y0 = ADDSUB_ELEMENT(0), y1 = ADDSUB_ELEMENT(1);
+            const int32_t y2 = ADDSUB_ELEMENT(2), y3 = ADDSUB_ELEMENT(3);
+            const uint32_t v = ((uint32_t)y0 & 0xFFu) | ((uint32_t)y1 & 0xFFu) << 8 |
+                               ((uint32_t)y2 & 0xFFu) << 16 | (uint32_t)y3 << 24;
+            __builtin_memcpy(out, &v, sizeof v);
+        }
+    }
+    for (; i < n; ++i, a += sa, b += sb) {
+        const int32_t x1 = t1[(uint8_t)*a], x2 = t2[(uint8_t)*b];
+        *out++ = (int8_t)addsub_out(r, sign > 0 ? x1 + x2 : x1 - x2, fast, clamp);
+    }
+    return out;
+}
+
+#endif

@@ -1,0 +1,355 @@
+/* int8 depthwise 2-D convolution, k x k filters with two taps per SMLAD (5x5, 7x7, any stride,
+ * any padding, dilation 1, depth multiplier 1), with the Armv7E-M DSP SIMD instructions
+ * (dsp.h): bit-identical with depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c).
+ *
+ * depthwise_conv2d_s8_kxk_dsp.c runs one tap of four channels as four 16x16
+ * multiply-accumulates (SMLABB / SMLATT). Here a word holds one channel at two horizontally
+ * adjacent pixels, so one SMLAD takes two taps of a filter row: each channel group of four
+ * is the outer loop, and each tile of outputs copies its input window to the stack in pairs
+ * of pixel columns (2j, 2j+1): four words per pair, channel k's two 16-bit inputs (the input
+ * offset added), padding as zero (an offset input of 0 adds nothing, as the reference's
+ * skipped tap). An output whose window starts at an even column of the copy takes taps
+ * (2j, 2j+1) of each filter row from pair j; one starting at an odd column takes taps
+ * (2j - 1, 2j) from the pair before it, so both read whole pairs: the group's weights are
+ * kept as two sets of pairs (even and odd starts, zero outside the filter), fw / 2 + 1 pairs
+ * per filter row. Per pair and output pixel: one LDM of the four channels' inputs, two LDRD
+ * of their weights and four SMLAD (assembly, for 5x5 and 7x7), i.e. seven instructions for up
+ * to eight products (against twelve on SMLABB/SMLATT); a 5x5 row is three pairs (one half
+ * empty), a 7x7 row four.
+ * The copy holds KP_PAIRS pairs (1.6 KB); kp_tile picks the tile of outputs that copies the
+ * fewest pairs per output. Outputs are requantized four at a time (dw_store_packed on the
+ * fast path). Channels outside a whole group (the last c % 4, or a group straddling
+ * train_rows) run the reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product
+ * and sum is the reference's, in another order (int32 sums of these products cannot
+ * overflow: see depthwise_conv2d_s8.c). */
+#include "depthwise_conv2d_s8_dsp.h"
+
+#define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
+#define KP_ROW_PAIRS_MAX 28 /* filter_h * (filter_w / 2 + 1) weight pairs per set (7x7's) */
+_Static_assert(KP_PAIRS * 4 >= 2 * (2 * KP_ROW_PAIRS_MAX + 2),
+               "kp_weights_load's taps fit the copy");
+
+/* The group's weights: [start parity][fy * np + j][channel k] = (w(fx0), w(fx0 + 1)) of
+ * channel c + k, fx0 = 2j (even start) or 2j - 1 (odd start), 0 outside the filter. */
+struct kp_weights {
+    uint32_t w[2][KP_ROW_PAIRS_MAX][4];
+};
+
+static int32_t kp_np(const struct depthwise_conv2d_s8_params *p) {
+    return p->filter_w / 2 + 1;
+}
+
+int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p) {
+    if (p->depth_multiplier != 1 || p->dilation_h != 1 || p->dilation_w != 1) return 0;
+    if (p->filter_h < 1 || p->filter_w < 1 || p->stride_h < 1 || p->stride_w < 1) return 0;
+    if (p->filter_h <= 3 && p->filter_w <= 3) return 0;            /* the 3x3 variants' */
+    if (p->input_offset < -255 || p->input_offset > 255) return 0; /* 16-bit offset inputs */
+    return p->filter_h * kp_np(p) <= KP_ROW_PAIRS_MAX;
+}
+
+size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
+    return KP_PAIRS * 16 + sizeof(struct kp_weights);
+}
+
+struct kp_tile {
+    int32_t rows, cols; /* output rows and columns per tile */
+};
+
+/* Pairs per copy row of a tile of cols outputs: the last output starts at column
+ * (cols - 1) * stride and reads np pairs from the pair holding (or, odd, preceding) it. */
+static int32_t kp_row_pairs(const struct depthwise_conv2d_s8_params *p, int32_t cols) {
+    return (cols - 1) * p->stride_w / 2 + kp_np(p);
+}
+
+/* The tile of outputs that fits the copy with the fewest copied pairs per output. */
+static struct kp_tile kp_tile(const struct depthwise_conv2d_s8_params *p) {
+    struct kp_tile best = {1, 1};
+    int64_t best_num = (int64_t)kp_row_pairs(p, 1) * p->filter_h, best_den = 1;
+    for (int32_t cols = 1; cols <= p->output_w; ++cols) {
+        const int32_t w2 = kp_row_pairs(p, cols);
+        if (w2 * p->filter_h > KP_PAIRS) break;
+        int32_t rows = ((KP_PAIRS / w2) - p->filter_h) / p->stride_h + 1;
+        if (rows > p->output_h) rows = p->output_h;
+        /* Rows spread evenly over the tiles (no thin last tile). */
+        const int32_t n = (p->output_h + rows - 1) / rows;
+        rows = (p->output_h + n - 1) / n;
+        const int32_t in_h = (rows - 1) * p->stride_h + p->filter_h;
+        const int64_t num = (int64_t)in_h * w2, den = (int64_t)rows * cols;
+        if (num * best_den < best_num * den) {
+            best = (struct kp_tile){rows, cols};
+            best_num = num;
+            best_den = den;
+        }
+    }
+    return best;
+}
+
+/* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
+ * o = (1, 3) in 16-bit lanes): channel k's (a, b). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* (a & 0xFFFF) | b << 16, and (a & 0xFFFF0000) | b >> 16: one PKHBT, one PKHTB. */
+static inline uint32_t kp_pkhbt(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t kp_pkhbt(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
+    return (a & 0xFFFF0000u) | (b >> 16);
+}
+#endif
+
+static inline void kp_pack(uint32_t *q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
+    q[0] = kp_pkhbt(ea, eb);
+    q[1] = kp_pkhbt(oa, ob);
+    q[2] = kp_pkhtb(eb, ea);
+    q[3] = kp_pkhtb(ob, oa);
+}
+
+/* Channel group c..c+3's weight sets (see struct kp_weights): each tap widened once (even
+ * lanes: channels c, c+2; odd: c+1, c+3), then packed in pairs as kp_copy packs inputs; the
+ * odd-start set only where some output starts at an odd column (an odd stride). */
+static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c, uint32_t *tmp) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int trained = c < p->train_rows;
+    const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
+    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+    const int32_t fh = p->filter_h, fw = p->filter_w, np = kp_np(p);
+    const int sets = p->stride_w % 2 ? 2 : 1;
+    /* e[1 + fx], o[1 + fx]: tap fx widened (in tmp: the copy's buffer, free until kp_copy). */
+    uint32_t *e = tmp, *o = tmp + 2 * KP_ROW_PAIRS_MAX + 2;
+    for (int32_t fy = 0; fy < fh; ++fy) {
+        /* zero for fx in {-1, fw, ...} */
+        e[0] = o[0] = 0;
+        for (int32_t fx = 0; fx < 2 * np; ++fx) {
+            const uint32_t v = fx < fw ? dsp_read4(w + (size_t)(fy * fw + fx) * wstride) : 0;
+            e[1 + fx] = dsp_sxtb16(v);
+            o[1 + fx] = dsp_sxtb16_hi(v);
+        }
+        for (int odd = 0; odd < sets; ++odd) {
+            for (int32_t j = 0; j < np; ++j) {
+                const int32_t a = 1 + 2 * j - odd; /* taps fx0 = a - 1 and fx0 + 1 */
+                kp_pack(kw->w[odd][fy * np + j], e[a], o[a], e[a + 1], o[a + 1]);
+            }
+        }
+    }
+}
+
+/* Copies the group's input rows [y0, y0 + h), pixel columns [x0, x0 + 2 * w2) (any of them
+ * may lie in the padding) into buf as pairs. */
+static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int32_t y0, int32_t x0,
+                    int32_t h, int32_t w2) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    /* Pairs [jlo, jhi) have both pixels inside the image. */
+    int32_t jlo = x0 >= 0 ? 0 : (-x0 + 1) / 2, jhi = (p->input_w - x0) / 2;
+    if (jhi > w2) jhi = w2;
+    if (jlo > jhi) jlo = jhi;
+    for (int32_t r = 0; r < h; ++r, buf += 4 * w2) {
+        const int32_t y = y0 + r;
+        if (y < 0 || y >= p->input_h) {
+            memset(buf, 0, (size_t)w2 * 16);
+            continue;
+        }
+        const int8_t *row = image + (size_t)y * d->in_row;
+        uint32_t *q = buf;
+        int32_t j = 0;
+        for (; j < w2; ++j, q += 4) {
+            if (j == jlo) { /* the inside pairs, unchecked */
+                const int8_t *s = row + (ptrdiff_t)(x0 + 2 * j) * ch;
+                for (; j < jhi; ++j, q += 4, s += 2 * ch) {
+                    const uint32_t va = dsp_read4(s), vb = dsp_read4(s + ch);
+                    kp_pack(q, dsp_sxtab16(off2, va), dsp_sxtab16_hi(off2, va),
+                            dsp_sxtab16(off2, vb), dsp_sxtab16_hi(off2, vb));
+                }
+                if (j == w2) break;
+            }
+            uint32_t ea = 0, oa = 0, eb = 0, ob = 0;
+            const int32_t xa = x0 + 2 * j;
+            if (xa >= 0 && xa < p->input_w) {
+                const uint32_t v = dsp_read4(row + (ptrdiff_t)xa * ch);
+                ea = dsp_sxtab16(off2, v);
+                oa = dsp_sxtab16_hi(off2, v);
+            }
+            if (xa + 1 >= 0 && xa + 1 < p->input_w) {
+                const uint32_t v = dsp_read4(row + (ptrdiff_t)(xa + 1) * ch);
+                eb = dsp_sxtab16(off2, v);
+                ob = dsp_sxtab16_hi(off2, v);
+            }
+            kp_pack(q, ea, oa, eb, ob);
+        }
+    }
+}
+
+/* One pair j of a filter row: the four channels' SMLAD (r, w: the row's first pair of
+ * inputs and of weights; offsets in bytes, constants once unrolled). */
+#define KP_PAIR(r, w, j)                \
+    do {                                \
+        uint32_t x0, x1, w0, w1;        \
+        DW_LDRD(r, (j)*16, x0, x1);     \
+        DW_LDRD(w, (j)*16, w0, w1);     \
+        a0 = dsp_smlad(x0, w0, a0);     \
+        a1 = dsp_smlad(x1, w1, a1);     \
+        DW_LDRD(r, (j)*16 + 8, x0, x1); \
+        DW_LDRD(w, (j)*16 + 8, w0, w1); \
+        a2 = dsp_smlad(x0, w0, a2);     \
+        a3 = dsp_smlad(x1, w1, a3);     \
+    } while (0)
+
+enum { KP_STORE_ANY, KP_PACK, KP_PACK_CLAMP };
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The 5x5 and 7x7 filters' taps of one output pixel in one block of assembly, where loads can
+ * take four words at once: per pair, one LDM of the four channels' inputs (r4-r6, r8), two
+ * LDRD of their weights (r9, r10; post-indexed: a set's weights are consecutive), four SMLAD;
+ * after each filter row, the copy's row pointer steps by adj to the next row. (The C loop
+ * below is the same arithmetic; the compiler does not merge its loads into an LDM.) */
+#define KP_ASM 1
+#define KP_ASM_PAIR                     \
+    "ldmia %[r]!, {r4, r5, r6, r8}\n\t" \
+    "ldrd r9, r10, [%[w]], #8\n\t"      \
+    "smlad %[a0], r4, r9, %[a0]\n\t"    \
+    "smlad %[a1], r5, r10, %[a1]\n\t"   \
+    "ldrd r9, r10, [%[w]], #8\n\t"      \
+    "smlad %[a2], r6, r9, %[a2]\n\t"    \
+    "smlad %[a3], r8, r10, %[a3]\n\t"
+#define KP_ASM_ROW3 KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR "add %[r], %[r], %[adj]\n\t"
+#define KP_ASM_ROW4 KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR KP_ASM_PAIR "add %[r], %[r], %[adj]\n\t"
+#define KP_ASM_OUT \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [r] "+r"(r), [w] "+r"(w)
+#define KP_ASM_CLOBBERS "r4", "r5", "r6", "r8", "r9", "r10", "memory"
+#else
+#define KP_ASM 0
+#endif
+
+/* The outputs of one tile from its copy (row pitch w2 pairs); fh and np are constants in the
+ * 5x5 and 7x7 instances, so the filter unrolls. */
+static inline __attribute__((always_inline)) void kp_outputs(
+    const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, const uint32_t *buf,
+    int32_t w2, int32_t rows, int32_t cols, int8_t *dst, int32_t c, int32_t fh, int32_t np,
+    int mode) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, sh = p->stride_h, sw = p->stride_w;
+    const int32_t cc = 1 + 2 * p->output_offset;
+    const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    const uint32_t hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+    const size_t out_row = (size_t)p->output_w * (size_t)ch;
+    const int32_t pitch = 4 * w2;
+    /* Bytes from the end of a filter row's pairs in the copy to the next row's first. */
+    const int32_t adj = (pitch - 4 * np) * 4;
+    (void)adj;
+    for (int32_t oy = 0; oy < rows; ++oy) {
+        const uint32_t *row = buf + (size_t)oy * (size_t)sh * (size_t)pitch;
+        int8_t *o = dst + (size_t)oy * out_row;
+        for (int32_t ox = 0, q = 0; ox < cols; ++ox, o += ch, q += sw) {
+            int32_t a0 = rq->bias[0], a1 = rq->bias[1], a2 = rq->bias[2], a3 = rq->bias[3];
+            const uint32_t *r = row + 4 * (q >> 1);
+            /* (From the struct's address: w walks the whole set, not one pair's array.) */
+            const uint32_t *w = (const uint32_t *)kw + (q & 1) * KP_ROW_PAIRS_MAX * 4;
+#if KP_ASM
+            if (fh == 5 && np == 3) {
+                __asm__ volatile(KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3
+:KP_ASM_OUT
+                                 : [adj] "r"(adj)
+                                 : KP_ASM_CLOBBERS);
+            } else if (fh == 7 && np == 4) {
+                __asm__ volatile(KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4
+                                     KP_ASM_ROW4 KP_ASM_ROW4:KP_ASM_OUT
+                                 : [adj] "r"(adj)
+                                 : KP_ASM_CLOBBERS);
+            } else
+#endif
+            {
+                for (int32_t fy = 0; fy < fh; ++fy, r += pitch, w += 4 * np) {
+                    const uint32_t *rj = r, *wj = w;
+                    for (int32_t j = 0; j < np; ++j, rj += 4, wj += 4) KP_PAIR(rj, wj, 0);
+                }
+            }
+            if (mode == KP_STORE_ANY)
+                dw_store(d, rq, o, c, a0, a1, a2, a3, cc, 0);
+            else
+                dw_store_packed(rq, o, a0, a1, a2, a3, cc, lo4, hi4, mode == KP_PACK_CLAMP);
+        }
+    }
+}
+
+/* The host twin's instances are not auto-vectorized: GCC 12.2 (x86-64, -O2) vectorizes the
+ * portable SMLAD loop of the 7x7 instance into wrong sums (measured: outputs off by a few
+ * quanta against the reference; right at -O1, with -fno-tree-vectorize, or under
+ * -fsanitize=undefined, which finds nothing). */
+#if KP_ASM
+#define KP_NO_VECTORIZE
+#else
+#define KP_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
+#endif
+
+#define KP_INSTANCE(name, fh_, np_, mode)                                                          \
+    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                   \
+                                     const struct kp_weights *kw, const uint32_t *buf, int32_t w2, \
+                                     int32_t rows, int32_t cols, int8_t *dst, int32_t c) {         \
+        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode);                        \
+    }
+KP_INSTANCE(kp_outputs_5_pack, 5, 3, KP_PACK)
+KP_INSTANCE(kp_outputs_5_clamp, 5, 3, KP_PACK_CLAMP)
+KP_INSTANCE(kp_outputs_7_pack, 7, 4, KP_PACK)
+KP_INSTANCE(kp_outputs_7_clamp, 7, 4, KP_PACK_CLAMP)
+KP_INSTANCE(kp_outputs_any, d->p.filter_h, kp_np(&d->p), KP_STORE_ANY)
+
+typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const struct kp_weights *,
+                              const uint32_t *, int32_t, int32_t, int32_t, int8_t *, int32_t);
+
+void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, fh = p->filter_h, np = kp_np(p);
+    const int full = p->act_min <= -128 && p->act_max >= 127;
+    /* A clamp the packed store does per byte: inside the int8 range and not empty. */
+    const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
+    const struct kp_tile t = kp_tile(p);
+    struct kp_weights kw;
+    struct dw_rq rq;
+    uint32_t buf[KP_PAIRS * 4];
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
+        int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch;
+        for (int32_t c = 0; c < ch;) {
+            if (!dw_group_whole(p, c)) {
+                depthwise_conv2d_s8_dsp_channel(d, b, c);
+                ++c;
+                continue;
+            }
+            kp_weights_load(d, &kw, c, buf);
+            dw_rq_load(d, &rq, c);
+            kp_outputs_fn run = kp_outputs_any;
+            if (rq.fast && (full || clamp8)) {
+                if (fh == 5 && np == 3) run = full ? kp_outputs_5_pack : kp_outputs_5_clamp;
+                if (fh == 7 && np == 4) run = full ? kp_outputs_7_pack : kp_outputs_7_clamp;
+            }
+            for (int32_t oy = 0; oy < p->output_h; oy += t.rows) {
+                const int32_t rows = p->output_h - oy < t.rows ? p->output_h - oy : t.rows;
+                const int32_t in_h = (rows - 1) * p->stride_h + fh;
+                for (int32_t ox = 0; ox < p->output_w; ox += t.cols) {
+                    const int32_t cols = p->output_w - ox < t.cols ? p->output_w - ox : t.cols;
+                    const int32_t w2 = kp_row_pairs(p, cols);
+                    kp_copy(d, image + c, buf, oy * p->stride_h - p->pad_h,
+                            ox * p->stride_w - p->pad_w, in_h, w2);
+                    int8_t *dst = out +
+                                  ((size_t)oy * (size_t)p->output_w + (size_t)ox) * (size_t)ch +
+                                  (size_t)c;
+                    run(d, &rq, &kw, buf, w2, rows, cols, dst, c);
+                }
+            }
+            c += 4;
+        }
+    }
+}
