@@ -1,4 +1,4 @@
-/* conv2d_s8's GEMM variant: any layer whose patch fits the stack buffer (1x1 convolutions
+/* conv2d_s8's GEMM variant: any layer whose patch fits the buffer (1x1 convolutions
  * are the hot case; the stem's dense patches are widened by conv2d_s8_stem_dsp.c). See
  * conv2d_s8_dsp.c for the method and its exactness. */
 #include "conv2d_s8_dsp.h"
@@ -405,7 +405,7 @@ static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, u
 
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
                         int32_t groups) {
-    uint64_t buf[CONV_BUF_GROUPS];
+    uint64_t *const buf = o->buf; /* conv2d_s8_gemm_dsp_buffer_size bytes */
     uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
     /* Dense patches are gathered in the buffer's last CONV_DENSE_GROUPS groups. */
     const int dense = dense_patch(p);
@@ -471,7 +471,16 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     }
 }
 
+/* What conv2d_s8_gemm_dsp uses of its CONV_BUF_GROUPS: the two filter rows and the largest
+ * tile's patches (an even number of pixels), or all of it for dense patches (gathered at its
+ * end). Sized per layer, so small layers plan small scratch. */
 size_t conv2d_s8_gemm_dsp_buffer_size(const struct conv2d_s8_params *p) {
-    (void)p;
-    return CONV_BUF_GROUPS * sizeof(uint64_t);
+    if (dense_patch(p)) return CONV_BUF_GROUPS * sizeof(uint64_t);
+    const int32_t groups = patch_groups(p);
+    int32_t tile = (CONV_BUF_GROUPS - 2 * groups) / groups;
+    if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
+    tile &= ~1;
+    const int32_t npix = p->batches * p->output_h * p->output_w;
+    const int32_t n = npix < tile ? (npix + 1) & ~1 : tile;
+    return (size_t)(2 + n) * (size_t)groups * sizeof(uint64_t);
 }
