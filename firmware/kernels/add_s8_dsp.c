@@ -2,7 +2,7 @@
  *
  * Each input's scaled value, MultiplyByQuantizedMultiplier((x + offset) << left_shift, M, s),
  * depends on the int8 x alone: the kernel computes it for all 256 values of each input with
- * the reference's own arithmetic (fixedpoint.h), into two tables on the stack, and then an
+ * the reference's own arithmetic (fixedpoint.h), into two tables in the operator's scratch, and then an
  * element is two table lookups and one addition, instead of two 64-bit multiplies and
  * roundings. The output scaling takes requant_fast.h's fused path (SMMLAR, ADD, ASR, QADD,
  * SSAT; proved bit-identical with fixedpoint.h) when the output multiplier is on it, else the
@@ -55,6 +55,22 @@ static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int
     return out;
 }
 
+/* The two tables live in the operator's scratch, after the reference's (8-aligned; the planner
+ * aligns scratch to 16 bytes): planned whatever the build, so one plan runs on both. */
+static size_t add_s8_tables_offset(const void *params) {
+    return (add_s8_ref_scratch_size(params) + 7u) & ~(size_t)7u;
+}
+
+static int32_t *add_s8_tables(void *scratch, const void *params) {
+    return (int32_t *)((uint8_t *)scratch + add_s8_tables_offset(params));
+}
+
+size_t add_s8_scratch_size(const void *params) {
+    const struct add_s8_params p = *(const struct add_s8_params *)params;
+    const int64_t n = (int64_t)p.dim0 * p.dim1 * p.dim2 * p.dim3;
+    return add_s8_tables_offset(params) + (n < ADD_TABLE_MIN ? 0 : 2 * 256 * sizeof(int32_t));
+}
+
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct add_s8_params p = *(const struct add_s8_params *)params;
@@ -66,7 +82,7 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *in1 = operands[ADD_S8_INPUT1];
     const int8_t *in2 = operands[ADD_S8_INPUT2];
     int8_t *out = operands[ADD_S8_OUTPUT];
-    int32_t t1[256], t2[256];
+    int32_t *const t1 = add_s8_tables(scratch, params), *const t2 = t1 + 256; /* scratch */
     scale_table(t1, p.input1_offset, p.left_shift, p.input1_multiplier, p.input1_shift);
     scale_table(t2, p.input2_offset, p.left_shift, p.input2_multiplier, p.input2_shift);
 

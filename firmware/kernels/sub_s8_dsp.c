@@ -43,6 +43,22 @@ static inline int8_t *sub_row(const int8_t *a, const int8_t *b, int8_t *out, int
     return out;
 }
 
+/* The two tables live in the operator's scratch, after the reference's (8-aligned; the planner
+ * aligns scratch to 16 bytes): planned whatever the build, so one plan runs on both. */
+static size_t sub_s8_tables_offset(const void *params) {
+    return (sub_s8_ref_scratch_size(params) + 7u) & ~(size_t)7u;
+}
+
+static int32_t *sub_s8_tables(void *scratch, const void *params) {
+    return (int32_t *)((uint8_t *)scratch + sub_s8_tables_offset(params));
+}
+
+size_t sub_s8_scratch_size(const void *params) {
+    const struct sub_s8_params p = *(const struct sub_s8_params *)params;
+    const int64_t n = (int64_t)p.dim0 * p.dim1 * p.dim2 * p.dim3;
+    return sub_s8_tables_offset(params) + (n < SUB_TABLE_MIN ? 0 : 2 * 256 * sizeof(int32_t));
+}
+
 void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct sub_s8_params p = *(const struct sub_s8_params *)params;
@@ -54,7 +70,7 @@ void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *in1 = operands[SUB_S8_INPUT1];
     const int8_t *in2 = operands[SUB_S8_INPUT2];
     int8_t *out = operands[SUB_S8_OUTPUT];
-    int32_t t1[256], t2[256];
+    int32_t *const t1 = sub_s8_tables(scratch, params), *const t2 = t1 + 256; /* scratch */
     scale_table(t1, p.input1_offset, p.left_shift, p.input1_multiplier, p.input1_shift);
     scale_table(t2, p.input2_offset, p.left_shift, p.input2_multiplier, p.input2_shift);
 
