@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 from pytools.boards import Board
 from pytools.model.ir import Graph, ModelError, Tensor
-from pytools.model.kernels import KernelCall, op_code, scratch_size
+from pytools.model.kernels import KERNELS_DIR, KernelCall, op_code, scratch_size
 from pytools.model.lowering import lower
 from pytools.model.lowering.fold import fold_pads
 from pytools.model.plan import (
@@ -83,6 +85,30 @@ def plan_shape(t: Tensor, model_io: bool) -> tuple[int, ...]:
             f"model input or output '{t.name}' has {len(t.shape)} dimensions; at most 4 are supported"
         )
     return (math.prod(t.shape[:-3]), *t.shape[-3:])
+
+
+# Kernels whose int8 output may start where their scratch starts: they accumulate the whole
+# result in int32 at the scratch's start and write output element i only after reading
+# accumulator i, in ascending order (grad_requantize_s32 and its DSP twin), so byte i of the
+# output overwrites only accumulators already read. Named by the kernel's header enum (the
+# operand), held by tests/test_scratch_planning.py on every variant.
+OUTPUT_OVER_SCRATCH = {
+    "conv2d_s8_grad_input": "GRAD_INPUT",
+    "depthwise_conv2d_s8_grad_input": "GRAD_INPUT",
+}
+
+
+@cache
+def output_over_scratch_operand(kernel: str) -> int | None:
+    """The operand of `kernel` that may overlap its scratch (OUTPUT_OVER_SCRATCH), from the
+    kernel's header enum, or None."""
+    if kernel not in OUTPUT_OVER_SCRATCH:
+        return None
+    name = f"{kernel.upper()}_{OUTPUT_OVER_SCRATCH[kernel]}"
+    m = re.search(rf"\b{name}\s*=\s*(\d+)", (KERNELS_DIR / f"{kernel}.h").read_text())
+    if m is None:
+        raise ValueError(f"firmware/kernels/{kernel}.h has no operand {name}")
+    return int(m[1])
 
 
 def _touched_bytes(call: KernelCall, k: int, nbytes: int) -> tuple[int, int]:
@@ -184,10 +210,14 @@ def lower_all(graph: Graph) -> list[KernelCall]:
     return calls
 
 
-def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0, fold: bool = True) -> Compiled:
+def compile_graph(
+    graph: Graph, board: Board, name: str, n_forward: int = 0, fold: bool = True, overlap: bool = True
+) -> Compiled:
     """n_forward: a training step's forward operators (0: the graph is a forward graph, whose
     PADs are folded here unless fold is False; a training step's were folded before autodiff,
-    pytools/train/compile_train.py)."""
+    pytools/train/compile_train.py). overlap: try the exact overlaps (overlap_ties, an output
+    over its own scratch); each costs a trial plan, so a search over many candidate graphs
+    may rank them without."""
     if n_forward == 0 and fold:
         graph = fold_pads(graph).graph
     calls = lower_all(graph)
@@ -300,13 +330,30 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0, fol
 
     # Each overlap is kept only where it shrinks the arena (a tie also constrains the greedy
     # placement, which can cost more than the overlap saves).
+    candidates = [
+        Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", s)
+        for x, y, s in overlap_ties(calls, root, first, last, lambda t: graph.tensor(t).nbytes, eligible)
+    ]
+    # An output written over its own operator's scratch (OUTPUT_OVER_SCRATCH).
+    for i, (call, op) in enumerate(zip(calls, plan_ops, strict=True)):
+        k = output_over_scratch_operand(call.kernel)
+        if k is None or op.scratch == NO_TENSOR or call.operands[k].tensor is None:
+            continue
+        out = root(call.operands[k].tensor)
+        if (
+            eligible(out)
+            and first.get(out) == i
+            and out not in {root(o.tensor) for o in call.operands[:k] if o.tensor is not None}
+        ):
+            candidates.append(Tie(f"s{op.scratch}", f"t{plan_id[out]}", 0))
+    # Each overlap is kept only where it shrinks the arena: a tie also constrains the greedy
+    # placement, which can cost more than the overlap saves.
     ties: list[Tie] = []
     offsets, arena = plan_arena(buffers)
-    for x, y, s in overlap_ties(calls, root, first, last, lambda t: graph.tensor(t).nbytes, eligible):
-        trial = [*ties, Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", s)]
-        trial_offsets, trial_arena = plan_arena(buffers, ties=trial)
+    for tie in candidates if overlap else []:
+        trial_offsets, trial_arena = plan_arena(buffers, ties=[*ties, tie])
         if trial_arena < arena:
-            ties, offsets, arena = trial, trial_offsets, trial_arena
+            ties, offsets, arena = [*ties, tie], trial_offsets, trial_arena
     for g, pid in plan_id.items():
         if tensors[pid].storage in in_arena:
             tensors[pid].offset = offsets[f"t{plan_id[root(g)]}"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 ALIGN = 16
 
 
@@ -78,30 +80,29 @@ def _groups(buffers: list[Buffer], ties: list[Tie], align: int) -> list[list[tup
     return groups
 
 
-def _lowest_base(group: list[tuple[Buffer, int]], busy: list[list[tuple[int, int]]], align: int) -> int:
+def _lowest_base(
+    group: list[tuple[Buffer, int]], busy: list[tuple[np.ndarray, np.ndarray]], align: int
+) -> int:
     """The lowest offset for the group's start at which no member meets a placed buffer
-    alive at the same time (busy: per member, those buffers' sorted spans)."""
-    if len(group) == 1:  # one buffer: the first gap it fits, in one pass
-        size, offset = align_up(group[0][0].size, align), 0
-        for off, end in busy[0]:
-            if offset + size <= off:
-                break
-            offset = max(offset, align_up(end, align))
-        return offset
+    alive at the same time (busy: per member, those buffers' offsets and ends, by offset;
+    ends are aligned)."""
+    if len(group) == 1:  # one buffer: the first gap it fits, scanning up from 0
+        size = align_up(group[0][0].size, align)
+        offs, ends = busy[0]
+        if len(offs) == 0:
+            return 0
+        below = np.concatenate(([0], np.maximum.accumulate(ends)[:-1]))  # highest end so far
+        fits = np.flatnonzero(below + size <= offs)
+        return int(below[fits[0]]) if len(fits) else int(max(below[-1], ends[-1], ends.max()))
     # Candidates: 0 and every busy end less a member's offset; the largest one always fits.
     starts = sorted(
         {0}
-        | {
-            max(0, align_up(end - rel, align))
-            for (_, rel), spans in zip(group, busy, strict=True)
-            for _, end in spans
-        }
+        | {max(0, int(end) - rel) for (_, rel), (_, ends) in zip(group, busy, strict=True) for end in ends}
     )
     for base in starts:
         if all(
-            base + rel + align_up(b.size, align) <= off or end <= base + rel
-            for (b, rel), spans in zip(group, busy, strict=True)
-            for off, end in spans
+            not np.any((offs < base + rel + align_up(b.size, align)) & (base + rel < ends))
+            for (b, rel), (offs, ends) in zip(group, busy, strict=True)
         ):
             return base
     raise AssertionError("unreachable: past every busy span the group fits")
@@ -116,22 +117,52 @@ def plan_arena(
         if b.size < 0 or b.first > b.last:
             raise ValueError(f"buffer {b.name}: bad size or lifetime")
     groups = _groups(buffers, ties or [], align)
-    order = sorted(
-        groups,
-        key=lambda g: (-max(align_up(b.size, align) for b, _ in g), min(b.first for b, _ in g), g[0][0].name),
-    )
-    placed: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer)
+    best: tuple[dict[str, int], int] | None = None
+    for key in _ORDERS:
+        offsets, arena = _place(sorted(groups, key=lambda g, k=key: k(g, align)), align)
+        if best is None or arena < best[1]:
+            best = (offsets, arena)
+    assert best is not None
+    return best
+
+
+def _size_first(g: list[tuple[Buffer, int]], align: int) -> tuple[int, int, str]:
+    """TFLite Micro's order: the largest first."""
+    return (-max(align_up(b.size, align) for b, _ in g), min(b.first for b, _ in g), g[0][0].name)
+
+
+def _longest_first(g: list[tuple[Buffer, int]], align: int) -> tuple[int, int, str]:
+    """The longest-lived first (whole-step state, then saved activations), then the largest."""
+    span = max(b.last for b, _ in g) - min(b.first for b, _ in g)
+    return (-span, -max(align_up(b.size, align) for b, _ in g), g[0][0].name)
+
+
+# plan_arena places the buffers in each order and keeps the smaller arena.
+_ORDERS = (_size_first, _longest_first)
+
+
+def _place(order: list[list[tuple[Buffer, int]]], align: int) -> tuple[dict[str, int], int]:
+    """Each group in turn at the lowest base where it fits (_lowest_base). The placed buffers
+    are kept in arrays, so finding those alive at the same time is one vector comparison."""
+    n = sum(len(g) for g in order)
+    p_first, p_last = np.empty(n, np.int64), np.empty(n, np.int64)
+    p_off, p_end = np.empty(n, np.int64), np.empty(n, np.int64)
+    k = 0
     offsets: dict[str, int] = {}
     for group in order:
-        busy = [
-            sorted((off, end) for off, end, other in placed if other.overlaps_in_time(b)) for b, _ in group
-        ]
+        busy = []
+        for b, _ in group:
+            alive = (p_first[:k] <= b.last) & (b.first <= p_last[:k])
+            idx = np.flatnonzero(alive)
+            o = np.argsort(p_off[idx], kind="stable")
+            busy.append((p_off[idx][o], p_end[idx][o]))
         base = _lowest_base(group, busy, align)
         for b, rel in group:
             offsets[b.name] = base + rel
-            placed.append((base + rel, base + rel + align_up(b.size, align), b))
-    arena = max((end for _, end, _ in placed), default=0)
-    return offsets, arena
+            p_first[k], p_last[k] = b.first, b.last
+            p_off[k], p_end[k] = base + rel, base + rel + align_up(b.size, align)
+            k += 1
+    return offsets, int(p_end[:k].max()) if k else 0
 
 
 def peak_live_bytes(buffers: list[Buffer], align: int = ALIGN) -> int:

@@ -84,10 +84,14 @@ def compile_training(
     patched: Patched | None = None
     note = ""
     if scheme.patch_auto:
-        baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
+        # Ranked without the planner's overlaps (a trial plan each, times every candidate);
+        # the chosen patching's step gets them below.
+        baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=False).arena
         auto = choose(
             tb.graph,
-            lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
+            lambda p: (
+                compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added, overlap=False).arena
+            ),
             baseline,
             scheme.patch_budget,
         )
