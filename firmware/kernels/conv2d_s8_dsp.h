@@ -26,8 +26,8 @@
 #include "requant_fast.h"
 
 /* Buffers, in groups (4 taps as 16-bit lanes, 8 bytes). */
-/* One buffer (the scratch): the widened filter rows of two output channels, then the widened patches
- * of a tile of output pixels, as many as fit. A larger tile widens each filter row fewer
+/* One buffer (the scratch): the widened filter rows of two output channels, then the widened
+ * patches of a tile of output pixels, as many as fit. A larger tile widens each filter row fewer
  * times (once per tile). */
 #define CONV_BUF_GROUPS 768  /* 6 KB */
 #define CONV_WBUF_GROUPS 256 /* at most 2 KB of it for the two filter rows (else: direct path) */
@@ -170,6 +170,21 @@ static inline int32_t patch_groups(const struct conv2d_s8_params *p) {
     return (groups + 1) & ~1;
 }
 
+/* The GEMM variant's tile (output pixels widened at once, even) with `reserved` groups of its
+ * buffer kept for dense patches, and the groups its filter rows and largest tile use. */
+static inline int32_t gemm_tile(int32_t groups, int32_t reserved) {
+    int32_t tile = (CONV_BUF_GROUPS - reserved - 2 * groups) / groups;
+    if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
+    return tile & ~1;
+}
+
+static inline int32_t gemm_used_groups(const struct conv2d_s8_params *p, int32_t groups,
+                                       int32_t tile) {
+    const int32_t npix = p->batches * p->output_h * p->output_w;
+    const int32_t n = npix < tile ? (npix + 1) & ~1 : tile;
+    return (2 + n) * groups;
+}
+
 /* The variants' entries (p: the layer, o: its operands). */
 /* conv2d_s8_1x1_narrow_dsp.c: whether the narrow variant takes the layer, and the variant. */
 int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o);
@@ -187,7 +202,7 @@ size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p);
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups);
 size_t conv2d_s8_gemm_dsp_buffer_size(const struct conv2d_s8_params *p);
 /* conv2d_s8_stem_dsp.c: a tile's dense patches (dense_patch(p)) widened into xbuf, gathered
- * through tmp (CONV_DENSE_GROUPS groups at the end of the GEMM variant's buffer). */
+ * through tmp (CONV_DENSE_GROUPS groups after the tile's patches in the GEMM variant's buffer). */
 void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int32_t pix0, int32_t n, int32_t groups,
                                    const struct conv2d_s8_params *p, const struct conv_ops *o,
                                    uint32_t off2, int8_t *tmp);
