@@ -169,3 +169,16 @@ def test_contradicting_or_unaligned_ties_are_refused() -> None:
         plan_arena(bufs, ties=[Tie("a", "b", 8)])
     with pytest.raises(ValueError, match="contradicts"):
         plan_arena(bufs, ties=[Tie("a", "b", 16), Tie("b", "a", 16)])
+
+
+# --- the reserved thread stack ----------------------------------------------------------------
+
+
+def test_a_high_water_near_the_reserved_stack_fails_loudly() -> None:
+    from pytools.bench.memory import STACK_MARGIN, check_stack
+    from pytools.errors import ToolError
+
+    size = BOARD.memory.stack_size
+    check_stack(int(size * STACK_MARGIN) - 1, size, BOARD.name)
+    with pytest.raises(ToolError, match="raise stack_size"):
+        check_stack(int(size * STACK_MARGIN) + 1, size, BOARD.name)
