@@ -323,18 +323,17 @@ def compile_graph(
         if tensors[pid].storage in in_arena and root(g) == g:
             buffers.append(Buffer(f"t{pid}", tensors[pid].size, first.get(g, 0), last.get(g, n)))
 
-    # A patched stage's output overlaps the part of its input the patches have consumed.
     def eligible(t: int) -> bool:
         gt = graph.tensor(t)
         return gt.data is None and not gt.persistent and t not in graph.outputs and t in plan_id
 
-    # Each overlap is kept only where it shrinks the arena (a tie also constrains the greedy
-    # placement, which can cost more than the overlap saves).
-    candidates = [
-        Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", s)
+    # Exact overlaps (ties), each with the step where it lets two live buffers share bytes:
+    # a patched stage's output over the part of its input the patches have consumed ...
+    candidates: list[tuple[int, Tie]] = [
+        (first[y], Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", s))
         for x, y, s in overlap_ties(calls, root, first, last, lambda t: graph.tensor(t).nbytes, eligible)
     ]
-    # An output written over its own operator's scratch (OUTPUT_OVER_SCRATCH).
+    # ... and an output written over its own operator's scratch (OUTPUT_OVER_SCRATCH).
     for i, (call, op) in enumerate(zip(calls, plan_ops, strict=True)):
         k = output_over_scratch_operand(call.kernel)
         if k is None or op.scratch == NO_TENSOR or call.operands[k].tensor is None:
@@ -345,15 +344,30 @@ def compile_graph(
             and first.get(out) == i
             and out not in {root(o.tensor) for o in call.operands[:k] if o.tensor is not None}
         ):
-            candidates.append(Tie(f"s{op.scratch}", f"t{plan_id[out]}", 0))
-    # Each overlap is kept only where it shrinks the arena: a tie also constrains the greedy
-    # placement, which can cost more than the overlap saves.
+            candidates.append((i, Tie(f"s{op.scratch}", f"t{plan_id[out]}", 0)))
+    # Each tie is kept only where it does not make the arena larger: it also constrains the
+    # greedy placement, which can cost more than the overlap saves. Two passes, the smaller
+    # arena kept: the ties in the order found, each kept where the arena shrinks; and at the
+    # busiest steps first, each kept unless the arena grows (one that changes nothing yet
+    # may pay once a tie at another step has lowered that step's peak).
+    load = np.zeros(n + 2, np.int64)
+    for b in buffers:
+        load[b.first] += align_up(b.size)
+        load[b.last + 1] -= align_up(b.size)
+    load = np.cumsum(load)
+    busiest = sorted(candidates, key=lambda c: -int(load[c[0]]))
     ties: list[Tie] = []
     offsets, arena = plan_arena(buffers)
-    for tie in candidates if overlap else []:
-        trial_offsets, trial_arena = plan_arena(buffers, ties=[*ties, tie])
-        if trial_arena < arena:
-            ties, offsets, arena = [*ties, tie], trial_offsets, trial_arena
+    best = (ties, offsets, arena)
+    for order, keep_equal in ((candidates, False), (busiest, True)) if overlap and candidates else ():
+        ties, offsets, arena = [], *plan_arena(buffers)
+        for _, tie in order:
+            trial_offsets, trial_arena = plan_arena(buffers, ties=[*ties, tie])
+            if trial_arena < arena or (keep_equal and trial_arena == arena):
+                ties, offsets, arena = [*ties, tie], trial_offsets, trial_arena
+        if arena < best[2]:
+            best = (ties, offsets, arena)
+    ties, offsets, arena = best
     for g, pid in plan_id.items():
         if tensors[pid].storage in in_arena:
             tensors[pid].offset = offsets[f"t{plan_id[root(g)]}"]
