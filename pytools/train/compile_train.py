@@ -84,9 +84,9 @@ def compile_training(
     patched: Patched | None = None
     note = ""
     if scheme.patch_auto:
-        # Ranked without the planner's overlaps (a trial plan each, times every candidate);
-        # the chosen patching's step gets them below.
-        baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=False).arena
+        # Searched without the planner's exact overlaps (a trial plan each, times every
+        # candidate); the best few are then planned with them.
+        baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
         auto = choose(
             tb.graph,
             lambda p: (
@@ -94,6 +94,7 @@ def compile_training(
             ),
             baseline,
             scheme.patch_budget,
+            refine=lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
         )
         patching, patched, note = auto.stages, auto.patched, auto.note
     elif patching:
