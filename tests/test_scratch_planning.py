@@ -43,7 +43,7 @@ def test_run_kernel_catches_a_kernel_writing_past_its_scratch_size(monkeypatch) 
     _compare(_conv1x1_case(3), 3, False)  # passes with the planned size
     real = kernels.scratch_size
     monkeypatch.setattr(kernels, "scratch_size", lambda call: real(call) - 8)
-    with pytest.raises(RuntimeError, match="past the .* bytes conv2d_s8_scratch_size gives"):
+    with pytest.raises(RuntimeError, match=r"past the \d+ bytes conv2d_s8_scratch_size gives"):
         _compare(_conv1x1_case(3), 3, False)
 
 

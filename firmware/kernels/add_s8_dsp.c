@@ -2,8 +2,8 @@
  *
  * Each input's scaled value, MultiplyByQuantizedMultiplier((x + offset) << left_shift, M, s),
  * depends on the int8 x alone: the kernel computes it for all 256 values of each input with
- * the reference's own arithmetic (fixedpoint.h), into two tables in the operator's scratch, and then an
- * element is two table lookups and one addition, instead of two 64-bit multiplies and
+ * the reference's own arithmetic (fixedpoint.h), into two tables in the operator's scratch, and
+ * then an element is two table lookups and one addition, instead of two 64-bit multiplies and
  * roundings. The output scaling takes requant_fast.h's fused path (SMMLAR, ADD, ASR, QADD,
  * SSAT; proved bit-identical with fixedpoint.h) when the output multiplier is on it, else the
  * reference's. Tables cost 512 reference scalings, so outputs of fewer than ADD_TABLE_MIN

@@ -17,10 +17,10 @@
  *     pass stored there); per output LDM, 4 SMLAD and a STR of the partial sum into the
  *     next pass's record: 6 instructions for 8 MACs.
  * The records live in the operator's scratch (the largest chunk's, planned in the arena),
- * at most NARROW_BUF_WORDS, hence the limit on output_c * (5 * passes + 3) words. Only for the full activation range and channels
- * all on requant_fast.h's fast path, output channels a multiple of 4 (the loops are unrolled
- * 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM path. The partial
- * sums are the reference's products in another order (exact, see above). */
+ * at most NARROW_BUF_WORDS, hence the limit on output_c * (5 * passes + 3) words. Only for the full
+ * activation range and channels all on requant_fast.h's fast path, output channels a multiple of 4
+ * (the loops are unrolled 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM
+ * path. The partial sums are the reference's products in another order (exact, see above). */
 #define NARROW_BUF_WORDS 1536 /* 6 KB, as the GEMM variant's buffer */
 /* Where the narrow path measured faster than the GEMM path (MobileNetV2 at 0.35, instructions
  * on the emulated board): 8 and 16 input channels always (one chunk); more only from 64 output

@@ -35,9 +35,9 @@
  * bytes 1,3), so lanes pair up tap for tap. Larger patches take the direct path
  * (conv2d_s8_direct_dsp.c): per output pixel and pair of channels, the taps' input channels four at
  * a time, unpacked on the fly. The buffers are the operator's scratch, planned in the arena
- * (conv2d_s8_scratch_size below), not the stack. The assembly is checked against TFLite on the emulated board
- * (tests/kernels/conv/test_dsp_kernels.py and test_dsp_conv_more.py); the host runs the portable C
- * of the same steps. */
+ * (conv2d_s8_scratch_size below), not the stack. The assembly is checked against TFLite on the
+ * emulated board (tests/kernels/conv/test_dsp_kernels.py and test_dsp_conv_more.py); the host runs
+ * the portable C of the same steps. */
 #include "conv2d_s8_dsp.h"
 
 #if defined(HOST_BUILD)

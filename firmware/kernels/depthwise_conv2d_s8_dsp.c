@@ -582,7 +582,8 @@ static size_t depthwise_conv2d_s8_dsp_buffer_offset(const void *params) {
 }
 
 size_t depthwise_conv2d_s8_scratch_size(const void *params) {
-    return depthwise_conv2d_s8_dsp_buffer_offset(params) + depthwise_conv2d_s8_dsp_buffer_size(params);
+    return depthwise_conv2d_s8_dsp_buffer_offset(params) +
+           depthwise_conv2d_s8_dsp_buffer_size(params);
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8 (ops.def): the DSP variant above when
