@@ -46,7 +46,7 @@ void add_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     broadcast4_s8(&s, in1, in2, out, add_row, &p);
 }
 
-size_t add_s8_scratch_size(const void *params) {
+size_t add_s8_ref_scratch_size(const void *params) {
     (void)params;
     return 0;
 }

@@ -26,6 +26,10 @@ enum { ADD_S8_INPUT1 = 0, ADD_S8_INPUT2 = 1, ADD_S8_OUTPUT = 2, ADD_S8_OPERANDS 
 void add_s8_run(const void *params, void *const *operands, void *scratch);
 /* The reference kernel (add_s8.c), bit-exact with TFLite's reference; it calls no variant. */
 void add_s8_ref_run(const void *params, void *const *operands, void *scratch);
+/* The reference's scratch (none). */
+size_t add_s8_ref_scratch_size(const void *params);
+/* The scratch the runtime plans for the operator (add_s8_dsp.c): the DSP variant's two
+ * tables where it takes the layer, whichever build runs the plan. */
 size_t add_s8_scratch_size(const void *params);
 
 #endif

@@ -1,5 +1,6 @@
 /* int8 ADD, optimized: bit-identical with add_s8_ref_run (add_s8.c), TFLite's AddFunc, by the
- * tables add_s8_dsp.h describes (shared with SUB). Broadcasting follows the same strides. */
+ * tables add_s8_dsp.h describes (shared with SUB). The tables live in the
+ * operator's scratch (add_s8_scratch_size). Broadcasting follows the same strides. */
 #include "add_s8_dsp.h"
 #include "add_s8.h"
 
@@ -16,6 +17,12 @@ static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int
     return addsub_row(a, b, out, n, sa, sb, ctx, 1, 0, 1);
 }
 
+size_t add_s8_scratch_size(const void *params) {
+    const struct add_s8_params p = *(const struct add_s8_params *)params;
+    return addsub_scratch_size(add_s8_ref_scratch_size(params),
+                               (int64_t)p.dim0 * p.dim1 * p.dim2 * p.dim3);
+}
+
 void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct add_s8_params p = *(const struct add_s8_params *)params;
@@ -27,7 +34,9 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *in1 = operands[ADD_S8_INPUT1];
     const int8_t *in2 = operands[ADD_S8_INPUT2];
     int8_t *out = operands[ADD_S8_OUTPUT];
-    int32_t t1[256], t2[256];
+    int32_t *const t1 =
+        (int32_t *)((uint8_t *)scratch + addsub_tables_offset(add_s8_ref_scratch_size(params)));
+    int32_t *const t2 = t1 + 256;
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
     const struct broadcast4 s = broadcast4_of(&p);
     if (r.fast && !r.clamp)

@@ -25,6 +25,16 @@ struct addsub_rows {
     int clamp; /* the clamp narrower than int8 (the fast path's saturation is int8's) */
 };
 
+/* The two tables live in the operator's scratch after the reference's own (8-aligned; the
+ * planner aligns scratch to 16 bytes), planned whatever the build, so one plan runs on both. */
+static inline size_t addsub_tables_offset(size_t ref_scratch) {
+    return (ref_scratch + 7u) & ~(size_t)7u;
+}
+static inline size_t addsub_scratch_size(size_t ref_scratch, int64_t n) {
+    return addsub_tables_offset(ref_scratch) +
+           (n < ADDSUB_TABLE_MIN ? 0 : 2 * 256 * sizeof(int32_t));
+}
+
 /* The reference's scaled input value for every int8 x, indexed by (uint8_t)x. */
 static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_shift,
                                       int32_t multiplier, int32_t shift) {

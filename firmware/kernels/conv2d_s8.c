@@ -75,7 +75,7 @@ void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch)
     }
 }
 
-size_t conv2d_s8_scratch_size(const void *params) {
+size_t conv2d_s8_ref_scratch_size(const void *params) {
     (void)params;
     return 0;
 }

@@ -50,6 +50,10 @@ enum {
 void conv2d_s8_run(const void *params, void *const *operands, void *scratch);
 /* The reference kernel (conv2d_s8.c), bit-exact with TFLite's reference; it calls no variant. */
 void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch);
+/* The reference's scratch (none). */
+size_t conv2d_s8_ref_scratch_size(const void *params);
+/* The scratch the runtime plans for the operator (conv2d_s8_dsp.c): the DSP variants' buffer,
+ * whichever build runs the plan, so one plan serves both. */
 size_t conv2d_s8_scratch_size(const void *params);
 
 #endif

@@ -16,11 +16,11 @@
  *     accumulator's start: the bias for the first pass, else the partial sum the previous
  *     pass stored there); per output LDM, 4 SMLAD and a STR of the partial sum into the
  *     next pass's record: 6 instructions for 8 MACs.
- * The records live on the stack (no scratch: plans and arenas are unchanged), hence the
- * limit on output_c * (5 * passes + 3) words. Only for the full activation range and channels
- * all on requant_fast.h's fast path, output channels a multiple of 4 (the loops are unrolled
- * 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM path. The partial
- * sums are the reference's products in another order (exact, see above). */
+ * The records live in the operator's scratch (the largest chunk's, planned in the arena),
+ * at most NARROW_BUF_WORDS, hence the limit on output_c * (5 * passes + 3) words. Only for the full
+ * activation range and channels all on requant_fast.h's fast path, output channels a multiple of 4
+ * (the loops are unrolled 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM
+ * path. The partial sums are the reference's products in another order (exact, see above). */
 #define NARROW_BUF_WORDS 1536 /* 6 KB, as the GEMM variant's buffer */
 /* Where the narrow path measured faster than the GEMM path (MobileNetV2 at 0.35, instructions
  * on the emulated board): 8 and 16 input channels always (one chunk); more only from 64 output
@@ -51,7 +51,7 @@ static int32_t narrow_words(int32_t input_c) {
     return 5 * (input_c / 8 - 1) + 8;
 }
 
-int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
+int conv2d_s8_1x1_narrow_dsp_shape_ok(const struct conv2d_s8_params *p) {
     if (!(p->input_c % 8 == 0 && p->input_c > 0 && p->filter_h == 1 && p->filter_w == 1 &&
           p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
           p->input_h == p->output_h && p->input_w == p->output_w && p->output_c % 4 == 0 &&
@@ -65,6 +65,11 @@ int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct c
     if (!(p->act_min <= -128 && p->act_max >= 127 && p->output_offset >= -(1 << 30) &&
           p->output_offset < (1 << 30) && p->input_offset >= -32768 && p->input_offset < 32768))
         return 0;
+    return 1;
+}
+
+int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
+    if (!conv2d_s8_1x1_narrow_dsp_shape_ok(p)) return 0;
     for (int32_t oc = 0; oc < (p->per_channel ? p->output_c : 1); ++oc) {
         const struct requant r = requant_of(oc, p, o);
         if (!rq_fast_ok(r.multiplier, r.shift)) return 0;
@@ -298,7 +303,7 @@ static void narrow_c(struct narrow_frame *f) {
 
 __attribute__((noinline)) void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_params *p,
                                                         const struct conv_ops *o) {
-    uint32_t buf[NARROW_BUF_WORDS];
+    uint32_t *const buf = (uint32_t *)o->buf; /* conv2d_s8_1x1_narrow_dsp_buffer_size */
     const int32_t npix = p->batches * p->output_h * p->output_w, cout = p->output_c;
     if (npix <= 0) return;
     /* Output channels per chunk (a multiple of 4); 8 and 16 input channels: one chunk. */
@@ -328,7 +333,10 @@ __attribute__((noinline)) void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_p
     }
 }
 
+/* The records of the largest chunk (the first), as conv2d_s8_1x1_narrow_dsp packs them. */
 size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p) {
-    (void)p;
-    return NARROW_BUF_WORDS * sizeof(uint32_t);
+    const int32_t words = narrow_words(p->input_c);
+    int32_t chunk = (NARROW_BUF_WORDS / words) & ~3;
+    if (chunk > p->output_c) chunk = p->output_c;
+    return (size_t)chunk * (size_t)words * sizeof(uint32_t);
 }

@@ -9,7 +9,7 @@
  *
  * The variants (one file each, conv2d_s8_dsp.h lists them) and what they do:
  * The GEMM path (conv2d_s8_gemm_dsp.c; whenever one output pixel's patch, filter_h * filter_w *
- * input_c taps, fits the stack buffers; 1x1 convolutions are the hot case):
+ * input_c taps, fits the buffer; 1x1 convolutions are the hot case):
  *   - a tile of output pixels has its patches widened once to 16-bit lanes, the input
  *     offset already added (x - zp fits 16 bits; taps in the padding become 0, which
  *     contributes nothing, exactly as the reference skips them);
@@ -34,10 +34,10 @@
  * Both operands are widened in the same lane order (SXTB16 yields bytes 0,2 then, rotated,
  * bytes 1,3), so lanes pair up tap for tap. Larger patches take the direct path
  * (conv2d_s8_direct_dsp.c): per output pixel and pair of channels, the taps' input channels four at
- * a time, unpacked on the fly. The stack holds the buffers (no scratch: plans and arenas are
- * unchanged). The assembly is checked against TFLite on the emulated board
- * (tests/kernels/conv/test_dsp_kernels.py and test_dsp_conv_more.py); the host runs the portable C
- * of the same steps. */
+ * a time, unpacked on the fly. The buffers are the operator's scratch, planned in the arena
+ * (conv2d_s8_scratch_size below), not the stack. The assembly is checked against TFLite on the
+ * emulated board (tests/kernels/conv/test_dsp_kernels.py and test_dsp_conv_more.py); the host runs
+ * the portable C of the same steps. */
 #include "conv2d_s8_dsp.h"
 
 #if defined(HOST_BUILD)
@@ -48,7 +48,6 @@ int kernels_dsp_host = 0;
  * 1x1 variant where it takes the layer, else the GEMM variant where the patch fits its buffer
  * (a wider one for 1x1 filters: CONV_WBUF_GROUPS_1X1), else the direct one. */
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
-    (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;
     const struct conv_ops o = {
@@ -60,6 +59,7 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
         .multipliers = operands[CONV2D_S8_MULTIPLIERS],
         .shifts = operands[CONV2D_S8_SHIFTS],
         .out = operands[CONV2D_S8_OUTPUT],
+        .buf = (uint64_t *)((uint8_t *)scratch + conv2d_s8_dsp_buffer_offset(params)),
     };
     const int32_t groups = patch_groups(&p);
     const int one = p.filter_h == 1 && p.filter_w == 1;
@@ -69,6 +69,33 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
         conv2d_s8_gemm_dsp(&p, &o, groups);
     else
         conv2d_s8_direct_dsp(&p, &o);
+}
+
+/* The scratch of the variant the selector may pick: the narrow variant's records where the
+ * shape allows it (its channels' requantization, known only from the operands, may still send
+ * the layer to the GEMM variant, so the larger of the two), else the GEMM variant's buffer
+ * where the patch fits it, else none (direct). */
+size_t conv2d_s8_dsp_buffer_size(const void *params) {
+    const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;
+    const int32_t groups = patch_groups(&p);
+    const int one = p.filter_h == 1 && p.filter_w == 1;
+    size_t n = conv2d_s8_1x1_narrow_dsp_shape_ok(&p) ? conv2d_s8_1x1_narrow_dsp_buffer_size(&p) : 0;
+    if (2 * groups <= (one ? CONV_WBUF_GROUPS_1X1 : CONV_WBUF_GROUPS)) {
+        const size_t g = conv2d_s8_gemm_dsp_buffer_size(&p);
+        if (g > n) n = g;
+    }
+    return n;
+}
+
+/* The operator's scratch: the reference's, then the DSP variants' buffer (8-aligned; the
+ * planner aligns scratch to 16 bytes). Planned whatever the build (the host twin switches
+ * between the two at run time), so one plan runs on both. */
+size_t conv2d_s8_dsp_buffer_offset(const void *params) {
+    return (conv2d_s8_ref_scratch_size(params) + 7u) & ~(size_t)7u;
+}
+
+size_t conv2d_s8_scratch_size(const void *params) {
+    return conv2d_s8_dsp_buffer_offset(params) + conv2d_s8_dsp_buffer_size(params);
 }
 
 /* The selector, the runtime's entry for conv2d_s8 (ops.def): the DSP variant above when the

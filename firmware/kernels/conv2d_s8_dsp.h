@@ -1,19 +1,20 @@
 /* What the DSP variants of conv2d_s8 share (conv2d_s8_dsp.c selects one of them): the
  * operands, the reference's requantization and bias and filter-row choice per output channel,
- * the widening of int8 runs to 16-bit lanes, the stack buffer's size, and the entry of each
+ * the widening of int8 runs to 16-bit lanes, the scratch buffer's size, and the entry of each
  * variant. Internal to conv2d_s8_*_dsp.c; the runtime calls conv2d_s8_run (conv2d_s8.h).
  *
  * Variants (one file each):
  *   conv2d_s8_1x1_narrow_dsp.c  pointwise convolutions over few input channels (records of
  *                               each output channel streamed past one pixel in registers);
- *   conv2d_s8_gemm_dsp.c        any patch that fits the stack buffer: tiles of widened
+ *   conv2d_s8_gemm_dsp.c        any patch that fits the buffer: tiles of widened
  *                               patches times pairs of widened filter rows (2x2 SMLAD blocks);
  *   conv2d_s8_stem_dsp.c        the GEMM variant's widening of dense patches (input channels
  *                               not a multiple of 4: the 3-channel stem), straight from the
  *                               image;
  *   conv2d_s8_direct_dsp.c      patches too large for the buffer, tap by tap.
  * Each variant that keeps a buffer says its size (X_buffer_size), as CMSIS-NN's
- * *_get_buffer_size; the buffers are still on the stack. */
+ * *_get_buffer_size; conv2d_s8_scratch_size (conv2d_s8_dsp.c) plans the largest the layer may
+ * take, and the buffer is the operator's scratch in the arena, not the stack. */
 #ifndef KERNELS_CONV2D_S8_DSP_H
 #define KERNELS_CONV2D_S8_DSP_H
 
@@ -24,9 +25,9 @@
 #include "fixedpoint.h"
 #include "requant_fast.h"
 
-/* Stack buffers, in groups (4 taps as 16-bit lanes, 8 bytes). */
-/* One stack buffer: the widened filter rows of two output channels, then the widened patches
- * of a tile of output pixels, as many as fit. A larger tile widens each filter row fewer
+/* Buffers, in groups (4 taps as 16-bit lanes, 8 bytes). */
+/* One buffer (the scratch): the widened filter rows of two output channels, then the widened
+ * patches of a tile of output pixels, as many as fit. A larger tile widens each filter row fewer
  * times (once per tile). */
 #define CONV_BUF_GROUPS 768  /* 6 KB */
 #define CONV_WBUF_GROUPS 256 /* at most 2 KB of it for the two filter rows (else: direct path) */
@@ -42,6 +43,7 @@ struct conv_ops {
     const int8_t *input, *filter, *trained_filter;
     const int32_t *bias, *trained_bias, *multipliers, *shifts;
     int8_t *out;
+    uint64_t *buf; /* the variant's buffer: scratch from the arena (conv2d_s8_dsp_buffer_size) */
 };
 
 /* One output channel's requantization: the reference's fixed-point steps (fixedpoint.h),
@@ -168,10 +170,31 @@ static inline int32_t patch_groups(const struct conv2d_s8_params *p) {
     return (groups + 1) & ~1;
 }
 
+/* The GEMM variant's tile (output pixels widened at once, even) with `reserved` groups of its
+ * buffer kept for dense patches, and the groups its filter rows and largest tile use. */
+static inline int32_t gemm_tile(int32_t groups, int32_t reserved) {
+    int32_t tile = (CONV_BUF_GROUPS - reserved - 2 * groups) / groups;
+    if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
+    return tile & ~1;
+}
+
+static inline int32_t gemm_used_groups(const struct conv2d_s8_params *p, int32_t groups,
+                                       int32_t tile) {
+    const int32_t npix = p->batches * p->output_h * p->output_w;
+    const int32_t n = npix < tile ? (npix + 1) & ~1 : tile;
+    return (2 + n) * groups;
+}
+
 /* The variants' entries (p: the layer, o: its operands). */
 /* conv2d_s8_1x1_narrow_dsp.c: whether the narrow variant takes the layer, and the variant. */
 int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o);
 void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o);
+/* Whether the layer's shape is one the narrow variant may take (its channels' requantization
+ * decides the rest), and the bytes of its records for such a layer. */
+/* The DSP variants' buffer in the operator's scratch (conv2d_s8_dsp.c): its offset and size. */
+size_t conv2d_s8_dsp_buffer_offset(const void *params);
+size_t conv2d_s8_dsp_buffer_size(const void *params);
+int conv2d_s8_1x1_narrow_dsp_shape_ok(const struct conv2d_s8_params *p);
 size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p);
 /* conv2d_s8_gemm_dsp.c: groups = patch_groups(p), with 2 * groups <= CONV_WBUF_GROUPS (or
  * CONV_WBUF_GROUPS_1X1 for a 1x1 filter; at most CONV_BUF_GROUPS / 2, so a tile holds 2
@@ -179,7 +202,7 @@ size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p);
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o, int32_t groups);
 size_t conv2d_s8_gemm_dsp_buffer_size(const struct conv2d_s8_params *p);
 /* conv2d_s8_stem_dsp.c: a tile's dense patches (dense_patch(p)) widened into xbuf, gathered
- * through tmp (CONV_DENSE_GROUPS groups at the end of the GEMM variant's buffer). */
+ * through tmp (CONV_DENSE_GROUPS groups after the tile's patches in the GEMM variant's buffer). */
 void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int32_t pix0, int32_t n, int32_t groups,
                                    const struct conv2d_s8_params *p, const struct conv_ops *o,
                                    uint32_t off2, int8_t *tmp);

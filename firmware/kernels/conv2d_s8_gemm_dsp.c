@@ -1,4 +1,4 @@
-/* conv2d_s8's GEMM variant: any layer whose patch fits the stack buffer (1x1 convolutions
+/* conv2d_s8's GEMM variant: any layer whose patch fits the buffer (1x1 convolutions
  * are the hot case; the stem's dense patches are widened by conv2d_s8_stem_dsp.c). See
  * conv2d_s8_dsp.c for the method and its exactness. */
 #include "conv2d_s8_dsp.h"
@@ -405,15 +405,13 @@ static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, u
 
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
                         int32_t groups) {
-    uint64_t buf[CONV_BUF_GROUPS];
+    uint64_t *const buf = o->buf; /* conv2d_s8_gemm_dsp_buffer_size bytes */
     uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
-    /* Dense patches are gathered in the buffer's last CONV_DENSE_GROUPS groups. */
+    /* Dense patches are gathered in CONV_DENSE_GROUPS groups after the tile's patches. */
     const int dense = dense_patch(p);
     const int32_t reserved = dense ? CONV_DENSE_GROUPS : 0;
-    int8_t *const tmp = dense ? (int8_t *)(buf + CONV_BUF_GROUPS - CONV_DENSE_GROUPS) : NULL;
-    int32_t tile = (CONV_BUF_GROUPS - reserved - 2 * groups) / groups;
-    if (tile > CONV_TILE_MAX) tile = CONV_TILE_MAX;
-    tile &= ~1;
+    const int32_t tile = gemm_tile(groups, reserved);
+    int8_t *const tmp = dense ? (int8_t *)(buf + gemm_used_groups(p, groups, tile)) : NULL;
     const uint32_t off2 = dsp_pair(p->input_offset);
     const int32_t cout = p->output_c;
     const int32_t npix = p->batches * p->output_h * p->output_w;
@@ -471,7 +469,12 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     }
 }
 
+/* What conv2d_s8_gemm_dsp uses of its at most CONV_BUF_GROUPS: the two filter rows, the
+ * largest tile's patches and, for dense patches, their gathering groups. Sized per layer, so
+ * small layers plan small scratch. */
 size_t conv2d_s8_gemm_dsp_buffer_size(const struct conv2d_s8_params *p) {
-    (void)p;
-    return CONV_BUF_GROUPS * sizeof(uint64_t);
+    const int32_t groups = patch_groups(p);
+    const int32_t reserved = dense_patch(p) ? CONV_DENSE_GROUPS : 0;
+    const int32_t used = gemm_used_groups(p, groups, gemm_tile(groups, reserved));
+    return (size_t)(used + reserved) * sizeof(uint64_t);
 }

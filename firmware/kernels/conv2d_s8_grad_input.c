@@ -86,7 +86,7 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
         grad_requantize_s32(acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
 }
 
-size_t conv2d_s8_grad_input_scratch_size(const void *params) {
+size_t conv2d_s8_grad_input_ref_scratch_size(const void *params) {
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
     const size_t n_in =

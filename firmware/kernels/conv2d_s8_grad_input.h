@@ -123,6 +123,13 @@ void conv2d_s8_grad_input_run(const void *params, void *const *operands, void *s
 /* The reference kernel (conv2d_s8_grad_input.c), bit-exact with TFLite's reference; it calls no
  * variant. */
 void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch);
+/* The reference's scratch: the int32 accumulators of the whole input gradient, then the
+ * channels' Q23 multipliers. The int8 input gradient may start where the scratch starts
+ * (both variants write element i after reading accumulator i, in ascending order; the
+ * compiler's OUTPUT_OVER_SCRATCH, held by tests/test_scratch_planning.py). */
+size_t conv2d_s8_grad_input_ref_scratch_size(const void *params);
+/* The scratch the runtime plans (conv2d_s8_grad_input_dsp.c): the reference's, then the
+ * DSP variant's split terms where it takes the layer, whichever build runs the plan. */
 size_t conv2d_s8_grad_input_scratch_size(const void *params);
 
 #endif

@@ -37,8 +37,8 @@
 #include "dsp.h"
 #include "grad.h"
 
-/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (the split terms on the
- * stack: 4 KB). */
+/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (the split terms: 4 KB
+ * of the operator's scratch, after the reference's). */
 #define GI_C 32
 #define GI_PAIRS 16
 
@@ -48,6 +48,7 @@ struct gi {
     const int8_t *filter, *trained;
     const int32_t *m;
     int32_t input_c, output_c, train_rows, per_channel, shift;
+    uint32_t *terms; /* 2 * GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
 };
 
 /* The same bound for a 1x1 filter, two input channels at a time with their four sums in
@@ -502,8 +503,8 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    uint32_t lo[GI_PAIRS * GI_C]; /* a tile's split terms for a chunk of output channels */
-    uint32_t hi[GI_PAIRS * GI_C];
+    uint32_t *const lo = g->terms; /* a tile's split terms for a chunk of output channels */
+    uint32_t *const hi = lo + GI_PAIRS * GI_C;
     uint32_t two[GI_PAIRS];    /* per pair: whether it takes the second (hi) pass */
     int32_t q[GI_PAIRS][2];    /* a tile's pairs: output pixels (-1: none) */
     int32_t *dst[GI_PAIRS][2]; /* and the accumulator rows they reach */
@@ -721,6 +722,20 @@ static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct g
     }
 }
 
+/* The split terms live in the operator's scratch after the reference's part (8-aligned; the
+ * planner aligns scratch to 16 bytes); planned for 1x1 filters (the variant that keeps them)
+ * whatever the build, so one plan runs on both. */
+static size_t gi_terms_offset(const void *params) {
+    return (conv2d_s8_grad_input_ref_scratch_size(params) + 7u) & ~(size_t)7u;
+}
+
+size_t conv2d_s8_grad_input_scratch_size(const void *params) {
+    const struct conv2d_s8_grad_input_params p =
+        *(const struct conv2d_s8_grad_input_params *)params;
+    const int one = p.filter_h == 1 && p.filter_w == 1;
+    return gi_terms_offset(params) + (one ? 2 * GI_PAIRS * GI_C * sizeof(uint32_t) : 0);
+}
+
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
@@ -746,6 +761,7 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
         .train_rows = p.train_rows,
         .per_channel = p.per_channel,
         .shift = 0,
+        .terms = (uint32_t *)((uint8_t *)scratch + gi_terms_offset(params)),
     };
     if (p.filter_h == 1 && p.filter_w == 1)
         grad_input_1x1(&p, &g, acc);

@@ -76,7 +76,7 @@ void depthwise_conv2d_s8_ref_run(const void *params, void *const *operands, void
     }
 }
 
-size_t depthwise_conv2d_s8_scratch_size(const void *params) {
+size_t depthwise_conv2d_s8_ref_scratch_size(const void *params) {
     (void)params;
     return 0;
 }

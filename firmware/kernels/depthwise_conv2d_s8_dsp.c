@@ -372,7 +372,7 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
      * outputs lie) and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     struct group g;
-    uint32_t buf[DW_PAD_WORDS];
+    uint32_t *const buf = d->buf; /* depthwise_conv2d_s8_dsp_buffer_size bytes */
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
             const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
@@ -411,6 +411,8 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
     }
 }
 
+static size_t depthwise_conv2d_s8_dsp_buffer_offset(const void *params);
+
 void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     struct dw d;
     struct group g;
@@ -430,6 +432,7 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
     d.trained_filter = operands[DEPTHWISE_CONV2D_S8_TRAINED_FILTER];
     d.trained_bias = operands[DEPTHWISE_CONV2D_S8_TRAINED_BIAS];
     d.out = operands[DEPTHWISE_CONV2D_S8_OUTPUT];
+    d.buf = (uint8_t *)scratch + depthwise_conv2d_s8_dsp_buffer_offset(params);
     const int32_t ch = p->input_c;
     d.in_row = (size_t)p->input_w * (size_t)ch;
     for (int32_t t = 0; t < taps; ++t) {
@@ -483,6 +486,30 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
             c += 4;
         }
     }
+}
+
+/* The copy the variant the layer takes keeps: the k x k variant's tile, the wide bands'
+ * DW_PAD_WORDS, the padded variant's windows; none for the others. */
+static size_t depthwise_conv2d_s8_dsp_buffer_size(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    if (p.depth_multiplier != 1 || p.filter_h * p.filter_w > DW_TAPS_MAX) return 0;
+    if (depthwise_conv2d_s8_kxk_dsp_takes(&p)) return depthwise_conv2d_s8_kxk_dsp_buffer_size(&p);
+    int32_t ph = 0, pw = 0;
+    if (dw_wide_band(&p) > 0) return DW_PAD_WORDS * sizeof(uint32_t);
+    if (dw_padded_pays(&p, &ph, &pw)) return (size_t)ph * (size_t)pw * sizeof(uint32_t);
+    return 0;
+}
+
+/* The operator's scratch: the reference's (none), then the DSP variants' copy (8-aligned; the
+ * planner aligns scratch to 16 bytes). Planned whatever the build (the host twin switches
+ * between the two at run time), so one plan runs on both. */
+static size_t depthwise_conv2d_s8_dsp_buffer_offset(const void *params) {
+    return (depthwise_conv2d_s8_ref_scratch_size(params) + 7u) & ~(size_t)7u;
+}
+
+size_t depthwise_conv2d_s8_scratch_size(const void *params) {
+    return depthwise_conv2d_s8_dsp_buffer_offset(params) +
+           depthwise_conv2d_s8_dsp_buffer_size(params);
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8 (ops.def): the DSP variant above when

@@ -11,8 +11,8 @@
 #include "requant_fast.h"
 
 #define DW_TAPS_MAX 49 /* 7x7; larger filters run the reference */
-/* Words of dw_group_padded's copy of a channel group's input on the stack (1.6 KB): windows
- * spanning up to 20x20 pixels (a 3x3 filter over 18x18 outputs). */
+/* Words of dw_group_padded's copy of a channel group's input (1.6 KB at most, in the
+ * operator's scratch): windows spanning up to 20x20 pixels (a 3x3 filter over 18x18 outputs). */
 #define DW_PAD_WORDS 400
 
 struct dw {
@@ -21,6 +21,7 @@ struct dw {
     const int32_t *bias, *trained_bias, *multipliers, *shifts;
     int8_t *out;
     size_t in_row;
+    void *buf; /* the variants' copy: scratch from the arena (depthwise_conv2d_s8_scratch_size) */
     int32_t toff[DW_TAPS_MAX]; /* input offset of tap t from the window's corner, in bytes */
 };
 
@@ -201,6 +202,8 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c);
  * layer through it. */
 int depthwise_conv2d_s8_kxk_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d);
+/* The bytes of its copy (the tile kxk_tile picks), for a layer it takes. */
+size_t depthwise_conv2d_s8_kxk_dsp_buffer_size(const struct depthwise_conv2d_s8_params *p);
 
 /* The k x k variant with two taps per SMLAD (depthwise_conv2d_s8_kxk_pair_dsp.c): whether it
  * takes the layer, the layer through it, and the bytes of its buffers (on the stack). */

@@ -18,7 +18,7 @@
  * order (int32 sums of these products cannot overflow: see depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
-#define KXK_PIX 256 /* widened pixels of the copy on the stack (2 KB) */
+#define KXK_PIX 256 /* widened pixels of the copy at most (2 KB of the operator's scratch) */
 
 int depthwise_conv2d_s8_kxk_dsp_takes(const struct depthwise_conv2d_s8_params *p) {
     if (p->depth_multiplier != 1 || p->dilation_h != 1 || p->dilation_w != 1) return 0;
@@ -138,7 +138,7 @@ void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d) {
     const int full = p->act_min <= -128 && p->act_max >= 127;
     const struct tile t = kxk_tile(p);
     struct group g;
-    uint64_t buf[KXK_PIX];
+    uint64_t *const buf = d->buf; /* depthwise_conv2d_s8_kxk_dsp_buffer_size bytes */
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
         int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch;
@@ -171,4 +171,9 @@ void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d) {
             c += 4;
         }
     }
+}
+
+size_t depthwise_conv2d_s8_kxk_dsp_buffer_size(const struct depthwise_conv2d_s8_params *p) {
+    const struct tile t = kxk_tile(p);
+    return (size_t)t.in_h * (size_t)t.in_w * sizeof(uint64_t);
 }

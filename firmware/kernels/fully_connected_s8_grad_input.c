@@ -61,7 +61,7 @@ void fully_connected_s8_grad_input_ref_run(const void *params, void *const *oper
         grad_requantize_s32(acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
 }
 
-size_t fully_connected_s8_grad_input_scratch_size(const void *params) {
+size_t fully_connected_s8_grad_input_ref_scratch_size(const void *params) {
     const struct fully_connected_s8_grad_input_params p =
         *(const struct fully_connected_s8_grad_input_params *)params;
     return ((size_t)p.batches * (size_t)p.input_depth + (size_t)p.output_depth) * sizeof(int32_t);

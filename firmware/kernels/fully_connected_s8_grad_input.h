@@ -50,6 +50,10 @@ void fully_connected_s8_grad_input_run(const void *params, void *const *operands
  * calls no variant. */
 void fully_connected_s8_grad_input_ref_run(const void *params, void *const *operands,
                                            void *scratch);
+/* The reference's scratch. */
+size_t fully_connected_s8_grad_input_ref_scratch_size(const void *params);
+/* The scratch the runtime plans (fully_connected_s8_grad_input_dsp.c): the DSP variant runs
+ * the layer as a 1x1 convolution's input gradient, so that kernel's scratch where it does. */
 size_t fully_connected_s8_grad_input_scratch_size(const void *params);
 
 #endif

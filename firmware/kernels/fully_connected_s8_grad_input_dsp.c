@@ -36,6 +36,16 @@ void fully_connected_s8_grad_input_dsp_run(const void *params, void *const *oper
     conv2d_s8_grad_input_dsp_run(&c, operands, scratch);
 }
 
+size_t fully_connected_s8_grad_input_scratch_size(const void *params) {
+    const struct fully_connected_s8_grad_input_params p =
+        *(const struct fully_connected_s8_grad_input_params *)params;
+    if (p.filter_offset != 0) return fully_connected_s8_grad_input_ref_scratch_size(params);
+    const struct conv2d_s8_grad_input_params c = {
+        DSP_FC_AS_CONV_1X1(p),
+    };
+    return conv2d_s8_grad_input_scratch_size(&c);
+}
+
 /* The selector, the runtime's entry for fully_connected_s8_grad_input (ops.def): the DSP variant
  * above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
  * (fully_connected_s8_grad_input.c). The DSP variant falls back to the reference itself for the

@@ -43,7 +43,7 @@ void sub_s8_ref_run(const void *params, void *const *operands, void *scratch) {
     broadcast4_s8(&s, in1, in2, out, sub_row, &p);
 }
 
-size_t sub_s8_scratch_size(const void *params) {
+size_t sub_s8_ref_scratch_size(const void *params) {
     (void)params;
     return 0;
 }

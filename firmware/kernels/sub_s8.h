@@ -23,6 +23,10 @@ enum { SUB_S8_INPUT1 = 0, SUB_S8_INPUT2 = 1, SUB_S8_OUTPUT = 2, SUB_S8_OPERANDS 
 void sub_s8_run(const void *params, void *const *operands, void *scratch);
 /* The reference kernel (sub_s8.c), bit-exact with TFLite's reference; it calls no variant. */
 void sub_s8_ref_run(const void *params, void *const *operands, void *scratch);
+/* The reference's scratch (none). */
+size_t sub_s8_ref_scratch_size(const void *params);
+/* The scratch the runtime plans for the operator (sub_s8_dsp.c): the DSP variant's two
+ * tables where it takes the layer, whichever build runs the plan. */
 size_t sub_s8_scratch_size(const void *params);
 
 #endif

@@ -16,6 +16,12 @@ static inline int8_t *sub_row(const int8_t *a, const int8_t *b, int8_t *out, int
     return addsub_row(a, b, out, n, sa, sb, ctx, -1, 0, 1);
 }
 
+size_t sub_s8_scratch_size(const void *params) {
+    const struct sub_s8_params p = *(const struct sub_s8_params *)params;
+    return addsub_scratch_size(sub_s8_ref_scratch_size(params),
+                               (int64_t)p.dim0 * p.dim1 * p.dim2 * p.dim3);
+}
+
 void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct sub_s8_params p = *(const struct sub_s8_params *)params;
@@ -27,7 +33,9 @@ void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const int8_t *in1 = operands[SUB_S8_INPUT1];
     const int8_t *in2 = operands[SUB_S8_INPUT2];
     int8_t *out = operands[SUB_S8_OUTPUT];
-    int32_t t1[256], t2[256];
+    int32_t *const t1 =
+        (int32_t *)((uint8_t *)scratch + addsub_tables_offset(sub_s8_ref_scratch_size(params)));
+    int32_t *const t2 = t1 + 256;
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
     const struct broadcast4 s = broadcast4_of(&p);
     if (r.fast && !r.clamp)

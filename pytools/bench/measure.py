@@ -44,7 +44,7 @@ from pytools import emulator
 from pytools.bench import samples as sample_sources
 from pytools.bench.learning_rate import CANDIDATES, RateCheck, check_rate
 from pytools.bench.macs import graph_macs, model_params, step_macs
-from pytools.bench.memory import PEAK_FORMULA, memory_figures
+from pytools.bench.memory import PEAK_FORMULA, check_stack, memory_figures
 from pytools.bench.report import describe, layer_of, markdown, resolution
 from pytools.bench.samples import DEFAULT_COUNT, Feed, SampleChoice, Samples
 from pytools.boards import Board, load_board
@@ -436,6 +436,7 @@ def derive(res: dict[str, Any], board: Board) -> None:
     mem["firmware_ram_static"] = cost.pop("ram_static")  # the firmware's own linker symbols
     mem["firmware_flash_used"] = cost.pop("flash_used")
     mem["reserved_thread_stack"] = cost.pop("stack_size")
+    check_stack(mem["stack_high_water"], mem["reserved_thread_stack"], board.name)
     mem["peak_sram"] = mem["linker_ram"] - mem["reserved_thread_stack"] + mem["stack_high_water"]
     mem["peak_formula"] = PEAK_FORMULA
     cost.pop("counter_unit")

@@ -11,6 +11,10 @@ from pytools.model.planner import align_up
 from pytools.train.compile_train import CATEGORIES, CompiledTraining, arena_profile, category, lifetimes
 
 PEAK_FORMULA = "peak SRAM = linker static RAM - reserved thread stack + measured thread-stack high-water"
+# The measured high-water must stay below this share of the reserved thread stack (as
+# `invoke hil` requires): the kernels' buffers are arena scratch, so the stack holds only call
+# frames, and boards/*.toml reserve what those need with a margin.
+STACK_MARGIN = 0.9
 _OVERFLOW = re.compile(r"(\w+) overflowed by ([\d,]+) bytes")
 
 
@@ -75,3 +79,16 @@ def memory_figures(ct: CompiledTraining) -> dict[str, Any]:
         mem["flash_source"] = "sum of the firmware's flash and the plan; the link failed"
         mem["overflow"] = {r: int(n.replace(",", "")) for r, n in _OVERFLOW.findall(ct.link_error)}
     return mem
+
+
+def check_stack(high_water: int, reserved: int, board: str) -> None:
+    """Fails loudly when a step came near the end of the reserved thread stack (an overflow
+    itself faults on the MPU guard below the RAM, docs/architecture.md)."""
+    if high_water >= STACK_MARGIN * reserved:
+        from pytools.errors import ToolError
+
+        raise ToolError(
+            f"the thread stack's high-water, {high_water:,} B, is over {STACK_MARGIN:.0%} of the "
+            f"{reserved:,} B that boards/{board}.toml reserves (stack_size): raise stack_size, or "
+            "find the kernel keeping a buffer on the stack (they belong in X_scratch_size)"
+        )

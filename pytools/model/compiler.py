@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 from pytools.boards import Board
 from pytools.model.ir import Graph, ModelError, Tensor
-from pytools.model.kernels import KernelCall, op_code, scratch_size
+from pytools.model.kernels import KERNELS_DIR, KernelCall, op_code, scratch_size
 from pytools.model.lowering import lower
 from pytools.model.lowering.fold import fold_pads
 from pytools.model.plan import (
@@ -32,7 +35,8 @@ from pytools.model.plan import (
     PlanTensor,
     pack,
 )
-from pytools.model.planner import Buffer, align_up, peak_live_bytes, plan_arena
+from pytools.model.planner import ALIGN as PLAN_ALIGN
+from pytools.model.planner import Buffer, Tie, align_up, peak_live_bytes, plan_arena
 
 
 @dataclass
@@ -83,6 +87,113 @@ def plan_shape(t: Tensor, model_io: bool) -> tuple[int, ...]:
     return (math.prod(t.shape[:-3]), *t.shape[-3:])
 
 
+# Kernels whose int8 output may start where their scratch starts: they accumulate the whole
+# result in int32 at the scratch's start and write output element i only after reading
+# accumulator i, in ascending order (grad_requantize_s32 and its DSP twin), so byte i of the
+# output overwrites only accumulators already read. Named by the kernel's header enum (the
+# operand), held by tests/test_scratch_planning.py on every variant.
+OUTPUT_OVER_SCRATCH = {
+    "conv2d_s8_grad_input": "GRAD_INPUT",
+    "depthwise_conv2d_s8_grad_input": "GRAD_INPUT",
+}
+
+
+@cache
+def output_over_scratch_operand(kernel: str) -> int | None:
+    """The operand of `kernel` that may overlap its scratch (OUTPUT_OVER_SCRATCH), from the
+    kernel's header enum, or None."""
+    if kernel not in OUTPUT_OVER_SCRATCH:
+        return None
+    name = f"{kernel.upper()}_{OUTPUT_OVER_SCRATCH[kernel]}"
+    m = re.search(rf"\b{name}\s*=\s*(\d+)", (KERNELS_DIR / f"{kernel}.h").read_text())
+    if m is None:
+        raise ValueError(f"firmware/kernels/{kernel}.h has no operand {name}")
+    return int(m[1])
+
+
+def _touched_bytes(call: KernelCall, k: int, nbytes: int) -> tuple[int, int]:
+    """Bytes [first, end) of operand k an operator reads or writes: a WINDOW_COPY's window
+    (its first to its last byte, rows apart included), else the whole tensor."""
+    if call.kernel != "window_copy_s8":
+        return 0, nbytes
+    p = call.params
+    side = "src" if k == 0 else "dst"
+    w, d = int(p[f"{side}_w"]), int(p["depth"])
+    y, x, h, cw = int(p[f"{side}_y"]), int(p[f"{side}_x"]), int(p["copy_h"]), int(p["copy_w"])
+    if h <= 0 or cw <= 0:
+        return 0, 0
+    return (y * w + x) * d, ((y + h - 1) * w + x + cw) * d
+
+
+def overlap_ties(
+    calls: list[KernelCall],
+    root: Callable[[int], int],
+    first: dict[int, int],
+    last: dict[int, int],
+    nbytes: Callable[[int], int],
+    eligible: Callable[[int], bool],
+) -> list[tuple[int, int, int]]:
+    """(x, y, s): tensor y may start s bytes after tensor x (s <= 0) although both are alive,
+    exactly. y is being written while x is still read (a patched stage's output and input:
+    each patch reads a window of x and writes a window of y, in row order, so x's early rows
+    are spent before y's later rows are written). For every operator i that writes bytes
+    [w0, w1) of y while x is alive, every read of x at i or later must start at or past
+    w1 + s: then no write lands on a byte of x that is still to be read, whatever the
+    windows, and the planner may overlap the two by |y| + s bytes. x must not be written
+    once y is (it was produced before). Roots of alias families only; eligible(t): an arena
+    activation the compiler may place freely (not state, not a graph output)."""
+    windowed: set[int] = set()  # tensors every writer writes a window of
+    whole: set[int] = set()
+    reads: dict[int, list[tuple[int, int]]] = {}  # tensor -> (step, first byte read)
+    writes: dict[int, list[tuple[int, int]]] = {}  # tensor -> (step, end of the bytes written)
+    for i, call in enumerate(calls):
+        for k, o in enumerate(call.operands):
+            if o.tensor is None:
+                continue
+            t = root(o.tensor)
+            if not eligible(t):
+                continue
+            a, b = _touched_bytes(call, k, nbytes(t))
+            if o.is_output:
+                writes.setdefault(t, []).append((i, b))
+                (windowed if call.kernel == "window_copy_s8" else whole).add(t)
+            else:
+                reads.setdefault(t, []).append((i, a))
+    windowed -= whole
+    ties: list[tuple[int, int, int]] = []
+    leaders: set[int] = set()
+    followers: set[int] = set()
+    for y in sorted(writes, key=lambda t: -nbytes(t)):
+        if y not in windowed:
+            continue  # written whole by some operator: nothing to gain in row order
+        fy = first.get(y, 0)
+        best: tuple[int, int] | None = None  # (gain, s) of the best x
+        for x in reads:
+            if x == y or x in leaders or not first.get(x, 0) < fy <= last.get(x, 0):
+                continue
+            if any(fy <= i for i, _ in writes.get(x, [])):
+                continue  # x changes while y is alive
+            lx = last[x]
+            later_reads = sorted(reads[x])
+            s = 0
+            for i, w1 in writes[y]:
+                if i > lx:
+                    continue
+                starts = [a for j, a in later_reads if j >= i]
+                if starts:
+                    s = min(s, min(starts) - w1)
+            s = -align_up(-s, PLAN_ALIGN)  # down to the planner's alignment
+            gain = min(nbytes(x), s + nbytes(y)) - max(0, s)
+            if gain > 0 and (best is None or gain > best[0]):
+                best = (gain, s)
+                best_x = x
+        if best is not None and y not in followers:
+            ties.append((best_x, y, best[1]))
+            leaders.add(best_x)
+            followers.add(y)
+    return ties
+
+
 def lower_all(graph: Graph) -> list[KernelCall]:
     """Every operator's KernelCall; operators the kernels cannot run (a quantization, shape or
     option outside what they do) are all named in one ModelError, not only the first."""
@@ -99,10 +210,14 @@ def lower_all(graph: Graph) -> list[KernelCall]:
     return calls
 
 
-def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0, fold: bool = True) -> Compiled:
+def compile_graph(
+    graph: Graph, board: Board, name: str, n_forward: int = 0, fold: bool = True, overlap: bool = True
+) -> Compiled:
     """n_forward: a training step's forward operators (0: the graph is a forward graph, whose
     PADs are folded here unless fold is False; a training step's were folded before autodiff,
-    pytools/train/compile_train.py)."""
+    pytools/train/compile_train.py). overlap: try the exact overlaps (overlap_ties, an output
+    over its own scratch); each costs a trial plan, so a search over many candidate graphs
+    may rank them without."""
     if n_forward == 0 and fold:
         graph = fold_pads(graph).graph
     calls = lower_all(graph)
@@ -207,7 +322,52 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0, fol
     for g, pid in plan_id.items():
         if tensors[pid].storage in in_arena and root(g) == g:
             buffers.append(Buffer(f"t{pid}", tensors[pid].size, first.get(g, 0), last.get(g, n)))
+
+    def eligible(t: int) -> bool:
+        gt = graph.tensor(t)
+        return gt.data is None and not gt.persistent and t not in graph.outputs and t in plan_id
+
+    # Exact overlaps (ties), each with the step where it lets two live buffers share bytes:
+    # a patched stage's output over the part of its input the patches have consumed ...
+    candidates: list[tuple[int, Tie]] = [
+        (first[y], Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", s))
+        for x, y, s in overlap_ties(calls, root, first, last, lambda t: graph.tensor(t).nbytes, eligible)
+    ]
+    # ... and an output written over its own operator's scratch (OUTPUT_OVER_SCRATCH).
+    for i, (call, op) in enumerate(zip(calls, plan_ops, strict=True)):
+        k = output_over_scratch_operand(call.kernel)
+        if k is None or op.scratch == NO_TENSOR or call.operands[k].tensor is None:
+            continue
+        out = root(call.operands[k].tensor)
+        if (
+            eligible(out)
+            and first.get(out) == i
+            and out not in {root(o.tensor) for o in call.operands[:k] if o.tensor is not None}
+        ):
+            candidates.append((i, Tie(f"s{op.scratch}", f"t{plan_id[out]}", 0)))
+    # Each tie is kept only where it does not make the arena larger: it also constrains the
+    # greedy placement, which can cost more than the overlap saves. Two passes, the smaller
+    # arena kept: the ties in the order found, each kept where the arena shrinks; and at the
+    # busiest steps first, each kept unless the arena grows (one that changes nothing yet
+    # may pay once a tie at another step has lowered that step's peak).
+    load = np.zeros(n + 2, np.int64)
+    for b in buffers:
+        load[b.first] += align_up(b.size)
+        load[b.last + 1] -= align_up(b.size)
+    load = np.cumsum(load)
+    busiest = sorted(candidates, key=lambda c: -int(load[c[0]]))
+    ties: list[Tie] = []
     offsets, arena = plan_arena(buffers)
+    best = (ties, offsets, arena)
+    for order, keep_equal in ((candidates, False), (busiest, True)) if overlap and candidates else ():
+        ties, offsets, arena = [], *plan_arena(buffers)
+        for _, tie in order:
+            trial_offsets, trial_arena = plan_arena(buffers, ties=[*ties, tie])
+            if trial_arena < arena or (keep_equal and trial_arena == arena):
+                ties, offsets, arena = [*ties, tie], trial_offsets, trial_arena
+        if arena < best[2]:
+            best = (ties, offsets, arena)
+    ties, offsets, arena = best
     for g, pid in plan_id.items():
         if tensors[pid].storage in in_arena:
             tensors[pid].offset = offsets[f"t{plan_id[root(g)]}"]
@@ -230,7 +390,8 @@ def compile_graph(graph: Graph, board: Board, name: str, n_forward: int = 0, fol
         state_size=sum(t.size for t in tensors if t.storage == STORAGE_STATE),
     )
     activations = [b for b in buffers if b.name.startswith("t")]
-    _, act_arena = plan_arena(activations)
+    names = {b.name for b in activations}
+    _, act_arena = plan_arena(activations, ties=[t for t in ties if {t.leader, t.follower} <= names])
     return Compiled(
         plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers), plan_id, graph
     )

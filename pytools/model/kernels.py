@@ -139,16 +139,34 @@ def scratch_size(call: KernelCall) -> int:
     return int(fn(call.packed_params()))
 
 
-def run_kernel(call: KernelCall, values: list[np.ndarray]) -> None:
-    """Runs the C kernel on numpy arrays given in operand order (outputs written in place)."""
+# Bytes past a kernel's scratch that run_kernel fills with a pattern and checks afterwards.
+SCRATCH_GUARD = 64
+
+
+def run_kernel(call: KernelCall, values: list[np.ndarray], variant: str = "") -> None:
+    """Runs the C kernel on numpy arrays given in operand order (outputs written in place).
+    variant: "" (X_run, the selector), "ref" (X_ref_run) or "dsp" (X_dsp_run). The scratch is
+    exactly X_scratch_size bytes, as the planner gives it, followed by a guard: a kernel that
+    writes past its own scratch size is an error here, not a silent overwrite of the arena."""
     if len(values) != len(call.operands):
         raise ValueError(f"{call.kernel} takes {len(call.operands)} operands, got {len(values)}")
     for v in values:
         if not v.flags.c_contiguous:
             raise ValueError("operands must be C-contiguous arrays")
     ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data if v.size else None for v in values))
-    scratch = np.zeros(max(1, scratch_size(call)), dtype=np.uint8)
-    fn = getattr(_lib(), f"{call.kernel}_run")
+    need = scratch_size(call)
+    # 16-byte aligned, as the planner places scratch.
+    raw = np.zeros(need + SCRATCH_GUARD + 16, dtype=np.uint8)
+    start = -raw.ctypes.data % 16
+    scratch = raw[start : start + need + SCRATCH_GUARD]
+    scratch[need:] = 0xA5
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run" if variant else f"{call.kernel}_run")
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    if not (scratch[need:] == 0xA5).all():
+        first = need + int(np.flatnonzero(scratch[need:] != 0xA5)[0])
+        raise RuntimeError(
+            f"{call.kernel}{'_' + variant if variant else ''}_run wrote byte {first} of its scratch, "
+            f"past the {need} bytes {call.kernel}_scratch_size gives (the planner plans that size)"
+        )

@@ -84,12 +84,17 @@ def compile_training(
     patched: Patched | None = None
     note = ""
     if scheme.patch_auto:
+        # Searched without the planner's exact overlaps (a trial plan each, times every
+        # candidate); the best few are then planned with them.
         baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
         auto = choose(
             tb.graph,
-            lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
+            lambda p: (
+                compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added, overlap=False).arena
+            ),
             baseline,
             scheme.patch_budget,
+            refine=lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
         )
         patching, patched, note = auto.stages, auto.patched, auto.note
     elif patching:

@@ -372,13 +372,16 @@ def choose(
     baseline: int,
     budget: float,
     slack: int = 1024,
+    refine: Callable[[Patched], int] | None = None,
+    refine_top: int = 8,
 ) -> AutoChoice:
     """The memory-minimal patching of the graph's first stages whose recomputed MACs stay
     within `budget` times the stages' own MACs (1.0: each stage may be computed up to twice),
     or none when no candidate plans a smaller arena than the unpatched `baseline` by more than
     `slack` bytes (the peak is then elsewhere, typically in the backward pass, and a patching
     would only cost MACs). Among candidates within `slack` of the smallest arena, the fewest
-    recomputed MACs (`_best`)."""
+    recomputed MACs (`_best`). refine: the arena of a candidate planned in full, for the
+    `refine_top` smallest by `arena_of` within the budget (arena_of may be a cheaper estimate)."""
     found = search(graph, arena_of, slack=slack)
     if not found:
         return AutoChoice(
@@ -389,6 +392,11 @@ def choose(
         return (r[2].patched_macs - r[2].stage_macs) / max(1, r[2].stage_macs)
 
     within = [r for r in found if extra(r) <= budget]
+    if refine is not None:
+        # The search ranks by a cheaper arena (the compiler without its exact overlaps, which
+        # cost a trial plan each); the smallest few within the budget are planned in full.
+        top = sorted(within, key=lambda r: r[1])[:refine_top]
+        within = [(r[0], refine(r[2]), r[2]) for r in top]
     smallest = min(found, key=lambda r: r[1])
     tried = f"{len(found)} candidates tried"
     if not within:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, _lib
+from pytools.model.kernels import KernelCall, _lib, run_kernel
 from pytools.model.lowering import lower
 from tests.kernels.conv.test_conv_kernels import (
     Case,
@@ -103,12 +103,7 @@ def _with_trained_slice(
 def _run(call: KernelCall, arrays: list[np.ndarray], variant: str) -> np.ndarray:
     """Runs X_<variant>_run on copies of arrays; returns the output."""
     arrays = [a.copy() for a in arrays]
-    ptrs = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data if a.size else None for a in arrays))
-    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
-    fn.restype = None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
-    scratch = np.zeros(16, dtype=np.uint8)
-    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    run_kernel(call, arrays, variant)  # the planned scratch, guarded past its end
     return arrays[-1]
 
 

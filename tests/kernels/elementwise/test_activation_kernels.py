@@ -261,16 +261,10 @@ TABLE_KERNELS = {
 
 def _run_variant(call, arrays: list[np.ndarray], variant: str) -> np.ndarray:
     """X_ref_run or X_dsp_run of the host library, called directly."""
-    import ctypes
-
-    from pytools.model.kernels import _lib
+    from pytools.model.kernels import run_kernel
 
     arrays = [a.copy() for a in arrays]
-    ptrs = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
-    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
-    fn.restype = None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
-    fn(call.packed_params(), ptrs, None)
+    run_kernel(call, arrays, variant)  # the planned scratch, guarded past its end
     return arrays[-1]
 
 
