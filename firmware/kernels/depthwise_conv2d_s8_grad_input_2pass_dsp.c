@@ -322,7 +322,7 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
         if (bk > b0) b0 = bk;
         if (s > w1) w1 = s;
     }
-    d.shift = conv_grad_pick_shift(b0, w1);
+    d.shift = conv_grad_pick_shift(b0, w1, 0);
 
     int32_t u[DW2_PLANE];
     int32_t row[DW2_ROW];

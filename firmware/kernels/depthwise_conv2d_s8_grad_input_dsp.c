@@ -136,7 +136,7 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
         if (bk > b0) b0 = bk;
         if (s > w1) w1 = s;
     }
-    const int shift = conv_grad_pick_shift(b0, w1);
+    const int shift = conv_grad_pick_shift(b0, w1, 0);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
     int32_t gbuf[DWGI_BLOCK];
