@@ -95,15 +95,16 @@ static inline int32_t conv_grad_term(int32_t g, int32_t m, int shift) {
     return v >= 0 ? (v + half) >> shift : -((half - v) >> shift);
 }
 
-/* The smallest accumulator shift of conv2d_s8's and fully_connected_s8's input gradients: with
- * it every term g' fits a signed 16-bit lane (|g * m| <= 2^30, so |g'| <= 2^15: -2^15 exactly
- * for g = -128 at m = 2^23, at most 127 * 2^8 for positive g), which lets the optimized 1x1
- * kernel multiply two terms per SMLAD in a single pass (with up to 2^23-wide terms it needed
- * two: 2x the instructions). It leaves 23 - 15 = 8 fractional bits per term at the widest
+/* The smallest accumulator shift of the input gradients (conv2d_s8, depthwise_conv2d_s8 and
+ * fully_connected_s8): with it every term g' fits a signed 16-bit lane (|g * m| <= 2^30, so
+ * |g'| <= 2^15: -2^15 exactly for g = -128 at m = 2^23, at most 127 * 2^8 for positive g),
+ * which lets the optimized kernels multiply two terms per SMLAD in a single pass (the 1x1
+ * gather; the depthwise int16 planes). With terms up to 2^23 wide the 1x1 gather needed two
+ * passes: 2x the instructions. It leaves 23 - 15 = 8 fractional bits per term at the widest
  * channel's scale: the folding adds at most 2^-9 of a G_y quantum (times |W_q|) per term,
  * against the 1/2 quantum the int8 G_y itself carries; measured on the randomized layers of
  * tests/kernels/conv/test_conv_grads.py, at most 0.08 of an output step beyond the
- * requantization's 1/2. The depthwise kernels sum a few taps per element and keep 0. */
+ * requantization's 1/2. */
 #define CONV_GRAD_MIN_SHIFT_16 15
 
 static inline int conv_grad_pick_shift(uint64_t b0, uint64_t w1, int min_shift) {
