@@ -592,9 +592,9 @@ def test_the_narrow_kxk_updates_are_informative() -> None:
 
 # --- depthwise_conv2d_s8_grad_input_2pass -------------------------------------------------
 
-# depthwise_conv2d_s8_grad_input_2pass_dsp.c's stack plane (int32 entries), accumulator row
-# and taps held at once.
-DW2_PLANE, DW2_ROW, DW2_TAPS = 400, 64, 49
+# The channel-plane engine's bounds (depthwise_conv2d_s8_grad_input_planes.h): int16 entries of
+# the g' plane, packed tap pairs of all stride phases.
+DWP_PLANE, DWP_WORDS = 768, 64
 
 
 def _two_pass(layer: gs.Layer) -> tuple[KernelCall, list[np.ndarray]]:
@@ -603,31 +603,34 @@ def _two_pass(layer: gs.Layer) -> tuple[KernelCall, list[np.ndarray]]:
 
 
 def _fast_two_pass(call: KernelCall) -> bool:
-    """Whether the optimized two-pass kernel takes its own path (else it calls the reference)."""
+    """Whether the optimized two-pass kernel takes its own path (dwp_setup; else it calls the
+    reference)."""
     p = call.params
-    uh = p["input_h"] + (p["filter_h"] - 1) * p["dilation_h"]
-    uw = p["input_w"] + (p["filter_w"] - 1) * p["dilation_w"]
-    if p["stride_h"] > 1 or p["stride_w"] > 1:  # the scatter plane V
-        uh = max(
-            (p["output_h"] - 1) * p["stride_h"] + (p["filter_h"] - 1) * p["dilation_h"] + 1,
-            p["pad_h"] + p["input_h"],
-        )
-        uw = max(
-            (p["output_w"] - 1) * p["stride_w"] + (p["filter_w"] - 1) * p["dilation_w"] + 1,
-            p["pad_w"] + p["input_w"],
-        )
-    return (
+    sh, sw = p["stride_h"], p["stride_w"]
+    if not (
         p["depth_multiplier"] == 1
-        and uh * uw <= DW2_PLANE
-        and p["filter_h"] * p["filter_w"] <= DW2_TAPS
-        and p["input_w"] <= DW2_ROW
-    )
+        and p["dilation_h"] == p["dilation_w"] == 1
+        and sh <= 2
+        and sw <= 2
+        and p["pad_h"] >= 0
+        and p["pad_w"] >= 0
+        and p["input_w"] <= 64
+    ):
+        return False
+    kh = [-(-(p["filter_h"] - py) // sh) for py in range(sh)]
+    kw = [-(-(p["filter_w"] - px) // sw) for px in range(sw)]
+    words = sum(h * ((w + 1) // 2) for h in kh for w in kw)
+    max_y = (p["input_h"] - 1 + p["pad_h"]) // sh
+    max_x = (p["input_w"] - 1 + p["pad_w"]) // sw
+    ph = max(kh) - 1 + max(max_y + 1, p["output_h"])
+    pw = max(kw) - 1 + max(max_x + 1, p["output_w"]) + 6
+    return max(kw) <= 8 and words <= DWP_WORDS and ph * pw <= DWP_PLANE
 
 
 def _dw_small(seed: int) -> gs.Layer:
-    """A depthwise layer whose padded gradient plane fits the optimized path, mostly: inputs up
-    to 12x12, 1x1 to 5x5 filters, strides 1-3, dilations, SAME and VALID, masks, trained rows,
-    up to 300 channels; every 7th seed a larger plane (the reference fallback)."""
+    """A depthwise layer whose gradient plane fits the optimized path, mostly: inputs up to
+    12x12, 1x1 to 5x5 filters, strides 1-2 (3 and dilations: the reference fallback), SAME and
+    VALID, masks, trained rows, up to 300 channels; every 7th seed a larger plane."""
     rng = np.random.default_rng(70_000 + seed)
     fh, fw = (int(v) for v in rng.choice([1, 3, 3, 3, 5], 2))
     opts: dict[str, Any] = dict(mult=1 if seed % 9 else 2, fh=fh, fw=fw)
@@ -636,6 +639,9 @@ def _dw_small(seed: int) -> gs.Layer:
     opts["in_c"] = int(rng.integers(1, 300)) if seed % 3 == 0 else int(rng.integers(1, 40))
     if seed % 4 == 0:
         opts["sh"] = opts["sw"] = 1
+    elif seed % 5:
+        opts["sh"], opts["sw"] = (int(v) for v in rng.integers(1, 3, 2))
+        opts["dh"] = opts["dw"] = 1
     if seed == 5:
         opts["density"] = 0.0
     return gs.make_layer("dw", seed, **opts)
@@ -663,8 +669,9 @@ def test_depthwise_grad_input_2pass_cases_take_the_optimized_path() -> None:
 
 
 def _dw_kxk(seed: int) -> gs.Layer:
-    """5x5 and 7x7 depthwise layers (the unrolled correlations and the 7x7 scatter): MCUNet's
-    shapes (8x8 and 4x4 maps, 7x7/2 from 8x8) and random ones, masks, trained rows."""
+    """5x5 and 7x7 depthwise layers (3 and 4 tap pairs; at stride 2 phases of 2 pairs and
+    odd widths): MCUNet's shapes (8x8 and 4x4 maps, 7x7/2 from 8x8) and random ones, masks,
+    trained rows."""
     rng = np.random.default_rng(71_000 + seed)
     k = 5 if seed % 2 == 0 else 7
     opts: dict[str, Any] = dict(mult=1, fh=k, fw=k, padding=str(rng.choice(["SAME", "VALID"])))
