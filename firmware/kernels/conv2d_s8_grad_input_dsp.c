@@ -390,9 +390,9 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                          p->output_h == p->input_h && p->output_w == p->input_w;
     zero_words(acc, n_in);
     uint32_t gp[GI_PAIRS * GI_C]; /* a tile's packed terms for a chunk of output channels */
-    int32_t q[GI_PAIRS][2];    /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2]; /* and the accumulator rows they reach */
-    uint32_t t[GI_C * 2];      /* the chunk's weights for 4 input channels, as lane pairs */
+    int32_t q[GI_PAIRS][2];       /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2];    /* and the accumulator rows they reach */
+    uint32_t t[GI_C * 2];         /* the chunk's weights for 4 input channels, as lane pairs */
     static const int32_t zeros[4] = {0, 0, 0, 0};
     int32_t spare[4]; /* where a lone pixel's partner goes */
     int32_t next = 0; /* the next output pixel to pair up */

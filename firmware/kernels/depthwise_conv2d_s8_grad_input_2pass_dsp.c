@@ -1,7 +1,8 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
- * the same scratch. Depth multiplier 1 (the MobileNet case) and input planes whose padded
- * gradient plane fits DW2_PLANE (below) take the path here; others the reference.
+ * the same scratch (it reads only the reference's multipliers from it; its g' plane, packed
+ * weights and accumulator row are bounded stack buffers, 2.5 KB in all). Shapes the channel-plane
+ * engine takes run here; others the reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
  * rounding of the masked gradient with the same shift, from the same bound) as in the
@@ -125,7 +126,8 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             }
         }
     }
-    *grad_in_scale = (float)max_abs * (grad_out_scale * max_scale * conv_grad_unit(d.shift)) / 127.0f;
+    *grad_in_scale =
+        (float)max_abs * (grad_out_scale * max_scale * conv_grad_unit(d.shift)) / 127.0f;
     return 1;
 }
 

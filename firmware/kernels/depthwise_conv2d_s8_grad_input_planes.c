@@ -12,9 +12,9 @@ static inline int32_t ceil_div(int32_t a, int32_t b) {
 int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params *p) {
     d->p = *p;
     const int32_t sh = p->stride_h, sw = p->stride_w;
-    if (p->depth_multiplier != 1 || p->dilation_h != 1 || p->dilation_w != 1 || sh < 1 ||
-        sh > 2 || sw < 1 || sw > 2 || p->pad_h < 0 || p->pad_w < 0 || p->input_w > 64 ||
-        p->filter_h < 1 || p->filter_w < 1)
+    if (p->depth_multiplier != 1 || p->dilation_h != 1 || p->dilation_w != 1 || sh < 1 || sh > 2 ||
+        sw < 1 || sw > 2 || p->pad_h < 0 || p->pad_w < 0 || p->input_w > 64 || p->filter_h < 1 ||
+        p->filter_w < 1)
         return 0;
     int32_t words = 0, kh_max = 0, kw_max = 0;
     for (int32_t py = 0; py < sh; ++py)
@@ -30,7 +30,8 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
         }
     if (words > DWP_WORDS) return 0;
     /* Y and X reach (input - 1 + pad) / s; P holds the g' and every row and column read. */
-    const int32_t max_y = (p->input_h - 1 + p->pad_h) / sh, max_x = (p->input_w - 1 + p->pad_w) / sw;
+    const int32_t max_y = (p->input_h - 1 + p->pad_h) / sh,
+                  max_x = (p->input_w - 1 + p->pad_w) / sw;
     d->pt = kh_max > 0 ? kh_max - 1 : 0;
     d->pl = kw_max > 0 ? kw_max - 1 : 0;
     d->ph = d->pt + (max_y + 1 > p->output_h ? max_y + 1 : p->output_h);
@@ -176,10 +177,10 @@ void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, i
         const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
         const uint32_t *k = words + d->koff[i];
         switch ((kw + 1) / 2) {
-        case 1: corr1(r0, pw, k, kh, n, row + x0, sw); break;
-        case 2: corr2(r0, pw, k, kh, n, row + x0, sw); break;
-        case 3: corr3(r0, pw, k, kh, n, row + x0, sw); break;
-        default: corr4(r0, pw, k, kh, n, row + x0, sw); break;
+            case 1: corr1(r0, pw, k, kh, n, row + x0, sw); break;
+            case 2: corr2(r0, pw, k, kh, n, row + x0, sw); break;
+            case 3: corr3(r0, pw, k, kh, n, row + x0, sw); break;
+            default: corr4(r0, pw, k, kh, n, row + x0, sw); break;
         }
     }
 }

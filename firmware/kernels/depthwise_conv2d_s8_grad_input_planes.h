@@ -40,13 +40,13 @@ struct dwp {
     const int8_t *filter, *trained;
     const int32_t *m;
     int shift;
-    int32_t ph, pw;                  /* P's rows and row pitch (int16 entries) */
-    int32_t pt, pl;                  /* P's border above and left of the g' */
+    int32_t ph, pw;                         /* P's rows and row pitch (int16 entries) */
+    int32_t pt, pl;                         /* P's border above and left of the g' */
     int32_t kh[DWP_PHASES], kw[DWP_PHASES]; /* per phase (py * s_w + px): sub-kernel taps */
-    int32_t koff[DWP_PHASES];        /* and the offset of its packed words */
+    int32_t koff[DWP_PHASES];               /* and the offset of its packed words */
     int32_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
-    int32_t col0[DWP_PHASES];        /* per phase: P's column of its first output's window */
-    int32_t words;                   /* packed words of all phases */
+    int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
+    int32_t words;                          /* packed words of all phases */
     int16_t tap0[DWP_WORDS], tap1[DWP_WORDS]; /* per word: its two taps (fy fw + fx; -1: none) */
 };
 

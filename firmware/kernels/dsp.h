@@ -274,8 +274,7 @@ static inline int8_t dsp_grad_round_s32(int32_t v, uint32_t max_abs, uint32_t ha
  * r - q * M lies in [-M, 2M) (q is off by at most one), inside int32 for M < 2^30, so its 32-bit
  * wrap-around value is exact, and its sign and its excess over M - 1 correct q (branch-free:
  * ~20 instructions per element against ~35). */
-static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint32_t half,
-                                              float k) {
+static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint32_t half, float k) {
     const int32_t s = v >> 31;
     const uint32_t a = (uint32_t)((v ^ s) - s);
     uint32_t q = (uint32_t)((float)a * k + 0.5f);

@@ -119,7 +119,8 @@ def _must_catch(tf: Any, layer: Layer) -> list[str]:
         flash_only = gs.without_training(layer)
         if _rel(gs.tf_reference(tf, flash_only).dx, ref.dx) > MATERIAL:
             qf, sf = gs.run_grad_input(flash_only)
-            assert not gs.grad_input_ok(qf, sf, ref.dx, layer.kind), "kernel reading flash for the trained rows passed"
+            wrong = "kernel reading flash for the trained rows passed"
+            assert not gs.grad_input_ok(qf, sf, ref.dx, layer.kind), wrong
             caught.append("kernel ignores RAM rows")
     return caught
 

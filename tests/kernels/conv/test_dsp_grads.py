@@ -594,7 +594,7 @@ def test_the_narrow_kxk_updates_are_informative() -> None:
 
 # The channel-plane engine's bounds (depthwise_conv2d_s8_grad_input_planes.h): int16 entries of
 # the g' plane, packed tap pairs of all stride phases.
-DWP_PLANE, DWP_WORDS = 768, 64
+DWP_PLANE, DWP_WORDS = 1024, 64
 
 
 def _two_pass(layer: gs.Layer) -> tuple[KernelCall, list[np.ndarray]]:
