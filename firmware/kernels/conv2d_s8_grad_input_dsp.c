@@ -226,15 +226,59 @@ static inline uint32_t lanes16(int32_t a, int32_t b) {
     return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
 }
 
+/* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
+ * c0 + 2i and c0 + 2i + 1 as a 16-bit lane pair, for i < used / 2, those from c0 + n on zero:
+ * conv_grad_term's rounding without branches (shift >= CONV_GRAD_MIN_SHIFT_16 > 0; for v < 0,
+ * -((half - v) >> shift) = (v + half - 1) >> shift), the chunk's mask bits (n <= 32) read once
+ * into a word. */
+static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, int32_t used,
+                        uint32_t *out) {
+    int32_t j = 0;
+    if (q >= 0) {
+        const size_t base = (size_t)q * (size_t)g->output_c + (size_t)c0;
+        const int8_t *gr = g->grad_out + base;
+        const int32_t ms = g->per_channel ? 1 : 0;
+        const int32_t *mp = g->m + (g->per_channel ? c0 : 0);
+        const int s = g->shift;
+        const int32_t half = (int32_t)1 << (s - 1);
+        uint32_t bits = 0xFFFFFFFFu;
+        if (g->mask) {
+            const uint8_t *mb = g->mask + (base >> 3);
+            const uint32_t sh = (uint32_t)(base & 7u), nb = (sh + (uint32_t)n + 7u) >> 3;
+            uint64_t w = 0;
+            for (uint32_t i = 0; i < nb; ++i) w |= (uint64_t)mb[i] << (8u * i);
+            bits = (uint32_t)(w >> sh);
+        }
+        for (; j + 2 <= n; j += 2, bits >>= 2) {
+            const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
+            const int32_t t1 = (gr[j + 1] & -(int32_t)((bits >> 1) & 1u)) * mp[(j + 1) * ms];
+            const int32_t v0 = (t0 + half + (t0 >> 31)) >> s;
+            const int32_t v1 = (t1 + half + (t1 >> 31)) >> s;
+            out[j] = ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16);
+        }
+        if (j < n) {
+            const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
+            out[j] = (uint32_t)((t0 + half + (t0 >> 31)) >> s) & 0xFFFFu;
+            j += 2;
+        }
+    }
+    for (; j < used; j += 2) out[j] = 0;
+}
+
 /* The terms of output pixels q0 and q1 for the n <= GI_C output channels chans (the rest of
- * the chunk zero), as 16-bit lane pairs: per pair of channels j, gp[2j] = (q0's term of
- * channel 2j, of 2j + 1), gp[2j + 1] the same for q1. */
+ * the chunk's used channels zero), as 16-bit lane pairs: per pair of channels j, gp[2j] = (q0's
+ * term of channel 2j, of 2j + 1), gp[2j + 1] the same for q1. */
 static void load_terms(const struct gi *g, uint32_t *gp, const int32_t *chans, int32_t n,
-                       int32_t q0, int32_t q1) {
+                       int32_t used, int32_t q0, int32_t q1) {
+    if (n > 0 && chans[n - 1] == chans[0] + n - 1) { /* consecutive channels: the usual chunk */
+        pixel_lanes(g, q0, chans[0], n, used, gp);
+        pixel_lanes(g, q1, chans[0], n, used, gp + 1);
+        return;
+    }
     int32_t va[GI_C], vb[GI_C]; /* q0's terms, q1's */
     pixel_terms(g, q0, chans, n, va);
     pixel_terms(g, q1, chans, n, vb);
-    for (int32_t j = 0; j < GI_C; j += 2) {
+    for (int32_t j = 0; j < used; j += 2) {
         gp[j] = lanes16(va[j], va[j + 1]);
         gp[j + 1] = lanes16(vb[j], vb[j + 1]);
     }
@@ -433,7 +477,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                                             : g->filter + (size_t)c * (size_t)kc;
             }
             for (int32_t i = 0; i < pairs; ++i)
-                load_terms(g, gp + (size_t)i * GI_C, chans, n, q[i][0], q[i][1]);
+                load_terms(g, gp + (size_t)i * GI_C, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
