@@ -46,7 +46,7 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
         if (bk > b0) b0 = bk;
         if (wk > w1) w1 = wk;
     }
-    const int shift = conv_grad_pick_shift(b0, w1);
+    const int shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
     size_t idx = 0; /* flat index of G_y[b, oy, ox, c] (NHWC order) */

@@ -95,14 +95,20 @@ static inline int32_t conv_grad_term(int32_t g, int32_t m, int shift) {
     return v >= 0 ? (v + half) >> shift : -((half - v) >> shift);
 }
 
-/* The accumulator shift: the smallest in [0, 30] for which every input-gradient accumulator
- * stays within int32 whatever the gradient values. b0 = max over input elements of
- * sum |W_q| * 128 * m over the weights reaching it, w1 = the same sum of |W_q| alone; with
- * shift, each term is at most 128 * m / 2^shift + 1/2, so every partial sum is at most
- * b0 / 2^shift + w1 / 2 (products included). At the cap, 30, every |g'| <= 1: only a layer
- * with over 2^31 summed |W_q| reaching one input element (> 2^24 weights) could overflow. */
-static inline int conv_grad_pick_shift(uint64_t b0, uint64_t w1) {
-    int shift = 0;
+/* The smallest accumulator shift of the input gradients (conv2d_s8, depthwise_conv2d_s8 and
+ * fully_connected_s8): with it every term g' fits a signed 16-bit lane (|g * m| <= 2^30, so
+ * |g'| <= 2^15: -2^15 exactly for g = -128 at m = 2^23, at most 127 * 2^8 for positive g),
+ * which lets the optimized kernels multiply two terms per SMLAD in a single pass (the 1x1
+ * gather; the depthwise int16 planes). With terms up to 2^23 wide the 1x1 gather needed two
+ * passes: 2x the instructions. It leaves 23 - 15 = 8 fractional bits per term at the widest
+ * channel's scale: the folding adds at most 2^-9 of a G_y quantum (times |W_q|) per term,
+ * against the 1/2 quantum the int8 G_y itself carries; measured on the randomized layers of
+ * tests/kernels/conv/test_conv_grads.py, at most 0.08 of an output step beyond the
+ * requantization's 1/2. */
+#define CONV_GRAD_MIN_SHIFT_16 15
+
+static inline int conv_grad_pick_shift(uint64_t b0, uint64_t w1, int min_shift) {
+    int shift = min_shift;
     while (shift < 30 && (b0 >> shift) + 1u + (w1 + 1u) / 2u > (uint64_t)INT32_MAX) shift++;
     return shift;
 }

@@ -17,18 +17,13 @@
  * (each part's sum wraps, their total does not): the 32-bit wrap-around is the only overflow
  * arithmetic used below.
  *
- * Speed. g' does not fit 16 bits in general (it carries the channel's Q23 scale: on
- * MobileNetV2 most are 17 to 20 bits), so one SMLAD cannot take two terms. Instead, per tile of
- * up to 16 pairs of pixels by a chunk of 32 output channels, each pair's terms are split
- * (load_terms) into 16-bit lanes, two output channels per word, against the chunk's weights as
- * lane pairs of the same two channels (built once per chunk and 4 input channels, PKHBT):
- *   - when all of a pair's terms fit 16 bits (or only a few do not: their excess over the
- *     signed low half is added row by row, add_outlier), one SMLAD pass: per channel pair,
- *     3 LDRD and 8 SMLAD for 16 products (gather_m7);
- *   - else two passes in one call, g' = h * 2^8 + l, l in [0, 255] (gather2_m7): the h sums
- *     shifted by 8, then the l sums, i.e. one SMLAD per product, against 1 MLA + 1/2 SXTB +
- *     loads before; terms beyond 2^23 (small layers) put their excess in add_outlier too.
- * Both are assembly on the Cortex-M7 using all 14 registers. Output channels with no nonzero
+ * Speed. Every g' fits a signed 16-bit lane (conv2d_s8_grad_input.h's CONV_GRAD_MIN_SHIFT_16),
+ * so one SMLAD takes two terms. Per tile of up to 16 pairs of pixels by a chunk of up to 32
+ * output channels, each pair's terms are packed (load_terms) two output channels per word,
+ * against the chunk's weights as lane pairs of the same two channels (built once per chunk and
+ * 4 input channels, PKHBT): per channel pair 3 LDRD and 8 SMLAD for 16 products (gather_m7),
+ * the chunk's channels in groups of 4 (a short chunk costs what it holds, not 32 channels).
+ * It is assembly on the Cortex-M7 using all 14 registers. Output channels with no nonzero
  * gradient anywhere in the tile are left out of its chunks. The overflow bound (the
  * reference's sums, exactly) is one pass over the weights, two input channels at a time. */
 #include <stddef.h>
@@ -37,7 +32,7 @@
 #include "dsp.h"
 #include "grad.h"
 
-/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (the split terms: 4 KB
+/* The gather's tile: GI_PAIRS pairs of pixels by GI_C output channels (the packed terms: 2 KB
  * of the operator's scratch, after the reference's). */
 #define GI_C 32
 #define GI_PAIRS 16
@@ -48,7 +43,7 @@ struct gi {
     const int8_t *filter, *trained;
     const int32_t *m;
     int32_t input_c, output_c, train_rows, per_channel, shift;
-    uint32_t *terms; /* 2 * GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
+    uint32_t *terms; /* GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
 };
 
 /* The same bound for a 1x1 filter, two input channels at a time with their four sums in
@@ -141,7 +136,23 @@ static inline __attribute__((always_inline)) void bound2(const int8_t *w, const 
         bound2_c(w, m, mstep, 0, b);
 }
 
+/* Whether the smallest shift is certain without reading the weights: with every |W_q| at its
+ * largest, 128, the reference's sums are at most b = 128 * 128 * taps * sum of m and
+ * w = 128 * taps * output_c; if even those give CONV_GRAD_MIN_SHIFT_16, so do the real sums
+ * (conv_grad_pick_shift is monotone in both), and the pass over the weights is skipped. */
+static int min_shift_certain(const struct gi *g, int32_t taps) {
+    uint64_t sum_m = 0;
+    if (g->per_channel)
+        for (int32_t c = 0; c < g->output_c; ++c) sum_m += (uint64_t)g->m[c];
+    else
+        sum_m = (uint64_t)g->m[0] * (uint64_t)g->output_c;
+    const uint64_t b = 128u * 128u * (uint64_t)taps * sum_m;
+    const uint64_t w = 128u * (uint64_t)taps * (uint64_t)g->output_c;
+    return conv_grad_pick_shift(b, w, CONV_GRAD_MIN_SHIFT_16) == CONV_GRAD_MIN_SHIFT_16;
+}
+
 static int shift_1x1(const struct gi *g) {
+    if (min_shift_certain(g, 1)) return CONV_GRAD_MIN_SHIFT_16;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     uint64_t b0 = 0, w1 = 0;
@@ -158,7 +169,7 @@ static int shift_1x1(const struct gi *g) {
         if (b.a0 > w1) w1 = b.a0;
         if (b.a1 > w1) w1 = b.a1;
     }
-    return conv_grad_pick_shift(b0, w1);
+    return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
 
 /* v[j] = g' of output pixel q (flat NHW; q < 0: none) and output channel chans[j] for j < n,
@@ -211,87 +222,67 @@ static void pixel_terms(const struct gi *g, int32_t q, const int32_t *chans, int
     for (; j < GI_C; ++j) v[j] = 0;
 }
 
-/* Two signed 16-bit lanes (a, b), each taken mod 2^16. */
+/* Two signed 16-bit lanes (a, b); each fits (CONV_GRAD_MIN_SHIFT_16). */
 static inline uint32_t lanes16(int32_t a, int32_t b) {
     return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
 }
 
-/* The split g' = hi * 2^16 + lo with lo = the signed low half: hi = (g' - lo) / 2^16, exact
- * (|g'| <= 2^30, so |hi| <= 2^14 + 1 fits 16 bits). */
-static inline int32_t hi16(int32_t v) {
-    return (int32_t)((uint32_t)v - (uint32_t)(int32_t)(int16_t)v) >> 16;
-}
-
-/* d[k] += hs * w[k] for k < kc, mod 2^32: one outlier term's hi part (hs = hi * 2^16) added
- * along its weight row, 4 input channels per word of weights. */
-static void add_outlier(int32_t *d, const int8_t *w, int32_t kc, uint32_t hs) {
-    int32_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        const uint32_t wv = dsp_read4(w + k);
-        d[k] = (int32_t)((uint32_t)d[k] + hs * (uint32_t)(int32_t)(int8_t)wv);
-        d[k + 1] = (int32_t)((uint32_t)d[k + 1] + hs * (uint32_t)(int32_t)(int8_t)(wv >> 8));
-        d[k + 2] = (int32_t)((uint32_t)d[k + 2] + hs * (uint32_t)(int32_t)(int8_t)(wv >> 16));
-        d[k + 3] = (int32_t)((uint32_t)d[k + 3] + hs * (uint32_t)((int32_t)wv >> 24));
+/* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
+ * c0 + 2i and c0 + 2i + 1 as a 16-bit lane pair, for i < used / 2, those from c0 + n on zero:
+ * conv_grad_term's rounding without branches (shift >= CONV_GRAD_MIN_SHIFT_16 > 0; for v < 0,
+ * -((half - v) >> shift) = (v + half - 1) >> shift), the chunk's mask bits (n <= 32) read once
+ * into a word. */
+static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, int32_t used,
+                        uint32_t *out) {
+    int32_t j = 0;
+    if (q >= 0) {
+        const size_t base = (size_t)q * (size_t)g->output_c + (size_t)c0;
+        const int8_t *gr = g->grad_out + base;
+        const int32_t ms = g->per_channel ? 1 : 0;
+        const int32_t *mp = g->m + (g->per_channel ? c0 : 0);
+        const int s = g->shift;
+        const int32_t half = (int32_t)1 << (s - 1);
+        uint32_t bits = 0xFFFFFFFFu;
+        if (g->mask) {
+            const uint8_t *mb = g->mask + (base >> 3);
+            const uint32_t sh = (uint32_t)(base & 7u), nb = (sh + (uint32_t)n + 7u) >> 3;
+            uint64_t w = 0;
+            for (uint32_t i = 0; i < nb; ++i) w |= (uint64_t)mb[i] << (8u * i);
+            bits = (uint32_t)(w >> sh);
+        }
+        for (; j + 2 <= n; j += 2, bits >>= 2) {
+            const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
+            const int32_t t1 = (gr[j + 1] & -(int32_t)((bits >> 1) & 1u)) * mp[(j + 1) * ms];
+            const int32_t v0 = (t0 + half + (t0 >> 31)) >> s;
+            const int32_t v1 = (t1 + half + (t1 >> 31)) >> s;
+            out[j] = ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16);
+        }
+        if (j < n) {
+            const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
+            out[j] = (uint32_t)((t0 + half + (t0 >> 31)) >> s) & 0xFFFFu;
+            j += 2;
+        }
     }
-    for (; k < kc; ++k) d[k] = (int32_t)((uint32_t)d[k] + hs * (uint32_t)(int32_t)w[k]);
+    for (; j < used; j += 2) out[j] = 0;
 }
 
-/* Terms beyond 16 bits in a pixel pair and chunk up to which the chunk stays one pass, their
- * excess added row by row (add_outlier, ~4.5 instructions per input channel each) rather than
- * by a second pass over the chunk (~50 per 4 input channels): about 11 - 220 / input_c. */
-static inline uint32_t gi_outliers(int32_t kc) {
-    return kc >= 64 ? 8u : kc >= 24 ? 3u : 0u;
-}
-
-/* The split terms of output pixels q0 and q1 (accumulator rows d0 and d1) for the n <= GI_C
- * output channels chans (the rest of the chunk zero; rows[j] = channel chans[j]'s weights), as
- * 16-bit lane pairs: per pair of channels j, lo[2j] = (q0's part of channel 2j, of 2j + 1),
- * lo[2j + 1] the same for q1, hi likewise. Every term g' = X * 2^16 + h * 2^8 + l:
- *   one pass (returns 0; at most `outliers` terms beyond int16): h = 0, l = the signed low
- *     half, X = hi16(g');
- *   two passes (returns 1): l = g' mod 2^8 in [0, 255], h = g' >> 8 when |h| < 2^15 (|g'| <
- *     2^23), else the same from the signed low half, X = hi16(g'); h in hi for gather2.
- * The X parts are added into d0 / d1 at once (add_outlier): the accumulators then hold partial
- * sums mod 2^32, exact once every part is in (the whole sum fits int32). */
-static uint32_t load_terms(const struct gi *g, uint32_t *lo, uint32_t *hi, const int32_t *chans,
-                           int32_t n, int32_t q0, int32_t q1, int32_t *d0, int32_t *d1,
-                           const int8_t *const *rows, int32_t kc, uint32_t outliers) {
+/* The terms of output pixels q0 and q1 for the n <= GI_C output channels chans (the rest of
+ * the chunk's used channels zero), as 16-bit lane pairs: per pair of channels j, gp[2j] = (q0's
+ * term of channel 2j, of 2j + 1), gp[2j + 1] the same for q1. */
+static void load_terms(const struct gi *g, uint32_t *gp, const int32_t *chans, int32_t n,
+                       int32_t used, int32_t q0, int32_t q1) {
+    if (n > 0 && chans[n - 1] == chans[0] + n - 1) { /* consecutive channels: the usual chunk */
+        pixel_lanes(g, q0, chans[0], n, used, gp);
+        pixel_lanes(g, q1, chans[0], n, used, gp + 1);
+        return;
+    }
     int32_t va[GI_C], vb[GI_C]; /* q0's terms, q1's */
     pixel_terms(g, q0, chans, n, va);
     pixel_terms(g, q1, chans, n, vb);
-    uint32_t wide = 0, far = 0;
-    for (int32_t j = 0; j < GI_C; j += 2) {
-        const int32_t a0 = va[j], b0 = va[j + 1], a1 = vb[j], b1 = vb[j + 1];
-        lo[j] = lanes16(a0, b0);
-        lo[j + 1] = lanes16(a1, b1);
-        hi[j] = lanes16(a0 >> 8, b0 >> 8);
-        hi[j + 1] = lanes16(a1 >> 8, b1 >> 8);
-        /* beyond int16: v + 2^15 outside [0, 2^16); h beyond int16: v + 2^23 outside [0, 2^24) */
-        wide += ((uint32_t)a0 + 0x8000u > 0xFFFFu) + ((uint32_t)b0 + 0x8000u > 0xFFFFu) +
-                ((uint32_t)a1 + 0x8000u > 0xFFFFu) + ((uint32_t)b1 + 0x8000u > 0xFFFFu);
-        far |= (((uint32_t)a0 + 0x800000u) | ((uint32_t)b0 + 0x800000u) |
-                ((uint32_t)a1 + 0x800000u) | ((uint32_t)b1 + 0x800000u)) >>
-               24;
+    for (int32_t j = 0; j < used; j += 2) {
+        gp[j] = lanes16(va[j], va[j + 1]);
+        gp[j + 1] = lanes16(vb[j], vb[j + 1]);
     }
-    if (wide == 0) return 0;
-    const uint32_t two = wide > outliers;
-    if (two)
-        for (int32_t j = 0; j < GI_C; ++j) lo[j] &= 0x00FF00FFu; /* l = the low byte */
-    if (two && !far) return 1;
-    /* The terms with an X part, one by one. */
-    for (int32_t j = 0; j < n; ++j)
-        for (int32_t e = 0; e < 2; ++e) {
-            const int32_t v = e ? vb[j] : va[j];
-            if ((uint32_t)v + (two ? 0x800000u : 0x8000u) <= (two ? 0xFFFFFFu : 0xFFFFu)) continue;
-            const int32_t x = hi16(v), r = (int32_t)(int16_t)v;
-            add_outlier(e ? d1 : d0, rows[j], kc, (uint32_t)x << 16);
-            /* the lanes of r: one pass (l = r), or two (l = r mod 2^8, h = r >> 8) */
-            const int32_t w = (j & ~1) + e, sh = (j & 1) * 16;
-            const uint32_t keep = ~(0xFFFFu << sh);
-            lo[w] = (lo[w] & keep) | ((uint32_t)(two ? r & 0xFF : r & 0xFFFF) << sh);
-            hi[w] = (hi[w] & keep) | (((uint32_t)(r >> 8) & 0xFFFFu) << sh);
-        }
-    return two;
 }
 
 /* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
@@ -301,12 +292,13 @@ struct gather_io {
     int32_t *st0, *st1;
 };
 
-/* st0[0..3] = ld0[0..3] + the sums over the GI_C / 2 channel pairs j of
- * SMLAD(gp[2j], t[4j + i]) (i = 0..3), st1 the same with gp[2j + 1], all mod 2^32: gp holds one
- * half of the split terms (load_terms), t per channel pair the weights of input channels
- * k..k+3 as 16-bit lane pairs (the pair's two channels). On the Cortex-M7: one block of
- * assembly, per channel pair 3 LDRD and 8 SMLAD for 16 products, nothing spilled (all 14
- * registers), the accumulators loaded and stored with LDM / STM. */
+/* st0[0..3] = ld0[0..3] + the sums over the 2 * groups channel pairs j of
+ * SMLAD(gp[2j], t[4j + i]) (i = 0..3), st1 the same with gp[2j + 1], all mod 2^32: gp holds
+ * the packed terms (load_terms), t per channel pair the weights of input channels k..k+3 as
+ * 16-bit lane pairs (the pair's two channels). On the Cortex-M7: one block of assembly, per
+ * channel pair 3 LDRD and 8 SMLAD for 16 products, nothing spilled (all 14 registers), the
+ * accumulators loaded and stored with LDM / STM, 4 channels per turn of the loop (its end is
+ * kept on the stack: 3 instructions per 22). groups >= 1. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 #define GI_STEP                 \
     "ldrd r10, r11, [r8], #8\n" \
@@ -320,123 +312,50 @@ struct gather_io {
     "smlad r6, r11, r12, r6\n"  \
     "smlad r3, r10, lr, r3\n"   \
     "smlad r7, r11, lr, r7\n"
-#define GI_STEP4 GI_STEP GI_STEP GI_STEP GI_STEP
-_Static_assert(GI_C == 32, "gather_m7 unrolls 16 channel pairs");
 _Static_assert(offsetof(struct gather_io, ld1) == 4 && offsetof(struct gather_io, st0) == 8 &&
                    offsetof(struct gather_io, st1) == 12,
                "gather_m7's offsets");
 static __attribute__((noinline)) void gather_m7(const uint32_t *gp, const uint32_t *t,
-                                                const struct gather_io *io) {
+                                                const struct gather_io *io, int32_t groups) {
     register const uint32_t *r0 __asm__("r0") = gp;
     register const uint32_t *r1 __asm__("r1") = t;
     register const struct gather_io *r2 __asm__("r2") = io;
+    register const uint32_t *r3 __asm__("r3") = gp + 4 * groups; /* gp's end */
     __asm__ volatile(
-        "push {r2}\n"
+        "push {r2, r3}\n"
         "mov r8, r0\n"
         "mov r9, r1\n"
         "ldr r12, [r2, #4]\n"
         "ldm r12, {r4, r5, r6, r7}\n"
         "ldr r12, [r2]\n"
-        "ldm r12, {r0, r1, r2, r3}\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
-        "pop {r12}\n"
+        "ldm r12, {r0, r1, r2, r3}\n"
+        "1:\n" GI_STEP GI_STEP
+        "ldr r12, [sp, #4]\n"
+        "cmp r8, r12\n"
+        "bne 1b\n"
+        "pop {r12, lr}\n"
         "ldr r8, [r12, #8]\n"
         "stm r8, {r0, r1, r2, r3}\n"
         "ldr r8, [r12, #12]\n"
         "stm r8, {r4, r5, r6, r7}\n"
-        : "+r"(r0), "+r"(r1), "+r"(r2)
-        :
-        : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
-}
-/* The two passes of a pixel pair in one call: st = ld + (the hi pass << 8) + the lo pass
- * (gather's sums of gh, then of gl, against the same weights t), mod 2^32. The hi pass starts
- * with SMUAD (no accumulators to clear); the ld values are added at the end. */
-static __attribute__((noinline)) void gather2_m7(const uint32_t *gl, const uint32_t *gh,
-                                                 const uint32_t *t, const struct gather_io *io) {
-    register const uint32_t *r0 __asm__("r0") = gl;
-    register const uint32_t *r1 __asm__("r1") = gh;
-    register const uint32_t *r2 __asm__("r2") = t;
-    register const struct gather_io *r3 __asm__("r3") = io;
-    __asm__ volatile(
-        "push {r0, r2, r3}\n"
-        "mov r8, r1\n"
-        "mov r9, r2\n"
-        "ldrd r10, r11, [r8], #8\n"
-        "ldrd r12, lr, [r9], #8\n"
-        "smuad r0, r10, r12\n"
-        "smuad r4, r11, r12\n"
-        "smuad r1, r10, lr\n"
-        "smuad r5, r11, lr\n"
-        "ldrd r12, lr, [r9], #8\n"
-        "smuad r2, r10, r12\n"
-        "smuad r6, r11, r12\n"
-        "smuad r3, r10, lr\n"
-        "smuad r7, r11, lr\n" GI_STEP GI_STEP GI_STEP GI_STEP4 GI_STEP4 GI_STEP4
-        "lsl r0, r0, #8\n"
-        "lsl r1, r1, #8\n"
-        "lsl r2, r2, #8\n"
-        "lsl r3, r3, #8\n"
-        "lsl r4, r4, #8\n"
-        "lsl r5, r5, #8\n"
-        "lsl r6, r6, #8\n"
-        "lsl r7, r7, #8\n"
-        "ldr r8, [sp]\n"
-        "ldr r9, [sp, #4]\n" GI_STEP4 GI_STEP4 GI_STEP4 GI_STEP4
-        "ldr r12, [sp, #8]\n"
-        "ldr r8, [r12]\n"
-        "ldm r8, {r8, r9, r10, r11}\n"
-        "add r0, r0, r8\n"
-        "add r1, r1, r9\n"
-        "add r2, r2, r10\n"
-        "add r3, r3, r11\n"
-        "ldr r8, [r12, #4]\n"
-        "ldm r8, {r8, r9, r10, r11}\n"
-        "add r4, r4, r8\n"
-        "add r5, r5, r9\n"
-        "add r6, r6, r10\n"
-        "add r7, r7, r11\n"
-        "ldr r8, [r12, #8]\n"
-        "stm r8, {r0, r1, r2, r3}\n"
-        "ldr r8, [r12, #12]\n"
-        "stm r8, {r4, r5, r6, r7}\n"
-        "add sp, sp, #12\n"
         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
         :
         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
-#undef GI_STEP4
 #undef GI_STEP
 #define gather gather_m7
-#define gather2 gather2_m7
 #else
-static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io) {
+static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io,
+                   int32_t groups) {
     int32_t a[8];
     for (int32_t i = 0; i < 4; ++i) a[i] = io->ld0[i], a[4 + i] = io->ld1[i];
-    for (int32_t j = 0; j < GI_C / 2; ++j, gp += 2, t += 4) {
+    for (int32_t j = 0; j < 2 * groups; ++j, gp += 2, t += 4) {
         for (int32_t i = 0; i < 4; ++i) {
             a[i] = dsp_smlad(gp[0], t[i], a[i]);
             a[4 + i] = dsp_smlad(gp[1], t[i], a[4 + i]);
         }
     }
     for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
-}
-static void gather2(const uint32_t *gl, const uint32_t *gh, const uint32_t *t,
-                    const struct gather_io *io) {
-    uint32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int32_t j = 0; j < GI_C / 2; ++j)
-        for (int32_t i = 0; i < 4; ++i) {
-            a[i] = (uint32_t)dsp_smlad(gh[2 * j], t[4 * j + i], (int32_t)a[i]);
-            a[4 + i] = (uint32_t)dsp_smlad(gh[2 * j + 1], t[4 * j + i], (int32_t)a[4 + i]);
-        }
-    for (int32_t i = 0; i < 8; ++i) a[i] <<= 8;
-    for (int32_t j = 0; j < GI_C / 2; ++j)
-        for (int32_t i = 0; i < 4; ++i) {
-            a[i] = (uint32_t)dsp_smlad(gl[2 * j], t[4 * j + i], (int32_t)a[i]);
-            a[4 + i] = (uint32_t)dsp_smlad(gl[2 * j + 1], t[4 * j + i], (int32_t)a[4 + i]);
-        }
-    for (int32_t i = 0; i < 4; ++i) {
-        io->st0[i] = (int32_t)(a[i] + (uint32_t)io->ld0[i]);
-        io->st1[i] = (int32_t)(a[4 + i] + (uint32_t)io->ld1[i]);
-    }
 }
 #endif
 
@@ -490,6 +409,18 @@ static int channel_live(const struct gi *g, const int32_t (*q)[2], int32_t pairs
     return 0;
 }
 
+/* p[0..n) = 0, four words a turn. (GCC turns a plain zeroing loop into a call of newlib's
+ * byte-at-a-time memset: 10 instructions per word against ~1.5 here.) */
+static void zero_words(int32_t *p, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        int32_t *q = p + i;
+        q[0] = 0, q[1] = 0, q[2] = 0, q[3] = 0;
+        __asm__("" : : "r"(q) : "memory"); /* keeps the loop from becoming a memset call */
+    }
+    for (; i < n; ++i) p[i] = 0;
+}
+
 static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
                            int32_t *acc) {
     const size_t n_in =
@@ -499,16 +430,14 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     g->shift = shift_1x1(g);
     /* With the identity map every input pixel receives from exactly one output pixel;
      * otherwise the pixels no output reads keep a zero gradient. The accumulators start at
-     * zero either way: outlier terms are added into them before the chunk's gathers. */
+     * zero either way (the chunks add into them). */
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
-    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    uint32_t *const lo = g->terms; /* a tile's split terms for a chunk of output channels */
-    uint32_t *const hi = lo + GI_PAIRS * GI_C;
-    uint32_t two[GI_PAIRS];    /* per pair: whether it takes the second (hi) pass */
-    int32_t q[GI_PAIRS][2];    /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2]; /* and the accumulator rows they reach */
-    uint32_t t[GI_C * 2];      /* the chunk's weights for 4 input channels, as lane pairs */
+    zero_words(acc, n_in);
+    uint32_t *const gp = g->terms; /* a tile's packed terms for a chunk of output channels */
+    int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
+    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach */
+    uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
     static const int32_t zeros[4] = {0, 0, 0, 0};
     int32_t spare[4]; /* where a lone pixel's partner goes */
     int32_t next = 0; /* the next output pixel to pair up */
@@ -539,21 +468,21 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             for (; n < GI_C && cnext < p->output_c; ++cnext)
                 if (channel_live(g, q, pairs, cnext)) chans[n++] = cnext;
             if (n == 0) break;
+            /* groups of 4 channels; past n, zero terms */
+            const int32_t groups = (n + 3) >> 2, used = 4 * groups;
             /* The chunk's weight rows, trained or flash; past n, any row (its terms are zero). */
             const int8_t *rows[GI_C];
-            for (int32_t j = 0; j < GI_C; ++j) {
+            for (int32_t j = 0; j < used; ++j) {
                 const int32_t c = chans[j < n ? j : 0];
                 rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
                                             : g->filter + (size_t)c * (size_t)kc;
             }
             for (int32_t i = 0; i < pairs; ++i)
-                two[i] =
-                    load_terms(g, lo + (size_t)i * GI_C, hi + (size_t)i * GI_C, chans, n, q[i][0],
-                               q[i][1], dst[i][0], dst[i][1], rows, kc, gi_outliers(kc));
+                load_terms(g, gp + (size_t)i * GI_C, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
-                for (int32_t j = 0; j < GI_C / 2; ++j) {
+                for (int32_t j = 0; j < used / 2; ++j) {
                     const uint32_t wa =
                         nk == 4 ? dsp_read4(rows[2 * j] + k) : weights4(rows[2 * j], k, kc);
                     const uint32_t wb =
@@ -568,13 +497,10 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 }
                 for (int32_t i = 0; i < pairs; ++i) {
                     int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
-                    const uint32_t *gl = lo + (size_t)i * GI_C, *gh = hi + (size_t)i * GI_C;
+                    const uint32_t *gi = gp + (size_t)i * GI_C;
                     if (nk == 4) { /* straight from and to the accumulators */
                         const struct gather_io io = {d0, d1 ? d1 : zeros, d0, d1 ? d1 : spare};
-                        if (two[i])
-                            gather2(gl, gh, t, &io);
-                        else
-                            gather(gl, t, &io);
+                        gather(gi, t, &io, groups);
                         continue;
                     }
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -582,10 +508,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     if (d1)
                         for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    if (two[i])
-                        gather2(gl, gh, t, &io);
-                    else
-                        gather(gl, t, &io);
+                    gather(gi, t, &io, groups);
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                     if (d1)
                         for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
@@ -599,6 +522,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
  * channels and taps (the weights of tap t of every row, filter_size bytes apart), the
  * reference's sums exactly (integers, another order). */
 static int shift_kxk(const struct gi *g, int32_t taps) {
+    if (min_shift_certain(g, taps)) return CONV_GRAD_MIN_SHIFT_16;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     const int32_t fs = taps * n; /* filter_size */
@@ -619,7 +543,7 @@ static int shift_kxk(const struct gi *g, int32_t taps) {
         if (b.a0 > w1) w1 = b.a0;
         if (b.a1 > w1) w1 = b.a1;
     }
-    return conv_grad_pick_shift(b0, w1);
+    return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
 
 /* The taps [lo, hi) along one axis whose input lies inside it: 0 <= o + f * d < size. */
@@ -679,7 +603,7 @@ static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct g
     const size_t in_row = (size_t)p->input_w * (size_t)kc;
     const size_t oc = (size_t)p->output_c;
     g->shift = shift_kxk(g, taps);
-    for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
+    zero_words(acc, n_in);
     struct gk_term list[GK_LIST];
     size_t q = 0; /* flat index of the output pixel */
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -722,7 +646,7 @@ static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct g
     }
 }
 
-/* The split terms live in the operator's scratch after the reference's part (8-aligned; the
+/* The packed terms live in the operator's scratch after the reference's part (8-aligned; the
  * planner aligns scratch to 16 bytes); planned for 1x1 filters (the variant that keeps them)
  * whatever the build, so one plan runs on both. */
 static size_t gi_terms_offset(const void *params) {
@@ -733,7 +657,7 @@ size_t conv2d_s8_grad_input_scratch_size(const void *params) {
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
     const int one = p.filter_h == 1 && p.filter_w == 1;
-    return gi_terms_offset(params) + (one ? 2 * GI_PAIRS * GI_C * sizeof(uint32_t) : 0);
+    return gi_terms_offset(params) + (one ? GI_PAIRS * GI_C * sizeof(uint32_t) : 0);
 }
 
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch) {

@@ -4,9 +4,9 @@
  * returned as int8 with the dynamic scale max|G_x| / 127 (grad.h). The per-channel weight
  * scales are folded into the gradient in fixed point exactly as conv2d_s8_grad_input.h
  * describes (Q23 multipliers of s_W[c] / max s_W, one rounding per term, shift chosen per
- * call from the weights so no int32 accumulator can overflow). A depthwise input element
- * sums only depth_multiplier * filter_h * filter_w terms, so about 14 fractional bits remain
- * per term (3x3, multiplier 1): the folding adds <= 2^-15 of a G_y quantum per term.
+ * call from the weights so no int32 accumulator can overflow, and at least
+ * CONV_GRAD_MIN_SHIFT_16, so every term fits 16 bits): the folding adds <= 2^-9 of a G_y
+ * quantum per term.
  *
  * Layouts (NHWC, as depthwise_conv2d_s8; output_c = input_c * depth_multiplier):
  *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y

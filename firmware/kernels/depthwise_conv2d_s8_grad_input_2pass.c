@@ -102,7 +102,7 @@ void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *cons
         if (bk > b0) b0 = bk;
         if (wk > w1) w1 = wk;
     }
-    d.shift = conv_grad_pick_shift(b0, w1);
+    d.shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
     /* Pass 1: max|acc| over every channel. */
     uint32_t max_abs = 0;

@@ -13,7 +13,9 @@
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
  * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
  * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
- * the four accumulators adjacent in memory. */
+ * the four accumulators adjacent in memory. (The two-pass kernel's channel-plane engine,
+ * depthwise_conv2d_s8_grad_input_planes.h, was measured slower here: with the whole input's
+ * accumulators at hand, walking the channels costs less than its per-channel set-up.) */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 #include "dsp.h"
@@ -136,7 +138,7 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
         if (bk > b0) b0 = bk;
         if (s > w1) w1 = s;
     }
-    const int shift = conv_grad_pick_shift(b0, w1);
+    const int shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
     int32_t gbuf[DWGI_BLOCK];

@@ -516,10 +516,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # int8-requantized input gradients: cosine, and the largest error in output steps (the
-# requantization alone contributes <= 0.5 step; the Q23 fixed-point folding of the channel
-# scales adds well under 0.01 step on these layers).
+# requantization alone contributes <= 0.5 step; the fixed-point folding of the channel scales
+# into terms cut to 16 bits, 8 fractional bits at the widest channel (conv2d_s8_grad_input.h's
+# CONV_GRAD_MIN_SHIFT_16), adds up to 0.08 step on these layers; with 23 fractional bits it
+# added well under 0.01 and the bound was 0.55).
 GRAD_INPUT_MIN_COSINE = 0.999
-GRAD_INPUT_MAX_ERROR_STEPS = 0.55
+GRAD_INPUT_MAX_ERROR_STEPS = {"dw": 0.6, "conv": 0.6, "fc": 0.6}
 GRAD_INPUT_SCALE_RTOL = 0.01
 
 
@@ -534,11 +536,12 @@ def grad_input_errors(q: np.ndarray, scale: float, ref: np.ndarray) -> tuple[flo
     return cosine(ours, ref), float(np.abs(ours - ref).max() / step), abs(scale - step) / step
 
 
-def grad_input_ok(q: np.ndarray, scale: float, ref: np.ndarray) -> bool:
+def grad_input_ok(q: np.ndarray, scale: float, ref: np.ndarray, kind: str) -> bool:
+    """Whether a `kind` layer's int8 input gradient is within the tolerances of the float one."""
     cos, err, scale_err = grad_input_errors(q, scale, ref)
     return (
         cos >= GRAD_INPUT_MIN_COSINE
-        and err <= GRAD_INPUT_MAX_ERROR_STEPS
+        and err <= GRAD_INPUT_MAX_ERROR_STEPS[kind]
         and scale_err <= GRAD_INPUT_SCALE_RTOL
     )
 

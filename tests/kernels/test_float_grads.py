@@ -72,10 +72,11 @@ def test_float_fully_connected_input_gradient(seed: int) -> None:
     ref = (g * layer.s_w_full.astype(np.float64)) @ (w - layer.z_w)
     assert float(fvalues[7][0]) == 1.0
     np.testing.assert_allclose(fvalues[6], ref, rtol=2e-5, atol=2e-6 * max(1e-30, np.abs(ref).max()))
-    # and the int8 kernel lands within half of its quantum of it
+    # and the int8 kernel lands within half of its quantum of it (plus its 16-bit terms' share)
     run_kernel(call, values)
     q = float(values[7][0]) * values[6].astype(np.float64)
-    assert np.abs(q - ref).max() <= 0.52 * np.abs(ref).max() / 127 + 1e-12
+    steps = GRAD_INPUT_MAX_ERROR_STEPS["fc"]
+    assert np.abs(q - ref).max() <= steps * np.abs(ref).max() / 127 + 1e-12
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -121,7 +122,7 @@ def test_float_conv_input_gradients_agree_with_int8(kind: str, seed: int) -> Non
     ours, scale = fvalues[6].astype(np.float64), float(fvalues[7][0])  # before the int8 run
     run_kernel(call, values)  # (shares the scale operand)
     assert scale == 1.0
-    _within_int8(ours, values[6], float(values[7][0]), GRAD_INPUT_MAX_ERROR_STEPS)
+    _within_int8(ours, values[6], float(values[7][0]), GRAD_INPUT_MAX_ERROR_STEPS[kind])
 
 
 def _unary(kernel: str, params: dict, gy: np.ndarray, s_y: float, x_shape, pre=()) -> tuple:

@@ -75,7 +75,7 @@ def _check_grad_input(tf: Any, layer: Layer) -> tuple[np.ndarray, float, Referen
     q, scale = gs.run_grad_input(layer)
     ref = gs.tf_reference(tf, layer)
     cos, err, scale_err = gs.grad_input_errors(q, scale, ref.dx)
-    assert gs.grad_input_ok(q, scale, ref.dx), (
+    assert gs.grad_input_ok(q, scale, ref.dx, layer.kind), (
         f"cosine {cos:.5f}, max error {err:.3f} steps, scale off {scale_err:.2e}"
     )
     return q, scale, ref
@@ -100,7 +100,7 @@ def test_grad_input_matches_tensorflow(tf: Any, kind: str, seed: int) -> None:
     q, scale, ref = _check_grad_input(tf, layer)
     # The tolerance would catch these bugs: the wrong references fail the same check.
     for variant, dx in _wrong_grad_inputs(tf, layer, ref).items():
-        assert not gs.grad_input_ok(q, scale, dx), f"a kernel with bug '{variant}' would pass"
+        assert not gs.grad_input_ok(q, scale, dx, layer.kind), f"a kernel with bug '{variant}' would pass"
 
 
 def _must_catch(tf: Any, layer: Layer) -> list[str]:
@@ -109,17 +109,18 @@ def _must_catch(tf: Any, layer: Layer) -> list[str]:
     q, scale, ref = _check_grad_input(tf, layer)
     caught = []
     for variant, dx in _wrong_grad_inputs(tf, layer, ref).items():
-        assert not gs.grad_input_ok(q, scale, dx), variant
+        assert not gs.grad_input_ok(q, scale, dx, layer.kind), variant
         caught.append(variant)
     if layer.mask is not None:
         qm, sm = gs.run_grad_input(layer, has_mask=False)
-        assert not gs.grad_input_ok(qm, sm, ref.dx), "kernel with the mask off passed"
+        assert not gs.grad_input_ok(qm, sm, ref.dx, layer.kind), "kernel with the mask off passed"
         caught.append("kernel mask off")
     if layer.train_rows:
         flash_only = gs.without_training(layer)
         if _rel(gs.tf_reference(tf, flash_only).dx, ref.dx) > MATERIAL:
             qf, sf = gs.run_grad_input(flash_only)
-            assert not gs.grad_input_ok(qf, sf, ref.dx), "kernel reading flash for the trained rows passed"
+            wrong = "kernel reading flash for the trained rows passed"
+            assert not gs.grad_input_ok(qf, sf, ref.dx, layer.kind), wrong
             caught.append("kernel ignores RAM rows")
     return caught
 

@@ -1,0 +1,186 @@
+/* The channel-plane engine of the optimized depthwise input gradients: see
+ * depthwise_conv2d_s8_grad_input_planes.h. */
+#include "depthwise_conv2d_s8_grad_input_planes.h"
+
+#include "conv2d_s8_grad_input.h"
+#include "dsp.h"
+
+static inline int32_t ceil_div(int32_t a, int32_t b) {
+    return (a + b - 1) / b;
+}
+
+int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params *p) {
+    d->p = *p;
+    const int32_t sh = p->stride_h, sw = p->stride_w;
+    if (p->depth_multiplier != 1 || p->dilation_h != 1 || p->dilation_w != 1 || sh < 1 || sh > 2 ||
+        sw < 1 || sw > 2 || p->pad_h < 0 || p->pad_w < 0 || p->input_w > 64 || p->filter_h < 1 ||
+        p->filter_w < 1)
+        return 0;
+    int32_t words = 0, kh_max = 0, kw_max = 0;
+    for (int32_t py = 0; py < sh; ++py)
+        for (int32_t px = 0; px < sw; ++px) {
+            const int32_t i = py * sw + px;
+            d->kh[i] = py < p->filter_h ? ceil_div(p->filter_h - py, sh) : 0;
+            d->kw[i] = px < p->filter_w ? ceil_div(p->filter_w - px, sw) : 0;
+            if (d->kw[i] > 8) return 0; /* 4 tap pairs at most */
+            d->koff[i] = words;
+            words += d->kh[i] * ((d->kw[i] + 1) / 2);
+            if (d->kh[i] > kh_max) kh_max = d->kh[i];
+            if (d->kw[i] > kw_max) kw_max = d->kw[i];
+        }
+    if (words > DWP_WORDS) return 0;
+    /* Y and X reach (input - 1 + pad) / s; P holds the g' and every row and column read. */
+    const int32_t max_y = (p->input_h - 1 + p->pad_h) / sh,
+                  max_x = (p->input_w - 1 + p->pad_w) / sw;
+    d->pt = kh_max > 0 ? kh_max - 1 : 0;
+    d->pl = kw_max > 0 ? kw_max - 1 : 0;
+    d->ph = d->pt + (max_y + 1 > p->output_h ? max_y + 1 : p->output_h);
+    /* + 6: the 4-output blocks past the row's end and the last pair's 32-bit read */
+    d->pw = d->pl + (max_x + 1 > p->output_w ? max_x + 1 : p->output_w) + 6;
+    if ((int64_t)d->ph * d->pw > DWP_PLANE) return 0;
+    d->words = words;
+    const int32_t fw = p->filter_w;
+    for (int32_t py = 0; py < sh; ++py)
+        for (int32_t px = 0; px < sw; ++px) {
+            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+            /* K[a][b] = W[py + (kh - 1 - a) sh][px + (kw - 1 - b) sw]: the flipped sub-kernel */
+            int32_t o = d->koff[i];
+            for (int32_t a = 0; a < kh; ++a) {
+                const int32_t fy = py + (kh - 1 - a) * sh;
+                for (int32_t b = 0; b < kw; b += 2, ++o) {
+                    const int32_t f0 = px + (kw - 1 - b) * sw;
+                    d->tap0[o] = (int16_t)(fy * fw + f0);
+                    d->tap1[o] = (int16_t)(b + 1 < kw ? fy * fw + f0 - sw : -1);
+                }
+            }
+        }
+    for (int32_t px = 0; px < sw; ++px) {
+        const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
+        d->x0[px] = x0;
+        d->nx[px] = x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0;
+        for (int32_t py = 0; py < sh; ++py) {
+            const int32_t i = py * sw + px;
+            d->col0[i] = (x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl;
+        }
+    }
+    return 1;
+}
+
+void dwp_clear(const struct dwp *d, int16_t *plane) {
+    for (int32_t i = 0; i < d->ph * d->pw; ++i) plane[i] = 0;
+}
+
+int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int16_t *plane) {
+    const size_t ch = (size_t)d->p.input_c;
+    const int32_t oh = d->p.output_h, ow = d->p.output_w, pw = d->pw;
+    const int8_t *grad = d->grad_out;
+    const uint8_t *mask = d->mask;
+    const int32_t mc = d->m[d->p.per_channel ? c : 0];
+    const int shift = d->shift;
+    const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
+    size_t i = ((size_t)b * (size_t)oh * (size_t)ow) * ch + (size_t)c;
+    int32_t any = 0;
+    for (int32_t oy = 0; oy < oh; ++oy) {
+        int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
+        for (int32_t ox = 0; ox < ow; ++ox, i += ch) {
+            int32_t g = grad[i];
+            if (mask) g &= -(int32_t)((mask[i >> 3] >> (i & 7u)) & 1u);
+            /* conv_grad_term without branches: |g m| rounded half up, the sign put back */
+            const int32_t v = g * mc, s = v >> 31;
+            const int32_t t = ((((v ^ s) - s) + half) >> shift ^ s) - s;
+            dst[ox] = (int16_t)t;
+            any |= t;
+        }
+    }
+    return any != 0;
+}
+
+void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
+    const int32_t tr = d->p.train_rows < d->p.input_c ? d->p.train_rows : d->p.input_c;
+    const int8_t *w = c < tr ? d->trained + c : d->filter + c;
+    const int32_t stride = c < tr ? tr : d->p.input_c;
+    for (int32_t o = 0; o < d->words; ++o) {
+        const int32_t t1 = d->tap1[o];
+        const uint32_t k0 = (uint32_t)(int32_t)w[d->tap0[o] * stride];
+        const uint32_t k1 = t1 >= 0 ? (uint32_t)(int32_t)w[t1 * stride] : 0u;
+        words[o] = (k0 & 0xFFFFu) | (k1 << 16);
+    }
+}
+
+/* 32 bits of P from a halfword address: two adjacent entries. */
+static inline uint32_t rd2(const int16_t *q) {
+    uint32_t v;
+    __builtin_memcpy(&v, q, sizeof v);
+    return v;
+}
+
+/* out[j * step] for j < n (rounded up to 4) = the correlation of P from r0 (its first row
+ * and column) with kh rows of PAIRS packed tap pairs k: 4 outputs at a time, the P words
+ * loaded once for all four. */
+static inline __attribute__((always_inline)) void corr(const int16_t *r0, int32_t pw,
+                                                       const uint32_t *k, int32_t kh, int32_t n,
+                                                       int32_t *out, int32_t step,
+                                                       const int pairs) {
+    for (int32_t j = 0; j < n; j += 4, r0 += 4, out += 4 * step) {
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const int16_t *r = r0;
+        const uint32_t *kk = k;
+        for (int32_t a = 0; a < kh; ++a, r += pw, kk += pairs) {
+            uint32_t u[10];
+#pragma GCC unroll 10
+            for (int i = 0; i < 2 * pairs + 2; ++i) u[i] = rd2(r + i);
+#pragma GCC unroll 4
+            for (int q = 0; q < pairs; ++q) {
+                const uint32_t w = kk[q];
+                s0 = dsp_smlad(u[2 * q], w, s0);
+                s1 = dsp_smlad(u[2 * q + 1], w, s1);
+                s2 = dsp_smlad(u[2 * q + 2], w, s2);
+                s3 = dsp_smlad(u[2 * q + 3], w, s3);
+            }
+        }
+        out[0] = s0;
+        out[step] = s1;
+        out[2 * step] = s2;
+        out[3 * step] = s3;
+    }
+}
+
+static void corr1(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
+                  int32_t *out, int32_t step) {
+    corr(r0, pw, k, kh, n, out, step, 1);
+}
+static void corr2(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
+                  int32_t *out, int32_t step) {
+    corr(r0, pw, k, kh, n, out, step, 2);
+}
+static void corr3(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
+                  int32_t *out, int32_t step) {
+    corr(r0, pw, k, kh, n, out, step, 3);
+}
+static void corr4(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
+                  int32_t *out, int32_t step) {
+    corr(r0, pw, k, kh, n, out, step, 4);
+}
+
+void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y,
+             int32_t *row) {
+    const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw;
+    const int32_t py = sh == 1 ? 0 : (y + d->p.pad_h) % sh, yy = (y + d->p.pad_h - py) / sh;
+    for (int32_t px = 0; px < sw; ++px) {
+        const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+        const int32_t x0 = d->x0[px], n = d->nx[px];
+        if (n == 0) continue;
+        if (kh == 0 || kw == 0) {
+            for (int32_t j = 0; j < n; ++j) row[x0 + j * sw] = 0;
+            continue;
+        }
+        const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
+        const uint32_t *k = words + d->koff[i];
+        switch ((kw + 1) / 2) {
+            case 1: corr1(r0, pw, k, kh, n, row + x0, sw); break;
+            case 2: corr2(r0, pw, k, kh, n, row + x0, sw); break;
+            case 3: corr3(r0, pw, k, kh, n, row + x0, sw); break;
+            default: corr4(r0, pw, k, kh, n, row + x0, sw); break;
+        }
+    }
+}

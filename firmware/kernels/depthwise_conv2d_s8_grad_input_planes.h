@@ -1,0 +1,69 @@
+/* The channel-plane engine of the optimized depthwise input gradients (the one-pass
+ * depthwise_conv2d_s8_grad_input_dsp.c and the two-pass
+ * depthwise_conv2d_s8_grad_input_2pass_dsp.c): one channel at a time, the exact int32
+ * accumulators of one input row at a time, from the same terms g' (conv_grad_term of the masked
+ * gradient, the same shift) and weights as the reference kernels, summed in another order
+ * (the shift bounds the sum of the terms' absolute values by INT32_MAX, so no order
+ * overflows and the int32 sums are equal).
+ *
+ * The transposed convolution as plain correlations. With dilation 1, input row y receives
+ * from filter rows fy = py, py + s, ... only, py = (y + pad_h) mod s (s = stride_h), and from
+ * output row oy = Y - k at fy = py + k s, Y = (y + pad_h - py) / s; columns likewise. So each
+ * of the s_h x s_w phases (py, px) is a correlation of the channel's compact g' plane P (no
+ * stride gaps, zero-bordered) with a sub-kernel of ceil((fh - py) / s) x ceil((fw - px) / s)
+ * taps, flipped: at stride 2 no product is spent on the stride's zeros. Every g' fits a 16-bit
+ * lane (the shift is at least CONV_GRAD_MIN_SHIFT_16), so P is int16 and the correlation takes
+ * two horizontally adjacent taps per SMLAD: per filter row and 4 adjacent outputs, the words
+ * of P at 4 + 2 (pairs - 1) halfword offsets (unaligned loads, which the Cortex-M7 takes) and
+ * 4 SMLAD per pair of taps against the pair's packed weights; the odd tap's pair carries a
+ * zero weight.
+ *
+ * Buffers (all on the stack of the caller, bounded; dwp_setup refuses larger shapes): P,
+ * DWP_PLANE int16; the packed sub-kernels, DWP_WORDS words; one accumulator row, DWP_ROW. */
+#ifndef KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_PLANES_H
+#define KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_PLANES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "depthwise_conv2d_s8_grad_input.h"
+
+#define DWP_PLANE 1024 /* int16 entries of P (2 KB) */
+#define DWP_WORDS 64   /* packed weight pairs of every phase (7x7: 28) */
+#define DWP_ROW 72     /* accumulators of one input row (+ 4 + the stride's spill) */
+#define DWP_PHASES 4   /* s_h * s_w at most: strides 1 and 2 */
+
+struct dwp {
+    struct depthwise_conv2d_s8_grad_input_params p;
+    const int8_t *grad_out;
+    const uint8_t *mask;
+    const int8_t *filter, *trained;
+    const int32_t *m;
+    int shift;
+    int32_t ph, pw;                         /* P's rows and row pitch (int16 entries) */
+    int32_t pt, pl;                         /* P's border above and left of the g' */
+    int32_t kh[DWP_PHASES], kw[DWP_PHASES]; /* per phase (py * s_w + px): sub-kernel taps */
+    int32_t koff[DWP_PHASES];               /* and the offset of its packed words */
+    int32_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
+    int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
+    int32_t words;                          /* packed words of all phases */
+    int16_t tap0[DWP_WORDS], tap1[DWP_WORDS]; /* per word: its two taps (fy fw + fx; -1: none) */
+};
+
+/* Fills d's geometry from p; returns 0 (and the caller takes another path) unless the shape
+ * fits the engine: depth multiplier 1, dilation 1, strides 1 or 2, no negative padding, and
+ * the buffers' bounds. The operands and the shift are the caller's to set. */
+int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params *p);
+/* P's borders (and every entry) zero: once per call, as dwp_fill writes only the g'. */
+void dwp_clear(const struct dwp *d, int16_t *plane);
+/* P = channel c's g' of batch b, the borders zero (P has d->ph * d->pw entries). Returns
+ * whether any g' is nonzero. */
+int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int16_t *plane);
+/* The packed sub-kernels of channel c (its trained or flash weights): DWP_WORDS words. */
+void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words);
+/* row[x] = channel c's accumulator at input row y, column x < input_w (row has DWP_ROW
+ * entries; those past input_w are scribbled on). */
+void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y,
+             int32_t *row);
+
+#endif
