@@ -238,7 +238,7 @@ enum { KP_STORE_ANY, KP_PACK, KP_PACK_CLAMP };
 static inline __attribute__((always_inline)) void kp_outputs(
     const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, const uint32_t *buf,
     int32_t w2, int32_t rows, int32_t cols, int8_t *dst, int32_t c, int32_t fh, int32_t np,
-    int mode) {
+    int mode, int use_asm) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, sh = p->stride_h, sw = p->stride_w;
     const int32_t cc = 1 + 2 * p->output_offset;
@@ -249,6 +249,7 @@ static inline __attribute__((always_inline)) void kp_outputs(
     /* Bytes from the end of a filter row's pairs in the copy to the next row's first. */
     const int32_t adj = (pitch - 4 * np) * 4;
     (void)adj;
+    (void)use_asm; /* the host build has no block */
     for (int32_t oy = 0; oy < rows; ++oy) {
         const uint32_t *row = buf + (size_t)oy * (size_t)sh * (size_t)pitch;
         int8_t *o = dst + (size_t)oy * out_row;
@@ -258,12 +259,12 @@ static inline __attribute__((always_inline)) void kp_outputs(
             /* (From the struct's address: w walks the whole set, not one pair's array.) */
             const uint32_t *w = (const uint32_t *)kw + (q & 1) * KP_ROW_PAIRS_MAX * 4;
 #if KP_ASM
-            if (fh == 5 && np == 3) {
+            if (use_asm && fh == 5 && np == 3) {
                 __asm__ volatile(KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3 KP_ASM_ROW3
 :KP_ASM_OUT
                                  : [adj] "r"(adj)
                                  : KP_ASM_CLOBBERS);
-            } else if (fh == 7 && np == 4) {
+            } else if (use_asm && fh == 7 && np == 4) {
                 __asm__ volatile(KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4 KP_ASM_ROW4
                                      KP_ASM_ROW4 KP_ASM_ROW4:KP_ASM_OUT
                                  : [adj] "r"(adj)
@@ -294,17 +295,19 @@ static inline __attribute__((always_inline)) void kp_outputs(
 #define KP_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
 #endif
 
-#define KP_INSTANCE(name, fh_, np_, mode)                                                          \
+#define KP_INSTANCE(name, fh_, np_, mode, use_asm)                                                 \
     KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                   \
                                      const struct kp_weights *kw, const uint32_t *buf, int32_t w2, \
                                      int32_t rows, int32_t cols, int8_t *dst, int32_t c) {         \
-        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode);                        \
+        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode, use_asm);               \
     }
-KP_INSTANCE(kp_outputs_5_pack, 5, 3, KP_PACK)
-KP_INSTANCE(kp_outputs_5_clamp, 5, 3, KP_PACK_CLAMP)
-KP_INSTANCE(kp_outputs_7_pack, 7, 4, KP_PACK)
-KP_INSTANCE(kp_outputs_7_clamp, 7, 4, KP_PACK_CLAMP)
-KP_INSTANCE(kp_outputs_any, d->p.filter_h, kp_np(&d->p), KP_STORE_ANY)
+KP_INSTANCE(kp_outputs_5_pack, 5, 3, KP_PACK, 1)
+KP_INSTANCE(kp_outputs_5_clamp, 5, 3, KP_PACK_CLAMP, 1)
+KP_INSTANCE(kp_outputs_7_pack, 7, 4, KP_PACK, 1)
+KP_INSTANCE(kp_outputs_7_clamp, 7, 4, KP_PACK_CLAMP, 1)
+/* The any-shape instance keeps to C: with the filter unknown, the compiler has too few
+ * registers left for the block (GCC 12, -mcpu=cortex-m4: impossible constraints). */
+KP_INSTANCE(kp_outputs_any, d->p.filter_h, kp_np(&d->p), KP_STORE_ANY, 0)
 
 typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const struct kp_weights *,
                               const uint32_t *, int32_t, int32_t, int32_t, int8_t *, int32_t);
