@@ -48,13 +48,13 @@ int kernels_dsp_host = 0;
  * 1x1 variant where it takes the layer, else the GEMM variant where the patch fits its buffer
  * (a wider one for 1x1 filters: CONV_WBUF_GROUPS_1X1), else the direct one. */
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
-    (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;
     const struct conv_ops o = {
         .input = operands[CONV2D_S8_INPUT],
         .filter = operands[CONV2D_S8_FILTER],
         .trained_filter = operands[CONV2D_S8_TRAINED_FILTER],
+        .rows = scratch,
         .bias = p.has_bias ? (const int32_t *)operands[CONV2D_S8_BIAS] : NULL,
         .trained_bias = operands[CONV2D_S8_TRAINED_BIAS],
         .multipliers = operands[CONV2D_S8_MULTIPLIERS],

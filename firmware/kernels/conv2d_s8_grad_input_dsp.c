@@ -725,6 +725,10 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
+    if (p.train_cols > 0) { /* input-channel slices (conv2d_train.h): the reference's rows */
+        conv2d_s8_grad_input_ref_run(params, operands, scratch);
+        return;
+    }
     const float grad_out_scale = *(const float *)operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
     const float *scales = operands[CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[CONV2D_S8_GRAD_INPUT_GRAD_INPUT];

@@ -17,8 +17,11 @@
  * |x_q - z_x| <= 255).
  *
  * Slices: weights of output channels [0, train_rows) (rows of the [output_c, ...] filter,
- * held in RAM as trained_filter), biases of output channels [0, train_bias_rows) (in RAM as
- * trained_bias). Bias-only updates (update_weights = 0) need neither input nor scratch.
+ * held in RAM as trained_filter), or of input channels [0, train_cols) of every output channel
+ * (trained_filter [output_c, filter_h, filter_w, train_cols], input [batches, input_h, input_w,
+ * train_cols]: only those channels are saved; conv2d_train.h), biases of output channels
+ * [0, train_bias_rows) (in RAM as trained_bias). Bias-only updates (update_weights = 0) need
+ * neither input nor scratch.
  *
  * Layouts (NHWC, as conv2d_s8):
  *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y

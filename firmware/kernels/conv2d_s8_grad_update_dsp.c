@@ -19,6 +19,7 @@
  * reference's load, multiply-add and store of an accumulator per MAC. Larger filters: see
  * grad_update_kxk and rows4_grads. */
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
+#include "conv2d_train.h"
 #include "conv2d_s8_grad_update.h"
 #include "dsp.h"
 
@@ -308,8 +309,8 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
 
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
-    const struct conv2d_s8_grad_update_params p =
-        *(const struct conv2d_s8_grad_update_params *)params;
+    struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
+    CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
     if (p.filter_h != 1 || p.filter_w != 1) {
         grad_update_kxk(&p, operands, scratch);
         return;
