@@ -92,6 +92,9 @@ size_t conv2d_s8_grad_input_scratch_size(const void *params) {
         *(const struct conv2d_s8_grad_input_params *)params;
     const size_t n_in =
         (size_t)p.batches * (size_t)p.input_h * (size_t)p.input_w * (size_t)p.input_c;
+    /* Input-channel slices: composed rows (conv2d_s8_grad_input.h, GI_COLS_ROWS). */
+    const int chunk = p.filter_h == 1 && p.filter_w == 1 && p.input_c <= GI_COLS_MAX_C;
     return (n_in + (size_t)p.output_c) * sizeof(int32_t) +
-           conv_train_row_bytes(p.filter_h * p.filter_w, p.input_c, p.train_cols, 1);
+           conv_train_row_bytes(p.filter_h * p.filter_w, p.input_c, p.train_cols,
+                                chunk ? GI_COLS_ROWS : 1);
 }

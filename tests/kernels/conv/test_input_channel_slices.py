@@ -100,6 +100,30 @@ def test_update_matches_tensorflow_with_qas(tf: Any, seed: int) -> None:
             assert not _update_matches(layer, res, w_bad, step_b)
 
 
+@pytest.mark.parametrize("seed", range(24))
+def test_grad_input_1x1_dsp_matches_reference(seed: int) -> None:
+    """The DSP 1x1 path with composed rows (even train_cols): chunks of 32 output channels,
+    several of them, strides, masks, odd tails of input channels."""
+    rng = np.random.default_rng(78_000 + seed)
+    in_c = int(rng.choice([8, 12, 48, 96, 30, 70]))
+    layer = gs.make_layer(
+        "conv",
+        700 + seed,
+        fh=1,
+        fw=1,
+        dh=1,
+        dw=1,
+        in_c=in_c,
+        out_c=int(rng.choice([33, 64, 100, 7])),
+        h=int(rng.integers(2, 9)),
+        w=int(rng.integers(2, 9)),
+        train_cols=2 * int(rng.integers(1, in_c // 2 + 1)),
+    )
+    call, values = gs.grad_input_call(layer)
+    out = _same(call, values)
+    assert out[6].any()
+
+
 def _update(layer: gs.Layer, seed: int) -> tuple[KernelCall, list[np.ndarray]]:
     lr = float(10 ** np.random.default_rng(seed).uniform(-3, 0))
     call, values = gs.update_call(layer, lr, True, seed % 3 != 0, RNG_STATE + seed)
@@ -121,6 +145,9 @@ def test_input_channel_slices_on_the_emulated_cortex_m7(tmp_path) -> None:
         calls.append(gs.forward_call(layer, trained=True))
         calls.append(gs.grad_input_call(layer))
         calls.append(_update(layer, seed))
+    for seed in range(4):  # the DSP input gradient's composed rows (1x1, even train_cols)
+        layer = _layer(2 * seed, in_c=48, out_c=36, train_cols=12 * (seed + 1))
+        calls.append(gs.grad_input_call(layer))
     host = []
     for call, values in calls:
         mine = copy.deepcopy(values)
