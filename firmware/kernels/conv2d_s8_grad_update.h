@@ -63,6 +63,26 @@ enum {
     CONV2D_S8_GRAD_UPDATE_OPERANDS = 8
 };
 
+/* The scratch of the DSP variant with SMLAD over the spatial dimension
+ * (conv2d_s8_grad_update_spatial_dsp.c), 0 where it does not take the layer: the input
+ * transposed (filter_size x ceil(P / 2) words, P output positions), two rows' packed gradients
+ * and sums. It takes weight updates of at least GU_SPATIAL_MIN_ROWS rows over at most
+ * GU_SPATIAL_MAX_POSITIONS positions whose transposed input fits GU_SPATIAL_MAX_BYTES; p as the
+ * update kernels view it (CONV_TRAIN_COLS_AS_LAYER). Here, so the reference's scratch size
+ * (conv2d_s8_grad_update_scratch_size) covers it. */
+#define GU_SPATIAL_MAX_POSITIONS 64
+#define GU_SPATIAL_MAX_BYTES 6144
+#define GU_SPATIAL_MIN_ROWS 4
+static inline size_t conv_grad_update_spatial_bytes(const struct conv2d_s8_grad_update_params *p) {
+    const int32_t positions = p->batches * p->output_h * p->output_w;
+    const size_t taps = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+    const size_t pw = (size_t)(positions + 1) / 2;
+    if (!p->update_weights || p->train_rows < GU_SPATIAL_MIN_ROWS || positions < 2 ||
+        positions > GU_SPATIAL_MAX_POSITIONS || taps * pw * 4u > GU_SPATIAL_MAX_BYTES)
+        return 0;
+    return (taps * pw + 2 * pw + 2 * taps) * sizeof(uint32_t);
+}
+
 /* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
  * else the reference. It lives in conv2d_s8_grad_update_dsp.c. */
 void conv2d_s8_grad_update_run(const void *params, void *const *operands, void *scratch);

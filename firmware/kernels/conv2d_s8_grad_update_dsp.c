@@ -18,10 +18,8 @@
  * the pair's two gradients: 8 multiply-accumulates in about 16 instructions, against the
  * reference's load, multiply-add and store of an accumulator per MAC. Larger filters: see
  * grad_update_kxk and rows4_grads. */
-#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
+#include "conv2d_s8_grad_update_dsp.h"
 #include "conv2d_train.h"
-#include "conv2d_s8_grad_update.h"
-#include "dsp.h"
 
 #define GU_PAIRS 64 /* position pairs gathered at once (768 B of stack) */
 
@@ -311,6 +309,19 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
     CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
+    if (conv2d_s8_grad_update_spatial_ok(&p)) { /* few positions, many rows */
+        conv2d_s8_grad_update_spatial_dsp(&p, operands, scratch);
+        const float grad_scale =
+            *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
+        update_bias(operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS],
+                    p.update_bias ? p.train_bias_rows : 0,
+                    (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
+                    operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
+                    p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
+                    grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
+                    p.per_channel);
+        return;
+    }
     if (p.filter_h != 1 || p.filter_w != 1) {
         grad_update_kxk(&p, operands, scratch);
         return;
