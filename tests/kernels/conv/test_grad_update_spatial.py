@@ -91,3 +91,30 @@ def test_spatial_update_on_the_emulated_cortex_m7(tmp_path) -> None:
         run_kernel(call, mine)
         host.append(mine)
     assert sum(not np.array_equal(h[5], v[5]) for h, (_, v) in zip(host, calls, strict=True)) >= 10
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_weight_step_on_the_emulated_boards_at_every_scale(tmp_path, board_name: str) -> None:
+    """dsp.h's assembly weight step (every update kernel's) against the host's reference: steps
+    from far below one quantum to saturating, infinite and NaN factors (lr inf / nan), zero
+    gradients; conv (both DSP paths), depthwise and fully connected updates."""
+    calls = []
+    for k, lr in enumerate((1e-4, 0.03, 1.0, 50.0, 1e30, float("inf"), float("nan"))):
+        layers = [
+            _layer(k),
+            gs.make_layer("conv", 40 + k, fh=1, fw=1, h=12, w=12, in_c=9, out_c=6, train_rows=3),
+            gs.make_layer("dw", 50 + k, train_rows=2),
+            gs.make_layer("fc", 60 + k, train_rows=3),
+        ]
+        for layer in layers:
+            call, values = gs.update_call(layer, lr, True, True, 0x13579BD + k)
+            calls.append((call, [np.ascontiguousarray(v) for v in values[:8]]))
+    board = gs.run_on_board(calls, tmp_path, board_name)
+    moved = 0
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, copy.deepcopy(values), "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} lr {call.params['lr']} operand {k}")
+        moved += not np.array_equal(want[5], values[5])
+    assert moved >= 20
