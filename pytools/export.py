@@ -72,7 +72,12 @@ def trained_params(ct: CompiledTraining) -> list[TrainedParam]:
         if o["trained_filter"] >= 0:
             out.append(
                 TrainedParam(
-                    op.inputs[1], o["trained_filter"], "weights", op.kind, o["train_rows"], o.get("train_cols", 0)
+                    op.inputs[1],
+                    o["trained_filter"],
+                    "weights",
+                    op.kind,
+                    o["train_rows"],
+                    o.get("train_cols", 0),
                 )
             )
         if o["trained_bias"] >= 0:

@@ -78,7 +78,9 @@ def test_only_the_trained_input_channels_are_kept_for_backward() -> None:
         layer = g.ops[op_index]
         x = g.tensor(layer.inputs[0])
         assert x.index not in tb.saved, "the whole input is kept"
-        update = next(o for o in tg.ops if o.kind == "CONV_2D_GRAD_UPDATE" and o.options["train_cols"] == u.cols)
+        update = next(
+            o for o in tg.ops if o.kind == "CONV_2D_GRAD_UPDATE" and o.options["train_cols"] == u.cols
+        )
         kept = tg.tensor(update.inputs[0])
         assert kept.index in tb.saved and kept.shape == (*x.shape[:-1], u.cols)
         made = next(o for o in tg.ops if kept.index in o.outputs)
@@ -105,7 +107,9 @@ def test_input_slices_train_on_the_host_twin() -> None:
     for _ in range(4):
         tr.step(rng.integers(-128, 128, x.shape, dtype=np.int8), int(rng.integers(10)))
     after = tr.state()
-    moved = [k for k in after if k.endswith("convolution/trained") and not np.array_equal(before[k], after[k])]
+    moved = [
+        k for k in after if k.endswith("convolution/trained") and not np.array_equal(before[k], after[k])
+    ]
     assert len(moved) == 2, moved
 
 

@@ -23,24 +23,6 @@
 
 #define GU_PAIRS 64 /* position pairs gathered at once (768 B of stack) */
 
-/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums
- * (dsp_bias_sums) and the same float step per channel, channel by channel. */
-static void update_bias(int32_t *bias, int32_t rows, size_t positions, size_t channels,
-                        const int8_t *grad_out, const uint8_t *mask, float lr, float grad_scale,
-                        float input_scale, const float *scales, int32_t per_channel) {
-    int32_t sums[DSP_BIAS_CHUNK];
-    for (int32_t c0 = 0; c0 < rows; c0 += DSP_BIAS_CHUNK) {
-        const int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
-        dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
-        for (int32_t j = 0; j < n; ++j) {
-            const int32_t c = c0 + j;
-            const float f =
-                conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
-            bias[c] = conv_grad_step_bias(bias[c], f * (float)sums[j]);
-        }
-    }
-}
-
 struct gu_pair {
     const int8_t *x0, *x1; /* the two positions' input pixels */
     uint32_t g;            /* their gradients as 16-bit lanes (g0 low, g1 high) */
@@ -301,7 +283,7 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
         dsp_step_weights(filter + (size_t)c * filter_size, 1, acc, 1, filter_size, f, rng);
     }
 
-    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
                 p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
@@ -313,7 +295,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         conv2d_s8_grad_update_spatial_dsp(&p, operands, scratch);
         const float grad_scale =
             *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
-        update_bias(operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS],
+        conv_grad_update_bias_dsp(operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS],
                     p.update_bias ? p.train_bias_rows : 0,
                     (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
                     operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
@@ -369,7 +351,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         dsp_step_weights(filter + (size_t)c * (size_t)kc, 1, acc, 1, (size_t)kc, f, rng);
     }
 
-    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
                 p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 

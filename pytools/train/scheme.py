@@ -80,7 +80,9 @@ class Scheme:
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
         parts += [f"weights of layer {k} at {r:g}" for k, r in sorted(self.weights.items())]
-        parts += [f"weights of layer {k} at {r:g} of its input channels" for k, r in sorted(self.inputs.items())]
+        parts += [
+            f"weights of layer {k} at {r:g} of its input channels" for k, r in sorted(self.inputs.items())
+        ]
         text = ", ".join(parts) or "nothing"
         if parts and not self.qas:
             text += ", without QAS"
@@ -262,7 +264,9 @@ def _ratios(d: dict, name: str, path: Path) -> dict[int, float]:
         try:
             layer = int(k)
         except ValueError:
-            raise ToolError(f"{path}: [{name}] key {k!r} is not a layer number (-1 is the classifier)") from None
+            raise ToolError(
+                f"{path}: [{name}] key {k!r} is not a layer number (-1 is the classifier)"
+            ) from None
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ToolError(
                 f"{path}: [{name}] {k} = {v!r}: a ratio is a number ({', '.join(map(str, RATIOS))})"
@@ -282,7 +286,15 @@ def _scheme_file(path: Path) -> Scheme:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ToolError(f"{path}: not valid TOML: {e}") from e
-    unknown = set(d) - {"bias_layers", "weights", "input_channels", "patch", "patch_budget", "gradients", "qas"}
+    unknown = set(d) - {
+        "bias_layers",
+        "weights",
+        "input_channels",
+        "patch",
+        "patch_budget",
+        "gradients",
+        "qas",
+    }
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "

@@ -70,8 +70,21 @@ def test_the_variant_takes_these_layers() -> None:
     assert sum(taken) >= 36, taken
     # MCUNet's three input-channel slices: 8x8x12 of 288 rows, 4x4x48 of 576 and of 288.
     for h, in_c, out_c, cols in ((8, 48, 288, 12), (4, 96, 576, 48), (4, 96, 288, 48)):
-        layer = gs.make_layer("conv", 5, fh=1, fw=1, h=h, w=h, n=1, padding="VALID", sh=1, sw=1,
-                              in_c=in_c, out_c=out_c, train_cols=cols)
+        layer = gs.make_layer(
+            "conv",
+            5,
+            fh=1,
+            fw=1,
+            h=h,
+            w=h,
+            n=1,
+            padding="VALID",
+            sh=1,
+            sw=1,
+            in_c=in_c,
+            out_c=out_c,
+            train_cols=cols,
+        )
         call, values = _update(layer, 1)
         assert _takes(call)
         _same(call, values)
@@ -118,3 +131,91 @@ def test_weight_step_on_the_emulated_boards_at_every_scale(tmp_path, board_name:
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} lr {call.params['lr']} operand {k}")
         moved += not np.array_equal(want[5], values[5])
     assert moved >= 20
+
+
+def _run_guarded(call, values: list[np.ndarray], variant: str) -> bool:
+    """X_<variant>_run with the scratch followed by sentinel bytes; whether they survived."""
+    import ctypes
+
+    from pytools.model.kernels import _lib
+
+    values = [v.copy() for v in values]
+    ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data if v.size else None for v in values))
+    n = scratch_size(call)
+    scratch = np.full(n + 256, 0xA5, np.uint8)
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    return bool(np.all(scratch[n:] == 0xA5))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_update_kernels_stay_inside_their_scratch(seed: int) -> None:
+    """Every DSP update path (conv spatial and paired, fully connected as a 1x1 conv over its
+    batch, which may take the spatial variant) writes only the scratch its size function asks
+    for."""
+    fc = gs.make_layer("fc", 900 + seed, batches=1 + seed % 6, train_rows=4 + seed % 5)
+    for layer in (_layer(seed), fc):
+        call, values = _update(layer, seed)
+        assert _run_guarded(call, values, "dsp"), call.kernel
+        assert _run_guarded(call, values, "ref"), call.kernel
+
+
+BIAS_SWEEP_C = r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "conv2d_s8_grad_update_dsp.h"
+
+static uint64_t state = 0x2545F4914F6CDD1Dull;
+static uint64_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+/* dsp_step_bias against conv_grad_step_bias: steps at every scale (fractions, halves exactly,
+ * around 2^24, 2^31 and 2^32), infinities and NaN, biases at the int32 limits. */
+int main(int argc, char **argv) {
+    const long n = argc > 1 ? atol(argv[1]) : 1000;
+    long bad = 0, checks = 0;
+    for (long i = 0; i < n; ++i, ++checks) {
+        int32_t b = (int32_t)(rnd() >> 32);
+        if (i % 7 == 0) b = i % 2 ? INT32_MAX - (int32_t)(rnd() % 3) : INT32_MIN + (int32_t)(rnd() % 3);
+        float v = ldexpf((float)((int64_t)(rnd() % 2000001) - 1000000) / 1000000.0f, (int)(rnd() % 36));
+        if (i % 11 == 0) v = (float)((int64_t)(rnd() % 201) - 100) + (i % 2 ? 0.5f : -0.5f);
+        if (i % 13 == 0) v = (i % 2 ? 1.0f : -1.0f) * ldexpf(1.0f, 31 + (int)(rnd() % 2));
+        if (i % 101 == 0) v = INFINITY;
+        if (i % 103 == 0) v = -INFINITY;
+        if (i % 107 == 0) v = NAN;
+        const int32_t a = conv_grad_step_bias(b, v), d = dsp_step_bias(b, v);
+        if (a != d && bad++ < 10) printf("b %d v %.9g: %d vs %d\n", b, (double)v, a, d);
+    }
+    printf("%ld %ld\n", checks, bad);
+    return bad != 0;
+}
+"""
+
+
+def test_fast_bias_step_is_bit_identical(tmp_path) -> None:
+    """conv2d_s8_grad_update_dsp.h's dsp_step_bias (every DSP update's bias step) against the
+    reference's conv_grad_step_bias, compiled with the host compiler (the board runs it in the
+    update calls above, lr up to inf and NaN)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
+    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
+    src.write_text(BIAS_SWEEP_C)
+    flags = ["-std=gnu11", "-O2", "-ffp-contract=off", "-Wall", f"-I{kernels}", f"-I{kernels.parent / 'common'}"]
+    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe), "-lm"], check=True)
+    p = subprocess.run([str(exe), "2000000"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
+    checks, bad = map(int, p.stdout.split()[-2:])
+    assert bad == 0 and checks == 2_000_000

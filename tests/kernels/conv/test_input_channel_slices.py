@@ -157,5 +157,11 @@ def test_input_channel_slices_on_the_emulated_cortex_m7(tmp_path) -> None:
     for (call, _), h, b in zip(calls, host, board, strict=True):
         for k, (hv, bv) in enumerate(zip(h, b, strict=True)):
             np.testing.assert_array_equal(bv, hv, err_msg=f"{call.kernel} operand {k} on the board")
-    assert sum(not np.array_equal(h[5], v[5]) for h, (c, v) in zip(host, calls, strict=True)
-               if c.kernel.endswith("_update")) >= 5
+    assert (
+        sum(
+            not np.array_equal(h[5], v[5])
+            for h, (c, v) in zip(host, calls, strict=True)
+            if c.kernel.endswith("_update")
+        )
+        >= 5
+    )
