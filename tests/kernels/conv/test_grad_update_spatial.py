@@ -213,9 +213,55 @@ def test_fast_bias_step_is_bit_identical(tmp_path) -> None:
     kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
     src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
     src.write_text(BIAS_SWEEP_C)
-    flags = ["-std=gnu11", "-O2", "-ffp-contract=off", "-Wall", f"-I{kernels}", f"-I{kernels.parent / 'common'}"]
+    flags = [
+        "-std=gnu11",
+        "-O2",
+        "-ffp-contract=off",
+        "-Wall",
+        f"-I{kernels}",
+        f"-I{kernels.parent / 'common'}",
+    ]
     subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe), "-lm"], check=True)
     p = subprocess.run([str(exe), "2000000"], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout
     checks, bad = map(int, p.stdout.split()[-2:])
     assert bad == 0 and checks == 2_000_000
+
+
+def _bias_call(seed: int):
+    rng = np.random.default_rng(93_000 + seed)
+    c = 8 * int(rng.integers(1, 9))
+    big = seed % 3 == 0  # 2 x 13 x 13 = 338 positions
+    size = dict(h=13, w=13, n=2, sh=1, sw=1, padding="SAME") if big else {}
+    rows = int(rng.integers(1, c + 1))
+    kind = ("conv", "dw", "fc")[seed % 3]
+    if kind == "conv":
+        layer = gs.make_layer("conv", seed, fh=1, fw=1, dh=1, dw=1, out_c=c, train_bias_rows=rows, **size)
+    elif kind == "dw":
+        layer = gs.make_layer("dw", seed, fh=7, fw=7, in_c=c // 2, mult=2, train_rows=0, train_bias_rows=rows)
+    else:
+        layer = gs.make_layer("fc", seed, units=c, batches=int(rng.integers(1, 6)), train_bias_rows=rows)
+    lr = float(10 ** rng.uniform(-2, 2))
+    call, values = gs.update_call(layer, lr, seed % 2 == 0 and layer.w_ram.size > 0, True, 0x55AA + seed)
+    return call, [np.ascontiguousarray(v) for v in values[:8]]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bias_sums_by_mask_byte_match_reference(seed: int) -> None:
+    """The bias sums 8 channels per mask byte (channels a multiple of 8): masked and not, more
+    than 255 positions (the 16-bit lanes flushed), rows that end inside a byte, conv, depthwise
+    (any filter: bias-only updates of 7x7 and depth multipliers take the DSP path) and fully
+    connected, biases alone and with weights."""
+    call, values = _bias_call(seed)
+    out = _same(call, values)
+    assert not np.array_equal(out[6], values[6])
+
+
+@pytest.mark.emulator
+def test_bias_sums_by_mask_byte_on_the_emulated_cortex_m7(tmp_path) -> None:
+    calls = [_bias_call(seed) for seed in range(12)]
+    board = gs.run_on_board(calls, tmp_path)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, copy.deepcopy(values), "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
