@@ -3,8 +3,8 @@
 The training step keeps every trained parameter as RAM state (compile_train; plan storage 2):
 the first `train_rows` output channels of a layer's int8 weights (depthwise: the first
 channels of its [kh, kw, C] filter; CONV_2D with an input-channel slice: the first
-`train_cols` input channels of every output channel) and its int32 bias. QAS trains in the quantized domain and
-keeps each tensor's scales, so the trained model is the original one with those bytes
+`train_cols` input channels of every output channel) and its int32 bias. QAS trains in the
+quantized domain and keeps each tensor's scales, so the trained model is the original one with those bytes
 replaced: nothing else changes. The export patches the original flatbuffer in place (same
 sizes, same quantization, same operators, metadata kept), so the result is exactly the model
 the board runs.

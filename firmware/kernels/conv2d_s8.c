@@ -40,9 +40,8 @@ void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch)
                 for (int32_t oc = 0; oc < p.output_c; ++oc) {
                     /* The rows (or input channels) being trained come from their RAM copy. */
                     const int8_t *kernel =
-                        conv_train_row(scratch, filter, trained_filter, oc,
-                                       p.filter_h * p.filter_w, p.input_c, p.train_rows,
-                                       p.train_cols);
+                        conv_train_row(scratch, filter, trained_filter, oc, p.filter_h * p.filter_w,
+                                       p.input_c, p.train_rows, p.train_cols);
                     /* 32-bit accumulator as TFLite: |w * (x - zp)| <= 128 * 255, so it
                      * cannot overflow below 2^16 taps (filter_h * filter_w * input_c). */
                     int32_t acc = 0;

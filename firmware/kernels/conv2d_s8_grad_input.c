@@ -23,7 +23,7 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
     const size_t n_in = (size_t)p.batches * in_image;
     const size_t taps = (size_t)p.filter_h * (size_t)p.filter_w;
     int32_t *acc = scratch;
-    int32_t *m = acc + n_in; /* Q23 channel multipliers */
+    int32_t *m = acc + n_in;                  /* Q23 channel multipliers */
     int8_t *row = (int8_t *)(m + p.output_c); /* a composed filter row (train_cols) */
 
     const int32_t n_scales = p.per_channel ? p.output_c : 1;
@@ -37,8 +37,9 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
         for (int32_t c = 0; c < p.output_c; ++c) {
             uint64_t s = 0;
             for (size_t t = 0; t < taps; ++t) {
-                const int32_t v = conv_train_weight(filter, trained, c, (int32_t)t, k, (int32_t)taps,
-                                                    p.input_c, p.train_rows, p.train_cols);
+                const int32_t v =
+                    conv_train_weight(filter, trained, c, (int32_t)t, k, (int32_t)taps, p.input_c,
+                                      p.train_rows, p.train_cols);
                 s += (uint64_t)(v < 0 ? -v : v);
             }
             bk += s * 128u * (uint64_t)m[p.per_channel ? c : 0];

@@ -283,25 +283,25 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
         dsp_step_weights(filter + (size_t)c * filter_size, 1, acc, 1, filter_size, f, rng);
     }
 
-    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
-                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
+                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
+                              p.per_channel);
 }
 
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
-    CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
+    CONV_TRAIN_COLS_AS_LAYER(p);                /* an input-channel slice: conv2d_train.h */
     if (conv2d_s8_grad_update_spatial_ok(&p)) { /* few positions, many rows */
         conv2d_s8_grad_update_spatial_dsp(&p, operands, scratch);
-        const float grad_scale =
-            *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
-        conv_grad_update_bias_dsp(operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS],
-                    p.update_bias ? p.train_bias_rows : 0,
-                    (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
-                    operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
-                    p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
-                    grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
-                    p.per_channel);
+        const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
+        conv_grad_update_bias_dsp(
+            operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS], p.update_bias ? p.train_bias_rows : 0,
+            (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
+            operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
+            p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
+            grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
+            p.per_channel);
         return;
     }
     if (p.filter_h != 1 || p.filter_w != 1) {
@@ -351,8 +351,9 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         dsp_step_weights(filter + (size_t)c * (size_t)kc, 1, acc, 1, (size_t)kc, f, rng);
     }
 
-    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
-                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
+                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
+                              p.per_channel);
 }
 
 /* The selector, the runtime's entry for conv2d_s8_grad_update (ops.def): the DSP variant above when

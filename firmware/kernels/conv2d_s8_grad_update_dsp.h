@@ -60,7 +60,7 @@ static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t po
                 a &= gu_spread4[m & 15u];
                 b &= gu_spread4[m >> 4];
             }
-            l0 = dsp_sxtab16(l0, a); /* channels 0, 2 */
+            l0 = dsp_sxtab16(l0, a);    /* channels 0, 2 */
             l1 = dsp_sxtab16_hi(l1, a); /* 1, 3 */
             l2 = dsp_sxtab16(l2, b);    /* 4, 6 */
             l3 = dsp_sxtab16_hi(l3, b); /* 5, 7 */

@@ -49,8 +49,9 @@ static void transpose_input(const struct conv2d_s8_grad_update_params *p, const 
                             continue;
                         }
                         const int8_t *src =
-                            input + ((size_t)(b * p->input_h + y) * (size_t)p->input_w + (size_t)xx) *
-                                        (size_t)kc;
+                            input +
+                            ((size_t)(b * p->input_h + y) * (size_t)p->input_w + (size_t)xx) *
+                                (size_t)kc;
                         for (int32_t k = 0; k < kc; ++k)
                             d[(size_t)k * 2 * (size_t)s->pw] =
                                 (int16_t)((int32_t)src[k] + p->input_offset);
@@ -198,7 +199,8 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
                                        void *const *operands, void *scratch) {
     const int8_t *grad_out = operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT];
     const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
-    const uint8_t *mask = p->has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL;
+    const uint8_t *mask =
+        p->has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL;
     const float *scales = operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES];
     int8_t *filter = operands[CONV2D_S8_GRAD_UPDATE_TRAINED_FILTER];
     uint32_t *rng = operands[CONV2D_S8_GRAD_UPDATE_RNG_STATE];
@@ -207,8 +209,13 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
     const int32_t pw = (positions + 1) / 2;
     const size_t oc = (size_t)p->output_c;
     uint32_t *x = scratch;
-    struct spatial s = {x, x + (size_t)taps * (size_t)pw, x + (size_t)(taps + 1) * (size_t)pw,
-                        (int32_t *)(x + (size_t)(taps + 2) * (size_t)pw), NULL, pw, taps};
+    struct spatial s = {x,
+                        x + (size_t)taps * (size_t)pw,
+                        x + (size_t)(taps + 1) * (size_t)pw,
+                        (int32_t *)(x + (size_t)(taps + 2) * (size_t)pw),
+                        NULL,
+                        pw,
+                        taps};
     s.a1 = s.a0 + taps;
     transpose_input(p, operands[CONV2D_S8_GRAD_UPDATE_INPUT], &s);
 

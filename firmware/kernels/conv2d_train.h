@@ -14,10 +14,9 @@
  * the flash row when no column is trained, else the row composed in buf (taps * input_c bytes:
  * per tap, the trained columns then the flash ones). A caller that needs two rows at once
  * passes two buffers. */
-static inline const int8_t *conv_train_row(int8_t *buf, const int8_t *filter,
-                                           const int8_t *trained, int32_t oc, int32_t taps,
-                                           int32_t input_c, int32_t train_rows,
-                                           int32_t train_cols) {
+static inline const int8_t *conv_train_row(int8_t *buf, const int8_t *filter, const int8_t *trained,
+                                           int32_t oc, int32_t taps, int32_t input_c,
+                                           int32_t train_rows, int32_t train_cols) {
     const size_t size = (size_t)taps * (size_t)input_c;
     if (oc < train_rows) return trained + (size_t)oc * size;
     const int8_t *row = filter + (size_t)oc * size;
@@ -56,13 +55,13 @@ static inline size_t conv_train_row_bytes(int32_t taps, int32_t input_c, int32_t
  * ([batches, input_h, input_w, train_cols]). The update kernels (and their scratch sizes) view
  * their parameters p so; the weights, their memory order (one stochastic-rounding draw each)
  * and the sums are the same. */
-#define CONV_TRAIN_COLS_AS_LAYER(p)           \
-    do {                                      \
-        if ((p).train_cols > 0) {             \
-            (p).input_c = (p).train_cols;     \
-            (p).train_rows = (p).output_c;    \
-            (p).train_cols = 0;               \
-        }                                     \
+#define CONV_TRAIN_COLS_AS_LAYER(p)        \
+    do {                                   \
+        if ((p).train_cols > 0) {          \
+            (p).input_c = (p).train_cols;  \
+            (p).train_rows = (p).output_c; \
+            (p).train_cols = 0;            \
+        }                                  \
     } while (0)
 
 #endif

@@ -21,7 +21,7 @@
  * word of input, SXTAB16 adding the input offset while widening, and SMLABB / SMLATT into the
  * tap's four accumulators (on the stack). The biases: 4 channels per word of gradients into
  * 16-bit lane sums (dsp_bias_sums). */
-#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
+#include "conv2d_s8_grad_input.h"      /* conv_grad_masked */
 #include "conv2d_s8_grad_update_dsp.h" /* conv_grad_update_bias_dsp */
 #include "depthwise_conv2d_s8_grad_update.h"
 #include "dsp.h"

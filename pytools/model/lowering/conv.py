@@ -24,7 +24,8 @@ DEPTHWISE_CONV_2D; a bias-less layer computes what TFLite computes with a zero b
 
 The trained filter and bias are the RAM copies of the rows a sparse update trains (the
 kernels' headers: params train_rows / train_bias_rows; output channels below them read the
-RAM copy), or, for CONV_2D, of its first input channels (train_cols, conv2d_train.def). Inference lowers every layer with train_rows = train_bias_rows = 0 and both
+RAM copy), or, for CONV_2D, of its first input channels (train_cols, conv2d_train.def).
+Inference lowers every layer with train_rows = train_cols = train_bias_rows = 0 and both
 operands empty (`_training`); a training plan replaces them with its RAM tensors.
 """
 

@@ -95,7 +95,7 @@ def test_update_matches_tensorflow_with_qas(tf: Any, seed: int) -> None:
     assert not np.array_equal(res.w, layer.w_ram)
     # The columns one further (an off-by-one slice) fail the check.
     if layer.train_cols < layer.w_flash.shape[3]:
-        w_bad, b_bad = _qas_steps(layer, ref, lr, "slice")
+        w_bad, _ = _qas_steps(layer, ref, lr, "slice")
         if np.linalg.norm(w_bad - step_w) > 0.2 * np.linalg.norm(step_w):
             assert not _update_matches(layer, res, w_bad, step_b)
 
@@ -165,3 +165,28 @@ def test_input_channel_slices_on_the_emulated_cortex_m7(tmp_path) -> None:
         )
         >= 5
     )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_float_gradient_kernels_take_input_channel_slices(seed: int) -> None:
+    """The float-gradient option's kernels (*_f32) on a column slice: the update equals the int8
+    update bit for bit on an int8-exact gradient; the input gradient agrees with the int8 one
+    (tests/kernels/test_float_grads.py's oracles)."""
+    from tests.kernels.test_float_grads import FLOAT_EXACT, _as_float, _within_int8
+
+    layer = _layer(seed)
+    if layer.g_q.size // layer.g_q.shape[-1] * 128 * 255 >= FLOAT_EXACT:
+        pytest.skip("the weight-gradient sum may leave float32's exact integers")
+    call, values = gs.update_call(layer, 0.37, True, True, 0x2468ACE)
+    run_kernel(call, values[:8])
+    fcall, fvalues = _as_float(*gs.update_call(layer, 0.37, True, True, 0x2468ACE), grads=(0,))
+    run_kernel(fcall, fvalues[:8])
+    for k in (5, 6, 7):
+        np.testing.assert_array_equal(fvalues[k], values[k], err_msg=f"operand {k}")
+    assert not np.array_equal(values[5], layer.w_ram.reshape(-1))
+    call, values = gs.grad_input_call(layer)
+    fcall, fvalues = _as_float(call, values, grads=(0, 6))
+    run_kernel(fcall, fvalues)
+    ours = fvalues[6].astype(np.float64)
+    run_kernel(call, values)
+    _within_int8(ours, values[6], float(values[7][0]), gs.GRAD_INPUT_MAX_ERROR_STEPS)
