@@ -119,3 +119,32 @@ def test_input_slices_on_the_board_match_the_host_twin() -> None:
     from tests.kernels.conv.test_dsp_grads import _board_matches_twin
 
     _board_matches_twin(zoo_model("mobilenet_tiny"), "mt", SCHEME, 8, 3)
+
+
+def test_bench_counts_the_update_macs_of_an_input_slice() -> None:
+    """`invoke bench`'s MACs: an input-channel slice's update does its share of the layer's
+    MACs (all rows, cols of the input channels)."""
+    from pytools import bench
+
+    g = _model()
+    ct = compile_training(g, parse_scheme_text("bias=1,-2=in:0.5"), BOARD, "mt", False, 0.05)
+    macs = bench.step_macs(ct)
+    conv = [op for op in g.ops if op.kind == "CONV_2D"][-1]  # layer -2: 32 -> 64 on 8x8
+    ops = ct.train.graph.ops
+    got = [m for op, m in zip(ops, macs, strict=True) if op.kind == "CONV_2D_GRAD_UPDATE"]
+    assert got == [bench.op_macs(g, conv) // 2] == [8 * 8 * 64 * 16]
+
+
+def test_the_float_gradient_option_trains_input_slices() -> None:
+    """gradients=float32 (the _F32 kernels) with input-channel slices: the sliced weights move."""
+    ct = compile_training(_model(), parse_scheme_text(SCHEME + ",gradients=float32"), BOARD, "mt", False, 0.05)
+    assert any(op.kind == "CONV_2D_GRAD_UPDATE_F32" and op.options["train_cols"] for op in ct.train.graph.ops)
+    tr = Trainer(ct)
+    before = tr.state()
+    rng = np.random.default_rng(2)
+    x = ct.train.graph.tensor(ct.train.graph.inputs[0])
+    for _ in range(3):
+        loss, _ = tr.step(rng.integers(-128, 128, x.shape, dtype=np.int8), int(rng.integers(10)))
+        assert np.isfinite(loss)
+    after = tr.state()
+    assert sum(not np.array_equal(before[k], after[k]) for k in after if k.endswith("convolution/trained")) == 2

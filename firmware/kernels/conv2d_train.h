@@ -10,6 +10,18 @@
 #include <stdint.h>
 #include <string.h>
 
+/* n bytes, a word at a time (fixed-size memcpy: one LDR and one STR, any alignment, on the
+ * Cortex-M7/M4; the C library's memcpy copies byte by byte there). */
+static inline void conv_train_copy(int8_t *d, const int8_t *s, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w;
+        memcpy(&w, s + i, 4);
+        memcpy(d + i, &w, 4);
+    }
+    for (; i < n; ++i) d[i] = s[i];
+}
+
 /* Output channel oc's filter row (taps x input_c bytes): the trained copy below train_rows,
  * the flash row when no column is trained, else the row composed in buf (taps * input_c bytes:
  * per tap, the trained columns then the flash ones). A caller that needs two rows at once
@@ -25,8 +37,8 @@ static inline const int8_t *conv_train_row(int8_t *buf, const int8_t *filter, co
     const int8_t *t = trained + (size_t)oc * (size_t)taps * tc;
     int8_t *d = buf;
     for (int32_t k = 0; k < taps; ++k, d += input_c, row += input_c, t += tc) {
-        memcpy(d, t, tc);
-        memcpy(d + tc, row + tc, rest);
+        conv_train_copy(d, t, tc);
+        conv_train_copy(d + tc, row + tc, rest);
     }
     return buf;
 }
