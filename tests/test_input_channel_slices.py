@@ -137,7 +137,9 @@ def test_bench_counts_the_update_macs_of_an_input_slice() -> None:
 
 def test_the_float_gradient_option_trains_input_slices() -> None:
     """gradients=float32 (the _F32 kernels) with input-channel slices: the sliced weights move."""
-    ct = compile_training(_model(), parse_scheme_text(SCHEME + ",gradients=float32"), BOARD, "mt", False, 0.05)
+    ct = compile_training(
+        _model(), parse_scheme_text(SCHEME + ",gradients=float32"), BOARD, "mt", False, 0.05
+    )
     assert any(op.kind == "CONV_2D_GRAD_UPDATE_F32" and op.options["train_cols"] for op in ct.train.graph.ops)
     tr = Trainer(ct)
     before = tr.state()
@@ -147,4 +149,6 @@ def test_the_float_gradient_option_trains_input_slices() -> None:
         loss, _ = tr.step(rng.integers(-128, 128, x.shape, dtype=np.int8), int(rng.integers(10)))
         assert np.isfinite(loss)
     after = tr.state()
-    assert sum(not np.array_equal(before[k], after[k]) for k in after if k.endswith("convolution/trained")) == 2
+    assert (
+        sum(not np.array_equal(before[k], after[k]) for k in after if k.endswith("convolution/trained")) == 2
+    )

@@ -65,10 +65,10 @@ enum {
 
 /* The scratch of the DSP variant with SMLAD over the spatial dimension
  * (conv2d_s8_grad_update_spatial_dsp.c), 0 where it does not take the layer: the input
- * transposed (filter_size x ceil(P / 2) words, P output positions), two rows' packed gradients
- * and sums. It takes weight updates of at least GU_SPATIAL_MIN_ROWS rows over at most
- * GU_SPATIAL_MAX_POSITIONS positions whose transposed input fits GU_SPATIAL_MAX_BYTES; p as the
- * update kernels view it (CONV_TRAIN_COLS_AS_LAYER). Here, so the reference's scratch size
+ * transposed (filter_size x ceil(P / 2) words, P output positions), eight rows' packed
+ * gradients and two rows' sums. It takes weight updates of at least GU_SPATIAL_MIN_ROWS rows over
+ * at most GU_SPATIAL_MAX_POSITIONS positions whose transposed input fits GU_SPATIAL_MAX_BYTES; p as
+ * the update kernels view it (CONV_TRAIN_COLS_AS_LAYER). Here, so the reference's scratch size
  * (conv2d_s8_grad_update_scratch_size) covers it. */
 #define GU_SPATIAL_MAX_POSITIONS 64
 #define GU_SPATIAL_MAX_BYTES 6144
@@ -80,7 +80,7 @@ static inline size_t conv_grad_update_spatial_bytes(const struct conv2d_s8_grad_
     if (!p->update_weights || p->train_rows < GU_SPATIAL_MIN_ROWS || positions < 2 ||
         positions > GU_SPATIAL_MAX_POSITIONS || taps * pw * 4u > GU_SPATIAL_MAX_BYTES)
         return 0;
-    return (taps * pw + 2 * pw + 2 * taps) * sizeof(uint32_t);
+    return (taps * pw + 8 * pw + 2 * taps) * sizeof(uint32_t);
 }
 
 /* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,

@@ -195,6 +195,39 @@ int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *
     return conv_grad_update_spatial_bytes(p) > 0;
 }
 
+/* Rows c0 .. c0 + 7's gradients, masked, packed as pack_row packs them (g: 8 rows of pw words),
+ * when the output channels come in whole mask bytes (output_c and c0 multiples of 8): per
+ * position two words of gradients and one byte of the mask, against a byte load and a mask bit
+ * per gradient row by row. */
+static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t positions, size_t oc,
+                       int32_t c0, uint32_t *g, int32_t pw) {
+    int16_t *g16 = (int16_t *)g; /* row r, position q: g16[r * 2 pw + q] (little-endian lanes) */
+    const size_t row = 2 * (size_t)pw;
+    const int8_t *gp = grad_out + c0;
+    const uint8_t *mp = mask ? mask + (c0 >> 3) : NULL;
+    for (int32_t q = 0; q < positions; ++q, gp += oc) {
+        uint32_t a = dsp_read4(gp), b = dsp_read4(gp + 4);
+        if (mp) {
+            const uint32_t m = *mp;
+            mp += oc >> 3;
+            a &= gu_spread4[m & 15u];
+            b &= gu_spread4[m >> 4];
+        }
+        int16_t *d = g16 + q;
+        d[0] = (int8_t)a, d[row] = (int8_t)(a >> 8), d[2 * row] = (int8_t)(a >> 16);
+        d[3 * row] = (int8_t)(a >> 24), d[4 * row] = (int8_t)b, d[5 * row] = (int8_t)(b >> 8);
+        d[6 * row] = (int8_t)(b >> 16), d[7 * row] = (int8_t)(b >> 24);
+    }
+    if (positions & 1) /* the last word's upper lane is no position */
+        for (int32_t r = 0; r < 8; ++r) g16[(size_t)r * row + (size_t)positions] = 0;
+}
+
+static int any_of(const uint32_t *g, int32_t pw) {
+    uint32_t any = 0;
+    for (int32_t j = 0; j < pw; ++j) any |= g[j];
+    return any != 0;
+}
+
 void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params *p,
                                        void *const *operands, void *scratch) {
     const int8_t *grad_out = operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT];
@@ -208,49 +241,44 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
     const int32_t taps = p->filter_h * p->filter_w * p->input_c;
     const int32_t pw = (positions + 1) / 2;
     const size_t oc = (size_t)p->output_c;
-    uint32_t *x = scratch;
-    struct spatial s = {x,
-                        x + (size_t)taps * (size_t)pw,
-                        x + (size_t)(taps + 1) * (size_t)pw,
-                        (int32_t *)(x + (size_t)(taps + 2) * (size_t)pw),
-                        NULL,
-                        pw,
-                        taps};
+    /* The scratch (conv_grad_update_spatial_bytes): X, 8 rows of packed gradients, 2 rows of
+     * sums. */
+    uint32_t *const x = scratch, *const gb = x + (size_t)taps * (size_t)pw;
+    struct spatial s = {x, gb, gb, (int32_t *)(gb + 8 * (size_t)pw), NULL, pw, taps};
     s.a1 = s.a0 + taps;
     transpose_input(p, operands[CONV2D_S8_GRAD_UPDATE_INPUT], &s);
 
     const int32_t rows = p->train_rows;
-    if (pw == 8) { /* 16 positions: row by row, the gradients in registers */
-        for (int32_t c = 0; c < rows; ++c) {
-            if (pack_row(grad_out, mask, positions, oc, c, s.g0, pw))
-                sums1_8(&s);
-            else
+    const int bytes = oc % 8u == 0;
+    for (int32_t c0 = 0; c0 < rows; c0 += 8) {
+        const int32_t nb = rows - c0 < 8 ? rows - c0 : 8;
+        int any[8];
+        if (bytes) /* c0 + 8 <= output_c: the block's gradients all exist */
+            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw);
+        for (int32_t r = 0; r < nb; ++r) {
+            uint32_t *g = gb + (size_t)r * (size_t)pw;
+            any[r] = bytes ? any_of(g, pw) : pack_row(grad_out, mask, positions, oc, c0 + r, g, pw);
+        }
+        for (int32_t r = 0; r < nb;) {
+            const int two = pw != 8 && r + 1 < nb; /* 16 positions: row by row, in registers */
+            s.g0 = gb + (size_t)r * (size_t)pw;
+            s.g1 = s.g0 + pw;
+            if (two && (any[r] || any[r + 1]))
+                sums2(&s);
+            else if (any[r])
+                pw == 8 ? sums1_8(&s) : sums1(&s);
+            if (!any[r])
                 for (int32_t t = 0; t < taps; ++t) s.a0[t] = 0;
-            const float f = conv_grad_weight_factor(p->lr, grad_scale, p->input_scale,
-                                                    scales[p->per_channel ? c : 0]);
-            dsp_step_weights(filter + (size_t)c * (size_t)taps, 1, s.a0, 1, (size_t)taps, f, rng);
-        }
-        return;
-    }
-    for (int32_t c = 0; c < rows; c += 2) {
-        const int two = c + 1 < rows;
-        const int any0 = pack_row(grad_out, mask, positions, oc, c, s.g0, pw);
-        const int any1 = two && pack_row(grad_out, mask, positions, oc, c + 1, s.g1, pw);
-        if (two && (any0 || any1)) {
-            sums2(&s);
-        } else if (any0) {
-            sums1(&s);
-        }
-        if (!any0)
-            for (int32_t t = 0; t < taps; ++t) s.a0[t] = 0;
-        if (two && !any1)
-            for (int32_t t = 0; t < taps; ++t) s.a1[t] = 0;
-        for (int32_t r = 0; r < 1 + two; ++r) {
-            const int32_t cr = c + r;
-            const float f = conv_grad_weight_factor(p->lr, grad_scale, p->input_scale,
-                                                    scales[p->per_channel ? cr : 0]);
-            dsp_step_weights(filter + (size_t)cr * (size_t)taps, 1, r ? s.a1 : s.a0, 1,
-                             (size_t)taps, f, rng);
+            if (two && !any[r + 1])
+                for (int32_t t = 0; t < taps; ++t) s.a1[t] = 0;
+            for (int32_t k = 0; k < 1 + two; ++k) {
+                const int32_t c = c0 + r + k;
+                const float f = conv_grad_weight_factor(p->lr, grad_scale, p->input_scale,
+                                                        scales[p->per_channel ? c : 0]);
+                dsp_step_weights(filter + (size_t)c * (size_t)taps, 1, k ? s.a1 : s.a0, 1,
+                                 (size_t)taps, f, rng);
+            }
+            r += 1 + two;
         }
     }
 }

@@ -54,7 +54,7 @@ def _takes(call) -> bool:
     cols = p.get("train_cols", 0)
     taps = p["filter_h"] * p["filter_w"] * (cols or p["input_c"])
     positions = p["batches"] * p["output_h"] * p["output_w"]
-    return scratch_size(call) == (taps * ((positions + 1) // 2) + (positions + 1) // 2 * 2 + 2 * taps) * 4
+    return scratch_size(call) == (taps * ((positions + 1) // 2) + (positions + 1) // 2 * 8 + 2 * taps) * 4
 
 
 @pytest.mark.parametrize("seed", range(48))
