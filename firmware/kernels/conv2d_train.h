@@ -8,16 +8,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
-/* n bytes, a word at a time (fixed-size memcpy: one LDR and one STR, any alignment, on the
- * Cortex-M7/M4; the C library's memcpy copies byte by byte there). */
+/* n bytes, a word at a time (__builtin_memcpy of 4 bytes: one LDR and one STR, any alignment,
+ * on the Cortex-M7/M4; the firmware is built -ffreestanding, where a plain memcpy stays a
+ * library call). */
 static inline void conv_train_copy(int8_t *d, const int8_t *s, size_t n) {
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
         uint32_t w;
-        memcpy(&w, s + i, 4);
-        memcpy(d + i, &w, 4);
+        __builtin_memcpy(&w, s + i, 4);
+        __builtin_memcpy(d + i, &w, 4);
     }
     for (; i < n; ++i) d[i] = s[i];
 }

@@ -265,3 +265,40 @@ def test_bias_sums_by_mask_byte_on_the_emulated_cortex_m7(tmp_path) -> None:
         want = _run(call, copy.deepcopy(values), "ref")
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+
+
+def _run_all_guarded(call, values: list[np.ndarray], variant: str) -> list[str]:
+    """X_<variant>_run with every operand and the scratch followed by sentinel bytes; the ones
+    written past their end."""
+    import ctypes
+
+    from pytools.model.kernels import _lib
+
+    bufs = []
+    for v in values:
+        raw = np.full(v.nbytes + 64, 0xA5, np.uint8)
+        raw[: v.nbytes] = np.frombuffer(np.ascontiguousarray(v).tobytes(), np.uint8)
+        bufs.append(raw)
+    n = scratch_size(call)
+    scratch = np.full(n + 256, 0xA5, np.uint8)
+    ptrs = (ctypes.c_void_p * len(bufs))(*(b.ctypes.data if v.size else None for b, v in zip(bufs, values)))
+    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    bad = [f"operand {k}" for k, (b, v) in enumerate(zip(bufs, values)) if np.any(b[v.nbytes :] != 0xA5)]
+    return bad + (["scratch"] if np.any(scratch[n:] != 0xA5) else [])
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_no_kernel_writes_past_its_operands_or_scratch(seed: int) -> None:
+    """Every kernel these slices and update paths touch, DSP and reference: forward and input
+    gradient with input-channel slices, the spatial and paired updates, the bias sums."""
+    from tests.kernels.conv import test_input_channel_slices as cs
+
+    layer = cs._layer(seed)
+    calls = [gs.forward_call(layer, trained=True), gs.grad_input_call(layer), _update(layer, seed)]
+    calls += [_update(_layer(seed), seed), _bias_call(seed % 12)]
+    for call, values in calls:
+        for variant in ("dsp", "ref"):
+            assert not _run_all_guarded(call, values[: len(call.operands)], variant), (call.kernel, variant)
