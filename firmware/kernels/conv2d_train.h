@@ -8,19 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* n bytes, a word at a time (__builtin_memcpy of 4 bytes: one LDR and one STR, any alignment,
- * on the Cortex-M7/M4; the firmware is built -ffreestanding, where a plain memcpy stays a
- * library call). */
-static inline void conv_train_copy(int8_t *d, const int8_t *s, size_t n) {
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        uint32_t w;
-        __builtin_memcpy(&w, s + i, 4);
-        __builtin_memcpy(d + i, &w, 4);
-    }
-    for (; i < n; ++i) d[i] = s[i];
-}
+#include <string.h>
 
 /* Output channel oc's filter row (taps x input_c bytes): the trained copy below train_rows,
  * the flash row when no column is trained, else the row composed in buf (taps * input_c bytes:
@@ -37,8 +25,8 @@ static inline const int8_t *conv_train_row(int8_t *buf, const int8_t *filter, co
     const int8_t *t = trained + (size_t)oc * (size_t)taps * tc;
     int8_t *d = buf;
     for (int32_t k = 0; k < taps; ++k, d += input_c, row += input_c, t += tc) {
-        conv_train_copy(d, t, tc);
-        conv_train_copy(d + tc, row + tc, rest);
+        memcpy(d, t, tc); /* the C library's: word and multi-word copies */
+        memcpy(d + tc, row + tc, rest);
     }
     return buf;
 }
