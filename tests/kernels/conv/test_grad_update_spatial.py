@@ -281,12 +281,18 @@ def _run_all_guarded(call, values: list[np.ndarray], variant: str) -> list[str]:
         bufs.append(raw)
     n = scratch_size(call)
     scratch = np.full(n + 256, 0xA5, np.uint8)
-    ptrs = (ctypes.c_void_p * len(bufs))(*(b.ctypes.data if v.size else None for b, v in zip(bufs, values)))
+    ptrs = (ctypes.c_void_p * len(bufs))(
+        *(b.ctypes.data if v.size else None for b, v in zip(bufs, values, strict=True))
+    )
     fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), ptrs, scratch.ctypes.data)
-    bad = [f"operand {k}" for k, (b, v) in enumerate(zip(bufs, values)) if np.any(b[v.nbytes :] != 0xA5)]
+    bad = [
+        f"operand {k}"
+        for k, (b, v) in enumerate(zip(bufs, values, strict=True))
+        if np.any(b[v.nbytes :] != 0xA5)
+    ]
     return bad + (["scratch"] if np.any(scratch[n:] != 0xA5) else [])
 
 
