@@ -152,3 +152,18 @@ def test_the_float_gradient_option_trains_input_slices() -> None:
     assert (
         sum(not np.array_equal(before[k], after[k]) for k in after if k.endswith("convolution/trained")) == 2
     )
+
+
+def test_the_planner_holds_only_the_kept_channels() -> None:
+    """The arena's saved activations over the whole step (pytools.bench's profile): with input
+    slices the two layers keep 8x8x16 + 8x8x8 bytes, with output slices of the same layers their
+    whole 8x8x32 inputs."""
+    from pytools.bench.memory import arena_profile
+
+    def saved(scheme: str) -> int:
+        ct = compile_training(_model(), parse_scheme_text(scheme), BOARD, "mt", False, 0.05)
+        return max(p.get("saved activations", 0) for p in arena_profile(ct))
+
+    head = 64  # the classifier's saved input, 1x64
+    assert saved(SCHEME) == head + 8 * 8 * (16 + 8)
+    assert saved("bias=6,-1=1,-2=0.5,-5=0.25") == head + 2 * 8 * 8 * 32
