@@ -2,8 +2,9 @@
 
 The training step keeps every trained parameter as RAM state (compile_train; plan storage 2):
 the first `train_rows` output channels of a layer's int8 weights (depthwise: the first
-channels of its [kh, kw, C] filter) and its int32 bias. QAS trains in the quantized domain and
-keeps each tensor's scales, so the trained model is the original one with those bytes
+channels of its [kh, kw, C] filter; CONV_2D with an input-channel slice: the first
+`train_cols` input channels of every output channel) and its int32 bias. QAS trains in the
+quantized domain and keeps each tensor's scales, so the trained model is the original one with those bytes
 replaced: nothing else changes. The export patches the original flatbuffer in place (same
 sizes, same quantization, same operators, metadata kept), so the result is exactly the model
 the board runs.
@@ -42,6 +43,23 @@ class TrainedParam:
     kind: str  # "weights" or "bias"
     op_kind: str
     rows: int  # weights: leading output channels trained (depthwise: channels)
+    cols: int = 0  # CONV_2D weights: leading input channels trained, of every output channel
+
+    def write_into(self, full: np.ndarray, new: np.ndarray) -> str:
+        """Writes the state `new` into the model tensor's values `full` (in place) where the
+        step keeps them; returns what that part is."""
+        if self.kind != "weights":
+            full[...] = new.reshape(full.shape)
+            return "bias"
+        if self.cols:  # [out, kh, kw, in]: the first `cols` input channels of every row
+            full[..., : self.cols] = new.reshape(*full.shape[:-1], self.cols)
+            return f"weights, {self.cols} of {full.shape[-1]} input channels"
+        if self.op_kind == "DEPTHWISE_CONV_2D":  # [1, kh, kw, C]: the first `rows` channels
+            view = full.reshape(full.shape[1], full.shape[2], -1)
+            view[:, :, : self.rows] = new.reshape(full.shape[1], full.shape[2], self.rows)
+            return f"weights, {self.rows} of {full.shape[-1]} channels"
+        full[: self.rows] = new.reshape(full[: self.rows].shape)  # [out, ...]: the first rows
+        return f"weights, {self.rows} of {full.shape[0]} channels"
 
 
 def trained_params(ct: CompiledTraining) -> list[TrainedParam]:
@@ -52,7 +70,16 @@ def trained_params(ct: CompiledTraining) -> list[TrainedParam]:
         if "trained_filter" not in o:
             continue
         if o["trained_filter"] >= 0:
-            out.append(TrainedParam(op.inputs[1], o["trained_filter"], "weights", op.kind, o["train_rows"]))
+            out.append(
+                TrainedParam(
+                    op.inputs[1],
+                    o["trained_filter"],
+                    "weights",
+                    op.kind,
+                    o["train_rows"],
+                    o.get("train_cols", 0),
+                )
+            )
         if o["trained_bias"] >= 0:
             out.append(TrainedParam(op.inputs[2], o["trained_bias"], "bias", op.kind, 0))
     return out
@@ -114,18 +141,7 @@ def export_trained(
                 "expected int8 weights or int32 bias"
             )
         full = np.frombuffer(model, dtype=dtype, count=t.data.size, offset=start).reshape(t.shape).copy()
-        new = state[p.state_tensor]
-        if p.kind == "weights":
-            if p.op_kind == "DEPTHWISE_CONV_2D":  # [1, kh, kw, C]: the first `rows` channels
-                view = full.reshape(t.shape[1], t.shape[2], -1)
-                view[:, :, : p.rows] = new.reshape(t.shape[1], t.shape[2], p.rows)
-            else:  # [out, ...]: the first `rows` output channels
-                full[: p.rows] = new.reshape(full[: p.rows].shape)
-            channels = t.shape[-1] if p.op_kind == "DEPTHWISE_CONV_2D" else t.shape[0]
-            what = f"weights, {p.rows} of {channels} channels"
-        else:
-            full[...] = new.reshape(full.shape)
-            what = "bias"
+        what = p.write_into(full, state[p.state_tensor])
         before = np.frombuffer(model, dtype=dtype, count=t.data.size, offset=start)
         changed = int(np.count_nonzero(before != full.reshape(-1)))
         out[start : start + length] = full.astype(dtype).tobytes()

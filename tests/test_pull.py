@@ -32,6 +32,7 @@ from pytools.train.trainer import Trainer
 
 BOARD = load_board("mps2_an500")
 SCHEME = "bias=4,-1=1,-2=0.5,-3=0.25"  # a depthwise bias, conv weight rows, the classifier
+INPUT_SLICES = "bias=4,-1=1,-2=in:0.5,-5=in:0.25"  # conv weights on their first input channels
 LR = 0.05
 
 
@@ -51,11 +52,12 @@ def tflite_run(model: bytes, x: np.ndarray, tensor: int) -> tuple[np.ndarray, np
 
 
 @pytest.mark.emulator
-def test_pulled_model_predicts_as_the_board_bit_for_bit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", [SCHEME, INPUT_SLICES], ids=["rows", "input-channels"])
+def test_pulled_model_predicts_as_the_board_bit_for_bit(tmp_path: Path, scheme: str) -> None:
     original = zoo_model("mobilenet_tiny")
     model = tmp_path / "mt.tflite"
     model.write_bytes(original)
-    ct = compile_training(import_tflite(original, "mt"), load_scheme(SCHEME), BOARD, "mt", False, LR)
+    ct = compile_training(import_tflite(original, "mt"), load_scheme(scheme), BOARD, "mt", False, LR)
     g = ct.train.graph
     x_t = g.tensor(g.inputs[0])
     rng = np.random.default_rng(21)
@@ -73,7 +75,7 @@ def test_pulled_model_predicts_as_the_board_bit_for_bit(tmp_path: Path) -> None:
         # QEMU serves one client at a time: the pull connects on its own.
         out = tmp_path / "mt_trained.tflite"
         env = {**os.environ, "TINYTRAIN_RUN_DIR": str(emulator.RUN)}
-        cmd = ["pull", "--port", emu.url, "--model", str(model), "--scheme", SCHEME, "--lr", str(LR)]
+        cmd = ["pull", "--port", emu.url, "--model", str(model), "--scheme", scheme, "--lr", str(LR)]
         r = subprocess.run(
             [sys.executable, "-m", "invoke", *cmd, "--out", str(out)],
             cwd=ROOT,

@@ -2,6 +2,7 @@
  * integer results are identical. See conv2d_s8.h for layouts and operands. */
 #include "conv2d_s8.h"
 
+#include "conv2d_train.h"
 #include "fixedpoint.h"
 
 /* acc (+ bias) scaled to the output's quanta, offset by its zero point and clamped to the
@@ -14,7 +15,6 @@ static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift,
 }
 
 void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch) {
-    (void)scratch;
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;
     const int8_t *input = operands[CONV2D_S8_INPUT];
@@ -29,7 +29,6 @@ void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch)
     const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
     const size_t in_image = (size_t)p.input_h * in_row;
     const size_t filter_row = (size_t)p.filter_w * (size_t)p.input_c;
-    const size_t filter_size = (size_t)p.filter_h * filter_row;
 
     for (int32_t b = 0; b < p.batches; ++b) {
         const int8_t *image = input + (size_t)b * in_image;
@@ -39,10 +38,10 @@ void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch)
                 const int32_t x0 = ox * p.stride_w - p.pad_w;
                 /* Output is NHWC, so writing channel after channel fills it in order. */
                 for (int32_t oc = 0; oc < p.output_c; ++oc) {
-                    /* The rows being trained come from their RAM copy. */
-                    const int8_t *kernel = oc < p.train_rows
-                                               ? trained_filter + (size_t)oc * filter_size
-                                               : filter + (size_t)oc * filter_size;
+                    /* The rows (or input channels) being trained come from their RAM copy. */
+                    const int8_t *kernel =
+                        conv_train_row(scratch, filter, trained_filter, oc, p.filter_h * p.filter_w,
+                                       p.input_c, p.train_rows, p.train_cols);
                     /* 32-bit accumulator as TFLite: |w * (x - zp)| <= 128 * 255, so it
                      * cannot overflow below 2^16 taps (filter_h * filter_w * input_c). */
                     int32_t acc = 0;
@@ -75,7 +74,9 @@ void conv2d_s8_ref_run(const void *params, void *const *operands, void *scratch)
     }
 }
 
+/* Two filter rows when input channels are trained (conv_train_row composes them; the DSP
+ * variants hold a pair), else none. */
 size_t conv2d_s8_ref_scratch_size(const void *params) {
-    (void)params;
-    return 0;
+    const struct conv2d_s8_params p = *(const struct conv2d_s8_params *)params;
+    return conv_train_row_bytes(p.filter_h * p.filter_w, p.input_c, p.train_cols, 2);
 }

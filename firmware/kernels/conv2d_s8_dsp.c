@@ -54,6 +54,7 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
         .input = operands[CONV2D_S8_INPUT],
         .filter = operands[CONV2D_S8_FILTER],
         .trained_filter = operands[CONV2D_S8_TRAINED_FILTER],
+        .rows = scratch,
         .bias = p.has_bias ? (const int32_t *)operands[CONV2D_S8_BIAS] : NULL,
         .trained_bias = operands[CONV2D_S8_TRAINED_BIAS],
         .multipliers = operands[CONV2D_S8_MULTIPLIERS],

@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "conv2d_s8.h"
+#include "conv2d_train.h"
 #include "dsp.h"
 #include "fixedpoint.h"
 #include "requant_fast.h"
@@ -41,6 +42,7 @@ _Static_assert(2 * CONV_WBUF_GROUPS_1X1 <= CONV_BUF_GROUPS, "a GEMM tile holds 2
 
 struct conv_ops {
     const int8_t *input, *filter, *trained_filter;
+    int8_t *rows; /* two filter rows (scratch) when input channels are trained, else unused */
     const int32_t *bias, *trained_bias, *multipliers, *shifts;
     int8_t *out;
     uint64_t *buf; /* the variant's buffer: scratch from the arena (conv2d_s8_dsp_buffer_size) */
@@ -79,10 +81,15 @@ static inline int32_t bias_of(int32_t oc, const struct conv2d_s8_params *p,
     return o->bias ? o->bias[oc] : 0;
 }
 
-/* Output channel oc's filter row: the trained RAM copy below train_rows, as the reference. */
+/* Output channel oc's filter row, as the reference reads it (conv_train_row): with input
+ * channels trained, composed in the row buffer of oc's parity (a pair oc, oc + 1 is live at
+ * once). */
 static inline const int8_t *row_of(int32_t oc, size_t filter_size, const struct conv2d_s8_params *p,
                                    const struct conv_ops *o) {
-    return (oc < p->train_rows ? o->trained_filter : o->filter) + (size_t)oc * filter_size;
+    if (p->train_cols <= 0)
+        return (oc < p->train_rows ? o->trained_filter : o->filter) + (size_t)oc * filter_size;
+    return conv_train_row(o->rows + (size_t)(oc & 1) * filter_size, o->filter, o->trained_filter,
+                          oc, p->filter_h * p->filter_w, p->input_c, p->train_rows, p->train_cols);
 }
 
 /* A group: 4 taps as 16-bit lanes, in SXTB16 order (low word: taps 0 and 2, high word: taps

@@ -2,6 +2,7 @@
  * scale. See conv2d_s8_grad_input.h for the arithmetic and operands. */
 #include "conv2d_s8_grad_input.h"
 
+#include "conv2d_train.h"
 #include "grad.h"
 
 void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch) {
@@ -20,10 +21,10 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
     const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
     const size_t in_image = (size_t)p.input_h * in_row;
     const size_t n_in = (size_t)p.batches * in_image;
-    const size_t filter_size = (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c;
     const size_t taps = (size_t)p.filter_h * (size_t)p.filter_w;
     int32_t *acc = scratch;
-    int32_t *m = acc + n_in; /* Q23 channel multipliers */
+    int32_t *m = acc + n_in;                  /* Q23 channel multipliers */
+    int8_t *row = (int8_t *)(m + p.output_c); /* a composed filter row (train_cols) */
 
     const int32_t n_scales = p.per_channel ? p.output_c : 1;
     const float max_scale = conv_grad_channel_q23(scales, n_scales, m);
@@ -34,10 +35,11 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
     for (int32_t k = 0; k < p.input_c; ++k) {
         uint64_t bk = 0, wk = 0;
         for (int32_t c = 0; c < p.output_c; ++c) {
-            const int8_t *w = (c < p.train_rows ? trained : filter) + (size_t)c * filter_size;
             uint64_t s = 0;
             for (size_t t = 0; t < taps; ++t) {
-                const int32_t v = w[t * (size_t)p.input_c + (size_t)k];
+                const int32_t v =
+                    conv_train_weight(filter, trained, c, (int32_t)t, k, (int32_t)taps, p.input_c,
+                                      p.train_rows, p.train_cols);
                 s += (uint64_t)(v < 0 ? -v : v);
             }
             bk += s * 128u * (uint64_t)m[p.per_channel ? c : 0];
@@ -61,8 +63,8 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
                     if (g == 0) continue;
                     const int32_t gs = conv_grad_term(g, m[p.per_channel ? c : 0], shift);
                     if (gs == 0) continue;
-                    const int8_t *kernel =
-                        (c < p.train_rows ? trained : filter) + (size_t)c * filter_size;
+                    const int8_t *kernel = conv_train_row(row, filter, trained, c, (int32_t)taps,
+                                                          p.input_c, p.train_rows, p.train_cols);
                     /* Scatter: the forward read x[y, x, :] through tap (fy, fx), so the
                      * gradient flows back there; padded taps had no input and get nothing. */
                     for (int32_t fy = 0; fy < p.filter_h; ++fy) {
@@ -91,5 +93,9 @@ size_t conv2d_s8_grad_input_ref_scratch_size(const void *params) {
         *(const struct conv2d_s8_grad_input_params *)params;
     const size_t n_in =
         (size_t)p.batches * (size_t)p.input_h * (size_t)p.input_w * (size_t)p.input_c;
-    return (n_in + (size_t)p.output_c) * sizeof(int32_t);
+    /* Input-channel slices: composed rows (conv2d_s8_grad_input.h, GI_COLS_ROWS). */
+    const int chunk = p.filter_h == 1 && p.filter_w == 1 && p.input_c <= GI_COLS_MAX_C;
+    return (n_in + (size_t)p.output_c) * sizeof(int32_t) +
+           conv_train_row_bytes(p.filter_h * p.filter_w, p.input_c, p.train_cols,
+                                chunk ? GI_COLS_ROWS : 1);
 }

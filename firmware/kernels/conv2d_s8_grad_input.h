@@ -123,6 +123,13 @@ static inline int32_t conv_grad_masked(const int8_t *g, const uint8_t *mask, siz
     return (mask && !((mask[i >> 3] >> (i & 7)) & 1)) ? 0 : (int32_t)g[i];
 }
 
+/* Input-channel slices (conv2d_train.h) read composed weight rows from the scratch, after the
+ * accumulators and multipliers: one in the reference, GI_COLS_ROWS (a chunk) in the DSP
+ * variant's 1x1 path, which takes 1x1 slices of an even train_cols over up to GI_COLS_MAX_C
+ * input channels. */
+#define GI_COLS_ROWS 32
+#define GI_COLS_MAX_C 256
+
 /* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
  * else the reference. It lives in conv2d_s8_grad_input_dsp.c. */
 void conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch);

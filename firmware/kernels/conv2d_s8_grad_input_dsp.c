@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
+#include "conv2d_train.h"
 #include "dsp.h"
 #include "grad.h"
 
@@ -36,6 +37,7 @@
  * of the operator's scratch, after the reference's). */
 #define GI_C 32
 #define GI_PAIRS 16
+_Static_assert(GI_COLS_ROWS == GI_C, "the scratch holds one chunk of composed rows");
 
 struct gi {
     const int8_t *grad_out;
@@ -43,7 +45,9 @@ struct gi {
     const int8_t *filter, *trained;
     const int32_t *m;
     int32_t input_c, output_c, train_rows, per_channel, shift;
-    uint32_t *terms; /* GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
+    uint32_t *terms;    /* GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
+    int32_t train_cols; /* input-channel slice (conv2d_train.h): 1x1, even; 0: none */
+    int8_t *rows;       /* then: GI_C composed weight rows (scratch) */
 };
 
 /* The same bound for a 1x1 filter, two input channels at a time with their four sums in
@@ -155,14 +159,20 @@ static int shift_1x1(const struct gi *g) {
     if (min_shift_certain(g, 1)) return CONV_GRAD_MIN_SHIFT_16;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
+    const int32_t tc = g->train_cols; /* even: a pair of columns is trained or not */
     uint64_t b0 = 0, w1 = 0;
     for (int32_t k = 0; k < n; k += 2) {
         const int two = k + 1 < n;
         /* a0, a1 < 2^32: 128 per output channel, < 2^24 of them */
         struct bound2 b = {{0, 0}, {0, 0}, 0, 0, n, tr};
-        if (tr > 0) bound2(g->trained + k, g->m, mstep, two, &b);
-        b.count = g->output_c - tr;
-        bound2(g->filter + (size_t)tr * (size_t)n + k, g->m + tr * mstep, mstep, two, &b);
+        if (k < tc) { /* trained columns: every row's, tc bytes apart */
+            b.stride = tc, b.count = g->output_c;
+            bound2(g->trained + k, g->m, mstep, two, &b);
+        } else {
+            if (tr > 0) bound2(g->trained + k, g->m, mstep, two, &b);
+            b.count = g->output_c - tr;
+            bound2(g->filter + (size_t)tr * (size_t)n + k, g->m + tr * mstep, mstep, two, &b);
+        }
         const uint64_t s0 = 128u * u64_of(b.s0), s1 = 128u * u64_of(b.s1);
         if (s0 > b0) b0 = s0;
         if (s1 > b0) b0 = s1;
@@ -474,8 +484,13 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             const int8_t *rows[GI_C];
             for (int32_t j = 0; j < used; ++j) {
                 const int32_t c = chans[j < n ? j : 0];
-                rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
-                                            : g->filter + (size_t)c * (size_t)kc;
+                if (g->train_cols > 0) /* composed: trained columns, then flash */
+                    rows[j] = j < n ? conv_train_row(g->rows + (size_t)j * (size_t)kc, g->filter,
+                                                     g->trained, c, 1, kc, 0, g->train_cols)
+                                    : rows[0];
+                else
+                    rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
+                                                : g->filter + (size_t)c * (size_t)kc;
             }
             for (int32_t i = 0; i < pairs; ++i)
                 load_terms(g, gp + (size_t)i * GI_C, chans, n, used, q[i][0], q[i][1]);
@@ -664,6 +679,12 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
+    const int one = p.filter_h == 1 && p.filter_w == 1;
+    if (p.train_cols > 0 && !(one && p.train_cols % 2 == 0 && p.input_c <= GI_COLS_MAX_C)) {
+        /* input-channel slices other than MIT's (1x1, even): the reference's composed rows */
+        conv2d_s8_grad_input_ref_run(params, operands, scratch);
+        return;
+    }
     const float grad_out_scale = *(const float *)operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
     const float *scales = operands[CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
@@ -686,8 +707,10 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
         .per_channel = p.per_channel,
         .shift = 0,
         .terms = (uint32_t *)((uint8_t *)scratch + gi_terms_offset(params)),
+        .train_cols = p.train_cols,
+        .rows = (int8_t *)(m + p.output_c), /* conv2d_s8_grad_input_scratch_size */
     };
-    if (p.filter_h == 1 && p.filter_w == 1)
+    if (one)
         grad_input_1x1(&p, &g, acc);
     else
         grad_input_kxk(&p, &g, acc);

@@ -1,10 +1,10 @@
 /* Input gradient of conv2d_s8 in float32. See conv2d_s8_grad_input_f32.h. */
 #include "conv2d_s8_grad_input_f32.h"
 
+#include "conv2d_train.h"
 #include "grad.h"
 
 void conv2d_s8_grad_input_f32_run(const void *params, void *const *operands, void *scratch) {
-    (void)scratch;
     const struct conv2d_s8_grad_input_f32_params p =
         *(const struct conv2d_s8_grad_input_f32_params *)params;
     const float *grad_out = operands[CONV2D_S8_GRAD_INPUT_F32_GRAD_OUTPUT];
@@ -18,7 +18,6 @@ void conv2d_s8_grad_input_f32_run(const void *params, void *const *operands, voi
 
     const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
     const size_t in_image = (size_t)p.input_h * in_row;
-    const size_t filter_size = (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c;
     for (size_t i = 0; i < (size_t)p.batches * in_image; ++i) grad_in[i] = 0.0f;
     size_t idx = 0; /* flat index of G_y[b, oy, ox, c] */
     for (int32_t b = 0; b < p.batches; ++b) {
@@ -31,7 +30,8 @@ void conv2d_s8_grad_input_f32_run(const void *params, void *const *operands, voi
                     if (grad_out[idx] == 0.0f || (mask && !grad_mask_get(mask, idx))) continue;
                     const float g = s_g * grad_out[idx] * scales[p.per_channel ? c : 0];
                     const int8_t *kernel =
-                        (c < p.train_rows ? trained : filter) + (size_t)c * filter_size;
+                        conv_train_row(scratch, filter, trained, c, p.filter_h * p.filter_w,
+                                       p.input_c, p.train_rows, p.train_cols);
                     for (int32_t fy = 0; fy < p.filter_h; ++fy) {
                         const int32_t y = y0 + fy * p.dilation_h;
                         if (y < 0 || y >= p.input_h) continue;
@@ -52,7 +52,9 @@ void conv2d_s8_grad_input_f32_run(const void *params, void *const *operands, voi
     *(float *)operands[CONV2D_S8_GRAD_INPUT_F32_GRAD_INPUT_SCALE] = 1.0f;
 }
 
+/* One composed filter row when input channels are trained (conv_train_row), else none. */
 size_t conv2d_s8_grad_input_f32_scratch_size(const void *params) {
-    (void)params;
-    return 0;
+    const struct conv2d_s8_grad_input_f32_params p =
+        *(const struct conv2d_s8_grad_input_f32_params *)params;
+    return conv_train_row_bytes(p.filter_h * p.filter_w, p.input_c, p.train_cols, 1);
 }

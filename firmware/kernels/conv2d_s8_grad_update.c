@@ -3,11 +3,12 @@
 #include "conv2d_s8_grad_update.h"
 
 #include "conv2d_s8_grad_input.h" /* conv_grad_masked */
+#include "conv2d_train.h"
 
 void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
-    const struct conv2d_s8_grad_update_params p =
-        *(const struct conv2d_s8_grad_update_params *)params;
+    struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
+    CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
     const int8_t *grad_out = operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT];
     const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
     const uint8_t *mask = p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL;
@@ -66,8 +67,11 @@ void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, vo
 }
 
 size_t conv2d_s8_grad_update_scratch_size(const void *params) {
-    const struct conv2d_s8_grad_update_params p =
-        *(const struct conv2d_s8_grad_update_params *)params;
+    struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
+    CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
     if (!p.update_weights || p.train_rows <= 0) return 0;
-    return (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(int32_t);
+    const size_t acc =
+        (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(int32_t);
+    const size_t spatial = conv_grad_update_spatial_bytes(&p); /* the DSP variant's, if it runs */
+    return spatial > acc ? spatial : acc;
 }

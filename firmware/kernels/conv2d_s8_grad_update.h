@@ -17,8 +17,11 @@
  * |x_q - z_x| <= 255).
  *
  * Slices: weights of output channels [0, train_rows) (rows of the [output_c, ...] filter,
- * held in RAM as trained_filter), biases of output channels [0, train_bias_rows) (in RAM as
- * trained_bias). Bias-only updates (update_weights = 0) need neither input nor scratch.
+ * held in RAM as trained_filter), or of input channels [0, train_cols) of every output channel
+ * (trained_filter [output_c, filter_h, filter_w, train_cols], input [batches, input_h, input_w,
+ * train_cols]: only those channels are saved; conv2d_train.h), biases of output channels
+ * [0, train_bias_rows) (in RAM as trained_bias). Bias-only updates (update_weights = 0) need
+ * neither input nor scratch.
  *
  * Layouts (NHWC, as conv2d_s8):
  *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y
@@ -59,6 +62,26 @@ enum {
     CONV2D_S8_GRAD_UPDATE_RNG_STATE = 7,      /* in and out */
     CONV2D_S8_GRAD_UPDATE_OPERANDS = 8
 };
+
+/* The scratch of the DSP variant with SMLAD over the spatial dimension
+ * (conv2d_s8_grad_update_spatial_dsp.c), 0 where it does not take the layer: the input
+ * transposed (filter_size x ceil(P / 2) words, P output positions), eight rows' packed
+ * gradients and two rows' sums. It takes weight updates of at least GU_SPATIAL_MIN_ROWS rows over
+ * at most GU_SPATIAL_MAX_POSITIONS positions whose transposed input fits GU_SPATIAL_MAX_BYTES; p as
+ * the update kernels view it (CONV_TRAIN_COLS_AS_LAYER). Here, so the reference's scratch size
+ * (conv2d_s8_grad_update_scratch_size) covers it. */
+#define GU_SPATIAL_MAX_POSITIONS 64
+#define GU_SPATIAL_MAX_BYTES 6144
+#define GU_SPATIAL_MIN_ROWS 4
+static inline size_t conv_grad_update_spatial_bytes(const struct conv2d_s8_grad_update_params *p) {
+    const int32_t positions = p->batches * p->output_h * p->output_w;
+    const size_t taps = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+    const size_t pw = (size_t)(positions + 1) / 2;
+    if (!p->update_weights || p->train_rows < GU_SPATIAL_MIN_ROWS || positions < 2 ||
+        positions > GU_SPATIAL_MAX_POSITIONS || taps * pw * 4u > GU_SPATIAL_MAX_BYTES)
+        return 0;
+    return (taps * pw + 8 * pw + 2 * taps) * sizeof(uint32_t);
+}
 
 /* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
  * else the reference. It lives in conv2d_s8_grad_update_dsp.c. */

@@ -18,29 +18,10 @@
  * the pair's two gradients: 8 multiply-accumulates in about 16 instructions, against the
  * reference's load, multiply-add and store of an accumulator per MAC. Larger filters: see
  * grad_update_kxk and rows4_grads. */
-#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
-#include "conv2d_s8_grad_update.h"
-#include "dsp.h"
+#include "conv2d_s8_grad_update_dsp.h"
+#include "conv2d_train.h"
 
 #define GU_PAIRS 64 /* position pairs gathered at once (768 B of stack) */
-
-/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums
- * (dsp_bias_sums) and the same float step per channel, channel by channel. */
-static void update_bias(int32_t *bias, int32_t rows, size_t positions, size_t channels,
-                        const int8_t *grad_out, const uint8_t *mask, float lr, float grad_scale,
-                        float input_scale, const float *scales, int32_t per_channel) {
-    int32_t sums[DSP_BIAS_CHUNK];
-    for (int32_t c0 = 0; c0 < rows; c0 += DSP_BIAS_CHUNK) {
-        const int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
-        dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
-        for (int32_t j = 0; j < n; ++j) {
-            const int32_t c = c0 + j;
-            const float f =
-                conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
-            bias[c] = conv_grad_step_bias(bias[c], f * (float)sums[j]);
-        }
-    }
-}
 
 struct gu_pair {
     const int8_t *x0, *x1; /* the two positions' input pixels */
@@ -302,14 +283,27 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
         dsp_step_weights(filter + (size_t)c * filter_size, 1, acc, 1, filter_size, f, rng);
     }
 
-    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
-                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
+                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
+                              p.per_channel);
 }
 
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
-    const struct conv2d_s8_grad_update_params p =
-        *(const struct conv2d_s8_grad_update_params *)params;
+    struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
+    CONV_TRAIN_COLS_AS_LAYER(p);                /* an input-channel slice: conv2d_train.h */
+    if (conv2d_s8_grad_update_spatial_ok(&p)) { /* few positions, many rows */
+        conv2d_s8_grad_update_spatial_dsp(&p, operands, scratch);
+        const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
+        conv_grad_update_bias_dsp(
+            operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS], p.update_bias ? p.train_bias_rows : 0,
+            (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
+            operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
+            p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
+            grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
+            p.per_channel);
+        return;
+    }
     if (p.filter_h != 1 || p.filter_w != 1) {
         grad_update_kxk(&p, operands, scratch);
         return;
@@ -357,8 +351,9 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         dsp_step_weights(filter + (size_t)c * (size_t)kc, 1, acc, 1, (size_t)kc, f, rng);
     }
 
-    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
-                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
+                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
+                              p.per_channel);
 }
 
 /* The selector, the runtime's entry for conv2d_s8_grad_update (ops.def): the DSP variant above when

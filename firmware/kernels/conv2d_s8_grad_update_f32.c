@@ -3,6 +3,7 @@
 #include "conv2d_s8_grad_update_f32.h"
 
 #include "conv2d_s8_grad_update.h" /* the QAS factors and the saturating steps */
+#include "conv2d_train.h"
 #include "grad.h"
 
 static inline float masked(const float *g, const uint8_t *mask, size_t i) {
@@ -10,8 +11,9 @@ static inline float masked(const float *g, const uint8_t *mask, size_t i) {
 }
 
 void conv2d_s8_grad_update_f32_run(const void *params, void *const *operands, void *scratch) {
-    const struct conv2d_s8_grad_update_f32_params p =
+    struct conv2d_s8_grad_update_f32_params p =
         *(const struct conv2d_s8_grad_update_f32_params *)params;
+    CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
     const float *grad_out = operands[CONV2D_S8_GRAD_UPDATE_F32_GRAD_OUTPUT];
     const float s_g = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_F32_GRAD_OUTPUT_SCALE];
     const uint8_t *mask =
@@ -77,8 +79,9 @@ void conv2d_s8_grad_update_f32_run(const void *params, void *const *operands, vo
 }
 
 size_t conv2d_s8_grad_update_f32_scratch_size(const void *params) {
-    const struct conv2d_s8_grad_update_f32_params p =
+    struct conv2d_s8_grad_update_f32_params p =
         *(const struct conv2d_s8_grad_update_f32_params *)params;
+    CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
     if (!p.update_weights || p.train_rows <= 0) return 0;
     return (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(float);
 }

@@ -21,30 +21,12 @@
  * word of input, SXTAB16 adding the input offset while widening, and SMLABB / SMLATT into the
  * tap's four accumulators (on the stack). The biases: 4 channels per word of gradients into
  * 16-bit lane sums (dsp_bias_sums). */
-#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
-#include "conv2d_s8_grad_update.h"
+#include "conv2d_s8_grad_input.h"      /* conv_grad_masked */
+#include "conv2d_s8_grad_update_dsp.h" /* conv_grad_update_bias_dsp */
 #include "depthwise_conv2d_s8_grad_update.h"
 #include "dsp.h"
 
 #define DWGU_TAPS 25 /* taps whose 4 channels' accumulators the stack holds (400 B) */
-
-/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums
- * (dsp_bias_sums) and the same float step per channel, channel by channel. */
-static void update_bias(int32_t *bias, int32_t rows, size_t positions, size_t channels,
-                        const int8_t *grad_out, const uint8_t *mask, float lr, float grad_scale,
-                        float input_scale, const float *scales, int32_t per_channel) {
-    int32_t sums[DSP_BIAS_CHUNK];
-    for (int32_t c0 = 0; c0 < rows; c0 += DSP_BIAS_CHUNK) {
-        const int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
-        dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
-        for (int32_t j = 0; j < n; ++j) {
-            const int32_t c = c0 + j;
-            const float f =
-                conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
-            bias[c] = conv_grad_step_bias(bias[c], f * (float)sums[j]);
-        }
-    }
-}
 
 /* n (1..4) int8 from p as a word, the bytes past n zero; n == 4 reads one word. */
 static inline __attribute__((always_inline)) uint32_t read_n(const int8_t *p, int32_t n) {
@@ -117,7 +99,8 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
     const struct depthwise_conv2d_s8_grad_update_params p =
         *(const struct depthwise_conv2d_s8_grad_update_params *)params;
     const int32_t taps = p.filter_h * p.filter_w;
-    if (p.depth_multiplier != 1 || taps > DWGU_TAPS) {
+    const int weights = p.update_weights && p.train_rows > 0;
+    if (weights && (p.depth_multiplier != 1 || taps > DWGU_TAPS)) { /* bias-only: any shape */
         depthwise_conv2d_s8_grad_update_ref_run(params, operands, scratch);
         return;
     }
@@ -152,8 +135,10 @@ void depthwise_conv2d_s8_grad_update_dsp_run(const void *params, void *const *op
     }
 
     const size_t positions = (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w;
-    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, positions, (size_t)p.input_c, grad_out,
-                mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    const size_t channels = (size_t)p.input_c * (size_t)p.depth_multiplier; /* G_y's innermost */
+    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, positions, channels,
+                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
+                              p.per_channel);
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8_grad_update (ops.def): the DSP variant

@@ -5,8 +5,10 @@
  * `batches` positions of input_depth channels with output_depth output channels: the same
  * weight gradient sums, the same QAS factor and stochastic rounding in the same order (so the
  * generator's state ends the same), the same bias update; the operands and the scratch are laid
- * out alike. So the layer runs as that convolution through conv2d_s8_grad_update_dsp_run;
- * a batch of one (no pairs of positions to multiply-accumulate with SMLAD) runs the reference. */
+ * out alike. So the layer runs as that convolution through conv2d_s8_grad_update_dsp_run, a
+ * batch of one too (a lone position pairs with itself and a zero gradient; with the assembly
+ * weight and bias steps of dsp.h / conv2d_s8_grad_update_dsp.h it is faster than the
+ * reference's per-weight call). */
 #include "conv2d_s8_grad_update.h"
 #include "dsp.h"
 #include "fully_connected_s8_grad_update.h"
@@ -25,10 +27,6 @@ void fully_connected_s8_grad_update_dsp_run(const void *params, void *const *ope
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct fully_connected_s8_grad_update_params p =
         *(const struct fully_connected_s8_grad_update_params *)params;
-    if (p.batches < 2) { /* one position: nothing to pair up (measured slower than the reference) */
-        fully_connected_s8_grad_update_ref_run(params, operands, scratch);
-        return;
-    }
     const struct conv2d_s8_grad_update_params c = {
         DSP_FC_AS_CONV_1X1(p),
         .input_offset = p.input_offset,

@@ -6,7 +6,7 @@
 
 #define PLAN_MAGIC 0x4C505454u /* "TTPL" little-endian */
 /* 4: WINDOW_COPY (patch-based execution); 3: trained-slice operands on conv/depthwise/FC */
-#define PLAN_FORMAT_VERSION 6u
+#define PLAN_FORMAT_VERSION 7u
 #define PLAN_ALIGN 16u
 #define PLAN_NO_TENSOR 0xFFFFu
 #define PLAN_OP_FLAG_NOOP 1u

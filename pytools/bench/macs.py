@@ -64,7 +64,11 @@ def step_macs(ct: CompiledTraining) -> list[int]:
             fwd = g.ops[op.options["forward"]]
             w = g.tensor(fwd.inputs[1])
             channels = w.shape[-1] if fwd.kind == "DEPTHWISE_CONV_2D" else w.shape[0]
-            out.append(op_macs(g, fwd) * int(op.options.get("train_rows", 0)) // channels)
+            if op.options.get("train_cols", 0):  # an input-channel slice: its share of the inputs
+                channels, trained = w.shape[-1], int(op.options["train_cols"])
+            else:
+                trained = int(op.options.get("train_rows", 0))
+            out.append(op_macs(g, fwd) * trained // channels)
         else:
             out.append(0)
     return out

@@ -13,14 +13,18 @@ The step is an ordinary IR graph whose operators run in order:
 Pruning falls out of construction: a gradient exists only for tensors downstream of a
 trained parameter; a mask only where such a gradient passes a clamp; a saved activation
 only where a weight update or an input gradient reads it (MAX_POOL_2D's input, MUL's
-other factor, an activation's input, MAXIMUM/MINIMUM's inputs). Nothing below
-the lowest updated layer keeps anything.
+other factor, an activation's input, MAXIMUM/MINIMUM's inputs). A CONV_2D trained on an
+input-channel slice keeps only those channels of its input (a SLICE in the forward pass, just
+before the layer): its update reads nothing else. Nothing below the lowest updated layer keeps
+anything.
 Gradients are int8 tensors, each with a float32 scale tensor (firmware/kernels/grad.h).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -202,6 +206,12 @@ def build_training_graph(
     tb = TrainGraph(Graph(tensors, ops, [], []), updates, 0, head.output, -1, -1, -1, head)
     # RAM state of every trained layer: the forward pass reads its weights from there too.
     state = {i: _state_for(fwd, fwd.ops[i], u, tensors, tb) for i, u in updates.items()}
+    if head.layer in updates and updates[head.layer].cols:
+        raise ModelError(
+            f"{fwd.ops[head.layer].where()} is the output layer: it trains output channels only "
+            "(give it a [weights] ratio, not [input_channels])"
+        )
+    kept: dict[int, int] = {}  # forward op index -> the input channels saved for its update
 
     # 1. Forward (the final SOFTMAX and anything after it are replaced by the loss).
     mask_of: dict[int, int] = {}
@@ -211,9 +221,12 @@ def build_training_graph(
         if op.index in updates:
             trained = dict(
                 train_rows=updates[op.index].rows,
+                train_cols=updates[op.index].cols,
                 trained_filter=state[op.index][0],
                 trained_bias=state[op.index][1],
             )
+            if updates[op.index].cols:
+                kept[op.index] = _keep_channels(fwd, op, updates[op.index].cols, tensors, emit)
         copy_of[op.index] = emit(op.kind, list(op.inputs), list(op.outputs), **op.options, **trained).index
         y = op.outputs[0]
         # The output layer's clamp is int8 saturation, not an activation. With the loss taken
@@ -359,7 +372,7 @@ def build_training_graph(
                 ins = [gy, sy, mask, *op.inputs[1:]]
             emit(f"{op.kind}_GRAD_INPUT", ins, list(gx), forward=f)
         if op.index in updates:
-            saved = x if updates[op.index].rows else -1
+            saved = kept.get(op.index, x) if updates[op.index].weights else -1
             if saved >= 0:
                 tb.saved.append(saved)
             u = updates[op.index]
@@ -370,6 +383,7 @@ def build_training_graph(
                 forward=f,
                 lr=lr,
                 train_rows=u.rows,
+                train_cols=u.cols,
                 update_bias=u.update_bias,
                 qas=scheme.qas,
             )
@@ -388,11 +402,35 @@ def _through_reshapes(g: Graph, t: int) -> int:
     return t
 
 
+def _keep_channels(fwd: Graph, op: Op, cols: int, tensors: list[Tensor], emit: Callable[..., Op]) -> int:
+    """The first `cols` channels of a CONV_2D's input, copied (SLICE) just before the layer
+    runs: all its input-channel slice's update reads, so the whole input need not outlive the
+    forward pass."""
+    x = fwd.tensor(op.inputs[0])
+    rank = len(x.shape)
+
+    def add(name: str, shape: tuple[int, ...], dtype: str, quant: Any = None, data: Any = None) -> int:
+        tensors.append(Tensor(len(tensors), name, shape, dtype, quant, data))
+        return len(tensors) - 1
+
+    begin = add(f"{x.name}/keep/begin", (rank,), "int32", data=np.zeros(rank, np.int32))
+    size = add(f"{x.name}/keep/size", (rank,), "int32", data=np.array([*x.shape[:-1], cols], np.int32))
+    kept = add(f"{x.name}/keep{cols}", (*x.shape[:-1], cols), x.dtype, x.quant)
+    emit("SLICE", [x.index, begin, size], [kept])
+    return kept
+
+
 def _state_for(fwd: Graph, op: Op, u: LayerUpdate, tensors: list[Tensor], tb: TrainGraph) -> list[int]:
-    """The RAM copies a layer's update writes: its trained weight rows and its bias."""
+    """The RAM copies a layer's update writes: its trained weight rows (or input-channel
+    columns, [out, kh, kw, cols]) and its bias."""
     out = []
     w = fwd.tensor(op.inputs[1])
-    if u.rows:
+    if u.cols:
+        data = np.ascontiguousarray(w.data[..., : u.cols])
+        tensors.append(Tensor(len(tensors), f"{w.name}/trained", data.shape, "int8", w.quant, data, True))
+        out.append(len(tensors) - 1)
+        tb.state.append(len(tensors) - 1)
+    elif u.rows:
         if op.kind == "DEPTHWISE_CONV_2D":  # compact [kh, kw, rows] copy of the first channels
             data = np.ascontiguousarray(w.data.reshape(w.shape[1], w.shape[2], -1)[:, :, : u.rows])
         else:  # the first rows of [out, ...]: contiguous

@@ -102,15 +102,7 @@ def export_graph(graph: Graph, ct: object, state: dict[int, np.ndarray]) -> byte
     for p in trained_params(ct):  # type: ignore[arg-type]
         t = g.tensor(p.model_tensor)
         full = np.array(t.data, copy=True)
-        new = state[p.state_tensor]
-        if p.kind == "weights":
-            if p.op_kind == "DEPTHWISE_CONV_2D":  # [1, kh, kw, C]: the first `rows` channels
-                view = full.reshape(t.shape[1], t.shape[2], -1)
-                view[:, :, : p.rows] = new.reshape(t.shape[1], t.shape[2], p.rows)
-            else:
-                full[: p.rows] = new.reshape(full[: p.rows].shape)
-        else:
-            full[...] = new.reshape(full.shape)
+        p.write_into(full, state[p.state_tensor])
         t.data = full
     try:
         return write_tflite(g)

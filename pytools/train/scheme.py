@@ -13,6 +13,16 @@ small TOML file:
 
 or the same on the command line: "bias=22,-1=1,-3=0.25,-7=0.125".
 
+[weights] slices a layer's OUTPUT channels (the first ones: rows of the filter, depthwise:
+channels). A CONV_2D may instead train the first fraction of its INPUT channels, for every
+output channel (MIT's MCUNet schemes slice the 1x1 expansion convs so):
+
+    [input_channels]
+    -7 = 0.5        # the first half of its input channels, all output channels
+
+(inline "-7=in:0.5"). Only the trained input channels of the layer's input are kept for the
+backward pass. A layer is in [weights] or in [input_channels], not both.
+
 A scheme may also run the model's frozen first stage patch by patch
 (pytools/model/lowering/patch.py), which decides the peak memory at high resolution:
 
@@ -60,6 +70,7 @@ RATIOS = (0.125, 0.25, 0.5, 1.0)
 class Scheme:
     bias_layers: int = 0
     weights: dict[int, float] = field(default_factory=dict)  # layer (negative index) -> ratio
+    inputs: dict[int, float] = field(default_factory=dict)  # CONV_2D layer -> ratio of input channels
     patch: list[Patching] = field(default_factory=list)  # frozen first stages run in patches
     patch_auto: bool = False  # choose the patching with the smallest planned arena
     patch_budget: float = 0.5  # patch=auto: recomputed MACs at most this fraction of the stages'
@@ -69,6 +80,9 @@ class Scheme:
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
         parts += [f"weights of layer {k} at {r:g}" for k, r in sorted(self.weights.items())]
+        parts += [
+            f"weights of layer {k} at {r:g} of its input channels" for k, r in sorted(self.inputs.items())
+        ]
         text = ", ".join(parts) or "nothing"
         if parts and not self.qas:
             text += ", without QAS"
@@ -85,6 +99,7 @@ class Scheme:
         options that differ from the defaults (patches are not repeated)."""
         parts = [f"bias={self.bias_layers}"] if self.bias_layers else []
         parts += [f"{k}={r:g}" for k, r in sorted(self.weights.items(), reverse=True)]
+        parts += [f"{k}=in:{r:g}" for k, r in sorted(self.inputs.items(), reverse=True)]
         if self.float_gradients:
             parts.append("gradients=float32")
         if not self.qas:
@@ -96,6 +111,7 @@ class Scheme:
         return Scheme(
             bias_layers=min(self.bias_layers, n),
             weights={k: r for k, r in self.weights.items() if -k <= n},
+            inputs={k: r for k, r in self.inputs.items() if -k <= n},
             float_gradients=self.float_gradients,
             qas=self.qas,
         )
@@ -108,12 +124,24 @@ class LayerUpdate:
     update_bias: bool
     rows: int  # output channels (depthwise: channels) whose weights are updated; 0 = none
     channels: int  # all output channels (depthwise: channels)
+    cols: int = 0  # CONV_2D: input channels [0, cols) of every output channel updated (rows = 0)
+
+    @property
+    def weights(self) -> bool:
+        """Whether any weight is updated (a row or a column slice)."""
+        return bool(self.rows or self.cols)
 
 
 def _check(scheme: Scheme, where: str) -> Scheme:
     if scheme.bias_layers < 0:
         raise ToolError(f"{where}: bias_layers must be >= 0")
-    for layer, ratio in scheme.weights.items():
+    both = sorted(set(scheme.weights) & set(scheme.inputs))
+    if both:
+        raise ToolError(
+            f"{where}: layer {both[0]} slices both output and input channels; give it one of "
+            "[weights] (output channels) or [input_channels]"
+        )
+    for layer, ratio in [*scheme.weights.items(), *scheme.inputs.items()]:
         if layer >= 0:
             raise ToolError(f"{where}: layer {layer}: count layers from the end (-1 is the classifier)")
         if ratio not in RATIOS:
@@ -189,6 +217,8 @@ def parse_scheme_text(text: str) -> Scheme:
                 s.bias_layers = int(value)
             elif key.strip() == "qas":
                 s.qas = {"1": True, "true": True, "0": False, "false": False}[value.strip().lower()]
+            elif value.strip().startswith("in:"):
+                s.inputs[int(key)] = float(value.strip()[3:])
             else:
                 s.weights[int(key)] = float(value)
         except (ValueError, KeyError) as e:
@@ -224,6 +254,27 @@ def _whole(value: object, what: str) -> int:
     return value
 
 
+def _ratios(d: dict, name: str, path: Path) -> dict[int, float]:
+    """A [weights] or [input_channels] table: layer = ratio lines."""
+    table = d.get(name, {})
+    if not isinstance(table, dict):
+        raise ToolError(f"{path}: {name} must be a table ([{name}], then layer = ratio lines)")
+    out = {}
+    for k, v in table.items():
+        try:
+            layer = int(k)
+        except ValueError:
+            raise ToolError(
+                f"{path}: [{name}] key {k!r} is not a layer number (-1 is the classifier)"
+            ) from None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ToolError(
+                f"{path}: [{name}] {k} = {v!r}: a ratio is a number ({', '.join(map(str, RATIOS))})"
+            )
+        out[layer] = float(v)
+    return out
+
+
 def _scheme_file(path: Path) -> Scheme:
     try:
         text = path.read_bytes().decode("utf-8")
@@ -235,31 +286,26 @@ def _scheme_file(path: Path) -> Scheme:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ToolError(f"{path}: not valid TOML: {e}") from e
-    unknown = set(d) - {"bias_layers", "weights", "patch", "patch_budget", "gradients", "qas"}
+    unknown = set(d) - {
+        "bias_layers",
+        "weights",
+        "input_channels",
+        "patch",
+        "patch_budget",
+        "gradients",
+        "qas",
+    }
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-            "[[patch]], patch_budget, gradients and qas"
+            "[input_channels], [[patch]], patch_budget, gradients and qas"
         )
     if not isinstance(d.get("qas", True), bool):
         raise ToolError(f"{path}: qas must be true or false")
-    table = d.get("weights", {})
-    if not isinstance(table, dict):
-        raise ToolError(f"{path}: weights must be a table ([weights], then layer = ratio lines)")
-    weights = {}
-    for k, v in table.items():
-        try:
-            layer = int(k)
-        except ValueError:
-            raise ToolError(
-                f"{path}: [weights] key {k!r} is not a layer number (-1 is the classifier)"
-            ) from None
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ToolError(
-                f"{path}: [weights] {k} = {v!r}: a ratio is a number ({', '.join(map(str, RATIOS))})"
-            )
-        weights[layer] = float(v)
-    scheme = Scheme(_whole(d.get("bias_layers", 0), f"{path}: bias_layers"), weights, qas=d.get("qas", True))
+    weights, inputs = _ratios(d, "weights", path), _ratios(d, "input_channels", path)
+    scheme = Scheme(
+        _whole(d.get("bias_layers", 0), f"{path}: bias_layers"), weights, inputs, qas=d.get("qas", True)
+    )
     if "patch" in d:
         _patch(scheme, d["patch"], str(path))
     if "patch_budget" in d:
@@ -291,7 +337,7 @@ def resolve(graph: Graph, scheme: Scheme) -> dict[int, LayerUpdate]:
     n = len(layers)
     if scheme.bias_layers > n:
         raise ToolError(f"scheme asks for biases of {scheme.bias_layers} layers; the model has {n}")
-    for layer in scheme.weights:
+    for layer in [*scheme.weights, *scheme.inputs]:
         if -layer > n:
             raise ToolError(f"scheme names layer {layer}; the model has {n} trainable layers (-1 .. -{n})")
     out: dict[int, LayerUpdate] = {}
@@ -304,6 +350,14 @@ def resolve(graph: Graph, scheme: Scheme) -> dict[int, LayerUpdate]:
         bias = has_bias and -layer <= scheme.bias_layers
         ratio = scheme.weights.get(layer, 0.0)
         rows = math.ceil(channels * ratio) if ratio else 0
-        if bias or rows:
-            out[op_index] = LayerUpdate(op_index, layer, bias, rows, channels)
+        cols = 0
+        if layer in scheme.inputs:
+            if op.kind != "CONV_2D":
+                raise ToolError(
+                    f"scheme slices the input channels of layer {layer}, a {op.kind} ({op.where()}); "
+                    "only a CONV_2D takes [input_channels]: give this layer a [weights] ratio"
+                )
+            cols = math.ceil(w.shape[3] * scheme.inputs[layer])
+        if bias or rows or cols:
+            out[op_index] = LayerUpdate(op_index, layer, bias, rows, channels, cols)
     return out

@@ -52,9 +52,11 @@ class Layer:
     mask: np.ndarray | None  # bool, the output's shape; None: no mask
     train_rows: int
     train_bias_rows: int
-    w_ram: np.ndarray  # the trained slice's current values (conv [r,fh,fw,ic], dw [fh,fw,r], fc [r,in])
+    w_ram: np.ndarray  # the trained slice's current values (conv [r,fh,fw,ic], dw [fh,fw,r], fc [r,in];
+    # conv with train_cols: [oc,fh,fw,train_cols])
     b_ram: np.ndarray  # int32 [train_bias_rows]
     extra: dict[str, Any] = field(default_factory=dict)
+    train_cols: int = 0  # conv: input channels [0, train_cols) of every row trained (train_rows = 0)
 
     @property
     def channels(self) -> int:
@@ -73,7 +75,9 @@ class Layer:
         """The weights the layer computes with: trained rows from RAM, the rest from flash."""
         w = self.w_flash.copy()
         r = self.train_rows
-        if self.kind == "dw":
+        if self.train_cols:
+            w[..., : self.train_cols] = self.w_ram
+        elif self.kind == "dw":
             w[0, :, :, :r] = self.w_ram
         else:
             w[:r] = self.w_ram
@@ -129,8 +133,8 @@ def _weights(rng: np.random.Generator, shape: tuple[int, ...], scales: np.ndarra
 
 def make_layer(kind: str, seed: int, **force: Any) -> Layer:
     """A random layer (seeded). `force` pins any of: n, h, w, in_c, out_c, mult, fh, fw, sh,
-    sw, dh, dw, padding, per_channel, bias, has_mask, density, train_rows, train_bias_rows,
-    depth, units, batches, z_w."""
+    sw, dh, dw, padding, per_channel, bias, has_mask, density, train_rows, train_cols (conv: an
+    input-channel slice instead of rows), train_bias_rows, depth, units, batches, z_w."""
     rng = np.random.default_rng({"conv": 11000, "dw": 12000, "fc": 13000}[kind] + seed)
 
     def pick(name: str, value: Any) -> Any:
@@ -227,9 +231,15 @@ def make_layer(kind: str, seed: int, **force: Any) -> Layer:
     train_bias_rows = int(
         pick("train_bias_rows", [0, channels, int(rng.integers(0, channels + 1))][rng.integers(0, 3)])
     )
+    train_cols = int(force.get("train_cols", 0))
+    assert not train_cols or (kind == "conv" and 0 < train_cols <= w.shape[3]), "train_cols: conv only"
+    if train_cols:
+        train_rows = 0
     # The RAM copies differ from flash (as after some training steps), so a kernel reading the
     # wrong copy is caught.
-    if kind == "dw":
+    if train_cols:
+        w_ram = w[..., :train_cols].copy()
+    elif kind == "dw":
         w_ram = w[0, :, :, :train_rows].copy()
     else:
         w_ram = w[:train_rows].copy()
@@ -254,15 +264,18 @@ def make_layer(kind: str, seed: int, **force: Any) -> Layer:
         train_bias_rows,
         np.ascontiguousarray(w_ram),
         b_ram,
+        train_cols=train_cols,
     )
 
 
 def without_training(layer: Layer) -> Layer:
     """The same layer with no trained slice (every weight and bias from flash)."""
     empty = np.zeros(
-        (*layer.w_ram.shape[:2], 0) if layer.kind == "dw" else (0, *layer.w_ram.shape[1:]), np.int8
+        (*layer.w_ram.shape[:2], 0) if layer.kind == "dw" else (0, *layer.w_flash.shape[1:]), np.int8
     )
-    return replace(layer, train_rows=0, train_bias_rows=0, w_ram=empty, b_ram=np.zeros(0, np.int32))
+    return replace(
+        layer, train_rows=0, train_cols=0, train_bias_rows=0, w_ram=empty, b_ram=np.zeros(0, np.int32)
+    )
 
 
 # --- Kernel calls --------------------------------------------------------------------------
@@ -296,6 +309,8 @@ def grad_input_call(layer: Layer, has_mask: bool | None = None) -> tuple[KernelC
         has_mask=int(use_mask),
         per_channel=int(layer.per_channel),
         train_rows=layer.train_rows,
+        train_cols=layer.train_cols,
+        train_bias_rows=0,
         filter_offset=-layer.z_w,
     )
     values = [
@@ -348,6 +363,7 @@ def update_call(
         has_mask=int(use_mask),
         per_channel=int(layer.per_channel),
         train_rows=layer.train_rows,
+        train_cols=layer.train_cols,
         train_bias_rows=layer.train_bias_rows,
         update_weights=int(update_weights),
         update_bias=int(update_bias),
@@ -362,7 +378,7 @@ def update_call(
         layer.g_q,
         np.array([layer.s_g], np.float32),
         layer.mask_bits(),
-        layer.x_q if update_weights else np.zeros(0, np.int8),
+        saved_input(layer) if update_weights else np.zeros(0, np.int8),
         layer.s_w,
         wbuf[: layer.w_ram.size],
         bbuf[: layer.b_ram.size],
@@ -370,6 +386,12 @@ def update_call(
     ]
     call = KernelCall(kernel, params, [Operand(data=v) for v in values])
     return call, [*values, wbuf, bbuf]
+
+
+def saved_input(layer: Layer) -> np.ndarray:
+    """The input the update reads: x_q, or its first train_cols channels (all the forward
+    pass keeps for an input-channel slice)."""
+    return np.ascontiguousarray(layer.x_q[..., : layer.train_cols]) if layer.train_cols else layer.x_q
 
 
 def run_update(
@@ -408,6 +430,8 @@ def forward_call(layer: Layer, trained: bool) -> tuple[KernelCall, list[np.ndarr
     k_trained = len(values) - 3  # trained filter, trained bias, output are the last three
     if trained:
         params.update(train_rows=layer.train_rows, train_bias_rows=layer.train_bias_rows)
+        if "train_cols" in params:
+            params["train_cols"] = layer.train_cols
         values[k_trained] = layer.w_ram
         values[k_trained + 1] = layer.b_ram
     else:
@@ -575,6 +599,8 @@ def trained_rows_of(layer: Layer, full: np.ndarray, shift: int = 0) -> np.ndarra
     """Rows [shift, shift + train_rows) of a full-layer weight array, in the trained slice's
     layout (shift != 0: the off-by-one slice a buggy kernel would update)."""
     r = layer.train_rows
+    if layer.train_cols:
+        return full[..., shift : shift + layer.train_cols]
     if layer.kind == "dw":
         return full[0, :, :, shift : shift + r]
     return full[shift : shift + r]

@@ -24,7 +24,8 @@ DEPTHWISE_CONV_2D; a bias-less layer computes what TFLite computes with a zero b
 
 The trained filter and bias are the RAM copies of the rows a sparse update trains (the
 kernels' headers: params train_rows / train_bias_rows; output channels below them read the
-RAM copy). Inference lowers every layer with train_rows = train_bias_rows = 0 and both
+RAM copy), or, for CONV_2D, of its first input channels (train_cols, conv2d_train.def).
+Inference lowers every layer with train_rows = train_cols = train_bias_rows = 0 and both
 operands empty (`_training`); a training plan replaces them with its RAM tensors.
 """
 
@@ -115,6 +116,8 @@ def _training(op: Op, channels: int) -> tuple[dict[str, int], list[Operand]]:
         "train_rows": int(op.options.get("train_rows", 0)) if w >= 0 else 0,
         "train_bias_rows": channels if b >= 0 else 0,
     }
+    if op.kind == "CONV_2D":  # only CONV_2D trains input-channel slices (conv2d_train.def)
+        params["train_cols"] = int(op.options.get("train_cols", 0)) if w >= 0 else 0
     return params, [
         Operand(tensor=w) if w >= 0 else Operand(data=np.zeros(0, dtype=np.int8)),
         Operand(tensor=b) if b >= 0 else Operand(data=np.zeros(0, dtype=np.int32)),

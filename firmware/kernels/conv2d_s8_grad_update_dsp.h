@@ -1,0 +1,111 @@
+/* What the DSP variants of conv2d_s8_grad_update share (conv2d_s8_grad_update_dsp.c selects one
+ * of them): the operands and steps (conv2d_s8_grad_update.h, dsp.h) and each variant's entry.
+ * Internal to conv2d_s8_grad_update_*dsp.c; the runtime calls conv2d_s8_grad_update_run.
+ *
+ * Variants (the selector picks one for the weights, then updates the biases itself):
+ *   conv2d_s8_grad_update_dsp.c          1x1 filters: positions paired per input channel
+ *                                        (sparse: zero gradients skipped); larger filters
+ *                                        along runs of taps (grad_update_kxk);
+ *   conv2d_s8_grad_update_spatial_dsp.c  few output positions (<= GU_SPATIAL_MAX_POSITIONS)
+ *                                        and many rows: SMLAD over the positions, the input
+ *                                        transposed once per call (its scratch:
+ *                                        conv_grad_update_spatial_bytes). */
+#ifndef KERNELS_CONV2D_S8_GRAD_UPDATE_DSP_H
+#define KERNELS_CONV2D_S8_GRAD_UPDATE_DSP_H
+
+#include "conv2d_s8_grad_input.h" /* conv_grad_masked */
+#include "conv2d_s8_grad_update.h"
+#include "dsp.h"
+
+/* conv_grad_step_bias (conv2d_s8_grad_update.h), bit-identical, without its 64-bit float
+ * conversion (a library call on the Cortex-M): below 2^31 in magnitude v truncates to int32
+ * (VCVT), its fraction is exact (below 2^24 the truncation is exact, above it v is whole), and
+ * the rounding and the saturated sum are the reference's; larger (or NaN) v takes the
+ * reference's own steps. */
+static inline int32_t dsp_step_bias(int32_t b, float v) {
+    if (!(v > -2147483648.0f && v < 2147483648.0f)) return conv_grad_step_bias(b, v);
+    int32_t d = (int32_t)v;
+    const float frac = v - (float)d;
+    d += (frac >= 0.5f) - (frac <= -0.5f);
+    const int64_t n = (int64_t)b + d;
+    return (int32_t)(n > INT32_MAX ? INT32_MAX : (n < INT32_MIN ? INT32_MIN : n));
+}
+
+/* 0xFF in byte j iff bit j of the index is set (4 mask bits to a mask of 4 gradient bytes). */
+static const uint32_t gu_spread4[16] = {
+    0x00000000u, 0x000000FFu, 0x0000FF00u, 0x0000FFFFu, 0x00FF0000u, 0x00FF00FFu,
+    0x00FFFF00u, 0x00FFFFFFu, 0xFF000000u, 0xFF0000FFu, 0xFF00FF00u, 0xFF00FFFFu,
+    0xFFFF0000u, 0xFFFF00FFu, 0xFFFFFF00u, 0xFFFFFFFFu,
+};
+
+/* sums[j] for channels c0 + j, j < 8, as dsp_bias_sums computes them (the same integers), when
+ * channels and c0 are multiples of 8: each position's 8 gradients are two words and one byte
+ * of the mask, and the four 16-bit lane sums stay in registers (at most 255 values of
+ * magnitude <= 128 per lane before they are added to the int32 sums): about 2 instructions
+ * per gradient against 8. */
+static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t positions,
+                                 size_t channels, int32_t c0, int32_t *sums) {
+    for (int32_t j = 0; j < 8; ++j) sums[j] = 0;
+    const int8_t *gp = g + c0;
+    const uint8_t *mp = mask ? mask + (c0 >> 3) : NULL;
+    const size_t mstep = channels >> 3;
+    for (size_t p0 = 0; p0 < positions; p0 += 255) {
+        const size_t p1 = positions - p0 < 255 ? positions : p0 + 255;
+        uint32_t l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+        for (size_t pos = p0; pos < p1; ++pos, gp += channels) {
+            uint32_t a = dsp_read4(gp), b = dsp_read4(gp + 4);
+            if (mp) {
+                const uint32_t m = *mp;
+                mp += mstep;
+                a &= gu_spread4[m & 15u];
+                b &= gu_spread4[m >> 4];
+            }
+            l0 = dsp_sxtab16(l0, a);    /* channels 0, 2 */
+            l1 = dsp_sxtab16_hi(l1, a); /* 1, 3 */
+            l2 = dsp_sxtab16(l2, b);    /* 4, 6 */
+            l3 = dsp_sxtab16_hi(l3, b); /* 5, 7 */
+        }
+        sums[0] += (int16_t)(l0 & 0xFFFFu), sums[2] += (int16_t)(l0 >> 16);
+        sums[1] += (int16_t)(l1 & 0xFFFFu), sums[3] += (int16_t)(l1 >> 16);
+        sums[4] += (int16_t)(l2 & 0xFFFFu), sums[6] += (int16_t)(l2 >> 16);
+        sums[5] += (int16_t)(l3 & 0xFFFFu), sums[7] += (int16_t)(l3 >> 16);
+    }
+}
+
+/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums (gu_bias_sums8
+ * where the channels come in whole mask bytes, else dsp_bias_sums) and the same float factor per
+ * channel (its numerator's two products hoisted: the same operations in the same order), then
+ * dsp_step_bias. For the conv, depthwise and fully connected updates (channels: the gradient's
+ * innermost dimension). */
+static inline void conv_grad_update_bias_dsp(int32_t *bias, int32_t rows, size_t positions,
+                                             size_t channels, const int8_t *grad_out,
+                                             const uint8_t *mask, float lr, float grad_scale,
+                                             float input_scale, const float *scales,
+                                             int32_t per_channel) {
+    int32_t sums[DSP_BIAS_CHUNK];
+    const float num = lr * grad_lr_scale * grad_scale; /* conv_grad_bias_factor's numerator */
+    int32_t c0 = 0;
+    while (c0 < rows) {
+        int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
+        if (channels % 8u == 0 && n >= 8) {
+            n = 8;
+            gu_bias_sums8(grad_out, mask, positions, channels, c0, sums);
+        } else {
+            dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
+        }
+        for (int32_t j = 0; j < n; ++j) {
+            const int32_t c = c0 + j;
+            const float f = -(num / (scales[per_channel ? c : 0] * input_scale));
+            bias[c] = dsp_step_bias(bias[c], f * (float)sums[j]);
+        }
+        c0 += n;
+    }
+}
+
+/* conv2d_s8_grad_update_spatial_dsp.c: whether it takes the layer (p as the update kernels view
+ * it, CONV_TRAIN_COLS_AS_LAYER), and the weight update (not the biases). */
+int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *p);
+void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params *p,
+                                       void *const *operands, void *scratch);
+
+#endif
