@@ -77,6 +77,17 @@ static inline void dw_group_load(const struct dw *d, struct group *g, int32_t c)
     dw_rq_load(d, &g->rq, c);
 }
 
+/* The output columns [lo, hi) whose window lies inside the image horizontally. */
+static inline void dw_interior_columns(const struct depthwise_conv2d_s8_params *p, int32_t *lo,
+                                       int32_t *hi) {
+    const int32_t span = (p->filter_w - 1) * p->dilation_w;
+    int32_t a = 0, b = p->output_w;
+    while (a < b && a * p->stride_w - p->pad_w < 0) ++a;
+    while (b > a && (b - 1) * p->stride_w - p->pad_w + span >= p->input_w) --b;
+    *lo = a;
+    *hi = b;
+}
+
 /* Whether channels c..c+3 form a whole group read from one filter array. */
 static inline int dw_group_whole(const struct depthwise_conv2d_s8_params *p, int32_t c) {
     return c + 4 <= p->input_c && (c + 4 <= p->train_rows || c >= p->train_rows);
@@ -133,6 +144,13 @@ static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
         (we) = (uint32_t)(g)->w[t];         \
         (wo) = (uint32_t)((g)->w[t] >> 32); \
     } while (0)
+/* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
+ * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
+ * buffers (on the stack). */
+int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
+void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
+size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
+
 #endif
 
 /* Tap t, the input pair at row pointer r + off bytes. */
@@ -175,6 +193,13 @@ static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
     }
     return r;
 }
+/* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
+ * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
+ * buffers (on the stack). */
+int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
+void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
+size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
+
 #endif
 
 /* dw_store on the fast path for a clamp inside the int8 range (lo4, hi4: act_min and act_max
@@ -207,5 +232,12 @@ void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d);
 int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
+
+/* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
+ * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
+ * buffers (on the stack). */
+int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
+void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
+size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
 
 #endif

@@ -166,10 +166,13 @@ def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
 
 
 @pytest.mark.emulator
-@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18), (20, 20, 24)])
+@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18), (20, 20, 24), (7, 9, 13), (12, 17, 37)])
 def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, int, int]) -> None:
-    """On the Cortex-M7 build (real LDRD, SSUB8/SEL), against TFLite's reference; 8x8x48 runs
-    in one band of the copy, 40x40x18 in bands of two rows with a partial group of channels."""
+    """On the Cortex-M7 build (real LDRD, SSUB8/SEL, and the 3x3 variant's rows in assembly:
+    depthwise_conv2d_s8_3x3_dsp.c), against TFLite's reference; 8x8x48 runs in one band of the
+    copy, 40x40x18 in bands of two rows with a partial group of channels; 7x9x13 and 12x17x37:
+    odd widths and channel counts (whole groups and a last single channel), rows of one to 17
+    outputs, the stride-2 layer with padding in one band (its rows in assembly too)."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
     from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
