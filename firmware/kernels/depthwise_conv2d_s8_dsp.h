@@ -1,6 +1,6 @@
 /* What the depthwise DSP variants share (private to depthwise_conv2d_s8_dsp.c, the selector
- * and the 3x3 variants, depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the
- * operands, a channel group's widened taps and requantization constants, the per-channel fallback,
+ * and the 3x3 direct and padded forms, depthwise_conv2d_s8_3x3_dsp.c,
+ * depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the operands, a channel group's widened taps and requantization constants, the per-channel fallback,
  * the stores. */
 #ifndef DEPTHWISE_CONV2D_S8_DSP_H
 #define DEPTHWISE_CONV2D_S8_DSP_H
@@ -144,13 +144,6 @@ static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
         (we) = (uint32_t)(g)->w[t];         \
         (wo) = (uint32_t)((g)->w[t] >> 32); \
     } while (0)
-/* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
- * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
- * buffers (on the stack). */
-int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
-void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
-size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
-
 #endif
 
 /* Tap t, the input pair at row pointer r + off bytes. */
@@ -193,13 +186,6 @@ static inline uint32_t dw_clamp8(uint32_t v, uint32_t lo, uint32_t hi) {
     }
     return r;
 }
-/* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
- * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
- * buffers (on the stack). */
-int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
-void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
-size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
-
 #endif
 
 /* dw_store on the fast path for a clamp inside the int8 range (lo4, hi4: act_min and act_max
