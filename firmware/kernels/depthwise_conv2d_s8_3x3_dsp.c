@@ -38,7 +38,8 @@ struct d3k {
     int32_t step;
     const uint32_t *end;
 };
-_Static_assert(__builtin_offsetof(struct d3k, w) == 16 && __builtin_offsetof(struct d3k, rq) == 88 &&
+_Static_assert(__builtin_offsetof(struct d3k, w) == 16 &&
+                   __builtin_offsetof(struct d3k, rq) == 88 &&
                    __builtin_offsetof(struct d3k, cc) == 120 &&
                    __builtin_offsetof(struct d3k, lo4) == 124 &&
                    __builtin_offsetof(struct d3k, step) == 132 &&
@@ -72,57 +73,63 @@ size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params) {
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 #define D3_ASM 1
+/* clang-format off */
 /* Tap t at byte offset off of copy row r, its weights at woff in struct d3k. */
-#define D3_TAP(r, off, woff)                             \
-    "ldrd %[x0], %[x1], [%[" #r "], #" #off "]\n\t"      \
-    "ldrd %[w0], %[w1], [%[k], #" #woff "]\n\t"          \
-    "smlabb %[a0], %[x0], %[w0], %[a0]\n\t"              \
-    "smlatt %[a2], %[x0], %[w0], %[a2]\n\t"              \
-    "smlabb %[a1], %[x1], %[w1], %[a1]\n\t"              \
+#define D3_TAP(r, off, woff)                                                                      \
+    "ldrd %[x0], %[x1], [%[" #r "], #" #off "]\n\t"                                               \
+    "ldrd %[w0], %[w1], [%[k], #" #woff "]\n\t"                                                   \
+    "smlabb %[a0], %[x0], %[w0], %[a0]\n\t"                                                       \
+    "smlatt %[a2], %[x0], %[w0], %[a2]\n\t"                                                       \
+    "smlabb %[a1], %[x1], %[w1], %[a1]\n\t"                                                       \
     "smlatt %[a3], %[x1], %[w1], %[a3]\n\t"
 /* rq_fused (requant_fast.h) of accumulator a with its (m2, s1) at off, cc in w1. */
-#define D3_RQ(a, off)                                    \
-    "ldrd %[x0], %[x1], [%[k], #" #off "]\n\t"           \
-    "smmlar %[" #a "], %[" #a "], %[x0], %[" #a "]\n\t"  \
-    "add %[" #a "], %[" #a "], %[" #a "], asr #31\n\t"   \
-    "asr %[" #a "], %[" #a "], %[x1]\n\t"                \
-    "qadd %[" #a "], %[" #a "], %[w1]\n\t"               \
+#define D3_RQ(a, off)                                                                             \
+    "ldrd %[x0], %[x1], [%[k], #" #off "]\n\t"                                                    \
+    "smmlar %[" #a "], %[" #a "], %[x0], %[" #a "]\n\t"                                           \
+    "add %[" #a "], %[" #a "], %[" #a "], asr #31\n\t"                                            \
+    "asr %[" #a "], %[" #a "], %[x1]\n\t"                                                         \
+    "qadd %[" #a "], %[" #a "], %[w1]\n\t"                                                        \
     "ssat %[" #a "], #8, %[" #a "], asr #1\n\t"
-#define D3_BODY                                                                                  \
-    "1:\n\t"                                                                                     \
-    "ldrd %[a0], %[a1], [%[k], #0]\n\t"                                                          \
-    "ldrd %[a2], %[a3], [%[k], #8]\n\t" D3_TAP(r0, 0, 16) D3_TAP(r0, 8, 24) D3_TAP(r0, 16, 32)   \
-        D3_TAP(r1, 0, 40) D3_TAP(r1, 8, 48) D3_TAP(r1, 16, 56) D3_TAP(r2, 0, 64)                 \
-            D3_TAP(r2, 8, 72) D3_TAP(r2, 16, 80) "ldr %[w1], [%[k], #120]\n\t" D3_RQ(a0, 88)     \
-                D3_RQ(a1, 96) D3_RQ(a2, 104) D3_RQ(a3, 112) /* bytes y0 y1 y2 y3 in one word */ \
-    "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                     \
-    "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                     \
-    "uxtb16 %[a0], %[a0]\n\t"                                                                    \
-    "uxtb16 %[a1], %[a1]\n\t"                                                                    \
+#define D3_BODY                                                                                   \
+    "1:\n\t"                                                                                      \
+    "ldrd %[a0], %[a1], [%[k], #0]\n\t"                                                           \
+    "ldrd %[a2], %[a3], [%[k], #8]\n\t"                                                           \
+    D3_TAP(r0, 0, 16) D3_TAP(r0, 8, 24) D3_TAP(r0, 16, 32)                                        \
+    D3_TAP(r1, 0, 40) D3_TAP(r1, 8, 48) D3_TAP(r1, 16, 56)                                        \
+    D3_TAP(r2, 0, 64) D3_TAP(r2, 8, 72) D3_TAP(r2, 16, 80)                                        \
+    "ldr %[w1], [%[k], #120]\n\t"                                                                 \
+    D3_RQ(a0, 88) D3_RQ(a1, 96) D3_RQ(a2, 104) D3_RQ(a3, 112)                                     \
+    /* bytes y0 y1 y2 y3 in one word */                                                           \
+    "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                      \
+    "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                      \
+    "uxtb16 %[a0], %[a0]\n\t"                                                                     \
+    "uxtb16 %[a1], %[a1]\n\t"                                                                     \
     "orr %[a0], %[a0], %[a1], lsl #8\n\t"
 /* dw_clamp8: per byte, max with lo4 then min with hi4. */
-#define D3_CLAMP                            \
-    "ldrd %[x0], %[x1], [%[k], #124]\n\t"   \
-    "ssub8 %[w0], %[a0], %[x0]\n\t"         \
-    "sel %[a0], %[a0], %[x0]\n\t"           \
-    "ssub8 %[w0], %[a0], %[x1]\n\t"         \
+#define D3_CLAMP                                                                                  \
+    "ldrd %[x0], %[x1], [%[k], #124]\n\t"                                                         \
+    "ssub8 %[w0], %[a0], %[x0]\n\t"                                                               \
+    "sel %[a0], %[a0], %[x0]\n\t"                                                                 \
+    "ssub8 %[w0], %[a0], %[x1]\n\t"                                                               \
     "sel %[a0], %[x1], %[a0]\n\t"
-#define D3_NEXT(step)                        \
-    "str %[a0], [%[dst]]\n\t"                \
-    "ldr %[x0], [%[k], #132]\n\t"            \
-    "add %[dst], %[dst], %[x0]\n\t"          \
-    "add %[r0], %[r0], #" #step "\n\t"       \
-    "add %[r1], %[r1], #" #step "\n\t"       \
-    "add %[r2], %[r2], #" #step "\n\t"       \
-    "ldr %[x0], [%[k], #136]\n\t"            \
-    "cmp %[r0], %[x0]\n\t"                   \
+#define D3_NEXT(step)                                                                             \
+    "str %[a0], [%[dst]]\n\t"                                                                     \
+    "ldr %[x0], [%[k], #132]\n\t"                                                                 \
+    "add %[dst], %[dst], %[x0]\n\t"                                                               \
+    "add %[r0], %[r0], #" #step "\n\t"                                                            \
+    "add %[r1], %[r1], #" #step "\n\t"                                                            \
+    "add %[r2], %[r2], #" #step "\n\t"                                                            \
+    "ldr %[x0], [%[k], #136]\n\t"                                                                 \
+    "cmp %[r0], %[x0]\n\t"                                                                        \
     "bne 1b\n\t"
-#define D3_OPERANDS                                                                             \
-    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x0] "=&r"(x0),           \
+#define D3_OPERANDS                                                                               \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x0] "=&r"(x0),             \
       [x1] "=&r"(x1), [w0] "=&r"(w0), [w1] "=&r"(w1), [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), \
-      [dst] "+r"(dst)                                                                           \
-    : [k] "r"(k)                                                                                \
+      [dst] "+r"(dst)                                                                             \
+    : [k] "r"(k)                                                                                  \
     : "cc", "memory"
+
+/* clang-format on */
 
 /* One row of output pixels (at least one; k->end: r0 past the last) of the fast
  * requantization: the C loop's arithmetic in one block (see the top of the file). */
@@ -157,14 +164,14 @@ static inline void d3_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
 }
 
 /* Tap t, the input pair at row pointer r + off (in words) (the C loop). */
-#define D3_WTAP(r, off, t)                                           \
-    do {                                                             \
-        const uint32_t xe = (r)[off], xo = (r)[(off) + 1];           \
-        const uint32_t we = k->w[t][0], wo = k->w[t][1];             \
-        a0 = dsp_smlabb(xe, we, a0);                                 \
-        a2 = dsp_smlatt(xe, we, a2);                                 \
-        a1 = dsp_smlabb(xo, wo, a1);                                 \
-        a3 = dsp_smlatt(xo, wo, a3);                                 \
+#define D3_WTAP(r, off, t)                                 \
+    do {                                                   \
+        const uint32_t xe = (r)[off], xo = (r)[(off) + 1]; \
+        const uint32_t we = k->w[t][0], wo = k->w[t][1];   \
+        a0 = dsp_smlabb(xe, we, a0);                       \
+        a2 = dsp_smlatt(xe, we, a2);                       \
+        a1 = dsp_smlabb(xo, wo, a1);                       \
+        a3 = dsp_smlatt(xo, wo, a3);                       \
     } while (0)
 
 /* One channel group (constants k, requantization rq) over every output pixel of batch b. */
@@ -190,13 +197,13 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
                 continue;
             }
             int32_t i = 0;
-            for (; i < ilo; ++i, q += 2) q[0] = q[1] = 0;
+            for (; i < ilo; ++i) d3_store2(&q, 0, 0);
             const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
             for (uint32_t *qe = q + 2 * (ihi - i); q < qe; s += ch) {
                 const uint32_t v = dsp_read4(s);
                 d3_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
             }
-            for (i = ihi; i < pw; ++i, q += 2) q[0] = q[1] = 0;
+            for (i = ihi; i < pw; ++i) d3_store2(&q, 0, 0);
         }
         for (int32_t oy = 0; oy < rows; ++oy) {
             const uint32_t *r0 = buf + (size_t)oy * (size_t)st * 2 * (size_t)pw;
