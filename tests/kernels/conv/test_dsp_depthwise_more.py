@@ -189,3 +189,23 @@ def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, in
     for got, want in zip(outs, expected, strict=True):
         assert np.unique(want).size > 20  # the outputs spread
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_mobilenet_v2_forward_with_dsp_kernels_is_bit_exact_on_the_emulated_board() -> None:
+    """MobileNetV2-w0.35 128x128 (every depthwise layer 3x3: 64x64 to 4x4 maps, stride 1 and 2,
+    bands of one to many rows of the 3x3 variant) on the Cortex-M7 build against TFLite's
+    reference."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_import import load_tflite
+    from pytools.pretrain.mobilenet_v2 import mobilenet_v2_path
+    from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
+
+    path = mobilenet_v2_path()
+    compiled = _compile(load_tflite(path), path.stem)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 128, 128, 3), dtype=np.int8)
+    (got,), _ = _on_board(compiled, True, [x])
+    want = run_tflite(path.read_bytes(), [x])[0]
+    assert np.unique(want).size > 3  # the logits spread
+    np.testing.assert_array_equal(got, want)
