@@ -15,8 +15,10 @@
  * (d3_row): the group's biases, widened taps, requantization constants and clamp sit in one
  * struct (struct d3k) addressed from one register, so every constant is one LDRD at an
  * immediate offset, the four outputs are packed with PKHBT / UXTB16 / ORR, clamped per byte
- * (SSUB8 / SEL) and stored as one word: about 95 instructions per output pixel of four channels
- * against about 115 from the C loop, whose 13 live values the compiler spilled to the stack.
+ * (SSUB8 / SEL) and stored as one word: 100 instructions per output pixel of four channels (95
+ * without a clamp) against about 120 from the C loop, whose 13 live values the compiler spilled
+ * to the stack (MobileNetV2's 16x16x96 layer: 127 -> 111 instructions per pixel and group, copy
+ * included; QEMU counts LDM/STM as one instruction).
  * The host twin and the other requantizations run the C loop (the same products and sums).
  * Channels outside a whole group (the last c % 4, or a group straddling train_rows) run the
  * reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product and sum is the

@@ -9,9 +9,9 @@
  * added), one LDRD of the widened taps and four 16x16 multiply-accumulates (SMLABB / SMLATT,
  * one lane each). Interior pixels run all taps from a table of offsets (3x3 unrolled); pixels
  * at the border only the taps inside the image, as the reference skips the padding.
- * 3x3 layers at stride 1 (and at stride 2 where windows reach the padding) run instead from
- * a pre-widened, zero-bordered copy of the group's input on the stack: the 3x3 variant,
- * depthwise_conv2d_s8_3x3_dsp.c.
+ * 3x3 layers at stride 1 and 2 whose output rows fit its copy (up to 64 outputs wide at
+ * stride 1, 32 at stride 2) run instead from a pre-widened, zero-bordered copy of the group's
+ * input on the stack: the 3x3 variant, depthwise_conv2d_s8_3x3_dsp.c.
  * Requantization: requant_fast.h (5 instructions per output, proved bit-identical with
  * fixedpoint.h) when the group's four channels are on its fast path, else the reference's.
  * Channels whose group of four is not whole, or straddles train_rows (a trained channel reads
