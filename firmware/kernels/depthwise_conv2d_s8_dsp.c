@@ -9,10 +9,9 @@
  * added), one LDRD of the widened taps and four 16x16 multiply-accumulates (SMLABB / SMLATT,
  * one lane each). Interior pixels run all taps from a table of offsets (3x3 unrolled); pixels
  * at the border only the taps inside the image, as the reference skips the padding.
- * 3x3 layers at stride 1 (and at stride 2 where windows reach the padding) run instead from
- * a pre-widened, zero-bordered copy of the group's input on the stack (dw_group_wide): per
- * tap one LDRD of inputs, one of weights and the four multiply-accumulates, and on the fast
- * requantization the four outputs clamped per byte and stored as one word.
+ * 3x3 layers at stride 1 and 2 whose output rows fit its copy (up to 64 outputs wide at
+ * stride 1, 32 at stride 2) run instead from a pre-widened, zero-bordered copy of the group's
+ * input on the stack: the 3x3 variant, depthwise_conv2d_s8_3x3_dsp.c.
  * Requantization: requant_fast.h (5 instructions per output, proved bit-identical with
  * fixedpoint.h) when the group's four channels are on its fast path, else the reference's.
  * Channels whose group of four is not whole, or straddles train_rows (a trained channel reads
@@ -55,16 +54,6 @@
         }                                                   \
     } while (0)
 
-/* The output columns [lo, hi) whose window lies inside the image horizontally. */
-static void interior_columns(const struct depthwise_conv2d_s8_params *p, int32_t *lo, int32_t *hi) {
-    const int32_t span = (p->filter_w - 1) * p->dilation_w;
-    int32_t a = 0, b = p->output_w;
-    while (a < b && a * p->stride_w - p->pad_w < 0) ++a;
-    while (b > a && (b - 1) * p->stride_w - p->pad_w + span >= p->input_w) --b;
-    *lo = a;
-    *hi = b;
-}
-
 /* One output pixel at the border: only the taps inside the image. */
 static __attribute__((noinline)) void dw_border(const struct dw *d, const struct group *g,
                                                 const int8_t *image, int8_t *dst, int32_t c,
@@ -101,7 +90,7 @@ static inline __attribute__((always_inline)) void dw_group(const struct dw *d, s
     const int32_t fh = p->filter_h, taps = p->filter_h * p->filter_w;
     const ptrdiff_t xstep = (ptrdiff_t)p->stride_w * ch;
     int32_t lo, hi;
-    interior_columns(p, &lo, &hi);
+    dw_interior_columns(p, &lo, &hi);
     for (int32_t oy = 0; oy < p->output_h; ++oy) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
         int32_t fy0 = 0, fy1 = fh;
@@ -191,7 +180,7 @@ static int dw_padded_pays(const struct depthwise_conv2d_s8_params *p, int32_t *p
     if (p->stride_h != 1 || p->stride_w != 1 || (int64_t)*ph * *pw > DW_PAD_WORDS) return 0;
     if (p->input_offset < -127 || p->input_offset > 128 || p->pad_h < 0 || p->pad_w < 0) return 0;
     int32_t lo, hi;
-    interior_columns(p, &lo, &hi);
+    dw_interior_columns(p, &lo, &hi);
     int32_t rows = 0; /* output rows whose windows lie inside vertically */
     for (int32_t oy = 0; oy < p->output_h; ++oy) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -242,135 +231,12 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c) {
     }
 }
 
-/* --- Stride 1, 3x3, dilation 1: a pre-widened copy ------------------------------------------
- * As dw_group_padded, but the copy on the stack holds each input pixel of the group already
- * widened (two words: SXTAB16 of the even and of the odd channels, the input offset added),
- * so every output pixel's nine taps are one LDRD of the input pair, one LDRD of the widened
- * weight pair and four multiply-accumulates: the nine-fold widening of each input word, and
- * the tap offsets a register-starved loop reloads, are gone. Padding is a pair of zero words
- * (an offset input of 0, adding nothing, as the reference's skipped tap). The copy holds
- * DW_WIDE_PIX pixels, so larger maps go in bands of output rows (each band widens its rows
- * plus the two below it). The products and sums are dw_group_padded's. */
-#define DW_WIDE_PIX (DW_PAD_WORDS / 2)
-/* dw_group_wide's stores: dw_store with the clamp (any requantization and clamp), or
- * dw_store_packed (the fast requantization) without a clamp, or with one inside int8. */
-enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
-
-/* The band of output rows dw_group_wide takes at once: 0 if the layer is not its kind, or
- * fewer than two rows of its width fit the copy. */
-static int32_t dw_wide_band(const struct depthwise_conv2d_s8_params *p) {
-    const int32_t st = p->stride_h;
-    if ((st != 1 && st != 2) || p->stride_w != st || p->filter_h != 3 || p->filter_w != 3 ||
-        p->dilation_h != 1 || p->dilation_w != 1 || p->pad_h < 0 || p->pad_w < 0)
-        return 0;
-    /* A band of R output rows reads (R - 1) st + 3 input rows of pw pixels. */
-    const int32_t pw = (p->output_w - 1) * st + 3, band = (DW_WIDE_PIX / pw - 3) / st + 1;
-    if (st == 1) return band >= 2 ? band : 0;
-    /* Stride 2 widens about 4 input pixels per output, which pays only against dw_border's
-     * cost: where some windows reach the padding, and bands of 4 rows or more (measured on
-     * MobileNetV2: 8x8 -> 4x4 SAME 17 % fewer instructions, 17x17 -> 8x8 VALID 4 % more,
-     * 32x32 -> 16x16 in bands of 2 no better). */
-    if (band < 4) return 0;
-    int32_t lo, hi;
-    interior_columns(p, &lo, &hi);
-    const int32_t bottom = (p->output_h - 1) * st - p->pad_h + 2; /* last window's last row */
-    const int border = lo > 0 || hi < p->output_w || p->pad_h > 0 || bottom >= p->input_h;
-    return border ? band : 0;
-}
-
-static inline __attribute__((always_inline)) void dw_group_wide(const struct dw *d,
-                                                                const struct group *g, int32_t b,
-                                                                int32_t c, uint32_t *buf,
-                                                                int32_t band, int mode,
-                                                                int32_t st) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int32_t ch = p->input_c, pw = (p->output_w - 1) * st + 3;
-    const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
-    const uint32_t hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
-    const uint32_t off2 = dsp_pair(p->input_offset);
-    const int32_t cc = 1 + 2 * p->output_offset;
-    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
-    int8_t *dst =
-        d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch + (size_t)c;
-    /* The copy's columns [ilo, ihi) lie inside the image. */
-    const int32_t ilo = p->pad_w < pw ? p->pad_w : pw;
-    const int32_t ihi = p->input_w + p->pad_w < pw ? p->input_w + p->pad_w : pw;
-    for (int32_t oy0 = 0; oy0 < p->output_h; oy0 += band) {
-        const int32_t rows = p->output_h - oy0 < band ? p->output_h - oy0 : band;
-        uint32_t *q = buf;
-        for (int32_t r = 0; r < (rows - 1) * st + 3; ++r) {
-            const int32_t y = oy0 * st - p->pad_h + r;
-            if (y < 0 || y >= p->input_h) {
-                memset(q, 0, (size_t)pw * 8);
-                q += 2 * pw;
-                continue;
-            }
-            int32_t i = 0;
-            for (; i < ilo; ++i, q += 2) q[0] = q[1] = 0;
-            const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
-            for (; i < ihi; ++i, q += 2, s += ch) {
-                const uint32_t v = dsp_read4(s);
-                q[0] = dsp_sxtab16(off2, v);
-                q[1] = dsp_sxtab16_hi(off2, v);
-            }
-            for (; i < pw; ++i, q += 2) q[0] = q[1] = 0;
-        }
-        for (int32_t oy = 0; oy < rows; ++oy) {
-            const uint32_t *r0 = buf + (size_t)oy * (size_t)st * 2 * (size_t)pw;
-            const uint32_t *r1 = r0 + 2 * pw, *r2 = r1 + 2 * pw;
-            for (int32_t ox = 0; ox < p->output_w;
-                 ++ox, dst += ch, r0 += 2 * st, r1 += 2 * st, r2 += 2 * st) {
-                int32_t a0 = g->rq.bias[0], a1 = g->rq.bias[1], a2 = g->rq.bias[2],
-                        a3 = g->rq.bias[3];
-                DW_WTAP(r0, 0, 0);
-                DW_WTAP(r0, 8, 1);
-                DW_WTAP(r0, 16, 2);
-                DW_WTAP(r1, 0, 3);
-                DW_WTAP(r1, 8, 4);
-                DW_WTAP(r1, 16, 5);
-                DW_WTAP(r2, 0, 6);
-                DW_WTAP(r2, 8, 7);
-                DW_WTAP(r2, 16, 8);
-                if (mode == DW_STORE_ANY)
-                    dw_store(d, &g->rq, dst, c, a0, a1, a2, a3, cc, 0);
-                else
-                    dw_store_packed(&g->rq, dst, a0, a1, a2, a3, cc, lo4, hi4,
-                                    mode == DW_PACK_CLAMP);
-            }
-        }
-    }
-}
-
-static void dw_group_wide_packed(const struct dw *d, const struct group *g, int32_t b, int32_t c,
-                                 uint32_t *buf, int32_t band) {
-    if (d->p.stride_h == 1)
-        dw_group_wide(d, g, b, c, buf, band, DW_PACK, 1);
-    else
-        dw_group_wide(d, g, b, c, buf, band, DW_PACK, 2);
-}
-static void dw_group_wide_packed_clamp(const struct dw *d, const struct group *g, int32_t b,
-                                       int32_t c, uint32_t *buf, int32_t band) {
-    if (d->p.stride_h == 1)
-        dw_group_wide(d, g, b, c, buf, band, DW_PACK_CLAMP, 1);
-    else
-        dw_group_wide(d, g, b, c, buf, band, DW_PACK_CLAMP, 2);
-}
-static void dw_group_wide_any(const struct dw *d, const struct group *g, int32_t b, int32_t c,
-                              uint32_t *buf, int32_t band) {
-    dw_group_wide(d, g, b, c, buf, band, DW_STORE_ANY, d->p.stride_h);
-}
-
-/* The kernel's channel loop (below) with dw_group_padded for every whole group of four, or
- * dw_group_wide when band > 0. */
-static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw,
-                                                    int32_t band) {
+/* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */
+static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int full = p->act_min <= -128 && p->act_max >= 127;
-    /* A clamp the packed store does per byte: inside the int8 range (where the saturated
-     * outputs lie) and not empty. */
-    const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     struct group g;
     uint32_t *const buf = d->buf; /* depthwise_conv2d_s8_dsp_buffer_size bytes */
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -396,13 +262,7 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
                 g.rq.m2[k] = rq_m2(d->multipliers[q]);
                 g.rq.s1[k] = rq_s1(d->shifts[q]);
             }
-            if (band > 0 && g.rq.fast && full)
-                dw_group_wide_packed(d, &g, b, c, buf, band);
-            else if (band > 0 && g.rq.fast && clamp8)
-                dw_group_wide_packed_clamp(d, &g, b, c, buf, band);
-            else if (band > 0)
-                dw_group_wide_any(d, &g, b, c, buf, band);
-            else if (taps == 9 && full)
+            if (taps == 9 && full)
                 dw_group_padded_9_full(d, &g, b, c, buf, ph, pw);
             else
                 dw_group_padded_any(d, &g, b, c, buf, ph, pw);
@@ -449,10 +309,13 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
     }
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int full = p->act_min <= -128 && p->act_max >= 127;
+    if (depthwise_conv2d_s8_3x3_dsp_band(p) > 0) { /* 3x3, stride 1 or 2: 3x3_dsp.c */
+        depthwise_conv2d_s8_3x3_dsp_run(&d);
+        return;
+    }
     int32_t ph = 0, pw = 0;
-    const int32_t band = dw_wide_band(p);
-    if (band > 0 || dw_padded_pays(p, &ph, &pw)) { /* out of line: the loop below as before */
-        dw_run_padded(&d, ph, pw, band);
+    if (dw_padded_pays(p, &ph, &pw)) { /* out of line: the loop below as before */
+        dw_run_padded(&d, ph, pw);
         return;
     }
     for (int32_t b = 0; b < p->batches; ++b) {

@@ -1,7 +1,7 @@
 /* What the depthwise DSP variants share (private to depthwise_conv2d_s8_dsp.c, the selector
- * and the 3x3 variants, depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the
- * operands, a channel group's widened taps and requantization constants, the per-channel fallback,
- * the stores. */
+ * and the 3x3 direct and padded forms, depthwise_conv2d_s8_3x3_dsp.c,
+ * depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the operands, a channel
+ * group's widened taps and requantization constants, the per-channel fallback, the stores. */
 #ifndef DEPTHWISE_CONV2D_S8_DSP_H
 #define DEPTHWISE_CONV2D_S8_DSP_H
 
@@ -76,6 +76,17 @@ static inline void dw_group_load(const struct dw *d, struct group *g, int32_t c)
         g->w[t] = (uint64_t)dsp_sxtb16(wv) | ((uint64_t)dsp_sxtb16_hi(wv) << 32);
     }
     dw_rq_load(d, &g->rq, c);
+}
+
+/* The output columns [lo, hi) whose window lies inside the image horizontally. */
+static inline void dw_interior_columns(const struct depthwise_conv2d_s8_params *p, int32_t *lo,
+                                       int32_t *hi) {
+    const int32_t span = (p->filter_w - 1) * p->dilation_w;
+    int32_t a = 0, b = p->output_w;
+    while (a < b && a * p->stride_w - p->pad_w < 0) ++a;
+    while (b > a && (b - 1) * p->stride_w - p->pad_w + span >= p->input_w) --b;
+    *lo = a;
+    *hi = b;
 }
 
 /* Whether channels c..c+3 form a whole group read from one filter array. */
@@ -210,5 +221,12 @@ size_t depthwise_conv2d_s8_kxk_dsp_buffer_size(const struct depthwise_conv2d_s8_
 int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
+
+/* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
+ * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
+ * buffers (on the stack). */
+int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
+void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
+size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
 
 #endif

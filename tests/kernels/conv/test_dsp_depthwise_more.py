@@ -1,5 +1,5 @@
-"""The depthwise 3x3 stride-1 path from a pre-widened copy (depthwise_conv2d_s8_dsp.c,
-dw_group_wide) and its packed stores (four outputs clamped per byte and stored as one word),
+"""The depthwise 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c, stride 1
+and 2) and its packed stores (four outputs clamped per byte and stored as one word),
 against the reference kernel bit for bit on the host, and against TFLite's reference.
 
 The cases are the layers that path takes: stride 1, dilation 1, depth multiplier 1, SAME and
@@ -73,8 +73,8 @@ def test_depthwise3x3_s1_matches_reference(seed: int, activation: str, trained: 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("seed", range(15))
 def test_depthwise3x3_s2_matches_reference(seed: int, activation: str, large: bool) -> None:
-    """Stride 2: small maps with padding take the wide path in bands of 4 rows or more;
-    VALID ones and wide maps the others."""
+    """Stride 2: maps up to 32 outputs wide take the 3x3 variant (depthwise_conv2d_s8_3x3_dsp.c)
+    in bands of one row or more, SAME and VALID; wider ones the selector's direct path."""
     _compare(_case(seed, activation, large=large, stride=2), seed, seed % 2 == 0)
 
 
@@ -166,10 +166,16 @@ def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
 
 
 @pytest.mark.emulator
-@pytest.mark.parametrize("shape", [(8, 8, 48), (40, 40, 18), (20, 20, 24)])
+@pytest.mark.parametrize(
+    "shape", [(8, 8, 48), (40, 40, 18), (20, 20, 24), (7, 9, 13), (12, 17, 37), (6, 64, 12)]
+)
 def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, int, int]) -> None:
-    """On the Cortex-M7 build (real LDRD, SSUB8/SEL), against TFLite's reference; 8x8x48 runs
-    in one band of the copy, 40x40x18 in bands of two rows with a partial group of channels."""
+    """On the Cortex-M7 build (real LDRD, SSUB8/SEL, and the 3x3 variant's rows in assembly:
+    depthwise_conv2d_s8_3x3_dsp.c), against TFLite's reference; 8x8x48 runs in one band of the
+    copy, 40x40x18 in bands of two rows with a partial group of channels; 7x9x13 and 12x17x37:
+    odd widths and channel counts (whole groups and a last single channel), rows of one to 17
+    outputs, the stride-2 layer with padding in one band (its rows in assembly too); 6x64x12:
+    bands of a single output row at both strides."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
     from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
@@ -183,3 +189,23 @@ def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, in
     for got, want in zip(outs, expected, strict=True):
         assert np.unique(want).size > 20  # the outputs spread
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_mobilenet_v2_forward_with_dsp_kernels_is_bit_exact_on_the_emulated_board() -> None:
+    """MobileNetV2-w0.35 128x128 (every depthwise layer 3x3: 64x64 to 4x4 maps, stride 1 and 2,
+    bands of one to many rows of the 3x3 variant) on the Cortex-M7 build against TFLite's
+    reference."""
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_import import load_tflite
+    from pytools.pretrain.mobilenet_v2 import mobilenet_v2_path
+    from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
+
+    path = mobilenet_v2_path()
+    compiled = _compile(load_tflite(path), path.stem)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 128, 128, 3), dtype=np.int8)
+    (got,), _ = _on_board(compiled, True, [x])
+    want = run_tflite(path.read_bytes(), [x])[0]
+    assert np.unique(want).size > 3  # the logits spread
+    np.testing.assert_array_equal(got, want)

@@ -1,0 +1,285 @@
+/* int8 depthwise 2-D convolution, 3x3 filters at stride 1 or 2 from a pre-widened copy (dilation
+ * 1, depth multiplier 1), with the Armv7E-M DSP SIMD instructions (dsp.h): bit-identical with
+ * depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c), TFLite's reference
+ * DepthwiseConvPerChannel.
+ *
+ * Each channel group of four is the outer loop. The copy on the stack holds each input pixel of
+ * the group already widened (two words: SXTAB16 of the even and of the odd channels, the input
+ * offset added), so every output pixel's nine taps are one LDRD of the input pair, one LDRD of
+ * the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each): the
+ * nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
+ * input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX pixels, so
+ * larger maps go in bands of output rows (each band widens its rows plus the two below it).
+ *
+ * On the fast requantization (requant_fast.h) the rows of outputs run in one block of assembly
+ * (d3_row): the group's biases, widened taps, requantization constants and clamp sit in one
+ * struct (struct d3k) addressed from one register, so every constant is one LDRD at an
+ * immediate offset, the four outputs are packed with PKHBT / UXTB16 / ORR, clamped per byte
+ * (SSUB8 / SEL) and stored as one word: 100 instructions per output pixel of four channels (95
+ * without a clamp) against about 120 from the C loop, whose 13 live values the compiler spilled
+ * to the stack (MobileNetV2's 16x16x96 layer: 127 -> 111 instructions per pixel and group, copy
+ * included; QEMU counts LDM/STM as one instruction).
+ * The host twin and the other requantizations run the C loop (the same products and sums).
+ * Channels outside a whole group (the last c % 4, or a group straddling train_rows) run the
+ * reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product and sum is the
+ * reference's, in another order (int32 sums of these products cannot overflow: see
+ * depthwise_conv2d_s8.c). */
+#include "depthwise_conv2d_s8_dsp.h"
+
+#define D3_PIX (DW_PAD_WORDS / 2) /* widened pixels in the copy (two words each) */
+
+/* A channel group's constants, laid out for d3_row's immediate offsets (bytes): bias 0,
+ * taps 16 (tap t: even lanes, odd lanes), (m2, s1) pairs 88, cc 120, lo4 124, hi4 128,
+ * the output pixel step 132, the end of the row's first copy row 136. */
+struct d3k {
+    int32_t bias[4];
+    uint32_t w[9][2];
+    int32_t rq[4][2];
+    int32_t cc;
+    uint32_t lo4, hi4;
+    int32_t step;
+    const uint32_t *end;
+};
+_Static_assert(__builtin_offsetof(struct d3k, w) == 16 &&
+                   __builtin_offsetof(struct d3k, rq) == 88 &&
+                   __builtin_offsetof(struct d3k, cc) == 120 &&
+                   __builtin_offsetof(struct d3k, lo4) == 124 &&
+                   __builtin_offsetof(struct d3k, step) == 132 &&
+                   __builtin_offsetof(struct d3k, end) == 136,
+               "d3_row's offsets");
+
+/* How the outputs are stored: dw_store with its clamp (any requantization and clamp), or packed
+ * (the fast requantization) without a clamp, or with one inside int8. */
+enum { D3_STORE_ANY, D3_PACK, D3_PACK_CLAMP };
+
+int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p) {
+    const int32_t st = p->stride_h;
+    if ((st != 1 && st != 2) || p->stride_w != st || p->filter_h != 3 || p->filter_w != 3 ||
+        p->dilation_h != 1 || p->dilation_w != 1 || p->pad_h < 0 || p->pad_w < 0 ||
+        p->depth_multiplier != 1 || p->output_h < 1 || p->output_w < 1)
+        return 0;
+    /* A band of R output rows reads (R - 1) st + 3 input rows of pw pixels; a band of one
+     * row (three input rows in the copy) still pays against the selector's direct path at
+     * either stride, measured on the emulated board, QEMU counting LDM/STM as one instruction
+     * (64x64x16 SAME 2.83 M -> 2.04 M instructions, 64x64x48 /2 SAME 2.14 M -> 1.83 M,
+     * 17x17x48 /2 VALID 139 K -> 119 K, 32x32x48 /2 SAME 565 K -> 450 K). */
+    const int32_t pw = (p->output_w - 1) * st + 3;
+    return pw <= D3_PIX / 3 ? (D3_PIX / pw - 3) / st + 1 : 0;
+}
+
+size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    if (depthwise_conv2d_s8_3x3_dsp_band(&p) == 0) return 0;
+    return DW_PAD_WORDS * sizeof(uint32_t) + sizeof(struct d3k);
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define D3_ASM 1
+/* clang-format off */
+/* Tap t at byte offset off of copy row r, its weights at woff in struct d3k. */
+#define D3_TAP(r, off, woff)                                                                      \
+    "ldrd %[x0], %[x1], [%[" #r "], #" #off "]\n\t"                                               \
+    "ldrd %[w0], %[w1], [%[k], #" #woff "]\n\t"                                                   \
+    "smlabb %[a0], %[x0], %[w0], %[a0]\n\t"                                                       \
+    "smlatt %[a2], %[x0], %[w0], %[a2]\n\t"                                                       \
+    "smlabb %[a1], %[x1], %[w1], %[a1]\n\t"                                                       \
+    "smlatt %[a3], %[x1], %[w1], %[a3]\n\t"
+/* rq_fused (requant_fast.h) of accumulator a with its (m2, s1) at off, cc in w1. */
+#define D3_RQ(a, off)                                                                             \
+    "ldrd %[x0], %[x1], [%[k], #" #off "]\n\t"                                                    \
+    "smmlar %[" #a "], %[" #a "], %[x0], %[" #a "]\n\t"                                           \
+    "add %[" #a "], %[" #a "], %[" #a "], asr #31\n\t"                                            \
+    "asr %[" #a "], %[" #a "], %[x1]\n\t"                                                         \
+    "qadd %[" #a "], %[" #a "], %[w1]\n\t"                                                        \
+    "ssat %[" #a "], #8, %[" #a "], asr #1\n\t"
+#define D3_BODY                                                                                   \
+    "1:\n\t"                                                                                      \
+    "ldrd %[a0], %[a1], [%[k], #0]\n\t"                                                           \
+    "ldrd %[a2], %[a3], [%[k], #8]\n\t"                                                           \
+    D3_TAP(r0, 0, 16) D3_TAP(r0, 8, 24) D3_TAP(r0, 16, 32)                                        \
+    D3_TAP(r1, 0, 40) D3_TAP(r1, 8, 48) D3_TAP(r1, 16, 56)                                        \
+    D3_TAP(r2, 0, 64) D3_TAP(r2, 8, 72) D3_TAP(r2, 16, 80)                                        \
+    "ldr %[w1], [%[k], #120]\n\t"                                                                 \
+    D3_RQ(a0, 88) D3_RQ(a1, 96) D3_RQ(a2, 104) D3_RQ(a3, 112)                                     \
+    /* bytes y0 y1 y2 y3 in one word */                                                           \
+    "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                      \
+    "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                      \
+    "uxtb16 %[a0], %[a0]\n\t"                                                                     \
+    "uxtb16 %[a1], %[a1]\n\t"                                                                     \
+    "orr %[a0], %[a0], %[a1], lsl #8\n\t"
+/* dw_clamp8: per byte, max with lo4 then min with hi4. */
+#define D3_CLAMP                                                                                  \
+    "ldrd %[x0], %[x1], [%[k], #124]\n\t"                                                         \
+    "ssub8 %[w0], %[a0], %[x0]\n\t"                                                               \
+    "sel %[a0], %[a0], %[x0]\n\t"                                                                 \
+    "ssub8 %[w0], %[a0], %[x1]\n\t"                                                               \
+    "sel %[a0], %[x1], %[a0]\n\t"
+#define D3_NEXT(step)                                                                             \
+    "str %[a0], [%[dst]]\n\t"                                                                     \
+    "ldr %[x0], [%[k], #132]\n\t"                                                                 \
+    "add %[dst], %[dst], %[x0]\n\t"                                                               \
+    "add %[r0], %[r0], #" #step "\n\t"                                                            \
+    "add %[r1], %[r1], #" #step "\n\t"                                                            \
+    "add %[r2], %[r2], #" #step "\n\t"                                                            \
+    "ldr %[x0], [%[k], #136]\n\t"                                                                 \
+    "cmp %[r0], %[x0]\n\t"                                                                        \
+    "bne 1b\n\t"
+#define D3_OPERANDS                                                                               \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x0] "=&r"(x0),             \
+      [x1] "=&r"(x1), [w0] "=&r"(w0), [w1] "=&r"(w1), [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), \
+      [dst] "+r"(dst)                                                                             \
+    : [k] "r"(k)                                                                                  \
+    : "cc", "memory"
+
+/* clang-format on */
+
+/* One row of output pixels (at least one; k->end: r0 past the last) of the fast
+ * requantization: the C loop's arithmetic in one block (see the top of the file). */
+static __attribute__((noinline)) void d3_row(const struct d3k *k, const uint32_t *r0,
+                                             const uint32_t *r1, const uint32_t *r2, int8_t *dst,
+                                             int32_t st, int clamp) {
+    uint32_t a0, a1, a2, a3, x0, x1, w0, w1;
+    if (st == 1 && clamp)
+        __asm__ volatile(D3_BODY D3_CLAMP D3_NEXT(8) D3_OPERANDS);
+    else if (st == 1)
+        __asm__ volatile(D3_BODY D3_NEXT(8) D3_OPERANDS);
+    else if (clamp)
+        __asm__ volatile(D3_BODY D3_CLAMP D3_NEXT(16) D3_OPERANDS);
+    else
+        __asm__ volatile(D3_BODY D3_NEXT(16) D3_OPERANDS);
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)x0, (void)x1, (void)w0, (void)w1;
+}
+#else
+#define D3_ASM 0
+#endif
+
+/* q[0] = lo, q[1] = hi, q += 2: one STRD with post-increment on the Cortex-M (the compiler
+ * makes it two STR and an ADD). */
+static inline void d3_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
+#if D3_ASM
+    __asm__("strd %1, %2, [%0], #8" : "+r"(*q) : "r"(lo), "r"(hi) : "memory");
+#else
+    (*q)[0] = lo;
+    (*q)[1] = hi;
+    *q += 2;
+#endif
+}
+
+/* Tap t, the input pair at row pointer r + off (in words) (the C loop). */
+#define D3_WTAP(r, off, t)                                 \
+    do {                                                   \
+        const uint32_t xe = (r)[off], xo = (r)[(off) + 1]; \
+        const uint32_t we = k->w[t][0], wo = k->w[t][1];   \
+        a0 = dsp_smlabb(xe, we, a0);                       \
+        a2 = dsp_smlatt(xe, we, a2);                       \
+        a1 = dsp_smlabb(xo, wo, a1);                       \
+        a3 = dsp_smlatt(xo, wo, a3);                       \
+    } while (0)
+
+/* One channel group (constants k, requantization rq) over every output pixel of batch b. */
+static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t b,
+                     int32_t c, uint32_t *buf, int32_t band, int mode) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, st = p->stride_h, pw = (p->output_w - 1) * st + 3;
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *dst =
+        d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch + (size_t)c;
+    /* The copy's columns [ilo, ihi) lie inside the image. */
+    const int32_t ilo = p->pad_w < pw ? p->pad_w : pw;
+    const int32_t ihi = p->input_w + p->pad_w < pw ? p->input_w + p->pad_w : pw;
+    for (int32_t oy0 = 0; oy0 < p->output_h; oy0 += band) {
+        const int32_t rows = p->output_h - oy0 < band ? p->output_h - oy0 : band;
+        uint32_t *q = buf;
+        for (int32_t r = 0; r < (rows - 1) * st + 3; ++r) {
+            const int32_t y = oy0 * st - p->pad_h + r;
+            if (y < 0 || y >= p->input_h) {
+                memset(q, 0, (size_t)pw * 8);
+                q += 2 * pw;
+                continue;
+            }
+            int32_t i = 0;
+            for (; i < ilo; ++i) d3_store2(&q, 0, 0);
+            const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
+            for (uint32_t *qe = q + 2 * (ihi - i); q < qe; s += ch) {
+                const uint32_t v = dsp_read4(s);
+                d3_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+            }
+            for (i = ihi; i < pw; ++i) d3_store2(&q, 0, 0);
+        }
+        for (int32_t oy = 0; oy < rows; ++oy) {
+            const uint32_t *r0 = buf + (size_t)oy * (size_t)st * 2 * (size_t)pw;
+            const uint32_t *r1 = r0 + 2 * pw, *r2 = r1 + 2 * pw;
+#if D3_ASM
+            if (mode != D3_STORE_ANY) {
+                k->end = r0 + 2 * st * p->output_w;
+                d3_row(k, r0, r1, r2, dst, st, mode == D3_PACK_CLAMP);
+                dst += (size_t)p->output_w * (size_t)ch;
+                continue;
+            }
+#endif
+            for (int32_t ox = 0; ox < p->output_w;
+                 ++ox, dst += ch, r0 += 2 * st, r1 += 2 * st, r2 += 2 * st) {
+                int32_t a0 = k->bias[0], a1 = k->bias[1], a2 = k->bias[2], a3 = k->bias[3];
+                D3_WTAP(r0, 0, 0);
+                D3_WTAP(r0, 2, 1);
+                D3_WTAP(r0, 4, 2);
+                D3_WTAP(r1, 0, 3);
+                D3_WTAP(r1, 2, 4);
+                D3_WTAP(r1, 4, 5);
+                D3_WTAP(r2, 0, 6);
+                D3_WTAP(r2, 2, 7);
+                D3_WTAP(r2, 4, 8);
+                if (mode == D3_STORE_ANY)
+                    dw_store(d, rq, dst, c, a0, a1, a2, a3, k->cc, 0);
+                else
+                    dw_store_packed(rq, dst, a0, a1, a2, a3, k->cc, k->lo4, k->hi4,
+                                    mode == D3_PACK_CLAMP);
+            }
+        }
+    }
+}
+
+void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, band = depthwise_conv2d_s8_3x3_dsp_band(p);
+    const int full = p->act_min <= -128 && p->act_max >= 127;
+    /* A clamp the packed store does per byte: inside the int8 range (where the saturated
+     * outputs lie) and not empty. */
+    const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
+    uint32_t buf[DW_PAD_WORDS];
+    struct d3k k;
+    struct dw_rq rq;
+    k.cc = 1 + 2 * p->output_offset;
+    k.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    k.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+    k.step = ch;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        for (int32_t c = 0; c < ch;) {
+            if (!dw_group_whole(p, c)) {
+                depthwise_conv2d_s8_dsp_channel(d, b, c);
+                ++c;
+                continue;
+            }
+            const int trained = c < p->train_rows;
+            const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
+            const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
+            for (int32_t t = 0; t < 9; ++t) {
+                const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
+                k.w[t][0] = dsp_sxtb16(wv);
+                k.w[t][1] = dsp_sxtb16_hi(wv);
+            }
+            dw_rq_load(d, &rq, c);
+            for (int j = 0; j < 4; ++j) {
+                k.bias[j] = rq.bias[j];
+                k.rq[j][0] = rq.m2[j];
+                k.rq[j][1] = rq.s1[j];
+            }
+            const int mode = rq.fast && full     ? D3_PACK
+                             : rq.fast && clamp8 ? D3_PACK_CLAMP
+                                                 : D3_STORE_ANY;
+            d3_group(d, &k, &rq, b, c, buf, band, mode);
+            c += 4;
+        }
+    }
+}
