@@ -231,6 +231,9 @@ def make_layer(kind: str, seed: int, **force: Any) -> Layer:
     train_bias_rows = int(
         pick("train_bias_rows", [0, channels, int(rng.integers(0, channels + 1))][rng.integers(0, 3)])
     )
+    # A kernel trusts its parameters (the compiler never asks for rows a layer does not have):
+    # a test that did would read and write past the buffers.
+    assert 0 <= train_rows <= channels and 0 <= train_bias_rows <= channels, "rows past the layer's"
     train_cols = int(force.get("train_cols", 0))
     assert not train_cols or (kind == "conv" and 0 < train_cols <= w.shape[3]), "train_cols: conv only"
     if train_cols:

@@ -155,7 +155,7 @@ def test_the_update_kernels_stay_inside_their_scratch(seed: int) -> None:
     """Every DSP update path (conv spatial and paired, fully connected as a 1x1 conv over its
     batch, which may take the spatial variant) writes only the scratch its size function asks
     for."""
-    fc = gs.make_layer("fc", 900 + seed, batches=1 + seed % 6, train_rows=4 + seed % 5)
+    fc = gs.make_layer("fc", 900 + seed, batches=1 + seed % 6, units=8 + seed, train_rows=4 + seed % 5)
     for layer in (_layer(seed), fc):
         call, values = _update(layer, seed)
         assert _run_guarded(call, values, "dsp"), call.kernel
