@@ -196,12 +196,12 @@ def test_the_mcunet_section_states_each_ratio_against_mit_and_its_bar() -> None:
     text = "\n".join(suite.mcunet_section(run, nucleo))
     peak = run["memory"]["peak_sram"] / (suite.MIT_ENGINE["peak_kb"] * 1024)
     step = run["cost"]["step"] / suite.MIT_ENGINE["step"]
-    assert f"| {peak:.2f}x | <= 0.6x: **met** |" in text  # a tiny model is far under both bars
-    assert f"| {step:.2f}x | <= 0.5x: **met** |" in text
+    assert f"| {peak:.3f}x | <= 0.6x: **met** |" in text  # a tiny model is far under both bars
+    assert f"| {step:.3f}x | <= 0.5x: **met** |" in text
     assert f"SRAM {nucleo['memory']['linker_ram']:,} of " in text and "fits" in text
     # Over a bar, the row says so.
     big = dict(run, cost=dict(run["cost"], step=int(suite.MIT_ENGINE["step"] * 0.51)))
-    assert "| 0.51x | <= 0.5x: **not met** |" in "\n".join(suite.mcunet_section(big, nucleo))
+    assert "| 0.510x | <= 0.5x: **not met** |" in "\n".join(suite.mcunet_section(big, nucleo))
     assert "QEMU counts a multi-register load or store" in text
 
 

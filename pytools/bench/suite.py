@@ -449,13 +449,13 @@ def mcunet_section(run: dict[str, Any], nucleo: dict[str, Any]) -> list[str]:
     lines += [
         f"| peak SRAM (measured on {run['board']}) | {MIT_ENGINE['peak_kb']} KB (arena "
         f"{MIT_ENGINE['arena_kb']} + weights {MIT_ENGINE['weights_kb']}) | {kb(mem['peak_sram'])} | "
-        f"{peak_ratio:.2f}x | <= {MCUNET_BARS['peak_sram']}x: "
+        f"{peak_ratio:.3f}x | <= {MCUNET_BARS['peak_sram']}x: "
         f"{'**met**' if peak_ratio <= MCUNET_BARS['peak_sram'] else '**not met**'} |",
         f"| {cost['unit']} per training step (median of {len(cost['steps'])}) | "
-        f"~{MIT_ENGINE['step'] / 1e6:.0f} M | {mega(cost['step'], cost['unit'])} | {step_ratio:.2f}x | "
+        f"~{MIT_ENGINE['step'] / 1e6:.0f} M | {mega(cost['step'], cost['unit'])} | {step_ratio:.3f}x | "
         f"<= {MCUNET_BARS['step']}x: {'**met**' if step_ratio <= MCUNET_BARS['step'] else '**not met**'} |",
         f"| of it forward (inference) | ~{MIT_ENGINE['inference'] / 1e6:.0f} M | "
-        f"{mega(cost['forward'], cost['unit'])} | {cost['forward'] / MIT_ENGINE['inference']:.2f}x | |",
+        f"{mega(cost['forward'], cost['unit'])} | {cost['forward'] / MIT_ENGINE['inference']:.3f}x | |",
         f"| of it loss + backward + update | | {mega(cost['backward_update'], cost['unit'])} | | |",
         f"| trainable state in SRAM | | {kb(mem['trainable_state'])} | | |",
         "",
