@@ -69,12 +69,15 @@ def compile_training(
     loss: str = "auto",
     saturated_loss: bool = False,
     fold: bool = True,
+    overlap: bool = True,
 ) -> CompiledTraining:
     """loss: auto | ce | bce | mse (pytools/train/losses.py); ct.train.head says what was
     picked and why. saturated_loss: the control of tests/test_no_stuck_runs.py (autodiff).
     The model's PAD -> convolution pairs are folded first (lowering/fold.py); a scheme's patch
     stages still number the model's own operators and are translated. fold=False keeps every
-    PAD a copy (the comparison the tests and benchmarks make)."""
+    PAD a copy (the comparison the tests and benchmarks make). overlap=False skips the planner's
+    exact overlaps (compile_graph): an arena at least as large, found ~10x faster, for searches
+    that price many schemes (pytools/plan/search.py)."""
     folded = fold_pads(graph) if fold else Folded(graph, {op.index: op.index for op in graph.ops}, [])
     graph = folded.graph
     tb = build_training_graph(
@@ -107,7 +110,7 @@ def compile_training(
     if patched is not None:
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
-    compiled = _two_pass_where_it_helps(tb, board, name)
+    compiled = _two_pass_where_it_helps(tb, board, name, overlap)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )
@@ -131,16 +134,16 @@ def _renumbered(p: Patching, folded: Folded) -> Patching:
     return Patching(folded.index_map[p.start], folded.index_map[p.until], p.patches)
 
 
-def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str) -> Compiled:
+def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str, overlap: bool = True) -> Compiled:
     """The step compiled; each depthwise input gradient whose whole-input int32 scratch
     decides the arena runs as DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS instead (bit-identical, one
     channel's scratch, twice the work), kept only where the planned arena shrinks."""
-    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
     candidates = [op for op in tb.graph.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]
     scratch = {pt.name: pt.size for pt in compiled.plan.tensors if pt.name.startswith("scratch")}
     for op in sorted(candidates, key=lambda o: -scratch.get(f"scratch{o.index}", 0)):
         op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
-        trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward)
+        trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
         if trial.arena < compiled.arena:
             compiled = trial
         else:
