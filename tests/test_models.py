@@ -181,5 +181,7 @@ def test_our_arena_is_no_larger_than_tflite_micros(name: str) -> None:
     model = shared_model(name) if name.endswith(".tflite") else zoo(name)
     ours = compile_model(model, Path(name).stem).arena
     theirs = tflm_arena_bytes(model)
+    # Our arena also holds the optimized kernels' buffers (each kernel's planned scratch, issue
+    # 14: no longer on the thread stack), which TFLite Micro's reference kernels keep on the
+    # stack or in their persistent part: the whole arena is the like-for-like figure.
     assert ours <= theirs["total"], (ours, theirs)
-    assert ours <= theirs["activations"] + 16, (ours, theirs)  # even against its activations alone

@@ -230,9 +230,14 @@ def test_a_model_ending_in_logits_is_trained_with_ce_and_a_mismatch_is_refused()
 
 def test_a_step_that_does_not_fit_is_refused_with_the_breakdown(monkeypatch, tmp_path) -> None:
     real = load_board(BOARD)
-    # 28 KB: the firmware alone fits (about 25 KB static RAM), the main job's step (32 KB) not.
+    # The firmware alone fits (its static RAM and 1 KB), the main job's step not.
+    from pytools.build.builder import build_firmware
+
+    firmware_ram = build_firmware(real).regions["RAM"].used
     small = dataclasses.replace(
-        real, name="mps2_an500_tiny_ram", memory=dataclasses.replace(real.memory, ram_size=28 * 1024)
+        real,
+        name="mps2_an500_tiny_ram",
+        memory=dataclasses.replace(real.memory, ram_size=firmware_ram + 1024),
     )
     monkeypatch.setattr(session_run, "resolve_board", lambda name: small)
     with pytest.raises(

@@ -117,8 +117,8 @@ def test_weight_step_on_the_emulated_boards_at_every_scale(tmp_path, board_name:
         layers = [
             _layer(k),
             gs.make_layer("conv", 40 + k, fh=1, fw=1, h=12, w=12, in_c=9, out_c=6, train_rows=3),
-            gs.make_layer("dw", 50 + k, train_rows=2),
-            gs.make_layer("fc", 60 + k, train_rows=3),
+            gs.make_layer("dw", 50 + k, in_c=4, mult=1, train_rows=2),
+            gs.make_layer("fc", 60 + k, units=6, train_rows=3),
         ]
         for layer in layers:
             call, values = gs.update_call(layer, lr, True, True, 0x13579BD + k)
