@@ -241,8 +241,7 @@ static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t 
     uint32_t *const buf = d->buf; /* depthwise_conv2d_s8_dsp_buffer_size bytes */
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
-            const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
-            if (!whole) {
+            if (!dw_group_whole(p, c)) {
                 depthwise_conv2d_s8_dsp_channel(d, b, c);
                 ++c;
                 continue;
@@ -321,8 +320,7 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
             /* Four channels read from one filter array (all trained, or none). */
-            const int whole = c + 4 <= ch && (c + 4 <= p->train_rows || c >= p->train_rows);
-            if (!whole) {
+            if (!dw_group_whole(p, c)) {
                 depthwise_conv2d_s8_dsp_channel(&d, b, c);
                 ++c;
                 continue;
