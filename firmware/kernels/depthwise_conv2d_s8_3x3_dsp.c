@@ -3,7 +3,7 @@
  * depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c), TFLite's reference
  * DepthwiseConvPerChannel.
  *
- * Each channel group of four is the outer loop. The copy on the stack holds each input pixel of
+ * Each channel group of four is the outer loop. The copy (in the operator's scratch) holds each input pixel of
  * the group already widened (two words: SXTAB16 of the even and of the odd channels, the input
  * offset added), so every output pixel's nine taps are one LDRD of the input pair, one LDRD of
  * the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each): the
@@ -247,13 +247,15 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range (where the saturated
      * outputs lie) and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    uint32_t buf[DW_PAD_WORDS];
-    struct d3k k;
+    /* The operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size): the copy, then the
+     * group's constants (8-aligned: DW_PAD_WORDS is even). */
+    uint32_t *const buf = d->buf;
+    struct d3k *const k = (struct d3k *)(buf + DW_PAD_WORDS);
     struct dw_rq rq;
-    k.cc = 1 + 2 * p->output_offset;
-    k.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
-    k.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
-    k.step = ch;
+    k->cc = 1 + 2 * p->output_offset;
+    k->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    k->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+    k->step = ch;
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
             if (!dw_group_whole(p, c)) {
@@ -266,19 +268,19 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
             const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
             for (int32_t t = 0; t < 9; ++t) {
                 const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
-                k.w[t][0] = dsp_sxtb16(wv);
-                k.w[t][1] = dsp_sxtb16_hi(wv);
+                k->w[t][0] = dsp_sxtb16(wv);
+                k->w[t][1] = dsp_sxtb16_hi(wv);
             }
             dw_rq_load(d, &rq, c);
             for (int j = 0; j < 4; ++j) {
-                k.bias[j] = rq.bias[j];
-                k.rq[j][0] = rq.m2[j];
-                k.rq[j][1] = rq.s1[j];
+                k->bias[j] = rq.bias[j];
+                k->rq[j][0] = rq.m2[j];
+                k->rq[j][1] = rq.s1[j];
             }
             const int mode = rq.fast && full     ? D3_PACK
                              : rq.fast && clamp8 ? D3_PACK_CLAMP
                                                  : D3_STORE_ANY;
-            d3_group(d, &k, &rq, b, c, buf, band, mode);
+            d3_group(d, k, &rq, b, c, buf, band, mode);
             c += 4;
         }
     }
