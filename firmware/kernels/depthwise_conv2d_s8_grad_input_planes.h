@@ -18,8 +18,9 @@
  * 4 SMLAD per pair of taps against the pair's packed weights; the odd tap's pair carries a
  * zero weight.
  *
- * Buffers (all on the stack of the caller, bounded; dwp_setup refuses larger shapes): P,
- * DWP_PLANE int16; the packed sub-kernels, DWP_WORDS words; one accumulator row, DWP_ROW. */
+ * Buffers (the caller's, in its operator's scratch: dwp_buffer_size bytes, laid out by
+ * dwp_buffers; bounded, dwp_setup refuses larger shapes): P, d->ph * d->pw <= DWP_PLANE int16;
+ * the packed sub-kernels, DWP_WORDS words; one accumulator row, DWP_ROW int32. */
 #ifndef KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_PLANES_H
 #define KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_PLANES_H
 
@@ -54,6 +55,11 @@ struct dwp {
  * fits the engine: depth multiplier 1, dilation 1, strides 1 or 2, no negative padding, and
  * the buffers' bounds. The operands and the shift are the caller's to set. */
 int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params *p);
+/* The bytes of the engine's buffers for a shape dwp_setup takes (0 for the others). */
+size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p);
+/* The buffers in buf (8-aligned, dwp_buffer_size(&d->p) bytes): P, then the packed
+ * sub-kernels, then the accumulator row. */
+void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row);
 /* P's borders (and every entry) zero: once per call, as dwp_fill writes only the g'. */
 void dwp_clear(const struct dwp *d, int16_t *plane);
 /* P = channel c's g' of batch b, the borders zero (P has d->ph * d->pw entries). Returns
