@@ -28,7 +28,8 @@ struct gu_pair {
 
 /* The 1x1 path's position pairs gathered at once, in the operator's scratch after the row's
  * sums (at gu_pairs_offset): 768 B, 64 pairs on the Cortex-M (32 on a 64-bit host twin, whose
- * pointers are twice as wide; the sums are exact in any grouping). */
+ * pointers are twice as wide; the sums are exact in any grouping), fewer where the layer has
+ * fewer positions (conv2d_s8_grad_update_scratch_size). */
 #define GU_PAIRS_BYTES 768
 #define GU_PAIRS ((int32_t)(GU_PAIRS_BYTES / sizeof(struct gu_pair)))
 
@@ -381,8 +382,12 @@ size_t conv2d_s8_grad_update_scratch_size(const void *params) {
     size_t dsp = conv_grad_update_spatial_bytes(&p);
     if (dsp == 0 && gu_rows4(&p))
         dsp = 4 * (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(int32_t);
-    else if (dsp == 0 && p.filter_h == 1 && p.filter_w == 1)
-        dsp = gu_pairs_offset(&p) + GU_PAIRS * sizeof(struct gu_pair);
+    else if (dsp == 0 && p.filter_h == 1 && p.filter_w == 1) {
+        /* A row gathers at most one pair per two positions. */
+        const int32_t positions = p.batches * p.output_h * p.output_w;
+        const int32_t n = (positions + 1) / 2 < GU_PAIRS ? (positions + 1) / 2 : GU_PAIRS;
+        dsp = gu_pairs_offset(&p) + (size_t)n * sizeof(struct gu_pair);
+    }
     return dsp > ref ? dsp : ref;
 }
 

@@ -67,10 +67,17 @@ int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params
     return pw <= D3_PIX / 3 ? (D3_PIX / pw - 3) / st + 1 : 0;
 }
 
+/* The buffers' layout: the group's constants (struct d3k), then at D3_COPY_OFFSET the copy of
+ * the first (the tallest) band: (rows - 1) stride + 3 input rows of pw widened pixels. */
+#define D3_COPY_OFFSET ((sizeof(struct d3k) + 7u) & ~(size_t)7u)
+
 size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params) {
     const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
-    if (depthwise_conv2d_s8_3x3_dsp_band(&p) == 0) return 0;
-    return DW_PAD_WORDS * sizeof(uint32_t) + sizeof(struct d3k);
+    const int32_t band = depthwise_conv2d_s8_3x3_dsp_band(&p);
+    if (band == 0) return 0;
+    const int32_t rows = band < p.output_h ? band : p.output_h, st = p.stride_h;
+    const size_t pw = (size_t)(p.output_w - 1) * (size_t)st + 3u;
+    return D3_COPY_OFFSET + (size_t)((rows - 1) * st + 3) * pw * 2u * sizeof(uint32_t);
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
@@ -247,10 +254,10 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range (where the saturated
      * outputs lie) and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    /* The operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size): the copy, then the
-     * group's constants (8-aligned: DW_PAD_WORDS is even). */
-    uint32_t *const buf = d->buf;
-    struct d3k *const k = (struct d3k *)(buf + DW_PAD_WORDS);
+    /* The operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size): the group's
+     * constants, then the copy. */
+    struct d3k *const k = d->buf;
+    uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
     struct dw_rq rq;
     k->cc = 1 + 2 * p->output_offset;
     k->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;

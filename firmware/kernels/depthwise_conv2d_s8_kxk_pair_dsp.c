@@ -48,12 +48,6 @@ int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_para
     return p->filter_h * kp_np(p) <= KP_ROW_PAIRS_MAX;
 }
 
-size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
-    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
-    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
-    return KP_PAIRS * 16 + sizeof(struct kp_weights);
-}
-
 struct kp_tile {
     int32_t rows, cols; /* output rows and columns per tile */
 };
@@ -85,6 +79,24 @@ static struct kp_tile kp_tile(const struct depthwise_conv2d_s8_params *p) {
         }
     }
     return best;
+}
+
+/* The buffers' layout (in the operator's scratch): the group's weight sets (the odd-start set
+ * only at an odd stride), then the copy of one tile, the first (the largest), at least
+ * kp_weights_load's widened taps. */
+static size_t kp_copy_offset(const struct depthwise_conv2d_s8_params *p) {
+    return (p->stride_w % 2 ? 2u : 1u) * sizeof(((struct kp_weights *)0)->w[0]);
+}
+
+size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
+    const struct kp_tile t = kp_tile(&p);
+    const size_t in_h = (size_t)(t.rows - 1) * (size_t)p.stride_h + (size_t)p.filter_h;
+    size_t copy = in_h * (size_t)kp_row_pairs(&p, t.cols) * 16u;
+    const size_t taps = 2u * (2u * KP_ROW_PAIRS_MAX + 2u) * sizeof(uint32_t);
+    if (copy < taps) copy = taps;
+    return kp_copy_offset(&p) + copy;
 }
 
 /* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
@@ -320,10 +332,10 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     const struct kp_tile t = kp_tile(p);
-    /* The operator's scratch (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size): the copy, then
-     * the weight sets. */
-    uint32_t *const buf = d->buf;
-    struct kp_weights *const kw = (struct kp_weights *)(buf + KP_PAIRS * 4);
+    /* The operator's scratch (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size): the weight sets,
+     * then the copy. */
+    struct kp_weights *const kw = d->buf;
+    uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + kp_copy_offset(p));
     struct dw_rq rq;
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
