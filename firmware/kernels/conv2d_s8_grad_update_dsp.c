@@ -216,8 +216,7 @@ static void rows4_grads(const struct conv2d_s8_grad_update_params *p, const int8
  * 4 filter_size int32). */
 static int gu_rows4(const struct conv2d_s8_grad_update_params *p) {
     const size_t filter_size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
-    return (p->filter_h != 1 || p->filter_w != 1) && filter_size <= GU_ROWS4_MAX &&
-           p->input_c < 8;
+    return (p->filter_h != 1 || p->filter_w != 1) && filter_size <= GU_ROWS4_MAX && p->input_c < 8;
 }
 
 /* Filters larger than 1x1: per trained row, the positions with a gradient (scanned once,

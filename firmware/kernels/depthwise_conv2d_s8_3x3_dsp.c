@@ -3,11 +3,11 @@
  * depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c), TFLite's reference
  * DepthwiseConvPerChannel.
  *
- * Each channel group of four is the outer loop. The copy (in the operator's scratch) holds each input pixel of
- * the group already widened (two words: SXTAB16 of the even and of the odd channels, the input
- * offset added), so every output pixel's nine taps are one LDRD of the input pair, one LDRD of
- * the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each): the
- * nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
+ * Each channel group of four is the outer loop. The copy (in the operator's scratch) holds each
+ * input pixel of the group already widened (two words: SXTAB16 of the even and of the odd channels,
+ * the input offset added), so every output pixel's nine taps are one LDRD of the input pair, one
+ * LDRD of the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each):
+ * the nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
  * input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX pixels, so
  * larger maps go in bands of output rows (each band widens its rows plus the two below it).
  *

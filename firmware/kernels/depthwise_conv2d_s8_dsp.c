@@ -360,7 +360,8 @@ static size_t depthwise_conv2d_s8_dsp_buffer_size(const void *params) {
     if (depthwise_conv2d_s8_kxk_pair_dsp_takes(&p))
         return depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(&p);
     if (depthwise_conv2d_s8_kxk_dsp_takes(&p)) return depthwise_conv2d_s8_kxk_dsp_buffer_size(&p);
-    if (depthwise_conv2d_s8_3x3_dsp_band(&p) > 0) return depthwise_conv2d_s8_3x3_dsp_buffer_size(&p);
+    if (depthwise_conv2d_s8_3x3_dsp_band(&p) > 0)
+        return depthwise_conv2d_s8_3x3_dsp_buffer_size(&p);
     int32_t ph = 0, pw = 0;
     if (dw_padded_pays(&p, &ph, &pw)) return (size_t)ph * (size_t)pw * sizeof(uint32_t);
     return 0;

@@ -80,8 +80,7 @@ size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p) {
            (size_t)d.ph * (size_t)d.pw * sizeof(int16_t);
 }
 
-void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words,
-                 int32_t **row) {
+void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row) {
     uint8_t *b = buf;
     *row = (int32_t *)b;
     *words = (uint32_t *)(b + dwp_row_bytes(d));

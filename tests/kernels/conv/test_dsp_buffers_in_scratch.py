@@ -56,7 +56,8 @@ def _dw_case(h: int, w: int, c: int, k: int, stride: int, padding: str, seed: in
         return -(-n // stride) if padding == "SAME" else -(-(n - k + 1) // stride)
 
     out = (1, size(h), size(w), c)
-    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), quant(0.02, 7), wts, quant(list(scales), 0, 3), bias, out, out_q, options)
+    w_q = quant(list(scales), 0, 3)
+    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), quant(0.02, 7), wts, w_q, bias, out, out_q, options)
     return Case(g, out_q, "RELU6")
 
 
@@ -147,6 +148,7 @@ def test_depthwise_kxk_pair_plans_less_for_small_maps() -> None:
 
 # --- depthwise input gradient, two passes: the plane engine ---------------------------------
 
+
 def _dwp_bytes(call: KernelCall) -> int:
     """The two-pass DSP variant's layout: the Q23 multipliers, then (8-aligned) the engine's
     accumulator row (input_w + 8 int32), packed weight pairs and g' plane (ph x pw int16):
@@ -230,8 +232,21 @@ def test_conv_update_rows4_sums_are_planned_scratch(in_c: int, monkeypatch) -> N
     scratch (at most the 2 KB they took on the stack); 12x12 outputs keep the spatial
     variant out."""
     layer = gs.make_layer(
-        "conv", 40 + in_c, h=12, w=12, in_c=in_c, out_c=10, fh=3, fw=3, sh=1, sw=1, dh=1, dw=1,
-        padding="SAME", density=1.0, train_rows=10,
+        "conv",
+        40 + in_c,
+        h=12,
+        w=12,
+        in_c=in_c,
+        out_c=10,
+        fh=3,
+        fw=3,
+        sh=1,
+        sw=1,
+        dh=1,
+        dw=1,
+        padding="SAME",
+        density=1.0,
+        train_rows=10,
     )
     call, values = _update(layer, in_c)
     assert scratch_size(call) == 4 * 4 * 9 * in_c <= 2048
@@ -244,8 +259,21 @@ def test_conv_update_1x1_pairs_are_planned_scratch(positions: int, monkeypatch) 
     GU_PAIRS_BYTES (768 B)."""
     in_c = 13
     layer = gs.make_layer(
-        "conv", 60 + positions, h=1, w=positions, in_c=in_c, out_c=3, fh=1, fw=1, sh=1, sw=1,
-        dh=1, dw=1, padding="VALID", density=1.0, train_rows=3,
+        "conv",
+        60 + positions,
+        h=1,
+        w=positions,
+        in_c=in_c,
+        out_c=3,
+        fh=1,
+        fw=1,
+        sh=1,
+        sw=1,
+        dh=1,
+        dw=1,
+        padding="VALID",
+        density=1.0,
+        train_rows=3,
     )
     call, values = _update(layer, positions)
     pairs = min(768 // PAIR_BYTES, (positions + 1) // 2)
