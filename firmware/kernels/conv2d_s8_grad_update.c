@@ -66,12 +66,9 @@ void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, vo
                           mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
-size_t conv2d_s8_grad_update_scratch_size(const void *params) {
+size_t conv2d_s8_grad_update_ref_scratch_size(const void *params) {
     struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
     CONV_TRAIN_COLS_AS_LAYER(p); /* an input-channel slice: conv2d_train.h */
     if (!p.update_weights || p.train_rows <= 0) return 0;
-    const size_t acc =
-        (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(int32_t);
-    const size_t spatial = conv_grad_update_spatial_bytes(&p); /* the DSP variant's, if it runs */
-    return spatial > acc ? spatial : acc;
+    return (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(int32_t);
 }

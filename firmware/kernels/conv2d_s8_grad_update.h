@@ -68,8 +68,8 @@ enum {
  * transposed (filter_size x ceil(P / 2) words, P output positions), eight rows' packed
  * gradients and two rows' sums. It takes weight updates of at least GU_SPATIAL_MIN_ROWS rows over
  * at most GU_SPATIAL_MAX_POSITIONS positions whose transposed input fits GU_SPATIAL_MAX_BYTES; p as
- * the update kernels view it (CONV_TRAIN_COLS_AS_LAYER). Here, so the reference's scratch size
- * (conv2d_s8_grad_update_scratch_size) covers it. */
+ * the update kernels view it (CONV_TRAIN_COLS_AS_LAYER). The operator's scratch size
+ * (conv2d_s8_grad_update_scratch_size, conv2d_s8_grad_update_dsp.c) covers it. */
 #define GU_SPATIAL_MAX_POSITIONS 64
 #define GU_SPATIAL_MAX_BYTES 6144
 #define GU_SPATIAL_MIN_ROWS 4
@@ -89,6 +89,11 @@ void conv2d_s8_grad_update_run(const void *params, void *const *operands, void *
 /* The reference kernel (conv2d_s8_grad_update.c), bit-exact with TFLite's reference; it calls no
  * variant. */
 void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, void *scratch);
+/* The reference's scratch: one row's int32 sums (filter_size), none without a weight update. */
+size_t conv2d_s8_grad_update_ref_scratch_size(const void *params);
+/* The scratch the runtime plans for the operator (conv2d_s8_grad_update_dsp.c): the larger of
+ * the reference's and the DSP variant's for the layer, whatever the build (the host twin
+ * switches between the two at run time, so one plan runs on both). */
 size_t conv2d_s8_grad_update_scratch_size(const void *params);
 
 /* --- The SGD steps shared by the *_grad_update kernels (conv2d_s8, depthwise_conv2d_s8,

@@ -21,12 +21,21 @@
 #include "conv2d_s8_grad_update_dsp.h"
 #include "conv2d_train.h"
 
-#define GU_PAIRS 64 /* position pairs gathered at once (768 B of stack) */
-
 struct gu_pair {
     const int8_t *x0, *x1; /* the two positions' input pixels */
     uint32_t g;            /* their gradients as 16-bit lanes (g0 low, g1 high) */
 };
+
+/* The 1x1 path's position pairs gathered at once, in the operator's scratch after the row's
+ * sums (at gu_pairs_offset): 768 B, 64 pairs on the Cortex-M (32 on a 64-bit host twin, whose
+ * pointers are twice as wide; the sums are exact in any grouping), fewer where the layer has
+ * fewer positions (conv2d_s8_grad_update_scratch_size). */
+#define GU_PAIRS_BYTES 768
+#define GU_PAIRS ((int32_t)(GU_PAIRS_BYTES / sizeof(struct gu_pair)))
+
+static size_t gu_pairs_offset(const struct conv2d_s8_grad_update_params *p) {
+    return ((size_t)p->input_c * sizeof(int32_t) + 7u) & ~(size_t)7u;
+}
 
 /* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lane pairs: PKHBT and PKHTB. */
 static inline uint32_t pack_lo(uint32_t a, uint32_t b) {
@@ -112,7 +121,7 @@ static inline void axpy_run(int32_t *a, const int8_t *x, int32_t n, int32_t g, u
  * take 4 rows per pass (rows4_grads). With wider inputs the per-row path was faster on sparse
  * gradients (measured on hapt_cnn1d: a position where 1 of the 4 rows has a gradient costs
  * rows4 all 4 rows' products). */
-#define GU_ROWS4_MAX 128 /* filter sizes whose 4 rows of sums the stack holds (2 KB) */
+#define GU_ROWS4_MAX 128 /* filter sizes whose 4 rows of sums rows4 takes (2 KB of scratch) */
 
 /* a[4 j + r] += g_r * (x[j] + offset) for j < n, r < 4; ge = (g0, g2), go = (g1, g3) as 16-bit
  * lanes. Per 4 values: one word of input, SXTAB16 twice, 16 SMLAxy (each product once). */
@@ -203,6 +212,13 @@ static void rows4_grads(const struct conv2d_s8_grad_update_params *p, const int8
     }
 }
 
+/* Whether grad_update_kxk takes 4 rows at a time (its 4 rows of sums at the scratch's start,
+ * 4 filter_size int32). */
+static int gu_rows4(const struct conv2d_s8_grad_update_params *p) {
+    const size_t filter_size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
+    return (p->filter_h != 1 || p->filter_w != 1) && filter_size <= GU_ROWS4_MAX && p->input_c < 8;
+}
+
 /* Filters larger than 1x1: per trained row, the positions with a gradient (scanned once,
  * zeros skipped as the reference skips them), the taps inside the input bounded once per
  * position (not checked per tap), and per filter row the valid taps' inputs, contiguous in
@@ -229,8 +245,8 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
 
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
     int32_t c = 0;
-    if (filter_size <= GU_ROWS4_MAX && kc < 8) { /* 4 rows at a time, the sums on the stack */
-        int32_t acc4[4 * GU_ROWS4_MAX];
+    if (gu_rows4(&p)) { /* 4 rows at a time, the sums in the scratch (gu_rows4) */
+        int32_t *const acc4 = scratch;
         for (; c < weight_rows; c += 4) {
             const int32_t nr = weight_rows - c < 4 ? weight_rows - c : 4;
             for (size_t t = 0; t < 4 * filter_size; ++t) acc4[t] = 0;
@@ -321,7 +337,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     const int32_t positions = p.batches * p.output_h * p.output_w;
 
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
-    struct gu_pair pairs[GU_PAIRS];
+    struct gu_pair *const pairs = (struct gu_pair *)((uint8_t *)scratch + gu_pairs_offset(&p));
     for (int32_t c = 0; c < weight_rows; ++c) {
         int32_t *acc = scratch;
         for (int32_t k = 0; k < kc; ++k) acc[k] = 0;
@@ -354,6 +370,24 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
                               grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
                               p.per_channel);
+}
+
+size_t conv2d_s8_grad_update_scratch_size(const void *params) {
+    struct conv2d_s8_grad_update_params p = *(const struct conv2d_s8_grad_update_params *)params;
+    const size_t ref = conv2d_s8_grad_update_ref_scratch_size(params);
+    CONV_TRAIN_COLS_AS_LAYER(p); /* as conv2d_s8_grad_update_dsp_run views the layer */
+    if (!p.update_weights || p.train_rows <= 0) return ref;
+    /* The variant conv2d_s8_grad_update_dsp_run picks, in its order. */
+    size_t dsp = conv_grad_update_spatial_bytes(&p);
+    if (dsp == 0 && gu_rows4(&p))
+        dsp = 4 * (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c * sizeof(int32_t);
+    else if (dsp == 0 && p.filter_h == 1 && p.filter_w == 1) {
+        /* A row gathers at most one pair per two positions. */
+        const int32_t positions = p.batches * p.output_h * p.output_w;
+        const int32_t n = (positions + 1) / 2 < GU_PAIRS ? (positions + 1) / 2 : GU_PAIRS;
+        dsp = gu_pairs_offset(&p) + (size_t)n * sizeof(struct gu_pair);
+    }
+    return dsp > ref ? dsp : ref;
 }
 
 /* The selector, the runtime's entry for conv2d_s8_grad_update (ops.def): the DSP variant above when

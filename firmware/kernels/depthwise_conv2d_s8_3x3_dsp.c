@@ -3,11 +3,11 @@
  * depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c), TFLite's reference
  * DepthwiseConvPerChannel.
  *
- * Each channel group of four is the outer loop. The copy on the stack holds each input pixel of
- * the group already widened (two words: SXTAB16 of the even and of the odd channels, the input
- * offset added), so every output pixel's nine taps are one LDRD of the input pair, one LDRD of
- * the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each): the
- * nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
+ * Each channel group of four is the outer loop. The copy (in the operator's scratch) holds each
+ * input pixel of the group already widened (two words: SXTAB16 of the even and of the odd channels,
+ * the input offset added), so every output pixel's nine taps are one LDRD of the input pair, one
+ * LDRD of the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each):
+ * the nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
  * input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX pixels, so
  * larger maps go in bands of output rows (each band widens its rows plus the two below it).
  *
@@ -67,10 +67,17 @@ int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params
     return pw <= D3_PIX / 3 ? (D3_PIX / pw - 3) / st + 1 : 0;
 }
 
+/* The buffers' layout: the group's constants (struct d3k), then at D3_COPY_OFFSET the copy of
+ * the first (the tallest) band: (rows - 1) stride + 3 input rows of pw widened pixels. */
+#define D3_COPY_OFFSET ((sizeof(struct d3k) + 7u) & ~(size_t)7u)
+
 size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params) {
     const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
-    if (depthwise_conv2d_s8_3x3_dsp_band(&p) == 0) return 0;
-    return DW_PAD_WORDS * sizeof(uint32_t) + sizeof(struct d3k);
+    const int32_t band = depthwise_conv2d_s8_3x3_dsp_band(&p);
+    if (band == 0) return 0;
+    const int32_t rows = band < p.output_h ? band : p.output_h, st = p.stride_h;
+    const size_t pw = (size_t)(p.output_w - 1) * (size_t)st + 3u;
+    return D3_COPY_OFFSET + (size_t)((rows - 1) * st + 3) * pw * 2u * sizeof(uint32_t);
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
@@ -247,13 +254,15 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range (where the saturated
      * outputs lie) and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    uint32_t buf[DW_PAD_WORDS];
-    struct d3k k;
+    /* The operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size): the group's
+     * constants, then the copy. */
+    struct d3k *const k = d->buf;
+    uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
     struct dw_rq rq;
-    k.cc = 1 + 2 * p->output_offset;
-    k.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
-    k.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
-    k.step = ch;
+    k->cc = 1 + 2 * p->output_offset;
+    k->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    k->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+    k->step = ch;
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
             if (!dw_group_whole(p, c)) {
@@ -266,19 +275,19 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
             const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
             for (int32_t t = 0; t < 9; ++t) {
                 const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
-                k.w[t][0] = dsp_sxtb16(wv);
-                k.w[t][1] = dsp_sxtb16_hi(wv);
+                k->w[t][0] = dsp_sxtb16(wv);
+                k->w[t][1] = dsp_sxtb16_hi(wv);
             }
             dw_rq_load(d, &rq, c);
             for (int j = 0; j < 4; ++j) {
-                k.bias[j] = rq.bias[j];
-                k.rq[j][0] = rq.m2[j];
-                k.rq[j][1] = rq.s1[j];
+                k->bias[j] = rq.bias[j];
+                k->rq[j][0] = rq.m2[j];
+                k->rq[j][1] = rq.s1[j];
             }
             const int mode = rq.fast && full     ? D3_PACK
                              : rq.fast && clamp8 ? D3_PACK_CLAMP
                                                  : D3_STORE_ANY;
-            d3_group(d, &k, &rq, b, c, buf, band, mode);
+            d3_group(d, k, &rq, b, c, buf, band, mode);
             c += 4;
         }
     }

@@ -349,15 +349,17 @@ void depthwise_conv2d_s8_dsp_run(const void *params, void *const *operands, void
     }
 }
 
-/* The copy the variant the layer takes keeps in the scratch, in the selector's order: the
- * k x k variant's tile, the padded variant's windows; none for the others (the k x k pair and
- * 3x3 variants still keep their copies on the stack). */
+/* The buffers of the variant the layer takes (the order of depthwise_conv2d_s8_dsp_run's
+ * choice): the pair variant's copy and weight sets, the k x k variant's tile, the 3x3
+ * variant's copy and constants, the padded variant's windows; none for the others. */
 static size_t depthwise_conv2d_s8_dsp_buffer_size(const void *params) {
     const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
     if (p.depth_multiplier != 1 || p.filter_h * p.filter_w > DW_TAPS_MAX) return 0;
-    if (depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
+    if (depthwise_conv2d_s8_kxk_pair_dsp_takes(&p))
+        return depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(&p);
     if (depthwise_conv2d_s8_kxk_dsp_takes(&p)) return depthwise_conv2d_s8_kxk_dsp_buffer_size(&p);
-    if (depthwise_conv2d_s8_3x3_dsp_band(&p) > 0) return 0;
+    if (depthwise_conv2d_s8_3x3_dsp_band(&p) > 0)
+        return depthwise_conv2d_s8_3x3_dsp_buffer_size(&p);
     int32_t ph = 0, pw = 0;
     if (dw_padded_pays(&p, &ph, &pw)) return (size_t)ph * (size_t)pw * sizeof(uint32_t);
     return 0;

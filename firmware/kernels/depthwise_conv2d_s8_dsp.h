@@ -217,14 +217,16 @@ void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_dsp_buffer_size(const struct depthwise_conv2d_s8_params *p);
 
 /* The k x k variant with two taps per SMLAD (depthwise_conv2d_s8_kxk_pair_dsp.c): whether it
- * takes the layer, the layer through it, and the bytes of its buffers (on the stack). */
+ * takes the layer, the layer through it (its copy and weight sets at d->buf), and the bytes of
+ * those buffers (in the operator's scratch: depthwise_conv2d_s8_scratch_size). */
 int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
 
 /* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
- * output rows it takes at once (0: not its layer), the layer through it, and the bytes of its
- * buffers (on the stack). */
+ * output rows it takes at once (0: not its layer), the layer through it (its copy and
+ * constants at d->buf), and the bytes of those buffers (in the operator's scratch:
+ * depthwise_conv2d_s8_scratch_size). */
 int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);

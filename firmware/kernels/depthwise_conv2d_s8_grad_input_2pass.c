@@ -134,7 +134,7 @@ void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *cons
         (float)max_abs * (grad_out_scale * max_scale * conv_grad_unit(d.shift)) / 127.0f;
 }
 
-size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {
+size_t depthwise_conv2d_s8_grad_input_2pass_ref_scratch_size(const void *params) {
     const struct depthwise_conv2d_s8_grad_input_2pass_params p =
         *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
     const size_t n_plane = (size_t)p.batches * (size_t)p.input_h * (size_t)p.input_w;

@@ -30,6 +30,11 @@ void depthwise_conv2d_s8_grad_input_2pass_run(const void *params, void *const *o
  * it calls no variant. */
 void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
                                                   void *scratch);
+/* The reference's scratch (above). */
+size_t depthwise_conv2d_s8_grad_input_2pass_ref_scratch_size(const void *params);
+/* The scratch the runtime plans for the operator (depthwise_conv2d_s8_grad_input_2pass_dsp.c):
+ * the larger of the reference's and the DSP variant's layout, whatever the build (the host twin
+ * switches between the two at run time, so one plan runs on both). */
 size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params);
 
 #endif

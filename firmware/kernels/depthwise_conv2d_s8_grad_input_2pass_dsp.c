@@ -1,7 +1,8 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
- * the same scratch (it reads only the reference's multipliers from it; its g' plane, packed
- * weights and accumulator row are bounded stack buffers, 2.5 KB in all). Shapes the channel-plane
+ * the operator's scratch laid out its own way (dwp_offset below: the Q23 multipliers, then the
+ * channel-plane engine's g' plane, packed weights and accumulator row, at most 2.6 KB; the
+ * operator plans the larger of this and the reference's layout). Shapes the channel-plane
  * engine takes run here; others the reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
@@ -28,17 +29,28 @@
 #include "dsp.h"
 #include "grad.h"
 
+/* The DSP variant's scratch for a shape the engine takes: one Q23 multiplier per channel,
+ * then, at the offset this returns (8-aligned), the engine's buffers (dwp_buffer_size). */
+static size_t dwp_offset(const struct depthwise_conv2d_s8_grad_input_params *p) {
+    return ((size_t)p->input_c * sizeof(int32_t) + 7u) & ~(size_t)7u;
+}
+
+static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
+                         struct depthwise_conv2d_s8_grad_input_params *p) {
+    _Static_assert(sizeof(struct depthwise_conv2d_s8_grad_input_2pass_params) ==
+                       sizeof(struct depthwise_conv2d_s8_grad_input_params),
+                   "the two-pass and one-pass parameters are the same fields");
+    __builtin_memcpy(p, p2, sizeof *p);
+}
+
 /* The plane engine's path (depthwise_conv2d_s8_grad_input_planes.h): the reference's two
  * passes, channel by channel, each input row's accumulators from the engine, never stored:
  * pass 1 takes their magnitude, pass 2 rounds them. Returns 0 when the engine does not take the
  * shape. */
 static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
                       void *const *operands, void *scratch) {
-    _Static_assert(sizeof(struct depthwise_conv2d_s8_grad_input_2pass_params) ==
-                       sizeof(struct depthwise_conv2d_s8_grad_input_params),
-                   "the two-pass and one-pass parameters are the same fields");
     struct depthwise_conv2d_s8_grad_input_params p;
-    __builtin_memcpy(&p, p2, sizeof p);
+    params_1pass(p2, &p);
     struct dwp d;
     if (!dwp_setup(&d, &p)) return 0;
     d.grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
@@ -54,7 +66,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    int32_t *m = (int32_t *)scratch + n_plane; /* the reference's scratch layout */
+    int32_t *m = scratch; /* dwp_offset's layout */
     d.m = m;
     const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
 
@@ -76,9 +88,10 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     }
     d.shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
-    int16_t plane[DWP_PLANE];
-    uint32_t words[DWP_WORDS];
-    int32_t row[DWP_ROW];
+    int16_t *plane;
+    uint32_t *words;
+    int32_t *row;
+    dwp_buffers(&d, (uint8_t *)scratch + dwp_offset(&p), &plane, &words, &row);
     dwp_clear(&d, plane);
 
     /* Pass 1: max|acc| over every channel. */
@@ -138,6 +151,16 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
         *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
     if (!run_planes(&p, operands, scratch))
         depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
+}
+
+size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {
+    const struct depthwise_conv2d_s8_grad_input_2pass_params p2 =
+        *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
+    struct depthwise_conv2d_s8_grad_input_params p;
+    params_1pass(&p2, &p);
+    const size_t ref = depthwise_conv2d_s8_grad_input_2pass_ref_scratch_size(params);
+    const size_t bytes = dwp_buffer_size(&p), dsp = dwp_offset(&p) + bytes;
+    return bytes > 0 && dsp > ref ? dsp : ref;
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8_grad_input_2pass (ops.def): the DSP

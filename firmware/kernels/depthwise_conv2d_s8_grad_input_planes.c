@@ -66,6 +66,27 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     return 1;
 }
 
+/* The buffers' layout: the accumulator row (input_w + 8 entries: dwp_row writes 4 outputs at
+ * a time, up to input_w - 1 + 3 s_w), the packed sub-kernels (d->words), then P (last:
+ * dwp_clear writes every entry, so a scratch short of P's end is caught by the tests' guard). */
+static size_t dwp_row_bytes(const struct dwp *d) {
+    return ((size_t)d->p.input_w + 8u) * sizeof(int32_t);
+}
+
+size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p) {
+    struct dwp d;
+    if (!dwp_setup(&d, p)) return 0;
+    return dwp_row_bytes(&d) + (size_t)d.words * sizeof(uint32_t) +
+           (size_t)d.ph * (size_t)d.pw * sizeof(int16_t);
+}
+
+void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row) {
+    uint8_t *b = buf;
+    *row = (int32_t *)b;
+    *words = (uint32_t *)(b + dwp_row_bytes(d));
+    *plane = (int16_t *)(b + dwp_row_bytes(d) + (size_t)d->words * sizeof(uint32_t));
+}
+
 void dwp_clear(const struct dwp *d, int16_t *plane) {
     for (int32_t i = 0; i < d->ph * d->pw; ++i) plane[i] = 0;
 }

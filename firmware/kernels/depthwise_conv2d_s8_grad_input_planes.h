@@ -18,8 +18,10 @@
  * 4 SMLAD per pair of taps against the pair's packed weights; the odd tap's pair carries a
  * zero weight.
  *
- * Buffers (all on the stack of the caller, bounded; dwp_setup refuses larger shapes): P,
- * DWP_PLANE int16; the packed sub-kernels, DWP_WORDS words; one accumulator row, DWP_ROW. */
+ * Buffers (the caller's, in its operator's scratch: dwp_buffer_size bytes, laid out by
+ * dwp_buffers; bounded, dwp_setup refuses larger shapes): P, d->ph * d->pw <= DWP_PLANE int16;
+ * the packed sub-kernels, d->words <= DWP_WORDS words; one accumulator row, input_w + 8 <=
+ * DWP_ROW int32. */
 #ifndef KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_PLANES_H
 #define KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_PLANES_H
 
@@ -54,14 +56,19 @@ struct dwp {
  * fits the engine: depth multiplier 1, dilation 1, strides 1 or 2, no negative padding, and
  * the buffers' bounds. The operands and the shift are the caller's to set. */
 int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params *p);
+/* The bytes of the engine's buffers for a shape dwp_setup takes (0 for the others). */
+size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p);
+/* The buffers in buf (8-aligned, dwp_buffer_size(&d->p) bytes): the accumulator row, the
+ * packed sub-kernels, then P. */
+void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row);
 /* P's borders (and every entry) zero: once per call, as dwp_fill writes only the g'. */
 void dwp_clear(const struct dwp *d, int16_t *plane);
 /* P = channel c's g' of batch b, the borders zero (P has d->ph * d->pw entries). Returns
  * whether any g' is nonzero. */
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int16_t *plane);
-/* The packed sub-kernels of channel c (its trained or flash weights): DWP_WORDS words. */
+/* The packed sub-kernels of channel c (its trained or flash weights): d->words words. */
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words);
-/* row[x] = channel c's accumulator at input row y, column x < input_w (row has DWP_ROW
+/* row[x] = channel c's accumulator at input row y, column x < input_w (row has input_w + 8
  * entries; those past input_w are scribbled on). */
 void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y,
              int32_t *row);

@@ -5,7 +5,8 @@
  * depthwise_conv2d_s8_kxk_dsp.c runs one tap of four channels as four 16x16
  * multiply-accumulates (SMLABB / SMLATT). Here a word holds one channel at two horizontally
  * adjacent pixels, so one SMLAD takes two taps of a filter row: each channel group of four
- * is the outer loop, and each tile of outputs copies its input window to the stack in pairs
+ * is the outer loop, and each tile of outputs copies its input window (in the operator's
+ * scratch, as the group's weight sets) in pairs
  * of pixel columns (2j, 2j+1): four words per pair, channel k's two 16-bit inputs (the input
  * offset added), padding as zero (an offset input of 0 adds nothing, as the reference's
  * skipped tap). An output whose window starts at an even column of the copy takes taps
@@ -47,12 +48,6 @@ int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_para
     return p->filter_h * kp_np(p) <= KP_ROW_PAIRS_MAX;
 }
 
-size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
-    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
-    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
-    return KP_PAIRS * 16 + sizeof(struct kp_weights);
-}
-
 struct kp_tile {
     int32_t rows, cols; /* output rows and columns per tile */
 };
@@ -84,6 +79,24 @@ static struct kp_tile kp_tile(const struct depthwise_conv2d_s8_params *p) {
         }
     }
     return best;
+}
+
+/* The buffers' layout (in the operator's scratch): the group's weight sets (the odd-start set
+ * only at an odd stride), then the copy of one tile, the first (the largest), at least
+ * kp_weights_load's widened taps. */
+static size_t kp_copy_offset(const struct depthwise_conv2d_s8_params *p) {
+    return (p->stride_w % 2 ? 2u : 1u) * sizeof(((struct kp_weights *)0)->w[0]);
+}
+
+size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
+    const struct kp_tile t = kp_tile(&p);
+    const size_t in_h = (size_t)(t.rows - 1) * (size_t)p.stride_h + (size_t)p.filter_h;
+    size_t copy = in_h * (size_t)kp_row_pairs(&p, t.cols) * 16u;
+    const size_t taps = 2u * (2u * KP_ROW_PAIRS_MAX + 2u) * sizeof(uint32_t);
+    if (copy < taps) copy = taps;
+    return kp_copy_offset(&p) + copy;
 }
 
 /* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
@@ -319,9 +332,11 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     const struct kp_tile t = kp_tile(p);
-    struct kp_weights kw;
+    /* The operator's scratch (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size): the weight sets,
+     * then the copy. */
+    struct kp_weights *const kw = d->buf;
+    uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + kp_copy_offset(p));
     struct dw_rq rq;
-    uint32_t buf[KP_PAIRS * 4];
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
         int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch;
@@ -331,7 +346,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
                 ++c;
                 continue;
             }
-            kp_weights_load(d, &kw, c, buf);
+            kp_weights_load(d, kw, c, buf);
             dw_rq_load(d, &rq, c);
             kp_outputs_fn run = kp_outputs_any;
             if (rq.fast && (full || clamp8)) {
@@ -349,7 +364,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
                     int8_t *dst = out +
                                   ((size_t)oy * (size_t)p->output_w + (size_t)ox) * (size_t)ch +
                                   (size_t)c;
-                    run(d, &rq, &kw, buf, w2, rows, cols, dst, c);
+                    run(d, &rq, kw, buf, w2, rows, cols, dst, c);
                 }
             }
             c += 4;

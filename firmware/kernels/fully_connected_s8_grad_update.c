@@ -45,24 +45,9 @@ void fully_connected_s8_grad_update_ref_run(const void *params, void *const *ope
                           grad_out, mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
-size_t fully_connected_s8_grad_update_scratch_size(const void *params) {
+size_t fully_connected_s8_grad_update_ref_scratch_size(const void *params) {
     const struct fully_connected_s8_grad_update_params p =
         *(const struct fully_connected_s8_grad_update_params *)params;
     if (!p.update_weights || p.train_rows <= 0) return 0;
-    /* The DSP variant runs the layer as a 1x1 convolution over `batches` pixels
-     * (DSP_FC_AS_CONV_1X1), which may take the spatial variant: its scratch then. */
-    const struct conv2d_s8_grad_update_params c = {.batches = p.batches,
-                                                   .input_h = 1,
-                                                   .input_w = 1,
-                                                   .input_c = p.input_depth,
-                                                   .filter_h = 1,
-                                                   .filter_w = 1,
-                                                   .output_h = 1,
-                                                   .output_w = 1,
-                                                   .output_c = p.output_depth,
-                                                   .train_rows = p.train_rows,
-                                                   .update_weights = p.update_weights};
-    const size_t acc = (size_t)p.input_depth * sizeof(int32_t);
-    const size_t spatial = conv_grad_update_spatial_bytes(&c);
-    return spatial > acc ? spatial : acc;
+    return (size_t)p.input_depth * sizeof(int32_t);
 }

@@ -51,6 +51,10 @@ void fully_connected_s8_grad_update_run(const void *params, void *const *operand
  * calls no variant. */
 void fully_connected_s8_grad_update_ref_run(const void *params, void *const *operands,
                                             void *scratch);
+/* The reference's scratch: one row's int32 sums (input_depth), none without a weight update. */
+size_t fully_connected_s8_grad_update_ref_scratch_size(const void *params);
+/* The scratch the runtime plans for the operator (fully_connected_s8_grad_update_dsp.c): the
+ * larger of the reference's and the DSP variant's, whatever the build. */
 size_t fully_connected_s8_grad_update_scratch_size(const void *params);
 
 #endif

@@ -39,6 +39,19 @@ void fully_connected_s8_grad_update_dsp_run(const void *params, void *const *ope
     conv2d_s8_grad_update_dsp_run(&c, operands, scratch);
 }
 
+/* The DSP variant runs the layer as a 1x1 convolution over `batches` pixels
+ * (DSP_FC_AS_CONV_1X1): that convolution's scratch (conv2d_s8_grad_update_scratch_size, its
+ * variants' buffers included) where larger than the reference's. */
+size_t fully_connected_s8_grad_update_scratch_size(const void *params) {
+    const struct fully_connected_s8_grad_update_params p =
+        *(const struct fully_connected_s8_grad_update_params *)params;
+    const size_t ref = fully_connected_s8_grad_update_ref_scratch_size(params);
+    const struct conv2d_s8_grad_update_params c = {DSP_FC_AS_CONV_1X1(p),
+                                                   .update_weights = p.update_weights};
+    const size_t dsp = conv2d_s8_grad_update_scratch_size(&c);
+    return dsp > ref ? dsp : ref;
+}
+
 /* The selector, the runtime's entry for fully_connected_s8_grad_update (ops.def): the DSP variant
  * above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
  * (fully_connected_s8_grad_update.c). The DSP variant falls back to the reference itself for the

@@ -137,17 +137,24 @@ def _renumbered(p: Patching, folded: Folded) -> Patching:
 def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str, overlap: bool = True) -> Compiled:
     """The step compiled; each depthwise input gradient whose whole-input int32 scratch
     decides the arena runs as DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS instead (bit-identical, one
-    channel's scratch, twice the work), kept only where the planned arena shrinks."""
+    channel's scratch, twice the work), kept only where the planned arena shrinks. Passes
+    repeat until one keeps none: a layer whose switch alone did not shrink the arena (another
+    one-pass layer held it as large) is tried again once that one has switched."""
     compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
     candidates = [op for op in tb.graph.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]
     scratch = {pt.name: pt.size for pt in compiled.plan.tensors if pt.name.startswith("scratch")}
-    for op in sorted(candidates, key=lambda o: -scratch.get(f"scratch{o.index}", 0)):
-        op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
-        trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
-        if trial.arena < compiled.arena:
-            compiled = trial
-        else:
-            op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT"
+    candidates.sort(key=lambda o: -scratch.get(f"scratch{o.index}", 0))
+    kept = True
+    while kept:
+        kept = False
+        for op in [o for o in candidates if o.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]:
+            op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
+            trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
+            if trial.arena < compiled.arena:
+                compiled = trial
+                kept = True
+            else:
+                op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT"
     return compiled
 
 
