@@ -127,7 +127,10 @@ def test_planner_figures_are_the_linker_s(setup: tuple) -> None:
     for g in [(1, 0.0, 0.0, 0.0, 1.0), (4, 1.0, 0.5, 0.25, 1.0), (2, 0.0, 0.0, 1.0, 1.0)]:
         ct = compile_training(d.graph, scheme_of(g), board, d.model_name, link=True)
         assert ct.image is not None
-        assert ct.image.regions["RAM"].used == mem(g)
+        # the linker's RAM is the compiler's figure (firmware + planned arena, overlaps
+        # included); the search's price, planned without the overlaps, is never below it
+        assert ct.image.regions["RAM"].used == mem.firmware_ram + ct.compiled.arena
+        assert ct.image.regions["RAM"].used <= mem(g)
 
 
 def test_steps_fit_the_time_limit(setup: tuple) -> None:

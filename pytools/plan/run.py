@@ -254,7 +254,12 @@ def plan(
         # The search priced m without the planner's exact overlaps (search.Memory); the finalist's
         # own plan has them, never more: its real figure, which the linker check below holds.
         exact = firmware_ram + ct.compiled.arena
-        assert exact <= m, (exact, m)
+        if exact > m:  # the planner's overlaps only ever shrink an arena: a planner bug
+            raise ToolError(
+                f"plan: finalist {list(g)} plans {exact:,} B with the planner's overlaps but was priced"
+                f" {m:,} B without them; overlaps must never grow the arena. This is a planner bug:"
+                " please report it with the model and the budget."
+            )
         finals.append(
             {"genome": list(g), "score": score, "memory": exact, "measured_gain": acc - an.base_accuracy}
         )
