@@ -45,7 +45,8 @@ int kernels_dsp_host = 0;
 #endif
 
 /* The DSP variant for the layer, as CMSIS-NN's arm_convolve_wrapper_s8 picks one: the narrow
- * 1x1 variant where it takes the layer, else the GEMM variant where the patch fits its buffer
+ * 1x1 variant where it takes the layer, else the wide 1x1 variant (over 512 input channels, in
+ * the buffer planned for the GEMM variant), else the GEMM variant where the patch fits its buffer
  * (a wider one for 1x1 filters: CONV_WBUF_GROUPS_1X1), else the direct one. */
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
@@ -66,6 +67,8 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
     const int one = p.filter_h == 1 && p.filter_w == 1;
     if (conv2d_s8_1x1_narrow_dsp_ok(&p, &o))
         conv2d_s8_1x1_narrow_dsp(&p, &o);
+    else if (conv2d_s8_1x1_wide_dsp_ok(&p))
+        conv2d_s8_1x1_wide_dsp(&p, &o);
     else if (2 * groups <= (one ? CONV_WBUF_GROUPS_1X1 : CONV_WBUF_GROUPS))
         conv2d_s8_gemm_dsp(&p, &o, groups);
     else

@@ -6,6 +6,8 @@
  * Variants (one file each):
  *   conv2d_s8_1x1_narrow_dsp.c  pointwise convolutions over few input channels (records of
  *                               each output channel streamed past one pixel in registers);
+ *   conv2d_s8_1x1_wide_dsp.c    pointwise convolutions over more than 512 input channels
+ *                               (4 widened pixels times int8 filter rows unpacked on the fly);
  *   conv2d_s8_gemm_dsp.c        any patch that fits the buffer: tiles of widened
  *                               patches times pairs of widened filter rows (2x2 SMLAD blocks);
  *   conv2d_s8_stem_dsp.c        the GEMM variant's widening of dense patches (input channels
@@ -203,6 +205,11 @@ size_t conv2d_s8_dsp_buffer_offset(const void *params);
 size_t conv2d_s8_dsp_buffer_size(const void *params);
 int conv2d_s8_1x1_narrow_dsp_shape_ok(const struct conv2d_s8_params *p);
 size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p);
+/* conv2d_s8_1x1_wide_dsp.c: whether the wide variant takes the layer (within the buffer
+ * conv2d_s8_dsp_buffer_size already plans for it), its buffer, and the variant. */
+int conv2d_s8_1x1_wide_dsp_ok(const struct conv2d_s8_params *p);
+size_t conv2d_s8_1x1_wide_dsp_buffer_size(const struct conv2d_s8_params *p);
+void conv2d_s8_1x1_wide_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o);
 /* conv2d_s8_gemm_dsp.c: groups = patch_groups(p), with 2 * groups <= CONV_WBUF_GROUPS (or
  * CONV_WBUF_GROUPS_1X1 for a 1x1 filter; at most CONV_BUF_GROUPS / 2, so a tile holds 2
  * pixels). */
