@@ -196,14 +196,9 @@ __attribute__((noinline)) void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int
         for (; k < m; ++k, ++t, at += col_step) {
             uint64_t *dst = xbuf + (t >> 1) * 2 * groups + (t & 1);
             const int32_t x = ox + k;
-            if (y_in && x >= xlo && x < xhi) {
-                const int8_t *src = o->input + at;
-                if (stem) {
-                    widen_stem(dst, src, row_step, off2, (uint8_t)zp);
-                } else {
-                    copy_runs(tmp, src, row_step, fh, run);
-                    widen(dst, tmp, bytes, off2, p->input_offset);
-                }
+            if (!stem && y_in && x >= xlo && x < xhi) { /* (the stem's took the run above) */
+                copy_runs(tmp, o->input + at, row_step, fh, run);
+                widen(dst, tmp, bytes, off2, p->input_offset);
             } else {
                 widen_dense(dst, pix0 + t, groups, p, o, off2, tmp);
             }
