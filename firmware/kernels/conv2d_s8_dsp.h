@@ -37,7 +37,8 @@
 /* 1x1 convolutions take the GEMM variant up to 3 KB of filter rows (768 input channels), in
  * tiles of 2 pixels at least: each pair of rows is widened once per tile, about 1 instruction
  * per weight byte against 1.4 per 4 MACs, still far cheaper than the direct variant's
- * unpacking (4x4x576 -> 96: 0.36 MAC/instruction direct). */
+ * unpacking (4x4x576 -> 96: 0.36 MAC/instruction direct). Above 512 input channels (tiles of 2
+ * pixels) the wide variant (conv2d_s8_1x1_wide_dsp.c) takes the same buffer for 4 pixels. */
 #define CONV_WBUF_GROUPS_1X1 384
 _Static_assert(2 * CONV_WBUF_GROUPS_1X1 <= CONV_BUF_GROUPS, "a GEMM tile holds 2 pixels");
 #define CONV_TILE_MAX 64 /* output pixels per tile */
