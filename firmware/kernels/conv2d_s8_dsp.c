@@ -24,9 +24,15 @@
  *     widened in one pass (widen_rows2), and the fast full-range pairs run in a loop of their
  *     own (pairs_fast_full): 4x4x112 -> 1280 at 1.10 MAC/instruction.
  *   - the stem (3x3/2 over 3 channels: dense patches, 27 taps in 7 groups and a zero 8th):
- *     patches wholly inside the image are read straight from its three 9-byte runs
- *     (widen_stem, conv2d_s8_stem_dsp.c), and the 2x2 block is unrolled over the 7 groups
- * (pair_fast_m7_7): 0.71 MAC/instruction for 37x39x3 -> 18x19x16 (0.42 before). The narrow path
+ *     patches wholly inside the image are read straight from its three 9-byte runs, a row's
+ *     run of them in one go (widen_stem_run, conv2d_s8_stem_dsp.c), every filter row is widened
+ *     once per layer where the buffer still holds tiles of 32 pixels beside them (hoisted_tile),
+ *     and the 2x2 block is unrolled over the 7 groups (pair_fast_m7_7): 0.77 MAC/instruction
+ *     for 39x39x3 -> 19x19x16 (0.42 before the run copy, 0.71 before the hoisting).
+ * The wide 1x1 path (conv2d_s8_1x1_wide_dsp.c: more than 512 input channels, where the GEMM
+ * tile would be 2 pixels and every filter byte widened once per 2 pixels) widens 4 pixels into
+ * the same buffer and unpacks the int8 filter rows on the fly: 4x4x576 -> 96 at 0.95
+ * MAC/instruction (0.76 on the GEMM path). The narrow path
  * (conv2d_s8_1x1_narrow_dsp.c: pointwise convolutions over 8, 16 or a few more input channels, a
  * multiple of 8; see "The narrow path" below) streams per-output-channel records past one pixel's
  * inputs held in registers, which takes 0.60-0.74 of the GEMM path's instructions at 8 or 16
@@ -45,7 +51,8 @@ int kernels_dsp_host = 0;
 #endif
 
 /* The DSP variant for the layer, as CMSIS-NN's arm_convolve_wrapper_s8 picks one: the narrow
- * 1x1 variant where it takes the layer, else the GEMM variant where the patch fits its buffer
+ * 1x1 variant where it takes the layer, else the wide 1x1 variant (over 512 input channels, in
+ * the buffer planned for the GEMM variant), else the GEMM variant where the patch fits its buffer
  * (a wider one for 1x1 filters: CONV_WBUF_GROUPS_1X1), else the direct one. */
 void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
@@ -66,6 +73,8 @@ void conv2d_s8_dsp_run(const void *params, void *const *operands, void *scratch)
     const int one = p.filter_h == 1 && p.filter_w == 1;
     if (conv2d_s8_1x1_narrow_dsp_ok(&p, &o))
         conv2d_s8_1x1_narrow_dsp(&p, &o);
+    else if (conv2d_s8_1x1_wide_dsp_ok(&p))
+        conv2d_s8_1x1_wide_dsp(&p, &o);
     else if (2 * groups <= (one ? CONV_WBUF_GROUPS_1X1 : CONV_WBUF_GROUPS))
         conv2d_s8_gemm_dsp(&p, &o, groups);
     else

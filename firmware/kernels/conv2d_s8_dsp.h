@@ -6,6 +6,8 @@
  * Variants (one file each):
  *   conv2d_s8_1x1_narrow_dsp.c  pointwise convolutions over few input channels (records of
  *                               each output channel streamed past one pixel in registers);
+ *   conv2d_s8_1x1_wide_dsp.c    pointwise convolutions over more than 512 input channels
+ *                               (4 widened pixels times int8 filter rows unpacked on the fly);
  *   conv2d_s8_gemm_dsp.c        any patch that fits the buffer: tiles of widened
  *                               patches times pairs of widened filter rows (2x2 SMLAD blocks);
  *   conv2d_s8_stem_dsp.c        the GEMM variant's widening of dense patches (input channels
@@ -35,7 +37,8 @@
 /* 1x1 convolutions take the GEMM variant up to 3 KB of filter rows (768 input channels), in
  * tiles of 2 pixels at least: each pair of rows is widened once per tile, about 1 instruction
  * per weight byte against 1.4 per 4 MACs, still far cheaper than the direct variant's
- * unpacking (4x4x576 -> 96: 0.36 MAC/instruction direct). */
+ * unpacking (4x4x576 -> 96: 0.36 MAC/instruction direct). Above 512 input channels (tiles of 2
+ * pixels) the wide variant (conv2d_s8_1x1_wide_dsp.c) takes the same buffer for 4 pixels. */
 #define CONV_WBUF_GROUPS_1X1 384
 _Static_assert(2 * CONV_WBUF_GROUPS_1X1 <= CONV_BUF_GROUPS, "a GEMM tile holds 2 pixels");
 #define CONV_TILE_MAX 64 /* output pixels per tile */
@@ -203,6 +206,11 @@ size_t conv2d_s8_dsp_buffer_offset(const void *params);
 size_t conv2d_s8_dsp_buffer_size(const void *params);
 int conv2d_s8_1x1_narrow_dsp_shape_ok(const struct conv2d_s8_params *p);
 size_t conv2d_s8_1x1_narrow_dsp_buffer_size(const struct conv2d_s8_params *p);
+/* conv2d_s8_1x1_wide_dsp.c: whether the wide variant takes the layer (within the buffer
+ * conv2d_s8_dsp_buffer_size already plans for it), its buffer, and the variant. */
+int conv2d_s8_1x1_wide_dsp_ok(const struct conv2d_s8_params *p);
+size_t conv2d_s8_1x1_wide_dsp_buffer_size(const struct conv2d_s8_params *p);
+void conv2d_s8_1x1_wide_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o);
 /* conv2d_s8_gemm_dsp.c: groups = patch_groups(p), with 2 * groups <= CONV_WBUF_GROUPS (or
  * CONV_WBUF_GROUPS_1X1 for a 1x1 filter; at most CONV_BUF_GROUPS / 2, so a tile holds 2
  * pixels). */

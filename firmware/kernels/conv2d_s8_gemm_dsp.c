@@ -403,18 +403,50 @@ static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, u
     return oc;
 }
 
+/* Dense patches (the stem) over several tiles: the tile that leaves room, in the buffer the
+ * layer already plans (conv2d_s8_gemm_dsp_buffer_size), for the filter rows of every output
+ * channel, widened once instead of once per tile (a dense row of 27 taps took ~140 instructions
+ * to widen, 16 of them per 64-pixel tile of the 3-channel stem: 5 % of the layer), or 0 where
+ * it would be smaller than HOIST_MIN_TILE pixels. */
+#define HOIST_MIN_TILE 32
+static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, int32_t tile) {
+    const int32_t npix = p->batches * p->output_h * p->output_w;
+    const int32_t total = gemm_used_groups(p, groups, tile) + CONV_DENSE_GROUPS;
+    const int32_t rows = (p->output_c + 1) / 2 * 2 * groups;
+    if (npix <= tile || total < rows + CONV_DENSE_GROUPS) return 0;
+    int32_t t = (total - CONV_DENSE_GROUPS - rows) / groups;
+    if (t > CONV_TILE_MAX) t = CONV_TILE_MAX;
+    t &= ~1;
+    return t >= HOIST_MIN_TILE ? t : 0;
+}
+
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
                         int32_t groups) {
     uint64_t *const buf = o->buf; /* conv2d_s8_gemm_dsp_buffer_size bytes */
-    uint64_t *const wbuf = buf, *const xbuf = buf + 2 * groups;
     /* Dense patches are gathered in CONV_DENSE_GROUPS groups after the tile's patches. */
     const int dense = dense_patch(p);
     const int32_t reserved = dense ? CONV_DENSE_GROUPS : 0;
-    const int32_t tile = gemm_tile(groups, reserved);
-    int8_t *const tmp = dense ? (int8_t *)(buf + gemm_used_groups(p, groups, tile)) : NULL;
-    const uint32_t off2 = dsp_pair(p->input_offset);
+    int32_t tile = gemm_tile(groups, reserved);
     const int32_t cout = p->output_c;
     const int32_t npix = p->batches * p->output_h * p->output_w;
+    /* The filter rows: one pair at a time in wbuf, or (hoist) every pair's, widened once. */
+    const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;
+    uint64_t *wbuf = buf;
+    uint64_t *const xbuf = buf + (hoist ? (cout + 1) / 2 : 1) * 2 * groups;
+    if (hoist) {
+        tile = hoist;
+        for (int32_t oc = 0; oc < cout; oc += 2) {
+            uint64_t *const w = buf + oc * groups;
+            widen_row(w, oc, groups, p, o);
+            if (oc + 1 < cout)
+                widen_row(w + 1, oc + 1, groups, p, o);
+            else
+                widen_zeros(w + 1, w + 2 * groups);
+        }
+    }
+    int8_t *const tmp =
+        dense ? (int8_t *)(xbuf + gemm_used_groups(p, groups, tile) - 2 * groups) : NULL;
+    const uint32_t off2 = dsp_pair(p->input_offset);
     /* Layer constants of the fast requantization (requant_fast.h, step 4). */
     const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
     const int32_t c = offset_ok ? 1 + 2 * p->output_offset : 0;
@@ -438,7 +470,9 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
                                  c);
         for (; oc < cout; oc += 2) {
             const int two = oc + 1 < cout;
-            if (two && p->input_c % 4 == 0) {
+            if (hoist) {
+                wbuf = buf + oc * groups;
+            } else if (two && p->input_c % 4 == 0) {
                 const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
                 widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size,
                             wbuf + 2 * groups);

@@ -62,6 +62,57 @@ CONV_INLINE void copy_runs(int8_t *d, const int8_t *src, size_t step, int32_t fh
  * point (lane 27, which the offset makes 0) as 7 words, each read where it starts (LDR takes
  * any alignment; no read past the third run's last byte), one byte or half spliced in where a
  * word spans two runs; the 8th group is zero. The lanes are widen_dense's. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The same in one block: per group one STRD of both lane words (GCC stored them one word at a
+ * time), the half of the second run's tail read with LDRH (no UXTH), the runs addressed from r0
+ * with `step` as a register: 37 instructions per patch where GCC's took ~45. */
+CONV_INLINE void widen_stem(uint64_t *dst, const int8_t *r0, size_t step, uint32_t off2,
+                            uint32_t zp) {
+    const uint32_t zp24 = zp << 24;
+    __asm__ volatile(
+        "ldr r4, [%[r]]\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d]]\n"
+        "ldr r4, [%[r], #4]\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d], #16]\n"
+        "ldrb r4, [%[r], #8]\n"
+        "ldr r5, [%[r], %[s]]\n"
+        "add %[r], %[r], %[s]\n"
+        "orr r4, r4, r5, lsl #8\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d], #32]\n"
+        "ldr r4, [%[r], #3]\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d], #48]\n"
+        "ldrh r4, [%[r], #7]\n"
+        "ldr r5, [%[r], %[s]]\n"
+        "add %[r], %[r], %[s]\n"
+        "orr r4, r4, r5, lsl #16\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d], #64]\n"
+        "ldr r4, [%[r], #2]\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d], #80]\n"
+        "ldr r4, [%[r], #5]\n"
+        "orr r4, %[z], r4, lsr #8\n"
+        "sxtab16 r5, %[o], r4\n"
+        "sxtab16 r6, %[o], r4, ror #8\n"
+        "strd r5, r6, [%[d], #96]\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "strd r5, r6, [%[d], #112]\n"
+        : [r] "+r"(r0)
+        : [d] "r"(dst), [s] "r"(step), [o] "r"(off2), [z] "r"(zp24)
+        : "r4", "r5", "r6", "cc", "memory");
+}
+#else
 CONV_INLINE void widen_stem(uint64_t *dst, const int8_t *r0, size_t step, uint32_t off2,
                             uint32_t zp) {
     const int8_t *r1 = r0 + step, *r2 = r1 + step;
@@ -80,6 +131,20 @@ CONV_INLINE void widen_stem(uint64_t *dst, const int8_t *r0, size_t step, uint32
     v = (dsp_read4(r2 + 5) >> 8) | (zp << 24);
     dst[12] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
     dst[14] = 0;
+}
+#endif
+
+/* Pixels t0 .. t1 - 1 of the tile (consecutive in one output row, every patch inside the image,
+ * the first at src) widened by widen_stem: pixel t is row t % 2 of pair t / 2, so the next
+ * pixel's groups start 1 group on (t even) or 2 * 8 - 1 on (t odd); the pointers are stepped,
+ * nothing is divided or tested per pixel. */
+static void widen_stem_run(uint64_t *xbuf, int32_t t0, int32_t t1, const int8_t *src,
+                           ptrdiff_t col_step, size_t row_step, uint32_t off2, uint32_t zp) {
+    uint64_t *dst = xbuf + (t0 >> 1) * 16 + (t0 & 1);
+    for (int32_t t = t0; t < t1; ++t, src += col_step) {
+        widen_stem(dst, src, row_step, off2, zp);
+        dst += (t & 1) ? 15 : 1;
+    }
 }
 
 __attribute__((noinline)) void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int32_t pix0,
@@ -113,17 +178,27 @@ __attribute__((noinline)) void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int
         /* The patch's first byte, as an offset (a pointer only once inside the image). */
         ptrdiff_t at = (((ptrdiff_t)b * ih + y0) * iw + (ptrdiff_t)ox * p->stride_w - p->pad_w) *
                        (ptrdiff_t)ic;
-        for (int32_t k = 0; k < m; ++k, ++t, at += col_step) {
+        int32_t k = 0;
+        if (stem && y_in) { /* the run of patches inside the image, in one go */
+            const int32_t a = ox >= xlo ? 0 : (xlo - ox < m ? xlo - ox : m);
+            const int32_t e = ox + m < xhi ? m : xhi - ox;
+            for (; k < a; ++k, ++t, at += col_step)
+                widen_dense(xbuf + (t >> 1) * 2 * groups + (t & 1), pix0 + t, groups, p, o, off2,
+                            tmp);
+            if (e > k) {
+                widen_stem_run(xbuf, t, t + e - k, o->input + at, col_step, row_step, off2,
+                               (uint8_t)zp);
+                at += (ptrdiff_t)(e - k) * col_step;
+                t += e - k;
+                k = e;
+            }
+        }
+        for (; k < m; ++k, ++t, at += col_step) {
             uint64_t *dst = xbuf + (t >> 1) * 2 * groups + (t & 1);
             const int32_t x = ox + k;
-            if (y_in && x >= xlo && x < xhi) {
-                const int8_t *src = o->input + at;
-                if (stem) {
-                    widen_stem(dst, src, row_step, off2, (uint8_t)zp);
-                } else {
-                    copy_runs(tmp, src, row_step, fh, run);
-                    widen(dst, tmp, bytes, off2, p->input_offset);
-                }
+            if (!stem && y_in && x >= xlo && x < xhi) { /* (the stem's took the run above) */
+                copy_runs(tmp, o->input + at, row_step, fh, run);
+                widen(dst, tmp, bytes, off2, p->input_offset);
             } else {
                 widen_dense(dst, pix0 + t, groups, p, o, off2, tmp);
             }

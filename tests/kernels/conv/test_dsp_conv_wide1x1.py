@@ -1,7 +1,8 @@
-"""Pointwise convolutions with wide inputs (512 to 768 input channels: filter rows of 2 to 3 KB
-widened, conv2d_s8_dsp.c's CONV_WBUF_GROUPS_1X1) take the GEMM variant in tiles of 2 to 4
-pixels: bit for bit against the reference kernel on the host, against TFLite's reference,
-and on the emulated Cortex-M7 (its assembly block) against TFLite's reference."""
+"""Pointwise convolutions with wide inputs (512 to 768 input channels, conv2d_s8_dsp.c's
+CONV_WBUF_GROUPS_1X1: the GEMM variant's buffer for 2 to 4 pixels; above 512 channels the wide
+variant, conv2d_s8_1x1_wide_dsp.c, runs 4 pixels in it): bit for bit against the reference
+kernel on the host, against TFLite's reference, and on the emulated Cortex-M7 (its assembly
+block) against TFLite's reference."""
 
 from __future__ import annotations
 
