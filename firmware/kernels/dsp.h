@@ -283,6 +283,71 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
     return (int8_t)(((int32_t)q ^ s) - s);
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The two loops of dsp_grad_requantize_s32 below over n4 >= 1 groups of 4 accumulators, in
+ * assembly (GCC's loops took 9 and 19 instructions per element, the branches as IT blocks
+ * and the fixed-point estimate through a 64-bit multiply-add): LDM 4 accumulators, then per
+ * element 5 instructions for the largest |acc| (returned, at least m), 12 for the rounding
+ * (k[0] = R, k[1] = M: dsp_grad_requantize_s32's fixed-point branch, the same integer steps).
+ * out may start where acc does (the operator's OUTPUT_OVER_SCRATCH): out[i] is written after
+ * acc[i] is read. */
+/* clang-format off */
+static __attribute__((naked, noinline, unused)) uint32_t dsp_max_abs4(const int32_t *acc,
+                                                                      uint32_t n4, uint32_t m) {
+    (void)acc, (void)n4, (void)m;
+#define DSP_MAX_ABS(v)                      \
+    "eor r12, " v ", " v ", asr #31\n"       \
+    "sub r12, r12, " v ", asr #31\n"         \
+    "cmp r2, r12\n"                          \
+    "it lo\n"                                \
+    "movlo r2, r12\n"
+    __asm__ volatile(
+        "push {r4, r5, r6}\n"
+        "1:\n"
+        "ldm r0!, {r3, r4, r5, r6}\n"
+        DSP_MAX_ABS("r3") DSP_MAX_ABS("r4") DSP_MAX_ABS("r5") DSP_MAX_ABS("r6")
+        "subs r1, r1, #1\n"
+        "bne 1b\n"
+        "mov r0, r2\n"
+        "pop {r4, r5, r6}\n"
+        "bx lr\n");
+#undef DSP_MAX_ABS
+}
+
+static __attribute__((naked, noinline, unused)) void dsp_round4(const int32_t *acc, int8_t *out,
+                                                                uint32_t n4, const uint32_t *k) {
+    (void)acc, (void)out, (void)n4, (void)k;
+    /* per element v: a = |v|, q = (a R) >> 32, rem = 127 a + M / 2 - q M (mod 2^32),
+     * q += (M - 1 - rem) >> 31 - rem >> 31, the sign of v put back */
+#define DSP_ROUND(v)                        \
+    "eor r7, " v ", " v ", asr #31\n"        \
+    "sub r7, r7, " v ", asr #31\n"           \
+    "umull r8, r12, r7, r9\n"               \
+    "rsb r7, r7, r7, lsl #7\n"              \
+    "add r7, r7, r10, lsr #1\n"             \
+    "mls r7, r12, r10, r7\n"                \
+    "sub r8, r11, r7\n"                     \
+    "add r12, r12, r8, lsr #31\n"           \
+    "sub r12, r12, r7, lsr #31\n"           \
+    "eor r12, r12, " v ", asr #31\n"         \
+    "sub r12, r12, " v ", asr #31\n"         \
+    "strb r12, [r1], #1\n"
+    __asm__ volatile(
+        "push {r4, r5, r6, r7, r8, r9, r10, r11}\n"
+        "ldrd r9, r10, [r3]\n"
+        "sub r11, r10, #1\n"
+        "1:\n"
+        "ldm r0!, {r3, r4, r5, r6}\n"
+        DSP_ROUND("r3") DSP_ROUND("r4") DSP_ROUND("r5") DSP_ROUND("r6")
+        "subs r2, r2, #1\n"
+        "bne 1b\n"
+        "pop {r4, r5, r6, r7, r8, r9, r10, r11}\n"
+        "bx lr\n");
+#undef DSP_ROUND
+}
+/* clang-format on */
+#endif
+
 /* grad_requantize_s32 (grad.c), bit-identical, without its 64-bit division per element (a
  * library call of ~100 instructions on the Cortex-M7): q = round_half_away(acc * 127 / max|acc|)
  * is estimated in float (|acc| * (127 / M) + 1/2 is within 10^-5 of the exact quotient
@@ -293,7 +358,11 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
 static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale,
                                             int8_t *out) {
     uint32_t max_abs = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t i0 = 0; /* where the C loops start (past the assembly's groups of 4) */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 4) max_abs = dsp_max_abs4(acc, (uint32_t)(n >> 2), 0), i0 = n & ~(size_t)3;
+#endif
+    for (size_t i = i0; i < n; i++) {
         const uint32_t a = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
         if (a > max_abs) max_abs = a;
     }
@@ -309,7 +378,11 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
          * floor(127 a / M) or one more, the exact quotient floor((127 a + M / 2) / M) is one
          * of those two, and the remainder correction of dsp_grad_round_s32_small applies. */
         const uint32_t r = (uint32_t)((((uint64_t)127u << 32) + max_abs - 1u) / max_abs);
-        for (size_t i = 0; i < n; i++) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+        const uint32_t k4[2] __attribute__((aligned(8))) = {r, max_abs};
+        if (i0) dsp_round4(acc, out, (uint32_t)(i0 >> 2), k4);
+#endif
+        for (size_t i = i0; i < n; i++) {
             const int32_t v = acc[i], s = v >> 31;
             const uint32_t a = (uint32_t)((v ^ s) - s);
             uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
