@@ -64,6 +64,12 @@ void requantize_s8_dsp_run(const void *params, void *const *operands, void *scra
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
                                                   void *scratch);
 
+/* KERNELS_FPV5=1 (firmware/build.toml, [cpu.cortex-m7]): the FPU is FPv5 (VCVTM and the other
+ * directed-rounding conversions; the Cortex-M4's FPv4 lacks them). GCC defines no macro that
+ * tells the two apart. */
+#ifndef KERNELS_FPV5
+#define KERNELS_FPV5 0
+#endif
 #ifndef KERNELS_DSP
 #define KERNELS_DSP 0
 #endif
@@ -466,7 +472,9 @@ static inline void dsp_bias_sums(const int8_t *g, const uint8_t *mask, size_t po
  *     [-127, 127] on the same side, and NaN (the reference's 0) gives floor 0 either way;
  *   - the draw u = (s >> 8) * 2^-24 is VCVT.F32.U32 with 24 fraction bits (exact: 24-bit);
  *   - floor(x) = trunc(x) - 1 where x < trunc(x), an ordered less-than (MI after VCMP: false
- *     for NaN), the comparison against trunc(x) converted back (exact while it matters);
+ *     for NaN), the comparison against trunc(x) converted back (exact while it matters); with
+ *     FPv5 (the Cortex-M7: KERNELS_FPV5, firmware/build.toml) VCVTM's floor with the same
+ *     saturation and NaN to 0, 5 instructions fewer;
  *   - the weight saturates with SSAT to [-128, 127], then -128 becomes -127;
  *   - acc == 0: x = 0 * f + u (NaN if f is not finite) floors to 0, as the reference's
  *     shortcut; the draw is made alike.
@@ -490,6 +498,11 @@ static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *a
         "vmov s14, r3\n"
         "vcvt.f32.u32 s14, s14, #24\n"
         "vadd.f32 s15, s15, s14\n"
+#if KERNELS_FPV5 /* VCVTM: floor(x) in one instruction, saturated, NaN to 0 */
+        "vcvtm.s32.f32 s14, s15\n"
+        "vmov r3, s14\n"
+        "ssat r3, #16, r3\n"
+#else
         "vcvt.s32.f32 s14, s15\n"
         "vcvt.f32.s32 s13, s14\n"
         "vmov r3, s14\n"
@@ -498,6 +511,7 @@ static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *a
         "vmrs APSR_nzcv, fpscr\n"
         "it mi\n"
         "submi r3, r3, #1\n"
+#endif
         "ldrsb r2, [%[w]]\n"
         "add r2, r2, r3\n"
         "ssat r2, #8, r2\n"
