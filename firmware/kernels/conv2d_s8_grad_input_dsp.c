@@ -352,7 +352,6 @@ static __attribute__((noinline)) void gather_m7(const uint32_t *gp, const uint32
         :
         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
-#undef GI_STEP
 #define gather gather_m7
 #else
 static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io,
@@ -368,6 +367,96 @@ static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io
     for (int32_t i = 0; i < 4; ++i) io->st0[i] = a[i], io->st1[i] = a[4 + i];
 }
 #endif
+
+/* One chunk's products for 4 input channels at every pair of a tile: for pair i, the
+ * accumulators of its two pixels' input rows dst[2i] + k and dst[2i + 1] + k (4 int32 each)
+ * get the sums gather computes with the pair's terms gp + i * GI_C, read and written back in
+ * place. A lone pixel's partner row is its own (dst[2i + 1] == dst[2i]): its terms are zero,
+ * so the partner's sums are the row as read, written before the pixel's own. */
+struct gather_job {
+    const uint32_t *gp;      /* pair 0's terms (advanced by GI_C words per pair) */
+    const uint32_t *t;       /* the chunk's weights (gather's t) */
+    int32_t *const *dst;     /* 2 rows per pair (advanced by 2 per pair) */
+    int32_t *const *dst_end; /* past the last pair's */
+    uint32_t kbytes;         /* 4 k: the input channels' offset in a row, in bytes */
+    uint32_t steps;          /* channel pairs in the chunk: 2 groups, 2..GI_C / 2 */
+};
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+_Static_assert(offsetof(struct gather_job, t) == 4 && offsetof(struct gather_job, dst) == 8 &&
+                   offsetof(struct gather_job, dst_end) == 12 &&
+                   offsetof(struct gather_job, kbytes) == 16 &&
+                   offsetof(struct gather_job, steps) == 20 && GI_C == 32,
+               "gather_pairs_m7's offsets");
+/* On the Cortex-M7/M4: one call per chunk and 4 input channels (not one per pair), and per pair
+ * a jump into GI_C / 2 unrolled steps (each 3 LDRD + 8 SMLAD, 44 bytes: the entry is the end
+ * minus 44 bytes per channel pair) instead of a loop whose end test took 3 instructions per 22:
+ * about 25 instructions per pair around the steps against about 70 (the call, its setup, and
+ * the loop's tests). All 14 registers hold accumulators, terms, weights and pointers during
+ * the steps, so the pair's state lives in the job (steps is overwritten with the entry). */
+static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *job) {
+    (void)job;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n"
+        "push {r0}\n" /* [sp]: the job */
+        "adr r12, 9f\n"
+        "ldr r11, [r0, #20]\n"
+        "sub r12, r12, r11, lsl #5\n"
+        "sub r12, r12, r11, lsl #3\n"
+        "sub r12, r12, r11, lsl #2\n"
+        "orr r12, r12, #1\n"
+        "str r12, [r0, #20]\n"
+        "mov lr, r0\n"
+        "1:\n"
+        "ldrd r8, r9, [lr]\n"
+        "ldr r10, [lr, #8]\n"
+        "ldr r12, [lr, #16]\n"
+        "ldrd r10, r11, [r10]\n"
+        "add r11, r11, r12\n"
+        "ldm r11, {r4, r5, r6, r7}\n"
+        "add r10, r10, r12\n"
+        "ldm r10, {r0, r1, r2, r3}\n"
+        "ldr r12, [lr, #20]\n"
+        "bx r12\n"
+        "8:\n" GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
+            GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
+        "9:\n"
+        ".if (9b - 8b) - 16 * 44\n"
+        ".error \"gather_pairs_m7: a step is not 44 bytes\"\n"
+        ".endif\n"
+        "ldr lr, [sp]\n"
+        "ldrd r10, r11, [lr, #8]\n"
+        "ldr r12, [lr, #16]\n"
+        "ldrd r8, r9, [r10], #8\n"
+        "str r10, [lr, #8]\n"
+        "add r9, r9, r12\n"
+        "stm r9, {r4, r5, r6, r7}\n" /* the partner first (a lone pixel's is its own row) */
+        "add r8, r8, r12\n"
+        "stm r8, {r0, r1, r2, r3}\n"
+        "ldr r8, [lr]\n"
+        "add r8, r8, #128\n" /* GI_C words */
+        "str r8, [lr]\n"
+        "cmp r10, r11\n"
+        "bne 1b\n"
+        "pop {r0}\n"
+        "pop {r4-r11, pc}\n");
+}
+#endif
+
+#undef GI_STEP
+static void gather_pairs(struct gather_job *job) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    gather_pairs_m7(job);
+#else
+    const size_t k = job->kbytes / sizeof(int32_t);
+    for (int32_t *const *d = job->dst; d != job->dst_end; d += 2, job->gp += GI_C) {
+        int32_t a[8];
+        const struct gather_io io = {d[0] + k, d[1] + k, a, a + 4};
+        gather(job->gp, job->t, &io, (int32_t)job->steps / 2);
+        for (int32_t i = 0; i < 4; ++i) d[1][k + (size_t)i] = a[4 + i]; /* the partner first */
+        for (int32_t i = 0; i < 4; ++i) d[0][k + (size_t)i] = a[i];
+    }
+#endif
+}
 
 /* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
@@ -448,9 +537,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
     int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach */
     uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
-    static const int32_t zeros[4] = {0, 0, 0, 0};
-    int32_t spare[4]; /* where a lone pixel's partner goes */
-    int32_t next = 0; /* the next output pixel to pair up */
+    int32_t next = 0;              /* the next output pixel to pair up */
     while (next < n_out) {
         /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
         int32_t pairs = 0;
@@ -466,7 +553,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 ++next;
             }
             if (got == 0) break;
-            if (got == 1) q[pairs][1] = -1, dst[pairs][1] = NULL;
+            if (got == 1) q[pairs][1] = -1, dst[pairs][1] = dst[pairs][0]; /* gather_job */
             ++pairs;
         }
         /* Chunks of the output channels with a nonzero gradient somewhere in the tile (the
@@ -510,23 +597,24 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     tj[2] = pk_hi(a02, b02);
                     tj[3] = pk_hi(a13, b13);
                 }
-                for (int32_t i = 0; i < pairs; ++i) {
-                    int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
-                    const uint32_t *gi = gp + (size_t)i * GI_C;
-                    if (nk == 4) { /* straight from and to the accumulators */
-                        const struct gather_io io = {d0, d1 ? d1 : zeros, d0, d1 ? d1 : spare};
-                        gather(gi, t, &io, groups);
-                        continue;
-                    }
+                if (nk == 4) { /* straight from and to the accumulators, every pair */
+                    struct gather_job job = {gp,
+                                             t,
+                                             &dst[0][0],
+                                             &dst[pairs][0],
+                                             (uint32_t)k * (uint32_t)sizeof(int32_t),
+                                             (uint32_t)used / 2};
+                    gather_pairs(&job);
+                    continue;
+                }
+                for (int32_t i = 0; i < pairs; ++i) { /* the last nk < 4 input channels */
+                    int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] + k;
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
-                    if (d1)
-                        for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
+                    for (int32_t j = 0; j < nk; ++j) a[j] = d0[j], a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    gather(gi, t, &io, groups);
+                    gather(gp + (size_t)i * GI_C, t, &io, groups);
+                    for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j]; /* the partner first */
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
-                    if (d1)
-                        for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
                 }
             }
         }
