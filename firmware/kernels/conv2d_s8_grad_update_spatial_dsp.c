@@ -194,7 +194,7 @@ static void sums1(const struct spatial *s) {
 /* dsp_step_weights (dsp.h) for n weights whose gradient sums are all 0: v = f * 0 is 0 (or
  * NaN, which counts as 0), so x = u in [0, 1) floors to 0; each weight takes its draw and only
  * saturates (-128 to -127). 6 instructions a weight against 25. */
-static void step_zero_row(int8_t *w, int32_t n, uint32_t *rng) {
+static __attribute__((noinline)) void step_zero_row(int8_t *w, int32_t n, uint32_t *rng) {
     uint32_t s = *rng;
     for (int32_t i = 0; i < n; ++i) {
         s ^= s << 13;
