@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
+#include "conv2d_s8_grad_update_dsp.h" /* gu_spread4 */
 #include "conv2d_train.h"
 #include "dsp.h"
 #include "grad.h"
@@ -237,6 +238,46 @@ static inline uint32_t lanes16(int32_t a, int32_t b) {
     return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
 }
 
+/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    return (a >> 16) | (b & 0xFFFF0000u);
+}
+#endif
+
+/* out[0], out[2] = the terms of 4 consecutive channels (gradients g, mask bits the low 4 of
+ * bits, multipliers m) as two lane pairs: one word of gradients masked by gu_spread4
+ * (conv2d_s8_grad_update_dsp.h), and per term (v * m + half - (v < 0)) >> s, the same
+ * rounding as below (v * m < 0 exactly when v < 0, as m > 0) with the sign's correction
+ * folded into the addend of one multiply-add. */
+static inline __attribute__((always_inline)) void lanes4(const int8_t *g, uint32_t bits,
+                                                         const int32_t *m, int32_t half, int s,
+                                                         uint32_t *out) {
+    const uint32_t w = dsp_read4(g) & gu_spread4[bits & 15u];
+    const int32_t v0 = (int8_t)w, v1 = (int8_t)(w >> 8), v2 = (int8_t)(w >> 16);
+    const int32_t v3 = (int32_t)w >> 24;
+    const int32_t e0 = (v0 * m[0] + (half + (v0 >> 31))) >> s;
+    const int32_t e1 = (v1 * m[1] + (half + (v1 >> 31))) >> s;
+    const int32_t e2 = (v2 * m[2] + (half + (v2 >> 31))) >> s;
+    const int32_t e3 = (v3 * m[3] + (half + (v3 >> 31))) >> s;
+    out[0] = pk_lo((uint32_t)e0, (uint32_t)e1);
+    out[2] = pk_lo((uint32_t)e2, (uint32_t)e3);
+}
+
 /* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
  * c0 + 2i and c0 + 2i + 1 as a 16-bit lane pair, for i < used / 2, those from c0 + n on zero:
  * conv_grad_term's rounding without branches (shift >= CONV_GRAD_MIN_SHIFT_16 > 0; for v < 0,
@@ -256,10 +297,17 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
         if (g->mask) {
             const uint8_t *mb = g->mask + (base >> 3);
             const uint32_t sh = (uint32_t)(base & 7u), nb = (sh + (uint32_t)n + 7u) >> 3;
-            uint64_t w = 0;
-            for (uint32_t i = 0; i < nb; ++i) w |= (uint64_t)mb[i] << (8u * i);
-            bits = (uint32_t)(w >> sh);
+            if (nb >= 4) { /* a whole chunk: a word, and a fifth byte if the bits straddle it */
+                bits = dsp_read4((const int8_t *)mb) >> sh;
+                if (nb > 4) bits |= (uint32_t)mb[4] << (32u - sh); /* nb > 4: sh >= 1 */
+            } else {
+                uint32_t w = 0;
+                for (uint32_t i = 0; i < nb; ++i) w |= (uint32_t)mb[i] << (8u * i);
+                bits = w >> sh;
+            }
         }
+        if (ms) /* per-channel multipliers: 4 channels a turn (lanes4) */
+            for (; j + 4 <= n; j += 4, bits >>= 4) lanes4(gr + j, bits, mp + j, half, s, out + j);
         for (; j + 2 <= n; j += 2, bits >>= 2) {
             const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
             const int32_t t1 = (gr[j + 1] & -(int32_t)((bits >> 1) & 1u)) * mp[(j + 1) * ms];
@@ -457,27 +505,6 @@ static void gather_pairs(struct gather_job *job) {
     }
 #endif
 }
-
-/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#else
-static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
-    return (a & 0xFFFFu) | (b << 16);
-}
-static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
-    return (a >> 16) | (b & 0xFFFF0000u);
-}
-#endif
 
 /* t[4 j + i] = (rows[2 j][k + i], rows[2 j + 1][k + i]) as sign-extended 16-bit lanes, i < 4,
  * j < pairs: the weights of a chunk's channel pairs for 4 input channels (gather's t). On the
