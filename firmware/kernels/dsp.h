@@ -293,8 +293,8 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
 /* The two loops of dsp_grad_requantize_s32 below over n4 >= 1 groups of 4 accumulators, in
  * assembly (GCC's loops took 9 and 19 instructions per element, the branches as IT blocks
  * and the fixed-point estimate through a 64-bit multiply-add): LDM 4 accumulators, then per
- * element 5 instructions for the largest |acc| (returned, at least m), 12 for the rounding
- * (k[0] = R, k[1] = M: dsp_grad_requantize_s32's fixed-point branch, the same integer steps).
+ * element 5 instructions for the largest |acc| (returned, at least m), 11 for the rounding
+ * (k[0] = R, k[1] = M: dsp_grad_requantize_s32's fixed-point branch, its integer steps).
  * out may start where acc does (the operator's OUTPUT_OVER_SCRATCH): out[i] is written after
  * acc[i] is read. */
 /* clang-format off */
@@ -323,8 +323,10 @@ static __attribute__((naked, noinline, unused)) uint32_t dsp_max_abs4(const int3
 static __attribute__((naked, noinline, unused)) void dsp_round4(const int32_t *acc, int8_t *out,
                                                                 uint32_t n4, const uint32_t *k) {
     (void)acc, (void)out, (void)n4, (void)k;
-    /* per element v: a = |v|, q = (a R) >> 32, rem = 127 a + M / 2 - q M (mod 2^32),
-     * q += (M - 1 - rem) >> 31 - rem >> 31, the sign of v put back */
+    /* per element v: a = |v|, q = (a R) >> 32, rem = 127 a + M / 2 - q M, q += 1 where
+     * rem >= M, the sign of v put back. The C loop's other correction (rem < 0) never applies
+     * here: a R / 2^32 < 127 a / M + 1/4 (a < 2^30), and the rounded quotient is at least
+     * floor(127 a / M + 1/2 - 1/(2 M)), M >= 128, so q never exceeds it. */
 #define DSP_ROUND(v)                        \
     "eor r7, " v ", " v ", asr #31\n"        \
     "sub r7, r7, " v ", asr #31\n"           \
@@ -334,7 +336,6 @@ static __attribute__((naked, noinline, unused)) void dsp_round4(const int32_t *a
     "mls r7, r12, r10, r7\n"                \
     "sub r8, r11, r7\n"                     \
     "add r12, r12, r8, lsr #31\n"           \
-    "sub r12, r12, r7, lsr #31\n"           \
     "eor r12, r12, " v ", asr #31\n"         \
     "sub r12, r12, " v ", asr #31\n"         \
     "strb r12, [r1], #1\n"

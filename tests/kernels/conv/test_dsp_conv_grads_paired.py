@@ -6,7 +6,8 @@ on the host twin and on both emulated boards (their builds' assembly):
   (chunk_weights_m7), per-channel terms 4 channels a turn (lanes4) and a chunk's mask bits read
   as a word (odd channel offsets: bits straddling a fifth byte);
 - dsp.h's requantization loops in assembly (dsp_max_abs4, dsp_round4) with their C tails, at
-  every magnitude branch (all zero, below 128, the fixed-point branch, 2^30 and above);
+  every magnitude branch (all zero, below 128, the fixed-point branch, 2^30 and above), and
+  sums that take every fraction of the rounding, exact ties included;
 - dsp.h's weight step with VCVTM (the Cortex-M7 build) and the spatial update's rows no
   gradient reached (draws and saturation only, a -128 weight among them).
 """
@@ -78,8 +79,18 @@ def _huge_sums(layer: gs.Layer) -> gs.Layer:
     )
 
 
+def _ties(seed: int, g: int) -> gs.Layer:
+    """One pixel, one output channel and 253 input channels whose weights are -126..126: the
+    sums are g' * W, their largest |acc| is g' * 126, so 127 |W| / 126 takes every fraction
+    of the rounding, the exact tie (|W| = 63: 63.5) among them."""
+    layer = _pointwise(seed, 1, 1, 253, 1, {"per_channel": True})
+    w = np.arange(-126, 127, dtype=np.int8).reshape(1, 1, 1, 253)
+    return replace(layer, w_flash=w, w_ram=w[:0].copy(), g_q=np.full((1, 1, 1, 1), g, np.int8), mask=None)
+
+
 def _calls() -> list:
     layers = [_pointwise(i, *shape) for i, shape in enumerate(SHAPES)]
+    layers += [_ties(60 + i, g) for i, g in enumerate((1, -77, 127, -128))]
     layers.append(_small_sums(_pointwise(50, 3, 3, 7, 4, {"per_channel": True})))
     layers.append(_huge_sums(_pointwise(51, 3, 3, 5, HUGE_C, {})))
     layers.append(replace(layers[0], g_q=np.zeros_like(layers[0].g_q)))  # all zero
