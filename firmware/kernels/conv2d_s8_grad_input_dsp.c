@@ -417,53 +417,52 @@ static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io
 #endif
 
 /* One chunk's products for 4 input channels at every pair of a tile: for pair i, the
- * accumulators of its two pixels' input rows dst[2i] + k and dst[2i + 1] + k (4 int32 each)
- * get the sums gather computes with the pair's terms gp + i * GI_C, read and written back in
- * place. A lone pixel's partner row is its own (dst[2i + 1] == dst[2i]): its terms are zero,
- * so the partner's sums are the row as read, written before the pixel's own. */
+ * accumulators of its two pixels' rows at dst[2i] and dst[2i + 1] (4 int32 each, at the
+ * chunk's current input channel) get the sums gather computes with the pair's terms (pair i's
+ * at gp + i * 2 steps: each pair's follow the last's), read and written back in place, and the
+ * two pointers move on by 4 channels for the next call. A lone pixel's partner row is its own
+ * (dst[2i + 1] == dst[2i]): its terms are zero, so the partner's sums are the row as read,
+ * written before the pixel's own. */
 struct gather_job {
-    const uint32_t *gp;      /* pair 0's terms (advanced by GI_C words per pair) */
-    const uint32_t *t;       /* the chunk's weights (gather's t) */
-    int32_t *const *dst;     /* 2 rows per pair (advanced by 2 per pair) */
-    int32_t *const *dst_end; /* past the last pair's */
-    uint32_t kbytes;         /* 4 k: the input channels' offset in a row, in bytes */
-    uint32_t steps;          /* channel pairs in the chunk: 2 groups, 2..GI_C / 2 */
+    const uint32_t *gp; /* pair 0's terms */
+    const uint32_t *t;  /* the chunk's weights (gather's t) */
+    int32_t **dst;      /* 2 rows per pair, each advanced by 4 int32 */
+    int32_t **dst_end;  /* past the last pair's */
+    uint32_t steps;     /* channel pairs in the chunk: 2 groups, 2..GI_C / 2 */
 };
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 _Static_assert(offsetof(struct gather_job, t) == 4 && offsetof(struct gather_job, dst) == 8 &&
                    offsetof(struct gather_job, dst_end) == 12 &&
-                   offsetof(struct gather_job, kbytes) == 16 &&
-                   offsetof(struct gather_job, steps) == 20 && GI_C == 32,
+                   offsetof(struct gather_job, steps) == 16 && GI_C == 32,
                "gather_pairs_m7's offsets");
 /* On the Cortex-M7/M4: one call per chunk and 4 input channels (not one per pair), and per pair
  * a jump into GI_C / 2 unrolled steps (each 3 LDRD + 8 SMLAD, 44 bytes: the entry is the end
  * minus 44 bytes per channel pair) instead of a loop whose end test took 3 instructions per 22:
- * about 25 instructions per pair around the steps against about 70 (the call, its setup, and
- * the loop's tests). All 14 registers hold accumulators, terms, weights and pointers during
- * the steps, so the pair's state lives in the job (steps is overwritten with the entry). */
+ * 17 instructions per pair around the steps against about 70 (the call, its setup, and the
+ * loop's tests). All 14 registers hold accumulators, terms, weights and pointers during the
+ * steps, so the pair's state lives in the job (steps is overwritten with the entry); the
+ * terms' pointer runs on from pair to pair, and the STMs' write-back moves the rows on. */
 static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *job) {
     (void)job;
     __asm__ volatile(
         "push {r4-r11, lr}\n"
         "push {r0}\n" /* [sp]: the job */
         "adr r12, 9f\n"
-        "ldr r11, [r0, #20]\n"
+        "ldr r11, [r0, #16]\n"
         "sub r12, r12, r11, lsl #5\n"
         "sub r12, r12, r11, lsl #3\n"
         "sub r12, r12, r11, lsl #2\n"
         "orr r12, r12, #1\n"
-        "str r12, [r0, #20]\n"
+        "str r12, [r0, #16]\n"
         "mov lr, r0\n"
+        "ldr r8, [lr]\n"
         "1:\n"
-        "ldrd r8, r9, [lr]\n"
+        "ldr r9, [lr, #4]\n"
         "ldr r10, [lr, #8]\n"
-        "ldr r12, [lr, #16]\n"
         "ldrd r10, r11, [r10]\n"
-        "add r11, r11, r12\n"
         "ldm r11, {r4, r5, r6, r7}\n"
-        "add r10, r10, r12\n"
         "ldm r10, {r0, r1, r2, r3}\n"
-        "ldr r12, [lr, #20]\n"
+        "ldr r12, [lr, #16]\n"
         "bx r12\n"
         "8:\n" GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
             GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
@@ -472,18 +471,14 @@ static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *
         ".error \"gather_pairs_m7: a step is not 44 bytes\"\n"
         ".endif\n"
         "ldr lr, [sp]\n"
-        "ldrd r10, r11, [lr, #8]\n"
-        "ldr r12, [lr, #16]\n"
-        "ldrd r8, r9, [r10], #8\n"
-        "str r10, [lr, #8]\n"
-        "add r9, r9, r12\n"
-        "stm r9, {r4, r5, r6, r7}\n" /* the partner first (a lone pixel's is its own row) */
-        "add r8, r8, r12\n"
-        "stm r8, {r0, r1, r2, r3}\n"
-        "ldr r8, [lr]\n"
-        "add r8, r8, #128\n" /* GI_C words */
-        "str r8, [lr]\n"
-        "cmp r10, r11\n"
+        "ldr r9, [lr, #8]\n"
+        "ldrd r10, r11, [r9], #8\n"
+        "stm r11!, {r4, r5, r6, r7}\n" /* the partner first (a lone pixel's is its own row) */
+        "stm r10!, {r0, r1, r2, r3}\n"
+        "strd r10, r11, [r9, #-8]\n"
+        "str r9, [lr, #8]\n"
+        "ldr r12, [lr, #12]\n"
+        "cmp r9, r12\n"
         "bne 1b\n"
         "pop {r0}\n"
         "pop {r4-r11, pc}\n");
@@ -495,13 +490,14 @@ static void gather_pairs(struct gather_job *job) {
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
     gather_pairs_m7(job);
 #else
-    const size_t k = job->kbytes / sizeof(int32_t);
-    for (int32_t *const *d = job->dst; d != job->dst_end; d += 2, job->gp += GI_C) {
+    const uint32_t *gp = job->gp;
+    for (int32_t **d = job->dst; d != job->dst_end; d += 2, gp += 2 * job->steps) {
         int32_t a[8];
-        const struct gather_io io = {d[0] + k, d[1] + k, a, a + 4};
-        gather(job->gp, job->t, &io, (int32_t)job->steps / 2);
-        for (int32_t i = 0; i < 4; ++i) d[1][k + (size_t)i] = a[4 + i]; /* the partner first */
-        for (int32_t i = 0; i < 4; ++i) d[0][k + (size_t)i] = a[i];
+        const struct gather_io io = {d[0], d[1], a, a + 4};
+        gather(gp, job->t, &io, (int32_t)job->steps / 2);
+        for (int32_t i = 0; i < 4; ++i) d[1][i] = a[4 + i]; /* the partner first */
+        for (int32_t i = 0; i < 4; ++i) d[0][i] = a[i];
+        d[0] += 4, d[1] += 4;
     }
 #endif
 }
@@ -654,8 +650,11 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
                                                 : g->filter + (size_t)c * (size_t)kc;
             }
+            /* the pairs' rows at input channel 0; gather_pairs moves them on */
+            int32_t *cur[GI_PAIRS][2];
+            for (int32_t i = 0; i < pairs; ++i) cur[i][0] = dst[i][0], cur[i][1] = dst[i][1];
             for (int32_t i = 0; i < pairs; ++i)
-                load_terms(g, gp + (size_t)i * GI_C, chans, n, used, q[i][0], q[i][1]);
+                load_terms(g, gp + (size_t)i * (size_t)used, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
@@ -674,21 +673,16 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                         tj[3] = pk_hi(a13, b13);
                     }
                 if (nk == 4) { /* straight from and to the accumulators, every pair */
-                    struct gather_job job = {gp,
-                                             t,
-                                             &dst[0][0],
-                                             &dst[pairs][0],
-                                             (uint32_t)k * (uint32_t)sizeof(int32_t),
-                                             (uint32_t)used / 2};
+                    struct gather_job job = {gp, t, &cur[0][0], &cur[pairs][0], (uint32_t)used / 2};
                     gather_pairs(&job);
                     continue;
                 }
                 for (int32_t i = 0; i < pairs; ++i) { /* the last nk < 4 input channels */
-                    int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] + k;
+                    int32_t *d0 = cur[i][0], *d1 = cur[i][1];
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                     for (int32_t j = 0; j < nk; ++j) a[j] = d0[j], a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    gather(gp + (size_t)i * GI_C, t, &io, groups);
+                    gather(gp + (size_t)i * (size_t)used, t, &io, groups);
                     for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j]; /* the partner first */
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                 }
