@@ -21,11 +21,13 @@
  * so one SMLAD takes two terms. Per tile of up to 16 pairs of pixels by a chunk of up to 32
  * output channels, each pair's terms are packed (load_terms) two output channels per word,
  * against the chunk's weights as lane pairs of the same two channels (built once per chunk and
- * 4 input channels, PKHBT): per channel pair 3 LDRD and 8 SMLAD for 16 products (gather_m7),
- * the chunk's channels in groups of 4 (a short chunk costs what it holds, not 32 channels).
- * It is assembly on the Cortex-M7 using all 14 registers. Output channels with no nonzero
- * gradient anywhere in the tile are left out of its chunks. The overflow bound (the
- * reference's sums, exactly) is one pass over the weights, two input channels at a time. */
+ * 4 input channels: chunk_weights_m7, SXTB16 and PKHBT): per channel pair 3 LDRD and 8 SMLAD
+ * for 16 products, the chunk's channels in groups of 4 (a short chunk costs what it holds, not
+ * 32 channels). One call per chunk and 4 input channels runs every pair of the tile
+ * (gather_pairs_m7, assembly using all 14 registers: per pair a jump into the unrolled steps,
+ * 17 instructions around them). Output channels with no nonzero gradient anywhere in the tile
+ * are left out of its chunks. The overflow bound (the reference's sums, exactly) is one pass
+ * over the weights, two input channels at a time, skipped where the smallest shift is certain. */
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
