@@ -143,11 +143,13 @@ static inline __attribute__((always_inline)) void bound2(const int8_t *w, const 
         bound2_c(w, m, mstep, 0, b);
 }
 
-/* Whether the smallest shift is certain without reading the weights: with every |W_q| at its
- * largest, 128, the reference's sums are at most b = 128 * 128 * taps * sum of m and
- * w = 128 * taps * output_c; if even those give CONV_GRAD_MIN_SHIFT_16, so do the real sums
- * (conv_grad_pick_shift is monotone in both), and the pass over the weights is skipped. */
-static int min_shift_certain(const struct gi *g, int32_t taps) {
+/* The largest shift the weights could need: with every |W_q| at its largest, 128, the
+ * reference's sums are at most b = 128 * 128 * taps * sum of m and w = 128 * taps * output_c,
+ * and conv_grad_pick_shift is monotone in both. So the real shift lies between
+ * CONV_GRAD_MIN_SHIFT_16 and this one: where the two meet the pass over the weights is
+ * skipped, and the pass stops as soon as the input channels read so far need this one (their
+ * sums only grow the maxima the shift is picked from). */
+static int max_shift(const struct gi *g, int32_t taps) {
     uint64_t sum_m = 0;
     if (g->per_channel)
         for (int32_t c = 0; c < g->output_c; ++c) sum_m += (uint64_t)g->m[c];
@@ -155,11 +157,12 @@ static int min_shift_certain(const struct gi *g, int32_t taps) {
         sum_m = (uint64_t)g->m[0] * (uint64_t)g->output_c;
     const uint64_t b = 128u * 128u * (uint64_t)taps * sum_m;
     const uint64_t w = 128u * (uint64_t)taps * (uint64_t)g->output_c;
-    return conv_grad_pick_shift(b, w, CONV_GRAD_MIN_SHIFT_16) == CONV_GRAD_MIN_SHIFT_16;
+    return conv_grad_pick_shift(b, w, CONV_GRAD_MIN_SHIFT_16);
 }
 
 static int shift_1x1(const struct gi *g) {
-    if (min_shift_certain(g, 1)) return CONV_GRAD_MIN_SHIFT_16;
+    const int hi = max_shift(g, 1);
+    if (hi == CONV_GRAD_MIN_SHIFT_16) return hi;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     const int32_t tc = g->train_cols; /* even: a pair of columns is trained or not */
@@ -181,6 +184,7 @@ static int shift_1x1(const struct gi *g) {
         if (s1 > b0) b0 = s1;
         if (b.a0 > w1) w1 = b.a0;
         if (b.a1 > w1) w1 = b.a1;
+        if (conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16) == hi) return hi; /* max_shift */
     }
     return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
@@ -697,7 +701,8 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
  * channels and taps (the weights of tap t of every row, filter_size bytes apart), the
  * reference's sums exactly (integers, another order). */
 static int shift_kxk(const struct gi *g, int32_t taps) {
-    if (min_shift_certain(g, taps)) return CONV_GRAD_MIN_SHIFT_16;
+    const int hi = max_shift(g, taps);
+    if (hi == CONV_GRAD_MIN_SHIFT_16) return hi;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     const int32_t fs = taps * n; /* filter_size */
@@ -717,6 +722,7 @@ static int shift_kxk(const struct gi *g, int32_t taps) {
         if (s1 > b0) b0 = s1;
         if (b.a0 > w1) w1 = b.a0;
         if (b.a1 > w1) w1 = b.a1;
+        if (conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16) == hi) return hi; /* max_shift */
     }
     return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }

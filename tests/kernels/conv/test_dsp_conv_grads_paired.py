@@ -8,6 +8,8 @@ on the host twin and on both emulated boards (their builds' assembly):
 - dsp.h's requantization loops in assembly (dsp_max_abs4, dsp_round4) with their C tails, at
   every magnitude branch (all zero, below 128, the fixed-point branch, 2^30 and above), and
   sums that take every fraction of the rounding, exact ties included;
+- the overflow bound's pass, which stops once the input channels read need the largest shift
+  the weights could need;
 - dsp.h's weight step with VCVTM (the Cortex-M7 build) and the spatial update's rows no
   gradient reached (draws and saturation only, a -128 weight among them).
 """
@@ -88,9 +90,27 @@ def _ties(seed: int, g: int) -> gs.Layer:
     return replace(layer, w_flash=w, w_ram=w[:0].copy(), g_q=np.full((1, 1, 1, 1), g, np.int8), mask=None)
 
 
+def _wide(seed: int, mode: str) -> gs.Layer:
+    """600 output channels at full scale: the largest shift the weights could need is 16, so the
+    bound's pass over the weights runs; with every weight 127 the first input channels already
+    need 16 (the pass stops there), with small weights 15 (it reads them all), with one full
+    column last it stops at the end."""
+    layer = _pointwise(seed, 2, 2, 7, 600, {"per_channel": True})
+    rng = np.random.default_rng(seed)
+    if mode == "full":
+        w = np.full(layer.w_flash.shape, 127, np.int8)
+    else:
+        w = rng.integers(-20, 21, layer.w_flash.shape).astype(np.int8)
+        if mode == "last":
+            w[..., -1] = 127
+    s_w = np.ones(layer.s_w.shape, np.float32)
+    return replace(layer, w_flash=w, w_ram=w[: layer.train_rows].copy(), s_w=s_w)
+
+
 def _calls() -> list:
     layers = [_pointwise(i, *shape) for i, shape in enumerate(SHAPES)]
     layers += [_ties(60 + i, g) for i, g in enumerate((1, -77, 127, -128))]
+    layers += [_wide(70 + i, mode) for i, mode in enumerate(("full", "small", "last"))]
     layers.append(_small_sums(_pointwise(50, 3, 3, 7, 4, {"per_channel": True})))
     layers.append(_huge_sums(_pointwise(51, 3, 3, 5, HUGE_C, {})))
     layers.append(replace(layers[0], g_q=np.zeros_like(layers[0].g_q)))  # all zero
@@ -165,3 +185,22 @@ def test_conv_gradient_paths_on_the_emulated_boards(tmp_path, board_name: str) -
         if call.kernel.endswith("update"):
             changed += int(not np.array_equal(want[5], values[5]))
     assert changed >= 10  # the updates moved weights
+
+
+def _pick_shift(b0: int, w1: int) -> int:
+    """conv2d_s8_grad_input.h's conv_grad_pick_shift from 15."""
+    shift = 15
+    while shift < 30 and (b0 >> shift) + 1 + (w1 + 1) // 2 > 2**31 - 1:
+        shift += 1
+    return shift
+
+
+def test_the_wide_cases_need_the_shifts_they_claim() -> None:
+    """The largest possible shift of the wide layers is 16; the full and last-column weights
+    need it, the small ones 15 (so the bound's pass stops early, reads everything, and stops
+    at the end)."""
+    for i, (mode, want) in enumerate((("full", 16), ("small", 15), ("last", 16))):
+        layer = _wide(70 + i, mode)
+        a = np.abs(layer.w_flash.reshape(600, -1).astype(np.int64))
+        assert _pick_shift(128 * 128 * 600 * 2**23, 128 * 600) == 16
+        assert _pick_shift(int((a * 2**23).sum(0).max()) * 128, int(a.sum(0).max())) == want, mode
