@@ -27,7 +27,8 @@
  * (gather_pairs_m7, assembly using all 14 registers: per pair a jump into the unrolled steps,
  * 17 instructions around them). Output channels with no nonzero gradient anywhere in the tile
  * are left out of its chunks. The overflow bound (the reference's sums, exactly) is one pass
- * over the weights, two input channels at a time, skipped where the smallest shift is certain. */
+ * over the weights, two input channels at a time, skipped where the smallest shift is certain
+ * and stopped once the channels read need the largest the weights could need (max_shift). */
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
@@ -612,7 +613,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     zero_words(acc, n_in);
     uint32_t *const gp = g->terms; /* a tile's packed terms for a chunk of output channels */
     int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach */
+    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach (gather_job) */
     uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
     int32_t next = 0;              /* the next output pixel to pair up */
     while (next < n_out) {
@@ -656,9 +657,6 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     rows[j] = c < g->train_rows ? g->trained + (size_t)c * (size_t)kc
                                                 : g->filter + (size_t)c * (size_t)kc;
             }
-            /* the pairs' rows at input channel 0; gather_pairs moves them on */
-            int32_t *cur[GI_PAIRS][2];
-            for (int32_t i = 0; i < pairs; ++i) cur[i][0] = dst[i][0], cur[i][1] = dst[i][1];
             for (int32_t i = 0; i < pairs; ++i)
                 load_terms(g, gp + (size_t)i * (size_t)used, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
@@ -679,12 +677,12 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                         tj[3] = pk_hi(a13, b13);
                     }
                 if (nk == 4) { /* straight from and to the accumulators, every pair */
-                    struct gather_job job = {gp, t, &cur[0][0], &cur[pairs][0], (uint32_t)used / 2};
+                    struct gather_job job = {gp, t, &dst[0][0], &dst[pairs][0], (uint32_t)used / 2};
                     gather_pairs(&job);
                     continue;
                 }
-                for (int32_t i = 0; i < pairs; ++i) { /* the last nk < 4 input channels */
-                    int32_t *d0 = cur[i][0], *d1 = cur[i][1];
+                for (int32_t i = 0; i < pairs; ++i) {         /* the last nk < 4 input channels */
+                    int32_t *d0 = dst[i][0], *d1 = dst[i][1]; /* at k: gather_pairs moved them */
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                     for (int32_t j = 0; j < nk; ++j) a[j] = d0[j], a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
@@ -693,6 +691,9 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                 }
             }
+            /* gather_pairs moved every row on by the whole groups of 4 input channels: back to
+             * channel 0 for the next chunk (no copy of the pointers on the stack) */
+            for (int32_t i = 0; i < pairs; ++i) dst[i][0] -= kc & ~3, dst[i][1] -= kc & ~3;
         }
     }
 }
