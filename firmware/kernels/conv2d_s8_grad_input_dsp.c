@@ -21,14 +21,18 @@
  * so one SMLAD takes two terms. Per tile of up to 16 pairs of pixels by a chunk of up to 32
  * output channels, each pair's terms are packed (load_terms) two output channels per word,
  * against the chunk's weights as lane pairs of the same two channels (built once per chunk and
- * 4 input channels, PKHBT): per channel pair 3 LDRD and 8 SMLAD for 16 products (gather_m7),
- * the chunk's channels in groups of 4 (a short chunk costs what it holds, not 32 channels).
- * It is assembly on the Cortex-M7 using all 14 registers. Output channels with no nonzero
- * gradient anywhere in the tile are left out of its chunks. The overflow bound (the
- * reference's sums, exactly) is one pass over the weights, two input channels at a time. */
+ * 4 input channels: chunk_weights_m7, SXTB16 and PKHBT): per channel pair 3 LDRD and 8 SMLAD
+ * for 16 products, the chunk's channels in groups of 4 (a short chunk costs what it holds, not
+ * 32 channels). One call per chunk and 4 input channels runs every pair of the tile
+ * (gather_pairs_m7, assembly using all 14 registers: per pair a jump into the unrolled steps,
+ * 17 instructions around them). Output channels with no nonzero gradient anywhere in the tile
+ * are left out of its chunks. The overflow bound (the reference's sums, exactly) is one pass
+ * over the weights, two input channels at a time, skipped where the smallest shift is certain
+ * and stopped once the channels read need the largest the weights could need (max_shift). */
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
+#include "conv2d_s8_grad_update_dsp.h" /* gu_spread4 */
 #include "conv2d_train.h"
 #include "dsp.h"
 #include "grad.h"
@@ -140,11 +144,13 @@ static inline __attribute__((always_inline)) void bound2(const int8_t *w, const 
         bound2_c(w, m, mstep, 0, b);
 }
 
-/* Whether the smallest shift is certain without reading the weights: with every |W_q| at its
- * largest, 128, the reference's sums are at most b = 128 * 128 * taps * sum of m and
- * w = 128 * taps * output_c; if even those give CONV_GRAD_MIN_SHIFT_16, so do the real sums
- * (conv_grad_pick_shift is monotone in both), and the pass over the weights is skipped. */
-static int min_shift_certain(const struct gi *g, int32_t taps) {
+/* The largest shift the weights could need: with every |W_q| at its largest, 128, the
+ * reference's sums are at most b = 128 * 128 * taps * sum of m and w = 128 * taps * output_c,
+ * and conv_grad_pick_shift is monotone in both. So the real shift lies between
+ * CONV_GRAD_MIN_SHIFT_16 and this one: where the two meet the pass over the weights is
+ * skipped, and the pass stops as soon as the input channels read so far need this one (their
+ * sums only grow the maxima the shift is picked from). */
+static int max_shift(const struct gi *g, int32_t taps) {
     uint64_t sum_m = 0;
     if (g->per_channel)
         for (int32_t c = 0; c < g->output_c; ++c) sum_m += (uint64_t)g->m[c];
@@ -152,11 +158,12 @@ static int min_shift_certain(const struct gi *g, int32_t taps) {
         sum_m = (uint64_t)g->m[0] * (uint64_t)g->output_c;
     const uint64_t b = 128u * 128u * (uint64_t)taps * sum_m;
     const uint64_t w = 128u * (uint64_t)taps * (uint64_t)g->output_c;
-    return conv_grad_pick_shift(b, w, CONV_GRAD_MIN_SHIFT_16) == CONV_GRAD_MIN_SHIFT_16;
+    return conv_grad_pick_shift(b, w, CONV_GRAD_MIN_SHIFT_16);
 }
 
 static int shift_1x1(const struct gi *g) {
-    if (min_shift_certain(g, 1)) return CONV_GRAD_MIN_SHIFT_16;
+    const int hi = max_shift(g, 1);
+    if (hi == CONV_GRAD_MIN_SHIFT_16) return hi;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     const int32_t tc = g->train_cols; /* even: a pair of columns is trained or not */
@@ -178,6 +185,7 @@ static int shift_1x1(const struct gi *g) {
         if (s1 > b0) b0 = s1;
         if (b.a0 > w1) w1 = b.a0;
         if (b.a1 > w1) w1 = b.a1;
+        if (conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16) == hi) return hi; /* max_shift */
     }
     return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
@@ -237,6 +245,46 @@ static inline uint32_t lanes16(int32_t a, int32_t b) {
     return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
 }
 
+/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
+    return (a >> 16) | (b & 0xFFFF0000u);
+}
+#endif
+
+/* out[0], out[2] = the terms of 4 consecutive channels (gradients g, mask bits the low 4 of
+ * bits, multipliers m) as two lane pairs: one word of gradients masked by gu_spread4
+ * (conv2d_s8_grad_update_dsp.h), and per term (v * m + half - (v < 0)) >> s, the same
+ * rounding as below (v * m < 0 exactly when v < 0, as m > 0) with the sign's correction
+ * folded into the addend of one multiply-add. */
+static inline __attribute__((always_inline)) void lanes4(const int8_t *g, uint32_t bits,
+                                                         const int32_t *m, int32_t half, int s,
+                                                         uint32_t *out) {
+    const uint32_t w = dsp_read4(g) & gu_spread4[bits & 15u];
+    const int32_t v0 = (int8_t)w, v1 = (int8_t)(w >> 8), v2 = (int8_t)(w >> 16);
+    const int32_t v3 = (int32_t)w >> 24;
+    const int32_t e0 = (v0 * m[0] + (half + (v0 >> 31))) >> s;
+    const int32_t e1 = (v1 * m[1] + (half + (v1 >> 31))) >> s;
+    const int32_t e2 = (v2 * m[2] + (half + (v2 >> 31))) >> s;
+    const int32_t e3 = (v3 * m[3] + (half + (v3 >> 31))) >> s;
+    out[0] = pk_lo((uint32_t)e0, (uint32_t)e1);
+    out[2] = pk_lo((uint32_t)e2, (uint32_t)e3);
+}
+
 /* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
  * c0 + 2i and c0 + 2i + 1 as a 16-bit lane pair, for i < used / 2, those from c0 + n on zero:
  * conv_grad_term's rounding without branches (shift >= CONV_GRAD_MIN_SHIFT_16 > 0; for v < 0,
@@ -256,10 +304,17 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
         if (g->mask) {
             const uint8_t *mb = g->mask + (base >> 3);
             const uint32_t sh = (uint32_t)(base & 7u), nb = (sh + (uint32_t)n + 7u) >> 3;
-            uint64_t w = 0;
-            for (uint32_t i = 0; i < nb; ++i) w |= (uint64_t)mb[i] << (8u * i);
-            bits = (uint32_t)(w >> sh);
+            if (nb >= 4) { /* a whole chunk: a word, and a fifth byte if the bits straddle it */
+                bits = dsp_read4((const int8_t *)mb) >> sh;
+                if (nb > 4) bits |= (uint32_t)mb[4] << (32u - sh); /* nb > 4: sh >= 1 */
+            } else {
+                uint32_t w = 0;
+                for (uint32_t i = 0; i < nb; ++i) w |= (uint32_t)mb[i] << (8u * i);
+                bits = w >> sh;
+            }
         }
+        if (ms) /* per-channel multipliers: 4 channels a turn (lanes4) */
+            for (; j + 4 <= n; j += 4, bits >>= 4) lanes4(gr + j, bits, mp + j, half, s, out + j);
         for (; j + 2 <= n; j += 2, bits >>= 2) {
             const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
             const int32_t t1 = (gr[j + 1] & -(int32_t)((bits >> 1) & 1u)) * mp[(j + 1) * ms];
@@ -352,7 +407,6 @@ static __attribute__((noinline)) void gather_m7(const uint32_t *gp, const uint32
         :
         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
-#undef GI_STEP
 #define gather gather_m7
 #else
 static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io *io,
@@ -369,26 +423,139 @@ static void gather(const uint32_t *gp, const uint32_t *t, const struct gather_io
 }
 #endif
 
-/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
+/* One chunk's products for 4 input channels at every pair of a tile: for pair i, the
+ * accumulators of its two pixels' rows at dst[2i] and dst[2i + 1] (4 int32 each, at the
+ * chunk's current input channel) get the sums gather computes with the pair's terms (pair i's
+ * at gp + i * 2 steps: each pair's follow the last's), read and written back in place, and the
+ * two pointers move on by 4 channels for the next call. A lone pixel's partner row is its own
+ * (dst[2i + 1] == dst[2i]): its terms are zero, so the partner's sums are the row as read,
+ * written before the pixel's own. */
+struct gather_job {
+    const uint32_t *gp; /* pair 0's terms */
+    const uint32_t *t;  /* the chunk's weights (gather's t) */
+    int32_t **dst;      /* 2 rows per pair, each advanced by 4 int32 */
+    int32_t **dst_end;  /* past the last pair's */
+    uint32_t steps;     /* channel pairs in the chunk: 2 groups, 2..GI_C / 2 */
+};
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#else
-static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
-    return (a & 0xFFFFu) | (b << 16);
-}
-static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
-    return (a >> 16) | (b & 0xFFFF0000u);
+_Static_assert(offsetof(struct gather_job, t) == 4 && offsetof(struct gather_job, dst) == 8 &&
+                   offsetof(struct gather_job, dst_end) == 12 &&
+                   offsetof(struct gather_job, steps) == 16 && GI_C == 32,
+               "gather_pairs_m7's offsets");
+/* On the Cortex-M7/M4: one call per chunk and 4 input channels (not one per pair), and per pair
+ * a jump into GI_C / 2 unrolled steps (each 3 LDRD + 8 SMLAD, 44 bytes: the entry is the end
+ * minus 44 bytes per channel pair) instead of a loop whose end test took 3 instructions per 22:
+ * 17 instructions per pair around the steps against about 70 (the call, its setup, and the
+ * loop's tests). All 14 registers hold accumulators, terms, weights and pointers during the
+ * steps, so the pair's state lives in the job (steps is overwritten with the entry); the
+ * terms' pointer runs on from pair to pair, and the STMs' write-back moves the rows on. */
+static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *job) {
+    (void)job;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n"
+        "push {r0}\n" /* [sp]: the job */
+        "adr r12, 9f\n"
+        "ldr r11, [r0, #16]\n"
+        "sub r12, r12, r11, lsl #5\n"
+        "sub r12, r12, r11, lsl #3\n"
+        "sub r12, r12, r11, lsl #2\n"
+        "orr r12, r12, #1\n"
+        "str r12, [r0, #16]\n"
+        "mov lr, r0\n"
+        "ldr r8, [lr]\n"
+        "1:\n"
+        "ldr r9, [lr, #4]\n"
+        "ldr r10, [lr, #8]\n"
+        "ldrd r10, r11, [r10]\n"
+        "ldm r11, {r4, r5, r6, r7}\n"
+        "ldm r10, {r0, r1, r2, r3}\n"
+        "ldr r12, [lr, #16]\n"
+        "bx r12\n"
+        "8:\n" GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
+            GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
+        "9:\n"
+        ".if (9b - 8b) - 16 * 44\n"
+        ".error \"gather_pairs_m7: a step is not 44 bytes\"\n"
+        ".endif\n"
+        "ldr lr, [sp]\n"
+        "ldr r9, [lr, #8]\n"
+        "ldrd r10, r11, [r9], #8\n"
+        "stm r11!, {r4, r5, r6, r7}\n" /* the partner first (a lone pixel's is its own row) */
+        "stm r10!, {r0, r1, r2, r3}\n"
+        "strd r10, r11, [r9, #-8]\n"
+        "str r9, [lr, #8]\n"
+        "ldr r12, [lr, #12]\n"
+        "cmp r9, r12\n"
+        "bne 1b\n"
+        "pop {r0}\n"
+        "pop {r4-r11, pc}\n");
 }
 #endif
+
+#undef GI_STEP
+static void gather_pairs(struct gather_job *job) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    gather_pairs_m7(job);
+#else
+    const uint32_t *gp = job->gp;
+    for (int32_t **d = job->dst; d != job->dst_end; d += 2, gp += 2 * job->steps) {
+        int32_t a[8];
+        const struct gather_io io = {d[0], d[1], a, a + 4};
+        gather(gp, job->t, &io, (int32_t)job->steps / 2);
+        for (int32_t i = 0; i < 4; ++i) d[1][i] = a[4 + i]; /* the partner first */
+        for (int32_t i = 0; i < 4; ++i) d[0][i] = a[i];
+        d[0] += 4, d[1] += 4;
+    }
+#endif
+}
+
+/* t[4 j + i] = (rows[2 j][k + i], rows[2 j + 1][k + i]) as sign-extended 16-bit lanes, i < 4,
+ * j < pairs: the weights of a chunk's channel pairs for 4 input channels (gather's t). On the
+ * Cortex-M7/M4 in assembly: per channel pair 2 LDR, 4 SXTB16, 4 PKHBT / PKHTB and 2 STRD
+ * (GCC's loop took about 24 instructions). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static __attribute__((naked, noinline)) void chunk_weights_m7(uint32_t *t,
+                                                              const int8_t *const *rows,
+                                                              int32_t pairs, int32_t k) {
+    (void)t, (void)rows, (void)pairs, (void)k;
+    __asm__ volatile(
+        "push {r4-r11}\n"
+        "1:\n"
+        "ldrd r4, r5, [r1], #8\n"
+        "ldr r4, [r4, r3]\n"
+        "ldr r5, [r5, r3]\n"
+        "sxtb16 r6, r4\n"
+        "sxtb16 r7, r4, ror #8\n"
+        "sxtb16 r8, r5\n"
+        "sxtb16 r9, r5, ror #8\n"
+        "pkhbt r4, r6, r8, lsl #16\n"
+        "pkhbt r5, r7, r9, lsl #16\n"
+        "pkhtb r10, r8, r6, asr #16\n"
+        "pkhtb r11, r9, r7, asr #16\n"
+        "strd r4, r5, [r0], #8\n"
+        "strd r10, r11, [r0], #8\n"
+        "subs r2, r2, #1\n"
+        "bne 1b\n"
+        "pop {r4-r11}\n"
+        "bx lr\n");
+}
+#endif
+
+static void chunk_weights(uint32_t *t, const int8_t *const *rows, int32_t pairs, int32_t k) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    chunk_weights_m7(t, rows, pairs, k);
+#else
+    for (int32_t j = 0; j < pairs; ++j, t += 4) {
+        const uint32_t wa = dsp_read4(rows[2 * j] + k), wb = dsp_read4(rows[2 * j + 1] + k);
+        const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
+        const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
+        t[0] = pk_lo(a02, b02);
+        t[1] = pk_lo(a13, b13);
+        t[2] = pk_hi(a02, b02);
+        t[3] = pk_hi(a13, b13);
+    }
+#endif
+}
 
 /* 4 int8 from row + k, the bytes past n zero. */
 static inline uint32_t weights4(const int8_t *row, int32_t k, int32_t n) {
@@ -446,11 +613,9 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     zero_words(acc, n_in);
     uint32_t *const gp = g->terms; /* a tile's packed terms for a chunk of output channels */
     int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
-    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach */
+    int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach (gather_job) */
     uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
-    static const int32_t zeros[4] = {0, 0, 0, 0};
-    int32_t spare[4]; /* where a lone pixel's partner goes */
-    int32_t next = 0; /* the next output pixel to pair up */
+    int32_t next = 0;              /* the next output pixel to pair up */
     while (next < n_out) {
         /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
         int32_t pairs = 0;
@@ -466,7 +631,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 ++next;
             }
             if (got == 0) break;
-            if (got == 1) q[pairs][1] = -1, dst[pairs][1] = NULL;
+            if (got == 1) q[pairs][1] = -1, dst[pairs][1] = dst[pairs][0]; /* gather_job */
             ++pairs;
         }
         /* Chunks of the output channels with a nonzero gradient somewhere in the tile (the
@@ -493,42 +658,42 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                                                 : g->filter + (size_t)c * (size_t)kc;
             }
             for (int32_t i = 0; i < pairs; ++i)
-                load_terms(g, gp + (size_t)i * GI_C, chans, n, used, q[i][0], q[i][1]);
+                load_terms(g, gp + (size_t)i * (size_t)used, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
-                for (int32_t j = 0; j < used / 2; ++j) {
-                    const uint32_t wa =
-                        nk == 4 ? dsp_read4(rows[2 * j] + k) : weights4(rows[2 * j], k, kc);
-                    const uint32_t wb =
-                        nk == 4 ? dsp_read4(rows[2 * j + 1] + k) : weights4(rows[2 * j + 1], k, kc);
-                    const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
-                    const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
-                    uint32_t *tj = t + 4 * j;
-                    tj[0] = pk_lo(a02, b02);
-                    tj[1] = pk_lo(a13, b13);
-                    tj[2] = pk_hi(a02, b02);
-                    tj[3] = pk_hi(a13, b13);
-                }
-                for (int32_t i = 0; i < pairs; ++i) {
-                    int32_t *d0 = dst[i][0] + k, *d1 = dst[i][1] ? dst[i][1] + k : NULL;
-                    const uint32_t *gi = gp + (size_t)i * GI_C;
-                    if (nk == 4) { /* straight from and to the accumulators */
-                        const struct gather_io io = {d0, d1 ? d1 : zeros, d0, d1 ? d1 : spare};
-                        gather(gi, t, &io, groups);
-                        continue;
+                if (nk == 4)
+                    chunk_weights(t, rows, used / 2, k);
+                else /* the last nk < 4 input channels, the bytes past them zero */
+                    for (int32_t j = 0; j < used / 2; ++j) {
+                        const uint32_t wa = weights4(rows[2 * j], k, kc);
+                        const uint32_t wb = weights4(rows[2 * j + 1], k, kc);
+                        const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
+                        const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
+                        uint32_t *tj = t + 4 * j;
+                        tj[0] = pk_lo(a02, b02);
+                        tj[1] = pk_lo(a13, b13);
+                        tj[2] = pk_hi(a02, b02);
+                        tj[3] = pk_hi(a13, b13);
                     }
+                if (nk == 4) { /* straight from and to the accumulators, every pair */
+                    struct gather_job job = {gp, t, &dst[0][0], &dst[pairs][0], (uint32_t)used / 2};
+                    gather_pairs(&job);
+                    continue;
+                }
+                for (int32_t i = 0; i < pairs; ++i) {         /* the last nk < 4 input channels */
+                    int32_t *d0 = dst[i][0], *d1 = dst[i][1]; /* at k: gather_pairs moved them */
                     int32_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    for (int32_t j = 0; j < nk; ++j) a[j] = d0[j];
-                    if (d1)
-                        for (int32_t j = 0; j < nk; ++j) a[4 + j] = d1[j];
+                    for (int32_t j = 0; j < nk; ++j) a[j] = d0[j], a[4 + j] = d1[j];
                     const struct gather_io io = {a, a + 4, a, a + 4};
-                    gather(gi, t, &io, groups);
+                    gather(gp + (size_t)i * (size_t)used, t, &io, groups);
+                    for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j]; /* the partner first */
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
-                    if (d1)
-                        for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j];
                 }
             }
+            /* gather_pairs moved every row on by the whole groups of 4 input channels: back to
+             * channel 0 for the next chunk (no copy of the pointers on the stack) */
+            for (int32_t i = 0; i < pairs; ++i) dst[i][0] -= kc & ~3, dst[i][1] -= kc & ~3;
         }
     }
 }
@@ -537,7 +702,8 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
  * channels and taps (the weights of tap t of every row, filter_size bytes apart), the
  * reference's sums exactly (integers, another order). */
 static int shift_kxk(const struct gi *g, int32_t taps) {
-    if (min_shift_certain(g, taps)) return CONV_GRAD_MIN_SHIFT_16;
+    const int hi = max_shift(g, taps);
+    if (hi == CONV_GRAD_MIN_SHIFT_16) return hi;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
     const int32_t tr = g->train_rows < g->output_c ? g->train_rows : g->output_c;
     const int32_t fs = taps * n; /* filter_size */
@@ -557,6 +723,7 @@ static int shift_kxk(const struct gi *g, int32_t taps) {
         if (s1 > b0) b0 = s1;
         if (b.a0 > w1) w1 = b.a0;
         if (b.a1 > w1) w1 = b.a1;
+        if (conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16) == hi) return hi; /* max_shift */
     }
     return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }

@@ -191,6 +191,20 @@ static void sums1(const struct spatial *s) {
     }
 }
 
+/* dsp_step_weights (dsp.h) for n weights whose gradient sums are all 0: v = f * 0 is 0 (or
+ * NaN, which counts as 0), so x = u in [0, 1) floors to 0; each weight takes its draw and only
+ * saturates (-128 to -127). 6 instructions a weight against 25. */
+static __attribute__((noinline)) void step_zero_row(int8_t *w, int32_t n, uint32_t *rng) {
+    uint32_t s = *rng;
+    for (int32_t i = 0; i < n; ++i) {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        if (w[i] < -127) w[i] = -127;
+    }
+    *rng = s;
+}
+
 int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *p) {
     return conv_grad_update_spatial_bytes(p) > 0;
 }
@@ -267,12 +281,12 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
                 sums2(&s);
             else if (any[r])
                 pw == 8 ? sums1_8(&s) : sums1(&s);
-            if (!any[r])
-                for (int32_t t = 0; t < taps; ++t) s.a0[t] = 0;
-            if (two && !any[r + 1])
-                for (int32_t t = 0; t < taps; ++t) s.a1[t] = 0;
             for (int32_t k = 0; k < 1 + two; ++k) {
                 const int32_t c = c0 + r + k;
+                if (!any[r + k]) { /* a row no gradient reached */
+                    step_zero_row(filter + (size_t)c * (size_t)taps, taps, rng);
+                    continue;
+                }
                 const float f = conv_grad_weight_factor(p->lr, grad_scale, p->input_scale,
                                                         scales[p->per_channel ? c : 0]);
                 dsp_step_weights(filter + (size_t)c * (size_t)taps, 1, k ? s.a1 : s.a0, 1,

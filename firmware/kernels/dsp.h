@@ -64,6 +64,12 @@ void requantize_s8_dsp_run(const void *params, void *const *operands, void *scra
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
                                                   void *scratch);
 
+/* KERNELS_FPV5=1 (firmware/build.toml, [cpu.cortex-m7]): the FPU is FPv5 (VCVTM and the other
+ * directed-rounding conversions; the Cortex-M4's FPv4 lacks them). GCC defines no macro that
+ * tells the two apart. */
+#ifndef KERNELS_FPV5
+#define KERNELS_FPV5 0
+#endif
 #ifndef KERNELS_DSP
 #define KERNELS_DSP 0
 #endif
@@ -283,6 +289,18 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
     return (int8_t)(((int32_t)q ^ s) - s);
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* The two loops of dsp_grad_requantize_s32 below over n4 >= 1 groups of 4 accumulators, in
+ * assembly (GCC's loops took 9 and 19 instructions per element, the branches as IT blocks
+ * and the fixed-point estimate through a 64-bit multiply-add): LDM 4 accumulators, then per
+ * element 5 instructions for the largest |acc| (returned, at least m), 11 for the rounding
+ * (k[0] = R, k[1] = M: dsp_grad_requantize_s32's fixed-point branch, its integer steps).
+ * out may start where acc does (the operator's OUTPUT_OVER_SCRATCH): out[i] is written after
+ * acc[i] is read. In grad_dsp.c: one copy for every kernel that requantizes. */
+uint32_t dsp_max_abs4(const int32_t *acc, uint32_t n4, uint32_t m);
+void dsp_round4(const int32_t *acc, int8_t *out, uint32_t n4, const uint32_t *k);
+#endif
+
 /* grad_requantize_s32 (grad.c), bit-identical, without its 64-bit division per element (a
  * library call of ~100 instructions on the Cortex-M7): q = round_half_away(acc * 127 / max|acc|)
  * is estimated in float (|acc| * (127 / M) + 1/2 is within 10^-5 of the exact quotient
@@ -293,7 +311,11 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
 static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale,
                                             int8_t *out) {
     uint32_t max_abs = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t i0 = 0; /* where the C loops start (past the assembly's groups of 4) */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 4) max_abs = dsp_max_abs4(acc, (uint32_t)(n >> 2), 0), i0 = n & ~(size_t)3;
+#endif
+    for (size_t i = i0; i < n; i++) {
         const uint32_t a = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
         if (a > max_abs) max_abs = a;
     }
@@ -309,7 +331,11 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
          * floor(127 a / M) or one more, the exact quotient floor((127 a + M / 2) / M) is one
          * of those two, and the remainder correction of dsp_grad_round_s32_small applies. */
         const uint32_t r = (uint32_t)((((uint64_t)127u << 32) + max_abs - 1u) / max_abs);
-        for (size_t i = 0; i < n; i++) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+        const uint32_t k4[2] __attribute__((aligned(8))) = {r, max_abs};
+        if (i0) dsp_round4(acc, out, (uint32_t)(i0 >> 2), k4);
+#endif
+        for (size_t i = i0; i < n; i++) {
             const int32_t v = acc[i], s = v >> 31;
             const uint32_t a = (uint32_t)((v ^ s) - s);
             uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
@@ -385,46 +411,83 @@ static inline void dsp_bias_sums(const int8_t *g, const uint8_t *mask, size_t po
  * (an int8 store may alias the state, so the compiler must reload it after each one), and
  * zero gradients (rows or taps no nonzero gradient reached) without the float steps. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP) && defined(__ARM_FP)
-/* On the Cortex-M7 and M4 (FPv4/FPv5), the same step in 29 instructions per weight (GCC's loop
- * below took about 45), branch-free. Why the shortcuts give the reference's weight:
+/* On the Cortex-M7 and M4 (FPv4/FPv5), the same step in 30 instructions per weight (25 with
+ * FPv5's VCVTM; contiguous rows 26 / 21; GCC's loop below took about 45), branch-free. Why the
+ * shortcuts give the reference's weight:
  *   - v = f * acc is not clamped to [-256, 256] nor NaN tested: VCVT.S32.F32 truncates with
  *     saturation and turns NaN into 0, and the result is saturated to 16 bits (SSAT) before
  *     the floor's correction, so |v| > 256 (or an infinity) still leaves w + floor(x) beyond
  *     [-127, 127] on the same side, and NaN (the reference's 0) gives floor 0 either way;
  *   - the draw u = (s >> 8) * 2^-24 is VCVT.F32.U32 with 24 fraction bits (exact: 24-bit);
  *   - floor(x) = trunc(x) - 1 where x < trunc(x), an ordered less-than (MI after VCMP: false
- *     for NaN), the comparison against trunc(x) converted back (exact while it matters);
- *   - the weight saturates with SSAT to [-128, 127], then -128 becomes -127;
+ *     for NaN), the comparison against trunc(x) converted back (exact while it matters); with
+ *     FPv5 (the Cortex-M7: KERNELS_FPV5, firmware/build.toml) VCVTM's floor with the same
+ *     saturation and NaN to 0, 5 instructions fewer;
+ *   - the weight saturates with SSAT to [-128, 127], then -128 becomes -127 (contiguous rows:
+ *     QSUB8 twice, see there);
  *   - acc == 0: x = 0 * f + u (NaN if f is not finite) floors to 0, as the reference's
  *     shortcut; the draw is made alike.
  * The vmul and vadd round as the reference's (FPSCR's round-to-nearest). */
+/* x = f * acc + u into s15 (acc already in s15), the generator advanced; then floor(x)
+ * saturated to 16 bits into r3 (VCVTM on FPv5, else truncation and its correction). */
+#define DSP_STEP_X                    \
+    "vcvt.f32.s32 s15, s15\n"         \
+    "vmul.f32 s15, s15, %[f]\n"       \
+    "eor %[s], %[s], %[s], lsl #13\n" \
+    "eor %[s], %[s], %[s], lsr #17\n" \
+    "eor %[s], %[s], %[s], lsl #5\n"  \
+    "lsr r3, %[s], #8\n"              \
+    "vmov s14, r3\n"                  \
+    "vcvt.f32.u32 s14, s14, #24\n"    \
+    "vadd.f32 s15, s15, s14\n"
+#if KERNELS_FPV5 /* VCVTM: floor(x) in one instruction, saturated, NaN to 0 */
+#define DSP_STEP_FLOOR         \
+    "vcvtm.s32.f32 s14, s15\n" \
+    "vmov r3, s14\n"           \
+    "ssat r3, #16, r3\n"
+#else
+#define DSP_STEP_FLOOR        \
+    "vcvt.s32.f32 s14, s15\n" \
+    "vcvt.f32.s32 s13, s14\n" \
+    "vmov r3, s14\n"          \
+    "vcmp.f32 s15, s13\n"     \
+    "ssat r3, #16, r3\n"      \
+    "vmrs APSR_nzcv, fpscr\n" \
+    "it mi\n"                 \
+    "submi r3, r3, #1\n"
+#endif
 static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *acc,
                                     size_t acc_stride, size_t n, float f, uint32_t *rng) {
     if (n == 0) return;
     uint32_t s = *rng, cnt = (uint32_t)n;
+    if (w_stride == 1 && acc_stride == 1) {
+        /* Contiguous rows (the conv and fully connected updates): post-indexed loads and
+         * stores, and -128 to -127 as two byte-saturating negations (QSUB8 from 0: -(-128)
+         * saturates to 127, its negation is -127; other values come back unchanged; only the
+         * low byte is stored): 21 instructions per weight with VCVTM. */
+        __asm__ volatile(
+            "1:\n"
+            "vldmia %[a]!, {s15}\n" DSP_STEP_X DSP_STEP_FLOOR
+            "ldrsb r2, [%[w]]\n"
+            "add r2, r2, r3\n"
+            "ssat r2, #8, r2\n"
+            "qsub8 r2, %[z], r2\n"
+            "qsub8 r2, %[z], r2\n"
+            "strb r2, [%[w]], #1\n"
+            "subs %[n], %[n], #1\n"
+            "bne 1b\n"
+            : [a] "+r"(acc), [w] "+r"(w), [s] "+r"(s), [n] "+r"(cnt)
+            : [f] "t"(f), [z] "r"(0u)
+            : "r2", "r3", "s13", "s14", "s15", "cc", "memory");
+        *rng = s;
+        return;
+    }
     const uint32_t ast = (uint32_t)(acc_stride * sizeof(int32_t)), wst = (uint32_t)w_stride;
     __asm__ volatile(
         "1:\n"
         "ldr r2, [%[a]]\n"
         "add %[a], %[a], %[ast]\n"
-        "vmov s15, r2\n"
-        "vcvt.f32.s32 s15, s15\n"
-        "vmul.f32 s15, s15, %[f]\n"
-        "eor %[s], %[s], %[s], lsl #13\n"
-        "eor %[s], %[s], %[s], lsr #17\n"
-        "eor %[s], %[s], %[s], lsl #5\n"
-        "lsr r3, %[s], #8\n"
-        "vmov s14, r3\n"
-        "vcvt.f32.u32 s14, s14, #24\n"
-        "vadd.f32 s15, s15, s14\n"
-        "vcvt.s32.f32 s14, s15\n"
-        "vcvt.f32.s32 s13, s14\n"
-        "vmov r3, s14\n"
-        "vcmp.f32 s15, s13\n"
-        "ssat r3, #16, r3\n"
-        "vmrs APSR_nzcv, fpscr\n"
-        "it mi\n"
-        "submi r3, r3, #1\n"
+        "vmov s15, r2\n" DSP_STEP_X DSP_STEP_FLOOR
         "ldrsb r2, [%[w]]\n"
         "add r2, r2, r3\n"
         "ssat r2, #8, r2\n"
@@ -440,6 +503,8 @@ static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *a
         : "r2", "r3", "s13", "s14", "s15", "cc", "memory");
     *rng = s;
 }
+#undef DSP_STEP_X
+#undef DSP_STEP_FLOOR
 #else
 static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *acc,
                                     size_t acc_stride, size_t n, float f, uint32_t *rng) {
