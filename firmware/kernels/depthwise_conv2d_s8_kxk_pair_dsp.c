@@ -246,12 +246,72 @@ enum { KP_STORE_ANY, KP_PACK, KP_PACK_CLAMP };
 #define KP_ASM 0
 #endif
 
+/* A channel group's requantization constants for kp_store_asm, laid out for its immediate
+ * offsets (bytes): (m2, s1) pairs 0, cc 32, lo4 36, hi4 40. */
+struct kp_k {
+    int32_t rq[4][2];
+    int32_t cc;
+    uint32_t lo4, hi4;
+};
+_Static_assert(__builtin_offsetof(struct kp_k, cc) == 32 &&
+                   __builtin_offsetof(struct kp_k, lo4) == 36,
+               "kp_store_asm's offsets");
+
+#if KP_ASM
+/* clang-format off */
+/* rq_fused (requant_fast.h) of accumulator a with its (m2, s1) at off in struct kp_k, cc in t2
+ * (the instructions of depthwise_conv2d_s8_3x3_dsp.c's d3_row). */
+#define KP_RQ(a, off)                                                                             \
+    "ldrd %[t0], %[t1], [%[k], #" #off "]\n\t"                                                    \
+    "smmlar %[" #a "], %[" #a "], %[t0], %[" #a "]\n\t"                                           \
+    "add %[" #a "], %[" #a "], %[" #a "], asr #31\n\t"                                            \
+    "asr %[" #a "], %[" #a "], %[t1]\n\t"                                                         \
+    "qadd %[" #a "], %[" #a "], %[t2]\n\t"                                                        \
+    "ssat %[" #a "], #8, %[" #a "], asr #1\n\t"
+#define KP_RQ4                                                                                    \
+    "ldr %[t2], [%[k], #32]\n\t"                                                                  \
+    KP_RQ(a0, 0) KP_RQ(a1, 8) KP_RQ(a2, 16) KP_RQ(a3, 24)                                         \
+    /* bytes y0 y1 y2 y3 in one word */                                                           \
+    "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                      \
+    "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                      \
+    "uxtb16 %[a0], %[a0]\n\t"                                                                     \
+    "uxtb16 %[a1], %[a1]\n\t"                                                                     \
+    "orr %[a0], %[a0], %[a1], lsl #8\n\t"
+/* dw_clamp8: per byte, max with lo4 then min with hi4. */
+#define KP_CLAMP4                                                                                 \
+    "ldrd %[t0], %[t1], [%[k], #36]\n\t"                                                          \
+    "ssub8 %[t2], %[a0], %[t0]\n\t"                                                               \
+    "sel %[a0], %[a0], %[t0]\n\t"                                                                 \
+    "ssub8 %[t2], %[a0], %[t1]\n\t"                                                               \
+    "sel %[a0], %[t1], %[a0]\n\t"
+#define KP_STORE_OPERANDS                                                                         \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t0] "=&r"(t0),                 \
+      [t1] "=&r"(t1), [t2] "=&r"(t2)                                                              \
+    : [k] "r"(k), [o] "r"(o)                                                                      \
+    : "cc", "memory"
+/* clang-format on */
+
+/* dw_store_packed in one block: the four accumulators requantized on the fast path, packed
+ * into one word, clamped per byte (clamp) and stored at o; the constants are LDRD at immediate
+ * offsets of k, where the C store reloaded them one by one around the compiler's spills. */
+static inline __attribute__((always_inline)) void kp_store_asm(const struct kp_k *k, int8_t *o,
+                                                               int32_t a0, int32_t a1, int32_t a2,
+                                                               int32_t a3, int clamp) {
+    uint32_t t0, t1, t2;
+    if (clamp)
+        __asm__ volatile(KP_RQ4 KP_CLAMP4 "str %[a0], [%[o]]\n\t" KP_STORE_OPERANDS);
+    else
+        __asm__ volatile(KP_RQ4 "str %[a0], [%[o]]\n\t" KP_STORE_OPERANDS);
+    (void)t0, (void)t1, (void)t2;
+}
+#endif
+
 /* The outputs of one tile from its copy (row pitch w2 pairs); fh and np are constants in the
  * 5x5 and 7x7 instances, so the filter unrolls. */
 static inline __attribute__((always_inline)) void kp_outputs(
-    const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, const uint32_t *buf,
-    int32_t w2, int32_t rows, int32_t cols, int8_t *dst, int32_t c, int32_t fh, int32_t np,
-    int mode, int use_asm) {
+    const struct dw *d, const struct dw_rq *rq, const struct kp_k *k, const struct kp_weights *kw,
+    const uint32_t *buf, int32_t w2, int32_t rows, int32_t cols, int8_t *dst, int32_t c, int32_t fh,
+    int32_t np, int mode, int use_asm) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, sh = p->stride_h, sw = p->stride_w;
     const int32_t cc = 1 + 2 * p->output_offset;
@@ -262,7 +322,7 @@ static inline __attribute__((always_inline)) void kp_outputs(
     /* Bytes from the end of a filter row's pairs in the copy to the next row's first. */
     const int32_t adj = (pitch - 4 * np) * 4;
     (void)adj;
-    (void)use_asm; /* the host build has no block */
+    (void)use_asm, (void)k; /* the host build has no block */
     for (int32_t oy = 0; oy < rows; ++oy) {
         const uint32_t *row = buf + (size_t)oy * (size_t)sh * (size_t)pitch;
         int8_t *o = dst + (size_t)oy * out_row;
@@ -290,7 +350,12 @@ static inline __attribute__((always_inline)) void kp_outputs(
                     for (int32_t j = 0; j < np; ++j, rj += 4, wj += 4) KP_PAIR(rj, wj, 0);
                 }
             }
-            if (mode == KP_STORE_ANY)
+#if KP_ASM
+            if (use_asm && mode != KP_STORE_ANY)
+                kp_store_asm(k, o, a0, a1, a2, a3, mode == KP_PACK_CLAMP);
+            else
+#endif
+                if (mode == KP_STORE_ANY)
                 dw_store(d, rq, o, c, a0, a1, a2, a3, cc, 0);
             else
                 dw_store_packed(rq, o, a0, a1, a2, a3, cc, lo4, hi4, mode == KP_PACK_CLAMP);
@@ -308,11 +373,12 @@ static inline __attribute__((always_inline)) void kp_outputs(
 #define KP_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
 #endif
 
-#define KP_INSTANCE(name, fh_, np_, mode, use_asm)                                                 \
-    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                   \
-                                     const struct kp_weights *kw, const uint32_t *buf, int32_t w2, \
-                                     int32_t rows, int32_t cols, int8_t *dst, int32_t c) {         \
-        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode, use_asm);               \
+#define KP_INSTANCE(name, fh_, np_, mode, use_asm)                                                \
+    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                  \
+                                     const struct kp_k *k, const struct kp_weights *kw,           \
+                                     const uint32_t *buf, int32_t w2, int32_t rows, int32_t cols, \
+                                     int8_t *dst, int32_t c) {                                    \
+        kp_outputs(d, rq, k, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode, use_asm);           \
     }
 KP_INSTANCE(kp_outputs_5_pack, 5, 3, KP_PACK, 1)
 KP_INSTANCE(kp_outputs_5_clamp, 5, 3, KP_PACK_CLAMP, 1)
@@ -322,8 +388,9 @@ KP_INSTANCE(kp_outputs_7_clamp, 7, 4, KP_PACK_CLAMP, 1)
  * registers left for the block (GCC 12, -mcpu=cortex-m4: impossible constraints). */
 KP_INSTANCE(kp_outputs_any, d->p.filter_h, kp_np(&d->p), KP_STORE_ANY, 0)
 
-typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const struct kp_weights *,
-                              const uint32_t *, int32_t, int32_t, int32_t, int8_t *, int32_t);
+typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const struct kp_k *,
+                              const struct kp_weights *, const uint32_t *, int32_t, int32_t,
+                              int32_t, int8_t *, int32_t);
 
 void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
@@ -337,6 +404,10 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     struct kp_weights *const kw = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + kp_copy_offset(p));
     struct dw_rq rq;
+    struct kp_k k;
+    k.cc = 1 + 2 * p->output_offset;
+    k.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    k.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
         int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch;
@@ -348,6 +419,10 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
             }
             kp_weights_load(d, kw, c, buf);
             dw_rq_load(d, &rq, c);
+            for (int j = 0; j < 4; ++j) {
+                k.rq[j][0] = rq.m2[j];
+                k.rq[j][1] = rq.s1[j];
+            }
             kp_outputs_fn run = kp_outputs_any;
             if (rq.fast && (full || clamp8)) {
                 if (fh == 5 && np == 3) run = full ? kp_outputs_5_pack : kp_outputs_5_clamp;
@@ -364,7 +439,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
                     int8_t *dst = out +
                                   ((size_t)oy * (size_t)p->output_w + (size_t)ox) * (size_t)ch +
                                   (size_t)c;
-                    run(d, &rq, kw, buf, w2, rows, cols, dst, c);
+                    run(d, &rq, &k, kw, buf, w2, rows, cols, dst, c);
                 }
             }
             c += 4;
