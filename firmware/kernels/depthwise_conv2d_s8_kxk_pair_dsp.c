@@ -122,11 +122,27 @@ static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
 }
 #endif
 
-static inline void kp_pack(uint32_t *q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
-    q[0] = kp_pkhbt(ea, eb);
-    q[1] = kp_pkhbt(oa, ob);
-    q[2] = kp_pkhtb(eb, ea);
-    q[3] = kp_pkhtb(ob, oa);
+/* *q[0..3] = the four pair words, *q += 4: two STRD with post-increment on the Cortex-M (the
+ * compiler made four STR and an ADD). */
+static inline void kp_store4(uint32_t **q, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    __asm__ volatile(
+        "strd %1, %2, [%0], #8\n\t"
+        "strd %3, %4, [%0], #8"
+        : "+r"(*q)
+        : "r"(w0), "r"(w1), "r"(w2), "r"(w3)
+        : "memory");
+#else
+    (*q)[0] = w0;
+    (*q)[1] = w1;
+    (*q)[2] = w2;
+    (*q)[3] = w3;
+    *q += 4;
+#endif
+}
+
+static inline void kp_pack(uint32_t **q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
+    kp_store4(q, kp_pkhbt(ea, eb), kp_pkhbt(oa, ob), kp_pkhtb(eb, ea), kp_pkhtb(ob, oa));
 }
 
 /* Channel group c..c+3's weight sets (see struct kp_weights): each tap widened once (even
@@ -152,10 +168,34 @@ static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c
         for (int odd = 0; odd < sets; ++odd) {
             for (int32_t j = 0; j < np; ++j) {
                 const int32_t a = 1 + 2 * j - odd; /* taps fx0 = a - 1 and fx0 + 1 */
-                kp_pack(kw->w[odd][fy * np + j], e[a], o[a], e[a + 1], o[a + 1]);
+                uint32_t *q = kw->w[odd][fy * np + j];
+                kp_pack(&q, e[a], o[a], e[a + 1], o[a + 1]);
             }
         }
     }
+}
+
+/* The pair of pixel columns (xa, xa + 1) of an image row, at least one of them in the padding
+ * (zero words: an offset input of 0 adds nothing, as the reference's skipped tap). */
+static void kp_edge_pair(const struct depthwise_conv2d_s8_params *p, uint32_t **q,
+                         const int8_t *row, uint32_t off2, int32_t xa) {
+    const int32_t ch = p->input_c;
+    uint32_t ea = 0, oa = 0, eb = 0, ob = 0;
+    if (xa + 1 < 0 || xa >= p->input_w) { /* both in the padding */
+        kp_store4(q, 0, 0, 0, 0);
+        return;
+    }
+    if (xa >= 0) {
+        const uint32_t v = dsp_read4(row + (ptrdiff_t)xa * ch);
+        ea = dsp_sxtab16(off2, v);
+        oa = dsp_sxtab16_hi(off2, v);
+    }
+    if (xa + 1 < p->input_w) {
+        const uint32_t v = dsp_read4(row + (ptrdiff_t)(xa + 1) * ch);
+        eb = dsp_sxtab16(off2, v);
+        ob = dsp_sxtab16_hi(off2, v);
+    }
+    kp_pack(q, ea, oa, eb, ob);
 }
 
 /* Copies the group's input rows [y0, y0 + h), pixel columns [x0, x0 + 2 * w2) (any of them
@@ -168,6 +208,7 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
     /* Pairs [jlo, jhi) have both pixels inside the image. */
     int32_t jlo = x0 >= 0 ? 0 : (-x0 + 1) / 2, jhi = (p->input_w - x0) / 2;
     if (jhi > w2) jhi = w2;
+    if (jhi < 0) jhi = 0;
     if (jlo > jhi) jlo = jhi;
     for (int32_t r = 0; r < h; ++r, buf += 4 * w2) {
         const int32_t y = y0 + r;
@@ -177,31 +218,14 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
         }
         const int8_t *row = image + (size_t)y * d->in_row;
         uint32_t *q = buf;
-        int32_t j = 0;
-        for (; j < w2; ++j, q += 4) {
-            if (j == jlo) { /* the inside pairs, unchecked */
-                const int8_t *s = row + (ptrdiff_t)(x0 + 2 * j) * ch;
-                for (; j < jhi; ++j, q += 4, s += 2 * ch) {
-                    const uint32_t va = dsp_read4(s), vb = dsp_read4(s + ch);
-                    kp_pack(q, dsp_sxtab16(off2, va), dsp_sxtab16_hi(off2, va),
-                            dsp_sxtab16(off2, vb), dsp_sxtab16_hi(off2, vb));
-                }
-                if (j == w2) break;
-            }
-            uint32_t ea = 0, oa = 0, eb = 0, ob = 0;
-            const int32_t xa = x0 + 2 * j;
-            if (xa >= 0 && xa < p->input_w) {
-                const uint32_t v = dsp_read4(row + (ptrdiff_t)xa * ch);
-                ea = dsp_sxtab16(off2, v);
-                oa = dsp_sxtab16_hi(off2, v);
-            }
-            if (xa + 1 >= 0 && xa + 1 < p->input_w) {
-                const uint32_t v = dsp_read4(row + (ptrdiff_t)(xa + 1) * ch);
-                eb = dsp_sxtab16(off2, v);
-                ob = dsp_sxtab16_hi(off2, v);
-            }
-            kp_pack(q, ea, oa, eb, ob);
+        for (int32_t j = 0; j < jlo; ++j) kp_edge_pair(p, &q, row, off2, x0 + 2 * j);
+        const int8_t *s = row + (ptrdiff_t)(x0 + 2 * jlo) * ch;
+        for (int32_t j = jlo; j < jhi; ++j, s += 2 * ch) { /* the inside pairs, unchecked */
+            const uint32_t va = dsp_read4(s), vb = dsp_read4(s + ch);
+            kp_pack(&q, dsp_sxtab16(off2, va), dsp_sxtab16_hi(off2, va), dsp_sxtab16(off2, vb),
+                    dsp_sxtab16_hi(off2, vb));
         }
+        for (int32_t j = jhi; j < w2; ++j) kp_edge_pair(p, &q, row, off2, x0 + 2 * j);
     }
 }
 
