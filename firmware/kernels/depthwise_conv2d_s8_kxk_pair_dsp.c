@@ -85,17 +85,44 @@ static size_t kp_copy_offset(const struct depthwise_conv2d_s8_params *p) {
     return (p->stride_w % 2 ? 2u : 1u) * sizeof(((struct kp_weights *)0)->w[0]);
 }
 
-size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
-    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
-    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
-    const struct kp_tile t = kp_tile(&p);
-    const size_t in_h = (size_t)(t.rows - 1) * (size_t)p.stride_h + (size_t)p.filter_h;
-    size_t copy = in_h * (size_t)kp_row_pairs(&p, t.cols) * 16u;
+/* The bytes of the copy: the first tile of t (the largest), at least a floor. */
+static size_t kp_copy_bytes(const struct depthwise_conv2d_s8_params *p, struct kp_tile t) {
+    const size_t in_h = (size_t)(t.rows - 1) * (size_t)p->stride_h + (size_t)p->filter_h;
+    size_t copy = in_h * (size_t)kp_row_pairs(p, t.cols) * 16u;
     /* At least the 464 bytes where kp_weights_load once widened the taps (it no longer does):
      * the scratch planned for a layer stays what plans and measured memory figures assume. */
     const size_t floor = 2u * (2u * KP_ROW_PAIRS_MAX + 2u) * sizeof(uint32_t);
     if (copy < floor) copy = floor;
-    return kp_copy_offset(&p) + copy;
+    return copy;
+}
+
+size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
+    return kp_copy_offset(&p) + kp_copy_bytes(&p, kp_tile(&p));
+}
+
+/* Whether the copy slides down the map instead of copying tiles of t: full-width rows, one
+ * output row at a time, the filter_h - stride_h rows the next output row shares moved up
+ * (kp_shift_rows) and only stride_h new rows widened. It takes the same buffer (fh full-width
+ * rows must fit kp_copy_bytes) and pays where tiles copy the rows their windows share many
+ * times: at stride 2 a 4-row tile of a 7x7 filter widens 13 rows for 8 rows of input. Costs
+ * counted in pairs, a moved pair (two LDRD, two STRD) as a third of a widened one (two loads,
+ * four SXTAB16, four PKH, two STRD and the edges). */
+static int kp_slides(const struct depthwise_conv2d_s8_params *p, struct kp_tile t) {
+    const int32_t fh = p->filter_h, sh = p->stride_h, oh = p->output_h, ow = p->output_w;
+    const int32_t w2 = kp_row_pairs(p, ow);
+    if (sh >= fh || (size_t)fh * (size_t)w2 * 16u > kp_copy_bytes(p, t)) return 0;
+    int64_t tiles = 0; /* pairs the tiles widen */
+    for (int32_t oy = 0; oy < oh; oy += t.rows) {
+        const int32_t rows = oh - oy < t.rows ? oh - oy : t.rows;
+        for (int32_t ox = 0; ox < ow; ox += t.cols)
+            tiles += (int64_t)((rows - 1) * sh + fh) *
+                     kp_row_pairs(p, ow - ox < t.cols ? ow - ox : t.cols);
+    }
+    const int64_t widened = (int64_t)(fh + (oh - 1) * sh) * w2;
+    const int64_t moved = (int64_t)(oh - 1) * (fh - sh) * w2;
+    return 3 * widened + moved < 3 * tiles;
 }
 
 /* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
@@ -142,6 +169,18 @@ static inline void kp_store4(uint32_t **q, uint32_t w0, uint32_t w1, uint32_t w2
 
 static inline void kp_pack(uint32_t **q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
     kp_store4(q, kp_pkhbt(ea, eb), kp_pkhbt(oa, ob), kp_pkhtb(eb, ea), kp_pkhtb(ob, oa));
+}
+
+/* buf[0, words) = buf[from, from + words) (words a multiple of 4, from > 0): two LDRD and two
+ * STRD per pair, in ascending order (the ranges may overlap). */
+static void kp_shift_rows(uint32_t *buf, size_t from, size_t words) {
+    uint32_t *q = buf;
+    for (const uint32_t *src = buf + from, *end = buf + from + words; src < end; src += 4) {
+        uint32_t w0, w1, w2, w3;
+        DW_LDRD(src, 0, w0, w1);
+        DW_LDRD(src, 8, w2, w3);
+        kp_store4(&q, w0, w1, w2, w3);
+    }
 }
 
 /* Channel group c..c+3's weight sets (see struct kp_weights): each tap read and widened once
@@ -422,6 +461,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     const struct kp_tile t = kp_tile(p);
+    const int slide = kp_slides(p, t);
     /* The operator's scratch (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size): the weight sets,
      * then the copy. */
     struct kp_weights *const kw = d->buf;
@@ -450,6 +490,21 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
             if (rq.fast && (full || clamp8)) {
                 if (fh == 5 && np == 3) run = full ? kp_outputs_5_pack : kp_outputs_5_clamp;
                 if (fh == 7 && np == 4) run = full ? kp_outputs_7_pack : kp_outputs_7_clamp;
+            }
+            if (slide) {
+                const int32_t sh = p->stride_h, w2 = kp_row_pairs(p, p->output_w);
+                const size_t pitch = 4u * (size_t)w2; /* words per row */
+                kp_copy(d, image + c, buf, -p->pad_h, -p->pad_w, fh, w2);
+                for (int32_t oy = 0;;) {
+                    run(d, &rq, &k, kw, buf, w2, 1, p->output_w,
+                        out + (size_t)oy * (size_t)p->output_w * (size_t)ch + (size_t)c, c);
+                    if (++oy == p->output_h) break;
+                    kp_shift_rows(buf, (size_t)sh * pitch, (size_t)(fh - sh) * pitch);
+                    kp_copy(d, image + c, buf + (size_t)(fh - sh) * pitch,
+                            oy * sh - p->pad_h + fh - sh, -p->pad_w, sh, w2);
+                }
+                c += 4;
+                continue;
             }
             for (int32_t oy = 0; oy < p->output_h; oy += t.rows) {
                 const int32_t rows = p->output_h - oy < t.rows ? p->output_h - oy : t.rows;
