@@ -125,6 +125,10 @@ static int kp_slides(const struct depthwise_conv2d_s8_params *p, struct kp_tile 
     return 3 * widened + moved < 3 * tiles;
 }
 
+int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p) {
+    return depthwise_conv2d_s8_kxk_pair_dsp_takes(p) && kp_slides(p, kp_tile(p));
+}
+
 /* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
  * o = (1, 3) in 16-bit lanes): channel k's (a, b). */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
