@@ -218,14 +218,16 @@ static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c
 }
 
 /* The pair of pixel columns (xa, xa + 1) of an image row, at least one of them in the padding
- * (zero words: an offset input of 0 adds nothing, as the reference's skipped tap). */
-static void kp_edge_pair(const struct depthwise_conv2d_s8_params *p, uint32_t **q,
-                         const int8_t *row, uint32_t off2, int32_t xa) {
+ * (zero words: an offset input of 0 adds nothing, as the reference's skipped tap), at q;
+ * returns q past it (a pointer returned, not passed by address, keeps the caller's q in a
+ * register through the inside loop). */
+static uint32_t *kp_edge_pair(const struct depthwise_conv2d_s8_params *p, uint32_t *q,
+                              const int8_t *row, uint32_t off2, int32_t xa) {
     const int32_t ch = p->input_c;
     uint32_t ea = 0, oa = 0, eb = 0, ob = 0;
     if (xa + 1 < 0 || xa >= p->input_w) { /* both in the padding */
-        kp_store4(q, 0, 0, 0, 0);
-        return;
+        kp_store4(&q, 0, 0, 0, 0);
+        return q;
     }
     if (xa >= 0) {
         const uint32_t v = dsp_read4(row + (ptrdiff_t)xa * ch);
@@ -237,7 +239,8 @@ static void kp_edge_pair(const struct depthwise_conv2d_s8_params *p, uint32_t **
         eb = dsp_sxtab16(off2, v);
         ob = dsp_sxtab16_hi(off2, v);
     }
-    kp_pack(q, ea, oa, eb, ob);
+    kp_pack(&q, ea, oa, eb, ob);
+    return q;
 }
 
 /* Copies the group's input rows [y0, y0 + h), pixel columns [x0, x0 + 2 * w2) (any of them
@@ -260,14 +263,14 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
         }
         const int8_t *row = image + (size_t)y * d->in_row;
         uint32_t *q = buf;
-        for (int32_t j = 0; j < jlo; ++j) kp_edge_pair(p, &q, row, off2, x0 + 2 * j);
+        for (int32_t j = 0; j < jlo; ++j) q = kp_edge_pair(p, q, row, off2, x0 + 2 * j);
         const int8_t *s = row + (ptrdiff_t)(x0 + 2 * jlo) * ch;
         for (int32_t j = jlo; j < jhi; ++j, s += 2 * ch) { /* the inside pairs, unchecked */
             const uint32_t va = dsp_read4(s), vb = dsp_read4(s + ch);
             kp_pack(&q, dsp_sxtab16(off2, va), dsp_sxtab16_hi(off2, va), dsp_sxtab16(off2, vb),
                     dsp_sxtab16_hi(off2, vb));
         }
-        for (int32_t j = jhi; j < w2; ++j) kp_edge_pair(p, &q, row, off2, x0 + 2 * j);
+        for (int32_t j = jhi; j < w2; ++j) q = kp_edge_pair(p, q, row, off2, x0 + 2 * j);
     }
 }
 
