@@ -59,7 +59,8 @@ def _case(shape: tuple, seed: int) -> Case:
         "explicit_pad": (pt, pl),
     }
     in_q = quant(in_s, int(rng.integers(-128, 128)))
-    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, quant(list(scales), 0, 3), bias, (1, oh, ow, c), out_q, options)
+    w_q = quant(list(scales), 0, 3)
+    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, (1, oh, ow, c), out_q, options)
     return Case(g, out_q, activation)
 
 
@@ -109,7 +110,8 @@ def test_pair_copies_are_bit_exact_on_the_emulated_board() -> None:
         for t in g.tensors:
             tensors.append(type(t)(base + t.index, f"l{i}_{t.name}", t.shape, t.dtype, t.quant, data=t.data))
         op = g.ops[0]
-        ops.append(Op(len(ops), op.kind, [base + j for j in op.inputs], [base + j for j in op.outputs], op.options))
+        io = ([base + j for j in op.inputs], [base + j for j in op.outputs])
+        ops.append(Op(len(ops), op.kind, *io, op.options))
         ins.append(base + g.inputs[0])
         outs.append(base + g.outputs[0])
     graph = Graph(tensors, ops, inputs=ins, outputs=outs)
