@@ -222,6 +222,8 @@ size_t depthwise_conv2d_s8_kxk_dsp_buffer_size(const struct depthwise_conv2d_s8_
 int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
+/* Whether it slides its copy down the map for a layer it takes (else it copies tiles). */
+int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p);
 
 /* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
  * output rows it takes at once (0: not its layer), the layer through it (its copy and

@@ -18,8 +18,15 @@
  * to eight products (against twelve on SMLABB/SMLATT); a 5x5 row is three pairs (one half
  * empty), a 7x7 row four.
  * The copy holds KP_PAIRS pairs (1.6 KB); kp_tile picks the tile of outputs that copies the
- * fewest pairs per output. Outputs are requantized four at a time (dw_store_packed on the
- * fast path). Channels outside a whole group (the last c % 4, or a group straddling
+ * fewest pairs per output. Where tiles would re-widen the rows their windows share many times
+ * (7x7 at stride 2) and fh full-width rows fit the same buffer, the copy slides down the map
+ * instead (kp_slides): one output row at a time, the shared rows moved up, stride_h new rows
+ * widened. Outputs are requantized four at a time: on the fast path of the 5x5 and 7x7
+ * instances in one block of assembly (kp_store_asm), else dw_store_packed or dw_store.
+ * Measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction), MCUNet's
+ * 7x7/2 16x16x144 layer: 1.15 M -> 0.97 M instructions, its 5x5 16x16x96 1.33 M -> 1.24 M,
+ * with the store block, the copy's STRD, the weight sets packed from each tap read once, and
+ * the sliding copy. Channels outside a whole group (the last c % 4, or a group straddling
  * train_rows) run the reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product
  * and sum is the reference's, in another order (int32 sums of these products cannot
  * overflow: see depthwise_conv2d_s8.c). */
@@ -27,8 +34,6 @@
 
 #define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
 #define KP_ROW_PAIRS_MAX 28 /* filter_h * (filter_w / 2 + 1) weight pairs per set (7x7's) */
-_Static_assert(KP_PAIRS * 4 >= 2 * (2 * KP_ROW_PAIRS_MAX + 2),
-               "kp_weights_load's taps fit the copy");
 
 /* The group's weights: [start parity][fy * np + j][channel k] = (w(fx0), w(fx0 + 1)) of
  * channel c + k, fx0 = 2j (even start) or 2j - 1 (odd start), 0 outside the filter. */
@@ -82,21 +87,53 @@ static struct kp_tile kp_tile(const struct depthwise_conv2d_s8_params *p) {
 }
 
 /* The buffers' layout (in the operator's scratch): the group's weight sets (the odd-start set
- * only at an odd stride), then the copy of one tile, the first (the largest), at least
- * kp_weights_load's widened taps. */
+ * only at an odd stride), then the copy of one tile, the first (the largest). */
 static size_t kp_copy_offset(const struct depthwise_conv2d_s8_params *p) {
     return (p->stride_w % 2 ? 2u : 1u) * sizeof(((struct kp_weights *)0)->w[0]);
+}
+
+/* The bytes of the copy: the first tile of t (the largest), at least a floor. */
+static size_t kp_copy_bytes(const struct depthwise_conv2d_s8_params *p, struct kp_tile t) {
+    const size_t in_h = (size_t)(t.rows - 1) * (size_t)p->stride_h + (size_t)p->filter_h;
+    size_t copy = in_h * (size_t)kp_row_pairs(p, t.cols) * 16u;
+    /* At least the 464 bytes where kp_weights_load once widened the taps (it no longer does):
+     * the scratch planned for a layer stays what plans and measured memory figures assume. */
+    const size_t floor = 2u * (2u * KP_ROW_PAIRS_MAX + 2u) * sizeof(uint32_t);
+    if (copy < floor) copy = floor;
+    return copy;
 }
 
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
     const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
     if (!depthwise_conv2d_s8_kxk_pair_dsp_takes(&p)) return 0;
-    const struct kp_tile t = kp_tile(&p);
-    const size_t in_h = (size_t)(t.rows - 1) * (size_t)p.stride_h + (size_t)p.filter_h;
-    size_t copy = in_h * (size_t)kp_row_pairs(&p, t.cols) * 16u;
-    const size_t taps = 2u * (2u * KP_ROW_PAIRS_MAX + 2u) * sizeof(uint32_t);
-    if (copy < taps) copy = taps;
-    return kp_copy_offset(&p) + copy;
+    return kp_copy_offset(&p) + kp_copy_bytes(&p, kp_tile(&p));
+}
+
+/* Whether the copy slides down the map instead of copying tiles of t: full-width rows, one
+ * output row at a time, the filter_h - stride_h rows the next output row shares moved up
+ * (kp_shift_rows) and only stride_h new rows widened. It takes the same buffer (fh full-width
+ * rows must fit kp_copy_bytes) and pays where tiles copy the rows their windows share many
+ * times: at stride 2 a 4-row tile of a 7x7 filter widens 13 rows for 8 rows of input. Costs
+ * counted in pairs, a moved pair (two LDRD, two STRD) as a third of a widened one (two loads,
+ * four SXTAB16, four PKH, two STRD and the edges). */
+static int kp_slides(const struct depthwise_conv2d_s8_params *p, struct kp_tile t) {
+    const int32_t fh = p->filter_h, sh = p->stride_h, oh = p->output_h, ow = p->output_w;
+    const int32_t w2 = kp_row_pairs(p, ow);
+    if (sh >= fh || (size_t)fh * (size_t)w2 * 16u > kp_copy_bytes(p, t)) return 0;
+    int64_t tiles = 0; /* pairs the tiles widen */
+    for (int32_t oy = 0; oy < oh; oy += t.rows) {
+        const int32_t rows = oh - oy < t.rows ? oh - oy : t.rows;
+        for (int32_t ox = 0; ox < ow; ox += t.cols)
+            tiles += (int64_t)((rows - 1) * sh + fh) *
+                     kp_row_pairs(p, ow - ox < t.cols ? ow - ox : t.cols);
+    }
+    const int64_t widened = (int64_t)(fh + (oh - 1) * sh) * w2;
+    const int64_t moved = (int64_t)(oh - 1) * (fh - sh) * w2;
+    return 3 * widened + moved < 3 * tiles;
+}
+
+int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p) {
+    return depthwise_conv2d_s8_kxk_pair_dsp_takes(p) && kp_slides(p, kp_tile(p));
 }
 
 /* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
@@ -122,40 +159,95 @@ static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
 }
 #endif
 
-static inline void kp_pack(uint32_t *q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
-    q[0] = kp_pkhbt(ea, eb);
-    q[1] = kp_pkhbt(oa, ob);
-    q[2] = kp_pkhtb(eb, ea);
-    q[3] = kp_pkhtb(ob, oa);
+/* *q[0..3] = the four pair words, *q += 4: two STRD with post-increment on the Cortex-M (the
+ * compiler made four STR and an ADD). */
+static inline void kp_store4(uint32_t **q, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    __asm__ volatile(
+        "strd %1, %2, [%0], #8\n\t"
+        "strd %3, %4, [%0], #8"
+        : "+r"(*q)
+        : "r"(w0), "r"(w1), "r"(w2), "r"(w3)
+        : "memory");
+#else
+    (*q)[0] = w0;
+    (*q)[1] = w1;
+    (*q)[2] = w2;
+    (*q)[3] = w3;
+    *q += 4;
+#endif
 }
 
-/* Channel group c..c+3's weight sets (see struct kp_weights): each tap widened once (even
- * lanes: channels c, c+2; odd: c+1, c+3), then packed in pairs as kp_copy packs inputs; the
- * odd-start set only where some output starts at an odd column (an odd stride). */
-static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c, uint32_t *tmp) {
+static inline void kp_pack(uint32_t **q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
+    kp_store4(q, kp_pkhbt(ea, eb), kp_pkhbt(oa, ob), kp_pkhtb(eb, ea), kp_pkhtb(ob, oa));
+}
+
+/* buf[0, words) = buf[from, from + words) (words a multiple of 4, from > 0): two LDRD and two
+ * STRD per pair, in ascending order (the ranges may overlap). */
+static void kp_shift_rows(uint32_t *buf, size_t from, size_t words) {
+    uint32_t *q = buf;
+    for (const uint32_t *src = buf + from, *end = buf + from + words; src < end; src += 4) {
+        uint32_t w0, w1, w2, w3;
+        DW_LDRD(src, 0, w0, w1);
+        DW_LDRD(src, 8, w2, w3);
+        kp_store4(&q, w0, w1, w2, w3);
+    }
+}
+
+/* Channel group c..c+3's weight sets (see struct kp_weights): each tap read and widened once
+ * (even lanes: channels c, c+2; odd: c+1, c+3) and packed in pairs as kp_copy packs inputs:
+ * pair j of the even set is taps (2j, 2j + 1), of the odd set (2j - 1, 2j), so each widened
+ * tap serves both; the odd-start set only where some output starts at an odd column (an odd
+ * stride). */
+static void kp_weights_load(const struct dw *d, struct kp_weights *kw, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int trained = c < p->train_rows;
     const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
     const int32_t fh = p->filter_h, fw = p->filter_w, np = kp_np(p);
-    const int sets = p->stride_w % 2 ? 2 : 1;
-    /* e[1 + fx], o[1 + fx]: tap fx widened (in tmp: the copy's buffer, free until kp_copy). */
-    uint32_t *e = tmp, *o = tmp + 2 * KP_ROW_PAIRS_MAX + 2;
+    const int odd_set = p->stride_w % 2;
     for (int32_t fy = 0; fy < fh; ++fy) {
-        /* zero for fx in {-1, fw, ...} */
-        e[0] = o[0] = 0;
-        for (int32_t fx = 0; fx < 2 * np; ++fx) {
-            const uint32_t v = fx < fw ? dsp_read4(w + (size_t)(fy * fw + fx) * wstride) : 0;
-            e[1 + fx] = dsp_sxtb16(v);
-            o[1 + fx] = dsp_sxtb16_hi(v);
-        }
-        for (int odd = 0; odd < sets; ++odd) {
-            for (int32_t j = 0; j < np; ++j) {
-                const int32_t a = 1 + 2 * j - odd; /* taps fx0 = a - 1 and fx0 + 1 */
-                kp_pack(kw->w[odd][fy * np + j], e[a], o[a], e[a + 1], o[a + 1]);
-            }
+        const int8_t *wr = w + (size_t)fy * (size_t)fw * wstride;
+        uint32_t *qe = kw->w[0][fy * np], *qo = kw->w[1][fy * np];
+        uint32_t ep = 0, op = 0; /* tap 2j - 1 widened (0 left of the filter) */
+        for (int32_t j = 0; j < np; ++j) {
+            const int32_t fx = 2 * j; /* taps past the filter are 0 */
+            const uint32_t v0 = fx < fw ? dsp_read4(wr + (size_t)fx * wstride) : 0;
+            const uint32_t v1 = fx + 1 < fw ? dsp_read4(wr + (size_t)(fx + 1) * wstride) : 0;
+            const uint32_t e0 = dsp_sxtb16(v0), o0 = dsp_sxtb16_hi(v0);
+            const uint32_t e1 = dsp_sxtb16(v1), o1 = dsp_sxtb16_hi(v1);
+            kp_pack(&qe, e0, o0, e1, o1);
+            if (odd_set) kp_pack(&qo, ep, op, e0, o0);
+            ep = e1;
+            op = o1;
         }
     }
+}
+
+/* The pair of pixel columns (xa, xa + 1) of an image row, at least one of them in the padding
+ * (zero words: an offset input of 0 adds nothing, as the reference's skipped tap), at q;
+ * returns q past it (a pointer returned, not passed by address, keeps the caller's q in a
+ * register through the inside loop). */
+static uint32_t *kp_edge_pair(const struct depthwise_conv2d_s8_params *p, uint32_t *q,
+                              const int8_t *row, uint32_t off2, int32_t xa) {
+    const int32_t ch = p->input_c;
+    uint32_t ea = 0, oa = 0, eb = 0, ob = 0;
+    if (xa + 1 < 0 || xa >= p->input_w) { /* both in the padding */
+        kp_store4(&q, 0, 0, 0, 0);
+        return q;
+    }
+    if (xa >= 0) {
+        const uint32_t v = dsp_read4(row + (ptrdiff_t)xa * ch);
+        ea = dsp_sxtab16(off2, v);
+        oa = dsp_sxtab16_hi(off2, v);
+    }
+    if (xa + 1 < p->input_w) {
+        const uint32_t v = dsp_read4(row + (ptrdiff_t)(xa + 1) * ch);
+        eb = dsp_sxtab16(off2, v);
+        ob = dsp_sxtab16_hi(off2, v);
+    }
+    kp_pack(&q, ea, oa, eb, ob);
+    return q;
 }
 
 /* Copies the group's input rows [y0, y0 + h), pixel columns [x0, x0 + 2 * w2) (any of them
@@ -168,6 +260,7 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
     /* Pairs [jlo, jhi) have both pixels inside the image. */
     int32_t jlo = x0 >= 0 ? 0 : (-x0 + 1) / 2, jhi = (p->input_w - x0) / 2;
     if (jhi > w2) jhi = w2;
+    if (jhi < 0) jhi = 0;
     if (jlo > jhi) jlo = jhi;
     for (int32_t r = 0; r < h; ++r, buf += 4 * w2) {
         const int32_t y = y0 + r;
@@ -177,31 +270,14 @@ static void kp_copy(const struct dw *d, const int8_t *image, uint32_t *buf, int3
         }
         const int8_t *row = image + (size_t)y * d->in_row;
         uint32_t *q = buf;
-        int32_t j = 0;
-        for (; j < w2; ++j, q += 4) {
-            if (j == jlo) { /* the inside pairs, unchecked */
-                const int8_t *s = row + (ptrdiff_t)(x0 + 2 * j) * ch;
-                for (; j < jhi; ++j, q += 4, s += 2 * ch) {
-                    const uint32_t va = dsp_read4(s), vb = dsp_read4(s + ch);
-                    kp_pack(q, dsp_sxtab16(off2, va), dsp_sxtab16_hi(off2, va),
-                            dsp_sxtab16(off2, vb), dsp_sxtab16_hi(off2, vb));
-                }
-                if (j == w2) break;
-            }
-            uint32_t ea = 0, oa = 0, eb = 0, ob = 0;
-            const int32_t xa = x0 + 2 * j;
-            if (xa >= 0 && xa < p->input_w) {
-                const uint32_t v = dsp_read4(row + (ptrdiff_t)xa * ch);
-                ea = dsp_sxtab16(off2, v);
-                oa = dsp_sxtab16_hi(off2, v);
-            }
-            if (xa + 1 >= 0 && xa + 1 < p->input_w) {
-                const uint32_t v = dsp_read4(row + (ptrdiff_t)(xa + 1) * ch);
-                eb = dsp_sxtab16(off2, v);
-                ob = dsp_sxtab16_hi(off2, v);
-            }
-            kp_pack(q, ea, oa, eb, ob);
+        for (int32_t j = 0; j < jlo; ++j) q = kp_edge_pair(p, q, row, off2, x0 + 2 * j);
+        const int8_t *s = row + (ptrdiff_t)(x0 + 2 * jlo) * ch;
+        for (int32_t j = jlo; j < jhi; ++j, s += 2 * ch) { /* the inside pairs, unchecked */
+            const uint32_t va = dsp_read4(s), vb = dsp_read4(s + ch);
+            kp_pack(&q, dsp_sxtab16(off2, va), dsp_sxtab16_hi(off2, va), dsp_sxtab16(off2, vb),
+                    dsp_sxtab16_hi(off2, vb));
         }
+        for (int32_t j = jhi; j < w2; ++j) q = kp_edge_pair(p, q, row, off2, x0 + 2 * j);
     }
 }
 
@@ -246,12 +322,72 @@ enum { KP_STORE_ANY, KP_PACK, KP_PACK_CLAMP };
 #define KP_ASM 0
 #endif
 
+/* A channel group's requantization constants for kp_store_asm, laid out for its immediate
+ * offsets (bytes): (m2, s1) pairs 0, cc 32, lo4 36, hi4 40. */
+struct kp_k {
+    int32_t rq[4][2];
+    int32_t cc;
+    uint32_t lo4, hi4;
+};
+_Static_assert(__builtin_offsetof(struct kp_k, cc) == 32 &&
+                   __builtin_offsetof(struct kp_k, lo4) == 36,
+               "kp_store_asm's offsets");
+
+#if KP_ASM
+/* clang-format off */
+/* rq_fused (requant_fast.h) of accumulator a with its (m2, s1) at off in struct kp_k, cc in t2
+ * (the instructions of depthwise_conv2d_s8_3x3_dsp.c's d3_row). */
+#define KP_RQ(a, off)                                                                             \
+    "ldrd %[t0], %[t1], [%[k], #" #off "]\n\t"                                                    \
+    "smmlar %[" #a "], %[" #a "], %[t0], %[" #a "]\n\t"                                           \
+    "add %[" #a "], %[" #a "], %[" #a "], asr #31\n\t"                                            \
+    "asr %[" #a "], %[" #a "], %[t1]\n\t"                                                         \
+    "qadd %[" #a "], %[" #a "], %[t2]\n\t"                                                        \
+    "ssat %[" #a "], #8, %[" #a "], asr #1\n\t"
+#define KP_RQ4                                                                                    \
+    "ldr %[t2], [%[k], #32]\n\t"                                                                  \
+    KP_RQ(a0, 0) KP_RQ(a1, 8) KP_RQ(a2, 16) KP_RQ(a3, 24)                                         \
+    /* bytes y0 y1 y2 y3 in one word */                                                           \
+    "pkhbt %[a0], %[a0], %[a2], lsl #16\n\t"                                                      \
+    "pkhbt %[a1], %[a1], %[a3], lsl #16\n\t"                                                      \
+    "uxtb16 %[a0], %[a0]\n\t"                                                                     \
+    "uxtb16 %[a1], %[a1]\n\t"                                                                     \
+    "orr %[a0], %[a0], %[a1], lsl #8\n\t"
+/* dw_clamp8: per byte, max with lo4 then min with hi4. */
+#define KP_CLAMP4                                                                                 \
+    "ldrd %[t0], %[t1], [%[k], #36]\n\t"                                                          \
+    "ssub8 %[t2], %[a0], %[t0]\n\t"                                                               \
+    "sel %[a0], %[a0], %[t0]\n\t"                                                                 \
+    "ssub8 %[t2], %[a0], %[t1]\n\t"                                                               \
+    "sel %[a0], %[t1], %[a0]\n\t"
+#define KP_STORE_OPERANDS                                                                         \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t0] "=&r"(t0),                 \
+      [t1] "=&r"(t1), [t2] "=&r"(t2)                                                              \
+    : [k] "r"(k), [o] "r"(o)                                                                      \
+    : "cc", "memory"
+/* clang-format on */
+
+/* dw_store_packed in one block: the four accumulators requantized on the fast path, packed
+ * into one word, clamped per byte (clamp) and stored at o; the constants are LDRD at immediate
+ * offsets of k, where the C store reloaded them one by one around the compiler's spills. */
+static inline __attribute__((always_inline)) void kp_store_asm(const struct kp_k *k, int8_t *o,
+                                                               int32_t a0, int32_t a1, int32_t a2,
+                                                               int32_t a3, int clamp) {
+    uint32_t t0, t1, t2;
+    if (clamp)
+        __asm__ volatile(KP_RQ4 KP_CLAMP4 "str %[a0], [%[o]]\n\t" KP_STORE_OPERANDS);
+    else
+        __asm__ volatile(KP_RQ4 "str %[a0], [%[o]]\n\t" KP_STORE_OPERANDS);
+    (void)t0, (void)t1, (void)t2;
+}
+#endif
+
 /* The outputs of one tile from its copy (row pitch w2 pairs); fh and np are constants in the
  * 5x5 and 7x7 instances, so the filter unrolls. */
 static inline __attribute__((always_inline)) void kp_outputs(
-    const struct dw *d, const struct dw_rq *rq, const struct kp_weights *kw, const uint32_t *buf,
-    int32_t w2, int32_t rows, int32_t cols, int8_t *dst, int32_t c, int32_t fh, int32_t np,
-    int mode, int use_asm) {
+    const struct dw *d, const struct dw_rq *rq, const struct kp_k *k, const struct kp_weights *kw,
+    const uint32_t *buf, int32_t w2, int32_t rows, int32_t cols, int8_t *dst, int32_t c, int32_t fh,
+    int32_t np, int mode, int use_asm) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, sh = p->stride_h, sw = p->stride_w;
     const int32_t cc = 1 + 2 * p->output_offset;
@@ -262,7 +398,7 @@ static inline __attribute__((always_inline)) void kp_outputs(
     /* Bytes from the end of a filter row's pairs in the copy to the next row's first. */
     const int32_t adj = (pitch - 4 * np) * 4;
     (void)adj;
-    (void)use_asm; /* the host build has no block */
+    (void)use_asm, (void)k; /* the host build has no block */
     for (int32_t oy = 0; oy < rows; ++oy) {
         const uint32_t *row = buf + (size_t)oy * (size_t)sh * (size_t)pitch;
         int8_t *o = dst + (size_t)oy * out_row;
@@ -290,7 +426,12 @@ static inline __attribute__((always_inline)) void kp_outputs(
                     for (int32_t j = 0; j < np; ++j, rj += 4, wj += 4) KP_PAIR(rj, wj, 0);
                 }
             }
-            if (mode == KP_STORE_ANY)
+#if KP_ASM
+            if (use_asm && mode != KP_STORE_ANY)
+                kp_store_asm(k, o, a0, a1, a2, a3, mode == KP_PACK_CLAMP);
+            else
+#endif
+                if (mode == KP_STORE_ANY)
                 dw_store(d, rq, o, c, a0, a1, a2, a3, cc, 0);
             else
                 dw_store_packed(rq, o, a0, a1, a2, a3, cc, lo4, hi4, mode == KP_PACK_CLAMP);
@@ -308,11 +449,12 @@ static inline __attribute__((always_inline)) void kp_outputs(
 #define KP_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
 #endif
 
-#define KP_INSTANCE(name, fh_, np_, mode, use_asm)                                                 \
-    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                   \
-                                     const struct kp_weights *kw, const uint32_t *buf, int32_t w2, \
-                                     int32_t rows, int32_t cols, int8_t *dst, int32_t c) {         \
-        kp_outputs(d, rq, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode, use_asm);               \
+#define KP_INSTANCE(name, fh_, np_, mode, use_asm)                                                \
+    KP_NO_VECTORIZE static void name(const struct dw *d, const struct dw_rq *rq,                  \
+                                     const struct kp_k *k, const struct kp_weights *kw,           \
+                                     const uint32_t *buf, int32_t w2, int32_t rows, int32_t cols, \
+                                     int8_t *dst, int32_t c) {                                    \
+        kp_outputs(d, rq, k, kw, buf, w2, rows, cols, dst, c, fh_, np_, mode, use_asm);           \
     }
 KP_INSTANCE(kp_outputs_5_pack, 5, 3, KP_PACK, 1)
 KP_INSTANCE(kp_outputs_5_clamp, 5, 3, KP_PACK_CLAMP, 1)
@@ -322,8 +464,9 @@ KP_INSTANCE(kp_outputs_7_clamp, 7, 4, KP_PACK_CLAMP, 1)
  * registers left for the block (GCC 12, -mcpu=cortex-m4: impossible constraints). */
 KP_INSTANCE(kp_outputs_any, d->p.filter_h, kp_np(&d->p), KP_STORE_ANY, 0)
 
-typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const struct kp_weights *,
-                              const uint32_t *, int32_t, int32_t, int32_t, int8_t *, int32_t);
+typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const struct kp_k *,
+                              const struct kp_weights *, const uint32_t *, int32_t, int32_t,
+                              int32_t, int8_t *, int32_t);
 
 void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
@@ -332,11 +475,16 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     const struct kp_tile t = kp_tile(p);
+    const int slide = kp_slides(p, t);
     /* The operator's scratch (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size): the weight sets,
      * then the copy. */
     struct kp_weights *const kw = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + kp_copy_offset(p));
     struct dw_rq rq;
+    struct kp_k k;
+    k.cc = 1 + 2 * p->output_offset;
+    k.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    k.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
         int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)p->output_w * (size_t)ch;
@@ -346,12 +494,31 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
                 ++c;
                 continue;
             }
-            kp_weights_load(d, kw, c, buf);
+            kp_weights_load(d, kw, c);
             dw_rq_load(d, &rq, c);
+            for (int j = 0; j < 4; ++j) {
+                k.rq[j][0] = rq.m2[j];
+                k.rq[j][1] = rq.s1[j];
+            }
             kp_outputs_fn run = kp_outputs_any;
             if (rq.fast && (full || clamp8)) {
                 if (fh == 5 && np == 3) run = full ? kp_outputs_5_pack : kp_outputs_5_clamp;
                 if (fh == 7 && np == 4) run = full ? kp_outputs_7_pack : kp_outputs_7_clamp;
+            }
+            if (slide) {
+                const int32_t sh = p->stride_h, w2 = kp_row_pairs(p, p->output_w);
+                const size_t pitch = 4u * (size_t)w2; /* words per row */
+                kp_copy(d, image + c, buf, -p->pad_h, -p->pad_w, fh, w2);
+                for (int32_t oy = 0;;) {
+                    run(d, &rq, &k, kw, buf, w2, 1, p->output_w,
+                        out + (size_t)oy * (size_t)p->output_w * (size_t)ch + (size_t)c, c);
+                    if (++oy == p->output_h) break;
+                    kp_shift_rows(buf, (size_t)sh * pitch, (size_t)(fh - sh) * pitch);
+                    kp_copy(d, image + c, buf + (size_t)(fh - sh) * pitch,
+                            oy * sh - p->pad_h + fh - sh, -p->pad_w, sh, w2);
+                }
+                c += 4;
+                continue;
             }
             for (int32_t oy = 0; oy < p->output_h; oy += t.rows) {
                 const int32_t rows = p->output_h - oy < t.rows ? p->output_h - oy : t.rows;
@@ -364,7 +531,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
                     int8_t *dst = out +
                                   ((size_t)oy * (size_t)p->output_w + (size_t)ox) * (size_t)ch +
                                   (size_t)c;
-                    run(d, &rq, kw, buf, w2, rows, cols, dst, c);
+                    run(d, &rq, &k, kw, buf, w2, rows, cols, dst, c);
                 }
             }
             c += 4;
