@@ -44,9 +44,11 @@ static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_param
 }
 
 /* The plane engine's path (depthwise_conv2d_s8_grad_input_planes.h): the reference's two
- * passes, channel by channel, each input row's accumulators from the engine, never stored:
- * pass 1 takes their magnitude, pass 2 rounds them. Returns 0 when the engine does not take the
- * shape. */
+ * passes, channel by channel, the accumulators of a block of input rows at a time from the
+ * engine, never kept: pass 1 takes their magnitude, pass 2 rounds them. The rows go to the
+ * scratch the reference gives the Q23 multipliers (computed when needed here, dwp_q23) when
+ * two rows or more fit there, else to the engine's one-row buffer. Returns 0 when the engine
+ * does not take the shape. */
 static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
                       void *const *operands, void *scratch) {
     struct depthwise_conv2d_s8_grad_input_params p;
@@ -59,16 +61,14 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     d.mask = p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
     d.filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
     d.trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
-    const float *scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
+    d.scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
 
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    int32_t *m = scratch; /* dwp_offset's layout */
-    d.m = m;
-    const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
+    const float max_scale = dwp_max_scale(&d);
 
     /* The reference's overflow bound: channel c receives one term per tap. */
     const int32_t taps = p.filter_h * p.filter_w;
@@ -77,12 +77,12 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
         const int tr = c < p.train_rows;
         const int8_t *w = tr ? d.trained + c : d.filter + c;
         const size_t stride = tr ? (size_t)p.train_rows : (size_t)ch;
-        uint64_t s = 0;
+        uint32_t s = 0;
         for (int32_t t = 0; t < taps; ++t) {
             const int32_t v = w[(size_t)t * stride];
-            s += (uint64_t)(v < 0 ? -v : v);
+            s += (uint32_t)(v < 0 ? -v : v);
         }
-        const uint64_t bk = s * 128u * (uint64_t)m[p.per_channel ? c : 0];
+        const uint64_t bk = (uint64_t)s * 128u * (uint64_t)dwp_q23(&d, c);
         if (bk > b0) b0 = bk;
         if (s > w1) w1 = s;
     }
@@ -93,49 +93,98 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     int32_t *row;
     dwp_buffers(&d, (uint8_t *)scratch + dwp_offset(&p), &plane, &words, &row);
     dwp_clear(&d, plane);
+    const int32_t pitch = DWP_PITCH(&d);
+    int32_t block = (int32_t)(dwp_offset(&p) / ((size_t)pitch * sizeof(int32_t)));
+    int32_t *acc = scratch;
+    if (block < 2) {
+        block = 1;
+        acc = row;
+    }
+    if (block > p.input_h) block = p.input_h;
 
-    /* Pass 1: max|acc| over every channel. */
+    /* Pass 1: max|acc| over every channel. The output is free until pass 2, and its bytes
+     * hold the int32 accumulators of a quarter of the channels: channel c < ch / 4 at
+     * grad_in[pos * ch + 4 c .. + 3] for every position pos, so pass 2 rounds them without
+     * computing them again. Pass 2 goes up the channels and writes channel j's bytes
+     * grad_in[pos * ch + j] (j <= 4 j), which hold channel j / 4's accumulators, read by then
+     * (at pos itself, before the write, for j = 0). */
+    const size_t c_n = (size_t)ch;
+    const int32_t kept = ch / 4;
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
+        const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
-            if (!dwp_fill(&d, b, c, plane)) continue;
-            for (int32_t y = 0; y < p.input_h; ++y) {
-                dwp_row(&d, plane, words, y, row);
-                for (int32_t x = 0; x < p.input_w; ++x) {
-                    const int32_t v = row[x], sg = v >> 31;
-                    const uint32_t a = (uint32_t)((v ^ sg) - sg);
-                    if (a > max_abs) max_abs = a;
+            int8_t *keep = c < kept ? grad_in + (size_t)b * plane_n * c_n + 4 * (size_t)c : NULL;
+            if (!dwp_fill(&d, b, c, mc, plane)) {
+                if (keep)
+                    for (size_t i = 0; i < plane_n; ++i) __builtin_memset(keep + i * c_n, 0, 4);
+                continue;
+            }
+            for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
+                const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
+                dwp_rows(&d, plane, words, y0, ny, acc, pitch);
+                for (int32_t y = 0; y < ny; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
+                    for (int32_t x = 0; x < p.input_w; ++x) {
+                        const int32_t v = a[x], sg = v >> 31;
+                        const uint32_t m = (uint32_t)((v ^ sg) - sg);
+                        if (m > max_abs) max_abs = m;
+                    }
+                    if (keep)
+                        for (int32_t x = 0; x < p.input_w; ++x, keep += c_n)
+                            __builtin_memcpy(keep, a + x, 4);
                 }
             }
         }
     }
-    const size_t c_n = (size_t)ch;
     if (max_abs == 0) {
         for (size_t i = 0; i < n_plane * c_n; ++i) grad_in[i] = 0;
         *grad_in_scale = 0.0f;
         return 1;
     }
-    /* Pass 2: each channel again, rounded as grad_requantize_s32 rounds. */
+    /* Pass 2: each channel, kept or computed again, rounded as grad_requantize_s32 rounds
+     * (dsp.h's twins). */
     const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
-    const int small = max_abs < (1u << 30);
+    const int recip = max_abs >= 128u && max_abs < (1u << 30), small = max_abs < (1u << 30);
+    const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     for (int32_t c = 0; c < ch; ++c) {
+        if (c < kept) {
+            int8_t *out = grad_in + (size_t)c;
+            const int8_t *from = grad_in + 4 * (size_t)c;
+            for (size_t i = 0; i < n_plane; ++i, out += c_n, from += c_n) {
+                int32_t v;
+                __builtin_memcpy(&v, from, 4);
+                *out = recip    ? dsp_grad_round_s32_recip(v, max_abs, half, r)
+                       : small ? dsp_grad_round_s32_small(v, max_abs, half, k)
+                               : dsp_grad_round_s32(v, max_abs, half, k);
+            }
+            continue;
+        }
+        const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
             int8_t *out = grad_in + (size_t)b * plane_n * c_n + (size_t)c;
-            if (!dwp_fill(&d, b, c, plane)) {
+            if (!dwp_fill(&d, b, c, mc, plane)) {
                 for (size_t i = 0; i < plane_n; ++i) out[i * c_n] = 0;
                 continue;
             }
-            for (int32_t y = 0; y < p.input_h; ++y) {
-                dwp_row(&d, plane, words, y, row);
-                if (small)
-                    for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                        *out = dsp_grad_round_s32_small(row[x], max_abs, half, k);
-                else
-                    for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                        *out = dsp_grad_round_s32(row[x], max_abs, half, k);
+            for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
+                const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
+                dwp_rows(&d, plane, words, y0, ny, acc, pitch);
+                for (int32_t y = 0; y < ny; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
+                    if (recip)
+                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
+                            *out = dsp_grad_round_s32_recip(a[x], max_abs, half, r);
+                    else if (small)
+                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
+                            *out = dsp_grad_round_s32_small(a[x], max_abs, half, k);
+                    else
+                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
+                            *out = dsp_grad_round_s32(a[x], max_abs, half, k);
+                }
             }
         }
     }

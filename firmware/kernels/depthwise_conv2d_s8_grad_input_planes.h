@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 
 #define DWP_PLANE 1024 /* int16 entries of P (2 KB) */
@@ -40,7 +41,8 @@ struct dwp {
     const int8_t *grad_out;
     const uint8_t *mask;
     const int8_t *filter, *trained;
-    const int32_t *m;
+    const float *scales; /* the weight scales (per channel or one) */
+    float max_scale;     /* their maximum */
     int shift;
     int32_t ph, pw;                         /* P's rows and row pitch (int16 entries) */
     int32_t pt, pl;                         /* P's border above and left of the g' */
@@ -63,14 +65,26 @@ size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p);
 void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row);
 /* P's borders (and every entry) zero: once per call, as dwp_fill writes only the g'. */
 void dwp_clear(const struct dwp *d, int16_t *plane);
-/* P = channel c's g' of batch b, the borders zero (P has d->ph * d->pw entries). Returns
- * whether any g' is nonzero. */
-int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int16_t *plane);
+/* Channel c's Q23 multiplier, conv_grad_channel_q23's m[c] (conv2d_s8_grad_input.h: the same
+ * expression), computed when needed: the variants keep other things in the scratch the
+ * reference gives the multipliers. */
+static inline int32_t dwp_q23(const struct dwp *d, int32_t c) {
+    const float s = d->scales[d->p.per_channel ? c : 0];
+    return conv_grad_round_nonneg(s / d->max_scale * (float)(1u << CONV_GRAD_Q));
+}
+/* d->scales' maximum into d->max_scale (conv_grad_channel_q23's max_s); returns it. */
+float dwp_max_scale(struct dwp *d);
+/* P = channel c's g' of batch b (multiplier mc = dwp_q23(d, c)), the borders zero (P has
+ * d->ph * d->pw entries). Returns whether any g' is nonzero. */
+int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane);
 /* The packed sub-kernels of channel c (its trained or flash weights): d->words words. */
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words);
-/* row[x] = channel c's accumulator at input row y, column x < input_w (row has input_w + 8
- * entries; those past input_w are scribbled on). */
-void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y,
-             int32_t *row);
+/* DWP_PITCH(d) int32 per row of accumulators: input_w + 8 (dwp_rows writes 4 outputs at a
+ * time, up to input_w - 1 + 3 s_w). */
+#define DWP_PITCH(d) ((d)->p.input_w + 8)
+/* out[(y - y0) * pitch + x] = channel c's accumulator at input row y in [y0, y0 + ny), column
+ * x < input_w (pitch >= DWP_PITCH(d); the entries from input_w on are scribbled on). */
+void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
+              int32_t ny, int32_t *out, int32_t pitch);
 
 #endif

@@ -283,6 +283,26 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
     return (int8_t)(((int32_t)q ^ s) - s);
 }
 
+/* R = ceil(127 * 2^32 / M) for dsp_grad_round_s32_recip (< 2^32 as M > 127). */
+static inline uint32_t dsp_grad_recip(uint32_t max_abs) {
+    return (uint32_t)((((uint64_t)127u << 32) + max_abs - 1u) / max_abs);
+}
+
+/* dsp_grad_round_s32 for 128 <= max_abs < 2^30, r = dsp_grad_recip(max_abs): the estimate in
+ * fixed point, floor(a * R / 2^32) = floor(127 a / M + d), 0 <= d < a / 2^32 < 1/4, so it is
+ * floor(127 a / M) or one more, the exact quotient floor((127 a + M / 2) / M) is one of those
+ * two, and the remainder correction of dsp_grad_round_s32_small applies (one UMULL instead of
+ * the float estimate: ~12 instructions per element). */
+static inline int8_t dsp_grad_round_s32_recip(int32_t v, uint32_t max_abs, uint32_t half,
+                                              uint32_t r) {
+    const int32_t s = v >> 31;
+    const uint32_t a = (uint32_t)((v ^ s) - s);
+    uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+    const uint32_t rem = a * 127u + half - q * max_abs;
+    q += ((max_abs - 1u - rem) >> 31) - (rem >> 31);
+    return (int8_t)(((int32_t)q ^ s) - s);
+}
+
 /* grad_requantize_s32 (grad.c), bit-identical, without its 64-bit division per element (a
  * library call of ~100 instructions on the Cortex-M7): q = round_half_away(acc * 127 / max|acc|)
  * is estimated in float (|acc| * (127 / M) + 1/2 is within 10^-5 of the exact quotient
@@ -304,19 +324,8 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
     const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
     if (max_abs >= 128u && max_abs < (1u << 30)) {
-        /* The estimate in fixed point: with R = ceil(127 * 2^32 / M) (< 2^32 as M > 127),
-         * floor(a * R / 2^32) = floor(127 a / M + d), 0 <= d < a / 2^32 < 1/4, so it is
-         * floor(127 a / M) or one more, the exact quotient floor((127 a + M / 2) / M) is one
-         * of those two, and the remainder correction of dsp_grad_round_s32_small applies. */
-        const uint32_t r = (uint32_t)((((uint64_t)127u << 32) + max_abs - 1u) / max_abs);
-        for (size_t i = 0; i < n; i++) {
-            const int32_t v = acc[i], s = v >> 31;
-            const uint32_t a = (uint32_t)((v ^ s) - s);
-            uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
-            const uint32_t rem = a * 127u + half - q * max_abs;
-            q += ((max_abs - 1u - rem) >> 31) - (rem >> 31);
-            out[i] = (int8_t)(((int32_t)q ^ s) - s);
-        }
+        const uint32_t r = dsp_grad_recip(max_abs);
+        for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32_recip(acc[i], max_abs, half, r);
     } else if (max_abs < (1u << 30)) {
         for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32_small(acc[i], max_abs, half, k);
     } else {
