@@ -43,6 +43,34 @@ static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_param
     __builtin_memcpy(p, p2, sizeof *p);
 }
 
+/* Channel c's accumulator at input (y, x) of batch 0 (multiplier mc), computed as the
+ * reference computes it: one term g' * W per tap that meets an output (dilation 1), the same
+ * int32 sum in another order. */
+static int32_t exact_acc(const struct dwp *d, int32_t c, int32_t mc, int32_t y, int32_t x) {
+    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
+    const int32_t tr = p->train_rows < p->input_c ? p->train_rows : p->input_c;
+    const int8_t *w = c < tr ? d->trained + c : d->filter + c;
+    const size_t stride = c < tr ? (size_t)tr : (size_t)p->input_c;
+    const int32_t half = (int32_t)1 << (d->shift - 1);
+    int32_t s = 0;
+    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+        const int32_t ty = y + p->pad_h - fy;
+        if (ty < 0 || ty % p->stride_h || ty / p->stride_h >= p->output_h) continue;
+        for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+            const int32_t tx = x + p->pad_w - fx;
+            if (tx < 0 || tx % p->stride_w || tx / p->stride_w >= p->output_w) continue;
+            const size_t i = ((size_t)(ty / p->stride_h) * (size_t)p->output_w +
+                              (size_t)(tx / p->stride_w)) *
+                                 (size_t)p->input_c +
+                             (size_t)c;
+            const int32_t v = conv_grad_masked(d->grad_out, d->mask, i) * mc;
+            s += ((v + half + (v >> 31)) >> d->shift) *
+                 (int32_t)w[((size_t)fy * (size_t)p->filter_w + (size_t)fx) * stride];
+        }
+    }
+    return s;
+}
+
 /* The plane engine's path (depthwise_conv2d_s8_grad_input_planes.h): the reference's two
  * passes, channel by channel, the accumulators of a block of input rows at a time from the
  * engine, never kept: pass 1 takes their magnitude, pass 2 rounds them. The rows go to the
@@ -93,34 +121,43 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     int32_t *row;
     dwp_buffers(&d, (uint8_t *)scratch + dwp_offset(&p), &plane, &words, &row);
     dwp_clear(&d, plane);
+    /* Pass 1 computes every channel for max|acc|. The output is free until pass 2, and its
+     * bytes keep half of the channels' accumulators, so pass 2 rounds those without computing
+     * them again: channel c < kept = ch / 2 as int16 acc >> shifts[c] at grad_in[pos * ch + 2 c]
+     * (shifts[c]: the fewest bits that bring its largest |acc| below 2^15). Pass 2 goes up the
+     * channels; channel j's output bytes grad_in[pos * ch + j] (j <= 2 j) hold channel j / 2's
+     * values, read by then (at pos itself, before the write, for j = 0). A kept value gives an
+     * interval of 2^shift accumulators; where one rounding boundary falls inside it (rarely: the
+     * interval is ~2^-7 of a rounding step), the accumulator is computed again exactly
+     * (exact_acc). The channel's rows go to the scratch the reference gives the multipliers
+     * (computed when needed, dwp_q23), then the kept shifts; this needs every row of a channel
+     * there at once (one batch), else nothing is kept. */
     const int32_t pitch = DWP_PITCH(&d);
-    int32_t block = (int32_t)(dwp_offset(&p) / ((size_t)pitch * sizeof(int32_t)));
+    const size_t c_n = (size_t)ch;
+    const size_t acc_bytes = dwp_offset(&p) - (size_t)(ch / 2);
+    uint8_t *shifts = (uint8_t *)scratch + acc_bytes;
+    int32_t block = (int32_t)(acc_bytes / ((size_t)pitch * sizeof(int32_t)));
     int32_t *acc = scratch;
     if (block < 2) {
         block = 1;
         acc = row;
     }
     if (block > p.input_h) block = p.input_h;
+    const int32_t kept = p.batches == 1 && block == p.input_h ? ch / 2 : 0;
 
-    /* Pass 1: max|acc| over every channel. The output is free until pass 2, and its bytes
-     * hold the int32 accumulators of a quarter of the channels: channel c < ch / 4 at
-     * grad_in[pos * ch + 4 c .. + 3] for every position pos, so pass 2 rounds them without
-     * computing them again. Pass 2 goes up the channels and writes channel j's bytes
-     * grad_in[pos * ch + j] (j <= 4 j), which hold channel j / 4's accumulators, read by then
-     * (at pos itself, before the write, for j = 0). */
-    const size_t c_n = (size_t)ch;
-    const int32_t kept = ch / 4;
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
-            int8_t *keep = c < kept ? grad_in + (size_t)b * plane_n * c_n + 4 * (size_t)c : NULL;
             if (!dwp_fill(&d, b, c, mc, plane)) {
-                if (keep)
-                    for (size_t i = 0; i < plane_n; ++i) __builtin_memset(keep + i * c_n, 0, 4);
+                if (c < kept) {
+                    shifts[c] = 0;
+                    for (size_t i = 0; i < plane_n; ++i) __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
+                }
                 continue;
             }
+            uint32_t cmax = 0;
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
                 dwp_rows(&d, plane, words, y0, ny, acc, pitch);
@@ -129,11 +166,21 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                     for (int32_t x = 0; x < p.input_w; ++x) {
                         const int32_t v = a[x], sg = v >> 31;
                         const uint32_t m = (uint32_t)((v ^ sg) - sg);
-                        if (m > max_abs) max_abs = m;
+                        if (m > cmax) cmax = m;
                     }
-                    if (keep)
-                        for (int32_t x = 0; x < p.input_w; ++x, keep += c_n)
-                            __builtin_memcpy(keep, a + x, 4);
+                }
+            }
+            if (cmax > max_abs) max_abs = cmax;
+            if (c < kept) { /* every row of the channel is in acc (block == input_h) */
+                const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
+                shifts[c] = (uint8_t)sh;
+                int8_t *keep = grad_in + 2 * (size_t)c;
+                for (int32_t y = 0; y < p.input_h; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
+                    for (int32_t x = 0; x < p.input_w; ++x, keep += c_n) {
+                        const int16_t v = (int16_t)(a[x] >> sh);
+                        __builtin_memcpy(keep, &v, 2);
+                    }
                 }
             }
         }
@@ -144,25 +191,43 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
         return 1;
     }
     /* Pass 2: each channel, kept or computed again, rounded as grad_requantize_s32 rounds
-     * (dsp.h's twins). */
+     * (dsp.h's twins). The kept values need the reciprocal rounding (128 <= max_abs < 2^30);
+     * otherwise every channel is computed again. */
     const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
     const int recip = max_abs >= 128u && max_abs < (1u << 30), small = max_abs < (1u << 30);
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     for (int32_t c = 0; c < ch; ++c) {
-        if (c < kept) {
+        const int32_t mc = dwp_q23(&d, c);
+        if (c < kept && recip) {
+            const int sh = shifts[c];
+            const uint32_t width = 127u * ((1u << sh) - 1u);
             int8_t *out = grad_in + (size_t)c;
-            const int8_t *from = grad_in + 4 * (size_t)c;
-            for (size_t i = 0; i < n_plane; ++i, out += c_n, from += c_n) {
-                int32_t v;
-                __builtin_memcpy(&v, from, 4);
-                *out = recip    ? dsp_grad_round_s32_recip(v, max_abs, half, r)
-                       : small ? dsp_grad_round_s32_small(v, max_abs, half, k)
-                               : dsp_grad_round_s32(v, max_abs, half, k);
+            const int8_t *from = grad_in + 2 * (size_t)c;
+            for (size_t i = 0; i < plane_n; ++i, out += c_n, from += c_n) {
+                int16_t v;
+                __builtin_memcpy(&v, from, 2);
+                /* |acc| lies in [a, a + 2^sh - 1] */
+                const uint32_t a = v >= 0 ? (uint32_t)v << sh : ((uint32_t)(-1 - v) << sh) + 1u;
+                uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+                int32_t rem = (int32_t)(a * 127u + half - q * max_abs);
+                if (rem < 0) {
+                    --q;
+                    rem += (int32_t)max_abs;
+                } else if ((uint32_t)rem >= max_abs) {
+                    ++q;
+                    rem -= (int32_t)max_abs;
+                }
+                if ((uint32_t)rem + width < max_abs) {
+                    *out = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
+                } else { /* a rounding boundary inside the interval */
+                    const int32_t y = (int32_t)(i / (size_t)p.input_w),
+                                  x = (int32_t)(i % (size_t)p.input_w);
+                    *out = dsp_grad_round_s32_recip(exact_acc(&d, c, mc, y, x), max_abs, half, r);
+                }
             }
             continue;
         }
-        const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
             int8_t *out = grad_in + (size_t)b * plane_n * c_n + (size_t)c;
