@@ -83,38 +83,15 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     params_1pass(p2, &p);
     struct dwp d;
     if (!dwp_setup(&d, &p)) return 0;
-    d.grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
+    const float max_scale = dwp_operands(&d, operands);
     const float grad_out_scale =
         *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
-    d.mask = p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
-    d.filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
-    d.trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
-    d.scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
-
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    const float max_scale = dwp_max_scale(&d);
-
-    /* The reference's overflow bound: channel c receives one term per tap. */
-    const int32_t taps = p.filter_h * p.filter_w;
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t c = 0; c < ch; ++c) {
-        const int tr = c < p.train_rows;
-        const int8_t *w = tr ? d.trained + c : d.filter + c;
-        const size_t stride = tr ? (size_t)p.train_rows : (size_t)ch;
-        uint32_t s = 0;
-        for (int32_t t = 0; t < taps; ++t) {
-            const int32_t v = w[(size_t)t * stride];
-            s += (uint32_t)(v < 0 ? -v : v);
-        }
-        const uint64_t bk = (uint64_t)s * 128u * (uint64_t)dwp_q23(&d, c);
-        if (bk > b0) b0 = bk;
-        if (s > w1) w1 = s;
-    }
-    d.shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+    dwp_pick_shift(&d);
 
     int16_t *plane;
     uint32_t *words;
@@ -160,7 +137,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             uint32_t cmax = 0;
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
-                dwp_rows(&d, plane, words, y0, ny, acc, pitch);
+                dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
                 for (int32_t y = 0; y < ny; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch;
                     for (int32_t x = 0; x < p.input_w; ++x) {
@@ -237,7 +214,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             }
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
-                dwp_rows(&d, plane, words, y0, ny, acc, pitch);
+                dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
                 for (int32_t y = 0; y < ny; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch;
                     if (recip)

@@ -13,11 +13,13 @@
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
  * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
  * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
- * the four accumulators adjacent in memory. (The two-pass kernel's channel-plane engine,
- * depthwise_conv2d_s8_grad_input_planes.h, was measured slower here: with the whole input's
- * accumulators at hand, walking the channels costs less than its per-channel set-up.) */
+ * the four accumulators adjacent in memory. This is the variant for small inputs (4x4: the
+ * channel-plane engine's per-channel set-up costs more than walking the channels); from
+ * DWP_MIN_PIXELS input pixels on the DSP entry below takes the channel-plane variant
+ * (depthwise_conv2d_s8_grad_input_planes_dsp.c). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
+#include "depthwise_conv2d_s8_grad_input_planes.h"
 #include "dsp.h"
 #include "grad.h"
 
@@ -94,11 +96,10 @@ static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i
     }
 }
 
-void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
-                                            void *scratch) {
-    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
-    const struct depthwise_conv2d_s8_grad_input_params p =
-        *(const struct depthwise_conv2d_s8_grad_input_params *)params;
+/* The channel-vectorized variant (this file's header comment). */
+static void run_channels(const struct depthwise_conv2d_s8_grad_input_params *pp,
+                         const void *params, void *const *operands, void *scratch) {
+    const struct depthwise_conv2d_s8_grad_input_params p = *pp;
     if (p.depth_multiplier != 1) {
         depthwise_conv2d_s8_grad_input_ref_run(params, operands, scratch);
         return;
@@ -181,10 +182,23 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
         acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
 }
 
+/* The DSP variant: the channel-plane one (depthwise_conv2d_s8_grad_input_planes_dsp.c) for the
+ * shapes it takes (8x8 inputs and up), else the channel-vectorized one above (which runs the
+ * reference itself for depth multipliers above 1). */
+void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
+                                            void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct depthwise_conv2d_s8_grad_input_params p =
+        *(const struct depthwise_conv2d_s8_grad_input_params *)params;
+    if (depthwise_conv2d_s8_grad_input_planes_dsp_takes(&p))
+        depthwise_conv2d_s8_grad_input_planes_dsp_run(&p, operands, scratch);
+    else
+        run_channels(&p, params, operands, scratch);
+}
+
 /* The selector, the runtime's entry for depthwise_conv2d_s8_grad_input (ops.def): the DSP variant
  * above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
- * (depthwise_conv2d_s8_grad_input.c). The DSP variant falls back to the reference itself for the
- * shapes it does not take. */
+ * (depthwise_conv2d_s8_grad_input.c). */
 void depthwise_conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
     if (KERNELS_USE_DSP())
         depthwise_conv2d_s8_grad_input_dsp_run(params, operands, scratch);

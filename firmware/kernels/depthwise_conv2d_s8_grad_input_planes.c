@@ -54,10 +54,12 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
                 }
             }
         }
+    d->whole4 = 1;
     for (int32_t px = 0; px < sw; ++px) {
         const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
         d->x0[px] = x0;
         d->nx[px] = x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0;
+        if (d->nx[px] % 4) d->whole4 = 0;
         for (int32_t py = 0; py < sh; ++py) {
             const int32_t i = py * sw + px;
             d->col0[i] = (x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl;
@@ -82,22 +84,57 @@ size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p) {
 
 void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row) {
     uint8_t *b = buf;
-    *row = (int32_t *)b;
-    *words = (uint32_t *)(b + dwp_row_bytes(d));
-    *plane = (int16_t *)(b + dwp_row_bytes(d) + (size_t)d->words * sizeof(uint32_t));
+    if (row) {
+        *row = (int32_t *)b;
+        b += dwp_row_bytes(d);
+    }
+    *words = (uint32_t *)b;
+    *plane = (int16_t *)(b + (size_t)d->words * sizeof(uint32_t));
+}
+
+size_t dwp_rowless_size(const struct dwp *d) {
+    return (size_t)d->words * sizeof(uint32_t) + (size_t)d->ph * (size_t)d->pw * sizeof(int16_t);
 }
 
 void dwp_clear(const struct dwp *d, int16_t *plane) {
     for (int32_t i = 0; i < d->ph * d->pw; ++i) plane[i] = 0;
 }
 
-float dwp_max_scale(struct dwp *d) {
+float dwp_operands(struct dwp *d, void *const *operands) {
+    d->grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
+    d->mask =
+        d->p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
+    d->filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
+    d->trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
+    d->scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
+    /* conv_grad_channel_q23's max_s */
     const int32_t n = d->p.per_channel ? d->p.input_c : 1;
     float max_s = d->scales[0];
     for (int32_t i = 1; i < n; i++)
         if (d->scales[i] > max_s) max_s = d->scales[i];
     d->max_scale = max_s;
     return max_s;
+}
+
+void dwp_pick_shift(struct dwp *d) {
+    /* The reference's overflow bound: channel c receives one term per tap. */
+    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
+    const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
+    const int32_t tr = p->train_rows < ch ? p->train_rows : ch;
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t c = 0; c < ch; ++c) {
+        const int8_t *w = c < tr ? d->trained + c : d->filter + c;
+        const size_t stride = c < tr ? (size_t)tr : (size_t)ch;
+        uint32_t s = 0;
+        for (int32_t t = 0; t < taps; ++t) {
+            const int32_t v = w[(size_t)t * stride];
+            s += (uint32_t)(v < 0 ? -v : v);
+        }
+        const uint64_t bk = (uint64_t)s * 128u * (uint64_t)dwp_q23(d, c);
+        if (bk > b0) b0 = bk;
+        if (s > w1) w1 = s;
+    }
+    d->shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
 
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane) {
@@ -206,7 +243,7 @@ DWP_CORR(4)
 #undef DWP_CORR
 
 void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
-              int32_t ny, int32_t *out, int32_t pitch) {
+              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
     const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw, pad_h = d->p.pad_h;
     /* Rows of one row phase py are every sh-th row, reading P rows one apart: one call of the
      * correlation per phase (py, px) covers them all. */
@@ -217,20 +254,21 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
             const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
             const int32_t x0 = d->x0[px], n = d->nx[px];
             if (n == 0) continue;
-            int32_t *o = out + (size_t)dy * (size_t)pitch + x0;
+            int32_t *o = out + (size_t)dy * (size_t)pitch + (size_t)x0 * (size_t)xstep;
+            const int32_t step = sw * xstep;
             if (kh == 0 || kw == 0) {
                 for (int32_t r = 0; r < rows; ++r, o += sh * pitch)
-                    for (int32_t j = 0; j < n; ++j) o[j * sw] = 0;
+                    for (int32_t j = 0; j < n; ++j) o[j * step] = 0;
                 continue;
             }
             const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
             const uint32_t *k = words + d->koff[i];
             const int32_t ostep = sh * pitch;
             switch ((kw + 1) / 2) {
-                case 1: corr1(r0, pw, k, kh, n, o, sw, rows, pw, ostep); break;
-                case 2: corr2(r0, pw, k, kh, n, o, sw, rows, pw, ostep); break;
-                case 3: corr3(r0, pw, k, kh, n, o, sw, rows, pw, ostep); break;
-                default: corr4(r0, pw, k, kh, n, o, sw, rows, pw, ostep); break;
+                case 1: corr1(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                case 2: corr2(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                case 3: corr3(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                default: corr4(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
             }
         }
     }
