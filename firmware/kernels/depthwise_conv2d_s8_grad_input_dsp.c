@@ -96,10 +96,13 @@ static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i
     }
 }
 
-/* The channel-vectorized variant (this file's header comment). */
-static void run_channels(const struct depthwise_conv2d_s8_grad_input_params *pp,
-                         const void *params, void *const *operands, void *scratch) {
-    const struct depthwise_conv2d_s8_grad_input_params p = *pp;
+/* The channel-vectorized variant (this file's header comment); not inlined into the DSP entry,
+ * whose other branch would crowd its registers. */
+static __attribute__((noinline)) void run_channels(const void *params, void *const *operands,
+                                                   void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct depthwise_conv2d_s8_grad_input_params p =
+        *(const struct depthwise_conv2d_s8_grad_input_params *)params;
     if (p.depth_multiplier != 1) {
         depthwise_conv2d_s8_grad_input_ref_run(params, operands, scratch);
         return;
@@ -193,7 +196,7 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
     if (depthwise_conv2d_s8_grad_input_planes_dsp_takes(&p))
         depthwise_conv2d_s8_grad_input_planes_dsp_run(&p, operands, scratch);
     else
-        run_channels(&p, params, operands, scratch);
+        run_channels(params, operands, scratch);
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8_grad_input (ops.def): the DSP variant
