@@ -99,6 +99,27 @@ def test_one_pass_planes_variant_takes_its_shapes() -> None:
     assert _planes_take(gs.grad_input_call(mcunet)[0])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 4, 6, 9, 12])
+def test_one_pass_planes_variant_writes_its_output_over_its_scratch(seed: int) -> None:
+    """The planner may put the int8 output at the scratch's start (compiler.OUTPUT_OVER_SCRATCH):
+    the variant writes it only in the final requantization, element i after accumulator i."""
+    call, values = gs.grad_input_call(_planes_layer(seed))
+    assert _planes_take(call)
+    want = _run(call, values, "ref")
+    got = [v.copy() for v in values]
+    n = scratch_size(call)
+    scratch = np.full(n + 64, 0x5A, np.uint8)
+    ptrs = [v.ctypes.data if v.size else None for v in got]
+    ptrs[6] = scratch.ctypes.data
+    fn = _lib().depthwise_conv2d_s8_grad_input_dsp_run
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), (ctypes.c_void_p * len(got))(*ptrs), scratch.ctypes.data)
+    assert (scratch[n:] == 0x5A).all()
+    np.testing.assert_array_equal(scratch[: want[6].nbytes].view(np.int8).reshape(want[6].shape), want[6])
+    assert got[7].tobytes() == want[7].tobytes()
+
+
 # --- the two-pass operator's kept channels -------------------------------------------------
 
 
