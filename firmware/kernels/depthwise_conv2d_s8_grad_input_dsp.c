@@ -13,9 +13,9 @@
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
  * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
  * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
- * the four accumulators adjacent in memory. This is the variant for small inputs (4x4: the
+ * the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
  * channel-plane engine's per-channel set-up costs more than walking the channels); from
- * DWP_MIN_PIXELS input pixels on the DSP entry below takes the channel-plane variant
+ * DWP_MIN_PIXELS gradient pixels on the DSP entry below takes the channel-plane variant
  * (depthwise_conv2d_s8_grad_input_planes_dsp.c). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
@@ -186,7 +186,7 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
 }
 
 /* The DSP variant: the channel-plane one (depthwise_conv2d_s8_grad_input_planes_dsp.c) for the
- * shapes it takes (8x8 inputs and up), else the channel-vectorized one above (which runs the
+ * shapes it takes (8x8 gradients and up), else the channel-vectorized one above (which runs the
  * reference itself for depth multipliers above 1). */
 void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
                                             void *scratch) {

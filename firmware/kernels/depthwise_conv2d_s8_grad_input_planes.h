@@ -96,8 +96,8 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
 
 /* The one-pass operator's variant over the engine (depthwise_conv2d_s8_grad_input_planes_dsp.c):
  * whether it takes the shape (multiplier 1, the engine's shapes, its buffers within the
- * operator's scratch past the accumulators, at least DWP_MIN_PIXELS input pixels), and the
- * kernel. */
+ * operator's scratch past the accumulators, at least DWP_MIN_PIXELS output pixels: the
+ * gradient's plane), and the kernel. */
 #define DWP_MIN_PIXELS 64
 int depthwise_conv2d_s8_grad_input_planes_dsp_takes(
     const struct depthwise_conv2d_s8_grad_input_params *p);

@@ -13,9 +13,10 @@
  *
  * Speed: per channel the engine costs a fixed set-up (its g' plane, its packed weights) that
  * the channel-vectorized variant (depthwise_conv2d_s8_grad_input_dsp.c) does not pay, and
- * computes the zero border of the plane; on 8x8 inputs and larger it wins (MCUNet's 5x5 8x8x160:
- * measured ~1.36 M -> ~0.9 M instructions under QEMU), on 4x4 it loses, so the selector takes
- * it from DWP_MIN_PIXELS input pixels on. */
+ * computes the zero border of the plane: with 8x8 gradients and larger it wins (measured under
+ * QEMU: MCUNet's 5x5 8x8x160 1.36 M -> 1.05 M instructions, 3x3 8x8x160 0.88 M -> 0.79 M), with
+ * 4x4 it loses (MobileNetV2's 3x3/2 from 8x8x192 to 4x4: 0.57 M -> 0.73 M), so the selector takes
+ * it from DWP_MIN_PIXELS gradient (output) pixels on. */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input_planes.h"
@@ -37,7 +38,8 @@ static size_t buffer_bytes(const struct dwp *d) {
 int depthwise_conv2d_s8_grad_input_planes_dsp_takes(
     const struct depthwise_conv2d_s8_grad_input_params *p) {
     struct dwp d;
-    if (p->depth_multiplier != 1 || p->input_h * p->input_w < DWP_MIN_PIXELS || !dwp_setup(&d, p))
+    if (p->depth_multiplier != 1 || p->output_h * p->output_w < DWP_MIN_PIXELS ||
+        !dwp_setup(&d, p))
         return 0;
     return buffers_at(p) + buffer_bytes(&d) <= depthwise_conv2d_s8_grad_input_scratch_size(p);
 }
