@@ -71,6 +71,45 @@ static int32_t exact_acc(const struct dwp *d, int32_t c, int32_t mc, int32_t y, 
     return s;
 }
 
+/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
+ * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> shifts[c]), rounded as
+ * dsp_grad_round_s32_recip rounds (r = dsp_grad_recip(max_abs), 128 <= max_abs < 2^30). A
+ * kept value v gives |acc| in [a, a + 2^shift - 1], a = v << shift (v >= 0) or (-1 - v) <<
+ * shift + 1; the quotient floor((127 |acc| + max_abs / 2) / max_abs) is a's unless its
+ * remainder plus 127 (2^shift - 1) reaches max_abs, and then the accumulator is computed again
+ * (exact_acc). Apart for its registers: the loop keeps no more than it needs. */
+static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
+                                                 int8_t *grad_in, uint32_t max_abs, uint32_t r,
+                                                 int sh) {
+    const size_t c_n = (size_t)d->p.input_c;
+    const size_t n = (size_t)d->p.input_h * (size_t)d->p.input_w;
+    const uint32_t half = max_abs / 2u, width = 127u * ((1u << sh) - 1u);
+    int8_t *out = grad_in + (size_t)c;
+    const int8_t *from = grad_in + 2 * (size_t)c;
+    for (size_t i = 0; i < n; ++i, out += c_n, from += c_n) {
+        int16_t v16;
+        __builtin_memcpy(&v16, from, 2);
+        const int32_t v = v16, sg = v >> 31;
+        const uint32_t a = ((uint32_t)(v ^ sg) << sh) - (uint32_t)sg;
+        uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+        int32_t rem = (int32_t)(a * 127u + half - q * max_abs); /* in [-M, 2M): q is off by <= 1 */
+        const int32_t low = rem >> 31;
+        q += (uint32_t)low;
+        rem += low & (int32_t)max_abs;
+        const int32_t high = (int32_t)(max_abs - 1u - (uint32_t)rem) >> 31;
+        q -= (uint32_t)high;
+        rem -= high & (int32_t)max_abs;
+        if (__builtin_expect((uint32_t)rem + width >= max_abs, 0)) {
+            /* a rounding boundary inside the interval */
+            const int32_t y = (int32_t)(i / (size_t)d->p.input_w),
+                          x = (int32_t)(i % (size_t)d->p.input_w);
+            *out = dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), max_abs, half, r);
+        } else {
+            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+        }
+    }
+}
+
 /* The plane engine's path (depthwise_conv2d_s8_grad_input_planes.h): the reference's two
  * passes, channel by channel, the accumulators of a block of input rows at a time from the
  * engine, never kept: pass 1 takes their magnitude, pass 2 rounds them. The rows go to the
@@ -91,7 +130,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    dwp_pick_shift(&d);
+    dwp_pick_shift(&d, scratch); /* the multipliers' scratch, used for the rows below */
 
     int16_t *plane;
     uint32_t *words;
@@ -177,32 +216,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
-            const int sh = shifts[c];
-            const uint32_t width = 127u * ((1u << sh) - 1u);
-            int8_t *out = grad_in + (size_t)c;
-            const int8_t *from = grad_in + 2 * (size_t)c;
-            for (size_t i = 0; i < plane_n; ++i, out += c_n, from += c_n) {
-                int16_t v;
-                __builtin_memcpy(&v, from, 2);
-                /* |acc| lies in [a, a + 2^sh - 1] */
-                const uint32_t a = v >= 0 ? (uint32_t)v << sh : ((uint32_t)(-1 - v) << sh) + 1u;
-                uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
-                int32_t rem = (int32_t)(a * 127u + half - q * max_abs);
-                if (rem < 0) {
-                    --q;
-                    rem += (int32_t)max_abs;
-                } else if ((uint32_t)rem >= max_abs) {
-                    ++q;
-                    rem -= (int32_t)max_abs;
-                }
-                if ((uint32_t)rem + width < max_abs) {
-                    *out = (int8_t)(v < 0 ? -(int32_t)q : (int32_t)q);
-                } else { /* a rounding boundary inside the interval */
-                    const int32_t y = (int32_t)(i / (size_t)p.input_w),
-                                  x = (int32_t)(i % (size_t)p.input_w);
-                    *out = dsp_grad_round_s32_recip(exact_acc(&d, c, mc, y, x), max_abs, half, r);
-                }
-            }
+            round_kept(&d, c, mc, grad_in, max_abs, r, shifts[c]);
             continue;
         }
         dwp_kernel(&d, c, words);

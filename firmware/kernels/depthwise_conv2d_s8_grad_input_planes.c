@@ -39,21 +39,6 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->pw = d->pl + (max_x + 1 > p->output_w ? max_x + 1 : p->output_w) + 6;
     if ((int64_t)d->ph * d->pw > DWP_PLANE) return 0;
     d->words = words;
-    const int32_t fw = p->filter_w;
-    for (int32_t py = 0; py < sh; ++py)
-        for (int32_t px = 0; px < sw; ++px) {
-            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
-            /* K[a][b] = W[py + (kh - 1 - a) sh][px + (kw - 1 - b) sw]: the flipped sub-kernel */
-            int32_t o = d->koff[i];
-            for (int32_t a = 0; a < kh; ++a) {
-                const int32_t fy = py + (kh - 1 - a) * sh;
-                for (int32_t b = 0; b < kw; b += 2, ++o) {
-                    const int32_t f0 = px + (kw - 1 - b) * sw;
-                    d->tap0[o] = (int16_t)(fy * fw + f0);
-                    d->tap1[o] = (int16_t)(b + 1 < kw ? fy * fw + f0 - sw : -1);
-                }
-            }
-        }
     d->whole4 = 1;
     for (int32_t px = 0; px < sw; ++px) {
         const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
@@ -116,23 +101,24 @@ float dwp_operands(struct dwp *d, void *const *operands) {
     return max_s;
 }
 
-void dwp_pick_shift(struct dwp *d) {
-    /* The reference's overflow bound: channel c receives one term per tap. */
+void dwp_pick_shift(struct dwp *d, uint32_t *sums) {
+    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them.
+     * The sums tap by tap along the channels (contiguous weights), not channel by channel. */
     const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
     const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
     const int32_t tr = p->train_rows < ch ? p->train_rows : ch;
+    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
+    for (int32_t t = 0; t < taps; ++t) {
+        const int8_t *wt = d->trained + (size_t)t * (size_t)tr;
+        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
+        const int8_t *wf = d->filter + (size_t)t * (size_t)ch;
+        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
+    }
     uint64_t b0 = 0, w1 = 0;
     for (int32_t c = 0; c < ch; ++c) {
-        const int8_t *w = c < tr ? d->trained + c : d->filter + c;
-        const size_t stride = c < tr ? (size_t)tr : (size_t)ch;
-        uint32_t s = 0;
-        for (int32_t t = 0; t < taps; ++t) {
-            const int32_t v = w[(size_t)t * stride];
-            s += (uint32_t)(v < 0 ? -v : v);
-        }
-        const uint64_t bk = (uint64_t)s * 128u * (uint64_t)dwp_q23(d, c);
+        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)dwp_q23(d, c);
         if (bk > b0) b0 = bk;
-        if (s > w1) w1 = s;
+        if (sums[c] > w1) w1 = sums[c];
     }
     d->shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
@@ -173,15 +159,27 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
 }
 
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
-    const int32_t tr = d->p.train_rows < d->p.input_c ? d->p.train_rows : d->p.input_c;
+    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
+    const int32_t tr = p->train_rows < p->input_c ? p->train_rows : p->input_c;
     const int8_t *w = c < tr ? d->trained + c : d->filter + c;
-    const int32_t stride = c < tr ? tr : d->p.input_c;
-    for (int32_t o = 0; o < d->words; ++o) {
-        const int32_t t1 = d->tap1[o];
-        const uint32_t k0 = (uint32_t)(int32_t)w[d->tap0[o] * stride];
-        const uint32_t k1 = t1 >= 0 ? (uint32_t)(int32_t)w[t1 * stride] : 0u;
-        words[o] = (k0 & 0xFFFFu) | (k1 << 16);
-    }
+    const int32_t stride = c < tr ? tr : p->input_c;
+    const int32_t sh = p->stride_h, sw = p->stride_w, fw = p->filter_w;
+    const int32_t step = sw * stride, rowstep = sh * fw * stride;
+    /* dwp_setup's order: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
+     * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
+     * phase's last column down, sw columns apart, two to a word (the second tap high). */
+    for (int32_t py = 0; py < sh; ++py)
+        for (int32_t px = 0; px < sw; ++px) {
+            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+            if (kh == 0 || kw == 0) continue;
+            const int8_t *q0 = w + (size_t)((py + (kh - 1) * sh) * fw + px + (kw - 1) * sw) * stride;
+            for (int32_t a = 0; a < kh; ++a, q0 -= rowstep) {
+                const int8_t *q = q0;
+                for (int32_t b = kw; b > 1; b -= 2, q -= 2 * step)
+                    *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step] << 16;
+                if (kw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
+            }
+        }
 }
 
 /* 32 bits of P from a halfword address: two adjacent entries. */

@@ -52,7 +52,6 @@ struct dwp {
     int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
     int32_t words;                          /* packed words of all phases */
     int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
-    int16_t tap0[DWP_WORDS], tap1[DWP_WORDS]; /* per word: its two taps (fy fw + fx; -1: none) */
 };
 
 /* Fills d's geometry from p; returns 0 (and the caller takes another path) unless the shape
@@ -78,8 +77,9 @@ static inline int32_t dwp_q23(const struct dwp *d, int32_t c) {
 /* The operands into d (depthwise_conv2d_s8_grad_input.h's order), d->max_scale the weight
  * scales' maximum (conv_grad_channel_q23's max_s); returns it. */
 float dwp_operands(struct dwp *d, void *const *operands);
-/* d->shift: the reference's, from its overflow bound over every channel's weights. */
-void dwp_pick_shift(struct dwp *d);
+/* d->shift: the reference's, from its overflow bound over every channel's weights (sums:
+ * input_c words of the caller's, scribbled on). */
+void dwp_pick_shift(struct dwp *d, uint32_t *sums);
 /* P = channel c's g' of batch b (multiplier mc = dwp_q23(d, c)), the borders zero (P has
  * d->ph * d->pw entries). Returns whether any g' is nonzero. */
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane);
