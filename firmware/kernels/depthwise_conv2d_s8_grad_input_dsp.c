@@ -128,19 +128,21 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
     int32_t *m = acc + n_in; /* Q23 channel multipliers, as the reference's scratch */
     const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
 
-    /* The reference's overflow bound: channel c receives one term per tap. */
+    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them,
+     * summed tap by tap along the contiguous channels into the accumulators (cleared below). */
+    uint32_t *sums = (uint32_t *)acc; /* n_in >= ch */
+    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
+    for (int32_t t = 0; t < taps; ++t) {
+        const int8_t *wt = trained + (size_t)t * (size_t)tr;
+        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
+        const int8_t *wf = filter + (size_t)t * (size_t)ch;
+        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
+    }
     uint64_t b0 = 0, w1 = 0;
     for (int32_t c = 0; c < ch; ++c) {
-        const int8_t *w = c < tr ? trained + c : filter + c;
-        const size_t stride = c < tr ? (size_t)tr : (size_t)ch;
-        uint64_t s = 0;
-        for (int32_t t = 0; t < taps; ++t) {
-            const int32_t v = w[(size_t)t * stride];
-            s += (uint64_t)(v < 0 ? -v : v);
-        }
-        const uint64_t bk = s * 128u * (uint64_t)m[p.per_channel ? c : 0];
+        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)m[p.per_channel ? c : 0];
         if (bk > b0) b0 = bk;
-        if (s > w1) w1 = s;
+        if (sums[c] > w1) w1 = sums[c];
     }
     const int shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
