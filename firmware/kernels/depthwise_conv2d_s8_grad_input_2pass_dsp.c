@@ -59,10 +59,10 @@ static int32_t exact_acc(const struct dwp *d, int32_t c, int32_t mc, int32_t y, 
         for (int32_t fx = 0; fx < p->filter_w; ++fx) {
             const int32_t tx = x + p->pad_w - fx;
             if (tx < 0 || tx % p->stride_w || tx / p->stride_w >= p->output_w) continue;
-            const size_t i = ((size_t)(ty / p->stride_h) * (size_t)p->output_w +
-                              (size_t)(tx / p->stride_w)) *
-                                 (size_t)p->input_c +
-                             (size_t)c;
+            const size_t i =
+                ((size_t)(ty / p->stride_h) * (size_t)p->output_w + (size_t)(tx / p->stride_w)) *
+                    (size_t)p->input_c +
+                (size_t)c;
             const int32_t v = conv_grad_masked(d->grad_out, d->mask, i) * mc;
             s += ((v + half + (v >> 31)) >> d->shift) *
                  (int32_t)w[((size_t)fy * (size_t)p->filter_w + (size_t)fx) * stride];
@@ -169,7 +169,8 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             if (!dwp_fill(&d, b, c, mc, plane)) {
                 if (c < kept) {
                     shifts[c] = 0;
-                    for (size_t i = 0; i < plane_n; ++i) __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
+                    for (size_t i = 0; i < plane_n; ++i)
+                        __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
                 }
                 continue;
             }

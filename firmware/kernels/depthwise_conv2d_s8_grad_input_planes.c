@@ -87,8 +87,7 @@ void dwp_clear(const struct dwp *d, int16_t *plane) {
 
 float dwp_operands(struct dwp *d, void *const *operands) {
     d->grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
-    d->mask =
-        d->p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
+    d->mask = d->p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
     d->filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
     d->trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
     d->scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
@@ -172,11 +171,13 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
         for (int32_t px = 0; px < sw; ++px) {
             const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
             if (kh == 0 || kw == 0) continue;
-            const int8_t *q0 = w + (size_t)((py + (kh - 1) * sh) * fw + px + (kw - 1) * sw) * stride;
+            const int8_t *q0 =
+                w + (size_t)((py + (kh - 1) * sh) * fw + px + (kw - 1) * sw) * stride;
             for (int32_t a = 0; a < kh; ++a, q0 -= rowstep) {
                 const int8_t *q = q0;
                 for (int32_t b = kw; b > 1; b -= 2, q -= 2 * step)
-                    *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step] << 16;
+                    *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step]
+                                                                       << 16;
                 if (kw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
             }
         }
@@ -229,10 +230,10 @@ static inline __attribute__((always_inline)) void corr(const int16_t *r0, int32_
 }
 
 #define DWP_CORR(pairs)                                                                         \
-    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,      \
+    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,       \
                             int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t rstep, \
-                            int32_t ostep) {                                                   \
-        corr(r0, pw, k, kh, n, out, step, rows, rstep, ostep, pairs);                          \
+                            int32_t ostep) {                                                    \
+        corr(r0, pw, k, kh, n, out, step, rows, rstep, ostep, pairs);                           \
     }
 DWP_CORR(1)
 DWP_CORR(2)

@@ -38,8 +38,7 @@ static size_t buffer_bytes(const struct dwp *d) {
 int depthwise_conv2d_s8_grad_input_planes_dsp_takes(
     const struct depthwise_conv2d_s8_grad_input_params *p) {
     struct dwp d;
-    if (p->depth_multiplier != 1 || p->output_h * p->output_w < DWP_MIN_PIXELS ||
-        !dwp_setup(&d, p))
+    if (p->depth_multiplier != 1 || p->output_h * p->output_w < DWP_MIN_PIXELS || !dwp_setup(&d, p))
         return 0;
     return buffers_at(p) + buffer_bytes(&d) <= depthwise_conv2d_s8_grad_input_scratch_size(p);
 }

@@ -25,7 +25,6 @@ from pytools.model.kernels import KernelCall, _lib, run_kernel, scratch_size
 from tests.kernels import grad_support as gs
 
 
-
 def _run(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
     values = [v.copy() for v in values]
     run_kernel(call, values, variant)  # the planned scratch, guarded past its end
@@ -205,7 +204,9 @@ def _kept_layer(seed: int) -> gs.Layer:
     if seed < len(shapes):
         k, c, st = shapes[seed]
         h = 4 if c == 576 else 8
-        return gs.make_layer("dw", 400 + seed, h=h, w=h, in_c=c, mult=1, fh=k, fw=k, sh=st, sw=st, padding="SAME", n=1)
+        return gs.make_layer(
+            "dw", 400 + seed, h=h, w=h, in_c=c, mult=1, fh=k, fw=k, sh=st, sw=st, padding="SAME", n=1
+        )
     k = int(rng.choice([3, 5, 7]))
     opts: dict[str, Any] = dict(mult=1, fh=k, fw=k, n=1, padding=str(rng.choice(["SAME", "VALID"])))
     opts["h"], opts["w"] = int(rng.integers(k if opts["padding"] == "VALID" else 4, 9)), 8
@@ -248,7 +249,21 @@ def test_two_pass_without_kept_values_matches_reference(case: str) -> None:
     elif case == "few channels":
         layer = gs.make_layer("dw", 32, h=8, w=8, in_c=40, mult=1, fh=5, fw=5, sh=1, sw=1, n=1)
     else:
-        layer = gs.make_layer("dw", 33, h=8, w=8, in_c=200, mult=1, fh=3, fw=3, sh=1, sw=1, n=1, has_mask=False, per_channel=True)
+        layer = gs.make_layer(
+            "dw",
+            33,
+            h=8,
+            w=8,
+            in_c=200,
+            mult=1,
+            fh=3,
+            fw=3,
+            sh=1,
+            sw=1,
+            n=1,
+            has_mask=False,
+            per_channel=True,
+        )
     call, values = _two_pass(layer)
     if case == "largest below 128":
         # One gradient in a channel whose scale is 3e-5 of the largest: g' = 1, |acc| <= 127.
