@@ -1,27 +1,32 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
- * the operator's scratch laid out its own way (dwp_offset below: the Q23 multipliers, then the
- * channel-plane engine's g' plane, packed weights and accumulator row, at most 2.6 KB; the
- * operator plans the larger of this and the reference's layout). Shapes the channel-plane
- * engine takes run here; others the reference.
+ * the operator's scratch laid out its own way (dwp_offset below: first input_c words the
+ * reference gives the Q23 multipliers, here used for the overflow bound's weight sums, then a
+ * block of accumulator rows and the kept channels' shifts; then the channel-plane engine's g'
+ * plane, packed weights and accumulator row, at most 2.6 KB; the operator plans the larger of
+ * this and the reference's layout). Shapes the channel-plane engine takes run here; others the
+ * reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
  * rounding of the masked gradient with the same shift, from the same bound) as in the
  * reference, summed in another order. The shift bounds the sum of the terms' absolute values
  * by INT32_MAX, so no partial sum overflows in any order and the int32 sums are equal. Pass 1
- * takes max|acc| over every channel, pass 2 recomputes each accumulator and rounds it
- * exactly as the reference's 64-bit division does (dsp.h's dsp_grad_round_s32), so the int8
- * gradient and its float scale (the reference's expression) are the same bits.
+ * takes max|acc| over every channel, pass 2 rounds each accumulator exactly as the
+ * reference's 64-bit division does (dsp.h's dsp_grad_round_s32_recip, dsp_grad_round_s32), so
+ * the int8 gradient and its float scale (the reference's expression) are the same bits. Half of
+ * the channels are not computed again in pass 2: their values kept from pass 1 (run_planes)
+ * give the rounded value unless a rounding boundary falls inside the kept interval, and then
+ * the accumulator is computed again exactly (exact_acc).
  *
  * Speed. The reference scatters: per output pixel and tap an index computation, bounds
  * checks, a strided weight load and a read-modify-write of one accumulator, and it rounds
  * with a 64-bit division per element. Here the channel-plane engine
- * (depthwise_conv2d_s8_grad_input_planes.h) gathers each input row's accumulators as plain
- * correlations of the channel's int16 g' plane, two taps per SMLAD, no product spent on a
- * stride's zeros, and they are never stored: pass 1 needs their magnitude, pass 2 their
- * rounded value (dsp.h's dsp_grad_round_s32_small below 2^30). Shapes the engine does not
- * take (depth multiplier above 1, dilation, strides above 2, planes beyond its buffers) run
- * the reference. */
+ * (depthwise_conv2d_s8_grad_input_planes.h) gathers a block of input rows' accumulators as
+ * plain correlations of the channel's int16 g' plane, two taps per SMLAD, no product spent on
+ * a stride's zeros: pass 1 needs their magnitude (and keeps half of the channels in the output
+ * bytes), pass 2 their rounded value (one UMULL per element). Shapes the engine does not take
+ * (depth multiplier above 1, dilation, strides above 2, planes beyond its buffers) run the
+ * reference. */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 #include "depthwise_conv2d_s8_grad_input_2pass.h"
@@ -212,7 +217,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
      * otherwise every channel is computed again. */
     const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
-    const int recip = max_abs >= 128u && max_abs < (1u << 30), small = max_abs < (1u << 30);
+    const int recip = max_abs >= 128u && max_abs < (1u << 30);
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
@@ -235,10 +240,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                     if (recip)
                         for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
                             *out = dsp_grad_round_s32_recip(a[x], max_abs, half, r);
-                    else if (small)
-                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                            *out = dsp_grad_round_s32_small(a[x], max_abs, half, k);
-                    else
+                    else /* max_abs < 128 or >= 2^30: rare, the rounding for every range */
                         for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
                             *out = dsp_grad_round_s32(a[x], max_abs, half, k);
                 }

@@ -96,6 +96,10 @@ static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i
     }
 }
 
+float dwgi_requantize(const int32_t *acc, size_t n, float acc_scale, int8_t *out) {
+    return dsp_grad_requantize_s32(acc, n, acc_scale, out);
+}
+
 /* The channel-vectorized variant (this file's header comment); not inlined into the DSP entry,
  * whose other branch would crowd its registers. */
 static __attribute__((noinline)) void run_channels(const void *params, void *const *operands,
@@ -183,8 +187,8 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
             }
         }
     }
-    *grad_in_scale = dsp_grad_requantize_s32(
-        acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
+    *grad_in_scale =
+        dwgi_requantize(acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
 }
 
 /* The DSP variant: the channel-plane one (depthwise_conv2d_s8_grad_input_planes_dsp.c) for the

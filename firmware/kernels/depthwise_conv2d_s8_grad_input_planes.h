@@ -99,6 +99,9 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
  * operator's scratch past the accumulators, at least DWP_MIN_PIXELS output pixels: the
  * gradient's plane), and the kernel. */
 #define DWP_MIN_PIXELS 64
+/* dsp.h's dsp_grad_requantize_s32, one copy for both one-pass variants (flash is tight on the
+ * Nucleo); in depthwise_conv2d_s8_grad_input_dsp.c. */
+float dwgi_requantize(const int32_t *acc, size_t n, float acc_scale, int8_t *out);
 int depthwise_conv2d_s8_grad_input_planes_dsp_takes(
     const struct depthwise_conv2d_s8_grad_input_params *p);
 void depthwise_conv2d_s8_grad_input_planes_dsp_run(

@@ -85,6 +85,6 @@ void depthwise_conv2d_s8_grad_input_planes_dsp_run(
             }
         }
     }
-    *grad_in_scale = dsp_grad_requantize_s32(
-        acc, n_in, grad_out_scale * max_scale * conv_grad_unit(d.shift), grad_in);
+    *grad_in_scale =
+        dwgi_requantize(acc, n_in, grad_out_scale * max_scale * conv_grad_unit(d.shift), grad_in);
 }
