@@ -1,27 +1,32 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
- * the operator's scratch laid out its own way (dwp_offset below: the Q23 multipliers, then the
- * channel-plane engine's g' plane, packed weights and accumulator row, at most 2.6 KB; the
- * operator plans the larger of this and the reference's layout). Shapes the channel-plane
- * engine takes run here; others the reference.
+ * the operator's scratch laid out its own way (dwp_offset below: first input_c words the
+ * reference gives the Q23 multipliers, here used for the overflow bound's weight sums, then a
+ * block of accumulator rows and the kept channels' shifts; then the channel-plane engine's g'
+ * plane, packed weights and accumulator row, at most 2.6 KB; the operator plans the larger of
+ * this and the reference's layout). Shapes the channel-plane engine takes run here; others the
+ * reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
  * rounding of the masked gradient with the same shift, from the same bound) as in the
  * reference, summed in another order. The shift bounds the sum of the terms' absolute values
  * by INT32_MAX, so no partial sum overflows in any order and the int32 sums are equal. Pass 1
- * takes max|acc| over every channel, pass 2 recomputes each accumulator and rounds it
- * exactly as the reference's 64-bit division does (dsp.h's dsp_grad_round_s32), so the int8
- * gradient and its float scale (the reference's expression) are the same bits.
+ * takes max|acc| over every channel, pass 2 rounds each accumulator exactly as the
+ * reference's 64-bit division does (dsp.h's dsp_grad_round_s32_recip, dsp_grad_round_s32), so
+ * the int8 gradient and its float scale (the reference's expression) are the same bits. Half of
+ * the channels are not computed again in pass 2: their values kept from pass 1 (run_planes)
+ * give the rounded value unless a rounding boundary falls inside the kept interval, and then
+ * the accumulator is computed again exactly (exact_acc).
  *
  * Speed. The reference scatters: per output pixel and tap an index computation, bounds
  * checks, a strided weight load and a read-modify-write of one accumulator, and it rounds
  * with a 64-bit division per element. Here the channel-plane engine
- * (depthwise_conv2d_s8_grad_input_planes.h) gathers each input row's accumulators as plain
- * correlations of the channel's int16 g' plane, two taps per SMLAD, no product spent on a
- * stride's zeros, and they are never stored: pass 1 needs their magnitude, pass 2 their
- * rounded value (dsp.h's dsp_grad_round_s32_small below 2^30). Shapes the engine does not
- * take (depth multiplier above 1, dilation, strides above 2, planes beyond its buffers) run
- * the reference. */
+ * (depthwise_conv2d_s8_grad_input_planes.h) gathers a block of input rows' accumulators as
+ * plain correlations of the channel's int16 g' plane, two taps per SMLAD, no product spent on
+ * a stride's zeros: pass 1 needs their magnitude (and keeps half of the channels in the output
+ * bytes), pass 2 their rounded value (one UMULL per element). Shapes the engine does not take
+ * (depth multiplier above 1, dilation, strides above 2, planes beyond its buffers) run the
+ * reference. */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 #include "depthwise_conv2d_s8_grad_input_2pass.h"
@@ -43,99 +48,202 @@ static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_param
     __builtin_memcpy(p, p2, sizeof *p);
 }
 
+/* Channel c's accumulator at input (y, x) of batch 0 (multiplier mc), computed as the
+ * reference computes it: one term g' * W per tap that meets an output (dilation 1), the same
+ * int32 sum in another order. */
+static int32_t exact_acc(const struct dwp *d, int32_t c, int32_t mc, int32_t y, int32_t x) {
+    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
+    const int32_t tr = p->train_rows < p->input_c ? p->train_rows : p->input_c;
+    const int8_t *w = c < tr ? d->trained + c : d->filter + c;
+    const size_t stride = c < tr ? (size_t)tr : (size_t)p->input_c;
+    const int32_t half = (int32_t)1 << (d->shift - 1);
+    int32_t s = 0;
+    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+        const int32_t ty = y + p->pad_h - fy;
+        if (ty < 0 || ty % p->stride_h || ty / p->stride_h >= p->output_h) continue;
+        for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+            const int32_t tx = x + p->pad_w - fx;
+            if (tx < 0 || tx % p->stride_w || tx / p->stride_w >= p->output_w) continue;
+            const size_t i =
+                ((size_t)(ty / p->stride_h) * (size_t)p->output_w + (size_t)(tx / p->stride_w)) *
+                    (size_t)p->input_c +
+                (size_t)c;
+            const int32_t v = conv_grad_masked(d->grad_out, d->mask, i) * mc;
+            s += ((v + half + (v >> 31)) >> d->shift) *
+                 (int32_t)w[((size_t)fy * (size_t)p->filter_w + (size_t)fx) * stride];
+        }
+    }
+    return s;
+}
+
+/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
+ * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> shifts[c]), rounded as
+ * dsp_grad_round_s32_recip rounds (r = dsp_grad_recip(max_abs), 128 <= max_abs < 2^30). A
+ * kept value v gives |acc| in [a, a + 2^shift - 1], a = v << shift (v >= 0) or (-1 - v) <<
+ * shift + 1; the quotient floor((127 |acc| + max_abs / 2) / max_abs) is a's unless its
+ * remainder plus 127 (2^shift - 1) reaches max_abs, and then the accumulator is computed again
+ * (exact_acc). Apart for its registers: the loop keeps no more than it needs. */
+static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
+                                                 int8_t *grad_in, uint32_t max_abs, uint32_t r,
+                                                 int sh) {
+    const size_t c_n = (size_t)d->p.input_c;
+    const size_t n = (size_t)d->p.input_h * (size_t)d->p.input_w;
+    const uint32_t half = max_abs / 2u, width = 127u * ((1u << sh) - 1u);
+    int8_t *out = grad_in + (size_t)c;
+    const int8_t *from = grad_in + 2 * (size_t)c;
+    for (size_t i = 0; i < n; ++i, out += c_n, from += c_n) {
+        int16_t v16;
+        __builtin_memcpy(&v16, from, 2);
+        const int32_t v = v16, sg = v >> 31;
+        const uint32_t a = ((uint32_t)(v ^ sg) << sh) - (uint32_t)sg;
+        uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+        int32_t rem = (int32_t)(a * 127u + half - q * max_abs); /* in [-M, 2M): q is off by <= 1 */
+        const int32_t low = rem >> 31;
+        q += (uint32_t)low;
+        rem += low & (int32_t)max_abs;
+        const int32_t high = (int32_t)(max_abs - 1u - (uint32_t)rem) >> 31;
+        q -= (uint32_t)high;
+        rem -= high & (int32_t)max_abs;
+        if (__builtin_expect((uint32_t)rem + width >= max_abs, 0)) {
+            /* a rounding boundary inside the interval */
+            const int32_t y = (int32_t)(i / (size_t)d->p.input_w),
+                          x = (int32_t)(i % (size_t)d->p.input_w);
+            *out = dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), max_abs, half, r);
+        } else {
+            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+        }
+    }
+}
+
 /* The plane engine's path (depthwise_conv2d_s8_grad_input_planes.h): the reference's two
- * passes, channel by channel, each input row's accumulators from the engine, never stored:
- * pass 1 takes their magnitude, pass 2 rounds them. Returns 0 when the engine does not take the
- * shape. */
+ * passes, channel by channel, the accumulators of a block of input rows at a time from the
+ * engine, never kept: pass 1 takes their magnitude, pass 2 rounds them. The rows go to the
+ * scratch the reference gives the Q23 multipliers (computed when needed here, dwp_q23) when
+ * two rows or more fit there, else to the engine's one-row buffer. Returns 0 when the engine
+ * does not take the shape. */
 static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
                       void *const *operands, void *scratch) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(p2, &p);
     struct dwp d;
     if (!dwp_setup(&d, &p)) return 0;
-    d.grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
+    const float max_scale = dwp_operands(&d, operands);
     const float grad_out_scale =
         *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
-    d.mask = p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
-    d.filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
-    d.trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
-    const float *scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
-
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    int32_t *m = scratch; /* dwp_offset's layout */
-    d.m = m;
-    const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
-
-    /* The reference's overflow bound: channel c receives one term per tap. */
-    const int32_t taps = p.filter_h * p.filter_w;
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t c = 0; c < ch; ++c) {
-        const int tr = c < p.train_rows;
-        const int8_t *w = tr ? d.trained + c : d.filter + c;
-        const size_t stride = tr ? (size_t)p.train_rows : (size_t)ch;
-        uint64_t s = 0;
-        for (int32_t t = 0; t < taps; ++t) {
-            const int32_t v = w[(size_t)t * stride];
-            s += (uint64_t)(v < 0 ? -v : v);
-        }
-        const uint64_t bk = s * 128u * (uint64_t)m[p.per_channel ? c : 0];
-        if (bk > b0) b0 = bk;
-        if (s > w1) w1 = s;
-    }
-    d.shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+    dwp_pick_shift(&d, scratch); /* the multipliers' scratch, used for the rows below */
 
     int16_t *plane;
     uint32_t *words;
     int32_t *row;
     dwp_buffers(&d, (uint8_t *)scratch + dwp_offset(&p), &plane, &words, &row);
     dwp_clear(&d, plane);
+    /* Pass 1 computes every channel for max|acc|. The output is free until pass 2, and its
+     * bytes keep half of the channels' accumulators, so pass 2 rounds those without computing
+     * them again: channel c < kept = ch / 2 as int16 acc >> shifts[c] at grad_in[pos * ch + 2 c]
+     * (shifts[c]: the fewest bits that bring its largest |acc| below 2^15). Pass 2 goes up the
+     * channels; channel j's output bytes grad_in[pos * ch + j] (j <= 2 j) hold channel j / 2's
+     * values, read by then (at pos itself, before the write, for j = 0). A kept value gives an
+     * interval of 2^shift accumulators; where one rounding boundary falls inside it (rarely: the
+     * interval is ~2^-7 of a rounding step), the accumulator is computed again exactly
+     * (exact_acc). The channel's rows go to the scratch the reference gives the multipliers
+     * (computed when needed, dwp_q23), then the kept shifts; this needs every row of a channel
+     * there at once (one batch), else nothing is kept. */
+    const int32_t pitch = DWP_PITCH(&d);
+    const size_t c_n = (size_t)ch;
+    const size_t acc_bytes = dwp_offset(&p) - (size_t)(ch / 2);
+    uint8_t *shifts = (uint8_t *)scratch + acc_bytes;
+    int32_t block = (int32_t)(acc_bytes / ((size_t)pitch * sizeof(int32_t)));
+    int32_t *acc = scratch;
+    if (block < 2) {
+        block = 1;
+        acc = row;
+    }
+    if (block > p.input_h) block = p.input_h;
+    const int32_t kept = p.batches == 1 && block == p.input_h ? ch / 2 : 0;
 
-    /* Pass 1: max|acc| over every channel. */
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
+        const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
-            if (!dwp_fill(&d, b, c, plane)) continue;
-            for (int32_t y = 0; y < p.input_h; ++y) {
-                dwp_row(&d, plane, words, y, row);
-                for (int32_t x = 0; x < p.input_w; ++x) {
-                    const int32_t v = row[x], sg = v >> 31;
-                    const uint32_t a = (uint32_t)((v ^ sg) - sg);
-                    if (a > max_abs) max_abs = a;
+            if (!dwp_fill(&d, b, c, mc, plane)) {
+                if (c < kept) {
+                    shifts[c] = 0;
+                    for (size_t i = 0; i < plane_n; ++i)
+                        __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
+                }
+                continue;
+            }
+            uint32_t cmax = 0;
+            for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
+                const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
+                dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
+                for (int32_t y = 0; y < ny; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
+                    for (int32_t x = 0; x < p.input_w; ++x) {
+                        const int32_t v = a[x], sg = v >> 31;
+                        const uint32_t m = (uint32_t)((v ^ sg) - sg);
+                        if (m > cmax) cmax = m;
+                    }
+                }
+            }
+            if (cmax > max_abs) max_abs = cmax;
+            if (c < kept) { /* every row of the channel is in acc (block == input_h) */
+                const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
+                shifts[c] = (uint8_t)sh;
+                int8_t *keep = grad_in + 2 * (size_t)c;
+                for (int32_t y = 0; y < p.input_h; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
+                    for (int32_t x = 0; x < p.input_w; ++x, keep += c_n) {
+                        const int16_t v = (int16_t)(a[x] >> sh);
+                        __builtin_memcpy(keep, &v, 2);
+                    }
                 }
             }
         }
     }
-    const size_t c_n = (size_t)ch;
     if (max_abs == 0) {
         for (size_t i = 0; i < n_plane * c_n; ++i) grad_in[i] = 0;
         *grad_in_scale = 0.0f;
         return 1;
     }
-    /* Pass 2: each channel again, rounded as grad_requantize_s32 rounds. */
+    /* Pass 2: each channel, kept or computed again, rounded as grad_requantize_s32 rounds
+     * (dsp.h's twins). The kept values need the reciprocal rounding (128 <= max_abs < 2^30);
+     * otherwise every channel is computed again. */
     const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
-    const int small = max_abs < (1u << 30);
+    const int recip = max_abs >= 128u && max_abs < (1u << 30);
+    const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     for (int32_t c = 0; c < ch; ++c) {
+        const int32_t mc = dwp_q23(&d, c);
+        if (c < kept && recip) {
+            round_kept(&d, c, mc, grad_in, max_abs, r, shifts[c]);
+            continue;
+        }
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
             int8_t *out = grad_in + (size_t)b * plane_n * c_n + (size_t)c;
-            if (!dwp_fill(&d, b, c, plane)) {
+            if (!dwp_fill(&d, b, c, mc, plane)) {
                 for (size_t i = 0; i < plane_n; ++i) out[i * c_n] = 0;
                 continue;
             }
-            for (int32_t y = 0; y < p.input_h; ++y) {
-                dwp_row(&d, plane, words, y, row);
-                if (small)
-                    for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                        *out = dsp_grad_round_s32_small(row[x], max_abs, half, k);
-                else
-                    for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                        *out = dsp_grad_round_s32(row[x], max_abs, half, k);
+            for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
+                const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
+                dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
+                for (int32_t y = 0; y < ny; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
+                    if (recip)
+                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
+                            *out = dsp_grad_round_s32_recip(a[x], max_abs, half, r);
+                    else /* max_abs < 128 or >= 2^30: rare, the rounding for every range */
+                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
+                            *out = dsp_grad_round_s32(a[x], max_abs, half, k);
+                }
             }
         }
     }

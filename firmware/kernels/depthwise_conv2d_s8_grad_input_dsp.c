@@ -13,11 +13,13 @@
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
  * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
  * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
- * the four accumulators adjacent in memory. (The two-pass kernel's channel-plane engine,
- * depthwise_conv2d_s8_grad_input_planes.h, was measured slower here: with the whole input's
- * accumulators at hand, walking the channels costs less than its per-channel set-up.) */
+ * the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
+ * channel-plane engine's per-channel set-up costs more than walking the channels); from
+ * DWP_MIN_PIXELS gradient pixels on the DSP entry below takes the channel-plane variant
+ * (depthwise_conv2d_s8_grad_input_planes_dsp.c). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
+#include "depthwise_conv2d_s8_grad_input_planes.h"
 #include "dsp.h"
 #include "grad.h"
 
@@ -94,8 +96,14 @@ static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i
     }
 }
 
-void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
-                                            void *scratch) {
+float dwgi_requantize(const int32_t *acc, size_t n, float acc_scale, int8_t *out) {
+    return dsp_grad_requantize_s32(acc, n, acc_scale, out);
+}
+
+/* The channel-vectorized variant (this file's header comment); not inlined into the DSP entry,
+ * whose other branch would crowd its registers. */
+static __attribute__((noinline)) void run_channels(const void *params, void *const *operands,
+                                                   void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct depthwise_conv2d_s8_grad_input_params p =
         *(const struct depthwise_conv2d_s8_grad_input_params *)params;
@@ -124,19 +132,21 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
     int32_t *m = acc + n_in; /* Q23 channel multipliers, as the reference's scratch */
     const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
 
-    /* The reference's overflow bound: channel c receives one term per tap. */
+    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them,
+     * summed tap by tap along the contiguous channels into the accumulators (cleared below). */
+    uint32_t *sums = (uint32_t *)acc; /* n_in >= ch */
+    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
+    for (int32_t t = 0; t < taps; ++t) {
+        const int8_t *wt = trained + (size_t)t * (size_t)tr;
+        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
+        const int8_t *wf = filter + (size_t)t * (size_t)ch;
+        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
+    }
     uint64_t b0 = 0, w1 = 0;
     for (int32_t c = 0; c < ch; ++c) {
-        const int8_t *w = c < tr ? trained + c : filter + c;
-        const size_t stride = c < tr ? (size_t)tr : (size_t)ch;
-        uint64_t s = 0;
-        for (int32_t t = 0; t < taps; ++t) {
-            const int32_t v = w[(size_t)t * stride];
-            s += (uint64_t)(v < 0 ? -v : v);
-        }
-        const uint64_t bk = s * 128u * (uint64_t)m[p.per_channel ? c : 0];
+        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)m[p.per_channel ? c : 0];
         if (bk > b0) b0 = bk;
-        if (s > w1) w1 = s;
+        if (sums[c] > w1) w1 = sums[c];
     }
     const int shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
@@ -177,14 +187,27 @@ void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *ope
             }
         }
     }
-    *grad_in_scale = dsp_grad_requantize_s32(
-        acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
+    *grad_in_scale =
+        dwgi_requantize(acc, n_in, grad_out_scale * max_scale * conv_grad_unit(shift), grad_in);
+}
+
+/* The DSP variant: the channel-plane one (depthwise_conv2d_s8_grad_input_planes_dsp.c) for the
+ * shapes it takes (8x8 gradients and up), else the channel-vectorized one above (which runs the
+ * reference itself for depth multipliers above 1). */
+void depthwise_conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands,
+                                            void *scratch) {
+    /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
+    const struct depthwise_conv2d_s8_grad_input_params p =
+        *(const struct depthwise_conv2d_s8_grad_input_params *)params;
+    if (depthwise_conv2d_s8_grad_input_planes_dsp_takes(&p))
+        depthwise_conv2d_s8_grad_input_planes_dsp_run(&p, operands, scratch);
+    else
+        run_channels(params, operands, scratch);
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8_grad_input (ops.def): the DSP variant
  * above when the build enables it (KERNELS_USE_DSP(), dsp.h), else the reference
- * (depthwise_conv2d_s8_grad_input.c). The DSP variant falls back to the reference itself for the
- * shapes it does not take. */
+ * (depthwise_conv2d_s8_grad_input.c). */
 void depthwise_conv2d_s8_grad_input_run(const void *params, void *const *operands, void *scratch) {
     if (KERNELS_USE_DSP())
         depthwise_conv2d_s8_grad_input_dsp_run(params, operands, scratch);

@@ -39,25 +39,12 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->pw = d->pl + (max_x + 1 > p->output_w ? max_x + 1 : p->output_w) + 6;
     if ((int64_t)d->ph * d->pw > DWP_PLANE) return 0;
     d->words = words;
-    const int32_t fw = p->filter_w;
-    for (int32_t py = 0; py < sh; ++py)
-        for (int32_t px = 0; px < sw; ++px) {
-            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
-            /* K[a][b] = W[py + (kh - 1 - a) sh][px + (kw - 1 - b) sw]: the flipped sub-kernel */
-            int32_t o = d->koff[i];
-            for (int32_t a = 0; a < kh; ++a) {
-                const int32_t fy = py + (kh - 1 - a) * sh;
-                for (int32_t b = 0; b < kw; b += 2, ++o) {
-                    const int32_t f0 = px + (kw - 1 - b) * sw;
-                    d->tap0[o] = (int16_t)(fy * fw + f0);
-                    d->tap1[o] = (int16_t)(b + 1 < kw ? fy * fw + f0 - sw : -1);
-                }
-            }
-        }
+    d->whole4 = 1;
     for (int32_t px = 0; px < sw; ++px) {
         const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
         d->x0[px] = x0;
         d->nx[px] = x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0;
+        if (d->nx[px] % 4) d->whole4 = 0;
         for (int32_t py = 0; py < sh; ++py) {
             const int32_t i = py * sw + px;
             d->col0[i] = (x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl;
@@ -70,7 +57,7 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
  * a time, up to input_w - 1 + 3 s_w), the packed sub-kernels (d->words), then P (last:
  * dwp_clear writes every entry, so a scratch short of P's end is caught by the tests' guard). */
 static size_t dwp_row_bytes(const struct dwp *d) {
-    return ((size_t)d->p.input_w + 8u) * sizeof(int32_t);
+    return (size_t)DWP_PITCH(d) * sizeof(int32_t);
 }
 
 size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p) {
@@ -82,50 +69,118 @@ size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p) {
 
 void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row) {
     uint8_t *b = buf;
-    *row = (int32_t *)b;
-    *words = (uint32_t *)(b + dwp_row_bytes(d));
-    *plane = (int16_t *)(b + dwp_row_bytes(d) + (size_t)d->words * sizeof(uint32_t));
+    if (row) {
+        *row = (int32_t *)b;
+        b += dwp_row_bytes(d);
+    }
+    *words = (uint32_t *)b;
+    *plane = (int16_t *)(b + (size_t)d->words * sizeof(uint32_t));
+}
+
+size_t dwp_rowless_size(const struct dwp *d) {
+    return (size_t)d->words * sizeof(uint32_t) + (size_t)d->ph * (size_t)d->pw * sizeof(int16_t);
 }
 
 void dwp_clear(const struct dwp *d, int16_t *plane) {
     for (int32_t i = 0; i < d->ph * d->pw; ++i) plane[i] = 0;
 }
 
-int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int16_t *plane) {
+float dwp_operands(struct dwp *d, void *const *operands) {
+    d->grad_out = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT];
+    d->mask = d->p.has_mask ? (const uint8_t *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_MASK] : NULL;
+    d->filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
+    d->trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
+    d->scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
+    /* conv_grad_channel_q23's max_s */
+    const int32_t n = d->p.per_channel ? d->p.input_c : 1;
+    float max_s = d->scales[0];
+    for (int32_t i = 1; i < n; i++)
+        if (d->scales[i] > max_s) max_s = d->scales[i];
+    d->max_scale = max_s;
+    return max_s;
+}
+
+void dwp_pick_shift(struct dwp *d, uint32_t *sums) {
+    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them.
+     * The sums tap by tap along the channels (contiguous weights), not channel by channel. */
+    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
+    const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
+    const int32_t tr = p->train_rows < ch ? p->train_rows : ch;
+    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
+    for (int32_t t = 0; t < taps; ++t) {
+        const int8_t *wt = d->trained + (size_t)t * (size_t)tr;
+        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
+        const int8_t *wf = d->filter + (size_t)t * (size_t)ch;
+        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
+    }
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t c = 0; c < ch; ++c) {
+        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)dwp_q23(d, c);
+        if (bk > b0) b0 = bk;
+        if (sums[c] > w1) w1 = sums[c];
+    }
+    d->shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+}
+
+int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane) {
     const size_t ch = (size_t)d->p.input_c;
     const int32_t oh = d->p.output_h, ow = d->p.output_w, pw = d->pw;
     const int8_t *grad = d->grad_out;
     const uint8_t *mask = d->mask;
-    const int32_t mc = d->m[d->p.per_channel ? c : 0];
     const int shift = d->shift;
-    const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
+    /* conv_grad_term(g, mc, shift) (shift >= 1) without branches: round half away from zero
+     * of v / 2^shift is (v + half) >> shift for v >= 0 and -((half - v) >> shift) =
+     * (v + half - 1) >> shift for v < 0 (arithmetic shifts floor), i.e. (v + half + (v >> 31))
+     * >> shift either way. */
+    const int32_t half = (int32_t)1 << (shift - 1);
     size_t i = ((size_t)b * (size_t)oh * (size_t)ow) * ch + (size_t)c;
     int32_t any = 0;
     for (int32_t oy = 0; oy < oh; ++oy) {
         int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
-        for (int32_t ox = 0; ox < ow; ++ox, i += ch) {
-            int32_t g = grad[i];
-            if (mask) g &= -(int32_t)((mask[i >> 3] >> (i & 7u)) & 1u);
-            /* conv_grad_term without branches: |g m| rounded half up, the sign put back */
-            const int32_t v = g * mc, s = v >> 31;
-            const int32_t t = ((((v ^ s) - s) + half) >> shift ^ s) - s;
-            dst[ox] = (int16_t)t;
-            any |= t;
+        if (mask) {
+            for (int32_t ox = 0; ox < ow; ++ox, i += ch) {
+                const int32_t keep = -(int32_t)((mask[i >> 3] >> (i & 7u)) & 1u);
+                const int32_t v = (grad[i] & keep) * mc;
+                const int32_t t = (v + half + (v >> 31)) >> shift;
+                dst[ox] = (int16_t)t;
+                any |= t;
+            }
+        } else {
+            for (int32_t ox = 0; ox < ow; ++ox, i += ch) {
+                const int32_t v = grad[i] * mc;
+                const int32_t t = (v + half + (v >> 31)) >> shift;
+                dst[ox] = (int16_t)t;
+                any |= t;
+            }
         }
     }
     return any != 0;
 }
 
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
-    const int32_t tr = d->p.train_rows < d->p.input_c ? d->p.train_rows : d->p.input_c;
+    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
+    const int32_t tr = p->train_rows < p->input_c ? p->train_rows : p->input_c;
     const int8_t *w = c < tr ? d->trained + c : d->filter + c;
-    const int32_t stride = c < tr ? tr : d->p.input_c;
-    for (int32_t o = 0; o < d->words; ++o) {
-        const int32_t t1 = d->tap1[o];
-        const uint32_t k0 = (uint32_t)(int32_t)w[d->tap0[o] * stride];
-        const uint32_t k1 = t1 >= 0 ? (uint32_t)(int32_t)w[t1 * stride] : 0u;
-        words[o] = (k0 & 0xFFFFu) | (k1 << 16);
-    }
+    const int32_t stride = c < tr ? tr : p->input_c;
+    const int32_t sh = p->stride_h, sw = p->stride_w, fw = p->filter_w;
+    const int32_t step = sw * stride, rowstep = sh * fw * stride;
+    /* dwp_setup's order: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
+     * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
+     * phase's last column down, sw columns apart, two to a word (the second tap high). */
+    for (int32_t py = 0; py < sh; ++py)
+        for (int32_t px = 0; px < sw; ++px) {
+            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+            if (kh == 0 || kw == 0) continue;
+            const int8_t *q0 =
+                w + (size_t)((py + (kh - 1) * sh) * fw + px + (kw - 1) * sw) * stride;
+            for (int32_t a = 0; a < kh; ++a, q0 -= rowstep) {
+                const int8_t *q = q0;
+                for (int32_t b = kw; b > 1; b -= 2, q -= 2 * step)
+                    *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step]
+                                                                       << 16;
+                if (kw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
+            }
+        }
 }
 
 /* 32 bits of P from a halfword address: two adjacent entries. */
@@ -135,73 +190,85 @@ static inline uint32_t rd2(const int16_t *q) {
     return v;
 }
 
-/* out[j * step] for j < n (rounded up to 4) = the correlation of P from r0 (its first row
- * and column) with kh rows of PAIRS packed tap pairs k: 4 outputs at a time, the P words
- * loaded once for all four. */
+/* The correlation of P from r (a window's first row and column) with kh rows of PAIRS packed
+ * tap pairs k, for the 4 adjacent outputs s[0..3] (the P words loaded once for all four). */
+static inline __attribute__((always_inline)) void corr4x(const int16_t *r, int32_t pw,
+                                                         const uint32_t *k, int32_t kh,
+                                                         int32_t *out, int32_t step,
+                                                         const int pairs) {
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int32_t a = 0; a < kh; ++a, r += pw, k += pairs) {
+        uint32_t u[10];
+#pragma GCC unroll 10
+        for (int i = 0; i < 2 * pairs + 2; ++i) u[i] = rd2(r + i);
+#pragma GCC unroll 4
+        for (int q = 0; q < pairs; ++q) {
+            const uint32_t w = k[q];
+            s0 = dsp_smlad(u[2 * q], w, s0);
+            s1 = dsp_smlad(u[2 * q + 1], w, s1);
+            s2 = dsp_smlad(u[2 * q + 2], w, s2);
+            s3 = dsp_smlad(u[2 * q + 3], w, s3);
+        }
+    }
+    out[0] = s0;
+    out[step] = s1;
+    out[2 * step] = s2;
+    out[3 * step] = s3;
+}
+
+/* For each of `rows` rows (P from r0, r0 + rstep, ...; out, out + ostep, ...): out[j * step]
+ * for j < n (rounded up to 4) = the correlation of P from the row's r0 + j with kh rows of
+ * PAIRS packed tap pairs k. */
 static inline __attribute__((always_inline)) void corr(const int16_t *r0, int32_t pw,
                                                        const uint32_t *k, int32_t kh, int32_t n,
-                                                       int32_t *out, int32_t step,
+                                                       int32_t *out, int32_t step, int32_t rows,
+                                                       int32_t rstep, int32_t ostep,
                                                        const int pairs) {
-    for (int32_t j = 0; j < n; j += 4, r0 += 4, out += 4 * step) {
-        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        const int16_t *r = r0;
-        const uint32_t *kk = k;
-        for (int32_t a = 0; a < kh; ++a, r += pw, kk += pairs) {
-            uint32_t u[10];
-#pragma GCC unroll 10
-            for (int i = 0; i < 2 * pairs + 2; ++i) u[i] = rd2(r + i);
-#pragma GCC unroll 4
-            for (int q = 0; q < pairs; ++q) {
-                const uint32_t w = kk[q];
-                s0 = dsp_smlad(u[2 * q], w, s0);
-                s1 = dsp_smlad(u[2 * q + 1], w, s1);
-                s2 = dsp_smlad(u[2 * q + 2], w, s2);
-                s3 = dsp_smlad(u[2 * q + 3], w, s3);
-            }
-        }
-        out[0] = s0;
-        out[step] = s1;
-        out[2 * step] = s2;
-        out[3 * step] = s3;
+    for (int32_t y = 0; y < rows; ++y, r0 += rstep, out += ostep) {
+        for (int32_t j = 0; j < n; j += 4) corr4x(r0 + j, pw, k, kh, out + j * step, step, pairs);
     }
 }
 
-static void corr1(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
-                  int32_t *out, int32_t step) {
-    corr(r0, pw, k, kh, n, out, step, 1);
-}
-static void corr2(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
-                  int32_t *out, int32_t step) {
-    corr(r0, pw, k, kh, n, out, step, 2);
-}
-static void corr3(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
-                  int32_t *out, int32_t step) {
-    corr(r0, pw, k, kh, n, out, step, 3);
-}
-static void corr4(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh, int32_t n,
-                  int32_t *out, int32_t step) {
-    corr(r0, pw, k, kh, n, out, step, 4);
-}
+#define DWP_CORR(pairs)                                                                         \
+    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,       \
+                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t rstep, \
+                            int32_t ostep) {                                                    \
+        corr(r0, pw, k, kh, n, out, step, rows, rstep, ostep, pairs);                           \
+    }
+DWP_CORR(1)
+DWP_CORR(2)
+DWP_CORR(3)
+DWP_CORR(4)
+#undef DWP_CORR
 
-void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y,
-             int32_t *row) {
-    const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw;
-    const int32_t py = sh == 1 ? 0 : (y + d->p.pad_h) % sh, yy = (y + d->p.pad_h - py) / sh;
-    for (int32_t px = 0; px < sw; ++px) {
-        const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
-        const int32_t x0 = d->x0[px], n = d->nx[px];
-        if (n == 0) continue;
-        if (kh == 0 || kw == 0) {
-            for (int32_t j = 0; j < n; ++j) row[x0 + j * sw] = 0;
-            continue;
-        }
-        const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
-        const uint32_t *k = words + d->koff[i];
-        switch ((kw + 1) / 2) {
-            case 1: corr1(r0, pw, k, kh, n, row + x0, sw); break;
-            case 2: corr2(r0, pw, k, kh, n, row + x0, sw); break;
-            case 3: corr3(r0, pw, k, kh, n, row + x0, sw); break;
-            default: corr4(r0, pw, k, kh, n, row + x0, sw); break;
+void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
+              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
+    const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw, pad_h = d->p.pad_h;
+    /* Rows of one row phase py are every sh-th row, reading P rows one apart: one call of the
+     * correlation per phase (py, px) covers them all. */
+    for (int32_t dy = 0; dy < sh && dy < ny; ++dy) {
+        const int32_t y = y0 + dy, py = (y + pad_h) % sh, yy = (y + pad_h - py) / sh;
+        const int32_t rows = (ny - dy + sh - 1) / sh;
+        for (int32_t px = 0; px < sw; ++px) {
+            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+            const int32_t x0 = d->x0[px], n = d->nx[px];
+            if (n == 0) continue;
+            int32_t *o = out + (size_t)dy * (size_t)pitch + (size_t)x0 * (size_t)xstep;
+            const int32_t step = sw * xstep;
+            if (kh == 0 || kw == 0) {
+                for (int32_t r = 0; r < rows; ++r, o += sh * pitch)
+                    for (int32_t j = 0; j < n; ++j) o[j * step] = 0;
+                continue;
+            }
+            const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
+            const uint32_t *k = words + d->koff[i];
+            const int32_t ostep = sh * pitch;
+            switch ((kw + 1) / 2) {
+                case 1: corr1(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                case 2: corr2(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                case 3: corr3(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                default: corr4(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+            }
         }
     }
 }

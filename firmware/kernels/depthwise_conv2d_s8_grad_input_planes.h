@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 
 #define DWP_PLANE 1024 /* int16 entries of P (2 KB) */
@@ -40,7 +41,8 @@ struct dwp {
     const int8_t *grad_out;
     const uint8_t *mask;
     const int8_t *filter, *trained;
-    const int32_t *m;
+    const float *scales; /* the weight scales (per channel or one) */
+    float max_scale;     /* their maximum */
     int shift;
     int32_t ph, pw;                         /* P's rows and row pitch (int16 entries) */
     int32_t pt, pl;                         /* P's border above and left of the g' */
@@ -49,7 +51,7 @@ struct dwp {
     int32_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
     int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
     int32_t words;                          /* packed words of all phases */
-    int16_t tap0[DWP_WORDS], tap1[DWP_WORDS]; /* per word: its two taps (fy fw + fx; -1: none) */
+    int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
 };
 
 /* Fills d's geometry from p; returns 0 (and the caller takes another path) unless the shape
@@ -59,18 +61,50 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
 /* The bytes of the engine's buffers for a shape dwp_setup takes (0 for the others). */
 size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p);
 /* The buffers in buf (8-aligned, dwp_buffer_size(&d->p) bytes): the accumulator row, the
- * packed sub-kernels, then P. */
+ * packed sub-kernels, then P. With row NULL, no row: the packed sub-kernels and P only,
+ * dwp_rowless_size(d) bytes (for a caller that has the rows written elsewhere). */
 void dwp_buffers(const struct dwp *d, void *buf, int16_t **plane, uint32_t **words, int32_t **row);
+size_t dwp_rowless_size(const struct dwp *d);
 /* P's borders (and every entry) zero: once per call, as dwp_fill writes only the g'. */
 void dwp_clear(const struct dwp *d, int16_t *plane);
-/* P = channel c's g' of batch b, the borders zero (P has d->ph * d->pw entries). Returns
- * whether any g' is nonzero. */
-int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int16_t *plane);
+/* Channel c's Q23 multiplier, conv_grad_channel_q23's m[c] (conv2d_s8_grad_input.h: the same
+ * expression), computed when needed: the variants keep other things in the scratch the
+ * reference gives the multipliers. */
+static inline int32_t dwp_q23(const struct dwp *d, int32_t c) {
+    const float s = d->scales[d->p.per_channel ? c : 0];
+    return conv_grad_round_nonneg(s / d->max_scale * (float)(1u << CONV_GRAD_Q));
+}
+/* The operands into d (depthwise_conv2d_s8_grad_input.h's order), d->max_scale the weight
+ * scales' maximum (conv_grad_channel_q23's max_s); returns it. */
+float dwp_operands(struct dwp *d, void *const *operands);
+/* d->shift: the reference's, from its overflow bound over every channel's weights (sums:
+ * input_c words of the caller's, scribbled on). */
+void dwp_pick_shift(struct dwp *d, uint32_t *sums);
+/* P = channel c's g' of batch b (multiplier mc = dwp_q23(d, c)), the borders zero (P has
+ * d->ph * d->pw entries). Returns whether any g' is nonzero. */
+int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane);
 /* The packed sub-kernels of channel c (its trained or flash weights): d->words words. */
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words);
-/* row[x] = channel c's accumulator at input row y, column x < input_w (row has input_w + 8
- * entries; those past input_w are scribbled on). */
-void dwp_row(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y,
-             int32_t *row);
+/* DWP_PITCH(d) int32 per row of accumulators: input_w + 8 (dwp_rows writes 4 outputs at a
+ * time, up to input_w - 1 + 3 s_w). */
+#define DWP_PITCH(d) ((d)->p.input_w + 8)
+/* out[(y - y0) * pitch + x * xstep] = channel c's accumulator at input row y in [y0, y0 + ny),
+ * column x < input_w. Unless d->whole4, it also writes (scribbles on) columns input_w to
+ * input_w + 2 s_w of each row: pitch >= DWP_PITCH(d) with xstep 1 then. */
+void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
+              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep);
+
+/* The one-pass operator's variant over the engine (depthwise_conv2d_s8_grad_input_planes_dsp.c):
+ * whether it takes the shape (multiplier 1, the engine's shapes, its buffers within the
+ * operator's scratch past the accumulators, at least DWP_MIN_PIXELS output pixels: the
+ * gradient's plane), and the kernel. */
+#define DWP_MIN_PIXELS 64
+/* dsp.h's dsp_grad_requantize_s32, one copy for both one-pass variants (flash is tight on the
+ * Nucleo); in depthwise_conv2d_s8_grad_input_dsp.c. */
+float dwgi_requantize(const int32_t *acc, size_t n, float acc_scale, int8_t *out);
+int depthwise_conv2d_s8_grad_input_planes_dsp_takes(
+    const struct depthwise_conv2d_s8_grad_input_params *p);
+void depthwise_conv2d_s8_grad_input_planes_dsp_run(
+    const struct depthwise_conv2d_s8_grad_input_params *p, void *const *operands, void *scratch);
 
 #endif

@@ -289,6 +289,26 @@ static inline int8_t dsp_grad_round_s32_small(int32_t v, uint32_t max_abs, uint3
     return (int8_t)(((int32_t)q ^ s) - s);
 }
 
+/* R = ceil(127 * 2^32 / M) for dsp_grad_round_s32_recip (< 2^32 as M > 127). */
+static inline uint32_t dsp_grad_recip(uint32_t max_abs) {
+    return (uint32_t)((((uint64_t)127u << 32) + max_abs - 1u) / max_abs);
+}
+
+/* dsp_grad_round_s32 for 128 <= max_abs < 2^30, r = dsp_grad_recip(max_abs): the estimate in
+ * fixed point, floor(a * R / 2^32) = floor(127 a / M + d), 0 <= d < a / 2^32 < 1/4, so it is
+ * floor(127 a / M) or one more, the exact quotient floor((127 a + M / 2) / M) is one of those
+ * two, and the remainder correction of dsp_grad_round_s32_small applies (one UMULL instead of
+ * the float estimate: ~12 instructions per element). */
+static inline int8_t dsp_grad_round_s32_recip(int32_t v, uint32_t max_abs, uint32_t half,
+                                              uint32_t r) {
+    const int32_t s = v >> 31;
+    const uint32_t a = (uint32_t)((v ^ s) - s);
+    uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+    const uint32_t rem = a * 127u + half - q * max_abs;
+    q += ((max_abs - 1u - rem) >> 31) - (rem >> 31);
+    return (int8_t)(((int32_t)q ^ s) - s);
+}
+
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* The two loops of dsp_grad_requantize_s32 below over n4 >= 1 groups of 4 accumulators, in
  * assembly (GCC's loops took 9 and 19 instructions per element, the branches as IT blocks
@@ -326,23 +346,12 @@ static inline float dsp_grad_requantize_s32(const int32_t *acc, size_t n, float 
     const uint32_t half = max_abs / 2u;
     const float k = 127.0f / (float)max_abs;
     if (max_abs >= 128u && max_abs < (1u << 30)) {
-        /* The estimate in fixed point: with R = ceil(127 * 2^32 / M) (< 2^32 as M > 127),
-         * floor(a * R / 2^32) = floor(127 a / M + d), 0 <= d < a / 2^32 < 1/4, so it is
-         * floor(127 a / M) or one more, the exact quotient floor((127 a + M / 2) / M) is one
-         * of those two, and the remainder correction of dsp_grad_round_s32_small applies. */
-        const uint32_t r = (uint32_t)((((uint64_t)127u << 32) + max_abs - 1u) / max_abs);
+        const uint32_t r = dsp_grad_recip(max_abs);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
         const uint32_t k4[2] __attribute__((aligned(8))) = {r, max_abs};
         if (i0) dsp_round4(acc, out, (uint32_t)(i0 >> 2), k4);
 #endif
-        for (size_t i = i0; i < n; i++) {
-            const int32_t v = acc[i], s = v >> 31;
-            const uint32_t a = (uint32_t)((v ^ s) - s);
-            uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
-            const uint32_t rem = a * 127u + half - q * max_abs;
-            q += ((max_abs - 1u - rem) >> 31) - (rem >> 31);
-            out[i] = (int8_t)(((int32_t)q ^ s) - s);
-        }
+        for (size_t i = i0; i < n; i++) out[i] = dsp_grad_round_s32_recip(acc[i], max_abs, half, r);
     } else if (max_abs < (1u << 30)) {
         for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32_small(acc[i], max_abs, half, k);
     } else {

@@ -1,0 +1,305 @@
+"""The depthwise input gradients over the channel-plane engine, bit for bit against the reference.
+
+- The one-pass operator's channel-plane variant (depthwise_conv2d_s8_grad_input_planes_dsp.c,
+  which its DSP entry takes for gradients of 8x8 and up): strides, paddings, odd channel counts,
+  masks, trained rows, batches, rows written straight into the accumulators (every column phase
+  a multiple of 4 wide) or through the row buffer.
+- The two-pass operator keeps half of its channels' accumulators in the output bytes between
+  its passes as int16 (acc >> shift) and computes an accumulator again where a rounding boundary
+  falls inside a kept value's interval: layers where that happens (counted by a numpy replica of
+  the kernel's arithmetic, so the test cannot pass without the path running), layers that keep
+  nothing (two batches, channels too few for the rows' scratch), and a largest |acc| below 128
+  (where the kept values are not used).
+- Both on the emulated Cortex-M7 and Cortex-M4 (the firmware build's objects).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytools.model.kernels import KernelCall, _lib, run_kernel, scratch_size
+from tests.kernels import grad_support as gs
+
+
+def _run(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
+    values = [v.copy() for v in values]
+    run_kernel(call, values, variant)  # the planned scratch, guarded past its end
+    return values
+
+
+def _same(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarray]:
+    ref = _run(call, values, "ref")
+    dsp = _run(call, values, "dsp")
+    for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
+        np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
+    return ref
+
+
+def _planes_take(call: KernelCall) -> bool:
+    """Whether the one-pass DSP entry takes the channel-plane variant (the C function itself)."""
+    fn = _lib().depthwise_conv2d_s8_grad_input_planes_dsp_takes
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+    return bool(fn(call.packed_params()))
+
+
+def _whole4(p: dict[str, Any]) -> bool:
+    """Every column phase a multiple of 4 columns: the rows go straight into the accumulators."""
+    sw, w = p["stride_w"], p["input_w"]
+    for px in range(sw):
+        x0 = ((px - p["pad_w"]) % sw + sw) % sw
+        n = (w - 1 - x0) // sw + 1 if x0 < w else 0
+        if n % 4:
+            return False
+    return True
+
+
+def _planes_layer(seed: int) -> gs.Layer:
+    rng = np.random.default_rng(90_000 + seed)
+    k = [(3, 3), (5, 5), (7, 7), (1, 1), (3, 5), (5, 3)][seed % 6]
+    opts: dict[str, Any] = dict(mult=1, fh=k[0], fw=k[1], dh=1, dw=1)
+    opts["sh"], opts["sw"] = (int(v) for v in rng.integers(1, 3, 2))
+    # inputs whose gradients (outputs) have 64 pixels or more, mostly
+    opts["h"] = int(rng.integers(8, 15)) * opts["sh"]
+    opts["w"] = 8 * opts["sw"] if seed % 3 == 0 else int(rng.integers(8, 15)) * opts["sw"]
+    # The variant's buffers take the multipliers' scratch (4 bytes a channel): most cases have
+    # channels enough for their plane, every 4th too few (the channel-vectorized variant runs).
+    opts["in_c"] = int(rng.integers(1, 70)) if seed % 4 == 3 else int(rng.integers(150, 300))
+    opts["padding"] = "VALID" if seed % 4 == 1 else "SAME"
+    if seed % 5 == 0:
+        opts["n"] = 2
+    if seed == 7:
+        opts["density"] = 0.0
+    return gs.make_layer("dw", seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(48))
+def test_one_pass_planes_variant_matches_reference(seed: int) -> None:
+    call, values = gs.grad_input_call(_planes_layer(seed))
+    out = _same(call, values)
+    assert np.any(out[6]) or seed == 7
+
+
+def test_one_pass_planes_variant_takes_its_shapes() -> None:
+    """The cases above mostly run the channel-plane variant, both ways of writing its rows;
+    4x4 gradients (MCUNet's 4x4 layers, MobileNetV2's 3x3/2 from 8x8) and depth multipliers above
+    1 stay with the channel-vectorized one."""
+    calls = [gs.grad_input_call(_planes_layer(seed))[0] for seed in range(48)]
+    taken = [c for c in calls if _planes_take(c)]
+    assert len(taken) >= 24
+    assert any(_whole4(c.params) for c in taken) and any(not _whole4(c.params) for c in taken)
+    for shape in [
+        dict(h=4, w=4, in_c=288, fh=7, fw=7, sh=1, sw=1),
+        dict(h=8, w=8, in_c=192, fh=3, fw=3, sh=2, sw=2, padding="SAME"),
+        dict(h=8, w=8, in_c=16, mult=2, fh=3, fw=3, sh=1, sw=1),
+    ]:
+        call, _ = gs.grad_input_call(gs.make_layer("dw", 5, **{"mult": 1, **shape}))
+        assert not _planes_take(call)
+    mcunet = gs.make_layer("dw", 6, h=8, w=8, in_c=160, mult=1, fh=5, fw=5, sh=1, sw=1, padding="SAME")
+    assert _planes_take(gs.grad_input_call(mcunet)[0])
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_one_pass_planes_variant_writes_its_output_over_its_scratch(i: int) -> None:
+    """The planner may put the int8 output at the scratch's start (compiler.OUTPUT_OVER_SCRATCH):
+    the variant writes it only in the final requantization, element i after accumulator i."""
+    taken = (gs.grad_input_call(_planes_layer(seed)) for seed in range(48))
+    call, values = [c for c in taken if _planes_take(c[0])][i]
+    want = _run(call, values, "ref")
+    got = [v.copy() for v in values]
+    n = scratch_size(call)
+    scratch = np.full(n + 64, 0x5A, np.uint8)
+    ptrs = [v.ctypes.data if v.size else None for v in got]
+    ptrs[6] = scratch.ctypes.data
+    fn = _lib().depthwise_conv2d_s8_grad_input_dsp_run
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), (ctypes.c_void_p * len(got))(*ptrs), scratch.ctypes.data)
+    assert (scratch[n:] == 0x5A).all()
+    np.testing.assert_array_equal(scratch[: want[6].nbytes].view(np.int8).reshape(want[6].shape), want[6])
+    assert got[7].tobytes() == want[7].tobytes()
+
+
+# --- the two-pass operator's kept channels -------------------------------------------------
+
+
+def _two_pass(layer: gs.Layer) -> tuple[KernelCall, list[np.ndarray]]:
+    call, values = gs.grad_input_call(layer)
+    return KernelCall(call.kernel + "_2pass", call.params, call.operands), values
+
+
+def _accumulators(call: KernelCall, values: list[np.ndarray]) -> np.ndarray:
+    """The kernels' int32 accumulators [batches, h, w, c] (multiplier 1), from their definition
+    (depthwise_conv2d_s8_grad_input.h: Q23 multipliers, the shift from the overflow bound, one
+    rounded term g' per tap)."""
+    p = call.params
+    g, _, mask, flash, trained, scales = values[:6]
+    c_n, tr = p["input_c"], p["train_rows"]
+    fh, fw = p["filter_h"], p["filter_w"]
+    w = flash.reshape(fh, fw, c_n).astype(np.int64).copy()
+    if tr:
+        w[:, :, :tr] = trained.reshape(fh, fw, tr)
+    s = scales.astype(np.float32)
+    m = np.floor(s / s.max() * np.float32(2**23) + np.float32(0.5)).astype(np.int64)
+    m = np.broadcast_to(m if p["per_channel"] else m[:1], (c_n,))
+    total = np.abs(w).sum((0, 1))
+    b0, w1, shift = int((total * 128 * m).max()), int(total.max()), 15
+    while shift < 30 and (b0 >> shift) + 1 + (w1 + 1) // 2 > 2**31 - 1:
+        shift += 1
+    gg = g.astype(np.int64).reshape(-1)
+    if p["has_mask"]:
+        gg = gg * np.unpackbits(mask.view(np.uint8), bitorder="little")[: gg.size]
+    v = gg.reshape(g.shape) * m
+    gp = np.sign(v) * ((np.abs(v) + (1 << (shift - 1))) >> shift)
+    acc = np.zeros((p["batches"], p["input_h"], p["input_w"], c_n), np.int64)
+    for oy in range(p["output_h"]):
+        for ox in range(p["output_w"]):
+            for fy in range(fh):
+                for fx in range(fw):
+                    y, x = oy * p["stride_h"] - p["pad_h"] + fy, ox * p["stride_w"] - p["pad_w"] + fx
+                    if 0 <= y < p["input_h"] and 0 <= x < p["input_w"]:
+                        acc[:, y, x, :] += gp[:, oy, ox, :] * w[fy, fx, :]
+    return acc
+
+
+def _kept(p: dict[str, Any]) -> int:
+    """The channels the two-pass DSP variant keeps between its passes
+    (depthwise_conv2d_s8_grad_input_2pass_dsp.c: one batch, and every row of a channel in the
+    scratch left beside the kept shifts)."""
+    c_n = p["input_c"]
+    free = ((4 * c_n + 7) & ~7) - c_n // 2
+    rows = free // (4 * (p["input_w"] + 8))
+    block = 1 if rows < 2 else min(rows, p["input_h"])
+    return c_n // 2 if p["batches"] == 1 and block == p["input_h"] else 0
+
+
+def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> int:
+    """How many kept accumulators have a rounding boundary inside their kept interval (each is
+    computed again)."""
+    acc = _accumulators(call, values)
+    kept = _kept(call.params)
+    big = int(np.abs(acc).max())
+    if not kept or not 128 <= big < 2**30:
+        return 0
+    half, hits = big // 2, 0
+    for c in range(kept):
+        a = acc[..., c].reshape(-1)
+        cmax = int(np.abs(a).max())
+        sh = max(0, cmax.bit_length() - 15)
+        v = a >> sh
+        lo = np.where(v >= 0, v << sh, ((-1 - v) << sh) + 1)
+        rem = (127 * lo + half) % big
+        hits += int(np.count_nonzero(rem + 127 * ((1 << sh) - 1) >= big))
+    return hits
+
+
+def _kept_layer(seed: int) -> gs.Layer:
+    """8x8 inputs with channels enough to keep (>= 147 at 8 wide): MCUNet's shapes first."""
+    rng = np.random.default_rng(91_000 + seed)
+    shapes = [(5, 192, 1), (7, 288, 2), (3, 160, 1), (5, 576, 1)]
+    if seed < len(shapes):
+        k, c, st = shapes[seed]
+        h = 4 if c == 576 else 8
+        return gs.make_layer(
+            "dw", 400 + seed, h=h, w=h, in_c=c, mult=1, fh=k, fw=k, sh=st, sw=st, padding="SAME", n=1
+        )
+    k = int(rng.choice([3, 5, 7]))
+    opts: dict[str, Any] = dict(mult=1, fh=k, fw=k, n=1, padding=str(rng.choice(["SAME", "VALID"])))
+    opts["h"], opts["w"] = int(rng.integers(k if opts["padding"] == "VALID" else 4, 9)), 8
+    opts["sh"] = opts["sw"] = int(rng.integers(1, 3))
+    opts["in_c"] = int(rng.integers(150, 320))
+    return gs.make_layer("dw", 400 + seed, **opts)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_two_pass_kept_channels_match_reference(seed: int) -> None:
+    call, values = _two_pass(_kept_layer(seed))
+    assert _kept(call.params) > 0
+    out = _same(call, values)
+    assert np.any(out[6])
+
+
+def test_two_pass_recomputes_kept_values_on_a_rounding_boundary() -> None:
+    """The exact recomputation runs, many times over these layers, and they stay bit-exact."""
+    hits = 0
+    for seed in range(12):
+        call, values = _two_pass(_kept_layer(seed))
+        hits += _boundary_hits(call, values)
+    assert hits >= 20
+
+
+def test_the_replica_is_the_kernels_arithmetic() -> None:
+    """The numpy accumulators give the kernel's int8 gradient (so the boundary count above
+    counts the kernel's own cases)."""
+    call, values = _two_pass(_kept_layer(0))
+    acc = _accumulators(call, values)
+    big = int(np.abs(acc).max())
+    q = np.sign(acc) * ((np.abs(acc) * 127 + big // 2) // big)
+    np.testing.assert_array_equal(_run(call, values, "ref")[6], q.astype(np.int8))
+
+
+@pytest.mark.parametrize("case", ["two batches", "few channels", "largest below 128"])
+def test_two_pass_without_kept_values_matches_reference(case: str) -> None:
+    if case == "two batches":
+        layer = gs.make_layer("dw", 31, h=8, w=8, in_c=200, mult=1, fh=5, fw=5, sh=1, sw=1, n=2)
+    elif case == "few channels":
+        layer = gs.make_layer("dw", 32, h=8, w=8, in_c=40, mult=1, fh=5, fw=5, sh=1, sw=1, n=1)
+    else:
+        layer = gs.make_layer(
+            "dw",
+            33,
+            h=8,
+            w=8,
+            in_c=200,
+            mult=1,
+            fh=3,
+            fw=3,
+            sh=1,
+            sw=1,
+            n=1,
+            has_mask=False,
+            per_channel=True,
+        )
+    call, values = _two_pass(layer)
+    if case == "largest below 128":
+        # One gradient in a channel whose scale is 3e-5 of the largest: g' = 1, |acc| <= 127.
+        values[0][...] = 0
+        values[0][0, 3, 3, 7] = 127
+        values[5][...] = np.float32(1.0)
+        values[5][7] = np.float32(3e-5)
+        acc = _accumulators(call, values)
+        assert 0 < np.abs(acc).max() < 128
+    else:
+        assert _kept(call.params) == 0
+    out = _same(call, values)
+    assert np.any(out[6])
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name: str) -> None:
+    """The firmware build's objects (KERNELS_DSP=1) on QEMU against the host's reference."""
+    kernel = "depthwise_conv2d_s8_grad_input_2pass"
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, kernel])
+    # Layers small enough for the harness's arena (one call's operands and scratch, 224 KB).
+    shapes = [
+        dict(h=8, w=8, in_c=160, fh=5, fw=5, sh=1, sw=1, padding="SAME", n=1),  # rows straight in
+        dict(h=9, w=10, in_c=150, fh=3, fw=3, sh=1, sw=1, padding="SAME", n=1),  # the row buffer
+        dict(h=16, w=16, in_c=100, fh=3, fw=3, sh=2, sw=2, padding="SAME", n=1),  # four phases
+        dict(h=8, w=8, in_c=241, fh=7, fw=7, sh=1, sw=1, padding="SAME", n=2),  # two batches
+        dict(h=4, w=4, in_c=288, fh=7, fw=7, sh=1, sw=1, padding="SAME", n=1),  # channel-vectorized
+        dict(h=8, w=8, in_c=192, fh=3, fw=3, sh=2, sw=2, padding="SAME", n=1),  # channel-vectorized
+    ]
+    calls = [gs.grad_input_call(gs.make_layer("dw", 60 + i, mult=1, **sh)) for i, sh in enumerate(shapes)]
+    assert [_planes_take(c) for c, _ in calls] == [True] * 4 + [False] * 2
+    calls += [_two_pass(_kept_layer(seed)) for seed in (0, 1, 2, 3, 4, 11)]
+    board = gs.run_on_board(calls, tmp_path, board_name)
+    for (call, values), got in zip(calls, board, strict=True):
+        want = _run(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
