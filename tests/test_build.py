@@ -193,3 +193,24 @@ def test_an_image_that_links_malloc_is_refused(tmp_path) -> None:
 def test_an_unknown_board_names_the_known_ones() -> None:
     with pytest.raises(ToolError, match=r"unknown board 'nucleo_f999'; known boards: .*nucleo_f746zg"):
         load_board("nucleo_f999")
+
+
+def _symbols(elf) -> set[str]:
+    return set(subprocess.run(["arm-none-eabi-nm", "-j", str(elf)], capture_output=True, text=True).stdout.split())
+
+
+def test_an_image_links_only_the_kernels_its_plan_runs() -> None:
+    """The plan's own dispatch table (builder.kernel_table_asm) replaces the runtime's full one,
+    so the kernels the plan does not run are not in flash; without a plan every kernel is."""
+    from pytools.model.compiler import compile_graph
+    from pytools.model.plan import op_codes
+    from tests.test_plan import small_graph
+
+    board = load_board("mps2_an500")
+    compiled = compile_graph(small_graph(), board, "small")
+    assert op_codes(compiled.blob) == {1, 9}  # CONV_2D, RESHAPE (ops.def)
+    with_plan = _symbols(build_firmware(board, compiled.blob, compiled.arena).elf)
+    without = _symbols(build_firmware(board).elf)
+    assert {"conv2d_s8_run", "reshape_run"} <= with_plan
+    assert {"max_pool_s8_run", "depthwise_conv2d_s8_run", "softmax_xent_s32_run"} <= without
+    assert not {"max_pool_s8_run", "depthwise_conv2d_s8_run", "softmax_xent_s32_run"} & with_plan

@@ -5,25 +5,8 @@
 #include "crc.h"
 #include "fmt.h"
 #include "kernel.h"
+#include "kernel_table.h"
 
-/* The dispatch table, from the one op list (kernels/ops.def). */
-#define OP(code, name, kernel)                                                   \
-    void kernel##_run(const void *params, void *const *operands, void *scratch); \
-    size_t kernel##_scratch_size(const void *params);
-#include "ops.def"
-#undef OP
-
-typedef struct {
-    kernel_run_fn run;
-    const char *name;
-} kernel_entry_t;
-
-static const kernel_entry_t kernel_table[] = {
-#define OP(code, name, kernel) [code] = {kernel##_run, #name},
-#include "ops.def"
-#undef OP
-};
-#define N_KERNELS (sizeof kernel_table / sizeof kernel_table[0])
 #define MAX_OPERANDS 16
 
 static uint16_t read_u16(const uint8_t *p) {
@@ -104,7 +87,7 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
                         read_u16(p->io + 2 * i));
     for (uint32_t o = 0; o < h->n_ops; o++) {
         const struct plan_PLAN_OP *op = &p->ops[o];
-        if (op->code >= N_KERNELS || !kernel_table[op->code].run)
+        if (op->code >= rt_kernels.count || !rt_kernels.run[op->code])
             return fail(RT_ERR_OP, err, n,
                         "operator %u has code %u, which this firmware has no kernel for", o,
                         op->code);
@@ -173,7 +156,7 @@ void rt_invoke_range(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hoo
                     rt_tensor_data(p, read_u16(p->operands + 2u * (op->operands_index + k)));
             void *scratch =
                 op->scratch_tensor == PLAN_NO_TENSOR ? 0 : rt_tensor_data(p, op->scratch_tensor);
-            kernel_table[op->code].run(p->params + op->params_offset, operands, scratch);
+            rt_kernels.run[op->code](p->params + op->params_offset, operands, scratch);
         }
         if (hook) hook(ctx, o, 1);
     }

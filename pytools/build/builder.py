@@ -167,7 +167,37 @@ plan_arena:
     .space {arena}
     .global plan_arena_end
 plan_arena_end:
+{kernels}"""
+
+# The dispatch table of an image with a linked plan: only that plan's kernels (the runtime's
+# weak full table, runtime/kernel_table.c, is then unreferenced and --gc-sections drops every
+# other kernel). Layout: rt_kernel_table_t (runtime/kernel_table.h).
+KERNEL_TABLE_ASM = """
+    .section .rodata.rt_kernels, "a"
+    .balign 4
+    .global rt_kernels
+rt_kernels:
+    .word rt_kernel_run
+    .word {count}
+    .balign 4
+rt_kernel_run:
+{entries}
 """
+
+
+def kernel_table_asm(plan: bytes) -> str:
+    """plan.S's dispatch table for this plan: run[code] for each code it uses, 0 elsewhere."""
+    from pytools.model.kernels import op_defs
+    from pytools.model.plan import op_codes
+
+    by_code = {d.code: d.kernel for d in op_defs().values()}
+    used = op_codes(plan)
+    unknown = sorted(used - set(by_code))
+    if unknown:
+        raise ToolError(f"the plan has operator codes {unknown} that kernels/ops.def does not define")
+    count = max(used) + 1
+    entries = "\n".join(f"    .word {by_code[c]}_run" if c in used else "    .word 0" for c in range(count))
+    return KERNEL_TABLE_ASM.format(count=count, entries=entries)
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -197,7 +227,8 @@ def build_firmware(
         _write_if_changed(out / "plan.bin", plan)
         incbin = f'    .incbin "{out / "plan.bin"}"'
     asm = out / "plan.S"
-    _write_if_changed(asm, PLAN_ASM.format(incbin=incbin, arena=arena).encode())
+    kernels = kernel_table_asm(plan) if plan else ""
+    _write_if_changed(asm, PLAN_ASM.format(incbin=incbin, arena=arena, kernels=kernels).encode())
     objs = _compile_all(cc, spec, spec.sources, base / "obj")
     objs += _compile_all(cc, spec, [asm], out / "plan_obj")
     elf, map_file, bin_file = out / "firmware.elf", out / "firmware.map", out / "firmware.bin"

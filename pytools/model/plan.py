@@ -164,3 +164,11 @@ def pack(plan: Plan) -> bytes:
 def read_header(blob: bytes) -> dict:
     H = layouts()["PLAN_HEADER"]
     return H.unpack(blob[: H.size])
+
+
+def op_codes(blob: bytes) -> set[int]:
+    """The operator codes (kernels/ops.def) a packed plan runs, no-ops included: the kernels an
+    image that links this plan needs (pytools/build/builder.py)."""
+    h, op = read_header(blob), layouts()["PLAN_OP"]
+    at = h["ops_offset"]
+    return {op.unpack(blob[at + i * op.size : at + (i + 1) * op.size])["code"] for i in range(h["n_ops"])}
