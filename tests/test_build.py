@@ -196,7 +196,8 @@ def test_an_unknown_board_names_the_known_ones() -> None:
 
 
 def _symbols(elf) -> set[str]:
-    return set(subprocess.run(["arm-none-eabi-nm", "-j", str(elf)], capture_output=True, text=True).stdout.split())
+    nm = subprocess.run(["arm-none-eabi-nm", "-j", str(elf)], capture_output=True, text=True)
+    return set(nm.stdout.split())
 
 
 def test_an_image_links_only_the_kernels_its_plan_runs() -> None:
