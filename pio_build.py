@@ -11,7 +11,7 @@ The training plan: the image `invoke flash` puts on a board carries the compiled
 plan (its build id is <firmware>-<plan CRC>). configure() runs `python -m pytools.flashing
 select-plan --board <env>` with the project's .venv Python (the same function `invoke flash`
 uses), which leaves the plan in build/<board>/selected-plan/; the plan.S written from it
-(pytools.build.builder.PLAN_ASM, as the offline build) is compiled in. Without the .venv it
+(pytools.build.builder.plan_asm_text, as the offline build) is compiled in. Without the .venv it
 uses the plan `invoke flash` last selected, and without that it stops with what to run.
 
 What PlatformIO adds on its own (platformio-core 6.1, platform ststm32 without a framework),
@@ -258,14 +258,15 @@ def selected_plan(board_name: str, project_dir: Path, python: Path | None = None
 
 
 def plan_asm(plan: bytes, arena: int, build_dir: Path) -> Path:
-    """Writes the plan and plan.S (the offline builder's PLAN_ASM) into build_dir; plan.S's path."""
-    from pytools.build.builder import PLAN_ASM
+    """Writes the plan and plan.S (the offline builder's plan_asm_text: the blob, its arena and
+    the plan's kernel table) into build_dir; plan.S's path."""
+    from pytools.build.builder import plan_asm_text
 
     build_dir.mkdir(parents=True, exist_ok=True)
     blob = build_dir / "plan.bin"
     blob.write_bytes(plan)
     asm = build_dir / "plan.S"
-    text = PLAN_ASM.format(incbin=f'    .incbin "{blob}"', arena=arena)
+    text = plan_asm_text(plan, arena, blob)
     if not asm.is_file() or asm.read_text() != text:
         asm.write_text(text)
     return asm

@@ -7,6 +7,7 @@ when `pio` is installed and is skipped (with the reason) when it is not.
 from __future__ import annotations
 
 import configparser
+import functools
 import json
 import os
 import re
@@ -301,9 +302,18 @@ PIO_ADDS_TODAY = ("-Os", "-ffunction-sections", "-fdata-sections", "-Wall", "-mt
 @pytest.fixture(autouse=True)
 def _no_plan_compile(request, monkeypatch):
     """configure() selects the training plan with the .venv (a compile per call): tests that do
-    not check the plan itself get a small fixed one."""
+    not check the plan itself get a small fixed one (a real plan: plan.S carries its kernel
+    table, read from the plan's operators)."""
     if request.node.name != "test_pio_builds_the_same_firmware_and_plan_as_invoke_flash":
-        monkeypatch.setattr(pio_build, "selected_plan", lambda board, project: (b"PLAN" * 4, 64))
+        monkeypatch.setattr(pio_build, "selected_plan", lambda board, project: (_small_plan(), 64))
+
+
+@functools.cache
+def _small_plan() -> bytes:
+    from pytools.model.compiler import compile_graph
+    from tests.test_plan import small_graph
+
+    return compile_graph(small_graph(), load_board("mps2_an500"), "small").blob
 
 
 class FakeEnv(dict):

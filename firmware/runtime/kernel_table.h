@@ -7,6 +7,7 @@
 #ifndef RUNTIME_KERNEL_TABLE_H
 #define RUNTIME_KERNEL_TABLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernel.h"
@@ -17,5 +18,11 @@ typedef struct {
 } rt_kernel_table_t;
 
 extern const rt_kernel_table_t rt_kernels;
+
+#if defined(__arm__)
+/* plan.S writes this struct as two words (pytools/build/builder.py, KERNEL_TABLE_ASM). */
+_Static_assert(sizeof(rt_kernel_table_t) == 8 && offsetof(rt_kernel_table_t, count) == 4,
+               "rt_kernel_table_t must stay the two words builder.KERNEL_TABLE_ASM writes");
+#endif
 
 #endif

@@ -171,11 +171,14 @@ plan_arena_end:
 
 # The dispatch table of an image with a linked plan: only that plan's kernels (the runtime's
 # weak full table, runtime/kernel_table.c, is then unreferenced and --gc-sections drops every
-# other kernel). Layout: rt_kernel_table_t (runtime/kernel_table.h).
+# other kernel). Layout: rt_kernel_table_t (runtime/kernel_table.h, whose _Static_assert holds
+# the two words' offsets).
 KERNEL_TABLE_ASM = """
     .section .rodata.rt_kernels, "a"
     .balign 4
     .global rt_kernels
+    .type rt_kernels, %object
+    .size rt_kernels, 8
 rt_kernels:
     .word rt_kernel_run
     .word {count}
@@ -195,9 +198,18 @@ def kernel_table_asm(plan: bytes) -> str:
     unknown = sorted(used - set(by_code))
     if unknown:
         raise ToolError(f"the plan has operator codes {unknown} that kernels/ops.def does not define")
-    count = max(used) + 1
+    count = max(used, default=-1) + 1
     entries = "\n".join(f"    .word {by_code[c]}_run" if c in used else "    .word 0" for c in range(count))
     return KERNEL_TABLE_ASM.format(count=count, entries=entries)
+
+
+def plan_asm_text(plan: bytes | None, arena: int, blob_path: Path | None) -> str:
+    """The generated plan.S of an image (this builder's and PlatformIO's, pio_build.py): the
+    plan blob (included from blob_path), its arena and, with a plan, the plan's own kernel
+    table."""
+    incbin = f'    .incbin "{blob_path}"' if plan else ""
+    kernels = kernel_table_asm(plan) if plan else ""
+    return PLAN_ASM.format(incbin=incbin, arena=arena, kernels=kernels)
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -222,13 +234,10 @@ def build_firmware(
     out = base / "models" / hashlib.sha256(plan).hexdigest()[:12] if plan else base
     out.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out / "memory.ld", spec.memory_ld.encode())
-    incbin = ""
     if plan:
         _write_if_changed(out / "plan.bin", plan)
-        incbin = f'    .incbin "{out / "plan.bin"}"'
     asm = out / "plan.S"
-    kernels = kernel_table_asm(plan) if plan else ""
-    _write_if_changed(asm, PLAN_ASM.format(incbin=incbin, arena=arena, kernels=kernels).encode())
+    _write_if_changed(asm, plan_asm_text(plan, arena, out / "plan.bin").encode())
     objs = _compile_all(cc, spec, spec.sources, base / "obj")
     objs += _compile_all(cc, spec, [asm], out / "plan_obj")
     elf, map_file, bin_file = out / "firmware.elf", out / "firmware.map", out / "firmware.bin"
