@@ -121,6 +121,20 @@ static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c,
  * scratch the reference gives the Q23 multipliers (computed when needed here, dwp_q23) when
  * two rows or more fit there, else to the engine's one-row buffer. Returns 0 when the engine
  * does not take the shape. */
+/* The rows of a block of accumulators: in the scratch before the kept shifts where two rows
+ * or more fit there (*in_scratch), else one row in the engine's buffer; and how many channels
+ * are kept: ch / 2 where one batch's every row fits a block, else none (run_planes). */
+static int32_t kept_channels(const struct depthwise_conv2d_s8_grad_input_params *p,
+                             const struct dwp *d, int32_t *block_rows, int *in_scratch) {
+    const size_t acc_bytes = dwp_offset(p) - (size_t)(p->input_c / 2);
+    int32_t block = (int32_t)(acc_bytes / ((size_t)DWP_PITCH(d) * sizeof(int32_t)));
+    *in_scratch = block >= 2;
+    if (block < 2) block = 1;
+    if (block > p->input_h) block = p->input_h;
+    *block_rows = block;
+    return p->batches == 1 && block == p->input_h ? p->input_c / 2 : 0;
+}
+
 static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
                       void *const *operands, void *scratch) {
     struct depthwise_conv2d_s8_grad_input_params p;
@@ -155,16 +169,11 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
      * there at once (one batch), else nothing is kept. */
     const int32_t pitch = DWP_PITCH(&d);
     const size_t c_n = (size_t)ch;
-    const size_t acc_bytes = dwp_offset(&p) - (size_t)(ch / 2);
-    uint8_t *shifts = (uint8_t *)scratch + acc_bytes;
-    int32_t block = (int32_t)(acc_bytes / ((size_t)pitch * sizeof(int32_t)));
-    int32_t *acc = scratch;
-    if (block < 2) {
-        block = 1;
-        acc = row;
-    }
-    if (block > p.input_h) block = p.input_h;
-    const int32_t kept = p.batches == 1 && block == p.input_h ? ch / 2 : 0;
+    uint8_t *shifts = (uint8_t *)scratch + dwp_offset(&p) - (size_t)(ch / 2);
+    int32_t block;
+    int in_scratch;
+    const int32_t kept = kept_channels(&p, &d, &block, &in_scratch);
+    int32_t *acc = in_scratch ? scratch : row;
 
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
@@ -259,6 +268,17 @@ void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *cons
         *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
     if (!run_planes(&p, operands, scratch))
         depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
+}
+
+int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
+    const struct depthwise_conv2d_s8_grad_input_2pass_params p2 =
+        *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
+    struct depthwise_conv2d_s8_grad_input_params p;
+    params_1pass(&p2, &p);
+    struct dwp d;
+    int32_t block;
+    int in_scratch;
+    return dwp_setup(&d, &p) ? kept_channels(&p, &d, &block, &in_scratch) : -1;
 }
 
 size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {

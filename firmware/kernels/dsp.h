@@ -63,6 +63,9 @@ void leaky_relu_s8_dsp_run(const void *params, void *const *operands, void *scra
 void requantize_s8_dsp_run(const void *params, void *const *operands, void *scratch);
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
                                                   void *scratch);
+/* How many channels the two-pass DSP variant keeps between its passes for these parameters
+ * (0: none), -1 where it falls back to the reference (for the tests). */
+int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params);
 
 /* KERNELS_FPV5=1 (firmware/build.toml, [cpu.cortex-m7]): the FPU is FPv5 (VCVTM and the other
  * directed-rounding conversions; the Cortex-M4's FPv4 lacks them). GCC defines no macro that

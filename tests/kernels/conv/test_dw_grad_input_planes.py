@@ -6,8 +6,10 @@
   a multiple of 4 wide) or through the row buffer.
 - The two-pass operator keeps half of its channels' accumulators in the output bytes between
   its passes as int16 (acc >> shift) and computes an accumulator again where a rounding boundary
-  falls inside a kept value's interval: layers where that happens (counted by a numpy replica of
-  the kernel's arithmetic, so the test cannot pass without the path running), layers that keep
+  falls inside a kept value's interval: layers where that happens and the kept value alone would
+  round wrong (counted by a numpy replica of the kernel's arithmetic, whose kept-channel count is
+  held to the kernel's own, so a kernel that kept nothing or skipped the recomputation fails
+  bit-exactness there), layers that keep
   nothing (two batches, channels too few for the rows' scratch), and a largest |acc| below 128
   (where the kept values are not used).
 - Both on the emulated Cortex-M7 and Cortex-M4 (the firmware build's objects).
@@ -45,6 +47,15 @@ def _planes_take(call: KernelCall) -> bool:
     fn.argtypes = [ctypes.c_char_p]
     fn.restype = ctypes.c_int
     return bool(fn(call.packed_params()))
+
+
+def _kept_by_the_kernel(call: KernelCall) -> int:
+    """The channels the two-pass DSP variant keeps for these parameters (the C function itself,
+    depthwise_conv2d_s8_grad_input_2pass_dsp_kept; -1 where it falls back to the reference)."""
+    fn = _lib().depthwise_conv2d_s8_grad_input_2pass_dsp_kept
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = ctypes.c_int32
+    return int(fn(call.packed_params()))
 
 
 def _whole4(p: dict[str, Any]) -> bool:
@@ -177,15 +188,17 @@ def _kept(p: dict[str, Any]) -> int:
     return c_n // 2 if p["batches"] == 1 and block == p["input_h"] else 0
 
 
-def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> int:
-    """How many kept accumulators have a rounding boundary inside their kept interval (each is
-    computed again)."""
+def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> tuple[int, int]:
+    """Over the kept accumulators: how many have a rounding boundary inside their kept interval
+    (each is computed again), and how many of those the kept value alone (the interval's low
+    end, rounded) would have rounded wrong: a kernel without the exact recomputation would
+    differ from the reference there."""
     acc = _accumulators(call, values)
     kept = _kept(call.params)
     big = int(np.abs(acc).max())
     if not kept or not 128 <= big < 2**30:
-        return 0
-    half, hits = big // 2, 0
+        return 0, 0
+    half, hits, wrong = big // 2, 0, 0
     for c in range(kept):
         a = acc[..., c].reshape(-1)
         cmax = int(np.abs(a).max())
@@ -193,8 +206,10 @@ def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> int:
         v = a >> sh
         lo = np.where(v >= 0, v << sh, ((-1 - v) << sh) + 1)
         rem = (127 * lo + half) % big
-        hits += int(np.count_nonzero(rem + 127 * ((1 << sh) - 1) >= big))
-    return hits
+        hit = rem + 127 * ((1 << sh) - 1) >= big
+        hits += int(np.count_nonzero(hit))
+        wrong += int(np.count_nonzero(hit & ((127 * lo + half) // big != (127 * np.abs(a) + half) // big)))
+    return hits, wrong
 
 
 def _kept_layer(seed: int) -> gs.Layer:
@@ -218,18 +233,51 @@ def _kept_layer(seed: int) -> gs.Layer:
 @pytest.mark.parametrize("seed", range(12))
 def test_two_pass_kept_channels_match_reference(seed: int) -> None:
     call, values = _two_pass(_kept_layer(seed))
-    assert _kept(call.params) > 0
+    assert _kept(call.params) > 0 and _kept_by_the_kernel(call) == _kept(call.params)
     out = _same(call, values)
     assert np.any(out[6])
 
 
 def test_two_pass_recomputes_kept_values_on_a_rounding_boundary() -> None:
-    """The exact recomputation runs, many times over these layers, and they stay bit-exact."""
-    hits = 0
+    """The exact recomputation runs, many times over these layers (bit-exact with the reference
+    in the test above), and in some of them the kept value alone would have rounded wrong: a
+    kernel that skipped the recomputation would fail there."""
+    hits = wrong = 0
     for seed in range(12):
         call, values = _two_pass(_kept_layer(seed))
-        hits += _boundary_hits(call, values)
-    assert hits >= 20
+        h, w = _boundary_hits(call, values)
+        hits, wrong = hits + h, wrong + w
+    assert hits >= 20 and wrong >= 1, (hits, wrong)
+
+
+def test_the_kept_count_replica_is_the_kernels() -> None:
+    """_kept (the replica the counts above use) against the kernel's own choice, over shapes
+    that keep and shapes that do not (batches, channels, heights, widths, strides)."""
+    rng = np.random.default_rng(5)
+    seen = set()
+    for i in range(60):
+        k = int(rng.choice([3, 5, 7]))
+        h = int(rng.integers(4, 17))
+        layer = gs.make_layer(
+            "dw",
+            700 + i,
+            h=h,
+            w=int(rng.integers(4, 17)),
+            in_c=int(rng.integers(8, 400)),
+            mult=1,
+            fh=k,
+            fw=k,
+            sh=int(rng.integers(1, 3)),
+            sw=int(rng.integers(1, 3)),
+            padding="SAME",
+            n=int(rng.integers(1, 3)),
+        )
+        call, _ = _two_pass(layer)
+        c = _kept_by_the_kernel(call)
+        if c >= 0:
+            assert c == _kept(call.params), call.params
+            seen.add(c > 0)
+    assert seen == {True, False}
 
 
 def test_the_replica_is_the_kernels_arithmetic() -> None:
