@@ -214,8 +214,8 @@ struct dw_tile {
  * copied per output, for the k x k variants: a unit is `per_unit` pixel columns of one row
  * (a widened pixel: 1; a pair of pixels: 2), and a tile's copy row for cols outputs holds
  * (cols - 1) * stride_w / per_unit + first units. Runs once per layer (not a hot path). */
-static inline struct dw_tile dw_tile_pick(const struct depthwise_conv2d_s8_params *p,
-                                          int32_t limit, int32_t per_unit, int32_t first) {
+static inline struct dw_tile dw_tile_pick(const struct depthwise_conv2d_s8_params *p, int32_t limit,
+                                          int32_t per_unit, int32_t first) {
     struct dw_tile best = {1, 1};
     int64_t best_num = (int64_t)first * p->filter_h, best_den = 1;
     for (int32_t cols = 1; cols <= p->output_w; ++cols) {

@@ -114,29 +114,6 @@ int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_par
     return depthwise_conv2d_s8_kxk_pair_dsp_takes(p) && kp_slides(p, kp_tile(p));
 }
 
-/* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
- * o = (1, 3) in 16-bit lanes): channel k's (a, b). */
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-/* (a & 0xFFFF) | b << 16, and (a & 0xFFFF0000) | b >> 16: one PKHBT, one PKHTB. */
-static inline uint32_t kp_pkhbt(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#else
-static inline uint32_t kp_pkhbt(uint32_t a, uint32_t b) {
-    return (a & 0xFFFFu) | (b << 16);
-}
-static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
-    return (a & 0xFFFF0000u) | (b >> 16);
-}
-#endif
-
 /* *q[0..3] = the four pair words, *q += 4: two STRD with post-increment on the Cortex-M (the
  * compiler made four STR and an ADD). */
 static inline void kp_store4(uint32_t **q, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {
@@ -156,8 +133,11 @@ static inline void kp_store4(uint32_t **q, uint32_t w0, uint32_t w1, uint32_t w2
 #endif
 }
 
+/* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
+ * o = (1, 3) in 16-bit lanes): channel k's (a, b). */
 static inline void kp_pack(uint32_t **q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
-    kp_store4(q, kp_pkhbt(ea, eb), kp_pkhbt(oa, ob), kp_pkhtb(eb, ea), kp_pkhtb(ob, oa));
+    kp_store4(q, dsp_pack_lo(ea, eb), dsp_pack_lo(oa, ob), dsp_pack_hi(ea, eb),
+              dsp_pack_hi(oa, ob));
 }
 
 /* buf[0, words) = buf[from, from + words) (words a multiple of 4, from > 0): two LDRD and two

@@ -196,6 +196,28 @@ static inline uint32_t dsp_ge8(uint32_t a, uint32_t b) {
 }
 #endif
 
+/* Two 16-bit lanes from the low halves of a and b, (a.lo, b.lo), and from their high halves,
+ * (a.hi, b.hi): one PKHBT, one PKHTB. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t dsp_pack_lo(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t dsp_pack_hi(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t dsp_pack_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t dsp_pack_hi(uint32_t a, uint32_t b) {
+    return (a >> 16) | (b & 0xFFFF0000u);
+}
+#endif
+
 /* Rotate right by 8: SXTB16 of it yields bytes 1 and 3. */
 static inline uint32_t dsp_ror8(uint32_t x) {
     return (x >> 8) | (x << 24);
