@@ -1,5 +1,6 @@
-"""What several conv kernel test files share: a chain of depthwise layers as one graph, and the
-host-compiled C sweeps that hold a DSP helper to its reference value by value."""
+"""What several conv kernel test files share: a chain of depthwise layers as one graph, a kernel
+call run through one variant or through both (DSP against reference), and the host-compiled C
+sweeps that hold a DSP helper to its reference value by value."""
 
 from __future__ import annotations
 
@@ -7,17 +8,42 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pytools.model.ir import Graph, Op, Tensor
+from pytools.model.kernels import KernelCall, run_kernel
 from tests.kernels.support import quant
 
 KERNELS = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
 
 # (filter size k, stride, padding, activation, bound of the activation's output range)
 DepthwiseLayer = tuple[int, int, str, str, float]
+
+
+def conv_options(
+    padding: str,
+    stride: int,
+    activation: str,
+    dilation: int = 1,
+    depth_multiplier: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A CONV_2D (depth_multiplier None) or DEPTHWISE_CONV_2D layer's options, the same stride
+    and dilation both ways; extra: further options (explicit_pad)."""
+    options: dict[str, Any] = {
+        "padding": padding,
+        "stride_h": stride,
+        "stride_w": stride,
+        "dilation_h": dilation,
+        "dilation_w": dilation,
+    }
+    if depth_multiplier is not None:
+        options["depth_multiplier"] = depth_multiplier
+    options["activation"] = activation
+    return {**options, **extra}
 
 
 def depthwise_chain(
@@ -57,15 +83,7 @@ def depthwise_chain(
         oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - k + 1, xt.shape[2] - k + 1)
         oh, ow = -(-oh // st), -(-ow // st)
         y = tensor((1, oh, ow, c), quant(bound / (127 - zp), zp))
-        options = {
-            "padding": padding,
-            "stride_h": st,
-            "stride_w": st,
-            "dilation_h": 1,
-            "dilation_w": 1,
-            "depth_multiplier": 1,
-            "activation": activation,
-        }
+        options = conv_options(padding, st, activation, depth_multiplier=1)
         ops.append(Op(len(ops), "DEPTHWISE_CONV_2D", [x, wt, b], [y], options))
         x = y
     return Graph(tensors, ops, inputs=[0], outputs=[x])
@@ -102,3 +120,20 @@ def run_c_sweep(tmp_path: Path, source: str, rounds: int, extra_flags: Sequence[
     assert p.returncode == 0, p.stdout
     checks, bad = map(int, p.stdout.split()[-2:])
     return checks, bad
+
+
+def run_variant(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
+    """X_<variant>_run on copies of the operands; returns them all after the call."""
+    values = [v.copy() for v in values]
+    run_kernel(call, values, variant)  # the planned scratch, guarded past its end
+    return values
+
+
+def dsp_same_as_ref(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs the call's reference and DSP variants on copies of the operands, asserts every
+    operand ends equal bit for bit, and returns the reference's."""
+    ref = run_variant(call, values, "ref")
+    dsp = run_variant(call, values, "dsp")
+    for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
+        np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
+    return ref

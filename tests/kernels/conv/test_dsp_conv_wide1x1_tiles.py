@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.kernels import grad_support as gs
+from tests.kernels.conv.support import run_variant
 from tests.kernels.conv.test_conv_kernels import Case, _graph
-from tests.kernels.conv.test_dsp_grads import _run
 from tests.kernels.conv.test_dsp_kernels import _compare, dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
 
@@ -97,8 +97,8 @@ def test_wide_input_channel_slices_dsp_matches_reference(seed: int) -> None:
     opts |= dict(out_c=int(rng.integers(2, 12)), h=int(rng.integers(1, 4)), w=int(rng.integers(1, 4)))
     layer = gs.make_layer("conv", seed, train_cols=int(rng.choice([4, in_c // 4, in_c // 2])), **opts)
     call, values = gs.forward_call(layer, trained=True)
-    ref = _run(call, values, "ref")[-1]
-    np.testing.assert_array_equal(_run(call, values, "dsp")[-1], ref)
+    ref = run_variant(call, values, "ref")[-1]
+    np.testing.assert_array_equal(run_variant(call, values, "dsp")[-1], ref)
     np.testing.assert_array_equal(ref, gs.run_forward(layer, trained=False))
 
 
