@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pytools.model.lowering import lower
-from tests.kernels.conv.support import depthwise_chain
+from tests.kernels.conv.support import conv_options, depthwise_chain
 from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run
 from tests.kernels.support import check_bit_exact, quant
@@ -41,15 +41,7 @@ def _case(seed: int, activation: str, large: bool = False, stride: int = 1) -> C
     bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
     zp = int(rng.integers(-128, 128)) if activation == "NONE" else int(rng.integers(-128, 0))
     out_q = quant(float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2)), zp)
-    options = {
-        "padding": padding,
-        "stride_h": stride,
-        "stride_w": stride,
-        "dilation_h": 1,
-        "dilation_w": 1,
-        "depth_multiplier": 1,
-        "activation": activation,
-    }
+    options = conv_options(padding, stride, activation, depth_multiplier=1)
     in_q = quant(0.02, int(rng.integers(-128, 128)))
     w_q = quant(list(scales), 0, 3)
     if padding == "VALID":
