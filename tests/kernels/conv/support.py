@@ -137,3 +137,20 @@ def dsp_same_as_ref(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarr
     for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
         np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
     return ref
+
+
+def assert_board_matches_ref(
+    calls: list[tuple[KernelCall, list[np.ndarray]]],
+    board: list[list[np.ndarray]],
+    where: str = "on the board",
+) -> list[list[np.ndarray]]:
+    """Every operand the board returned for each call (grad_support.run_on_board) equals, bit
+    for bit, what the host's reference kernel makes of the same operands; returns the
+    reference's operands per call."""
+    wants = []
+    for (call, values), got in zip(calls, board, strict=True):
+        want = run_variant(call, values, "ref")
+        for k, (w, b) in enumerate(zip(want, got, strict=True)):
+            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} {where}")
+        wants.append(want)
+    return wants

@@ -20,7 +20,13 @@ import pytest
 
 from pytools.model.kernels import KernelCall, _lib, run_kernel
 from tests.kernels import grad_support as gs
-from tests.kernels.conv.support import dsp_same_as_ref, run_c_sweep, run_variant, xorshift64_c
+from tests.kernels.conv.support import (
+    assert_board_matches_ref,
+    dsp_same_as_ref,
+    run_c_sweep,
+    run_variant,
+    xorshift64_c,
+)
 
 
 def _pointwise(seed: int, **force: Any) -> gs.Layer:
@@ -103,10 +109,7 @@ def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_pat
     calls.append(gs.grad_input_call(_pointwise(99, in_c=64, out_c=256, h=4, w=4)))
     calls.append(gs.grad_input_call(_pointwise(98, per_channel=False, in_c=20, out_c=40)))
     board = gs.run_on_board(calls, tmp_path, board_name)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
 
 
@@ -145,10 +148,7 @@ def test_depthwise_grad_input_dsp_matches_reference(seed: int) -> None:
 def test_depthwise_grad_input_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [gs.grad_input_call(_depthwise(seed)) for seed in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
 
 
@@ -231,10 +231,7 @@ def test_conv2d_grad_update_other_filters_dsp_matches_reference(seed: int) -> No
 def test_conv2d_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_pointwise(seed, train_rows=3), seed) for seed in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
 
 
@@ -255,10 +252,7 @@ def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
         layer = gs.make_layer("fc", 500 + seed, per_channel=True, train_rows=2)
         calls += [gs.grad_input_call(layer), _update(layer, seed)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -275,10 +269,7 @@ def test_depthwise_grad_update_dsp_matches_reference(seed: int) -> None:
 def test_depthwise_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_depthwise(s, mult=1, in_c=9 + s, train_rows=5 + s), s) for s in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
 
 
@@ -317,10 +308,7 @@ def test_conv2d_grad_update_kxk_dsp_matches_reference(seed: int) -> None:
 def test_conv2d_grad_update_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_kxk(s, train_rows=1 + s % 3, out_c=3 + s), s) for s in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
 
 
@@ -356,10 +344,7 @@ def test_conv2d_grad_input_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [gs.grad_input_call(_kxk(s)) for s in range(10)]
     calls.append(gs.grad_input_call(_kxk(99, in_c=32, out_c=60, fh=3, fw=3, h=5, w=5, sh=1, sw=1)))
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
 
 
@@ -647,10 +632,7 @@ def test_depthwise_grad_input_2pass_on_the_emulated_cortex_m7(tmp_path, monkeypa
     calls.append(_two_pass(gs.make_layer("dw", 903, h=8, w=8, in_c=192, mult=1, fh=3, fw=3, sh=1, sw=1)))
     calls += [_two_pass(_dw_kxk(seed)) for seed in (0, 1, 4, 5, 6, 7)]  # 5x5 and 7x7
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 2
 
 
@@ -812,7 +794,4 @@ def test_conv2d_grad_input_1x1_split_terms_on_the_emulated_cortex_m7(tmp_path) -
     """The packed-term cases through the firmware build's assembly (gather_m7)."""
     calls = _split_cases()
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)

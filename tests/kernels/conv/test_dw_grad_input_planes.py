@@ -23,7 +23,7 @@ import pytest
 
 from pytools.model.kernels import KernelCall, _lib, scratch_size
 from tests.kernels import grad_support as gs
-from tests.kernels.conv.support import dsp_same_as_ref, run_variant
+from tests.kernels.conv.support import assert_board_matches_ref, dsp_same_as_ref, run_variant
 
 
 def _planes_take(call: KernelCall) -> bool:
@@ -285,8 +285,5 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
     assert [_planes_take(c) for c, _ in calls] == [True] * 4 + [False] * 2
     calls += [_two_pass(_kept_layer(seed)) for seed in (0, 1, 2, 3, 4, 11)]
     board = gs.run_on_board(calls, tmp_path, board_name)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1

@@ -15,7 +15,13 @@ import pytest
 
 from pytools.model.kernels import params_layout, run_kernel, scratch_size
 from tests.kernels import grad_support as gs
-from tests.kernels.conv.support import dsp_same_as_ref, run_c_sweep, run_variant, xorshift64_c
+from tests.kernels.conv.support import (
+    assert_board_matches_ref,
+    dsp_same_as_ref,
+    run_c_sweep,
+    run_variant,
+    xorshift64_c,
+)
 
 
 def _layer(seed: int) -> gs.Layer:
@@ -94,10 +100,7 @@ def test_the_variant_takes_these_layers() -> None:
 def test_spatial_update_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_layer(seed), seed) for seed in range(12)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, copy.deepcopy(values), "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     host = []
     for call, values in calls:
         mine = copy.deepcopy(values)
@@ -237,10 +240,7 @@ def test_bias_sums_by_mask_byte_match_reference(seed: int) -> None:
 def test_bias_sums_by_mask_byte_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_bias_call(seed) for seed in range(12)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = run_variant(call, copy.deepcopy(values), "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
 
 
 def _run_all_guarded(call, values: list[np.ndarray], variant: str) -> list[str]:
