@@ -1,7 +1,8 @@
 /* What the depthwise DSP variants share (private to depthwise_conv2d_s8_dsp.c, the selector
  * and the 3x3 direct and padded forms, depthwise_conv2d_s8_3x3_dsp.c,
  * depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the operands, a channel
- * group's widened taps and requantization constants, the per-channel fallback, the stores. */
+ * group's widened taps and requantization constants, the per-channel fallback, the stores, the
+ * k x k variants' tile search. */
 #ifndef DEPTHWISE_CONV2D_S8_DSP_H
 #define DEPTHWISE_CONV2D_S8_DSP_H
 

@@ -2,10 +2,10 @@
  * (*_dsp.c): on a core with the DSP extension (__ARM_FEATURE_SIMD32, e.g. the Cortex-M7)
  * each dsp_* function is one instruction: GCC's arm_acle.h intrinsic (SXTB16, SXTAB16,
  * SMLAD, SMLABB, SMLATT), or one line of assembly where GCC has no intrinsic or would not
- * emit the instruction (post-indexed LDRD, SXTB16/SXTAB16 with their ROR #8). Elsewhere (the
- * host twin) each is plain C with exactly the instruction's semantics (16-bit lanes wrap, the
- * 32-bit accumulations wrap), so the host runs the very same optimized code paths and tests
- * compare them bit for bit with the reference kernels.
+ * emit the instruction (post-indexed LDRD, SXTB16/SXTAB16 with their ROR #8, PKHBT/PKHTB).
+ * Elsewhere (the host twin) each is plain C with exactly the instruction's semantics (16-bit lanes
+ * wrap, the 32-bit accumulations wrap), so the host runs the very same optimized code paths and
+ * tests compare them bit for bit with the reference kernels.
  *
  * Selection of the optimized kernels (KERNELS_USE_DSP()):
  *   - built with -DKERNELS_DSP=1 (firmware/build.toml, [cpu.cortex-m7] cflags): always;
