@@ -245,27 +245,6 @@ static inline uint32_t lanes16(int32_t a, int32_t b) {
     return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
 }
 
-/* (a.lo, b.lo) and (a.hi, b.hi) as 16-bit lanes: PKHBT, PKHTB. */
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#else
-static inline uint32_t pk_lo(uint32_t a, uint32_t b) {
-    return (a & 0xFFFFu) | (b << 16);
-}
-static inline uint32_t pk_hi(uint32_t a, uint32_t b) {
-    return (a >> 16) | (b & 0xFFFF0000u);
-}
-#endif
-
 /* out[0], out[2] = the terms of 4 consecutive channels (gradients g, mask bits the low 4 of
  * bits, multipliers m) as two lane pairs: one word of gradients masked by gu_spread4
  * (conv2d_s8_grad_update_dsp.h), and per term (v * m + half - (v < 0)) >> s, the same
@@ -281,8 +260,8 @@ static inline __attribute__((always_inline)) void lanes4(const int8_t *g, uint32
     const int32_t e1 = (v1 * m[1] + (half + (v1 >> 31))) >> s;
     const int32_t e2 = (v2 * m[2] + (half + (v2 >> 31))) >> s;
     const int32_t e3 = (v3 * m[3] + (half + (v3 >> 31))) >> s;
-    out[0] = pk_lo((uint32_t)e0, (uint32_t)e1);
-    out[2] = pk_lo((uint32_t)e2, (uint32_t)e3);
+    out[0] = dsp_pack_lo((uint32_t)e0, (uint32_t)e1);
+    out[2] = dsp_pack_lo((uint32_t)e2, (uint32_t)e3);
 }
 
 /* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
@@ -549,10 +528,10 @@ static void chunk_weights(uint32_t *t, const int8_t *const *rows, int32_t pairs,
         const uint32_t wa = dsp_read4(rows[2 * j] + k), wb = dsp_read4(rows[2 * j + 1] + k);
         const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
         const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
-        t[0] = pk_lo(a02, b02);
-        t[1] = pk_lo(a13, b13);
-        t[2] = pk_hi(a02, b02);
-        t[3] = pk_hi(a13, b13);
+        t[0] = dsp_pack_lo(a02, b02);
+        t[1] = dsp_pack_lo(a13, b13);
+        t[2] = dsp_pack_hi(a02, b02);
+        t[3] = dsp_pack_hi(a13, b13);
     }
 #endif
 }
@@ -671,10 +650,10 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                         const uint32_t a02 = dsp_sxtb16(wa), a13 = dsp_sxtb16_hi(wa);
                         const uint32_t b02 = dsp_sxtb16(wb), b13 = dsp_sxtb16_hi(wb);
                         uint32_t *tj = t + 4 * j;
-                        tj[0] = pk_lo(a02, b02);
-                        tj[1] = pk_lo(a13, b13);
-                        tj[2] = pk_hi(a02, b02);
-                        tj[3] = pk_hi(a13, b13);
+                        tj[0] = dsp_pack_lo(a02, b02);
+                        tj[1] = dsp_pack_lo(a13, b13);
+                        tj[2] = dsp_pack_hi(a02, b02);
+                        tj[3] = dsp_pack_hi(a13, b13);
                     }
                 if (nk == 4) { /* straight from and to the accumulators, every pair */
                     struct gather_job job = {gp, t, &dst[0][0], &dst[pairs][0], (uint32_t)used / 2};

@@ -1,7 +1,8 @@
 /* What the depthwise DSP variants share (private to depthwise_conv2d_s8_dsp.c, the selector
  * and the 3x3 direct and padded forms, depthwise_conv2d_s8_3x3_dsp.c,
  * depthwise_conv2d_s8_kxk_dsp.c and depthwise_conv2d_s8_kxk_pair_dsp.c): the operands, a channel
- * group's widened taps and requantization constants, the per-channel fallback, the stores. */
+ * group's widened taps and requantization constants, the per-channel fallback, the stores, the
+ * k x k variants' tile search. */
 #ifndef DEPTHWISE_CONV2D_S8_DSP_H
 #define DEPTHWISE_CONV2D_S8_DSP_H
 
@@ -205,6 +206,38 @@ static inline __attribute__((always_inline)) void dw_store_packed(
     __builtin_memcpy(dst, &v, sizeof v);
 }
 
+/* A tile of output rows and columns of the k x k variants' copy of their input window. */
+struct dw_tile {
+    int32_t rows, cols;
+};
+
+/* The tile of outputs whose input window fits a copy of `limit` units with the fewest units
+ * copied per output, for the k x k variants: a unit is `per_unit` pixel columns of one row
+ * (a widened pixel: 1; a pair of pixels: 2), and a tile's copy row for cols outputs holds
+ * (cols - 1) * stride_w / per_unit + first units. Runs once per layer (not a hot path). */
+static inline struct dw_tile dw_tile_pick(const struct depthwise_conv2d_s8_params *p, int32_t limit,
+                                          int32_t per_unit, int32_t first) {
+    struct dw_tile best = {1, 1};
+    int64_t best_num = (int64_t)first * p->filter_h, best_den = 1;
+    for (int32_t cols = 1; cols <= p->output_w; ++cols) {
+        const int32_t w = (cols - 1) * p->stride_w / per_unit + first;
+        if (w * p->filter_h > limit) break;
+        int32_t rows = ((limit / w) - p->filter_h) / p->stride_h + 1;
+        if (rows > p->output_h) rows = p->output_h;
+        /* Rows spread evenly over the tiles (no thin last tile). */
+        const int32_t n = (p->output_h + rows - 1) / rows;
+        rows = (p->output_h + n - 1) / n;
+        const int32_t in_h = (rows - 1) * p->stride_h + p->filter_h;
+        const int64_t num = (int64_t)in_h * w, den = (int64_t)rows * cols;
+        if (num * best_den < best_num * den) {
+            best = (struct dw_tile){rows, cols};
+            best_num = num;
+            best_den = den;
+        }
+    }
+    return best;
+}
+
 /* One channel c over every output pixel of batch b, as the reference
  * (depthwise_conv2d_s8_dsp.c). */
 void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c);
@@ -213,7 +246,7 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c);
  * layer through it. */
 int depthwise_conv2d_s8_kxk_dsp_takes(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_kxk_dsp_run(const struct dw *d);
-/* The bytes of its copy (the tile kxk_tile picks), for a layer it takes. */
+/* The bytes of its copy (the tile dw_tile_pick picks), for a layer it takes. */
 size_t depthwise_conv2d_s8_kxk_dsp_buffer_size(const struct depthwise_conv2d_s8_params *p);
 
 /* The k x k variant with two taps per SMLAD (depthwise_conv2d_s8_kxk_pair_dsp.c): whether it

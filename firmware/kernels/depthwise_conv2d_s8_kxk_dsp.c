@@ -33,27 +33,12 @@ struct tile {
     int32_t in_h, in_w; /* the input window they read */
 };
 
-/* The tile of outputs that fits the copy with the fewest copied pixels per output. */
+/* The tile of outputs that fits the copy with the fewest copied pixels per output, and the
+ * input window it reads. */
 static struct tile kxk_tile(const struct depthwise_conv2d_s8_params *p) {
-    struct tile best = {1, 1, p->filter_h, p->filter_w};
-    int64_t best_num = (int64_t)best.in_h * best.in_w, best_den = 1;
-    for (int32_t cols = 1; cols <= p->output_w; ++cols) {
-        const int32_t in_w = (cols - 1) * p->stride_w + p->filter_w;
-        if (in_w * p->filter_h > KXK_PIX) break;
-        int32_t rows = ((KXK_PIX / in_w) - p->filter_h) / p->stride_h + 1;
-        if (rows > p->output_h) rows = p->output_h;
-        /* Rows spread evenly over the tiles (no thin last tile). */
-        const int32_t n = (p->output_h + rows - 1) / rows;
-        rows = (p->output_h + n - 1) / n;
-        const int32_t in_h = (rows - 1) * p->stride_h + p->filter_h;
-        const int64_t num = (int64_t)in_h * in_w, den = (int64_t)rows * cols;
-        if (num * best_den < best_num * den) {
-            best = (struct tile){rows, cols, in_h, in_w};
-            best_num = num;
-            best_den = den;
-        }
-    }
-    return best;
+    const struct dw_tile t = dw_tile_pick(p, KXK_PIX, 1, p->filter_w);
+    return (struct tile){t.rows, t.cols, (t.rows - 1) * p->stride_h + p->filter_h,
+                         (t.cols - 1) * p->stride_w + p->filter_w};
 }
 
 /* Copies the group's input window at (y0, x0) (may reach into the padding), h x w pixels,

@@ -53,10 +53,6 @@ int depthwise_conv2d_s8_kxk_pair_dsp_takes(const struct depthwise_conv2d_s8_para
     return p->filter_h * kp_np(p) <= KP_ROW_PAIRS_MAX;
 }
 
-struct kp_tile {
-    int32_t rows, cols; /* output rows and columns per tile */
-};
-
 /* Pairs per copy row of a tile of cols outputs: the last output starts at column
  * (cols - 1) * stride and reads np pairs from the pair holding (or, odd, preceding) it. */
 static int32_t kp_row_pairs(const struct depthwise_conv2d_s8_params *p, int32_t cols) {
@@ -64,26 +60,8 @@ static int32_t kp_row_pairs(const struct depthwise_conv2d_s8_params *p, int32_t 
 }
 
 /* The tile of outputs that fits the copy with the fewest copied pairs per output. */
-static struct kp_tile kp_tile(const struct depthwise_conv2d_s8_params *p) {
-    struct kp_tile best = {1, 1};
-    int64_t best_num = (int64_t)kp_row_pairs(p, 1) * p->filter_h, best_den = 1;
-    for (int32_t cols = 1; cols <= p->output_w; ++cols) {
-        const int32_t w2 = kp_row_pairs(p, cols);
-        if (w2 * p->filter_h > KP_PAIRS) break;
-        int32_t rows = ((KP_PAIRS / w2) - p->filter_h) / p->stride_h + 1;
-        if (rows > p->output_h) rows = p->output_h;
-        /* Rows spread evenly over the tiles (no thin last tile). */
-        const int32_t n = (p->output_h + rows - 1) / rows;
-        rows = (p->output_h + n - 1) / n;
-        const int32_t in_h = (rows - 1) * p->stride_h + p->filter_h;
-        const int64_t num = (int64_t)in_h * w2, den = (int64_t)rows * cols;
-        if (num * best_den < best_num * den) {
-            best = (struct kp_tile){rows, cols};
-            best_num = num;
-            best_den = den;
-        }
-    }
-    return best;
+static struct dw_tile kp_tile(const struct depthwise_conv2d_s8_params *p) {
+    return dw_tile_pick(p, KP_PAIRS, 2, kp_np(p));
 }
 
 /* The buffers' layout (in the operator's scratch): the group's weight sets (the odd-start set
@@ -93,7 +71,7 @@ static size_t kp_copy_offset(const struct depthwise_conv2d_s8_params *p) {
 }
 
 /* The bytes of the copy: the first tile of t (the largest), at least a floor. */
-static size_t kp_copy_bytes(const struct depthwise_conv2d_s8_params *p, struct kp_tile t) {
+static size_t kp_copy_bytes(const struct depthwise_conv2d_s8_params *p, struct dw_tile t) {
     const size_t in_h = (size_t)(t.rows - 1) * (size_t)p->stride_h + (size_t)p->filter_h;
     size_t copy = in_h * (size_t)kp_row_pairs(p, t.cols) * 16u;
     /* At least the 464 bytes where kp_weights_load once widened the taps (it no longer does):
@@ -116,7 +94,7 @@ size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params) {
  * times: at stride 2 a 4-row tile of a 7x7 filter widens 13 rows for 8 rows of input. Costs
  * counted in pairs, a moved pair (two LDRD, two STRD) as a third of a widened one (two loads,
  * four SXTAB16, four PKH, two STRD and the edges). */
-static int kp_slides(const struct depthwise_conv2d_s8_params *p, struct kp_tile t) {
+static int kp_slides(const struct depthwise_conv2d_s8_params *p, struct dw_tile t) {
     const int32_t fh = p->filter_h, sh = p->stride_h, oh = p->output_h, ow = p->output_w;
     const int32_t w2 = kp_row_pairs(p, ow);
     if (sh >= fh || (size_t)fh * (size_t)w2 * 16u > kp_copy_bytes(p, t)) return 0;
@@ -135,29 +113,6 @@ static int kp_slides(const struct depthwise_conv2d_s8_params *p, struct kp_tile 
 int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p) {
     return depthwise_conv2d_s8_kxk_pair_dsp_takes(p) && kp_slides(p, kp_tile(p));
 }
-
-/* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
- * o = (1, 3) in 16-bit lanes): channel k's (a, b). */
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-/* (a & 0xFFFF) | b << 16, and (a & 0xFFFF0000) | b >> 16: one PKHBT, one PKHTB. */
-static inline uint32_t kp_pkhbt(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#else
-static inline uint32_t kp_pkhbt(uint32_t a, uint32_t b) {
-    return (a & 0xFFFFu) | (b << 16);
-}
-static inline uint32_t kp_pkhtb(uint32_t a, uint32_t b) {
-    return (a & 0xFFFF0000u) | (b >> 16);
-}
-#endif
 
 /* *q[0..3] = the four pair words, *q += 4: two STRD with post-increment on the Cortex-M (the
  * compiler made four STR and an ADD). */
@@ -178,8 +133,11 @@ static inline void kp_store4(uint32_t **q, uint32_t w0, uint32_t w1, uint32_t w2
 #endif
 }
 
+/* The four pair words of pixels a and b (widened, offset added: e = channels (0, 2),
+ * o = (1, 3) in 16-bit lanes): channel k's (a, b). */
 static inline void kp_pack(uint32_t **q, uint32_t ea, uint32_t oa, uint32_t eb, uint32_t ob) {
-    kp_store4(q, kp_pkhbt(ea, eb), kp_pkhbt(oa, ob), kp_pkhtb(eb, ea), kp_pkhtb(ob, oa));
+    kp_store4(q, dsp_pack_lo(ea, eb), dsp_pack_lo(oa, ob), dsp_pack_hi(ea, eb),
+              dsp_pack_hi(oa, ob));
 }
 
 /* buf[0, words) = buf[from, from + words) (words a multiple of 4, from > 0): two LDRD and two
@@ -474,7 +432,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     const int full = p->act_min <= -128 && p->act_max >= 127;
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    const struct kp_tile t = kp_tile(p);
+    const struct dw_tile t = kp_tile(p);
     const int slide = kp_slides(p, t);
     /* The operator's scratch (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size): the weight sets,
      * then the copy. */

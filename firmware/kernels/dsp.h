@@ -2,10 +2,10 @@
  * (*_dsp.c): on a core with the DSP extension (__ARM_FEATURE_SIMD32, e.g. the Cortex-M7)
  * each dsp_* function is one instruction: GCC's arm_acle.h intrinsic (SXTB16, SXTAB16,
  * SMLAD, SMLABB, SMLATT), or one line of assembly where GCC has no intrinsic or would not
- * emit the instruction (post-indexed LDRD, SXTB16/SXTAB16 with their ROR #8). Elsewhere (the
- * host twin) each is plain C with exactly the instruction's semantics (16-bit lanes wrap, the
- * 32-bit accumulations wrap), so the host runs the very same optimized code paths and tests
- * compare them bit for bit with the reference kernels.
+ * emit the instruction (post-indexed LDRD, SXTB16/SXTAB16 with their ROR #8, PKHBT/PKHTB).
+ * Elsewhere (the host twin) each is plain C with exactly the instruction's semantics (16-bit lanes
+ * wrap, the 32-bit accumulations wrap), so the host runs the very same optimized code paths and
+ * tests compare them bit for bit with the reference kernels.
  *
  * Selection of the optimized kernels (KERNELS_USE_DSP()):
  *   - built with -DKERNELS_DSP=1 (firmware/build.toml, [cpu.cortex-m7] cflags): always;
@@ -196,6 +196,28 @@ static inline uint32_t dsp_ge8(uint32_t a, uint32_t b) {
     for (int i = 0; i < 32; i += 8)
         if ((int8_t)(a >> i) >= (int8_t)(b >> i)) r |= 0xFFu << i;
     return r;
+}
+#endif
+
+/* Two 16-bit lanes from the low halves of a and b, (a.lo, b.lo), and from their high halves,
+ * (a.hi, b.hi): one PKHBT, one PKHTB. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t dsp_pack_lo(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t dsp_pack_hi(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t dsp_pack_lo(uint32_t a, uint32_t b) {
+    return (a & 0xFFFFu) | (b << 16);
+}
+static inline uint32_t dsp_pack_hi(uint32_t a, uint32_t b) {
+    return (a >> 16) | (b & 0xFFFF0000u);
 }
 #endif
 

@@ -25,8 +25,8 @@ import pytools.model.kernels as kernels
 from pytools.model.kernels import KernelCall, scratch_size
 from pytools.model.lowering import lower
 from tests.kernels import grad_support as gs
+from tests.kernels.conv.support import conv_options, run_variant
 from tests.kernels.conv.test_conv_kernels import Case, _graph
-from tests.kernels.conv.test_dsp_grads import _run as _run_grad
 from tests.kernels.conv.test_dsp_kernels import _operands, _run
 from tests.kernels.support import quant
 
@@ -42,15 +42,7 @@ def _dw_case(h: int, w: int, c: int, k: int, stride: int, padding: str, seed: in
     wts = rng.integers(-127, 128, (1, k, k, c), dtype=np.int8)
     bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
     out_q = quant(6.0 / 200, -100)
-    options = {
-        "padding": padding,
-        "stride_h": stride,
-        "stride_w": stride,
-        "dilation_h": 1,
-        "dilation_w": 1,
-        "depth_multiplier": 1,
-        "activation": "RELU6",
-    }
+    options = conv_options(padding, stride, "RELU6", depth_multiplier=1)
 
     def size(n: int) -> int:
         return -(-n // stride) if padding == "SAME" else -(-(n - k + 1) // stride)
@@ -186,11 +178,11 @@ def test_depthwise_grad_input_2pass_planes_are_planned_scratch(shape, monkeypatc
     assert scratch_size(call) == dsp_bytes
     # At most what the engine kept on the stack: a 2 KB plane, 64 words, a row of 72.
     assert dsp_bytes - _align8(4 * p["input_c"]) <= 2048 + 4 * 64 + 4 * 72
-    want = _run_grad(call, values, "ref")
+    want = run_variant(call, values, "ref")
     assert np.any(want[6])
 
     def run() -> None:
-        got = _run_grad(call, values, "dsp")
+        got = run_variant(call, values, "dsp")
         for k, (w, g) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(g, w, err_msg=f"operand {k}")
 
@@ -204,7 +196,7 @@ def test_depthwise_grad_input_2pass_plans_the_reference_where_larger(monkeypatch
     call, values = gs.grad_input_call(layer)
     call = KernelCall(call.kernel + "_2pass", call.params, call.operands)
     assert scratch_size(call) == 4 * (24 * 24 + 4) > _dwp_bytes(call)
-    want, got = _run_grad(call, values, "ref"), _run_grad(call, values, "dsp")
+    want, got = run_variant(call, values, "ref"), run_variant(call, values, "dsp")
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(g, w)
 
@@ -215,8 +207,8 @@ PAIR_BYTES = 24  # struct gu_pair on a 64-bit host: two pointers and a word (12 
 
 
 def _update_run(call: KernelCall, values: list[np.ndarray]) -> None:
-    want = _run_grad(call, values, "ref")
-    got = _run_grad(call, values, "dsp")
+    want = run_variant(call, values, "ref")
+    got = run_variant(call, values, "dsp")
     for k, (w, g) in enumerate(zip(want, got, strict=True)):
         np.testing.assert_array_equal(g, w, err_msg=f"{call.kernel} operand {k}")
 

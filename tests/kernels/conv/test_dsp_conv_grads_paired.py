@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from tests.kernels import grad_support as gs
-from tests.kernels.conv.test_dsp_grads import _run, _same
+from tests.kernels.conv.support import assert_board_matches_ref, dsp_same_as_ref, run_variant
 
 # (h, w, in_c, out_c, extra): lone pixels (odd pixel counts), input-channel tails (in_c % 4),
 # chunks of 1..32 channels and several chunks, per-tensor scales (no lanes4), strides and
@@ -119,7 +119,7 @@ def _calls() -> list:
 
 def test_grad_input_1x1_paths_match_reference_on_the_host() -> None:
     for call, values in _calls():
-        _same(call, values)
+        dsp_same_as_ref(call, values)
 
 
 def test_the_requantization_cases_are_what_they_claim() -> None:
@@ -127,14 +127,14 @@ def test_the_requantization_cases_are_what_they_claim() -> None:
     reference's scale / 127 per unit)."""
     calls = _calls()
     small, huge, zero = calls[-3], calls[-2], calls[-1]
-    out_small = _run(*small, "ref")
+    out_small = run_variant(*small, "ref")
     assert 0 < np.abs(out_small[6]).max() and out_small[7][0] > 0
     # max |acc| * unit = 127 * scale / 127; unit = s_g * max s_W * 2^(shift - 23), shift 15
     unit = np.float32(small[1][1][0]) * np.float32(1.0) * np.float32(2.0**-8)
     assert out_small[7][0] / unit * 127 < 127.5  # max |acc| <= 127
-    out_huge = _run(*huge, "ref")
+    out_huge = run_variant(*huge, "ref")
     assert np.abs(out_huge[6]).max() == 127
-    out_zero = _run(*zero, "ref")
+    out_zero = run_variant(*zero, "ref")
     assert not np.any(out_zero[6]) and out_zero[7][0] == 0
     # the huge case's sums (conv2d_s8_grad_input.h): the bound b0 = 128 * sum |W| m over the
     # channels, the smallest shift that keeps it below 2^31, then |acc| = C * 127 * |g'|
@@ -167,7 +167,7 @@ def _updates() -> list:
 
 def test_spatial_update_zero_rows_match_reference_on_the_host() -> None:
     for call, values in _updates():
-        _same(call, copy.deepcopy(values))
+        dsp_same_as_ref(call, copy.deepcopy(values))
 
 
 @pytest.mark.emulator
@@ -177,11 +177,9 @@ def test_conv_gradient_paths_on_the_emulated_boards(tmp_path, board_name: str) -
     reference kernels, bit for bit."""
     calls = _calls() + _updates()
     board = gs.run_on_board(calls, tmp_path, board_name)
+    wants = assert_board_matches_ref(calls, board, f"on {board_name}")
     changed = 0
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, copy.deepcopy(values), "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on {board_name}")
+    for (call, values), want in zip(calls, wants, strict=True):
         if call.kernel.endswith("update"):
             changed += int(not np.array_equal(want[5], values[5]))
     assert changed >= 10  # the updates moved weights

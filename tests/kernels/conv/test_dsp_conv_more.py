@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.kernels.conv.support import conv_options
 from tests.kernels.conv.test_conv_kernels import Case, _graph, _out_size
 from tests.kernels.conv.test_dsp_kernels import _compare, _compile, _on_board, dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
@@ -37,14 +38,7 @@ def _dense_case(seed: int) -> Case:
     out_scale = float(0.02 * np.median(scales) * np.sqrt(fh * fw * in_c) * 73 * 74 / 25)
     act = str(rng.choice(["NONE", "RELU6", "RELU"]))
     out_q = quant(out_scale, int(rng.integers(-50, 50)))
-    options = {
-        "padding": padding,
-        "stride_h": stride,
-        "stride_w": stride,
-        "dilation_h": dil,
-        "dilation_w": dil,
-        "activation": act,
-    }
+    options = conv_options(padding, stride, act, dil)
     g = _graph(
         "CONV_2D",
         (n, h, w, in_c),

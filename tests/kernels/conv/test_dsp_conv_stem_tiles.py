@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.kernels.conv.support import conv_options
 from tests.kernels.conv.test_conv_kernels import Case, _graph, _out_size
 from tests.kernels.conv.test_dsp_kernels import _compare, dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
@@ -40,14 +41,7 @@ def _case(
     bias = (rng.integers(-5000, 5000, cout).astype(np.int32), quant(list(0.02 * scales), 0))
     oh, ow = _out_size(padding, h, 3, stride, dil), _out_size(padding, w, 3, stride, dil)
     out_q = quant(float(0.02 * np.median(scales) * np.sqrt(27) * 73 * 74 / 25), int(rng.integers(-50, 50)))
-    options = {
-        "padding": padding,
-        "stride_h": stride,
-        "stride_w": stride,
-        "dilation_h": dil,
-        "dilation_w": dil,
-        "activation": act,
-    }
+    options = conv_options(padding, stride, act, dil)
     wq = quant(list(scales), 0, 0)
     g = _graph("CONV_2D", (n, h, w, 3), in_q, wts, wq, bias, (n, oh, ow, cout), out_q, options)
     return Case(g, out_q, act)

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from tests.kernels import grad_support as gs
-from tests.kernels.conv.test_conv_kernels import Case, _graph
-from tests.kernels.conv.test_dsp_grads import _run
+from tests.kernels.conv.support import run_variant
+from tests.kernels.conv.test_conv_kernels import Case
+from tests.kernels.conv.test_dsp_conv_wide1x1 import board_and_tflite, pointwise_case
 from tests.kernels.conv.test_dsp_kernels import _compare, dsp_on_host
-from tests.kernels.support import check_bit_exact, quant
+from tests.kernels.support import check_bit_exact
 
 # Groups of 4 channels: 129, 130, 131, 144 (the assembly's 4-group loop leaves 1, 2, 3, 0).
 DEPTHS = (516, 520, 524, 576)
@@ -42,15 +43,7 @@ def _case(
     out_scale = float(0.02 * np.median(scales) * np.sqrt(in_c) * 73 * 74 / 40)
     if gain:
         scales[::3] *= 2000.0
-    wts = rng.integers(-127, 128, (out_c, 1, 1, in_c), dtype=np.int8)
-    in_q = quant(0.02, int(rng.integers(-128, 128)))
-    bias = (rng.integers(-5000, 5000, out_c).astype(np.int32), quant(list(0.02 * scales), 0))
-    zp = int(rng.integers(-50, 50)) if activation == "NONE" else -128
-    out_q = quant(out_scale, zp)
-    options = {"padding": "VALID", "stride_h": 1, "stride_w": 1, "activation": activation}
-    wq = quant(list(scales), 0, 0)
-    g = _graph("CONV_2D", (n, h, w, in_c), in_q, wts, wq, bias, (n, h, w, out_c), out_q, options)
-    return Case(g, out_q, activation)
+    return pointwise_case(rng, (n, h, w), in_c, out_c, scales, out_scale, activation)
 
 
 @pytest.mark.parametrize("trained", [False, True])
@@ -97,8 +90,8 @@ def test_wide_input_channel_slices_dsp_matches_reference(seed: int) -> None:
     opts |= dict(out_c=int(rng.integers(2, 12)), h=int(rng.integers(1, 4)), w=int(rng.integers(1, 4)))
     layer = gs.make_layer("conv", seed, train_cols=int(rng.choice([4, in_c // 4, in_c // 2])), **opts)
     call, values = gs.forward_call(layer, trained=True)
-    ref = _run(call, values, "ref")[-1]
-    np.testing.assert_array_equal(_run(call, values, "dsp")[-1], ref)
+    ref = run_variant(call, values, "ref")[-1]
+    np.testing.assert_array_equal(run_variant(call, values, "dsp")[-1], ref)
     np.testing.assert_array_equal(ref, gs.run_forward(layer, trained=False))
 
 
@@ -106,12 +99,6 @@ def test_wide_input_channel_slices_dsp_matches_reference(seed: int) -> None:
 def test_wide_tiles_are_bit_exact_on_the_emulated_board() -> None:
     """The assembly's tails (1, 2, 3 groups), last tiles of 1 to 3 pixels, two batches, a
     clamped activation and left-shift channels, on the emulated Cortex-M7 against TFLite."""
-    from pytools.model.ir import Graph, Op
-    from pytools.model.oracle import run_tflite
-    from pytools.model.tflite_export import write_tflite
-    from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
-    from tests.test_models import random_inputs
-
     cases = [
         (516, (1, 1, 3), 7, "NONE", False),
         (520, (2, 1, 3), 10, "RELU6", False),
@@ -120,17 +107,7 @@ def test_wide_tiles_are_bit_exact_on_the_emulated_board() -> None:
     ]
     for k, (in_c, shape, out_c, act, gain) in enumerate(cases):
         g = _case(200 + k, in_c, shape, out_c, act, gain).graph
-        graph = Graph(
-            g.tensors,
-            [Op(0, "CONV_2D", g.ops[0].inputs, g.ops[0].outputs, g.ops[0].options)],
-            g.inputs,
-            g.outputs,
-        )
-        compiled = _compile(graph, f"wide1x1_tiles_{k}")
-        inputs = random_inputs(compiled.blob, np.random.default_rng(8 + k), 2)
-        expected = [run_tflite(write_tflite(graph), [x])[0] for x in inputs]
-        outs, _ = _on_board(compiled, True, inputs)
-        for got, want in zip(outs, expected, strict=True):
+        for got, want in board_and_tflite(g, f"wide1x1_tiles_{k}", 8 + k):
             if want.size >= 16:
                 assert np.unique(want).size >= 4
             np.testing.assert_array_equal(got, want)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pytools.model.lowering import lower
+from tests.kernels.conv.support import depthwise_chain
 from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run, dsp_on_host
 from tests.kernels.support import check_bit_exact, quant
@@ -161,7 +162,7 @@ def test_depthwise_kxk_is_bit_exact_on_the_emulated_board() -> None:
     from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
     from tests.test_models import random_inputs
 
-    graph = _kxk_chain(24, 22, 18)
+    graph = depthwise_chain(24, 22, 18, KXK_CHAIN, scale_spread=(-0.3, 0.3))
     compiled = _compile(graph, "dw_kxk_chain")
     inputs = random_inputs(compiled.blob, np.random.default_rng(5), 2)
     expected = [run_tflite(write_tflite(graph), [x])[0] for x in inputs]
@@ -171,53 +172,13 @@ def test_depthwise_kxk_is_bit_exact_on_the_emulated_board() -> None:
         np.testing.assert_array_equal(got, want)
 
 
-def _kxk_chain(h: int, w: int, c: int, seed: int = 0):
-    """7x7/2 SAME, 5x5/1 SAME, 7x7/1 VALID, 5x5/2 SAME depthwise layers in a row."""
-    from pytools.model.ir import Graph, Op, Tensor
-
-    rng = np.random.default_rng(seed)
-    tensors: list[Tensor] = []
-    ops: list[Op] = []
-
-    def tensor(shape, q, data=None, dtype="int8") -> int:
-        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
-        return len(tensors) - 1
-
-    x = tensor((1, h, w, c), quant(0.03, -5))
-    for k, st, padding, activation, bound in (
-        (7, 2, "SAME", "RELU6", 6.0),
-        (5, 1, "SAME", "NONE", 3.0),
-        (7, 1, "VALID", "RELU", 3.0),
-        (5, 2, "SAME", "RELU6", 6.0),
-    ):
-        xt = tensors[x]
-        in_s = float(xt.quant.scale[0])
-        scales = (bound / (k * 73 * 74 * in_s) * 10 ** rng.uniform(-0.3, 0.3, c)).astype(np.float32)
-        wt = tensor(
-            (1, k, k, c), quant(list(scales), 0, 3), rng.integers(-127, 128, (1, k, k, c), dtype=np.int8)
-        )
-        b = tensor(
-            (c,),
-            quant(list(np.float32(in_s) * scales), 0),
-            rng.integers(-3000, 3000, c).astype(np.int32),
-            "int32",
-        )
-        zp = int(rng.integers(-100, 0))
-        oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - k + 1, xt.shape[2] - k + 1)
-        oh, ow = -(-oh // st), -(-ow // st)
-        y = tensor((1, oh, ow, c), quant(bound / (127 - zp), zp))
-        options = {
-            "padding": padding,
-            "stride_h": st,
-            "stride_w": st,
-            "dilation_h": 1,
-            "dilation_w": 1,
-            "depth_multiplier": 1,
-            "activation": activation,
-        }
-        ops.append(Op(len(ops), "DEPTHWISE_CONV_2D", [x, wt, b], [y], options))
-        x = y
-    return Graph(tensors, ops, inputs=[0], outputs=[x])
+# 7x7/2 SAME, 5x5/1 SAME, 7x7/1 VALID, 5x5/2 SAME depthwise layers in a row.
+KXK_CHAIN = (
+    (7, 2, "SAME", "RELU6", 6.0),
+    (5, 1, "SAME", "NONE", 3.0),
+    (7, 1, "VALID", "RELU", 3.0),
+    (5, 2, "SAME", "RELU6", 6.0),
+)
 
 
 @pytest.mark.slow

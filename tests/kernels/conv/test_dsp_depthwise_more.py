@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pytools.model.lowering import lower
+from tests.kernels.conv.support import conv_options, depthwise_chain
 from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run
 from tests.kernels.support import check_bit_exact, quant
@@ -40,15 +41,7 @@ def _case(seed: int, activation: str, large: bool = False, stride: int = 1) -> C
     bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
     zp = int(rng.integers(-128, 128)) if activation == "NONE" else int(rng.integers(-128, 0))
     out_q = quant(float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2)), zp)
-    options = {
-        "padding": padding,
-        "stride_h": stride,
-        "stride_w": stride,
-        "dilation_h": 1,
-        "dilation_w": 1,
-        "depth_multiplier": 1,
-        "activation": activation,
-    }
+    options = conv_options(padding, stride, activation, depth_multiplier=1)
     in_q = quant(0.02, int(rng.integers(-128, 128)))
     w_q = quant(list(scales), 0, 3)
     if padding == "VALID":
@@ -114,55 +107,14 @@ def test_the_clamp_cases_are_informative() -> None:
     assert at_lo > 0.05 * total and at_hi > 0.01 * total and inside > 0.3 * total, (at_lo, at_hi, inside)
 
 
-def _depthwise_chain(h: int, w: int, c: int, seed: int = 0):
-    """Depthwise 3x3 layers in a row (stride 1 SAME and VALID, stride 2 SAME; RELU6, RELU,
-    NONE, RELU_N1_TO_1), as an IR graph exported with pytools.model.tflite_export for the oracle."""
-    from pytools.model.ir import Graph, Op, Tensor
-
-    rng = np.random.default_rng(seed)
-    tensors: list[Tensor] = []
-    ops: list[Op] = []
-
-    def tensor(shape, q, data=None, dtype="int8") -> int:
-        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
-        return len(tensors) - 1
-
-    x = tensor((1, h, w, c), quant(0.03, -5))
-    for padding, activation, bound, st in (
-        ("SAME", "RELU6", 6.0, 1),
-        ("VALID", "RELU", 3.0, 1),
-        ("SAME", "NONE", 3.0, 1),
-        ("SAME", "RELU6", 6.0, 2),
-        ("SAME", "RELU_N1_TO_1", 1.0, 1),
-    ):
-        xt = tensors[x]
-        in_s = float(xt.quant.scale[0])
-        scales = (bound / (3 * 73 * 74 * in_s) * 10 ** rng.uniform(-0.5, 0.3, c)).astype(np.float32)
-        wt = tensor(
-            (1, 3, 3, c), quant(list(scales), 0, 3), rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
-        )
-        b = tensor(
-            (c,),
-            quant(list(np.float32(in_s) * scales), 0),
-            rng.integers(-3000, 3000, c).astype(np.int32),
-            "int32",
-        )
-        zp = int(rng.integers(-100, 0))
-        oh, ow = xt.shape[1:3] if padding == "SAME" else (xt.shape[1] - 2, xt.shape[2] - 2)
-        oh, ow = -(-oh // st), -(-ow // st)
-        y = tensor((1, oh, ow, c), quant(bound / (127 - zp), zp))
-        options = {
-            "padding": padding,
-            "stride_h": st,
-            "stride_w": st,
-            "dilation_h": 1,
-            "dilation_w": 1,
-            "depth_multiplier": 1,
-            "activation": activation,
-        }
-        ops.append(Op(len(ops), "DEPTHWISE_CONV_2D", [x, wt, b], [y], options))
-        x = y
-    return Graph(tensors, ops, inputs=[0], outputs=[x])
+# 3x3 depthwise layers in a row: (k, stride, padding, activation, output bound).
+CHAIN = (
+    (3, 1, "SAME", "RELU6", 6.0),
+    (3, 1, "VALID", "RELU", 3.0),
+    (3, 1, "SAME", "NONE", 3.0),
+    (3, 2, "SAME", "RELU6", 6.0),
+    (3, 1, "SAME", "RELU_N1_TO_1", 1.0),
+)
 
 
 @pytest.mark.emulator
@@ -181,7 +133,7 @@ def test_depthwise_chain_is_bit_exact_on_the_emulated_board(shape: tuple[int, in
     from tests.kernels.conv.test_dsp_kernels import _compile, _on_board
     from tests.test_models import random_inputs
 
-    graph = _depthwise_chain(*shape)
+    graph = depthwise_chain(*shape, CHAIN)
     compiled = _compile(graph, "dw_chain_{}x{}x{}".format(*shape))
     inputs = random_inputs(compiled.blob, np.random.default_rng(3), 2)
     expected = [run_tflite(write_tflite(graph), [x])[0] for x in inputs]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pytools.model.lowering import lower
+from tests.kernels.conv.support import conv_options
 from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_kernels import _compare
 from tests.kernels.support import quant
@@ -48,16 +49,7 @@ def _case(shape: tuple, seed: int) -> Case:
     bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(in_s * scales), 0))
     zp = int(rng.integers(-128, 128)) if activation == "NONE" else int(rng.integers(-128, 0))
     out_q = quant(float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2)), zp)
-    options = {
-        "padding": "VALID",
-        "stride_h": st,
-        "stride_w": st,
-        "dilation_h": 1,
-        "dilation_w": 1,
-        "depth_multiplier": 1,
-        "activation": activation,
-        "explicit_pad": (pt, pl),
-    }
+    options = conv_options("VALID", st, activation, depth_multiplier=1, explicit_pad=(pt, pl))
     in_q = quant(in_s, int(rng.integers(-128, 128)))
     w_q = quant(list(scales), 0, 3)
     g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, (1, oh, ow, c), out_q, options)
@@ -128,25 +120,8 @@ def test_pair_copies_are_bit_exact_on_the_emulated_board() -> None:
 
 def _on_board_all(compiled, xs: list[np.ndarray]) -> list[np.ndarray]:
     """All outputs of one INVOKE of the plan on a fresh emulated board (several inputs)."""
-    import os
-    import uuid
+    from tests.kernels.conv.test_dsp_kernels import emulated_model
 
-    from pytools import emulator
-    from pytools.link.client import Link
-    from pytools.model.board_runner import BoardModel
-    from pytools.model.host_twin import io_tensors, tensor_table
-    from tests.kernels.conv.test_dsp_kernels import _firmware
-
-    board, image = _firmware(compiled, True)
-    name = f"test-dwpair-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    emulator.start(board, image.elf, name=name)
-    try:
-        with Link.open(emulator.find(name).url) as link:
-            ins, outs = io_tensors(compiled.blob)
-            model = BoardModel(link, tensor_table(compiled.blob), ins, outs)
-            got, _ = model.invoke(xs)
-            return [np.array(g) for g in got]
-    finally:
-        emulator.stop(name)
-        for suffix in (".log", ".json"):
-            (emulator.RUN / f"{name}{suffix}").unlink(missing_ok=True)
+    with emulated_model(compiled, True, "test-dwpair") as model:
+        got, _ = model.invoke(xs)
+        return [np.array(g) for g in got]

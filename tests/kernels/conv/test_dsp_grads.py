@@ -20,13 +20,13 @@ import pytest
 
 from pytools.model.kernels import KernelCall, _lib, run_kernel
 from tests.kernels import grad_support as gs
-
-
-def _run(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
-    """X_<variant>_run on copies of the operands; returns them all after the call."""
-    values = [v.copy() for v in values]
-    run_kernel(call, values, variant)  # the planned scratch, guarded past its end
-    return values
+from tests.kernels.conv.support import (
+    assert_board_matches_ref,
+    dsp_same_as_ref,
+    run_c_sweep,
+    run_variant,
+    xorshift64_c,
+)
 
 
 def _pointwise(seed: int, **force: Any) -> gs.Layer:
@@ -45,18 +45,10 @@ def _pointwise(seed: int, **force: Any) -> gs.Layer:
     return gs.make_layer("conv", seed, **opts)
 
 
-def _same(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarray]:
-    ref = _run(call, values, "ref")
-    dsp = _run(call, values, "dsp")
-    for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
-        np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
-    return ref
-
-
 @pytest.mark.parametrize("seed", range(80))
 def test_conv2d_grad_input_1x1_dsp_matches_reference(seed: int) -> None:
     call, values = gs.grad_input_call(_pointwise(seed))
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert out[7][0] > 0 or not np.any(out[6])
 
 
@@ -74,7 +66,7 @@ def test_training_with_two_pass_depthwise_on_the_board_matches_the_host_twin() -
 def test_conv2d_grad_input_other_filters_dsp_matches_reference(seed: int) -> None:
     """Other filters run the reference inside the optimized entry point: still identical."""
     call, values = gs.grad_input_call(gs.make_layer("conv", seed))
-    _same(call, values)
+    dsp_same_as_ref(call, values)
 
 
 def test_conv2d_grad_input_dsp_edge_cases() -> None:
@@ -92,7 +84,7 @@ def test_conv2d_grad_input_dsp_edge_cases() -> None:
     for i, force in enumerate(cases):
         layer = _pointwise(1000 + i, **force)
         call, values = gs.grad_input_call(layer)
-        out = _same(call, values)
+        out = dsp_same_as_ref(call, values)
         assert np.any(out[6]), force
 
 
@@ -101,7 +93,7 @@ def test_the_random_layers_are_informative() -> None:
     spread = []
     for seed in range(40):
         call, values = gs.grad_input_call(_pointwise(seed))
-        g = _run(call, values, "dsp")[6]
+        g = run_variant(call, values, "dsp")[6]
         spread.append(np.unique(g).size >= 16)
     assert np.mean(spread) >= 0.8
 
@@ -117,10 +109,7 @@ def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_pat
     calls.append(gs.grad_input_call(_pointwise(99, in_c=64, out_c=256, h=4, w=4)))
     calls.append(gs.grad_input_call(_pointwise(98, per_channel=False, in_c=20, out_c=40)))
     board = gs.run_on_board(calls, tmp_path, board_name)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
 
 
@@ -128,7 +117,7 @@ def test_the_host_dispatch_runs_the_optimized_gradient_kernels_when_asked() -> N
     """X_run follows kernels_dsp_host for the gradient kernels too."""
     flag = ctypes.c_int.in_dll(_lib(), "kernels_dsp_host")
     call, values = gs.grad_input_call(_pointwise(7))
-    ref = _run(call, values, "ref")
+    ref = run_variant(call, values, "ref")
     old = flag.value
     try:
         flag.value = 1
@@ -152,33 +141,26 @@ def _depthwise(seed: int, **force: Any) -> gs.Layer:
 @pytest.mark.parametrize("seed", range(60))
 def test_depthwise_grad_input_dsp_matches_reference(seed: int) -> None:
     call, values = gs.grad_input_call(_depthwise(seed))
-    _same(call, values)
+    dsp_same_as_ref(call, values)
 
 
 @pytest.mark.emulator
 def test_depthwise_grad_input_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [gs.grad_input_call(_depthwise(seed)) for seed in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
 
 
-GRAD_REQUANT_SWEEP_C = r"""
+GRAD_REQUANT_SWEEP_C = (
+    r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include "dsp.h"
 #include "grad.h"
-
-static uint64_t state = 0x2545F4914F6CDD1Dull;
-static uint64_t rnd(void) {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-}
+"""
+    + xorshift64_c(0x2545F4914F6CDD1D)
+    + r"""
 
 /* Arrays of n values: random magnitudes at every scale, the extremes, and values whose
  * quotient acc * 127 / max lies exactly on a rounding tie or one unit beside it. */
@@ -214,27 +196,14 @@ int main(int argc, char **argv) {
     return bad != 0;
 }
 """
+)
 
 
 def test_fast_gradient_requantization_is_bit_identical(tmp_path) -> None:
     """dsp.h's dsp_grad_requantize_s32 (float estimate, exact 64-bit correction) against grad.c's
     grad_requantize_s32 (64-bit division): random arrays at every magnitude, INT32_MIN/MAX, and
     values on and beside the rounding ties, compiled with the host compiler."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
-    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
-    src.write_text(GRAD_REQUANT_SWEEP_C)
-    flags = ["-std=gnu11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", f"-I{kernels}"]
-    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe)], check=True)
-    p = subprocess.run([str(exe), "20000"], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout
-    checks, bad = map(int, p.stdout.split()[-2:])
+    checks, bad = run_c_sweep(tmp_path, GRAD_REQUANT_SWEEP_C, 20000, ("-Wextra", "-Werror"))
     assert bad == 0 and checks > 4_000_000
 
 
@@ -249,23 +218,20 @@ def test_conv2d_grad_update_1x1_dsp_matches_reference(seed: int) -> None:
     """New weights, biases and generator state identical (the stochastic rounding draws in the
     same order), on 1x1 layers with every kind of trained slice and mask."""
     call, values = _update(_pointwise(seed), seed)
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_conv2d_grad_update_other_filters_dsp_matches_reference(seed: int) -> None:
-    _same(*_update(gs.make_layer("conv", 300 + seed), seed))
+    dsp_same_as_ref(*_update(gs.make_layer("conv", 300 + seed), seed))
 
 
 @pytest.mark.emulator
 def test_conv2d_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_pointwise(seed, train_rows=3), seed) for seed in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
 
 
@@ -275,8 +241,8 @@ def test_fully_connected_grads_dsp_match_reference(seed: int) -> None:
     takes the reference): every operand identical, the generator state included."""
     force: dict[str, Any] = {"depth": int(np.random.default_rng(seed).integers(1, 300))} if seed % 2 else {}
     layer = gs.make_layer("fc", seed, **force)
-    _same(*gs.grad_input_call(layer))
-    _same(*_update(layer, seed))
+    dsp_same_as_ref(*gs.grad_input_call(layer))
+    dsp_same_as_ref(*_update(layer, seed))
 
 
 @pytest.mark.emulator
@@ -286,10 +252,7 @@ def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
         layer = gs.make_layer("fc", 500 + seed, per_channel=True, train_rows=2)
         calls += [gs.grad_input_call(layer), _update(layer, seed)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -298,7 +261,7 @@ def test_depthwise_grad_update_dsp_matches_reference(seed: int) -> None:
     4-channel blocks, tails of 1-3 channels, trained slices of any width) mostly, 1x1 to 5x5
     filters, strides, dilations, SAME and VALID, masks."""
     call, values = _update(_depthwise(seed), seed)
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
 
 
@@ -306,10 +269,7 @@ def test_depthwise_grad_update_dsp_matches_reference(seed: int) -> None:
 def test_depthwise_grad_update_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_depthwise(s, mult=1, in_c=9 + s, train_rows=5 + s), s) for s in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
 
 
@@ -340,7 +300,7 @@ def test_conv2d_grad_update_kxk_dsp_matches_reference(seed: int) -> None:
     """Filters larger than 1x1: new weights, biases and generator state identical."""
     call, values = _update(_kxk(seed), seed)
     assert call.params["filter_h"] * call.params["filter_w"] > 1
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert not np.array_equal(out[5], values[5]) or values[5].size == 0 or call.params["lr"] < 0.01
 
 
@@ -348,10 +308,7 @@ def test_conv2d_grad_update_kxk_dsp_matches_reference(seed: int) -> None:
 def test_conv2d_grad_update_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_kxk(s, train_rows=1 + s % 3, out_c=3 + s), s) for s in range(10)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(not np.array_equal(g[5], v[5]) for g, (_, v) in zip(board, calls, strict=True)) >= 8
 
 
@@ -360,7 +317,7 @@ def test_conv2d_grad_input_kxk_dsp_matches_reference(seed: int) -> None:
     """Filters larger than 1x1: the int8 input gradient and its scale identical."""
     call, values = gs.grad_input_call(_kxk(seed))
     assert call.params["filter_h"] * call.params["filter_w"] > 1
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert out[7][0] > 0 or not np.any(out[6])
 
 
@@ -378,7 +335,7 @@ def test_conv2d_grad_input_kxk_dsp_edge_cases() -> None:
     ]
     for i, force in enumerate(cases):
         call, values = gs.grad_input_call(_kxk(2000 + i, **force))
-        out = _same(call, values)
+        out = dsp_same_as_ref(call, values)
         assert np.any(out[6]), force
 
 
@@ -387,27 +344,20 @@ def test_conv2d_grad_input_kxk_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [gs.grad_input_call(_kxk(s)) for s in range(10)]
     calls.append(gs.grad_input_call(_kxk(99, in_c=32, out_c=60, fh=3, fw=3, h=5, w=5, sh=1, sw=1)))
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
 
 
-STEP_SWEEP_C = r"""
+STEP_SWEEP_C = (
+    r"""
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "conv2d_s8_grad_update.h"
 #include "dsp.h"
-
-static uint64_t state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-}
+"""
+    + xorshift64_c(0x9E3779B97F4A7C15)
+    + r"""
 
 /* Rows of weights stepped by conv_grad_step_weight one by one and by dsp_step_weights (strided
  * like the depthwise update): factors at every scale (steps of a fraction of a quantum to far
@@ -441,35 +391,14 @@ int main(int argc, char **argv) {
     return bad != 0;
 }
 """
+)
 
 
 def test_fast_weight_step_is_bit_identical(tmp_path) -> None:
     """dsp.h's dsp_step_weights against conv_grad_step_weight (conv2d_s8_grad_update.h, grad.c's
     generator) weight by weight: same weights and same generator state, over factors at every
     scale, inf and NaN, extreme accumulators and strides, compiled with the host compiler."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
-    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
-    src.write_text(STEP_SWEEP_C)
-    flags = [
-        "-std=gnu11",
-        "-O2",
-        "-ffp-contract=off",
-        "-Wall",
-        "-Wextra",
-        f"-I{kernels}",
-        f"-I{kernels.parent / 'common'}",
-    ]
-    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe), "-lm"], check=True)
-    p = subprocess.run([str(exe), "20000"], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout
-    checks, bad = map(int, p.stdout.split()[-2:])
+    checks, bad = run_c_sweep(tmp_path, STEP_SWEEP_C, 20000, ("-Wextra",))
     assert bad == 0 and checks > 3_000_000
 
 
@@ -489,7 +418,7 @@ def test_bias_updates_over_many_positions_dsp_match_reference(seed: int) -> None
     for layer in layers:
         call, values = _update(layer, 1 + seed % 3)
         assert call.params["train_bias_rows"] == c and call.params["update_bias"] == 1
-        out = _same(call, values)
+        out = dsp_same_as_ref(call, values)
         assert not np.array_equal(out[6], values[6])
 
 
@@ -567,7 +496,7 @@ def test_training_depthwise_and_stem_on_the_board_matches_the_host_twin() -> Non
 def test_conv2d_grad_update_narrow_kxk_dsp_matches_reference(seed: int) -> None:
     """Fewer than 8 input channels (the 4-rows-per-pass path): 1-7 channels, trained row counts
     with tails of 1-3 rows, strides, dilations, padding, masks."""
-    _same(*_update(_narrow(seed), seed))
+    dsp_same_as_ref(*_update(_narrow(seed), seed))
 
 
 def _narrow(seed: int) -> gs.Layer:
@@ -580,7 +509,7 @@ def test_the_narrow_kxk_updates_are_informative() -> None:
     moved = []
     for seed in range(30):
         call, values = _update(_narrow(seed), seed)
-        out = _run(call, values, "dsp")
+        out = run_variant(call, values, "dsp")
         moved.append(call.params["train_rows"] > 0 and not np.array_equal(out[5], values[5]))
     assert np.mean(moved) >= 0.6, np.mean(moved)
 
@@ -645,7 +574,7 @@ def _dw_small(seed: int) -> gs.Layer:
 @pytest.mark.parametrize("seed", range(60))
 def test_depthwise_grad_input_2pass_dsp_matches_reference(seed: int) -> None:
     call, values = _two_pass(_dw_small(seed))
-    _same(call, values)
+    dsp_same_as_ref(call, values)
 
 
 def test_depthwise_grad_input_2pass_cases_take_the_optimized_path() -> None:
@@ -654,13 +583,13 @@ def test_depthwise_grad_input_2pass_cases_take_the_optimized_path() -> None:
     calls = [_two_pass(_dw_small(seed)) for seed in range(60)]
     fast = [c for c in calls if _fast_two_pass(c[0])]
     assert len(fast) >= 40
-    assert sum(bool(np.any(_run(c, v, "dsp")[6])) for c, v in fast) >= len(fast) - 3
+    assert sum(bool(np.any(run_variant(c, v, "dsp")[6])) for c, v in fast) >= len(fast) - 3
     for sh in (1, 2):
         shape = dict(h=8, w=8, in_c=192, mult=1, fh=3, fw=3, sh=sh, sw=sh, padding="SAME")
         layer = gs.make_layer("dw", 900 + sh, **shape)
         call, values = _two_pass(layer)
         assert _fast_two_pass(call)
-        assert np.any(_same(call, values)[6])
+        assert np.any(dsp_same_as_ref(call, values)[6])
 
 
 def _dw_kxk(seed: int) -> gs.Layer:
@@ -684,7 +613,7 @@ def _dw_kxk(seed: int) -> gs.Layer:
 @pytest.mark.parametrize("seed", range(24))
 def test_depthwise_grad_input_2pass_kxk_dsp_matches_reference(seed: int) -> None:
     call, values = _two_pass(_dw_kxk(seed))
-    _same(call, values)
+    dsp_same_as_ref(call, values)
 
 
 def test_depthwise_grad_input_2pass_kxk_cases_take_the_optimized_path() -> None:
@@ -692,7 +621,7 @@ def test_depthwise_grad_input_2pass_kxk_cases_take_the_optimized_path() -> None:
     assert all(_fast_two_pass(c) for c, _ in calls[:4])  # MCUNet's shapes
     fast = [c for c in calls if _fast_two_pass(c[0])]
     assert len(fast) >= 20
-    assert sum(bool(np.any(_run(c, v, "dsp")[6])) for c, v in fast) >= len(fast) - 2
+    assert sum(bool(np.any(run_variant(c, v, "dsp")[6])) for c, v in fast) >= len(fast) - 2
 
 
 @pytest.mark.emulator
@@ -703,10 +632,7 @@ def test_depthwise_grad_input_2pass_on_the_emulated_cortex_m7(tmp_path, monkeypa
     calls.append(_two_pass(gs.make_layer("dw", 903, h=8, w=8, in_c=192, mult=1, fh=3, fw=3, sh=1, sw=1)))
     calls += [_two_pass(_dw_kxk(seed)) for seed in (0, 1, 4, 5, 6, 7)]  # 5x5 and 7x7
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 2
 
 
@@ -733,8 +659,8 @@ def _grad_add_call(seed: int) -> tuple[KernelCall, list[np.ndarray]]:
 @pytest.mark.parametrize("seed", range(30))
 def test_grad_add_dsp_matches_reference(seed: int) -> None:
     call, values = _grad_add_call(seed)
-    out = _same(call, values)  # the float scale too, bit for bit (array_equal on float32)
-    assert out[5].tobytes() == _run(call, values, "dsp")[5].tobytes()
+    out = dsp_same_as_ref(call, values)  # the float scale too, bit for bit (array_equal on float32)
+    assert out[5].tobytes() == run_variant(call, values, "dsp")[5].tobytes()
 
 
 @pytest.mark.emulator
@@ -743,7 +669,7 @@ def test_grad_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
     calls = [_grad_add_call(seed) for seed in range(12)]
     board = gs.run_on_board(calls, tmp_path)
     for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
+        want = run_variant(call, values, "ref")
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"grad_add operand {k} on the board")
     assert sum(bool(np.any(g[4])) for g in board) >= 8
@@ -829,7 +755,7 @@ def _split_cases() -> list[tuple[KernelCall, list[np.ndarray]]]:
 
 def test_conv2d_grad_input_1x1_split_terms_dsp_matches_reference() -> None:
     for call, values in _split_cases():
-        out = _same(call, values)
+        out = dsp_same_as_ref(call, values)
         assert np.any(out[6])
 
 
@@ -846,7 +772,7 @@ def test_the_recomputed_terms_are_the_references() -> None:
         acc = t @ w
         big = int(np.abs(acc).max())
         q = np.sign(acc) * ((np.abs(acc) * 127 + big // 2) // big)
-        ref = _run(call, values, "ref")[6]
+        ref = run_variant(call, values, "ref")[6]
         np.testing.assert_array_equal(q.reshape(ref.shape), ref)
 
 
@@ -868,7 +794,4 @@ def test_conv2d_grad_input_1x1_split_terms_on_the_emulated_cortex_m7(tmp_path) -
     """The packed-term cases through the firmware build's assembly (gather_m7)."""
     calls = _split_cases()
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)

@@ -21,12 +21,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pytools.model.kernels import KernelCall, _lib, run_kernel
 from pytools.model.lowering import lower
+from tests.kernels.conv.support import conv_options
 from tests.kernels.conv.test_conv_kernels import (
     Case,
     _graph,
@@ -286,15 +288,7 @@ def _depthwise3x3_case(seed: int, large: bool = False, gain: bool = False) -> Ca
     def size(n: int) -> int:
         return -(-n // stride) if padding == "SAME" else -(-(n - 2 * dil) // stride)
 
-    options = {
-        "padding": padding,
-        "stride_h": stride,
-        "stride_w": stride,
-        "dilation_h": dil,
-        "dilation_w": dil,
-        "depth_multiplier": 1,
-        "activation": "NONE",
-    }
+    options = conv_options(padding, stride, "NONE", dil, depth_multiplier=1)
     in_q = quant(0.02, int(rng.integers(-128, 128)))
     w_q = quant(list(scales), 0, 3)
     shapes = ((1, h, w, c), (1, size(h), size(w), c))
@@ -525,31 +519,38 @@ def _firmware(compiled, dsp: bool):
         return board, builder.build_firmware(board, compiled.blob, compiled.arena)
 
 
-def _on_board(compiled, dsp: bool, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
-    """Outputs and INVOKE costs (instructions) of the plan on a fresh emulated board."""
+@contextmanager
+def emulated_model(compiled, dsp: bool, tag: str = "test-dsp") -> Iterator[Any]:
+    """The plan's BoardModel (pytools.model.board_runner) on a fresh emulated board running the
+    DSP (or reference) kernel build; the emulator stopped and its files removed afterwards."""
     from pytools import emulator
     from pytools.link.client import Link
     from pytools.model.board_runner import BoardModel
     from pytools.model.host_twin import io_tensors, tensor_table
 
     board, image = _firmware(compiled, dsp)
-    name = f"test-dsp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    name = f"{tag}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     emulator.start(board, image.elf, name=name)
     try:
         with Link.open(emulator.find(name).url) as link:
             ins, outs = io_tensors(compiled.blob)
-            model = BoardModel(link, tensor_table(compiled.blob), ins, outs)
-            results, costs = [], []
-            for x in inputs:
-                out, report = model.invoke([x])
-                assert report["counter_unit"] == 1  # instructions (-icount shift=0)
-                results.append(out[0])
-                costs.append(int(report["cost"]))
-            return results, costs
+            yield BoardModel(link, tensor_table(compiled.blob), ins, outs)
     finally:
         emulator.stop(name)
         for suffix in (".log", ".json"):
             (emulator.RUN / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def _on_board(compiled, dsp: bool, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """Outputs and INVOKE costs (instructions) of the plan on a fresh emulated board."""
+    with emulated_model(compiled, dsp) as model:
+        results, costs = [], []
+        for x in inputs:
+            out, report = model.invoke([x])
+            assert report["counter_unit"] == 1  # instructions (-icount shift=0)
+            results.append(out[0])
+            costs.append(int(report["cost"]))
+        return results, costs
 
 
 def _conv_graph_1x1(h: int, w: int, cin: int, cout: int, seed: int = 0):

@@ -23,22 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, _lib, run_kernel, scratch_size
+from pytools.model.kernels import KernelCall, _lib, scratch_size
 from tests.kernels import grad_support as gs
-
-
-def _run(call: KernelCall, values: list[np.ndarray], variant: str) -> list[np.ndarray]:
-    values = [v.copy() for v in values]
-    run_kernel(call, values, variant)  # the planned scratch, guarded past its end
-    return values
-
-
-def _same(call: KernelCall, values: list[np.ndarray]) -> list[np.ndarray]:
-    ref = _run(call, values, "ref")
-    dsp = _run(call, values, "dsp")
-    for k, (r, d) in enumerate(zip(ref, dsp, strict=True)):
-        np.testing.assert_array_equal(d, r, err_msg=f"{call.kernel} operand {k}")
-    return ref
+from tests.kernels.conv.support import assert_board_matches_ref, dsp_same_as_ref, run_variant
 
 
 def _planes_take(call: KernelCall) -> bool:
@@ -91,7 +78,7 @@ def _planes_layer(seed: int) -> gs.Layer:
 @pytest.mark.parametrize("seed", range(48))
 def test_one_pass_planes_variant_matches_reference(seed: int) -> None:
     call, values = gs.grad_input_call(_planes_layer(seed))
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert np.any(out[6]) or seed == 7
 
 
@@ -120,7 +107,7 @@ def test_one_pass_planes_variant_writes_its_output_over_its_scratch(i: int) -> N
     the variant writes it only in the final requantization, element i after accumulator i."""
     taken = (gs.grad_input_call(_planes_layer(seed)) for seed in range(48))
     call, values = [c for c in taken if _planes_take(c[0])][i]
-    want = _run(call, values, "ref")
+    want = run_variant(call, values, "ref")
     got = [v.copy() for v in values]
     n = scratch_size(call)
     scratch = np.full(n + 64, 0x5A, np.uint8)
@@ -234,7 +221,7 @@ def _kept_layer(seed: int) -> gs.Layer:
 def test_two_pass_kept_channels_match_reference(seed: int) -> None:
     call, values = _two_pass(_kept_layer(seed))
     assert _kept(call.params) > 0 and _kept_by_the_kernel(call) == _kept(call.params)
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert np.any(out[6])
 
 
@@ -287,7 +274,7 @@ def test_the_replica_is_the_kernels_arithmetic() -> None:
     acc = _accumulators(call, values)
     big = int(np.abs(acc).max())
     q = np.sign(acc) * ((np.abs(acc) * 127 + big // 2) // big)
-    np.testing.assert_array_equal(_run(call, values, "ref")[6], q.astype(np.int8))
+    np.testing.assert_array_equal(run_variant(call, values, "ref")[6], q.astype(np.int8))
 
 
 @pytest.mark.parametrize("case", ["two batches", "few channels", "largest below 128"])
@@ -323,7 +310,7 @@ def test_two_pass_without_kept_values_matches_reference(case: str) -> None:
         assert 0 < np.abs(acc).max() < 128
     else:
         assert _kept(call.params) == 0
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert np.any(out[6])
 
 
@@ -346,8 +333,5 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
     assert [_planes_take(c) for c, _ in calls] == [True] * 4 + [False] * 2
     calls += [_two_pass(_kept_layer(seed)) for seed in (0, 1, 2, 3, 4, 11)]
     board = gs.run_on_board(calls, tmp_path, board_name)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, values, "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1

@@ -15,7 +15,13 @@ import pytest
 
 from pytools.model.kernels import params_layout, run_kernel, scratch_size
 from tests.kernels import grad_support as gs
-from tests.kernels.conv.test_dsp_grads import _run, _same
+from tests.kernels.conv.support import (
+    assert_board_matches_ref,
+    dsp_same_as_ref,
+    run_c_sweep,
+    run_variant,
+    xorshift64_c,
+)
 
 
 def _layer(seed: int) -> gs.Layer:
@@ -61,7 +67,7 @@ def _takes(call) -> bool:
 def test_spatial_update_matches_reference(seed: int) -> None:
     call, values = _update(_layer(seed), seed)
     assert "train_cols" in params_layout(call.kernel).names
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert not np.array_equal(out[5], values[5]) or call.params["lr"] < 0.01
 
 
@@ -87,17 +93,14 @@ def test_the_variant_takes_these_layers() -> None:
         )
         call, values = _update(layer, 1)
         assert _takes(call)
-        _same(call, values)
+        dsp_same_as_ref(call, values)
 
 
 @pytest.mark.emulator
 def test_spatial_update_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_update(_layer(seed), seed) for seed in range(12)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, copy.deepcopy(values), "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
     host = []
     for call, values in calls:
         mine = copy.deepcopy(values)
@@ -126,7 +129,7 @@ def test_weight_step_on_the_emulated_boards_at_every_scale(tmp_path, board_name:
     board = gs.run_on_board(calls, tmp_path, board_name)
     moved = 0
     for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, copy.deepcopy(values), "ref")
+        want = run_variant(call, copy.deepcopy(values), "ref")
         for k, (w, b) in enumerate(zip(want, got, strict=True)):
             np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} lr {call.params['lr']} operand {k}")
         moved += not np.array_equal(want[5], values[5])
@@ -162,19 +165,15 @@ def test_the_update_kernels_stay_inside_their_scratch(seed: int) -> None:
         assert _run_guarded(call, values, "ref"), call.kernel
 
 
-BIAS_SWEEP_C = r"""
+BIAS_SWEEP_C = (
+    r"""
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "conv2d_s8_grad_update_dsp.h"
-
-static uint64_t state = 0x2545F4914F6CDD1Dull;
-static uint64_t rnd(void) {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-}
+"""
+    + xorshift64_c(0x2545F4914F6CDD1D)
+    + r"""
 
 /* dsp_step_bias against conv_grad_step_bias: steps at every scale (fractions, halves exactly,
  * around 2^24, 2^31 and 2^32), infinities and NaN, biases at the int32 limits. */
@@ -197,34 +196,14 @@ int main(int argc, char **argv) {
     return bad != 0;
 }
 """
+)
 
 
 def test_fast_bias_step_is_bit_identical(tmp_path) -> None:
     """conv2d_s8_grad_update_dsp.h's dsp_step_bias (every DSP update's bias step) against the
     reference's conv_grad_step_bias, compiled with the host compiler (the board runs it in the
     update calls above, lr up to inf and NaN)."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    kernels = Path(__file__).resolve().parents[3] / "firmware" / "kernels"
-    src, exe = tmp_path / "sweep.c", tmp_path / "sweep"
-    src.write_text(BIAS_SWEEP_C)
-    flags = [
-        "-std=gnu11",
-        "-O2",
-        "-ffp-contract=off",
-        "-Wall",
-        f"-I{kernels}",
-        f"-I{kernels.parent / 'common'}",
-    ]
-    subprocess.run([cc, *flags, str(src), str(kernels / "grad.c"), "-o", str(exe), "-lm"], check=True)
-    p = subprocess.run([str(exe), "2000000"], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout
-    checks, bad = map(int, p.stdout.split()[-2:])
+    checks, bad = run_c_sweep(tmp_path, BIAS_SWEEP_C, 2_000_000)
     assert bad == 0 and checks == 2_000_000
 
 
@@ -253,7 +232,7 @@ def test_bias_sums_by_mask_byte_match_reference(seed: int) -> None:
     (any filter: bias-only updates of 7x7 and depth multipliers take the DSP path) and fully
     connected, biases alone and with weights."""
     call, values = _bias_call(seed)
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert not np.array_equal(out[6], values[6])
 
 
@@ -261,10 +240,7 @@ def test_bias_sums_by_mask_byte_match_reference(seed: int) -> None:
 def test_bias_sums_by_mask_byte_on_the_emulated_cortex_m7(tmp_path) -> None:
     calls = [_bias_call(seed) for seed in range(12)]
     board = gs.run_on_board(calls, tmp_path)
-    for (call, values), got in zip(calls, board, strict=True):
-        want = _run(call, copy.deepcopy(values), "ref")
-        for k, (w, b) in enumerate(zip(want, got, strict=True)):
-            np.testing.assert_array_equal(b, w, err_msg=f"{call.kernel} operand {k} on the board")
+    assert_board_matches_ref(calls, board)
 
 
 def _run_all_guarded(call, values: list[np.ndarray], variant: str) -> list[str]:

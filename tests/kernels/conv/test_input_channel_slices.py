@@ -22,8 +22,8 @@ import pytest
 
 from pytools.model.kernels import KernelCall, run_kernel
 from tests.kernels import grad_support as gs
+from tests.kernels.conv.support import dsp_same_as_ref, run_variant
 from tests.kernels.conv.test_conv_grads import RNG_STATE, _lr_for, _qas_steps, _update_matches
-from tests.kernels.conv.test_dsp_grads import _run, _same
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def test_forward_reads_the_trained_columns(seed: int) -> None:
     layer = _layer(seed)
     call, values = gs.forward_call(layer, trained=True)
     assert call.params["train_cols"] == layer.train_cols
-    ref = _run(call, values, "ref")[-1]
-    dsp = _run(call, values, "dsp")[-1]
+    ref = run_variant(call, values, "ref")[-1]
+    dsp = run_variant(call, values, "dsp")[-1]
     np.testing.assert_array_equal(ref, gs.run_forward(layer, trained=False))
     np.testing.assert_array_equal(dsp, ref)
     flash = gs.run_forward(gs.without_training(layer), trained=True)
@@ -73,7 +73,7 @@ def test_grad_input_matches_tensorflow(tf: Any, seed: int) -> None:
     layer = _layer(seed, has_mask=seed % 3 != 0)
     ref = gs.tf_reference(tf, layer)
     call, values = gs.grad_input_call(layer)
-    out = _same(call, values)  # the selector and the reference: the same bits
+    out = dsp_same_as_ref(call, values)  # the selector and the reference: the same bits
     assert gs.grad_input_ok(out[6], float(out[7][0]), ref.dx, "conv")
     # Reading the flash columns instead fails the same check where it matters.
     flash = gs.tf_reference(tf, gs.without_training(layer))
@@ -120,7 +120,7 @@ def test_grad_input_1x1_dsp_matches_reference(seed: int) -> None:
         train_cols=2 * int(rng.integers(1, in_c // 2 + 1)),
     )
     call, values = gs.grad_input_call(layer)
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert out[6].any()
 
 
@@ -133,7 +133,7 @@ def _update(layer: gs.Layer, seed: int) -> tuple[KernelCall, list[np.ndarray]]:
 @pytest.mark.parametrize("seed", range(24))
 def test_update_dsp_matches_reference(seed: int) -> None:
     call, values = _update(_layer(seed), seed)
-    out = _same(call, values)
+    out = dsp_same_as_ref(call, values)
     assert not np.array_equal(out[5], values[5]) or call.params["lr"] < 0.01
 
 
