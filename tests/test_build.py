@@ -162,7 +162,7 @@ def test_invoke_build_prints_the_linkers_own_figures() -> None:
 def test_an_image_over_the_ram_limit_is_refused_with_the_overflow() -> None:
     board = load_board("mps2_an500")
     small = dataclasses.replace(
-        board, name="mps2_an500_tiny_ram", memory=dataclasses.replace(board.memory, ram_size=16 * 1024)
+        board, name="mps2_an500_tiny_ram", memory=dataclasses.replace(board.memory, ram_size=8 * 1024)
     )
     with pytest.raises(ToolError, match=r"does not fit mps2_an500_tiny_ram: RAM overflowed by [\d,]+ bytes"):
         build_firmware(small)

@@ -96,7 +96,10 @@ def test_rows(task: tuple[results.TaskResult, Path]) -> None:
     # memory: the linker's, ours within the budget, ordered as the schemes are
     s = {k: r.sram for k, r in rows.items()}
     assert s["float32, whole network (cloud baseline)"] is None
-    assert s["int8 classifier only"] < s["int8 sparse + QAS (ours)"] <= tr.spec.budget < s["int8 full update"]
+    # (the full update is not held above the budget: with the kernels' buffers in the arena and
+    # a 4 KB stack, digits' full update is 27,040 B, inside its 28 KB; docs/RESULTS.md shows it)
+    assert s["int8 classifier only"] < s["int8 sparse + QAS (ours)"] <= tr.spec.budget
+    assert s["int8 sparse + QAS (ours)"] < s["int8 full update"]
     assert s["int8 sparse, no QAS"] == s["int8 sparse + QAS (ours)"]
 
 
