@@ -398,16 +398,25 @@ def int8_accuracy(
 
 def _deterministic_tf() -> None:
     """TensorFlow with op determinism (zoo.import_tf) on one thread: a reduction's order then does not
-    depend on the machine's core count, so another machine of the kind gets the same numbers."""
+    depend on the machine's core count, so another machine of the kind gets the same numbers.
+    TensorFlow takes the setting only before it initialises, so this must run before anything
+    uses it (measured: the float backbones trained on all cores and on one thread differ)."""
     from pytools.pretrain.zoo import import_tf
 
     tf = import_tf()
     tf.get_logger().setLevel("ERROR")  # nor Keras' retracing notes
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() == threading.get_inter_op_parallelism_threads() == 1:
+        return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow already initialised in this process (it keeps its first setting)
+        threading.set_intra_op_parallelism_threads(1)
+        threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as e:
+        raise ToolError(
+            "TensorFlow was initialised in this process before `invoke results` could make it "
+            "single-threaded, so its float runs would depend on the core count; call "
+            "results._deterministic_tf() before anything uses TensorFlow"
+        ) from e
 
 
 def float_accuracy(
@@ -734,13 +743,15 @@ def run_tasks(
     n_ops: dict[str, int] = {}
     graphs: dict[str, Any] = {}
     names: dict[str, str] = {}
+    # TensorFlow's settings before anything loads it: a backbone not yet cached is built
+    # with TensorFlow by spec.model() (a fresh clone's digits CNN).
+    _deterministic_tf()
     for spec in specs:
         name, blob = spec.model()
         paths[spec.name] = BUILD / "results" / f"{name}.tflite"
         paths[spec.name].parent.mkdir(parents=True, exist_ok=True)
         if not paths[spec.name].exists() or paths[spec.name].read_bytes() != blob:
             paths[spec.name].write_bytes(blob)
-        _deterministic_tf()  # TensorFlow's settings before anything loads it
         spec.keras()  # the float weights built and cached here, once, not by each worker
         graphs[spec.name] = import_tflite(blob, name)
         names[spec.name] = name

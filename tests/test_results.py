@@ -443,3 +443,67 @@ def test_render_rewrites_the_report_from_the_stored_runs_and_runs_nothing(
     monkeypatch.setattr(results, "TASKS", [tr.spec, hapt])
     with pytest.raises(results.ToolError, match="no stored run of hapt_users"):
         results.render(md, out, readme)
+
+
+_SINGLE_THREAD_PROBE = """
+import dataclasses
+import tensorflow as tf
+from pytools import results
+from pytools.boards import load_board
+
+seen = []
+
+
+class Stop(Exception):
+    pass
+
+
+def model():
+    # What a fresh clone's first backbone does: build itself with TensorFlow (initialising it).
+    seen.append(tf.config.threading.get_intra_op_parallelism_threads())
+    tf.constant(1)
+    raise Stop
+
+
+spec = dataclasses.replace(results.TASKS[0], model=model)
+try:
+    results.run_tasks([spec], load_board("mps2_an500"), progress=False, workers=1)
+except Stop:
+    pass
+print("threads when the first backbone was built:", seen)
+try:
+    results._deterministic_tf()
+    print("single-threaded: yes")
+except Exception as e:
+    print("refused:", type(e).__name__)
+"""
+
+
+def test_tensorflow_is_single_threaded_before_the_first_backbone_is_built(tmp_path: Path) -> None:
+    """The float backbones trained on all cores and on one thread differ (measured: the float
+    weights of fashion_mbv2 and hapt_cnn1d; the cloud rows moved with them). A fresh clone builds
+    the digits CNN with TensorFlow before anything else: TensorFlow must be single-threaded
+    by then, in a fresh process as `invoke results` runs."""
+    import subprocess
+    import sys
+
+    from pytools.paths import ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-c", _SINGLE_THREAD_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert "threads when the first backbone was built: [1]" in out.stdout, out.stdout + out.stderr
+    assert "single-threaded: yes" in out.stdout, out.stdout + out.stderr
+
+
+def test_tensorflow_initialised_on_all_cores_is_refused_not_ignored() -> None:
+    import subprocess
+    import sys
+
+    from pytools.paths import ROOT
+
+    code = "import tensorflow as tf; tf.constant(1)\nfrom pytools import results\n"
+    code += "try:\n    results._deterministic_tf(); print('accepted')\nexcept Exception as e:\n"
+    code += "    print('refused:', type(e).__name__, e)\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "refused: ToolError" in out.stdout and "single-threaded" in out.stdout, out.stdout + out.stderr
