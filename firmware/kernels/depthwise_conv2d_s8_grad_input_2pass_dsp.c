@@ -33,6 +33,12 @@
 #include "depthwise_conv2d_s8_grad_input_planes.h"
 #include "dsp.h"
 #include "grad.h"
+#ifdef DWG_PROF
+void dwg_prof(int i);
+#define PROF(i) dwg_prof(i)
+#else
+#define PROF(i)
+#endif
 
 /* The DSP variant's scratch for a shape the engine takes: one Q23 multiplier per channel,
  * then, at the offset this returns (8-aligned), the engine's buffers (dwp_buffer_size). */
@@ -76,42 +82,58 @@ static int32_t exact_acc(const struct dwp *d, int32_t c, int32_t mc, int32_t y, 
     return s;
 }
 
+/* Pass 2's rounding (grad_requantize_s32's, as dsp_round4 does it): r = dsp_grad_recip(M), 128
+ * <= M = max_abs < 2^30, half = M / 2. */
+struct rounding {
+    uint32_t max_abs, half, r;
+};
+
+/* For 0 <= a <= max_abs: q = floor(a r / 2^32) is floor(127 a / M) or one more and never above
+ * the rounded quotient floor((127 a + half) / M) (dsp.h's dsp_round4), so the remainder
+ * 127 a + half - q M lies in [0, 2 M) and one step corrects q: *rem is left in [0, M). */
+static inline uint32_t quotient(uint32_t a, uint32_t max_abs, uint32_t half, uint32_t r,
+                                uint32_t *rem) {
+    const uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+    const uint32_t t = a * 127u + half - q * max_abs;
+    const uint32_t over = (uint32_t)((int32_t)(max_abs - 1u - t) >> 31); /* t >= M */
+    *rem = t - (max_abs & over);
+    return q - over;
+}
+
+/* The rare path of round_kept, apart so that its loop keeps its registers: the accumulator at
+ * position i computed again (exact_acc), rounded. */
+static __attribute__((noinline)) int8_t round_exact(const struct dwp *d, int32_t c, int32_t mc,
+                                                    size_t i, const struct rounding *k) {
+    const int32_t y = (int32_t)(i / (size_t)d->p.input_w), x = (int32_t)(i % (size_t)d->p.input_w);
+    return dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), k->max_abs, k->half, k->r);
+}
+
 /* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
- * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> shifts[c]), rounded as
- * dsp_grad_round_s32_recip rounds (r = dsp_grad_recip(max_abs), 128 <= max_abs < 2^30). A
- * kept value v gives |acc| in [a, a + 2^shift - 1], a = v << shift (v >= 0) or (-1 - v) <<
- * shift + 1; the quotient floor((127 |acc| + max_abs / 2) / max_abs) is a's unless its
- * remainder plus 127 (2^shift - 1) reaches max_abs, and then the accumulator is computed again
- * (exact_acc). Apart for its registers: the loop keeps no more than it needs. */
+ * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> sh). A kept value v gives
+ * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
+ * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs, and then the
+ * accumulator is computed again (round_exact). */
 static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
-                                                 int8_t *grad_in, uint32_t max_abs, uint32_t r,
+                                                 int8_t *grad_in, const struct rounding *k,
                                                  int sh) {
     const size_t c_n = (size_t)d->p.input_c;
     const size_t n = (size_t)d->p.input_h * (size_t)d->p.input_w;
-    const uint32_t half = max_abs / 2u, width = 127u * ((1u << sh) - 1u);
+    /* a remainder from `edge` on has a boundary within 127 (2^sh - 1) (< max_abs / 128: the
+     * kept shift leaves 15 bits of the channel's largest |acc|, itself <= max_abs) */
+    const uint32_t edge = k->max_abs - 127u * ((1u << sh) - 1u);
+    const uint32_t max_abs = k->max_abs, half = k->half, r = k->r; /* in registers (out aliases) */
     int8_t *out = grad_in + (size_t)c;
-    const int8_t *from = grad_in + 2 * (size_t)c;
-    for (size_t i = 0; i < n; ++i, out += c_n, from += c_n) {
+    const int8_t *from = grad_in + 2 * (size_t)c, *end = from + n * c_n;
+    for (; from != end; out += c_n, from += c_n) {
         int16_t v16;
         __builtin_memcpy(&v16, from, 2);
         const int32_t v = v16, sg = v >> 31;
-        const uint32_t a = ((uint32_t)(v ^ sg) << sh) - (uint32_t)sg;
-        uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
-        int32_t rem = (int32_t)(a * 127u + half - q * max_abs); /* in [-M, 2M): q is off by <= 1 */
-        const int32_t low = rem >> 31;
-        q += (uint32_t)low;
-        rem += low & (int32_t)max_abs;
-        const int32_t high = (int32_t)(max_abs - 1u - (uint32_t)rem) >> 31;
-        q -= (uint32_t)high;
-        rem -= high & (int32_t)max_abs;
-        if (__builtin_expect((uint32_t)rem + width >= max_abs, 0)) {
-            /* a rounding boundary inside the interval */
-            const int32_t y = (int32_t)(i / (size_t)d->p.input_w),
-                          x = (int32_t)(i % (size_t)d->p.input_w);
-            *out = dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), max_abs, half, r);
-        } else {
+        uint32_t rem;
+        const uint32_t q = quotient(((uint32_t)(v ^ sg) << sh) - (uint32_t)sg, max_abs, half, r, &rem);
+        if (__builtin_expect(rem >= edge, 0))
+            *out = round_exact(d, c, mc, (size_t)(from - (grad_in + 2 * (size_t)c)) / c_n, k);
+        else
             *out = (int8_t)(((int32_t)q ^ sg) - sg);
-        }
     }
 }
 
@@ -147,15 +169,16 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
+    const int32_t in_w = p.input_w; /* (p's address escapes: its fields are reloaded after stores) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    dwp_pick_shift(&d, scratch); /* the multipliers' scratch, used for the rows below */
 
     int16_t *plane;
     uint32_t *words;
     int32_t *row;
     dwp_buffers(&d, (uint8_t *)scratch + dwp_offset(&p), &plane, &words, &row);
     dwp_clear(&d, plane);
+    PROF(0);
     /* Pass 1 computes every channel for max|acc|. The output is free until pass 2, and its
      * bytes keep half of the channels' accumulators, so pass 2 rounds those without computing
      * them again: channel c < kept = ch / 2 as int16 acc >> shifts[c] at grad_in[pos * ch + 2 c]
@@ -167,7 +190,8 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
      * (exact_acc). The channel's rows go to the scratch the reference gives the multipliers
      * (computed when needed, dwp_q23), then the kept shifts; this needs every row of a channel
      * there at once (one batch), else nothing is kept. */
-    const int32_t pitch = DWP_PITCH(&d);
+    /* Rows at the engine's pitch, or packed where it writes no column past a row's end */
+    const int32_t pitch = d.whole4 ? p.input_w : DWP_PITCH(&d);
     const size_t c_n = (size_t)ch;
     uint8_t *shifts = (uint8_t *)scratch + dwp_offset(&p) - (size_t)(ch / 2);
     int32_t block;
@@ -178,9 +202,13 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
+        PROF(1);
         dwp_kernel(&d, c, words);
+        PROF(2);
         for (int32_t b = 0; b < p.batches; ++b) {
-            if (!dwp_fill(&d, b, c, mc, plane)) {
+            const int any_ = dwp_fill(&d, b, c, mc, plane);
+            PROF(3);
+            if (!any_) {
                 if (c < kept) {
                     shifts[c] = 0;
                     for (size_t i = 0; i < plane_n; ++i)
@@ -192,27 +220,28 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
                 dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
-                for (int32_t y = 0; y < ny; ++y) {
-                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
-                    for (int32_t x = 0; x < p.input_w; ++x) {
-                        const int32_t v = a[x], sg = v >> 31;
-                        const uint32_t m = (uint32_t)((v ^ sg) - sg);
-                        if (m > cmax) cmax = m;
-                    }
-                }
+                PROF(4);
+                if (pitch == p.input_w)
+                    cmax = dsp_max_abs_s32(acc, (size_t)ny * (size_t)pitch, cmax);
+                else
+                    for (int32_t y = 0; y < ny; ++y)
+                        cmax = dsp_max_abs_s32(acc + (size_t)y * (size_t)pitch, (size_t)p.input_w,
+                                               cmax);
             }
             if (cmax > max_abs) max_abs = cmax;
+            PROF(5);
             if (c < kept) { /* every row of the channel is in acc (block == input_h) */
                 const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
                 shifts[c] = (uint8_t)sh;
                 int8_t *keep = grad_in + 2 * (size_t)c;
                 for (int32_t y = 0; y < p.input_h; ++y) {
-                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
-                    for (int32_t x = 0; x < p.input_w; ++x, keep += c_n) {
-                        const int16_t v = (int16_t)(a[x] >> sh);
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
+                    for (; a != row_end; ++a, keep += c_n) {
+                        const int16_t v = (int16_t)(*a >> sh);
                         __builtin_memcpy(keep, &v, 2);
                     }
                 }
+                PROF(6);
             }
         }
     }
@@ -228,31 +257,44 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const float k = 127.0f / (float)max_abs;
     const int recip = max_abs >= 128u && max_abs < (1u << 30);
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
+    const struct rounding rk = {max_abs, half, r};
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
-            round_kept(&d, c, mc, grad_in, max_abs, r, shifts[c]);
+            PROF(9);
+            round_kept(&d, c, mc, grad_in, &rk, shifts[c]);
+            PROF(7);
             continue;
         }
+        PROF(9);
         dwp_kernel(&d, c, words);
+        PROF(10);
         for (int32_t b = 0; b < p.batches; ++b) {
             int8_t *out = grad_in + (size_t)b * plane_n * c_n + (size_t)c;
             if (!dwp_fill(&d, b, c, mc, plane)) {
                 for (size_t i = 0; i < plane_n; ++i) out[i * c_n] = 0;
                 continue;
             }
+            PROF(11);
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
                 dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
+                PROF(12);
                 for (int32_t y = 0; y < ny; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch;
                     if (recip)
-                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                            *out = dsp_grad_round_s32_recip(a[x], max_abs, half, r);
+                        for (const int32_t *row_end = a + in_w; a != row_end; ++a, out += c_n) {
+                            const int32_t v = *a, sg = v >> 31;
+                            uint32_t rem;
+                            const uint32_t q =
+                                quotient((uint32_t)((v ^ sg) - sg), max_abs, half, r, &rem);
+                            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+                        }
                     else /* max_abs < 128 or >= 2^30: rare, the rounding for every range */
                         for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
                             *out = dsp_grad_round_s32(a[x], max_abs, half, k);
                 }
+                PROF(13);
             }
         }
     }

@@ -28,7 +28,11 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
             if (d->kh[i] > kh_max) kh_max = d->kh[i];
             if (d->kw[i] > kw_max) kw_max = d->kw[i];
         }
-    if (words > DWP_WORDS) return 0;
+    /* The engine's shapes have at most 2 DWP_WORDS taps, for which the reference's shift is the
+     * smallest one whatever the weights (dw_grad_worst_shift): no pass over them. */
+    if (words > DWP_WORDS || dw_grad_worst_shift(p->filter_h * p->filter_w) != CONV_GRAD_MIN_SHIFT_16)
+        return 0;
+    d->shift = CONV_GRAD_MIN_SHIFT_16;
     /* Y and X reach (input - 1 + pad) / s; P holds the g' and every row and column read. */
     const int32_t max_y = (p->input_h - 1 + p->pad_h) / sh,
                   max_x = (p->input_w - 1 + p->pad_w) / sw;
@@ -100,28 +104,6 @@ float dwp_operands(struct dwp *d, void *const *operands) {
     return max_s;
 }
 
-void dwp_pick_shift(struct dwp *d, uint32_t *sums) {
-    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them.
-     * The sums tap by tap along the channels (contiguous weights), not channel by channel. */
-    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
-    const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
-    const int32_t tr = p->train_rows < ch ? p->train_rows : ch;
-    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
-    for (int32_t t = 0; t < taps; ++t) {
-        const int8_t *wt = d->trained + (size_t)t * (size_t)tr;
-        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
-        const int8_t *wf = d->filter + (size_t)t * (size_t)ch;
-        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
-    }
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t c = 0; c < ch; ++c) {
-        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)dwp_q23(d, c);
-        if (bk > b0) b0 = bk;
-        if (sums[c] > w1) w1 = sums[c];
-    }
-    d->shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
-}
-
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane) {
     const size_t ch = (size_t)d->p.input_c;
     const int32_t oh = d->p.output_h, ow = d->p.output_w, pw = d->pw;
@@ -135,6 +117,26 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
     const int32_t half = (int32_t)1 << (shift - 1);
     size_t i = ((size_t)b * (size_t)oh * (size_t)ow) * ch + (size_t)c;
     int32_t any = 0;
+    if (mask && (ch & 7u) == 0) {
+        /* Every element of the channel has its mask bit at the same place in its byte, the
+         * bytes ch / 8 apart: the bit to the sign, then an arithmetic shift makes the keep
+         * mask (4 instructions a element fewer than the general loop below). */
+        const uint8_t *m = mask + (i >> 3);
+        const uint32_t up = 31u - (uint32_t)(i & 7u);
+        const size_t mstep = ch >> 3;
+        const int8_t *g = grad + i;
+        for (int32_t oy = 0; oy < oh; ++oy) {
+            int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
+            for (int32_t ox = 0; ox < ow; ++ox, g += ch, m += mstep) {
+                const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;
+                const int32_t v = (*g & keep) * mc;
+                const int32_t t = (v + half + (v >> 31)) >> shift;
+                dst[ox] = (int16_t)t;
+                any |= t;
+            }
+        }
+        return any != 0;
+    }
     for (int32_t oy = 0; oy < oh; ++oy) {
         int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
         if (mask) {
@@ -216,24 +218,30 @@ static inline __attribute__((always_inline)) void corr4x(const int16_t *r, int32
     out[3 * step] = s3;
 }
 
-/* For each of `rows` rows (P from r0, r0 + rstep, ...; out, out + ostep, ...): out[j * step]
+/* For each of `rows` rows (P from r0, r0 + pw, ...; out, out + ostep, ...): out[j * step]
  * for j < n (rounded up to 4) = the correlation of P from the row's r0 + j with kh rows of
- * PAIRS packed tap pairs k. */
+ * PAIRS packed tap pairs k. top: the g' row (P's row - d->pt) of r0's first row; only the
+ * window's rows inside the oh g' rows are read (the others, P's zero border, add nothing:
+ * on 4x4 and 8x8 gradients they are a third to a sixth of a 5x5 or 7x7 window). */
 static inline __attribute__((always_inline)) void corr(const int16_t *r0, int32_t pw,
                                                        const uint32_t *k, int32_t kh, int32_t n,
                                                        int32_t *out, int32_t step, int32_t rows,
-                                                       int32_t rstep, int32_t ostep,
+                                                       int32_t top, int32_t oh, int32_t ostep,
                                                        const int pairs) {
-    for (int32_t y = 0; y < rows; ++y, r0 += rstep, out += ostep) {
-        for (int32_t j = 0; j < n; j += 4) corr4x(r0 + j, pw, k, kh, out + j * step, step, pairs);
+    for (int32_t y = 0; y < rows; ++y, r0 += pw, out += ostep, ++top) {
+        const int32_t lo = top < 0 ? -top : 0, hi = oh - top < kh ? oh - top : kh;
+        const int32_t m = hi > lo ? hi - lo : 0;
+        const int16_t *r = r0 + lo * pw;
+        const uint32_t *kk = k + lo * pairs;
+        for (int32_t j = 0; j < n; j += 4) corr4x(r + j, pw, kk, m, out + j * step, step, pairs);
     }
 }
 
-#define DWP_CORR(pairs)                                                                         \
-    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,       \
-                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t rstep, \
-                            int32_t ostep) {                                                    \
-        corr(r0, pw, k, kh, n, out, step, rows, rstep, ostep, pairs);                           \
+#define DWP_CORR(pairs)                                                                          \
+    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,        \
+                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t top,    \
+                            int32_t oh, int32_t ostep) {                                         \
+        corr(r0, pw, k, kh, n, out, step, rows, top, oh, ostep, pairs);                          \
     }
 DWP_CORR(1)
 DWP_CORR(2)
@@ -260,14 +268,15 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
                     for (int32_t j = 0; j < n; ++j) o[j * step] = 0;
                 continue;
             }
-            const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
+            const int32_t top = yy - kh + 1, oh = d->p.output_h;
+            const int16_t *r0 = plane + (top + d->pt) * pw + d->col0[i];
             const uint32_t *k = words + d->koff[i];
             const int32_t ostep = sh * pitch;
             switch ((kw + 1) / 2) {
-                case 1: corr1(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
-                case 2: corr2(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
-                case 3: corr3(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
-                default: corr4(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                case 1: corr1(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
+                case 2: corr2(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
+                case 3: corr3(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
+                default: corr4(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
             }
         }
     }
