@@ -33,12 +33,6 @@
 #include "depthwise_conv2d_s8_grad_input_planes.h"
 #include "dsp.h"
 #include "grad.h"
-#ifdef DWG_PROF
-void dwg_prof(int i);
-#define PROF(i) dwg_prof(i)
-#else
-#define PROF(i)
-#endif
 
 /* The DSP variant's scratch for a shape the engine takes: one Q23 multiplier per channel,
  * then, at the offset this returns (8-aligned), the engine's buffers (dwp_buffer_size). */
@@ -129,7 +123,8 @@ static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c,
         __builtin_memcpy(&v16, from, 2);
         const int32_t v = v16, sg = v >> 31;
         uint32_t rem;
-        const uint32_t q = quotient(((uint32_t)(v ^ sg) << sh) - (uint32_t)sg, max_abs, half, r, &rem);
+        const uint32_t q =
+            quotient(((uint32_t)(v ^ sg) << sh) - (uint32_t)sg, max_abs, half, r, &rem);
         if (__builtin_expect(rem >= edge, 0))
             *out = round_exact(d, c, mc, (size_t)(from - (grad_in + 2 * (size_t)c)) / c_n, k);
         else
@@ -169,7 +164,8 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
-    const int32_t in_w = p.input_w; /* (p's address escapes: its fields are reloaded after stores) */
+    const int32_t in_w =
+        p.input_w; /* (p's address escapes: its fields are reloaded after stores) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
 
@@ -178,7 +174,6 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     int32_t *row;
     dwp_buffers(&d, (uint8_t *)scratch + dwp_offset(&p), &plane, &words, &row);
     dwp_clear(&d, plane);
-    PROF(0);
     /* Pass 1 computes every channel for max|acc|. The output is free until pass 2, and its
      * bytes keep half of the channels' accumulators, so pass 2 rounds those without computing
      * them again: channel c < kept = ch / 2 as int16 acc >> shifts[c] at grad_in[pos * ch + 2 c]
@@ -202,13 +197,9 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
-        PROF(1);
         dwp_kernel(&d, c, words);
-        PROF(2);
         for (int32_t b = 0; b < p.batches; ++b) {
-            const int any_ = dwp_fill(&d, b, c, mc, plane);
-            PROF(3);
-            if (!any_) {
+            if (!dwp_fill(&d, b, c, mc, plane)) {
                 if (c < kept) {
                     shifts[c] = 0;
                     for (size_t i = 0; i < plane_n; ++i)
@@ -220,7 +211,6 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
                 dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
-                PROF(4);
                 if (pitch == p.input_w)
                     cmax = dsp_max_abs_s32(acc, (size_t)ny * (size_t)pitch, cmax);
                 else
@@ -229,7 +219,6 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                                                cmax);
             }
             if (cmax > max_abs) max_abs = cmax;
-            PROF(5);
             if (c < kept) { /* every row of the channel is in acc (block == input_h) */
                 const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
                 shifts[c] = (uint8_t)sh;
@@ -241,7 +230,6 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                         __builtin_memcpy(keep, &v, 2);
                     }
                 }
-                PROF(6);
             }
         }
     }
@@ -261,25 +249,19 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
-            PROF(9);
             round_kept(&d, c, mc, grad_in, &rk, shifts[c]);
-            PROF(7);
             continue;
         }
-        PROF(9);
         dwp_kernel(&d, c, words);
-        PROF(10);
         for (int32_t b = 0; b < p.batches; ++b) {
             int8_t *out = grad_in + (size_t)b * plane_n * c_n + (size_t)c;
             if (!dwp_fill(&d, b, c, mc, plane)) {
                 for (size_t i = 0; i < plane_n; ++i) out[i * c_n] = 0;
                 continue;
             }
-            PROF(11);
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
                 dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
-                PROF(12);
                 for (int32_t y = 0; y < ny; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch;
                     if (recip)
@@ -294,7 +276,6 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                         for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
                             *out = dsp_grad_round_s32(a[x], max_abs, half, k);
                 }
-                PROF(13);
             }
         }
     }

@@ -30,7 +30,8 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
         }
     /* The engine's shapes have at most 2 DWP_WORDS taps, for which the reference's shift is the
      * smallest one whatever the weights (dw_grad_worst_shift): no pass over them. */
-    if (words > DWP_WORDS || dw_grad_worst_shift(p->filter_h * p->filter_w) != CONV_GRAD_MIN_SHIFT_16)
+    if (words > DWP_WORDS ||
+        dw_grad_worst_shift(p->filter_h * p->filter_w) != CONV_GRAD_MIN_SHIFT_16)
         return 0;
     d->shift = CONV_GRAD_MIN_SHIFT_16;
     /* Y and X reach (input - 1 + pad) / s; P holds the g' and every row and column read. */
@@ -220,28 +221,35 @@ static inline __attribute__((always_inline)) void corr4x(const int16_t *r, int32
 
 /* For each of `rows` rows (P from r0, r0 + pw, ...; out, out + ostep, ...): out[j * step]
  * for j < n (rounded up to 4) = the correlation of P from the row's r0 + j with kh rows of
- * PAIRS packed tap pairs k. top: the g' row (P's row - d->pt) of r0's first row; only the
- * window's rows inside the oh g' rows are read (the others, P's zero border, add nothing:
- * on 4x4 and 8x8 gradients they are a third to a sixth of a 5x5 or 7x7 window). */
+ * PAIRS packed tap pairs k. top: the g' row (P's row - d->pt) of r0's first row; with 3 or 4
+ * pairs only the window's rows inside the oh g' rows are read (the others, P's zero border, add
+ * nothing: on 4x4 and 8x8 gradients they are a third to a sixth of a 5x5 or 7x7 window). */
 static inline __attribute__((always_inline)) void corr(const int16_t *r0, int32_t pw,
                                                        const uint32_t *k, int32_t kh, int32_t n,
                                                        int32_t *out, int32_t step, int32_t rows,
                                                        int32_t top, int32_t oh, int32_t ostep,
                                                        const int pairs) {
     for (int32_t y = 0; y < rows; ++y, r0 += pw, out += ostep, ++top) {
-        const int32_t lo = top < 0 ? -top : 0, hi = oh - top < kh ? oh - top : kh;
-        const int32_t m = hi > lo ? hi - lo : 0;
-        const int16_t *r = r0 + lo * pw;
-        const uint32_t *kk = k + lo * pairs;
+        const int16_t *r = r0;
+        const uint32_t *kk = k;
+        int32_t m = kh;
+        /* the window sticks out of the gradient's rows (with 1 or 2 pairs a row of taps costs
+         * less than working out which to skip: measured on 7x7/2 windows) */
+        if (pairs >= 3 && (top < 0 || top > oh - kh)) {
+            const int32_t lo = top < 0 ? -top : 0, hi = oh - top < kh ? oh - top : kh;
+            m = hi > lo ? hi - lo : 0;
+            r += lo * pw;
+            kk += lo * pairs;
+        }
         for (int32_t j = 0; j < n; j += 4) corr4x(r + j, pw, kk, m, out + j * step, step, pairs);
     }
 }
 
-#define DWP_CORR(pairs)                                                                          \
-    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,        \
-                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t top,    \
-                            int32_t oh, int32_t ostep) {                                         \
-        corr(r0, pw, k, kh, n, out, step, rows, top, oh, ostep, pairs);                          \
+#define DWP_CORR(pairs)                                                                       \
+    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,     \
+                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t top, \
+                            int32_t oh, int32_t ostep) {                                      \
+        corr(r0, pw, k, kh, n, out, step, rows, top, oh, ostep, pairs);                       \
     }
 DWP_CORR(1)
 DWP_CORR(2)

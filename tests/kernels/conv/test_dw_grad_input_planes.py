@@ -386,7 +386,9 @@ def test_small_maps_masked_any_channel_count(shape: str, in_c: int) -> None:
     bits otherwise (163, 37); the engine reads only the window rows inside the gradient (5x5 and
     7x7 windows are wider than 4x4 maps). One-pass (DSP entry) and two-pass, against the
     reference."""
-    k, st, h = {"5x5 8x8": (5, 1, 8), "7x7/2 8x8": (7, 2, 8), "5x5 4x4": (5, 1, 4), "3x3 4x4": (3, 1, 4)}[shape]
+    k, st, h = {"5x5 8x8": (5, 1, 8), "7x7/2 8x8": (7, 2, 8), "5x5 4x4": (5, 1, 4), "3x3 4x4": (3, 1, 4)}[
+        shape
+    ]
     layer = gs.make_layer(
         "dw", 80 + in_c + k, h=h, w=h, in_c=in_c, mult=1, fh=k, fw=k, sh=st, sw=st, padding="SAME", n=1,
         has_mask=True, density=0.6,
