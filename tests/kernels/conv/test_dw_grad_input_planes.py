@@ -394,7 +394,8 @@ def test_small_maps_masked_any_channel_count(shape: str, in_c: int) -> None:
         has_mask=True, density=0.6,
     )  # fmt: skip
     call, values = gs.grad_input_call(layer)
-    assert np.any(out := dsp_same_as_ref(call, values)[6])
+    out = dsp_same_as_ref(call, values)[6]
+    assert np.any(out)
     two, values2 = _two_pass(layer)
     assert _kept_by_the_kernel(two) >= 0  # the channel-plane path, not the reference's
     np.testing.assert_array_equal(dsp_same_as_ref(two, values2)[6], out)
