@@ -363,10 +363,11 @@ def test_filters_past_the_worst_case_shift_bound(full_scale: bool) -> None:
     """Up to 511 taps the smallest shift holds whatever the weights, so the DSP variants skip the
     reference's pass over them (dw_grad_worst_shift); a 23x23 filter (529 taps) can need one
     more bit: at full-scale weights the reference takes shift 16, and the channel-vectorized
-    variant computes the same from the weights (with ordinary weights, 15)."""
+    variant computes the same from the weights (with ordinary weights, 15). Per-channel scales,
+    so that the terms of the two shifts round apart (one scale would only move a power of 2)."""
     layer = gs.make_layer(
-        "dw", 77, h=23, w=23, in_c=13, mult=1, fh=23, fw=23, sh=1, sw=1, padding="VALID", n=2,
-        per_channel=False, train_rows=0, has_mask=True,
+        "dw", 77, h=25, w=25, in_c=13, mult=1, fh=23, fw=23, sh=1, sw=1, padding="VALID", n=2,
+        per_channel=True, train_rows=0, has_mask=True,
     )  # fmt: skip
     call, values = gs.grad_input_call(layer)
     if full_scale:
