@@ -110,7 +110,7 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
     const int32_t oh = d->p.output_h, ow = d->p.output_w, pw = d->pw;
     const int8_t *grad = d->grad_out;
     const uint8_t *mask = d->mask;
-    const int shift = d->shift;
+    const int shift = d->shift; /* CONV_GRAD_MIN_SHIFT_16 (dwp_setup) */
     /* conv_grad_term(g, mc, shift) (shift >= 1) without branches: round half away from zero
      * of v / 2^shift is (v + half) >> shift for v >= 0 and -((half - v) >> shift) =
      * (v + half - 1) >> shift for v < 0 (arithmetic shifts floor), i.e. (v + half + (v >> 31))
@@ -126,16 +126,27 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
         const uint32_t up = 31u - (uint32_t)(i & 7u);
         const size_t mstep = ch >> 3;
         const int8_t *g = grad + i;
+#define DWP_FILL_ONE(j)                                                     \
+    do {                                                                    \
+        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;           \
+        const int32_t v = (*g & keep) * mc;                                 \
+        const int32_t t = (v + half + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16; \
+        dst[j] = (int16_t)t;                                                \
+        any |= t;                                                           \
+        g += ch, m += mstep;                                                \
+    } while (0)
         for (int32_t oy = 0; oy < oh; ++oy) {
             int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
-            for (int32_t ox = 0; ox < ow; ++ox, g += ch, m += mstep) {
-                const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;
-                const int32_t v = (*g & keep) * mc;
-                const int32_t t = (v + half + (v >> 31)) >> shift;
-                dst[ox] = (int16_t)t;
-                any |= t;
+            int32_t ox = 0;
+            for (; ox + 4 <= ow; ox += 4, dst += 4) { /* 4 at a time: 8x8 and 4x4 gradients */
+                DWP_FILL_ONE(0);
+                DWP_FILL_ONE(1);
+                DWP_FILL_ONE(2);
+                DWP_FILL_ONE(3);
             }
+            for (; ox < ow; ++ox, ++dst) DWP_FILL_ONE(0);
         }
+#undef DWP_FILL_ONE
         return any != 0;
     }
     for (int32_t oy = 0; oy < oh; ++oy) {
@@ -167,6 +178,17 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     const int32_t stride = c < tr ? tr : p->input_c;
     const int32_t sh = p->stride_h, sw = p->stride_w, fw = p->filter_w;
     const int32_t step = sw * stride, rowstep = sh * fw * stride;
+    if (sh == 1 && sw == 1) {
+        /* One phase, K[a][b] = W[kh - 1 - a][kw - 1 - b]: the taps from the last one down, two to
+         * a word, a row's odd last tap alone (the order below, without its per-phase work). */
+        const int8_t *q = w + (size_t)(p->filter_h * fw - 1) * (size_t)stride;
+        for (int32_t a = 0; a < p->filter_h; ++a) {
+            for (int32_t b = fw; b > 1; b -= 2, q -= 2 * step)
+                *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step] << 16;
+            if (fw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0], q -= step;
+        }
+        return;
+    }
     /* dwp_setup's order: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
      * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
      * phase's last column down, sw columns apart, two to a word (the second tap high). */
