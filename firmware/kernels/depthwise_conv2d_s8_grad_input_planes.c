@@ -121,7 +121,7 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
     if (mask && (ch & 7u) == 0) {
         /* Every element of the channel has its mask bit at the same place in its byte, the
          * bytes ch / 8 apart: the bit to the sign, then an arithmetic shift makes the keep
-         * mask (4 instructions a element fewer than the general loop below). */
+         * mask (fewer instructions per element than the general loop below). */
         const uint8_t *m = mask + (i >> 3);
         const uint32_t up = 31u - (uint32_t)(i & 7u);
         const size_t mstep = ch >> 3;
