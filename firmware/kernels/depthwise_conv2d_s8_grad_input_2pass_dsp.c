@@ -103,33 +103,94 @@ static __attribute__((noinline)) int8_t round_exact(const struct dwp *d, int32_t
     return dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), k->max_abs, k->half, k->r);
 }
 
-/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
- * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> sh). A kept value v gives
- * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
- * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs, and then the
- * accumulator is computed again (round_exact). */
-static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
-                                                 int8_t *grad_in, const struct rounding *k,
-                                                 int sh) {
-    const size_t c_n = (size_t)d->p.input_c;
-    const size_t n = (size_t)d->p.input_h * (size_t)d->p.input_w;
-    /* a remainder from `edge` on has a boundary within 127 (2^sh - 1) (< max_abs / 128: the
-     * kept shift leaves 15 bits of the channel's largest |acc|, itself <= max_abs) */
-    const uint32_t edge = k->max_abs - 127u * ((1u << sh) - 1u);
-    const uint32_t max_abs = k->max_abs, half = k->half, r = k->r; /* in registers (out aliases) */
-    int8_t *out = grad_in + (size_t)c;
-    const int8_t *from = grad_in + 2 * (size_t)c, *end = from + n * c_n;
-    for (; from != end; out += c_n, from += c_n) {
+/* What kept_run needs (the assembly reads the fields in this order). */
+struct kept_k {
+    uint32_t r, max_abs, half, edge, c_n, sh;
+};
+
+/* out[j * c_n] for j < n from the kept values from[j * c_n] (int16 acc >> sh) while no rounding
+ * boundary falls inside a kept interval; returns the j where one first does (out[j * c_n] not
+ * written), or n (n > 0). The element's steps are quotient's. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* In assembly (GCC's loop kept two of its constants on the stack: 27 instructions an element,
+ * here 21): a = |v| << sh, one less where v < 0, q = (a r) >> 32, t = 127 a + half - q M, q + 1
+ * and t - M where t >= M, then the boundary test and the sign put back. */
+static __attribute__((noinline)) uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n,
+                                                   const struct kept_k *k) {
+    register uint32_t r0 __asm__("r0") = (uint32_t)(uintptr_t)from;
+    register int8_t *r1 __asm__("r1") = out;
+    register uint32_t r2 __asm__("r2") = n;
+    register const struct kept_k *r3 __asm__("r3") = k;
+    __asm__ volatile(
+        "ldrd r4, r5, [r3]\n"
+        "ldrd r6, r7, [r3, #8]\n"
+        "ldrd r8, r9, [r3, #16]\n"
+        "mov r3, r2\n"
+        "1:\n"
+        "ldrsh r10, [r0]\n"
+        "eor r11, r10, r10, asr #31\n"
+        "lsl r11, r11, r9\n"
+        "sub r11, r11, r10, asr #31\n"
+        "umull r12, lr, r11, r4\n"
+        "rsb r11, r11, r11, lsl #7\n"
+        "add r11, r11, r6\n"
+        "mls r11, lr, r5, r11\n"
+        "subs r12, r11, r5\n"
+        "itt hs\n"
+        "movhs r11, r12\n"
+        "addhs lr, lr, #1\n"
+        "cmp r11, r7\n"
+        "bhs 2f\n"
+        "eor lr, lr, r10, asr #31\n"
+        "sub lr, lr, r10, asr #31\n"
+        "strb lr, [r1]\n"
+        "add r0, r0, r8\n"
+        "add r1, r1, r8\n"
+        "subs r2, r2, #1\n"
+        "bne 1b\n"
+        "2:\n"
+        "sub r0, r3, r2\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
+        :
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    return r0;
+}
+#else
+static uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n, const struct kept_k *k) {
+    for (uint32_t j = 0; j < n; ++j, from += k->c_n, out += k->c_n) {
         int16_t v16;
         __builtin_memcpy(&v16, from, 2);
         const int32_t v = v16, sg = v >> 31;
         uint32_t rem;
         const uint32_t q =
-            quotient(((uint32_t)(v ^ sg) << sh) - (uint32_t)sg, max_abs, half, r, &rem);
-        if (__builtin_expect(rem >= edge, 0))
-            *out = round_exact(d, c, mc, (size_t)(from - (grad_in + 2 * (size_t)c)) / c_n, k);
-        else
-            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+            quotient(((uint32_t)(v ^ sg) << k->sh) - (uint32_t)sg, k->max_abs, k->half, k->r, &rem);
+        if (rem >= k->edge) return j;
+        *out = (int8_t)(((int32_t)q ^ sg) - sg);
+    }
+    return n;
+}
+#endif
+
+/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
+ * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> sh). A kept value v gives
+ * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
+ * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs (kept_run), and
+ * then the accumulator is computed again (round_exact). */
+static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
+                                                 int8_t *grad_in, const struct rounding *k,
+                                                 int sh) {
+    const size_t c_n = (size_t)d->p.input_c;
+    const uint32_t n = (uint32_t)d->p.input_h * (uint32_t)d->p.input_w;
+    /* a remainder from `edge` on has a boundary within 127 (2^sh - 1) (< max_abs / 128: the
+     * kept shift leaves 15 bits of the channel's largest |acc|, itself <= max_abs) */
+    const struct kept_k kk = {k->r,          k->max_abs,
+                              k->half,       k->max_abs - 127u * ((1u << sh) - 1u),
+                              (uint32_t)c_n, (uint32_t)sh};
+    int8_t *out = grad_in + (size_t)c;
+    const int8_t *from = grad_in + 2 * (size_t)c;
+    for (uint32_t i = 0; i < n;) {
+        i += kept_run(from + i * c_n, out + i * c_n, n - i, &kk);
+        if (i < n) out[i * c_n] = round_exact(d, c, mc, i, k), ++i;
     }
 }
 
