@@ -1,19 +1,20 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
  * the operator's scratch laid out its own way (dwp_offset below: first input_c words the
- * reference gives the Q23 multipliers, here used for the overflow bound's weight sums, then a
- * block of accumulator rows and the kept channels' shifts; then the channel-plane engine's g'
- * plane, packed weights and accumulator row, at most 2.6 KB; the operator plans the larger of
- * this and the reference's layout). Shapes the channel-plane engine takes run here; others the
- * reference.
+ * reference gives the Q23 multipliers, here a block of accumulator rows and the kept channels'
+ * shifts; then the channel-plane engine's g' plane, packed weights and accumulator row, at most
+ * 2.6 KB; the operator plans the larger of this and the reference's layout). Shapes the
+ * channel-plane engine takes run here; others the reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
- * rounding of the masked gradient with the same shift, from the same bound) as in the
- * reference, summed in another order. The shift bounds the sum of the terms' absolute values
- * by INT32_MAX, so no partial sum overflows in any order and the int32 sums are equal. Pass 1
- * takes max|acc| over every channel, pass 2 rounds each accumulator exactly as the
- * reference's 64-bit division does (dsp.h's dsp_grad_round_s32_recip, dsp_grad_round_s32), so
- * the int8 gradient and its float scale (the reference's expression) are the same bits. Half of
+ * rounding of the masked gradient with the same shift: the engine's filters need the smallest
+ * one whatever their weights, dw_grad_worst_shift) as in the reference, summed in another
+ * order. The shift bounds the sum of the terms' absolute values by INT32_MAX, so no partial
+ * sum overflows in any order and the int32 sums are equal. Pass 1 takes max|acc| over every
+ * channel, pass 2 rounds each accumulator exactly as the reference's 64-bit division does
+ * (quotient below: dsp_round4's fixed-point estimate and one correction; dsp.h's
+ * dsp_grad_round_s32 where max|acc| is outside its range), so the int8 gradient and its float
+ * scale (the reference's expression) are the same bits. Half of
  * the channels are not computed again in pass 2: their values kept from pass 1 (run_planes)
  * give the rounded value unless a rounding boundary falls inside the kept interval, and then
  * the accumulator is computed again exactly (exact_acc).
@@ -76,42 +77,120 @@ static int32_t exact_acc(const struct dwp *d, int32_t c, int32_t mc, int32_t y, 
     return s;
 }
 
-/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
- * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> shifts[c]), rounded as
- * dsp_grad_round_s32_recip rounds (r = dsp_grad_recip(max_abs), 128 <= max_abs < 2^30). A
- * kept value v gives |acc| in [a, a + 2^shift - 1], a = v << shift (v >= 0) or (-1 - v) <<
- * shift + 1; the quotient floor((127 |acc| + max_abs / 2) / max_abs) is a's unless its
- * remainder plus 127 (2^shift - 1) reaches max_abs, and then the accumulator is computed again
- * (exact_acc). Apart for its registers: the loop keeps no more than it needs. */
-static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
-                                                 int8_t *grad_in, uint32_t max_abs, uint32_t r,
-                                                 int sh) {
-    const size_t c_n = (size_t)d->p.input_c;
-    const size_t n = (size_t)d->p.input_h * (size_t)d->p.input_w;
-    const uint32_t half = max_abs / 2u, width = 127u * ((1u << sh) - 1u);
-    int8_t *out = grad_in + (size_t)c;
-    const int8_t *from = grad_in + 2 * (size_t)c;
-    for (size_t i = 0; i < n; ++i, out += c_n, from += c_n) {
+/* Pass 2's rounding (grad_requantize_s32's, as dsp_round4 does it): r = dsp_grad_recip(M), 128
+ * <= M = max_abs < 2^30, half = M / 2. */
+struct rounding {
+    uint32_t max_abs, half, r;
+};
+
+/* For 0 <= a <= max_abs: q = floor(a r / 2^32) is floor(127 a / M) or one more and never above
+ * the rounded quotient floor((127 a + half) / M) (dsp.h's dsp_round4), so the remainder
+ * 127 a + half - q M lies in [0, 2 M) and one step corrects q: *rem is left in [0, M). */
+static inline uint32_t quotient(uint32_t a, uint32_t max_abs, uint32_t half, uint32_t r,
+                                uint32_t *rem) {
+    const uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
+    const uint32_t t = a * 127u + half - q * max_abs;
+    const uint32_t over = (uint32_t)((int32_t)(max_abs - 1u - t) >> 31); /* t >= M */
+    *rem = t - (max_abs & over);
+    return q - over;
+}
+
+/* The rare path of round_kept, apart so that its loop keeps its registers: the accumulator at
+ * position i computed again (exact_acc), rounded. */
+static __attribute__((noinline)) int8_t round_exact(const struct dwp *d, int32_t c, int32_t mc,
+                                                    size_t i, const struct rounding *k) {
+    const int32_t y = (int32_t)(i / (size_t)d->p.input_w), x = (int32_t)(i % (size_t)d->p.input_w);
+    return dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), k->max_abs, k->half, k->r);
+}
+
+/* What kept_run needs (the assembly reads the fields in this order). */
+struct kept_k {
+    uint32_t r, max_abs, half, edge, c_n, sh;
+};
+
+/* out[j * c_n] for j < n from the kept values from[j * c_n] (int16 acc >> sh) while no rounding
+ * boundary falls inside a kept interval; returns the j where one first does (out[j * c_n] not
+ * written), or n (n > 0). The element's steps are quotient's. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* In assembly (GCC's loop kept two of its constants on the stack: 27 instructions an element,
+ * here 21): a = |v| << sh, one less where v < 0, q = (a r) >> 32, t = 127 a + half - q M, q + 1
+ * and t - M where t >= M, then the boundary test and the sign put back. */
+static __attribute__((noinline)) uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n,
+                                                   const struct kept_k *k) {
+    register uint32_t r0 __asm__("r0") = (uint32_t)(uintptr_t)from;
+    register int8_t *r1 __asm__("r1") = out;
+    register uint32_t r2 __asm__("r2") = n;
+    register const struct kept_k *r3 __asm__("r3") = k;
+    __asm__ volatile(
+        "ldrd r4, r5, [r3]\n"
+        "ldrd r6, r7, [r3, #8]\n"
+        "ldrd r8, r9, [r3, #16]\n"
+        "mov r3, r2\n"
+        "1:\n"
+        "ldrsh r10, [r0]\n"
+        "eor r11, r10, r10, asr #31\n"
+        "lsl r11, r11, r9\n"
+        "sub r11, r11, r10, asr #31\n"
+        "umull r12, lr, r11, r4\n"
+        "rsb r11, r11, r11, lsl #7\n"
+        "add r11, r11, r6\n"
+        "mls r11, lr, r5, r11\n"
+        "subs r12, r11, r5\n"
+        "itt hs\n"
+        "movhs r11, r12\n"
+        "addhs lr, lr, #1\n"
+        "cmp r11, r7\n"
+        "bhs 2f\n"
+        "eor lr, lr, r10, asr #31\n"
+        "sub lr, lr, r10, asr #31\n"
+        "strb lr, [r1]\n"
+        "add r0, r0, r8\n"
+        "add r1, r1, r8\n"
+        "subs r2, r2, #1\n"
+        "bne 1b\n"
+        "2:\n"
+        "sub r0, r3, r2\n"
+        : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
+        :
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    return r0;
+}
+#else
+static uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n, const struct kept_k *k) {
+    for (uint32_t j = 0; j < n; ++j, from += k->c_n, out += k->c_n) {
         int16_t v16;
         __builtin_memcpy(&v16, from, 2);
         const int32_t v = v16, sg = v >> 31;
-        const uint32_t a = ((uint32_t)(v ^ sg) << sh) - (uint32_t)sg;
-        uint32_t q = (uint32_t)(((uint64_t)a * r) >> 32);
-        int32_t rem = (int32_t)(a * 127u + half - q * max_abs); /* in [-M, 2M): q is off by <= 1 */
-        const int32_t low = rem >> 31;
-        q += (uint32_t)low;
-        rem += low & (int32_t)max_abs;
-        const int32_t high = (int32_t)(max_abs - 1u - (uint32_t)rem) >> 31;
-        q -= (uint32_t)high;
-        rem -= high & (int32_t)max_abs;
-        if (__builtin_expect((uint32_t)rem + width >= max_abs, 0)) {
-            /* a rounding boundary inside the interval */
-            const int32_t y = (int32_t)(i / (size_t)d->p.input_w),
-                          x = (int32_t)(i % (size_t)d->p.input_w);
-            *out = dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), max_abs, half, r);
-        } else {
-            *out = (int8_t)(((int32_t)q ^ sg) - sg);
-        }
+        uint32_t rem;
+        const uint32_t q =
+            quotient(((uint32_t)(v ^ sg) << k->sh) - (uint32_t)sg, k->max_abs, k->half, k->r, &rem);
+        if (rem >= k->edge) return j;
+        *out = (int8_t)(((int32_t)q ^ sg) - sg);
+    }
+    return n;
+}
+#endif
+
+/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
+ * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> sh). A kept value v gives
+ * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
+ * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs (kept_run), and
+ * then the accumulator is computed again (round_exact). */
+static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
+                                                 int8_t *grad_in, const struct rounding *k,
+                                                 int sh) {
+    const size_t c_n = (size_t)d->p.input_c;
+    const uint32_t n = (uint32_t)d->p.input_h * (uint32_t)d->p.input_w;
+    /* a remainder from `edge` on has a boundary within 127 (2^sh - 1) (< max_abs / 128: the
+     * kept shift leaves 15 bits of the channel's largest |acc|, itself <= max_abs) */
+    const struct kept_k kk = {k->r,          k->max_abs,
+                              k->half,       k->max_abs - 127u * ((1u << sh) - 1u),
+                              (uint32_t)c_n, (uint32_t)sh};
+    int8_t *out = grad_in + (size_t)c;
+    const int8_t *from = grad_in + 2 * (size_t)c;
+    for (uint32_t i = 0; i < n;) {
+        i += kept_run(from + i * c_n, out + i * c_n, n - i, &kk);
+        if (i < n) out[i * c_n] = round_exact(d, c, mc, i, k), ++i;
     }
 }
 
@@ -147,9 +226,10 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
     const int32_t ch = p.input_c; /* = output channels (multiplier 1) */
+    const int32_t in_w =
+        p.input_w; /* (p's address escapes: its fields are reloaded after stores) */
     const size_t plane_n = (size_t)p.input_h * (size_t)p.input_w;
     const size_t n_plane = (size_t)p.batches * plane_n;
-    dwp_pick_shift(&d, scratch); /* the multipliers' scratch, used for the rows below */
 
     int16_t *plane;
     uint32_t *words;
@@ -167,7 +247,8 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
      * (exact_acc). The channel's rows go to the scratch the reference gives the multipliers
      * (computed when needed, dwp_q23), then the kept shifts; this needs every row of a channel
      * there at once (one batch), else nothing is kept. */
-    const int32_t pitch = DWP_PITCH(&d);
+    /* Rows at the engine's pitch, or packed where it writes no column past a row's end */
+    const int32_t pitch = d.whole4 ? p.input_w : DWP_PITCH(&d);
     const size_t c_n = (size_t)ch;
     uint8_t *shifts = (uint8_t *)scratch + dwp_offset(&p) - (size_t)(ch / 2);
     int32_t block;
@@ -192,14 +273,12 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
                 dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
-                for (int32_t y = 0; y < ny; ++y) {
-                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
-                    for (int32_t x = 0; x < p.input_w; ++x) {
-                        const int32_t v = a[x], sg = v >> 31;
-                        const uint32_t m = (uint32_t)((v ^ sg) - sg);
-                        if (m > cmax) cmax = m;
-                    }
-                }
+                if (pitch == p.input_w)
+                    cmax = dsp_max_abs_s32(acc, (size_t)ny * (size_t)pitch, cmax);
+                else
+                    for (int32_t y = 0; y < ny; ++y)
+                        cmax = dsp_max_abs_s32(acc + (size_t)y * (size_t)pitch, (size_t)p.input_w,
+                                               cmax);
             }
             if (cmax > max_abs) max_abs = cmax;
             if (c < kept) { /* every row of the channel is in acc (block == input_h) */
@@ -207,9 +286,9 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                 shifts[c] = (uint8_t)sh;
                 int8_t *keep = grad_in + 2 * (size_t)c;
                 for (int32_t y = 0; y < p.input_h; ++y) {
-                    const int32_t *a = acc + (size_t)y * (size_t)pitch;
-                    for (int32_t x = 0; x < p.input_w; ++x, keep += c_n) {
-                        const int16_t v = (int16_t)(a[x] >> sh);
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
+                    for (; a != row_end; ++a, keep += c_n) {
+                        const int16_t v = (int16_t)(*a >> sh);
                         __builtin_memcpy(keep, &v, 2);
                     }
                 }
@@ -228,10 +307,11 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const float k = 127.0f / (float)max_abs;
     const int recip = max_abs >= 128u && max_abs < (1u << 30);
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
+    const struct rounding rk = {max_abs, half, r};
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
-            round_kept(&d, c, mc, grad_in, max_abs, r, shifts[c]);
+            round_kept(&d, c, mc, grad_in, &rk, shifts[c]);
             continue;
         }
         dwp_kernel(&d, c, words);
@@ -247,8 +327,13 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                 for (int32_t y = 0; y < ny; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch;
                     if (recip)
-                        for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
-                            *out = dsp_grad_round_s32_recip(a[x], max_abs, half, r);
+                        for (const int32_t *row_end = a + in_w; a != row_end; ++a, out += c_n) {
+                            const int32_t v = *a, sg = v >> 31;
+                            uint32_t rem;
+                            const uint32_t q =
+                                quotient((uint32_t)((v ^ sg) - sg), max_abs, half, r, &rem);
+                            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+                        }
                     else /* max_abs < 128 or >= 2^30: rare, the rounding for every range */
                         for (int32_t x = 0; x < p.input_w; ++x, out += c_n)
                             *out = dsp_grad_round_s32(a[x], max_abs, half, k);

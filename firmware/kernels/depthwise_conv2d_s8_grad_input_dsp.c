@@ -100,6 +100,30 @@ float dwgi_requantize(const int32_t *acc, size_t n, float acc_scale, int8_t *out
     return dsp_grad_requantize_s32(acc, n, acc_scale, out);
 }
 
+/* The reference's shift from its overflow bound: channel c receives one term per tap, sum |W|
+ * of them (multipliers m), summed tap by tap along the contiguous channels into sums (input_c
+ * words of the caller's, scribbled on). */
+static int pick_shift(const struct depthwise_conv2d_s8_grad_input_params *p, const int8_t *filter,
+                      const int8_t *trained, const int32_t *m, int32_t *sums_) {
+    const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
+    const int32_t tr = p->train_rows < ch ? p->train_rows : ch;
+    uint32_t *sums = (uint32_t *)sums_;
+    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
+    for (int32_t t = 0; t < taps; ++t) {
+        const int8_t *wt = trained + (size_t)t * (size_t)tr;
+        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
+        const int8_t *wf = filter + (size_t)t * (size_t)ch;
+        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
+    }
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t c = 0; c < ch; ++c) {
+        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)m[p->per_channel ? c : 0];
+        if (bk > b0) b0 = bk;
+        if (sums[c] > w1) w1 = sums[c];
+    }
+    return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+}
+
 /* The channel-vectorized variant (this file's header comment); not inlined into the DSP entry,
  * whose other branch would crowd its registers. */
 static __attribute__((noinline)) void run_channels(const void *params, void *const *operands,
@@ -132,23 +156,11 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
     int32_t *m = acc + n_in; /* Q23 channel multipliers, as the reference's scratch */
     const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? ch : 1, m);
 
-    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them,
-     * summed tap by tap along the contiguous channels into the accumulators (cleared below). */
-    uint32_t *sums = (uint32_t *)acc; /* n_in >= ch */
-    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
-    for (int32_t t = 0; t < taps; ++t) {
-        const int8_t *wt = trained + (size_t)t * (size_t)tr;
-        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
-        const int8_t *wf = filter + (size_t)t * (size_t)ch;
-        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
-    }
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t c = 0; c < ch; ++c) {
-        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)m[p.per_channel ? c : 0];
-        if (bk > b0) b0 = bk;
-        if (sums[c] > w1) w1 = sums[c];
-    }
-    const int shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+    /* The reference's shift: the smallest one when even the worst weights need no more
+     * (dw_grad_worst_shift), else from the weights, their sums in the accumulators (n_in >= ch,
+     * cleared below). */
+    int shift = dw_grad_worst_shift(taps);
+    if (shift > CONV_GRAD_MIN_SHIFT_16) shift = pick_shift(&p, filter, trained, m, acc);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
     int32_t gbuf[DWGI_BLOCK];

@@ -28,7 +28,12 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
             if (d->kh[i] > kh_max) kh_max = d->kh[i];
             if (d->kw[i] > kw_max) kw_max = d->kw[i];
         }
-    if (words > DWP_WORDS) return 0;
+    /* The engine's shapes have at most 2 DWP_WORDS taps, for which the reference's shift is the
+     * smallest one whatever the weights (dw_grad_worst_shift): no pass over them. */
+    if (words > DWP_WORDS ||
+        dw_grad_worst_shift(p->filter_h * p->filter_w) != CONV_GRAD_MIN_SHIFT_16)
+        return 0;
+    d->shift = CONV_GRAD_MIN_SHIFT_16;
     /* Y and X reach (input - 1 + pad) / s; P holds the g' and every row and column read. */
     const int32_t max_y = (p->input_h - 1 + p->pad_h) / sh,
                   max_x = (p->input_w - 1 + p->pad_w) / sw;
@@ -100,34 +105,12 @@ float dwp_operands(struct dwp *d, void *const *operands) {
     return max_s;
 }
 
-void dwp_pick_shift(struct dwp *d, uint32_t *sums) {
-    /* The reference's overflow bound: channel c receives one term per tap, sum |W| of them.
-     * The sums tap by tap along the channels (contiguous weights), not channel by channel. */
-    const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
-    const int32_t ch = p->input_c, taps = p->filter_h * p->filter_w;
-    const int32_t tr = p->train_rows < ch ? p->train_rows : ch;
-    for (int32_t c = 0; c < ch; ++c) sums[c] = 0;
-    for (int32_t t = 0; t < taps; ++t) {
-        const int8_t *wt = d->trained + (size_t)t * (size_t)tr;
-        for (int32_t c = 0; c < tr; ++c) sums[c] += (uint32_t)(wt[c] < 0 ? -wt[c] : wt[c]);
-        const int8_t *wf = d->filter + (size_t)t * (size_t)ch;
-        for (int32_t c = tr; c < ch; ++c) sums[c] += (uint32_t)(wf[c] < 0 ? -wf[c] : wf[c]);
-    }
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t c = 0; c < ch; ++c) {
-        const uint64_t bk = (uint64_t)sums[c] * 128u * (uint64_t)dwp_q23(d, c);
-        if (bk > b0) b0 = bk;
-        if (sums[c] > w1) w1 = sums[c];
-    }
-    d->shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
-}
-
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane) {
     const size_t ch = (size_t)d->p.input_c;
     const int32_t oh = d->p.output_h, ow = d->p.output_w, pw = d->pw;
     const int8_t *grad = d->grad_out;
     const uint8_t *mask = d->mask;
-    const int shift = d->shift;
+    const int shift = d->shift; /* CONV_GRAD_MIN_SHIFT_16 (dwp_setup) */
     /* conv_grad_term(g, mc, shift) (shift >= 1) without branches: round half away from zero
      * of v / 2^shift is (v + half) >> shift for v >= 0 and -((half - v) >> shift) =
      * (v + half - 1) >> shift for v < 0 (arithmetic shifts floor), i.e. (v + half + (v >> 31))
@@ -135,6 +118,37 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
     const int32_t half = (int32_t)1 << (shift - 1);
     size_t i = ((size_t)b * (size_t)oh * (size_t)ow) * ch + (size_t)c;
     int32_t any = 0;
+    if (mask && (ch & 7u) == 0) {
+        /* Every element of the channel has its mask bit at the same place in its byte, the
+         * bytes ch / 8 apart: the bit to the sign, then an arithmetic shift makes the keep
+         * mask (fewer instructions per element than the general loop below). */
+        const uint8_t *m = mask + (i >> 3);
+        const uint32_t up = 31u - (uint32_t)(i & 7u);
+        const size_t mstep = ch >> 3;
+        const int8_t *g = grad + i;
+#define DWP_FILL_ONE(j)                                                     \
+    do {                                                                    \
+        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;           \
+        const int32_t v = (*g & keep) * mc;                                 \
+        const int32_t t = (v + half + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16; \
+        dst[j] = (int16_t)t;                                                \
+        any |= t;                                                           \
+        g += ch, m += mstep;                                                \
+    } while (0)
+        for (int32_t oy = 0; oy < oh; ++oy) {
+            int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
+            int32_t ox = 0;
+            for (; ox + 4 <= ow; ox += 4, dst += 4) { /* 4 at a time: 8x8 and 4x4 gradients */
+                DWP_FILL_ONE(0);
+                DWP_FILL_ONE(1);
+                DWP_FILL_ONE(2);
+                DWP_FILL_ONE(3);
+            }
+            for (; ox < ow; ++ox, ++dst) DWP_FILL_ONE(0);
+        }
+#undef DWP_FILL_ONE
+        return any != 0;
+    }
     for (int32_t oy = 0; oy < oh; ++oy) {
         int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
         if (mask) {
@@ -164,6 +178,17 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     const int32_t stride = c < tr ? tr : p->input_c;
     const int32_t sh = p->stride_h, sw = p->stride_w, fw = p->filter_w;
     const int32_t step = sw * stride, rowstep = sh * fw * stride;
+    if (sh == 1 && sw == 1) {
+        /* One phase, K[a][b] = W[kh - 1 - a][kw - 1 - b]: the taps from the last one down, two to
+         * a word, a row's odd last tap alone (the order below, without its per-phase work). */
+        const int8_t *q = w + (size_t)(p->filter_h * fw - 1) * (size_t)stride;
+        for (int32_t a = 0; a < p->filter_h; ++a) {
+            for (int32_t b = fw; b > 1; b -= 2, q -= 2 * step)
+                *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step] << 16;
+            if (fw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0], q -= step;
+        }
+        return;
+    }
     /* dwp_setup's order: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
      * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
      * phase's last column down, sw columns apart, two to a word (the second tap high). */
@@ -216,24 +241,37 @@ static inline __attribute__((always_inline)) void corr4x(const int16_t *r, int32
     out[3 * step] = s3;
 }
 
-/* For each of `rows` rows (P from r0, r0 + rstep, ...; out, out + ostep, ...): out[j * step]
+/* For each of `rows` rows (P from r0, r0 + pw, ...; out, out + ostep, ...): out[j * step]
  * for j < n (rounded up to 4) = the correlation of P from the row's r0 + j with kh rows of
- * PAIRS packed tap pairs k. */
+ * PAIRS packed tap pairs k. top: the g' row (P's row - d->pt) of r0's first row; with 3 or 4
+ * pairs only the window's rows inside the oh g' rows are read (the others, P's zero border, add
+ * nothing: on 4x4 and 8x8 gradients they are a third to a sixth of a 5x5 or 7x7 window). */
 static inline __attribute__((always_inline)) void corr(const int16_t *r0, int32_t pw,
                                                        const uint32_t *k, int32_t kh, int32_t n,
                                                        int32_t *out, int32_t step, int32_t rows,
-                                                       int32_t rstep, int32_t ostep,
+                                                       int32_t top, int32_t oh, int32_t ostep,
                                                        const int pairs) {
-    for (int32_t y = 0; y < rows; ++y, r0 += rstep, out += ostep) {
-        for (int32_t j = 0; j < n; j += 4) corr4x(r0 + j, pw, k, kh, out + j * step, step, pairs);
+    for (int32_t y = 0; y < rows; ++y, r0 += pw, out += ostep, ++top) {
+        const int16_t *r = r0;
+        const uint32_t *kk = k;
+        int32_t m = kh;
+        /* the window sticks out of the gradient's rows (with 1 or 2 pairs a row of taps costs
+         * less than working out which to skip: measured on 7x7/2 windows) */
+        if (pairs >= 3 && (top < 0 || top > oh - kh)) {
+            const int32_t lo = top < 0 ? -top : 0, hi = oh - top < kh ? oh - top : kh;
+            m = hi > lo ? hi - lo : 0;
+            r += lo * pw;
+            kk += lo * pairs;
+        }
+        for (int32_t j = 0; j < n; j += 4) corr4x(r + j, pw, kk, m, out + j * step, step, pairs);
     }
 }
 
-#define DWP_CORR(pairs)                                                                         \
-    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,       \
-                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t rstep, \
-                            int32_t ostep) {                                                    \
-        corr(r0, pw, k, kh, n, out, step, rows, rstep, ostep, pairs);                           \
+#define DWP_CORR(pairs)                                                                       \
+    static void corr##pairs(const int16_t *r0, int32_t pw, const uint32_t *k, int32_t kh,     \
+                            int32_t n, int32_t *out, int32_t step, int32_t rows, int32_t top, \
+                            int32_t oh, int32_t ostep) {                                      \
+        corr(r0, pw, k, kh, n, out, step, rows, top, oh, ostep, pairs);                       \
     }
 DWP_CORR(1)
 DWP_CORR(2)
@@ -260,14 +298,15 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
                     for (int32_t j = 0; j < n; ++j) o[j * step] = 0;
                 continue;
             }
-            const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[i];
+            const int32_t top = yy - kh + 1, oh = d->p.output_h;
+            const int16_t *r0 = plane + (top + d->pt) * pw + d->col0[i];
             const uint32_t *k = words + d->koff[i];
             const int32_t ostep = sh * pitch;
             switch ((kw + 1) / 2) {
-                case 1: corr1(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
-                case 2: corr2(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
-                case 3: corr3(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
-                default: corr4(r0, pw, k, kh, n, o, step, rows, pw, ostep); break;
+                case 1: corr1(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
+                case 2: corr2(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
+                case 3: corr3(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
+                default: corr4(r0, pw, k, kh, n, o, step, rows, top, oh, ostep); break;
             }
         }
     }

@@ -54,9 +54,10 @@ struct dwp {
     int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
 };
 
-/* Fills d's geometry from p; returns 0 (and the caller takes another path) unless the shape
- * fits the engine: depth multiplier 1, dilation 1, strides 1 or 2, no negative padding, and
- * the buffers' bounds. The operands and the shift are the caller's to set. */
+/* Fills d's geometry and the shift (the reference's: dw_grad_worst_shift) from p; returns 0 (and
+ * the caller takes another path) unless the shape fits the engine: depth multiplier 1, dilation
+ * 1, strides 1 or 2, no negative padding, and the buffers' bounds. The operands are the
+ * caller's to set (dwp_operands). */
 int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params *p);
 /* The bytes of the engine's buffers for a shape dwp_setup takes (0 for the others). */
 size_t dwp_buffer_size(const struct depthwise_conv2d_s8_grad_input_params *p);
@@ -77,9 +78,18 @@ static inline int32_t dwp_q23(const struct dwp *d, int32_t c) {
 /* The operands into d (depthwise_conv2d_s8_grad_input.h's order), d->max_scale the weight
  * scales' maximum (conv_grad_channel_q23's max_s); returns it. */
 float dwp_operands(struct dwp *d, void *const *operands);
-/* d->shift: the reference's, from its overflow bound over every channel's weights (sums:
- * input_c words of the caller's, scribbled on). */
-void dwp_pick_shift(struct dwp *d, uint32_t *sums);
+/* The largest shift the weights of a depthwise layer (depth multiplier 1) with `taps` taps
+ * could need: with every |W_q| at its largest, 128, and every Q23 multiplier at its largest,
+ * 2^23, the reference's bound sums are at most b0 = 128 * taps * 128 * 2^23 and w1 = 128 * taps,
+ * and conv_grad_pick_shift is monotone in both. Up to 511 taps (any filter up to 22x22) that
+ * is CONV_GRAD_MIN_SHIFT_16, the smallest shift there is: then it is the reference's shift
+ * whatever the weights, and the optimized variants skip the reference's pass over them (a few
+ * instructions per weight: taps x channels). */
+static inline int dw_grad_worst_shift(int32_t taps) {
+    const uint64_t w1 = 128u * (uint64_t)taps;
+    return conv_grad_pick_shift(w1 * 128u * ((uint64_t)1 << CONV_GRAD_Q), w1,
+                                CONV_GRAD_MIN_SHIFT_16);
+}
 /* P = channel c's g' of batch b (multiplier mc = dwp_q23(d, c)), the borders zero (P has
  * d->ph * d->pw entries). Returns whether any g' is nonzero. */
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane);

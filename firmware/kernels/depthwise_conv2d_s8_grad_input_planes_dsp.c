@@ -52,11 +52,6 @@ void depthwise_conv2d_s8_grad_input_planes_dsp_run(
         *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
     int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
-    /* the multipliers' scratch (input_c words right past the accumulators; the engine's buffers
-     * there below) */
-    dwp_pick_shift(&d, (uint32_t *)scratch + (size_t)p->batches * (size_t)p->input_h *
-                                                 (size_t)p->input_w * (size_t)p->input_c);
-
     const int32_t ch = p->input_c, w = p->input_w;
     const size_t c_n = (size_t)ch, plane_n = (size_t)p->input_h * (size_t)w;
     const size_t n_in = (size_t)p->batches * plane_n * c_n;

@@ -573,4 +573,20 @@ static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *a
 }
 #endif
 
+/* --- Added by the dwg branch (the depthwise input gradients, session 8) -------------------- */
+
+/* max(m, max |a[i]| for i < n) (|INT32_MIN| as 2^31): dsp_max_abs4's assembly over the groups
+ * of 4 on the Cortex-M, the C loop for the rest and elsewhere. */
+static inline uint32_t dsp_max_abs_s32(const int32_t *a, size_t n, uint32_t m) {
+    size_t i = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n >= 4) m = dsp_max_abs4(a, (uint32_t)(n >> 2), m), i = n & ~(size_t)3;
+#endif
+    for (; i < n; i++) {
+        const uint32_t v = a[i] < 0 ? 0u - (uint32_t)a[i] : (uint32_t)a[i];
+        if (v > m) m = v;
+    }
+    return m;
+}
+
 #endif

@@ -335,3 +335,68 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+# --- the small-map shortcuts (session 8) ---------------------------------------------------
+
+
+def _reference_shift(call: KernelCall, values: list[np.ndarray]) -> int:
+    """The reference kernels' accumulator shift (depthwise_conv2d_s8_grad_input.c's overflow
+    bound over the weights, multiplier 1), in numpy."""
+    p = call.params
+    c_n, tr = p["input_c"], p["train_rows"]
+    w = values[3].reshape(-1, c_n).astype(np.int64).copy()
+    if tr:
+        w[:, :tr] = values[4].reshape(-1, tr)
+    s = values[5].astype(np.float32)
+    m = np.floor(s / s.max() * np.float32(2**23) + np.float32(0.5)).astype(np.int64)
+    m = np.broadcast_to(m if p["per_channel"] else m[:1], (c_n,))
+    total = np.abs(w).sum(0)
+    b0, w1, shift = int((total * 128 * m).max()), int(total.max()), 15
+    while shift < 30 and (b0 >> shift) + 1 + (w1 + 1) // 2 > 2**31 - 1:
+        shift += 1
+    return shift
+
+
+@pytest.mark.parametrize("full_scale", [True, False], ids=["needs-16", "needs-15"])
+def test_filters_past_the_worst_case_shift_bound(full_scale: bool) -> None:
+    """Up to 511 taps the smallest shift holds whatever the weights, so the DSP variants skip the
+    reference's pass over them (dw_grad_worst_shift); a 23x23 filter (529 taps) can need one
+    more bit: at full-scale weights the reference takes shift 16, and the channel-vectorized
+    variant computes the same from the weights (with ordinary weights, 15). Per-channel scales,
+    so that the terms of the two shifts round apart (one scale would only move a power of 2)."""
+    layer = gs.make_layer(
+        "dw", 77, h=25, w=25, in_c=13, mult=1, fh=23, fw=23, sh=1, sw=1, padding="VALID", n=2,
+        per_channel=True, train_rows=0, has_mask=True,
+    )  # fmt: skip
+    call, values = gs.grad_input_call(layer)
+    if full_scale:
+        rng = np.random.default_rng(3)
+        values[3][...] = np.where(rng.random(values[3].shape) < 0.5, -127, 127).astype(np.int8)
+    assert _reference_shift(call, values) == (16 if full_scale else 15)
+    assert not _planes_take(call)
+    out = dsp_same_as_ref(call, values)
+    assert np.any(out[6])
+
+
+@pytest.mark.parametrize("in_c", [160, 163, 576, 37])
+@pytest.mark.parametrize("shape", ["5x5 8x8", "7x7/2 8x8", "5x5 4x4", "3x3 4x4"])
+def test_small_maps_masked_any_channel_count(shape: str, in_c: int) -> None:
+    """MCUNet's small-map shapes, every gradient masked: dwp_fill reads each element's mask bit
+    at one place in its byte when the channel count is a multiple of 8 (160, 576) and walks the
+    bits otherwise (163, 37); the engine reads only the window rows inside the gradient (5x5 and
+    7x7 windows are wider than 4x4 maps). One-pass (DSP entry) and two-pass, against the
+    reference."""
+    k, st, h = {"5x5 8x8": (5, 1, 8), "7x7/2 8x8": (7, 2, 8), "5x5 4x4": (5, 1, 4), "3x3 4x4": (3, 1, 4)}[
+        shape
+    ]
+    layer = gs.make_layer(
+        "dw", 80 + in_c + k, h=h, w=h, in_c=in_c, mult=1, fh=k, fw=k, sh=st, sw=st, padding="SAME", n=1,
+        has_mask=True, density=0.6,
+    )  # fmt: skip
+    call, values = gs.grad_input_call(layer)
+    out = dsp_same_as_ref(call, values)[6]
+    assert np.any(out)
+    two, values2 = _two_pass(layer)
+    assert _kept_by_the_kernel(two) >= 0  # the channel-plane path, not the reference's
+    np.testing.assert_array_equal(dsp_same_as_ref(two, values2)[6], out)
