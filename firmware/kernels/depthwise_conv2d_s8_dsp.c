@@ -231,6 +231,43 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c) {
     }
 }
 
+/* The channel-pair engines' copy row (see depthwise_conv2d_s8_dsp.h): four pixels per block,
+ * widened once, packed per channel (PKHBT / PKHTB) and stored with STRD. */
+void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
+                     int32_t blocks) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c;
+    if (y < 0 || y >= p->input_h) {
+        memset(q, 0, (size_t)blocks * 32u);
+        return;
+    }
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int8_t *row = image + (size_t)y * d->in_row;
+    for (int32_t b = 0; b < blocks; ++b) {
+        const int32_t x0 = 4 * b - p->pad_w; /* the block's first input column */
+        uint32_t e[4], o[4];
+        if (x0 >= 0 && x0 + 4 <= p->input_w) {
+            const int8_t *s = row + (ptrdiff_t)x0 * ch;
+            for (int i = 0; i < 4; ++i, s += ch) {
+                const uint32_t v = dsp_read4(s);
+                e[i] = dsp_sxtab16(off2, v);
+                o[i] = dsp_sxtab16_hi(off2, v);
+            }
+        } else {
+            for (int i = 0; i < 4; ++i) {
+                const int32_t x = x0 + i;
+                const uint32_t v = x >= 0 && x < p->input_w ? dsp_read4(row + (ptrdiff_t)x * ch) : 0;
+                e[i] = x >= 0 && x < p->input_w ? dsp_sxtab16(off2, v) : 0;
+                o[i] = x >= 0 && x < p->input_w ? dsp_sxtab16_hi(off2, v) : 0;
+            }
+        }
+        dw_store2(&q, dsp_pack_lo(e[0], e[1]), dsp_pack_lo(e[2], e[3]));
+        dw_store2(&q, dsp_pack_lo(o[0], o[1]), dsp_pack_lo(o[2], o[3]));
+        dw_store2(&q, dsp_pack_hi(e[0], e[1]), dsp_pack_hi(e[2], e[3]));
+        dw_store2(&q, dsp_pack_hi(o[0], o[1]), dsp_pack_hi(o[2], o[3]));
+    }
+}
+
 /* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */
 static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw) {
     const struct depthwise_conv2d_s8_params *p = &d->p;

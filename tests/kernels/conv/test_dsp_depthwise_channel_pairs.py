@@ -1,0 +1,192 @@
+"""The depthwise channel-pair engines (firmware/kernels/depthwise_conv2d_s8_dsp.h: a ring of
+widened rows, one channel's four outputs per block of SMLAD / SMLATB / SMLABT, weights loaded
+once per four outputs): the 3x3 variant's (depthwise_conv2d_s8_3x3_dsp.c, stride 1 and 2)
+wherever its ring fits the bytes the variant plans, else the band copy (stride 2 with a single
+band and a last partial quad), and the 5x5 one at stride 1 and 7x7 at stride 2
+(depthwise_conv2d_s8_kxk_pair_dsp.c) wherever its ring and constants fit, else the tiles;
+against the reference kernel bit for bit on the host (the C quads) and on the emulated
+Cortex-M7 and Cortex-M4 (the assembly rows).
+
+The shapes cover what the engines' edges are made of: widths with 0 to 3 outputs past the last
+whole quad, 1x1, 2x2 and 4x4 maps, a 64-wide map in one band (MobileNetV2's first depthwise),
+SAME, VALID and explicit padding, channel counts with a partial group of four, trained slices
+(a group straddling train_rows), per-tensor scales, every fused activation (the clamp per
+byte) and gains above 1/2 (the exact requantization instead of the fused one); the 5x5 and
+7x7 ones MCUNet's layer shapes (patches, 16x16, 8x8, 4x4 maps) and ones around them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from pytools.model.lowering import lower
+from tests.kernels.conv.support import conv_options
+from tests.kernels.conv.test_conv_kernels import Case, _graph
+from tests.kernels.conv.test_dsp_depthwise_pair_paths import _case as _kxk_case
+from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run, _with_trained_slice
+from tests.kernels.support import quant
+
+# (h, w, c, stride, padding, activation, gain, pairs): gain: real multipliers around 1 (the
+# exact requantization); pairs: the engine the layer takes (depthwise_conv2d_s8_3x3_dsp_pairs).
+SHAPES = [
+    (4, 4, 12, 1, "SAME", "RELU6", False, True),
+    (1, 1, 8, 1, "SAME", "NONE", False, True),  # every tap but the centre in the padding
+    (2, 2, 5, 1, "SAME", "RELU", False, True),  # a partial quad, a partial group
+    (5, 7, 13, 1, "SAME", "RELU6", False, True),  # 7 wide: one quad and 3 outputs past it
+    (9, 6, 8, 1, "VALID", "NONE", False, True),
+    (7, 11, 9, 1, "VALID", "RELU_N1_TO_1", False, True),  # 9 wide: 1 output past two quads
+    (3, 64, 16, 1, "SAME", "RELU6", False, True),  # one output row per band in the old engine
+    (6, 50, 8, 1, "SAME", "NONE", False, True),  # 50 wide: 2 past twelve quads
+    (16, 16, 24, 1, "SAME", "RELU6", False, True),
+    (6, 6, 7, 1, "SAME", "RELU6", True, True),
+    (8, 8, 16, 2, "SAME", "RELU6", False, True),
+    (9, 64, 8, 2, "SAME", "RELU6", False, True),  # 32 wide, one band in the old engine
+    (7, 9, 6, 2, "SAME", "RELU", False, True),  # 5 wide
+    (11, 13, 20, 2, "VALID", "RELU6", False, True),  # 6 wide
+    (3, 3, 4, 2, "SAME", "NONE", False, True),  # 2x2
+    (3, 4, 7, 2, "VALID", "RELU", False, False),  # 1x1: three blocks per ring row outgrow a band of 3x3
+    (10, 14, 8, 2, "SAME", "NONE", True, True),
+    (5, 58, 8, 2, "SAME", "NONE", False, False),  # 29 wide: the ring needs more than planned
+    (5, 42, 4, 2, "SAME", "RELU6", False, False),  # 21 wide: likewise
+]
+
+
+def _case(shape: tuple, seed: int) -> Case:
+    h, w, c, st, padding, activation, gain, _ = shape
+    rng = np.random.default_rng(84000 + seed)
+    in_s = 0.02
+    per_channel = seed % 5 != 3
+    n = c if per_channel else 1
+    if gain:  # multipliers from 0.6 to 3: left shifts and M < 2^30 fall off the fused path
+        wts = rng.integers(-3, 4, (1, 3, 3, c), dtype=np.int8)
+        scales = (10 ** rng.uniform(-2, -1, n)).astype(np.float32)
+        out_s = float(in_s * scales.max() / rng.uniform(0.6, 3.0))
+        zp = int(rng.integers(-20, 20))
+    else:
+        bound = {"NONE": 3.0, "RELU": 3.0, "RELU6": 6.0, "RELU_N1_TO_1": 1.0}[activation]
+        wts = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+        scales = (bound / (3 * 73 * 74 * in_s) * 10 ** rng.uniform(-0.5, 0.3, n)).astype(np.float32)
+        zp = int(rng.integers(-128, 128)) if activation == "NONE" else int(rng.integers(-128, 0))
+        out_s = float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2))
+    bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(np.float32(in_s) * scales), 0))
+    options = conv_options(padding, st, activation, depth_multiplier=1)
+    in_q = quant(in_s, int(rng.integers(-128, 128)))
+    w_q = quant(list(scales), 0, 3)
+
+    def size(n: int) -> int:
+        return -(-n // st) if padding == "SAME" else -(-(n - 2) // st)
+
+    out = (1, size(h), size(w), c)
+    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, out, quant(out_s, zp), options)
+    return Case(g, quant(out_s, zp), activation)
+
+
+# 5x5 at stride 1 and 7x7 at stride 2, explicit padding (as a folded PAD or a patch leaves it):
+# (h, w, c, k, stride, (pad_top, pad_left), (oh, ow), activation, quads): quads: the engine the
+# layer takes (depthwise_conv2d_s8_kxk_pair_dsp_quads).
+SHAPES_KQ = [
+    (20, 20, 16, 5, 1, (1, 1), (18, 18), "RELU6", True),  # a patch of MCUNet's 5x5 stage
+    (21, 19, 13, 5, 1, (1, 1), (19, 17), "RELU6", True),
+    (16, 16, 22, 5, 1, (2, 2), (16, 16), "NONE", True),
+    (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", True),
+    (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", True),
+    (7, 9, 9, 5, 1, (2, 2), (7, 9), "RELU", True),  # 1 output past two quads
+    (5, 7, 5, 5, 1, (0, 0), (1, 3), "NONE", True),  # 3 outputs, no whole quad
+    (2, 2, 8, 5, 1, (2, 2), (2, 2), "RELU6", True),
+    (1, 2, 4, 5, 1, (2, 2), (1, 2), "NONE", True),
+    (6, 100, 4, 5, 1, (2, 2), (6, 100), "RELU6", False),  # the ring needs more than the tiles plan
+    (18, 18, 20, 7, 2, (3, 3), (8, 8), "RELU6", True),  # a 2x2 patch of MCUNet's 7x7/2 stage
+    (19, 18, 13, 7, 2, (3, 3), (8, 8), "RELU6", True),
+    (16, 16, 24, 7, 2, (3, 3), (8, 8), "NONE", True),
+    (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", True),
+    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", True),  # 2 outputs past the quad
+    (9, 5, 12, 7, 2, (3, 3), (5, 3), "NONE", True),  # 3 outputs, no whole quad
+    (5, 9, 5, 7, 2, (3, 3), (3, 5), "RELU6", False),  # 5 wide: six blocks per ring row do not fit
+    (7, 64, 4, 7, 2, (3, 3), (4, 32), "RELU6", False),  # the ring needs more than planned
+]
+
+
+def _flag(name: str, call) -> bool:
+    from pytools.model.kernels import _lib
+
+    fn = getattr(_lib(), name)
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p]
+    return bool(fn(call.packed_params()))
+
+
+def _pairs(call) -> bool:
+    return _flag("depthwise_conv2d_s8_3x3_dsp_pairs", call)
+
+
+def _quads(call) -> bool:
+    return _flag("depthwise_conv2d_s8_kxk_pair_dsp_quads", call)
+
+
+@pytest.mark.parametrize("i", range(len(SHAPES)))
+def test_the_cases_take_the_engine_they_name(i: int) -> None:
+    case = _case(SHAPES[i], i)
+    call = lower(case.graph, case.graph.ops[0])
+    assert _pairs(call) == SHAPES[i][-1], call.params
+
+
+@pytest.mark.parametrize("i", range(len(SHAPES_KQ)))
+def test_the_kxk_cases_take_the_engine_they_name(i: int) -> None:
+    case = _kxk_case(SHAPES_KQ[i], i)
+    call = lower(case.graph, case.graph.ops[0])
+    assert _flag("depthwise_conv2d_s8_kxk_pair_dsp_takes", call)
+    assert _quads(call) == SHAPES_KQ[i][-1], call.params
+
+
+def test_the_cases_cover_both_engines_and_every_tail() -> None:
+    engines = {s[-1] for s in SHAPES}
+    tails = {(s[3], -(-s[1] // s[3]) % 4 if s[4] == "SAME" else -(-(s[1] - 2) // s[3]) % 4) for s in SHAPES}
+    assert engines == {True, False}
+    assert {(st, r) for st in (1, 2) for r in range(4)} <= tails, tails
+    for k, tails in ((5, {0, 1, 2, 3}), (7, {0, 2, 3})):  # 7x7/2 fits no small map 4 q + 1 wide
+        assert {s[-1] for s in SHAPES_KQ if s[3] == k} == {True, False}
+        assert {s[6][1] % 4 for s in SHAPES_KQ if s[3] == k and s[-1]} == tails
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("i", range(len(SHAPES)))
+def test_pairs_match_reference(i: int, trained: bool) -> None:
+    out = _compare(_case(SHAPES[i], i), i, trained)
+    if not (trained and SHAPES[i][6]):  # a trained slice's biases saturate the gain cases
+        assert out.size < 16 or np.unique(out).size >= 8  # informative: saturated outputs match anything
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("i", range(len(SHAPES_KQ)))
+def test_kxk_quads_match_reference(i: int, trained: bool) -> None:
+    out = _compare(_kxk_case(SHAPES_KQ[i], i), i, trained)
+    assert out.size < 16 or np.unique(out).size >= 8
+
+
+def _calls() -> list:
+    calls = []
+    cases = [_case(s, i) for i, s in enumerate(SHAPES)] + [_kxk_case(s, i) for i, s in enumerate(SHAPES_KQ)]
+    for i, case in enumerate(cases):
+        g = case.graph
+        call = lower(g, g.ops[0])
+        rng = np.random.default_rng(i)
+        arrays = _operands(g, call, rng)
+        calls.append((call, arrays))
+        calls.append(_with_trained_slice(call, arrays, rng))
+    return calls
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"])
+def test_pairs_are_bit_exact_on_the_emulated_board(tmp_path, board_name: str) -> None:
+    """Every shape, with and without a trained slice, on the Cortex-M7 (mps2_an500) and the
+    Cortex-M4 (mps2_an386) builds: the assembly rows, against the reference on the host."""
+    from tests.kernels import grad_support as gs
+
+    calls = _calls()
+    board = gs.run_on_board(calls, tmp_path, board_name)
+    for (call, arrays), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"), err_msg=str(call.params))
