@@ -262,7 +262,8 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
 
 /* One channel's constants, laid out for d3p_row's immediate offsets (bytes): the filter rows'
  * (W01, W12) 0, then struct dwq: (m2, s1) 24, (lo4, hi4) 32, bias 40, cc 44, end 48 (row 0's
- * pointer past the row's last quad), dst 52, ch 56. */
+ * pointer past the row's last quad), dst 52, ch 56, next 60; the group's four channels 64
+ * bytes apart. */
 struct d3c {
     uint32_t w[3][2];
     struct dwq q;
@@ -274,7 +275,8 @@ _Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
                    __builtin_offsetof(struct d3c, q.cc) == 44 &&
                    __builtin_offsetof(struct d3c, q.end) == 48 &&
                    __builtin_offsetof(struct d3c, q.dst) == 52 &&
-                   __builtin_offsetof(struct d3c, q.ch) == 56,
+                   __builtin_offsetof(struct d3c, q.ch) == 56 &&
+                   __builtin_offsetof(struct d3c, q.next) == 60 && sizeof(struct d3c) == 64,
                "d3p_row's offsets");
 #endif
 
@@ -376,11 +378,23 @@ static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int
             "ldr r8, [r0, #48]\n\t"                                                               \
             "cmp r1, r8\n\t"                                                                      \
             "bne 1b\n\t"                                                                          \
+            /* the next channel of the group: its struct, rows and outputs */                     \
+            "ldr r8, [r0, #60]\n\t"                                                               \
+            "cmp r8, #0\n\t"                                                                      \
+            "beq 2f\n\t"                                                                          \
+            "add r1, r1, r8\n\t"                                                                  \
+            "add r2, r2, r8\n\t"                                                                  \
+            "add r3, r3, r8\n\t"                                                                  \
+            "add r0, r0, #64\n\t"                                                                 \
+            "ldr r12, [r0, #52]\n\t"                                                              \
+            "b 1b\n\t"                                                                            \
+            "2:\n\t"                                                                              \
             "pop {r4-r11, pc}\n\t");                                                              \
     }
 /* clang-format on */
-/* A row's whole quads of one channel (at least one; k->end: row 0's pointer past the last),
- * from its three copy rows: the four instances by stride and clamp. */
+/* A row's whole quads (at least one) of the group's four channels (k[0..3]; k->q.end: row 0's
+ * pointer past channel 0's last quad; then k->q.next bytes on to the next channel's first), from
+ * its three copy rows: the four instances by stride and clamp. */
 D3P_ROW_FN(d3p_row_s1, D3P_S1, D3P_STORE)
 D3P_ROW_FN(d3p_row_s1_clamp, D3P_S1, D3P_STORE_CLAMP)
 D3P_ROW_FN(d3p_row_s2, D3P_S2, D3P_STORE)
@@ -404,29 +418,29 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
         const int32_t s0 = oy * st % 3; /* the ring slot of the window's top row */
         const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)(s0 + 1) % 3 * slot,
                                          buf + (size_t)(s0 + 2) % 3 * slot};
-        for (int32_t j = 0; j < 4; ++j) {
-            struct d3c *kc = &k[j];
-            const uint32_t *const r[3] = {rows[0] + 2 * j, rows[1] + 2 * j, rows[2] + 2 * j};
-            int8_t *dst = out + j;
-            int32_t q = 0;
+        int32_t q0 = 0; /* the quads the block of assembly took */
 #if D3_ASM
-            if (mode != DW_STORE_ANY && quads > 0) {
-                kc->q.end = (uintptr_t)(r[0] + (size_t)quads * 8u * (size_t)st);
-                kc->q.dst = dst;
-                if (st == 1)
-                    (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(kc, r[0], r[1], r[2]);
-                else
-                    (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(kc, r[0], r[1], r[2]);
-                q = quads;
+        if (mode != DW_STORE_ANY && quads > 0) {
+            for (int32_t j = 0; j < 4; ++j) {
+                k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)quads * 8u * (size_t)st);
+                k[j].q.dst = out + j;
+                k[j].q.next = j < 3 ? 8 - quads * 32 * st : 0;
             }
+            if (st == 1)
+                (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1], rows[2]);
+            else
+                (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1], rows[2]);
+            q0 = quads;
+        }
 #endif
-            for (; q < quads + (rest > 0); ++q) {
-                const size_t at = (size_t)q * 8u * (size_t)st;
-                const uint32_t *const rq[3] = {r[0] + at, r[1] + at, r[2] + at};
+        for (int32_t j = 0; j < 4; ++j) {
+            for (int32_t q = q0; q < quads + (rest > 0); ++q) {
+                const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
+                const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
                 int32_t a[4];
-                d3p_quad(kc, rq, st, a);
-                dwq_store(d, &kc->q, a, q < quads ? 4 : rest, dst + (size_t)(4 * q) * (size_t)ch,
-                          c + j, mode);
+                d3p_quad(&k[j], r, st, a);
+                dwq_store(d, &k[j].q, a, q < quads ? 4 : rest,
+                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
             }
         }
     }

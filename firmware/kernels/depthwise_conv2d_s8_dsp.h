@@ -222,7 +222,8 @@ struct dwq {
     int32_t bias, cc;  /* cc = 1 + 2 output_offset (rq_fused) */
     uintptr_t end;     /* where the block's row walk ends */
     int8_t *dst;       /* the row's first output */
-    int32_t ch, pad;   /* the output pixel step */
+    int32_t ch;        /* the output pixel step */
+    int32_t next;      /* bytes from the row walk's end to the next channel's start (0: the last) */
 };
 
 /* Channel j's (of the group rq holds) constants, and the layer's. */

@@ -516,7 +516,9 @@ _Static_assert(__builtin_offsetof(struct kqc, q.lo4) == 8 &&
                    __builtin_offsetof(struct kqc, q.end) == 24 &&
                    __builtin_offsetof(struct kqc, q.dst) == 28 &&
                    __builtin_offsetof(struct kqc, q.ch) == 32 &&
-                   __builtin_offsetof(struct kqc, w) == 40,
+                   __builtin_offsetof(struct kqc, q.next) == 36 &&
+                   __builtin_offsetof(struct kqc, w) == 40 && KQ_CHANNEL(5) == 128 &&
+                   KQ_CHANNEL(7) == 160,
                "kq_row's offsets");
 /* clang-format off */
 /* Registers: r0 k, r1 the quad's column pointer, r2 the filter row's, r3 r4 inputs, r5 r6
@@ -585,7 +587,7 @@ _Static_assert(__builtin_offsetof(struct kqc, q.lo4) == 8 &&
 #define KQ_STORE_CLAMP                                                                            \
     "ldrd r5, r6, [r0, #8]\n\t"                                                                   \
     DWQ_STORE_CLAMP("r7", "r8", "r9", "r10", "r4", "r5", "r6", "r11", "r12")
-#define KQ_ROW_FN(name, TAPS, STEP, STORE)                                                        \
+#define KQ_ROW_FN(name, TAPS, STEP, CHANNEL, STORE)                                               \
     static __attribute__((naked, noinline)) void name(const struct kqc *k, const uint32_t *x,     \
                                                       const uint32_t *rows) {                     \
         (void)k, (void)x, (void)rows;                                                             \
@@ -600,15 +602,25 @@ _Static_assert(__builtin_offsetof(struct kqc, q.lo4) == 8 &&
             "ldr r2, [r0, #24]\n\t"                                                               \
             "cmp r1, r2\n\t"                                                                      \
             "bne 1b\n\t"                                                                          \
+            /* the next channel of the group: its struct, quads and outputs */                    \
+            "ldr r2, [r0, #36]\n\t"                                                               \
+            "cmp r2, #0\n\t"                                                                      \
+            "beq 2f\n\t"                                                                          \
+            "add r1, r1, r2\n\t"                                                                  \
+            "add r0, r0, #" #CHANNEL "\n\t"                                                       \
+            "ldr r11, [r0, #28]\n\t"                                                              \
+            "b 1b\n\t"                                                                            \
+            "2:\n\t"                                                                              \
             "pop {r4-r11, pc}\n\t");                                                              \
     }
 /* clang-format on */
-/* A row's whole quads of one channel (at least one; k->q.end: x past the last), by filter and
- * clamp. */
-KQ_ROW_FN(kq5_row, KQ5_TAPS, 32, KQ_STORE)
-KQ_ROW_FN(kq5_row_clamp, KQ5_TAPS, 32, KQ_STORE_CLAMP)
-KQ_ROW_FN(kq7_row, KQ7_TAPS, 64, KQ_STORE)
-KQ_ROW_FN(kq7_row_clamp, KQ7_TAPS, 64, KQ_STORE_CLAMP)
+/* A row's whole quads (at least one) of the group's four channels (KQ_CHANNEL bytes apart;
+ * k->q.end: x past channel 0's last quad, then k->q.next bytes on to the next channel's first),
+ * by filter and clamp. */
+KQ_ROW_FN(kq5_row, KQ5_TAPS, 32, 128, KQ_STORE) /* 128, 160: KQ_CHANNEL(5), KQ_CHANNEL(7) */
+KQ_ROW_FN(kq5_row_clamp, KQ5_TAPS, 32, 128, KQ_STORE_CLAMP)
+KQ_ROW_FN(kq7_row, KQ7_TAPS, 64, 160, KQ_STORE)
+KQ_ROW_FN(kq7_row_clamp, KQ7_TAPS, 64, 160, KQ_STORE_CLAMP)
 #endif
 
 /* Channel c + j's constants and weight words (see struct kqc). */
@@ -667,24 +679,28 @@ static void kq_run(const struct dw *d) {
                 for (int32_t fy = 0, s = oy * st % fh; fy < fh; ++fy, s = s == fh - 1 ? 0 : s + 1)
                     rows[fy] = (uint32_t)((size_t)s * slot * 4u);
                 int8_t *row_out = out + ((size_t)oy * (size_t)ow) * (size_t)ch + (size_t)c;
-                for (int32_t j = 0; j < 4; ++j) {
-                    struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
-                    const uint32_t *x = ring + 2 * j;
-                    int32_t q = 0;
+                int32_t q0 = 0; /* the quads the block of assembly took */
 #if KP_ASM
-                    if (mode != DW_STORE_ANY && quads > 0) {
-                        kc->q.end = (uintptr_t)(x + (size_t)quads * 8u * (size_t)st);
+                if (mode != DW_STORE_ANY && quads > 0) {
+                    for (int32_t j = 0; j < 4; ++j) {
+                        struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
+                        kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)quads * 8u * (size_t)st);
                         kc->q.dst = row_out + j;
-                        if (fh == 5)
-                            (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(kc, x, rows);
-                        else
-                            (mode == DW_PACK_CLAMP ? kq7_row_clamp : kq7_row)(kc, x, rows);
-                        q = quads;
+                        kc->q.next = j < 3 ? 8 - quads * 32 * st : 0;
                     }
+                    const struct kqc *k0 = (const struct kqc *)kbase;
+                    if (fh == 5)
+                        (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(k0, ring, rows);
+                    else
+                        (mode == DW_PACK_CLAMP ? kq7_row_clamp : kq7_row)(k0, ring, rows);
+                    q0 = quads;
+                }
 #endif
-                    for (; q < quads + (rest > 0); ++q) {
+                for (int32_t j = 0; j < 4; ++j) {
+                    const struct kqc *kc = (const struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
+                    for (int32_t q = q0; q < quads + (rest > 0); ++q) {
                         int32_t a[4];
-                        kq_quad(kc, x + (size_t)q * 8u * (size_t)st, rows, fh, a);
+                        kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, a);
                         dwq_store(d, &kc->q, a, q < quads ? 4 : rest,
                                   row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
                     }
