@@ -448,20 +448,10 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
 
 /* Channel group c..c+3's constants into k[0..3] (see struct d3c). */
 static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int trained = c < p->train_rows;
-    const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
-    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    for (int32_t j = 0; j < 4; ++j) {
-        for (int32_t fy = 0; fy < 3; ++fy) {
-            const int8_t *t = w + (size_t)(3 * fy) * wstride + j;
-            const uint32_t w0 = (uint16_t)t[0], w1 = (uint16_t)t[wstride],
-                           w2 = (uint16_t)t[2 * wstride];
-            k[j].w[fy][0] = w0 | w1 << 16;
-            k[j].w[fy][1] = w1 | w2 << 16;
-        }
-        dwq_load(d, rq, &k[j].q, j);
-    }
+    static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
+    for (int32_t fy = 0; fy < 3; ++fy)
+        dw_weight_pairs(d, c, fy, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t));
+    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j);
 }
 
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:

@@ -238,6 +238,33 @@ static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct d
     q->ch = p->input_c;
 }
 
+/* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
+ * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
+ * pairs[2 i + 1] (a tap index of fw or more: 0), i < n. Each tap's four channels are one word,
+ * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). */
+static inline void dw_weight_pairs(const struct dw *d, int32_t c, int32_t fy, const uint8_t *pairs,
+                                   int32_t n, uint32_t *out, size_t stride) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int trained = c < p->train_rows;
+    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+    const int8_t *w = (trained ? d->trained_filter : d->filter) + c +
+                      (size_t)fy * (size_t)p->filter_w * wstride;
+    uint32_t e[9], o[9];
+    for (int32_t t = 0; t < p->filter_w; ++t) {
+        const uint32_t v = dsp_read4(w + (size_t)t * wstride);
+        e[t] = dsp_sxtb16(v);
+        o[t] = dsp_sxtb16_hi(v);
+    }
+    e[p->filter_w] = o[p->filter_w] = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t a = pairs[2 * i], b = pairs[2 * i + 1];
+        out[i] = dsp_pack_lo(e[a], e[b]);
+        out[stride + i] = dsp_pack_lo(o[a], o[b]);
+        out[2 * stride + i] = dsp_pack_hi(e[a], e[b]);
+        out[3 * stride + i] = dsp_pack_hi(o[a], o[b]);
+    }
+}
+
 /* Stores n (<= 4) accumulators of channel c (bias included), ch bytes apart from dst. */
 static inline void dwq_store(const struct dw *d, const struct dwq *q, const int32_t a[4], int32_t n,
                              int8_t *dst, int32_t c, int mode) {

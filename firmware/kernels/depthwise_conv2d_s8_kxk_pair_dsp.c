@@ -623,22 +623,18 @@ KQ_ROW_FN(kq7_row, KQ7_TAPS, 64, 160, KQ_STORE)
 KQ_ROW_FN(kq7_row_clamp, KQ7_TAPS, 64, 160, KQ_STORE_CLAMP)
 #endif
 
-/* Channel c + j's constants and weight words (see struct kqc). */
-static void kq_load(const struct dw *d, struct kqc *k, const struct dw_rq *rq, int32_t c,
-                    int32_t j) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int32_t fh = p->filter_h;
-    const int trained = c < p->train_rows;
-    const int8_t *w = (trained ? d->trained_filter : d->filter) + c + j;
-    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    for (int32_t fy = 0; fy < fh; ++fy) {
-        uint32_t v[8] = {0};
-        for (int32_t fx = 0; fx < fh; ++fx)
-            v[fx] = (uint16_t)w[(size_t)(fy * fh + fx) * wstride];
-        for (int32_t i = 0; i < 4; ++i)
-            k->w[fy][i] = fh == 5 ? v[i] | v[i + 1] << 16 : v[2 * i] | v[2 * i + 1] << 16;
-    }
-    dwq_load(d, rq, &k->q, j);
+/* Channel group c..c+3's constants and weight words into the four structs at k (KQ_CHANNEL
+ * bytes apart; see struct kqc). */
+static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int32_t c) {
+    /* 5x5: E0, O1, E1, O2 = taps (0, 1), (1, 2), (2, 3), (3, 4); 7x7: (0, 1) .. (6, 7 = 0). */
+    static const uint8_t pairs5[8] = {0, 1, 1, 2, 2, 3, 3, 4}, pairs7[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    const int32_t fh = d->p.filter_h;
+    struct kqc *k0 = (struct kqc *)k;
+    for (int32_t fy = 0; fy < fh; ++fy)
+        dw_weight_pairs(d, c, fy, fh == 5 ? pairs5 : pairs7, 4, k0->w[fy],
+                        KQ_CHANNEL(fh) / sizeof(uint32_t));
+    for (int32_t j = 0; j < 4; ++j)
+        dwq_load(d, rq, &((struct kqc *)(k + (size_t)j * KQ_CHANNEL(fh)))->q, j);
 }
 
 /* The layer through the engine: per channel group, per output row, the new input rows widened
@@ -666,8 +662,7 @@ static void kq_run(const struct dw *d) {
             }
             struct dw_rq rq;
             dw_rq_load(d, &rq, c);
-            for (int32_t j = 0; j < 4; ++j)
-                kq_load(d, (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh)), &rq, c, j);
+            kq_load(d, kbase, &rq, c);
             const int mode = rq.fast && full     ? DW_PACK
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
