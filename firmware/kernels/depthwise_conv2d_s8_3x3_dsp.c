@@ -6,8 +6,8 @@
  * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
  * the band copy below): the channel-pair engine (further down: a ring of three rows, one
  * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
- * ring fits those bytes, which is every layer but some at stride 2 with a single band; else the
- * band copy.
+ * ring fits those bytes and where it measured faster (rows of whole quads, 16 outputs wide or
+ * more: d3p_fits); else the band copy.
  *
  * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch) holds each
  * input pixel of the group already widened (two words: SXTAB16 of the even and of the odd channels,
@@ -257,7 +257,7 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
  * rows). Outputs are stored one byte each (a channel's outputs are ch bytes apart); with a
  * clamp inside int8 the four are packed into a word first and clamped per byte (SSUB8/SEL).
  * A row's whole quads run in one block of assembly (d3p_row_*: all fourteen registers, so it
- * is a function of its own), the last ow % 4 outputs and the host twin the C quad (d3p_quad),
+ * is a function of its own); the host twin and the exact requantization the C quad (d3p_quad),
  * the same products and sums. */
 
 /* One channel's constants, laid out for d3p_row's immediate offsets (bytes): the filter rows'
@@ -280,16 +280,21 @@ _Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
                "d3p_row's offsets");
 #endif
 
-/* Blocks of four pixels per copy row: the quads' inputs, the whole last quad included (its
- * outputs past the row are computed, not stored), plus the next block's first pair. */
+/* Blocks of four pixels per copy row: the quads' inputs plus the next block's first pair. */
 static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
-    const int32_t quads = (p->output_w + 3) / 4;
-    return quads * p->stride_w + 1;
+    return p->output_w / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: its three ring rows fit the bytes the
- * variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size, unchanged). */
+/* Whether the engine takes a layer of the 3x3 variant: rows of whole quads, at least 16 outputs
+ * wide, and its three ring rows fit the bytes the variant plans for its band copy
+ * (depthwise_conv2d_s8_3x3_dsp_buffer_size, unchanged). Where it pays, measured on the emulated
+ * Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, band copy ->
+ * channel pairs): 16x16x96 710,880 -> 695,200 with a clamp, MobileNetV2's 16x16x96 681,000 ->
+ * 615,320 and 17x17x48 -> 16x16x48 341,760 -> 304,800 without; the group's set-up, its rows'
+ * widening and a row's calls weigh more on narrower maps (8x8x144 278,880 -> 306,120, 4x4x336
+ * 210,280 -> 288,800, 16x16x96 /2 235,120 -> 282,880), which keep the band copy. */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
+    if (p->output_w % 4 != 0 || p->output_w < 16) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
@@ -407,7 +412,7 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
                       int mode) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
-    const int32_t blocks = d3p_blocks(p), quads = ow / 4, rest = ow % 4;
+    const int32_t blocks = d3p_blocks(p), quads = ow / 4;
     const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
@@ -418,9 +423,8 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
         const int32_t s0 = oy * st % 3; /* the ring slot of the window's top row */
         const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)(s0 + 1) % 3 * slot,
                                          buf + (size_t)(s0 + 2) % 3 * slot};
-        int32_t q0 = 0; /* the quads the block of assembly took */
 #if D3_ASM
-        if (mode != DW_STORE_ANY && quads > 0) {
+        if (mode != DW_STORE_ANY) {
             for (int32_t j = 0; j < 4; ++j) {
                 k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)quads * 8u * (size_t)st);
                 k[j].q.dst = out + j;
@@ -430,17 +434,16 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
                 (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1], rows[2]);
             else
                 (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1], rows[2]);
-            q0 = quads;
+            continue;
         }
 #endif
         for (int32_t j = 0; j < 4; ++j) {
-            for (int32_t q = q0; q < quads + (rest > 0); ++q) {
+            for (int32_t q = 0; q < quads; ++q) {
                 const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
                 const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
                 int32_t a[4];
                 d3p_quad(&k[j], r, st, a);
-                dwq_store(d, &k[j].q, a, q < quads ? 4 : rest,
-                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                dwq_store(d, &k[j].q, a, 4, out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
             }
         }
     }

@@ -466,14 +466,20 @@ static int kq_shape(const struct depthwise_conv2d_s8_params *p) {
 /* Blocks per ring row: a quad's inputs start at its block (stride 1: 4 pixels on, stride 2: 8)
  * and reach into the next one (5x5) or the next two (7x7 at stride 2). */
 static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
-    const int32_t quads = (p->output_w + 3) / 4;
+    const int32_t quads = p->output_w / 4;
     return p->filter_h == 5 ? quads + 1 : 2 * quads + 2;
 }
 
-/* Whether the engine takes a layer of this variant: its constants, row table and ring fit the
- * variant's planned bytes (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). */
+/* Whether the engine takes a layer of this variant: rows of whole quads, at least 16 outputs
+ * wide (5x5) or 8 (7x7 at stride 2), and its constants, row table and ring fit the variant's
+ * planned bytes (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays,
+ * measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per
+ * kernel call, tiles -> channel pairs): 5x5 16x16x96 1,265,640 -> 1,107,880, 7x7/2 18x18x48
+ * 331,400 -> 291,280, 16x16x144 984,760 -> 871,400; the group's set-up, its rows' widening and
+ * a row's calls weigh more on narrower maps (5x5 8x8x160 557,920 -> 570,560, 4x4x576 687,360
+ * -> 787,360, 7x7/2 8x8x288 581,400 -> 645,800), which keep the tiles. */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
-    if (!kq_shape(p)) return 0;
+    if (!kq_shape(p) || p->output_w % 4 != 0 || p->output_w < (p->filter_h == 5 ? 16 : 8)) return 0;
     const size_t need = 4u * KQ_CHANNEL(p->filter_h) + KQ_ROWS +
                         (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
@@ -638,12 +644,12 @@ static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int3
 }
 
 /* The layer through the engine: per channel group, per output row, the new input rows widened
- * into the ring, then each channel's quads (assembly on the fast requantization) and its last
- * ow % 4 outputs (the C quad). */
+ * into the ring, then the four channels' quads (one block of assembly on the fast
+ * requantization; else, and on the host, the C quad). */
 static void kq_run(const struct dw *d) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, ow = p->output_w, fh = p->filter_h, st = p->stride_h;
-    const int32_t blocks = kq_blocks(p), quads = ow / 4, rest = ow % 4;
+    const int32_t blocks = kq_blocks(p), quads = ow / 4;
     const int full = p->act_min <= -128 && p->act_max >= 127;
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     /* depthwise_conv2d_s8_kxk_pair_dsp_buffer_size bytes: the channels, the rows, the ring */
@@ -674,9 +680,8 @@ static void kq_run(const struct dw *d) {
                 for (int32_t fy = 0, s = oy * st % fh; fy < fh; ++fy, s = s == fh - 1 ? 0 : s + 1)
                     rows[fy] = (uint32_t)((size_t)s * slot * 4u);
                 int8_t *row_out = out + ((size_t)oy * (size_t)ow) * (size_t)ch + (size_t)c;
-                int32_t q0 = 0; /* the quads the block of assembly took */
 #if KP_ASM
-                if (mode != DW_STORE_ANY && quads > 0) {
+                if (mode != DW_STORE_ANY) {
                     for (int32_t j = 0; j < 4; ++j) {
                         struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
                         kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)quads * 8u * (size_t)st);
@@ -688,16 +693,16 @@ static void kq_run(const struct dw *d) {
                         (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(k0, ring, rows);
                     else
                         (mode == DW_PACK_CLAMP ? kq7_row_clamp : kq7_row)(k0, ring, rows);
-                    q0 = quads;
+                    continue;
                 }
 #endif
                 for (int32_t j = 0; j < 4; ++j) {
                     const struct kqc *kc = (const struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
-                    for (int32_t q = q0; q < quads + (rest > 0); ++q) {
+                    for (int32_t q = 0; q < quads; ++q) {
                         int32_t a[4];
                         kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, a);
-                        dwq_store(d, &kc->q, a, q < quads ? 4 : rest,
-                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                        dwq_store(d, &kc->q, a, 4, row_out + j + (size_t)(4 * q) * (size_t)ch,
+                                  c + j, mode);
                     }
                 }
             }
