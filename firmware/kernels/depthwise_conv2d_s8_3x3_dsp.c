@@ -280,13 +280,13 @@ _Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
                "d3p_row's offsets");
 #endif
 
-/* Blocks of four pixels per copy row: the quads' inputs plus the next block's first pair. */
+/* Blocks of four pixels per copy row: the quads' inputs (a last partial quad's whole) plus the
+ * next block's first pair. */
 static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
-    return p->output_w / 4 * p->stride_w + 1;
+    return (p->output_w + 3) / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: rows of whole quads, at least 16 outputs
- * wide, and its three ring rows fit the bytes the variant plans for its band copy
+/* Whether the engine takes a layer of the 3x3 variant: at least 16 outputs wide, and its three ring rows fit the bytes the variant plans for its band copy
  * (depthwise_conv2d_s8_3x3_dsp_buffer_size, unchanged). Where it pays, measured on the emulated
  * Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, band copy ->
  * channel pairs): 16x16x96 710,880 -> 695,200 with a clamp, MobileNetV2's 16x16x96 681,000 ->
@@ -294,7 +294,7 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
  * widening and a row's calls weigh more on narrower maps (8x8x144 278,880 -> 306,120, 4x4x336
  * 210,280 -> 288,800, 16x16x96 /2 235,120 -> 282,880), which keep the band copy. */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w % 4 != 0 || p->output_w < 16) return 0;
+    if (p->output_w < 16) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
@@ -412,7 +412,8 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
                       int mode) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
-    const int32_t blocks = d3p_blocks(p), quads = ow / 4;
+    const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
@@ -423,27 +424,33 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
         const int32_t s0 = oy * st % 3; /* the ring slot of the window's top row */
         const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)(s0 + 1) % 3 * slot,
                                          buf + (size_t)(s0 + 2) % 3 * slot};
+        /* The block of assembly stores whole quads: a last partial one's outputs past the row
+         * land on the next row's first pixels (same channel), which that row then overwrites;
+         * on the last row the C quad stores only the row's. */
+        int32_t q0 = 0;
 #if D3_ASM
-        if (mode != DW_STORE_ANY) {
+        const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
+        if (mode != DW_STORE_ANY && nq > 0) {
             for (int32_t j = 0; j < 4; ++j) {
-                k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)quads * 8u * (size_t)st);
+                k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)nq * 8u * (size_t)st);
                 k[j].q.dst = out + j;
-                k[j].q.next = j < 3 ? 8 - quads * 32 * st : 0;
+                k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
             }
             if (st == 1)
                 (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1], rows[2]);
             else
                 (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1], rows[2]);
-            continue;
+            q0 = nq;
         }
 #endif
-        for (int32_t j = 0; j < 4; ++j) {
-            for (int32_t q = 0; q < quads; ++q) {
+        for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
+            for (int32_t q = q0; q < quads_all; ++q) {
                 const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
                 const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
                 int32_t a[4];
                 d3p_quad(&k[j], r, st, a);
-                dwq_store(d, &k[j].q, a, 4, out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                dwq_store(d, &k[j].q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
+                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
             }
         }
     }

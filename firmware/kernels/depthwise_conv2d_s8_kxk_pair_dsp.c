@@ -466,12 +466,12 @@ static int kq_shape(const struct depthwise_conv2d_s8_params *p) {
 /* Blocks per ring row: a quad's inputs start at its block (stride 1: 4 pixels on, stride 2: 8)
  * and reach into the next one (5x5) or the next two (7x7 at stride 2). */
 static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
-    const int32_t quads = p->output_w / 4;
+    const int32_t quads = (p->output_w + 3) / 4;
     return p->filter_h == 5 ? quads + 1 : 2 * quads + 2;
 }
 
-/* Whether the engine takes a layer of this variant: rows of whole quads, at least 16 outputs
- * wide (5x5) or 8 (7x7 at stride 2), and its constants, row table and ring fit the variant's
+/* Whether the engine takes a layer of this variant: at least 16 outputs wide (5x5) or 8 (7x7 at
+ * stride 2), and its constants, row table and ring fit the variant's
  * planned bytes (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays,
  * measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per
  * kernel call, tiles -> channel pairs): 5x5 16x16x96 1,265,640 -> 1,107,880, 7x7/2 18x18x48
@@ -479,7 +479,7 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
  * a row's calls weigh more on narrower maps (5x5 8x8x160 557,920 -> 570,560, 4x4x576 687,360
  * -> 787,360, 7x7/2 8x8x288 581,400 -> 645,800), which keep the tiles. */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
-    if (!kq_shape(p) || p->output_w % 4 != 0 || p->output_w < (p->filter_h == 5 ? 16 : 8)) return 0;
+    if (!kq_shape(p) || p->output_w < (p->filter_h == 5 ? 16 : 8)) return 0;
     const size_t need = 4u * KQ_CHANNEL(p->filter_h) + KQ_ROWS +
                         (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
@@ -649,7 +649,8 @@ static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int3
 static void kq_run(const struct dw *d) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, ow = p->output_w, fh = p->filter_h, st = p->stride_h;
-    const int32_t blocks = kq_blocks(p), quads = ow / 4;
+    const int32_t blocks = kq_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const int full = p->act_min <= -128 && p->act_max >= 127;
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
     /* depthwise_conv2d_s8_kxk_pair_dsp_buffer_size bytes: the channels, the rows, the ring */
@@ -680,29 +681,34 @@ static void kq_run(const struct dw *d) {
                 for (int32_t fy = 0, s = oy * st % fh; fy < fh; ++fy, s = s == fh - 1 ? 0 : s + 1)
                     rows[fy] = (uint32_t)((size_t)s * slot * 4u);
                 int8_t *row_out = out + ((size_t)oy * (size_t)ow) * (size_t)ch + (size_t)c;
+                /* The block of assembly stores whole quads: a last partial one's outputs past
+                 * the row land on the next row's first pixels (same channel), which that row
+                 * then overwrites; on the last row the C quad stores only the row's. */
+                int32_t q0 = 0;
 #if KP_ASM
-                if (mode != DW_STORE_ANY) {
+                const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
+                if (mode != DW_STORE_ANY && nq > 0) {
                     for (int32_t j = 0; j < 4; ++j) {
                         struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
-                        kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)quads * 8u * (size_t)st);
+                        kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)nq * 8u * (size_t)st);
                         kc->q.dst = row_out + j;
-                        kc->q.next = j < 3 ? 8 - quads * 32 * st : 0;
+                        kc->q.next = j < 3 ? 8 - nq * 32 * st : 0;
                     }
                     const struct kqc *k0 = (const struct kqc *)kbase;
                     if (fh == 5)
                         (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(k0, ring, rows);
                     else
                         (mode == DW_PACK_CLAMP ? kq7_row_clamp : kq7_row)(k0, ring, rows);
-                    continue;
+                    q0 = nq;
                 }
 #endif
-                for (int32_t j = 0; j < 4; ++j) {
+                for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
                     const struct kqc *kc = (const struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
-                    for (int32_t q = 0; q < quads; ++q) {
+                    for (int32_t q = q0; q < quads_all; ++q) {
                         int32_t a[4];
                         kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, a);
-                        dwq_store(d, &kc->q, a, 4, row_out + j + (size_t)(4 * q) * (size_t)ch,
-                                  c + j, mode);
+                        dwq_store(d, &kc->q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
+                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
                     }
                 }
             }

@@ -7,8 +7,8 @@ more), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 2
 against the reference kernel bit for bit on the host (the C quads) and on the emulated
 Cortex-M7 and Cortex-M4 (the assembly rows).
 
-The shapes cover what the engines' edges are made of: rows of one to 16 quads, maps of one
-row, a 64-wide map in one band (MobileNetV2's first depthwise),
+The shapes cover what the engines' edges are made of: rows of one to 16 quads, partial last
+quads (whose assembly stores reach into the next row, which overwrites them), maps of one row, a 64-wide map in one band (MobileNetV2's first depthwise),
 SAME, VALID and explicit padding, channel counts with a partial group of four, trained slices
 (a group straddling train_rows), per-tensor scales, every fused activation (the clamp per
 byte) and gains above 1/2 (the exact requantization instead of the fused one); the 5x5 and
@@ -46,8 +46,10 @@ SHAPES = [
     (10, 40, 8, 2, "SAME", "NONE", True, True),
     (8, 8, 16, 1, "SAME", "RELU6", False, False),  # narrower than 16: the band copy pays
     (4, 4, 12, 1, "SAME", "RELU6", False, False),
-    (5, 18, 13, 1, "SAME", "RELU6", False, False),  # not whole quads
+    (5, 18, 13, 1, "SAME", "RELU6", False, True),  # a partial last quad
+    (7, 17, 6, 1, "VALID", "RELU", False, False),  # 15 wide: the band copy pays
     (7, 9, 6, 2, "SAME", "RELU", False, False),
+    (5, 38, 9, 2, "SAME", "RELU6", False, True),  # 19 wide: a partial last quad
     (5, 58, 8, 2, "SAME", "NONE", False, False),
 ]
 
@@ -90,7 +92,8 @@ SHAPES_KQ = [
     (21, 18, 13, 5, 1, (1, 1), (19, 16), "RELU6", True),  # a partial group of four
     (16, 16, 22, 5, 1, (2, 2), (16, 16), "NONE", True),
     (2, 16, 8, 5, 1, (2, 2), (2, 16), "RELU", True),  # every window reaches into the padding
-    (20, 20, 16, 5, 1, (1, 1), (18, 18), "RELU6", False),  # a patch of MCUNet's 5x5 stage: not whole quads
+    (20, 20, 16, 5, 1, (1, 1), (18, 18), "RELU6", True),  # a patch of MCUNet's 5x5 stage
+    (21, 21, 12, 5, 1, (1, 1), (19, 19), "NONE", True),  # a partial last quad of 3
     (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", False),  # narrower than 16: the tiles pay
     (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", False),
     (6, 100, 4, 5, 1, (2, 2), (6, 100), "RELU6", False),  # the ring needs more than the tiles plan
@@ -99,7 +102,7 @@ SHAPES_KQ = [
     (16, 16, 24, 7, 2, (3, 3), (8, 8), "NONE", True),
     (9, 16, 12, 7, 2, (3, 3), (5, 8), "RELU", True),
     (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", False),  # narrower than 8: the tiles pay
-    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", False),  # not whole quads
+    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", False),  # narrower than 8
     (7, 64, 4, 7, 2, (3, 3), (4, 32), "RELU6", False),  # the ring needs more than planned
 ]
 
