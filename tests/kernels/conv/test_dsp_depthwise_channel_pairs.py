@@ -124,6 +124,20 @@ def _quads(call) -> bool:
     return _flag("depthwise_conv2d_s8_kxk_pair_dsp_quads", call)
 
 
+def engine_bytes(call) -> int | None:
+    """The scratch bytes a channel-pair engine writes for the layer (None: it runs another
+    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants, row
+    table and ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
+    _kxk_pair_dsp.c). Less than the layer plans: the planned size is the older engines'."""
+    p = call.params
+    quads, k, st = -(-p["output_w"] // 4), p["filter_h"], p["stride_w"]
+    if k == 3 and _pairs(call):
+        return 3 * (quads * st + 1) * 32
+    if k in (5, 7) and _quads(call):
+        return 4 * (48 + 16 * k) + 32 + k * (quads + 1 if k == 5 else 2 * quads + 2) * 32
+    return None
+
+
 @pytest.mark.parametrize("i", range(len(SHAPES)))
 def test_the_cases_take_the_engine_they_name(i: int) -> None:
     case = _case(SHAPES[i], i)
@@ -171,6 +185,28 @@ def _calls() -> list:
         calls.append((call, arrays))
         calls.append(_with_trained_slice(call, arrays, rng))
     return calls
+
+
+@pytest.mark.parametrize("kq, i", [(False, 0), (False, 7), (True, 0), (True, 9)])
+def test_the_engines_write_exactly_their_bytes(kq: bool, i: int, monkeypatch) -> None:
+    """With the scratch cut to engine_bytes the engine runs bit-exact; 8 bytes fewer and the
+    guard behind the scratch catches its writes (so engine_bytes is exactly what it uses)."""
+    from pytools.model import kernels
+
+    shape, make = (SHAPES_KQ[i], _kxk_case) if kq else (SHAPES[i], _case)
+    g = make(shape, i).graph
+    call = lower(g, g.ops[0])
+    used = engine_bytes(call)
+    assert used is not None and used < kernels.scratch_size(call)
+    arrays = _operands(g, call, np.random.default_rng(i))
+    ref = _run(call, arrays, "ref")
+    for cut, fails in ((used, False), (used - 8, True)):
+        monkeypatch.setattr(kernels, "scratch_size", lambda call, cut=cut: cut)
+        if fails:
+            with pytest.raises(RuntimeError, match=r"past the \d+ bytes \w+_scratch_size gives"):
+                _run(call, arrays, "dsp")
+        else:
+            np.testing.assert_array_equal(_run(call, arrays, "dsp"), ref)
 
 
 @pytest.mark.emulator
