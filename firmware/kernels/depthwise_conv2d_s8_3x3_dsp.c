@@ -6,16 +6,17 @@
  * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
  * the band copy below): the channel-pair engine (further down: a ring of three rows, one
  * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
- * ring fits those bytes and where it measured faster (rows of whole quads, 16 outputs wide or
- * more: d3p_fits); else the band copy.
+ * ring fits those bytes and where it measured faster (16 outputs wide or more: d3p_fits); else
+ * the band copy.
  *
- * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch) holds each
- * input pixel of the group already widened (two words: SXTAB16 of the even and of the odd channels,
- * the input offset added), so every output pixel's nine taps are one LDRD of the input pair, one
- * LDRD of the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each):
- * the nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
- * input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX pixels, so
- * larger maps go in bands of output rows (each band widens its rows plus the two below it).
+ * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch)
+ * holds each input pixel of the group already widened (two words: SXTAB16 of the even and of the
+ * odd channels, the input offset added), so every output pixel's nine taps are one LDRD of the
+ * input pair, one LDRD of the widened weight pair and four multiply-accumulates (SMLABB / SMLATT,
+ * one lane each): the nine-fold widening of each input word is gone. Padding is a pair of zero
+ * words (an offset input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX
+ * pixels, so larger maps go in bands of output rows (each band widens its rows plus the two below
+ * it).
  *
  * On the fast requantization (requant_fast.h) the rows of outputs run in one block of assembly
  * (d3_row): the group's biases, widened taps, requantization constants and clamp sit in one
@@ -286,13 +287,14 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
     return (p->output_w + 3) / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: at least 16 outputs wide, and its three ring rows fit the bytes the variant plans for its band copy
- * (depthwise_conv2d_s8_3x3_dsp_buffer_size, unchanged). Where it pays, measured on the emulated
- * Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, band copy ->
- * channel pairs): 16x16x96 710,880 -> 695,200 with a clamp, MobileNetV2's 16x16x96 681,000 ->
- * 615,320 and 17x17x48 -> 16x16x48 341,760 -> 304,800 without; the group's set-up, its rows'
- * widening and a row's calls weigh more on narrower maps (8x8x144 278,880 -> 306,120, 4x4x336
- * 210,280 -> 288,800, 16x16x96 /2 235,120 -> 282,880), which keep the band copy. */
+/* Whether the engine takes a layer of the 3x3 variant: at least 16 outputs wide, and its three ring
+ * rows fit the bytes the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size,
+ * unchanged). Where it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one
+ * instruction; one layer per kernel call, band copy -> channel pairs): 16x16x96 with a clamp
+ * 710,880 -> 671,200, 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96
+ * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680. The group's set-up, its rows'
+ * widening and a row's calls weigh more on narrower maps, which keep the band copy (8x8x144
+ * 278,880 on it, ~306,000 on the engine; 4x4x336 210,280, ~289,000). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
     if (p->output_w < 16) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
@@ -437,9 +439,11 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
                 k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
             }
             if (st == 1)
-                (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1], rows[2]);
+                (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1],
+                                                                        rows[2]);
             else
-                (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1], rows[2]);
+                (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1],
+                                                                        rows[2]);
             q0 = nq;
         }
 #endif

@@ -247,8 +247,8 @@ static inline void dw_weight_pairs(const struct dw *d, int32_t c, int32_t fy, co
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int trained = c < p->train_rows;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    const int8_t *w = (trained ? d->trained_filter : d->filter) + c +
-                      (size_t)fy * (size_t)p->filter_w * wstride;
+    const int8_t *w =
+        (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)p->filter_w * wstride;
     uint32_t e[9], o[9];
     for (int32_t t = 0; t < p->filter_w; ++t) {
         const uint32_t v = dsp_read4(w + (size_t)t * wstride);
@@ -302,37 +302,63 @@ void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32
  * four outputs a0..a3 stored ch bytes apart from dst (dst advanced past them), plain or packed
  * into one word (t: a scratch register; a0..a3 clobbered), clamped per byte (SSUB8 sets GE
  * where a >= b, SEL picks by it) by lo4 and hi4 and stored byte by byte. */
-#define DWQ_RQ(a, m2, s1, cc)                   \
-    "smmlar " a ", " a ", " m2 ", " a "\n\t"    \
-    "add " a ", " a ", " a ", asr #31\n\t"      \
-    "asr " a ", " a ", " s1 "\n\t"              \
-    "qadd " a ", " a ", " cc "\n\t"             \
+#define DWQ_RQ(a, m2, s1, cc)         \
+    "smmlar " a ", " a ", " m2 ", " a \
+    "\n\t"                            \
+    "add " a ", " a ", " a            \
+    ", asr #31\n\t"                   \
+    "asr " a ", " a ", " s1           \
+    "\n\t"                            \
+    "qadd " a ", " a ", " cc          \
+    "\n\t"                            \
     "ssat " a ", #8, " a ", asr #1\n\t"
-#define DWQ_STORE(a0, a1, a2, a3, dst, ch)       \
-    "strb " a0 ", [" dst "]\n\t"                 \
-    "strb " a1 ", [" dst ", " ch "]\n\t"         \
-    "add " dst ", " dst ", " ch ", lsl #1\n\t"   \
-    "strb " a2 ", [" dst "]\n\t"                 \
-    "strb " a3 ", [" dst ", " ch "]\n\t"         \
+#define DWQ_STORE(a0, a1, a2, a3, dst, ch) \
+    "strb " a0 ", [" dst                   \
+    "]\n\t"                                \
+    "strb " a1 ", [" dst ", " ch           \
+    "]\n\t"                                \
+    "add " dst ", " dst ", " ch            \
+    ", lsl #1\n\t"                         \
+    "strb " a2 ", [" dst                   \
+    "]\n\t"                                \
+    "strb " a3 ", [" dst ", " ch           \
+    "]\n\t"                                \
     "add " dst ", " dst ", " ch ", lsl #1\n\t"
 #define DWQ_STORE_CLAMP(a0, a1, a2, a3, t, lo, hi, dst, ch) \
-    "pkhbt " a0 ", " a0 ", " a2 ", lsl #16\n\t"             \
-    "pkhbt " a1 ", " a1 ", " a3 ", lsl #16\n\t"             \
-    "uxtb16 " a0 ", " a0 "\n\t"                             \
-    "uxtb16 " a1 ", " a1 "\n\t"                             \
-    "orr " a0 ", " a0 ", " a1 ", lsl #8\n\t"                \
-    "ssub8 " t ", " a0 ", " lo "\n\t"                       \
-    "sel " a0 ", " a0 ", " lo "\n\t"                        \
-    "ssub8 " t ", " a0 ", " hi "\n\t"                       \
-    "sel " a0 ", " hi ", " a0 "\n\t"                        \
-    "strb " a0 ", [" dst "]\n\t"                            \
-    "lsr " a0 ", " a0 ", #8\n\t"                            \
-    "strb " a0 ", [" dst ", " ch "]\n\t"                    \
-    "add " dst ", " dst ", " ch ", lsl #1\n\t"              \
-    "lsr " a0 ", " a0 ", #8\n\t"                            \
-    "strb " a0 ", [" dst "]\n\t"                            \
-    "lsr " a0 ", " a0 ", #8\n\t"                            \
-    "strb " a0 ", [" dst ", " ch "]\n\t"                    \
+    "pkhbt " a0 ", " a0 ", " a2                             \
+    ", lsl #16\n\t"                                         \
+    "pkhbt " a1 ", " a1 ", " a3                             \
+    ", lsl #16\n\t"                                         \
+    "uxtb16 " a0 ", " a0                                    \
+    "\n\t"                                                  \
+    "uxtb16 " a1 ", " a1                                    \
+    "\n\t"                                                  \
+    "orr " a0 ", " a0 ", " a1                               \
+    ", lsl #8\n\t"                                          \
+    "ssub8 " t ", " a0 ", " lo                              \
+    "\n\t"                                                  \
+    "sel " a0 ", " a0 ", " lo                               \
+    "\n\t"                                                  \
+    "ssub8 " t ", " a0 ", " hi                              \
+    "\n\t"                                                  \
+    "sel " a0 ", " hi ", " a0                               \
+    "\n\t"                                                  \
+    "strb " a0 ", [" dst                                    \
+    "]\n\t"                                                 \
+    "lsr " a0 ", " a0                                       \
+    ", #8\n\t"                                              \
+    "strb " a0 ", [" dst ", " ch                            \
+    "]\n\t"                                                 \
+    "add " dst ", " dst ", " ch                             \
+    ", lsl #1\n\t"                                          \
+    "lsr " a0 ", " a0                                       \
+    ", #8\n\t"                                              \
+    "strb " a0 ", [" dst                                    \
+    "]\n\t"                                                 \
+    "lsr " a0 ", " a0                                       \
+    ", #8\n\t"                                              \
+    "strb " a0 ", [" dst ", " ch                            \
+    "]\n\t"                                                 \
     "add " dst ", " dst ", " ch ", lsl #1\n\t"
 
 /* A tile of output rows and columns of the k x k variants' copy of their input window. */

@@ -28,10 +28,10 @@
  * with the store block, the copy's STRD, the weight sets packed from each tap read once, and
  * the sliding copy. 5x5 at stride 1 and 7x7 at stride 2 take, where it fits the same bytes, the
  * channel-pair engine instead (further down: four outputs of one channel per block of assembly,
- * each filter row's weights loaded once for the four). Channels outside a whole group (the last c % 4, or a group straddling
- * train_rows) run the reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product
- * and sum is the reference's, in another order (int32 sums of these products cannot
- * overflow: see depthwise_conv2d_s8.c). */
+ * each filter row's weights loaded once for the four). Channels outside a whole group (the last c %
+ * 4, or a group straddling train_rows) run the reference's arithmetic
+ * (depthwise_conv2d_s8_dsp_channel). Every product and sum is the reference's, in another order
+ * (int32 sums of these products cannot overflow: see depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
 #define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
@@ -471,17 +471,18 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
 }
 
 /* Whether the engine takes a layer of this variant: at least 16 outputs wide (5x5) or 8 (7x7 at
- * stride 2), and its constants, row table and ring fit the variant's
- * planned bytes (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays,
- * measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per
- * kernel call, tiles -> channel pairs): 5x5 16x16x96 1,265,640 -> 1,107,880, 7x7/2 18x18x48
- * 331,400 -> 291,280, 16x16x144 984,760 -> 871,400; the group's set-up, its rows' widening and
- * a row's calls weigh more on narrower maps (5x5 8x8x160 557,920 -> 570,560, 4x4x576 687,360
- * -> 787,360, 7x7/2 8x8x288 581,400 -> 645,800), which keep the tiles. */
+ * stride 2), and its constants, row table and ring fit the variant's planned bytes
+ * (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays, measured on the
+ * emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, tiles ->
+ * channel pairs): 5x5 16x16x96 1,265,640 -> 1,092,200, 20x20x48 -> 18x18 799,040 -> 753,680,
+ * 7x7/2 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880. The group's set-up, its rows'
+ * widening and a row's calls weigh more on narrower maps, which keep the tiles (5x5 8x8x160
+ * 557,920 on them, ~570,000 on the engine; 4x4x576 687,360, ~787,000; 7x7/2 8x8x288 581,400,
+ * ~646,000). */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
     if (!kq_shape(p) || p->output_w < (p->filter_h == 5 ? 16 : 8)) return 0;
-    const size_t need = 4u * KQ_CHANNEL(p->filter_h) + KQ_ROWS +
-                        (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
+    const size_t need =
+        4u * KQ_CHANNEL(p->filter_h) + KQ_ROWS + (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
 }
 
@@ -492,8 +493,8 @@ int depthwise_conv2d_s8_kxk_pair_dsp_quads(const void *params) {
 
 /* The four accumulators of one channel's quad (x: its words at the quad's first block; filter
  * row fy at x + rows[fy] bytes). */
-static inline void kq_quad(const struct kqc *k, const uint32_t *x, const uint32_t *rows,
-                           int32_t fh, int32_t a[4]) {
+static inline void kq_quad(const struct kqc *k, const uint32_t *x, const uint32_t *rows, int32_t fh,
+                           int32_t a[4]) {
     int32_t a0 = k->q.bias, a1 = k->q.bias, a2 = k->q.bias, a3 = k->q.bias;
     for (int32_t fy = 0; fy < fh; ++fy) {
         const uint32_t *r = (const uint32_t *)((const uint8_t *)x + rows[fy]), *w = k->w[fy];
@@ -516,16 +517,13 @@ static inline void kq_quad(const struct kqc *k, const uint32_t *x, const uint32_
 }
 
 #if KP_ASM
-_Static_assert(__builtin_offsetof(struct kqc, q.lo4) == 8 &&
-                   __builtin_offsetof(struct kqc, q.bias) == 16 &&
-                   __builtin_offsetof(struct kqc, q.cc) == 20 &&
-                   __builtin_offsetof(struct kqc, q.end) == 24 &&
-                   __builtin_offsetof(struct kqc, q.dst) == 28 &&
-                   __builtin_offsetof(struct kqc, q.ch) == 32 &&
-                   __builtin_offsetof(struct kqc, q.next) == 36 &&
-                   __builtin_offsetof(struct kqc, w) == 40 && KQ_CHANNEL(5) == 128 &&
-                   KQ_CHANNEL(7) == 160,
-               "kq_row's offsets");
+_Static_assert(
+    __builtin_offsetof(struct kqc, q.lo4) == 8 && __builtin_offsetof(struct kqc, q.bias) == 16 &&
+        __builtin_offsetof(struct kqc, q.cc) == 20 && __builtin_offsetof(struct kqc, q.end) == 24 &&
+        __builtin_offsetof(struct kqc, q.dst) == 28 && __builtin_offsetof(struct kqc, q.ch) == 32 &&
+        __builtin_offsetof(struct kqc, q.next) == 36 && __builtin_offsetof(struct kqc, w) == 40 &&
+        KQ_CHANNEL(5) == 128 && KQ_CHANNEL(7) == 160,
+    "kq_row's offsets");
 /* clang-format off */
 /* Registers: r0 k, r1 the quad's column pointer, r2 the filter row's, r3 r4 inputs, r5 r6
  * weights, r7..r10 a0..a3, r11 dst, r12 ch, lr the row table. Row 0 starts the accumulators

@@ -24,10 +24,10 @@ import pytest
 import pytools.model.kernels as kernels
 from pytools.model.kernels import KernelCall, scratch_size
 from pytools.model.lowering import lower
-from tests.kernels.conv.test_dsp_depthwise_channel_pairs import engine_bytes
 from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import conv_options, run_variant
 from tests.kernels.conv.test_conv_kernels import Case, _graph
+from tests.kernels.conv.test_dsp_depthwise_channel_pairs import engine_bytes
 from tests.kernels.conv.test_dsp_kernels import _operands, _run
 from tests.kernels.support import quant
 

@@ -8,12 +8,13 @@ against the reference kernel bit for bit on the host (the C quads) and on the em
 Cortex-M7 and Cortex-M4 (the assembly rows).
 
 The shapes cover what the engines' edges are made of: rows of one to 16 quads, partial last
-quads (whose assembly stores reach into the next row, which overwrites them), maps of one row, a 64-wide map in one band (MobileNetV2's first depthwise),
-SAME, VALID and explicit padding, channel counts with a partial group of four, trained slices
-(a group straddling train_rows), per-tensor scales, every fused activation (the clamp per
-byte) and gains above 1/2 (the exact requantization instead of the fused one); the 5x5 and
-7x7 ones MCUNet's layer shapes (patches, 16x16, 8x8, 4x4 maps) and ones around them. The
-shapes the engines leave to the older ones are here too, so both stay covered.
+quads (whose assembly stores reach into the next row, which overwrites them), maps of one row,
+a 64-wide map in one band (MobileNetV2's first depthwise), SAME, VALID and explicit padding,
+channel counts with a partial group of four, trained slices (a group straddling train_rows),
+per-tensor scales, every fused activation (the clamp per byte) and gains above 1/2 (the exact
+requantization instead of the fused one); the 5x5 and 7x7 ones MCUNet's layer shapes (patches,
+16x16, 8x8, 4x4 maps) and ones around them. The shapes the engines leave to the older ones are
+here too, so both stay covered.
 """
 
 from __future__ import annotations
