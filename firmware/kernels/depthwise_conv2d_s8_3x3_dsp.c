@@ -3,13 +3,20 @@
  * depthwise_conv2d_s8_ref_run (depthwise_conv2d_s8.c), TFLite's reference
  * DepthwiseConvPerChannel.
  *
- * Each channel group of four is the outer loop. The copy (in the operator's scratch) holds each
- * input pixel of the group already widened (two words: SXTAB16 of the even and of the odd channels,
- * the input offset added), so every output pixel's nine taps are one LDRD of the input pair, one
- * LDRD of the widened weight pair and four multiply-accumulates (SMLABB / SMLATT, one lane each):
- * the nine-fold widening of each input word is gone. Padding is a pair of zero words (an offset
- * input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX pixels, so
- * larger maps go in bands of output rows (each band widens its rows plus the two below it).
+ * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
+ * the band copy below): the channel-pair engine (further down: a ring of three rows, one
+ * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
+ * ring fits those bytes and where it measured faster (16 outputs wide or more: d3p_fits); else
+ * the band copy.
+ *
+ * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch)
+ * holds each input pixel of the group already widened (two words: SXTAB16 of the even and of the
+ * odd channels, the input offset added), so every output pixel's nine taps are one LDRD of the
+ * input pair, one LDRD of the widened weight pair and four multiply-accumulates (SMLABB / SMLATT,
+ * one lane each): the nine-fold widening of each input word is gone. Padding is a pair of zero
+ * words (an offset input of 0 adds nothing, as the reference's skipped tap). The copy holds D3_PIX
+ * pixels, so larger maps go in bands of output rows (each band widens its rows plus the two below
+ * it).
  *
  * On the fast requantization (requant_fast.h) the rows of outputs run in one block of assembly
  * (d3_row): the group's biases, widened taps, requantization constants and clamp sit in one
@@ -47,10 +54,6 @@ _Static_assert(__builtin_offsetof(struct d3k, w) == 16 &&
                    __builtin_offsetof(struct d3k, step) == 132 &&
                    __builtin_offsetof(struct d3k, end) == 136,
                "d3_row's offsets");
-
-/* How the outputs are stored: dw_store with its clamp (any requantization and clamp), or packed
- * (the fast requantization) without a clamp, or with one inside int8. */
-enum { D3_STORE_ANY, D3_PACK, D3_PACK_CLAMP };
 
 int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p) {
     const int32_t st = p->stride_h;
@@ -160,18 +163,6 @@ static __attribute__((noinline)) void d3_row(const struct d3k *k, const uint32_t
 #define D3_ASM 0
 #endif
 
-/* q[0] = lo, q[1] = hi, q += 2: one STRD with post-increment on the Cortex-M (the compiler
- * makes it two STR and an ADD). */
-static inline void d3_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
-#if D3_ASM
-    __asm__("strd %1, %2, [%0], #8" : "+r"(*q) : "r"(lo), "r"(hi) : "memory");
-#else
-    (*q)[0] = lo;
-    (*q)[1] = hi;
-    *q += 2;
-#endif
-}
-
 /* Tap t, the input pair at row pointer r + off (in words) (the C loop). */
 #define D3_WTAP(r, off, t)                                 \
     do {                                                   \
@@ -206,21 +197,21 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
                 continue;
             }
             int32_t i = 0;
-            for (; i < ilo; ++i) d3_store2(&q, 0, 0);
+            for (; i < ilo; ++i) dw_store2(&q, 0, 0);
             const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
             for (uint32_t *qe = q + 2 * (ihi - i); q < qe; s += ch) {
                 const uint32_t v = dsp_read4(s);
-                d3_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+                dw_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
             }
-            for (i = ihi; i < pw; ++i) d3_store2(&q, 0, 0);
+            for (i = ihi; i < pw; ++i) dw_store2(&q, 0, 0);
         }
         for (int32_t oy = 0; oy < rows; ++oy) {
             const uint32_t *r0 = buf + (size_t)oy * (size_t)st * 2 * (size_t)pw;
             const uint32_t *r1 = r0 + 2 * pw, *r2 = r1 + 2 * pw;
 #if D3_ASM
-            if (mode != D3_STORE_ANY) {
+            if (mode != DW_STORE_ANY) {
                 k->end = r0 + 2 * st * p->output_w;
-                d3_row(k, r0, r1, r2, dst, st, mode == D3_PACK_CLAMP);
+                d3_row(k, r0, r1, r2, dst, st, mode == DW_PACK_CLAMP);
                 dst += (size_t)p->output_w * (size_t)ch;
                 continue;
             }
@@ -237,13 +228,262 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
                 D3_WTAP(r2, 0, 6);
                 D3_WTAP(r2, 2, 7);
                 D3_WTAP(r2, 4, 8);
-                if (mode == D3_STORE_ANY)
+                if (mode == DW_STORE_ANY)
                     dw_store(d, rq, dst, c, a0, a1, a2, a3, k->cc, 0);
                 else
                     dw_store_packed(rq, dst, a0, a1, a2, a3, k->cc, k->lo4, k->hi4,
-                                    mode == D3_PACK_CLAMP);
+                                    mode == DW_PACK_CLAMP);
             }
         }
+    }
+}
+
+/* ---- The channel-pair engine (taken wherever its ring of three rows fits the copy's bytes) ----
+ *
+ * The engine above spends per output pixel of four channels 18 LDRD and 36 single multiplies
+ * on its nine taps, and re-widens each input row once per band (three times on a 64-wide map,
+ * whose band is one output row). Here a copy row holds blocks of four pixels, each block
+ * channel by channel: channel k's two words (x0, x1) and (x2, x3) in 16-bit lanes (the input
+ * offset added, padding as 0, as above) at byte 8k. One channel's filter row (w0, w1, w2) is two
+ * words, W01 = (w0, w1) and W12 = (w1, w2), and four outputs of one channel in a row take, per
+ * filter row, one LDRD of the weights, two or three loads of inputs and eight multiplies of
+ * which four are SMLAD (two products each):
+ *   stride 1, inputs A = (x0, x1), B = (x2, x3), C = (x4, x5):
+ *     o0 = SMLAD(A, W01) + SMLABT(B, W12)    o1 = SMLATB(A, W01) + SMLAD(B, W12)
+ *     o2 = SMLAD(B, W01) + SMLABT(C, W12)    o3 = SMLATB(B, W01) + SMLAD(C, W12)
+ *   stride 2, pairs P0..P4 of (x_2i, x_2i+1): o_j = SMLAD(P_j, W01) + SMLABT(P_j+1, W12).
+ * The four outputs share the channel's requantization constants (two loads) and the weights
+ * are loaded once per four outputs, not once per tap and pixel. The rows live in a ring of
+ * three slots, each input row widened once per channel group (a new output row widens stride
+ * rows). Outputs are stored one byte each (a channel's outputs are ch bytes apart); with a
+ * clamp inside int8 the four are packed into a word first and clamped per byte (SSUB8/SEL).
+ * A row's whole quads run in one block of assembly (d3p_row_*: all fourteen registers, so it
+ * is a function of its own); the host twin and the exact requantization the C quad (d3p_quad),
+ * the same products and sums. */
+
+/* One channel's constants, laid out for d3p_row's immediate offsets (bytes): the filter rows'
+ * (W01, W12) 0, then struct dwq: (m2, s1) 24, (lo4, hi4) 32, bias 40, cc 44, end 48 (row 0's
+ * pointer past the row's last quad), dst 52, ch 56, next 60; the group's four channels 64
+ * bytes apart. */
+struct d3c {
+    uint32_t w[3][2];
+    struct dwq q;
+};
+#if D3_ASM
+_Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
+                   __builtin_offsetof(struct d3c, q.lo4) == 32 &&
+                   __builtin_offsetof(struct d3c, q.bias) == 40 &&
+                   __builtin_offsetof(struct d3c, q.cc) == 44 &&
+                   __builtin_offsetof(struct d3c, q.end) == 48 &&
+                   __builtin_offsetof(struct d3c, q.dst) == 52 &&
+                   __builtin_offsetof(struct d3c, q.ch) == 56 &&
+                   __builtin_offsetof(struct d3c, q.next) == 60 && sizeof(struct d3c) == 64,
+               "d3p_row's offsets");
+#endif
+
+/* Blocks of four pixels per copy row: the quads' inputs (a last partial quad's whole) plus the
+ * next block's first pair. */
+static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
+    return (p->output_w + 3) / 4 * p->stride_w + 1;
+}
+
+/* Whether the engine takes a layer of the 3x3 variant: at least 16 outputs wide, and its three ring
+ * rows fit the bytes the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size,
+ * unchanged). Where it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one
+ * instruction; one layer per kernel call, band copy -> channel pairs): 16x16x96 with a clamp
+ * 710,880 -> 671,200, 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96
+ * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680. The group's set-up, its rows'
+ * widening and a row's calls weigh more on narrower maps, which keep the band copy (8x8x144
+ * 278,880 on it, ~306,000 on the engine; 4x4x336 210,280, ~289,000). */
+static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
+    if (p->output_w < 16) return 0;
+    return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
+}
+
+int depthwise_conv2d_s8_3x3_dsp_pairs(const void *params) {
+    const struct depthwise_conv2d_s8_params p = *(const struct depthwise_conv2d_s8_params *)params;
+    return depthwise_conv2d_s8_3x3_dsp_band(&p) > 0 && d3p_fits(&p);
+}
+
+/* The four accumulators of one channel's quad of outputs (r[fy]: its words in copy row fy at the
+ * quad's first block; the next block 8 words on). */
+static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int32_t st,
+                            int32_t a[4]) {
+    int32_t a0 = k->q.bias, a1 = k->q.bias, a2 = k->q.bias, a3 = k->q.bias;
+    for (int fy = 0; fy < 3; ++fy) {
+        const uint32_t *x = r[fy], w01 = k->w[fy][0], w12 = k->w[fy][1];
+        if (st == 1) {
+            a0 = dsp_smlabt(x[1], w12, dsp_smlad(x[0], w01, a0));
+            a1 = dsp_smlad(x[1], w12, dsp_smlatb(x[0], w01, a1));
+            a2 = dsp_smlabt(x[8], w12, dsp_smlad(x[1], w01, a2));
+            a3 = dsp_smlad(x[8], w12, dsp_smlatb(x[1], w01, a3));
+        } else {
+            a0 = dsp_smlabt(x[1], w12, dsp_smlad(x[0], w01, a0));
+            a1 = dsp_smlabt(x[8], w12, dsp_smlad(x[1], w01, a1));
+            a2 = dsp_smlabt(x[9], w12, dsp_smlad(x[8], w01, a2));
+            a3 = dsp_smlabt(x[16], w12, dsp_smlad(x[9], w01, a3));
+        }
+    }
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+#if D3_ASM
+/* clang-format off */
+/* Registers: r0 k, r1..r3 copy rows 0..2, r4..r7 a0..a3, r8 r9 inputs, r10 W01, r11 W12,
+ * r12 dst, lr ch. Filter row fy from row pointer r (post-incremented by the quad's blocks);
+ * row 0 starts the accumulators from the bias (in r7, a3's last use of it is its first
+ * multiply). */
+#define D3P_S1(r, fy, i0, i1, i2, i3)                                                             \
+    "ldrd r10, r11, [r0, #" #fy "*8]\n\t"                                                         \
+    "ldrd r8, r9, [" #r "], #32\n\t"                                                              \
+    "smlad r4, r8, r10, " i0 "\n\t"                                                               \
+    "smlatb r5, r8, r10, " i1 "\n\t"                                                              \
+    "smlad r6, r9, r10, " i2 "\n\t"                                                               \
+    "smlatb r7, r9, r10, " i3 "\n\t"                                                              \
+    "smlabt r4, r9, r11, r4\n\t"                                                                  \
+    "smlad r5, r9, r11, r5\n\t"                                                                   \
+    "ldr r8, [" #r "]\n\t"                                                                        \
+    "smlabt r6, r8, r11, r6\n\t"                                                                  \
+    "smlad r7, r8, r11, r7\n\t"
+#define D3P_S2(r, fy, i0, i1, i2, i3)                                                             \
+    "ldrd r10, r11, [r0, #" #fy "*8]\n\t"                                                         \
+    "ldrd r8, r9, [" #r "], #32\n\t"                                                              \
+    "smlad r4, r8, r10, " i0 "\n\t"                                                               \
+    "smlad r5, r9, r10, " i1 "\n\t"                                                               \
+    "smlabt r4, r9, r11, r4\n\t"                                                                  \
+    "ldrd r8, r9, [" #r "], #32\n\t"                                                              \
+    "smlabt r5, r8, r11, r5\n\t"                                                                  \
+    "smlad r6, r8, r10, " i2 "\n\t"                                                               \
+    "smlabt r6, r9, r11, r6\n\t"                                                                  \
+    "smlad r7, r9, r10, " i3 "\n\t"                                                               \
+    "ldr r8, [" #r "]\n\t"                                                                        \
+    "smlabt r7, r8, r11, r7\n\t"
+#define D3P_TAPS(ROW)                                                                             \
+    "ldr r7, [r0, #40]\n\t"                                                                       \
+    ROW(r1, 0, "r7", "r7", "r7", "r7")                                                            \
+    ROW(r2, 1, "r4", "r5", "r6", "r7")                                                            \
+    ROW(r3, 2, "r4", "r5", "r6", "r7")
+#define D3P_REQUANT                                                                               \
+    "ldrd r10, r11, [r0, #24]\n\t"                                                                \
+    "ldr r8, [r0, #44]\n\t"                                                                       \
+    DWQ_RQ("r4", "r10", "r11", "r8") DWQ_RQ("r5", "r10", "r11", "r8")                             \
+    DWQ_RQ("r6", "r10", "r11", "r8") DWQ_RQ("r7", "r10", "r11", "r8")
+#define D3P_STORE DWQ_STORE("r4", "r5", "r6", "r7", "r12", "lr")
+#define D3P_STORE_CLAMP                                                                           \
+    "ldrd r10, r11, [r0, #32]\n\t"                                                                \
+    DWQ_STORE_CLAMP("r4", "r5", "r6", "r7", "r9", "r10", "r11", "r12", "lr")
+#define D3P_ROW_FN(name, ROW, STORE)                                                              \
+    static __attribute__((naked, noinline)) void name(const struct d3c *k, const uint32_t *r0,    \
+                                                      const uint32_t *r1, const uint32_t *r2) {   \
+        (void)k, (void)r0, (void)r1, (void)r2;                                                    \
+        __asm__ volatile(                                                                         \
+            "push {r4-r11, lr}\n\t"                                                               \
+            "ldr r12, [r0, #52]\n\t"                                                              \
+            "ldr lr, [r0, #56]\n\t"                                                               \
+            "1:\n\t"                                                                              \
+            D3P_TAPS(ROW) D3P_REQUANT STORE                                                       \
+            "ldr r8, [r0, #48]\n\t"                                                               \
+            "cmp r1, r8\n\t"                                                                      \
+            "bne 1b\n\t"                                                                          \
+            /* the next channel of the group: its struct, rows and outputs */                     \
+            "ldr r8, [r0, #60]\n\t"                                                               \
+            "cmp r8, #0\n\t"                                                                      \
+            "beq 2f\n\t"                                                                          \
+            "add r1, r1, r8\n\t"                                                                  \
+            "add r2, r2, r8\n\t"                                                                  \
+            "add r3, r3, r8\n\t"                                                                  \
+            "add r0, r0, #64\n\t"                                                                 \
+            "ldr r12, [r0, #52]\n\t"                                                              \
+            "b 1b\n\t"                                                                            \
+            "2:\n\t"                                                                              \
+            "pop {r4-r11, pc}\n\t");                                                              \
+    }
+/* clang-format on */
+/* A row's whole quads (at least one) of the group's four channels (k[0..3]; k->q.end: row 0's
+ * pointer past channel 0's last quad; then k->q.next bytes on to the next channel's first), from
+ * its three copy rows: the four instances by stride and clamp. */
+D3P_ROW_FN(d3p_row_s1, D3P_S1, D3P_STORE)
+D3P_ROW_FN(d3p_row_s1_clamp, D3P_S1, D3P_STORE_CLAMP)
+D3P_ROW_FN(d3p_row_s2, D3P_S2, D3P_STORE)
+D3P_ROW_FN(d3p_row_s2_clamp, D3P_S2, D3P_STORE_CLAMP)
+#endif
+
+/* One channel group (constants k[0..3], the group's mode as d3_group's) over every output pixel
+ * of batch b, its rows widened into the ring at buf. */
+static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c, uint32_t *buf,
+                      int mode) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
+    const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
+    const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
+    int32_t next = 0; /* the next copy row to widen (copy row i: input row i - pad_h) */
+    for (int32_t oy = 0; oy < p->output_h; ++oy, out += (size_t)ow * (size_t)ch) {
+        for (; next <= oy * st + 2; ++next)
+            dw_widen_blocks(d, image, buf + (size_t)(next % 3) * slot, next - p->pad_h, blocks);
+        const int32_t s0 = oy * st % 3; /* the ring slot of the window's top row */
+        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)(s0 + 1) % 3 * slot,
+                                         buf + (size_t)(s0 + 2) % 3 * slot};
+        /* The block of assembly stores whole quads: a last partial one's outputs past the row
+         * land on the next row's first pixels (same channel), which that row then overwrites;
+         * on the last row the C quad stores only the row's. */
+        int32_t q0 = 0;
+#if D3_ASM
+        const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
+        if (mode != DW_STORE_ANY && nq > 0) {
+            for (int32_t j = 0; j < 4; ++j) {
+                k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)nq * 8u * (size_t)st);
+                k[j].q.dst = out + j;
+                k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
+            }
+            if (st == 1)
+                (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1],
+                                                                        rows[2]);
+            else
+                (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1],
+                                                                        rows[2]);
+            q0 = nq;
+        }
+#endif
+        for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
+            for (int32_t q = q0; q < quads_all; ++q) {
+                const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
+                const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
+                int32_t a[4];
+                d3p_quad(&k[j], r, st, a);
+                dwq_store(d, &k[j].q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
+                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+            }
+        }
+    }
+}
+
+/* Channel group c..c+3's constants into k[0..3] (see struct d3c). */
+static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c) {
+    static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
+    for (int32_t fy = 0; fy < 3; ++fy)
+        dw_weight_pairs(d, c, fy, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t));
+    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j);
+}
+
+/* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
+ * channels c, c+2; odd: c+1, c+3), biases and fast requantization constants. */
+static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t c) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int trained = c < p->train_rows;
+    const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
+    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+    for (int32_t t = 0; t < 9; ++t) {
+        const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
+        k->w[t][0] = dsp_sxtb16(wv);
+        k->w[t][1] = dsp_sxtb16_hi(wv);
+    }
+    for (int j = 0; j < 4; ++j) {
+        k->bias[j] = rq->bias[j];
+        k->rq[j][0] = rq->m2[j];
+        k->rq[j][1] = rq->s1[j];
     }
 }
 
@@ -254,15 +494,19 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     /* A clamp the packed store does per byte: inside the int8 range (where the saturated
      * outputs lie) and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    /* The operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size): the group's
-     * constants, then the copy. */
+    /* The engine: channel pairs where its ring fits the operator's scratch
+     * (depthwise_conv2d_s8_3x3_dsp_buffer_size), its constants on the stack (256 bytes); else
+     * the band copy, its constants (struct d3k) and copy in the scratch. */
+    const int pairs = d3p_fits(p);
+    struct d3c kp[4];
     struct d3k *const k = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
-    struct dw_rq rq;
-    k->cc = 1 + 2 * p->output_offset;
-    k->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
-    k->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
-    k->step = ch;
+    if (!pairs) {
+        k->cc = 1 + 2 * p->output_offset;
+        k->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+        k->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+        k->step = ch;
+    }
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
             if (!dw_group_whole(p, c)) {
@@ -270,24 +514,18 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                 ++c;
                 continue;
             }
-            const int trained = c < p->train_rows;
-            const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
-            const size_t wstride = trained ? (size_t)p->train_rows : (size_t)ch;
-            for (int32_t t = 0; t < 9; ++t) {
-                const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
-                k->w[t][0] = dsp_sxtb16(wv);
-                k->w[t][1] = dsp_sxtb16_hi(wv);
-            }
+            struct dw_rq rq;
             dw_rq_load(d, &rq, c);
-            for (int j = 0; j < 4; ++j) {
-                k->bias[j] = rq.bias[j];
-                k->rq[j][0] = rq.m2[j];
-                k->rq[j][1] = rq.s1[j];
+            const int mode = rq.fast && full     ? DW_PACK
+                             : rq.fast && clamp8 ? DW_PACK_CLAMP
+                                                 : DW_STORE_ANY;
+            if (pairs) {
+                d3p_load(d, kp, &rq, c);
+                d3p_group(d, kp, b, c, d->buf, mode);
+            } else {
+                d3_load(d, k, &rq, c);
+                d3_group(d, k, &rq, b, c, buf, band, mode);
             }
-            const int mode = rq.fast && full     ? D3_PACK
-                             : rq.fast && clamp8 ? D3_PACK_CLAMP
-                                                 : D3_STORE_ANY;
-            d3_group(d, k, &rq, b, c, buf, band, mode);
             c += 4;
         }
     }

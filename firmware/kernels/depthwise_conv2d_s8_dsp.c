@@ -231,6 +231,69 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c) {
     }
 }
 
+/* Widens pixel x (outside the row: zeros) of channels c..c+3 into its even and odd lanes. */
+static inline void dw_widen_pixel(const struct dw *d, const int8_t *row, int32_t x, uint32_t off2,
+                                  uint32_t *e, uint32_t *o) {
+    if (x < 0 || x >= d->p.input_w) {
+        *e = *o = 0;
+        return;
+    }
+    const uint32_t v = dsp_read4(row + (ptrdiff_t)x * d->p.input_c);
+    *e = dsp_sxtab16(off2, v);
+    *o = dsp_sxtab16_hi(off2, v);
+}
+
+/* Block of four pixels (e, o: their even and odd lanes) at q: per channel its two pairs
+ * (PKHBT / PKHTB), two STRD per pair of channels. */
+static inline void dw_store_block(uint32_t **q, uint32_t e0, uint32_t o0, uint32_t e1, uint32_t o1,
+                                  uint32_t e2, uint32_t o2, uint32_t e3, uint32_t o3) {
+    dw_store2(q, dsp_pack_lo(e0, e1), dsp_pack_lo(e2, e3));
+    dw_store2(q, dsp_pack_lo(o0, o1), dsp_pack_lo(o2, o3));
+    dw_store2(q, dsp_pack_hi(e0, e1), dsp_pack_hi(e2, e3));
+    dw_store2(q, dsp_pack_hi(o0, o1), dsp_pack_hi(o2, o3));
+}
+
+/* The channel-pair engines' copy row (see depthwise_conv2d_s8_dsp.h): four pixels per block,
+ * widened once (the blocks inside the image without a bounds check per pixel), packed per
+ * channel and stored with STRD. */
+void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
+                     int32_t blocks) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c;
+    if (y < 0 || y >= p->input_h) {
+        memset(q, 0, (size_t)blocks * 32u);
+        return;
+    }
+    const uint32_t off2 = dsp_pair(p->input_offset);
+    const int8_t *row = image + (size_t)y * d->in_row;
+    /* Blocks [lo, hi) lie inside: 4 lo - pad_w >= 0 and 4 hi - pad_w <= input_w. */
+    int32_t lo = (p->pad_w + 3) / 4, hi = (p->input_w + p->pad_w) / 4;
+    if (p->pad_w < 0) lo = 0;
+    if (hi > blocks) hi = blocks;
+    if (lo > hi) lo = hi;
+    for (int32_t b = 0; b < blocks; ++b) {
+        if (b == lo) {
+            const int8_t *s = row + (ptrdiff_t)(4 * lo - p->pad_w) * ch;
+            for (; b < hi; ++b, s += 4 * ch) {
+                const uint32_t v0 = dsp_read4(s), v1 = dsp_read4(s + ch);
+                const uint32_t v2 = dsp_read4(s + 2 * ch), v3 = dsp_read4(s + 3 * ch);
+                dw_store_block(&q, dsp_sxtab16(off2, v0), dsp_sxtab16_hi(off2, v0),
+                               dsp_sxtab16(off2, v1), dsp_sxtab16_hi(off2, v1),
+                               dsp_sxtab16(off2, v2), dsp_sxtab16_hi(off2, v2),
+                               dsp_sxtab16(off2, v3), dsp_sxtab16_hi(off2, v3));
+            }
+            if (b == blocks) break;
+        }
+        const int32_t x0 = 4 * b - p->pad_w;
+        uint32_t e0, o0, e1, o1, e2, o2, e3, o3;
+        dw_widen_pixel(d, row, x0, off2, &e0, &o0);
+        dw_widen_pixel(d, row, x0 + 1, off2, &e1, &o1);
+        dw_widen_pixel(d, row, x0 + 2, off2, &e2, &o2);
+        dw_widen_pixel(d, row, x0 + 3, off2, &e3, &o3);
+        dw_store_block(&q, e0, o0, e1, o1, e2, o2, e3, o3);
+    }
+}
+
 /* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */
 static __attribute__((noinline)) void dw_run_padded(const struct dw *d, int32_t ph, int32_t pw) {
     const struct depthwise_conv2d_s8_params *p = &d->p;

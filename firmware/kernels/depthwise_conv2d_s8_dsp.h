@@ -206,6 +206,161 @@ static inline __attribute__((always_inline)) void dw_store_packed(
     __builtin_memcpy(dst, &v, sizeof v);
 }
 
+/* How a group's outputs are stored: the reference's requantization and clamp (dw_store), or the
+ * fast one (requant_fast.h) without a clamp, or with one inside int8 (per byte). */
+enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
+
+/* The channel-pair engines (depthwise_conv2d_s8_3x3_dsp.c for 3x3, _kxk_pair_dsp.c for 5x5 at
+ * stride 1 and 7x7 at stride 2): a copy row holds blocks of four pixels, channel by channel
+ * (channel k of the group: the words (x0, x1), (x2, x3) in 16-bit lanes, the input offset added,
+ * at byte 8k; padding 0), so that one channel's outputs take two filter taps per SMLAD with its
+ * weights loaded once per four outputs. One channel's requantization constants and the row its
+ * block of assembly is on (in the engines' structs, at the fixed offsets their blocks read): */
+struct dwq {
+    int32_t m2, s1;
+    uint32_t lo4, hi4; /* act_min, act_max in each byte */
+    int32_t bias, cc;  /* cc = 1 + 2 output_offset (rq_fused) */
+    uintptr_t end;     /* where the block's row walk ends */
+    int8_t *dst;       /* the row's first output */
+    int32_t ch;        /* the output pixel step */
+    int32_t next;      /* bytes from the row walk's end to the next channel's start (0: the last) */
+};
+
+/* Channel j's (of the group rq holds) constants, and the layer's. */
+static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct dwq *q, int32_t j) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    q->m2 = rq->m2[j];
+    q->s1 = rq->s1[j];
+    q->bias = rq->bias[j];
+    q->cc = 1 + 2 * p->output_offset;
+    q->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+    q->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+    q->ch = p->input_c;
+}
+
+/* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
+ * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
+ * pairs[2 i + 1] (a tap index of fw or more: 0), i < n. Each tap's four channels are one word,
+ * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). */
+static inline void dw_weight_pairs(const struct dw *d, int32_t c, int32_t fy, const uint8_t *pairs,
+                                   int32_t n, uint32_t *out, size_t stride) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int trained = c < p->train_rows;
+    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+    const int8_t *w =
+        (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)p->filter_w * wstride;
+    uint32_t e[9], o[9];
+    for (int32_t t = 0; t < p->filter_w; ++t) {
+        const uint32_t v = dsp_read4(w + (size_t)t * wstride);
+        e[t] = dsp_sxtb16(v);
+        o[t] = dsp_sxtb16_hi(v);
+    }
+    e[p->filter_w] = o[p->filter_w] = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t a = pairs[2 * i], b = pairs[2 * i + 1];
+        out[i] = dsp_pack_lo(e[a], e[b]);
+        out[stride + i] = dsp_pack_lo(o[a], o[b]);
+        out[2 * stride + i] = dsp_pack_hi(e[a], e[b]);
+        out[3 * stride + i] = dsp_pack_hi(o[a], o[b]);
+    }
+}
+
+/* Stores n (<= 4) accumulators of channel c (bias included), ch bytes apart from dst. */
+static inline void dwq_store(const struct dw *d, const struct dwq *q, const int32_t a[4], int32_t n,
+                             int8_t *dst, int32_t c, int mode) {
+    for (int32_t i = 0; i < n; ++i, dst += q->ch) {
+        int32_t y;
+        if (mode == DW_STORE_ANY) {
+            y = requantize(d, a[i], c);
+        } else {
+            y = rq_fused(a[i], q->m2, q->s1, q->cc);
+            if (mode == DW_PACK_CLAMP) y = fp_clamp(y, d->p.act_min, d->p.act_max);
+        }
+        *dst = (int8_t)y;
+    }
+}
+
+/* q[0] = lo, q[1] = hi, q += 2: one STRD with post-increment on the Cortex-M (the compiler
+ * makes it two STR and an ADD). Volatile: the store is the point, even where q's new value is
+ * not read again (GCC drops a plain asm whose outputs are unused, "memory" clobber or not). */
+static inline void dw_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    __asm__ volatile("strd %1, %2, [%0], #8" : "+r"(*q) : "r"(lo), "r"(hi) : "memory");
+#else
+    (*q)[0] = lo;
+    (*q)[1] = hi;
+    *q += 2;
+#endif
+}
+
+/* Widens input row y (outside the image: zeros) of channels c..c+3 (image: batch b's first row
+ * at channel c) into `blocks` blocks at q, the block's first pixel 4 i - pad_w. */
+void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
+                     int32_t blocks);
+
+/* The engines' blocks of assembly: rq_fused of accumulator a (m2, s1, cc: registers), and the
+ * four outputs a0..a3 stored ch bytes apart from dst (dst advanced past them), plain or packed
+ * into one word (t: a scratch register; a0..a3 clobbered), clamped per byte (SSUB8 sets GE
+ * where a >= b, SEL picks by it) by lo4 and hi4 and stored byte by byte. */
+#define DWQ_RQ(a, m2, s1, cc)         \
+    "smmlar " a ", " a ", " m2 ", " a \
+    "\n\t"                            \
+    "add " a ", " a ", " a            \
+    ", asr #31\n\t"                   \
+    "asr " a ", " a ", " s1           \
+    "\n\t"                            \
+    "qadd " a ", " a ", " cc          \
+    "\n\t"                            \
+    "ssat " a ", #8, " a ", asr #1\n\t"
+#define DWQ_STORE(a0, a1, a2, a3, dst, ch) \
+    "strb " a0 ", [" dst                   \
+    "]\n\t"                                \
+    "strb " a1 ", [" dst ", " ch           \
+    "]\n\t"                                \
+    "add " dst ", " dst ", " ch            \
+    ", lsl #1\n\t"                         \
+    "strb " a2 ", [" dst                   \
+    "]\n\t"                                \
+    "strb " a3 ", [" dst ", " ch           \
+    "]\n\t"                                \
+    "add " dst ", " dst ", " ch ", lsl #1\n\t"
+#define DWQ_STORE_CLAMP(a0, a1, a2, a3, t, lo, hi, dst, ch) \
+    "pkhbt " a0 ", " a0 ", " a2                             \
+    ", lsl #16\n\t"                                         \
+    "pkhbt " a1 ", " a1 ", " a3                             \
+    ", lsl #16\n\t"                                         \
+    "uxtb16 " a0 ", " a0                                    \
+    "\n\t"                                                  \
+    "uxtb16 " a1 ", " a1                                    \
+    "\n\t"                                                  \
+    "orr " a0 ", " a0 ", " a1                               \
+    ", lsl #8\n\t"                                          \
+    "ssub8 " t ", " a0 ", " lo                              \
+    "\n\t"                                                  \
+    "sel " a0 ", " a0 ", " lo                               \
+    "\n\t"                                                  \
+    "ssub8 " t ", " a0 ", " hi                              \
+    "\n\t"                                                  \
+    "sel " a0 ", " hi ", " a0                               \
+    "\n\t"                                                  \
+    "strb " a0 ", [" dst                                    \
+    "]\n\t"                                                 \
+    "lsr " a0 ", " a0                                       \
+    ", #8\n\t"                                              \
+    "strb " a0 ", [" dst ", " ch                            \
+    "]\n\t"                                                 \
+    "add " dst ", " dst ", " ch                             \
+    ", lsl #1\n\t"                                          \
+    "lsr " a0 ", " a0                                       \
+    ", #8\n\t"                                              \
+    "strb " a0 ", [" dst                                    \
+    "]\n\t"                                                 \
+    "lsr " a0 ", " a0                                       \
+    ", #8\n\t"                                              \
+    "strb " a0 ", [" dst ", " ch                            \
+    "]\n\t"                                                 \
+    "add " dst ", " dst ", " ch ", lsl #1\n\t"
+
 /* A tile of output rows and columns of the k x k variants' copy of their input window. */
 struct dw_tile {
     int32_t rows, cols;
@@ -257,6 +412,9 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
 /* Whether it slides its copy down the map for a layer it takes (else it copies tiles). */
 int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p);
+/* Whether it runs the layer on its channel-pair engine (5x5 at stride 1, 7x7 at 2, in the same
+ * bytes), else on tiles or the sliding copy (for the tests). */
+int depthwise_conv2d_s8_kxk_pair_dsp_quads(const void *params);
 
 /* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of
  * output rows it takes at once (0: not its layer), the layer through it (its copy and
@@ -265,5 +423,8 @@ int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_par
 int32_t depthwise_conv2d_s8_3x3_dsp_band(const struct depthwise_conv2d_s8_params *p);
 void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_3x3_dsp_buffer_size(const void *params);
+/* Whether it runs the layer on its channel-pair engine (a ring of three rows in those bytes),
+ * else on its band copy (for the tests). */
+int depthwise_conv2d_s8_3x3_dsp_pairs(const void *params);
 
 #endif

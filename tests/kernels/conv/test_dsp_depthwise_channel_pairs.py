@@ -1,0 +1,223 @@
+"""The depthwise channel-pair engines (firmware/kernels/depthwise_conv2d_s8_dsp.h: a ring of
+widened rows, one channel's four outputs per block of SMLAD / SMLATB / SMLABT, weights loaded
+once per four outputs): the 3x3 variant's (depthwise_conv2d_s8_3x3_dsp.c, stride 1 and 2)
+where its ring fits the bytes the variant plans and it pays (rows of whole quads, 16 outputs or
+more), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 2
+(depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from 16 resp. 8 outputs), else the tiles;
+against the reference kernel bit for bit on the host (the C quads) and on the emulated
+Cortex-M7 and Cortex-M4 (the assembly rows).
+
+The shapes cover what the engines' edges are made of: rows of one to 16 quads, partial last
+quads (whose assembly stores reach into the next row, which overwrites them), maps of one row,
+a 64-wide map in one band (MobileNetV2's first depthwise), SAME, VALID and explicit padding,
+channel counts with a partial group of four, trained slices (a group straddling train_rows),
+per-tensor scales, every fused activation (the clamp per byte) and gains above 1/2 (the exact
+requantization instead of the fused one); the 5x5 and 7x7 ones MCUNet's layer shapes (patches,
+16x16, 8x8, 4x4 maps) and ones around them. The shapes the engines leave to the older ones are
+here too, so both stay covered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from pytools.model.lowering import lower
+from tests.kernels.conv.support import conv_options
+from tests.kernels.conv.test_conv_kernels import Case, _graph
+from tests.kernels.conv.test_dsp_depthwise_pair_paths import _case as _kxk_case
+from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run, _with_trained_slice
+from tests.kernels.support import quant
+
+# (h, w, c, stride, padding, activation, gain, pairs): gain: real multipliers around 1 (the
+# exact requantization); pairs: the engine the layer takes (depthwise_conv2d_s8_3x3_dsp_pairs).
+SHAPES = [
+    (16, 16, 12, 1, "SAME", "RELU6", False, True),
+    (18, 18, 13, 1, "VALID", "NONE", False, True),  # a partial group of four
+    (5, 64, 16, 1, "SAME", "RELU6", False, True),  # one output row per band in the old engine
+    (6, 20, 9, 1, "SAME", "RELU_N1_TO_1", False, True),
+    (4, 16, 5, 1, "SAME", "NONE", False, True),
+    (1, 16, 8, 1, "SAME", "RELU", False, True),  # one row: the rows above and below all padding
+    (6, 24, 7, 1, "SAME", "RELU6", True, True),
+    (9, 64, 8, 2, "SAME", "RELU6", False, True),  # 32 wide, one band in the old engine
+    (33, 32, 20, 2, "SAME", "NONE", False, True),
+    (11, 33, 12, 2, "VALID", "RELU6", False, True),
+    (10, 40, 8, 2, "SAME", "NONE", True, True),
+    (8, 8, 16, 1, "SAME", "RELU6", False, False),  # narrower than 16: the band copy pays
+    (4, 4, 12, 1, "SAME", "RELU6", False, False),
+    (5, 18, 13, 1, "SAME", "RELU6", False, True),  # a partial last quad
+    (7, 17, 6, 1, "VALID", "RELU", False, False),  # 15 wide: the band copy pays
+    (7, 9, 6, 2, "SAME", "RELU", False, False),
+    (5, 38, 9, 2, "SAME", "RELU6", False, True),  # 19 wide: a partial last quad
+    (5, 58, 8, 2, "SAME", "NONE", False, False),
+]
+
+
+def _case(shape: tuple, seed: int) -> Case:
+    h, w, c, st, padding, activation, gain, _ = shape
+    rng = np.random.default_rng(84000 + seed)
+    in_s = 0.02
+    per_channel = seed % 5 != 3
+    n = c if per_channel else 1
+    if gain:  # multipliers from 0.6 to 3: left shifts and M < 2^30 fall off the fused path
+        wts = rng.integers(-3, 4, (1, 3, 3, c), dtype=np.int8)
+        scales = (10 ** rng.uniform(-2, -1, n)).astype(np.float32)
+        out_s = float(in_s * scales.max() / rng.uniform(0.6, 3.0))
+        zp = int(rng.integers(-20, 20))
+    else:
+        bound = {"NONE": 3.0, "RELU": 3.0, "RELU6": 6.0, "RELU_N1_TO_1": 1.0}[activation]
+        wts = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
+        scales = (bound / (3 * 73 * 74 * in_s) * 10 ** rng.uniform(-0.5, 0.3, n)).astype(np.float32)
+        zp = int(rng.integers(-128, 128)) if activation == "NONE" else int(rng.integers(-128, 0))
+        out_s = float(bound / max(127 - zp, 64) * rng.uniform(0.6, 1.2))
+    bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(np.float32(in_s) * scales), 0))
+    options = conv_options(padding, st, activation, depth_multiplier=1)
+    in_q = quant(in_s, int(rng.integers(-128, 128)))
+    w_q = quant(list(scales), 0, 3)
+
+    def size(n: int) -> int:
+        return -(-n // st) if padding == "SAME" else -(-(n - 2) // st)
+
+    out = (1, size(h), size(w), c)
+    g = _graph("DEPTHWISE_CONV_2D", (1, h, w, c), in_q, wts, w_q, bias, out, quant(out_s, zp), options)
+    return Case(g, quant(out_s, zp), activation)
+
+
+# 5x5 at stride 1 and 7x7 at stride 2, explicit padding (as a folded PAD or a patch leaves it):
+# (h, w, c, k, stride, (pad_top, pad_left), (oh, ow), activation, quads): quads: the engine the
+# layer takes (depthwise_conv2d_s8_kxk_pair_dsp_quads).
+SHAPES_KQ = [
+    (20, 20, 16, 5, 1, (2, 2), (20, 20), "RELU6", True),
+    (21, 18, 13, 5, 1, (1, 1), (19, 16), "RELU6", True),  # a partial group of four
+    (16, 16, 22, 5, 1, (2, 2), (16, 16), "NONE", True),
+    (2, 16, 8, 5, 1, (2, 2), (2, 16), "RELU", True),  # every window reaches into the padding
+    (20, 20, 16, 5, 1, (1, 1), (18, 18), "RELU6", True),  # a patch of MCUNet's 5x5 stage
+    (21, 21, 12, 5, 1, (1, 1), (19, 19), "NONE", True),  # a partial last quad of 3
+    (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", False),  # narrower than 16: the tiles pay
+    (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", False),
+    (6, 100, 4, 5, 1, (2, 2), (6, 100), "RELU6", False),  # the ring needs more than the tiles plan
+    (18, 18, 20, 7, 2, (3, 3), (8, 8), "RELU6", True),  # a 2x2 patch of MCUNet's 7x7/2 stage
+    (19, 18, 13, 7, 2, (3, 3), (8, 8), "RELU6", True),
+    (16, 16, 24, 7, 2, (3, 3), (8, 8), "NONE", True),
+    (9, 16, 12, 7, 2, (3, 3), (5, 8), "RELU", True),
+    (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", False),  # narrower than 8: the tiles pay
+    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", False),  # narrower than 8
+    (7, 64, 4, 7, 2, (3, 3), (4, 32), "RELU6", False),  # the ring needs more than planned
+]
+
+
+def _flag(name: str, call) -> bool:
+    from pytools.model.kernels import _lib
+
+    fn = getattr(_lib(), name)
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p]
+    return bool(fn(call.packed_params()))
+
+
+def _pairs(call) -> bool:
+    return _flag("depthwise_conv2d_s8_3x3_dsp_pairs", call)
+
+
+def _quads(call) -> bool:
+    return _flag("depthwise_conv2d_s8_kxk_pair_dsp_quads", call)
+
+
+def engine_bytes(call) -> int | None:
+    """The scratch bytes a channel-pair engine writes for the layer (None: it runs another
+    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants, row
+    table and ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
+    _kxk_pair_dsp.c). Less than the layer plans: the planned size is the older engines'."""
+    p = call.params
+    quads, k, st = -(-p["output_w"] // 4), p["filter_h"], p["stride_w"]
+    if k == 3 and _pairs(call):
+        return 3 * (quads * st + 1) * 32
+    if k in (5, 7) and _quads(call):
+        return 4 * (48 + 16 * k) + 32 + k * (quads + 1 if k == 5 else 2 * quads + 2) * 32
+    return None
+
+
+@pytest.mark.parametrize("i", range(len(SHAPES)))
+def test_the_cases_take_the_engine_they_name(i: int) -> None:
+    case = _case(SHAPES[i], i)
+    call = lower(case.graph, case.graph.ops[0])
+    assert _pairs(call) == SHAPES[i][-1], call.params
+
+
+@pytest.mark.parametrize("i", range(len(SHAPES_KQ)))
+def test_the_kxk_cases_take_the_engine_they_name(i: int) -> None:
+    case = _kxk_case(SHAPES_KQ[i], i)
+    call = lower(case.graph, case.graph.ops[0])
+    assert _flag("depthwise_conv2d_s8_kxk_pair_dsp_takes", call)
+    assert _quads(call) == SHAPES_KQ[i][-1], call.params
+
+
+def test_the_cases_cover_both_engines() -> None:
+    assert {s[-1] for s in SHAPES if s[3] == 1} == {s[-1] for s in SHAPES if s[3] == 2} == {True, False}
+    for k in (5, 7):
+        assert {s[-1] for s in SHAPES_KQ if s[3] == k} == {True, False}
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("i", range(len(SHAPES)))
+def test_pairs_match_reference(i: int, trained: bool) -> None:
+    out = _compare(_case(SHAPES[i], i), i, trained)
+    if not (trained and SHAPES[i][6]):  # a trained slice's biases saturate the gain cases
+        assert out.size < 16 or np.unique(out).size >= 8  # informative: saturated outputs match anything
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("i", range(len(SHAPES_KQ)))
+def test_kxk_quads_match_reference(i: int, trained: bool) -> None:
+    out = _compare(_kxk_case(SHAPES_KQ[i], i), i, trained)
+    assert out.size < 16 or np.unique(out).size >= 8
+
+
+def _calls() -> list:
+    calls = []
+    cases = [_case(s, i) for i, s in enumerate(SHAPES)] + [_kxk_case(s, i) for i, s in enumerate(SHAPES_KQ)]
+    for i, case in enumerate(cases):
+        g = case.graph
+        call = lower(g, g.ops[0])
+        rng = np.random.default_rng(i)
+        arrays = _operands(g, call, rng)
+        calls.append((call, arrays))
+        calls.append(_with_trained_slice(call, arrays, rng))
+    return calls
+
+
+@pytest.mark.parametrize("kq, i", [(False, 0), (False, 7), (True, 0), (True, 9)])
+def test_the_engines_write_exactly_their_bytes(kq: bool, i: int, monkeypatch) -> None:
+    """With the scratch cut to engine_bytes the engine runs bit-exact; 8 bytes fewer and the
+    guard behind the scratch catches its writes (so engine_bytes is exactly what it uses)."""
+    from pytools.model import kernels
+
+    shape, make = (SHAPES_KQ[i], _kxk_case) if kq else (SHAPES[i], _case)
+    g = make(shape, i).graph
+    call = lower(g, g.ops[0])
+    used = engine_bytes(call)
+    assert used is not None and used < kernels.scratch_size(call)
+    arrays = _operands(g, call, np.random.default_rng(i))
+    ref = _run(call, arrays, "ref")
+    for cut, fails in ((used, False), (used - 8, True)):
+        monkeypatch.setattr(kernels, "scratch_size", lambda call, cut=cut: cut)
+        if fails:
+            with pytest.raises(RuntimeError, match=r"past the \d+ bytes \w+_scratch_size gives"):
+                _run(call, arrays, "dsp")
+        else:
+            np.testing.assert_array_equal(_run(call, arrays, "dsp"), ref)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"])
+def test_pairs_are_bit_exact_on_the_emulated_board(tmp_path, board_name: str) -> None:
+    """Every shape, with and without a trained slice, on the Cortex-M7 (mps2_an500) and the
+    Cortex-M4 (mps2_an386) builds: the assembly rows, against the reference on the host."""
+    from tests.kernels import grad_support as gs
+
+    calls = _calls()
+    board = gs.run_on_board(calls, tmp_path, board_name)
+    for (call, arrays), got in zip(calls, board, strict=True):
+        np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"), err_msg=str(call.params))
