@@ -806,7 +806,9 @@ def run_on_board(
 ) -> list[list[np.ndarray]]:
     """Runs the kernel calls on an emulated board (default QEMU mps2-an500, the Cortex-M7;
     mps2_an386 is the Cortex-M4): the kernels' objects of that board's firmware build, linked
-    with a bare-metal harness. Returns every operand after each call, shaped and typed as given."""
+    with a bare-metal harness. Returns every operand after each call, shaped and typed as given.
+    Guard bytes right behind every operand and behind the scratch the kernel asks for: a call that
+    writes past either fails the run (AssertionError naming the call, operand and byte)."""
     from pytools.boards import load_board
     from pytools.build.builder import CROSS, build_firmware
     from pytools.build.manifest import target_spec
@@ -857,7 +859,8 @@ def run_on_board(
     cmd += ["-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=workdir)
     if r.returncode == 7:  # a guard byte behind an operand or the scratch changed
-        raise AssertionError(f"a kernel wrote past its operand or scratch ({r.stdout.strip()}{r.stderr.strip()})")
+        said = (r.stdout + r.stderr).strip()
+        raise AssertionError(f"a kernel wrote past its operand or scratch ({said})")
     assert r.returncode == 0, f"harness exited with {r.returncode}: {r.stdout}{r.stderr}"
     raw = out_file.read_bytes()
     results, at = [], 0
