@@ -113,8 +113,10 @@ struct kept_k {
  * written), or n (n > 0). The element's steps are quotient's. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* In assembly (GCC's loop kept two of its constants on the stack: 27 instructions an element,
- * here 21): a = |v| << sh, one less where v < 0, q = (a r) >> 32, t = 127 a + half - q M, q + 1
- * and t - M where t >= M, then the boundary test and the sign put back. */
+ * here 21): a = v << sh where v >= 0, ((-1 - v) << sh) + 1 where v < 0 (the low end of |acc|'s
+ * interval: v ^ (v >> 31) shifted, then 1 added back where v < 0), q = (a r) >> 32,
+ * t = 127 a + half - q M, q + 1 and t - M where t >= M, then the boundary test and the sign put
+ * back. */
 static __attribute__((noinline)) uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n,
                                                    const struct kept_k *k) {
     register uint32_t r0 __asm__("r0") = (uint32_t)(uintptr_t)from;

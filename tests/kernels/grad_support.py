@@ -668,6 +668,34 @@ static uint32_t rd(const uint8_t **p) {
 
 static uint8_t arena[@ARENA@] __attribute__((aligned(16)));
 
+/* Guard bytes behind every operand and behind the scratch (its size as the kernel's
+ * _scratch_size gives it): a kernel that writes past either fails the run (exit code 7) with
+ * "guard: call C operand I byte J" (operand n: the scratch). */
+#define GUARD 64u
+#define GUARD_BYTE 0xA5u
+
+static char *put_u32(char *s, uint32_t v) {
+    char d[10];
+    int n = 0;
+    do d[n++] = (char)('0' + v % 10u);
+    while ((v /= 10u) != 0u);
+    while (n) *s++ = d[--n];
+    return s;
+}
+
+static void report_guard(uint32_t call, uint32_t operand, uint32_t byte) {
+    char msg[64], *s = msg;
+    memcpy(s, "guard: call ", 12);
+    s = put_u32(s + 12, call);
+    memcpy(s, " operand ", 9);
+    s = put_u32(s + 9, operand);
+    memcpy(s, " byte ", 6);
+    s = put_u32(s + 6, byte);
+    *s++ = '\n';
+    *s = 0;
+    (void)semihost(0x04u, msg); /* SYS_WRITE0 */
+}
+
 int main(void);
 int main(void) {
     const uint8_t *p = blob;
@@ -687,14 +715,27 @@ int main(void) {
         size_t used = 0;
         for (uint32_t i = 0; i < n; i++) {
             sizes[i] = rd(&p);
+            if (used + sizes[i] + GUARD > @ARENA@) return 4;
             ops[i] = sizes[i] ? arena + used : NULL;
             memcpy(arena + used, p, sizes[i]);
-            used += (sizes[i] + 15u) & ~15u;
+            memset(arena + used + sizes[i], GUARD_BYTE, GUARD); /* right behind the operand */
+            used += (sizes[i] + GUARD + 15u) & ~15u;
             p += (sizes[i] + 3u) & ~3u;
         }
         const size_t need = table[k].scratch(params);
-        if (used + need > @ARENA@) return 4;
+        if (used + need + GUARD > @ARENA@) return 4;
+        memset(arena + used + need, GUARD_BYTE, GUARD);
         table[k].run(params, ops, arena + used);
+        for (uint32_t i = 0; i <= n; i++) {
+            const uint8_t *g = i < n ? (const uint8_t *)ops[i] + sizes[i] : arena + used + need;
+            if (i < n && !sizes[i]) continue;
+            for (uint32_t j = 0; j < GUARD; j++) {
+                if (g[j] != GUARD_BYTE) {
+                    report_guard(c, i, j);
+                    return 7;
+                }
+            }
+        }
         for (uint32_t i = 0; i < n; i++) {
             uint32_t write_args[3] = {fd, (uint32_t)(uintptr_t)ops[i], sizes[i]};
             if (sizes[i] && semihost(0x05u, write_args) != 0) return 5;
@@ -765,7 +806,9 @@ def run_on_board(
 ) -> list[list[np.ndarray]]:
     """Runs the kernel calls on an emulated board (default QEMU mps2-an500, the Cortex-M7;
     mps2_an386 is the Cortex-M4): the kernels' objects of that board's firmware build, linked
-    with a bare-metal harness. Returns every operand after each call, shaped and typed as given."""
+    with a bare-metal harness. Returns every operand after each call, shaped and typed as given.
+    Guard bytes right behind every operand and behind the scratch the kernel asks for: a call that
+    writes past either fails the run (AssertionError naming the call, operand and byte)."""
     from pytools.boards import load_board
     from pytools.build.builder import CROSS, build_firmware
     from pytools.build.manifest import target_spec
@@ -815,6 +858,9 @@ def run_on_board(
     cmd = ["qemu-system-arm", "-M", q["machine"], "-nographic", "-monitor", "none", "-serial", "null"]
     cmd += ["-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=workdir)
+    if r.returncode == 7:  # a guard byte behind an operand or the scratch changed
+        said = (r.stdout + r.stderr).strip()
+        raise AssertionError(f"a kernel wrote past its operand or scratch ({said})")
     assert r.returncode == 0, f"harness exited with {r.returncode}: {r.stdout}{r.stderr}"
     raw = out_file.read_bytes()
     results, at = [], 0

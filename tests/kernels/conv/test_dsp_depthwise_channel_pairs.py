@@ -20,6 +20,7 @@ here too, so both stay covered.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from tests.kernels.conv.support import conv_options
 from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_depthwise_pair_paths import _case as _kxk_case
 from tests.kernels.conv.test_dsp_kernels import _compare, _operands, _run, _with_trained_slice
-from tests.kernels.support import quant
+from tests.kernels.support import check_bit_exact, quant
 
 # (h, w, c, stride, padding, activation, gain, pairs): gain: real multipliers around 1 (the
 # exact requantization); pairs: the engine the layer takes (depthwise_conv2d_s8_3x3_dsp_pairs).
@@ -52,6 +53,9 @@ SHAPES = [
     (7, 9, 6, 2, "SAME", "RELU", False, False),
     (5, 38, 9, 2, "SAME", "RELU6", False, True),  # 19 wide: a partial last quad
     (5, 58, 8, 2, "SAME", "NONE", False, False),
+    (6, 17, 10, 1, "SAME", "RELU6", False, True),  # 17 wide: a last quad of one output
+    (7, 23, 9, 1, "VALID", "NONE", False, True),  # 21 wide
+    (9, 34, 12, 2, "SAME", "RELU", False, True),  # 17 wide at stride 2 (21: the ring does not fit)
 ]
 
 
@@ -105,7 +109,28 @@ SHAPES_KQ = [
     (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", False),  # narrower than 8: the tiles pay
     (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", False),  # narrower than 8
     (7, 64, 4, 7, 2, (3, 3), (4, 32), "RELU6", False),  # the ring needs more than planned
+    # 7x7/2 wider than 8 (so a partial last quad) needs a ring of 3 quads or more, 2464 bytes,
+    # past the 2032 the layer plans: the tiles run (kq7_row's partial quads are never reached).
+    (21, 21, 12, 7, 2, (3, 3), (11, 11), "RELU6", False),
+    (12, 17, 12, 5, 1, (2, 2), (12, 17), "RELU6", True),  # a last quad of one output
+    (21, 21, 8, 5, 1, (2, 2), (21, 21), "NONE", True),  # 21 wide
 ]
+
+# Two batches through each engine's paths (the kernels loop over batches; the compiler's layers
+# have one): (SHAPES_KQ or SHAPES, index) of the single-batch shape.
+BATCHED = [(False, 0), (False, 18), (False, 16), (True, 17), (True, 18), (True, 11)]
+
+
+def _batched(kq: bool, i: int, n: int = 2) -> Case:
+    """Shape i of SHAPES_KQ (kq) or SHAPES with n batches: the same layer, input and output
+    n deep."""
+    case = _kxk_case(SHAPES_KQ[i], i) if kq else _case(SHAPES[i], i)
+    g = case.graph
+    op = g.ops[0]
+    tensors = list(g.tensors)
+    for t in (op.inputs[0], op.outputs[0]):
+        tensors[t] = dataclasses.replace(tensors[t], shape=(n, *tensors[t].shape[1:]))
+    return dataclasses.replace(case, graph=dataclasses.replace(g, tensors=tensors))
 
 
 def _flag(name: str, call) -> bool:
@@ -175,9 +200,31 @@ def test_kxk_quads_match_reference(i: int, trained: bool) -> None:
     assert out.size < 16 or np.unique(out).size >= 8
 
 
+@pytest.mark.parametrize("kq, i", BATCHED)
+def test_two_batches_take_the_engine(kq: bool, i: int) -> None:
+    g = _batched(kq, i).graph
+    call = lower(g, g.ops[0])
+    assert call.params["batches"] == 2
+    assert (_quads if kq else _pairs)(call), call.params
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("kq, i", BATCHED)
+def test_two_batches_match_reference(kq: bool, i: int, trained: bool) -> None:
+    """Each batch its own: the engines' batch offsets, and the last row of the first batch
+    (whose quads would otherwise reach into the second batch's first row)."""
+    case = _batched(kq, i)
+    out = _compare(case, 100 + i, trained)
+    assert np.unique(out).size >= 8
+    assert not np.array_equal(out[0], out[1])  # the batches differ: an engine that ran one twice fails
+    if not (trained or kq):  # the reference's batches, TFLite's (explicit_pad is ours alone)
+        check_bit_exact(case.graph, np.random.default_rng(i), trials=1)
+
+
 def _calls() -> list:
     calls = []
     cases = [_case(s, i) for i, s in enumerate(SHAPES)] + [_kxk_case(s, i) for i, s in enumerate(SHAPES_KQ)]
+    cases += [_batched(kq, i) for kq, i in BATCHED]
     for i, case in enumerate(cases):
         g = case.graph
         call = lower(g, g.ops[0])
@@ -213,11 +260,28 @@ def test_the_engines_write_exactly_their_bytes(kq: bool, i: int, monkeypatch) ->
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"])
 def test_pairs_are_bit_exact_on_the_emulated_board(tmp_path, board_name: str) -> None:
-    """Every shape, with and without a trained slice, on the Cortex-M7 (mps2_an500) and the
-    Cortex-M4 (mps2_an386) builds: the assembly rows, against the reference on the host."""
+    """Every shape, with and without a trained slice, two batches too, on the Cortex-M7
+    (mps2_an500) and the Cortex-M4 (mps2_an386) builds: the assembly rows, against the
+    reference on the host. The harness's guard bytes behind the output and the scratch fail the
+    run where an engine writes past them (a last row's whole quads, say)."""
     from tests.kernels import grad_support as gs
 
     calls = _calls()
     board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"), err_msg=str(call.params))
+
+
+@pytest.mark.emulator
+def test_the_board_harness_catches_a_write_past_the_output(tmp_path) -> None:
+    """The guard those runs rely on: the output operand one byte short of what the engine
+    writes (a 19-wide map, a partial last quad), and the harness names the call and operand."""
+    from tests.kernels import grad_support as gs
+
+    g = _case(SHAPES[16], 16).graph
+    call = lower(g, g.ops[0])
+    assert _pairs(call)
+    arrays = _operands(g, call, np.random.default_rng(0))
+    arrays[-1] = arrays[-1].reshape(-1)[:-1]
+    with pytest.raises(AssertionError, match=rf"guard: call 0 operand {len(arrays) - 1} byte 0"):
+        gs.run_on_board([(call, arrays)], tmp_path)

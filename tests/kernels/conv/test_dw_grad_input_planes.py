@@ -175,17 +175,17 @@ def _kept(p: dict[str, Any]) -> int:
     return c_n // 2 if p["batches"] == 1 and block == p["input_h"] else 0
 
 
-def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> tuple[int, int]:
-    """Over the kept accumulators: how many have a rounding boundary inside their kept interval
-    (each is computed again), and how many of those the kept value alone (the interval's low
-    end, rounded) would have rounded wrong: a kernel without the exact recomputation would
-    differ from the reference there."""
+def _boundary_masks(call: KernelCall, values: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per kept channel, over its positions (one batch, row-major): where a rounding boundary
+    falls inside the kept interval (the kernel computes the accumulator again), and where the
+    kept value alone (the interval's low end, rounded) would have rounded wrong: a kernel
+    without the exact recomputation would differ from the reference there."""
     acc = _accumulators(call, values)
     kept = _kept(call.params)
     big = int(np.abs(acc).max())
     if not kept or not 128 <= big < 2**30:
-        return 0, 0
-    half, hits, wrong = big // 2, 0, 0
+        return []
+    half, masks = big // 2, []
     for c in range(kept):
         a = acc[..., c].reshape(-1)
         cmax = int(np.abs(a).max())
@@ -194,9 +194,28 @@ def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> tuple[int, int
         lo = np.where(v >= 0, v << sh, ((-1 - v) << sh) + 1)
         rem = (127 * lo + half) % big
         hit = rem + 127 * ((1 << sh) - 1) >= big
-        hits += int(np.count_nonzero(hit))
-        wrong += int(np.count_nonzero(hit & ((127 * lo + half) // big != (127 * np.abs(a) + half) // big)))
-    return hits, wrong
+        masks.append((hit, hit & ((127 * lo + half) // big != (127 * np.abs(a) + half) // big)))
+    return masks
+
+
+def _boundary_hits(call: KernelCall, values: list[np.ndarray]) -> tuple[int, int]:
+    """How many kept accumulators are computed again, and how many of those the kept value
+    alone would have rounded wrong (_boundary_masks)."""
+    masks = _boundary_masks(call, values)
+    return sum(int(h.sum()) for h, _ in masks), sum(int(w.sum()) for _, w in masks)
+
+
+def _early_stops(call: KernelCall, values: list[np.ndarray]) -> tuple[int, int, int]:
+    """Where kept_run (the assembly on the board) stops at a boundary, counted over the kept
+    channels: at the first element of its run, a channel's first position or the one right
+    after a recomputed one (it returns 0, nothing written), and after writing some (mid-run)."""
+    first = again = mid = 0
+    for hit, _ in _boundary_masks(call, values):
+        at = np.flatnonzero(hit)
+        after = np.isin(at - 1, at)
+        first, again = first + int((at == 0).sum()), again + int(after.sum())
+        mid += int((~after & (at > 0)).sum())
+    return first, again, mid
 
 
 def _kept_layer(seed: int) -> gs.Layer:
@@ -217,7 +236,7 @@ def _kept_layer(seed: int) -> gs.Layer:
     return gs.make_layer("dw", 400 + seed, **opts)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", [*range(12), 64])  # 64: a boundary at a channel's first position
 def test_two_pass_kept_channels_match_reference(seed: int) -> None:
     call, values = _two_pass(_kept_layer(seed))
     assert _kept(call.params) > 0 and _kept_by_the_kernel(call) == _kept(call.params)
@@ -331,7 +350,14 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
     ]
     calls = [gs.grad_input_call(gs.make_layer("dw", 60 + i, mult=1, **sh)) for i, sh in enumerate(shapes)]
     assert [_planes_take(c) for c, _ in calls] == [True] * 4 + [False] * 2
-    calls += [_two_pass(_kept_layer(seed)) for seed in (0, 1, 2, 3, 4, 11)]
+    kept = [_two_pass(_kept_layer(seed)) for seed in (0, 1, 2, 3, 4, 9, 11, 64)]
+    # The assembly's kept_run stops at a rounding boundary (the accumulator computed again) at a
+    # channel's first position (seed 64), right after a recomputed one (seed 9) and mid-run, and
+    # somewhere the kept value alone would round wrong.
+    stops = [sum(n) for n in zip(*(_early_stops(c, v) for c, v in kept), strict=True)]
+    wrong = sum(_boundary_hits(c, v)[1] for c, v in kept)
+    assert min(stops) >= 1 and wrong >= 1, (stops, wrong)
+    calls += kept
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
