@@ -573,4 +573,12 @@ static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *a
 }
 #endif
 
+/* Added on branch cv (conv speed, session 8): shared by the conv input gradient and update. */
+/* 0xFF in byte j iff bit j of the index is set (4 mask bits to a mask of 4 gradient bytes). */
+static const uint32_t dsp_spread4[16] __attribute__((unused)) = {
+    0x00000000u, 0x000000FFu, 0x0000FF00u, 0x0000FFFFu, 0x00FF0000u, 0x00FF00FFu,
+    0x00FFFF00u, 0x00FFFFFFu, 0xFF000000u, 0xFF0000FFu, 0xFF00FF00u, 0xFF00FFFFu,
+    0xFFFF0000u, 0xFFFF00FFu, 0xFFFFFF00u, 0xFFFFFFFFu,
+};
+
 #endif
