@@ -78,10 +78,7 @@ int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct c
         const struct requant r = requant_of(oc, p, o);
         if (!rq4_ok(r.multiplier, r.shift, c)) return 0;
     }
-    const int64_t limit = rq4_bias_limit(p);
-    for (int32_t oc = 0; oc < p->output_c; ++oc)
-        if (!rq4_bias_ok(bias_of(oc, p, o), limit)) return 0;
-    return 1;
+    return rq4_biases_ok(p, o->bias, o->trained_bias, rq4_bias_limit(p));
 }
 
 /* 8 filter taps widened into 4 words, in the order the pixel's inputs are (SXTB16), doubled

@@ -94,6 +94,10 @@ static inline int8_t finish(int32_t acc, int32_t oc, const struct conv2d_s8_para
  * 3. (C + u) >> s1 = c + (u >> s1) = c + t exactly (C is a multiple of 2^s1), and t + c cannot
  *    overflow (|t| <= 2^30 + 2, |c| <= 2^30 - 3), so SSAT #8 of it with ASR #1 is rq_fused's
  *    result: clamp(R + offset, -128, 127), R the reference's MultiplyByQuantizedMultiplier.
+ * Undoubled (the GEMM variant where doubling its pixels costs more than it saves: few output
+ * channels over many input channels), the same value takes one ADD more, as requant_fast.h's:
+ * SMMLAR d, a, M2, a + C with M2 = 2M - 2^32 is floor(((a + C) 2^32 + a (2M - 2^32) + 2^31) /
+ * 2^32) = C + v (|a + C| < 2^31), then steps 2 and 3 with a's sign.
  * On the host each instruction is requant_fast.h's portable C; tests/kernels/conv/
  * test_dsp_conv_rq4.py sweeps the conditions' edges against fixedpoint.h. */
 struct rq4 {
@@ -104,11 +108,18 @@ struct rq4 {
  * rq4, and its constants. */
 static inline int rq4_ok(int32_t multiplier, int32_t shift, int32_t c) {
     if (!(multiplier > (1 << 30) && shift <= -1 && shift >= -31)) return 0;
-    const int64_t cc = (int64_t)c * ((int64_t)1 << (-shift - 1));
-    return cc >= -((1 << 30) - 3) && cc <= (1 << 30) - 3;
+    /* |c| 2^s1 <= 2^30 - 3 exactly when |c| <= floor((2^30 - 3) / 2^s1) */
+    const uint32_t ac = c < 0 ? 0u - (uint32_t)c : (uint32_t)c;
+    return ac <= ((1u << 30) - 3u) >> (-shift - 1);
 }
 static inline struct rq4 rq4_of(int32_t multiplier, int32_t shift, int32_t c) {
     const struct rq4 r = {multiplier, -shift - 1, (int32_t)((uint32_t)c << (-shift - 1))};
+    return r;
+}
+/* The undoubled form's constants: M2 = 2M wrapped to int32 in place of M. */
+static inline struct rq4 rq4_single_of(int32_t multiplier, int32_t shift, int32_t c) {
+    struct rq4 r = rq4_of(multiplier, shift, c);
+    r.m = (int32_t)((uint32_t)multiplier << 1);
     return r;
 }
 /* The layer's c, or 0 where its output offset is too large for any channel (rq4_ok fails). */
@@ -120,16 +131,38 @@ static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
 static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
     return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
 }
-/* The largest |bias| for which every accumulator of the layer stays below 2^30 in magnitude:
- * |a| <= |bias| + taps * 128 * (128 + |input offset|); negative: none. */
-static inline int64_t rq4_bias_limit(const struct conv2d_s8_params *p) {
-    const int64_t io = p->input_offset < 0 ? -(int64_t)p->input_offset : p->input_offset;
-    const int64_t taps = (int64_t)p->filter_h * p->filter_w * p->input_c;
-    return ((int64_t)1 << 30) - 1 - taps * 128 * (128 + io);
+/* The same from a itself (rq4_single_of's constants). */
+static inline int32_t rq4_single(int32_t acc, int32_t m2, int32_t s1, int32_t cc) {
+    return rq_ssat8_half((rq_smmlar(acc, m2, acc + cc) + (acc >> 31)) >> s1);
 }
-static inline int rq4_bias_ok(int32_t bias, int64_t limit) {
-    const int64_t b = bias < 0 ? -(int64_t)bias : bias;
-    return b <= limit;
+/* The largest |bias| for which every accumulator of the layer stays below 2^30 in magnitude,
+ * |a| <= |bias| + taps * 128 * (128 + |input offset|), or -1 if even a zero bias leaves no room
+ * (the products' sum alone must stay below 2^29: doubled, below 2^30). */
+static inline int32_t rq4_bias_limit(const struct conv2d_s8_params *p) {
+    const int64_t io = p->input_offset < 0 ? -(int64_t)p->input_offset : p->input_offset;
+    const int64_t sums = (int64_t)p->filter_h * p->filter_w * p->input_c * 128 * (128 + io);
+    return sums < ((int64_t)1 << 29) ? (int32_t)(((int64_t)1 << 30) - 1 - sums) : -1;
+}
+static inline int rq4_bias_ok(int32_t bias, int32_t limit) {
+    const uint32_t b = bias < 0 ? 0u - (uint32_t)bias : (uint32_t)bias;
+    return limit >= 0 && b <= (uint32_t)limit;
+}
+/* Whether every output channel's bias (trained or flash) is within limit (rq4_bias_limit),
+ * from the OR of their magnitudes (at least the largest; a bias near the limit may be refused). */
+static inline int rq4_biases_ok(const struct conv2d_s8_params *p, const int32_t *bias,
+                                const int32_t *trained_bias, int32_t limit) {
+    if (limit < 0) return 0;
+    const int32_t tr = p->train_bias_rows < p->output_c ? p->train_bias_rows : p->output_c;
+    uint32_t m = 0;
+    for (int32_t oc = 0; oc < tr; ++oc) {
+        const int32_t b = trained_bias[oc];
+        m |= b < 0 ? 0u - (uint32_t)b : (uint32_t)b; /* a bound: the largest |b| or more */
+    }
+    for (int32_t oc = tr; bias && oc < p->output_c; ++oc) {
+        const int32_t b = bias[oc];
+        m |= b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+    }
+    return m <= (uint32_t)limit;
 }
 
 /* The bias the reference adds to output channel oc (0 if none). */

@@ -179,26 +179,45 @@ static void widen_rows2(uint64_t *dst, const int8_t *a, const int8_t *b, int32_t
     for (; dst < end; ++dst) *dst = 0;
 }
 
-/* A channel pair's constants, at the offsets pair_fast_m7's assembly reads: the doubled biases
- * (the accumulators' start) and rq4's M, C and s1 of both channels. */
+/* A channel pair's constants, at the offsets pair_fast_m7's assembly reads: the biases (the
+ * accumulators' start: doubled with the products, or not) and rq4's M (rq4_single's M2), C and
+ * s1 of both channels. */
 struct pair_k {
     int32_t b0, b1, m0, m1, cc0, cc1, s10, s11;
+};
+
+/* A channel pair's block state: its constants, then what pair_fast_m7 also reads (dst is
+ * updated as it goes; the blocks end where the pixel pointer reaches x_end). Filled in place
+ * (pair_constants, pair_fast_full), not copied, as it is set up once per pair and tile. */
+struct pair_m7 {
+    struct pair_k k;
+    const uint64_t *w;
+    int32_t iters, tail;
+    int8_t *dst;
+    int32_t cout;
+    const uint64_t *x_end;
 };
 
 /* Output pixels 0 .. n - 1 of a tile (widened in xbuf, doubled) for the output channel pair
  * whose rows are widened in wbuf: requantized with rq4 (conv2d_s8_dsp.h; both channels on its
  * path, two channels; `full`: the activation range is all of int8, so SSAT is the whole
  * clamp). */
+CONV_INLINE int32_t rq4_pair(int32_t acc, int32_t m, int32_t s1, int32_t cc, int dbl) {
+    return dbl ? rq4(acc, m, s1, cc) : rq4_single(acc, m, s1, cc);
+}
+
 CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                            int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
-                           int32_t hi, int full) {
+                           int32_t hi, int full, int dbl) {
     const struct pair_k q = *k;
     const size_t step = 2 * (size_t)groups;
     for (int32_t t = n >> 1; t > 0; --t, x += step) {
         int32_t acc[4] = {q.b0, q.b1, q.b0, q.b1};
         gemm_2x2(x, wbuf, groups, acc);
-        int32_t y0 = rq4(acc[0], q.m0, q.s10, q.cc0), y1 = rq4(acc[1], q.m1, q.s11, q.cc1);
-        int32_t y2 = rq4(acc[2], q.m0, q.s10, q.cc0), y3 = rq4(acc[3], q.m1, q.s11, q.cc1);
+        int32_t y0 = rq4_pair(acc[0], q.m0, q.s10, q.cc0, dbl);
+        int32_t y1 = rq4_pair(acc[1], q.m1, q.s11, q.cc1, dbl);
+        int32_t y2 = rq4_pair(acc[2], q.m0, q.s10, q.cc0, dbl);
+        int32_t y3 = rq4_pair(acc[3], q.m1, q.s11, q.cc1, dbl);
         if (!full) {
             y0 = fp_clamp(y0, lo, hi);
             y1 = fp_clamp(y1, lo, hi);
@@ -215,22 +234,12 @@ CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t grou
     if (n & 1) { /* the last pixel of an odd tile (its partner: zero lanes) */
         int32_t acc[4] = {q.b0, q.b1, q.b0, q.b1};
         gemm_2x2(x, wbuf, groups, acc);
-        dst[0] = (int8_t)fp_clamp(rq4(acc[0], q.m0, q.s10, q.cc0), lo, hi);
-        dst[1] = (int8_t)fp_clamp(rq4(acc[1], q.m1, q.s11, q.cc1), lo, hi);
+        dst[0] = (int8_t)fp_clamp(rq4_pair(acc[0], q.m0, q.s10, q.cc0, dbl), lo, hi);
+        dst[1] = (int8_t)fp_clamp(rq4_pair(acc[1], q.m1, q.s11, q.cc1, dbl), lo, hi);
     }
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-/* The constants of pair_fast_m7, at the offsets its assembly reads (dst is updated as it
- * goes; the blocks end where the pixel pointer reaches x_end). */
-struct pair_m7 {
-    struct pair_k k;
-    const uint64_t *w;
-    int32_t iters, tail;
-    int8_t *dst;
-    int32_t cout;
-    const uint64_t *x_end;
-};
 _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tail) == 40 &&
                    offsetof(struct pair_m7, dst) == 44 && offsetof(struct pair_m7, x_end) == 52,
                "pair_fast_m7's offsets");
@@ -256,14 +265,24 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "ldrd r12, lr, [r1, #0]\n" \
     "ldrd r11, r7, [r1, #32]\n"
 /* rq4 (conv2d_s8_dsp.h) of the 4 outputs, stores, the next pair of pixels while r0 has not
- * reached x_end. */
-#define M7_FINISH                  \
+ * reached x_end; M7_FINISH_SINGLE: rq4_single (one ADD more per output). */
+#define M7_RQ_DOUBLED          \
+    "smmlar r8, r2, r4, r6\n"  \
+    "smmlar r9, r12, r4, r6\n" \
+    "smmlar r10, r3, r5, r7\n" \
+    "smmlar r11, lr, r5, r7\n"
+#define M7_RQ_SINGLE           \
+    "add r8, r2, r6\n"         \
+    "add r9, r12, r6\n"        \
+    "add r10, r3, r7\n"        \
+    "add r11, lr, r7\n"        \
+    "smmlar r8, r2, r4, r8\n"  \
+    "smmlar r9, r12, r4, r9\n" \
+    "smmlar r10, r3, r5, r10\n" \
+    "smmlar r11, lr, r5, r11\n"
+#define M7_FINISH_RQ(RQ)           \
     "ldrd r4, r5, [r1, #8]\n"      \
-    "ldrd r6, r7, [r1, #16]\n"     \
-    "smmlar r8, r2, r4, r6\n"      \
-    "smmlar r9, r12, r4, r6\n"     \
-    "smmlar r10, r3, r5, r7\n"     \
-    "smmlar r11, lr, r5, r7\n"     \
+    "ldrd r6, r7, [r1, #16]\n" RQ  \
     "add r8, r8, r2, asr #31\n"    \
     "add r9, r9, r12, asr #31\n"   \
     "add r10, r10, r3, asr #31\n"  \
@@ -288,6 +307,7 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "ldr r8, [r1, #52]\n"          \
     "cmp r0, r8\n"                 \
     "bne 0b\n"
+#define M7_FINISH M7_FINISH_RQ(M7_RQ_DOUBLED)
 #define M7_CLOBBERS \
     "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
 
@@ -303,6 +323,20 @@ static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pai
                               "bne 1b\n"
                               "ldr r7, [r1, #40]\n"
                               "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH
+                     : "+r"(rx)
+                     : "r"(rk)
+                     : M7_CLOBBERS);
+}
+
+/* The same on undoubled sums (rq4_single). */
+static __attribute__((noinline)) void pair_fast_m7_single(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
+                              "subs r7, r7, #1\n"
+                              "bne 1b\n"
+                              "ldr r7, [r1, #40]\n"
+                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH_RQ(M7_RQ_SINGLE)
                      : "+r"(rx)
                      : "r"(rk)
                      : M7_CLOBBERS);
@@ -331,23 +365,32 @@ static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct p
 }
 #undef M7_CLOBBERS
 #undef M7_FINISH
+#undef M7_FINISH_RQ
+#undef M7_RQ_SINGLE
+#undef M7_RQ_DOUBLED
 #undef M7_START
 #undef M7_GROUP
 #endif
 
-/* last_zero: the last of the groups is zero in every pixel and row (the stem). */
+/* last_zero: the last of the groups is zero in every pixel and row (the stem). m->k: the pair's
+ * constants (pair_constants); the rest is filled here. dbl: the sums are doubled (rq4), else
+ * rq4_single (groups >= 4, no last_zero). */
 CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                                int8_t *dst, int32_t cout, const struct pair_k *k, int last_zero) {
+                                int8_t *dst, int32_t cout, struct pair_m7 *m, int last_zero,
+                                int dbl) {
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
     if (n >= 2) {
         const uint64_t *const x_end = x + (size_t)(n & ~1) * (size_t)groups;
-        struct pair_m7 m = {*k, wbuf, groups >> 2, groups & 2, dst, cout, x_end};
-        if (last_zero && groups == 8)
-            pair_fast_m7_7(x, &m);
+        m->w = wbuf, m->iters = groups >> 2, m->tail = groups & 2;
+        m->dst = dst, m->cout = cout, m->x_end = x_end;
+        if (!dbl)
+            pair_fast_m7_single(x, m);
+        else if (last_zero && groups == 8)
+            pair_fast_m7_7(x, m);
         else if (groups == 2)
-            pair_fast_m7_2(x, &m);
+            pair_fast_m7_2(x, m);
         else
-            pair_fast_m7(x, &m);
+            pair_fast_m7(x, m);
         x = x_end;
         dst += (size_t)(n & ~1) * (size_t)cout;
         n &= 1;
@@ -355,23 +398,26 @@ CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t
 #else
     (void)last_zero;
 #endif
-    pair_fast(x, wbuf, groups, n, dst, cout, k, -128, 127, 1);
+    pair_fast(x, wbuf, groups, n, dst, cout, &m->k, -128, 127, 1, dbl);
 }
 static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                             int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
-                            int32_t hi) {
-    pair_fast(x, wbuf, groups, n, dst, cout, k, lo, hi, 0);
+                            int32_t hi, int dbl) {
+    pair_fast(x, wbuf, groups, n, dst, cout, k, lo, hi, 0, dbl);
 }
 
 /* The same with the reference's requantization (channels off rq4's path, a lone last channel),
- * of the reference's sums (the accumulators halved where they are doubled: exact). */
+ * of the reference's sums: doubled products (dbl) are summed from 0 and halved (exact: below
+ * 2^30, rq4_bias_limit) before the bias is added, so a bias of any size is the reference's. */
 static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                      int8_t *dst, int32_t cout, const int32_t b[2], const struct requant *r0,
                      const struct requant *r1, int two, int dbl) {
     for (int32_t t = 0; t < n; t += 2, x += 2 * (size_t)groups) {
         int32_t acc[4] = {b[0], b[1], b[0], b[1]};
+        if (dbl) acc[0] = acc[1] = acc[2] = acc[3] = 0;
         gemm_2x2(x, wbuf, groups, acc);
-        for (int32_t i = 0; dbl && i < 4; ++i) acc[i] >>= 1;
+        for (int32_t i = 0; dbl && i < 4; ++i)
+            acc[i] = (int32_t)((uint32_t)(acc[i] >> 1) + (uint32_t)b[i & 1]);
         dst[0] = requantize(acc[0], r0);
         if (two) dst[1] = requantize(acc[1], r1);
         dst += cout;
@@ -383,17 +429,22 @@ static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, in
     }
 }
 
-/* Output channels oc and oc + 1's constants for pair_fast (both on rq4's path, the layer's
- * accumulators doubled), or 0. */
-static int pair_constants(struct pair_k *k, int32_t oc, const struct conv2d_s8_params *p,
-                          const struct conv_ops *o, int32_t c) {
+/* Output channels oc and oc + 1's constants for pair_fast (both on rq4's path, their biases
+ * within limit: rq4_bias_limit; dbl: the layer's products doubled, else rq4_single), or 0. */
+CONV_INLINE int pair_constants(struct pair_k *k, int32_t oc, const struct conv2d_s8_params *p,
+                               const struct conv_ops *o, int32_t c, int32_t limit, int dbl) {
     const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(oc + 1, p, o);
     if (!rq4_ok(r0.multiplier, r0.shift, c) || !rq4_ok(r1.multiplier, r1.shift, c)) return 0;
-    const struct rq4 q0 = rq4_of(r0.multiplier, r0.shift, c);
-    const struct rq4 q1 = rq4_of(r1.multiplier, r1.shift, c);
-    k->b0 = (int32_t)(2u * (uint32_t)bias_of(oc, p, o));
-    k->b1 = (int32_t)(2u * (uint32_t)bias_of(oc + 1, p, o));
-    k->m0 = q0.m, k->m1 = q1.m, k->cc0 = q0.cc, k->cc1 = q1.cc, k->s10 = q0.s1, k->s11 = q1.s1;
+    const int32_t b0 = bias_of(oc, p, o), b1 = bias_of(oc + 1, p, o);
+    if (!rq4_bias_ok(b0, limit) || !rq4_bias_ok(b1, limit)) return 0;
+    /* rq4_of, rq4_single_of (M2 = 2M), written out so that nothing is returned in memory */
+    const int32_t s10 = -r0.shift - 1, s11 = -r1.shift - 1;
+    k->b0 = dbl ? 2 * b0 : b0;
+    k->b1 = dbl ? 2 * b1 : b1;
+    k->m0 = (int32_t)((uint32_t)r0.multiplier << (dbl ? 0 : 1));
+    k->m1 = (int32_t)((uint32_t)r1.multiplier << (dbl ? 0 : 1));
+    k->cc0 = (int32_t)((uint32_t)c << s10), k->cc1 = (int32_t)((uint32_t)c << s11);
+    k->s10 = s10, k->s11 = s11;
     return 1;
 }
 
@@ -405,16 +456,17 @@ static int pair_constants(struct pair_k *k, int32_t oc, const struct conv2d_s8_p
 static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, uint64_t *wbuf,
                                                          int32_t groups, int32_t n, int8_t *out,
                                                          const struct conv2d_s8_params *p,
-                                                         const struct conv_ops *o, int32_t c) {
+                                                         const struct conv_ops *o, int32_t c,
+                                                         int32_t limit, int dbl) {
     const int32_t cout = p->output_c;
     const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
     const uint64_t *const wend = wbuf + 2 * groups;
     int32_t oc = 0;
     for (; oc + 1 < cout; oc += 2) {
-        struct pair_k k;
-        if (!pair_constants(&k, oc, p, o, c)) break;
+        struct pair_m7 m;
+        if (!pair_constants(&m.k, oc, p, o, c, limit, dbl)) break;
         widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size, wend);
-        pair_fast_full(xbuf, wbuf, groups, n, out + oc, cout, &k, 0);
+        pair_fast_full(xbuf, wbuf, groups, n, out + oc, cout, &m, 0, dbl);
     }
     return oc;
 }
@@ -436,15 +488,6 @@ static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, in
     return t >= HOIST_MIN_TILE ? t : 0;
 }
 
-/* Whether every accumulator of the layer stays below 2^30 in magnitude (rq4_bias_limit), so
- * that they can be doubled for rq4. */
-static int gemm_doubles(const struct conv2d_s8_params *p, const struct conv_ops *o) {
-    const int64_t limit = rq4_bias_limit(p);
-    for (int32_t oc = 0; oc < p->output_c; ++oc)
-        if (!rq4_bias_ok(bias_of(oc, p, o), limit)) return 0;
-    return 1;
-}
-
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
                         int32_t groups) {
     uint64_t *const buf = o->buf; /* conv2d_s8_gemm_dsp_buffer_size bytes */
@@ -454,9 +497,14 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     int32_t tile = gemm_tile(groups, reserved);
     const int32_t cout = p->output_c;
     const int32_t npix = p->batches * p->output_h * p->output_w;
-    /* Doubled accumulators for rq4: the pixels doubled, or (dense patches, widened by the stem
-     * variant, whose rows are hoisted) the filter rows. */
-    const int dbl = gemm_doubles(p, o);
+    /* rq4 where the products' sums stay below 2^29 (rq4_bias_limit). Doubled sums (rq4) where
+     * that pays: dense patches (widened by the stem variant) double their filter rows, hoisted
+     * or widened once per tile; other layers double their pixels, about half an instruction
+     * per patch byte per pixel, against 4 per 2x2 block of outputs (rq4_single's ADDs) saved,
+     * so where output channels outnumber half the patch (expansions, not projections). */
+    const int32_t limit = rq4_bias_limit(p);
+    const int32_t patch = p->filter_h * p->filter_w * p->input_c;
+    const int dbl = limit >= 0 && (dense || 2 * cout > patch);
     const int dbl_x = dbl && !dense, dbl_w = dbl && dense;
     /* The filter rows: one pair at a time in wbuf, or (hoist) every pair's, widened once. */
     const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;
@@ -493,9 +541,9 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
         }
         if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
         int32_t oc = 0;
-        if (full && dbl_x && p->input_c % 4 == 0)
+        if (full && limit >= 0 && p->input_c % 4 == 0 && (dbl || groups >= 4))
             oc = pairs_fast_full(xbuf, wbuf, groups, n, o->out + (size_t)pix0 * (size_t)cout, p, o,
-                                 c);
+                                 c, limit, dbl);
         for (; oc < cout; oc += 2) {
             const int two = oc + 1 < cout;
             if (hoist) {
@@ -512,15 +560,16 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
                     widen_zeros(wbuf + 1, wbuf + 2 * groups);
             }
             int8_t *dst = o->out + (size_t)pix0 * (size_t)cout + (size_t)oc;
-            struct pair_k k;
-            if (two && dbl && pair_constants(&k, oc, p, o, c)) {
+            struct pair_m7 m;
+            const int single_ok = dbl || (groups >= 4 && !last_zero); /* pair_fast_m7_single */
+            if (two && limit >= 0 && single_ok && pair_constants(&m.k, oc, p, o, c, limit, dbl)) {
                 if (full)
-                    pair_fast_full(xbuf, wbuf, groups, n, dst, cout, &k, last_zero);
+                    pair_fast_full(xbuf, wbuf, groups, n, dst, cout, &m, last_zero, dbl);
                 else
-                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, &k, p->act_min, p->act_max);
+                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, &m.k, p->act_min,
+                                    p->act_max, dbl);
             } else {
-                const int32_t k2 = dbl ? 2 : 1;
-                const int32_t b[2] = {k2 * bias_of(oc, p, o), two ? k2 * bias_of(oc + 1, p, o) : 0};
+                const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
                 const struct requant r0 = requant_of(oc, p, o),
                                      r1 = requant_of(two ? oc + 1 : oc, p, o);
                 pair_ref(xbuf, wbuf, groups, n, dst, cout, b, &r0, &r1, two, dbl);

@@ -1,5 +1,6 @@
 """rq4, the narrow and GEMM conv variants' requantization in 4 instructions on doubled
-accumulators (firmware/kernels/conv2d_s8_dsp.h, its proof there): swept against fixedpoint.h's
+accumulators, and rq4_single, its 5-instruction form on undoubled ones (firmware/kernels/
+conv2d_s8_dsp.h, the proof there): both swept against fixedpoint.h's
 reference on the edges of its conditions, and the variants held to the reference kernel where
 a layer's channels or biases leave rq4's path (a multiplier of exactly 2^30, a shift whose C
 would not fit, a bias too large to double, a clamped activation), on the host and on the
@@ -29,12 +30,14 @@ static void check(int64_t a, int32_t m, int sh, int32_t off) {
     if (a <= -(1 << 30) || a >= (1 << 30)) return;
     const int32_t c = 1 + 2 * off;
     if (!rq4_ok(m, sh, c)) return;
-    const struct rq4 q = rq4_of(m, sh, c);
+    const struct rq4 q = rq4_of(m, sh, c), q1 = rq4_single_of(m, sh, c);
     const int32_t want =
         fp_clamp(fp_multiply_by_quantized_multiplier((int32_t)a, m, sh) + off, -128, 127);
-    ++checks;
+    checks += 2;
     if (rq4((int32_t)(2 * a), q.m, q.s1, q.cc) != want && bad++ < 10)
         printf("mismatch a=%lld m=%d shift=%d offset=%d\n", (long long)a, m, sh, off);
+    if (rq4_single((int32_t)a, q1.m, q1.s1, q1.cc) != want && bad++ < 10)
+        printf("single mismatch a=%lld m=%d shift=%d offset=%d\n", (long long)a, m, sh, off);
 }
 
 /* a around the reference's rounding ties of shift sh (requant_fast.h's sweep: the second
@@ -128,9 +131,9 @@ def _pointwise(seed: int, shape: tuple[int, int, int, int], kind: str = "NONE", 
 
 
 # (h, w, in_c, out_c, filter): the narrow variant (8, 16, 24 input channels), the GEMM one
-# (1x1 over 20 and 72 channels, an odd pixel count and channel count), a 3x3 over 8 channels
-# (GEMM, patches by taps), the 3-channel stem (dense patches: doubled filter rows, hoisted for
-# the whole layer on 11 x 9 outputs, widened per tile on 7 x 7).
+# (1x1 over 20 channels to 13: doubled pixels, an odd pixel count and channel count; over 72 to
+# 24 and a 3x3 over 8 channels to 12: undoubled, rq4_single), the 3-channel stem (dense patches:
+# doubled filter rows, hoisted for the whole layer on 11 x 9 outputs, widened per tile on 7 x 7).
 SHAPES = [
     (9, 9, 8, 32, 1),
     (10, 9, 16, 48, 1),
@@ -157,7 +160,7 @@ def _edge_operands(shape: tuple[int, ...], edge: str, seed: int):
         arrays[3][some] = 1 << 30
     elif edge == "big_shift":  # |C| = |c| 2^30 > 2^30 - 3 for these
         arrays[4][some] = -31
-    elif edge == "big_bias":  # doubled, an accumulator would leave int32: nothing doubles
+    elif edge == "big_bias":  # doubled, its sums could leave int32: off rq4's path
         arrays[2][some[0]] = (1 << 30) - 1000
     return call, arrays
 
@@ -180,8 +183,9 @@ def test_variants_match_the_reference_off_rq4s_path(shape: tuple[int, ...], edge
 def test_variants_off_rq4s_path_on_the_emulated_board() -> None:
     """The same fallbacks through the assembly, against TFLite's reference: power-of-two scales
     give every 4th channel a multiplier of exactly 2^30 (narrow -> GEMM; the GEMM pairs with one
-    on the reference's requantization, the others in the assembly), and a bias of 2^29 keeps a
-    GEMM layer from doubling."""
+    on the reference's requantization, the others in the assembly), and a bias of 2^30 - 2^20
+    (doubled, its sums would overflow) sends its channel pair to the reference's requantization
+    of halved sums."""
     from tests.kernels.conv.test_dsp_conv_wide1x1 import board_and_tflite
 
     for k, (h, w, in_c, out_c, edge) in enumerate([(9, 9, 16, 48, "pow2"), (7, 9, 72, 24, "pow2"), (6, 5, 40, 12, "bias")]):
@@ -198,7 +202,7 @@ def test_variants_off_rq4s_path_on_the_emulated_board() -> None:
             g.tensors[3].quant = quant(2.0 ** (-4 + round(np.log2(np.sqrt(in_c) / 4))), zp)
         else:
             bt.data = bt.data.copy()
-            bt.data[0] = 1 << 29
+            bt.data[0] = (1 << 30) - (1 << 20)
         for got, want in board_and_tflite(g, f"rq4_edge_{k}", 11 + k):
             assert np.unique(want).size > 8
             np.testing.assert_array_equal(got, want)
