@@ -125,7 +125,7 @@ static inline struct rq4 rq4_single_of(int32_t multiplier, int32_t shift, int32_
 /* The layer's c, or 0 where its output offset is too large for any channel (rq4_ok fails). */
 static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
     return p->output_offset > -(1 << 20) && p->output_offset < (1 << 20) ? 1 + 2 * p->output_offset
-                                                                          : 1 << 30;
+                                                                         : 1 << 30;
 }
 /* clamp(MultiplyByQuantizedMultiplier(a) + offset, -128, 127) from A = 2a. */
 static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {

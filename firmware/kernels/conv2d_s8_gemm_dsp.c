@@ -271,41 +271,41 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "smmlar r9, r12, r4, r6\n" \
     "smmlar r10, r3, r5, r7\n" \
     "smmlar r11, lr, r5, r7\n"
-#define M7_RQ_SINGLE           \
-    "add r8, r2, r6\n"         \
-    "add r9, r12, r6\n"        \
-    "add r10, r3, r7\n"        \
-    "add r11, lr, r7\n"        \
-    "smmlar r8, r2, r4, r8\n"  \
-    "smmlar r9, r12, r4, r9\n" \
+#define M7_RQ_SINGLE            \
+    "add r8, r2, r6\n"          \
+    "add r9, r12, r6\n"         \
+    "add r10, r3, r7\n"         \
+    "add r11, lr, r7\n"         \
+    "smmlar r8, r2, r4, r8\n"   \
+    "smmlar r9, r12, r4, r9\n"  \
     "smmlar r10, r3, r5, r10\n" \
     "smmlar r11, lr, r5, r11\n"
-#define M7_FINISH_RQ(RQ)           \
-    "ldrd r4, r5, [r1, #8]\n"      \
-    "ldrd r6, r7, [r1, #16]\n" RQ  \
-    "add r8, r8, r2, asr #31\n"    \
-    "add r9, r9, r12, asr #31\n"   \
-    "add r10, r10, r3, asr #31\n"  \
-    "add r11, r11, lr, asr #31\n"  \
-    "ldrd r4, r5, [r1, #24]\n"     \
-    "asr r8, r8, r4\n"             \
-    "asr r9, r9, r4\n"             \
-    "asr r10, r10, r5\n"           \
-    "asr r11, r11, r5\n"           \
-    "ssat r8, #8, r8, asr #1\n"    \
-    "ssat r9, #8, r9, asr #1\n"    \
-    "ssat r10, #8, r10, asr #1\n"  \
-    "ssat r11, #8, r11, asr #1\n"  \
-    "ldrd r5, r6, [r1, #44]\n"     \
-    "strb r8, [r5]\n"              \
-    "strb r10, [r5, #1]\n"         \
-    "add r5, r5, r6\n"             \
-    "strb r9, [r5]\n"              \
-    "strb r11, [r5, #1]\n"         \
-    "add r5, r5, r6\n"             \
-    "str r5, [r1, #44]\n"          \
-    "ldr r8, [r1, #52]\n"          \
-    "cmp r0, r8\n"                 \
+#define M7_FINISH_RQ(RQ)          \
+    "ldrd r4, r5, [r1, #8]\n"     \
+    "ldrd r6, r7, [r1, #16]\n" RQ \
+    "add r8, r8, r2, asr #31\n"   \
+    "add r9, r9, r12, asr #31\n"  \
+    "add r10, r10, r3, asr #31\n" \
+    "add r11, r11, lr, asr #31\n" \
+    "ldrd r4, r5, [r1, #24]\n"    \
+    "asr r8, r8, r4\n"            \
+    "asr r9, r9, r4\n"            \
+    "asr r10, r10, r5\n"          \
+    "asr r11, r11, r5\n"          \
+    "ssat r8, #8, r8, asr #1\n"   \
+    "ssat r9, #8, r9, asr #1\n"   \
+    "ssat r10, #8, r10, asr #1\n" \
+    "ssat r11, #8, r11, asr #1\n" \
+    "ldrd r5, r6, [r1, #44]\n"    \
+    "strb r8, [r5]\n"             \
+    "strb r10, [r5, #1]\n"        \
+    "add r5, r5, r6\n"            \
+    "strb r9, [r5]\n"             \
+    "strb r11, [r5, #1]\n"        \
+    "add r5, r5, r6\n"            \
+    "str r5, [r1, #44]\n"         \
+    "ldr r8, [r1, #52]\n"         \
+    "cmp r0, r8\n"                \
     "bne 0b\n"
 #define M7_FINISH M7_FINISH_RQ(M7_RQ_DOUBLED)
 #define M7_CLOBBERS \
@@ -566,8 +566,8 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
                 if (full)
                     pair_fast_full(xbuf, wbuf, groups, n, dst, cout, &m, last_zero, dbl);
                 else
-                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, &m.k, p->act_min,
-                                    p->act_max, dbl);
+                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, &m.k, p->act_min, p->act_max,
+                                    dbl);
             } else {
                 const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
                 const struct requant r0 = requant_of(oc, p, o),

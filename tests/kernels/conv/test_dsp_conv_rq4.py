@@ -17,12 +17,15 @@ from tests.kernels.conv.test_conv_kernels import Case, _graph
 from tests.kernels.conv.test_dsp_kernels import _operands, _run
 from tests.kernels.support import quant
 
-RQ4_SWEEP_C = r"""
+RQ4_SWEEP_C = (
+    r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include "fixedpoint.h"
 #include "conv2d_s8_dsp.h"
-""" + xorshift64_c(0xD1B54A32D192ED03) + r"""
+"""
+    + xorshift64_c(0xD1B54A32D192ED03)
+    + r"""
 static long long checks = 0, bad = 0;
 
 /* rq4 of A = 2a against the reference, wherever rq4_ok takes the channel and |a| < 2^30. */
@@ -103,6 +106,7 @@ int main(int argc, char **argv) {
     return bad != 0;
 }
 """
+)
 
 
 def test_rq4_is_bit_identical_with_the_reference(tmp_path) -> None:
@@ -126,7 +130,17 @@ def _pointwise(seed: int, shape: tuple[int, int, int, int], kind: str = "NONE", 
     options = {"padding": "VALID", "stride_h": 1, "stride_w": 1, "activation": kind}
     oh, ow = h - k + 1, w - k + 1
     in_q = quant(0.02, int(rng.integers(-128, 128)))
-    g = _graph("CONV_2D", (1, h, w, in_c), in_q, wts, quant(list(scales), 0, 0), bias, (1, oh, ow, out_c), out_q, options)
+    g = _graph(
+        "CONV_2D",
+        (1, h, w, in_c),
+        in_q,
+        wts,
+        quant(list(scales), 0, 0),
+        bias,
+        (1, oh, ow, out_c),
+        out_q,
+        options,
+    )
     return Case(g, out_q, kind)
 
 
@@ -188,7 +202,9 @@ def test_variants_off_rq4s_path_on_the_emulated_board() -> None:
     of halved sums."""
     from tests.kernels.conv.test_dsp_conv_wide1x1 import board_and_tflite
 
-    for k, (h, w, in_c, out_c, edge) in enumerate([(9, 9, 16, 48, "pow2"), (7, 9, 72, 24, "pow2"), (6, 5, 40, 12, "bias")]):
+    for k, (h, w, in_c, out_c, edge) in enumerate(
+        [(9, 9, 16, 48, "pow2"), (7, 9, 72, 24, "pow2"), (6, 5, 40, 12, "bias")]
+    ):
         case = _pointwise(k, (h, w, in_c, out_c))
         g = case.graph
         wt, bt = g.tensors[1], g.tensors[2]
