@@ -222,3 +222,18 @@ def test_variants_off_rq4s_path_on_the_emulated_board() -> None:
         for got, want in board_and_tflite(g, f"rq4_edge_{k}", 11 + k):
             assert np.unique(want).size > 8
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_variants_off_rq4s_path_on_the_emulated_cortex_m7_and_m4(tmp_path, board_name: str) -> None:
+    """Every shape and planted edge above through the firmware build's objects (the assembly:
+    narrow, pair_fast_m7 doubled and single, the stem's unrolled block) on the emulated
+    Cortex-M7 and Cortex-M4, against the host's reference kernel, bit for bit."""
+    from tests.kernels import grad_support as gs
+    from tests.kernels.conv.support import assert_board_matches_ref
+
+    calls = [_edge_operands(shape, edge, 0) for shape in SHAPES for edge in EDGES]
+    board = gs.run_on_board(calls, tmp_path, board_name)
+    for want in assert_board_matches_ref(calls, board):
+        assert np.unique(want[-1]).size >= 8
