@@ -488,6 +488,38 @@ static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, in
     return t >= HOIST_MIN_TILE ? t : 0;
 }
 
+/* One channel pair's outputs for a tile (its rows widened in wbuf): the fast path where both
+ * channels take rq4, else the reference's requantization. A function of its own, so that its
+ * state (the block's constants, the reference's) is on the stack only while it runs, not in
+ * conv2d_s8_gemm_dsp's frame on every call below it. */
+struct gemm_pair {
+    const uint64_t *xbuf, *wbuf;
+    int8_t *dst;
+    int32_t groups, n, oc, c, limit;
+    int dbl, full, last_zero;
+};
+static __attribute__((noinline)) void gemm_pair(const struct gemm_pair *g,
+                                                const struct conv2d_s8_params *p,
+                                                const struct conv_ops *o) {
+    const int32_t cout = p->output_c, oc = g->oc;
+    const int two = oc + 1 < cout;
+    struct pair_m7 m;
+    const int single_ok = g->dbl || (g->groups >= 4 && !g->last_zero); /* pair_fast_m7_single */
+    if (two && g->limit >= 0 && single_ok &&
+        pair_constants(&m.k, oc, p, o, g->c, g->limit, g->dbl)) {
+        if (g->full)
+            pair_fast_full(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, &m, g->last_zero,
+                           g->dbl);
+        else
+            pair_fast_clamp(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, &m.k, p->act_min,
+                            p->act_max, g->dbl);
+    } else {
+        const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
+        const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(two ? oc + 1 : oc, p, o);
+        pair_ref(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, b, &r0, &r1, two, g->dbl);
+    }
+}
+
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
                         int32_t groups) {
     uint64_t *const buf = o->buf; /* conv2d_s8_gemm_dsp_buffer_size bytes */
@@ -559,21 +591,12 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
                 else
                     widen_zeros(wbuf + 1, wbuf + 2 * groups);
             }
-            int8_t *dst = o->out + (size_t)pix0 * (size_t)cout + (size_t)oc;
-            struct pair_m7 m;
-            const int single_ok = dbl || (groups >= 4 && !last_zero); /* pair_fast_m7_single */
-            if (two && limit >= 0 && single_ok && pair_constants(&m.k, oc, p, o, c, limit, dbl)) {
-                if (full)
-                    pair_fast_full(xbuf, wbuf, groups, n, dst, cout, &m, last_zero, dbl);
-                else
-                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, &m.k, p->act_min, p->act_max,
-                                    dbl);
-            } else {
-                const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
-                const struct requant r0 = requant_of(oc, p, o),
-                                     r1 = requant_of(two ? oc + 1 : oc, p, o);
-                pair_ref(xbuf, wbuf, groups, n, dst, cout, b, &r0, &r1, two, dbl);
-            }
+            const struct gemm_pair g = {
+                xbuf,   wbuf,     o->out + (size_t)pix0 * (size_t)cout + (size_t)oc,
+                groups, n,        oc,
+                c,      limit,    dbl,
+                full,   last_zero};
+            gemm_pair(&g, p, o);
         }
     }
 }
