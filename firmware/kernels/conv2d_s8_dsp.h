@@ -94,10 +94,8 @@ static inline int8_t finish(int32_t acc, int32_t oc, const struct conv2d_s8_para
  * 3. (C + u) >> s1 = c + (u >> s1) = c + t exactly (C is a multiple of 2^s1), and t + c cannot
  *    overflow (|t| <= 2^30 + 2, |c| <= 2^30 - 3), so SSAT #8 of it with ASR #1 is rq_fused's
  *    result: clamp(R + offset, -128, 127), R the reference's MultiplyByQuantizedMultiplier.
- * Undoubled (the GEMM variant where doubling its pixels costs more than it saves: few output
- * channels over many input channels), the same value takes one ADD more, as requant_fast.h's:
- * SMMLAR d, a, M2, a + C with M2 = 2M - 2^32 is floor(((a + C) 2^32 + a (2M - 2^32) + 2^31) /
- * 2^32) = C + v (|a + C| < 2^31), then steps 2 and 3 with a's sign.
+ * Undoubled sums (the GEMM variant where doubling its pixels would cost more than it saves)
+ * take requant_fast.h's rq_fused instead.
  * On the host each instruction is requant_fast.h's portable C; tests/kernels/conv/
  * test_dsp_conv_rq4.py sweeps the conditions' edges against fixedpoint.h. */
 struct rq4 {
@@ -107,7 +105,7 @@ struct rq4 {
 /* Whether output channel constants (multiplier, shift) and the layer's c = 1 + 2 offset take
  * rq4, and its constants. */
 static inline int rq4_ok(int32_t multiplier, int32_t shift, int32_t c) {
-    if (!(multiplier > (1 << 30) && shift <= -1 && shift >= -31)) return 0;
+    if (c == 0 || !(multiplier > (1 << 30) && shift <= -1 && shift >= -31)) return 0;
     /* |c| 2^s1 <= 2^30 - 3 exactly when |c| <= floor((2^30 - 3) / 2^s1) */
     const uint32_t ac = c < 0 ? 0u - (uint32_t)c : (uint32_t)c;
     return ac <= ((1u << 30) - 3u) >> (-shift - 1);
@@ -116,24 +114,15 @@ static inline struct rq4 rq4_of(int32_t multiplier, int32_t shift, int32_t c) {
     const struct rq4 r = {multiplier, -shift - 1, (int32_t)((uint32_t)c << (-shift - 1))};
     return r;
 }
-/* The undoubled form's constants: M2 = 2M wrapped to int32 in place of M. */
-static inline struct rq4 rq4_single_of(int32_t multiplier, int32_t shift, int32_t c) {
-    struct rq4 r = rq4_of(multiplier, shift, c);
-    r.m = (int32_t)((uint32_t)multiplier << 1);
-    return r;
-}
-/* The layer's c, or 0 where its output offset is too large for any channel (rq4_ok fails). */
+/* The layer's c = 1 + 2 offset (odd), or 0 where the offset is too large for rq4 (and for the
+ * GEMM variant's undoubled path). */
 static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
     return p->output_offset > -(1 << 20) && p->output_offset < (1 << 20) ? 1 + 2 * p->output_offset
-                                                                         : 1 << 30;
+                                                                         : 0;
 }
 /* clamp(MultiplyByQuantizedMultiplier(a) + offset, -128, 127) from A = 2a. */
 static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
     return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
-}
-/* The same from a itself (rq4_single_of's constants). */
-static inline int32_t rq4_single(int32_t acc, int32_t m2, int32_t s1, int32_t cc) {
-    return rq_ssat8_half((rq_smmlar(acc, m2, acc + cc) + (acc >> 31)) >> s1);
 }
 /* The largest |bias| for which every accumulator of the layer stays below 2^30 in magnitude,
  * |a| <= |bias| + taps * 128 * (128 + |input offset|), or -1 if even a zero bias leaves no room

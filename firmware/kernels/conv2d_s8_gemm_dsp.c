@@ -180,8 +180,8 @@ static void widen_rows2(uint64_t *dst, const int8_t *a, const int8_t *b, int32_t
 }
 
 /* A channel pair's constants, at the offsets pair_fast_m7's assembly reads: the biases (the
- * accumulators' start: doubled with the products, or not) and rq4's M (rq4_single's M2), C and
- * s1 of both channels. */
+ * accumulators' start: doubled with the products, or not) and rq4's M, C and s1 (undoubled:
+ * requant_fast.h's M2, c and s1) of both channels. */
 struct pair_k {
     int32_t b0, b1, m0, m1, cc0, cc1, s10, s11;
 };
@@ -203,7 +203,7 @@ struct pair_m7 {
  * path, two channels; `full`: the activation range is all of int8, so SSAT is the whole
  * clamp). */
 CONV_INLINE int32_t rq4_pair(int32_t acc, int32_t m, int32_t s1, int32_t cc, int dbl) {
-    return dbl ? rq4(acc, m, s1, cc) : rq4_single(acc, m, s1, cc);
+    return dbl ? rq4(acc, m, s1, cc) : rq_fused(acc, m, s1, cc);
 }
 
 CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
@@ -265,24 +265,27 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "ldrd r12, lr, [r1, #0]\n" \
     "ldrd r11, r7, [r1, #32]\n"
 /* rq4 (conv2d_s8_dsp.h) of the 4 outputs, stores, the next pair of pixels while r0 has not
- * reached x_end; M7_FINISH_SINGLE: rq4_single (one ADD more per output). */
-#define M7_RQ_DOUBLED          \
-    "smmlar r8, r2, r4, r6\n"  \
-    "smmlar r9, r12, r4, r6\n" \
-    "smmlar r10, r3, r5, r7\n" \
-    "smmlar r11, lr, r5, r7\n"
-#define M7_RQ_SINGLE            \
-    "add r8, r2, r6\n"          \
-    "add r9, r12, r6\n"         \
-    "add r10, r3, r7\n"         \
-    "add r11, lr, r7\n"         \
-    "smmlar r8, r2, r4, r8\n"   \
-    "smmlar r9, r12, r4, r9\n"  \
-    "smmlar r10, r3, r5, r10\n" \
-    "smmlar r11, lr, r5, r11\n"
-#define M7_FINISH_RQ(RQ)          \
+ * reached x_end; M7_FINISH_SINGLE: requant_fast.h's rq_fused of undoubled sums (SMMLAR, ADD
+ * of v's sign, ASR, QADD of c, SSAT), one instruction more per output. */
+#define M7_STORE               \
+    "ldrd r5, r6, [r1, #44]\n" \
+    "strb r8, [r5]\n"          \
+    "strb r10, [r5, #1]\n"     \
+    "add r5, r5, r6\n"         \
+    "strb r9, [r5]\n"          \
+    "strb r11, [r5, #1]\n"     \
+    "add r5, r5, r6\n"         \
+    "str r5, [r1, #44]\n"      \
+    "ldr r8, [r1, #52]\n"      \
+    "cmp r0, r8\n"             \
+    "bne 0b\n"
+#define M7_FINISH                 \
     "ldrd r4, r5, [r1, #8]\n"     \
-    "ldrd r6, r7, [r1, #16]\n" RQ \
+    "ldrd r6, r7, [r1, #16]\n"    \
+    "smmlar r8, r2, r4, r6\n"     \
+    "smmlar r9, r12, r4, r6\n"    \
+    "smmlar r10, r3, r5, r7\n"    \
+    "smmlar r11, lr, r5, r7\n"    \
     "add r8, r8, r2, asr #31\n"   \
     "add r9, r9, r12, asr #31\n"  \
     "add r10, r10, r3, asr #31\n" \
@@ -295,19 +298,31 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "ssat r8, #8, r8, asr #1\n"   \
     "ssat r9, #8, r9, asr #1\n"   \
     "ssat r10, #8, r10, asr #1\n" \
-    "ssat r11, #8, r11, asr #1\n" \
-    "ldrd r5, r6, [r1, #44]\n"    \
-    "strb r8, [r5]\n"             \
-    "strb r10, [r5, #1]\n"        \
-    "add r5, r5, r6\n"            \
-    "strb r9, [r5]\n"             \
-    "strb r11, [r5, #1]\n"        \
-    "add r5, r5, r6\n"            \
-    "str r5, [r1, #44]\n"         \
-    "ldr r8, [r1, #52]\n"         \
-    "cmp r0, r8\n"                \
-    "bne 0b\n"
-#define M7_FINISH M7_FINISH_RQ(M7_RQ_DOUBLED)
+    "ssat r11, #8, r11, asr #1\n" M7_STORE
+#define M7_FINISH_SINGLE           \
+    "ldrd r4, r5, [r1, #8]\n"      \
+    "smmlar r8, r2, r4, r2\n"      \
+    "smmlar r9, r12, r4, r12\n"    \
+    "smmlar r10, r3, r5, r3\n"     \
+    "smmlar r11, lr, r5, lr\n"     \
+    "add r8, r8, r8, asr #31\n"    \
+    "add r9, r9, r9, asr #31\n"    \
+    "add r10, r10, r10, asr #31\n" \
+    "add r11, r11, r11, asr #31\n" \
+    "ldrd r4, r5, [r1, #24]\n"     \
+    "asr r8, r8, r4\n"             \
+    "asr r9, r9, r4\n"             \
+    "asr r10, r10, r5\n"           \
+    "asr r11, r11, r5\n"           \
+    "ldr r4, [r1, #16]\n"          \
+    "qadd r8, r8, r4\n"            \
+    "qadd r9, r9, r4\n"            \
+    "qadd r10, r10, r4\n"          \
+    "qadd r11, r11, r4\n"          \
+    "ssat r8, #8, r8, asr #1\n"    \
+    "ssat r9, #8, r9, asr #1\n"    \
+    "ssat r10, #8, r10, asr #1\n"  \
+    "ssat r11, #8, r11, asr #1\n" M7_STORE
 #define M7_CLOBBERS \
     "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
 
@@ -328,7 +343,7 @@ static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pai
                      : M7_CLOBBERS);
 }
 
-/* The same on undoubled sums (rq4_single). */
+/* The same on undoubled sums (requant_fast.h's rq_fused). */
 static __attribute__((noinline)) void pair_fast_m7_single(const uint64_t *x, struct pair_m7 *k) {
     register const uint64_t *rx __asm__("r0") = x;
     register struct pair_m7 *rk __asm__("r1") = k;
@@ -336,7 +351,7 @@ static __attribute__((noinline)) void pair_fast_m7_single(const uint64_t *x, str
                               "subs r7, r7, #1\n"
                               "bne 1b\n"
                               "ldr r7, [r1, #40]\n"
-                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH_RQ(M7_RQ_SINGLE)
+                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH_SINGLE
                      : "+r"(rx)
                      : "r"(rk)
                      : M7_CLOBBERS);
@@ -365,16 +380,15 @@ static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct p
 }
 #undef M7_CLOBBERS
 #undef M7_FINISH
-#undef M7_FINISH_RQ
-#undef M7_RQ_SINGLE
-#undef M7_RQ_DOUBLED
+#undef M7_FINISH_SINGLE
+#undef M7_STORE
 #undef M7_START
 #undef M7_GROUP
 #endif
 
 /* last_zero: the last of the groups is zero in every pixel and row (the stem). m->k: the pair's
  * constants (pair_constants); the rest is filled here. dbl: the sums are doubled (rq4), else
- * rq4_single (groups >= 4, no last_zero). */
+ * rq_fused (groups >= 4, no last_zero). */
 CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                                 int8_t *dst, int32_t cout, struct pair_m7 *m, int last_zero,
                                 int dbl) {
@@ -429,22 +443,28 @@ static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, in
     }
 }
 
-/* Output channels oc and oc + 1's constants for pair_fast (both on rq4's path, their biases
- * within limit: rq4_bias_limit; dbl: the layer's products doubled, else rq4_single), or 0. */
+/* Output channels oc and oc + 1's constants for pair_fast, or 0: dbl (the layer's products
+ * doubled), rq4's where both channels take it and their biases are within limit
+ * (rq4_bias_limit); else requant_fast.h's where both are on its fast path (c: the layer's
+ * 1 + 2 offset, 0 where the offset is too large for it). */
 CONV_INLINE int pair_constants(struct pair_k *k, int32_t oc, const struct conv2d_s8_params *p,
                                const struct conv_ops *o, int32_t c, int32_t limit, int dbl) {
     const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(oc + 1, p, o);
-    if (!rq4_ok(r0.multiplier, r0.shift, c) || !rq4_ok(r1.multiplier, r1.shift, c)) return 0;
     const int32_t b0 = bias_of(oc, p, o), b1 = bias_of(oc + 1, p, o);
-    if (!rq4_bias_ok(b0, limit) || !rq4_bias_ok(b1, limit)) return 0;
-    /* rq4_of, rq4_single_of (M2 = 2M), written out so that nothing is returned in memory */
-    const int32_t s10 = -r0.shift - 1, s11 = -r1.shift - 1;
-    k->b0 = dbl ? 2 * b0 : b0;
-    k->b1 = dbl ? 2 * b1 : b1;
-    k->m0 = (int32_t)((uint32_t)r0.multiplier << (dbl ? 0 : 1));
-    k->m1 = (int32_t)((uint32_t)r1.multiplier << (dbl ? 0 : 1));
-    k->cc0 = (int32_t)((uint32_t)c << s10), k->cc1 = (int32_t)((uint32_t)c << s11);
-    k->s10 = s10, k->s11 = s11;
+    if (dbl) {
+        if (!rq4_ok(r0.multiplier, r0.shift, c) || !rq4_ok(r1.multiplier, r1.shift, c)) return 0;
+        if (!rq4_bias_ok(b0, limit) || !rq4_bias_ok(b1, limit)) return 0;
+        /* rq4_of, written out so that nothing is returned in memory */
+        const int32_t s10 = -r0.shift - 1, s11 = -r1.shift - 1;
+        k->b0 = 2 * b0, k->b1 = 2 * b1, k->m0 = r0.multiplier, k->m1 = r1.multiplier;
+        k->cc0 = (int32_t)((uint32_t)c << s10), k->cc1 = (int32_t)((uint32_t)c << s11);
+        k->s10 = s10, k->s11 = s11;
+        return 1;
+    }
+    if (!c || !rq_fast_ok(r0.multiplier, r0.shift) || !rq_fast_ok(r1.multiplier, r1.shift))
+        return 0;
+    k->b0 = b0, k->b1 = b1, k->m0 = rq_m2(r0.multiplier), k->m1 = rq_m2(r1.multiplier);
+    k->cc0 = k->cc1 = c, k->s10 = rq_s1(r0.shift), k->s11 = rq_s1(r1.shift);
     return 1;
 }
 
@@ -505,8 +525,7 @@ static __attribute__((noinline)) void gemm_pair(const struct gemm_pair *g,
     const int two = oc + 1 < cout;
     struct pair_m7 m;
     const int single_ok = g->dbl || (g->groups >= 4 && !g->last_zero); /* pair_fast_m7_single */
-    if (two && g->limit >= 0 && single_ok &&
-        pair_constants(&m.k, oc, p, o, g->c, g->limit, g->dbl)) {
+    if (two && single_ok && pair_constants(&m.k, oc, p, o, g->c, g->limit, g->dbl)) {
         if (g->full)
             pair_fast_full(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, &m, g->last_zero,
                            g->dbl);
@@ -573,7 +592,7 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
         }
         if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
         int32_t oc = 0;
-        if (full && limit >= 0 && p->input_c % 4 == 0 && (dbl || groups >= 4))
+        if (full && p->input_c % 4 == 0 && (dbl || groups >= 4))
             oc = pairs_fast_full(xbuf, wbuf, groups, n, o->out + (size_t)pix0 * (size_t)cout, p, o,
                                  c, limit, dbl);
         for (; oc < cout; oc += 2) {

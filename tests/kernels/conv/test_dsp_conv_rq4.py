@@ -1,6 +1,5 @@
 """rq4, the narrow and GEMM conv variants' requantization in 4 instructions on doubled
-accumulators, and rq4_single, its 5-instruction form on undoubled ones (firmware/kernels/
-conv2d_s8_dsp.h, the proof there): both swept against fixedpoint.h's
+accumulators (firmware/kernels/conv2d_s8_dsp.h, the proof there): swept against fixedpoint.h's
 reference on the edges of its conditions, and the variants held to the reference kernel where
 a layer's channels or biases leave rq4's path (a multiplier of exactly 2^30, a shift whose C
 would not fit, a bias too large to double, a clamped activation), on the host and on the
@@ -33,14 +32,12 @@ static void check(int64_t a, int32_t m, int sh, int32_t off) {
     if (a <= -(1 << 30) || a >= (1 << 30)) return;
     const int32_t c = 1 + 2 * off;
     if (!rq4_ok(m, sh, c)) return;
-    const struct rq4 q = rq4_of(m, sh, c), q1 = rq4_single_of(m, sh, c);
+    const struct rq4 q = rq4_of(m, sh, c);
     const int32_t want =
         fp_clamp(fp_multiply_by_quantized_multiplier((int32_t)a, m, sh) + off, -128, 127);
-    checks += 2;
+    ++checks;
     if (rq4((int32_t)(2 * a), q.m, q.s1, q.cc) != want && bad++ < 10)
         printf("mismatch a=%lld m=%d shift=%d offset=%d\n", (long long)a, m, sh, off);
-    if (rq4_single((int32_t)a, q1.m, q1.s1, q1.cc) != want && bad++ < 10)
-        printf("single mismatch a=%lld m=%d shift=%d offset=%d\n", (long long)a, m, sh, off);
 }
 
 /* a around the reference's rounding ties of shift sh (requant_fast.h's sweep: the second
@@ -146,7 +143,7 @@ def _pointwise(seed: int, shape: tuple[int, int, int, int], kind: str = "NONE", 
 
 # (h, w, in_c, out_c, filter): the narrow variant (8, 16, 24 input channels), the GEMM one
 # (1x1 over 20 channels to 13: doubled pixels, an odd pixel count and channel count; over 72 to
-# 24 and a 3x3 over 8 channels to 12: undoubled, rq4_single), the 3-channel stem (dense patches:
+# 24 and a 3x3 over 8 channels to 12: undoubled, requant_fast.h's rq_fused), the 3-channel stem (dense patches:
 # doubled filter rows, hoisted for the whole layer on 11 x 9 outputs, widened per tile on 7 x 7).
 SHAPES = [
     (9, 9, 8, 32, 1),
