@@ -143,8 +143,9 @@ def _pointwise(seed: int, shape: tuple[int, int, int, int], kind: str = "NONE", 
 
 # (h, w, in_c, out_c, filter): the narrow variant (8, 16, 24 input channels), the GEMM one
 # (1x1 over 20 channels to 13: doubled pixels, an odd pixel count and channel count; over 72 to
-# 24 and a 3x3 over 8 channels to 12: undoubled, requant_fast.h's rq_fused), the 3-channel stem (dense patches:
-# doubled filter rows, hoisted for the whole layer on 11 x 9 outputs, widened per tile on 7 x 7).
+# 24 and a 3x3 over 8 channels to 12: undoubled, requant_fast.h's rq_fused), the 3-channel
+# stem (dense patches: doubled filter rows, hoisted for the whole layer on 11 x 9 outputs,
+# widened per tile on 7 x 7).
 SHAPES = [
     (9, 9, 8, 32, 1),
     (10, 9, 16, 48, 1),
