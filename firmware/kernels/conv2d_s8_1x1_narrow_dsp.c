@@ -9,16 +9,19 @@
  * MAC/instruction). Here each output channel has records packed once per call, and each
  * output pixel keeps 8 widened input channels in 4 registers while the records stream past:
  *   - the last pass (input channels input_c - 8 .. input_c - 1): 8 words per output channel
- *     (its 8 filter taps widened to 16-bit lanes in SXTB16 order, the accumulator's start,
- *     rq_m2, rq_s1 and the layer's c); per output one LDM of 8 registers, 4 SMLAD,
- *     requant_fast.h's 5 instructions and one STRB: 11 instructions for 8 MACs;
+ *     (its 8 filter taps widened to 16-bit lanes in SXTB16 order and doubled, the accumulator's
+ *     start, then rq4's M, s1 and C, conv2d_s8_dsp.h); per output one LDM of 8 registers, 4
+ *     SMLAD, rq4's 4 instructions and one STRB: 10 instructions for 8 MACs (11 with
+ *     requant_fast.h's 5);
  *   - each earlier pass (input_c > 8): 5 words per output channel (8 taps and the
  *     accumulator's start: the bias for the first pass, else the partial sum the previous
  *     pass stored there); per output LDM, 4 SMLAD and a STR of the partial sum into the
  *     next pass's record: 6 instructions for 8 MACs.
+ * The taps are doubled, and so is the bias, so every accumulator holds twice the reference's
+ * sum (exactly: the layer's sums stay below 2^30, rq4_bias_limit), which rq4 takes.
  * The records live in the operator's scratch (the largest chunk's, planned in the arena),
  * at most NARROW_BUF_WORDS, hence the limit on output_c * (5 * passes + 3) words. Only for the full
- * activation range and channels all on requant_fast.h's fast path, output channels a multiple of 4
+ * activation range and channels all on rq4's path (rq4_ok), output channels a multiple of 4
  * (the loops are unrolled 8 times, entered halfway when output_c % 8 == 4); the rest takes the GEMM
  * path. The partial sums are the reference's products in another order (exact, see above). */
 #define NARROW_BUF_WORDS 1536 /* 6 KB, as the GEMM variant's buffer */
@@ -70,20 +73,22 @@ int conv2d_s8_1x1_narrow_dsp_shape_ok(const struct conv2d_s8_params *p) {
 
 int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
     if (!conv2d_s8_1x1_narrow_dsp_shape_ok(p)) return 0;
+    const int32_t c = rq4_layer_c(p);
     for (int32_t oc = 0; oc < (p->per_channel ? p->output_c : 1); ++oc) {
         const struct requant r = requant_of(oc, p, o);
-        if (!rq_fast_ok(r.multiplier, r.shift)) return 0;
+        if (!rq4_ok(r.multiplier, r.shift, c)) return 0;
     }
-    return 1;
+    return rq4_biases_ok(p, o->bias, o->trained_bias, rq4_bias_limit(p));
 }
 
-/* 8 filter taps widened into 4 words, in the order the pixel's inputs are (SXTB16). */
+/* 8 filter taps widened into 4 words, in the order the pixel's inputs are (SXTB16), doubled
+ * (SXTAB16 adds the same bytes once more; 2w fits a 16-bit lane). */
 static uint32_t *narrow_taps(uint32_t *dst, const int8_t *w) {
     const uint32_t a = dsp_read4(w), b = dsp_read4(w + 4);
-    dst[0] = dsp_sxtb16(a);
-    dst[1] = dsp_sxtb16_hi(a);
-    dst[2] = dsp_sxtb16(b);
-    dst[3] = dsp_sxtb16_hi(b);
+    dst[0] = dsp_sxtab16(dsp_sxtb16(a), a);
+    dst[1] = dsp_sxtab16_hi(dsp_sxtb16_hi(a), a);
+    dst[2] = dsp_sxtab16(dsp_sxtb16(b), b);
+    dst[3] = dsp_sxtab16_hi(dsp_sxtb16_hi(b), b);
     return dst + 4;
 }
 
@@ -98,11 +103,11 @@ static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int3
     f->rec_end = last + 8 * (size_t)cout;
     f->mid = passes > 2 ? passes - 2 : 0;
     f->pass_bytes = 20 * cout;
-    const uint32_t c = (uint32_t)(1 + 2 * p->output_offset);
+    const int32_t c = rq4_layer_c(p);
     for (int32_t k = 0; k < cout; ++k) {
         const int32_t oc = oc0 + k;
         const int8_t *row = row_of(oc, (size_t)p->input_c, p, o);
-        const uint32_t bias = (uint32_t)bias_of(oc, p, o);
+        const uint32_t bias = 2u * (uint32_t)bias_of(oc, p, o); /* doubled, as the taps */
         for (int32_t j = 0; j + 1 < passes; ++j) {
             uint32_t *r = buf + 5 * ((size_t)j * (size_t)cout + (size_t)k);
             narrow_taps(r, row + 8 * j);
@@ -112,9 +117,10 @@ static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int3
         narrow_taps(r, row + 8 * (passes - 1));
         r[4] = passes == 1 ? bias : 0;
         const struct requant q = requant_of(oc, p, o);
-        r[5] = (uint32_t)rq_m2(q.multiplier);
-        r[6] = (uint32_t)rq_s1(q.shift);
-        r[7] = c;
+        const struct rq4 k4 = rq4_of(q.multiplier, q.shift, c);
+        r[5] = (uint32_t)k4.m;
+        r[6] = (uint32_t)k4.s1;
+        r[7] = (uint32_t)k4.cc;
     }
 }
 
@@ -136,18 +142,17 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
  * (the same offsets from sp), so that one LDM starts a pixel. The loops take 8 outputs per
  * iteration (the last pass's end test costs 3 instructions: no register is free for
  * rec_end). */
-/* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, m2 r9, s1
- * r10, c r11), 8 MACs, rq_fused, one byte out. */
+/* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, M r9, s1
+ * r10, C r11), 8 MACs, rq4, one byte out. */
 #define NARROW_OUT              \
     "ldm r12!, {r4-r11}\n"      \
     "smlad r8, r0, r4, r8\n"    \
     "smlad r8, r1, r5, r8\n"    \
     "smlad r8, r2, r6, r8\n"    \
     "smlad r8, r3, r7, r8\n"    \
-    "smmlar r9, r8, r9, r8\n"   \
-    "add r9, r9, r9, asr #31\n" \
+    "smmlar r9, r8, r9, r11\n"  \
+    "add r9, r9, r8, asr #31\n" \
     "asr r9, r9, r10\n"         \
-    "qadd r9, r9, r11\n"        \
     "ssat r9, #8, r9, asr #1\n" \
     "strb r9, [lr], #1\n"
 /* One output of an earlier pass: taps r4-r7 and the accumulator's start r8; the partial sum
@@ -294,7 +299,7 @@ static void narrow_c(struct narrow_frame *f) {
         f->in += 8;
         for (r = f->rec1; r < f->rec_end; r += 8) {
             const int32_t acc = narrow_dot(x, r, (int32_t)r[4]);
-            *f->out++ = (int8_t)rq_fused(acc, (int32_t)r[5], (int32_t)r[6], (int32_t)r[7]);
+            *f->out++ = (int8_t)rq4(acc, (int32_t)r[5], (int32_t)r[6], (int32_t)r[7]);
         }
         f->out += f->skip;
     }

@@ -3,9 +3,11 @@
  *
  * Exactness: every product w * (x - zp) and every partial sum is the reference's, in
  * another order; int32 addition is associative and the sums cannot overflow (see
- * conv2d_s8.c), so the accumulators are equal. Requantization: requant_fast.h (5
- * instructions per output, proved bit-identical with fixedpoint.h) for channel pairs on its
- * fast path (right shifts, the usual case), hoisted per pair; the reference's otherwise.
+ * conv2d_s8.c), so the accumulators are equal. Requantization: the narrow and GEMM variants
+ * double one operand of every product and the bias, and requantize the doubled sums with rq4
+ * (conv2d_s8_dsp.h: 4 instructions per output, proved bit-identical with fixedpoint.h) for
+ * channels on its path (right shifts, the usual case), hoisted per pair; the wide variant uses
+ * requant_fast.h (5 instructions); the reference's requantization otherwise.
  *
  * The variants (one file each, conv2d_s8_dsp.h lists them) and what they do:
  * The GEMM path (conv2d_s8_gemm_dsp.c; whenever one output pixel's patch, filter_h * filter_w *

@@ -77,6 +77,83 @@ static inline int8_t finish(int32_t acc, int32_t oc, const struct conv2d_s8_para
     return requantize(acc, &r);
 }
 
+/* The variants' requantization in 4 instructions on doubled accumulators (requant_fast.h's
+ * rq_fused takes 5): SMMLAR, ADD (with ASR #31), ASR, SSAT (with ASR #1). The narrow and GEMM
+ * variants double one operand of every product (the narrow one its widened weights, the GEMM
+ * one its widened pixels, or its weights for dense patches) and the bias, so their
+ * accumulators hold A = 2a, a the reference's sum, exactly.
+ *
+ * Proof (M in (2^30, 2^31), shift in [-31, -1], e = -shift, s1 = e - 1, c = 1 + 2 offset as
+ * in requant_fast.h, C = c 2^s1 with |C| <= 2^30 - 3, and |a| < 2^30, so A fits an int32):
+ * 1. SMMLAR d, A, M, C = floor((C 2^32 + A M + 2^31) / 2^32) = C + floor((2aM + 2^31) / 2^32)
+ *    = C + v, v the reference's SaturatingRoundingDoublingHighMul (requant_fast.h, step 1). The
+ *    64-bit sum is below 2^63 in magnitude and |v| <= 2^30 + 1, so d = C + v exactly.
+ * 2. [v < 0] = [a < 0]: v >= 0 for a >= 0; for a <= -2, aM <= -2^31 and v < 0; for a = -1,
+ *    2aM + 2^31 < 0 as M > 2^30 (M = 2^30 exactly is left to the other paths). So
+ *    d + (A >> 31) = C + v - [v < 0] = C + u, u of requant_fast.h's step 3.
+ * 3. (C + u) >> s1 = c + (u >> s1) = c + t exactly (C is a multiple of 2^s1), and t + c cannot
+ *    overflow (|t| <= 2^30 + 2, |c| <= 2^30 - 3), so SSAT #8 of it with ASR #1 is rq_fused's
+ *    result: clamp(R + offset, -128, 127), R the reference's MultiplyByQuantizedMultiplier.
+ * Undoubled sums (the GEMM variant where doubling its pixels would cost more than it saves)
+ * take requant_fast.h's rq_fused instead.
+ * On the host each instruction is requant_fast.h's portable C; tests/kernels/conv/
+ * test_dsp_conv_rq4.py sweeps the conditions' edges against fixedpoint.h. */
+struct rq4 {
+    int32_t m, s1, cc; /* M, s1, C */
+};
+
+/* Whether output channel constants (multiplier, shift) and the layer's c = 1 + 2 offset take
+ * rq4, and its constants. */
+static inline int rq4_ok(int32_t multiplier, int32_t shift, int32_t c) {
+    if (c == 0 || !(multiplier > (1 << 30) && shift <= -1 && shift >= -31)) return 0;
+    /* |c| 2^s1 <= 2^30 - 3 exactly when |c| <= floor((2^30 - 3) / 2^s1) */
+    const uint32_t ac = c < 0 ? 0u - (uint32_t)c : (uint32_t)c;
+    return ac <= ((1u << 30) - 3u) >> (-shift - 1);
+}
+static inline struct rq4 rq4_of(int32_t multiplier, int32_t shift, int32_t c) {
+    const struct rq4 r = {multiplier, -shift - 1, (int32_t)((uint32_t)c << (-shift - 1))};
+    return r;
+}
+/* The layer's c = 1 + 2 offset (odd), or 0 where the offset is too large for rq4 (and for the
+ * GEMM variant's undoubled path). */
+static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
+    return p->output_offset > -(1 << 20) && p->output_offset < (1 << 20) ? 1 + 2 * p->output_offset
+                                                                         : 0;
+}
+/* clamp(MultiplyByQuantizedMultiplier(a) + offset, -128, 127) from A = 2a. */
+static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
+    return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
+}
+/* The largest |bias| for which every accumulator of the layer stays below 2^30 in magnitude,
+ * |a| <= |bias| + taps * 128 * (128 + |input offset|), or -1 if even a zero bias leaves no room
+ * (the products' sum alone must stay below 2^29: doubled, below 2^30). */
+static inline int32_t rq4_bias_limit(const struct conv2d_s8_params *p) {
+    const int64_t io = p->input_offset < 0 ? -(int64_t)p->input_offset : p->input_offset;
+    const int64_t sums = (int64_t)p->filter_h * p->filter_w * p->input_c * 128 * (128 + io);
+    return sums < ((int64_t)1 << 29) ? (int32_t)(((int64_t)1 << 30) - 1 - sums) : -1;
+}
+static inline int rq4_bias_ok(int32_t bias, int32_t limit) {
+    const uint32_t b = bias < 0 ? 0u - (uint32_t)bias : (uint32_t)bias;
+    return limit >= 0 && b <= (uint32_t)limit;
+}
+/* Whether every output channel's bias (trained or flash) is within limit (rq4_bias_limit),
+ * from the OR of their magnitudes (at least the largest; a bias near the limit may be refused). */
+static inline int rq4_biases_ok(const struct conv2d_s8_params *p, const int32_t *bias,
+                                const int32_t *trained_bias, int32_t limit) {
+    if (limit < 0) return 0;
+    const int32_t tr = p->train_bias_rows < p->output_c ? p->train_bias_rows : p->output_c;
+    uint32_t m = 0;
+    for (int32_t oc = 0; oc < tr; ++oc) {
+        const int32_t b = trained_bias[oc];
+        m |= b < 0 ? 0u - (uint32_t)b : (uint32_t)b; /* a bound: the largest |b| or more */
+    }
+    for (int32_t oc = tr; bias && oc < p->output_c; ++oc) {
+        const int32_t b = bias[oc];
+        m |= b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+    }
+    return m <= (uint32_t)limit;
+}
+
 /* The bias the reference adds to output channel oc (0 if none). */
 static inline int32_t bias_of(int32_t oc, const struct conv2d_s8_params *p,
                               const struct conv_ops *o) {
@@ -104,52 +181,73 @@ static inline uint64_t group(uint32_t even, uint32_t odd) {
 
 /* n int8 values (+ offset, as 16-bit lanes) into ceil(n / 4) groups of a row; a partial last
  * group is padded with zero lanes (not offset). src == NULL: n zero lanes (a tap in the
- * padding). Returns the row's next group. */
+ * padding). dbl: the lanes doubled, 2 (x + offset), and off2 then holds 2 offset in both lanes
+ * (the operand the variants double for rq4; 2 (x + offset) fits a 16-bit lane). Returns the
+ * row's next group. */
 __attribute__((unused)) static uint64_t *widen(uint64_t *dst, const int8_t *src, int32_t n,
-                                               uint32_t off2, int32_t off) {
+                                               uint32_t off2, int32_t off, int dbl) {
     int32_t i = 0;
     if (src == NULL) {
         for (; i < n; i += 4, dst += 2) *dst = 0;
         return dst;
     }
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-    /* The same as the loop below, 8 values in 10 instructions (GCC's took 14): LDR (any
-     * alignment), SXTAB16 and a post-indexed STRD per group. */
+    /* The same as the loops below, 8 values in 10 instructions (GCC's took 14), 14 doubled: LDR
+     * (any alignment), SXTAB16 (twice: the offset's pair, then the bytes once more) and a
+     * post-indexed STRD per group. */
     if (n >= 8) {
         const int8_t *s8 = src;
         int32_t k = n >> 3;
-        __asm__ volatile(
-            "1:\n"
-            "ldr r4, [%[s]], #4\n"
-            "ldr r5, [%[s]], #4\n"
-            "sxtab16 r6, %[o], r4\n"
-            "sxtab16 r7, %[o], r4, ror #8\n"
-            "strd r6, r7, [%[d]], #16\n"
-            "sxtab16 r6, %[o], r5\n"
-            "sxtab16 r7, %[o], r5, ror #8\n"
-            "strd r6, r7, [%[d]], #16\n"
-            "subs %[k], %[k], #1\n"
-            "bne 1b\n"
-            : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
-            : [o] "r"(off2)
-            : "r4", "r5", "r6", "r7", "cc", "memory");
+        if (dbl)
+            __asm__ volatile(
+                "1:\n"
+                "ldr r4, [%[s]], #4\n"
+                "ldr r5, [%[s]], #4\n"
+                "sxtab16 r6, %[o], r4\n"
+                "sxtab16 r7, %[o], r4, ror #8\n"
+                "sxtab16 r6, r6, r4\n"
+                "sxtab16 r7, r7, r4, ror #8\n"
+                "strd r6, r7, [%[d]], #16\n"
+                "sxtab16 r6, %[o], r5\n"
+                "sxtab16 r7, %[o], r5, ror #8\n"
+                "sxtab16 r6, r6, r5\n"
+                "sxtab16 r7, r7, r5, ror #8\n"
+                "strd r6, r7, [%[d]], #16\n"
+                "subs %[k], %[k], #1\n"
+                "bne 1b\n"
+                : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
+                : [o] "r"(off2)
+                : "r4", "r5", "r6", "r7", "cc", "memory");
+        else
+            __asm__ volatile(
+                "1:\n"
+                "ldr r4, [%[s]], #4\n"
+                "ldr r5, [%[s]], #4\n"
+                "sxtab16 r6, %[o], r4\n"
+                "sxtab16 r7, %[o], r4, ror #8\n"
+                "strd r6, r7, [%[d]], #16\n"
+                "sxtab16 r6, %[o], r5\n"
+                "sxtab16 r7, %[o], r5, ror #8\n"
+                "strd r6, r7, [%[d]], #16\n"
+                "subs %[k], %[k], #1\n"
+                "bne 1b\n"
+                : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
+                : [o] "r"(off2)
+                : "r4", "r5", "r6", "r7", "cc", "memory");
         i = n & ~7;
     }
 #endif
-    for (; i + 8 <= n; i += 8, dst += 4) { /* two groups per iteration */
-        const uint32_t v = dsp_read4(src + i), u = dsp_read4(src + i + 4);
-        dst[0] = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
-        dst[2] = group(dsp_sxtab16(off2, u), dsp_sxtab16_hi(off2, u));
-    }
     for (; i + 4 <= n; i += 4, dst += 2) {
         const uint32_t v = dsp_read4(src + i);
-        *dst = group(dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+        uint32_t e = dsp_sxtab16(off2, v), o = dsp_sxtab16_hi(off2, v);
+        if (dbl) e = dsp_sxtab16(e, v), o = dsp_sxtab16_hi(o, v);
+        *dst = group(e, o);
     }
     if (i < n) { /* 1 to 3 values left (the tail lanes stay zero, not offset) */
-        const int32_t r = n - i;
-        const uint32_t l0 = (uint32_t)((int32_t)src[i] + off) & 0xFFFFu;
-        const uint32_t l1 = r > 1 ? (uint32_t)((int32_t)src[i + 1] + off) & 0xFFFFu : 0u;
-        const uint32_t l2 = r > 2 ? (uint32_t)((int32_t)src[i + 2] + off) << 16 : 0u;
+        const int32_t r = n - i, k = dbl ? 2 : 1;
+        const uint32_t l0 = (uint32_t)(k * ((int32_t)src[i] + off)) & 0xFFFFu;
+        const uint32_t l1 = r > 1 ? (uint32_t)(k * ((int32_t)src[i + 1] + off)) & 0xFFFFu : 0u;
+        const uint32_t l2 = r > 2 ? (uint32_t)(k * ((int32_t)src[i + 2] + off)) << 16 : 0u;
         *dst = group(l0 | l2, l1);
         dst += 2;
     }

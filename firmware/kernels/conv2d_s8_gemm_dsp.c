@@ -88,15 +88,16 @@ CONV_INLINE void gemm_2x2(const uint64_t *x, const uint64_t *w, int32_t groups, 
 #endif
 
 /* Widens output pixel `pix`'s input patch (taps in the padding are zero lanes) into one row
- * of an interleaved pair. */
+ * of an interleaved pair; dbl: doubled (widen). */
 static void widen_patch(uint64_t *dst, int32_t pix, int32_t groups,
-                        const struct conv2d_s8_params *p, const struct conv_ops *o, uint32_t off2) {
+                        const struct conv2d_s8_params *p, const struct conv_ops *o, uint32_t off2,
+                        int dbl) {
     const uint64_t *const end = dst + 2 * groups;
     if (p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
         p->pad_h == 0 && p->pad_w == 0 && p->input_w == p->output_w &&
         p->input_h == p->output_h) { /* pointwise: output pixel = input pixel */
         dst = widen(dst, o->input + (size_t)pix * (size_t)p->input_c, p->input_c, off2,
-                    p->input_offset);
+                    p->input_offset, dbl);
         widen_zeros(dst, end);
         return;
     }
@@ -114,23 +115,24 @@ static void widen_patch(uint64_t *dst, int32_t pix, int32_t groups,
             const int8_t *src =
                 inside ? image + ((size_t)y * (size_t)p->input_w + (size_t)x) * (size_t)p->input_c
                        : NULL;
-            dst = widen(dst, src, p->input_c, off2, p->input_offset);
+            dst = widen(dst, src, p->input_c, off2, p->input_offset, dbl);
         }
     }
     widen_zeros(dst, end);
 }
 
-/* Widens output channel oc's filter row, tap by tap as widen_patch lays out the input. */
+/* Widens output channel oc's filter row, tap by tap as widen_patch lays out the input; dbl:
+ * doubled (dense patches, whose pixels are not). */
 static void widen_row(uint64_t *dst, int32_t oc, int32_t groups, const struct conv2d_s8_params *p,
-                      const struct conv_ops *o) {
+                      const struct conv_ops *o, int dbl) {
     const uint64_t *const end = dst + 2 * groups;
     const int32_t taps = p->filter_h * p->filter_w;
     const int8_t *row = row_of(oc, (size_t)taps * (size_t)p->input_c, p, o);
     if (p->input_c % 4 == 0 || dense_patch(p)) { /* whole groups, or dense: one run */
-        dst = widen(dst, row, taps * p->input_c, 0, 0);
+        dst = widen(dst, row, taps * p->input_c, 0, 0, dbl);
     } else {
         for (int32_t t = 0; t < taps; ++t)
-            dst = widen(dst, row + (size_t)t * p->input_c, p->input_c, 0, 0);
+            dst = widen(dst, row + (size_t)t * p->input_c, p->input_c, 0, 0, dbl);
     }
     widen_zeros(dst, end);
 }
@@ -177,19 +179,45 @@ static void widen_rows2(uint64_t *dst, const int8_t *a, const int8_t *b, int32_t
     for (; dst < end; ++dst) *dst = 0;
 }
 
-/* Output pixels 0 .. n - 1 of a tile (widened in xbuf) for the output channel pair whose
- * rows are widened in wbuf: requantized with requant_fast.h (both channels on its fast path,
- * two channels; `full`: the activation range is all of int8, so SSAT is the whole clamp). */
+/* A channel pair's constants, at the offsets pair_fast_m7's assembly reads: the biases (the
+ * accumulators' start: doubled with the products, or not) and rq4's M, C and s1 (undoubled:
+ * requant_fast.h's M2, c and s1) of both channels. */
+struct pair_k {
+    int32_t b0, b1, m0, m1, cc0, cc1, s10, s11;
+};
+
+/* A channel pair's block state: its constants, then what pair_fast_m7 also reads (dst is
+ * updated as it goes; the blocks end where the pixel pointer reaches x_end). Filled in place
+ * (pair_constants, pair_fast_full), not copied, as it is set up once per pair and tile. */
+struct pair_m7 {
+    struct pair_k k;
+    const uint64_t *w;
+    int32_t iters, tail;
+    int8_t *dst;
+    int32_t cout;
+    const uint64_t *x_end;
+};
+
+/* Output pixels 0 .. n - 1 of a tile (widened in xbuf, doubled) for the output channel pair
+ * whose rows are widened in wbuf: requantized with rq4 (conv2d_s8_dsp.h; both channels on its
+ * path, two channels; `full`: the activation range is all of int8, so SSAT is the whole
+ * clamp). */
+CONV_INLINE int32_t rq4_pair(int32_t acc, int32_t m, int32_t s1, int32_t cc, int dbl) {
+    return dbl ? rq4(acc, m, s1, cc) : rq_fused(acc, m, s1, cc);
+}
+
 CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                           int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
-                           const int32_t s1[2], int32_t c, int32_t lo, int32_t hi, int full) {
-    const int32_t b0 = b[0], b1 = b[1], m20 = m2[0], m21 = m2[1], s10 = s1[0], s11 = s1[1];
+                           int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
+                           int32_t hi, int full, int dbl) {
+    const struct pair_k q = *k;
     const size_t step = 2 * (size_t)groups;
     for (int32_t t = n >> 1; t > 0; --t, x += step) {
-        int32_t acc[4] = {b0, b1, b0, b1};
+        int32_t acc[4] = {q.b0, q.b1, q.b0, q.b1};
         gemm_2x2(x, wbuf, groups, acc);
-        int32_t y0 = rq_fused(acc[0], m20, s10, c), y1 = rq_fused(acc[1], m21, s11, c);
-        int32_t y2 = rq_fused(acc[2], m20, s10, c), y3 = rq_fused(acc[3], m21, s11, c);
+        int32_t y0 = rq4_pair(acc[0], q.m0, q.s10, q.cc0, dbl);
+        int32_t y1 = rq4_pair(acc[1], q.m1, q.s11, q.cc1, dbl);
+        int32_t y2 = rq4_pair(acc[2], q.m0, q.s10, q.cc0, dbl);
+        int32_t y3 = rq4_pair(acc[3], q.m1, q.s11, q.cc1, dbl);
         if (!full) {
             y0 = fp_clamp(y0, lo, hi);
             y1 = fp_clamp(y1, lo, hi);
@@ -204,25 +232,16 @@ CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t grou
         dst += cout;
     }
     if (n & 1) { /* the last pixel of an odd tile (its partner: zero lanes) */
-        int32_t acc[4] = {b0, b1, b0, b1};
+        int32_t acc[4] = {q.b0, q.b1, q.b0, q.b1};
         gemm_2x2(x, wbuf, groups, acc);
-        dst[0] = (int8_t)fp_clamp(rq_fused(acc[0], m20, s10, c), lo, hi);
-        dst[1] = (int8_t)fp_clamp(rq_fused(acc[1], m21, s11, c), lo, hi);
+        dst[0] = (int8_t)fp_clamp(rq4_pair(acc[0], q.m0, q.s10, q.cc0, dbl), lo, hi);
+        dst[1] = (int8_t)fp_clamp(rq4_pair(acc[1], q.m1, q.s11, q.cc1, dbl), lo, hi);
     }
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-/* The constants of pair_fast_m7, at the offsets its assembly reads (dst and pairs are
- * updated as it goes). */
-struct pair_m7 {
-    int32_t b0, b1, m20, m21, s10, s11, c;
-    const uint64_t *w;
-    int32_t iters, tail;
-    int8_t *dst;
-    int32_t cout, pairs;
-};
-_Static_assert(offsetof(struct pair_m7, w) == 28 && offsetof(struct pair_m7, tail) == 36 &&
-                   offsetof(struct pair_m7, dst) == 40 && offsetof(struct pair_m7, pairs) == 48,
+_Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tail) == 40 &&
+                   offsetof(struct pair_m7, dst) == 44 && offsetof(struct pair_m7, x_end) == 52,
                "pair_fast_m7's offsets");
 
 /* One group of the 2x2 block: pixels at r0 (LDM), channels at r11; accumulators r2, r3, r12,
@@ -244,60 +263,95 @@ _Static_assert(offsetof(struct pair_m7, w) == 28 && offsetof(struct pair_m7, tai
     "0:\n"                     \
     "ldrd r2, r3, [r1, #0]\n"  \
     "ldrd r12, lr, [r1, #0]\n" \
-    "ldrd r11, r7, [r1, #28]\n"
-/* Requantization (requant_fast.h's rq_fused, 4 outputs), stores, the next pair. */
-#define M7_FINISH                  \
-    "ldrd r4, r5, [r1, #8]\n"      \
-    "smmlar r2, r2, r4, r2\n"      \
-    "smmlar r12, r12, r4, r12\n"   \
-    "smmlar r3, r3, r5, r3\n"      \
-    "smmlar lr, lr, r5, lr\n"      \
-    "add r2, r2, r2, asr #31\n"    \
-    "add r12, r12, r12, asr #31\n" \
-    "add r3, r3, r3, asr #31\n"    \
-    "add lr, lr, lr, asr #31\n"    \
-    "ldrd r4, r5, [r1, #16]\n"     \
-    "asr r2, r2, r4\n"             \
-    "asr r12, r12, r4\n"           \
-    "asr r3, r3, r5\n"             \
-    "asr lr, lr, r5\n"             \
-    "ldr r4, [r1, #24]\n"          \
-    "qadd r2, r2, r4\n"            \
-    "qadd r12, r12, r4\n"          \
-    "qadd r3, r3, r4\n"            \
-    "qadd lr, lr, r4\n"            \
-    "ssat r2, #8, r2, asr #1\n"    \
-    "ssat r12, #8, r12, asr #1\n"  \
-    "ssat r3, #8, r3, asr #1\n"    \
-    "ssat lr, #8, lr, asr #1\n"    \
-    "ldrd r5, r6, [r1, #40]\n"     \
-    "strb r2, [r5]\n"              \
-    "strb r3, [r5, #1]\n"          \
-    "add r5, r5, r6\n"             \
-    "strb r12, [r5]\n"             \
-    "strb lr, [r5, #1]\n"          \
-    "add r5, r5, r6\n"             \
-    "ldr r8, [r1, #48]\n"          \
-    "str r5, [r1, #40]\n"          \
-    "subs r8, r8, #1\n"            \
-    "str r8, [r1, #48]\n"          \
+    "ldrd r11, r7, [r1, #32]\n"
+/* rq4 (conv2d_s8_dsp.h) of the 4 outputs, stores, the next pair of pixels while r0 has not
+ * reached x_end; M7_FINISH_SINGLE: requant_fast.h's rq_fused of undoubled sums (SMMLAR, ADD
+ * of v's sign, ASR, QADD of c, SSAT), one instruction more per output. */
+#define M7_STORE               \
+    "ldrd r5, r6, [r1, #44]\n" \
+    "strb r8, [r5]\n"          \
+    "strb r10, [r5, #1]\n"     \
+    "add r5, r5, r6\n"         \
+    "strb r9, [r5]\n"          \
+    "strb r11, [r5, #1]\n"     \
+    "add r5, r5, r6\n"         \
+    "str r5, [r1, #44]\n"      \
+    "ldr r8, [r1, #52]\n"      \
+    "cmp r0, r8\n"             \
     "bne 0b\n"
+#define M7_FINISH                 \
+    "ldrd r4, r5, [r1, #8]\n"     \
+    "ldrd r6, r7, [r1, #16]\n"    \
+    "smmlar r8, r2, r4, r6\n"     \
+    "smmlar r9, r12, r4, r6\n"    \
+    "smmlar r10, r3, r5, r7\n"    \
+    "smmlar r11, lr, r5, r7\n"    \
+    "add r8, r8, r2, asr #31\n"   \
+    "add r9, r9, r12, asr #31\n"  \
+    "add r10, r10, r3, asr #31\n" \
+    "add r11, r11, lr, asr #31\n" \
+    "ldrd r4, r5, [r1, #24]\n"    \
+    "asr r8, r8, r4\n"            \
+    "asr r9, r9, r4\n"            \
+    "asr r10, r10, r5\n"          \
+    "asr r11, r11, r5\n"          \
+    "ssat r8, #8, r8, asr #1\n"   \
+    "ssat r9, #8, r9, asr #1\n"   \
+    "ssat r10, #8, r10, asr #1\n" \
+    "ssat r11, #8, r11, asr #1\n" M7_STORE
+#define M7_FINISH_SINGLE           \
+    "ldrd r4, r5, [r1, #8]\n"      \
+    "smmlar r8, r2, r4, r2\n"      \
+    "smmlar r9, r12, r4, r12\n"    \
+    "smmlar r10, r3, r5, r3\n"     \
+    "smmlar r11, lr, r5, lr\n"     \
+    "add r8, r8, r8, asr #31\n"    \
+    "add r9, r9, r9, asr #31\n"    \
+    "add r10, r10, r10, asr #31\n" \
+    "add r11, r11, r11, asr #31\n" \
+    "ldrd r4, r5, [r1, #24]\n"     \
+    "asr r8, r8, r4\n"             \
+    "asr r9, r9, r4\n"             \
+    "asr r10, r10, r5\n"           \
+    "asr r11, r11, r5\n"           \
+    "ldr r4, [r1, #16]\n"          \
+    "qadd r8, r8, r4\n"            \
+    "qadd r9, r9, r4\n"            \
+    "qadd r10, r10, r4\n"          \
+    "qadd r11, r11, r4\n"          \
+    "ssat r8, #8, r8, asr #1\n"    \
+    "ssat r9, #8, r9, asr #1\n"    \
+    "ssat r10, #8, r10, asr #1\n"  \
+    "ssat r11, #8, r11, asr #1\n" M7_STORE
 #define M7_CLOBBERS \
     "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
 
-/* pair_fast for k->pairs pixel pairs (k->pairs >= 1), full activation range, at least 4
- * groups: the same instructions as gemm_2x2 and rq_fused (SMMLAR, ADD with ASR #31, ASR,
- * QADD, SSAT with ASR #1), written as one block so that nothing spills: the 2x2 block's bias,
- * multiply-accumulates, requantization and stores take 3 + 46 per 4 groups + 37
- * instructions. */
+/* pair_fast for the pixel pairs from x to k->x_end (at least one), full activation range, at
+ * least 4 groups: the same instructions as gemm_2x2 and rq4, written as one block so that
+ * nothing spills: the 2x2 block's bias, multiply-accumulates, requantization and stores take
+ * 3 + 46 per 4 groups + 30 instructions (37 with requant_fast.h's rq_fused and a count). */
 static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pair_m7 *k) {
     register const uint64_t *rx __asm__("r0") = x;
     register struct pair_m7 *rk __asm__("r1") = k;
     __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
                               "subs r7, r7, #1\n"
                               "bne 1b\n"
-                              "ldr r7, [r1, #36]\n"
+                              "ldr r7, [r1, #40]\n"
                               "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH
+                     : "+r"(rx)
+                     : "r"(rk)
+                     : M7_CLOBBERS);
+}
+
+/* The same on undoubled sums (requant_fast.h's rq_fused). */
+static __attribute__((noinline)) void pair_fast_m7_single(const uint64_t *x, struct pair_m7 *k) {
+    register const uint64_t *rx __asm__("r0") = x;
+    register struct pair_m7 *rk __asm__("r1") = k;
+    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
+                              "subs r7, r7, #1\n"
+                              "bne 1b\n"
+                              "ldr r7, [r1, #40]\n"
+                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH_SINGLE
                      : "+r"(rx)
                      : "r"(rk)
                      : M7_CLOBBERS);
@@ -312,7 +366,7 @@ static __attribute__((noinline)) void pair_fast_m7_2(const uint64_t *x, struct p
 
 /* The same for 8 groups of which the 8th is zero in both operands (the stem's 3x3x3 = 27
  * taps densely packed: 7 groups; conv2d_s8_gemm_dsp keeps the pixel pairs 8 groups apart): 7 groups
- * unrolled, no loop, the pixel pointer stepped past the zero group (3 + 77 + 1 + 37
+ * unrolled, no loop, the pixel pointer stepped past the zero group (3 + 77 + 1 + 30
  * instructions per 2x2 block; the loop over 8 took 3 + 92 + 6 + 37). Skipping zero lanes
  * drops products that are 0. */
 static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct pair_m7 *k) {
@@ -326,47 +380,58 @@ static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct p
 }
 #undef M7_CLOBBERS
 #undef M7_FINISH
+#undef M7_FINISH_SINGLE
+#undef M7_STORE
 #undef M7_START
 #undef M7_GROUP
 #endif
 
-/* last_zero: the last of the groups is zero in every pixel and row (the stem). */
+/* last_zero: the last of the groups is zero in every pixel and row (the stem). m->k: the pair's
+ * constants (pair_constants); the rest is filled here. dbl: the sums are doubled (rq4), else
+ * rq_fused (groups >= 4, no last_zero). */
 CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                                int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
-                                const int32_t s1[2], int32_t c, int last_zero) {
+                                int8_t *dst, int32_t cout, struct pair_m7 *m, int last_zero,
+                                int dbl) {
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
     if (n >= 2) {
-        struct pair_m7 k = {b[0], b[1],        m2[0],      m2[1], s1[0], s1[1], c,
-                            wbuf, groups >> 2, groups & 2, dst,   cout,  n >> 1};
-        if (last_zero && groups == 8)
-            pair_fast_m7_7(x, &k);
+        const uint64_t *const x_end = x + (size_t)(n & ~1) * (size_t)groups;
+        m->w = wbuf, m->iters = groups >> 2, m->tail = groups & 2;
+        m->dst = dst, m->cout = cout, m->x_end = x_end;
+        if (!dbl)
+            pair_fast_m7_single(x, m);
+        else if (last_zero && groups == 8)
+            pair_fast_m7_7(x, m);
         else if (groups == 2)
-            pair_fast_m7_2(x, &k);
+            pair_fast_m7_2(x, m);
         else
-            pair_fast_m7(x, &k);
-        x += (size_t)(n & ~1) * (size_t)groups;
+            pair_fast_m7(x, m);
+        x = x_end;
         dst += (size_t)(n & ~1) * (size_t)cout;
         n &= 1;
     }
 #else
     (void)last_zero;
 #endif
-    pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, -128, 127, 1);
+    pair_fast(x, wbuf, groups, n, dst, cout, &m->k, -128, 127, 1, dbl);
 }
 static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                            int8_t *dst, int32_t cout, const int32_t b[2], const int32_t m2[2],
-                            const int32_t s1[2], int32_t c, int32_t lo, int32_t hi) {
-    pair_fast(x, wbuf, groups, n, dst, cout, b, m2, s1, c, lo, hi, 0);
+                            int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
+                            int32_t hi, int dbl) {
+    pair_fast(x, wbuf, groups, n, dst, cout, k, lo, hi, 0, dbl);
 }
 
-/* The same with the reference's requantization (channels off the fast path, a lone last
- * channel). */
+/* The same with the reference's requantization (channels off rq4's path, a lone last channel),
+ * of the reference's sums: doubled products (dbl) are summed from 0 and halved (exact: below
+ * 2^30, rq4_bias_limit) before the bias is added, so a bias of any size is the reference's. */
 static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                      int8_t *dst, int32_t cout, const int32_t b[2], const struct requant *r0,
-                     const struct requant *r1, int two) {
+                     const struct requant *r1, int two, int dbl) {
     for (int32_t t = 0; t < n; t += 2, x += 2 * (size_t)groups) {
         int32_t acc[4] = {b[0], b[1], b[0], b[1]};
+        if (dbl) acc[0] = acc[1] = acc[2] = acc[3] = 0;
         gemm_2x2(x, wbuf, groups, acc);
+        for (int32_t i = 0; dbl && i < 4; ++i)
+            acc[i] = (int32_t)((uint32_t)(acc[i] >> 1) + (uint32_t)b[i & 1]);
         dst[0] = requantize(acc[0], r0);
         if (two) dst[1] = requantize(acc[1], r1);
         dst += cout;
@@ -378,27 +443,50 @@ static void pair_ref(const uint64_t *x, const uint64_t *wbuf, int32_t groups, in
     }
 }
 
-/* the GEMM variant's channel pairs from 0 on while both channels are on requant_fast.h's fast path,
- * for a full-range layer whose filter rows are whole groups (input_c % 4 == 0): the same
- * steps as the GEMM variant's loop, in a function of their own so that the per-pair setup keeps its
- * values in registers (4x4x112 -> 1280, 640 pairs: ~1/3 fewer instructions between blocks).
- * Returns the first output channel left to the GEMM variant's loop. */
+/* Output channels oc and oc + 1's constants for pair_fast, or 0: dbl (the layer's products
+ * doubled), rq4's where both channels take it and their biases are within limit
+ * (rq4_bias_limit); else requant_fast.h's where both are on its fast path (c: the layer's
+ * 1 + 2 offset, 0 where the offset is too large for it). */
+CONV_INLINE int pair_constants(struct pair_k *k, int32_t oc, const struct conv2d_s8_params *p,
+                               const struct conv_ops *o, int32_t c, int32_t limit, int dbl) {
+    const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(oc + 1, p, o);
+    const int32_t b0 = bias_of(oc, p, o), b1 = bias_of(oc + 1, p, o);
+    if (dbl) {
+        if (!rq4_ok(r0.multiplier, r0.shift, c) || !rq4_ok(r1.multiplier, r1.shift, c)) return 0;
+        if (!rq4_bias_ok(b0, limit) || !rq4_bias_ok(b1, limit)) return 0;
+        /* rq4_of, written out so that nothing is returned in memory */
+        const int32_t s10 = -r0.shift - 1, s11 = -r1.shift - 1;
+        k->b0 = 2 * b0, k->b1 = 2 * b1, k->m0 = r0.multiplier, k->m1 = r1.multiplier;
+        k->cc0 = (int32_t)((uint32_t)c << s10), k->cc1 = (int32_t)((uint32_t)c << s11);
+        k->s10 = s10, k->s11 = s11;
+        return 1;
+    }
+    if (!c || !rq_fast_ok(r0.multiplier, r0.shift) || !rq_fast_ok(r1.multiplier, r1.shift))
+        return 0;
+    k->b0 = b0, k->b1 = b1, k->m0 = rq_m2(r0.multiplier), k->m1 = rq_m2(r1.multiplier);
+    k->cc0 = k->cc1 = c, k->s10 = rq_s1(r0.shift), k->s11 = rq_s1(r1.shift);
+    return 1;
+}
+
+/* the GEMM variant's channel pairs from 0 on while both channels are on rq4's path, for a
+ * full-range layer whose filter rows are whole groups (input_c % 4 == 0) and doubled pixels:
+ * the same steps as the GEMM variant's loop, in a function of their own so that the per-pair
+ * setup keeps its values in registers (4x4x112 -> 1280, 640 pairs: ~1/3 fewer instructions
+ * between blocks). Returns the first output channel left to the GEMM variant's loop. */
 static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, uint64_t *wbuf,
                                                          int32_t groups, int32_t n, int8_t *out,
                                                          const struct conv2d_s8_params *p,
-                                                         const struct conv_ops *o, int32_t c) {
+                                                         const struct conv_ops *o, int32_t c,
+                                                         int32_t limit, int dbl) {
     const int32_t cout = p->output_c;
     const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
     const uint64_t *const wend = wbuf + 2 * groups;
     int32_t oc = 0;
     for (; oc + 1 < cout; oc += 2) {
-        const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(oc + 1, p, o);
-        if (!rq_fast_ok(r0.multiplier, r0.shift) || !rq_fast_ok(r1.multiplier, r1.shift)) break;
+        struct pair_m7 m;
+        if (!pair_constants(&m.k, oc, p, o, c, limit, dbl)) break;
         widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size, wend);
-        const int32_t b[2] = {bias_of(oc, p, o), bias_of(oc + 1, p, o)};
-        const int32_t m2[2] = {rq_m2(r0.multiplier), rq_m2(r1.multiplier)};
-        const int32_t s1[2] = {rq_s1(r0.shift), rq_s1(r1.shift)};
-        pair_fast_full(xbuf, wbuf, groups, n, out + oc, cout, b, m2, s1, c, 0);
+        pair_fast_full(xbuf, wbuf, groups, n, out + oc, cout, &m, 0, dbl);
     }
     return oc;
 }
@@ -420,6 +508,37 @@ static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, in
     return t >= HOIST_MIN_TILE ? t : 0;
 }
 
+/* One channel pair's outputs for a tile (its rows widened in wbuf): the fast path where both
+ * channels take rq4, else the reference's requantization. A function of its own, so that its
+ * state (the block's constants, the reference's) is on the stack only while it runs, not in
+ * conv2d_s8_gemm_dsp's frame on every call below it. */
+struct gemm_pair {
+    const uint64_t *xbuf, *wbuf;
+    int8_t *dst;
+    int32_t groups, n, oc, c, limit;
+    int dbl, full, last_zero;
+};
+static __attribute__((noinline)) void gemm_pair(const struct gemm_pair *g,
+                                                const struct conv2d_s8_params *p,
+                                                const struct conv_ops *o) {
+    const int32_t cout = p->output_c, oc = g->oc;
+    const int two = oc + 1 < cout;
+    struct pair_m7 m;
+    const int single_ok = g->dbl || (g->groups >= 4 && !g->last_zero); /* pair_fast_m7_single */
+    if (two && single_ok && pair_constants(&m.k, oc, p, o, g->c, g->limit, g->dbl)) {
+        if (g->full)
+            pair_fast_full(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, &m, g->last_zero,
+                           g->dbl);
+        else
+            pair_fast_clamp(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, &m.k, p->act_min,
+                            p->act_max, g->dbl);
+    } else {
+        const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
+        const struct requant r0 = requant_of(oc, p, o), r1 = requant_of(two ? oc + 1 : oc, p, o);
+        pair_ref(g->xbuf, g->wbuf, g->groups, g->n, g->dst, cout, b, &r0, &r1, two, g->dbl);
+    }
+}
+
 void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops *o,
                         int32_t groups) {
     uint64_t *const buf = o->buf; /* conv2d_s8_gemm_dsp_buffer_size bytes */
@@ -429,6 +548,15 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     int32_t tile = gemm_tile(groups, reserved);
     const int32_t cout = p->output_c;
     const int32_t npix = p->batches * p->output_h * p->output_w;
+    /* rq4 where the products' sums stay below 2^29 (rq4_bias_limit). Doubled sums (rq4) where
+     * that pays: dense patches (widened by the stem variant) double their filter rows, hoisted
+     * or widened once per tile; other layers double their pixels, about half an instruction
+     * per patch byte per pixel, against 4 per 2x2 block of outputs (rq4_single's ADDs) saved,
+     * so where output channels outnumber half the patch (expansions, not projections). */
+    const int32_t limit = rq4_bias_limit(p);
+    const int32_t patch = p->filter_h * p->filter_w * p->input_c;
+    const int dbl = limit >= 0 && (dense || 2 * cout > patch);
+    const int dbl_x = dbl && !dense, dbl_w = dbl && dense;
     /* The filter rows: one pair at a time in wbuf, or (hoist) every pair's, widened once. */
     const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;
     uint64_t *wbuf = buf;
@@ -437,19 +565,17 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
         tile = hoist;
         for (int32_t oc = 0; oc < cout; oc += 2) {
             uint64_t *const w = buf + oc * groups;
-            widen_row(w, oc, groups, p, o);
+            widen_row(w, oc, groups, p, o, dbl_w);
             if (oc + 1 < cout)
-                widen_row(w + 1, oc + 1, groups, p, o);
+                widen_row(w + 1, oc + 1, groups, p, o, dbl_w);
             else
                 widen_zeros(w + 1, w + 2 * groups);
         }
     }
     int8_t *const tmp =
         dense ? (int8_t *)(xbuf + gemm_used_groups(p, groups, tile) - 2 * groups) : NULL;
-    const uint32_t off2 = dsp_pair(p->input_offset);
-    /* Layer constants of the fast requantization (requant_fast.h, step 4). */
-    const int offset_ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
-    const int32_t c = offset_ok ? 1 + 2 * p->output_offset : 0;
+    const uint32_t off2 = dsp_pair(dbl_x ? 2 * p->input_offset : p->input_offset);
+    const int32_t c = rq4_layer_c(p);
     const int full = p->act_min <= -128 && p->act_max >= 127;
     /* Dense patches of 4k + 1 .. 4k + 4 bytes fill an odd number of groups, padded to even by
      * a zero group (widen_dense, widen_stem, widen_row). */
@@ -461,13 +587,14 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
             conv2d_s8_stem_dsp_widen_tile(xbuf, pix0, n, groups, p, o, off2, tmp);
         } else {
             for (int32_t t = 0; t < n; ++t)
-                widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2);
+                widen_patch(xbuf + (t / 2) * 2 * groups + t % 2, pix0 + t, groups, p, o, off2,
+                            dbl_x);
         }
         if (n & 1) widen_zeros(xbuf + (n / 2) * 2 * groups + 1, xbuf + (n / 2 + 1) * 2 * groups);
         int32_t oc = 0;
-        if (full && offset_ok && p->input_c % 4 == 0)
+        if (full && p->input_c % 4 == 0 && (dbl || groups >= 4))
             oc = pairs_fast_full(xbuf, wbuf, groups, n, o->out + (size_t)pix0 * (size_t)cout, p, o,
-                                 c);
+                                 c, limit, dbl);
         for (; oc < cout; oc += 2) {
             const int two = oc + 1 < cout;
             if (hoist) {
@@ -477,28 +604,18 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
                 widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size,
                             wbuf + 2 * groups);
             } else {
-                widen_row(wbuf, oc, groups, p, o);
+                widen_row(wbuf, oc, groups, p, o, dbl_w);
                 if (two)
-                    widen_row(wbuf + 1, oc + 1, groups, p, o);
+                    widen_row(wbuf + 1, oc + 1, groups, p, o, dbl_w);
                 else
                     widen_zeros(wbuf + 1, wbuf + 2 * groups);
             }
-            const int32_t b[2] = {bias_of(oc, p, o), two ? bias_of(oc + 1, p, o) : 0};
-            const struct requant r0 = requant_of(oc, p, o),
-                                 r1 = requant_of(two ? oc + 1 : oc, p, o);
-            int8_t *dst = o->out + (size_t)pix0 * (size_t)cout + (size_t)oc;
-            if (two && offset_ok && rq_fast_ok(r0.multiplier, r0.shift) &&
-                rq_fast_ok(r1.multiplier, r1.shift)) {
-                const int32_t m2[2] = {rq_m2(r0.multiplier), rq_m2(r1.multiplier)};
-                const int32_t s1[2] = {rq_s1(r0.shift), rq_s1(r1.shift)};
-                if (full)
-                    pair_fast_full(xbuf, wbuf, groups, n, dst, cout, b, m2, s1, c, last_zero);
-                else
-                    pair_fast_clamp(xbuf, wbuf, groups, n, dst, cout, b, m2, s1, c, p->act_min,
-                                    p->act_max);
-            } else {
-                pair_ref(xbuf, wbuf, groups, n, dst, cout, b, &r0, &r1, two);
-            }
+            const struct gemm_pair g = {
+                xbuf,   wbuf,     o->out + (size_t)pix0 * (size_t)cout + (size_t)oc,
+                groups, n,        oc,
+                c,      limit,    dbl,
+                full,   last_zero};
+            gemm_pair(&g, p, o);
         }
     }
 }

@@ -32,7 +32,6 @@
 #include <stddef.h>
 
 #include "conv2d_s8_grad_input.h"
-#include "conv2d_s8_grad_update_dsp.h" /* gu_spread4 */
 #include "conv2d_train.h"
 #include "dsp.h"
 #include "grad.h"
@@ -246,14 +245,14 @@ static inline uint32_t lanes16(int32_t a, int32_t b) {
 }
 
 /* out[0], out[2] = the terms of 4 consecutive channels (gradients g, mask bits the low 4 of
- * bits, multipliers m) as two lane pairs: one word of gradients masked by gu_spread4
- * (conv2d_s8_grad_update_dsp.h), and per term (v * m + half - (v < 0)) >> s, the same
+ * bits, multipliers m) as two lane pairs: one word of gradients masked by dsp_spread4
+ * (dsp.h), and per term (v * m + half - (v < 0)) >> s, the same
  * rounding as below (v * m < 0 exactly when v < 0, as m > 0) with the sign's correction
  * folded into the addend of one multiply-add. */
 static inline __attribute__((always_inline)) void lanes4(const int8_t *g, uint32_t bits,
                                                          const int32_t *m, int32_t half, int s,
                                                          uint32_t *out) {
-    const uint32_t w = dsp_read4(g) & gu_spread4[bits & 15u];
+    const uint32_t w = dsp_read4(g) & dsp_spread4[bits & 15u];
     const int32_t v0 = (int8_t)w, v1 = (int8_t)(w >> 8), v2 = (int8_t)(w >> 16);
     const int32_t v3 = (int32_t)w >> 24;
     const int32_t e0 = (v0 * m[0] + (half + (v0 >> 31))) >> s;

@@ -31,13 +31,6 @@ static inline int32_t dsp_step_bias(int32_t b, float v) {
     return (int32_t)(n > INT32_MAX ? INT32_MAX : (n < INT32_MIN ? INT32_MIN : n));
 }
 
-/* 0xFF in byte j iff bit j of the index is set (4 mask bits to a mask of 4 gradient bytes). */
-static const uint32_t gu_spread4[16] = {
-    0x00000000u, 0x000000FFu, 0x0000FF00u, 0x0000FFFFu, 0x00FF0000u, 0x00FF00FFu,
-    0x00FFFF00u, 0x00FFFFFFu, 0xFF000000u, 0xFF0000FFu, 0xFF00FF00u, 0xFF00FFFFu,
-    0xFFFF0000u, 0xFFFF00FFu, 0xFFFFFF00u, 0xFFFFFFFFu,
-};
-
 /* sums[j] for channels c0 + j, j < 8, as dsp_bias_sums computes them (the same integers), when
  * channels and c0 are multiples of 8: each position's 8 gradients are two words and one byte
  * of the mask, and the four 16-bit lane sums stay in registers (at most 255 values of
@@ -57,8 +50,8 @@ static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t po
             if (mp) {
                 const uint32_t m = *mp;
                 mp += mstep;
-                a &= gu_spread4[m & 15u];
-                b &= gu_spread4[m >> 4];
+                a &= dsp_spread4[m & 15u];
+                b &= dsp_spread4[m >> 4];
             }
             l0 = dsp_sxtab16(l0, a);    /* channels 0, 2 */
             l1 = dsp_sxtab16_hi(l1, a); /* 1, 3 */

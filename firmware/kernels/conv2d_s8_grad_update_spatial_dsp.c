@@ -224,8 +224,8 @@ static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t posi
         if (mp) {
             const uint32_t m = *mp;
             mp += oc >> 3;
-            a &= gu_spread4[m & 15u];
-            b &= gu_spread4[m >> 4];
+            a &= dsp_spread4[m & 15u];
+            b &= dsp_spread4[m >> 4];
         }
         int16_t *d = g16 + q;
         d[0] = (int8_t)a, d[row] = (int8_t)(a >> 8), d[2 * row] = (int8_t)(a >> 16);

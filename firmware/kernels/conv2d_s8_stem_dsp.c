@@ -38,7 +38,7 @@ static __attribute__((noinline)) void widen_dense(uint64_t *dst, int32_t pix, in
         }
     }
     for (; t < tmp + 4 * groups; ++t) *t = zp;
-    widen(dst, tmp, 4 * groups, off2, p->input_offset);
+    widen(dst, tmp, 4 * groups, off2, p->input_offset, 0);
 }
 
 /* The dense patches of a tile's n output pixels from pix0 on (pixel t: row t % 2 of pair t / 2).
@@ -198,7 +198,7 @@ __attribute__((noinline)) void conv2d_s8_stem_dsp_widen_tile(uint64_t *xbuf, int
             const int32_t x = ox + k;
             if (!stem && y_in && x >= xlo && x < xhi) { /* (the stem's took the run above) */
                 copy_runs(tmp, o->input + at, row_step, fh, run);
-                widen(dst, tmp, bytes, off2, p->input_offset);
+                widen(dst, tmp, bytes, off2, p->input_offset, 0);
             } else {
                 widen_dense(dst, pix0 + t, groups, p, o, off2, tmp);
             }

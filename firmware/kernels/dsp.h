@@ -573,8 +573,6 @@ static inline void dsp_step_weights(int8_t *w, size_t w_stride, const int32_t *a
 }
 #endif
 
-/* --- Added by the dwg branch (the depthwise input gradients, session 8) -------------------- */
-
 /* max(m, max |a[i]| for i < n) (|INT32_MIN| as 2^31): dsp_max_abs4's assembly over the groups
  * of 4 on the Cortex-M, the C loop for the rest and elsewhere. */
 static inline uint32_t dsp_max_abs_s32(const int32_t *a, size_t n, uint32_t m) {
@@ -588,5 +586,13 @@ static inline uint32_t dsp_max_abs_s32(const int32_t *a, size_t n, uint32_t m) {
     }
     return m;
 }
+
+/* Shared by the conv input gradient and update: */
+/* 0xFF in byte j iff bit j of the index is set (4 mask bits to a mask of 4 gradient bytes). */
+static const uint32_t dsp_spread4[16] __attribute__((unused)) = {
+    0x00000000u, 0x000000FFu, 0x0000FF00u, 0x0000FFFFu, 0x00FF0000u, 0x00FF00FFu,
+    0x00FFFF00u, 0x00FFFFFFu, 0xFF000000u, 0xFF0000FFu, 0xFF00FF00u, 0xFF00FFFFu,
+    0xFFFF0000u, 0xFFFF00FFu, 0xFFFFFF00u, 0xFFFFFFFFu,
+};
 
 #endif

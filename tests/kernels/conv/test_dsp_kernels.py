@@ -671,9 +671,10 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
     Issue 7's bar: 1.0 MAC/instruction (the DSP limit is 2). 16x16x64 -> 64 takes the packed
     pointwise path (per output channel a record of widened weights; passes of 8 input channels)
     at about 1.07; 8x8x128 and 4x4x256 take the pair path: per 2x2 block (2 pixels x 2
-    channels) conv2d_s8_dsp.c's pair_fast_m7 takes 3 + 4 x 46 + 37 = 224 instructions at 64
-    input channels (1.14 MAC/instruction); widening the pixels once and each filter row once per
-    46-pixel tile, and the per-channel-pair setup, take the rest."""
+    channels) conv2d_s8_gemm_dsp.c's pair_fast_m7 takes 3 + 4 x 46 + 30 = 217 instructions at 64
+    input channels (1.18 MAC/instruction; rq4 on doubled sums where output channels outnumber
+    half the input channels, else pair_fast_m7_single's 4 more); widening the pixels once and
+    each filter row once per 46-pixel tile, and the per-channel-pair setup, take the rest."""
     from pytools.model.oracle import run_tflite
     from pytools.model.tflite_export import write_tflite
 
@@ -706,8 +707,8 @@ def test_1x1_convolution_cost_on_the_emulated_board() -> None:
 def test_narrow_1x1_convolution_cost_on_the_emulated_board() -> None:
     """MobileNetV2's narrow pointwise convolutions (8 -> 48, 16 -> 96, 16 -> 8) on
     conv2d_s8_dsp.c's narrow path, against TFLite, in instructions per whole INVOKE (runtime
-    included). Per output the assembly takes 11 instructions for 8 input channels (LDM, 4
-    SMLAD, 5 of requantization, STRB) and 6 more per further 8 (LDM, 4 SMLAD, STR), plus the
+    included). Per output the assembly takes 10 instructions for 8 input channels (LDM, 4
+    SMLAD, rq4's 4 of requantization, STRB) and 6 more per further 8 (LDM, 4 SMLAD, STR), plus the
     loop's and each pixel's overhead: >= 0.6 MAC/instruction for 8 -> 48 and >= 0.8 for
     16 -> 96, where the GEMM path took 0.42-0.50 (its per-output requantization, stores and
     per-channel-pair setup weigh as much as 8 or 16 MACs)."""
