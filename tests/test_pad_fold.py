@@ -20,7 +20,7 @@ import pytest
 from pytools.boards import load_board
 from pytools.model.compiler import compile_graph
 from pytools.model.host_twin import HostTwin
-from pytools.model.host_twin import _lib as twin_lib
+from pytools.model.kernels import host_lib as twin_lib
 from pytools.model.lowering.fold import fold_pads
 from pytools.model.oracle import run_tflite
 from pytools.model.tflite_import import import_tflite

@@ -22,7 +22,7 @@ import pytools.model.kernels as kernels
 from pytools.boards import load_board
 from pytools.model.compiler import OUTPUT_OVER_SCRATCH, compile_graph, output_over_scratch_operand
 from pytools.model.host_twin import HostTwin
-from pytools.model.kernels import KernelCall, _lib, run_kernel, scratch_size
+from pytools.model.kernels import KernelCall, host_lib, run_kernel, scratch_size
 from pytools.model.lowering.patch import Patching, patch_stages
 from pytools.model.oracle import run_tflite
 from pytools.model.planner import ALIGN, Buffer, Tie, align_up, plan_arena
@@ -69,7 +69,7 @@ def _run_over_scratch(call: KernelCall, values: list[np.ndarray], variant: str, 
     ptrs = [v.ctypes.data if v.size else None for v in values]
     ptrs[k] = scratch.ctypes.data
     arr = (ctypes.c_void_p * len(values))(*ptrs)
-    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn = getattr(host_lib(), f"{call.kernel}_{variant}_run")
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), arr, scratch.ctypes.data)

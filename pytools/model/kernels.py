@@ -126,14 +126,15 @@ class KernelCall:
 
 
 @cache
-def _lib() -> ctypes.CDLL:
+def host_lib() -> ctypes.CDLL:
+    """The host build of the firmware's kernels and runtime (the host twin's library), loaded."""
     from pytools.build.builder import build_host_lib
 
     return ctypes.CDLL(str(build_host_lib()))
 
 
 def scratch_size(call: KernelCall) -> int:
-    fn = getattr(_lib(), f"{call.kernel}_scratch_size")
+    fn = getattr(host_lib(), f"{call.kernel}_scratch_size")
     fn.restype = ctypes.c_size_t
     fn.argtypes = [ctypes.c_char_p]
     return int(fn(call.packed_params()))
@@ -160,7 +161,7 @@ def run_kernel(call: KernelCall, values: list[np.ndarray], variant: str = "") ->
     start = -raw.ctypes.data % 16
     scratch = raw[start : start + need + SCRATCH_GUARD]
     scratch[need:] = 0xA5
-    fn = getattr(_lib(), f"{call.kernel}_{variant}_run" if variant else f"{call.kernel}_run")
+    fn = getattr(host_lib(), f"{call.kernel}_{variant}_run" if variant else f"{call.kernel}_run")
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), ptrs, scratch.ctypes.data)

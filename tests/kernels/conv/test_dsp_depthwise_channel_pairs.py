@@ -134,9 +134,9 @@ def _batched(kq: bool, i: int, n: int = 2) -> Case:
 
 
 def _flag(name: str, call) -> bool:
-    from pytools.model.kernels import _lib
+    from pytools.model.kernels import host_lib
 
-    fn = getattr(_lib(), name)
+    fn = getattr(host_lib(), name)
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_char_p]
     return bool(fn(call.packed_params()))

@@ -114,9 +114,9 @@ TALL = [(12, 4), (16, 3), (9, 5), (13, 3), (7, 6)]
 def _takes(variant: str, call) -> bool:
     import ctypes
 
-    from pytools.model.kernels import _lib
+    from pytools.model.kernels import host_lib
 
-    fn = getattr(_lib(), f"depthwise_conv2d_s8_{variant}_dsp_takes")
+    fn = getattr(host_lib(), f"depthwise_conv2d_s8_{variant}_dsp_takes")
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_char_p]
     return bool(fn(call.packed_params()))

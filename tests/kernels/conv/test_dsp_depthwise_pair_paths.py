@@ -57,9 +57,9 @@ def _case(shape: tuple, seed: int) -> Case:
 
 
 def _lib_flag(name: str, call) -> bool:
-    from pytools.model.kernels import _lib
+    from pytools.model.kernels import host_lib
 
-    fn = getattr(_lib(), f"depthwise_conv2d_s8_kxk_pair_dsp_{name}")
+    fn = getattr(host_lib(), f"depthwise_conv2d_s8_kxk_pair_dsp_{name}")
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_char_p]
     return bool(fn(call.packed_params()))

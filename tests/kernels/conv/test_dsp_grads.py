@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, _lib, run_kernel
+from pytools.model.kernels import KernelCall, host_lib, run_kernel
 from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import (
     assert_board_matches_ref,
@@ -115,7 +115,7 @@ def test_grad_kernels_on_the_emulated_cortex_m7_match_the_host_reference(tmp_pat
 
 def test_the_host_dispatch_runs_the_optimized_gradient_kernels_when_asked() -> None:
     """X_run follows kernels_dsp_host for the gradient kernels too."""
-    flag = ctypes.c_int.in_dll(_lib(), "kernels_dsp_host")
+    flag = ctypes.c_int.in_dll(host_lib(), "kernels_dsp_host")
     call, values = gs.grad_input_call(_pointwise(7))
     ref = run_variant(call, values, "ref")
     old = flag.value

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, _lib, run_kernel
+from pytools.model.kernels import KernelCall, host_lib, run_kernel
 from pytools.model.lowering import lower
 from tests.kernels.conv.support import conv_options
 from tests.kernels.conv.test_conv_kernels import (
@@ -50,7 +50,7 @@ TRAINED = {
 @contextmanager
 def dsp_on_host(enabled: bool = True) -> Iterator[None]:
     """X_run dispatches to X_dsp_run while inside (host builds only)."""
-    flag = ctypes.c_int.in_dll(_lib(), "kernels_dsp_host")
+    flag = ctypes.c_int.in_dll(host_lib(), "kernels_dsp_host")
     old = flag.value
     flag.value = int(enabled)
     try:
@@ -362,7 +362,7 @@ def test_the_host_dispatch_follows_the_flag() -> None:
     case = _conv1x1_case(3)
     call = lower(case.graph, case.graph.ops[0])
     arrays = _operands(case.graph, call, np.random.default_rng(3))
-    assert ctypes.c_int.in_dll(_lib(), "kernels_dsp_host").value == 0
+    assert ctypes.c_int.in_dll(host_lib(), "kernels_dsp_host").value == 0
     a = _run_dispatch(call, arrays)
     with dsp_on_host():
         b = _run_dispatch(call, arrays)

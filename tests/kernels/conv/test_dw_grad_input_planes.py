@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, _lib, scratch_size
+from pytools.model.kernels import KernelCall, host_lib, scratch_size
 from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import assert_board_matches_ref, dsp_same_as_ref, run_variant
 
 
 def _planes_take(call: KernelCall) -> bool:
     """Whether the one-pass DSP entry takes the channel-plane variant (the C function itself)."""
-    fn = _lib().depthwise_conv2d_s8_grad_input_planes_dsp_takes
+    fn = host_lib().depthwise_conv2d_s8_grad_input_planes_dsp_takes
     fn.argtypes = [ctypes.c_char_p]
     fn.restype = ctypes.c_int
     return bool(fn(call.packed_params()))
@@ -39,7 +39,7 @@ def _planes_take(call: KernelCall) -> bool:
 def _kept_by_the_kernel(call: KernelCall) -> int:
     """The channels the two-pass DSP variant keeps for these parameters (the C function itself,
     depthwise_conv2d_s8_grad_input_2pass_dsp_kept; -1 where it falls back to the reference)."""
-    fn = _lib().depthwise_conv2d_s8_grad_input_2pass_dsp_kept
+    fn = host_lib().depthwise_conv2d_s8_grad_input_2pass_dsp_kept
     fn.argtypes = [ctypes.c_char_p]
     fn.restype = ctypes.c_int32
     return int(fn(call.packed_params()))
@@ -113,7 +113,7 @@ def test_one_pass_planes_variant_writes_its_output_over_its_scratch(i: int) -> N
     scratch = np.full(n + 64, 0x5A, np.uint8)
     ptrs = [v.ctypes.data if v.size else None for v in got]
     ptrs[6] = scratch.ctypes.data
-    fn = _lib().depthwise_conv2d_s8_grad_input_dsp_run
+    fn = host_lib().depthwise_conv2d_s8_grad_input_dsp_run
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), (ctypes.c_void_p * len(got))(*ptrs), scratch.ctypes.data)

@@ -140,13 +140,13 @@ def _run_guarded(call, values: list[np.ndarray], variant: str) -> bool:
     """X_<variant>_run with the scratch followed by sentinel bytes; whether they survived."""
     import ctypes
 
-    from pytools.model.kernels import _lib
+    from pytools.model.kernels import host_lib
 
     values = [v.copy() for v in values]
     ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data if v.size else None for v in values))
     n = scratch_size(call)
     scratch = np.full(n + 256, 0xA5, np.uint8)
-    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn = getattr(host_lib(), f"{call.kernel}_{variant}_run")
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), ptrs, scratch.ctypes.data)
@@ -248,7 +248,7 @@ def _run_all_guarded(call, values: list[np.ndarray], variant: str) -> list[str]:
     written past their end."""
     import ctypes
 
-    from pytools.model.kernels import _lib
+    from pytools.model.kernels import host_lib
 
     bufs = []
     for v in values:
@@ -260,7 +260,7 @@ def _run_all_guarded(call, values: list[np.ndarray], variant: str) -> list[str]:
     ptrs = (ctypes.c_void_p * len(bufs))(
         *(b.ctypes.data if v.size else None for b, v in zip(bufs, values, strict=True))
     )
-    fn = getattr(_lib(), f"{call.kernel}_{variant}_run")
+    fn = getattr(host_lib(), f"{call.kernel}_{variant}_run")
     fn.restype = None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
     fn(call.packed_params(), ptrs, scratch.ctypes.data)
