@@ -789,7 +789,7 @@ def results(
     c: Context, tasks: str = "", board: str | None = None, dry_run: bool = False, render: bool = False
 ) -> None:
     """Regenerate docs/RESULTS.md and docs/results/: accuracy and peak SRAM of each scheme, per task."""
-    from pytools.results import OUT_MD, dry_run_text, run_all
+    from pytools.results import OUT_MD, dry_run_text, run_all, single_threaded_tf
     from pytools.results import render as render_report
 
     only = [t for t in tasks.split(",") if t] or None
@@ -800,6 +800,7 @@ def results(
         render_report()
         print(f"rewrote {OUT_MD} and README.md's table from docs/results/*.json (nothing rerun)")
         return
+    single_threaded_tf()  # before anything loads TensorFlow (a fresh clone builds a backbone)
     _, seconds = run_all(resolve_board(board), only)
     print(f"wrote {OUT_MD} in {seconds / 60:.1f} min")
 

@@ -396,27 +396,37 @@ def int8_accuracy(
     return run(ct, d, steps, seed, schedule=schedule)[0]
 
 
-def _deterministic_tf() -> None:
+def _deterministic_tf() -> bool:
     """TensorFlow with op determinism (zoo.import_tf) on one thread: a reduction's order then does not
     depend on the machine's core count, so another machine of the kind gets the same numbers.
-    TensorFlow takes the setting only before it initialises, so this must run before anything
-    uses it (measured: the float backbones trained on all cores and on one thread differ)."""
+    TensorFlow takes the setting only before it initialises (measured: the float backbones trained
+    on all cores and on one thread differ); True if this process's TensorFlow is single-threaded.
+    Where something else initialised it first (a test session) it keeps its setting: runs there
+    are still deterministic on this machine; `invoke results` itself checks with
+    single_threaded_tf() before anything loads TensorFlow."""
     from pytools.pretrain.zoo import import_tf
 
     tf = import_tf()
     tf.get_logger().setLevel("ERROR")  # nor Keras' retracing notes
     threading = tf.config.threading
     if threading.get_intra_op_parallelism_threads() == threading.get_inter_op_parallelism_threads() == 1:
-        return
+        return True
     try:
         threading.set_intra_op_parallelism_threads(1)
         threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError as e:
+    except RuntimeError:
+        return False
+    return True
+
+
+def single_threaded_tf() -> None:
+    """`invoke results`' TensorFlow single-threaded, or a ToolError saying why it cannot be."""
+    if not _deterministic_tf():
         raise ToolError(
             "TensorFlow was initialised in this process before `invoke results` could make it "
             "single-threaded, so its float runs would depend on the core count; call "
-            "results._deterministic_tf() before anything uses TensorFlow"
-        ) from e
+            "results.single_threaded_tf() before anything uses TensorFlow"
+        )
 
 
 def float_accuracy(

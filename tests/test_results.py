@@ -472,7 +472,7 @@ except Stop:
     pass
 print("threads when the first backbone was built:", seen)
 try:
-    results._deterministic_tf()
+    results.single_threaded_tf()
     print("single-threaded: yes")
 except Exception as e:
     print("refused:", type(e).__name__)
@@ -503,7 +503,7 @@ def test_tensorflow_initialised_on_all_cores_is_refused_not_ignored() -> None:
     from pytools.paths import ROOT
 
     code = "import tensorflow as tf; tf.constant(1)\nfrom pytools import results\n"
-    code += "try:\n    results._deterministic_tf(); print('accepted')\nexcept Exception as e:\n"
+    code += "try:\n    results.single_threaded_tf(); print('accepted')\nexcept Exception as e:\n"
     code += "    print('refused:', type(e).__name__, e)\n"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "refused: ToolError" in out.stdout and "single-threaded" in out.stdout, out.stdout + out.stderr
