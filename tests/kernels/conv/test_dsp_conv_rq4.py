@@ -2,8 +2,9 @@
 accumulators (firmware/kernels/conv2d_s8_dsp.h, the proof there): swept against fixedpoint.h's
 reference on the edges of its conditions, and the variants held to the reference kernel where
 a layer's channels or biases leave rq4's path (a multiplier of exactly 2^30, a shift whose C
-would not fit, a bias too large to double, a clamped activation), on the host and on the
-emulated Cortex-M7."""
+would not fit, a bias too large to double, a clamped activation), and at rq4_bias_limit itself
+with the sums at their bound (doubled accumulators of 2^31 - 2; one past it, the fallback; with
+trained rows and biases), on the host and on the emulated Cortex-M7 and Cortex-M4."""
 
 from __future__ import annotations
 
@@ -317,7 +318,8 @@ def test_variants_off_rq4s_path_on_the_emulated_board() -> None:
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
 def test_variants_off_rq4s_path_on_the_emulated_cortex_m7_and_m4(tmp_path, board_name: str) -> None:
-    """Every shape and planted edge above through the firmware build's objects (the assembly:
+    """Every shape and planted edge above, and the cases at rq4's bias limit with extreme sums
+    (trained slices included), through the firmware build's objects (the assembly:
     narrow, pair_fast_m7 doubled and single, the stem's unrolled block) on the emulated
     Cortex-M7 and Cortex-M4, against the host's reference kernel, bit for bit."""
     from tests.kernels import grad_support as gs
