@@ -179,6 +179,33 @@ static inline uint64_t group(uint32_t even, uint32_t odd) {
     return (uint64_t)even | ((uint64_t)odd << 32);
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* widen()'s assembly loop, 8 values a pass: its two forms differ only in `twice`, which adds
+ * the bytes once more (2 SXTAB16 per group) for the doubled lanes or nothing. */
+/* clang-format off */
+#define WIDEN_ONCE(r) ""
+#define WIDEN_TWICE(r)                                                                             \
+    "sxtab16 r6, r6, " r "\n"                                                                      \
+    "sxtab16 r7, r7, " r ", ror #8\n"
+#define WIDEN_GROUP(r, twice)                                                                      \
+    "sxtab16 r6, %[o], " r "\n"                                                                    \
+    "sxtab16 r7, %[o], " r ", ror #8\n"                                                            \
+    twice(r)                                                                                       \
+    "strd r6, r7, [%[d]], #16\n"
+#define WIDEN_LOOP(twice)                                                                          \
+    __asm__ volatile("1:\n"                                                                        \
+                     "ldr r4, [%[s]], #4\n"                                                        \
+                     "ldr r5, [%[s]], #4\n"                                                        \
+                     WIDEN_GROUP("r4", twice)                                                      \
+                     WIDEN_GROUP("r5", twice)                                                      \
+                     "subs %[k], %[k], #1\n"                                                       \
+                     "bne 1b\n"                                                                    \
+                     : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)                                    \
+                     : [o] "r"(off2)                                                                \
+                     : "r4", "r5", "r6", "r7", "cc", "memory")
+/* clang-format on */
+#endif
+
 /* n int8 values (+ offset, as 16-bit lanes) into ceil(n / 4) groups of a row; a partial last
  * group is padded with zero lanes (not offset). src == NULL: n zero lanes (a tap in the
  * padding). dbl: the lanes doubled, 2 (x + offset), and off2 then holds 2 offset in both lanes
@@ -199,41 +226,9 @@ __attribute__((unused)) static uint64_t *widen(uint64_t *dst, const int8_t *src,
         const int8_t *s8 = src;
         int32_t k = n >> 3;
         if (dbl)
-            __asm__ volatile(
-                "1:\n"
-                "ldr r4, [%[s]], #4\n"
-                "ldr r5, [%[s]], #4\n"
-                "sxtab16 r6, %[o], r4\n"
-                "sxtab16 r7, %[o], r4, ror #8\n"
-                "sxtab16 r6, r6, r4\n"
-                "sxtab16 r7, r7, r4, ror #8\n"
-                "strd r6, r7, [%[d]], #16\n"
-                "sxtab16 r6, %[o], r5\n"
-                "sxtab16 r7, %[o], r5, ror #8\n"
-                "sxtab16 r6, r6, r5\n"
-                "sxtab16 r7, r7, r5, ror #8\n"
-                "strd r6, r7, [%[d]], #16\n"
-                "subs %[k], %[k], #1\n"
-                "bne 1b\n"
-                : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
-                : [o] "r"(off2)
-                : "r4", "r5", "r6", "r7", "cc", "memory");
+            WIDEN_LOOP(WIDEN_TWICE);
         else
-            __asm__ volatile(
-                "1:\n"
-                "ldr r4, [%[s]], #4\n"
-                "ldr r5, [%[s]], #4\n"
-                "sxtab16 r6, %[o], r4\n"
-                "sxtab16 r7, %[o], r4, ror #8\n"
-                "strd r6, r7, [%[d]], #16\n"
-                "sxtab16 r6, %[o], r5\n"
-                "sxtab16 r7, %[o], r5, ror #8\n"
-                "strd r6, r7, [%[d]], #16\n"
-                "subs %[k], %[k], #1\n"
-                "bne 1b\n"
-                : [s] "+r"(s8), [d] "+r"(dst), [k] "+r"(k)
-                : [o] "r"(off2)
-                : "r4", "r5", "r6", "r7", "cc", "memory");
+            WIDEN_LOOP(WIDEN_ONCE);
         i = n & ~7;
     }
 #endif

@@ -2,8 +2,9 @@
 accumulators (firmware/kernels/conv2d_s8_dsp.h, the proof there): swept against fixedpoint.h's
 reference on the edges of its conditions, and the variants held to the reference kernel where
 a layer's channels or biases leave rq4's path (a multiplier of exactly 2^30, a shift whose C
-would not fit, a bias too large to double, a clamped activation), on the host and on the
-emulated Cortex-M7."""
+would not fit, a bias too large to double, a clamped activation), and at rq4_bias_limit itself
+with the sums at their bound (doubled accumulators of 2^31 - 2; one past it, the fallback; with
+trained rows and biases), on the host and on the emulated Cortex-M7 and Cortex-M4."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from pytools.model.lowering import lower
 from tests.kernels.conv.support import run_c_sweep, xorshift64_c
 from tests.kernels.conv.test_conv_kernels import Case, _graph
-from tests.kernels.conv.test_dsp_kernels import _operands, _run
+from tests.kernels.conv.test_dsp_kernels import TRAINED, _operands, _run, _with_trained_slice
 from tests.kernels.support import quant
 
 RQ4_SWEEP_C = (
@@ -177,6 +178,98 @@ def _edge_operands(shape: tuple[int, ...], edge: str, seed: int):
     return call, arrays
 
 
+# The narrow variant (8 and 16 input channels), the GEMM one's doubled pixels (1x1, 20 -> 13)
+# and the stem's doubled dense filter rows (3x3x3): every path where rq4's bias limit applies.
+EXTREME_SHAPES = [(9, 9, 8, 32, 1), (10, 9, 16, 48, 1), (5, 7, 20, 13, 1), (9, 9, 3, 16, 3)]
+# (sign of the extreme sum, bias past rq4_bias_limit by 1, trained slice)
+EXTREMES = [
+    (1, False, False),
+    (-1, False, False),
+    (1, True, False),
+    (-1, True, False),
+    (1, False, True),
+    (1, True, True),
+]
+
+
+def _extreme_operands(shape: tuple[int, ...], sign: int, over: bool, trained: bool, seed: int):
+    """The worst case of rq4_bias_limit: its extreme channels (0 and out_c / 2) sum to
+    +-taps * 128 * 255 over most pixels (all weights -128; input zero point 127 and inputs
+    -128, so x + offset = -255 and the products reach the bound 128 (128 + |offset|) exactly,
+    or zero point -128 and inputs 127), and channel 0's bias is +-limit (so |a| of the
+    reference's sum reaches 2^30 - 1 for sign +1, its doubling 2^31 - 2) or, `over`, one more
+    (a = 2^30, doubled 2^31: must take the fallback). The other biases are small submasks of
+    the limit, so the OR rq4_biases_ok takes is the limit itself. `trained`: channel 0's row and
+    bias are the trained slice's (the flash ones then are small and random), as a training step
+    runs it. The extreme channels' shift puts |a| ~ 2^30 inside the int8 range."""
+    h, w, in_c, out_c, k = shape
+    case = _pointwise(seed, (h, w, in_c, out_c), "NONE", k)
+    g = case.graph
+    zp = 127 if sign > 0 else -128
+    g.tensors[0].quant = quant(0.02, zp)
+    call = lower(g, g.ops[0])
+    rng = np.random.default_rng(7100 + seed)
+    arrays = [a.copy() for a in _operands(g, call, rng)]
+    if trained:
+        call, arrays = _with_trained_slice(call, arrays, rng)
+    w_idx, b_idx = TRAINED["conv2d_s8"]
+    x = arrays[0]
+    x[...] = -128 if sign > 0 else 127
+    few = rng.random((h, w)) < 0.25  # a quarter of the pixels random, for varied outputs
+    x[0, few] = rng.integers(-128, 128, (int(few.sum()), in_c), dtype=np.int8)
+    worst = k * k * in_c * 128 * (128 + abs(zp))
+    limit = (1 << 30) - 1 - worst
+    ex = [0, out_c // 2]
+    small = rng.integers(-5000, 5000, out_c)
+    arrays[2] = (np.sign(small) * (np.abs(small) & limit)).astype(np.int32)
+    arrays[2][ex] = sign * limit
+    arrays[1][ex] = -128
+    if trained:
+        arrays[w_idx][0] = -128
+        arrays[1][0] = rng.integers(-127, 128, arrays[1][0].shape)  # the flash row: not read
+        tb = arrays[b_idx]
+        arrays[b_idx] = (np.sign(tb) * (np.abs(tb) & limit)).astype(np.int32)
+        arrays[b_idx][0] = sign * limit
+        arrays[2][0] = int(small[0]) & 0xFF  # the flash bias: not read
+        if out_c // 2 < call.params["train_rows"]:
+            arrays[w_idx][out_c // 2] = -128
+        if out_c // 2 < call.params["train_bias_rows"]:
+            arrays[b_idx][out_c // 2] = sign * limit
+    if over:
+        bias = arrays[b_idx] if trained else arrays[2]
+        bias[0] = sign * (limit + 1)
+    arrays[3][:] = rng.integers((1 << 30) + 1, 1 << 31, out_c)
+    arrays[4][:] = rng.integers(-12, -8, out_c)
+    arrays[4][ex] = -24
+    oh, ow = h - k + 1, w - k + 1
+    pure = np.array([[not few[i : i + k, j : j + k].any() for j in range(ow)] for i in range(oh)])
+    return call, arrays, ex, pure  # pure: the output pixels whose patch is all extreme
+
+
+@pytest.mark.parametrize(
+    "extreme",
+    EXTREMES,
+    ids=lambda e: "sign{:+d}{}{}".format(*e[:1], "-over" if e[1] else "", "-trained" if e[2] else ""),
+)
+@pytest.mark.parametrize("shape", EXTREME_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_variants_at_rq4s_bias_limit_with_extreme_sums(
+    shape: tuple[int, ...], extreme: tuple[int, bool, bool]
+) -> None:
+    """Bit for bit with the reference kernel on the host where the doubled accumulator is at
+    its largest: a bias of exactly rq4_bias_limit with the sums at their bound (rq4 on
+    accumulators of 2^31 - 2), and one past it (the fallback); with the bias and row of the
+    layer's trained slice too (rq4_biases_ok reads the trained biases)."""
+    sign, over, trained = extreme
+    for seed in range(2):
+        call, arrays, ex, pure = _extreme_operands(shape, sign, over, trained, seed)
+        ref = _run(call, arrays, "ref")
+        dsp = _run(call, arrays, "dsp")
+        np.testing.assert_array_equal(dsp, ref)
+        at_bound = ref[0][pure][:, ex[0]]
+        assert at_bound.size and np.all(np.abs(at_bound.astype(int)) < 127), at_bound  # unclamped
+        assert np.unique(ref).size >= 8, np.unique(ref).size  # informative
+
+
 @pytest.mark.parametrize("edge", EDGES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_variants_match_the_reference_off_rq4s_path(shape: tuple[int, ...], edge: str) -> None:
@@ -225,13 +318,15 @@ def test_variants_off_rq4s_path_on_the_emulated_board() -> None:
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
 def test_variants_off_rq4s_path_on_the_emulated_cortex_m7_and_m4(tmp_path, board_name: str) -> None:
-    """Every shape and planted edge above through the firmware build's objects (the assembly:
+    """Every shape and planted edge above, and the cases at rq4's bias limit with extreme sums
+    (trained slices included), through the firmware build's objects (the assembly:
     narrow, pair_fast_m7 doubled and single, the stem's unrolled block) on the emulated
     Cortex-M7 and Cortex-M4, against the host's reference kernel, bit for bit."""
     from tests.kernels import grad_support as gs
     from tests.kernels.conv.support import assert_board_matches_ref
 
     calls = [_edge_operands(shape, edge, 0) for shape in SHAPES for edge in EDGES]
+    calls += [_extreme_operands(s, *e, 0)[:2] for s in EXTREME_SHAPES for e in EXTREMES]
     board = gs.run_on_board(calls, tmp_path, board_name)
     for want in assert_board_matches_ref(calls, board):
         assert np.unique(want[-1]).size >= 8
