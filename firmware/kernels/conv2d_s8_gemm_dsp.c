@@ -327,35 +327,26 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
 
 /* pair_fast for the pixel pairs from x to k->x_end (at least one), full activation range, at
- * least 4 groups: the same instructions as gemm_2x2 and rq4, written as one block so that
- * nothing spills: the 2x2 block's bias, multiply-accumulates, requantization and stores take
- * 3 + 46 per 4 groups + 30 instructions (37 with requant_fast.h's rq_fused and a count). */
-static __attribute__((noinline)) void pair_fast_m7(const uint64_t *x, struct pair_m7 *k) {
-    register const uint64_t *rx __asm__("r0") = x;
-    register struct pair_m7 *rk __asm__("r1") = k;
-    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
-                              "subs r7, r7, #1\n"
-                              "bne 1b\n"
-                              "ldr r7, [r1, #40]\n"
-                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH
-                     : "+r"(rx)
-                     : "r"(rk)
-                     : M7_CLOBBERS);
-}
-
-/* The same on undoubled sums (requant_fast.h's rq_fused). */
-static __attribute__((noinline)) void pair_fast_m7_single(const uint64_t *x, struct pair_m7 *k) {
-    register const uint64_t *rx __asm__("r0") = x;
-    register struct pair_m7 *rk __asm__("r1") = k;
-    __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP
-                              "subs r7, r7, #1\n"
-                              "bne 1b\n"
-                              "ldr r7, [r1, #40]\n"
-                              "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" M7_FINISH_SINGLE
-                     : "+r"(rx)
-                     : "r"(rk)
-                     : M7_CLOBBERS);
-}
+ * least 4 groups: the same instructions as gemm_2x2 and its requantization, written as one block
+ * so that nothing spills. FINISH: M7_FINISH (rq4 on doubled sums: the 2x2 block's bias,
+ * multiply-accumulates, requantization and stores take 3 + 46 per 4 groups + 30 instructions;
+ * 37 with requant_fast.h's rq_fused and a count) or M7_FINISH_SINGLE (rq_fused on undoubled
+ * sums). */
+#define PAIR_FAST_M7(name, FINISH)                                                     \
+    static __attribute__((noinline)) void name(const uint64_t *x, struct pair_m7 *k) { \
+        register const uint64_t *rx __asm__("r0") = x;                                 \
+        register struct pair_m7 *rk __asm__("r1") = k;                                 \
+        __asm__ volatile(M7_START "1:\n" M7_GROUP M7_GROUP M7_GROUP M7_GROUP           \
+                                  "subs r7, r7, #1\n"                                  \
+                                  "bne 1b\n"                                           \
+                                  "ldr r7, [r1, #40]\n"                                \
+                                  "cbz r7, 2f\n" M7_GROUP M7_GROUP "2:\n" FINISH       \
+                         : "+r"(rx)                                                    \
+                         : "r"(rk)                                                     \
+                         : M7_CLOBBERS);                                               \
+    }
+PAIR_FAST_M7(pair_fast_m7, M7_FINISH)
+PAIR_FAST_M7(pair_fast_m7_single, M7_FINISH_SINGLE)
 
 /* The same for exactly 2 groups (8 input channels of a 1x1 convolution): no loop. */
 static __attribute__((noinline)) void pair_fast_m7_2(const uint64_t *x, struct pair_m7 *k) {
