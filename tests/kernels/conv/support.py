@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,17 @@ def conv_options(
     return {**options, **extra}
 
 
+def tensor_adder(tensors: list[Tensor]) -> Callable[..., int]:
+    """tensor(shape, q, data=None, dtype="int8"): appends a tensor named by its index to tensors
+    and returns that index (how the tests build IR graphs by hand)."""
+
+    def tensor(shape: Sequence[int], q: Any, data: Any = None, dtype: str = "int8") -> int:
+        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
+        return len(tensors) - 1
+
+    return tensor
+
+
 def depthwise_chain(
     h: int,
     w: int,
@@ -60,11 +71,7 @@ def depthwise_chain(
     rng = np.random.default_rng(seed)
     tensors: list[Tensor] = []
     ops: list[Op] = []
-
-    def tensor(shape, q, data=None, dtype="int8") -> int:
-        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
-        return len(tensors) - 1
-
+    tensor = tensor_adder(tensors)
     x = tensor((1, h, w, c), quant(0.03, -5))
     for k, st, padding, activation, bound in layers:
         xt = tensors[x]

@@ -28,7 +28,7 @@ import pytest
 
 from pytools.model.kernels import KernelCall, host_lib, run_kernel
 from pytools.model.lowering import lower
-from tests.kernels.conv.support import conv_options
+from tests.kernels.conv.support import conv_options, tensor_adder
 from tests.kernels.conv.test_conv_kernels import (
     Case,
     _graph,
@@ -581,10 +581,7 @@ def _pointwise_net(seed: int = 0):
     rng = np.random.default_rng(seed)
     tensors: list[Tensor] = []
     ops: list[Op] = []
-
-    def tensor(shape, q, data=None, dtype="int8") -> int:
-        tensors.append(Tensor(len(tensors), f"t{len(tensors)}", tuple(shape), dtype, q, data=data))
-        return len(tensors) - 1
+    tensor = tensor_adder(tensors)
 
     def layer(kind, x, cout, k, options, depthwise=False, fc=False) -> int:
         xt = tensors[x]
