@@ -26,6 +26,7 @@ from pytools.model.kernels import run_kernel
 from pytools.model.lowering import lower
 from pytools.model.lowering.patch import Patching, candidates, patch_graph, patch_stages
 from pytools.model.oracle import run_tflite
+from pytools.model.plan import STORAGE_CONSTANT
 from pytools.model.tflite_import import import_tflite, load_tflite
 from pytools.paths import ROOT
 from pytools.pretrain.mobilenet_v2 import mobilenet_v2_path
@@ -100,6 +101,22 @@ def test_patched_mobilenet_tiny_is_bit_exact_with_tflite(stages: list[Patching])
     rng = np.random.default_rng(5)
     xs = [rng.integers(-128, 128, (1, 32, 32, 3), dtype=np.int8) for _ in range(3)]
     _bit_exact(model, patched.graph, xs)
+
+
+def test_patches_share_their_constants_table_entries() -> None:
+    """Each patch's copy of a layer reads the same weights, biases and multipliers: one plan
+    table entry each (40 B of flash apiece), not one per patch, and still bit-exact."""
+    model = zoo_model("mobilenet_tiny")
+    graph = import_tflite(model, "mobilenet_tiny")
+    patched = patch_stages(graph, [Patching(0, 9, 4)]).graph
+    plan = compile_graph(patched, BOARD, "patched").plan
+    consts = [t for t in plan.tensors if t.storage == STORAGE_CONSTANT]
+    keys = [(t.dtype, tuple(t.shape), t.offset, t.size, t.scale, t.zero_point) for t in consts]
+    assert len(keys) == len(set(keys))
+    n_refs = sum(1 for op in plan.ops for t in op.operands if plan.tensors[t].storage == STORAGE_CONSTANT)
+    assert n_refs > 2 * len(consts)  # 16 patches reference the same few
+    rng = np.random.default_rng(3)
+    _bit_exact(model, patched, [rng.integers(-128, 128, (1, 32, 32, 3), dtype=np.int8)])
 
 
 def test_patched_mobilenet_v2_is_bit_exact_with_tflite() -> None:

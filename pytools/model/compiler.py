@@ -251,9 +251,17 @@ def compile_graph(
     plan_id: dict[int, int] = {}  # graph tensor -> plan tensor
     data = bytearray()
     const_at: dict[bytes, int] = {}  # digest of constant bytes -> data offset (dedup)
+    # One table entry per distinct constant: a patched stage's operators (and a layer's
+    # forward, input gradient and update) share their weights, biases and multipliers, and
+    # each entry costs flash (PLAN_TENSOR, 40 B; MCUNet-5FPS's patches repeated 588 of 786).
+    const_entry: dict[tuple, int] = {}
     buffers: list[Buffer] = []
 
-    def add_constant(arr: np.ndarray, dtype: str, shape: tuple[int, ...], t: Tensor | None) -> int:
+    def add_constant(
+        arr: np.ndarray, dtype: str, shape: tuple[int, ...], t: Tensor | None, shared: bool = True
+    ) -> int:
+        """shared=False: a fresh entry of its own (state, whose entry the caller turns into
+        an arena tensor)."""
         raw = np.ascontiguousarray(arr, dtype=dtype).tobytes()
         key = hashlib.sha256(raw + dtype.encode()).digest()
         if key not in const_at:
@@ -261,7 +269,12 @@ def compile_graph(
             const_at[key] = len(data)
             data.extend(raw)
         scale, zp = _quant_of(t) if t is not None else (0.0, 0)
+        entry = (dtype, tuple(shape), const_at[key], len(raw), scale, zp)
+        if shared and entry in const_entry:
+            return const_entry[entry]
         tensors.append(PlanTensor(STORAGE_CONSTANT, dtype, shape, const_at[key], len(raw), scale, zp))
+        if shared:
+            const_entry[entry] = len(tensors) - 1
         return len(tensors) - 1
 
     def graph_tensor(t_index: int) -> int:
@@ -270,7 +283,7 @@ def compile_graph(
         t = graph.tensor(t_index)
         shape = plan_shape(t, t_index in graph.inputs or t_index in graph.outputs)
         if t.persistent:
-            init = add_constant(t.data, t.dtype, shape, t)
+            init = add_constant(t.data, t.dtype, shape, t, shared=False)
             tensors[init].storage, tensors[init].init_offset, tensors[init].offset = (
                 STORAGE_STATE,
                 tensors[init].offset,
