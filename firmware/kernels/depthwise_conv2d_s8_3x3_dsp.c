@@ -296,7 +296,7 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
  * widening and a row's calls weigh more on narrower maps, which keep the band copy (8x8x144
  * 278,880 on it, ~306,000 on the engine; 4x4x336 210,280, ~289,000). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w < 16) return 0;
+    if (p->output_w < 16 || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
@@ -464,7 +464,7 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
 static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c) {
     static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
     for (int32_t fy = 0; fy < 3; ++fy)
-        dw_weight_pairs(d, c, fy, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t));
+        dw_weight_pairs(d, c, fy, 3, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t));
     for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j);
 }
 

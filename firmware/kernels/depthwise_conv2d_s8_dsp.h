@@ -241,21 +241,26 @@ static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct d
 /* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
  * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
  * pairs[2 i + 1] (a tap index of fw or more: 0), i < n. Each tap's four channels are one word,
- * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). */
-static inline void dw_weight_pairs(const struct dw *d, int32_t c, int32_t fy, const uint8_t *pairs,
-                                   int32_t n, uint32_t *out, size_t stride) {
+ * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). Inlined
+ * with fw, pairs and n constants (the layer's filter width is the caller's instance): the taps
+ * then stay in registers and the pairs unroll (the loops over a table took ~4x as long). */
+static inline __attribute__((always_inline)) void dw_weight_pairs(const struct dw *d, int32_t c,
+                                                                  int32_t fy, int32_t fw,
+                                                                  const uint8_t *pairs, int32_t n,
+                                                                  uint32_t *out, size_t stride) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int trained = c < p->train_rows;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    const int8_t *w =
-        (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)p->filter_w * wstride;
+    const int8_t *w = (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)fw * wstride;
     uint32_t e[9], o[9];
-    for (int32_t t = 0; t < p->filter_w; ++t) {
+#pragma GCC unroll 8
+    for (int32_t t = 0; t < fw; ++t) {
         const uint32_t v = dsp_read4(w + (size_t)t * wstride);
         e[t] = dsp_sxtb16(v);
         o[t] = dsp_sxtb16_hi(v);
     }
-    e[p->filter_w] = o[p->filter_w] = 0;
+    e[fw] = o[fw] = 0;
+#pragma GCC unroll 4
     for (int32_t i = 0; i < n; ++i) {
         const int32_t a = pairs[2 * i], b = pairs[2 * i + 1];
         out[i] = dsp_pack_lo(e[a], e[b]);
@@ -294,9 +299,16 @@ static inline void dw_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
 }
 
 /* Widens input row y (outside the image: zeros) of channels c..c+3 (image: batch b's first row
- * at channel c) into `blocks` blocks at q, the block's first pixel 4 i - pad_w. */
+ * at channel c) into `blocks` blocks at q, the block's first pixel 4 i - pad_w. For layers
+ * dw_widen_ok takes. */
 void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
                      int32_t blocks);
+
+/* Whether dw_widen_blocks takes the layer's input offset: -input_offset fits a byte (its padding
+ * word; every int8 zero point gives such an offset), else the engine's caller keeps the older one. */
+static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
+    return p->input_offset >= -127 && p->input_offset <= 128;
+}
 
 /* The engines' blocks of assembly: rq_fused of accumulator a (m2, s1, cc: registers), and the
  * four outputs a0..a3 stored ch bytes apart from dst (dst advanced past them), plain or packed

@@ -441,8 +441,7 @@ typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const str
  *   row two LDRD of weights, five loads of inputs, sixteen SMLAD for 28 products.
  * The copy is a ring of filter_h rows of the engines' blocks (dw_widen_blocks: each input row
  * widened once per channel group), in the bytes the tiles plan, after the four channels'
- * constants (struct kqc) and the window's row table; layers whose ring does not fit keep the
- * tiles. */
+ * constants (struct kqc); layers whose ring does not fit keep the tiles. */
 
 /* One channel's constants: struct dwq (on the Cortex-M: (m2, s1) 0, (lo4, hi4) 8, bias 16,
  * cc 20, end 24 (the column pointer past the row's last quad), dst 28, ch 32), then the filter
@@ -452,9 +451,8 @@ struct kqc {
     uint32_t w[7][4];
 };
 /* A channel's bytes for a filter of fh rows, the same on the host (whose struct dwq is larger)
- * and the board, so both take the same engine; then the window's row table (KQ_ROWS bytes). */
+ * and the board, so both take the same engine. */
 #define KQ_CHANNEL(fh) (48u + 16u * (size_t)(fh))
-#define KQ_ROWS 32u
 _Static_assert(sizeof(struct dwq) <= 48, "KQ_CHANNEL");
 
 /* Whether the engine is the layer's filter and stride (5x5 at 1, 7x7 at 2). */
@@ -471,7 +469,7 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
 }
 
 /* Whether the engine takes a layer of this variant: at least 16 outputs wide (5x5) or 8 (7x7 at
- * stride 2), and its constants, row table and ring fit the variant's planned bytes
+ * stride 2), and its constants and ring fit the variant's planned bytes
  * (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays, measured on the
  * emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, tiles ->
  * channel pairs): 5x5 16x16x96 1,265,640 -> 1,092,200, 20x20x48 -> 18x18 799,040 -> 753,680,
@@ -480,9 +478,9 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
  * 557,920 on them, ~570,000 on the engine; 4x4x576 687,360, ~787,000; 7x7/2 8x8x288 581,400,
  * ~646,000). */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
-    if (!kq_shape(p) || p->output_w < (p->filter_h == 5 ? 16 : 8)) return 0;
+    if (!kq_shape(p) || p->output_w < (p->filter_h == 5 ? 4 : 8) || !dw_widen_ok(p)) return 0;
     const size_t need =
-        4u * KQ_CHANNEL(p->filter_h) + KQ_ROWS + (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
+        4u * KQ_CHANNEL(p->filter_h) + (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
 }
 
@@ -634,9 +632,12 @@ static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int3
     static const uint8_t pairs5[8] = {0, 1, 1, 2, 2, 3, 3, 4}, pairs7[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     const int32_t fh = d->p.filter_h;
     struct kqc *k0 = (struct kqc *)k;
-    for (int32_t fy = 0; fy < fh; ++fy)
-        dw_weight_pairs(d, c, fy, fh == 5 ? pairs5 : pairs7, 4, k0->w[fy],
-                        KQ_CHANNEL(fh) / sizeof(uint32_t));
+    if (fh == 5)
+        for (int32_t fy = 0; fy < 5; ++fy)
+            dw_weight_pairs(d, c, fy, 5, pairs5, 4, k0->w[fy], KQ_CHANNEL(5) / sizeof(uint32_t));
+    else
+        for (int32_t fy = 0; fy < 7; ++fy)
+            dw_weight_pairs(d, c, fy, 7, pairs7, 4, k0->w[fy], KQ_CHANNEL(7) / sizeof(uint32_t));
     for (int32_t j = 0; j < 4; ++j)
         dwq_load(d, rq, &((struct kqc *)(k + (size_t)j * KQ_CHANNEL(fh)))->q, j);
 }
@@ -651,11 +652,14 @@ static void kq_run(const struct dw *d) {
     (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const int full = p->act_min <= -128 && p->act_max >= 127;
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    /* depthwise_conv2d_s8_kxk_pair_dsp_buffer_size bytes: the channels, the rows, the ring */
+    /* depthwise_conv2d_s8_kxk_pair_dsp_buffer_size bytes: the channels, then the ring */
     uint8_t *const kbase = d->buf;
-    uint32_t *const rows = (uint32_t *)(kbase + 4u * KQ_CHANNEL(fh));
-    uint32_t *const ring = rows + KQ_ROWS / 4u;
+    uint32_t *const ring = (uint32_t *)(kbase + 4u * KQ_CHANNEL(fh));
     const size_t slot = (size_t)blocks * 8u; /* words */
+    /* The window's row table: tab[i] = the byte offset of ring slot i % fh, so the window whose
+     * top row is in slot s has its filter rows at tab + s (built once, not once per row). */
+    uint32_t tab[2 * 7 - 1];
+    for (int32_t i = 0; i < 2 * fh - 1; ++i) tab[i] = (uint32_t)((size_t)(i % fh) * slot * 4u);
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
         int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch;
@@ -671,13 +675,15 @@ static void kq_run(const struct dw *d) {
             const int mode = rq.fast && full     ? DW_PACK
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
-            int32_t next = 0; /* the next copy row to widen (copy row i: input row i - pad_h) */
-            for (int32_t oy = 0; oy < p->output_h; ++oy) {
-                for (; next < oy * st + fh; ++next)
-                    dw_widen_blocks(d, image + c, ring + (size_t)(next % fh) * slot,
-                                    next - p->pad_h, blocks);
-                for (int32_t fy = 0, s = oy * st % fh; fy < fh; ++fy, s = s == fh - 1 ? 0 : s + 1)
-                    rows[fy] = (uint32_t)((size_t)s * slot * 4u);
+            /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot;
+             * the slot of the window's top row; the quads the channels' row ends are set for. */
+            int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
+            (void)set_nq; /* the block of assembly's, not the host twin's */
+            for (int32_t oy = 0; oy < p->output_h; ++oy, s0 = s0 + st >= fh ? s0 + st - fh : s0 + st) {
+                for (; next < oy * st + fh; ++next, wslot = wslot == fh - 1 ? 0 : wslot + 1)
+                    dw_widen_blocks(d, image + c, ring + (size_t)wslot * slot, next - p->pad_h,
+                                    blocks);
+                const uint32_t *const rows = tab + s0;
                 int8_t *row_out = out + ((size_t)oy * (size_t)ow) * (size_t)ch + (size_t)c;
                 /* The block of assembly stores whole quads: a last partial one's outputs past
                  * the row land on the next row's first pixels (same channel), which that row
@@ -688,10 +694,13 @@ static void kq_run(const struct dw *d) {
                 if (mode != DW_STORE_ANY && nq > 0) {
                     for (int32_t j = 0; j < 4; ++j) {
                         struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
-                        kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)nq * 8u * (size_t)st);
+                        if (nq != set_nq) { /* the first row, and a last one of fewer quads */
+                            kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)nq * 8u * (size_t)st);
+                            kc->q.next = j < 3 ? 8 - nq * 32 * st : 0;
+                        }
                         kc->q.dst = row_out + j;
-                        kc->q.next = j < 3 ? 8 - nq * 32 * st : 0;
                     }
+                    set_nq = nq;
                     const struct kqc *k0 = (const struct kqc *)kbase;
                     if (fh == 5)
                         (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(k0, ring, rows);

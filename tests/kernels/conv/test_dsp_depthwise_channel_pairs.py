@@ -152,15 +152,15 @@ def _quads(call) -> bool:
 
 def engine_bytes(call) -> int | None:
     """The scratch bytes a channel-pair engine writes for the layer (None: it runs another
-    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants, row
-    table and ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
+    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants and
+    ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
     _kxk_pair_dsp.c). Less than the layer plans: the planned size is the older engines'."""
     p = call.params
     quads, k, st = -(-p["output_w"] // 4), p["filter_h"], p["stride_w"]
     if k == 3 and _pairs(call):
         return 3 * (quads * st + 1) * 32
     if k in (5, 7) and _quads(call):
-        return 4 * (48 + 16 * k) + 32 + k * (quads + 1 if k == 5 else 2 * quads + 2) * 32
+        return 4 * (48 + 16 * k) + k * (quads + 1 if k == 5 else 2 * quads + 2) * 32
     return None
 
 
