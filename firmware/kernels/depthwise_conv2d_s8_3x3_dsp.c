@@ -419,13 +419,17 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
     const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
-    int32_t next = 0; /* the next copy row to widen (copy row i: input row i - pad_h) */
-    for (int32_t oy = 0; oy < p->output_h; ++oy, out += (size_t)ow * (size_t)ch) {
-        for (; next <= oy * st + 2; ++next)
-            dw_widen_blocks(d, image, buf + (size_t)(next % 3) * slot, next - p->pad_h, blocks);
-        const int32_t s0 = oy * st % 3; /* the ring slot of the window's top row */
-        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)(s0 + 1) % 3 * slot,
-                                         buf + (size_t)(s0 + 2) % 3 * slot};
+    /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot; the ring
+     * slot of the window's top row; the quads the channels' row ends are set for. */
+    int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
+    (void)set_nq; /* the block of assembly's, not the host twin's */
+    for (int32_t oy = 0; oy < p->output_h;
+         ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
+        for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
+            dw_widen_blocks(d, image, buf + (size_t)wslot * slot, next - p->pad_h, blocks);
+        const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
+        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
+                                         buf + (size_t)s2 * slot};
         /* The block of assembly stores whole quads: a last partial one's outputs past the row
          * land on the next row's first pixels (same channel), which that row then overwrites;
          * on the last row the C quad stores only the row's. */
@@ -433,11 +437,15 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
 #if D3_ASM
         const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
         if (mode != DW_STORE_ANY && nq > 0) {
+            #pragma GCC unroll 4
             for (int32_t j = 0; j < 4; ++j) {
+                /* end: row 0's pointer past the quads, set from the ring's first slot (the
+                 * engine compares r1 to it, which starts at rows[0]): per row, its slot. */
                 k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)nq * 8u * (size_t)st);
+                if (nq != set_nq) k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
                 k[j].q.dst = out + j;
-                k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
             }
+            set_nq = nq;
             if (st == 1)
                 (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1],
                                                                         rows[2]);

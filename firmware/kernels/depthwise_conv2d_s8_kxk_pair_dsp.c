@@ -692,6 +692,7 @@ static void kq_run(const struct dw *d) {
 #if KP_ASM
                 const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
                 if (mode != DW_STORE_ANY && nq > 0) {
+                    #pragma GCC unroll 4
                     for (int32_t j = 0; j < 4; ++j) {
                         struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
                         if (nq != set_nq) { /* the first row, and a last one of fewer quads */
