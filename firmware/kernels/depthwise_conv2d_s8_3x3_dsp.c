@@ -415,6 +415,8 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
     const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    struct dw_widen wd;
+    dw_widen_init(d, &wd, blocks);
     (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
@@ -426,7 +428,7 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
     for (int32_t oy = 0; oy < p->output_h;
          ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
         for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
-            dw_widen_blocks(d, image, buf + (size_t)wslot * slot, next - p->pad_h, blocks);
+            dw_widen_blocks(&wd, image, buf + (size_t)wslot * slot, next - p->pad_h);
         const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
         const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
                                          buf + (size_t)s2 * slot};

@@ -254,27 +254,43 @@ static inline uint32_t dw_pixel_or_pad(const int8_t *row, int32_t x, int32_t w, 
     return (uint32_t)x < (uint32_t)w ? dsp_read4(row + (ptrdiff_t)x * ch) : padw;
 }
 
+void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    w->d = d;
+    w->blocks = blocks;
+    w->off2 = dsp_pair(p->input_offset);
+    w->padw = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    /* Blocks [lo, hi) lie inside: 4 lo - pad_w >= 0 and 4 hi - pad_w <= input_w. */
+    int32_t lo = (p->pad_w + 3) / 4, hi = (p->input_w + p->pad_w) / 4;
+    if (p->pad_w < 0) lo = 0;
+    if (hi > blocks) hi = blocks;
+    if (lo > hi) lo = hi;
+    w->lo = lo;
+    w->hi = hi;
+}
+
 /* The channel-pair engines' copy row (see depthwise_conv2d_s8_dsp.h): four pixels per block,
  * widened once (dw_widen_block), the blocks inside the image without a bounds check per pixel.
  * A pixel in the padding is the word holding -input_offset in each byte, which widens to 0 (an
  * offset input of 0 adds nothing, as the reference's skipped tap): so a block at the border
- * takes the same instructions and a select per pixel (dw_widen_ok: such an offset fits a byte). */
-void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
-                     int32_t blocks) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int32_t ch = p->input_c, w = p->input_w;
+ * takes the same instructions and a select per pixel (dw_widen_ok: such an offset fits a byte).
+ * A row in the padding is zeros, stored in line (a library memset of 64 to 300 bytes cost
+ * about as much as widening the row). */
+void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q, int32_t y) {
+    const struct depthwise_conv2d_s8_params *p = &wd->d->p;
+    const int32_t blocks = wd->blocks;
     if (y < 0 || y >= p->input_h) {
-        memset(q, 0, (size_t)blocks * 32u);
+        for (int32_t b = 0; b < blocks; ++b) {
+            dw_store2(&q, 0, 0);
+            dw_store2(&q, 0, 0);
+            dw_store2(&q, 0, 0);
+            dw_store2(&q, 0, 0);
+        }
         return;
     }
-    const uint32_t off2 = dsp_pair(p->input_offset);
-    const uint32_t padw = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
-    const int8_t *row = image + (size_t)y * d->in_row;
-    /* Blocks [lo, hi) lie inside: 4 lo - pad_w >= 0 and 4 hi - pad_w <= input_w. */
-    int32_t lo = (p->pad_w + 3) / 4, hi = (w + p->pad_w) / 4;
-    if (p->pad_w < 0) lo = 0;
-    if (hi > blocks) hi = blocks;
-    if (lo > hi) lo = hi;
+    const int32_t ch = p->input_c, w = p->input_w, lo = wd->lo, hi = wd->hi;
+    const uint32_t off2 = wd->off2, padw = wd->padw;
+    const int8_t *row = image + (size_t)y * wd->d->in_row;
     int32_t b = 0, x = -p->pad_w;
     for (; b < lo; ++b, x += 4)
         q = dw_widen_block(q, off2, dw_pixel_or_pad(row, x, w, ch, padw),

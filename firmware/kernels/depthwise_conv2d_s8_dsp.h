@@ -298,11 +298,19 @@ static inline void dw_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
 #endif
 }
 
+/* The layer's constants for dw_widen_blocks (dw_widen_init: once per layer): the blocks per copy
+ * row, the blocks [lo, hi) inside the image, the input offset in both lanes and the padding
+ * word. */
+struct dw_widen {
+    const struct dw *d;
+    int32_t blocks, lo, hi;
+    uint32_t off2, padw;
+};
+void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks);
 /* Widens input row y (outside the image: zeros) of channels c..c+3 (image: batch b's first row
- * at channel c) into `blocks` blocks at q, the block's first pixel 4 i - pad_w. For layers
+ * at channel c) into w->blocks blocks at q, the block's first pixel 4 i - pad_w. For layers
  * dw_widen_ok takes. */
-void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
-                     int32_t blocks);
+void dw_widen_blocks(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y);
 
 /* Whether dw_widen_blocks takes the layer's input offset: -input_offset fits a byte (its padding
  * word; every int8 zero point gives such an offset), else the engine's caller keeps the older one. */

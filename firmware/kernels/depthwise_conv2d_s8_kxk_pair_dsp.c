@@ -649,6 +649,8 @@ static void kq_run(const struct dw *d) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, ow = p->output_w, fh = p->filter_h, st = p->stride_h;
     const int32_t blocks = kq_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    struct dw_widen wd;
+    dw_widen_init(d, &wd, blocks);
     (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const int full = p->act_min <= -128 && p->act_max >= 127;
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
@@ -681,8 +683,7 @@ static void kq_run(const struct dw *d) {
             (void)set_nq; /* the block of assembly's, not the host twin's */
             for (int32_t oy = 0; oy < p->output_h; ++oy, s0 = s0 + st >= fh ? s0 + st - fh : s0 + st) {
                 for (; next < oy * st + fh; ++next, wslot = wslot == fh - 1 ? 0 : wslot + 1)
-                    dw_widen_blocks(d, image + c, ring + (size_t)wslot * slot, next - p->pad_h,
-                                    blocks);
+                    dw_widen_blocks(&wd, image + c, ring + (size_t)wslot * slot, next - p->pad_h);
                 const uint32_t *const rows = tab + s0;
                 int8_t *row_out = out + ((size_t)oy * (size_t)ow) * (size_t)ch + (size_t)c;
                 /* The block of assembly stores whole quads: a last partial one's outputs past
