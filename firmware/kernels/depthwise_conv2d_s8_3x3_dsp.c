@@ -6,8 +6,8 @@
  * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
  * the band copy below): the channel-pair engine (further down: a ring of three rows, one
  * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
- * ring fits those bytes and where it measured faster (16 outputs wide or more: d3p_fits); else
- * the band copy.
+ * ring fits those bytes and where it measured faster (8 outputs wide or more at stride 1, 16 at
+ * stride 2: d3p_fits); else the band copy.
  *
  * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch)
  * holds each input pixel of the group already widened (two words: SXTAB16 of the even and of the
@@ -287,16 +287,19 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
     return (p->output_w + 3) / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: at least 16 outputs wide, and its three ring
+/* Whether the engine takes a layer of the 3x3 variant: two quads wide or more at stride 1 (8
+ * outputs), four at stride 2 (16), its input offset one dw_widen_blocks takes, and its three ring
  * rows fit the bytes the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size,
  * unchanged). Where it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one
  * instruction; one layer per kernel call, band copy -> channel pairs): 16x16x96 with a clamp
  * 710,880 -> 671,200, 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96
- * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680. The group's set-up, its rows'
- * widening and a row's calls weigh more on narrower maps, which keep the band copy (8x8x144
- * 278,880 on it, ~306,000 on the engine; 4x4x336 210,280, ~289,000). */
+ * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680; since the rows' widening got
+ * cheaper (dw_widen_blocks), 17x17x48 VALID (15 wide) 303,360 -> 271,680, 8x8x144 278,840 ->
+ * 275,880. The group's set-up, its rows' widening and a row's calls weigh more on narrower maps,
+ * which keep the band copy (4x4x336 211,200 on it, 243,720 on the engine; 8x8x192 /2 140,120,
+ * 172,560; 16x16x96 /2 227,440, 229,320). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w < 16 || !dw_widen_ok(p)) return 0;
+    if (p->output_w < (p->stride_w == 1 ? 8 : 16) || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 

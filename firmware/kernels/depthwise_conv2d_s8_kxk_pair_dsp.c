@@ -468,17 +468,17 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
     return p->filter_h == 5 ? quads + 1 : 2 * quads + 2;
 }
 
-/* Whether the engine takes a layer of this variant: at least 16 outputs wide (5x5) or 8 (7x7 at
- * stride 2), and its constants and ring fit the variant's planned bytes
- * (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays, measured on the
- * emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, tiles ->
- * channel pairs): 5x5 16x16x96 1,265,640 -> 1,092,200, 20x20x48 -> 18x18 799,040 -> 753,680,
- * 7x7/2 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880. The group's set-up, its rows'
- * widening and a row's calls weigh more on narrower maps, which keep the tiles (5x5 8x8x160
- * 557,920 on them, ~570,000 on the engine; 4x4x576 687,360, ~787,000; 7x7/2 8x8x288 581,400,
- * ~646,000). */
+/* Whether the engine takes a layer of this variant: at least one whole quad (4 outputs wide), its
+ * input offset one dw_widen_blocks takes, and its constants and ring fit the variant's planned
+ * bytes (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Measured on the emulated
+ * Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, tiles -> channel
+ * pairs): 5x5 16x16x96 1,265,640 -> 1,092,200, 20x20x48 -> 18x18 799,040 -> 753,680, 7x7/2
+ * 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880; and since the group's set-up and the
+ * rows' widening got cheaper (dw_weight_pairs unrolled, dw_widen_blocks by halves, the row table
+ * once per layer) also on small maps: 5x5 8x8x160 545,840 -> 470,360, 4x4x576 678,320 ->
+ * 582,360, 7x7/2 8x8x288 555,800 -> 519,600. */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
-    if (!kq_shape(p) || p->output_w < (p->filter_h == 5 ? 4 : 8) || !dw_widen_ok(p)) return 0;
+    if (!kq_shape(p) || p->output_w < 4 || !dw_widen_ok(p)) return 0;
     const size_t need =
         4u * KQ_CHANNEL(p->filter_h) + (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
