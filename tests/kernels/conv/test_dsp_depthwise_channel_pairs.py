@@ -1,9 +1,9 @@
 """The depthwise channel-pair engines (firmware/kernels/depthwise_conv2d_s8_dsp.h: a ring of
 widened rows, one channel's four outputs per block of SMLAD / SMLATB / SMLABT, weights loaded
 once per four outputs): the 3x3 variant's (depthwise_conv2d_s8_3x3_dsp.c, stride 1 and 2)
-where its ring fits the bytes the variant plans and it pays (rows of whole quads, 16 outputs or
-more), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 2
-(depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from 16 resp. 8 outputs), else the tiles;
+where its ring fits the bytes the variant plans and it pays (8 outputs wide or more at stride
+1, 16 at stride 2), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 2
+(depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from one whole quad, 4 outputs), else the tiles;
 against the reference kernel bit for bit on the host (the C quads) and on the emulated
 Cortex-M7 and Cortex-M4 (the assembly rows).
 
@@ -46,16 +46,21 @@ SHAPES = [
     (33, 32, 20, 2, "SAME", "NONE", False, True),
     (11, 33, 12, 2, "VALID", "RELU6", False, True),
     (10, 40, 8, 2, "SAME", "NONE", True, True),
-    (8, 8, 16, 1, "SAME", "RELU6", False, False),  # narrower than 16: the band copy pays
+    (8, 8, 16, 1, "SAME", "RELU6", False, True),  # 8 wide: two quads
     (4, 4, 12, 1, "SAME", "RELU6", False, False),
     (5, 18, 13, 1, "SAME", "RELU6", False, True),  # a partial last quad
-    (7, 17, 6, 1, "VALID", "RELU", False, False),  # 15 wide: the band copy pays
+    (7, 17, 6, 1, "VALID", "RELU", False, True),  # 15 wide: a last quad of 3
     (7, 9, 6, 2, "SAME", "RELU", False, False),
     (5, 38, 9, 2, "SAME", "RELU6", False, True),  # 19 wide: a partial last quad
     (5, 58, 8, 2, "SAME", "NONE", False, False),
     (6, 17, 10, 1, "SAME", "RELU6", False, True),  # 17 wide: a last quad of one output
     (7, 23, 9, 1, "VALID", "NONE", False, True),  # 21 wide
     (9, 34, 12, 2, "SAME", "RELU", False, True),  # 17 wide at stride 2 (21: the ring does not fit)
+    (9, 7, 10, 1, "SAME", "RELU6", False, False),  # 7 wide: the band copy pays
+    (6, 9, 7, 1, "VALID", "NONE", False, False),  # 7 wide, VALID
+    (5, 10, 13, 1, "SAME", "RELU6", False, True),  # 10 wide: two quads and a partial one
+    (7, 9, 9, 1, "SAME", "NONE", True, True),  # 9 wide: a last quad of one output
+    (8, 30, 6, 2, "SAME", "RELU", False, False),  # 15 wide at stride 2: the band copy pays
 ]
 
 
@@ -99,21 +104,25 @@ SHAPES_KQ = [
     (2, 16, 8, 5, 1, (2, 2), (2, 16), "RELU", True),  # every window reaches into the padding
     (20, 20, 16, 5, 1, (1, 1), (18, 18), "RELU6", True),  # a patch of MCUNet's 5x5 stage
     (21, 21, 12, 5, 1, (1, 1), (19, 19), "NONE", True),  # a partial last quad of 3
-    (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", False),  # narrower than 16: the tiles pay
-    (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", False),
+    (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", True),  # 8 wide: two quads
+    (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", True),  # one quad per row
     (6, 100, 4, 5, 1, (2, 2), (6, 100), "RELU6", False),  # the ring needs more than the tiles plan
     (18, 18, 20, 7, 2, (3, 3), (8, 8), "RELU6", True),  # a 2x2 patch of MCUNet's 7x7/2 stage
     (19, 18, 13, 7, 2, (3, 3), (8, 8), "RELU6", True),
     (16, 16, 24, 7, 2, (3, 3), (8, 8), "NONE", True),
     (9, 16, 12, 7, 2, (3, 3), (5, 8), "RELU", True),
-    (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", False),  # narrower than 8: the tiles pay
-    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", False),  # narrower than 8
+    (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", True),  # one quad per row
+    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", True),  # 6 wide: a last quad of 2
     (7, 64, 4, 7, 2, (3, 3), (4, 32), "RELU6", False),  # the ring needs more than planned
     # 7x7/2 wider than 8 (so a partial last quad) needs a ring of 3 quads or more, 2464 bytes,
     # past the 2032 the layer plans: the tiles run (kq7_row's partial quads are never reached).
     (21, 21, 12, 7, 2, (3, 3), (11, 11), "RELU6", False),
     (12, 17, 12, 5, 1, (2, 2), (12, 17), "RELU6", True),  # a last quad of one output
     (21, 21, 8, 5, 1, (2, 2), (21, 21), "NONE", True),  # 21 wide
+    (3, 3, 8, 5, 1, (2, 2), (3, 3), "RELU6", False),  # narrower than a quad: the tiles
+    (6, 5, 8, 7, 2, (3, 3), (3, 3), "RELU", False),  # narrower than a quad
+    (7, 5, 9, 5, 1, (2, 2), (7, 5), "RELU6", True),  # 5 wide: a last quad of one output
+    (13, 11, 8, 7, 2, (3, 3), (7, 5), "NONE", False),  # 5 wide at stride 2: the ring needs more than planned
 ]
 
 # Two batches through each engine's paths (the kernels loop over batches; the compiler's layers
