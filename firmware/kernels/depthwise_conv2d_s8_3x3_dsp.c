@@ -369,8 +369,8 @@ static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int
 #define D3P_REQUANT                                                                               \
     "ldrd r10, r11, [r0, #24]\n\t"                                                                \
     "ldr r8, [r0, #44]\n\t"                                                                       \
-    DWQ_RQ("r4", "r10", "r11", "r8") DWQ_RQ("r5", "r10", "r11", "r8")                             \
-    DWQ_RQ("r6", "r10", "r11", "r8") DWQ_RQ("r7", "r10", "r11", "r8")
+    DWQ_RQ("r4", "r10", "r11", "r8", "r9") DWQ_RQ("r5", "r10", "r11", "r8", "r9")                 \
+    DWQ_RQ("r6", "r10", "r11", "r8", "r9") DWQ_RQ("r7", "r10", "r11", "r8", "r9")
 #define D3P_STORE DWQ_STORE("r4", "r5", "r6", "r7", "r12", "lr")
 #define D3P_STORE_CLAMP                                                                           \
     "ldrd r10, r11, [r0, #32]\n\t"                                                                \
@@ -411,10 +411,11 @@ D3P_ROW_FN(d3p_row_s2, D3P_S2, D3P_STORE)
 D3P_ROW_FN(d3p_row_s2_clamp, D3P_S2, D3P_STORE_CLAMP)
 #endif
 
-/* One channel group (constants k[0..3], the group's mode as d3_group's) over every output pixel
- * of batch b, its rows widened into the ring at buf. */
+/* One channel group (constants k[0..3], the group's mode as d3_group's; doubled: d3p_load's
+ * weights, bias and constants for dwq_rq4, which the block of assembly needs) over every output
+ * pixel of batch b, its rows widened into the ring at buf. */
 static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c, uint32_t *buf,
-                      int mode) {
+                      int mode, int doubled) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
     const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
@@ -441,7 +442,7 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
         int32_t q0 = 0;
 #if D3_ASM
         const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
-        if (mode != DW_STORE_ANY && nq > 0) {
+        if (doubled && nq > 0) {
             #pragma GCC unroll 4
             for (int32_t j = 0; j < 4; ++j) {
                 /* end: row 0's pointer past the quads, set from the ring's first slot (the
@@ -467,18 +468,20 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
                 int32_t a[4];
                 d3p_quad(&k[j], r, st, a);
                 dwq_store(d, &k[j].q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
-                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode, doubled);
             }
         }
     }
 }
 
-/* Channel group c..c+3's constants into k[0..3] (see struct d3c). */
-static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c) {
+/* Channel group c..c+3's constants into k[0..3] (see struct d3c; doubled: for dwq_rq4). */
+static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c,
+                     int doubled) {
     static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
     for (int32_t fy = 0; fy < 3; ++fy)
-        dw_weight_pairs(d, c, fy, 3, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t));
-    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j);
+        dw_weight_pairs(d, c, fy, 3, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t),
+                        doubled);
+    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j, doubled);
 }
 
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
@@ -533,8 +536,11 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
             if (pairs) {
-                d3p_load(d, kp, &rq, c);
-                d3p_group(d, kp, b, c, d->buf, mode);
+                /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
+                 * assembly; the others take the C quad. */
+                const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
+                d3p_load(d, kp, &rq, c, doubled);
+                d3p_group(d, kp, b, c, d->buf, mode, doubled);
             } else {
                 d3_load(d, k, &rq, c);
                 d3_group(d, k, &rq, b, c, buf, band, mode);

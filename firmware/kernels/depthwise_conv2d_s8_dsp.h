@@ -45,6 +45,37 @@ struct dw_rq {
     int fast;
 };
 
+/* The channel-pair engines' requantization in 4 instructions (rq_fused takes 5) on doubled
+ * accumulators A = 2a: their weights and biases doubled (a weight's double fits a 16-bit lane),
+ * then SMMLAR t, A, M, C; ADD t, t, A, ASR #31; ASR t, t, s1; SSAT #8 of t ASR #1, with M the
+ * multiplier and C = (1 + 2 output_offset) << s1: conv2d_s8_dsp.h's rq4, whose proof is there
+ * (it needs M in (2^30, 2^31), shift in [-31, -1], |C| <= 2^30 - 3 and |a| < 2^30). */
+static inline int32_t dwq_rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
+    return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
+}
+
+/* Whether channel group c..c+3 (its biases in rq, on requant_fast.h's path) takes dwq_rq4: each
+ * multiplier above 2^30, |C| = |1 + 2 output_offset| 2^s1 <= 2^30 - 3, and |bias| plus the largest
+ * sum of the layer's products (taps 128 (128 + |input_offset|), below 2^26 for the engines'
+ * filters and 16-bit offset inputs) below 2^30. */
+static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t c) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const uint32_t io = p->input_offset < 0 ? 0u - (uint32_t)p->input_offset : (uint32_t)p->input_offset;
+    const int32_t cc = 1 + 2 * p->output_offset; /* fits: rq->fast bounds the offset */
+    const uint32_t ac = cc < 0 ? 0u - (uint32_t)cc : (uint32_t)cc;
+    const uint32_t sums = (uint32_t)(p->filter_h * p->filter_w) * 128u * (128u + io);
+    if (!rq->fast || io > 255u || p->filter_h * p->filter_w > DW_TAPS_MAX) return 0;
+    for (int k = 0; k < 4; ++k) {
+        const int32_t q = p->per_channel ? c + k : 0, b = rq->bias[k];
+        const uint32_t ab = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+        /* rq->fast: M >= 2^30, s1 = -shift - 1 in [0, 30] */
+        if (d->multipliers[q] == (1 << 30) || ac > ((1u << 30) - 3u) >> rq->s1[k] ||
+            ab >= (1u << 30) - sums)
+            return 0;
+    }
+    return 1;
+}
+
 /* Loads channel group c..c+3's biases and requantization constants. */
 static inline void dw_rq_load(const struct dw *d, struct dw_rq *rq, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
@@ -217,37 +248,52 @@ enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
  * weights loaded once per four outputs. One channel's requantization constants and the row its
  * block of assembly is on (in the engines' structs, at the fixed offsets their blocks read): */
 struct dwq {
-    int32_t m2, s1;
+    int32_t m2, s1;    /* rq_fused's (doubled: dwq_rq4's M) */
     uint32_t lo4, hi4; /* act_min, act_max in each byte */
-    int32_t bias, cc;  /* cc = 1 + 2 output_offset (rq_fused) */
+    int32_t bias, cc;  /* cc = 1 + 2 output_offset (rq_fused; doubled: the bias 2 b, C) */
     uintptr_t end;     /* where the block's row walk ends */
     int8_t *dst;       /* the row's first output */
     int32_t ch;        /* the output pixel step */
     int32_t next;      /* bytes from the row walk's end to the next channel's start (0: the last) */
 };
 
-/* Channel j's (of the group rq holds) constants, and the layer's. */
-static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct dwq *q, int32_t j) {
+/* Channel j's (of the group rq holds) constants, and the layer's; doubled: dwq_rq4's (the engines'
+ * blocks of assembly requantize only so). */
+static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct dwq *q, int32_t j,
+                            int doubled) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    q->m2 = rq->m2[j];
+    q->m2 = doubled ? (int32_t)((uint32_t)rq->m2[j] >> 1) : rq->m2[j]; /* M: m2 = 2 M wrapped */
     q->s1 = rq->s1[j];
-    q->bias = rq->bias[j];
+    q->bias = doubled ? 2 * rq->bias[j] : rq->bias[j];
     q->cc = 1 + 2 * p->output_offset;
+    if (doubled) q->cc = (int32_t)((uint32_t)q->cc << q->s1);
     q->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
     q->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
     q->ch = p->input_c;
 }
 
+/* Both 16-bit lanes of x doubled (2 w of an int8 w fits a lane): one SADD16. */
+static inline uint32_t dw_twice16(uint32_t x) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    uint32_t r;
+    __asm__("sadd16 %0, %1, %1" : "=r"(r) : "r"(x) : "cc");
+    return r;
+#else
+    return (x << 1) & 0xFFFEFFFEu; /* no carry across the lanes */
+#endif
+}
+
 /* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
  * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
- * pairs[2 i + 1] (a tap index of fw or more: 0), i < n. Each tap's four channels are one word,
+ * pairs[2 i + 1] (a tap index of fw or more: 0), i < n; doubled: 2 w (dwq_rq4). Each tap's four channels are one word,
  * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). Inlined
  * with fw, pairs and n constants (the layer's filter width is the caller's instance): the taps
  * then stay in registers and the pairs unroll (the loops over a table took ~4x as long). */
 static inline __attribute__((always_inline)) void dw_weight_pairs(const struct dw *d, int32_t c,
                                                                   int32_t fy, int32_t fw,
                                                                   const uint8_t *pairs, int32_t n,
-                                                                  uint32_t *out, size_t stride) {
+                                                                  uint32_t *out, size_t stride,
+                                                                  int doubled) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int trained = c < p->train_rows;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
@@ -258,6 +304,10 @@ static inline __attribute__((always_inline)) void dw_weight_pairs(const struct d
         const uint32_t v = dsp_read4(w + (size_t)t * wstride);
         e[t] = dsp_sxtb16(v);
         o[t] = dsp_sxtb16_hi(v);
+        if (doubled) {
+            e[t] = dw_twice16(e[t]);
+            o[t] = dw_twice16(o[t]);
+        }
     }
     e[fw] = o[fw] = 0;
 #pragma GCC unroll 4
@@ -270,15 +320,16 @@ static inline __attribute__((always_inline)) void dw_weight_pairs(const struct d
     }
 }
 
-/* Stores n (<= 4) accumulators of channel c (bias included), ch bytes apart from dst. */
+/* Stores n (<= 4) accumulators of channel c (bias included), ch bytes apart from dst (doubled:
+ * dwq_load's, the accumulators 2a). */
 static inline void dwq_store(const struct dw *d, const struct dwq *q, const int32_t a[4], int32_t n,
-                             int8_t *dst, int32_t c, int mode) {
+                             int8_t *dst, int32_t c, int mode, int doubled) {
     for (int32_t i = 0; i < n; ++i, dst += q->ch) {
         int32_t y;
         if (mode == DW_STORE_ANY) {
             y = requantize(d, a[i], c);
         } else {
-            y = rq_fused(a[i], q->m2, q->s1, q->cc);
+            y = doubled ? dwq_rq4(a[i], q->m2, q->s1, q->cc) : rq_fused(a[i], q->m2, q->s1, q->cc);
             if (mode == DW_PACK_CLAMP) y = fp_clamp(y, d->p.act_min, d->p.act_max);
         }
         *dst = (int8_t)y;
@@ -318,20 +369,19 @@ static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
     return p->input_offset >= -127 && p->input_offset <= 128;
 }
 
-/* The engines' blocks of assembly: rq_fused of accumulator a (m2, s1, cc: registers), and the
+/* The engines' blocks of assembly: dwq_rq4 of the doubled accumulator a (m, s1, C: registers; t
+ * a scratch register), and the
  * four outputs a0..a3 stored ch bytes apart from dst (dst advanced past them), plain or packed
  * into one word (t: a scratch register; a0..a3 clobbered), clamped per byte (SSUB8 sets GE
  * where a >= b, SEL picks by it) by lo4 and hi4 and stored byte by byte. */
-#define DWQ_RQ(a, m2, s1, cc)         \
-    "smmlar " a ", " a ", " m2 ", " a \
-    "\n\t"                            \
-    "add " a ", " a ", " a            \
-    ", asr #31\n\t"                   \
-    "asr " a ", " a ", " s1           \
-    "\n\t"                            \
-    "qadd " a ", " a ", " cc          \
-    "\n\t"                            \
-    "ssat " a ", #8, " a ", asr #1\n\t"
+#define DWQ_RQ(a, m, s1, cc, t)          \
+    "smmlar " t ", " a ", " m ", " cc    \
+    "\n\t"                               \
+    "add " t ", " t ", " a               \
+    ", asr #31\n\t"                      \
+    "asr " t ", " t ", " s1              \
+    "\n\t"                               \
+    "ssat " a ", #8, " t ", asr #1\n\t"
 #define DWQ_STORE(a0, a1, a2, a3, dst, ch) \
     "strb " a0 ", [" dst                   \
     "]\n\t"                                \

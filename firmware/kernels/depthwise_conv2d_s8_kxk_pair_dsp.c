@@ -583,8 +583,8 @@ _Static_assert(
 #define KQ_REQUANT                                                                                \
     "ldrd r5, r6, [r0, #0]\n\t"                                                                   \
     "ldr r3, [r0, #20]\n\t"                                                                       \
-    DWQ_RQ("r7", "r5", "r6", "r3") DWQ_RQ("r8", "r5", "r6", "r3")                                 \
-    DWQ_RQ("r9", "r5", "r6", "r3") DWQ_RQ("r10", "r5", "r6", "r3")
+    DWQ_RQ("r7", "r5", "r6", "r3", "r4") DWQ_RQ("r8", "r5", "r6", "r3", "r4")                     \
+    DWQ_RQ("r9", "r5", "r6", "r3", "r4") DWQ_RQ("r10", "r5", "r6", "r3", "r4")
 #define KQ_STORE DWQ_STORE("r7", "r8", "r9", "r10", "r11", "r12")
 #define KQ_STORE_CLAMP                                                                            \
     "ldrd r5, r6, [r0, #8]\n\t"                                                                   \
@@ -626,20 +626,23 @@ KQ_ROW_FN(kq7_row_clamp, KQ7_TAPS, 64, 160, KQ_STORE_CLAMP)
 #endif
 
 /* Channel group c..c+3's constants and weight words into the four structs at k (KQ_CHANNEL
- * bytes apart; see struct kqc). */
-static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int32_t c) {
+ * bytes apart; see struct kqc; doubled: for dwq_rq4). */
+static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int32_t c,
+                    int doubled) {
     /* 5x5: E0, O1, E1, O2 = taps (0, 1), (1, 2), (2, 3), (3, 4); 7x7: (0, 1) .. (6, 7 = 0). */
     static const uint8_t pairs5[8] = {0, 1, 1, 2, 2, 3, 3, 4}, pairs7[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     const int32_t fh = d->p.filter_h;
     struct kqc *k0 = (struct kqc *)k;
     if (fh == 5)
         for (int32_t fy = 0; fy < 5; ++fy)
-            dw_weight_pairs(d, c, fy, 5, pairs5, 4, k0->w[fy], KQ_CHANNEL(5) / sizeof(uint32_t));
+            dw_weight_pairs(d, c, fy, 5, pairs5, 4, k0->w[fy], KQ_CHANNEL(5) / sizeof(uint32_t),
+                            doubled);
     else
         for (int32_t fy = 0; fy < 7; ++fy)
-            dw_weight_pairs(d, c, fy, 7, pairs7, 4, k0->w[fy], KQ_CHANNEL(7) / sizeof(uint32_t));
+            dw_weight_pairs(d, c, fy, 7, pairs7, 4, k0->w[fy], KQ_CHANNEL(7) / sizeof(uint32_t),
+                            doubled);
     for (int32_t j = 0; j < 4; ++j)
-        dwq_load(d, rq, &((struct kqc *)(k + (size_t)j * KQ_CHANNEL(fh)))->q, j);
+        dwq_load(d, rq, &((struct kqc *)(k + (size_t)j * KQ_CHANNEL(fh)))->q, j, doubled);
 }
 
 /* The layer through the engine: per channel group, per output row, the new input rows widened
@@ -673,10 +676,13 @@ static void kq_run(const struct dw *d) {
             }
             struct dw_rq rq;
             dw_rq_load(d, &rq, c);
-            kq_load(d, kbase, &rq, c);
             const int mode = rq.fast && full     ? DW_PACK
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
+            /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
+             * assembly; the others take the C quad. */
+            const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
+            kq_load(d, kbase, &rq, c, doubled);
             /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot;
              * the slot of the window's top row; the quads the channels' row ends are set for. */
             int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
@@ -692,7 +698,7 @@ static void kq_run(const struct dw *d) {
                 int32_t q0 = 0;
 #if KP_ASM
                 const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
-                if (mode != DW_STORE_ANY && nq > 0) {
+                if (doubled && nq > 0) {
                     #pragma GCC unroll 4
                     for (int32_t j = 0; j < 4; ++j) {
                         struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
@@ -717,7 +723,8 @@ static void kq_run(const struct dw *d) {
                         int32_t a[4];
                         kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, a);
                         dwq_store(d, &kc->q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
-                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode,
+                                  doubled);
                     }
                 }
             }
