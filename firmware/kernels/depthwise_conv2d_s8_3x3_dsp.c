@@ -491,8 +491,9 @@ static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, i
     const int trained = c < p->train_rows;
     const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+    const int straddles = dw_straddles(p, c);
     for (int32_t t = 0; t < 9; ++t) {
-        const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
+        const uint32_t wv = straddles ? dw_straddle_word(d, c, t) : dsp_read4(w + (size_t)t * wstride);
         k->w[t][0] = dsp_sxtb16(wv);
         k->w[t][1] = dsp_sxtb16_hi(wv);
     }
@@ -525,7 +526,7 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     }
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
-            if (!dw_group_whole(p, c)) {
+            if (c + 4 > ch) { /* a group straddling train_rows is whole here */
                 depthwise_conv2d_s8_dsp_channel(d, b, c);
                 ++c;
                 continue;

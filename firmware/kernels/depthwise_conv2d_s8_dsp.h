@@ -126,6 +126,27 @@ static inline int dw_group_whole(const struct depthwise_conv2d_s8_params *p, int
     return c + 4 <= p->input_c && (c + 4 <= p->train_rows || c >= p->train_rows);
 }
 
+/* Whether channels c..c+3 straddle train_rows: the trained ones read the compact RAM copy, the
+ * others the filter (the engines that take such a group read its weights by dw_straddle_word;
+ * the others run its channels one by one: dw_group_whole). */
+static inline int dw_straddles(const struct depthwise_conv2d_s8_params *p, int32_t c) {
+    return c < p->train_rows && c + 4 > p->train_rows;
+}
+
+/* Tap t's four weights of a straddling group c..c+3 as one word, each from its array (a few
+ * byte loads per tap, against the reference's per-channel arithmetic for the whole group). */
+static inline uint32_t dw_straddle_word(const struct dw *d, int32_t c, int32_t t) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    uint32_t v = 0;
+    for (int32_t k = 0; k < 4; ++k) {
+        const int8_t w = c + k < p->train_rows
+                             ? d->trained_filter[(size_t)t * (size_t)p->train_rows + (size_t)(c + k)]
+                             : d->filter[(size_t)t * (size_t)p->input_c + (size_t)(c + k)];
+        v |= (uint32_t)(uint8_t)w << (8 * k);
+    }
+    return v;
+}
+
 /* Requantizes and stores the four channels of one output pixel (the biases are already in
  * the accumulators). */
 static inline __attribute__((always_inline)) void dw_store(const struct dw *d,
@@ -298,10 +319,12 @@ static inline __attribute__((always_inline)) void dw_weight_pairs(const struct d
     const int trained = c < p->train_rows;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
     const int8_t *w = (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)fw * wstride;
+    const int straddles = dw_straddles(p, c);
     uint32_t e[9], o[9];
 #pragma GCC unroll 8
     for (int32_t t = 0; t < fw; ++t) {
-        const uint32_t v = dsp_read4(w + (size_t)t * wstride);
+        const uint32_t v = straddles ? dw_straddle_word(d, c, fy * fw + t)
+                                     : dsp_read4(w + (size_t)t * wstride);
         e[t] = dsp_sxtb16(v);
         o[t] = dsp_sxtb16_hi(v);
         if (doubled) {
