@@ -443,7 +443,7 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
 #if D3_ASM
         const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
         if (doubled && nq > 0) {
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int32_t j = 0; j < 4; ++j) {
                 /* end: row 0's pointer past the quads, set from the ring's first slot (the
                  * engine compares r1 to it, which starts at rows[0]): per row, its slot. */
@@ -493,7 +493,8 @@ static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, i
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
     const int straddles = dw_straddles(p, c);
     for (int32_t t = 0; t < 9; ++t) {
-        const uint32_t wv = straddles ? dw_straddle_word(d, c, t) : dsp_read4(w + (size_t)t * wstride);
+        const uint32_t wv =
+            straddles ? dw_straddle_word(d, c, t) : dsp_read4(w + (size_t)t * wstride);
         k->w[t][0] = dsp_sxtb16(wv);
         k->w[t][1] = dsp_sxtb16_hi(wv);
     }

@@ -293,10 +293,9 @@ void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q
     const int8_t *row = image + (size_t)y * wd->d->in_row;
     int32_t b = 0, x = -p->pad_w;
     for (; b < lo; ++b, x += 4)
-        q = dw_widen_block(q, off2, dw_pixel_or_pad(row, x, w, ch, padw),
-                           dw_pixel_or_pad(row, x + 1, w, ch, padw),
-                           dw_pixel_or_pad(row, x + 2, w, ch, padw),
-                           dw_pixel_or_pad(row, x + 3, w, ch, padw));
+        q = dw_widen_block(
+            q, off2, dw_pixel_or_pad(row, x, w, ch, padw), dw_pixel_or_pad(row, x + 1, w, ch, padw),
+            dw_pixel_or_pad(row, x + 2, w, ch, padw), dw_pixel_or_pad(row, x + 3, w, ch, padw));
     if (b < hi) {
         const int32_t ch2 = 2 * ch, ch3 = 3 * ch;
         const int8_t *s = row + (ptrdiff_t)x * ch;
@@ -308,10 +307,9 @@ void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q
         b = hi;
     }
     for (; b < blocks; ++b, x += 4)
-        q = dw_widen_block(q, off2, dw_pixel_or_pad(row, x, w, ch, padw),
-                           dw_pixel_or_pad(row, x + 1, w, ch, padw),
-                           dw_pixel_or_pad(row, x + 2, w, ch, padw),
-                           dw_pixel_or_pad(row, x + 3, w, ch, padw));
+        q = dw_widen_block(
+            q, off2, dw_pixel_or_pad(row, x, w, ch, padw), dw_pixel_or_pad(row, x + 1, w, ch, padw),
+            dw_pixel_or_pad(row, x + 2, w, ch, padw), dw_pixel_or_pad(row, x + 3, w, ch, padw));
 }
 
 /* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */

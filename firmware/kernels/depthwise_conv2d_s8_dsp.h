@@ -60,7 +60,8 @@ static inline int32_t dwq_rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
  * filters and 16-bit offset inputs) below 2^30. */
 static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    const uint32_t io = p->input_offset < 0 ? 0u - (uint32_t)p->input_offset : (uint32_t)p->input_offset;
+    const uint32_t io =
+        p->input_offset < 0 ? 0u - (uint32_t)p->input_offset : (uint32_t)p->input_offset;
     const int32_t cc = 1 + 2 * p->output_offset; /* fits: rq->fast bounds the offset */
     const uint32_t ac = cc < 0 ? 0u - (uint32_t)cc : (uint32_t)cc;
     const uint32_t sums = (uint32_t)(p->filter_h * p->filter_w) * 128u * (128u + io);
@@ -139,9 +140,10 @@ static inline uint32_t dw_straddle_word(const struct dw *d, int32_t c, int32_t t
     const struct depthwise_conv2d_s8_params *p = &d->p;
     uint32_t v = 0;
     for (int32_t k = 0; k < 4; ++k) {
-        const int8_t w = c + k < p->train_rows
-                             ? d->trained_filter[(size_t)t * (size_t)p->train_rows + (size_t)(c + k)]
-                             : d->filter[(size_t)t * (size_t)p->input_c + (size_t)(c + k)];
+        const int8_t w =
+            c + k < p->train_rows
+                ? d->trained_filter[(size_t)t * (size_t)p->train_rows + (size_t)(c + k)]
+                : d->filter[(size_t)t * (size_t)p->input_c + (size_t)(c + k)];
         v |= (uint32_t)(uint8_t)w << (8 * k);
     }
     return v;
@@ -306,10 +308,11 @@ static inline uint32_t dw_twice16(uint32_t x) {
 
 /* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
  * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
- * pairs[2 i + 1] (a tap index of fw or more: 0), i < n; doubled: 2 w (dwq_rq4). Each tap's four channels are one word,
- * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). Inlined
- * with fw, pairs and n constants (the layer's filter width is the caller's instance): the taps
- * then stay in registers and the pairs unroll (the loops over a table took ~4x as long). */
+ * pairs[2 i + 1] (a tap index of fw or more: 0), i < n; doubled: 2 w (dwq_rq4). Each tap's four
+ * channels are one word, widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1,
+ * c + 3). Inlined with fw, pairs and n constants (the layer's filter width is the caller's
+ * instance): the taps then stay in registers and the pairs unroll (the loops over a table took ~4x
+ * as long). */
 static inline __attribute__((always_inline)) void dw_weight_pairs(const struct dw *d, int32_t c,
                                                                   int32_t fy, int32_t fw,
                                                                   const uint8_t *pairs, int32_t n,
@@ -318,13 +321,14 @@ static inline __attribute__((always_inline)) void dw_weight_pairs(const struct d
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int trained = c < p->train_rows;
     const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    const int8_t *w = (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)fw * wstride;
+    const int8_t *w =
+        (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)fw * wstride;
     const int straddles = dw_straddles(p, c);
     uint32_t e[9], o[9];
 #pragma GCC unroll 8
     for (int32_t t = 0; t < fw; ++t) {
-        const uint32_t v = straddles ? dw_straddle_word(d, c, fy * fw + t)
-                                     : dsp_read4(w + (size_t)t * wstride);
+        const uint32_t v =
+            straddles ? dw_straddle_word(d, c, fy * fw + t) : dsp_read4(w + (size_t)t * wstride);
         e[t] = dsp_sxtb16(v);
         o[t] = dsp_sxtb16_hi(v);
         if (doubled) {
@@ -387,7 +391,7 @@ void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks);
 void dw_widen_blocks(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y);
 
 /* Whether dw_widen_blocks takes the layer's input offset: -input_offset fits a byte (its padding
- * word; every int8 zero point gives such an offset), else the engine's caller keeps the older one. */
+ * word; any int8 zero point gives such an offset); else the caller keeps its older engine. */
 static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
     return p->input_offset >= -127 && p->input_offset <= 128;
 }
@@ -397,13 +401,13 @@ static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
  * four outputs a0..a3 stored ch bytes apart from dst (dst advanced past them), plain or packed
  * into one word (t: a scratch register; a0..a3 clobbered), clamped per byte (SSUB8 sets GE
  * where a >= b, SEL picks by it) by lo4 and hi4 and stored byte by byte. */
-#define DWQ_RQ(a, m, s1, cc, t)          \
-    "smmlar " t ", " a ", " m ", " cc    \
-    "\n\t"                               \
-    "add " t ", " t ", " a               \
-    ", asr #31\n\t"                      \
-    "asr " t ", " t ", " s1              \
-    "\n\t"                               \
+#define DWQ_RQ(a, m, s1, cc, t)       \
+    "smmlar " t ", " a ", " m ", " cc \
+    "\n\t"                            \
+    "add " t ", " t ", " a            \
+    ", asr #31\n\t"                   \
+    "asr " t ", " t ", " s1           \
+    "\n\t"                            \
     "ssat " a ", #8, " t ", asr #1\n\t"
 #define DWQ_STORE(a0, a1, a2, a3, dst, ch) \
     "strb " a0 ", [" dst                   \

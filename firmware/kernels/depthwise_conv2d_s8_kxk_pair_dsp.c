@@ -687,7 +687,8 @@ static void kq_run(const struct dw *d) {
              * the slot of the window's top row; the quads the channels' row ends are set for. */
             int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
             (void)set_nq; /* the block of assembly's, not the host twin's */
-            for (int32_t oy = 0; oy < p->output_h; ++oy, s0 = s0 + st >= fh ? s0 + st - fh : s0 + st) {
+            for (int32_t oy = 0; oy < p->output_h;
+                 ++oy, s0 = s0 + st >= fh ? s0 + st - fh : s0 + st) {
                 for (; next < oy * st + fh; ++next, wslot = wslot == fh - 1 ? 0 : wslot + 1)
                     dw_widen_blocks(&wd, image + c, ring + (size_t)wslot * slot, next - p->pad_h);
                 const uint32_t *const rows = tab + s0;
@@ -699,7 +700,7 @@ static void kq_run(const struct dw *d) {
 #if KP_ASM
                 const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
                 if (doubled && nq > 0) {
-                    #pragma GCC unroll 4
+#pragma GCC unroll 4
                     for (int32_t j = 0; j < 4; ++j) {
                         struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
                         if (nq != set_nq) { /* the first row, and a last one of fewer quads */
@@ -723,8 +724,7 @@ static void kq_run(const struct dw *d) {
                         int32_t a[4];
                         kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, a);
                         dwq_store(d, &kc->q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
-                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode,
-                                  doubled);
+                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode, doubled);
                     }
                 }
             }
