@@ -487,14 +487,11 @@ static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
  * channels c, c+2; odd: c+1, c+3), biases and fast requantization constants. */
 static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t c) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int trained = c < p->train_rows;
-    const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
-    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    const int straddles = dw_straddles(p, c);
+    int8_t buf[DW_TAPS_MAX * 4];
+    size_t wstride;
+    const int8_t *w = dw_group_filter(d, c, buf, &wstride);
     for (int32_t t = 0; t < 9; ++t) {
-        const uint32_t wv =
-            straddles ? dw_straddle_word(d, c, t) : dsp_read4(w + (size_t)t * wstride);
+        const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
         k->w[t][0] = dsp_sxtb16(wv);
         k->w[t][1] = dsp_sxtb16_hi(wv);
     }

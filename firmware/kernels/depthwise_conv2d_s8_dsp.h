@@ -128,25 +128,33 @@ static inline int dw_group_whole(const struct depthwise_conv2d_s8_params *p, int
 }
 
 /* Whether channels c..c+3 straddle train_rows: the trained ones read the compact RAM copy, the
- * others the filter (the engines that take such a group read its weights by dw_straddle_word;
+ * others the filter (the engines that take such a group read its weights by dw_group_filter;
  * the others run its channels one by one: dw_group_whole). */
 static inline int dw_straddles(const struct depthwise_conv2d_s8_params *p, int32_t c) {
     return c < p->train_rows && c + 4 > p->train_rows;
 }
 
-/* Tap t's four weights of a straddling group c..c+3 as one word, each from its array (a few
- * byte loads per tap, against the reference's per-channel arithmetic for the whole group). */
-static inline uint32_t dw_straddle_word(const struct dw *d, int32_t c, int32_t t) {
+/* Where channel group c..c+3's taps are: tap t's four weights at base + t * *stride. A group read
+ * from one array points into it; a straddling one (dw_straddles) has its taps copied into buf
+ * (four bytes each, from their arrays), so the engines load its weights as any other group's
+ * (one test per group, against the reference's per-channel arithmetic for all four channels). */
+static inline const int8_t *dw_group_filter(const struct dw *d, int32_t c,
+                                            int8_t buf[DW_TAPS_MAX * 4], size_t *stride) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    uint32_t v = 0;
-    for (int32_t k = 0; k < 4; ++k) {
-        const int8_t w =
-            c + k < p->train_rows
-                ? d->trained_filter[(size_t)t * (size_t)p->train_rows + (size_t)(c + k)]
-                : d->filter[(size_t)t * (size_t)p->input_c + (size_t)(c + k)];
-        v |= (uint32_t)(uint8_t)w << (8 * k);
+    if (!dw_straddles(p, c)) {
+        const int trained = c < p->train_rows;
+        *stride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+        return (trained ? d->trained_filter : d->filter) + c;
     }
-    return v;
+    const int32_t taps = p->filter_h * p->filter_w;
+    for (int32_t t = 0; t < taps && t < DW_TAPS_MAX; ++t)
+        for (int32_t k = 0; k < 4; ++k)
+            buf[4 * t + k] =
+                c + k < p->train_rows
+                    ? d->trained_filter[(size_t)t * (size_t)p->train_rows + (size_t)(c + k)]
+                    : d->filter[(size_t)t * (size_t)p->input_c + (size_t)(c + k)];
+    *stride = 4;
+    return buf;
 }
 
 /* Requantizes and stores the four channels of one output pixel (the biases are already in
@@ -318,17 +326,13 @@ static inline __attribute__((always_inline)) void dw_weight_pairs(const struct d
                                                                   const uint8_t *pairs, int32_t n,
                                                                   uint32_t *out, size_t stride,
                                                                   int doubled) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int trained = c < p->train_rows;
-    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    const int8_t *w =
-        (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)fw * wstride;
-    const int straddles = dw_straddles(p, c);
+    int8_t buf[DW_TAPS_MAX * 4];
+    size_t wstride;
+    const int8_t *w = dw_group_filter(d, c, buf, &wstride) + (size_t)fy * (size_t)fw * wstride;
     uint32_t e[9], o[9];
 #pragma GCC unroll 8
     for (int32_t t = 0; t < fw; ++t) {
-        const uint32_t v =
-            straddles ? dw_straddle_word(d, c, fy * fw + t) : dsp_read4(w + (size_t)t * wstride);
+        const uint32_t v = dsp_read4(w + (size_t)t * wstride);
         e[t] = dsp_sxtb16(v);
         o[t] = dsp_sxtb16_hi(v);
         if (doubled) {
