@@ -478,9 +478,12 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
 static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c,
                      int doubled) {
     static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
+    int8_t buf[DW_TAPS_MAX * 4];
+    size_t wstride;
+    const int8_t *const wg = dw_group_filter(d, c, buf, &wstride);
     for (int32_t fy = 0; fy < 3; ++fy)
-        dw_weight_pairs(d, c, fy, 3, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t),
-                        doubled);
+        dw_weight_pairs(wg, wstride, fy, 3, pairs, 2, k[0].w[fy],
+                        sizeof(struct d3c) / sizeof(uint32_t), doubled);
     for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j, doubled);
 }
 

@@ -316,19 +316,18 @@ static inline uint32_t dw_twice16(uint32_t x) {
 
 /* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
  * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
- * pairs[2 i + 1] (a tap index of fw or more: 0), i < n; doubled: 2 w (dwq_rq4). Each tap's four
+ * pairs[2 i + 1] (a tap index of fw or more: 0), i < n; doubled: 2 w (dwq_rq4); the group's
+ * taps at wg, wstride apart (dw_group_filter). Each tap's four
  * channels are one word, widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1,
  * c + 3). Inlined with fw, pairs and n constants (the layer's filter width is the caller's
  * instance): the taps then stay in registers and the pairs unroll (the loops over a table took ~4x
  * as long). */
-static inline __attribute__((always_inline)) void dw_weight_pairs(const struct dw *d, int32_t c,
+static inline __attribute__((always_inline)) void dw_weight_pairs(const int8_t *wg, size_t wstride,
                                                                   int32_t fy, int32_t fw,
                                                                   const uint8_t *pairs, int32_t n,
                                                                   uint32_t *out, size_t stride,
                                                                   int doubled) {
-    int8_t buf[DW_TAPS_MAX * 4];
-    size_t wstride;
-    const int8_t *w = dw_group_filter(d, c, buf, &wstride) + (size_t)fy * (size_t)fw * wstride;
+    const int8_t *w = wg + (size_t)fy * (size_t)fw * wstride;
     uint32_t e[9], o[9];
 #pragma GCC unroll 8
     for (int32_t t = 0; t < fw; ++t) {
@@ -341,7 +340,7 @@ static inline __attribute__((always_inline)) void dw_weight_pairs(const struct d
         }
     }
     e[fw] = o[fw] = 0;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int32_t i = 0; i < n; ++i) {
         const int32_t a = pairs[2 * i], b = pairs[2 * i + 1];
         out[i] = dsp_pack_lo(e[a], e[b]);

@@ -2,7 +2,7 @@
 widened rows, one channel's four outputs per block of SMLAD / SMLATB / SMLABT, weights loaded
 once per four outputs): the 3x3 variant's (depthwise_conv2d_s8_3x3_dsp.c, stride 1 and 2)
 where its ring fits the bytes the variant plans and it pays (8 outputs wide or more at stride
-1, 16 at stride 2), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 2
+1, 16 at stride 2), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 1 and 2
 (depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from one whole quad, 4 outputs), else the tiles;
 against the reference kernel bit for bit on the host (the C quads) and on the emulated
 Cortex-M7 and Cortex-M4 (the assembly rows).
@@ -94,7 +94,7 @@ def _case(shape: tuple, seed: int) -> Case:
     return Case(g, quant(out_s, zp), activation)
 
 
-# 5x5 at stride 1 and 7x7 at stride 2, explicit padding (as a folded PAD or a patch leaves it):
+# 5x5 at stride 1 and 7x7 at stride 1 and 2, explicit padding (as a folded PAD or a patch leaves it):
 # (h, w, c, k, stride, (pad_top, pad_left), (oh, ow), activation, quads): quads: the engine the
 # layer takes (depthwise_conv2d_s8_kxk_pair_dsp_quads).
 SHAPES_KQ = [
@@ -123,11 +123,17 @@ SHAPES_KQ = [
     (6, 5, 8, 7, 2, (3, 3), (3, 3), "RELU", False),  # narrower than a quad
     (7, 5, 9, 5, 1, (2, 2), (7, 5), "RELU6", True),  # 5 wide: a last quad of one output
     (13, 11, 8, 7, 2, (3, 3), (7, 5), "NONE", False),  # 5 wide at stride 2: the ring needs more than planned
+    # 7x7 at stride 1 (MCUNet's 4x4x288 layer; its weights E0, O1, E1, O2, E2, O3, E3 per row)
+    (4, 4, 20, 7, 1, (3, 3), (4, 4), "RELU6", True),  # every window reaches into the padding
+    (8, 8, 13, 7, 1, (3, 3), (8, 8), "NONE", True),  # two quads, a partial group of four
+    (12, 12, 8, 7, 1, (0, 0), (6, 6), "RELU", True),  # VALID, a last quad of 2
+    (9, 11, 9, 7, 1, (3, 3), (9, 5), "RELU6", True),  # a last quad of one output
+    (6, 3, 8, 7, 1, (3, 3), (6, 3), "RELU6", False),  # narrower than a quad: the tiles
 ]
 
 # Two batches through each engine's paths (the kernels loop over batches; the compiler's layers
 # have one): (SHAPES_KQ or SHAPES, index) of the single-batch shape.
-BATCHED = [(False, 0), (False, 18), (False, 16), (True, 17), (True, 18), (True, 11)]
+BATCHED = [(False, 0), (False, 18), (False, 16), (True, 17), (True, 18), (True, 11), (True, 24)]
 
 
 def _batched(kq: bool, i: int, n: int = 2) -> Case:
@@ -169,7 +175,9 @@ def engine_bytes(call) -> int | None:
     if k == 3 and _pairs(call):
         return 3 * (quads * st + 1) * 32
     if k in (5, 7) and _quads(call):
-        return 4 * (48 + 16 * k) + k * (quads + 1 if k == 5 else 2 * quads + 2) * 32
+        words = 7 if (k, st) == (7, 1) else 4  # weight words per filter row
+        blocks = quads + 1 if k == 5 else quads + 2 if st == 1 else 2 * quads + 2
+        return 4 * (48 + 4 * words * k) + k * blocks * 32
     return None
 
 
@@ -244,7 +252,7 @@ def _calls() -> list:
     return calls
 
 
-@pytest.mark.parametrize("kq, i", [(False, 0), (False, 7), (True, 0), (True, 9)])
+@pytest.mark.parametrize("kq, i", [(False, 0), (False, 7), (True, 0), (True, 9), (True, 23)])
 def test_the_engines_write_exactly_their_bytes(kq: bool, i: int, monkeypatch) -> None:
     """With the scratch cut to engine_bytes the engine runs bit-exact; 8 bytes fewer and the
     guard behind the scratch catches its writes (so engine_bytes is exactly what it uses)."""
