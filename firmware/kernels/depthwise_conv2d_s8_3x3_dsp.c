@@ -27,8 +27,9 @@
  * to the stack (MobileNetV2's 16x16x96 layer: 127 -> 111 instructions per pixel and group, copy
  * included; QEMU counts LDM/STM as one instruction).
  * The host twin and the other requantizations run the C loop (the same products and sums).
- * Channels outside a whole group (the last c % 4, or a group straddling train_rows) run the
- * reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product and sum is the
+ * The last c % 4 channels run the reference's arithmetic (depthwise_conv2d_s8_dsp_channel); a
+ * group straddling train_rows has its taps copied per group (dw_group_filter). Every product and
+ * sum is the
  * reference's, in another order (int32 sums of these products cannot overflow: see
  * depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"

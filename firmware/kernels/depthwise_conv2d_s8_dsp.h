@@ -273,7 +273,7 @@ static inline __attribute__((always_inline)) void dw_store_packed(
 enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
 
 /* The channel-pair engines (depthwise_conv2d_s8_3x3_dsp.c for 3x3, _kxk_pair_dsp.c for 5x5 at
- * stride 1 and 7x7 at stride 2): a copy row holds blocks of four pixels, channel by channel
+ * stride 1 and 7x7 at stride 1 and 2): a copy row holds blocks of four pixels, channel by channel
  * (channel k of the group: the words (x0, x1), (x2, x3) in 16-bit lanes, the input offset added,
  * at byte 8k; padding 0), so that one channel's outputs take two filter taps per SMLAD with its
  * weights loaded once per four outputs. One channel's requantization constants and the row its
@@ -512,8 +512,8 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
 /* Whether it slides its copy down the map for a layer it takes (else it copies tiles). */
 int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p);
-/* Whether it runs the layer on its channel-pair engine (5x5 at stride 1, 7x7 at 2, in the same
- * bytes), else on tiles or the sliding copy (for the tests). */
+/* Whether it runs the layer on its channel-pair engine (5x5 at stride 1, 7x7 at 1 and 2, in the
+ * same bytes), else on tiles or the sliding copy (for the tests). */
 int depthwise_conv2d_s8_kxk_pair_dsp_quads(const void *params);
 
 /* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of

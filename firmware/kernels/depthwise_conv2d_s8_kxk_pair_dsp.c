@@ -26,12 +26,13 @@
  * Measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction), MCUNet's
  * 7x7/2 16x16x144 layer: 1.15 M -> 0.97 M instructions, its 5x5 16x16x96 1.33 M -> 1.24 M,
  * with the store block, the copy's STRD, the weight sets packed from each tap read once, and
- * the sliding copy. 5x5 at stride 1 and 7x7 at stride 2 take, where it fits the same bytes, the
- * channel-pair engine instead (further down: four outputs of one channel per block of assembly,
- * each filter row's weights loaded once for the four). Channels outside a whole group (the last c %
- * 4, or a group straddling train_rows) run the reference's arithmetic
- * (depthwise_conv2d_s8_dsp_channel). Every product and sum is the reference's, in another order
- * (int32 sums of these products cannot overflow: see depthwise_conv2d_s8.c). */
+ * the sliding copy. 5x5 at stride 1 and 7x7 at stride 1 and 2 take, where it fits the same bytes,
+ * the channel-pair engine instead (further down: four outputs of one channel per block of assembly,
+ * each filter row's weights loaded once for the four). The last c % 4 channels run the
+ * reference's arithmetic (depthwise_conv2d_s8_dsp_channel), and on the tiles a group straddling
+ * train_rows too (the channel-pair engine copies its taps: dw_group_filter). Every product and sum
+ * is the reference's, in another order (int32 sums of these products cannot overflow: see
+ * depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
 #define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
@@ -426,7 +427,7 @@ typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const str
                               const struct kp_weights *, const uint32_t *, int32_t, int32_t,
                               int32_t, int8_t *, int32_t);
 
-/* ---- 5x5 at stride 1 and 7x7 at stride 2: the channel-pair engine (depthwise_conv2d_s8_dsp.h)
+/* ---- 5x5 at stride 1, 7x7 at stride 1 and 2: the channel-pair engine (depthwise_conv2d_s8_dsp.h)
  *
  * Per output pixel of four channels the tile loop above loads a pair of inputs and two words of
  * weights for every four SMLAD (QEMU: ~0.5 MAC per instruction on MCUNet's 5x5 and 7x7
@@ -485,7 +486,8 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
  * 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880; and since the group's set-up and the
  * rows' widening got cheaper (dw_weight_pairs unrolled, dw_widen_blocks by halves, the row table
  * once per layer) also on small maps: 5x5 8x8x160 545,840 -> 470,360, 4x4x576 678,320 ->
- * 582,360, 7x7/2 8x8x288 555,800 -> 519,600. */
+ * 582,360, 7x7/2 8x8x288 555,800 -> 519,600; 7x7 at stride 1 (its own block, kq7s1_row), 4x4x288
+ * 521,040 -> 465,280. */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
     if (!kq_shape(p) || p->output_w < 4 || !dw_widen_ok(p)) return 0;
     const size_t need = 4u * KQ_CHANNEL(p->filter_h, p->stride_h) +
@@ -806,7 +808,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     const int full = p->act_min <= -128 && p->act_max >= 127;
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    if (kq_takes(p)) { /* 5x5 at stride 1, 7x7 at 2: the channel-pair engine above */
+    if (kq_takes(p)) { /* 5x5 at stride 1, 7x7 at 1 and 2: the channel-pair engine above */
         kq_run(d);
         return;
     }
