@@ -29,8 +29,7 @@
  * The host twin and the other requantizations run the C loop (the same products and sums).
  * The last c % 4 channels run the reference's arithmetic (depthwise_conv2d_s8_dsp_channel); a
  * group straddling train_rows has its taps copied per group (dw_group_filter). Every product and
- * sum is the
- * reference's, in another order (int32 sums of these products cannot overflow: see
+ * sum is the reference's, in another order (int32 sums of these products cannot overflow: see
  * depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
