@@ -474,13 +474,13 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
     }
 }
 
-/* Channel group c..c+3's constants into k[0..3] (see struct d3c; doubled: for dwq_rq4). */
+/* Channel group c..c+3's constants into k[0..3] (see struct d3c; doubled: for dwq_rq4; ring: the
+ * group's ring, which d3p_group then fills, as dw_group_filter's buffer). */
 static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c,
-                     int doubled) {
+                     int doubled, void *ring) {
     static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
-    int8_t buf[DW_TAPS_MAX * 4];
     size_t wstride;
-    const int8_t *const wg = dw_group_filter(d, c, buf, &wstride);
+    const int8_t *const wg = dw_group_filter(d, c, ring, &wstride);
     for (int32_t fy = 0; fy < 3; ++fy)
         dw_weight_pairs(wg, wstride, fy, 3, pairs, 2, k[0].w[fy],
                         sizeof(struct d3c) / sizeof(uint32_t), doubled);
@@ -488,11 +488,12 @@ static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq
 }
 
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
- * channels c, c+2; odd: c+1, c+3), biases and fast requantization constants. */
-static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t c) {
-    int8_t buf[DW_TAPS_MAX * 4];
+ * channels c, c+2; odd: c+1, c+3), biases and fast requantization constants (copy: the band
+ * copy, which d3_group then fills, as dw_group_filter's buffer). */
+static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t c,
+                    void *copy) {
     size_t wstride;
-    const int8_t *w = dw_group_filter(d, c, buf, &wstride);
+    const int8_t *w = dw_group_filter(d, c, copy, &wstride);
     for (int32_t t = 0; t < 9; ++t) {
         const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
         k->w[t][0] = dsp_sxtb16(wv);
@@ -541,10 +542,10 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                 /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
                  * assembly; the others take the C quad. */
                 const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
-                d3p_load(d, kp, &rq, c, doubled);
+                d3p_load(d, kp, &rq, c, doubled, d->buf);
                 d3p_group(d, kp, b, c, d->buf, mode, doubled);
             } else {
-                d3_load(d, k, &rq, c);
+                d3_load(d, k, &rq, c, buf);
                 d3_group(d, k, &rq, b, c, buf, band, mode);
             }
             c += 4;

@@ -136,10 +136,11 @@ static inline int dw_straddles(const struct depthwise_conv2d_s8_params *p, int32
 
 /* Where channel group c..c+3's taps are: tap t's four weights at base + t * *stride. A group read
  * from one array points into it; a straddling one (dw_straddles) has its taps copied into buf
- * (four bytes each, from their arrays), so the engines load its weights as any other group's
+ * (four bytes each, from their arrays; 4 taps bytes of the engine's scratch that it rewrites
+ * after loading the group, so no stack), so the engines load its weights as any other group's
  * (one test per group, against the reference's per-channel arithmetic for all four channels). */
-static inline const int8_t *dw_group_filter(const struct dw *d, int32_t c,
-                                            int8_t buf[DW_TAPS_MAX * 4], size_t *stride) {
+static inline const int8_t *dw_group_filter(const struct dw *d, int32_t c, int8_t *buf,
+                                            size_t *stride) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     if (!dw_straddles(p, c)) {
         const int trained = c < p->train_rows;

@@ -692,9 +692,9 @@ static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int3
     static const uint8_t pairs7s1[14] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7};
     const int32_t fh = d->p.filter_h, st = d->p.stride_h;
     struct kqc *k0 = (struct kqc *)k;
-    int8_t buf[DW_TAPS_MAX * 4];
-    size_t wstride;
-    const int8_t *const wg = dw_group_filter(d, c, buf, &wstride);
+    size_t wstride; /* a straddling group's taps in the ring, which kq_run then fills */
+    const int8_t *const wg =
+        dw_group_filter(d, c, (int8_t *)(k + 4u * KQ_CHANNEL(fh, st)), &wstride);
     if (fh == 5)
         for (int32_t fy = 0; fy < 5; ++fy)
             dw_weight_pairs(wg, wstride, fy, 5, pairs5, 4, k0->w + 4 * fy,
