@@ -486,10 +486,12 @@ static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
  * 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880; and since the group's set-up and the
  * rows' widening got cheaper (dw_weight_pairs unrolled, dw_widen_blocks by halves, the row table
  * once per layer) also on small maps: 5x5 8x8x160 545,840 -> 470,360, 4x4x576 678,320 ->
- * 582,360, 7x7/2 8x8x288 555,800 -> 519,600; 7x7 at stride 1 (its own block, kq7s1_row), 4x4x288
- * 521,040 -> 465,280. */
+ * 582,360, 7x7/2 8x8x288 555,800 -> 519,600; 7x7 at stride 1 (its own block, kq7s1_row, without a
+ * clamp), 4x4x288 521,040 -> 465,280. */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
     if (!kq_shape(p) || p->output_w < 4 || !dw_widen_ok(p)) return 0;
+    if (p->filter_h == 7 && p->stride_h == 1 && !(p->act_min <= -128 && p->act_max >= 127))
+        return 0; /* kq7s1_row has no clamp */
     const size_t need = 4u * KQ_CHANNEL(p->filter_h, p->stride_h) +
                         (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
@@ -678,8 +680,9 @@ KQ_ROW_FN(kq5_row, KQ5_TAPS, 32, 128, KQ_STORE) /* 128, 160: KQ_CHANNEL(5, 1), K
 KQ_ROW_FN(kq5_row_clamp, KQ5_TAPS, 32, 128, KQ_STORE_CLAMP)
 KQ_ROW_FN(kq7_row, KQ7_TAPS, 64, 160, KQ_STORE)
 KQ_ROW_FN(kq7_row_clamp, KQ7_TAPS, 64, 160, KQ_STORE_CLAMP)
-KQ_ROW_FN(kq7s1_row, KQ7S1_TAPS, 32, 244, KQ_STORE) /* 244: KQ_CHANNEL(7, 1) */
-KQ_ROW_FN(kq7s1_row_clamp, KQ7S1_TAPS, 32, 244, KQ_STORE_CLAMP)
+/* 244: KQ_CHANNEL(7, 1); no clamp (kq_takes: a clamped 7x7 at stride 1 keeps the tiles, which
+ * saves the flash of a second 860-byte instance for a rare layer) */
+KQ_ROW_FN(kq7s1_row, KQ7S1_TAPS, 32, 244, KQ_STORE)
 #endif
 
 /* Channel group c..c+3's constants and weight words into the four structs at k (KQ_CHANNEL
@@ -782,8 +785,8 @@ static void kq_run(const struct dw *d) {
                         (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(k0, ring, rows);
                     else if (st == 2)
                         (mode == DW_PACK_CLAMP ? kq7_row_clamp : kq7_row)(k0, ring, rows);
-                    else
-                        (mode == DW_PACK_CLAMP ? kq7s1_row_clamp : kq7s1_row)(k0, ring, rows);
+                    else /* no clamp: kq_takes */
+                        kq7s1_row(k0, ring, rows);
                     q0 = nq;
                 }
 #endif

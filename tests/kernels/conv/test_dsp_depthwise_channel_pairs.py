@@ -123,12 +123,14 @@ SHAPES_KQ = [
     (6, 5, 8, 7, 2, (3, 3), (3, 3), "RELU", False),  # narrower than a quad
     (7, 5, 9, 5, 1, (2, 2), (7, 5), "RELU6", True),  # 5 wide: a last quad of one output
     (13, 11, 8, 7, 2, (3, 3), (7, 5), "NONE", False),  # 5 wide at stride 2: the ring needs more than planned
-    # 7x7 at stride 1 (MCUNet's 4x4x288 layer; its weights E0, O1, E1, O2, E2, O3, E3 per row)
-    (4, 4, 20, 7, 1, (3, 3), (4, 4), "RELU6", True),  # every window reaches into the padding
+    # 7x7 at stride 1 (MCUNet's 4x4x288 layer; its weights E0, O1, E1, O2, E2, O3, E3 per row),
+    # without a clamp (kq7s1_row has none: a clamped layer keeps the tiles)
+    (4, 4, 20, 7, 1, (3, 3), (4, 4), "NONE", True),  # every window reaches into the padding
     (8, 8, 13, 7, 1, (3, 3), (8, 8), "NONE", True),  # two quads, a partial group of four
-    (12, 12, 8, 7, 1, (0, 0), (6, 6), "RELU", True),  # VALID, a last quad of 2
-    (9, 11, 9, 7, 1, (3, 3), (9, 5), "RELU6", True),  # a last quad of one output
-    (6, 3, 8, 7, 1, (3, 3), (6, 3), "RELU6", False),  # narrower than a quad: the tiles
+    (12, 12, 8, 7, 1, (0, 0), (6, 6), "NONE", True),  # VALID, a last quad of 2
+    (9, 11, 9, 7, 1, (3, 3), (9, 5), "NONE", True),  # a last quad of one output
+    (6, 3, 8, 7, 1, (3, 3), (6, 3), "NONE", False),  # narrower than a quad: the tiles
+    (8, 8, 12, 7, 1, (3, 3), (8, 8), "RELU6", False),  # a clamp: the tiles
 ]
 
 # Two batches through each engine's paths (the kernels loop over batches; the compiler's layers
