@@ -6,8 +6,8 @@
  * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
  * the band copy below): the channel-pair engine (further down: a ring of three rows, one
  * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
- * ring fits those bytes and where it measured faster (16 outputs wide or more: d3p_fits); else
- * the band copy.
+ * ring fits those bytes and where it measured faster (8 outputs wide or more at stride 1, 16 at
+ * stride 2: d3p_fits); else the band copy.
  *
  * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch)
  * holds each input pixel of the group already widened (two words: SXTAB16 of the even and of the
@@ -27,9 +27,9 @@
  * to the stack (MobileNetV2's 16x16x96 layer: 127 -> 111 instructions per pixel and group, copy
  * included; QEMU counts LDM/STM as one instruction).
  * The host twin and the other requantizations run the C loop (the same products and sums).
- * Channels outside a whole group (the last c % 4, or a group straddling train_rows) run the
- * reference's arithmetic (depthwise_conv2d_s8_dsp_channel). Every product and sum is the
- * reference's, in another order (int32 sums of these products cannot overflow: see
+ * The last c % 4 channels run the reference's arithmetic (depthwise_conv2d_s8_dsp_channel); a
+ * group straddling train_rows has its taps copied per group (dw_group_filter). Every product and
+ * sum is the reference's, in another order (int32 sums of these products cannot overflow: see
  * depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
@@ -287,16 +287,19 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
     return (p->output_w + 3) / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: at least 16 outputs wide, and its three ring
+/* Whether the engine takes a layer of the 3x3 variant: two quads wide or more at stride 1 (8
+ * outputs), four at stride 2 (16), its input offset one dw_widen_blocks takes, and its three ring
  * rows fit the bytes the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size,
  * unchanged). Where it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one
  * instruction; one layer per kernel call, band copy -> channel pairs): 16x16x96 with a clamp
  * 710,880 -> 671,200, 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96
- * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680. The group's set-up, its rows'
- * widening and a row's calls weigh more on narrower maps, which keep the band copy (8x8x144
- * 278,880 on it, ~306,000 on the engine; 4x4x336 210,280, ~289,000). */
+ * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680; since the rows' widening got
+ * cheaper (dw_widen_blocks), 17x17x48 VALID (15 wide) 303,360 -> 271,680, 8x8x144 278,840 ->
+ * 275,880. The group's set-up, its rows' widening and a row's calls weigh more on narrower maps,
+ * which keep the band copy (4x4x336 211,200 on it, 243,720 on the engine; 8x8x192 /2 140,120,
+ * 172,560; 16x16x96 /2 227,440, 229,320). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w < 16) return 0;
+    if (p->output_w < (p->stride_w == 1 ? 8 : 16) || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
@@ -366,8 +369,8 @@ static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int
 #define D3P_REQUANT                                                                               \
     "ldrd r10, r11, [r0, #24]\n\t"                                                                \
     "ldr r8, [r0, #44]\n\t"                                                                       \
-    DWQ_RQ("r4", "r10", "r11", "r8") DWQ_RQ("r5", "r10", "r11", "r8")                             \
-    DWQ_RQ("r6", "r10", "r11", "r8") DWQ_RQ("r7", "r10", "r11", "r8")
+    DWQ_RQ("r4", "r10", "r11", "r8", "r9") DWQ_RQ("r5", "r10", "r11", "r8", "r9")                 \
+    DWQ_RQ("r6", "r10", "r11", "r8", "r9") DWQ_RQ("r7", "r10", "r11", "r8", "r9")
 #define D3P_STORE DWQ_STORE("r4", "r5", "r6", "r7", "r12", "lr")
 #define D3P_STORE_CLAMP                                                                           \
     "ldrd r10, r11, [r0, #32]\n\t"                                                                \
@@ -408,36 +411,47 @@ D3P_ROW_FN(d3p_row_s2, D3P_S2, D3P_STORE)
 D3P_ROW_FN(d3p_row_s2_clamp, D3P_S2, D3P_STORE_CLAMP)
 #endif
 
-/* One channel group (constants k[0..3], the group's mode as d3_group's) over every output pixel
- * of batch b, its rows widened into the ring at buf. */
+/* One channel group (constants k[0..3], the group's mode as d3_group's; doubled: d3p_load's
+ * weights, bias and constants for dwq_rq4, which the block of assembly needs) over every output
+ * pixel of batch b, its rows widened into the ring at buf. */
 static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c, uint32_t *buf,
-                      int mode) {
+                      int mode, int doubled) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
     const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    struct dw_widen wd;
+    dw_widen_init(d, &wd, blocks);
     (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
-    int32_t next = 0; /* the next copy row to widen (copy row i: input row i - pad_h) */
-    for (int32_t oy = 0; oy < p->output_h; ++oy, out += (size_t)ow * (size_t)ch) {
-        for (; next <= oy * st + 2; ++next)
-            dw_widen_blocks(d, image, buf + (size_t)(next % 3) * slot, next - p->pad_h, blocks);
-        const int32_t s0 = oy * st % 3; /* the ring slot of the window's top row */
-        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)(s0 + 1) % 3 * slot,
-                                         buf + (size_t)(s0 + 2) % 3 * slot};
+    /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot; the ring
+     * slot of the window's top row; the quads the channels' row ends are set for. */
+    int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
+    (void)set_nq; /* the block of assembly's, not the host twin's */
+    for (int32_t oy = 0; oy < p->output_h;
+         ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
+        for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
+            dw_widen_blocks(&wd, image, buf + (size_t)wslot * slot, next - p->pad_h);
+        const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
+        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
+                                         buf + (size_t)s2 * slot};
         /* The block of assembly stores whole quads: a last partial one's outputs past the row
          * land on the next row's first pixels (same channel), which that row then overwrites;
          * on the last row the C quad stores only the row's. */
         int32_t q0 = 0;
 #if D3_ASM
         const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
-        if (mode != DW_STORE_ANY && nq > 0) {
+        if (doubled && nq > 0) {
+#pragma GCC unroll 4
             for (int32_t j = 0; j < 4; ++j) {
+                /* end: row 0's pointer past the quads, set from the ring's first slot (the
+                 * engine compares r1 to it, which starts at rows[0]): per row, its slot. */
                 k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)nq * 8u * (size_t)st);
+                if (nq != set_nq) k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
                 k[j].q.dst = out + j;
-                k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
             }
+            set_nq = nq;
             if (st == 1)
                 (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1],
                                                                         rows[2]);
@@ -454,27 +468,32 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
                 int32_t a[4];
                 d3p_quad(&k[j], r, st, a);
                 dwq_store(d, &k[j].q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
-                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode, doubled);
             }
         }
     }
 }
 
-/* Channel group c..c+3's constants into k[0..3] (see struct d3c). */
-static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c) {
+/* Channel group c..c+3's constants into k[0..3] (see struct d3c; doubled: for dwq_rq4; ring: the
+ * group's ring, which d3p_group then fills, as dw_group_filter's buffer). */
+static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq, int32_t c,
+                     int doubled, void *ring) {
     static const uint8_t pairs[4] = {0, 1, 1, 2}; /* W01, W12 */
+    size_t wstride;
+    const int8_t *const wg = dw_group_filter(d, c, ring, &wstride);
     for (int32_t fy = 0; fy < 3; ++fy)
-        dw_weight_pairs(d, c, fy, pairs, 2, k[0].w[fy], sizeof(struct d3c) / sizeof(uint32_t));
-    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j);
+        dw_weight_pairs(wg, wstride, fy, 3, pairs, 2, k[0].w[fy],
+                        sizeof(struct d3c) / sizeof(uint32_t), doubled);
+    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j, doubled);
 }
 
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
- * channels c, c+2; odd: c+1, c+3), biases and fast requantization constants. */
-static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t c) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int trained = c < p->train_rows;
-    const int8_t *w = (trained ? d->trained_filter : d->filter) + c;
-    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+ * channels c, c+2; odd: c+1, c+3), biases and fast requantization constants (copy: the band
+ * copy, which d3_group then fills, as dw_group_filter's buffer). */
+static void d3_load(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t c,
+                    void *copy) {
+    size_t wstride;
+    const int8_t *w = dw_group_filter(d, c, copy, &wstride);
     for (int32_t t = 0; t < 9; ++t) {
         const uint32_t wv = dsp_read4(w + (size_t)t * wstride);
         k->w[t][0] = dsp_sxtb16(wv);
@@ -509,7 +528,7 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     }
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t c = 0; c < ch;) {
-            if (!dw_group_whole(p, c)) {
+            if (c + 4 > ch) { /* a group straddling train_rows is whole here */
                 depthwise_conv2d_s8_dsp_channel(d, b, c);
                 ++c;
                 continue;
@@ -520,10 +539,13 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
             if (pairs) {
-                d3p_load(d, kp, &rq, c);
-                d3p_group(d, kp, b, c, d->buf, mode);
+                /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
+                 * assembly; the others take the C quad. */
+                const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
+                d3p_load(d, kp, &rq, c, doubled, d->buf);
+                d3p_group(d, kp, b, c, d->buf, mode, doubled);
             } else {
-                d3_load(d, k, &rq, c);
+                d3_load(d, k, &rq, c, buf);
                 d3_group(d, k, &rq, b, c, buf, band, mode);
             }
             c += 4;

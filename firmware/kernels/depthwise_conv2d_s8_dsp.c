@@ -231,67 +231,85 @@ void depthwise_conv2d_s8_dsp_channel(const struct dw *d, int32_t b, int32_t c) {
     }
 }
 
-/* Widens pixel x (outside the row: zeros) of channels c..c+3 into its even and odd lanes. */
-static inline void dw_widen_pixel(const struct dw *d, const int8_t *row, int32_t x, uint32_t off2,
-                                  uint32_t *e, uint32_t *o) {
-    if (x < 0 || x >= d->p.input_w) {
-        *e = *o = 0;
-        return;
-    }
-    const uint32_t v = dsp_read4(row + (ptrdiff_t)x * d->p.input_c);
-    *e = dsp_sxtab16(off2, v);
-    *o = dsp_sxtab16_hi(off2, v);
+/* Block of four pixel words (four channels each) at q, widened with the input offset (off2), as
+ * the channel-pair engines' copy lays it out (channel k's (x0, x1), (x2, x3) at byte 8k). The
+ * pixels are paired by halves first (PKHBT: channels 0 and 1 of pixels 0 and 1 in one word;
+ * PKHTB: channels 2 and 3), so that each SXTAB16 yields one channel's pair: four PKH and eight
+ * SXTAB16 for the block's 16 values, where widening each pixel first took eight of each.
+ * Returns q past the block (returned, not passed by address: q stays in a register). */
+static inline uint32_t *dw_widen_block(uint32_t *q, uint32_t off2, uint32_t v0, uint32_t v1,
+                                       uint32_t v2, uint32_t v3) {
+    const uint32_t l01 = dsp_pack_lo(v0, v1), l23 = dsp_pack_lo(v2, v3);
+    const uint32_t h01 = dsp_pack_hi(v0, v1), h23 = dsp_pack_hi(v2, v3);
+    dw_store2(&q, dsp_sxtab16(off2, l01), dsp_sxtab16(off2, l23));
+    dw_store2(&q, dsp_sxtab16_hi(off2, l01), dsp_sxtab16_hi(off2, l23));
+    dw_store2(&q, dsp_sxtab16(off2, h01), dsp_sxtab16(off2, h23));
+    dw_store2(&q, dsp_sxtab16_hi(off2, h01), dsp_sxtab16_hi(off2, h23));
+    return q;
 }
 
-/* Block of four pixels (e, o: their even and odd lanes) at q: per channel its two pairs
- * (PKHBT / PKHTB), two STRD per pair of channels. */
-static inline void dw_store_block(uint32_t **q, uint32_t e0, uint32_t o0, uint32_t e1, uint32_t o1,
-                                  uint32_t e2, uint32_t o2, uint32_t e3, uint32_t o3) {
-    dw_store2(q, dsp_pack_lo(e0, e1), dsp_pack_lo(e2, e3));
-    dw_store2(q, dsp_pack_lo(o0, o1), dsp_pack_lo(o2, o3));
-    dw_store2(q, dsp_pack_hi(e0, e1), dsp_pack_hi(e2, e3));
-    dw_store2(q, dsp_pack_hi(o0, o1), dsp_pack_hi(o2, o3));
+/* Pixel x of a row, or outside it the padding word (see dw_widen_blocks). */
+static inline uint32_t dw_pixel_or_pad(const int8_t *row, int32_t x, int32_t w, int32_t ch,
+                                       uint32_t padw) {
+    return (uint32_t)x < (uint32_t)w ? dsp_read4(row + (ptrdiff_t)x * ch) : padw;
 }
 
-/* The channel-pair engines' copy row (see depthwise_conv2d_s8_dsp.h): four pixels per block,
- * widened once (the blocks inside the image without a bounds check per pixel), packed per
- * channel and stored with STRD. */
-void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
-                     int32_t blocks) {
+void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int32_t ch = p->input_c;
-    if (y < 0 || y >= p->input_h) {
-        memset(q, 0, (size_t)blocks * 32u);
-        return;
-    }
-    const uint32_t off2 = dsp_pair(p->input_offset);
-    const int8_t *row = image + (size_t)y * d->in_row;
+    w->d = d;
+    w->blocks = blocks;
+    w->off2 = dsp_pair(p->input_offset);
+    w->padw = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
     /* Blocks [lo, hi) lie inside: 4 lo - pad_w >= 0 and 4 hi - pad_w <= input_w. */
     int32_t lo = (p->pad_w + 3) / 4, hi = (p->input_w + p->pad_w) / 4;
     if (p->pad_w < 0) lo = 0;
     if (hi > blocks) hi = blocks;
     if (lo > hi) lo = hi;
-    for (int32_t b = 0; b < blocks; ++b) {
-        if (b == lo) {
-            const int8_t *s = row + (ptrdiff_t)(4 * lo - p->pad_w) * ch;
-            for (; b < hi; ++b, s += 4 * ch) {
-                const uint32_t v0 = dsp_read4(s), v1 = dsp_read4(s + ch);
-                const uint32_t v2 = dsp_read4(s + 2 * ch), v3 = dsp_read4(s + 3 * ch);
-                dw_store_block(&q, dsp_sxtab16(off2, v0), dsp_sxtab16_hi(off2, v0),
-                               dsp_sxtab16(off2, v1), dsp_sxtab16_hi(off2, v1),
-                               dsp_sxtab16(off2, v2), dsp_sxtab16_hi(off2, v2),
-                               dsp_sxtab16(off2, v3), dsp_sxtab16_hi(off2, v3));
-            }
-            if (b == blocks) break;
+    w->lo = lo;
+    w->hi = hi;
+}
+
+/* The channel-pair engines' copy row (see depthwise_conv2d_s8_dsp.h): four pixels per block,
+ * widened once (dw_widen_block), the blocks inside the image without a bounds check per pixel.
+ * A pixel in the padding is the word holding -input_offset in each byte, which widens to 0 (an
+ * offset input of 0 adds nothing, as the reference's skipped tap): so a block at the border
+ * takes the same instructions and a select per pixel (dw_widen_ok: such an offset fits a byte).
+ * A row in the padding is zeros, stored in line (a library memset of 64 to 300 bytes cost
+ * about as much as widening the row). */
+void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q, int32_t y) {
+    const struct depthwise_conv2d_s8_params *p = &wd->d->p;
+    const int32_t blocks = wd->blocks;
+    if (y < 0 || y >= p->input_h) {
+        for (int32_t b = 0; b < blocks; ++b) {
+            dw_store2(&q, 0, 0);
+            dw_store2(&q, 0, 0);
+            dw_store2(&q, 0, 0);
+            dw_store2(&q, 0, 0);
         }
-        const int32_t x0 = 4 * b - p->pad_w;
-        uint32_t e0, o0, e1, o1, e2, o2, e3, o3;
-        dw_widen_pixel(d, row, x0, off2, &e0, &o0);
-        dw_widen_pixel(d, row, x0 + 1, off2, &e1, &o1);
-        dw_widen_pixel(d, row, x0 + 2, off2, &e2, &o2);
-        dw_widen_pixel(d, row, x0 + 3, off2, &e3, &o3);
-        dw_store_block(&q, e0, o0, e1, o1, e2, o2, e3, o3);
+        return;
     }
+    const int32_t ch = p->input_c, w = p->input_w, lo = wd->lo, hi = wd->hi;
+    const uint32_t off2 = wd->off2, padw = wd->padw;
+    const int8_t *row = image + (size_t)y * wd->d->in_row;
+    int32_t b = 0, x = -p->pad_w;
+    for (; b < lo; ++b, x += 4)
+        q = dw_widen_block(
+            q, off2, dw_pixel_or_pad(row, x, w, ch, padw), dw_pixel_or_pad(row, x + 1, w, ch, padw),
+            dw_pixel_or_pad(row, x + 2, w, ch, padw), dw_pixel_or_pad(row, x + 3, w, ch, padw));
+    if (b < hi) {
+        const int32_t ch2 = 2 * ch, ch3 = 3 * ch;
+        const int8_t *s = row + (ptrdiff_t)x * ch;
+        const int8_t *const end = s + (ptrdiff_t)(hi - b) * 4 * ch;
+        for (; s != end; s += 4 * ch)
+            q = dw_widen_block(q, off2, dsp_read4(s), dsp_read4(s + ch), dsp_read4(s + ch2),
+                               dsp_read4(s + ch3));
+        x += 4 * (hi - b);
+        b = hi;
+    }
+    for (; b < blocks; ++b, x += 4)
+        q = dw_widen_block(
+            q, off2, dw_pixel_or_pad(row, x, w, ch, padw), dw_pixel_or_pad(row, x + 1, w, ch, padw),
+            dw_pixel_or_pad(row, x + 2, w, ch, padw), dw_pixel_or_pad(row, x + 3, w, ch, padw));
 }
 
 /* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */

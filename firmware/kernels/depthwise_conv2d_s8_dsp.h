@@ -45,6 +45,38 @@ struct dw_rq {
     int fast;
 };
 
+/* The channel-pair engines' requantization in 4 instructions (rq_fused takes 5) on doubled
+ * accumulators A = 2a: their weights and biases doubled (a weight's double fits a 16-bit lane),
+ * then SMMLAR t, A, M, C; ADD t, t, A, ASR #31; ASR t, t, s1; SSAT #8 of t ASR #1, with M the
+ * multiplier and C = (1 + 2 output_offset) << s1: conv2d_s8_dsp.h's rq4, whose proof is there
+ * (it needs M in (2^30, 2^31), shift in [-31, -1], |C| <= 2^30 - 3 and |a| < 2^30). */
+static inline int32_t dwq_rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
+    return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
+}
+
+/* Whether channel group c..c+3 (its biases in rq, on requant_fast.h's path) takes dwq_rq4: each
+ * multiplier above 2^30, |C| = |1 + 2 output_offset| 2^s1 <= 2^30 - 3, and |bias| plus the largest
+ * sum of the layer's products (taps 128 (128 + |input_offset|), below 2^26 for the engines'
+ * filters and 16-bit offset inputs) below 2^30. */
+static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t c) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const uint32_t io =
+        p->input_offset < 0 ? 0u - (uint32_t)p->input_offset : (uint32_t)p->input_offset;
+    const int32_t cc = 1 + 2 * p->output_offset; /* fits: rq->fast bounds the offset */
+    const uint32_t ac = cc < 0 ? 0u - (uint32_t)cc : (uint32_t)cc;
+    const uint32_t sums = (uint32_t)(p->filter_h * p->filter_w) * 128u * (128u + io);
+    if (!rq->fast || io > 255u || p->filter_h * p->filter_w > DW_TAPS_MAX) return 0;
+    for (int k = 0; k < 4; ++k) {
+        const int32_t q = p->per_channel ? c + k : 0, b = rq->bias[k];
+        const uint32_t ab = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+        /* rq->fast: M >= 2^30, s1 = -shift - 1 in [0, 30] */
+        if (d->multipliers[q] == (1 << 30) || ac > ((1u << 30) - 3u) >> rq->s1[k] ||
+            ab >= (1u << 30) - sums)
+            return 0;
+    }
+    return 1;
+}
+
 /* Loads channel group c..c+3's biases and requantization constants. */
 static inline void dw_rq_load(const struct dw *d, struct dw_rq *rq, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
@@ -93,6 +125,37 @@ static inline void dw_interior_columns(const struct depthwise_conv2d_s8_params *
 /* Whether channels c..c+3 form a whole group read from one filter array. */
 static inline int dw_group_whole(const struct depthwise_conv2d_s8_params *p, int32_t c) {
     return c + 4 <= p->input_c && (c + 4 <= p->train_rows || c >= p->train_rows);
+}
+
+/* Whether channels c..c+3 straddle train_rows: the trained ones read the compact RAM copy, the
+ * others the filter (the engines that take such a group read its weights by dw_group_filter;
+ * the others run its channels one by one: dw_group_whole). */
+static inline int dw_straddles(const struct depthwise_conv2d_s8_params *p, int32_t c) {
+    return c < p->train_rows && c + 4 > p->train_rows;
+}
+
+/* Where channel group c..c+3's taps are: tap t's four weights at base + t * *stride. A group read
+ * from one array points into it; a straddling one (dw_straddles) has its taps copied into buf
+ * (four bytes each, from their arrays; 4 taps bytes of the engine's scratch that it rewrites
+ * after loading the group, so no stack), so the engines load its weights as any other group's
+ * (one test per group, against the reference's per-channel arithmetic for all four channels). */
+static inline const int8_t *dw_group_filter(const struct dw *d, int32_t c, int8_t *buf,
+                                            size_t *stride) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    if (!dw_straddles(p, c)) {
+        const int trained = c < p->train_rows;
+        *stride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
+        return (trained ? d->trained_filter : d->filter) + c;
+    }
+    const int32_t taps = p->filter_h * p->filter_w;
+    for (int32_t t = 0; t < taps && t < DW_TAPS_MAX; ++t)
+        for (int32_t k = 0; k < 4; ++k)
+            buf[4 * t + k] =
+                c + k < p->train_rows
+                    ? d->trained_filter[(size_t)t * (size_t)p->train_rows + (size_t)(c + k)]
+                    : d->filter[(size_t)t * (size_t)p->input_c + (size_t)(c + k)];
+    *stride = 4;
+    return buf;
 }
 
 /* Requantizes and stores the four channels of one output pixel (the biases are already in
@@ -211,51 +274,74 @@ static inline __attribute__((always_inline)) void dw_store_packed(
 enum { DW_STORE_ANY, DW_PACK, DW_PACK_CLAMP };
 
 /* The channel-pair engines (depthwise_conv2d_s8_3x3_dsp.c for 3x3, _kxk_pair_dsp.c for 5x5 at
- * stride 1 and 7x7 at stride 2): a copy row holds blocks of four pixels, channel by channel
+ * stride 1 and 7x7 at stride 1 and 2): a copy row holds blocks of four pixels, channel by channel
  * (channel k of the group: the words (x0, x1), (x2, x3) in 16-bit lanes, the input offset added,
  * at byte 8k; padding 0), so that one channel's outputs take two filter taps per SMLAD with its
  * weights loaded once per four outputs. One channel's requantization constants and the row its
  * block of assembly is on (in the engines' structs, at the fixed offsets their blocks read): */
 struct dwq {
-    int32_t m2, s1;
+    int32_t m2, s1;    /* rq_fused's (doubled: dwq_rq4's M) */
     uint32_t lo4, hi4; /* act_min, act_max in each byte */
-    int32_t bias, cc;  /* cc = 1 + 2 output_offset (rq_fused) */
+    int32_t bias, cc;  /* cc = 1 + 2 output_offset (rq_fused; doubled: the bias 2 b, C) */
     uintptr_t end;     /* where the block's row walk ends */
     int8_t *dst;       /* the row's first output */
     int32_t ch;        /* the output pixel step */
     int32_t next;      /* bytes from the row walk's end to the next channel's start (0: the last) */
 };
 
-/* Channel j's (of the group rq holds) constants, and the layer's. */
-static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct dwq *q, int32_t j) {
+/* Channel j's (of the group rq holds) constants, and the layer's; doubled: dwq_rq4's (the engines'
+ * blocks of assembly requantize only so). */
+static inline void dwq_load(const struct dw *d, const struct dw_rq *rq, struct dwq *q, int32_t j,
+                            int doubled) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    q->m2 = rq->m2[j];
+    q->m2 = doubled ? (int32_t)((uint32_t)rq->m2[j] >> 1) : rq->m2[j]; /* M: m2 = 2 M wrapped */
     q->s1 = rq->s1[j];
-    q->bias = rq->bias[j];
+    q->bias = doubled ? 2 * rq->bias[j] : rq->bias[j];
     q->cc = 1 + 2 * p->output_offset;
+    if (doubled) q->cc = (int32_t)((uint32_t)q->cc << q->s1);
     q->lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
     q->hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
     q->ch = p->input_c;
 }
 
+/* Both 16-bit lanes of x doubled (2 w of an int8 w fits a lane): one SADD16. */
+static inline uint32_t dw_twice16(uint32_t x) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    uint32_t r;
+    __asm__("sadd16 %0, %1, %1" : "=r"(r) : "r"(x) : "cc");
+    return r;
+#else
+    return (x << 1) & 0xFFFEFFFEu; /* no carry across the lanes */
+#endif
+}
+
 /* Filter row fy of channel group c..c+3 (fw taps, fw <= 8) as pair words (w_a, w_b) in 16-bit
  * lanes: out[j * stride + i] = (tap a_i, tap b_i) of channel c + j, a_i = pairs[2 i], b_i =
- * pairs[2 i + 1] (a tap index of fw or more: 0), i < n. Each tap's four channels are one word,
- * widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1, c + 3). */
-static inline void dw_weight_pairs(const struct dw *d, int32_t c, int32_t fy, const uint8_t *pairs,
-                                   int32_t n, uint32_t *out, size_t stride) {
-    const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int trained = c < p->train_rows;
-    const size_t wstride = trained ? (size_t)p->train_rows : (size_t)p->input_c;
-    const int8_t *w =
-        (trained ? d->trained_filter : d->filter) + c + (size_t)fy * (size_t)p->filter_w * wstride;
+ * pairs[2 i + 1] (a tap index of fw or more: 0), i < n; doubled: 2 w (dwq_rq4); the group's
+ * taps at wg, wstride apart (dw_group_filter). Each tap's four
+ * channels are one word, widened once (SXTB16: channels c, c + 2; of the word rotated by 8: c + 1,
+ * c + 3). Inlined with fw, pairs and n constants (the layer's filter width is the caller's
+ * instance): the taps then stay in registers and the pairs unroll (the loops over a table took ~4x
+ * as long). */
+static inline __attribute__((always_inline)) void dw_weight_pairs(const int8_t *wg, size_t wstride,
+                                                                  int32_t fy, int32_t fw,
+                                                                  const uint8_t *pairs, int32_t n,
+                                                                  uint32_t *out, size_t stride,
+                                                                  int doubled) {
+    const int8_t *w = wg + (size_t)fy * (size_t)fw * wstride;
     uint32_t e[9], o[9];
-    for (int32_t t = 0; t < p->filter_w; ++t) {
+#pragma GCC unroll 8
+    for (int32_t t = 0; t < fw; ++t) {
         const uint32_t v = dsp_read4(w + (size_t)t * wstride);
         e[t] = dsp_sxtb16(v);
         o[t] = dsp_sxtb16_hi(v);
+        if (doubled) {
+            e[t] = dw_twice16(e[t]);
+            o[t] = dw_twice16(o[t]);
+        }
     }
-    e[p->filter_w] = o[p->filter_w] = 0;
+    e[fw] = o[fw] = 0;
+#pragma GCC unroll 8
     for (int32_t i = 0; i < n; ++i) {
         const int32_t a = pairs[2 * i], b = pairs[2 * i + 1];
         out[i] = dsp_pack_lo(e[a], e[b]);
@@ -265,15 +351,16 @@ static inline void dw_weight_pairs(const struct dw *d, int32_t c, int32_t fy, co
     }
 }
 
-/* Stores n (<= 4) accumulators of channel c (bias included), ch bytes apart from dst. */
+/* Stores n (<= 4) accumulators of channel c (bias included), ch bytes apart from dst (doubled:
+ * dwq_load's, the accumulators 2a). */
 static inline void dwq_store(const struct dw *d, const struct dwq *q, const int32_t a[4], int32_t n,
-                             int8_t *dst, int32_t c, int mode) {
+                             int8_t *dst, int32_t c, int mode, int doubled) {
     for (int32_t i = 0; i < n; ++i, dst += q->ch) {
         int32_t y;
         if (mode == DW_STORE_ANY) {
             y = requantize(d, a[i], c);
         } else {
-            y = rq_fused(a[i], q->m2, q->s1, q->cc);
+            y = doubled ? dwq_rq4(a[i], q->m2, q->s1, q->cc) : rq_fused(a[i], q->m2, q->s1, q->cc);
             if (mode == DW_PACK_CLAMP) y = fp_clamp(y, d->p.act_min, d->p.act_max);
         }
         *dst = (int8_t)y;
@@ -293,25 +380,39 @@ static inline void dw_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
 #endif
 }
 
+/* The layer's constants for dw_widen_blocks (dw_widen_init: once per layer): the blocks per copy
+ * row, the blocks [lo, hi) inside the image, the input offset in both lanes and the padding
+ * word. */
+struct dw_widen {
+    const struct dw *d;
+    int32_t blocks, lo, hi;
+    uint32_t off2, padw;
+};
+void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks);
 /* Widens input row y (outside the image: zeros) of channels c..c+3 (image: batch b's first row
- * at channel c) into `blocks` blocks at q, the block's first pixel 4 i - pad_w. */
-void dw_widen_blocks(const struct dw *d, const int8_t *image, uint32_t *q, int32_t y,
-                     int32_t blocks);
+ * at channel c) into w->blocks blocks at q, the block's first pixel 4 i - pad_w. For layers
+ * dw_widen_ok takes. */
+void dw_widen_blocks(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y);
 
-/* The engines' blocks of assembly: rq_fused of accumulator a (m2, s1, cc: registers), and the
+/* Whether dw_widen_blocks takes the layer's input offset: -input_offset fits a byte (its padding
+ * word; any int8 zero point gives such an offset); else the caller keeps its older engine. */
+static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
+    return p->input_offset >= -127 && p->input_offset <= 128;
+}
+
+/* The engines' blocks of assembly: dwq_rq4 of the doubled accumulator a (m, s1, C: registers; t
+ * a scratch register), and the
  * four outputs a0..a3 stored ch bytes apart from dst (dst advanced past them), plain or packed
  * into one word (t: a scratch register; a0..a3 clobbered), clamped per byte (SSUB8 sets GE
  * where a >= b, SEL picks by it) by lo4 and hi4 and stored byte by byte. */
-#define DWQ_RQ(a, m2, s1, cc)         \
-    "smmlar " a ", " a ", " m2 ", " a \
+#define DWQ_RQ(a, m, s1, cc, t)       \
+    "smmlar " t ", " a ", " m ", " cc \
     "\n\t"                            \
-    "add " a ", " a ", " a            \
+    "add " t ", " t ", " a            \
     ", asr #31\n\t"                   \
-    "asr " a ", " a ", " s1           \
+    "asr " t ", " t ", " s1           \
     "\n\t"                            \
-    "qadd " a ", " a ", " cc          \
-    "\n\t"                            \
-    "ssat " a ", #8, " a ", asr #1\n\t"
+    "ssat " a ", #8, " t ", asr #1\n\t"
 #define DWQ_STORE(a0, a1, a2, a3, dst, ch) \
     "strb " a0 ", [" dst                   \
     "]\n\t"                                \
@@ -412,8 +513,8 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d);
 size_t depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(const void *params);
 /* Whether it slides its copy down the map for a layer it takes (else it copies tiles). */
 int depthwise_conv2d_s8_kxk_pair_dsp_slides(const struct depthwise_conv2d_s8_params *p);
-/* Whether it runs the layer on its channel-pair engine (5x5 at stride 1, 7x7 at 2, in the same
- * bytes), else on tiles or the sliding copy (for the tests). */
+/* Whether it runs the layer on its channel-pair engine (5x5 at stride 1, 7x7 at 1 and 2, in the
+ * same bytes), else on tiles or the sliding copy (for the tests). */
 int depthwise_conv2d_s8_kxk_pair_dsp_quads(const void *params);
 
 /* The 3x3 variant from a pre-widened copy (depthwise_conv2d_s8_3x3_dsp.c): the band of

@@ -26,12 +26,13 @@
  * Measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction), MCUNet's
  * 7x7/2 16x16x144 layer: 1.15 M -> 0.97 M instructions, its 5x5 16x16x96 1.33 M -> 1.24 M,
  * with the store block, the copy's STRD, the weight sets packed from each tap read once, and
- * the sliding copy. 5x5 at stride 1 and 7x7 at stride 2 take, where it fits the same bytes, the
- * channel-pair engine instead (further down: four outputs of one channel per block of assembly,
- * each filter row's weights loaded once for the four). Channels outside a whole group (the last c %
- * 4, or a group straddling train_rows) run the reference's arithmetic
- * (depthwise_conv2d_s8_dsp_channel). Every product and sum is the reference's, in another order
- * (int32 sums of these products cannot overflow: see depthwise_conv2d_s8.c). */
+ * the sliding copy. 5x5 at stride 1 and 7x7 at stride 1 and 2 take, where it fits the same bytes,
+ * the channel-pair engine instead (further down: four outputs of one channel per block of assembly,
+ * each filter row's weights loaded once for the four). The last c % 4 channels run the
+ * reference's arithmetic (depthwise_conv2d_s8_dsp_channel), and on the tiles a group straddling
+ * train_rows too (the channel-pair engine copies its taps: dw_group_filter). Every product and sum
+ * is the reference's, in another order (int32 sums of these products cannot overflow: see
+ * depthwise_conv2d_s8.c). */
 #include "depthwise_conv2d_s8_dsp.h"
 
 #define KP_PAIRS 100        /* pairs of pixel columns in the copy (16 B each: 1,600 B) */
@@ -426,7 +427,7 @@ typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const str
                               const struct kp_weights *, const uint32_t *, int32_t, int32_t,
                               int32_t, int8_t *, int32_t);
 
-/* ---- 5x5 at stride 1 and 7x7 at stride 2: the channel-pair engine (depthwise_conv2d_s8_dsp.h)
+/* ---- 5x5 at stride 1, 7x7 at stride 1 and 2: the channel-pair engine (depthwise_conv2d_s8_dsp.h)
  *
  * Per output pixel of four channels the tile loop above loads a pair of inputs and two words of
  * weights for every four SMLAD (QEMU: ~0.5 MAC per instruction on MCUNet's 5x5 and 7x7
@@ -438,51 +439,61 @@ typedef void (*kp_outputs_fn)(const struct dw *, const struct dw_rq *, const str
  *   (SMLAD, SMLABT, SMLATB): per filter row two LDRD of weights, one LDRD and two LDR of
  *   inputs, twelve multiplies for twenty products;
  *   7x7, stride 2, weights E0 = (w0, w1) .. E3 = (w6, 0): o_j = sum_i P_j+i . E_i: per filter
- *   row two LDRD of weights, five loads of inputs, sixteen SMLAD for 28 products.
+ *   row two LDRD of weights, five loads of inputs, sixteen SMLAD for 28 products;
+ *   7x7, stride 1, weights E0 .. E3 as at stride 2 and O1 = (w1, w2), O2 = (w3, w4),
+ *   O3 = (w5, w6):
+ *     o0 = P0.E0 + P1.E1 + P2.E2 + P3.lo w6      o1 = P0.hi w0 + P1.O1 + P2.O2 + P3.O3
+ *     o2 = P1.E0 + P2.E1 + P3.E2 + P4.lo w6      o3 = P1.hi w0 + P2.O1 + P3.O2 + P4.O3
+ *   per filter row four loads of weights, three of inputs, sixteen multiplies for 28 products.
  * The copy is a ring of filter_h rows of the engines' blocks (dw_widen_blocks: each input row
  * widened once per channel group), in the bytes the tiles plan, after the four channels'
- * constants (struct kqc) and the window's row table; layers whose ring does not fit keep the
- * tiles. */
+ * constants (struct kqc); layers whose ring does not fit keep the tiles. */
 
 /* One channel's constants: struct dwq (on the Cortex-M: (m2, s1) 0, (lo4, hi4) 8, bias 16,
  * cc 20, end 24 (the column pointer past the row's last quad), dst 28, ch 32), then the filter
- * rows' four weight words from byte 40 (5x5: E0, O1, E1, O2; 7x7: E0..E3). */
+ * rows' weight words from byte 40, KQ_WROW per row (5x5: E0, O1, E1, O2; 7x7 at stride 2:
+ * E0..E3; 7x7 at stride 1: E0, O1, E1, O2, E2, O3, E3). */
 struct kqc {
     struct dwq q;
-    uint32_t w[7][4];
+    uint32_t w[7 * 7];
 };
-/* A channel's bytes for a filter of fh rows, the same on the host (whose struct dwq is larger)
- * and the board, so both take the same engine; then the window's row table (KQ_ROWS bytes). */
-#define KQ_CHANNEL(fh) (48u + 16u * (size_t)(fh))
-#define KQ_ROWS 32u
+/* Weight words per filter row, and a channel's bytes (the same on the host, whose struct dwq is
+ * larger, and the board, so both take the same engine). */
+#define KQ_WROW(fh, st) ((fh) == 7 && (st) == 1 ? 7u : 4u)
+#define KQ_CHANNEL(fh, st) (48u + 4u * KQ_WROW(fh, st) * (size_t)(fh))
 _Static_assert(sizeof(struct dwq) <= 48, "KQ_CHANNEL");
 
-/* Whether the engine is the layer's filter and stride (5x5 at 1, 7x7 at 2). */
+/* Whether the engine is the layer's filter and stride (5x5 at 1, 7x7 at 1 or 2). */
 static int kq_shape(const struct depthwise_conv2d_s8_params *p) {
     if (p->filter_h != p->filter_w || p->stride_h != p->stride_w) return 0;
-    return (p->filter_h == 5 && p->stride_h == 1) || (p->filter_h == 7 && p->stride_h == 2);
+    return (p->filter_h == 5 && p->stride_h == 1) ||
+           (p->filter_h == 7 && (p->stride_h == 1 || p->stride_h == 2));
 }
 
 /* Blocks per ring row: a quad's inputs start at its block (stride 1: 4 pixels on, stride 2: 8)
- * and reach into the next one (5x5) or the next two (7x7 at stride 2). */
+ * and reach into the next one (5x5) or the next two (7x7). */
 static int32_t kq_blocks(const struct depthwise_conv2d_s8_params *p) {
     const int32_t quads = (p->output_w + 3) / 4;
-    return p->filter_h == 5 ? quads + 1 : 2 * quads + 2;
+    if (p->filter_h == 5) return quads + 1;
+    return p->stride_h == 1 ? quads + 2 : 2 * quads + 2;
 }
 
-/* Whether the engine takes a layer of this variant: at least 16 outputs wide (5x5) or 8 (7x7 at
- * stride 2), and its constants, row table and ring fit the variant's planned bytes
- * (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Where it pays, measured on the
- * emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, tiles ->
- * channel pairs): 5x5 16x16x96 1,265,640 -> 1,092,200, 20x20x48 -> 18x18 799,040 -> 753,680,
- * 7x7/2 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880. The group's set-up, its rows'
- * widening and a row's calls weigh more on narrower maps, which keep the tiles (5x5 8x8x160
- * 557,920 on them, ~570,000 on the engine; 4x4x576 687,360, ~787,000; 7x7/2 8x8x288 581,400,
- * ~646,000). */
+/* Whether the engine takes a layer of this variant: at least one whole quad (4 outputs wide), its
+ * input offset one dw_widen_blocks takes, and its constants and ring fit the variant's planned
+ * bytes (depthwise_conv2d_s8_kxk_pair_dsp_buffer_size, unchanged). Measured on the emulated
+ * Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer per kernel call, tiles -> channel
+ * pairs): 5x5 16x16x96 1,265,640 -> 1,092,200, 20x20x48 -> 18x18 799,040 -> 753,680, 7x7/2
+ * 18x18x48 331,400 -> 287,440, 16x16x144 984,760 -> 859,880; and since the group's set-up and the
+ * rows' widening got cheaper (dw_weight_pairs unrolled, dw_widen_blocks by halves, the row table
+ * once per layer) also on small maps: 5x5 8x8x160 545,840 -> 470,360, 4x4x576 678,320 ->
+ * 582,360, 7x7/2 8x8x288 555,800 -> 519,600; 7x7 at stride 1 (its own block, kq7s1_row, without a
+ * clamp), 4x4x288 521,040 -> 465,280. */
 static int kq_takes(const struct depthwise_conv2d_s8_params *p) {
-    if (!kq_shape(p) || p->output_w < (p->filter_h == 5 ? 16 : 8)) return 0;
-    const size_t need =
-        4u * KQ_CHANNEL(p->filter_h) + KQ_ROWS + (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
+    if (!kq_shape(p) || p->output_w < 4 || !dw_widen_ok(p)) return 0;
+    if (p->filter_h == 7 && p->stride_h == 1 && !(p->act_min <= -128 && p->act_max >= 127))
+        return 0; /* kq7s1_row has no clamp */
+    const size_t need = 4u * KQ_CHANNEL(p->filter_h, p->stride_h) +
+                        (size_t)p->filter_h * (size_t)kq_blocks(p) * 32u;
     return need <= depthwise_conv2d_s8_kxk_pair_dsp_buffer_size(p);
 }
 
@@ -494,11 +505,25 @@ int depthwise_conv2d_s8_kxk_pair_dsp_quads(const void *params) {
 /* The four accumulators of one channel's quad (x: its words at the quad's first block; filter
  * row fy at x + rows[fy] bytes). */
 static inline void kq_quad(const struct kqc *k, const uint32_t *x, const uint32_t *rows, int32_t fh,
-                           int32_t a[4]) {
+                           int32_t st, int32_t a[4]) {
     int32_t a0 = k->q.bias, a1 = k->q.bias, a2 = k->q.bias, a3 = k->q.bias;
     for (int32_t fy = 0; fy < fh; ++fy) {
-        const uint32_t *r = (const uint32_t *)((const uint8_t *)x + rows[fy]), *w = k->w[fy];
-        if (fh == 5) { /* P0 r[0], P1 r[1], P2 r[8], P3 r[9] */
+        const uint32_t *r = (const uint32_t *)((const uint8_t *)x + rows[fy]);
+        const uint32_t *w = k->w + KQ_WROW(fh, st) * (uint32_t)fy;
+        if (fh == 7 && st == 1) { /* P0 r[0], P1 r[1], P2 r[8], P3 r[9], P4 r[16] */
+            a0 =
+                dsp_smlabb(r[9], w[6],
+                           dsp_smlad(r[8], w[4], dsp_smlad(r[1], w[2], dsp_smlad(r[0], w[0], a0))));
+            a1 =
+                dsp_smlad(r[9], w[5],
+                          dsp_smlad(r[8], w[3], dsp_smlad(r[1], w[1], dsp_smlatb(r[0], w[0], a1))));
+            a2 =
+                dsp_smlabb(r[16], w[6],
+                           dsp_smlad(r[9], w[4], dsp_smlad(r[8], w[2], dsp_smlad(r[1], w[0], a2))));
+            a3 =
+                dsp_smlad(r[16], w[5],
+                          dsp_smlad(r[9], w[3], dsp_smlad(r[8], w[1], dsp_smlatb(r[1], w[0], a3))));
+        } else if (fh == 5) { /* P0 r[0], P1 r[1], P2 r[8], P3 r[9] */
             a0 = dsp_smlabt(r[8], w[3], dsp_smlad(r[1], w[2], dsp_smlad(r[0], w[0], a0)));
             a1 = dsp_smlad(r[8], w[3], dsp_smlad(r[1], w[1], dsp_smlatb(r[0], w[0], a1)));
             a2 = dsp_smlabt(r[9], w[3], dsp_smlad(r[8], w[2], dsp_smlad(r[1], w[0], a2)));
@@ -522,7 +547,7 @@ _Static_assert(
         __builtin_offsetof(struct kqc, q.cc) == 20 && __builtin_offsetof(struct kqc, q.end) == 24 &&
         __builtin_offsetof(struct kqc, q.dst) == 28 && __builtin_offsetof(struct kqc, q.ch) == 32 &&
         __builtin_offsetof(struct kqc, q.next) == 36 && __builtin_offsetof(struct kqc, w) == 40 &&
-        KQ_CHANNEL(5) == 128 && KQ_CHANNEL(7) == 160,
+        KQ_CHANNEL(5, 1) == 128 && KQ_CHANNEL(7, 2) == 160 && KQ_CHANNEL(7, 1) == 244,
     "kq_row's offsets");
 /* clang-format off */
 /* Registers: r0 k, r1 the quad's column pointer, r2 the filter row's, r3 r4 inputs, r5 r6
@@ -576,17 +601,47 @@ _Static_assert(
     "smlad r10, r4, r5, r10\n\t"                                                                  \
     "ldr r3, [r2, #96]\n\t"                                                                       \
     "smlad r10, r3, r6, r10\n\t"
+/* 7x7 at stride 1 (the weights E0, O1, E1, O2, E2, O3, E3 at 40 + 28 fy; P4 at block + 2). */
+#define KQ7S1_ROW(fy, i0, i1, i2, i3)                                                             \
+    KQ_ROW_PTR(fy)                                                                                \
+    "ldrd r3, r4, [r2]\n\t"                                                                       \
+    "ldrd r5, r6, [r0, #40+28*" #fy "]\n\t"                                                       \
+    "smlad r7, r3, r5, " i0 "\n\t"                                                                \
+    "smlatb r8, r3, r5, " i1 "\n\t"                                                               \
+    "smlad r9, r4, r5, " i2 "\n\t"                                                                \
+    "smlatb r10, r4, r5, " i3 "\n\t"                                                              \
+    "smlad r8, r4, r6, r8\n\t"                                                                    \
+    "ldr r3, [r2, #32]\n\t"                                                                       \
+    "smlad r10, r3, r6, r10\n\t"                                                                  \
+    "ldrd r5, r6, [r0, #48+28*" #fy "]\n\t"                                                       \
+    "smlad r7, r4, r5, r7\n\t"                                                                    \
+    "smlad r9, r3, r5, r9\n\t"                                                                    \
+    "smlad r8, r3, r6, r8\n\t"                                                                    \
+    "ldr r4, [r2, #36]\n\t"                                                                       \
+    "smlad r10, r4, r6, r10\n\t"                                                                  \
+    "ldrd r5, r6, [r0, #56+28*" #fy "]\n\t"                                                       \
+    "smlad r7, r3, r5, r7\n\t"                                                                    \
+    "smlad r9, r4, r5, r9\n\t"                                                                    \
+    "smlad r8, r4, r6, r8\n\t"                                                                    \
+    "ldr r3, [r2, #64]\n\t"                                                                       \
+    "smlad r10, r3, r6, r10\n\t"                                                                  \
+    "ldr r5, [r0, #64+28*" #fy "]\n\t"                                                            \
+    "smlabb r7, r4, r5, r7\n\t"                                                                   \
+    "smlabb r9, r3, r5, r9\n\t"
 #define KQ_ROWS_REST(ROW) ROW(1, "r7", "r8", "r9", "r10") ROW(2, "r7", "r8", "r9", "r10")         \
     ROW(3, "r7", "r8", "r9", "r10") ROW(4, "r7", "r8", "r9", "r10")
 #define KQ5_TAPS "ldr r10, [r0, #16]\n\t" KQ5_ROW(0, "r10", "r10", "r10", "r10") KQ_ROWS_REST(KQ5_ROW)
 #define KQ7_TAPS                                                                                  \
     "ldr r10, [r0, #16]\n\t" KQ7_ROW(0, "r10", "r10", "r10", "r10") KQ_ROWS_REST(KQ7_ROW)          \
     KQ7_ROW(5, "r7", "r8", "r9", "r10") KQ7_ROW(6, "r7", "r8", "r9", "r10")
+#define KQ7S1_TAPS                                                                                \
+    "ldr r10, [r0, #16]\n\t" KQ7S1_ROW(0, "r10", "r10", "r10", "r10") KQ_ROWS_REST(KQ7S1_ROW)      \
+    KQ7S1_ROW(5, "r7", "r8", "r9", "r10") KQ7S1_ROW(6, "r7", "r8", "r9", "r10")
 #define KQ_REQUANT                                                                                \
     "ldrd r5, r6, [r0, #0]\n\t"                                                                   \
     "ldr r3, [r0, #20]\n\t"                                                                       \
-    DWQ_RQ("r7", "r5", "r6", "r3") DWQ_RQ("r8", "r5", "r6", "r3")                                 \
-    DWQ_RQ("r9", "r5", "r6", "r3") DWQ_RQ("r10", "r5", "r6", "r3")
+    DWQ_RQ("r7", "r5", "r6", "r3", "r4") DWQ_RQ("r8", "r5", "r6", "r3", "r4")                     \
+    DWQ_RQ("r9", "r5", "r6", "r3", "r4") DWQ_RQ("r10", "r5", "r6", "r3", "r4")
 #define KQ_STORE DWQ_STORE("r7", "r8", "r9", "r10", "r11", "r12")
 #define KQ_STORE_CLAMP                                                                            \
     "ldrd r5, r6, [r0, #8]\n\t"                                                                   \
@@ -621,24 +676,42 @@ _Static_assert(
 /* A row's whole quads (at least one) of the group's four channels (KQ_CHANNEL bytes apart;
  * k->q.end: x past channel 0's last quad, then k->q.next bytes on to the next channel's first),
  * by filter and clamp. */
-KQ_ROW_FN(kq5_row, KQ5_TAPS, 32, 128, KQ_STORE) /* 128, 160: KQ_CHANNEL(5), KQ_CHANNEL(7) */
+KQ_ROW_FN(kq5_row, KQ5_TAPS, 32, 128, KQ_STORE) /* 128, 160: KQ_CHANNEL(5, 1), KQ_CHANNEL(7, 2) */
 KQ_ROW_FN(kq5_row_clamp, KQ5_TAPS, 32, 128, KQ_STORE_CLAMP)
 KQ_ROW_FN(kq7_row, KQ7_TAPS, 64, 160, KQ_STORE)
 KQ_ROW_FN(kq7_row_clamp, KQ7_TAPS, 64, 160, KQ_STORE_CLAMP)
+/* 244: KQ_CHANNEL(7, 1); no clamp (kq_takes: a clamped 7x7 at stride 1 keeps the tiles, which
+ * saves the flash of a second 860-byte instance for a rare layer) */
+KQ_ROW_FN(kq7s1_row, KQ7S1_TAPS, 32, 244, KQ_STORE)
 #endif
 
 /* Channel group c..c+3's constants and weight words into the four structs at k (KQ_CHANNEL
- * bytes apart; see struct kqc). */
-static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int32_t c) {
-    /* 5x5: E0, O1, E1, O2 = taps (0, 1), (1, 2), (2, 3), (3, 4); 7x7: (0, 1) .. (6, 7 = 0). */
+ * bytes apart; see struct kqc; doubled: for dwq_rq4). */
+static void kq_load(const struct dw *d, uint8_t *k, const struct dw_rq *rq, int32_t c,
+                    int doubled) {
+    /* 5x5: E0, O1, E1, O2 = taps (0, 1), (1, 2), (2, 3), (3, 4); 7x7 at stride 2: (0, 1) ..
+     * (6, 7 = 0); at stride 1: E0, O1, E1, O2, E2, O3, E3. */
     static const uint8_t pairs5[8] = {0, 1, 1, 2, 2, 3, 3, 4}, pairs7[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    const int32_t fh = d->p.filter_h;
+    static const uint8_t pairs7s1[14] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7};
+    const int32_t fh = d->p.filter_h, st = d->p.stride_h;
     struct kqc *k0 = (struct kqc *)k;
-    for (int32_t fy = 0; fy < fh; ++fy)
-        dw_weight_pairs(d, c, fy, fh == 5 ? pairs5 : pairs7, 4, k0->w[fy],
-                        KQ_CHANNEL(fh) / sizeof(uint32_t));
+    size_t wstride; /* a straddling group's taps in the ring, which kq_run then fills */
+    const int8_t *const wg =
+        dw_group_filter(d, c, (int8_t *)(k + 4u * KQ_CHANNEL(fh, st)), &wstride);
+    if (fh == 5)
+        for (int32_t fy = 0; fy < 5; ++fy)
+            dw_weight_pairs(wg, wstride, fy, 5, pairs5, 4, k0->w + 4 * fy,
+                            KQ_CHANNEL(5, 1) / sizeof(uint32_t), doubled);
+    else if (st == 2)
+        for (int32_t fy = 0; fy < 7; ++fy)
+            dw_weight_pairs(wg, wstride, fy, 7, pairs7, 4, k0->w + 4 * fy,
+                            KQ_CHANNEL(7, 2) / sizeof(uint32_t), doubled);
+    else
+        for (int32_t fy = 0; fy < 7; ++fy)
+            dw_weight_pairs(wg, wstride, fy, 7, pairs7s1, 7, k0->w + 7 * fy,
+                            KQ_CHANNEL(7, 1) / sizeof(uint32_t), doubled);
     for (int32_t j = 0; j < 4; ++j)
-        dwq_load(d, rq, &((struct kqc *)(k + (size_t)j * KQ_CHANNEL(fh)))->q, j);
+        dwq_load(d, rq, &((struct kqc *)(k + (size_t)j * KQ_CHANNEL(fh, st)))->q, j, doubled);
 }
 
 /* The layer through the engine: per channel group, per output row, the new input rows widened
@@ -648,36 +721,47 @@ static void kq_run(const struct dw *d) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, ow = p->output_w, fh = p->filter_h, st = p->stride_h;
     const int32_t blocks = kq_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
+    struct dw_widen wd;
+    dw_widen_init(d, &wd, blocks);
     (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const int full = p->act_min <= -128 && p->act_max >= 127;
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    /* depthwise_conv2d_s8_kxk_pair_dsp_buffer_size bytes: the channels, the rows, the ring */
+    /* depthwise_conv2d_s8_kxk_pair_dsp_buffer_size bytes: the channels, then the ring */
     uint8_t *const kbase = d->buf;
-    uint32_t *const rows = (uint32_t *)(kbase + 4u * KQ_CHANNEL(fh));
-    uint32_t *const ring = rows + KQ_ROWS / 4u;
+    const size_t kch = KQ_CHANNEL(fh, st); /* a channel's bytes */
+    uint32_t *const ring = (uint32_t *)(kbase + 4u * kch);
     const size_t slot = (size_t)blocks * 8u; /* words */
+    /* The window's row table: tab[i] = the byte offset of ring slot i % fh, so the window whose
+     * top row is in slot s has its filter rows at tab + s (built once, not once per row). */
+    uint32_t tab[2 * 7 - 1];
+    for (int32_t i = 0; i < 2 * fh - 1; ++i) tab[i] = (uint32_t)((size_t)(i % fh) * slot * 4u);
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row;
         int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch;
         for (int32_t c = 0; c < ch;) {
-            if (!dw_group_whole(p, c)) {
+            if (c + 4 > ch) { /* a group straddling train_rows is whole here */
                 depthwise_conv2d_s8_dsp_channel(d, b, c);
                 ++c;
                 continue;
             }
             struct dw_rq rq;
             dw_rq_load(d, &rq, c);
-            kq_load(d, kbase, &rq, c);
             const int mode = rq.fast && full     ? DW_PACK
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
-            int32_t next = 0; /* the next copy row to widen (copy row i: input row i - pad_h) */
-            for (int32_t oy = 0; oy < p->output_h; ++oy) {
-                for (; next < oy * st + fh; ++next)
-                    dw_widen_blocks(d, image + c, ring + (size_t)(next % fh) * slot,
-                                    next - p->pad_h, blocks);
-                for (int32_t fy = 0, s = oy * st % fh; fy < fh; ++fy, s = s == fh - 1 ? 0 : s + 1)
-                    rows[fy] = (uint32_t)((size_t)s * slot * 4u);
+            /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
+             * assembly; the others take the C quad. */
+            const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
+            kq_load(d, kbase, &rq, c, doubled);
+            /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot;
+             * the slot of the window's top row; the quads the channels' row ends are set for. */
+            int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
+            (void)set_nq; /* the block of assembly's, not the host twin's */
+            for (int32_t oy = 0; oy < p->output_h;
+                 ++oy, s0 = s0 + st >= fh ? s0 + st - fh : s0 + st) {
+                for (; next < oy * st + fh; ++next, wslot = wslot == fh - 1 ? 0 : wslot + 1)
+                    dw_widen_blocks(&wd, image + c, ring + (size_t)wslot * slot, next - p->pad_h);
+                const uint32_t *const rows = tab + s0;
                 int8_t *row_out = out + ((size_t)oy * (size_t)ow) * (size_t)ch + (size_t)c;
                 /* The block of assembly stores whole quads: a last partial one's outputs past
                  * the row land on the next row's first pixels (same channel), which that row
@@ -685,28 +769,34 @@ static void kq_run(const struct dw *d) {
                 int32_t q0 = 0;
 #if KP_ASM
                 const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
-                if (mode != DW_STORE_ANY && nq > 0) {
+                if (doubled && nq > 0) {
+#pragma GCC unroll 4
                     for (int32_t j = 0; j < 4; ++j) {
-                        struct kqc *kc = (struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
-                        kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)nq * 8u * (size_t)st);
+                        struct kqc *kc = (struct kqc *)(kbase + (size_t)j * kch);
+                        if (nq != set_nq) { /* the first row, and a last one of fewer quads */
+                            kc->q.end = (uintptr_t)(ring + 2 * j + (size_t)nq * 8u * (size_t)st);
+                            kc->q.next = j < 3 ? 8 - nq * 32 * st : 0;
+                        }
                         kc->q.dst = row_out + j;
-                        kc->q.next = j < 3 ? 8 - nq * 32 * st : 0;
                     }
+                    set_nq = nq;
                     const struct kqc *k0 = (const struct kqc *)kbase;
                     if (fh == 5)
                         (mode == DW_PACK_CLAMP ? kq5_row_clamp : kq5_row)(k0, ring, rows);
-                    else
+                    else if (st == 2)
                         (mode == DW_PACK_CLAMP ? kq7_row_clamp : kq7_row)(k0, ring, rows);
+                    else /* no clamp: kq_takes */
+                        kq7s1_row(k0, ring, rows);
                     q0 = nq;
                 }
 #endif
                 for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
-                    const struct kqc *kc = (const struct kqc *)(kbase + (size_t)j * KQ_CHANNEL(fh));
+                    const struct kqc *kc = (const struct kqc *)(kbase + (size_t)j * kch);
                     for (int32_t q = q0; q < quads_all; ++q) {
                         int32_t a[4];
-                        kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, a);
+                        kq_quad(kc, ring + 2 * j + (size_t)q * 8u * (size_t)st, rows, fh, st, a);
                         dwq_store(d, &kc->q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
-                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode);
+                                  row_out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode, doubled);
                     }
                 }
             }
@@ -721,7 +811,7 @@ void depthwise_conv2d_s8_kxk_pair_dsp_run(const struct dw *d) {
     const int full = p->act_min <= -128 && p->act_max >= 127;
     /* A clamp the packed store does per byte: inside the int8 range and not empty. */
     const int clamp8 = p->act_min >= -128 && p->act_max <= 127 && p->act_min <= p->act_max;
-    if (kq_takes(p)) { /* 5x5 at stride 1, 7x7 at 2: the channel-pair engine above */
+    if (kq_takes(p)) { /* 5x5 at stride 1, 7x7 at 1 and 2: the channel-pair engine above */
         kq_run(d);
         return;
     }

@@ -1,9 +1,9 @@
 """The depthwise channel-pair engines (firmware/kernels/depthwise_conv2d_s8_dsp.h: a ring of
 widened rows, one channel's four outputs per block of SMLAD / SMLATB / SMLABT, weights loaded
 once per four outputs): the 3x3 variant's (depthwise_conv2d_s8_3x3_dsp.c, stride 1 and 2)
-where its ring fits the bytes the variant plans and it pays (rows of whole quads, 16 outputs or
-more), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 2
-(depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from 16 resp. 8 outputs), else the tiles;
+where its ring fits the bytes the variant plans and it pays (8 outputs wide or more at stride
+1, 16 at stride 2), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 1 and 2
+(depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from one whole quad, 4 outputs), else the tiles;
 against the reference kernel bit for bit on the host (the C quads) and on the emulated
 Cortex-M7 and Cortex-M4 (the assembly rows).
 
@@ -46,16 +46,21 @@ SHAPES = [
     (33, 32, 20, 2, "SAME", "NONE", False, True),
     (11, 33, 12, 2, "VALID", "RELU6", False, True),
     (10, 40, 8, 2, "SAME", "NONE", True, True),
-    (8, 8, 16, 1, "SAME", "RELU6", False, False),  # narrower than 16: the band copy pays
+    (8, 8, 16, 1, "SAME", "RELU6", False, True),  # 8 wide: two quads
     (4, 4, 12, 1, "SAME", "RELU6", False, False),
     (5, 18, 13, 1, "SAME", "RELU6", False, True),  # a partial last quad
-    (7, 17, 6, 1, "VALID", "RELU", False, False),  # 15 wide: the band copy pays
+    (7, 17, 6, 1, "VALID", "RELU", False, True),  # 15 wide: a last quad of 3
     (7, 9, 6, 2, "SAME", "RELU", False, False),
     (5, 38, 9, 2, "SAME", "RELU6", False, True),  # 19 wide: a partial last quad
     (5, 58, 8, 2, "SAME", "NONE", False, False),
     (6, 17, 10, 1, "SAME", "RELU6", False, True),  # 17 wide: a last quad of one output
     (7, 23, 9, 1, "VALID", "NONE", False, True),  # 21 wide
     (9, 34, 12, 2, "SAME", "RELU", False, True),  # 17 wide at stride 2 (21: the ring does not fit)
+    (9, 7, 10, 1, "SAME", "RELU6", False, False),  # 7 wide: the band copy pays
+    (6, 9, 7, 1, "VALID", "NONE", False, False),  # 7 wide, VALID
+    (5, 10, 13, 1, "SAME", "RELU6", False, True),  # 10 wide: two quads and a partial one
+    (7, 9, 9, 1, "SAME", "NONE", True, True),  # 9 wide: a last quad of one output
+    (8, 30, 6, 2, "SAME", "RELU", False, False),  # 15 wide at stride 2: the band copy pays
 ]
 
 
@@ -89,7 +94,7 @@ def _case(shape: tuple, seed: int) -> Case:
     return Case(g, quant(out_s, zp), activation)
 
 
-# 5x5 at stride 1 and 7x7 at stride 2, explicit padding (as a folded PAD or a patch leaves it):
+# 5x5 at stride 1 and 7x7 at stride 1 and 2, explicit padding (as a folded PAD or a patch leaves it):
 # (h, w, c, k, stride, (pad_top, pad_left), (oh, ow), activation, quads): quads: the engine the
 # layer takes (depthwise_conv2d_s8_kxk_pair_dsp_quads).
 SHAPES_KQ = [
@@ -99,26 +104,38 @@ SHAPES_KQ = [
     (2, 16, 8, 5, 1, (2, 2), (2, 16), "RELU", True),  # every window reaches into the padding
     (20, 20, 16, 5, 1, (1, 1), (18, 18), "RELU6", True),  # a patch of MCUNet's 5x5 stage
     (21, 21, 12, 5, 1, (1, 1), (19, 19), "NONE", True),  # a partial last quad of 3
-    (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", False),  # narrower than 16: the tiles pay
-    (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", False),
+    (8, 8, 12, 5, 1, (2, 2), (8, 8), "RELU6", True),  # 8 wide: two quads
+    (4, 4, 36, 5, 1, (2, 2), (4, 4), "RELU6", True),  # one quad per row
     (6, 100, 4, 5, 1, (2, 2), (6, 100), "RELU6", False),  # the ring needs more than the tiles plan
     (18, 18, 20, 7, 2, (3, 3), (8, 8), "RELU6", True),  # a 2x2 patch of MCUNet's 7x7/2 stage
     (19, 18, 13, 7, 2, (3, 3), (8, 8), "RELU6", True),
     (16, 16, 24, 7, 2, (3, 3), (8, 8), "NONE", True),
     (9, 16, 12, 7, 2, (3, 3), (5, 8), "RELU", True),
-    (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", False),  # narrower than 8: the tiles pay
-    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", False),  # narrower than 8
+    (8, 8, 16, 7, 2, (3, 3), (4, 4), "RELU6", True),  # one quad per row
+    (13, 11, 8, 7, 2, (3, 3), (7, 6), "RELU", True),  # 6 wide: a last quad of 2
     (7, 64, 4, 7, 2, (3, 3), (4, 32), "RELU6", False),  # the ring needs more than planned
     # 7x7/2 wider than 8 (so a partial last quad) needs a ring of 3 quads or more, 2464 bytes,
     # past the 2032 the layer plans: the tiles run (kq7_row's partial quads are never reached).
     (21, 21, 12, 7, 2, (3, 3), (11, 11), "RELU6", False),
     (12, 17, 12, 5, 1, (2, 2), (12, 17), "RELU6", True),  # a last quad of one output
     (21, 21, 8, 5, 1, (2, 2), (21, 21), "NONE", True),  # 21 wide
+    (3, 3, 8, 5, 1, (2, 2), (3, 3), "RELU6", False),  # narrower than a quad: the tiles
+    (6, 5, 8, 7, 2, (3, 3), (3, 3), "RELU", False),  # narrower than a quad
+    (7, 5, 9, 5, 1, (2, 2), (7, 5), "RELU6", True),  # 5 wide: a last quad of one output
+    (13, 11, 8, 7, 2, (3, 3), (7, 5), "NONE", False),  # 5 wide at stride 2: the ring needs more than planned
+    # 7x7 at stride 1 (MCUNet's 4x4x288 layer; its weights E0, O1, E1, O2, E2, O3, E3 per row),
+    # without a clamp (kq7s1_row has none: a clamped layer keeps the tiles)
+    (4, 4, 20, 7, 1, (3, 3), (4, 4), "NONE", True),  # every window reaches into the padding
+    (8, 8, 13, 7, 1, (3, 3), (8, 8), "NONE", True),  # two quads, a partial group of four
+    (12, 12, 8, 7, 1, (0, 0), (6, 6), "NONE", True),  # VALID, a last quad of 2
+    (9, 11, 9, 7, 1, (3, 3), (9, 5), "NONE", True),  # a last quad of one output
+    (6, 3, 8, 7, 1, (3, 3), (6, 3), "NONE", False),  # narrower than a quad: the tiles
+    (8, 8, 12, 7, 1, (3, 3), (8, 8), "RELU6", False),  # a clamp: the tiles
 ]
 
 # Two batches through each engine's paths (the kernels loop over batches; the compiler's layers
 # have one): (SHAPES_KQ or SHAPES, index) of the single-batch shape.
-BATCHED = [(False, 0), (False, 18), (False, 16), (True, 17), (True, 18), (True, 11)]
+BATCHED = [(False, 0), (False, 18), (False, 16), (True, 17), (True, 18), (True, 11), (True, 24)]
 
 
 def _batched(kq: bool, i: int, n: int = 2) -> Case:
@@ -152,15 +169,17 @@ def _quads(call) -> bool:
 
 def engine_bytes(call) -> int | None:
     """The scratch bytes a channel-pair engine writes for the layer (None: it runs another
-    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants, row
-    table and ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
+    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants and
+    ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
     _kxk_pair_dsp.c). Less than the layer plans: the planned size is the older engines'."""
     p = call.params
     quads, k, st = -(-p["output_w"] // 4), p["filter_h"], p["stride_w"]
     if k == 3 and _pairs(call):
         return 3 * (quads * st + 1) * 32
     if k in (5, 7) and _quads(call):
-        return 4 * (48 + 16 * k) + 32 + k * (quads + 1 if k == 5 else 2 * quads + 2) * 32
+        words = 7 if (k, st) == (7, 1) else 4  # weight words per filter row
+        blocks = quads + 1 if k == 5 else quads + 2 if st == 1 else 2 * quads + 2
+        return 4 * (48 + 4 * words * k) + k * blocks * 32
     return None
 
 
@@ -235,7 +254,7 @@ def _calls() -> list:
     return calls
 
 
-@pytest.mark.parametrize("kq, i", [(False, 0), (False, 7), (True, 0), (True, 9)])
+@pytest.mark.parametrize("kq, i", [(False, 0), (False, 7), (True, 0), (True, 9), (True, 23)])
 def test_the_engines_write_exactly_their_bytes(kq: bool, i: int, monkeypatch) -> None:
     """With the scratch cut to engine_bytes the engine runs bit-exact; 8 bytes fewer and the
     guard behind the scratch catches its writes (so engine_bytes is exactly what it uses)."""
