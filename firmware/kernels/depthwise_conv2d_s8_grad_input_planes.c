@@ -44,6 +44,8 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->pw = d->pl + (max_x + 1 > p->output_w ? max_x + 1 : p->output_w) + 6;
     if ((int64_t)d->ph * d->pw > DWP_PLANE) return 0;
     d->words = words;
+    /* rows8's shapes (where it is built): stride 1, rows 8 wide, 2 or 3 tap pairs */
+    d->rows8 = sh == 1 && sw == 1 && p->input_w == 8 && d->kw[0] >= 3 && d->kw[0] <= 6;
     d->whole4 = 1;
     for (int32_t px = 0; px < sw; ++px) {
         const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
@@ -241,6 +243,146 @@ static inline __attribute__((always_inline)) void corr4x(const int16_t *r, int32
     out[3 * step] = s3;
 }
 
+/* corr4x's sums for 8 adjacent outputs (8-wide rows: 8x8 maps at stride 1) with 2 or 3 tap
+ * pairs, one block instead of two: per tap row each word of P is loaded once for every output it
+ * meets, 8 + 2 (pairs - 1) loads and 8 pairs SMLAD (two 4-output blocks: 2 (4 + 2 (pairs - 1))
+ * loads), and one block's set-up and stores. The eight sums, the tap pairs' weights and the
+ * running word of P take every register, so GCC spills them (measured: slower than two corr4x);
+ * on the Cortex-M7/M4 it is assembly, the sums in r4-r11. */
+struct corr8_ctx {
+    int32_t pw_bytes;    /* P's row pitch in bytes */
+    const uint32_t *end; /* k past the window's last tap row */
+    int32_t *out;
+    int32_t step_bytes; /* between outputs */
+};
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* s_i += P word (i + 2 q) . k[q] per tap row (r0: P, r1: k), in the order the words are loaded:
+ * word j meets output j - 2 q for each pair q. */
+#define C8_W2(j, o0, o1) "ldr r3, [r0, #" #j " * 2]\n" "smlad " o0 ", r3, r12, " o0 "\n" o1
+#define C8_P2(o) "smlad " o ", r3, lr, " o "\n"
+#define C8_P3(o) "smlad " o ", r3, r2, " o "\n"
+static __attribute__((noinline)) void corr8_2(const int16_t *r, const uint32_t *k,
+                                              const struct corr8_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r12, [r1], #4\n"
+        "ldr lr, [r1], #4\n"
+        C8_W2(0, "r4", "")
+        C8_W2(1, "r5", "")
+        C8_W2(2, "r6", C8_P2("r4"))
+        C8_W2(3, "r7", C8_P2("r5"))
+        C8_W2(4, "r8", C8_P2("r6"))
+        C8_W2(5, "r9", C8_P2("r7"))
+        C8_W2(6, "r10", C8_P2("r8"))
+        C8_W2(7, "r11", C8_P2("r9"))
+        "ldr r3, [r0, #16]\n" C8_P2("r10")
+        "ldr r3, [r0, #18]\n" C8_P2("r11")
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r8, [r0]\n"
+        "str r9, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r10, [r0]\n"
+        "str r11, [r0, r1]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+static __attribute__((noinline)) void corr8_3(const int16_t *r, const uint32_t *k,
+                                              const struct corr8_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r12, [r1], #4\n"
+        "ldr lr, [r1], #4\n"
+        "ldr r2, [r1], #4\n"
+        C8_W2(0, "r4", "")
+        C8_W2(1, "r5", "")
+        C8_W2(2, "r6", C8_P2("r4"))
+        C8_W2(3, "r7", C8_P2("r5"))
+        C8_W2(4, "r8", C8_P2("r6") C8_P3("r4"))
+        C8_W2(5, "r9", C8_P2("r7") C8_P3("r5"))
+        C8_W2(6, "r10", C8_P2("r8") C8_P3("r6"))
+        C8_W2(7, "r11", C8_P2("r9") C8_P3("r7"))
+        "ldr r3, [r0, #16]\n" C8_P2("r10") C8_P3("r8")
+        "ldr r3, [r0, #18]\n" C8_P2("r11") C8_P3("r9")
+        "ldr r3, [r0, #20]\n" C8_P3("r10")
+        "ldr r3, [r0, #22]\n" C8_P3("r11")
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r8, [r0]\n"
+        "str r9, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r10, [r0]\n"
+        "str r11, [r0, r1]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#undef C8_W2
+#undef C8_P2
+#undef C8_P3
+#define DWP_CORR8 1
+#endif
+
 /* For each of `rows` rows (P from r0, r0 + pw, ...; out, out + ostep, ...): out[j * step]
  * for j < n (rounded up to 4) = the correlation of P from the row's r0 + j with kh rows of
  * PAIRS packed tap pairs k. top: the g' row (P's row - d->pt) of r0's first row; with 3 or 4
@@ -279,8 +421,45 @@ DWP_CORR(3)
 DWP_CORR(4)
 #undef DWP_CORR
 
+#ifdef DWP_CORR8
+/* dwp_rows for stride 1 and 8-wide rows with 2 or 3 tap pairs, over corr8_2 / corr8_3 (the
+ * window's rows inside the gradient only, with 3 pairs, as corr); apart from dwp_rows so that its
+ * register allocation stays as it was (measured: folding this into corr slowed the 4-output
+ * paths). */
+static __attribute__((noinline)) void rows8(const struct dwp *d, const int16_t *plane,
+                                            const uint32_t *words, int32_t y0, int32_t ny,
+                                            int32_t *out, int32_t pitch, int32_t xstep) {
+    const int32_t pw = d->pw, kh = d->kh[0], pairs = (d->kw[0] + 1) / 2, oh = d->p.output_h;
+    int32_t top = y0 + d->p.pad_h - kh + 1;
+    const int16_t *r0 = plane + (top + d->pt) * pw + d->col0[0];
+    out += (size_t)d->x0[0] * (size_t)xstep;
+    for (int32_t y = 0; y < ny; ++y, r0 += pw, out += pitch, ++top) {
+        const int16_t *r = r0;
+        const uint32_t *kk = words;
+        int32_t m = kh;
+        if (pairs == 3 && (top < 0 || top > oh - kh)) {
+            const int32_t lo = top < 0 ? -top : 0, hi = oh - top < kh ? oh - top : kh;
+            m = hi > lo ? hi - lo : 0;
+            r += lo * pw;
+            kk += lo * pairs;
+        }
+        const struct corr8_ctx c = {pw * 2, kk + m * pairs, out, xstep * 4};
+        if (pairs == 2)
+            corr8_2(r, kk, &c);
+        else
+            corr8_3(r, kk, &c);
+    }
+}
+#endif
+
 void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
               int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
+#ifdef DWP_CORR8
+    if (d->rows8) {
+        rows8(d, plane, words, y0, ny, out, pitch, xstep);
+        return;
+    }
+#endif
     const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw, pad_h = d->p.pad_h;
     /* Rows of one row phase py are every sh-th row, reading P rows one apart: one call of the
      * correlation per phase (py, px) covers them all. */

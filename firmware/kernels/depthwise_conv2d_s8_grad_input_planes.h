@@ -52,6 +52,7 @@ struct dwp {
     int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
     int32_t words;                          /* packed words of all phases */
     int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
+    int32_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
 };
 
 /* Fills d's geometry and the shift (the reference's: dw_grad_worst_shift) from p; returns 0 (and
