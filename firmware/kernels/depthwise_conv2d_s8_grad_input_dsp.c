@@ -81,10 +81,36 @@ static inline int32_t term(int32_t g, int32_t m, int32_t half, int shift) {
     return ((((v ^ s) - s) + half) >> shift ^ s) - s;
 }
 
+/* terms for 8 elements a mask byte covers (i0 a multiple of 8): the mask bits and the gradient
+ * bytes taken from one byte and two words by bit-field extracts, the rounding without the
+ * sign's round trip (dwp_fill's: (v + half + (v >> 31)) >> shift, shift >= 1). */
+static inline __attribute__((always_inline)) void terms8(int32_t *gp, const int8_t *g,
+                                                         uint32_t mk, const int32_t *m,
+                                                         const int mstep, int32_t half, int shift) {
+    const uint32_t ga = dsp_read4(g), gb = dsp_read4(g + 4);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+        const uint32_t w = k < 4 ? ga : gb;
+        const int32_t keep = (int32_t)(mk << (31 - k)) >> 31;
+        const int32_t gk = (int32_t)(w << (24 - 8 * (k & 3))) >> 24;
+        const int32_t v = (gk & keep) * m[k * mstep];
+        gp[k] = (v + half + (v >> 31)) >> shift;
+    }
+}
+
 static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i0, int32_t n,
                   const int32_t *m, int32_t mstep, int shift) {
     const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
     const int8_t *g = grad + i0;
+    if (mask && ((i0 | (size_t)n) & 7u) == 0 && shift >= 1) {
+        /* masked, whole mask bytes (channels a multiple of 8): MobileNets' layers */
+        const uint8_t *mb = mask + (i0 >> 3);
+        if (mstep)
+            for (int32_t j = 0; j < n; j += 8) terms8(gp + j, g + j, *mb++, m + j, 1, half, shift);
+        else
+            for (int32_t j = 0; j < n; j += 8) terms8(gp + j, g + j, *mb++, m, 0, half, shift);
+        return;
+    }
     if (!mask) {
         for (int32_t j = 0; j < n; ++j, m += mstep) gp[j] = term(g[j], *m, half, shift);
         return;
