@@ -44,6 +44,24 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->pw = d->pl + (max_x + 1 > p->output_w ? max_x + 1 : p->output_w) + 6;
     if ((int64_t)d->ph * d->pw > DWP_PLANE) return 0;
     d->words = words;
+    if (sh > 1 || sw > 1) {
+        /* the tap table: dwp_kernel's words, in the order of its per-phase loops below */
+        if (p->filter_h * p->filter_w >= DWP_NO_TAP) return 0;
+        int32_t n = 0;
+        for (int32_t py = 0; py < sh; ++py)
+            for (int32_t px = 0; px < sw; ++px) {
+                const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+                if (kh == 0 || kw == 0) continue;
+                for (int32_t a = 0; a < kh; ++a) {
+                    const int32_t fy = py + (kh - 1 - a) * sh;
+                    for (int32_t b = kw - 1; b >= 0; b -= 2, ++n) {
+                        d->tap[n][0] = (uint8_t)(fy * p->filter_w + px + b * sw);
+                        d->tap[n][1] =
+                            b > 0 ? (uint8_t)(fy * p->filter_w + px + (b - 1) * sw) : DWP_NO_TAP;
+                    }
+                }
+            }
+    }
     /* rows8's shapes (where it is built): stride 1, rows 8 wide, 2 or 3 tap pairs */
     d->rows8 = sh == 1 && sw == 1 && p->input_w == 8 && d->kw[0] >= 3 && d->kw[0] <= 6;
     d->whole4 = 1;
@@ -179,7 +197,7 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     const int8_t *w = c < tr ? d->trained + c : d->filter + c;
     const int32_t stride = c < tr ? tr : p->input_c;
     const int32_t sh = p->stride_h, sw = p->stride_w, fw = p->filter_w;
-    const int32_t step = sw * stride, rowstep = sh * fw * stride;
+    const int32_t step = sw * stride;
     if (sh == 1 && sw == 1) {
         /* One phase, K[a][b] = W[kh - 1 - a][kw - 1 - b]: the taps from the last one down, two to
          * a word, a row's odd last tap alone (the order below, without its per-phase work). */
@@ -191,23 +209,16 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
         }
         return;
     }
-    /* dwp_setup's order: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
+    /* dwp_setup's tap table: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
      * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
      * phase's last column down, sw columns apart, two to a word (the second tap high). */
-    for (int32_t py = 0; py < sh; ++py)
-        for (int32_t px = 0; px < sw; ++px) {
-            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
-            if (kh == 0 || kw == 0) continue;
-            const int8_t *q0 =
-                w + (size_t)((py + (kh - 1) * sh) * fw + px + (kw - 1) * sw) * stride;
-            for (int32_t a = 0; a < kh; ++a, q0 -= rowstep) {
-                const int8_t *q = q0;
-                for (int32_t b = kw; b > 1; b -= 2, q -= 2 * step)
-                    *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step]
-                                                                       << 16;
-                if (kw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
-            }
-        }
+    const uint8_t *t = d->tap[0], *end = t + 2 * d->words;
+    for (; t != end; t += 2) {
+        const uint32_t hi = t[1];
+        const int32_t wh = hi == DWP_NO_TAP ? 0 : w[(size_t)hi * (size_t)stride];
+        *words++ = (uint32_t)(uint16_t)(int16_t)w[(size_t)t[0] * (size_t)stride] | (uint32_t)wh
+                                                                                     << 16;
+    }
 }
 
 /* 32 bits of P from a halfword address: two adjacent entries. */

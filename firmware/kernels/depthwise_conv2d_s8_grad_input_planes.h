@@ -35,6 +35,7 @@
 #define DWP_WORDS 64   /* packed weight pairs of every phase (7x7: 28) */
 #define DWP_ROW 72     /* accumulators of one input row (+ 4 + the stride's spill) */
 #define DWP_PHASES 4   /* s_h * s_w at most: strides 1 and 2 */
+#define DWP_NO_TAP 255 /* dwp's tap table: no tap (filters of at most 255 taps use the table) */
 
 struct dwp {
     struct depthwise_conv2d_s8_grad_input_params p;
@@ -53,6 +54,9 @@ struct dwp {
     int32_t words;                          /* packed words of all phases */
     int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
     int32_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
+    /* stride 2: per packed word its two taps (fy * filter_w + fx; DWP_NO_TAP: none, a zero
+     * weight), in dwp_kernel's order, so that it packs a channel in one flat loop */
+    uint8_t tap[DWP_WORDS][2];
 };
 
 /* Fills d's geometry and the shift (the reference's: dw_grad_worst_shift) from p; returns 0 (and
