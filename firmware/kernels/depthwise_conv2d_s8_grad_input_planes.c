@@ -191,6 +191,20 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
     return any != 0;
 }
 
+/* dwp_kernel at stride 1 for FW (a constant) taps a row: q at filter row fh - 1's first tap, the
+ * rows from the last one up, each row's taps from its last one down, two to a word (PKHBT), an
+ * odd first tap alone; the taps' offsets in registers, no per-word loop. */
+static inline __attribute__((always_inline)) void pack_rows(const int8_t *q, int32_t s,
+                                                            int32_t fh, uint32_t *words,
+                                                            const int fw) {
+    for (int32_t a = 0; a < fh; ++a, q -= fw * s) {
+#pragma GCC unroll 4
+        for (int b = fw - 1; b > 0; b -= 2)
+            *words++ = dsp_pack_lo((uint32_t)(int32_t)q[b * s], (uint32_t)(int32_t)q[(b - 1) * s]);
+        if (fw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
+    }
+}
+
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
     const int32_t tr = p->train_rows < p->input_c ? p->train_rows : p->input_c;
@@ -201,6 +215,13 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     if (sh == 1 && sw == 1) {
         /* One phase, K[a][b] = W[kh - 1 - a][kw - 1 - b]: the taps from the last one down, two to
          * a word, a row's odd last tap alone (the order below, without its per-phase work). */
+        const int8_t *q0 = w + (size_t)((p->filter_h - 1) * fw) * (size_t)stride;
+        switch (fw) { /* MobileNets' and MCUNet's filters */
+            case 3: pack_rows(q0, stride, p->filter_h, words, 3); return;
+            case 5: pack_rows(q0, stride, p->filter_h, words, 5); return;
+            case 7: pack_rows(q0, stride, p->filter_h, words, 7); return;
+            default: break;
+        }
         const int8_t *q = w + (size_t)(p->filter_h * fw - 1) * (size_t)stride;
         for (int32_t a = 0; a < p->filter_h; ++a) {
             for (int32_t b = fw; b > 1; b -= 2, q -= 2 * step)
