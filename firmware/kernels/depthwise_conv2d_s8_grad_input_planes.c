@@ -146,15 +146,32 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
         const uint32_t up = 31u - (uint32_t)(i & 7u);
         const size_t mstep = ch >> 3;
         const int8_t *g = grad + i;
-#define DWP_FILL_ONE(j)                                                     \
-    do {                                                                    \
-        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;           \
-        const int32_t v = (*g & keep) * mc;                                 \
-        const int32_t t = (v + half + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16; \
-        dst[j] = (int16_t)t;                                                \
-        any |= t;                                                           \
-        g += ch, m += mstep;                                                \
+#define DWP_FILL_ONE(j)                                                          \
+    do {                                                                         \
+        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;                \
+        const int32_t v = (*g & keep) * mc;                                      \
+        const int32_t t = (v + half16 + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16;    \
+        dst[j] = (int16_t)t;                                                     \
+        any |= t;                                                                \
+        g += ch, m += mstep;                                                     \
     } while (0)
+        /* the shift a constant (dwp_setup), so is half */
+        const int32_t half16 = (int32_t)1 << (CONV_GRAD_MIN_SHIFT_16 - 1);
+        if ((ow & 3) == 0) { /* whole blocks of 4 a row (4x4 and 8x8 gradients): one loop */
+            int16_t *dst = plane + (size_t)d->pt * (size_t)pw + d->pl;
+            const int16_t *const end = dst + (size_t)oh * (size_t)pw;
+            const int32_t skip = pw - ow;
+            do {
+                for (const int16_t *row_end = dst + ow; dst != row_end; dst += 4) {
+                    DWP_FILL_ONE(0);
+                    DWP_FILL_ONE(1);
+                    DWP_FILL_ONE(2);
+                    DWP_FILL_ONE(3);
+                }
+                dst += skip;
+            } while (dst != end);
+            return any != 0;
+        }
         for (int32_t oy = 0; oy < oh; ++oy) {
             int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
             int32_t ox = 0;
