@@ -5,6 +5,12 @@
 #include "conv2d_s8_grad_input.h"
 #include "dsp.h"
 
+/* The assembly blocks (corr8_2, corr8_3, corr8s2) where the build has the DSP instructions; the
+ * host twin runs the C correlations, with the packed words in their order (dwp_setup). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define DWP_ASM 1
+#endif
+
 static inline int32_t ceil_div(int32_t a, int32_t b) {
     return (a + b - 1) / b;
 }
@@ -75,6 +81,33 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
             d->col0[i] = (x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl;
         }
     }
+    d->pair2 = 0;
+#ifdef DWP_ASM
+    /* pair2 (rows_s2): stride 2, rows 8 wide (4 columns a phase), 2 tap pairs in both column
+     * phases, phase b's window one column right of phase a's. Its words: per row phase, per
+     * sub-kernel row, phase a's two then phase b's two (koff[py * 2 + a] the row phase's first). */
+    if (sh == 2 && sw == 2 && d->nx[0] == 4 && d->nx[1] == 4 && (d->kw[0] + 1) / 2 == 2 &&
+        (d->kw[1] + 1) / 2 == 2 && (d->col0[1] - d->col0[0] == 1 || d->col0[0] - d->col0[1] == 1)) {
+        const int32_t a = d->col0[1] - d->col0[0] == 1 ? 0 : 1, b = 1 - a;
+        int32_t n = 0;
+        for (int32_t py = 0; py < 2; ++py) {
+            const int32_t kh = d->kh[py * 2];
+            d->koff[py * 2 + a] = n;
+            for (int32_t r = 0; r < kh; ++r) {
+                const int32_t fy = py + (kh - 1 - r) * 2;
+                for (int32_t q = 0; q < 2; ++q) {
+                    const int32_t px = q ? b : a, kw = d->kw[px];
+                    for (int32_t c = kw - 1; c >= 0; c -= 2, ++n) {
+                        d->tap[n][0] = (uint8_t)(fy * p->filter_w + px + c * 2);
+                        d->tap[n][1] =
+                            c > 0 ? (uint8_t)(fy * p->filter_w + px + (c - 1) * 2) : DWP_NO_TAP;
+                    }
+                }
+            }
+        }
+        d->pair2 = 1 + a; /* phase a + 1 */
+    }
+#endif
     return 1;
 }
 
@@ -305,7 +338,7 @@ struct corr8_ctx {
     int32_t step_bytes; /* between outputs */
 };
 
-#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#ifdef DWP_ASM
 /* s_i += P word (i + 2 q) . k[q] per tap row (r0: P, r1: k), in the order the words are loaded:
  * word j meets output j - 2 q for each pair q. */
 #define C8_W2(j, o0, o1) "ldr r3, [r0, #" #j " * 2]\n" "smlad " o0 ", r3, r12, " o0 "\n" o1
@@ -429,7 +462,6 @@ static __attribute__((noinline)) void corr8_3(const int16_t *r, const uint32_t *
 #undef C8_W2
 #undef C8_P2
 #undef C8_P3
-#define DWP_CORR8 1
 #endif
 
 /* For each of `rows` rows (P from r0, r0 + pw, ...; out, out + ostep, ...): out[j * step]
@@ -470,7 +502,7 @@ DWP_CORR(3)
 DWP_CORR(4)
 #undef DWP_CORR
 
-#ifdef DWP_CORR8
+#ifdef DWP_ASM
 /* dwp_rows for stride 1 and 8-wide rows with 2 or 3 tap pairs, over corr8_2 / corr8_3 (the
  * window's rows inside the gradient only, with 3 pairs, as corr); apart from dwp_rows so that its
  * register allocation stays as it was (measured: folding this into corr slowed the 4-output
@@ -501,11 +533,118 @@ static __attribute__((noinline)) void rows8(const struct dwp *d, const int16_t *
 }
 #endif
 
+#ifdef DWP_ASM
+/* Both column phases of a stride-2 row (pair2) in one block: 4 outputs of phase a (P words
+ * 0..5 from r) and 4 of phase b (words 1..6), 2 tap pairs each, the words loaded once for both:
+ * per tap row 7 loads of P, 4 of weights (a's two, b's two) and 16 SMLAD. a's weights leave
+ * their register to b's second pair once a is done with them. */
+struct corr8s2_ctx {
+    int32_t pw_bytes;
+    const uint32_t *end;
+    int32_t *out_a, *out_b;
+    int32_t step_bytes;
+};
+static __attribute__((noinline)) void corr8s2(const int16_t *r, const uint32_t *k,
+                                              const struct corr8s2_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8s2_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r2, [r1], #4\n"  /* a's pair 0 */
+        "ldr r12, [r1], #4\n" /* a's pair 1 */
+        "ldr lr, [r1], #4\n"  /* b's pair 0 */
+        "ldr r3, [r0]\n"
+        "smlad r4, r3, r2, r4\n"
+        "ldr r3, [r0, #2]\n"
+        "smlad r5, r3, r2, r5\n"
+        "smlad r8, r3, lr, r8\n"
+        "ldr r3, [r0, #4]\n"
+        "smlad r6, r3, r2, r6\n"
+        "smlad r4, r3, r12, r4\n"
+        "smlad r9, r3, lr, r9\n"
+        "ldr r3, [r0, #6]\n"
+        "smlad r7, r3, r2, r7\n"
+        "smlad r5, r3, r12, r5\n"
+        "smlad r10, r3, lr, r10\n"
+        "ldr r2, [r1], #4\n" /* b's pair 1 */
+        "smlad r8, r3, r2, r8\n"
+        "ldr r3, [r0, #8]\n"
+        "smlad r6, r3, r12, r6\n"
+        "smlad r11, r3, lr, r11\n"
+        "smlad r9, r3, r2, r9\n"
+        "ldr r3, [r0, #10]\n"
+        "smlad r7, r3, r12, r7\n"
+        "smlad r10, r3, r2, r10\n"
+        "ldr r3, [r0, #12]\n"
+        "smlad r11, r3, r2, r11\n"
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "ldr r2, [r3, #16]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r2]\n"
+        "add r0, r0, r2, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r2]\n"
+        "str r8, [r1]\n"
+        "str r9, [r1, r2]\n"
+        "add r1, r1, r2, lsl #1\n"
+        "str r10, [r1]\n"
+        "str r11, [r1, r2]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
+/* dwp_rows for pair2's shapes: per row phase, each of its rows in one corr8s2 block. */
+static __attribute__((noinline)) void rows_s2(const struct dwp *d, const int16_t *plane,
+                                              const uint32_t *words, int32_t y0, int32_t ny,
+                                              int32_t *out, int32_t pitch, int32_t xstep) {
+    const int32_t pw = d->pw, a = d->pair2 - 1, b = 1 - a;
+    for (int32_t dy = 0; dy < 2 && dy < ny; ++dy) {
+        const int32_t y = y0 + dy, py = (y + d->p.pad_h) % 2, yy = (y + d->p.pad_h - py) / 2;
+        const int32_t rows = (ny - dy + 1) / 2, kh = d->kh[py * 2];
+        int32_t *oa = out + (size_t)dy * (size_t)pitch + (size_t)d->x0[a] * (size_t)xstep;
+        int32_t *ob = out + (size_t)dy * (size_t)pitch + (size_t)d->x0[b] * (size_t)xstep;
+        const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[py * 2 + a];
+        const uint32_t *k = words + d->koff[py * 2 + a];
+        for (int32_t r = 0; r < rows; ++r, r0 += pw, oa += 2 * pitch, ob += 2 * pitch) {
+            const struct corr8s2_ctx c = {pw * 2, k + 4 * kh, oa, ob, 2 * xstep * 4};
+            corr8s2(r0, k, &c);
+        }
+    }
+}
+#endif
+
 void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
               int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
-#ifdef DWP_CORR8
+#ifdef DWP_ASM
     if (d->rows8) {
         rows8(d, plane, words, y0, ny, out, pitch, xstep);
+        return;
+    }
+    if (d->pair2) {
+        rows_s2(d, plane, words, y0, ny, out, pitch, xstep);
         return;
     }
 #endif

@@ -54,6 +54,7 @@ struct dwp {
     int32_t words;                          /* packed words of all phases */
     int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
     int32_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
+    int32_t pair2;  /* stride 2, 8-wide rows: both column phases in one block (phase a + 1), or 0 */
     /* stride 2: per packed word its two taps (fy * filter_w + fx; DWP_NO_TAP: none, a zero
      * weight), in dwp_kernel's order, so that it packs a channel in one flat loop */
     uint8_t tap[DWP_WORDS][2];

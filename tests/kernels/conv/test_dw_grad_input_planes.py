@@ -386,6 +386,19 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
     wrong = sum(_boundary_hits(c, v)[1] for c, v in kept)
     assert min(stops) >= 1 and wrong >= 1, (stops, wrong)
     calls += kept
+    # Stride 2 on 8-wide maps, both column phases in one block (the board's rows_s2): 7x7 with
+    # two batches (nothing kept), 8x8 (phase 1's window left of phase 0's); 6x6 VALID (both windows
+    # at one column) takes the per-phase blocks.
+    calls += [
+        _two_pass(gs.make_layer("dw", 70 + i, mult=1, sh=2, sw=2, **shape))
+        for i, shape in enumerate(
+            [
+                dict(h=8, w=8, in_c=100, fh=7, fw=7, padding="SAME", n=2),
+                dict(h=8, w=8, in_c=150, fh=8, fw=8, padding="SAME", n=1),
+                dict(h=9, w=8, in_c=37, fh=6, fw=6, padding="VALID", n=1),
+            ]
+        )
+    ]
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
