@@ -399,6 +399,7 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
             ]
         )
     ]
+    calls += [gs.grad_input_call(_vectorized_layer(i)) for i in (1, 2)]
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
@@ -423,6 +424,26 @@ def _reference_shift(call: KernelCall, values: list[np.ndarray]) -> int:
     while shift < 30 and (b0 >> shift) + 1 + (w1 + 1) // 2 > 2**31 - 1:
         shift += 1
     return shift
+
+
+def _vectorized_layer(i: int) -> gs.Layer:
+    """4x4 gradients (the channel-vectorized variant) whose trained rows end inside a group of 4
+    channels or a 128-channel block, masked or not, one multiplier or one per channel."""
+    c, tr = [(133, 5), (300, 130), (300, 131), (37, 37), (64, 0), (250, 127)][i]
+    return gs.make_layer(
+        "dw", 990 + i, h=4, w=4, in_c=c, mult=1, fh=3 + 2 * (i % 2), fw=3 + 2 * (i % 2), sh=1, sw=1,
+        padding="SAME", n=1 + i % 2, train_rows=tr, has_mask=i % 3 != 2, per_channel=i % 2 == 0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_channel_vectorized_blocks_end_at_the_trained_rows(i: int) -> None:
+    """The channel-vectorized variant's int16 g' groups (gpos) start where a block's weights do:
+    a block ends where the trained rows do."""
+    call, values = gs.grad_input_call(_vectorized_layer(i))
+    assert not _planes_take(call)
+    out = dsp_same_as_ref(call, values)
+    assert np.any(out[6])
 
 
 @pytest.mark.parametrize("full_scale", [True, False], ids=["needs-16", "needs-15"])
