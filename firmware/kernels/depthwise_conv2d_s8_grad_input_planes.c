@@ -283,12 +283,13 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     /* dwp_setup's tap table: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
      * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
      * phase's last column down, sw columns apart, two to a word (the second tap high). */
-    const uint8_t *t = d->tap[0], *end = t + 2 * d->words;
-    for (; t != end; t += 2) {
-        const uint32_t hi = t[1];
-        const int32_t wh = hi == DWP_NO_TAP ? 0 : w[(size_t)hi * (size_t)stride];
-        *words++ = (uint32_t)(uint16_t)(int16_t)w[(size_t)t[0] * (size_t)stride] | (uint32_t)wh
-                                                                                     << 16;
+    const uint8_t *t = d->tap[0];
+    for (uint32_t *const end = words + d->words; words != end; t += 2) {
+        uint16_t both; /* the word's two taps, one load */
+        __builtin_memcpy(&both, t, 2);
+        const uint32_t lo = (uint32_t)(int32_t)w[(both & 0xFFu) * (uint32_t)stride];
+        const uint32_t hi = both >> 8;
+        *words++ = dsp_pack_lo(lo, hi == DWP_NO_TAP ? 0u : (uint32_t)(int32_t)w[hi * (uint32_t)stride]);
     }
 }
 
