@@ -188,16 +188,16 @@ static uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n, const stru
  * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
  * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs (kept_run), and
  * then the accumulator is computed again (round_exact). */
-static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int8_t *grad_in, const struct rounding *k,
-                                                 int sh, const int8_t *from, uint32_t from_step) {
+static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int8_t *grad_in,
+                                                 const struct rounding *k, int sh,
+                                                 const int8_t *from, uint32_t from_step) {
     const size_t c_n = (size_t)d->p.input_c;
     const uint32_t n = (uint32_t)d->p.input_h * (uint32_t)d->p.input_w;
     /* a remainder from `edge` on has a boundary within 127 (2^sh - 1) (< max_abs / 128: the
      * kept shift leaves 15 bits of the channel's largest |acc|, itself <= max_abs) */
-    struct kept_k kk = {k->r,          k->max_abs,
-                        k->half,       k->max_abs - 127u * ((1u << sh) - 1u),
-                        (uint32_t)c_n, (uint32_t)sh,
-                        from_step,     0};
+    struct kept_k kk = {
+        k->r,          k->max_abs,   k->half,   k->max_abs - 127u * ((1u << sh) - 1u),
+        (uint32_t)c_n, (uint32_t)sh, from_step, 0};
     int8_t *out = grad_in + (size_t)c;
     for (uint32_t i = 0; i < n;) {
         kk.n = n - i;
@@ -347,8 +347,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const struct rounding rk = {max_abs, half, r};
     for (int32_t c = 0; c < ch; ++c) {
         if (c < kept && recip) {
-            round_kept(&d, c, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c,
-                       (uint32_t)c_n);
+            round_kept(&d, c, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c, (uint32_t)c_n);
             continue;
         }
         if (c < kept + extra && recip) {

@@ -90,9 +90,9 @@ static inline int32_t term(int32_t g, int32_t m, int32_t half, int shift) {
 /* terms for 8 elements a mask byte covers (i0 a multiple of 8): the mask bits and the gradient
  * bytes taken from one byte and two words by bit-field extracts, the rounding without the
  * sign's round trip (dwp_fill's: (v + half + (v >> 31)) >> shift, shift >= 1). */
-static inline __attribute__((always_inline)) void terms8(int16_t *gp, const int8_t *g,
-                                                         uint32_t mk, const int32_t *m,
-                                                         const int mstep, int32_t half, int shift) {
+static inline __attribute__((always_inline)) void terms8(int16_t *gp, const int8_t *g, uint32_t mk,
+                                                         const int32_t *m, const int mstep,
+                                                         int32_t half, int shift) {
     const uint32_t ga = dsp_read4(g), gb = dsp_read4(g + 4);
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {

@@ -179,14 +179,14 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
         const uint32_t up = 31u - (uint32_t)(i & 7u);
         const size_t mstep = ch >> 3;
         const int8_t *g = grad + i;
-#define DWP_FILL_ONE(j)                                                          \
-    do {                                                                         \
-        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;                \
-        const int32_t v = (*g & keep) * mc;                                      \
-        const int32_t t = (v + half16 + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16;    \
-        dst[j] = (int16_t)t;                                                     \
-        any |= t;                                                                \
-        g += ch, m += mstep;                                                     \
+#define DWP_FILL_ONE(j)                                                       \
+    do {                                                                      \
+        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;             \
+        const int32_t v = (*g & keep) * mc;                                   \
+        const int32_t t = (v + half16 + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16; \
+        dst[j] = (int16_t)t;                                                  \
+        any |= t;                                                             \
+        g += ch, m += mstep;                                                  \
     } while (0)
         /* the shift a constant (dwp_setup), so is half */
         const int32_t half16 = (int32_t)1 << (CONV_GRAD_MIN_SHIFT_16 - 1);
@@ -244,9 +244,8 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
 /* dwp_kernel at stride 1 for FW (a constant) taps a row: q at filter row fh - 1's first tap, the
  * rows from the last one up, each row's taps from its last one down, two to a word (PKHBT), an
  * odd first tap alone; the taps' offsets in registers, no per-word loop. */
-static inline __attribute__((always_inline)) void pack_rows(const int8_t *q, int32_t s,
-                                                            int32_t fh, uint32_t *words,
-                                                            const int fw) {
+static inline __attribute__((always_inline)) void pack_rows(const int8_t *q, int32_t s, int32_t fh,
+                                                            uint32_t *words, const int fw) {
     for (int32_t a = 0; a < fh; ++a, q -= fw * s) {
 #pragma GCC unroll 4
         for (int b = fw - 1; b > 0; b -= 2)
@@ -289,7 +288,8 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
         __builtin_memcpy(&both, t, 2);
         const uint32_t lo = (uint32_t)(int32_t)w[(both & 0xFFu) * (uint32_t)stride];
         const uint32_t hi = both >> 8;
-        *words++ = dsp_pack_lo(lo, hi == DWP_NO_TAP ? 0u : (uint32_t)(int32_t)w[hi * (uint32_t)stride]);
+        *words++ =
+            dsp_pack_lo(lo, hi == DWP_NO_TAP ? 0u : (uint32_t)(int32_t)w[hi * (uint32_t)stride]);
     }
 }
 
@@ -342,7 +342,10 @@ struct corr8_ctx {
 #ifdef DWP_ASM
 /* s_i += P word (i + 2 q) . k[q] per tap row (r0: P, r1: k), in the order the words are loaded:
  * word j meets output j - 2 q for each pair q. */
-#define C8_W2(j, o0, o1) "ldr r3, [r0, #" #j " * 2]\n" "smlad " o0 ", r3, r12, " o0 "\n" o1
+#define C8_W2(j, o0, o1) \
+    "ldr r3, [r0, #" #j  \
+    " * 2]\n"            \
+    "smlad " o0 ", r3, r12, " o0 "\n" o1
 #define C8_P2(o) "smlad " o ", r3, lr, " o "\n"
 #define C8_P3(o) "smlad " o ", r3, r2, " o "\n"
 static __attribute__((noinline)) void corr8_2(const int16_t *r, const uint32_t *k,
