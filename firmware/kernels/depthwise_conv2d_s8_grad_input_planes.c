@@ -84,11 +84,13 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->pair2 = 0;
 #ifdef DWP_ASM
     /* pair2 (rows_s2): stride 2, rows 8 wide (4 columns a phase), 2 tap pairs in both column
-     * phases, phase b's window one column right of phase a's. Its words: per row phase, per
+     * phases, phase b's window at phase a's column (a = 0: TFLite's padding of 7x7/2 after an
+     * explicit PAD of 3) or one to its right (TensorFlow's SAME). Its words: per row phase, per
      * sub-kernel row, phase a's two then phase b's two (koff[py * 2 + a] the row phase's first). */
+    const int32_t shift01 = d->col0[1] - d->col0[0];
     if (sh == 2 && sw == 2 && d->nx[0] == 4 && d->nx[1] == 4 && (d->kw[0] + 1) / 2 == 2 &&
-        (d->kw[1] + 1) / 2 == 2 && (d->col0[1] - d->col0[0] == 1 || d->col0[0] - d->col0[1] == 1)) {
-        const int32_t a = d->col0[1] - d->col0[0] == 1 ? 0 : 1, b = 1 - a;
+        (d->kw[1] + 1) / 2 == 2 && shift01 >= -1 && shift01 <= 1) {
+        const int32_t a = shift01 == -1, b = 1 - a;
         int32_t n = 0;
         for (int32_t py = 0; py < 2; ++py) {
             const int32_t kh = d->kh[py * 2];
@@ -105,7 +107,7 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
                 }
             }
         }
-        d->pair2 = 1 + a; /* phase a + 1 */
+        d->pair2 = shift01 == 0 ? DWP_PAIR2_SAME_COLUMN : 1 + a; /* else phase a + 1 */
     }
 #endif
     return 1;
@@ -620,11 +622,92 @@ static __attribute__((noinline)) void corr8s2(const int16_t *r, const uint32_t *
         : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
 }
 
+/* corr8s2 where both phases' windows start at one column (P words 0..5 for both): per tap row
+ * the first pair of each phase over words 0..3, then the second pair over words 2..5 (the two
+ * pairs' weights do not fit the registers at once: words 2 and 3 are loaded twice), 8 loads of
+ * P, 4 of weights, 16 SMLAD. */
+static __attribute__((noinline)) void corr8s2_same(const int16_t *r, const uint32_t *k,
+                                                   const struct corr8s2_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8s2_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r2, [r1]\n"     /* a's pair 0 */
+        "ldr lr, [r1, #8]\n" /* b's pair 0 */
+        "ldr r3, [r0]\n"
+        "smlad r4, r3, r2, r4\n"
+        "smlad r8, r3, lr, r8\n"
+        "ldr r3, [r0, #2]\n"
+        "smlad r5, r3, r2, r5\n"
+        "smlad r9, r3, lr, r9\n"
+        "ldr r3, [r0, #4]\n"
+        "smlad r6, r3, r2, r6\n"
+        "smlad r10, r3, lr, r10\n"
+        "ldr r3, [r0, #6]\n"
+        "smlad r7, r3, r2, r7\n"
+        "smlad r11, r3, lr, r11\n"
+        "ldr r2, [r1, #4]\n"  /* a's pair 1 */
+        "ldr lr, [r1, #12]\n" /* b's pair 1 */
+        "add r1, r1, #16\n"
+        "ldr r3, [r0, #4]\n"
+        "smlad r4, r3, r2, r4\n"
+        "smlad r8, r3, lr, r8\n"
+        "ldr r3, [r0, #6]\n"
+        "smlad r5, r3, r2, r5\n"
+        "smlad r9, r3, lr, r9\n"
+        "ldr r3, [r0, #8]\n"
+        "smlad r6, r3, r2, r6\n"
+        "smlad r10, r3, lr, r10\n"
+        "ldr r3, [r0, #10]\n"
+        "smlad r7, r3, r2, r7\n"
+        "smlad r11, r3, lr, r11\n"
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "ldr r2, [r3, #16]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r2]\n"
+        "add r0, r0, r2, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r2]\n"
+        "str r8, [r1]\n"
+        "str r9, [r1, r2]\n"
+        "add r1, r1, r2, lsl #1\n"
+        "str r10, [r1]\n"
+        "str r11, [r1, r2]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
 /* dwp_rows for pair2's shapes: per row phase, each of its rows in one corr8s2 block. */
 static __attribute__((noinline)) void rows_s2(const struct dwp *d, const int16_t *plane,
                                               const uint32_t *words, int32_t y0, int32_t ny,
                                               int32_t *out, int32_t pitch, int32_t xstep) {
-    const int32_t pw = d->pw, a = d->pair2 - 1, b = 1 - a;
+    const int same = d->pair2 == DWP_PAIR2_SAME_COLUMN;
+    void (*const block)(const int16_t *, const uint32_t *, const struct corr8s2_ctx *) =
+        same ? corr8s2_same : corr8s2;
+    const int32_t pw = d->pw, a = same ? 0 : d->pair2 - 1, b = 1 - a;
     for (int32_t dy = 0; dy < 2 && dy < ny; ++dy) {
         const int32_t y = y0 + dy, py = (y + d->p.pad_h) % 2, yy = (y + d->p.pad_h - py) / 2;
         const int32_t rows = (ny - dy + 1) / 2, kh = d->kh[py * 2];
@@ -634,7 +717,7 @@ static __attribute__((noinline)) void rows_s2(const struct dwp *d, const int16_t
         const uint32_t *k = words + d->koff[py * 2 + a];
         for (int32_t r = 0; r < rows; ++r, r0 += pw, oa += 2 * pitch, ob += 2 * pitch) {
             const struct corr8s2_ctx c = {pw * 2, k + 4 * kh, oa, ob, 2 * xstep * 4};
-            corr8s2(r0, k, &c);
+            block(r0, k, &c);
         }
     }
 }

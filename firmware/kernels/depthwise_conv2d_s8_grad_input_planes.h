@@ -31,10 +31,11 @@
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 
-#define DWP_PLANE 1024 /* int16 entries of P (2 KB) */
-#define DWP_WORDS 64   /* packed weight pairs of every phase (7x7: 28) */
-#define DWP_ROW 72     /* accumulators of one input row (+ 4 + the stride's spill) */
-#define DWP_PHASES 4   /* s_h * s_w at most: strides 1 and 2 */
+#define DWP_PLANE 1024          /* int16 entries of P (2 KB) */
+#define DWP_WORDS 64            /* packed weight pairs of every phase (7x7: 28) */
+#define DWP_ROW 72              /* accumulators of one input row (+ 4 + the stride's spill) */
+#define DWP_PHASES 4            /* s_h * s_w at most: strides 1 and 2 */
+#define DWP_PAIR2_SAME_COLUMN 3 /* dwp's pair2: both phases' windows at one column */
 #define DWP_NO_TAP 255 /* dwp's tap table: no tap (filters of at most 255 taps use the table) */
 
 struct dwp {
@@ -54,7 +55,8 @@ struct dwp {
     int32_t words;                          /* packed words of all phases */
     int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
     int32_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
-    int32_t pair2;  /* stride 2, 8-wide rows: both column phases in one block (phase a + 1), or 0 */
+    int32_t pair2;  /* stride 2, 8-wide rows: both column phases in one block (phase a + 1, or
+                     * DWP_PAIR2_SAME_COLUMN), or 0 */
     /* stride 2: per packed word its two taps (fy * filter_w + fx; DWP_NO_TAP: none, a zero
      * weight), in dwp_kernel's order, so that it packs a channel in one flat loop */
     uint8_t tap[DWP_WORDS][2];

@@ -399,6 +399,27 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
             ]
         )
     ]
+    # 7x7/2 after an explicit PAD of 3 folded into the operator (MCUNet's, TFLite's export): both
+    # phases' windows at one column (corr8s2_same); with and without kept channels.
+    for i, n in enumerate((1, 2)):
+        call, values = _two_pass(
+            gs.make_layer(
+                "dw",
+                75 + i,
+                h=8,
+                w=8,
+                in_c=288 - 100 * i,
+                mult=1,
+                fh=7,
+                fw=7,
+                sh=2,
+                sw=2,
+                padding="SAME",
+                n=n,
+            )
+        )
+        call.params["pad_h"] = call.params["pad_w"] = 3
+        calls.append((call, values))
     calls += [gs.grad_input_call(_vectorized_layer(i)) for i in (1, 2)]
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
