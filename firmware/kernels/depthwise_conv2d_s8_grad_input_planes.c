@@ -26,10 +26,10 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     for (int32_t py = 0; py < sh; ++py)
         for (int32_t px = 0; px < sw; ++px) {
             const int32_t i = py * sw + px;
-            d->kh[i] = py < p->filter_h ? ceil_div(p->filter_h - py, sh) : 0;
-            d->kw[i] = px < p->filter_w ? ceil_div(p->filter_w - px, sw) : 0;
+            d->kh[i] = (int16_t)(py < p->filter_h ? ceil_div(p->filter_h - py, sh) : 0);
+            d->kw[i] = (int16_t)(px < p->filter_w ? ceil_div(p->filter_w - px, sw) : 0);
             if (d->kw[i] > 8) return 0; /* 4 tap pairs at most */
-            d->koff[i] = words;
+            d->koff[i] = (int16_t)words;
             words += d->kh[i] * ((d->kw[i] + 1) / 2);
             if (d->kh[i] > kh_max) kh_max = d->kh[i];
             if (d->kw[i] > kw_max) kw_max = d->kw[i];
@@ -73,12 +73,12 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->whole4 = 1;
     for (int32_t px = 0; px < sw; ++px) {
         const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
-        d->x0[px] = x0;
-        d->nx[px] = x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0;
+        d->x0[px] = (int16_t)x0;
+        d->nx[px] = (int16_t)(x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0);
         if (d->nx[px] % 4) d->whole4 = 0;
         for (int32_t py = 0; py < sh; ++py) {
             const int32_t i = py * sw + px;
-            d->col0[i] = (x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl;
+            d->col0[i] = (int16_t)((x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl);
         }
     }
     d->pair2 = 0;
@@ -94,7 +94,7 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
         int32_t n = 0;
         for (int32_t py = 0; py < 2; ++py) {
             const int32_t kh = d->kh[py * 2];
-            d->koff[py * 2 + a] = n;
+            d->koff[py * 2 + a] = (int16_t)n;
             for (int32_t r = 0; r < kh; ++r) {
                 const int32_t fy = py + (kh - 1 - r) * 2;
                 for (int32_t q = 0; q < 2; ++q) {
@@ -107,7 +107,7 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
                 }
             }
         }
-        d->pair2 = shift01 == 0 ? DWP_PAIR2_SAME_COLUMN : 1 + a; /* else phase a + 1 */
+        d->pair2 = (uint8_t)(shift01 == 0 ? DWP_PAIR2_SAME_COLUMN : 1 + a); /* else phase a + 1 */
     }
 #endif
     return 1;
@@ -723,18 +723,10 @@ static __attribute__((noinline)) void rows_s2(const struct dwp *d, const int16_t
 }
 #endif
 
-void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
-              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
-#ifdef DWP_ASM
-    if (d->rows8) {
-        rows8(d, plane, words, y0, ny, out, pitch, xstep);
-        return;
-    }
-    if (d->pair2) {
-        rows_s2(d, plane, words, y0, ny, out, pitch, xstep);
-        return;
-    }
-#endif
+/* dwp_rows over the phases' correlations (corr1..corr4): every shape the engine takes. */
+static __attribute__((noinline)) void rows_phases(const struct dwp *d, const int16_t *plane,
+                                                  const uint32_t *words, int32_t y0, int32_t ny,
+                                                  int32_t *out, int32_t pitch, int32_t xstep) {
     const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw, pad_h = d->p.pad_h;
     /* Rows of one row phase py are every sh-th row, reading P rows one apart: one call of the
      * correlation per phase (py, px) covers them all. */
@@ -764,4 +756,21 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
             }
         }
     }
+}
+
+/* The blocks for the shape (apart, so that the assembly blocks' path does not carry
+ * rows_phases' frame: the kernels' stack is part of the step's peak SRAM). */
+void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
+              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
+#ifdef DWP_ASM
+    if (d->rows8) {
+        rows8(d, plane, words, y0, ny, out, pitch, xstep);
+        return;
+    }
+    if (d->pair2) {
+        rows_s2(d, plane, words, y0, ny, out, pitch, xstep);
+        return;
+    }
+#endif
+    rows_phases(d, plane, words, y0, ny, out, pitch, xstep);
 }

@@ -46,16 +46,17 @@ struct dwp {
     const float *scales; /* the weight scales (per channel or one) */
     float max_scale;     /* their maximum */
     int shift;
-    int32_t ph, pw;                         /* P's rows and row pitch (int16 entries) */
-    int32_t pt, pl;                         /* P's border above and left of the g' */
-    int32_t kh[DWP_PHASES], kw[DWP_PHASES]; /* per phase (py * s_w + px): sub-kernel taps */
-    int32_t koff[DWP_PHASES];               /* and the offset of its packed words */
-    int32_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
-    int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
+    int32_t ph, pw; /* P's rows and row pitch (int16 entries) */
+    int32_t pt, pl; /* P's border above and left of the g' */
+    /* (16 bits: struct dwp is on the kernels' stack, in the deepest frames of a step) */
+    int16_t kh[DWP_PHASES], kw[DWP_PHASES]; /* per phase (py * s_w + px): sub-kernel taps */
+    int16_t koff[DWP_PHASES];               /* and the offset of its packed words */
+    int16_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
+    int16_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
     int32_t words;                          /* packed words of all phases */
-    int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
-    int32_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
-    int32_t pair2;  /* stride 2, 8-wide rows: both column phases in one block (phase a + 1, or
+    uint8_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
+    uint8_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
+    uint8_t pair2;  /* stride 2, 8-wide rows: both column phases in one block (phase a + 1, or
                      * DWP_PAIR2_SAME_COLUMN), or 0 */
     /* stride 2: per packed word its two taps (fy * filter_w + fx; DWP_NO_TAP: none, a zero
      * weight), in dwp_kernel's order, so that it packs a channel in one flat loop */
