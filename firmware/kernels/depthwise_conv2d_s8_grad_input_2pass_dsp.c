@@ -103,9 +103,8 @@ static inline uint32_t quotient(uint32_t a, uint32_t max_abs, uint32_t half, uin
 
 /* The rare path of round_kept, apart so that its loop keeps its registers: the accumulator at
  * position i computed again (exact_acc), rounded. */
-static __attribute__((noinline)) int8_t round_exact(const struct dwp *d, int32_t c, size_t i,
-                                                    const struct rounding *k) {
-    const int32_t mc = dwp_q23(d, c); /* here: a kept channel needs it only on a boundary */
+static __attribute__((noinline)) int8_t round_exact(const struct dwp *d, int32_t c, int32_t mc,
+                                                    size_t i, const struct rounding *k) {
     const int32_t y = (int32_t)(i / (size_t)d->p.input_w), x = (int32_t)(i % (size_t)d->p.input_w);
     return dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), k->max_abs, k->half, k->r);
 }
@@ -183,13 +182,13 @@ static uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n, const stru
 }
 #endif
 
-/* Pass 2 of a kept channel c: grad_in[i * ch + c] for every position i (one
+/* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
  * batch) from its kept value from[i * from_step] (int16, acc >> sh). A kept value v gives
  * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
  * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs (kept_run), and
  * then the accumulator is computed again (round_exact). */
-static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int8_t *grad_in,
-                                                 const struct rounding *k, int sh,
+static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
+                                                 int8_t *grad_in, const struct rounding *k, int sh,
                                                  const int8_t *from, uint32_t from_step) {
     const size_t c_n = (size_t)d->p.input_c;
     const uint32_t n = (uint32_t)d->p.input_h * (uint32_t)d->p.input_w;
@@ -202,7 +201,7 @@ static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c,
     for (uint32_t i = 0; i < n;) {
         kk.n = n - i;
         i += kept_run(from + i * from_step, out + i * c_n, n - i, &kk);
-        if (i < n) out[i * c_n] = round_exact(d, c, i, k), ++i;
+        if (i < n) out[i * c_n] = round_exact(d, c, mc, i, k), ++i;
     }
 }
 
@@ -346,16 +345,16 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     const struct rounding rk = {max_abs, half, r};
     for (int32_t c = 0; c < ch; ++c) {
+        const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
-            round_kept(&d, c, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c, (uint32_t)c_n);
+            round_kept(&d, c, mc, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c, (uint32_t)c_n);
             continue;
         }
         if (c < kept + extra && recip) {
-            round_kept(&d, c, grad_in, &rk, ext_shifts[c - kept],
+            round_kept(&d, c, mc, grad_in, &rk, ext_shifts[c - kept],
                        (const int8_t *)(ext + (size_t)(c - kept) * plane_n), 2u);
             continue;
         }
-        const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
             int8_t *out = grad_in + (size_t)b * plane_n * c_n + (size_t)c;
