@@ -12,8 +12,8 @@
  *
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
  * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
- * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
- * the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
+ * channels, four at a time: one word of weights (two SXTB16), the four int16 g' (two words)
+ * and the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
  * channel-plane engine's per-channel set-up costs more than walking the channels); from
  * DWP_MIN_PIXELS gradient pixels on the DSP entry below takes the channel-plane variant
  * (depthwise_conv2d_s8_grad_input_planes_dsp.c). */
