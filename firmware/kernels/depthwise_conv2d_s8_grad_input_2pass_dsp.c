@@ -1,10 +1,11 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
  * the operator's scratch laid out its own way (dwp_offset below: first input_c words the
- * reference gives the Q23 multipliers, here a block of accumulator rows and the kept channels'
- * shifts; then the channel-plane engine's g' plane, packed weights and accumulator row, at most
- * 2.6 KB; the operator plans the larger of this and the reference's layout). Shapes the
- * channel-plane engine takes run here; others the reference.
+ * reference gives the Q23 multipliers, here a block of accumulator rows, more kept channels
+ * where room is left (kept_channels) and the kept channels' shifts; then the channel-plane engine's
+ * g' plane, packed weights and accumulator row, at most 2.6 KB; the operator plans the larger of
+ * this and the reference's layout). Shapes the channel-plane engine takes run here; others the
+ * reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
  * rounding of the masked gradient with the same shift: the engine's filters need the smallest
@@ -15,9 +16,9 @@
  * (quotient below: dsp_round4's fixed-point estimate and one correction; dsp.h's
  * dsp_grad_round_s32 where max|acc| is outside its range), so the int8 gradient and its float
  * scale (the reference's expression) are the same bits. Half of
- * the channels are not computed again in pass 2: their values kept from pass 1 (run_planes)
- * give the rounded value unless a rounding boundary falls inside the kept interval, and then
- * the accumulator is computed again exactly (exact_acc).
+ * the channels (more on small maps) are not computed again in pass 2: their values kept from pass 1
+ * (run_planes) give the rounded value unless a rounding boundary falls inside the kept interval,
+ * and then the accumulator is computed again exactly (exact_acc).
  *
  * Speed. The reference scatters: per output pixel and tap an index computation, bounds
  * checks, a strided weight load and a read-modify-write of one accumulator, and it rounds
