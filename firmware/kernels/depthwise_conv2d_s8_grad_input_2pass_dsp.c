@@ -1,10 +1,11 @@
 /* Input gradient of depthwise_conv2d_s8 in two passes, optimized: bit-identical with
  * depthwise_conv2d_s8_grad_input_2pass_ref_run (depthwise_conv2d_s8_grad_input_2pass.c), with
  * the operator's scratch laid out its own way (dwp_offset below: first input_c words the
- * reference gives the Q23 multipliers, here a block of accumulator rows and the kept channels'
- * shifts; then the channel-plane engine's g' plane, packed weights and accumulator row, at most
- * 2.6 KB; the operator plans the larger of this and the reference's layout). Shapes the
- * channel-plane engine takes run here; others the reference.
+ * reference gives the Q23 multipliers, here a block of accumulator rows, more kept channels
+ * where room is left (kept_channels) and the kept channels' shifts; then the channel-plane engine's
+ * g' plane, packed weights and accumulator row, at most 2.6 KB; the operator plans the larger of
+ * this and the reference's layout). Shapes the channel-plane engine takes run here; others the
+ * reference.
  *
  * Exactness. Each input gradient accumulator receives the same terms g' * W (g' by the same
  * rounding of the masked gradient with the same shift: the engine's filters need the smallest
@@ -15,9 +16,9 @@
  * (quotient below: dsp_round4's fixed-point estimate and one correction; dsp.h's
  * dsp_grad_round_s32 where max|acc| is outside its range), so the int8 gradient and its float
  * scale (the reference's expression) are the same bits. Half of
- * the channels are not computed again in pass 2: their values kept from pass 1 (run_planes)
- * give the rounded value unless a rounding boundary falls inside the kept interval, and then
- * the accumulator is computed again exactly (exact_acc).
+ * the channels (more on small maps) are not computed again in pass 2: their values kept from pass 1
+ * (run_planes) give the rounded value unless a rounding boundary falls inside the kept interval,
+ * and then the accumulator is computed again exactly (exact_acc).
  *
  * Speed. The reference scatters: per output pixel and tap an index computation, bounds
  * checks, a strided weight load and a read-modify-write of one accumulator, and it rounds
@@ -39,6 +40,12 @@
  * then, at the offset this returns (8-aligned), the engine's buffers (dwp_buffer_size). */
 static size_t dwp_offset(const struct depthwise_conv2d_s8_grad_input_params *p) {
     return ((size_t)p->input_c * sizeof(int32_t) + 7u) & ~(size_t)7u;
+}
+
+/* The accumulator rows' pitch: the engine's, or packed where it writes no column past a row's
+ * end. */
+static int32_t acc_pitch(const struct dwp *d) {
+    return d->whole4 ? d->p.input_w : DWP_PITCH(d);
 }
 
 static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
@@ -103,14 +110,14 @@ static __attribute__((noinline)) int8_t round_exact(const struct dwp *d, int32_t
     return dsp_grad_round_s32_recip(exact_acc(d, c, mc, y, x), k->max_abs, k->half, k->r);
 }
 
-/* What kept_run needs (the assembly reads the fields in this order). */
+/* What kept_run needs (the assembly reads the fields in this order; n: kept_run's n). */
 struct kept_k {
-    uint32_t r, max_abs, half, edge, c_n, sh;
+    uint32_t r, max_abs, half, edge, c_n, sh, from_step, n;
 };
 
-/* out[j * c_n] for j < n from the kept values from[j * c_n] (int16 acc >> sh) while no rounding
- * boundary falls inside a kept interval; returns the j where one first does (out[j * c_n] not
- * written), or n (n > 0). The element's steps are quotient's. */
+/* out[j * c_n] for j < n from the kept values from[j * from_step] (int16 acc >> sh) while no
+ * rounding boundary falls inside a kept interval; returns the j where one first does
+ * (out[j * c_n] not written), or n (n > 0, k->n == n). The element's steps are quotient's. */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* In assembly (GCC's loop kept two of its constants on the stack: 27 instructions an element,
  * here 21): a = v << sh where v >= 0, ((-1 - v) << sh) + 1 where v < 0 (the low end of |acc|'s
@@ -124,10 +131,11 @@ static __attribute__((noinline)) uint32_t kept_run(const int8_t *from, int8_t *o
     register uint32_t r2 __asm__("r2") = n;
     register const struct kept_k *r3 __asm__("r3") = k;
     __asm__ volatile(
+        "push {r3}\n"
         "ldrd r4, r5, [r3]\n"
         "ldrd r6, r7, [r3, #8]\n"
         "ldrd r8, r9, [r3, #16]\n"
-        "mov r3, r2\n"
+        "ldr r3, [r3, #24]\n"
         "1:\n"
         "ldrsh r10, [r0]\n"
         "eor r11, r10, r10, asr #31\n"
@@ -146,11 +154,13 @@ static __attribute__((noinline)) uint32_t kept_run(const int8_t *from, int8_t *o
         "eor lr, lr, r10, asr #31\n"
         "sub lr, lr, r10, asr #31\n"
         "strb lr, [r1]\n"
-        "add r0, r0, r8\n"
+        "add r0, r0, r3\n"
         "add r1, r1, r8\n"
         "subs r2, r2, #1\n"
         "bne 1b\n"
         "2:\n"
+        "pop {r3}\n"
+        "ldr r3, [r3, #28]\n"
         "sub r0, r3, r2\n"
         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
         :
@@ -159,7 +169,7 @@ static __attribute__((noinline)) uint32_t kept_run(const int8_t *from, int8_t *o
 }
 #else
 static uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n, const struct kept_k *k) {
-    for (uint32_t j = 0; j < n; ++j, from += k->c_n, out += k->c_n) {
+    for (uint32_t j = 0; j < n; ++j, from += k->from_step, out += k->c_n) {
         int16_t v16;
         __builtin_memcpy(&v16, from, 2);
         const int32_t v = v16, sg = v >> 31;
@@ -174,24 +184,24 @@ static uint32_t kept_run(const int8_t *from, int8_t *out, uint32_t n, const stru
 #endif
 
 /* Pass 2 of a kept channel c (multiplier mc): grad_in[i * ch + c] for every position i (one
- * batch) from its kept value grad_in[i * ch + 2 c] (int16, acc >> sh). A kept value v gives
+ * batch) from its kept value from[i * from_step] (int16, acc >> sh). A kept value v gives
  * |acc| in [a, a + 2^sh - 1], a = v << sh (v >= 0) or (-1 - v) << sh + 1; the quotient of every
  * |acc| there is a's unless a's remainder plus 127 (2^sh - 1) reaches max_abs (kept_run), and
  * then the accumulator is computed again (round_exact). */
 static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c, int32_t mc,
-                                                 int8_t *grad_in, const struct rounding *k,
-                                                 int sh) {
+                                                 int8_t *grad_in, const struct rounding *k, int sh,
+                                                 const int8_t *from, uint32_t from_step) {
     const size_t c_n = (size_t)d->p.input_c;
     const uint32_t n = (uint32_t)d->p.input_h * (uint32_t)d->p.input_w;
     /* a remainder from `edge` on has a boundary within 127 (2^sh - 1) (< max_abs / 128: the
      * kept shift leaves 15 bits of the channel's largest |acc|, itself <= max_abs) */
-    const struct kept_k kk = {k->r,          k->max_abs,
-                              k->half,       k->max_abs - 127u * ((1u << sh) - 1u),
-                              (uint32_t)c_n, (uint32_t)sh};
+    struct kept_k kk = {
+        k->r,          k->max_abs,   k->half,   k->max_abs - 127u * ((1u << sh) - 1u),
+        (uint32_t)c_n, (uint32_t)sh, from_step, 0};
     int8_t *out = grad_in + (size_t)c;
-    const int8_t *from = grad_in + 2 * (size_t)c;
     for (uint32_t i = 0; i < n;) {
-        i += kept_run(from + i * c_n, out + i * c_n, n - i, &kk);
+        kk.n = n - i;
+        i += kept_run(from + i * from_step, out + i * c_n, n - i, &kk);
         if (i < n) out[i * c_n] = round_exact(d, c, mc, i, k), ++i;
     }
 }
@@ -204,16 +214,27 @@ static __attribute__((noinline)) void round_kept(const struct dwp *d, int32_t c,
  * does not take the shape. */
 /* The rows of a block of accumulators: in the scratch before the kept shifts where two rows
  * or more fit there (*in_scratch), else one row in the engine's buffer; and how many channels
- * are kept: ch / 2 where one batch's every row fits a block, else none (run_planes). */
+ * are kept: ch / 2 in the output bytes where one batch's every row fits a block, else none
+ * (run_planes), and *extra more (channels ch / 2 on) in what the block leaves of that scratch
+ * (small maps with many channels: 4x4 ones), each plane_n int16 values and a shift byte. */
 static int32_t kept_channels(const struct depthwise_conv2d_s8_grad_input_params *p,
-                             const struct dwp *d, int32_t *block_rows, int *in_scratch) {
+                             const struct dwp *d, int32_t *block_rows, int *in_scratch,
+                             int32_t *extra) {
     const size_t acc_bytes = dwp_offset(p) - (size_t)(p->input_c / 2);
     int32_t block = (int32_t)(acc_bytes / ((size_t)DWP_PITCH(d) * sizeof(int32_t)));
     *in_scratch = block >= 2;
     if (block < 2) block = 1;
     if (block > p->input_h) block = p->input_h;
     *block_rows = block;
-    return p->batches == 1 && block == p->input_h ? p->input_c / 2 : 0;
+    *extra = 0;
+    if (p->batches != 1 || block != p->input_h) return 0;
+    if (!*in_scratch) return p->input_c / 2; /* the rows in the engine's buffer: no room */
+    const size_t used = (size_t)block * (size_t)acc_pitch(d) * sizeof(int32_t);
+    const size_t plane_n = (size_t)p->input_h * (size_t)p->input_w;
+    const int32_t fit = (int32_t)((acc_bytes - used) / (2 * plane_n + 1));
+    const int32_t rest = p->input_c - p->input_c / 2;
+    *extra = fit < rest ? fit : rest;
+    return p->input_c / 2;
 }
 
 static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
@@ -250,13 +271,16 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
      * (computed when needed, dwp_q23), then the kept shifts; this needs every row of a channel
      * there at once (one batch), else nothing is kept. */
     /* Rows at the engine's pitch, or packed where it writes no column past a row's end */
-    const int32_t pitch = d.whole4 ? p.input_w : DWP_PITCH(&d);
+    const int32_t pitch = acc_pitch(&d);
     const size_t c_n = (size_t)ch;
     uint8_t *shifts = (uint8_t *)scratch + dwp_offset(&p) - (size_t)(ch / 2);
-    int32_t block;
+    int32_t block, extra;
     int in_scratch;
-    const int32_t kept = kept_channels(&p, &d, &block, &in_scratch);
+    const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
     int32_t *acc = in_scratch ? scratch : row;
+    /* the extra kept channels' values (plane_n int16 each), then their shifts, past the rows */
+    int16_t *ext = (int16_t *)(acc + (size_t)block * (size_t)pitch);
+    uint8_t *ext_shifts = (uint8_t *)(ext + (size_t)extra * plane_n);
 
     uint32_t max_abs = 0;
     for (int32_t c = 0; c < ch; ++c) {
@@ -268,6 +292,9 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                     shifts[c] = 0;
                     for (size_t i = 0; i < plane_n; ++i)
                         __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
+                } else if (c < kept + extra) {
+                    ext_shifts[c - kept] = 0;
+                    __builtin_memset(ext + (size_t)(c - kept) * plane_n, 0, 2 * plane_n);
                 }
                 continue;
             }
@@ -294,6 +321,14 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                         __builtin_memcpy(keep, &v, 2);
                     }
                 }
+            } else if (c < kept + extra) { /* the same, into the scratch past the rows */
+                const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
+                ext_shifts[c - kept] = (uint8_t)sh;
+                int16_t *keep = ext + (size_t)(c - kept) * plane_n;
+                for (int32_t y = 0; y < p.input_h; ++y) {
+                    const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
+                    for (; a != row_end; ++a) *keep++ = (int16_t)(*a >> sh);
+                }
             }
         }
     }
@@ -313,7 +348,12 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     for (int32_t c = 0; c < ch; ++c) {
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
-            round_kept(&d, c, mc, grad_in, &rk, shifts[c]);
+            round_kept(&d, c, mc, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c, (uint32_t)c_n);
+            continue;
+        }
+        if (c < kept + extra && recip) {
+            round_kept(&d, c, mc, grad_in, &rk, ext_shifts[c - kept],
+                       (const int8_t *)(ext + (size_t)(c - kept) * plane_n), 2u);
             continue;
         }
         dwp_kernel(&d, c, words);
@@ -363,9 +403,11 @@ int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(&p2, &p);
     struct dwp d;
-    int32_t block;
+    int32_t block, extra;
     int in_scratch;
-    return dwp_setup(&d, &p) ? kept_channels(&p, &d, &block, &in_scratch) : -1;
+    if (!dwp_setup(&d, &p)) return -1;
+    const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
+    return kept + extra;
 }
 
 size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {

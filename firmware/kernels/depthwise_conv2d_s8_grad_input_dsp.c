@@ -12,8 +12,8 @@
  *
  * Speed. The reference walks the taps of one channel at a time (an index computation, a load,
  * a multiply-add and a store of one accumulator per MAC). Here each valid tap runs along the
- * channels, four at a time: one word of weights (SXTB with rotation for each), the four g' and
- * the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
+ * channels, four at a time: one word of weights (two SXTB16), the four int16 g' (two words)
+ * and the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
  * channel-plane engine's per-channel set-up costs more than walking the channels); from
  * DWP_MIN_PIXELS gradient pixels on the DSP entry below takes the channel-plane variant
  * (depthwise_conv2d_s8_grad_input_planes_dsp.c). */
@@ -23,51 +23,57 @@
 #include "dsp.h"
 #include "grad.h"
 
-#define DWGI_BLOCK 128 /* channels whose g' the stack holds at once (512 B) */
+#define DWGI_BLOCK 128 /* channels whose g' the stack holds at once (256 B) */
 
-/* a[i] += g[i] * w[i] for i < 4 * groups (w int8). On the Cortex-M7 in assembly: per 4
- * channels LDM (4 g'), LDM (4 accumulators), LDR (4 weights), SXTB / ASR, 4 MLA, STM. */
+/* The g' of a block of channels are int16 (the shift is at least CONV_GRAD_MIN_SHIFT_16, so
+ * every g' fits 16 bits), each group of 4 channels in the order g0 g2 g1 g3: its two words are
+ * (g0, g2) and (g1, g3), the lanes SXTB16 makes of a word of 4 weights, (w0, w2) and (w1, w3);
+ * the channels past the last whole group in order. */
+static inline int32_t gpos(int32_t j) {
+    return (j & ~3) | (j & 1) << 1 | (j >> 1 & 1);
+}
+
+/* a[i] += g[i] * w[i] for i < 4 * groups (w int8, g as gpos lays it out). On the Cortex-M in
+ * assembly: per 4 channels LDRD (4 g'), LDR (4 weights), 2 SXTB16, LDM (4 accumulators),
+ * SMLABB / SMLATT for each, STM (against 4 sign extractions and 4 MLA on int32 g'). */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-static __attribute__((noinline)) void axpy4(int32_t *a, const int32_t *g, const int8_t *w,
+static __attribute__((noinline)) void axpy4(int32_t *a, const int16_t *g, const int8_t *w,
                                             int32_t groups) {
     register int32_t *r0 __asm__("r0") = a;
-    register const int32_t *r1 __asm__("r1") = g;
+    register const int16_t *r1 __asm__("r1") = g;
     register const int8_t *r2 __asm__("r2") = w;
     register int32_t r3 __asm__("r3") = groups;
     __asm__ volatile(
         "1:\n"
-        "ldm r1!, {r4, r5, r6, r7}\n"
-        "ldm r0, {r8, r9, r10, r11}\n"
+        "ldrd r4, r5, [r1], #8\n"
         "ldr r12, [r2], #4\n"
-        "sxtb lr, r12\n"
-        "mla r8, r4, lr, r8\n"
-        "sxtb lr, r12, ror #8\n"
-        "mla r9, r5, lr, r9\n"
-        "sxtb lr, r12, ror #16\n"
-        "mla r10, r6, lr, r10\n"
-        "asr lr, r12, #24\n"
-        "mla r11, r7, lr, r11\n"
-        "stm r0!, {r8, r9, r10, r11}\n"
+        "ldm r0, {r6, r7, r8, r9}\n"
+        "sxtb16 lr, r12\n"
+        "sxtb16 r12, r12, ror #8\n"
+        "smlabb r6, r4, lr, r6\n"
+        "smlatt r8, r4, lr, r8\n"
+        "smlabb r7, r5, r12, r7\n"
+        "smlatt r9, r5, r12, r9\n"
+        "stm r0!, {r6, r7, r8, r9}\n"
         "subs r3, r3, #1\n"
         "bne 1b\n"
         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
         :
-        : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+        : "r4", "r5", "r6", "r7", "r8", "r9", "r12", "lr", "cc", "memory");
 }
 #else
-static void axpy4(int32_t *a, const int32_t *g, const int8_t *w, int32_t groups) {
+static void axpy4(int32_t *a, const int16_t *g, const int8_t *w, int32_t groups) {
     for (int32_t i = 0; i < 4 * groups; i += 4) {
-        const uint32_t wv = dsp_read4(w + i);
-        a[i] += g[i] * (int8_t)wv;
-        a[i + 1] += g[i + 1] * (int8_t)(wv >> 8);
-        a[i + 2] += g[i + 2] * (int8_t)(wv >> 16);
-        a[i + 3] += g[i + 3] * ((int32_t)wv >> 24);
+        a[i] += g[i] * w[i];
+        a[i + 1] += g[i + 2] * w[i + 1];
+        a[i + 2] += g[i + 1] * w[i + 2];
+        a[i + 3] += g[i + 3] * w[i + 3];
     }
 }
 #endif
 
-/* a[i] += g[i] * w[i] for i < n (w int8). */
-static inline void axpy(int32_t *a, const int32_t *g, const int8_t *w, int32_t n) {
+/* a[i] += g[i] * w[i] for i < n (w int8, g as gpos lays it out for n channels). */
+static inline void axpy(int32_t *a, const int16_t *g, const int8_t *w, int32_t n) {
     const int32_t n4 = n & ~3;
     if (n4) axpy4(a, g, w, n4 >> 2);
     for (int32_t i = n4; i < n; ++i) a[i] += g[i] * (int32_t)w[i];
@@ -81,18 +87,46 @@ static inline int32_t term(int32_t g, int32_t m, int32_t half, int shift) {
     return ((((v ^ s) - s) + half) >> shift ^ s) - s;
 }
 
-static void terms(int32_t *gp, const int8_t *grad, const uint8_t *mask, size_t i0, int32_t n,
+/* terms for 8 elements a mask byte covers (i0 a multiple of 8): the mask bits and the gradient
+ * bytes taken from one byte and two words by bit-field extracts, the rounding without the
+ * sign's round trip (dwp_fill's: (v + half + (v >> 31)) >> shift, shift >= 1). */
+static inline __attribute__((always_inline)) void terms8(int16_t *gp, const int8_t *g, uint32_t mk,
+                                                         const int32_t *m, const int mstep,
+                                                         int32_t half, int shift) {
+    const uint32_t ga = dsp_read4(g), gb = dsp_read4(g + 4);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+        const uint32_t w = k < 4 ? ga : gb;
+        const int32_t keep = (int32_t)(mk << (31 - k)) >> 31;
+        const int32_t gk = (int32_t)(w << (24 - 8 * (k & 3))) >> 24;
+        const int32_t v = (gk & keep) * m[k * mstep];
+        gp[gpos(k)] = (int16_t)((v + half + (v >> 31)) >> shift);
+    }
+}
+
+static void terms(int16_t *gp, const int8_t *grad, const uint8_t *mask, size_t i0, int32_t n,
                   const int32_t *m, int32_t mstep, int shift) {
+    const int32_t n4 = n & ~3; /* gpos's whole groups */
     const int32_t half = shift ? (int32_t)1 << (shift - 1) : 0;
     const int8_t *g = grad + i0;
+    if (mask && ((i0 | (size_t)n) & 7u) == 0 && shift >= 1) {
+        /* masked, whole mask bytes (channels a multiple of 8): MobileNets' layers */
+        const uint8_t *mb = mask + (i0 >> 3);
+        if (mstep)
+            for (int32_t j = 0; j < n; j += 8) terms8(gp + j, g + j, *mb++, m + j, 1, half, shift);
+        else
+            for (int32_t j = 0; j < n; j += 8) terms8(gp + j, g + j, *mb++, m, 0, half, shift);
+        return;
+    }
     if (!mask) {
-        for (int32_t j = 0; j < n; ++j, m += mstep) gp[j] = term(g[j], *m, half, shift);
+        for (int32_t j = 0; j < n; ++j, m += mstep)
+            gp[j < n4 ? gpos(j) : j] = (int16_t)term(g[j], *m, half, shift);
         return;
     }
     for (int32_t j = 0; j < n; ++j, m += mstep) {
         const size_t i = i0 + (size_t)j;
         const int32_t keep = -(int32_t)((mask[i >> 3] >> (i & 7)) & 1); /* 0 or all ones */
-        gp[j] = term(g[j] & keep, *m, half, shift);
+        gp[j < n4 ? gpos(j) : j] = (int16_t)term(g[j] & keep, *m, half, shift);
     }
 }
 
@@ -163,7 +197,7 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
     if (shift > CONV_GRAD_MIN_SHIFT_16) shift = pick_shift(&p, filter, trained, m, acc);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    int32_t gbuf[DWGI_BLOCK];
+    int16_t gbuf[DWGI_BLOCK] __attribute__((aligned(8)));
     for (int32_t b = 0; b < p.batches; ++b) {
         int32_t *image = acc + (size_t)b * in_image;
         for (int32_t oy = 0; oy < p.output_h; ++oy) {
@@ -174,12 +208,15 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
                     (((size_t)b * (size_t)p.output_h + (size_t)oy) * (size_t)p.output_w +
                      (size_t)ox) *
                     (size_t)ch;
-                for (int32_t c0 = 0; c0 < ch; c0 += DWGI_BLOCK) {
-                    const int32_t n = ch - c0 < DWGI_BLOCK ? ch - c0 : DWGI_BLOCK;
+                for (int32_t c0 = 0, n; c0 < ch; c0 += n) {
+                    /* A block's channels all read trained rows (below tr) or all flash rows, so
+                     * that its g' groups (gpos) start where its weights do. */
+                    n = ch - c0 < DWGI_BLOCK ? ch - c0 : DWGI_BLOCK;
+                    if (c0 < tr && tr < c0 + n) n = tr - c0;
                     terms(gbuf, grad_out, mask, idx0 + (size_t)c0, n, m + (p.per_channel ? c0 : 0),
                           p.per_channel ? 1 : 0, shift);
-                    /* The block's channels read trained rows below tr, flash rows above. */
-                    const int32_t split = tr < c0 ? c0 : (tr > c0 + n ? c0 + n : tr);
+                    const int8_t *wt = c0 < tr ? trained + c0 : filter + c0;
+                    const size_t wstep = c0 < tr ? (size_t)tr : (size_t)ch;
                     for (int32_t fy = 0; fy < p.filter_h; ++fy) {
                         const int32_t y = y0 + fy * p.dilation_h;
                         if (y < 0 || y >= p.input_h) continue;
@@ -188,11 +225,7 @@ static __attribute__((noinline)) void run_channels(const void *params, void *con
                             if (x < 0 || x >= p.input_w) continue;
                             const size_t t = (size_t)fy * (size_t)p.filter_w + (size_t)fx;
                             int32_t *a = image + (size_t)y * in_row + (size_t)x * (size_t)ch;
-                            if (split > c0)
-                                axpy(a + c0, gbuf, trained + t * (size_t)tr + c0, split - c0);
-                            if (c0 + n > split)
-                                axpy(a + split, gbuf + (split - c0),
-                                     filter + t * (size_t)ch + split, c0 + n - split);
+                            axpy(a + c0, gbuf, wt + t * wstep, n);
                         }
                     }
                 }

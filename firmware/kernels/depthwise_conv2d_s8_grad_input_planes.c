@@ -5,6 +5,12 @@
 #include "conv2d_s8_grad_input.h"
 #include "dsp.h"
 
+/* The assembly blocks (corr8_2, corr8_3, corr8s2) where the build has the DSP instructions; the
+ * host twin runs the C correlations, with the packed words in their order (dwp_setup). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define DWP_ASM 1
+#endif
+
 static inline int32_t ceil_div(int32_t a, int32_t b) {
     return (a + b - 1) / b;
 }
@@ -20,10 +26,10 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     for (int32_t py = 0; py < sh; ++py)
         for (int32_t px = 0; px < sw; ++px) {
             const int32_t i = py * sw + px;
-            d->kh[i] = py < p->filter_h ? ceil_div(p->filter_h - py, sh) : 0;
-            d->kw[i] = px < p->filter_w ? ceil_div(p->filter_w - px, sw) : 0;
+            d->kh[i] = (int16_t)(py < p->filter_h ? ceil_div(p->filter_h - py, sh) : 0);
+            d->kw[i] = (int16_t)(px < p->filter_w ? ceil_div(p->filter_w - px, sw) : 0);
             if (d->kw[i] > 8) return 0; /* 4 tap pairs at most */
-            d->koff[i] = words;
+            d->koff[i] = (int16_t)words;
             words += d->kh[i] * ((d->kw[i] + 1) / 2);
             if (d->kh[i] > kh_max) kh_max = d->kh[i];
             if (d->kw[i] > kw_max) kw_max = d->kw[i];
@@ -44,17 +50,66 @@ int dwp_setup(struct dwp *d, const struct depthwise_conv2d_s8_grad_input_params 
     d->pw = d->pl + (max_x + 1 > p->output_w ? max_x + 1 : p->output_w) + 6;
     if ((int64_t)d->ph * d->pw > DWP_PLANE) return 0;
     d->words = words;
+    if (sh > 1 || sw > 1) {
+        /* the tap table: dwp_kernel's words, in the order of its per-phase loops below */
+        if (p->filter_h * p->filter_w >= DWP_NO_TAP) return 0;
+        int32_t n = 0;
+        for (int32_t py = 0; py < sh; ++py)
+            for (int32_t px = 0; px < sw; ++px) {
+                const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
+                if (kh == 0 || kw == 0) continue;
+                for (int32_t a = 0; a < kh; ++a) {
+                    const int32_t fy = py + (kh - 1 - a) * sh;
+                    for (int32_t b = kw - 1; b >= 0; b -= 2, ++n) {
+                        d->tap[n][0] = (uint8_t)(fy * p->filter_w + px + b * sw);
+                        d->tap[n][1] =
+                            b > 0 ? (uint8_t)(fy * p->filter_w + px + (b - 1) * sw) : DWP_NO_TAP;
+                    }
+                }
+            }
+    }
+    /* rows8's shapes (where it is built): stride 1, rows 8 wide, 2 or 3 tap pairs */
+    d->rows8 = sh == 1 && sw == 1 && p->input_w == 8 && d->kw[0] >= 3 && d->kw[0] <= 6;
     d->whole4 = 1;
     for (int32_t px = 0; px < sw; ++px) {
         const int32_t x0 = ((px - p->pad_w) % sw + sw) % sw; /* the first column of the phase */
-        d->x0[px] = x0;
-        d->nx[px] = x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0;
+        d->x0[px] = (int16_t)x0;
+        d->nx[px] = (int16_t)(x0 < p->input_w ? (p->input_w - 1 - x0) / sw + 1 : 0);
         if (d->nx[px] % 4) d->whole4 = 0;
         for (int32_t py = 0; py < sh; ++py) {
             const int32_t i = py * sw + px;
-            d->col0[i] = (x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl;
+            d->col0[i] = (int16_t)((x0 + p->pad_w - px) / sw - d->kw[i] + 1 + d->pl);
         }
     }
+    d->pair2 = 0;
+#ifdef DWP_ASM
+    /* pair2 (rows_s2): stride 2, rows 8 wide (4 columns a phase), 2 tap pairs in both column
+     * phases, phase b's window at phase a's column (a = 0: TFLite's padding of 7x7/2 after an
+     * explicit PAD of 3) or one to its right (TensorFlow's SAME). Its words: per row phase, per
+     * sub-kernel row, phase a's two then phase b's two (koff[py * 2 + a] the row phase's first). */
+    const int32_t shift01 = d->col0[1] - d->col0[0];
+    if (sh == 2 && sw == 2 && d->nx[0] == 4 && d->nx[1] == 4 && (d->kw[0] + 1) / 2 == 2 &&
+        (d->kw[1] + 1) / 2 == 2 && shift01 >= -1 && shift01 <= 1) {
+        const int32_t a = shift01 == -1, b = 1 - a;
+        int32_t n = 0;
+        for (int32_t py = 0; py < 2; ++py) {
+            const int32_t kh = d->kh[py * 2];
+            d->koff[py * 2 + a] = (int16_t)n;
+            for (int32_t r = 0; r < kh; ++r) {
+                const int32_t fy = py + (kh - 1 - r) * 2;
+                for (int32_t q = 0; q < 2; ++q) {
+                    const int32_t px = q ? b : a, kw = d->kw[px];
+                    for (int32_t c = kw - 1; c >= 0; c -= 2, ++n) {
+                        d->tap[n][0] = (uint8_t)(fy * p->filter_w + px + c * 2);
+                        d->tap[n][1] =
+                            c > 0 ? (uint8_t)(fy * p->filter_w + px + (c - 1) * 2) : DWP_NO_TAP;
+                    }
+                }
+            }
+        }
+        d->pair2 = (uint8_t)(shift01 == 0 ? DWP_PAIR2_SAME_COLUMN : 1 + a); /* else phase a + 1 */
+    }
+#endif
     return 1;
 }
 
@@ -126,15 +181,32 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
         const uint32_t up = 31u - (uint32_t)(i & 7u);
         const size_t mstep = ch >> 3;
         const int8_t *g = grad + i;
-#define DWP_FILL_ONE(j)                                                     \
-    do {                                                                    \
-        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;           \
-        const int32_t v = (*g & keep) * mc;                                 \
-        const int32_t t = (v + half + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16; \
-        dst[j] = (int16_t)t;                                                \
-        any |= t;                                                           \
-        g += ch, m += mstep;                                                \
+#define DWP_FILL_ONE(j)                                                       \
+    do {                                                                      \
+        const int32_t keep = (int32_t)((uint32_t)*m << up) >> 31;             \
+        const int32_t v = (*g & keep) * mc;                                   \
+        const int32_t t = (v + half16 + (v >> 31)) >> CONV_GRAD_MIN_SHIFT_16; \
+        dst[j] = (int16_t)t;                                                  \
+        any |= t;                                                             \
+        g += ch, m += mstep;                                                  \
     } while (0)
+        /* the shift a constant (dwp_setup), so is half */
+        const int32_t half16 = (int32_t)1 << (CONV_GRAD_MIN_SHIFT_16 - 1);
+        if ((ow & 3) == 0) { /* whole blocks of 4 a row (4x4 and 8x8 gradients): one loop */
+            int16_t *dst = plane + (size_t)d->pt * (size_t)pw + d->pl;
+            const int16_t *const end = dst + (size_t)oh * (size_t)pw;
+            const int32_t skip = pw - ow;
+            do {
+                for (const int16_t *row_end = dst + ow; dst != row_end; dst += 4) {
+                    DWP_FILL_ONE(0);
+                    DWP_FILL_ONE(1);
+                    DWP_FILL_ONE(2);
+                    DWP_FILL_ONE(3);
+                }
+                dst += skip;
+            } while (dst != end);
+            return any != 0;
+        }
         for (int32_t oy = 0; oy < oh; ++oy) {
             int16_t *dst = plane + (size_t)(oy + d->pt) * (size_t)pw + d->pl;
             int32_t ox = 0;
@@ -171,16 +243,36 @@ int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *pla
     return any != 0;
 }
 
+/* dwp_kernel at stride 1 for FW (a constant) taps a row: q at filter row fh - 1's first tap, the
+ * rows from the last one up, each row's taps from its last one down, two to a word (PKHBT), an
+ * odd first tap alone; the taps' offsets in registers, no per-word loop. */
+static inline __attribute__((always_inline)) void pack_rows(const int8_t *q, int32_t s, int32_t fh,
+                                                            uint32_t *words, const int fw) {
+    for (int32_t a = 0; a < fh; ++a, q -= fw * s) {
+#pragma GCC unroll 4
+        for (int b = fw - 1; b > 0; b -= 2)
+            *words++ = dsp_pack_lo((uint32_t)(int32_t)q[b * s], (uint32_t)(int32_t)q[(b - 1) * s]);
+        if (fw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
+    }
+}
+
 void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
     const struct depthwise_conv2d_s8_grad_input_params *p = &d->p;
     const int32_t tr = p->train_rows < p->input_c ? p->train_rows : p->input_c;
     const int8_t *w = c < tr ? d->trained + c : d->filter + c;
     const int32_t stride = c < tr ? tr : p->input_c;
     const int32_t sh = p->stride_h, sw = p->stride_w, fw = p->filter_w;
-    const int32_t step = sw * stride, rowstep = sh * fw * stride;
+    const int32_t step = sw * stride;
     if (sh == 1 && sw == 1) {
         /* One phase, K[a][b] = W[kh - 1 - a][kw - 1 - b]: the taps from the last one down, two to
          * a word, a row's odd last tap alone (the order below, without its per-phase work). */
+        const int8_t *q0 = w + (size_t)((p->filter_h - 1) * fw) * (size_t)stride;
+        switch (fw) { /* MobileNets' and MCUNet's filters */
+            case 3: pack_rows(q0, stride, p->filter_h, words, 3); return;
+            case 5: pack_rows(q0, stride, p->filter_h, words, 5); return;
+            case 7: pack_rows(q0, stride, p->filter_h, words, 7); return;
+            default: break;
+        }
         const int8_t *q = w + (size_t)(p->filter_h * fw - 1) * (size_t)stride;
         for (int32_t a = 0; a < p->filter_h; ++a) {
             for (int32_t b = fw; b > 1; b -= 2, q -= 2 * step)
@@ -189,23 +281,18 @@ void dwp_kernel(const struct dwp *d, int32_t c, uint32_t *words) {
         }
         return;
     }
-    /* dwp_setup's order: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
+    /* dwp_setup's tap table: per phase, per sub-kernel row a, K[a][b] = W[py + (kh - 1 - a) sh]
      * [px + (kw - 1 - b) sw] (the flipped sub-kernel): the taps of filter row fy from the
      * phase's last column down, sw columns apart, two to a word (the second tap high). */
-    for (int32_t py = 0; py < sh; ++py)
-        for (int32_t px = 0; px < sw; ++px) {
-            const int32_t i = py * sw + px, kh = d->kh[i], kw = d->kw[i];
-            if (kh == 0 || kw == 0) continue;
-            const int8_t *q0 =
-                w + (size_t)((py + (kh - 1) * sh) * fw + px + (kw - 1) * sw) * stride;
-            for (int32_t a = 0; a < kh; ++a, q0 -= rowstep) {
-                const int8_t *q = q0;
-                for (int32_t b = kw; b > 1; b -= 2, q -= 2 * step)
-                    *words++ = (uint32_t)(uint16_t)(int16_t)q[0] | (uint32_t)(int32_t)q[-step]
-                                                                       << 16;
-                if (kw & 1) *words++ = (uint32_t)(uint16_t)(int16_t)q[0];
-            }
-        }
+    const uint8_t *t = d->tap[0];
+    for (uint32_t *const end = words + d->words; words != end; t += 2) {
+        uint16_t both; /* the word's two taps, one load */
+        __builtin_memcpy(&both, t, 2);
+        const uint32_t lo = (uint32_t)(int32_t)w[(both & 0xFFu) * (uint32_t)stride];
+        const uint32_t hi = both >> 8;
+        *words++ =
+            dsp_pack_lo(lo, hi == DWP_NO_TAP ? 0u : (uint32_t)(int32_t)w[hi * (uint32_t)stride]);
+    }
 }
 
 /* 32 bits of P from a halfword address: two adjacent entries. */
@@ -240,6 +327,148 @@ static inline __attribute__((always_inline)) void corr4x(const int16_t *r, int32
     out[2 * step] = s2;
     out[3 * step] = s3;
 }
+
+/* corr4x's sums for 8 adjacent outputs (8-wide rows: 8x8 maps at stride 1) with 2 or 3 tap
+ * pairs, one block instead of two: per tap row each word of P is loaded once for every output it
+ * meets, 8 + 2 (pairs - 1) loads and 8 pairs SMLAD (two 4-output blocks: 2 (4 + 2 (pairs - 1))
+ * loads), and one block's set-up and stores. The eight sums, the tap pairs' weights and the
+ * running word of P take every register, so GCC spills them (measured: slower than two corr4x);
+ * on the Cortex-M7/M4 it is assembly, the sums in r4-r11. */
+struct corr8_ctx {
+    int32_t pw_bytes;    /* P's row pitch in bytes */
+    const uint32_t *end; /* k past the window's last tap row */
+    int32_t *out;
+    int32_t step_bytes; /* between outputs */
+};
+
+#ifdef DWP_ASM
+/* s_i += P word (i + 2 q) . k[q] per tap row (r0: P, r1: k), in the order the words are loaded:
+ * word j meets output j - 2 q for each pair q. */
+#define C8_W2(j, o0, o1) \
+    "ldr r3, [r0, #" #j  \
+    " * 2]\n"            \
+    "smlad " o0 ", r3, r12, " o0 "\n" o1
+#define C8_P2(o) "smlad " o ", r3, lr, " o "\n"
+#define C8_P3(o) "smlad " o ", r3, r2, " o "\n"
+static __attribute__((noinline)) void corr8_2(const int16_t *r, const uint32_t *k,
+                                              const struct corr8_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r12, [r1], #4\n"
+        "ldr lr, [r1], #4\n"
+        C8_W2(0, "r4", "")
+        C8_W2(1, "r5", "")
+        C8_W2(2, "r6", C8_P2("r4"))
+        C8_W2(3, "r7", C8_P2("r5"))
+        C8_W2(4, "r8", C8_P2("r6"))
+        C8_W2(5, "r9", C8_P2("r7"))
+        C8_W2(6, "r10", C8_P2("r8"))
+        C8_W2(7, "r11", C8_P2("r9"))
+        "ldr r3, [r0, #16]\n" C8_P2("r10")
+        "ldr r3, [r0, #18]\n" C8_P2("r11")
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r8, [r0]\n"
+        "str r9, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r10, [r0]\n"
+        "str r11, [r0, r1]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+static __attribute__((noinline)) void corr8_3(const int16_t *r, const uint32_t *k,
+                                              const struct corr8_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r12, [r1], #4\n"
+        "ldr lr, [r1], #4\n"
+        "ldr r2, [r1], #4\n"
+        C8_W2(0, "r4", "")
+        C8_W2(1, "r5", "")
+        C8_W2(2, "r6", C8_P2("r4"))
+        C8_W2(3, "r7", C8_P2("r5"))
+        C8_W2(4, "r8", C8_P2("r6") C8_P3("r4"))
+        C8_W2(5, "r9", C8_P2("r7") C8_P3("r5"))
+        C8_W2(6, "r10", C8_P2("r8") C8_P3("r6"))
+        C8_W2(7, "r11", C8_P2("r9") C8_P3("r7"))
+        "ldr r3, [r0, #16]\n" C8_P2("r10") C8_P3("r8")
+        "ldr r3, [r0, #18]\n" C8_P2("r11") C8_P3("r9")
+        "ldr r3, [r0, #20]\n" C8_P3("r10")
+        "ldr r3, [r0, #22]\n" C8_P3("r11")
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r8, [r0]\n"
+        "str r9, [r0, r1]\n"
+        "add r0, r0, r1, lsl #1\n"
+        "str r10, [r0]\n"
+        "str r11, [r0, r1]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#undef C8_W2
+#undef C8_P2
+#undef C8_P3
+#endif
 
 /* For each of `rows` rows (P from r0, r0 + pw, ...; out, out + ostep, ...): out[j * step]
  * for j < n (rounded up to 4) = the correlation of P from the row's r0 + j with kh rows of
@@ -279,8 +508,225 @@ DWP_CORR(3)
 DWP_CORR(4)
 #undef DWP_CORR
 
-void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
-              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
+#ifdef DWP_ASM
+/* dwp_rows for stride 1 and 8-wide rows with 2 or 3 tap pairs, over corr8_2 / corr8_3 (the
+ * window's rows inside the gradient only, with 3 pairs, as corr); apart from dwp_rows so that its
+ * register allocation stays as it was (measured: folding this into corr slowed the 4-output
+ * paths). */
+static __attribute__((noinline)) void rows8(const struct dwp *d, const int16_t *plane,
+                                            const uint32_t *words, int32_t y0, int32_t ny,
+                                            int32_t *out, int32_t pitch, int32_t xstep) {
+    const int32_t pw = d->pw, kh = d->kh[0], pairs = (d->kw[0] + 1) / 2, oh = d->p.output_h;
+    int32_t top = y0 + d->p.pad_h - kh + 1;
+    const int16_t *r0 = plane + (top + d->pt) * pw + d->col0[0];
+    out += (size_t)d->x0[0] * (size_t)xstep;
+    for (int32_t y = 0; y < ny; ++y, r0 += pw, out += pitch, ++top) {
+        const int16_t *r = r0;
+        const uint32_t *kk = words;
+        int32_t m = kh;
+        if (pairs == 3 && (top < 0 || top > oh - kh)) {
+            const int32_t lo = top < 0 ? -top : 0, hi = oh - top < kh ? oh - top : kh;
+            m = hi > lo ? hi - lo : 0;
+            r += lo * pw;
+            kk += lo * pairs;
+        }
+        const struct corr8_ctx c = {pw * 2, kk + m * pairs, out, xstep * 4};
+        if (pairs == 2)
+            corr8_2(r, kk, &c);
+        else
+            corr8_3(r, kk, &c);
+    }
+}
+#endif
+
+#ifdef DWP_ASM
+/* Both column phases of a stride-2 row (pair2) in one block: 4 outputs of phase a (P words
+ * 0..5 from r) and 4 of phase b (words 1..6), 2 tap pairs each, the words loaded once for both:
+ * per tap row 7 loads of P, 4 of weights (a's two, b's two) and 16 SMLAD. a's weights leave
+ * their register to b's second pair once a is done with them. */
+struct corr8s2_ctx {
+    int32_t pw_bytes;
+    const uint32_t *end;
+    int32_t *out_a, *out_b;
+    int32_t step_bytes;
+};
+static __attribute__((noinline)) void corr8s2(const int16_t *r, const uint32_t *k,
+                                              const struct corr8s2_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8s2_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r2, [r1], #4\n"  /* a's pair 0 */
+        "ldr r12, [r1], #4\n" /* a's pair 1 */
+        "ldr lr, [r1], #4\n"  /* b's pair 0 */
+        "ldr r3, [r0]\n"
+        "smlad r4, r3, r2, r4\n"
+        "ldr r3, [r0, #2]\n"
+        "smlad r5, r3, r2, r5\n"
+        "smlad r8, r3, lr, r8\n"
+        "ldr r3, [r0, #4]\n"
+        "smlad r6, r3, r2, r6\n"
+        "smlad r4, r3, r12, r4\n"
+        "smlad r9, r3, lr, r9\n"
+        "ldr r3, [r0, #6]\n"
+        "smlad r7, r3, r2, r7\n"
+        "smlad r5, r3, r12, r5\n"
+        "smlad r10, r3, lr, r10\n"
+        "ldr r2, [r1], #4\n" /* b's pair 1 */
+        "smlad r8, r3, r2, r8\n"
+        "ldr r3, [r0, #8]\n"
+        "smlad r6, r3, r12, r6\n"
+        "smlad r11, r3, lr, r11\n"
+        "smlad r9, r3, r2, r9\n"
+        "ldr r3, [r0, #10]\n"
+        "smlad r7, r3, r12, r7\n"
+        "smlad r10, r3, r2, r10\n"
+        "ldr r3, [r0, #12]\n"
+        "smlad r11, r3, r2, r11\n"
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "ldr r2, [r3, #16]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r2]\n"
+        "add r0, r0, r2, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r2]\n"
+        "str r8, [r1]\n"
+        "str r9, [r1, r2]\n"
+        "add r1, r1, r2, lsl #1\n"
+        "str r10, [r1]\n"
+        "str r11, [r1, r2]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
+/* corr8s2 where both phases' windows start at one column (P words 0..5 for both): per tap row
+ * the first pair of each phase over words 0..3, then the second pair over words 2..5 (the two
+ * pairs' weights do not fit the registers at once: words 2 and 3 are loaded twice), 8 loads of
+ * P, 4 of weights, 16 SMLAD. */
+static __attribute__((noinline)) void corr8s2_same(const int16_t *r, const uint32_t *k,
+                                                   const struct corr8s2_ctx *c) {
+    register const int16_t *r0 __asm__("r0") = r;
+    register const uint32_t *r1 __asm__("r1") = k;
+    register const struct corr8s2_ctx *r3 __asm__("r3") = c;
+    __asm__ volatile(
+        "push {r3}\n"
+        "ldrd r12, lr, [r3]\n"
+        "sub sp, sp, #8\n"
+        "strd r12, lr, [sp]\n"
+        "movs r4, #0\n"
+        "movs r5, #0\n"
+        "movs r6, #0\n"
+        "movs r7, #0\n"
+        "movs r8, #0\n"
+        "movs r9, #0\n"
+        "movs r10, #0\n"
+        "movs r11, #0\n"
+        "cmp r1, lr\n"
+        "beq 2f\n"
+        "1:\n"
+        "ldr r2, [r1]\n"     /* a's pair 0 */
+        "ldr lr, [r1, #8]\n" /* b's pair 0 */
+        "ldr r3, [r0]\n"
+        "smlad r4, r3, r2, r4\n"
+        "smlad r8, r3, lr, r8\n"
+        "ldr r3, [r0, #2]\n"
+        "smlad r5, r3, r2, r5\n"
+        "smlad r9, r3, lr, r9\n"
+        "ldr r3, [r0, #4]\n"
+        "smlad r6, r3, r2, r6\n"
+        "smlad r10, r3, lr, r10\n"
+        "ldr r3, [r0, #6]\n"
+        "smlad r7, r3, r2, r7\n"
+        "smlad r11, r3, lr, r11\n"
+        "ldr r2, [r1, #4]\n"  /* a's pair 1 */
+        "ldr lr, [r1, #12]\n" /* b's pair 1 */
+        "add r1, r1, #16\n"
+        "ldr r3, [r0, #4]\n"
+        "smlad r4, r3, r2, r4\n"
+        "smlad r8, r3, lr, r8\n"
+        "ldr r3, [r0, #6]\n"
+        "smlad r5, r3, r2, r5\n"
+        "smlad r9, r3, lr, r9\n"
+        "ldr r3, [r0, #8]\n"
+        "smlad r6, r3, r2, r6\n"
+        "smlad r10, r3, lr, r10\n"
+        "ldr r3, [r0, #10]\n"
+        "smlad r7, r3, r2, r7\n"
+        "smlad r11, r3, lr, r11\n"
+        "ldrd r3, r12, [sp]\n"
+        "add r0, r0, r3\n"
+        "cmp r1, r12\n"
+        "bne 1b\n"
+        "2:\n"
+        "add sp, sp, #8\n"
+        "pop {r3}\n"
+        "ldrd r0, r1, [r3, #8]\n"
+        "ldr r2, [r3, #16]\n"
+        "str r4, [r0]\n"
+        "str r5, [r0, r2]\n"
+        "add r0, r0, r2, lsl #1\n"
+        "str r6, [r0]\n"
+        "str r7, [r0, r2]\n"
+        "str r8, [r1]\n"
+        "str r9, [r1, r2]\n"
+        "add r1, r1, r2, lsl #1\n"
+        "str r10, [r1]\n"
+        "str r11, [r1, r2]\n"
+        : "+r"(r0), "+r"(r1), "+r"(r3)
+        :
+        : "r2", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+
+/* dwp_rows for pair2's shapes: per row phase, each of its rows in one corr8s2 block. */
+static __attribute__((noinline)) void rows_s2(const struct dwp *d, const int16_t *plane,
+                                              const uint32_t *words, int32_t y0, int32_t ny,
+                                              int32_t *out, int32_t pitch, int32_t xstep) {
+    const int same = d->pair2 == DWP_PAIR2_SAME_COLUMN;
+    void (*const block)(const int16_t *, const uint32_t *, const struct corr8s2_ctx *) =
+        same ? corr8s2_same : corr8s2;
+    const int32_t pw = d->pw, a = same ? 0 : d->pair2 - 1, b = 1 - a;
+    for (int32_t dy = 0; dy < 2 && dy < ny; ++dy) {
+        const int32_t y = y0 + dy, py = (y + d->p.pad_h) % 2, yy = (y + d->p.pad_h - py) / 2;
+        const int32_t rows = (ny - dy + 1) / 2, kh = d->kh[py * 2];
+        int32_t *oa = out + (size_t)dy * (size_t)pitch + (size_t)d->x0[a] * (size_t)xstep;
+        int32_t *ob = out + (size_t)dy * (size_t)pitch + (size_t)d->x0[b] * (size_t)xstep;
+        const int16_t *r0 = plane + (yy - kh + 1 + d->pt) * pw + d->col0[py * 2 + a];
+        const uint32_t *k = words + d->koff[py * 2 + a];
+        for (int32_t r = 0; r < rows; ++r, r0 += pw, oa += 2 * pitch, ob += 2 * pitch) {
+            const struct corr8s2_ctx c = {pw * 2, k + 4 * kh, oa, ob, 2 * xstep * 4};
+            block(r0, k, &c);
+        }
+    }
+}
+#endif
+
+/* dwp_rows over the phases' correlations (corr1..corr4): every shape the engine takes. */
+static __attribute__((noinline)) void rows_phases(const struct dwp *d, const int16_t *plane,
+                                                  const uint32_t *words, int32_t y0, int32_t ny,
+                                                  int32_t *out, int32_t pitch, int32_t xstep) {
     const int32_t sh = d->p.stride_h, sw = d->p.stride_w, pw = d->pw, pad_h = d->p.pad_h;
     /* Rows of one row phase py are every sh-th row, reading P rows one apart: one call of the
      * correlation per phase (py, px) covers them all. */
@@ -310,4 +756,21 @@ void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, 
             }
         }
     }
+}
+
+/* The blocks for the shape (apart, so that the assembly blocks' path does not carry
+ * rows_phases' frame: the kernels' stack is part of the step's peak SRAM). */
+void dwp_rows(const struct dwp *d, const int16_t *plane, const uint32_t *words, int32_t y0,
+              int32_t ny, int32_t *out, int32_t pitch, int32_t xstep) {
+#ifdef DWP_ASM
+    if (d->rows8) {
+        rows8(d, plane, words, y0, ny, out, pitch, xstep);
+        return;
+    }
+    if (d->pair2) {
+        rows_s2(d, plane, words, y0, ny, out, pitch, xstep);
+        return;
+    }
+#endif
+    rows_phases(d, plane, words, y0, ny, out, pitch, xstep);
 }

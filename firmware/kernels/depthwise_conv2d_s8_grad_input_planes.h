@@ -31,10 +31,12 @@
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 
-#define DWP_PLANE 1024 /* int16 entries of P (2 KB) */
-#define DWP_WORDS 64   /* packed weight pairs of every phase (7x7: 28) */
-#define DWP_ROW 72     /* accumulators of one input row (+ 4 + the stride's spill) */
-#define DWP_PHASES 4   /* s_h * s_w at most: strides 1 and 2 */
+#define DWP_PLANE 1024          /* int16 entries of P (2 KB) */
+#define DWP_WORDS 64            /* packed weight pairs of every phase (7x7: 28) */
+#define DWP_ROW 72              /* accumulators of one input row (+ 4 + the stride's spill) */
+#define DWP_PHASES 4            /* s_h * s_w at most: strides 1 and 2 */
+#define DWP_PAIR2_SAME_COLUMN 3 /* dwp's pair2: both phases' windows at one column */
+#define DWP_NO_TAP 255 /* dwp's tap table: no tap (filters of at most 255 taps use the table) */
 
 struct dwp {
     struct depthwise_conv2d_s8_grad_input_params p;
@@ -44,14 +46,21 @@ struct dwp {
     const float *scales; /* the weight scales (per channel or one) */
     float max_scale;     /* their maximum */
     int shift;
-    int32_t ph, pw;                         /* P's rows and row pitch (int16 entries) */
-    int32_t pt, pl;                         /* P's border above and left of the g' */
-    int32_t kh[DWP_PHASES], kw[DWP_PHASES]; /* per phase (py * s_w + px): sub-kernel taps */
-    int32_t koff[DWP_PHASES];               /* and the offset of its packed words */
-    int32_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
-    int32_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
+    int32_t ph, pw; /* P's rows and row pitch (int16 entries) */
+    int32_t pt, pl; /* P's border above and left of the g' */
+    /* (16 bits: struct dwp is on the kernels' stack, in the deepest frames of a step) */
+    int16_t kh[DWP_PHASES], kw[DWP_PHASES]; /* per phase (py * s_w + px): sub-kernel taps */
+    int16_t koff[DWP_PHASES];               /* and the offset of its packed words */
+    int16_t x0[DWP_PHASES], nx[DWP_PHASES]; /* per column phase: first column, columns */
+    int16_t col0[DWP_PHASES];               /* per phase: P's column of its first output's window */
     int32_t words;                          /* packed words of all phases */
-    int32_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
+    uint8_t whole4; /* every column phase has a multiple of 4 columns: dwp_rows writes no more */
+    uint8_t rows8;  /* stride 1, 8-wide rows, 2 or 3 tap pairs: dwp_rows's 8-output blocks */
+    uint8_t pair2;  /* stride 2, 8-wide rows: both column phases in one block (phase a + 1, or
+                     * DWP_PAIR2_SAME_COLUMN), or 0 */
+    /* stride 2: per packed word its two taps (fy * filter_w + fx; DWP_NO_TAP: none, a zero
+     * weight), in dwp_kernel's order, so that it packs a channel in one flat loop */
+    uint8_t tap[DWP_WORDS][2];
 };
 
 /* Fills d's geometry and the shift (the reference's: dw_grad_worst_shift) from p; returns 0 (and

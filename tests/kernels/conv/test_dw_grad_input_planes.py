@@ -167,12 +167,18 @@ def _accumulators(call: KernelCall, values: list[np.ndarray]) -> np.ndarray:
 def _kept(p: dict[str, Any]) -> int:
     """The channels the two-pass DSP variant keeps between its passes
     (depthwise_conv2d_s8_grad_input_2pass_dsp.c: one batch, and every row of a channel in the
-    scratch left beside the kept shifts)."""
-    c_n = p["input_c"]
+    scratch left beside the kept shifts): half of them in the output bytes, and more (the next
+    channels) in what the rows leave of that scratch, each h * w int16 and a shift byte."""
+    c_n, h, w = p["input_c"], p["input_h"], p["input_w"]
     free = ((4 * c_n + 7) & ~7) - c_n // 2
-    rows = free // (4 * (p["input_w"] + 8))
-    block = 1 if rows < 2 else min(rows, p["input_h"])
-    return c_n // 2 if p["batches"] == 1 and block == p["input_h"] else 0
+    rows = free // (4 * (w + 8))
+    block = 1 if rows < 2 else min(rows, h)
+    if p["batches"] != 1 or block != h:
+        return 0
+    if rows < 2:  # the rows in the engine's own buffer
+        return c_n // 2
+    used = block * (w if _whole4(p) else w + 8) * 4
+    return c_n // 2 + min((free - used) // (2 * h * w + 1), c_n - c_n // 2)
 
 
 def _boundary_masks(call: KernelCall, values: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -242,6 +248,28 @@ def test_two_pass_kept_channels_match_reference(seed: int) -> None:
     assert _kept(call.params) > 0 and _kept_by_the_kernel(call) == _kept(call.params)
     out = dsp_same_as_ref(call, values)
     assert np.any(out[6])
+
+
+def test_two_pass_keeps_more_channels_in_its_scratch_on_small_maps() -> None:
+    """4x4 maps with many channels (MCUNet's 5x5 4x4x576) keep more than half of their channels:
+    the rest of the scratch beside the rows holds the next ones. Bit-exact with the reference,
+    with kept values on a rounding boundary among those channels (computed again exactly) and
+    somewhere the kept value alone would round wrong."""
+    hits = wrong = 0
+    for seed in range(6):
+        c = [576, 288, 400, 333, 200, 577][seed]
+        k = [5, 7, 3, 5, 3, 5][seed]
+        layer = gs.make_layer(
+            "dw", 950 + seed, h=4, w=4, in_c=c, mult=1, fh=k, fw=k, sh=1, sw=1, padding="SAME", n=1
+        )
+        call, values = _two_pass(layer)
+        kept = _kept_by_the_kernel(call)
+        assert kept == _kept(call.params) and kept > c // 2 + 10, (kept, c)
+        dsp_same_as_ref(call, values)
+        masks = _boundary_masks(call, values)[c // 2 :]
+        hits += sum(int(h.sum()) for h, _ in masks)
+        wrong += sum(int(w.sum()) for _, w in masks)
+    assert hits >= 3 and wrong >= 1, (hits, wrong)  # measured: 4 and 2
 
 
 def test_two_pass_recomputes_kept_values_on_a_rounding_boundary() -> None:
@@ -358,6 +386,41 @@ def test_planes_variants_on_the_emulated_board(tmp_path, monkeypatch, board_name
     wrong = sum(_boundary_hits(c, v)[1] for c, v in kept)
     assert min(stops) >= 1 and wrong >= 1, (stops, wrong)
     calls += kept
+    # Stride 2 on 8-wide maps, both column phases in one block (the board's rows_s2): 7x7 with
+    # two batches (nothing kept), 8x8 (phase 1's window left of phase 0's); 6x6 VALID (both windows
+    # at one column) takes the per-phase blocks.
+    calls += [
+        _two_pass(gs.make_layer("dw", 70 + i, mult=1, sh=2, sw=2, **shape))
+        for i, shape in enumerate(
+            [
+                dict(h=8, w=8, in_c=100, fh=7, fw=7, padding="SAME", n=2),
+                dict(h=8, w=8, in_c=150, fh=8, fw=8, padding="SAME", n=1),
+                dict(h=9, w=8, in_c=37, fh=6, fw=6, padding="VALID", n=1),
+            ]
+        )
+    ]
+    # 7x7/2 after an explicit PAD of 3 folded into the operator (MCUNet's, TFLite's export): both
+    # phases' windows at one column (corr8s2_same); with and without kept channels.
+    for i, n in enumerate((1, 2)):
+        call, values = _two_pass(
+            gs.make_layer(
+                "dw",
+                75 + i,
+                h=8,
+                w=8,
+                in_c=288 - 100 * i,
+                mult=1,
+                fh=7,
+                fw=7,
+                sh=2,
+                sw=2,
+                padding="SAME",
+                n=n,
+            )
+        )
+        call.params["pad_h"] = call.params["pad_w"] = 3
+        calls.append((call, values))
+    calls += [gs.grad_input_call(_vectorized_layer(i)) for i in (1, 2)]
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
@@ -382,6 +445,26 @@ def _reference_shift(call: KernelCall, values: list[np.ndarray]) -> int:
     while shift < 30 and (b0 >> shift) + 1 + (w1 + 1) // 2 > 2**31 - 1:
         shift += 1
     return shift
+
+
+def _vectorized_layer(i: int) -> gs.Layer:
+    """4x4 gradients (the channel-vectorized variant) whose trained rows end inside a group of 4
+    channels or a 128-channel block, masked or not, one multiplier or one per channel."""
+    c, tr = [(133, 5), (300, 130), (300, 131), (37, 37), (64, 0), (250, 127)][i]
+    return gs.make_layer(
+        "dw", 990 + i, h=4, w=4, in_c=c, mult=1, fh=3 + 2 * (i % 2), fw=3 + 2 * (i % 2), sh=1, sw=1,
+        padding="SAME", n=1 + i % 2, train_rows=tr, has_mask=i % 3 != 2, per_channel=i % 2 == 0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_channel_vectorized_blocks_end_at_the_trained_rows(i: int) -> None:
+    """The channel-vectorized variant's int16 g' groups (gpos) start where a block's weights do:
+    a block ends where the trained rows do."""
+    call, values = gs.grad_input_call(_vectorized_layer(i))
+    assert not _planes_take(call)
+    out = dsp_same_as_ref(call, values)
+    assert np.any(out[6])
 
 
 @pytest.mark.parametrize("full_scale", [True, False], ids=["needs-16", "needs-15"])
