@@ -485,18 +485,35 @@ static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, u
 /* Dense patches (the stem) over several tiles: the tile that leaves room, in the buffer the
  * layer already plans (conv2d_s8_gemm_dsp_buffer_size), for the filter rows of every output
  * channel, widened once instead of once per tile (a dense row of 27 taps took ~140 instructions
- * to widen, 16 of them per 64-pixel tile of the 3-channel stem: 5 % of the layer), or 0 where
- * it would be smaller than HOIST_MIN_TILE pixels. */
+ * to widen, 16 of them per 64-pixel tile of the 3-channel stem: 5 % of the layer), and for every
+ * channel pair's block state (HOIST_STATE_GROUPS each: struct pair_m7, its constants worked out
+ * once, hoisted_states), or 0 where it would be smaller than HOIST_MIN_TILE pixels. */
 #define HOIST_MIN_TILE 32
+#define HOIST_STATE_GROUPS ((int32_t)((sizeof(struct pair_m7) + 7) / 8))
 static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, int32_t tile) {
     const int32_t npix = p->batches * p->output_h * p->output_w;
     const int32_t total = gemm_used_groups(p, groups, tile) + CONV_DENSE_GROUPS;
-    const int32_t rows = (p->output_c + 1) / 2 * 2 * groups;
+    const int32_t pairs = (p->output_c + 1) / 2;
+    const int32_t rows = pairs * (2 * groups + HOIST_STATE_GROUPS);
     if (npix <= tile || total < rows + CONV_DENSE_GROUPS) return 0;
     int32_t t = (total - CONV_DENSE_GROUPS - rows) / groups;
     if (t > CONV_TILE_MAX) t = CONV_TILE_MAX;
     t &= ~1;
     return t >= HOIST_MIN_TILE ? t : 0;
+}
+
+/* Hoisted layers: each channel pair's block state for pair_fast_full, its constants from
+ * pair_constants once per layer (per tile they took ~170 instructions a pair, 6 % of the stem),
+ * or k.m0 = 0 where the pair takes gemm_pair (not both channels on the fast path, a lone last
+ * channel, a clamped activation range; the fast path never has M = 0). */
+static void hoisted_states(struct pair_m7 *m, const struct conv2d_s8_params *p,
+                           const struct conv_ops *o, int32_t groups, int32_t c, int32_t limit,
+                           int dbl, int full, int last_zero) {
+    const int single_ok = dbl || (groups >= 4 && !last_zero); /* as gemm_pair */
+    for (int32_t oc = 0; oc < p->output_c; oc += 2, ++m)
+        if (!(full && single_ok && oc + 1 < p->output_c &&
+              pair_constants(&m->k, oc, p, o, c, limit, dbl)))
+            m->k.m0 = 0;
 }
 
 /* One channel pair's outputs for a tile (its rows widened in wbuf): the fast path where both
@@ -551,7 +568,11 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     /* The filter rows: one pair at a time in wbuf, or (hoist) every pair's, widened once. */
     const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;
     uint64_t *wbuf = buf;
-    uint64_t *const xbuf = buf + (hoist ? (cout + 1) / 2 : 1) * 2 * groups;
+    const int32_t pairs = (cout + 1) / 2;
+    /* hoisted: the rows, then the pairs' block states (hoisted_states) */
+    struct pair_m7 *const states = (struct pair_m7 *)(buf + pairs * 2 * groups);
+    uint64_t *const xbuf =
+        hoist ? buf + pairs * (2 * groups + HOIST_STATE_GROUPS) : buf + 2 * groups;
     if (hoist) {
         tile = hoist;
         for (int32_t oc = 0; oc < cout; oc += 2) {
@@ -571,6 +592,7 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     /* Dense patches of 4k + 1 .. 4k + 4 bytes fill an odd number of groups, padded to even by
      * a zero group (widen_dense, widen_stem, widen_row). */
     const int last_zero = dense && ((p->filter_h * p->filter_w * p->input_c + 3) / 4) % 2 == 1;
+    if (hoist) hoisted_states(states, p, o, groups, c, limit, dbl, full, last_zero);
     for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
         const int32_t n = npix - pix0 < tile ? npix - pix0 : tile;
         /* Pixel t is row t % 2 of pair t / 2. */
@@ -590,6 +612,13 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
             const int two = oc + 1 < cout;
             if (hoist) {
                 wbuf = buf + oc * groups;
+                struct pair_m7 *const m = &states[oc / 2];
+                if (m->k.m0 != 0) { /* full range, both channels on the fast path */
+                    pair_fast_full(xbuf, wbuf, groups, n,
+                                   o->out + (size_t)pix0 * (size_t)cout + (size_t)oc, cout, m,
+                                   last_zero, dbl);
+                    continue;
+                }
             } else if (two && p->input_c % 4 == 0) {
                 const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
                 widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size,
