@@ -199,8 +199,9 @@ struct pair_m7 {
 };
 
 /* `dbl` below: 0 for undoubled sums (rq_fused), else doubled ones, DBL_RQ3 where they take rq3
- * (conv2d_s8_dsp.h: dense patches with an output offset of -128, the stem's ReLU6; the other
- * doubled paths' assembly keeps rq4, which is as exact there). */
+ * (conv2d_s8_dsp.h: an output offset of -128, ReLU6 expansions and the stem; pair_fast_m7z and
+ * pair_fast_m7_7z, 4 instructions fewer per 2x2 block; pair_fast_m7_2, for 8 input channels
+ * that the narrow variant mostly takes, keeps rq4, as exact there). */
 #define DBL_RQ3 2
 
 /* Output pixels 0 .. n - 1 of a tile (widened in xbuf, doubled) for the output channel pair
@@ -369,6 +370,7 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
                          : M7_CLOBBERS);                                               \
     }
 PAIR_FAST_M7(pair_fast_m7, M7_FINISH)
+PAIR_FAST_M7(pair_fast_m7z, M7_FINISH_Z)
 PAIR_FAST_M7(pair_fast_m7_single, M7_FINISH_SINGLE)
 
 /* The same for exactly 2 groups (8 input channels of a 1x1 convolution): no loop. */
@@ -425,7 +427,7 @@ CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t
         else if (groups == 2)
             pair_fast_m7_2(x, m);
         else
-            pair_fast_m7(x, m);
+            (dbl == DBL_RQ3 ? pair_fast_m7z : pair_fast_m7)(x, m);
         x = x_end;
         dst += (size_t)(n & ~1) * (size_t)cout;
         n &= 1;
@@ -593,8 +595,7 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
      * so where output channels outnumber half the patch (expansions, not projections). */
     const int32_t limit = rq4_bias_limit(p);
     const int32_t patch = p->filter_h * p->filter_w * p->input_c;
-    const int dbl =
-        limit >= 0 && (dense || 2 * cout > patch) ? (dense && rq3_ok(p) ? DBL_RQ3 : 1) : 0;
+    const int dbl = limit >= 0 && (dense || 2 * cout > patch) ? (rq3_ok(p) ? DBL_RQ3 : 1) : 0;
     const int dbl_x = dbl && !dense, dbl_w = dbl && dense;
     /* The filter rows: one pair at a time in wbuf, or (hoist) every pair's, widened once. */
     const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;

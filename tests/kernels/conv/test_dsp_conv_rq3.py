@@ -101,8 +101,10 @@ def test_rq3_is_bit_identical_with_the_reference_at_offset_minus_128(tmp_path) -
 
 # (h, w, in_c, out_c, filter): the narrow variant's rq3 functions (8 input channels; 16 with the
 # head of 4 output channels; 8 over 192 outputs; 16 with one output pixel; 24, and 56 in 7 passes,
-# in one chunk; 40 in chunks of 52 output channels and a last one of 8), and the stem's dense
-# patches (hoisted on 11 x 9 outputs, odd tiles and an odd channel count; per tile on 7 x 7).
+# in one chunk; 40 in chunks of 52 output channels and a last one of 8), the GEMM variant's
+# doubled pixels (20 -> 13: odd pixel and channel counts; 4 x 4 x 32 -> 40: pairs_fast_full), and
+# the stem's dense patches (hoisted on 11 x 9 outputs, odd tiles and an odd channel count; per
+# tile on 7 x 7).
 SHAPES = [
     (9, 9, 8, 32, 1),
     (10, 9, 16, 44, 1),
@@ -111,6 +113,8 @@ SHAPES = [
     (9, 8, 24, 20, 1),
     (9, 8, 56, 36, 1),
     (8, 9, 40, 164, 1),
+    (5, 7, 20, 13, 1),
+    (4, 4, 32, 40, 1),
     (13, 11, 3, 16, 3),
     (17, 13, 3, 15, 3),
     (9, 9, 3, 16, 3),
@@ -184,7 +188,7 @@ def test_variants_with_rq3_at_rq4s_bias_limit(shape: tuple[int, ...], extreme: t
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
 def test_variants_with_rq3_on_the_emulated_cortex_m7_and_m4(tmp_path, board_name: str) -> None:
     """Every shape above (trained slices too) and the extreme sums, through the firmware
-    build's objects (narrow8z_m7, narrow16z_m7, narrow_chunkz_m7, pair_fast_m7_7z) on the emulated Cortex-M7 and
+    build's objects (narrow8z_m7, narrow16z_m7, narrow_chunkz_m7, pair_fast_m7z, pair_fast_m7_7z) on the emulated Cortex-M7 and
     Cortex-M4, against the host's reference kernel, bit for bit."""
     from tests.kernels import grad_support as gs
     from tests.kernels.conv.support import assert_board_matches_ref
