@@ -41,13 +41,17 @@ struct narrow_frame {
     const int8_t *in;   /* the next pixel's input channels */
     uint32_t *rec0;     /* the first pass's records (5 words each; = rec1 for 8 channels) */
     int8_t *out;        /* the next pixel's outputs */
-    int32_t npix;       /* pixels left */
+    int8_t *out_end;    /* the outputs' end: the last pixel's, the other chunks' skipped */
     uint32_t *rec_end;  /* the end of the last pass's records */
     int32_t mid;        /* passes between the first and the last (input_c / 8 - 2, or 0) */
     int32_t pass_bytes; /* an earlier pass's records: 20 * output_c */
     int32_t skip;       /* output channels of other chunks between two pixels' outputs */
     uint32_t *rec1;     /* the last pass's records (8 words each) */
 };
+
+/* The mark of the last pass's last record, in its s1 word (s1 <= 30; ASR by a register reads
+ * the register's low byte only, and the C twin masks it). */
+#define NARROW_END 0x100u
 
 /* Words of records per output channel, input_c / 8 passes. */
 static int32_t narrow_words(int32_t input_c) {
@@ -129,13 +133,14 @@ static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int3
         r1[6] = (uint32_t)k4.s1;
         r1[7] = (uint32_t)k4.cc;
     }
+    last[8 * (size_t)(cout - 1) + 6] |= NARROW_END;
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narrow_frame, in) == 8 &&
                    offsetof(struct narrow_frame, rec0) == 12 &&
                    offsetof(struct narrow_frame, out) == 16 &&
-                   offsetof(struct narrow_frame, npix) == 20 &&
+                   offsetof(struct narrow_frame, out_end) == 20 &&
                    offsetof(struct narrow_frame, rec_end) == 24 &&
                    offsetof(struct narrow_frame, mid) == 28 &&
                    offsetof(struct narrow_frame, pass_bytes) == 32 &&
@@ -147,8 +152,8 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
  * the output pointer; in the earlier ones r9 the next pass's accumulator words, r10 the pass's
  * end, r11 the input pointer and lr the middle passes left. The frame is copied to the stack
  * (the same offsets from sp), so that one LDM starts a pixel. The loops take 8 outputs per
- * iteration (the last pass's end test costs 3 instructions: no register is free for
- * rec_end). */
+ * iteration; no register is free for the last pass's end, which is marked in its last record
+ * instead (NARROW_END), tested in 2 instructions (TST, BEQ) where loading rec_end took 3. */
 /* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, M r9, s1
  * r10, C r11), 8 MACs, rq4, one byte out. */
 #define NARROW_OUT              \
@@ -202,8 +207,8 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
             NARROW_PART(STRIDE) NARROW_PART(STRIDE) "cmp r12, r10\n"                     \
     "bne " #A "b\n"
 
-/* f->npix pixels (npix >= 1) of input_c channels: the earlier passes (FIRST: none for 8
- * channels, else the middle ones and the penultimate; each widens its inputs; they leave r12
+/* The pixels up to f->out_end (at least one) of input_c channels: the earlier passes (FIRST: none
+ * for 8 channels, else the middle ones and the penultimate; each widens its inputs; they leave r12
  * at rec1, lr at out and r8 the head flag), the last pass's inputs widened (LAST), the last
  * pass, SKIP (chunks: the other chunks' outputs). */
 #define NARROW_BODY(FIRST, LAST, SKIP, OUT)       \
@@ -217,13 +222,11 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
     "cmp r8, #0\n"                                \
     "bne 5f\n"                                    \
     "1:\n" OUT OUT OUT OUT "5:\n" OUT OUT OUT OUT \
-    "ldr r4, [sp, #24]\n"                         \
-    "cmp r12, r4\n"                               \
-    "bne 1b\n" SKIP                               \
+    "tst r10, #256\n"                             \
+    "beq 1b\n" SKIP                               \
     "str lr, [sp, #16]\n"                         \
     "ldr r4, [sp, #20]\n"                         \
-    "subs r4, r4, #1\n"                           \
-    "str r4, [sp, #20]\n"                         \
+    "cmp lr, r4\n"                                \
     "bne 2b\n"                                    \
     "add sp, sp, #44\n"                           \
     "pop {r4-r11, pc}\n"
@@ -319,7 +322,7 @@ static int32_t narrow_dot(const uint32_t x[4], const uint32_t *r, int32_t acc) {
 static void narrow_c(struct narrow_frame *f, int z) {
     const int32_t earlier = f->rec1 == f->rec0 ? 0 : f->mid + 1;
     const size_t cout = (size_t)f->pass_bytes / 20;
-    for (; f->npix > 0; --f->npix) {
+    while (f->out != f->out_end) {
         uint32_t x[4];
         const uint32_t *r = f->rec0;
         for (int32_t j = 0; j < earlier; ++j) {
@@ -335,7 +338,7 @@ static void narrow_c(struct narrow_frame *f, int z) {
         f->in += 8;
         for (r = f->rec1; r < f->rec_end; r += 8) {
             const int32_t acc = narrow_dot(x, r, (int32_t)r[4]);
-            const int32_t m = (int32_t)r[5], s1 = (int32_t)r[6], cc = (int32_t)r[7];
+            const int32_t m = (int32_t)r[5], s1 = (int32_t)(r[6] & 0xFFu), cc = (int32_t)r[7];
             *f->out++ = (int8_t)(z ? rq3(acc, m, s1, cc) : rq4(acc, m, s1, cc));
         }
         f->out += f->skip;
@@ -356,7 +359,7 @@ __attribute__((noinline)) void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_p
         const int32_t n = cout - oc0 < chunk ? cout - oc0 : chunk;
         struct narrow_frame f = {.in = o->input,
                                  .out = o->out + oc0,
-                                 .npix = npix,
+                                 .out_end = o->out + oc0 + (size_t)npix * (size_t)cout,
                                  .off2 = dsp_pair(p->input_offset),
                                  .head = n % 8 == 4,
                                  .skip = cout - n};
