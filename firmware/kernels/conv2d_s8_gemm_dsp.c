@@ -622,7 +622,8 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     const int32_t c = rq4_layer_c(p);
     const int full = p->act_min <= -128 && p->act_max >= 127;
     /* Dense patches of 4k + 1 .. 4k + 4 bytes fill an odd number of groups, padded to even by
-     * a zero group (widen_dense, widen_stem, widen_row). */
+     * a zero group: in the filter rows (widen_row) and widen_dense's pixels; widen_stem leaves
+     * its pixels' 8th group as it is, as the rows' zeros cancel it. */
     const int last_zero = dense && ((p->filter_h * p->filter_w * p->input_c + 3) / 4) % 2 == 1;
     if (hoist) hoisted_states(states, p, o, groups, c, limit, dbl, full, last_zero);
     for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
