@@ -188,8 +188,9 @@ def test_variants_with_rq3_at_rq4s_bias_limit(shape: tuple[int, ...], extreme: t
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
 def test_variants_with_rq3_on_the_emulated_cortex_m7_and_m4(tmp_path, board_name: str) -> None:
     """Every shape above (trained slices too) and the extreme sums, through the firmware
-    build's objects (narrow8z_m7, narrow16z_m7, narrow_chunkz_m7, pair_fast_m7z, pair_fast_m7_7z) on the emulated Cortex-M7 and
-    Cortex-M4, against the host's reference kernel, bit for bit."""
+    build's objects (narrow8z_m7, narrow16z_m7, narrow_chunkz_m7, pair_fast_m7z,
+    pair_fast_m7_7z) on the emulated Cortex-M7 and Cortex-M4, against the host's reference
+    kernel, bit for bit."""
     from tests.kernels import grad_support as gs
     from tests.kernels.conv.support import assert_board_matches_ref
 
