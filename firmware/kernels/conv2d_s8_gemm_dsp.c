@@ -213,9 +213,12 @@ CONV_INLINE int32_t rq4_pair(int32_t acc, int32_t m, int32_t s1, int32_t cc, int
     return dbl ? rq4(acc, m, s1, cc) : rq_fused(acc, m, s1, cc);
 }
 
-CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                           int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
-                           int32_t hi, int full, int dbl) {
+/* Out of line: pair_fast_full, inlined in three places, calls it only for an odd tile's last
+ * pixel on the M7, and each inlined copy of it took ~0.5 KB. */
+static __attribute__((noinline)) void pair_fast(const uint64_t *x, const uint64_t *wbuf,
+                                                int32_t groups, int32_t n, int8_t *dst,
+                                                int32_t cout, const struct pair_k *k, int32_t lo,
+                                                int32_t hi, int full, int dbl) {
     const struct pair_k q = *k;
     const size_t step = 2 * (size_t)groups;
     for (int32_t t = n >> 1; t > 0; --t, x += step) {
@@ -435,7 +438,7 @@ CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t
 #else
     (void)last_zero;
 #endif
-    pair_fast(x, wbuf, groups, n, dst, cout, &m->k, -128, 127, 1, dbl);
+    if (n > 0) pair_fast(x, wbuf, groups, n, dst, cout, &m->k, -128, 127, 1, dbl);
 }
 static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                             int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
@@ -518,10 +521,10 @@ static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, u
  * layer already plans (conv2d_s8_gemm_dsp_buffer_size), for the filter rows of every output
  * channel, widened once instead of once per tile (a dense row of 27 taps took ~140 instructions
  * to widen, 16 of them per 64-pixel tile of the 3-channel stem: 5 % of the layer), and for every
- * channel pair's block state (HOIST_STATE_GROUPS each: struct pair_m7, its constants worked out
- * once, hoisted_states), or 0 where it would be smaller than HOIST_MIN_TILE pixels. */
+ * channel pair's constants (HOIST_STATE_GROUPS each: struct pair_k, worked out once,
+ * hoisted_states), or 0 where it would be smaller than HOIST_MIN_TILE pixels. */
 #define HOIST_MIN_TILE 32
-#define HOIST_STATE_GROUPS ((int32_t)((sizeof(struct pair_m7) + 7) / 8))
+#define HOIST_STATE_GROUPS ((int32_t)((sizeof(struct pair_k) + 7) / 8))
 static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, int32_t tile) {
     const int32_t npix = p->batches * p->output_h * p->output_w;
     const int32_t total = gemm_used_groups(p, groups, tile) + CONV_DENSE_GROUPS;
@@ -534,18 +537,18 @@ static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, in
     return t >= HOIST_MIN_TILE ? t : 0;
 }
 
-/* Hoisted layers: each channel pair's block state for pair_fast_full, its constants from
- * pair_constants once per layer (per tile they took ~170 instructions a pair, 6 % of the stem),
- * or k.m0 = 0 where the pair takes gemm_pair (not both channels on the fast path, a lone last
- * channel, a clamped activation range; the fast path never has M = 0). */
-static void hoisted_states(struct pair_m7 *m, const struct conv2d_s8_params *p,
+/* Hoisted layers: each channel pair's constants for pair_fast_full, from pair_constants once per
+ * layer (gemm_pair worked them out per tile: ~170 instructions a pair, 6 % of the stem), or
+ * m0 = 0 where the pair takes gemm_pair (not both channels on the fast path, a lone last channel,
+ * a clamped activation range; the fast path never has M = 0). */
+static void hoisted_states(struct pair_k *k, const struct conv2d_s8_params *p,
                            const struct conv_ops *o, int32_t groups, int32_t c, int32_t limit,
                            int dbl, int full, int last_zero) {
     const int single_ok = dbl || (groups >= 4 && !last_zero); /* as gemm_pair */
-    for (int32_t oc = 0; oc < p->output_c; oc += 2, ++m)
+    for (int32_t oc = 0; oc < p->output_c; oc += 2, ++k)
         if (!(full && single_ok && oc + 1 < p->output_c &&
-              pair_constants(&m->k, oc, p, o, c, limit, dbl)))
-            m->k.m0 = 0;
+              pair_constants(k, oc, p, o, c, limit, dbl)))
+            k->m0 = 0;
 }
 
 /* One channel pair's outputs for a tile (its rows widened in wbuf): the fast path where both
@@ -601,8 +604,8 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;
     uint64_t *wbuf = buf;
     const int32_t pairs = (cout + 1) / 2;
-    /* hoisted: the rows, then the pairs' block states (hoisted_states) */
-    struct pair_m7 *const states = (struct pair_m7 *)(buf + pairs * 2 * groups);
+    /* hoisted: the rows, then the pairs' constants (hoisted_states) */
+    struct pair_k *const states = (struct pair_k *)(buf + pairs * 2 * groups);
     uint64_t *const xbuf =
         hoist ? buf + pairs * (2 * groups + HOIST_STATE_GROUPS) : buf + 2 * groups;
     if (hoist) {
@@ -645,10 +648,11 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
             const int two = oc + 1 < cout;
             if (hoist) {
                 wbuf = buf + oc * groups;
-                struct pair_m7 *const m = &states[oc / 2];
-                if (m->k.m0 != 0) { /* full range, both channels on the fast path */
+                if (states[oc / 2].m0 != 0) { /* full range, both channels on the fast path */
+                    struct pair_m7 m;
+                    m.k = states[oc / 2];
                     pair_fast_full(xbuf, wbuf, groups, n,
-                                   o->out + (size_t)pix0 * (size_t)cout + (size_t)oc, cout, m,
+                                   o->out + (size_t)pix0 * (size_t)cout + (size_t)oc, cout, &m,
                                    last_zero, dbl);
                     continue;
                 }
