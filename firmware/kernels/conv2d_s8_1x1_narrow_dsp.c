@@ -271,21 +271,14 @@ static __attribute__((naked, noinline)) void narrow16z_m7(struct narrow_frame *f
         NARROW_BODY(NARROW_PENULTIMATE(NARROW_WIDEN_R6), NARROW_WIDEN, "", NARROW_OUT_Z));
 }
 
-/* 24 or more input channels, all output channels. */
-static __attribute__((naked, noinline)) void narrow_passes_m7(struct narrow_frame *f) {
-    (void)f;
-    __asm__ volatile(
-        NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN, "", NARROW_OUT));
-}
-
-/* The same for a chunk of the output channels (skip: the others). */
+/* 24 or more input channels, a chunk of the output channels (skip: the others) or all of them
+ * (skip 0: 2 instructions a pixel more than a function without the skip, which took ~0.9 KB);
+ * z: with rq3. */
 static __attribute__((naked, noinline)) void narrow_chunk_m7(struct narrow_frame *f) {
     (void)f;
     __asm__ volatile(NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN,
                                  NARROW_SKIP, NARROW_OUT));
 }
-/* With rq3, for all output channels too (skip 0: 2 instructions a pixel, against 1 an output
- * saved; one function instead of two keeps the code ~0.9 KB smaller). */
 static __attribute__((naked, noinline)) void narrow_chunkz_m7(struct narrow_frame *f) {
     (void)f;
     __asm__ volatile(NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN,
@@ -365,12 +358,8 @@ __attribute__((noinline)) void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_p
                                  .skip = cout - n};
         narrow_pack(buf, &f, oc0, n, p, o);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-        if (p->input_c > 16 && z)
-            narrow_chunkz_m7(&f);
-        else if (p->input_c > 16 && n < cout)
-            narrow_chunk_m7(&f);
-        else if (p->input_c > 16)
-            narrow_passes_m7(&f);
+        if (p->input_c > 16)
+            (z ? narrow_chunkz_m7 : narrow_chunk_m7)(&f);
         else if (p->input_c == 16)
             (z ? narrow16z_m7 : narrow16_m7)(&f);
         else
