@@ -12,7 +12,8 @@
  *     (its 8 filter taps widened to 16-bit lanes in SXTB16 order and doubled, the accumulator's
  *     start, then rq4's M, s1 and C, conv2d_s8_dsp.h); per output one LDM of 8 registers, 4
  *     SMLAD, rq4's 4 instructions and one STRB: 10 instructions for 8 MACs (11 with
- *     requant_fast.h's 5);
+ *     requant_fast.h's 5; 9 with rq3's 3 where the output offset is -128, rq3_ok: ReLU6
+ *     expansions);
  *   - each earlier pass (input_c > 8): 5 words per output channel (8 taps and the
  *     accumulator's start: the bias for the first pass, else the partial sum the previous
  *     pass stored there); per output LDM, 4 SMLAD and a STR of the partial sum into the
