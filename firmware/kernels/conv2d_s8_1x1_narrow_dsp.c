@@ -12,7 +12,8 @@
  *     (its 8 filter taps widened to 16-bit lanes in SXTB16 order and doubled, the accumulator's
  *     start, then rq4's M, s1 and C, conv2d_s8_dsp.h); per output one LDM of 8 registers, 4
  *     SMLAD, rq4's 4 instructions and one STRB: 10 instructions for 8 MACs (11 with
- *     requant_fast.h's 5);
+ *     requant_fast.h's 5; 9 with rq3's 3 where the output offset is -128, rq3_ok: ReLU6
+ *     expansions);
  *   - each earlier pass (input_c > 8): 5 words per output channel (8 taps and the
  *     accumulator's start: the bias for the first pass, else the partial sum the previous
  *     pass stored there); per output LDM, 4 SMLAD and a STR of the partial sum into the
@@ -41,13 +42,17 @@ struct narrow_frame {
     const int8_t *in;   /* the next pixel's input channels */
     uint32_t *rec0;     /* the first pass's records (5 words each; = rec1 for 8 channels) */
     int8_t *out;        /* the next pixel's outputs */
-    int32_t npix;       /* pixels left */
+    int8_t *out_end;    /* the outputs' end: the last pixel's, the other chunks' skipped */
     uint32_t *rec_end;  /* the end of the last pass's records */
     int32_t mid;        /* passes between the first and the last (input_c / 8 - 2, or 0) */
     int32_t pass_bytes; /* an earlier pass's records: 20 * output_c */
     int32_t skip;       /* output channels of other chunks between two pixels' outputs */
     uint32_t *rec1;     /* the last pass's records (8 words each) */
 };
+
+/* The mark of the last pass's last record, in its s1 word (s1 <= 30; ASR by a register reads
+ * the register's low byte only, and the C twin masks it). */
+#define NARROW_END 0x100u
 
 /* Words of records per output channel, input_c / 8 passes. */
 static int32_t narrow_words(int32_t input_c) {
@@ -73,11 +78,11 @@ int conv2d_s8_1x1_narrow_dsp_shape_ok(const struct conv2d_s8_params *p) {
 
 int conv2d_s8_1x1_narrow_dsp_ok(const struct conv2d_s8_params *p, const struct conv_ops *o) {
     if (!conv2d_s8_1x1_narrow_dsp_shape_ok(p)) return 0;
-    const int32_t c = rq4_layer_c(p);
-    for (int32_t oc = 0; oc < (p->per_channel ? p->output_c : 1); ++oc) {
-        const struct requant r = requant_of(oc, p, o);
-        if (!rq4_ok(r.multiplier, r.shift, c)) return 0;
-    }
+    /* Runs on every call: plain pointers, so the loop does not reload the operands. */
+    const int32_t c = rq4_layer_c(p), n = p->per_channel ? p->output_c : 1;
+    const int32_t *const mult = o->multipliers, *const shifts = o->shifts;
+    for (int32_t q = 0; q < n; ++q)
+        if (!rq4_ok(mult[q], shifts[q], c)) return 0;
     return rq4_biases_ok(p, o->bias, o->trained_bias, rq4_bias_limit(p));
 }
 
@@ -93,7 +98,10 @@ static uint32_t *narrow_taps(uint32_t *dst, const int8_t *w) {
 }
 
 /* The records of all passes (struct narrow_frame) for output channels oc0 .. oc0 + cout - 1:
- * cout * narrow_words(input_c) words. */
+ * cout * narrow_words(input_c) words. Channel by channel, its records stepped to by pointer (a
+ * channel's earlier passes lie 5 * cout words apart): packing runs once per call and chunk, over
+ * every output channel, so it is a few % of a small layer (8x8x48 -> 288: 206 instructions per
+ * channel with the records indexed, 0.07 of the layer). */
 static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int32_t cout,
                         const struct conv2d_s8_params *p, const struct conv_ops *o) {
     const int32_t passes = p->input_c / 8;
@@ -104,31 +112,36 @@ static void narrow_pack(uint32_t *buf, struct narrow_frame *f, int32_t oc0, int3
     f->mid = passes > 2 ? passes - 2 : 0;
     f->pass_bytes = 20 * cout;
     const int32_t c = rq4_layer_c(p);
-    for (int32_t k = 0; k < cout; ++k) {
-        const int32_t oc = oc0 + k;
-        const int8_t *row = row_of(oc, (size_t)p->input_c, p, o);
-        const uint32_t bias = 2u * (uint32_t)bias_of(oc, p, o); /* doubled, as the taps */
-        for (int32_t j = 0; j + 1 < passes; ++j) {
-            uint32_t *r = buf + 5 * ((size_t)j * (size_t)cout + (size_t)k);
-            narrow_taps(r, row + 8 * j);
-            r[4] = j == 0 ? bias : 0; /* later passes: the partial sum, per pixel */
+    const size_t pass_words = 5 * (size_t)cout, size = (size_t)p->input_c;
+    const int32_t *const mult = o->multipliers, *const shifts = o->shifts;
+    uint32_t *r1 = last;
+    for (int32_t oc = oc0; oc < oc0 + cout; ++oc, r1 += 8) {
+        const int8_t *row = row_of(oc, size, p, o);
+        /* the accumulator's start: the bias, doubled as the taps, in the first pass; later
+         * passes' hold the partial sum, per pixel */
+        uint32_t start = 2u * (uint32_t)bias_of(oc, p, o);
+        uint32_t *r = buf + 5 * (size_t)(oc - oc0);
+        for (int32_t j = 1; j < passes; ++j, row += 8, r += pass_words) {
+            narrow_taps(r, row);
+            r[4] = start;
+            start = 0;
         }
-        uint32_t *r = last + 8 * (size_t)k;
-        narrow_taps(r, row + 8 * (passes - 1));
-        r[4] = passes == 1 ? bias : 0;
-        const struct requant q = requant_of(oc, p, o);
-        const struct rq4 k4 = rq4_of(q.multiplier, q.shift, c);
-        r[5] = (uint32_t)k4.m;
-        r[6] = (uint32_t)k4.s1;
-        r[7] = (uint32_t)k4.cc;
+        narrow_taps(r1, row);
+        r1[4] = start;
+        const int32_t q = p->per_channel ? oc : 0;
+        const struct rq4 k4 = rq4_of(mult[q], shifts[q], c);
+        r1[5] = (uint32_t)k4.m;
+        r1[6] = (uint32_t)k4.s1;
+        r1[7] = (uint32_t)k4.cc;
     }
+    last[8 * (size_t)(cout - 1) + 6] |= NARROW_END;
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narrow_frame, in) == 8 &&
                    offsetof(struct narrow_frame, rec0) == 12 &&
                    offsetof(struct narrow_frame, out) == 16 &&
-                   offsetof(struct narrow_frame, npix) == 20 &&
+                   offsetof(struct narrow_frame, out_end) == 20 &&
                    offsetof(struct narrow_frame, rec_end) == 24 &&
                    offsetof(struct narrow_frame, mid) == 28 &&
                    offsetof(struct narrow_frame, pass_bytes) == 32 &&
@@ -140,8 +153,8 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
  * the output pointer; in the earlier ones r9 the next pass's accumulator words, r10 the pass's
  * end, r11 the input pointer and lr the middle passes left. The frame is copied to the stack
  * (the same offsets from sp), so that one LDM starts a pixel. The loops take 8 outputs per
- * iteration (the last pass's end test costs 3 instructions: no register is free for
- * rec_end). */
+ * iteration; no register is free for the last pass's end, which is marked in its last record
+ * instead (NARROW_END), tested in 2 instructions (TST, BEQ) where loading rec_end took 3. */
 /* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, M r9, s1
  * r10, C r11), 8 MACs, rq4, one byte out. */
 #define NARROW_OUT              \
@@ -152,6 +165,17 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
     "smlad r8, r3, r7, r8\n"    \
     "smmlar r9, r8, r9, r11\n"  \
     "add r9, r9, r8, asr #31\n" \
+    "asr r9, r9, r10\n"         \
+    "ssat r9, #8, r9, asr #1\n" \
+    "strb r9, [lr], #1\n"
+/* The same with rq3 (an output offset of -128, rq3_ok): no ADD of the sign, 9 instructions. */
+#define NARROW_OUT_Z            \
+    "ldm r12!, {r4-r11}\n"      \
+    "smlad r8, r0, r4, r8\n"    \
+    "smlad r8, r1, r5, r8\n"    \
+    "smlad r8, r2, r6, r8\n"    \
+    "smlad r8, r3, r7, r8\n"    \
+    "smmlar r9, r8, r9, r11\n"  \
     "asr r9, r9, r10\n"         \
     "ssat r9, #8, r9, asr #1\n" \
     "strb r9, [lr], #1\n"
@@ -184,31 +208,28 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
             NARROW_PART(STRIDE) NARROW_PART(STRIDE) "cmp r12, r10\n"                     \
     "bne " #A "b\n"
 
-/* f->npix pixels (npix >= 1) of input_c channels: the earlier passes (FIRST: none for 8
- * channels, else the middle ones and the penultimate; each widens its inputs; they leave r12
+/* The pixels up to f->out_end (at least one) of input_c channels: the earlier passes (FIRST: none
+ * for 8 channels, else the middle ones and the penultimate; each widens its inputs; they leave r12
  * at rec1, lr at out and r8 the head flag), the last pass's inputs widened (LAST), the last
  * pass, SKIP (chunks: the other chunks' outputs). */
-#define NARROW_BODY(FIRST, LAST, SKIP)                 \
-    "push {r4-r11, lr}\n"                              \
-    "sub sp, sp, #44\n"                                \
-    "ldm r0, {r1-r11}\n"                               \
-    "stm sp, {r1-r11}\n"                               \
-    "2:\n"                                             \
-    "ldm sp, {r6, r8, r11, r12, lr}\n" FIRST LAST      \
-    "str r11, [sp, #8]\n"                              \
-    "cmp r8, #0\n"                                     \
-    "bne 5f\n"                                         \
-    "1:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
-    "5:\n" NARROW_OUT NARROW_OUT NARROW_OUT NARROW_OUT \
-    "ldr r4, [sp, #24]\n"                              \
-    "cmp r12, r4\n"                                    \
-    "bne 1b\n" SKIP                                    \
-    "str lr, [sp, #16]\n"                              \
-    "ldr r4, [sp, #20]\n"                              \
-    "subs r4, r4, #1\n"                                \
-    "str r4, [sp, #20]\n"                              \
-    "bne 2b\n"                                         \
-    "add sp, sp, #44\n"                                \
+#define NARROW_BODY(FIRST, LAST, SKIP, OUT)       \
+    "push {r4-r11, lr}\n"                         \
+    "sub sp, sp, #44\n"                           \
+    "ldm r0, {r1-r11}\n"                          \
+    "stm sp, {r1-r11}\n"                          \
+    "2:\n"                                        \
+    "ldm sp, {r6, r8, r11, r12, lr}\n" FIRST LAST \
+    "str r11, [sp, #8]\n"                         \
+    "cmp r8, #0\n"                                \
+    "bne 5f\n"                                    \
+    "1:\n" OUT OUT OUT OUT "5:\n" OUT OUT OUT OUT \
+    "tst r10, #256\n"                             \
+    "beq 1b\n" SKIP                               \
+    "str lr, [sp, #16]\n"                         \
+    "ldr r4, [sp, #20]\n"                         \
+    "cmp lr, r4\n"                                \
+    "bne 2b\n"                                    \
+    "add sp, sp, #44\n"                           \
     "pop {r4-r11, pc}\n"
 /* The middle passes (input_c >= 24: mid >= 1 of them), into 5-word records. */
 #define NARROW_MID \
@@ -229,29 +250,40 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
     "ldr r4, [sp, #36]\n" \
     "add lr, lr, r4\n"
 
-/* 8 input channels: the last pass only. */
+/* 8 input channels: the last pass only; z: with rq3 (NARROW_OUT_Z). */
 static __attribute__((naked, noinline)) void narrow8_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY("", NARROW_WIDEN_R6, ""));
+    __asm__ volatile(NARROW_BODY("", NARROW_WIDEN_R6, "", NARROW_OUT));
+}
+static __attribute__((naked, noinline)) void narrow8z_m7(struct narrow_frame *f) {
+    (void)f;
+    __asm__ volatile(NARROW_BODY("", NARROW_WIDEN_R6, "", NARROW_OUT_Z));
 }
 
-/* 16 input channels: two passes. */
+/* 16 input channels: two passes; z: with rq3. */
 static __attribute__((naked, noinline)) void narrow16_m7(struct narrow_frame *f) {
     (void)f;
-    __asm__ volatile(NARROW_BODY(NARROW_PENULTIMATE(NARROW_WIDEN_R6), NARROW_WIDEN, ""));
+    __asm__ volatile(
+        NARROW_BODY(NARROW_PENULTIMATE(NARROW_WIDEN_R6), NARROW_WIDEN, "", NARROW_OUT));
 }
-
-/* 24 or more input channels, all output channels. */
-static __attribute__((naked, noinline)) void narrow_passes_m7(struct narrow_frame *f) {
-    (void)f;
-    __asm__ volatile(NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN, ""));
-}
-
-/* The same for a chunk of the output channels (skip: the others). */
-static __attribute__((naked, noinline)) void narrow_chunk_m7(struct narrow_frame *f) {
+static __attribute__((naked, noinline)) void narrow16z_m7(struct narrow_frame *f) {
     (void)f;
     __asm__ volatile(
-        NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN, NARROW_SKIP));
+        NARROW_BODY(NARROW_PENULTIMATE(NARROW_WIDEN_R6), NARROW_WIDEN, "", NARROW_OUT_Z));
+}
+
+/* 24 or more input channels, a chunk of the output channels (skip: the others) or all of them
+ * (skip 0: 2 instructions a pixel more than a function without the skip, which took ~0.9 KB);
+ * z: with rq3. */
+static __attribute__((naked, noinline)) void narrow_chunk_m7(struct narrow_frame *f) {
+    (void)f;
+    __asm__ volatile(NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN,
+                                 NARROW_SKIP, NARROW_OUT));
+}
+static __attribute__((naked, noinline)) void narrow_chunkz_m7(struct narrow_frame *f) {
+    (void)f;
+    __asm__ volatile(NARROW_BODY(NARROW_MID NARROW_PENULTIMATE(NARROW_WIDEN), NARROW_WIDEN,
+                                 NARROW_SKIP, NARROW_OUT_Z));
 }
 #undef NARROW_SKIP
 #undef NARROW_PENULTIMATE
@@ -261,6 +293,7 @@ static __attribute__((naked, noinline)) void narrow_chunk_m7(struct narrow_frame
 #undef NARROW_WIDEN
 #undef NARROW_WIDEN_R6
 #undef NARROW_PART
+#undef NARROW_OUT_Z
 #undef NARROW_OUT
 #else
 /* 8 input bytes (+ the offset) as 4 words of 16-bit lanes, in SXTB16 order. */
@@ -280,10 +313,10 @@ static int32_t narrow_dot(const uint32_t x[4], const uint32_t *r, int32_t acc) {
 }
 
 /* The assembly's steps in portable C (the host twin). */
-static void narrow_c(struct narrow_frame *f) {
+static void narrow_c(struct narrow_frame *f, int z) {
     const int32_t earlier = f->rec1 == f->rec0 ? 0 : f->mid + 1;
     const size_t cout = (size_t)f->pass_bytes / 20;
-    for (; f->npix > 0; --f->npix) {
+    while (f->out != f->out_end) {
         uint32_t x[4];
         const uint32_t *r = f->rec0;
         for (int32_t j = 0; j < earlier; ++j) {
@@ -299,7 +332,8 @@ static void narrow_c(struct narrow_frame *f) {
         f->in += 8;
         for (r = f->rec1; r < f->rec_end; r += 8) {
             const int32_t acc = narrow_dot(x, r, (int32_t)r[4]);
-            *f->out++ = (int8_t)rq4(acc, (int32_t)r[5], (int32_t)r[6], (int32_t)r[7]);
+            const int32_t m = (int32_t)r[5], s1 = (int32_t)(r[6] & 0xFFu), cc = (int32_t)r[7];
+            *f->out++ = (int8_t)(z ? rq3(acc, m, s1, cc) : rq4(acc, m, s1, cc));
         }
         f->out += f->skip;
     }
@@ -311,6 +345,7 @@ __attribute__((noinline)) void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_p
     uint32_t *const buf = (uint32_t *)o->buf; /* conv2d_s8_1x1_narrow_dsp_buffer_size */
     const int32_t npix = p->batches * p->output_h * p->output_w, cout = p->output_c;
     if (npix <= 0) return;
+    const int z = rq3_ok(p); /* rq3 (conv2d_s8_dsp.h) */
     /* Output channels per chunk (a multiple of 4); 8 and 16 input channels: one chunk. */
     int32_t chunk = (NARROW_BUF_WORDS / narrow_words(p->input_c)) & ~3;
     if (chunk > cout) chunk = cout;
@@ -318,22 +353,20 @@ __attribute__((noinline)) void conv2d_s8_1x1_narrow_dsp(const struct conv2d_s8_p
         const int32_t n = cout - oc0 < chunk ? cout - oc0 : chunk;
         struct narrow_frame f = {.in = o->input,
                                  .out = o->out + oc0,
-                                 .npix = npix,
+                                 .out_end = o->out + oc0 + (size_t)npix * (size_t)cout,
                                  .off2 = dsp_pair(p->input_offset),
                                  .head = n % 8 == 4,
                                  .skip = cout - n};
         narrow_pack(buf, &f, oc0, n, p, o);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-        if (p->input_c > 16 && n < cout)
-            narrow_chunk_m7(&f);
-        else if (p->input_c > 16)
-            narrow_passes_m7(&f);
+        if (p->input_c > 16)
+            (z ? narrow_chunkz_m7 : narrow_chunk_m7)(&f);
         else if (p->input_c == 16)
-            narrow16_m7(&f);
+            (z ? narrow16z_m7 : narrow16_m7)(&f);
         else
-            narrow8_m7(&f);
+            (z ? narrow8z_m7 : narrow8_m7)(&f);
 #else
-        narrow_c(&f);
+        narrow_c(&f, z);
 #endif
     }
 }

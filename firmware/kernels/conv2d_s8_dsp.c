@@ -6,7 +6,8 @@
  * conv2d_s8.c), so the accumulators are equal. Requantization: the narrow and GEMM variants
  * double one operand of every product and the bias, and requantize the doubled sums with rq4
  * (conv2d_s8_dsp.h: 4 instructions per output, proved bit-identical with fixedpoint.h) for
- * channels on its path (right shifts, the usual case), hoisted per pair; the wide variant uses
+ * channels on its path (right shifts, the usual case), hoisted per pair, and with rq3 (3
+ * instructions, the same results) where the output offset is -128; the wide variant uses
  * requant_fast.h (5 instructions); the reference's requantization otherwise.
  *
  * The variants (one file each, conv2d_s8_dsp.h lists them) and what they do:

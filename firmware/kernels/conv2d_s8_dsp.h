@@ -124,6 +124,20 @@ static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
 static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
     return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
 }
+/* rq4 without its sign step (the ADD of A >> 31): 3 instructions, SMMLAR, ASR, SSAT (with ASR
+ * #1), bit-identical with rq4 where the layer's output offset is -128 and its activation range
+ * starts at -128 (rq3_ok: the zero point of a ReLU6 expansion quantized to [0, 6]).
+ * Proof: for a >= 0, A >> 31 = 0 and the steps are rq4's. For a <= -1, v <= -1 (2aM + 2^31 < 0
+ * as M > 2^30), so with or without the step (C + v or C + v - 1) >> s1 = c + t with t <= -1
+ * (C = c 2^s1), and c + t <= -255 - 1, whose SSAT #8 of it halved is -128: rq4's result too
+ * (the reference's: MultiplyByQuantizedMultiplier of a negative sum is <= 0, plus -128, clamped
+ * at -128). */
+static inline int rq3_ok(const struct conv2d_s8_params *p) {
+    return p->output_offset == -128 && p->act_min <= -128;
+}
+static inline int32_t rq3(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
+    return rq_ssat8_half(rq_smmlar(acc2, m, cc) >> s1);
+}
 /* The largest |bias| for which every accumulator of the layer stays below 2^30 in magnitude,
  * |a| <= |bias| + taps * 128 * (128 + |input offset|), or -1 if even a zero bias leaves no room
  * (the products' sum alone must stay below 2^29: doubled, below 2^30). */

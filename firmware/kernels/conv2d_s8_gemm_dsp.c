@@ -198,17 +198,27 @@ struct pair_m7 {
     const uint64_t *x_end;
 };
 
+/* `dbl` below: 0 for undoubled sums (rq_fused), else doubled ones, DBL_RQ3 where they take rq3
+ * (conv2d_s8_dsp.h: an output offset of -128, ReLU6 expansions and the stem; pair_fast_m7z and
+ * pair_fast_m7_7z, 4 instructions fewer per 2x2 block; pair_fast_m7_2, for 8 input channels
+ * that the narrow variant mostly takes, keeps rq4, as exact there). */
+#define DBL_RQ3 2
+
 /* Output pixels 0 .. n - 1 of a tile (widened in xbuf, doubled) for the output channel pair
  * whose rows are widened in wbuf: requantized with rq4 (conv2d_s8_dsp.h; both channels on its
  * path, two channels; `full`: the activation range is all of int8, so SSAT is the whole
  * clamp). */
 CONV_INLINE int32_t rq4_pair(int32_t acc, int32_t m, int32_t s1, int32_t cc, int dbl) {
+    if (dbl == DBL_RQ3) return rq3(acc, m, s1, cc);
     return dbl ? rq4(acc, m, s1, cc) : rq_fused(acc, m, s1, cc);
 }
 
-CONV_INLINE void pair_fast(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
-                           int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
-                           int32_t hi, int full, int dbl) {
+/* Out of line: pair_fast_full, inlined in three places, calls it only for an odd tile's last
+ * pixel on the M7, and each inlined copy of it took ~0.5 KB. */
+static __attribute__((noinline)) void pair_fast(const uint64_t *x, const uint64_t *wbuf,
+                                                int32_t groups, int32_t n, int8_t *dst,
+                                                int32_t cout, const struct pair_k *k, int32_t lo,
+                                                int32_t hi, int full, int dbl) {
     const struct pair_k q = *k;
     const size_t step = 2 * (size_t)groups;
     for (int32_t t = n >> 1; t > 0; --t, x += step) {
@@ -299,6 +309,23 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "ssat r9, #8, r9, asr #1\n"   \
     "ssat r10, #8, r10, asr #1\n" \
     "ssat r11, #8, r11, asr #1\n" M7_STORE
+/* The same with rq3 (conv2d_s8_dsp.h: an output offset of -128), without rq4's 4 ADDs. */
+#define M7_FINISH_Z               \
+    "ldrd r4, r5, [r1, #8]\n"     \
+    "ldrd r6, r7, [r1, #16]\n"    \
+    "smmlar r8, r2, r4, r6\n"     \
+    "smmlar r9, r12, r4, r6\n"    \
+    "smmlar r10, r3, r5, r7\n"    \
+    "smmlar r11, lr, r5, r7\n"    \
+    "ldrd r4, r5, [r1, #24]\n"    \
+    "asr r8, r8, r4\n"            \
+    "asr r9, r9, r4\n"            \
+    "asr r10, r10, r5\n"          \
+    "asr r11, r11, r5\n"          \
+    "ssat r8, #8, r8, asr #1\n"   \
+    "ssat r9, #8, r9, asr #1\n"   \
+    "ssat r10, #8, r10, asr #1\n" \
+    "ssat r11, #8, r11, asr #1\n" M7_STORE
 #define M7_FINISH_SINGLE           \
     "ldrd r4, r5, [r1, #8]\n"      \
     "smmlar r8, r2, r4, r2\n"      \
@@ -346,6 +373,7 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
                          : M7_CLOBBERS);                                               \
     }
 PAIR_FAST_M7(pair_fast_m7, M7_FINISH)
+PAIR_FAST_M7(pair_fast_m7z, M7_FINISH_Z)
 PAIR_FAST_M7(pair_fast_m7_single, M7_FINISH_SINGLE)
 
 /* The same for exactly 2 groups (8 input channels of a 1x1 convolution): no loop. */
@@ -360,17 +388,24 @@ static __attribute__((noinline)) void pair_fast_m7_2(const uint64_t *x, struct p
  * unrolled, no loop, the pixel pointer stepped past the zero group (3 + 77 + 1 + 30
  * instructions per 2x2 block; the loop over 8 took 3 + 92 + 6 + 37). Skipping zero lanes
  * drops products that are 0. */
-static __attribute__((noinline)) void pair_fast_m7_7(const uint64_t *x, struct pair_m7 *k) {
-    register const uint64_t *rx __asm__("r0") = x;
-    register struct pair_m7 *rk __asm__("r1") = k;
-    __asm__ volatile(M7_START M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP
-                     "add r0, r0, #16\n" M7_FINISH
-                     : "+r"(rx)
-                     : "r"(rk)
-                     : M7_CLOBBERS);
-}
+#define PAIR_FAST_M7_7(name, FINISH)                                                             \
+    static __attribute__((noinline)) void name(const uint64_t *x, struct pair_m7 *k) {           \
+        register const uint64_t *rx __asm__("r0") = x;                                           \
+        register struct pair_m7 *rk __asm__("r1") = k;                                           \
+        __asm__ volatile(M7_START M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP M7_GROUP \
+                         "add r0, r0, #16\n" FINISH                                              \
+                         : "+r"(rx)                                                              \
+                         : "r"(rk)                                                               \
+                         : M7_CLOBBERS);                                                         \
+    }
+/* pair_fast_m7_7z: with rq3 (an output offset of -128: the stem's ReLU6), 4 instructions fewer
+ * per block. */
+PAIR_FAST_M7_7(pair_fast_m7_7, M7_FINISH)
+PAIR_FAST_M7_7(pair_fast_m7_7z, M7_FINISH_Z)
+#undef PAIR_FAST_M7_7
 #undef M7_CLOBBERS
 #undef M7_FINISH
+#undef M7_FINISH_Z
 #undef M7_FINISH_SINGLE
 #undef M7_STORE
 #undef M7_START
@@ -391,11 +426,11 @@ CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t
         if (!dbl)
             pair_fast_m7_single(x, m);
         else if (last_zero && groups == 8)
-            pair_fast_m7_7(x, m);
+            (dbl == DBL_RQ3 ? pair_fast_m7_7z : pair_fast_m7_7)(x, m);
         else if (groups == 2)
             pair_fast_m7_2(x, m);
         else
-            pair_fast_m7(x, m);
+            (dbl == DBL_RQ3 ? pair_fast_m7z : pair_fast_m7)(x, m);
         x = x_end;
         dst += (size_t)(n & ~1) * (size_t)cout;
         n &= 1;
@@ -403,7 +438,7 @@ CONV_INLINE void pair_fast_full(const uint64_t *x, const uint64_t *wbuf, int32_t
 #else
     (void)last_zero;
 #endif
-    pair_fast(x, wbuf, groups, n, dst, cout, &m->k, -128, 127, 1, dbl);
+    if (n > 0) pair_fast(x, wbuf, groups, n, dst, cout, &m->k, -128, 127, 1, dbl);
 }
 static void pair_fast_clamp(const uint64_t *x, const uint64_t *wbuf, int32_t groups, int32_t n,
                             int8_t *dst, int32_t cout, const struct pair_k *k, int32_t lo,
@@ -485,18 +520,35 @@ static __attribute__((noinline)) int32_t pairs_fast_full(const uint64_t *xbuf, u
 /* Dense patches (the stem) over several tiles: the tile that leaves room, in the buffer the
  * layer already plans (conv2d_s8_gemm_dsp_buffer_size), for the filter rows of every output
  * channel, widened once instead of once per tile (a dense row of 27 taps took ~140 instructions
- * to widen, 16 of them per 64-pixel tile of the 3-channel stem: 5 % of the layer), or 0 where
- * it would be smaller than HOIST_MIN_TILE pixels. */
+ * to widen, 16 of them per 64-pixel tile of the 3-channel stem: 5 % of the layer), and for every
+ * channel pair's constants (HOIST_STATE_GROUPS each: struct pair_k, worked out once,
+ * hoisted_states), or 0 where it would be smaller than HOIST_MIN_TILE pixels. */
 #define HOIST_MIN_TILE 32
+#define HOIST_STATE_GROUPS ((int32_t)((sizeof(struct pair_k) + 7) / 8))
 static int32_t hoisted_tile(const struct conv2d_s8_params *p, int32_t groups, int32_t tile) {
     const int32_t npix = p->batches * p->output_h * p->output_w;
     const int32_t total = gemm_used_groups(p, groups, tile) + CONV_DENSE_GROUPS;
-    const int32_t rows = (p->output_c + 1) / 2 * 2 * groups;
+    const int32_t pairs = (p->output_c + 1) / 2;
+    const int32_t rows = pairs * (2 * groups + HOIST_STATE_GROUPS);
     if (npix <= tile || total < rows + CONV_DENSE_GROUPS) return 0;
     int32_t t = (total - CONV_DENSE_GROUPS - rows) / groups;
     if (t > CONV_TILE_MAX) t = CONV_TILE_MAX;
     t &= ~1;
     return t >= HOIST_MIN_TILE ? t : 0;
+}
+
+/* Hoisted layers: each channel pair's constants for pair_fast_full, from pair_constants once per
+ * layer (gemm_pair worked them out per tile: ~170 instructions a pair, 6 % of the stem), or
+ * m0 = 0 where the pair takes gemm_pair (not both channels on the fast path, a lone last channel,
+ * a clamped activation range; the fast path never has M = 0). */
+static void hoisted_states(struct pair_k *k, const struct conv2d_s8_params *p,
+                           const struct conv_ops *o, int32_t groups, int32_t c, int32_t limit,
+                           int dbl, int full, int last_zero) {
+    const int single_ok = dbl || (groups >= 4 && !last_zero); /* as gemm_pair */
+    for (int32_t oc = 0; oc < p->output_c; oc += 2, ++k)
+        if (!(full && single_ok && oc + 1 < p->output_c &&
+              pair_constants(k, oc, p, o, c, limit, dbl)))
+            k->m0 = 0;
 }
 
 /* One channel pair's outputs for a tile (its rows widened in wbuf): the fast path where both
@@ -546,12 +598,16 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
      * so where output channels outnumber half the patch (expansions, not projections). */
     const int32_t limit = rq4_bias_limit(p);
     const int32_t patch = p->filter_h * p->filter_w * p->input_c;
-    const int dbl = limit >= 0 && (dense || 2 * cout > patch);
+    const int dbl = limit >= 0 && (dense || 2 * cout > patch) ? (rq3_ok(p) ? DBL_RQ3 : 1) : 0;
     const int dbl_x = dbl && !dense, dbl_w = dbl && dense;
     /* The filter rows: one pair at a time in wbuf, or (hoist) every pair's, widened once. */
     const int32_t hoist = dense ? hoisted_tile(p, groups, tile) : 0;
     uint64_t *wbuf = buf;
-    uint64_t *const xbuf = buf + (hoist ? (cout + 1) / 2 : 1) * 2 * groups;
+    const int32_t pairs = (cout + 1) / 2;
+    /* hoisted: the rows, then the pairs' constants (hoisted_states) */
+    struct pair_k *const states = (struct pair_k *)(buf + pairs * 2 * groups);
+    uint64_t *const xbuf =
+        hoist ? buf + pairs * (2 * groups + HOIST_STATE_GROUPS) : buf + 2 * groups;
     if (hoist) {
         tile = hoist;
         for (int32_t oc = 0; oc < cout; oc += 2) {
@@ -569,8 +625,10 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
     const int32_t c = rq4_layer_c(p);
     const int full = p->act_min <= -128 && p->act_max >= 127;
     /* Dense patches of 4k + 1 .. 4k + 4 bytes fill an odd number of groups, padded to even by
-     * a zero group (widen_dense, widen_stem, widen_row). */
+     * a zero group: in the filter rows (widen_row) and widen_dense's pixels; widen_stem leaves
+     * its pixels' 8th group as it is, as the rows' zeros cancel it. */
     const int last_zero = dense && ((p->filter_h * p->filter_w * p->input_c + 3) / 4) % 2 == 1;
+    if (hoist) hoisted_states(states, p, o, groups, c, limit, dbl, full, last_zero);
     for (int32_t pix0 = 0; pix0 < npix; pix0 += tile) {
         const int32_t n = npix - pix0 < tile ? npix - pix0 : tile;
         /* Pixel t is row t % 2 of pair t / 2. */
@@ -590,6 +648,14 @@ void conv2d_s8_gemm_dsp(const struct conv2d_s8_params *p, const struct conv_ops 
             const int two = oc + 1 < cout;
             if (hoist) {
                 wbuf = buf + oc * groups;
+                if (states[oc / 2].m0 != 0) { /* full range, both channels on the fast path */
+                    struct pair_m7 m;
+                    m.k = states[oc / 2];
+                    pair_fast_full(xbuf, wbuf, groups, n,
+                                   o->out + (size_t)pix0 * (size_t)cout + (size_t)oc, cout, &m,
+                                   last_zero, dbl);
+                    continue;
+                }
             } else if (two && p->input_c % 4 == 0) {
                 const size_t size = (size_t)p->filter_h * (size_t)p->filter_w * (size_t)p->input_c;
                 widen_rows2(wbuf, row_of(oc, size, p, o), row_of(oc + 1, size, p, o), (int32_t)size,

@@ -98,3 +98,41 @@ def test_stem_tiles_are_bit_exact_on_the_emulated_board() -> None:
         assert np.unique(want).size >= 16
         outs, _ = _on_board(compiled, True, [x])
         np.testing.assert_array_equal(outs[0], want)
+
+
+def _dsp_on_stale_scratch(call, arrays: list[np.ndarray], seed: int) -> np.ndarray:
+    """conv2d_s8's DSP variant on the host with its scratch full of random bytes (run_kernel
+    zeroes it; in a training step the arena holds whatever the previous operator left)."""
+    import ctypes
+
+    from pytools.model.kernels import host_lib, scratch_size
+
+    values = [a.copy() for a in arrays]
+    ptrs = (ctypes.c_void_p * len(values))(*(v.ctypes.data for v in values))
+    raw = np.random.default_rng(seed).integers(0, 256, scratch_size(call) + 16, dtype=np.uint8)
+    scratch = raw[-raw.ctypes.data % 16 :]
+    fn = host_lib().conv2d_s8_dsp_run
+    fn.restype = None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn(call.packed_params(), ptrs, scratch.ctypes.data)
+    return values[-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stem_ignores_what_its_scratch_held(seed: int) -> None:
+    """widen_stem leaves the patches' 8th group as the scratch held it (the filter rows' 8th
+    group is zero, so its products are 0): with random bytes there, the outputs are the
+    reference's, bit for bit, hoisted rows or not, ReLU6 over [0, 6] (rq3) or not."""
+    from pytools.model.lowering import lower
+    from tests.kernels.conv.test_dsp_kernels import _operands, _run
+
+    act = ["RELU6", "NONE"][seed % 2]
+    case = _case(seed, (1, 29 + seed, 31), [16, 7, 40][seed % 3], "VALID", 2, 1, act)
+    g = case.graph
+    if seed % 2 == 0:  # ReLU6 quantized over [0, 6]: rq3
+        g.tensors[3].quant = quant(6.0 / 255.0, -128)
+    call = lower(g, g.ops[0])
+    arrays = _operands(g, call, np.random.default_rng(seed))
+    want = _run(call, arrays, "ref")
+    np.testing.assert_array_equal(_dsp_on_stale_scratch(call, arrays, seed), want)
+    assert np.unique(want).size >= 16
