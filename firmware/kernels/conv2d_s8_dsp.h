@@ -120,10 +120,8 @@ static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
     return p->output_offset > -(1 << 20) && p->output_offset < (1 << 20) ? 1 + 2 * p->output_offset
                                                                          : 0;
 }
-/* clamp(MultiplyByQuantizedMultiplier(a) + offset, -128, 127) from A = 2a. */
-static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
-    return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
-}
+/* rq4 itself, clamp(MultiplyByQuantizedMultiplier(a) + offset, -128, 127) from A = 2a, is
+ * requant_fast.h's (the depthwise engines use it too). */
 /* rq4 without its sign step (the ADD of A >> 31): 3 instructions, SMMLAR, ASR, SSAT (with ASR
  * #1), bit-identical with rq4 where the layer's output offset is -128 and its activation range
  * starts at -128 (rq3_ok: the zero point of a ReLU6 expansion quantized to [0, 6]).

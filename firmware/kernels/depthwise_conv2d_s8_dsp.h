@@ -49,10 +49,8 @@ struct dw_rq {
  * accumulators A = 2a: their weights and biases doubled (a weight's double fits a 16-bit lane),
  * then SMMLAR t, A, M, C; ADD t, t, A, ASR #31; ASR t, t, s1; SSAT #8 of t ASR #1, with M the
  * multiplier and C = (1 + 2 output_offset) << s1: conv2d_s8_dsp.h's rq4, whose proof is there
- * (it needs M in (2^30, 2^31), shift in [-31, -1], |C| <= 2^30 - 3 and |a| < 2^30). */
-static inline int32_t dwq_rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
-    return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
-}
+ * (it needs M in (2^30, 2^31), shift in [-31, -1], |C| <= 2^30 - 3 and |a| < 2^30); the one
+ * definition is requant_fast.h's rq4 ("dwq_rq4" below names its use by the engines). */
 
 /* Whether channel group c..c+3 (its biases in rq, on requant_fast.h's path) takes dwq_rq4: each
  * multiplier above 2^30, |C| = |1 + 2 output_offset| 2^s1 <= 2^30 - 3, and |bias| plus the largest
@@ -360,7 +358,7 @@ static inline void dwq_store(const struct dw *d, const struct dwq *q, const int3
         if (mode == DW_STORE_ANY) {
             y = requantize(d, a[i], c);
         } else {
-            y = doubled ? dwq_rq4(a[i], q->m2, q->s1, q->cc) : rq_fused(a[i], q->m2, q->s1, q->cc);
+            y = doubled ? rq4(a[i], q->m2, q->s1, q->cc) : rq_fused(a[i], q->m2, q->s1, q->cc);
             if (mode == DW_PACK_CLAMP) y = fp_clamp(y, d->p.act_min, d->p.act_max);
         }
         *dst = (int8_t)y;

@@ -112,4 +112,14 @@ static inline int32_t rq_multiply(int32_t x, int32_t multiplier, int shift) {
     return (rq_t(x, m2, rq_s1(shift)) + 1) >> 1;
 }
 
+/* The doubled-accumulator requantization of the conv and depthwise variants:
+ * clamp(MultiplyByQuantizedMultiplier(a) + offset, -128, 127) from A = 2a, for M = multiplier,
+ * s1 = -shift - 1 and C = (1 + 2 offset) 2^s1, in 4 instructions (SMMLAR with C as its
+ * accumulator, ADD of A >> 31, ASR, SSAT with ASR #1). Exact only under the conditions and
+ * proof of conv2d_s8_dsp.h's rq4 (rq4_ok, rq4_bias_limit); the depthwise engines check the
+ * same ones (depthwise_conv2d_s8_dsp.h, dwq_rq4_ok). */
+static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
+    return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
+}
+
 #endif
