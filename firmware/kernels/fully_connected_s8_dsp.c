@@ -1,13 +1,11 @@
 /* int8 fully connected layer with the Armv7E-M DSP SIMD instructions (dsp.h): bit-identical
  * with fully_connected_s8_ref_run (fully_connected_s8.c), TFLite's reference FullyConnected.
  *
- * Two weight rows at a time share each input word: four inputs are loaded as one word and
- * widened to 16-bit lanes with the input offset added (SXTAB16), each row's four weights
- * likewise with the weights offset, then two SMLAD per row. Every product is the
- * reference's; int32 sums cannot overflow (see fully_connected_s8.c), so the accumulators
- * are equal. The requantization is the reference's: the effective scale from the plan, one
- * software-double multiply and round per output. */
-#include "dsp.h"
+ * Two weight rows at a time (fc_dot2_dsp, fully_connected_s8_dsp.h). The requantization is
+ * the reference's: the effective scale from the plan, one software-double multiply and round
+ * per output. */
+#include "fully_connected_s8_dsp.h"
+
 #include "fully_connected_s8.h"
 
 static inline int8_t finish(int32_t acc, double scale, const struct fully_connected_s8_params *p) {
@@ -28,7 +26,6 @@ void fully_connected_s8_dsp_run(const void *params, void *const *operands, void 
     int8_t *out = operands[FULLY_CONNECTED_S8_OUTPUT];
 
     const int32_t depth = p.input_depth;
-    const uint32_t xoff2 = dsp_pair(p.input_offset), woff2 = dsp_pair(p.filter_offset);
     for (int32_t o = 0; o < p.output_depth; o += 2) {
         const int two = o + 1 < p.output_depth;
         const int32_t o1 = two ? o + 1 : o; /* a lone last row is computed twice */
@@ -43,21 +40,7 @@ void fully_connected_s8_dsp_run(const void *params, void *const *operands, void 
         for (int32_t b = 0; b < p.batches; ++b) {
             const int8_t *x = input + (size_t)b * (size_t)depth;
             int32_t acc0 = bias0, acc1 = bias1;
-            int32_t i = 0;
-            for (; i + 4 <= depth; i += 4) {
-                const uint32_t xv = dsp_read4(x + i);
-                const uint32_t xa = dsp_sxtab16(xoff2, xv), xb = dsp_sxtab16_hi(xoff2, xv);
-                const uint32_t va = dsp_read4(w0 + i), vb = dsp_read4(w1 + i);
-                acc0 = dsp_smlad(xa, dsp_sxtab16(woff2, va), acc0);
-                acc0 = dsp_smlad(xb, dsp_sxtab16_hi(woff2, va), acc0);
-                acc1 = dsp_smlad(xa, dsp_sxtab16(woff2, vb), acc1);
-                acc1 = dsp_smlad(xb, dsp_sxtab16_hi(woff2, vb), acc1);
-            }
-            for (; i < depth; ++i) {
-                const int32_t xi = (int32_t)x[i] + p.input_offset;
-                acc0 += ((int32_t)w0[i] + p.filter_offset) * xi;
-                acc1 += ((int32_t)w1[i] + p.filter_offset) * xi;
-            }
+            fc_dot2_dsp(x, w0, w1, depth, p.input_offset, p.filter_offset, &acc0, &acc1);
             int8_t *dst = out + (size_t)b * (size_t)p.output_depth + (size_t)o;
             dst[0] = finish(acc0, scale0, &p);
             if (two) dst[1] = finish(acc1, scale1, &p);

@@ -1,10 +1,10 @@
-/* The output layer's un-saturated requantized values. See logits_s32.h. */
+/* The output layer's un-saturated requantized values, the reference kernel. See logits_s32.h;
+ * the DSP variant and the selector are logits_s32_dsp.c. */
 #include "logits_s32.h"
 
-#include "fixedpoint.h"
 #include "fully_connected_s8.h"
 
-void logits_s32_run(const void *params, void *const *operands, void *scratch) {
+void logits_s32_ref_run(const void *params, void *const *operands, void *scratch) {
     (void)scratch;
     const struct logits_s32_params p = *(const struct logits_s32_params *)params;
     const int8_t *input = operands[LOGITS_S32_INPUT];
@@ -30,13 +30,8 @@ void logits_s32_run(const void *params, void *const *operands, void *scratch) {
                 acc += trained_bias[o];
             else if (bias)
                 acc += bias[o];
-            const int32_t r = p.fixed_point ? fp_multiply_by_quantized_multiplier(
-                                                  acc, multipliers[ch], shifts[ch])
-                                            : fc_round_to_int32((double)acc * scale);
-            /* int64: adding the zero point to a value near the int32 limits cannot wrap. */
-            const int64_t q = (int64_t)r + p.output_offset;
             out[(size_t)b * (size_t)p.output_depth + (size_t)o] =
-                (int32_t)(q > INT32_MAX ? INT32_MAX : (q < INT32_MIN ? INT32_MIN : q));
+                logits_s32_finish(&p, acc, scale, multipliers, shifts, ch);
         }
     }
 }

@@ -25,6 +25,8 @@
 #ifndef KERNELS_LOGITS_S32_H
 #define KERNELS_LOGITS_S32_H
 
+#include "fixedpoint.h"
+#include "fully_connected_s8.h"
 #include "kernel.h"
 
 /* clang-format off */
@@ -46,7 +48,25 @@ enum {
     LOGITS_S32_OPERANDS = 9
 };
 
+/* One output from its sum acc (bias included): the layer's requantization (the double scale,
+ * or the Q31 multiplier and shift of channel ch), the zero point added, saturated only at the
+ * int32 range. Shared by the reference and the DSP variant. */
+static inline int32_t logits_s32_finish(const struct logits_s32_params *p, int32_t acc,
+                                        double scale, const int32_t *multipliers,
+                                        const int32_t *shifts, int32_t ch) {
+    const int32_t r = p->fixed_point
+                          ? fp_multiply_by_quantized_multiplier(acc, multipliers[ch], shifts[ch])
+                          : fc_round_to_int32((double)acc * scale);
+    /* int64: adding the zero point to a value near the int32 limits cannot wrap. */
+    const int64_t q = (int64_t)r + p->output_offset;
+    return (int32_t)(q > INT32_MAX ? INT32_MAX : (q < INT32_MIN ? INT32_MIN : q));
+}
+
+/* The selector, the runtime's entry (ops.def): the DSP variant where the build has it, else
+ * the reference. It lives in logits_s32_dsp.c. */
 void logits_s32_run(const void *params, void *const *operands, void *scratch);
+/* The reference kernel (logits_s32.c); it calls no variant. */
+void logits_s32_ref_run(const void *params, void *const *operands, void *scratch);
 size_t logits_s32_scratch_size(const void *params);
 
 #endif

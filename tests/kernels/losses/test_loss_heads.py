@@ -30,12 +30,14 @@ import tensorflow as tf  # after the log level is set
 # ---- LOGITS_S32 ---------------------------------------------------------------------------
 
 
-def _layer_graph(kind: str, rng: np.random.Generator, per_channel: bool, big: bool) -> Graph:
-    """FULLY_CONNECTED or a whole-input CONV_2D, then LOGITS_S32 on the same layer."""
+def _layer_graph(
+    kind: str, rng: np.random.Generator, per_channel: bool, big: bool, depth_max: int = 40, batch: int = 1
+) -> Graph:
+    """FULLY_CONNECTED (of batch rows) or a whole-input CONV_2D, then LOGITS_S32 on the same layer."""
     units = int(rng.integers(1, 12))
     if kind == "FULLY_CONNECTED":
-        depth = int(rng.integers(1, 40))
-        x_shape, w_shape, y_shape = (1, depth), (units, depth), (1, units)
+        depth = int(rng.integers(1, depth_max))
+        x_shape, w_shape, y_shape = (batch, depth), (units, depth), (batch, units)
         options = {"activation": "NONE"}
     else:
         h, w, c = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 9))
@@ -95,6 +97,26 @@ def test_logits_s32_are_the_layer_before_its_clamp(kind, seed):
     assert np.max(np.abs(y32.reshape(-1) - ref)) <= 1
     if seed % 3 != 0:
         assert np.any(np.abs(y32) > 127), "the case must saturate the int8 output"
+
+
+@pytest.mark.parametrize("kind", ["FULLY_CONNECTED", "CONV_2D"])
+@pytest.mark.parametrize("seed", range(16))
+def test_logits_s32_dsp_variant_matches_the_reference(kind, seed):
+    """logits_s32_dsp.c (two rows per input word, odd row counts, depth tails, two batch rows)
+    against logits_s32.c, bit for bit, through the host library's selector. The emulated
+    board's training tests run it against the host twin's reference."""
+    from tests.kernels.conv.test_dsp_kernels import dsp_on_host
+
+    rng = np.random.default_rng(1700 + seed)
+    g = _layer_graph(
+        kind, rng, per_channel=seed % 2 == 0, big=seed % 3 != 0, depth_max=300, batch=1 + seed % 2
+    )
+    x = rng.integers(-128, 128, g.tensor(0).shape).astype(np.int8)
+    with dsp_on_host(False):
+        ref = run_ours(g, [x])[1]
+    with dsp_on_host(True):
+        dsp = run_ours(g, [x])[1]
+    np.testing.assert_array_equal(dsp, ref)
 
 
 # ---- the losses ---------------------------------------------------------------------------
