@@ -263,6 +263,53 @@ static inline __attribute__((always_inline)) void lanes4(const int8_t *g, uint32
     out[2] = dsp_pack_lo((uint32_t)e2, (uint32_t)e3);
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* lanes4 for n4 >= 1 groups of 4 channels (out[4 i], out[4 i + 2] for group i), in assembly:
+ * per group one word of gradients masked by dsp_spread4, two LDRD of multipliers, per term
+ * SXTB (ASR for the top byte), MLA (v m + half), ADD (v >> 31: the rounding away from zero)
+ * and ASR by s, and a PKHBT and a STR per two terms: 29 instructions per 4 terms (GCC's lanes4
+ * with the loop around it took about 50). */
+static inline void lanes4_m7(const int8_t *g, uint32_t bits, const int32_t *m, int32_t half, int s,
+                             uint32_t *out, int32_t n4) {
+    uint32_t w, v, m0, m1;
+    __asm__ volatile(
+        "1:\n"
+        "ldr %[w], [%[g]], #4\n"
+        "and %[v], %[bits], #15\n"
+        "ldr %[v], [%[tab], %[v], lsl #2]\n"
+        "lsr %[bits], %[bits], #4\n"
+        "and %[w], %[w], %[v]\n"
+        "ldrd %[m0], %[m1], [%[m]], #8\n"
+        "sxtb %[v], %[w]\n"
+        "mla %[m0], %[v], %[m0], %[h]\n"
+        "add %[m0], %[m0], %[v], asr #31\n"
+        "asr %[m0], %[m0], %[s]\n"
+        "sxtb %[v], %[w], ror #8\n"
+        "mla %[m1], %[v], %[m1], %[h]\n"
+        "add %[m1], %[m1], %[v], asr #31\n"
+        "asr %[m1], %[m1], %[s]\n"
+        "pkhbt %[m0], %[m0], %[m1], lsl #16\n"
+        "str %[m0], [%[o]], #8\n"
+        "ldrd %[m0], %[m1], [%[m]], #8\n"
+        "sxtb %[v], %[w], ror #16\n"
+        "mla %[m0], %[v], %[m0], %[h]\n"
+        "add %[m0], %[m0], %[v], asr #31\n"
+        "asr %[m0], %[m0], %[s]\n"
+        "asr %[v], %[w], #24\n"
+        "mla %[m1], %[v], %[m1], %[h]\n"
+        "add %[m1], %[m1], %[v], asr #31\n"
+        "asr %[m1], %[m1], %[s]\n"
+        "pkhbt %[m0], %[m0], %[m1], lsl #16\n"
+        "str %[m0], [%[o]], #8\n"
+        "subs %[n], %[n], #1\n"
+        "bne 1b\n"
+        : [g] "+r"(g), [bits] "+r"(bits), [m] "+r"(m), [o] "+r"(out), [n] "+r"(n4),
+          [w] "=&r"(w), [v] "=&r"(v), [m0] "=&r"(m0), [m1] "=&r"(m1)
+        : [tab] "r"(dsp_spread4), [h] "r"(half), [s] "r"(s)
+        : "cc", "memory");
+}
+#endif
+
 /* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
  * c0 + 2i and c0 + 2i + 1 as a 16-bit lane pair, for i < used / 2, those from c0 + n on zero:
  * conv_grad_term's rounding without branches (shift >= CONV_GRAD_MIN_SHIFT_16 > 0; for v < 0,
@@ -291,8 +338,15 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
                 bits = w >> sh;
             }
         }
-        if (ms) /* per-channel multipliers: 4 channels a turn (lanes4) */
+        if (ms) { /* per-channel multipliers: 4 channels a turn (lanes4) */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+            const int32_t n4 = n >> 2;
+            if (n4) lanes4_m7(gr, bits, mp, half, s, out, n4);
+            j = n4 << 2;
+            bits = n4 == 8 ? 0 : bits >> (4 * n4);
+#endif
             for (; j + 4 <= n; j += 4, bits >>= 4) lanes4(gr + j, bits, mp + j, half, s, out + j);
+        }
         for (; j + 2 <= n; j += 2, bits >>= 2) {
             const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
             const int32_t t1 = (gr[j + 1] & -(int32_t)((bits >> 1) & 1u)) * mp[(j + 1) * ms];
