@@ -95,6 +95,24 @@ static inline void conv_grad_update_bias_dsp(int32_t *bias, int32_t rows, size_t
     }
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP) && KERNELS_FPV5
+/* dsp_step_weights (dsp.h) on a contiguous row of n4 >= 1 groups of 4 weights, 4 weights per
+ * word (conv2d_s8_grad_update_dsp.c): the same float steps and draws per weight, in order. */
+void gu_step4_m7(int8_t *w, const int32_t *acc, uint32_t n4, float f, uint32_t *rng);
+#endif
+
+/* dsp_step_weights(w, 1, acc, 1, n, f, rng): one trained row's step, its groups of 4 weights
+ * through gu_step4_m7 where the build has it (the Cortex-M7), the rest weight by weight. */
+static inline void gu_step_row(int8_t *w, const int32_t *acc, size_t n, float f, uint32_t *rng) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP) && KERNELS_FPV5
+    if (n >= 4) {
+        gu_step4_m7(w, acc, (uint32_t)(n >> 2), f, rng);
+        w += n & ~(size_t)3, acc += n & ~(size_t)3, n &= 3u;
+    }
+#endif
+    dsp_step_weights(w, 1, acc, 1, n, f, rng);
+}
+
 /* conv2d_s8_grad_update_spatial_dsp.c: whether it takes the layer (p as the update kernels view
  * it, CONV_TRAIN_COLS_AS_LAYER), and the weight update (not the biases). */
 int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *p);

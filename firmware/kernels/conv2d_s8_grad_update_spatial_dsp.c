@@ -11,7 +11,7 @@
  * MACs (the 1x1 path in conv2d_s8_grad_update_dsp.c pairs positions per input channel: about 16
  * instructions for 8 MACs, plus the gathering per row). A row whose gradient is zero everywhere
  * skips the sums. The sums are the reference's products in another order (exact in int32,
- * wrapping alike), and the weight step is the reference's (dsp_step_weights: same factor, same
+ * wrapping alike), and the weight step is the reference's (gu_step_row: same factor, same
  * draws in the same order), so the weights and the generator's state after the call are the
  * same. The 16-bit lanes hold x - z_x in [-255, 255] and g in [-128, 127]. */
 #include "conv2d_s8_grad_update_dsp.h"
@@ -289,8 +289,8 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
                 }
                 const float f = conv_grad_weight_factor(p->lr, grad_scale, p->input_scale,
                                                         scales[p->per_channel ? c : 0]);
-                dsp_step_weights(filter + (size_t)c * (size_t)taps, 1, k ? s.a1 : s.a0, 1,
-                                 (size_t)taps, f, rng);
+                gu_step_row(filter + (size_t)c * (size_t)taps, k ? s.a1 : s.a0, (size_t)taps, f,
+                            rng);
             }
             r += 1 + two;
         }
