@@ -543,8 +543,10 @@ static void gather_pairs(struct gather_job *job) {
 
 /* t[4 j + i] = (rows[2 j][k + i], rows[2 j + 1][k + i]) as sign-extended 16-bit lanes, i < 4,
  * j < pairs: the weights of a chunk's channel pairs for 4 input channels (gather's t). On the
- * Cortex-M7/M4 in assembly: per channel pair 2 LDR, 4 SXTB16, 4 PKHBT / PKHTB and 2 STRD
- * (GCC's loop took about 24 instructions). */
+ * Cortex-M7/M4 in assembly: per channel pair 2 LDR, PKHBT / PKHTB putting the two rows' bytes
+ * k, k + 1 (then k + 2, k + 3) in one word as (a0, a1, b0, b1), so that SXTB16 and SXTB16 ROR 8
+ * give the lane pairs (a0, b0) and (a1, b1) directly: 2 PKH and 4 SXTB16, then 2 STRD (GCC's
+ * loop took about 24 instructions). */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 static __attribute__((naked, noinline)) void chunk_weights_m7(uint32_t *t,
                                                               const int8_t *const *rows,
@@ -556,15 +558,13 @@ static __attribute__((naked, noinline)) void chunk_weights_m7(uint32_t *t,
         "ldrd r4, r5, [r1], #8\n"
         "ldr r4, [r4, r3]\n"
         "ldr r5, [r5, r3]\n"
-        "sxtb16 r6, r4\n"
-        "sxtb16 r7, r4, ror #8\n"
-        "sxtb16 r8, r5\n"
-        "sxtb16 r9, r5, ror #8\n"
-        "pkhbt r4, r6, r8, lsl #16\n"
-        "pkhbt r5, r7, r9, lsl #16\n"
-        "pkhtb r10, r8, r6, asr #16\n"
-        "pkhtb r11, r9, r7, asr #16\n"
-        "strd r4, r5, [r0], #8\n"
+        "pkhbt r6, r4, r5, lsl #16\n"
+        "pkhtb r7, r5, r4, asr #16\n"
+        "sxtb16 r8, r6\n"
+        "sxtb16 r9, r6, ror #8\n"
+        "sxtb16 r10, r7\n"
+        "sxtb16 r11, r7, ror #8\n"
+        "strd r8, r9, [r0], #8\n"
         "strd r10, r11, [r0], #8\n"
         "subs r2, r2, #1\n"
         "bne 1b\n"
