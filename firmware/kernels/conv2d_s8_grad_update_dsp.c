@@ -140,6 +140,28 @@ static void accumulate(const struct gu_pair *pp, int32_t n, int32_t kc, int32_t 
     }
 }
 
+static void zero_acc(int32_t *acc, int32_t n) {
+    for (int32_t k = 0; k < n; ++k) acc[k] = 0;
+}
+
+/* a[j] = g * (x[j] + offset) for j < n: a row's sums when one position has a gradient (the
+ * reference's one product per weight); per 4 values one word of input, SXTAB16 twice (the
+ * offset added while widening) and 4 SMULxy-like SMLAxy from 0, against accumulate's pair of
+ * positions (the second with a zero gradient) and its loads and stores of the sums. */
+static void products(int32_t *a, const int8_t *x, int32_t n, int32_t g, int32_t offset) {
+    const uint32_t gg = dsp_pair(g), off2 = dsp_pair(offset);
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const uint32_t v = dsp_read4(x + j);
+        const uint32_t e = dsp_sxtab16(off2, v), o = dsp_sxtab16_hi(off2, v);
+        a[j] = dsp_smlabb(e, gg, 0);
+        a[j + 1] = dsp_smlabb(o, gg, 0);
+        a[j + 2] = dsp_smlatt(e, gg, 0);
+        a[j + 3] = dsp_smlatt(o, gg, 0);
+    }
+    for (; j < n; ++j) a[j] = g * ((int32_t)x[j] + offset);
+}
+
 /* The taps [lo, hi) along one axis whose input lies inside it: 0 <= o + f * d < size. */
 static inline void tap_range(int32_t o, int32_t d, int32_t f_n, int32_t size, int32_t *lo,
                              int32_t *hi) {
@@ -391,8 +413,8 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     struct gu_pair *const pairs = (struct gu_pair *)((uint8_t *)scratch + gu_pairs_offset(&p));
     for (int32_t c = 0; c < weight_rows; ++c) {
         int32_t *acc = scratch;
-        for (int32_t k = 0; k < kc; ++k) acc[k] = 0;
         int32_t n = 0, half = 0; /* pairs gathered; 1: pairs[n] has its first position */
+        int zeroed = 0;          /* acc is zeroed before the first chunk adds into it */
         for (int32_t q = 0; q < positions; ++q) {
             const int32_t g = conv_grad_masked(grad_out, mask, (size_t)q * oc + (size_t)c);
             if (g == 0) continue;
@@ -408,11 +430,17 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
             pairs[n].g |= (uint32_t)g << 16;
             half = 0;
             if (++n == GU_PAIRS) {
+                if (!zeroed) zero_acc(acc, kc), zeroed = 1;
                 accumulate(pairs, n, kc, p.input_offset, acc);
                 n = 0;
             }
         }
-        if (n + half) accumulate(pairs, n + half, kc, p.input_offset, acc);
+        if (!zeroed && n == 0 && half) { /* one position (a fully connected layer's batch of 1) */
+            products(acc, pairs[0].x0, kc, (int16_t)(pairs[0].g & 0xFFFFu), p.input_offset);
+        } else {
+            if (!zeroed) zero_acc(acc, kc);
+            if (n + half) accumulate(pairs, n + half, kc, p.input_offset, acc);
+        }
         const float f =
             conv_grad_weight_factor(p.lr, grad_scale, p.input_scale, scales[p.per_channel ? c : 0]);
         gu_step_row(filter + (size_t)c * (size_t)kc, acc, (size_t)kc, f, rng);
