@@ -212,9 +212,11 @@ int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *
 /* Rows c0 .. c0 + 7's gradients, masked, packed as pack_row packs them (g: 8 rows of pw words),
  * when the output channels come in whole mask bytes (output_c and c0 multiples of 8): per
  * position two words of gradients and one byte of the mask, against a byte load and a mask bit
- * per gradient row by row. */
+ * per gradient row by row; any[r]: whether row r has a nonzero gradient (the words ORed as
+ * they pass, not a second pass over the packed rows). */
 static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t positions, size_t oc,
-                       int32_t c0, uint32_t *g, int32_t pw) {
+                       int32_t c0, uint32_t *g, int32_t pw, int *any) {
+    uint32_t ora = 0, orb = 0;
     int16_t *g16 = (int16_t *)g; /* row r, position q: g16[r * 2 pw + q] (little-endian lanes) */
     const size_t row = 2 * (size_t)pw;
     const int8_t *gp = grad_out + c0;
@@ -227,6 +229,7 @@ static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t posi
             a &= dsp_spread4[m & 15u];
             b &= dsp_spread4[m >> 4];
         }
+        ora |= a, orb |= b;
         int16_t *d = g16 + q;
         d[0] = (int8_t)a, d[row] = (int8_t)(a >> 8), d[2 * row] = (int8_t)(a >> 16);
         d[3 * row] = (int8_t)(a >> 24), d[4 * row] = (int8_t)b, d[5 * row] = (int8_t)(b >> 8);
@@ -234,12 +237,8 @@ static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t posi
     }
     if (positions & 1) /* the last word's upper lane is no position */
         for (int32_t r = 0; r < 8; ++r) g16[(size_t)r * row + (size_t)positions] = 0;
-}
-
-static int any_of(const uint32_t *g, int32_t pw) {
-    uint32_t any = 0;
-    for (int32_t j = 0; j < pw; ++j) any |= g[j];
-    return any != 0;
+    for (int32_t r = 0; r < 4; ++r) any[r] = ((ora >> (8 * r)) & 0xFFu) != 0;
+    for (int32_t r = 0; r < 4; ++r) any[4 + r] = ((orb >> (8 * r)) & 0xFFu) != 0;
 }
 
 void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params *p,
@@ -268,11 +267,11 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
         const int32_t nb = rows - c0 < 8 ? rows - c0 : 8;
         int any[8];
         if (bytes) /* c0 + 8 <= output_c: the block's gradients all exist */
-            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw);
-        for (int32_t r = 0; r < nb; ++r) {
-            uint32_t *g = gb + (size_t)r * (size_t)pw;
-            any[r] = bytes ? any_of(g, pw) : pack_row(grad_out, mask, positions, oc, c0 + r, g, pw);
-        }
+            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw, any);
+        else
+            for (int32_t r = 0; r < nb; ++r)
+                any[r] = pack_row(grad_out, mask, positions, oc, c0 + r, gb + (size_t)r * (size_t)pw,
+                                  pw);
         for (int32_t r = 0; r < nb;) {
             const int two = pw != 8 && r + 1 < nb; /* 16 positions: row by row, in registers */
             s.g0 = gb + (size_t)r * (size_t)pw;
