@@ -25,7 +25,7 @@
  * for 16 products, the chunk's channels in groups of 4 (a short chunk costs what it holds, not
  * 32 channels). One call per chunk and 4 input channels runs every pair of the tile
  * (gather_pairs_m7, assembly using all 14 registers: per pair a jump into the unrolled steps,
- * 17 instructions around them). Output channels with no nonzero gradient anywhere in the tile
+ * 15 instructions around them). Output channels with no nonzero gradient anywhere in the tile
  * are left out of its chunks. The overflow bound (the reference's sums, exactly) is one pass
  * over the weights, two input channels at a time, skipped where the smallest shift is certain
  * and stopped once the channels read need the largest the weights could need (max_shift). */
@@ -477,10 +477,12 @@ _Static_assert(offsetof(struct gather_job, t) == 4 && offsetof(struct gather_job
 /* On the Cortex-M7/M4: one call per chunk and 4 input channels (not one per pair), and per pair
  * a jump into GI_C / 2 unrolled steps (each 3 LDRD + 8 SMLAD, 44 bytes: the entry is the end
  * minus 44 bytes per channel pair) instead of a loop whose end test took 3 instructions per 22:
- * 17 instructions per pair around the steps against about 70 (the call, its setup, and the
+ * 15 instructions per pair around the steps against about 70 (the call, its setup, and the
  * loop's tests). All 14 registers hold accumulators, terms, weights and pointers during the
- * steps, so the pair's state lives in the job (steps is overwritten with the entry); the
- * terms' pointer runs on from pair to pair, and the STMs' write-back moves the rows on. */
+ * steps, so the pair's state lives in the job (steps is overwritten with the entry, which
+ * LDR PC jumps to); the terms' pointer runs on from pair to pair, the STMs' write-back moves
+ * the rows on, and the pointer to the next pair's rows (r9) carries into the loop's head: 15
+ * instructions per pair around the steps. */
 static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *job) {
     (void)job;
     __asm__ volatile(
@@ -495,14 +497,13 @@ static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *
         "str r12, [r0, #16]\n"
         "mov lr, r0\n"
         "ldr r8, [lr]\n"
-        "1:\n"
+        "ldr r9, [lr, #8]\n"
+        "1:\n" /* r9: the pair's rows in dst */
+        "ldrd r10, r11, [r9]\n"
         "ldr r9, [lr, #4]\n"
-        "ldr r10, [lr, #8]\n"
-        "ldrd r10, r11, [r10]\n"
         "ldm r11, {r4, r5, r6, r7}\n"
         "ldm r10, {r0, r1, r2, r3}\n"
-        "ldr r12, [lr, #16]\n"
-        "bx r12\n"
+        "ldr pc, [lr, #16]\n"
         "8:\n" GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
             GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
         "9:\n"
@@ -515,7 +516,7 @@ static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *
         "stm r11!, {r4, r5, r6, r7}\n" /* the partner first (a lone pixel's is its own row) */
         "stm r10!, {r0, r1, r2, r3}\n"
         "strd r10, r11, [r9, #-8]\n"
-        "str r9, [lr, #8]\n"
+        "str r9, [lr, #8]\n" /* the next pair's rows (the steps need r9) */
         "ldr r12, [lr, #12]\n"
         "cmp r9, r12\n"
         "bne 1b\n"
