@@ -1,4 +1,7 @@
-"""grad_dsp.c's assembly requantization (dsp_grad_requantize_s32's loops: dsp_max_abs4 and
+"""Sweeps of the gradient kernels' assembly helpers on the emulated boards, where the assembly
+runs (the host sweeps in test_dsp_grads.py and test_grad_update_spatial.py compile the C).
+
+grad_dsp.c's assembly requantization (dsp_grad_requantize_s32's loops: dsp_max_abs4 and
 dsp_round4, shared by the conv and depthwise input gradients and grad_add) against grad.c's
 grad_requantize_s32 ON the emulated boards, where the assembly runs (the host sweep in
 test_dsp_grads.py compiles the C loops only).
@@ -18,16 +21,7 @@ import pytest
 from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import xorshift64_c
 
-_SWEEP_C = (
-    r"""
-#include <stdint.h>
-#include <string.h>
-
-#include "dsp.h"
-#include "grad.h"
-"""
-    + xorshift64_c(0x9E3779B97F4A7C15)
-    + r"""
+_HARNESS_C = r"""
 extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
 
 static uint32_t semihost(uint32_t op, const void *arg) {
@@ -51,6 +45,45 @@ static char *put_u32(char *s, uint32_t v) {
     return s;
 }
 
+static void report(uint32_t checks, uint32_t bad) {
+    char msg[32], *s = put_u32(msg, checks);
+    *s++ = ' ';
+    s = put_u32(s, bad);
+    *s++ = '\n';
+    *s = 0;
+    (void)semihost(0x04u, msg);
+}
+
+void Reset_Handler(void);
+int main(void);
+void Reset_Handler(void) {
+    memcpy(&__data_start, &__data_load, (size_t)((char *)&__data_end - (char *)&__data_start));
+    memset(&__bss_start, 0, (size_t)((char *)&__bss_end - (char *)&__bss_start));
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: FPU on (hard-float ABI) */
+    __asm volatile("dsb\n isb");
+    finish((uint32_t)main());
+}
+
+static void fault(void) {
+    finish(6);
+}
+
+__attribute__((section(".vectors"), used)) void (*const vectors[16])(void) = {
+    (void (*)(void))(uintptr_t)&__stack_top, Reset_Handler, fault, fault, fault, fault, fault};
+"""
+
+_REQUANT_C = (
+    r"""
+#include <stdint.h>
+#include <string.h>
+
+#include "dsp.h"
+#include "grad.h"
+"""
+    + xorshift64_c(0x9E3779B97F4A7C15)
+    + _HARNESS_C
+    + r"""
+
 #define MAX_N 12288
 static int32_t acc[MAX_N];
 static int8_t a[MAX_N], b[MAX_N];
@@ -63,7 +96,6 @@ static void compare(size_t n) {
     bad += sa != sb;
 }
 
-int main(void);
 int main(void) {
     /* every v in [-M, M] (M itself included, so the maximum is M) */
     static const uint32_t ms[] = {128, 129, 1022, 1023, 1024, 1025, 1026, 1027,
@@ -99,35 +131,53 @@ int main(void) {
         }
         compare(n);
     }
-    char msg[32], *s = put_u32(msg, checks);
-    *s++ = ' ';
-    s = put_u32(s, bad);
-    *s++ = '\n';
-    *s = 0;
-    (void)semihost(0x04u, msg);
+    report(checks, bad);
     return bad != 0;
 }
+"""
+)
 
-void Reset_Handler(void);
-void Reset_Handler(void) {
-    memcpy(&__data_start, &__data_load, (size_t)((char *)&__data_end - (char *)&__data_start));
-    memset(&__bss_start, 0, (size_t)((char *)&__bss_end - (char *)&__bss_start));
-    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: FPU on (hard-float ABI) */
-    __asm volatile("dsb\n isb");
-    finish((uint32_t)main());
+_BIAS_STEP_C = (
+    r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "conv2d_s8_grad_update_dsp.h"
+"""
+    + xorshift64_c(0x0123456789ABCDEF)
+    + _HARNESS_C
+    + r"""
+/* dsp_step_bias against conv_grad_step_bias: v at every scale, on and beside the halves,
+ * around +-2^31 and +-2^32, infinities and NaN; b anywhere, the extremes included. */
+int main(void) {
+    uint32_t checks = 0, bad = 0;
+    static const int32_t edges[] = {INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX};
+    for (uint32_t r = 0; r < ROUNDS; ++r) {
+        const int32_t b = r % 5 == 0 ? edges[rnd() % 7] : (int32_t)(rnd() >> 32);
+        const int e = (int)(rnd() % 36) - 3;
+        float v = ldexpf((float)(rnd() >> 40) / 16777216.0f, e); /* [0, 2^e) */
+        switch (r % 9) {
+        case 0: v = floorf(v) + 0.5f; break;                  /* a half */
+        case 1: v = nextafterf(floorf(v) + 0.5f, 0.0f); break; /* beside it */
+        case 2: v = nextafterf(floorf(v) + 0.5f, 1e30f); break;
+        case 3: v = ldexpf(1.0f, 31) * (1.0f - ldexpf((float)(rnd() % 4), -24)); break;
+        case 4: v = ldexpf(1.0f, 31 + (int)(rnd() % 3)); break;
+        case 5: v = (rnd() & 1) ? INFINITY : NAN; break;
+        default: break;
+        }
+        if (rnd() & 1) v = -v;
+        ++checks;
+        bad += conv_grad_step_bias(b, v) != dsp_step_bias(b, v);
+    }
+    report(checks, bad);
+    return bad != 0;
 }
-
-static void fault(void) {
-    finish(6);
-}
-
-__attribute__((section(".vectors"), used)) void (*const vectors[16])(void) = {
-    (void (*)(void))(uintptr_t)&__stack_top, Reset_Handler, fault, fault, fault, fault, fault};
 """
 )
 
 
-def run_sweep_on_board(workdir: Path, board_name: str, rounds: int) -> tuple[int, int]:
+def run_sweep_on_board(workdir: Path, board_name: str, source: str, rounds: int) -> tuple[int, int]:
     """Builds the sweep against the board's firmware kernel objects, runs it under QEMU, and
     returns (checks, mismatches)."""
     from pytools.boards import load_board
@@ -140,7 +190,7 @@ def run_sweep_on_board(workdir: Path, board_name: str, rounds: int) -> tuple[int
     spec = target_spec(board)
     objs = sorted((BUILD / board.name / "obj").glob("kernels__*.o"))
     src = workdir / "sweep.c"
-    src.write_text(_SWEEP_C)
+    src.write_text(source)
     m = board.memory
     ld = workdir / "sweep.ld"
     ld.write_text(
@@ -171,6 +221,15 @@ def run_sweep_on_board(workdir: Path, board_name: str, rounds: int) -> tuple[int
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
 def test_assembly_requantization_on_the_emulated_boards_is_bit_identical(tmp_path, board_name: str) -> None:
-    checks, bad = run_sweep_on_board(tmp_path, board_name, 3000)
+    checks, bad = run_sweep_on_board(tmp_path, board_name, _REQUANT_C, 3000)
     assert bad == 0, f"{bad} of {checks} requantized values differ from grad_requantize_s32"
     assert checks > 500_000
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_bias_step_on_the_emulated_boards_is_bit_identical(tmp_path, board_name: str) -> None:
+    """conv2d_s8_grad_update_dsp.h's dsp_step_bias (VCVTA and QADD on the Cortex-M7) against
+    conv_grad_step_bias, on the board."""
+    checks, bad = run_sweep_on_board(tmp_path, board_name, _BIAS_STEP_C, 200_000)
+    assert bad == 0, f"{bad} of {checks} bias steps differ from conv_grad_step_bias"
