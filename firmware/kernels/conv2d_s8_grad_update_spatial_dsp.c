@@ -30,11 +30,27 @@ static inline uint32_t lanes(int32_t lo, int32_t hi) {
     return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
 }
 
+/* d[k * step] = src[k] + offset for k < kc: per 4 channels one word of input and SXTAB16
+ * twice (the offset added while widening), the stride and offset in registers (GCC reloaded
+ * both per value around the int16 stores). */
+static void widen_column(int16_t *d, const int8_t *src, int32_t kc, size_t step, int32_t offset) {
+    const uint32_t off2 = dsp_pair(offset);
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4, d += 4 * step) {
+        const uint32_t v = dsp_read4(src + k);
+        const uint32_t e = dsp_sxtab16(off2, v), o = dsp_sxtab16_hi(off2, v);
+        d[0] = (int16_t)e, d[step] = (int16_t)o;
+        d[2 * step] = (int16_t)(e >> 16), d[3 * step] = (int16_t)(o >> 16);
+    }
+    for (; k < kc; ++k, d += step) *d = (int16_t)((int32_t)src[k] + offset);
+}
+
 /* Fills X: position q's input through each tap (the offset added), 0 in the padding. */
 static void transpose_input(const struct conv2d_s8_grad_update_params *p, const int8_t *input,
                             const struct spatial *s) {
     const int32_t kc = p->input_c, fw = p->filter_w;
-    int16_t *x16 = (int16_t *)s->x; /* little-endian: lane 0 of word j is position 2j */
+    const size_t step = 2 * (size_t)s->pw; /* int16 from one tap row to the next */
+    int16_t *x16 = (int16_t *)s->x;        /* little-endian: lane 0 of word j is position 2j */
     int32_t q = 0;
     for (int32_t b = 0; b < p->batches; ++b)
         for (int32_t oy = 0; oy < p->output_h; ++oy)
@@ -52,9 +68,7 @@ static void transpose_input(const struct conv2d_s8_grad_update_params *p, const 
                             input +
                             ((size_t)(b * p->input_h + y) * (size_t)p->input_w + (size_t)xx) *
                                 (size_t)kc;
-                        for (int32_t k = 0; k < kc; ++k)
-                            d[(size_t)k * 2 * (size_t)s->pw] =
-                                (int16_t)((int32_t)src[k] + p->input_offset);
+                        widen_column(d, src, kc, step, p->input_offset);
                     }
                 }
     if (q & 1) /* an odd count: the last word's upper lane is no position */
