@@ -368,6 +368,27 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
  * term of channel 2j, of 2j + 1), gp[2j + 1] the same for q1. */
 static void load_terms(const struct gi *g, uint32_t *gp, const int32_t *chans, int32_t n,
                        int32_t used, int32_t q0, int32_t q1) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n == GI_C && chans[n - 1] == chans[0] + n - 1 && g->per_channel && q1 >= 0) {
+        /* a whole chunk of per-channel terms at two pixels (the usual chunk): lanes4_m7
+         * straight, without pixel_lanes' set-up and tails; the chunk's 32 mask bits are a word
+         * and, where they straddle it, a fifth byte */
+        const int32_t c0 = chans[0], s = g->shift, half = (int32_t)1 << (s - 1);
+        const int32_t *mp = g->m + c0;
+        for (int32_t e = 0; e < 2; ++e) {
+            const size_t base = (size_t)(e ? q1 : q0) * (size_t)g->output_c + (size_t)c0;
+            uint32_t bits = 0xFFFFFFFFu;
+            if (g->mask) {
+                const uint8_t *mb = g->mask + (base >> 3);
+                const uint32_t sh = (uint32_t)(base & 7u);
+                bits = dsp_read4((const int8_t *)mb) >> sh;
+                if (sh) bits |= (uint32_t)mb[4] << (32u - sh);
+            }
+            lanes4_m7(g->grad_out + base, bits, mp, half, s, gp + e, GI_C / 4);
+        }
+        return;
+    }
+#endif
     if (n > 0 && chans[n - 1] == chans[0] + n - 1) { /* consecutive channels: the usual chunk */
         pixel_lanes(g, q0, chans[0], n, used, gp);
         pixel_lanes(g, q1, chans[0], n, used, gp + 1);
