@@ -303,8 +303,8 @@ static inline void lanes4_m7(const int8_t *g, uint32_t bits, const int32_t *m, i
         "str %[m0], [%[o]], #8\n"
         "subs %[n], %[n], #1\n"
         "bne 1b\n"
-        : [g] "+r"(g), [bits] "+r"(bits), [m] "+r"(m), [o] "+r"(out), [n] "+r"(n4),
-          [w] "=&r"(w), [v] "=&r"(v), [m0] "=&r"(m0), [m1] "=&r"(m1)
+        : [g] "+r"(g), [bits] "+r"(bits), [m] "+r"(m), [o] "+r"(out), [n] "+r"(n4), [w] "=&r"(w),
+          [v] "=&r"(v), [m0] "=&r"(m0), [m1] "=&r"(m1)
         : [tab] "r"(dsp_spread4), [h] "r"(half), [s] "r"(s)
         : "cc", "memory");
 }

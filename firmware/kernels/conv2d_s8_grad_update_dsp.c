@@ -69,19 +69,21 @@ static void accumulate4(const struct gu_pair *pp, int32_t n, int32_t k, uint32_t
  * a 16-bit lane. Per 4 weights one word: SXTAB16 adds two r to two sign-extended weights,
  * SSAT16 to [-128, 127], UXTB16 and ORR pack the bytes back, QSUB8 twice turns -128 into -127:
  * 16.25 instructions per weight against 21. */
-#define GU_STEP(acc, r)                \
-    "vcvt.f32.s32 " acc ", " acc "\n"  \
-    "vmul.f32 " acc ", " acc ", %[f]\n" \
-    "eor %[s], %[s], %[s], lsl #13\n"  \
-    "eor %[s], %[s], %[s], lsr #17\n"  \
-    "eor %[s], %[s], %[s], lsl #5\n"   \
-    "lsr " r ", %[s], #8\n"            \
-    "vmov s11, " r "\n"                \
-    "vcvt.f32.u32 s11, s11, #24\n"     \
-    "vadd.f32 " acc ", " acc ", s11\n" \
-    "vcvtm.s32.f32 " acc ", " acc "\n" \
-    "vmov " r ", " acc "\n"            \
+/* clang-format off */
+#define GU_STEP(acc, r)                    \
+    "vcvt.f32.s32 " acc ", " acc "\n"      \
+    "vmul.f32 " acc ", " acc ", %[f]\n"    \
+    "eor %[s], %[s], %[s], lsl #13\n"      \
+    "eor %[s], %[s], %[s], lsr #17\n"      \
+    "eor %[s], %[s], %[s], lsl #5\n"       \
+    "lsr " r ", %[s], #8\n"                \
+    "vmov s11, " r "\n"                    \
+    "vcvt.f32.u32 s11, s11, #24\n"         \
+    "vadd.f32 " acc ", " acc ", s11\n"     \
+    "vcvtm.s32.f32 " acc ", " acc "\n"     \
+    "vmov " r ", " acc "\n"                \
     "ssat " r ", #10, " r "\n"
+/* clang-format on */
 void gu_step4_m7(int8_t *w, const int32_t *acc, uint32_t n4, float f, uint32_t *rng) {
     uint32_t s = *rng, r0, r1, r2, r3;
     __asm__ volatile(

@@ -26,20 +26,22 @@ static inline int32_t dsp_step_bias(int32_t b, float v) {
     if (!(v > -2147483648.0f && v < 2147483648.0f)) return conv_grad_step_bias(b, v);
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP) && KERNELS_FPV5
     /* FPv5's VCVTA rounds halves away from zero (exact here: |v| < 2^31), QADD saturates the
-     * sum: the reference's two steps in two instructions (the other ~20 below). */
+     * sum: the reference's two steps in two instructions (against ~20 for the C below). */
     int32_t r;
-    __asm__("vcvta.s32.f32 %[v], %[v]\n"
-            "vmov %[r], %[v]\n"
-            "qadd %[r], %[r], %[b]\n"
-            : [r] "=r"(r), [v] "+t"(v)
-            : [b] "r"(b));
+    __asm__(
+        "vcvta.s32.f32 %[v], %[v]\n"
+        "vmov %[r], %[v]\n"
+        "qadd %[r], %[r], %[b]\n"
+        : [r] "=r"(r), [v] "+t"(v)
+        : [b] "r"(b));
     return r;
-#endif
+#else
     int32_t d = (int32_t)v;
     const float frac = v - (float)d;
     d += (frac >= 0.5f) - (frac <= -0.5f);
     const int64_t n = (int64_t)b + d;
     return (int32_t)(n > INT32_MAX ? INT32_MAX : (n < INT32_MIN ? INT32_MIN : n));
+#endif
 }
 
 /* sums[j] for channels c0 + j, j < 8, as dsp_bias_sums computes them (the same integers), when

@@ -112,9 +112,9 @@ static void sums2x2_32(const uint32_t *x, const uint32_t *g, int32_t *a0, int32_
         "smlad %[u01], %[xb], %[gb], %[u01]\n"
         "subs %[n], %[n], #1\n"
         "bne 1b\n"
-        : [x] "+r"(x), [g] "+r"(g), [n] "+r"(n), [u00] "+r"(u00), [u01] "+r"(u01),
-          [u10] "+r"(u10), [u11] "+r"(u11), [xa] "=&r"(xa), [xb] "=&r"(xb), [ya] "=&r"(ya),
-          [yb] "=&r"(yb), [ga] "=&r"(ga), [gb] "=&r"(gb)
+        : [x] "+r"(x), [g] "+r"(g), [n] "+r"(n), [u00] "+r"(u00), [u01] "+r"(u01), [u10] "+r"(u10),
+          [u11] "+r"(u11), [xa] "=&r"(xa), [xb] "=&r"(xb), [ya] "=&r"(ya), [yb] "=&r"(yb),
+          [ga] "=&r"(ga), [gb] "=&r"(gb)
         :
         : "cc", "memory");
     a0[0] = u00, a0[1] = u01, a1[0] = u10, a1[1] = u11;
@@ -180,19 +180,19 @@ static void sums2(const struct spatial *s) {
  * row 4 LDRD and 8 SMLAD for 16 MACs (assembly on the M7/M4: two tap rows per turn of the loop,
  * 14 instructions per tap row; an odd count's first row alone). */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-#define SUMS1_8_TAP                \
-    "ldrd r1, ip, [r0], #8\n"      \
-    "smuad lr, r1, r4\n"           \
-    "smlad lr, ip, r5, lr\n"       \
-    "ldrd r1, ip, [r0], #8\n"      \
-    "smlad lr, r1, r6, lr\n"       \
-    "smlad lr, ip, r7, lr\n"       \
-    "ldrd r1, ip, [r0], #8\n"      \
-    "smlad lr, r1, r8, lr\n"       \
-    "smlad lr, ip, r9, lr\n"       \
-    "ldrd r1, ip, [r0], #8\n"      \
-    "smlad lr, r1, r10, lr\n"      \
-    "smlad lr, ip, r11, lr\n"      \
+#define SUMS1_8_TAP           \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smuad lr, r1, r4\n"      \
+    "smlad lr, ip, r5, lr\n"  \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smlad lr, r1, r6, lr\n"  \
+    "smlad lr, ip, r7, lr\n"  \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smlad lr, r1, r8, lr\n"  \
+    "smlad lr, ip, r9, lr\n"  \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smlad lr, r1, r10, lr\n" \
+    "smlad lr, ip, r11, lr\n" \
     "str lr, [r2], #4\n"
 static __attribute__((naked, noinline)) void sums1_8_m7(const uint32_t *x, const uint32_t *g,
                                                         int32_t *a, int32_t taps) {
@@ -329,8 +329,8 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
             pack_rows8(grad_out, mask, positions, oc, c0, gb, pw, any);
         else
             for (int32_t r = 0; r < nb; ++r)
-                any[r] = pack_row(grad_out, mask, positions, oc, c0 + r, gb + (size_t)r * (size_t)pw,
-                                  pw);
+                any[r] = pack_row(grad_out, mask, positions, oc, c0 + r,
+                                  gb + (size_t)r * (size_t)pw, pw);
         for (int32_t r = 0; r < nb;) {
             const int two = pw != 8 && r + 1 < nb; /* 16 positions: row by row, in registers */
             s.g0 = gb + (size_t)r * (size_t)pw;

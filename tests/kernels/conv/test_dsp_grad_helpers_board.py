@@ -204,17 +204,23 @@ def run_sweep_on_board(workdir: Path, board_name: str, source: str, rounds: int)
     cc = CROSS + "gcc"
     cpu = [f for f in spec.cflags if f.startswith(("-mcpu", "-mfpu", "-mfloat-abi", "-mthumb"))]
     obj = workdir / "sweep.o"
-    subprocess.run([cc, *spec.compile_flags(), f"-DROUNDS={rounds}u", "-c", str(src), "-o", str(obj)], check=True)
+    subprocess.run(
+        [cc, *spec.compile_flags(), f"-DROUNDS={rounds}u", "-c", str(src), "-o", str(obj)], check=True
+    )
     elf = workdir / "sweep.elf"
     link = [cc, *cpu, "--specs=nano.specs", "--specs=nosys.specs", "-nostartfiles", "-Wl,--gc-sections"]
-    r = subprocess.run([*link, f"-T{ld}", str(obj), *map(str, objs), "-lm", "-o", str(elf)], capture_output=True, text=True)
+    r = subprocess.run(
+        [*link, f"-T{ld}", str(obj), *map(str, objs), "-lm", "-o", str(elf)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     q = board.qemu
     cmd = ["qemu-system-arm", "-M", q["machine"], "-nographic", "-monitor", "none", "-serial", "null"]
     cmd += ["-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=workdir)
     words = (p.stdout + p.stderr).split()
-    assert p.returncode in (0, 1) and len(words) >= 2, f"sweep exited with {p.returncode}: {p.stdout}{p.stderr}"
+    assert p.returncode in (0, 1) and len(words) >= 2, (
+        f"sweep exited with {p.returncode}: {p.stdout}{p.stderr}"
+    )
     return int(words[-2]), int(words[-1])
 
 

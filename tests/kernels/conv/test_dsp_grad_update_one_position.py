@@ -35,12 +35,16 @@ def _layers() -> list[tuple[gs.Layer, float]]:
     cases: list[tuple[gs.Layer, float]] = []
     for i, depth in enumerate((1280, 1283, 3, 37, 250)):
         force: dict[str, Any] = dict(batches=1, depth=depth, units=10, train_rows=10, train_bias_rows=10)
-        cases.append((gs.make_layer("fc", 700 + i, per_channel=i % 2 == 0, **force), (0.003, 0.05, 1.0, 30.0, 0.01)[i]))
+        cases.append(
+            (gs.make_layer("fc", 700 + i, per_channel=i % 2 == 0, **force), (0.003, 0.05, 1.0, 30.0, 0.01)[i])
+        )
     for i in range(3):  # batches of several samples, one nonzero gradient per row
         layer = gs.make_layer("fc", 720 + i, batches=3 + i, depth=61 + 8 * i, units=7, train_rows=7, z_w=0)
         cases.append((_one_position_rows(layer), 0.1))
     for i in range(3):  # 1x1 convolutions past the spatial variant (81 positions)
-        layer = gs.make_layer("conv", 740 + i, fh=1, fw=1, h=9, w=9, sh=1, sw=1, n=1, in_c=13 + 4 * i, out_c=9, train_rows=9)
+        layer = gs.make_layer(
+            "conv", 740 + i, fh=1, fw=1, h=9, w=9, sh=1, sw=1, n=1, in_c=13 + 4 * i, out_c=9, train_rows=9
+        )
         cases.append((_one_position_rows(layer), 0.2))
     return cases
 
