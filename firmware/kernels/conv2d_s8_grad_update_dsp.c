@@ -21,6 +21,17 @@
 #include "conv2d_s8_grad_update_dsp.h"
 #include "conv2d_train.h"
 
+/* conv_grad_update_bias_dsp (conv2d_s8_grad_update_dsp.h) once in this file for its three
+ * callers (the header's function is inline: one copy of its loops, not three). */
+static __attribute__((noinline)) void update_bias(int32_t *bias, int32_t rows, size_t positions,
+                                                  size_t channels, const int8_t *grad_out,
+                                                  const uint8_t *mask, float lr, float grad_scale,
+                                                  float input_scale, const float *scales,
+                                                  int32_t per_channel) {
+    conv_grad_update_bias_dsp(bias, rows, positions, channels, grad_out, mask, lr, grad_scale,
+                              input_scale, scales, per_channel);
+}
+
 struct gu_pair {
     const int8_t *x0, *x1; /* the two positions' input pixels */
     uint32_t g;            /* their gradients as 16-bit lanes (g0 low, g1 high) */
@@ -374,9 +385,8 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
         gu_step_row(filter + (size_t)c * filter_size, acc, filter_size, f, rng);
     }
 
-    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
-                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
-                              p.per_channel);
+    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
+                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
@@ -386,13 +396,13 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     if (conv2d_s8_grad_update_spatial_ok(&p)) { /* few positions, many rows */
         conv2d_s8_grad_update_spatial_dsp(&p, operands, scratch);
         const float grad_scale = *(const float *)operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT_SCALE];
-        conv_grad_update_bias_dsp(
-            operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS], p.update_bias ? p.train_bias_rows : 0,
-            (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
-            operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
-            p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
-            grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
-            p.per_channel);
+        update_bias(operands[CONV2D_S8_GRAD_UPDATE_TRAINED_BIAS],
+                    p.update_bias ? p.train_bias_rows : 0,
+                    (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w, (size_t)p.output_c,
+                    operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
+                    p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
+                    grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
+                    p.per_channel);
         return;
     }
     if (p.filter_h != 1 || p.filter_w != 1) {
@@ -448,9 +458,8 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         gu_step_row(filter + (size_t)c * (size_t)kc, acc, (size_t)kc, f, rng);
     }
 
-    conv_grad_update_bias_dsp(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc,
-                              grad_out, mask, p.lr, grad_scale, p.input_scale, scales,
-                              p.per_channel);
+    update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
+                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
 }
 
 size_t conv2d_s8_grad_update_scratch_size(const void *params) {
