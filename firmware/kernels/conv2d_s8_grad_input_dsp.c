@@ -25,7 +25,7 @@
  * for 16 products, the chunk's channels in groups of 4 (a short chunk costs what it holds, not
  * 32 channels). One call per chunk and 4 input channels runs every pair of the tile
  * (gather_pairs_m7, assembly using all 14 registers: per pair a jump into the unrolled steps,
- * 17 instructions around them). Output channels with no nonzero gradient anywhere in the tile
+ * 15 instructions around them). Output channels with no nonzero gradient anywhere in the tile
  * are left out of its chunks. The overflow bound (the reference's sums, exactly) is one pass
  * over the weights, two input channels at a time, skipped where the smallest shift is certain
  * and stopped once the channels read need the largest the weights could need (max_shift). */
@@ -263,6 +263,53 @@ static inline __attribute__((always_inline)) void lanes4(const int8_t *g, uint32
     out[2] = dsp_pack_lo((uint32_t)e2, (uint32_t)e3);
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* lanes4 for n4 >= 1 groups of 4 channels (out[4 i], out[4 i + 2] for group i), in assembly:
+ * per group one word of gradients masked by dsp_spread4, two LDRD of multipliers, per term
+ * SXTB (ASR for the top byte), MLA (v m + half), ADD (v >> 31: the rounding away from zero)
+ * and ASR by s, and a PKHBT and a STR per two terms: 29 instructions per 4 terms (GCC's lanes4
+ * with the loop around it took about 50). */
+static inline void lanes4_m7(const int8_t *g, uint32_t bits, const int32_t *m, int32_t half, int s,
+                             uint32_t *out, int32_t n4) {
+    uint32_t w, v, m0, m1;
+    __asm__ volatile(
+        "1:\n"
+        "ldr %[w], [%[g]], #4\n"
+        "and %[v], %[bits], #15\n"
+        "ldr %[v], [%[tab], %[v], lsl #2]\n"
+        "lsr %[bits], %[bits], #4\n"
+        "and %[w], %[w], %[v]\n"
+        "ldrd %[m0], %[m1], [%[m]], #8\n"
+        "sxtb %[v], %[w]\n"
+        "mla %[m0], %[v], %[m0], %[h]\n"
+        "add %[m0], %[m0], %[v], asr #31\n"
+        "asr %[m0], %[m0], %[s]\n"
+        "sxtb %[v], %[w], ror #8\n"
+        "mla %[m1], %[v], %[m1], %[h]\n"
+        "add %[m1], %[m1], %[v], asr #31\n"
+        "asr %[m1], %[m1], %[s]\n"
+        "pkhbt %[m0], %[m0], %[m1], lsl #16\n"
+        "str %[m0], [%[o]], #8\n"
+        "ldrd %[m0], %[m1], [%[m]], #8\n"
+        "sxtb %[v], %[w], ror #16\n"
+        "mla %[m0], %[v], %[m0], %[h]\n"
+        "add %[m0], %[m0], %[v], asr #31\n"
+        "asr %[m0], %[m0], %[s]\n"
+        "asr %[v], %[w], #24\n"
+        "mla %[m1], %[v], %[m1], %[h]\n"
+        "add %[m1], %[m1], %[v], asr #31\n"
+        "asr %[m1], %[m1], %[s]\n"
+        "pkhbt %[m0], %[m0], %[m1], lsl #16\n"
+        "str %[m0], [%[o]], #8\n"
+        "subs %[n], %[n], #1\n"
+        "bne 1b\n"
+        : [g] "+r"(g), [bits] "+r"(bits), [m] "+r"(m), [o] "+r"(out), [n] "+r"(n4), [w] "=&r"(w),
+          [v] "=&r"(v), [m0] "=&r"(m0), [m1] "=&r"(m1)
+        : [tab] "r"(dsp_spread4), [h] "r"(half), [s] "r"(s)
+        : "cc", "memory");
+}
+#endif
+
 /* out[2 i] = the terms of output pixel q (q < 0: none) for the consecutive output channels
  * c0 + 2i and c0 + 2i + 1 as a 16-bit lane pair, for i < used / 2, those from c0 + n on zero:
  * conv_grad_term's rounding without branches (shift >= CONV_GRAD_MIN_SHIFT_16 > 0; for v < 0,
@@ -291,8 +338,15 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
                 bits = w >> sh;
             }
         }
-        if (ms) /* per-channel multipliers: 4 channels a turn (lanes4) */
+        if (ms) { /* per-channel multipliers: 4 channels a turn (lanes4) */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+            const int32_t n4 = n >> 2;
+            if (n4) lanes4_m7(gr, bits, mp, half, s, out, n4);
+            j = n4 << 2;
+            bits = n4 == 8 ? 0 : bits >> (4 * n4);
+#endif
             for (; j + 4 <= n; j += 4, bits >>= 4) lanes4(gr + j, bits, mp + j, half, s, out + j);
+        }
         for (; j + 2 <= n; j += 2, bits >>= 2) {
             const int32_t t0 = (gr[j] & -(int32_t)(bits & 1u)) * mp[j * ms];
             const int32_t t1 = (gr[j + 1] & -(int32_t)((bits >> 1) & 1u)) * mp[(j + 1) * ms];
@@ -314,6 +368,27 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
  * term of channel 2j, of 2j + 1), gp[2j + 1] the same for q1. */
 static void load_terms(const struct gi *g, uint32_t *gp, const int32_t *chans, int32_t n,
                        int32_t used, int32_t q0, int32_t q1) {
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (n == GI_C && chans[n - 1] == chans[0] + n - 1 && g->per_channel && q1 >= 0) {
+        /* a whole chunk of per-channel terms at two pixels (the usual chunk): lanes4_m7
+         * straight, without pixel_lanes' set-up and tails; the chunk's 32 mask bits are a word
+         * and, where they straddle it, a fifth byte */
+        const int32_t c0 = chans[0], s = g->shift, half = (int32_t)1 << (s - 1);
+        const int32_t *mp = g->m + c0;
+        for (int32_t e = 0; e < 2; ++e) {
+            const size_t base = (size_t)(e ? q1 : q0) * (size_t)g->output_c + (size_t)c0;
+            uint32_t bits = 0xFFFFFFFFu;
+            if (g->mask) {
+                const uint8_t *mb = g->mask + (base >> 3);
+                const uint32_t sh = (uint32_t)(base & 7u);
+                bits = dsp_read4((const int8_t *)mb) >> sh;
+                if (sh) bits |= (uint32_t)mb[4] << (32u - sh);
+            }
+            lanes4_m7(g->grad_out + base, bits, mp, half, s, gp + e, GI_C / 4);
+        }
+        return;
+    }
+#endif
     if (n > 0 && chans[n - 1] == chans[0] + n - 1) { /* consecutive channels: the usual chunk */
         pixel_lanes(g, q0, chans[0], n, used, gp);
         pixel_lanes(g, q1, chans[0], n, used, gp + 1);
@@ -423,10 +498,12 @@ _Static_assert(offsetof(struct gather_job, t) == 4 && offsetof(struct gather_job
 /* On the Cortex-M7/M4: one call per chunk and 4 input channels (not one per pair), and per pair
  * a jump into GI_C / 2 unrolled steps (each 3 LDRD + 8 SMLAD, 44 bytes: the entry is the end
  * minus 44 bytes per channel pair) instead of a loop whose end test took 3 instructions per 22:
- * 17 instructions per pair around the steps against about 70 (the call, its setup, and the
+ * 15 instructions per pair around the steps against about 70 (the call, its setup, and the
  * loop's tests). All 14 registers hold accumulators, terms, weights and pointers during the
- * steps, so the pair's state lives in the job (steps is overwritten with the entry); the
- * terms' pointer runs on from pair to pair, and the STMs' write-back moves the rows on. */
+ * steps, so the pair's state lives in the job (steps is overwritten with the entry, which
+ * LDR PC jumps to); the terms' pointer runs on from pair to pair, the STMs' write-back moves
+ * the rows on, and the pointer to the next pair's rows (r9) carries into the loop's head: 15
+ * instructions per pair around the steps. */
 static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *job) {
     (void)job;
     __asm__ volatile(
@@ -441,14 +518,13 @@ static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *
         "str r12, [r0, #16]\n"
         "mov lr, r0\n"
         "ldr r8, [lr]\n"
-        "1:\n"
+        "ldr r9, [lr, #8]\n"
+        "1:\n" /* r9: the pair's rows in dst */
+        "ldrd r10, r11, [r9]\n"
         "ldr r9, [lr, #4]\n"
-        "ldr r10, [lr, #8]\n"
-        "ldrd r10, r11, [r10]\n"
         "ldm r11, {r4, r5, r6, r7}\n"
         "ldm r10, {r0, r1, r2, r3}\n"
-        "ldr r12, [lr, #16]\n"
-        "bx r12\n"
+        "ldr pc, [lr, #16]\n"
         "8:\n" GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
             GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP GI_STEP
         "9:\n"
@@ -461,7 +537,7 @@ static __attribute__((naked, noinline)) void gather_pairs_m7(struct gather_job *
         "stm r11!, {r4, r5, r6, r7}\n" /* the partner first (a lone pixel's is its own row) */
         "stm r10!, {r0, r1, r2, r3}\n"
         "strd r10, r11, [r9, #-8]\n"
-        "str r9, [lr, #8]\n"
+        "str r9, [lr, #8]\n" /* the next pair's rows (the steps need r9) */
         "ldr r12, [lr, #12]\n"
         "cmp r9, r12\n"
         "bne 1b\n"
@@ -489,8 +565,10 @@ static void gather_pairs(struct gather_job *job) {
 
 /* t[4 j + i] = (rows[2 j][k + i], rows[2 j + 1][k + i]) as sign-extended 16-bit lanes, i < 4,
  * j < pairs: the weights of a chunk's channel pairs for 4 input channels (gather's t). On the
- * Cortex-M7/M4 in assembly: per channel pair 2 LDR, 4 SXTB16, 4 PKHBT / PKHTB and 2 STRD
- * (GCC's loop took about 24 instructions). */
+ * Cortex-M7/M4 in assembly: per channel pair 2 LDR, PKHBT / PKHTB putting the two rows' bytes
+ * k, k + 1 (then k + 2, k + 3) in one word as (a0, a1, b0, b1), so that SXTB16 and SXTB16 ROR 8
+ * give the lane pairs (a0, b0) and (a1, b1) directly: 2 PKH and 4 SXTB16, then 2 STRD (GCC's
+ * loop took about 24 instructions). */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 static __attribute__((naked, noinline)) void chunk_weights_m7(uint32_t *t,
                                                               const int8_t *const *rows,
@@ -502,15 +580,13 @@ static __attribute__((naked, noinline)) void chunk_weights_m7(uint32_t *t,
         "ldrd r4, r5, [r1], #8\n"
         "ldr r4, [r4, r3]\n"
         "ldr r5, [r5, r3]\n"
-        "sxtb16 r6, r4\n"
-        "sxtb16 r7, r4, ror #8\n"
-        "sxtb16 r8, r5\n"
-        "sxtb16 r9, r5, ror #8\n"
-        "pkhbt r4, r6, r8, lsl #16\n"
-        "pkhbt r5, r7, r9, lsl #16\n"
-        "pkhtb r10, r8, r6, asr #16\n"
-        "pkhtb r11, r9, r7, asr #16\n"
-        "strd r4, r5, [r0], #8\n"
+        "pkhbt r6, r4, r5, lsl #16\n"
+        "pkhtb r7, r5, r4, asr #16\n"
+        "sxtb16 r8, r6\n"
+        "sxtb16 r9, r6, ror #8\n"
+        "sxtb16 r10, r7\n"
+        "sxtb16 r11, r7, ror #8\n"
+        "strd r8, r9, [r0], #8\n"
         "strd r10, r11, [r0], #8\n"
         "subs r2, r2, #1\n"
         "bne 1b\n"

@@ -11,7 +11,7 @@
  * MACs (the 1x1 path in conv2d_s8_grad_update_dsp.c pairs positions per input channel: about 16
  * instructions for 8 MACs, plus the gathering per row). A row whose gradient is zero everywhere
  * skips the sums. The sums are the reference's products in another order (exact in int32,
- * wrapping alike), and the weight step is the reference's (dsp_step_weights: same factor, same
+ * wrapping alike), and the weight step is the reference's (gu_step_row: same factor, same
  * draws in the same order), so the weights and the generator's state after the call are the
  * same. The 16-bit lanes hold x - z_x in [-255, 255] and g in [-128, 127]. */
 #include "conv2d_s8_grad_update_dsp.h"
@@ -30,11 +30,27 @@ static inline uint32_t lanes(int32_t lo, int32_t hi) {
     return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
 }
 
+/* d[k * step] = src[k] + offset for k < kc: per 4 channels one word of input and SXTAB16
+ * twice (the offset added while widening), the stride and offset in registers (GCC reloaded
+ * both per value around the int16 stores). */
+static void widen_column(int16_t *d, const int8_t *src, int32_t kc, size_t step, int32_t offset) {
+    const uint32_t off2 = dsp_pair(offset);
+    int32_t k = 0;
+    for (; k + 4 <= kc; k += 4, d += 4 * step) {
+        const uint32_t v = dsp_read4(src + k);
+        const uint32_t e = dsp_sxtab16(off2, v), o = dsp_sxtab16_hi(off2, v);
+        d[0] = (int16_t)e, d[step] = (int16_t)o;
+        d[2 * step] = (int16_t)(e >> 16), d[3 * step] = (int16_t)(o >> 16);
+    }
+    for (; k < kc; ++k, d += step) *d = (int16_t)((int32_t)src[k] + offset);
+}
+
 /* Fills X: position q's input through each tap (the offset added), 0 in the padding. */
 static void transpose_input(const struct conv2d_s8_grad_update_params *p, const int8_t *input,
                             const struct spatial *s) {
     const int32_t kc = p->input_c, fw = p->filter_w;
-    int16_t *x16 = (int16_t *)s->x; /* little-endian: lane 0 of word j is position 2j */
+    const size_t step = 2 * (size_t)s->pw; /* int16 from one tap row to the next */
+    int16_t *x16 = (int16_t *)s->x;        /* little-endian: lane 0 of word j is position 2j */
     int32_t q = 0;
     for (int32_t b = 0; b < p->batches; ++b)
         for (int32_t oy = 0; oy < p->output_h; ++oy)
@@ -52,9 +68,7 @@ static void transpose_input(const struct conv2d_s8_grad_update_params *p, const 
                             input +
                             ((size_t)(b * p->input_h + y) * (size_t)p->input_w + (size_t)xx) *
                                 (size_t)kc;
-                        for (int32_t k = 0; k < kc; ++k)
-                            d[(size_t)k * 2 * (size_t)s->pw] =
-                                (int16_t)((int32_t)src[k] + p->input_offset);
+                        widen_column(d, src, kc, step, p->input_offset);
                     }
                 }
     if (q & 1) /* an odd count: the last word's upper lane is no position */
@@ -75,12 +89,49 @@ static int pack_row(const int8_t *grad_out, const uint8_t *mask, int32_t positio
     return any != 0;
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* sums2's sums for two tap rows at once when a row is 32 words (128 bytes: the second tap's
+ * and the second row's words at a fixed offset): per two words of positions 4 LDRD and 8
+ * SMLAD (2 rows x 2 taps), against 6 LDRD for the same 8 SMLAD one tap at a time. */
+static void sums2x2_32(const uint32_t *x, const uint32_t *g, int32_t *a0, int32_t *a1) {
+    int32_t u00 = 0, u01 = 0, u10 = 0, u11 = 0;
+    uint32_t xa, xb, ya, yb, ga, gb, n = 16;
+    __asm__ volatile(
+        "1:\n"
+        "ldrd %[xa], %[xb], [%[x], #128]\n"
+        "ldrd %[ga], %[gb], [%[g], #128]\n"
+        "smlad %[u11], %[xa], %[ga], %[u11]\n"
+        "smlad %[u11], %[xb], %[gb], %[u11]\n"
+        "ldrd %[ya], %[yb], [%[x]], #8\n"
+        "smlad %[u10], %[ya], %[ga], %[u10]\n"
+        "smlad %[u10], %[yb], %[gb], %[u10]\n"
+        "ldrd %[ga], %[gb], [%[g]], #8\n"
+        "smlad %[u00], %[ya], %[ga], %[u00]\n"
+        "smlad %[u00], %[yb], %[gb], %[u00]\n"
+        "smlad %[u01], %[xa], %[ga], %[u01]\n"
+        "smlad %[u01], %[xb], %[gb], %[u01]\n"
+        "subs %[n], %[n], #1\n"
+        "bne 1b\n"
+        : [x] "+r"(x), [g] "+r"(g), [n] "+r"(n), [u00] "+r"(u00), [u01] "+r"(u01), [u10] "+r"(u10),
+          [u11] "+r"(u11), [xa] "=&r"(xa), [xb] "=&r"(xb), [ya] "=&r"(ya), [yb] "=&r"(yb),
+          [ga] "=&r"(ga), [gb] "=&r"(gb)
+        :
+        : "cc", "memory");
+    a0[0] = u00, a0[1] = u01, a1[0] = u10, a1[1] = u11;
+}
+#endif
+
 /* a0[t] = sum_j SMLAD(x[t][j], g0[j]), a1 likewise with g1, every tap row t. On the M7/M4 the
  * pairs of words in assembly: per 4 words of the two rows, 3 LDRD and 4 SMLAD. */
 static void sums2(const struct spatial *s) {
     const uint32_t *x = s->x, *g0 = s->g0, *g1 = s->g1;
     const int32_t pw = s->pw;
-    for (int32_t t = 0; t < s->taps; ++t, x += pw) {
+    int32_t t = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (pw == 32) /* 63 or 64 positions (an 8x8 map): two taps a pass, see sums2x2_32 */
+        for (; t + 2 <= s->taps; t += 2, x += 2 * pw) sums2x2_32(x, g0, s->a0 + t, s->a1 + t);
+#endif
+    for (; t < s->taps; ++t, x += pw) {
         int32_t u0 = 0, u1 = 0;
         int32_t j = 0;
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
@@ -126,32 +177,40 @@ static void sums2(const struct spatial *s) {
 }
 
 /* One row's sums over 16 positions (a 4x4 map): its 8 words of gradients in registers, per tap
- * row 4 LDRD and 8 SMLAD for 16 MACs (assembly on the M7/M4: 15 instructions per tap row). */
+ * row 4 LDRD and 8 SMLAD for 16 MACs (assembly on the M7/M4: two tap rows per turn of the loop,
+ * 14 instructions per tap row; an odd count's first row alone). */
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+#define SUMS1_8_TAP           \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smuad lr, r1, r4\n"      \
+    "smlad lr, ip, r5, lr\n"  \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smlad lr, r1, r6, lr\n"  \
+    "smlad lr, ip, r7, lr\n"  \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smlad lr, r1, r8, lr\n"  \
+    "smlad lr, ip, r9, lr\n"  \
+    "ldrd r1, ip, [r0], #8\n" \
+    "smlad lr, r1, r10, lr\n" \
+    "smlad lr, ip, r11, lr\n" \
+    "str lr, [r2], #4\n"
 static __attribute__((naked, noinline)) void sums1_8_m7(const uint32_t *x, const uint32_t *g,
                                                         int32_t *a, int32_t taps) {
     (void)x, (void)g, (void)a, (void)taps;
     __asm__ volatile(
         "push {r4-r11, lr}\n"
         "ldm r1, {r4-r11}\n" /* the row's 8 words of gradients */
-        "1:\n"
-        "ldrd r1, ip, [r0], #8\n"
-        "smuad lr, r1, r4\n"
-        "smlad lr, ip, r5, lr\n"
-        "ldrd r1, ip, [r0], #8\n"
-        "smlad lr, r1, r6, lr\n"
-        "smlad lr, ip, r7, lr\n"
-        "ldrd r1, ip, [r0], #8\n"
-        "smlad lr, r1, r8, lr\n"
-        "smlad lr, ip, r9, lr\n"
-        "ldrd r1, ip, [r0], #8\n"
-        "smlad lr, r1, r10, lr\n"
-        "smlad lr, ip, r11, lr\n"
-        "str lr, [r2], #4\n"
+        "lsrs r3, r3, #1\n"  /* tap-row pairs; carry: an odd one first */
+        "bcc 1f\n" SUMS1_8_TAP
+        "cmp r3, #0\n"
+        "beq 2f\n"
+        "1:\n" SUMS1_8_TAP SUMS1_8_TAP
         "subs r3, r3, #1\n"
         "bne 1b\n"
+        "2:\n"
         "pop {r4-r11, pc}\n");
 }
+#undef SUMS1_8_TAP
 #endif
 
 static void sums1_8(const struct spatial *s) {
@@ -212,9 +271,11 @@ int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *
 /* Rows c0 .. c0 + 7's gradients, masked, packed as pack_row packs them (g: 8 rows of pw words),
  * when the output channels come in whole mask bytes (output_c and c0 multiples of 8): per
  * position two words of gradients and one byte of the mask, against a byte load and a mask bit
- * per gradient row by row. */
+ * per gradient row by row; any[r]: whether row r has a nonzero gradient (the words ORed as
+ * they pass, not a second pass over the packed rows). */
 static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t positions, size_t oc,
-                       int32_t c0, uint32_t *g, int32_t pw) {
+                       int32_t c0, uint32_t *g, int32_t pw, int *any) {
+    uint32_t ora = 0, orb = 0;
     int16_t *g16 = (int16_t *)g; /* row r, position q: g16[r * 2 pw + q] (little-endian lanes) */
     const size_t row = 2 * (size_t)pw;
     const int8_t *gp = grad_out + c0;
@@ -227,6 +288,7 @@ static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t posi
             a &= dsp_spread4[m & 15u];
             b &= dsp_spread4[m >> 4];
         }
+        ora |= a, orb |= b;
         int16_t *d = g16 + q;
         d[0] = (int8_t)a, d[row] = (int8_t)(a >> 8), d[2 * row] = (int8_t)(a >> 16);
         d[3 * row] = (int8_t)(a >> 24), d[4 * row] = (int8_t)b, d[5 * row] = (int8_t)(b >> 8);
@@ -234,12 +296,8 @@ static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t posi
     }
     if (positions & 1) /* the last word's upper lane is no position */
         for (int32_t r = 0; r < 8; ++r) g16[(size_t)r * row + (size_t)positions] = 0;
-}
-
-static int any_of(const uint32_t *g, int32_t pw) {
-    uint32_t any = 0;
-    for (int32_t j = 0; j < pw; ++j) any |= g[j];
-    return any != 0;
+    for (int32_t r = 0; r < 4; ++r) any[r] = ((ora >> (8 * r)) & 0xFFu) != 0;
+    for (int32_t r = 0; r < 4; ++r) any[4 + r] = ((orb >> (8 * r)) & 0xFFu) != 0;
 }
 
 void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params *p,
@@ -268,11 +326,11 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
         const int32_t nb = rows - c0 < 8 ? rows - c0 : 8;
         int any[8];
         if (bytes) /* c0 + 8 <= output_c: the block's gradients all exist */
-            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw);
-        for (int32_t r = 0; r < nb; ++r) {
-            uint32_t *g = gb + (size_t)r * (size_t)pw;
-            any[r] = bytes ? any_of(g, pw) : pack_row(grad_out, mask, positions, oc, c0 + r, g, pw);
-        }
+            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw, any);
+        else
+            for (int32_t r = 0; r < nb; ++r)
+                any[r] = pack_row(grad_out, mask, positions, oc, c0 + r,
+                                  gb + (size_t)r * (size_t)pw, pw);
         for (int32_t r = 0; r < nb;) {
             const int two = pw != 8 && r + 1 < nb; /* 16 positions: row by row, in registers */
             s.g0 = gb + (size_t)r * (size_t)pw;
@@ -289,8 +347,8 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
                 }
                 const float f = conv_grad_weight_factor(p->lr, grad_scale, p->input_scale,
                                                         scales[p->per_channel ? c : 0]);
-                dsp_step_weights(filter + (size_t)c * (size_t)taps, 1, k ? s.a1 : s.a0, 1,
-                                 (size_t)taps, f, rng);
+                gu_step_row(filter + (size_t)c * (size_t)taps, k ? s.a1 : s.a0, (size_t)taps, f,
+                            rng);
             }
             r += 1 + two;
         }

@@ -284,3 +284,41 @@ def test_no_kernel_writes_past_its_operands_or_scratch(seed: int) -> None:
     for call, values in calls:
         for variant in ("dsp", "ref"):
             assert not _run_all_guarded(call, values[: len(call.operands)], variant), (call.kernel, variant)
+
+
+def _map32_layers() -> list[gs.Layer]:
+    """Layers whose rows are 32 words of positions (63 or 64: sums2x2_32's two taps a pass):
+    8x8 maps with even and odd tap counts (the odd one's last tap alone), a 3x3 filter with
+    padding, a 7x9 map (63 positions, the last lane empty), masks, rows with no gradient, an
+    input-channel slice, and trained row counts that leave a last row without a partner."""
+    cases = [
+        dict(fh=1, fw=1, h=8, w=8, in_c=12, out_c=24, train_rows=24),
+        dict(fh=1, fw=1, h=8, w=8, in_c=13, out_c=17, train_rows=11),
+        dict(fh=3, fw=3, h=8, w=8, in_c=3, out_c=9, train_rows=9, padding="SAME"),
+        dict(fh=1, fw=1, h=7, w=9, in_c=6, out_c=16, train_rows=16),
+        dict(fh=1, fw=1, h=8, w=8, in_c=48, out_c=32, train_cols=12),
+        dict(fh=1, fw=1, h=8, w=8, in_c=20, out_c=40, train_rows=37),
+    ]
+    layers = []
+    for i, force in enumerate(cases):
+        layer = gs.make_layer("conv", 930 + i, n=1, sh=1, sw=1, **({"padding": "VALID"} | force))
+        if i % 2 == 1 and layer.mask is not None:
+            layer.mask[..., ::4] = False  # rows no gradient reaches
+        layers.append(layer)
+    return layers
+
+
+def test_two_tap_sums_on_32_word_rows_match_reference() -> None:
+    for i, layer in enumerate(_map32_layers()):
+        call, values = _update(layer, 40 + i)
+        assert _takes(call)
+        out = dsp_same_as_ref(call, values)
+        assert not np.array_equal(out[5], values[5])
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_two_tap_sums_on_32_word_rows_on_the_emulated_boards(tmp_path, board_name: str) -> None:
+    calls = [_update(layer, 40 + i) for i, layer in enumerate(_map32_layers())]
+    board = gs.run_on_board(copy.deepcopy(calls), tmp_path, board_name)
+    assert_board_matches_ref(calls, board)
