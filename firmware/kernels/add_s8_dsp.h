@@ -35,12 +35,17 @@ static inline size_t addsub_scratch_size(size_t ref_scratch, int64_t n) {
            (n < ADDSUB_TABLE_MIN ? 0 : 2 * 256 * sizeof(int32_t));
 }
 
-/* The reference's scaled input value for every int8 x, indexed by (uint8_t)x. */
+/* The reference's scaled input value for every int8 x, indexed by (uint8_t)x: requant_fast.h's
+ * rq_multiply (its own arithmetic in a few instructions, proved there) where the multiplier
+ * allows, as every TFLite ADD's input multipliers (below 1/2) do; else fixedpoint.h's 64-bit
+ * steps, ~30 instructions an entry (512 an operator). */
 static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_shift,
                                       int32_t multiplier, int32_t shift) {
+    const int fast = rq_multiply_ok(multiplier, shift);
     for (int32_t x = -128; x < 128; ++x) {
         const int32_t shifted = (offset + x) * ((int32_t)1 << left_shift);
-        t[(uint8_t)x] = fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
+        t[(uint8_t)x] = fast ? rq_multiply(shifted, multiplier, (int)shift)
+                             : fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
     }
 }
 

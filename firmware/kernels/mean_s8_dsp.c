@@ -3,11 +3,12 @@
  * MEAN) sums four channels at a time into 16-bit lanes (dsp.h's dsp_bias_sums: one word and
  * two SXTAB16 per position and 4 channels, flushed to int32 every 255 positions), the same
  * int32 sums as the reference's element-by-element loop with its index arithmetic; each
- * output then takes the reference's own steps (fixedpoint.h). Other reductions run the
- * reference. */
+ * output then takes the reference's own steps (fixedpoint.h, or requant_fast.h's rq_multiply,
+ * the same arithmetic in a few instructions). Other reductions run the reference. */
 #include "dsp.h"
 #include "fixedpoint.h"
 #include "mean_s8.h"
+#include "requant_fast.h"
 
 void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
@@ -20,6 +21,8 @@ void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     int8_t *out = operands[MEAN_S8_OUTPUT];
     const size_t positions = (size_t)p.dim1 * (size_t)p.dim2, channels = (size_t)p.dim3;
     int32_t sums[DSP_BIAS_CHUNK];
+    /* requant_fast.h's exact short form of the reference's multiply where it holds. */
+    const int fast = rq_multiply_ok(p.multiplier, p.shift);
     for (int32_t b = 0; b < p.dim0; ++b) {
         const int8_t *image = input + (size_t)b * positions * channels;
         for (int32_t c0 = 0; c0 < p.dim3; c0 += DSP_BIAS_CHUNK) {
@@ -29,9 +32,10 @@ void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
                 /* sum - count * zero_point, in 64 bits then narrowed, as TFLite does. */
                 const int32_t shifted_sum =
                     (int32_t)((int64_t)sums[j] - (int64_t)p.input_zero_point * p.count);
-                const int32_t v =
-                    fp_multiply_by_quantized_multiplier(shifted_sum, p.multiplier, (int)p.shift) +
-                    p.output_zero_point;
+                const int32_t v = (fast ? rq_multiply(shifted_sum, p.multiplier, (int)p.shift)
+                                        : fp_multiply_by_quantized_multiplier(
+                                              shifted_sum, p.multiplier, (int)p.shift)) +
+                                  p.output_zero_point;
                 *out++ = (int8_t)fp_clamp(v, INT8_MIN, INT8_MAX);
             }
         }

@@ -100,6 +100,12 @@ static inline int32_t rq_fused(int32_t acc, int32_t m2, int32_t s1, int32_t c) {
     return rq_ssat8_half(rq_qadd(rq_t(acc, m2, s1), c));
 }
 
+/* Whether rq_multiply below holds for a multiplier and shift (the proof's range: M in
+ * [2^30, 2^31) or 0, shift in [-31, 30]). */
+static inline int rq_multiply_ok(int32_t multiplier, int32_t shift) {
+    return (multiplier == 0 || multiplier >= (1 << 30)) && shift >= -31 && shift <= 30;
+}
+
 /* fp_multiply_by_quantized_multiplier itself, for M in [2^30, 2^31) or 0 and any shift in
  * [-31, 31] (steps 1-3; the left shift wraps as the reference's). */
 static inline int32_t rq_multiply(int32_t x, int32_t multiplier, int shift) {
