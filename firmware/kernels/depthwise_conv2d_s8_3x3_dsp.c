@@ -174,9 +174,11 @@ static __attribute__((noinline)) void d3_row(const struct d3k *k, const uint32_t
         a3 = dsp_smlatt(xo, wo, a3);                       \
     } while (0)
 
-/* One channel group (constants k, requantization rq) over every output pixel of batch b. */
+/* One channel group (constants k, requantization rq) over every output pixel of batch b; pads:
+ * write the copy's padding too (else it still holds the zeros a previous group wrote there:
+ * see depthwise_conv2d_s8_3x3_dsp_run). */
 static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, int32_t b,
-                     int32_t c, uint32_t *buf, int32_t band, int mode) {
+                     int32_t c, uint32_t *buf, int32_t band, int mode, int pads) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, pw = (p->output_w - 1) * st + 3;
     const uint32_t off2 = dsp_pair(p->input_offset);
@@ -192,18 +194,23 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
         for (int32_t r = 0; r < (rows - 1) * st + 3; ++r) {
             const int32_t y = oy0 * st - p->pad_h + r;
             if (y < 0 || y >= p->input_h) {
-                memset(q, 0, (size_t)pw * 8);
+                if (pads) memset(q, 0, (size_t)pw * 8);
                 q += 2 * pw;
                 continue;
             }
-            int32_t i = 0;
-            for (; i < ilo; ++i) dw_store2(&q, 0, 0);
+            if (pads)
+                for (int32_t i = 0; i < ilo; ++i) dw_store2(&q, 0, 0);
+            else
+                q += 2 * ilo;
             const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
-            for (uint32_t *qe = q + 2 * (ihi - i); q < qe; s += ch) {
+            for (uint32_t *qe = q + 2 * (ihi - ilo); q < qe; s += ch) {
                 const uint32_t v = dsp_read4(s);
                 dw_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
             }
-            for (i = ihi; i < pw; ++i) dw_store2(&q, 0, 0);
+            if (pads)
+                for (int32_t i = ihi; i < pw; ++i) dw_store2(&q, 0, 0);
+            else
+                q += 2 * (pw - ihi);
         }
         for (int32_t oy = 0; oy < rows; ++oy) {
             const uint32_t *r0 = buf + (size_t)oy * (size_t)st * 2 * (size_t)pw;
@@ -517,6 +524,7 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
      * (depthwise_conv2d_s8_3x3_dsp_buffer_size), its constants on the stack (256 bytes); else
      * the band copy, its constants (struct d3k) and copy in the scratch. */
     const int pairs = d3p_fits(p);
+    int pads = 1; /* the band copy's padding is to be written (d3_group) */
     struct d3c kp[4];
     struct d3k *const k = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
@@ -535,6 +543,7 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
             }
             struct dw_rq rq;
             dw_rq_load(d, &rq, c);
+            pads = pads || dw_straddles(p, c); /* its taps overwrite the copy's start */
             const int mode = rq.fast && full     ? DW_PACK
                              : rq.fast && clamp8 ? DW_PACK_CLAMP
                                                  : DW_STORE_ANY;
@@ -546,7 +555,12 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                 d3p_group(d, kp, b, c, d->buf, mode, doubled);
             } else {
                 d3_load(d, k, &rq, c, buf);
-                d3_group(d, k, &rq, b, c, buf, band, mode);
+                d3_group(d, k, &rq, b, c, buf, band, mode, pads);
+                /* One band holds the whole map: every group's copy has its padding at the same
+                 * words, which nothing else writes (but a straddling group's taps, which
+                 * d3_load copies to the copy's start), so the next group keeps it (on 4x4 maps
+                 * two padding rows and the columns of four were about 6 % of the layer). */
+                pads = band < p->output_h;
             }
             c += 4;
         }
