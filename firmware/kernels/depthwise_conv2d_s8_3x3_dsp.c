@@ -191,26 +191,30 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
     for (int32_t oy0 = 0; oy0 < p->output_h; oy0 += band) {
         const int32_t rows = p->output_h - oy0 < band ? p->output_h - oy0 : band;
         uint32_t *q = buf;
-        for (int32_t r = 0; r < (rows - 1) * st + 3; ++r) {
+        for (int32_t r = 0; pads && r < (rows - 1) * st + 3; ++r) {
             const int32_t y = oy0 * st - p->pad_h + r;
             if (y < 0 || y >= p->input_h) {
-                if (pads) memset(q, 0, (size_t)pw * 8);
+                memset(q, 0, (size_t)pw * 8);
                 q += 2 * pw;
                 continue;
             }
-            if (pads)
-                for (int32_t i = 0; i < ilo; ++i) dw_store2(&q, 0, 0);
-            else
-                q += 2 * ilo;
+            int32_t i = 0;
+            for (; i < ilo; ++i) dw_store2(&q, 0, 0);
+            const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
+            for (uint32_t *qe = q + 2 * (ihi - i); q < qe; s += ch) {
+                const uint32_t v = dsp_read4(s);
+                dw_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
+            }
+            for (i = ihi; i < pw; ++i) dw_store2(&q, 0, 0);
+        }
+        /* The padding kept (one band: oy0 0): only the pixels inside the image. */
+        for (int32_t y = 0; !pads && y < p->input_h && y + p->pad_h < (rows - 1) * st + 3; ++y) {
+            q = buf + 2 * ((size_t)(y + p->pad_h) * (size_t)pw + (size_t)ilo);
             const int8_t *s = image + (size_t)y * d->in_row + (ptrdiff_t)(ilo - p->pad_w) * ch;
             for (uint32_t *qe = q + 2 * (ihi - ilo); q < qe; s += ch) {
                 const uint32_t v = dsp_read4(s);
                 dw_store2(&q, dsp_sxtab16(off2, v), dsp_sxtab16_hi(off2, v));
             }
-            if (pads)
-                for (int32_t i = ihi; i < pw; ++i) dw_store2(&q, 0, 0);
-            else
-                q += 2 * (pw - ihi);
         }
         for (int32_t oy = 0; oy < rows; ++oy) {
             const uint32_t *r0 = buf + (size_t)oy * (size_t)st * 2 * (size_t)pw;
