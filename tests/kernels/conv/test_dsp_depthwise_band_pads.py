@@ -33,13 +33,13 @@ CASES = [
 ]
 
 
-def _call(i: int):
+def _call(i: int, out_scale: float | None = None):
     n, h, w, c, stride, padding, rows = CASES[i]
     rng = np.random.default_rng(4100 + i)
     scales = (0.02 * 10 ** rng.uniform(-0.5, 0.3, c)).astype(np.float32)
     wts = rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8)
     bias = (rng.integers(-3000, 3000, c).astype(np.int32), quant(list(0.02 * scales), 0))
-    out_q = quant(float(rng.uniform(0.05, 0.2)), int(rng.integers(-20, 20)))
+    out_q = quant(out_scale or float(rng.uniform(0.05, 0.2)), int(rng.integers(-20, 20)))
     size = (lambda k: -(-k // stride)) if padding == "SAME" else (lambda k: -(-(k - 2) // stride))
     g = _graph(
         "DEPTHWISE_CONV_2D",
@@ -74,6 +74,19 @@ def _band(call) -> int:
     return int(fn(call.packed_params()))
 
 
+def test_channels_off_the_fast_requantization_match_reference() -> None:
+    """Real multipliers from about 0.3 to 2 (an output scale of 4e-4): groups with a channel
+    whose shift is 0 or a left shift, off requant_fast.h's path (dw_rq_load's range tests), and
+    groups all on it, in one layer (the padding kept across both kinds of group)."""
+    for i in (0, 1, 3):
+        call, arrays = _call(i, out_scale=4e-4)
+        shifts = arrays[4] if arrays[4].size == call.params["input_c"] else None
+        assert shifts is not None and (shifts >= 0).any() and (shifts == -1).any(), arrays[4]
+        ref = _run(call, arrays, "ref")
+        assert (ref == 127).any() and (ref < 127).any()  # saturated and not
+        np.testing.assert_array_equal(_run(call, arrays, "dsp"), ref)
+
+
 def test_the_cases_take_the_band_copy_in_one_band() -> None:
     for i in range(len(CASES)):
         call, _ = _call(i)
@@ -92,11 +105,11 @@ def test_band_padding_kept_across_groups_matches_reference(i: int) -> None:
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"])
 def test_band_padding_kept_is_bit_exact_on_the_emulated_board(tmp_path, board_name: str) -> None:
-    """The same cases on the Cortex-M7 and Cortex-M4 builds: the band's rows in one call of the
+    """The same cases (and those off the fast requantization) on the Cortex-M7 and M4 builds: the band's rows in one call of the
     blocks of assembly (d3_rows, every row of a band), against the reference on the host."""
     from tests.kernels import grad_support as gs
 
-    calls = [_call(i) for i in range(len(CASES))]
+    calls = [_call(i) for i in range(len(CASES))] + [_call(i, out_scale=4e-4) for i in (0, 1, 3)]
     board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"), err_msg=str(call.params))
