@@ -105,8 +105,9 @@ def test_band_padding_kept_across_groups_matches_reference(i: int) -> None:
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"])
 def test_band_padding_kept_is_bit_exact_on_the_emulated_board(tmp_path, board_name: str) -> None:
-    """The same cases (and those off the fast requantization) on the Cortex-M7 and M4 builds: the band's rows in one call of the
-    blocks of assembly (d3_rows, every row of a band), against the reference on the host."""
+    """The same cases (and those off the fast requantization) on the Cortex-M7 and Cortex-M4
+    builds: the band's rows in one call of the blocks of assembly (d3_rows, every row of a
+    band), against the reference on the host."""
     from tests.kernels import grad_support as gs
 
     calls = [_call(i) for i in range(len(CASES))] + [_call(i, out_scale=4e-4) for i in (0, 1, 3)]
