@@ -78,18 +78,11 @@ static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t
 }
 
 /* Loads channel group c..c+3's biases and requantization constants. Once per group of every
- * engine, so without a branch per channel: the biases from one array unless the group straddles
- * train_bias_rows, rq_fast_ok as unsigned range tests (M in [2^30, 2^31), shift in [-31, -1])
- * (about 20 instructions per channel fewer: 2 % of MobileNetV2's 4x4x336). */
+ * engine: rq_fast_ok as unsigned range tests (M in [2^30, 2^31), shift in [-31, -1]) without a
+ * branch per channel. */
 static inline void dw_rq_load(const struct dw *d, struct dw_rq *rq, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int32_t tb = p->train_bias_rows;
-    if (c >= tb && d->bias)
-        for (int k = 0; k < 4; ++k) rq->bias[k] = d->bias[c + k];
-    else if (c + 4 <= tb)
-        for (int k = 0; k < 4; ++k) rq->bias[k] = d->trained_bias[c + k];
-    else
-        for (int k = 0; k < 4; ++k) rq->bias[k] = bias_of(d, c + k);
+    for (int k = 0; k < 4; ++k) rq->bias[k] = bias_of(d, c + k);
     const int32_t step = p->per_channel ? 1 : 0;
     const int32_t *m = d->multipliers + (p->per_channel ? c : 0),
                   *s = d->shifts + (m - d->multipliers);
