@@ -75,17 +75,24 @@ static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t
     return 1;
 }
 
-/* Loads channel group c..c+3's biases and requantization constants. */
+/* Loads channel group c..c+3's biases and requantization constants. Once per group of every
+ * engine: rq_fast_ok as unsigned range tests (M in [2^30, 2^31), shift in [-31, -1]) without a
+ * branch per channel. */
 static inline void dw_rq_load(const struct dw *d, struct dw_rq *rq, int32_t c) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    rq->fast = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
-    for (int k = 0; k < 4; ++k) {
-        const int32_t q = p->per_channel ? c + k : 0;
-        rq->bias[k] = bias_of(d, c + k);
-        rq->fast = rq->fast && rq_fast_ok(d->multipliers[q], d->shifts[q]);
-        rq->m2[k] = rq_m2(d->multipliers[q]);
-        rq->s1[k] = rq_s1(d->shifts[q]);
+    for (int k = 0; k < 4; ++k) rq->bias[k] = bias_of(d, c + k);
+    const int32_t step = p->per_channel ? 1 : 0;
+    const int32_t *m = d->multipliers + (p->per_channel ? c : 0),
+                  *s = d->shifts + (m - d->multipliers);
+    uint32_t ok = p->output_offset >= -(1 << 30) && p->output_offset < (1 << 30);
+    for (int k = 0; k < 4; ++k, m += step, s += step) {
+        const int32_t mk = *m, sk = *s;
+        ok &=
+            ((uint32_t)mk - (1u << 30) < (1u << 30)) & ((uint32_t)sk + 31u <= 30u); /* rq_fast_ok */
+        rq->m2[k] = rq_m2(mk);
+        rq->s1[k] = rq_s1(sk);
     }
+    rq->fast = (int)ok;
 }
 
 /* A channel group's constants (w first: DW_LDRD_W addresses it from the group). */

@@ -295,7 +295,7 @@ _Static_assert(__builtin_offsetof(struct kp_k, cc) == 32 &&
 #if KP_ASM
 /* clang-format off */
 /* rq_fused (requant_fast.h) of accumulator a with its (m2, s1) at off in struct kp_k, cc in t2
- * (the instructions of depthwise_conv2d_s8_3x3_dsp.c's d3_row). */
+ * (the instructions of depthwise_conv2d_s8_3x3_dsp.c's d3_rows). */
 #define KP_RQ(a, off)                                                                             \
     "ldrd %[t0], %[t1], [%[k], #" #off "]\n\t"                                                    \
     "smmlar %[" #a "], %[" #a "], %[t0], %[" #a "]\n\t"                                           \
