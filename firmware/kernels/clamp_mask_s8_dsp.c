@@ -1,19 +1,40 @@
 /* The 1-bit clamp mask of a forward output, optimized: bit-identical with
  * clamp_mask_s8_ref_run (clamp_mask_s8.c). Bit i is act_min < y_i < act_max, i.e.
- * lo <= y_i <= hi with lo = act_min + 1 and hi = act_max - 1 clipped to int8. Four elements at
- * a time: one word of outputs, two byte-lane comparisons (dsp_ge8: SSUB8 and SEL) and their
- * AND give 0xFF per kept byte, and a multiply gathers the four bytes' low bits into a nibble
- * (x & 0x01010101 times 0x01020408 puts byte j's bit at bit 24 + j, and no other partial
- * product reaches bits 24-27 or carries into them); two nibbles make a mask byte. Ranges
- * that keep nothing (act_min >= 127, act_max <= -128, or no integer between) and the last
- * partial byte run the reference's loop. */
+ * lo <= y_i <= hi with lo = act_min + 1 and hi = act_max - 1 clipped to int8, i.e. (y_i - lo)
+ * mod 256 <= hi - lo as unsigned bytes (a y_i below lo wraps to 256 + y_i - lo, above hi - lo
+ * as y_i >= -128 and hi <= 127). Eight elements at a
+ * time: per word, USUB8 (the differences), USUB8 of hi - lo against them (its GE flags: no
+ * borrow) and SEL give 0x01 per kept byte (keep01); the second word's lanes shifted by 4 fill
+ * the nibbles between, and one multiply gathers the eight bits into a byte (times 0x01020408,
+ * bit 8j lands at 24 + j and bit 8j + 4 at 28 + j; every other partial product lands on a
+ * distinct bit below 24 or beyond 31, so nothing carries into 24-31). Ranges that keep
+ * nothing (act_min >= 127, act_max <= -128, or no integer between) and the last partial byte
+ * run the reference's loop. */
 #include "clamp_mask_s8.h"
 #include "dsp.h"
 #include "grad.h"
 
-static inline uint32_t nibble(uint32_t keep) {
-    return ((keep & 0x01010101u) * 0x01020408u) >> 24;
+/* 0x01 in byte i where (a_i - lo_i) mod 256 <= range_i (unsigned), else 0x00. */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t keep01(uint32_t a, uint32_t lo4, uint32_t range4) {
+    uint32_t r;
+    __asm__(
+        "usub8 %0, %1, %2\n"
+        "usub8 %0, %3, %0\n" /* GE_i: range_i >= the difference; nothing may touch the flags */
+        "sel %0, %4, %5"
+        : "=&r"(r)
+        : "r"(a), "r"(lo4), "r"(range4), "r"(0x01010101u), "r"(0u)
+        : "cc");
+    return r;
 }
+#else
+static inline uint32_t keep01(uint32_t a, uint32_t lo4, uint32_t range4) {
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8)
+        if ((uint8_t)((a >> i) - (lo4 >> i)) <= (uint8_t)(range4 >> i)) r |= 1u << i;
+    return r;
+}
+#endif
 
 void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loop on plain locals. */
@@ -28,13 +49,12 @@ void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scra
     uint8_t *mask = operands[CLAMP_MASK_S8_MASK];
     const size_t n = p.size > 0 ? (size_t)p.size : 0u;
     const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)lo * 0x01010101u;
-    const uint32_t hi4 = (uint32_t)(uint8_t)(int8_t)hi * 0x01010101u;
+    const uint32_t range4 = (uint32_t)(hi - lo) * 0x01010101u; /* hi - lo in [0, 254] */
     const size_t whole = n >> 3;
     for (size_t k = 0; k < whole; ++k, y += 8) {
         const uint32_t a = dsp_read4(y), b = dsp_read4(y + 4);
-        const uint32_t ka = dsp_ge8(a, lo4) & dsp_ge8(hi4, a);
-        const uint32_t kb = dsp_ge8(b, lo4) & dsp_ge8(hi4, b);
-        mask[k] = (uint8_t)(nibble(ka) | nibble(kb) << 4);
+        const uint32_t bits = keep01(a, lo4, range4) | keep01(b, lo4, range4) << 4;
+        mask[k] = (uint8_t)((bits * 0x01020408u) >> 24);
     }
     if (n & 7) {
         uint32_t byte = 0;
