@@ -43,7 +43,9 @@ __attribute__((naked, noinline)) void dsp_round4(const int32_t *acc, int8_t *out
      * an odd M the -1 is left out (6 instructions): 254 v + M is odd, so no multiple of 2M
      * lies between N and N + 1.
      * Checked against the reference on every v for M < 6000 and at every rounding boundary
-     * for M up to 2^30 (tests/kernels/conv/test_dsp_grads.py). */
+     * for M up to 2^30, in C (tests/kernels/conv/test_dsp_grads.py); the assembly itself on
+     * the emulated M7 and M4 (test_dsp_grad_helpers_board.py: every value of [-M, M] for M
+     * at the loops' edges, and random arrays with ties). */
 #define DSP_ROUND_S(v, tie)                 \
     "smmla r7, " v ", r9, r12\n"            \
     "asr r7, r7, #2\n"                      \

@@ -21,7 +21,8 @@ import pytest
 from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import xorshift64_c
 
-_HARNESS_C = r"""
+_HARNESS_C = (
+    r"""
 extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
 
 static uint32_t semihost(uint32_t op, const void *arg) {
@@ -54,23 +55,10 @@ static void report(uint32_t checks, uint32_t bad) {
     (void)semihost(0x04u, msg);
 }
 
-void Reset_Handler(void);
 int main(void);
-void Reset_Handler(void) {
-    memcpy(&__data_start, &__data_load, (size_t)((char *)&__data_end - (char *)&__data_start));
-    memset(&__bss_start, 0, (size_t)((char *)&__bss_end - (char *)&__bss_start));
-    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: FPU on (hard-float ABI) */
-    __asm volatile("dsb\n isb");
-    finish((uint32_t)main());
-}
-
-static void fault(void) {
-    finish(6);
-}
-
-__attribute__((section(".vectors"), used)) void (*const vectors[16])(void) = {
-    (void (*)(void))(uintptr_t)&__stack_top, Reset_Handler, fault, fault, fault, fault, fault};
 """
+    + gs.BOOT_C
+)
 
 _REQUANT_C = (
     r"""
