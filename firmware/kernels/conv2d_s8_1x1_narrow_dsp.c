@@ -156,29 +156,20 @@ _Static_assert(offsetof(struct narrow_frame, head) == 4 && offsetof(struct narro
  * iteration; no register is free for the last pass's end, which is marked in its last record
  * instead (NARROW_END), tested in 2 instructions (TST, BEQ) where loading rec_end took 3. */
 /* One output of the last pass: its record in r4-r11 (taps r4-r7, accumulator r8, M r9, s1
- * r10, C r11), 8 MACs, rq4, one byte out. */
-#define NARROW_OUT              \
-    "ldm r12!, {r4-r11}\n"      \
-    "smlad r8, r0, r4, r8\n"    \
-    "smlad r8, r1, r5, r8\n"    \
-    "smlad r8, r2, r6, r8\n"    \
-    "smlad r8, r3, r7, r8\n"    \
-    "smmlar r9, r8, r9, r11\n"  \
-    "add r9, r9, r8, asr #31\n" \
-    "asr r9, r9, r10\n"         \
-    "ssat r9, #8, r9, asr #1\n" \
+ * r10, C r11), 8 MACs, rq4 (SIGN: its ADD of the sign) or rq3 (an output offset of -128,
+ * rq3_ok: SIGN empty, 9 instructions), one byte out. */
+#define NARROW_OUT_WITH(SIGN)       \
+    "ldm r12!, {r4-r11}\n"          \
+    "smlad r8, r0, r4, r8\n"        \
+    "smlad r8, r1, r5, r8\n"        \
+    "smlad r8, r2, r6, r8\n"        \
+    "smlad r8, r3, r7, r8\n"        \
+    "smmlar r9, r8, r9, r11\n" SIGN \
+    "asr r9, r9, r10\n"             \
+    "ssat r9, #8, r9, asr #1\n"     \
     "strb r9, [lr], #1\n"
-/* The same with rq3 (an output offset of -128, rq3_ok): no ADD of the sign, 9 instructions. */
-#define NARROW_OUT_Z            \
-    "ldm r12!, {r4-r11}\n"      \
-    "smlad r8, r0, r4, r8\n"    \
-    "smlad r8, r1, r5, r8\n"    \
-    "smlad r8, r2, r6, r8\n"    \
-    "smlad r8, r3, r7, r8\n"    \
-    "smmlar r9, r8, r9, r11\n"  \
-    "asr r9, r9, r10\n"         \
-    "ssat r9, #8, r9, asr #1\n" \
-    "strb r9, [lr], #1\n"
+#define NARROW_OUT NARROW_OUT_WITH("add r9, r9, r8, asr #31\n")
+#define NARROW_OUT_Z NARROW_OUT_WITH("")
 /* One output of an earlier pass: taps r4-r7 and the accumulator's start r8; the partial sum
  * goes to the accumulator word of the next pass's record (r9, records of STRIDE bytes). */
 #define NARROW_PART(STRIDE)  \
@@ -294,6 +285,7 @@ static __attribute__((naked, noinline)) void narrow_chunkz_m7(struct narrow_fram
 #undef NARROW_WIDEN_R6
 #undef NARROW_PART
 #undef NARROW_OUT_Z
+#undef NARROW_OUT_WITH
 #undef NARROW_OUT
 #else
 /* 8 input bytes (+ the offset) as 4 words of 16-bit lanes, in SXTB16 order. */

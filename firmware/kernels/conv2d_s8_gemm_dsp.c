@@ -289,43 +289,31 @@ _Static_assert(offsetof(struct pair_m7, w) == 32 && offsetof(struct pair_m7, tai
     "ldr r8, [r1, #52]\n"      \
     "cmp r0, r8\n"             \
     "bne 0b\n"
-#define M7_FINISH                 \
-    "ldrd r4, r5, [r1, #8]\n"     \
-    "ldrd r6, r7, [r1, #16]\n"    \
-    "smmlar r8, r2, r4, r6\n"     \
-    "smmlar r9, r12, r4, r6\n"    \
-    "smmlar r10, r3, r5, r7\n"    \
-    "smmlar r11, lr, r5, r7\n"    \
-    "add r8, r8, r2, asr #31\n"   \
-    "add r9, r9, r12, asr #31\n"  \
-    "add r10, r10, r3, asr #31\n" \
-    "add r11, r11, lr, asr #31\n" \
-    "ldrd r4, r5, [r1, #24]\n"    \
-    "asr r8, r8, r4\n"            \
-    "asr r9, r9, r4\n"            \
-    "asr r10, r10, r5\n"          \
-    "asr r11, r11, r5\n"          \
-    "ssat r8, #8, r8, asr #1\n"   \
-    "ssat r9, #8, r9, asr #1\n"   \
-    "ssat r10, #8, r10, asr #1\n" \
+/* SIGN: rq4's four ADDs of the sign, or nothing for rq3 (conv2d_s8_dsp.h: an output offset of
+ * -128). */
+#define M7_FINISH_WITH(SIGN)        \
+    "ldrd r4, r5, [r1, #8]\n"       \
+    "ldrd r6, r7, [r1, #16]\n"      \
+    "smmlar r8, r2, r4, r6\n"       \
+    "smmlar r9, r12, r4, r6\n"      \
+    "smmlar r10, r3, r5, r7\n"      \
+    "smmlar r11, lr, r5, r7\n" SIGN \
+    "ldrd r4, r5, [r1, #24]\n"      \
+    "asr r8, r8, r4\n"              \
+    "asr r9, r9, r4\n"              \
+    "asr r10, r10, r5\n"            \
+    "asr r11, r11, r5\n"            \
+    "ssat r8, #8, r8, asr #1\n"     \
+    "ssat r9, #8, r9, asr #1\n"     \
+    "ssat r10, #8, r10, asr #1\n"   \
     "ssat r11, #8, r11, asr #1\n" M7_STORE
-/* The same with rq3 (conv2d_s8_dsp.h: an output offset of -128), without rq4's 4 ADDs. */
-#define M7_FINISH_Z               \
-    "ldrd r4, r5, [r1, #8]\n"     \
-    "ldrd r6, r7, [r1, #16]\n"    \
-    "smmlar r8, r2, r4, r6\n"     \
-    "smmlar r9, r12, r4, r6\n"    \
-    "smmlar r10, r3, r5, r7\n"    \
-    "smmlar r11, lr, r5, r7\n"    \
-    "ldrd r4, r5, [r1, #24]\n"    \
-    "asr r8, r8, r4\n"            \
-    "asr r9, r9, r4\n"            \
-    "asr r10, r10, r5\n"          \
-    "asr r11, r11, r5\n"          \
-    "ssat r8, #8, r8, asr #1\n"   \
-    "ssat r9, #8, r9, asr #1\n"   \
-    "ssat r10, #8, r10, asr #1\n" \
-    "ssat r11, #8, r11, asr #1\n" M7_STORE
+#define M7_FINISH                     \
+    M7_FINISH_WITH(                   \
+        "add r8, r8, r2, asr #31\n"   \
+        "add r9, r9, r12, asr #31\n"  \
+        "add r10, r10, r3, asr #31\n" \
+        "add r11, r11, lr, asr #31\n")
+#define M7_FINISH_Z M7_FINISH_WITH("")
 #define M7_FINISH_SINGLE           \
     "ldrd r4, r5, [r1, #8]\n"      \
     "smmlar r8, r2, r4, r2\n"      \
@@ -406,6 +394,7 @@ PAIR_FAST_M7_7(pair_fast_m7_7z, M7_FINISH_Z)
 #undef M7_CLOBBERS
 #undef M7_FINISH
 #undef M7_FINISH_Z
+#undef M7_FINISH_WITH
 #undef M7_FINISH_SINGLE
 #undef M7_STORE
 #undef M7_START
