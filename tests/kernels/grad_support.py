@@ -623,6 +623,24 @@ HARNESS_KERNELS = [
     "fully_connected_s8",
 ]
 
+# The harnesses' link to the emulator: the linker script's symbols, a semihosting call and the
+# exit call (SYS_EXIT with ADP_Stopped_ApplicationExit and the code).
+SEMIHOST_C = r"""
+extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
+
+static uint32_t semihost(uint32_t op, const void *arg) {
+    register uint32_t r0 __asm("r0") = op;
+    register const void *r1 __asm("r1") = arg;
+    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+static void finish(uint32_t code) {
+    uint32_t args[2] = {0x20026u, code};
+    for (;;) (void)semihost(0x20u, args);
+}
+"""
+
 # The harnesses' start-up: .data/.bss set up, the FPU on, main's result to the exit call, any
 # fault exit code 6 (needs semihosting's finish(), the linker script's symbols and main()).
 BOOT_C = r"""
@@ -667,20 +685,9 @@ static const struct {
 #undef KERNEL
 
 extern const uint8_t blob[];
-extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
-
-static uint32_t semihost(uint32_t op, const void *arg) {
-    register uint32_t r0 __asm("r0") = op;
-    register const void *r1 __asm("r1") = arg;
-    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-
-static void finish(uint32_t code) {
-    uint32_t args[2] = {0x20026u, code};
-    for (;;) (void)semihost(0x20u, args);
-}
-
+"""
+    + SEMIHOST_C
+    + r"""
 static uint32_t rd(const uint8_t **p) {
     uint32_t v;
     memcpy(&v, *p, 4);

@@ -22,21 +22,8 @@ from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import xorshift64_c
 
 _HARNESS_C = (
-    r"""
-extern uint32_t __stack_top, __data_start, __data_end, __data_load, __bss_start, __bss_end;
-
-static uint32_t semihost(uint32_t op, const void *arg) {
-    register uint32_t r0 __asm("r0") = op;
-    register const void *r1 __asm("r1") = arg;
-    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-
-static void finish(uint32_t code) {
-    uint32_t args[2] = {0x20026u, code};
-    for (;;) (void)semihost(0x20u, args);
-}
-
+    gs.SEMIHOST_C
+    + r"""
 static char *put_u32(char *s, uint32_t v) {
     char d[10];
     int n = 0;
