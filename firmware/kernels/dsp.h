@@ -391,9 +391,7 @@ static inline uint32_t dsp_mask_bytes(const uint8_t *mask, size_t i, int32_t n) 
     const uint32_t sh = (uint32_t)(i & 7u);
     uint32_t bits = mask[byte];
     if (sh + (uint32_t)n > 8u) bits |= (uint32_t)mask[byte + 1] << 8; /* only when needed */
-    bits = (bits >> sh) & ((1u << n) - 1u);
-    /* bit j to bit 8j (the shifted copies do not overlap), then each 1 to 0xFF */
-    return ((bits * 0x00204081u) & 0x01010101u) * 0xFFu;
+    return grad_mask_lanes4((bits >> sh) & ((1u << n) - 1u));
 }
 
 #define DSP_BIAS_CHUNK 64 /* channels whose sums dsp_bias_sums keeps at once (512 B) */

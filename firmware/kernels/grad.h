@@ -43,6 +43,15 @@ static inline size_t grad_mask_bytes(size_t elements) {
     return (elements + 7u) / 8u;
 }
 
+/* 0xFF in byte j of a word where bit j of bits (a value below 16) is set, else 0x00: four mask
+ * bits as byte lanes (lane j of a little-endian word is element j). Times 0x00204081 (2^0 +
+ * 2^7 + 2^14 + 2^21) puts bit j at bits j + 7m, among them bit 8j (m = j); no two partial
+ * products meet, so nothing carries, and the AND keeps bit 8j of each byte; times 0xFF fills
+ * its byte. */
+static inline uint32_t grad_mask_lanes4(uint32_t bits) {
+    return ((bits * 0x00204081u) & 0x01010101u) * 0xFFu;
+}
+
 /* Requantizes n int32 accumulators, whose real value is acc * acc_scale, to int8 with the
  * dynamic scale max|real| / 127 (round half away from zero). Returns that scale (0 if all
  * accumulators are 0, in which case out is all 0). */
