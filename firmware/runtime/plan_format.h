@@ -5,13 +5,19 @@
 #include "def_types.h"
 
 #define PLAN_MAGIC 0x4C505454u /* "TTPL" little-endian */
-/* 4: WINDOW_COPY (patch-based execution); 3: trained-slice operands on conv/depthwise/FC */
-#define PLAN_FORMAT_VERSION 7u
+/* 8: stream storage (an input read a band of rows at a time); 4: WINDOW_COPY (patch-based
+ * execution); 3: trained-slice operands on conv/depthwise/FC */
+#define PLAN_FORMAT_VERSION 8u
 #define PLAN_ALIGN 16u
 #define PLAN_NO_TENSOR 0xFFFFu
 #define PLAN_OP_FLAG_NOOP 1u
 
-enum plan_storage { PLAN_STORAGE_ARENA = 0, PLAN_STORAGE_CONSTANT = 1, PLAN_STORAGE_STATE = 2 };
+enum plan_storage {
+    PLAN_STORAGE_ARENA = 0,
+    PLAN_STORAGE_CONSTANT = 1,
+    PLAN_STORAGE_STATE = 2,
+    PLAN_STORAGE_STREAM = 3,
+};
 enum plan_dtype {
     PLAN_DTYPE_INT8 = 0,
     PLAN_DTYPE_INT32 = 1,

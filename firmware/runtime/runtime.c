@@ -4,10 +4,18 @@
 
 #include "crc.h"
 #include "fmt.h"
+#include "input_rows.h"
 #include "kernel.h"
 #include "kernel_table.h"
 
 #define MAX_OPERANDS 16
+
+/* The code of INPUT_ROWS, from the one list (kernels/ops.def). */
+enum {
+#define OP(code, name, kernel) RT_OP_##name = (code),
+#include "ops.def"
+#undef OP
+};
 
 static uint16_t read_u16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));
@@ -22,6 +30,31 @@ static rt_status_t fail(rt_status_t s, char *err, size_t n, const char *fmt, uin
 /* Is [off, off + len) inside [0, limit)? Written so that no sum can overflow. */
 static int inside(uint32_t off, uint32_t len, uint32_t limit) {
     return off <= limit && len <= limit - off;
+}
+
+static struct input_rows_params input_rows_params(const rt_plan_t *p,
+                                                  const struct plan_PLAN_OP *op) {
+    struct input_rows_params q;
+    memcpy(&q, p->params + op->params_offset, sizeof q);
+    return q;
+}
+
+/* An INPUT_ROWS operator's fields are inside its band and its (streamed) input. */
+static int input_rows_ok(const rt_plan_t *p, const struct plan_PLAN_OP *op) {
+    if (op->n_operands != INPUT_ROWS_OPERANDS ||
+        op->params_size != sizeof(struct input_rows_params))
+        return 0;
+    const struct input_rows_params q = input_rows_params(p, op);
+    const struct plan_PLAN_TENSOR *band =
+        &p->tensors[read_u16(p->operands + 2u * op->operands_index)];
+    if (q.input < 0 || (uint32_t)q.input >= p->header->n_inputs) return 0;
+    if (!rt_input_streamed(p, (uint32_t)q.input)) return 0;
+    const uint32_t size = p->tensors[rt_input_tensor(p, (uint32_t)q.input)].size;
+    if (q.keep_from < 0 || q.keep_len < 0 || q.fetch_offset < 0 || q.fetch_len < 0) return 0;
+    return band->storage == PLAN_STORAGE_ARENA &&
+           inside((uint32_t)q.keep_from, (uint32_t)q.keep_len, band->size) &&
+           inside((uint32_t)q.keep_len, (uint32_t)q.fetch_len, band->size) &&
+           inside((uint32_t)q.fetch_offset, (uint32_t)q.fetch_len, size);
 }
 
 rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8_t *arena,
@@ -72,6 +105,12 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
 
     for (uint32_t t = 0; t < h->n_tensors; t++) {
         const struct plan_PLAN_TENSOR *T = &p->tensors[t];
+        if (T->storage == PLAN_STORAGE_STREAM) {
+            if (T->offset != 0)
+                return fail(RT_ERR_BOUNDS, err, n, "streamed tensor %u has offset %u (must be 0)",
+                            t, T->offset);
+            continue; /* no bytes of its own: INPUT_ROWS operators bring them */
+        }
         uint32_t limit = T->storage == PLAN_STORAGE_CONSTANT ? h->data_size : h->arena_size;
         if (T->storage > PLAN_STORAGE_STATE || !inside(T->offset, T->size, limit) ||
             (T->storage == PLAN_STORAGE_STATE && !inside(T->init_offset, T->size, h->data_size)))
@@ -101,7 +140,17 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
                 return fail(RT_ERR_BOUNDS, err, n, "operator %u: operand %u names no tensor", o, k);
         if (op->scratch_tensor != PLAN_NO_TENSOR && op->scratch_tensor >= h->n_tensors)
             return fail(RT_ERR_BOUNDS, err, n, "operator %u: scratch names no tensor", o, 0);
+        for (uint32_t k = 0; k < op->n_operands; k++)
+            if (p->tensors[read_u16(p->operands + 2u * (op->operands_index + k))].storage ==
+                PLAN_STORAGE_STREAM)
+                return fail(RT_ERR_BOUNDS, err, n,
+                            "operator %u reads a streamed input directly (operand %u)", o, k);
+        if (op->code == RT_OP_INPUT_ROWS && !input_rows_ok(p, op))
+            return fail(RT_ERR_BOUNDS, err, n,
+                        "operator %u (INPUT_ROWS): its rows do not fit its band or its input", o,
+                        0);
     }
+
     rt_reset_state(p);
     return RT_OK;
 }
@@ -125,6 +174,7 @@ rt_status_t rt_plan_check_board(const rt_plan_t *p, uint32_t ram_size, uint32_t 
 
 void *rt_tensor_data(const rt_plan_t *p, uint32_t t) {
     const struct plan_PLAN_TENSOR *T = &p->tensors[t];
+    if (T->storage == PLAN_STORAGE_STREAM) return 0;
     const uint8_t *base = T->storage == PLAN_STORAGE_CONSTANT ? p->data : p->arena;
     return (void *)(uintptr_t)(base + T->offset);
 }
@@ -160,6 +210,36 @@ void rt_invoke_range(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hoo
         }
         if (hook) hook(ctx, o, 1);
     }
+}
+
+int rt_input_streamed(const rt_plan_t *p, uint32_t i) {
+    return i < p->header->n_inputs &&
+           p->tensors[rt_input_tensor(p, i)].storage == PLAN_STORAGE_STREAM;
+}
+
+int rt_op_fetch(const rt_plan_t *p, uint32_t o, rt_fetch_t *f) {
+    if (o >= p->header->n_ops || p->ops[o].code != RT_OP_INPUT_ROWS) return 0;
+    const struct plan_PLAN_OP *op = &p->ops[o];
+    const struct input_rows_params q = input_rows_params(p, op);
+    f->op = o;
+    f->input = (uint32_t)q.input;
+    f->offset = (uint32_t)q.fetch_offset;
+    f->len = (uint32_t)q.fetch_len;
+    f->dst =
+        (uint8_t *)rt_tensor_data(p, read_u16(p->operands + 2u * op->operands_index)) + q.keep_len;
+    return 1;
+}
+
+uint32_t rt_invoke_to_fetch(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
+                            void *ctx) {
+    if (end > p->header->n_ops) end = p->header->n_ops;
+    for (uint32_t o = first; o < end; o++)
+        if (p->ops[o].code == RT_OP_INPUT_ROWS) {
+            rt_invoke_range(p, first, o + 1u, hook, ctx);
+            return o + 1u;
+        }
+    rt_invoke_range(p, first, end, hook, ctx);
+    return end < first ? first : end;
 }
 
 size_t rt_plan_struct_size(void) {

@@ -54,10 +54,38 @@ void rt_invoke(const rt_plan_t *p, rt_op_hook_fn hook, void *hook_ctx);
 void rt_invoke_range(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
                      void *ctx);
 
+/* A streamed input (storage PLAN_STORAGE_STREAM) is read a band of rows at a time: each
+ * INPUT_ROWS operator moves the rows the next band keeps to the band's start, and then the
+ * input's bytes [offset, offset + len) must be written at dst before the next operator runs.
+ * Where they come from is the caller's business (the link's SAMPLE or TENSOR_WRITE on the
+ * board, the whole sample in the host twin). */
+typedef struct {
+    uint32_t op;     /* the INPUT_ROWS operator */
+    uint32_t input;  /* which plan input (index among the inputs) */
+    uint32_t offset; /* the bytes of the whole input it asks for */
+    uint32_t len;
+    uint8_t *dst; /* where they go: inside the band, after the kept rows */
+} rt_fetch_t;
+
+/* Is operator o an INPUT_ROWS? If so, describes the rows it asks for in *f. */
+int rt_op_fetch(const rt_plan_t *p, uint32_t o, rt_fetch_t *f);
+
+/* Runs operators [first, end) like rt_invoke_range, but stops right after an INPUT_ROWS
+ * operator: returns the next operator to run (end when the range is done). Where it stopped
+ * early, rt_op_fetch(p, returned - 1, &f) says which rows to write before running on from
+ * there. rt_invoke_range does not stop: use this for a plan with a streamed input. */
+uint32_t rt_invoke_to_fetch(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
+                            void *ctx);
+
+/* Does the plan stream input i (storage PLAN_STORAGE_STREAM)? Its bytes then come through
+ * INPUT_ROWS operators only: rt_tensor_data gives 0 for it. */
+int rt_input_streamed(const rt_plan_t *p, uint32_t i);
+
 /* Puts every state tensor (trained weights, biases, RNG) back to the plan's initial values. */
 void rt_reset_state(const rt_plan_t *p);
 
-/* A tensor's bytes (arena or constant data) and size; io index into inputs/outputs. */
+/* A tensor's bytes (arena or constant data; 0 for a streamed input) and size; io index into
+ * inputs/outputs. */
 void *rt_tensor_data(const rt_plan_t *p, uint32_t tensor);
 uint32_t rt_tensor_size(const rt_plan_t *p, uint32_t tensor);
 uint32_t rt_input_tensor(const rt_plan_t *p, uint32_t i);

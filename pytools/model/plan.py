@@ -16,7 +16,7 @@ from pytools.paths import FIRMWARE
 RUNTIME_DIR = FIRMWARE / "runtime"
 DTYPES = {"int8": 0, "int32": 1, "float32": 2, "uint8": 3, "int16": 4, "int64": 5, "uint32": 6}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-STORAGE_ARENA, STORAGE_CONSTANT, STORAGE_STATE = 0, 1, 2
+STORAGE_ARENA, STORAGE_CONSTANT, STORAGE_STATE, STORAGE_STREAM = 0, 1, 2, 3
 NO_TENSOR = 0xFFFF
 OP_FLAG_NOOP = 1
 ALIGN = 16
