@@ -237,7 +237,7 @@ def test_mobilenet_v2_sparse_streams_its_input_bit_exactly_in_a_smaller_arena() 
 
 def test_a_scheme_without_a_first_patch_stage_cannot_stream() -> None:
     for scheme in ("bias=6,-1=1,stream_input=true", "bias=6,-1=1,patch=3-7x2,stream_input=true"):
-        with pytest.raises(ModelError, match="stream_input: .*starts at operator #0.*drop stream_input"):
+        with pytest.raises(ModelError, match=r"stream_input: .*starts at operator #0.*drop stream_input"):
             compiled(scheme)
 
 
@@ -261,7 +261,7 @@ def test_a_float_input_cannot_stream() -> None:
     tensors = list(patched.tensors)
     tensors[x.index] = Tensor(x.index, x.name, x.shape, "float32")
     g = Graph(tensors, patched.ops, patched.inputs, patched.outputs)
-    with pytest.raises(ModelError, match="float32.*only an int8 NHWC input"):
+    with pytest.raises(ModelError, match=r"float32.*only an int8 NHWC input"):
         stream_input(g, True)
 
 
@@ -316,7 +316,7 @@ def test_the_runtime_refuses_input_rows_beyond_its_band_or_input(tiny) -> None:
         {"input": 1},  # the label: not a streamed input
     ):
         blob = _doctored(st, lambda plan, c=changes: _set_params(_rows_op(plan), **c))
-        with pytest.raises(ModelError, match="INPUT_ROWS.*do not fit"):
+        with pytest.raises(ModelError, match=r"INPUT_ROWS.*do not fit"):
             HostTwin(blob)
 
 
