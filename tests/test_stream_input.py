@@ -23,7 +23,7 @@ from pytools.model.ir import Graph, ModelError, Op, Tensor
 from pytools.model.kernels import params_layout
 from pytools.model.lowering.patch import Patching, patch_graph
 from pytools.model.lowering.stream import band_schedule, stream_input
-from pytools.model.plan import STORAGE_ARENA, STORAGE_STREAM, pack
+from pytools.model.plan import NO_TENSOR, STORAGE_ARENA, STORAGE_STREAM, pack
 from pytools.model.tflite_import import import_tflite, load_tflite
 from pytools.paths import ROOT
 from pytools.pretrain.mobilenet_v2 import mobilenet_v2_path
@@ -330,3 +330,31 @@ def test_the_runtime_refuses_an_operator_reading_the_stream_directly(tiny) -> No
 
     with pytest.raises(ModelError, match="reads a streamed input directly"):
         HostTwin(_doctored(st, read_stream))
+
+
+def test_the_runtime_refuses_a_stream_that_is_no_input(tiny) -> None:
+    """Only an input streams: an output or a scratch of stream storage would have no bytes."""
+    _, st = tiny
+    first_arena = next(
+        i for i, t in enumerate(st.compiled.plan.tensors) if t.storage == STORAGE_ARENA and t.name
+    )
+
+    def stream(tid: int):
+        def change(plan) -> None:
+            plan.tensors = [dataclasses.replace(t) for t in plan.tensors]
+            plan.tensors[tid].storage, plan.tensors[tid].offset = STORAGE_STREAM, 0
+
+        return change
+
+    def scratch_on_stream(plan) -> None:
+        op = next(op for op in plan.ops if op.scratch != NO_TENSOR)
+        op.scratch = plan.inputs[0]
+
+    for change, said in (
+        (stream(st.compiled.plan.outputs[0]), "output 0"),
+        (stream(first_arena), "is streamed but is no input of the plan"),
+        (scratch_on_stream, "scratch names no arena tensor"),
+    ):
+        with pytest.raises(ModelError, match="refused the plan") as e:
+            HostTwin(_doctored(st, change))
+        assert said in str(e.value)
