@@ -358,3 +358,13 @@ def test_the_runtime_refuses_a_stream_that_is_no_input(tiny) -> None:
         with pytest.raises(ModelError, match="refused the plan") as e:
             HostTwin(_doctored(st, change))
         assert said in str(e.value)
+
+
+def test_auto_patching_prices_its_candidates_streamed() -> None:
+    """patch=auto with stream_input: every candidate is planned with its input streamed, so
+    the choice is never worse than the unstreamed choice, then streamed."""
+    scheme = "bias=4,-1=1,-2=0.25,patch=auto"
+    plain, st = compiled(scheme), compiled(scheme + ",stream_input=true")
+    assert st.streamed is not None and st.patching and st.patching[0].start == 0
+    assert st.compiled.arena <= plain.compiled.arena
+    assert f"-> {st.compiled.arena:,} B" in st.patch_note  # the note's arena is the streamed one

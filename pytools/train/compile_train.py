@@ -92,14 +92,22 @@ def compile_training(
         # Searched without the planner's exact overlaps (a trial plan each, times every
         # candidate); the best few are then planned with them.
         baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
+
+        def arena_of(p: Patched, overlap: bool = True) -> int:
+            # Priced as it will run: with the input streamed when the scheme streams it
+            # (every candidate's first stage starts at operator #0).
+            g, added = p.graph, p.added
+            if scheme.stream_input:
+                s = stream_input(g, True)
+                g, added = s.graph, added + s.added
+            return compile_graph(g, board, name, n_forward=tb.n_forward + added, overlap=overlap).arena
+
         auto = choose(
             tb.graph,
-            lambda p: (
-                compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added, overlap=False).arena
-            ),
+            lambda p: arena_of(p, overlap=False),
             baseline,
             scheme.patch_budget,
-            refine=lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
+            refine=arena_of,
         )
         patching, patched, note = auto.stages, auto.patched, auto.note
     elif patching:
