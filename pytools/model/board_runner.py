@@ -99,7 +99,11 @@ class BoardModel:
         bytes it names of data[input] (TENSOR_WRITE) and going on from where the board stopped;
         the report's cost is the sum over the INVOKEs ("invokes" of them)."""
         stop = self.info["n_ops"] if end is None else end
-        rng = b"" if end is None and first == 0 else layout("INVOKE").pack(first=first, end=end or 0xFFFF)
+        rng = (
+            b""
+            if end is None and first == 0
+            else layout("INVOKE").pack(first=first, end=0xFFFF if end is None else end)
+        )
         cost, invokes = 0, 0
         while True:
             r = self.link.request(Msg.INVOKE, rng, timeout=timeout)
