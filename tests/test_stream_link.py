@@ -402,7 +402,7 @@ def test_a_stopped_step_repeats_need_input_and_starts_over_at_offset_0(step_boar
         bt.loaded = (t, x2, 7)
         r = bt.replay(t)
         assert not r.replayed and r.kind == "train" and (r.loss, r.prediction) == twin_step(sample(31), 7)
-        assert r.samples_trained == t + 1
+        assert r.samples_trained == t + 1 and r.cost > need["step_cost"]  # every segment summed
         # A generic TENSOR_WRITE drops a stopped step: its TRAIN then has no sample.
         bt.load(t + 1, sample(32), 1)
         link.request(Msg.TENSOR_WRITE, layout("TENSOR_WRITE").pack(io=0, index=1, offset=0) + bytes(4))
