@@ -6,13 +6,12 @@
 #include "fmt.h"
 #include "protocol.h"
 
-#define NO_FETCH 0xFFFFu
-
+/* Zero: nothing pending (in .bss, no initialiser to keep in flash). */
 static struct {
-    uint16_t op; /* the INPUT_ROWS operator whose window is pending; NO_FETCH if none */
+    uint16_t next; /* the operator after the INPUT_ROWS whose window is pending; 0 if none */
     uint8_t owner;
     uint32_t received; /* bytes of its window written so far */
-} pending = {NO_FETCH, STREAM_NONE, 0};
+} pending;
 
 bool stream_plan_streams(const rt_plan_t *p) {
     for (uint32_t i = 0; i < p->header->n_inputs; i++)
@@ -30,17 +29,15 @@ uint32_t stream_stop(const rt_plan_t *p, uint32_t first, uint32_t end) {
 
 bool stream_after_run(const rt_plan_t *p, uint32_t stop, uint8_t owner) {
     rt_fetch_t f;
-    pending.op = NO_FETCH;
-    pending.owner = STREAM_NONE;
-    pending.received = 0;
+    memset(&pending, 0, sizeof pending);
     if (stop == 0 || !rt_op_fetch(p, stop - 1u, &f)) return false;
-    pending.op = (uint16_t)(stop - 1u);
+    pending.next = (uint16_t)stop;
     pending.owner = owner;
     return true;
 }
 
 bool stream_pending(const rt_plan_t *p, uint8_t owner, rt_fetch_t *f, uint32_t *received) {
-    if (pending.op == NO_FETCH || pending.owner != owner || !rt_op_fetch(p, pending.op, f))
+    if (pending.next == 0 || pending.owner != owner || !rt_op_fetch(p, pending.next - 1u, f))
         return false;
     *received = pending.received;
     return true;
@@ -86,9 +83,7 @@ bool stream_write(const rt_plan_t *p, uint8_t owner, uint32_t input, uint32_t of
 
 void stream_drop(uint8_t owner) {
     if (owner != STREAM_NONE && owner != pending.owner) return;
-    pending.op = NO_FETCH;
-    pending.owner = STREAM_NONE;
-    pending.received = 0;
+    memset(&pending, 0, sizeof pending);
 }
 
 void stream_reply_need(const rt_plan_t *p, uint8_t owner, uint32_t sample_id, uint8_t kind,

@@ -29,7 +29,7 @@ enum { KIND_TRAIN = 0, KIND_EVAL = 1, KIND_PREDICT = 2 };
 static struct {
     bool probed;
     const rt_plan_t *plan; /* 0: no usable training plan (why says why) */
-    char why[80];
+    char why[72]; /* the longest reason, 71 characters, and its NUL */
     uint32_t input, label, loss, prediction, logits;
     uint32_t loss_end; /* operators [0, loss_end) compute the loss without training */
     uint16_t classes;
