@@ -57,6 +57,12 @@ static int input_rows_ok(const rt_plan_t *p, const struct plan_PLAN_OP *op) {
            inside((uint32_t)q.fetch_offset, (uint32_t)q.fetch_len, size);
 }
 
+static int is_input(const rt_plan_t *p, uint32_t t) {
+    for (uint32_t i = 0; i < p->header->n_inputs; i++)
+        if (rt_input_tensor(p, i) == t) return 1;
+    return 0;
+}
+
 rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8_t *arena,
                          uint32_t arena_capacity, char *err, size_t n) {
     memset(p, 0, sizeof *p);
@@ -124,6 +130,15 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
         if (read_u16(p->io + 2 * i) >= h->n_tensors)
             return fail(RT_ERR_BOUNDS, err, n, "input/output %u names tensor %u", i,
                         read_u16(p->io + 2 * i));
+    /* Only an input streams: an output, or a tensor no one writes, would have no bytes. */
+    for (uint32_t i = 0; i < h->n_outputs; i++)
+        if (p->tensors[rt_output_tensor(p, i)].storage == PLAN_STORAGE_STREAM)
+            return fail(RT_ERR_BOUNDS, err, n, "output %u (tensor %u) is streamed", i,
+                        rt_output_tensor(p, i));
+    for (uint32_t t = 0; t < h->n_tensors; t++)
+        if (p->tensors[t].storage == PLAN_STORAGE_STREAM && !is_input(p, t))
+            return fail(RT_ERR_BOUNDS, err, n, "tensor %u is streamed but is no input of the plan",
+                        t, 0);
     for (uint32_t o = 0; o < h->n_ops; o++) {
         const struct plan_PLAN_OP *op = &p->ops[o];
         if (op->code >= rt_kernels.count || !rt_kernels.run[op->code])
@@ -138,8 +153,10 @@ rt_status_t rt_plan_load(rt_plan_t *p, const uint8_t *blob, uint32_t size, uint8
         for (uint32_t k = 0; k < op->n_operands; k++)
             if (read_u16(p->operands + 2u * (op->operands_index + k)) >= h->n_tensors)
                 return fail(RT_ERR_BOUNDS, err, n, "operator %u: operand %u names no tensor", o, k);
-        if (op->scratch_tensor != PLAN_NO_TENSOR && op->scratch_tensor >= h->n_tensors)
-            return fail(RT_ERR_BOUNDS, err, n, "operator %u: scratch names no tensor", o, 0);
+        if (op->scratch_tensor != PLAN_NO_TENSOR &&
+            (op->scratch_tensor >= h->n_tensors ||
+             p->tensors[op->scratch_tensor].storage == PLAN_STORAGE_STREAM))
+            return fail(RT_ERR_BOUNDS, err, n, "operator %u: scratch names no arena tensor", o, 0);
         for (uint32_t k = 0; k < op->n_operands; k++)
             if (p->tensors[read_u16(p->operands + 2u * (op->operands_index + k))].storage ==
                 PLAN_STORAGE_STREAM)

@@ -30,6 +30,7 @@ from pytools.model.plan import (
     STORAGE_ARENA,
     STORAGE_CONSTANT,
     STORAGE_STATE,
+    STORAGE_STREAM,
     Plan,
     PlanOp,
     PlanTensor,
@@ -194,6 +195,17 @@ def overlap_ties(
     return ties
 
 
+def streamed_inputs(graph: Graph) -> set[int]:
+    """The graph's inputs that only INPUT_ROWS operators read (lowering/stream.py): each is a
+    plan tensor of stream storage (its whole shape, size and quantization, offset 0) with no
+    bytes in the arena; its band is an ordinary arena tensor."""
+    readers: dict[int, set[str]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            readers.setdefault(t, set()).add(op.kind)
+    return {t for t in graph.inputs if readers.get(t) == {"INPUT_ROWS"}}
+
+
 def lower_all(graph: Graph) -> list[KernelCall]:
     """Every operator's KernelCall; operators the kernels cannot run (a quantization, shape or
     option outside what they do) are all named in one ModelError, not only the first."""
@@ -247,6 +259,7 @@ def compile_graph(
             first[r] = min(first.get(r, i), i)
             last[r] = max(last.get(r, i), i)
 
+    streamed = streamed_inputs(graph)
     tensors: list[PlanTensor] = []
     plan_id: dict[int, int] = {}  # graph tensor -> plan tensor
     data = bytearray()
@@ -296,7 +309,8 @@ def compile_graph(
             plan_id[t_index] = add_constant(t.data, t.dtype, shape, t)
         else:
             scale, zp = _quant_of(t)
-            tensors.append(PlanTensor(STORAGE_ARENA, t.dtype, shape, -1, t.nbytes, scale, zp, t.name))
+            storage, offset = (STORAGE_STREAM, 0) if t_index in streamed else (STORAGE_ARENA, -1)
+            tensors.append(PlanTensor(storage, t.dtype, shape, offset, t.nbytes, scale, zp, t.name))
             plan_id[t_index] = len(tensors) - 1
         return plan_id[t_index]
 

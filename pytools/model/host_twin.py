@@ -10,7 +10,19 @@ import numpy as np
 
 from pytools.cdefs import Layout
 from pytools.model.ir import ModelError
-from pytools.model.plan import DTYPE_NAMES, layouts, read_header
+from pytools.model.plan import DTYPE_NAMES, STORAGE_STREAM, layouts, read_header
+
+
+class Fetch(ctypes.Structure):
+    """runtime.h's rt_fetch_t: the bytes of a streamed input an INPUT_ROWS operator asks for."""
+
+    _fields_ = [
+        ("op", ctypes.c_uint32),
+        ("input", ctypes.c_uint32),
+        ("offset", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+        ("dst", ctypes.c_void_p),
+    ]
 
 
 @cache
@@ -39,6 +51,16 @@ def _lib() -> ctypes.CDLL:
         ctypes.c_void_p,
         ctypes.c_void_p,
     ]
+    lib.rt_invoke_to_fetch.restype = ctypes.c_uint32
+    lib.rt_invoke_to_fetch.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    lib.rt_op_fetch.restype = ctypes.c_int
+    lib.rt_op_fetch.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(Fetch)]
     lib.rt_reset_state.restype = None
     lib.rt_reset_state.argtypes = [ctypes.c_void_p]
     lib.rt_tensor_data.restype = ctypes.c_void_p
@@ -105,8 +127,16 @@ class HostTwin:
         self.tensors = tensor_table(blob)
         self.inputs, self.outputs = io_tensors(blob)
 
+    def streamed(self, i: int) -> bool:
+        """Does the plan stream input i (a band of rows at a time, lowering/stream.py)?"""
+        return self.tensors[self.inputs[i]]["storage"] == STORAGE_STREAM
+
     def _view(self, tid: int) -> np.ndarray:
         t = self.tensors[tid]
+        if t["storage"] == STORAGE_STREAM:
+            raise ModelError(
+                f"tensor {tid} is a streamed input: it has no bytes of its own (its band holds its rows)"
+            )
         ptr = _lib().rt_tensor_data(self.handle, tid)
         buf = (ctypes.c_uint8 * t["size"]).from_address(ptr)
         return np.frombuffer(buf, dtype=t["dtype_name"]).reshape(t["shape"])
@@ -122,9 +152,12 @@ class HostTwin:
     ) -> list[np.ndarray]:
         """Runs operators [first, end) (all by default) on the inputs; returns the outputs.
         lr_scale: the learning-rate schedule's factor for this step, as the board's TRAIN
-        applies it (kernels/grad.h's grad_lr_scale, put back to 1 afterwards)."""
+        applies it (kernels/grad.h's grad_lr_scale, put back to 1 afterwards). A streamed
+        input is given whole, as any other: each INPUT_ROWS operator in the range gets its
+        rows from it (rt_invoke_to_fetch), as the board gets them from the host."""
         if len(inputs) != len(self.inputs):
             raise ModelError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
+        whole: dict[int, np.ndarray] = {}  # streamed input -> its bytes
         for k, (tid, x) in enumerate(zip(self.inputs, inputs, strict=True)):
             t = self.tensors[tid]
             x = np.asarray(x)
@@ -132,15 +165,37 @@ class HostTwin:
                 raise ModelError(
                     f"input {k} must be {t['dtype_name']} with shape {t['shape']}, got {x.dtype} {x.shape}"
                 )
-            self._view(tid)[...] = x.reshape(t["shape"])
+            if t["storage"] == STORAGE_STREAM:
+                whole[k] = np.ascontiguousarray(x).view(np.uint8).reshape(-1)
+            else:
+                self._view(tid)[...] = x.reshape(t["shape"])
         n = self.header["n_ops"]
         scale = _lr_scale()
         scale.value = lr_scale
         try:
-            _lib().rt_invoke_range(self.handle, first, n if end is None else end, None, None)
+            if whole:
+                self._invoke_streamed(whole, first, n if end is None else end)
+            else:
+                _lib().rt_invoke_range(self.handle, first, n if end is None else end, None, None)
         finally:
             scale.value = 1.0
         return [self._view(tid).copy() for tid in self.outputs]
+
+    def _invoke_streamed(self, whole: dict[int, np.ndarray], first: int, end: int) -> None:
+        """Operators [first, end), stopping after each INPUT_ROWS to write the rows it asks
+        for from the whole input (the board asks the host for them instead)."""
+        lib, f = _lib(), Fetch()
+        at = first
+        while at < end:
+            nxt = int(lib.rt_invoke_to_fetch(self.handle, at, end, None, None))
+            if nxt > at and lib.rt_op_fetch(self.handle, nxt - 1, ctypes.byref(f)):
+                src = whole[f.input]
+                if f.offset + f.len > src.size:
+                    raise ModelError(f"operator {f.op} asks for input bytes past the input's {src.size}")
+                ctypes.memmove(f.dst, src.ctypes.data + f.offset, f.len)
+            if nxt <= at:
+                break
+            at = nxt
 
     def tensor(self, tid: int) -> np.ndarray:
         """A copy of any plan tensor (e.g. trained state, or logits after a forward pass)."""

@@ -19,6 +19,7 @@ from pytools.model.compiler import Compiled, compile_graph
 from pytools.model.ir import Graph, ModelError
 from pytools.model.lowering.fold import Folded, fold_pads
 from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
+from pytools.model.lowering.stream import Streamed, stream_input
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
 from pytools.train.autodiff import TrainGraph, build_training_graph
@@ -43,6 +44,7 @@ class CompiledTraining:
     patched: Patched | None = None
     folded: Folded | None = None  # the model's PADs folded into their convolutions
     patch_note: str = ""  # what patch=auto chose and why
+    streamed: Streamed | None = None  # the input streamed into the first stage (stream_input)
 
 
 def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
@@ -90,14 +92,22 @@ def compile_training(
         # Searched without the planner's exact overlaps (a trial plan each, times every
         # candidate); the best few are then planned with them.
         baseline = compile_graph(tb.graph, board, name, n_forward=tb.n_forward).arena
+
+        def arena_of(p: Patched, overlap: bool = True) -> int:
+            # Priced as it will run: with the input streamed when the scheme streams it
+            # (every candidate's first stage starts at operator #0).
+            g, added = p.graph, p.added
+            if scheme.stream_input:
+                s = stream_input(g, True)
+                g, added = s.graph, added + s.added
+            return compile_graph(g, board, name, n_forward=tb.n_forward + added, overlap=overlap).arena
+
         auto = choose(
             tb.graph,
-            lambda p: (
-                compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added, overlap=False).arena
-            ),
+            lambda p: arena_of(p, overlap=False),
             baseline,
             scheme.patch_budget,
-            refine=lambda p: compile_graph(p.graph, board, name, n_forward=tb.n_forward + p.added).arena,
+            refine=arena_of,
         )
         patching, patched, note = auto.stages, auto.patched, auto.note
     elif patching:
@@ -110,11 +120,16 @@ def compile_training(
     if patched is not None:
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
+    streamed: Streamed | None = None
+    if scheme.stream_input:
+        streamed = stream_input(tb.graph, patched is not None and any(p.start == 0 for p in patching))
+        tb.graph, tb.n_forward = streamed.graph, tb.n_forward + streamed.added
+        tb.loss_end += streamed.added  # every INPUT_ROWS is in the first stage
     compiled = _two_pass_where_it_helps(tb, board, name, overlap)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )
-    ct.patch_note = note
+    ct.patch_note, ct.streamed = note, streamed
     _attribute(ct)
     if link:
         ct.base = build_firmware(board)
@@ -169,7 +184,8 @@ def lifetimes(ct: CompiledTraining) -> dict[int, tuple[int, int]]:
                 continue
             a, b = live.get(o.tensor, (i, i))
             live[o.tensor] = (min(a, i), max(b, i))
-    for t in [*g.inputs, *ct.train.state]:
+    streamed = {ct.streamed.input} if ct.streamed is not None else set()
+    for t in [*(t for t in g.inputs if t not in streamed), *ct.train.state]:
         live[t] = (0, live.get(t, (0, n))[1])
     for t in [*g.outputs, *ct.train.state]:
         live[t] = (live.get(t, (0, n))[0], n)
@@ -222,6 +238,8 @@ def report(ct: CompiledTraining) -> str:
             f"patches   {', '.join(p.describe() for p in ct.patching)}: {done:,} MACs for the stages' "
             f"{once:,} (+{100 * (done - once) / max(1, once):.1f} % recomputed)"
         )
+    if ct.streamed is not None:
+        lines.append(f"stream    {ct.streamed.describe()}")
     lines += [
         f"board     {ct.board.name}: {m.flash_size // 1024} KiB flash, {m.ram_size // 1024} KiB SRAM",
         f"arena     {c.arena:,} B planned (at its busiest operator, #{ct.peak_step}):",

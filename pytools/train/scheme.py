@@ -43,6 +43,14 @@ the unpatched step; the compile report says what it chose and why. Stage numbers
 model's own operators (a PAD folded into its convolution, pytools/model/lowering/fold.py,
 numbers as that convolution).
 
+`stream_input = true` (inline "stream_input=true"; default false) streams the model's input
+into the first patch stage a band of rows at a time (pytools/model/lowering/stream.py)
+instead of holding the whole input in the arena: the arena keeps only the band the stage's
+patches read at once, and the runtime's caller writes each band's new rows (INPUT_ROWS
+operators; the board asks the host for them). It needs a patch stage that starts at
+operator #0 and an int8 input that nothing else reads (a trained first layer would keep
+it for its backward pass); the compiler says why otherwise.
+
 `gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
 the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
 to compare accuracy against (docs/training.md). The default is "int8".
@@ -76,6 +84,7 @@ class Scheme:
     patch_budget: float = 0.5  # patch=auto: recomputed MACs at most this fraction of the stages'
     float_gradients: bool = False  # the float-gradient build option (accuracy reference)
     qas: bool = True  # False: SGD on the integers without QAS (an ablation)
+    stream_input: bool = False  # the input streamed into the first patch stage in bands of rows
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
@@ -90,6 +99,8 @@ class Scheme:
             text += "; " + ", ".join(p.describe() for p in self.patch)
         elif self.patch_auto:
             text += f"; first stages in patches (chosen by arena, recompute budget {self.patch_budget:.0%})"
+        if self.stream_input:
+            text += "; input streamed in bands of rows"
         if self.float_gradients:
             text += "; float32 gradients"
         return text
@@ -104,6 +115,8 @@ class Scheme:
             parts.append("gradients=float32")
         if not self.qas:
             parts.append("qas=0")
+        if self.stream_input:
+            parts.append("stream_input=true")
         return ",".join(parts)
 
     def restricted_to_last(self, n: int) -> Scheme:
@@ -190,6 +203,14 @@ def _budget(value: object, where: str) -> float:
     return budget
 
 
+def _flag(value: str, where: str) -> bool:
+    """An inline on/off option: 1, true, 0 or false."""
+    flags = {"1": True, "true": True, "0": False, "false": False}
+    if value.lower() not in flags:
+        raise ToolError(f"{where} must be true or false (1 or 0), not {value!r}")
+    return flags[value.lower()]
+
+
 def _gradients(value: object, where: str) -> bool:
     if value not in ("int8", "float32"):
         raise ToolError(f'{where}: gradients must be "int8" or "float32", not {value!r}')
@@ -211,6 +232,9 @@ def parse_scheme_text(text: str) -> Scheme:
             continue
         if key.strip() == "patch_budget":
             s.patch_budget = _budget(value.strip(), f"scheme {text!r}")
+            continue
+        if key.strip() == "stream_input":
+            s.stream_input = _flag(value.strip(), f"scheme {text!r}: stream_input")
             continue
         try:
             if key.strip() == "bias":
@@ -294,14 +318,16 @@ def _scheme_file(path: Path) -> Scheme:
         "patch_budget",
         "gradients",
         "qas",
+        "stream_input",
     }
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-            "[input_channels], [[patch]], patch_budget, gradients and qas"
+            "[input_channels], [[patch]], patch_budget, gradients, qas and stream_input"
         )
-    if not isinstance(d.get("qas", True), bool):
-        raise ToolError(f"{path}: qas must be true or false")
+    for flag in ("qas", "stream_input"):
+        if not isinstance(d.get(flag, True), bool):
+            raise ToolError(f"{path}: {flag} must be true or false")
     weights, inputs = _ratios(d, "weights", path), _ratios(d, "input_channels", path)
     scheme = Scheme(
         _whole(d.get("bias_layers", 0), f"{path}: bias_layers"), weights, inputs, qas=d.get("qas", True)
@@ -312,6 +338,7 @@ def _scheme_file(path: Path) -> Scheme:
         scheme.patch_budget = _budget(d["patch_budget"], str(path))
     if "gradients" in d:
         scheme.float_gradients = _gradients(d["gradients"], str(path))
+    scheme.stream_input = d.get("stream_input", False)
     return _check(scheme, str(path))
 
 

@@ -621,6 +621,7 @@ HARNESS_KERNELS = [
     "conv2d_s8",
     "depthwise_conv2d_s8",
     "fully_connected_s8",
+    "input_rows",  # a streamed input's band (tests/kernels/movement/test_input_rows.py)
 ]
 
 # The harnesses' link to the emulator: the linker script's symbols, a semihosting call and the
