@@ -481,3 +481,100 @@ def test_the_client_sends_no_byte_the_board_did_not_ask_for(need: dict, match: s
     with pytest.raises(LinkError, match=match):
         bt.replay(5)
     assert [t for t, _ in link.sent].count(Msg.SAMPLE) == len(first)  # nothing more was sent
+
+
+# --- end to end: a model compiled with stream_input (pytools/model/lowering/stream.py) ----------
+
+TINY = "bias=6,-1=1,-2=0.5,-3=0.25,-5=0.125,patch=0-2x3+3-7x2,stream_input=true"
+
+
+@pytest.fixture(scope="module")
+def tiny_streamed():
+    from pytools.model.tflite_import import import_tflite
+    from pytools.pretrain.zoo import zoo_model
+    from pytools.train.compile_train import compile_training
+    from pytools.train.scheme import load_scheme
+
+    g = import_tflite(zoo_model("mobilenet_tiny"), "mobilenet_tiny")
+    return compile_training(g, load_scheme(TINY), BOARD, "mobilenet_tiny", True, 0.05)
+
+
+def tiny_samples(ct, n: int, seed: int) -> list[tuple[np.ndarray, int]]:
+    g = ct.train.graph
+    rng = np.random.default_rng(seed)
+    shape = g.tensor(g.inputs[0]).shape
+    return [(rng.integers(-128, 128, shape, dtype=np.int8), int(rng.integers(10))) for _ in range(n)]
+
+
+@pytest.mark.slow
+def test_a_streamed_model_trains_over_the_link_bit_identical_with_the_twin(
+    run_dir_module, tiny_streamed
+) -> None:
+    """mobilenet_tiny with its input streamed: TRAIN steps over the link (lr schedule factors
+    included) give the host twin's losses and predictions, and the board's trained state its
+    CRC-32; EVAL and PREDICT too; the generic INVOKE of the forward pass gives its logits."""
+    import zlib
+
+    from pytools.train.trainer import Trainer
+
+    ct = tiny_streamed
+    blob = ct.compiled.blob
+    assert any(t["storage"] == STORAGE_STREAM for t in tensor_table(blob))
+    e = emulator.start(BOARD, ct.image.elf, name="stream-tiny")
+    try:
+        with Link.open(e.url) as link:
+            bt = BoardTraining(link)
+            size = bt.config["sample_size"]
+            assert 0 < bt.config["first_window"] < size
+            twin = Trainer(ct)
+            data = tiny_samples(ct, 5, seed=3)
+            steps = []
+            for k, (x, y) in enumerate(data):
+                r = bt.train(k, x, y, lr_scale=1.0 - 0.15 * k)
+                steps.append((r.loss, r.prediction))
+                assert (r.loss, r.prediction) == twin.step(x, y, 1.0 - 0.15 * k), k
+                assert r.samples_trained == k + 1 and r.cost > 0
+            assert len({loss for loss, _ in steps}) > 1
+            crc = 0
+            for _, tid in sorted(twin.state_ids.items(), key=lambda kv: kv[1]):
+                crc = zlib.crc32(twin._tensor(tid).tobytes(), crc)
+            assert bt.status()["state_crc"] == crc
+            for x, y in tiny_samples(ct, 2, seed=8):
+                ev = bt.evaluate(100, x, y)
+                assert (ev.loss, ev.prediction) == twin.evaluate(x, y)
+                assert bt.predict(101, x).prediction == twin.predict(x)
+            # The generic INVOKE of the forward pass, answering NEED_INPUT with TENSOR_WRITEs.
+            x, _ = data[0]
+            ins, outs = io_tensors(blob)
+            bm = BoardModel(link, tensor_table(blob), ins, outs)
+            logits = tensor_table(blob)[ct.compiled.plan_ids[ct.train.logits]]
+            report = bm.run(
+                {0: x.tobytes(), 1: np.zeros(1, np.int32).tobytes()}, first=0, end=ct.train.n_forward
+            )
+            assert report["invokes"] > 1  # it stopped for rows
+            board_logits = bm.arena_bytes(logits["offset"], logits["size"])
+            twin._invoke(x, 0, end=twin.n_forward)
+            assert board_logits == twin._tensor(ct.compiled.plan_ids[ct.train.logits]).tobytes()
+    finally:
+        emulator.stop("stream-tiny")
+
+
+@pytest.mark.slow
+def test_the_bench_measures_a_streamed_step_whole_and_in_parts(run_dir_module) -> None:
+    """invoke bench on the streamed step: the whole step is several INVOKEs (one per fetch short
+    of the end), and the parts (forward + backward; one operator at a time) minus the extra
+    INVOKEs' dispatch overhead are the whole step within a timer tick per INVOKE."""
+    from pytools import bench
+    from pytools.pretrain.zoo import zoo_model, zoo_path
+
+    zoo_model("mobilenet_tiny")
+    res = bench.run_bench(zoo_path("mobilenet_tiny"), TINY, "mps2_an500", None, steps=2, lr=0.01)
+    cost = res["cost"]
+    assert cost["same_step_mismatches"] == []
+    whole = cost["invokes"]["steps"]
+    assert all(w > 1 for w in whole)  # the board stopped for rows
+    assert all(abs(r) <= cost["split_tolerance"] for r in cost["split_residuals"]), cost["split_residuals"]
+    pc = cost["parts_check"]
+    n = res["operators"]["step"]
+    assert pc["invokes"] == n and pc["extra_invokes"] == n - whole[-1]
+    assert abs(pc["residual"]) <= pc["tolerance"] == (n + whole[-1]) * cost["granularity"]
