@@ -29,7 +29,7 @@ enum { KIND_TRAIN = 0, KIND_EVAL = 1, KIND_PREDICT = 2 };
 static struct {
     bool probed;
     const rt_plan_t *plan; /* 0: no usable training plan (why says why) */
-    char why[72]; /* the longest reason, 71 characters, and its NUL */
+    char why[72];          /* the longest reason, 71 characters, and its NUL */
     uint32_t input, label, loss, prediction, logits;
     uint32_t loss_end; /* operators [0, loss_end) compute the loss without training */
     uint16_t classes;
@@ -83,7 +83,8 @@ static bool probe_stream(const rt_plan_t *p) {
     for (uint32_t o = 0; o < p->header->n_ops; o++) {
         if (!rt_op_fetch(p, o, &f)) continue;
         if (o >= p->header->n_forward_ops)
-            return probe_fail("the embedded plan fetches streamed input rows after its forward pass");
+            return probe_fail(
+                "the embedded plan fetches streamed input rows after its forward pass");
         if (first && f.offset != 0)
             return probe_fail("the embedded plan's first streamed rows do not start the sample");
         if (first) cfg.first_window = f.len;
