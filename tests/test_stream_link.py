@@ -411,6 +411,44 @@ def test_a_stopped_step_repeats_need_input_and_starts_over_at_offset_0(step_boar
         assert e.value.code == Err.NO_SAMPLE
 
 
+def test_streamed_steps_through_corrupted_frames_and_a_dropped_host(step_board: str) -> None:
+    """5 % of frames damaged both ways: every NEED_INPUT, SAMPLE and repeated request is
+    retransmitted as needed (answered from the reply cache, never run twice), and the steps
+    still give the twin's results, each id trained once. Then a host that dies in the middle of
+    a step: a new one starts the sample over (SAMPLE at offset 0) and trains it, once."""
+    from pytools.link.transport import SocketPort
+    from tests.conftest import CorruptingPort
+
+    port = CorruptingPort(SocketPort.from_url(step_board), rate=0.0, seed=7)
+    link = Link(port, timeout=0.1, bytes_per_second=BOARD.baud / 10)
+    try:
+        link.hello()
+        port.rate = 0.05
+        bt = BoardTraining(link)
+        t = bt.status()["samples_trained"]
+        for k in range(4):
+            x, label = sample(50 + k), 11 * k
+            r = bt.train(t + k, x, label)
+            assert not r.replayed and (r.loss, r.prediction) == twin_step(x, label)
+        assert port.injected_tx + port.injected_rx > 0 and link.stats.retransmits > 0
+        port.rate = 0.0
+        assert bt.status()["samples_trained"] == t + 4
+    finally:
+        link.close()
+    x = sample(60)
+    with Link.open(step_board) as link:  # a host that dies after the board asked for rows
+        bt = BoardTraining(link)
+        bt.load(t + 4, x, 2)
+        typ, _ = request_raw(link, Msg.TRAIN, layout("TRAIN").pack(sample_id=t + 4, epoch=0, lr_scale=1.0))
+        assert typ == Msg.NEED_INPUT
+    with Link.open(step_board) as link:  # the next one knows nothing of the stopped step
+        bt = BoardTraining(link)
+        status = bt.status()
+        assert status["samples_trained"] == t + 4 and status["loaded_id"] == t + 4
+        r = bt.train(t + 4, x, 2)
+        assert not r.replayed and (r.loss, r.prediction) == twin_step(x, 2) and r.samples_trained == t + 5
+
+
 class _Any:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, int)
