@@ -616,3 +616,28 @@ def test_the_bench_measures_a_streamed_step_whole_and_in_parts(run_dir_module) -
     n = res["operators"]["step"]
     assert pc["invokes"] == n and pc["extra_invokes"] == n - whole[-1]
     assert abs(pc["residual"]) <= pc["tolerance"] == (n + whole[-1]) * cost["granularity"]
+
+
+@pytest.mark.slow
+def test_a_board_session_with_a_streamed_scheme_trains_as_the_host_session(run_dir_module, tmp_path) -> None:
+    """invoke train on the emulated board with stream_input (the session, its BoardTraining and
+    evaluation unchanged above the link): every step and the trained state as the host twin's
+    session of the same scheme."""
+    from pytools.session import run_training_session
+    from tests.conftest import jsonl
+
+    kw = {"epochs": 1, "limit": 10, "held_out": 6, "seed": 3, "lr": 0.02}
+    scheme = "bias=2,-1=1,-2=0.5,patch=0-1x2,stream_input=true"
+    host = run_training_session("host", scheme=scheme, out_dir=tmp_path / "host", save=False, **kw)
+    try:
+        board = run_training_session(BOARD.name, scheme=scheme, out_dir=tmp_path / "board", **kw)
+    finally:
+        emulator.stop(BOARD.name)
+    keys = ("sample_id", "label", "prediction", "loss")
+    h_steps, b_steps = jsonl(host / "steps.jsonl"), jsonl(board / "steps.jsonl")
+    assert len(b_steps) == 10
+    assert [[s[k] for k in keys] for s in h_steps] == [[s[k] for k in keys] for s in b_steps]
+    h_state, b_state = np.load(host / "trained_state.npz"), np.load(board / "trained_state.npz")
+    assert sorted(h_state.files) == sorted(b_state.files) and h_state.files
+    for name in h_state.files:
+        assert h_state[name].tobytes() == b_state[name].tobytes(), name
