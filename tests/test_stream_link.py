@@ -274,6 +274,8 @@ def test_streamed_input_refusals(copy_board: str) -> None:
             )
 
         link.request(Msg.INVOKE, layout("INVOKE").pack(first=0, end=0))  # no fetch pending now
+        # An empty range right after an INPUT_ROWS runs nothing, so it asks for nothing.
+        assert link.request(Msg.INVOKE, layout("INVOKE").pack(first=1, end=1)).type == Msg.INVOKE_RSP
         with pytest.raises(BoardRefused, match="not waiting") as e:
             write(0, 10)
         assert e.value.code == Err.NOT_ASKED

@@ -154,7 +154,7 @@ static void on_invoke(const uint8_t *payload, uint16_t len, link_reply_t *reply)
     uint64_t t0 = bsp_counter_read64();
     rt_invoke_range(&plan, range.first, stop, 0, 0);
     uint64_t t1 = bsp_counter_read64();
-    if (streamed && stream_after_run(&plan, stop, STREAM_INVOKE)) {
+    if (streamed && stream_after_run(&plan, range.first, stop, STREAM_INVOKE)) {
         stream_reply_need(&plan, STREAM_INVOKE, STREAM_NO_SAMPLE, STREAM_KIND_INVOKE, t1 - t0,
                           t1 - t0, reply);
         return;

@@ -27,10 +27,10 @@ uint32_t stream_stop(const rt_plan_t *p, uint32_t first, uint32_t end) {
     return end < first ? first : end;
 }
 
-bool stream_after_run(const rt_plan_t *p, uint32_t stop, uint8_t owner) {
+bool stream_after_run(const rt_plan_t *p, uint32_t first, uint32_t stop, uint8_t owner) {
     rt_fetch_t f;
     memset(&pending, 0, sizeof pending);
-    if (stop == 0 || !rt_op_fetch(p, stop - 1u, &f)) return false;
+    if (stop <= first || !rt_op_fetch(p, stop - 1u, &f)) return false;
     pending.next = (uint16_t)stop;
     pending.owner = owner;
     return true;
@@ -41,12 +41,6 @@ bool stream_pending(const rt_plan_t *p, uint8_t owner, rt_fetch_t *f, uint32_t *
         return false;
     *received = pending.received;
     return true;
-}
-
-bool stream_complete(const rt_plan_t *p, uint8_t owner) {
-    rt_fetch_t f;
-    uint32_t got;
-    return stream_pending(p, owner, &f, &got) && got == f.len;
 }
 
 bool stream_write(const rt_plan_t *p, uint8_t owner, uint32_t input, uint32_t offset,

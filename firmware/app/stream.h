@@ -31,16 +31,13 @@ bool stream_plan_streams(const rt_plan_t *p);
  * a run's measured cost is its operators' and one dispatch, as an unstreamed INVOKE's. */
 uint32_t stream_stop(const rt_plan_t *p, uint32_t first, uint32_t end);
 
-/* After a run of [first, stop): if operator stop - 1 is an INPUT_ROWS, its window becomes the
- * pending fetch of owner (nothing of it received yet) and true; otherwise no fetch is pending
- * and false. */
-bool stream_after_run(const rt_plan_t *p, uint32_t stop, uint8_t owner);
+/* After a run of [first, stop): if it ran operators and the last, stop - 1, is an INPUT_ROWS,
+ * its window becomes the pending fetch of owner (nothing of it received yet) and true;
+ * otherwise no fetch is pending and false. */
+bool stream_after_run(const rt_plan_t *p, uint32_t first, uint32_t stop, uint8_t owner);
 
 /* The pending fetch, if owner's: its window in *f and the bytes of it received in *received. */
 bool stream_pending(const rt_plan_t *p, uint8_t owner, rt_fetch_t *f, uint32_t *received);
-
-/* Is owner's pending window whole (every byte received)? False if none is pending. */
-bool stream_complete(const rt_plan_t *p, uint8_t owner);
 
 /* n bytes of input `input` at `offset` into owner's pending window. exact: they must continue
  * where the window stands (SAMPLE); otherwise they may also rewrite bytes already received

@@ -240,8 +240,8 @@ static bool advance(uint32_t end, uint8_t kind, uint64_t *ran) {
         uint64_t t1 = bsp_counter_read64();
         *ran += t1 - t0;
         st.step_cost += t1 - t0;
+        (void)stream_after_run(p, st.next_op, stop, STREAM_STEP);
         st.next_op = (uint16_t)stop;
-        (void)stream_after_run(p, stop, STREAM_STEP);
     }
     return !step_waits();
 }
