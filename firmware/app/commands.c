@@ -222,6 +222,7 @@ void commands_handle(void *ctx, uint8_t type, const uint8_t *payload, uint16_t l
             break;
         default: {
             if (type == MSG_TENSOR_WRITE || type == MSG_INVOKE) train_drop_sample();
+            if (type == MSG_STATE_LOAD) train_drop_stopped_step();
             if (model_handle(type, payload, len, reply)) break;
             if (train_handle(type, payload, len, link->dec.capacity, reply)) break;
             if (persist_handle(type, payload, len, reply)) break;

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "protocol.h"
 #include "runtime.h"
+#include "stream.h"
 
 /* From the generated plan.S of the build (pytools/build/builder.py): the plan blob in flash
  * and the arena in .bss, sized for that plan so the linker enforces the RAM limit. */
@@ -89,11 +90,24 @@ static bool in_range(uint32_t size, uint32_t offset, uint32_t n, link_reply_t *r
     return false;
 }
 
+/* A streamed input (app/stream.h) is never held whole: its bytes go only into the window the
+ * board asked for (NEED_INPUT), and it cannot be read back. */
+static bool is_streamed(uint8_t io, uint8_t index) {
+    return io == 0 && rt_input_streamed(&plan, index);
+}
+
 static void on_write(const uint8_t *payload, uint16_t len, link_reply_t *reply) {
     struct payload_TENSOR_WRITE w;
     memcpy(&w, payload, sizeof w);
     uint32_t t, n = len - (uint32_t)sizeof w;
     if (!find_tensor(w.io, w.index, &t, reply, MSG_TENSOR_WRITE)) return;
+    if (is_streamed(w.io, w.index)) {
+        char why[112];
+        if (!stream_write(&plan, STREAM_INVOKE, w.index, w.offset, payload + sizeof w, n, false,
+                          why, sizeof why))
+            link_reply_error(reply, ERR_NOT_ASKED, MSG_TENSOR_WRITE, why);
+        return;
+    }
     if (!in_range(rt_tensor_size(&plan, t), w.offset, n, reply, MSG_TENSOR_WRITE)) return;
     memcpy((uint8_t *)rt_tensor_data(&plan, t) + w.offset, payload + sizeof w, n);
 }
@@ -103,6 +117,15 @@ static void on_read(const uint8_t *payload, link_reply_t *reply) {
     memcpy(&r, payload, sizeof r);
     uint32_t t;
     if (!find_tensor(r.io, r.index, &t, reply, MSG_TENSOR_READ)) return;
+    if (is_streamed(r.io, r.index)) {
+        char msg[112];
+        fmt_snprintf(msg, sizeof msg,
+                     "input %u is streamed: the board holds a band of its rows at a time, never "
+                     "the whole input; read the outputs",
+                     r.index);
+        link_reply_error(reply, ERR_BAD_ARGUMENT, MSG_TENSOR_READ, msg);
+        return;
+    }
     if (r.length > reply->capacity) {
         link_reply_error(reply, ERR_BAD_ARGUMENT, MSG_TENSOR_READ, "read longer than max_reply");
         return;
@@ -116,9 +139,26 @@ static void on_read(const uint8_t *payload, link_reply_t *reply) {
 static void on_invoke(const uint8_t *payload, uint16_t len, link_reply_t *reply) {
     struct payload_INVOKE range = {.first = 0, .end = plan.header->n_ops};
     if (len == sizeof range) memcpy(&range, payload, sizeof range);
+    /* A streamed plan runs to the next INPUT_ROWS at most (stop: found before the counter
+     * starts, so a segment costs what an INVOKE of its operators costs); an INVOKE that starts
+     * past a fetch still missing rows runs nothing and asks for them again. */
+    const bool streamed = stream_plan_streams(&plan);
+    rt_fetch_t f;
+    uint32_t got;
+    if (streamed && stream_pending(&plan, STREAM_INVOKE, &f, &got) && got < f.len &&
+        range.first > f.op) {
+        stream_reply_need(&plan, STREAM_INVOKE, STREAM_NO_SAMPLE, STREAM_KIND_INVOKE, 0, 0, reply);
+        return;
+    }
+    const uint32_t stop = streamed ? stream_stop(&plan, range.first, range.end) : range.end;
     uint64_t t0 = bsp_counter_read64();
-    rt_invoke_range(&plan, range.first, range.end, 0, 0);
+    rt_invoke_range(&plan, range.first, stop, 0, 0);
     uint64_t t1 = bsp_counter_read64();
+    if (streamed && stream_after_run(&plan, range.first, stop, STREAM_INVOKE)) {
+        stream_reply_need(&plan, STREAM_INVOKE, STREAM_NO_SAMPLE, STREAM_KIND_INVOKE, t1 - t0,
+                          t1 - t0, reply);
+        return;
+    }
     struct payload_INVOKE_RSP r = {
         .cost = t1 - t0,
         .counter_unit = bsp_counter_unit(),

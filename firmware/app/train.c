@@ -11,6 +11,7 @@
 #include "protocol.h"
 #include "runtime.h"
 #include "state_load.h"
+#include "stream.h"
 
 /* Operator codes, from the one list (kernels/ops.def): the loss head is found by its code. */
 enum {
@@ -28,10 +29,12 @@ enum { KIND_TRAIN = 0, KIND_EVAL = 1, KIND_PREDICT = 2 };
 static struct {
     bool probed;
     const rt_plan_t *plan; /* 0: no usable training plan (why says why) */
-    char why[80];
+    char why[72];          /* the longest reason, 71 characters, and its NUL */
     uint32_t input, label, loss, prediction, logits;
     uint32_t loss_end; /* operators [0, loss_end) compute the loss without training */
     uint16_t classes;
+    bool streamed;         /* the sample is a streamed input (app/stream.h) */
+    uint32_t first_window; /* sample bytes the board takes before a step runs */
 } cfg;
 
 /* The training state: what has been trained (kept across host sessions), what is loaded. */
@@ -42,6 +45,10 @@ static struct {
     bool loaded;
     uint32_t loaded_id, loaded_bytes;
     uint16_t loaded_label;
+    /* A streamed sample is a step in progress: SAMPLE at offset 0 runs it to its first fetch,
+     * each TRAIN / EVAL / PREDICT of its id runs it on until the next one (or the end). */
+    uint16_t next_op;   /* the operator it resumes at */
+    uint64_t step_cost; /* counter ticks of its segments so far */
     uint32_t evals, predicts, replays, refused;
     struct payload_STEP_RESULT kept[TRAIN_RESULTS_KEPT]; /* by sample id % TRAIN_RESULTS_KEPT */
 } st;
@@ -66,6 +73,24 @@ static uint16_t operand(const rt_plan_t *p, const struct plan_PLAN_OP *op, uint3
 static bool is_loss(uint16_t code) {
     return code == TRAIN_OP_SOFTMAX_XENT || code == TRAIN_OP_SOFTMAX_XENT_S32 ||
            code == TRAIN_OP_SIGMOID_XENT_S32 || code == TRAIN_OP_MSE_S32;
+}
+
+/* A streamed sample: every INPUT_ROWS is in the forward pass (a stopped step has trained
+ * nothing, and EVAL / PREDICT reach every one), the first one's window starts the sample. */
+static bool probe_stream(const rt_plan_t *p) {
+    rt_fetch_t f;
+    bool first = true;
+    for (uint32_t o = 0; o < p->header->n_ops; o++) {
+        if (!rt_op_fetch(p, o, &f)) continue;
+        if (o >= p->header->n_forward_ops)
+            return probe_fail(
+                "the embedded plan fetches streamed input rows after its forward pass");
+        if (first && f.offset != 0)
+            return probe_fail("the embedded plan's first streamed rows do not start the sample");
+        if (first) cfg.first_window = f.len;
+        first = false;
+    }
+    return true;
 }
 
 /* A training plan (pytools/train/autodiff.py) takes (sample, label int32[1]), gives
@@ -104,6 +129,10 @@ static bool probe(void) {
         if (op->code == TRAIN_OP_SIGMOID_XENT_S32 && n == 1) n = 2;
         if (op->code == TRAIN_OP_MSE_S32) n = NO_LABEL;
         cfg.classes = (uint16_t)n;
+        cfg.first_window = p->tensors[cfg.input].size;
+        cfg.streamed = rt_input_streamed(p, 0) != 0;
+        if (rt_input_streamed(p, 1)) return probe_fail("the embedded plan streams its label");
+        if (cfg.streamed && !probe_stream(p)) return false;
         cfg.plan = p;
         return true;
     }
@@ -142,6 +171,7 @@ static void on_config(uint16_t max_payload, link_reply_t *reply) {
     r.results_kept = TRAIN_RESULTS_KEPT;
     r.state_size = p->header->state_size;
     r.plan_crc = p->header->crc32;
+    r.first_window = cfg.first_window;
     reply_struct(reply, MSG_TRAIN_CONFIG_RSP, &r, sizeof r);
 }
 
@@ -164,6 +194,16 @@ static void on_status(link_reply_t *reply) {
     r.loaded_complete = st.loaded && st.loaded_bytes == rt_tensor_size(cfg.plan, cfg.input);
     r.loaded_id = st.loaded ? st.loaded_id : NO_ID;
     r.loaded_bytes = st.loaded ? st.loaded_bytes : 0;
+    rt_fetch_t f;
+    uint32_t got;
+    if (cfg.streamed) { /* where the stopped step stands: whole if it can run on */
+        r.loaded_complete = st.loaded && !stream_pending(cfg.plan, STREAM_STEP, &f, &got);
+        r.loaded_bytes = 0;
+        if (st.loaded && stream_pending(cfg.plan, STREAM_STEP, &f, &got)) {
+            r.loaded_complete = got == f.len;
+            r.loaded_bytes = f.offset + got;
+        }
+    }
     r.evals = st.evals;
     r.predicts = st.predicts;
     r.replays = st.replays;
@@ -171,6 +211,83 @@ static void on_status(link_reply_t *reply) {
     r.stack_high_water = bsp_stack_high_water();
     r.state_crc = state_crc();
     reply_struct(reply, MSG_TRAIN_STATUS_RSP, &r, sizeof r);
+}
+
+static void write_label(uint8_t kind) {
+    /* PREDICT runs the loss head too, for its prediction, with no label (-1: it trains
+     * nothing and its loss is NaN). */
+    int32_t label = kind == KIND_PREDICT ? -1 : (int32_t)st.loaded_label;
+    memcpy(rt_tensor_data(cfg.plan, cfg.label), &label, sizeof label);
+}
+
+/* Does the stopped step wait for rows it does not have yet? */
+static bool step_waits(void) {
+    rt_fetch_t f;
+    uint32_t got;
+    return stream_pending(cfg.plan, STREAM_STEP, &f, &got) && got < f.len;
+}
+
+/* Runs the loaded (streamed) step on from st.next_op towards end, a segment at a time, through
+ * every fetch whose rows are all here; true once it reached end with nothing missing. Only the
+ * operators are timed (ran: this request's ticks; st.step_cost: the step's). */
+static bool advance(uint32_t end, uint8_t kind, uint64_t *ran) {
+    const rt_plan_t *p = cfg.plan;
+    while (!step_waits() && st.next_op < end) {
+        uint32_t stop = stream_stop(p, st.next_op, end);
+        write_label(kind);
+        uint64_t t0 = bsp_counter_read64();
+        rt_invoke_range(p, st.next_op, stop, 0, 0);
+        uint64_t t1 = bsp_counter_read64();
+        *ran += t1 - t0;
+        st.step_cost += t1 - t0;
+        (void)stream_after_run(p, st.next_op, stop, STREAM_STEP);
+        st.next_op = (uint16_t)stop;
+    }
+    return !step_waits();
+}
+
+/* One chunk of a streamed sample (app/stream.h): offset 0 starts the sample (dropping any
+ * stopped step: it trained nothing) and runs the step to its first fetch; its bytes and every
+ * later chunk's go into the window the board waits for, continuing exactly where it stands. */
+static void on_sample_streamed(const struct payload_SAMPLE *s, const uint8_t *data, uint32_t n,
+                               link_reply_t *reply) {
+    char msg[112];
+    if (s->offset == 0) {
+        if (n > cfg.first_window) {
+            fmt_snprintf(msg, sizeof msg,
+                         "SAMPLE %u: %u bytes at offset 0, but the board takes bytes [0, %u) of a "
+                         "sample first",
+                         (unsigned)s->sample_id, (unsigned)n, (unsigned)cfg.first_window);
+            refuse(reply, ERR_NOT_ASKED, MSG_SAMPLE, msg);
+            return;
+        }
+        stream_drop(STREAM_STEP);
+        st.loaded = true;
+        st.loaded_id = s->sample_id;
+        st.loaded_label = s->label;
+        st.loaded_bytes = 0;
+        st.next_op = 0;
+        st.step_cost = 0;
+        uint64_t ran = 0;
+        (void)advance(cfg.plan->header->n_forward_ops, KIND_TRAIN, &ran);
+    } else if (!st.loaded || st.loaded_id != s->sample_id) {
+        fmt_snprintf(msg, sizeof msg,
+                     "SAMPLE %u: chunk at offset %u, but sample %u has no chunk at offset 0",
+                     (unsigned)s->sample_id, (unsigned)s->offset, (unsigned)s->sample_id);
+        refuse(reply, ERR_SAMPLE_SIZE, MSG_SAMPLE, msg);
+        return;
+    } else if (s->label != st.loaded_label) {
+        fmt_snprintf(msg, sizeof msg, "SAMPLE %u: label %u, but its first chunk said %u",
+                     (unsigned)s->sample_id, s->label, st.loaded_label);
+        refuse(reply, ERR_BAD_LABEL, MSG_SAMPLE, msg);
+        return;
+    }
+    if (n && !stream_write(cfg.plan, STREAM_STEP, 0, s->offset, data, n, true, msg, sizeof msg)) {
+        refuse(reply, ERR_NOT_ASKED, MSG_SAMPLE, msg);
+        return;
+    }
+    reply->type = MSG_ACK;
+    reply->len = 0;
 }
 
 /* One chunk of a sample. Offset 0 starts a sample (dropping any other loaded one); any
@@ -187,6 +304,10 @@ static void on_sample(const uint8_t *payload, uint16_t len, link_reply_t *reply)
                      "SAMPLE %u: label %u is out of range: the plan has %u classes (0..%u)",
                      (unsigned)s.sample_id, s.label, cfg.classes, cfg.classes - 1u);
         refuse(reply, ERR_BAD_LABEL, MSG_SAMPLE, msg);
+        return;
+    }
+    if (cfg.streamed) {
+        on_sample_streamed(&s, payload + sizeof s, n, reply);
         return;
     }
     if (s.offset != 0) {
@@ -234,7 +355,7 @@ static void on_sample(const uint8_t *payload, uint16_t len, link_reply_t *reply)
 /* The loaded sample, complete and of this id, or an error reply (NO_SAMPLE). */
 static bool have_sample(uint32_t id, uint8_t type, const char *what, link_reply_t *reply) {
     uint32_t size = rt_tensor_size(cfg.plan, cfg.input);
-    if (st.loaded && st.loaded_id == id && st.loaded_bytes == size) return true;
+    if (st.loaded && st.loaded_id == id && (cfg.streamed || st.loaded_bytes == size)) return true;
     char msg[112];
     if (!st.loaded)
         fmt_snprintf(msg, sizeof msg, "%s %u before its SAMPLE: no sample is loaded", what,
@@ -249,21 +370,15 @@ static bool have_sample(uint32_t id, uint8_t type, const char *what, link_reply_
     return false;
 }
 
-/* Runs operators [0, end) on the loaded sample and consumes it: the step reuses the input's
- * arena bytes, so every TRAIN/EVAL/PREDICT needs a fresh SAMPLE. */
-static void run(uint32_t end, uint8_t kind, struct payload_STEP_RESULT *r) {
+/* A step's result on the loaded sample, which it consumes: the step reuses the input's arena
+ * bytes, so every TRAIN/EVAL/PREDICT needs a fresh SAMPLE. */
+static void result(uint8_t kind, uint64_t cost, struct payload_STEP_RESULT *r) {
     const rt_plan_t *p = cfg.plan;
-    /* PREDICT runs the loss head too, for its prediction, with no label (-1: it trains
-     * nothing and its loss is NaN). */
-    int32_t label = kind == KIND_PREDICT ? -1 : (int32_t)st.loaded_label;
-    memcpy(rt_tensor_data(p, cfg.label), &label, sizeof label);
-    uint64_t t0 = bsp_counter_read64();
-    rt_invoke_range(p, 0, end, 0, 0);
-    uint64_t t1 = bsp_counter_read64();
+    const int32_t label = kind == KIND_PREDICT ? -1 : (int32_t)st.loaded_label;
     memset(r, 0, sizeof *r);
     r->sample_id = st.loaded_id;
     r->kind = kind;
-    r->cost = t1 - t0;
+    r->cost = cost;
     if (kind == KIND_PREDICT) {
         /* The loss head's prediction: the argmax of the (un-clamped) logits, ties to the
          * lowest class; for one sigmoid output, logit > 0. */
@@ -282,6 +397,27 @@ static void run(uint32_t end, uint8_t kind, struct payload_STEP_RESULT *r) {
         r->correct = pred == label;
     }
     st.loaded = false;
+}
+
+/* Runs operators [0, end) on the loaded sample and consumes it, or, streamed, runs the stopped
+ * step on towards end: false if it stopped for rows again (reply: NEED_INPUT; nothing else
+ * changed), true when it is done (*r: its result, the cost of all its segments). */
+static bool run(uint32_t end, uint8_t kind, struct payload_STEP_RESULT *r, link_reply_t *reply) {
+    if (cfg.streamed) {
+        uint64_t ran = 0;
+        if (!advance(end, kind, &ran)) {
+            stream_reply_need(cfg.plan, STREAM_STEP, st.loaded_id, kind, ran, st.step_cost, reply);
+            return false;
+        }
+        result(kind, st.step_cost, r);
+        return true;
+    }
+    write_label(kind);
+    uint64_t t0 = bsp_counter_read64();
+    rt_invoke_range(cfg.plan, 0, end, 0, 0);
+    uint64_t t1 = bsp_counter_read64();
+    result(kind, t1 - t0, r);
+    return true;
 }
 
 static void finish(struct payload_STEP_RESULT *r, link_reply_t *reply) {
@@ -340,8 +476,9 @@ static void on_train(const uint8_t *payload, link_reply_t *reply) {
     /* The schedule's factor reaches every update kernel through grad_lr_scale; it is put back
      * to 1 at once so that nothing else (EVAL, PREDICT, the generic INVOKE) ever sees it. */
     grad_lr_scale = t.lr_scale;
-    run(cfg.plan->header->n_ops, KIND_TRAIN, &r);
+    const bool done = run(cfg.plan->header->n_ops, KIND_TRAIN, &r, reply);
     grad_lr_scale = 1.0f;
+    if (!done) return; /* stopped for streamed rows: nothing trained yet */
     r.lr_scale = t.lr_scale;
     r.epoch = t.epoch;
     st.trained++;
@@ -360,13 +497,11 @@ static void on_eval(uint8_t type, const uint8_t *payload, link_reply_t *reply) {
     bool eval = type == MSG_EVAL;
     if (!have_sample(id, type, eval ? "EVAL" : "PREDICT", reply)) return;
     struct payload_STEP_RESULT r;
-    if (eval) {
-        run(cfg.loss_end, KIND_EVAL, &r);
+    if (!run(cfg.loss_end, eval ? KIND_EVAL : KIND_PREDICT, &r, reply)) return;
+    if (eval)
         st.evals++;
-    } else {
-        run(cfg.loss_end, KIND_PREDICT, &r);
+    else
         st.predicts++;
-    }
     finish(&r, reply);
 }
 
@@ -385,6 +520,11 @@ void train_restore(uint32_t samples_trained, uint16_t last_epoch) {
 
 void train_drop_sample(void) {
     st.loaded = false;
+    stream_drop(STREAM_STEP);
+}
+
+void train_drop_stopped_step(void) {
+    if (cfg.plan && cfg.streamed) train_drop_sample();
 }
 
 static const char *name_of(uint8_t type) {

@@ -39,4 +39,9 @@ void train_restore(uint32_t samples_trained, uint16_t last_epoch);
  * lives in, so after them a TRAIN needs a fresh SAMPLE (NO_SAMPLE otherwise). */
 void train_drop_sample(void);
 
+/* A streamed sample is a step already partly run: a STATE_LOAD must not change the state under
+ * it, so it drops it (it trained nothing; SAMPLE at offset 0 starts it again). Does nothing for
+ * a plan without a streamed input (its loaded sample stays). */
+void train_drop_stopped_step(void);
+
 #endif

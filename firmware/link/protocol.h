@@ -1,4 +1,4 @@
-/* Serial link protocol v4: message types, error codes and payload structs, all expanded
+/* Serial link protocol v5: message types, error codes and payload structs, all expanded
  * from the .def files beside this header (the single source shared with pytools).
  * See docs/protocol.md for the wire format. */
 #ifndef LINK_PROTOCOL_H
@@ -8,7 +8,7 @@
 
 #include "def_types.h"
 
-#define LINK_PROTOCOL_VERSION 4u
+#define LINK_PROTOCOL_VERSION 5u
 
 enum msg_type {
 #define MSG(name, code, dir, doc) MSG_##name = (code),

@@ -15,7 +15,10 @@ into the firmware, runs it on the board and measures:
   loss + backward + update [n_forward, n); and, for the last step, one INVOKE per operator.
   The ways differ only by the extra INVOKEs' own cost, which is measured too (empty INVOKEs,
   the dispatch overhead): parts - (INVOKEs - 1) x overhead = whole step, within the timer's
-  tick per INVOKE (parts_check);
+  tick per INVOKE (parts_check). A plan that streams its input stops at each of its fetches
+  (NEED_INPUT, docs/protocol.md) and goes on in another INVOKE, so even the whole step is several
+  INVOKEs: the check counts the INVOKEs each way took, parts - (their INVOKEs - the whole's) x
+  overhead = whole step;
 - multiply-accumulates per step (macs.py) and MACs per counter unit.
 
 The steps train on samples of the model's own kind (samples.py) at a learning rate checked
@@ -51,10 +54,10 @@ from pytools.boards import Board, load_board
 from pytools.errors import ToolError
 from pytools.link.client import Link
 from pytools.link.protocol import Msg, layout
-from pytools.model.board_runner import read_arena
+from pytools.model.board_runner import asked_window, need_input, read_arena
 from pytools.model.host_twin import io_tensors, tensor_table
 from pytools.model.ir import Graph
-from pytools.model.plan import STORAGE_STATE, read_header
+from pytools.model.plan import STORAGE_STATE, STORAGE_STREAM, read_header
 from pytools.train.compile_train import CompiledTraining, compile_training
 from pytools.train.scheme import load_scheme
 
@@ -98,26 +101,49 @@ class BoardBench:
         if info["status"] != 0:
             raise ToolError(f"the board has no usable model: {info['message']}")
         self.n_ops = info["n_ops"]
+        self.streams: dict[int, bytes] = {}  # a streamed input's bytes, sent when the board asks
+
+    def _write(self, k: int, data: bytes, start: int = 0) -> None:
+        chunk = min(self.link.board["max_payload"] - layout("TENSOR_WRITE").size, CHUNK)
+        for off in range(0, len(data), chunk):
+            head = layout("TENSOR_WRITE").pack(io=0, index=k, offset=start + off)
+            self.link.request(Msg.TENSOR_WRITE, head + data[off : off + chunk])
 
     def write_inputs(self, xs: list[np.ndarray]) -> None:
-        chunk = min(self.link.board["max_payload"] - layout("TENSOR_WRITE").size, CHUNK)
+        """The inputs; a streamed one is only kept, for the NEED_INPUTs of the next INVOKEs."""
         for k, x in enumerate(xs):
             t = self.tensors[self.inputs[k]]
             data = np.ascontiguousarray(x, dtype=t["dtype_name"]).tobytes()
-            for off in range(0, len(data), chunk):
-                head = layout("TENSOR_WRITE").pack(io=0, index=k, offset=off)
-                self.link.request(Msg.TENSOR_WRITE, head + data[off : off + chunk])
+            if t["storage"] == STORAGE_STREAM:
+                self.streams[k] = data
+            else:
+                self._write(k, data)
 
     def loss(self) -> float:
         """The step's loss (output 0 of the training plan, float32)."""
         req = layout("TENSOR_READ").pack(io=1, index=0, offset=0, length=4)
         return float(np.frombuffer(self.link.request(Msg.TENSOR_READ, req).payload, dtype="<f4")[0])
 
-    def invoke(self, first: int, end: int) -> int:
-        """The cost of operators [first, end) on what the arena holds now (inputs not rewritten)."""
-        rng = layout("INVOKE").pack(first=first, end=end)
-        rsp = layout("INVOKE_RSP").unpack(self.link.request(Msg.INVOKE, rng, timeout=600.0).payload)
-        return int(rsp["cost"])
+    def invoke(self, first: int, end: int) -> tuple[int, int]:
+        """The cost of operators [first, end) on what the arena holds now (inputs not rewritten),
+        and the INVOKEs it took: one, or where the board stopped for rows of a streamed input,
+        one more per stop short of end (each NEED_INPUT answered with the bytes it names)."""
+        cost, invokes = 0, 0
+        while True:
+            r = self.link.request(Msg.INVOKE, layout("INVOKE").pack(first=first, end=end), timeout=600.0)
+            invokes += 1
+            if r.type != Msg.NEED_INPUT:
+                return cost + int(layout("INVOKE_RSP").unpack(r.payload)["cost"]), invokes
+            need = need_input(r.payload)
+            cost += int(need["cost"])
+            k = need["input"]
+            if k not in self.streams or not first < need["next_op"] <= end:
+                raise ToolError(f"INVOKE [{first}, {end}) answered a NEED_INPUT this plan cannot ask: {need}")
+            lo, hi = asked_window(need, len(self.streams[k]), f"input {k}")
+            self._write(k, self.streams[k][lo:hi], lo)
+            if need["next_op"] == end:
+                return cost, invokes
+            first = need["next_op"]
 
     def read_state(self) -> bytes:
         """The trained state (the plan's state tensors in order: what STATE_LOAD takes)."""
@@ -140,24 +166,32 @@ def measure(link: Link, ct: CompiledTraining, steps: int, per_op: bool, feed: Fe
     sample; the last one also operator by operator; the dispatch overhead of an INVOKE."""
     bench = BoardBench(link, ct)
     n, nf = bench.n_ops, ct.train.n_forward
-    empty = [bench.invoke(0, 0) for _ in range(EMPTY_INVOKES)]
+    empty = [bench.invoke(0, 0)[0] for _ in range(EMPTY_INVOKES)]
     full, fwd, back, losses, mismatches = [], [], [], [], []
     per: list[int] = []
+    # INVOKEs each way took (more than one per range where a streamed input's fetches stop it)
+    invokes: dict[str, list[int]] = {"steps": [], "split": [], "per_op": []}
     for k in range(steps):
         sample = feed.next()
         state = bench.read_state()
         bench.write_inputs(sample)
-        full.append(bench.invoke(0, n))
+        cost, count = bench.invoke(0, n)
+        full.append(cost)
+        invokes["steps"].append(count)
         losses.append(bench.loss())
         ways = ["split"] + (["per_op"] if per_op and k == steps - 1 else [])
         for way in ways:
             bench.load_state(state)  # the state this step started from
             bench.write_inputs(sample)
             if way == "split":
-                fwd.append(bench.invoke(0, nf))
-                back.append(bench.invoke(nf, n))
+                (f, fi), (b, bi) = bench.invoke(0, nf), bench.invoke(nf, n)
+                fwd.append(f)
+                back.append(b)
+                invokes["split"].append(fi + bi)
             else:
-                per = [bench.invoke(i, i + 1) for i in range(n)]
+                runs = [bench.invoke(i, i + 1) for i in range(n)]
+                per = [c for c, _ in runs]
+                invokes["per_op"] = [sum(i for _, i in runs)]
             again = bench.loss()
             if not (again == losses[-1] or (np.isnan(again) and np.isnan(losses[-1]))):
                 mismatches.append(f"step {k}, {way}: loss {again!r}, whole step {losses[-1]!r}")
@@ -169,6 +203,7 @@ def measure(link: Link, ct: CompiledTraining, steps: int, per_op: bool, feed: Fe
         "per_op": per,
         "losses": losses,
         "empty_invokes": empty,
+        "invokes": invokes,
         "same_step_mismatches": mismatches,
         "state_bytes": sum(t["size"] for t in bench.state_tensors),
         "stack_high_water": info["stack_high_water"],
@@ -454,21 +489,28 @@ def derive(res: dict[str, Any], board: Board) -> None:
     cost["dispatch_overhead"] = overhead
     sums = [f + b for f, b in zip(cost["forward_steps"], cost["backward_update_steps"], strict=True)]
     cost["split_sum"] = int(statistics.median(sums))
+    # INVOKEs each way took: 1 for the whole step and 2 split, unless a streamed input's fetches
+    # stopped the board (measure()); a bench result without the counts is of an unstreamed plan.
+    whole_invokes = cost.get("invokes", {}).get("steps") or [1] * len(sums)
+    split_invokes = cost.get("invokes", {}).get("split") or [2] * len(sums)
     cost["split_residuals"] = [
-        round(s - overhead - w, 1) for s, w in zip(sums, cost["steps"], strict=True)
-    ]  # per step: (forward + backward) - one extra INVOKE - whole step
+        round(s - (si - wi) * overhead - w, 1)
+        for s, w, si, wi in zip(sums, cost["steps"], split_invokes, whole_invokes, strict=True)
+    ]  # per step: (forward + backward) - the extra INVOKEs (one, unstreamed) - whole step
     cost["split_tolerance"] = 3 * g  # three INVOKEs, each read to within one tick
     cost["per_op_sum"] = sum(cost["per_op"])
     if cost["per_op"]:
-        n = len(cost["per_op"])
+        n = (cost.get("invokes", {}).get("per_op") or [len(cost["per_op"])])[0]
         whole = cost["steps"][-1]
+        extra = n - whole_invokes[-1]  # n - 1 unstreamed
         cost["parts_check"] = {
             "whole": whole,
             "parts": cost["per_op_sum"],
             "invokes": n,
-            "dispatch": round((n - 1) * overhead, 1),
-            "residual": round(cost["per_op_sum"] - (n - 1) * overhead - whole, 1),
-            "tolerance": (n + 1) * g,  # n + 1 INVOKEs, each read to within one tick
+            "extra_invokes": extra,
+            "dispatch": round(extra * overhead, 1),
+            "residual": round(cost["per_op_sum"] - extra * overhead - whole, 1),
+            "tolerance": (n + whole_invokes[-1]) * g,  # every INVOKE read to within one tick
         }
     if not board.is_emulated:
         cost["ms_per_step"] = 1e3 * cost["step"] / board.clock_hz

@@ -184,7 +184,8 @@ def whole_and_parts(cost: dict[str, Any]) -> str:
     if pc:
         text += (
             f" The last step's {pc['invokes']} one-operator INVOKEs sum to {pc['parts']:,}; minus "
-            f"{pc['invokes'] - 1} extra INVOKEs' overhead ({pc['dispatch']:,.0f}) that is "
+            f"{pc.get('extra_invokes', pc['invokes'] - 1)} extra INVOKEs' overhead "
+            f"({pc['dispatch']:,.0f}) that is "
             f"{pc['parts'] - pc['dispatch']:,.0f} against the whole step's {pc['whole']:,}: residual "
             f"{pc['residual']:+,.0f} {u} (tolerance {pc['tolerance']:,}: {pc['invokes'] + 1} INVOKEs, "
             "one tick each)."
