@@ -16,6 +16,7 @@ from pytools.boards import Board
 from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.errors import ToolError
 from pytools.model.compiler import Compiled, compile_graph
+from pytools.model.inplace import in_place_where_it_helps
 from pytools.model.ir import Graph, ModelError
 from pytools.model.lowering.fold import Folded, fold_pads
 from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
@@ -111,6 +112,11 @@ def compile_training(
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name, overlap)
+    step = lambda: compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)  # noqa: E731
+    if in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
+        # Depthwise layers in place lowered the forward peak: a one-pass depthwise input
+        # gradient may now decide the arena.
+        compiled = _two_pass_where_it_helps(tb, board, name, overlap)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )
