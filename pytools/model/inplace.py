@@ -67,28 +67,40 @@ def band_rows(graph: Graph, op: Op) -> int:
 def in_place_where_it_helps(graph: Graph, compile_step: Callable[[], Compiled], compiled: Compiled) -> Compiled:
     """compiled (graph compiled by compile_step) with its depthwise layers in place where that
     makes the arena smaller. All candidates are tried at once (two layers at the same peak
-    only pay together); if the arena shrinks, each is then given back, smallest first, where
-    the arena does not grow without it. Otherwise the graph is left as it was and compiled
-    returned: the same plan. graph's operators are replaced (the options of a chosen one name
-    its band rows), never changed in place."""
-    chosen = in_place_candidates(graph)
-    if not chosen:
+    only pay together); if the arena shrinks, the fewest of them that keep that arena are
+    kept: the largest outputs first (those the peaks hold), as few sizes as reach it, then
+    each of those given back, smallest first, where the arena does not grow without it (each
+    trial a compile: a handful, not one per candidate). Otherwise the graph is left as it was
+    and compiled returned: the same plan. graph's operators are replaced (a chosen one's
+    options name its band rows), never changed in place."""
+    candidates = in_place_candidates(graph)
+    if not candidates:
         return compiled
-    plain = {i: graph.ops[i] for i in chosen}
-    for i in chosen:
-        op = graph.ops[i]
-        graph.ops[i] = dataclasses.replace(op, options={**op.options, IN_PLACE_OPTION: band_rows(graph, op)})
-    trial = compile_step()
-    if trial.arena >= compiled.arena:
-        for i, op in plain.items():
-            graph.ops[i] = op
+    plain = {i: graph.ops[i] for i in candidates}
+    in_place = {
+        i: dataclasses.replace(op, options={**op.options, IN_PLACE_OPTION: band_rows(graph, op)})
+        for i, op in plain.items()
+    }
+
+    def compile_with(chosen: set[int]) -> Compiled:
+        for i in candidates:
+            graph.ops[i] = in_place[i] if i in chosen else plain[i]
+        return compile_step()
+
+    size = {i: graph.tensor(op.outputs[0]).nbytes for i, op in plain.items()}
+    best = compile_with(set(candidates))
+    if best.arena >= compiled.arena:
+        compile_with(set())  # the graph as it was (compiled is its plan)
         return compiled
-    for i in sorted(chosen, key=lambda i: graph.tensor(graph.ops[i].outputs[0]).nbytes):
-        kept = graph.ops[i]
-        graph.ops[i] = plain[i]
-        without = compile_step()
-        if without.arena <= trial.arena:
-            trial = without
-        else:
-            graph.ops[i] = kept
-    return trial
+    chosen = set(candidates)
+    for s in sorted(set(size.values()), reverse=True)[:-1]:  # the largest sizes first
+        trial = compile_with({i for i in candidates if size[i] >= s})
+        if trial.arena <= best.arena:
+            best, chosen = trial, {i for i in candidates if size[i] >= s}
+            break
+    for i in sorted(chosen, key=lambda i: (size[i], i)):
+        trial = compile_with(chosen - {i})
+        if trial.arena <= best.arena:
+            best, chosen = trial, chosen - {i}
+    compile_with(chosen)  # the graph as best was compiled
+    return best
