@@ -101,8 +101,7 @@ void depthwise_conv2d_s8_inplace_bands(const void *params, void *const *operands
     }
 }
 
-void depthwise_conv2d_s8_inplace_ref_run(const void *params, void *const *operands,
-                                         void *scratch) {
+void depthwise_conv2d_s8_inplace_ref_run(const void *params, void *const *operands, void *scratch) {
     if (depthwise_conv2d_s8_inplace_takes(params))
         depthwise_conv2d_s8_inplace_bands(params, operands, scratch, depthwise_conv2d_s8_ref_run);
     else

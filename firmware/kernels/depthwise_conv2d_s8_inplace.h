@@ -41,12 +41,10 @@ void depthwise_conv2d_s8_inplace_bands(const void *params, void *const *operands
 /* The selector, the runtime's entry (ops.def); it lives in depthwise_conv2d_s8_inplace_dsp.c. */
 void depthwise_conv2d_s8_inplace_run(const void *params, void *const *operands, void *scratch);
 /* The reference: the bands on depthwise_conv2d_s8_ref_run. */
-void depthwise_conv2d_s8_inplace_ref_run(const void *params, void *const *operands,
-                                         void *scratch);
+void depthwise_conv2d_s8_inplace_ref_run(const void *params, void *const *operands, void *scratch);
 /* The DSP variant (depthwise_conv2d_s8_inplace_dsp.c), and whether it runs the layer in one
  * call of depthwise_conv2d_s8_dsp_run with the output over the input (1) or in bands (0). */
-void depthwise_conv2d_s8_inplace_dsp_run(const void *params, void *const *operands,
-                                         void *scratch);
+void depthwise_conv2d_s8_inplace_dsp_run(const void *params, void *const *operands, void *scratch);
 int depthwise_conv2d_s8_inplace_dsp_direct(const void *params);
 /* The bands' scratch (depthwise_conv2d_s8's for a layer the kernel does not take). */
 size_t depthwise_conv2d_s8_inplace_ref_scratch_size(const void *params);

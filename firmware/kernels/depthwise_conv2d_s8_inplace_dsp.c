@@ -24,8 +24,7 @@ int depthwise_conv2d_s8_inplace_dsp_direct(const void *params) {
            q.input_c % 4 == 0 && depthwise_conv2d_s8_3x3_dsp_pairs(params);
 }
 
-void depthwise_conv2d_s8_inplace_dsp_run(const void *params, void *const *operands,
-                                         void *scratch) {
+void depthwise_conv2d_s8_inplace_dsp_run(const void *params, void *const *operands, void *scratch) {
     if (depthwise_conv2d_s8_inplace_dsp_direct(params) ||
         !depthwise_conv2d_s8_inplace_takes(params))
         depthwise_conv2d_s8_dsp_run(params, operands, scratch);

@@ -64,7 +64,9 @@ def band_rows(graph: Graph, op: Op) -> int:
     return max(1, -(-graph.tensor(op.outputs[0]).shape[1] // 4))
 
 
-def in_place_where_it_helps(graph: Graph, compile_step: Callable[[], Compiled], compiled: Compiled) -> Compiled:
+def in_place_where_it_helps(
+    graph: Graph, compile_step: Callable[[], Compiled], compiled: Compiled
+) -> Compiled:
     """compiled (graph compiled by compile_step) with its depthwise layers in place where that
     makes the arena smaller. All candidates are tried at once (two layers at the same peak
     only pay together); if the arena shrinks, the fewest of them that keep that arena are

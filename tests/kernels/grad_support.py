@@ -632,6 +632,7 @@ class Alias:
 
     index: int
 
+
 # The harnesses' link to the emulator: the linker script's symbols, a semihosting call and the
 # exit call (SYS_EXIT with ADP_Stopped_ApplicationExit and the code).
 SEMIHOST_C = r"""

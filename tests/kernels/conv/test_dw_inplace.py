@@ -232,10 +232,12 @@ def test_in_place_shrinks_the_arena_and_changes_no_bit() -> None:
     assert op.code == 54 and plain.compiled.plan.ops[chosen[0]].code == 2  # DEPTHWISE_CONV_2D
     assert plan.tensors[op.operands[0]].offset == plan.tensors[op.operands[7]].offset
     rng = np.random.default_rng(5)
-    data = [(rng.integers(-128, 128, (1, 16, 16, 48), dtype=np.int8), int(rng.integers(48))) for _ in range(4)]
+    data = [
+        (rng.integers(-128, 128, (1, 16, 16, 48), dtype=np.int8), int(rng.integers(48))) for _ in range(4)
+    ]
     a, b = Trainer(ct), Trainer(plain)
     losses = [a.step(x, y) for x, y in data]
-    assert losses == [b.step(x, y) for x, y in data] and np.isfinite([l for l, _ in losses]).all()
+    assert losses == [b.step(x, y) for x, y in data] and np.isfinite([loss for loss, _ in losses]).all()
     sa, sb = a.state(), b.state()
     for k in sa:
         np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
