@@ -22,17 +22,17 @@ from pytools.model.lowering.conv import IN_PLACE_OPTION
 
 
 def in_place_candidates(graph: Graph) -> list[int]:
-    """Indices of the operators that could run in place: int8 DEPTHWISE_CONV_2D at stride 1,
-    the output's shape the input's, the input an activation (not a constant, state, graph input
+    """Positions in graph.ops of the operators that could run in place: int8 DEPTHWISE_CONV_2D
+    at stride 1, the output's shape the input's, the input an activation (not a constant, state, graph input
     or graph output) that no later operator reads."""
-    last_read: dict[int, int] = {}
-    for op in graph.ops:
+    last_read: dict[int, int] = {}  # tensor -> the position of the last operator reading it
+    for k, op in enumerate(graph.ops):
         for t in op.inputs:
             if t >= 0:
-                last_read[t] = op.index
+                last_read[t] = k
     ends = set(graph.inputs) | set(graph.outputs)
     found = []
-    for op in graph.ops:
+    for k, op in enumerate(graph.ops):
         if op.kind != "DEPTHWISE_CONV_2D" or not op.inputs or not op.outputs:
             continue
         x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
@@ -44,9 +44,9 @@ def in_place_candidates(graph: Graph) -> list[int]:
             and x.data is None
             and not x.persistent
             and x.index not in ends
-            and last_read.get(x.index) == op.index
+            and last_read.get(x.index) == k
         ):
-            found.append(op.index)
+            found.append(k)
     return found
 
 

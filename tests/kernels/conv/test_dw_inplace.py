@@ -286,3 +286,41 @@ def test_a_compiled_model_in_place_matches_tflite_on_the_emulated_board() -> Non
         assert np.unique(w).size > 20
         np.testing.assert_array_equal(got, w)
         np.testing.assert_array_equal(twin.invoke([x])[0], w)
+
+
+@pytest.mark.emulator
+def test_a_training_step_in_place_on_the_emulated_board_matches_the_twin() -> None:
+    """The chain's step with a layer in place (its output tied over its input), trained on the
+    emulated Cortex-M7 and on the host twin: the same losses, predictions and trained state."""
+    import os
+    import uuid
+
+    from pytools import emulator
+    from pytools.build.builder import build_firmware
+    from pytools.link.client import Link
+    from pytools.model.board_runner import BoardModel
+    from pytools.model.host_twin import io_tensors, tensor_table
+    from pytools.train.trainer import Trainer
+
+    ct = _chain_step("bias=4")
+    assert any(op.code == 54 for op in ct.compiled.plan.ops)
+    rng = np.random.default_rng(6)
+    data = [
+        (rng.integers(-128, 128, (1, 16, 16, 48), dtype=np.int8), int(rng.integers(48))) for _ in range(3)
+    ]
+    twin = Trainer(ct)
+    want = [twin.step(x, y) for x, y in data]
+    name = f"test-dw-inplace-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    board = ct.board
+    emu = emulator.start(board, build_firmware(board, ct.compiled.blob, ct.compiled.arena).elf, name=name)
+    try:
+        with Link.open(emu.url) as link:
+            ins, outs = io_tensors(ct.compiled.blob)
+            on_board = Trainer(ct, BoardModel(link, tensor_table(ct.compiled.blob), ins, outs))
+            got = [on_board.step(x, y) for x, y in data]
+            state = on_board.state()
+    finally:
+        emulator.stop(name)
+    assert got == want
+    for k, v in twin.state().items():
+        np.testing.assert_array_equal(state[k], v, err_msg=k)
