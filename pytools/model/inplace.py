@@ -23,8 +23,8 @@ from pytools.model.lowering.conv import IN_PLACE_OPTION
 
 def in_place_candidates(graph: Graph) -> list[int]:
     """Positions in graph.ops of the operators that could run in place: int8 DEPTHWISE_CONV_2D
-    at stride 1, the output's shape the input's, the input an activation (not a constant, state, graph input
-    or graph output) that no later operator reads."""
+    at stride 1, the output's shape the input's, the input an activation (not a constant,
+    state, graph input or graph output) that no later operator reads."""
     last_read: dict[int, int] = {}  # tensor -> the position of the last operator reading it
     for k, op in enumerate(graph.ops):
         for t in op.inputs:
