@@ -113,9 +113,9 @@ def compile_training(
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name, overlap)
     step = lambda: compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)  # noqa: E731
-    if in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
-        # Depthwise layers in place lowered the forward peak: a one-pass depthwise input
-        # gradient may now decide the arena.
+    if overlap and in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
+        # Depthwise layers in place (an exact overlap: none without them) lowered the forward
+        # peak: a one-pass depthwise input gradient may now decide the arena.
         compiled = _two_pass_where_it_helps(tb, board, name, overlap)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
