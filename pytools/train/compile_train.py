@@ -10,6 +10,7 @@ measures adds the stack it really used.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pytools.boards import Board
@@ -112,7 +113,7 @@ def compile_training(
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
     compiled = _two_pass_where_it_helps(tb, board, name, overlap)
-    step = lambda: compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)  # noqa: E731
+    step = partial(compile_graph, tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
     if overlap and in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
         # Depthwise layers in place (an exact overlap: none without them) lowered the forward
         # peak: a one-pass depthwise input gradient may now decide the arena.
