@@ -324,3 +324,32 @@ def test_a_training_step_in_place_on_the_emulated_board_matches_the_twin() -> No
     assert got == want
     for k, v in twin.state().items():
         np.testing.assert_array_equal(state[k], v, err_msg=k)
+
+
+def test_an_input_read_later_is_never_overwritten() -> None:
+    """The in-place kernel where its input is still needed (a graph output here, as a later
+    reader or a saved activation would be): the compiler does not tie them, and every output
+    is TFLite's (on the host twin)."""
+    from pytools.boards import load_board
+    from pytools.model.compiler import compile_graph
+    from pytools.model.host_twin import HostTwin
+    from pytools.model.oracle import run_tflite
+    from pytools.model.tflite_export import write_tflite
+    from tests.kernels.conv.support import depthwise_chain
+    from tests.test_models import random_inputs
+
+    s1 = (3, 1, "SAME", "RELU6", 6.0)
+    g = depthwise_chain(16, 16, 96, [s1, s1, s1], seed=4)
+    kept = g.ops[1].inputs[0]  # layer 1's input, made a graph output as well
+    g.outputs = [kept, *g.outputs]
+    model = write_tflite(g)
+    g.ops[1] = dataclasses.replace(g.ops[1], options={**g.ops[1].options, IN_PLACE_OPTION: 1})
+    compiled = compile_graph(g, load_board("mps2_an500"), "dw_not_in_place")
+    op = compiled.plan.ops[1]
+    assert op.code == 54
+    x_at, y_at = (compiled.plan.tensors[op.operands[k]].offset for k in (0, 7))
+    assert abs(x_at - y_at) >= 16 * 16 * 96  # apart
+    twin = HostTwin(compiled.blob)
+    for x in random_inputs(compiled.blob, np.random.default_rng(2), 2):
+        for got, want in zip(twin.invoke([x]), run_tflite(model, [x]), strict=True):
+            np.testing.assert_array_equal(got, want)
