@@ -1,7 +1,7 @@
 /* depthwise_conv2d_s8_inplace: DEPTHWISE_CONV_2D with its output over its input; see
  * depthwise_conv2d_s8_inplace.h. Every output value is computed by a depthwise_conv2d_s8 kernel
- * (the reference here) on a band of rows, so the results are that kernel's bit for bit; this
- * file only orders the rows. */
+ * (the reference here: this file calls no variant, nor the DSP file's planning) on a band of
+ * rows, so the results are that kernel's bit for bit; this file only orders the rows. */
 #include "depthwise_conv2d_s8_inplace.h"
 
 #include <string.h>
@@ -46,33 +46,39 @@ static void band(const struct depthwise_conv2d_s8_inplace_params *p, int32_t a, 
     *in_lo = lo;
 }
 
-/* The bytes depthwise_conv2d_s8_run plans for the largest of the layer's bands (8-aligned),
- * where the rows of scratch start. */
-static size_t band_scratch(const struct depthwise_conv2d_s8_inplace_params *p) {
+/* The scratch the band kernel needs (need: its scratch size function) for the largest of the
+ * layer's bands (8-aligned), where the rows of scratch start. */
+static size_t band_scratch(const struct depthwise_conv2d_s8_inplace_params *p,
+                           kernel_scratch_fn need_fn) {
     size_t most = 0;
     struct depthwise_conv2d_s8_params sub;
     int32_t lo;
     for (int32_t a = 0; a < p->output_h; a += p->band_rows) {
         const int32_t r = p->output_h - a < p->band_rows ? p->output_h - a : p->band_rows;
         band(p, a, r, &sub, &lo);
-        const size_t need = depthwise_conv2d_s8_scratch_size(&sub);
+        const size_t need = need_fn(&sub);
         if (need > most) most = need;
     }
     return (most + 7u) & ~(size_t)7u;
 }
 
-size_t depthwise_conv2d_s8_inplace_ref_scratch_size(const void *params) {
+size_t depthwise_conv2d_s8_inplace_bands_scratch(const void *params, kernel_scratch_fn need) {
     const struct depthwise_conv2d_s8_inplace_params p = params_of(params);
-    if (!depthwise_conv2d_s8_inplace_takes(params)) return depthwise_conv2d_s8_scratch_size(params);
     const size_t row = (size_t)p.output_w * (size_t)p.input_c;
-    return band_scratch(&p) + (size_t)(p.band_rows + p.pad_h) * row;
+    return band_scratch(&p, need) + (size_t)(p.band_rows + p.pad_h) * row;
+}
+
+size_t depthwise_conv2d_s8_inplace_ref_scratch_size(const void *params) {
+    if (!depthwise_conv2d_s8_inplace_takes(params))
+        return depthwise_conv2d_s8_ref_scratch_size(params);
+    return depthwise_conv2d_s8_inplace_bands_scratch(params, depthwise_conv2d_s8_ref_scratch_size);
 }
 
 void depthwise_conv2d_s8_inplace_bands(const void *params, void *const *operands, void *scratch,
-                                       kernel_run_fn run) {
+                                       kernel_run_fn run, kernel_scratch_fn need) {
     const struct depthwise_conv2d_s8_inplace_params p = params_of(params);
     const size_t row = (size_t)p.output_w * (size_t)p.input_c, image = (size_t)p.input_h * row;
-    uint8_t *const rows = (uint8_t *)scratch + band_scratch(&p); /* band_rows + pad_h rows */
+    uint8_t *const rows = (uint8_t *)scratch + band_scratch(&p, need); /* band_rows + pad_h */
     void *ops[DEPTHWISE_CONV2D_S8_OPERANDS];
     memcpy(ops, operands, sizeof ops);
     struct depthwise_conv2d_s8_params sub;
@@ -103,7 +109,8 @@ void depthwise_conv2d_s8_inplace_bands(const void *params, void *const *operands
 
 void depthwise_conv2d_s8_inplace_ref_run(const void *params, void *const *operands, void *scratch) {
     if (depthwise_conv2d_s8_inplace_takes(params))
-        depthwise_conv2d_s8_inplace_bands(params, operands, scratch, depthwise_conv2d_s8_ref_run);
+        depthwise_conv2d_s8_inplace_bands(params, operands, scratch, depthwise_conv2d_s8_ref_run,
+                                          depthwise_conv2d_s8_ref_scratch_size);
     else
         depthwise_conv2d_s8_ref_run(params, operands, scratch);
 }

@@ -35,9 +35,11 @@
  * apart from the input). */
 int depthwise_conv2d_s8_inplace_takes(const void *params);
 /* The bands (see above), each computed by run (depthwise_conv2d_s8's reference or DSP
- * variant) with scratch's first depthwise_conv2d_s8_scratch_size bytes of the band. */
+ * variant) with the scratch need (that variant's scratch size function) gives a band, and
+ * the bands' scratch: the largest band's, then band_rows + pad_h rows of the output. */
 void depthwise_conv2d_s8_inplace_bands(const void *params, void *const *operands, void *scratch,
-                                       kernel_run_fn run);
+                                       kernel_run_fn run, kernel_scratch_fn need);
+size_t depthwise_conv2d_s8_inplace_bands_scratch(const void *params, kernel_scratch_fn need);
 /* The selector, the runtime's entry (ops.def); it lives in depthwise_conv2d_s8_inplace_dsp.c. */
 void depthwise_conv2d_s8_inplace_run(const void *params, void *const *operands, void *scratch);
 /* The reference: the bands on depthwise_conv2d_s8_ref_run. */
@@ -46,10 +48,11 @@ void depthwise_conv2d_s8_inplace_ref_run(const void *params, void *const *operan
  * call of depthwise_conv2d_s8_dsp_run with the output over the input (1) or in bands (0). */
 void depthwise_conv2d_s8_inplace_dsp_run(const void *params, void *const *operands, void *scratch);
 int depthwise_conv2d_s8_inplace_dsp_direct(const void *params);
-/* The bands' scratch (depthwise_conv2d_s8's for a layer the kernel does not take). */
+/* The reference's scratch: its bands' (depthwise_conv2d_s8's reference's for a layer the
+ * kernel does not take). */
 size_t depthwise_conv2d_s8_inplace_ref_scratch_size(const void *params);
-/* The scratch the runtime plans (depthwise_conv2d_s8_inplace_dsp.c): the larger of the bands'
- * and the one-call DSP path's, whichever build runs the plan. */
+/* The scratch the runtime plans (depthwise_conv2d_s8_inplace_dsp.c): the largest of the
+ * reference's, the DSP bands' and the one-call DSP path's, whichever build runs the plan. */
 size_t depthwise_conv2d_s8_inplace_scratch_size(const void *params);
 
 #endif

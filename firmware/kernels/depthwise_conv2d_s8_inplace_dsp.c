@@ -29,13 +29,20 @@ void depthwise_conv2d_s8_inplace_dsp_run(const void *params, void *const *operan
         !depthwise_conv2d_s8_inplace_takes(params))
         depthwise_conv2d_s8_dsp_run(params, operands, scratch);
     else
-        depthwise_conv2d_s8_inplace_bands(params, operands, scratch, depthwise_conv2d_s8_dsp_run);
+        depthwise_conv2d_s8_inplace_bands(params, operands, scratch, depthwise_conv2d_s8_dsp_run,
+                                          depthwise_conv2d_s8_scratch_size);
 }
 
 size_t depthwise_conv2d_s8_inplace_scratch_size(const void *params) {
-    const size_t bands = depthwise_conv2d_s8_inplace_ref_scratch_size(params);
+    size_t most = depthwise_conv2d_s8_inplace_ref_scratch_size(params);
     const size_t whole = depthwise_conv2d_s8_scratch_size(params);
-    return bands > whole ? bands : whole;
+    if (whole > most) most = whole;
+    if (depthwise_conv2d_s8_inplace_takes(params)) {
+        const size_t bands =
+            depthwise_conv2d_s8_inplace_bands_scratch(params, depthwise_conv2d_s8_scratch_size);
+        if (bands > most) most = bands;
+    }
+    return most;
 }
 
 /* The selector, the runtime's entry for depthwise_conv2d_s8_inplace (ops.def): the DSP variant
