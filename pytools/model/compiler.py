@@ -206,6 +206,46 @@ def streamed_inputs(graph: Graph) -> set[int]:
     return {t for t in graph.inputs if readers.get(t) == {"INPUT_ROWS"}}
 
 
+# Kernels that may write their output over their input (the whole tensor, offset 0): operand
+# indices (input, output), from the kernel's header enum (held by tests/kernels/conv/
+# test_dw_inplace.py). The kernel is exact with the two apart as well, so the tie is optional.
+IN_PLACE = {"depthwise_conv2d_s8_inplace": (0, 7)}
+
+
+def in_place_ties(
+    calls: list[KernelCall],
+    root: Callable[[int], int],
+    first: dict[int, int],
+    last: dict[int, int],
+    nbytes: Callable[[int], int],
+    eligible: Callable[[int], bool],
+    inputs: set[int],
+) -> list[tuple[int, int, int]]:
+    """(step, x, y): operator `step` (an IN_PLACE kernel) may write its output y over its
+    input x: x is read last there (no later operator, saved activation or graph output reads
+    it), y is first written there, both the same size, eligible (arena activations the
+    compiler places freely) and x not a graph input (the caller's bytes)."""
+    ties = []
+    for i, call in enumerate(calls):
+        if call.kernel not in IN_PLACE:
+            continue
+        k_in, k_out = IN_PLACE[call.kernel]
+        if call.operands[k_in].tensor is None or call.operands[k_out].tensor is None:
+            continue
+        x, y = root(call.operands[k_in].tensor), root(call.operands[k_out].tensor)
+        if (
+            x != y
+            and eligible(x)
+            and eligible(y)
+            and x not in inputs
+            and last.get(x) == i
+            and first.get(y) == i
+            and nbytes(x) == nbytes(y)
+        ):
+            ties.append((i, x, y))
+    return ties
+
+
 def lower_all(graph: Graph) -> list[KernelCall]:
     """Every operator's KernelCall; operators the kernels cannot run (a quantization, shape or
     option outside what they do) are all named in one ModelError, not only the first."""
@@ -372,6 +412,11 @@ def compile_graph(
             and out not in {root(o.tensor) for o in call.operands[:k] if o.tensor is not None}
         ):
             candidates.append((i, Tie(f"s{op.scratch}", f"t{plan_id[out]}", 0)))
+    # ... and an output over its own input (IN_PLACE kernels, which the compiler picks only
+    # where that pays: pytools/model/inplace.py).
+    ins = {root(t) for t in graph.inputs}
+    for i, x, y in in_place_ties(calls, root, first, last, lambda t: graph.tensor(t).nbytes, eligible, ins):
+        candidates.append((i, Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", 0)))
     # Each tie is kept only where it does not make the arena larger: it also constrains the
     # greedy placement, which can cost more than the overlap saves. Two passes, the smaller
     # arena kept: the ties in the order found, each kept where the arena shrinks; and at the

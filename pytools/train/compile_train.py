@@ -10,12 +10,14 @@ measures adds the stack it really used.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pytools.boards import Board
 from pytools.build.builder import FirmwareImage, build_firmware
 from pytools.errors import ToolError
 from pytools.model.compiler import Compiled, compile_graph
+from pytools.model.inplace import in_place_where_it_helps
 from pytools.model.ir import Graph, ModelError
 from pytools.model.lowering.fold import Folded, fold_pads
 from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
@@ -126,6 +128,11 @@ def compile_training(
         tb.graph, tb.n_forward = streamed.graph, tb.n_forward + streamed.added
         tb.loss_end += streamed.added  # every INPUT_ROWS is in the first stage
     compiled = _two_pass_where_it_helps(tb, board, name, overlap)
+    step = partial(compile_graph, tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
+    if overlap and in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
+        # Depthwise layers in place (an exact overlap: none without them) lowered the forward
+        # peak: a one-pass depthwise input gradient may now decide the arena.
+        compiled = _two_pass_where_it_helps(tb, board, name, overlap)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )

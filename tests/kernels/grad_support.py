@@ -622,7 +622,17 @@ HARNESS_KERNELS = [
     "depthwise_conv2d_s8",
     "fully_connected_s8",
     "input_rows",  # a streamed input's band (tests/kernels/movement/test_input_rows.py)
+    "depthwise_conv2d_s8_inplace",
 ]
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An operand of run_on_board that is an earlier operand's bytes (index: that operand's),
+    as the planner places an output over its input (the in-place kernels)."""
+
+    index: int
+
 
 # The harnesses' link to the emulator: the linker script's symbols, a semihosting call and the
 # exit call (SYS_EXIT with ADP_Stopped_ApplicationExit and the code).
@@ -745,6 +755,13 @@ int main(void) {
         size_t used = 0;
         for (uint32_t i = 0; i < n; i++) {
             sizes[i] = rd(&p);
+            if (sizes[i] & 0x80000000u) { /* an alias of operand (low bits) */
+                const uint32_t j = sizes[i] & 0xFFu;
+                if (j >= i) return 4;
+                ops[i] = ops[j];
+                sizes[i] = 0; /* no guard of its own, not written back */
+                continue;
+            }
             if (used + sizes[i] + GUARD > @ARENA@) return 4;
             ops[i] = sizes[i] ? arena + used : NULL;
             memcpy(arena + used, p, sizes[i]);
@@ -813,6 +830,9 @@ def _blob(out_file: Path, calls: list[tuple[KernelCall, list[np.ndarray]]]) -> b
         parts += [struct.pack("<II", HARNESS_KERNELS.index(call.kernel), len(params)), pad(params)]
         parts.append(struct.pack("<I", len(values)))
         for v in values:
+            if isinstance(v, Alias):
+                parts.append(struct.pack("<I", 0x80000000 | v.index))
+                continue
             raw = np.ascontiguousarray(v).tobytes()
             parts += [struct.pack("<I", len(raw)), pad(raw)]
     return b"".join(parts)
@@ -884,6 +904,9 @@ def run_on_board(
     for _, values in calls:
         got = []
         for v in values:
+            if isinstance(v, Alias):  # not written back: its bytes are operand v.index's
+                got.append(got[v.index])
+                continue
             nbytes = v.nbytes
             got.append(np.frombuffer(raw[at : at + nbytes], dtype=v.dtype).reshape(v.shape).copy())
             at += nbytes

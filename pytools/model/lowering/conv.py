@@ -280,7 +280,17 @@ def lower_depthwise_conv2d(graph: Graph, op: Op) -> KernelCall:
         raise _fail(op, f"depth_multiplier {declared} contradicts the shapes ({in_c} -> {out_c} channels)")
     shape = {"input_c": in_c, "depth_multiplier": multiplier}
     quant = (s_in, zp_in, s_out, zp_out)
-    return _conv_call(op, "DEPTHWISE_CONV_2D", (inp, filt, bias_t, out), (fh, fw, out_c), 3, shape, quant)
+    call = _conv_call(op, "DEPTHWISE_CONV_2D", (inp, filt, bias_t, out), (fh, fw, out_c), 3, shape, quant)
+    band_rows = int(op.options.get(IN_PLACE_OPTION, 0))
+    if band_rows:  # the in-place kernel, which the compiler chose (pytools/model/inplace.py)
+        kernel = op_defs()["DEPTHWISE_CONV_2D_INPLACE"].kernel
+        return KernelCall(kernel, {**call.params, "band_rows": band_rows}, call.operands)
+    return call
+
+
+# A DEPTHWISE_CONV_2D option: output rows per band of the in-place kernel
+# (depthwise_conv2d_s8_inplace), set by pytools/model/inplace.py where it shrinks the arena.
+IN_PLACE_OPTION = "in_place_band_rows"
 
 
 def _conv_call(
