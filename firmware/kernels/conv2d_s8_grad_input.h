@@ -141,8 +141,28 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
  * (both variants write element i after reading accumulator i, in ascending order; the
  * compiler's OUTPUT_OVER_SCRATCH, held by tests/test_scratch_planning.py). */
 size_t conv2d_s8_grad_input_ref_scratch_size(const void *params);
+/* The reference's accumulator shift (conv_grad_pick_shift over its overflow bound), m the
+ * channels' Q23 multipliers: shared with the two-pass variant (conv2d_s8_grad_input_2pass.c). */
+int conv2d_s8_grad_input_ref_shift(const struct conv2d_s8_grad_input_params *p,
+                                   const int8_t *filter, const int8_t *trained, const int32_t *m);
 /* The scratch the runtime plans (conv2d_s8_grad_input_dsp.c): the reference's, then the
  * DSP variant's split terms where it takes the layer, whichever build runs the plan. */
 size_t conv2d_s8_grad_input_scratch_size(const void *params);
+
+/* The DSP variant's 1x1 path (conv2d_s8_grad_input_dsp.c) in parts, for the two-pass variant's
+ * DSP code (conv2d_s8_grad_input_2pass_dsp.c; DSP code calling DSP code): whether it takes the
+ * layer (a 1x1 filter; input-channel slices even and over at most GI_COLS_MAX_C channels), the
+ * bytes of its packed terms, its shift (m: the channels' Q23 multipliers), and the int32
+ * accumulators of output pixels [first, end) (flat NHW) at acc, for the identity map (stride
+ * 1, no padding, output size the input's), rows: its GI_COLS_ROWS composed rows
+ * (conv_train_row_bytes; train_cols only). The same integers as the reference's. */
+int conv2d_s8_grad_input_dsp_1x1_takes(const struct conv2d_s8_grad_input_params *p);
+size_t conv2d_s8_grad_input_dsp_1x1_terms_size(void);
+int conv2d_s8_grad_input_dsp_1x1_shift(const struct conv2d_s8_grad_input_params *p,
+                                       void *const *operands, const int32_t *m);
+void conv2d_s8_grad_input_dsp_1x1_pixels(const struct conv2d_s8_grad_input_params *p,
+                                         void *const *operands, const int32_t *m, int shift,
+                                         uint32_t *terms, int8_t *rows, int32_t first,
+                                         int32_t end, int32_t *acc);
 
 #endif

@@ -593,4 +593,34 @@ static const uint32_t dsp_spread4[16] __attribute__((unused)) = {
     0xFFFF0000u, 0xFFFF00FFu, 0xFFFFFF00u, 0xFFFFFFFFu,
 };
 
+/* --- s10e (conv2d_s8_grad_input_2pass): dsp_grad_requantize_s32's rounding alone (its max
+ * in dsp_max_abs_s32), for a tensor whose parts are computed (and rounded) at different times with one max|acc|. --- */
+
+/* out[i] = dsp_grad_requantize_s32's rounding of acc[i] with max_abs given (>= every |acc[i]|;
+ * 0: all 0), i < n; out may start where acc does (ascending). */
+static inline void dsp_grad_round_n(const int32_t *acc, size_t n, uint32_t max_abs, int8_t *out) {
+    if (max_abs == 0) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+        return;
+    }
+    const uint32_t half = max_abs / 2u;
+    if (max_abs >= 128u && max_abs < (1u << 30)) {
+        const uint32_t r = dsp_grad_recip(max_abs);
+        size_t i0 = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+        const uint32_t k4[2] __attribute__((aligned(8))) = {r, max_abs};
+        i0 = n & ~(size_t)3;
+        if (i0) dsp_round4(acc, out, (uint32_t)(i0 >> 2), k4);
+#endif
+        for (size_t i = i0; i < n; i++) out[i] = dsp_grad_round_s32_recip(acc[i], max_abs, half, r);
+        return;
+    }
+    const float k = 127.0f / (float)max_abs;
+    if (max_abs < (1u << 30)) {
+        for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32_small(acc[i], max_abs, half, k);
+    } else {
+        for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32(acc[i], max_abs, half, k);
+    }
+}
+
 #endif
