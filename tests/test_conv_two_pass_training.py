@@ -1,7 +1,8 @@
-"""CONV_2D_GRAD_INPUT_2PASS in compiled steps: the compiler switches a 1x1 stride-1 conv's input
-gradient to it only where the planned arena shrinks, with the largest keep that arena allows,
-and the step trains exactly as with the one-pass kernel (the kernel itself:
-tests/kernels/conv/test_conv_grad_two_pass.py); where nothing shrinks the plan is today's."""
+"""CONV_2D_GRAD_INPUT_2PASS in compiled steps: with the scheme's conv_two_pass the compiler
+switches a 1x1 stride-1 conv's input gradient to it only where the planned arena shrinks, with
+the largest keep that arena allows, and the step trains exactly as with the one-pass kernel
+(the kernel itself: tests/kernels/conv/test_conv_grad_two_pass.py); where nothing shrinks, or
+without the option, the plan is today's."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from tests.kernels.conv.test_dsp_kernels import dsp_on_host
 BOARD = load_board("mps2_an500")
 
 
-def _compiled(scheme: str):
+def _compiled(scheme: str, conv_two_pass: bool = True):
     name = "mobilenet_tiny"
-    return compile_training(import_tflite(zoo_model(name), name), load_scheme(scheme), BOARD, name, False, 0.02)
+    sch = dataclasses.replace(load_scheme(scheme), conv_two_pass=conv_two_pass)
+    return compile_training(import_tflite(zoo_model(name), name), sch, BOARD, name, False, 0.02)
 
 
 def _samples(ct, n: int, seed: int) -> list[tuple[np.ndarray, int]]:
@@ -77,9 +79,27 @@ def test_where_the_arena_does_not_shrink_the_plan_is_unchanged(monkeypatch) -> N
     scheme = "bias=4,-1=1,-3=0.25"
     ct = _compiled(scheme)
     g = ct.train.graph
-    tried = [op for op in g.ops if op.kind == "CONV_2D_GRAD_INPUT" and training_conv.conv_two_pass_takes(g, op)]
+    tried = [
+        op for op in g.ops if op.kind == "CONV_2D_GRAD_INPUT" and training_conv.conv_two_pass_takes(g, op)
+    ]
     assert tried  # candidates there were, and none was kept
     assert not any(op.kind.endswith("_2PASS") for op in g.ops)
     assert not any("keep" in op.options for op in g.ops)
+    assert ct.compiled.blob == _compiled(scheme, conv_two_pass=False).compiled.blob
     monkeypatch.setattr(training_conv, "conv_two_pass_takes", lambda g, op: False)
     assert ct.compiled.blob == _compiled(scheme).compiled.blob
+
+
+def test_without_the_option_nothing_switches(tmp_path) -> None:
+    """conv_two_pass is off by default (the committed results' plans stay as they are) and a
+    scheme file turns it on."""
+    scheme = "bias=12,-1=1,-4=0.5,-7=0.25"
+    ct = _compiled(scheme, conv_two_pass=False)
+    assert not any(op.kind == "CONV_2D_GRAD_INPUT_2PASS" for op in ct.train.graph.ops)
+    assert not load_scheme(scheme).conv_two_pass
+    f = tmp_path / "s.toml"
+    f.write_text("bias_layers = 2\nconv_two_pass = true\n")
+    assert load_scheme(str(f)).conv_two_pass
+    f.write_text("bias_layers = 2\nconv_two_pass = 1\n")
+    with pytest.raises(Exception, match="conv_two_pass must be true or false"):
+        load_scheme(str(f))

@@ -14,7 +14,11 @@ void conv2d_s8_grad_input_2pass_layout(const struct conv2d_s8_grad_input_2pass_p
     l->keep = p->keep < 0 ? 0 : p->keep > l->n ? l->n : p->keep;
     const size_t kept = (size_t)l->keep * kc * sizeof(int32_t), out = (size_t)l->n * kc;
     l->block = ((kept > out ? kept : out) + 7u) & ~(size_t)7u;
-    l->m = l->block + (size_t)GI2_BLOCK * kc * sizeof(int32_t);
+    /* the block: one pixel's accumulators (the reference's), and with output_c <= one chunk the
+     * DSP variant's sink (GI_SINK_PIXELS x 4 channels), else its GI2_BLOCK pixels */
+    const size_t one = kc * sizeof(int32_t), sink = GI_SINK_PIXELS * 4u * sizeof(int32_t);
+    const size_t block = p->output_c <= GI_COLS_ROWS ? (one > sink ? one : sink) : GI2_BLOCK * one;
+    l->m = l->block + ((block + 7u) & ~(size_t)7u);
     l->rows = l->m + (size_t)p->output_c * sizeof(int32_t);
     /* composed rows: a chunk where the DSP variant takes the slice, as the one-pass kernel */
     l->ref_end = l->rows + conv_train_row_bytes(1, p->input_c, p->train_cols,
@@ -37,8 +41,8 @@ static void pixel(const struct conv2d_s8_grad_input_params *p, void *const *oper
         if (g == 0) continue;
         const int32_t gs = conv_grad_term(g, m[p->per_channel ? c : 0], shift);
         if (gs == 0) continue;
-        const int8_t *w = conv_train_row(row, filter, trained, c, 1, p->input_c, p->train_rows,
-                                         p->train_cols);
+        const int8_t *w =
+            conv_train_row(row, filter, trained, c, 1, p->input_c, p->train_rows, p->train_cols);
         for (int32_t k = 0; k < p->input_c; ++k) a[k] += gs * (int32_t)w[k];
     }
 }
@@ -51,8 +55,7 @@ static uint32_t max_abs_of(const int32_t *a, size_t n, uint32_t max_abs) {
     return max_abs;
 }
 
-void conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands,
-                                        void *scratch) {
+void conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     struct conv2d_s8_grad_input_2pass_params p2;
     memcpy(&p2, params, sizeof p2);
@@ -70,9 +73,9 @@ void conv2d_s8_grad_input_2pass_ref_run(const void *params, void *const *operand
     const size_t kc = (size_t)p.input_c;
 
     const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? p.output_c : 1, m);
-    const int shift = conv2d_s8_grad_input_ref_shift(&p, operands[CONV2D_S8_GRAD_INPUT_FILTER],
-                                                     operands[CONV2D_S8_GRAD_INPUT_TRAINED_FILTER],
-                                                     m);
+    const int shift =
+        conv2d_s8_grad_input_ref_shift(&p, operands[CONV2D_S8_GRAD_INPUT_FILTER],
+                                       operands[CONV2D_S8_GRAD_INPUT_TRAINED_FILTER], m);
     /* Pass 1: every pixel; the first keep kept, the rest only for max|acc|. */
     uint32_t max_abs = 0;
     for (int32_t q = 0; q < l.n; ++q) {

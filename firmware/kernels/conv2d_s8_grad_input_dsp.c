@@ -48,10 +48,12 @@ struct gi {
     const int8_t *filter, *trained;
     const int32_t *m;
     int32_t input_c, output_c, train_rows, per_channel, shift;
-    uint32_t *terms;    /* GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
-    int32_t train_cols; /* input-channel slice (conv2d_train.h): 1x1, even; 0: none */
-    int8_t *rows;       /* then: GI_C composed weight rows (scratch) */
+    uint32_t *terms;      /* GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
+    int32_t train_cols;   /* input-channel slice (conv2d_train.h): 1x1, even; 0: none */
+    int8_t *rows;         /* then: GI_C composed weight rows (scratch) */
+    struct gi_sink *sink; /* NULL: whole rows of accumulators (grad_input_1x1) */
 };
+_Static_assert(GI_SINK_PIXELS == 2 * GI_PAIRS && GI_COLS_ROWS == GI_C, "a tile, a chunk");
 
 /* The same bound for a 1x1 filter, two input channels at a time with their four sums in
  * registers (the weights read down the columns; 7 instructions per weight against 19 for the
@@ -655,20 +657,24 @@ static void zero_words(int32_t *p, size_t n) {
 /* The accumulators of the output pixels [first, end) (flat NHW) with g->shift set: the whole
  * input's (first = 0, end = every pixel; acc the input gradient's) or, with the identity map
  * (1x1, stride 1, no padding: output pixel q is input pixel q), the rows of pixels [first, end)
- * alone at acc (the two-pass variant's blocks, conv2d_s8_grad_input_dsp_1x1_pixels). */
-static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
-                           int32_t *acc, int32_t first, int32_t end) {
+ * alone at acc (the two-pass variant's blocks, conv2d_s8_grad_input_dsp_1x1_pixels), or, with
+ * g->sink (identity, output_c <= GI_C: one chunk per tile, so a tile's accumulators of 4 input
+ * channels are complete after one gather), 4 input channels of a tile's pixels at a time in
+ * the sink's buffer, handed to it (conv2d_s8_grad_input.h, struct gi_sink). */
+static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g, int32_t *acc,
+                           int32_t first, int32_t end) {
     const int32_t kc = p->input_c;
     /* With the identity map every input pixel receives from exactly one output pixel;
      * otherwise the pixels no output reads keep a zero gradient. The accumulators start at
      * zero either way (the chunks add into them). */
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
-    const size_t n_in = identity ? (size_t)(end - first) * (size_t)kc
-                                 : (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w *
-                                       (size_t)kc;
+    const size_t n_in =
+        identity ? (size_t)(end - first) * (size_t)kc
+                 : (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)kc;
     const int32_t n_out = end;
-    zero_words(acc, n_in);
+    struct gi_sink *const sink = g->sink;
+    if (!sink) zero_words(acc, n_in);
     uint32_t *const gp = g->terms; /* a tile's packed terms for a chunk of output channels */
     int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
     int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach (gather_job) */
@@ -677,13 +683,15 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
     while (next < n_out) {
         /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
         int32_t pairs = 0;
+        const int32_t tile = next; /* its first pixel (consecutive ones where there is a sink) */
         while (pairs < GI_PAIRS && next < n_out) {
             int32_t got = 0;
             while (got < 2 && next < n_out) {
                 const int32_t src = identity ? next : source_pixel(p, next);
                 if (src >= 0) {
                     q[pairs][got] = next;
-                    dst[pairs][got] = acc + (size_t)(src - first) * (size_t)kc; /* first: 0 */
+                    dst[pairs][got] = sink ? sink->buf + 4 * (next - tile)
+                                           : acc + (size_t)(src - first) * (size_t)kc;
                     ++got;
                 }
                 ++next;
@@ -700,6 +708,11 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             int32_t chans[GI_C], n = 0;
             for (; n < GI_C && cnext < p->output_c; ++cnext)
                 if (channel_live(g, q, pairs, cnext)) chans[n++] = cnext;
+            if (n == 0 && sink) { /* a tile without gradient: its accumulators are 0 */
+                zero_words(sink->buf, (size_t)(next - tile) * 4u);
+                for (int32_t k = 0; k < kc; k += 4)
+                    sink->fn(sink, tile, next - tile, k, kc - k < 4 ? kc - k : 4);
+            }
             if (n == 0) break;
             /* groups of 4 channels; past n, zero terms */
             const int32_t groups = (n + 3) >> 2, used = 4 * groups;
@@ -719,6 +732,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 load_terms(g, gp + (size_t)i * (size_t)used, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
+                if (sink) zero_words(sink->buf, (size_t)(next - tile) * 4u);
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
                 if (nk == 4)
                     chunk_weights(t, rows, used / 2, k);
@@ -737,6 +751,10 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 if (nk == 4) { /* straight from and to the accumulators, every pair */
                     struct gather_job job = {gp, t, &dst[0][0], &dst[pairs][0], (uint32_t)used / 2};
                     gather_pairs(&job);
+                    if (sink) { /* the tile's 4 channels complete: to the sink, rows back */
+                        for (int32_t i = 0; i < pairs; ++i) dst[i][0] -= 4, dst[i][1] -= 4;
+                        sink->fn(sink, tile, next - tile, k, nk);
+                    }
                     continue;
                 }
                 for (int32_t i = 0; i < pairs; ++i) {         /* the last nk < 4 input channels */
@@ -748,7 +766,9 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j]; /* the partner first */
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                 }
+                if (sink) sink->fn(sink, tile, next - tile, k, nk);
             }
+            if (sink) break; /* one chunk: every live channel (output_c <= GI_C) */
             /* gather_pairs moved every row on by the whole groups of 4 input channels: back to
              * channel 0 for the next chunk (no copy of the pointers on the stack) */
             for (int32_t i = 0; i < pairs; ++i) dst[i][0] -= kc & ~3, dst[i][1] -= kc & ~3;
@@ -916,6 +936,7 @@ static void gi_init(struct gi *g, const struct conv2d_s8_grad_input_params *p,
         .terms = terms,
         .train_cols = p->train_cols,
         .rows = rows,
+        .sink = NULL,
     };
 }
 
@@ -937,11 +958,12 @@ int conv2d_s8_grad_input_dsp_1x1_shift(const struct conv2d_s8_grad_input_params 
 
 void conv2d_s8_grad_input_dsp_1x1_pixels(const struct conv2d_s8_grad_input_params *p,
                                          void *const *operands, const int32_t *m, int shift,
-                                         uint32_t *terms, int8_t *rows, int32_t first,
-                                         int32_t end, int32_t *acc) {
+                                         uint32_t *terms, int8_t *rows, int32_t first, int32_t end,
+                                         int32_t *acc, struct gi_sink *sink) {
     struct gi g;
     gi_init(&g, p, operands, m, terms, rows);
     g.shift = shift;
+    g.sink = sink;
     grad_input_1x1(p, &g, acc, first, end);
 }
 

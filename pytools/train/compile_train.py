@@ -110,7 +110,7 @@ def compile_training(
     if patched is not None:
         tb.graph, tb.n_forward = patched.graph, tb.n_forward + patched.added
         tb.loss_end += patched.added  # the patches' operators come before the loss
-    compiled = _two_pass_where_it_helps(tb, board, name, overlap)
+    compiled = _two_pass_where_it_helps(tb, board, name, overlap, conv=scheme.conv_two_pass)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )
@@ -134,12 +134,15 @@ def _renumbered(p: Patching, folded: Folded) -> Patching:
     return Patching(folded.index_map[p.start], folded.index_map[p.until], p.patches)
 
 
-def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str, overlap: bool = True) -> Compiled:
+def _two_pass_where_it_helps(
+    tb: TrainGraph, board: Board, name: str, overlap: bool = True, conv: bool = False
+) -> Compiled:
     """The step compiled; each depthwise input gradient whose whole-input int32 scratch
     decides the arena runs as DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS instead (bit-identical, one
-    channel's scratch, twice the work), and each 1x1 stride-1 conv input gradient as
-    CONV_2D_GRAD_INPUT_2PASS (bit-identical, the accumulators of its first `keep` pixels, the
-    rest computed twice: widest_keep below), kept only where the planned arena shrinks.
+    channel's scratch, twice the work), and with conv (the scheme's conv_two_pass) each 1x1
+    stride-1 conv input gradient as CONV_2D_GRAD_INPUT_2PASS (bit-identical, the accumulators
+    of its first `keep` pixels, the rest computed twice: widest_keep below), kept only where
+    the planned arena shrinks.
     Passes repeat until one keeps none: a layer whose switch alone did not shrink the arena
     (another one-pass layer held it as large) is tried again once that one has switched."""
     import math
@@ -172,7 +175,7 @@ def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str, overlap: b
         op
         for op in tb.graph.ops
         if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"
-        or (op.kind == "CONV_2D_GRAD_INPUT" and conv_two_pass_takes(tb.graph, op))
+        or (conv and op.kind == "CONV_2D_GRAD_INPUT" and conv_two_pass_takes(tb.graph, op))
     ]
     scratch = {pt.name: pt.size for pt in compiled.plan.tensors if pt.name.startswith("scratch")}
     candidates.sort(key=lambda o: -scratch.get(f"scratch{o.index}", 0))

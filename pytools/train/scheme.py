@@ -76,6 +76,9 @@ class Scheme:
     patch_budget: float = 0.5  # patch=auto: recomputed MACs at most this fraction of the stages'
     float_gradients: bool = False  # the float-gradient build option (accuracy reference)
     qas: bool = True  # False: SGD on the integers without QAS (an ablation)
+    # 1x1 stride-1 conv input gradients in two passes where that shrinks the planned arena
+    # (CONV_2D_GRAD_INPUT_2PASS: the same bits, the pixels memory cannot keep computed twice)
+    conv_two_pass: bool = False
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
@@ -92,6 +95,8 @@ class Scheme:
             text += f"; first stages in patches (chosen by arena, recompute budget {self.patch_budget:.0%})"
         if self.float_gradients:
             text += "; float32 gradients"
+        if self.conv_two_pass:
+            text += "; conv input gradients in two passes where that shrinks the arena"
         return text
 
     def inline(self) -> str:
@@ -294,14 +299,16 @@ def _scheme_file(path: Path) -> Scheme:
         "patch_budget",
         "gradients",
         "qas",
+        "conv_two_pass",
     }
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-            "[input_channels], [[patch]], patch_budget, gradients and qas"
+            "[input_channels], [[patch]], patch_budget, gradients, qas and conv_two_pass"
         )
-    if not isinstance(d.get("qas", True), bool):
-        raise ToolError(f"{path}: qas must be true or false")
+    for key in ("qas", "conv_two_pass"):
+        if not isinstance(d.get(key, False), bool):
+            raise ToolError(f"{path}: {key} must be true or false")
     weights, inputs = _ratios(d, "weights", path), _ratios(d, "input_channels", path)
     scheme = Scheme(
         _whole(d.get("bias_layers", 0), f"{path}: bias_layers"), weights, inputs, qas=d.get("qas", True)
@@ -312,6 +319,7 @@ def _scheme_file(path: Path) -> Scheme:
         scheme.patch_budget = _budget(d["patch_budget"], str(path))
     if "gradients" in d:
         scheme.float_gradients = _gradients(d["gradients"], str(path))
+    scheme.conv_two_pass = d.get("conv_two_pass", False)
     return _check(scheme, str(path))
 
 

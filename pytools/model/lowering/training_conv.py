@@ -153,4 +153,6 @@ def _conv_grad_input_2pass(g: Graph, op: Op) -> KernelCall:
             "with stride 1 and no padding only; use CONV_2D_GRAD_INPUT"
         )
     call = _grad_input(g, op)
-    return KernelCall(call.kernel + "_2pass", {**call.params, "keep": int(op.options.get("keep", 0))}, call.operands)
+    return KernelCall(
+        call.kernel + "_2pass", {**call.params, "keep": int(op.options.get("keep", 0))}, call.operands
+    )

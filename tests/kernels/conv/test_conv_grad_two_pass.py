@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, run_kernel, scratch_size
+from pytools.model.kernels import KernelCall, scratch_size
 from tests.kernels import grad_support as gs
 from tests.kernels.conv.support import assert_board_matches_ref, run_variant
 
