@@ -5,6 +5,32 @@
 #include "conv2d_train.h"
 #include "grad.h"
 
+int conv2d_s8_grad_input_ref_shift(const struct conv2d_s8_grad_input_params *pp,
+                                   const int8_t *filter, const int8_t *trained, const int32_t *m) {
+    const struct conv2d_s8_grad_input_params p = *pp;
+    const size_t taps = (size_t)p.filter_h * (size_t)p.filter_w;
+    /* Overflow bound (conv_grad_pick_shift): an input element (.., k) receives at most one
+     * term from each weight W[c, fy, fx, k], so the sums over (c, fy, fx) bound it. */
+    uint64_t b0 = 0, w1 = 0;
+    for (int32_t k = 0; k < p.input_c; ++k) {
+        uint64_t bk = 0, wk = 0;
+        for (int32_t c = 0; c < p.output_c; ++c) {
+            uint64_t s = 0;
+            for (size_t t = 0; t < taps; ++t) {
+                const int32_t v =
+                    conv_train_weight(filter, trained, c, (int32_t)t, k, (int32_t)taps, p.input_c,
+                                      p.train_rows, p.train_cols);
+                s += (uint64_t)(v < 0 ? -v : v);
+            }
+            bk += s * 128u * (uint64_t)m[p.per_channel ? c : 0];
+            wk += s;
+        }
+        if (bk > b0) b0 = bk;
+        if (wk > w1) w1 = wk;
+    }
+    return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+}
+
 void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
@@ -29,26 +55,7 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
     const int32_t n_scales = p.per_channel ? p.output_c : 1;
     const float max_scale = conv_grad_channel_q23(scales, n_scales, m);
 
-    /* Overflow bound (conv_grad_pick_shift): an input element (.., k) receives at most one
-     * term from each weight W[c, fy, fx, k], so the sums over (c, fy, fx) bound it. */
-    uint64_t b0 = 0, w1 = 0;
-    for (int32_t k = 0; k < p.input_c; ++k) {
-        uint64_t bk = 0, wk = 0;
-        for (int32_t c = 0; c < p.output_c; ++c) {
-            uint64_t s = 0;
-            for (size_t t = 0; t < taps; ++t) {
-                const int32_t v =
-                    conv_train_weight(filter, trained, c, (int32_t)t, k, (int32_t)taps, p.input_c,
-                                      p.train_rows, p.train_cols);
-                s += (uint64_t)(v < 0 ? -v : v);
-            }
-            bk += s * 128u * (uint64_t)m[p.per_channel ? c : 0];
-            wk += s;
-        }
-        if (bk > b0) b0 = bk;
-        if (wk > w1) w1 = wk;
-    }
-    const int shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
+    const int shift = conv2d_s8_grad_input_ref_shift(&p, filter, trained, m);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
     size_t idx = 0; /* flat index of G_y[b, oy, ox, c] (NHWC order) */

@@ -141,8 +141,39 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
  * (both variants write element i after reading accumulator i, in ascending order; the
  * compiler's OUTPUT_OVER_SCRATCH, held by tests/test_scratch_planning.py). */
 size_t conv2d_s8_grad_input_ref_scratch_size(const void *params);
+/* The reference's accumulator shift (conv_grad_pick_shift over its overflow bound), m the
+ * channels' Q23 multipliers: shared with the two-pass variant (conv2d_s8_grad_input_2pass.c). */
+int conv2d_s8_grad_input_ref_shift(const struct conv2d_s8_grad_input_params *p,
+                                   const int8_t *filter, const int8_t *trained, const int32_t *m);
 /* The scratch the runtime plans (conv2d_s8_grad_input_dsp.c): the reference's, then the
  * DSP variant's split terms where it takes the layer, whichever build runs the plan. */
 size_t conv2d_s8_grad_input_scratch_size(const void *params);
+
+/* The DSP variant's 1x1 path (conv2d_s8_grad_input_dsp.c) in parts, for the two-pass variant's
+ * DSP code (conv2d_s8_grad_input_2pass_dsp.c; DSP code calling DSP code): whether it takes the
+ * layer (a 1x1 filter; input-channel slices even and over at most GI_COLS_MAX_C channels), the
+ * bytes of its packed terms, its shift (m: the channels' Q23 multipliers), and the int32
+ * accumulators of output pixels [first, end) (flat NHW) at acc, for the identity map (stride
+ * 1, no padding, output size the input's), rows: its GI_COLS_ROWS composed rows
+ * (conv_train_row_bytes; train_cols only), sink: NULL, or where the accumulators go instead
+ * of acc (struct gi_sink). The same integers as the reference's. */
+/* Where the accumulators of a tile (up to GI_SINK_PIXELS consecutive pixels of the identity
+ * map) go 4 input channels at a time instead of whole rows (output_c <= GI_COLS_ROWS, one chunk
+ * of output channels, so they are complete after one pass over it): buf, int32
+ * [GI_SINK_PIXELS][4], handed to fn for pixels [q0, q0 + npix), input channels [k, k + nk)
+ * (nk <= 4; the entries past nk are 0). */
+#define GI_SINK_PIXELS 32
+struct gi_sink {
+    void (*fn)(struct gi_sink *s, int32_t q0, int32_t npix, int32_t k, int32_t nk);
+    int32_t *buf;
+};
+int conv2d_s8_grad_input_dsp_1x1_takes(const struct conv2d_s8_grad_input_params *p);
+size_t conv2d_s8_grad_input_dsp_1x1_terms_size(void);
+int conv2d_s8_grad_input_dsp_1x1_shift(const struct conv2d_s8_grad_input_params *p,
+                                       void *const *operands, const int32_t *m);
+void conv2d_s8_grad_input_dsp_1x1_pixels(const struct conv2d_s8_grad_input_params *p,
+                                         void *const *operands, const int32_t *m, int shift,
+                                         uint32_t *terms, int8_t *rows, int32_t first, int32_t end,
+                                         int32_t *acc, struct gi_sink *sink);
 
 #endif

@@ -52,6 +52,7 @@ struct gi {
     int32_t train_cols; /* input-channel slice (conv2d_train.h): 1x1, even; 0: none */
     int8_t *rows;       /* then: GI_C composed weight rows (scratch) */
 };
+_Static_assert(GI_SINK_PIXELS == 2 * GI_PAIRS && GI_COLS_ROWS == GI_C, "a tile, a chunk");
 
 /* The same bound for a 1x1 filter, two input channels at a time with their four sums in
  * registers (the weights read down the columns; 7 instructions per weight against 19 for the
@@ -160,7 +161,7 @@ static int max_shift(const struct gi *g, int32_t taps) {
     return conv_grad_pick_shift(b, w, CONV_GRAD_MIN_SHIFT_16);
 }
 
-static int shift_1x1(const struct gi *g) {
+static inline __attribute__((always_inline)) int shift_1x1(const struct gi *g) {
     const int hi = max_shift(g, 1);
     if (hi == CONV_GRAD_MIN_SHIFT_16) return hi;
     const int32_t n = g->input_c, mstep = g->per_channel ? 1 : 0;
@@ -652,34 +653,47 @@ static void zero_words(int32_t *p, size_t n) {
     for (; i < n; ++i) p[i] = 0;
 }
 
-static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct gi *g,
-                           int32_t *acc) {
-    const size_t n_in =
-        (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
-    const int32_t n_out = p->batches * p->output_h * p->output_w;
+/* The accumulators of the output pixels [first, end) (flat NHW) with g->shift set: the whole
+ * input's (first = 0, end = every pixel; acc the input gradient's) or, with the identity map
+ * (1x1, stride 1, no padding: output pixel q is input pixel q), the rows of pixels [first, end)
+ * alone at acc (the two-pass variant's blocks, conv2d_s8_grad_input_dsp_1x1_pixels), or, with
+ * a sink (identity, output_c <= GI_C: one chunk per tile, so a tile's accumulators of 4 input
+ * channels are complete after one gather), 4 input channels of a tile's pixels at a time in
+ * the sink's buffer, handed to it (conv2d_s8_grad_input.h, struct gi_sink). */
+/* Inlined into both callers: the one-pass kernel's copy keeps its constants (no sink, first 0)
+ * and its registers as they were before the two-pass variant (measured: +6,640 instructions
+ * on the 8x8 32 -> 192 layer as one shared function). */
+static inline __attribute__((always_inline)) void grad_input_1x1(
+    const struct conv2d_s8_grad_input_params *p, struct gi *g, int32_t *acc, int32_t first,
+    int32_t end, struct gi_sink *const sink) {
     const int32_t kc = p->input_c;
-    g->shift = shift_1x1(g);
     /* With the identity map every input pixel receives from exactly one output pixel;
      * otherwise the pixels no output reads keep a zero gradient. The accumulators start at
      * zero either way (the chunks add into them). */
     const int identity = p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                          p->output_h == p->input_h && p->output_w == p->input_w;
-    zero_words(acc, n_in);
+    const size_t n_in =
+        identity ? (size_t)(end - first) * (size_t)kc
+                 : (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)kc;
+    const int32_t n_out = end;
+    if (!sink) zero_words(acc, n_in);
     uint32_t *const gp = g->terms; /* a tile's packed terms for a chunk of output channels */
     int32_t q[GI_PAIRS][2];        /* a tile's pairs: output pixels (-1: none) */
     int32_t *dst[GI_PAIRS][2];     /* and the accumulator rows they reach (gather_job) */
     uint32_t t[GI_C * 2];          /* the chunk's weights for 4 input channels, as lane pairs */
-    int32_t next = 0;              /* the next output pixel to pair up */
+    int32_t next = first;          /* the next output pixel to pair up */
     while (next < n_out) {
         /* A tile: up to GI_PAIRS pairs of output pixels whose input is not padding. */
         int32_t pairs = 0;
+        const int32_t tile = next; /* its first pixel (consecutive ones where there is a sink) */
         while (pairs < GI_PAIRS && next < n_out) {
             int32_t got = 0;
             while (got < 2 && next < n_out) {
                 const int32_t src = identity ? next : source_pixel(p, next);
                 if (src >= 0) {
                     q[pairs][got] = next;
-                    dst[pairs][got] = acc + (size_t)src * (size_t)kc;
+                    dst[pairs][got] = sink ? sink->buf + 4 * (next - tile)
+                                           : acc + (size_t)(src - first) * (size_t)kc;
                     ++got;
                 }
                 ++next;
@@ -696,6 +710,11 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             int32_t chans[GI_C], n = 0;
             for (; n < GI_C && cnext < p->output_c; ++cnext)
                 if (channel_live(g, q, pairs, cnext)) chans[n++] = cnext;
+            if (n == 0 && sink) { /* a tile without gradient: its accumulators are 0 */
+                zero_words(sink->buf, (size_t)(next - tile) * 4u);
+                for (int32_t k = 0; k < kc; k += 4)
+                    sink->fn(sink, tile, next - tile, k, kc - k < 4 ? kc - k : 4);
+            }
             if (n == 0) break;
             /* groups of 4 channels; past n, zero terms */
             const int32_t groups = (n + 3) >> 2, used = 4 * groups;
@@ -715,6 +734,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 load_terms(g, gp + (size_t)i * (size_t)used, chans, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
+                if (sink) zero_words(sink->buf, (size_t)(next - tile) * 4u);
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */
                 if (nk == 4)
                     chunk_weights(t, rows, used / 2, k);
@@ -733,6 +753,10 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                 if (nk == 4) { /* straight from and to the accumulators, every pair */
                     struct gather_job job = {gp, t, &dst[0][0], &dst[pairs][0], (uint32_t)used / 2};
                     gather_pairs(&job);
+                    if (sink) { /* the tile's 4 channels complete: to the sink, rows back */
+                        for (int32_t i = 0; i < pairs; ++i) dst[i][0] -= 4, dst[i][1] -= 4;
+                        sink->fn(sink, tile, next - tile, k, nk);
+                    }
                     continue;
                 }
                 for (int32_t i = 0; i < pairs; ++i) {         /* the last nk < 4 input channels */
@@ -744,7 +768,9 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                     for (int32_t j = 0; j < nk; ++j) d1[j] = a[4 + j]; /* the partner first */
                     for (int32_t j = 0; j < nk; ++j) d0[j] = a[j];
                 }
+                if (sink) sink->fn(sink, tile, next - tile, k, nk);
             }
+            if (sink) break; /* one chunk: every live channel (output_c <= GI_C) */
             /* gather_pairs moved every row on by the whole groups of 4 input channels: back to
              * channel 0 for the next chunk (no copy of the pointers on the stack) */
             for (int32_t i = 0; i < pairs; ++i) dst[i][0] -= kc & ~3, dst[i][1] -= kc & ~3;
@@ -896,12 +922,58 @@ size_t conv2d_s8_grad_input_scratch_size(const void *params) {
     return gi_terms_offset(params) + (one ? GI_PAIRS * GI_C * sizeof(uint32_t) : 0);
 }
 
+static inline __attribute__((always_inline)) void gi_init(
+    struct gi *g, const struct conv2d_s8_grad_input_params *p, void *const *operands,
+    const int32_t *m, uint32_t *terms, int8_t *rows) {
+    *g = (struct gi){
+        .grad_out = operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT],
+        .mask = p->has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_INPUT_MASK] : NULL,
+        .filter = operands[CONV2D_S8_GRAD_INPUT_FILTER],
+        .trained = operands[CONV2D_S8_GRAD_INPUT_TRAINED_FILTER],
+        .m = m,
+        .input_c = p->input_c,
+        .output_c = p->output_c,
+        .train_rows = p->train_rows,
+        .per_channel = p->per_channel,
+        .shift = 0,
+        .terms = terms,
+        .train_cols = p->train_cols,
+        .rows = rows,
+    };
+}
+
+int conv2d_s8_grad_input_dsp_1x1_takes(const struct conv2d_s8_grad_input_params *p) {
+    return p->filter_h == 1 && p->filter_w == 1 &&
+           (p->train_cols == 0 || (p->train_cols % 2 == 0 && p->input_c <= GI_COLS_MAX_C));
+}
+
+size_t conv2d_s8_grad_input_dsp_1x1_terms_size(void) {
+    return GI_PAIRS * GI_C * sizeof(uint32_t);
+}
+
+int conv2d_s8_grad_input_dsp_1x1_shift(const struct conv2d_s8_grad_input_params *p,
+                                       void *const *operands, const int32_t *m) {
+    struct gi g;
+    gi_init(&g, p, operands, m, NULL, NULL);
+    return shift_1x1(&g);
+}
+
+void conv2d_s8_grad_input_dsp_1x1_pixels(const struct conv2d_s8_grad_input_params *p,
+                                         void *const *operands, const int32_t *m, int shift,
+                                         uint32_t *terms, int8_t *rows, int32_t first, int32_t end,
+                                         int32_t *acc, struct gi_sink *sink) {
+    struct gi g;
+    gi_init(&g, p, operands, m, terms, rows);
+    g.shift = shift;
+    grad_input_1x1(p, &g, acc, first, end, sink);
+}
+
 void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct conv2d_s8_grad_input_params p =
         *(const struct conv2d_s8_grad_input_params *)params;
     const int one = p.filter_h == 1 && p.filter_w == 1;
-    if (p.train_cols > 0 && !(one && p.train_cols % 2 == 0 && p.input_c <= GI_COLS_MAX_C)) {
+    if (p.train_cols > 0 && !conv2d_s8_grad_input_dsp_1x1_takes(&p)) {
         /* input-channel slices other than MIT's (1x1, even): the reference's composed rows */
         conv2d_s8_grad_input_ref_run(params, operands, scratch);
         return;
@@ -914,27 +986,16 @@ void conv2d_s8_grad_input_dsp_run(const void *params, void *const *operands, voi
         (size_t)p.batches * (size_t)p.input_h * (size_t)p.input_w * (size_t)p.input_c;
     int32_t *acc = scratch;
     int32_t *m = acc + n_in; /* Q23 channel multipliers, as the reference's scratch */
-    const int32_t n_scales = p.per_channel ? p.output_c : 1;
-    const float max_scale = conv_grad_channel_q23(scales, n_scales, m);
-    struct gi g = {
-        .grad_out = operands[CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT],
-        .mask = p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_INPUT_MASK] : NULL,
-        .filter = operands[CONV2D_S8_GRAD_INPUT_FILTER],
-        .trained = operands[CONV2D_S8_GRAD_INPUT_TRAINED_FILTER],
-        .m = m,
-        .input_c = p.input_c,
-        .output_c = p.output_c,
-        .train_rows = p.train_rows,
-        .per_channel = p.per_channel,
-        .shift = 0,
-        .terms = (uint32_t *)((uint8_t *)scratch + gi_terms_offset(params)),
-        .train_cols = p.train_cols,
-        .rows = (int8_t *)(m + p.output_c), /* conv2d_s8_grad_input_scratch_size */
-    };
-    if (one)
-        grad_input_1x1(&p, &g, acc);
-    else
+    const float max_scale = conv_grad_channel_q23(scales, p.per_channel ? p.output_c : 1, m);
+    struct gi g;
+    gi_init(&g, &p, operands, m, (uint32_t *)((uint8_t *)scratch + gi_terms_offset(params)),
+            (int8_t *)(m + p.output_c)); /* conv2d_s8_grad_input_scratch_size */
+    if (one) {
+        g.shift = shift_1x1(&g);
+        grad_input_1x1(&p, &g, acc, 0, p.batches * p.output_h * p.output_w, NULL);
+    } else {
         grad_input_kxk(&p, &g, acc);
+    }
     *grad_in_scale = dsp_grad_requantize_s32(
         acc, n_in, grad_out_scale * max_scale * conv_grad_unit(g.shift), grad_in);
 }

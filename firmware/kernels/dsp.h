@@ -593,4 +593,45 @@ static const uint32_t dsp_spread4[16] __attribute__((unused)) = {
     0xFFFF0000u, 0xFFFF00FFu, 0xFFFFFF00u, 0xFFFFFFFFu,
 };
 
+/* --- s10e (conv2d_s8_grad_input_2pass): dsp_grad_requantize_s32's rounding alone (its
+ * max in dsp_max_abs_s32), for a tensor computed and rounded in parts with one max|acc|. --- */
+
+/* dsp_grad_requantize_s32's rounding with max_abs given (>= every |acc[i]|), its constants
+ * computed once (the reciprocal is a 64-bit division) for any number of parts. */
+struct dsp_round {
+    uint32_t k4[2] __attribute__((aligned(8))); /* dsp_round4's: the reciprocal, max_abs */
+    uint32_t max_abs, half;
+    float k;
+};
+
+static inline void dsp_round_prepare(struct dsp_round *r, uint32_t max_abs) {
+    r->max_abs = max_abs, r->half = max_abs / 2u;
+    r->k = max_abs ? 127.0f / (float)max_abs : 0.0f;
+    r->k4[0] = max_abs >= 128u && max_abs < (1u << 30) ? dsp_grad_recip(max_abs) : 0u;
+    r->k4[1] = max_abs;
+}
+
+/* out[i] = the rounding of acc[i], i < n (max_abs 0: all 0); out may start where acc does
+ * (ascending). */
+static inline void dsp_round_apply(const struct dsp_round *r, const int32_t *acc, size_t n,
+                                   int8_t *out) {
+    const uint32_t max_abs = r->max_abs, half = r->half;
+    if (max_abs == 0) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+    } else if (r->k4[0]) {
+        size_t i0 = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+        i0 = n & ~(size_t)3;
+        if (i0) dsp_round4(acc, out, (uint32_t)(i0 >> 2), r->k4);
+#endif
+        for (size_t i = i0; i < n; i++)
+            out[i] = dsp_grad_round_s32_recip(acc[i], max_abs, half, r->k4[0]);
+    } else if (max_abs < (1u << 30)) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = dsp_grad_round_s32_small(acc[i], max_abs, half, r->k);
+    } else {
+        for (size_t i = 0; i < n; i++) out[i] = dsp_grad_round_s32(acc[i], max_abs, half, r->k);
+    }
+}
+
 #endif

@@ -8,9 +8,14 @@ float grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale, int8_t 
         uint32_t a = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
         if (a > max_abs) max_abs = a;
     }
+    grad_round_s32(acc, n, max_abs, out);
+    return max_abs == 0 ? 0.0f : (float)max_abs * acc_scale / 127.0f;
+}
+
+void grad_round_s32(const int32_t *acc, size_t n, uint32_t max_abs, int8_t *out) {
     if (max_abs == 0) {
         for (size_t i = 0; i < n; i++) out[i] = 0;
-        return 0.0f;
+        return;
     }
     /* q = round(acc * 127 / max_abs): exact in integers (|acc| * 127 < 2^39 fits int64). */
     for (size_t i = 0; i < n; i++) {
@@ -20,7 +25,6 @@ float grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale, int8_t 
             num >= 0 ? (num + half) / (int64_t)max_abs : -((-num + half) / (int64_t)max_abs);
         out[i] = (int8_t)q;
     }
-    return (float)max_abs * acc_scale / 127.0f;
 }
 
 int32_t grad_stochastic_round(float v, uint32_t *state) {

@@ -56,6 +56,10 @@ static inline uint32_t grad_mask_lanes4(uint32_t bits) {
  * dynamic scale max|real| / 127 (round half away from zero). Returns that scale (0 if all
  * accumulators are 0, in which case out is all 0). */
 float grad_requantize_s32(const int32_t *acc, size_t n, float acc_scale, int8_t *out);
+/* grad_requantize_s32's rounding alone, for a max_abs known beforehand (the largest |acc| of
+ * a tensor rounded in parts: conv2d_s8_grad_input_2pass): out[i] = round_half_away(acc[i] *
+ * 127 / max_abs), all 0 if max_abs is 0. out may start where acc does (ascending). */
+void grad_round_s32(const int32_t *acc, size_t n, uint32_t max_abs, int8_t *out);
 
 /* xorshift32: the stochastic-rounding generator. Never 0 once seeded non-zero. */
 static inline uint32_t grad_rng_next(uint32_t *state) {

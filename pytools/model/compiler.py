@@ -96,6 +96,7 @@ def plan_shape(t: Tensor, model_io: bool) -> tuple[int, ...]:
 OUTPUT_OVER_SCRATCH = {
     "conv2d_s8_grad_input": "GRAD_INPUT",
     "depthwise_conv2d_s8_grad_input": "GRAD_INPUT",
+    "conv2d_s8_grad_input_2pass": "GRAD_INPUT",  # its kept accumulators (its header)
 }
 
 

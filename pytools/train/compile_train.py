@@ -127,12 +127,12 @@ def compile_training(
         streamed = stream_input(tb.graph, patched is not None and any(p.start == 0 for p in patching))
         tb.graph, tb.n_forward = streamed.graph, tb.n_forward + streamed.added
         tb.loss_end += streamed.added  # every INPUT_ROWS is in the first stage
-    compiled = _two_pass_where_it_helps(tb, board, name, overlap)
+    compiled = _two_pass_where_it_helps(tb, board, name, overlap, conv=scheme.conv_two_pass)
     step = partial(compile_graph, tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
     if overlap and in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
         # Depthwise layers in place (an exact overlap: none without them) lowered the forward
         # peak: a one-pass depthwise input gradient may now decide the arena.
-        compiled = _two_pass_where_it_helps(tb, board, name, overlap)
+        compiled = _two_pass_where_it_helps(tb, board, name, overlap, conv=scheme.conv_two_pass)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )
@@ -156,27 +156,71 @@ def _renumbered(p: Patching, folded: Folded) -> Patching:
     return Patching(folded.index_map[p.start], folded.index_map[p.until], p.patches)
 
 
-def _two_pass_where_it_helps(tb: TrainGraph, board: Board, name: str, overlap: bool = True) -> Compiled:
+def _two_pass_where_it_helps(
+    tb: TrainGraph, board: Board, name: str, overlap: bool = True, conv: bool = False
+) -> Compiled:
     """The step compiled; each depthwise input gradient whose whole-input int32 scratch
     decides the arena runs as DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS instead (bit-identical, one
-    channel's scratch, twice the work), kept only where the planned arena shrinks. Passes
-    repeat until one keeps none: a layer whose switch alone did not shrink the arena (another
-    one-pass layer held it as large) is tried again once that one has switched."""
-    compiled = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
-    candidates = [op for op in tb.graph.ops if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]
+    channel's scratch, twice the work), and with conv (the scheme's conv_two_pass) each 1x1
+    stride-1 conv input gradient as CONV_2D_GRAD_INPUT_2PASS (bit-identical, the accumulators
+    of its first `keep` pixels, the rest computed twice: widest_keep below), kept only where
+    the planned arena shrinks.
+    Passes repeat until one keeps none: a layer whose switch alone did not shrink the arena
+    (another one-pass layer held it as large) is tried again once that one has switched."""
+    import math
+
+    from pytools.model.ir import Op
+    from pytools.model.lowering.training_conv import conv_two_pass_takes
+
+    def plan() -> Compiled:
+        return compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
+
+    def widest_keep(op: Op, compiled: Compiled) -> Compiled:
+        """The largest keep of a CONV_2D_GRAD_INPUT_2PASS (pixels whose accumulators its
+        scratch holds; the others are computed twice) whose arena is still compiled's
+        (bisection: the scratch grows with keep), so only what memory needs is computed
+        twice; the step so compiled."""
+        lo, hi = op.options["keep"], math.prod(tb.graph.tensor(op.outputs[0]).shape[:-1])
+        while lo < hi:
+            op.options["keep"] = mid = (lo + hi + 1) // 2
+            trial = plan()
+            if trial.arena <= compiled.arena:
+                lo, compiled = mid, trial
+            else:
+                hi = mid - 1
+        op.options["keep"] = lo
+        return compiled
+
+    compiled = plan()
+    one_pass = {"DEPTHWISE_CONV_2D_GRAD_INPUT", "CONV_2D_GRAD_INPUT"}
+    candidates = [
+        op
+        for op in tb.graph.ops
+        if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"
+        or (conv and op.kind == "CONV_2D_GRAD_INPUT" and conv_two_pass_takes(tb.graph, op))
+    ]
     scratch = {pt.name: pt.size for pt in compiled.plan.tensors if pt.name.startswith("scratch")}
     candidates.sort(key=lambda o: -scratch.get(f"scratch{o.index}", 0))
     kept = True
     while kept:
         kept = False
-        for op in [o for o in candidates if o.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT"]:
-            op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS"
-            trial = compile_graph(tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
+        for op in [o for o in candidates if o.kind in one_pass]:
+            kind = op.kind
+            op.kind = kind + "_2PASS"
+            if kind == "CONV_2D_GRAD_INPUT":
+                op.options["keep"] = 0  # at first none (widest_keep)
+            trial = plan()
             if trial.arena < compiled.arena:
                 compiled = trial
                 kept = True
             else:
-                op.kind = "DEPTHWISE_CONV_2D_GRAD_INPUT"
+                op.kind = kind
+                op.options.pop("keep", None)
+    # Every switch decided, each conv keeps as many pixels as that arena allows: one at a time,
+    # none can grow it.
+    for op in candidates:
+        if op.kind == "CONV_2D_GRAD_INPUT_2PASS":
+            compiled = widest_keep(op, compiled)
     return compiled
 
 

@@ -51,6 +51,11 @@ operators; the board asks the host for them). It needs a patch stage that starts
 operator #0 and an int8 input that nothing else reads (a trained first layer would keep
 it for its backward pass); the compiler says why otherwise.
 
+`conv_two_pass = true` (inline "conv_two_pass=true"; default false) lets the compiler run a
+1x1 stride-1 conv's input gradient in two passes (CONV_2D_GRAD_INPUT_2PASS: the same bits, the
+int32 accumulators of only as many pixels as the arena allows, the rest computed twice) where
+that shrinks the planned arena. It trades instructions for memory, so a scheme asks for it.
+
 `gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
 the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
 to compare accuracy against (docs/training.md). The default is "int8".
@@ -85,6 +90,9 @@ class Scheme:
     float_gradients: bool = False  # the float-gradient build option (accuracy reference)
     qas: bool = True  # False: SGD on the integers without QAS (an ablation)
     stream_input: bool = False  # the input streamed into the first patch stage in bands of rows
+    # 1x1 stride-1 conv input gradients in two passes where that shrinks the planned arena
+    # (CONV_2D_GRAD_INPUT_2PASS: the same bits, the pixels memory cannot keep computed twice)
+    conv_two_pass: bool = False
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
@@ -103,6 +111,8 @@ class Scheme:
             text += "; input streamed in bands of rows"
         if self.float_gradients:
             text += "; float32 gradients"
+        if self.conv_two_pass:
+            text += "; conv input gradients in two passes where that shrinks the arena"
         return text
 
     def inline(self) -> str:
@@ -117,6 +127,8 @@ class Scheme:
             parts.append("qas=0")
         if self.stream_input:
             parts.append("stream_input=true")
+        if self.conv_two_pass:
+            parts.append("conv_two_pass=true")
         return ",".join(parts)
 
     def restricted_to_last(self, n: int) -> Scheme:
@@ -233,8 +245,8 @@ def parse_scheme_text(text: str) -> Scheme:
         if key.strip() == "patch_budget":
             s.patch_budget = _budget(value.strip(), f"scheme {text!r}")
             continue
-        if key.strip() == "stream_input":
-            s.stream_input = _flag(value.strip(), f"scheme {text!r}: stream_input")
+        if key.strip() in ("stream_input", "conv_two_pass"):
+            setattr(s, key.strip(), _flag(value.strip(), f"scheme {text!r}: {key.strip()}"))
             continue
         try:
             if key.strip() == "bias":
@@ -319,13 +331,14 @@ def _scheme_file(path: Path) -> Scheme:
         "gradients",
         "qas",
         "stream_input",
+        "conv_two_pass",
     }
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-            "[input_channels], [[patch]], patch_budget, gradients, qas and stream_input"
+            "[input_channels], [[patch]], patch_budget, gradients, qas, stream_input and conv_two_pass"
         )
-    for flag in ("qas", "stream_input"):
+    for flag in ("qas", "stream_input", "conv_two_pass"):
         if not isinstance(d.get(flag, True), bool):
             raise ToolError(f"{path}: {flag} must be true or false")
     weights, inputs = _ratios(d, "weights", path), _ratios(d, "input_channels", path)
@@ -339,6 +352,7 @@ def _scheme_file(path: Path) -> Scheme:
     if "gradients" in d:
         scheme.float_gradients = _gradients(d["gradients"], str(path))
     scheme.stream_input = d.get("stream_input", False)
+    scheme.conv_two_pass = d.get("conv_two_pass", False)
     return _check(scheme, str(path))
 
 

@@ -128,3 +128,31 @@ def _grad_input_2pass(g: Graph, op: Op) -> KernelCall:
     """The same operands and parameters; the kernel keeps one channel's accumulators."""
     call = _grad_input(g, op)
     return KernelCall(call.kernel + "_2pass", call.params, call.operands)
+
+
+def conv_two_pass_takes(g: Graph, op: Op) -> bool:
+    """Whether CONV_2D_GRAD_INPUT_2PASS takes this conv input gradient: a 1x1 filter with
+    stride 1 and no padding whose output has the input's size (each input pixel's gradient
+    depends on its own output pixel's alone)."""
+    p = forward_call(g, op).params
+    return (
+        p["filter_h"] == p["filter_w"] == 1
+        and p["stride_h"] == p["stride_w"] == 1
+        and p["pad_h"] == p["pad_w"] == 0
+        and (p["output_h"], p["output_w"]) == (p["input_h"], p["input_w"])
+    )
+
+
+@lowers("CONV_2D_GRAD_INPUT_2PASS")
+def _conv_grad_input_2pass(g: Graph, op: Op) -> KernelCall:
+    """The one-pass operands and parameters, and keep: the pixels whose int32 accumulators the
+    kernel keeps (op.options["keep"], set by the compiler; the rest are computed twice)."""
+    if not conv_two_pass_takes(g, op):
+        raise ModelError(
+            f"{g.ops[op.options['forward']].where()}: CONV_2D_GRAD_INPUT_2PASS takes 1x1 convs "
+            "with stride 1 and no padding only; use CONV_2D_GRAD_INPUT"
+        )
+    call = _grad_input(g, op)
+    return KernelCall(
+        call.kernel + "_2pass", {**call.params, "keep": int(op.options.get("keep", 0))}, call.operands
+    )
