@@ -38,7 +38,8 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
         (int32_t *)((uint8_t *)scratch + addsub_tables_offset(add_s8_ref_scratch_size(params)));
     int32_t *const t2 = t1 + 256;
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
-    const struct broadcast4 s = broadcast4_of(&p);
+    struct broadcast4 s = broadcast4_of(&p);
+    addsub_flatten(&s);
     if (r.fast && !r.clamp)
         broadcast4_s8(&s, in1, in2, out, add_row_fast, &r);
     else if (r.fast)

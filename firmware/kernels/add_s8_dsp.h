@@ -38,15 +38,49 @@ static inline size_t addsub_scratch_size(size_t ref_scratch, int64_t n) {
 /* The reference's scaled input value for every int8 x, indexed by (uint8_t)x: requant_fast.h's
  * rq_multiply (its own arithmetic in a few instructions, proved there) where the multiplier
  * allows, as every TFLite ADD's input multipliers (below 1/2) do; else fixedpoint.h's 64-bit
- * steps, ~30 instructions an entry (512 an operator). */
+ * steps, ~30 instructions an entry (512 an operator). The usual right shift walks x from -128
+ * to 127 with (offset + x) << left_shift stepped by one addition (the same int32 as the
+ * reference's product, mod 2^32), the negative half into t[128..255], then t[0..127], and
+ * rq_multiply's steps written out with its constants hoisted: ~8 instructions an entry, where
+ * the loop through rq_multiply took ~20 (per ADD 10,000 instructions, a residual ADD of 896
+ * elements costing 23,000). */
 static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_shift,
                                       int32_t multiplier, int32_t shift) {
+    if (multiplier >= (1 << 30) && shift < 0 && shift >= -31) { /* rq_multiply_ok, shift < 0 */
+        const int32_t m2 = rq_m2(multiplier), s1 = rq_s1(shift);
+        const uint32_t step = 1u << left_shift;
+        uint32_t a = (uint32_t)(offset - 128) << left_shift;
+        int32_t *d = t + 128;
+        for (int32_t half = 0; half < 2; ++half, d = t)
+            for (int32_t i = 0; i < 128; ++i, a += step)
+                d[i] = (rq_t((int32_t)a, m2, s1) + 1) >> 1;
+        return;
+    }
     const int fast = rq_multiply_ok(multiplier, shift);
     for (int32_t x = -128; x < 128; ++x) {
         const int32_t shifted = (offset + x) * ((int32_t)1 << left_shift);
         t[(uint8_t)x] = fast ? rq_multiply(shifted, multiplier, (int)shift)
                              : fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
     }
+}
+
+/* Where both inputs are laid out as the output (no broadcasting), the walk made one
+ * contiguous run: the kernel takes the whole tensor in one call of its row function instead of
+ * one per innermost row (MobileNetV2's residual ADDs of 8-56 channels: 16-256 rows, ~30
+ * instructions of walk and row set-up each). The same elements in the same order. */
+static inline void addsub_flatten(struct broadcast4 *s) {
+    const int32_t dim[4] = {s->dim0, s->dim1, s->dim2, s->dim3};
+    const int32_t s1[4] = {s->in1_stride0, s->in1_stride1, s->in1_stride2, s->in1_stride3};
+    const int32_t s2[4] = {s->in2_stride0, s->in2_stride1, s->in2_stride2, s->in2_stride3};
+    int64_t dense = 1;
+    for (int k = 3; k >= 0; --k) {
+        if (dim[k] != 1 && (s1[k] != dense || s2[k] != dense)) return;
+        dense *= dim[k];
+    }
+    if (dense > INT32_MAX) return;
+    s->dim0 = s->dim1 = s->dim2 = 1;
+    s->dim3 = (int32_t)dense;
+    s->in1_stride3 = s->in2_stride3 = 1;
 }
 
 /* Fills the tables t1 and t2 (256 entries each) and returns the rows' constants. */
