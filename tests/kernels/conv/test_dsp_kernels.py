@@ -822,19 +822,30 @@ def test_add_dsp_is_bit_exact_with_tflite(seed: int, kind: str) -> None:
         check_bit_exact(_add_case(seed, kind), np.random.default_rng(seed))
 
 
+def _add_takes_rq4(call: KernelCall) -> bool:
+    """Whether add_s8_dsp.h's doubled tables and rq4 take the call (addsub_rq4_ok's conditions,
+    as far as the tests need them: the full int8 range, no broadcast-free run shorter than 4)."""
+    p = call.params
+    return p["act_min"] <= -128 and p["act_max"] >= 127
+
+
 @pytest.mark.emulator
-def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
-    """The firmware build's add_s8 and sub_s8 (the Cortex-M7 objects) on the emulated board against the
-    host's reference kernel, on the same random calls."""
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -> None:
+    """The firmware build's add_s8 and sub_s8 (the Cortex-M7 objects; the Cortex-M4's on
+    mps2-an386) on the emulated board against the host's reference kernel, on the same random
+    calls: the doubled tables' assembly runs (rq4, ADD and SUB) among them."""
     from tests.kernels import grad_support as gs
 
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "add_s8", "sub_s8"])
     calls = []
-    for seed in range(10):
+    for seed in range(14):
         g = _add_case(seed, "SUB" if seed % 3 == 2 else "ADD")
         call = lower(g, g.ops[0])
         calls.append((call, _operands(g, call, np.random.default_rng(seed))))
-    board = gs.run_on_board(calls, tmp_path)
+    rq4 = [c for c, _ in calls if _add_takes_rq4(c)]
+    assert any(c.kernel == "add_s8" for c in rq4) and any(c.kernel == "sub_s8" for c in rq4)
+    board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
 
