@@ -4,10 +4,6 @@
 #include "add_s8_dsp.h"
 #include "add_s8.h"
 
-static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
-                                   int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row(a, b, out, n, sa, sb, ctx, 1, 1, 0);
-}
 static inline int8_t *add_row_fast_clamp(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                          int32_t sa, int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, 1, 1, 1);
@@ -18,16 +14,22 @@ static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-ADDSUB_RUN4_M7(add_run4_m7, "add")
-#define ADD_RUN4 add_run4_m7
+ADDSUB_RUN4_M7(add_rq4_m7, "add", ADDSUB_RQ4_M7)
+ADDSUB_RUN4_M7(add_fused_m7, "add", ADDSUB_FUSED_M7)
+#define ADD_RQ4_RUN4 add_rq4_m7
+#define ADD_FUSED_RUN4 add_fused_m7
 #else
-#define ADD_RUN4 NULL
+#define ADD_RQ4_RUN4 NULL
+#define ADD_FUSED_RUN4 NULL
 #endif
+static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                   int32_t sa, int32_t sb, const void *ctx) {
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, 1, 0, ADD_FUSED_RUN4);
+}
 static inline int8_t *add_row_rq4(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                   int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row_rq4(a, b, out, n, sa, sb, ctx, 1, ADD_RUN4);
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, 1, 1, ADD_RQ4_RUN4);
 }
-
 size_t add_s8_scratch_size(const void *params) {
     const struct add_s8_params p = *(const struct add_s8_params *)params;
     return addsub_scratch_size(add_s8_ref_scratch_size(params),

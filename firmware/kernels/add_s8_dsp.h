@@ -22,9 +22,9 @@
 struct addsub_rows {
     const int32_t *t1, *t2; /* the inputs' scaled values, indexed by (uint8_t)x */
     int32_t m2, s1, cc, lo, hi, multiplier, shift, output_offset;
-    int fast;  /* requant_fast.h's output scaling */
-    int clamp; /* the clamp narrower than int8 (the fast path's saturation is int8's) */
-    int dbl;   /* the tables hold twice the scaled values, requantized by rq4 (addsub_rq4_ok) */
+    int fast;   /* requant_fast.h's output scaling */
+    int clamp;  /* the clamp narrower than int8 (the fast path's saturation is int8's) */
+    int dbl;    /* the tables hold twice the scaled values, requantized by rq4 (addsub_rq4_ok) */
     int32_t c4; /* then rq4's C (multiplier: its M, s1 its s1) */
 };
 
@@ -49,22 +49,32 @@ static inline size_t addsub_scratch_size(size_t ref_scratch, int64_t n) {
  * elements costing 23,000). */
 static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_shift,
                                       int32_t multiplier, int32_t shift, int dbl) {
-    if (multiplier >= (1 << 30) && shift < 0 && shift >= -31) { /* rq_multiply_ok, shift < 0 */
-        const int32_t m2 = rq_m2(multiplier), s1 = rq_s1(shift);
-        const uint32_t step = 1u << left_shift;
-        uint32_t a = (uint32_t)(offset - 128) << left_shift;
+    if (multiplier >= (1 << 30) && shift >= -31 && shift <= 30 && left_shift >= 0 &&
+        left_shift + (shift > 0 ? shift : 0) <= 31) { /* rq_multiply_ok, M != 0 */
+        const int32_t m2 = rq_m2(multiplier), s1 = rq_s1(shift), up = shift > 0 ? shift : 0;
+        /* rq_multiply's a = shifted << max(shift, 0), stepped */
+        const uint32_t step = 1u << (left_shift + up);
+        uint32_t a = (uint32_t)(offset - 128) << (left_shift + up);
         int32_t *d = t + 128;
-        for (int32_t half = 0; half < 2; ++half, d = t)
-            for (int32_t i = 0; i < 128; ++i, a += step)
-                d[i] = dbl ? (rq_t((int32_t)a, m2, s1) + 1) & ~1 /* 2 ((t + 1) >> 1) */
-                           : (rq_t((int32_t)a, m2, s1) + 1) >> 1;
+        for (int32_t half = 0; half < 2; ++half, d = t) {
+            if (shift >= 0) /* rq_multiply's left shift: SMMLAR alone */
+                for (int32_t i = 0; i < 128; ++i, a += step)
+                    d[i] = rq_smmlar((int32_t)a, m2, (int32_t)a) * (dbl ? 2 : 1);
+            else if (dbl) /* 2 ((t + 1) >> 1) */
+                for (int32_t i = 0; i < 128; ++i, a += step)
+                    d[i] = (rq_t((int32_t)a, m2, s1) + 1) & ~1;
+            else
+                for (int32_t i = 0; i < 128; ++i, a += step)
+                    d[i] = (rq_t((int32_t)a, m2, s1) + 1) >> 1;
+        }
         return;
     }
     const int fast = rq_multiply_ok(multiplier, shift);
     for (int32_t x = -128; x < 128; ++x) {
         const int32_t shifted = (offset + x) * ((int32_t)1 << left_shift);
-        const int32_t v = fast ? rq_multiply(shifted, multiplier, (int)shift)
-                               : fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
+        const int32_t v =
+            fast ? rq_multiply(shifted, multiplier, (int)shift)
+                 : fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
         t[(uint8_t)x] = dbl ? 2 * v : v;
     }
 }
@@ -129,10 +139,20 @@ static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_
                                   out_multiplier, out_shift, out_offset, act_min, act_max);
     addsub_scale_table(t1, in1_offset, left_shift, in1_multiplier, in1_shift, dbl);
     addsub_scale_table(t2, in2_offset, left_shift, in2_multiplier, in2_shift, dbl);
-    struct addsub_rows r = {
-        t1,      t2,      rq_m2(out_multiplier), rq_s1(out_shift), 1 + 2 * out_offset,
-        act_min, act_max, out_multiplier,        out_shift,        out_offset,
-        0,       0,       dbl,                   0};
+    struct addsub_rows r = {t1,
+                            t2,
+                            rq_m2(out_multiplier),
+                            rq_s1(out_shift),
+                            1 + 2 * out_offset,
+                            act_min,
+                            act_max,
+                            out_multiplier,
+                            out_shift,
+                            out_offset,
+                            0,
+                            0,
+                            dbl,
+                            0};
     /* requant_fast.h's step 4 needs the offset within +-2^30 and the clamp within int8 (the
      * reference clamps to [act_min, act_max], then stores the int8). */
     r.fast = rq_fast_ok(out_multiplier, out_shift) && out_offset >= -(1 << 30) &&
@@ -197,11 +217,11 @@ static inline __attribute__((always_inline)) int8_t *addsub_row(const int8_t *a,
     return out;
 }
 
-/* The doubled tables' contiguous runs (addsub_rows.dbl), 4 elements per turn: the constants
- * the assembly reads, in this order. */
+/* The fast rows' contiguous runs (addsub_rows: dbl, or fast without a clamp), 4 elements per
+ * turn: the constants the assembly reads, in this order. */
 struct addsub_run4 {
     const int32_t *t1, *t2;
-    int32_t m, c4, s1;
+    int32_t m, c, s1;      /* rq4's M, C, s1 (dbl), or rq_fused's M2, c, s1 */
     const int8_t *out_end; /* the end of the run's whole groups of 4 */
 };
 typedef void (*addsub_run4_fn)(const int8_t *a, const int8_t *b, int8_t *out,
@@ -209,58 +229,68 @@ typedef void (*addsub_run4_fn)(const int8_t *a, const int8_t *b, int8_t *out,
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* Element k of the words r10 (a) and r11 (b): the bytes' table entries (EXTRACT: UXTB, UBFX or
- * LSR), their sum or difference (OP), rq4 (SMMLAR with C, ADD of A >> 31, ASR, SSAT), one byte
- * out: 10 instructions, where GCC's loop took about 12.75 per element. */
-#define ADDSUB_RQ4_ELEMENT(EXTRACT_A, EXTRACT_B, OP) \
-    EXTRACT_A                                        \
-    EXTRACT_B                                        \
-    "ldr r12, [r4, r12, lsl #2]\n"                  \
-    "ldr lr, [r5, lr, lsl #2]\n"                    \
-    OP " r12, r12, lr\n"                            \
-    "smmlar lr, r12, r6, r7\n"                      \
-    "add lr, lr, r12, asr #31\n"                    \
-    "asr lr, lr, r8\n"                              \
-    "ssat lr, #8, lr, asr #1\n"                     \
-    "strb lr, [r2], #1\n"
+ * LSR), their sum or difference (OP), the output scaling (FINISH), one byte out: 10 instructions
+ * with rq4, 11 with rq_fused, where GCC's loop took about 12.75 per element. */
+#define ADDSUB_ELEMENT_M7(EXTRACT_A, EXTRACT_B, OP, FINISH) \
+    EXTRACT_A                                               \
+    EXTRACT_B                                               \
+    "ldr r12, [r4, r12, lsl #2]\n"                          \
+    "ldr lr, [r5, lr, lsl #2]\n" OP " r12, r12, lr\n" FINISH "strb lr, [r2], #1\n"
+/* rq4 (conv2d_s8_dsp.h) of the doubled sum r12: M r6, C r7, s1 r8. */
+#define ADDSUB_RQ4_M7            \
+    "smmlar lr, r12, r6, r7\n"   \
+    "add lr, lr, r12, asr #31\n" \
+    "asr lr, lr, r8\n"           \
+    "ssat lr, #8, lr, asr #1\n"
+/* requant_fast.h's rq_fused of the sum r12: M2 r6, c r7, s1 r8. */
+#define ADDSUB_FUSED_M7         \
+    "smmlar lr, r12, r6, r12\n" \
+    "add lr, lr, lr, asr #31\n" \
+    "asr lr, lr, r8\n"          \
+    "qadd lr, lr, r7\n"         \
+    "ssat lr, #8, lr, asr #1\n"
 /* A run of whole groups of 4 (out < k->out_end): OP "add" (ADD) or "sub" (SUB). */
-#define ADDSUB_RUN4_M7(name, OP)                                                                 \
-    static __attribute__((naked, noinline)) void name(const int8_t *a, const int8_t *b,          \
+#define ADDSUB_RUN4_M7(name, OP, FINISH)                                                          \
+    static __attribute__((naked, noinline)) void name(const int8_t *a, const int8_t *b,           \
                                                       int8_t *out, const struct addsub_run4 *k) { \
-        (void)a, (void)b, (void)out, (void)k;                                                    \
-        __asm__ volatile(                                                                        \
-            "push {r4-r11, lr}\n"                                                               \
-            "ldm r3, {r4, r5, r6, r7, r8, r9}\n"                                                \
-            "1:\n"                                                                              \
-            "ldr r10, [r0], #4\n"                                                               \
-            "ldr r11, [r1], #4\n" ADDSUB_RQ4_ELEMENT("uxtb r12, r10\n", "uxtb lr, r11\n", OP)   \
-                ADDSUB_RQ4_ELEMENT("ubfx r12, r10, #8, #8\n", "ubfx lr, r11, #8, #8\n", OP)     \
-                    ADDSUB_RQ4_ELEMENT("ubfx r12, r10, #16, #8\n", "ubfx lr, r11, #16, #8\n", OP) \
-                        ADDSUB_RQ4_ELEMENT("lsr r12, r10, #24\n", "lsr lr, r11, #24\n", OP)     \
-            "cmp r2, r9\n"                                                                      \
-            "bne 1b\n"                                                                          \
-            "pop {r4-r11, pc}\n");                                                              \
+        (void)a, (void)b, (void)out, (void)k;                                                     \
+        __asm__ volatile("push {r4-r11, lr}\n"                                                \
+                         "ldm r3, {r4, r5, r6, r7, r8, r9}\n"                                 \
+                         "1:\n"                                                               \
+                         "ldr r10, [r0], #4\n"                                                \
+                         "ldr r11, [r1], #4\n" ADDSUB_ELEMENT_M7(                             \
+                             "uxtb r12, r10\n", "uxtb lr, r11\n", OP, FINISH)                \
+                             ADDSUB_ELEMENT_M7("ubfx r12, r10, #8, #8\n",                     \
+                                               "ubfx lr, r11, #8, #8\n", OP, FINISH)          \
+                                 ADDSUB_ELEMENT_M7("ubfx r12, r10, #16, #8\n",                \
+                                                   "ubfx lr, r11, #16, #8\n", OP, FINISH)     \
+                                     ADDSUB_ELEMENT_M7("lsr r12, r10, #24\n",                 \
+                                                       "lsr lr, r11, #24\n", OP, FINISH)      \
+                         "cmp r2, r9\n"                                                       \
+                         "bne 1b\n"                                                           \
+                         "pop {r4-r11, pc}\n");   \
     }
 #endif
 
-/* addsub_row for doubled tables (dbl): rq4 of each sum (or difference), the full int8 range;
- * contiguous runs of 4 or more through run4 on the Cortex-M (NULL elsewhere: the C below, the
- * same steps). */
-static inline __attribute__((always_inline)) int8_t *addsub_row_rq4(const int8_t *a,
-                                                                    const int8_t *b, int8_t *out,
-                                                                    int32_t n, int32_t sa,
-                                                                    int32_t sb, const void *ctx,
-                                                                    int sign, addsub_run4_fn run4) {
+/* addsub_row for the full int8 range with requant_fast.h's output scaling: rq4 of doubled sums
+ * (dbl) or rq_fused; contiguous runs of 4 or more through run4 on the Cortex-M (NULL elsewhere:
+ * the C below, the same steps). sign, dbl and run4 are constants in each row instance. */
+static inline __attribute__((always_inline)) int8_t *addsub_row_run4(
+    const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa, int32_t sb,
+    const void *ctx, int sign, int dbl, addsub_run4_fn run4) {
     const struct addsub_rows *r = ctx;
+    const int32_t m = dbl ? r->multiplier : r->m2, c = dbl ? r->c4 : r->cc;
     int32_t i = 0;
     if (run4 && sa == 1 && sb == 1 && n >= 4) {
-        const struct addsub_run4 k = {r->t1, r->t2, r->multiplier, r->c4, r->s1, out + (n & ~3)};
+        const struct addsub_run4 k = {r->t1, r->t2, m, c, r->s1, out + (n & ~3)};
         run4(a, b, out, &k);
         i = n & ~3;
         a += i, b += i, out += i;
     }
     for (; i < n; ++i, a += sa, b += sb) {
         const int32_t x1 = r->t1[(uint8_t)*a], x2 = r->t2[(uint8_t)*b];
-        *out++ = (int8_t)rq4(sign > 0 ? x1 + x2 : x1 - x2, r->multiplier, r->s1, r->c4);
+        const int32_t v = sign > 0 ? x1 + x2 : x1 - x2;
+        *out++ = (int8_t)(dbl ? rq4(v, m, r->s1, c) : rq_fused(v, m, r->s1, c));
     }
     return out;
 }

@@ -3,10 +3,6 @@
 #include "add_s8_dsp.h"
 #include "sub_s8.h"
 
-static inline int8_t *sub_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
-                                   int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row(a, b, out, n, sa, sb, ctx, -1, 1, 0);
-}
 static inline int8_t *sub_row_fast_clamp(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                          int32_t sa, int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, -1, 1, 1);
@@ -17,16 +13,22 @@ static inline int8_t *sub_row(const int8_t *a, const int8_t *b, int8_t *out, int
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-ADDSUB_RUN4_M7(sub_run4_m7, "sub")
-#define SUB_RUN4 sub_run4_m7
+ADDSUB_RUN4_M7(sub_rq4_m7, "sub", ADDSUB_RQ4_M7)
+ADDSUB_RUN4_M7(sub_fused_m7, "sub", ADDSUB_FUSED_M7)
+#define SUB_RQ4_RUN4 sub_rq4_m7
+#define SUB_FUSED_RUN4 sub_fused_m7
 #else
-#define SUB_RUN4 NULL
+#define SUB_RQ4_RUN4 NULL
+#define SUB_FUSED_RUN4 NULL
 #endif
+static inline int8_t *sub_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                   int32_t sa, int32_t sb, const void *ctx) {
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, -1, 0, SUB_FUSED_RUN4);
+}
 static inline int8_t *sub_row_rq4(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                   int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row_rq4(a, b, out, n, sa, sb, ctx, -1, SUB_RUN4);
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, -1, 1, SUB_RQ4_RUN4);
 }
-
 size_t sub_s8_scratch_size(const void *params) {
     const struct sub_s8_params p = *(const struct sub_s8_params *)params;
     return addsub_scratch_size(sub_s8_ref_scratch_size(params),
