@@ -1,13 +1,15 @@
 /* int8 MEAN, optimized: bit-identical with mean_s8_ref_run (mean_s8.c). The spatial mean
  * (reduce over the two middle dimensions of [batch, h, w, channels], global average pooling's
- * MEAN) sums 8 channels at a time into 16-bit lanes held in registers (one word per 4 channels
- * and two SXTAB16 per position, flushed to int32 every 255 positions: at most 255 values of
- * magnitude <= 128 per lane, so no lane overflows), the same int32 sums as the reference's
- * element-by-element loop with its index arithmetic; each output then takes the reference's own
- * steps (fixedpoint.h), or requant_fast.h's rq_fused (the multiply, the offset and the int8
- * clamp in 5 instructions, proved there) where the multiplier is on its path. Other reductions
- * run the reference. (MobileNetV2's 4x4x1280 MEAN: ~104,000 instructions with dsp.h's
- * dsp_bias_sums, whose lane sums live in memory, and a 64-bit product per output.) */
+ * MEAN) sums 8 channels at a time into 16-bit lanes held in registers (the bias gradients'
+ * gu_bias_sums8, conv2d_s8_grad_update_dsp.h, without a mask: per position two words and four
+ * SXTAB16, flushed to int32 every 255 positions), a last group of fewer than 8 channels through
+ * dsp.h's dsp_bias_sums; the same int32 sums as the reference's element-by-element loop. Each
+ * output then takes the reference's own steps (fixedpoint.h), or requant_fast.h's rq_fused (the
+ * multiply, the offset and the int8 clamp in 5 instructions, proved there) where the multiplier
+ * is on its path. Other reductions run the reference. (MobileNetV2's 4x4x1280 MEAN: ~104,000
+ * instructions with dsp_bias_sums for every channel, whose lane sums live in memory, and a
+ * 64-bit product per output.) */
+#include "conv2d_s8_grad_update_dsp.h" /* gu_bias_sums8 */
 #include "dsp.h"
 #include "fixedpoint.h"
 #include "mean_s8.h"
@@ -26,42 +28,6 @@ static inline int8_t mean_out_of(const struct mean_out *k, int32_t sum) {
     if (k->fast) return (int8_t)rq_fused(shifted, k->m2, k->s1, k->c);
     const int32_t v = fp_multiply_by_quantized_multiplier(shifted, k->multiplier, (int)k->shift);
     return (int8_t)fp_clamp(v + k->zp, INT8_MIN, INT8_MAX);
-}
-
-/* The sums of `width` (1..8) channels from col on over `positions` positions `stride` bytes
- * apart, into s[0..width-1]: whole words of 4 channels in lane pairs (channels 0, 2 and 1, 3
- * of each word), a tail of 1-3 channels byte by byte. */
-static void mean_sums8(const int8_t *col, size_t positions, size_t stride, int32_t width,
-                       int32_t s[8]) {
-    for (int32_t j = 0; j < 8; ++j) s[j] = 0;
-    const int32_t words = width >> 2;
-    for (size_t p0 = 0; p0 < positions; p0 += 255) {
-        const size_t n = positions - p0 < 255 ? positions - p0 : 255;
-        const int8_t *x = col + p0 * stride;
-        uint32_t e0 = 0, o0 = 0, e1 = 0, o1 = 0;
-        if (words == 2) {
-            for (size_t i = 0; i < n; ++i, x += stride) {
-                const uint32_t a = dsp_read4(x), b = dsp_read4(x + 4);
-                e0 = dsp_sxtab16(e0, a), o0 = dsp_sxtab16_hi(o0, a);
-                e1 = dsp_sxtab16(e1, b), o1 = dsp_sxtab16_hi(o1, b);
-            }
-        } else if (words == 1) {
-            for (size_t i = 0; i < n; ++i, x += stride) {
-                const uint32_t a = dsp_read4(x);
-                e0 = dsp_sxtab16(e0, a), o0 = dsp_sxtab16_hi(o0, a);
-            }
-        }
-        s[0] += (int16_t)(e0 & 0xFFFFu), s[1] += (int16_t)(o0 & 0xFFFFu);
-        s[2] += (int16_t)(e0 >> 16), s[3] += (int16_t)(o0 >> 16);
-        s[4] += (int16_t)(e1 & 0xFFFFu), s[5] += (int16_t)(o1 & 0xFFFFu);
-        s[6] += (int16_t)(e1 >> 16), s[7] += (int16_t)(o1 >> 16);
-        for (int32_t j = 4 * words; j < width; ++j) { /* the tail */
-            const int8_t *y = col + p0 * stride + j;
-            int32_t t = 0;
-            for (size_t i = 0; i < n; ++i, y += stride) t += *y;
-            s[j] += t;
-        }
-    }
 }
 
 void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
@@ -90,8 +56,11 @@ void mean_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
         const int8_t *image = input + (size_t)b * positions * channels;
         for (int32_t c0 = 0; c0 < p.dim3; c0 += 8) {
             const int32_t width = p.dim3 - c0 < 8 ? p.dim3 - c0 : 8;
-            int32_t s[8];
-            mean_sums8(image + c0, positions, channels, width, s);
+            int32_t s[DSP_BIAS_CHUNK];
+            if (width == 8)
+                gu_bias_sums8(image, NULL, positions, channels, c0, s);
+            else
+                dsp_bias_sums(image, NULL, positions, channels, c0, width, s);
             for (int32_t j = 0; j < width; ++j) *out++ = mean_out_of(&k, s[j]);
         }
     }

@@ -935,7 +935,8 @@ def test_mean_dsp_is_bit_exact_with_tflite(seed: int) -> None:
 
 
 @pytest.mark.emulator
-def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -> None:
     from tests.kernels import grad_support as gs
 
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "mean_s8"])
@@ -944,6 +945,6 @@ def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
         g = _mean_case(seed)
         call = lower(g, g.ops[0])
         calls.append((call, _operands(g, call, np.random.default_rng(seed))))
-    board = gs.run_on_board(calls, tmp_path)
+    board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
