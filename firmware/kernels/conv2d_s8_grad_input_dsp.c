@@ -25,8 +25,8 @@
  * for 16 products, the chunk's channels in groups of 4 (a short chunk costs what it holds, not
  * 32 channels). One call per chunk and 4 input channels runs every pair of the tile
  * (gather_pairs_m7, assembly using all 14 registers: per pair a jump into the unrolled steps,
- * 15 instructions around them). Output channels with no nonzero gradient anywhere in the tile
- * (the mask aside: window_live) are left out of its chunks. The overflow bound (the reference's
+ * 15 instructions around them). Chunks with no nonzero gradient anywhere in the tile (the
+ * mask aside: window_live) are left out. The overflow bound (the reference's
  * sums, exactly) is one pass over the weights, two input channels at a time, skipped where the
  * smallest shift is certain and stopped once the channels read need the largest the weights could
  * need (max_shift). */
@@ -190,61 +190,6 @@ static int shift_1x1(const struct gi *g) {
     return conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 }
 
-/* v[j] = g' of output pixel q (flat NHW; q < 0: none) and output channel chans[j] for j < n,
- * 0 up to GI_C: conv_grad_term's rounding without its branches (for p < 0 and shift > 0,
- * -((half - p) >> shift) = (p + half - 1) >> shift, as 2^shift = 2 half). */
-static void pixel_terms(const struct gi *g, int32_t q, const int32_t *chans, int32_t n,
-                        int32_t *v) {
-    int32_t j = 0;
-    if (q >= 0) {
-        const size_t base = (size_t)q * (size_t)g->output_c;
-        const int8_t *gr = g->grad_out + base;
-        const uint8_t *mask = g->mask;
-        const int32_t *m = g->m;
-        const int32_t mmask = g->per_channel ? -1 : 0, s = g->shift;
-        const int32_t half = s ? 1 << (s - 1) : 0, neg = s ? 1 : 0;
-        if (n > 0 && chans[n - 1] == chans[0] + n - 1) {
-            /* Consecutive channels (the usual chunk): the gradients, multipliers and mask bits
-             * walked in order, the mask a byte at a time. */
-            const int32_t c0 = chans[0], ms = g->per_channel ? 1 : 0;
-            const int8_t *gc = gr + c0;
-            const int32_t *mp = m + (c0 & mmask);
-            if (!mask) {
-                for (; j < n; ++j, mp += ms) {
-                    const int32_t t = gc[j] * *mp;
-                    v[j] = (t + half - ((t < 0) & neg)) >> s;
-                }
-            } else {
-                const size_t bit = base + (size_t)c0;
-                const uint8_t *mb = mask + (bit >> 3);
-                uint32_t bits = (uint32_t)*mb++ >> (bit & 7u), left = 8u - (uint32_t)(bit & 7u);
-                for (; j < n; ++j, mp += ms) {
-                    if (!left) bits = *mb++, left = 8;
-                    const int32_t t = (gc[j] & -(int32_t)(bits & 1u)) * *mp;
-                    bits >>= 1, --left;
-                    v[j] = (t + half - ((t < 0) & neg)) >> s;
-                }
-            }
-        }
-        for (; j < n; ++j) {
-            const int32_t c = chans[j];
-            int32_t x = gr[c];
-            if (mask) {
-                const size_t i = base + (size_t)c;
-                x &= -(int32_t)((mask[i >> 3] >> (i & 7u)) & 1u);
-            }
-            const int32_t t = x * m[c & mmask];
-            v[j] = (t + half - ((t < 0) & neg)) >> s;
-        }
-    }
-    for (; j < GI_C; ++j) v[j] = 0;
-}
-
-/* Two signed 16-bit lanes (a, b); each fits (CONV_GRAD_MIN_SHIFT_16). */
-static inline uint32_t lanes16(int32_t a, int32_t b) {
-    return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
-}
-
 /* out[0], out[2] = the terms of 4 consecutive channels (gradients g, mask bits the low 4 of
  * bits, multipliers m) as two lane pairs: one word of gradients masked by dsp_spread4
  * (dsp.h), and per term (v * m + half - (v < 0)) >> s, the same
@@ -364,17 +309,17 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
     for (; j < used; j += 2) out[j] = 0;
 }
 
-/* The terms of output pixels q0 and q1 for the n <= GI_C output channels chans (the rest of
- * the chunk's used channels zero), as 16-bit lane pairs: per pair of channels j, gp[2j] = (q0's
- * term of channel 2j, of 2j + 1), gp[2j + 1] the same for q1. */
-static void load_terms(const struct gi *g, uint32_t *gp, const int32_t *chans, int32_t n,
-                       int32_t used, int32_t q0, int32_t q1) {
+/* The terms of output pixels q0 and q1 for the n <= GI_C consecutive output channels from c0
+ * (the rest of the chunk's used channels zero), as 16-bit lane pairs: per pair of channels j,
+ * gp[2j] = (q0's term of channel c0 + 2j, of c0 + 2j + 1), gp[2j + 1] the same for q1. */
+static void load_terms(const struct gi *g, uint32_t *gp, int32_t c0, int32_t n, int32_t used,
+                       int32_t q0, int32_t q1) {
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-    if (n == GI_C && chans[n - 1] == chans[0] + n - 1 && g->per_channel && q1 >= 0) {
+    if (n == GI_C && g->per_channel && q1 >= 0) {
         /* a whole chunk of per-channel terms at two pixels (the usual chunk): lanes4_m7
          * straight, without pixel_lanes' set-up and tails; the chunk's 32 mask bits are a word
          * and, where they straddle it, a fifth byte */
-        const int32_t c0 = chans[0], s = g->shift, half = (int32_t)1 << (s - 1);
+        const int32_t s = g->shift, half = (int32_t)1 << (s - 1);
         const int32_t *mp = g->m + c0;
         for (int32_t e = 0; e < 2; ++e) {
             const size_t base = (size_t)(e ? q1 : q0) * (size_t)g->output_c + (size_t)c0;
@@ -390,18 +335,8 @@ static void load_terms(const struct gi *g, uint32_t *gp, const int32_t *chans, i
         return;
     }
 #endif
-    if (n > 0 && chans[n - 1] == chans[0] + n - 1) { /* consecutive channels: the usual chunk */
-        pixel_lanes(g, q0, chans[0], n, used, gp);
-        pixel_lanes(g, q1, chans[0], n, used, gp + 1);
-        return;
-    }
-    int32_t va[GI_C], vb[GI_C]; /* q0's terms, q1's */
-    pixel_terms(g, q0, chans, n, va);
-    pixel_terms(g, q1, chans, n, vb);
-    for (int32_t j = 0; j < used; j += 2) {
-        gp[j] = lanes16(va[j], va[j + 1]);
-        gp[j + 1] = lanes16(vb[j], vb[j + 1]);
-    }
+    pixel_lanes(g, q0, c0, n, used, gp);
+    pixel_lanes(g, q1, c0, n, used, gp + 1);
 }
 
 /* The accumulators of a pair of pixels for 4 input channels: read from ld0 (pixel 0) and ld1
@@ -630,27 +565,27 @@ static int32_t source_pixel(const struct conv2d_s8_grad_input_params *p, int32_t
     return (b * p->input_h + y) * p->input_w + x;
 }
 
-/* The output channels c0 .. c0 + w - 1 (w <= GI_C) with a nonzero gradient at some pixel of the
- * tile's pairs, as nonzero bytes of live (byte k of word k / 4: channel c0 + k): the pixels'
- * gradient rows ORed a word at a time, the clamp mask left out. A channel whose gradients are
- * nonzero only where the mask clears them is kept: its terms are zero (load_terms applies the
- * mask), so it adds nothing, as the reference's skipped terms. Per pixel and 4 channels a load
- * and an ORR, where testing each channel's masked gradient pixel by pixel until a nonzero one
- * took ~90 instructions per channel and tile on MobileNetV2's expansions (most gradients there
- * are zero or masked): 0.3 M of its step. */
-static void window_live(const struct gi *g, const int32_t (*q)[2], int32_t pairs, int32_t c0,
-                        int32_t w, uint32_t live[GI_C / 4]) {
+/* Whether any of the output channels c0 .. c0 + w - 1 has a nonzero gradient at some pixel of
+ * the tile's pairs: the pixels' gradient rows ORed a word at a time, the clamp mask left out (a
+ * gradient the mask clears gives a zero term: load_terms applies the mask, so it adds nothing,
+ * as the reference's skipped terms). A chunk is the whole window of consecutive channels or
+ * nothing: chunks of the live channels alone, tested channel by channel and pixel by pixel, cost
+ * ~0.3 M of MobileNetV2's step in the tests and in load_terms' path for scattered channels
+ * (a term per channel, indexed), more than the dead channels they left out saved. */
+static int window_live(const struct gi *g, const int32_t (*q)[2], int32_t pairs, int32_t c0,
+                       int32_t w) {
     const int32_t w4 = w >> 2;
-    for (int32_t j = 0; j < GI_C / 4; ++j) live[j] = 0;
+    uint32_t any = 0;
     for (int32_t i = 0; i < pairs; ++i)
         for (int32_t e = 0; e < 2; ++e) {
             if (q[i][e] < 0) continue;
             const int8_t *row = g->grad_out + (size_t)q[i][e] * (size_t)g->output_c + (size_t)c0;
             int32_t j = 0;
-            for (; j < w4; ++j) live[j] |= dsp_read4(row + 4 * j);
-            for (int32_t k = 4 * j; k < w; ++k)
-                live[j] |= (uint32_t)(uint8_t)row[k] << (8 * (k & 3));
+            for (; j < w4; ++j) any |= dsp_read4(row + 4 * j);
+            for (int32_t k = 4 * j; k < w; ++k) any |= (uint32_t)(uint8_t)row[k];
+            if (any) return 1;
         }
+    return 0;
 }
 
 /* p[0..n) = 0, four words a turn. (GCC turns a plain zeroing loop into a call of newlib's
@@ -759,26 +694,20 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
             if (got == 1) q[pairs][1] = -1, dst[pairs][1] = dst[pairs][0]; /* gather_job */
             ++pairs;
         }
-        /* Chunks of the output channels with a nonzero gradient somewhere in the tile (the
-         * others, zero at every pixel of it, add nothing: the reference skips them term by
-         * term; window_live). */
+        /* Chunks of GI_C consecutive output channels, those with no nonzero gradient anywhere in
+         * the tile left out (they add nothing: the reference skips them term by term;
+         * window_live). */
         int32_t cnext = 0;
         while (cnext < p->output_c) {
-            int32_t chans[GI_C], n = 0;
-            while (n < GI_C && cnext < p->output_c) { /* a window of channels at a time */
-                const int32_t w = p->output_c - cnext < GI_C ? p->output_c - cnext : GI_C;
-                uint32_t live[GI_C / 4];
-                window_live(g, q, pairs, cnext, w, live);
-                for (int32_t k = 0; k < w && n < GI_C; ++k, ++cnext)
-                    if ((live[k >> 2] >> (8 * (k & 3))) & 0xFFu) chans[n++] = cnext;
-            }
-            if (n == 0) break;
+            const int32_t c0 = cnext, n = p->output_c - c0 < GI_C ? p->output_c - c0 : GI_C;
+            cnext += n;
+            if (!window_live(g, q, pairs, c0, n)) continue; /* nothing to add */
             /* groups of 4 channels; past n, zero terms */
             const int32_t groups = (n + 3) >> 2, used = 4 * groups;
             /* The chunk's weight rows, trained or flash; past n, any row (its terms are zero). */
             const int8_t *rows[GI_C];
             for (int32_t j = 0; j < used; ++j) {
-                const int32_t c = chans[j < n ? j : 0];
+                const int32_t c = c0 + (j < n ? j : 0);
                 if (g->train_cols > 0) /* composed: trained columns, then flash */
                     rows[j] = j < n ? conv_train_row(g->rows + (size_t)j * (size_t)kc, g->filter,
                                                      g->trained, c, 1, kc, 0, g->train_cols)
@@ -788,7 +717,7 @@ static void grad_input_1x1(const struct conv2d_s8_grad_input_params *p, struct g
                                                 : g->filter + (size_t)c * (size_t)kc;
             }
             for (int32_t i = 0; i < pairs; ++i)
-                load_terms(g, gp + (size_t)i * (size_t)used, chans, n, used, q[i][0], q[i][1]);
+                load_terms(g, gp + (size_t)i * (size_t)used, c0, n, used, q[i][0], q[i][1]);
             for (int32_t k = 0; k < kc; k += 4) {
                 const int32_t nk = kc - k < 4 ? kc - k : 4;
                 /* per channel pair (a, b): (a_i, b_i) for i = 0..3, sign-extended lanes */

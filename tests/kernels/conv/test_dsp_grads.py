@@ -255,6 +255,30 @@ def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
     assert_board_matches_ref(calls, board)
 
 
+def _sparse_window_calls() -> list[tuple[KernelCall, list[np.ndarray]]]:
+    """1x1 input gradients whose output gradient is zero but for a few entries, so that whole
+    32-channel windows of a tile are dead and the live ones hold a single nonzero gradient at
+    the tile's last pixel, its first, or a window's last channel (window_live); one of them
+    masked off (a zero term). 70 output channels: windows of 32, 32 and 6."""
+    calls = []
+    for i, (hw, spots) in enumerate([(6, [(35, 40), (0, 69)]), (7, [(48, 5)]), (4, [(15, 63), (3, 31)])]):
+        layer = _pointwise(1500 + i, h=hw, w=hw, sh=1, sw=1, padding="VALID", out_c=70, in_c=21, n=1)
+        call, values = gs.grad_input_call(layer, has_mask=False)
+        g = np.zeros_like(values[0])
+        flat = g.reshape(-1, g.shape[-1])
+        for pixel, channel in spots:
+            flat[pixel % flat.shape[0], channel] = 77
+        values[0] = g
+        calls.append((call, values))
+    return calls
+
+
+def test_sparse_windows_dsp_match_reference() -> None:
+    for call, values in _sparse_window_calls():
+        out = dsp_same_as_ref(call, values)
+        assert np.count_nonzero(out[6]) >= 8, call.params
+
+
 def _one_pixel_layers() -> list[gs.Layer]:
     """Input gradients with a single output pixel (grad_input_1x1_one): fully connected layers
     with a batch of one (MobileNetV2's 1280 -> 10: chunks of 32 rows, depths with a tail of 1-3
@@ -291,8 +315,8 @@ def test_one_pixel_input_gradients_dsp_match_reference() -> None:
 
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
-def test_one_pixel_input_gradients_on_the_emulated_boards(tmp_path, board_name: str) -> None:
-    calls = [gs.grad_input_call(layer) for layer in _one_pixel_layers()]
+def test_one_pixel_and_sparse_window_input_gradients_on_the_emulated_boards(tmp_path, board_name: str) -> None:
+    calls = [gs.grad_input_call(layer) for layer in _one_pixel_layers()] + _sparse_window_calls()
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
 
