@@ -315,7 +315,7 @@ def test_one_pixel_input_gradients_dsp_match_reference() -> None:
 
 @pytest.mark.emulator
 @pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
-def test_one_pixel_and_sparse_window_input_gradients_on_the_emulated_boards(tmp_path, board_name: str) -> None:
+def test_one_pixel_and_sparse_window_grad_inputs_on_the_emulated_boards(tmp_path, board_name: str) -> None:
     calls = [gs.grad_input_call(layer) for layer in _one_pixel_layers()] + _sparse_window_calls()
     board = gs.run_on_board(calls, tmp_path, board_name)
     assert_board_matches_ref(calls, board)
