@@ -14,22 +14,16 @@ static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-ADDSUB_RUN4_M7(add_rq4_m7, "add", ADDSUB_RQ4_M7)
-ADDSUB_RUN4_M7(add_fused_m7, "add", ADDSUB_FUSED_M7)
-#define ADD_RQ4_RUN4 add_rq4_m7
-#define ADD_FUSED_RUN4 add_fused_m7
+ADDSUB_RUN4_M7(add_run4_m7, "add")
+#define ADD_RUN4 add_run4_m7
 #else
-#define ADD_RQ4_RUN4 NULL
-#define ADD_FUSED_RUN4 NULL
+#define ADD_RUN4 NULL
 #endif
 static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                    int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row_run4(a, b, out, n, sa, sb, ctx, 1, 0, ADD_FUSED_RUN4);
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, 1, ADD_RUN4);
 }
-static inline int8_t *add_row_rq4(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
-                                  int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row_run4(a, b, out, n, sa, sb, ctx, 1, 1, ADD_RQ4_RUN4);
-}
+
 size_t add_s8_scratch_size(const void *params) {
     const struct add_s8_params p = *(const struct add_s8_params *)params;
     return addsub_scratch_size(add_s8_ref_scratch_size(params),
@@ -53,9 +47,7 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
     struct broadcast4 s = broadcast4_of(&p);
     addsub_flatten(&s);
-    if (r.dbl)
-        broadcast4_s8(&s, in1, in2, out, add_row_rq4, &r);
-    else if (r.fast && !r.clamp)
+    if (r.fast && !r.clamp)
         broadcast4_s8(&s, in1, in2, out, add_row_fast, &r);
     else if (r.fast)
         broadcast4_s8(&s, in1, in2, out, add_row_fast_clamp, &r);

@@ -11,7 +11,6 @@
 #define KERNELS_ADD_S8_DSP_H
 
 #include "broadcast4.h"
-#include "conv2d_s8_dsp.h" /* rq4_ok, rq4_of: conv2d_s8_dsp.h's rq4 and its proof */
 #include "dsp.h"
 #include "fixedpoint.h"
 #include "requant_fast.h"
@@ -22,10 +21,8 @@
 struct addsub_rows {
     const int32_t *t1, *t2; /* the inputs' scaled values, indexed by (uint8_t)x */
     int32_t m2, s1, cc, lo, hi, multiplier, shift, output_offset;
-    int fast;   /* requant_fast.h's output scaling */
-    int clamp;  /* the clamp narrower than int8 (the fast path's saturation is int8's) */
-    int dbl;    /* the tables hold twice the scaled values, requantized by rq4 (addsub_rq4_ok) */
-    int32_t c4; /* then rq4's C (multiplier: its M, s1 its s1) */
+    int fast;  /* requant_fast.h's output scaling */
+    int clamp; /* the clamp narrower than int8 (the fast path's saturation is int8's) */
 };
 
 /* The two tables live in the operator's scratch after the reference's own (8-aligned; the
@@ -48,7 +45,7 @@ static inline size_t addsub_scratch_size(size_t ref_scratch, int64_t n) {
  * the loop through rq_multiply took ~20 (per ADD 10,000 instructions, a residual ADD of 896
  * elements costing 23,000). */
 static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_shift,
-                                      int32_t multiplier, int32_t shift, int dbl) {
+                                      int32_t multiplier, int32_t shift) {
     if (multiplier >= (1 << 30) && shift >= -31 && shift <= 30 && left_shift >= 0 &&
         left_shift + (shift > 0 ? shift : 0) <= 31) { /* rq_multiply_ok, M != 0 */
         const int32_t m2 = rq_m2(multiplier), s1 = rq_s1(shift), up = shift > 0 ? shift : 0;
@@ -59,10 +56,7 @@ static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_s
         for (int32_t half = 0; half < 2; ++half, d = t) {
             if (shift >= 0) /* rq_multiply's left shift: SMMLAR alone */
                 for (int32_t i = 0; i < 128; ++i, a += step)
-                    d[i] = rq_smmlar((int32_t)a, m2, (int32_t)a) * (dbl ? 2 : 1);
-            else if (dbl) /* 2 ((t + 1) >> 1) */
-                for (int32_t i = 0; i < 128; ++i, a += step)
-                    d[i] = (rq_t((int32_t)a, m2, s1) + 1) & ~1;
+                    d[i] = rq_smmlar((int32_t)a, m2, (int32_t)a);
             else
                 for (int32_t i = 0; i < 128; ++i, a += step)
                     d[i] = (rq_t((int32_t)a, m2, s1) + 1) >> 1;
@@ -72,10 +66,8 @@ static inline void addsub_scale_table(int32_t *t, int32_t offset, int32_t left_s
     const int fast = rq_multiply_ok(multiplier, shift);
     for (int32_t x = -128; x < 128; ++x) {
         const int32_t shifted = (offset + x) * ((int32_t)1 << left_shift);
-        const int32_t v =
-            fast ? rq_multiply(shifted, multiplier, (int)shift)
-                 : fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
-        t[(uint8_t)x] = dbl ? 2 * v : v;
+        t[(uint8_t)x] = fast ? rq_multiply(shifted, multiplier, (int)shift)
+                             : fp_multiply_by_quantized_multiplier(shifted, multiplier, (int)shift);
     }
 }
 
@@ -98,35 +90,6 @@ static inline void addsub_flatten(struct broadcast4 *s) {
     s->in1_stride3 = s->in2_stride3 = 1;
 }
 
-/* A bound on |t[x]| for every int8 x of addsub_scale_table's table, or -1 where the reference's
- * (offset + x) << left_shift could wrap: |MultiplyByQuantizedMultiplier(a)| <= |a| 2^shift + 1
- * (M < 2^31; the doubling high multiply and the rounding shift each round by at most 1/2), with
- * |a| <= (|offset| + 128) 2^left_shift. */
-static inline int64_t addsub_table_bound(int32_t offset, int32_t left_shift, int32_t shift) {
-    const int64_t mag = (offset < 0 ? -(int64_t)offset : offset) + 128;
-    if (left_shift < 0 || left_shift > 31 || shift < -63 || shift > 31) return -1;
-    const int64_t a = mag << left_shift;
-    if (a >= ((int64_t)1 << 31)) return -1;
-    return (shift >= 0 ? a << shift : a >> -shift) + 1;
-}
-
-/* Whether the output scaling takes rq4 (conv2d_s8_dsp.h: 4 instructions, SMMLAR with C, the
- * sign's ADD, ASR, SSAT, against rq_fused's 5) on the doubled sum A = t1'[x] + t2'[y] of doubled
- * tables: the full int8 range (rq4 saturates to int8 only), the output multiplier and offset on
- * rq4's path (rq4_ok), and |a| < 2^30 for every sum a = t1[x] + t2[y] (the proof's bound, so A
- * is exact in int32), from addsub_table_bound. */
-static inline int addsub_rq4_ok(int32_t in1_offset, int32_t in2_offset, int32_t left_shift,
-                                int32_t in1_shift, int32_t in2_shift, int32_t out_multiplier,
-                                int32_t out_shift, int32_t out_offset, int32_t act_min,
-                                int32_t act_max) {
-    if (act_min > -128 || act_max < 127 || out_offset < -(1 << 20) || out_offset >= (1 << 20))
-        return 0;
-    if (!rq4_ok(out_multiplier, out_shift, 1 + 2 * out_offset)) return 0;
-    const int64_t b1 = addsub_table_bound(in1_offset, left_shift, in1_shift);
-    const int64_t b2 = addsub_table_bound(in2_offset, left_shift, in2_shift);
-    return b1 >= 0 && b2 >= 0 && b1 + b2 < ((int64_t)1 << 30);
-}
-
 /* Fills the tables t1 and t2 (256 entries each) and returns the rows' constants. */
 static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_t in1_offset,
                                                 int32_t in2_offset, int32_t left_shift,
@@ -135,30 +98,17 @@ static inline struct addsub_rows addsub_rows_of(int32_t *t1, int32_t *t2, int32_
                                                 int32_t out_multiplier, int32_t out_shift,
                                                 int32_t out_offset, int32_t act_min,
                                                 int32_t act_max) {
-    const int dbl = addsub_rq4_ok(in1_offset, in2_offset, left_shift, in1_shift, in2_shift,
-                                  out_multiplier, out_shift, out_offset, act_min, act_max);
-    addsub_scale_table(t1, in1_offset, left_shift, in1_multiplier, in1_shift, dbl);
-    addsub_scale_table(t2, in2_offset, left_shift, in2_multiplier, in2_shift, dbl);
-    struct addsub_rows r = {t1,
-                            t2,
-                            rq_m2(out_multiplier),
-                            rq_s1(out_shift),
-                            1 + 2 * out_offset,
-                            act_min,
-                            act_max,
-                            out_multiplier,
-                            out_shift,
-                            out_offset,
-                            0,
-                            0,
-                            dbl,
-                            0};
+    addsub_scale_table(t1, in1_offset, left_shift, in1_multiplier, in1_shift);
+    addsub_scale_table(t2, in2_offset, left_shift, in2_multiplier, in2_shift);
+    struct addsub_rows r = {
+        t1,      t2,      rq_m2(out_multiplier), rq_s1(out_shift), 1 + 2 * out_offset,
+        act_min, act_max, out_multiplier,        out_shift,        out_offset,
+        0,       0};
     /* requant_fast.h's step 4 needs the offset within +-2^30 and the clamp within int8 (the
      * reference clamps to [act_min, act_max], then stores the int8). */
     r.fast = rq_fast_ok(out_multiplier, out_shift) && out_offset >= -(1 << 30) &&
              out_offset < (1 << 30) && act_min >= -128 && act_max <= 127;
     r.clamp = act_min > -128 || act_max < 127;
-    if (dbl) r.c4 = rq4_of(out_multiplier, out_shift, 1 + 2 * out_offset).cc;
     return r;
 }
 
@@ -217,11 +167,11 @@ static inline __attribute__((always_inline)) int8_t *addsub_row(const int8_t *a,
     return out;
 }
 
-/* The fast rows' contiguous runs (addsub_rows: dbl, or fast without a clamp), 4 elements per
- * turn: the constants the assembly reads, in this order. */
+/* The fast rows' contiguous runs (addsub_rows: fast, no clamp), 4 elements per turn: the
+ * constants the assembly reads, in this order. */
 struct addsub_run4 {
     const int32_t *t1, *t2;
-    int32_t m, c, s1;      /* rq4's M, C, s1 (dbl), or rq_fused's M2, c, s1 */
+    int32_t m2, c, s1;     /* requant_fast.h's rq_fused constants */
     const int8_t *out_end; /* the end of the run's whole groups of 4 */
 };
 typedef void (*addsub_run4_fn)(const int8_t *a, const int8_t *b, int8_t *out,
@@ -229,68 +179,60 @@ typedef void (*addsub_run4_fn)(const int8_t *a, const int8_t *b, int8_t *out,
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
 /* Element k of the words r10 (a) and r11 (b): the bytes' table entries (EXTRACT: UXTB, UBFX or
- * LSR), their sum or difference (OP), the output scaling (FINISH), one byte out: 10 instructions
- * with rq4, 11 with rq_fused, where GCC's loop took about 12.75 per element. */
-#define ADDSUB_ELEMENT_M7(EXTRACT_A, EXTRACT_B, OP, FINISH) \
-    EXTRACT_A                                               \
-    EXTRACT_B                                               \
-    "ldr r12, [r4, r12, lsl #2]\n"                          \
-    "ldr lr, [r5, lr, lsl #2]\n" OP " r12, r12, lr\n" FINISH "strb lr, [r2], #1\n"
-/* rq4 (conv2d_s8_dsp.h) of the doubled sum r12: M r6, C r7, s1 r8. */
-#define ADDSUB_RQ4_M7            \
-    "smmlar lr, r12, r6, r7\n"   \
-    "add lr, lr, r12, asr #31\n" \
-    "asr lr, lr, r8\n"           \
-    "ssat lr, #8, lr, asr #1\n"
-/* requant_fast.h's rq_fused of the sum r12: M2 r6, c r7, s1 r8. */
-#define ADDSUB_FUSED_M7         \
-    "smmlar lr, r12, r6, r12\n" \
-    "add lr, lr, lr, asr #31\n" \
-    "asr lr, lr, r8\n"          \
-    "qadd lr, lr, r7\n"         \
-    "ssat lr, #8, lr, asr #1\n"
+ * LSR), their sum or difference (OP), rq_fused (SMMLAR, ADD of the sign, ASR, QADD, SSAT: M2 r6,
+ * c r7, s1 r8), one byte out: 11 instructions, where GCC's loop took about 12.75 per element. */
+#define ADDSUB_ELEMENT_M7(EXTRACT_A, EXTRACT_B, OP) \
+    EXTRACT_A                                       \
+    EXTRACT_B                                       \
+    "ldr r12, [r4, r12, lsl #2]\n"                  \
+    "ldr lr, [r5, lr, lsl #2]\n" OP                 \
+    " r12, r12, lr\n"                               \
+    "smmlar lr, r12, r6, r12\n"                     \
+    "add lr, lr, lr, asr #31\n"                     \
+    "asr lr, lr, r8\n"                              \
+    "qadd lr, lr, r7\n"                             \
+    "ssat lr, #8, lr, asr #1\n"                     \
+    "strb lr, [r2], #1\n"
 /* A run of whole groups of 4 (out < k->out_end): OP "add" (ADD) or "sub" (SUB). */
-#define ADDSUB_RUN4_M7(name, OP, FINISH)                                                          \
+#define ADDSUB_RUN4_M7(name, OP)                                                                  \
     static __attribute__((naked, noinline)) void name(const int8_t *a, const int8_t *b,           \
                                                       int8_t *out, const struct addsub_run4 *k) { \
         (void)a, (void)b, (void)out, (void)k;                                                     \
-        __asm__ volatile("push {r4-r11, lr}\n"                                                \
-                         "ldm r3, {r4, r5, r6, r7, r8, r9}\n"                                 \
-                         "1:\n"                                                               \
-                         "ldr r10, [r0], #4\n"                                                \
-                         "ldr r11, [r1], #4\n" ADDSUB_ELEMENT_M7(                             \
-                             "uxtb r12, r10\n", "uxtb lr, r11\n", OP, FINISH)                \
-                             ADDSUB_ELEMENT_M7("ubfx r12, r10, #8, #8\n",                     \
-                                               "ubfx lr, r11, #8, #8\n", OP, FINISH)          \
-                                 ADDSUB_ELEMENT_M7("ubfx r12, r10, #16, #8\n",                \
-                                                   "ubfx lr, r11, #16, #8\n", OP, FINISH)     \
-                                     ADDSUB_ELEMENT_M7("lsr r12, r10, #24\n",                 \
-                                                       "lsr lr, r11, #24\n", OP, FINISH)      \
-                         "cmp r2, r9\n"                                                       \
-                         "bne 1b\n"                                                           \
-                         "pop {r4-r11, pc}\n");   \
+        __asm__ volatile("push {r4-r11, lr}\n"                                                  \
+                         "ldm r3, {r4, r5, r6, r7, r8, r9}\n"                                   \
+                         "1:\n"                                                                 \
+                         "ldr r10, [r0], #4\n"                                                  \
+                         "ldr r11, [r1], #4\n" ADDSUB_ELEMENT_M7("uxtb r12, r10\n",             \
+                                                                "uxtb lr, r11\n", OP)           \
+                             ADDSUB_ELEMENT_M7("ubfx r12, r10, #8, #8\n",                       \
+                                               "ubfx lr, r11, #8, #8\n", OP)                    \
+                                 ADDSUB_ELEMENT_M7("ubfx r12, r10, #16, #8\n",                  \
+                                                   "ubfx lr, r11, #16, #8\n", OP)               \
+                                     ADDSUB_ELEMENT_M7("lsr r12, r10, #24\n",                   \
+                                                       "lsr lr, r11, #24\n", OP)                \
+                         "cmp r2, r9\n"                                                         \
+                         "bne 1b\n"                                                             \
+                         "pop {r4-r11, pc}\n"); \
     }
 #endif
 
-/* addsub_row for the full int8 range with requant_fast.h's output scaling: rq4 of doubled sums
- * (dbl) or rq_fused; contiguous runs of 4 or more through run4 on the Cortex-M (NULL elsewhere:
- * the C below, the same steps). sign, dbl and run4 are constants in each row instance. */
+/* addsub_row for the full int8 range with requant_fast.h's rq_fused (fast, no clamp):
+ * contiguous runs of 4 or more through run4 on the Cortex-M (NULL elsewhere: the C below, the
+ * same steps). sign and run4 are constants in each row instance. */
 static inline __attribute__((always_inline)) int8_t *addsub_row_run4(
     const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa, int32_t sb,
-    const void *ctx, int sign, int dbl, addsub_run4_fn run4) {
+    const void *ctx, int sign, addsub_run4_fn run4) {
     const struct addsub_rows *r = ctx;
-    const int32_t m = dbl ? r->multiplier : r->m2, c = dbl ? r->c4 : r->cc;
     int32_t i = 0;
     if (run4 && sa == 1 && sb == 1 && n >= 4) {
-        const struct addsub_run4 k = {r->t1, r->t2, m, c, r->s1, out + (n & ~3)};
+        const struct addsub_run4 k = {r->t1, r->t2, r->m2, r->cc, r->s1, out + (n & ~3)};
         run4(a, b, out, &k);
         i = n & ~3;
         a += i, b += i, out += i;
     }
     for (; i < n; ++i, a += sa, b += sb) {
         const int32_t x1 = r->t1[(uint8_t)*a], x2 = r->t2[(uint8_t)*b];
-        const int32_t v = sign > 0 ? x1 + x2 : x1 - x2;
-        *out++ = (int8_t)(dbl ? rq4(v, m, r->s1, c) : rq_fused(v, m, r->s1, c));
+        *out++ = (int8_t)rq_fused(sign > 0 ? x1 + x2 : x1 - x2, r->m2, r->s1, r->cc);
     }
     return out;
 }

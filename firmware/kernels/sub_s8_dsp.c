@@ -13,22 +13,16 @@ static inline int8_t *sub_row(const int8_t *a, const int8_t *b, int8_t *out, int
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
-ADDSUB_RUN4_M7(sub_rq4_m7, "sub", ADDSUB_RQ4_M7)
-ADDSUB_RUN4_M7(sub_fused_m7, "sub", ADDSUB_FUSED_M7)
-#define SUB_RQ4_RUN4 sub_rq4_m7
-#define SUB_FUSED_RUN4 sub_fused_m7
+ADDSUB_RUN4_M7(sub_run4_m7, "sub")
+#define SUB_RUN4 sub_run4_m7
 #else
-#define SUB_RQ4_RUN4 NULL
-#define SUB_FUSED_RUN4 NULL
+#define SUB_RUN4 NULL
 #endif
 static inline int8_t *sub_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                    int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row_run4(a, b, out, n, sa, sb, ctx, -1, 0, SUB_FUSED_RUN4);
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, -1, SUB_RUN4);
 }
-static inline int8_t *sub_row_rq4(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
-                                  int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row_run4(a, b, out, n, sa, sb, ctx, -1, 1, SUB_RQ4_RUN4);
-}
+
 size_t sub_s8_scratch_size(const void *params) {
     const struct sub_s8_params p = *(const struct sub_s8_params *)params;
     return addsub_scratch_size(sub_s8_ref_scratch_size(params),
@@ -52,9 +46,7 @@ void sub_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
     struct broadcast4 s = broadcast4_of(&p);
     addsub_flatten(&s);
-    if (r.dbl)
-        broadcast4_s8(&s, in1, in2, out, sub_row_rq4, &r);
-    else if (r.fast && !r.clamp)
+    if (r.fast && !r.clamp)
         broadcast4_s8(&s, in1, in2, out, sub_row_fast, &r);
     else if (r.fast)
         broadcast4_s8(&s, in1, in2, out, sub_row_fast_clamp, &r);

@@ -822,9 +822,10 @@ def test_add_dsp_is_bit_exact_with_tflite(seed: int, kind: str) -> None:
         check_bit_exact(_add_case(seed, kind), np.random.default_rng(seed))
 
 
-def _add_takes_rq4(call: KernelCall) -> bool:
-    """Whether add_s8_dsp.h's doubled tables and rq4 take the call (addsub_rq4_ok's conditions,
-    as far as the tests need them: the full int8 range, no broadcast-free run shorter than 4)."""
+def _add_takes_run4(call: KernelCall) -> bool:
+    """Whether add_s8_dsp.h's assembly runs (addsub_row_run4) take the call: the full int8 range
+    (no clamp; the cases' multipliers are all on requant_fast.h's path), and runs of 4 or more
+    (every case here: without broadcasting the whole tensor is one run)."""
     p = call.params
     return p["act_min"] <= -128 and p["act_max"] >= 127
 
@@ -834,7 +835,7 @@ def _add_takes_rq4(call: KernelCall) -> bool:
 def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -> None:
     """The firmware build's add_s8 and sub_s8 (the Cortex-M7 objects; the Cortex-M4's on
     mps2-an386) on the emulated board against the host's reference kernel, on the same random
-    calls: the doubled tables' assembly runs (rq4, ADD and SUB) among them."""
+    calls: the assembly runs of 4 elements (addsub_row_run4, ADD and SUB) among them."""
     from tests.kernels import grad_support as gs
 
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "add_s8", "sub_s8"])
@@ -843,8 +844,8 @@ def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -
         g = _add_case(seed, "SUB" if seed % 3 == 2 else "ADD")
         call = lower(g, g.ops[0])
         calls.append((call, _operands(g, call, np.random.default_rng(seed))))
-    rq4 = [c for c, _ in calls if _add_takes_rq4(c)]
-    assert any(c.kernel == "add_s8" for c in rq4) and any(c.kernel == "sub_s8" for c in rq4)
+    run4 = [c for c, _ in calls if _add_takes_run4(c)]
+    assert any(c.kernel == "add_s8" for c in run4) and any(c.kernel == "sub_s8" for c in run4)
     board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
