@@ -4,10 +4,6 @@
 #include "add_s8_dsp.h"
 #include "add_s8.h"
 
-static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
-                                   int32_t sa, int32_t sb, const void *ctx) {
-    return addsub_row(a, b, out, n, sa, sb, ctx, 1, 1, 0);
-}
 static inline int8_t *add_row_fast_clamp(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                          int32_t sa, int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, 1, 1, 1);
@@ -15,6 +11,17 @@ static inline int8_t *add_row_fast_clamp(const int8_t *a, const int8_t *b, int8_
 static inline int8_t *add_row(const int8_t *a, const int8_t *b, int8_t *out, int32_t n, int32_t sa,
                               int32_t sb, const void *ctx) {
     return addsub_row(a, b, out, n, sa, sb, ctx, 1, 0, 1);
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+ADDSUB_RUN4_M7(add_run4_m7, "add")
+#define ADD_RUN4 add_run4_m7
+#else
+#define ADD_RUN4 NULL
+#endif
+static inline int8_t *add_row_fast(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                   int32_t sa, int32_t sb, const void *ctx) {
+    return addsub_row_run4(a, b, out, n, sa, sb, ctx, 1, ADD_RUN4);
 }
 
 size_t add_s8_scratch_size(const void *params) {
@@ -38,7 +45,8 @@ void add_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
         (int32_t *)((uint8_t *)scratch + addsub_tables_offset(add_s8_ref_scratch_size(params)));
     int32_t *const t2 = t1 + 256;
     const struct addsub_rows r = ADDSUB_ROWS(p, t1, t2);
-    const struct broadcast4 s = broadcast4_of(&p);
+    struct broadcast4 s = broadcast4_of(&p);
+    addsub_flatten(&s);
     if (r.fast && !r.clamp)
         broadcast4_s8(&s, in1, in2, out, add_row_fast, &r);
     else if (r.fast)

@@ -36,6 +36,47 @@ static inline uint32_t keep01(uint32_t a, uint32_t lo4, uint32_t range4) {
 }
 #endif
 
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+/* Groups of 8 outputs: two words, keep01 of each (3 instructions a word), the bits to one byte
+ * (ORR, MUL: the loop below's multiply); 4 groups' bytes (32 outputs) packed into one word and
+ * stored once: 43 instructions per 32 outputs, where the C loop took 17 per 8 (its loop steps
+ * and a byte store per group). y word-aligned (LDRD; the planner aligns tensors, so outputs
+ * are), else the C loop; k[0], k[1]: keep01's lo4 and range4. n4 >= 1. */
+#define CLAMP_MASK_GROUP_M7       \
+    "ldrd r10, r11, [r0], #8\n"   \
+    "usub8 r10, r10, r4\n"        \
+    "usub8 r10, r5, r10\n"        \
+    "sel r10, r6, r7\n"           \
+    "usub8 r11, r11, r4\n"        \
+    "usub8 r11, r5, r11\n"        \
+    "sel r11, r6, r7\n"           \
+    "orr r10, r10, r11, lsl #4\n" \
+    "mul r10, r10, r8\n"
+static __attribute__((naked, noinline)) void clamp_mask32_m7(const int8_t *y, uint8_t *mask,
+                                                             uint32_t n4, const uint32_t *k) {
+    (void)y, (void)mask, (void)n4, (void)k;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n"
+        "ldrd r4, r5, [r3]\n"
+        "mov r6, #0x01010101\n"
+        "mov r7, #0\n"
+        "ldr r8, =0x01020408\n"
+        "1:\n" CLAMP_MASK_GROUP_M7 "lsr r9, r10, #24\n" CLAMP_MASK_GROUP_M7
+        "lsr r10, r10, #24\n"
+        "orr r9, r9, r10, lsl #8\n" CLAMP_MASK_GROUP_M7
+        "lsr r10, r10, #24\n"
+        "orr r9, r9, r10, lsl #16\n" CLAMP_MASK_GROUP_M7
+        "and r10, r10, #0xFF000000\n"
+        "orr r9, r9, r10\n"
+        "str r9, [r1], #4\n"
+        "subs r2, r2, #1\n"
+        "bne 1b\n"
+        "pop {r4-r11, pc}\n"
+        ".ltorg\n");
+}
+#undef CLAMP_MASK_GROUP_M7
+#endif
+
 void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loop on plain locals. */
     const struct clamp_mask_s8_params p = *(const struct clamp_mask_s8_params *)params;
@@ -51,16 +92,25 @@ void clamp_mask_s8_dsp_run(const void *params, void *const *operands, void *scra
     const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)lo * 0x01010101u;
     const uint32_t range4 = (uint32_t)(hi - lo) * 0x01010101u; /* hi - lo in [0, 254] */
     const size_t whole = n >> 3;
-    for (size_t k = 0; k < whole; ++k, y += 8) {
+    size_t k = 0;
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
+    if (whole >= 4 && ((uintptr_t)y & 3u) == 0) { /* clamp_mask32_m7 (LDRD: word-aligned) */
+        const uint32_t k2[2] = {lo4, range4};
+        clamp_mask32_m7(y, mask, (uint32_t)(whole >> 2), k2);
+        k = whole & ~(size_t)3;
+        y += 8 * k;
+    }
+#endif
+    for (; k < whole; ++k, y += 8) {
         const uint32_t a = dsp_read4(y), b = dsp_read4(y + 4);
         const uint32_t bits = keep01(a, lo4, range4) | keep01(b, lo4, range4) << 4;
         mask[k] = (uint8_t)((bits * 0x01020408u) >> 24);
     }
     if (n & 7) {
         uint32_t byte = 0;
-        for (size_t k = 0; k < (n & 7); ++k) {
-            const int32_t v = y[k];
-            byte |= (uint32_t)(p.act_min < v && v < p.act_max) << k;
+        for (size_t i = 0; i < (n & 7); ++i) {
+            const int32_t v = y[i];
+            byte |= (uint32_t)(p.act_min < v && v < p.act_max) << i;
         }
         mask[whole] = (uint8_t)byte;
     }

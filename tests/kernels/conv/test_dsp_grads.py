@@ -255,6 +255,72 @@ def test_fully_connected_grads_on_the_emulated_cortex_m7(tmp_path) -> None:
     assert_board_matches_ref(calls, board)
 
 
+def _sparse_window_calls() -> list[tuple[KernelCall, list[np.ndarray]]]:
+    """1x1 input gradients whose output gradient is zero but for a few entries, so that whole
+    32-channel windows of a tile are dead and the live ones hold a single nonzero gradient at
+    the tile's last pixel, its first, or a window's last channel (window_live); one of them
+    masked off (a zero term). 70 output channels: windows of 32, 32 and 6."""
+    calls = []
+    for i, (hw, spots) in enumerate([(6, [(35, 40), (0, 69)]), (7, [(48, 5)]), (4, [(15, 63), (3, 31)])]):
+        layer = _pointwise(1500 + i, h=hw, w=hw, sh=1, sw=1, padding="VALID", out_c=70, in_c=21, n=1)
+        call, values = gs.grad_input_call(layer, has_mask=False)
+        g = np.zeros_like(values[0])
+        flat = g.reshape(-1, g.shape[-1])
+        for pixel, channel in spots:
+            flat[pixel % flat.shape[0], channel] = 77
+        values[0] = g
+        calls.append((call, values))
+    return calls
+
+
+def test_sparse_windows_dsp_match_reference() -> None:
+    for call, values in _sparse_window_calls():
+        out = dsp_same_as_ref(call, values)
+        assert np.count_nonzero(out[6]) >= 8, call.params
+
+
+def _one_pixel_layers() -> list[gs.Layer]:
+    """Input gradients with a single output pixel (grad_input_1x1_one): fully connected layers
+    with a batch of one (MobileNetV2's 1280 -> 10: chunks of 32 rows, depths with a tail of 1-3
+    input channels, odd row counts, trained rows straddling a chunk, per-tensor scales, no mask)
+    and 1x1 convolutions over a 1x1 output map (stride 2 over 2x2 and 3x3 inputs, SAME: the
+    one output reads input pixel (0, 0); the rest keeps a zero gradient)."""
+    fc = [
+        dict(batches=1, depth=1280, units=10),
+        dict(batches=1, depth=37, units=1),
+        dict(batches=1, depth=66, units=33, train_rows=31),
+        dict(batches=1, depth=5, units=70, train_rows=40),
+        dict(batches=1, depth=130, units=7, per_channel=False),
+        dict(batches=1, depth=8, units=64, has_mask=False),
+    ]
+    layers = [gs.make_layer("fc", 700 + i, **f) for i, f in enumerate(fc)]
+    conv = [
+        dict(n=1, h=1, w=1, in_c=19, out_c=45),
+        dict(n=1, h=2, w=2, in_c=6, out_c=9, sh=2, sw=2, padding="SAME"),
+        dict(n=1, h=3, w=3, in_c=13, out_c=40, sh=3, sw=3, padding="VALID", train_rows=35),
+    ]
+    layers += [gs.make_layer("conv", 720 + i, fh=1, fw=1, dh=1, dw=1, **f) for i, f in enumerate(conv)]
+    return layers
+
+
+def test_one_pixel_input_gradients_dsp_match_reference() -> None:
+    """grad_input_1x1_one against the reference, and the cases are informative: a gradient
+    spread over many values (an all-zero one would match anything)."""
+    for layer in _one_pixel_layers():
+        call, values = gs.grad_input_call(layer)
+        assert int(np.prod(values[0].shape[:-1])) == 1  # one output pixel
+        out = dsp_same_as_ref(call, values)
+        assert np.unique(out[6]).size >= min(8, out[6].shape[-1]), call.params
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_one_pixel_and_sparse_window_grad_inputs_on_the_emulated_boards(tmp_path, board_name: str) -> None:
+    calls = [gs.grad_input_call(layer) for layer in _one_pixel_layers()] + _sparse_window_calls()
+    board = gs.run_on_board(calls, tmp_path, board_name)
+    assert_board_matches_ref(calls, board)
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_depthwise_grad_update_dsp_matches_reference(seed: int) -> None:
     """Depthwise update: weights, biases and generator state identical; multiplier 1 (the

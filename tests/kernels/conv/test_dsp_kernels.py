@@ -822,19 +822,31 @@ def test_add_dsp_is_bit_exact_with_tflite(seed: int, kind: str) -> None:
         check_bit_exact(_add_case(seed, kind), np.random.default_rng(seed))
 
 
+def _add_takes_run4(call: KernelCall) -> bool:
+    """Whether add_s8_dsp.h's assembly runs (addsub_row_run4) take the call: the full int8 range
+    (no clamp; the cases' multipliers are all on requant_fast.h's path), and runs of 4 or more
+    (every case here: without broadcasting the whole tensor is one run)."""
+    p = call.params
+    return p["act_min"] <= -128 and p["act_max"] >= 127
+
+
 @pytest.mark.emulator
-def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
-    """The firmware build's add_s8 and sub_s8 (the Cortex-M7 objects) on the emulated board against the
-    host's reference kernel, on the same random calls."""
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_add_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -> None:
+    """The firmware build's add_s8 and sub_s8 (the Cortex-M7 objects; the Cortex-M4's on
+    mps2-an386) on the emulated board against the host's reference kernel, on the same random
+    calls: the assembly runs of 4 elements (addsub_row_run4, ADD and SUB) among them."""
     from tests.kernels import grad_support as gs
 
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "add_s8", "sub_s8"])
     calls = []
-    for seed in range(10):
+    for seed in range(14):
         g = _add_case(seed, "SUB" if seed % 3 == 2 else "ADD")
         call = lower(g, g.ops[0])
         calls.append((call, _operands(g, call, np.random.default_rng(seed))))
-    board = gs.run_on_board(calls, tmp_path)
+    run4 = [c for c, _ in calls if _add_takes_run4(c)]
+    assert any(c.kernel == "add_s8" for c in run4) and any(c.kernel == "sub_s8" for c in run4)
+    board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
 
@@ -873,12 +885,16 @@ def test_clamp_mask_dsp_matches_reference_and_numpy(seed: int) -> None:
 
 
 @pytest.mark.emulator
-def test_clamp_mask_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_clamp_mask_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -> None:
+    """The Cortex-M7 build (and the Cortex-M4's on mps2-an386): the 32-output assembly groups
+    (clamp_mask32_m7) and the 8-output and bit-by-bit tails."""
     from tests.kernels import grad_support as gs
 
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "clamp_mask_s8"])
     calls = [_mask_call(seed) for seed in range(26)]
-    board = gs.run_on_board([(c, a) for c, a, _ in calls], tmp_path)
+    assert sum(c.params["size"] >= 64 for c, _, _ in calls) >= 8
+    board = gs.run_on_board([(c, a) for c, a, _ in calls], tmp_path, board_name)
     for (_, _, want), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], want)
 
@@ -920,7 +936,8 @@ def test_mean_dsp_is_bit_exact_with_tflite(seed: int) -> None:
 
 
 @pytest.mark.emulator
-def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("board_name", ["mps2_an500", "mps2_an386"], ids=["cortex-m7", "cortex-m4"])
+def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch, board_name: str) -> None:
     from tests.kernels import grad_support as gs
 
     monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, "mean_s8"])
@@ -929,6 +946,6 @@ def test_mean_on_the_emulated_cortex_m7(tmp_path, monkeypatch) -> None:
         g = _mean_case(seed)
         call = lower(g, g.ops[0])
         calls.append((call, _operands(g, call, np.random.default_rng(seed))))
-    board = gs.run_on_board(calls, tmp_path)
+    board = gs.run_on_board(calls, tmp_path, board_name)
     for (call, arrays), got in zip(calls, board, strict=True):
         np.testing.assert_array_equal(got[-1], _run(call, arrays, "ref"))
