@@ -129,3 +129,27 @@ def test_two_pass_on_the_emulated_board(tmp_path, monkeypatch, board_name: str) 
         np.testing.assert_array_equal(got[6], want[6])
         assert got[7].tobytes() == want[7].tobytes()
     assert sum(bool(np.any(g[6])) for g in board) >= len(calls) - 1
+
+
+@pytest.mark.parametrize("dead", ["first", "last"])
+def test_two_pass_sink_tile_without_gradient(dead: str) -> None:
+    """output_c <= 32 takes the DSP sink path in 32-pixel tiles: a tile whose gradients are all
+    zero (window_live) hands zeros to the sink while another tile's are not, so pass 2 runs
+    (max|acc| > 0) and must still write that tile's output (over its scratch too)."""
+    from tests.test_scratch_planning import _run_over_scratch
+
+    layer = _layer(5, h=8, w=8, in_c=22, out_c=20)  # 64 pixels: two tiles; in_c % 4 != 0
+    call, values = gs.grad_input_call(layer)
+    g = values[0].reshape(-1, 20)
+    rows = slice(0, 32) if dead == "first" else slice(32, 64)
+    g[rows] = 0
+    want = _one_pass(call, values)
+    assert np.any(want[6]) and not np.any(want[6].reshape(-1, 22)[rows])
+    for keep in (0, 5):
+        two = _two_pass(call, keep)
+        for variant in ("ref", "dsp"):
+            got = run_variant(two, values, variant)
+            np.testing.assert_array_equal(got[6], want[6], err_msg=f"{variant} keep={keep}")
+            assert got[7].tobytes() == want[7].tobytes()
+            got = _run_over_scratch(two, values, variant, 6)
+            np.testing.assert_array_equal(got[6], want[6], err_msg=f"{variant} keep={keep}")
