@@ -214,3 +214,28 @@ def test_a_bar_says_met_or_by_how_much_it_is_missed() -> None:
     assert suite._bar_text("step", 59_800_000, 40_000_000, report.mega) == (
         "step 59.80 M: **not met** (at most 40.00 M; 19.80 M over)"
     )
+
+
+def test_split_check_counts_a_streamed_steps_invokes() -> None:
+    """A streamed step stops at each fetch, so its whole run and its split run take more than 1 + 2
+    INVOKEs: the residual subtracts the split's extra ones' overhead, the tolerance is a tick for
+    every INVOKE of both ways, and the report says those counts (not "three", "one extra")."""
+    from pytools.bench.report import whole_and_parts
+
+    # unstreamed: 1 + 2 INVOKEs, one extra
+    assert measure.split_check([1010], [1000], [2], [1], 10.0) == ([0.0], 3)
+    # streamed: the whole step 5 INVOKEs, forward + backward 6 (one more stop at nf)
+    residuals, invokes = measure.split_check([1013, 1007], [1000, 1000], [6, 6], [5, 5], 10.0)
+    assert residuals == [3.0, -3.0] and invokes == 11
+    cost = {
+        "unit": "instructions",
+        "granularity": 40,
+        "dispatch_overhead": 10.0,
+        "split_residuals": residuals,
+        "split_tolerance": invokes * 40,
+        "split_extra_invokes": 1,
+        "split_invokes": invokes,
+    }
+    text = whole_and_parts(cost)
+    assert "tolerance 440: 11 INVOKEs" in text and "three INVOKEs" not in text
+    assert "1 extra INVOKE's overhead" in text

@@ -173,12 +173,17 @@ def whole_and_parts(cost: dict[str, Any]) -> str:
     INVOKEs' measured dispatch overhead, against the whole, with the tolerance the timer allows."""
     u, g = cost["unit"], cost["granularity"]
     worst = max(cost["split_residuals"], key=abs)
+    # results written before the counts: an unstreamed plan's 1 + 2 INVOKEs
+    extra, invokes = cost.get("split_extra_invokes", 1), cost.get("split_invokes", 3)
+    whose = "INVOKE's" if extra == 1 else "INVOKEs'"
     text = (
         f"**Whole step against its parts.** Each step ran three ways from the same trained state (read "
-        f"back, then put back with STATE_LOAD) and the same sample. Forward + backward - one extra "
-        f"INVOKE's overhead ({cost['dispatch_overhead']:.1f} {u}) - the whole step: "
+        f"back, then put back with STATE_LOAD) and the same sample. Forward + backward - "
+        f"{extra} extra {whose} overhead "
+        f"({cost['dispatch_overhead']:.1f} {u} each) - the whole step: "
         f"{', '.join(f'{r:+,.0f}' for r in cost['split_residuals'])} {u} (worst {worst:+,.0f}; "
-        f"tolerance {cost['split_tolerance']}: three INVOKEs each read to within one {g}-{u[:-1]} tick)."
+        f"tolerance {cost['split_tolerance']}: {invokes} INVOKEs each read to within one {g}-{u[:-1]} "
+        "tick)."
     )
     pc = cost.get("parts_check")
     if pc:
