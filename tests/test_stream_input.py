@@ -254,6 +254,23 @@ def test_an_input_read_by_anything_but_the_first_stage_is_refused(tiny) -> None:
         stream_input(doctored, True)
 
 
+def test_a_stage_that_never_reads_the_first_rows_is_refused(tiny) -> None:
+    # The board starts a streamed sample at byte 0 (train.c refuses a plan whose first window
+    # does not), so the compiler must refuse such a schedule with its reason.
+    plain, _ = tiny
+    g = plain.train.graph
+    x = g.inputs[0]
+    ops = []
+    for op in g.ops:
+        o = dict(op.options)
+        if op.kind == "WINDOW_COPY" and op.inputs == [x] and int(o["src_y"]) == 0:
+            o["src_y"], o["copy_h"], o["dst_y"] = 1, int(o["copy_h"]) - 1, int(o["dst_y"]) + 1
+        ops.append(Op(op.index, op.kind, list(op.inputs), list(op.outputs), o))
+    doctored = Graph(g.tensors, ops, g.inputs, g.outputs, g.name)
+    with pytest.raises(ModelError, match=r"never reads rows 0-0 of input .*starts at its first byte"):
+        stream_input(doctored, True)
+
+
 def test_a_float_input_cannot_stream() -> None:
     graph = import_tflite(zoo_model("mobilenet_tiny"), "m")
     patched = patch_graph(graph, Patching(0, 2, 2)).graph

@@ -140,6 +140,14 @@ def stream_input(graph: Graph, first_stage: bool) -> Streamed:
         o = graph.ops[i].options
         spans.append((int(o["src_y"]), int(o["src_y"]) + int(o["copy_h"])))
     sched = band_schedule(spans, height)
+    if sched.moves and sched.moves[0].fetch_from != 0:
+        # The board starts a streamed sample with its SAMPLE at offset 0 (docs/protocol.md), so
+        # the first fetch must begin there; a stage that never reads the input's first rows
+        # would leave a window the board refuses.
+        raise _fail(
+            f"the first patch stage never reads rows 0-{sched.moves[0].fetch_from - 1} of input "
+            f"'{t.name}', and a streamed sample starts at its first byte"
+        )
     row_bytes = width * depth  # int8
     tensors = list(graph.tensors)
     band = Tensor(len(tensors), f"band/{t.name}", (1, sched.rows, width, depth), t.dtype, t.quant)
