@@ -150,7 +150,7 @@ static void on_invoke(const uint8_t *payload, uint16_t len, link_reply_t *reply)
         stream_reply_need(&plan, STREAM_INVOKE, STREAM_NO_SAMPLE, STREAM_KIND_INVOKE, 0, 0, reply);
         return;
     }
-    const uint32_t stop = streamed ? stream_stop(&plan, range.first, range.end) : range.end;
+    const uint32_t stop = streamed ? rt_fetch_stop(&plan, range.first, range.end) : range.end;
     uint64_t t0 = bsp_counter_read64();
     rt_invoke_range(&plan, range.first, stop, 0, 0);
     uint64_t t1 = bsp_counter_read64();

@@ -19,14 +19,6 @@ bool stream_plan_streams(const rt_plan_t *p) {
     return false;
 }
 
-uint32_t stream_stop(const rt_plan_t *p, uint32_t first, uint32_t end) {
-    rt_fetch_t f;
-    if (end > p->header->n_ops) end = p->header->n_ops;
-    for (uint32_t o = first; o < end; o++)
-        if (rt_op_fetch(p, o, &f)) return o + 1u;
-    return end < first ? first : end;
-}
-
 bool stream_after_run(const rt_plan_t *p, uint32_t first, uint32_t stop, uint8_t owner) {
     rt_fetch_t f;
     memset(&pending, 0, sizeof pending);

@@ -26,11 +26,6 @@ enum { STREAM_KIND_INVOKE = 3 };
 /* Does the plan stream any of its inputs? (Plans that do not run exactly as before.) */
 bool stream_plan_streams(const rt_plan_t *p);
 
-/* Where a run of operators [first, end) must stop: right after the first INPUT_ROWS in the
- * range (its rows are then still to be written), or end. Found before the counter starts, so
- * a run's measured cost is its operators' and one dispatch, as an unstreamed INVOKE's. */
-uint32_t stream_stop(const rt_plan_t *p, uint32_t first, uint32_t end);
-
 /* After a run of [first, stop): if it ran operators and the last, stop - 1, is an INPUT_ROWS,
  * its window becomes the pending fetch of owner (nothing of it received yet) and true;
  * otherwise no fetch is pending and false. */

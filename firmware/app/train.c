@@ -233,7 +233,7 @@ static bool step_waits(void) {
 static bool advance(uint32_t end, uint8_t kind, uint64_t *ran) {
     const rt_plan_t *p = cfg.plan;
     while (!step_waits() && st.next_op < end) {
-        uint32_t stop = stream_stop(p, st.next_op, end);
+        uint32_t stop = rt_fetch_stop(p, st.next_op, end);
         write_label(kind);
         uint64_t t0 = bsp_counter_read64();
         rt_invoke_range(p, st.next_op, stop, 0, 0);

@@ -247,16 +247,18 @@ int rt_op_fetch(const rt_plan_t *p, uint32_t o, rt_fetch_t *f) {
     return 1;
 }
 
-uint32_t rt_invoke_to_fetch(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
-                            void *ctx) {
+uint32_t rt_fetch_stop(const rt_plan_t *p, uint32_t first, uint32_t end) {
     if (end > p->header->n_ops) end = p->header->n_ops;
     for (uint32_t o = first; o < end; o++)
-        if (p->ops[o].code == RT_OP_INPUT_ROWS) {
-            rt_invoke_range(p, first, o + 1u, hook, ctx);
-            return o + 1u;
-        }
-    rt_invoke_range(p, first, end, hook, ctx);
+        if (p->ops[o].code == RT_OP_INPUT_ROWS) return o + 1u;
     return end < first ? first : end;
+}
+
+uint32_t rt_invoke_to_fetch(const rt_plan_t *p, uint32_t first, uint32_t end, rt_op_hook_fn hook,
+                            void *ctx) {
+    const uint32_t stop = rt_fetch_stop(p, first, end);
+    rt_invoke_range(p, first, stop, hook, ctx);
+    return stop;
 }
 
 size_t rt_plan_struct_size(void) {

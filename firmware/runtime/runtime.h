@@ -70,6 +70,11 @@ typedef struct {
 /* Is operator o an INPUT_ROWS? If so, describes the rows it asks for in *f. */
 int rt_op_fetch(const rt_plan_t *p, uint32_t o, rt_fetch_t *f);
 
+/* Where a run of operators [first, end) must stop: right after the first INPUT_ROWS in the
+ * range (its rows are then still to be written), or end. (The board finds it before its
+ * counter starts, so a run's measured cost holds only its operators.) */
+uint32_t rt_fetch_stop(const rt_plan_t *p, uint32_t first, uint32_t end);
+
 /* Runs operators [first, end) like rt_invoke_range, but stops right after an INPUT_ROWS
  * operator: returns the next operator to run (end when the range is done). Where it stopped
  * early, rt_op_fetch(p, returned - 1, &f) says which rows to write before running on from
