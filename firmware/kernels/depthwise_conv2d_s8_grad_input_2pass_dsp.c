@@ -48,11 +48,9 @@ static int32_t acc_pitch(const struct dwp *d) {
     return d->whole4 ? d->p.input_w : DWP_PITCH(d);
 }
 
+/* The one-pass kernel's parameters: the two-pass kernel's first fields (its header). */
 static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
                          struct depthwise_conv2d_s8_grad_input_params *p) {
-    _Static_assert(sizeof(struct depthwise_conv2d_s8_grad_input_2pass_params) ==
-                       sizeof(struct depthwise_conv2d_s8_grad_input_params),
-                   "the two-pass and one-pass parameters are the same fields");
     __builtin_memcpy(p, p2, sizeof *p);
 }
 
@@ -100,6 +98,24 @@ static inline uint32_t quotient(uint32_t a, uint32_t max_abs, uint32_t half, uin
     const uint32_t over = (uint32_t)((int32_t)(max_abs - 1u - t) >> 31); /* t >= M */
     *rem = t - (max_abs & over);
     return q - over;
+}
+
+/* Pass 2 of a channel whose int32 accumulators are at hand (kept by pass 1, keep): out[i * c_n] =
+ * a[i] rounded, i < n, grad_requantize_s32's rounding (quotient where 128 <= max_abs < 2^30, else
+ * dsp.h's dsp_grad_round_s32). */
+static __attribute__((noinline)) void round_s32(const int32_t *a, size_t n, int8_t *out, size_t c_n,
+                                                const struct rounding *k, int recip, float kf) {
+    if (recip) {
+        const uint32_t max_abs = k->max_abs, half = k->half, r = k->r;
+        for (const int32_t *end = a + n; a != end; ++a, out += c_n) {
+            const int32_t v = *a, sg = v >> 31;
+            uint32_t rem;
+            const uint32_t q = quotient((uint32_t)((v ^ sg) - sg), max_abs, half, r, &rem);
+            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; ++i, out += c_n) *out = dsp_grad_round_s32(a[i], k->max_abs, k->half, kf);
 }
 
 /* The rare path of round_kept, apart so that its loop keeps its registers: the accumulator at
@@ -238,11 +254,16 @@ static int32_t kept_channels(const struct depthwise_conv2d_s8_grad_input_params 
 }
 
 static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
-                      void *const *operands, void *scratch) {
+                      void *const *operands, void *scratch_all) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(p2, &p);
     struct dwp d;
     if (!dwp_setup(&d, &p)) return 0;
+    /* The kept channels' int32 accumulators (channel-major, every batch) at the scratch's start,
+     * the layout of keep 0 after them (the header). */
+    const int32_t keep = dw2_keep(p2);
+    int32_t *const kept32 = scratch_all;
+    void *const scratch = (uint8_t *)scratch_all + dw2_kept_bytes(p2);
     const float max_scale = dwp_operands(&d, operands);
     const float grad_out_scale =
         *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
@@ -276,7 +297,11 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     uint8_t *shifts = (uint8_t *)scratch + dwp_offset(&p) - (size_t)(ch / 2);
     int32_t block, extra;
     int in_scratch;
+    /* int16 values of channels [keep, kept) in the output bytes, of [e0, e0 + extra) in the
+     * scratch past the rows; channels below keep have their int32 ones */
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
+    const int32_t e0 = keep > kept ? keep : kept;
+    if (extra > ch - e0) extra = ch - e0;
     int32_t *acc = in_scratch ? scratch : row;
     /* the extra kept channels' values (plane_n int16 each), then their shifts, past the rows */
     int16_t *ext = (int16_t *)(acc + (size_t)block * (size_t)pitch);
@@ -287,47 +312,61 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
         const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
+            int32_t *k32 = c < keep ? kept32 + ((size_t)c * (size_t)p.batches + (size_t)b) * plane_n
+                                    : NULL;
             if (!dwp_fill(&d, b, c, mc, plane)) {
-                if (c < kept) {
+                if (k32) {
+                    __builtin_memset(k32, 0, plane_n * sizeof(int32_t));
+                } else if (c < kept) {
                     shifts[c] = 0;
                     for (size_t i = 0; i < plane_n; ++i)
                         __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
-                } else if (c < kept + extra) {
-                    ext_shifts[c - kept] = 0;
-                    __builtin_memset(ext + (size_t)(c - kept) * plane_n, 0, 2 * plane_n);
+                } else if (c >= e0 && c < e0 + extra) {
+                    ext_shifts[c - e0] = 0;
+                    __builtin_memset(ext + (size_t)(c - e0) * plane_n, 0, 2 * plane_n);
                 }
                 continue;
             }
             uint32_t cmax = 0;
+            /* a kept channel's rows straight into its place where they are packed (pitch) */
+            const int direct = k32 && pitch == p.input_w;
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
-                dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
+                int32_t *dst = direct ? k32 + (size_t)y0 * (size_t)in_w : acc;
+                dwp_rows(&d, plane, words, y0, ny, dst, pitch, 1);
                 if (pitch == p.input_w)
-                    cmax = dsp_max_abs_s32(acc, (size_t)ny * (size_t)pitch, cmax);
+                    cmax = dsp_max_abs_s32(dst, (size_t)ny * (size_t)pitch, cmax);
                 else
                     for (int32_t y = 0; y < ny; ++y)
                         cmax = dsp_max_abs_s32(acc + (size_t)y * (size_t)pitch, (size_t)p.input_w,
                                                cmax);
+                if (k32 && !direct)
+                    for (int32_t y = 0; y < ny; ++y)
+                        __builtin_memcpy(k32 + (size_t)(y0 + y) * (size_t)in_w,
+                                         acc + (size_t)y * (size_t)pitch,
+                                         (size_t)in_w * sizeof(int32_t));
             }
             if (cmax > max_abs) max_abs = cmax;
-            if (c < kept) { /* every row of the channel is in acc (block == input_h) */
+            if (k32) {
+                /* kept whole */
+            } else if (c < kept) { /* every row of the channel is in acc (block == input_h) */
                 const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
                 shifts[c] = (uint8_t)sh;
-                int8_t *keep = grad_in + 2 * (size_t)c;
+                int8_t *to = grad_in + 2 * (size_t)c;
                 for (int32_t y = 0; y < p.input_h; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
-                    for (; a != row_end; ++a, keep += c_n) {
+                    for (; a != row_end; ++a, to += c_n) {
                         const int16_t v = (int16_t)(*a >> sh);
-                        __builtin_memcpy(keep, &v, 2);
+                        __builtin_memcpy(to, &v, 2);
                     }
                 }
-            } else if (c < kept + extra) { /* the same, into the scratch past the rows */
+            } else if (c >= e0 && c < e0 + extra) { /* the same, into the scratch past the rows */
                 const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
-                ext_shifts[c - kept] = (uint8_t)sh;
-                int16_t *keep = ext + (size_t)(c - kept) * plane_n;
+                ext_shifts[c - e0] = (uint8_t)sh;
+                int16_t *to = ext + (size_t)(c - e0) * plane_n;
                 for (int32_t y = 0; y < p.input_h; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
-                    for (; a != row_end; ++a) *keep++ = (int16_t)(*a >> sh);
+                    for (; a != row_end; ++a) *to++ = (int16_t)(*a >> sh);
                 }
             }
         }
@@ -346,14 +385,20 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     const struct rounding rk = {max_abs, half, r};
     for (int32_t c = 0; c < ch; ++c) {
+        if (c < keep) { /* the accumulators kept whole: only rounded */
+            for (int32_t b = 0; b < p.batches; ++b)
+                round_s32(kept32 + ((size_t)c * (size_t)p.batches + (size_t)b) * plane_n, plane_n,
+                          grad_in + (size_t)b * plane_n * c_n + (size_t)c, c_n, &rk, recip, k);
+            continue;
+        }
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
             round_kept(&d, c, mc, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c, (uint32_t)c_n);
             continue;
         }
-        if (c < kept + extra && recip) {
-            round_kept(&d, c, mc, grad_in, &rk, ext_shifts[c - kept],
-                       (const int8_t *)(ext + (size_t)(c - kept) * plane_n), 2u);
+        if (c >= e0 && c < e0 + extra && recip) {
+            round_kept(&d, c, mc, grad_in, &rk, ext_shifts[c - e0],
+                       (const int8_t *)(ext + (size_t)(c - e0) * plane_n), 2u);
             continue;
         }
         dwp_kernel(&d, c, words);
@@ -407,7 +452,9 @@ int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
     int in_scratch;
     if (!dwp_setup(&d, &p)) return -1;
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
-    return kept + extra;
+    const int32_t keep = dw2_keep(&p2), e0 = keep > kept ? keep : kept;
+    if (extra > p.input_c - e0) extra = p.input_c - e0;
+    return e0 + extra; /* channels [0, keep), [keep, kept) and [e0, e0 + extra) */
 }
 
 size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {
@@ -416,7 +463,7 @@ size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(&p2, &p);
     const size_t ref = depthwise_conv2d_s8_grad_input_2pass_ref_scratch_size(params);
-    const size_t bytes = dwp_buffer_size(&p), dsp = dwp_offset(&p) + bytes;
+    const size_t bytes = dwp_buffer_size(&p), dsp = dw2_kept_bytes(&p2) + dwp_offset(&p) + bytes;
     return bytes > 0 && dsp > ref ? dsp : ref;
 }
 
