@@ -1,0 +1,146 @@
+"""depthwise_conv2d_s8_grad_input_2pass's keep: input channels [0, keep) keep their int32
+accumulators from pass 1 and pass 2 only rounds them; the others are computed again. Every keep
+from 0 to the channel count gives the one-pass kernel's int8 gradient and scale, bit for bit,
+from the reference and the DSP variant on the host and on the emulated Cortex-M7 and Cortex-M4;
+the scratch grows by the kept accumulators and keep 0 plans today's bytes."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytools.model.kernels import KernelCall, host_lib, run_kernel, scratch_size
+from tests.kernels import grad_support as gs
+from tests.kernels.conv.support import run_variant
+
+KERNEL = "depthwise_conv2d_s8_grad_input_2pass"
+
+# Small odd shapes (h, w, channels, stride, filter, batches, multiplier, mask, trained rows):
+# both strides, rows packed (4 or 8 columns a phase: the kept rows go straight into their place)
+# or not, 5x5 filters, two batches (no int16 keeping), a depth multiplier of 2 (the reference's
+# path in both variants), an unmasked one, a slice of trained rows.
+CASES: list[dict[str, Any]] = [
+    dict(h=5, w=7, in_c=5, sh=1, f=3, n=1, mult=1, mask=True, train=0),
+    dict(h=7, w=5, in_c=7, sh=2, f=3, n=1, mult=1, mask=True, train=3),
+    dict(h=4, w=4, in_c=9, sh=1, f=3, n=1, mult=1, mask=True, train=0),
+    dict(h=8, w=8, in_c=6, sh=2, f=3, n=1, mult=1, mask=True, train=2),
+    dict(h=9, w=9, in_c=3, sh=1, f=3, n=2, mult=1, mask=True, train=0),
+    dict(h=6, w=5, in_c=5, sh=2, f=5, n=1, mult=1, mask=False, train=0),
+    dict(h=5, w=5, in_c=3, sh=1, f=3, n=1, mult=2, mask=True, train=1),
+    dict(h=3, w=9, in_c=11, sh=1, f=3, n=1, mult=1, mask=True, train=11),
+]
+
+
+def _layer(i: int) -> gs.Layer:
+    c = CASES[i]
+    return gs.make_layer(
+        "dw",
+        600 + i,
+        h=c["h"],
+        w=c["w"],
+        in_c=c["in_c"],
+        mult=c["mult"],
+        fh=c["f"],
+        fw=c["f"],
+        sh=c["sh"],
+        sw=c["sh"],
+        n=c["n"],
+        padding="SAME",
+        has_mask=c["mask"],
+        train_rows=c["train"],
+    )
+
+
+def _calls(i: int) -> tuple[KernelCall, list[np.ndarray], list[KernelCall]]:
+    """The one-pass call, its operands, and the two-pass call at every keep from 0 to input_c."""
+    call, values = gs.grad_input_call(_layer(i))
+    channels = call.params["input_c"]
+    two = [KernelCall(KERNEL, {**call.params, "keep": k}, call.operands) for k in range(channels + 1)]
+    return call, values, two
+
+
+def _one_pass(call: KernelCall, values: list[np.ndarray]) -> tuple[np.ndarray, bytes]:
+    out = run_variant(call, values, "ref")
+    return out[6], out[7].tobytes()
+
+
+def _dsp_kept(call: KernelCall) -> int:
+    """The channels the DSP variant does not compute again (depthwise_conv2d_s8_grad_input_2pass_
+    dsp_kept: keep's, and its own int16 ones); -1 where it runs the reference."""
+    fn = host_lib().depthwise_conv2d_s8_grad_input_2pass_dsp_kept
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = ctypes.c_int32
+    return int(fn(call.packed_params()))
+
+
+@pytest.mark.parametrize("variant", ["ref", "dsp"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_every_keep_equals_the_one_pass_kernel(case: int, variant: str) -> None:
+    call, values, two = _calls(case)
+    want, want_scale = _one_pass(call, values)
+    assert np.count_nonzero(want) > want.size // 4  # a gradient worth comparing
+    for t in two:
+        poisoned = [v.copy() for v in values]
+        poisoned[6][...] = 99  # every output byte must be written
+        poisoned[7][...] = -1.0
+        run_kernel(t, poisoned, variant)  # the planned scratch, guarded past its end
+        np.testing.assert_array_equal(poisoned[6], want, err_msg=f"keep={t.params['keep']}")
+        assert poisoned[7].tobytes() == want_scale, t.params["keep"]
+
+
+def test_the_dsp_variant_runs_its_own_path_and_keeps_what_it_is_told() -> None:
+    """The DSP variant takes these shapes itself (but the multiplier-2 case), and with keep = k
+    at least k channels are not computed again (the rest are its own int16 keeping's)."""
+    own = 0
+    for case in range(len(CASES)):
+        _, _, two = _calls(case)
+        kept = [_dsp_kept(t) for t in two]
+        if CASES[case]["mult"] != 1:
+            assert set(kept) == {-1}
+            continue
+        own += 1
+        assert all(k >= t.params["keep"] for k, t in zip(kept, two, strict=True)), kept
+        assert kept[-1] == len(two) - 1  # keep = input_c: every channel kept
+    assert own == len(CASES) - 1
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_the_scratch_grows_by_the_kept_accumulators(case: int) -> None:
+    """keep k adds k channels' int32 accumulators (every batch), rounded up to 8 bytes, to the
+    scratch of keep 0, which is the scratch before keep existed (the reference's: one channel's
+    plane and the multipliers; or the DSP variant's own layout where that is larger)."""
+    call, _, two = _calls(case)
+    p = call.params
+    plane = p["batches"] * p["input_h"] * p["input_w"]
+    base = scratch_size(two[0])
+    assert base == scratch_size(KernelCall(KERNEL, call.params, call.operands))  # keep absent: 0
+    assert base >= 4 * (plane + p["input_c"] * p["depth_multiplier"])
+    for t in two:
+        k = t.params["keep"]
+        assert scratch_size(t) - base == -(-4 * k * plane // 8) * 8, k
+    # a doctored keep stays inside the scratch its own size gives (clamped to [0, input_c])
+    for bad, like in ((-3, 0), (p["input_c"] + 5, p["input_c"])):
+        t = KernelCall(KERNEL, {**call.params, "keep": bad}, call.operands)
+        assert scratch_size(t) == scratch_size(two[like])
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board", ["mps2_an500", "mps2_an386"], ids=["cortex_m7", "cortex_m4"])
+def test_every_keep_on_the_emulated_board(board: str, tmp_path, monkeypatch) -> None:
+    """The firmware build's objects (DSP variant) on the emulated board: every keep of every case
+    equals the one-pass reference on the host, bit for bit."""
+    monkeypatch.setattr(gs, "HARNESS_KERNELS", [*gs.HARNESS_KERNELS, KERNEL])
+    calls, wants = [], []
+    for case in range(len(CASES)):
+        call, values, two = _calls(case)
+        want = _one_pass(call, values)
+        for t in two:
+            calls.append((t, values))
+            wants.append(want)
+    got = gs.run_on_board(calls, tmp_path, board)
+    for (t, _), (want, scale), out in zip(calls, wants, got, strict=True):
+        np.testing.assert_array_equal(out[6], want, err_msg=f"{board} keep={t.params['keep']}")
+        assert out[7].tobytes() == scale, (board, t.params["keep"])
