@@ -33,6 +33,7 @@
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 #include "depthwise_conv2d_s8_grad_input_2pass.h"
 #include "depthwise_conv2d_s8_grad_input_planes.h"
+#include "depthwise_conv2d_s8_grad_input_quads.h"
 #include "dsp.h"
 #include "grad.h"
 
@@ -433,13 +434,81 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     return 1;
 }
 
+/* The channel-quad engine's path (depthwise_conv2d_s8_grad_input_quads.h), small maps: four
+ * channels at a time, their accumulators in registers. Pass 1 takes max|acc| (and stores the
+ * accumulators of the kept quads, keep rounded down to a multiple of 4, in the scratch's kept
+ * part: quad c0's at kept + c0 * n_plane, four per position), pass 2 rounds the kept ones and
+ * computes the others again, rounding them in registers; the engine's buffers go where the
+ * layout of keep 0 starts. Returns 0 when the engine does not take the shape or its buffers do
+ * not fit the operator's scratch. */
+static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
+                      struct dwq *q) {
+    struct depthwise_conv2d_s8_grad_input_params p;
+    params_1pass(p2, &p);
+    return p.input_h * p.input_w <= DWQ_MAX_PLANE && dwq_setup(q, &p) &&
+           dwq_buffer_size(q) + dw2_kept_bytes(p2) <=
+               depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2);
+}
+
+static int run_quads(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
+                     void *const *operands, void *scratch_all) {
+    struct dwq q;
+    if (!quads_take(p2, &q)) return 0;
+    const struct depthwise_conv2d_s8_grad_input_params *p = &q.p;
+    void *buf = (uint8_t *)scratch_all + dw2_kept_bytes(p2);
+    int32_t *const kept32 = scratch_all;
+    const int32_t kq = dw2_keep(p2) & ~3, ch = p->input_c;
+    const float max_scale = dwq_operands(&q, operands);
+    const float grad_out_scale =
+        *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
+    int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
+    float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
+    const size_t n_plane = (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w;
+    dwq_clear(&q, buf);
+    uint32_t max_abs = 0;
+    for (int32_t c0 = 0; c0 < ch; c0 += 4)
+        for (int32_t b = 0; b < p->batches; ++b) {
+            const uint32_t m = c0 < kq ? dwq_run(&q, buf, b, c0, DWQ_STORE,
+                                                 kept32 + (size_t)c0 * n_plane, 4, NULL, NULL)
+                                       : dwq_run(&q, buf, b, c0, DWQ_MAX, NULL, 0, NULL, NULL);
+            if (m > max_abs) max_abs = m;
+        }
+    if (max_abs == 0) {
+        for (size_t i = 0; i < n_plane * (size_t)ch; ++i) grad_in[i] = 0;
+        *grad_in_scale = 0.0f;
+        return 1;
+    }
+    struct dwq_round rnd = {max_abs, max_abs / 2u, 0u, 127.0f / (float)max_abs};
+    if (max_abs >= 128u && max_abs < (1u << 30)) rnd.r = dsp_grad_recip(max_abs);
+    for (int32_t c0 = 0; c0 < ch; c0 += 4) {
+        if (c0 < kq) {
+            dwq_round_kept(kept32 + (size_t)c0 * n_plane, n_plane, grad_in + c0, (size_t)ch, &rnd);
+            continue;
+        }
+        for (int32_t b = 0; b < p->batches; ++b)
+            (void)dwq_run(&q, buf, b, c0, DWQ_ROUND, NULL, 0, grad_in, &rnd);
+    }
+    *grad_in_scale = (float)max_abs *
+                     (grad_out_scale * max_scale * conv_grad_unit(CONV_GRAD_MIN_SHIFT_16)) / 127.0f;
+    return 1;
+}
+
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
                                                   void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct depthwise_conv2d_s8_grad_input_2pass_params p =
         *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
+    if (run_quads(&p, operands, scratch)) return;
     if (!run_planes(&p, operands, scratch))
         depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
+}
+
+/* Whether the DSP variant runs the channel-quad engine for these parameters (for the tests). */
+int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_quads(const void *params) {
+    const struct depthwise_conv2d_s8_grad_input_2pass_params p2 =
+        *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
+    struct dwq q;
+    return quads_take(&p2, &q);
 }
 
 int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
@@ -448,8 +517,10 @@ int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(&p2, &p);
     struct dwp d;
+    struct dwq q;
     int32_t block, extra;
     int in_scratch;
+    if (quads_take(&p2, &q)) return dw2_keep(&p2) & ~3; /* whole quads */
     if (!dwp_setup(&d, &p)) return -1;
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
     const int32_t keep = dw2_keep(&p2), e0 = keep > kept ? keep : kept;

@@ -31,6 +31,13 @@ CASES: list[dict[str, Any]] = [
     dict(h=6, w=5, in_c=5, sh=2, f=5, n=1, mult=1, mask=False, train=0),
     dict(h=5, w=5, in_c=3, sh=1, f=3, n=1, mult=2, mask=True, train=1),
     dict(h=3, w=9, in_c=11, sh=1, f=3, n=1, mult=1, mask=True, train=11),
+    # channels a multiple of 4 on maps up to 8x8 with the channel-quad engine's buffers within the
+    # scratch (enough channels: the keep-0 scratch grows with them): the DSP variant's quads
+    dict(h=4, w=4, in_c=96, sh=1, f=3, n=1, mult=1, mask=True, train=0),
+    dict(h=7, w=5, in_c=96, sh=2, f=3, n=1, mult=1, mask=True, train=6),
+    dict(h=8, w=8, in_c=40, sh=2, f=3, n=1, mult=1, mask=True, train=10),
+    dict(h=6, w=6, in_c=120, sh=1, f=3, n=2, mult=1, mask=False, train=0),
+    dict(h=5, w=7, in_c=8, sh=1, f=3, n=1, mult=1, mask=True, train=0),  # too few: the planes
 ]
 
 
@@ -67,6 +74,15 @@ def _one_pass(call: KernelCall, values: list[np.ndarray]) -> tuple[np.ndarray, b
     return out[6], out[7].tobytes()
 
 
+def _dsp_quads(call: KernelCall) -> bool:
+    """Whether the DSP variant runs its channel-quad engine (depthwise_conv2d_s8_grad_input_2pass_
+    dsp_quads: channels a multiple of 4, maps up to 8x8, its buffers within the scratch)."""
+    fn = host_lib().depthwise_conv2d_s8_grad_input_2pass_dsp_quads
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = ctypes.c_int32
+    return bool(fn(call.packed_params()))
+
+
 def _dsp_kept(call: KernelCall) -> int:
     """The channels the DSP variant does not compute again (depthwise_conv2d_s8_grad_input_2pass_
     dsp_kept: keep's, and its own int16 ones); -1 where it runs the reference."""
@@ -92,19 +108,29 @@ def test_every_keep_equals_the_one_pass_kernel(case: int, variant: str) -> None:
 
 
 def test_the_dsp_variant_runs_its_own_path_and_keeps_what_it_is_told() -> None:
-    """The DSP variant takes these shapes itself (but the multiplier-2 case), and with keep = k
-    at least k channels are not computed again (the rest are its own int16 keeping's)."""
-    own = 0
+    """The DSP variant takes these shapes itself (but the multiplier-2 case). With keep = k the
+    channel-plane engine computes at least k channels once (the rest: its own int16 keeping);
+    the channel-quad engine (channels a multiple of 4, maps up to 8x8) keeps whole quads, k
+    rounded down to a multiple of 4."""
+    own = quads = 0
     for case in range(len(CASES)):
         _, _, two = _calls(case)
         kept = [_dsp_kept(t) for t in two]
-        if CASES[case]["mult"] != 1:
+        c = CASES[case]
+        if c["mult"] != 1:
             assert set(kept) == {-1}
             continue
         own += 1
-        assert all(k >= t.params["keep"] for k, t in zip(kept, two, strict=True)), kept
+        keeps = [t.params["keep"] for t in two]
+        if _dsp_quads(two[0]):
+            assert c["in_c"] % 4 == 0 and c["h"] * c["w"] <= 64
+            assert all(_dsp_quads(t) for t in two)
+            quads += 1
+            assert kept == [k & ~3 for k in keeps], kept
+        else:
+            assert all(k >= keep for k, keep in zip(kept, keeps, strict=True)), kept
         assert kept[-1] == len(two) - 1  # keep = input_c: every channel kept
-    assert own == len(CASES) - 1
+    assert own == len(CASES) - 1 and quads >= 4, quads
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

@@ -1,0 +1,93 @@
+/* The channel-quad engine of the optimized depthwise input gradients (the two-pass
+ * depthwise_conv2d_s8_grad_input_2pass_dsp.c, the one-pass depthwise_conv2d_s8_grad_input_dsp.c):
+ * four adjacent channels at a time, each input pixel's four int32 accumulators gathered in
+ * registers from the same terms g' (conv_grad_term of the masked gradient, the same shift) and
+ * weights as the reference kernels, summed in another order (the shift bounds the sum of the
+ * terms' absolute values by INT32_MAX, so no order overflows and the int32 sums are equal).
+ *
+ * Why: on small maps (MobileNetV2's 8x8 and 4x4 gradients) the channel-plane engine
+ * (depthwise_conv2d_s8_grad_input_planes.h) pays per channel a set-up, a strided walk of the
+ * gradient and of the output, and a walk of the accumulators for their magnitude; here a quad
+ * reads its four gradient bytes as one word and writes its four int8 results as one word, and
+ * the accumulators never leave the registers: pass 1 takes their magnitude, pass 2 rounds them
+ * (or, with keep, pass 1 stores them for pass 2 to round).
+ *
+ * The gather: input pixel (y, x) receives from output (oy, ox) = (Y - a, X - b) through the taps
+ * (py + a s, px + b s), py = (y + pad_h) mod s, Y = (y + pad_h - py) / s (columns likewise). The
+ * quad's g' sit in a zero-bordered grid T of output pixels (two words each: g0 g2 and g1 g3 as
+ * 16-bit lanes), so every tap of the pixel's phase reads T without a bounds check; the weights
+ * are pre-widened the same way (SXTB16: w0 w2, w1 w3), so one tap is LDRD g', LDRD w and four
+ * SMLABB / SMLATT.
+ *
+ * Buffers (the caller's, dwq_buffer_size bytes, 8-aligned): T (th x tw pairs of words), then the
+ * widened weights (taps pairs of words). */
+#ifndef KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_QUADS_H
+#define KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_QUADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "depthwise_conv2d_s8_grad_input.h"
+
+#define DWQ_TAPS 25     /* filters up to 5x5 */
+#define DWQ_PHASES 4    /* strides 1 and 2 */
+#define DWQ_PIXELS 1024 /* output pixels in T (8 KB): the engine is for small maps */
+#define DWQ_MAX_PLANE 64 /* input pixels (8x8) up to which the variants take it */
+
+struct dwq {
+    struct depthwise_conv2d_s8_grad_input_params p;
+    const int8_t *grad_out;
+    const uint8_t *mask;
+    const int8_t *filter, *trained;
+    const float *scales;
+    float max_scale;
+    int32_t th, tw; /* T's rows and columns (output pixels and borders) */
+    int32_t bt, bl; /* T's border above and left of the output pixels */
+    /* per phase (py * s_w + px): its taps, each an offset in T (words, from the pixel's (Y, X))
+     * and the tap's widened weights (pair index) */
+    uint8_t nt[DWQ_PHASES];
+    int16_t off[DWQ_PHASES][DWQ_TAPS];
+    uint8_t tap[DWQ_PHASES][DWQ_TAPS];
+    /* per phase: its taps' rows and columns (taps (py + r s_h, px + c s_w)) and the offset of its
+     * widened weights (words: the phase's taps in that order, row by row) */
+    uint8_t kr[DWQ_PHASES], kc[DWQ_PHASES];
+    int16_t woff[DWQ_PHASES];
+    uint8_t kind; /* the row loop: DWQ_GENERIC, or DWQ_S1_3X3 (in assembly on the Cortex-M) */
+};
+enum { DWQ_GENERIC = 0, DWQ_S1_3X3 = 1 };
+#define DWQ_TW 10 /* T's pitch (output pixels) for DWQ_S1_3X3: maps up to 8 wide */
+
+/* Fills q's geometry from p; returns 0 (another path) unless the engine takes the shape: depth
+ * multiplier 1, channels a multiple of 4, dilation 1, strides 1 or 2, no negative padding,
+ * filters up to DWQ_TAPS taps for which the reference's shift is the smallest one whatever the
+ * weights (dw_grad_worst_shift: no pass over them), T within DWQ_PIXELS. */
+int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params *p);
+size_t dwq_buffer_size(const struct dwq *q);
+/* The operands into q; returns the weight scales' maximum (conv_grad_channel_q23's max_s). */
+float dwq_operands(struct dwq *q, void *const *operands);
+/* T's borders zero: once per call (dwq_terms writes only the output pixels). */
+void dwq_clear(const struct dwq *q, void *buf);
+
+/* What dwq_run does with each pixel's four accumulators. */
+enum dwq_mode {
+    DWQ_MAX = 0,   /* their largest magnitude (returned) */
+    DWQ_STORE = 1, /* that, and stored: to[pos * to_step + k] (int32) */
+    DWQ_ROUND = 2  /* rounded (struct dwq_round): out[pos * input_c + c0 + k] (int8) */
+};
+/* grad_requantize_s32's rounding with max|acc| known: the reciprocal's (128 <= max_abs < 2^30)
+ * or dsp.h's general one. */
+struct dwq_round {
+    uint32_t max_abs, half, r;
+    float k;
+};
+/* Quad c0 (channels c0..c0+3) of batch b: its terms into T and its weights, then every input
+ * pixel of the batch as mode says; returns the largest magnitude (DWQ_MAX, DWQ_STORE; 0 where
+ * every g' is zero, with nothing stored) or 0. */
+uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq_mode mode,
+                 int32_t *to, int32_t to_step, int8_t *out, const struct dwq_round *rnd);
+
+/* Pass 2 of kept quads: out[pos * c_n + k] = from[pos * 4 + k] rounded, pos < n, k < 4. */
+void dwq_round_kept(const int32_t *from, size_t n, int8_t *out, size_t c_n,
+                    const struct dwq_round *rnd);
+
+#endif
