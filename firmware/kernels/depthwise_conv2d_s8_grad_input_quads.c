@@ -30,6 +30,12 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
     q->bl = lo_x < 0 ? -lo_x : 0;
     q->th = q->bt + (hi_y + 1 > p->output_h ? hi_y + 1 : p->output_h);
     q->tw = q->bl + (hi_x + 1 > p->output_w ? hi_x + 1 : p->output_w);
+    /* the 3x3 rows in assembly read T at a constant pitch: the tap offsets become immediates */
+    q->kind = DWQ_GENERIC;
+    if (fh == 3 && fw == 3 && sh == sw && q->tw <= DWQ_TW) {
+        q->kind = sh == 1 ? DWQ_S1_3X3 : DWQ_S2_3X3;
+        q->tw = DWQ_TW;
+    }
     if ((int64_t)q->th * q->tw > DWQ_PIXELS) return 0;
     int32_t words = 0;
     for (int32_t py = 0; py < sh; ++py)
@@ -42,19 +48,9 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
                     q->tap[i][n] = (uint8_t)(fy * fw + fx);
                 }
             q->nt[i] = (uint8_t)n;
-            q->kr[i] = (uint8_t)(py < fh ? (fh - py + sh - 1) / sh : 0);
-            q->kc[i] = (uint8_t)(px < fw ? (fw - px + sw - 1) / sw : 0);
             q->woff[i] = (int16_t)words;
             words += 2 * n;
         }
-    q->kind = DWQ_GENERIC;
-    if (fh == 3 && fw == 3 && sh == 1 && sw == 1 && q->tw <= DWQ_TW) {
-        /* row_s1's constant pitch: the tap offsets become immediates */
-        q->kind = DWQ_S1_3X3;
-        q->tw = DWQ_TW;
-        for (int32_t n = 0; n < 9; ++n)
-            q->off[0][n] = (int16_t)(-2 * ((n / 3) * DWQ_TW + n % 3));
-    }
     return 1;
 }
 
@@ -209,6 +205,93 @@ static void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc, int32_
 }
 #endif
 
+#ifdef DWQ_ASM
+/* A 3x3 stride-2 row in assembly: pairs of pixels, the first of column phase 0 and the second of
+ * phase 1, both at the pair's place in T (r0); row phase 0 (py0: taps rows 0 and 2 of the
+ * filter, phases 0 and 1 with 4 and 2 taps) or 1 (taps row 1: 2 and 1 taps); w the row phase's
+ * first widened weights (woff[2 py], the column phase 1's follow). */
+#define DWQ_T(off_t, off_w, first)                                         \
+    "ldrd r8, r9, [r0, #-" off_t "]\n"                                     \
+    "ldrd r10, r11, [r1, #" off_w "]\n" first
+#define DWQ_MUL "smulbb r4, r8, r10\nsmultt r6, r8, r10\nsmulbb r5, r9, r11\nsmultt r7, r9, r11\n"
+#define DWQ_MLA                                                                        \
+    "smlabb r4, r8, r10, r4\nsmlatt r6, r8, r10, r6\nsmlabb r5, r9, r11, r5\nsmlatt r7, r9, " \
+    "r11, r7\n"
+#define DWQ_S2_ROW(name, body)                                                                    \
+    static __attribute__((noinline)) void name(const uint32_t *base, const uint32_t *w,          \
+                                               int32_t *acc, int32_t pairs) {                    \
+        register const uint32_t *r0 __asm__("r0") = base;                                        \
+        register const uint32_t *r1 __asm__("r1") = w;                                           \
+        register int32_t *r2 __asm__("r2") = acc;                                                \
+        register int32_t r3 __asm__("r3") = pairs;                                               \
+        __asm__ volatile("1:\n" body "adds r0, r0, #8\n"                                         \
+                         "subs r3, r3, #1\n"                                                     \
+                         "bne 1b\n"                                                              \
+                         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)                                \
+                         :                                                                       \
+                         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");    \
+    }
+_Static_assert(DWQ_TW == 10, "the rows' offsets (80 bytes a row of T)");
+/* row phase 0: phase (0, 0) taps (r, c) at T - (r DWQ_TW + c), weights 0..3; phase (0, 1) taps
+ * (r, 0), weights 4..5 */
+DWQ_S2_ROW(row_s2_py0, DWQ_T("0", "0", DWQ_MUL) DWQ_T("8", "8", DWQ_MLA) DWQ_T("80", "16", DWQ_MLA)
+                           DWQ_T("88", "24", DWQ_MLA) "stmia r2!, {r4, r5, r6, r7}\n"
+                               DWQ_T("0", "32", DWQ_MUL) DWQ_T("80", "40", DWQ_MLA)
+                                   "stmia r2!, {r4, r5, r6, r7}\n")
+/* row phase 1: phase (1, 0) taps (0, c), weights 0..1; phase (1, 1) tap (0, 0), weight 2 */
+DWQ_S2_ROW(row_s2_py1, DWQ_T("0", "0", DWQ_MUL) DWQ_T("8", "8", DWQ_MLA)
+                           "stmia r2!, {r4, r5, r6, r7}\n" DWQ_T("0", "16", DWQ_MUL)
+                               "stmia r2!, {r4, r5, r6, r7}\n")
+#undef DWQ_T
+#undef DWQ_MUL
+#undef DWQ_MLA
+#undef DWQ_S2_ROW
+#endif
+
+static void pixel_any(const struct dwq *q, const uint32_t *t, const uint32_t *w, int32_t y,
+                      int32_t x, int32_t *acc);
+
+/* One 3x3 stride-2 input row y: the pixel pairs (column phases 0 then 1 at one place in T) in
+ * assembly, a first pixel of phase 1 and a last of phase 0 alone. */
+static void row_s2(const struct dwq *q, const uint32_t *t, const uint32_t *w, int32_t y,
+                   int32_t *acc) {
+    const int32_t iw = q->p.input_w;
+    int32_t x = 0;
+#ifdef DWQ_ASM
+    const int32_t py = (y + q->p.pad_h) & 1, yy = (y + q->p.pad_h) >> 1;
+    if ((x + q->p.pad_w) & 1) pixel_any(q, t, w, y, x++, acc), acc += 4;
+    const int32_t pairs = (iw - x) / 2;
+    if (pairs > 0) {
+        const uint32_t *base = t + 2 * ((yy + q->bt) * DWQ_TW + q->bl + ((x + q->p.pad_w) >> 1));
+        if (py == 0)
+            row_s2_py0(base, w + q->woff[0], acc, pairs);
+        else
+            row_s2_py1(base, w + q->woff[2], acc, pairs);
+        x += 2 * pairs, acc += 8 * pairs;
+    }
+#endif
+    for (; x < iw; ++x, acc += 4) pixel_any(q, t, w, y, x, acc);
+}
+
+/* One pixel (y, x) of any shape the engine takes: acc[k], its phase's taps. */
+static void pixel_any(const struct dwq *q, const uint32_t *t, const uint32_t *w, int32_t y,
+                      int32_t x, int32_t *acc) {
+    const int32_t sh = q->p.stride_h, sw = q->p.stride_w, tw = q->tw;
+    const int32_t py = (y + q->p.pad_h) % sh, yy = (y + q->p.pad_h - py) / sh;
+    const int32_t px = (x + q->p.pad_w) % sw, xx = (x + q->p.pad_w - px) / sw;
+    const int32_t i = py * sw + px;
+    const uint32_t *base = t + 2 * (size_t)((yy + q->bt) * tw + q->bl + xx), *wk = w + q->woff[i];
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int32_t k = 0; k < q->nt[i]; ++k, wk += 2) {
+        const uint32_t *g = base + q->off[i][k];
+        a0 = dsp_smlabb(g[0], wk[0], a0);
+        a2 = dsp_smlatt(g[0], wk[0], a2);
+        a1 = dsp_smlabb(g[1], wk[1], a1);
+        a3 = dsp_smlatt(g[1], wk[1], a3);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 /* One input row y of any shape the engine takes: acc[x * 4 + k], each pixel's phase's taps. */
 static void row_any(const struct dwq *q, const uint32_t *t, const uint32_t *w, int32_t y,
                     int32_t *acc) {
@@ -329,6 +412,8 @@ uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq
         if (q->kind == DWQ_S1_3X3)
             row_s1(t + 2 * (size_t)((y + q->p.pad_h + q->bt) * DWQ_TW + q->p.pad_w + q->bl), w, acc,
                    iw);
+        else if (q->kind == DWQ_S2_3X3)
+            row_s2(q, t, w, y, acc);
         else
             row_any(q, t, w, y, acc);
         if (mode == DWQ_ROUND) {

@@ -48,14 +48,12 @@ struct dwq {
     uint8_t nt[DWQ_PHASES];
     int16_t off[DWQ_PHASES][DWQ_TAPS];
     uint8_t tap[DWQ_PHASES][DWQ_TAPS];
-    /* per phase: its taps' rows and columns (taps (py + r s_h, px + c s_w)) and the offset of its
-     * widened weights (words: the phase's taps in that order, row by row) */
-    uint8_t kr[DWQ_PHASES], kc[DWQ_PHASES];
+    /* per phase: the offset of its widened weights (words: its taps in the order above) */
     int16_t woff[DWQ_PHASES];
-    uint8_t kind; /* the row loop: DWQ_GENERIC, or DWQ_S1_3X3 (in assembly on the Cortex-M) */
+    uint8_t kind; /* the row loop: DWQ_GENERIC, or DWQ_S1_3X3 / DWQ_S2_3X3 (assembly on the Cortex-M) */
 };
-enum { DWQ_GENERIC = 0, DWQ_S1_3X3 = 1 };
-#define DWQ_TW 10 /* T's pitch (output pixels) for DWQ_S1_3X3: maps up to 8 wide */
+enum { DWQ_GENERIC = 0, DWQ_S1_3X3 = 1, DWQ_S2_3X3 = 2 };
+#define DWQ_TW 10 /* T's pitch (output pixels) for the 3x3 kinds: maps up to 8 wide at stride 1 */
 
 /* Fills q's geometry from p; returns 0 (another path) unless the engine takes the shape: depth
  * multiplier 1, channels a multiple of 4, dilation 1, strides 1 or 2, no negative padding,
