@@ -84,6 +84,63 @@ static inline int32_t q23(const struct dwq *q, int32_t c) {
     return conv_grad_round_nonneg(s / q->max_scale * (float)(1u << CONV_GRAD_Q));
 }
 
+#ifdef DWQ_ASM
+/* terms' masked rows in assembly (GCC's took ~52 instructions a pixel, here 36): per pixel the
+ * quad's gradient word, its mask nibble (bits SB.. of its byte: the quad's first flat index is
+ * SB mod 8) to 0xFF lanes (dsp_spread4), then per channel SXTB, MUL, the rounding (3), and
+ * PKHBT of the pairs. k: m0..m3, the channel count (the gradient's pixel step), dsp_spread4,
+ * then `any` (ORed with every word written, stored back). */
+#define DWQ_CH(reg_g, ror, m)                     \
+    "sxtb " reg_g ", r9" ror "\n"                  \
+    "mul " reg_g ", " reg_g ", " m "\n"            \
+    "add " reg_g ", " reg_g ", " reg_g ", asr #31\n" \
+    "add " reg_g ", " reg_g ", #16384\n"           \
+    "asr " reg_g ", " reg_g ", #15\n"
+_Static_assert(CONV_GRAD_MIN_SHIFT_16 == 15, "terms_row's rounding (half 16384, shift 15)");
+#define DWQ_TERMS_ROW(name, sb)                                                                   \
+    static __attribute__((noinline)) void name(const int8_t *g, const uint8_t *mk, uint32_t *t,  \
+                                               int32_t n, uint32_t *k) {                         \
+        register const int8_t *r0 __asm__("r0") = g;                                             \
+        register const uint8_t *r1 __asm__("r1") = mk;                                           \
+        register uint32_t *r2 __asm__("r2") = t;                                                 \
+        register int32_t r3 __asm__("r3") = n;                                                   \
+        register uint32_t *r4 __asm__("r4") = k;                                                 \
+        __asm__ volatile("push {r4}\n"                                                           \
+                         "ldr r8, [r4, #16]\n"                                                   \
+                         "ldr lr, [r4, #20]\n"                                                   \
+                         "ldr r12, [r4, #24]\n"                                                  \
+                         "ldrd r6, r7, [r4, #8]\n"                                               \
+                         "ldrd r4, r5, [r4]\n"                                                   \
+                         "1:\n"                                                                  \
+                         "ldr r9, [r0]\n"                                                        \
+                         "add r0, r0, r8\n"                                                      \
+                         "ldrb r10, [r1]\n"                                                      \
+                         "add r1, r1, r8, lsr #3\n"                                              \
+                         "ubfx r10, r10, #" sb ", #4\n"                                          \
+                         "ldr r10, [lr, r10, lsl #2]\n"                                          \
+                         "and r9, r9, r10\n" DWQ_CH("r10", "", "r4")                             \
+                             DWQ_CH("r11", ", ror #16", "r6") "pkhbt r10, r10, r11, lsl #16\n"    \
+                         "str r10, [r2]\n"                                                       \
+                         "orr r12, r12, r10\n" DWQ_CH("r10", ", ror #8", "r5")                   \
+                             DWQ_CH("r11", ", ror #24", "r7") "pkhbt r10, r10, r11, lsl #16\n"    \
+                         "str r10, [r2, #4]\n"                                                   \
+                         "orr r12, r12, r10\n"                                                   \
+                         "add r2, r2, #8\n"                                                      \
+                         "subs r3, r3, #1\n"                                                     \
+                         "bne 1b\n"                                                              \
+                         "pop {r4}\n"                                                            \
+                         "str r12, [r4, #24]\n"                                                  \
+                         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3), "+r"(r4)                      \
+                         :                                                                       \
+                         : "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc",        \
+                           "memory");                                                            \
+    }
+DWQ_TERMS_ROW(terms_row0, "0")
+DWQ_TERMS_ROW(terms_row4, "4")
+#undef DWQ_TERMS_ROW
+#undef DWQ_CH
+#endif
+
 /* The quad's g' of batch b into T's output pixels (g0 g2, g1 g3); returns whether any is
  * nonzero. conv_grad_term without branches: (v + half + (v >> 31)) >> shift (dwp_fill's). */
 static int terms(const struct dwq *q, uint32_t *t, int32_t b, int32_t c0) {
@@ -95,6 +152,20 @@ static int terms(const struct dwq *q, uint32_t *t, int32_t b, int32_t c0) {
     const uint8_t *mask = q->mask;
     size_t i = (size_t)b * (size_t)oh * (size_t)ow * ch + (size_t)c0;
     uint32_t any = 0;
+#ifdef DWQ_ASM
+    if (mask && ch % 8u == 0) { /* every pixel's nibble at one place in its byte */
+        uint32_t k[7] = {(uint32_t)m[0],          (uint32_t)m[1], (uint32_t)m[2], (uint32_t)m[3],
+                         (uint32_t)ch, (uint32_t)(uintptr_t)dsp_spread4, 0u};
+        for (int32_t oy = 0; oy < oh; ++oy, i += (size_t)ow * ch) {
+            uint32_t *row = t + 2 * ((size_t)(oy + q->bt) * (size_t)tw + (size_t)q->bl);
+            if (i & 4u)
+                terms_row4(q->grad_out + i, mask + (i >> 3), row, ow, k);
+            else
+                terms_row0(q->grad_out + i, mask + (i >> 3), row, ow, k);
+        }
+        return k[6] != 0;
+    }
+#endif
     for (int32_t oy = 0; oy < oh; ++oy) {
         uint32_t *row = t + 2 * ((size_t)(oy + q->bt) * (size_t)tw + (size_t)q->bl);
         for (int32_t ox = 0; ox < ow; ++ox, i += ch, row += 2) {
