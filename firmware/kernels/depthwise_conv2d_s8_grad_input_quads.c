@@ -30,13 +30,15 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
     q->bl = lo_x < 0 ? -lo_x : 0;
     q->th = q->bt + (hi_y + 1 > p->output_h ? hi_y + 1 : p->output_h);
     q->tw = q->bl + (hi_x + 1 > p->output_w ? hi_x + 1 : p->output_w);
-    /* the 3x3 rows in assembly read T at a constant pitch: the tap offsets become immediates */
-    q->kind = DWQ_GENERIC;
-    if (fh == 3 && fw == 3 && sh == sw && q->tw <= DWQ_TW) {
-        q->kind = sh == 1 ? DWQ_S1_3X3 : DWQ_S2_3X3;
-        q->tw = DWQ_TW;
-    }
+    /* 3x3 filters at strides 1 and 2 (MobileNets'): their rows in assembly read T at a
+     * constant pitch, so the tap offsets are immediates (other filters: the channel-plane
+     * engine, whose rows take any) */
+    if (fh != 3 || fw != 3 || sh != sw || q->tw > DWQ_TW) return 0;
+    q->kind = sh == 1 ? DWQ_S1_3X3 : DWQ_S2_3X3;
+    q->tw = DWQ_TW;
     if ((int64_t)q->th * q->tw > DWQ_PIXELS) return 0;
+    /* rows of sums a block: a whole plane of up to 16 pixels (4x4: one call a quad), else one */
+    q->rb = p->input_h * p->input_w <= 16 ? p->input_h : 1;
     int32_t words = 0;
     for (int32_t py = 0; py < sh; ++py)
         for (int32_t px = 0; px < sw; ++px) {
@@ -56,7 +58,7 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
 
 size_t dwq_buffer_size(const struct dwq *q) {
     return ((size_t)q->th * (size_t)q->tw + (size_t)q->p.filter_h * (size_t)q->p.filter_w) * 8u +
-           (size_t)q->p.input_w * 16u; /* T, the weights, one row of accumulators */
+           (size_t)q->rb * (size_t)q->p.input_w * 16u; /* T, the weights, rb rows of sums */
 }
 
 float dwq_operands(struct dwq *q, void *const *operands) {
@@ -223,9 +225,9 @@ static inline uint32_t round1(int32_t v, const struct dwq_round *r) {
     return (uint8_t)dsp_grad_round_s32(v, r->max_abs, r->half, r->k);
 }
 
-/* One input row of a 3x3 stride-1 quad: acc[x * 4 + k] for x < n, T's pitch DWQ_TW (rows 2 *
- * DWQ_TW words apart), base at the row's first pixel's place (Y, X) in T, w the 9 taps' widened
- * weights in order (fy, fx): the tap reads T at base - fy DWQ_TW - fx (pixels). */
+/* Input rows of a 3x3 stride-1 quad: acc[(y * n + x) * 4 + k] for x < n, y < rows, T's pitch
+ * DWQ_TW (rows 2 * DWQ_TW words apart), base at the first pixel's place (Y, X) in T, w the 9 taps'
+ * widened weights in order (fy, fx): the tap reads T at base - fy DWQ_TW - fx (pixels). */
 #ifdef DWQ_ASM
 #define DWQ_T(fy, fx, first)                                                              \
     "ldrd r8, r9, [r0, #-" #fy "*" DWQ_ROWB "-" #fx "*8]\n"                              \
@@ -239,28 +241,37 @@ _Static_assert(DWQ_TW == 10, "row_s1's row offset");
 /* In assembly (GCC spilled the nine weight pairs: ~120 instructions a pixel): per tap LDRD of
  * the g' pair, LDRD of the weight pair, four SMULxy / SMLAxy; STM of the four sums. */
 static __attribute__((noinline)) void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc,
-                                             int32_t n) {
+                                             int32_t n, int32_t rows) {
     register const uint32_t *r0 __asm__("r0") = base;
     register const uint32_t *r1 __asm__("r1") = w;
     register int32_t *r2 __asm__("r2") = acc;
-    register int32_t r3 __asm__("r3") = n;
-    __asm__ volatile("1:\n" DWQ_T(0, 0, DWQ_MUL) DWQ_T(0, 1, DWQ_MLA) DWQ_T(0, 2, DWQ_MLA)
+    register int32_t r12 __asm__("r12") = n;
+    register int32_t lr __asm__("lr") = rows;
+    __asm__ volatile("2:\n"
+                     "mov r3, r12\n"
+                     "1:\n" DWQ_T(0, 0, DWQ_MUL) DWQ_T(0, 1, DWQ_MLA) DWQ_T(0, 2, DWQ_MLA)
                          DWQ_T(1, 0, DWQ_MLA) DWQ_T(1, 1, DWQ_MLA) DWQ_T(1, 2, DWQ_MLA)
                              DWQ_T(2, 0, DWQ_MLA) DWQ_T(2, 1, DWQ_MLA) DWQ_T(2, 2, DWQ_MLA)
                      "stmia r2!, {r4, r5, r6, r7}\n"
                      "adds r0, r0, #8\n"
                      "subs r3, r3, #1\n"
                      "bne 1b\n"
-                     : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)
+                     "sub r0, r0, r12, lsl #3\n"
+                     "add r0, r0, #" DWQ_ROWB "\n"
+                     "subs lr, lr, #1\n"
+                     "bne 2b\n"
+                     : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r12), "+r"(lr)
                      :
-                     : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
+                     : "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
 }
 #undef DWQ_T
 #undef DWQ_MUL
 #undef DWQ_MLA
 #undef DWQ_ROWB
 #else
-static void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc, int32_t n) {
+static void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc, int32_t n,
+                   int32_t rows) {
+    for (int32_t y = 0; y < rows; ++y, base += 2 * DWQ_TW - 2 * n)
     for (int32_t x = 0; x < n; ++x, base += 2, acc += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (int32_t fy = 0; fy < 3; ++fy)
@@ -363,28 +374,6 @@ static void pixel_any(const struct dwq *q, const uint32_t *t, const uint32_t *w,
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
-/* One input row y of any shape the engine takes: acc[x * 4 + k], each pixel's phase's taps. */
-static void row_any(const struct dwq *q, const uint32_t *t, const uint32_t *w, int32_t y,
-                    int32_t *acc) {
-    const int32_t sh = q->p.stride_h, sw = q->p.stride_w, tw = q->tw;
-    const int32_t py = (y + q->p.pad_h) % sh, yy = (y + q->p.pad_h - py) / sh;
-    const uint32_t *row = t + 2 * (size_t)((yy + q->bt) * tw + q->bl);
-    for (int32_t x = 0; x < q->p.input_w; ++x, acc += 4) {
-        const int32_t px = (x + q->p.pad_w) % sw, xx = (x + q->p.pad_w - px) / sw;
-        const int32_t i = py * sw + px;
-        const uint32_t *base = row + 2 * xx, *wk = w + q->woff[i];
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int32_t k = 0; k < q->nt[i]; ++k, wk += 2) {
-            const uint32_t *g = base + q->off[i][k];
-            a0 = dsp_smlabb(g[0], wk[0], a0);
-            a2 = dsp_smlatt(g[0], wk[0], a2);
-            a1 = dsp_smlabb(g[1], wk[1], a1);
-            a3 = dsp_smlatt(g[1], wk[1], a3);
-        }
-        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
-    }
-}
-
 #ifdef DWQ_ASM
 /* round_row's reciprocal branch in assembly (GCC's took ~22 instructions an element): LDM of a
  * pixel's four sums, per sum |v|, the estimate UMULL, the remainder (RSB, ADD, MLS), one
@@ -477,24 +466,24 @@ uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq
     }
     weights(q, w, c0);
     uint32_t mx = 0;
-    for (int32_t y = 0; y < ih; ++y, pos += (size_t)iw) {
-        /* kept quads (to_step 4) straight into their place */
+    for (int32_t y = 0; y < ih; y += q->rb) {
+        /* a block of rows; kept quads (to_step 4) straight into their place */
+        const int32_t rows = ih - y < q->rb ? ih - y : q->rb, n = rows * iw;
         int32_t *acc = mode == DWQ_STORE && to_step == 4 ? to + pos * 4u : rowbuf;
         if (q->kind == DWQ_S1_3X3)
             row_s1(t + 2 * (size_t)((y + q->p.pad_h + q->bt) * DWQ_TW + q->p.pad_w + q->bl), w, acc,
-                   iw);
-        else if (q->kind == DWQ_S2_3X3)
-            row_s2(q, t, w, y, acc);
+                   iw, rows);
         else
-            row_any(q, t, w, y, acc);
+            for (int32_t r = 0; r < rows; ++r) row_s2(q, t, w, y + r, acc + 4 * r * iw);
         if (mode == DWQ_ROUND) {
-            round_row(acc, iw, out + pos * ch + (size_t)c0, ch, rnd);
-            continue;
+            round_row(acc, n, out + pos * ch + (size_t)c0, ch, rnd);
+        } else {
+            mx = dsp_max_abs_s32(acc, 4u * (size_t)n, mx);
+            if (mode == DWQ_STORE && acc == rowbuf)
+                for (int32_t x = 0; x < n; ++x)
+                    __builtin_memcpy(to + (pos + (size_t)x) * (size_t)to_step, acc + 4 * x, 16);
         }
-        mx = dsp_max_abs_s32(acc, 4u * (size_t)iw, mx);
-        if (mode == DWQ_STORE && acc == rowbuf)
-            for (int32_t x = 0; x < iw; ++x)
-                __builtin_memcpy(to + (pos + (size_t)x) * (size_t)to_step, acc + 4 * x, 16);
+        pos += (size_t)n;
     }
     return mx;
 }

@@ -43,6 +43,7 @@ struct dwq {
     float max_scale;
     int32_t th, tw; /* T's rows and columns (output pixels and borders) */
     int32_t bt, bl; /* T's border above and left of the output pixels */
+    int32_t rb;     /* input rows a block of sums (the buffer after the weights) holds */
     /* per phase (py * s_w + px): its taps, each an offset in T (words, from the pixel's (Y, X))
      * and the tap's widened weights (pair index) */
     uint8_t nt[DWQ_PHASES];
@@ -50,15 +51,15 @@ struct dwq {
     uint8_t tap[DWQ_PHASES][DWQ_TAPS];
     /* per phase: the offset of its widened weights (words: its taps in the order above) */
     int16_t woff[DWQ_PHASES];
-    uint8_t kind; /* the row loop: DWQ_GENERIC, or DWQ_S1_3X3 / DWQ_S2_3X3 (assembly on the Cortex-M) */
+    uint8_t kind; /* the row loop: DWQ_S1_3X3 or DWQ_S2_3X3 (assembly on the Cortex-M) */
 };
-enum { DWQ_GENERIC = 0, DWQ_S1_3X3 = 1, DWQ_S2_3X3 = 2 };
+enum { DWQ_S1_3X3 = 1, DWQ_S2_3X3 = 2 };
 #define DWQ_TW 10 /* T's pitch (output pixels) for the 3x3 kinds: maps up to 8 wide at stride 1 */
 
 /* Fills q's geometry from p; returns 0 (another path) unless the engine takes the shape: depth
- * multiplier 1, channels a multiple of 4, dilation 1, strides 1 or 2, no negative padding,
- * filters up to DWQ_TAPS taps for which the reference's shift is the smallest one whatever the
- * weights (dw_grad_worst_shift: no pass over them), T within DWQ_PIXELS. */
+ * multiplier 1, channels a multiple of 4, dilation 1, 3x3 filters at stride 1 or 2 (for which the
+ * reference's shift is the smallest one whatever the weights, dw_grad_worst_shift: no pass over
+ * them), no negative padding, T at most DWQ_TW wide. */
 int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params *p);
 size_t dwq_buffer_size(const struct dwq *q);
 /* The operands into q; returns the weight scales' maximum (conv_grad_channel_q23's max_s). */
@@ -84,6 +85,9 @@ struct dwq_round {
 uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq_mode mode,
                  int32_t *to, int32_t to_step, int8_t *out, const struct dwq_round *rnd);
 
+/* Whether the one-pass DSP variant runs the engine for these parameters (for the tests; in
+ * depthwise_conv2d_s8_grad_input_dsp.c). */
+int32_t depthwise_conv2d_s8_grad_input_dsp_quads(const void *params);
 /* Pass 2 of kept quads: out[pos * c_n + k] = from[pos * 4 + k] rounded, pos < n, k < 4. */
 void dwq_round_kept(const int32_t *from, size_t n, int8_t *out, size_t c_n,
                     const struct dwq_round *rnd);

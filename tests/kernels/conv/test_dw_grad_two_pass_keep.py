@@ -34,7 +34,7 @@ CASES: list[dict[str, Any]] = [
     dict(h=3, w=9, in_c=11, sh=1, f=3, n=1, mult=1, mask=True, train=11),
     # channels a multiple of 4 on maps up to 8x8 with the channel-quad engine's buffers within the
     # scratch (enough channels: the keep-0 scratch grows with them): the DSP variant's quads
-    dict(h=4, w=4, in_c=96, sh=1, f=3, n=1, mult=1, mask=True, train=0),
+    dict(h=4, w=4, in_c=144, sh=1, f=3, n=1, mult=1, mask=True, train=0),
     dict(h=7, w=5, in_c=96, sh=2, f=3, n=1, mult=1, mask=True, train=6),
     dict(h=8, w=8, in_c=96, sh=2, f=3, n=1, mult=1, mask=True, train=10),
     dict(h=6, w=6, in_c=120, sh=1, f=3, n=2, mult=1, mask=False, train=0),
@@ -178,3 +178,61 @@ def test_every_keep_on_the_emulated_board(board: str, tmp_path, monkeypatch) -> 
     for (t, _), (want, scale), out in zip(calls, wants, got, strict=True):
         np.testing.assert_array_equal(out[6], want, err_msg=f"{board} keep={t.params['keep']}")
         assert out[7].tobytes() == scale, (board, t.params["keep"])
+
+
+# --- The one-pass operator's channel-quad variant (depthwise_conv2d_s8_grad_input_dsp.c's
+# run_quads: 3x3 filters, channels a multiple of 4, maps up to 8x8, its buffers past the
+# accumulators), against the reference on the host and on the emulated board.
+
+ONE_PASS = [  # MobileNetV2's 4x4x336, the 8x8 strides, trained rows inside a quad, two batches
+    dict(h=4, w=4, in_c=336, sh=1, n=1, mask=True, train=0, pad="SAME"),
+    dict(h=8, w=8, in_c=256, sh=1, n=1, mask=True, train=6, pad="SAME"),
+    dict(h=8, w=8, in_c=160, sh=2, n=1, mask=False, train=0, pad="SAME"),
+    dict(h=5, w=7, in_c=204, sh=2, n=2, mask=True, train=9, pad="VALID"),
+]
+
+
+def _one_pass_quads(i: int) -> tuple[KernelCall, list[np.ndarray]]:
+    c = ONE_PASS[i]
+    layer = gs.make_layer(
+        "dw",
+        640 + i,
+        h=c["h"],
+        w=c["w"],
+        in_c=c["in_c"],
+        mult=1,
+        fh=3,
+        fw=3,
+        sh=c["sh"],
+        sw=c["sh"],
+        n=c["n"],
+        padding=c["pad"],
+        has_mask=c["mask"],
+        train_rows=c["train"],
+    )
+    return gs.grad_input_call(layer)
+
+
+@pytest.mark.parametrize("i", range(len(ONE_PASS)))
+def test_the_one_pass_quads_equal_the_reference(i: int) -> None:
+    call, values = _one_pass_quads(i)
+    fn = host_lib().depthwise_conv2d_s8_grad_input_dsp_quads
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = ctypes.c_int32
+    assert fn(call.packed_params())  # the variant under test runs
+    want = run_variant(call, values, "ref")
+    assert np.count_nonzero(want[6]) > want[6].size // 4
+    got = run_variant(call, values, "dsp")
+    np.testing.assert_array_equal(got[6], want[6])
+    assert got[7].tobytes() == want[7].tobytes()
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("board", ["mps2_an500", "mps2_an386"], ids=["cortex_m7", "cortex_m4"])
+def test_the_one_pass_quads_on_the_emulated_board(board: str, tmp_path) -> None:
+    calls = [_one_pass_quads(i) for i in range(len(ONE_PASS))]
+    got = gs.run_on_board(calls, tmp_path, board)
+    for (call, values), out in zip(calls, got, strict=True):
+        want = run_variant(call, values, "ref")
+        np.testing.assert_array_equal(out[6], want[6], err_msg=board)
+        assert out[7].tobytes() == want[7].tobytes(), board
