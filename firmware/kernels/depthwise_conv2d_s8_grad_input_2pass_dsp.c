@@ -465,12 +465,23 @@ static int run_quads(const struct depthwise_conv2d_s8_grad_input_2pass_params *p
     float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
     const size_t n_plane = (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w;
     dwq_clear(&q, buf);
+    /* Quads [kq, free_end) keep their sums between the passes in the output bytes, free until
+     * pass 2: quad c0's at bytes [4 c0, 4 c0 + 16) of each pixel (4 c0 + 16 <= ch). Pass 2 goes
+     * up the quads, quad j writing bytes [j, j + 4): before 4 c0 for every j < c0, and a quad
+     * reads its own sums before writing (dwq_round_free), so none is overwritten unread. */
+    int32_t free_end = ((uintptr_t)grad_in & 3u) == 0 ? (ch / 4) & ~3 : 0;
+    if (free_end < kq) free_end = kq;
     uint32_t max_abs = 0;
     for (int32_t c0 = 0; c0 < ch; c0 += 4)
         for (int32_t b = 0; b < p->batches; ++b) {
-            const uint32_t m = c0 < kq ? dwq_run(&q, buf, b, c0, DWQ_STORE,
-                                                 kept32 + (size_t)c0 * n_plane, 4, NULL, NULL)
-                                       : dwq_run(&q, buf, b, c0, DWQ_MAX, NULL, 0, NULL, NULL);
+            uint32_t m;
+            if (c0 < kq)
+                m = dwq_run(&q, buf, b, c0, DWQ_STORE, kept32 + (size_t)c0 * n_plane, 4, NULL, NULL);
+            else if (c0 < free_end)
+                m = dwq_run(&q, buf, b, c0, DWQ_STORE, (int32_t *)(void *)(grad_in + 4 * c0),
+                            ch / 4, NULL, NULL);
+            else
+                m = dwq_run(&q, buf, b, c0, DWQ_MAX, NULL, 0, NULL, NULL);
             if (m > max_abs) max_abs = m;
         }
     if (max_abs == 0) {
@@ -483,6 +494,10 @@ static int run_quads(const struct depthwise_conv2d_s8_grad_input_2pass_params *p
     for (int32_t c0 = 0; c0 < ch; c0 += 4) {
         if (c0 < kq) {
             dwq_round_kept(kept32 + (size_t)c0 * n_plane, n_plane, grad_in + c0, (size_t)ch, &rnd);
+            continue;
+        }
+        if (c0 < free_end) {
+            dwq_round_free(&q, buf, grad_in, c0, &rnd);
             continue;
         }
         for (int32_t b = 0; b < p->batches; ++b)

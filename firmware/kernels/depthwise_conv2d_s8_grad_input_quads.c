@@ -488,6 +488,23 @@ uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq
     return mx;
 }
 
+void dwq_round_free(const struct dwq *q, void *buf, int8_t *grad_in, int32_t c0,
+                    const struct dwq_round *rnd) {
+    int32_t *rowbuf = (int32_t *)((uint32_t *)buf + 2 * (size_t)q->th * (size_t)q->tw +
+                                  2 * (size_t)q->p.filter_h * (size_t)q->p.filter_w);
+    const size_t ch = (size_t)q->p.input_c;
+    const size_t n = (size_t)q->p.batches * (size_t)q->p.input_h * (size_t)q->p.input_w;
+    const size_t block = (size_t)q->rb * (size_t)q->p.input_w;
+    for (size_t pos = 0; pos < n; pos += block) {
+        const size_t m = n - pos < block ? n - pos : block;
+        /* the block's sums first: rounding pixel x writes bytes of pixel x's own row only, but
+         * the sums of a pixel sit in its own bytes: all read before any is written */
+        for (size_t x = 0; x < m; ++x)
+            __builtin_memcpy(rowbuf + 4 * x, grad_in + (pos + x) * ch + 4 * (size_t)c0, 16);
+        round_row(rowbuf, (int32_t)m, grad_in + pos * ch + (size_t)c0, ch, rnd);
+    }
+}
+
 void dwq_round_kept(const int32_t *from, size_t n, int8_t *out, size_t c_n,
                     const struct dwq_round *rnd) {
     round_row(from, (int32_t)n, out, c_n, rnd);

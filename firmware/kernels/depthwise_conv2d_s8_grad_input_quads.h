@@ -88,6 +88,11 @@ uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq
 /* Whether the one-pass DSP variant runs the engine for these parameters (for the tests; in
  * depthwise_conv2d_s8_grad_input_dsp.c). */
 int32_t depthwise_conv2d_s8_grad_input_dsp_quads(const void *params);
+/* Pass 2 of a quad whose sums pass 1 stored in the output bytes of its pixels (int32, at byte
+ * 4 c0 of each pixel: dwq_run's DWQ_STORE with to = grad_in + 4 c0, to_step = input_c / 4):
+ * grad_in[pos * input_c + c0 + k] = their rounding, every position. */
+void dwq_round_free(const struct dwq *q, void *buf, int8_t *grad_in, int32_t c0,
+                    const struct dwq_round *rnd);
 /* Pass 2 of kept quads: out[pos * c_n + k] = from[pos * 4 + k] rounded, pos < n, k < 4. */
 void dwq_round_kept(const int32_t *from, size_t n, int8_t *out, size_t c_n,
                     const struct dwq_round *rnd);
