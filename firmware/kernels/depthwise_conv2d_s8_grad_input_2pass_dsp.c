@@ -445,7 +445,8 @@ static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *
                       struct dwq *q) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(p2, &p);
-    return p.input_h * p.input_w <= DWQ_MAX_PLANE && dwq_setup(q, &p) &&
+    /* the cheap tests first: the others' shapes pay only these */
+    return dwq_shape(&p) && dwq_setup(q, &p) &&
            dwq_buffer_size(q) + dw2_kept_bytes(p2) <=
                depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2);
 }

@@ -248,7 +248,8 @@ static int quads_take(const struct depthwise_conv2d_s8_grad_input_params *p, str
     const size_t n_in =
         (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w * (size_t)p->input_c;
     *at = (n_in * sizeof(int32_t) + 7u) & ~(size_t)7u;
-    return p->input_h * p->input_w <= DWQ_MAX_PLANE && dwq_setup(q, p) &&
+    /* the cheap tests first: the others' shapes pay only these */
+    return dwq_shape(p) && dwq_setup(q, p) &&
            *at + dwq_buffer_size(q) <= depthwise_conv2d_s8_grad_input_scratch_size(p);
 }
 

@@ -62,6 +62,12 @@ enum { DWQ_S1_3X3 = 1, DWQ_S2_3X3 = 2 };
  * them), no negative padding, T at most DWQ_TW wide. */
 int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params *p);
 size_t dwq_buffer_size(const struct dwq *q);
+/* dwq_setup's quick part: 3x3, depth multiplier 1, channels a multiple of 4, at most
+ * DWQ_MAX_PLANE input pixels (the variants' bound). */
+static inline int dwq_shape(const struct depthwise_conv2d_s8_grad_input_params *p) {
+    return p->filter_h == 3 && p->filter_w == 3 && p->depth_multiplier == 1 &&
+           p->input_c % 4 == 0 && p->input_h * p->input_w <= DWQ_MAX_PLANE;
+}
 /* The operands into q; returns the weight scales' maximum (conv_grad_channel_q23's max_s). */
 float dwq_operands(struct dwq *q, void *const *operands);
 /* T's borders zero: once per call (dwq_terms writes only the output pixels). */
