@@ -28,7 +28,21 @@
  * a stride's zeros: pass 1 needs their magnitude (and keeps half of the channels in the output
  * bytes), pass 2 their rounded value (one UMULL per element). Shapes the engine does not take
  * (depth multiplier above 1, dilation, strides above 2, planes beyond its buffers) run the
- * reference. */
+ * reference.
+ *
+ * keep (the header): channels [0, keep) keep their int32 accumulators in the scratch's kept part
+ * (the reference's layout of keep 0 follows it, and this variant's own), so pass 2 only rounds
+ * them; the engines above work past it. The channel-plane engine keeps them whole per channel
+ * (channel-major, every batch); its own int16 keeping then starts at channel keep.
+ *
+ * Small maps (3x3 filters, channels a multiple of 4, up to 8x8 inputs, the buffers within the
+ * scratch: MobileNetV2's 8x8x192 layers) run the channel-quad engine first
+ * (depthwise_conv2d_s8_grad_input_quads.h: four channels a turn, each pixel's sums in registers,
+ * one word read of the quad's gradient and one word written of its result; measured under QEMU
+ * on MobileNetV2's streamed step: 3x3 8x8x192 1.06 M -> 0.87 M instructions, 3x3/2 from 8x8x192
+ * 0.91 M -> 0.51 M). It keeps whole quads (keep rounded down to a multiple of 4) in the kept part,
+ * and a quarter of the channels beyond them as int32 in the output bytes between the passes
+ * (run_quads). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 #include "depthwise_conv2d_s8_grad_input_2pass.h"
@@ -116,7 +130,8 @@ static __attribute__((noinline)) void round_s32(const int32_t *a, size_t n, int8
         }
         return;
     }
-    for (size_t i = 0; i < n; ++i, out += c_n) *out = dsp_grad_round_s32(a[i], k->max_abs, k->half, kf);
+    for (size_t i = 0; i < n; ++i, out += c_n)
+        *out = dsp_grad_round_s32(a[i], k->max_abs, k->half, kf);
 }
 
 /* The rare path of round_kept, apart so that its loop keeps its registers: the accumulator at
@@ -313,8 +328,8 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
         const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
-            int32_t *k32 = c < keep ? kept32 + ((size_t)c * (size_t)p.batches + (size_t)b) * plane_n
-                                    : NULL;
+            int32_t *k32 =
+                c < keep ? kept32 + ((size_t)c * (size_t)p.batches + (size_t)b) * plane_n : NULL;
             if (!dwp_fill(&d, b, c, mc, plane)) {
                 if (k32) {
                     __builtin_memset(k32, 0, plane_n * sizeof(int32_t));
@@ -441,8 +456,7 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
  * computes the others again, rounding them in registers; the engine's buffers go where the
  * layout of keep 0 starts. Returns 0 when the engine does not take the shape or its buffers do
  * not fit the operator's scratch. */
-static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
-                      struct dwq *q) {
+static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, struct dwq *q) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(p2, &p);
     /* the cheap tests first: the others' shapes pay only these */
@@ -477,7 +491,8 @@ static int run_quads(const struct depthwise_conv2d_s8_grad_input_2pass_params *p
         for (int32_t b = 0; b < p->batches; ++b) {
             uint32_t m;
             if (c0 < kq)
-                m = dwq_run(&q, buf, b, c0, DWQ_STORE, kept32 + (size_t)c0 * n_plane, 4, NULL, NULL);
+                m = dwq_run(&q, buf, b, c0, DWQ_STORE, kept32 + (size_t)c0 * n_plane, 4, NULL,
+                            NULL);
             else if (c0 < free_end)
                 m = dwq_run(&q, buf, b, c0, DWQ_STORE, (int32_t *)(void *)(grad_in + 4 * c0),
                             ch / 4, NULL, NULL);

@@ -16,7 +16,9 @@
  * and the four accumulators adjacent in memory. This is the variant for small gradients (4x4: the
  * channel-plane engine's per-channel set-up costs more than walking the channels); from
  * DWP_MIN_PIXELS gradient pixels on the DSP entry below takes the channel-plane variant
- * (depthwise_conv2d_s8_grad_input_planes_dsp.c). */
+ * (depthwise_conv2d_s8_grad_input_planes_dsp.c). Before either, 3x3 layers on small maps with
+ * their channels in quads (depthwise_conv2d_s8_grad_input_quads.h, run_quads below) take the
+ * channel-quad engine where its buffers fit past the accumulators (MobileNetV2's 4x4x336). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input_planes.h"
@@ -261,8 +263,8 @@ int32_t depthwise_conv2d_s8_grad_input_dsp_quads(const void *params) {
     return quads_take(&p, &q, &at);
 }
 
-static __attribute__((noinline)) int run_quads(const struct depthwise_conv2d_s8_grad_input_params *p,
-                                               void *const *operands, void *scratch) {
+static __attribute__((noinline)) int run_quads(
+    const struct depthwise_conv2d_s8_grad_input_params *p, void *const *operands, void *scratch) {
     struct dwq q;
     size_t at;
     if (!quads_take(p, &q, &at)) return 0;
@@ -279,8 +281,7 @@ static __attribute__((noinline)) int run_quads(const struct depthwise_conv2d_s8_
     uint32_t max_abs = 0;
     for (int32_t c0 = 0; c0 < p->input_c; c0 += 4)
         for (int32_t b = 0; b < p->batches; ++b) {
-            const uint32_t m =
-                dwq_run(&q, buf, b, c0, DWQ_STORE, acc + c0, p->input_c, NULL, NULL);
+            const uint32_t m = dwq_run(&q, buf, b, c0, DWQ_STORE, acc + c0, p->input_c, NULL, NULL);
             if (m > max_abs) max_abs = m;
         }
     struct dsp_round r;

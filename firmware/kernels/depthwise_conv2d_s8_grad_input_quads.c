@@ -24,8 +24,10 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
         p->output_w < 1 || dw_grad_worst_shift(fh * fw) != CONV_GRAD_MIN_SHIFT_16)
         return 0;
     /* T covers every output pixel a tap reads: oy = (y + pad_h - fy) / s over the input rows */
-    const int32_t lo_y = floor_div(p->pad_h - (fh - 1), sh), hi_y = (p->input_h - 1 + p->pad_h) / sh;
-    const int32_t lo_x = floor_div(p->pad_w - (fw - 1), sw), hi_x = (p->input_w - 1 + p->pad_w) / sw;
+    const int32_t lo_y = floor_div(p->pad_h - (fh - 1), sh),
+                  hi_y = (p->input_h - 1 + p->pad_h) / sh;
+    const int32_t lo_x = floor_div(p->pad_w - (fw - 1), sw),
+                  hi_x = (p->input_w - 1 + p->pad_w) / sw;
     q->bt = lo_y < 0 ? -lo_y : 0;
     q->bl = lo_x < 0 ? -lo_x : 0;
     q->th = q->bt + (hi_y + 1 > p->output_h ? hi_y + 1 : p->output_h);
@@ -92,21 +94,25 @@ static inline int32_t q23(const struct dwq *q, int32_t c) {
  * SB mod 8) to 0xFF lanes (dsp_spread4), then per channel SXTB, MUL, the rounding (3), and
  * PKHBT of the pairs. k: m0..m3, the channel count (the gradient's pixel step), dsp_spread4,
  * then `any` (ORed with every word written, stored back). */
-#define DWQ_CH(reg_g, ror, m)                     \
-    "sxtb " reg_g ", r9" ror "\n"                  \
-    "mul " reg_g ", " reg_g ", " m "\n"            \
-    "add " reg_g ", " reg_g ", " reg_g ", asr #31\n" \
-    "add " reg_g ", " reg_g ", #16384\n"           \
+#define DWQ_CH(reg_g, ror, m)          \
+    "sxtb " reg_g ", r9" ror           \
+    "\n"                               \
+    "mul " reg_g ", " reg_g ", " m     \
+    "\n"                               \
+    "add " reg_g ", " reg_g ", " reg_g \
+    ", asr #31\n"                      \
+    "add " reg_g ", " reg_g            \
+    ", #16384\n"                       \
     "asr " reg_g ", " reg_g ", #15\n"
 _Static_assert(CONV_GRAD_MIN_SHIFT_16 == 15, "terms_row's rounding (half 16384, shift 15)");
-#define DWQ_TERMS_ROW(name, sb)                                                                   \
-    static __attribute__((noinline)) void name(const int8_t *g, const uint8_t *mk, uint32_t *t,  \
-                                               int32_t n, uint32_t *k) {                         \
-        register const int8_t *r0 __asm__("r0") = g;                                             \
-        register const uint8_t *r1 __asm__("r1") = mk;                                           \
-        register uint32_t *r2 __asm__("r2") = t;                                                 \
-        register int32_t r3 __asm__("r3") = n;                                                   \
-        register uint32_t *r4 __asm__("r4") = k;                                                 \
+#define DWQ_TERMS_ROW(name, sb)                                                                    \
+    static __attribute__((noinline)) void name(const int8_t *g, const uint8_t *mk, uint32_t *t,    \
+                                               int32_t n, uint32_t *k) {                           \
+        register const int8_t *r0 __asm__("r0") = g;                                               \
+        register const uint8_t *r1 __asm__("r1") = mk;                                             \
+        register uint32_t *r2 __asm__("r2") = t;                                                   \
+        register int32_t r3 __asm__("r3") = n;                                                     \
+        register uint32_t *r4 __asm__("r4") = k;                                                   \
         __asm__ volatile("push {r4}\n"                                                           \
                          "ldr r8, [r4, #16]\n"                                                   \
                          "ldr lr, [r4, #20]\n"                                                   \
@@ -135,7 +141,7 @@ _Static_assert(CONV_GRAD_MIN_SHIFT_16 == 15, "terms_row's rounding (half 16384, 
                          : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3), "+r"(r4)                      \
                          :                                                                       \
                          : "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr", "cc",        \
-                           "memory");                                                            \
+                           "memory"); \
     }
 DWQ_TERMS_ROW(terms_row0, "0")
 DWQ_TERMS_ROW(terms_row4, "4")
@@ -156,8 +162,13 @@ static int terms(const struct dwq *q, uint32_t *t, int32_t b, int32_t c0) {
     uint32_t any = 0;
 #ifdef DWQ_ASM
     if (mask && ch % 8u == 0) { /* every pixel's nibble at one place in its byte */
-        uint32_t k[7] = {(uint32_t)m[0],          (uint32_t)m[1], (uint32_t)m[2], (uint32_t)m[3],
-                         (uint32_t)ch, (uint32_t)(uintptr_t)dsp_spread4, 0u};
+        uint32_t k[7] = {(uint32_t)m[0],
+                         (uint32_t)m[1],
+                         (uint32_t)m[2],
+                         (uint32_t)m[3],
+                         (uint32_t)ch,
+                         (uint32_t)(uintptr_t)dsp_spread4,
+                         0u};
         for (int32_t oy = 0; oy < oh; ++oy, i += (size_t)ow * ch) {
             uint32_t *row = t + 2 * ((size_t)(oy + q->bt) * (size_t)tw + (size_t)q->bl);
             if (i & 4u)
@@ -229,11 +240,12 @@ static inline uint32_t round1(int32_t v, const struct dwq_round *r) {
  * DWQ_TW (rows 2 * DWQ_TW words apart), base at the first pixel's place (Y, X) in T, w the 9 taps'
  * widened weights in order (fy, fx): the tap reads T at base - fy DWQ_TW - fx (pixels). */
 #ifdef DWQ_ASM
-#define DWQ_T(fy, fx, first)                                                              \
-    "ldrd r8, r9, [r0, #-" #fy "*" DWQ_ROWB "-" #fx "*8]\n"                              \
+#define DWQ_T(fy, fx, first)                        \
+    "ldrd r8, r9, [r0, #-" #fy "*" DWQ_ROWB "-" #fx \
+    "*8]\n"                                         \
     "ldrd r10, r11, [r1, #(" #fy "*3+" #fx ")*8]\n" first
 #define DWQ_MUL "smulbb r4, r8, r10\nsmultt r6, r8, r10\nsmulbb r5, r9, r11\nsmultt r7, r9, r11\n"
-#define DWQ_MLA                                                                        \
+#define DWQ_MLA                                                                               \
     "smlabb r4, r8, r10, r4\nsmlatt r6, r8, r10, r6\nsmlabb r5, r9, r11, r5\nsmlatt r7, r9, " \
     "r11, r7\n"
 #define DWQ_ROWB "80" /* DWQ_TW * 8 bytes */
@@ -269,21 +281,20 @@ static __attribute__((noinline)) void row_s1(const uint32_t *base, const uint32_
 #undef DWQ_MLA
 #undef DWQ_ROWB
 #else
-static void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc, int32_t n,
-                   int32_t rows) {
+static void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc, int32_t n, int32_t rows) {
     for (int32_t y = 0; y < rows; ++y, base += 2 * DWQ_TW - 2 * n)
-    for (int32_t x = 0; x < n; ++x, base += 2, acc += 4) {
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int32_t fy = 0; fy < 3; ++fy)
-            for (int32_t fx = 0; fx < 3; ++fx) {
-                const uint32_t *g = base - 2 * (fy * DWQ_TW + fx), *wk = w + 2 * (fy * 3 + fx);
-                a0 = dsp_smlabb(g[0], wk[0], a0);
-                a2 = dsp_smlatt(g[0], wk[0], a2);
-                a1 = dsp_smlabb(g[1], wk[1], a1);
-                a3 = dsp_smlatt(g[1], wk[1], a3);
-            }
-        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
-    }
+        for (int32_t x = 0; x < n; ++x, base += 2, acc += 4) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (int32_t fy = 0; fy < 3; ++fy)
+                for (int32_t fx = 0; fx < 3; ++fx) {
+                    const uint32_t *g = base - 2 * (fy * DWQ_TW + fx), *wk = w + 2 * (fy * 3 + fx);
+                    a0 = dsp_smlabb(g[0], wk[0], a0);
+                    a2 = dsp_smlatt(g[0], wk[0], a2);
+                    a1 = dsp_smlabb(g[1], wk[1], a1);
+                    a3 = dsp_smlatt(g[1], wk[1], a3);
+                }
+            acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+        }
 }
 #endif
 
@@ -292,38 +303,40 @@ static void row_s1(const uint32_t *base, const uint32_t *w, int32_t *acc, int32_
  * phase 1, both at the pair's place in T (r0); row phase 0 (py0: taps rows 0 and 2 of the
  * filter, phases 0 and 1 with 4 and 2 taps) or 1 (taps row 1: 2 and 1 taps); w the row phase's
  * first widened weights (woff[2 py], the column phase 1's follow). */
-#define DWQ_T(off_t, off_w, first)                                         \
-    "ldrd r8, r9, [r0, #-" off_t "]\n"                                     \
+#define DWQ_T(off_t, off_w, first) \
+    "ldrd r8, r9, [r0, #-" off_t   \
+    "]\n"                          \
     "ldrd r10, r11, [r1, #" off_w "]\n" first
 #define DWQ_MUL "smulbb r4, r8, r10\nsmultt r6, r8, r10\nsmulbb r5, r9, r11\nsmultt r7, r9, r11\n"
-#define DWQ_MLA                                                                        \
+#define DWQ_MLA                                                                               \
     "smlabb r4, r8, r10, r4\nsmlatt r6, r8, r10, r6\nsmlabb r5, r9, r11, r5\nsmlatt r7, r9, " \
     "r11, r7\n"
-#define DWQ_S2_ROW(name, body)                                                                    \
-    static __attribute__((noinline)) void name(const uint32_t *base, const uint32_t *w,          \
-                                               int32_t *acc, int32_t pairs) {                    \
-        register const uint32_t *r0 __asm__("r0") = base;                                        \
-        register const uint32_t *r1 __asm__("r1") = w;                                           \
-        register int32_t *r2 __asm__("r2") = acc;                                                \
-        register int32_t r3 __asm__("r3") = pairs;                                               \
-        __asm__ volatile("1:\n" body "adds r0, r0, #8\n"                                         \
-                         "subs r3, r3, #1\n"                                                     \
-                         "bne 1b\n"                                                              \
-                         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)                                \
-                         :                                                                       \
-                         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");    \
+#define DWQ_S2_ROW(name, body)                                                                \
+    static __attribute__((noinline)) void name(const uint32_t *base, const uint32_t *w,       \
+                                               int32_t *acc, int32_t pairs) {                 \
+        register const uint32_t *r0 __asm__("r0") = base;                                     \
+        register const uint32_t *r1 __asm__("r1") = w;                                        \
+        register int32_t *r2 __asm__("r2") = acc;                                             \
+        register int32_t r3 __asm__("r3") = pairs;                                            \
+        __asm__ volatile("1:\n" body                                                          \
+                         "adds r0, r0, #8\n"                                                  \
+                         "subs r3, r3, #1\n"                                                  \
+                         "bne 1b\n"                                                           \
+                         : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3)                             \
+                         :                                                                    \
+                         : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory"); \
     }
 _Static_assert(DWQ_TW == 10, "the rows' offsets (80 bytes a row of T)");
 /* row phase 0: phase (0, 0) taps (r, c) at T - (r DWQ_TW + c), weights 0..3; phase (0, 1) taps
  * (r, 0), weights 4..5 */
-DWQ_S2_ROW(row_s2_py0, DWQ_T("0", "0", DWQ_MUL) DWQ_T("8", "8", DWQ_MLA) DWQ_T("80", "16", DWQ_MLA)
-                           DWQ_T("88", "24", DWQ_MLA) "stmia r2!, {r4, r5, r6, r7}\n"
-                               DWQ_T("0", "32", DWQ_MUL) DWQ_T("80", "40", DWQ_MLA)
-                                   "stmia r2!, {r4, r5, r6, r7}\n")
+DWQ_S2_ROW(row_s2_py0,
+           DWQ_T("0", "0", DWQ_MUL) DWQ_T("8", "8", DWQ_MLA) DWQ_T("80", "16", DWQ_MLA)
+               DWQ_T("88", "24", DWQ_MLA) "stmia r2!, {r4, r5, r6, r7}\n" DWQ_T("0", "32", DWQ_MUL)
+                   DWQ_T("80", "40", DWQ_MLA) "stmia r2!, {r4, r5, r6, r7}\n")
 /* row phase 1: phase (1, 0) taps (0, c), weights 0..1; phase (1, 1) tap (0, 0), weight 2 */
-DWQ_S2_ROW(row_s2_py1, DWQ_T("0", "0", DWQ_MUL) DWQ_T("8", "8", DWQ_MLA)
-                           "stmia r2!, {r4, r5, r6, r7}\n" DWQ_T("0", "16", DWQ_MUL)
-                               "stmia r2!, {r4, r5, r6, r7}\n")
+DWQ_S2_ROW(row_s2_py1,
+           DWQ_T("0", "0", DWQ_MUL) DWQ_T("8", "8", DWQ_MLA) "stmia r2!, {r4, r5, r6, r7}\n" DWQ_T(
+               "0", "16", DWQ_MUL) "stmia r2!, {r4, r5, r6, r7}\n")
 #undef DWQ_T
 #undef DWQ_MUL
 #undef DWQ_MLA
@@ -385,17 +398,20 @@ static __attribute__((noinline)) void round_row_asm(const int32_t *acc, int8_t *
     register int32_t r2 __asm__("r2") = n;
     register size_t r3 __asm__("r3") = ch;
     register const uint32_t *r4 __asm__("r4") = k;
-#define DWQ_R(v)                 \
-    "eor r11, " v ", " v ", asr #31\n" \
-    "sub r11, r11, " v ", asr #31\n"  \
-    "umull r12, lr, r11, r4\n"       \
-    "rsb r11, r11, r11, lsl #7\n"    \
-    "add r11, r11, r6\n"             \
-    "mls r11, lr, r5, r11\n"         \
-    "cmp r11, r5\n"                  \
-    "it hs\n"                        \
-    "addhs lr, lr, #1\n"             \
-    "eor lr, lr, " v ", asr #31\n"   \
+#define DWQ_R(v)                  \
+    "eor r11, " v ", " v          \
+    ", asr #31\n"                 \
+    "sub r11, r11, " v            \
+    ", asr #31\n"                 \
+    "umull r12, lr, r11, r4\n"    \
+    "rsb r11, r11, r11, lsl #7\n" \
+    "add r11, r11, r6\n"          \
+    "mls r11, lr, r5, r11\n"      \
+    "cmp r11, r5\n"               \
+    "it hs\n"                     \
+    "addhs lr, lr, #1\n"          \
+    "eor lr, lr, " v              \
+    ", asr #31\n"                 \
     "sub " v ", lr, " v ", asr #31\n"
     __asm__ volatile(
         "ldr r6, [r4, #8]\n"
@@ -459,9 +475,11 @@ uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq
     size_t pos = (size_t)b * plane;
     if (!terms(q, t, b, c0)) { /* every g' zero: so is every accumulator */
         if (mode == DWQ_STORE)
-            for (size_t i = 0; i < plane; ++i) __builtin_memset(to + (pos + i) * (size_t)to_step, 0, 16);
+            for (size_t i = 0; i < plane; ++i)
+                __builtin_memset(to + (pos + i) * (size_t)to_step, 0, 16);
         else if (mode == DWQ_ROUND)
-            for (size_t i = 0; i < plane; ++i) __builtin_memset(out + (pos + i) * ch + (size_t)c0, 0, 4);
+            for (size_t i = 0; i < plane; ++i)
+                __builtin_memset(out + (pos + i) * ch + (size_t)c0, 0, 4);
         return 0;
     }
     weights(q, w, c0);
