@@ -53,6 +53,7 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
                 }
             q->nt[i] = (uint8_t)n;
             q->woff[i] = (int16_t)words;
+            for (int32_t k = 0; k < n; ++k) q->order[words / 2 + k] = q->tap[i][k];
             words += 2 * n;
         }
     return 1;
@@ -206,6 +207,15 @@ static void weights(const struct dwq *q, uint32_t *w, int32_t c0) {
     const int whole = c0 + 4 <= tr || c0 >= tr;
     const int8_t *src = c0 < tr ? q->trained + c0 : q->filter + c0;
     const size_t step = c0 < tr ? (size_t)tr : (size_t)ch;
+    if (whole) { /* the taps in the weights' order (q->order), a word each */
+        const int32_t taps = q->p.filter_h * q->p.filter_w;
+        for (int32_t j = 0; j < taps; ++j, w += 2) {
+            const uint32_t word = dsp_read4(src + (size_t)q->order[j] * step);
+            w[0] = dsp_sxtb16(word);
+            w[1] = dsp_sxtb16(dsp_ror8(word));
+        }
+        return;
+    }
     for (int32_t i = 0; i < phases; ++i)
         for (int32_t n = 0; n < q->nt[i]; ++n) {
             const int32_t t = q->tap[i][n];

@@ -51,7 +51,8 @@ struct dwq {
     uint8_t tap[DWQ_PHASES][DWQ_TAPS];
     /* per phase: the offset of its widened weights (words: its taps in the order above) */
     int16_t woff[DWQ_PHASES];
-    uint8_t kind; /* the row loop: DWQ_S1_3X3 or DWQ_S2_3X3 (assembly on the Cortex-M) */
+    uint8_t order[DWQ_TAPS]; /* the taps in the widened weights' order (every phase's) */
+    uint8_t kind;            /* the row loop: DWQ_S1_3X3 or DWQ_S2_3X3 (assembly on the Cortex-M) */
 };
 enum { DWQ_S1_3X3 = 1, DWQ_S2_3X3 = 2 };
 #define DWQ_TW 10 /* T's pitch (output pixels) for the 3x3 kinds: maps up to 8 wide at stride 1 */
