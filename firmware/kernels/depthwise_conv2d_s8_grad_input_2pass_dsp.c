@@ -461,8 +461,7 @@ static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     params_1pass(p2, &p);
     /* the cheap tests first: the others' shapes pay only these */
     return dwq_shape(&p) && dwq_setup(q, &p) &&
-           dwq_buffer_size(q) + dw2_kept_bytes(p2) <=
-               depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2);
+           dwq_fit(q, depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2) - dw2_kept_bytes(p2));
 }
 
 static int run_quads(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,

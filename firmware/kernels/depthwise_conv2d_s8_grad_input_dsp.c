@@ -252,7 +252,7 @@ static int quads_take(const struct depthwise_conv2d_s8_grad_input_params *p, str
     *at = (n_in * sizeof(int32_t) + 7u) & ~(size_t)7u;
     /* the cheap tests first: the others' shapes pay only these */
     return dwq_shape(p) && dwq_setup(q, p) &&
-           *at + dwq_buffer_size(q) <= depthwise_conv2d_s8_grad_input_scratch_size(p);
+           dwq_fit(q, depthwise_conv2d_s8_grad_input_scratch_size(p) - *at);
 }
 
 int32_t depthwise_conv2d_s8_grad_input_dsp_quads(const void *params) {

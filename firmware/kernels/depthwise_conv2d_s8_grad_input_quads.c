@@ -39,8 +39,7 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
     q->kind = sh == 1 ? DWQ_S1_3X3 : DWQ_S2_3X3;
     q->tw = DWQ_TW;
     if ((int64_t)q->th * q->tw > DWQ_PIXELS) return 0;
-    /* rows of sums a block: a whole plane of up to 16 pixels (4x4: one call a quad), else one */
-    q->rb = p->input_h * p->input_w <= 16 ? p->input_h : 1;
+    q->rb = 1; /* rows of sums a block (dwq_fit) */
     int32_t words = 0;
     for (int32_t py = 0; py < sh; ++py)
         for (int32_t px = 0; px < sw; ++px) {
@@ -62,6 +61,15 @@ int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params 
 size_t dwq_buffer_size(const struct dwq *q) {
     return ((size_t)q->th * (size_t)q->tw + (size_t)q->p.filter_h * (size_t)q->p.filter_w) * 8u +
            (size_t)q->rb * (size_t)q->p.input_w * 16u; /* T, the weights, rb rows of sums */
+}
+
+int dwq_fit(struct dwq *q, size_t bytes) {
+    q->rb = 1;
+    const size_t row = (size_t)q->p.input_w * 16u, one = dwq_buffer_size(q);
+    if (one > bytes) return 0;
+    const size_t more = (bytes - one) / row + 1;
+    q->rb = more < (size_t)q->p.input_h ? (int32_t)more : q->p.input_h;
+    return 1;
 }
 
 float dwq_operands(struct dwq *q, void *const *operands) {

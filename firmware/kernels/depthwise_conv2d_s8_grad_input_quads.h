@@ -43,7 +43,7 @@ struct dwq {
     float max_scale;
     int32_t th, tw; /* T's rows and columns (output pixels and borders) */
     int32_t bt, bl; /* T's border above and left of the output pixels */
-    int32_t rb;     /* input rows a block of sums (the buffer after the weights) holds */
+    int32_t rb;     /* input rows a block of sums (the buffer after the weights) holds: dwq_fit */
     /* per phase (py * s_w + px): its taps, each an offset in T (words, from the pixel's (Y, X))
      * and the tap's widened weights (pair index) */
     uint8_t nt[DWQ_PHASES];
@@ -63,6 +63,9 @@ enum { DWQ_S1_3X3 = 1, DWQ_S2_3X3 = 2 };
  * them), no negative padding, T at most DWQ_TW wide. */
 int dwq_setup(struct dwq *q, const struct depthwise_conv2d_s8_grad_input_params *p);
 size_t dwq_buffer_size(const struct dwq *q);
+/* Blocks of as many input rows as `bytes` of buffers hold (fewer calls a quad; at least one):
+ * returns 0 where even one does not fit. dwq_buffer_size then gives the bytes used. */
+int dwq_fit(struct dwq *q, size_t bytes);
 /* dwq_setup's quick part: 3x3, depth multiplier 1, channels a multiple of 4, at most
  * DWQ_MAX_PLANE input pixels (the variants' bound). */
 static inline int dwq_shape(const struct depthwise_conv2d_s8_grad_input_params *p) {
