@@ -39,10 +39,10 @@
  * scratch: MobileNetV2's 8x8x192 layers) run the channel-quad engine first
  * (depthwise_conv2d_s8_grad_input_quads.h: four channels a turn, each pixel's sums in registers,
  * one word read of the quad's gradient and one word written of its result; measured under QEMU
- * on MobileNetV2's streamed step: 3x3 8x8x192 1.06 M -> 0.87 M instructions, 3x3/2 from 8x8x192
- * 0.91 M -> 0.51 M). It keeps whole quads (keep rounded down to a multiple of 4) in the kept part,
- * and a quarter of the channels beyond them as int32 in the output bytes between the passes
- * (run_quads). */
+ * on MobileNetV2's streamed step: 3x3 8x8x192 1.06 M -> 0.84 M instructions, 3x3/2 from 8x8x192
+ * 0.91 M -> 0.47 M; QEMU counts LDM/STM as one instruction). It keeps whole quads (keep rounded
+ * down to a multiple of 4) in the kept part, and a quarter of the channels beyond them as int32 in
+ * the output bytes between the passes (run_quads). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 #include "depthwise_conv2d_s8_grad_input_2pass.h"

@@ -18,7 +18,8 @@
  * DWP_MIN_PIXELS gradient pixels on the DSP entry below takes the channel-plane variant
  * (depthwise_conv2d_s8_grad_input_planes_dsp.c). Before either, 3x3 layers on small maps with
  * their channels in quads (depthwise_conv2d_s8_grad_input_quads.h, run_quads below) take the
- * channel-quad engine where its buffers fit past the accumulators (MobileNetV2's 4x4x336). */
+ * channel-quad engine where its buffers fit past the accumulators (MobileNetV2's 3x3 4x4x336:
+ * 0.276 M -> 0.265 M instructions under QEMU). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input_planes.h"
