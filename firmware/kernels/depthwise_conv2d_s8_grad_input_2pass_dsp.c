@@ -550,7 +550,10 @@ int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
     struct dwq q;
     int32_t block, extra;
     int in_scratch;
-    if (quads_take(&p2, &q)) return dw2_keep(&p2) & ~3; /* whole quads */
+    if (quads_take(&p2, &q)) { /* whole quads, and those in the output bytes (run_quads) */
+        const int32_t kq = dw2_keep(&p2) & ~3, free_end = (p.input_c / 4) & ~3;
+        return kq > free_end ? kq : free_end;
+    }
     if (!dwp_setup(&d, &p)) return -1;
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
     const int32_t keep = dw2_keep(&p2), e0 = keep > kept ? keep : kept;

@@ -98,6 +98,8 @@ uint32_t dwq_run(const struct dwq *q, void *buf, int32_t b, int32_t c0, enum dwq
 /* Whether the one-pass DSP variant runs the engine for these parameters (for the tests; in
  * depthwise_conv2d_s8_grad_input_dsp.c). */
 int32_t depthwise_conv2d_s8_grad_input_dsp_quads(const void *params);
+/* The same for the two-pass DSP variant (in depthwise_conv2d_s8_grad_input_2pass_dsp.c). */
+int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_quads(const void *params);
 /* Pass 2 of a quad whose sums pass 1 stored in the output bytes of its pixels (int32, at byte
  * 4 c0 of each pixel: dwq_run's DWQ_STORE with to = grad_in + 4 c0, to_step = input_c / 4):
  * grad_in[pos * input_c + c0 + k] = their rounding, every position. */
