@@ -269,8 +269,9 @@ static int32_t kept_channels(const struct depthwise_conv2d_s8_grad_input_params 
     return p->input_c / 2;
 }
 
-static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
-                      void *const *operands, void *scratch_all) {
+static __attribute__((noinline)) int run_planes(
+    const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, void *const *operands,
+    void *scratch_all) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(p2, &p);
     struct dwp d;
@@ -464,8 +465,9 @@ static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *
            dwq_fit(q, depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2) - dw2_kept_bytes(p2));
 }
 
-static int run_quads(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
-                     void *const *operands, void *scratch_all) {
+static __attribute__((noinline)) int run_quads(
+    const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, void *const *operands,
+    void *scratch_all) {
     struct dwq q;
     if (!quads_take(p2, &q)) return 0;
     const struct depthwise_conv2d_s8_grad_input_params *p = &q.p;

@@ -29,7 +29,7 @@
 
 #include "depthwise_conv2d_s8_grad_input.h"
 
-#define DWQ_TAPS 25      /* room in the tap tables (the engine takes 3x3) */
+#define DWQ_TAPS 9       /* the tap tables (the engine takes 3x3) */
 #define DWQ_PHASES 4     /* strides 1 and 2 */
 #define DWQ_PIXELS 1024  /* output pixels in T (8 KB): the engine is for small maps */
 #define DWQ_MAX_PLANE 64 /* input pixels (8x8) up to which the variants take it */
