@@ -3,7 +3,6 @@
 #include "depthwise_conv2d_s8_grad_input_2pass.h"
 
 #include "conv2d_s8_grad_input.h"
-#include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 
 struct dw_grad {
     struct depthwise_conv2d_s8_grad_input_2pass_params p;
@@ -76,7 +75,9 @@ void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *cons
 
     const int32_t output_c = p->input_c * p->depth_multiplier;
     const size_t n_plane = (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w;
-    int32_t *acc = scratch;
+    const int32_t keep = dw2_keep(p);
+    int32_t *kept = scratch; /* channel ic < keep: kept + ic * n_plane */
+    int32_t *acc = (int32_t *)((uint8_t *)scratch + dw2_kept_bytes(p));
     int32_t *m = acc + n_plane;
     d.m = m;
     const float max_scale = conv_grad_channel_q23(scales, p->per_channel ? output_c : 1, m);
@@ -104,12 +105,13 @@ void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *cons
     }
     d.shift = conv_grad_pick_shift(b0, w1, CONV_GRAD_MIN_SHIFT_16);
 
-    /* Pass 1: max|acc| over every channel. */
+    /* Pass 1: max|acc| over every channel, the first keep channels' accumulators kept. */
     uint32_t max_abs = 0;
     for (int32_t ic = 0; ic < p->input_c; ++ic) {
-        channel(&d, ic, acc);
+        int32_t *a_ic = ic < keep ? kept + (size_t)ic * n_plane : acc;
+        channel(&d, ic, a_ic);
         for (size_t i = 0; i < n_plane; ++i) {
-            const uint32_t a = acc[i] < 0 ? 0u - (uint32_t)acc[i] : (uint32_t)acc[i];
+            const uint32_t a = a_ic[i] < 0 ? 0u - (uint32_t)a_ic[i] : (uint32_t)a_ic[i];
             if (a > max_abs) max_abs = a;
         }
     }
@@ -119,12 +121,13 @@ void depthwise_conv2d_s8_grad_input_2pass_ref_run(const void *params, void *cons
         *grad_in_scale = 0.0f;
         return;
     }
-    /* Pass 2: each channel again, rounded as grad_requantize_s32 rounds. */
+    /* Pass 2: each channel kept or computed again, rounded as grad_requantize_s32 rounds. */
     const int64_t half = (int64_t)(max_abs / 2u);
     for (int32_t ic = 0; ic < p->input_c; ++ic) {
-        channel(&d, ic, acc);
+        const int32_t *a_ic = ic < keep ? kept + (size_t)ic * n_plane : acc;
+        if (ic >= keep) channel(&d, ic, acc);
         for (size_t i = 0; i < n_plane; ++i) {
-            const int64_t num = (int64_t)acc[i] * 127;
+            const int64_t num = (int64_t)a_ic[i] * 127;
             const int64_t q =
                 num >= 0 ? (num + half) / (int64_t)max_abs : -((-num + half) / (int64_t)max_abs);
             grad_in[i * c_n + (size_t)ic] = (int8_t)q;
@@ -138,5 +141,6 @@ size_t depthwise_conv2d_s8_grad_input_2pass_ref_scratch_size(const void *params)
     const struct depthwise_conv2d_s8_grad_input_2pass_params p =
         *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
     const size_t n_plane = (size_t)p.batches * (size_t)p.input_h * (size_t)p.input_w;
-    return (n_plane + (size_t)p.input_c * (size_t)p.depth_multiplier) * sizeof(int32_t);
+    return dw2_kept_bytes(&p) +
+           (n_plane + (size_t)p.input_c * (size_t)p.depth_multiplier) * sizeof(int32_t);
 }

@@ -6,9 +6,16 @@
  * each channel and rounds it (grad_requantize_s32's arithmetic). The accumulators, the
  * multipliers and the shift are the one-pass kernel's, so the output and its scale are
  * identical; the price is computing the gradient twice.
+ * keep (a parameter, 0 to input_c): input channels [0, keep) keep their int32 accumulators
+ * from pass 1, so pass 2 only rounds them; the others are computed again. The compiler sets
+ * it as large as the arena allows (pytools/train/compile_train.py), so only what memory needs
+ * is computed twice: keep = input_c costs the one-pass kernel's work plus a rounding walk.
  * Operands and layouts: depthwise_conv2d_s8_grad_input.h's.
- * Scratch: int32 [batches * input_h * input_w] (one channel), then one Q23 multiplier per
- * output channel. */
+ * Scratch: the kept accumulators, int32 [keep][batches * input_h * input_w] (channel-major;
+ * dw2_kept_bytes: keep * batches * input_h * input_w * 4, rounded up to 8 bytes), then at that
+ * offset the layout of keep 0: int32 [batches * input_h * input_w] (one channel), then one Q23
+ * multiplier per output channel (the DSP variant: the larger of that and its own layout). With
+ * keep 0 the scratch is the same bytes as before keep existed. */
 #ifndef KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_2PASS_H
 #define KERNELS_DEPTHWISE_CONV2D_S8_GRAD_INPUT_2PASS_H
 
@@ -21,6 +28,26 @@
 #include "depthwise_conv2d_s8_grad_input_2pass.def"
 #include "def_struct_end.h"
 /* clang-format on */
+
+#include "depthwise_conv2d_s8_grad_input.h"
+
+/* The one-pass kernel's parameters are this kernel's first fields (keep follows them). */
+_Static_assert(sizeof(struct depthwise_conv2d_s8_grad_input_params) ==
+                   offsetof(struct depthwise_conv2d_s8_grad_input_2pass_params, keep),
+               "depthwise_conv2d_s8_grad_input_2pass extends the one-pass kernel's parameters");
+
+/* keep clamped to [0, input_c] (a plan's keep is the compiler's; the clamp keeps a doctored one
+ * inside the scratch the plan was given, which this same function sizes). */
+static inline int32_t dw2_keep(const struct depthwise_conv2d_s8_grad_input_2pass_params *p) {
+    return p->keep < 0 ? 0 : p->keep > p->input_c ? p->input_c : p->keep;
+}
+/* Bytes of the kept accumulators at the scratch's start (8-aligned, so that the layout of keep 0
+ * after them keeps its alignment). */
+static inline size_t dw2_kept_bytes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p) {
+    const size_t n =
+        (size_t)dw2_keep(p) * (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w;
+    return (n * sizeof(int32_t) + 7u) & ~(size_t)7u;
+}
 
 /* The selector, the runtime's entry (ops.def): the DSP variant where the build has it,
  * else the reference. It lives in depthwise_conv2d_s8_grad_input_2pass_dsp.c. */

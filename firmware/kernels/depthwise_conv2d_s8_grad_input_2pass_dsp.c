@@ -28,11 +28,26 @@
  * a stride's zeros: pass 1 needs their magnitude (and keeps half of the channels in the output
  * bytes), pass 2 their rounded value (one UMULL per element). Shapes the engine does not take
  * (depth multiplier above 1, dilation, strides above 2, planes beyond its buffers) run the
- * reference. */
+ * reference.
+ *
+ * keep (the header): channels [0, keep) keep their int32 accumulators in the scratch's kept part
+ * (the reference's layout of keep 0 follows it, and this variant's own), so pass 2 only rounds
+ * them; the engines above work past it. The channel-plane engine keeps them whole per channel
+ * (channel-major, every batch); its own int16 keeping then starts at channel keep.
+ *
+ * Small maps (3x3 filters, channels a multiple of 4, up to 8x8 inputs, the buffers within the
+ * scratch: MobileNetV2's 8x8x192 layers) run the channel-quad engine first
+ * (depthwise_conv2d_s8_grad_input_quads.h: four channels a turn, each pixel's sums in registers,
+ * one word read of the quad's gradient and one word written of its result; measured under QEMU
+ * on MobileNetV2's streamed step: 3x3 8x8x192 1.06 M -> 0.84 M instructions, 3x3/2 from 8x8x192
+ * 0.91 M -> 0.47 M; QEMU counts LDM/STM as one instruction). It keeps whole quads (keep rounded
+ * down to a multiple of 4) in the kept part, and a quarter of the channels beyond them as int32 in
+ * the output bytes between the passes (run_quads). */
 #include "conv2d_s8_grad_input.h"
 #include "depthwise_conv2d_s8_grad_input.h" /* the operand order */
 #include "depthwise_conv2d_s8_grad_input_2pass.h"
 #include "depthwise_conv2d_s8_grad_input_planes.h"
+#include "depthwise_conv2d_s8_grad_input_quads.h"
 #include "dsp.h"
 #include "grad.h"
 
@@ -48,11 +63,9 @@ static int32_t acc_pitch(const struct dwp *d) {
     return d->whole4 ? d->p.input_w : DWP_PITCH(d);
 }
 
+/* The one-pass kernel's parameters: the two-pass kernel's first fields (its header). */
 static void params_1pass(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
                          struct depthwise_conv2d_s8_grad_input_params *p) {
-    _Static_assert(sizeof(struct depthwise_conv2d_s8_grad_input_2pass_params) ==
-                       sizeof(struct depthwise_conv2d_s8_grad_input_params),
-                   "the two-pass and one-pass parameters are the same fields");
     __builtin_memcpy(p, p2, sizeof *p);
 }
 
@@ -100,6 +113,25 @@ static inline uint32_t quotient(uint32_t a, uint32_t max_abs, uint32_t half, uin
     const uint32_t over = (uint32_t)((int32_t)(max_abs - 1u - t) >> 31); /* t >= M */
     *rem = t - (max_abs & over);
     return q - over;
+}
+
+/* Pass 2 of a channel whose int32 accumulators are at hand (kept by pass 1, keep): out[i * c_n] =
+ * a[i] rounded, i < n, grad_requantize_s32's rounding (quotient where 128 <= max_abs < 2^30, else
+ * dsp.h's dsp_grad_round_s32). */
+static __attribute__((noinline)) void round_s32(const int32_t *a, size_t n, int8_t *out, size_t c_n,
+                                                const struct rounding *k, int recip, float kf) {
+    if (recip) {
+        const uint32_t max_abs = k->max_abs, half = k->half, r = k->r;
+        for (const int32_t *end = a + n; a != end; ++a, out += c_n) {
+            const int32_t v = *a, sg = v >> 31;
+            uint32_t rem;
+            const uint32_t q = quotient((uint32_t)((v ^ sg) - sg), max_abs, half, r, &rem);
+            *out = (int8_t)(((int32_t)q ^ sg) - sg);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; ++i, out += c_n)
+        *out = dsp_grad_round_s32(a[i], k->max_abs, k->half, kf);
 }
 
 /* The rare path of round_kept, apart so that its loop keeps its registers: the accumulator at
@@ -237,12 +269,18 @@ static int32_t kept_channels(const struct depthwise_conv2d_s8_grad_input_params 
     return p->input_c / 2;
 }
 
-static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2,
-                      void *const *operands, void *scratch) {
+static __attribute__((noinline)) int run_planes(
+    const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, void *const *operands,
+    void *scratch_all) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(p2, &p);
     struct dwp d;
     if (!dwp_setup(&d, &p)) return 0;
+    /* The kept channels' int32 accumulators (channel-major, every batch) at the scratch's start,
+     * the layout of keep 0 after them (the header). */
+    const int32_t keep = dw2_keep(p2);
+    int32_t *const kept32 = scratch_all;
+    void *const scratch = (uint8_t *)scratch_all + dw2_kept_bytes(p2);
     const float max_scale = dwp_operands(&d, operands);
     const float grad_out_scale =
         *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
@@ -276,7 +314,11 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     uint8_t *shifts = (uint8_t *)scratch + dwp_offset(&p) - (size_t)(ch / 2);
     int32_t block, extra;
     int in_scratch;
+    /* int16 values of channels [keep, kept) in the output bytes, of [e0, e0 + extra) in the
+     * scratch past the rows; channels below keep have their int32 ones */
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
+    const int32_t e0 = keep > kept ? keep : kept;
+    if (extra > ch - e0) extra = ch - e0;
     int32_t *acc = in_scratch ? scratch : row;
     /* the extra kept channels' values (plane_n int16 each), then their shifts, past the rows */
     int16_t *ext = (int16_t *)(acc + (size_t)block * (size_t)pitch);
@@ -287,47 +329,61 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
         const int32_t mc = dwp_q23(&d, c);
         dwp_kernel(&d, c, words);
         for (int32_t b = 0; b < p.batches; ++b) {
+            int32_t *k32 =
+                c < keep ? kept32 + ((size_t)c * (size_t)p.batches + (size_t)b) * plane_n : NULL;
             if (!dwp_fill(&d, b, c, mc, plane)) {
-                if (c < kept) {
+                if (k32) {
+                    __builtin_memset(k32, 0, plane_n * sizeof(int32_t));
+                } else if (c < kept) {
                     shifts[c] = 0;
                     for (size_t i = 0; i < plane_n; ++i)
                         __builtin_memset(grad_in + i * c_n + 2 * (size_t)c, 0, 2);
-                } else if (c < kept + extra) {
-                    ext_shifts[c - kept] = 0;
-                    __builtin_memset(ext + (size_t)(c - kept) * plane_n, 0, 2 * plane_n);
+                } else if (c >= e0 && c < e0 + extra) {
+                    ext_shifts[c - e0] = 0;
+                    __builtin_memset(ext + (size_t)(c - e0) * plane_n, 0, 2 * plane_n);
                 }
                 continue;
             }
             uint32_t cmax = 0;
+            /* a kept channel's rows straight into its place where they are packed (pitch) */
+            const int direct = k32 && pitch == p.input_w;
             for (int32_t y0 = 0; y0 < p.input_h; y0 += block) {
                 const int32_t ny = p.input_h - y0 < block ? p.input_h - y0 : block;
-                dwp_rows(&d, plane, words, y0, ny, acc, pitch, 1);
+                int32_t *dst = direct ? k32 + (size_t)y0 * (size_t)in_w : acc;
+                dwp_rows(&d, plane, words, y0, ny, dst, pitch, 1);
                 if (pitch == p.input_w)
-                    cmax = dsp_max_abs_s32(acc, (size_t)ny * (size_t)pitch, cmax);
+                    cmax = dsp_max_abs_s32(dst, (size_t)ny * (size_t)pitch, cmax);
                 else
                     for (int32_t y = 0; y < ny; ++y)
                         cmax = dsp_max_abs_s32(acc + (size_t)y * (size_t)pitch, (size_t)p.input_w,
                                                cmax);
+                if (k32 && !direct)
+                    for (int32_t y = 0; y < ny; ++y)
+                        __builtin_memcpy(k32 + (size_t)(y0 + y) * (size_t)in_w,
+                                         acc + (size_t)y * (size_t)pitch,
+                                         (size_t)in_w * sizeof(int32_t));
             }
             if (cmax > max_abs) max_abs = cmax;
-            if (c < kept) { /* every row of the channel is in acc (block == input_h) */
+            if (k32) {
+                /* kept whole */
+            } else if (c < kept) { /* every row of the channel is in acc (block == input_h) */
                 const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
                 shifts[c] = (uint8_t)sh;
-                int8_t *keep = grad_in + 2 * (size_t)c;
+                int8_t *to = grad_in + 2 * (size_t)c;
                 for (int32_t y = 0; y < p.input_h; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
-                    for (; a != row_end; ++a, keep += c_n) {
+                    for (; a != row_end; ++a, to += c_n) {
                         const int16_t v = (int16_t)(*a >> sh);
-                        __builtin_memcpy(keep, &v, 2);
+                        __builtin_memcpy(to, &v, 2);
                     }
                 }
-            } else if (c < kept + extra) { /* the same, into the scratch past the rows */
+            } else if (c >= e0 && c < e0 + extra) { /* the same, into the scratch past the rows */
                 const int sh = cmax >> 15 ? 17 - __builtin_clz(cmax) : 0;
-                ext_shifts[c - kept] = (uint8_t)sh;
-                int16_t *keep = ext + (size_t)(c - kept) * plane_n;
+                ext_shifts[c - e0] = (uint8_t)sh;
+                int16_t *to = ext + (size_t)(c - e0) * plane_n;
                 for (int32_t y = 0; y < p.input_h; ++y) {
                     const int32_t *a = acc + (size_t)y * (size_t)pitch, *row_end = a + in_w;
-                    for (; a != row_end; ++a) *keep++ = (int16_t)(*a >> sh);
+                    for (; a != row_end; ++a) *to++ = (int16_t)(*a >> sh);
                 }
             }
         }
@@ -346,14 +402,20 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     const uint32_t r = recip ? dsp_grad_recip(max_abs) : 0u;
     const struct rounding rk = {max_abs, half, r};
     for (int32_t c = 0; c < ch; ++c) {
+        if (c < keep) { /* the accumulators kept whole: only rounded */
+            for (int32_t b = 0; b < p.batches; ++b)
+                round_s32(kept32 + ((size_t)c * (size_t)p.batches + (size_t)b) * plane_n, plane_n,
+                          grad_in + (size_t)b * plane_n * c_n + (size_t)c, c_n, &rk, recip, k);
+            continue;
+        }
         const int32_t mc = dwp_q23(&d, c);
         if (c < kept && recip) {
             round_kept(&d, c, mc, grad_in, &rk, shifts[c], grad_in + 2 * (size_t)c, (uint32_t)c_n);
             continue;
         }
-        if (c < kept + extra && recip) {
-            round_kept(&d, c, mc, grad_in, &rk, ext_shifts[c - kept],
-                       (const int8_t *)(ext + (size_t)(c - kept) * plane_n), 2u);
+        if (c >= e0 && c < e0 + extra && recip) {
+            round_kept(&d, c, mc, grad_in, &rk, ext_shifts[c - e0],
+                       (const int8_t *)(ext + (size_t)(c - e0) * plane_n), 2u);
             continue;
         }
         dwp_kernel(&d, c, words);
@@ -388,13 +450,97 @@ static int run_planes(const struct depthwise_conv2d_s8_grad_input_2pass_params *
     return 1;
 }
 
+/* The channel-quad engine's path (depthwise_conv2d_s8_grad_input_quads.h), small maps: four
+ * channels at a time, their accumulators in registers. Pass 1 takes max|acc| (and stores the
+ * accumulators of the kept quads, keep rounded down to a multiple of 4, in the scratch's kept
+ * part: quad c0's at kept + c0 * n_plane, four per position), pass 2 rounds the kept ones and
+ * computes the others again, rounding them in registers; the engine's buffers go where the
+ * layout of keep 0 starts. Returns 0 when the engine does not take the shape or its buffers do
+ * not fit the operator's scratch. */
+static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, struct dwq *q) {
+    struct depthwise_conv2d_s8_grad_input_params p;
+    params_1pass(p2, &p);
+    /* the cheap tests first: the others' shapes pay only these */
+    return dwq_shape(&p) && dwq_setup(q, &p) &&
+           dwq_fit(q, depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2) - dw2_kept_bytes(p2));
+}
+
+static __attribute__((noinline)) int run_quads(
+    const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, void *const *operands,
+    void *scratch_all) {
+    struct dwq q;
+    if (!quads_take(p2, &q)) return 0;
+    const struct depthwise_conv2d_s8_grad_input_params *p = &q.p;
+    void *buf = (uint8_t *)scratch_all + dw2_kept_bytes(p2);
+    int32_t *const kept32 = scratch_all;
+    const int32_t kq = dw2_keep(p2) & ~3, ch = p->input_c;
+    const float max_scale = dwq_operands(&q, operands);
+    const float grad_out_scale =
+        *(const float *)operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_OUTPUT_SCALE];
+    int8_t *grad_in = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT];
+    float *grad_in_scale = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_GRAD_INPUT_SCALE];
+    const size_t n_plane = (size_t)p->batches * (size_t)p->input_h * (size_t)p->input_w;
+    dwq_clear(&q, buf);
+    /* Quads [kq, free_end) keep their sums between the passes in the output bytes, free until
+     * pass 2: quad c0's at bytes [4 c0, 4 c0 + 16) of each pixel (4 c0 + 16 <= ch). Pass 2 goes
+     * up the quads, quad j writing bytes [j, j + 4): before 4 c0 for every j < c0, and a quad
+     * reads its own sums before writing (dwq_round_free), so none is overwritten unread. */
+    int32_t free_end = ((uintptr_t)grad_in & 3u) == 0 ? (ch / 4) & ~3 : 0;
+    if (free_end < kq) free_end = kq;
+    uint32_t max_abs = 0;
+    for (int32_t c0 = 0; c0 < ch; c0 += 4)
+        for (int32_t b = 0; b < p->batches; ++b) {
+            uint32_t m;
+            if (c0 < kq)
+                m = dwq_run(&q, buf, b, c0, DWQ_STORE, kept32 + (size_t)c0 * n_plane, 4, NULL,
+                            NULL);
+            else if (c0 < free_end)
+                m = dwq_run(&q, buf, b, c0, DWQ_STORE, (int32_t *)(void *)(grad_in + 4 * c0),
+                            ch / 4, NULL, NULL);
+            else
+                m = dwq_run(&q, buf, b, c0, DWQ_MAX, NULL, 0, NULL, NULL);
+            if (m > max_abs) max_abs = m;
+        }
+    if (max_abs == 0) {
+        for (size_t i = 0; i < n_plane * (size_t)ch; ++i) grad_in[i] = 0;
+        *grad_in_scale = 0.0f;
+        return 1;
+    }
+    struct dwq_round rnd = {max_abs, max_abs / 2u, 0u, 127.0f / (float)max_abs};
+    if (max_abs >= 128u && max_abs < (1u << 30)) rnd.r = dsp_grad_recip(max_abs);
+    for (int32_t c0 = 0; c0 < ch; c0 += 4) {
+        if (c0 < kq) {
+            dwq_round_kept(kept32 + (size_t)c0 * n_plane, n_plane, grad_in + c0, (size_t)ch, &rnd);
+            continue;
+        }
+        if (c0 < free_end) {
+            dwq_round_free(&q, buf, grad_in, c0, &rnd);
+            continue;
+        }
+        for (int32_t b = 0; b < p->batches; ++b)
+            (void)dwq_run(&q, buf, b, c0, DWQ_ROUND, NULL, 0, grad_in, &rnd);
+    }
+    *grad_in_scale = (float)max_abs *
+                     (grad_out_scale * max_scale * conv_grad_unit(CONV_GRAD_MIN_SHIFT_16)) / 127.0f;
+    return 1;
+}
+
 void depthwise_conv2d_s8_grad_input_2pass_dsp_run(const void *params, void *const *operands,
                                                   void *scratch) {
     /* Plans pack parameters unaligned; one copy keeps the loops on plain locals. */
     const struct depthwise_conv2d_s8_grad_input_2pass_params p =
         *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
+    if (run_quads(&p, operands, scratch)) return;
     if (!run_planes(&p, operands, scratch))
         depthwise_conv2d_s8_grad_input_2pass_ref_run(params, operands, scratch);
+}
+
+/* Whether the DSP variant runs the channel-quad engine for these parameters (for the tests). */
+int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_quads(const void *params) {
+    const struct depthwise_conv2d_s8_grad_input_2pass_params p2 =
+        *(const struct depthwise_conv2d_s8_grad_input_2pass_params *)params;
+    struct dwq q;
+    return quads_take(&p2, &q);
 }
 
 int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
@@ -403,11 +549,18 @@ int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(&p2, &p);
     struct dwp d;
+    struct dwq q;
     int32_t block, extra;
     int in_scratch;
+    if (quads_take(&p2, &q)) { /* whole quads, and those in the output bytes (run_quads) */
+        const int32_t kq = dw2_keep(&p2) & ~3, free_end = (p.input_c / 4) & ~3;
+        return kq > free_end ? kq : free_end;
+    }
     if (!dwp_setup(&d, &p)) return -1;
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);
-    return kept + extra;
+    const int32_t keep = dw2_keep(&p2), e0 = keep > kept ? keep : kept;
+    if (extra > p.input_c - e0) extra = p.input_c - e0;
+    return e0 + extra; /* channels [0, keep), [keep, kept) and [e0, e0 + extra) */
 }
 
 size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {
@@ -416,7 +569,7 @@ size_t depthwise_conv2d_s8_grad_input_2pass_scratch_size(const void *params) {
     struct depthwise_conv2d_s8_grad_input_params p;
     params_1pass(&p2, &p);
     const size_t ref = depthwise_conv2d_s8_grad_input_2pass_ref_scratch_size(params);
-    const size_t bytes = dwp_buffer_size(&p), dsp = dwp_offset(&p) + bytes;
+    const size_t bytes = dwp_buffer_size(&p), dsp = dw2_kept_bytes(&p2) + dwp_offset(&p) + bytes;
     return bytes > 0 && dsp > ref ? dsp : ref;
 }
 

@@ -125,9 +125,19 @@ for _k in KERNEL:
 
 @lowers("DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS")
 def _grad_input_2pass(g: Graph, op: Op) -> KernelCall:
-    """The same operands and parameters; the kernel keeps one channel's accumulators."""
+    """The one-pass operands and parameters, and keep: the input channels whose int32
+    accumulators the kernel keeps (op.options["keep"], 0 when absent, at most the input's
+    channels: its scratch grows by keep * batches * input_h * input_w * 4 bytes, rounded up to 8;
+    the others are computed twice)."""
     call = _grad_input(g, op)
-    return KernelCall(call.kernel + "_2pass", call.params, call.operands)
+    keep = int(op.options.get("keep", 0))
+    channels = call.params["input_c"]
+    if not 0 <= keep <= channels:
+        raise ModelError(
+            f"{g.ops[op.options['forward']].where()}: DEPTHWISE_CONV_2D_GRAD_INPUT_2PASS keep={keep} "
+            f"is not a number of its {channels} input channels (0 to {channels})"
+        )
+    return KernelCall(call.kernel + "_2pass", {**call.params, "keep": keep}, call.operands)
 
 
 def conv_two_pass_takes(g: Graph, op: Op) -> bool:
