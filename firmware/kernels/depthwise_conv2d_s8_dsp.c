@@ -267,6 +267,40 @@ void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks) {
     if (lo > hi) lo = hi;
     w->lo = lo;
     w->hi = hi;
+    /* The border blocks' table (struct dw_edge), where they are few enough. */
+    w->edges = lo <= DW_WIDEN_EDGE && blocks - hi <= DW_WIDEN_EDGE && p->input_w > 0;
+    for (int32_t b = 0, e = 0; w->edges && b < blocks; ++b) {
+        if (b == lo) b = hi;
+        if (b >= blocks) break;
+        struct dw_edge *g = &w->edge[e++];
+        g->m01 = g->m23 = 0;
+        for (int32_t i = 0; i < 4; ++i) {
+            const int32_t x = 4 * b + i - p->pad_w;
+            const int32_t xc = x < 0 ? 0 : x >= p->input_w ? p->input_w - 1 : x;
+            g->off[i] = xc * p->input_c;
+            const uint32_t lane = (uint32_t)x < (uint32_t)p->input_w ? 0xFFFFu << (16 * (i & 1)) : 0;
+            if (i < 2)
+                g->m01 |= lane;
+            else
+                g->m23 |= lane;
+        }
+    }
+}
+
+/* A border block from its table entry (dw_widen_init): dw_widen_block's words of the four
+ * clamped pixels, a padding pixel's lanes masked to 0 (what its padding word widens to). */
+static inline uint32_t *dw_widen_edge(uint32_t *q, uint32_t off2, const int8_t *row,
+                                      const struct dw_edge *g) {
+    const uint32_t v0 = dsp_read4(row + g->off[0]), v1 = dsp_read4(row + g->off[1]);
+    const uint32_t v2 = dsp_read4(row + g->off[2]), v3 = dsp_read4(row + g->off[3]);
+    const uint32_t m01 = g->m01, m23 = g->m23;
+    const uint32_t l01 = dsp_pack_lo(v0, v1), l23 = dsp_pack_lo(v2, v3);
+    const uint32_t h01 = dsp_pack_hi(v0, v1), h23 = dsp_pack_hi(v2, v3);
+    dw_store2(&q, dsp_sxtab16(off2, l01) & m01, dsp_sxtab16(off2, l23) & m23);
+    dw_store2(&q, dsp_sxtab16_hi(off2, l01) & m01, dsp_sxtab16_hi(off2, l23) & m23);
+    dw_store2(&q, dsp_sxtab16(off2, h01) & m01, dsp_sxtab16(off2, h23) & m23);
+    dw_store2(&q, dsp_sxtab16_hi(off2, h01) & m01, dsp_sxtab16_hi(off2, h23) & m23);
+    return q;
 }
 
 /* The channel-pair engines' copy row (see depthwise_conv2d_s8_dsp.h): four pixels per block,
@@ -291,6 +325,17 @@ void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q
     const int32_t ch = p->input_c, w = p->input_w, lo = wd->lo, hi = wd->hi;
     const uint32_t off2 = wd->off2, padw = wd->padw;
     const int8_t *row = image + (size_t)y * wd->d->in_row;
+    if (wd->edges) {
+        const struct dw_edge *g = wd->edge;
+        for (int32_t b = 0; b < lo; ++b) q = dw_widen_edge(q, off2, row, g++);
+        const int8_t *s = row + (ptrdiff_t)(4 * lo - p->pad_w) * ch;
+        const int8_t *const end = s + (ptrdiff_t)(hi - lo) * 4 * ch;
+        for (const int32_t ch2 = 2 * ch, ch3 = 3 * ch; s != end; s += 4 * ch)
+            q = dw_widen_block(q, off2, dsp_read4(s), dsp_read4(s + ch), dsp_read4(s + ch2),
+                               dsp_read4(s + ch3));
+        for (int32_t b = hi; b < blocks; ++b) q = dw_widen_edge(q, off2, row, g++);
+        return;
+    }
     int32_t b = 0, x = -p->pad_w;
     for (; b < lo; ++b, x += 4)
         q = dw_widen_block(

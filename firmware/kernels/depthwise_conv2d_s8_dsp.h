@@ -385,6 +385,8 @@ static inline void dw_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
 #endif
 }
 
+#define DW_WIDEN_EDGE 2 /* border blocks each side the table takes (pad_w up to 8) */
+
 /* The layer's constants for dw_widen_blocks (dw_widen_init: once per layer): the blocks per copy
  * row, the blocks [lo, hi) inside the image, the input offset in both lanes and the padding
  * word. */
@@ -392,6 +394,15 @@ struct dw_widen {
     const struct dw *d;
     int32_t blocks, lo, hi;
     uint32_t off2, padw;
+    /* The border blocks [0, lo) and [hi, blocks) when they are at most DW_WIDEN_EDGE each side
+     * (edges; else 0 and the per-pixel selects): per block its four pixels' byte offsets in
+     * the row, clamped into it (a pixel in the padding reads a pixel inside), and the masks of
+     * its widened words (m01: pixels 0 and 1, m23: 2 and 3; 0 in a padding pixel's lane). */
+    int32_t edges;
+    struct dw_edge {
+        int32_t off[4];
+        uint32_t m01, m23;
+    } edge[2 * DW_WIDEN_EDGE];
 };
 void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks);
 /* Widens input row y (outside the image: zeros) of channels c..c+3 (image: batch b's first row
