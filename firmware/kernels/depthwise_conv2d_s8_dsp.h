@@ -75,6 +75,13 @@ static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t
     return 1;
 }
 
+/* Whether the layer's doubled accumulators (dwq_rq4_ok) may take rq3 (requant_fast.h) instead of
+ * rq4: an output offset of -128 and an activation range from -128 (conv2d_s8_dsp.h's rq3_ok and
+ * its proof: every negative sum gives -128 either way; ReLU6 outputs quantized to [0, 6]). */
+static inline int dwq_rq3_ok(const struct depthwise_conv2d_s8_params *p) {
+    return p->output_offset == -128 && p->act_min <= -128;
+}
+
 /* Loads channel group c..c+3's biases and requantization constants. Once per group of every
  * engine: rq_fast_ok as unsigned range tests (M in [2^30, 2^31), shift in [-31, -1]) without a
  * branch per channel. */
@@ -426,6 +433,14 @@ static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
     "\n\t"                            \
     "add " t ", " t ", " a            \
     ", asr #31\n\t"                   \
+    "asr " t ", " t ", " s1           \
+    "\n\t"                            \
+    "ssat " a ", #8, " t ", asr #1\n\t"
+/* DWQ_RQ without its sign step (rq3, requant_fast.h: an output offset of -128 and an activation
+ * range from -128, dwq_rq3_ok). */
+#define DWQ_RQ3(a, m, s1, cc, t)      \
+    "smmlar " t ", " a ", " m ", " cc \
+    "\n\t"                            \
     "asr " t ", " t ", " s1           \
     "\n\t"                            \
     "ssat " a ", #8, " t ", asr #1\n\t"
