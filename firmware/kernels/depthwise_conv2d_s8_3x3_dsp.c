@@ -321,7 +321,7 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
  * which keep the band copy (4x4x336 211,200 on it, 243,720 on the engine; 8x8x192 /2 140,120,
  * 172,560; 16x16x96 /2 227,440, 229,320). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w < (p->stride_w == 1 ? 8 : 16) || !dw_widen_ok(p)) return 0;
+    if (p->output_w < (p->stride_w == 1 ? 4 : 8) || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
@@ -437,17 +437,16 @@ D3P_ROW_FN(d3p_row_s2_z, D3P_S2, DWQ_RQ3, D3P_STORE)
 D3P_ROW_FN(d3p_row_s2_clamp, D3P_S2, DWQ_RQ, D3P_STORE_CLAMP)
 #endif
 
-/* One channel group (constants k[0..3], the group's mode as d3_group's; doubled: d3p_load's
+/* One channel group (constants k[0..3], the group's mode as d3_group's; wd: the layer's widening
+ * constants, dw_widen_init once per layer; doubled: d3p_load's
  * weights, bias and constants for dwq_rq4, which the block of assembly needs; z: rq3 instead,
  * doubled and DW_PACK only) over every output pixel of batch b, its rows widened into the ring at
  * buf. */
-static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c, uint32_t *buf,
-                      int mode, int doubled, int z) {
+static void d3p_group(const struct dw *d, const struct dw_widen *wd, struct d3c k[4], int32_t b,
+                      int32_t c, uint32_t *buf, int mode, int doubled, int z) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
-    const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
-    struct dw_widen wd;
-    dw_widen_init(d, &wd, blocks);
+    const int32_t blocks = wd->blocks, quads = ow / 4, quads_all = (ow + 3) / 4;
     (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
     const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
@@ -459,7 +458,7 @@ static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c,
     for (int32_t oy = 0; oy < p->output_h;
          ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
         for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
-            dw_widen_blocks(&wd, image, buf + (size_t)wslot * slot, next - p->pad_h);
+            dw_widen_blocks(wd, image, buf + (size_t)wslot * slot, next - p->pad_h);
         const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
         const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
                                          buf + (size_t)s2 * slot};
@@ -554,6 +553,8 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     const int pairs = d3p_fits(p);
     int pads = 1; /* the band copy's padding is to be written (d3_group) */
     struct d3c kp[4];
+    struct dw_widen wd;
+    if (pairs) dw_widen_init(d, &wd, d3p_blocks(p));
     struct d3k *const k = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
     if (!pairs) {
@@ -580,7 +581,7 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                  * assembly; the others take the C quad. */
                 const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
                 d3p_load(d, kp, &rq, c, doubled, d->buf);
-                d3p_group(d, kp, b, c, d->buf, mode, doubled,
+                d3p_group(d, &wd, kp, b, c, d->buf, mode, doubled,
                           doubled && mode == DW_PACK && dwq_rq3_ok(p));
             } else {
                 d3_load(d, k, &rq, c, buf);
