@@ -321,7 +321,7 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
  * which keep the band copy (4x4x336 211,200 on it, 243,720 on the engine; 8x8x192 /2 140,120,
  * 172,560; 16x16x96 /2 227,440, 229,320). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w < (p->stride_w == 1 ? 4 : 8) || !dw_widen_ok(p)) return 0;
+    if (p->output_w < 8 || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
