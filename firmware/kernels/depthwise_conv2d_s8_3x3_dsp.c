@@ -303,6 +303,14 @@ _Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
                "d3p_row's offsets");
 #endif
 
+/* A band of output rows for the blocks of assembly (d3p_band_*; offsets fixed): the bytes from
+ * one copy row to the next, the rows, and per row the walk's step to the next row's start, the
+ * outputs' step from the walk's last store to the next row's first output and the walk end's
+ * step (a row of st copy rows). */
+struct d3band {
+    int32_t pitch, rows, row_step, dst_step, end_step;
+};
+
 /* Blocks of four pixels per copy row: the quads' inputs (a last partial quad's whole) plus the
  * next block's first pair. */
 static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
@@ -398,12 +406,24 @@ static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int
 #define D3P_STORE_CLAMP                                                                           \
     "ldrd r10, r11, [r0, #32]\n\t"                                                                \
     DWQ_STORE_CLAMP("r4", "r5", "r6", "r7", "r9", "r10", "r11", "r12", "lr")
-#define D3P_ROW_FN(name, ROW, RQ, STORE)                                                          \
-    static __attribute__((naked, noinline)) void name(const struct d3c *k, const uint32_t *r0,    \
-                                                      const uint32_t *r1, const uint32_t *r2) {   \
-        (void)k, (void)r0, (void)r1, (void)r2;                                                    \
+/* The band's rows (struct d3band) of the group's four channels: per channel (r0 its struct, r1
+ * its row 0 start) each row's whole quads (the walk ends at its q.end, moved a row on after each
+ * row), then the next channel's start q.next bytes on (0: the last). The row count sits on the
+ * stack ([sp, #4]), the band's pointer at [sp]: the quads need every register. */
+#define D3P_BAND_FN(name, ROW, RQ, STORE)                                                         \
+    static __attribute__((naked, noinline)) void name(struct d3c *k, const uint32_t *r0,          \
+                                                      const struct d3band *band) {                \
+        (void)k, (void)r0, (void)band;                                                            \
         __asm__ volatile(                                                                         \
             "push {r4-r11, lr}\n\t"                                                               \
+            "sub sp, sp, #8\n\t"                                                                  \
+            "str r2, [sp]\n\t"                                                                    \
+            "3:\n\t"                                                                              \
+            "ldr r8, [sp]\n\t"                                                                    \
+            "ldrd r9, r10, [r8]\n\t"                                                              \
+            "str r10, [sp, #4]\n\t"                                                               \
+            "add r2, r1, r9\n\t"                                                                  \
+            "add r3, r2, r9\n\t"                                                                  \
             "ldr r12, [r0, #52]\n\t"                                                              \
             "ldr lr, [r0, #56]\n\t"                                                               \
             "1:\n\t"                                                                              \
@@ -411,50 +431,83 @@ static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int
             "ldr r8, [r0, #48]\n\t"                                                               \
             "cmp r1, r8\n\t"                                                                      \
             "bne 1b\n\t"                                                                          \
-            /* the next channel of the group: its struct, rows and outputs */                     \
+            /* the row's end: the next row of the band, or the next channel */                    \
+            "ldr r10, [sp, #4]\n\t"                                                               \
+            "subs r10, r10, #1\n\t"                                                               \
+            "beq 4f\n\t"                                                                          \
+            "str r10, [sp, #4]\n\t"                                                               \
+            "ldr r9, [sp]\n\t"                                                                    \
+            "ldrd r10, r11, [r9, #8]\n\t"                                                         \
+            "add r1, r1, r10\n\t"                                                                 \
+            "add r2, r2, r10\n\t"                                                                 \
+            "add r3, r3, r10\n\t"                                                                 \
+            "add r12, r12, r11\n\t"                                                               \
+            "ldr r10, [r9, #16]\n\t"                                                              \
+            "add r8, r8, r10\n\t"                                                                 \
+            "str r8, [r0, #48]\n\t"                                                               \
+            "b 1b\n\t"                                                                            \
+            "4:\n\t"                                                                              \
             "ldr r8, [r0, #60]\n\t"                                                               \
             "cmp r8, #0\n\t"                                                                      \
             "beq 2f\n\t"                                                                          \
             "add r1, r1, r8\n\t"                                                                  \
-            "add r2, r2, r8\n\t"                                                                  \
-            "add r3, r3, r8\n\t"                                                                  \
             "add r0, r0, #64\n\t"                                                                 \
-            "ldr r12, [r0, #52]\n\t"                                                              \
-            "b 1b\n\t"                                                                            \
+            "b 3b\n\t"                                                                            \
             "2:\n\t"                                                                              \
+            "add sp, sp, #8\n\t"                                                                  \
             "pop {r4-r11, pc}\n\t");                                                              \
     }
 /* clang-format on */
-/* A row's whole quads (at least one) of the group's four channels (k[0..3]; k->q.end: row 0's
- * pointer past channel 0's last quad; then k->q.next bytes on to the next channel's first), from
- * its three copy rows: the six instances by stride, clamp and, without a clamp, rq3 (_z: ReLU6
- * outputs, 4 instructions a quad fewer, ~6 %). */
-D3P_ROW_FN(d3p_row_s1, D3P_S1, DWQ_RQ, D3P_STORE)
-D3P_ROW_FN(d3p_row_s1_z, D3P_S1, DWQ_RQ3, D3P_STORE)
-D3P_ROW_FN(d3p_row_s1_clamp, D3P_S1, DWQ_RQ, D3P_STORE_CLAMP)
-D3P_ROW_FN(d3p_row_s2, D3P_S2, DWQ_RQ, D3P_STORE)
-D3P_ROW_FN(d3p_row_s2_z, D3P_S2, DWQ_RQ3, D3P_STORE)
-D3P_ROW_FN(d3p_row_s2_clamp, D3P_S2, DWQ_RQ, D3P_STORE_CLAMP)
+/* A band's rows of whole quads (at least one) of the group's four channels (k[0..3], see
+ * d3p_band_run), from its copy rows: the six instances by stride, clamp and, without a clamp,
+ * rq3 (_z: ReLU6 outputs, 4 instructions a quad fewer, ~6 %). */
+D3P_BAND_FN(d3p_band_s1, D3P_S1, DWQ_RQ, D3P_STORE)
+D3P_BAND_FN(d3p_band_s1_z, D3P_S1, DWQ_RQ3, D3P_STORE)
+D3P_BAND_FN(d3p_band_s1_clamp, D3P_S1, DWQ_RQ, D3P_STORE_CLAMP)
+D3P_BAND_FN(d3p_band_s2, D3P_S2, DWQ_RQ, D3P_STORE)
+D3P_BAND_FN(d3p_band_s2_z, D3P_S2, DWQ_RQ3, D3P_STORE)
+D3P_BAND_FN(d3p_band_s2_clamp, D3P_S2, DWQ_RQ, D3P_STORE_CLAMP)
 #endif
 
+/* Quads [q0, (ow + 3) / 4) of one output row of the group's four channels (out: channel c's
+ * first output of the row) from its three copy rows, in C: the host twin's whole rows, and on the
+ * board a last row's partial quad (the blocks of assembly store whole quads). */
+static void d3p_quads_c(const struct dw *d, const struct d3c k[4], const uint32_t *const rows[3],
+                        int8_t *out, int32_t c, int32_t q0, int mode, int doubled, int z) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, quads_all = (ow + 3) / 4;
+    for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
+        for (int32_t q = q0; q < quads_all; ++q) {
+            const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
+            const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
+            int32_t a[4];
+            d3p_quad(&k[j], r, st, a);
+            const int32_t n = ow - 4 * q < 4 ? ow - 4 * q : 4;
+            int8_t *const o = out + j + (size_t)(4 * q) * (size_t)ch;
+            if (z) /* the blocks' rq3 (DW_PACK: no clamp) */
+                for (int32_t i = 0; i < n; ++i)
+                    o[(size_t)i * (size_t)ch] = (int8_t)rq3(a[i], k[j].q.m2, k[j].q.s1, k[j].q.cc);
+            else
+                dwq_store(d, &k[j].q, a, n, o, c + j, mode, doubled);
+        }
+    }
+}
+
 /* One channel group (constants k[0..3], the group's mode as d3_group's; wd: the layer's widening
- * constants, dw_widen_init once per layer; doubled: d3p_load's
- * weights, bias and constants for dwq_rq4, which the block of assembly needs; z: rq3 instead,
- * doubled and DW_PACK only) over every output pixel of batch b, its rows widened into the ring at
- * buf. */
+ * constants, dw_widen_init once per layer; doubled: d3p_load's weights, bias and constants for
+ * dwq_rq4; z: rq3 instead, doubled and DW_PACK only) over every output pixel of batch b, in C
+ * (the host twin, and on the board a group the blocks of assembly do not take: not doubled): its
+ * rows widened into a ring of three at buf, a row's quads once its three rows are in. */
 static void d3p_group(const struct dw *d, const struct dw_widen *wd, struct d3c k[4], int32_t b,
                       int32_t c, uint32_t *buf, int mode, int doubled, int z) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
-    const int32_t blocks = wd->blocks, quads = ow / 4, quads_all = (ow + 3) / 4;
-    (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
-    const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
+    const size_t slot = (size_t)wd->blocks * 8u; /* words of a ring slot */
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
     /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot; the ring
-     * slot of the window's top row; the quads the channels' row ends are set for. */
-    int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
-    (void)set_nq; /* the block of assembly's, not the host twin's */
+     * slot of the window's top row. */
+    int32_t next = 0, wslot = 0, s0 = 0;
     for (int32_t oy = 0; oy < p->output_h;
          ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
         for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
@@ -462,51 +515,80 @@ static void d3p_group(const struct dw *d, const struct dw_widen *wd, struct d3c 
         const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
         const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
                                          buf + (size_t)s2 * slot};
-        /* The block of assembly stores whole quads: a last partial one's outputs past the row
-         * land on the next row's first pixels (same channel), which that row then overwrites;
-         * on the last row the C quad stores only the row's. */
-        int32_t q0 = 0;
+        d3p_quads_c(d, k, rows, out, c, 0, mode, doubled, z);
+    }
+}
+
 #if D3_ASM
-        const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
-        if (doubled && nq > 0) {
+/* Rows [0, n) of a band (copy row 0 at first, rows st copy rows apart) of the group's four
+ * channels k[0..3], nq whole quads each (their outputs from dst, channel c's), through the block
+ * of assembly fn: the channels' walk ends, outputs and steps, and the band's. */
+static void d3p_band_run(const struct dw *d, struct d3c k[4], const uint32_t *first, int8_t *dst,
+                         int32_t n, int32_t nq, size_t pitch,
+                         void (*fn)(struct d3c *, const uint32_t *, const struct d3band *)) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t st = p->stride_h, walk = nq * 32 * st, rowb = st * (int32_t)pitch * 4;
+    const struct d3band band = {(int32_t)pitch * 4, n, rowb - walk,
+                                (p->output_w - 4 * nq) * p->input_c, rowb};
 #pragma GCC unroll 4
-            for (int32_t j = 0; j < 4; ++j) {
-                /* end: row 0's pointer past the quads, set from the ring's first slot (the
-                 * engine compares r1 to it, which starts at rows[0]): per row, its slot. */
-                k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)nq * 8u * (size_t)st);
-                if (nq != set_nq) k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
-                k[j].q.dst = out + j;
-            }
-            set_nq = nq;
-            if (st == 1)
-                (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp
-                 : z                   ? d3p_row_s1_z
-                                       : d3p_row_s1)(k, rows[0], rows[1], rows[2]);
-            else
-                (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp
-                 : z                   ? d3p_row_s2_z
-                                       : d3p_row_s2)(k, rows[0], rows[1], rows[2]);
-            q0 = nq;
-        }
-#endif
-        for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
-            for (int32_t q = q0; q < quads_all; ++q) {
-                const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
-                const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
-                int32_t a[4];
-                d3p_quad(&k[j], r, st, a);
-                const int32_t n = ow - 4 * q < 4 ? ow - 4 * q : 4;
-                int8_t *const o = out + j + (size_t)(4 * q) * (size_t)ch;
-                if (z) /* the blocks' rq3 (DW_PACK: no clamp) */
-                    for (int32_t i = 0; i < n; ++i)
-                        o[(size_t)i * (size_t)ch] =
-                            (int8_t)rq3(a[i], k[j].q.m2, k[j].q.s1, k[j].q.cc);
-                else
-                    dwq_store(d, &k[j].q, a, n, o, c + j, mode, doubled);
-            }
+    for (int32_t j = 0; j < 4; ++j) {
+        k[j].q.end = (uintptr_t)((const uint8_t *)first + 8 * j + walk);
+        k[j].q.dst = dst + j;
+        k[j].q.next = j < 3 ? 8 - walk - (n - 1) * rowb : 0;
+    }
+    fn(k, first, &band);
+}
+
+/* d3p_group on the board (doubled: the blocks of assembly's requantization): the copy rows in
+ * bands as many as the operator's scratch holds (copy row i of a band at buf + i pitch, rows of
+ * the blocks' layout), each band's output rows in one call of a block of assembly (its rows and
+ * channels in the block: per row about 15 instructions where a call per row took ~110; MobileNetV2's
+ * 8x8x144 and 16x16x96 layers ~7 % fewer instructions). A band's last 3 - st copy rows are the
+ * next band's first: moved up, not widened again (an in-place layer has written over their input
+ * rows by then: depthwise_conv2d_s8_inplace_dsp.c). The layer's last row, where its last quad is
+ * partial, runs its whole quads alone and that quad in C (the block stores whole quads: a row's
+ * partial last quad spills onto the next row's first pixels of the same channel, which that row
+ * overwrites later, band or not). */
+static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd, struct d3c k[4],
+                            int32_t b, int32_t c, uint32_t *buf, int mode, int z) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, oh = p->output_h;
+    const int32_t quads = ow / 4, quads_all = (ow + 3) / 4;
+    const size_t pitch = (size_t)wd->blocks * 8u; /* words of a copy row */
+    const int32_t slots = (int32_t)(depthwise_conv2d_s8_3x3_dsp_buffer_size(&d->p) / (pitch * 4u));
+    const int32_t band = (slots - 3) / st + 1; /* output rows a band holds (d3p_fits: 3 slots) */
+    void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) =
+        st == 1 ? (mode == DW_PACK_CLAMP ? d3p_band_s1_clamp : z ? d3p_band_s1_z : d3p_band_s1)
+                : (mode == DW_PACK_CLAMP ? d3p_band_s2_clamp : z ? d3p_band_s2_z : d3p_band_s2);
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *out = d->out + (size_t)b * (size_t)oh * (size_t)ow * (size_t)ch + (size_t)c;
+    const size_t out_row = (size_t)ow * (size_t)ch;
+    int32_t first = 0, have = 0; /* copy rows [first, first + have) at buf */
+    for (int32_t oy0 = 0; oy0 < oh; oy0 += band) {
+        const int32_t rows = oh - oy0 < band ? oh - oy0 : band;
+        const int32_t from = oy0 * st, to = (oy0 + rows - 1) * st + 3; /* copy rows [from, to) */
+        const int32_t keep = first + have - from;
+        if (keep > 0 && from != first) /* in place of memmove: ~4x fewer instructions */
+            for (uint32_t *q = buf, *s = buf + (size_t)(from - first) * pitch,
+                          *const e = q + (size_t)keep * pitch;
+                 q != e; s += 2)
+                dw_store2(&q, s[0], s[1]);
+        first = from;
+        for (int32_t r = keep > 0 ? keep : 0; r < to - from; ++r)
+            dw_widen_blocks(wd, image, buf + (size_t)r * pitch, from + r - p->pad_h);
+        have = to - from;
+        int8_t *const dst = out + (size_t)oy0 * out_row;
+        const int32_t whole = oy0 + rows == oh && quads < quads_all ? rows - 1 : rows;
+        if (whole > 0) d3p_band_run(d, k, buf, dst, whole, quads_all, pitch, fn);
+        if (whole < rows) { /* the layer's last row, a partial last quad */
+            const uint32_t *const row = buf + (size_t)whole * (size_t)st * pitch;
+            const uint32_t *const r3[3] = {row, row + pitch, row + 2 * pitch};
+            if (quads > 0) d3p_band_run(d, k, row, dst + (size_t)whole * out_row, 1, quads, pitch, fn);
+            d3p_quads_c(d, k, r3, dst + (size_t)whole * out_row, c, quads, mode, 1, z);
         }
     }
 }
+#endif
 
 /* Channel group c..c+3's constants into k[0..3] (see struct d3c; doubled: for dwq_rq4; ring: the
  * group's ring, which d3p_group then fills, as dw_group_filter's buffer). */
@@ -580,9 +662,14 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                 /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
                  * assembly; the others take the C quad. */
                 const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
+                const int z = doubled && mode == DW_PACK && dwq_rq3_ok(p);
                 d3p_load(d, kp, &rq, c, doubled, d->buf);
-                d3p_group(d, &wd, kp, b, c, d->buf, mode, doubled,
-                          doubled && mode == DW_PACK && dwq_rq3_ok(p));
+#if D3_ASM
+                if (doubled)
+                    d3p_group_bands(d, &wd, kp, b, c, d->buf, mode, z);
+                else
+#endif
+                    d3p_group(d, &wd, kp, b, c, d->buf, mode, doubled, z);
             } else {
                 d3_load(d, k, &rq, c, buf);
                 d3_group(d, k, &rq, b, c, buf, band, mode, pads);
