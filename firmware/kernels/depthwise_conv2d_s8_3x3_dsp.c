@@ -574,8 +574,8 @@ static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd, struc
                  q != e; s += 2)
                 dw_store2(&q, s[0], s[1]);
         first = from;
-        for (int32_t r = keep > 0 ? keep : 0; r < to - from; ++r)
-            dw_widen_blocks(wd, image, buf + (size_t)r * pitch, from + r - p->pad_h);
+        const int32_t r = keep > 0 ? keep : 0;
+        dw_widen_rows(wd, image, buf + (size_t)r * pitch, from + r - p->pad_h, to - from - r);
         have = to - from;
         int8_t *const dst = out + (size_t)oy0 * out_row;
         const int32_t whole = oy0 + rows == oh && quads < quads_all ? rows - 1 : rows;

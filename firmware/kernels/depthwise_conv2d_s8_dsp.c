@@ -322,20 +322,13 @@ void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q
         }
         return;
     }
+    if (wd->edges) {
+        dw_widen_rows(wd, image, q, y, 1);
+        return;
+    }
     const int32_t ch = p->input_c, w = p->input_w, lo = wd->lo, hi = wd->hi;
     const uint32_t off2 = wd->off2, padw = wd->padw;
     const int8_t *row = image + (size_t)y * wd->d->in_row;
-    if (wd->edges) {
-        const struct dw_edge *g = wd->edge;
-        for (int32_t b = 0; b < lo; ++b) q = dw_widen_edge(q, off2, row, g++);
-        const int8_t *s = row + (ptrdiff_t)(4 * lo - p->pad_w) * ch;
-        const int8_t *const end = s + (ptrdiff_t)(hi - lo) * 4 * ch;
-        for (const int32_t ch2 = 2 * ch, ch3 = 3 * ch; s != end; s += 4 * ch)
-            q = dw_widen_block(q, off2, dsp_read4(s), dsp_read4(s + ch), dsp_read4(s + ch2),
-                               dsp_read4(s + ch3));
-        for (int32_t b = hi; b < blocks; ++b) q = dw_widen_edge(q, off2, row, g++);
-        return;
-    }
     int32_t b = 0, x = -p->pad_w;
     for (; b < lo; ++b, x += 4)
         q = dw_widen_block(
@@ -355,6 +348,42 @@ void dw_widen_blocks(const struct dw_widen *wd, const int8_t *image, uint32_t *q
         q = dw_widen_block(
             q, off2, dw_pixel_or_pad(row, x, w, ch, padw), dw_pixel_or_pad(row, x + 1, w, ch, padw),
             dw_pixel_or_pad(row, x + 2, w, ch, padw), dw_pixel_or_pad(row, x + 3, w, ch, padw));
+}
+
+/* dw_widen_blocks of copy rows y .. y + n - 1 into consecutive rows at q (w->blocks blocks each),
+ * the layer's constants loaded once: the border blocks from their table (dw_widen_init), the
+ * others as dw_widen_blocks (per row about 35 instructions fewer than a call each). */
+void dw_widen_rows(const struct dw_widen *wd, const int8_t *image, uint32_t *q, int32_t y,
+                   int32_t n) {
+    const struct depthwise_conv2d_s8_params *p = &wd->d->p;
+    const int32_t blocks = wd->blocks;
+    if (!wd->edges) {
+        for (; n > 0; --n, ++y, q += (size_t)blocks * 8u) dw_widen_blocks(wd, image, q, y);
+        return;
+    }
+    const int32_t ch = p->input_c, lo = wd->lo, hi = wd->hi;
+    const uint32_t off2 = wd->off2, h = (uint32_t)p->input_h;
+    const size_t in_row = wd->d->in_row;
+    const ptrdiff_t first = (ptrdiff_t)(4 * lo - p->pad_w) * ch, inner = (ptrdiff_t)(hi - lo) * 4 * ch;
+    for (; n > 0; --n, ++y) {
+        if ((uint32_t)y >= h) { /* a padding row: zeros */
+            for (int32_t b = 0; b < blocks; ++b) {
+                dw_store2(&q, 0, 0);
+                dw_store2(&q, 0, 0);
+                dw_store2(&q, 0, 0);
+                dw_store2(&q, 0, 0);
+            }
+            continue;
+        }
+        const int8_t *const row = image + (size_t)y * in_row;
+        const struct dw_edge *g = wd->edge;
+        for (int32_t b = 0; b < lo; ++b) q = dw_widen_edge(q, off2, row, g++);
+        const int8_t *s = row + first;
+        for (const int8_t *const end = s + inner; s != end; s += 4 * ch)
+            q = dw_widen_block(q, off2, dsp_read4(s), dsp_read4(s + ch), dsp_read4(s + 2 * ch),
+                               dsp_read4(s + 3 * ch));
+        for (int32_t b = hi; b < blocks; ++b) q = dw_widen_edge(q, off2, row, g++);
+    }
 }
 
 /* The kernel's channel loop (below) with dw_group_padded for every whole group of four. */

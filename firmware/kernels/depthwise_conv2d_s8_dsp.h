@@ -416,6 +416,9 @@ void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks);
  * at channel c) into w->blocks blocks at q, the block's first pixel 4 i - pad_w. For layers
  * dw_widen_ok takes. */
 void dw_widen_blocks(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y);
+/* dw_widen_blocks of n consecutive rows from y into consecutive copy rows at q. */
+void dw_widen_rows(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y,
+                   int32_t n);
 
 /* Whether dw_widen_blocks takes the layer's input offset: -input_offset fits a byte (its padding
  * word; any int8 zero point gives such an offset); else the caller keeps its older engine. */
