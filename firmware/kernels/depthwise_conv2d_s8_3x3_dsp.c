@@ -539,6 +539,26 @@ static void d3p_band_run(const struct dw *d, struct d3c k[4], const uint32_t *fi
     fn(k, first, &band);
 }
 
+/* The layer's bands (d3p_bands_init, once per layer): the output rows a band holds, the words of
+ * a copy row, the blocks of assembly by requantization (rq4, rq3) and clamp. */
+struct d3p_bands {
+    int32_t band;
+    size_t pitch;
+    void (*fn[3])(struct d3c *, const uint32_t *, const struct d3band *);
+};
+
+static void d3p_bands_init(const struct depthwise_conv2d_s8_params *p, const struct dw_widen *wd,
+                           struct d3p_bands *bs) {
+    const int32_t st = p->stride_h;
+    bs->pitch = (size_t)wd->blocks * 8u;
+    const int32_t slots =
+        (int32_t)(depthwise_conv2d_s8_3x3_dsp_buffer_size(p) / (bs->pitch * 4u));
+    bs->band = (slots - 3) / st + 1; /* d3p_fits: 3 slots at least */
+    bs->fn[0] = st == 1 ? d3p_band_s1 : d3p_band_s2;
+    bs->fn[1] = st == 1 ? d3p_band_s1_z : d3p_band_s2_z;
+    bs->fn[2] = st == 1 ? d3p_band_s1_clamp : d3p_band_s2_clamp;
+}
+
 /* d3p_group on the board (doubled: the blocks of assembly's requantization): the copy rows in
  * bands as many as the operator's scratch holds (copy row i of a band at buf + i pitch, rows of
  * the blocks' layout), each band's output rows in one call of a block of assembly (its rows and
@@ -549,17 +569,15 @@ static void d3p_band_run(const struct dw *d, struct d3c k[4], const uint32_t *fi
  * partial, runs its whole quads alone and that quad in C (the block stores whole quads: a row's
  * partial last quad spills onto the next row's first pixels of the same channel, which that row
  * overwrites later, band or not). */
-static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd, struct d3c k[4],
-                            int32_t b, int32_t c, uint32_t *buf, int mode, int z) {
+static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
+                            const struct d3p_bands *bs, struct d3c k[4], int32_t b, int32_t c,
+                            uint32_t *buf, int mode, int z) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, oh = p->output_h;
-    const int32_t quads = ow / 4, quads_all = (ow + 3) / 4;
-    const size_t pitch = (size_t)wd->blocks * 8u; /* words of a copy row */
-    const int32_t slots = (int32_t)(depthwise_conv2d_s8_3x3_dsp_buffer_size(&d->p) / (pitch * 4u));
-    const int32_t band = (slots - 3) / st + 1; /* output rows a band holds (d3p_fits: 3 slots) */
+    const int32_t quads = ow / 4, quads_all = (ow + 3) / 4, band = bs->band;
+    const size_t pitch = bs->pitch;
     void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) =
-        st == 1 ? (mode == DW_PACK_CLAMP ? d3p_band_s1_clamp : z ? d3p_band_s1_z : d3p_band_s1)
-                : (mode == DW_PACK_CLAMP ? d3p_band_s2_clamp : z ? d3p_band_s2_z : d3p_band_s2);
+        mode == DW_PACK_CLAMP ? bs->fn[2] : z ? bs->fn[1] : bs->fn[0];
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)oh * (size_t)ow * (size_t)ch + (size_t)c;
     const size_t out_row = (size_t)ow * (size_t)ch;
@@ -600,7 +618,27 @@ static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq
     for (int32_t fy = 0; fy < 3; ++fy)
         dw_weight_pairs(wg, wstride, fy, 3, pairs, 2, k[0].w[fy],
                         sizeof(struct d3c) / sizeof(uint32_t), doubled);
-    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j, doubled);
+    /* dwq_load's per-channel fields (its layer-wide ones: d3p_layer_fields, once per layer) */
+    const int32_t cc = 1 + 2 * d->p.output_offset;
+#pragma GCC unroll 4
+    for (int32_t j = 0; j < 4; ++j) {
+        struct dwq *const q = &k[j].q;
+        const int32_t s1 = rq->s1[j];
+        q->s1 = s1;
+        q->m2 = doubled ? (int32_t)((uint32_t)rq->m2[j] >> 1) : rq->m2[j];
+        q->bias = doubled ? 2 * rq->bias[j] : rq->bias[j];
+        q->cc = doubled ? (int32_t)((uint32_t)cc << s1) : cc;
+    }
+}
+
+/* The fields of k[0..3] the same for every group of the layer (dwq_load's lo4, hi4, ch). */
+static void d3p_layer_fields(const struct dw *d, struct d3c k[4]) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    for (int32_t j = 0; j < 4; ++j) {
+        k[j].q.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+        k[j].q.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+        k[j].q.ch = p->input_c;
+    }
 }
 
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
@@ -636,7 +674,14 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     int pads = 1; /* the band copy's padding is to be written (d3_group) */
     struct d3c kp[4];
     struct dw_widen wd;
-    if (pairs) dw_widen_init(d, &wd, d3p_blocks(p));
+    if (pairs) {
+        dw_widen_init(d, &wd, d3p_blocks(p));
+        d3p_layer_fields(d, kp);
+    }
+#if D3_ASM
+    struct d3p_bands bands = {0, 0, {0}};
+    if (pairs) d3p_bands_init(p, &wd, &bands);
+#endif
     struct d3k *const k = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
     if (!pairs) {
@@ -666,7 +711,7 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                 d3p_load(d, kp, &rq, c, doubled, d->buf);
 #if D3_ASM
                 if (doubled)
-                    d3p_group_bands(d, &wd, kp, b, c, d->buf, mode, z);
+                    d3p_group_bands(d, &wd, &bands, kp, b, c, d->buf, mode, z);
                 else
 #endif
                     d3p_group(d, &wd, kp, b, c, d->buf, mode, doubled, z);
