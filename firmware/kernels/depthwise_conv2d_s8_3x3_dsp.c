@@ -4,10 +4,10 @@
  * DepthwiseConvPerChannel.
  *
  * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
- * the band copy below): the channel-pair engine (further down: a ring of three rows, one
- * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
- * ring fits those bytes and where it measured faster (8 outputs wide or more at stride 1, 16 at
- * stride 2: d3p_fits); else the band copy.
+ * the band copy below): the channel-pair engine (further down: widened rows in bands, one
+ * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever a
+ * ring of three of its rows fits those bytes and where it measured faster (8 outputs wide or
+ * more: d3p_fits); else the band copy.
  *
  * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch)
  * holds each input pixel of the group already widened (two words: SXTAB16 of the even and of the
@@ -275,18 +275,20 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
  *     o2 = SMLAD(B, W01) + SMLABT(C, W12)    o3 = SMLATB(B, W01) + SMLAD(C, W12)
  *   stride 2, pairs P0..P4 of (x_2i, x_2i+1): o_j = SMLAD(P_j, W01) + SMLABT(P_j+1, W12).
  * The four outputs share the channel's requantization constants (two loads) and the weights
- * are loaded once per four outputs, not once per tap and pixel. The rows live in a ring of
- * three slots, each input row widened once per channel group (a new output row widens stride
- * rows). Outputs are stored one byte each (a channel's outputs are ch bytes apart); with a
- * clamp inside int8 the four are packed into a word first and clamped per byte (SSUB8/SEL).
- * A row's whole quads run in one block of assembly (d3p_row_*: all fourteen registers, so it
- * is a function of its own); the host twin and the exact requantization the C quad (d3p_quad),
- * the same products and sums. */
+ * are loaded once per four outputs, not once per tap and pixel. Each input row is widened once
+ * per channel group. Outputs are stored one byte each (a channel's outputs are ch bytes apart);
+ * with a clamp inside int8 the four are packed into a word first and clamped per byte
+ * (SSUB8/SEL); ReLU6 outputs (zero point -128) take rq3, the others rq4 (doubled weights).
+ * On the board the rows fill the operator's scratch in bands (d3p_group_bands) and a band's
+ * rows of whole quads, the group's four channels, run in one block of assembly (d3p_band_*: all
+ * fourteen registers, so it is a function of its own; the band's counters on its stack); the
+ * host twin and the exact requantization keep a ring of three rows and the C quad (d3p_quad,
+ * d3p_group), the same products and sums. */
 
-/* One channel's constants, laid out for d3p_row's immediate offsets (bytes): the filter rows'
- * (W01, W12) 0, then struct dwq: (m2, s1) 24, (lo4, hi4) 32, bias 40, cc 44, end 48 (row 0's
- * pointer past the row's last quad), dst 52, ch 56, next 60; the group's four channels 64
- * bytes apart. */
+/* One channel's constants, laid out for d3p_band's immediate offsets (bytes): the filter rows'
+ * (W01, W12) 0, then struct dwq: (m2, s1) 24, (lo4, hi4) 32, bias 40, cc 44, end 48 (the row's
+ * walk end, moved a row on by the block), dst 52, ch 56, next 60 (bytes from the band's walk end
+ * to the next channel's start; 0: the last); the group's four channels 64 bytes apart. */
 struct d3c {
     uint32_t w[3][2];
     struct dwq q;
@@ -300,7 +302,7 @@ _Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
                    __builtin_offsetof(struct d3c, q.dst) == 52 &&
                    __builtin_offsetof(struct d3c, q.ch) == 56 &&
                    __builtin_offsetof(struct d3c, q.next) == 60 && sizeof(struct d3c) == 64,
-               "d3p_row's offsets");
+               "d3p_band's offsets");
 #endif
 
 /* A band of output rows for the blocks of assembly (d3p_band_*; offsets fixed): the bytes from
@@ -317,17 +319,18 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
     return (p->output_w + 3) / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: two quads wide or more at stride 1 (8
- * outputs), four at stride 2 (16), its input offset one dw_widen_blocks takes, and its three ring
- * rows fit the bytes the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size,
- * unchanged). Where it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one
- * instruction; one layer per kernel call, band copy -> channel pairs): 16x16x96 with a clamp
- * 710,880 -> 671,200, 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96
- * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680; since the rows' widening got
- * cheaper (dw_widen_blocks), 17x17x48 VALID (15 wide) 303,360 -> 271,680, 8x8x144 278,840 ->
- * 275,880. The group's set-up, its rows' widening and a row's calls weigh more on narrower maps,
- * which keep the band copy (4x4x336 211,200 on it, 243,720 on the engine; 8x8x192 /2 140,120,
- * 172,560; 16x16x96 /2 227,440, 229,320). */
+/* Whether the engine takes a layer of the 3x3 variant: two quads wide or more (8 outputs) at
+ * either stride, its input offset one dw_widen_blocks takes, and three of its rows fit the bytes
+ * the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size, unchanged). Where
+ * it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer
+ * per kernel call, band copy -> channel pairs): 16x16x96 with a clamp 710,880 -> 671,200,
+ * 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96 681,000 -> 583,120,
+ * 17x17x48 -> 16x16x48 341,760 -> 288,680; since the rows' widening got cheaper
+ * (dw_widen_blocks), 17x17x48 VALID (15 wide) 303,360 -> 271,680, 8x8x144 278,840 -> 275,880;
+ * since rq3, the bands and the widening's border table, 8 wide at stride 2 too (MobileNetV2's
+ * 17x17x48 /2 -> 8x8 patches 113,240 on the band copy, 98,680 here). The group's set-up and its
+ * rows' widening weigh more on 4-wide maps, which keep the band copy (4x4x336 189,680 on it,
+ * 197,440 on the engine). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
     if (p->output_w < 8 || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);

@@ -1,8 +1,8 @@
 """The depthwise channel-pair engines (firmware/kernels/depthwise_conv2d_s8_dsp.h: a ring of
 widened rows, one channel's four outputs per block of SMLAD / SMLATB / SMLABT, weights loaded
 once per four outputs): the 3x3 variant's (depthwise_conv2d_s8_3x3_dsp.c, stride 1 and 2)
-where its ring fits the bytes the variant plans and it pays (8 outputs wide or more at stride
-1, 16 at stride 2), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 1 and 2
+where its ring fits the bytes the variant plans and it pays (8 outputs wide or more at either
+stride), else the band copy, and the 5x5 one at stride 1 and 7x7 at stride 1 and 2
 (depthwise_conv2d_s8_kxk_pair_dsp.c) likewise (from one whole quad, 4 outputs), else the tiles;
 against the reference kernel bit for bit on the host (the C quads) and on the emulated
 Cortex-M7 and Cortex-M4 (the assembly rows).
