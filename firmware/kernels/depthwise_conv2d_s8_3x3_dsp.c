@@ -554,8 +554,7 @@ static void d3p_bands_init(const struct depthwise_conv2d_s8_params *p, const str
                            struct d3p_bands *bs) {
     const int32_t st = p->stride_h;
     bs->pitch = (size_t)wd->blocks * 8u;
-    const int32_t slots =
-        (int32_t)(depthwise_conv2d_s8_3x3_dsp_buffer_size(p) / (bs->pitch * 4u));
+    const int32_t slots = (int32_t)(depthwise_conv2d_s8_3x3_dsp_buffer_size(p) / (bs->pitch * 4u));
     bs->band = (slots - 3) / st + 1; /* d3p_fits: 3 slots at least */
     bs->fn[0] = st == 1 ? d3p_band_s1 : d3p_band_s2;
     bs->fn[1] = st == 1 ? d3p_band_s1_z : d3p_band_s2_z;
@@ -580,8 +579,10 @@ static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, oh = p->output_h;
     const int32_t quads = ow / 4, quads_all = (ow + 3) / 4, band = bs->band;
     const size_t pitch = bs->pitch;
-    void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) =
-        mode == DW_PACK_CLAMP ? bs->fn[2] : z ? bs->fn[1] : bs->fn[0];
+    void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) = mode == DW_PACK_CLAMP
+                                                                                  ? bs->fn[2]
+                                                                              : z ? bs->fn[1]
+                                                                                  : bs->fn[0];
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)oh * (size_t)ow * (size_t)ch + (size_t)c;
     const size_t out_row = (size_t)ow * (size_t)ch;
@@ -591,8 +592,9 @@ static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
         const int32_t from = oy0 * st, to = (oy0 + rows - 1) * st + 3; /* copy rows [from, to) */
         const int32_t keep = first + have - from;
         if (keep > 0 && from != first) /* in place of memmove: ~4x fewer instructions */
-            for (uint32_t *q = buf, *s = buf + (size_t)(from - first) * pitch,
-                          *const e = q + (size_t)keep * pitch;
+            for (uint32_t *
+                     q = buf,
+                    *s = buf + (size_t)(from - first) * pitch, *const e = q + (size_t)keep * pitch;
                  q != e; s += 2)
                 dw_store2(&q, s[0], s[1]);
         first = from;
@@ -605,7 +607,8 @@ static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
         if (whole < rows) { /* the layer's last row, a partial last quad */
             const uint32_t *const row = buf + (size_t)whole * (size_t)st * pitch;
             const uint32_t *const r3[3] = {row, row + pitch, row + 2 * pitch};
-            if (quads > 0) d3p_band_run(d, k, row, dst + (size_t)whole * out_row, 1, quads, pitch, fn);
+            if (quads > 0)
+                d3p_band_run(d, k, row, dst + (size_t)whole * out_row, 1, quads, pitch, fn);
             d3p_quads_c(d, k, r3, dst + (size_t)whole * out_row, c, quads, mode, 1, z);
         }
     }

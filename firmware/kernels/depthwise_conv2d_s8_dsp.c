@@ -278,7 +278,8 @@ void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks) {
             const int32_t x = 4 * b + i - p->pad_w;
             const int32_t xc = x < 0 ? 0 : x >= p->input_w ? p->input_w - 1 : x;
             g->off[i] = xc * p->input_c;
-            const uint32_t lane = (uint32_t)x < (uint32_t)p->input_w ? 0xFFFFu << (16 * (i & 1)) : 0;
+            const uint32_t lane =
+                (uint32_t)x < (uint32_t)p->input_w ? 0xFFFFu << (16 * (i & 1)) : 0;
             if (i < 2)
                 g->m01 |= lane;
             else
@@ -364,7 +365,8 @@ void dw_widen_rows(const struct dw_widen *wd, const int8_t *image, uint32_t *q, 
     const int32_t ch = p->input_c, lo = wd->lo, hi = wd->hi;
     const uint32_t off2 = wd->off2, h = (uint32_t)p->input_h;
     const size_t in_row = wd->d->in_row;
-    const ptrdiff_t first = (ptrdiff_t)(4 * lo - p->pad_w) * ch, inner = (ptrdiff_t)(hi - lo) * 4 * ch;
+    const ptrdiff_t first = (ptrdiff_t)(4 * lo - p->pad_w) * ch,
+                    inner = (ptrdiff_t)(hi - lo) * 4 * ch;
     for (; n > 0; --n, ++y) {
         if ((uint32_t)y >= h) { /* a padding row: zeros */
             for (int32_t b = 0; b < blocks; ++b) {
