@@ -579,10 +579,8 @@ static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
     const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, oh = p->output_h;
     const int32_t quads = ow / 4, quads_all = (ow + 3) / 4, band = bs->band;
     const size_t pitch = bs->pitch;
-    void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) = mode == DW_PACK_CLAMP
-                                                                                  ? bs->fn[2]
-                                                                              : z ? bs->fn[1]
-                                                                                  : bs->fn[0];
+    const int which = mode == DW_PACK_CLAMP ? 2 : z ? 1 : 0;
+    void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) = bs->fn[which];
     const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
     int8_t *out = d->out + (size_t)b * (size_t)oh * (size_t)ow * (size_t)ch + (size_t)c;
     const size_t out_row = (size_t)ow * (size_t)ch;
@@ -591,12 +589,12 @@ static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
         const int32_t rows = oh - oy0 < band ? oh - oy0 : band;
         const int32_t from = oy0 * st, to = (oy0 + rows - 1) * st + 3; /* copy rows [from, to) */
         const int32_t keep = first + have - from;
-        if (keep > 0 && from != first) /* in place of memmove: ~4x fewer instructions */
-            for (uint32_t *
-                     q = buf,
-                    *s = buf + (size_t)(from - first) * pitch, *const e = q + (size_t)keep * pitch;
-                 q != e; s += 2)
+        if (keep > 0 && from != first) { /* in place of memmove: ~4x fewer instructions */
+            const uint32_t *s = buf + (size_t)(from - first) * pitch;
+            uint32_t *q = buf;
+            for (const uint32_t *const e = s + (size_t)keep * pitch; s != e; s += 2)
                 dw_store2(&q, s[0], s[1]);
+        }
         first = from;
         const int32_t r = keep > 0 ? keep : 0;
         dw_widen_rows(wd, image, buf + (size_t)r * pitch, from + r - p->pad_h, to - from - r);
