@@ -169,9 +169,11 @@ def _quads(call) -> bool:
 
 def engine_bytes(call) -> int | None:
     """The scratch bytes a channel-pair engine writes for the layer (None: it runs another
-    engine): the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels' constants and
-    ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
-    _kxk_pair_dsp.c). Less than the layer plans: the planned size is the older engines'."""
+    engine) on the host: the 3x3 one's ring of three rows, the 5x5 / 7x7 one's four channels'
+    constants and ring of filter_h rows (blocks of 32 bytes; depthwise_conv2d_s8_3x3_dsp.c and
+    _kxk_pair_dsp.c). Less than the layer plans: the planned size is the older engines' (on the
+    board the 3x3 one fills those planned bytes with bands of rows, which the board harness's guard
+    behind the scratch holds it to: test_dsp_depthwise_pair_bands.py)."""
     p = call.params
     quads, k, st = -(-p["output_w"] // 4), p["filter_h"], p["stride_w"]
     if k == 3 and _pairs(call):
