@@ -133,9 +133,7 @@ static inline int32_t rq4_layer_c(const struct conv2d_s8_params *p) {
 static inline int rq3_ok(const struct conv2d_s8_params *p) {
     return p->output_offset == -128 && p->act_min <= -128;
 }
-static inline int32_t rq3(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
-    return rq_ssat8_half(rq_smmlar(acc2, m, cc) >> s1);
-}
+/* rq3 itself is requant_fast.h's (the depthwise channel-pair engine uses it too). */
 /* The largest |bias| for which every accumulator of the layer stays below 2^30 in magnitude,
  * |a| <= |bias| + taps * 128 * (128 + |input offset|), or -1 if even a zero bias leaves no room
  * (the products' sum alone must stay below 2^29: doubled, below 2^30). */

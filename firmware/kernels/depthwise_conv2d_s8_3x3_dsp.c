@@ -4,10 +4,10 @@
  * DepthwiseConvPerChannel.
  *
  * Two engines share the operator's scratch (depthwise_conv2d_s8_3x3_dsp_buffer_size, sized for
- * the band copy below): the channel-pair engine (further down: a ring of three rows, one
- * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever its
- * ring fits those bytes and where it measured faster (8 outputs wide or more at stride 1, 16 at
- * stride 2: d3p_fits); else the band copy.
+ * the band copy below): the channel-pair engine (further down: widened rows in bands, one
+ * channel's four outputs per block of SMLAD, weights loaded once per four outputs) wherever a
+ * ring of three of its rows fits those bytes and where it measured faster (8 outputs wide or
+ * more: d3p_fits); else the band copy.
  *
  * The band copy: each channel group of four is the outer loop. The copy (in the operator's scratch)
  * holds each input pixel of the group already widened (two words: SXTAB16 of the even and of the
@@ -275,18 +275,20 @@ static void d3_group(const struct dw *d, struct d3k *k, const struct dw_rq *rq, 
  *     o2 = SMLAD(B, W01) + SMLABT(C, W12)    o3 = SMLATB(B, W01) + SMLAD(C, W12)
  *   stride 2, pairs P0..P4 of (x_2i, x_2i+1): o_j = SMLAD(P_j, W01) + SMLABT(P_j+1, W12).
  * The four outputs share the channel's requantization constants (two loads) and the weights
- * are loaded once per four outputs, not once per tap and pixel. The rows live in a ring of
- * three slots, each input row widened once per channel group (a new output row widens stride
- * rows). Outputs are stored one byte each (a channel's outputs are ch bytes apart); with a
- * clamp inside int8 the four are packed into a word first and clamped per byte (SSUB8/SEL).
- * A row's whole quads run in one block of assembly (d3p_row_*: all fourteen registers, so it
- * is a function of its own); the host twin and the exact requantization the C quad (d3p_quad),
- * the same products and sums. */
+ * are loaded once per four outputs, not once per tap and pixel. Each input row is widened once
+ * per channel group. Outputs are stored one byte each (a channel's outputs are ch bytes apart);
+ * with a clamp inside int8 the four are packed into a word first and clamped per byte
+ * (SSUB8/SEL); ReLU6 outputs (zero point -128) take rq3, the others rq4 (doubled weights).
+ * On the board the rows fill the operator's scratch in bands (d3p_group_bands) and a band's
+ * rows of whole quads, the group's four channels, run in one block of assembly (d3p_band_*: all
+ * fourteen registers, so it is a function of its own; the band's counters on its stack); the
+ * host twin and the exact requantization keep a ring of three rows and the C quad (d3p_quad,
+ * d3p_group), the same products and sums. */
 
-/* One channel's constants, laid out for d3p_row's immediate offsets (bytes): the filter rows'
- * (W01, W12) 0, then struct dwq: (m2, s1) 24, (lo4, hi4) 32, bias 40, cc 44, end 48 (row 0's
- * pointer past the row's last quad), dst 52, ch 56, next 60; the group's four channels 64
- * bytes apart. */
+/* One channel's constants, laid out for d3p_band's immediate offsets (bytes): the filter rows'
+ * (W01, W12) 0, then struct dwq: (m2, s1) 24, (lo4, hi4) 32, bias 40, cc 44, end 48 (the row's
+ * walk end, moved a row on by the block), dst 52, ch 56, next 60 (bytes from the band's walk end
+ * to the next channel's start; 0: the last); the group's four channels 64 bytes apart. */
 struct d3c {
     uint32_t w[3][2];
     struct dwq q;
@@ -300,8 +302,16 @@ _Static_assert(__builtin_offsetof(struct d3c, q.m2) == 24 &&
                    __builtin_offsetof(struct d3c, q.dst) == 52 &&
                    __builtin_offsetof(struct d3c, q.ch) == 56 &&
                    __builtin_offsetof(struct d3c, q.next) == 60 && sizeof(struct d3c) == 64,
-               "d3p_row's offsets");
+               "d3p_band's offsets");
 #endif
+
+/* A band of output rows for the blocks of assembly (d3p_band_*; offsets fixed): the bytes from
+ * one copy row to the next, the rows, and per row the walk's step to the next row's start, the
+ * outputs' step from the walk's last store to the next row's first output and the walk end's
+ * step (a row of st copy rows). */
+struct d3band {
+    int32_t pitch, rows, row_step, dst_step, end_step;
+};
 
 /* Blocks of four pixels per copy row: the quads' inputs (a last partial quad's whole) plus the
  * next block's first pair. */
@@ -309,19 +319,20 @@ static int32_t d3p_blocks(const struct depthwise_conv2d_s8_params *p) {
     return (p->output_w + 3) / 4 * p->stride_w + 1;
 }
 
-/* Whether the engine takes a layer of the 3x3 variant: two quads wide or more at stride 1 (8
- * outputs), four at stride 2 (16), its input offset one dw_widen_blocks takes, and its three ring
- * rows fit the bytes the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size,
- * unchanged). Where it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one
- * instruction; one layer per kernel call, band copy -> channel pairs): 16x16x96 with a clamp
- * 710,880 -> 671,200, 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96
- * 681,000 -> 583,120, 17x17x48 -> 16x16x48 341,760 -> 288,680; since the rows' widening got
- * cheaper (dw_widen_blocks), 17x17x48 VALID (15 wide) 303,360 -> 271,680, 8x8x144 278,840 ->
- * 275,880. The group's set-up, its rows' widening and a row's calls weigh more on narrower maps,
- * which keep the band copy (4x4x336 211,200 on it, 243,720 on the engine; 8x8x192 /2 140,120,
- * 172,560; 16x16x96 /2 227,440, 229,320). */
+/* Whether the engine takes a layer of the 3x3 variant: two quads wide or more (8 outputs) at
+ * either stride, its input offset one dw_widen_blocks takes, and three of its rows fit the bytes
+ * the variant plans for its band copy (depthwise_conv2d_s8_3x3_dsp_buffer_size, unchanged). Where
+ * it pays, measured on the emulated Cortex-M7 (QEMU counts LDM/STM as one instruction; one layer
+ * per kernel call, band copy -> channel pairs): 16x16x96 with a clamp 710,880 -> 671,200,
+ * 32x32x48 /2 447,520 -> 438,080; in MobileNetV2's step (no clamp) 16x16x96 681,000 -> 583,120,
+ * 17x17x48 -> 16x16x48 341,760 -> 288,680; since the rows' widening got cheaper
+ * (dw_widen_blocks), 17x17x48 VALID (15 wide) 303,360 -> 271,680, 8x8x144 278,840 -> 275,880;
+ * since rq3, the bands and the widening's border table, 8 wide at stride 2 too (MobileNetV2's
+ * 17x17x48 /2 -> 8x8 patches 113,240 on the band copy, 98,680 here). The group's set-up and its
+ * rows' widening weigh more on 4-wide maps, which keep the band copy (4x4x336 189,680 on it,
+ * 197,440 on the engine). */
 static int d3p_fits(const struct depthwise_conv2d_s8_params *p) {
-    if (p->output_w < (p->stride_w == 1 ? 8 : 16) || !dw_widen_ok(p)) return 0;
+    if (p->output_w < 8 || !dw_widen_ok(p)) return 0;
     return (size_t)3 * (size_t)d3p_blocks(p) * 32u <= depthwise_conv2d_s8_3x3_dsp_buffer_size(p);
 }
 
@@ -388,113 +399,219 @@ static inline void d3p_quad(const struct d3c *k, const uint32_t *const r[3], int
     ROW(r1, 0, "r7", "r7", "r7", "r7")                                                            \
     ROW(r2, 1, "r4", "r5", "r6", "r7")                                                            \
     ROW(r3, 2, "r4", "r5", "r6", "r7")
-#define D3P_REQUANT                                                                               \
+/* The four outputs' requantization: RQ DWQ_RQ (rq4) or DWQ_RQ3 (rq3, z). */
+#define D3P_REQUANT(RQ)                                                                           \
     "ldrd r10, r11, [r0, #24]\n\t"                                                                \
     "ldr r8, [r0, #44]\n\t"                                                                       \
-    DWQ_RQ("r4", "r10", "r11", "r8", "r9") DWQ_RQ("r5", "r10", "r11", "r8", "r9")                 \
-    DWQ_RQ("r6", "r10", "r11", "r8", "r9") DWQ_RQ("r7", "r10", "r11", "r8", "r9")
+    RQ("r4", "r10", "r11", "r8", "r9") RQ("r5", "r10", "r11", "r8", "r9")                         \
+    RQ("r6", "r10", "r11", "r8", "r9") RQ("r7", "r10", "r11", "r8", "r9")
 #define D3P_STORE DWQ_STORE("r4", "r5", "r6", "r7", "r12", "lr")
 #define D3P_STORE_CLAMP                                                                           \
     "ldrd r10, r11, [r0, #32]\n\t"                                                                \
     DWQ_STORE_CLAMP("r4", "r5", "r6", "r7", "r9", "r10", "r11", "r12", "lr")
-#define D3P_ROW_FN(name, ROW, STORE)                                                              \
-    static __attribute__((naked, noinline)) void name(const struct d3c *k, const uint32_t *r0,    \
-                                                      const uint32_t *r1, const uint32_t *r2) {   \
-        (void)k, (void)r0, (void)r1, (void)r2;                                                    \
+/* The band's rows (struct d3band) of the group's four channels: per channel (r0 its struct, r1
+ * its row 0 start) each row's whole quads (the walk ends at its q.end, moved a row on after each
+ * row), then the next channel's start q.next bytes on (0: the last). The row count sits on the
+ * stack ([sp, #4]), the band's pointer at [sp]: the quads need every register. */
+#define D3P_BAND_FN(name, ROW, RQ, STORE)                                                         \
+    static __attribute__((naked, noinline)) void name(struct d3c *k, const uint32_t *r0,          \
+                                                      const struct d3band *band) {                \
+        (void)k, (void)r0, (void)band;                                                            \
         __asm__ volatile(                                                                         \
             "push {r4-r11, lr}\n\t"                                                               \
+            "sub sp, sp, #8\n\t"                                                                  \
+            "str r2, [sp]\n\t"                                                                    \
+            "3:\n\t"                                                                              \
+            "ldr r8, [sp]\n\t"                                                                    \
+            "ldrd r9, r10, [r8]\n\t"                                                              \
+            "str r10, [sp, #4]\n\t"                                                               \
+            "add r2, r1, r9\n\t"                                                                  \
+            "add r3, r2, r9\n\t"                                                                  \
             "ldr r12, [r0, #52]\n\t"                                                              \
             "ldr lr, [r0, #56]\n\t"                                                               \
             "1:\n\t"                                                                              \
-            D3P_TAPS(ROW) D3P_REQUANT STORE                                                       \
+            D3P_TAPS(ROW) D3P_REQUANT(RQ) STORE                                                   \
             "ldr r8, [r0, #48]\n\t"                                                               \
             "cmp r1, r8\n\t"                                                                      \
             "bne 1b\n\t"                                                                          \
-            /* the next channel of the group: its struct, rows and outputs */                     \
+            /* the row's end: the next row of the band, or the next channel */                    \
+            "ldr r10, [sp, #4]\n\t"                                                               \
+            "subs r10, r10, #1\n\t"                                                               \
+            "beq 4f\n\t"                                                                          \
+            "str r10, [sp, #4]\n\t"                                                               \
+            "ldr r9, [sp]\n\t"                                                                    \
+            "ldrd r10, r11, [r9, #8]\n\t"                                                         \
+            "add r1, r1, r10\n\t"                                                                 \
+            "add r2, r2, r10\n\t"                                                                 \
+            "add r3, r3, r10\n\t"                                                                 \
+            "add r12, r12, r11\n\t"                                                               \
+            "ldr r10, [r9, #16]\n\t"                                                              \
+            "add r8, r8, r10\n\t"                                                                 \
+            "str r8, [r0, #48]\n\t"                                                               \
+            "b 1b\n\t"                                                                            \
+            "4:\n\t"                                                                              \
             "ldr r8, [r0, #60]\n\t"                                                               \
             "cmp r8, #0\n\t"                                                                      \
             "beq 2f\n\t"                                                                          \
             "add r1, r1, r8\n\t"                                                                  \
-            "add r2, r2, r8\n\t"                                                                  \
-            "add r3, r3, r8\n\t"                                                                  \
             "add r0, r0, #64\n\t"                                                                 \
-            "ldr r12, [r0, #52]\n\t"                                                              \
-            "b 1b\n\t"                                                                            \
+            "b 3b\n\t"                                                                            \
             "2:\n\t"                                                                              \
+            "add sp, sp, #8\n\t"                                                                  \
             "pop {r4-r11, pc}\n\t");                                                              \
     }
 /* clang-format on */
-/* A row's whole quads (at least one) of the group's four channels (k[0..3]; k->q.end: row 0's
- * pointer past channel 0's last quad; then k->q.next bytes on to the next channel's first), from
- * its three copy rows: the four instances by stride and clamp. */
-D3P_ROW_FN(d3p_row_s1, D3P_S1, D3P_STORE)
-D3P_ROW_FN(d3p_row_s1_clamp, D3P_S1, D3P_STORE_CLAMP)
-D3P_ROW_FN(d3p_row_s2, D3P_S2, D3P_STORE)
-D3P_ROW_FN(d3p_row_s2_clamp, D3P_S2, D3P_STORE_CLAMP)
+/* A band's rows of whole quads (at least one) of the group's four channels (k[0..3], see
+ * d3p_band_run), from its copy rows: the six instances by stride, clamp and, without a clamp,
+ * rq3 (_z: ReLU6 outputs, 4 instructions a quad fewer: 16x16x96 533,960 -> 510,360). */
+D3P_BAND_FN(d3p_band_s1, D3P_S1, DWQ_RQ, D3P_STORE)
+D3P_BAND_FN(d3p_band_s1_z, D3P_S1, DWQ_RQ3, D3P_STORE)
+D3P_BAND_FN(d3p_band_s1_clamp, D3P_S1, DWQ_RQ, D3P_STORE_CLAMP)
+D3P_BAND_FN(d3p_band_s2, D3P_S2, DWQ_RQ, D3P_STORE)
+D3P_BAND_FN(d3p_band_s2_z, D3P_S2, DWQ_RQ3, D3P_STORE)
+D3P_BAND_FN(d3p_band_s2_clamp, D3P_S2, DWQ_RQ, D3P_STORE_CLAMP)
 #endif
 
-/* One channel group (constants k[0..3], the group's mode as d3_group's; doubled: d3p_load's
- * weights, bias and constants for dwq_rq4, which the block of assembly needs) over every output
- * pixel of batch b, its rows widened into the ring at buf. */
-static void d3p_group(const struct dw *d, struct d3c k[4], int32_t b, int32_t c, uint32_t *buf,
-                      int mode, int doubled) {
+/* Quads [q0, (ow + 3) / 4) of one output row of the group's four channels (out: channel c's
+ * first output of the row) from its three copy rows, in C: the host twin's whole rows, and on the
+ * board a last row's partial quad (the blocks of assembly store whole quads). */
+static void d3p_quads_c(const struct dw *d, const struct d3c k[4], const uint32_t *const rows[3],
+                        int8_t *out, int32_t c, int32_t q0, int mode, int doubled, int z) {
     const struct depthwise_conv2d_s8_params *p = &d->p;
-    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
-    const int32_t blocks = d3p_blocks(p), quads = ow / 4, quads_all = (ow + 3) / 4;
-    struct dw_widen wd;
-    dw_widen_init(d, &wd, blocks);
-    (void)quads; /* the whole quads: the block of assembly's, not the host twin's */
-    const size_t slot = (size_t)blocks * 8u; /* words of a ring slot */
-    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
-    int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
-    /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot; the ring
-     * slot of the window's top row; the quads the channels' row ends are set for. */
-    int32_t next = 0, wslot = 0, s0 = 0, set_nq = -1;
-    (void)set_nq; /* the block of assembly's, not the host twin's */
-    for (int32_t oy = 0; oy < p->output_h;
-         ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
-        for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
-            dw_widen_blocks(&wd, image, buf + (size_t)wslot * slot, next - p->pad_h);
-        const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
-        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
-                                         buf + (size_t)s2 * slot};
-        /* The block of assembly stores whole quads: a last partial one's outputs past the row
-         * land on the next row's first pixels (same channel), which that row then overwrites;
-         * on the last row the C quad stores only the row's. */
-        int32_t q0 = 0;
-#if D3_ASM
-        const int32_t nq = oy == p->output_h - 1 ? quads : quads_all;
-        if (doubled && nq > 0) {
-#pragma GCC unroll 4
-            for (int32_t j = 0; j < 4; ++j) {
-                /* end: row 0's pointer past the quads, set from the ring's first slot (the
-                 * engine compares r1 to it, which starts at rows[0]): per row, its slot. */
-                k[j].q.end = (uintptr_t)(rows[0] + 2 * j + (size_t)nq * 8u * (size_t)st);
-                if (nq != set_nq) k[j].q.next = j < 3 ? 8 - nq * 32 * st : 0;
-                k[j].q.dst = out + j;
-            }
-            set_nq = nq;
-            if (st == 1)
-                (mode == DW_PACK_CLAMP ? d3p_row_s1_clamp : d3p_row_s1)(k, rows[0], rows[1],
-                                                                        rows[2]);
+    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, quads_all = (ow + 3) / 4;
+    for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
+        for (int32_t q = q0; q < quads_all; ++q) {
+            const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
+            const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
+            int32_t a[4];
+            d3p_quad(&k[j], r, st, a);
+            const int32_t n = ow - 4 * q < 4 ? ow - 4 * q : 4;
+            int8_t *const o = out + j + (size_t)(4 * q) * (size_t)ch;
+            if (z) /* the blocks' rq3 (DW_PACK: no clamp) */
+                for (int32_t i = 0; i < n; ++i)
+                    o[(size_t)i * (size_t)ch] = (int8_t)rq3(a[i], k[j].q.m2, k[j].q.s1, k[j].q.cc);
             else
-                (mode == DW_PACK_CLAMP ? d3p_row_s2_clamp : d3p_row_s2)(k, rows[0], rows[1],
-                                                                        rows[2]);
-            q0 = nq;
-        }
-#endif
-        for (int32_t j = 0; j < 4 && q0 < quads_all; ++j) {
-            for (int32_t q = q0; q < quads_all; ++q) {
-                const size_t at = (size_t)q * 8u * (size_t)st + 2u * (size_t)j;
-                const uint32_t *const r[3] = {rows[0] + at, rows[1] + at, rows[2] + at};
-                int32_t a[4];
-                d3p_quad(&k[j], r, st, a);
-                dwq_store(d, &k[j].q, a, ow - 4 * q < 4 ? ow - 4 * q : 4,
-                          out + j + (size_t)(4 * q) * (size_t)ch, c + j, mode, doubled);
-            }
+                dwq_store(d, &k[j].q, a, n, o, c + j, mode, doubled);
         }
     }
 }
+
+/* One channel group (constants k[0..3], the group's mode as d3_group's; wd: the layer's widening
+ * constants, dw_widen_init once per layer; doubled: d3p_load's weights, bias and constants for
+ * dwq_rq4; z: rq3 instead, doubled and DW_PACK only) over every output pixel of batch b, in C
+ * (the host twin, and on the board a group the blocks of assembly do not take: not doubled): its
+ * rows widened into a ring of three at buf, a row's quads once its three rows are in. */
+static void d3p_group(const struct dw *d, const struct dw_widen *wd, struct d3c k[4], int32_t b,
+                      int32_t c, uint32_t *buf, int mode, int doubled, int z) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w;
+    const size_t slot = (size_t)wd->blocks * 8u; /* words of a ring slot */
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *out = d->out + (size_t)b * (size_t)p->output_h * (size_t)ow * (size_t)ch + (size_t)c;
+    /* The next copy row to widen (copy row i: input row i - pad_h) and its ring slot; the ring
+     * slot of the window's top row. */
+    int32_t next = 0, wslot = 0, s0 = 0;
+    for (int32_t oy = 0; oy < p->output_h;
+         ++oy, out += (size_t)ow * (size_t)ch, s0 = s0 + st >= 3 ? s0 + st - 3 : s0 + st) {
+        for (; next <= oy * st + 2; ++next, wslot = wslot == 2 ? 0 : wslot + 1)
+            dw_widen_blocks(wd, image, buf + (size_t)wslot * slot, next - p->pad_h);
+        const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
+        const uint32_t *const rows[3] = {buf + (size_t)s0 * slot, buf + (size_t)s1 * slot,
+                                         buf + (size_t)s2 * slot};
+        d3p_quads_c(d, k, rows, out, c, 0, mode, doubled, z);
+    }
+}
+
+#if D3_ASM
+/* Rows [0, n) of a band (copy row 0 at first, rows st copy rows apart) of the group's four
+ * channels k[0..3], nq whole quads each (their outputs from dst, channel c's), through the block
+ * of assembly fn: the channels' walk ends, outputs and steps, and the band's. */
+static void d3p_band_run(const struct dw *d, struct d3c k[4], const uint32_t *first, int8_t *dst,
+                         int32_t n, int32_t nq, size_t pitch,
+                         void (*fn)(struct d3c *, const uint32_t *, const struct d3band *)) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t st = p->stride_h, walk = nq * 32 * st, rowb = st * (int32_t)pitch * 4;
+    const struct d3band band = {(int32_t)pitch * 4, n, rowb - walk,
+                                (p->output_w - 4 * nq) * p->input_c, rowb};
+#pragma GCC unroll 4
+    for (int32_t j = 0; j < 4; ++j) {
+        k[j].q.end = (uintptr_t)((const uint8_t *)first + 8 * j + walk);
+        k[j].q.dst = dst + j;
+        k[j].q.next = j < 3 ? 8 - walk - (n - 1) * rowb : 0;
+    }
+    fn(k, first, &band);
+}
+
+/* The layer's bands (d3p_bands_init, once per layer): the output rows a band holds, the words of
+ * a copy row, the blocks of assembly by requantization (rq4, rq3) and clamp. */
+struct d3p_bands {
+    int32_t band;
+    size_t pitch;
+    void (*fn[3])(struct d3c *, const uint32_t *, const struct d3band *);
+};
+
+static void d3p_bands_init(const struct depthwise_conv2d_s8_params *p, const struct dw_widen *wd,
+                           struct d3p_bands *bs) {
+    const int32_t st = p->stride_h;
+    bs->pitch = (size_t)wd->blocks * 8u;
+    const int32_t slots = (int32_t)(depthwise_conv2d_s8_3x3_dsp_buffer_size(p) / (bs->pitch * 4u));
+    bs->band = (slots - 3) / st + 1; /* d3p_fits: 3 slots at least */
+    bs->fn[0] = st == 1 ? d3p_band_s1 : d3p_band_s2;
+    bs->fn[1] = st == 1 ? d3p_band_s1_z : d3p_band_s2_z;
+    bs->fn[2] = st == 1 ? d3p_band_s1_clamp : d3p_band_s2_clamp;
+}
+
+/* d3p_group on the board (doubled: the blocks of assembly's requantization): the copy rows in
+ * bands as many as the operator's scratch holds (copy row i of a band at buf + i pitch, rows of
+ * the blocks' layout), each band's output rows in one call of a block of assembly (its rows and
+ * channels in the block: per row and channel about 15 instructions where a call per row took ~110
+ * and its channels ~8 each; 8x8x144 245,200 -> 239,240, 16x16x96 503,200 -> 484,560, emulated
+ * Cortex-M7, QEMU counting LDM/STM as one instruction). A band's last 3 - st copy rows are the
+ * next band's first: moved up, not widened again (an in-place layer has written over their input
+ * rows by then: depthwise_conv2d_s8_inplace_dsp.c). The layer's last row, where its last quad is
+ * partial, runs its whole quads alone and that quad in C (the block stores whole quads: a row's
+ * partial last quad spills onto the next row's first pixels of the same channel, which that row
+ * overwrites later, band or not). */
+static void d3p_group_bands(const struct dw *d, const struct dw_widen *wd,
+                            const struct d3p_bands *bs, struct d3c k[4], int32_t b, int32_t c,
+                            uint32_t *buf, int mode, int z) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    const int32_t ch = p->input_c, st = p->stride_h, ow = p->output_w, oh = p->output_h;
+    const int32_t quads = ow / 4, quads_all = (ow + 3) / 4, band = bs->band;
+    const size_t pitch = bs->pitch;
+    const int which = mode == DW_PACK_CLAMP ? 2 : z ? 1 : 0;
+    void (*const fn)(struct d3c *, const uint32_t *, const struct d3band *) = bs->fn[which];
+    const int8_t *image = d->input + (size_t)b * (size_t)p->input_h * d->in_row + (size_t)c;
+    int8_t *out = d->out + (size_t)b * (size_t)oh * (size_t)ow * (size_t)ch + (size_t)c;
+    const size_t out_row = (size_t)ow * (size_t)ch;
+    int32_t first = 0, have = 0; /* copy rows [first, first + have) at buf */
+    for (int32_t oy0 = 0; oy0 < oh; oy0 += band) {
+        const int32_t rows = oh - oy0 < band ? oh - oy0 : band;
+        const int32_t from = oy0 * st, to = (oy0 + rows - 1) * st + 3; /* copy rows [from, to) */
+        const int32_t keep = first + have - from;
+        if (keep > 0 && from != first) { /* in place of memmove: ~4x fewer instructions */
+            const uint32_t *s = buf + (size_t)(from - first) * pitch;
+            uint32_t *q = buf;
+            for (const uint32_t *const e = s + (size_t)keep * pitch; s != e; s += 2)
+                dw_store2(&q, s[0], s[1]);
+        }
+        first = from;
+        const int32_t r = keep > 0 ? keep : 0;
+        dw_widen_rows(wd, image, buf + (size_t)r * pitch, from + r - p->pad_h, to - from - r);
+        have = to - from;
+        int8_t *const dst = out + (size_t)oy0 * out_row;
+        const int32_t whole = oy0 + rows == oh && quads < quads_all ? rows - 1 : rows;
+        if (whole > 0) d3p_band_run(d, k, buf, dst, whole, quads_all, pitch, fn);
+        if (whole < rows) { /* the layer's last row, a partial last quad */
+            const uint32_t *const row = buf + (size_t)whole * (size_t)st * pitch;
+            const uint32_t *const r3[3] = {row, row + pitch, row + 2 * pitch};
+            if (quads > 0)
+                d3p_band_run(d, k, row, dst + (size_t)whole * out_row, 1, quads, pitch, fn);
+            d3p_quads_c(d, k, r3, dst + (size_t)whole * out_row, c, quads, mode, 1, z);
+        }
+    }
+}
+#endif
 
 /* Channel group c..c+3's constants into k[0..3] (see struct d3c; doubled: for dwq_rq4; ring: the
  * group's ring, which d3p_group then fills, as dw_group_filter's buffer). */
@@ -506,7 +623,27 @@ static void d3p_load(const struct dw *d, struct d3c k[4], const struct dw_rq *rq
     for (int32_t fy = 0; fy < 3; ++fy)
         dw_weight_pairs(wg, wstride, fy, 3, pairs, 2, k[0].w[fy],
                         sizeof(struct d3c) / sizeof(uint32_t), doubled);
-    for (int32_t j = 0; j < 4; ++j) dwq_load(d, rq, &k[j].q, j, doubled);
+    /* dwq_load's per-channel fields (its layer-wide ones: d3p_layer_fields, once per layer) */
+    const int32_t cc = 1 + 2 * d->p.output_offset;
+#pragma GCC unroll 4
+    for (int32_t j = 0; j < 4; ++j) {
+        struct dwq *const q = &k[j].q;
+        const int32_t s1 = rq->s1[j];
+        q->s1 = s1;
+        q->m2 = doubled ? (int32_t)((uint32_t)rq->m2[j] >> 1) : rq->m2[j];
+        q->bias = doubled ? 2 * rq->bias[j] : rq->bias[j];
+        q->cc = doubled ? (int32_t)((uint32_t)cc << s1) : cc;
+    }
+}
+
+/* The fields of k[0..3] the same for every group of the layer (dwq_load's lo4, hi4, ch). */
+static void d3p_layer_fields(const struct dw *d, struct d3c k[4]) {
+    const struct depthwise_conv2d_s8_params *p = &d->p;
+    for (int32_t j = 0; j < 4; ++j) {
+        k[j].q.lo4 = (uint32_t)(uint8_t)(int8_t)p->act_min * 0x01010101u;
+        k[j].q.hi4 = (uint32_t)(uint8_t)(int8_t)p->act_max * 0x01010101u;
+        k[j].q.ch = p->input_c;
+    }
 }
 
 /* Channel group c..c+3's constants into k (see struct d3k): its taps widened (even lanes:
@@ -541,6 +678,15 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
     const int pairs = d3p_fits(p);
     int pads = 1; /* the band copy's padding is to be written (d3_group) */
     struct d3c kp[4];
+    struct dw_widen wd;
+    if (pairs) {
+        dw_widen_init(d, &wd, d3p_blocks(p));
+        d3p_layer_fields(d, kp);
+    }
+#if D3_ASM
+    struct d3p_bands bands = {0, 0, {0}};
+    if (pairs) d3p_bands_init(p, &wd, &bands);
+#endif
     struct d3k *const k = d->buf;
     uint32_t *const buf = (uint32_t *)((uint8_t *)d->buf + D3_COPY_OFFSET);
     if (!pairs) {
@@ -566,8 +712,14 @@ void depthwise_conv2d_s8_3x3_dsp_run(const struct dw *d) {
                 /* Doubled (dwq_rq4) wherever it holds: the only requantization of the block of
                  * assembly; the others take the C quad. */
                 const int doubled = mode != DW_STORE_ANY && dwq_rq4_ok(d, &rq, c);
+                const int z = doubled && mode == DW_PACK && dwq_rq3_ok(p);
                 d3p_load(d, kp, &rq, c, doubled, d->buf);
-                d3p_group(d, kp, b, c, d->buf, mode, doubled);
+#if D3_ASM
+                if (doubled)
+                    d3p_group_bands(d, &wd, &bands, kp, b, c, d->buf, mode, z);
+                else
+#endif
+                    d3p_group(d, &wd, kp, b, c, d->buf, mode, doubled, z);
             } else {
                 d3_load(d, k, &rq, c, buf);
                 d3_group(d, k, &rq, b, c, buf, band, mode, pads);

@@ -75,6 +75,13 @@ static inline int dwq_rq4_ok(const struct dw *d, const struct dw_rq *rq, int32_t
     return 1;
 }
 
+/* Whether the layer's doubled accumulators (dwq_rq4_ok) may take rq3 (requant_fast.h) instead of
+ * rq4: an output offset of -128 and an activation range from -128 (conv2d_s8_dsp.h's rq3_ok and
+ * its proof: every negative sum gives -128 either way; ReLU6 outputs quantized to [0, 6]). */
+static inline int dwq_rq3_ok(const struct depthwise_conv2d_s8_params *p) {
+    return p->output_offset == -128 && p->act_min <= -128;
+}
+
 /* Loads channel group c..c+3's biases and requantization constants. Once per group of every
  * engine: rq_fast_ok as unsigned range tests (M in [2^30, 2^31), shift in [-31, -1]) without a
  * branch per channel. */
@@ -385,6 +392,8 @@ static inline void dw_store2(uint32_t **q, uint32_t lo, uint32_t hi) {
 #endif
 }
 
+#define DW_WIDEN_EDGE 2 /* border blocks each side the table takes (pad_w up to 8) */
+
 /* The layer's constants for dw_widen_blocks (dw_widen_init: once per layer): the blocks per copy
  * row, the blocks [lo, hi) inside the image, the input offset in both lanes and the padding
  * word. */
@@ -392,12 +401,24 @@ struct dw_widen {
     const struct dw *d;
     int32_t blocks, lo, hi;
     uint32_t off2, padw;
+    /* The border blocks [0, lo) and [hi, blocks) when they are at most DW_WIDEN_EDGE each side
+     * (edges; else 0 and the per-pixel selects): per block its four pixels' byte offsets in
+     * the row, clamped into it (a pixel in the padding reads a pixel inside), and the masks of
+     * its widened words (m01: pixels 0 and 1, m23: 2 and 3; 0 in a padding pixel's lane). */
+    int32_t edges;
+    struct dw_edge {
+        int32_t off[4];
+        uint32_t m01, m23;
+    } edge[2 * DW_WIDEN_EDGE];
 };
 void dw_widen_init(const struct dw *d, struct dw_widen *w, int32_t blocks);
 /* Widens input row y (outside the image: zeros) of channels c..c+3 (image: batch b's first row
  * at channel c) into w->blocks blocks at q, the block's first pixel 4 i - pad_w. For layers
  * dw_widen_ok takes. */
 void dw_widen_blocks(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y);
+/* dw_widen_blocks of n consecutive rows from y into consecutive copy rows at q. */
+void dw_widen_rows(const struct dw_widen *w, const int8_t *image, uint32_t *q, int32_t y,
+                   int32_t n);
 
 /* Whether dw_widen_blocks takes the layer's input offset: -input_offset fits a byte (its padding
  * word; any int8 zero point gives such an offset); else the caller keeps its older engine. */
@@ -415,6 +436,14 @@ static inline int dw_widen_ok(const struct depthwise_conv2d_s8_params *p) {
     "\n\t"                            \
     "add " t ", " t ", " a            \
     ", asr #31\n\t"                   \
+    "asr " t ", " t ", " s1           \
+    "\n\t"                            \
+    "ssat " a ", #8, " t ", asr #1\n\t"
+/* DWQ_RQ without its sign step (rq3, requant_fast.h: an output offset of -128 and an activation
+ * range from -128, dwq_rq3_ok). */
+#define DWQ_RQ3(a, m, s1, cc, t)      \
+    "smmlar " t ", " a ", " m ", " cc \
+    "\n\t"                            \
     "asr " t ", " t ", " s1           \
     "\n\t"                            \
     "ssat " a ", #8, " t ", asr #1\n\t"

@@ -5,10 +5,11 @@
  * One call, no bands, where the layer takes the 3x3 variant's channel-pair engine
  * (depthwise_conv2d_s8_3x3_dsp.c, d3p_group) with every channel in a whole group of four and
  * at most one row of top padding: that engine is the outer loop over groups of four channels,
- * and within a group it widens each input row into its ring of three rows before it writes any
- * output row that could lie over it (output row oy after copy row oy + 2, i.e. input row
- * oy + 2 - pad_h >= oy + 1; a last partial quad's spill onto row oy + 1's first pixels lands on
- * that widened row too). A group reads and writes only its own four channels, so an output
+ * and within a group it widens each input row (into its ring of three rows, or on the board into
+ * a band of rows whose last rows move up as the next band's first, never widened again) before
+ * it writes any output row that could lie over it (output row oy after copy row oy + 2, i.e.
+ * input row oy + 2 - pad_h >= oy + 1; a last partial quad's spill onto row oy + 1's first pixels
+ * lands on that widened row too). A group reads and writes only its own four channels, so an output
  * over its input changes nothing any later read sees: the in-place layer costs what the layer
  * costs, plus about 500 instructions of checks (MobileNetV2's 16x16x96, 64x64x16 and 32x32x48
  * layers, measured on the emulated Cortex-M7, QEMU counting LDM/STM as one instruction). The

@@ -128,4 +128,11 @@ static inline int32_t rq4(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
     return rq_ssat8_half((rq_smmlar(acc2, m, cc) + (acc2 >> 31)) >> s1);
 }
 
+/* rq4 without its sign step (SMMLAR, ASR, SSAT with ASR #1): rq4's result wherever the output
+ * offset is -128 and the activation range starts at -128 (conv2d_s8_dsp.h's rq3_ok, whose proof
+ * is there; the depthwise channel-pair engine checks the same). */
+static inline int32_t rq3(int32_t acc2, int32_t m, int32_t s1, int32_t cc) {
+    return rq_ssat8_half(rq_smmlar(acc2, m, cc) >> s1);
+}
+
 #endif
