@@ -30,12 +30,12 @@ NAME = "mobilenet_tiny"  # ... CONV_2D (1x1, ReLU6) -> MEAN -> FULLY_CONNECTED -
 SCHEME = "bias=4,-1=1,-3=0.25"  # the conv before the MEAN trains weights (a slice) and bias
 
 
-def _compile(scheme: str, fold: bool, monkeypatch: pytest.MonkeyPatch):
+def _compile(scheme: str, fold: bool, monkeypatch: pytest.MonkeyPatch, board=BOARD):
     with monkeypatch.context() as m:
         if not fold:
             m.setattr(compile_train, "fold_mean_grad_broadcast", lambda g: [])
         graph = import_tflite(zoo_model(NAME), NAME)
-        return compile_train.compile_training(graph, load_scheme(scheme), BOARD, NAME, False, 0.05)
+        return compile_train.compile_training(graph, load_scheme(scheme), board, NAME, False, 0.05)
 
 
 def _mean_grad(ct):
@@ -133,8 +133,7 @@ def test_the_folded_step_on_the_emulated_board_matches_the_host_twin(monkeypatch
     from pytools.model.host_twin import io_tensors, tensor_table
 
     board = load_board(board_name)
-    ct = _compile(SCHEME, True, monkeypatch)
-    ct = dataclasses.replace(ct, board=board)
+    ct = _compile(SCHEME, True, monkeypatch, board)
     data = _samples(ct, 3, seed=11)
     twin = Trainer(ct)
     twin_steps = [twin.step(x, y) for x, y in data]
