@@ -35,7 +35,8 @@ void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, vo
             for (int32_t oy = 0; oy < p.output_h; ++oy) {
                 const int32_t y0 = oy * p.stride_h - p.pad_h;
                 for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
-                    const int32_t g = conv_grad_masked_at(grad_out, mask, pos, oc, (size_t)c, pixels);
+                    const int32_t g =
+                        conv_grad_masked_at(grad_out, mask, pos, oc, (size_t)c, pixels);
                     if (g == 0) continue;
                     const int32_t x0 = ox * p.stride_w - p.pad_w;
                     for (int32_t fy = 0; fy < p.filter_h; ++fy) {

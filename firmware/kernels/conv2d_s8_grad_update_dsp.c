@@ -361,7 +361,8 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
                 int32_t fy_lo, fy_hi;
                 tap_range(y0, p.dilation_h, p.filter_h, p.input_h, &fy_lo, &fy_hi);
                 for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
-                    const int32_t g = conv_grad_masked_at(grad_out, mask, pos, oc, (size_t)c, pixels);
+                    const int32_t g =
+                        conv_grad_masked_at(grad_out, mask, pos, oc, (size_t)c, pixels);
                     if (g == 0 || fy_lo == fy_hi) continue;
                     const int32_t x0 = ox * p.stride_w - p.pad_w;
                     int32_t fx_lo, fx_hi;

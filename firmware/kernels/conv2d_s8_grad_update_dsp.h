@@ -144,8 +144,8 @@ static inline void conv_grad_update_bias_dsp_at(int32_t *bias, int32_t rows, siz
             for (int32_t j = 0; j < n; ++j) {
                 sums[j] = 0;
                 for (size_t pos = 0; pos < positions; ++pos)
-                    sums[j] +=
-                        conv_grad_masked_at(grad_out, mask, pos, channels, (size_t)(c0 + j), pixels);
+                    sums[j] += conv_grad_masked_at(grad_out, mask, pos, channels, (size_t)(c0 + j),
+                                                   pixels);
             }
         } else {
             dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
