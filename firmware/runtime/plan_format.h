@@ -5,9 +5,10 @@
 #include "def_types.h"
 
 #define PLAN_MAGIC 0x4C505454u /* "TTPL" little-endian */
-/* 8: stream storage (an input read a band of rows at a time); 4: WINDOW_COPY (patch-based
- * execution); 3: trained-slice operands on conv/depthwise/FC */
-#define PLAN_FORMAT_VERSION 8u
+/* 9: grad_broadcast in the conv gradient parameters; 8: stream storage (an input read a band
+ * of rows at a time); 4: WINDOW_COPY (patch-based execution); 3: trained-slice operands on
+ * conv/depthwise/FC */
+#define PLAN_FORMAT_VERSION 9u
 #define PLAN_ALIGN 16u
 #define PLAN_NO_TENSOR 0xFFFFu
 #define PLAN_OP_FLAG_NOOP 1u
