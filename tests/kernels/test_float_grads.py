@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from pytools.model.kernels import KernelCall, Operand, params_layout, run_kernel
+from pytools.model.kernels import KernelCall, Operand, run_kernel
 from tests.kernels.grad_support import GRAD_INPUT_MAX_ERROR_STEPS, grad_input_call, make_layer, update_call
 from tests.kernels.test_misc_grads import (
     _pool_grad_case,
@@ -37,9 +37,7 @@ def _as_float(call: KernelCall, values: list[np.ndarray], grads: tuple[int, ...]
     for i in grads:
         values[i] = np.ascontiguousarray(values[i], dtype=np.float32)
     operands = [Operand(data=v) for v in values[: len(call.operands)]]
-    kernel = call.kernel + "_f32"
-    names = params_layout(kernel).names  # the int8 kernels' own fields (grad_broadcast) dropped
-    return KernelCall(kernel, {k: v for k, v in call.params.items() if k in names}, operands), values
+    return KernelCall(call.kernel + "_f32", call.params, operands), values
 
 
 @pytest.mark.parametrize("kind", ["conv", "dw", "fc"])

@@ -152,3 +152,23 @@ def test_broadcast_on_the_emulated_board(tmp_path, monkeypatch, board_name: str)
     for (call, _), want, got, ks in zip(calls, wants, board, outs, strict=True):
         for k in ks:
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"{call.kernel} operand {k}")
+
+
+@pytest.mark.parametrize("i", [0, 3, 4])
+def test_float_gradient_kernels_take_the_broadcast_too(i: int) -> None:
+    """The float-gradient option's kernels (*_f32, the same parameters): the same outputs from
+    the row as from the materialised broadcast."""
+    from tests.kernels.test_float_grads import _as_float
+
+    for call, values, outs in (
+        (*gs.grad_input_call(_layer(i, GRAD_INPUT[i])), (6,)),
+        (*_update(i, UPDATE[i])[:2], (5, 6, 7)),
+    ):
+        grads = (0, 6) if outs == (6,) else (0,)
+        fcall, fvalues = _as_float(call, values, grads=grads)
+        want = run_variant(fcall, fvalues, "")  # the f32 kernels have one variant
+        bcall, bvalues = _folded(fcall, fvalues)
+        got = run_variant(bcall, bvalues, "")
+        assert bcall.kernel.endswith("_f32")
+        for k in outs:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{bcall.kernel} operand {k}")
