@@ -48,10 +48,10 @@ static inline int32_t dsp_step_bias(int32_t b, float v) {
  * channels and c0 are multiples of 8: each position's 8 gradients are two words and one byte
  * of the mask, and the four 16-bit lane sums stay in registers (at most 255 values of
  * magnitude <= 128 per lane before they are added to the int32 sums): about 2 instructions
- * per gradient against 8. */
-/* pixels (conv_grad_pixels, conv2d_s8_grad_input.h): 0, or with grad_broadcast the positions
- * of an image, which share one gradient row: a chunk of positions then stays in one image and
- * reads its row with a stride of 0 (the mask bits move on as before). */
+ * per gradient against 8. pixels (conv_grad_pixels, conv2d_s8_grad_input.h): 0, or with
+ * grad_broadcast the positions of an image, which share one gradient row: a chunk of positions
+ * then stays in one image and reads its row with a stride of 0 (the mask bits move on as
+ * before). gu_bias_sums8: pixels 0. */
 static inline void gu_bias_sums8_at(const int8_t *g, const uint8_t *mask, size_t positions,
                                     size_t channels, int32_t c0, int32_t *sums, size_t pixels) {
     for (int32_t j = 0; j < 8; ++j) sums[j] = 0;
