@@ -155,3 +155,26 @@ def test_the_folded_step_on_the_emulated_board_matches_the_host_twin(monkeypatch
     twin_state = twin.state()
     for k in twin_state:
         np.testing.assert_array_equal(state[k], twin_state[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_streamed_trains_the_same_folded(monkeypatch) -> None:
+    """MobileNetV2-w0.35 with the suite's streamed scheme (mbv2_sparse's trained layers, the input
+    streamed): Conv_1's 4x4x1280 gradient folded, two steps as without the fold."""
+    from pytools.model.tflite_import import load_tflite
+    from pytools.pretrain.mobilenet_v2 import mobilenet_v2_path
+
+    scheme = "bias=20,-1=1,-5=0.25,-8=0.125,-11=0.25,-14=0.125,patch=0-5x4+6-12x2,stream_input=true"
+    path = mobilenet_v2_path()
+    cts = []
+    for fold in (True, False):
+        with monkeypatch.context() as m:
+            if not fold:
+                m.setattr(compile_train, "fold_mean_grad_broadcast", lambda g: [])
+            cts.append(compile_train.compile_training(load_tflite(path), load_scheme(scheme), BOARD, "m", False))
+    folded, plain = cts
+    g, op, _ = _mean_grad(folded)
+    assert g.tensor(op.outputs[0]).shape == (1, 1, 1, 1280)
+    assert _mean_grad(plain)[0].tensor(_mean_grad(plain)[1].outputs[0]).shape == (1, 4, 4, 1280)
+    with dsp_on_host(True):
+        _trains_the_same(folded, plain, _samples(folded, 2, seed=3))
