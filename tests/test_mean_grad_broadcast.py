@@ -171,7 +171,9 @@ def test_mobilenet_v2_streamed_trains_the_same_folded(monkeypatch) -> None:
         with monkeypatch.context() as m:
             if not fold:
                 m.setattr(compile_train, "fold_mean_grad_broadcast", lambda g: [])
-            cts.append(compile_train.compile_training(load_tflite(path), load_scheme(scheme), BOARD, "m", False))
+            cts.append(
+                compile_train.compile_training(load_tflite(path), load_scheme(scheme), BOARD, "m", False)
+            )
     folded, plain = cts
     g, op, _ = _mean_grad(folded)
     assert g.tensor(op.outputs[0]).shape == (1, 1, 1, 1280)
