@@ -58,15 +58,17 @@ void conv2d_s8_grad_input_ref_run(const void *params, void *const *operands, voi
     const int shift = conv2d_s8_grad_input_ref_shift(&p, filter, trained, m);
 
     for (size_t i = 0; i < n_in; ++i) acc[i] = 0;
-    size_t idx = 0; /* flat index of G_y[b, oy, ox, c] (NHWC order) */
+    const size_t pixels = conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w);
+    size_t pos = 0; /* flat output position (b, oy, ox) */
     for (int32_t b = 0; b < p.batches; ++b) {
         int32_t *image = acc + (size_t)b * in_image;
         for (int32_t oy = 0; oy < p.output_h; ++oy) {
             const int32_t y0 = oy * p.stride_h - p.pad_h;
-            for (int32_t ox = 0; ox < p.output_w; ++ox) {
+            for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
                 const int32_t x0 = ox * p.stride_w - p.pad_w;
-                for (int32_t c = 0; c < p.output_c; ++c, ++idx) {
-                    const int32_t g = conv_grad_masked(grad_out, mask, idx);
+                for (int32_t c = 0; c < p.output_c; ++c) {
+                    const int32_t g = conv_grad_masked_at(grad_out, mask, pos, (size_t)p.output_c,
+                                                          (size_t)c, pixels);
                     if (g == 0) continue;
                     const int32_t gs = conv_grad_term(g, m[p.per_channel ? c : 0], shift);
                     if (gs == 0) continue;

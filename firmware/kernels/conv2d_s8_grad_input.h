@@ -26,6 +26,8 @@
  *
  * Layouts (NHWC, as conv2d_s8):
  *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y
+ *                              ([batches, 1, 1, output_c] with grad_broadcast: every output
+ *                              pixel of an image reads its one row; the mask stays per pixel)
  *   grad_output_scale  float32 [1]                                       s_g
  *   mask               uint8   [ceil(batches*output_h*output_w*output_c / 8)] clamp mask bits
  *                              (grad.h; ignored, may be NULL, when has_mask == 0)
@@ -121,6 +123,25 @@ static inline float conv_grad_unit(int shift) {
 /* Gradient element i with the clamp mask applied (mask may be NULL: no mask). */
 static inline int32_t conv_grad_masked(const int8_t *g, const uint8_t *mask, size_t i) {
     return (mask && !((mask[i >> 3] >> (i & 7)) & 1)) ? 0 : (int32_t)g[i];
+}
+
+/* grad_broadcast (the conv grad kernels' .def): G_y is [batches, 1, 1, channels], one row per
+ * image read at each of its `pixels` output pixels (a pixel stride of 0), while the clamp mask
+ * keeps one bit per output element. conv_grad_pixels: 0 without grad_broadcast, else the
+ * output pixels of an image; conv_grad_row: the G_y row of output position pos (flat b, y, x). */
+static inline size_t conv_grad_pixels(int32_t grad_broadcast, int32_t output_h, int32_t output_w) {
+    return grad_broadcast ? (size_t)output_h * (size_t)output_w : 0;
+}
+static inline size_t conv_grad_row(size_t pos, size_t pixels) {
+    return pixels ? pos / pixels : pos;
+}
+/* G_y[pos, c] with the clamp mask's bit (pos * channels + c) applied: conv_grad_masked's value,
+ * read through conv_grad_row. */
+static inline int32_t conv_grad_masked_at(const int8_t *g, const uint8_t *mask, size_t pos,
+                                          size_t channels, size_t c, size_t pixels) {
+    const size_t i = pos * channels + c;
+    if (mask && !((mask[i >> 3] >> (i & 7)) & 1)) return 0;
+    return (int32_t)g[conv_grad_row(pos, pixels) * channels + c];
 }
 
 /* Input-channel slices (conv2d_train.h) read composed weight rows from the scratch, after the

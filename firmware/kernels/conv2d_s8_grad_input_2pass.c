@@ -35,9 +35,10 @@ static void pixel(const struct conv2d_s8_grad_input_params *p, void *const *oper
     const int8_t *filter = operands[CONV2D_S8_GRAD_INPUT_FILTER];
     const int8_t *trained = operands[CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
     for (int32_t k = 0; k < p->input_c; ++k) a[k] = 0;
-    size_t idx = (size_t)q * (size_t)p->output_c;
-    for (int32_t c = 0; c < p->output_c; ++c, ++idx) {
-        const int32_t g = conv_grad_masked(grad_out, mask, idx);
+    const size_t pixels = conv_grad_pixels(p->grad_broadcast, p->output_h, p->output_w);
+    for (int32_t c = 0; c < p->output_c; ++c) {
+        const int32_t g =
+            conv_grad_masked_at(grad_out, mask, (size_t)q, (size_t)p->output_c, (size_t)c, pixels);
         if (g == 0) continue;
         const int32_t gs = conv_grad_term(g, m[p->per_channel ? c : 0], shift);
         if (gs == 0) continue;

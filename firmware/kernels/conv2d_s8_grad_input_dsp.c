@@ -52,7 +52,14 @@ struct gi {
     uint32_t *terms;    /* GI_PAIRS * GI_C words of scratch (conv2d_s8_grad_input_scratch_size) */
     int32_t train_cols; /* input-channel slice (conv2d_train.h): 1x1, even; 0: none */
     int8_t *rows;       /* then: GI_C composed weight rows (scratch) */
+    size_t pixels;      /* grad_broadcast: an image's output pixels share its G_y row; 0: none */
 };
+
+/* Where output pixel q's gradients for channels c0.. start in grad_out (conv_grad_row: one row
+ * per image with grad_broadcast); the clamp mask's bits stay at q * output_c + c0. */
+static inline const int8_t *gi_grad_row(const struct gi *g, size_t q, int32_t c0) {
+    return g->grad_out + conv_grad_row(q, g->pixels) * (size_t)g->output_c + (size_t)c0;
+}
 _Static_assert(GI_SINK_PIXELS == 2 * GI_PAIRS && GI_COLS_ROWS == GI_C, "a tile, a chunk");
 
 /* The same bound for a 1x1 filter, two input channels at a time with their four sums in
@@ -267,7 +274,7 @@ static void pixel_lanes(const struct gi *g, int32_t q, int32_t c0, int32_t n, in
     int32_t j = 0;
     if (q >= 0) {
         const size_t base = (size_t)q * (size_t)g->output_c + (size_t)c0;
-        const int8_t *gr = g->grad_out + base;
+        const int8_t *gr = gi_grad_row(g, (size_t)q, c0);
         const int32_t ms = g->per_channel ? 1 : 0;
         const int32_t *mp = g->m + (g->per_channel ? c0 : 0);
         const int s = g->shift;
@@ -323,7 +330,8 @@ static void load_terms(const struct gi *g, uint32_t *gp, int32_t c0, int32_t n, 
         const int32_t s = g->shift, half = (int32_t)1 << (s - 1);
         const int32_t *mp = g->m + c0;
         for (int32_t e = 0; e < 2; ++e) {
-            const size_t base = (size_t)(e ? q1 : q0) * (size_t)g->output_c + (size_t)c0;
+            const int32_t q = e ? q1 : q0;
+            const size_t base = (size_t)q * (size_t)g->output_c + (size_t)c0;
             uint32_t bits = 0xFFFFFFFFu;
             if (g->mask) {
                 const uint8_t *mb = g->mask + (base >> 3);
@@ -331,7 +339,7 @@ static void load_terms(const struct gi *g, uint32_t *gp, int32_t c0, int32_t n, 
                 bits = dsp_read4((const int8_t *)mb) >> sh;
                 if (sh) bits |= (uint32_t)mb[4] << (32u - sh);
             }
-            lanes4_m7(g->grad_out + base, bits, mp, half, s, gp + e, GI_C / 4);
+            lanes4_m7(gi_grad_row(g, (size_t)q, c0), bits, mp, half, s, gp + e, GI_C / 4);
         }
         return;
     }
@@ -580,7 +588,7 @@ static int window_live(const struct gi *g, const int32_t (*q)[2], int32_t pairs,
     for (int32_t i = 0; i < pairs; ++i)
         for (int32_t e = 0; e < 2; ++e) {
             if (q[i][e] < 0) continue;
-            const int8_t *row = g->grad_out + (size_t)q[i][e] * (size_t)g->output_c + (size_t)c0;
+            const int8_t *row = gi_grad_row(g, (size_t)q[i][e], c0);
             int32_t j = 0;
             for (; j < w4; ++j) any |= dsp_read4(row + 4 * j);
             for (int32_t k = 4 * j; k < w; ++k) any |= (uint32_t)(uint8_t)row[k];
@@ -892,7 +900,7 @@ static void grad_input_kxk(const struct conv2d_s8_grad_input_params *p, struct g
                     int32_t n = 0;
                     for (int32_t c = c0; c < c1; ++c) {
                         const int32_t v =
-                            conv_grad_masked(g->grad_out, g->mask, q * oc + (size_t)c);
+                            conv_grad_masked_at(g->grad_out, g->mask, q, oc, (size_t)c, g->pixels);
                         if (v == 0) continue;
                         const int32_t gs =
                             conv_grad_term(v, g->m[g->per_channel ? c : 0], g->shift);
@@ -947,6 +955,7 @@ static inline __attribute__((always_inline)) void gi_init(
         .terms = terms,
         .train_cols = p->train_cols,
         .rows = rows,
+        .pixels = conv_grad_pixels(p->grad_broadcast, p->output_h, p->output_w),
     };
 }
 

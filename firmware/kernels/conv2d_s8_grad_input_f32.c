@@ -1,6 +1,7 @@
 /* Input gradient of conv2d_s8 in float32. See conv2d_s8_grad_input_f32.h. */
 #include "conv2d_s8_grad_input_f32.h"
 
+#include "conv2d_s8_grad_input.h" /* conv_grad_pixels, conv_grad_row */
 #include "conv2d_train.h"
 #include "grad.h"
 
@@ -19,16 +20,19 @@ void conv2d_s8_grad_input_f32_run(const void *params, void *const *operands, voi
     const size_t in_row = (size_t)p.input_w * (size_t)p.input_c;
     const size_t in_image = (size_t)p.input_h * in_row;
     for (size_t i = 0; i < (size_t)p.batches * in_image; ++i) grad_in[i] = 0.0f;
-    size_t idx = 0; /* flat index of G_y[b, oy, ox, c] */
+    const size_t pixels = conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w);
+    size_t pos = 0; /* flat output position (b, oy, ox) */
     for (int32_t b = 0; b < p.batches; ++b) {
         float *image = grad_in + (size_t)b * in_image;
         for (int32_t oy = 0; oy < p.output_h; ++oy) {
             const int32_t y0 = oy * p.stride_h - p.pad_h;
-            for (int32_t ox = 0; ox < p.output_w; ++ox) {
+            for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
                 const int32_t x0 = ox * p.stride_w - p.pad_w;
-                for (int32_t c = 0; c < p.output_c; ++c, ++idx) {
-                    if (grad_out[idx] == 0.0f || (mask && !grad_mask_get(mask, idx))) continue;
-                    const float g = s_g * grad_out[idx] * scales[p.per_channel ? c : 0];
+                const float *gy = grad_out + conv_grad_row(pos, pixels) * (size_t)p.output_c;
+                for (int32_t c = 0; c < p.output_c; ++c) {
+                    const size_t idx = pos * (size_t)p.output_c + (size_t)c; /* the mask's bit */
+                    if (gy[c] == 0.0f || (mask && !grad_mask_get(mask, idx))) continue;
+                    const float g = s_g * gy[c] * scales[p.per_channel ? c : 0];
                     const int8_t *kernel =
                         conv_train_row(scratch, filter, trained, c, p.filter_h * p.filter_w,
                                        p.input_c, p.train_rows, p.train_cols);

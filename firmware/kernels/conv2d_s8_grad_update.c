@@ -23,6 +23,7 @@ void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, vo
     const size_t filter_size = (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c;
     const size_t oc = (size_t)p.output_c;
 
+    const size_t pixels = conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w);
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
     for (int32_t c = 0; c < weight_rows; ++c) {
         /* acc[fy, fx, k] = sum over output positions of g[.., c] * (x - z_x) under that tap. */
@@ -34,7 +35,8 @@ void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, vo
             for (int32_t oy = 0; oy < p.output_h; ++oy) {
                 const int32_t y0 = oy * p.stride_h - p.pad_h;
                 for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
-                    const int32_t g = conv_grad_masked(grad_out, mask, pos * oc + (size_t)c);
+                    const int32_t g =
+                        conv_grad_masked_at(grad_out, mask, pos, oc, (size_t)c, pixels);
                     if (g == 0) continue;
                     const int32_t x0 = ox * p.stride_w - p.pad_w;
                     for (int32_t fy = 0; fy < p.filter_h; ++fy) {
@@ -62,8 +64,8 @@ void conv2d_s8_grad_update_ref_run(const void *params, void *const *operands, vo
     }
 
     const size_t positions = (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w;
-    conv_grad_update_bias(bias, p.update_bias ? p.train_bias_rows : 0, positions, oc, grad_out,
-                          mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+    conv_grad_update_bias_at(bias, p.update_bias ? p.train_bias_rows : 0, positions, oc, grad_out,
+                             mask, p.lr, grad_scale, p.input_scale, scales, p.per_channel, pixels);
 }
 
 size_t conv2d_s8_grad_update_ref_scratch_size(const void *params) {

@@ -25,6 +25,8 @@
  *
  * Layouts (NHWC, as conv2d_s8):
  *   grad_output        int8    [batches, output_h, output_w, output_c]   g_q of G_y
+ *                              ([batches, 1, 1, output_c] with grad_broadcast: every output
+ *                              pixel of an image reads its one row; the mask stays per pixel)
  *   grad_output_scale  float32 [1]                                       s_g
  *   mask               uint8   clamp mask bits of G_y (grad.h; ignored when has_mask == 0)
  *   input              int8    [batches, input_h, input_w, input_c]      x_q saved by the
@@ -144,20 +146,31 @@ static inline float conv_grad_bias_factor(float lr, float grad_scale, float inpu
 /* The bias step of output channels [0, rows) of a layer whose output gradient is laid out
  * [positions][channels] (conv and depthwise: batch x height x width pixels; fully connected:
  * batch rows): each channel's masked gradient summed over the positions, times its QAS
- * factor, added to the int32 bias with rounding and saturation. */
+ * factor, added to the int32 bias with rounding and saturation. pixels (conv_grad_pixels,
+ * conv2d_s8_grad_input.h): 0, or with grad_broadcast the positions of an image, which then
+ * share one gradient row (the mask stays per position). */
+static inline void conv_grad_update_bias_at(int32_t *bias, int32_t rows, size_t positions,
+                                            size_t channels, const int8_t *grad_out,
+                                            const uint8_t *mask, float lr, float grad_scale,
+                                            float input_scale, const float *scales,
+                                            int32_t per_channel, size_t pixels) {
+    for (int32_t c = 0; c < rows; ++c) {
+        int32_t sum = 0;
+        for (size_t pos = 0; pos < positions; ++pos)
+            sum += conv_grad_masked_at(grad_out, mask, pos, channels, (size_t)c, pixels);
+        const float f =
+            conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
+        bias[c] = conv_grad_step_bias(bias[c], f * (float)sum);
+    }
+}
+
 static inline void conv_grad_update_bias(int32_t *bias, int32_t rows, size_t positions,
                                          size_t channels, const int8_t *grad_out,
                                          const uint8_t *mask, float lr, float grad_scale,
                                          float input_scale, const float *scales,
                                          int32_t per_channel) {
-    for (int32_t c = 0; c < rows; ++c) {
-        int32_t sum = 0;
-        for (size_t pos = 0; pos < positions; ++pos)
-            sum += conv_grad_masked(grad_out, mask, pos * channels + (size_t)c);
-        const float f =
-            conv_grad_bias_factor(lr, grad_scale, input_scale, scales[per_channel ? c : 0]);
-        bias[c] = conv_grad_step_bias(bias[c], f * (float)sum);
-    }
+    conv_grad_update_bias_at(bias, rows, positions, channels, grad_out, mask, lr, grad_scale,
+                             input_scale, scales, per_channel, 0);
 }
 
 #endif

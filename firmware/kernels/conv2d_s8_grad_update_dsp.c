@@ -21,15 +21,16 @@
 #include "conv2d_s8_grad_update_dsp.h"
 #include "conv2d_train.h"
 
-/* conv_grad_update_bias_dsp (conv2d_s8_grad_update_dsp.h) once in this file for its three
- * callers (the header's function is inline: one copy of its loops, not three). */
+/* conv_grad_update_bias_dsp_at (conv2d_s8_grad_update_dsp.h) once in this file for its three
+ * callers (the header's function is inline: one copy of its loops, not three); pixels:
+ * conv_grad_pixels of the layer (grad_broadcast). */
 static __attribute__((noinline)) void update_bias(int32_t *bias, int32_t rows, size_t positions,
                                                   size_t channels, const int8_t *grad_out,
                                                   const uint8_t *mask, float lr, float grad_scale,
                                                   float input_scale, const float *scales,
-                                                  int32_t per_channel) {
-    conv_grad_update_bias_dsp(bias, rows, positions, channels, grad_out, mask, lr, grad_scale,
-                              input_scale, scales, per_channel);
+                                                  int32_t per_channel, size_t pixels) {
+    conv_grad_update_bias_dsp_at(bias, rows, positions, channels, grad_out, mask, lr, grad_scale,
+                                 input_scale, scales, per_channel, pixels);
 }
 
 struct gu_pair {
@@ -255,22 +256,25 @@ static void rows4_grads(const struct conv2d_s8_grad_update_params *p, const int8
     const size_t in_row = (size_t)p->input_w * (size_t)kc;
     const size_t in_image = (size_t)p->input_h * in_row;
     const uint32_t off2 = dsp_pair(p->input_offset);
-    size_t gi = (size_t)c0;
+    size_t gi = (size_t)c0; /* the mask's bit of g[pos, c0] */
+    /* the gradient row's stride per position: 0 with grad_broadcast (one row per image) */
+    const size_t gstep = p->grad_broadcast ? 0 : oc;
+    const int8_t *gr = grad_out + c0;
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = input + (size_t)b * in_image;
+        if (p->grad_broadcast) gr = grad_out + (size_t)b * oc + (size_t)c0;
         for (int32_t oy = 0; oy < p->output_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
             int32_t fy_lo, fy_hi;
             tap_range(y0, p->dilation_h, p->filter_h, p->input_h, &fy_lo, &fy_hi);
-            for (int32_t ox = 0; ox < p->output_w; ++ox, gi += oc) {
+            for (int32_t ox = 0; ox < p->output_w; ++ox, gi += oc, gr += gstep) {
                 if (fy_lo == fy_hi) continue;
                 uint32_t g;
                 if (nr == 4) {
-                    g = dsp_read4(grad_out + gi);
+                    g = dsp_read4(gr);
                 } else {
                     g = 0;
-                    for (int32_t r = 0; r < nr; ++r)
-                        g |= (uint32_t)(uint8_t)grad_out[gi + r] << (8 * r);
+                    for (int32_t r = 0; r < nr; ++r) g |= (uint32_t)(uint8_t)gr[r] << (8 * r);
                 }
                 if (mask) g &= dsp_mask_bytes(mask, gi, nr);
                 if (g == 0) continue;
@@ -328,6 +332,7 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
     const size_t filter_size = (size_t)p.filter_h * (size_t)fw * (size_t)kc;
     const int32_t positions = p.batches * p.output_h * p.output_w;
     const uint32_t off2 = dsp_pair(p.input_offset);
+    const size_t pixels = conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w);
 
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
     int32_t c = 0;
@@ -348,15 +353,16 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
     for (; c < weight_rows; ++c) {
         int32_t *acc = scratch;
         for (size_t t = 0; t < filter_size; ++t) acc[t] = 0;
-        size_t gi = (size_t)c; /* flat index of g[pos, c] */
+        size_t pos = 0; /* flat output position */
         for (int32_t b = 0; b < p.batches; ++b) {
             const int8_t *image = input + (size_t)b * in_image;
             for (int32_t oy = 0; oy < p.output_h; ++oy) {
                 const int32_t y0 = oy * p.stride_h - p.pad_h;
                 int32_t fy_lo, fy_hi;
                 tap_range(y0, p.dilation_h, p.filter_h, p.input_h, &fy_lo, &fy_hi);
-                for (int32_t ox = 0; ox < p.output_w; ++ox, gi += oc) {
-                    const int32_t g = conv_grad_masked(grad_out, mask, gi);
+                for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
+                    const int32_t g =
+                        conv_grad_masked_at(grad_out, mask, pos, oc, (size_t)c, pixels);
                     if (g == 0 || fy_lo == fy_hi) continue;
                     const int32_t x0 = ox * p.stride_w - p.pad_w;
                     int32_t fx_lo, fx_hi;
@@ -386,7 +392,7 @@ static void grad_update_kxk(const struct conv2d_s8_grad_update_params *pp, void 
     }
 
     update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
-                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+                p.lr, grad_scale, p.input_scale, scales, p.per_channel, pixels);
 }
 
 void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, void *scratch) {
@@ -402,7 +408,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
                     operands[CONV2D_S8_GRAD_UPDATE_GRAD_OUTPUT],
                     p.has_mask ? (const uint8_t *)operands[CONV2D_S8_GRAD_UPDATE_MASK] : NULL, p.lr,
                     grad_scale, p.input_scale, operands[CONV2D_S8_GRAD_UPDATE_WEIGHT_SCALES],
-                    p.per_channel);
+                    p.per_channel, conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w));
         return;
     }
     if (p.filter_h != 1 || p.filter_w != 1) {
@@ -420,6 +426,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     const int32_t kc = p.input_c;
     const size_t oc = (size_t)p.output_c;
     const int32_t positions = p.batches * p.output_h * p.output_w;
+    const size_t pixels = conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w);
 
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
     struct gu_pair *const pairs = (struct gu_pair *)((uint8_t *)scratch + gu_pairs_offset(&p));
@@ -428,7 +435,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
         int32_t n = 0, half = 0; /* pairs gathered; 1: pairs[n] has its first position */
         int zeroed = 0;          /* acc is zeroed before the first chunk adds into it */
         for (int32_t q = 0; q < positions; ++q) {
-            const int32_t g = conv_grad_masked(grad_out, mask, (size_t)q * oc + (size_t)c);
+            const int32_t g = conv_grad_masked_at(grad_out, mask, (size_t)q, oc, (size_t)c, pixels);
             if (g == 0) continue;
             const int8_t *x = source(&p, input, q);
             if (x == NULL) continue; /* padding: x_real = 0 */
@@ -459,7 +466,7 @@ void conv2d_s8_grad_update_dsp_run(const void *params, void *const *operands, vo
     }
 
     update_bias(bias, p.update_bias ? p.train_bias_rows : 0, (size_t)positions, oc, grad_out, mask,
-                p.lr, grad_scale, p.input_scale, scales, p.per_channel);
+                p.lr, grad_scale, p.input_scale, scales, p.per_channel, pixels);
 }
 
 size_t conv2d_s8_grad_update_scratch_size(const void *params) {

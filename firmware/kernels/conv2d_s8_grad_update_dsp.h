@@ -48,15 +48,24 @@ static inline int32_t dsp_step_bias(int32_t b, float v) {
  * channels and c0 are multiples of 8: each position's 8 gradients are two words and one byte
  * of the mask, and the four 16-bit lane sums stay in registers (at most 255 values of
  * magnitude <= 128 per lane before they are added to the int32 sums): about 2 instructions
- * per gradient against 8. */
-static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t positions,
-                                 size_t channels, int32_t c0, int32_t *sums) {
+ * per gradient against 8. pixels (conv_grad_pixels, conv2d_s8_grad_input.h): 0, or with
+ * grad_broadcast the positions of an image, which share one gradient row: a chunk of positions
+ * then stays in one image and reads its row with a stride of 0 (the mask bits move on as
+ * before). gu_bias_sums8: pixels 0. */
+static inline void gu_bias_sums8_at(const int8_t *g, const uint8_t *mask, size_t positions,
+                                    size_t channels, int32_t c0, int32_t *sums, size_t pixels) {
     for (int32_t j = 0; j < 8; ++j) sums[j] = 0;
     const int8_t *gp = g + c0;
     const uint8_t *mp = mask ? mask + (c0 >> 3) : NULL;
     const size_t mstep = channels >> 3;
-    for (size_t p0 = 0; p0 < positions; p0 += 255) {
-        const size_t p1 = positions - p0 < 255 ? positions : p0 + 255;
+    const size_t gstep = pixels ? 0 : channels;
+    for (size_t p0 = 0, p1; p0 < positions; p0 = p1) {
+        p1 = positions - p0 < 255 ? positions : p0 + 255;
+        if (pixels) { /* up to the image's end, from its row */
+            const size_t image = p0 / pixels;
+            if (p1 > (image + 1) * pixels) p1 = (image + 1) * pixels;
+            gp = g + c0 + image * channels;
+        }
         uint32_t l0 = 0, l1 = 0, l2 = 0, l3 = 0;
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP)
         if (mp) { /* the masked loop in assembly: 18 instructions per position (GCC's: ~22) */
@@ -83,11 +92,11 @@ static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t po
                 : [gp] "+r"(gp), [mp] "+r"(mp), [n] "+r"(n), [l0] "+r"(l0), [l1] "+r"(l1),
                   [l2] "+r"(l2), [l3] "+r"(l3), [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t),
                   [n4] "=&r"(lo)
-                : [oc] "r"(channels), [ms] "r"(mstep), [tab] "r"(dsp_spread4)
+                : [oc] "r"(gstep), [ms] "r"(mstep), [tab] "r"(dsp_spread4)
                 : "cc", "memory");
         } else
 #endif
-            for (size_t pos = p0; pos < p1; ++pos, gp += channels) {
+            for (size_t pos = p0; pos < p1; ++pos, gp += gstep) {
                 uint32_t a = dsp_read4(gp), b = dsp_read4(gp + 4);
                 if (mp) {
                     const uint32_t m = *mp;
@@ -107,16 +116,22 @@ static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t po
     }
 }
 
-/* conv_grad_update_bias (conv2d_s8_grad_update.h), bit-identical: the same sums (gu_bias_sums8
- * where the channels come in whole mask bytes, else dsp_bias_sums) and the same float factor per
- * channel (its numerator's two products hoisted: the same operations in the same order), then
- * dsp_step_bias. For the conv, depthwise and fully connected updates (channels: the gradient's
- * innermost dimension). */
-static inline void conv_grad_update_bias_dsp(int32_t *bias, int32_t rows, size_t positions,
-                                             size_t channels, const int8_t *grad_out,
-                                             const uint8_t *mask, float lr, float grad_scale,
-                                             float input_scale, const float *scales,
-                                             int32_t per_channel) {
+static inline void gu_bias_sums8(const int8_t *g, const uint8_t *mask, size_t positions,
+                                 size_t channels, int32_t c0, int32_t *sums) {
+    gu_bias_sums8_at(g, mask, positions, channels, c0, sums, 0);
+}
+
+/* conv_grad_update_bias_at (conv2d_s8_grad_update.h), bit-identical: the same sums
+ * (gu_bias_sums8_at where the channels come in whole mask bytes, else dsp_bias_sums, or with a
+ * broadcast row the reference's sums) and the same float factor per channel (its numerator's
+ * two products hoisted: the same operations in the same order), then dsp_step_bias. For the
+ * conv, depthwise and fully connected updates (channels: the gradient's innermost dimension;
+ * conv_grad_update_bias_dsp: pixels 0). */
+static inline void conv_grad_update_bias_dsp_at(int32_t *bias, int32_t rows, size_t positions,
+                                                size_t channels, const int8_t *grad_out,
+                                                const uint8_t *mask, float lr, float grad_scale,
+                                                float input_scale, const float *scales,
+                                                int32_t per_channel, size_t pixels) {
     int32_t sums[DSP_BIAS_CHUNK];
     const float num = lr * grad_lr_scale * grad_scale; /* conv_grad_bias_factor's numerator */
     int32_t c0 = 0;
@@ -124,7 +139,14 @@ static inline void conv_grad_update_bias_dsp(int32_t *bias, int32_t rows, size_t
         int32_t n = rows - c0 < DSP_BIAS_CHUNK ? rows - c0 : DSP_BIAS_CHUNK;
         if (channels % 8u == 0 && n >= 8) {
             n = 8;
-            gu_bias_sums8(grad_out, mask, positions, channels, c0, sums);
+            gu_bias_sums8_at(grad_out, mask, positions, channels, c0, sums, pixels);
+        } else if (pixels) { /* a broadcast row, channels off whole mask bytes: element-wise */
+            for (int32_t j = 0; j < n; ++j) {
+                sums[j] = 0;
+                for (size_t pos = 0; pos < positions; ++pos)
+                    sums[j] += conv_grad_masked_at(grad_out, mask, pos, channels, (size_t)(c0 + j),
+                                                   pixels);
+            }
         } else {
             dsp_bias_sums(grad_out, mask, positions, channels, c0, n, sums);
         }
@@ -135,6 +157,15 @@ static inline void conv_grad_update_bias_dsp(int32_t *bias, int32_t rows, size_t
         }
         c0 += n;
     }
+}
+
+static inline void conv_grad_update_bias_dsp(int32_t *bias, int32_t rows, size_t positions,
+                                             size_t channels, const int8_t *grad_out,
+                                             const uint8_t *mask, float lr, float grad_scale,
+                                             float input_scale, const float *scales,
+                                             int32_t per_channel) {
+    conv_grad_update_bias_dsp_at(bias, rows, positions, channels, grad_out, mask, lr, grad_scale,
+                                 input_scale, scales, per_channel, 0);
 }
 
 #if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP) && KERNELS_FPV5

@@ -6,8 +6,11 @@
 #include "conv2d_train.h"
 #include "grad.h"
 
-static inline float masked(const float *g, const uint8_t *mask, size_t i) {
-    return (mask && !grad_mask_get(mask, i)) ? 0.0f : g[i];
+/* G_y[pos, c] masked (conv_grad_masked_at, conv2d_s8_grad_input.h, in float32). */
+static inline float masked(const float *g, const uint8_t *mask, size_t pos, size_t oc, size_t c,
+                           size_t pixels) {
+    const size_t i = pos * oc + c;
+    return (mask && !grad_mask_get(mask, i)) ? 0.0f : g[conv_grad_row(pos, pixels) * oc + c];
 }
 
 void conv2d_s8_grad_update_f32_run(const void *params, void *const *operands, void *scratch) {
@@ -29,6 +32,7 @@ void conv2d_s8_grad_update_f32_run(const void *params, void *const *operands, vo
     const size_t filter_size = (size_t)p.filter_h * (size_t)p.filter_w * (size_t)p.input_c;
     const size_t oc = (size_t)p.output_c;
     const size_t positions = (size_t)p.batches * (size_t)p.output_h * (size_t)p.output_w;
+    const size_t pixels = conv_grad_pixels(p.grad_broadcast, p.output_h, p.output_w);
 
     const int32_t weight_rows = p.update_weights ? p.train_rows : 0;
     for (int32_t c = 0; c < weight_rows; ++c) {
@@ -40,7 +44,7 @@ void conv2d_s8_grad_update_f32_run(const void *params, void *const *operands, vo
             for (int32_t oy = 0; oy < p.output_h; ++oy) {
                 const int32_t y0 = oy * p.stride_h - p.pad_h;
                 for (int32_t ox = 0; ox < p.output_w; ++ox, ++pos) {
-                    const float g = masked(grad_out, mask, pos * oc + (size_t)c);
+                    const float g = masked(grad_out, mask, pos, oc, (size_t)c, pixels);
                     if (g == 0.0f) continue;
                     const int32_t x0 = ox * p.stride_w - p.pad_w;
                     for (int32_t fy = 0; fy < p.filter_h; ++fy) {
@@ -71,7 +75,7 @@ void conv2d_s8_grad_update_f32_run(const void *params, void *const *operands, vo
     for (int32_t c = 0; c < bias_rows; ++c) {
         float sum = 0.0f;
         for (size_t pos = 0; pos < positions; ++pos)
-            sum += masked(grad_out, mask, pos * oc + (size_t)c);
+            sum += masked(grad_out, mask, pos, oc, (size_t)c, pixels);
         const float f =
             conv_grad_bias_factor(p.lr, s_g, p.input_scale, scales[p.per_channel ? c : 0]);
         bias[c] = conv_grad_step_bias(bias[c], f * sum);

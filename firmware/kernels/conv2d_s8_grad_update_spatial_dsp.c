@@ -75,14 +75,17 @@ static void transpose_input(const struct conv2d_s8_grad_update_params *p, const 
         for (int32_t t = 0; t < s->taps; ++t) x16[(size_t)t * 2 * (size_t)s->pw + q] = 0;
 }
 
-/* Row c's gradients, masked, two positions a word; returns whether any is nonzero. */
+/* Row c's gradients, masked, two positions a word; returns whether any is nonzero. pixels:
+ * conv_grad_pixels (grad_broadcast: an image's positions share its gradient row). */
 static int pack_row(const int8_t *grad_out, const uint8_t *mask, int32_t positions, size_t oc,
-                    int32_t c, uint32_t *g, int32_t pw) {
+                    int32_t c, uint32_t *g, int32_t pw, size_t pixels) {
     uint32_t any = 0;
-    size_t i = (size_t)c;
-    for (int32_t j = 0; j < pw; ++j, i += 2 * oc) {
-        const int32_t lo = conv_grad_masked(grad_out, mask, i);
-        const int32_t hi = 2 * j + 1 < positions ? conv_grad_masked(grad_out, mask, i + oc) : 0;
+    for (int32_t j = 0; j < pw; ++j) {
+        const size_t q = 2 * (size_t)j;
+        const int32_t lo = conv_grad_masked_at(grad_out, mask, q, oc, (size_t)c, pixels);
+        const int32_t hi = 2 * j + 1 < positions
+                               ? conv_grad_masked_at(grad_out, mask, q + 1, oc, (size_t)c, pixels)
+                               : 0;
         g[j] = lanes(lo, hi);
         any |= g[j];
     }
@@ -274,14 +277,15 @@ int conv2d_s8_grad_update_spatial_ok(const struct conv2d_s8_grad_update_params *
  * per gradient row by row; any[r]: whether row r has a nonzero gradient (the words ORed as
  * they pass, not a second pass over the packed rows). */
 static void pack_rows8(const int8_t *grad_out, const uint8_t *mask, int32_t positions, size_t oc,
-                       int32_t c0, uint32_t *g, int32_t pw, int *any) {
+                       int32_t c0, uint32_t *g, int32_t pw, int *any, size_t pixels) {
     uint32_t ora = 0, orb = 0;
     int16_t *g16 = (int16_t *)g; /* row r, position q: g16[r * 2 pw + q] (little-endian lanes) */
     const size_t row = 2 * (size_t)pw;
     const int8_t *gp = grad_out + c0;
     const uint8_t *mp = mask ? mask + (c0 >> 3) : NULL;
     for (int32_t q = 0; q < positions; ++q, gp += oc) {
-        uint32_t a = dsp_read4(gp), b = dsp_read4(gp + 4);
+        const int8_t *gq = pixels ? grad_out + c0 + conv_grad_row((size_t)q, pixels) * oc : gp;
+        uint32_t a = dsp_read4(gq), b = dsp_read4(gq + 4);
         if (mp) {
             const uint32_t m = *mp;
             mp += oc >> 3;
@@ -313,6 +317,7 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
     const int32_t taps = p->filter_h * p->filter_w * p->input_c;
     const int32_t pw = (positions + 1) / 2;
     const size_t oc = (size_t)p->output_c;
+    const size_t pixels = conv_grad_pixels(p->grad_broadcast, p->output_h, p->output_w);
     /* The scratch (conv_grad_update_spatial_bytes): X, 8 rows of packed gradients, 2 rows of
      * sums. */
     uint32_t *const x = scratch, *const gb = x + (size_t)taps * (size_t)pw;
@@ -326,11 +331,11 @@ void conv2d_s8_grad_update_spatial_dsp(const struct conv2d_s8_grad_update_params
         const int32_t nb = rows - c0 < 8 ? rows - c0 : 8;
         int any[8];
         if (bytes) /* c0 + 8 <= output_c: the block's gradients all exist */
-            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw, any);
+            pack_rows8(grad_out, mask, positions, oc, c0, gb, pw, any, pixels);
         else
             for (int32_t r = 0; r < nb; ++r)
                 any[r] = pack_row(grad_out, mask, positions, oc, c0 + r,
-                                  gb + (size_t)r * (size_t)pw, pw);
+                                  gb + (size_t)r * (size_t)pw, pw, pixels);
         for (int32_t r = 0; r < nb;) {
             const int two = pw != 8 && r + 1 < nb; /* 16 positions: row by row, in registers */
             s.g0 = gb + (size_t)r * (size_t)pw;

@@ -5,9 +5,9 @@
 #include "def_types.h"
 
 #define PLAN_MAGIC 0x4C505454u /* "TTPL" little-endian */
-/* 9: depthwise_conv2d_s8_grad_input_2pass's parameters gain keep; 8: stream storage (an input
- * read a band of rows at a time); 4: WINDOW_COPY (patch-based execution); 3: trained-slice
- * operands on conv/depthwise/FC */
+/* 9: depthwise_conv2d_s8_grad_input_2pass's parameters gain keep, and the conv gradient
+ * parameters grad_broadcast; 8: stream storage (an input read a band of rows at a time); 4:
+ * WINDOW_COPY (patch-based execution); 3: trained-slice operands on conv/depthwise/FC */
 #define PLAN_FORMAT_VERSION 9u
 #define PLAN_ALIGN 16u
 #define PLAN_NO_TENSOR 0xFFFFu

@@ -25,6 +25,7 @@ from pytools.model.lowering.stream import Streamed, stream_input
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
 from pytools.train.autodiff import TrainGraph, build_training_graph
+from pytools.train.mean_grad_broadcast import fold_mean_grad_broadcast
 from pytools.train.scheme import Scheme
 
 CATEGORIES = ("saved activations", "masks", "gradients", "trainable state", "scratch", "activations")
@@ -87,6 +88,7 @@ def compile_training(
     tb = build_training_graph(
         graph, scheme, lr=lr, float_grads=scheme.float_gradients, loss=loss, saturated_loss=saturated_loss
     )
+    fold_mean_grad_broadcast(tb.graph)  # a MEAN's gradient as one row per image where its readers take it
     patching = [_renumbered(p, folded) for p in scheme.patch]
     patched: Patched | None = None
     note = ""

@@ -315,6 +315,7 @@ def grad_input_call(layer: Layer, has_mask: bool | None = None) -> tuple[KernelC
         train_cols=layer.train_cols,
         train_bias_rows=0,
         filter_offset=-layer.z_w,
+        grad_broadcast=0,
     )
     values = [
         layer.g_q,
@@ -372,6 +373,7 @@ def update_call(
         update_bias=int(update_bias),
         lr=lr,
         input_scale=layer.s_x,
+        grad_broadcast=0,
     )
     wbuf = np.full(layer.w_ram.size + GUARD, 0x5A, np.int8)
     wbuf[: layer.w_ram.size] = layer.w_ram.reshape(-1)

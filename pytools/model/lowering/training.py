@@ -108,7 +108,12 @@ def _mean_grad(g: Graph, op: Op) -> KernelCall:
     missing = [f for f in fields if f not in fwd]
     if missing:
         raise ModelError(f"{op.where()}: MEAN's lowering lacks {missing} for its gradient")
-    return KernelCall("mean_s8_grad_input", {f: fwd[f] for f in fields}, _grad_io(op))
+    p = {f: fwd[f] for f in fields}
+    if op.options.get("grad_broadcast"):
+        # One row per image (pytools/train/mean_grad_broadcast.py): the averaged axes have size
+        # 1 in G_x, count and so the scale stay the forward's.
+        p.update({f"dim{k}": 1 for k in range(4) if p[f"reduce{k}"]})
+    return KernelCall("mean_s8_grad_input", p, _grad_io(op))
 
 
 @lowers("SOFTMAX_XENT")

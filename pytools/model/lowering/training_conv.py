@@ -49,13 +49,20 @@ def _kind(op: Op) -> str:
     return op.kind.rsplit("_GRAD_", 1)[0]
 
 
+def _broadcast(op: Op) -> int:
+    """1 where G_y is one row per image (pytools/train/mean_grad_broadcast.py)."""
+    return int(bool(op.options.get("grad_broadcast", False)))
+
+
 def _grad_input(g: Graph, op: Op) -> KernelCall:
     fwd_op = g.ops[op.options["forward"]]
     kernel = KERNEL[_kind(op)] + "_grad_input"
     gy, sy, mask = op.inputs[:3]
     gx, sx = op.outputs
     fwd = forward_call(g, op).params
-    params = _params(kernel, fwd, has_mask=int(mask >= 0), train_rows=fwd["train_rows"])
+    params = _params(
+        kernel, fwd, has_mask=int(mask >= 0), train_rows=fwd["train_rows"], grad_broadcast=_broadcast(op)
+    )
     trained = fwd_op.options.get("trained_filter", -1)
     return KernelCall(
         kernel,
@@ -101,6 +108,7 @@ def _grad_update(g: Graph, op: Op) -> KernelCall:
         update_bias=int(b_ram >= 0),
         lr=float(op.options["lr"]),
         input_scale=s_x,
+        grad_broadcast=_broadcast(op),
     )
     return KernelCall(
         kernel,
