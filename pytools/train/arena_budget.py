@@ -78,14 +78,14 @@ KEEPABLE = {
 
 
 def keep_takes(g: Graph, op: Op, two_pass: str) -> bool:
-    """Whether the lowering of `two_pass` takes op's keep: keeping one unit plans more scratch
-    than keeping none (a kernel without the option plans the same)."""
+    """Whether the lowering of `two_pass` takes op's keep: keeping every unit plans more
+    scratch than keeping none (a kernel without the option plans the same)."""
 
     def scratch(keep: int) -> int:
         probe = dataclasses.replace(op, kind=two_pass, options={**op.options, "keep": keep})
         return scratch_size(lower(g, probe))
 
-    return scratch(1) > scratch(0)
+    return scratch(KEEPABLE[two_pass].units(g, op)) > scratch(0)
 
 
 @dataclass
