@@ -56,6 +56,12 @@ it for its backward pass); the compiler says why otherwise.
 int32 accumulators of only as many pixels as the arena allows, the rest computed twice) where
 that shrinks the planned arena. It trades instructions for memory, so a scheme asks for it.
 
+`arena_budget = 91000` (inline "arena_budget=91000"; bytes) asks for a planned arena of at most
+that many bytes at the least recomputation: the compiler starts from every exact memory saver at
+its maximum (in-place depthwise, two-pass input gradients keeping nothing) and gives them back,
+the most expensive first, while the arena stays within it (pytools/train/arena_budget.py); a
+budget below that floor is refused, saying what holds it.
+
 `gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
 the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
 to compare accuracy against (docs/training.md). The default is "int8".
