@@ -225,44 +225,50 @@ def _note(budget: int, compiled: Compiled, floor: Compiled, found: list[Saver], 
 
 
 def floor_message(graph: Graph, floor: Compiled, budget: int, found: list[Saver]) -> str:
-    """Why the budget cannot be met: the floor, the step that holds it (the most bytes in use
-    at once, overlaps counted once), its largest buffers, and what to do."""
+    """Why the budget cannot be met: the floor, the step that holds it (the most bytes it needs
+    with every exact overlap taken, so no saver lowers it), its largest buffers, the next such
+    step, and what to do."""
     plan = floor.plan
-    placed = [(b, plan.tensors[int(b.name[1:])].offset) for b in floor.buffers]
-
-    def used(step: int) -> int:
-        spans = sorted((o, o + align_up(b.size)) for b, o in placed if b.first <= step <= b.last)
-        total, end = 0, 0
-        for a, z in spans:
-            total, end = total + max(0, z - max(a, end)), max(end, z)
-        return total
-
-    step = max(range(len(graph.ops)), key=used)
-    largest = sorted((b for b, _ in placed if b.first <= step <= b.last), key=lambda b: -b.size)[:4]
+    need = least_bytes(floor.buffers, [t for _, t in floor.tie_candidates])[: len(graph.ops)]
+    busiest = sorted(range(len(need)), key=lambda i: (-int(need[i]), i))
+    step = busiest[0]
+    alive = [b for b in floor.buffers if b.first <= step <= b.last]
 
     def label(b: Buffer) -> str:
-        t = plan.tensors[int(b.name[1:])]
-        return f"{t.name.split(';')[0] or 'its scratch'} ({b.size:,} B)"
+        name = plan.tensors[int(b.name[1:])].name.split(";")[0]
+        return f"{name or 'its scratch'} ({b.size:,} B)"
 
-    op = graph.ops[step]
-    what = f"#{step} {op.kind}"
-    if "forward" in op.options:
-        what += f" of #{op.options['forward']} {graph.ops[op.options['forward']].kind}"
+    def what(i: int) -> str:
+        op = graph.ops[i]
+        fwd = op.options.get("forward")
+        return f"#{i} {op.kind}" + (f" of #{fwd} {graph.ops[fwd].kind}" if fwd is not None else "")
+
+    # The next busiest step elsewhere (not a neighbour of the first): what decides the arena next.
+    later = next((i for i in busiest if abs(i - step) > 2), None)
+    then = f"; next, step {what(later)} ({int(need[later]):,} B)" if later is not None else ""
     n_in_place = sum(s.kind == "in place" for s in found)
+    largest = ", ".join(label(b) for b in sorted(alive, key=lambda b: -b.size)[:4])
     return (
         f"arena_budget {budget:,} B is below what the exact memory savers reach: with all of them "
         f"at their maximum ({n_in_place} depthwise layers in place, {len(found) - n_in_place} input "
-        f"gradients in two passes keeping nothing) the arena is {floor.arena:,} B. Step {what} "
-        f"holds it ({used(step):,} B in use); its largest buffers: {', '.join(label(b) for b in largest)}. "
-        f"Give arena_budget = {floor.arena} or more, or lower that step's peak: patch the first stages "
-        f"(patch=...), stream the input (stream_input=true), or train fewer or narrower layers."
+        f"gradients in two passes keeping nothing) the arena is {floor.arena:,} B. Step {what(step)} "
+        f"holds it: it needs {int(need[step]):,} B with every exact overlap taken; its largest buffers: "
+        f"{largest}{then}. Give arena_budget = {floor.arena} or more, or lower that step's peak: patch "
+        f"the first stages (patch=...), stream the input (stream_input=true), or train fewer or "
+        f"narrower layers."
     )
 
 
 def lower_bound(buffers: list[Buffer], candidates: list[Tie]) -> int:
     """A bound no plan of these buffers reaches below, whichever of the candidate overlaps it
-    keeps: at each step, the bytes of the buffers alive, those tied together (every candidate
-    kept: buffers apart can only take more) counted once where they share bytes."""
+    keeps (least_bytes' largest)."""
+    return int(least_bytes(buffers, candidates).max())
+
+
+def least_bytes(buffers: list[Buffer], candidates: list[Tie]) -> np.ndarray:
+    """The bytes each step needs at least, whichever of the candidate overlaps a plan keeps:
+    the buffers alive, those tied together (every candidate kept: buffers apart can only take
+    more) counted once where they share bytes."""
     at: dict[str, tuple[str, int]] = {b.name: (b.name, 0) for b in buffers}  # -> (group, offset)
 
     def find(n: str) -> tuple[str, int]:
@@ -296,4 +302,4 @@ def lower_bound(buffers: list[Buffer], candidates: list[Tie]) -> int:
                 total, end = total + max(0, z - max(a, end)), max(end, z)
             load[step] += total
             load[step + 1] -= total
-    return int(np.cumsum(load).max())
+    return np.cumsum(load)[:-1]
