@@ -37,7 +37,8 @@ from pytools.model.kernels import scratch_size
 from pytools.model.lowering import lower
 from pytools.model.lowering.conv import IN_PLACE_OPTION
 from pytools.model.lowering.training_conv import conv_two_pass_takes
-from pytools.model.planner import Buffer, Tie, align_up
+from pytools.model.plan import NO_TENSOR
+from pytools.model.planner import Buffer, Tie, align_up, plan_arena
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ class Budgeted:
             for i, op in self.plain.items()
         }
         self.trials = self.searches = 0
+        self.base: Compiled | None = None  # the last compile without the overlap search
+        self.base_on: tuple[bool, ...] = ()  # which savers were on for it
 
     def apply(self) -> None:
         for s in self.savers:
@@ -160,23 +163,65 @@ class Budgeted:
         self.apply()
         return self.compile_step(overlap=self.overlap)
 
+    def _planned(self) -> tuple[list[Buffer], list[tuple[int, Tie]], int]:
+        """The planner's buffers and overlap candidates for the graph as the savers stand, and
+        its steps. Where only keeps changed since the last compile, that compile's with the
+        kept operators' scratch re-sized (a keep changes nothing else: the same operators,
+        tensors and overlaps); else the graph compiled anew without the overlap search."""
+        self.apply()
+        on = tuple(s.on for s in self.savers)
+        base = self.base
+        if base is not None and on == self.base_on:
+            sizes: dict[str, int] = {}
+            for s in self.savers:
+                if s.on and s.keeps:
+                    scratch = base.plan.ops[s.index].scratch
+                    size = scratch_size(lower(self.graph, self.graph.ops[s.index]))
+                    if scratch == NO_TENSOR or not size:
+                        break
+                    sizes[f"s{scratch}"] = size
+            else:
+                buffers = [dataclasses.replace(b, size=sizes.get(b.name, b.size)) for b in base.buffers]
+                return buffers, base.tie_candidates, len(base.plan.ops)
+        self.base, self.base_on = self.compile_step(overlap=False), on
+        return self.base.buffers, self.base.tie_candidates, len(self.base.plan.ops)
+
+    def bounds(self) -> tuple[int, int]:
+        """(above, below): the arena compile_step would plan for the graph as the savers stand
+        is at most `above` (its plan without the exact overlaps, which the compiler's overlap
+        search keeps unless it finds smaller) and at least `below` (no choice of the overlaps
+        needs fewer bytes at its busiest step: lower_bound)."""
+        buffers, candidates, _ = self._planned()
+        if not self.overlap:
+            arena = align_up(plan_arena(buffers)[1])
+            return arena, arena
+        return align_up(plan_arena(buffers)[1]), lower_bound(buffers, [t for _, t in candidates])
+
     def within(self, budget: int) -> bool:
         """Whether the graph as the savers stand compiles to an arena of at most budget bytes,
-        exactly as compile_step would plan it, at a fraction of its cost: the plan without the
-        exact overlaps answers yes where it fits (the compiler's overlap search keeps it unless
-        it finds smaller), a bound no overlap can beat answers no, and only between the two
-        runs the compiler's overlap search (compiler.choose_ties), stopped at the first plan
-        within the budget."""
-        self.apply()
+        exactly as compile_step would plan it, at a fraction of its cost: the bounds answer
+        where they can, and only between them runs the compiler's overlap search
+        (compiler.choose_ties), stopped at the first plan within the budget."""
         self.trials += 1
-        c = self.compile_step(overlap=False)
-        if c.arena <= budget:
-            return True
-        if not self.overlap or lower_bound(c.buffers, [t for _, t in c.tie_candidates]) > budget:
-            return False
+        above, below = self.bounds()
+        if above <= budget or below > budget:
+            return above <= budget
         self.searches += 1
-        _, _, arena = choose_ties(c.buffers, c.tie_candidates, len(c.plan.ops), enough=budget)
+        buffers, candidates, n = self._planned()
+        _, _, arena = choose_ties(buffers, candidates, n, enough=budget)
         return align_up(arena) <= budget
+
+
+def _largest(lo: int, hi: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in [lo, hi] that fits, fits(lo) known true (bisection: fits is taken as
+    monotone)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def meet(
@@ -197,14 +242,16 @@ def meet(
             continue
         s.on = True
         if s.keeps:  # the most units kept that the budget allows (bisection)
-            lo, hi = s.keep, s.units - 1
-            while lo < hi:
-                s.keep = mid = (lo + hi + 1) // 2
-                if b.within(budget):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            s.keep = lo
+
+            def at(keep: int, test: Callable[[], bool], s: Saver = s) -> bool:
+                s.keep = keep
+                return test()
+
+            # The bounds first (a re-plan each): keeps whose plan without overlaps fits are in,
+            # keeps that no overlap brings within are out; the compiler's search decides between.
+            fits_above = _largest(s.keep, s.units - 1, lambda k: at(k, lambda: b.bounds()[0] <= budget))
+            fits_below = _largest(fits_above, s.units - 1, lambda k: at(k, lambda: b.bounds()[1] <= budget))
+            s.keep = _largest(fits_above, fits_below, lambda k: at(k, lambda: b.within(budget)))
     compiled = b.compile()
     # Every change was kept only where the compiler's plan is within the budget (within()).
     assert compiled.arena <= budget, (compiled.arena, budget)
