@@ -279,7 +279,8 @@ def choose_ties(
     busiest steps first, each kept unless the arena grows (one that changes nothing yet
     may pay once a tie at another step has lowered that step's peak). overlap=False: none.
     enough: stop at the first plan of at most that many bytes (each pass only shrinks its
-    arena, so the full search's is no larger): a caller asking "is it within a budget?"."""
+    arena, so the full search's is no larger), the busiest-first pass first: a caller asking
+    "is it within a budget?" (the arena found is the same, the plan may differ)."""
     load = np.zeros(n + 2, np.int64)
     for b in buffers:
         load[b.first] += align_up(b.size)
@@ -289,7 +290,10 @@ def choose_ties(
     ties: list[Tie] = []
     offsets, arena = plan_arena(buffers)
     best = (ties, offsets, arena)
-    for order, keep_equal in ((candidates, False), (busiest, True)) if overlap and candidates else ():
+    passes = [(candidates, False), (busiest, True)] if overlap and candidates else []
+    if enough >= 0:
+        passes.reverse()  # the busiest steps' ties first: the likelier to reach `enough` early
+    for order, keep_equal in passes:
         if best[2] <= enough:
             break
         ties, offsets, arena = [], *plan_arena(buffers)
