@@ -13,12 +13,14 @@ step that holds it and its largest buffers. Otherwise the savers are given back,
 expensive first (estimated recomputed MACs), each whole where the arena stays within the
 budget, else its `keep` widened by bisection to the largest the budget allows.
 
-Each trial varies only some operators' kernels and scratch sizes, so it is priced by one
-planner call (planner.plan_arena, the compiler's own) on the trial's buffers with the exact
-overlaps the last full compile kept, not by the compiler's overlap search (~50 planner calls).
-The choice is then compiled in full; should that plan exceed the budget (the overlap search
-and the estimate may disagree by a few hundred bytes), the last changes are undone until it
-does not.
+Each trial is answered exactly as the compiler would plan it (compile_graph's arena within the
+budget or not), but cheaply (Budgeted.within): the plan without the exact overlaps answers yes
+where it fits, since the compiler's overlap search keeps it unless it finds smaller; a lower
+bound that no choice of the overlaps beats answers no; only between the two does the
+compiler's own overlap search run (compiler.choose_ties), stopped at the first plan within the
+budget. A trial that changes only keeps re-plans the last compile's buffers with the kept
+operators' scratch re-sized (planner.plan_arena, the compiler's own), without lowering the
+graph again. So the step finally compiled is within the budget by construction.
 """
 
 from __future__ import annotations
@@ -115,17 +117,16 @@ def savers(graph: Graph, overlap: bool, conv: bool = True) -> list[Saver]:
     """The step's exact memory savers, at their maximum. conv: 1x1 conv input gradients too.
     In-place layers are an exact overlap, so only with overlap."""
     out = [Saver(i, "in place") for i in (in_place_candidates(graph) if overlap else [])]
-    for op in graph.ops:
+    for i, op in enumerate(graph.ops):
         two_pass = op.kind + "_2PASS"
         if op.kind == "DEPTHWISE_CONV_2D_GRAD_INPUT" or (
             conv and op.kind == "CONV_2D_GRAD_INPUT" and conv_two_pass_takes(graph, op)
         ):
             k = KEEPABLE[two_pass]
             if keep_takes(graph, op, two_pass):
-                out.append(Saver(op.index, two_pass, k.units(graph, op), k.macs_per_unit(graph, op), True))
-            else:
-                whole = k.units(graph, op) * k.macs_per_unit(graph, op)
-                out.append(Saver(op.index, two_pass, 1, whole))
+                out.append(Saver(i, two_pass, k.units(graph, op), k.macs_per_unit(graph, op), True))
+            else:  # one unit: the whole operator
+                out.append(Saver(i, two_pass, 1, k.units(graph, op) * k.macs_per_unit(graph, op)))
     return out
 
 
