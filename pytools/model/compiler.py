@@ -13,7 +13,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -50,6 +50,11 @@ class Compiled:
     peak_live: int  # the lower bound: most bytes alive at once
     plan_ids: dict[int, int]  # graph tensor -> plan tensor
     graph: Graph | None = None  # the graph compiled (a forward graph's PADs folded)
+    # What the arena was planned from (plan_arena): the buffers, the exact overlaps that were
+    # candidates and those kept. A caller that varies only scratch sizes re-plans from these.
+    buffers: list[Buffer] = field(default_factory=list)
+    tie_candidates: list[tuple[int, Tie]] = field(default_factory=list)  # (step, tie)
+    ties: list[Tie] = field(default_factory=list)
 
     @property
     def arena(self) -> int:
@@ -263,6 +268,46 @@ def lower_all(graph: Graph) -> list[KernelCall]:
     return calls
 
 
+def choose_ties(
+    buffers: list[Buffer], candidates: list[tuple[int, Tie]], n: int, overlap: bool = True, enough: int = -1
+) -> tuple[list[Tie], dict[str, int], int]:
+    """The exact overlaps kept among candidates ((step, tie): the step where the tie lets two
+    live buffers share bytes) and the arena so planned (ties, offsets, size) over n steps.
+    Each tie is kept only where it does not make the arena larger: it also constrains the
+    greedy placement, which can cost more than the overlap saves. Two passes, the smaller
+    arena kept: the ties in the order found, each kept where the arena shrinks; and at the
+    busiest steps first, each kept unless the arena grows (one that changes nothing yet
+    may pay once a tie at another step has lowered that step's peak). overlap=False: none.
+    enough: stop at the first plan of at most that many bytes (each pass only shrinks its
+    arena, so the full search's is no larger), the busiest-first pass first: a caller asking
+    "is it within a budget?" (the arena found is the same, the plan may differ)."""
+    load = np.zeros(n + 2, np.int64)
+    for b in buffers:
+        load[b.first] += align_up(b.size)
+        load[b.last + 1] -= align_up(b.size)
+    load = np.cumsum(load)
+    busiest = sorted(candidates, key=lambda c: -int(load[c[0]]))
+    ties: list[Tie] = []
+    offsets, arena = plan_arena(buffers)
+    best = (ties, offsets, arena)
+    passes = [(candidates, False), (busiest, True)] if overlap and candidates else []
+    if enough >= 0:
+        passes.reverse()  # the busiest steps' ties first: the likelier to reach `enough` early
+    for order, keep_equal in passes:
+        if best[2] <= enough:
+            break
+        ties, offsets, arena = [], *plan_arena(buffers)
+        for _, tie in order:
+            trial_offsets, trial_arena = plan_arena(buffers, ties=[*ties, tie])
+            if trial_arena < arena or (keep_equal and trial_arena == arena):
+                ties, offsets, arena = [*ties, tie], trial_offsets, trial_arena
+                if arena <= enough:
+                    break
+        if arena < best[2]:
+            best = (ties, offsets, arena)
+    return best
+
+
 def compile_graph(
     graph: Graph, board: Board, name: str, n_forward: int = 0, fold: bool = True, overlap: bool = True
 ) -> Compiled:
@@ -418,29 +463,7 @@ def compile_graph(
     ins = {root(t) for t in graph.inputs}
     for i, x, y in in_place_ties(calls, root, first, last, lambda t: graph.tensor(t).nbytes, eligible, ins):
         candidates.append((i, Tie(f"t{plan_id[x]}", f"t{plan_id[y]}", 0)))
-    # Each tie is kept only where it does not make the arena larger: it also constrains the
-    # greedy placement, which can cost more than the overlap saves. Two passes, the smaller
-    # arena kept: the ties in the order found, each kept where the arena shrinks; and at the
-    # busiest steps first, each kept unless the arena grows (one that changes nothing yet
-    # may pay once a tie at another step has lowered that step's peak).
-    load = np.zeros(n + 2, np.int64)
-    for b in buffers:
-        load[b.first] += align_up(b.size)
-        load[b.last + 1] -= align_up(b.size)
-    load = np.cumsum(load)
-    busiest = sorted(candidates, key=lambda c: -int(load[c[0]]))
-    ties: list[Tie] = []
-    offsets, arena = plan_arena(buffers)
-    best = (ties, offsets, arena)
-    for order, keep_equal in ((candidates, False), (busiest, True)) if overlap and candidates else ():
-        ties, offsets, arena = [], *plan_arena(buffers)
-        for _, tie in order:
-            trial_offsets, trial_arena = plan_arena(buffers, ties=[*ties, tie])
-            if trial_arena < arena or (keep_equal and trial_arena == arena):
-                ties, offsets, arena = [*ties, tie], trial_offsets, trial_arena
-        if arena < best[2]:
-            best = (ties, offsets, arena)
-    ties, offsets, arena = best
+    ties, offsets, arena = choose_ties(buffers, candidates, n, overlap)
     for g, pid in plan_id.items():
         if tensors[pid].storage in in_arena:
             tensors[pid].offset = offsets[f"t{plan_id[root(g)]}"]
@@ -466,5 +489,15 @@ def compile_graph(
     names = {b.name for b in activations}
     _, act_arena = plan_arena(activations, ties=[t for t in ties if {t.leader, t.follower} <= names])
     return Compiled(
-        plan, pack(plan), calls, act_arena, max(scratch_sizes), peak_live_bytes(buffers), plan_id, graph
+        plan,
+        pack(plan),
+        calls,
+        act_arena,
+        max(scratch_sizes),
+        peak_live_bytes(buffers),
+        plan_id,
+        graph,
+        buffers,
+        candidates,
+        ties,
     )

@@ -24,6 +24,7 @@ from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
 from pytools.model.lowering.stream import Streamed, stream_input
 from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
+from pytools.train.arena_budget import meet
 from pytools.train.autodiff import TrainGraph, build_training_graph
 from pytools.train.mean_grad_broadcast import fold_mean_grad_broadcast
 from pytools.train.scheme import Scheme
@@ -48,6 +49,7 @@ class CompiledTraining:
     folded: Folded | None = None  # the model's PADs folded into their convolutions
     patch_note: str = ""  # what patch=auto chose and why
     streamed: Streamed | None = None  # the input streamed into the first stage (stream_input)
+    budget_note: str = ""  # what arena_budget chose (pytools/train/arena_budget.py)
 
 
 def category(tb: TrainGraph, graph_tensor: int | None, name: str) -> str:
@@ -129,16 +131,26 @@ def compile_training(
         streamed = stream_input(tb.graph, patched is not None and any(p.start == 0 for p in patching))
         tb.graph, tb.n_forward = streamed.graph, tb.n_forward + streamed.added
         tb.loss_end += streamed.added  # every INPUT_ROWS is in the first stage
-    compiled = _two_pass_where_it_helps(tb, board, name, overlap, conv=scheme.conv_two_pass)
-    step = partial(compile_graph, tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
-    if overlap and in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
-        # Depthwise layers in place (an exact overlap: none without them) lowered the forward
-        # peak: a one-pass depthwise input gradient may now decide the arena.
+    budget_note = ""
+    if scheme.arena_budget is not None:
+        # The exact memory savers chosen to meet the budget at the least recomputation.
+        compiled, budget_note = meet(
+            tb.graph,
+            scheme.arena_budget,
+            partial(compile_graph, tb.graph, board, name, n_forward=tb.n_forward),
+            overlap,
+        )
+    else:
         compiled = _two_pass_where_it_helps(tb, board, name, overlap, conv=scheme.conv_two_pass)
+        step = partial(compile_graph, tb.graph, board, name, n_forward=tb.n_forward, overlap=overlap)
+        if overlap and in_place_where_it_helps(tb.graph, step, compiled) is not compiled:
+            # Depthwise layers in place (an exact overlap: none without them) lowered the forward
+            # peak: a one-pass depthwise input gradient may now decide the arena.
+            compiled = _two_pass_where_it_helps(tb, board, name, overlap, conv=scheme.conv_two_pass)
     ct = CompiledTraining(
         name, board, scheme, tb, compiled, patching=patching, patched=patched, folded=folded
     )
-    ct.patch_note, ct.streamed = note, streamed
+    ct.patch_note, ct.streamed, ct.budget_note = note, streamed, budget_note
     _attribute(ct)
     if link:
         ct.base = build_firmware(board)
@@ -293,6 +305,8 @@ def report(ct: CompiledTraining) -> str:
         )
     if ct.streamed is not None:
         lines.append(f"stream    {ct.streamed.describe()}")
+    if ct.budget_note:
+        lines.append(ct.budget_note)
     lines += [
         f"board     {ct.board.name}: {m.flash_size // 1024} KiB flash, {m.ram_size // 1024} KiB SRAM",
         f"arena     {c.arena:,} B planned (at its busiest operator, #{ct.peak_step}):",

@@ -56,6 +56,12 @@ it for its backward pass); the compiler says why otherwise.
 int32 accumulators of only as many pixels as the arena allows, the rest computed twice) where
 that shrinks the planned arena. It trades instructions for memory, so a scheme asks for it.
 
+`arena_budget = 91000` (inline "arena_budget=91000"; bytes) asks for a planned arena of at most
+that many bytes at the least recomputation: the compiler starts from every exact memory saver at
+its maximum (in-place depthwise, two-pass input gradients keeping nothing) and gives them back,
+the most expensive first, while the arena stays within it (pytools/train/arena_budget.py); a
+budget below that floor is refused, saying what holds it.
+
 `gradients = "float32"` (inline "gradients=float32") is the float-gradient build option:
 the backward pass keeps float32 gradients instead of int8 ones with a dynamic scale, only
 to compare accuracy against (docs/training.md). The default is "int8".
@@ -93,6 +99,10 @@ class Scheme:
     # 1x1 stride-1 conv input gradients in two passes where that shrinks the planned arena
     # (CONV_2D_GRAD_INPUT_2PASS: the same bits, the pixels memory cannot keep computed twice)
     conv_two_pass: bool = False
+    # The arena in bytes the compiler must meet with the exact memory savers (in-place
+    # depthwise, two-pass input gradients) at the least recomputation (pytools/train/
+    # arena_budget.py); None: each saver where it shrinks the arena, as without a budget.
+    arena_budget: int | None = None
 
     def describe(self) -> str:
         parts = [f"biases of the last {self.bias_layers} layers"] if self.bias_layers else []
@@ -113,6 +123,8 @@ class Scheme:
             text += "; float32 gradients"
         if self.conv_two_pass:
             text += "; conv input gradients in two passes where that shrinks the arena"
+        if self.arena_budget is not None:
+            text += f"; arena at most {self.arena_budget:,} B (exact memory savers, least recomputation)"
         return text
 
     def inline(self) -> str:
@@ -129,6 +141,8 @@ class Scheme:
             parts.append("stream_input=true")
         if self.conv_two_pass:
             parts.append("conv_two_pass=true")
+        if self.arena_budget is not None:
+            parts.append(f"arena_budget={self.arena_budget}")
         return ",".join(parts)
 
     def restricted_to_last(self, n: int) -> Scheme:
@@ -215,6 +229,17 @@ def _budget(value: object, where: str) -> float:
     return budget
 
 
+def _arena_budget(value: object, where: str, inline: bool = False) -> int:
+    """arena_budget: a whole number of bytes > 0 (TOML: an integer; inline: its digits)."""
+    if inline and isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ToolError(
+            f"{where}: arena_budget must be a whole number of bytes > 0 (e.g. 91000), not {value!r}"
+        )
+    return value
+
+
 def _flag(value: str, where: str) -> bool:
     """An inline on/off option: 1, true, 0 or false."""
     flags = {"1": True, "true": True, "0": False, "false": False}
@@ -244,6 +269,9 @@ def parse_scheme_text(text: str) -> Scheme:
             continue
         if key.strip() == "patch_budget":
             s.patch_budget = _budget(value.strip(), f"scheme {text!r}")
+            continue
+        if key.strip() == "arena_budget":
+            s.arena_budget = _arena_budget(value.strip(), f"scheme {text!r}", inline=True)
             continue
         if key.strip() in ("stream_input", "conv_two_pass"):
             setattr(s, key.strip(), _flag(value.strip(), f"scheme {text!r}: {key.strip()}"))
@@ -332,11 +360,13 @@ def _scheme_file(path: Path) -> Scheme:
         "qas",
         "stream_input",
         "conv_two_pass",
+        "arena_budget",
     }
     if unknown:
         raise ToolError(
             f"{path}: unknown keys {sorted(unknown)}; a scheme has bias_layers, [weights], "
-            "[input_channels], [[patch]], patch_budget, gradients, qas, stream_input and conv_two_pass"
+            "[input_channels], [[patch]], patch_budget, gradients, qas, stream_input, conv_two_pass "
+            "and arena_budget"
         )
     for flag in ("qas", "stream_input", "conv_two_pass"):
         if not isinstance(d.get(flag, True), bool):
@@ -353,6 +383,8 @@ def _scheme_file(path: Path) -> Scheme:
         scheme.float_gradients = _gradients(d["gradients"], str(path))
     scheme.stream_input = d.get("stream_input", False)
     scheme.conv_two_pass = d.get("conv_two_pass", False)
+    if "arena_budget" in d:
+        scheme.arena_budget = _arena_budget(d["arena_budget"], str(path))
     return _check(scheme, str(path))
 
 
