@@ -22,7 +22,7 @@ from pytools.model.ir import Graph, ModelError
 from pytools.model.lowering.fold import Folded, fold_pads
 from pytools.model.lowering.patch import Patched, Patching, choose, patch_stages
 from pytools.model.lowering.stream import Streamed, stream_input
-from pytools.model.plan import STORAGE_CONSTANT, STORAGE_STATE
+from pytools.model.plan import NO_TENSOR, STORAGE_ARENA, STORAGE_CONSTANT, STORAGE_STATE
 from pytools.model.planner import align_up
 from pytools.train.arena_budget import meet
 from pytools.train.autodiff import TrainGraph, build_training_graph
@@ -258,17 +258,32 @@ def lifetimes(ct: CompiledTraining) -> dict[int, tuple[int, int]]:
 
 
 def arena_profile(ct: CompiledTraining) -> list[dict[str, int]]:
-    """Arena bytes alive at each operator of the step (and after the last), by category."""
-    g = ct.train.graph
-    live = lifetimes(ct)
-    scratch = {pt.name: align_up(pt.size) for pt in ct.compiled.plan.tensors if pt.name.startswith("scratch")}
+    """Arena bytes alive at each operator of the step (and after the last), by category. Bytes
+    are counted where the plan puts them: a tensor written over another (in place, over its
+    operator's scratch, an alias, a patched stage's output over its consumed input) shares their
+    bytes, which count once, for the one placed first (the lower offset; at the same offset, the
+    tensor before the scratch)."""
+    g, plan, ids = ct.train.graph, ct.compiled.plan, ct.compiled.plan_ids
+    in_arena = (STORAGE_ARENA, STORAGE_STATE)
+    # (first, last, offset, bytes, category) of every arena buffer, scratch last
+    regions = []
+    for t, (a, b) in lifetimes(ct).items():
+        pt = plan.tensors[ids[t]] if t in ids else None
+        if pt is not None and pt.storage in in_arena:
+            cat = category(ct.train, t, g.tensor(t).name)
+            regions.append((a, b, pt.offset, align_up(g.tensor(t).nbytes), cat))
+    for step, op in enumerate(plan.ops):
+        if op.scratch != NO_TENSOR:
+            pt = plan.tensors[op.scratch]
+            regions.append((step, step, pt.offset, align_up(pt.size), "scratch"))
     profile = []
     for step in range(len(g.ops) + 1):
         cats = dict.fromkeys(CATEGORIES, 0)
-        for t, (a, b) in live.items():
-            if a <= step <= b:
-                cats[category(ct.train, t, g.tensor(t).name)] += align_up(g.tensor(t).nbytes)
-        cats["scratch"] += scratch.get(f"scratch{step}", 0)
+        covered = 0  # the end of the bytes counted so far (regions in offset order)
+        alive = sorted((r for r in regions if r[0] <= step <= r[1]), key=lambda r: (r[2], r[4] == "scratch"))
+        for _, _, offset, size, cat in alive:
+            cats[cat] += max(0, offset + size - max(offset, covered))
+            covered = max(covered, offset + size)
         profile.append(cats)
     return profile
 
