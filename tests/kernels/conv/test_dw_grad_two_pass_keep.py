@@ -228,6 +228,21 @@ def test_the_one_pass_quads_equal_the_reference(i: int) -> None:
     assert got[7].tobytes() == want[7].tobytes()
 
 
+@pytest.mark.parametrize("i", range(len(ONE_PASS)))
+def test_the_one_pass_quads_keep_every_bit_with_the_output_over_their_scratch(i: int) -> None:
+    """The planner may put the one-pass operator's output at its scratch's start
+    (compiler.OUTPUT_OVER_SCRATCH): the quads' accumulators are there, their buffers past them."""
+    from pytools.model.compiler import output_over_scratch_operand
+    from tests.test_scratch_planning import _run_over_scratch
+
+    call, values = _one_pass_quads(i)
+    k = output_over_scratch_operand(call.kernel)
+    want = run_variant(call, values, "ref")
+    got = _run_over_scratch(call, values, "dsp", k)
+    np.testing.assert_array_equal(got[k], want[k])
+    assert got[k + 1].tobytes() == want[k + 1].tobytes()
+
+
 @pytest.mark.emulator
 @pytest.mark.parametrize("board", ["mps2_an500", "mps2_an386"], ids=["cortex_m7", "cortex_m4"])
 def test_the_one_pass_quads_on_the_emulated_board(board: str, tmp_path) -> None:
