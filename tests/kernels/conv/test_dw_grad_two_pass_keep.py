@@ -40,6 +40,8 @@ CASES: list[dict[str, Any]] = [
     dict(h=6, w=6, in_c=120, sh=1, f=3, n=2, mult=1, mask=False, train=0),
     dict(h=5, w=7, in_c=8, sh=1, f=3, n=1, mult=1, mask=True, train=0),  # too few: the planes
     dict(h=5, w=5, in_c=128, sh=2, f=3, n=1, mult=1, mask=True, train=0, pad="VALID"),
+    # the quads over two batches with a mask (each batch's mask bits and sums in the output bytes)
+    dict(h=8, w=8, in_c=128, sh=1, f=3, n=2, mult=1, mask=True, train=5),
 ]
 
 
