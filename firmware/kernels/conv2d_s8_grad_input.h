@@ -77,14 +77,24 @@ static inline int32_t conv_grad_round_nonneg(float v) {
     return t;
 }
 
-/* m[i] = round(2^23 * scales[i] / max scales) for i < n (n = channels, or 1 per tensor);
- * returns max scales. Scales are positive (the lowering checks it). */
-static inline float conv_grad_channel_q23(const float *scales, int32_t n, int32_t *m) {
+/* The largest of scales[0..n) (n = channels, or 1 per tensor). */
+static inline float conv_grad_max_scale(const float *scales, int32_t n) {
     float max_s = scales[0];
     for (int32_t i = 1; i < n; i++)
         if (scales[i] > max_s) max_s = scales[i];
-    for (int32_t i = 0; i < n; i++)
-        m[i] = conv_grad_round_nonneg(scales[i] / max_s * (float)(1u << CONV_GRAD_Q));
+    return max_s;
+}
+
+/* A channel's Q23 multiplier: round(2^23 * s / max_s), s its scale, max_s the largest. */
+static inline int32_t conv_grad_q23(float s, float max_s) {
+    return conv_grad_round_nonneg(s / max_s * (float)(1u << CONV_GRAD_Q));
+}
+
+/* m[i] = round(2^23 * scales[i] / max scales) for i < n (n = channels, or 1 per tensor);
+ * returns max scales. Scales are positive (the lowering checks it). */
+static inline float conv_grad_channel_q23(const float *scales, int32_t n, int32_t *m) {
+    const float max_s = conv_grad_max_scale(scales, n);
+    for (int32_t i = 0; i < n; i++) m[i] = conv_grad_q23(scales[i], max_s);
     return max_s;
 }
 

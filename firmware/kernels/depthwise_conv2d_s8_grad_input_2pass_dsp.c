@@ -465,6 +465,14 @@ static int quads_take(const struct depthwise_conv2d_s8_grad_input_2pass_params *
            dwq_fit(q, depthwise_conv2d_s8_grad_input_2pass_scratch_size(p2) - dw2_kept_bytes(p2));
 }
 
+/* The end of the quads that keep their sums between the passes, kq (keep rounded down to whole
+ * quads) or more: quads [kq, end) in the output bytes (run_quads), where the output is 4-aligned
+ * (aligned), a quarter of the channels in whole quads. */
+static int32_t quads_kept_end(int32_t ch, int32_t kq, int aligned) {
+    const int32_t end = aligned ? (ch / 4) & ~3 : 0;
+    return end < kq ? kq : end;
+}
+
 static __attribute__((noinline)) int run_quads(
     const struct depthwise_conv2d_s8_grad_input_2pass_params *p2, void *const *operands,
     void *scratch_all) {
@@ -485,8 +493,7 @@ static __attribute__((noinline)) int run_quads(
      * pass 2: quad c0's at bytes [4 c0, 4 c0 + 16) of each pixel (4 c0 + 16 <= ch). Pass 2 goes
      * up the quads, quad j writing bytes [j, j + 4): before 4 c0 for every j < c0, and a quad
      * reads its own sums before writing (dwq_round_free), so none is overwritten unread. */
-    int32_t free_end = ((uintptr_t)grad_in & 3u) == 0 ? (ch / 4) & ~3 : 0;
-    if (free_end < kq) free_end = kq;
+    const int32_t free_end = quads_kept_end(ch, kq, ((uintptr_t)grad_in & 3u) == 0);
     uint32_t max_abs = 0;
     for (int32_t c0 = 0; c0 < ch; c0 += 4)
         for (int32_t b = 0; b < p->batches; ++b) {
@@ -553,8 +560,7 @@ int32_t depthwise_conv2d_s8_grad_input_2pass_dsp_kept(const void *params) {
     int32_t block, extra;
     int in_scratch;
     if (quads_take(&p2, &q)) { /* whole quads, and those in the output bytes (run_quads) */
-        const int32_t kq = dw2_keep(&p2) & ~3, free_end = (p.input_c / 4) & ~3;
-        return kq > free_end ? kq : free_end;
+        return quads_kept_end(p.input_c, dw2_keep(&p2) & ~3, 1); /* plans' outputs are aligned */
     }
     if (!dwp_setup(&d, &p)) return -1;
     const int32_t kept = kept_channels(&p, &d, &block, &in_scratch, &extra);

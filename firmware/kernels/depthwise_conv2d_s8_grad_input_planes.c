@@ -152,12 +152,8 @@ float dwp_operands(struct dwp *d, void *const *operands) {
     d->trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
     d->scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
     /* conv_grad_channel_q23's max_s */
-    const int32_t n = d->p.per_channel ? d->p.input_c : 1;
-    float max_s = d->scales[0];
-    for (int32_t i = 1; i < n; i++)
-        if (d->scales[i] > max_s) max_s = d->scales[i];
-    d->max_scale = max_s;
-    return max_s;
+    d->max_scale = conv_grad_max_scale(d->scales, d->p.per_channel ? d->p.input_c : 1);
+    return d->max_scale;
 }
 
 int dwp_fill(const struct dwp *d, int32_t b, int32_t c, int32_t mc, int16_t *plane) {

@@ -81,8 +81,7 @@ void dwp_clear(const struct dwp *d, int16_t *plane);
  * expression), computed when needed: the variants keep other things in the scratch the
  * reference gives the multipliers. */
 static inline int32_t dwp_q23(const struct dwp *d, int32_t c) {
-    const float s = d->scales[d->p.per_channel ? c : 0];
-    return conv_grad_round_nonneg(s / d->max_scale * (float)(1u << CONV_GRAD_Q));
+    return conv_grad_q23(d->scales[d->p.per_channel ? c : 0], d->max_scale);
 }
 /* The operands into d (depthwise_conv2d_s8_grad_input.h's order), d->max_scale the weight
  * scales' maximum (conv_grad_channel_q23's max_s); returns it. */

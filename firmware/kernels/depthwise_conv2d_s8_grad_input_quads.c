@@ -78,12 +78,8 @@ float dwq_operands(struct dwq *q, void *const *operands) {
     q->filter = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_FILTER];
     q->trained = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_TRAINED_FILTER];
     q->scales = operands[DEPTHWISE_CONV2D_S8_GRAD_INPUT_WEIGHT_SCALES];
-    const int32_t n = q->p.per_channel ? q->p.input_c : 1;
-    float max_s = q->scales[0];
-    for (int32_t i = 1; i < n; i++)
-        if (q->scales[i] > max_s) max_s = q->scales[i];
-    q->max_scale = max_s;
-    return max_s;
+    q->max_scale = conv_grad_max_scale(q->scales, q->p.per_channel ? q->p.input_c : 1);
+    return q->max_scale;
 }
 
 void dwq_clear(const struct dwq *q, void *buf) {
@@ -91,10 +87,9 @@ void dwq_clear(const struct dwq *q, void *buf) {
     for (int32_t i = 0; i < 2 * q->th * q->tw; ++i) t[i] = 0;
 }
 
-/* Channel c's Q23 multiplier: conv_grad_channel_q23's m[c] (dwp_q23's expression). */
+/* Channel c's Q23 multiplier: conv_grad_channel_q23's m[c]. */
 static inline int32_t q23(const struct dwq *q, int32_t c) {
-    const float s = q->scales[q->p.per_channel ? c : 0];
-    return conv_grad_round_nonneg(s / q->max_scale * (float)(1u << CONV_GRAD_Q));
+    return conv_grad_q23(q->scales[q->p.per_channel ? c : 0], q->max_scale);
 }
 
 #ifdef DWQ_ASM

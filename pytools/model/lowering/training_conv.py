@@ -49,9 +49,28 @@ def _kind(op: Op) -> str:
     return op.kind.rsplit("_GRAD_", 1)[0]
 
 
-def _broadcast(op: Op) -> int:
-    """1 where G_y is one row per image (pytools/train/mean_grad_broadcast.py)."""
-    return int(bool(op.options.get("grad_broadcast", False)))
+def _broadcast(g: Graph, op: Op, gy: int, kernel: str) -> int:
+    """1 where G_y is one row per image (pytools/train/mean_grad_broadcast.py), else 0; G_y's
+    shape checked against the layer's output, since the kernel reads as many gradients as its
+    parameters say (the output's, or one row per image): a graph where the two disagree is
+    refused here, not planned to read past the gradient's bytes."""
+    broadcast = bool(op.options.get("grad_broadcast", False))
+    fwd_op = g.ops[op.options["forward"]]
+    out, got = tuple(g.tensor(fwd_op.outputs[0]).shape), tuple(g.tensor(gy).shape)
+    if broadcast:
+        ok = "grad_broadcast" in params_layout(kernel).names and got == (
+            out[0],
+            *(1 for _ in out[1:-1]),
+            out[-1],
+        )
+    else:
+        ok = int(np.prod(got)) == int(np.prod(out))
+    if not ok:
+        raise ModelError(
+            f"{fwd_op.where()}: {op.kind} reads an output gradient shaped {got} for the layer's "
+            f"output {out}" + (" as one row per image (grad_broadcast)" if broadcast else "")
+        )
+    return int(broadcast)
 
 
 def _grad_input(g: Graph, op: Op) -> KernelCall:
@@ -61,7 +80,11 @@ def _grad_input(g: Graph, op: Op) -> KernelCall:
     gx, sx = op.outputs
     fwd = forward_call(g, op).params
     params = _params(
-        kernel, fwd, has_mask=int(mask >= 0), train_rows=fwd["train_rows"], grad_broadcast=_broadcast(op)
+        kernel,
+        fwd,
+        has_mask=int(mask >= 0),
+        train_rows=fwd["train_rows"],
+        grad_broadcast=_broadcast(g, op, gy, kernel),
     )
     trained = fwd_op.options.get("trained_filter", -1)
     return KernelCall(
@@ -108,7 +131,7 @@ def _grad_update(g: Graph, op: Op) -> KernelCall:
         update_bias=int(b_ram >= 0),
         lr=float(op.options["lr"]),
         input_scale=s_x,
-        grad_broadcast=_broadcast(op),
+        grad_broadcast=_broadcast(g, op, gy, kernel),
     )
     return KernelCall(
         kernel,

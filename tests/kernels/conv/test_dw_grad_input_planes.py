@@ -237,7 +237,7 @@ def _kept_layer(seed: int) -> gs.Layer:
     """8x8 inputs with channels enough to keep (>= 147 at 8 wide): MCUNet's shapes first."""
     rng = np.random.default_rng(91_000 + seed)
     # (3x3 with channels a multiple of 4 on 8x8 run the channel-quad engine instead, which keeps
-    # nothing of its own: one channel more keeps these on the channel-plane engine)
+    # whole quads its own way: one channel more keeps these on the channel-plane engine)
     shapes = [(5, 192, 1), (7, 288, 2), (3, 161, 1), (5, 576, 1)]
     if seed < len(shapes):
         k, c, st = shapes[seed]
@@ -321,7 +321,7 @@ def test_the_kept_count_replica_is_the_kernels() -> None:
         )
         call, _ = _two_pass(layer)
         c = _kept_by_the_kernel(call)
-        if c >= 0 and not _quads(call):  # (the channel-quad engine keeps nothing of its own)
+        if c >= 0 and not _quads(call):  # (the channel-quad engine keeps its own way: whole quads)
             assert c == _kept(call.params), call.params
             seen.add(c > 0)
     assert seen == {True, False}

@@ -40,6 +40,8 @@ CASES: list[dict[str, Any]] = [
     dict(h=6, w=6, in_c=120, sh=1, f=3, n=2, mult=1, mask=False, train=0),
     dict(h=5, w=7, in_c=8, sh=1, f=3, n=1, mult=1, mask=True, train=0),  # too few: the planes
     dict(h=5, w=5, in_c=128, sh=2, f=3, n=1, mult=1, mask=True, train=0, pad="VALID"),
+    # the quads over two batches with a mask (each batch's mask bits and sums in the output bytes)
+    dict(h=8, w=8, in_c=128, sh=1, f=3, n=2, mult=1, mask=True, train=5),
 ]
 
 
@@ -226,6 +228,21 @@ def test_the_one_pass_quads_equal_the_reference(i: int) -> None:
     got = run_variant(call, values, "dsp")
     np.testing.assert_array_equal(got[6], want[6])
     assert got[7].tobytes() == want[7].tobytes()
+
+
+@pytest.mark.parametrize("i", range(len(ONE_PASS)))
+def test_the_one_pass_quads_keep_every_bit_with_the_output_over_their_scratch(i: int) -> None:
+    """The planner may put the one-pass operator's output at its scratch's start
+    (compiler.OUTPUT_OVER_SCRATCH): the quads' accumulators are there, their buffers past them."""
+    from pytools.model.compiler import output_over_scratch_operand
+    from tests.test_scratch_planning import _run_over_scratch
+
+    call, values = _one_pass_quads(i)
+    k = output_over_scratch_operand(call.kernel)
+    want = run_variant(call, values, "ref")
+    got = _run_over_scratch(call, values, "dsp", k)
+    np.testing.assert_array_equal(got[k], want[k])
+    assert got[k + 1].tobytes() == want[k + 1].tobytes()
 
 
 @pytest.mark.emulator

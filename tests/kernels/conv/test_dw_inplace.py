@@ -45,6 +45,10 @@ CASES = [
     (1, 10, 9, 6, 7, 1, (3, 3), 100, 0),  # one band holds the map
     (1, 12, 10, 6, 3, 2, "SAME", 1, 0),  # dilation 2: top padding 2
     (1, 13, 11, 7, 3, 3, "SAME", 4, 0),
+    # one call on the board's bands (a band's last rows moved up, its input rows written over by
+    # then) with a partial last quad spilling onto the next row, band boundaries included
+    (1, 24, 13, 8, 3, 1, "SAME", 1, 0),
+    (2, 28, 11, 4, 3, 1, "SAME", 1, 0),
 ]
 
 
