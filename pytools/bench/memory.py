@@ -50,6 +50,7 @@ def memory_figures(ct: CompiledTraining) -> dict[str, Any]:
         "flash_limit": m.flash_size,
         "arena": c.arena,
         "arena_peak_operator": ct.peak_step,
+        "forward_operators": nf,  # operators [0, nf) are the forward pass (and its patches)
         "arena_peak_kind": g.ops[ct.peak_step].kind if ct.peak_step < len(g.ops) else "end",
         "arena_breakdown": {k: ct.breakdown[k] for k in CATEGORIES},
         "arena_peak_tensors": live_tensors(ct, ct.peak_step),

@@ -519,8 +519,7 @@ def _resident_section(mb: dict[str, Any], rs: dict[str, Any]) -> list[str]:
         f"trainable state); the busiest of the backward part #{mem['arena_backward_peak_operator']} "
         f"({mem['arena_backward_peak_kind']}: {back['trainable state']:,} B trainable state, "
         f"{back['gradients']:,} gradients, {back['masks']:,} masks, {back['saved activations']:,} saved "
-        f"activations, {back['scratch']:,} scratch). Category sums count a tensor written over another "
-        "(in place, over its scratch) twice, so they can exceed the arena."
+        f"activations, {back['scratch']:,} scratch)."
     )
     return lines
 
@@ -607,15 +606,22 @@ def _mbv2_section(
     top_text = ", ".join(
         f"`{_short(name)}` {'x'.join(map(str, shape))} ({size:,} B, {cat})" for name, shape, size, cat in top
     )
+    kept = bd["saved activations"] + bd["masks"] + bd["gradients"]
+    where = "in the forward pass" if mem["arena_peak_operator"] < mem.get("forward_operators", 0) else ""
+    kept_text = (
+        f"No saved activation, mask or gradient is alive at that point ({kept:,} B): they belong to the "
+        "late 8x8 and 4x4 layers, which is what sparse update buys."
+        if kept == 0
+        else f"Beside them, {kept:,} B of saved activations, masks and gradients, kept for the backward "
+        "pass of the trained 8x8 and 4x4 layers (sparse update keeps nothing for the layers before)."
+    )
     lines += [
         "",
         "**Where the memory goes.** The arena peaks at operator "
-        f"#{mem['arena_peak_operator']} ({mem['arena_peak_kind']}), early in the forward pass, with "
+        f"#{mem['arena_peak_operator']} ({mem['arena_peak_kind']}){', ' + where if where else ''}, with "
         f"{bd['activations']:,} B of forward activations and {bd['trainable state']:,} B of trainable state "
         f"(weight slices, biases and the RNG live all step); the largest tensors alive there: {top_text}. "
-        f"No saved activation, mask or gradient is alive at that point "
-        f"({bd['saved activations'] + bd['masks'] + bd['gradients']:,} B): they belong to the late 8x8 "
-        "and 4x4 layers, which is what sparse update buys. At the busiest operator of the backward part "
+        f"{kept_text} At the busiest operator of the backward part "
         f"(#{mem['arena_backward_peak_operator']}, {mem['arena_backward_peak_kind']}) the arena holds "
         f"{sum(back.values()):,} B: {back['saved activations']:,} saved activations, "
         f"{back['masks']:,} masks, "
